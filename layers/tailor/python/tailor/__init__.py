@@ -1,0 +1,1 @@
+"""Tailor's domain library: events, shopper state, ranking and models, shared by every function."""

@@ -1,0 +1,83 @@
+"""What one event adds to shared counters: items, item associations, query-item counts, referrers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from tailor.events import Event
+from tailor.session import QUERY_ATTRIBUTION_SECONDS, SessionState
+from tailor.text import normalize_query
+
+__all__ = ["ASSOCIATION_WINDOW", "Contribution", "contributions"]
+
+ASSOCIATION_WINDOW = 10  # a newly engaged item is associated with this many of the session's previous items
+
+# Item counter that each event type increments, and whether it counts units (quantity) or events.
+ITEM_COUNTERS: dict[str, str] = {
+    "view": "views", "click": "clicks", "add_to_cart": "carts", "remove_from_cart": "cart_removes",
+    "purchase": "purchases", "wishlist": "wishlists", "review_read": "review_reads",
+    "spec_compare": "spec_compares", "zoom": "zooms", "dwell": "dwells",
+}
+# Events that make two items of a session associated.
+ASSOCIATING = frozenset({"view", "click", "add_to_cart", "purchase", "wishlist"})
+# Events after a search that credit the searched query with the item, and the counter prefix.
+QUERY_OUTCOMES: dict[str, str] = {"click": "c:", "add_to_cart": "a:", "purchase": "p:"}
+CATALOG_FIELDS = ("category", "price", "brand", "available")
+
+
+@dataclass
+class Contribution:
+    """Increments and latest values that one event gives one row of a shared table."""
+
+    table: str
+    key: str
+    increments: dict[str, float] = field(default_factory=dict)
+    latest: dict[str, Any] = field(default_factory=dict)
+
+
+def contributions(event: Event, session: SessionState | None) -> list[Contribution]:
+    """The shared-counter effects of `event`, given its session as it was just before the event."""
+    out: list[Contribution] = []
+    kind = event.event_type
+    item_id = getattr(event, "item_id", None)
+
+    if item_id:
+        out.append(_item_contribution(event, item_id))
+    if kind == "spec_compare":
+        out.extend(Contribution("items", other, {"spec_compares": 1}) for other in event.compared_with
+                   if other != item_id)
+    if kind == "impression":
+        out.extend(Contribution("items", shown, {"impressions": 1}) for shown in dict.fromkeys(event.item_ids))
+
+    if kind in ASSOCIATING and item_id and (session is None or item_id not in session.items):
+        previous = [] if session is None else session.recent_items(ASSOCIATION_WINDOW)
+        for other in previous:
+            out.append(Contribution("associations", item_id, {f"n:{other}": 1}))
+            out.append(Contribution("associations", other, {f"n:{item_id}": 1}))
+
+    if kind == "search":
+        out.append(Contribution("queries", normalize_query(event.query), {"searches": 1}))
+    elif kind in QUERY_OUTCOMES and session is not None and session.last_query is not None:
+        if event.epoch - (session.last_query_at or 0.0) <= QUERY_ATTRIBUTION_SECONDS:
+            amount = getattr(event, "quantity", 1)
+            out.append(Contribution("queries", session.last_query, {f"{QUERY_OUTCOMES[kind]}{item_id}": amount}))
+
+    if kind == "referral" and event.referrer_user_id and event.referrer_user_id != event.user_id:
+        out.append(Contribution("shoppers", event.referrer_user_id, {"referrals_sent": 1}))
+    return out
+
+
+def _item_contribution(event: Event, item_id: str) -> Contribution:
+    kind = event.event_type
+    increments: dict[str, float] = {}
+    counter = ITEM_COUNTERS.get(kind)
+    if counter:
+        increments[counter] = getattr(event, "quantity", 1)
+    if kind == "purchase":
+        increments["revenue"] = round(event.price * event.quantity, 6)
+    elif kind == "dwell":
+        increments["dwell_ms"] = event.dwell_ms
+    latest = {name: getattr(event, name) for name in CATALOG_FIELDS if getattr(event, name, None) is not None}
+    latest["last_event_at"] = event.epoch
+    return Contribution("items", item_id, increments, latest)

@@ -1,0 +1,67 @@
+"""Kinesis batches through Powertools: collect every record, apply them as one aggregate, report failures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import Metrics, MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
+
+from tailor.ingest.service import BatchOutcome, Ingestor, StreamRecord
+
+__all__ = ["AggregatingKinesisProcessor", "NotApplied", "publish_metrics", "stream_record"]
+
+
+class NotApplied(Exception):
+    """The record's effects could not all be written; the stream will deliver it again."""
+
+
+def stream_record(record: KinesisStreamRecord) -> StreamRecord:
+    """The record handler: a Kinesis record as the domain's StreamRecord (it never rejects one)."""
+    return StreamRecord(
+        shard=record.event_id.split(":", 1)[0],
+        sequence=record.kinesis.sequence_number,
+        data=record.kinesis.data_as_bytes(),
+        partition_key=record.kinesis.partition_key,
+        arrival=float(record.kinesis.approximate_arrival_timestamp or 0),
+    )
+
+
+class AggregatingKinesisProcessor(BatchProcessor):
+    """A BatchProcessor whose per-record handler only decodes; the batch is applied at the end as a
+    whole, so each touched key is written once, and records it could not apply become failures."""
+
+    def __init__(self, ingestor: Ingestor, **kwargs: Any):
+        super().__init__(event_type=EventType.KinesisDataStreams, **kwargs)
+        self.ingestor = ingestor
+        self.outcome = BatchOutcome()
+        self._decoded: list[tuple[dict, StreamRecord]] = []
+
+    def _prepare(self) -> None:
+        super()._prepare()
+        self._decoded = []
+        self.outcome = BatchOutcome()
+
+    def success_handler(self, record, result):
+        self._decoded.append((record, result))
+        return super().success_handler(record, result)
+
+    def _clean(self) -> None:
+        if self._decoded:
+            self.outcome = self.ingestor.ingest([decoded for _, decoded in self._decoded])
+            failed = set(self.outcome.failed)
+            for raw, decoded in self._decoded:
+                if decoded.sequence in failed:
+                    self.success_messages.remove(raw)
+                    error = NotApplied(f"record {decoded.sequence} not applied; it will be delivered again")
+                    self.failure_handler(KinesisStreamRecord(raw), (NotApplied, error, None))
+        super()._clean()
+
+
+def publish_metrics(metrics: Metrics, outcome: BatchOutcome) -> None:
+    metrics.add_metric(name="EventsAccepted", unit=MetricUnit.Count, value=outcome.accepted)
+    metrics.add_metric(name="EventsQuarantined", unit=MetricUnit.Count, value=outcome.quarantined)
+    metrics.add_metric(name="DuplicateEvents", unit=MetricUnit.Count, value=outcome.duplicates)
+    metrics.add_metric(name="RecordsToRetry", unit=MetricUnit.Count, value=len(outcome.failed))
+    metrics.add_metric(name="RowsWritten", unit=MetricUnit.Count, value=outcome.writes)

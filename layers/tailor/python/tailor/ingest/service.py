@@ -1,0 +1,342 @@
+"""Apply one shard's batch of stream records to Tailor's state exactly once, one write per touched key.
+
+Kinesis delivers at least once: a batch comes again after a timeout, and after a partial failure
+the stream replays from the lowest failed record, possibly with new records behind it or cut in
+halves. Every row therefore carries, per shard, the position of the last record it has absorbed
+(its watermark), and every write is conditional on it:
+
+* Session and shopper rows ("state rows") are read first, folded forward in Python over the
+  records past their own watermark, and written whole with `watermark == what we read`.
+* Shared counters (items, associations, query-item counts, referrers) are never read: each
+  write adds the batch's increments only if the row's watermark is still below the first record
+  that contributes to it. If it is not, the write is retried with the records past it.
+* What a record adds to shared counters depends on its session as it was just before it. So state
+  rows are written only after every counter write has landed, and only with the records below
+  the first failure: on a replay, a state row never already holds a record whose counter effects
+  are still missing, and records it does hold are known to be fully counted.
+* The archive of valid events has a checkpoint row of its own: objects are named after the first
+  record past the checkpoint, so a replay rewrites the same object rather than adding one.
+* Quarantined records are stored under their own sequence number, so storing one twice is a no-op.
+
+Within a shard batches run one at a time (ParallelizationFactor 1), so per-shard watermarks
+order every write; records of other shards touch shared counters under their own watermark.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import threading
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable, Sequence
+
+from tailor.events import Event, EventError, parse_event
+from tailor.ingest.derive import Contribution, contributions
+from tailor.session import SessionState, fold_session
+from tailor.shopper import ShopperState, fold_shopper
+from tailor.store.port import BlobStore, Conflict, StateStore
+
+__all__ = ["BatchOutcome", "Ingestor", "StreamRecord", "position"]
+
+logger = logging.getLogger(__name__)
+
+ATTRIBUTES_PER_WRITE = 100  # keeps one UpdateItem expression well under DynamoDB's 4 KB limit
+
+
+def position(sequence: str) -> str:
+    """A sequence number as a string that sorts like the number (length first, then digits)."""
+    return f"{len(sequence):03d}{sequence}"
+
+
+@dataclass(frozen=True)
+class StreamRecord:
+    shard: str
+    sequence: str
+    data: bytes
+    partition_key: str = ""
+    arrival: float = 0.0
+
+    @property
+    def position(self) -> str:
+        return position(self.sequence)
+
+
+@dataclass
+class BatchOutcome:
+    """What a batch did: `failed` lists the sequence numbers the stream must deliver again."""
+
+    failed: list[str] = field(default_factory=list)
+    accepted: int = 0
+    quarantined: int = 0
+    duplicates: int = 0
+    rows_written: Counter = field(default_factory=Counter)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def wrote(self, table: str) -> None:
+        with self._lock:
+            self.rows_written[table] += 1
+
+    @property
+    def writes(self) -> int:
+        return sum(self.rows_written.values())
+
+
+class Ingestor:
+    def __init__(self, store: StateStore, blobs: BlobStore, *, session_ttl_days: float = 7,
+                 max_workers: int = 16):
+        self.store = store
+        self.blobs = blobs
+        self.session_ttl = int(session_ttl_days * 86400)
+        self._pool = ThreadPoolExecutor(max_workers=max_workers) if max_workers > 1 else None
+
+    def ingest(self, records: Sequence[StreamRecord]) -> BatchOutcome:
+        outcome = BatchOutcome()
+        if not records:
+            return outcome
+        shard = records[0].shard
+        if any(r.shard != shard for r in records):
+            raise ValueError("a batch holds the records of one shard")
+        records = sorted(records, key=lambda r: r.position)
+        accepted, originals, rejected = _decode(records)
+        outcome.accepted, outcome.quarantined = len(accepted), len(rejected)
+
+        rows = {
+            "sessions": self.store.read("sessions", {e.session_id for _, e in accepted}),
+            "shoppers": self.store.read("shoppers", {e.user_id for _, e in accepted}),
+            "checkpoints": self.store.read("checkpoints", [_archive_id(shard)]),
+        }
+        walk = _Walk.over(accepted, rows, shard, cutoff=None, ttl=self.session_ttl)
+        outcome.duplicates = walk.duplicates
+
+        # Phase 1: everything that state rows must not run ahead of.
+        tasks: list[Callable[[], str | None]] = [
+            _bind(self._quarantine, shard, record, reason) for record, reason in rejected
+        ]
+        tasks += [_bind(self._add, shard, table, key, parts, outcome)
+                  for (table, key), parts in walk.grouped_contributions().items()]
+        tasks.append(_bind(self._archive, shard, accepted, originals, rows["checkpoints"], outcome))
+        failures = [p for p in self._run(tasks) if p is not None]
+
+        # Phase 2: state rows, holding only the records below the first failure.
+        cutoff = min(failures, default=None)
+        if cutoff is not None:
+            walk = _Walk.over(accepted, rows, shard, cutoff=cutoff, ttl=self.session_ttl)
+        tasks = [_bind(self._write_state, shard, table, key, row, outcome)
+                 for table, key, row in walk.changed_rows()]
+        failures += [p for p in self._run(tasks) if p is not None]
+
+        cutoff = min(failures, default=None)
+        if cutoff is not None:
+            outcome.failed = [r.sequence for r in records if r.position >= cutoff]
+        return outcome
+
+    # -- phase 1 ------------------------------------------------------------------------------------
+
+    def _quarantine(self, shard: str, record: StreamRecord, reason: str) -> str | None:
+        arrived = datetime.fromtimestamp(record.arrival or 0, tz=timezone.utc).date().isoformat()
+        body = {
+            "reason": reason,
+            "shard": shard,
+            "sequence_number": record.sequence,
+            "partition_key": record.partition_key,
+            "approximate_arrival": record.arrival,
+            "data": record.data.decode("utf-8", errors="replace"),
+        }
+        try:
+            self.blobs.put(f"quarantine/date={arrived}/shard={shard}/{record.sequence}.json",
+                           json.dumps(body).encode(), "application/json")
+        except Exception:
+            logger.exception("quarantine write failed", extra={"sequence_number": record.sequence})
+            return record.position
+        return None
+
+    def _add(self, shard: str, table: str, key: str, parts: list[tuple[str, Contribution]],
+             outcome: BatchOutcome) -> str | None:
+        watermark = f"wm:{shard}"
+        for chunk in _chunks_by_record(parts, ATTRIBUTES_PER_WRITE):
+            for attempt in (1, 2):
+                increments, latest = _merge(c for _, c in chunk)
+                try:
+                    self.store.add(table, key, increments, latest, watermark=watermark,
+                                   first=chunk[0][0], last=chunk[-1][0])
+                    outcome.wrote(table)
+                    break
+                except Conflict as conflict:
+                    # Part of this chunk was absorbed by an earlier delivery: add only the rest.
+                    chunk = [(p, c) for p, c in chunk if conflict.watermark is None or p > conflict.watermark]
+                    if not chunk:
+                        break
+                    if attempt == 2:
+                        return chunk[0][0]
+                except Exception:
+                    logger.exception("counter write failed", extra={"table": table, "key": key})
+                    return chunk[0][0]
+        return None
+
+    def _archive(self, shard: str, accepted: list[tuple[str, Event]], originals: dict[str, str],
+                 checkpoints: dict[str, dict], outcome: BatchOutcome) -> str | None:
+        checkpoint_id = _archive_id(shard)
+        watermark = f"sw:{shard}"
+        done = checkpoints.get(checkpoint_id, {}).get(watermark)
+        pending = [(p, e) for p, e in accepted if done is None or p > done]
+        if not pending:
+            return None
+        by_day: dict[str, list[tuple[str, Event]]] = defaultdict(list)
+        for p, e in pending:
+            by_day[e.timestamp.astimezone(timezone.utc).date().isoformat()].append((p, e))
+        try:
+            for day, part in by_day.items():
+                # Named after its first record past the checkpoint: a replay rewrites the same object.
+                first_sequence = part[0][0][3:]
+                lines = "".join(originals[p] + "\n" for p, _ in part)
+                self.blobs.put(f"archive/date={day}/shard={shard}/{first_sequence}.jsonl.gz",
+                               gzip.compress(lines.encode(), mtime=0), "application/gzip")
+            self.store.write_state("checkpoints", checkpoint_id, {"archived_through": pending[-1][0][3:]},
+                                   watermark=watermark, expected=done, new=pending[-1][0])
+            outcome.wrote("checkpoints")
+        except Exception:
+            logger.exception("archive write failed", extra={"shard": shard})
+            return pending[0][0]
+        return None
+
+    # -- phase 2 ------------------------------------------------------------------------------------
+
+    def _write_state(self, shard: str, table: str, key: str, row: "_Row", outcome: BatchOutcome) -> str | None:
+        try:
+            self.store.write_state(table, key, row.state.to_row(), watermark=f"sw:{shard}",
+                                   expected=row.expected, new=row.last)
+            outcome.wrote(table)
+        except Exception:
+            logger.exception("state write failed", extra={"table": table, "key": key})
+            return row.first
+        return None
+
+    def _run(self, tasks: list[Callable[[], str | None]]) -> list[str | None]:
+        if self._pool is None or len(tasks) < 2:
+            return [task() for task in tasks]
+        return list(self._pool.map(lambda task: task(), tasks))
+
+
+@dataclass
+class _Row:
+    """A state row during a walk: its state, the watermark it was read with, what this batch applied."""
+
+    state: Any
+    expected: str | None
+    first: str | None = None
+    last: str | None = None
+
+    def applies(self, pos: str) -> bool:
+        return self.expected is None or pos > self.expected
+
+    def absorbed(self, pos: str) -> None:
+        self.first = self.first or pos
+        self.last = pos
+
+
+@dataclass
+class _Walk:
+    """The records folded, in stream order, into their session and shopper rows."""
+
+    sessions: dict[str, _Row]
+    shoppers: dict[str, _Row]
+    contributions: list[tuple[str, Contribution]]
+    duplicates: int
+
+    @classmethod
+    def over(cls, accepted: list[tuple[str, Event]], rows: dict[str, dict[str, dict]], shard: str,
+             *, cutoff: str | None, ttl: int) -> "_Walk":
+        watermark = f"sw:{shard}"
+        sessions = {k: _Row(SessionState.from_row(v), v.get(watermark)) for k, v in rows["sessions"].items()}
+        shoppers = {k: _Row(ShopperState.from_row(v), v.get(watermark)) for k, v in rows["shoppers"].items()}
+        walk = cls(sessions, shoppers, [], 0)
+        for pos, event in accepted:
+            if cutoff is not None and pos >= cutoff:
+                break
+            session = sessions.setdefault(event.session_id, _Row(None, None))
+            shopper = shoppers.setdefault(event.user_id, _Row(None, None))
+            # A record already in either row had all its counter effects applied (see module doc).
+            if session.applies(pos) and shopper.applies(pos):
+                if shopper.state is not None and shopper.state.has_seen(event.event_id):
+                    walk.duplicates += 1
+                else:
+                    walk.contributions += [(pos, c) for c in contributions(event, session.state)]
+            if session.applies(pos):
+                session.state = fold_session(session.state, event, ttl_seconds=ttl)
+                session.absorbed(pos)
+            if shopper.applies(pos):
+                shopper.state = fold_shopper(shopper.state, event)
+                shopper.absorbed(pos)
+        return walk
+
+    def grouped_contributions(self) -> dict[tuple[str, str], list[tuple[str, Contribution]]]:
+        grouped: dict[tuple[str, str], list[tuple[str, Contribution]]] = defaultdict(list)
+        for pos, c in self.contributions:
+            grouped[(c.table, c.key)].append((pos, c))
+        return grouped
+
+    def changed_rows(self) -> Iterable[tuple[str, str, _Row]]:
+        for table, rows in (("sessions", self.sessions), ("shoppers", self.shoppers)):
+            for key, row in rows.items():
+                if row.last is not None:
+                    yield table, key, row
+
+
+def _decode(records: Sequence[StreamRecord]) -> tuple[list[tuple[str, Event]], dict[str, str], list[tuple[StreamRecord, str]]]:
+    """Valid events by position, their original JSON as one line each (for the archive), and the rest."""
+    accepted, originals, rejected = [], {}, []
+    for record in records:
+        try:
+            event = parse_event(record.data)
+        except EventError as err:
+            rejected.append((record, err.reason))
+            continue
+        if record.partition_key and record.partition_key != event.user_id:
+            # Another partition key could put the shopper's events on two shards, out of order.
+            rejected.append((record, f"partition_key: {record.partition_key!r} is not the event's user_id"))
+            continue
+        accepted.append((record.position, event))
+        originals[record.position] = json.dumps(json.loads(record.data), separators=(",", ":"), ensure_ascii=False)
+    return accepted, originals, rejected
+
+
+def _merge(parts: Iterable[Contribution]) -> tuple[dict[str, float], dict[str, Any]]:
+    increments: dict[str, float] = {}
+    latest: dict[str, Any] = {}
+    for c in parts:
+        for name, amount in c.increments.items():
+            increments[name] = increments.get(name, 0) + amount
+        latest.update(c.latest)
+    return increments, latest
+
+
+def _chunks_by_record(parts: list[tuple[str, Contribution]], limit: int) -> list[list[tuple[str, Contribution]]]:
+    """Consecutive runs of whole records whose attributes fit one write."""
+    chunks: list[list[tuple[str, Contribution]]] = [[]]
+    names: set[str] = set()
+    i = 0
+    while i < len(parts):
+        j = i
+        record_names: set[str] = set()
+        while j < len(parts) and parts[j][0] == parts[i][0]:
+            record_names |= parts[j][1].increments.keys() | parts[j][1].latest.keys()
+            j += 1
+        if chunks[-1] and len(names | record_names) > limit:
+            chunks.append([])
+            names = set()
+        chunks[-1].extend(parts[i:j])
+        names |= record_names
+        i = j
+    return chunks
+
+
+def _archive_id(shard: str) -> str:
+    return f"archive:{shard}"
+
+
+def _bind(fn: Callable[..., str | None], *args: Any) -> Callable[[], str | None]:
+    return lambda: fn(*args)

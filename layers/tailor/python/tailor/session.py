@@ -1,0 +1,112 @@
+"""A shopping session's state: what happened in it so far, folded one event at a time."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from tailor.events import Event
+from tailor.text import event_digest, normalize_query, remember
+
+__all__ = ["SessionState", "fold_session", "RECENT_ITEMS", "QUERY_ATTRIBUTION_SECONDS"]
+
+RECENT_ITEMS = 50  # distinct items kept per session, most recent last
+RECENT_CATEGORIES = 20
+RECENT_EVENTS = 64  # event-id digests kept to drop a producer's duplicate sends
+QUERY_ATTRIBUTION_SECONDS = 1800  # a click counts for the last search if it came within this time
+
+# Events that mean the shopper engaged with an item (as opposed to being shown it).
+ENGAGEMENTS = frozenset({"view", "click", "add_to_cart", "purchase", "wishlist", "review_read",
+                         "spec_compare", "dwell", "zoom"})
+
+
+@dataclass
+class SessionState:
+    session_id: str
+    user_id: str
+    started_at: float
+    last_seen: float
+    expires_at: int
+    events: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    items: list[str] = field(default_factory=list)
+    categories: list[str] = field(default_factory=list)
+    last_query: str | None = None
+    last_query_at: float | None = None
+    refinements: int = 0
+    dwell_ms_total: int = 0
+    dwell_ms_max: int = 0
+    scroll_depth_max: float = 0.0
+    zoom_level_max: float = 0.0
+    cart_units: int = 0
+    purchased_units: int = 0
+    revenue: float = 0.0
+    referral_source: str | None = None
+    seen: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> "SessionState | None":
+        """The state kept in `row`, or None if the row holds only counters others added to it."""
+        if "started_at" not in row:
+            return None
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: copy.deepcopy(v) for k, v in row.items() if k in names})
+
+    def to_row(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def has_seen(self, event_id: str) -> bool:
+        return event_digest(event_id) in self.seen
+
+    def recent_items(self, n: int) -> list[str]:
+        return self.items[-n:]
+
+
+def fold_session(state: SessionState | None, event: Event, *, ttl_seconds: int) -> SessionState:
+    """The session after `event`; a duplicate of a recent event leaves it as it was."""
+    t = event.epoch
+    if state is None:
+        state = SessionState(session_id=event.session_id, user_id=event.user_id, started_at=t,
+                             last_seen=t, expires_at=int(t) + ttl_seconds)
+    elif state.has_seen(event.event_id):
+        return state
+    state.seen = remember(state.seen, event_digest(event.event_id), RECENT_EVENTS)
+    state.events += 1
+    state.counts[event.event_type] = state.counts.get(event.event_type, 0) + 1
+    state.started_at = min(state.started_at, t)
+    state.last_seen = max(state.last_seen, t)
+    state.expires_at = int(state.last_seen) + ttl_seconds
+
+    item_id = getattr(event, "item_id", None)
+    if item_id and event.event_type in ENGAGEMENTS:
+        state.items = remember(state.items, item_id, RECENT_ITEMS)
+    category = getattr(event, "category", None)
+    if category:
+        state.categories = remember(state.categories, category, RECENT_CATEGORIES)
+
+    match event.event_type:
+        case "search":
+            query = normalize_query(event.query)
+            if state.last_query and query != state.last_query:
+                state.refinements += 1
+            state.last_query, state.last_query_at = query, t
+        case "dwell":
+            state.dwell_ms_total += event.dwell_ms
+            state.dwell_ms_max = max(state.dwell_ms_max, event.dwell_ms)
+        case "scroll":
+            state.scroll_depth_max = max(state.scroll_depth_max, event.depth)
+        case "zoom":
+            state.zoom_level_max = max(state.zoom_level_max, event.level)
+        case "add_to_cart":
+            state.cart_units += event.quantity
+        case "remove_from_cart":
+            state.cart_units = max(0, state.cart_units - event.quantity)
+        case "purchase":
+            state.purchased_units += event.quantity
+            state.revenue = round(state.revenue + event.price * event.quantity, 6)
+            state.cart_units = max(0, state.cart_units - event.quantity)
+        case "referral":
+            state.referral_source = state.referral_source or event.source
+    return state

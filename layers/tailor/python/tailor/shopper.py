@@ -1,0 +1,102 @@
+"""A shopper's lasting state: counters, category affinity and the RFM inputs, folded one event at a time."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from tailor.events import Event
+from tailor.text import event_digest, remember
+
+__all__ = ["AFFINITY_WEIGHTS", "ShopperState", "fold_shopper"]
+
+RECENT_EVENTS = 128  # event-id digests kept to drop a producer's duplicate sends
+
+# How much one event says about a shopper's interest in its item's category.
+AFFINITY_WEIGHTS: dict[str, float] = {
+    "view": 1.0, "click": 1.0, "dwell": 0.5, "zoom": 0.5, "review_read": 1.0, "spec_compare": 1.0,
+    "wishlist": 2.0, "add_to_cart": 3.0, "purchase": 5.0, "category_browse": 0.5,
+}
+
+
+@dataclass
+class ShopperState:
+    user_id: str
+    first_seen: float
+    last_seen: float
+    events: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    sessions: int = 0
+    last_session_id: str | None = None
+    category_affinity: dict[str, float] = field(default_factory=dict)
+    # RFM inputs. A transaction is a day with purchases, as in the classic CLV models.
+    purchases: int = 0
+    units: int = 0
+    revenue: float = 0.0
+    transactions: int = 0
+    first_purchase_at: float | None = None
+    last_purchase_at: float | None = None
+    last_purchase_day: str | None = None
+    referral_sources: dict[str, int] = field(default_factory=dict)
+    referrer_user_id: str | None = None
+    profile: dict[str, Any] = field(default_factory=dict)
+    seen: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> "ShopperState | None":
+        """The state kept in `row`, or None if the row holds only counters others added to it."""
+        if "first_seen" not in row:
+            return None
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: copy.deepcopy(v) for k, v in row.items() if k in names})
+
+    def to_row(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def has_seen(self, event_id: str) -> bool:
+        return event_digest(event_id) in self.seen
+
+
+def fold_shopper(state: ShopperState | None, event: Event) -> ShopperState:
+    """The shopper after `event`; a duplicate of a recent event leaves them as they were."""
+    t = event.epoch
+    if state is None:
+        state = ShopperState(user_id=event.user_id, first_seen=t, last_seen=t)
+    elif state.has_seen(event.event_id):
+        return state
+    state.seen = remember(state.seen, event_digest(event.event_id), RECENT_EVENTS)
+    state.events += 1
+    state.counts[event.event_type] = state.counts.get(event.event_type, 0) + 1
+    state.first_seen = min(state.first_seen, t)
+    state.last_seen = max(state.last_seen, t)
+    if event.session_id != state.last_session_id:
+        state.sessions += 1
+        state.last_session_id = event.session_id
+
+    category = getattr(event, "category", None)
+    weight = AFFINITY_WEIGHTS.get(event.event_type, 0.0)
+    if category and weight:
+        quantity = getattr(event, "quantity", 1)
+        state.category_affinity[category] = round(state.category_affinity.get(category, 0.0) + weight * quantity, 6)
+
+    match event.event_type:
+        case "purchase":
+            state.purchases += 1
+            state.units += event.quantity
+            state.revenue = round(state.revenue + event.price * event.quantity, 6)
+            day = datetime.fromtimestamp(t, tz=timezone.utc).date().isoformat()
+            if day != state.last_purchase_day:
+                state.transactions += 1
+                state.last_purchase_day = day
+            state.first_purchase_at = t if state.first_purchase_at is None else min(state.first_purchase_at, t)
+            state.last_purchase_at = t if state.last_purchase_at is None else max(state.last_purchase_at, t)
+        case "referral":
+            state.referral_sources[event.source] = state.referral_sources.get(event.source, 0) + 1
+            if event.referrer_user_id and event.referrer_user_id != event.user_id:
+                state.referrer_user_id = state.referrer_user_id or event.referrer_user_id
+        case "profile":
+            state.profile.update(event.model_dump(include={"age", "location", "interests"}, exclude_none=True))
+    return state

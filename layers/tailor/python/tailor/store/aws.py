@@ -1,0 +1,153 @@
+"""AWS adapters of the store ports: DynamoDB for state rows and counters, S3 for blobs."""
+
+from __future__ import annotations
+
+import os
+import time
+from decimal import Decimal
+from typing import Any, Iterable, Mapping
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from tailor.store.port import TABLES, Conflict
+
+__all__ = ["DynamoStateStore", "S3BlobStore", "table_names_from_env"]
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+_BATCH_GET_LIMIT = 100
+_UNPROCESSED_RETRIES = 8
+
+
+def table_names_from_env(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """Logical table -> physical name, from the variables the template sets (SHOPPERS_TABLE, ...)."""
+    return {t: environ[f"{t.upper()}_TABLE"] for t in TABLES if f"{t.upper()}_TABLE" in environ}
+
+
+class DynamoStateStore:
+    """The StateStore port on DynamoDB; `calls` counts the API calls made, by kind."""
+
+    def __init__(self, client: Any, tables: Mapping[str, str]):
+        self.client = client
+        self.tables = dict(tables)
+        self.calls: dict[str, int] = {"read": 0, "write": 0}
+
+    def read(self, table: str, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        name, key_attr = self.tables[table], TABLES[table]
+        keys = list(dict.fromkeys(keys))
+        rows: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(keys), _BATCH_GET_LIMIT):
+            request = {name: {"Keys": [{key_attr: {"S": k}} for k in keys[start:start + _BATCH_GET_LIMIT]],
+                              "ConsistentRead": True}}
+            for attempt in range(_UNPROCESSED_RETRIES):
+                self.calls["read"] += 1
+                response = self.client.batch_get_item(RequestItems=request)
+                for item in response["Responses"].get(name, []):
+                    row = from_dynamo(item)
+                    rows[row[key_attr]] = row
+                request = response.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                time.sleep(min(1.0, 0.05 * 2**attempt))
+            else:
+                raise RuntimeError(f"DynamoDB left keys of {name} unprocessed after {_UNPROCESSED_RETRIES} tries")
+        return rows
+
+    def write_state(self, table, key, fields, *, watermark, expected, new) -> None:
+        names, values, sets = {"#wm": watermark}, {":new": new}, ["#wm = :new"]
+        for i, (field_name, value) in enumerate(fields.items()):
+            if field_name == TABLES[table]:
+                continue
+            names[f"#f{i}"] = field_name
+            values[f":f{i}"] = value
+            sets.append(f"#f{i} = :f{i}")
+        if expected is None:
+            condition = "attribute_not_exists(#wm)"
+        else:
+            condition = "#wm = :expected"
+            values[":expected"] = expected
+        self._update(table, key, "SET " + ", ".join(sets), condition, names, values, watermark)
+
+    def add(self, table, key, increments, latest, *, watermark, first, last) -> None:
+        names, values = {"#wm": watermark}, {":first": first, ":last": last}
+        adds, sets = [], ["#wm = :last"]
+        for i, (name, amount) in enumerate(increments.items()):
+            names[f"#a{i}"], values[f":a{i}"] = name, amount
+            adds.append(f"#a{i} :a{i}")
+        for i, (name, value) in enumerate(latest.items()):
+            names[f"#s{i}"], values[f":s{i}"] = name, value
+            sets.append(f"#s{i} = :s{i}")
+        expression = "SET " + ", ".join(sets) + (" ADD " + ", ".join(adds) if adds else "")
+        self._update(table, key, expression, "attribute_not_exists(#wm) OR #wm < :first", names, values, watermark)
+
+    def delete(self, table: str, key: str) -> None:
+        self.calls["write"] += 1
+        self.client.delete_item(TableName=self.tables[table], Key={TABLES[table]: {"S": key}})
+
+    def _update(self, table, key, expression, condition, names, values, watermark) -> None:
+        self.calls["write"] += 1
+        try:
+            self.client.update_item(
+                TableName=self.tables[table],
+                Key={TABLES[table]: {"S": key}},
+                UpdateExpression=expression,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={k: to_dynamo(v) for k, v in values.items()},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as err:
+            if err.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            old = err.response.get("Item")
+            current = from_dynamo(old).get(watermark) if old else None
+            raise Conflict(table, key, current) from None
+
+
+class S3BlobStore:
+    def __init__(self, client: Any, bucket: str):
+        self.client = client
+        self.bucket = bucket
+
+    def put(self, key: str, body: bytes, content_type: str = "application/octet-stream") -> None:
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
+
+    def get(self, key: str) -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+
+    def list(self, prefix: str) -> list[str]:
+        keys: list[str] = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            keys += [o["Key"] for o in page.get("Contents", [])]
+        return keys
+
+
+def to_dynamo(value: Any) -> dict[str, Any]:
+    """A Python value as a DynamoDB attribute value (floats become exact decimals)."""
+    return _serializer.serialize(_decimals(value))
+
+
+def from_dynamo(item: Mapping[str, Any]) -> dict[str, Any]:
+    """A DynamoDB item as plain Python (integral numbers as int, others as float)."""
+    return {k: _plain(_deserializer.deserialize(v)) for k, v in item.items()}
+
+
+def _decimals(value: Any) -> Any:
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, dict):
+        return {k: _decimals(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_decimals(v) for v in value]
+    return value
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, set)):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,82 @@
+"""In-memory adapters of the store ports, with the same conditional semantics as DynamoDB and S3."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections import Counter, defaultdict
+from typing import Any, Iterable, Mapping
+
+from tailor.store.port import TABLES, Conflict
+
+__all__ = ["MemoryBlobStore", "MemoryStateStore"]
+
+
+class MemoryStateStore:
+    """Tables as dicts; `calls` counts reads and writes the way the DynamoDB adapter makes them."""
+
+    def __init__(self) -> None:
+        self.tables: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+        self.calls: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def read(self, table: str, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        keys = list(dict.fromkeys(keys))
+        with self._lock:
+            self.calls["read"] += -(-len(keys) // 100)  # BatchGetItem takes 100 keys a call
+            rows = self.tables[table]
+            return {k: copy.deepcopy(rows[k]) for k in keys if k in rows}
+
+    def write_state(self, table, key, fields, *, watermark, expected, new) -> None:
+        with self._lock:
+            self.calls["write"] += 1
+            row = self.tables[table].get(key)
+            current = None if row is None else row.get(watermark)
+            if current != expected:
+                raise Conflict(table, key, current)
+            row = self.tables[table].setdefault(key, {TABLES[table]: key})
+            row.update(copy.deepcopy(dict(fields)))
+            row[watermark] = new
+
+    def add(self, table, key, increments: Mapping[str, float], latest: Mapping[str, Any], *, watermark, first, last) -> None:
+        with self._lock:
+            self.calls["write"] += 1
+            row = self.tables[table].get(key)
+            current = None if row is None else row.get(watermark)
+            if current is not None and current >= first:
+                raise Conflict(table, key, current)
+            row = self.tables[table].setdefault(key, {TABLES[table]: key})
+            for name, amount in increments.items():
+                row[name] = row.get(name, 0) + amount
+            row.update(copy.deepcopy(dict(latest)))
+            row[watermark] = last
+
+    def delete(self, table: str, key: str) -> None:
+        with self._lock:
+            self.calls["write"] += 1
+            self.tables[table].pop(key, None)
+
+    def snapshot(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Every table's rows, deep-copied: what tests compare between runs."""
+        with self._lock:
+            return copy.deepcopy({t: dict(rows) for t, rows in self.tables.items() if rows})
+
+
+class MemoryBlobStore:
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+        self.puts = 0
+        self._lock = threading.Lock()
+
+    def put(self, key: str, body: bytes, content_type: str = "application/octet-stream") -> None:
+        with self._lock:
+            self.puts += 1
+            self.objects[key] = bytes(body)
+
+    def get(self, key: str) -> bytes:
+        with self._lock:
+            return self.objects[key]
+
+    def list(self, prefix: str) -> list[str]:
+        with self._lock:
+            return sorted(k for k in self.objects if k.startswith(prefix))

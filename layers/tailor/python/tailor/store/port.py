@@ -1,0 +1,77 @@
+"""The state-store port: the few conditional operations that make replayed batches apply once."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping, Protocol
+
+__all__ = ["TABLES", "BlobStore", "Conflict", "StateStore"]
+
+# Logical table -> its hash key. Adapters map logical names to physical ones.
+TABLES: dict[str, str] = {
+    "shoppers": "user_id",
+    "sessions": "session_id",
+    "items": "item_id",
+    "associations": "item_id",
+    "queries": "query",
+    "checkpoints": "id",
+}
+
+
+class Conflict(Exception):
+    """A conditional write found the row's watermark elsewhere than the writer expected."""
+
+    def __init__(self, table: str, key: str, watermark: str | None):
+        super().__init__(f"{table}[{key}] watermark is {watermark!r}")
+        self.table = table
+        self.key = key
+        self.watermark = watermark
+
+
+class StateStore(Protocol):
+    """Rows are plain dicts of JSON-like values; watermarks are strings that order like the stream."""
+
+    def read(self, table: str, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The current rows for `keys` (strongly consistent); keys without a row are left out."""
+        ...
+
+    def write_state(
+        self,
+        table: str,
+        key: str,
+        fields: Mapping[str, Any],
+        *,
+        watermark: str,
+        expected: str | None,
+        new: str,
+    ) -> None:
+        """Set `fields` and move `watermark` from `expected` (None: absent) to `new`, or raise Conflict."""
+        ...
+
+    def add(
+        self,
+        table: str,
+        key: str,
+        increments: Mapping[str, float],
+        latest: Mapping[str, Any],
+        *,
+        watermark: str,
+        first: str,
+        last: str,
+    ) -> None:
+        """Add `increments`, set `latest` and move `watermark` to `last`, unless it already reached
+        `first` (then raise Conflict carrying the current watermark, and change nothing)."""
+        ...
+
+    def delete(self, table: str, key: str) -> None:
+        ...
+
+
+class BlobStore(Protocol):
+    def put(self, key: str, body: bytes, content_type: str = "application/octet-stream") -> None:
+        ...
+
+    def get(self, key: str) -> bytes:
+        ...
+
+    def list(self, prefix: str) -> list[str]:
+        ...

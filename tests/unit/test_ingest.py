@@ -1,0 +1,142 @@
+"""Ingest on the in-memory store: what a batch writes, and that replays and failures never count twice."""
+
+import gzip
+import json
+import random
+from collections import Counter
+
+import pytest
+
+from tailor.ingest.service import Ingestor, StreamRecord
+from tailor.store.memory import MemoryBlobStore, MemoryStateStore
+from conftest import kinesis_payloads, load_event
+from support import FlakyBlobStore, FlakyStateStore, clean_run, deliver, random_events, to_records
+
+
+def sample_records() -> list[StreamRecord]:
+    event = load_event("ingest-kinesis-batch.json")
+    return [
+        StreamRecord(shard=r["eventID"].split(":")[0], sequence=r["kinesis"]["sequenceNumber"], data=data,
+                     partition_key=r["kinesis"]["partitionKey"], arrival=r["kinesis"]["approximateArrivalTimestamp"])
+        for r, data in zip(event["Records"], kinesis_payloads(event))
+    ]
+
+
+def archived_events(blobs: MemoryBlobStore) -> Counter:
+    lines = Counter()
+    for key in blobs.list("archive/"):
+        for line in gzip.decompress(blobs.get(key)).decode().splitlines():
+            lines[json.loads(line)["event_id"]] += 1
+    return lines
+
+
+@pytest.fixture
+def applied():
+    store, blobs = MemoryStateStore(), MemoryBlobStore()
+    outcome = Ingestor(store, blobs, max_workers=1).ingest(sample_records())
+    return store, blobs, outcome
+
+
+def test_sample_batch_applies_valid_events_and_quarantines_the_rest(applied):
+    store, blobs, outcome = applied
+    assert outcome.failed == []
+    assert (outcome.accepted, outcome.quarantined, outcome.duplicates) == (21, 5, 1)
+    reasons = [json.loads(blobs.get(k))["reason"] for k in blobs.list("quarantine/")]
+    assert len(reasons) == 5
+    assert any("not valid JSON" in r for r in reasons)
+    assert any(r.startswith("user_id: Field required") for r in reasons)
+    assert any("unknown event type 'teleport'" in r for r in reasons)
+    assert any(r.startswith("price:") for r in reasons)
+    assert any(r.startswith("quantity:") for r in reasons)
+
+
+def test_sample_batch_session_shopper_and_counters(applied):
+    store, _, _ = applied
+    tables = store.snapshot()
+    shopper = tables["shoppers"]["u-1001"]
+    assert shopper["events"] == 12  # the resent view is not counted again
+    assert shopper["counts"]["view"] == 2
+    assert (shopper["purchases"], shopper["units"], shopper["revenue"], shopper["transactions"]) == (1, 1, 199.0, 1)
+    assert shopper["referral_sources"] == {"search_engine": 1}
+    assert shopper["category_affinity"]["electronics"] == pytest.approx(1 + 1 + 0 + 1 + 3 + 5)
+    session = tables["sessions"]["s-1001-a"]
+    assert session["items"] == ["i-102", "i-101"]  # most recent last
+    assert session["dwell_ms_max"] == 52000 and session["cart_units"] == 0 and session["revenue"] == 199.0
+    assert session["expires_at"] > session["last_seen"]
+    item = tables["items"]["i-101"]
+    assert (item["views"], item["clicks"], item["carts"], item["purchases"], item["revenue"]) == (1, 1, 1, 1, 199.0)
+    assert (item["impressions"], item["dwells"], item["dwell_ms"], item["spec_compares"]) == (1, 1, 52000, 1)
+    assert item["category"] == "electronics" and item["brand"] == "Sonora"
+    assert tables["associations"]["i-101"]["n:i-102"] == 1 and tables["associations"]["i-102"]["n:i-101"] == 1
+    query = tables["queries"]["noise cancelling headphones"]
+    assert (query["searches"], query["c:i-101"], query["a:i-101"], query["p:i-101"]) == (1, 1, 1, 1)
+    other = tables["shoppers"]["u-2002"]
+    assert other["profile"] == {"age": 34, "location": "Lisbon", "interests": ["home decor", "cooking"]}
+    assert tables["sessions"]["s-2002-a"]["cart_units"] == 1
+
+
+def test_one_write_per_touched_key_plus_the_archive_checkpoint(applied):
+    store, _, outcome = applied
+    keys = sum(len(rows) for name, rows in store.snapshot().items() if name != "checkpoints")
+    assert store.calls["write"] == keys + 1
+    assert outcome.writes == keys + 1
+    assert store.calls["read"] == 3
+
+
+def test_whole_batch_delivered_twice_changes_nothing(applied):
+    store, blobs, _ = applied
+    before = (store.snapshot(), dict(blobs.objects))
+    again = Ingestor(store, blobs, max_workers=1).ingest(sample_records())
+    assert again.failed == []
+    assert (store.snapshot(), dict(blobs.objects)) == before
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+def test_replays_after_failures_and_crashes_leave_the_state_of_one_clean_pass(seed):
+    events = random_events(seed, 400)
+    expected_store, expected_blobs = clean_run(events)
+
+    rng = random.Random(seed)
+    store = FlakyStateStore(MemoryStateStore(), rng, rate=0.08)
+    blobs = FlakyBlobStore(rng, rate=0.05)
+    calls = deliver(Ingestor(store, blobs, max_workers=4), to_records(events), rng, crash_rate=0.15)
+
+    assert calls > 20  # failures really happened and were retried
+    assert store.inner.snapshot() == expected_store.snapshot()
+    assert archived_events(blobs) == archived_events(expected_blobs)
+    assert blobs.list("quarantine/") == expected_blobs.list("quarantine/")
+
+
+def test_two_shards_touching_the_same_items_add_up():
+    first, second = random_events(10, 200), random_events(11, 200)
+    for e in second:  # other shoppers, same catalog
+        e["user_id"] = "x" + e["user_id"]
+        e["session_id"] = "x" + e["session_id"]
+        if "referrer_user_id" in e:
+            e["referrer_user_id"] = "x" + e["referrer_user_id"]
+    store, blobs = MemoryStateStore(), MemoryBlobStore()
+    ingestor = Ingestor(store, blobs, max_workers=1)
+    rng = random.Random(0)
+    records_a = to_records(first, "shardId-000000000000")
+    records_b = to_records(second, "shardId-000000000001")
+    for start in range(0, max(len(records_a), len(records_b)), 20):
+        for records in (records_a, records_b):  # interleaved shards, each batch delivered twice
+            ingestor.ingest(records[start:start + 20])
+            ingestor.ingest(records[start:start + rng.randint(1, 20)])
+    # Producer duplicates carry the same event id and must not count.
+    deduped = {}
+    for e in first + second:
+        deduped.setdefault(e["event_id"], e)
+    views = Counter(e["item_id"] for e in deduped.values() if e["event_type"] == "view")
+    items = store.snapshot()["items"]
+    assert {k: v.get("views", 0) for k, v in items.items() if v.get("views")} == dict(views)
+
+
+def test_a_record_with_another_partition_key_is_quarantined():
+    event = random_events(3, 1)[0]
+    record = StreamRecord(shard="shardId-000000000000", sequence="1", data=json.dumps(event).encode(),
+                          partition_key="someone-else")
+    blobs = MemoryBlobStore()
+    outcome = Ingestor(MemoryStateStore(), blobs, max_workers=1).ingest([record])
+    assert outcome.quarantined == 1
+    assert "partition_key" in json.loads(blobs.get(blobs.list("quarantine/")[0]))["reason"]
