@@ -21,8 +21,8 @@ lint: $(VENV)/.installed
 	$(BIN)/cfn-lint template.yaml
 	$(BIN)/sam validate --lint --region us-east-1
 
-build: $(VENV)/.installed  ## sam build, without a container
-	$(BIN)/sam build
+build: $(VENV)/.installed  ## sam build, without a container (the layers' Makefiles use the venv's pip)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/sam build
 
 deploy: build
 	$(BIN)/sam deploy --guided

@@ -69,6 +69,9 @@ class FlakyStateStore:
     def read(self, table, keys):
         return self.inner.read(table, keys)
 
+    def read_many(self, requests):
+        return self.inner.read_many(requests)
+
     def delete(self, table, key):
         return self.inner.delete(table, key)
 

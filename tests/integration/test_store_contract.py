@@ -66,3 +66,15 @@ def test_blobs_round_trip_and_list_by_prefix(stores):
     blobs.put("quarantine/b.json", b"y")
     assert blobs.list("archive/") == ["archive/date=2026-11-02/a.jsonl.gz"]
     assert blobs.get("quarantine/b.json") == b"y"
+
+
+def test_read_many_fetches_several_tables_in_one_round_trip(stores):
+    store, _ = stores
+    store.add("items", "i1", {"views": 1}, {}, watermark="wm:a", first="1", last="1")
+    store.write_state("shoppers", "u1", {"events": 1}, watermark="sw:a", expected=None, new="1")
+    before = store.calls["read"]
+    rows = store.read_many({"items": ["i1", "i2"], "shoppers": ["u1"], "sessions": []})
+    assert store.calls["read"] - before == 1
+    assert set(rows) == {"items", "shoppers", "sessions"}
+    assert rows["items"]["i1"]["views"] == 1 and "i2" not in rows["items"]
+    assert rows["shoppers"]["u1"]["events"] == 1 and rows["sessions"] == {}

@@ -64,12 +64,16 @@ class SessionState:
         return self.items[-n:]
 
 
-def fold_session(state: SessionState | None, event: Event, *, ttl_seconds: int) -> SessionState:
-    """The session after `event`; a duplicate of a recent event leaves it as it was."""
+def fold_session(state: SessionState | None, event: Event, *, ttl_seconds: int,
+                 received_at: float = 0.0) -> SessionState:
+    """The session after `event`; a duplicate of a recent event leaves it as it was.
+
+    The session expires `ttl_seconds` after its last event or after the stream received it,
+    whichever is later, so replaying old history does not write sessions that are already expired."""
     t = event.epoch
     if state is None:
         state = SessionState(session_id=event.session_id, user_id=event.user_id, started_at=t,
-                             last_seen=t, expires_at=int(t) + ttl_seconds)
+                             last_seen=t, expires_at=0)
     elif state.has_seen(event.event_id):
         return state
     state.seen = remember(state.seen, event_digest(event.event_id), RECENT_EVENTS)
@@ -77,7 +81,7 @@ def fold_session(state: SessionState | None, event: Event, *, ttl_seconds: int) 
     state.counts[event.event_type] = state.counts.get(event.event_type, 0) + 1
     state.started_at = min(state.started_at, t)
     state.last_seen = max(state.last_seen, t)
-    state.expires_at = int(state.last_seen) + ttl_seconds
+    state.expires_at = max(state.expires_at, int(max(state.last_seen, received_at)) + ttl_seconds)
 
     item_id = getattr(event, "item_id", None)
     if item_id and event.event_type in ENGAGEMENTS:

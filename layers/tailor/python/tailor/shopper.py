@@ -9,11 +9,14 @@ from datetime import datetime, timezone
 from typing import Any
 
 from tailor.events import Event
+from tailor.session import ENGAGEMENTS
 from tailor.text import event_digest, remember
 
 __all__ = ["AFFINITY_WEIGHTS", "ShopperState", "fold_shopper"]
 
 RECENT_EVENTS = 128  # event-id digests kept to drop a producer's duplicate sends
+RECENT_SESSIONS = 50
+RECENT_ITEMS = 30
 
 # How much one event says about a shopper's interest in its item's category.
 AFFINITY_WEIGHTS: dict[str, float] = {
@@ -31,6 +34,8 @@ class ShopperState:
     counts: dict[str, int] = field(default_factory=dict)
     sessions: int = 0
     last_session_id: str | None = None
+    session_ids: list[str] = field(default_factory=list)  # the last sessions, most recent last
+    recent_items: list[str] = field(default_factory=list)  # distinct engaged items, most recent last
     category_affinity: dict[str, float] = field(default_factory=dict)
     # RFM inputs. A transaction is a day with purchases, as in the classic CLV models.
     purchases: int = 0
@@ -75,6 +80,10 @@ def fold_shopper(state: ShopperState | None, event: Event) -> ShopperState:
     if event.session_id != state.last_session_id:
         state.sessions += 1
         state.last_session_id = event.session_id
+        state.session_ids = remember(state.session_ids, event.session_id, RECENT_SESSIONS)
+    item_id = getattr(event, "item_id", None)
+    if item_id and event.event_type in ENGAGEMENTS:
+        state.recent_items = remember(state.recent_items, item_id, RECENT_ITEMS)
 
     category = getattr(event, "category", None)
     weight = AFFINITY_WEIGHTS.get(event.event_type, 0.0)

@@ -1,11 +1,13 @@
-"""What one event adds to shared counters: items, item associations, query-item counts, referrers."""
+"""What one event adds to shared counters: items, trends, associations, query-item counts, referrers."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timezone
 from typing import Any
 
 from tailor.events import Event
+from tailor.popularity import TREND_WEIGHTS, trend_expiry, trend_key
 from tailor.session import QUERY_ATTRIBUTION_SECONDS, SessionState
 from tailor.text import normalize_query
 
@@ -44,6 +46,10 @@ def contributions(event: Event, session: SessionState | None) -> list[Contributi
 
     if item_id:
         out.append(_item_contribution(event, item_id))
+        if kind in TREND_WEIGHTS:
+            day = event.timestamp.astimezone(timezone.utc).date().isoformat()
+            out.append(Contribution("trends", trend_key(day, item_id), {f"n:{item_id}": TREND_WEIGHTS[kind]},
+                                    {"expires_at": trend_expiry(day)}))
     if kind == "spec_compare":
         out.extend(Contribution("items", other, {"spec_compares": 1}) for other in event.compared_with
                    if other != item_id)

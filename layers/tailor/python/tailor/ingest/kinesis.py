@@ -33,6 +33,10 @@ class AggregatingKinesisProcessor(BatchProcessor):
     whole, so each touched key is written once, and records it could not apply become failures."""
 
     def __init__(self, ingestor: Ingestor, **kwargs: Any):
+        # A batch none of whose records could be written (a store outage) is reported, not raised: a
+        # function error would make Lambda bisect it, which only helps to isolate a poison record,
+        # and poison records are quarantined before they reach the store.
+        kwargs.setdefault("raise_on_entire_batch_failure", False)
         super().__init__(event_type=EventType.KinesisDataStreams, **kwargs)
         self.ingestor = ingestor
         self.outcome = BatchOutcome()

@@ -104,12 +104,13 @@ class Ingestor:
         accepted, originals, rejected = _decode(records)
         outcome.accepted, outcome.quarantined = len(accepted), len(rejected)
 
-        rows = {
-            "sessions": self.store.read("sessions", {e.session_id for _, e in accepted}),
-            "shoppers": self.store.read("shoppers", {e.user_id for _, e in accepted}),
-            "checkpoints": self.store.read("checkpoints", [_archive_id(shard)]),
-        }
-        walk = _Walk.over(accepted, rows, shard, cutoff=None, ttl=self.session_ttl)
+        rows = self.store.read_many({
+            "sessions": {e.session_id for _, e in accepted},
+            "shoppers": {e.user_id for _, e in accepted},
+            "checkpoints": [_archive_id(shard)],
+        })
+        arrivals = {r.position: r.arrival for r in records}
+        walk = _Walk.over(accepted, rows, shard, cutoff=None, ttl=self.session_ttl, arrivals=arrivals)
         outcome.duplicates = walk.duplicates
 
         # Phase 1: everything that state rows must not run ahead of.
@@ -124,7 +125,7 @@ class Ingestor:
         # Phase 2: state rows, holding only the records below the first failure.
         cutoff = min(failures, default=None)
         if cutoff is not None:
-            walk = _Walk.over(accepted, rows, shard, cutoff=cutoff, ttl=self.session_ttl)
+            walk = _Walk.over(accepted, rows, shard, cutoff=cutoff, ttl=self.session_ttl, arrivals=arrivals)
         tasks = [_bind(self._write_state, shard, table, key, row, outcome)
                  for table, key, row in walk.changed_rows()]
         failures += [p for p in self._run(tasks) if p is not None]
@@ -249,7 +250,7 @@ class _Walk:
 
     @classmethod
     def over(cls, accepted: list[tuple[str, Event]], rows: dict[str, dict[str, dict]], shard: str,
-             *, cutoff: str | None, ttl: int) -> "_Walk":
+             *, cutoff: str | None, ttl: int, arrivals: dict[str, float]) -> "_Walk":
         watermark = f"sw:{shard}"
         sessions = {k: _Row(SessionState.from_row(v), v.get(watermark)) for k, v in rows["sessions"].items()}
         shoppers = {k: _Row(ShopperState.from_row(v), v.get(watermark)) for k, v in rows["shoppers"].items()}
@@ -266,7 +267,7 @@ class _Walk:
                 else:
                     walk.contributions += [(pos, c) for c in contributions(event, session.state)]
             if session.applies(pos):
-                session.state = fold_session(session.state, event, ttl_seconds=ttl)
+                session.state = fold_session(session.state, event, ttl_seconds=ttl, received_at=arrivals[pos])
                 session.absorbed(pos)
             if shopper.applies(pos):
                 shopper.state = fold_shopper(shopper.state, event)

@@ -34,24 +34,31 @@ class DynamoStateStore:
         self.calls: dict[str, int] = {"read": 0, "write": 0}
 
     def read(self, table: str, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
-        name, key_attr = self.tables[table], TABLES[table]
-        keys = list(dict.fromkeys(keys))
-        rows: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(keys), _BATCH_GET_LIMIT):
-            request = {name: {"Keys": [{key_attr: {"S": k}} for k in keys[start:start + _BATCH_GET_LIMIT]],
-                              "ConsistentRead": True}}
+        return self.read_many({table: keys})[table]
+
+    def read_many(self, requests: Mapping[str, Iterable[str]]) -> dict[str, dict[str, dict[str, Any]]]:
+        pending = [(table, key) for table, keys in requests.items() for key in dict.fromkeys(keys)]
+        rows: dict[str, dict[str, dict[str, Any]]] = {table: {} for table in requests}
+        by_name = {self.tables[table]: table for table in requests}
+        for start in range(0, len(pending), _BATCH_GET_LIMIT):
+            request: dict[str, Any] = {}
+            for table, key in pending[start:start + _BATCH_GET_LIMIT]:
+                entry = request.setdefault(self.tables[table], {"Keys": [], "ConsistentRead": True})
+                entry["Keys"].append({TABLES[table]: {"S": key}})
             for attempt in range(_UNPROCESSED_RETRIES):
                 self.calls["read"] += 1
                 response = self.client.batch_get_item(RequestItems=request)
-                for item in response["Responses"].get(name, []):
-                    row = from_dynamo(item)
-                    rows[row[key_attr]] = row
+                for name, items in response["Responses"].items():
+                    table = by_name[name]
+                    for item in items:
+                        row = from_dynamo(item)
+                        rows[table][row[TABLES[table]]] = row
                 request = response.get("UnprocessedKeys") or {}
                 if not request:
                     break
                 time.sleep(min(1.0, 0.05 * 2**attempt))
             else:
-                raise RuntimeError(f"DynamoDB left keys of {name} unprocessed after {_UNPROCESSED_RETRIES} tries")
+                raise RuntimeError(f"DynamoDB left keys unprocessed after {_UNPROCESSED_RETRIES} tries")
         return rows
 
     def write_state(self, table, key, fields, *, watermark, expected, new) -> None:

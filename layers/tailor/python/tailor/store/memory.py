@@ -21,11 +21,14 @@ class MemoryStateStore:
         self._lock = threading.Lock()
 
     def read(self, table: str, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
-        keys = list(dict.fromkeys(keys))
+        return self.read_many({table: keys})[table]
+
+    def read_many(self, requests: Mapping[str, Iterable[str]]) -> dict[str, dict[str, dict[str, Any]]]:
+        wanted = {table: list(dict.fromkeys(keys)) for table, keys in requests.items()}
         with self._lock:
-            self.calls["read"] += -(-len(keys) // 100)  # BatchGetItem takes 100 keys a call
-            rows = self.tables[table]
-            return {k: copy.deepcopy(rows[k]) for k in keys if k in rows}
+            self.calls["read"] += -(-sum(map(len, wanted.values())) // 100)  # BatchGetItem takes 100 keys a call
+            return {table: {k: copy.deepcopy(self.tables[table][k]) for k in keys if k in self.tables[table]}
+                    for table, keys in wanted.items()}
 
     def write_state(self, table, key, fields, *, watermark, expected, new) -> None:
         with self._lock:

@@ -13,6 +13,7 @@ TABLES: dict[str, str] = {
     "items": "item_id",
     "associations": "item_id",
     "queries": "query",
+    "trends": "period",
     "checkpoints": "id",
 }
 
@@ -32,6 +33,10 @@ class StateStore(Protocol):
 
     def read(self, table: str, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
         """The current rows for `keys` (strongly consistent); keys without a row are left out."""
+        ...
+
+    def read_many(self, requests: Mapping[str, Iterable[str]]) -> dict[str, dict[str, dict[str, Any]]]:
+        """Rows of several tables in one round trip: {table: keys} -> {table: {key: row}}."""
         ...
 
     def write_state(

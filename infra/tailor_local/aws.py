@@ -1,0 +1,332 @@
+"""The embedded AWS: a moto server on loopback, boto3 clients for it, and the template's resources created in it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from .template import Template, TemplateError
+
+__all__ = [
+    "ACCOUNT_ID",
+    "DEFAULT_PORT",
+    "LocalAws",
+    "MotoServer",
+    "PhysicalResource",
+    "Resources",
+    "create_resources",
+    "plan_resources",
+]
+
+# The port local AWS emulators conventionally listen on, so tools pointed at it find this one too.
+DEFAULT_PORT = 4566
+# moto's default account: every ARN it hands out carries it.
+ACCOUNT_ID = "123456789012"
+_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
+_CREATED_TYPES = ("AWS::SQS::Queue", "AWS::Kinesis::Stream", "AWS::S3::Bucket", "AWS::DynamoDB::Table")
+
+
+class MotoServer:
+    """moto's server on 127.0.0.1 in a background thread; port 0 picks a free port."""
+
+    def __init__(self, port: int = DEFAULT_PORT, host: str = "127.0.0.1"):
+        self.host = host
+        self.port = port
+        self._server: Any = None
+
+    def start(self) -> MotoServer:
+        # Imported here: loading moto takes a while, and only the process that runs the stack needs it.
+        from moto.server import ThreadedMotoServer
+
+        if self.port:
+            _ensure_port_free(self.host, self.port)
+        # werkzeug logs every request at INFO; the stack's own output is what matters here.
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        self._server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
+        self._server.start()
+        self.host, self.port = self._server.get_host_and_port()
+        return self
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def __enter__(self) -> MotoServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@dataclass
+class LocalAws:
+    """Where the embedded AWS answers, and boto3 clients that talk to it with throwaway credentials."""
+
+    endpoint: str
+    region: str = "us-east-1"
+    _clients: dict[str, Any] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def client(self, service: str) -> Any:
+        # Low-level clients are thread-safe; sessions are not, so each client gets its own.
+        with self._lock:
+            if service not in self._clients:
+                session = boto3.session.Session(region_name=self.region, **_CREDENTIALS)
+                self._clients[service] = session.client(
+                    service,
+                    endpoint_url=self.endpoint,
+                    config=Config(retries={"mode": "standard", "max_attempts": 8}),
+                )
+            return self._clients[service]
+
+    def resource(self, service: str) -> Any:
+        """A boto3 resource (not thread-safe: use it from one thread)."""
+        session = boto3.session.Session(region_name=self.region, **_CREDENTIALS)
+        return session.resource(service, endpoint_url=self.endpoint)
+
+    def environment(self) -> dict[str, str]:
+        """The variables that point an AWS SDK in a handler at this endpoint."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_REGION": self.region,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_ACCESS_KEY_ID": _CREDENTIALS["aws_access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": _CREDENTIALS["aws_secret_access_key"],
+        }
+
+
+@dataclass(frozen=True)
+class PhysicalResource:
+    """One template resource as it exists locally: its name, ARN, what Ref returns, and its Fn::GetAtt values."""
+
+    logical_id: str
+    type: str
+    name: str
+    arn: str
+    ref: str
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+class Resources(Mapping[str, PhysicalResource]):
+    """The local stack's resources by logical id; answers Ref and Fn::GetAtt for `Template.resolve`."""
+
+    def __init__(self, items: Mapping[str, PhysicalResource]):
+        self._items = dict(items)
+
+    def __getitem__(self, logical_id: str) -> PhysicalResource:
+        return self._items[logical_id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def ref(self, logical_id: str) -> str:
+        return self._items[logical_id].ref
+
+    def attribute(self, logical_id: str, name: str) -> str:
+        resource = self._items[logical_id]
+        if name not in resource.attributes:
+            raise TemplateError(f"the local stack has no {logical_id}.{name} ({resource.type})")
+        return resource.attributes[name]
+
+    def by_arn(self, arn: str) -> PhysicalResource:
+        for resource in self._items.values():
+            if arn in (resource.arn, resource.attributes.get("StreamArn")):
+                return resource
+        raise KeyError(arn)
+
+    def name(self, logical_id: str) -> str:
+        return self._items[logical_id].name
+
+    def of_type(self, resource_type: str) -> dict[str, PhysicalResource]:
+        return {lid: r for lid, r in self._items.items() if r.type == resource_type}
+
+    def to_json(self) -> dict[str, Any]:
+        return {lid: asdict(r) for lid, r in self._items.items()}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Resources:
+        return cls({lid: PhysicalResource(**r) for lid, r in data.items()})
+
+
+def plan_resources(template: Template, endpoint: str) -> Resources:
+    """Local names, ARNs, Ref values and attributes of every resource, derived from the logical ids."""
+    return Resources({lid: _physical(template, lid, res["Type"], endpoint) for lid, res in template.resources.items()})
+
+
+def create_resources(template: Template, aws: LocalAws) -> Resources:
+    """Create every table, stream, queue and bucket of the template in the embedded AWS, as the template says."""
+    resources = plan_resources(template, aws.endpoint)
+    creators = {
+        "AWS::SQS::Queue": _create_queue,
+        "AWS::Kinesis::Stream": _create_stream,
+        "AWS::S3::Bucket": _create_bucket,
+        "AWS::DynamoDB::Table": _create_table,
+    }
+    created = dict(resources)
+    # Queues first: their URL (what Ref returns) is the one thing known only once they exist.
+    for resource_type in _CREATED_TYPES:
+        for lid, res in template.resources_of_type(resource_type).items():
+            props = template.resolve(res.get("Properties") or {}, Resources(created))
+            created[lid] = creators[resource_type](aws, created[lid], props)
+    return Resources(created)
+
+
+# ---- naming ------------------------------------------------------------------------------------
+
+
+def _physical(template: Template, logical_id: str, resource_type: str, endpoint: str) -> PhysicalResource:
+    region, account, stack = template.region, template.account_id, template.stack_name
+    name = f"{stack}-{logical_id}"
+    service = resource_type.split("::")[1].lower()
+    arn = f"arn:aws:{service}:{region}:{account}:{name}"
+    ref: str | None = None  # what Ref returns when it is not the name
+    attributes: dict[str, str] = {}
+    if resource_type == "AWS::DynamoDB::Table":
+        arn = f"arn:aws:dynamodb:{region}:{account}:table/{name}"
+    elif resource_type == "AWS::Kinesis::Stream":
+        arn = f"arn:aws:kinesis:{region}:{account}:stream/{name}"
+    elif resource_type == "AWS::SQS::Queue":
+        if (template.resources[logical_id].get("Properties") or {}).get("FifoQueue"):
+            name += ".fifo"
+        arn = f"arn:aws:sqs:{region}:{account}:{name}"
+        ref = f"{endpoint}/{account}/{name}"
+        attributes = {"QueueName": name, "QueueUrl": ref}
+    elif resource_type == "AWS::S3::Bucket":
+        name = name.lower()
+        if len(name) > 63:
+            raise TemplateError(f"local bucket name {name!r} is longer than S3's 63 characters; shorten the stack name")
+        arn = f"arn:aws:s3:::{name}"
+        attributes = {
+            "DomainName": f"{name}.s3.amazonaws.com",
+            "RegionalDomainName": f"{name}.s3.{region}.amazonaws.com",
+        }
+    elif resource_type in ("AWS::Serverless::Function", "AWS::Lambda::Function"):
+        arn = f"arn:aws:lambda:{region}:{account}:function:{name}"
+    elif resource_type in ("AWS::Serverless::LayerVersion", "AWS::Lambda::LayerVersion"):
+        arn = f"arn:aws:lambda:{region}:{account}:layer:{name}:1"
+        ref = arn
+    return PhysicalResource(logical_id, resource_type, name, arn, ref or name, {"Arn": arn, **attributes})
+
+
+# ---- creation, one function per resource type ----------------------------------------------------
+
+
+def _create_queue(aws: LocalAws, planned: PhysicalResource, props: dict[str, Any]) -> PhysicalResource:
+    attributes = {}
+    for key, value in props.items():
+        if key in ("QueueName", "Tags"):
+            continue
+        attributes[key] = json.dumps(value) if isinstance(value, (dict, list)) else _text(value)
+    url = aws.client("sqs").create_queue(
+        QueueName=planned.name,
+        Attributes=attributes,
+        tags={t["Key"]: t["Value"] for t in props.get("Tags", [])},
+    )["QueueUrl"]
+    return PhysicalResource(
+        planned.logical_id, planned.type, planned.name, planned.arn, url, {**planned.attributes, "QueueUrl": url}
+    )
+
+
+def _create_stream(aws: LocalAws, planned: PhysicalResource, props: dict[str, Any]) -> PhysicalResource:
+    kinesis = aws.client("kinesis")
+    mode = (props.get("StreamModeDetails") or {}).get("StreamMode", "PROVISIONED")
+    if mode == "ON_DEMAND":
+        kinesis.create_stream(StreamName=planned.name, StreamModeDetails={"StreamMode": "ON_DEMAND"})
+    else:
+        kinesis.create_stream(StreamName=planned.name, ShardCount=int(props.get("ShardCount", 1)))
+    hours = int(props.get("RetentionPeriodHours", 24))
+    if hours > 24:
+        kinesis.increase_stream_retention_period(StreamName=planned.name, RetentionPeriodHours=hours)
+    return planned
+
+
+def _create_bucket(aws: LocalAws, planned: PhysicalResource, props: dict[str, Any]) -> PhysicalResource:
+    s3 = aws.client("s3")
+    if aws.region == "us-east-1":
+        s3.create_bucket(Bucket=planned.name)
+    else:
+        s3.create_bucket(Bucket=planned.name, CreateBucketConfiguration={"LocationConstraint": aws.region})
+    versioning = (props.get("VersioningConfiguration") or {}).get("Status")
+    if versioning:
+        s3.put_bucket_versioning(Bucket=planned.name, VersioningConfiguration={"Status": versioning})
+    return planned
+
+
+def _create_table(aws: LocalAws, planned: PhysicalResource, props: dict[str, Any]) -> PhysicalResource:
+    dynamodb = aws.client("dynamodb")
+    billing = props.get("BillingMode", "PROVISIONED")
+    request: dict[str, Any] = {
+        "TableName": planned.name,
+        "KeySchema": props["KeySchema"],
+        "AttributeDefinitions": props["AttributeDefinitions"],
+        "BillingMode": billing,
+    }
+    if billing == "PROVISIONED":
+        request["ProvisionedThroughput"] = props.get(
+            "ProvisionedThroughput", {"ReadCapacityUnits": 5, "WriteCapacityUnits": 5}
+        )
+    for key in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
+        if props.get(key):
+            request[key] = [
+                {k: v for k, v in index.items() if not (billing == "PAY_PER_REQUEST" and k == "ProvisionedThroughput")}
+                for index in props[key]
+            ]
+    if (props.get("StreamSpecification") or {}).get("StreamViewType"):
+        request["StreamSpecification"] = {
+            "StreamEnabled": True,
+            "StreamViewType": props["StreamSpecification"]["StreamViewType"],
+        }
+    if "SSESpecification" in props:
+        request["SSESpecification"] = {"Enabled": bool(props["SSESpecification"].get("SSEEnabled"))}
+    if props.get("Tags"):
+        request["Tags"] = props["Tags"]
+    description = dynamodb.create_table(**request)["TableDescription"]
+
+    ttl = props.get("TimeToLiveSpecification") or {}
+    if ttl.get("Enabled"):
+        dynamodb.update_time_to_live(
+            TableName=planned.name,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl["AttributeName"]},
+        )
+    pitr = props.get("PointInTimeRecoverySpecification") or {}
+    if pitr.get("PointInTimeRecoveryEnabled"):
+        dynamodb.update_continuous_backups(
+            TableName=planned.name,
+            PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
+        )
+    attributes = dict(planned.attributes)
+    if description.get("LatestStreamArn"):
+        attributes["StreamArn"] = description["LatestStreamArn"]
+    return PhysicalResource(planned.logical_id, planned.type, planned.name, planned.arn, planned.ref, attributes)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _ensure_port_free(host: str, port: int) -> None:
+    # moto's threaded server would wait forever if its thread cannot bind, so find out here.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            raise OSError(f"port {port} on {host} is in use; pick another with --port (0 = any free port)") from None

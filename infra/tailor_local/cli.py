@@ -1,0 +1,566 @@
+"""The `tailor` command: run the local stack, replay shoppers through it, invoke functions, and look at the state."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import itertools
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TextIO
+
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from .aws import DEFAULT_PORT, LocalAws
+from .runtime import LambdaRuntime
+from .schedule import schedule_sources, scheduled_event
+from .stack import (
+    LocalStack,
+    PutResult,
+    StackHandle,
+    StackNotRunning,
+    all_processed,
+    processed_count,
+    put_events,
+    records_done,
+    state_path,
+)
+from .template import Template, TemplateError, find_template
+
+__all__ = ["main"]
+
+DATASETS = ("sim", "yoochoose", "diginetica", "cdnow", "jsonl")
+# The shared data sets sit beside the repository (../shared/data); --path points elsewhere.
+DATA_FILES = {
+    "yoochoose": "yoochoose-100k/train_tr.txt",
+    "diginetica": "diginetica/train-item-views-sample.csv",
+    "diginetica purchases": "diginetica/train-purchases.csv",
+    "diginetica categories": "diginetica/product-categories.csv",
+    "cdnow": "cdnow/CDNOW_master.txt",
+}
+# Give up waiting for the functions when they finish nothing for this long (a stuck shard, a broken handler).
+STALL_TIMEOUT_S = 120.0
+# Commands that live in modules of their own, each with main(argv) -> int: `tailor evaluate ltv ARGS...` runs
+# tailor_local.ltv_eval.main(ARGS).
+DELEGATED = {("bench", "ingest"): "tailor_local.bench"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    module_name = DELEGATED.get(tuple(argv[:2]))
+    if module_name is not None:
+        return importlib.import_module(module_name).main(argv[2:])
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        with logging_redirect_tqdm():
+            return args.command(args) or 0
+    except (StackNotRunning, TemplateError, OSError) as exc:
+        print(f"tailor: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    delegated = ", ".join(f"tailor {' '.join(words)}" for words in DELEGATED)
+    parser = argparse.ArgumentParser(prog="tailor", description=__doc__,
+                                     epilog=f"Also: {delegated} (each with its own --help).")
+    parser.add_argument("--template", type=Path, help="the SAM template (default: template.yaml here or above)")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    local = commands.add_parser("local", help="the local stack").add_subparsers(required=True, metavar="ACTION")
+    up = local.add_parser("up", help="start the local AWS and the functions, replay shoppers, stay up")
+    up.add_argument("--port", type=int, default=DEFAULT_PORT,
+                    help=f"port of the local AWS (default {DEFAULT_PORT}; 0 = any free port)")
+    up.add_argument("--replay", choices=("sim", "none"), default="sim", help="what to replay once up (default sim)")
+    up.add_argument("--schedules", choices=("on", "off"), default="on",
+                    help="fire rate(...) schedules on their timers (default on; cron schedules: tailor invoke)")
+    _simulation_options(up)
+    up.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="template parameter override")
+    up.set_defaults(command=_local_up)
+    status = local.add_parser("status", help="where the running stack answers and what its event sources did")
+    status.set_defaults(command=_local_status)
+
+    replay = commands.add_parser("replay", help="put events on the running stack's stream")
+    replay.add_argument("source", choices=DATASETS, nargs="?", default="sim")
+    replay.add_argument("--path", type=Path,
+                        help="data file (diginetica: the item views file; jsonl: one event per line, e.g. a "
+                             "simulation's events.jsonl)")
+    replay.add_argument("--purchases", type=Path, help="diginetica purchases file")
+    replay.add_argument("--categories", type=Path, help="diginetica product categories file")
+    replay.add_argument("--limit", type=int, help="at most this many events")
+    replay.add_argument("--no-wait", action="store_true", help="return once the events are on the stream")
+    _simulation_options(replay)
+    replay.set_defaults(command=_replay)
+
+    invoke = commands.add_parser("invoke", help="run a function once, in this process, against the local stack")
+    invoke.add_argument("function", help="logical id (IngestFunction) or short name (ingest)")
+    invoke.add_argument("-e", "--event", type=Path,
+                        help="event JSON file (default: a scheduled function's schedule event, else {})")
+    invoke.set_defaults(command=_invoke)
+
+    state = commands.add_parser("state", help="rows of the running stack's tables")
+    what = state.add_subparsers(required=True, metavar="WHAT")
+    for name, help_text in (("user", "a shopper and their sessions"), ("session", "a session"),
+                            ("item", "an item and its associations"), ("query", "a search query's items")):
+        sub = what.add_parser(name, help=help_text)
+        sub.add_argument("key")
+        sub.set_defaults(command=_state, what=name)
+    tables = what.add_parser("tables", help="rows per table")
+    tables.set_defaults(command=_state_tables)
+
+    quarantine = commands.add_parser("quarantine", help="records the ingest rejected, with their reasons")
+    quarantine.add_argument("--limit", type=int, default=20)
+    quarantine.set_defaults(command=_quarantine)
+    dlq = commands.add_parser("dlq", help="batches that exhausted their retries (the on-failure queue)")
+    dlq.add_argument("--limit", type=int, default=10)
+    dlq.add_argument("--records", action="store_true", help="also read the failed records from the stream")
+    dlq.set_defaults(command=_dlq)
+    return parser
+
+
+def _simulation_options(parser: argparse.ArgumentParser) -> None:
+    # 150 shoppers make a day of a little over 10,000 events: enough to see every kind of state, quick to replay.
+    parser.add_argument("--shoppers", type=int, default=150, help="simulated shoppers (default 150)")
+    parser.add_argument("--days", type=float, default=1.0, help="simulated days (default 1)")
+    parser.add_argument("--seed", type=int, default=7, help="simulation seed (default 7)")
+
+
+# ---- local up / status ---------------------------------------------------------------------------
+
+
+def _local_up(args: argparse.Namespace) -> int:
+    template_path = args.template or find_template()
+    state_file = state_path(template_path)
+    try:
+        running = StackHandle.load(state_file)
+    except StackNotRunning:
+        running = None
+    if running is not None:
+        _say(f"tailor: a local stack is already running at {running.endpoint} (pid {running.pid})")
+        return 1
+    log_path = state_file.parent / "functions.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    # Stopped by a service manager or `kill`: leave through the same cleanup as Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    with open(log_path, "w", encoding="utf-8") as function_log:
+        stack = LocalStack(template_path, port=args.port, parameter_overrides=_overrides(args.param),
+                           function_log=function_log)
+        _say(f"Starting the local AWS on 127.0.0.1:{args.port or 'any free port'} ...")
+        stack.start(schedules=args.schedules == "on")
+        try:
+            stack.write_state(state_file, every_s=1.0)
+            _describe_stack(stack, log_path)
+            if args.replay == "sim":
+                _say(f"Simulating {args.shoppers} shoppers over {args.days:g} day(s), seed {args.seed} ...")
+                from .simulator import simulate
+
+                events = simulate(shoppers=args.shoppers, days=args.days, seed=args.seed).events
+                tally = EventTally()
+                started = time.monotonic()
+                put = _put_and_wait(stack.aws, stack.stream_name(), tally.watch(events), stack.progress,
+                                    total=len(events))
+                _say(f"\nReplayed {put.records:,} events from {args.shoppers} simulated shoppers "
+                     f"in {time.monotonic() - started:.1f} s.")
+                _print_summary(stack.handle, stack.progress())
+                _print_next_steps(tally, stack.server.endpoint, log_path, stack.template.root)
+            _say(f"\nThe local stack is up at {stack.server.endpoint}. Ctrl-C stops it.")
+            threading.Event().wait()
+        finally:
+            _say("Stopping the local stack ...")
+            stack.stop()
+            state_file.unlink(missing_ok=True)
+    return 0
+
+
+def _local_status(args: argparse.Namespace) -> int:
+    handle = _running(args)
+    _say(f"Local stack {handle.stack_name} at {handle.endpoint} (pid {handle.pid}, since {handle.started_at})")
+    _print_summary(handle, handle.mappings)
+    return 0
+
+
+def _describe_stack(stack: LocalStack, log_path: Path) -> None:
+    assert stack.resources is not None and stack.runtime is not None
+    _say(f"Local AWS at {stack.server.endpoint}, region {stack.template.region}; "
+         f"resources from {stack.template.path.name}:")
+    for lid, resource in stack.resources.items():
+        if resource.type in ("AWS::DynamoDB::Table", "AWS::Kinesis::Stream", "AWS::SQS::Queue", "AWS::S3::Bucket"):
+            _say(f"  {lid:<22} {resource.type:<22} {resource.name}")
+    for key, mapping in stack.mappings.items():
+        s = mapping.source
+        _say(f"  {key}: {len(mapping.pollers)} shards, batch {s.batch_size}, window {s.batching_window_s:g} s, "
+             f"retries {s.maximum_retry_attempts}, bisect {'on' if s.bisect_on_function_error else 'off'}")
+    for key, timer in stack.timers.items():
+        _say(f"  {key}: fires every {timer.period_s:g} s ({timer.source.expression})")
+    _say(f"  function logs: {log_path}")
+
+
+# ---- replay --------------------------------------------------------------------------------------
+
+
+def _replay(args: argparse.Namespace) -> int:
+    handle = _running(args)
+    state_file = state_path(Path(handle.template))
+    streams = handle.resources.of_type("AWS::Kinesis::Stream")
+    if len(streams) != 1:
+        raise TemplateError(f"the template has {len(streams)} Kinesis streams; replay needs exactly one")
+    stream_name = next(iter(streams.values())).name
+    events, total = _dataset_events(args, Path(handle.template).parent)
+    if args.limit is not None:
+        events = itertools.islice(events, args.limit)
+        total = args.limit if total is None else min(total, args.limit)
+    tally = EventTally()
+
+    def progress() -> dict[str, Any]:
+        return StackHandle.load(state_file).mappings
+
+    started = time.monotonic()
+    put = _put_and_wait(handle.aws, stream_name, tally.watch(events), progress, total=total,
+                        wait=not args.no_wait)
+    _say(f"\nPut {put.records:,} {args.source} events on {stream_name} in {time.monotonic() - started:.1f} s.")
+    if not args.no_wait:
+        _print_summary(handle, StackHandle.load(state_file).mappings)
+    _print_next_steps(tally, handle.endpoint, state_file.parent / "functions.log")
+    return 0
+
+
+def _dataset_events(args: argparse.Namespace, repo_root: Path) -> tuple[Iterator[dict[str, Any]], int | None]:
+    """The events to replay, and how many there are when that is known up front."""
+    if args.source == "sim":
+        from .simulator import simulate
+
+        _say(f"Simulating {args.shoppers} shoppers over {args.days:g} day(s), seed {args.seed} ...")
+        events = simulate(shoppers=args.shoppers, days=args.days, seed=args.seed).events
+        return iter(events), len(events)
+    if args.source == "jsonl":
+        if args.path is None:
+            raise FileNotFoundError("replay jsonl needs --path FILE")
+        return _json_lines(_existing(args.path)), None
+    from . import datasets
+
+    if args.source == "yoochoose":
+        return datasets.load_yoochoose(_existing(args.path or _data_file(repo_root, "yoochoose"))), None
+    if args.source == "diginetica":
+        return datasets.load_diginetica(
+            _existing(args.path or _data_file(repo_root, "diginetica")),
+            _existing(args.purchases or _data_file(repo_root, "diginetica purchases")),
+            _existing(args.categories or _data_file(repo_root, "diginetica categories")),
+        ), None
+    return datasets.load_cdnow(_existing(args.path or _data_file(repo_root, "cdnow"))), None
+
+
+def _put_and_wait(aws: LocalAws, stream_name: str, events: Iterable[dict[str, Any]],
+                  progress: Callable[[], dict[str, Any]], *, total: int | None, wait: bool = True) -> PutResult:
+    """Put the events on the stream, then follow the functions until they have finished with every record."""
+    baseline = records_done(progress())
+    with tqdm(total=total, unit=" events", desc="put on stream", file=sys.stderr) as bar:
+        put = put_events(aws, stream_name, events, on_progress=bar.update)
+    mappings = progress()
+    if not wait or not any(m["stream"] == stream_name for m in mappings.values()):
+        return put
+    with tqdm(total=put.records, unit=" events", desc="processed", file=sys.stderr) as bar:
+        last_change = time.monotonic()
+        while not all_processed(mappings, stream_name, put):
+            done = min(put.records, processed_count(mappings, stream_name, put, baseline))
+            if done != bar.n:
+                bar.update(done - bar.n)
+                last_change = time.monotonic()
+            elif time.monotonic() - last_change > STALL_TIMEOUT_S:
+                _say(f"No record finished in {STALL_TIMEOUT_S:.0f} s; not waiting any longer (see the function logs).")
+                return put
+            time.sleep(0.25)
+            mappings = progress()
+        bar.update(put.records - bar.n)
+    return put
+
+
+class EventTally:
+    """Counts the replayed events by shopper, session, item and query, to suggest real ids to look at."""
+
+    def __init__(self) -> None:
+        self.users: Counter[str] = Counter()
+        self.buyers: Counter[str] = Counter()
+        self.sessions: dict[str, Counter[str]] = {}
+        self.items: dict[str, Counter[str]] = {}
+        self.queries: dict[str, Counter[str]] = {}
+
+    def watch(self, events: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for event in events:
+            user = str(event.get("user_id"))
+            self.users[user] += 1
+            if event.get("event_type") == "purchase":
+                self.buyers[user] += 1
+            self.sessions.setdefault(user, Counter())[str(event.get("session_id"))] += 1
+            if event.get("item_id"):
+                self.items.setdefault(user, Counter())[str(event["item_id"])] += 1
+            if event.get("event_type") == "search" and event.get("query"):
+                self.queries.setdefault(user, Counter())[str(event["query"])] += 1
+            yield event
+
+    def showcase_user(self) -> str | None:
+        """A busy shopper, preferably one who bought something and searched."""
+        ranked = [u for u, _ in self.users.most_common()]
+        for wanted in (lambda u: u in self.buyers and u in self.queries, lambda u: u in self.buyers, lambda u: True):
+            for user in ranked:
+                if wanted(user):
+                    return user
+        return None
+
+
+def _print_next_steps(tally: EventTally, endpoint: str, log_path: Path, repo_root: Path | None = None) -> None:
+    """Commands worth trying next, with real ids from what was just replayed; replay ideas when `repo_root` is given."""
+    user = tally.showcase_user()
+    if user is None:
+        return
+    session = tally.sessions[user].most_common(1)[0][0]
+    item = tally.items[user].most_common(1)[0][0] if user in tally.items else None
+    query = tally.queries[user].most_common(1)[0][0] if user in tally.queries else None
+    lines = [
+        ("What to look at and try, from another terminal:", ""),
+        (f"tailor state user {user}", "a busy shopper: counters, RFM inputs, category affinity, sessions"),
+        (f"tailor state session {session}", "their busiest session: counts by type, recent items, signals"),
+    ]
+    if item:
+        lines.append((f"tailor state item {item}", "their most visited item: counters and co-occurring items"))
+    if query:
+        lines.append((f"tailor state query {json.dumps(query)}", "one of their searches and the items it led to"))
+    lines.append(("tailor state tables", "rows per table"))
+    lines.append(("tailor quarantine", "malformed records and the reason each was rejected"))
+    lines.append(("tailor dlq --records", "batches that exhausted their retries, with their records"))
+    lines.append(("tailor invoke ingest -e events/ingest-kinesis-batch.json",
+                  "one batch with valid, invalid and duplicate records"))
+    if repo_root is not None:
+        lines.append(("tailor replay sim --shoppers 50 --days 0.2 --seed 8", "more shoppers through the same path"))
+        if _data_file(repo_root, "yoochoose").is_file():
+            lines.append(("tailor replay yoochoose --limit 5000", "real sessions (YooChoose) through the same path"))
+    lines.append((f"tail -f {log_path}", "the functions' logs"))
+    lines.append((f"AWS_ENDPOINT_URL={endpoint} aws dynamodb list-tables", "any AWS SDK or CLI works against it"))
+    width = max(len(command) for command, why in lines if why)
+    _say("")
+    for command, why in lines:
+        _say(f"  {command:<{width}}  {why}" if why else command)
+
+
+def _print_summary(handle: StackHandle, mappings: dict[str, Any]) -> None:
+    for key, mapping in mappings.items():
+        shards = mapping["shards"].values()
+        totals = {name: sum(s[name] for s in shards) for name in
+                  ("records_done", "batches", "invocations", "retries", "bisections", "records_discarded")}
+        _say(f"  {key}: {totals['records_done']:,} records in {totals['batches']:,} batches, "
+             f"{totals['invocations']:,} invocations, {totals['retries']} retries, {totals['bisections']} bisections, "
+             f"{totals['records_discarded']} records discarded to the failure queue")
+    if "DataBucket" in handle.resources:
+        quarantined = sum(1 for _ in handle.objects("DataBucket", "quarantine/"))
+        archived = sum(1 for _ in handle.objects("DataBucket", "archive/"))
+        _say(f"  DataBucket: {quarantined:,} quarantined records, {archived:,} archive objects")
+    if "IngestFailureQueue" in handle.resources:
+        _say(f"  IngestFailureQueue: {handle.queue_depth('IngestFailureQueue')} failure records")
+    counts = handle.row_counts()
+    _say("  rows: " + ", ".join(f"{lid} {n:,}" for lid, n in counts.items()))
+
+
+# ---- invoke --------------------------------------------------------------------------------------
+
+
+def _invoke(args: argparse.Namespace) -> int:
+    template_path = args.template or find_template()
+    try:
+        handle = StackHandle.load(state_path(template_path))
+    except StackNotRunning:
+        _say("No local stack is running; starting a temporary one for this invocation.")
+        # Its own resource names: moto's state is per process, shared with any other stack started in it.
+        with LocalStack(template_path, port=0, stack_name=f"tailor-invoke-{uuid.uuid4().hex[:8]}",
+                        function_log=sys.stderr) as stack:
+            assert stack.runtime is not None
+            return _invoke_and_print(stack.runtime, args.function, args.event)
+    template = Template.load(template_path, region=handle.region, stack_name=handle.stack_name)
+    return _invoke_and_print(LambdaRuntime(template, handle.resources, handle.aws, log_stream=sys.stderr),
+                             args.function, args.event)
+
+
+def _invoke_and_print(runtime: LambdaRuntime, name: str, event_file: Path | None) -> int:
+    function = runtime.find(name)
+    invocation = function.invoke(_event_for(runtime.template, function.logical_id, event_file))
+    print(json.dumps(invocation.payload if invocation.ok else invocation.error, indent=2))
+    outcome = "ok" if invocation.ok else f"error {invocation.error['errorType']}"  # type: ignore[index]
+    _say(f"{function.logical_id}: {outcome} in {invocation.duration_ms:.0f} ms (request {invocation.request_id})")
+    return 0 if invocation.ok else 1
+
+
+def _event_for(template: Template, function_id: str, event_file: Path | None) -> Any:
+    """The event file's content; without one, what the function's first schedule would send it, else {}."""
+    if event_file is not None:
+        return json.loads(event_file.read_text(encoding="utf-8"))
+    for schedule in schedule_sources(template):
+        if schedule.function_id == function_id:
+            _say(f"Firing {function_id}.{schedule.event_name} ({schedule.expression}).")
+            return scheduled_event(schedule, region=template.region, account_id=template.account_id,
+                                   stack_name=template.stack_name)
+    return {}
+
+
+# ---- state, quarantine, dlq ----------------------------------------------------------------------
+
+
+def _state(args: argparse.Namespace) -> int:
+    handle = _running(args)
+    key = args.key
+    if args.what == "user":
+        found = _show_row(handle, "ShoppersTable", {"user_id": key}, f"shopper {key}")
+        sessions = sorted(handle.scan("SessionsTable", user_id=key),
+                          key=lambda row: (row.get("last_seen") or 0, row["session_id"]))
+        _say(f"\n{len(sessions)} session(s) of {key}, latest last:")
+        for row in sessions:
+            _print_json(row)
+        return 0 if found or sessions else 1
+    if args.what == "session":
+        return 0 if _show_row(handle, "SessionsTable", {"session_id": key}, f"session {key}") else 1
+    if args.what == "item":
+        found = _show_row(handle, "ItemsTable", {"item_id": key}, f"item {key}")
+        if "AssociationsTable" in handle.resources:
+            _show_row(handle, "AssociationsTable", {"item_id": key}, f"associations of item {key}")
+        return 0 if found else 1
+    from tailor.text import normalize_query
+
+    return 0 if _show_row(handle, "QueriesTable", {"query": normalize_query(key)}, f"query {key!r}") else 1
+
+
+def _state_tables(args: argparse.Namespace) -> int:
+    handle = _running(args)
+    for lid, count in handle.row_counts().items():
+        print(f"{lid:<22} {handle.resources.name(lid):<36} {count:>9,} rows")
+    return 0
+
+
+def _show_row(handle: StackHandle, table: str, key: dict[str, str], label: str) -> bool:
+    row = handle.get_row(table, key)
+    if row is None:
+        _say(f"no {label} in {handle.resources.name(table)}")
+        return False
+    _say(f"{label} ({handle.resources.name(table)}):")
+    _print_json(row)
+    return True
+
+
+def _quarantine(args: argparse.Namespace) -> int:
+    handle = _running(args)
+    objects = list(handle.objects("DataBucket", "quarantine/"))
+    _say(f"{len(objects)} quarantined record(s) in s3://{handle.resources.name('DataBucket')}/quarantine/"
+         + (f", the last {args.limit}:" if len(objects) > args.limit else ":"))
+    for obj in objects[-args.limit:]:
+        body = handle.read_object("DataBucket", obj["Key"])
+        try:
+            entry = json.loads(body)
+        except json.JSONDecodeError:
+            print(f"{obj['Key']}\n    {body[:200]!r}")
+            continue
+        data = str(entry.get("data", ""))
+        print(f"{entry.get('shard', '?')}:{entry.get('sequence_number', '?')}  {entry.get('reason', '(no reason)')}\n"
+              f"    data: {data[:160]}{'...' if len(data) > 160 else ''}")
+    return 0
+
+
+def _dlq(args: argparse.Namespace) -> int:
+    handle = _running(args)
+    depth = handle.queue_depth("IngestFailureQueue")
+    _say(f"{depth} failure record(s) in {handle.resources.name('IngestFailureQueue')}")
+    for message in handle.peek_messages("IngestFailureQueue", args.limit):
+        record = json.loads(message["Body"])
+        info = record.get("KinesisBatchInfo", {})
+        context = record.get("requestContext", {})
+        print(f"{info.get('shardId')} {info.get('startSequenceNumber')}..{info.get('endSequenceNumber')} "
+              f"({info.get('batchSize')} records): {context.get('condition')} after "
+              f"{context.get('approximateInvokeCount')} invocation(s), {record.get('timestamp')}")
+        if args.records and info:
+            for data in _stream_records(handle.aws, info):
+                print(f"    {data.decode('utf-8', errors='replace')[:160]}")
+    return 0
+
+
+def _stream_records(aws: LocalAws, info: dict[str, Any]) -> Iterator[bytes]:
+    """The records a failure record points at, read back from the stream."""
+    kinesis = aws.client("kinesis")
+    iterator = kinesis.get_shard_iterator(StreamName=info["streamArn"].split(":stream/", 1)[1], ShardId=info["shardId"],
+                                          ShardIteratorType="AT_SEQUENCE_NUMBER",
+                                          StartingSequenceNumber=info["startSequenceNumber"])["ShardIterator"]
+    end = int(info["endSequenceNumber"])
+    while iterator:
+        page = kinesis.get_records(ShardIterator=iterator, Limit=min(int(info.get("batchSize") or 100), 10_000))
+        for record in page["Records"]:
+            if int(record["SequenceNumber"]) > end:
+                return
+            yield record["Data"]
+        if not page["Records"]:
+            return
+        iterator = page.get("NextShardIterator")
+
+
+# ---- helpers -------------------------------------------------------------------------------------
+
+
+def _running(args: argparse.Namespace) -> StackHandle:
+    return StackHandle.load(state_path(args.template or find_template()))
+
+
+def _overrides(pairs: list[str]) -> dict[str, str]:
+    overrides = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise TemplateError(f"--param takes NAME=VALUE, not {pair!r}")
+        overrides[name] = value
+    return overrides
+
+
+def _json_lines(path: Path) -> Iterator[dict[str, Any]]:
+    with open(path, encoding="utf-8") as lines:
+        for line in lines:
+            if line.strip():
+                yield json.loads(line)
+
+
+def _data_file(repo_root: Path, name: str) -> Path:
+    return repo_root.parent / "shared" / "data" / DATA_FILES[name]
+
+
+def _existing(path: Path) -> Path:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no data file {path}; give one with --path")
+    return Path(path)
+
+
+def _print_json(row: Any, out: TextIO | None = None) -> None:
+    print(json.dumps(row, indent=2, sort_keys=True, default=_json_value), file=out or sys.stdout)
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=str)
+    if isinstance(value, (bytes, bytearray)):
+        return value.decode("utf-8", errors="replace")
+    if hasattr(value, "value") and isinstance(value.value, (bytes, bytearray)):  # boto3's Binary
+        return value.value.decode("utf-8", errors="replace")
+    return str(value)
+
+
+def _say(text: str) -> None:
+    """Messages for the person at the terminal go to stderr; stdout carries the results that scripts read."""
+    print(text, file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

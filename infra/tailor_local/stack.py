@@ -1,0 +1,363 @@
+"""The local stack: embedded AWS with the template's resources, in-process functions fed by their event sources, and the
+state file through which other `tailor` commands find and inspect it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import urlparse
+
+from boto3.dynamodb.conditions import Attr
+
+from .aws import DEFAULT_PORT, LocalAws, MotoServer, Resources, create_resources
+from .kinesis import KinesisMapping, kinesis_sources
+from .runtime import LambdaRuntime
+from .schedule import ScheduleTimer, rate_seconds, schedule_sources
+from .template import Template
+
+__all__ = [
+    "LocalStack",
+    "PutResult",
+    "StackHandle",
+    "StackNotRunning",
+    "all_processed",
+    "processed_count",
+    "put_events",
+    "records_done",
+    "state_path",
+]
+
+STATE_DIR = ".tailor"
+STATE_FILE = "local.json"
+PUT_RECORDS_LIMIT = 500  # records per Kinesis PutRecords call
+
+
+class StackNotRunning(RuntimeError):
+    """No local stack answers for this template; start one with `tailor local up`."""
+
+
+def state_path(template_path: Path) -> Path:
+    """Where the running stack of this template writes its endpoint, names and progress."""
+    return Path(template_path).resolve().parent / STATE_DIR / STATE_FILE
+
+
+class LocalStack:
+    """Starts the embedded AWS, creates the template's resources, loads its functions and runs their event sources."""
+
+    def __init__(self, template_path: Path, *, port: int = DEFAULT_PORT, stack_name: str = "tailor-local",
+                 region: str = "us-east-1", parameter_overrides: dict[str, str] | None = None,
+                 function_log: TextIO | None = None):
+        self.template = Template.load(template_path, region=region, stack_name=stack_name,
+                                      parameter_overrides=parameter_overrides)
+        self.server = MotoServer(port=port)
+        self.function_log = function_log
+        self.aws: LocalAws | None = None
+        self.resources: Resources | None = None
+        self.runtime: LambdaRuntime | None = None
+        self.mappings: dict[str, KinesisMapping] = {}
+        self.timers: dict[str, ScheduleTimer] = {}
+        self.started_at = ""
+        self._state_writer: threading.Thread | None = None
+        self._state_stop = threading.Event()
+
+    def start(self, *, pollers: bool = True, schedules: bool = False) -> LocalStack:
+        """Bring everything up; with `pollers`, stream event sources deliver from background threads, and with
+        `schedules`, rate schedules fire on their timers (cron schedules fire only on demand: `tailor invoke`)."""
+        self.server.start()
+        try:
+            self.aws = aws = LocalAws(self.server.endpoint, self.template.region)
+            self.resources = create_resources(self.template, aws)
+            self.runtime = LambdaRuntime(self.template, self.resources, aws, log_stream=self.function_log)
+            for source in kinesis_sources(self.template, self.resources):
+                function = self.runtime.functions[source.function_id]
+                self.mappings[f"{source.function_id}.{source.event_name}"] = KinesisMapping(source, function, aws)
+            for schedule in schedule_sources(self.template):
+                period = rate_seconds(schedule.expression)
+                if schedule.enabled and period is not None:
+                    self.timers[f"{schedule.function_id}.{schedule.event_name}"] = ScheduleTimer(
+                        schedule, self.runtime.functions[schedule.function_id], period,
+                        region=self.template.region, account_id=self.template.account_id,
+                        stack_name=self.template.stack_name)
+        except BaseException:
+            self.server.stop()
+            raise
+        self.started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        if pollers:
+            for mapping in self.mappings.values():
+                mapping.start()
+        if schedules:
+            for timer in self.timers.values():
+                timer.start()
+        return self
+
+    def stop(self) -> None:
+        self._state_stop.set()
+        if self._state_writer is not None:
+            self._state_writer.join()
+        for timer in self.timers.values():
+            timer.stop()
+        for mapping in self.mappings.values():
+            mapping.stop()
+        self.server.stop()
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def handle(self) -> StackHandle:
+        assert self.resources is not None, "start() the stack first"
+        return StackHandle(
+            endpoint=self.server.endpoint,
+            region=self.template.region,
+            stack_name=self.template.stack_name,
+            template=str(self.template.path),
+            resources=self.resources,
+            pid=os.getpid(),
+            started_at=self.started_at,
+            mappings=self.progress(),
+        )
+
+    def stream_name(self, logical_id: str | None = None) -> str:
+        """The local name of a Kinesis stream (the template's only one when not named)."""
+        assert self.resources is not None
+        streams = self.resources.of_type("AWS::Kinesis::Stream")
+        if logical_id is None:
+            if len(streams) != 1:
+                raise ValueError(f"the template has {len(streams)} streams; name one of {sorted(streams)}")
+            return next(iter(streams.values())).name
+        return streams[logical_id].name
+
+    def progress(self) -> dict[str, Any]:
+        """Each event source's stream and per-shard stats (checkpoint, records done, invocations, ...)."""
+        return {
+            key: {"stream": mapping.source.stream_name, "shards": {s.shard_id: asdict(s) for s in mapping.stats()}}
+            for key, mapping in self.mappings.items()
+        }
+
+    def write_state(self, path: Path, *, every_s: float | None = None) -> None:
+        """Write the state file now, and with `every_s` keep it current from a background thread."""
+        _write_json_atomically(path, self.handle.to_json())
+        if every_s is not None and self._state_writer is None:
+            def keep_writing() -> None:
+                while not self._state_stop.wait(every_s):
+                    _write_json_atomically(path, self.handle.to_json())
+
+            self._state_writer = threading.Thread(target=keep_writing, daemon=True, name="tailor-state")
+            self._state_writer.start()
+
+
+@dataclass
+class StackHandle:
+    """A running local stack as seen from any process: where it answers, its resources, and what is in them."""
+
+    endpoint: str
+    region: str
+    stack_name: str
+    template: str
+    resources: Resources
+    pid: int = 0
+    started_at: str = ""
+    mappings: dict[str, Any] = field(default_factory=dict)  # progress of each event source, from the state file
+
+    @cached_property
+    def aws(self) -> LocalAws:
+        return LocalAws(self.endpoint, self.region)
+
+    @classmethod
+    def load(cls, path: Path) -> StackHandle:
+        """The stack described by a state file, if it is still running."""
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            raise StackNotRunning(f"no local stack is running (no {path}); start one with `tailor local up`") from None
+        handle = cls(**{**data, "resources": Resources.from_json(data["resources"])})
+        if not handle.alive():
+            raise StackNotRunning(f"the local stack in {path} is gone (pid {handle.pid}); "
+                                  "start one with `tailor local up`")
+        return handle
+
+    def alive(self) -> bool:
+        url = urlparse(self.endpoint)
+        try:
+            with socket.create_connection((url.hostname, url.port), timeout=1):
+                pass
+        except OSError:
+            return False
+        if self.pid:
+            try:
+                os.kill(self.pid, 0)
+            except ProcessLookupError:
+                return False
+            except PermissionError:
+                pass
+        return True
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self) | {"resources": self.resources.to_json()}
+
+    # ---- what is in the stack ------------------------------------------------------------------
+
+    def table(self, logical_id: str) -> Any:
+        return self.aws.resource("dynamodb").Table(self.resources.name(logical_id))
+
+    def get_row(self, logical_id: str, key: dict[str, Any]) -> dict[str, Any] | None:
+        return self.table(logical_id).get_item(Key=key).get("Item")
+
+    def scan(self, logical_id: str, **filters: Any) -> list[dict[str, Any]]:
+        """Every row (where each given attribute equals its value): a full scan, fine for a local stack."""
+        request: dict[str, Any] = {}
+        if filters:
+            condition = None
+            for name, value in filters.items():
+                clause = Attr(name).eq(value)
+                condition = clause if condition is None else condition & clause
+            request["FilterExpression"] = condition
+        table = self.table(logical_id)
+        rows: list[dict[str, Any]] = []
+        while True:
+            page = table.scan(**request)
+            rows.extend(page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return rows
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def row_counts(self) -> dict[str, int]:
+        """Rows per table, by logical id."""
+        client = self.aws.client("dynamodb")
+        counts = {}
+        for lid, table in sorted(self.resources.of_type("AWS::DynamoDB::Table").items()):
+            request: dict[str, Any] = {"TableName": table.name, "Select": "COUNT"}
+            total = 0
+            while True:
+                page = client.scan(**request)
+                total += page["Count"]
+                if "LastEvaluatedKey" not in page:
+                    break
+                request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            counts[lid] = total
+        return counts
+
+    def objects(self, bucket_logical_id: str, prefix: str) -> Iterator[dict[str, Any]]:
+        """The bucket's objects under a prefix (key, size, last modified), oldest key first."""
+        paginator = self.aws.client("s3").get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.resources.name(bucket_logical_id), Prefix=prefix):
+            yield from page.get("Contents", [])
+
+    def read_object(self, bucket_logical_id: str, key: str) -> bytes:
+        response = self.aws.client("s3").get_object(Bucket=self.resources.name(bucket_logical_id), Key=key)
+        return response["Body"].read()
+
+    def peek_messages(self, queue_logical_id: str, limit: int = 10) -> list[dict[str, Any]]:
+        """Up to `limit` messages of a queue, left in the queue (received with no visibility timeout)."""
+        sqs = self.aws.client("sqs")
+        url = self.resources.ref(queue_logical_id)
+        messages: dict[str, dict[str, Any]] = {}
+        for _ in range(max(1, limit)):
+            batch = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=min(10, limit), VisibilityTimeout=0,
+                                        AttributeNames=["All"]).get("Messages", [])
+            fresh = [m for m in batch if m["MessageId"] not in messages]
+            if not fresh:
+                break
+            messages.update((m["MessageId"], m) for m in fresh)
+            if len(messages) >= limit:
+                break
+        return list(messages.values())[:limit]
+
+    def queue_depth(self, queue_logical_id: str) -> int:
+        attributes = self.aws.client("sqs").get_queue_attributes(
+            QueueUrl=self.resources.ref(queue_logical_id), AttributeNames=["ApproximateNumberOfMessages"]
+        )["Attributes"]
+        return int(attributes["ApproximateNumberOfMessages"])
+
+
+@dataclass
+class PutResult:
+    """What a replay put on the stream: how many records, and the last sequence number per shard."""
+
+    records: int = 0
+    last_sequence: dict[str, str] = field(default_factory=dict)
+
+    def add(self, shard_id: str, sequence_number: str) -> None:
+        self.records += 1
+        if shard_id not in self.last_sequence or int(sequence_number) > int(self.last_sequence[shard_id]):
+            self.last_sequence[shard_id] = sequence_number
+
+
+def put_events(aws: LocalAws, stream_name: str, events: Iterable[dict[str, Any]], *,
+               on_progress: Callable[[int], None] | None = None) -> PutResult:
+    """Put events on the stream as JSON records keyed by user_id, PUT_RECORDS_LIMIT per call, in order."""
+    kinesis = aws.client("kinesis")
+    result = PutResult()
+    chunk: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        pending = chunk[:]
+        while pending:
+            response = kinesis.put_records(StreamName=stream_name, Records=pending)
+            retry = []
+            for request, outcome in zip(pending, response["Records"]):
+                if "ErrorCode" in outcome:
+                    retry.append(request)
+                else:
+                    result.add(outcome["ShardId"], outcome["SequenceNumber"])
+            if on_progress:
+                on_progress(len(pending) - len(retry))
+            if retry:
+                time.sleep(0.2)  # throttled: Kinesis asks the producer to back off and resend the failed records
+            pending = retry
+        chunk.clear()
+
+    for event in events:
+        key = str(event.get("user_id") or event.get("event_id") or "anonymous")
+        chunk.append({"Data": json.dumps(event, separators=(",", ":"), default=str).encode(), "PartitionKey": key})
+        if len(chunk) == PUT_RECORDS_LIMIT:
+            flush()
+    if chunk:
+        flush()
+    return result
+
+
+def processed_count(mappings: dict[str, Any], stream_name: str, put: PutResult, baseline: dict[str, int]) -> int:
+    """How many of the records just put every event source of the stream has finished with."""
+    counts = [
+        sum(shard["records_done"] for shard in mapping["shards"].values()) - baseline.get(key, 0)
+        for key, mapping in mappings.items()
+        if mapping["stream"] == stream_name
+    ]
+    return min(counts, default=put.records)
+
+
+def all_processed(mappings: dict[str, Any], stream_name: str, put: PutResult) -> bool:
+    """True once every event source of the stream has checkpointed past the last record put on each shard."""
+    for mapping in mappings.values():
+        if mapping["stream"] != stream_name:
+            continue
+        for shard_id, last in put.last_sequence.items():
+            checkpoint = mapping["shards"].get(shard_id, {}).get("checkpoint")
+            if checkpoint is None or int(checkpoint) < int(last):
+                return False
+    return True
+
+
+def records_done(mappings: dict[str, Any]) -> dict[str, int]:
+    """Records each event source has finished with so far: the baseline before a replay."""
+    return {key: sum(s["records_done"] for s in m["shards"].values()) for key, m in mappings.items()}
+
+
+def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(f".{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+    temporary.replace(path)

@@ -1,0 +1,161 @@
+"""End to end on the local stack: records on Kinesis become DynamoDB state through the real Ingest function, and the
+`tailor` command shows it."""
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, load_event
+from tailor.events import EventError, parse_event
+from tailor_local.cli import main
+from tailor_local.simulator import simulate
+from tailor_local.stack import LocalStack, PutResult, all_processed, put_events, state_path
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not (ROOT / "functions" / "ingest" / "app.py").is_file(),
+                       reason="functions/ingest/app.py is not there yet"),
+]
+
+PROCESSING_TIMEOUT_S = 300
+
+
+def make_repo(folder: Path) -> Path:
+    """A checkout in `folder` (template, functions, layers, events) whose .tailor state stays out of the real one."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "template.yaml").write_text((ROOT / "template.yaml").read_text())
+    for name in ("functions", "layers", "events"):
+        (folder / name).symlink_to(ROOT / name, target_is_directory=True)
+    return folder / "template.yaml"
+
+
+def wait_until_processed(stack: LocalStack, put: PutResult) -> None:
+    deadline = time.monotonic() + PROCESSING_TIMEOUT_S
+    while not all_processed(stack.progress(), stack.stream_name(), put):
+        assert time.monotonic() < deadline, f"not processed in {PROCESSING_TIMEOUT_S} s: {stack.progress()}"
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def replayed(tmp_path_factory):
+    """A running stack that has processed the sample Ingest batch's records and a small simulated crowd."""
+    repo = tmp_path_factory.mktemp("repo")
+    template = make_repo(repo)
+    sample_records = load_event("ingest-kinesis-batch.json")["Records"]
+    simulated = simulate(shoppers=6, days=0.1, seed=3).events
+    with open(repo / "functions.log", "w") as log, LocalStack(template, port=0, stack_name="tailor-e2e",
+                                                                   function_log=log) as stack:
+        stack.write_state(state_path(template))
+        kinesis = stack.aws.client("kinesis")
+        put = PutResult()
+        raw = [{"Data": base64.b64decode(r["kinesis"]["data"]), "PartitionKey": r["kinesis"]["partitionKey"]}
+               for r in sample_records]
+        for outcome in kinesis.put_records(StreamName=stack.stream_name(), Records=raw)["Records"]:
+            put.add(outcome["ShardId"], outcome["SequenceNumber"])
+        more = put_events(stack.aws, stack.stream_name(), simulated)
+        for shard, sequence in more.last_sequence.items():
+            put.add(shard, sequence)
+        wait_until_processed(stack, put)
+        stack.write_state(state_path(template))
+        yield stack, template, [r["Data"] for r in raw], simulated
+
+
+def valid_events(payloads):
+    events = []
+    for payload in payloads:
+        try:
+            events.append(parse_event(payload))
+        except EventError:
+            pass
+    return events
+
+
+def test_every_valid_event_reaches_the_shopper_session_and_item_state(replayed):
+    stack, _, sample_payloads, simulated = replayed
+    handle = stack.handle
+    events = valid_events(sample_payloads) + [parse_event(e) for e in simulated]
+    for user in {e.user_id for e in events}:
+        assert handle.get_row("ShoppersTable", {"user_id": user}) is not None, user
+    for session in {e.session_id for e in events}:
+        assert handle.get_row("SessionsTable", {"session_id": session}) is not None, session
+    for item in {e.item_id for e in events if getattr(e, "item_id", None)}:
+        assert handle.get_row("ItemsTable", {"item_id": item}) is not None, item
+    assert any(True for _ in handle.objects("DataBucket", "archive/"))
+
+
+def test_malformed_records_land_in_the_quarantine_and_nothing_fails(replayed):
+    stack, _, sample_payloads, _ = replayed
+    handle = stack.handle
+    invalid = len(sample_payloads) - len(valid_events(sample_payloads))
+    assert invalid > 0
+    quarantined = [json.loads(handle.read_object("DataBucket", o["Key"]))
+                   for o in handle.objects("DataBucket", "quarantine/")]
+    assert len(quarantined) == invalid and all(q["reason"] for q in quarantined)
+    assert handle.queue_depth("IngestFailureQueue") == 0
+    assert sum(s["records_discarded"] for m in stack.progress().values() for s in m["shards"].values()) == 0
+
+
+def test_the_cli_shows_a_shopper_with_sessions_and_the_quarantine(replayed, capsys):
+    stack, template, _, simulated = replayed
+    user = simulated[0]["user_id"]
+    assert main(["--template", str(template), "state", "user", user]) == 0
+    captured = capsys.readouterr()
+    shown, _ = json.JSONDecoder().raw_decode(captured.out)
+    assert shown["user_id"] == user
+    assert f"session(s) of {user}" in captured.err and simulated[0]["session_id"] in captured.out
+
+    assert main(["--template", str(template), "state", "session", simulated[0]["session_id"]]) == 0
+    assert main(["--template", str(template), "state", "user", "nobody-at-all"]) == 1
+    capsys.readouterr()
+    assert main(["--template", str(template), "quarantine"]) == 0
+    assert "unknown event type" in capsys.readouterr().out
+
+
+def test_the_cli_invokes_a_function_against_the_running_stack(replayed, capsys):
+    _, template, _, _ = replayed
+    event = template.parent / "events" / "ingest-kinesis-batch.json"
+    assert main(["--template", str(template), "invoke", "ingest", "-e", str(event)]) == 0
+    assert json.loads(capsys.readouterr().out) == {"batchItemFailures": []}
+
+
+def test_the_cli_replays_into_the_running_stack_and_waits_for_it(replayed, capsys):
+    stack, template, _, _ = replayed
+    before = stack.handle.row_counts()["ShoppersTable"]
+    stack.write_state(state_path(template), every_s=0.2)  # replay follows progress through the state file
+    assert main(["--template", str(template), "replay", "sim", "--shoppers", "4", "--days", "0.05",
+                 "--seed", "21"]) == 0
+    assert stack.handle.row_counts()["ShoppersTable"] == before + 4
+    assert "tailor state user" in capsys.readouterr().err
+
+
+def test_tailor_local_up_replays_stays_up_and_stops_on_ctrl_c(tmp_path):
+    template = make_repo(tmp_path / "repo")
+    tailor = [sys.executable, "-m", "tailor_local.cli", "--template", str(template)]
+    up = subprocess.Popen([*tailor, "local", "up", "--port", "0", "--shoppers", "3", "--days", "0.05"],
+                          stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        said = []
+        deadline = time.monotonic() + PROCESSING_TIMEOUT_S
+        for line in up.stderr:
+            said.append(line)
+            if "The local stack is up" in line or time.monotonic() > deadline:
+                break
+        text = "".join(said)
+        assert "The local stack is up" in text, text
+        assert "tailor state user " in text and "rows:" in text
+
+        tables = subprocess.run([*tailor, "state", "tables"], capture_output=True, text=True, timeout=60)
+        assert tables.returncode == 0, tables.stderr
+        shoppers = next(line for line in tables.stdout.splitlines() if line.startswith("ShoppersTable"))
+        assert shoppers.split()[-2] == "3"
+    finally:
+        up.send_signal(signal.SIGINT)
+        up.wait(timeout=60)
+    assert not state_path(template).exists()

@@ -1,0 +1,162 @@
+"""The `tailor` command against a running local stack with a stand-in function: state, quarantine, dlq, replay."""
+
+import json
+import sys
+import textwrap
+import time
+import types
+
+import pytest
+
+from tailor_local import cli
+from tailor_local.cli import main
+from tailor_local.stack import LocalStack, all_processed, put_events, state_path
+
+TEMPLATE = textwrap.dedent("""\
+    Transform: AWS::Serverless-2016-10-31
+    Globals:
+      Function:
+        Environment:
+          Variables: {DATA_BUCKET: !Ref DataBucket, SHOPPERS_TABLE: !Ref ShoppersTable}
+    Resources:
+      EventStream:
+        Type: AWS::Kinesis::Stream
+        Properties: {ShardCount: 1}
+      IngestFailureQueue:
+        Type: AWS::SQS::Queue
+      DataBucket:
+        Type: AWS::S3::Bucket
+      ShoppersTable:
+        Type: AWS::DynamoDB::Table
+        Properties:
+          BillingMode: PAY_PER_REQUEST
+          AttributeDefinitions: [{AttributeName: user_id, AttributeType: S}]
+          KeySchema: [{AttributeName: user_id, KeyType: HASH}]
+      SessionsTable:
+        Type: AWS::DynamoDB::Table
+        Properties:
+          BillingMode: PAY_PER_REQUEST
+          AttributeDefinitions: [{AttributeName: session_id, AttributeType: S}]
+          KeySchema: [{AttributeName: session_id, KeyType: HASH}]
+      IngestFunction:
+        Type: AWS::Serverless::Function
+        Properties:
+          CodeUri: functions/ingest
+          Handler: app.lambda_handler
+          Events:
+            Stream:
+              Type: Kinesis
+              Properties:
+                Stream: !GetAtt EventStream.Arn
+                StartingPosition: TRIM_HORIZON
+                BatchSize: 10
+                FunctionResponseTypes: [ReportBatchItemFailures]
+                BisectBatchOnFunctionError: true
+                MaximumRetryAttempts: 0
+                DestinationConfig:
+                  OnFailure: {Type: SQS, Destination: !GetAtt IngestFailureQueue.Arn}
+    """)
+
+# A stand-in for Ingest that talks to the local AWS the way the real one does: through the SDK and the
+# environment the runtime gives it.
+STAND_IN = textwrap.dedent("""\
+    import base64, json, os
+    import boto3
+
+    s3 = boto3.client("s3")
+    shoppers = boto3.resource("dynamodb").Table(os.environ["SHOPPERS_TABLE"])
+
+    def lambda_handler(event, context):
+        for record in event["Records"]:
+            text = base64.b64decode(record["kinesis"]["data"]).decode()
+            body = json.loads(text)
+            if body.get("poison"):
+                raise ValueError("cannot digest this")
+            if body.get("bad"):
+                sequence = record["kinesis"]["sequenceNumber"]
+                s3.put_object(Bucket=os.environ["DATA_BUCKET"], Key=f"quarantine/{sequence}.json", Body=json.dumps(
+                    {"reason": "bad: it says so itself", "shard": record["eventID"].split(":")[0],
+                     "sequence_number": sequence, "data": text}))
+                continue
+            # A set of what it saw, so a batch delivered again (bisect replays records) changes nothing.
+            shoppers.update_item(Key={"user_id": body["user_id"]}, UpdateExpression="ADD seen :n",
+                                 ExpressionAttributeValues={":n": {str(body["n"])}})
+        return {"batchItemFailures": []}
+    """)
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory):
+    repo = tmp_path_factory.mktemp("repo")
+    (repo / "template.yaml").write_text(TEMPLATE)
+    (repo / "functions" / "ingest").mkdir(parents=True)
+    (repo / "functions" / "ingest" / "app.py").write_text(STAND_IN)
+    with open(repo / "functions.log", "w") as log, \
+            LocalStack(repo / "template.yaml", port=0, stack_name="tailor-cli-test", function_log=log) as stack:
+        stack.write_state(state_path(repo / "template.yaml"), every_s=0.1)
+        events = [{"user_id": "ann", "n": 1}, {"user_id": "ann", "n": 2}, {"user_id": "bob", "bad": True},
+                  {"user_id": "cid", "poison": True}, {"user_id": "bob", "n": 3}]
+        put = put_events(stack.aws, stack.stream_name(), events)
+        deadline = time.monotonic() + 60
+        while not all_processed(stack.progress(), stack.stream_name(), put):
+            assert time.monotonic() < deadline, stack.progress()
+            time.sleep(0.05)
+        yield repo / "template.yaml"
+
+
+def tailor(template, *args):
+    return main(["--template", str(template), *args])
+
+
+def test_state_shows_the_row_the_function_wrote(running, capsys):
+    assert tailor(running, "state", "user", "ann") == 0
+    row, _ = json.JSONDecoder().raw_decode(capsys.readouterr().out)
+    assert row == {"user_id": "ann", "seen": ["1", "2"]}
+    assert tailor(running, "state", "user", "nobody") == 1
+    assert tailor(running, "state", "tables") == 0
+    assert "ShoppersTable" in capsys.readouterr().out
+
+
+def test_quarantine_lists_the_rejected_record_with_its_reason(running, capsys):
+    assert tailor(running, "quarantine") == 0
+    out = capsys.readouterr().out
+    assert "bad: it says so itself" in out and '"user_id":"bob"' in out
+
+
+def test_dlq_shows_the_failed_batch_and_reads_its_records_back(running, capsys):
+    assert tailor(running, "dlq", "--records") == 0
+    captured = capsys.readouterr()
+    assert "1 failure record(s)" in captured.err
+    assert "(1 records): RetryAttemptsExhausted" in captured.out
+    assert '"poison":true' in captured.out and '"n":3' not in captured.out
+
+
+def test_replay_waits_until_the_function_has_the_new_events(running, capsys, tmp_path):
+    events = tmp_path / "events.jsonl"
+    events.write_text("\n".join(json.dumps({"user_id": "dee", "n": n}) for n in range(25)) + "\n")
+    assert tailor(running, "replay", "jsonl", "--path", str(events)) == 0
+    assert "tailor state user dee" in capsys.readouterr().err
+    assert tailor(running, "state", "user", "dee") == 0
+    row, _ = json.JSONDecoder().raw_decode(capsys.readouterr().out)
+    assert row["seen"] == sorted(str(n) for n in range(25))
+
+
+def test_replay_of_a_missing_file_says_so(running, capsys, tmp_path):
+    assert tailor(running, "replay", "cdnow", "--path", str(tmp_path / "missing.txt")) == 1
+    assert "no data file" in capsys.readouterr().err
+
+
+def test_commands_without_a_running_stack_say_how_to_start_one(tmp_path, capsys):
+    (tmp_path / "template.yaml").write_text(TEMPLATE)
+    assert tailor(tmp_path / "template.yaml", "state", "user", "ann") == 1
+    assert "tailor local up" in capsys.readouterr().err
+
+
+def test_commands_of_other_modules_get_their_arguments(monkeypatch):
+    seen = []
+    module = types.ModuleType("tailor_local_fake_tool")
+    module.main = lambda argv: seen.append(argv) or 3
+    monkeypatch.setitem(sys.modules, "tailor_local_fake_tool", module)
+    monkeypatch.setitem(cli.DELEGATED, ("fake", "tool"), "tailor_local_fake_tool")
+    assert main(["fake", "tool", "--out", "x.csv"]) == 3
+    assert seen == [["--out", "x.csv"]]

@@ -1,0 +1,310 @@
+"""The SAM template: it lints, keeps its contract, grants what Ingest uses, and builds small enough for Lambda."""
+
+import fnmatch
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from types import SimpleNamespace
+
+import boto3
+import pytest
+from cfnlint.decode import cfn_yaml
+from moto import mock_aws
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from tailor.store.port import TABLES
+
+from conftest import ROOT, load_event
+
+TEMPLATE = ROOT / "template.yaml"
+BIN = Path(sys.executable).parent
+LAMBDA_UNZIPPED_LIMIT = 262_144_000  # Lambda's "250 MB" for a function and all its layers, in bytes
+# logical id -> (environment variable, hash key), as the domain library's store port names them
+STATE_TABLES = {f"{name.capitalize()}Table": (f"{name.upper()}_TABLE", key) for name, key in TABLES.items()}
+TRANSIENT_TABLES = {"SessionsTable", "TrendsTable"}  # expire instead of being backed up
+BUCKET_NAME = "tailor-data-test"
+# IAM actions for API operations whose action is not simply service:Operation.
+IAM_ACTION_OF = {("s3", "ListObjectsV2"): "s3:ListBucket", ("s3", "HeadObject"): "s3:GetObject"}
+
+
+@pytest.fixture(scope="module")
+def template() -> dict:
+    return cfn_yaml.load(str(TEMPLATE))
+
+
+def test_cfn_lint_passes():
+    result = run([BIN / "cfn-lint", TEMPLATE])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_sam_validate_lint_passes():
+    result = run([BIN / "sam", "validate", "--lint", "--template-file", TEMPLATE])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "is a valid SAM Template" in result.stdout
+
+
+def test_every_function_and_layer_builds_with_its_makefile_for_python312_x86_64(template):
+    functions = resources_of(template, "AWS::Serverless::Function")
+    layers = resources_of(template, "AWS::Serverless::LayerVersion")
+    assert "IngestFunction" in functions and set(layers) == {"TailorLayer", "RuntimeLayer"}
+    globals_ = template["Globals"]["Function"]
+    for name, resource in functions.items():
+        properties = resource["Properties"]
+        assert resource["Metadata"]["BuildMethod"] == "makefile", name
+        assert properties.get("Runtime", globals_["Runtime"]) == "python3.12", name
+        assert properties.get("Architectures", globals_["Architectures"]) == ["x86_64"], name
+        assert (ROOT / properties["CodeUri"] / "Makefile").is_file(), name
+    for name, resource in layers.items():
+        properties = resource["Properties"]
+        assert resource["Metadata"]["BuildMethod"] == "makefile", name
+        assert properties["CompatibleRuntimes"] == ["python3.12"], name
+        assert properties["CompatibleArchitectures"] == ["x86_64"], name
+        assert (ROOT / properties["ContentUri"] / "Makefile").is_file(), name
+
+
+def test_state_tables_keys_billing_ttl_recovery_and_environment(template):
+    tables = resources_of(template, "AWS::DynamoDB::Table")
+    assert set(tables) == set(STATE_TABLES)
+    env = template["Globals"]["Function"]["Environment"]["Variables"]
+    for name, (variable, key) in STATE_TABLES.items():
+        properties = tables[name]["Properties"]
+        assert properties["KeySchema"] == [{"AttributeName": key, "KeyType": "HASH"}], name
+        assert properties["BillingMode"] == "PAY_PER_REQUEST", name
+        assert env[variable] == {"Ref": name}
+        recovery = properties.get("PointInTimeRecoverySpecification", {}).get("PointInTimeRecoveryEnabled")
+        if name in TRANSIENT_TABLES:
+            assert properties["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+            assert not recovery
+        else:
+            assert recovery is True, name
+            assert tables[name]["DeletionPolicy"] == "Retain", name
+    assert env["DATA_BUCKET"] == {"Ref": "DataBucket"}
+
+
+def test_stream_is_on_demand_and_ingest_reads_it_with_bounded_partial_batch_retries(template):
+    stream = template["Resources"]["EventStream"]["Properties"]
+    assert stream["StreamModeDetails"] == {"StreamMode": "ON_DEMAND"} and "ShardCount" not in stream
+    ingest = template["Resources"]["IngestFunction"]["Properties"]
+    assert (ingest["CodeUri"], ingest["Handler"]) == ("functions/ingest", "app.lambda_handler")
+    source = ingest["Events"]["Stream"]
+    assert source["Type"] == "Kinesis"
+    mapping = source["Properties"]
+    assert mapping["Stream"] == {"Fn::GetAtt": ["EventStream", "Arn"]}
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["BisectBatchOnFunctionError"] is True
+    assert 0 <= mapping["MaximumRetryAttempts"] <= 10
+    assert 1 <= mapping["BatchSize"] <= 10_000 and "MaximumBatchingWindowInSeconds" in mapping
+    assert mapping["DestinationConfig"]["OnFailure"] == {
+        "Type": "SQS", "Destination": {"Fn::GetAtt": ["IngestFailureQueue", "Arn"]}}
+
+
+def test_outputs_name_everything_a_client_uses(template):
+    outputs = template["Outputs"]
+    named = {output["Value"]["Ref"] for output in outputs.values() if "Ref" in output["Value"]}
+    needed = set(STATE_TABLES) | {"EventStream", "DataBucket", "IngestFailureQueue", "IngestFunction",
+                                  "EventProducerPolicy"}
+    assert needed <= named
+    assert all(output.get("Description") for output in outputs.values())
+
+
+def test_runtime_layer_requirements_pin_the_project_dependencies_lambda_lacks():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = {canonicalize_name(r.name): r for r in map(Requirement, project["dependencies"])}
+    provided_by_lambda = {"boto3"}
+    lines = (ROOT / "layers/runtime/requirements.txt").read_text().splitlines()
+    pinned = {canonicalize_name(r.name): r for r in map(Requirement, (ln for ln in lines if ln and ln[0] != "#"))}
+    assert set(pinned) == set(wanted) - provided_by_lambda
+    for name, requirement in pinned.items():
+        (spec,) = requirement.specifier
+        assert spec.operator == "==", f"{name} is not pinned"
+        assert wanted[name].specifier.contains(spec.version), f"{name} {spec.version} is outside pyproject's range"
+        assert requirement.extras == wanted[name].extras, name
+
+
+def test_ingest_policy_grants_every_call_the_handler_makes_and_no_more_tables_or_prefixes(template, monkeypatch):
+    """Run the sample batch through the real handler on moto, recording each AWS call, and check
+    every call against the statements the template grants (moto itself enforces no IAM)."""
+    calls: list[tuple[str, str, str]] = []  # (action, resource kind, resource name)
+
+    def record(params, model, **_):
+        service, operation = model.service_model.service_name, model.name
+        action = IAM_ACTION_OF.get((service, operation), f"{service}:{operation}")
+        if service == "dynamodb":
+            names = params.get("RequestItems") or {params["TableName"]: None}
+            calls.extend((action, "table", name) for name in names)
+        elif service == "s3":
+            calls.append((action, "object", params.get("Key", "")))
+        else:
+            calls.append((action, service, ""))
+
+    env = resolve_environment(template)
+    for variable, value in env.items():
+        monkeypatch.setenv(variable, value)
+    with mock_aws():
+        boto3.setup_default_session()
+        boto3.DEFAULT_SESSION.events.register("before-parameter-build", record)
+        create_state(template)
+        calls.clear()
+        app = load_module(ROOT / "functions/ingest/app.py", "ingest_app_under_policy_test")
+        response = app.lambda_handler(load_event("ingest-kinesis-batch.json"), lambda_context("IngestFunction"))
+    assert response == {"batchItemFailures": []}
+    assert {action for action, _, _ in calls} >= {"dynamodb:UpdateItem", "s3:PutObject"}
+    assert any(kind == "object" and name.startswith("quarantine/") for _, kind, name in calls)
+    assert any(kind == "object" and name.startswith("archive/") for _, kind, name in calls)
+
+    grants = granted(template, "IngestFunction")
+    denied = sorted({call for call in calls if not any(allows(grant, *call) for grant in grants)})
+    assert not denied, f"the template does not grant {len(denied)} calls, e.g. {denied[:5]}"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    """`sam build` into a temporary directory (its cache and dependency folders too, via the cwd)."""
+    work = tmp_path_factory.mktemp("sam")
+    result = run([BIN / "sam", "build", "--template-file", TEMPLATE, "--build-dir", work / "build",
+                  "--cache-dir", work / "cache"], cwd=work, timeout=1800)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return work / "build"
+
+
+@pytest.mark.slow
+def test_each_built_function_with_its_layers_fits_lambdas_unzipped_limit(built):
+    template = cfn_yaml.load(str(built / "template.yaml"))
+    default_layers = template["Globals"]["Function"]["Layers"]
+    functions = resources_of(template, "AWS::Serverless::Function")
+    assert functions
+    for name, resource in functions.items():
+        parts = [resource["Properties"]["CodeUri"]]
+        parts += [layer["Ref"] for layer in resource["Properties"].get("Layers", default_layers)]
+        sizes = {part: tree_size(built / part) for part in parts}
+        assert all(sizes.values()), f"{name}: empty build output in {sizes}"
+        assert sum(sizes.values()) < LAMBDA_UNZIPPED_LIMIT, f"{name}: {sizes}"
+
+
+@pytest.mark.slow
+def test_built_artifacts_hold_what_lambda_imports(built):
+    runtime, domain, ingest = built / "RuntimeLayer/python", built / "TailorLayer/python", built / "IngestFunction"
+    for package in ("numpy", "onnxruntime", "pydantic", "pydantic_core", "aws_lambda_powertools", "aws_xray_sdk"):
+        assert (runtime / package / "__init__.py").is_file(), package
+    assert list((runtime / "onnxruntime/capi").glob("onnxruntime_pybind11_state*.so"))
+    assert list((runtime / "numpy/_core").glob("_multiarray_umath.cpython-312-x86_64-linux-gnu.so"))
+    assert not [p for p in ("boto3", "botocore") if (runtime / p).exists()], "the Lambda runtime provides boto3"
+    assert (domain / "tailor/__init__.py").is_file() and (domain / "tailor/events.py").is_file()
+    assert (ingest / "app.py").is_file()
+    for tree in (runtime, domain, ingest):
+        assert not list(tree.rglob("__pycache__")), tree
+
+
+@pytest.mark.slow
+def test_built_handler_imports_under_python312_with_only_its_layers_and_the_lambda_runtime(built, tmp_path):
+    python312 = shutil.which("python3.12")
+    if python312 is None or run([python312, "-c", "pass"]).returncode != 0:
+        pytest.skip("no working python3.12 on PATH to import the built artifacts with")
+    lambda_runtime = tmp_path / "var-runtime"  # what Lambda's python3.12 runtime adds: boto3 and its dependencies
+    result = run([sys.executable, "-m", "pip", "install", "--quiet", "--no-compile", "--only-binary=:all:",
+                  "--python-version", "3.12", "--implementation", "cp", "--platform", "manylinux2014_x86_64",
+                  "--target", lambda_runtime, "boto3"], timeout=600)
+    assert result.returncode == 0, result.stderr
+    path = [built / "IngestFunction", built / "TailorLayer/python", built / "RuntimeLayer/python", lambda_runtime]
+    probe = (
+        "import sys; sys.path[:0] = sys.argv[1:]\n"
+        "import numpy, onnxruntime, pydantic, tailor.events, app\n"
+        "assert 'CPUExecutionProvider' in onnxruntime.get_available_providers()\n"
+        "print(numpy.__file__, onnxruntime.__file__, pydantic.__file__, app.__file__, sep='\\n')\n"
+    )
+    env = {**resolve_environment(cfn_yaml.load(str(TEMPLATE))), "POWERTOOLS_TRACE_DISABLED": "true"}
+    # -I -S: nothing from this interpreter's own site-packages, only the paths Lambda would have.
+    result = run([python312, "-I", "-S", "-c", probe, *path], env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert all(line.startswith(str(built)) for line in result.stdout.split()), result.stdout
+
+
+def run(command: list, *, cwd: Path = ROOT, env: dict | None = None, timeout: float = 300):
+    """Run a tool offline-capable: the venv's bin first on PATH (the Makefiles call `python3 -m pip`)."""
+    full_env = {**os.environ, **(env or {})}
+    full_env["PATH"] = f"{BIN}{os.pathsep}{full_env.get('PATH', '')}"
+    full_env.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    full_env["SAM_CLI_TELEMETRY"] = "0"
+    return subprocess.run([str(part) for part in command], cwd=cwd, env=full_env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def resources_of(template: dict, kind: str) -> dict:
+    return {name: r for name, r in template["Resources"].items() if r["Type"] == kind}
+
+
+def physical_names(template: dict) -> dict[str, str]:
+    names = {name: name for name in resources_of(template, "AWS::DynamoDB::Table")}
+    names["DataBucket"] = BUCKET_NAME
+    return names
+
+
+def resolve_environment(template: dict) -> dict[str, str]:
+    """The functions' global environment, with Refs resolved to this test's resources and defaults."""
+    physical = physical_names(template)
+    parameters = template.get("Parameters", {})
+    env = {}
+    for variable, value in template["Globals"]["Function"]["Environment"]["Variables"].items():
+        if isinstance(value, dict):
+            ref = value["Ref"]
+            value = physical[ref] if ref in physical else parameters[ref]["Default"]
+        env[variable] = str(value)
+    return env
+
+
+def create_state(template: dict) -> None:
+    dynamodb = boto3.client("dynamodb")
+    for name, table in resources_of(template, "AWS::DynamoDB::Table").items():
+        properties = table["Properties"]
+        dynamodb.create_table(TableName=name, BillingMode=properties["BillingMode"],
+                              AttributeDefinitions=properties["AttributeDefinitions"],
+                              KeySchema=properties["KeySchema"])
+    boto3.client("s3").create_bucket(Bucket=BUCKET_NAME)
+
+
+def load_module(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def lambda_context(function: str) -> SimpleNamespace:
+    return SimpleNamespace(function_name=function, function_version="$LATEST", memory_limit_in_mb=512,
+                           invoked_function_arn=f"arn:aws:lambda:us-east-1:123456789012:function:{function}",
+                           aws_request_id="00000000-0000-0000-0000-000000000000",
+                           get_remaining_time_in_millis=lambda: 60_000)
+
+
+def granted(template: dict, function: str) -> list[tuple[set[str], str, str]]:
+    """The function's Allow statements as (actions, resource kind, resource name pattern)."""
+    grants = []
+    for policy in template["Resources"][function]["Properties"]["Policies"]:
+        for statement in policy["Statement"]:
+            assert statement["Effect"] == "Allow"
+            actions = statement["Action"]
+            actions = {actions} if isinstance(actions, str) else set(actions)
+            resources = statement["Resource"]
+            for resource in resources if isinstance(resources, list) else [resources]:
+                if "Fn::GetAtt" in resource:  # a table's ARN
+                    grants.append((actions, "table", resource["Fn::GetAtt"][0]))
+                else:  # "${DataBucket.Arn}/<prefix>*"
+                    bucket_arn, _, pattern = resource["Fn::Sub"].partition("/")
+                    assert bucket_arn == "${DataBucket.Arn}", resource
+                    grants.append((actions, "object", pattern))
+    return grants
+
+
+def allows(grant: tuple[set[str], str, str], action: str, kind: str, name: str) -> bool:
+    actions, granted_kind, pattern = grant
+    return action in actions and kind == granted_kind and fnmatch.fnmatchcase(name, pattern)
+
+
+def tree_size(path: Path) -> int:
+    """Bytes of the regular files under `path`: what Lambda counts once the zip is unpacked."""
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
