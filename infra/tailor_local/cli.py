@@ -50,8 +50,8 @@ DATA_FILES = {
 }
 # Give up waiting for the functions when they finish nothing for this long (a stuck shard, a broken handler).
 STALL_TIMEOUT_S = 120.0
-# Commands that live in modules of their own, each with main(argv) -> int: `tailor evaluate ltv ARGS...` runs
-# tailor_local.ltv_eval.main(ARGS).
+# Commands that live in modules of their own, each with main(argv) -> int: `tailor bench ingest ARGS...` runs
+# tailor_local.bench.main(ARGS).
 DELEGATED = {("bench", "ingest"): "tailor_local.bench"}
 
 
