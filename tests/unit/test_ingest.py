@@ -70,6 +70,7 @@ def test_sample_batch_session_shopper_and_counters(applied):
     assert tables["associations"]["i-101"]["n:i-102"] == 1 and tables["associations"]["i-102"]["n:i-101"] == 1
     query = tables["queries"]["noise cancelling headphones"]
     assert (query["searches"], query["c:i-101"], query["a:i-101"], query["p:i-101"]) == (1, 1, 1, 1)
+    assert shopper["purchase_history"] == [["2026-11-02", 199.0, 1]]
     assert shopper["session_ids"] == ["s-1001-a"] and shopper["recent_items"] == ["i-102", "i-101"]
     other = tables["shoppers"]["u-2002"]
     assert other["profile"] == {"age": 34, "location": "Lisbon", "interests": ["home decor", "cooking"]}

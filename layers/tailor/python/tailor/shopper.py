@@ -17,6 +17,7 @@ __all__ = ["AFFINITY_WEIGHTS", "ShopperState", "fold_shopper"]
 RECENT_EVENTS = 128  # event-id digests kept to drop a producer's duplicate sends
 RECENT_SESSIONS = 50
 RECENT_ITEMS = 30
+PURCHASE_HISTORY = 24  # transactions kept with their day, value and units, most recent last
 
 # How much one event says about a shopper's interest in its item's category.
 AFFINITY_WEIGHTS: dict[str, float] = {
@@ -45,6 +46,7 @@ class ShopperState:
     first_purchase_at: float | None = None
     last_purchase_at: float | None = None
     last_purchase_day: str | None = None
+    purchase_history: list[list] = field(default_factory=list)  # [[day, value, units], ...] per transaction
     referral_sources: dict[str, int] = field(default_factory=dict)
     referrer_user_id: str | None = None
     profile: dict[str, Any] = field(default_factory=dict)
@@ -97,9 +99,14 @@ def fold_shopper(state: ShopperState | None, event: Event) -> ShopperState:
             state.units += event.quantity
             state.revenue = round(state.revenue + event.price * event.quantity, 6)
             day = datetime.fromtimestamp(t, tz=timezone.utc).date().isoformat()
+            value = round(event.price * event.quantity, 6)
             if day != state.last_purchase_day:
                 state.transactions += 1
                 state.last_purchase_day = day
+            if not state.purchase_history or state.purchase_history[-1][0] != day:
+                state.purchase_history = (state.purchase_history + [[day, 0.0, 0]])[-PURCHASE_HISTORY:]
+            last = state.purchase_history[-1]
+            last[1], last[2] = round(last[1] + value, 6), last[2] + event.quantity
             state.first_purchase_at = t if state.first_purchase_at is None else min(state.first_purchase_at, t)
             state.last_purchase_at = t if state.last_purchase_at is None else max(state.last_purchase_at, t)
         case "referral":
