@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 from tailor.events import Event
+from tailor.rows import RowState
 from tailor.text import event_digest, normalize_query, remember
 
 __all__ = ["SessionState", "fold_session", "RECENT_ITEMS", "QUERY_ATTRIBUTION_SECONDS"]
@@ -23,7 +22,9 @@ ENGAGEMENTS = frozenset({"view", "click", "add_to_cart", "purchase", "wishlist",
 
 
 @dataclass
-class SessionState:
+class SessionState(RowState):
+    STATE_FIELD = "started_at"
+
     session_id: str
     user_id: str
     started_at: float
@@ -45,20 +46,6 @@ class SessionState:
     revenue: float = 0.0
     referral_source: str | None = None
     seen: list[str] = field(default_factory=list)
-
-    @classmethod
-    def from_row(cls, row: dict[str, Any]) -> "SessionState | None":
-        """The state kept in `row`, or None if the row holds only counters others added to it."""
-        if "started_at" not in row:
-            return None
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: copy.deepcopy(v) for k, v in row.items() if k in names})
-
-    def to_row(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def has_seen(self, event_id: str) -> bool:
-        return event_digest(event_id) in self.seen
 
     def recent_items(self, n: int) -> list[str]:
         return self.items[-n:]

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 from tailor.events import Event
 from tailor.session import ENGAGEMENTS
+from tailor.rows import RowState
 from tailor.text import event_digest, remember
 
 __all__ = ["AFFINITY_WEIGHTS", "ShopperState", "fold_shopper"]
@@ -27,7 +26,9 @@ AFFINITY_WEIGHTS: dict[str, float] = {
 
 
 @dataclass
-class ShopperState:
+class ShopperState(RowState):
+    STATE_FIELD = "first_seen"
+
     user_id: str
     first_seen: float
     last_seen: float
@@ -51,20 +52,6 @@ class ShopperState:
     referrer_user_id: str | None = None
     profile: dict[str, Any] = field(default_factory=dict)
     seen: list[str] = field(default_factory=list)
-
-    @classmethod
-    def from_row(cls, row: dict[str, Any]) -> "ShopperState | None":
-        """The state kept in `row`, or None if the row holds only counters others added to it."""
-        if "first_seen" not in row:
-            return None
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: copy.deepcopy(v) for k, v in row.items() if k in names})
-
-    def to_row(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def has_seen(self, event_id: str) -> bool:
-        return event_digest(event_id) in self.seen
 
 
 def fold_shopper(state: ShopperState | None, event: Event) -> ShopperState:

@@ -31,6 +31,7 @@ import threading
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Sequence
 
@@ -115,18 +116,18 @@ class Ingestor:
 
         # Phase 1: everything that state rows must not run ahead of.
         tasks: list[Callable[[], str | None]] = [
-            _bind(self._quarantine, shard, record, reason) for record, reason in rejected
+            partial(self._quarantine, shard, record, reason) for record, reason in rejected
         ]
-        tasks += [_bind(self._add, shard, table, key, parts, outcome)
+        tasks += [partial(self._add, shard, table, key, parts, outcome)
                   for (table, key), parts in walk.grouped_contributions().items()]
-        tasks.append(_bind(self._archive, shard, accepted, originals, rows["checkpoints"], outcome))
+        tasks.append(partial(self._archive, shard, accepted, originals, rows["checkpoints"], outcome))
         failures = [p for p in self._run(tasks) if p is not None]
 
         # Phase 2: state rows, holding only the records below the first failure.
         cutoff = min(failures, default=None)
         if cutoff is not None:
             walk = _Walk.over(accepted, rows, shard, cutoff=cutoff, ttl=self.session_ttl, arrivals=arrivals)
-        tasks = [_bind(self._write_state, shard, table, key, row, outcome)
+        tasks = [partial(self._write_state, shard, table, key, row, outcome)
                  for table, key, row in walk.changed_rows()]
         failures += [p for p in self._run(tasks) if p is not None]
 
@@ -337,7 +338,3 @@ def _chunks_by_record(parts: list[tuple[str, Contribution]], limit: int) -> list
 
 def _archive_id(shard: str) -> str:
     return f"archive:{shard}"
-
-
-def _bind(fn: Callable[..., str | None], *args: Any) -> Callable[[], str | None]:
-    return lambda: fn(*args)

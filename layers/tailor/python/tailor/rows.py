@@ -1,0 +1,35 @@
+"""State kept in one DynamoDB row per key: conversion to and from rows, and the resent-event check."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from typing import Any, ClassVar, TypeVar
+
+from tailor.text import event_digest
+
+__all__ = ["RowState"]
+
+S = TypeVar("S", bound="RowState")
+
+
+class RowState:
+    """Base of the dataclasses folded from events; `seen` holds digests of their recent event ids."""
+
+    # A field only the state itself writes: a row without it holds only counters others added to it.
+    STATE_FIELD: ClassVar[str]
+    seen: list[str]
+
+    @classmethod
+    def from_row(cls: type[S], row: dict[str, Any]) -> S | None:
+        """The state kept in `row`, or None if the row holds no state yet."""
+        if cls.STATE_FIELD not in row:
+            return None
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: copy.deepcopy(v) for k, v in row.items() if k in names})
+
+    def to_row(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    def has_seen(self, event_id: str) -> bool:
+        return event_digest(event_id) in self.seen
