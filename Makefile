@@ -14,8 +14,9 @@ test: $(VENV)/.installed  ## the whole suite: unit, integration (moto), end-to-e
 test-fast: $(VENV)/.installed  ## everything but the template build
 	$(BIN)/pytest -m "not slow"
 
-bench: $(VENV)/.installed  ## ingest throughput and DynamoDB calls; writes bench-results/ingest.json
+bench: $(VENV)/.installed  ## ingest and serving benchmarks; write bench-results/*.json
 	$(BIN)/tailor bench ingest
+	$(BIN)/tailor bench serving
 
 lint: $(VENV)/.installed
 	$(BIN)/cfn-lint template.yaml
@@ -35,4 +36,4 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 clean:
-	rm -rf $(VENV) .aws-sam .pytest_cache .tailor bench-results *.egg-info
+	rm -rf $(VENV) .aws-sam .pytest_cache .hypothesis .tailor bench-results *.egg-info

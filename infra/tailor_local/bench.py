@@ -26,7 +26,7 @@ from .simulator import simulate
 from .stack import LocalStack
 from .template import find_template
 
-__all__ = ["main", "run"]
+__all__ = ["main", "publish", "run"]
 
 SHARDS = 4  # what an on-demand stream starts with
 
@@ -43,12 +43,17 @@ def main(argv: list[str] | None = None) -> int:
     report = run(shoppers=args.shoppers, events=args.events, seed=args.seed,
                  stores=[s.strip() for s in args.stores.split(",") if s.strip()],
                  template=args.template or find_template())
-    print(format_table(report))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwritten to {args.out}")
+    publish(report, format_table(report), args.out)
     return 0
 
+
+
+def publish(report: dict[str, Any], table: str, out: Path) -> None:
+    """Print a benchmark's table and write its figures to `out` as JSON."""
+    print(table)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwritten to {out}")
 
 def run(*, shoppers: int, events: int, seed: int, stores: list[str], template: Path) -> dict[str, Any]:
     simulation = simulate(shoppers=shoppers, days=1.0, seed=seed)

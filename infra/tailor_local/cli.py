@@ -1,12 +1,15 @@
-"""The `tailor` command: run the local stack, replay shoppers through it, invoke functions, and look at the state."""
+"""The `tailor` command: run the local stack and its API, replay shoppers through it, invoke functions, and look at the
+state."""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import importlib
 import itertools
 import json
 import logging
+import shlex
 import signal
 import sys
 import threading
@@ -14,14 +17,17 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import quote, urlencode
 
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from .aws import DEFAULT_PORT, LocalAws
+from .http import API_KEY_HEADER, DEFAULT_API_PORT
 from .runtime import LambdaRuntime
 from .schedule import schedule_sources, scheduled_event
 from .stack import (
@@ -52,7 +58,12 @@ DATA_FILES = {
 STALL_TIMEOUT_S = 120.0
 # Commands that live in modules of their own, each with main(argv) -> int: `tailor bench ingest ARGS...` runs
 # tailor_local.bench.main(ARGS).
-DELEGATED = {("bench", "ingest"): "tailor_local.bench"}
+DELEGATED = {
+    ("bench", "ingest"): "tailor_local.bench",
+    ("bench", "serving"): "tailor_local.bench_serving",
+    ("train", "ranker"): "tailor_local.ranker_training",
+    ("evaluate", "next-item"): "tailor_local.nextitem_eval",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,6 +94,9 @@ def _parser() -> argparse.ArgumentParser:
     up = local.add_parser("up", help="start the local AWS and the functions, replay shoppers, stay up")
     up.add_argument("--port", type=int, default=DEFAULT_PORT,
                     help=f"port of the local AWS (default {DEFAULT_PORT}; 0 = any free port)")
+    up.add_argument("--api-port", type=int, default=DEFAULT_API_PORT,
+                    help=f"port of the API (default {DEFAULT_API_PORT}; 0 = any free port)")
+    up.add_argument("--api-key", help="the API key the API asks for (default: a new random one)")
     up.add_argument("--replay", choices=("sim", "none"), default="sim", help="what to replay once up (default sim)")
     up.add_argument("--schedules", choices=("on", "off"), default="on",
                     help="fire rate(...) schedules on their timers (default on; cron schedules: tailor invoke)")
@@ -135,6 +149,9 @@ def _simulation_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shoppers", type=int, default=150, help="simulated shoppers (default 150)")
     parser.add_argument("--days", type=float, default=1.0, help="simulated days (default 1)")
     parser.add_argument("--seed", type=int, default=7, help="simulation seed (default 7)")
+    parser.add_argument("--start", type=dt.datetime.fromisoformat,
+                        help="when the simulated days begin, ISO 8601 with a timezone (default: so they end now, "
+                             "which keeps their popularity current for the API)")
 
 
 # ---- local up / status ---------------------------------------------------------------------------
@@ -156,18 +173,19 @@ def _local_up(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     with open(log_path, "w", encoding="utf-8") as function_log:
         stack = LocalStack(template_path, port=args.port, parameter_overrides=_overrides(args.param),
-                           function_log=function_log)
+                           function_log=function_log, api_port=args.api_port, api_key=args.api_key)
         _say(f"Starting the local AWS on 127.0.0.1:{args.port or 'any free port'} ...")
         stack.start(schedules=args.schedules == "on")
         try:
             stack.write_state(state_file, every_s=1.0)
             _describe_stack(stack, log_path)
+            tally = EventTally()
             if args.replay == "sim":
                 _say(f"Simulating {args.shoppers} shoppers over {args.days:g} day(s), seed {args.seed} ...")
                 from .simulator import simulate
 
-                events = simulate(shoppers=args.shoppers, days=args.days, seed=args.seed).events
-                tally = EventTally()
+                events = simulate(shoppers=args.shoppers, days=args.days, seed=args.seed,
+                                  start=_simulation_start(args)).events
                 started = time.monotonic()
                 put = _put_and_wait(stack.aws, stack.stream_name(), tally.watch(events), stack.progress,
                                     total=len(events))
@@ -175,7 +193,10 @@ def _local_up(args: argparse.Namespace) -> int:
                      f"in {time.monotonic() - started:.1f} s.")
                 _print_summary(stack.handle, stack.progress())
                 _print_next_steps(tally, stack.server.endpoint, log_path, stack.template.root)
-            _say(f"\nThe local stack is up at {stack.server.endpoint}. Ctrl-C stops it.")
+            if stack.api is not None:
+                _print_api_examples(stack.api.url, stack.api_key, tally)
+            _say(f"\nThe local stack is up at {stack.server.endpoint}"
+                 + (f", its API at {stack.api.url}" if stack.api else "") + ". Ctrl-C stops it.")
             threading.Event().wait()
         finally:
             _say("Stopping the local stack ...")
@@ -187,6 +208,8 @@ def _local_up(args: argparse.Namespace) -> int:
 def _local_status(args: argparse.Namespace) -> int:
     handle = _running(args)
     _say(f"Local stack {handle.stack_name} at {handle.endpoint} (pid {handle.pid}, since {handle.started_at})")
+    if handle.api_url:
+        _say(f"  API at {handle.api_url}, key {handle.api_key} (header {API_KEY_HEADER}); explorer {handle.api_url}/docs")
     _print_summary(handle, handle.mappings)
     return 0
 
@@ -204,7 +227,11 @@ def _describe_stack(stack: LocalStack, log_path: Path) -> None:
              f"retries {s.maximum_retry_attempts}, bisect {'on' if s.bisect_on_function_error else 'off'}")
     for key, timer in stack.timers.items():
         _say(f"  {key}: fires every {timer.period_s:g} s ({timer.source.expression})")
-    _say(f"  function logs: {log_path}")
+    if stack.api is not None:
+        api = stack.api.gateway.api
+        _say(f"  {api.logical_id}: {len(api.routes)} routes at {stack.api.url} (stage {api.stage} optional in the "
+             f"path), API key {stack.api_key} in the {API_KEY_HEADER} header")
+    _say(f"  function logs and API requests: {log_path}")
 
 
 # ---- replay --------------------------------------------------------------------------------------
@@ -242,7 +269,7 @@ def _dataset_events(args: argparse.Namespace, repo_root: Path) -> tuple[Iterator
         from .simulator import simulate
 
         _say(f"Simulating {args.shoppers} shoppers over {args.days:g} day(s), seed {args.seed} ...")
-        events = simulate(shoppers=args.shoppers, days=args.days, seed=args.seed).events
+        events = simulate(shoppers=args.shoppers, days=args.days, seed=args.seed, start=_simulation_start(args)).events
         return iter(events), len(events)
     if args.source == "jsonl":
         if args.path is None:
@@ -351,6 +378,97 @@ def _print_next_steps(tally: EventTally, endpoint: str, log_path: Path, repo_roo
     _say("")
     for command, why in lines:
         _say(f"  {command:<{width}}  {why}" if why else command)
+
+
+@dataclass(frozen=True)
+class ApiExample:
+    """A curl command to try the API with, what it shows, and the status it answers with."""
+
+    purpose: str
+    command: str
+    status: int
+
+
+def api_examples(url: str, key: str, tally: EventTally, now: dt.datetime | None = None) -> list[ApiExample]:
+    """Commands that work as printed against the running API, with ids from what was replayed when there are any."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    user = tally.showcase_user() or "u-demo-0"
+    session = tally.sessions[user].most_common(1)[0][0] if user in tally.sessions else None
+    item = tally.items[user].most_common(1)[0][0] if user in tally.items else "item-00001"
+    query = tally.queries[user].most_common(1)[0][0] if user in tally.queries else None
+    catalog = list(dict.fromkeys([*(tally.items.get(user) or {}), *(i for c in tally.items.values() for i in c)]))
+    newcomer = "u-demo-1"
+    # Someone else than the showcase shopper, so the other commands keep working after this one.
+    erasable = next((u for u, _ in reversed(tally.users.most_common()) if u != user), newcomer)
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def curl(path: str, query_: dict[str, Any] | None = None, *, body: Any = None, method: str | None = None,
+             keyed: bool = True) -> str:
+        target = url + path + ("?" + urlencode(query_, quote_via=quote) if query_ else "")
+        parts = ["curl", "-s", "-w", "\\nHTTP %{http_code}\\n"]
+        if keyed:
+            parts += ["-H", f"{API_KEY_HEADER}: {key}"]
+        if method:
+            parts += ["-X", method]
+        if body is not None:
+            parts += ["-H", "content-type: application/json", "-d", json.dumps(body, separators=(",", ":"))]
+        return " ".join(shlex.quote(p) for p in [*parts, target])
+
+    def view(n: int, shopper: str, viewed: str, **extra: Any) -> dict[str, Any]:
+        return {"event_id": f"demo-{now:%Y%m%d%H%M%S}-{n}", "user_id": shopper, "session_id": f"{shopper}-s1",
+                "timestamp": stamp, "event_type": "view", "item_id": viewed, **extra}
+
+    feed = f"/users/{quote(user, safe='')}/feed"
+    examples = [
+        ApiExample("a busy shopper's feed" + (", in their busiest session" if session else ""),
+                   curl(feed, {"n": 5, **({"session_id": session} if session else {})}), 200),
+        ApiExample("the same, under 200, each score explained",
+                   curl(feed, {"n": 3, "max_price": 200, "explain": "true"}), 200),
+        ApiExample("a shopper Tailor has never seen: the cold-start feed",
+                   curl(f"/users/{newcomer}/feed", {"n": 5}), 200),
+    ]
+    if query:
+        examples.append(ApiExample("one of their searches, re-ranked for them",
+                                   curl("/search", {"q": query, "user_id": user, "n": 5}), 200))
+    examples += [
+        ApiExample("items related to their most visited item", curl(f"/items/{quote(item, safe='')}/related",
+                                                                     {"n": 5}), 200),
+        ApiExample("related items given the session so far (session_data: events, not yet ingested)",
+                   curl(f"/items/{quote(item, safe='')}/related", body={"user_id": newcomer, "n": 5, "session_data": [
+                       view(1, newcomer, item)]}), 200),
+        ApiExample("the caller's own list, re-ranked for the shopper",
+                   curl("/rerank", body={"items": catalog[:6] or [item], "user_id": user, "n": 3}), 200),
+        ApiExample("what Tailor knows about the shopper", curl(f"/users/{quote(user, safe='')}/profile"), 200),
+        ApiExample("events over HTTP: each one accepted or refused with its reason (the second has no timestamp)",
+                   curl("/events", body={"events": [view(2, newcomer, item),
+                                                    {k: v for k, v in view(3, newcomer, item).items()
+                                                     if k != "timestamp"}]}), 200),
+        ApiExample("erase a shopper (their rows, sessions and archived events)",
+                   curl(f"/users/{quote(erasable, safe='')}", method="DELETE"), 200),
+        ApiExample("without the key: refused as API Gateway's usage plan refuses it", curl(feed, {"n": 5}, keyed=False),
+                   403),
+        ApiExample("malformed parameters: 422 naming each field", curl(feed, {"n": 0, "min_price": -5}), 422),
+        ApiExample("the OpenAPI document (in a browser, /docs is an explorer)", curl("/docs", {"format": "json"},
+                                                                                     keyed=False), 200),
+    ]
+    return examples
+
+
+def _print_api_examples(url: str, key: str, tally: EventTally) -> None:
+    _say(f"\nThe API answers at {url}; every request but /docs needs the key {key} in the {API_KEY_HEADER} header "
+         "(a new key each start unless --api-key). Try, from another terminal:")
+    for example in api_examples(url, key, tally):
+        _say(f"  # {example.purpose} (expect HTTP {example.status})")
+        _say(f"  {example.command}")
+
+
+def _simulation_start(args: argparse.Namespace) -> dt.datetime:
+    if args.start is not None:
+        if args.start.tzinfo is None:
+            raise TemplateError("--start needs a timezone, e.g. 2026-11-02T00:00:00+00:00")
+        return args.start
+    now = dt.datetime.now(dt.timezone.utc).replace(second=0, microsecond=0)
+    return now - dt.timedelta(days=args.days)
 
 
 def _print_summary(handle: StackHandle, mappings: dict[str, Any]) -> None:

@@ -1,5 +1,5 @@
-"""The local stack: embedded AWS with the template's resources, in-process functions fed by their event sources, and the
-state file through which other `tailor` commands find and inspect it."""
+"""The local stack: embedded AWS with the template's resources, in-process functions fed by their event sources, the
+REST API served over HTTP, and the state file through which other `tailor` commands find and inspect it."""
 
 from __future__ import annotations
 
@@ -19,10 +19,11 @@ from urllib.parse import urlparse
 from boto3.dynamodb.conditions import Attr
 
 from .aws import DEFAULT_PORT, LocalAws, MotoServer, Resources, create_resources
+from .http import ApiGateway, LocalApiServer, new_api_key, rest_apis
 from .kinesis import KinesisMapping, kinesis_sources
 from .runtime import LambdaRuntime
 from .schedule import ScheduleTimer, rate_seconds, schedule_sources
-from .template import Template
+from .template import Template, TemplateError
 
 __all__ = [
     "LocalStack",
@@ -55,7 +56,9 @@ class LocalStack:
 
     def __init__(self, template_path: Path, *, port: int = DEFAULT_PORT, stack_name: str = "tailor-local",
                  region: str = "us-east-1", parameter_overrides: dict[str, str] | None = None,
-                 function_log: TextIO | None = None):
+                 function_log: TextIO | None = None, api_port: int = 0, api_key: str | None = None):
+        """`api_port` is where the template's REST API answers (0: any free port); `api_key` is the key its usage
+        plan asks for (default: a new random one)."""
         self.template = Template.load(template_path, region=region, stack_name=stack_name,
                                       parameter_overrides=parameter_overrides)
         self.server = MotoServer(port=port)
@@ -65,6 +68,9 @@ class LocalStack:
         self.runtime: LambdaRuntime | None = None
         self.mappings: dict[str, KinesisMapping] = {}
         self.timers: dict[str, ScheduleTimer] = {}
+        self.api: LocalApiServer | None = None
+        self.api_port = api_port
+        self.api_key = api_key or new_api_key()
         self.started_at = ""
         self._state_writer: threading.Thread | None = None
         self._state_stop = threading.Event()
@@ -87,6 +93,7 @@ class LocalStack:
                         schedule, self.runtime.functions[schedule.function_id], period,
                         region=self.template.region, account_id=self.template.account_id,
                         stack_name=self.template.stack_name)
+            self.api = self._serve_api()
         except BaseException:
             self.server.stop()
             raise
@@ -107,6 +114,8 @@ class LocalStack:
             timer.stop()
         for mapping in self.mappings.values():
             mapping.stop()
+        if self.api is not None:
+            self.api.stop()
         self.server.stop()
 
     def __enter__(self) -> LocalStack:
@@ -127,6 +136,8 @@ class LocalStack:
             pid=os.getpid(),
             started_at=self.started_at,
             mappings=self.progress(),
+            api_url=self.api.url if self.api else "",
+            api_key=self.api_key if self.api else "",
         )
 
     def stream_name(self, logical_id: str | None = None) -> str:
@@ -138,6 +149,21 @@ class LocalStack:
                 raise ValueError(f"the template has {len(streams)} streams; name one of {sorted(streams)}")
             return next(iter(streams.values())).name
         return streams[logical_id].name
+
+    def _serve_api(self) -> LocalApiServer | None:
+        """The template's REST API on 127.0.0.1, in front of the in-process functions; None if it has none."""
+        assert self.resources is not None and self.runtime is not None
+        apis = [api for api in rest_apis(self.template, self.resources).values() if api.routes]
+        if not apis:
+            return None
+        if len(apis) > 1:
+            raise TemplateError(f"the local stack serves one REST API; the template has {len(apis)}: "
+                                + ", ".join(api.logical_id for api in apis))
+        functions = self.runtime.functions
+        gateway = ApiGateway(apis[0], lambda function_id, event: functions[function_id].invoke(event),
+                             api_key=self.api_key, region=self.template.region,
+                             account_id=self.template.account_id, access_log=self.function_log)
+        return LocalApiServer(gateway, port=self.api_port).start()
 
     def progress(self) -> dict[str, Any]:
         """Each event source's stream and per-shard stats (checkpoint, records done, invocations, ...)."""
@@ -170,6 +196,8 @@ class StackHandle:
     pid: int = 0
     started_at: str = ""
     mappings: dict[str, Any] = field(default_factory=dict)  # progress of each event source, from the state file
+    api_url: str = ""  # where the REST API answers, if the template has one
+    api_key: str = ""  # the key it asks for in the x-api-key header
 
     @cached_property
     def aws(self) -> LocalAws:

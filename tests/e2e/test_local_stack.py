@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from api_support import PROCESSING_TIMEOUT_S, repo_copy, wait_until_processed
 from conftest import ROOT, load_event
 from tailor.events import EventError, parse_event
 from tailor_local.cli import main
@@ -24,30 +25,12 @@ pytestmark = [
                        reason="functions/ingest/app.py is not there yet"),
 ]
 
-PROCESSING_TIMEOUT_S = 300
-
-
-def make_repo(folder: Path) -> Path:
-    """A checkout in `folder` (template, functions, layers, events) whose .tailor state stays out of the real one."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "template.yaml").write_text((ROOT / "template.yaml").read_text())
-    for name in ("functions", "layers", "events"):
-        (folder / name).symlink_to(ROOT / name, target_is_directory=True)
-    return folder / "template.yaml"
-
-
-def wait_until_processed(stack: LocalStack, put: PutResult) -> None:
-    deadline = time.monotonic() + PROCESSING_TIMEOUT_S
-    while not all_processed(stack.progress(), stack.stream_name(), put):
-        assert time.monotonic() < deadline, f"not processed in {PROCESSING_TIMEOUT_S} s: {stack.progress()}"
-        time.sleep(0.2)
-
 
 @pytest.fixture(scope="module")
 def replayed(tmp_path_factory):
     """A running stack that has processed the sample Ingest batch's records and a small simulated crowd."""
     repo = tmp_path_factory.mktemp("repo")
-    template = make_repo(repo)
+    template = repo_copy(repo)
     sample_records = load_event("ingest-kinesis-batch.json")["Records"]
     simulated = simulate(shoppers=6, days=0.1, seed=3).events
     with open(repo / "functions.log", "w") as log, LocalStack(template, port=0, stack_name="tailor-e2e",
@@ -136,9 +119,9 @@ def test_the_cli_replays_into_the_running_stack_and_waits_for_it(replayed, capsy
 
 
 def test_tailor_local_up_replays_stays_up_and_stops_on_ctrl_c(tmp_path):
-    template = make_repo(tmp_path / "repo")
+    template = repo_copy(tmp_path / "repo")
     tailor = [sys.executable, "-m", "tailor_local.cli", "--template", str(template)]
-    up = subprocess.Popen([*tailor, "local", "up", "--port", "0", "--shoppers", "3", "--days", "0.05"],
+    up = subprocess.Popen([*tailor, "local", "up", "--port", "0", "--api-port", "0", "--shoppers", "3", "--days", "0.05"],
                           stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         said = []

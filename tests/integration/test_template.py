@@ -1,7 +1,9 @@
-"""The SAM template: it lints, keeps its contract, grants what Ingest uses, and builds small enough for Lambda."""
+"""The SAM template: it lints, keeps its contract, grants what Ingest and the API use, guards the API with the usage
+plan's key as the local gateway does, and builds small enough for Lambda."""
 
 import fnmatch
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -16,8 +18,12 @@ from cfnlint.decode import cfn_yaml
 from moto import mock_aws
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from samtranslator.translator.transform import transform
 
 from tailor.store.port import TABLES
+from tailor_local.aws import plan_resources
+from tailor_local.http import rest_apis
+from tailor_local.template import Template
 
 from conftest import ROOT, load_event
 
@@ -51,7 +57,7 @@ def test_sam_validate_lint_passes():
 def test_every_function_and_layer_builds_with_its_makefile_for_python312_x86_64(template):
     functions = resources_of(template, "AWS::Serverless::Function")
     layers = resources_of(template, "AWS::Serverless::LayerVersion")
-    assert "IngestFunction" in functions and set(layers) == {"TailorLayer", "RuntimeLayer"}
+    assert {"IngestFunction", "ApiFunction"} <= set(functions) and set(layers) == {"TailorLayer", "RuntimeLayer"}
     globals_ = template["Globals"]["Function"]
     for name, resource in functions.items():
         properties = resource["Properties"]
@@ -107,7 +113,7 @@ def test_outputs_name_everything_a_client_uses(template):
     outputs = template["Outputs"]
     named = {output["Value"]["Ref"] for output in outputs.values() if "Ref" in output["Value"]}
     needed = set(STATE_TABLES) | {"EventStream", "DataBucket", "IngestFailureQueue", "IngestFunction",
-                                  "EventProducerPolicy"}
+                                  "EventProducerPolicy", "ApiFunction", "ServingApiApiKey", "ServingApiUsagePlan"}
     assert needed <= named
     assert all(output.get("Description") for output in outputs.values())
 
@@ -130,24 +136,12 @@ def test_ingest_policy_grants_every_call_the_handler_makes_and_no_more_tables_or
     """Run the sample batch through the real handler on moto, recording each AWS call, and check
     every call against the statements the template grants (moto itself enforces no IAM)."""
     calls: list[tuple[str, str, str]] = []  # (action, resource kind, resource name)
-
-    def record(params, model, **_):
-        service, operation = model.service_model.service_name, model.name
-        action = IAM_ACTION_OF.get((service, operation), f"{service}:{operation}")
-        if service == "dynamodb":
-            names = params.get("RequestItems") or {params["TableName"]: None}
-            calls.extend((action, "table", name) for name in names)
-        elif service == "s3":
-            calls.append((action, "object", params.get("Key", "")))
-        else:
-            calls.append((action, service, ""))
-
     env = resolve_environment(template)
     for variable, value in env.items():
         monkeypatch.setenv(variable, value)
     with mock_aws():
         boto3.setup_default_session()
-        boto3.DEFAULT_SESSION.events.register("before-parameter-build", record)
+        boto3.DEFAULT_SESSION.events.register("before-parameter-build", recorder(calls))
         create_state(template)
         calls.clear()
         app = load_module(ROOT / "functions/ingest/app.py", "ingest_app_under_policy_test")
@@ -160,6 +154,76 @@ def test_ingest_policy_grants_every_call_the_handler_makes_and_no_more_tables_or
     grants = granted(template, "IngestFunction")
     denied = sorted({call for call in calls if not any(allows(grant, *call) for grant in grants)})
     assert not denied, f"the template does not grant {len(denied)} calls, e.g. {denied[:5]}"
+
+
+def test_api_policy_grants_every_call_the_routes_make_and_no_more(template, monkeypatch):
+    """State from the sample batch, then every sample request of events/ through the real API handler on moto, each
+    AWS call checked against the statements the template grants the API function."""
+    calls: list[tuple[str, str, str]] = []
+    env = resolve_environment(template) | {"EVENT_STREAM": "EventStream", "CORS_ALLOW_ORIGIN": "*"}
+    for variable, value in env.items():
+        monkeypatch.setenv(variable, value)
+    with mock_aws():
+        boto3.setup_default_session()
+        boto3.DEFAULT_SESSION.events.register("before-parameter-build", recorder(calls))
+        create_state(template)
+        ingest = load_module(ROOT / "functions/ingest/app.py", "ingest_app_for_api_policy_test")
+        ingest.lambda_handler(load_event("ingest-kinesis-batch.json"), lambda_context("IngestFunction"))
+        calls.clear()
+        api = load_module(ROOT / "functions/api/app.py", "api_app_under_policy_test")
+        for sample in sorted((ROOT / "events").glob("api-*.json")):
+            response = api.lambda_handler(load_event(sample.name), lambda_context("ApiFunction"))
+            assert response["statusCode"] == 200, (sample.name, response["body"])
+    actions = {action for action, _, _ in calls}
+    assert {"dynamodb:BatchGetItem", "dynamodb:DeleteItem", "kinesis:PutRecords", "s3:ListBucket", "s3:GetObject",
+            "s3:PutObject"} <= actions
+    assert ("s3:PutObject", "object") in {(a, k) for a, k, n in calls if n.startswith("archive/")}
+
+    grants = granted(template, "ApiFunction")
+    denied = sorted({call for call in calls if not any(allows(grant, *call) for grant in grants)})
+    assert not denied, f"the template does not grant {len(denied)} calls, e.g. {denied[:5]}"
+
+
+def test_deployed_api_asks_for_the_key_where_the_local_gateway_does(template):
+    """The API Gateway definition SAM generates: the usage plan and its key on the stage, the key required on every
+    method but the document and the CORS preflights, exactly the routes the local gateway serves and guards."""
+    transformed = sam_transform(template)
+    resources = transformed["Resources"]
+    assert resources["ServingApiApiKey"]["Type"] == "AWS::ApiGateway::ApiKey"
+    plan = resources["ServingApiUsagePlan"]["Properties"]
+    assert plan["ApiStages"] == [{"ApiId": {"Ref": "ServingApi"}, "Stage": {"Ref": "ServingApiStage"}}]
+    assert plan["Throttle"]["RateLimit"] > 0
+    assert resources["ServingApiUsagePlanKey"]["Properties"]["KeyId"] == {"Ref": "ServingApiApiKey"}
+    body = resources["ServingApi"]["Properties"]["Body"]
+    assert body["components"]["securitySchemes"]["api_key"] == {"type": "apiKey", "name": "x-api-key", "in": "header"}
+    deployed = {}
+    for path, methods in body["paths"].items():
+        for method, operation in methods.items():
+            kind = operation["x-amazon-apigateway-integration"]["type"]
+            if method == "options":
+                assert kind == "mock" and not operation.get("security"), path
+                continue
+            assert kind == "aws_proxy", (path, method)
+            deployed[(method.upper(), path)] = {"api_key": []} in (operation.get("security") or [])
+    local_template = Template.load(TEMPLATE, stack_name="policy-test")
+    local = rest_apis(local_template, plan_resources(local_template, "http://127.0.0.1:1"))["ServingApi"]
+    assert {(r.method, r.resource): r.api_key_required for r in local.routes} == deployed
+    assert [route for route, keyed in deployed.items() if not keyed] == [("GET", "/docs")]
+
+
+def test_api_cors_origin_is_a_parameter_and_the_function_gets_it_with_the_stream(template):
+    api = template["Resources"]["ServingApi"]["Properties"]
+    assert api["Cors"]["AllowOrigin"] == {"Fn::Sub": "'${CorsAllowOrigin}'"}
+    assert "x-api-key" in api["Cors"]["AllowHeaders"].lower()
+    assert api["Auth"]["AddApiKeyRequiredToCorsPreflight"] is False
+    assert template["Parameters"]["CorsAllowOrigin"]["Default"] == "*"
+    function = template["Resources"]["ApiFunction"]["Properties"]
+    assert (function["CodeUri"], function["Handler"]) == ("functions/api", "app.lambda_handler")
+    assert function["Environment"]["Variables"] == {"EVENT_STREAM": {"Ref": "EventStream"},
+                                                     "CORS_ALLOW_ORIGIN": {"Ref": "CorsAllowOrigin"}}
+    outputs = template["Outputs"]
+    assert outputs["ApiKeyId"]["Value"] == {"Ref": "ServingApiApiKey"}
+    assert "${ServingApi}.execute-api" in outputs["ApiUrl"]["Value"]["Fn::Sub"]
 
 
 @pytest.fixture(scope="module")
@@ -195,7 +259,7 @@ def test_built_artifacts_hold_what_lambda_imports(built):
     assert list((runtime / "numpy/_core").glob("_multiarray_umath.cpython-312-x86_64-linux-gnu.so"))
     assert not [p for p in ("boto3", "botocore") if (runtime / p).exists()], "the Lambda runtime provides boto3"
     assert (domain / "tailor/__init__.py").is_file() and (domain / "tailor/events.py").is_file()
-    assert (ingest / "app.py").is_file()
+    assert (ingest / "app.py").is_file() and (built / "ApiFunction" / "app.py").is_file()
     for tree in (runtime, domain, ingest):
         assert not list(tree.rglob("__pycache__")), tree
 
@@ -241,6 +305,7 @@ def resources_of(template: dict, kind: str) -> dict:
 def physical_names(template: dict) -> dict[str, str]:
     names = {name: name for name in resources_of(template, "AWS::DynamoDB::Table")}
     names["DataBucket"] = BUCKET_NAME
+    names["EventStream"] = "EventStream"
     return names
 
 
@@ -265,6 +330,7 @@ def create_state(template: dict) -> None:
                               AttributeDefinitions=properties["AttributeDefinitions"],
                               KeySchema=properties["KeySchema"])
     boto3.client("s3").create_bucket(Bucket=BUCKET_NAME)
+    boto3.client("kinesis").create_stream(StreamName="EventStream", ShardCount=1)
 
 
 def load_module(path: Path, name: str):
@@ -281,6 +347,27 @@ def lambda_context(function: str) -> SimpleNamespace:
                            get_remaining_time_in_millis=lambda: 60_000)
 
 
+def recorder(calls: list[tuple[str, str, str]]):
+    """A botocore hook that appends each call as (IAM action, resource kind, resource name) to `calls`."""
+
+    def record(params, model, **_):
+        service, operation = model.service_model.service_name, model.name
+        action = IAM_ACTION_OF.get((service, operation), f"{service}:{operation}")
+        if service == "dynamodb":
+            names = params.get("RequestItems") or {params["TableName"]: None}
+            calls.extend((action, "table", name) for name in names)
+        elif service == "s3" and action == "s3:ListBucket":
+            calls.append((action, "prefix", params.get("Prefix", "")))
+        elif service == "s3":
+            calls.append((action, "object", params.get("Key", "")))
+        elif service == "kinesis":
+            calls.append((action, "stream", params.get("StreamName") or params.get("StreamARN", "")))
+        else:
+            calls.append((action, service, ""))
+
+    return record
+
+
 def granted(template: dict, function: str) -> list[tuple[set[str], str, str]]:
     """The function's Allow statements as (actions, resource kind, resource name pattern)."""
     grants = []
@@ -291,13 +378,36 @@ def granted(template: dict, function: str) -> list[tuple[set[str], str, str]]:
             actions = {actions} if isinstance(actions, str) else set(actions)
             resources = statement["Resource"]
             for resource in resources if isinstance(resources, list) else [resources]:
-                if "Fn::GetAtt" in resource:  # a table's ARN
-                    grants.append((actions, "table", resource["Fn::GetAtt"][0]))
+                if "Fn::GetAtt" in resource:  # a table's, stream's or bucket's ARN
+                    logical_id = resource["Fn::GetAtt"][0]
+                    kind = template["Resources"][logical_id]["Type"]
+                    if kind == "AWS::S3::Bucket":  # listing: only under the prefixes the condition names
+                        prefixes = statement["Condition"]["StringLike"]["s3:prefix"]
+                        grants += [(actions, "prefix", p) for p in ([prefixes] if isinstance(prefixes, str)
+                                                                    else prefixes)]
+                    else:
+                        grants.append((actions, "stream" if kind == "AWS::Kinesis::Stream" else "table", logical_id))
                 else:  # "${DataBucket.Arn}/<prefix>*"
                     bucket_arn, _, pattern = resource["Fn::Sub"].partition("/")
                     assert bucket_arn == "${DataBucket.Arn}", resource
                     grants.append((actions, "object", pattern))
     return grants
+
+
+def sam_transform(template: dict) -> dict:
+    """The template as SAM deploys it (offline: code locations stand in as S3 URIs, no managed policies)."""
+    body = json.loads(json.dumps(template))
+    for resource in body["Resources"].values():
+        properties = resource.get("Properties") or {}
+        for key in ("CodeUri", "ContentUri"):
+            if isinstance(properties.get(key), str):
+                properties[key] = f"s3://artifacts/{properties[key]}"
+
+    class NoManagedPolicies:
+        def load(self):
+            return {}
+
+    return transform(body, {"AWS::Region": "us-east-1"}, NoManagedPolicies())
 
 
 def allows(grant: tuple[set[str], str, str], action: str, kind: str, name: str) -> bool:

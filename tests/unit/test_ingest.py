@@ -67,7 +67,12 @@ def test_sample_batch_session_shopper_and_counters(applied):
     assert (item["views"], item["clicks"], item["carts"], item["purchases"], item["revenue"]) == (1, 1, 1, 1, 199.0)
     assert (item["impressions"], item["dwells"], item["dwell_ms"], item["spec_compares"]) == (1, 1, 52000, 1)
     assert item["category"] == "electronics" and item["brand"] == "Sonora"
-    assert tables["associations"]["i-101"]["n:i-102"] == 1 and tables["associations"]["i-102"]["n:i-101"] == 1
+    # Pairs weigh by event type: i-102 viewed and compared after i-101 (1 + 1), then i-101 read about,
+    # carted and bought after i-102 (1 + 3 + 5); "n:" sums both orders, "f:" keeps the direction.
+    first, second = tables["associations"]["i-101"], tables["associations"]["i-102"]
+    assert first["n:i-102"] == second["n:i-101"] == 11
+    assert (first["f:i-102"], second["f:i-101"]) == (2, 9)
+    assert (first["f:i-101"], second["f:i-102"]) == (1 + 0.5 + 3 + 5, 1)  # returns to an item already seen
     query = tables["queries"]["noise cancelling headphones"]
     assert (query["searches"], query["c:i-101"], query["a:i-101"], query["p:i-101"]) == (1, 1, 1, 1)
     assert shopper["purchase_history"] == [["2026-11-02", 199.0, 1]]

@@ -17,6 +17,7 @@ RECENT_EVENTS = 128  # event-id digests kept to drop a producer's duplicate send
 RECENT_SESSIONS = 50
 RECENT_ITEMS = 30
 PURCHASE_HISTORY = 24  # transactions kept with their day, value and units, most recent last
+PURCHASED_ITEMS = 100  # distinct items bought, so a feed can leave them out
 
 # How much one event says about a shopper's interest in its item's category.
 AFFINITY_WEIGHTS: dict[str, float] = {
@@ -48,6 +49,7 @@ class ShopperState(RowState):
     last_purchase_at: float | None = None
     last_purchase_day: str | None = None
     purchase_history: list[list] = field(default_factory=list)  # [[day, value, units], ...] per transaction
+    purchased_items: list[str] = field(default_factory=list)  # distinct items bought, most recent last
     referral_sources: dict[str, int] = field(default_factory=dict)
     referrer_user_id: str | None = None
     profile: dict[str, Any] = field(default_factory=dict)
@@ -84,6 +86,7 @@ def fold_shopper(state: ShopperState | None, event: Event) -> ShopperState:
         case "purchase":
             state.purchases += 1
             state.units += event.quantity
+            state.purchased_items = remember(state.purchased_items, event.item_id, PURCHASED_ITEMS)
             state.revenue = round(state.revenue + event.price * event.quantity, 6)
             day = datetime.fromtimestamp(t, tz=timezone.utc).date().isoformat()
             value = round(event.price * event.quantity, 6)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import timezone
 from typing import Any
 
+from tailor.associations import ASSOCIATION_WINDOW, pair_increments
 from tailor.events import Event
 from tailor.popularity import TREND_WEIGHTS, trend_expiry, trend_key
 from tailor.session import QUERY_ATTRIBUTION_SECONDS, SessionState
@@ -13,16 +14,12 @@ from tailor.text import normalize_query
 
 __all__ = ["ASSOCIATION_WINDOW", "Contribution", "contributions"]
 
-ASSOCIATION_WINDOW = 10  # a newly engaged item is associated with this many of the session's previous items
-
 # Item counter that each event type increments, and whether it counts units (quantity) or events.
 ITEM_COUNTERS: dict[str, str] = {
     "view": "views", "click": "clicks", "add_to_cart": "carts", "remove_from_cart": "cart_removes",
     "purchase": "purchases", "wishlist": "wishlists", "review_read": "review_reads",
     "spec_compare": "spec_compares", "zoom": "zooms", "dwell": "dwells",
 }
-# Events that make two items of a session associated.
-ASSOCIATING = frozenset({"view", "click", "add_to_cart", "purchase", "wishlist"})
 # Events after a search that credit the searched query with the item, and the counter prefix.
 QUERY_OUTCOMES: dict[str, str] = {"click": "c:", "add_to_cart": "a:", "purchase": "p:"}
 CATALOG_FIELDS = ("category", "price", "brand", "available")
@@ -56,11 +53,11 @@ def contributions(event: Event, session: SessionState | None) -> list[Contributi
     if kind == "impression":
         out.extend(Contribution("items", shown, {"impressions": 1}) for shown in dict.fromkeys(event.item_ids))
 
-    if kind in ASSOCIATING and item_id and (session is None or item_id not in session.items):
-        previous = [] if session is None else session.recent_items(ASSOCIATION_WINDOW)
-        for other in previous:
-            out.append(Contribution("associations", item_id, {f"n:{other}": 1}))
-            out.append(Contribution("associations", other, {f"n:{item_id}": 1}))
+    if item_id:
+        # Pairs with the session's earlier items, weighted by event type and gap (tailor.associations).
+        previous = [] if session is None else session.items
+        out.extend(Contribution("associations", key, increments)
+                   for key, increments in pair_increments(item_id, kind, previous).items())
 
     if kind == "search":
         out.append(Contribution("queries", normalize_query(event.query), {"searches": 1}))

@@ -1,0 +1,308 @@
+"""Serving benchmark: feed latency p50/p99 for 100, 500 and 1,000 candidates, warm and in-process, against an in-memory
+store and against moto; the API function's cold start (imports, model load); DynamoDB round trips per request. Prints
+a table with the targets beside it and writes the figures as JSON.
+
+    tailor bench serving [--shoppers 500] [--items 3000] [--requests 300] [--candidates 100,500,1000]
+                         [--out bench-results/serving.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from tailor.ingest.service import Ingestor, StreamRecord
+from tailor.models import load_model
+from tailor.ranking import MODEL_NAME, RankingModel, Request
+from tailor.serving import Recommender
+from tailor.store.aws import to_dynamo
+from tailor.store.memory import MemoryBlobStore, MemoryStateStore
+from tailor.store.port import TABLES
+
+from .bench import publish
+from .http import proxy_event
+from .simulator import simulate
+from .stack import LocalStack
+from .template import find_template
+
+__all__ = ["TARGETS", "format_table", "main", "run"]
+
+TARGETS = {"feed_round_trips_max": 2, "p99_compute_ms_at_500": 15.0}
+FEED_N = 20
+WARMUP_REQUESTS = 30
+COLD_STARTS = 3
+UNKNOWN_SHARE = 0.1  # of requests, for shoppers Tailor has never seen (cold-start feeds)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tailor bench serving", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shoppers", type=int, default=500, help="simulated shoppers whose day is the state (500)")
+    parser.add_argument("--days", type=float, default=1.0, help="simulated days, ending now (1)")
+    parser.add_argument("--items", type=int, default=3000,
+                        help="catalog size (3000: enough items with events for 1,000 candidates)")
+    parser.add_argument("--requests", type=int, default=300, help="timed feed requests per in-memory row (300)")
+    parser.add_argument("--moto-requests", type=int, default=100,
+                        help="timed feed requests per moto row (100: each waits on moto's HTTP server)")
+    parser.add_argument("--candidates", default="100,500,1000", help="candidate budgets (100,500,1000)")
+    parser.add_argument("--stores", default="memory,moto", help="comma-separated: memory, moto")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--out", type=Path, default=Path("bench-results/serving.json"))
+    parser.add_argument("--template", type=Path, default=None)
+    args = parser.parse_args(argv)
+    report = run(shoppers=args.shoppers, days=args.days, items=args.items, requests=args.requests,
+                 moto_requests=args.moto_requests, seed=args.seed,
+                 budgets=[int(b) for b in args.candidates.split(",") if b.strip()],
+                 stores=[s.strip() for s in args.stores.split(",") if s.strip()],
+                 template=args.template or find_template())
+    publish(report, format_table(report), args.out)
+    return 0
+
+
+def run(*, shoppers: int, days: float, items: int, requests: int, moto_requests: int, seed: int, budgets: list[int],
+        stores: list[str], template: Path) -> dict[str, Any]:
+    unknown = set(stores) - {"memory", "moto"}
+    if unknown:
+        raise SystemExit(f"unknown store {', '.join(sorted(unknown))}: use memory or moto")
+    start = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=days)
+    simulation = simulate(shoppers=shoppers, days=days, seed=seed, start=start, items=items)
+    state = _ingested(simulation.events)
+    model = load_model(MODEL_NAME, None, build=RankingModel.from_stored)
+    asks = _feed_requests(state, requests + WARMUP_REQUESTS, seed)
+    results: list[dict[str, Any]] = []
+    cold: dict[str, Any] | None = None
+    if "memory" in stores:
+        for budget in budgets:
+            results.append(_measure("memory", Recommender(state, model, max_candidates=budget), asks))
+    with open(os.devnull, "w") as quiet:
+        stack = LocalStack(template, port=0, stack_name=f"tailor-bench-{uuid.uuid4().hex[:6]}",
+                           function_log=quiet).start(pollers=False)
+        try:
+            _copy_to_dynamo(state, stack)
+            function = stack.runtime.find("ApiFunction")
+            function.load()
+            module = sys.modules[function.handler.__module__]
+            if "moto" in stores:
+                dynamo = module.recommender.store
+                for budget in budgets:
+                    results.append(_measure("moto", Recommender(dynamo, model, max_candidates=budget),
+                                            asks[:moto_requests + WARMUP_REQUESTS]))
+            # The whole handler (validation, routing, JSON) around the in-memory pipeline, at the default budget.
+            module.recommender = Recommender(state, model)
+            results.append(_measure_handler(function, module.recommender, asks))
+            cold = _cold_starts(stack, COLD_STARTS)
+        finally:
+            stack.stop()
+    engaged = {i for e in simulation.events for i in [e.get("item_id")] if i}
+    return {
+        "benchmark": "serving",
+        "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "workload": {"simulated_shoppers": shoppers, "days": days, "events": len(simulation.events), "catalog": items,
+                     "items_with_events": len(engaged), "seed": seed, "feed_n": FEED_N, "requests_per_row": requests,
+                     "moto_requests_per_row": moto_requests,
+                     "warmup_requests": WARMUP_REQUESTS, "unknown_shopper_share": UNKNOWN_SHARE,
+                     "model": model.label},
+        "targets": TARGETS,
+        "results": results,
+        "cold_start": cold,
+        "meets_targets": _meets_targets(results),
+    }
+
+
+def format_table(report: dict[str, Any]) -> str:
+    header = ("store", "measured", "budget", "candidates", "p50 ms", "p99 ms", "round trips avg", "max", "target")
+    rows = [header]
+    for r in report["results"]:
+        target = ""
+        if r["budget"] == 500 and r["what"] == "Recommender.feed" and r["store"] == "memory":
+            target = f"p99 <= {TARGETS['p99_compute_ms_at_500']:g} ms: {'met' if r['p99_ms'] <= 15 else 'MISSED'}; "
+        met = r["round_trips_max"] <= TARGETS["feed_round_trips_max"]
+        target += f"<= {TARGETS['feed_round_trips_max']} round trips: {'met' if met else 'MISSED'}"
+        candidates = "-" if r["candidates_avg"] is None else f"{r['candidates_avg']:.0f}"
+        rows.append((r["store"], r["what"], r["budget"], candidates, f"{r['p50_ms']:.2f}",
+                     f"{r['p99_ms']:.2f}", f"{r['round_trips_avg']:.2f}", r["round_trips_max"], target))
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(str(v).ljust(w) if i in (0, 1, 8) else str(v).rjust(w) for i, (v, w) in
+                       enumerate(zip(row, widths))).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    w = report["workload"]
+    out = [f"Serving: feeds of {w['feed_n']} from the state of {w['simulated_shoppers']} simulated shoppers "
+           f"({w['events']:,} events, {w['items_with_events']:,} items), model {w['model']}; "
+           f"{w['requests_per_row']} warm requests per row ({w['moto_requests_per_row']} on moto) after "
+           f"{w['warmup_requests']}, "
+           f"{w['unknown_shopper_share']:.0%} of them for unknown shoppers", *lines]
+    cold = report.get("cold_start")
+    if cold:
+        out.append(f"\nCold start of the API function (median of {cold['runs']} fresh processes, Python "
+                   f"{report['machine']['python']}): imports {cold['imports_ms']:.0f} ms + module init "
+                   f"{cold['init_ms']:.0f} ms (model load {cold['model_load_ms']:.0f} ms, AWS clients, the cache warmed "
+                   f"from moto) "
+                   f"= {cold['cold_start_ms']:.0f} ms; then the first feed {cold['first_request_ms']:.0f} ms")
+    return "\n".join(out)
+
+
+# ---- state -------------------------------------------------------------------------------------------
+
+
+def _ingested(events: list[dict[str, Any]]) -> MemoryStateStore:
+    """The state Ingest makes of `events` (one shard, batches of 100), in memory."""
+    store = MemoryStateStore()
+    ingestor = Ingestor(store, MemoryBlobStore(), max_workers=1)
+    base = 49_000_000_000_000_000_000
+    records = [StreamRecord("shardId-000000000000", str(base + n), json.dumps(e).encode(), e["user_id"], time.time())
+               for n, e in enumerate(events)]
+    for start in range(0, len(records), 100):
+        outcome = ingestor.ingest(records[start:start + 100])
+        if outcome.failed:
+            raise RuntimeError(f"ingest failed while building the benchmark's state: {outcome.failed[:3]}")
+    store.calls.clear()
+    return store
+
+
+def _copy_to_dynamo(state: MemoryStateStore, stack: LocalStack) -> None:
+    assert stack.resources is not None
+    client = stack.aws.client("dynamodb")
+    for table, rows in state.snapshot().items():
+        name = stack.resources.name(f"{table.capitalize()}Table")
+        items = [{k: to_dynamo(v) for k, v in row.items()} for row in rows.values()]
+        for start in range(0, len(items), 25):
+            pending = [{"PutRequest": {"Item": item}} for item in items[start:start + 25]]
+            while pending:
+                response = client.batch_write_item(RequestItems={name: pending})
+                pending = response.get("UnprocessedItems", {}).get(name, [])
+
+
+def _feed_requests(state: MemoryStateStore, count: int, seed: int) -> list[tuple[str, str | None]]:
+    """(user, session) pairs: known shoppers in their last session, and some shoppers never seen."""
+    rng = random.Random(seed)
+    shoppers = sorted(state.snapshot().get("shoppers", {}).values(), key=lambda row: row[TABLES["shoppers"]])
+    known = [(row["user_id"], row.get("last_session_id")) for row in shoppers if "first_seen" in row]
+    if not known:
+        raise RuntimeError("the simulated state has no shoppers")
+    return [(f"u-unknown-{n}", None) if rng.random() < UNKNOWN_SHARE else rng.choice(known) for n in range(count)]
+
+
+# ---- measurements ------------------------------------------------------------------------------------
+
+
+def _measure(store: str, recommender: Recommender, asks: list[tuple[str, str | None]]) -> dict[str, Any]:
+    recommender.pipeline.warm(recommender.clock())
+    durations, trips, candidates = [], [], []
+    for n, (user, session) in enumerate(asks):
+        started = time.perf_counter()
+        ranking = recommender.feed(user, session_id=session, n=FEED_N)
+        elapsed = (time.perf_counter() - started) * 1000
+        if n >= WARMUP_REQUESTS:
+            durations.append(elapsed)
+            trips.append(ranking.round_trips)
+    # How many candidates the budget let through, from the same requests (outside the timings).
+    pipeline = recommender.pipeline
+    for user, session in asks[WARMUP_REQUESTS:WARMUP_REQUESTS + 50]:
+        request = Request("feed", user_id=user, session_id=session, n=FEED_N)
+        candidates.append(len(pipeline.gather(request, recommender.clock()).candidates))
+    return _row(store, "Recommender.feed", pipeline.max_candidates, durations, trips, candidates)
+
+
+def _measure_handler(function: Any, recommender: Recommender, asks: list[tuple[str, str | None]]) -> dict[str, Any]:
+    recommender.pipeline.warm(recommender.clock())
+    durations, trips = [], []
+    store = recommender.store
+    for n, (user, session) in enumerate(asks):
+        query = [("n", str(FEED_N))] + ([("session_id", session)] if session else [])
+        event = proxy_event("GET", f"/users/{user}/feed", resource="/users/{user_id}/feed",
+                            path_parameters={"user_id": user}, query=query, headers=[("x-api-key", "bench")],
+                            api_key="bench")
+        before = store.calls["read"]
+        invocation = function.invoke(event)
+        if not invocation.ok or invocation.payload["statusCode"] != 200:
+            raise RuntimeError(f"the API failed during the benchmark: {invocation.error or invocation.payload}")
+        if n >= WARMUP_REQUESTS:
+            durations.append(invocation.duration_ms)
+            trips.append(store.calls["read"] - before)
+    return _row("memory", "API handler", recommender.pipeline.max_candidates, durations, trips, [])
+
+
+def _row(store: str, what: str, budget: int, durations: list[float], trips: list[int],
+         candidates: list[int]) -> dict[str, Any]:
+    return {
+        "store": store,
+        "what": what,
+        "budget": budget,
+        "requests": len(durations),
+        "candidates_avg": statistics.fmean(candidates) if candidates else None,
+        "p50_ms": statistics.median(durations),
+        "p99_ms": _percentile(durations, 99),
+        "mean_ms": statistics.fmean(durations),
+        "round_trips_avg": statistics.fmean(trips),
+        "round_trips_max": max(trips),
+    }
+
+
+_COLD_START_PROBE = """
+import json, sys, time
+started = time.perf_counter()
+import boto3, numpy, onnxruntime, pydantic
+import aws_lambda_powertools.event_handler, aws_lambda_powertools.logging, aws_lambda_powertools.metrics
+import tailor.serving
+imported = time.perf_counter()
+from tailor.models import load_model
+from tailor.ranking import MODEL_NAME, RankingModel
+load_model(MODEL_NAME, None, build=RankingModel.from_stored)
+model_loaded = time.perf_counter()
+import importlib.util
+spec = importlib.util.spec_from_file_location("app", sys.argv[1])
+app = importlib.util.module_from_spec(spec)
+before_init = time.perf_counter()
+spec.loader.exec_module(app)
+initialised = time.perf_counter()
+event = json.loads(sys.argv[2])
+response = app.lambda_handler(event, type("Context", (), {"function_name": "api", "memory_limit_in_mb": 1769,
+    "invoked_function_arn": "arn:aws:lambda:us-east-1:123456789012:function:api", "aws_request_id": "cold",
+    "get_remaining_time_in_millis": lambda self: 29000})())
+answered = time.perf_counter()
+assert response["statusCode"] == 200, response
+print(json.dumps({"imports_ms": (imported - started) * 1000, "model_load_ms": (model_loaded - imported) * 1000,
+                  "init_ms": (initialised - before_init) * 1000, "first_request_ms": (answered - initialised) * 1000}))
+"""
+
+
+def _cold_starts(stack: LocalStack, runs: int) -> dict[str, Any]:
+    """Fresh processes that import the API function as Lambda's init does, against the stack's AWS."""
+    function = stack.runtime.find("ApiFunction")
+    event = proxy_event("GET", "/users/u-unknown/feed", resource="/users/{user_id}/feed",
+                        path_parameters={"user_id": "u-unknown"}, query=[("n", str(FEED_N))])
+    env = {**os.environ, **function.environment, "PYTHONPATH": os.pathsep.join(str(p) for p in function.layer_dirs)}
+    assert function.code_dir is not None
+    samples = []
+    for _ in range(runs):
+        result = subprocess.run([sys.executable, "-c", _COLD_START_PROBE, str(function.code_dir / "app.py"),
+                                 json.dumps(event)], env=env, capture_output=True, text=True, timeout=300)
+        if result.returncode != 0:
+            raise RuntimeError(f"the cold-start probe failed:\n{result.stderr[-2000:]}")
+        samples.append(json.loads(result.stdout.strip().splitlines()[-1]))
+    median = {key: statistics.median(s[key] for s in samples) for key in samples[0]}
+    return {"runs": runs, **median, "cold_start_ms": median["imports_ms"] + median["init_ms"], "samples": samples}
+
+
+def _meets_targets(results: list[dict[str, Any]]) -> dict[str, bool]:
+    at_500 = [r for r in results if r["store"] == "memory" and r["what"] == "Recommender.feed" and r["budget"] == 500]
+    return {
+        "feed_round_trips": all(r["round_trips_max"] <= TARGETS["feed_round_trips_max"] for r in results),
+        "p99_compute_at_500": bool(at_500) and all(r["p99_ms"] <= TARGETS["p99_compute_ms_at_500"] for r in at_500),
+    }
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]

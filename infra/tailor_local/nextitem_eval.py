@@ -1,0 +1,570 @@
+"""Measure Tailor's next-item recommendations on real sessions, against published baselines, in one run.
+
+Protocol (session-rec, Ludewig & Jannach): for every test session, sorted by time, and every
+position p from 0 to len-2, recommend 20 items from the items up to p and check the item at p+1.
+HR@20 is the share of hits, MRR@20 the mean reciprocal rank (0 outside the top 20). Test events
+whose item never occurs in training are dropped, then test sessions shorter than 2.
+
+Inputs: a session-rec training and test file (tab separated `SessionId ItemId Time`, e.g.
+YooChoose's train_tr.txt and train_valid.txt), or Diginetica's item-views file alone, split as
+SR-GNN does: sessions of one view dropped, items seen fewer than 5 times dropped, then sessions
+shorter than 2; a session's date is the date of its last line; sessions dated in the last 7 days
+are the test set (sessions dated exactly 7 days before the last date belong to neither, as there).
+
+Tailor learns by replaying the training events through the Ingest domain path
+(`tailor.ingest.service.Ingestor` on the in-memory store) and recommends with
+`tailor.associations.rank_next_items` from the association rows and the session state. It is
+measured twice:
+
+* live: the test events are ingested too, one at a time in time order, and each recommendation
+  is made right after its event, from what Ingest holds then, as the deployed system would.
+* train-only: nothing of the test period is stored; each test session's state is folded from
+  its own events up to p. The baselines see the same information.
+
+Baselines, fitted on the training file directly: popularity (most viewed items), item
+co-occurrence (session-rec's association rules: every pair of events in a session, scored from
+the last item), sequential rules (session-rec's SR: steps 10, weights 1/gap) and V-SKNN
+(session-rec's VMContextKNN with the configuration of its published example, VSKNN_CONFIG).
+For reference, "V-SKNN (live events)" is V-SKNN whose neighbourhood index also receives the test
+events as the live mode does (a session is never its own neighbour): the gap between it and
+V-SKNN is what learning from the live stream brings, whatever the method.
+
+Tailor's figures come with a 95% interval of their relative difference to V-SKNN, from
+resampling the test sessions: small test sets (Diginetica's sample has 99 evaluation points)
+move by several percent on the luck of a few sessions. The recommendations file holds the live
+mode's lists and scores.
+
+    tailor evaluate next-item --train train_tr.txt --test train_valid.txt --out recs.csv [--json figures.json]
+    tailor evaluate next-item --train train-item-views.csv --out recs.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import calendar
+import csv
+import json
+import math
+import os
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tailor.associations import ItemAssociations, parse_associations, rank_next_items
+from tailor.events import parse_event
+from tailor.ingest.service import Ingestor, StreamRecord
+from tailor.session import SessionState, fold_session
+from tailor.store.memory import MemoryBlobStore, MemoryStateStore
+from tailor_local.datasets import load_diginetica, load_yoochoose
+
+__all__ = ["CUTOFF", "GOAL", "VSKNN_CONFIG", "CoOccurrence", "NextItemSplit", "Popularity", "SequentialRules", "VSKNN",
+           "evaluate_next_item", "format_table", "load_diginetica_split", "load_session_rec_split", "main"]
+
+CUTOFF = 20
+GOAL = 0.05  # Tailor's aim: at least 5% (relative) above V-SKNN on both HR@20 and MRR@20
+# session-rec conf/example_next.yml (rsc15-100k): k 500, sample_size 5000, weighting quadratic,
+# weighting_score div, idf_weighting 5; the rest are VMContextKNN's defaults.
+VSKNN_CONFIG: dict[str, Any] = {
+    "k": 500, "sample_size": 5000, "sampling": "recent", "similarity": "vec", "weighting": "quadratic",
+    "weighting_score": "div", "idf_weighting": 5, "remind": True, "extend": False, "normalize": True,
+}
+DIGINETICA_TEST_DAYS = 7
+DIGINETICA_MIN_ITEM_SUPPORT = 5
+SEQUENTIAL_RULE_STEPS = 10
+REPLAY_BATCH = 500
+BOOTSTRAP_SAMPLES = 1000
+SHARD = "shardId-000000000000"
+TAILOR_LIVE = "tailor (live)"
+TAILOR_TRAIN_ONLY = "tailor (train-only)"
+VSKNN_LIVE = "V-SKNN (live events)"
+METHODS = ("popularity", "co-occurrence", "sequential rules", "V-SKNN", VSKNN_LIVE, TAILOR_LIVE, TAILOR_TRAIN_ONLY)
+_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+DEFAULT_TRAIN = _DATA / "yoochoose-100k" / "train_tr.txt"
+DEFAULT_TEST = _DATA / "yoochoose-100k" / "train_valid.txt"
+_DAY = 86_400
+
+
+@dataclass
+class NextItemSplit:
+    """Training and test events (dicts valid per parse_event, in time order) and how they were made."""
+
+    name: str
+    train: list[dict]
+    test: list[dict]
+    labels: dict[str, str] = field(default_factory=dict)  # session_id -> the data set's own session id
+
+    def label(self, session_id: str) -> str:
+        return self.labels.get(session_id, session_id)
+
+
+def load_session_rec_split(train_path: str | os.PathLike[str], test_path: str | os.PathLike[str]) -> NextItemSplit:
+    """A session-rec training and test file, with session-rec's test filter."""
+    train = list(load_yoochoose(train_path))
+    known = {e["item_id"] for e in train}
+    test = _sessions_of_two([e for e in load_yoochoose(test_path) if e["item_id"] in known])
+    labels = {e["session_id"]: e["session_id"][3:] for e in train + test}
+    return NextItemSplit(f"{Path(train_path).name} -> {Path(test_path).name}", train, test, labels)
+
+
+def load_diginetica_split(views_path: str | os.PathLike[str], *, test_days: int = DIGINETICA_TEST_DAYS,
+                          min_item_support: int = DIGINETICA_MIN_ITEM_SUPPORT) -> NextItemSplit:
+    """Diginetica's item views split as SR-GNN does (see the module doc); event times from load_diginetica."""
+    path = Path(views_path)
+    lines: dict[str, list[tuple[int, int, str]]] = defaultdict(list)  # session -> (timeframe, line, item)
+    session_day: dict[str, int] = {}
+    with open(path, encoding="utf-8") as fh:
+        header = [h.strip().replace("_", "").lower() for h in fh.readline().strip().split(";")]
+        try:
+            col = {name: header.index(name) for name in ("sessionid", "itemid", "timeframe", "eventdate")}
+        except ValueError:
+            raise ValueError(f"{path}: not a Diginetica item-views file (header {header!r})") from None
+        for lineno, line in enumerate(fh, 2):
+            fields = line.strip().split(";")
+            if fields == [""]:
+                continue
+            session = fields[col["sessionid"]]
+            lines[session].append((int(fields[col["timeframe"]]), lineno, fields[col["itemid"]]))
+            day = date.fromisoformat(fields[col["eventdate"]])
+            session_day[session] = calendar.timegm(day.timetuple())
+    kept = {s: sorted(v, key=lambda x: x[0]) for s, v in lines.items() if len(v) > 1}
+    support = Counter(item for v in kept.values() for _, _, item in v)
+    kept = {s: [x for x in v if support[x[2]] >= min_item_support] for s, v in kept.items()}
+    kept = {s: v for s, v in kept.items() if len(v) > 1}
+    if not kept:
+        raise ValueError(f"{path}: no session keeps two views of items seen {min_item_support} times or more")
+    split_day = max(session_day[s] for s in kept) - test_days * _DAY
+    train_lines = {line for s, v in kept.items() if session_day[s] < split_day for _, line, _ in v}
+    test_lines = {line for s, v in kept.items() if session_day[s] > split_day for _, line, _ in v}
+    train, test = [], []
+    for event in load_diginetica(path):
+        line = int(event["event_id"].rsplit("-", 1)[1])  # "dg-<file stem>-<line number>"
+        if line in train_lines:
+            train.append(event)
+        elif line in test_lines:
+            test.append(event)
+    known = {e["item_id"] for e in train}
+    test = _sessions_of_two([e for e in test if e["item_id"] in known])
+    labels = {e["session_id"]: e["session_id"][3:] for e in train + test}
+    return NextItemSplit(f"{path.name} (last {test_days} days as test)", train, test, labels)
+
+
+def evaluate_next_item(split: NextItemSplit, out_path: str | os.PathLike[str] | None = None, *,
+                       echo: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run the protocol on `split`; write Tailor's live recommendations to `out_path`; return the figures."""
+    say = echo or (lambda message: None)
+    started = time.perf_counter()
+    train_sessions = _item_sequences(split.train)
+    test_sessions = _group(split.test)
+    order = sorted(test_sessions, key=lambda s: _natural(split.label(s)))
+    points = [(s, p) for s in order for p in range(len(test_sessions[s]) - 1)]
+    say(f"{split.name}: {len(split.train)} training events in {len(train_sessions)} sessions; "
+        f"{len(split.test)} test events in {len(test_sessions)} sessions, {len(points)} evaluation points")
+
+    baselines: dict[str, Any] = {}
+    for name, build in (("popularity", Popularity), ("co-occurrence", CoOccurrence),
+                        ("sequential rules", SequentialRules), ("V-SKNN", VSKNN)):
+        t = time.perf_counter()
+        baselines[name] = build(train_sessions)
+        say(f"  fitted {name} in {time.perf_counter() - t:.1f}s")
+
+    t = time.perf_counter()
+    store = MemoryStateStore()
+    stream = _Stream(Ingestor(store, MemoryBlobStore(), max_workers=1))
+    for start in range(0, len(split.train), REPLAY_BATCH):
+        stream.ingest(split.train[start:start + REPLAY_BATCH])
+    replay_seconds = time.perf_counter() - t
+    say(f"  replayed the training events through Ingest in {replay_seconds:.1f}s")
+    lookup = _Associations(store)
+
+    # Train-only: every test session on its own, its state folded from its events as they are revealed.
+    lists: dict[str, dict[tuple[str, int], list[str]]] = defaultdict(dict)
+    seconds: Counter = Counter()
+    for session_id in order:
+        events = test_sessions[session_id]
+        prefix: list[str] = []
+        state: SessionState | None = None
+        for position, raw in enumerate(events[:-1]):
+            prefix.append(raw["item_id"])
+            for name, model in baselines.items():
+                t = time.perf_counter()
+                lists[name][(session_id, position)] = model.recommend(prefix)
+                seconds[name] += time.perf_counter() - t
+            t = time.perf_counter()
+            state = fold_session(state, parse_event(raw), ttl_seconds=0)
+            ranked = rank_next_items(state.items, lookup, CUTOFF)
+            seconds[TAILOR_TRAIN_ONLY] += time.perf_counter() - t
+            lists[TAILOR_TRAIN_ONLY][(session_id, position)] = [item for item, _ in ranked]
+    say("  recommended for every test prefix from the training data alone")
+
+    # Live: the test events go through Ingest one by one in time order, and each recommendation is
+    # made from what the stores hold right after its event. V-SKNN gets the same events for reference.
+    t = time.perf_counter()
+    vsknn_live = VSKNN(train_sessions)
+    seconds[VSKNN_LIVE] += time.perf_counter() - t
+    live_scored: dict[tuple[str, int], list[tuple[str, float]]] = {}
+    position_of = {raw["event_id"]: p for s in order for p, raw in enumerate(test_sessions[s])}
+    prefixes: dict[str, list[str]] = defaultdict(list)
+    for raw in sorted(split.test, key=lambda e: (_epoch(e["timestamp"]), e["session_id"], position_of[e["event_id"]])):
+        session_id, position = raw["session_id"], position_of[raw["event_id"]]
+        t = time.perf_counter()
+        stream.ingest([raw])
+        seconds[TAILOR_LIVE] += time.perf_counter() - t
+        t = time.perf_counter()
+        vsknn_live.extend(session_id, raw["item_id"], _epoch(raw["timestamp"]))
+        seconds[VSKNN_LIVE] += time.perf_counter() - t
+        prefixes[session_id].append(raw["item_id"])
+        if position + 1 == len(test_sessions[session_id]):
+            continue
+        t = time.perf_counter()
+        state = SessionState.from_row(store.tables["sessions"][session_id])
+        live_scored[(session_id, position)] = rank_next_items(state.items, lookup, CUTOFF)
+        seconds[TAILOR_LIVE] += time.perf_counter() - t
+        t = time.perf_counter()
+        lists[VSKNN_LIVE][(session_id, position)] = vsknn_live.recommend(prefixes[session_id], session_id)
+        seconds[VSKNN_LIVE] += time.perf_counter() - t
+    lists[TAILOR_LIVE] = {key: [item for item, _ in ranked] for key, ranked in live_scored.items()}
+    say("  recommended live, ingesting the test events as they came")
+
+    if out_path is not None:
+        _write_recommendations(Path(out_path), split, points, live_scored)
+
+    targets = [test_sessions[s][p + 1]["item_id"] for s, p in points]
+    reciprocal = {name: _reciprocal_ranks([lists[name][key] for key in points], targets) for name in METHODS}
+    session_of_point = np.repeat(np.arange(len(order)), [len(test_sessions[s]) - 1 for s in order])
+    versus = {f"{name} vs {reference}": _relative(reciprocal[name], reciprocal[reference], session_of_point)
+              for name, reference in ((TAILOR_LIVE, "V-SKNN"), (TAILOR_TRAIN_ONLY, "V-SKNN"), (TAILOR_LIVE, VSKNN_LIVE))}
+    return {
+        "data": split.name,
+        "train": {"events": len(split.train), "sessions": len(train_sessions),
+                  "items": len({e["item_id"] for e in split.train})},
+        "test": {"events": len(split.test), "sessions": len(test_sessions), "points": len(points)},
+        "cutoff": CUTOFF,
+        "methods": {name: {"hr": float((reciprocal[name] > 0).mean()), "mrr": float(reciprocal[name].mean()),
+                           "seconds": round(seconds[name], 2)} for name in METHODS},
+        "relative": versus,
+        "goal": {"relative_gain": GOAL, "reference": "V-SKNN",
+                 "met": {name: all(versus[f"{name} vs V-SKNN"][m]["relative"] >= GOAL for m in ("hr", "mrr"))
+                         for name in (TAILOR_LIVE, TAILOR_TRAIN_ONLY)}},
+        "vsknn_config": VSKNN_CONFIG,
+        "ingest_replay_seconds": round(replay_seconds, 2),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+
+
+def format_table(figures: dict[str, Any]) -> str:
+    lines = [f"{figures['data']}: {figures['test']['points']} evaluation points in "
+             f"{figures['test']['sessions']} test sessions; trained on {figures['train']['events']} events",
+             f"{'method':24s} {'HR@20':>8s} {'MRR@20':>8s} {'seconds':>8s}"]
+    for name, m in figures["methods"].items():
+        lines.append(f"{name:24s} {m['hr']:8.4f} {m['mrr']:8.4f} {m['seconds']:8.1f}")
+    lines.append("relative difference (95% interval from resampling test sessions):")
+    for name, c in figures["relative"].items():
+        parts = [f"{metric.upper()} {c[metric]['relative']:+.1%} [{c[metric]['low']:+.1%}, {c[metric]['high']:+.1%}]"
+                 for metric in ("hr", "mrr")]
+        lines.append(f"  {name:42s} {'  '.join(parts)}")
+    goal = figures["goal"]
+    for name, met in goal["met"].items():
+        lines.append(f"goal (+{goal['relative_gain']:.0%} on HR@20 and MRR@20 over {goal['reference']}), "
+                     f"{name}: {'met' if met else 'missed'}")
+    lines.append("V-SKNN: " + ", ".join(f"{k}={v}" for k, v in figures["vsknn_config"].items()))
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tailor evaluate next-item", description=__doc__.split("\n")[0])
+    parser.add_argument("--train", help="session-rec training file, or Diginetica's item-views file "
+                                        "(default: the YooChoose 100k sample's train_tr.txt)")
+    parser.add_argument("--test", help="session-rec test file; omit it with a Diginetica views file "
+                                       "(default with the default --train: train_valid.txt)")
+    parser.add_argument("--out", required=True, help="recommendations: SessionId;Position;Recommendations;Scores")
+    parser.add_argument("--json", help="write the figures here as JSON")
+    parser.add_argument("--test-days", type=int, default=DIGINETICA_TEST_DAYS,
+                        help="Diginetica: days at the end that are the test set (default: %(default)s)")
+    parser.add_argument("--min-item-support", type=int, default=DIGINETICA_MIN_ITEM_SUPPORT,
+                        help="Diginetica: drop items seen fewer times (default: %(default)s)")
+    args = parser.parse_args(argv)
+
+    train = args.train or str(DEFAULT_TRAIN)
+    test = args.test or (str(DEFAULT_TEST) if args.train is None else None)
+    try:
+        if test is None:
+            split = load_diginetica_split(train, test_days=args.test_days, min_item_support=args.min_item_support)
+        else:
+            split = load_session_rec_split(train, test)
+    except (OSError, ValueError) as exc:
+        print(f"tailor evaluate next-item: {exc}", file=sys.stderr)
+        return 2
+    if not split.test:
+        print("tailor evaluate next-item: no test session keeps two events with items seen in training",
+              file=sys.stderr)
+        return 2
+    figures = evaluate_next_item(split, args.out, echo=lambda message: print(message, flush=True))
+    print(format_table(figures))
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+    return 0
+
+
+# -- baselines: fitted on the training sessions (item sequences in time order) ----------------------
+
+
+class Popularity:
+    """The most viewed items of the training data, for every session alike."""
+
+    def __init__(self, sessions: Mapping[str, Sequence[tuple[float, str]]]):
+        counts = Counter(item for events in sessions.values() for _, item in events)
+        self.top = [item for item, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:CUTOFF]]
+
+    def recommend(self, prefix: Sequence[str]) -> list[str]:
+        return self.top
+
+
+class CoOccurrence:
+    """session-rec's association rules: each event pairs with every earlier event of its session,
+    both ways; the session's last item's partners, most frequent first."""
+
+    def __init__(self, sessions: Mapping[str, Sequence[tuple[float, str]]]):
+        rules: dict[str, Counter] = defaultdict(Counter)
+        for events in sessions.values():
+            seen: list[str] = []
+            for _, item in events:
+                for earlier in seen:
+                    rules[item][earlier] += 1
+                    rules[earlier][item] += 1
+                seen.append(item)
+        self.rules = {item: _top(counts.items()) for item, counts in rules.items()}
+
+    def recommend(self, prefix: Sequence[str]) -> list[str]:
+        return self.rules.get(prefix[-1], [])
+
+
+class SequentialRules:
+    """session-rec's SR: item b after a within 10 events adds 1/gap to the rule a -> b; the last item's rules."""
+
+    def __init__(self, sessions: Mapping[str, Sequence[tuple[float, str]]], steps: int = SEQUENTIAL_RULE_STEPS):
+        rules: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        for events in sessions.values():
+            items = [item for _, item in events]
+            for p in range(1, len(items)):
+                for gap in range(1, min(steps, p) + 1):
+                    rules[items[p - gap]][items[p]] += 1.0 / gap
+        self.rules = {item: _top(targets.items()) for item, targets in rules.items()}
+
+    def recommend(self, prefix: Sequence[str]) -> list[str]:
+        return self.rules.get(prefix[-1], [])
+
+
+class VSKNN:
+    """V-SKNN as session-rec's VMContextKNN computes it, with VSKNN_CONFIG.
+
+    For a session prefix (with repeats), every item gets the weight (i/L)^2 of its last position i
+    of L; a training session's similarity is the sum of the weights of the items it shares divided
+    by the number of distinct prefix items. Candidates are the training sessions sharing an item,
+    the 5000 most recent of them (by their last event) if there are more; the 500 most similar are
+    the neighbours (ties: the more recent first). Each neighbour adds similarity x (1 + 5 idf(item))
+    / step to each of its items, step being how many events back the prefix last had an item of
+    that neighbour; idf(item) = ln(training sessions / the item's training events). Items of the
+    prefix are not excluded (remind). Only items with a positive score are recommended.
+
+    `extend` adds an event of another session to the neighbourhood index (not part of the
+    published method: it measures V-SKNN with the information Tailor's live mode has).
+    """
+
+    def __init__(self, sessions: Mapping[str, Sequence[tuple[float, str]]], config: Mapping[str, Any] = VSKNN_CONFIG):
+        self.k, self.sample_size, self.idf_weighting = config["k"], config["sample_size"], config["idf_weighting"]
+        self.items = sorted({item for events in sessions.values() for _, item in events})
+        self.index = {item: i for i, item in enumerate(self.items)}
+        self.session_index: dict[str, int] = {}
+        self.session_items: list[set[int]] = []
+        self.session_time = np.zeros(1024)  # by session index; grows by doubling
+        self.members: dict[int, list[int]] = defaultdict(list)  # item -> sessions holding it
+        self._arrays: dict[int, np.ndarray] = {}  # item -> members as an array, until the item joins a session
+        self._item_arrays: dict[int, np.ndarray] = {}  # session -> its items as an array, until it gets one more
+        events_of_item = np.zeros(len(self.items))
+        for s in sorted(sessions, key=lambda s: (sessions[s][-1][0], s)):
+            for t, item in sessions[s]:
+                self.extend(s, item, t)
+                events_of_item[self.index[item]] += 1
+        self.idf = np.log(len(self.session_items) / np.maximum(events_of_item, 1))
+
+    def extend(self, session_id: str, item_id: str, epoch: float) -> None:
+        item = self.index.get(item_id)
+        if item is None:
+            return  # V-SKNN scores the items of its training data only
+        j = self.session_index.get(session_id)
+        if j is None:
+            j = self.session_index[session_id] = len(self.session_items)
+            self.session_items.append(set())
+            if j == len(self.session_time):
+                self.session_time = np.concatenate([self.session_time, np.zeros(len(self.session_time))])
+            self.session_time[j] = epoch
+        self.session_time[j] = max(self.session_time[j], epoch)
+        if item not in self.session_items[j]:
+            self.session_items[j].add(item)
+            self.members[item].append(j)
+            self._arrays.pop(item, None)
+            self._item_arrays.pop(j, None)
+
+    def recommend(self, prefix: Sequence[str], session_id: str | None = None) -> list[str]:
+        items = [self.index[item] for item in prefix if item in self.index]
+        if not items:
+            return []
+        length = len(items)
+        position_weight = {item: (i / length) ** 2 for i, item in enumerate(items, 1)}
+        similarity = np.zeros(len(self.session_items))
+        for item, weight in position_weight.items():
+            similarity[self._sessions_of(item)] += weight
+        similarity /= len(position_weight)
+        own = self.session_index.get(session_id) if session_id is not None else None
+        if own is not None:
+            similarity[own] = 0.0  # a session is not its own neighbour
+        candidates = np.flatnonzero(similarity > 0)
+        times = self.session_time[candidates]
+        if len(candidates) > self.sample_size:
+            recent = np.lexsort((-candidates, -times))[:self.sample_size]
+            candidates, times = candidates[recent], times[recent]
+        neighbours = candidates[np.lexsort((-times, -similarity[candidates]))[:self.k]]
+        step = np.full(len(self.session_items), np.inf)
+        for back, item in enumerate(reversed(items), 1):
+            members = self._sessions_of(item)
+            step[members] = np.minimum(step[members], back)
+        scores = np.zeros(len(self.items))
+        for j, weight in zip(neighbours, similarity[neighbours] / step[neighbours]):
+            scores[self._items_of(j)] += weight
+        scores *= 1.0 + self.idf_weighting * self.idf
+        best = np.argsort(-scores, kind="stable")[:CUTOFF]
+        return [self.items[i] for i in best if scores[i] > 0]
+
+    def _items_of(self, session: int) -> np.ndarray:
+        found = self._item_arrays.get(session)
+        if found is None:
+            found = self._item_arrays[session] = np.fromiter(self.session_items[session], dtype=np.int64)
+        return found
+
+    def _sessions_of(self, item: int) -> np.ndarray:
+        found = self._arrays.get(item)
+        if found is None:
+            found = self._arrays[item] = np.asarray(self.members[item], dtype=np.int64)
+        return found
+
+
+# -- helpers -------------------------------------------------------------------------------------------
+
+
+class _Stream:
+    """Feeds events to the Ingestor as records of one shard, sequence numbers increasing."""
+
+    def __init__(self, ingestor: Ingestor):
+        self.ingestor = ingestor
+        self.next_sequence = 10 ** 20
+
+    def ingest(self, events: Sequence[dict]) -> None:
+        records = []
+        for event in events:
+            records.append(StreamRecord(SHARD, str(self.next_sequence), json.dumps(event).encode(),
+                                        partition_key=event["user_id"], arrival=_epoch(event["timestamp"])))
+            self.next_sequence += 1
+        outcome = self.ingestor.ingest(records)
+        if outcome.failed or outcome.quarantined:
+            raise RuntimeError(f"ingest rejected {len(outcome.failed)} and quarantined {outcome.quarantined} records")
+
+
+class _Associations:
+    """Parsed association rows read from the in-memory store; a row is parsed again only after it was written
+    (its watermark moved). Rows are read in place, never changed."""
+
+    def __init__(self, store: MemoryStateStore):
+        self.rows = store.tables["associations"]
+        self.watermark = f"wm:{SHARD}"
+        self.parsed: dict[str, tuple[Any, ItemAssociations]] = {}
+
+    def __call__(self, keys: Sequence[str]) -> dict[str, ItemAssociations]:
+        found = {}
+        for key in keys:
+            row = self.rows.get(key)
+            if row is None:
+                continue
+            cached = self.parsed.get(key)
+            if cached is None or cached[0] != row.get(self.watermark):
+                cached = (row.get(self.watermark), parse_associations(key, row))
+                self.parsed[key] = cached
+            found[key] = cached[1]
+        return found
+
+
+def _reciprocal_ranks(lists: Sequence[Sequence[str]], targets: Sequence[str]) -> np.ndarray:
+    """Per evaluation point: 1/rank of the target in the top CUTOFF, 0 if it is not there."""
+    out = np.zeros(len(targets))
+    for i, (recommended, target) in enumerate(zip(lists, targets)):
+        for rank, item in enumerate(recommended[:CUTOFF], 1):
+            if item == target:
+                out[i] = 1.0 / rank
+                break
+    return out
+
+
+def _relative(ours: np.ndarray, theirs: np.ndarray, session_of_point: np.ndarray) -> dict[str, dict[str, float]]:
+    """Relative difference of HR and MRR, with a 95% interval from resampling test sessions."""
+    n_sessions = int(session_of_point.max()) + 1
+    # Each bootstrap sample draws the test sessions with replacement: weights = how often each was drawn.
+    draws = np.random.default_rng(7).multinomial(n_sessions, np.full(n_sessions, 1.0 / n_sessions),
+                                                 size=BOOTSTRAP_SAMPLES)
+    out = {}
+    for metric, value in (("hr", lambda rr: (rr > 0).astype(float)), ("mrr", lambda rr: rr)):
+        a = np.bincount(session_of_point, weights=value(ours), minlength=n_sessions)
+        b = np.bincount(session_of_point, weights=value(theirs), minlength=n_sessions)
+        ratios = (draws @ a) / np.maximum(draws @ b, 1e-12) - 1
+        out[metric] = {"relative": float(a.sum() / b.sum() - 1) if b.sum() else math.inf,
+                       "low": float(np.percentile(ratios, 2.5)), "high": float(np.percentile(ratios, 97.5))}
+    return out
+
+
+def _write_recommendations(path: Path, split: NextItemSplit, points: Sequence[tuple[str, int]],
+                           lists: Mapping[tuple[str, int], list[tuple[str, float]]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, delimiter=";", lineterminator="\n")
+        writer.writerow(["SessionId", "Position", "Recommendations", "Scores"])
+        for session_id, position in points:
+            ranked = lists[(session_id, position)]
+            writer.writerow([split.label(session_id), position, ",".join(item for item, _ in ranked),
+                             ",".join(f"{score:.6g}" for _, score in ranked)])
+
+
+def _item_sequences(events: Iterable[dict]) -> dict[str, list[tuple[float, str]]]:
+    return {s: [(_epoch(e["timestamp"]), e["item_id"]) for e in group] for s, group in _group(events).items()}
+
+
+def _group(events: Iterable[dict]) -> dict[str, list[dict]]:
+    sessions: dict[str, list[dict]] = defaultdict(list)
+    for event in events:  # already in time order
+        sessions[event["session_id"]].append(event)
+    return dict(sessions)
+
+
+def _sessions_of_two(events: list[dict]) -> list[dict]:
+    lengths = Counter(e["session_id"] for e in events)
+    return [e for e in events if lengths[e["session_id"]] > 1]
+
+
+def _top(pairs: Iterable[tuple[str, float]]) -> list[str]:
+    return [item for item, _ in sorted(pairs, key=lambda kv: (-kv[1], kv[0]))[:CUTOFF]]
+
+
+def _epoch(timestamp: str) -> float:
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+
+
+def _natural(label: str) -> tuple[int, str]:
+    return (int(label), "") if label.isdigit() else (sys.maxsize, label)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,546 @@
+"""Train the purchase-probability ranker on replayed state, evaluate it on a later window, publish it.
+
+Examples. Events are replayed in time order through the folds Ingest runs (tailor.session.fold_session,
+tailor.shopper.fold_shopper, tailor.ingest.derive.contributions), so the state at any moment is the
+state the API would have read then. At sampled moments inside sessions (one feed request per sampled
+session, just before one of its events) the serving pipeline itself gathers the feed's candidates
+and their features from that state, through a store view over the replay: training and serving
+share the candidate sources and tailor.ranking.features. A candidate is positive when the shopper
+buys it within `horizon` after the moment.
+
+Model. scikit-learn's HistGradientBoostingClassifier, exported with skl2onnx into the graph
+tailor.ranking.scoring.RankingModel scores: input "features", output "purchase_probability".
+
+Evaluation. Moments of the last `eval_days` (a later window than any training moment's horizon)
+are ranked four ways: commercial performance alone (popularity and revenue), the untrained blend
+(0.5 commercial performance + 0.4 the item's observed purchase rate + 0.1 diversity), the model
+alone, and the blend with the model (what the feed serves). Reported per request and averaged: AUC
+of the pointwise score over the candidates, and NDCG@10 of the served top ten (filters and
+diversity applied).
+
+    tailor train ranker [--shoppers 600 --days 10 --seed 7 | --events FILE.jsonl | --archive BUCKET |
+                         --diginetica DIR] [--eval-days 3] [--horizon-hours 24] [--out DIR] [--publish]
+                        [--write-default] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import random
+import sys
+import time
+import warnings
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tailor.events import Event, parse_event
+from tailor.ingest.derive import Contribution, contributions
+from tailor.models import DEFAULT_DIR, ModelRegistry, model_version
+from tailor.ranking import (DEFAULT_WEIGHTS, FEATURE_NAMES, MODEL_NAME, CommercialPerformance, ConversionPrior,
+                            Gathered, Pipeline, PurchaseProbability, RankingModel, Request, RowCache)
+from tailor.ranking.pipeline import CACHE_TTL_SECONDS
+from tailor.ranking.scoring import INPUT_NAME, METADATA_KEY, OUTPUT_NAME, ProbabilityModel
+from tailor.session import SessionState, fold_session
+from tailor.shopper import ShopperState, fold_shopper
+from tailor.store.port import TABLES, BlobStore
+
+__all__ = ["Examples", "Replay", "ReplayStore", "TrainedRanker", "archive_events", "build_examples", "evaluate",
+           "main", "train_ranker"]
+
+DAY = 86_400.0
+BOOSTING = {"max_iter": 150, "learning_rate": 0.1, "max_leaf_nodes": 15, "min_samples_leaf": 40,
+            "l2_regularization": 1.0}
+TOP = 10
+SESSION_TTL_SECONDS = 7 * 86_400
+
+
+# -- the replayed state -----------------------------------------------------------------------------
+
+class Replay:
+    """Tailor's state as Ingest keeps it, folded one event at a time."""
+
+    def __init__(self) -> None:
+        self.sessions: dict[str, SessionState] = {}
+        self.shoppers: dict[str, ShopperState] = {}
+        self.counters: dict[str, dict[str, dict[str, Any]]] = {table: {} for table in TABLES}
+        self.events = 0
+
+    def apply(self, event: Event) -> None:
+        session = self.sessions.get(event.session_id)
+        shopper = self.shoppers.get(event.user_id)
+        # As Ingest does: a producer's duplicate the shopper row remembers adds to no counter.
+        if shopper is None or not shopper.has_seen(event.event_id):
+            for c in contributions(event, session):
+                self._add(c)
+        self.sessions[event.session_id] = fold_session(session, event, ttl_seconds=SESSION_TTL_SECONDS,
+                                                       received_at=event.epoch)
+        self.shoppers[event.user_id] = fold_shopper(shopper, event)
+        self.events += 1
+
+    def _add(self, c: Contribution) -> None:
+        row = self.counters[c.table].setdefault(c.key, {TABLES[c.table]: c.key})
+        for name, amount in c.increments.items():
+            row[name] = row.get(name, 0) + amount
+        row.update(c.latest)
+
+
+class ReplayStore:
+    """The StateStore reads over a Replay, with rows shaped as Ingest writes them."""
+
+    def __init__(self, replay: Replay):
+        self.replay = replay
+        self.calls: Counter[str] = Counter()
+
+    def read(self, table: str, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        return self.read_many({table: keys})[table]
+
+    def read_many(self, requests):
+        self.calls["read"] += 1
+        out: dict[str, dict[str, dict[str, Any]]] = {}
+        for table, keys in requests.items():
+            found = out.setdefault(table, {})
+            for key in keys:
+                row = self._row(table, key)
+                if row is not None:
+                    found[key] = row
+        return out
+
+    def _row(self, table: str, key: str) -> dict[str, Any] | None:
+        counters = self.replay.counters[table].get(key)
+        state = {"sessions": self.replay.sessions, "shoppers": self.replay.shoppers}.get(table, {}).get(key)
+        if state is None:
+            return counters
+        return {**(counters or {}), **state.to_row(), TABLES[table]: key}
+
+
+# -- examples ---------------------------------------------------------------------------------------
+
+@dataclass
+class Examples:
+    """Feed requests at sampled moments: their gathered candidates and which of them the shopper bought."""
+
+    gathered: list[Gathered] = field(default_factory=list)
+    labels: list[np.ndarray] = field(default_factory=list)
+    purchases: int = 0  # items bought within the horizon, candidates or not
+    start: float | None = None
+    end: float | None = None
+
+    def add(self, gathered: Gathered, bought: set[str], moment: float) -> None:
+        self.gathered.append(gathered)
+        self.labels.append(np.fromiter((i in bought for i in gathered.candidates.ids), dtype=bool,
+                                       count=len(gathered.candidates)))
+        self.purchases += len(bought)
+        self.start = moment if self.start is None else min(self.start, moment)
+        self.end = moment if self.end is None else max(self.end, moment)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        if not self.gathered:
+            raise ValueError("no feed requests to learn from")
+        return (np.vstack([g.features for g in self.gathered]).astype(np.float32),
+                np.concatenate(self.labels).astype(np.int8))
+
+    @property
+    def positives(self) -> int:
+        return int(sum(int(y.sum()) for y in self.labels))
+
+    @property
+    def rows(self) -> int:
+        return int(sum(len(y) for y in self.labels))
+
+
+def build_examples(events: Iterable[dict | Event], *, eval_days: float = 3.0, horizon_hours: float = 24.0,
+                   max_moments: int = 4000, max_eval_moments: int = 2000, max_candidates: int = 200,
+                   seed: int = 0, progress: bool = False) -> tuple[Examples, Examples]:
+    """Training and evaluation requests. Evaluation moments lie in the last `eval_days` of the events
+    (up to `horizon` before the end, so their purchases are known); training moments end a horizon
+    before evaluation starts, so no training label looks into the evaluation window."""
+    stream = parse_events(events)
+    if not stream:
+        raise ValueError("no events to train on")
+    horizon = horizon_hours * 3600.0
+    first, last = stream[0].epoch, stream[-1].epoch
+    eval_start = last - eval_days * DAY
+    train_until = eval_start - horizon
+    eval_until = last - horizon
+    if train_until <= first or eval_until <= eval_start:
+        raise ValueError(f"{(last - first) / DAY:.1f} days of events are too few for a {eval_days:g}-day evaluation "
+                         f"window and a {horizon_hours:g}-hour horizon")
+
+    sessions: dict[str, list[int]] = defaultdict(list)
+    purchases: dict[str, list[tuple[int, float, str]]] = defaultdict(list)
+    for index, event in enumerate(stream):
+        sessions[event.session_id].append(index)
+        if event.event_type == "purchase":
+            purchases[event.user_id].append((index, event.epoch, event.item_id))
+    rng = random.Random(seed)
+    train_moments: list[int] = []
+    eval_moments: list[int] = []
+    for indices in sessions.values():
+        index = indices[rng.randrange(len(indices))]
+        t = stream[index].epoch
+        if first < t < train_until:
+            train_moments.append(index)
+        elif eval_start <= t < eval_until:
+            eval_moments.append(index)
+    rng.shuffle(train_moments)
+    rng.shuffle(eval_moments)
+    chosen = {i: "train" for i in train_moments[:max_moments]}
+    chosen.update({i: "eval" for i in eval_moments[:max_eval_moments]})
+
+    replay = Replay()
+    # The serving pipeline without a read budget: every candidate's row is read, through the same cache
+    # semantics (in replay time) that serving has.
+    pipeline = Pipeline(ReplayStore(replay), [], cache=RowCache(CACHE_TTL_SECONDS), max_candidates=max_candidates,
+                        read_waves=None, wave_keys=None, prefetch=False)
+    sets = {"train": Examples(), "eval": Examples()}
+    position = 0
+    started = time.perf_counter()
+    for done, index in enumerate(sorted(chosen)):
+        while position < index:
+            replay.apply(stream[position])
+            position += 1
+        event = stream[index]
+        now = event.epoch
+        gathered = pipeline.gather(Request("feed", user_id=event.user_id, session_id=event.session_id, n=TOP), now)
+        bought = {item for i, t, item in purchases.get(event.user_id, ()) if i >= index and t <= now + horizon}
+        sets[chosen[index]].add(gathered, bought, now)
+        if progress and done % 500 == 0:
+            print(f"  {done}/{len(chosen)} requests, {time.perf_counter() - started:.0f}s", file=sys.stderr)
+    return sets["train"], sets["eval"]
+
+
+# -- training ---------------------------------------------------------------------------------------
+
+@dataclass
+class TrainedRanker:
+    onnx: bytes
+    metadata: dict[str, Any]
+    estimator: Any = field(default=None, repr=False)  # the fitted scikit-learn classifier
+
+    def model(self) -> RankingModel:
+        return RankingModel(self.onnx, version=self.metadata.get("version"))
+
+
+def train_ranker(train: Examples, *, seed: int = 0, iterations: int | None = None, threads: int = 1) -> TrainedRanker:
+    """Fit the classifier on the training requests and export it to ONNX with its metadata."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from threadpoolctl import threadpool_limits
+
+    X, y = train.arrays()
+    if y.min() == y.max():
+        raise ValueError("the training requests hold no purchased candidates (or only purchased ones)")
+    boosting = {**BOOSTING, **({"max_iter": iterations} if iterations else {})}
+    # OpenMP threads spin while they wait for each other: on a busy machine two of them take fifty
+    # times as long as one, so the thread count is the caller's choice, one unless told otherwise.
+    with threadpool_limits(limits=threads, user_api="openmp"):
+        classifier = HistGradientBoostingClassifier(early_stopping=False, random_state=seed, **boosting).fit(X, y)
+    trained_at = datetime.now(timezone.utc).replace(microsecond=0)
+    metadata = {
+        "name": MODEL_NAME,
+        "feature_names": list(FEATURE_NAMES),
+        "output": OUTPUT_NAME,
+        "target": "purchase of the candidate within the horizon after the request",
+        "trained_at": _iso(trained_at.timestamp()),
+        "training_window": {"start": _iso(train.start), "end": _iso(train.end)},
+        "training": {"requests": len(train.gathered), "rows": train.rows, "positives": train.positives},
+        "model": {"library": "scikit-learn", "estimator": "HistGradientBoostingClassifier", **boosting},
+        "library": _library_versions(),
+    }
+    return TrainedRanker(_export(classifier, metadata), metadata, classifier)
+
+
+def evaluate(pipeline: Pipeline, examples: Examples, strategies: dict[str, tuple[ProbabilityModel, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """Mean per-request AUC of each strategy's pointwise score and NDCG@10 of its served top ten."""
+    results: dict[str, dict[str, float]] = {}
+    for name, (model, weights) in strategies.items():
+        scorers = [CommercialPerformance(), PurchaseProbability(model)]
+        aucs, ndcgs = [], []
+        for gathered, y in zip(examples.gathered, examples.labels):
+            if not y.any():
+                continue
+            if not y.all():
+                base, _ = pipeline.blend(gathered, weights=weights, scorers=scorers)
+                aucs.append(_auc(base, y))
+            top = pipeline.rank(gathered, n=TOP, weights=weights, scorers=scorers, explain=False)
+            index = {item: i for i, item in enumerate(gathered.candidates.ids)}
+            gains = np.array([y[index[r.item_id]] for r in top], dtype=np.float64)
+            ideal = np.ones(min(int(y.sum()), TOP))
+            ndcgs.append(_dcg(gains) / _dcg(ideal))
+        results[name] = {"auc": float(np.mean(aucs)) if aucs else float("nan"),
+                         "ndcg_at_10": float(np.mean(ndcgs)) if ndcgs else float("nan"),
+                         "requests_with_purchase": len(ndcgs)}
+    return results
+
+
+def run(events: Iterable[dict | Event], *, source: str, eval_days: float, horizon_hours: float, max_moments: int,
+        max_eval_moments: int, max_candidates: int, seed: int, iterations: int | None = None,
+        threads: int = 1, progress: bool = False) -> tuple[TrainedRanker, dict[str, Any]]:
+    """Examples, training and evaluation: the trained model (its metadata holding the metrics) and a report."""
+    started = time.perf_counter()
+    train, held_out = build_examples(events, eval_days=eval_days, horizon_hours=horizon_hours,
+                                     max_moments=max_moments, max_eval_moments=max_eval_moments,
+                                     max_candidates=max_candidates, seed=seed, progress=progress)
+    built = time.perf_counter()
+    trained = train_ranker(train, seed=seed, iterations=iterations, threads=threads)
+    fitted = time.perf_counter()
+    model = trained.model()
+    scoring = Pipeline(ReplayStore(Replay()), [], max_candidates=max_candidates)
+    feed = dict(DEFAULT_WEIGHTS["feed"])
+    metrics = evaluate(scoring, held_out, {
+        "commercial performance alone": (ConversionPrior(), {"commercial": 1.0}),
+        "untrained blend (purchase rate as probability)": (ConversionPrior(), feed),
+        "trained model alone": (model, {"probability": 1.0}),
+        "trained blend (served)": (model, feed),
+    })
+    candidates_hit = sum(int(y.sum()) for y in held_out.labels)
+    evaluation = {
+        "window": {"start": _iso(held_out.start), "end": _iso(held_out.end)},
+        "requests": len(held_out.gathered),
+        "rows": held_out.rows,
+        "purchases_within_horizon": held_out.purchases,
+        "purchases_among_candidates": candidates_hit,
+        "metrics": metrics,
+    }
+    trained.metadata.update({
+        "data": source,
+        "horizon_hours": horizon_hours,
+        "max_candidates": max_candidates,
+        "evaluation": evaluation,
+    })
+    # The metrics are part of the model's metadata: export again so the graph carries them too.
+    trained = TrainedRanker(_with_metadata(trained.onnx, trained.metadata), trained.metadata, trained.estimator)
+    report = {"evaluation": evaluation, "training": trained.metadata["training"],
+              "seconds": {"examples": round(built - started, 1), "fit": round(fitted - built, 1),
+                          "evaluate": round(time.perf_counter() - fitted, 1)}}
+    return trained, report
+
+
+# -- event sources ----------------------------------------------------------------------------------
+
+def parse_events(events: Iterable[dict | Event]) -> list[Event]:
+    """Validated events in time order (stable for equal times); invalid ones are left out, as Ingest quarantines them."""
+    parsed = []
+    for raw in events:
+        if isinstance(raw, dict):
+            try:
+                raw = parse_event(raw)
+            except ValueError:
+                continue
+        parsed.append(raw)
+    parsed.sort(key=lambda e: e.epoch)
+    return parsed
+
+
+def archive_events(blobs: BlobStore, *, since: str | None = None, until: str | None = None) -> Iterator[dict]:
+    """The event archive as Ingest writes it (archive/date=YYYY-MM-DD/shard=*/<sequence>.jsonl.gz), the
+    days from `since` to `until` (ISO dates, inclusive)."""
+    for key in blobs.list("archive/date="):
+        day = key[len("archive/date="):].split("/", 1)[0]
+        if (since and day < since) or (until and day > until) or not key.endswith(".jsonl.gz"):
+            continue
+        for line in gzip.decompress(blobs.get(key)).decode("utf-8").splitlines():
+            if line.strip():
+                yield json.loads(line)
+
+
+def _json_lines(path: Path) -> Iterator[dict]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                yield json.loads(line)
+
+
+# -- command ----------------------------------------------------------------------------------------
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tailor train ranker", description=__doc__.split("\n\n")[0])
+    data = parser.add_mutually_exclusive_group()
+    data.add_argument("--events", type=Path, help="events as JSON lines (.jsonl or .jsonl.gz)")
+    data.add_argument("--archive", metavar="BUCKET", help="the event archive in this S3 bucket (Ingest's archive/ prefix)")
+    data.add_argument("--diginetica", type=Path, metavar="DIR",
+                      help="Diginetica views, purchases and categories in DIR (train-item-views*.csv, ...)")
+    parser.add_argument("--shoppers", type=int, default=600, help="simulated shoppers, without another source (default 600)")
+    parser.add_argument("--days", type=float, default=10.0, help="simulated days (default 10)")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--since", help="first archive day to read (YYYY-MM-DD)")
+    parser.add_argument("--until", help="last archive day to read (YYYY-MM-DD)")
+    parser.add_argument("--eval-days", type=float, default=3.0, help="the later window evaluated on (default 3)")
+    parser.add_argument("--horizon-hours", type=float, default=24.0, help="a purchase this soon after a request counts (default 24)")
+    parser.add_argument("--max-moments", type=int, default=4000, help="training requests (default 4000)")
+    parser.add_argument("--max-eval-moments", type=int, default=2000, help="evaluation requests (default 2000)")
+    parser.add_argument("--max-candidates", type=int, default=200, help="candidates per request (default 200)")
+    parser.add_argument("--iterations", type=int, default=BOOSTING["max_iter"],
+                        help=f"boosting iterations (default {BOOSTING['max_iter']})")
+    parser.add_argument("--threads", type=int, default=1, help="threads to fit with (default 1)")
+    parser.add_argument("--out", type=Path, help="write model.onnx and metadata.json into this directory")
+    parser.add_argument("--publish", action="store_true",
+                        help="publish to the registry in --bucket (or DATA_BUCKET) and make it current")
+    parser.add_argument("--bucket", default=os.environ.get("DATA_BUCKET"), help="the data bucket (default: DATA_BUCKET)")
+    parser.add_argument("--endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL"),
+                        help="S3 endpoint, e.g. the local stack's (default: AWS_ENDPOINT_URL)")
+    parser.add_argument("--write-default", action="store_true", help=f"make it the default shipped in {DEFAULT_DIR}")
+    parser.add_argument("--json", type=Path, help="write the report as JSON here")
+    args = parser.parse_args(argv)
+
+    events, source = _events(args, parser)
+    trained, report = run(events, source=source, eval_days=args.eval_days, horizon_hours=args.horizon_hours,
+                          max_moments=args.max_moments, max_eval_moments=args.max_eval_moments,
+                          max_candidates=args.max_candidates, seed=args.seed, iterations=args.iterations,
+                          threads=args.threads, progress=True)
+    version = model_version(trained.onnx, trained.metadata["trained_at"])
+    trained.metadata["version"] = version
+    print(format_report(report, version, source))
+
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "model.onnx").write_bytes(trained.onnx)
+        (args.out / "metadata.json").write_text(json.dumps(trained.metadata, indent=2, sort_keys=True) + "\n")
+        print(f"written to {args.out}")
+    if args.write_default:
+        (DEFAULT_DIR / f"{MODEL_NAME}.onnx").write_bytes(trained.onnx)
+        (DEFAULT_DIR / f"{MODEL_NAME}.json").write_text(json.dumps(trained.metadata, indent=2, sort_keys=True) + "\n")
+        print(f"default model written to {DEFAULT_DIR}")
+    if args.publish:
+        if not args.bucket:
+            parser.error("--publish needs --bucket or DATA_BUCKET")
+        published = ModelRegistry(_s3(args)).publish(MODEL_NAME, trained.onnx, trained.metadata)
+        print(f"published {MODEL_NAME}:{published} to s3://{args.bucket}/models/{MODEL_NAME}/ (current)")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({**report, "version": version, "data": source}, indent=2) + "\n")
+    return 0
+
+
+def format_report(report: dict[str, Any], version: str, source: str) -> str:
+    ev = report["evaluation"]
+    tr = report["training"]
+    lines = [
+        f"ranker {version}   data: {source}",
+        f"training: {tr['requests']} requests, {tr['rows']} candidates, {tr['positives']} bought",
+        f"evaluation window {ev['window']['start']} .. {ev['window']['end']}: {ev['requests']} requests, "
+        f"{ev['rows']} candidates; {ev['purchases_among_candidates']} of {ev['purchases_within_horizon']} "
+        "purchases within the horizon were among the candidates",
+        "",
+        f"{'strategy':<48} {'AUC':>7} {'NDCG@10':>8} {'requests':>9}",
+    ]
+    for name, m in ev["metrics"].items():
+        lines.append(f"{name:<48} {m['auc']:>7.4f} {m['ndcg_at_10']:>8.4f} {m['requests_with_purchase']:>9}")
+    seconds = report["seconds"]
+    lines.append("")
+    lines.append(f"(AUC: per request over its candidates, mean over requests with a purchase; NDCG@10 of the "
+                 f"served top ten)  time: examples {seconds['examples']}s, fit {seconds['fit']}s, "
+                 f"evaluation {seconds['evaluate']}s")
+    return "\n".join(lines)
+
+
+def _events(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[Iterable[dict], str]:
+    if args.events:
+        return _json_lines(args.events), f"events file {args.events}"
+    if args.archive:
+        return archive_events(_s3(args, args.archive), since=args.since, until=args.until), f"archive s3://{args.archive}"
+    if args.diginetica:
+        from tailor_local.datasets import load_diginetica
+
+        folder = args.diginetica
+        views = next(iter(sorted(folder.glob("train-item-views*.csv"))), None)
+        if views is None:
+            parser.error(f"no train-item-views*.csv in {folder}")
+        purchases = folder / "train-purchases.csv"
+        categories = folder / "product-categories.csv"
+        return (load_diginetica(views, purchases if purchases.exists() else None,
+                                categories if categories.exists() else None),
+                f"diginetica {views.name}" + (" + purchases" if purchases.exists() else ""))
+    from tailor_local.simulator import simulate
+
+    sim = simulate(shoppers=args.shoppers, days=args.days, seed=args.seed)
+    return sim.events, f"simulator ({args.shoppers} shoppers, {args.days:g} days, seed {args.seed})"
+
+
+def _s3(args: argparse.Namespace, bucket: str | None = None) -> BlobStore:
+    import boto3
+
+    from tailor.store.aws import S3BlobStore
+
+    client = boto3.client("s3", endpoint_url=args.endpoint_url) if args.endpoint_url else boto3.client("s3")
+    return S3BlobStore(client, bucket or args.bucket)
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+
+def _export(classifier: Any, metadata: dict[str, Any]) -> bytes:
+    """The classifier as one ONNX graph: "features" (float32, n x k) -> "purchase_probability" (n)."""
+    from onnx import TensorProto, helper
+    from skl2onnx import to_onnx
+    from skl2onnx.common.data_types import FloatTensorType
+
+    with warnings.catch_warnings():
+        # skl2onnx 1.20 hands ONNX a Python bool where it wants an int: protobuf 6 warns, 7 refuses.
+        warnings.filterwarnings("ignore", message=".*Expected an int, got a boolean", category=DeprecationWarning)
+        model = to_onnx(classifier, initial_types=[(INPUT_NAME, FloatTensorType([None, len(FEATURE_NAMES)]))],
+                        options={id(classifier): {"zipmap": False}}, target_opset={"": 17, "ai.onnx.ml": 3})
+    graph = model.graph
+    probabilities = next(o.name for o in graph.output if o.name != "label" and "prob" in o.name)
+    graph.initializer.append(helper.make_tensor("positive_class", TensorProto.INT64, [], [1]))
+    graph.node.append(helper.make_node("Gather", [probabilities, "positive_class"], [OUTPUT_NAME], axis=1))
+    del graph.output[:]
+    graph.output.append(helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [None]))
+    model.producer_name = "tailor"
+    return _with_metadata(model.SerializeToString(), metadata)
+
+
+def _with_metadata(onnx_bytes: bytes, metadata: dict[str, Any]) -> bytes:
+    import onnx
+    from onnx import helper
+
+    model = onnx.load_from_string(onnx_bytes)
+    del model.metadata_props[:]
+    helper.set_model_props(model, {METADATA_KEY: json.dumps(metadata, sort_keys=True)})
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def _auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Probability that a random positive outscores a random negative (ties count half)."""
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores))
+    sorted_scores = scores[order]
+    starts = np.r_[True, sorted_scores[1:] != sorted_scores[:-1]]
+    group = np.cumsum(starts) - 1
+    first = np.flatnonzero(starts)
+    last = np.r_[first[1:], len(scores)] - 1
+    ranks[order] = ((first + last) / 2.0 + 1.0)[group]
+    positives = labels.astype(bool)
+    n_pos, n_neg = positives.sum(), (~positives).sum()
+    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def _dcg(gains: np.ndarray) -> float:
+    return float((gains / np.log2(np.arange(2, len(gains) + 2))).sum())
+
+
+def _iso(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _library_versions() -> dict[str, str]:
+    import onnx
+    import skl2onnx
+    import sklearn
+
+    return {"scikit-learn": sklearn.__version__, "skl2onnx": skl2onnx.__version__, "onnx": onnx.__version__}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,207 @@
+"""Item-to-item associations: what an engagement adds to the association rows, and how a session ranks next items.
+
+Write side (Ingest, through `tailor.ingest.derive`): when a shopper engages with item b, every
+item a among the session's last ASSOCIATION_WINDOW other items gets a pair a -> b whose weight is
+the event's weight (EVENT_WEIGHTS: a cart add says more than a view) divided by the gap, the
+number of distinct items engaged between them plus one. A pair adds to two rows of the
+associations table:
+
+* a's row: "n:b" (near: engaged close to a, in either order) and "f:b" (follows: engaged after a);
+* b's row: "n:a".
+
+So "n:" stays symmetric (what ranking reads as co-occurrence) and "f:" keeps the direction. Coming
+back to an item already in the session adds "f:<itself>" to its own row, the weight of a return
+to it. The decay is over the distance within the session; rows do not age, because aging
+add-only counters would change the scale of the "n:" weights that ranking reads as counts.
+Pair weights are rounded to multiples of 1/64: sums of such numbers are exact in binary floating
+point, so a row is the same whichever batches its increments arrived in. The event weights are
+a mapping so that the session's intent can scale them (WeightedEventScore = BaseEventScore x
+IntentScalingFactor) without changing the rule.
+
+Read side: `parse_associations` turns a row into an `ItemAssociations` (`top` gives an item's
+strongest associations); `rank_next_items` ranks what a session is likely to engage with next:
+the associations of its recent items (the most recent counting most), one step further from
+the strongest candidates, and the session's own items as reminders. `engagement_strength`
+turns the session's events, when the caller has them, into how strongly each item votes.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+__all__ = [
+    "ASSOCIATION_WINDOW",
+    "EVENT_WEIGHTS",
+    "FOLLOWS",
+    "NEAR",
+    "DEFAULT_PARAMS",
+    "ItemAssociations",
+    "NextItemParams",
+    "engagement_strength",
+    "pair_increments",
+    "parse_associations",
+    "rank_next_items",
+]
+
+ASSOCIATION_WINDOW = 10  # a newly engaged item is paired with this many of the session's previous items
+NEAR = "n:"  # row a, "n:b": a and b were engaged close together, in either order
+FOLLOWS = "f:"  # row a, "f:b": b was engaged after a
+# What one engagement with an item says about its link to the items engaged before it.
+EVENT_WEIGHTS: dict[str, float] = {
+    "view": 1.0, "click": 1.0, "review_read": 1.0, "spec_compare": 1.0, "wishlist": 2.0, "add_to_cart": 3.0,
+    "purchase": 5.0,
+}
+WEIGHT_QUANTUM = 64  # pair weights are multiples of 1/64
+
+
+def pair_increments(item_id: str, event_type: str, previous_items: Sequence[str],
+                    weights: Mapping[str, float] = EVENT_WEIGHTS, *,
+                    window: int = ASSOCIATION_WINDOW) -> dict[str, dict[str, float]]:
+    """Association row -> attribute increments from engaging `item_id` by an `event_type` event.
+
+    `previous_items` are the session's distinct engaged items before the event, most recent last
+    (`SessionState.items`). An event type without a positive weight associates nothing."""
+    weight = float(weights.get(event_type, 0.0))
+    if weight <= 0:
+        return {}
+    rows: dict[str, dict[str, float]] = {}
+    others = [other for other in previous_items if other != item_id][-window:]
+    for gap, other in enumerate(reversed(others), 1):
+        amount = _quantize(weight / gap)
+        if amount <= 0:
+            continue
+        row = rows.setdefault(other, {})
+        row[NEAR + item_id] = row.get(NEAR + item_id, 0.0) + amount
+        row[FOLLOWS + item_id] = row.get(FOLLOWS + item_id, 0.0) + amount
+        own = rows.setdefault(item_id, {})
+        own[NEAR + other] = own.get(NEAR + other, 0.0) + amount
+    recent = list(previous_items[-window:])
+    if item_id in recent:
+        # A return to an item, weighed by how recently it was engaged (1 = it is the last one).
+        amount = _quantize(weight / (len(recent) - recent.index(item_id)))
+        if amount > 0:
+            own = rows.setdefault(item_id, {})
+            own[FOLLOWS + item_id] = own.get(FOLLOWS + item_id, 0.0) + amount
+    return rows
+
+
+@dataclass(frozen=True, slots=True)
+class ItemAssociations:
+    """One item's association row: near (either order) and follows (engaged after it) weights."""
+
+    item_id: str
+    near: Mapping[str, float]
+    follows: Mapping[str, float]
+    near_total: float
+    follows_total: float
+
+    def top(self, n: int = 20, *, follows: bool = False) -> list[tuple[str, float]]:
+        """The item's `n` strongest associations (other items only), strongest first."""
+        weights = self.follows if follows else self.near
+        return _best(((k, v) for k, v in weights.items() if k != self.item_id), n)
+
+
+def parse_associations(item_id: str, row: Mapping[str, Any] | None) -> ItemAssociations:
+    """The association view of an associations row (None: an item with no associations yet)."""
+    near: dict[str, float] = {}
+    follows: dict[str, float] = {}
+    for name, value in (row or {}).items():
+        if not value:
+            continue
+        if name.startswith(NEAR):
+            if name[2:] != item_id:
+                near[name[2:]] = float(value)
+        elif name.startswith(FOLLOWS):
+            follows[name[2:]] = float(value)
+    return ItemAssociations(item_id, near, follows, sum(near.values()), sum(follows.values()))
+
+
+@dataclass(frozen=True)
+class NextItemParams:
+    """How `rank_next_items` weighs its signals (chosen on the last day of YooChoose's training part,
+    held out from training, before any test)."""
+
+    anchors: int = 10  # recent session items whose associations propose candidates
+    near_share: float = 0.7  # share of an anchor's vote cast by its near weights; the rest by follows
+    smoothing: float = 10.0  # pseudo-weight added to a row's total: thin rows vote more softly
+    reminder: float = 1.0  # bonus of the session's most recent item; the r-th most recent gets 1/r^2 of it
+    expand_from: int = 10  # strongest candidates whose own associations propose more candidates
+    expansion: float = 1.0  # weight of those second-step proposals, relative to the candidate's score
+
+
+DEFAULT_PARAMS = NextItemParams()
+
+
+def rank_next_items(session_items: Sequence[str],
+                    lookup: Callable[[Sequence[str]], Mapping[str, ItemAssociations]],
+                    n: int = 20, *, params: NextItemParams = DEFAULT_PARAMS,
+                    anchor_strength: Mapping[str, float] | None = None) -> list[tuple[str, float]]:
+    """The `n` items the session most likely engages with next, with their scores, best first.
+
+    `session_items` are its distinct items, most recent last. `lookup(keys)` returns the parsed
+    association rows of those keys that have one; it is called twice, for the session's recent
+    items and for the strongest candidates. `anchor_strength` scales an item's vote (default 1),
+    e.g. by what the shopper did with it."""
+    anchors = list(dict.fromkeys(reversed(session_items)))[:params.anchors]
+    if not anchors:
+        return []
+    rows = dict(lookup(anchors))
+    scores: dict[str, float] = defaultdict(float)
+    for rank, anchor in enumerate(anchors, 1):
+        found = rows.get(anchor)
+        if found is not None:
+            strength = anchor_strength.get(anchor, 1.0) if anchor_strength else 1.0
+            _vote(found, strength / rank ** 2, params, scores)
+
+    if params.expansion > 0 and scores:
+        # One step further: the strongest candidates' own associations reach items the session's never met.
+        seeds = _best(scores.items(), params.expand_from)
+        missing = [item for item, _ in seeds if item not in rows]
+        if missing:
+            rows.update(lookup(missing))
+        further: dict[str, float] = defaultdict(float)
+        for seed, strength in seeds:
+            found = rows.get(seed)
+            if found is not None:
+                _vote(found, params.expansion * strength, params, further)
+        for item, extra in further.items():
+            scores[item] += extra
+
+    for rank, item in enumerate(anchors, 1):
+        scores[item] += params.reminder / rank ** 2
+    return _best(scores.items(), n)
+
+
+def engagement_strength(events: Iterable[Any], weights: Mapping[str, float] = EVENT_WEIGHTS) -> dict[str, float]:
+    """Item -> its strongest engagement in `events` relative to a view (a carted item votes 3x); only
+    items engaged more strongly than by a view are listed, as `rank_next_items` counts the rest as 1."""
+    base = weights.get("view") or 1.0
+    strength: dict[str, float] = {}
+    for event in events:
+        item = getattr(event, "item_id", None)
+        weight = float(weights.get(event.event_type, 0.0)) / base
+        if item and weight > max(strength.get(item, 1.0), 1.0):
+            strength[item] = weight
+    return strength
+
+
+def _vote(found: ItemAssociations, strength: float, params: NextItemParams, scores: dict[str, float]) -> None:
+    """Add an item's associations to `scores`, each row's weights as shares of its (smoothed) total."""
+    near_scale = strength * params.near_share / (found.near_total + params.smoothing)
+    follow_scale = strength * (1.0 - params.near_share) / (found.follows_total + params.smoothing)
+    for item, weight in found.near.items():
+        scores[item] += weight * near_scale
+    for item, weight in found.follows.items():
+        scores[item] += weight * follow_scale
+
+
+def _best(pairs: Iterable[tuple[str, float]], n: int) -> list[tuple[str, float]]:
+    """The `n` pairs of highest weight (ties: item id), positive weights only."""
+    return heapq.nsmallest(n, (p for p in pairs if p[1] > 0), key=lambda kv: (-kv[1], kv[0]))
+
+
+def _quantize(weight: float) -> float:
+    return round(weight * WEIGHT_QUANTUM) / WEIGHT_QUANTUM

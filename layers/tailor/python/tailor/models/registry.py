@@ -1,0 +1,145 @@
+"""The model registry: versioned ONNX models with their metadata in the data bucket, and a current pointer.
+
+Layout under the bucket's models/ prefix, one folder per model name:
+
+    models/<name>/<version>/model.onnx       the ONNX graph
+    models/<name>/<version>/metadata.json    feature names, training window, metrics, library versions
+    models/<name>/current.json               {"version": ..., "promoted_at": ...}: what serving loads
+
+A version is the training time and a digest of the graph ("20261102T101500Z-1a2b3c4d"), so versions
+sort by age and the same graph always gets the same name. Serving loads a model once per container
+with `load_model`, which falls back to the default shipped in this package (tailor/models/default/
+<name>.onnx and <name>.json) when the registry has no current version, cannot be read, or holds a
+model the caller rejects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from tailor.store.port import BlobStore
+
+__all__ = ["DEFAULT_DIR", "ModelRegistry", "StoredModel", "default_model", "load_model", "model_version"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_DIR = Path(__file__).resolve().parent / "default"
+PREFIX = "models/"
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class StoredModel:
+    """One version of a model: the ONNX bytes, their metadata, and where they were loaded from."""
+
+    name: str
+    version: str
+    onnx: bytes = field(repr=False)
+    metadata: dict[str, Any]
+    origin: str  # "registry" or "default"
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}:{self.version}"
+
+
+def model_version(onnx: bytes, trained_at: str | None = None) -> str:
+    """The version name of a graph: when it was trained (UTC, to the second) and a digest of its bytes."""
+    moment = datetime.fromisoformat(trained_at.replace("Z", "+00:00")) if trained_at else datetime.now(timezone.utc)
+    stamp = moment.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{hashlib.sha256(onnx).hexdigest()[:8]}"
+
+
+class ModelRegistry:
+    def __init__(self, blobs: BlobStore, prefix: str = PREFIX):
+        self.blobs = blobs
+        self.prefix = prefix
+
+    def publish(self, name: str, onnx: bytes, metadata: dict[str, Any], *, make_current: bool = True) -> str:
+        """Store a new version (its metadata gains "name" and "version") and, by default, make it current."""
+        _check_name(name)
+        version = model_version(onnx, metadata.get("trained_at"))
+        stored = {**metadata, "name": name, "version": version}
+        folder = f"{self.prefix}{name}/{version}/"
+        self.blobs.put(folder + "model.onnx", onnx, "application/octet-stream")
+        # Metadata last: a version whose metadata exists is complete.
+        self.blobs.put(folder + "metadata.json", _json(stored), "application/json")
+        if make_current:
+            self.promote(name, version)
+        return version
+
+    def promote(self, name: str, version: str) -> None:
+        """Make `version` the one serving loads."""
+        if version not in self.versions(name):
+            raise LookupError(f"model {name!r} has no version {version!r}")
+        pointer = {"version": version, "promoted_at": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")}
+        self.blobs.put(self._pointer(name), _json(pointer), "application/json")
+
+    def versions(self, name: str) -> list[str]:
+        """Every complete version of `name`, oldest first."""
+        _check_name(name)
+        folder = f"{self.prefix}{name}/"
+        return sorted(key[len(folder):-len("/metadata.json")] for key in self.blobs.list(folder)
+                      if key.endswith("/metadata.json") and key.count("/") == folder.count("/") + 1)
+
+    def current_version(self, name: str) -> str | None:
+        pointer = self._pointer(name)
+        if pointer not in self.blobs.list(pointer):
+            return None
+        return json.loads(self.blobs.get(pointer))["version"]
+
+    def fetch(self, name: str, version: str | None = None) -> StoredModel:
+        """One version (the current one by default); LookupError if there is none."""
+        version = version or self.current_version(name)
+        if version is None:
+            raise LookupError(f"model {name!r} has no current version in the registry")
+        folder = f"{self.prefix}{name}/{version}/"
+        metadata = json.loads(self.blobs.get(folder + "metadata.json"))
+        return StoredModel(name, version, self.blobs.get(folder + "model.onnx"), metadata, "registry")
+
+    def _pointer(self, name: str) -> str:
+        _check_name(name)
+        return f"{self.prefix}{name}/current.json"
+
+
+def default_model(name: str, directory: Path = DEFAULT_DIR) -> StoredModel:
+    """The model shipped in the package: <directory>/<name>.onnx with its metadata in <name>.json."""
+    metadata = json.loads((directory / f"{name}.json").read_text())
+    return StoredModel(name, metadata["version"], (directory / f"{name}.onnx").read_bytes(), metadata, "default")
+
+
+def _as_is(stored: StoredModel) -> Any:
+    return stored
+
+
+def load_model(name: str, registry: ModelRegistry | None = None, *, build: Callable[[StoredModel], T] = _as_is,
+               directory: Path = DEFAULT_DIR) -> T:
+    """`build` applied to the registry's current version of `name`, else to the shipped default.
+
+    `build` (a model class's constructor, say) may raise to refuse a registry model, one trained on
+    features this code no longer computes for instance; the default is used then, and the reason
+    logged. Call once per container: nothing here is cached.
+    """
+    if registry is not None:
+        try:
+            return build(registry.fetch(name))
+        except LookupError:
+            logger.info("no current %s model in the registry; using the shipped default", name)
+        except Exception as exc:  # a broken or unreadable registry must not take serving down
+            logger.warning("cannot use the registry's %s model (%s); using the shipped default", name, exc)
+    return build(default_model(name, directory))
+
+
+def _check_name(name: str) -> None:
+    if not name or "/" in name or name.startswith("."):
+        raise ValueError(f"invalid model name {name!r}")
+
+
+def _json(value: Any) -> bytes:
+    return (json.dumps(value, indent=2, sort_keys=True) + "\n").encode()

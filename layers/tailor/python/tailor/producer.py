@@ -1,0 +1,152 @@
+"""Events sent over HTTP: each validated on its own, then put on the event stream keyed by user_id."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from tailor.events import EventError, parse_event
+
+__all__ = ["MAX_EVENTS_PER_SEND", "EventProducer", "Refusal", "SendOutcome"]
+
+logger = logging.getLogger(__name__)
+
+MAX_EVENTS_PER_SEND = 500  # what one Kinesis PutRecords call takes
+MAX_RECORD_BYTES = 1_048_576  # Kinesis: a record's data and partition key together
+MAX_CALL_BYTES = 5 * 1_048_576  # Kinesis: one PutRecords request
+# Record and call failures that a later attempt may get past; anything else is reported as it is.
+RETRYABLE_CODES = frozenset({
+    "ProvisionedThroughputExceededException", "InternalFailure", "ServiceUnavailable", "ThrottlingException",
+    "LimitExceededException", "KMSThrottlingException", "ConnectionError",
+})
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """An event that is not on the stream: where it was in the request, and why."""
+
+    index: int
+    event_id: str | None
+    error: str
+    retryable: bool  # sending the same event again later may succeed
+
+
+@dataclass
+class SendOutcome:
+    accepted: int = 0
+    refused: list[Refusal] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "accepted": self.accepted,
+            "failed": len(self.refused),
+            "failures": [vars(r) for r in sorted(self.refused, key=lambda r: r.index)],
+        }
+
+
+class EventProducer:
+    """Validates events with the ingest schema and puts the valid ones on a Kinesis stream (PutRecords), retrying
+    throttled records a few times, briefly, since a caller is waiting."""
+
+    def __init__(self, client: Any, stream_name: str, *, attempts: int = 3, backoff_s: float = 0.05,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.client = client
+        self.stream_name = stream_name
+        self.attempts = attempts
+        self.backoff_s = backoff_s
+        self.sleep = sleep
+
+    def send(self, events: Sequence[Any]) -> SendOutcome:
+        """Put every valid event of `events` (decoded JSON objects) on the stream; the outcome lists each one that
+        is not, and why."""
+        if len(events) > MAX_EVENTS_PER_SEND:
+            raise ValueError(f"at most {MAX_EVENTS_PER_SEND} events per send, got {len(events)}")
+        outcome = SendOutcome()
+        pending: list[_Pending] = []
+        for index, raw in enumerate(events):
+            event_id = _event_id_of(raw)
+            if not isinstance(raw, dict):
+                outcome.refused.append(Refusal(index, None, f"an event is a JSON object, not {type(raw).__name__}",
+                                               retryable=False))
+                continue
+            try:
+                event = parse_event(raw)
+            except EventError as err:
+                outcome.refused.append(Refusal(index, event_id, err.reason, retryable=False))
+                continue
+            data = json.dumps(raw, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+            if len(data) + len(event.user_id.encode("utf-8")) > MAX_RECORD_BYTES:
+                outcome.refused.append(Refusal(index, event_id, "event is larger than the 1 MiB a stream record holds",
+                                               retryable=False))
+                continue
+            pending.append(_Pending(index, event_id, {"Data": data, "PartitionKey": event.user_id}))
+        for call in _calls(pending):
+            self._put(call, outcome)
+        return outcome
+
+    def _put(self, call: list[_Pending], outcome: SendOutcome) -> None:
+        for attempt in range(self.attempts):
+            if attempt:
+                self.sleep(self.backoff_s * 2 ** (attempt - 1))
+            try:
+                response = self.client.put_records(StreamName=self.stream_name, Records=[p.record for p in call])
+            except Exception as exc:  # the whole call failed: throttled, unreachable, or refused
+                code = _error_code(exc)
+                logger.warning("PutRecords failed: %s", code, exc_info=True)
+                failed = [(p, code, str(exc)) for p in call]
+            else:
+                failed = [(p, r["ErrorCode"], r.get("ErrorMessage", ""))
+                          for p, r in zip(call, response["Records"]) if r.get("ErrorCode")]
+                outcome.accepted += len(call) - len(failed)
+            last = attempt == self.attempts - 1
+            call = []
+            for p, code, message in failed:
+                retryable = code in RETRYABLE_CODES
+                if retryable and not last:
+                    call.append(p)
+                else:
+                    outcome.refused.append(Refusal(p.index, p.event_id, f"{code}: {message}" if message else code,
+                                                   retryable))
+            if not call:
+                return
+
+
+@dataclass(frozen=True)
+class _Pending:
+    index: int
+    event_id: str | None
+    record: dict[str, Any]
+
+
+def _calls(pending: list[_Pending]) -> list[list[_Pending]]:
+    """The records in request order, cut where a call would pass Kinesis's count or size limit."""
+    calls: list[list[_Pending]] = [[]]
+    size = 0
+    for p in pending:
+        record_size = len(p.record["Data"]) + len(p.record["PartitionKey"].encode("utf-8"))
+        if calls[-1] and (len(calls[-1]) == MAX_EVENTS_PER_SEND or size + record_size > MAX_CALL_BYTES):
+            calls.append([])
+            size = 0
+        calls[-1].append(p)
+        size += record_size
+    return [c for c in calls if c]
+
+
+def _event_id_of(raw: Any) -> str | None:
+    event_id = raw.get("event_id") if isinstance(raw, dict) else None
+    return event_id if isinstance(event_id, str) else None
+
+
+def _error_code(exc: Exception) -> str:
+    """The AWS error code of a failed call (botocore's ClientError carries it), else what kind of failure it was."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict) and response.get("Error", {}).get("Code"):
+        return str(response["Error"]["Code"])
+    # botocore's connection and timeout errors: the stream may be fine, the network was not.
+    if type(exc).__name__ in ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError",
+                              "ConnectionClosedError"):
+        return "ConnectionError"
+    return type(exc).__name__

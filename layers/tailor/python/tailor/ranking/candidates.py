@@ -1,0 +1,247 @@
+"""Candidate sources: each proposes items for a request from the rows it asks the pipeline to read.
+
+A source is a small object with a `name`, the share of the candidate budget it may take alone, the
+rows it needs given what the context knows so far (`keys`), and its proposals (`propose`: item ->
+strength, best first). The pipeline asks every source of a route for keys before each read, so a
+source may need rows that depend on other rows (co-occurrences of the shopper's recent items, say),
+and merges the proposals under the candidate budget. A source whose proposals depend on the items
+rows read so far says so with `uses_items = True`. New capabilities add a source here and list it
+in a route; nothing else changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Protocol
+
+import numpy as np
+
+from tailor.ranking.context import RankingContext
+from tailor.ranking.rows import ITEM_FIELDS, ItemRecord
+
+__all__ = ["CallerSource", "CandidateSource", "Candidates", "CategoryPopularSource", "PopularSource",
+           "QuerySource", "RelatedSource", "SessionSource", "cooccurrence", "gather_candidates", "merge_proposals"]
+
+PARTNERS_PER_ANCHOR = 200  # an anchor's most co-occurring items that may become candidates
+
+
+class CandidateSource(Protocol):
+    name: str
+    share: float  # at most this share of the candidate budget comes from this source alone
+
+    def keys(self, ctx: RankingContext) -> Iterable[tuple[str, str]]:
+        """(table, key) rows this source needs now; items rows of proposals are read by the pipeline."""
+        ...
+
+    def propose(self, ctx: RankingContext, limit: int) -> dict[str, float]:
+        """Up to `limit` items, best first, with the source's strength for each (> 0)."""
+        ...
+
+
+@dataclass
+class PopularSource:
+    """The most popular items now: trend counters with time decay."""
+
+    name: str = "popular"
+    share: float = 1.0
+
+    def keys(self, ctx: RankingContext) -> Iterable[tuple[str, str]]:
+        return ()  # the pipeline reads the trend rows for every request
+
+    def propose(self, ctx: RankingContext, limit: int) -> dict[str, float]:
+        if ctx.popularity is None:
+            return {}
+        scores = ctx.popularity.scores
+        return {item: scores[item] for item in ctx.popularity.ranked[:limit]}
+
+
+@dataclass
+class SessionSource:
+    """The shopper's recent items and the items that co-occur with them in other shoppers' sessions."""
+
+    name: str = "session"
+    share: float = 0.5
+
+    def keys(self, ctx: RankingContext) -> Iterable[tuple[str, str]]:
+        return [("associations", item) for item in ctx.anchors()]
+
+    def propose(self, ctx: RankingContext, limit: int) -> dict[str, float]:
+        anchors = ctx.anchors()
+        scores: dict[str, float] = {}
+        for rank, anchor in enumerate(anchors):
+            found = ctx.associations.get(anchor)
+            if found is None:
+                continue
+            weight = 1.0 / (1.0 + rank)
+            counts = found.counts
+            for item in found.ranked[:PARTNERS_PER_ANCHOR]:
+                scores[item] = scores.get(item, 0.0) + weight * counts[item]
+        # The recent items themselves come first: what a shopper engaged with is what they buy most.
+        out = {item: 1.0 + scores.get(item, 0.0) for item in anchors}
+        for item in sorted(scores, key=lambda k: (-scores[k], k)):
+            if len(out) >= limit:
+                break
+            out.setdefault(item, scores[item])
+        return dict(list(out.items())[:limit])
+
+
+@dataclass
+class QuerySource:
+    """Items shoppers clicked, carted or bought after the same search (the request's or the session's)."""
+
+    name: str = "query"
+    share: float = 0.5
+
+    def keys(self, ctx: RankingContext) -> Iterable[tuple[str, str]]:
+        query = ctx.active_query()
+        return [("queries", query)] if query else ()
+
+    def propose(self, ctx: RankingContext, limit: int) -> dict[str, float]:
+        query = ctx.active_query()
+        found = ctx.queries.get(query) if query else None
+        if found is None:
+            return {}
+        return {item: found.weights[item] for item in found.ranked[:limit]}
+
+
+@dataclass
+class CallerSource:
+    """The caller's own list, in its order; the strength is its base score (or its rank, without scores)."""
+
+    name: str = "caller"
+    share: float = 1.0
+
+    def keys(self, ctx: RankingContext) -> Iterable[tuple[str, str]]:
+        return ()
+
+    def propose(self, ctx: RankingContext, limit: int) -> dict[str, float]:
+        items = ctx.request.items
+        base = ctx.request.base_scores
+        if base is None:
+            strengths = [1.0 / np.log2(2.0 + i) for i in range(len(items))]
+        else:
+            low, high = min(base, default=0.0), max(base, default=0.0)
+            spread = high - low
+            # Min-max to (0, 1]: the lowest base score still counts a little.
+            strengths = [(0.05 + 0.95 * (s - low) / spread) if spread > 0 else 1.0 for s in base]
+        out: dict[str, float] = {}
+        for item, strength in zip(items, strengths):
+            out.setdefault(item, float(strength))
+        return out
+
+
+@dataclass
+class RelatedSource:
+    """The items most often engaged with in the same sessions as the request's item."""
+
+    name: str = "related"
+    share: float = 1.0
+
+    def keys(self, ctx: RankingContext) -> Iterable[tuple[str, str]]:
+        item = ctx.request.item_id
+        return [("associations", item), ("items", item)] if item else ()
+
+    def propose(self, ctx: RankingContext, limit: int) -> dict[str, float]:
+        item = ctx.request.item_id
+        found = ctx.associations.get(item) if item else None
+        if found is None:
+            return {}
+        return {other: found.counts[other] for other in found.ranked[:limit]}
+
+
+@dataclass
+class CategoryPopularSource:
+    """Related's fallback for an item without co-occurrences: popular items of its category (of all
+    categories when its category is unknown). An item Tailor never saw gets nothing."""
+
+    name: str = "popular"
+    share: float = 1.0
+    uses_items: bool = True  # its proposals depend on the items rows read so far
+
+    def keys(self, ctx: RankingContext) -> Iterable[tuple[str, str]]:
+        return ()
+
+    def propose(self, ctx: RankingContext, limit: int) -> dict[str, float]:
+        item = ctx.request.item_id
+        anchor = ctx.items.get(item) if item else None
+        if ctx.popularity is None or anchor is None or not anchor.found:
+            return {}
+        scores = ctx.popularity.scores
+        out: dict[str, float] = {}
+        for other in ctx.popularity.ranked[:limit]:
+            record = ctx.items.get(other)
+            # Unread items stay proposed so their rows are read; the category check follows then.
+            if other != item and (anchor.category is None or record is None or record.category == anchor.category):
+                out[other] = scores[other]
+        return out
+
+
+@dataclass
+class Candidates:
+    """The merged candidates with their item columns: plain arrays, one row per candidate."""
+
+    ids: list[str]
+    strengths: dict[str, np.ndarray]  # source -> strength per candidate (0 where it did not propose)
+    values: np.ndarray  # (n, len(ITEM_FIELDS)) float64
+    categories: list[str | None]
+    category_codes: np.ndarray  # int index into category_names, per candidate
+    category_names: list[str | None]  # the request's distinct categories, None for unknown
+    popularity: np.ndarray  # decayed popularity per candidate
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def sources_of(self, i: int) -> list[str]:
+        """The sources that proposed candidate i."""
+        return [name for name, strength in self.strengths.items() if strength[i] > 0]
+
+
+def merge_proposals(proposals: list[tuple[str, float, dict[str, float]]], limit: int) -> list[str]:
+    """Candidates in source order, each source adding at most its share of `limit` new items and the
+    union at most `limit` (a source with share 1.0 fills what the others left)."""
+    chosen: dict[str, None] = {}
+    for _, share, proposed in proposals:
+        room = limit - len(chosen)
+        allowance = room if share >= 1.0 else min(int(limit * share), room)
+        if allowance <= 0:
+            continue
+        before = len(chosen)
+        for item in proposed:
+            if item not in chosen:
+                chosen[item] = None
+                if len(chosen) - before >= allowance:
+                    break
+    return list(chosen)
+
+
+def gather_candidates(ctx: RankingContext, chosen: list[str], proposals: dict[str, dict[str, float]],
+                      records: dict[str, ItemRecord]) -> Candidates:
+    """The chosen candidates that have item records, as arrays; `proposals` is source -> item -> strength."""
+    ids = [item for item in chosen if item in records]
+    rows = [records[item] for item in ids]
+    values = np.array([r.values for r in rows], dtype=np.float64) if rows else np.empty((0, len(ITEM_FIELDS)))
+    categories = [r.category for r in rows]
+    codes = {c: k for k, c in enumerate(dict.fromkeys(categories))}
+    category_codes = np.fromiter(map(codes.__getitem__, categories), dtype=np.int64, count=len(categories))
+    scores = ctx.popularity.scores if ctx.popularity is not None else {}
+    popularity = np.fromiter(map(scores.get, ids, [0.0] * len(ids)), dtype=np.float64, count=len(ids))
+    strengths = {name: np.fromiter(map(found.get, ids, [0.0] * len(ids)), dtype=np.float64, count=len(ids))
+                 for name, found in proposals.items()}
+    return Candidates(ids, strengths, values, categories, category_codes, list(codes), popularity)
+
+
+def cooccurrence(ctx: RankingContext, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Per item: its co-occurrence count with the anchors, each anchor weighted 1/(1 + recency rank),
+    and its highest share of one anchor's co-occurrences."""
+    weighted = np.zeros(len(ids))
+    confidence = np.zeros(len(ids))
+    zeros = [0.0] * len(ids)
+    for rank, anchor in enumerate(ctx.anchors()):
+        found = ctx.associations.get(anchor)
+        if found is None or not found.counts:
+            continue
+        counts = np.fromiter(map(found.counts.get, ids, zeros), dtype=np.float64, count=len(ids))
+        weighted += counts / (1.0 + rank)
+        np.maximum(confidence, counts / found.total, out=confidence)
+    return weighted, confidence
+

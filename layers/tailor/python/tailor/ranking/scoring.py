@@ -1,0 +1,163 @@
+"""Scores of candidates: the ONNX purchase-probability model, and the terms the score blend weighs.
+
+A scorer is a small object with a `name` and `score(ctx, candidates, features)` returning its term
+(one value in [0, 1] per candidate) and any raw values worth explaining. A route's blend gives each
+scorer a weight; the feed's default follows the spec: 0.5 commercial performance + 0.4 purchase
+probability + 0.1 diversity (diversity depends on what is already in the list, so
+tailor.ranking.diversity applies it while picking). New capabilities (LTV, personas, embeddings)
+add a scorer and a weight.
+
+Each term is scaled to [0, 1] over the request's candidates, so the weights mean what they say:
+a model's probabilities of a few percent would otherwise count for nothing beside a popularity
+share.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Mapping, Protocol
+
+import numpy as np
+import onnxruntime as ort
+
+from tailor.ranking.candidates import Candidates
+from tailor.ranking.context import RankingContext
+from tailor.ranking.features import FEATURE_NAMES
+from tailor.ranking.rows import ITEM_FIELDS
+
+__all__ = ["DEFAULT_WEIGHTS", "INPUT_NAME", "METADATA_KEY", "MODEL_NAME", "OUTPUT_NAME", "CommercialPerformance",
+           "ConversionPrior", "ProbabilityModel", "PurchaseProbability", "RankingModel", "Relevance", "Scorer"]
+
+MODEL_NAME = "ranker"
+METADATA_KEY = "tailor.ranker"  # the ONNX metadata entry holding the model's metadata JSON
+INPUT_NAME = "features"
+OUTPUT_NAME = "purchase_probability"
+
+# Route -> scorer name -> weight. "diversity" is applied while picking the list.
+DEFAULT_WEIGHTS: dict[str, dict[str, float]] = {
+    "feed": {"commercial": 0.5, "probability": 0.4, "diversity": 0.1},
+    "search": {"relevance": 0.3, "probability": 0.4, "commercial": 0.2, "diversity": 0.1},
+    "rerank": {"relevance": 0.4, "probability": 0.4, "commercial": 0.1, "diversity": 0.1},
+    "related": {"relevance": 0.4, "probability": 0.3, "commercial": 0.2, "diversity": 0.1},
+}
+# The sources whose strength is a route's relevance: what the caller asked about.
+RELEVANCE_SOURCES = ("query", "caller", "related")
+
+
+class Scorer(Protocol):
+    name: str
+
+    def score(self, ctx: RankingContext, candidates: Candidates,
+              features: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The term per candidate in [0, 1], and raw values to explain it by (name -> per candidate)."""
+        ...
+
+
+class ProbabilityModel(Protocol):
+    label: str
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        """Purchase probability per row of a (n, len(FEATURE_NAMES)) feature matrix."""
+        ...
+
+
+class RankingModel:
+    """The purchase-probability ranker: one ONNX graph, input "features" (float32, n x k), output
+    "purchase_probability" (n). Its metadata (JSON under METADATA_KEY) names its k features; they are
+    taken from FEATURE_NAMES by name, so features added after it was trained do not disturb it."""
+
+    def __init__(self, onnx: bytes, *, name: str = MODEL_NAME, version: str | None = None,
+                 metadata: Mapping[str, Any] | None = None, threads: int = 1):
+        options = ort.SessionOptions()
+        # One request's batch is small: threads cost more to wake than they save (and Lambda has one vCPU).
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self._session = ort.InferenceSession(onnx, sess_options=options, providers=["CPUExecutionProvider"])
+        embedded = self._session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+        if metadata is None:
+            if embedded is None:
+                raise ValueError(f"not a ranking model: its metadata has no {METADATA_KEY!r} entry")
+            metadata = json.loads(embedded)
+        self.metadata = dict(metadata)
+        names = list(self.metadata.get("feature_names", ()))
+        missing = [n for n in names if n not in FEATURE_NAMES]
+        if not names or missing:
+            raise ValueError(f"the model needs features this code does not compute: {missing or 'none named'}; retrain it")
+        self.feature_names = tuple(names)
+        columns = [FEATURE_NAMES.index(n) for n in names]
+        self._columns = None if columns == list(range(len(FEATURE_NAMES))) else np.array(columns)
+        self.name = name
+        self.version = version or str(self.metadata.get("version", "unversioned"))
+
+    @classmethod
+    def from_stored(cls, stored: Any, **kwargs: Any) -> "RankingModel":
+        """From a tailor.models.StoredModel."""
+        return cls(stored.onnx, name=stored.name, version=stored.version, **kwargs)
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}:{self.version}"
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        if len(features) == 0:
+            return np.zeros(0)
+        matrix = features if self._columns is None else features[:, self._columns]
+        matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+        (out,) = self._session.run([OUTPUT_NAME], {INPUT_NAME: matrix})
+        return np.asarray(out, dtype=np.float64).reshape(-1)
+
+
+class ConversionPrior:
+    """The untrained estimate of purchase probability: the item's purchases per view, shrunk toward 0.
+    What the blend uses without a model, and the baseline a trained model must beat."""
+
+    label = "prior:untrained"
+
+    def __init__(self) -> None:
+        self._column = FEATURE_NAMES.index("item_purchase_rate")
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        return np.asarray(features[:, self._column], dtype=np.float64)
+
+
+class PurchaseProbability:
+    name = "probability"
+
+    def __init__(self, model: ProbabilityModel):
+        self.model = model
+
+    def score(self, ctx, candidates, features):
+        p = self.model.predict(features)
+        return _scaled(p), {"purchase_probability": p}
+
+
+class CommercialPerformance:
+    """How well each item sells: half its decayed popularity, half its revenue, each on a log scale."""
+
+    name = "commercial"
+
+    def score(self, ctx, candidates, features):
+        popularity = _scaled(np.log1p(candidates.popularity))
+        revenue = _scaled(np.log1p(candidates.values[:, ITEM_FIELDS.index("revenue")]))
+        return 0.5 * popularity + 0.5 * revenue, {}
+
+
+class Relevance:
+    """How strongly the request's own sources (its query, the caller's list, the related item) propose each item."""
+
+    name = "relevance"
+
+    def score(self, ctx, candidates, features):
+        term = np.zeros(len(candidates))
+        for source in RELEVANCE_SOURCES:
+            strength = candidates.strengths.get(source)
+            if strength is not None:
+                np.maximum(term, _scaled(strength), out=term)
+        return term, {}
+
+
+def _scaled(values: np.ndarray) -> np.ndarray:
+    """`values` over their maximum (all 0 when nothing is positive)."""
+    values = np.asarray(values, dtype=np.float64)
+    top = values.max(initial=0.0)
+    return values / top if top > 0 else np.zeros_like(values)

@@ -1,0 +1,7 @@
+"""The API's entry point into the domain: a Recommender answering feed, search, rerank, related and profile."""
+
+from tailor.ranking.filters import Filters
+from tailor.ranking.pipeline import RankedItem
+from tailor.serving.recommender import MAX_ITEMS, MAX_N, Ranking, Recommender
+
+__all__ = ["MAX_ITEMS", "MAX_N", "Filters", "RankedItem", "Ranking", "Recommender"]

@@ -1,0 +1,201 @@
+"""What the API serves: feeds, re-ranked searches and lists, related items and profiles, from live state.
+
+`Recommender` is built once per container (`from_environment` in Lambda): it holds the store, the
+ranking model loaded from the registry (or the shipped default) and the pipeline with its row
+cache, and answers each request with one pass through tailor.ranking.Pipeline.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+import uuid
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from typing import Any, Callable, Mapping, Sequence
+
+from tailor.events import Event, parse_event
+from tailor.models import ModelRegistry, load_model
+from tailor.ranking import (DEFAULT_ROUTES, MODEL_NAME, CommercialPerformance, Filters, Pipeline, PurchaseProbability,
+                            RankedItem, RankingModel, Relevance, Request, RowCache, Scorer)
+from tailor.ranking.context import SESSION_GAP_SECONDS
+from tailor.ranking.scoring import ProbabilityModel
+from tailor.session import SessionState
+from tailor.shopper import ShopperState
+from tailor.store.port import StateStore
+
+__all__ = ["MAX_ITEMS", "MAX_N", "Ranking", "Recommender"]
+
+logger = logging.getLogger(__name__)
+
+MAX_N = 1000  # items one response may hold
+MAX_ITEMS = 1000  # items a caller may ask to re-rank, session events related may fold
+PROFILE_RECENT_ITEMS = 20
+PROFILE_CATEGORIES = 20
+
+
+@dataclass
+class Ranking:
+    feed_id: str  # unique per response; clients echo it with the position in later events
+    items: list[RankedItem]
+    model: str  # "<name>:<version>" of the model that scored it
+    round_trips: int  # DynamoDB round trips this request made
+
+
+class Recommender:
+    def __init__(self, store: StateStore, model: ProbabilityModel, *, clock: Callable[[], float] = time.time,
+                 max_candidates: int = 500, read_waves: int | None = 2, cache: RowCache | None = None,
+                 weights: Mapping[str, Mapping[str, float]] | None = None, scorers: Sequence[Scorer] = ()):
+        """`weights` overrides routes' blend weights ({"feed": {"commercial": .5, ...}}); `scorers` adds
+        scorers beside the built-in commercial, probability and relevance ones (give them a weight)."""
+        self.store = store
+        self.model = model
+        self.clock = clock
+        routes = dict(DEFAULT_ROUTES)
+        for route, override in (weights or {}).items():
+            if route not in routes:
+                raise ValueError(f"unknown route {route!r} in weights")
+            routes[route] = replace(routes[route], weights=dict(override))
+        self.pipeline = Pipeline(store, [CommercialPerformance(), PurchaseProbability(model), Relevance(), *scorers],
+                                 routes=routes, cache=cache, max_candidates=max_candidates, read_waves=read_waves)
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] = os.environ, *, warm: bool = True,
+                         **kwargs: Any) -> "Recommender":
+        """DynamoDB tables from the template's variables (SHOPPERS_TABLE, ...), the current ranker from the
+        registry in DATA_BUCKET (or the shipped default). Build it once per container: it loads the model
+        and, with `warm`, reads the popular items into its cache before the first request."""
+        import boto3
+
+        from tailor.store.aws import DynamoStateStore, S3BlobStore, table_names_from_env
+
+        store = DynamoStateStore(boto3.client("dynamodb"), table_names_from_env(environ))
+        bucket = environ.get("DATA_BUCKET")
+        registry = ModelRegistry(S3BlobStore(boto3.client("s3"), bucket)) if bucket else None
+        model = load_model(MODEL_NAME, registry, build=RankingModel.from_stored)
+        recommender = cls(store, model, **kwargs)
+        if warm:
+            try:
+                recommender.pipeline.warm(recommender.clock())
+            except Exception:  # an empty or unreachable table must not stop the container from starting
+                logger.exception("could not warm the ranking cache")
+        return recommender
+
+    # -- routes ---------------------------------------------------------------------------------------
+
+    def feed(self, user_id: str, *, session_id: str | None = None, n: int = 20, filters: Filters = Filters(),
+             explain: bool = False) -> Ranking:
+        """The shopper's feed; an unknown shopper gets the popular items (cold start)."""
+        return self._run(Request("feed", user_id=user_id, session_id=session_id, n=_n(n), filters=filters,
+                                 explain=explain))
+
+    def search(self, query: str, *, user_id: str | None = None, session_id: str | None = None, n: int = 20,
+               filters: Filters = Filters(), explain: bool = False) -> Ranking:
+        """The items shoppers engaged with after this search, re-ranked for the shopper; an unknown
+        query has no such items and gets an empty list."""
+        return self._run(Request("search", user_id=user_id, session_id=session_id, query=query, n=_n(n),
+                                 filters=filters, explain=explain))
+
+    def rerank(self, items: list[str], *, base_scores: list[float] | None = None, user_id: str | None = None,
+               session_id: str | None = None, n: int | None = None, explain: bool = False) -> Ranking:
+        """The caller's items re-ranked for the shopper (all of them unless `n`); no filters apply."""
+        if len(items) > MAX_ITEMS:
+            raise ValueError(f"items: at most {MAX_ITEMS} may be re-ranked at once")
+        if base_scores is not None and len(base_scores) != len(items):
+            raise ValueError("base_scores: give one score per item")
+        if base_scores is not None and not all(math.isfinite(s) for s in base_scores):
+            raise ValueError("base_scores: must be finite numbers")
+        distinct = list(dict.fromkeys(items))
+        return self._run(Request("rerank", user_id=user_id, session_id=session_id, items=tuple(items),
+                                 base_scores=None if base_scores is None else tuple(float(s) for s in base_scores),
+                                 n=len(distinct) if n is None else _n(n),
+                                 filters=Filters(available_only=False), explain=explain))
+
+    def related(self, item_id: str, *, user_id: str | None = None, session_events: list[dict] | None = None,
+                n: int = 20, filters: Filters = Filters(), explain: bool = False) -> Ranking:
+        """Items engaged with in the same sessions as `item_id`, ranked for the shopper and, when given,
+        the session the caller describes (events as in tailor.events, folded here and never stored).
+        An item without co-occurrences gets popular items of its category; one Tailor never saw, none."""
+        events: tuple[Event, ...] = ()
+        if session_events:
+            if len(session_events) > MAX_ITEMS:
+                raise ValueError(f"session_events: at most {MAX_ITEMS} events")
+            events = tuple(parse_event(e) if isinstance(e, (dict, str, bytes)) else e for e in session_events)
+        return self._run(Request("related", user_id=user_id, item_id=item_id, session_events=events, n=_n(n),
+                                 filters=filters, explain=explain))
+
+    def profile(self, user_id: str) -> dict[str, Any] | None:
+        """What Tailor knows about a shopper, JSON-ready; None if it knows nothing."""
+        row = self.store.read_many({"shoppers": [user_id]})["shoppers"].get(user_id)
+        shopper = ShopperState.from_row(row) if row else None
+        if shopper is None:
+            return None
+        now = self.clock()
+        session = None
+        if shopper.last_session_id:
+            found = self.store.read_many({"sessions": [shopper.last_session_id]})["sessions"].get(shopper.last_session_id)
+            session = SessionState.from_row(found) if found else None
+        return _profile(shopper, row, session, now)
+
+    def _run(self, request: Request) -> Ranking:
+        gathered = self.pipeline.gather(request, self.clock())
+        items = self.pipeline.rank(gathered)
+        return Ranking(uuid.uuid4().hex, items, self.model.label, gathered.ctx.round_trips)
+
+
+def _n(n: int) -> int:
+    if not 1 <= n <= MAX_N:
+        raise ValueError(f"n: must be between 1 and {MAX_N}")
+    return n
+
+
+def _profile(shopper: ShopperState, row: Mapping[str, Any], session: SessionState | None, now: float) -> dict[str, Any]:
+    affinity = sorted(shopper.category_affinity.items(), key=lambda kv: (-kv[1], kv[0]))[:PROFILE_CATEGORIES]
+    last_purchase = shopper.last_purchase_at
+    return {
+        "user_id": shopper.user_id,
+        "first_seen": _iso(shopper.first_seen),
+        "last_seen": _iso(shopper.last_seen),
+        "events": shopper.events,
+        "counts": dict(sorted(shopper.counts.items())),
+        "sessions": shopper.sessions,
+        "category_affinity": {category: round(value, 3) for category, value in affinity},
+        "rfm": {
+            "recency_days": None if last_purchase is None else round(max(now - last_purchase, 0.0) / 86400.0, 3),
+            "frequency": shopper.transactions,
+            "monetary": round(shopper.revenue, 2),
+            "purchases": shopper.purchases,
+            "units": shopper.units,
+            "first_purchase_at": _iso(shopper.first_purchase_at),
+            "last_purchase_at": _iso(last_purchase),
+        },
+        "recent_items": list(reversed(shopper.recent_items))[:PROFILE_RECENT_ITEMS],
+        "referral_sources": dict(sorted(shopper.referral_sources.items())),
+        "referrer_user_id": shopper.referrer_user_id,
+        "referrals_sent": int(row.get("referrals_sent", 0) or 0),
+        "profile": dict(shopper.profile),
+        "current_session": None if session is None else {
+            "session_id": session.session_id,
+            "active": now - session.last_seen <= SESSION_GAP_SECONDS,
+            "started_at": _iso(session.started_at),
+            "last_seen": _iso(session.last_seen),
+            "events": session.events,
+            "counts": dict(sorted(session.counts.items())),
+            "recent_items": list(reversed(session.items))[:PROFILE_RECENT_ITEMS],
+            "categories": list(reversed(session.categories)),
+            "last_query": session.last_query,
+            "refinements": session.refinements,
+            "cart_units": session.cart_units,
+            "purchased_units": session.purchased_units,
+            "revenue": round(session.revenue, 2),
+            "referral_source": session.referral_source,
+        },
+    }
+
+
+def _iso(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat().replace("+00:00", "Z")

@@ -1,0 +1,191 @@
+"""The API handler on a local stack holding a small crowd: every route's sample event from events/, filters, cold
+start, 4xx naming the field at fault, events onto the stream, and erasure."""
+
+import base64
+import gzip
+import json
+
+import pytest
+
+from api_support import SAMPLE_USERS
+from conftest import EVENTS, load_event
+from tailor.store.aws import from_dynamo
+
+SOURCES = {"popular", "session", "query", "caller", "related"}
+
+
+def items_table(api) -> dict[str, dict]:
+    table = api.stack.resources.name("ItemsTable")
+    pages = api.stack.aws.client("dynamodb").get_paginator("scan").paginate(TableName=table)
+    return {row["item_id"]: row for page in pages for row in map(from_dynamo, page["Items"])}
+
+
+def assert_ranking(body: dict, *, n: int, explained: bool) -> list[str]:
+    assert body["feed_id"] and ":" in body["model"]
+    assert len(body["items"]) <= n
+    ids = [item["item_id"] for item in body["items"]]
+    assert len(ids) == len(set(ids))
+    for item in body["items"]:
+        assert set(item["sources"]) <= SOURCES and item["sources"]
+        assert isinstance(item["score"], float)
+        assert (item["parts"] is not None) == explained
+    return ids
+
+
+# The sample events that change state have tests of their own below.
+READ_ONLY_SAMPLES = sorted(p.name for p in EVENTS.glob("api-*.json") if p.name not in
+                           ("api-post-events.json", "api-delete-user.json"))
+
+
+@pytest.mark.parametrize("name", READ_ONLY_SAMPLES)
+def test_every_read_only_sample_event_is_answered_by_the_handler(api, name):
+    status, body = api.invoke_file(name)
+    assert status == 200, body
+    event = load_event(name)
+    if event["resource"] in ("/users/{user_id}/feed", "/search", "/rerank", "/items/{item_id}/related"):
+        query = event["queryStringParameters"] or {}
+        request = json.loads(event["body"]) if event["body"] else {}
+        explained = query.get("explain") == "true" or request.get("explain") is True
+        assert_ranking(body, n=int(query.get("n") or request.get("n") or 20), explained=explained)
+    elif event["resource"] == "/docs":
+        assert set(body["paths"]) >= {"/users/{user_id}/feed", "/search", "/rerank", "/events"}
+
+
+def test_feeds_differ_per_request_and_keep_to_their_filters(api):
+    items = items_table(api)
+    status, first = api.invoke_file("api-get-feed.json", query={"n": 10, "category": "electronics"})
+    assert status == 200
+    _, second = api.invoke_file("api-get-feed.json", query={"n": 10, "category": "electronics"})
+    assert first["feed_id"] != second["feed_id"]
+    assert all(items[i["item_id"]].get("category") == "electronics" for i in first["items"])
+
+    status, cheap = api.invoke_file("api-get-feed.json", query={"n": 20, "min_price": 10, "max_price": 60})
+    assert status == 200 and cheap["items"]
+    assert all(10 <= items[i["item_id"]]["price"] <= 60 for i in cheap["items"] if "price" in items[i["item_id"]])
+
+    status, anything = api.invoke_file("api-get-feed.json", query={"n": 50, "available_only": "false"})
+    assert status == 200 and anything["items"]
+
+
+def test_exclude_purchased_leaves_out_what_the_shopper_bought(api):
+    status, usual = api.invoke_file("api-get-feed.json", query={"n": 50})
+    assert status == 200 and "i-101" in {i["item_id"] for i in usual["items"]}  # u-1001 bought it in the sample
+    status, fresh = api.invoke_file("api-get-feed.json", query={"n": 50, "exclude_purchased": "true"})
+    assert status == 200 and "i-101" not in {i["item_id"] for i in fresh["items"]}
+
+
+def test_an_unknown_shopper_gets_a_cold_start_feed_and_no_profile(api):
+    status, body = api.invoke_file("api-get-feed.json", query={"n": 5}, path_parameters={"user_id": "nobody-yet"})
+    assert status == 200, body
+    assert assert_ranking(body, n=5, explained=False)
+    assert all("popular" in item["sources"] for item in body["items"])
+    status, body = api.invoke_file("api-get-profile.json", path_parameters={"user_id": "nobody-yet"})
+    assert status == 404 and "nobody-yet" in body["message"]
+
+
+def test_a_known_shopper_has_a_profile(api):
+    status, body = api.invoke_file("api-get-profile.json")
+    assert status == 200 and json.dumps(body)
+
+
+def test_rerank_keeps_to_the_callers_items(api):
+    request = json.loads(load_event("api-post-rerank.json")["body"])
+    status, body = api.invoke_file("api-post-rerank.json", body={**request, "n": None, "explain": False})
+    assert status == 200, body
+    assert sorted(i["item_id"] for i in body["items"]) == sorted(request["items"])
+
+
+@pytest.mark.parametrize(("name", "changes", "field"), [
+    ("api-get-feed.json", {"query": {"n": 0}}, "query n"),
+    ("api-get-feed.json", {"query": {"n": 101}}, "query n"),
+    ("api-get-feed.json", {"query": {"n": "ten"}}, "query n"),
+    ("api-get-feed.json", {"query": {"min_price": -1}}, "query min_price"),
+    ("api-get-feed.json", {"query": {"min_price": "nan"}}, "query min_price"),
+    ("api-get-feed.json", {"query": {"min_price": 50, "max_price": 10}}, "query max_price"),
+    ("api-get-feed.json", {"query": {"available_only": "perhaps"}}, "query available_only"),
+    ("api-get-feed.json", {"query": {"category": [f"c{k}" for k in range(21)]}}, "query category"),
+    ("api-get-search.json", {"query": {"user_id": "u-1001"}}, "query q"),
+    ("api-get-search.json", {"query": {"q": "   "}}, "query q"),
+    ("api-get-related.json", {"query": {"explain": "sometimes"}}, "query explain"),
+    ("api-post-rerank.json", {"body": {"items": ["a", "b"], "base_scores": [1.0]}}, "body base_scores"),
+    ("api-post-rerank.json", {"body": {"items": []}}, "body items"),
+    ("api-post-rerank.json", {"body": {"items": ["a"], "top": 3}}, "body top"),
+    ("api-post-rerank.json", {"body": "{not json"}, "body"),
+    ("api-post-related.json", {"body": {"session_data": [{"event_type": "view", "item_id": "i-1"}]}},
+     "body session_data.0.view.event_id"),
+    ("api-post-related.json", {"body": {"filters": {"min_price": 9, "max_price": 1}}}, "body filters.max_price"),
+    ("api-post-events.json", {"body": {"events": []}}, "body events"),
+    ("api-post-events.json", {"body": {"events": [{}] * 501}}, "body events"),
+    ("api-post-events.json", {"body": [{"event_type": "view"}]}, "body events"),
+])
+def test_malformed_requests_get_a_422_naming_the_field(api, name, changes, field):
+    status, body = api.invoke_file(name, **changes)
+    assert status == 422, body
+    assert any(f"{field}:" in part for part in body["message"].split("; ")), body["message"]
+    assert all({"loc", "msg", "type"} <= set(d) for d in body["detail"])
+
+
+def test_posted_events_go_onto_the_stream_keyed_by_user_and_each_failure_is_reported(api):
+    kinesis = api.stack.aws.client("kinesis")
+    stream = api.stack.stream_name()
+    before = {s["ShardId"]: s["SequenceNumberRange"]["StartingSequenceNumber"]
+              for s in kinesis.list_shards(StreamName=stream)["Shards"]}
+    status, body = api.invoke_file("api-post-events.json")
+    assert status == 200
+    sent = json.loads(load_event("api-post-events.json")["body"])["events"]
+    assert body["accepted"] == 2 and body["failed"] == 1
+    (failure,) = body["failures"]
+    assert failure["index"] == 2 and failure["event_id"] == "evt-5003" and not failure["retryable"]
+    assert failure["error"].startswith("timestamp:")
+
+    found = []
+    for shard in before:
+        iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard,
+                                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        for record in kinesis.get_records(ShardIterator=iterator, Limit=10_000)["Records"]:
+            if b'"u-5005"' in record["Data"]:
+                found.append((record["PartitionKey"], json.loads(record["Data"])))
+    assert found == [("u-5005", sent[0]), ("u-5005", sent[1])]
+
+
+def test_erasure_deletes_the_shopper_and_their_sessions_and_rewrites_their_archived_events(api):
+    user = SAMPLE_USERS[1]
+    handle = api.stack.handle
+    sessions = [r["session_id"] for r in handle.scan("SessionsTable", user_id=user)]
+    assert sessions and handle.get_row("ShoppersTable", {"user_id": user})
+
+    status, erased = api.invoke_file("api-delete-user.json")
+    assert status == 200
+    assert erased["shopper_deleted"] and erased["sessions_deleted"] == len(sessions)
+    assert erased["archive_events_removed"] >= 8 and erased["archive_objects_rewritten"] >= 1
+    assert handle.get_row("ShoppersTable", {"user_id": user}) is None
+    assert handle.scan("SessionsTable", user_id=user) == []
+    archived = [json.loads(line) for obj in handle.objects("DataBucket", "archive/")
+                for line in gzip.decompress(handle.read_object("DataBucket", obj["Key"])).splitlines()]
+    assert not [e for e in archived if e["user_id"] == user]
+    assert [e for e in archived if e["user_id"] == SAMPLE_USERS[0]], "other shoppers' events are kept"
+
+    status, again = api.invoke_file("api-delete-user.json")
+    assert status == 200 and not again["shopper_deleted"] and again["archive_events_removed"] == 0
+
+
+def test_a_body_that_is_base64_encoded_is_read_like_text(api):
+    event = load_event("api-post-rerank.json")
+    event["body"] = base64.b64encode(event["body"].encode()).decode()
+    event["isBase64Encoded"] = True
+    status, body = api.invoke(event)
+    assert status == 200, body
+
+
+@pytest.mark.parametrize(("content_type", "body", "encoded", "status"), [
+    ("multipart/form-data", "items=a", False, 422),
+    ("application/json", base64.b64encode(b"\xff\xfe{}").decode(), True, 422),
+    ("text/plain", "items", False, 415),
+])
+def test_bodies_that_are_not_json_text_get_a_4xx(api, content_type, body, encoded, status):
+    event = load_event("api-post-rerank.json")
+    event["headers"]["Content-Type"] = content_type
+    event["multiValueHeaders"]["Content-Type"] = [content_type]
+    event["body"], event["isBase64Encoded"] = body, encoded
+    answer, detail = api.invoke(event)
+    assert answer == status, detail

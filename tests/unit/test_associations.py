@@ -1,0 +1,154 @@
+"""Item associations: which engagements add what to which rows, and how a session's items rank next items."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from tailor.associations import (EVENT_WEIGHTS, ItemAssociations, NextItemParams, engagement_strength,
+                                 pair_increments, parse_associations, rank_next_items)
+from tailor.events import parse_event
+from tailor.ingest.derive import contributions
+from tailor.session import fold_session
+
+
+def rows_from(sessions: list[list[str]], kind: str = "view") -> dict[str, ItemAssociations]:
+    """Association rows built the way Ingest builds them: each view paired with its session's state."""
+    raw: dict[str, dict[str, float]] = {}
+    for number, items in enumerate(sessions):
+        previous: list[str] = []
+        for item in items:
+            for key, increments in pair_increments(item, kind, previous).items():
+                row = raw.setdefault(key, {})
+                for name, amount in increments.items():
+                    row[name] = row.get(name, 0.0) + amount
+            previous = [p for p in previous if p != item] + [item]
+    return {key: parse_associations(key, row) for key, row in raw.items()}
+
+
+def lookup_in(rows: dict[str, ItemAssociations], calls: list[list[str]] | None = None):
+    def lookup(keys):
+        if calls is not None:
+            calls.append(list(keys))
+        return {k: rows[k] for k in keys if k in rows}
+    return lookup
+
+
+def test_a_view_pairs_with_earlier_items_weighted_by_gap_in_both_rows():
+    got = pair_increments("c", "view", ["a", "b"])
+    assert got == {
+        "b": {"n:c": 1.0, "f:c": 1.0},  # c came right after b
+        "a": {"n:c": 0.5, "f:c": 0.5},  # one item between
+        "c": {"n:b": 1.0, "n:a": 0.5},  # near is symmetric; "follows" stays with the earlier item
+    }
+
+
+def test_event_types_weigh_pairs_and_non_engagements_add_nothing():
+    assert pair_increments("c", "add_to_cart", ["a"]) == {"a": {"n:c": 3.0, "f:c": 3.0}, "c": {"n:a": 3.0}}
+    assert pair_increments("c", "purchase", ["a"])["a"]["f:c"] == EVENT_WEIGHTS["purchase"]
+    for kind in ("dwell", "zoom", "remove_from_cart", "impression"):
+        assert pair_increments("c", kind, ["a", "b"]) == {}
+    assert pair_increments("c", "view", []) == {}
+
+
+def test_a_weights_mapping_scales_pairs_so_intent_can_plug_in():
+    blended = {"view": 0.5, "add_to_cart": 6.0}
+    assert pair_increments("c", "view", ["a"], blended)["a"]["f:c"] == 0.5
+    assert pair_increments("c", "add_to_cart", ["a"], blended)["a"]["f:c"] == 6.0
+    assert pair_increments("c", "purchase", ["a"], blended) == {}
+
+
+def test_only_the_window_of_recent_items_is_paired():
+    previous = [f"i{k}" for k in range(15)]
+    got = pair_increments("new", "view", previous, window=10)
+    assert set(got) - {"new"} == {f"i{k}" for k in range(5, 15)}
+    assert got["i5"]["f:new"] == pytest.approx(1 / 10, abs=1 / 128)
+
+
+def test_returning_to_an_item_counts_in_its_own_follows_and_pairs_with_the_others():
+    got = pair_increments("a", "view", ["a", "b"])
+    assert got["a"] == {"n:b": 1.0, "f:a": 0.5}  # b is between: the return is one step back
+    assert got["b"] == {"n:a": 1.0, "f:a": 1.0}
+    assert pair_increments("a", "click", ["b", "a"])["a"]["f:a"] == 1.0  # again on the last item
+
+
+def test_weights_are_multiples_of_a_64th_so_sums_do_not_depend_on_order():
+    rng = random.Random(3)
+    amounts = [amount for _ in range(300)
+               for increments in pair_increments("x", rng.choice(["view", "review_read", "add_to_cart"]),
+                                                 [f"p{k}" for k in range(rng.randint(1, 12))]).values()
+               for amount in increments.values()]
+    assert all((amount * 64).is_integer() for amount in amounts)
+    shuffled = amounts[:]
+    rng.shuffle(shuffled)
+    assert sum(amounts) == sum(shuffled)
+
+
+def test_ingest_derive_writes_one_contribution_per_touched_association_row():
+    events = [parse_event({"event_id": f"e{k}", "user_id": "u", "session_id": "s", "event_type": "view",
+                           "timestamp": f"2026-11-02T10:0{k}:00Z", "item_id": item})
+              for k, item in enumerate(["a", "b", "c"])]
+    session = None
+    for event in events[:2]:
+        session = fold_session(session, event, ttl_seconds=60)
+    found = [c for c in contributions(events[2], session) if c.table == "associations"]
+    assert {c.key: c.increments for c in found} == pair_increments("c", "view", ["a", "b"])
+
+
+def test_parsed_rows_skip_keys_watermarks_and_self_and_rank_their_top():
+    row = {"item_id": "a", "wm:shardId-0": "0031", "n:b": 3.0, "n:c": 5.0, "n:a": 9.0, "n:d": 0,
+           "f:b": 2.0, "f:a": 1.5}
+    parsed = parse_associations("a", row)
+    assert parsed.near == {"b": 3.0, "c": 5.0}
+    assert parsed.follows == {"b": 2.0, "a": 1.5}  # a return to the item itself is kept for ranking
+    assert (parsed.near_total, parsed.follows_total) == (8.0, 3.5)
+    assert parsed.top(1) == [("c", 5.0)]
+    assert parsed.top(5, follows=True) == [("b", 2.0)]
+    assert parse_associations("z", None).top() == []
+
+
+def test_the_most_recent_item_drives_the_ranking_and_session_items_come_back_as_reminders():
+    rows = rows_from([["a", "x"]] * 5 + [["b", "y"]] * 5)
+    ranked = [item for item, _ in rank_next_items(["a", "b"], lookup_in(rows), 5)]
+    assert ranked[0] == "b"  # the last item: the likeliest next one in shopping sessions
+    assert ranked.index("y") < ranked.index("x")  # what follows b beats what follows the older a
+    assert {"a", "b", "x", "y"} <= set(ranked)
+
+
+def test_direction_matters_what_follows_beats_what_precedes():
+    rows = rows_from([["p", "m", "f"]] * 4)
+    scores = dict(rank_next_items(["m"], lookup_in(rows), 5))
+    assert scores["f"] > scores["p"] > 0
+
+
+def test_the_second_step_reaches_items_the_session_never_met_and_reads_rows_twice():
+    rows = rows_from([["a", "b"]] * 3 + [["b", "c"]] * 3)
+    calls: list[list[str]] = []
+    ranked = dict(rank_next_items(["a"], lookup_in(rows, calls), 10))
+    assert "c" in ranked and ranked["c"] < ranked["b"]
+    assert calls[0] == ["a"] and "b" in calls[1]
+    without = dict(rank_next_items(["a"], lookup_in(rows), 10, params=NextItemParams(expansion=0)))
+    assert "c" not in without
+
+
+def test_anchor_strength_lets_a_carted_item_outvote_a_more_recent_view():
+    rows = rows_from([["a", "x"]] * 3 + [["b", "y"]] * 3)
+    plain = [i for i, _ in rank_next_items(["a", "b"], lookup_in(rows), 6) if i in ("x", "y")]
+    strong = [i for i, _ in rank_next_items(["a", "b"], lookup_in(rows), 6, anchor_strength={"a": 10.0})
+              if i in ("x", "y")]
+    assert plain == ["y", "x"] and strong == ["x", "y"]
+
+
+def test_an_empty_session_or_unknown_items_rank_nothing_but_reminders():
+    assert rank_next_items([], lookup_in({}), 20) == []
+    assert rank_next_items(["new"], lookup_in({}), 20) == [("new", 1.0)]
+
+
+def test_engagement_strength_reads_the_strongest_event_per_item_from_session_events():
+    kinds = [("view", "a"), ("add_to_cart", "a"), ("view", "b"), ("zoom", "b"), ("purchase", "c")]
+    events = [parse_event({"event_id": f"e{k}", "user_id": "u", "session_id": "s", "event_type": kind,
+                           "timestamp": f"2026-11-02T10:0{k}:00Z", "item_id": item, "price": 5.0})
+              for k, (kind, item) in enumerate(kinds)]
+    assert engagement_strength(events) == {"a": 3.0, "c": 5.0}  # b was only viewed: the default 1
+    assert engagement_strength(events, {"view": 2.0, "purchase": 2.0}) == {}

@@ -1,0 +1,183 @@
+"""The ranker's training replays state as Ingest keeps it, computes the features serving computes, and
+exports a model that scores in ONNX as it did in scikit-learn."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+
+import numpy as np
+import pytest
+
+from support import clean_run, random_events, to_records
+from tailor.ingest.service import Ingestor
+from tailor.ranking import FEATURE_NAMES, Pipeline, RankingModel, Request
+from tailor.store.memory import MemoryBlobStore, MemoryStateStore
+from tailor_local import ranker_training
+from tailor_local.ranker_training import (Replay, ReplayStore, _auc, _dcg, build_examples, evaluate, parse_events,
+                                          train_ranker)
+from tailor_local.simulator import simulate
+
+# Written by Ingest for its own bookkeeping, or set from when the stream received an event.
+BOOKKEEPING = ("wm:", "sw:")
+
+
+@lru_cache(maxsize=None)
+def simulated(shoppers: int = 40, days: float = 4.0, seed: int = 11) -> tuple[dict, ...]:
+    return tuple(simulate(shoppers=shoppers, days=days, seed=seed).events)
+
+
+@lru_cache(maxsize=None)
+def examples():
+    return build_examples(simulated(), eval_days=2.0, horizon_hours=24.0, max_moments=300, max_eval_moments=150,
+                          max_candidates=80, seed=3)
+
+
+@lru_cache(maxsize=None)
+def trained():
+    return train_ranker(examples()[0], seed=1, iterations=30)
+
+
+def test_replay_holds_the_rows_ingest_writes():
+    events = random_events(seed=4, n=600)
+    store, _ = clean_run(events)
+    replay = Replay()
+    for event in parse_events(events):
+        replay.apply(event)
+    view = ReplayStore(replay)
+    for table in ("shoppers", "sessions", "items", "associations", "queries", "trends"):
+        written = store.tables[table]
+        assert written, table
+        replayed = view.read(table, list(written))
+        assert set(replayed) == set(written), table
+        for key, row in written.items():
+            assert _comparable(replayed[key], table) == _comparable(row, table), (table, key)
+
+
+def test_training_and_serving_compute_the_same_features_on_the_same_events():
+    stream = parse_events(simulated())
+    raw = sorted(simulated(), key=lambda e: e["timestamp"])
+    # A moment inside a session that has engaged items and a recent search behind it.
+    index = next(i for i in range(len(stream) // 2, len(stream))
+                 if _session_has_history(stream, i))
+    event = stream[index]
+    request = Request("feed", user_id=event.user_id, session_id=event.session_id)
+
+    replay = Replay()
+    for e in stream[:index]:
+        replay.apply(e)
+    trained_view = Pipeline(ReplayStore(replay), [], read_waves=None, wave_keys=None, prefetch=False)
+    training = trained_view.gather(request, event.epoch)
+
+    store, blobs = MemoryStateStore(), MemoryBlobStore()
+    outcome = Ingestor(store, blobs, max_workers=1).ingest(to_records(raw[:index]))
+    assert not outcome.failed
+    unlimited = Pipeline(store, [], read_waves=None, wave_keys=None, prefetch=False).gather(request, event.epoch)
+    assert unlimited.candidates.ids == training.candidates.ids
+    assert len(training.candidates) > 50
+    assert training.ctx.session is not None and training.ctx.session.items
+    np.testing.assert_allclose(unlimited.features, training.features, rtol=1e-5, atol=1e-6)
+
+    # With serving's read budget a cold cache leaves some candidates out; those it keeps have the same features.
+    budget = Pipeline(store, [])
+    served = budget.gather(request, event.epoch)
+    assert served.ctx.round_trips <= 2
+    assert served.left_out and set(served.left_out) | set(served.candidates.ids) == set(training.candidates.ids)
+    rows = {item: i for i, item in enumerate(training.candidates.ids)}
+    np.testing.assert_allclose(served.features, training.features[[rows[i] for i in served.candidates.ids]],
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_examples_come_from_an_earlier_window_than_the_evaluation_and_label_later_purchases():
+    train, held_out = examples()
+    assert train.gathered and held_out.gathered
+    assert train.end + 24 * 3600 <= held_out.start
+    assert train.positives > 0 and held_out.positives > 0
+    stream = parse_events(simulated())
+    bought_after: dict[tuple[str, float], set[str]] = {}
+    for gathered, labels in zip(held_out.gathered[:40], held_out.labels[:40]):
+        user, now = gathered.ctx.request.user_id, gathered.ctx.now
+        key = (user, now)
+        bought_after[key] = {e.item_id for e in stream if e.user_id == user and e.event_type == "purchase"
+                             and now <= e.epoch <= now + 24 * 3600}
+        assert {i for i, y in zip(gathered.candidates.ids, labels) if y} == bought_after[key] & set(gathered.candidates.ids)
+    assert any(bought_after.values())
+
+
+def test_the_exported_model_scores_as_scikit_learn_did():
+    train, _ = examples()
+    model = RankingModel(trained().onnx, version="test")
+    X, _ = train.arrays()
+    expected = trained().estimator.predict_proba(X[:500])[:, 1]
+    np.testing.assert_allclose(model.predict(X[:500]), expected, rtol=1e-4, atol=1e-5)
+    assert model.feature_names == FEATURE_NAMES
+    assert trained().metadata["training"] == {"requests": len(train.gathered), "rows": train.rows,
+                                            "positives": train.positives}
+
+
+def test_evaluation_ranks_each_strategy_over_the_later_window():
+    _, held_out = examples()
+    scoring = Pipeline(ReplayStore(Replay()), [])
+
+    class Oracle:
+        """Knows which candidates each request's shopper will buy: the best any strategy can do."""
+        label = "oracle"
+        answers = {id(g.features): y for g, y in zip(held_out.gathered, held_out.labels)}
+
+        def predict(self, features):
+            return self.answers[id(features)].astype(float)
+
+    results = evaluate(scoring, held_out, {"model": (trained().model(), {"probability": 1.0})})
+    assert 0.5 < results["model"]["auc"] <= 1.0
+    assert 0.0 < results["model"]["ndcg_at_10"] <= 1.0
+    assert results["model"]["requests_with_purchase"] == sum(1 for y in held_out.labels if y.any())
+    perfect = evaluate(scoring, held_out, {"oracle": (Oracle(), {"probability": 1.0})})["oracle"]
+    assert perfect["auc"] == pytest.approx(1.0)
+    # Filters hide unavailable items, so even the oracle may miss one that was bought.
+    assert perfect["ndcg_at_10"] > 0.95
+
+
+def test_auc_and_dcg():
+    assert _auc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1])) == pytest.approx(0.75)
+    assert _auc(np.array([1.0, 1.0]), np.array([1, 0])) == pytest.approx(0.5)
+    assert _dcg(np.array([1.0, 0.0, 1.0])) == pytest.approx(1.0 + 1.0 / np.log2(4))
+
+
+def test_command_trains_evaluates_and_writes_the_model(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(ranker_training, "DEFAULT_DIR", tmp_path / "default")
+    (tmp_path / "default").mkdir()
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(json.dumps(e) + "\n" for e in simulated()) + "{\"not\": \"an event\"}\n")
+    code = ranker_training.main(["--events", str(events), "--eval-days", "2", "--max-moments", "200",
+                                 "--max-eval-moments", "100", "--max-candidates", "60", "--iterations", "20", "--out", str(tmp_path / "out"),
+                                 "--write-default", "--json", str(tmp_path / "report.json")])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "trained blend (served)" in printed and "untrained blend" in printed
+    metadata = json.loads((tmp_path / "out" / "metadata.json").read_text())
+    assert metadata["feature_names"] == list(FEATURE_NAMES)
+    assert set(metadata["evaluation"]["metrics"]) == {"commercial performance alone",
+                                                      "untrained blend (purchase rate as probability)",
+                                                      "trained model alone", "trained blend (served)"}
+    assert metadata["training_window"]["end"] < metadata["evaluation"]["window"]["start"]
+    model = RankingModel((tmp_path / "out" / "model.onnx").read_bytes(), version=metadata["version"])
+    assert model.metadata["evaluation"] == metadata["evaluation"]  # the graph carries its metrics too
+    assert (tmp_path / "default" / "ranker.onnx").read_bytes() == (tmp_path / "out" / "model.onnx").read_bytes()
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["version"] == metadata["version"]
+
+
+def _session_has_history(stream, i) -> bool:
+    event = stream[i]
+    before = [e for e in stream[max(0, i - 400):i] if e.session_id == event.session_id]
+    return (sum(e.event_type == "view" for e in before) >= 3 and any(e.event_type == "search" for e in before[-15:])
+            and event.event_type in ("view", "click"))
+
+
+def _comparable(row: dict, table: str) -> dict:
+    out = {}
+    for name, value in row.items():
+        if name.startswith(BOOKKEEPING) or (table == "sessions" and name == "expires_at"):
+            continue
+        out[name] = round(value, 6) if isinstance(value, float) else value
+    return out
