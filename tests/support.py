@@ -159,7 +159,7 @@ def _crash_midway(ingestor: Ingestor, batch: list[StreamRecord], rng: random.Ran
                 return dying
             return attr
 
-    doomed = Ingestor(Dying(ingestor.store), Dying(ingestor.blobs), max_workers=4)
+    doomed = Ingestor(Dying(ingestor.store), Dying(ingestor.blobs), max_workers=4, intent=ingestor.intent)
     try:
         doomed.ingest(batch)
     except _Crash:

@@ -25,7 +25,10 @@ from pydantic_core import PydanticCustomError
 
 from tailor.erasure import erase_shopper
 from tailor.events import Event
+from tailor.personas.rerank import describe_personas, persona_ranking
+from tailor.personas.storage import ModelSource
 from tailor.producer import MAX_EVENTS_PER_SEND, EventProducer
+from tailor.ranking import DEFAULT_ROUTES
 from tailor.serving import Filters, Ranking, Recommender
 from tailor.store.aws import DynamoStateStore, S3BlobStore, table_names_from_env
 
@@ -47,6 +50,9 @@ class RankingOut(BaseModel):
     feed_id: str = Field(description="echo it, with the item's position, in events that act on these items")
     model: str = Field(description="name:version of the ranking model used")
     items: list[ScoredItem]
+    intent: Optional[dict[str, float]] = Field(
+        None, description="the session's intent probabilities (exploratory, comparative, intent_to_purchase, research) "
+                          "that weighed the ranking, when a session is known")
 
 
 class FiltersIn(BaseModel):
@@ -150,7 +156,9 @@ app = APIGatewayRestResolver(enable_validation=True,
                              cors=CORSConfig(allow_origin=_cors_origin, max_age=600) if _cors_origin else None)
 
 _aws = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
-recommender = Recommender.from_environment()
+personas = ModelSource(S3BlobStore(boto3.client("s3", config=_aws), os.environ["DATA_BUCKET"]))
+recommender = Recommender.from_environment(**persona_ranking(os.environ, personas, DEFAULT_ROUTES),
+                                           profile_sections={"personas": describe_personas(personas)})
 producer = EventProducer(boto3.client("kinesis", config=_aws), os.environ["EVENT_STREAM"])
 state = DynamoStateStore(boto3.client("dynamodb", config=_aws), table_names_from_env())
 archive = S3BlobStore(boto3.client("s3", config=_aws), os.environ["DATA_BUCKET"])
@@ -278,7 +286,7 @@ def _filters(available_only: bool, min_price: Optional[float], max_price: Option
 
 def _answer(ranking: Ranking) -> dict[str, Any]:
     metrics.add_metric(name="DynamoRoundTrips", unit=MetricUnit.Count, value=ranking.round_trips)
-    return {"feed_id": ranking.feed_id, "model": ranking.model,
+    return {"feed_id": ranking.feed_id, "model": ranking.model, "intent": ranking.intent,
             "items": [{"item_id": i.item_id, "score": i.score, "sources": i.sources, "parts": i.parts}
                       for i in ranking.items]}
 

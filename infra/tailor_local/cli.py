@@ -63,6 +63,13 @@ DELEGATED = {
     ("bench", "serving"): "tailor_local.bench_serving",
     ("train", "ranker"): "tailor_local.ranker_training",
     ("evaluate", "next-item"): "tailor_local.nextitem_eval",
+    ("evaluate", "personas"): "tailor_local.personas_eval",
+    ("bench", "personas"): "tailor_local.bench_personas",
+    ("train", "intent"): "tailor_local.intent_training",
+    ("evaluate", "intent"): "tailor_local.intent_eval",
+    ("evaluate", "ltv"): "tailor_local.ltv_eval",
+    ("train", "ltv"): "tailor_local.ltv_training",
+    ("bench", "ltv"): "tailor_local.bench_ltv",
 }
 
 

@@ -12,7 +12,8 @@ shorter than 2; a session's date is the date of its last line; sessions dated in
 are the test set (sessions dated exactly 7 days before the last date belong to neither, as there).
 
 Tailor learns by replaying the training events through the Ingest domain path
-(`tailor.ingest.service.Ingestor` on the in-memory store) and recommends with
+(`tailor.ingest.service.Ingestor` on the in-memory store, with session intent weighing the association
+pairs as deployed: the shipped intent model and factors; --no-intent leaves it out) and recommends with
 `tailor.associations.rank_next_items` from the association rows and the session state. It is
 measured twice:
 
@@ -59,7 +60,11 @@ import numpy as np
 
 from tailor.associations import ItemAssociations, parse_associations, rank_next_items
 from tailor.events import parse_event
+from tailor.ingest.intent import SessionIntent
 from tailor.ingest.service import Ingestor, StreamRecord
+from tailor.intent import MODEL_NAME as INTENT_MODEL
+from tailor.intent import IntentModel
+from tailor.models import default_model
 from tailor.session import SessionState, fold_session
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
 from tailor_local.datasets import load_diginetica, load_yoochoose
@@ -156,8 +161,9 @@ def load_diginetica_split(views_path: str | os.PathLike[str], *, test_days: int 
 
 
 def evaluate_next_item(split: NextItemSplit, out_path: str | os.PathLike[str] | None = None, *,
-                       echo: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run the protocol on `split`; write Tailor's live recommendations to `out_path`; return the figures."""
+                       echo: Callable[[str], None] | None = None, intent: bool = True) -> dict[str, Any]:
+    """Run the protocol on `split`; write Tailor's live recommendations to `out_path`; return the figures.
+    With `intent` (as deployed), Ingest weighs association pairs by the shipped intent model and factors."""
     say = echo or (lambda message: None)
     started = time.perf_counter()
     train_sessions = _item_sequences(split.train)
@@ -176,7 +182,8 @@ def evaluate_next_item(split: NextItemSplit, out_path: str | os.PathLike[str] | 
 
     t = time.perf_counter()
     store = MemoryStateStore()
-    stream = _Stream(Ingestor(store, MemoryBlobStore(), max_workers=1))
+    session_intent = SessionIntent(IntentModel.from_stored(default_model(INTENT_MODEL))) if intent else None
+    stream = _Stream(Ingestor(store, MemoryBlobStore(), max_workers=1, intent=session_intent))
     for start in range(0, len(split.train), REPLAY_BATCH):
         stream.ingest(split.train[start:start + REPLAY_BATCH])
     replay_seconds = time.perf_counter() - t
@@ -253,6 +260,7 @@ def evaluate_next_item(split: NextItemSplit, out_path: str | os.PathLike[str] | 
                  "met": {name: all(versus[f"{name} vs V-SKNN"][m]["relative"] >= GOAL for m in ("hr", "mrr"))
                          for name in (TAILOR_LIVE, TAILOR_TRAIN_ONLY)}},
         "vsknn_config": VSKNN_CONFIG,
+        "intent": None if session_intent is None else session_intent.model.label,
         "ingest_replay_seconds": round(replay_seconds, 2),
         "seconds": round(time.perf_counter() - started, 2),
     }
@@ -287,6 +295,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", help="write the figures here as JSON")
     parser.add_argument("--test-days", type=int, default=DIGINETICA_TEST_DAYS,
                         help="Diginetica: days at the end that are the test set (default: %(default)s)")
+    parser.add_argument("--no-intent", action="store_true",
+                        help="Ingest without intent weighting (to measure what intent weighting changes)")
     parser.add_argument("--min-item-support", type=int, default=DIGINETICA_MIN_ITEM_SUPPORT,
                         help="Diginetica: drop items seen fewer times (default: %(default)s)")
     args = parser.parse_args(argv)
@@ -305,7 +315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("tailor evaluate next-item: no test session keeps two events with items seen in training",
               file=sys.stderr)
         return 2
-    figures = evaluate_next_item(split, args.out, echo=lambda message: print(message, flush=True))
+    figures = evaluate_next_item(split, args.out, echo=lambda message: print(message, flush=True),
+                                 intent=not args.no_intent)
     print(format_table(figures))
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")

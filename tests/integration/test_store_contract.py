@@ -6,7 +6,7 @@ from moto import mock_aws
 
 from tailor.store.aws import DynamoStateStore, S3BlobStore
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
-from tailor.store.port import TABLES, Conflict
+from tailor.store.port import TABLES, Conflict, every_row
 
 
 @pytest.fixture(params=["memory", "dynamodb"])
@@ -78,3 +78,51 @@ def test_read_many_fetches_several_tables_in_one_round_trip(stores):
     assert set(rows) == {"items", "shoppers", "sessions"}
     assert rows["items"]["i1"]["views"] == 1 and "i2" not in rows["items"]
     assert rows["shoppers"]["u1"]["events"] == 1 and rows["sessions"] == {}
+
+
+def test_scan_visits_every_row_once_page_by_page(stores):
+    store, _ = stores
+    for i in range(23):
+        store.write_state("shoppers", f"u{i:02d}", {"first_seen": float(i)}, watermark="sw:a", expected=None, new="1")
+    seen, start, pages = [], None, 0
+    while True:
+        rows, start = store.scan("shoppers", limit=5, start=start)
+        seen += [row["user_id"] for row in rows]
+        pages += 1
+        assert len(rows) <= 5 and pages <= 6
+        if start is None:
+            break
+    assert sorted(seen) == [f"u{i:02d}" for i in range(23)] and len(seen) == 23
+
+
+
+def test_every_row_reads_a_changing_table_whole_with_only_the_attributes_asked(stores):
+    store, _ = stores
+    for i in range(7):
+        store.write_state("shoppers", f"u{i}", {"events": i, "revenue": 2.0 * i}, watermark="sw:a", expected=None,
+                          new="1")
+    assert len(list(every_row(store, "shoppers", page_size=3))) == 7
+    store.delete("shoppers", "u3")
+    store.write_state("shoppers", "u9", {"events": 9}, watermark="sw:a", expected=None, new="1")
+    rows = list(every_row(store, "shoppers", ["user_id", "events"], page_size=3))
+    assert sorted(r["user_id"] for r in rows) == ["u0", "u1", "u2", "u4", "u5", "u6", "u9"]
+    assert all(set(r) == {"user_id", "events"} for r in rows)
+
+def test_annotate_sets_its_fields_beside_the_state_only_on_live_rows_and_never_back_in_time(stores):
+    store, _ = stores
+    store.write_state("shoppers", "u1", {"first_seen": 1.0, "events": 3}, watermark="sw:a", expected=None, new="0001")
+    assert store.annotate("shoppers", "u1", {"ltv": {"spend": 12.5}}, requires="first_seen", stamp="ltv_as_of",
+                          at="2026-11-02T00:00:00Z")
+    store.write_state("shoppers", "u1", {"events": 4}, watermark="sw:a", expected="0001", new="0002")
+    assert store.read("shoppers", ["u1"])["u1"] == {"user_id": "u1", "first_seen": 1.0, "events": 4, "sw:a": "0002",
+                                                    "ltv": {"spend": 12.5}, "ltv_as_of": "2026-11-02T00:00:00Z"}
+    # An older run's values do not replace a newer run's; the same run may write again.
+    assert not store.annotate("shoppers", "u1", {"ltv": {"spend": 1.0}}, requires="first_seen", stamp="ltv_as_of",
+                              at="2026-11-01T00:00:00Z")
+    assert store.annotate("shoppers", "u1", {"ltv": {"spend": 13.0}}, requires="first_seen", stamp="ltv_as_of",
+                          at="2026-11-02T00:00:00Z")
+    # Rows without state (erased, or counters only) get nothing.
+    store.add("shoppers", "u2", {"referrals_sent": 1}, {}, watermark="sw:b", first="0001", last="0001")
+    assert not store.annotate("shoppers", "u2", {"ltv": {}}, requires="first_seen", stamp="ltv_as_of", at="x")
+    assert not store.annotate("shoppers", "gone", {"ltv": {}}, requires="first_seen", stamp="ltv_as_of", at="x")
+    assert "gone" not in store.read("shoppers", ["gone"]) and "ltv" not in store.read("shoppers", ["u2"])["u2"]

@@ -2,6 +2,7 @@
 plan's key as the local gateway does, and builds small enough for Lambda."""
 
 import fnmatch
+from datetime import datetime, timezone
 import importlib.util
 import json
 import os
@@ -35,7 +36,9 @@ STATE_TABLES = {f"{name.capitalize()}Table": (f"{name.upper()}_TABLE", key) for 
 TRANSIENT_TABLES = {"SessionsTable", "TrendsTable"}  # expire instead of being backed up
 BUCKET_NAME = "tailor-data-test"
 # IAM actions for API operations whose action is not simply service:Operation.
-IAM_ACTION_OF = {("s3", "ListObjectsV2"): "s3:ListBucket", ("s3", "HeadObject"): "s3:GetObject"}
+IAM_ACTION_OF = {("s3", "ListObjectsV2"): "s3:ListBucket", ("s3", "HeadObject"): "s3:GetObject",
+                 ("appconfigdata", "StartConfigurationSession"): "appconfig:StartConfigurationSession",
+                 ("appconfigdata", "GetLatestConfiguration"): "appconfig:GetLatestConfiguration"}
 
 
 @pytest.fixture(scope="module")
@@ -219,11 +222,28 @@ def test_api_cors_origin_is_a_parameter_and_the_function_gets_it_with_the_stream
     assert template["Parameters"]["CorsAllowOrigin"]["Default"] == "*"
     function = template["Resources"]["ApiFunction"]["Properties"]
     assert (function["CodeUri"], function["Handler"]) == ("functions/api", "app.lambda_handler")
-    assert function["Environment"]["Variables"] == {"EVENT_STREAM": {"Ref": "EventStream"},
-                                                     "CORS_ALLOW_ORIGIN": {"Ref": "CorsAllowOrigin"}}
+    variables = function["Environment"]["Variables"]
+    assert {k: variables.get(k) for k in ("EVENT_STREAM", "CORS_ALLOW_ORIGIN")} == {
+        "EVENT_STREAM": {"Ref": "EventStream"}, "CORS_ALLOW_ORIGIN": {"Ref": "CorsAllowOrigin"}}
     outputs = template["Outputs"]
     assert outputs["ApiKeyId"]["Value"] == {"Ref": "ServingApiApiKey"}
     assert "${ServingApi}.execute-api" in outputs["ApiUrl"]["Value"]["Fn::Sub"]
+
+
+def test_intent_factors_are_an_appconfig_profile_that_ingest_and_the_api_read(template):
+    resources = template["Resources"]
+    deployment = resources["IntentFactorsDeployment"]["Properties"]
+    assert deployment["ConfigurationProfileId"] == {"Ref": "IntentFactorsProfile"}
+    assert deployment["ConfigurationVersion"] == {"Ref": "IntentFactorsDefaults"}
+    assert resources["IntentFactorsProfile"]["Properties"]["Name"] == {"Ref": "IntentConfigProfile"}
+    assert resources["IntentConfigEnvironment"]["Properties"]["Name"] == {"Ref": "Stage"}
+    for function in ("IngestFunction", "ApiFunction"):
+        variables = resources[function]["Properties"]["Environment"]["Variables"]
+        assert variables["INTENT_CONFIG_PROFILE"] == {"Ref": "IntentConfigProfile"}
+        assert variables["INTENT_CONFIG_ENVIRONMENT"] == {"Ref": "Stage"}
+        assert variables["INTENT_CONFIG_APPLICATION"] == {"Fn::Sub": "${AWS::StackName}"}
+        assert ({"appconfig:StartConfigurationSession", "appconfig:GetLatestConfiguration"}, "appconfigdata", "") in \
+            granted(template, function)
 
 
 @pytest.fixture(scope="module")
@@ -387,6 +407,8 @@ def granted(template: dict, function: str) -> list[tuple[set[str], str, str]]:
                                                                     else prefixes)]
                     else:
                         grants.append((actions, "stream" if kind == "AWS::Kinesis::Stream" else "table", logical_id))
+                elif ":appconfig:" in resource["Fn::Sub"]:  # the intent factors' configuration profile
+                    grants.append((actions, "appconfigdata", ""))
                 else:  # "${DataBucket.Arn}/<prefix>*"
                     bucket_arn, _, pattern = resource["Fn::Sub"].partition("/")
                     assert bucket_arn == "${DataBucket.Arn}", resource
@@ -418,3 +440,120 @@ def allows(grant: tuple[set[str], str, str], action: str, kind: str, name: str) 
 def tree_size(path: Path) -> int:
     """Bytes of the regular files under `path`: what Lambda counts once the zip is unpacked."""
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def test_ltv_functions_run_on_schedules_within_lambdas_limit_and_rebuild_resumes_from_the_checkpoints_table(template):
+    resources = template["Resources"]
+    for name, expression in (("TrainLtvFunction", "cron("), ("RebuildLtvFunction", "rate(")):
+        properties = resources[name]["Properties"]
+        assert resources[name]["Metadata"]["BuildMethod"] == "makefile"
+        assert (ROOT / properties["CodeUri"] / "Makefile").is_file() and properties["Timeout"] <= 900
+        (event,) = properties["Events"].values()
+        assert event["Type"] == "ScheduleV2" and event["Properties"]["ScheduleExpression"].startswith(expression)
+        sample = f"{properties['CodeUri'].split('/')[-1].replace('_', '-')}-schedule.json"
+        assert json.loads(event["Properties"]["Input"]) == load_event(sample)
+    rebuild = resources["RebuildLtvFunction"]["Properties"]
+    # An invocation keeps a minute in hand to checkpoint; runs start daily and resume on every firing between.
+    assert rebuild["Timeout"] > 60 and rebuild["Events"]["Rebuild"]["Properties"]["ScheduleExpression"] == "rate(15 minutes)"
+    assert int(rebuild["Environment"]["Variables"]["LTV_REBUILD_EVERY_HOURS"]) * 60 > 15
+
+
+def test_rebuild_ltv_policy_grants_every_call_the_handler_makes_and_no_more(template, monkeypatch):
+    """The sample batch ingested, a small LTV model published, then the scheduled event through the real handler on
+    moto with each AWS call checked against what the template grants RebuildLtvFunction."""
+    from ltv_support import small_model
+    from tailor.ltv.scoring import MODEL_NAME
+    from tailor.models import ModelRegistry
+    from tailor.store.aws import S3BlobStore
+
+    calls: list[tuple[str, str, str]] = []
+    trained = small_model()
+    env = resolve_environment(template) | {k: str(v) for k, v in
+                                           template["Resources"]["RebuildLtvFunction"]["Properties"]["Environment"]
+                                           ["Variables"].items()}
+    for variable, value in env.items():
+        monkeypatch.setenv(variable, value)
+    with mock_aws():
+        boto3.setup_default_session()
+        boto3.DEFAULT_SESSION.events.register("before-parameter-build", recorder(calls))
+        create_state(template)
+        ingest = load_module(ROOT / "functions/ingest/app.py", "ingest_app_for_rebuild_policy_test")
+        ingest.lambda_handler(load_event("ingest-kinesis-batch.json"), lambda_context("IngestFunction"))
+        ModelRegistry(S3BlobStore(boto3.client("s3"), BUCKET_NAME)).publish(MODEL_NAME, trained.onnx, trained.metadata)
+        calls.clear()
+        rebuild = load_module(ROOT / "functions/rebuild_ltv/app.py", "rebuild_ltv_app_under_policy_test")
+        report = rebuild.lambda_handler(load_event("rebuild-ltv-schedule.json"), lambda_context("RebuildLtvFunction"))
+    assert report["status"] == "done" and report["scored"] > 0
+    assert {"dynamodb:Scan", "dynamodb:UpdateItem", "dynamodb:BatchGetItem", "s3:GetObject", "s3:ListBucket"} <= {
+        action for action, _, _ in calls}
+    grants = granted(template, "RebuildLtvFunction")
+    denied = sorted({call for call in calls if not any(allows(grant, *call) for grant in grants)})
+    assert not denied, f"the template does not grant {len(denied)} calls, e.g. {denied[:5]}"
+
+
+def test_rebuild_personas_runs_on_two_schedules_whose_inputs_are_the_sample_events(template):
+    resources = template["Resources"]
+    function = resources["RebuildPersonasFunction"]
+    properties = function["Properties"]
+    assert function["Metadata"]["BuildMethod"] == "makefile"
+    assert (ROOT / properties["CodeUri"] / "Makefile").is_file() and properties["Timeout"] <= 900
+    events = properties["Events"]
+    assert {e["Type"] for e in events.values()} == {"ScheduleV2"}
+    assert json.loads(events["Rebuild"]["Properties"]["Input"]) == load_event("rebuild-personas-schedule.json")
+    assert json.loads(events["Refine"]["Properties"]["Input"]) == load_event("rebuild-personas-refine-schedule.json")
+    # Refining runs between rebuilds, so more often.
+    assert events["Rebuild"]["Properties"]["ScheduleExpression"] == "rate(1 day)"
+    assert events["Refine"]["Properties"]["ScheduleExpression"] == "rate(1 hour)"
+    api = resources["ApiFunction"]["Properties"]["Environment"]["Variables"]
+    assert api["PERSONA_WEIGHT"] == {"Ref": "PersonaBlendWeight"} and api["PERSONA_MODE"] == {"Ref": "PersonaRerankMode"}
+    assert template["Parameters"]["PersonaRerankMode"]["AllowedValues"] == ["mixture", "dominant"]
+
+
+def test_personas_rebuild_and_ingest_on_moto_within_the_granted_calls(template, monkeypatch):
+    """Simulated shoppers through the real Ingest handler on moto, the scheduled rebuild through its handler, more
+    events (now with persona mixtures and counters), then the refine schedule: every call the rebuild makes is one
+    the template grants it, and Ingest's calls stay within its own grants."""
+    from tailor_local.kinesis import kinesis_event
+    from tailor_local.simulator import simulate
+
+    calls: list[tuple[str, str, str]] = []
+    env = resolve_environment(template) | {"PERSONA_MODEL_REFRESH_SECONDS": "0"}
+    for variable, value in env.items():
+        monkeypatch.setenv(variable, value)
+    events = simulate(shoppers=40, days=0.08, seed=5).events
+    half = len(events) // 2
+
+    def ingest(app, part: list[dict], offset: int) -> None:
+        for start in range(0, len(part), 100):
+            records = [{"PartitionKey": e["user_id"], "SequenceNumber": str(10 ** 20 + offset + start + n),
+                        "Data": json.dumps(e).encode(), "ApproximateArrivalTimestamp": datetime.now(timezone.utc)}
+                       for n, e in enumerate(part[start:start + 100])]
+            batch = kinesis_event(records, "shardId-000000000000", "arn:aws:kinesis:us-east-1:123456789012:stream/s",
+                                  "us-east-1", "arn:aws:iam::123456789012:role/r")
+            assert app.lambda_handler(batch, lambda_context("IngestFunction")) == {"batchItemFailures": []}
+
+    with mock_aws():
+        boto3.setup_default_session()
+        boto3.DEFAULT_SESSION.events.register("before-parameter-build", recorder(calls))
+        create_state(template)
+        ingest_app = load_module(ROOT / "functions/ingest/app.py", "ingest_app_for_personas_test")
+        ingest(ingest_app, events[:half], 0)
+        rebuild = load_module(ROOT / "functions/rebuild_personas/app.py", "rebuild_personas_app_under_test")
+        calls.clear()
+        built = rebuild.lambda_handler(load_event("rebuild-personas-schedule.json"), lambda_context("RebuildPersonas"))
+        rebuild_calls = list(calls)
+        ingest(ingest_app, events[half:], half)
+        calls.clear()
+        refined = rebuild.lambda_handler(load_event("rebuild-personas-refine-schedule.json"),
+                                         lambda_context("RebuildPersonas"))
+        rebuild_calls += calls
+        shoppers = boto3.resource("dynamodb").Table(env["SHOPPERS_TABLE"]).scan()["Items"]
+        items = boto3.resource("dynamodb").Table(env["ITEMS_TABLE"]).scan()["Items"]
+    assert built["published"] and refined["mode"] == "refine" and refined["ids"] == built["ids"]
+    assert refined["refined_with"] > 0 and refined["adjustments"]["items_kept"] > 0
+    assert sum("mixture" in s.get("personas", {}) for s in shoppers) > 10
+    assert any(name.startswith("pc:") for item in items for name in item)
+    assert {"dynamodb:Scan", "s3:GetObject", "s3:PutObject"} <= {action for action, _, _ in rebuild_calls}
+    grants = granted(template, "RebuildPersonasFunction")
+    denied = sorted({call for call in rebuild_calls if not any(allows(grant, *call) for grant in grants)})
+    assert not denied, f"the template does not grant {len(denied)} calls, e.g. {denied[:5]}"

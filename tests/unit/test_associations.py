@@ -45,7 +45,9 @@ def test_a_view_pairs_with_earlier_items_weighted_by_gap_in_both_rows():
 
 
 def test_event_types_weigh_pairs_and_non_engagements_add_nothing():
-    assert pair_increments("c", "add_to_cart", ["a"]) == {"a": {"n:c": 3.0, "f:c": 3.0}, "c": {"n:a": 3.0}}
+    # A cart add is a commitment: its pairs also count as "c:" in both rows.
+    assert pair_increments("c", "add_to_cart", ["a"]) == {"a": {"n:c": 3.0, "f:c": 3.0, "c:c": 3.0},
+                                                          "c": {"n:a": 3.0, "c:a": 3.0}}
     assert pair_increments("c", "purchase", ["a"])["a"]["f:c"] == EVENT_WEIGHTS["purchase"]
     for kind in ("dwell", "zoom", "remove_from_cart", "impression"):
         assert pair_increments("c", kind, ["a", "b"]) == {}

@@ -9,19 +9,25 @@ associations table:
 * a's row: "n:b" (near: engaged close to a, in either order) and "f:b" (follows: engaged after a);
 * b's row: "n:a".
 
-So "n:" stays symmetric (what ranking reads as co-occurrence) and "f:" keeps the direction. Coming
+So "n:" stays symmetric (what ranking reads as co-occurrence) and "f:" keeps the direction. A pair
+made by a commitment (a cart add or a purchase, COMMITMENTS) also adds to "c:b" in a's row and "c:a"
+in b's: the part of "n:" that shoppers ready to buy made, which the read side weighs by the
+request's intent (`intent_weighted`). Coming
 back to an item already in the session adds "f:<itself>" to its own row, the weight of a return
 to it. The decay is over the distance within the session; rows do not age, because aging
 add-only counters would change the scale of the "n:" weights that ranking reads as counts.
 Pair weights are rounded to multiples of 1/64: sums of such numbers are exact in binary floating
 point, so a row is the same whichever batches its increments arrived in. The event weights are
 a mapping so that the session's intent can scale them (WeightedEventScore = BaseEventScore x
-IntentScalingFactor) without changing the rule.
+IntentScalingFactor) without changing the rule; Ingest passes each event's weight scaled by its
+session's intent (tailor.ingest.intent).
 
 Read side: `parse_associations` turns a row into an `ItemAssociations` (`top` gives an item's
 strongest associations); `rank_next_items` ranks what a session is likely to engage with next:
 the associations of its recent items (the most recent counting most), one step further from
-the strongest candidates, and the session's own items as reminders. `engagement_strength`
+the strongest candidates, and the session's own items as reminders. `intent_weighted` is the spec's
+calculateItemAssociations(firstItem, weightedEventScores): an item's associations with engagement
+pairs and commitment pairs scaled by the request's blended intent factors. `engagement_strength`
 turns the session's events, when the caller has them, into how strongly each item votes.
 """
 
@@ -29,11 +35,13 @@ from __future__ import annotations
 
 import heapq
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 __all__ = [
     "ASSOCIATION_WINDOW",
+    "COMMIT",
+    "COMMITMENTS",
     "EVENT_WEIGHTS",
     "FOLLOWS",
     "NEAR",
@@ -41,6 +49,7 @@ __all__ = [
     "ItemAssociations",
     "NextItemParams",
     "engagement_strength",
+    "intent_weighted",
     "pair_increments",
     "parse_associations",
     "rank_next_items",
@@ -49,6 +58,8 @@ __all__ = [
 ASSOCIATION_WINDOW = 10  # a newly engaged item is paired with this many of the session's previous items
 NEAR = "n:"  # row a, "n:b": a and b were engaged close together, in either order
 FOLLOWS = "f:"  # row a, "f:b": b was engaged after a
+COMMIT = "c:"  # row a, "c:b": the part of "n:b" made by cart adds and purchases
+COMMITMENTS = frozenset({"add_to_cart", "purchase"})  # engagements that say the shopper means to buy
 # What one engagement with an item says about its link to the items engaged before it.
 EVENT_WEIGHTS: dict[str, float] = {
     "view": 1.0, "click": 1.0, "review_read": 1.0, "spec_compare": 1.0, "wishlist": 2.0, "add_to_cart": 3.0,
@@ -68,6 +79,7 @@ def pair_increments(item_id: str, event_type: str, previous_items: Sequence[str]
     if weight <= 0:
         return {}
     rows: dict[str, dict[str, float]] = {}
+    commits = event_type in COMMITMENTS
     others = [other for other in previous_items if other != item_id][-window:]
     for gap, other in enumerate(reversed(others), 1):
         amount = _quantize(weight / gap)
@@ -78,6 +90,9 @@ def pair_increments(item_id: str, event_type: str, previous_items: Sequence[str]
         row[FOLLOWS + item_id] = row.get(FOLLOWS + item_id, 0.0) + amount
         own = rows.setdefault(item_id, {})
         own[NEAR + other] = own.get(NEAR + other, 0.0) + amount
+        if commits:
+            row[COMMIT + item_id] = row.get(COMMIT + item_id, 0.0) + amount
+            own[COMMIT + other] = own.get(COMMIT + other, 0.0) + amount
     recent = list(previous_items[-window:])
     if item_id in recent:
         # A return to an item, weighed by how recently it was engaged (1 = it is the last one).
@@ -97,6 +112,7 @@ class ItemAssociations:
     follows: Mapping[str, float]
     near_total: float
     follows_total: float
+    commits: Mapping[str, float] = field(default_factory=dict)  # the part of `near` made by commitments
 
     def top(self, n: int = 20, *, follows: bool = False) -> list[tuple[str, float]]:
         """The item's `n` strongest associations (other items only), strongest first."""
@@ -108,6 +124,7 @@ def parse_associations(item_id: str, row: Mapping[str, Any] | None) -> ItemAssoc
     """The association view of an associations row (None: an item with no associations yet)."""
     near: dict[str, float] = {}
     follows: dict[str, float] = {}
+    commits: dict[str, float] = {}
     for name, value in (row or {}).items():
         if not value:
             continue
@@ -116,7 +133,9 @@ def parse_associations(item_id: str, row: Mapping[str, Any] | None) -> ItemAssoc
                 near[name[2:]] = float(value)
         elif name.startswith(FOLLOWS):
             follows[name[2:]] = float(value)
-    return ItemAssociations(item_id, near, follows, sum(near.values()), sum(follows.values()))
+        elif name.startswith(COMMIT) and name[2:] != item_id:
+            commits[name[2:]] = float(value)
+    return ItemAssociations(item_id, near, follows, sum(near.values()), sum(follows.values()), commits)
 
 
 @dataclass(frozen=True)
@@ -173,6 +192,18 @@ def rank_next_items(session_items: Sequence[str],
     for rank, item in enumerate(anchors, 1):
         scores[item] += params.reminder / rank ** 2
     return _best(scores.items(), n)
+
+
+def intent_weighted(near: Mapping[str, float], commits: Mapping[str, float],
+                    factors: Mapping[str, float] | None) -> dict[str, float]:
+    """An item's association weights re-weighted for a request's intent: the pairs engagements made (views,
+    clicks, reads, ...) times the blended "view" factor, the pairs commitments made (`commits`, a part of
+    `near`) times the blended "add_to_cart" factor. Without factors, `near` as it is."""
+    if not factors:
+        return dict(near)
+    engaged, committed = factors.get("view", 1.0), factors.get("add_to_cart", 1.0)
+    return {item: (weight - commits.get(item, 0.0)) * engaged + commits.get(item, 0.0) * committed
+            for item, weight in near.items()}
 
 
 def engagement_strength(events: Iterable[Any], weights: Mapping[str, float] = EVENT_WEIGHTS) -> dict[str, float]:

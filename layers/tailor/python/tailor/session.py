@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tailor.events import Event
+from tailor.personas.evidence import note_evidence
 from tailor.rows import RowState
 from tailor.text import event_digest, normalize_query, remember
 
@@ -15,6 +16,8 @@ RECENT_ITEMS = 50  # distinct items kept per session, most recent last
 RECENT_CATEGORIES = 20
 RECENT_EVENTS = 64  # event-id digests kept to drop a producer's duplicate sends
 QUERY_ATTRIBUTION_SECONDS = 1800  # a click counts for the last search if it came within this time
+RECENT_TYPES = 16  # event types kept per session, most recent last: what the shopper is doing now
+RECENT_WEIGHT = 0.3  # weight of the newest value in a session's moving averages
 
 # Events that mean the shopper engaged with an item (as opposed to being shown it).
 ENGAGEMENTS = frozenset({"view", "click", "add_to_cart", "purchase", "wishlist", "review_read",
@@ -46,6 +49,11 @@ class SessionState(RowState):
     revenue: float = 0.0
     referral_source: str | None = None
     seen: list[str] = field(default_factory=list)
+    recent_types: str = ""  # the last RECENT_TYPES event types, oldest first, space-separated (cheap to copy)
+    dwell_ms_recent: float = 0.0  # moving average of dwell times, the newest counting RECENT_WEIGHT
+    scroll_depth_recent: float = 0.0  # moving average of scroll depths, the newest counting RECENT_WEIGHT
+    intent: dict[str, float] = field(default_factory=dict)  # intent probabilities as of Ingest's last batch (tailor.intent)
+    personas: dict[str, Any] = field(default_factory=dict)  # this session's traits and their evidence (tailor.personas)
 
     def recent_items(self, n: int) -> list[str]:
         return self.items[-n:]
@@ -66,6 +74,8 @@ def fold_session(state: SessionState | None, event: Event, *, ttl_seconds: int,
     state.seen = remember(state.seen, event_digest(event.event_id), RECENT_EVENTS)
     state.events += 1
     state.counts[event.event_type] = state.counts.get(event.event_type, 0) + 1
+    note_evidence(state.personas, event)
+    state.recent_types = _recent_types(state.recent_types, event.event_type)
     state.started_at = min(state.started_at, t)
     state.last_seen = max(state.last_seen, t)
     state.expires_at = max(state.expires_at, int(max(state.last_seen, received_at)) + ttl_seconds)
@@ -86,8 +96,10 @@ def fold_session(state: SessionState | None, event: Event, *, ttl_seconds: int,
         case "dwell":
             state.dwell_ms_total += event.dwell_ms
             state.dwell_ms_max = max(state.dwell_ms_max, event.dwell_ms)
+            state.dwell_ms_recent = _moving(state.dwell_ms_recent, event.dwell_ms, state.counts["dwell"])
         case "scroll":
             state.scroll_depth_max = max(state.scroll_depth_max, event.depth)
+            state.scroll_depth_recent = _moving(state.scroll_depth_recent, event.depth, state.counts["scroll"])
         case "zoom":
             state.zoom_level_max = max(state.zoom_level_max, event.level)
         case "add_to_cart":
@@ -101,3 +113,16 @@ def fold_session(state: SessionState | None, event: Event, *, ttl_seconds: int,
         case "referral":
             state.referral_source = state.referral_source or event.source
     return state
+
+
+def _recent_types(recent: str, event_type: str) -> str:
+    """`recent` with `event_type` added last, keeping the last RECENT_TYPES."""
+    if not recent:
+        return event_type
+    recent = f"{recent} {event_type}"
+    return recent[recent.index(" ") + 1:] if recent.count(" ") >= RECENT_TYPES else recent
+
+
+def _moving(average: float, value: float, count: int) -> float:
+    """The moving average after `value`, the `count`-th value; the first one is taken as it is."""
+    return round(float(value) if count <= 1 else (1 - RECENT_WEIGHT) * average + RECENT_WEIGHT * value, 6)

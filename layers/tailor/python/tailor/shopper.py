@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from tailor.events import Event
+from tailor.personas.evidence import note_evidence
 from tailor.session import ENGAGEMENTS
 from tailor.rows import RowState
 from tailor.text import event_digest, remember
@@ -54,6 +55,7 @@ class ShopperState(RowState):
     referrer_user_id: str | None = None
     profile: dict[str, Any] = field(default_factory=dict)
     seen: list[str] = field(default_factory=list)
+    personas: dict[str, Any] = field(default_factory=dict)  # persona mixture, traits and their evidence (tailor.personas)
 
 
 def fold_shopper(state: ShopperState | None, event: Event) -> ShopperState:
@@ -66,6 +68,7 @@ def fold_shopper(state: ShopperState | None, event: Event) -> ShopperState:
     state.seen = remember(state.seen, event_digest(event.event_id), RECENT_EVENTS)
     state.events += 1
     state.counts[event.event_type] = state.counts.get(event.event_type, 0) + 1
+    note_evidence(state.personas, event)
     state.first_seen = min(state.first_seen, t)
     state.last_seen = max(state.last_seen, t)
     if event.session_id != state.last_session_id:

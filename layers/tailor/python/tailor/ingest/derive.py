@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timezone
-from typing import Any
+from typing import Any, Mapping, Sequence
 
-from tailor.associations import ASSOCIATION_WINDOW, pair_increments
+from tailor.associations import ASSOCIATION_WINDOW, EVENT_WEIGHTS, pair_increments
 from tailor.events import Event
 from tailor.popularity import TREND_WEIGHTS, trend_expiry, trend_key
 from tailor.session import QUERY_ATTRIBUTION_SECONDS, SessionState
 from tailor.text import normalize_query
 
-__all__ = ["ASSOCIATION_WINDOW", "Contribution", "contributions"]
+__all__ = ["ASSOCIATION_WINDOW", "Contribution", "association_contributions", "contributions"]
 
 # Item counter that each event type increments, and whether it counts units (quantity) or events.
 ITEM_COUNTERS: dict[str, str] = {
@@ -35,8 +35,10 @@ class Contribution:
     latest: dict[str, Any] = field(default_factory=dict)
 
 
-def contributions(event: Event, session: SessionState | None) -> list[Contribution]:
-    """The shared-counter effects of `event`, given its session as it was just before the event."""
+def contributions(event: Event, session: SessionState | None, *, associate: bool = True) -> list[Contribution]:
+    """The shared-counter effects of `event`, given its session as it was just before the event. With
+    `associate` False the association pairs are left out: Ingest adds them once it knows the event's intent
+    weight (tailor.ingest.intent, through `association_contributions`)."""
     out: list[Contribution] = []
     kind = event.event_type
     item_id = getattr(event, "item_id", None)
@@ -53,11 +55,9 @@ def contributions(event: Event, session: SessionState | None) -> list[Contributi
     if kind == "impression":
         out.extend(Contribution("items", shown, {"impressions": 1}) for shown in dict.fromkeys(event.item_ids))
 
-    if item_id:
+    if item_id and associate:
         # Pairs with the session's earlier items, weighted by event type and gap (tailor.associations).
-        previous = [] if session is None else session.items
-        out.extend(Contribution("associations", key, increments)
-                   for key, increments in pair_increments(item_id, kind, previous).items())
+        out.extend(association_contributions(item_id, kind, [] if session is None else session.items))
 
     if kind == "search":
         out.append(Contribution("queries", normalize_query(event.query), {"searches": 1}))
@@ -69,6 +69,13 @@ def contributions(event: Event, session: SessionState | None) -> list[Contributi
     if kind == "referral" and event.referrer_user_id and event.referrer_user_id != event.user_id:
         out.append(Contribution("shoppers", event.referrer_user_id, {"referrals_sent": 1}))
     return out
+
+
+def association_contributions(item_id: str, event_type: str, previous_items: Sequence[str],
+                              weights: Mapping[str, float] = EVENT_WEIGHTS) -> list[Contribution]:
+    """The association rows' increments from engaging `item_id` after `previous_items` (tailor.associations)."""
+    return [Contribution("associations", key, increments)
+            for key, increments in pair_increments(item_id, event_type, previous_items, weights).items()]
 
 
 def _item_contribution(event: Event, item_id: str) -> Contribution:

@@ -37,6 +37,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 from tailor.events import Event, EventError, parse_event
 from tailor.ingest.derive import Contribution, contributions
+from tailor.ingest.intent import SessionIntent
+from tailor.personas.online import PersonaTracker
 from tailor.session import SessionState, fold_session
 from tailor.shopper import ShopperState, fold_shopper
 from tailor.store.port import BlobStore, Conflict, StateStore
@@ -88,9 +90,14 @@ class BatchOutcome:
 
 class Ingestor:
     def __init__(self, store: StateStore, blobs: BlobStore, *, session_ttl_days: float = 7,
-                 max_workers: int = 16):
+                 max_workers: int = 16, intent: SessionIntent | None = None,
+                 personas: PersonaTracker | None = None):
+        """With `intent`, every touched session's intent is kept and association pairs are weighed by it
+        (tailor.ingest.intent); without, pairs weigh their event type's base weight."""
         self.store = store
         self.blobs = blobs
+        self.intent = intent
+        self.personas = personas  # persona counters, traits and mixtures (tailor.personas.online)
         self.session_ttl = int(session_ttl_days * 86400)
         self._pool = ThreadPoolExecutor(max_workers=max_workers) if max_workers > 1 else None
 
@@ -111,7 +118,8 @@ class Ingestor:
             "checkpoints": [_archive_id(shard)],
         })
         arrivals = {r.position: r.arrival for r in records}
-        walk = _Walk.over(accepted, rows, shard, cutoff=None, ttl=self.session_ttl, arrivals=arrivals)
+        walk = _Walk.over(accepted, rows, shard, cutoff=None, ttl=self.session_ttl, arrivals=arrivals,
+                          intent=self.intent, personas=self.personas)
         outcome.duplicates = walk.duplicates
 
         # Phase 1: everything that state rows must not run ahead of.
@@ -126,7 +134,8 @@ class Ingestor:
         # Phase 2: state rows, holding only the records below the first failure.
         cutoff = min(failures, default=None)
         if cutoff is not None:
-            walk = _Walk.over(accepted, rows, shard, cutoff=cutoff, ttl=self.session_ttl, arrivals=arrivals)
+            walk = _Walk.over(accepted, rows, shard, cutoff=cutoff, ttl=self.session_ttl, arrivals=arrivals,
+                              intent=self.intent, personas=self.personas)
         tasks = [partial(self._write_state, shard, table, key, row, outcome)
                  for table, key, row in walk.changed_rows()]
         failures += [p for p in self._run(tasks) if p is not None]
@@ -251,28 +260,46 @@ class _Walk:
 
     @classmethod
     def over(cls, accepted: list[tuple[str, Event]], rows: dict[str, dict[str, dict]], shard: str,
-             *, cutoff: str | None, ttl: int, arrivals: dict[str, float]) -> "_Walk":
+             *, cutoff: str | None, ttl: int, arrivals: dict[str, float],
+             intent: SessionIntent | None = None, personas: PersonaTracker | None = None) -> "_Walk":
         watermark = f"sw:{shard}"
         sessions = {k: _Row(SessionState.from_row(v), v.get(watermark)) for k, v in rows["sessions"].items()}
         shoppers = {k: _Row(ShopperState.from_row(v), v.get(watermark)) for k, v in rows["shoppers"].items()}
         walk = cls(sessions, shoppers, [], 0)
+        pending = intent.pairs() if intent is not None else None
         for pos, event in accepted:
             if cutoff is not None and pos >= cutoff:
                 break
             session = sessions.setdefault(event.session_id, _Row(None, None))
             shopper = shoppers.setdefault(event.user_id, _Row(None, None))
             # A record already in either row had all its counter effects applied (see module doc).
+            paired = None  # (item, session items before) of a record whose pairs wait for its intent weight
             if session.applies(pos) and shopper.applies(pos):
                 if shopper.state is not None and shopper.state.has_seen(event.event_id):
                     walk.duplicates += 1
                 else:
-                    walk.contributions += [(pos, c) for c in contributions(event, session.state)]
+                    walk.contributions += [(pos, c) for c in contributions(event, session.state,
+                                                                           associate=pending is None)]
+                    if personas is not None:
+                        walk.contributions += [(pos, c) for c in personas.counters(event, shopper.state)]
+                    item_id = getattr(event, "item_id", None)
+                    previous = [] if session.state is None else session.state.items
+                    if pending is not None and item_id and pending.wants(event.event_type, previous):
+                        paired = (item_id, previous)
             if session.applies(pos):
                 session.state = fold_session(session.state, event, ttl_seconds=ttl, received_at=arrivals[pos])
                 session.absorbed(pos)
+                if paired is not None:
+                    pending.add(pos, paired[0], event.event_type, paired[1], session.state)
             if shopper.applies(pos):
                 shopper.state = fold_shopper(shopper.state, event)
                 shopper.absorbed(pos)
+        if personas is not None:
+            personas.settle([r.state for r in sessions.values() if r.last is not None],
+                            [r.state for r in shoppers.values() if r.last is not None])
+        if pending is not None:
+            # One model call for the batch: the pending records' weights and every touched session's intent.
+            walk.contributions += pending.resolve(row.state for row in sessions.values() if row.last is not None)
         return walk
 
     def grouped_contributions(self) -> dict[tuple[str, str], list[tuple[str, Contribution]]]:

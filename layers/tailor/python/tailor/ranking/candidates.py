@@ -12,12 +12,13 @@ in a route; nothing else changes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Protocol
+from typing import Iterable, Protocol, Sequence
 
 import numpy as np
 
+from tailor.associations import intent_weighted
 from tailor.ranking.context import RankingContext
-from tailor.ranking.rows import ITEM_FIELDS, ItemRecord
+from tailor.ranking.rows import ITEM_FIELDS, ItemRecord, Partners
 
 __all__ = ["CallerSource", "CandidateSource", "Candidates", "CategoryPopularSource", "PopularSource",
            "QuerySource", "RelatedSource", "SessionSource", "cooccurrence", "gather_candidates", "merge_proposals"]
@@ -67,14 +68,15 @@ class SessionSource:
 
     def propose(self, ctx: RankingContext, limit: int) -> dict[str, float]:
         anchors = ctx.anchors()
+        factors = ctx.event_factors()
         scores: dict[str, float] = {}
         for rank, anchor in enumerate(anchors):
             found = ctx.associations.get(anchor)
             if found is None:
                 continue
             weight = 1.0 / (1.0 + rank)
-            counts = found.counts
-            for item in found.ranked[:PARTNERS_PER_ANCHOR]:
+            counts, ranked = _weighted_partners(found, factors)
+            for item in ranked[:PARTNERS_PER_ANCHOR]:
                 scores[item] = scores.get(item, 0.0) + weight * counts[item]
         # The recent items themselves come first: what a shopper engaged with is what they buy most.
         out = {item: 1.0 + scores.get(item, 0.0) for item in anchors}
@@ -132,7 +134,8 @@ class CallerSource:
 
 @dataclass
 class RelatedSource:
-    """The items most often engaged with in the same sessions as the request's item."""
+    """The items most often engaged with in the same sessions as the request's item; with a session intent,
+    the pairs weighed by it (tailor.associations.intent_weighted)."""
 
     name: str = "related"
     share: float = 1.0
@@ -146,7 +149,8 @@ class RelatedSource:
         found = ctx.associations.get(item) if item else None
         if found is None:
             return {}
-        return {other: found.counts[other] for other in found.ranked[:limit]}
+        counts, ranked = _weighted_partners(found, ctx.event_factors())
+        return {other: counts[other] for other in ranked[:limit]}
 
 
 @dataclass
@@ -228,6 +232,14 @@ def gather_candidates(ctx: RankingContext, chosen: list[str], proposals: dict[st
     strengths = {name: np.fromiter(map(found.get, ids, [0.0] * len(ids)), dtype=np.float64, count=len(ids))
                  for name, found in proposals.items()}
     return Candidates(ids, strengths, values, categories, category_codes, list(codes), popularity)
+
+
+def _weighted_partners(found: Partners, factors: dict[str, float] | None) -> tuple[dict[str, float], Sequence[str]]:
+    """An item's partners and their order, weighed by the session's blended intent factors when there are some."""
+    if factors is None or not found.counts:
+        return found.counts, found.ranked
+    weighted = intent_weighted(found.counts, found.commits, factors)
+    return weighted, sorted((k for k, v in weighted.items() if v > 0), key=lambda k: (-weighted[k], k))
 
 
 def cooccurrence(ctx: RankingContext, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from tailor.events import Event
+from tailor.intent import IntentFactors
 from tailor.ranking.filters import Filters
 from tailor.ranking.rows import ItemRecord, Partners, Popularity, QueryCounts
 from tailor.session import QUERY_ATTRIBUTION_SECONDS, SessionState, fold_session
@@ -60,6 +61,8 @@ class RankingContext:
     round_trips: int = 0
     version: int = 0  # moves when a state, popularity, associations or queries row arrives (not items rows)
     chosen: Any = None  # the pipeline's candidates as of a version
+    factors: IntentFactors | None = None  # the intent scaling factors in force (tailor.intent)
+    intent: dict[str, float] | None = None  # intent inferred from the request's session data
 
     def __post_init__(self) -> None:
         self.today = datetime.fromtimestamp(self.now, tz=timezone.utc).date()
@@ -85,6 +88,21 @@ class RankingContext:
         if shopper is not None and shopper.last_session_id and self.now - shopper.last_seen <= SESSION_GAP_SECONDS:
             return shopper.last_session_id
         return None
+
+    def intent_mixture(self) -> dict[str, float] | None:
+        """The session's intent probabilities: inferred from the request's session data, else as Ingest keeps them."""
+        if self.intent:
+            return self.intent
+        if self.session is not None and self.session.intent:
+            return dict(self.session.intent)
+        return None
+
+    def event_factors(self) -> dict[str, float] | None:
+        """Event type -> the session's blended intent scaling factor; None without an intent or factors."""
+        mixture = self.intent_mixture()
+        if self.factors is None or not mixture:
+            return None
+        return self.factors.blend(mixture)
 
     def anchors(self) -> list[str]:
         """Items whose associations speak for the shopper's interest now, strongest first: related's

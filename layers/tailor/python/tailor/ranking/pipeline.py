@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from tailor.intent import IntentFactors
 from tailor.popularity import trend_keys
 from tailor.ranking.candidates import (CallerSource, CandidateSource, Candidates, CategoryPopularSource,
                                        PopularSource, QuerySource, RelatedSource, SessionSource, gather_candidates,
@@ -34,7 +35,7 @@ from tailor.ranking.diversity import diversify
 from tailor.ranking.features import candidate_features
 from tailor.ranking.filters import filter_mask
 from tailor.ranking.rows import RowCache, item_record, partners, popularity, query_counts
-from tailor.ranking.scoring import DEFAULT_WEIGHTS, Scorer
+from tailor.ranking.scoring import DEFAULT_WEIGHTS, Scorer, intent_adjusted
 from tailor.session import SessionState
 from tailor.shopper import ShopperState
 from tailor.store.port import StateStore
@@ -85,7 +86,11 @@ class Pipeline:
     def __init__(self, store: StateStore, scorers: Sequence[Scorer], *, routes: Mapping[str, Route] = DEFAULT_ROUTES,
                  cache: RowCache | None = None, max_candidates: int = 500, read_waves: int | None = 2,
                  wave_keys: int | None = BATCH_KEYS, prefetch: bool = True, trend_days: int = TREND_DAYS,
-                 half_life_days: float = HALF_LIFE_DAYS):
+                 half_life_days: float = HALF_LIFE_DAYS, intent_model: Any = None,
+                 factors: Callable[[], IntentFactors] | None = None):
+        """`intent_model` (tailor.intent.IntentModel) infers the intent of a request's session data; `factors`
+        gives the intent scaling factors in force. With both, a session's intent weighs its association
+        candidates and its route's blend weights (tailor.ranking.scoring.intent_adjusted)."""
         if max_candidates < 1:
             raise ValueError("max_candidates must be at least 1")
         self.store = store
@@ -98,12 +103,18 @@ class Pipeline:
         self.prefetch = prefetch
         self.trend_days = trend_days
         self.half_life_days = half_life_days
+        self.intent_model = intent_model
+        self.factors = factors
 
     # -- the stages ----------------------------------------------------------------------------------
 
     def gather(self, request: Request, now: float) -> Gathered:
         """Read what the request needs and return its candidates with their features."""
         ctx = RankingContext(request, now)
+        if self.factors is not None:
+            ctx.factors = self.factors()
+            if ctx.transient_session and ctx.session is not None and self.intent_model is not None:
+                ctx.intent = self.intent_model.probabilities(ctx.session)  # one model call per request
         route = self.routes[request.route]
         waves = 0
         while True:
@@ -131,7 +142,8 @@ class Pipeline:
               scorers: Sequence[Scorer] | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Each candidate's weighted sum of scorer terms (diversity aside), and the terms and raw values."""
         ctx, candidates = gathered.ctx, gathered.candidates
-        weights = self.routes[ctx.request.route].weights if weights is None else weights
+        if weights is None:
+            weights = intent_adjusted(self.routes[ctx.request.route].weights, ctx.event_factors())
         base = np.zeros(len(candidates))
         parts: dict[str, np.ndarray] = {}
         if len(candidates) == 0:
@@ -151,7 +163,8 @@ class Pipeline:
         """Score, filter and diversify the gathered candidates; the top `n` (the request's by default)."""
         ctx, candidates = gathered.ctx, gathered.candidates
         request = ctx.request
-        weights = self.routes[request.route].weights if weights is None else weights
+        if weights is None:
+            weights = intent_adjusted(self.routes[request.route].weights, ctx.event_factors())
         explain = request.explain if explain is None else explain
         n = request.n if n is None else n
         if len(candidates) == 0 or n <= 0:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Mapping
 
@@ -44,6 +44,7 @@ class Partners:
     counts: dict[str, float]
     total: float
     ranked: tuple[str, ...]  # most co-occurring first
+    commits: dict[str, float] = field(default_factory=dict)  # the part of counts cart adds and purchases made ("c:")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +86,10 @@ def item_record(item_id: str, row: Mapping[str, Any] | None) -> ItemRecord:
 def partners(item_id: str, row: Mapping[str, Any] | None) -> Partners:
     counts = {name[2:]: float(value) for name, value in (row or {}).items()
               if name.startswith("n:") and name[2:] != item_id and value}
-    return Partners(counts, float(sum(counts.values())), tuple(sorted(counts, key=lambda k: (-counts[k], k))))
+    commits = {name[2:]: float(value) for name, value in (row or {}).items()
+               if name.startswith("c:") and name[2:] in counts and value}
+    return Partners(counts, float(sum(counts.values())), tuple(sorted(counts, key=lambda k: (-counts[k], k))),
+                    commits)
 
 
 def query_counts(row: Mapping[str, Any] | None) -> QueryCounts:

@@ -26,7 +26,8 @@ from tailor.ranking.features import FEATURE_NAMES
 from tailor.ranking.rows import ITEM_FIELDS
 
 __all__ = ["DEFAULT_WEIGHTS", "INPUT_NAME", "METADATA_KEY", "MODEL_NAME", "OUTPUT_NAME", "CommercialPerformance",
-           "ConversionPrior", "ProbabilityModel", "PurchaseProbability", "RankingModel", "Relevance", "Scorer"]
+           "ConversionPrior", "ProbabilityModel", "PurchaseProbability", "RankingModel", "Relevance", "Scorer",
+           "intent_adjusted"]
 
 MODEL_NAME = "ranker"
 METADATA_KEY = "tailor.ranker"  # the ONNX metadata entry holding the model's metadata JSON
@@ -40,8 +41,24 @@ DEFAULT_WEIGHTS: dict[str, dict[str, float]] = {
     "rerank": {"relevance": 0.4, "probability": 0.4, "commercial": 0.1, "diversity": 0.1},
     "related": {"relevance": 0.4, "probability": 0.3, "commercial": 0.2, "diversity": 0.1},
 }
+# Blend term -> the event type whose intent scaling factor scales its weight (intent_adjusted).
+INTENT_TERMS = {"probability": "add_to_cart", "commercial": "purchase", "diversity": "category_browse"}
 # The sources whose strength is a route's relevance: what the caller asked about.
 RELEVANCE_SOURCES = ("query", "caller", "related")
+
+
+def intent_adjusted(weights: Mapping[str, float], factors: Mapping[str, float] | None) -> dict[str, float]:
+    """A route's blend weights for a session's intent, each scaled by the session's blended factor of the event
+    type it stands for: the purchase probability by "add_to_cart" (a shopper ready to buy gets what they will
+    likely buy), the commercial performance (sales) by "purchase" (an exploring shopper's purchase weight is
+    lowered), the diversity by "category_browse" (an exploring shopper gets variety)."""
+    adjusted = dict(weights)
+    if not factors:
+        return adjusted
+    for term, event_type in INTENT_TERMS.items():
+        if term in adjusted:
+            adjusted[term] = round(adjusted[term] * factors.get(event_type, 1.0), 6)
+    return adjusted
 
 
 class Scorer(Protocol):

@@ -17,6 +17,8 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Mapping, Sequence
 
 from tailor.events import Event, parse_event
+from tailor.intent import MODEL_NAME as INTENT_MODEL
+from tailor.intent import IntentFactors, IntentModel
 from tailor.models import ModelRegistry, load_model
 from tailor.ranking import (DEFAULT_ROUTES, MODEL_NAME, CommercialPerformance, Filters, Pipeline, PurchaseProbability,
                             RankedItem, RankingModel, Relevance, Request, RowCache, Scorer)
@@ -42,14 +44,20 @@ class Ranking:
     items: list[RankedItem]
     model: str  # "<name>:<version>" of the model that scored it
     round_trips: int  # DynamoDB round trips this request made
+    intent: dict[str, float] | None = None  # the session intent the ranking was weighed by, if any
 
 
 class Recommender:
     def __init__(self, store: StateStore, model: ProbabilityModel, *, clock: Callable[[], float] = time.time,
                  max_candidates: int = 500, read_waves: int | None = 2, cache: RowCache | None = None,
-                 weights: Mapping[str, Mapping[str, float]] | None = None, scorers: Sequence[Scorer] = ()):
+                 weights: Mapping[str, Mapping[str, float]] | None = None, scorers: Sequence[Scorer] = (),
+                 intent_model: IntentModel | None = None, factors: Callable[[], IntentFactors] | None = None,
+                 profile_sections: Mapping[str, Callable[[ShopperState, SessionState | None], Any]] | None = None):
         """`weights` overrides routes' blend weights ({"feed": {"commercial": .5, ...}}); `scorers` adds
-        scorers beside the built-in commercial, probability and relevance ones (give them a weight)."""
+        scorers beside the built-in commercial, probability and relevance ones (give them a weight).
+        `intent_model` infers the intent of a request's session data and `factors` gives the intent scaling
+        factors (default: the shipped ones) that weigh a session's related items and feed candidates.
+        `profile_sections` adds sections to profiles: name -> function of the shopper and their current session."""
         self.store = store
         self.model = model
         self.clock = clock
@@ -58,8 +66,15 @@ class Recommender:
             if route not in routes:
                 raise ValueError(f"unknown route {route!r} in weights")
             routes[route] = replace(routes[route], weights=dict(override))
+        if factors is None:
+            shipped = IntentFactors.default()
+            factors = lambda: shipped  # noqa: E731
+        self.intent_model = intent_model
+        # Extra sections of a profile, each computed from the shopper and their current session (personas, ...).
+        self.profile_sections = dict(profile_sections or {})
         self.pipeline = Pipeline(store, [CommercialPerformance(), PurchaseProbability(model), Relevance(), *scorers],
-                                 routes=routes, cache=cache, max_candidates=max_candidates, read_waves=read_waves)
+                                 routes=routes, cache=cache, max_candidates=max_candidates, read_waves=read_waves,
+                                 intent_model=intent_model, factors=factors)
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] = os.environ, *, warm: bool = True,
@@ -75,6 +90,12 @@ class Recommender:
         bucket = environ.get("DATA_BUCKET")
         registry = ModelRegistry(S3BlobStore(boto3.client("s3"), bucket)) if bucket else None
         model = load_model(MODEL_NAME, registry, build=RankingModel.from_stored)
+        from tailor.intent_config import FactorsSource
+
+        kwargs.setdefault("intent_model", load_model(INTENT_MODEL, registry, build=IntentModel.from_stored))
+        factors = FactorsSource(environ)
+        factors()  # read at start, not in a request
+        kwargs.setdefault("factors", factors)
         recommender = cls(store, model, **kwargs)
         if warm:
             try:
@@ -116,7 +137,9 @@ class Recommender:
     def related(self, item_id: str, *, user_id: str | None = None, session_events: list[dict] | None = None,
                 n: int = 20, filters: Filters = Filters(), explain: bool = False) -> Ranking:
         """Items engaged with in the same sessions as `item_id`, ranked for the shopper and, when given,
-        the session the caller describes (events as in tailor.events, folded here and never stored).
+        the session the caller describes (events as in tailor.events, folded here and never stored). The
+        session's intent, inferred from those events, weighs the associations (a purchase-minded session gets
+        the items bought and carted with `item_id`, an exploring one those viewed with it) and the blend.
         An item without co-occurrences gets popular items of its category; one Tailor never saw, none."""
         events: tuple[Event, ...] = ()
         if session_events:
@@ -137,12 +160,15 @@ class Recommender:
         if shopper.last_session_id:
             found = self.store.read_many({"sessions": [shopper.last_session_id]})["sessions"].get(shopper.last_session_id)
             session = SessionState.from_row(found) if found else None
-        return _profile(shopper, row, session, now)
+        profile = _profile(shopper, row, session, now)
+        profile.update({name: section(shopper, session) for name, section in self.profile_sections.items()})
+        return profile
 
     def _run(self, request: Request) -> Ranking:
         gathered = self.pipeline.gather(request, self.clock())
         items = self.pipeline.rank(gathered)
-        return Ranking(uuid.uuid4().hex, items, self.model.label, gathered.ctx.round_trips)
+        return Ranking(uuid.uuid4().hex, items, self.model.label, gathered.ctx.round_trips,
+                       gathered.ctx.intent_mixture())
 
 
 def _n(n: int) -> int:
@@ -176,6 +202,7 @@ def _profile(shopper: ShopperState, row: Mapping[str, Any], session: SessionStat
         "referrer_user_id": shopper.referrer_user_id,
         "referrals_sent": int(row.get("referrals_sent", 0) or 0),
         "profile": dict(shopper.profile),
+        "ltv": _ltv(row),
         "current_session": None if session is None else {
             "session_id": session.session_id,
             "active": now - session.last_seen <= SESSION_GAP_SECONDS,
@@ -191,8 +218,15 @@ def _profile(shopper: ShopperState, row: Mapping[str, Any], session: SessionStat
             "purchased_units": session.purchased_units,
             "revenue": round(session.revenue, 2),
             "referral_source": session.referral_source,
+            "intent": dict(session.intent),
         },
     }
+
+
+def _ltv(row: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The lifetime value the scheduled rebuild last wrote (tailor.ltv.rebuild), with the moment it is as of."""
+    ltv = row.get("ltv")
+    return None if not ltv else {**ltv, "as_of": row.get("ltv_as_of")}
 
 
 def _iso(epoch: float | None) -> str | None:

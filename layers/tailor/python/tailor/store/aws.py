@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from decimal import Decimal
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
@@ -91,6 +91,42 @@ class DynamoStateStore:
     def delete(self, table: str, key: str) -> None:
         self.calls["write"] += 1
         self.client.delete_item(TableName=self.tables[table], Key={TABLES[table]: {"S": key}})
+
+    def scan(self, table: str, *, limit: int, start: str | None = None,
+             attributes: Sequence[str] | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        request: dict[str, Any] = {"TableName": self.tables[table], "Limit": limit}
+        if start is not None:
+            request["ExclusiveStartKey"] = {TABLES[table]: {"S": start}}
+        if attributes:
+            request["ProjectionExpression"] = ", ".join(f"#p{i}" for i in range(len(attributes)))
+            request["ExpressionAttributeNames"] = {f"#p{i}": name for i, name in enumerate(attributes)}
+        self.calls["scan"] = self.calls.get("scan", 0) + 1
+        response = self.client.scan(**request)
+        last = response.get("LastEvaluatedKey")
+        return [from_dynamo(item) for item in response.get("Items", [])], (last[TABLES[table]]["S"] if last else None)
+
+    def annotate(self, table: str, key: str, fields: Mapping[str, Any], *, requires: str, stamp: str,
+                 at: str) -> bool:
+        names = {"#req": requires, "#stamp": stamp}
+        values: dict[str, Any] = {":at": at}
+        sets = ["#stamp = :at"]
+        for i, (name, value) in enumerate(fields.items()):
+            names[f"#f{i}"], values[f":f{i}"] = name, value
+            sets.append(f"#f{i} = :f{i}")
+        self.calls["write"] += 1
+        try:
+            self.client.update_item(
+                TableName=self.tables[table], Key={TABLES[table]: {"S": key}},
+                UpdateExpression="SET " + ", ".join(sets),
+                ConditionExpression="attribute_exists(#req) AND (attribute_not_exists(#stamp) OR #stamp <= :at)",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={k: to_dynamo(v) for k, v in values.items()},
+            )
+        except ClientError as err:
+            if err.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
 
     def _update(self, table, key, expression, condition, names, values, watermark) -> None:
         self.calls["write"] += 1

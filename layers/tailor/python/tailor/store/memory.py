@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import bisect
 import copy
 import threading
 from collections import Counter, defaultdict
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from tailor.store.port import TABLES, Conflict
 
@@ -19,6 +20,7 @@ class MemoryStateStore:
         self.tables: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
         self.calls: Counter[str] = Counter()
         self._lock = threading.Lock()
+        self._key_order: dict[str, tuple[int, list[str]]] = {}
 
     def read(self, table: str, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
         return self.read_many({table: keys})[table]
@@ -37,6 +39,8 @@ class MemoryStateStore:
             current = None if row is None else row.get(watermark)
             if current != expected:
                 raise Conflict(table, key, current)
+            if row is None:
+                self._key_order.pop(table, None)
             row = self.tables[table].setdefault(key, {TABLES[table]: key})
             row.update(copy.deepcopy(dict(fields)))
             row[watermark] = new
@@ -48,6 +52,8 @@ class MemoryStateStore:
             current = None if row is None else row.get(watermark)
             if current is not None and current >= first:
                 raise Conflict(table, key, current)
+            if row is None:
+                self._key_order.pop(table, None)
             row = self.tables[table].setdefault(key, {TABLES[table]: key})
             for name, amount in increments.items():
                 row[name] = row.get(name, 0) + amount
@@ -58,6 +64,34 @@ class MemoryStateStore:
         with self._lock:
             self.calls["write"] += 1
             self.tables[table].pop(key, None)
+            self._key_order.pop(table, None)
+
+    def scan(self, table: str, *, limit: int, start: str | None = None,
+             attributes: Sequence[str] | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        with self._lock:
+            self.calls["scan"] += 1
+            rows = self.tables[table]
+            # A job pages through a whole table: sort its keys once per job, not once per page.
+            cached = self._key_order.get(table)
+            if cached is None or cached[0] != len(rows):
+                cached = self._key_order[table] = (len(rows), sorted(rows))
+            keys = cached[1]
+            first = 0 if start is None else bisect.bisect_right(keys, start)
+            page = keys[first:first + limit]
+            out = [copy.deepcopy({a: rows[k][a] for a in attributes if a in rows[k]} if attributes else rows[k])
+                   for k in page]
+            return out, (keys[first + limit - 1] if first + limit < len(keys) else None)
+
+    def annotate(self, table: str, key: str, fields: Mapping[str, Any], *, requires: str, stamp: str,
+                 at: str) -> bool:
+        with self._lock:
+            self.calls["write"] += 1
+            row = self.tables[table].get(key)
+            if row is None or requires not in row or (row.get(stamp) is not None and row[stamp] > at):
+                return False
+            row.update(copy.deepcopy(dict(fields)))
+            row[stamp] = at
+            return True
 
     def snapshot(self) -> dict[str, dict[str, dict[str, Any]]]:
         """Every table's rows, deep-copied: what tests compare between runs."""

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Protocol
+from typing import Any, Iterable, Iterator, Mapping, Protocol, Sequence
 
-__all__ = ["TABLES", "BlobStore", "Conflict", "StateStore"]
+__all__ = ["TABLES", "BlobStore", "Conflict", "StateStore", "every_row"]
 
 # Logical table -> its hash key. Adapters map logical names to physical ones.
 TABLES: dict[str, str] = {
@@ -69,6 +69,33 @@ class StateStore(Protocol):
 
     def delete(self, table: str, key: str) -> None:
         ...
+
+    def scan(self, table: str, *, limit: int, start: str | None = None,
+             attributes: Sequence[str] | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        """Up to `limit` rows in the table's own order, after the key `start` (only their `attributes`,
+        if given); and the key to go on from, None when the table has no more rows. For jobs that
+        visit every row, page by page."""
+        ...
+
+    def annotate(self, table: str, key: str, fields: Mapping[str, Any], *, requires: str, stamp: str,
+                 at: str) -> bool:
+        """Set `fields` and `stamp` = `at` on the row of `key` if it holds `requires` and its `stamp`
+        is absent or not after `at`; False, writing nothing, otherwise. A job's own attributes, set
+        beside those the stream writes without touching them, never on a row erased meanwhile, and
+        never back to an older job's values."""
+        ...
+
+
+def every_row(store: StateStore, table: str, attributes: Sequence[str] | None = None, *,
+              page_size: int = 1000) -> Iterator[dict[str, Any]]:
+    """Every row of `table`, page by page (only `attributes` of each, if given): for jobs that read a whole table
+    in one run."""
+    start: str | None = None
+    while True:
+        rows, start = store.scan(table, limit=page_size, start=start, attributes=attributes)
+        yield from rows
+        if start is None:
+            return
 
 
 class BlobStore(Protocol):

@@ -1,0 +1,23 @@
+"""RebuildPersonas: on schedule, re-cluster shoppers into personas (mode "rebuild") or refine the personas toward
+recent shoppers (mode "refine"), and rebuild the persona adjustment vectors from the counters."""
+
+import os
+
+import boto3
+from aws_lambda_powertools import Logger, Tracer
+
+from tailor.personas.rebuild import run_job
+from tailor.store.aws import DynamoStateStore, S3BlobStore, table_names_from_env
+
+logger = Logger()
+tracer = Tracer()
+
+store = DynamoStateStore(boto3.client("dynamodb"), table_names_from_env())
+blobs = S3BlobStore(boto3.client("s3"), os.environ["DATA_BUCKET"])
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+def lambda_handler(event, context):
+    mode = (event or {}).get("mode", "rebuild") if isinstance(event, dict) else "rebuild"
+    return run_job(mode, store, blobs)

@@ -1,0 +1,258 @@
+"""Measure the session intent classifier: on the simulator's ground truth, and on real sessions by proxy.
+
+Simulator. A simulation with another seed than the training one (its shoppers, sessions and intent
+paths are new) is folded event by event as Ingest folds it; after each event with a recorded
+intent the model predicts that intent from the session's features. Reported: macro F1, accuracy,
+per-intent F1, and calibration: expected calibration error of the top probability (15 equal-width
+bins) and the multi-class Brier score. The baseline is the training data's intent shares (its
+prediction is the most common intent): what a model must beat to know anything.
+
+Real proxy. No public data set labels intent, so the real check is the one outcome intent should
+foresee: whether a session ends in a purchase. Diginetica's item views joined with its purchases
+(same session id): for every session with at least k views, the session state after its first k
+views (purchase events left out) gives P(intent_to_purchase); AUC against "the session has a
+purchase", for k = 1, 3, 5, with a 95% bootstrap interval over sessions. Diginetica carries no
+dwell, scroll, cart or search events, so this tests how the model generalizes from view patterns
+alone (timing, item and category spread); as a reference for the signal those features hold, a
+logistic regression is refitted on Diginetica itself (sessions of its earlier half of days, tested
+on the later half).
+
+    tailor evaluate intent [--model DIR_OR_ONNX] [--shoppers 300 --days 4 --seed 8]
+                           [--diginetica DIR] [--k 1 3 5] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tailor.events import parse_event
+from tailor.intent import INTENTS, IntentModel, intent_matrix
+from tailor.models import default_model
+from tailor.session import SessionState, fold_session
+
+__all__ = ["CALIBRATION_BINS", "auc", "calibration", "evaluate_purchase_proxy", "evaluate_simulated",
+           "format_simulated", "macro_f1", "main"]
+
+CALIBRATION_BINS = 15
+PROXY_KS = (1, 3, 5)
+BOOTSTRAP = 500
+DEFAULT_DIGINETICA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "diginetica"
+
+
+def evaluate_simulated(model: IntentModel, events: Iterable[dict], truth: dict, *, train: Any = None) -> dict[str, Any]:
+    """Macro F1 and calibration of `model` on a simulation's recorded intents, beside the intent-share baseline
+    (`train`: tailor_local.intent_training.Examples giving the shares; default: the evaluated data's own)."""
+    from tailor_local.intent_training import simulated_examples
+
+    examples = simulated_examples(events, truth)
+    X, y = examples.arrays()
+    shares_from = np.asarray(train.labels) if train is not None else y
+    prior = np.bincount(shares_from, minlength=len(INTENTS)) / max(len(shares_from), 1)
+    methods = {
+        "intent model": model.predict(X),
+        "intent shares (baseline)": np.tile(prior, (len(y), 1)),
+    }
+    return {"examples": len(y), "sessions": len(set(examples.sessions)),
+            "per_intent": {INTENTS[k]: int((y == k).sum()) for k in range(len(INTENTS))},
+            "methods": {name: _classification(p, y) for name, p in methods.items()}}
+
+
+def evaluate_purchase_proxy(model: IntentModel, events: Iterable[dict], *, ks: Sequence[int] = PROXY_KS,
+                            seed: int = 0) -> dict[str, Any]:
+    """AUC of P(intent_to_purchase) after a session's first k views for "the session has a purchase"."""
+    sessions: dict[str, list[dict]] = defaultdict(list)
+    bought: set[str] = set()
+    for raw in events:
+        if raw["event_type"] == "purchase":
+            bought.add(raw["session_id"])
+        else:
+            sessions[raw["session_id"]].append(raw)
+    purchase = INTENTS.index("intent_to_purchase")
+    rng = np.random.default_rng(seed)
+    out: dict[str, Any] = {}
+    for k in ks:
+        ids = sorted(s for s, views in sessions.items() if len(views) >= k)
+        states = [_fold(sessions[s][:k]) for s in ids]
+        labels = np.array([s in bought for s in ids])
+        if labels.all() or not labels.any():
+            out[f"k={k}"] = {"sessions": len(ids), "purchasing": int(labels.sum()), "auc": None}
+            continue
+        X = intent_matrix(states)
+        scores = model.predict(X)[:, purchase]
+        days = np.array([states[i].started_at // 86400 for i in range(len(ids))])
+        out[f"k={k}"] = {
+            "sessions": len(ids),
+            "purchasing": int(labels.sum()),
+            "auc": auc(scores, labels),
+            "auc_95": _bootstrap_auc(scores, labels, rng),
+            "refit_reference_auc": _refit_auc(X, labels, days),
+        }
+    return out
+
+
+def macro_f1(predicted: np.ndarray, labels: np.ndarray, classes: int = len(INTENTS)) -> tuple[float, list[float]]:
+    """Macro-averaged F1 and the F1 of each class (0 for a class neither predicted nor present)."""
+    scores = []
+    for c in range(classes):
+        tp = float(((predicted == c) & (labels == c)).sum())
+        fp = float(((predicted == c) & (labels != c)).sum())
+        fn = float(((predicted != c) & (labels == c)).sum())
+        scores.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+    return float(np.mean(scores)), scores
+
+
+def calibration(probabilities: np.ndarray, labels: np.ndarray, bins: int = CALIBRATION_BINS) -> dict[str, float]:
+    """Expected calibration error of the top probability (equal-width bins) and the multi-class Brier score."""
+    top = probabilities.max(axis=1)
+    correct = (probabilities.argmax(axis=1) == labels).astype(float)
+    which = np.minimum((top * bins).astype(int), bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        inside = which == b
+        if inside.any():
+            ece += inside.mean() * abs(top[inside].mean() - correct[inside].mean())
+    onehot = np.eye(probabilities.shape[1])[labels]
+    brier = float(((probabilities - onehot) ** 2).sum(axis=1).mean())
+    return {"ece": float(ece), "brier": brier}
+
+
+def auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Probability that a random positive outscores a random negative (ties count half)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    positives = np.asarray(labels, dtype=bool)
+    order = np.argsort(scores, kind="mergesort")
+    sorted_scores = scores[order]
+    starts = np.r_[True, sorted_scores[1:] != sorted_scores[:-1]]
+    group = np.cumsum(starts) - 1
+    first = np.flatnonzero(starts)
+    last = np.r_[first[1:], len(scores)] - 1
+    ranks = np.empty(len(scores))
+    ranks[order] = ((first + last) / 2.0 + 1.0)[group]
+    n_pos, n_neg = positives.sum(), (~positives).sum()
+    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def format_simulated(evaluation: dict[str, Any]) -> str:
+    lines = [f"simulated intents: {evaluation['examples']} events in {evaluation['sessions']} sessions "
+             f"({', '.join(f'{k} {v}' for k, v in evaluation['per_intent'].items())})",
+             f"{'method':<26} {'macro F1':>9} {'accuracy':>9} {'ECE':>7} {'Brier':>7}   F1 per intent"]
+    for name, m in evaluation["methods"].items():
+        per = " ".join(f"{k[:4]} {v:.3f}" for k, v in m["f1"].items())
+        lines.append(f"{name:<26} {m['macro_f1']:>9.4f} {m['accuracy']:>9.4f} {m['ece']:>7.4f} {m['brier']:>7.4f}   {per}")
+    return "\n".join(lines)
+
+
+def format_proxy(proxy: dict[str, Any]) -> str:
+    lines = ["purchase in the session from its first k views (Diginetica views + purchases)",
+             f"{'k':>3} {'sessions':>9} {'purchasing':>11} {'AUC':>7} {'95% interval':>16} {'refit reference':>16}"]
+    for key, m in proxy.items():
+        if m["auc"] is None:
+            lines.append(f"{key[2:]:>3} {m['sessions']:>9} {m['purchasing']:>11}   (one class only)")
+            continue
+        low, high = m["auc_95"]
+        ref = m["refit_reference_auc"]
+        lines.append(f"{key[2:]:>3} {m['sessions']:>9} {m['purchasing']:>11} {m['auc']:>7.4f} "
+                     f"{f'{low:.3f}..{high:.3f}':>16} {'' if ref is None else f'{ref:.4f}':>16}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tailor evaluate intent", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, help="model.onnx, or a folder holding one (default: the shipped model)")
+    parser.add_argument("--shoppers", type=int, default=300, help="held-out simulated shoppers (default 300)")
+    parser.add_argument("--days", type=float, default=4.0, help="held-out simulated days (default 4)")
+    parser.add_argument("--seed", type=int, default=8, help="held-out simulation seed (default 8; training uses 7)")
+    parser.add_argument("--diginetica", type=Path, default=DEFAULT_DIGINETICA,
+                        help="folder with train-item-views*.csv and train-purchases.csv (default: the shared data)")
+    parser.add_argument("--k", type=int, nargs="+", default=list(PROXY_KS), help="first k views (default 1 3 5)")
+    parser.add_argument("--json", type=Path, help="write the figures as JSON here")
+    args = parser.parse_args(argv)
+
+    from tailor_local.datasets import load_diginetica
+    from tailor_local.simulator import simulate
+
+    started = time.perf_counter()
+    model = _model(args.model)
+    print(f"model {model.label}")
+    sim = simulate(shoppers=args.shoppers, days=args.days, seed=args.seed)
+    simulated = evaluate_simulated(model, sim.events, sim.truth)
+    simulated["data"] = f"simulator ({args.shoppers} shoppers, {args.days:g} days, seed {args.seed})"
+    print(f"{simulated['data']}")
+    print(format_simulated(simulated))
+    report: dict[str, Any] = {"model": model.label, "simulated": simulated, "purchase_proxy": None}
+    views = next(iter(sorted(args.diginetica.glob("train-item-views*.csv"))), None) if args.diginetica.is_dir() else None
+    purchases = args.diginetica / "train-purchases.csv"
+    if views is None or not purchases.exists():
+        print(f"\n(no Diginetica views and purchases in {args.diginetica}: the real proxy is skipped)")
+    else:
+        categories = args.diginetica / "product-categories.csv"
+        events = load_diginetica(views, purchases, categories if categories.exists() else None)
+        proxy = evaluate_purchase_proxy(model, events, ks=args.k)
+        report["purchase_proxy"] = {"data": f"diginetica {views.name} + {purchases.name}", **proxy}
+        print()
+        print(format_proxy(proxy))
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+
+def _classification(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    predicted = probabilities.argmax(axis=1)
+    f1, per_class = macro_f1(predicted, labels)
+    return {"macro_f1": f1, "accuracy": float((predicted == labels).mean()), **calibration(probabilities, labels),
+            "f1": {INTENTS[k]: v for k, v in enumerate(per_class)}}
+
+
+def _fold(events: Sequence[dict]) -> SessionState:
+    state = None
+    for raw in events:
+        state = fold_session(state, parse_event(raw), ttl_seconds=0)
+    return state
+
+
+def _bootstrap_auc(scores: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> list[float]:
+    values = []
+    for _ in range(BOOTSTRAP):
+        pick = rng.integers(0, len(scores), len(scores))
+        if labels[pick].all() or not labels[pick].any():
+            continue
+        values.append(auc(scores[pick], labels[pick]))
+    return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
+
+
+def _refit_auc(X: np.ndarray, labels: np.ndarray, days: np.ndarray) -> float | None:
+    """AUC of a logistic regression on the same features fitted on the earlier half of the days."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    split = np.median(days)
+    train, test = days <= split, days > split
+    if len(set(labels[train])) < 2 or len(set(labels[test])) < 2:
+        return None
+    fitted = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(X[train], labels[train])
+    return auc(fitted.predict_proba(X[test])[:, 1], labels[test])
+
+
+def _model(path: Path | None) -> IntentModel:
+    if path is None:
+        return IntentModel.from_stored(default_model("intent"))
+    onnx = path / "model.onnx" if path.is_dir() else path
+    return IntentModel(onnx.read_bytes())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

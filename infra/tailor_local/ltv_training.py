@@ -1,0 +1,124 @@
+"""`tailor train ltv`: train the LTV model on events (a file, Ingest's archive, CDNOW or the simulator) and publish it.
+
+The training itself is tailor.ltv.training, the code the scheduled TrainLtv function runs.
+
+    tailor train ltv [--events FILE | --archive BUCKET | --cdnow FILE] [--as-of ISO] [--horizon-weeks 39]
+                     [--out DIR] [--publish [--bucket B] [--endpoint-url URL]] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import sys
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from tailor.ltv.scoring import MODEL_NAME
+from tailor.ltv.training import archived_events, parse_events, train_ltv
+from tailor.models import ModelRegistry
+
+__all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tailor train ltv", description=__doc__.split("\n\n")[0])
+    data = parser.add_mutually_exclusive_group()
+    data.add_argument("--events", type=Path, help="events as JSON lines (.jsonl or .jsonl.gz)")
+    data.add_argument("--archive", metavar="BUCKET", help="the event archive in this S3 bucket (Ingest's archive/)")
+    data.add_argument("--cdnow", type=Path, metavar="FILE", help="CDNOW_master.txt, replayed as purchase events")
+    parser.add_argument("--shoppers", type=int, default=150, help="simulated shoppers, without another source (default 150)")
+    parser.add_argument("--days", type=float, default=100.0, help="simulated days (default 100)")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--as-of", help="train on events before this moment (ISO 8601; default: after the last event)")
+    parser.add_argument("--horizon-weeks", type=float, default=39.0, help="the longest horizon it predicts (default 39)")
+    parser.add_argument("--out", type=Path, help="write model.onnx and metadata.json into this directory")
+    parser.add_argument("--publish", action="store_true",
+                        help="publish to the registry in --bucket (or DATA_BUCKET) and make it current")
+    parser.add_argument("--bucket", default=os.environ.get("DATA_BUCKET"), help="the data bucket (default: DATA_BUCKET)")
+    parser.add_argument("--endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL"),
+                        help="S3 endpoint (the local stack's, say)")
+    parser.add_argument("--json", type=Path, help="write the report as JSON here")
+    args = parser.parse_args(argv)
+    if args.publish and not args.bucket:
+        parser.error("--publish needs --bucket or DATA_BUCKET")
+
+    started = time.perf_counter()
+    raw, source = _events(args)
+    events = parse_events(raw)
+    if not events:
+        parser.error(f"no events in {source}")
+    as_of = (datetime.fromisoformat(args.as_of.replace("Z", "+00:00")).timestamp() if args.as_of
+             else events[-1].epoch + 1.0)
+    trained = train_ltv(events, as_of, horizon_weeks=args.horizon_weeks)
+    report: dict[str, Any] = {"source": source, "events": len(events), "seconds": round(time.perf_counter() - started, 1),
+                              **{k: trained.metadata[k] for k in ("as_of", "horizon_weeks", "label_weeks",
+                                                                   "training_rows", "backtest")}}
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "model.onnx").write_bytes(trained.onnx)
+        (args.out / "metadata.json").write_text(json.dumps(trained.metadata, indent=2) + "\n")
+    if args.publish:
+        report["version"] = ModelRegistry(_s3(args)).publish(MODEL_NAME, trained.onnx, trained.metadata)
+    print(_summary(report))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+def _events(args: argparse.Namespace) -> tuple[Iterable[dict], str]:
+    if args.events:
+        return _json_lines(args.events), f"events file {args.events}"
+    if args.archive:
+        return archived_events(_s3(args, args.archive)), f"archive s3://{args.archive}"
+    if args.cdnow:
+        from tailor_local.datasets import load_cdnow
+
+        return load_cdnow(args.cdnow), f"CDNOW {args.cdnow}"
+    from tailor_local.simulator import simulate
+
+    sim = simulate(shoppers=args.shoppers, days=args.days, seed=args.seed)
+    return sim.events, f"simulator ({args.shoppers} shoppers, {args.days:g} days, seed {args.seed})"
+
+
+def _s3(args: argparse.Namespace, bucket: str | None = None):
+    import boto3
+
+    from tailor.store.aws import S3BlobStore
+
+    client = boto3.client("s3", endpoint_url=args.endpoint_url) if args.endpoint_url else boto3.client("s3")
+    return S3BlobStore(client, bucket or args.bucket)
+
+
+def _json_lines(path: Path) -> Iterator[dict]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                yield json.loads(line)
+
+
+def _summary(report: dict[str, Any]) -> str:
+    lines = [f"LTV model trained on {report['events']:,} events ({report['source']}) as of {report['as_of']}, "
+             f"horizon {report['horizon_weeks']:g} weeks, label windows {report['label_weeks']} weeks, "
+             f"{report['training_rows']:,} training rows, {report['seconds']}s"]
+    backtest = report["backtest"]
+    if "skipped" in backtest:
+        lines.append(f"backtest skipped: {backtest['skipped']}")
+    else:
+        lines.append(f"backtest over the last {backtest['weeks']:g} weeks: MAE {backtest['mae_transactions']:.3f}, "
+                     f"Spearman of spend {backtest['spearman_spend']:.3f}, top-decile revenue share "
+                     f"{backtest['top_decile_revenue_share']:.3f}, predicted/actual spend "
+                     f"{backtest['spend_total_ratio']:.3f}")
+    if report.get("version"):
+        lines.append(f"published {MODEL_NAME}:{report['version']} (current)")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""Where the intent scaling factors come from: AppConfig when configured and reachable, else the shipped file.
+
+The template names an AppConfig application, environment and configuration profile and passes them to
+the functions as INTENT_CONFIG_APPLICATION, INTENT_CONFIG_ENVIRONMENT and INTENT_CONFIG_PROFILE. A
+function asks `FactorsSource` for the current factors on every batch or request; the source reads
+AppConfig through Powertools parameters (which cache a configuration for `max_age` seconds), so a
+new configuration deployed in AppConfig takes effect within a minute, without a deploy. Without
+those variables, or when AppConfig cannot be reached or holds an invalid document, the factors
+shipped in the layer (tailor/intent_factors.json) apply, or the last valid AppConfig ones when
+there were some; each fallback is logged, once per refresh.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any, Callable, Mapping
+
+from tailor.intent import IntentFactors
+
+__all__ = ["CONFIG_VARIABLES", "FactorsSource"]
+
+logger = logging.getLogger(__name__)
+
+CONFIG_VARIABLES = ("INTENT_CONFIG_APPLICATION", "INTENT_CONFIG_ENVIRONMENT", "INTENT_CONFIG_PROFILE")
+MAX_AGE_SECONDS = 60
+
+
+class FactorsSource:
+    """The intent scaling factors in force now; call it for each batch or request."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None, *, max_age: float = MAX_AGE_SECONDS,
+                 fetch: Callable[[str, str, str, int], Any] | None = None, clock: Callable[[], float] = time.monotonic):
+        """`fetch(profile, environment, application, max_age)` returns the AppConfig document (bytes, str or
+        dict); by default Powertools parameters' get_app_config."""
+        environ = os.environ if environ is None else environ
+        names = [environ.get(v, "") for v in CONFIG_VARIABLES]
+        self.location: tuple[str, str, str] | None = tuple(names) if all(names) else None  # type: ignore[assignment]
+        self.max_age = max_age
+        self._fetch = fetch or _get_app_config
+        self._clock = clock
+        self._current = IntentFactors.default()
+        self._checked_at: float | None = None
+        if self.location is None:
+            logger.info("intent factors: no AppConfig configured (%s); using %s", ", ".join(CONFIG_VARIABLES),
+                        self._current.origin)
+
+    def __call__(self) -> IntentFactors:
+        if self.location is None:
+            return self._current
+        now = self._clock()
+        if self._checked_at is not None and now - self._checked_at < self.max_age:
+            return self._current
+        self._checked_at = now
+        application, environment, profile = self.location
+        try:
+            document = self._fetch(profile, environment, application, int(self.max_age))
+            if isinstance(document, Mapping):
+                factors = IntentFactors(document.get("factors", document), origin="appconfig")
+            else:
+                factors = IntentFactors.from_json(document, origin="appconfig")
+        except Exception as exc:  # unreachable (a local stack has no AppConfig data plane), or an invalid document
+            logger.warning("intent factors: cannot use AppConfig %s/%s/%s (%s: %s); using %s", application,
+                           environment, profile, type(exc).__name__, exc, self._current.origin)
+            return self._current
+        self._current = factors
+        return factors
+
+
+def _get_app_config(profile: str, environment: str, application: str, max_age: int) -> Any:
+    from aws_lambda_powertools.utilities import parameters
+
+    return parameters.get_app_config(name=profile, environment=environment, application=application,
+                                     max_age=max_age)

@@ -1,0 +1,274 @@
+"""Fitting personas: the feature space from the tables, Gaussian mixtures with k chosen by BIC, persona ids kept
+across rebuilds, mini-batch refinement between rebuilds, and the cold-start tables.
+
+Plain numpy (the Lambda runtime carries no scikit-learn): a diagonal-covariance Gaussian mixture fitted by EM
+from a k-means++ start, several k tried and the one with the lowest Bayesian information criterion kept.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from tailor.personas.features import BEHAVIOUR, PRICE_QUANTILES, QUERY_DIMS, FeatureSpace, tokens
+from tailor.personas.model import PersonaModel, age_band
+from tailor.shopper import ShopperState
+
+__all__ = ["BLOCK_WEIGHTS", "Fit", "choose_k", "cold_start_tables", "feature_space", "fit_mixture", "match_ids",
+           "persona_labels", "query_vectors", "refine", "standardization"]
+
+MAX_CATEGORIES = 24  # categories with a feature of their own; the rest share "other"
+MAX_TOKENS = 2000  # query words with a vector
+MIN_VARIANCE = 1e-3
+VARIANCE_FLOOR = 0.05  # a persona's variance is at least this share of the data's mean variance
+MIN_PERSONA_SHOPPERS = 3
+MIN_PERSONA_SHARE = 0.01
+MIN_SPREAD = 0.1  # of a behaviour feature, in its own units
+BLOCK_WEIGHTS = {"events": 0.3, "categories": 1.0, "queries": 0.2, "behaviour": 0.15}
+COLD_START_PRIOR = 10.0  # shoppers' worth of the general mixture every cold-start table entry starts from
+MIN_SIGNAL_SHOPPERS = 5
+STARTS = 3  # EM starts per k
+
+
+class Fit:
+    """One fitted mixture: shares, means, variances (standardized space), log-likelihood and BIC."""
+
+    def __init__(self, weights: np.ndarray, means: np.ndarray, variances: np.ndarray, loglik: float, n: int):
+        self.weights, self.means, self.variances, self.loglik = weights, means, variances, loglik
+        k, d = means.shape
+        self.bic = -2.0 * loglik + (k * (d + 1) + k - 1) * math.log(max(n, 2))
+
+    def responsibilities(self, z: np.ndarray) -> np.ndarray:
+        log = _component_log(z, self.means, self.variances) + np.log(self.weights)[None, :]
+        log -= log.max(axis=1, keepdims=True)
+        p = np.exp(log)
+        return p / p.sum(axis=1, keepdims=True)
+
+
+def feature_space(shoppers: Sequence[ShopperState], item_rows: Iterable[Mapping[str, Any]],
+                  query_rows: Iterable[Mapping[str, Any]]) -> FeatureSpace:
+    """The category vocabulary (most engaged categories), query-word vectors (co-search data) and per-category
+    price quantiles (the items table)."""
+    totals: Counter = Counter()
+    for s in shoppers:
+        totals.update(s.category_affinity)
+    categories = tuple(sorted(c for c, _ in totals.most_common(MAX_CATEGORIES)))
+    prices: dict[str, list[float]] = defaultdict(list)
+    item_category: dict[str, str] = {}
+    for row in item_rows:
+        price, category = row.get("price"), row.get("category")
+        if isinstance(price, (int, float)) and price >= 0:
+            prices["*"].append(float(price))
+            if category:
+                prices[str(category)].append(float(price))
+        if category:
+            item_category[str(row.get("item_id"))] = str(category)
+    grid = np.linspace(0, 1, PRICE_QUANTILES)
+    quantiles = {c: np.quantile(np.asarray(p), grid) for c, p in prices.items() if len(p) >= 5}
+    return FeatureSpace(categories, query_vectors(query_rows), quantiles)
+
+
+def query_vectors(query_rows: Iterable[Mapping[str, Any]], dims: int = QUERY_DIMS) -> dict[str, np.ndarray]:
+    """Word vectors from co-search data: words are alike when the items shoppers clicked, carted or bought after
+    searching them are alike. The word x word co-occurrence through items, normalized like a cosine, is
+    factored into its top `dims` eigenvectors."""
+    by_item: dict[str, Counter] = defaultdict(Counter)
+    frequency: Counter = Counter()
+    for row in query_rows:
+        words = tokens(str(row.get("query", "")))
+        if not words:
+            continue
+        for name, value in row.items():
+            if len(name) > 2 and name[1] == ":" and name[0] in "cap" and isinstance(value, (int, float)):
+                for w in words:
+                    by_item[name[2:]][w] += float(value)
+                    frequency[w] += float(value)
+    vocabulary = [w for w, _ in frequency.most_common(MAX_TOKENS)]
+    if len(vocabulary) <= dims:
+        return {}
+    index = {w: i for i, w in enumerate(vocabulary)}
+    co = np.zeros((len(vocabulary), len(vocabulary)))
+    for counts in by_item.values():
+        ids = [index[w] for w in counts if w in index]
+        if not ids:
+            continue
+        v = np.log1p(np.array([counts[vocabulary[i]] for i in ids]))
+        co[np.ix_(ids, ids)] += np.outer(v, v)
+    degree = np.sqrt(np.clip(np.diag(co), 1e-9, None))
+    normalized = co / degree[:, None] / degree[None, :]
+    values, vectors = np.linalg.eigh(normalized)
+    top = np.argsort(values)[::-1][:dims]
+    embedding = vectors[:, top] * np.sqrt(np.clip(values[top], 0, None))[None, :]
+    norms = np.linalg.norm(embedding, axis=1)
+    return {w: embedding[i] / norms[i] for i, w in enumerate(vocabulary) if norms[i] > 1e-9}
+
+
+def standardization(x: np.ndarray, space: FeatureSpace) -> tuple[np.ndarray, np.ndarray]:
+    """Center and scale (with the block weights folded in) that standardize raw features. Shares (events,
+    categories) and query vectors keep their common scale; behaviour features, each on its own, are scaled
+    to unit variance."""
+    center = x.mean(axis=0)
+    spread = np.ones(x.shape[1])
+    behaviour = space.blocks["behaviour"]
+    # Floored: a feature that barely varied when the model was built (prices before any were known) must not
+    # make every later shopper who differs on it look infinitely far from every persona.
+    spread[behaviour] = np.maximum(x[:, behaviour].std(axis=0), MIN_SPREAD)
+    weight = np.ones(x.shape[1])
+    for block, part in space.blocks.items():
+        weight[part] = BLOCK_WEIGHTS[block]
+    return center, spread / np.maximum(weight, 1e-6)
+
+
+def fit_mixture(z: np.ndarray, k: int, *, seed: int = 0, iterations: int = 100, tolerance: float = 1e-4) -> Fit:
+    """A k-component diagonal Gaussian mixture of the rows of z, by EM from a k-means++ start."""
+    n, d = z.shape
+    rng = np.random.default_rng(seed)
+    means = _kmeans_plus_plus(z, k, rng)
+    # A persona is never tighter than a share of the data's spread: else one shopper alone makes a "persona" whose
+    # likelihood runs to infinity, and it wins the BIC.
+    floor = max(MIN_VARIANCE, VARIANCE_FLOOR * float(z.var(axis=0).mean()))
+    variances = np.tile(np.maximum(z.var(axis=0), floor), (k, 1))
+    weights = np.full(k, 1.0 / k)
+    previous = -np.inf
+    loglik = previous
+    for _ in range(iterations):
+        log = _component_log(z, means, variances) + np.log(weights)[None, :]
+        top = log.max(axis=1, keepdims=True)
+        total = top[:, 0] + np.log(np.exp(log - top).sum(axis=1))
+        loglik = float(total.sum())
+        r = np.exp(log - total[:, None])
+        mass = r.sum(axis=0) + 1e-10
+        weights = mass / n
+        means = (r.T @ z) / mass[:, None]
+        variances = np.maximum((r.T @ (z * z)) / mass[:, None] - means * means, floor)
+        # Spherical: one variance per persona. Diagonal ones chase every feature's noise and split personas
+        # along whichever features happen to be least noisy, not along what makes shoppers different.
+        variances = np.repeat(variances.mean(axis=1, keepdims=True), d, axis=1)
+        if loglik - previous < tolerance * abs(loglik):
+            break
+        previous = loglik
+    return Fit(weights, means, variances, loglik, n)
+
+
+def choose_k(z: np.ndarray, ks: Iterable[int], *, seed: int = 0) -> tuple[Fit, dict[int, float]]:
+    """The fit with the lowest BIC among `ks` (each k needs at least 5 shoppers per persona, and a fit whose
+    smallest persona holds fewer than 3 shoppers or 1% of them is passed over), and every kept k's BIC."""
+    fits: dict[int, Fit] = {}
+    for k in ks:
+        if 2 <= k and 5 * k <= len(z):
+            # EM finds a local optimum: the better of a few k-means++ starts.
+            fit = max((fit_mixture(z, k, seed=seed + start) for start in range(STARTS)), key=lambda f: f.loglik)
+            # A persona must stand for a group of shoppers, not a handful.
+            if fit.weights.min() * len(z) >= max(MIN_PERSONA_SHOPPERS, MIN_PERSONA_SHARE * len(z)):
+                fits[k] = fit
+    if not fits:
+        fits[1] = fit_mixture(z, 1, seed=seed)
+    best = min(fits, key=lambda k: fits[k].bic)
+    return fits[best], {k: round(f.bic, 1) for k, f in fits.items()}
+
+
+def match_ids(previous: PersonaModel | None, means_raw: np.ndarray, names: list[str]) -> list[int]:
+    """Persona ids for new personas (raw-space means): each takes the id of the nearest previous persona not
+    already taken (over the features both models share), the rest new ids."""
+    k = len(means_raw)
+    if previous is None:
+        return list(range(k))
+    old_names = previous.space.names
+    shared = [n for n in names if n in set(old_names)]
+    new_cols = [names.index(n) for n in shared]
+    old_cols = [old_names.index(n) for n in shared]
+    old_raw = previous.means * previous.scale + previous.center
+    spread = np.maximum(np.abs(previous.scale[old_cols]), 1e-6)
+    pairs = sorted(((float(np.sum(((means_raw[i, new_cols] - old_raw[j, old_cols]) / spread) ** 2)), i, j)
+                    for i in range(k) for j in range(previous.k)))
+    ids: dict[int, int] = {}
+    taken: set[int] = set()
+    for _, i, j in pairs:
+        if i not in ids and j not in taken:
+            ids[i] = previous.ids[j]
+            taken.add(j)
+    next_id = max(previous.ids, default=-1) + 1
+    for i in range(k):
+        if i not in ids:
+            ids[i] = next_id
+            next_id += 1
+    return [ids[i] for i in range(k)]
+
+
+def refine(model: PersonaModel, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mini-batch k-means step on recent shoppers' raw features: each persona's mean moves toward the
+    shoppers it is responsible for, at a rate of their mass over all the mass it has absorbed. Returns the
+    new means, counts and shares."""
+    if len(x) == 0:
+        return model.means, model.counts, model.weights
+    z = model.standardize(x)
+    r = model.responsibilities(x)
+    mass = r.sum(axis=0)
+    counts = model.counts + mass
+    rate = np.where(counts > 0, mass / np.maximum(counts, 1e-9), 0.0)
+    batch_means = (r.T @ z) / np.maximum(mass, 1e-9)[:, None]
+    means = model.means + rate[:, None] * (batch_means - model.means)
+    weights = counts / counts.sum()
+    return means, counts, weights
+
+
+def cold_start_tables(shoppers: Sequence[ShopperState], responsibilities: np.ndarray,
+                      weights: np.ndarray) -> dict[str, dict[str, list[float]]]:
+    """P(persona | weak signal) for age bands, locations, stated interests and referral sources, shrunk toward
+    the general mixture; values seen for fewer than MIN_SIGNAL_SHOPPERS shoppers are left out."""
+    sums: dict[tuple[str, str], np.ndarray] = {}
+    counts: Counter = Counter()
+    for shopper, r in zip(shoppers, responsibilities):
+        profile = shopper.profile or {}
+        signals = []
+        if isinstance(profile.get("age"), (int, float)):
+            signals.append(("age", age_band(profile["age"])))
+        if profile.get("location"):
+            signals.append(("location", str(profile["location"])))
+        signals += [("interest", str(i)) for i in profile.get("interests", ()) or ()]
+        signals += [("referral", s) for s in shopper.referral_sources]
+        for signal in dict.fromkeys(signals):
+            sums[signal] = sums.get(signal, 0.0) + r
+            counts[signal] += 1
+    tables: dict[str, dict[str, list[float]]] = defaultdict(dict)
+    for (signal, value), total in sums.items():
+        if counts[(signal, value)] >= MIN_SIGNAL_SHOPPERS:
+            p = (total + COLD_START_PRIOR * weights) / (counts[(signal, value)] + COLD_START_PRIOR)
+            tables[signal][value] = [round(float(v), 5) for v in p]
+    return dict(tables)
+
+
+def persona_labels(means_raw: np.ndarray, space: FeatureSpace) -> list[str]:
+    """A readable description of each persona: its leading categories and the price level it looks at."""
+    names = space.names
+    blocks = space.blocks
+    labels = []
+    for mean in means_raw:
+        cats = mean[blocks["categories"]]
+        top = [names[blocks["categories"].start + i].split(":", 1)[1] for i in np.argsort(cats)[::-1][:2]
+               if cats[i] > 0.1]
+        price = mean[blocks["behaviour"].start + BEHAVIOUR.index("price_percentile")]
+        level = "low prices" if price < 0.4 else "high prices" if price > 0.6 else "mid prices"
+        labels.append(", ".join(top + [level]))
+    return labels
+
+
+def _kmeans_plus_plus(z: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    centers = [z[int(rng.integers(len(z)))]]
+    distance = np.sum((z - centers[0]) ** 2, axis=1)
+    for _ in range(1, k):
+        total = distance.sum()
+        pick = int(rng.choice(len(z), p=distance / total)) if total > 0 else int(rng.integers(len(z)))
+        centers.append(z[pick])
+        distance = np.minimum(distance, np.sum((z - z[pick]) ** 2, axis=1))
+    return np.array(centers)
+
+
+def _component_log(z: np.ndarray, means: np.ndarray, variances: np.ndarray) -> np.ndarray:
+    # Expanded square: (z - m)^2 / v = z^2/v - 2 z m / v + m^2 / v, as three matrix products.
+    precision = 1.0 / variances
+    quadratic = (z * z) @ precision.T - 2.0 * z @ (means * precision).T + np.sum(means * means * precision, axis=1)
+    return -0.5 * (quadratic + np.sum(np.log(2 * math.pi * variances), axis=1)[None, :])

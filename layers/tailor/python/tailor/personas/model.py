@@ -1,0 +1,190 @@
+"""The persona model: Gaussian personas over the shopper feature space, the cold-start tables and the
+persona adjustment vectors, as one versioned artifact the rebuild writes and Ingest and the API read.
+
+A shopper's persona mixture moves with a forward (HMM-style) step per batch: the persona may change
+between batches with a small probability (toward the general-interest mixture), and the batch's
+evidence weighs each persona by how well it explains the shopper's current feature vector, tempered by
+how many new events the batch brought (the feature vector is cumulative, so its evidence must not be
+counted in full every time).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from tailor.personas.features import FeatureSpace
+
+__all__ = ["EXPLORATION", "PersonaModel", "dominant", "mixture_vector"]
+
+SWITCH = 0.05  # chance per batch that a shopper's persona changes (the forward step's transition)
+TEMPER = 0.25  # share of a batch's log-likelihood evidence the forward step counts
+EVIDENCE_HALF = 5.0  # new events at which a batch counts half its (tempered) evidence
+EXPLORATION = 0.05  # bound of the random adjustment a new item gets for each persona (log-lift units)
+PROFILE_STRENGTH = 0.5  # exponent on weak profile signals' likelihood ratios at cold start
+MIN_SHARE = 0.001  # mixture shares below this are dropped from stored mixtures
+
+
+@dataclass
+class PersonaModel:
+    version: str
+    space: FeatureSpace
+    ids: list[int]  # persona ids: stable across rebuilds (matched to the previous model's personas)
+    labels: list[str]  # a readable description of each persona
+    weights: np.ndarray  # (K,) share of shoppers: the general-interest mixture
+    means: np.ndarray  # (K, D) in the standardized space
+    variances: np.ndarray  # (K, D)
+    center: np.ndarray  # (D,) raw feature -> standardized: (x - center) / scale
+    scale: np.ndarray  # (D,) includes the block weights
+    counts: np.ndarray  # (K,) shoppers each persona has absorbed (the mini-batch refinement's learning rates)
+    cold_start: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # signal -> value -> P(persona | it)
+    adjustment_items: list[str] = field(default_factory=list)
+    adjustments: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))  # (items, K)
+    info: dict[str, Any] = field(default_factory=dict)  # when built/refined, k selection, fit statistics
+
+    def __post_init__(self) -> None:
+        self._row = {item: i for i, item in enumerate(self.adjustment_items)}
+        self._position = {pid: k for k, pid in enumerate(self.ids)}
+
+    @property
+    def k(self) -> int:
+        return len(self.ids)
+
+    # -- mixtures ------------------------------------------------------------------------------------
+
+    def standardize(self, x: np.ndarray) -> np.ndarray:
+        return (np.asarray(x, dtype=np.float64) - self.center) / self.scale
+
+    def log_likelihood(self, z: np.ndarray) -> np.ndarray:
+        """log N(z | persona) for standardized rows z (n, D): (n, K)."""
+        z = np.atleast_2d(z)
+        diff = z[:, None, :] - self.means[None, :, :]
+        return -0.5 * (np.sum(diff * diff / self.variances[None], axis=2)
+                       + np.sum(np.log(2 * math.pi * self.variances), axis=1)[None, :])
+
+    def responsibilities(self, x: np.ndarray) -> np.ndarray:
+        """P(persona | features) for raw feature rows (n, D): (n, K)."""
+        log = self.log_likelihood(self.standardize(x)) + np.log(self.weights)[None, :]
+        log -= log.max(axis=1, keepdims=True)
+        p = np.exp(log)
+        return p / p.sum(axis=1, keepdims=True)
+
+    def forward(self, previous: Mapping[str, float] | None, x: np.ndarray, new_events: int,
+                start: Mapping[str, float] | None = None) -> dict[str, float]:
+        """The mixture after a batch that brought `new_events` and left the shopper at features `x`;
+        `previous` is the stored mixture (None: start from `start`, else the general-interest one)."""
+        prior = mixture_vector(previous, self) if previous else (
+            mixture_vector(start, self) if start else self.weights.copy())
+        predicted = (1 - SWITCH) * prior + SWITCH * self.weights
+        log = self.log_likelihood(self.standardize(x))[0]
+        strength = TEMPER * new_events / (new_events + EVIDENCE_HALF)
+        posterior = predicted * np.exp(strength * (log - log.max()))
+        total = posterior.sum()
+        posterior = posterior / total if total > 0 and np.isfinite(total) else self.weights.copy()
+        return self.as_mixture(posterior)
+
+    def as_mixture(self, vector: np.ndarray) -> dict[str, float]:
+        kept = {str(pid): round(float(p), 4) for pid, p in zip(self.ids, vector) if p >= MIN_SHARE}
+        return kept or {str(self.ids[int(np.argmax(vector))]): 1.0}
+
+    def general_mixture(self) -> dict[str, float]:
+        """The general-interest persona: the mixture of a shopper Tailor knows nothing about."""
+        return self.as_mixture(self.weights)
+
+    def cold_start_mixture(self, profile: Mapping[str, Any] | None, referral_sources: Iterable[str] = ()) -> dict[str, float]:
+        """A new shopper's default mixture from weak signals (age, location, stated interests, referral
+        source): each known signal value multiplies the general mixture by its likelihood ratio, dampened."""
+        log = np.log(self.weights)
+        for signal, value in _signals(profile or {}, referral_sources):
+            table = self.cold_start.get(signal, {})
+            if value in table:
+                ratio = np.asarray(table[value]) / self.weights
+                log = log + PROFILE_STRENGTH * np.log(np.clip(ratio, 1e-3, None))
+        p = np.exp(log - log.max())
+        return self.as_mixture(p / p.sum())
+
+    # -- adjustments ---------------------------------------------------------------------------------
+
+    def adjustment_rows(self, items: Sequence[str]) -> np.ndarray:
+        """Each item's adjustment per persona (n, K); an item without one gets a small exploratory vector,
+        the same for the same item, persona and model version."""
+        out = np.empty((len(items), self.k), dtype=np.float64)
+        for i, item in enumerate(items):
+            row = self._row.get(item)
+            out[i] = self.adjustments[row] if row is not None else self.exploration(item)
+        return out
+
+    def exploration(self, item: str) -> np.ndarray:
+        digest = hashlib.blake2b(f"{self.version}|{item}".encode(), digest_size=2 * self.k).digest()
+        u = np.frombuffer(digest, dtype=np.uint16).astype(np.float64) / 65535.0
+        return EXPLORATION * (2.0 * u - 1.0)
+
+    def has_adjustment(self, item: str) -> bool:
+        return item in self._row
+
+    # -- storage -------------------------------------------------------------------------------------
+
+    def to_bytes(self) -> bytes:
+        meta = {"version": self.version, "space": self.space.to_json(), "ids": self.ids, "labels": self.labels,
+                "cold_start": self.cold_start, "info": self.info}
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, meta=np.array(json.dumps(meta)), weights=self.weights, means=self.means,
+                            variances=self.variances, center=self.center, scale=self.scale, counts=self.counts,
+                            adjustment_items=np.array(self.adjustment_items, dtype=str),
+                            adjustments=self.adjustments.astype(np.float32))
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "PersonaModel":
+        with np.load(io.BytesIO(data), allow_pickle=False) as stored:
+            meta = json.loads(str(stored["meta"]))
+            arrays = {name: stored[name] for name in stored.files if name != "meta"}
+        return cls(version=meta["version"], space=FeatureSpace.from_json(meta["space"]), ids=list(meta["ids"]),
+                   labels=list(meta["labels"]), weights=arrays["weights"], means=arrays["means"],
+                   variances=arrays["variances"], center=arrays["center"], scale=arrays["scale"],
+                   counts=arrays["counts"], cold_start=meta["cold_start"],
+                   adjustment_items=arrays["adjustment_items"].tolist(),
+                   adjustments=arrays["adjustments"].astype(np.float64), info=meta.get("info", {}))
+
+
+def mixture_vector(mixture: Mapping[str, float] | None, model: PersonaModel) -> np.ndarray:
+    """A stored mixture ({persona id: share}) as a vector over the model's personas, renormalized; shares
+    of personas the model no longer has go to the general-interest mixture."""
+    vector = np.zeros(model.k)
+    lost = 0.0
+    for pid, share in (mixture or {}).items():
+        k = model._position.get(int(pid))
+        if k is None:
+            lost += share
+        else:
+            vector[k] += share
+    vector += lost * model.weights
+    total = vector.sum()
+    return vector / total if total > 0 else model.weights.copy()
+
+
+def dominant(mixture: Mapping[str, float]) -> str | None:
+    return max(mixture.items(), key=lambda kv: (kv[1], kv[0]))[0] if mixture else None
+
+
+def _signals(profile: Mapping[str, Any], referral_sources: Iterable[str]) -> list[tuple[str, str]]:
+    out = []
+    age = profile.get("age")
+    if isinstance(age, (int, float)):
+        out.append(("age", age_band(age)))
+    if profile.get("location"):
+        out.append(("location", str(profile["location"])))
+    out += [("interest", str(i)) for i in profile.get("interests", ()) or ()]
+    out += [("referral", str(s)) for s in dict.fromkeys(referral_sources)]
+    return out
+
+
+def age_band(age: float) -> str:
+    """Ages in bands of ten years: "30s"."""
+    return f"{int(age) // 10 * 10}s"

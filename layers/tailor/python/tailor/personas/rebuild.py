@@ -1,0 +1,131 @@
+"""The scheduled persona jobs: rebuild (re-cluster shoppers, re-learn the feature space) and refine (move the
+personas toward recent shoppers, mini-batch style); both recompute the adjustment vectors from the counters.
+
+Rebuild: every shopper row becomes a feature vector (tailor.personas.features, the function Ingest uses);
+mixtures of k = K_RANGE personas are fitted and the k with the lowest BIC kept; personas take the ids of the
+nearest previous ones, so the counters Ingest keeps under persona ids keep their meaning. Refine: shoppers
+seen since the model was last built or refined pull their personas' means toward them, each persona at the
+rate of 1 / the shoppers it has absorbed. Either publishes a new version (tailor.personas.storage) that
+Ingest and the API pick up within minutes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timezone
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from tailor.personas.adjustments import build_adjustments, read_counters
+from tailor.personas.clustering import (choose_k, cold_start_tables, feature_space, match_ids, persona_labels,
+                                        refine, standardization)
+from tailor.personas.features import batch_features
+from tailor.personas.model import PersonaModel
+from tailor.personas.storage import current_model, persona_version, publish_model
+from tailor.shopper import ShopperState
+from tailor.store.port import BlobStore, StateStore, every_row
+
+__all__ = ["K_RANGE", "MODES", "run_job"]
+
+logger = logging.getLogger(__name__)
+
+K_RANGE = tuple(range(2, 13))
+MODES = ("rebuild", "refine")
+PRICE_BANDS = 5
+MIN_SHOPPERS = 20  # fewer shoppers with events than this: no model yet
+SHOPPER_FIELDS = ("user_id", "first_seen", "last_seen", "events", "counts", "sessions", "category_affinity",
+                  "purchases", "profile", "referral_sources", "personas")
+ITEM_FIELDS_READ = ("item_id", "price", "category")
+
+
+def run_job(mode: str, store: StateStore, blobs: BlobStore, *, ks: Sequence[int] = K_RANGE, seed: int = 0,
+            clock: Callable[[], float] = time.time) -> dict[str, Any]:
+    """Run the `mode` job; returns what it did (for the logs and the caller)."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+    started = time.perf_counter()
+    previous = current_model(blobs)
+    if mode == "refine" and previous is None:
+        mode = "rebuild"  # nothing to refine yet
+    items = list(every_row(store, "items"))
+    if mode == "rebuild":
+        shoppers = _shoppers(store)
+        if len(shoppers) < MIN_SHOPPERS:
+            return {"mode": mode, "published": None, "shoppers": len(shoppers), "reason": "too few shoppers"}
+        model = _cluster(shoppers, items, list(every_row(store, "queries")), previous, ks, seed, clock())
+    else:
+        assert previous is not None
+        # Shoppers with events past the newest the model has seen (event time, so a replay of history works too).
+        since = float(previous.info.get("data_through", 0.0))
+        recent = [s for s in _shoppers(store) if s.last_seen > since]
+        model = _refined(previous, recent, clock())
+    counters = read_counters(items, model.ids, group_of=_price_band(model))
+    model.adjustment_items, model.adjustments, adjustment_stats = build_adjustments(counters)
+    model.info["adjustments"] = adjustment_stats
+    model.version = persona_version(model.to_bytes(), clock())
+    model.__post_init__()
+    key = publish_model(blobs, model)
+    summary = {"mode": mode, "published": key, "version": model.version, "k": model.k, "ids": model.ids,
+               "labels": model.labels, "adjustments": adjustment_stats, "seconds": round(time.perf_counter() - started, 3)}
+    if mode == "rebuild":
+        summary["bic"] = model.info["bic"]
+    else:
+        summary["refined_with"] = model.info.get("refined_with", 0)
+    logger.info("persona job done", extra=summary)
+    return summary
+
+
+def _shoppers(store: StateStore) -> list[ShopperState]:
+    out = []
+    for row in every_row(store, "shoppers", SHOPPER_FIELDS):
+        state = ShopperState.from_row(row)
+        if state is not None and state.events > 0:
+            out.append(state)
+    # The fit depends on the order of its rows: the same shoppers give the same personas whatever order a scan has.
+    return sorted(out, key=lambda s: s.user_id)
+
+
+def _cluster(shoppers: list[ShopperState], items: list[dict], queries: list[dict], previous: PersonaModel | None,
+             ks: Sequence[int], seed: int, now: float) -> PersonaModel:
+    space = feature_space(shoppers, items, queries)
+    x = batch_features(shoppers, space)
+    center, scale = standardization(x, space)
+    z = (x - center) / scale
+    fit, bics = choose_k(z, ks, seed=seed)
+    means_raw = fit.means * scale + center
+    ids = match_ids(previous, means_raw, space.names)
+    order = np.argsort(ids)
+    responsibilities = fit.responsibilities(z)[:, order]
+    weights, means, variances = fit.weights[order], fit.means[order], fit.variances[order]
+    model = PersonaModel(
+        version="", space=space, ids=sorted(ids), labels=persona_labels(means_raw[order], space), weights=weights,
+        means=means, variances=variances, center=center, scale=scale, counts=responsibilities.sum(axis=0),
+        cold_start=cold_start_tables(shoppers, responsibilities, weights),
+        info={"built_at": now, "refined_at": now, "shoppers": len(shoppers), "bic": bics, "k": len(ids),
+              "data_through": max(s.last_seen for s in shoppers),
+              "built": datetime.fromtimestamp(now, tz=timezone.utc).isoformat()})
+    return model
+
+
+def _refined(previous: PersonaModel, recent: list[ShopperState], now: float) -> PersonaModel:
+    x = batch_features(recent, previous.space)
+    means, counts, weights = refine(previous, x)
+    info = {**previous.info, "refined_at": now, "refined_with": len(recent),
+            "data_through": max([s.last_seen for s in recent], default=previous.info.get("data_through", 0.0))}
+    return PersonaModel(version="", space=previous.space, ids=list(previous.ids),
+                        labels=persona_labels(means * previous.scale + previous.center, previous.space),
+                        weights=weights, means=means, variances=previous.variances, center=previous.center,
+                        scale=previous.scale, counts=counts, cold_start=previous.cold_start, info=info)
+
+
+def _price_band(model: PersonaModel) -> Callable[[dict], str]:
+    """An item's group for pooling counters: its category and its price fifth within it."""
+
+    def group(row: dict) -> str:
+        category, price = str(row.get("category") or ""), row.get("price")
+        q = model.space.price_percentile(category, float(price)) if isinstance(price, (int, float)) else None
+        return f"{category}|{'' if q is None else min(int(q * PRICE_BANDS), PRICE_BANDS - 1)}"
+
+    return group

@@ -1,0 +1,188 @@
+"""The LTV model learns from time-shifted windows before its cutoff and scores through ONNX as trained."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import numpy as np
+import onnx
+import pytest
+
+from tailor.ltv.features import FEATURE_NAMES
+from tailor.ltv.scoring import METADATA_KEY, LtvModel
+from tailor.ltv import training as ltv_training
+from tailor.ltv.training import ltv_metrics, parse_events, replay_snapshots, train_ltv
+
+from ltv_support import AS_OF, START, purchase_histories
+
+
+@pytest.fixture(scope="module")
+def history() -> list[dict]:
+    return purchase_histories()
+
+
+@pytest.fixture(scope="module")
+def trained(history):
+    return train_ltv(history, AS_OF, horizon_weeks=4, windows=3, step_weeks=1)
+
+
+def test_training_never_sees_events_at_or_after_as_of(history, trained):
+    before = [e for e in history if e["timestamp"] < AS_OF.isoformat()]
+    assert len(before) < len(history)
+    again = train_ltv(before, AS_OF, horizon_weeks=4, windows=3, step_weeks=1)
+    assert again.onnx == trained.onnx
+    # The latest windows end at as_of: the long one starts 4 weeks before, the short one (half of it) 2 weeks.
+    iso = lambda moment: moment.isoformat().replace("+00:00", "Z")  # noqa: E731
+    assert trained.metadata["cutoffs"][0] == iso(AS_OF - timedelta(weeks=2))
+    assert iso(AS_OF - timedelta(weeks=4)) in trained.metadata["cutoffs"]
+    assert trained.metadata["label_weeks"] == [4, 2]
+    # The backtest trains the same recipe two weeks earlier and scores what shoppers did until as_of.
+    assert trained.metadata["backtest"]["weeks"] == 2 and trained.metadata["backtest"]["customers"] > 0
+
+
+def test_snapshots_count_what_came_before_each_moment(history):
+    events = parse_events(history)
+    moments = [(START + timedelta(weeks=w)).timestamp() for w in (10, 20)]
+    snaps = replay_snapshots(events, moments, with_features=lambda m: m == moments[1])
+    early, late = snaps[moments[0]], snaps[moments[1]]
+    assert early.features is None and late.features.shape == (len(late.user_ids), len(FEATURE_NAMES))
+    u = late.user_ids[0]
+    bought = {e.event_id for e in events if e.user_id == u and e.event_type == "purchase" and e.epoch < moments[1]}
+    assert late.revenue[late.index()[u]] == pytest.approx(
+        sum(e.price * e.quantity for e in events if e.event_id in bought))
+    assert set(early.user_ids) <= set(late.user_ids)
+
+
+def test_onnx_scores_match_the_fitted_prior_and_boosters(history):
+    events = [e for e in parse_events(history) if e.epoch < AS_OF.timestamp()]
+    fitted = ltv_training._fit_recipe(events, AS_OF.timestamp(), 4, 3, 1, 13, 0)
+    assert fitted.columns.size < len(FEATURE_NAMES)  # constant and age features stay out of the boosters
+    metadata = {"feature_names": list(FEATURE_NAMES), "horizon_weeks": 4, "prior": fitted.prior,
+                "count": {"dispersion": fitted.dispersion, "level": fitted.level},
+                "baseline": np.median(fitted.current, 0).tolist(), "spend_quantiles": np.linspace(0, 100, 11).tolist()}
+    model = LtvModel(ltv_training._export(fitted.columns, fitted.transactions, fitted.spend, fitted.totals, metadata))
+    for weeks in (4, 1.5):
+        expected_t, expected_s = fitted.predict(fitted.current, weeks)
+        got = model.predict(fitted.current, horizon_weeks=weeks, batch_size=64)  # several batches
+        np.testing.assert_allclose(got.transactions, expected_t, rtol=2e-4)
+        np.testing.assert_allclose(got.spend, expected_s, rtol=2e-4)
+
+
+def test_model_ranks_active_shoppers_above_lapsed_ones(history, trained):
+    model = LtvModel(trained.onnx)
+    snap = replay_snapshots(parse_events(history), [AS_OF.timestamp()])[AS_OF.timestamp()]
+    prediction = model.predict(snap.features)
+    later = replay_snapshots(parse_events(history), [(AS_OF + timedelta(weeks=4)).timestamp()])
+    after = later[(AS_OF + timedelta(weeks=4)).timestamp()]
+    rows = np.array([after.index()[u] for u in snap.user_ids])
+    actual_t = after.transactions[rows] - snap.transactions
+    actual_s = after.revenue[rows] - snap.revenue
+    figures = ltv_metrics(prediction.transactions, prediction.spend, actual_t, actual_s)
+    assert figures["spearman_spend"] > 0.4
+    # Shoppers quiet for 6+ weeks are mostly gone; those who bought lately mostly buy again.
+    recency = snap.features[:, FEATURE_NAMES.index("recency_weeks")]
+    assert prediction.spend[recency > 6].mean() < 0.5 * prediction.spend[recency < 2].mean()
+    assert np.all(np.isfinite(prediction.spend)) and np.all(prediction.transactions >= 0)
+
+
+def test_shorter_horizons_come_from_the_prior_and_longer_ones_are_refused(history, trained):
+    model = LtvModel(trained.onnx)
+    snap = replay_snapshots(parse_events(history), [AS_OF.timestamp()])[AS_OF.timestamp()]
+    full = model.predict(snap.features)
+    assert full.horizon_weeks == 4
+    half = model.predict(snap.features, horizon_weeks=2)
+    assert np.all(half.transactions <= full.transactions + 1e-6) and half.transactions.sum() > 0.3 * full.transactions.sum()
+    assert half.spend.sum() < full.spend.sum()
+    # Quoted purchase days are whole numbers whose total stays near the expected total.
+    assert np.array_equal(full.typical_transactions, np.round(full.typical_transactions))
+    assert full.typical_transactions.sum() == pytest.approx(full.transactions.sum(), rel=0.25)
+    with pytest.raises(ValueError, match="8 weeks needs a model trained for it"):
+        model.predict(snap.features, horizon_weeks=8)
+    with pytest.raises(ValueError, match="positive"):
+        model.predict(snap.features, horizon_weeks=0)
+
+
+def test_percentiles_and_drivers(history, trained):
+    model = LtvModel(trained.onnx)
+    snap = replay_snapshots(parse_events(history), [AS_OF.timestamp()])[AS_OF.timestamp()]
+    spend = model.predict(snap.features).spend
+    pct = model.percentile(spend)
+    assert pct.min() >= 0 and pct.max() <= 100
+    order = np.argsort(spend)
+    assert np.all(np.diff(pct[order]) >= -1e-9)
+    assert pct[order[-1]] > 90 and pct[order[0]] < 10
+    drivers = model.drivers(snap.features[:5], top=2)
+    assert len(drivers) == 5 and all(len(d) <= 2 for d in drivers)
+    best = int(order[-1])
+    (group, effect), *_ = model.drivers(snap.features[best:best + 1])[0]
+    assert effect > 0 and group in {"frequency", "recency", "age", "monetary", "timing", "basket"}
+
+
+def test_a_model_for_other_features_is_refused(trained):
+    proto = onnx.load_from_string(trained.onnx)
+    metadata = json.loads(next(p.value for p in proto.metadata_props if p.key == METADATA_KEY))
+    metadata["feature_names"] = metadata["feature_names"][::-1]
+    onnx.helper.set_model_props(proto, {METADATA_KEY: json.dumps(metadata)})
+    with pytest.raises(ValueError, match="other LTV features"):
+        LtvModel(proto.SerializeToString())
+    with pytest.raises(ValueError, match="matrix"):
+        LtvModel(trained.onnx).predict(np.zeros((3, 5), dtype=np.float32))
+
+
+def test_metrics_of_a_known_case():
+    figures = ltv_metrics(np.array([1.0, 0.0, 2.0, 0.0]), np.array([10.0, 0.0, 30.0, 5.0]),
+                          np.array([2.0, 0.0, 2.0, 0.0]), np.array([20.0, 0.0, 40.0, 0.0]))
+    assert figures["mae_transactions"] == pytest.approx(0.25)
+    assert figures["rmse_transactions"] == pytest.approx(0.5)
+    assert figures["top_decile_revenue_share"] == pytest.approx(40 / 60)  # one customer of four: the top one
+    assert figures["transactions_total_ratio"] == pytest.approx(0.75)
+    assert figures["spend_total_ratio"] == pytest.approx(45 / 60)
+    # Ranks: predicted 3,1,4,2 against actual 3,1.5,4,1.5 (ties share their rank).
+    a, b = np.array([3, 1, 4, 2.0]), np.array([3, 1.5, 4, 1.5])
+    expected = np.corrcoef(a, b)[0, 1]
+    assert figures["spearman_spend"] == pytest.approx(expected)
+
+
+def test_training_imports_none_of_the_packages_the_training_function_leaves_out(tmp_path):
+    """functions/train_ltv/Makefile drops packages to fit Lambda's size limit: train with them blocked."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    makefile = (root / "functions/train_ltv/Makefile").read_text()
+    unused = re.search(r"^UNUSED = (.*?)(?<!\\)$", makefile, re.M | re.S).group(1).replace("\\\n", " ").split()
+    modules = [path.replace("/", ".") for path in unused if "/" in path]
+    assert "scipy.io" in modules and "onnx.reference" in modules
+    probe = (
+        "import sys, importlib.abc\n"
+        f"BLOCKED = {modules!r}\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if any(name == b or name.startswith(b + '.') for b in BLOCKED):\n"
+        "            raise ImportError(f'{name} is left out of the training function')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        f"sys.path.insert(0, {str(root / 'tests')!r})\n"
+        "from ltv_support import small_model\n"
+        "from tailor.ltv.scoring import LtvModel\n"
+        "trained = small_model()\n"
+        "assert LtvModel(trained.onnx).horizon_weeks == 4\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300,
+                            env={**__import__("os").environ, "OMP_NUM_THREADS": "1"}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_train_command_trains_on_an_events_file_and_writes_the_model(tmp_path, history, capsys):
+    from tailor_local.ltv_training import main
+
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(json.dumps(e) + "\n" for e in history if e["timestamp"] < AS_OF.isoformat()))
+    assert main(["--events", str(events), "--as-of", AS_OF.isoformat(), "--horizon-weeks", "4",
+                 "--out", str(tmp_path / "model"), "--json", str(tmp_path / "report.json")]) == 0
+    assert "backtest over the last 2 weeks" in capsys.readouterr().out
+    model = LtvModel.load(tmp_path / "model" / "model.onnx")
+    assert model.horizon_weeks == 4
+    assert json.loads((tmp_path / "report.json").read_text())["as_of"] == AS_OF.isoformat().replace("+00:00", "Z")
