@@ -27,6 +27,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from .aws import DEFAULT_PORT, LocalAws
+from .datasets import json_lines
 from .http import API_KEY_HEADER, DEFAULT_API_PORT
 from .runtime import LambdaRuntime
 from .schedule import schedule_sources, scheduled_event
@@ -199,6 +200,7 @@ def _local_up(args: argparse.Namespace) -> int:
                 _say(f"\nReplayed {put.records:,} events from {args.shoppers} simulated shoppers "
                      f"in {time.monotonic() - started:.1f} s.")
                 _print_summary(stack.handle, stack.progress())
+                _build_personas(stack)
                 _print_next_steps(tally, stack.server.endpoint, log_path, stack.template.root)
             if stack.api is not None:
                 _print_api_examples(stack.api.url, stack.api_key, tally)
@@ -210,6 +212,22 @@ def _local_up(args: argparse.Namespace) -> int:
             stack.stop()
             state_file.unlink(missing_ok=True)
     return 0
+
+
+def _build_personas(stack: LocalStack) -> None:
+    """Run the daily persona rebuild once, as its schedule would a day later, so profiles and re-ranking show
+    persona mixtures from the start."""
+    if stack.runtime is None or "RebuildPersonasFunction" not in stack.template.resources:
+        return
+    function = stack.runtime.find("RebuildPersonasFunction")
+    invocation = function.invoke(_event_for(stack.template, function.logical_id, None))
+    if not invocation.ok:
+        _say(f"The persona rebuild failed ({invocation.error['errorType']}); see the functions log.")  # type: ignore[index]
+    elif invocation.payload.get("published"):
+        _say(f"Personas built from the replayed shoppers: {invocation.payload['k']} personas "
+             f"(k chosen by BIC), in {invocation.duration_ms / 1000:.1f} s.")
+    else:
+        _say(f"No personas yet: {invocation.payload.get('reason', 'nothing published')}.")
 
 
 def _local_status(args: argparse.Namespace) -> int:
@@ -281,7 +299,7 @@ def _dataset_events(args: argparse.Namespace, repo_root: Path) -> tuple[Iterator
     if args.source == "jsonl":
         if args.path is None:
             raise FileNotFoundError("replay jsonl needs --path FILE")
-        return _json_lines(_existing(args.path)), None
+        return json_lines(_existing(args.path)), None
     from . import datasets
 
     if args.source == "yoochoose":
@@ -647,13 +665,6 @@ def _overrides(pairs: list[str]) -> dict[str, str]:
             raise TemplateError(f"--param takes NAME=VALUE, not {pair!r}")
         overrides[name] = value
     return overrides
-
-
-def _json_lines(path: Path) -> Iterator[dict[str, Any]]:
-    with open(path, encoding="utf-8") as lines:
-        for line in lines:
-            if line.strip():
-                yield json.loads(line)
 
 
 def _data_file(repo_root: Path, name: str) -> Path:

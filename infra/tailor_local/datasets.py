@@ -10,13 +10,15 @@ recognised as one by the ingest.
 
 from __future__ import annotations
 
+import gzip
+import json
 import os
 from collections import Counter
 from collections.abc import Iterator
 from datetime import date, datetime, timezone
 from pathlib import Path
 
-__all__ = ["load_cdnow", "load_diginetica", "load_yoochoose"]
+__all__ = ["json_lines", "load_cdnow", "load_diginetica", "load_yoochoose"]
 
 PathLike = str | os.PathLike[str]
 
@@ -53,7 +55,7 @@ def load_yoochoose(path: PathLike) -> Iterator[dict]:
 
 
 def load_diginetica(views_path: PathLike, purchases_path: PathLike | None = None,
-                    categories_path: PathLike | None = None) -> Iterator[dict]:
+                    categories_path: PathLike | None = None, *, viewed_sessions_only: bool = False) -> Iterator[dict]:
     """Diginetica (CIKM Cup 2016) item views, and optionally purchases and item categories, as events.
 
     Times: the data gives each event's date (`eventdate`) and its `timeframe`, the milliseconds
@@ -68,6 +70,10 @@ def load_diginetica(views_path: PathLike, purchases_path: PathLike | None = None
     data set is unknown (counts of purchases are real). order_id = "dg-<ordernumber>". Rows that
     repeat in the file are kept, one event each.
 
+    With `viewed_sessions_only`, purchases are kept only in the sessions the views file holds: the views file
+    may be a sample of the sessions (the shared one is), and purchases of sessions outside it are of shoppers
+    the data shows nothing else of.
+
     Categories (`itemId;categoryId`) become the `category` of item events, the id as it is.
     Event ids are "dg-<file stem>-<line number>".
     """
@@ -76,8 +82,10 @@ def load_diginetica(views_path: PathLike, purchases_path: PathLike | None = None
     rows: list[tuple[str, int, int, int, str, str | None, str, str | None]] = []
     rows += _read_diginetica(Path(views_path), ("sessionid", "userid", "itemid", "timeframe", "eventdate"))
     if purchases_path is not None:
-        rows += _read_diginetica(Path(purchases_path),
-                                 ("sessionid", "userid", "timeframe", "eventdate", "ordernumber", "itemid"))
+        viewed = {r[0] for r in rows}
+        rows += [r for r in _read_diginetica(Path(purchases_path),
+                                             ("sessionid", "userid", "timeframe", "eventdate", "ordernumber", "itemid"))
+                 if not viewed_sessions_only or r[0] in viewed]
     earliest: dict[str, int] = {}
     latest: dict[str, int] = {}
     users: dict[str, Counter] = {}
@@ -230,3 +238,12 @@ def _day_ms(day: date) -> int:
 def _iso(t_ms: int) -> str:
     moment = datetime.fromtimestamp(t_ms // 1000, tz=timezone.utc)
     return f"{moment:%Y-%m-%dT%H:%M:%S}.{t_ms % 1000:03d}Z"
+
+
+def json_lines(path: PathLike) -> Iterator[dict]:
+    """Events as JSON lines, one object a line, from a plain or a gzipped (.gz) file."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as lines:
+        for line in lines:
+            if line.strip():
+                yield json.loads(line)

@@ -33,13 +33,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.metrics import f1_score, roc_auc_score
 
 from tailor.events import parse_event
 from tailor.intent import INTENTS, IntentModel, intent_matrix
 from tailor.models import default_model
 from tailor.session import SessionState, fold_session
 
-__all__ = ["CALIBRATION_BINS", "auc", "calibration", "evaluate_purchase_proxy", "evaluate_simulated",
+__all__ = ["CALIBRATION_BINS", "calibration", "evaluate_purchase_proxy", "evaluate_simulated",
            "format_simulated", "macro_f1", "main"]
 
 CALIBRATION_BINS = 15
@@ -92,7 +93,7 @@ def evaluate_purchase_proxy(model: IntentModel, events: Iterable[dict], *, ks: S
         out[f"k={k}"] = {
             "sessions": len(ids),
             "purchasing": int(labels.sum()),
-            "auc": auc(scores, labels),
+            "auc": roc_auc_score(labels, scores),
             "auc_95": _bootstrap_auc(scores, labels, rng),
             "refit_reference_auc": _refit_auc(X, labels, days),
         }
@@ -100,14 +101,9 @@ def evaluate_purchase_proxy(model: IntentModel, events: Iterable[dict], *, ks: S
 
 
 def macro_f1(predicted: np.ndarray, labels: np.ndarray, classes: int = len(INTENTS)) -> tuple[float, list[float]]:
-    """Macro-averaged F1 and the F1 of each class (0 for a class neither predicted nor present)."""
-    scores = []
-    for c in range(classes):
-        tp = float(((predicted == c) & (labels == c)).sum())
-        fp = float(((predicted == c) & (labels != c)).sum())
-        fn = float(((predicted != c) & (labels == c)).sum())
-        scores.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
-    return float(np.mean(scores)), scores
+    """Macro-averaged F1 over all `classes` and the F1 of each (0 for a class neither predicted nor present)."""
+    scores = f1_score(labels, predicted, labels=list(range(classes)), average=None, zero_division=0.0)
+    return float(np.mean(scores)), [float(v) for v in scores]
 
 
 def calibration(probabilities: np.ndarray, labels: np.ndarray, bins: int = CALIBRATION_BINS) -> dict[str, float]:
@@ -123,22 +119,6 @@ def calibration(probabilities: np.ndarray, labels: np.ndarray, bins: int = CALIB
     onehot = np.eye(probabilities.shape[1])[labels]
     brier = float(((probabilities - onehot) ** 2).sum(axis=1).mean())
     return {"ece": float(ece), "brier": brier}
-
-
-def auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Probability that a random positive outscores a random negative (ties count half)."""
-    scores = np.asarray(scores, dtype=np.float64)
-    positives = np.asarray(labels, dtype=bool)
-    order = np.argsort(scores, kind="mergesort")
-    sorted_scores = scores[order]
-    starts = np.r_[True, sorted_scores[1:] != sorted_scores[:-1]]
-    group = np.cumsum(starts) - 1
-    first = np.flatnonzero(starts)
-    last = np.r_[first[1:], len(scores)] - 1
-    ranks = np.empty(len(scores))
-    ranks[order] = ((first + last) / 2.0 + 1.0)[group]
-    n_pos, n_neg = positives.sum(), (~positives).sum()
-    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
 def format_simulated(evaluation: dict[str, Any]) -> str:
@@ -229,7 +209,7 @@ def _bootstrap_auc(scores: np.ndarray, labels: np.ndarray, rng: np.random.Genera
         pick = rng.integers(0, len(scores), len(scores))
         if labels[pick].all() or not labels[pick].any():
             continue
-        values.append(auc(scores[pick], labels[pick]))
+        values.append(roc_auc_score(labels[pick], scores[pick]))
     return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
 
 
@@ -244,7 +224,7 @@ def _refit_auc(X: np.ndarray, labels: np.ndarray, days: np.ndarray) -> float | N
     if len(set(labels[train])) < 2 or len(set(labels[test])) < 2:
         return None
     fitted = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(X[train], labels[train])
-    return auc(fitted.predict_proba(X[test])[:, 1], labels[test])
+    return roc_auc_score(labels[test], fitted.predict_proba(X[test])[:, 1])
 
 
 def _model(path: Path | None) -> IntentModel:

@@ -23,14 +23,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
-import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,8 +35,11 @@ import numpy as np
 from tailor.events import parse_event
 from tailor.intent import INPUT_NAME, INTENT_FEATURES, INTENTS, METADATA_KEY, MODEL_NAME, OUTPUT_NAME, IntentModel, \
     intent_features
-from tailor.models import DEFAULT_DIR, ModelRegistry, model_version
+from tailor.models import model_version
 from tailor.session import SessionState, fold_session
+
+from .model_output import add_output_arguments, check_output_arguments, deliver
+from .onnx_export import classifier_graph, with_metadata
 
 __all__ = ["BOOSTING", "Examples", "TrainedIntent", "simulated_examples", "train_intent", "main"]
 
@@ -133,17 +133,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7, help="simulation seed of the training data (default 7)")
     parser.add_argument("--eval-seed", type=int, default=8, help="seed of the held-out simulation (default 8)")
     parser.add_argument("--threads", type=int, default=1, help="threads to fit with (default 1)")
-    parser.add_argument("--out", type=Path, help="write model.onnx and metadata.json here")
-    parser.add_argument("--publish", action="store_true",
-                        help="publish to the registry in --bucket (or DATA_BUCKET) and make it current")
-    parser.add_argument("--bucket", default=os.environ.get("DATA_BUCKET"), help="the data bucket (default: DATA_BUCKET)")
-    parser.add_argument("--endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL"),
-                        help="S3 endpoint, e.g. the local stack's (default: AWS_ENDPOINT_URL)")
-    parser.add_argument("--write-default", action="store_true", help=f"make it the default shipped in {DEFAULT_DIR}")
-    parser.add_argument("--json", type=Path, help="write the training report as JSON here")
+    add_output_arguments(parser)
     args = parser.parse_args(argv)
-    if args.publish and not args.bucket:
-        parser.error("--publish needs --bucket or DATA_BUCKET")
+    check_output_arguments(parser, args)
 
     from tailor_local.intent_eval import evaluate_simulated, format_simulated
     from tailor_local.simulator import simulate
@@ -160,24 +152,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     evaluation["data"] = f"simulator ({max(args.shoppers // 2, 1)} shoppers, {args.days:g} days, seed {args.eval_seed})"
     metadata = {**trained.metadata, "evaluation": {k: evaluation[k] for k in ("data", "examples", "methods")}}
     # The version names the graph with its metadata, evaluation included, and is then embedded in it too.
-    version = model_version(_with_metadata(trained.onnx, metadata), metadata["trained_at"])
+    version = model_version(with_metadata(trained.onnx, METADATA_KEY, metadata), metadata["trained_at"])
     metadata["version"] = version
-    trained = TrainedIntent(_with_metadata(trained.onnx, metadata), metadata, trained.estimator)
+    trained = TrainedIntent(with_metadata(trained.onnx, METADATA_KEY, metadata), metadata, trained.estimator)
     print(f"intent {version}   data: {source}; {len(examples)} examples, fitted in {fit_seconds:.1f}s")
     print(format_simulated(evaluation))
 
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "model.onnx").write_bytes(trained.onnx)
-        (args.out / "metadata.json").write_text(json.dumps(trained.metadata, indent=2, sort_keys=True) + "\n")
-        print(f"written to {args.out}")
-    if args.write_default:
-        (DEFAULT_DIR / f"{MODEL_NAME}.onnx").write_bytes(trained.onnx)
-        (DEFAULT_DIR / f"{MODEL_NAME}.json").write_text(json.dumps(trained.metadata, indent=2, sort_keys=True) + "\n")
-        print(f"default model written to {DEFAULT_DIR}")
-    if args.publish:
-        published = ModelRegistry(_s3(args)).publish(MODEL_NAME, trained.onnx, trained.metadata)
-        print(f"published {MODEL_NAME}:{published} to s3://{args.bucket}/models/{MODEL_NAME}/ (current)")
+    deliver(args, MODEL_NAME, trained.onnx, trained.metadata)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"version": version, "data": source, "training": trained.metadata["training"],
@@ -191,44 +172,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _export(classifier: Any, metadata: dict[str, Any]) -> bytes:
     """The classifier as one ONNX graph: "features" (float32, n x k) -> "probabilities" (n x 4)."""
     from onnx import TensorProto, helper
-    from skl2onnx import to_onnx
-    from skl2onnx.common.data_types import FloatTensorType
 
     if list(classifier.classes_) != list(range(len(INTENTS))):
         raise ValueError(f"the classifier's classes {classifier.classes_} are not 0..{len(INTENTS) - 1}")
-    with warnings.catch_warnings():
-        # skl2onnx 1.20 hands ONNX a Python bool where it wants an int: protobuf 6 warns, 7 refuses.
-        warnings.filterwarnings("ignore", message=".*Expected an int, got a boolean", category=DeprecationWarning)
-        model = to_onnx(classifier, initial_types=[(INPUT_NAME, FloatTensorType([None, len(INTENT_FEATURES)]))],
-                        options={id(classifier): {"zipmap": False}}, target_opset={"": 17, "ai.onnx.ml": 3})
+    model, probabilities = classifier_graph(classifier, INPUT_NAME, len(INTENT_FEATURES))
     graph = model.graph
-    probabilities = next(o for o in graph.output if o.name != "label" and "prob" in o.name)
-    if probabilities.name != OUTPUT_NAME:
-        graph.node.append(helper.make_node("Identity", [probabilities.name], [OUTPUT_NAME]))
+    if probabilities != OUTPUT_NAME:
+        graph.node.append(helper.make_node("Identity", [probabilities], [OUTPUT_NAME]))
     del graph.output[:]  # the predicted label is the caller's argmax
     graph.output.append(helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [None, len(INTENTS)]))
-    model.producer_name = "tailor"
-    return _with_metadata(model.SerializeToString(), metadata)
-
-
-def _with_metadata(onnx_bytes: bytes, metadata: dict[str, Any]) -> bytes:
-    import onnx
-    from onnx import helper
-
-    model = onnx.load_from_string(onnx_bytes)
-    del model.metadata_props[:]
-    helper.set_model_props(model, {METADATA_KEY: json.dumps(metadata, sort_keys=True)})
-    onnx.checker.check_model(model)
-    return model.SerializeToString()
-
-
-def _s3(args: argparse.Namespace):
-    import boto3
-
-    from tailor.store.aws import S3BlobStore
-
-    client = boto3.client("s3", endpoint_url=args.endpoint_url) if args.endpoint_url else boto3.client("s3")
-    return S3BlobStore(client, args.bucket)
+    return with_metadata(model.SerializeToString(), METADATA_KEY, metadata)
 
 
 def _library_versions() -> dict[str, str]:

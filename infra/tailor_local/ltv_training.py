@@ -9,19 +9,20 @@ The training itself is tailor.ltv.training, the code the scheduled TrainLtv func
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
-import os
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from tailor.archive import archived_events
 from tailor.ltv.scoring import MODEL_NAME
-from tailor.ltv.training import archived_events, parse_events, train_ltv
-from tailor.models import ModelRegistry
+from tailor.ltv.training import parse_events, train_ltv
+
+from .datasets import json_lines
+from .model_output import add_output_arguments, check_output_arguments, deliver, s3_blobs
 
 __all__ = ["main"]
 
@@ -37,16 +38,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--as-of", help="train on events before this moment (ISO 8601; default: after the last event)")
     parser.add_argument("--horizon-weeks", type=float, default=39.0, help="the longest horizon it predicts (default 39)")
-    parser.add_argument("--out", type=Path, help="write model.onnx and metadata.json into this directory")
-    parser.add_argument("--publish", action="store_true",
-                        help="publish to the registry in --bucket (or DATA_BUCKET) and make it current")
-    parser.add_argument("--bucket", default=os.environ.get("DATA_BUCKET"), help="the data bucket (default: DATA_BUCKET)")
-    parser.add_argument("--endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL"),
-                        help="S3 endpoint (the local stack's, say)")
-    parser.add_argument("--json", type=Path, help="write the report as JSON here")
+    add_output_arguments(parser, write_default=False)
     args = parser.parse_args(argv)
-    if args.publish and not args.bucket:
-        parser.error("--publish needs --bucket or DATA_BUCKET")
+    check_output_arguments(parser, args)
 
     started = time.perf_counter()
     raw, source = _events(args)
@@ -59,12 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     report: dict[str, Any] = {"source": source, "events": len(events), "seconds": round(time.perf_counter() - started, 1),
                               **{k: trained.metadata[k] for k in ("as_of", "horizon_weeks", "label_weeks",
                                                                    "training_rows", "backtest")}}
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "model.onnx").write_bytes(trained.onnx)
-        (args.out / "metadata.json").write_text(json.dumps(trained.metadata, indent=2) + "\n")
-    if args.publish:
-        report["version"] = ModelRegistry(_s3(args)).publish(MODEL_NAME, trained.onnx, trained.metadata)
+    published = deliver(args, MODEL_NAME, trained.onnx, trained.metadata)
+    if published:
+        report["version"] = published
     print(_summary(report))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
@@ -73,9 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _events(args: argparse.Namespace) -> tuple[Iterable[dict], str]:
     if args.events:
-        return _json_lines(args.events), f"events file {args.events}"
+        return json_lines(args.events), f"events file {args.events}"
     if args.archive:
-        return archived_events(_s3(args, args.archive)), f"archive s3://{args.archive}"
+        return archived_events(s3_blobs(args, args.archive)), f"archive s3://{args.archive}"
     if args.cdnow:
         from tailor_local.datasets import load_cdnow
 
@@ -84,23 +75,6 @@ def _events(args: argparse.Namespace) -> tuple[Iterable[dict], str]:
 
     sim = simulate(shoppers=args.shoppers, days=args.days, seed=args.seed)
     return sim.events, f"simulator ({args.shoppers} shoppers, {args.days:g} days, seed {args.seed})"
-
-
-def _s3(args: argparse.Namespace, bucket: str | None = None):
-    import boto3
-
-    from tailor.store.aws import S3BlobStore
-
-    client = boto3.client("s3", endpoint_url=args.endpoint_url) if args.endpoint_url else boto3.client("s3")
-    return S3BlobStore(client, bucket or args.bucket)
-
-
-def _json_lines(path: Path) -> Iterator[dict]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                yield json.loads(line)
 
 
 def _summary(report: dict[str, Any]) -> str:
@@ -113,8 +87,8 @@ def _summary(report: dict[str, Any]) -> str:
     else:
         lines.append(f"backtest over the last {backtest['weeks']:g} weeks: MAE {backtest['mae_transactions']:.3f}, "
                      f"Spearman of spend {backtest['spearman_spend']:.3f}, top-decile revenue share "
-                     f"{backtest['top_decile_revenue_share']:.3f}, predicted/actual spend "
-                     f"{backtest['spend_total_ratio']:.3f}")
+                     f"{backtest['top_decile_revenue_share']:.3f}, expected/actual spend "
+                     f"{backtest['expected_spend_total_ratio']:.3f}")
     if report.get("version"):
         lines.append(f"published {MODEL_NAME}:{report['version']} (current)")
     return "\n".join(lines)

@@ -1,16 +1,24 @@
-"""Measure personas through the product's own code: events replayed through Ingest (tailor.ingest.service with
-persona tracking) into an in-memory store, the scheduled persona jobs (tailor.personas.rebuild) on it, and the
-rerank route's pipeline (tailor.serving.Recommender with the persona scorer) on what it holds.
+"""Measure personas (recovery, traits, re-ranking) through the product's own code, on the simulator and Diginetica.
 
-Simulator. A simulation's earlier days are the training window: the first half of it is replayed, personas are
-built (there is no model before), the rest replayed (Ingest now keeps mixtures and persona counters) and personas
-refined, which also turns the counters into adjustment vectors. Reported: the adjusted Rand index of the shoppers' personas against the simulator's true personas (the
-rebuild's assignment, and the dominant persona of the mixture Ingest kept), and the accuracy of each trait
-(posterior mean >= 0.5 against the truth's flag) beside always answering the trait's majority class. The later
-days are the test window, replayed in steps of TEST_STEP_SECONDS: before each step, every listing (impression)
-of the step that the shopper clicked from is re-ranked with the state as of then, and NDCG@10 of the clicked
-items is compared between the listing as shown (the base list) and the re-ranked list: score = base (by rank)
-+ weight x persona adjustment (whole mixture, and the dominant persona only).
+Events are replayed through Ingest (tailor.ingest.service with persona tracking) into an in-memory store, the
+scheduled persona jobs (tailor.personas.rebuild) run on it, and the rerank route's pipeline
+(tailor.serving.Recommender with the persona scorer) re-ranks on what it holds.
+
+Simulator. A simulation's earlier days are the training window, replayed in steps of STEP_SECONDS with the
+persona jobs on the template's schedule (rebuild daily, refine hourly, at event time; the first refine finds no
+model and builds one), as a deployment would have run them: once a model exists Ingest keeps mixtures, persona
+counters and the price levels shoppers look at (which need a model's price quantiles), and each job turns the
+counters into adjustment vectors. Reported: the adjusted Rand index of the shoppers' personas against the
+simulator's true personas (the latest model's assignment, and the dominant persona of the mixture Ingest kept),
+and the accuracy of each trait (posterior mean >= 0.5 against the truth's flag) beside always answering the
+trait's majority class. The later days are the test window, replayed the same way, the schedule going on:
+before each step, every listing (impression) of the step that the shopper clicked from is re-ranked with the
+state as of then, and NDCG@10 of the clicked items is compared between the listing as shown (the base list: the
+shop's own order, category best-sellers or search results, which knows nothing of the shopper) and the rerank
+route's blend of it with the persona term: score = 0.4 (the route's relevance weight) x base (by rank) + weight
+x persona term (whole mixture, and the dominant persona only), so `weight` means what PersonaBlendWeight does.
+Also reported: what re-ranking by the simulator's own click model reaches with each shopper's true persona's
+price taste, and with their own (ceilings no product can know).
 
 Diginetica (with categories). The same replay on real sessions: the latest days holding --diginetica-test-share
 of the events are the test window.
@@ -19,7 +27,12 @@ page would show it: the category's most viewed items in the training window (top
 viewed item is the click. NDCG@10 of that item in the base and re-ranked lists, over the views whose item is
 in the list.
 
-    tailor evaluate personas [--shoppers 600 --days 6 --test-days 2 --seed 11] [--weight 0.1]
+Choosing the blend weight: --validation leaves the test window out and holds out instead the latest part of
+the training window (the simulator's last --validation-days, Diginetica's latest days holding its test share of
+the training events), the rest being training; several --weight values are measured in one walk.
+
+    tailor evaluate personas [--shoppers 600 --days 6 --test-days 2 --seed 11] [--weight 0.1 [0.2 ...]]
+                             [--validation [--validation-days 1]]
                              [--diginetica DIR [--diginetica-test-share 0.2] | --no-diginetica] [--json FILE]
 """
 
@@ -43,10 +56,10 @@ from tailor.ingest.service import Ingestor, StreamRecord
 from tailor.personas.model import dominant
 from tailor.personas.online import PersonaTracker
 from tailor.personas.rebuild import run_job
-from tailor.personas.rerank import PersonaScorer
+from tailor.personas.rerank import DEFAULT_WEIGHT, PersonaScorer
 from tailor.personas.storage import ModelSource
 from tailor.personas.traits import TRAITS, trait_means
-from tailor.ranking import ConversionPrior
+from tailor.ranking import DEFAULT_WEIGHTS, ConversionPrior
 from tailor.serving import Recommender
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
 
@@ -54,22 +67,43 @@ __all__ = ["Replay", "evaluate_diginetica", "evaluate_simulated", "format_table"
 
 SHARDS = 4
 BATCH = 100
-TEST_STEP_SECONDS = 900
+STEP_SECONDS = 900
 BASE_LIST = 20
 MAX_SAMPLES = 4000
-BUILD_AT = 0.5  # share of the training window replayed before personas are first built
+REBUILD_SECONDS = 86400  # the template's schedules of the persona jobs
+REFINE_SECONDS = 3600
+DIGINETICA_REBUILD_DAYS = 30
 DEFAULT_DIGINETICA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "diginetica"
 
 
 class Replay:
     """Events through Ingest as Kinesis would hand them over: by shard of the user id, in batches, in order."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, seed: int = 0, rebuild_seconds: float = REBUILD_SECONDS,
+                 refine_seconds: float = REFINE_SECONDS) -> None:
         self.store = MemoryStateStore()
         self.blobs = MemoryBlobStore()
         self.models = ModelSource(self.blobs, refresh_seconds=0.0)
         self.ingestor = Ingestor(self.store, self.blobs, max_workers=1, personas=PersonaTracker(self.models))
+        self.seed = seed
+        self.rebuild_seconds, self.refine_seconds = rebuild_seconds, refine_seconds
+        self.built: dict[str, Any] | None = None  # the latest rebuild that published a model
+        self.latest: dict[str, Any] | None = None  # the latest job that published one
         self._sequence = 10 ** 20
+        self._rebuilt = self._refined = None  # when the schedules last fired
+        self._fed = False  # events came in since the last job
+
+    def walk(self, events: list[dict], before_step: Callable[[float, list[dict]], None] | None = None) -> None:
+        """Replay `events` in steps of STEP_SECONDS, running before each step the persona jobs then due: rebuild
+        every `rebuild_seconds`, refine every `refine_seconds`, both from the first event walked; a job that no
+        event came in before is skipped (it would publish the same model). `before_step(start, events)` sees
+        each step after its jobs, before it is replayed."""
+        for start, step in _steps(events):
+            self._jobs_due(start)
+            if before_step is not None:
+                before_step(start, step)
+            self.feed(step)
+            self._fed = True
 
     def feed(self, events: Iterable[dict]) -> int:
         shards: dict[str, list[StreamRecord]] = defaultdict(list)
@@ -87,11 +121,35 @@ class Replay:
                 fed += outcome.accepted
         return fed
 
-    def job(self, mode: str, *, seed: int = 0) -> dict[str, Any]:
-        return run_job(mode, self.store, self.blobs, seed=seed)
+    def job(self, mode: str, *, seed: int = 0, now: float | None = None) -> dict[str, Any]:
+        summary = run_job(mode, self.store, self.blobs, seed=seed, clock=time.time if now is None else lambda: now)
+        if summary.get("published"):
+            self.latest = summary
+            if summary["mode"] == "rebuild":
+                self.built = summary
+        return summary
+
+    def _jobs_due(self, now: float) -> None:
+        if self._rebuilt is None:
+            self._rebuilt = self._refined = now
+            return
+        if now - self._rebuilt >= self.rebuild_seconds:
+            self._rebuilt += (now - self._rebuilt) // self.rebuild_seconds * self.rebuild_seconds
+            self._refined = self._rebuilt
+            mode = "rebuild"
+        elif now - self._refined >= self.refine_seconds:
+            self._refined += (now - self._refined) // self.refine_seconds * self.refine_seconds
+            mode = "refine"
+        else:
+            return
+        if self._fed:
+            self.job(mode, seed=self.seed, now=now)
+            self._fed = False
 
     def recommender(self, weight: float, mode: str, clock: Callable[[], float]) -> Recommender:
-        weights = {"rerank": {"relevance": 1.0, "personas": weight}}
+        """The rerank route with the base list's relevance at its deployed weight and the persona term beside it;
+        the route's other terms (Tailor's own ranker) are left out: what is measured is the persona layer."""
+        weights = {"rerank": {"relevance": DEFAULT_WEIGHTS["rerank"]["relevance"], "personas": weight}}
         return Recommender(self.store, ConversionPrior(), clock=clock, weights=weights, read_waves=None,
                            scorers=[PersonaScorer(self.models, mode=mode)])
 
@@ -102,53 +160,56 @@ def ndcg_at(ranked: Sequence[str], relevant: set[str], k: int = 10) -> float:
     return dcg / ideal if ideal else 0.0
 
 
-def evaluate_simulated(*, shoppers: int, days: float, test_days: float, seed: int, weight: float,
+def evaluate_simulated(*, shoppers: int, days: float, test_days: float, seed: int, weights: Sequence[float],
+                       validation_days: float | None = None,
                        echo: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
+    """`validation_days`: leave the test window out and hold out the training window's last days instead."""
     from tailor_local.simulator import simulate
 
     started = time.perf_counter()
     simulation = simulate(shoppers=shoppers, days=days, seed=seed)
     events = simulation.events
     split = _epoch(simulation.truth["start"]) + (days - test_days) * 86400
+    if validation_days:
+        events = [e for e in events if _epoch(e["timestamp"]) < split]
+        split -= validation_days * 86400
     train = [e for e in events if _epoch(e["timestamp"]) < split]
     test = [e for e in events if _epoch(e["timestamp"]) >= split]
-    replay = Replay()
+    replay = Replay(seed=seed)
     echo(f"simulator: {len(events)} events, {shoppers} shoppers; replaying {len(train)} training events")
-    built, refined = _train(replay, train, seed)
-    echo(f"personas: k={built['k']} (BIC over k={sorted(built['bic'])}), {refined['adjustments'].get('items_kept', 0)} "
-         f"items with adjustments")
+    trained = _train(replay, train)
+    echo(f"personas: k={trained['k']} (BIC over k={sorted(trained['bic'])}), "
+         f"{trained['adjustments'].get('items_kept', 0)} items with adjustments")
     recovery = _recovery(replay, simulation.truth)
-    echo(f"replaying {len(test)} test events, re-ranking listings clicked from")
-    ranking = _rerank_test(replay, _listing_samples, test, weight, seed, ceiling=_true_taste_ranking(simulation))
+    window = "validation" if validation_days else "test"
+    echo(f"replaying {len(test)} {window} events, re-ranking listings clicked from")
+    ranking = _rerank_test(replay, _listing_samples, test, weights, ceilings={
+        "ceiling": _true_taste_ranking(simulation), "persona_ceiling": _true_taste_ranking(simulation, persona=True)})
     return {"events": len(events), "train_events": len(train), "test_events": len(test), "shoppers": shoppers,
-            "days": days, "test_days": test_days, "seed": seed, "weight": weight,
-            "k": built["k"], "bic": built["bic"], "adjustments": refined["adjustments"],
+            "days": days, "test_days": test_days, "validation_days": validation_days, "seed": seed,
+            "k": trained["k"], "bic": trained["bic"], "adjustments": trained["adjustments"],
             **recovery, "ranking": ranking, "seconds": round(time.perf_counter() - started, 1)}
 
 
-def evaluate_diginetica(directory: Path, *, test_share: float, weight: float, seed: int,
-                        echo: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
+def evaluate_diginetica(directory: Path, *, test_share: float, weights: Sequence[float], seed: int,
+                        validation: bool = False, echo: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
+    """`validation`: leave the test window out and hold out the training window's latest days instead."""
     from tailor_local.datasets import load_diginetica
 
     started = time.perf_counter()
     events = list(load_diginetica(directory / "train-item-views-sample.csv", directory / "train-purchases.csv",
                                   directory / "product-categories.csv"))
     days = sorted({e["timestamp"][:10] for e in events})
-    # The sample's days are unevenly filled: the test window is the latest days holding `test_share` of the events.
-    per_day = Counter(e["timestamp"][:10] for e in events)
-    split_day, later = days[-1], 0
-    for day in reversed(days):
-        later += per_day[day]
-        split_day = day
-        if later >= test_share * len(events):
-            break
-    train = [e for e in events if e["timestamp"][:10] < split_day]
-    test = [e for e in events if e["timestamp"][:10] >= split_day]
+    train, test, split_day = _latest_days(events, test_share)
+    if validation:
+        train, test, split_day = _latest_days(train, test_share)
     if not train or not test:
         raise ValueError("Diginetica: too few days to split into training and test windows")
     echo(f"diginetica: {len(events)} events over {len(days)} days; replaying {len(train)} before {split_day}")
-    replay = Replay()
-    built, refined = _train(replay, train, seed)
+    # Its times within a day are made up (the data gives dates): refine daily. Rebuilds, each re-clustering some
+    # ten thousand shoppers, every DIGINETICA_REBUILD_DAYS keep the replay of five months short.
+    replay = Replay(seed=seed, rebuild_seconds=DIGINETICA_REBUILD_DAYS * 86400, refine_seconds=86400)
+    trained = _train(replay, train)
     views = Counter(e["item_id"] for e in train if e["event_type"] == "view")
     by_category: dict[str, list[str]] = defaultdict(list)
     category_of = {e["item_id"]: e["category"] for e in train if e.get("category")}
@@ -156,10 +217,11 @@ def evaluate_diginetica(directory: Path, *, test_share: float, weight: float, se
         if item in category_of:
             by_category[category_of[item]].append(item)
     lists = {c: items[:BASE_LIST] for c, items in by_category.items() if len(items) >= 2}
-    echo(f"personas: k={built['k']}; replaying {len(test)} test events, re-ranking category lists")
-    ranking = _rerank_test(replay, lambda step: _category_samples(step, lists), test, weight, seed)
+    window = "validation" if validation else "test"
+    echo(f"personas: k={trained['k']}; replaying {len(test)} {window} events, re-ranking category lists")
+    ranking = _rerank_test(replay, lambda step: _category_samples(step, lists), test, weights)
     return {"events": len(events), "train_events": len(train), "test_events": len(test), "test_from": split_day,
-            "weight": weight, "k": built["k"], "bic": built["bic"], "adjustments": refined["adjustments"],
+            "validation": validation, "k": trained["k"], "bic": trained["bic"], "adjustments": trained["adjustments"],
             "ranking": ranking, "seconds": round(time.perf_counter() - started, 1)}
 
 
@@ -167,31 +229,40 @@ def format_table(report: dict[str, Any]) -> str:
     lines = []
     sim = report.get("simulator")
     if sim:
-        lines += [f"Simulator ({sim['shoppers']} shoppers, {sim['days']:g} days, last {sim['test_days']:g} for test, "
+        held = (f"the {sim['validation_days']:g} before the last {sim['test_days']:g} held out (the last left out)"
+                if sim.get("validation_days") else f"last {sim['test_days']:g} for test")
+        lines += [f"Simulator ({sim['shoppers']} shoppers, {sim['days']:g} days, {held}, "
                   f"seed {sim['seed']}): k = {sim['k']} personas by BIC",
                   f"  ARI vs true personas: rebuild {sim['ari_rebuild']:.3f}, Ingest's dominant persona "
                   f"{sim['ari_online']:.3f} ({sim['shoppers_compared']} shoppers)",
                   "  trait accuracy (majority baseline): " + ", ".join(
                       f"{t} {v['accuracy']:.2f} ({v['baseline']:.2f})" for t, v in sim["traits"].items()),
                   f"  mean trait accuracy {sim['trait_accuracy']:.3f} (baseline {sim['trait_baseline']:.3f})"]
-    header = ("data", "lists", "NDCG@10 base", "re-ranked (mixture)", "lift", "re-ranked (dominant)", "lift")
+    header = ("data", "window", "lists", "NDCG@10 base", "weight", "re-ranked (mixture)", "lift", "lists changed",
+              "re-ranked (dominant)", "lift", "lists changed")
     rows = [header]
     for name in ("simulator", "diginetica"):
         part = report.get(name)
         if not part:
             continue
         r = part["ranking"]
-        rows.append((name, str(r["lists"]), f"{r['base']:.4f}", f"{r['mixture']:.4f}", f"{r['mixture_lift']:+.1%}",
-                     f"{r['dominant']:.4f}", f"{r['dominant_lift']:+.1%}"))
+        window = "validation" if part.get("validation_days") or part.get("validation") else "test"
+        for w in r["by_weight"]:
+            rows.append((name, window, str(r["lists"]), f"{r['base']:.4f}", f"{w['weight']:g}", f"{w['mixture']:.4f}",
+                         f"{w['mixture_lift']:+.2%}", f"{w['mixture_changed']:.0%}", f"{w['dominant']:.4f}",
+                         f"{w['dominant_lift']:+.2%}", f"{w['dominant_changed']:.0%}"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     table = ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in rows]
     table.insert(1, "  ".join("-" * w for w in widths))
-    weight = next(report[n]["weight"] for n in ("simulator", "diginetica") if report.get(n))
     notes = []
     if sim and "ceiling" in sim["ranking"]:
-        notes.append(f"simulator ceiling (each shopper's true price taste in the simulator's click model): NDCG@10 "
-                     f"{sim['ranking']['ceiling']:.4f} ({sim['ranking']['ceiling_lift']:+.1%})")
-    return "\n".join(lines + ["", f"Re-ranking (persona weight {weight:g}):"] + table + notes)
+        r = sim["ranking"]
+        notes.append(f"simulator ceilings, ranking by the simulator's own click model: with each shopper's true "
+                     f"persona's price taste NDCG@10 {r['persona_ceiling']:.4f} ({r['persona_ceiling_lift']:+.1%}), "
+                     f"with each shopper's own {r['ceiling']:.4f} ({r['ceiling_lift']:+.1%})")
+    relevance = DEFAULT_WEIGHTS["rerank"]["relevance"]
+    return "\n".join(lines + ["", f"Re-ranking (score = {relevance:g} x base relevance by rank + weight x persona term):"]
+                     + table + notes)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -200,7 +271,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--days", type=float, default=6.0)
     parser.add_argument("--test-days", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=11)
-    parser.add_argument("--weight", type=float, default=0.1, help="persona weight in the blend (default 0.1, as deployed)")
+    parser.add_argument("--weight", type=float, nargs="+", default=[DEFAULT_WEIGHT],
+                        help=f"persona weight(s) in the blend, PersonaBlendWeight's meaning "
+                             f"(default {DEFAULT_WEIGHT:g}, as deployed)")
+    parser.add_argument("--validation", action="store_true",
+                        help="measure on the training window's latest part, not the test window (to choose the weight)")
+    parser.add_argument("--validation-days", type=float, default=1.0,
+                        help="with --validation, the simulator's held-out days (default 1)")
     parser.add_argument("--diginetica", type=Path, default=DEFAULT_DIGINETICA,
                         help="directory with Diginetica's views, purchases and categories")
     parser.add_argument("--diginetica-test-share", type=float, default=0.2,
@@ -214,13 +291,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                               "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     if not args.no_simulator:
         report["simulator"] = evaluate_simulated(shoppers=args.shoppers, days=args.days, test_days=args.test_days,
-                                                 seed=args.seed, weight=args.weight, echo=echo)
+                                                 seed=args.seed, weights=args.weight, echo=echo,
+                                                 validation_days=args.validation_days if args.validation else None)
     if not args.no_diginetica:
         if not (args.diginetica / "train-item-views-sample.csv").exists():
             print(f"tailor evaluate personas: no Diginetica files in {args.diginetica}", file=sys.stderr)
             return 2
         report["diginetica"] = evaluate_diginetica(args.diginetica, test_share=args.diginetica_test_share,
-                                                   weight=args.weight, seed=args.seed, echo=echo)
+                                                   weights=args.weight, seed=args.seed, echo=echo,
+                                                   validation=args.validation)
     if len(report) == 2:
         parser.error("nothing to evaluate")
     print(format_table(report))
@@ -242,14 +321,13 @@ class _Sample:
     clicked: set[str]
 
 
-def _train(replay: Replay, train: list[dict], seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """As the schedules would: personas built once the first part of the window is in (before, there is no
-    model, so no mixtures or counters), then refined with the shoppers and counters of the rest."""
-    cut = int(len(train) * BUILD_AT)
-    replay.feed(train[:cut])
-    built = replay.job("rebuild", seed=seed)
-    replay.feed(train[cut:])
-    return built, replay.job("refine", seed=seed)
+def _train(replay: Replay, train: list[dict]) -> dict[str, Any]:
+    """The training window walked with the jobs on schedule; what the latest rebuild found (k, BIC) and the
+    adjustments of the model in force at its end."""
+    replay.walk(train)
+    if replay.built is None or replay.latest is None:
+        raise ValueError("the training window built no persona model (too few shoppers)")
+    return {**replay.built, "adjustments": replay.latest["adjustments"]}
 
 
 def _recovery(replay: Replay, truth: dict) -> dict[str, Any]:
@@ -287,36 +365,48 @@ def _recovery(replay: Replay, truth: dict) -> dict[str, Any]:
 
 
 def _rerank_test(replay: Replay, samples_of: Callable[[list[dict]], list[_Sample]], test: list[dict],
-                 weight: float, seed: int, ceiling: Callable[[_Sample], list[str]] | None = None) -> dict[str, Any]:
+                 weights: Sequence[float],
+                 ceilings: dict[str, Callable[[_Sample], list[str]]] | None = None) -> dict[str, Any]:
     """Walk the test window in steps: re-rank the step's samples with the state before it, then replay it.
-    `ceiling` ranks a sample with knowledge no product has (the simulator's truth): what re-ranking could reach."""
+    `ceilings` rank a sample with knowledge no product has (the simulator's truth): what re-ranking could reach."""
     now = [0.0]
-    mixture = replay.recommender(weight, "mixture", lambda: now[0])
-    single = replay.recommender(weight, "dominant", lambda: now[0])
-    scores: dict[str, list[float]] = {"base": [], "mixture": [], "dominant": []}
-    rng = np.random.default_rng(seed)
-    for start, events in _steps(test):
+    recommenders = {(w, mode): replay.recommender(w, mode, lambda: now[0]) for w in weights
+                    for mode in ("mixture", "dominant")}
+    scores: dict[Any, list[float]] = defaultdict(list)
+    changed: Counter = Counter()
+    rng = np.random.default_rng(replay.seed)
+
+    def rerank(start: float, events: list[dict]) -> None:
         now[0] = start
         # Past MAX_SAMPLES lists the replay goes on (later lists would see its state) but nothing more is ranked.
         samples = samples_of(events) if len(scores["base"]) < MAX_SAMPLES else []
         for sample in samples:
             scores["base"].append(ndcg_at(sample.items, sample.clicked))
-            if ceiling is not None:
-                scores.setdefault("ceiling", []).append(ndcg_at(ceiling(sample), sample.clicked))
-            for name, recommender in (("mixture", mixture), ("dominant", single)):
-                ranked = recommender.rerank(sample.items, user_id=sample.user_id, session_id=sample.session_id)
-                scores[name].append(ndcg_at([r.item_id for r in ranked.items], sample.clicked))
-        replay.feed(events)
+            for name, ceiling in (ceilings or {}).items():
+                scores.setdefault(name, []).append(ndcg_at(ceiling(sample), sample.clicked))
+            for key, recommender in recommenders.items():
+                ranked = [r.item_id for r in recommender.rerank(sample.items, user_id=sample.user_id,
+                                                                 session_id=sample.session_id).items]
+                scores[key].append(ndcg_at(ranked, sample.clicked))
+                changed[key] += ranked != sample.items
+
+    replay.walk(test, rerank)
     base = float(np.mean(scores["base"])) if scores["base"] else 0.0
     out: dict[str, Any] = {"lists": len(scores["base"]), "base": round(base, 5)}
-    if scores.get("ceiling"):
-        out["ceiling"] = round(float(np.mean(scores["ceiling"])), 5)
-        out["ceiling_lift"] = round(out["ceiling"] / base - 1.0, 5) if base else 0.0
-    for name in ("mixture", "dominant"):
-        value = float(np.mean(scores[name])) if scores[name] else 0.0
-        out[name] = round(value, 5)
-        out[f"{name}_lift"] = round(value / base - 1.0, 5) if base else 0.0
-        out[f"{name}_ci95"] = _bootstrap_lift(np.asarray(scores["base"]), np.asarray(scores[name]), rng)
+    for name in ceilings or {}:
+        if scores.get(name):
+            out[name] = round(float(np.mean(scores[name])), 5)
+            out[f"{name}_lift"] = round(out[name] / base - 1.0, 5) if base else 0.0
+    out["by_weight"] = []
+    for w in weights:
+        part: dict[str, Any] = {"weight": w}
+        for mode in ("mixture", "dominant"):
+            value = float(np.mean(scores[(w, mode)])) if scores[(w, mode)] else 0.0
+            part[mode] = round(value, 5)
+            part[f"{mode}_lift"] = round(value / base - 1.0, 5) if base else 0.0
+            part[f"{mode}_ci95"] = _bootstrap_lift(np.asarray(scores["base"]), np.asarray(scores[(w, mode)]), rng)
+            part[f"{mode}_changed"] = round(changed[(w, mode)] / max(len(scores["base"]), 1), 4)
+        out["by_weight"].append(part)
     return out
 
 
@@ -331,24 +421,41 @@ def _bootstrap_lift(base: np.ndarray, other: np.ndarray, rng: np.random.Generato
     return [round(float(np.percentile(lifts, 2.5)), 4), round(float(np.percentile(lifts, 97.5)), 4)]
 
 
+def _latest_days(events: list[dict], share: float) -> tuple[list[dict], list[dict], str]:
+    """Events before and from the day from which the latest days hold `share` of them (days are unevenly filled)."""
+    per_day = Counter(e["timestamp"][:10] for e in events)
+    later, split_day = 0, max(per_day)
+    for day in sorted(per_day, reverse=True):
+        later += per_day[day]
+        split_day = day
+        if later >= share * len(events):
+            break
+    before = [e for e in events if e["timestamp"][:10] < split_day]
+    return before, [e for e in events if e["timestamp"][:10] >= split_day], split_day
+
+
 def _steps(events: list[dict]) -> list[tuple[float, list[dict]]]:
     steps: dict[int, list[dict]] = defaultdict(list)
     for event in events:
-        steps[int(_epoch(event["timestamp"]) // TEST_STEP_SECONDS)].append(event)
-    return [(key * TEST_STEP_SECONDS, steps[key]) for key in sorted(steps)]
+        steps[int(_epoch(event["timestamp"]) // STEP_SECONDS)].append(event)
+    return [(key * STEP_SECONDS, steps[key]) for key in sorted(steps)]
 
 
-def _true_taste_ranking(simulation: Any) -> Callable[[_Sample], list[str]]:
+def _true_taste_ranking(simulation: Any, *, persona: bool = False) -> Callable[[_Sample], list[str]]:
     """The simulator's own click model with each shopper's true taste for price (read back from the truth's
-    budget-conscious strength, which the simulator derives from it): the best order a listing can be given."""
-    from tailor_local.simulator import CATEGORIES
+    budget-conscious strength, which the simulator derives from it): the best order a listing can be given.
+    With `persona`, the taste of the shopper's true persona instead: the best a persona-level re-ranking can do."""
+    from tailor_local.simulator import CATEGORIES, PERSONAS
 
     median = {c.name: c.median_price for c in CATEGORIES}
     price_ratio = {i["item_id"]: math.log(i["price"] / median[i["category"]]) for i in simulation.catalog}
+    persona_taste = {p.name: p.price_beta for p in PERSONAS}
     taste = {}
     for user_id, known in simulation.truth["shoppers"].items():
         t = min(max(known["traits"]["budget_conscious"], 1e-3), 1 - 1e-3)
         taste[user_id] = 0.5 + math.log(t / (1 - t)) / 2  # budget_conscious = sigmoid(2 (price_beta - 0.5))
+        if persona:
+            taste[user_id] = persona_taste[known["persona"]]
 
     def rank(sample: _Sample) -> list[str]:
         beta = taste.get(sample.user_id, 0.0)

@@ -26,15 +26,12 @@ diversity applied).
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
-import os
 import random
 import sys
 import time
-import warnings
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -42,18 +39,25 @@ from typing import Any
 
 import numpy as np
 
+from tailor.archive import archived_events
 from tailor.events import Event, parse_event
 from tailor.ingest.derive import Contribution, contributions
-from tailor.models import DEFAULT_DIR, ModelRegistry, model_version
+from tailor.ingest.intent import SessionIntent
+from tailor.intent import MODEL_NAME as INTENT_MODEL, IntentModel
+from tailor.models import load_model, model_version
 from tailor.ranking import (DEFAULT_WEIGHTS, FEATURE_NAMES, MODEL_NAME, CommercialPerformance, ConversionPrior,
                             Gathered, Pipeline, PurchaseProbability, RankingModel, Request, RowCache)
 from tailor.ranking.pipeline import CACHE_TTL_SECONDS
 from tailor.ranking.scoring import INPUT_NAME, METADATA_KEY, OUTPUT_NAME, ProbabilityModel
 from tailor.session import SessionState, fold_session
 from tailor.shopper import ShopperState, fold_shopper
-from tailor.store.port import TABLES, BlobStore
+from tailor.store.port import TABLES
 
-__all__ = ["Examples", "Replay", "ReplayStore", "TrainedRanker", "archive_events", "build_examples", "evaluate",
+from .datasets import json_lines
+from .model_output import add_output_arguments, check_output_arguments, deliver, s3_blobs
+from .onnx_export import classifier_graph, with_metadata
+
+__all__ = ["Examples", "Replay", "ReplayStore", "TrainedRanker", "build_examples", "evaluate",
            "main", "train_ranker"]
 
 DAY = 86_400.0
@@ -66,25 +70,47 @@ SESSION_TTL_SECONDS = 7 * 86_400
 # -- the replayed state -----------------------------------------------------------------------------
 
 class Replay:
-    """Tailor's state as Ingest keeps it, folded one event at a time."""
+    """Tailor's state as Ingest keeps it, folded one event at a time. With `intent`, as Ingest runs in a stack:
+    association pairs weigh their session's intent and sessions keep their intent (tailor.ingest.intent),
+    scored together whenever the state is read (`settle`), as Ingest scores them at the end of a batch."""
 
-    def __init__(self) -> None:
+    def __init__(self, intent: SessionIntent | None = None) -> None:
         self.sessions: dict[str, SessionState] = {}
         self.shoppers: dict[str, ShopperState] = {}
         self.counters: dict[str, dict[str, dict[str, Any]]] = {table: {} for table in TABLES}
         self.events = 0
+        self.intent = intent
+        self._pending = intent.pairs() if intent is not None else None
+        self._touched: dict[str, SessionState] = {}
 
     def apply(self, event: Event) -> None:
         session = self.sessions.get(event.session_id)
         shopper = self.shoppers.get(event.user_id)
+        paired = None
         # As Ingest does: a producer's duplicate the shopper row remembers adds to no counter.
         if shopper is None or not shopper.has_seen(event.event_id):
-            for c in contributions(event, session):
+            for c in contributions(event, session, associate=self._pending is None):
                 self._add(c)
-        self.sessions[event.session_id] = fold_session(session, event, ttl_seconds=SESSION_TTL_SECONDS,
-                                                       received_at=event.epoch)
+            item_id = getattr(event, "item_id", None)
+            previous = [] if session is None else session.items
+            if self._pending is not None and item_id and self._pending.wants(event.event_type, previous):
+                paired = (item_id, previous)
+        after = fold_session(session, event, ttl_seconds=SESSION_TTL_SECONDS, received_at=event.epoch)
+        self.sessions[event.session_id] = after
+        if self._pending is not None:
+            self._touched[event.session_id] = after
+            if paired is not None:
+                self._pending.add(f"{self.events:012d}", paired[0], event.event_type, paired[1], after)
         self.shoppers[event.user_id] = fold_shopper(shopper, event)
         self.events += 1
+
+    def settle(self) -> None:
+        """Add the pending association pairs at their intent weights and keep the touched sessions' intent."""
+        if self._pending is None or not (self._pending.positions or self._touched):
+            return
+        for _, c in self._pending.resolve(self._touched.values()):
+            self._add(c)
+        self._pending, self._touched = self.intent.pairs(), {}
 
     def _add(self, c: Contribution) -> None:
         row = self.counters[c.table].setdefault(c.key, {TABLES[c.table]: c.key})
@@ -105,6 +131,7 @@ class ReplayStore:
 
     def read_many(self, requests):
         self.calls["read"] += 1
+        self.replay.settle()
         out: dict[str, dict[str, dict[str, Any]]] = {}
         for table, keys in requests.items():
             found = out.setdefault(table, {})
@@ -159,10 +186,12 @@ class Examples:
 
 def build_examples(events: Iterable[dict | Event], *, eval_days: float = 3.0, horizon_hours: float = 24.0,
                    max_moments: int = 4000, max_eval_moments: int = 2000, max_candidates: int = 200,
-                   seed: int = 0, progress: bool = False) -> tuple[Examples, Examples]:
+                   seed: int = 0, progress: bool = False,
+                   intent: SessionIntent | None = None) -> tuple[Examples, Examples]:
     """Training and evaluation requests. Evaluation moments lie in the last `eval_days` of the events
     (up to `horizon` before the end, so their purchases are known); training moments end a horizon
-    before evaluation starts, so no training label looks into the evaluation window."""
+    before evaluation starts, so no training label looks into the evaluation window. With `intent`, state
+    and candidates are weighed by session intent as a stack's Ingest and API weigh them."""
     stream = parse_events(events)
     if not stream:
         raise ValueError("no events to train on")
@@ -196,11 +225,12 @@ def build_examples(events: Iterable[dict | Event], *, eval_days: float = 3.0, ho
     chosen = {i: "train" for i in train_moments[:max_moments]}
     chosen.update({i: "eval" for i in eval_moments[:max_eval_moments]})
 
-    replay = Replay()
+    replay = Replay(intent)
     # The serving pipeline without a read budget: every candidate's row is read, through the same cache
     # semantics (in replay time) that serving has.
     pipeline = Pipeline(ReplayStore(replay), [], cache=RowCache(CACHE_TTL_SECONDS), max_candidates=max_candidates,
-                        read_waves=None, wave_keys=None, prefetch=False)
+                        read_waves=None, wave_keys=None, prefetch=False,
+                        factors=intent.factors if intent is not None else None)
     sets = {"train": Examples(), "eval": Examples()}
     position = 0
     started = time.perf_counter()
@@ -260,6 +290,8 @@ def train_ranker(train: Examples, *, seed: int = 0, iterations: int | None = Non
 
 def evaluate(pipeline: Pipeline, examples: Examples, strategies: dict[str, tuple[ProbabilityModel, dict[str, float]]]) -> dict[str, dict[str, float]]:
     """Mean per-request AUC of each strategy's pointwise score and NDCG@10 of its served top ten."""
+    from sklearn.metrics import roc_auc_score
+
     results: dict[str, dict[str, float]] = {}
     for name, (model, weights) in strategies.items():
         scorers = [CommercialPerformance(), PurchaseProbability(model)]
@@ -269,7 +301,7 @@ def evaluate(pipeline: Pipeline, examples: Examples, strategies: dict[str, tuple
                 continue
             if not y.all():
                 base, _ = pipeline.blend(gathered, weights=weights, scorers=scorers)
-                aucs.append(_auc(base, y))
+                aucs.append(roc_auc_score(y, base))
             top = pipeline.rank(gathered, n=TOP, weights=weights, scorers=scorers, explain=False)
             index = {item: i for i, item in enumerate(gathered.candidates.ids)}
             gains = np.array([y[index[r.item_id]] for r in top], dtype=np.float64)
@@ -284,11 +316,13 @@ def evaluate(pipeline: Pipeline, examples: Examples, strategies: dict[str, tuple
 def run(events: Iterable[dict | Event], *, source: str, eval_days: float, horizon_hours: float, max_moments: int,
         max_eval_moments: int, max_candidates: int, seed: int, iterations: int | None = None,
         threads: int = 1, progress: bool = False) -> tuple[TrainedRanker, dict[str, Any]]:
-    """Examples, training and evaluation: the trained model (its metadata holding the metrics) and a report."""
+    """Examples, training and evaluation: the trained model (its metadata holding the metrics) and a report.
+    State is replayed as a new stack keeps it: session intent from the shipped intent model."""
     started = time.perf_counter()
+    intent = SessionIntent(load_model(INTENT_MODEL, build=IntentModel.from_stored))
     train, held_out = build_examples(events, eval_days=eval_days, horizon_hours=horizon_hours,
                                      max_moments=max_moments, max_eval_moments=max_eval_moments,
-                                     max_candidates=max_candidates, seed=seed, progress=progress)
+                                     max_candidates=max_candidates, seed=seed, progress=progress, intent=intent)
     built = time.perf_counter()
     trained = train_ranker(train, seed=seed, iterations=iterations, threads=threads)
     fitted = time.perf_counter()
@@ -317,7 +351,7 @@ def run(events: Iterable[dict | Event], *, source: str, eval_days: float, horizo
         "evaluation": evaluation,
     })
     # The metrics are part of the model's metadata: export again so the graph carries them too.
-    trained = TrainedRanker(_with_metadata(trained.onnx, trained.metadata), trained.metadata, trained.estimator)
+    trained = TrainedRanker(with_metadata(trained.onnx, METADATA_KEY, trained.metadata), trained.metadata, trained.estimator)
     report = {"evaluation": evaluation, "training": trained.metadata["training"],
               "seconds": {"examples": round(built - started, 1), "fit": round(fitted - built, 1),
                           "evaluate": round(time.perf_counter() - fitted, 1)}}
@@ -338,26 +372,6 @@ def parse_events(events: Iterable[dict | Event]) -> list[Event]:
         parsed.append(raw)
     parsed.sort(key=lambda e: e.epoch)
     return parsed
-
-
-def archive_events(blobs: BlobStore, *, since: str | None = None, until: str | None = None) -> Iterator[dict]:
-    """The event archive as Ingest writes it (archive/date=YYYY-MM-DD/shard=*/<sequence>.jsonl.gz), the
-    days from `since` to `until` (ISO dates, inclusive)."""
-    for key in blobs.list("archive/date="):
-        day = key[len("archive/date="):].split("/", 1)[0]
-        if (since and day < since) or (until and day > until) or not key.endswith(".jsonl.gz"):
-            continue
-        for line in gzip.decompress(blobs.get(key)).decode("utf-8").splitlines():
-            if line.strip():
-                yield json.loads(line)
-
-
-def _json_lines(path: Path) -> Iterator[dict]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                yield json.loads(line)
 
 
 # -- command ----------------------------------------------------------------------------------------
@@ -382,15 +396,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=BOOSTING["max_iter"],
                         help=f"boosting iterations (default {BOOSTING['max_iter']})")
     parser.add_argument("--threads", type=int, default=1, help="threads to fit with (default 1)")
-    parser.add_argument("--out", type=Path, help="write model.onnx and metadata.json into this directory")
-    parser.add_argument("--publish", action="store_true",
-                        help="publish to the registry in --bucket (or DATA_BUCKET) and make it current")
-    parser.add_argument("--bucket", default=os.environ.get("DATA_BUCKET"), help="the data bucket (default: DATA_BUCKET)")
-    parser.add_argument("--endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL"),
-                        help="S3 endpoint, e.g. the local stack's (default: AWS_ENDPOINT_URL)")
-    parser.add_argument("--write-default", action="store_true", help=f"make it the default shipped in {DEFAULT_DIR}")
-    parser.add_argument("--json", type=Path, help="write the report as JSON here")
+    add_output_arguments(parser)
     args = parser.parse_args(argv)
+    check_output_arguments(parser, args)
 
     events, source = _events(args, parser)
     trained, report = run(events, source=source, eval_days=args.eval_days, horizon_hours=args.horizon_hours,
@@ -401,20 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     trained.metadata["version"] = version
     print(format_report(report, version, source))
 
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "model.onnx").write_bytes(trained.onnx)
-        (args.out / "metadata.json").write_text(json.dumps(trained.metadata, indent=2, sort_keys=True) + "\n")
-        print(f"written to {args.out}")
-    if args.write_default:
-        (DEFAULT_DIR / f"{MODEL_NAME}.onnx").write_bytes(trained.onnx)
-        (DEFAULT_DIR / f"{MODEL_NAME}.json").write_text(json.dumps(trained.metadata, indent=2, sort_keys=True) + "\n")
-        print(f"default model written to {DEFAULT_DIR}")
-    if args.publish:
-        if not args.bucket:
-            parser.error("--publish needs --bucket or DATA_BUCKET")
-        published = ModelRegistry(_s3(args)).publish(MODEL_NAME, trained.onnx, trained.metadata)
-        print(f"published {MODEL_NAME}:{published} to s3://{args.bucket}/models/{MODEL_NAME}/ (current)")
+    deliver(args, MODEL_NAME, trained.onnx, trained.metadata)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({**report, "version": version, "data": source}, indent=2) + "\n")
@@ -445,9 +440,9 @@ def format_report(report: dict[str, Any], version: str, source: str) -> str:
 
 def _events(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[Iterable[dict], str]:
     if args.events:
-        return _json_lines(args.events), f"events file {args.events}"
+        return json_lines(args.events), f"events file {args.events}"
     if args.archive:
-        return archive_events(_s3(args, args.archive), since=args.since, until=args.until), f"archive s3://{args.archive}"
+        return archived_events(s3_blobs(args, args.archive), since=args.since, until=args.until), f"archive s3://{args.archive}"
     if args.diginetica:
         from tailor_local.datasets import load_diginetica
 
@@ -458,21 +453,12 @@ def _events(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[
         purchases = folder / "train-purchases.csv"
         categories = folder / "product-categories.csv"
         return (load_diginetica(views, purchases if purchases.exists() else None,
-                                categories if categories.exists() else None),
-                f"diginetica {views.name}" + (" + purchases" if purchases.exists() else ""))
+                                categories if categories.exists() else None, viewed_sessions_only=True),
+                f"diginetica {views.name}" + (" + the purchases of its sessions" if purchases.exists() else ""))
     from tailor_local.simulator import simulate
 
     sim = simulate(shoppers=args.shoppers, days=args.days, seed=args.seed)
     return sim.events, f"simulator ({args.shoppers} shoppers, {args.days:g} days, seed {args.seed})"
-
-
-def _s3(args: argparse.Namespace, bucket: str | None = None) -> BlobStore:
-    import boto3
-
-    from tailor.store.aws import S3BlobStore
-
-    client = boto3.client("s3", endpoint_url=args.endpoint_url) if args.endpoint_url else boto3.client("s3")
-    return S3BlobStore(client, bucket or args.bucket)
 
 
 # -- helpers ----------------------------------------------------------------------------------------
@@ -480,48 +466,14 @@ def _s3(args: argparse.Namespace, bucket: str | None = None) -> BlobStore:
 def _export(classifier: Any, metadata: dict[str, Any]) -> bytes:
     """The classifier as one ONNX graph: "features" (float32, n x k) -> "purchase_probability" (n)."""
     from onnx import TensorProto, helper
-    from skl2onnx import to_onnx
-    from skl2onnx.common.data_types import FloatTensorType
 
-    with warnings.catch_warnings():
-        # skl2onnx 1.20 hands ONNX a Python bool where it wants an int: protobuf 6 warns, 7 refuses.
-        warnings.filterwarnings("ignore", message=".*Expected an int, got a boolean", category=DeprecationWarning)
-        model = to_onnx(classifier, initial_types=[(INPUT_NAME, FloatTensorType([None, len(FEATURE_NAMES)]))],
-                        options={id(classifier): {"zipmap": False}}, target_opset={"": 17, "ai.onnx.ml": 3})
+    model, probabilities = classifier_graph(classifier, INPUT_NAME, len(FEATURE_NAMES))
     graph = model.graph
-    probabilities = next(o.name for o in graph.output if o.name != "label" and "prob" in o.name)
     graph.initializer.append(helper.make_tensor("positive_class", TensorProto.INT64, [], [1]))
     graph.node.append(helper.make_node("Gather", [probabilities, "positive_class"], [OUTPUT_NAME], axis=1))
     del graph.output[:]
     graph.output.append(helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [None]))
-    model.producer_name = "tailor"
-    return _with_metadata(model.SerializeToString(), metadata)
-
-
-def _with_metadata(onnx_bytes: bytes, metadata: dict[str, Any]) -> bytes:
-    import onnx
-    from onnx import helper
-
-    model = onnx.load_from_string(onnx_bytes)
-    del model.metadata_props[:]
-    helper.set_model_props(model, {METADATA_KEY: json.dumps(metadata, sort_keys=True)})
-    onnx.checker.check_model(model)
-    return model.SerializeToString()
-
-
-def _auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Probability that a random positive outscores a random negative (ties count half)."""
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores))
-    sorted_scores = scores[order]
-    starts = np.r_[True, sorted_scores[1:] != sorted_scores[:-1]]
-    group = np.cumsum(starts) - 1
-    first = np.flatnonzero(starts)
-    last = np.r_[first[1:], len(scores)] - 1
-    ranks[order] = ((first + last) / 2.0 + 1.0)[group]
-    positives = labels.astype(bool)
-    n_pos, n_neg = positives.sum(), (~positives).sum()
-    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+    return with_metadata(model.SerializeToString(), METADATA_KEY, metadata)
 
 
 def _dcg(gains: np.ndarray) -> float:

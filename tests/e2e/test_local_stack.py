@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -17,7 +16,7 @@ from conftest import ROOT, load_event
 from tailor.events import EventError, parse_event
 from tailor_local.cli import main
 from tailor_local.simulator import simulate
-from tailor_local.stack import LocalStack, PutResult, all_processed, put_events, state_path
+from tailor_local.stack import LocalStack, PutResult, put_events, state_path
 
 pytestmark = [
     pytest.mark.e2e,

@@ -11,6 +11,7 @@ import pytest
 from moto import mock_aws
 
 from support import random_events, to_records
+from tailor.archive import archived_events
 from tailor.ingest.service import Ingestor
 from tailor.models import ModelRegistry, StoredModel, default_model, load_model, model_version
 from tailor.ranking import MODEL_NAME, RankingModel
@@ -120,7 +121,7 @@ def test_the_training_command_learns_from_the_archive_and_publishes(aws, capsys)
         assert not ingestor.ingest(records[start:start + 2000]).failed
     assert any(k.endswith(".jsonl.gz") for k in s3.list("archive/date="))
     first_day = events[0]["timestamp"][:10]
-    assert {e["timestamp"][:10] for e in ranker_training.archive_events(s3, until=first_day)} == {first_day}
+    assert {e["timestamp"][:10] for e in archived_events(s3, until=first_day)} == {first_day}
 
     code = ranker_training.main(["--archive", BUCKET, "--publish", "--eval-days", "2", "--max-moments", "150",
                                  "--max-eval-moments", "80", "--max-candidates", "50", "--iterations", "10"])

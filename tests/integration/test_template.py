@@ -2,7 +2,6 @@
 plan's key as the local gateway does, and builds small enough for Lambda."""
 
 import fnmatch
-from datetime import datetime, timezone
 import importlib.util
 import json
 import os
@@ -10,6 +9,9 @@ import shutil
 import subprocess
 import sys
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -138,14 +140,8 @@ def test_runtime_layer_requirements_pin_the_project_dependencies_lambda_lacks():
 def test_ingest_policy_grants_every_call_the_handler_makes_and_no_more_tables_or_prefixes(template, monkeypatch):
     """Run the sample batch through the real handler on moto, recording each AWS call, and check
     every call against the statements the template grants (moto itself enforces no IAM)."""
-    calls: list[tuple[str, str, str]] = []  # (action, resource kind, resource name)
     env = resolve_environment(template)
-    for variable, value in env.items():
-        monkeypatch.setenv(variable, value)
-    with mock_aws():
-        boto3.setup_default_session()
-        boto3.DEFAULT_SESSION.events.register("before-parameter-build", recorder(calls))
-        create_state(template)
+    with recorded_aws(template, monkeypatch, env) as calls:
         calls.clear()
         app = load_module(ROOT / "functions/ingest/app.py", "ingest_app_under_policy_test")
         response = app.lambda_handler(load_event("ingest-kinesis-batch.json"), lambda_context("IngestFunction"))
@@ -154,22 +150,14 @@ def test_ingest_policy_grants_every_call_the_handler_makes_and_no_more_tables_or
     assert any(kind == "object" and name.startswith("quarantine/") for _, kind, name in calls)
     assert any(kind == "object" and name.startswith("archive/") for _, kind, name in calls)
 
-    grants = granted(template, "IngestFunction")
-    denied = sorted({call for call in calls if not any(allows(grant, *call) for grant in grants)})
-    assert not denied, f"the template does not grant {len(denied)} calls, e.g. {denied[:5]}"
+    assert_granted(template, "IngestFunction", calls)
 
 
 def test_api_policy_grants_every_call_the_routes_make_and_no_more(template, monkeypatch):
     """State from the sample batch, then every sample request of events/ through the real API handler on moto, each
     AWS call checked against the statements the template grants the API function."""
-    calls: list[tuple[str, str, str]] = []
     env = resolve_environment(template) | {"EVENT_STREAM": "EventStream", "CORS_ALLOW_ORIGIN": "*"}
-    for variable, value in env.items():
-        monkeypatch.setenv(variable, value)
-    with mock_aws():
-        boto3.setup_default_session()
-        boto3.DEFAULT_SESSION.events.register("before-parameter-build", recorder(calls))
-        create_state(template)
+    with recorded_aws(template, monkeypatch, env) as calls:
         ingest = load_module(ROOT / "functions/ingest/app.py", "ingest_app_for_api_policy_test")
         ingest.lambda_handler(load_event("ingest-kinesis-batch.json"), lambda_context("IngestFunction"))
         calls.clear()
@@ -182,9 +170,7 @@ def test_api_policy_grants_every_call_the_routes_make_and_no_more(template, monk
             "s3:PutObject"} <= actions
     assert ("s3:PutObject", "object") in {(a, k) for a, k, n in calls if n.startswith("archive/")}
 
-    grants = granted(template, "ApiFunction")
-    denied = sorted({call for call in calls if not any(allows(grant, *call) for grant in grants)})
-    assert not denied, f"the template does not grant {len(denied)} calls, e.g. {denied[:5]}"
+    assert_granted(template, "ApiFunction", calls)
 
 
 def test_deployed_api_asks_for_the_key_where_the_local_gateway_does(template):
@@ -367,6 +353,26 @@ def lambda_context(function: str) -> SimpleNamespace:
                            get_remaining_time_in_millis=lambda: 60_000)
 
 
+@contextmanager
+def recorded_aws(template: dict, monkeypatch, env: dict[str, str]) -> Iterator[list[tuple[str, str, str]]]:
+    """moto with the template's state created and `env` set; yields the AWS calls made inside, as (action,
+    resource kind, resource name) (moto itself enforces no IAM)."""
+    calls: list[tuple[str, str, str]] = []
+    for variable, value in env.items():
+        monkeypatch.setenv(variable, value)
+    with mock_aws():
+        boto3.setup_default_session()
+        boto3.DEFAULT_SESSION.events.register("before-parameter-build", recorder(calls))
+        create_state(template)
+        yield calls
+
+
+def assert_granted(template: dict, function: str, calls: list[tuple[str, str, str]]) -> None:
+    grants = granted(template, function)
+    denied = sorted({call for call in calls if not any(allows(grant, *call) for grant in grants)})
+    assert not denied, f"the template does not grant {len(denied)} calls, e.g. {denied[:5]}"
+
+
 def recorder(calls: list[tuple[str, str, str]]):
     """A botocore hook that appends each call as (IAM action, resource kind, resource name) to `calls`."""
 
@@ -466,17 +472,11 @@ def test_rebuild_ltv_policy_grants_every_call_the_handler_makes_and_no_more(temp
     from tailor.models import ModelRegistry
     from tailor.store.aws import S3BlobStore
 
-    calls: list[tuple[str, str, str]] = []
     trained = small_model()
     env = resolve_environment(template) | {k: str(v) for k, v in
                                            template["Resources"]["RebuildLtvFunction"]["Properties"]["Environment"]
                                            ["Variables"].items()}
-    for variable, value in env.items():
-        monkeypatch.setenv(variable, value)
-    with mock_aws():
-        boto3.setup_default_session()
-        boto3.DEFAULT_SESSION.events.register("before-parameter-build", recorder(calls))
-        create_state(template)
+    with recorded_aws(template, monkeypatch, env) as calls:
         ingest = load_module(ROOT / "functions/ingest/app.py", "ingest_app_for_rebuild_policy_test")
         ingest.lambda_handler(load_event("ingest-kinesis-batch.json"), lambda_context("IngestFunction"))
         ModelRegistry(S3BlobStore(boto3.client("s3"), BUCKET_NAME)).publish(MODEL_NAME, trained.onnx, trained.metadata)
@@ -486,9 +486,7 @@ def test_rebuild_ltv_policy_grants_every_call_the_handler_makes_and_no_more(temp
     assert report["status"] == "done" and report["scored"] > 0
     assert {"dynamodb:Scan", "dynamodb:UpdateItem", "dynamodb:BatchGetItem", "s3:GetObject", "s3:ListBucket"} <= {
         action for action, _, _ in calls}
-    grants = granted(template, "RebuildLtvFunction")
-    denied = sorted({call for call in calls if not any(allows(grant, *call) for grant in grants)})
-    assert not denied, f"the template does not grant {len(denied)} calls, e.g. {denied[:5]}"
+    assert_granted(template, "RebuildLtvFunction", calls)
 
 
 def test_rebuild_personas_runs_on_two_schedules_whose_inputs_are_the_sample_events(template):
@@ -516,10 +514,7 @@ def test_personas_rebuild_and_ingest_on_moto_within_the_granted_calls(template, 
     from tailor_local.kinesis import kinesis_event
     from tailor_local.simulator import simulate
 
-    calls: list[tuple[str, str, str]] = []
     env = resolve_environment(template) | {"PERSONA_MODEL_REFRESH_SECONDS": "0"}
-    for variable, value in env.items():
-        monkeypatch.setenv(variable, value)
     events = simulate(shoppers=40, days=0.08, seed=5).events
     half = len(events) // 2
 
@@ -532,10 +527,7 @@ def test_personas_rebuild_and_ingest_on_moto_within_the_granted_calls(template, 
                                   "us-east-1", "arn:aws:iam::123456789012:role/r")
             assert app.lambda_handler(batch, lambda_context("IngestFunction")) == {"batchItemFailures": []}
 
-    with mock_aws():
-        boto3.setup_default_session()
-        boto3.DEFAULT_SESSION.events.register("before-parameter-build", recorder(calls))
-        create_state(template)
+    with recorded_aws(template, monkeypatch, env) as calls:
         ingest_app = load_module(ROOT / "functions/ingest/app.py", "ingest_app_for_personas_test")
         ingest(ingest_app, events[:half], 0)
         rebuild = load_module(ROOT / "functions/rebuild_personas/app.py", "rebuild_personas_app_under_test")
@@ -554,6 +546,4 @@ def test_personas_rebuild_and_ingest_on_moto_within_the_granted_calls(template, 
     assert sum("mixture" in s.get("personas", {}) for s in shoppers) > 10
     assert any(name.startswith("pc:") for item in items for name in item)
     assert {"dynamodb:Scan", "s3:GetObject", "s3:PutObject"} <= {action for action, _, _ in rebuild_calls}
-    grants = granted(template, "RebuildPersonasFunction")
-    denied = sorted({call for call in rebuild_calls if not any(allows(grant, *call) for grant in grants)})
-    assert not denied, f"the template does not grant {len(denied)} calls, e.g. {denied[:5]}"
+    assert_granted(template, "RebuildPersonasFunction", rebuild_calls)

@@ -154,3 +154,28 @@ def test_engagement_strength_reads_the_strongest_event_per_item_from_session_eve
               for k, (kind, item) in enumerate(kinds)]
     assert engagement_strength(events) == {"a": 3.0, "c": 5.0}  # b was only viewed: the default 1
     assert engagement_strength(events, {"view": 2.0, "purchase": 2.0}) == {}
+
+
+def test_intent_factors_weigh_near_pairs_and_the_session_source_ranks_as_rank_next_items_does():
+    from tailor.intent import IntentFactors
+    from tailor.ranking.candidates import SessionSource
+    from tailor.ranking.context import RankingContext, Request
+    from tailor.ranking.rows import partners
+
+    # Viewed with "a": "v" more often; carted with it: "c" (its pairs are commitments).
+    raw = {"a": {"n:v": 6.0, "n:c": 4.0, "c:c": 4.0, "f:v": 6.0, "f:c": 4.0}}
+    rows = {"a": parse_associations("a", raw["a"])}
+    plain = [item for item, _ in rank_next_items(["a"], lookup_in(rows), 3)]
+    buying = [item for item, _ in rank_next_items(["a"], lookup_in(rows), 3, factors={"view": 0.5, "add_to_cart": 3.0})]
+    assert plain == ["a", "v", "c"] and buying == ["a", "c", "v"]
+
+    # The feed's session candidates are this ranking, read from the rows the pipeline parsed.
+    session = fold_session(None, parse_event({"event_id": "e1", "user_id": "u", "session_id": "s",
+                                              "timestamp": "2026-11-02T12:00:00Z", "event_type": "view",
+                                              "item_id": "a"}), ttl_seconds=0)
+    ctx = RankingContext(Request("feed", session_id="s"), session.last_seen, session=session,
+                         factors=IntentFactors.default())
+    assert list(SessionSource().keys(ctx)) == [("associations", "a")]
+    ctx.associations["a"] = partners("a", raw["a"])
+    ctx.version += 1  # a read brought rows
+    assert list(SessionSource().propose(ctx, 3).items()) == rank_next_items(["a"], lookup_in(rows), 3)

@@ -124,6 +124,9 @@ def test_evaluate_ltv_writes_one_prediction_per_customer_and_the_figures(tmp_pat
     assert set(figures["ltv_model"]["prior"]["bgnbd"]) == {"r", "alpha", "a", "b"}
     assert "bgnbd_sample_check" not in figures  # no sample file next to this data
     assert len(figures["goals"]) == 4
+    # Quoted counts are per customer; the predicted totals are the sums of the expectations.
+    expected = figures["reference"]["tailor_ltv_expected"]
+    assert f"transactions {expected['transactions_total_ratio'] - 1:+.1%}" in figures["goals"][3]["measured"]
     assert LtvModel.load(model_path).horizon_weeks == 39
 
 

@@ -10,9 +10,10 @@ import onnx
 import pytest
 
 from tailor.ltv.features import FEATURE_NAMES
-from tailor.ltv.scoring import METADATA_KEY, LtvModel
+from tailor.ltv.scoring import METADATA_KEY, LtvModel, typical_counts
 from tailor.ltv import training as ltv_training
-from tailor.ltv.training import ltv_metrics, parse_events, replay_snapshots, train_ltv
+from tailor.ltv.training import (QUOTE_LEVELS, least_error_level, ltv_metrics, parse_events, replay_snapshots,
+                                 totals_level, train_ltv)
 
 from ltv_support import AS_OF, START, purchase_histories
 
@@ -59,7 +60,7 @@ def test_onnx_scores_match_the_fitted_prior_and_boosters(history):
     fitted = ltv_training._fit_recipe(events, AS_OF.timestamp(), 4, 3, 1, 13, 0)
     assert fitted.columns.size < len(FEATURE_NAMES)  # constant and age features stay out of the boosters
     metadata = {"feature_names": list(FEATURE_NAMES), "horizon_weeks": 4, "prior": fitted.prior,
-                "count": {"dispersion": fitted.dispersion, "level": fitted.level},
+                "count": {"dispersion": fitted.dispersion, "level": fitted.level, "spend_level": fitted.spend_level},
                 "baseline": np.median(fitted.current, 0).tolist(), "spend_quantiles": np.linspace(0, 100, 11).tolist()}
     model = LtvModel(ltv_training._export(fitted.columns, fitted.transactions, fitted.spend, fitted.totals, metadata))
     for weeks in (4, 1.5):
@@ -94,9 +95,12 @@ def test_shorter_horizons_come_from_the_prior_and_longer_ones_are_refused(histor
     half = model.predict(snap.features, horizon_weeks=2)
     assert np.all(half.transactions <= full.transactions + 1e-6) and half.transactions.sum() > 0.3 * full.transactions.sum()
     assert half.spend.sum() < full.spend.sum()
-    # Quoted purchase days are whole numbers whose total stays near the expected total.
+    # Quoted purchase days are whole numbers; the quoted spend is that of whole purchase days and adds up.
     assert np.array_equal(full.typical_transactions, np.round(full.typical_transactions))
-    assert full.typical_transactions.sum() == pytest.approx(full.transactions.sum(), rel=0.25)
+    per_day = full.spend / np.maximum(full.transactions, 1e-9)
+    days = full.typical_spend / per_day
+    np.testing.assert_allclose(days, np.round(days), atol=1e-6)
+    assert full.typical_spend.sum() == pytest.approx(full.spend.sum(), rel=0.25)
     with pytest.raises(ValueError, match="8 weeks needs a model trained for it"):
         model.predict(snap.features, horizon_weeks=8)
     with pytest.raises(ValueError, match="positive"):
@@ -142,6 +146,38 @@ def test_metrics_of_a_known_case():
     a, b = np.array([3, 1, 4, 2.0]), np.array([3, 1.5, 4, 1.5])
     expected = np.corrcoef(a, b)[0, 1]
     assert figures["spearman_spend"] == pytest.approx(expected)
+
+
+def test_purchase_days_are_quoted_near_the_median_and_spend_at_the_level_that_keeps_the_total():
+    rng = np.random.default_rng(3)
+    mean, shape = rng.gamma(0.5, 1.0, 5000), 0.8
+    counts = rng.negative_binomial(shape, shape / (shape + mean))  # negative binomial counts with these means
+    level, total = least_error_level(mean, shape, counts), totals_level(mean, shape)
+
+    def error(at: float) -> float:
+        return float(np.abs(typical_counts(mean, shape, at) - counts).mean())
+
+    assert level in QUOTE_LEVELS and 0.4 <= level <= 0.65  # absolute errors are least near the median
+    assert typical_counts(mean, shape, total).sum() == pytest.approx(mean.sum(), rel=0.02)
+    # Skewed counts: keeping the total quotes more purchase days than the least error does, and errs more.
+    assert total > level and error(total) > error(level) + 0.02
+
+
+def test_the_prior_values_a_buyers_purchases_as_gamma_gamma_shrinks_them_towards_the_shop():
+    from tailor.ltv.prior import PRIOR_NAMES, gamma_gamma_mean, prior_matrix
+
+    features = np.zeros((3, len(FEATURE_NAMES)), dtype=np.float32)
+    column = FEATURE_NAMES.index
+    for row, (transactions, revenue) in enumerate(((1, 10.0), (8, 80.0), (0, 0.0))):
+        features[row, [column("transactions"), column("revenue"), column("weeks_since_first_purchase")]] = (
+            transactions, revenue, 10.0)
+    spend = {"p": 6.0, "q": 4.0, "gamma": 15.0}  # the shop's mean value: 6 * 15 / 3 = 30
+    prior = {"bgnbd": {"r": 0.25, "alpha": 4.0, "a": 0.8, "b": 2.4}, "first_purchase_rate": 0.01,
+             "mean_transaction_value": 30.0, "gamma_gamma": spend}
+    value = np.exp(prior_matrix(features, prior, 4.0)[:, PRIOR_NAMES.index("log_transaction_value")])
+    np.testing.assert_allclose(value, gamma_gamma_mean(spend, np.array([1, 8, 0.0]), np.array([10, 10, 0.0])), rtol=1e-5)
+    # One $10 order says less than eight: the first buyer stays nearer the shop's $30.
+    assert 10 < value[1] < value[0] < 30 and value[2] == pytest.approx(30.0)
 
 
 def test_training_imports_none_of_the_packages_the_training_function_leaves_out(tmp_path):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tailor_local.nextitem_eval import (VSKNN, VSKNN_CONFIG, evaluate_next_item, load_diginetica_split,
-                                        load_session_rec_split, main)
+                                        load_session_rec_split, main, validation_split)
 
 T0 = 1_396_400_000  # an April 2014 epoch, like the YooChoose sample
 
@@ -127,3 +127,32 @@ def test_main_writes_the_figures_and_rejects_a_lone_session_rec_file(chain, tmp_
     assert "V-SKNN" in capsys.readouterr().out
     assert main(["--train", str(train), "--out", str(tmp_path / "r2.csv")]) == 2
     assert "not a Diginetica item-views file" in capsys.readouterr().err
+
+
+def test_validation_split_holds_out_the_last_days_of_training_and_never_reads_the_test(tmp_path):
+    # Training: sessions 1-30 on day 0 (the chain), sessions 31-32 on day 2; the test file is never used.
+    sessions = {s: ["1", "2", "3", "4"] for s in range(1, 31)}
+    train = write_session_rec(tmp_path / "train.txt", sessions, T0)
+    late = write_session_rec(tmp_path / "late.txt", {31: ["2", "3", "new"], 32: ["new", "4"]}, T0 + 2 * 86_400)
+    both = tmp_path / "both.txt"
+    both.write_text(train.read_text() + "".join(late.read_text().splitlines(keepends=True)[1:]))
+    test = write_session_rec(tmp_path / "test.txt", {101: ["1", "2"]}, T0 + 3 * 86_400)
+    split = validation_split(load_session_rec_split(both, test), days=1)
+    assert {e["session_id"] for e in split.train} == {f"yc-{s}" for s in range(1, 31)}
+    # "new" is unknown to the earlier sessions: dropped, and session 32 with it (one event left).
+    assert [(e["session_id"], e["item_id"]) for e in split.test] == [("yc-31", "2"), ("yc-31", "3")]
+    out = tmp_path / "val.csv"
+    assert main(["--train", str(both), "--test", str(test), "--validation-days", "1", "--out", str(out)]) == 0
+    with open(out, newline="") as fh:
+        assert [(r["SessionId"], r["Position"]) for r in csv.DictReader(fh, delimiter=";")] == [("31", "0")]
+
+
+def test_tailor_is_measured_through_the_feed_routes_session_candidates(chain, monkeypatch):
+    # The evaluation recommends with the API's SessionSource: changing it changes the measured figures.
+    from tailor.ranking import candidates
+
+    split = load_session_rec_split(*chain)
+    before = evaluate_next_item(split)["methods"]["tailor (live)"]
+    monkeypatch.setattr(candidates.SessionSource, "propose", lambda self, ctx, limit: {"none": 1.0})
+    after = evaluate_next_item(split)["methods"]
+    assert before["hr"] == 1.0 and after["tailor (live)"]["hr"] == after["tailor (train-only)"]["hr"] == 0.0

@@ -136,6 +136,36 @@ def test_adjustments_lift_what_a_persona_prefers_and_shrink_thin_evidence_toward
     assert np.abs(thin_matrix).mean() < np.abs(matrix).mean()
 
 
+def test_an_items_own_lift_counts_only_as_far_as_items_really_differ_from_their_group():
+    rng = np.random.default_rng(2)
+    items = 60
+    impressions = np.full((items, 2), 300.0)
+    values = {m: np.zeros((items, 2)) for m in ("pi", "pv", "pc", "pa", "pp", "pd", "pn")}
+    groups = np.zeros(items, dtype=np.int64)  # one group: any persona taste is the items' own
+    alike = rng.binomial(impressions.astype(int), 0.06).astype(float)  # personas click every item alike
+    values.update(pi=impressions, pc=alike)
+    _, _, stats = build_adjustments(CounterTable([f"i{j}" for j in range(items)], [0, 1], values, groups, 1))
+    assert stats["ctr_item_prior"] >= 1000  # nothing beyond binomial noise: items keep their group's lift
+    ctr = np.full((items, 2), 0.06)
+    ctr[::2, 0], ctr[1::2, 1] = 0.18, 0.18  # each persona prefers every other item
+    values["pc"] = rng.binomial(impressions.astype(int), ctr).astype(float)
+    kept, matrix, stats = build_adjustments(CounterTable([f"i{j}" for j in range(items)], [0, 1], values, groups, 1))
+    assert stats["ctr_item_prior"] < 300
+    assert matrix[::2, 0].mean() - matrix[1::2, 0].mean() > 0.3
+
+
+def test_the_price_level_weighs_more_than_the_rest_of_behaviour_in_the_clustering():
+    from tailor.personas.clustering import BLOCK_WEIGHTS, PRICE_WEIGHT, standardization
+
+    space = FeatureSpace(("books",), {}, {})
+    x = np.random.default_rng(3).normal(size=(50, len(space.names)))
+    _, scale = standardization(x, space)
+    named = dict(zip(space.names, x.std(axis=0) / scale))  # each feature's spread once standardized
+    assert named["behaviour:price_percentile"] == pytest.approx(PRICE_WEIGHT)
+    assert named["behaviour:log_dwell_seconds"] == pytest.approx(BLOCK_WEIGHTS["behaviour"])
+    assert BLOCK_WEIGHTS["behaviour"] < PRICE_WEIGHT
+
+
 def test_counters_of_items_rows_are_read_for_the_models_personas_only():
     rows = [{"item_id": "a", "views": 3, "pv:10": 1.5, "pc:11": 2.0, "pv:99": 7.0}, {"item_id": "b", "views": 1}]
     table = read_counters(rows, [10, 11])
@@ -262,3 +292,20 @@ def test_recommender_reranks_by_personas_and_profiles_show_them():
     profile = recommender.profile("u1")
     assert profile["personas"]["mixture"][0] == {"persona": "10", "share": 0.9, "description": "p0"}
     assert set(profile["personas"]["traits"]) >= {"budget_conscious", "gift_shopper"}
+
+
+def test_the_evaluation_replays_with_the_persona_jobs_on_the_deployed_schedule():
+    from tailor_local.personas_eval import REBUILD_SECONDS, REFINE_SECONDS, Replay, _steps
+
+    replay = Replay(seed=1)
+    jobs: list[tuple[str, float]] = []
+    job = replay.job
+    replay.job = lambda mode, *, seed=0, now=None: (jobs.append((mode, now)), job(mode, seed=seed, now=now))[1]
+    simulation = simulate(shoppers=60, days=1.25, seed=4)
+    replay.walk(simulation.events)
+    steps = [start for start, _ in _steps(simulation.events)]
+    due = lambda period: next(start for start in steps if start - steps[0] >= period)  # noqa: E731
+    assert jobs[0] == ("refine", due(REFINE_SECONDS))  # the first refine finds no model and builds one
+    assert [now for mode, now in jobs if mode == "rebuild"] == [due(REBUILD_SECONDS)]
+    assert 20 <= len(jobs) <= 31 and replay.built is not None and replay.built["mode"] == "rebuild"
+    assert replay.latest is not None and replay.models().version == replay.latest["version"]

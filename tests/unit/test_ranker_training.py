@@ -9,12 +9,15 @@ from functools import lru_cache
 import numpy as np
 import pytest
 
-from support import clean_run, random_events, to_records
+from support import random_events, to_records
+from tailor.ingest.intent import SessionIntent
 from tailor.ingest.service import Ingestor
+from tailor.intent import MODEL_NAME as INTENT_MODEL, IntentModel
+from tailor.models import load_model
 from tailor.ranking import FEATURE_NAMES, Pipeline, RankingModel, Request
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
-from tailor_local import ranker_training
-from tailor_local.ranker_training import (Replay, ReplayStore, _auc, _dcg, build_examples, evaluate, parse_events,
+from tailor_local import model_output, ranker_training
+from tailor_local.ranker_training import (Replay, ReplayStore, _dcg, build_examples, evaluate, parse_events,
                                           train_ranker)
 from tailor_local.simulator import simulate
 
@@ -38,10 +41,13 @@ def trained():
     return train_ranker(examples()[0], seed=1, iterations=30)
 
 
-def test_replay_holds_the_rows_ingest_writes():
+@pytest.mark.parametrize("with_intent", [False, True], ids=["base weights", "intent-weighted"])
+def test_replay_holds_the_rows_ingest_writes(with_intent):
     events = random_events(seed=4, n=600)
-    store, _ = clean_run(events)
-    replay = Replay()
+    intent = SessionIntent(load_model(INTENT_MODEL, build=IntentModel.from_stored)) if with_intent else None
+    store, blobs = MemoryStateStore(), MemoryBlobStore()
+    assert not Ingestor(store, blobs, max_workers=1, intent=intent).ingest(to_records(events)).failed
+    replay = Replay(intent)
     for event in parse_events(events):
         replay.apply(event)
     view = ReplayStore(replay)
@@ -52,6 +58,8 @@ def test_replay_holds_the_rows_ingest_writes():
         assert set(replayed) == set(written), table
         for key, row in written.items():
             assert _comparable(replayed[key], table) == _comparable(row, table), (table, key)
+    if with_intent:
+        assert all(row.get("intent") for row in store.tables["sessions"].values())
 
 
 def test_training_and_serving_compute_the_same_features_on_the_same_events():
@@ -137,14 +145,12 @@ def test_evaluation_ranks_each_strategy_over_the_later_window():
     assert perfect["ndcg_at_10"] > 0.95
 
 
-def test_auc_and_dcg():
-    assert _auc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1])) == pytest.approx(0.75)
-    assert _auc(np.array([1.0, 1.0]), np.array([1, 0])) == pytest.approx(0.5)
+def test_dcg():
     assert _dcg(np.array([1.0, 0.0, 1.0])) == pytest.approx(1.0 + 1.0 / np.log2(4))
 
 
 def test_command_trains_evaluates_and_writes_the_model(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(ranker_training, "DEFAULT_DIR", tmp_path / "default")
+    monkeypatch.setattr(model_output, "DEFAULT_DIR", tmp_path / "default")
     (tmp_path / "default").mkdir()
     events = tmp_path / "events.jsonl"
     events.write_text("".join(json.dumps(e) + "\n" for e in simulated()) + "{\"not\": \"an event\"}\n")

@@ -140,8 +140,9 @@ def parse_associations(item_id: str, row: Mapping[str, Any] | None) -> ItemAssoc
 
 @dataclass(frozen=True)
 class NextItemParams:
-    """How `rank_next_items` weighs its signals (chosen on the last day of YooChoose's training part,
-    held out from training, before any test)."""
+    """How `rank_next_items` weighs its signals, chosen on validation splits of the training data alone
+    (`tailor evaluate next-item --validation-days`: YooChoose's last training day, Diginetica's last 28
+    training days), never on a test set."""
 
     anchors: int = 10  # recent session items whose associations propose candidates
     near_share: float = 0.7  # share of an anchor's vote cast by its near weights; the rest by follows
@@ -157,16 +158,21 @@ DEFAULT_PARAMS = NextItemParams()
 def rank_next_items(session_items: Sequence[str],
                     lookup: Callable[[Sequence[str]], Mapping[str, ItemAssociations]],
                     n: int = 20, *, params: NextItemParams = DEFAULT_PARAMS,
-                    anchor_strength: Mapping[str, float] | None = None) -> list[tuple[str, float]]:
+                    anchor_strength: Mapping[str, float] | None = None,
+                    factors: Mapping[str, float] | None = None) -> list[tuple[str, float]]:
     """The `n` items the session most likely engages with next, with their scores, best first.
 
     `session_items` are its distinct items, most recent last. `lookup(keys)` returns the parsed
     association rows of those keys that have one; it is called twice, for the session's recent
     items and for the strongest candidates. `anchor_strength` scales an item's vote (default 1),
-    e.g. by what the shopper did with it."""
+    e.g. by what the shopper did with it. `factors` (the session's blended intent factors) weigh
+    each row's near pairs as `intent_weighted` does."""
     anchors = list(dict.fromkeys(reversed(session_items)))[:params.anchors]
     if not anchors:
         return []
+    if factors:
+        plain = lookup
+        lookup = lambda keys: {k: _intent_view(v, factors) for k, v in plain(keys).items()}  # noqa: E731
     rows = dict(lookup(anchors))
     scores: dict[str, float] = defaultdict(float)
     for rank, anchor in enumerate(anchors, 1):
@@ -217,6 +223,12 @@ def engagement_strength(events: Iterable[Any], weights: Mapping[str, float] = EV
         if item and weight > max(strength.get(item, 1.0), 1.0):
             strength[item] = weight
     return strength
+
+
+def _intent_view(found: ItemAssociations, factors: Mapping[str, float]) -> ItemAssociations:
+    """`found` with its near pairs weighed by the intent factors, its near total their sum."""
+    near = intent_weighted(found.near, found.commits, factors)
+    return ItemAssociations(found.item_id, near, found.follows, sum(near.values()), found.follows_total, found.commits)
 
 
 def _vote(found: ItemAssociations, strength: float, params: NextItemParams, scores: dict[str, float]) -> None:

@@ -8,17 +8,15 @@ association, query and trend counters are sums over every shopper and hold nothi
 
 from __future__ import annotations
 
-import gzip
 import json
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
+from tailor.archive import day_prefix, pack_lines, unpack_lines
 from tailor.shopper import ShopperState
 from tailor.store.port import BlobStore, StateStore
 
-__all__ = ["ARCHIVE_PREFIX", "erase_shopper"]
-
-ARCHIVE_PREFIX = "archive/"
+__all__ = ["erase_shopper"]
 
 
 def erase_shopper(store: StateStore, blobs: BlobStore, user_id: str) -> dict[str, Any]:
@@ -36,7 +34,7 @@ def erase_shopper(store: StateStore, blobs: BlobStore, user_id: str) -> dict[str
     objects_rewritten = events_removed = 0
     days = _active_days(state.first_seen, state.last_seen) if state else []
     for day in days:
-        for key in blobs.list(f"{ARCHIVE_PREFIX}date={day.isoformat()}/"):
+        for key in blobs.list(day_prefix(day.isoformat())):
             kept, removed = _without_shopper(blobs.get(key), user_id)
             if removed:
                 blobs.put(key, kept, "application/gzip")
@@ -65,10 +63,10 @@ def _active_days(first_seen: float, last_seen: float) -> list[date]:
 
 def _without_shopper(body: bytes, user_id: str) -> tuple[bytes, int]:
     """An archive object (gzipped JSON lines) without the shopper's events, and how many it dropped."""
-    lines = gzip.decompress(body).decode("utf-8").splitlines(keepends=True)
+    lines = unpack_lines(body)
     kept = [line for line in lines if not _belongs_to(line, user_id)]
     removed = len(lines) - len(kept)
-    return (gzip.compress("".join(kept).encode("utf-8"), mtime=0) if removed else body), removed
+    return (pack_lines(kept) if removed else body), removed
 
 
 def _belongs_to(line: str, user_id: str) -> bool:

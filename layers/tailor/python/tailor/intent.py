@@ -29,6 +29,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from tailor.events import EVENT_TYPES
+from tailor.models.onnx_model import OnnxModel
 from tailor.session import SessionState
 
 __all__ = ["DEFAULT_FACTORS_FILE", "INPUT_NAME", "INTENTS", "INTENT_FEATURES", "METADATA_KEY", "MODEL_NAME",
@@ -108,51 +109,21 @@ def dominant_intent(probabilities: Mapping[str, float]) -> str | None:
     return max(INTENTS, key=lambda i: (probabilities.get(i, 0.0), -INTENTS.index(i)))
 
 
-class IntentModel:
+class IntentModel(OnnxModel):
     """The intent classifier: one ONNX graph, input "features", output "probabilities" (INTENTS order)."""
 
-    def __init__(self, onnx: bytes, *, name: str = MODEL_NAME, version: str | None = None,
-                 metadata: Mapping[str, Any] | None = None):
-        import onnxruntime as ort
+    metadata_key, features, kind, model_name = METADATA_KEY, INTENT_FEATURES, "an intent model", MODEL_NAME
 
-        options = ort.SessionOptions()
-        # A batch is a few hundred rows of a small tree ensemble: one thread is faster than waking more.
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        self._session = ort.InferenceSession(onnx, sess_options=options, providers=["CPUExecutionProvider"])
-        embedded = self._session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
-        if metadata is None:
-            if embedded is None:
-                raise ValueError(f"not an intent model: its metadata has no {METADATA_KEY!r} entry")
-            metadata = json.loads(embedded)
-        self.metadata = dict(metadata)
-        names = list(self.metadata.get("feature_names", ()))
-        missing = [n for n in names if n not in INTENT_FEATURES]
-        if not names or missing:
-            raise ValueError(f"the intent model needs features this code does not compute: {missing or 'none named'}")
+    def __init__(self, onnx: bytes, **kwargs: Any):
+        super().__init__(onnx, **kwargs)
         if tuple(self.metadata.get("intents", ())) != INTENTS:
             raise ValueError(f"the intent model's classes {self.metadata.get('intents')} are not {list(INTENTS)}")
-        columns = [INTENT_FEATURES.index(n) for n in names]
-        self._columns = None if columns == list(range(len(INTENT_FEATURES))) else np.array(columns)
-        self.name = name
-        self.version = version or str(self.metadata.get("version", "unversioned"))
-
-    @classmethod
-    def from_stored(cls, stored: Any) -> "IntentModel":
-        """From a tailor.models.StoredModel."""
-        return cls(stored.onnx, name=stored.name, version=stored.version)
-
-    @property
-    def label(self) -> str:
-        return f"{self.name}:{self.version}"
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         """Intent probabilities (n x 4, INTENTS order, rows summing to 1) for a feature matrix."""
         if len(features) == 0:
             return np.zeros((0, len(INTENTS)))
-        matrix = features if self._columns is None else features[:, self._columns]
-        (out,) = self._session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(matrix, dtype=np.float32)})
-        out = np.clip(np.asarray(out, dtype=np.float64), 0.0, None)
+        out = np.clip(self.run(OUTPUT_NAME, INPUT_NAME, features), 0.0, None)
         return out / np.maximum(out.sum(axis=1, keepdims=True), 1e-12)
 
     def probabilities(self, state: SessionState) -> dict[str, float]:

@@ -24,7 +24,6 @@ order every write; records of other shards touch shared counters under their own
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 import threading
@@ -35,6 +34,7 @@ from functools import partial
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Sequence
 
+from tailor.archive import archive_key, pack_lines
 from tailor.events import Event, EventError, parse_event
 from tailor.ingest.derive import Contribution, contributions
 from tailor.ingest.intent import SessionIntent
@@ -203,9 +203,8 @@ class Ingestor:
             for day, part in by_day.items():
                 # Named after its first record past the checkpoint: a replay rewrites the same object.
                 first_sequence = part[0][0][3:]
-                lines = "".join(originals[p] + "\n" for p, _ in part)
-                self.blobs.put(f"archive/date={day}/shard={shard}/{first_sequence}.jsonl.gz",
-                               gzip.compress(lines.encode(), mtime=0), "application/gzip")
+                self.blobs.put(archive_key(day, shard, first_sequence),
+                               pack_lines([originals[p] + "\n" for p, _ in part]), "application/gzip")
             self.store.write_state("checkpoints", checkpoint_id, {"archived_through": pending[-1][0][3:]},
                                    watermark=watermark, expected=done, new=pending[-1][0])
             outcome.wrote("checkpoints")

@@ -17,7 +17,8 @@ import numpy as np
 
 from tailor.ltv.features import ABSENT, FEATURE_NAMES
 
-__all__ = ["BGNBD_PARAMS", "CORRECTION_PRIOR", "PRIOR_NAMES", "alive_probability", "expected_transactions", "hyp2f1", "prior_matrix"]
+__all__ = ["BGNBD_PARAMS", "CORRECTION_PRIOR", "PRIOR_NAMES", "alive_probability", "expected_transactions",
+           "gamma_gamma_mean", "hyp2f1", "prior_matrix"]
 
 # What the prior hands the model for each shopper, in this order. The correction sees the first
 # four: the expected rate (per week) rather than the total, and the horizon apart, so that a
@@ -35,9 +36,11 @@ def prior_matrix(features: np.ndarray, prior: Mapping[str, Any], weeks: float) -
     """Per shopper (rows of an LTV feature matrix): the prior's PRIOR_NAMES over the next `weeks`, float32.
 
     `prior` holds the fitted "bgnbd" parameters, the "first_purchase_rate" (purchase days a week)
-    of shoppers who have not bought yet, to whom BG/NBD does not apply, and the shop's
-    "mean_transaction_value". A buyer's transaction value is their mean shrunk by one pseudo
-    transaction at the shop's mean, so that one cheap first order does not make them worthless.
+    of shoppers who have not bought yet, to whom BG/NBD does not apply, the shop's
+    "mean_transaction_value" and, when fitted, the "gamma_gamma" spend parameters. A buyer's
+    transaction value is their mean shrunk towards the shop's as Gamma-Gamma weighs it (Fader,
+    Hardie & Lee 2005), or by one pseudo transaction at the shop's mean without it, so that one
+    cheap first order does not make them worthless.
     """
     column = {name: i for i, name in enumerate(FEATURE_NAMES)}
     f = np.asarray(features, dtype=np.float64)
@@ -50,7 +53,12 @@ def prior_matrix(features: np.ndarray, prior: Mapping[str, Any], weeks: float) -
                         float(prior["first_purchase_rate"]) * weeks)
     alive = np.where(bought, alive_probability(prior["bgnbd"], x, tx, T), ABSENT)
     shop_value = float(prior["mean_transaction_value"])
-    value = (np.maximum(f[:, column["revenue"]], 0.0) + shop_value) / (np.maximum(transactions, 0.0) + 1.0)
+    revenue, count = np.maximum(f[:, column["revenue"]], 0.0), np.maximum(transactions, 0.0)
+    if "gamma_gamma" in prior:
+        mean_value = np.divide(revenue, count, out=np.zeros_like(revenue), where=count > 0)
+        value = gamma_gamma_mean(prior["gamma_gamma"], count, mean_value)
+    else:
+        value = (revenue + shop_value) / (count + 1.0)
     log_expected = np.log(np.maximum(expected, 1e-9))
     return np.column_stack([alive, log_expected - np.log(weeks), np.log(np.maximum(value, 1e-9)),
                             np.full(len(f), float(weeks)), log_expected]).astype(np.float32)
@@ -71,6 +79,15 @@ def expected_transactions(params: Mapping[str, float], t: float, x: np.ndarray, 
     growth = 1.0 - np.power(1.0 - z, a - 1.0) * hyp2f1(a + b - 1.0 - r, a - 1.0, c, z)
     expected = c / (a - 1.0) * growth * alive_probability(params, x, tx, T)
     return np.where(np.isfinite(expected), np.maximum(expected, 0.0), 0.0)
+
+
+def gamma_gamma_mean(params: Mapping[str, float], x: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Expected value of a customer's future transactions from x of them averaging m; the population's without."""
+    p, q, g = float(params["p"]), float(params["q"]), float(params["gamma"])
+    x, m = np.asarray(x, dtype=np.float64), np.asarray(m, dtype=np.float64)
+    population = p * g / (q - 1.0)
+    return np.where((x > 0) & (m > 0), (q - 1.0) / (p * x + q - 1.0) * population + p * x / (p * x + q - 1.0) * m,
+                    population)
 
 
 def alive_probability(params: Mapping[str, float], x: np.ndarray, tx: np.ndarray, T: np.ndarray) -> np.ndarray:

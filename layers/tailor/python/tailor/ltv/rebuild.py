@@ -8,9 +8,9 @@ work the same run at once (the second finds the checkpoint moved and stops). A f
 followed by a new one once `every_seconds` have passed since it started.
 
 Each shopper's row gets one attribute of its own, LTV_FIELD (expected purchase days and spend over
-the model's horizon, the whole purchase days to quote with their spend, the percentile of the
-expected spend and the main drivers of it), and the
-moment it was computed as of, STAMP_FIELD. The update sets only those, on rows that still hold
+the model's horizon, the whole purchase days and the spend to quote (see LtvPrediction), the
+percentile of the expected spend and the main drivers of it), and the moment it was computed as of,
+STAMP_FIELD. The update sets only those, on rows that still hold
 shopper state, and never over a later run's values: Ingest's concurrent writes of the same row,
 which set only the state's own fields, are left as they are.
 """

@@ -25,7 +25,7 @@ from tailor.ltv.features import FEATURE_GROUPS, FEATURE_NAMES
 from tailor.ltv.prior import prior_matrix
 
 __all__ = ["INPUT_NAME", "METADATA_KEY", "MODEL_NAME", "OUTPUT_NAMES", "PRIOR_INPUT_NAME", "LtvModel", "LtvPrediction",
-           "typical_counts"]
+           "quoted_spend", "typical_counts"]
 
 MODEL_NAME = "ltv"  # its name in the model registry
 METADATA_KEY = "tailor.ltv"
@@ -40,23 +40,27 @@ _MAX_COUNT = 100_000  # no shopper makes more purchase days than this in a horiz
 class LtvPrediction:
     """Per shopper over `horizon_weeks`: expected purchase days and spend, and the purchase days and spend to quote.
 
-    `typical_transactions` is a whole number per shopper: the same quantile of each shopper's
-    purchase-count distribution, at the level that keeps its sum over the shoppers the model was
-    built on equal to their expected total. It is the count to show per shopper (it is off by
-    the fewest purchases on average, given the total), and `typical_spend` the spend of those
-    purchase days at the shopper's expected value per purchase day; `transactions` and `spend`
-    are what sums, values and comparisons between shoppers (percentiles) should use.
+    `transactions` and `spend` are expectations: what sums, values and comparisons between
+    shoppers (percentiles) should use. `typical_transactions` is a whole number per shopper, the
+    same quantile of each shopper's purchase-count distribution for all, at the level that was
+    off by the fewest purchase days on the windows the model learned from: the count to show one
+    shopper. `typical_spend` is the spend of the purchase days at the level at which the counts of
+    the shoppers the model was built on sum to their expected total, at the shopper's expected
+    value per purchase day: a spend to show one shopper that still adds up over many.
     """
 
     transactions: np.ndarray
     spend: np.ndarray
     horizon_weeks: float
     typical_transactions: np.ndarray
+    typical_spend: np.ndarray
 
-    @property
-    def typical_spend(self) -> np.ndarray:
-        per_day = np.divide(self.spend, self.transactions, out=np.zeros_like(self.spend), where=self.transactions > 0)
-        return self.typical_transactions * per_day
+
+def quoted_spend(transactions: np.ndarray, spend: np.ndarray, dispersion: float, level: float) -> np.ndarray:
+    """The spend of the `level` quantile of purchase days, at each shopper's expected spend per purchase day."""
+    transactions, spend = np.asarray(transactions, dtype=np.float64), np.asarray(spend, dtype=np.float64)
+    per_day = np.divide(spend, transactions, out=np.zeros_like(spend), where=transactions > 0)
+    return typical_counts(transactions, dispersion, level) * per_day
 
 
 def typical_counts(mean: np.ndarray, dispersion: float, level: float) -> np.ndarray:
@@ -130,8 +134,12 @@ class LtvModel:
             raise ValueError(f"the model was built for up to {self.horizon_weeks:g} weeks; "
                              f"{weeks:g} weeks needs a model trained for it")
         transactions, spend = self._raw(features, weeks, batch_size)
-        typical = typical_counts(transactions, self._count["dispersion"], self._count["level"])
-        return LtvPrediction(transactions, spend, weeks, typical)
+        dispersion, level = self._count["dispersion"], self._count["level"]
+        typical = typical_counts(transactions, dispersion, level)
+        # Models from before the spend had a level of its own quoted both at one level.
+        spend_level = self._count.get("spend_level", level)
+        return LtvPrediction(transactions, spend, weeks, typical,
+                             quoted_spend(transactions, spend, dispersion, spend_level))
 
     def percentile(self, spend_at_horizon: np.ndarray) -> np.ndarray:
         """Where each predicted spend (at the model's horizon) stands among the shoppers trained on, 0..100."""

@@ -11,6 +11,8 @@ The model is a prior corrected by gradient boosting:
   reaches horizons longer than any label window the history holds, and it ages shoppers as they
   will age: purchase rates fall as shoppers drop out, which a tree cannot extrapolate from
   younger shoppers. Shoppers who have not bought yet get the rate at which such shoppers bought.
+  A buyer's value per purchase day is Gamma-Gamma's (same authors), fitted alongside: their mean
+  shrunk towards the shop's, the more the fewer purchases it rests on.
 - Two gradient-boosted regressors (scikit-learn's HistGradientBoostingRegressor, Poisson loss)
   learn the ratio of what shoppers did to what the prior expected (purchase days; spend against
   the prior times the shopper's transaction value), from all LTV features except those counted
@@ -18,15 +20,17 @@ The model is a prior corrected by gradient boosting:
   lengths, the longest the history allows and half of it, teach the correction for short and long
   horizons at once.
 - Counts spread around their expectation as a negative binomial whose shape is fitted on the
-  training windows; the quantile level at which the shoppers' counts sum to their expected total
-  gives each shopper the purchase days to quote (`LtvPrediction.typical_transactions`).
+  training windows. The purchase days to quote per shopper (`LtvPrediction.typical_transactions`)
+  are the same quantile of every shopper's distribution, at the level that is off by the fewest
+  purchase days on the training windows (a median-like level: absolute errors are least at the
+  median). The spend to quote (`LtvPrediction.typical_spend`) is that of the purchase days at the
+  level at which the shoppers' counts sum to their expected total, so that quoted spend adds up.
 Both regressors go into one ONNX graph that adds the prior on the log scale, scored by
 `tailor.ltv.scoring.LtvModel`.
 """
 
 from __future__ import annotations
 
-import gzip
 import json
 import math
 import warnings
@@ -37,22 +41,28 @@ from typing import Any
 
 import numpy as np
 
+from tailor.archive import archived_events
 from tailor.events import Event, parse_event
 from tailor.ingest.derive import contributions
 from tailor.ltv.features import FEATURE_NAMES, WEEK_SECONDS, epoch_seconds, feature_matrix
 from tailor.ltv.prior import BGNBD_PARAMS, CORRECTION_PRIOR, PRIOR_NAMES, prior_matrix
-from tailor.ltv.scoring import INPUT_NAME, METADATA_KEY, MODEL_NAME, OUTPUT_NAMES, PRIOR_INPUT_NAME, typical_counts
+from tailor.ltv.scoring import (INPUT_NAME, METADATA_KEY, MODEL_NAME, OUTPUT_NAMES, PRIOR_INPUT_NAME, quoted_spend,
+                                typical_counts)
 from tailor.models.registry import ModelRegistry
 from tailor.shopper import ShopperState, fold_shopper
 from tailor.store.port import BlobStore
 
-__all__ = ["AGE_FEATURES", "Snapshot", "TooLittleHistory", "TrainedLtv", "archived_events", "fit_bgnbd", "ltv_metrics",
-           "minimize_robustly", "parse_events", "quote_level", "replay_snapshots", "retrain_from_archive", "train_ltv"]
+__all__ = ["AGE_FEATURES", "QUOTE_LEVELS", "Snapshot", "TooLittleHistory", "TrainedLtv", "fit_bgnbd", "fit_gamma_gamma", "least_error_level",
+           "ltv_metrics", "minimize_robustly", "parse_events", "replay_snapshots", "retrain_from_archive", "totals_level",
+           "train_ltv"]
 
 # Fewer, shallower rounds than usual: the correction to a good prior is small, and dry runs inside
 # the CDNOW calibration period ranked shoppers better with 100 rounds than with 200 or 400.
 BOOSTING = {"max_iter": 100, "learning_rate": 0.05, "max_leaf_nodes": 15, "l2_regularization": 1.0}
 QUANTILES = 101
+# Quantile levels tried for the purchase days to quote: the least error is near the median, and
+# levels outside these quote nothing or a lot for almost every shopper.
+QUOTE_LEVELS = np.round(np.arange(0.30, 0.901, 0.02), 2)
 DAY_SECONDS = 86_400.0
 # Features counted in weeks of age or elapsed time. At training cutoffs shoppers are younger than
 # when they are scored, and a tree predicts for an older shopper what it learned for the oldest it
@@ -157,9 +167,14 @@ def train_ltv(events: Iterable[dict | Event], as_of: float | datetime, *, horizo
             start, finish = snaps[earlier_end], snaps[end]
             rows = np.array([finish.index()[u] for u in start.user_ids])
             bt_t, bt_s = past.predict(start.features, past.horizon_weeks)
-            report = ltv_metrics(typical_counts(bt_t, past.dispersion, past.level), bt_s,
-                                 finish.transactions[rows] - start.transactions,
-                                 np.maximum(finish.revenue[rows] - start.revenue, 0.0))
+            did_t = finish.transactions[rows] - start.transactions
+            did_s = np.maximum(finish.revenue[rows] - start.revenue, 0.0)
+            # Per shopper, what is quoted; totals, what sums: the expectations.
+            report = ltv_metrics(typical_counts(bt_t, past.dispersion, past.level),
+                                 quoted_spend(bt_t, bt_s, past.dispersion, past.spend_level), did_t, did_s)
+            expected = ltv_metrics(bt_t, bt_s, did_t, did_s)
+            report.update({f"expected_{k}": expected[k] for k in ("predicted_transactions", "predicted_spend",
+                                                                 "transactions_total_ratio", "spend_total_ratio")})
             report["weeks"] = past.horizon_weeks
 
     _, spend_now = fitted.predict(fitted.current, horizon_weeks)
@@ -173,7 +188,8 @@ def train_ltv(events: Iterable[dict | Event], as_of: float | datetime, *, horizo
         "cutoffs": [_iso(c) for c in fitted.cutoffs],
         "training_rows": fitted.rows,
         "prior": fitted.prior,
-        "count": {"distribution": "negative_binomial", "dispersion": fitted.dispersion, "level": fitted.level},
+        "count": {"distribution": "negative_binomial", "dispersion": fitted.dispersion, "level": fitted.level,
+                  "spend_level": fitted.spend_level},
         "totals_factors": {"transactions": fitted.totals[0], "spend": fitted.totals[1]},
         "correction_features": [FEATURE_NAMES[i] for i in fitted.columns] + list(CORRECTION_PRIOR),
         "baseline": [float(v) for v in np.median(fitted.current, axis=0)],
@@ -212,18 +228,6 @@ def retrain_from_archive(blobs: BlobStore, now: float | datetime, *, history_wee
             "backtest": trained.metadata["backtest"]}
 
 
-def archived_events(blobs: BlobStore, *, since: str | None = None, until: str | None = None) -> Iterator[dict]:
-    """Events of the archive Ingest writes (archive/date=YYYY-MM-DD/shard=*/<sequence>.jsonl.gz), days `since`
-    to `until` (ISO dates, inclusive)."""
-    for key in blobs.list("archive/date="):
-        day = key[len("archive/date="):].split("/", 1)[0]
-        if (since and day < since) or (until and day > until) or not key.endswith(".jsonl.gz"):
-            continue
-        for line in gzip.decompress(blobs.get(key)).decode("utf-8").splitlines():
-            if line.strip():
-                yield json.loads(line)
-
-
 def ltv_metrics(pred_transactions: np.ndarray, pred_spend: np.ndarray, actual_transactions: np.ndarray,
                 actual_spend: np.ndarray) -> dict[str, float]:
     """Per-shopper errors and ranking quality of predicted purchases and spend against what happened."""
@@ -253,7 +257,25 @@ def fit_bgnbd(x: np.ndarray, tx: np.ndarray, T: np.ndarray) -> dict[str, float]:
     return {name: float(v) for name, v in zip(BGNBD_PARAMS, np.exp(result))}
 
 
-def quote_level(mean: np.ndarray, dispersion: float) -> float:
+def fit_gamma_gamma(x: np.ndarray, m: np.ndarray) -> dict[str, float]:
+    """Maximum-likelihood Gamma-Gamma spend parameters p, q, gamma from customers' x transactions averaging m."""
+    from scipy import special
+
+    x, m = np.asarray(x, dtype=np.float64), np.asarray(m, dtype=np.float64)
+    keep = (x > 0) & (m > 0)
+    x, m = x[keep], m[keep]
+
+    def nll(log_params: np.ndarray) -> float:
+        p, q, g = np.exp(log_params)
+        ll = (special.gammaln(p * x + q) - special.gammaln(p * x) - special.gammaln(q) + q * np.log(g)
+              + (p * x - 1) * np.log(m) + p * x * np.log(x) - (p * x + q) * np.log(g + m * x))
+        return -ll.sum()
+
+    p, q, g = np.exp(minimize_robustly(nll, np.zeros(3)))
+    return {"p": float(p), "q": float(q), "gamma": float(g)}
+
+
+def totals_level(mean: np.ndarray, dispersion: float) -> float:
     """The quantile level at which the shoppers' quoted counts sum closest to their expected total."""
     target = float(np.sum(mean))
     low, high = 0.0, 1.0
@@ -265,6 +287,13 @@ def quote_level(mean: np.ndarray, dispersion: float) -> float:
             high = mid
     below, above = typical_counts(mean, dispersion, low).sum(), typical_counts(mean, dispersion, high).sum()
     return float(low if abs(below - target) < abs(above - target) else high)
+
+
+def least_error_level(mean: np.ndarray, dispersion: float, counts: np.ndarray) -> float:
+    """Of QUOTE_LEVELS, the quantile level whose quoted counts are off from `counts` by the least on average."""
+    counts = np.asarray(counts, dtype=np.float64)
+    errors = [float(np.abs(typical_counts(mean, dispersion, level) - counts).mean()) for level in QUOTE_LEVELS]
+    return float(QUOTE_LEVELS[int(np.argmin(errors))])
 
 
 def minimize_robustly(objective: Callable[[np.ndarray], float], start: np.ndarray) -> np.ndarray:
@@ -294,7 +323,8 @@ class _Fitted:
     current: np.ndarray
     totals: tuple[float, float] = (1.0, 1.0)  # factors that bring the current totals to the prior's
     dispersion: float = 1.0
-    level: float = 0.5
+    level: float = 0.5  # the quantile level of the purchase days to quote
+    spend_level: float = 0.5  # the one of the purchase days whose spend is quoted
 
     def predict(self, features: np.ndarray, weeks: float) -> tuple[np.ndarray, np.ndarray]:
         prior = prior_matrix(features, self.prior, weeks)
@@ -365,7 +395,9 @@ def _fit_recipe(stream: list[Event], end: float, horizon_weeks: float, windows: 
 
     fitted = _Fitted(horizon_weeks, label_days, sorted({c for c, _ in plan}, reverse=True), int(len(y_t)), columns,
                      prior, transactions, spend, current)
-    fitted.dispersion = _fit_dispersion(y_t, transactions.predict(X) * expected)
+    window_mean = transactions.predict(X) * expected
+    fitted.dispersion = _fit_dispersion(y_t, window_mean)
+    fitted.level = least_error_level(window_mean, fitted.dispersion, y_t)
     # The totals are the prior's: the trees learn levels from shoppers younger than they are now,
     # while the prior ages them (dry runs inside the CDNOW calibration period: total transactions
     # off by 6% on average with the prior's totals, 9% with the trees').
@@ -374,7 +406,7 @@ def _fit_recipe(stream: list[Event], end: float, horizon_weeks: float, windows: 
     prior_s = prior_t * np.exp(now[:, PRIOR_NAMES.index("log_transaction_value")])
     model_t, model_s = fitted.predict(current, horizon_weeks)
     fitted.totals = (float(prior_t.sum() / model_t.sum()), float(prior_s.sum() / model_s.sum()))
-    fitted.level = quote_level(fitted.predict(current, horizon_weeks)[0], fitted.dispersion)
+    fitted.spend_level = totals_level(fitted.predict(current, horizon_weeks)[0], fitted.dispersion)
     return fitted
 
 
@@ -390,9 +422,13 @@ def _prior(current: np.ndarray) -> dict[str, Any]:
     tx = np.minimum(np.maximum(buyers[:, column["purchase_span_weeks"]], 0.0), T)
     if not np.any(x > 0):
         raise TooLittleHistory("no shopper has bought twice yet: purchase rates cannot be told from dropout")
-    revenue = buyers[:, column["revenue"]].sum()
-    return {"model": "bgnbd", "bgnbd": fit_bgnbd(x, tx, T),
-            "mean_transaction_value": float(revenue / buyers[:, column["transactions"]].sum()) or 1.0}
+    revenue, transactions = buyers[:, column["revenue"]], buyers[:, column["transactions"]]
+    prior = {"model": "bgnbd", "bgnbd": fit_bgnbd(x, tx, T),
+             "mean_transaction_value": float(revenue.sum() / transactions.sum()) or 1.0}
+    spend = fit_gamma_gamma(transactions, revenue / transactions)
+    if spend["q"] > 1.0 and all(math.isfinite(v) for v in spend.values()):
+        prior["gamma_gamma"] = spend  # else the shop's values are too few or too alike for a mean to exist
+    return prior
 
 
 def _correction_columns(features: np.ndarray) -> np.ndarray:
@@ -494,23 +530,12 @@ def _export(columns: np.ndarray, transactions: Any, spend: Any, totals: tuple[fl
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    ra, rb = _ranks(a), _ranks(b)
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    denominator = np.sqrt((ra ** 2).sum() * (rb ** 2).sum())
-    return float((ra * rb).sum() / denominator) if denominator else float("nan")
+    """Spearman's rank correlation (ties share their average rank); NaN when either side is constant."""
+    from scipy import stats
 
-
-def _ranks(values: np.ndarray) -> np.ndarray:
-    """Ranks from 1, ties sharing their average rank."""
-    order = np.argsort(values, kind="mergesort")
-    sorted_values = values[order]
-    starts = np.r_[True, sorted_values[1:] != sorted_values[:-1]]
-    group = np.cumsum(starts) - 1
-    first = np.flatnonzero(starts)
-    last = np.r_[first[1:], len(values)] - 1
-    ranks = np.empty(len(values))
-    ranks[order] = ((first + last) / 2.0 + 1.0)[group]
-    return ranks
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    return float(stats.spearmanr(a, b).statistic)
 
 
 def _ratio(numerator: float, denominator: float) -> float:

@@ -6,10 +6,12 @@ Every lift compares a persona's rate on an item with the item's own site-wide ra
 (its position in listings, its popularity) cancels out and what is left is the persona's taste:
 * views: the persona's share of the item's views over its share of all views (Poisson-Gamma);
 * CTR: clicks per impression, conversion: units bought per view or click (Beta-binomial);
-* dwell: seconds per dwell event (shrunk toward the item's mean with a fixed prior weight).
-Each prior's strength is estimated from the counters themselves (empirical Bayes, by the method of moments):
-the more personas' rates really differ, the weaker the prior and the sooner evidence counts. The adjustment
-is a weighted sum of the log lifts, clipped.
+* dwell: seconds per dwell event, shrunk toward the item's mean.
+Two levels of priors: a group of like items (category and price band) pools its items' counters, and its
+persona lift shrinks toward none; an item's own lift shrinks toward its group's. Each prior's strength is
+estimated from the counters themselves (empirical Bayes, by the method of moments): the more personas' rates
+really differ between groups, and items' from their group's, the weaker the prior and the sooner evidence
+counts. The adjustment is a weighted sum of the log lifts, clipped.
 """
 
 from __future__ import annotations
@@ -25,10 +27,9 @@ __all__ = ["LIFT_WEIGHTS", "CounterTable", "build_adjustments", "read_counters"]
 LIFT_WEIGHTS = {"views": 0.5, "ctr": 1.0, "conversion": 0.5, "dwell": 0.3}
 MAX_ADJUSTMENT = 1.0
 MIN_KEPT = 0.005  # items whose every adjustment is smaller are left out (they get none, not exploration)
-DWELL_PRIOR = 5.0  # dwell events' worth of the item's mean every persona's dwell starts from
 MIN_MOMENT_TRIALS = 10.0  # pairs with fewer (weighted) trials leave the prior's moments alone
 MIN_MOMENT_PAIRS = 4  # (group, persona) pairs with enough trials for a prior's moments; fewer: a strong prior
-ITEM_PRIOR = 20.0  # trials (or expected counts) of its group's lift an item's own lift starts from
+WEAKEST_PRIOR, STRONGEST_PRIOR = 1.0, 1e4  # bounds of an estimated prior strength (trials or expected counts)
 _METRICS = ("pi", "pv", "pc", "pa", "pp", "pd", DWELL_EVENTS)
 
 
@@ -98,11 +99,11 @@ def build_adjustments(table: CounterTable) -> tuple[list[str], np.ndarray, dict[
     if not table.items:
         return [], np.zeros((0, len(table.ids))), {"items": 0}
     lifts: dict[str, np.ndarray] = {}
-    lifts["views"], stats["views_prior"] = _share_lift(table, v["pv"] + v["pc"])
-    lifts["ctr"], stats["ctr_prior"], stats["site_ctr"] = _rate_lift(table, v["pc"], v["pi"])
-    lifts["conversion"], stats["conversion_prior"], stats["site_conversion"] = _rate_lift(
-        table, v["pp"], v["pv"] + v["pc"])
-    lifts["dwell"] = _mean_lift(v["pd"], v[DWELL_EVENTS], DWELL_PRIOR)
+    lifts["views"], stats["views_prior"], stats["views_item_prior"] = _share_lift(table, v["pv"] + v["pc"])
+    lifts["ctr"], stats["ctr_prior"], stats["ctr_item_prior"], stats["site_ctr"] = _rate_lift(table, v["pc"], v["pi"])
+    (lifts["conversion"], stats["conversion_prior"], stats["conversion_item_prior"],
+     stats["site_conversion"]) = _rate_lift(table, v["pp"], v["pv"] + v["pc"])
+    lifts["dwell"], stats["dwell_prior"] = _mean_lift(v["pd"], v[DWELL_EVENTS])
     adjustment = sum(LIFT_WEIGHTS[name] * lift for name, lift in lifts.items())
     adjustment = np.clip(adjustment, -MAX_ADJUSTMENT, MAX_ADJUSTMENT)
     keep = np.abs(adjustment).max(axis=1) >= MIN_KEPT
@@ -110,60 +111,91 @@ def build_adjustments(table: CounterTable) -> tuple[list[str], np.ndarray, dict[
     return [item for item, k in zip(table.items, keep) if k], adjustment[keep], stats
 
 
-def _share_lift(table: CounterTable, counts: np.ndarray) -> tuple[np.ndarray, float]:
+def _share_lift(table: CounterTable, counts: np.ndarray) -> tuple[np.ndarray, float, float]:
     """log of the persona's count over its expected count (the item's total times the persona's share of all
-    counts). Two levels: a group's ratio (Gamma prior at 1, strength by moments) shrinks toward 1, and an item's
-    ratio shrinks toward its group's with ITEM_PRIOR expected counts' worth of weight."""
+    counts). Two levels: a group's ratio (Gamma prior at 1) shrinks toward 1, and an item's toward its group's;
+    each prior's strength by moments."""
     persona_share = counts.sum(axis=0, keepdims=True) / max(counts.sum(), 1e-9)
     group_counts = table.pooled(counts)
     group_expected = group_counts.sum(axis=1, keepdims=True) * persona_share
-    informative = group_expected >= MIN_MOMENT_TRIALS
-    if informative.sum() >= MIN_MOMENT_PAIRS:
-        # E[(c - e)^2 / e] = 1 + e / m for a Gamma(m, m) ratio: the excess over Poisson noise, weighted by e.
-        e, c = group_expected[informative], group_counts[informative]
-        excess = float((np.sum((c - e) ** 2 / e) - len(e)) / np.sum(e))
-        prior = float(np.clip(1.0 / max(excess, 1e-3), 0.5, 1000.0))
-    else:
-        prior = 1000.0
+    prior = _gamma_strength(group_counts, group_expected, np.ones_like(group_expected))
     group_ratio = (group_counts + prior) / (group_expected + prior)
     expected = counts.sum(axis=1, keepdims=True) * persona_share
-    ratio = (counts + ITEM_PRIOR * group_ratio[table.groups]) / (expected + ITEM_PRIOR)
-    return np.log(ratio), round(prior, 3)
+    item_prior = _gamma_strength(counts, expected, group_ratio[table.groups])
+    ratio = (counts + item_prior * group_ratio[table.groups]) / (expected + item_prior)
+    return np.log(ratio), round(prior, 3), round(item_prior, 3)
 
 
-def _rate_lift(table: CounterTable, successes: np.ndarray, trials: np.ndarray) -> tuple[np.ndarray, float, float]:
+def _rate_lift(table: CounterTable, successes: np.ndarray,
+               trials: np.ndarray) -> tuple[np.ndarray, float, float, float]:
     """log of the persona's rate over the item's site-wide rate. Two levels: a group's persona rates (Beta prior
-    at the group's site-wide rate, strength by moments) shrink toward that rate, and an item's toward its
-    group's lift applied to the item's own rate, with ITEM_PRIOR trials' worth of weight; 0 without trials."""
+    at the group's site-wide rate) shrink toward that rate, and an item's toward its group's lift applied to the
+    item's own rate; each prior's strength by moments; 0 without trials."""
     successes = np.minimum(successes, trials)  # purchases of items not viewed where the views went uncounted
     site = float(successes.sum() / trials.sum()) if trials.sum() > 0 else 0.0
     if site <= 0:
-        return np.zeros_like(trials), 0.0, 0.0
+        return np.zeros_like(trials), 0.0, 0.0, 0.0
     group_s, group_t = table.pooled(successes), table.pooled(trials)
     group_rate = np.clip((group_s.sum(axis=1, keepdims=True) + 2.0 * site) / (group_t.sum(axis=1, keepdims=True) + 2.0),
                          1e-6, 1 - 1e-6)
-    informative = group_t >= MIN_MOMENT_TRIALS  # weighted counts: fractional trials follow no binomial
-    if informative.sum() >= MIN_MOMENT_PAIRS:
-        # E[n (r - p)^2] = p (1 - p) + n tau^2 for a rate r of n trials around p: the spread tau^2 of true rates,
-        # weighted by trials; a Beta prior of that spread has strength p (1 - p) / tau^2 - 1.
-        p = np.broadcast_to(group_rate, group_t.shape)[informative]
-        n = group_t[informative]
-        observed = np.clip(group_s[informative] / n, 0, 1)
-        spread = float((np.sum(n * (observed - p) ** 2) - np.sum(p * (1 - p))) / np.sum(n))
-        prior = float(np.clip(np.average(p * (1 - p), weights=n) / max(spread, 1e-8) - 1.0, 1.0, 1e4))
-    else:
-        prior = 1e4
+    prior = _beta_strength(group_s, group_t, np.broadcast_to(group_rate, group_t.shape))
     group_lift = ((group_s + prior * group_rate) / (group_t + prior)) / group_rate
     item_rate = np.clip((successes.sum(axis=1, keepdims=True) + 2.0 * site) / (trials.sum(axis=1, keepdims=True) + 2.0),
                         1e-6, 1 - 1e-6)
-    target = np.clip(item_rate * group_lift[table.groups], 1e-6, 1.0)
-    shrunk = (successes + ITEM_PRIOR * target) / (trials + ITEM_PRIOR)
-    return np.log(shrunk / item_rate), round(prior, 3), round(site, 6)
+    target = np.clip(item_rate * group_lift[table.groups], 1e-6, 1 - 1e-6)
+    item_prior = _beta_strength(successes, trials, target)
+    shrunk = (successes + item_prior * target) / (trials + item_prior)
+    return np.log(shrunk / item_rate), round(prior, 3), round(item_prior, 3), round(site, 6)
 
 
-def _mean_lift(total: np.ndarray, events: np.ndarray, prior: float) -> np.ndarray:
+def _beta_strength(successes: np.ndarray, trials: np.ndarray, expected: np.ndarray) -> float:
+    """Strength (in trials) of the Beta prior around the `expected` rates that the spread of the observed rates
+    says: E[n (r - p)^2] = p (1 - p) + n tau^2 for a rate r of n trials around p, so tau^2, the spread of true
+    rates, is the excess over binomial noise per trial; a Beta prior of that spread has strength
+    p (1 - p) / tau^2 - 1. Too few cells with enough trials: the strongest prior."""
+    informative = trials >= MIN_MOMENT_TRIALS  # weighted counts: fractional trials follow no binomial
+    if informative.sum() < MIN_MOMENT_PAIRS:
+        return STRONGEST_PRIOR
+    p, n = expected[informative], trials[informative]
+    observed = np.clip(successes[informative] / n, 0, 1)
+    spread = float((np.sum(n * (observed - p) ** 2) - np.sum(p * (1 - p))) / np.sum(n))
+    strength = np.average(p * (1 - p), weights=n) / max(spread, 1e-8) - 1.0
+    return float(np.clip(strength, WEAKEST_PRIOR, STRONGEST_PRIOR))
+
+
+def _gamma_strength(counts: np.ndarray, expected: np.ndarray, ratio: np.ndarray) -> float:
+    """Strength (in expected counts) of the Gamma prior around the `ratio`s that the spread of the counts says:
+    E[(c - e g)^2 / (e g)] = 1 + e g / m for counts c of expected e g under a Gamma(m, m / g) ratio, so the
+    excess over Poisson noise, weighted by e g, is 1 / m. Too few cells with enough expected: the strongest."""
+    mean = expected * ratio
+    informative = mean >= MIN_MOMENT_TRIALS
+    if informative.sum() < MIN_MOMENT_PAIRS:
+        return STRONGEST_PRIOR
+    e, c = mean[informative], counts[informative]
+    excess = float((np.sum((c - e) ** 2 / e) - len(e)) / np.sum(e))
+    return float(np.clip(1.0 / max(excess, 1e-8), WEAKEST_PRIOR, STRONGEST_PRIOR))
+
+
+def _mean_lift(total: np.ndarray, events: np.ndarray) -> tuple[np.ndarray, float]:
+    """log of the persona's mean over the item's, the persona's shrunk toward the item's with a prior worth as
+    many events as the spread of the means says: a persona's mean of n events, relative to the item's, spreads
+    by s^2 / n (the events' own noise) + t^2 (how much personas really differ), both estimated by moments."""
     item_mean = total.sum(axis=1, keepdims=True) / np.maximum(events.sum(axis=1, keepdims=True), 1e-9)
+    prior = STRONGEST_PRIOR
+    cells = (events >= 1.0) & (item_mean > 0)
+    if cells.sum() >= MIN_MOMENT_PAIRS:
+        n = events[cells]
+        relative = (total[cells] / n) / np.broadcast_to(item_mean, events.shape)[cells] - 1.0
+        # E[r^2] = s^2 / n + t^2, summed unweighted and weighted by n: two equations in s^2 and t^2.
+        a = np.array([[np.sum(1.0 / n), len(n)], [len(n), np.sum(n)]])
+        b = np.array([np.sum(relative ** 2), np.sum(n * relative ** 2)])
+        try:
+            noise, spread = np.linalg.solve(a, b)
+        except np.linalg.LinAlgError:
+            noise, spread = 0.0, 0.0
+        if spread > 0 and noise > 0:
+            prior = float(np.clip(noise / spread, WEAKEST_PRIOR, STRONGEST_PRIOR))
     with np.errstate(invalid="ignore", divide="ignore"):
         shrunk = (total + prior * item_mean) / (events + prior)
         lift = np.where(item_mean > 0, np.log(np.maximum(shrunk, 1e-9) / np.maximum(item_mean, 1e-9)), 0.0)
-    return lift
+    return lift, round(prior, 3)

@@ -17,8 +17,8 @@ from tailor.personas.features import BEHAVIOUR, PRICE_QUANTILES, QUERY_DIMS, Fea
 from tailor.personas.model import PersonaModel, age_band
 from tailor.shopper import ShopperState
 
-__all__ = ["BLOCK_WEIGHTS", "Fit", "choose_k", "cold_start_tables", "feature_space", "fit_mixture", "match_ids",
-           "persona_labels", "query_vectors", "refine", "standardization"]
+__all__ = ["BLOCK_WEIGHTS", "PRICE_WEIGHT", "Fit", "choose_k", "cold_start_tables", "feature_space", "fit_mixture",
+           "match_ids", "persona_labels", "query_vectors", "refine", "standardization"]
 
 MAX_CATEGORIES = 24  # categories with a feature of their own; the rest share "other"
 MAX_TOKENS = 2000  # query words with a vector
@@ -28,6 +28,9 @@ MIN_PERSONA_SHOPPERS = 3
 MIN_PERSONA_SHARE = 0.01
 MIN_SPREAD = 0.1  # of a behaviour feature, in its own units
 BLOCK_WEIGHTS = {"events": 0.3, "categories": 1.0, "queries": 0.2, "behaviour": 0.15}
+# The price level a shopper looks at weighs more than the rest of behaviour: it is what tells budget-conscious
+# from luxury-seeking shoppers of the same categories, and what they click in a listing follows it.
+PRICE_WEIGHT = 0.5
 COLD_START_PRIOR = 10.0  # shoppers' worth of the general mixture every cold-start table entry starts from
 MIN_SIGNAL_SHOPPERS = 5
 STARTS = 3  # EM starts per k
@@ -109,7 +112,7 @@ def query_vectors(query_rows: Iterable[Mapping[str, Any]], dims: int = QUERY_DIM
 def standardization(x: np.ndarray, space: FeatureSpace) -> tuple[np.ndarray, np.ndarray]:
     """Center and scale (with the block weights folded in) that standardize raw features. Shares (events,
     categories) and query vectors keep their common scale; behaviour features, each on its own, are scaled
-    to unit variance."""
+    to unit variance, the price percentile weighed by PRICE_WEIGHT."""
     center = x.mean(axis=0)
     spread = np.ones(x.shape[1])
     behaviour = space.blocks["behaviour"]
@@ -119,6 +122,7 @@ def standardization(x: np.ndarray, space: FeatureSpace) -> tuple[np.ndarray, np.
     weight = np.ones(x.shape[1])
     for block, part in space.blocks.items():
         weight[part] = BLOCK_WEIGHTS[block]
+    weight[behaviour.start + BEHAVIOUR.index("price_percentile")] = PRICE_WEIGHT
     return center, spread / np.maximum(weight, 1e-6)
 
 

@@ -23,7 +23,7 @@ from tailor.shopper import ShopperState
 __all__ = ["DEFAULT_WEIGHT", "MODES", "PersonaScorer", "describe_personas", "persona_ranking", "shopper_mixture"]
 
 MODES = ("mixture", "dominant")
-DEFAULT_WEIGHT = 0.1
+DEFAULT_WEIGHT = 0.5  # chosen on validation windows (tailor evaluate personas --validation)
 PERSONA_ROUTES = ("search", "rerank")
 SCALE = 0.5  # adjustment at which the term is 0.73 (and -SCALE: 0.27)
 
@@ -53,7 +53,7 @@ class PersonaScorer:
 def persona_ranking(environ: Mapping[str, str], model: Callable[[], PersonaModel | None],
                     routes: Mapping[str, Any]) -> dict[str, Any]:
     """Recommender arguments that add the persona scorer to the search and rerank blends: PERSONA_WEIGHT (default
-    0.1; 0 turns it off) and PERSONA_MODE ("mixture" or "dominant")."""
+    DEFAULT_WEIGHT; 0 turns it off) and PERSONA_MODE ("mixture" or "dominant")."""
     weight = float(environ.get("PERSONA_WEIGHT", DEFAULT_WEIGHT))
     if not (math.isfinite(weight) and weight >= 0):
         raise ValueError("PERSONA_WEIGHT must be a number >= 0")

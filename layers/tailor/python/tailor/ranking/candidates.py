@@ -11,19 +11,19 @@ in a route; nothing else changes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Protocol, Sequence
 
 import numpy as np
 
-from tailor.associations import intent_weighted
+from tailor.associations import ItemAssociations, intent_weighted, rank_next_items
 from tailor.ranking.context import RankingContext
 from tailor.ranking.rows import ITEM_FIELDS, ItemRecord, Partners
 
 __all__ = ["CallerSource", "CandidateSource", "Candidates", "CategoryPopularSource", "PopularSource",
            "QuerySource", "RelatedSource", "SessionSource", "cooccurrence", "gather_candidates", "merge_proposals"]
 
-PARTNERS_PER_ANCHOR = 200  # an anchor's most co-occurring items that may become candidates
+SESSION_CANDIDATES = 2000  # most next items the session source ranks (a route's candidate budget takes a share)
 
 
 class CandidateSource(Protocol):
@@ -58,33 +58,37 @@ class PopularSource:
 
 @dataclass
 class SessionSource:
-    """The shopper's recent items and the items that co-occur with them in other shoppers' sessions."""
+    """What the shopper likely engages with next: tailor.associations.rank_next_items over the associations of
+    their session's and recent items (the strongest candidates' own associations one step further), the
+    recent items themselves as reminders, the pairs weighed by the session's intent. The next-item
+    evaluation (tailor evaluate next-item) measures this ranking."""
 
     name: str = "session"
     share: float = 0.5
+    _memo: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
     def keys(self, ctx: RankingContext) -> Iterable[tuple[str, str]]:
-        return [("associations", item) for item in ctx.anchors()]
+        # The anchors' rows first; once they are read, the rows of the candidates the ranking expands from.
+        return [("associations", item) for item in self._ranking(ctx)[1]]
 
     def propose(self, ctx: RankingContext, limit: int) -> dict[str, float]:
-        anchors = ctx.anchors()
-        factors = ctx.event_factors()
-        scores: dict[str, float] = {}
-        for rank, anchor in enumerate(anchors):
-            found = ctx.associations.get(anchor)
-            if found is None:
-                continue
-            weight = 1.0 / (1.0 + rank)
-            counts, ranked = _weighted_partners(found, factors)
-            for item in ranked[:PARTNERS_PER_ANCHOR]:
-                scores[item] = scores.get(item, 0.0) + weight * counts[item]
-        # The recent items themselves come first: what a shopper engaged with is what they buy most.
-        out = {item: 1.0 + scores.get(item, 0.0) for item in anchors}
-        for item in sorted(scores, key=lambda k: (-scores[k], k)):
-            if len(out) >= limit:
-                break
-            out.setdefault(item, scores[item])
-        return dict(list(out.items())[:limit])
+        return dict(self._ranking(ctx)[0][:limit])
+
+    def _ranking(self, ctx: RankingContext) -> tuple[list[tuple[str, float]], list[str]]:
+        """The session's next items and the association rows the ranking asked for, computed once per state of
+        the context (the pipeline asks for keys and proposals after every read)."""
+        memo = self._memo
+        if memo is not None and memo[0] is ctx and memo[1] == ctx.version:
+            return memo[2], memo[3]
+        wanted: dict[str, None] = {}
+
+        def lookup(keys: Sequence[str]) -> dict[str, ItemAssociations]:
+            wanted.update(dict.fromkeys(keys))
+            return _association_rows(ctx, keys)
+
+        ranked = rank_next_items(_session_items(ctx), lookup, SESSION_CANDIDATES, factors=ctx.event_factors())
+        self._memo = (ctx, ctx.version, ranked, list(wanted))
+        return ranked, list(wanted)
 
 
 @dataclass
@@ -232,6 +236,22 @@ def gather_candidates(ctx: RankingContext, chosen: list[str], proposals: dict[st
     strengths = {name: np.fromiter(map(found.get, ids, [0.0] * len(ids)), dtype=np.float64, count=len(ids))
                  for name, found in proposals.items()}
     return Candidates(ids, strengths, values, categories, category_codes, list(codes), popularity)
+
+
+def _session_items(ctx: RankingContext) -> list[str]:
+    """The anchors as rank_next_items takes a session's items: most recent last."""
+    return list(reversed(ctx.anchors()))
+
+
+def _association_rows(ctx: RankingContext, keys: Sequence[str]) -> dict[str, ItemAssociations]:
+    """The association rows of `keys` read so far, as tailor.associations reads them."""
+    out = {}
+    for key in keys:
+        found = ctx.associations.get(key)
+        if found is not None:
+            out[key] = ItemAssociations(key, found.counts, found.follows, found.total, found.follows_total,
+                                        found.commits)
+    return out
 
 
 def _weighted_partners(found: Partners, factors: dict[str, float] | None) -> tuple[dict[str, float], Sequence[str]]:

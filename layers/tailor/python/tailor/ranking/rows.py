@@ -39,12 +39,14 @@ class ItemRecord:
 
 @dataclass(frozen=True, slots=True)
 class Partners:
-    """An item's co-occurrence counts with other items (associations row "n:<item>")."""
+    """An item's co-occurrence counts with other items (associations row "n:<item>") and what followed it ("f:")."""
 
     counts: dict[str, float]
     total: float
     ranked: tuple[str, ...]  # most co-occurring first
     commits: dict[str, float] = field(default_factory=dict)  # the part of counts cart adds and purchases made ("c:")
+    follows: dict[str, float] = field(default_factory=dict)  # engaged after the item ("f:"), itself included
+    follows_total: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +90,9 @@ def partners(item_id: str, row: Mapping[str, Any] | None) -> Partners:
               if name.startswith("n:") and name[2:] != item_id and value}
     commits = {name[2:]: float(value) for name, value in (row or {}).items()
                if name.startswith("c:") and name[2:] in counts and value}
+    follows = {name[2:]: float(value) for name, value in (row or {}).items() if name.startswith("f:") and value}
     return Partners(counts, float(sum(counts.values())), tuple(sorted(counts, key=lambda k: (-counts[k], k))),
-                    commits)
+                    commits, follows, float(sum(follows.values())))
 
 
 def query_counts(row: Mapping[str, Any] | None) -> QueryCounts:

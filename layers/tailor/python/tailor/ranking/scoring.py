@@ -14,12 +14,11 @@ share.
 
 from __future__ import annotations
 
-import json
-from typing import Any, Mapping, Protocol
+from typing import Mapping, Protocol
 
 import numpy as np
-import onnxruntime as ort
 
+from tailor.models.onnx_model import OnnxModel
 from tailor.ranking.candidates import Candidates
 from tailor.ranking.context import RankingContext
 from tailor.ranking.features import FEATURE_NAMES
@@ -78,50 +77,16 @@ class ProbabilityModel(Protocol):
         ...
 
 
-class RankingModel:
+class RankingModel(OnnxModel):
     """The purchase-probability ranker: one ONNX graph, input "features" (float32, n x k), output
-    "purchase_probability" (n). Its metadata (JSON under METADATA_KEY) names its k features; they are
-    taken from FEATURE_NAMES by name, so features added after it was trained do not disturb it."""
+    "purchase_probability" (n). Its metadata (JSON under METADATA_KEY) names its k features."""
 
-    def __init__(self, onnx: bytes, *, name: str = MODEL_NAME, version: str | None = None,
-                 metadata: Mapping[str, Any] | None = None, threads: int = 1):
-        options = ort.SessionOptions()
-        # One request's batch is small: threads cost more to wake than they save (and Lambda has one vCPU).
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        self._session = ort.InferenceSession(onnx, sess_options=options, providers=["CPUExecutionProvider"])
-        embedded = self._session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
-        if metadata is None:
-            if embedded is None:
-                raise ValueError(f"not a ranking model: its metadata has no {METADATA_KEY!r} entry")
-            metadata = json.loads(embedded)
-        self.metadata = dict(metadata)
-        names = list(self.metadata.get("feature_names", ()))
-        missing = [n for n in names if n not in FEATURE_NAMES]
-        if not names or missing:
-            raise ValueError(f"the model needs features this code does not compute: {missing or 'none named'}; retrain it")
-        self.feature_names = tuple(names)
-        columns = [FEATURE_NAMES.index(n) for n in names]
-        self._columns = None if columns == list(range(len(FEATURE_NAMES))) else np.array(columns)
-        self.name = name
-        self.version = version or str(self.metadata.get("version", "unversioned"))
-
-    @classmethod
-    def from_stored(cls, stored: Any, **kwargs: Any) -> "RankingModel":
-        """From a tailor.models.StoredModel."""
-        return cls(stored.onnx, name=stored.name, version=stored.version, **kwargs)
-
-    @property
-    def label(self) -> str:
-        return f"{self.name}:{self.version}"
+    metadata_key, features, kind, model_name = METADATA_KEY, FEATURE_NAMES, "a ranking model", MODEL_NAME
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         if len(features) == 0:
             return np.zeros(0)
-        matrix = features if self._columns is None else features[:, self._columns]
-        matrix = np.ascontiguousarray(matrix, dtype=np.float32)
-        (out,) = self._session.run([OUTPUT_NAME], {INPUT_NAME: matrix})
-        return np.asarray(out, dtype=np.float64).reshape(-1)
+        return self.run(OUTPUT_NAME, INPUT_NAME, features).reshape(-1)
 
 
 class ConversionPrior:
