@@ -6,7 +6,7 @@ import json
 import logging
 import socket
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -23,6 +23,7 @@ __all__ = [
     "PhysicalResource",
     "Resources",
     "create_resources",
+    "create_state_tables",
     "plan_resources",
 ]
 
@@ -162,6 +163,20 @@ class Resources(Mapping[str, PhysicalResource]):
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Resources:
         return cls({lid: PhysicalResource(**r) for lid, r in data.items()})
+
+
+def create_state_tables(dynamodb: Any, prefix: str, tables: Iterable[str] | None = None) -> dict[str, str]:
+    """The state tables (`tables`, default all of tailor.store.port.TABLES) named "<prefix>-<table>", keyed as the
+    template keys them, for a bare embedded AWS without the template's stack; logical -> physical names."""
+    from tailor.store.port import TABLES
+
+    names = {}
+    for table in (TABLES if tables is None else tables):
+        names[table] = f"{prefix}-{table}"
+        dynamodb.create_table(TableName=names[table], BillingMode="PAY_PER_REQUEST",
+                              AttributeDefinitions=[{"AttributeName": TABLES[table], "AttributeType": "S"}],
+                              KeySchema=[{"AttributeName": TABLES[table], "KeyType": "HASH"}])
+    return names
 
 
 def plan_resources(template: Template, endpoint: str) -> Resources:

@@ -32,6 +32,7 @@ from tailor.models import ModelRegistry
 from tailor.shopper import fold_shopper
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
 
+from .aws import create_state_tables
 from .bench import publish
 
 __all__ = ["main", "run", "synthetic_histories"]
@@ -160,11 +161,7 @@ def _measure(store_name: str, rows: list[dict], trained, as_of: float, page_size
         os.environ.setdefault(name, "bench")
     with mock_aws():
         client = boto3.client("dynamodb", config=Config(max_pool_connections=writers + 4))
-        tables = {"shoppers": "bench-shoppers", "checkpoints": "bench-checkpoints"}
-        for table, key in (("shoppers", "user_id"), ("checkpoints", "id")):
-            client.create_table(TableName=tables[table], BillingMode="PAY_PER_REQUEST",
-                                AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
-                                KeySchema=[{"AttributeName": key, "KeyType": "HASH"}])
+        tables = create_state_tables(client, "bench", ("shoppers", "checkpoints"))
         for lo in range(0, len(rows), 25):
             client.batch_write_item(RequestItems={tables["shoppers"]: [
                 {"PutRequest": {"Item": {k: to_dynamo(v) for k, v in row.items()}}} for row in rows[lo:lo + 25]]})

@@ -23,7 +23,7 @@ from tailor.ranking import MODEL_NAME as RANKER
 from tailor.ranking import RankingModel
 from tailor.serving import Recommender
 from tailor.store.aws import DynamoStateStore, S3BlobStore
-from tailor.store.port import TABLES
+from tailor_local.aws import create_state_tables
 
 BUCKET = "tailor-ltv-test"
 SHOPPERS = 50
@@ -34,13 +34,9 @@ def aws(monkeypatch):
     with mock_aws():
         boto3.client("s3").create_bucket(Bucket=BUCKET)
         dynamodb = boto3.client("dynamodb")
-        tables = {}
-        for table, key in TABLES.items():
-            tables[table] = f"ltv-{table}"
-            dynamodb.create_table(TableName=tables[table], BillingMode="PAY_PER_REQUEST",
-                                  AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
-                                  KeySchema=[{"AttributeName": key, "KeyType": "HASH"}])
-            monkeypatch.setenv(f"{table.upper()}_TABLE", tables[table])
+        tables = create_state_tables(dynamodb, "ltv")
+        for table, name in tables.items():
+            monkeypatch.setenv(f"{table.upper()}_TABLE", name)
         monkeypatch.setenv("DATA_BUCKET", BUCKET)
         monkeypatch.setenv("LTV_HORIZON_WEEKS", "4")
         monkeypatch.setenv("LTV_PAGE_SIZE", "16")

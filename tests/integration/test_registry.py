@@ -21,6 +21,7 @@ from tailor.store.memory import MemoryBlobStore, MemoryStateStore
 from tailor.store.port import TABLES
 from tailor_local import ranker_training
 from tailor_local.simulator import simulate
+from tailor_local.aws import create_state_tables
 
 BUCKET = "tailor-data-test"
 
@@ -31,11 +32,8 @@ def aws(monkeypatch):
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket=BUCKET)
         dynamodb = boto3.client("dynamodb")
-        for table, key in TABLES.items():
-            dynamodb.create_table(TableName=f"test-{table}", BillingMode="PAY_PER_REQUEST",
-                                  AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
-                                  KeySchema=[{"AttributeName": key, "KeyType": "HASH"}])
-            monkeypatch.setenv(f"{table.upper()}_TABLE", f"test-{table}")
+        for table, name in create_state_tables(dynamodb, "test").items():
+            monkeypatch.setenv(f"{table.upper()}_TABLE", name)
         monkeypatch.setenv("DATA_BUCKET", BUCKET)
         yield s3, dynamodb
 

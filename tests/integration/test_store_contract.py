@@ -6,7 +6,8 @@ from moto import mock_aws
 
 from tailor.store.aws import DynamoStateStore, S3BlobStore
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
-from tailor.store.port import TABLES, Conflict, every_row
+from tailor.store.port import Conflict, every_row
+from tailor_local.aws import create_state_tables
 
 
 @pytest.fixture(params=["memory", "dynamodb"])
@@ -16,12 +17,7 @@ def stores(request):
         return
     with mock_aws():
         dynamodb = boto3.client("dynamodb")
-        names = {}
-        for table, key in TABLES.items():
-            names[table] = f"test-{table}"
-            dynamodb.create_table(TableName=names[table], BillingMode="PAY_PER_REQUEST",
-                                  AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
-                                  KeySchema=[{"AttributeName": key, "KeyType": "HASH"}])
+        names = create_state_tables(dynamodb, "test")
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket="test-bucket")
         yield DynamoStateStore(dynamodb, names), S3BlobStore(s3, "test-bucket")
