@@ -75,6 +75,9 @@ class FlakyStateStore:
     def delete(self, table, key):
         return self.inner.delete(table, key)
 
+    def replace(self, table, key, fields):
+        return self.inner.replace(table, key, fields)
+
     def write_state(self, *args, **kwargs):
         return self._flaky(self.inner.write_state, *args, **kwargs)
 

@@ -22,6 +22,7 @@ __all__ = [
     "MotoServer",
     "PhysicalResource",
     "Resources",
+    "STATE_TABLE_TTL",
     "create_resources",
     "create_state_tables",
     "plan_resources",
@@ -32,6 +33,8 @@ DEFAULT_PORT = 4566
 # moto's default account: every ARN it hands out carries it.
 ACCOUNT_ID = "123456789012"
 _CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
+# Logical state table -> its TTL attribute, as the template's TimeToLiveSpecification sets them (a test compares).
+STATE_TABLE_TTL = {"shoppers": "expires_at", "sessions": "expires_at", "trends": "expires_at"}
 _CREATED_TYPES = ("AWS::SQS::Queue", "AWS::Kinesis::Stream", "AWS::S3::Bucket", "AWS::DynamoDB::Table")
 
 
@@ -166,8 +169,9 @@ class Resources(Mapping[str, PhysicalResource]):
 
 
 def create_state_tables(dynamodb: Any, prefix: str, tables: Iterable[str] | None = None) -> dict[str, str]:
-    """The state tables (`tables`, default all of tailor.store.port.TABLES) named "<prefix>-<table>", keyed as the
-    template keys them, for a bare embedded AWS without the template's stack; logical -> physical names."""
+    """The state tables (`tables`, default all of tailor.store.port.TABLES) named "<prefix>-<table>", keyed and with
+    the TTL the template gives them, for a bare embedded AWS without the template's stack; logical -> physical
+    names."""
     from tailor.store.port import TABLES
 
     names = {}
@@ -176,6 +180,9 @@ def create_state_tables(dynamodb: Any, prefix: str, tables: Iterable[str] | None
         dynamodb.create_table(TableName=names[table], BillingMode="PAY_PER_REQUEST",
                               AttributeDefinitions=[{"AttributeName": TABLES[table], "AttributeType": "S"}],
                               KeySchema=[{"AttributeName": TABLES[table], "KeyType": "HASH"}])
+        if table in STATE_TABLE_TTL:
+            dynamodb.update_time_to_live(TableName=names[table], TimeToLiveSpecification={
+                "Enabled": True, "AttributeName": STATE_TABLE_TTL[table]})
     return names
 
 

@@ -158,15 +158,31 @@ def test_erasure_deletes_the_shopper_and_their_sessions_and_rewrites_their_archi
     assert status == 200
     assert erased["shopper_deleted"] and erased["sessions_deleted"] == len(sessions)
     assert erased["archive_events_removed"] >= 8 and erased["archive_objects_rewritten"] >= 1
-    assert handle.get_row("ShoppersTable", {"user_id": user}) is None
+    tombstone = handle.get_row("ShoppersTable", {"user_id": user})
+    assert set(tombstone) == {"user_id", "erased_at", "expires_at"} and tombstone["expires_at"] > tombstone["erased_at"]
     assert handle.scan("SessionsTable", user_id=user) == []
-    archived = [json.loads(line) for obj in handle.objects("DataBucket", "archive/")
-                for line in gzip.decompress(handle.read_object("DataBucket", obj["Key"])).splitlines()]
-    assert not [e for e in archived if e["user_id"] == user]
-    assert [e for e in archived if e["user_id"] == SAMPLE_USERS[0]], "other shoppers' events are kept"
+    assert not [e for e in archived(handle) if e["user_id"] == user]
+    assert [e for e in archived(handle) if e["user_id"] == SAMPLE_USERS[0]], "other shoppers' events are kept"
+
+    # Their events, delivered again by the stream after the erasure, bring nothing of them back.
+    items, objects = items_table(api), archived(handle)
+    batch = load_event("ingest-kinesis-batch.json")
+    batch["Records"] = [r for r in batch["Records"] if r["kinesis"]["partitionKey"] == user]
+    replayed = api.stack.runtime.find("IngestFunction").invoke(batch)
+    assert replayed.ok and replayed.payload == {"batchItemFailures": []}
+    assert handle.get_row("ShoppersTable", {"user_id": user}) == tombstone
+    assert handle.scan("SessionsTable", user_id=user) == [] and items_table(api) == items and archived(handle) == objects
+    status, _ = api.invoke_file("api-get-profile.json", path_parameters={"user_id": user})
+    assert status == 404
 
     status, again = api.invoke_file("api-delete-user.json")
     assert status == 200 and not again["shopper_deleted"] and again["archive_events_removed"] == 0
+    assert handle.get_row("ShoppersTable", {"user_id": user})["erased_at"] >= tombstone["erased_at"]
+
+
+def archived(handle) -> list[dict]:
+    return [json.loads(line) for obj in handle.objects("DataBucket", "archive/")
+            for line in gzip.decompress(handle.read_object("DataBucket", obj["Key"])).splitlines()]
 
 
 def test_a_body_that_is_base64_encoded_is_read_like_text(api):

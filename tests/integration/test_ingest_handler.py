@@ -1,12 +1,17 @@
-"""The Ingest handler on moto: the sample batch, write calls per touched key, and DynamoDB failures mid-batch
-that Kinesis replays from the lowest failed record, ending in the state of one clean pass."""
+"""The Ingest handler on moto: the sample batch, write calls per touched key, DynamoDB failures mid-batch
+that Kinesis replays from the lowest failed record, ending in the state of one clean pass, and the events of a
+shopper erased through the API handler, which bring nothing of them back."""
 
+import base64
 import contextlib
 import copy
+import gzip
 import itertools
+import json
 import os
 import sys
 import uuid
+from datetime import datetime, timezone
 from typing import Iterator
 
 import pytest
@@ -114,3 +119,67 @@ def test_dynamodb_failures_mid_batch_replayed_from_the_lowest_failed_record_matc
             records = [r for r in records if int(r["kinesis"]["sequenceNumber"]) >= lowest]
         assert deliveries > 1
         assert flaky.tables() == expected
+
+
+def resent(event: dict, records: list[dict], *, after: int, changes: dict | None = None) -> dict:
+    """A Kinesis event of `records` as the stream delivers them again, put on it once more: sequence numbers past
+    `after`, and each record's data with `changes` applied."""
+    out = []
+    for n, record in enumerate(copy.deepcopy(records), start=1):
+        sequence = str(after + n * 1000)
+        record["kinesis"]["sequenceNumber"] = sequence
+        record["eventID"] = f"{record['eventID'].split(':')[0]}:{sequence}"
+        if changes:
+            data = {**json.loads(base64.b64decode(record["kinesis"]["data"])), **changes}
+            record["kinesis"]["data"] = base64.b64encode(json.dumps(data).encode()).decode()
+        out.append(record)
+    return {**event, "Records": out}
+
+
+def test_an_erased_shopper_stays_erased_when_the_stream_delivers_their_events_again(ingest):
+    """The sample batch, the DELETE of u-2002 through the API handler, then u-2002's events once more through the
+    Ingest handler, replayed and sent again: no shopper row, session, counter or archived event of theirs comes back;
+    an event after the erasure starts them afresh."""
+    event, user = load_event(EVENT), "u-2002"
+    assert ingest.invoke(event) == {"batchItemFailures": []}
+    api = ingest.stack.runtime.find("ApiFunction")
+    erased = api.invoke(load_event("api-delete-user.json"))
+    assert erased.ok and erased.payload["statusCode"] == 200, erased
+    assert json.loads(erased.payload["body"])["shopper_deleted"] is True
+    tables, objects = ingest.tables(), archive(ingest)
+    tombstone = next(r for r in tables["ShoppersTable"] if r["user_id"] == user)
+    assert set(tombstone) == {"user_id", "erased_at", "expires_at"}
+    assert not any(e["user_id"] == user for e in objects.values() for e in e)
+
+    mine = [r for r in event["Records"] if r["kinesis"]["partitionKey"] == user]
+    last = max(int(r["kinesis"]["sequenceNumber"]) for r in event["Records"])
+    for delivery in (event, resent(event, mine, after=last)):
+        assert ingest.invoke(delivery) == {"batchItemFailures": []}
+        assert ingest.tables() == tables and archive(ingest) == objects
+    profile = json.loads(api.invoke(with_user(load_event("api-get-profile.json"), user)).payload["body"] or "{}")
+    assert "events" not in profile
+
+    later = datetime.fromtimestamp(tombstone["erased_at"] + 60, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    back = resent(event, mine[:1], after=last + 10_000, changes={"event_id": "back-1", "timestamp": later,
+                                                                "session_id": "s-2002-back"})
+    assert ingest.invoke(back) == {"batchItemFailures": []}
+    row = next(r for r in ingest.tables()["ShoppersTable"] if r["user_id"] == user)
+    assert row["events"] == 1 and row["session_ids"] == ["s-2002-back"] and row["expires_at"] is None
+    answer = api.invoke(with_user(load_event("api-get-profile.json"), user)).payload
+    assert answer["statusCode"] == 200 and json.loads(answer["body"])["events"] == 1
+
+
+def archive(ingest: Ingest) -> dict[str, list[dict]]:
+    bucket = ingest.stack.resources["DataBucket"].name
+    s3 = ingest.stack.aws.client("s3")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="archive/").get("Contents", [])]
+    return {key: [json.loads(line) for line in gzip.decompress(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+                  .splitlines()] for key in keys}
+
+
+def with_user(event: dict, user: str) -> dict:
+    event = copy.deepcopy(event)
+    event["pathParameters"]["user_id"] = user
+    event["path"] = event["path"].replace("u-1001", user)
+    event["requestContext"]["path"] = event["requestContext"]["path"].replace("u-1001", user)
+    return event

@@ -36,6 +36,25 @@ def test_state_write_moves_the_watermark_only_from_what_was_read(stores):
     }
 
 
+def test_replace_leaves_only_the_fields_given_and_a_writer_that_read_before_finds_its_watermark_gone(stores):
+    store, _ = stores
+    store.write_state("shoppers", "u1", {"first_seen": 1.0, "events": 2}, watermark="sw:a", expected=None, new="0012")
+    store.add("shoppers", "u1", {"referrals_sent": 1}, {}, watermark="wm:a", first="0013", last="0013")
+    store.replace("shoppers", "u1", {"erased_at": 100, "expires_at": 1309700, "user_id": "u1"})
+    store.replace("shoppers", "u2", {"erased_at": 100, "expires_at": 1309700})
+    assert store.read("shoppers", ["u1", "u2"]) == {
+        "u1": {"user_id": "u1", "erased_at": 100, "expires_at": 1309700},
+        "u2": {"user_id": "u2", "erased_at": 100, "expires_at": 1309700}}
+    with pytest.raises(Conflict) as caught:
+        store.write_state("shoppers", "u1", {"events": 3}, watermark="sw:a", expected="0012", new="0020")
+    assert caught.value.watermark is None
+    # A null clears the TTL attribute of a row (DynamoDB's TTL passes over what is not a number).
+    store.write_state("shoppers", "u1", {"first_seen": 200.0, "expires_at": None}, watermark="sw:a", expected=None,
+                      new="0030")
+    assert store.read("shoppers", ["u1"])["u1"] == {"user_id": "u1", "erased_at": 100, "expires_at": None,
+                                                    "first_seen": 200.0, "sw:a": "0030"}
+
+
 def test_add_applies_once_per_watermark_and_reports_where_the_row_is(stores):
     store, _ = stores
     store.add("items", "i1", {"views": 2, "revenue": 1.25}, {"category": "c"}, watermark="wm:a", first="0010", last="0015")

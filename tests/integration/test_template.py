@@ -23,8 +23,10 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from samtranslator.translator.transform import transform
 
+from tailor.erasure import TOMBSTONE_SECONDS
+from tailor.shopper import EXPIRY_FIELD
 from tailor.store.port import TABLES
-from tailor_local.aws import plan_resources
+from tailor_local.aws import STATE_TABLE_TTL, plan_resources
 from tailor_local.http import rest_apis
 from tailor_local.template import Template
 
@@ -95,6 +97,17 @@ def test_state_tables_keys_billing_ttl_recovery_and_environment(template):
             assert recovery is True, name
             assert tables[name]["DeletionPolicy"] == "Retain", name
     assert env["DATA_BUCKET"] == {"Ref": "DataBucket"}
+    # The tables tailor_local creates without the template expire rows as the template's do.
+    expiring = {logical: properties["TimeToLiveSpecification"]["AttributeName"] for logical, properties in
+                ((name, table["Properties"]) for name, table in tables.items()) if "TimeToLiveSpecification" in properties}
+    assert expiring == {f"{table.capitalize()}Table": attribute for table, attribute in STATE_TABLE_TTL.items()}
+
+
+def test_erasure_tombstones_expire_only_after_the_stream_can_no_longer_deliver_what_was_sent_before(template):
+    shoppers = template["Resources"]["ShoppersTable"]["Properties"]
+    assert shoppers["TimeToLiveSpecification"] == {"AttributeName": EXPIRY_FIELD, "Enabled": True}
+    retention_hours = template["Resources"]["EventStream"]["Properties"]["RetentionPeriodHours"]
+    assert TOMBSTONE_SECONDS > retention_hours * 3600
 
 
 def test_stream_is_on_demand_and_ingest_reads_it_with_bounded_partial_batch_retries(template):

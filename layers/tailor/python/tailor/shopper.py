@@ -12,13 +12,19 @@ from tailor.session import ENGAGEMENTS
 from tailor.rows import RowState
 from tailor.text import event_digest, remember
 
-__all__ = ["AFFINITY_WEIGHTS", "ShopperState", "fold_shopper"]
+__all__ = ["AFFINITY_WEIGHTS", "ERASED_FIELD", "EXPIRY_FIELD", "ShopperState", "erased_at", "fold_shopper"]
 
 RECENT_EVENTS = 128  # event-id digests kept to drop a producer's duplicate sends
 RECENT_SESSIONS = 50
 RECENT_ITEMS = 30
 PURCHASE_HISTORY = 24  # transactions kept with their day, value and units, most recent last
 PURCHASED_ITEMS = 100  # distinct items bought, so a feed can leave them out
+
+# An erased shopper's row is a tombstone, {user_id, erased_at, expires_at} (tailor.erasure): ingest drops their
+# events timestamped up to `erased_at`, and the table's TTL removes the tombstone at `expires_at`. A shopper who came
+# back afterwards has a row folded only from later events, which keeps `erased_at` and clears `expires_at`.
+ERASED_FIELD = "erased_at"
+EXPIRY_FIELD = "expires_at"
 
 # How much one event says about a shopper's interest in its item's category.
 AFFINITY_WEIGHTS: dict[str, float] = {
@@ -56,6 +62,22 @@ class ShopperState(RowState):
     profile: dict[str, Any] = field(default_factory=dict)
     seen: list[str] = field(default_factory=list)
     personas: dict[str, Any] = field(default_factory=dict)  # persona mixture, traits and their evidence (tailor.personas)
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> "ShopperState | None":
+        """The shopper kept in `row`; None if it holds no state: counters only, or a tombstone. State from events
+        up to an erasure (written beside a tombstone by a batch that read the row before it) is no shopper either:
+        a shopper who came back after their erasure was first seen after it."""
+        erased = erased_at(row)
+        if erased is not None and not row.get(cls.STATE_FIELD, erased) > erased:
+            return None
+        return super().from_row(row)
+
+
+def erased_at(row: dict[str, Any] | None) -> float | None:
+    """When the shopper of a shoppers-table row was last erased (epoch seconds); None if never."""
+    value = None if row is None else row.get(ERASED_FIELD)
+    return None if value is None else float(value)
 
 
 def fold_shopper(state: ShopperState | None, event: Event) -> ShopperState:

@@ -67,5 +67,6 @@ def publish_metrics(metrics: Metrics, outcome: BatchOutcome) -> None:
     metrics.add_metric(name="EventsAccepted", unit=MetricUnit.Count, value=outcome.accepted)
     metrics.add_metric(name="EventsQuarantined", unit=MetricUnit.Count, value=outcome.quarantined)
     metrics.add_metric(name="DuplicateEvents", unit=MetricUnit.Count, value=outcome.duplicates)
+    metrics.add_metric(name="ErasedShopperEvents", unit=MetricUnit.Count, value=outcome.erased)
     metrics.add_metric(name="RecordsToRetry", unit=MetricUnit.Count, value=len(outcome.failed))
     metrics.add_metric(name="RowsWritten", unit=MetricUnit.Count, value=outcome.writes)

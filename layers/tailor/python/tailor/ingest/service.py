@@ -17,6 +17,11 @@ halves. Every row therefore carries, per shard, the position of the last record 
 * The archive of valid events has a checkpoint row of its own: objects are named after the first
   record past the checkpoint, so a replay rewrites the same object rather than adding one.
 * Quarantined records are stored under their own sequence number, so storing one twice is a no-op.
+* An erased shopper's row is a tombstone (tailor.erasure). Their events timestamped up to the erasure are
+  dropped, however often they come: no state row, no counter, no archive line; they are counted as erased.
+  A later event starts a fresh shopper on the tombstone's row, which keeps `erased_at` (so that the same
+  records are dropped on a replay, and earlier stragglers ever after) and clears its TTL. The decision needs
+  only the shopper rows the batch reads anyway.
 
 Within a shard batches run one at a time (ParallelizationFactor 1), so per-shard watermarks
 order every write; records of other shards touch shared counters under their own watermark.
@@ -40,7 +45,7 @@ from tailor.ingest.derive import Contribution, contributions
 from tailor.ingest.intent import SessionIntent
 from tailor.personas.online import PersonaTracker
 from tailor.session import SessionState, fold_session
-from tailor.shopper import ShopperState, fold_shopper
+from tailor.shopper import EXPIRY_FIELD, ShopperState, erased_at, fold_shopper
 from tailor.store.port import BlobStore, Conflict, StateStore
 
 __all__ = ["BatchOutcome", "Ingestor", "StreamRecord", "position"]
@@ -76,6 +81,7 @@ class BatchOutcome:
     accepted: int = 0
     quarantined: int = 0
     duplicates: int = 0
+    erased: int = 0  # events of erased shoppers, up to their erasure: dropped
     rows_written: Counter = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -120,7 +126,9 @@ class Ingestor:
         arrivals = {r.position: r.arrival for r in records}
         walk = _Walk.over(accepted, rows, shard, cutoff=None, ttl=self.session_ttl, arrivals=arrivals,
                           intent=self.intent, personas=self.personas)
-        outcome.duplicates = walk.duplicates
+        outcome.duplicates, outcome.erased = walk.duplicates, len(walk.erased)
+        if walk.erased:
+            logger.info("events of erased shoppers dropped", extra={"shard": shard, "erased": len(walk.erased)})
 
         # Phase 1: everything that state rows must not run ahead of.
         tasks: list[Callable[[], str | None]] = [
@@ -128,7 +136,8 @@ class Ingestor:
         ]
         tasks += [partial(self._add, shard, table, key, parts, outcome)
                   for (table, key), parts in walk.grouped_contributions().items()]
-        tasks.append(partial(self._archive, shard, accepted, originals, rows["checkpoints"], outcome))
+        archived = [(p, e) for p, e in accepted if p not in walk.erased] if walk.erased else accepted
+        tasks.append(partial(self._archive, shard, archived, originals, rows["checkpoints"], outcome))
         failures = [p for p in self._run(tasks) if p is not None]
 
         # Phase 2: state rows, holding only the records below the first failure.
@@ -217,7 +226,7 @@ class Ingestor:
 
     def _write_state(self, shard: str, table: str, key: str, row: "_Row", outcome: BatchOutcome) -> str | None:
         try:
-            self.store.write_state(table, key, row.state.to_row(), watermark=f"sw:{shard}",
+            self.store.write_state(table, key, row.fields(), watermark=f"sw:{shard}",
                                    expected=row.expected, new=row.last)
             outcome.wrote(table)
         except Exception:
@@ -239,9 +248,16 @@ class _Row:
     expected: str | None
     first: str | None = None
     last: str | None = None
+    erased_at: float | None = None  # a shopper's: when they were erased, from the row's tombstone
 
     def applies(self, pos: str) -> bool:
         return self.expected is None or pos > self.expected
+
+    def fields(self) -> dict[str, Any]:
+        fields = self.state.to_row()
+        if self.erased_at is not None:
+            fields[EXPIRY_FIELD] = None  # a shopper back after their erasure: the table's TTL leaves them be
+        return fields
 
     def absorbed(self, pos: str) -> None:
         self.first = self.first or pos
@@ -256,6 +272,7 @@ class _Walk:
     shoppers: dict[str, _Row]
     contributions: list[tuple[str, Contribution]]
     duplicates: int
+    erased: set[str] = field(default_factory=set)  # positions of events of erased shoppers, up to their erasure
 
     @classmethod
     def over(cls, accepted: list[tuple[str, Event]], rows: dict[str, dict[str, dict]], shard: str,
@@ -263,14 +280,18 @@ class _Walk:
              intent: SessionIntent | None = None, personas: PersonaTracker | None = None) -> "_Walk":
         watermark = f"sw:{shard}"
         sessions = {k: _Row(SessionState.from_row(v), v.get(watermark)) for k, v in rows["sessions"].items()}
-        shoppers = {k: _Row(ShopperState.from_row(v), v.get(watermark)) for k, v in rows["shoppers"].items()}
+        shoppers = {k: _Row(ShopperState.from_row(v), v.get(watermark), erased_at=erased_at(v))
+                    for k, v in rows["shoppers"].items()}
         walk = cls(sessions, shoppers, [], 0)
         pending = intent.pairs() if intent is not None else None
         for pos, event in accepted:
             if cutoff is not None and pos >= cutoff:
                 break
-            session = sessions.setdefault(event.session_id, _Row(None, None))
             shopper = shoppers.setdefault(event.user_id, _Row(None, None))
+            if shopper.erased_at is not None and event.epoch <= shopper.erased_at:
+                walk.erased.add(pos)  # sent before the shopper was erased: as if it never came
+                continue
+            session = sessions.setdefault(event.session_id, _Row(None, None))
             # A record already in either row had all its counter effects applied (see module doc).
             paired = None  # (item, session items before) of a record whose pairs wait for its intent weight
             if session.applies(pos) and shopper.applies(pos):

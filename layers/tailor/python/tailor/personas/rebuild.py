@@ -35,8 +35,9 @@ K_RANGE = tuple(range(2, 13))
 MODES = ("rebuild", "refine")
 PRICE_BANDS = 5
 MIN_SHOPPERS = 20  # fewer shoppers with events than this: no model yet
+# erased_at tells ShopperState.from_row which rows are the tombstones of erased shoppers.
 SHOPPER_FIELDS = ("user_id", "first_seen", "last_seen", "events", "counts", "sessions", "category_affinity",
-                  "purchases", "profile", "referral_sources", "personas")
+                  "purchases", "profile", "referral_sources", "personas", "erased_at")
 ITEM_FIELDS_READ = ("item_id", "price", "category")
 
 

@@ -92,6 +92,11 @@ class DynamoStateStore:
         self.calls["write"] += 1
         self.client.delete_item(TableName=self.tables[table], Key={TABLES[table]: {"S": key}})
 
+    def replace(self, table: str, key: str, fields: Mapping[str, Any]) -> None:
+        item = {name: to_dynamo(value) for name, value in fields.items() if name != TABLES[table]}
+        self.calls["write"] += 1
+        self.client.put_item(TableName=self.tables[table], Item={**item, TABLES[table]: {"S": key}})
+
     def scan(self, table: str, *, limit: int, start: str | None = None,
              attributes: Sequence[str] | None = None) -> tuple[list[dict[str, Any]], str | None]:
         request: dict[str, Any] = {"TableName": self.tables[table], "Limit": limit}

@@ -66,6 +66,13 @@ class MemoryStateStore:
             self.tables[table].pop(key, None)
             self._key_order.pop(table, None)
 
+    def replace(self, table: str, key: str, fields: Mapping[str, Any]) -> None:
+        with self._lock:
+            self.calls["write"] += 1
+            if key not in self.tables[table]:
+                self._key_order.pop(table, None)
+            self.tables[table][key] = {**copy.deepcopy(dict(fields)), TABLES[table]: key}
+
     def scan(self, table: str, *, limit: int, start: str | None = None,
              attributes: Sequence[str] | None = None) -> tuple[list[dict[str, Any]], str | None]:
         with self._lock:

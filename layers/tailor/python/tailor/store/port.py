@@ -70,6 +70,11 @@ class StateStore(Protocol):
     def delete(self, table: str, key: str) -> None:
         ...
 
+    def replace(self, table: str, key: str, fields: Mapping[str, Any]) -> None:
+        """Make the row of `key` hold `fields` (and its key) and nothing else, whatever it held before, its
+        watermarks too: a writer that read it before then finds its watermark moved and writes nothing."""
+        ...
+
     def scan(self, table: str, *, limit: int, start: str | None = None,
              attributes: Sequence[str] | None = None) -> tuple[list[dict[str, Any]], str | None]:
         """Up to `limit` rows in the table's own order, after the key `start` (only their `attributes`,
