@@ -9,7 +9,8 @@ labels from time-shifted windows inside calibration; every customer is scored fr
 the end of calibration with `ltv_features` and `LtvModel`, as RebuildLtv does (tailor.ltv.rebuild). The
 per-customer predictions are those RebuildLtv quotes per shopper: the purchase days to quote
 (`typical_transactions`, a whole number per customer, at the quantile level that erred least on
-the calibration windows the model learned from) and the spend to quote (`typical_spend`). The
+the calibration windows the model learned from) and the spend to quote (`typical_spend`, with no
+spend quoted beside no purchase day nor the reverse: `tailor.ltv.scoring.consistent_days`). The
 predicted totals are the sums of the model's expectations (`transactions`, `spend`), which is what
 a total is forecast with; quoted counts near the median do not add up to a total. BG/NBD's
 expectations put through the same quoting rule are printed under the table for reference: quoting
@@ -43,13 +44,13 @@ import numpy as np
 from tailor.events import Event
 from tailor.ltv.prior import expected_transactions as bgnbd_expected
 from tailor.ltv.prior import gamma_gamma_mean
-from tailor.ltv.scoring import LtvModel, typical_counts
+from tailor.ltv.scoring import LtvModel, consistent_days, typical_counts
 from tailor_local.datasets import load_cdnow
 from tailor.ltv.training import (fit_bgnbd, fit_gamma_gamma, ltv_metrics, parse_events, replay_snapshots,
                                  totals_level, train_ltv)
 
-__all__ = ["CALIBRATION_END", "HOLDOUT_END", "PAPER_BGNBD_SAMPLE", "bgnbd_expected", "evaluate_ltv",
-           "fit_bgnbd", "fit_gamma_gamma", "gamma_gamma_mean", "main", "rfm_summary"]
+__all__ = ["CALIBRATION_END", "HOLDOUT_END", "PAPER_BGNBD_SAMPLE", "bgnbd_expected", "bgnbd_totals_backtest",
+           "evaluate_ltv", "fit_bgnbd", "fit_gamma_gamma", "gamma_gamma_mean", "main", "rfm_summary"]
 
 CALIBRATION_START = datetime(1997, 1, 1, tzinfo=timezone.utc)
 CALIBRATION_END = datetime(1997, 10, 1, tzinfo=timezone.utc)  # exclusive
@@ -95,9 +96,10 @@ def evaluate_ltv(data_path: str | os.PathLike[str], out_csv: str | os.PathLike[s
     naive_t = x / np.maximum(T, 1.0 / 7) * HOLDOUT_WEEKS
     naive_s = naive_t * summary.mean_value[order]
     count = model.metadata["count"]
-    ref_quoted = typical_counts(ref_t, count["dispersion"], count["level"])
-    ref_quoted_spend = (typical_counts(ref_t, count["dispersion"], totals_level(ref_t, count["dispersion"]))
-                        * gamma_gamma_mean(gg, x, m))
+    ref_quoted, ref_spend_days = consistent_days(
+        typical_counts(ref_t, count["dispersion"], count["level"]),
+        typical_counts(ref_t, count["dispersion"], totals_level(ref_t, count["dispersion"])))
+    ref_quoted_spend = ref_spend_days * gamma_gamma_mean(gg, x, m)
 
     figures: dict[str, Any] = {
         "protocol": {"data": str(data_path), "customers": len(at_end.user_ids),
@@ -124,6 +126,7 @@ def evaluate_ltv(data_path: str | os.PathLike[str], out_csv: str | os.PathLike[s
     sample = Path(sample_path) if sample_path else Path(data_path).with_name("CDNOW_sample.txt")
     if sample_path or sample.exists():
         figures["bgnbd_sample_check"] = check_bgnbd_sample(sample)
+    figures["bgnbd_totals_backtest"] = bgnbd_totals_backtest(events)
     figures["seconds"] = round(time.perf_counter() - started, 1)
 
     # The transactions measured above: the purchase days the model quotes per customer.
@@ -191,12 +194,35 @@ def rfm_summary(events: Sequence[Event], end: datetime) -> RfmSummary:
 
 
 def check_bgnbd_sample(sample_path: str | os.PathLike[str]) -> dict[str, Any]:
-    """BG/NBD fitted on the 1/10 sample, next to the parameters the paper reports for it."""
-    summary = rfm_summary(parse_events(load_cdnow(sample_path)), CALIBRATION_END)
+    """BG/NBD fitted on the 1/10 sample, next to the parameters the paper reports for it, and its holdout total."""
+    events = [e for e in parse_events(load_cdnow(sample_path)) if e.epoch < HOLDOUT_END.timestamp()]
+    summary = rfm_summary(events, CALIBRATION_END)
     fitted = fit_bgnbd(summary.x, summary.tx, summary.T)
     deviation = max(abs(fitted[k] - v) / v for k, v in PAPER_BGNBD_SAMPLE.items())
     return {"customers": len(summary.users), "fitted": fitted, "paper": PAPER_BGNBD_SAMPLE,
-            "max_relative_deviation": deviation}
+            "max_relative_deviation": deviation, "holdout_totals": bgnbd_totals_backtest(events, (39,))[0]}
+
+
+def bgnbd_totals_backtest(events: Sequence[Event], cutoff_weeks: Sequence[int] = (13, 20, 26, 39)) -> list[dict[str, Any]]:
+    """BG/NBD fitted at cutoffs from the start of calibration, its total purchase days for the weeks up to
+    the next period's end (calibration's for a cutoff inside it, the holdout's at 39 weeks) against what
+    happened. Cutoffs inside calibration are all a forecaster may learn a totals correction from; if their
+    errors and the holdout's differ in sign, no correction learnt there reaches the holdout's total."""
+    rows = []
+    for weeks in cutoff_weeks:
+        cutoff = CALIBRATION_START + timedelta(weeks=weeks)
+        end = CALIBRATION_END if cutoff < CALIBRATION_END else HOLDOUT_END
+        summary = rfm_summary([e for e in events if e.epoch < cutoff.timestamp()], cutoff)
+        later = rfm_summary([e for e in events if e.epoch < end.timestamp()], end)
+        # Purchase days after the cutoff: those of the customers known at the cutoff.
+        actual = np.array([later.x[later.index[u]] - summary.x[i] for i, u in enumerate(summary.users)])
+        horizon = (end - cutoff).days / 7
+        params = fit_bgnbd(summary.x, summary.tx, summary.T)
+        predicted = float(bgnbd_expected(params, horizon, summary.x, summary.tx, summary.T).sum())
+        rows.append({"cutoff": f"{cutoff - DAY:%Y-%m-%d}", "cutoff_weeks": weeks, "horizon_weeks": horizon,
+                     "customers": len(summary.users), "predicted_transactions": predicted,
+                     "actual_transactions": float(actual.sum()), "ratio": predicted / max(float(actual.sum()), 1.0)})
+    return rows
 
 
 def format_table(figures: dict[str, Any]) -> str:
@@ -222,7 +248,10 @@ def format_table(figures: dict[str, Any]) -> str:
     if check:
         f = check["fitted"]
         lines.append(f"BG/NBD on the 1/10 sample: r={f['r']:.3f} alpha={f['alpha']:.3f} a={f['a']:.3f} b={f['b']:.3f} "
-                     f"(paper 0.243/4.414/0.793/2.426; max deviation {check['max_relative_deviation']:.2%})")
+                     f"(paper 0.243/4.414/0.793/2.426; max deviation {check['max_relative_deviation']:.2%}); "
+                     f"its holdout total {check['holdout_totals']['predicted_transactions']:,.0f} purchase days "
+                     f"against {check['holdout_totals']['actual_transactions']:,.0f} "
+                     f"({check['holdout_totals']['ratio'] - 1:+.1%})")
     reference = figures.get("reference", {})
     labels = {"tailor_ltv_expected": "Tailor LTV, expectations (its totals)",
               "bgnbd_quoted": "BG/NBD + GG, quoted as Tailor quotes"}
@@ -233,6 +262,10 @@ def format_table(figures: dict[str, Any]) -> str:
                          f"Spearman $ {f['spearman_spend']:.3f}, top-10% $ {f['top_decile_revenue_share']:.3f}, "
                          f"predicted/actual tx {f['predicted_transactions']:.0f}/{f['actual_transactions']:.0f}, "
                          f"$ {f['predicted_spend']:,.0f}/{f['actual_spend']:,.0f}")
+    backtest = figures.get("bgnbd_totals_backtest")
+    if backtest:
+        lines.append("BG/NBD's total purchase days, fitted at week N for the rest of the period: " + "; ".join(
+            f"week {row['cutoff_weeks']} (+{row['horizon_weeks']:g} weeks) {row['ratio'] - 1:+.1%}" for row in backtest))
     for goal in figures["goals"]:
         lines.append(f"goal {'met ' if goal['met'] else 'MISSED'}  {goal['goal']}: {goal['measured']}")
     return "\n".join(lines)

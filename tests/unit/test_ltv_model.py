@@ -10,7 +10,7 @@ import onnx
 import pytest
 
 from tailor.ltv.features import FEATURE_NAMES
-from tailor.ltv.scoring import METADATA_KEY, LtvModel, typical_counts
+from tailor.ltv.scoring import METADATA_KEY, MODEL_NAME, LtvModel, consistent_days, quote, typical_counts
 from tailor.ltv import training as ltv_training
 from tailor.ltv.training import (QUOTE_LEVELS, least_error_level, ltv_metrics, parse_events, replay_snapshots,
                                  totals_level, train_ltv)
@@ -101,6 +101,9 @@ def test_shorter_horizons_come_from_the_prior_and_longer_ones_are_refused(histor
     days = full.typical_spend / per_day
     np.testing.assert_allclose(days, np.round(days), atol=1e-6)
     assert full.typical_spend.sum() == pytest.approx(full.spend.sum(), rel=0.25)
+    # The two quotes come from two levels (here the spend's is the lower) but agree on who buys at all.
+    for quoted in (full, half):
+        assert np.array_equal(quoted.typical_transactions == 0, quoted.typical_spend == 0)
     with pytest.raises(ValueError, match="8 weeks needs a model trained for it"):
         model.predict(snap.features, horizon_weeks=8)
     with pytest.raises(ValueError, match="positive"):
@@ -121,6 +124,24 @@ def test_percentiles_and_drivers(history, trained):
     best = int(order[-1])
     (group, effect), *_ = model.drivers(snap.features[best:best + 1])[0]
     assert effect > 0 and group in {"frequency", "recency", "age", "monetary", "timing", "basket"}
+
+
+def test_the_ltv_model_is_a_registry_onnx_model(trained):
+    from tailor.models import ModelRegistry
+    from tailor.models.onnx_model import OnnxModel
+    from tailor.store.memory import MemoryBlobStore
+
+    model = LtvModel(trained.onnx, threads=1)
+    assert isinstance(model, OnnxModel) and model.feature_names == FEATURE_NAMES
+    assert model.label == f"{MODEL_NAME}:unpublished"
+    registry = ModelRegistry(MemoryBlobStore())
+    version = registry.publish(MODEL_NAME, trained.onnx, trained.metadata)
+    stored = LtvModel.from_stored(registry.fetch(MODEL_NAME, version), threads=1)
+    assert stored.label == f"{MODEL_NAME}:{version}" and stored.horizon_weeks == model.horizon_weeks
+    proto = onnx.load_from_string(trained.onnx)
+    del proto.metadata_props[:]
+    with pytest.raises(ValueError, match="not an LTV model"):
+        LtvModel(proto.SerializeToString())
 
 
 def test_a_model_for_other_features_is_refused(trained):
@@ -161,6 +182,32 @@ def test_purchase_days_are_quoted_near_the_median_and_spend_at_the_level_that_ke
     assert typical_counts(mean, shape, total).sum() == pytest.approx(mean.sum(), rel=0.02)
     # Skewed counts: keeping the total quotes more purchase days than the least error does, and errs more.
     assert total > level and error(total) > error(level) + 0.02
+
+
+@pytest.mark.parametrize("spend_level", [0.72, 0.45])
+def test_no_shopper_is_quoted_purchases_without_spend_or_spend_without_purchases(spend_level):
+    rng = np.random.default_rng(4)
+    transactions = rng.gamma(0.4, 1.5, 4000)
+    spend = transactions * rng.lognormal(3.0, 0.5, 4000)
+    level, dispersion = 0.56, 0.65
+    low, high = sorted((level, spend_level))
+    # The two levels alone disagree for many shoppers: some of them have a count at the higher level only.
+    disagree = (typical_counts(transactions, dispersion, low) == 0) & (typical_counts(transactions, dispersion, high) > 0)
+    assert disagree.sum() > 100
+    days, quoted_spend = quote(transactions, spend, dispersion, level, spend_level)
+    assert np.array_equal(days == 0, quoted_spend == 0)
+    # Only the zeros move, by one day: the other quotes are their level's quantiles, the spend that of whole days.
+    alone = typical_counts(transactions, dispersion, level)
+    np.testing.assert_array_equal(days, np.where((alone == 0) & disagree, 1.0, alone))
+    spend_days = quoted_spend / (spend / transactions)
+    np.testing.assert_allclose(spend_days, np.maximum(typical_counts(transactions, dispersion, spend_level),
+                                                      np.minimum(alone, 1.0)), atol=1e-9)
+    if spend_level > level:  # a spend level above the purchases' keeps its spend, its total and its ranking
+        np.testing.assert_allclose(spend_days, np.round(spend_days), atol=1e-9)
+        np.testing.assert_allclose(quoted_spend, typical_counts(transactions, dispersion, spend_level)
+                                   * spend / transactions)
+    days, spend_days = consistent_days(np.array([0.0, 0, 2, 3]), np.array([0.0, 4, 0, 5]))
+    assert days.tolist() == [0, 1, 2, 3] and spend_days.tolist() == [0, 4, 1, 5]
 
 
 def test_the_prior_values_a_buyers_purchases_as_gamma_gamma_shrinks_them_towards_the_shop():

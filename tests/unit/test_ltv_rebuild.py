@@ -58,6 +58,8 @@ def test_one_run_scores_every_shopper_with_purchases_spend_percentile_and_driver
         per_day = ltv["expected_spend"] / ltv["expected_purchases"] if ltv["expected_purchases"] else 0.0
         days = ltv["typical_spend"] / per_day if per_day else 0.0
         assert days == pytest.approx(round(days), abs=0.01) and ltv["typical_spend"] >= 0
+        # No profile shows purchase days without spend, nor spend without a purchase day.
+        assert (ltv["typical_purchases"] == 0) == (ltv["typical_spend"] == 0)
         assert 1 <= len(ltv["drivers"]) <= 3 and ltv["model"].startswith("ltv:")
         assert rows[user][STAMP_FIELD].startswith(AS_OF.strftime("%Y-%m-%dT%H:%M:%S"))
     assert LTV_FIELD not in rows["referrer-only"]

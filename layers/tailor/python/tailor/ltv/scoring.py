@@ -6,26 +6,26 @@ ONNX graph that corrects it. The graph takes "features" (float32, n x len(FEATUR
 expected purchase days and spend over the horizon the prior was computed for. Its metadata (JSON
 under the ONNX metadata key METADATA_KEY) says which features, in which order, the longest horizon
 it was built for, the prior, how purchase counts spread around their expectation, and what a
-typical shopper looks like. Only numpy and onnxruntime are needed here, so the Lambda runtime can
-score.
+typical shopper looks like. The session, the metadata check and the model's label are those of every
+registry model (`tailor.models.onnx_model.OnnxModel`). Only numpy and onnxruntime are needed here, so
+the Lambda runtime can score.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 
 from tailor.ltv.features import FEATURE_GROUPS, FEATURE_NAMES
 from tailor.ltv.prior import prior_matrix
+from tailor.models.onnx_model import OnnxModel
 
 __all__ = ["INPUT_NAME", "METADATA_KEY", "MODEL_NAME", "OUTPUT_NAMES", "PRIOR_INPUT_NAME", "LtvModel", "LtvPrediction",
-           "quoted_spend", "typical_counts"]
+           "consistent_days", "quote", "quoted_spend", "typical_counts"]
 
 MODEL_NAME = "ltv"  # its name in the model registry
 METADATA_KEY = "tailor.ltv"
@@ -46,7 +46,10 @@ class LtvPrediction:
     off by the fewest purchase days on the windows the model learned from: the count to show one
     shopper. `typical_spend` is the spend of the purchase days at the level at which the counts of
     the shoppers the model was built on sum to their expected total, at the shopper's expected
-    value per purchase day: a spend to show one shopper that still adds up over many.
+    value per purchase day: a spend to show one shopper that still adds up over many. The two
+    agree on whether the shopper buys at all (`consistent_days`): a shopper quoted a spend is
+    quoted at least one purchase day, and one quoted purchase days is quoted the spend of at least
+    one, so a profile never shows no purchases beside a spend.
     """
 
     transactions: np.ndarray
@@ -56,11 +59,43 @@ class LtvPrediction:
     typical_spend: np.ndarray
 
 
+def quote(transactions: np.ndarray, spend: np.ndarray, dispersion: float, level: float,
+          spend_level: float) -> tuple[np.ndarray, np.ndarray]:
+    """The purchase days and the spend to quote each shopper, from their expected purchase days and spend.
+
+    The days are the `level` quantile of each shopper's count distribution; the spend is that of the
+    `spend_level` quantile at the shopper's expected spend per purchase day; the two are made to
+    agree on whether the shopper buys at all (`consistent_days`).
+    """
+    days, spend_days = consistent_days(typical_counts(transactions, dispersion, level),
+                                       typical_counts(transactions, dispersion, spend_level))
+    return days, spend_days * _per_day(transactions, spend)
+
+
+def consistent_days(days: np.ndarray, spend_days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Quoted purchase days and the purchase days whose spend is quoted, made to agree on zero.
+
+    The two come from two quantile levels of one distribution, so one can be 0 where the other is
+    not: the 0 becomes 1 (a spend is spent on some purchase day, a purchase day spends something).
+    Either count is raised by one day at most, and only where it was 0: the ranking by spend and
+    the spend total, which the spend's level is for, stay as they were wherever the spend's level is
+    the higher of the two (a skewed count distribution: its total is kept above its median).
+    """
+    days, spend_days = np.asarray(days, dtype=np.float64), np.asarray(spend_days, dtype=np.float64)
+    return np.maximum(days, np.minimum(spend_days, 1.0)), np.maximum(spend_days, np.minimum(days, 1.0))
+
+
 def quoted_spend(transactions: np.ndarray, spend: np.ndarray, dispersion: float, level: float) -> np.ndarray:
-    """The spend of the `level` quantile of purchase days, at each shopper's expected spend per purchase day."""
+    """The spend of the `level` quantile of purchase days, at each shopper's expected spend per purchase day.
+
+    On its own: the spend to quote a shopper, consistent with the purchase days quoted, is `quote`'s.
+    """
+    return typical_counts(transactions, dispersion, level) * _per_day(transactions, spend)
+
+
+def _per_day(transactions: np.ndarray, spend: np.ndarray) -> np.ndarray:
     transactions, spend = np.asarray(transactions, dtype=np.float64), np.asarray(spend, dtype=np.float64)
-    per_day = np.divide(spend, transactions, out=np.zeros_like(spend), where=transactions > 0)
-    return typical_counts(transactions, dispersion, level) * per_day
+    return np.divide(spend, transactions, out=np.zeros_like(spend), where=transactions > 0)
 
 
 def typical_counts(mean: np.ndarray, dispersion: float, level: float) -> np.ndarray:
@@ -87,38 +122,32 @@ def typical_counts(mean: np.ndarray, dispersion: float, level: float) -> np.ndar
     return counts
 
 
-class LtvModel:
-    def __init__(self, onnx_bytes: bytes, *, threads: int | None = None):
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-        self._session = ort.InferenceSession(onnx_bytes, sess_options=options, providers=["CPUExecutionProvider"])
-        raw = self._session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
-        if raw is None:
-            raise ValueError(f"not an LTV model: its metadata has no {METADATA_KEY!r} entry")
-        self.metadata: dict[str, Any] = json.loads(raw)
-        names = tuple(self.metadata.get("feature_names", ()))
-        if names != FEATURE_NAMES:
+class LtvModel(OnnxModel):
+    """The LTV model: one ONNX graph, inputs "features" and "prior", outputs OUTPUT_NAMES (see the module).
+
+    Unlike the ranker's and the intent model's, its features are not taken by name: the prior and
+    the drivers read the features in this library's order, so a model must name all of them, in it.
+    """
+
+    metadata_key, features, kind, model_name = METADATA_KEY, FEATURE_NAMES, "an LTV model", MODEL_NAME
+
+    def __init__(self, onnx: bytes, *, threads: int | None = None, version: str | None = None, **kwargs: Any):
+        # Threads: onnxruntime's own choice unless told (scoring every shopper is one large batch job).
+        super().__init__(onnx, threads=threads, version=version, **kwargs)
+        if self.feature_names != FEATURE_NAMES:
             # Scoring a vector in another order than training saw would silently give wrong values.
             raise ValueError("the model was trained on other LTV features than this library computes; retrain it")
+        if version is None:
+            self.version = str(self.metadata.get("version", "unpublished"))
         self.horizon_weeks = float(self.metadata["horizon_weeks"])
         self._prior = self.metadata["prior"]
         self._count = self.metadata["count"]
         self._baseline = np.asarray(self.metadata["baseline"], dtype=np.float32)
         self._quantiles = np.asarray(self.metadata["spend_quantiles"], dtype=np.float64)
-        self.label = f"{MODEL_NAME}:{self.metadata.get('version', 'unpublished')}"
 
     @classmethod
     def load(cls, path: str | PathLike[str], **kwargs: Any) -> "LtvModel":
         return cls(Path(path).read_bytes(), **kwargs)
-
-    @classmethod
-    def from_stored(cls, stored: Any, **kwargs: Any) -> "LtvModel":
-        """The model of a registry version (tailor.models.StoredModel), labelled with its name and version."""
-        model = cls(stored.onnx, **kwargs)
-        model.label = stored.label
-        return model
 
     def predict(self, features: np.ndarray, horizon_weeks: float | None = None,
                 batch_size: int = DEFAULT_BATCH) -> LtvPrediction:
@@ -135,11 +164,9 @@ class LtvModel:
                              f"{weeks:g} weeks needs a model trained for it")
         transactions, spend = self._raw(features, weeks, batch_size)
         dispersion, level = self._count["dispersion"], self._count["level"]
-        typical = typical_counts(transactions, dispersion, level)
         # Models from before the spend had a level of its own quoted both at one level.
         spend_level = self._count.get("spend_level", level)
-        return LtvPrediction(transactions, spend, weeks, typical,
-                             quoted_spend(transactions, spend, dispersion, spend_level))
+        return LtvPrediction(transactions, spend, weeks, *quote(transactions, spend, dispersion, level, spend_level))
 
     def percentile(self, spend_at_horizon: np.ndarray) -> np.ndarray:
         """Where each predicted spend (at the model's horizon) stands among the shoppers trained on, 0..100."""
@@ -187,8 +214,8 @@ class LtvModel:
         for lo in range(0, n, max(batch_size, 1)):
             hi = min(lo + batch_size, n)
             block = features[lo:hi]
-            t, s = self._session.run(list(OUTPUT_NAMES), {INPUT_NAME: block,
-                                                          PRIOR_INPUT_NAME: prior_matrix(block, self._prior, weeks)})
+            t, s = self.run_all(OUTPUT_NAMES, INPUT_NAME, block,
+                                {PRIOR_INPUT_NAME: prior_matrix(block, self._prior, weeks)})
             transactions[lo:hi] = t.reshape(-1)
             spend[lo:hi] = s.reshape(-1)
         return transactions, spend

@@ -25,6 +25,8 @@ The model is a prior corrected by gradient boosting:
   purchase days on the training windows (a median-like level: absolute errors are least at the
   median). The spend to quote (`LtvPrediction.typical_spend`) is that of the purchase days at the
   level at which the shoppers' counts sum to their expected total, so that quoted spend adds up.
+  Where one of the two levels gives no purchase day and the other some, the none becomes one
+  (`tailor.ltv.scoring.consistent_days`): no shopper is quoted a spend without a purchase day.
 Both regressors go into one ONNX graph that adds the prior on the log scale, scored by
 `tailor.ltv.scoring.LtvModel`.
 """
@@ -46,7 +48,7 @@ from tailor.events import Event, parse_event
 from tailor.ingest.derive import contributions
 from tailor.ltv.features import FEATURE_NAMES, WEEK_SECONDS, epoch_seconds, feature_matrix
 from tailor.ltv.prior import BGNBD_PARAMS, CORRECTION_PRIOR, PRIOR_NAMES, prior_matrix
-from tailor.ltv.scoring import (INPUT_NAME, METADATA_KEY, MODEL_NAME, OUTPUT_NAMES, PRIOR_INPUT_NAME, quoted_spend,
+from tailor.ltv.scoring import (INPUT_NAME, METADATA_KEY, MODEL_NAME, OUTPUT_NAMES, PRIOR_INPUT_NAME, quote,
                                 typical_counts)
 from tailor.models.registry import ModelRegistry
 from tailor.shopper import ShopperState, fold_shopper
@@ -170,8 +172,7 @@ def train_ltv(events: Iterable[dict | Event], as_of: float | datetime, *, horizo
             did_t = finish.transactions[rows] - start.transactions
             did_s = np.maximum(finish.revenue[rows] - start.revenue, 0.0)
             # Per shopper, what is quoted; totals, what sums: the expectations.
-            report = ltv_metrics(typical_counts(bt_t, past.dispersion, past.level),
-                                 quoted_spend(bt_t, bt_s, past.dispersion, past.spend_level), did_t, did_s)
+            report = ltv_metrics(*quote(bt_t, bt_s, past.dispersion, past.level, past.spend_level), did_t, did_s)
             expected = ltv_metrics(bt_t, bt_s, did_t, did_s)
             report.update({f"expected_{k}": expected[k] for k in ("predicted_transactions", "predicted_spend",
                                                                  "transactions_total_ratio", "spend_total_ratio")})

@@ -23,13 +23,15 @@ class OnnxModel:
     model_name: str
 
     def __init__(self, onnx: bytes, *, name: str | None = None, version: str | None = None,
-                 metadata: Mapping[str, Any] | None = None, threads: int = 1):
+                 metadata: Mapping[str, Any] | None = None, threads: int | None = 1):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        # A request's or a batch's matrix is small: threads cost more to wake than they save (Lambda has one vCPU).
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
+        if threads:
+            # A request's or a batch's matrix is small: threads cost more to wake than they save (Lambda has one
+            # vCPU). None leaves onnxruntime's own choice (every core), for large offline batches.
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
         self._session = ort.InferenceSession(onnx, sess_options=options, providers=["CPUExecutionProvider"])
         if metadata is None:
             embedded = self._session.get_modelmeta().custom_metadata_map.get(self.metadata_key)
@@ -59,6 +61,14 @@ class OnnxModel:
 
     def run(self, output: str, input_name: str, features: np.ndarray) -> np.ndarray:
         """The graph's `output` for a (n, len(features)) matrix of this code's features."""
+        (out,) = self.run_all((output,), input_name, features)
+        return out
+
+    def run_all(self, outputs: Sequence[str], input_name: str, features: np.ndarray,
+                inputs: Mapping[str, np.ndarray] | None = None) -> tuple[np.ndarray, ...]:
+        """The graph's `outputs`, in that order, for a (n, len(features)) matrix of this code's features fed as
+        `input_name`, and the graph's other `inputs` (name -> matrix, fed as they are, as float32)."""
         matrix = features if self._columns is None else features[:, self._columns]
-        (out,) = self._session.run([output], {input_name: np.ascontiguousarray(matrix, dtype=np.float32)})
-        return np.asarray(out, dtype=np.float64)
+        feeds = {input_name: np.ascontiguousarray(matrix, dtype=np.float32)}
+        feeds.update({name: np.ascontiguousarray(value, dtype=np.float32) for name, value in (inputs or {}).items()})
+        return tuple(np.asarray(out, dtype=np.float64) for out in self._session.run(list(outputs), feeds))
