@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from tailor.associations import (EVENT_WEIGHTS, ItemAssociations, NextItemParams, engagement_strength,
+from tailor.associations import (EVENT_WEIGHTS, ItemAssociations, NextItemParams, NextItems, engagement_strength,
                                  pair_increments, parse_associations, rank_next_items)
 from tailor.events import parse_event
 from tailor.ingest.derive import contributions
@@ -134,6 +134,29 @@ def test_the_second_step_reaches_items_the_session_never_met_and_reads_rows_twic
     assert "c" not in without
 
 
+def test_next_items_names_the_rows_the_ranking_reads_and_ranks_as_rank_next_items_does():
+    rng = random.Random(3)
+    catalog = [f"i{k}" for k in range(40)]
+    rows = rows_from([rng.sample(catalog, rng.randint(2, 8)) for _ in range(300)])
+    factors = {"view": 0.5, "add_to_cart": 3.0}
+    for session in (["i1"], ["i3", "i7", "i1"], ["new", "i2"], catalog[:12]):
+        for kwargs in ({}, {"factors": factors}, {"anchor_strength": {session[0]: 3.0}}):
+            calls: list[list[str]] = []
+            expected = rank_next_items(session, lookup_in(rows, calls), 25, **kwargs)
+            first = NextItems(session, lookup_in(rows), **kwargs)
+            assert first.keys == list(dict.fromkeys(key for keys in calls for key in keys))
+            assert first.ranked(lookup_in(rows), 25) == expected
+            assert first.ranked(lookup_in(rows), 25) == expected  # ranking leaves the first step as it was
+    # The strongest candidates' rows not read yet: the first step ranks without them, then with them.
+    first = NextItems(["i1"], lookup_in({"i1": rows["i1"]}))
+    assert first.keys[0] == "i1" and len(first.keys) > 1
+    assert first.ranked(lookup_in(rows), 25) == rank_next_items(["i1"], lookup_in(rows), 25)
+    # Equal weights go by item id, as a sort on (-weight, item) orders them: a few best of many, or most of them.
+    tied = ItemAssociations("a", {f"t{k:02d}": float(k % 3 + 1) for k in range(30)}, {}, 60.0, 0.0)
+    assert tied.top(4) == [("t02", 3.0), ("t05", 3.0), ("t08", 3.0), ("t11", 3.0)]
+    assert [item for item, _ in tied.top(12)] == [f"t{k:02d}" for k in range(2, 30, 3)] + ["t01", "t04"]
+
+
 def test_anchor_strength_lets_a_carted_item_outvote_a_more_recent_view():
     rows = rows_from([["a", "x"]] * 3 + [["b", "y"]] * 3)
     plain = [i for i, _ in rank_next_items(["a", "b"], lookup_in(rows), 6) if i in ("x", "y")]
@@ -179,3 +202,27 @@ def test_intent_factors_weigh_near_pairs_and_the_session_source_ranks_as_rank_ne
     ctx.associations["a"] = partners("a", raw["a"])
     ctx.version += 1  # a read brought rows
     assert list(SessionSource().propose(ctx, 3).items()) == rank_next_items(["a"], lookup_in(rows), 3)
+
+
+def test_the_session_source_takes_its_first_step_again_only_when_the_anchors_rows_change(monkeypatch):
+    from tailor.ranking import candidates
+    from tailor.ranking.context import RankingContext, Request
+    from tailor.ranking.rows import partners
+
+    raw = {"a": {"n:b": 3.0, "f:b": 3.0}, "b": {"n:a": 3.0, "n:c": 3.0, "f:c": 3.0}, "z": {"n:y": 1.0}}
+    first_steps = []
+    monkeypatch.setattr(candidates, "NextItems", lambda *a, **k: first_steps.append(1) or NextItems(*a, **k))
+    session = fold_session(None, parse_event({"event_id": "e1", "user_id": "u", "session_id": "s",
+                                              "timestamp": "2026-11-02T12:00:00Z", "event_type": "view",
+                                              "item_id": "a"}), ttl_seconds=0)
+    ctx = RankingContext(Request("feed", session_id="s"), session.last_seen, session=session)
+    source = candidates.SessionSource()
+    ctx.associations["a"] = partners("a", raw["a"])
+    assert list(source.keys(ctx)) == [("associations", "a"), ("associations", "b")]
+    assert list(source.propose(ctx, 5)) == ["a", "b"]
+    ctx.associations["z"] = partners("z", raw["z"])  # a row the ranking does not read
+    ctx.associations["b"] = partners("b", raw["b"])  # the expansion's row: the second step reads it
+    assert list(source.propose(ctx, 5)) == ["a", "b", "c"] and len(first_steps) == 1
+    ctx.associations["a"] = partners("a", {**raw["a"], "n:d": 9.0})  # the anchor's row read again
+    assert "d" in source.propose(ctx, 5) and len(first_steps) == 2
+

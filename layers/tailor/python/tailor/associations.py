@@ -25,7 +25,8 @@ session's intent (tailor.ingest.intent).
 Read side: `parse_associations` turns a row into an `ItemAssociations` (`top` gives an item's
 strongest associations); `rank_next_items` ranks what a session is likely to engage with next:
 the associations of its recent items (the most recent counting most), one step further from
-the strongest candidates, and the session's own items as reminders. `intent_weighted` is the spec's
+the strongest candidates, and the session's own items as reminders. `NextItems` is that ranking
+in its two steps, for a caller that reads rows between them. `intent_weighted` is the spec's
 calculateItemAssociations(firstItem, weightedEventScores): an item's associations with engagement
 pairs and commitment pairs scaled by the request's blended intent factors. `engagement_strength`
 turns the session's events, when the caller has them, into how strongly each item votes.
@@ -36,6 +37,7 @@ from __future__ import annotations
 import heapq
 from collections import defaultdict
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 __all__ = [
@@ -48,6 +50,7 @@ __all__ = [
     "DEFAULT_PARAMS",
     "ItemAssociations",
     "NextItemParams",
+    "NextItems",
     "engagement_strength",
     "intent_weighted",
     "pair_increments",
@@ -155,10 +158,11 @@ class NextItemParams:
 DEFAULT_PARAMS = NextItemParams()
 
 
-def rank_next_items(session_items: Sequence[str],
-                    lookup: Callable[[Sequence[str]], Mapping[str, ItemAssociations]],
-                    n: int = 20, *, params: NextItemParams = DEFAULT_PARAMS,
-                    anchor_strength: Mapping[str, float] | None = None,
+Lookup = Callable[[Sequence[str]], Mapping[str, ItemAssociations]]  # keys -> the rows of those that have one
+
+
+def rank_next_items(session_items: Sequence[str], lookup: Lookup, n: int = 20, *,
+                    params: NextItemParams = DEFAULT_PARAMS, anchor_strength: Mapping[str, float] | None = None,
                     factors: Mapping[str, float] | None = None) -> list[tuple[str, float]]:
     """The `n` items the session most likely engages with next, with their scores, best first.
 
@@ -167,37 +171,64 @@ def rank_next_items(session_items: Sequence[str],
     items and for the strongest candidates. `anchor_strength` scales an item's vote (default 1),
     e.g. by what the shopper did with it. `factors` (the session's blended intent factors) weigh
     each row's near pairs as `intent_weighted` does."""
-    anchors = list(dict.fromkeys(reversed(session_items)))[:params.anchors]
-    if not anchors:
-        return []
-    if factors:
-        plain = lookup
-        lookup = lambda keys: {k: _intent_view(v, factors) for k, v in plain(keys).items()}  # noqa: E731
-    rows = dict(lookup(anchors))
-    scores: dict[str, float] = defaultdict(float)
-    for rank, anchor in enumerate(anchors, 1):
-        found = rows.get(anchor)
-        if found is not None:
-            strength = anchor_strength.get(anchor, 1.0) if anchor_strength else 1.0
-            _vote(found, strength / rank ** 2, params, scores)
+    return NextItems(session_items, lookup, params=params, anchor_strength=anchor_strength,
+                     factors=factors).ranked(lookup, n)
 
-    if params.expansion > 0 and scores:
-        # One step further: the strongest candidates' own associations reach items the session's never met.
-        seeds = _best(scores.items(), params.expand_from)
-        missing = [item for item, _ in seeds if item not in rows]
-        if missing:
-            rows.update(lookup(missing))
+
+class NextItems:
+    """`rank_next_items` in its two steps. Made, it has looked up the session's recent items (the anchors) and
+    added up their votes; `keys` are the rows the ranking reads, `ranked` takes the step one further from
+    the strongest candidates. A caller that plans its reads from the keys (the ranking pipeline) can so ask
+    for them without ranking, and rank from the same first step once the strongest candidates' rows arrive."""
+
+    def __init__(self, session_items: Sequence[str], lookup: Lookup, *, params: NextItemParams = DEFAULT_PARAMS,
+                 anchor_strength: Mapping[str, float] | None = None, factors: Mapping[str, float] | None = None):
+        self.params = params
+        self.factors = factors
+        self.anchors = list(dict.fromkeys(reversed(session_items)))[:params.anchors]
+        self.rows = self._lookup(lookup, self.anchors) if self.anchors else {}
+        self.scores: dict[str, float] = defaultdict(float)
+        for rank, anchor in enumerate(self.anchors, 1):
+            found = self.rows.get(anchor)
+            if found is not None:
+                strength = anchor_strength.get(anchor, 1.0) if anchor_strength else 1.0
+                _vote(found, strength / rank ** 2, params, self.scores)
+        # The strongest candidates, whose own associations reach items the session's never met.
+        self.seeds = _best(self.scores.items(), params.expand_from) if params.expansion > 0 and self.scores else []
+
+    @property
+    def keys(self) -> list[str]:
+        """The association rows the ranking reads: the anchors', then the seeds' that are not among them."""
+        return list(dict.fromkeys([*self.anchors, *self._unread_seeds()]))
+
+    def ranked(self, lookup: Lookup, n: int) -> list[tuple[str, float]]:
+        """The `n` best next items, with the seeds' rows `lookup` finds now."""
+        if not self.anchors:
+            return []
+        rows = self.rows
+        unread = self._unread_seeds()
+        if unread:
+            rows = {**rows, **self._lookup(lookup, unread)}
         further: dict[str, float] = defaultdict(float)
-        for seed, strength in seeds:
+        for seed, strength in self.seeds:
             found = rows.get(seed)
             if found is not None:
-                _vote(found, params.expansion * strength, params, further)
+                _vote(found, self.params.expansion * strength, self.params, further)
+        scores = defaultdict(float, self.scores)  # the first step's votes stay as they are, for a later ranking
         for item, extra in further.items():
             scores[item] += extra
+        for rank, item in enumerate(self.anchors, 1):
+            scores[item] += self.params.reminder / rank ** 2
+        return _best(scores.items(), n)
 
-    for rank, item in enumerate(anchors, 1):
-        scores[item] += params.reminder / rank ** 2
-    return _best(scores.items(), n)
+    def _unread_seeds(self) -> list[str]:
+        return [item for item, _ in self.seeds if item not in self.rows]
+
+    def _lookup(self, lookup: Lookup, keys: Sequence[str]) -> dict[str, ItemAssociations]:
+        found = lookup(keys)
+        if not self.factors:
+            return dict(found)
+        return {key: _intent_view(row, self.factors) for key, row in found.items()}
 
 
 def intent_weighted(near: Mapping[str, float], commits: Mapping[str, float],
@@ -243,7 +274,18 @@ def _vote(found: ItemAssociations, strength: float, params: NextItemParams, scor
 
 def _best(pairs: Iterable[tuple[str, float]], n: int) -> list[tuple[str, float]]:
     """The `n` pairs of highest weight (ties: item id), positive weights only."""
-    return heapq.nsmallest(n, (p for p in pairs if p[1] > 0), key=lambda kv: (-kv[1], kv[0]))
+    if n <= 0:
+        return []
+    best = [p for p in pairs if p[1] > 0]
+    if len(best) > 4 * n:
+        # Only pairs at least as heavy as the n-th heaviest can make it: sort those alone.
+        floor = heapq.nlargest(n, map(itemgetter(1), best))[-1]
+        best = [p for p in best if p[1] >= floor]
+    # Two sorts on plain fields instead of one on a built key (a serving request ranks thousands of pairs):
+    # by item, then by weight, which keeps the item order among equal weights.
+    best.sort(key=itemgetter(0))
+    best.sort(key=itemgetter(1), reverse=True)
+    return best[:n]
 
 
 def _quantize(weight: float) -> float:

@@ -12,11 +12,12 @@ in a route; nothing else changes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Iterable, Protocol, Sequence
 
 import numpy as np
 
-from tailor.associations import ItemAssociations, intent_weighted, rank_next_items
+from tailor.associations import ItemAssociations, NextItems, intent_weighted
 from tailor.ranking.context import RankingContext
 from tailor.ranking.rows import ITEM_FIELDS, ItemRecord, Partners
 
@@ -69,26 +70,25 @@ class SessionSource:
 
     def keys(self, ctx: RankingContext) -> Iterable[tuple[str, str]]:
         # The anchors' rows first; once they are read, the rows of the candidates the ranking expands from.
-        return [("associations", item) for item in self._ranking(ctx)[1]]
+        return [("associations", item) for item in self._first_step(ctx).keys]
 
     def propose(self, ctx: RankingContext, limit: int) -> dict[str, float]:
-        return dict(self._ranking(ctx)[0][:limit])
+        ranked = self._first_step(ctx).ranked(partial(_association_rows, ctx), SESSION_CANDIDATES)
+        return dict(ranked[:limit])
 
-    def _ranking(self, ctx: RankingContext) -> tuple[list[tuple[str, float]], list[str]]:
-        """The session's next items and the association rows the ranking asked for, computed once per state of
-        the context (the pipeline asks for keys and proposals after every read)."""
+    def _first_step(self, ctx: RankingContext) -> NextItems:
+        """The ranking's first step (the anchors' votes), taken again only when what it read changed: the
+        session's items, its intent factors or the anchors' rows. The pipeline asks for keys and proposals
+        after every read, and most reads bring other rows (the items', the expansion's)."""
+        session_items, factors = _session_items(ctx), ctx.event_factors()
         memo = self._memo
-        if memo is not None and memo[0] is ctx and memo[1] == ctx.version:
-            return memo[2], memo[3]
-        wanted: dict[str, None] = {}
-
-        def lookup(keys: Sequence[str]) -> dict[str, ItemAssociations]:
-            wanted.update(dict.fromkeys(keys))
-            return _association_rows(ctx, keys)
-
-        ranked = rank_next_items(_session_items(ctx), lookup, SESSION_CANDIDATES, factors=ctx.event_factors())
-        self._memo = (ctx, ctx.version, ranked, list(wanted))
-        return ranked, list(wanted)
+        if memo is not None and memo[0] == session_items and memo[1] == factors and \
+                all(ctx.associations.get(anchor) is row for anchor, row in zip(memo[2].anchors, memo[3])):
+            return memo[2]
+        first = NextItems(session_items, partial(_association_rows, ctx), factors=factors)
+        # Rows are never changed in place: a row read again is a new object, so identity says "the same row".
+        self._memo = (session_items, factors, first, [ctx.associations.get(anchor) for anchor in first.anchors])
+        return first
 
 
 @dataclass
@@ -239,7 +239,7 @@ def gather_candidates(ctx: RankingContext, chosen: list[str], proposals: dict[st
 
 
 def _session_items(ctx: RankingContext) -> list[str]:
-    """The anchors as rank_next_items takes a session's items: most recent last."""
+    """The anchors as tailor.associations.NextItems takes a session's items: most recent last."""
     return list(reversed(ctx.anchors()))
 
 
