@@ -44,7 +44,7 @@ import numpy as np
 from tailor.events import Event
 from tailor.ltv.prior import expected_transactions as bgnbd_expected
 from tailor.ltv.prior import gamma_gamma_mean
-from tailor.ltv.scoring import LtvModel, consistent_days, typical_counts
+from tailor.ltv.scoring import LtvModel, quote
 from tailor_local.datasets import load_cdnow
 from tailor.ltv.training import (fit_bgnbd, fit_gamma_gamma, ltv_metrics, parse_events, replay_snapshots,
                                  totals_level, train_ltv)
@@ -96,10 +96,8 @@ def evaluate_ltv(data_path: str | os.PathLike[str], out_csv: str | os.PathLike[s
     naive_t = x / np.maximum(T, 1.0 / 7) * HOLDOUT_WEEKS
     naive_s = naive_t * summary.mean_value[order]
     count = model.metadata["count"]
-    ref_quoted, ref_spend_days = consistent_days(
-        typical_counts(ref_t, count["dispersion"], count["level"]),
-        typical_counts(ref_t, count["dispersion"], totals_level(ref_t, count["dispersion"])))
-    ref_quoted_spend = ref_spend_days * gamma_gamma_mean(gg, x, m)
+    ref_quoted, ref_quoted_spend = quote(ref_t, ref_s, count["dispersion"], count["level"],
+                                         totals_level(ref_t, count["dispersion"]))
 
     figures: dict[str, Any] = {
         "protocol": {"data": str(data_path), "customers": len(at_end.user_ids),

@@ -25,7 +25,7 @@ from tailor.ltv.prior import prior_matrix
 from tailor.models.onnx_model import OnnxModel
 
 __all__ = ["INPUT_NAME", "METADATA_KEY", "MODEL_NAME", "OUTPUT_NAMES", "PRIOR_INPUT_NAME", "LtvModel", "LtvPrediction",
-           "consistent_days", "quote", "quoted_spend", "typical_counts"]
+           "consistent_days", "quote", "typical_counts"]
 
 MODEL_NAME = "ltv"  # its name in the model registry
 METADATA_KEY = "tailor.ltv"
@@ -85,14 +85,6 @@ def consistent_days(days: np.ndarray, spend_days: np.ndarray) -> tuple[np.ndarra
     return np.maximum(days, np.minimum(spend_days, 1.0)), np.maximum(spend_days, np.minimum(days, 1.0))
 
 
-def quoted_spend(transactions: np.ndarray, spend: np.ndarray, dispersion: float, level: float) -> np.ndarray:
-    """The spend of the `level` quantile of purchase days, at each shopper's expected spend per purchase day.
-
-    On its own: the spend to quote a shopper, consistent with the purchase days quoted, is `quote`'s.
-    """
-    return typical_counts(transactions, dispersion, level) * _per_day(transactions, spend)
-
-
 def _per_day(transactions: np.ndarray, spend: np.ndarray) -> np.ndarray:
     transactions, spend = np.asarray(transactions, dtype=np.float64), np.asarray(spend, dtype=np.float64)
     return np.divide(spend, transactions, out=np.zeros_like(spend), where=transactions > 0)
@@ -131,14 +123,12 @@ class LtvModel(OnnxModel):
 
     metadata_key, features, kind, model_name = METADATA_KEY, FEATURE_NAMES, "an LTV model", MODEL_NAME
 
-    def __init__(self, onnx: bytes, *, threads: int | None = None, version: str | None = None, **kwargs: Any):
+    def __init__(self, onnx: bytes, *, threads: int | None = None, **kwargs: Any):
         # Threads: onnxruntime's own choice unless told (scoring every shopper is one large batch job).
-        super().__init__(onnx, threads=threads, version=version, **kwargs)
+        super().__init__(onnx, threads=threads, **kwargs)
         if self.feature_names != FEATURE_NAMES:
             # Scoring a vector in another order than training saw would silently give wrong values.
             raise ValueError("the model was trained on other LTV features than this library computes; retrain it")
-        if version is None:
-            self.version = str(self.metadata.get("version", "unpublished"))
         self.horizon_weeks = float(self.metadata["horizon_weeks"])
         self._prior = self.metadata["prior"]
         self._count = self.metadata["count"]

@@ -48,7 +48,7 @@ class OnnxModel:
         columns = [list(self.features).index(n) for n in names]
         self._columns = None if columns == list(range(len(self.features))) else np.array(columns)
         self.name = name or self.model_name
-        self.version = version or str(self.metadata.get("version", "unversioned"))
+        self.version = version or str(self.metadata.get("version", "unpublished"))
 
     @classmethod
     def from_stored(cls, stored: Any, **kwargs: Any):
