@@ -24,7 +24,6 @@ from typing import Any
 
 from tailor.ingest.intent import SessionIntent
 from tailor.ingest.service import Ingestor, StreamRecord
-from tailor.intent import MODEL_NAME as INTENT_MODEL, IntentModel
 from tailor.models import load_model
 from tailor.ranking import MODEL_NAME, RankingModel, Request
 from tailor.serving import Recommender
@@ -181,7 +180,7 @@ def _ingested(events: list[dict[str, Any]]) -> MemoryStateStore:
     """The state Ingest makes of `events` (one shard, batches of 100), in memory: with session intent from the
     shipped intent model, as a new stack keeps it, so that feeds weigh associations by intent as deployed."""
     store = MemoryStateStore()
-    intent = SessionIntent(load_model(INTENT_MODEL, build=IntentModel.from_stored))
+    intent = SessionIntent.shipped()
     ingestor = Ingestor(store, MemoryBlobStore(), max_workers=1, intent=intent)
     base = 49_000_000_000_000_000_000
     records = [StreamRecord("shardId-000000000000", str(base + n), json.dumps(e).encode(), e["user_id"], time.time())

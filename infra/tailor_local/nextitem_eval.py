@@ -69,9 +69,7 @@ import numpy as np
 from tailor.events import parse_event
 from tailor.ingest.intent import SessionIntent
 from tailor.ingest.service import Ingestor, StreamRecord
-from tailor.intent import MODEL_NAME as INTENT_MODEL
-from tailor.intent import IntentFactors, IntentModel
-from tailor.models import default_model
+from tailor.intent import IntentFactors
 from tailor.ranking.candidates import SessionSource
 from tailor.ranking.context import RankingContext, Request
 from tailor.ranking.rows import Partners, partners
@@ -207,7 +205,7 @@ def evaluate_next_item(split: NextItemSplit, out_path: str | os.PathLike[str] | 
 
     t = time.perf_counter()
     store = MemoryStateStore()
-    session_intent = SessionIntent(IntentModel.from_stored(default_model(INTENT_MODEL))) if intent else None
+    session_intent = SessionIntent.shipped() if intent else None
     stream = _Stream(Ingestor(store, MemoryBlobStore(), max_workers=1, intent=session_intent))
     for start in range(0, len(split.train), REPLAY_BATCH):
         stream.ingest(split.train[start:start + REPLAY_BATCH])

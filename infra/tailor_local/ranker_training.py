@@ -43,8 +43,7 @@ from tailor.archive import archived_events
 from tailor.events import Event, parse_event
 from tailor.ingest.derive import Contribution, contributions
 from tailor.ingest.intent import SessionIntent
-from tailor.intent import MODEL_NAME as INTENT_MODEL, IntentModel
-from tailor.models import load_model, model_version
+from tailor.models import model_version
 from tailor.ranking import (DEFAULT_WEIGHTS, FEATURE_NAMES, MODEL_NAME, CommercialPerformance, ConversionPrior,
                             Gathered, Pipeline, PurchaseProbability, RankingModel, Request, RowCache)
 from tailor.ranking.pipeline import CACHE_TTL_SECONDS
@@ -319,7 +318,7 @@ def run(events: Iterable[dict | Event], *, source: str, eval_days: float, horizo
     """Examples, training and evaluation: the trained model (its metadata holding the metrics) and a report.
     State is replayed as a new stack keeps it: session intent from the shipped intent model."""
     started = time.perf_counter()
-    intent = SessionIntent(load_model(INTENT_MODEL, build=IntentModel.from_stored))
+    intent = SessionIntent.shipped()
     train, held_out = build_examples(events, eval_days=eval_days, horizon_hours=horizon_hours,
                                      max_moments=max_moments, max_eval_moments=max_eval_moments,
                                      max_candidates=max_candidates, seed=seed, progress=progress, intent=intent)

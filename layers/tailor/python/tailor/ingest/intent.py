@@ -53,6 +53,13 @@ class SessionIntent:
         logger.info("intent model %s, factors from %s", model.label, factors().origin)  # read at start, not in a batch
         return cls(model, factors)
 
+    @classmethod
+    def shipped(cls) -> "SessionIntent":
+        """The intent model and factors shipped in the layer: what a new stack keeps intent with."""
+        from tailor.models import load_model
+
+        return cls(load_model(MODEL_NAME, build=IntentModel.from_stored))
+
     def pairs(self) -> "PendingPairs":
         return PendingPairs(self)
 
