@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from tailor.associations import parse_associations
 from tailor.popularity import decayed_popularity
 
 __all__ = ["ITEM_FIELDS", "ItemRecord", "Partners", "Popularity", "QueryCounts", "RowCache", "item_record",
@@ -86,13 +87,12 @@ def item_record(item_id: str, row: Mapping[str, Any] | None) -> ItemRecord:
 
 
 def partners(item_id: str, row: Mapping[str, Any] | None) -> Partners:
-    counts = {name[2:]: float(value) for name, value in (row or {}).items()
-              if name.startswith("n:") and name[2:] != item_id and value}
-    commits = {name[2:]: float(value) for name, value in (row or {}).items()
-               if name.startswith("c:") and name[2:] in counts and value}
-    follows = {name[2:]: float(value) for name, value in (row or {}).items() if name.startswith("f:") and value}
-    return Partners(counts, float(sum(counts.values())), tuple(sorted(counts, key=lambda k: (-counts[k], k))),
-                    commits, follows, float(sum(follows.values())))
+    """The associations row as tailor.associations reads it, with the partners ranked."""
+    found = parse_associations(item_id, row)
+    counts = dict(found.near)
+    commits = {item: weight for item, weight in found.commits.items() if item in counts}
+    return Partners(counts, float(found.near_total), tuple(sorted(counts, key=lambda k: (-counts[k], k))),
+                    commits, dict(found.follows), float(found.follows_total))
 
 
 def query_counts(row: Mapping[str, Any] | None) -> QueryCounts:
