@@ -21,8 +21,9 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
+from tailor.ingest.service import StreamRecord
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
 
 from .kinesis import kinesis_event
@@ -30,7 +31,7 @@ from .simulator import simulate
 from .stack import LocalStack
 from .template import find_template
 
-__all__ = ["main", "publish", "run"]
+__all__ = ["SHARDS", "main", "publish", "records_by_shard", "run", "shard_of"]
 
 SHARDS = 4  # what an on-demand stream starts with
 
@@ -164,14 +165,28 @@ def _measure(store: str, function: Any, module: Any, payload: list[dict], batch_
     }
 
 
+def shard_of(partition_key: str, shards: int = SHARDS) -> str:
+    """The shard a record of `partition_key` lands on: spread by the key's MD5, as Kinesis spreads them."""
+    return f"shardId-{int(hashlib.md5(partition_key.encode()).hexdigest(), 16) % shards:012d}"
+
+
+def records_by_shard(events: Iterable[dict], first_sequence: int, *, arrival: float = 0.0,
+                     shards: int = SHARDS) -> dict[str, list[StreamRecord]]:
+    """Events as Ingest's stream records, keyed by user, numbered from `first_sequence`, grouped by shard in order."""
+    grouped: dict[str, list[StreamRecord]] = {}
+    for n, event in enumerate(events):
+        shard = shard_of(event["user_id"], shards)
+        grouped.setdefault(shard, []).append(StreamRecord(shard, str(first_sequence + n), json.dumps(event).encode(),
+                                                          event["user_id"], arrival))
+    return grouped
+
+
 def _batches(payload: list[dict], batch_size: int):
     """Records spread over shards by partition key as Kinesis does, in batches per shard."""
     per_shard: dict[str, list[dict]] = {}
     arrived = dt.datetime.now(dt.timezone.utc)
     for n, event in enumerate(payload):
-        digest = int(hashlib.md5(event["user_id"].encode()).hexdigest(), 16)
-        shard = f"shardId-{digest % SHARDS:012d}"
-        per_shard.setdefault(shard, []).append({
+        per_shard.setdefault(shard_of(event["user_id"]), []).append({
             "PartitionKey": event["user_id"],
             "SequenceNumber": str(49_000_000_000_000_000_000 + n),
             "Data": json.dumps(event).encode(),

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
-import json
 import os
 import platform
 import resource
@@ -30,19 +28,18 @@ from typing import Any
 
 import numpy as np
 
-from tailor.ingest.service import Ingestor, StreamRecord
+from tailor.ingest.service import Ingestor
 from tailor.personas.online import COUNTERS, DWELL_EVENTS, PersonaTracker
 from tailor.personas.rebuild import run_job
 from tailor.personas.storage import ModelSource, current_model
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
 
-from .bench import publish
+from .bench import publish, records_by_shard
 from .personas_eval import Replay
 from .simulator import simulate
 
 __all__ = ["main", "run"]
 
-SHARDS = 4
 BATCH = 100
 REPEATS = 3
 
@@ -144,12 +141,7 @@ def _ingest(shoppers: int, events: int, seed: int, model_blobs: MemoryBlobStore 
     if model_blobs is not None:
         tracker = PersonaTracker(ModelSource.fixed(current_model(model_blobs)))
     ingestor = Ingestor(store, MemoryBlobStore(), personas=tracker)
-    shards: dict[str, list[StreamRecord]] = {}
-    arrived = time.time()
-    for n, event in enumerate(payload):
-        shard = f"shardId-{int(hashlib.md5(event['user_id'].encode()).hexdigest(), 16) % SHARDS:012d}"
-        shards.setdefault(shard, []).append(StreamRecord(shard, str(49_000_000_000_000_000_000 + n),
-                                                         json.dumps(event).encode(), event["user_id"], arrived))
+    shards = records_by_shard(payload, 49_000_000_000_000_000_000, arrival=time.time())
     durations = []
     for records in shards.values():
         for start in range(0, len(records), BATCH):

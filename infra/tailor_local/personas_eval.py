@@ -39,7 +39,6 @@ the training events), the rest being training; several --weight values are measu
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import sys
@@ -52,7 +51,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from tailor.ingest.service import Ingestor, StreamRecord
+from tailor.ingest.service import Ingestor
 from tailor.personas.model import dominant
 from tailor.personas.online import PersonaTracker
 from tailor.personas.rebuild import run_job
@@ -63,9 +62,10 @@ from tailor.ranking import DEFAULT_WEIGHTS, ConversionPrior
 from tailor.serving import Recommender
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
 
+from .bench import records_by_shard
+
 __all__ = ["Replay", "evaluate_diginetica", "evaluate_simulated", "format_table", "main", "ndcg_at"]
 
-SHARDS = 4
 BATCH = 100
 STEP_SECONDS = 900
 BASE_LIST = 20
@@ -106,12 +106,9 @@ class Replay:
             self._fed = True
 
     def feed(self, events: Iterable[dict]) -> int:
-        shards: dict[str, list[StreamRecord]] = defaultdict(list)
-        for event in events:
-            self._sequence += 1
-            digest = int(hashlib.md5(event["user_id"].encode()).hexdigest(), 16)
-            shard = f"shardId-{digest % SHARDS:012d}"
-            shards[shard].append(StreamRecord(shard, str(self._sequence), json.dumps(event).encode(), event["user_id"]))
+        events = list(events)
+        shards = records_by_shard(events, self._sequence + 1)
+        self._sequence += len(events)
         fed = 0
         for records in shards.values():
             for start in range(0, len(records), BATCH):
