@@ -31,7 +31,7 @@ from .simulator import simulate
 from .stack import LocalStack
 from .template import find_template
 
-__all__ = ["SHARDS", "main", "publish", "records_by_shard", "run", "shard_of"]
+__all__ = ["SHARDS", "main", "percentile", "publish", "records_by_shard", "run", "shard_of"]
 
 SHARDS = 4  # what an on-demand stream starts with
 
@@ -155,7 +155,7 @@ def _measure(store: str, function: Any, module: Any, payload: list[dict], batch_
         "events_per_cpu_second": len(payload) / cpu,
         "wall_seconds": wall,
         "batch_ms_p50": statistics.median(durations),
-        "batch_ms_p99": _percentile(durations, 99),
+        "batch_ms_p99": percentile(durations, 99),
         "write_calls": writes,
         "read_calls": reads,
         "write_calls_per_1k_events": 1000 * writes / len(payload),
@@ -197,6 +197,7 @@ def _batches(payload: list[dict], batch_size: int):
             yield shard, records[start:start + batch_size]
 
 
-def _percentile(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: float) -> float:
+    """The `q`th percentile of `values`, a value among them (the nearest rank)."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]

@@ -34,7 +34,7 @@ from tailor.personas.rebuild import run_job
 from tailor.personas.storage import ModelSource, current_model
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
 
-from .bench import publish, records_by_shard
+from .bench import percentile, publish, records_by_shard
 from .personas_eval import Replay
 from .simulator import simulate
 
@@ -150,9 +150,8 @@ def _ingest(shoppers: int, events: int, seed: int, model_blobs: MemoryBlobStore 
             durations.append((time.perf_counter() - began) * 1000)
             if outcome.failed:
                 raise RuntimeError("ingest failed during the benchmark")
-    ordered = sorted(durations)
     return {"personas": "on" if tracker else "off", "events": len(payload), "batches": len(durations),
             "events_per_second": len(payload) / (sum(durations) / 1000), "batch_ms_p50": statistics.median(durations),
-            "batch_ms_p99": ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))],
+            "batch_ms_p99": percentile(durations, 99),
             "write_calls_per_1k_events": 1000 * store.calls["write"] / len(payload),
             "read_calls_per_1k_events": 1000 * store.calls["read"] / len(payload)}

@@ -31,7 +31,7 @@ from tailor.store.aws import to_dynamo
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
 from tailor.store.port import TABLES
 
-from .bench import publish
+from .bench import percentile, publish
 from .http import proxy_event
 from .simulator import simulate
 from .stack import LocalStack
@@ -169,7 +169,7 @@ def _fixed_workload(runs: int, values: int = 20_000, seed: int = 0) -> dict[str,
         start = time.perf_counter()
         sorted(numbers)
         durations.append((time.perf_counter() - start) * 1000)
-    p50, p99 = _percentile(durations, 50), _percentile(durations, 99)
+    p50, p99 = percentile(durations, 50), percentile(durations, 99)
     return {"runs": runs, "values": values, "p50_ms": p50, "p99_ms": p99}
 
 
@@ -265,7 +265,7 @@ def _row(store: str, what: str, budget: int, durations: list[float], trips: list
         "requests": len(durations),
         "candidates_avg": statistics.fmean(candidates) if candidates else None,
         "p50_ms": statistics.median(durations),
-        "p99_ms": _percentile(durations, 99),
+        "p99_ms": percentile(durations, 99),
         "mean_ms": statistics.fmean(durations),
         "round_trips_avg": statistics.fmean(trips),
         "round_trips_max": max(trips),
@@ -324,8 +324,3 @@ def _meets_targets(results: list[dict[str, Any]]) -> dict[str, bool]:
         "feed_round_trips": all(r["round_trips_max"] <= TARGETS["feed_round_trips_max"] for r in results),
         "p99_compute_at_500": bool(at_500) and all(r["p99_ms"] <= TARGETS["p99_compute_ms_at_500"] for r in at_500),
     }
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
