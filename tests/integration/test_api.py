@@ -7,9 +7,10 @@ import json
 
 import pytest
 
-from api_support import SAMPLE_USERS
+from api_support import SAMPLE_USERS, wait_until_processed
 from conftest import EVENTS, load_event
 from tailor.store.aws import from_dynamo
+from tailor_local.stack import PutResult
 
 SOURCES = {"popular", "session", "query", "caller", "related"}
 
@@ -138,14 +139,17 @@ def test_posted_events_go_onto_the_stream_keyed_by_user_and_each_failure_is_repo
     assert failure["index"] == 2 and failure["event_id"] == "evt-5003" and not failure["retryable"]
     assert failure["error"].startswith("timestamp:")
 
-    found = []
+    found, put = [], PutResult()
     for shard in before:
         iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard,
                                               ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
         for record in kinesis.get_records(ShardIterator=iterator, Limit=10_000)["Records"]:
             if b'"u-5005"' in record["Data"]:
                 found.append((record["PartitionKey"], json.loads(record["Data"])))
+                put.add(shard, record["SequenceNumber"])
     assert found == [("u-5005", sent[0]), ("u-5005", sent[1])]
+    # The stack's pollers ingest them: the tests after this one share the stack and must find it settled.
+    wait_until_processed(api.stack, put)
 
 
 def test_erasure_deletes_the_shopper_and_their_sessions_and_rewrites_their_archived_events(api):
