@@ -16,7 +16,7 @@ from typing import Any, Iterator, TextIO
 from werkzeug.test import Client
 
 from conftest import ROOT, load_event
-from tailor_local.simulator import simulate
+from tailor_lab.simulator import simulate
 from tailor_local.stack import LocalStack, PutResult, all_processed, put_events
 
 PROCESSING_TIMEOUT_S = 300

@@ -26,8 +26,9 @@ from urllib.parse import quote, urlencode
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from tailor_lab.datasets import json_lines
+
 from .aws import DEFAULT_PORT, LocalAws
-from .datasets import json_lines
 from .http import API_KEY_HEADER, DEFAULT_API_PORT
 from .runtime import LambdaRuntime
 from .schedule import schedule_sources, scheduled_event
@@ -58,19 +59,19 @@ DATA_FILES = {
 # Give up waiting for the functions when they finish nothing for this long (a stuck shard, a broken handler).
 STALL_TIMEOUT_S = 120.0
 # Commands that live in modules of their own, each with main(argv) -> int: `tailor bench ingest ARGS...` runs
-# tailor_local.bench.main(ARGS).
+# tailor_lab.bench.ingest.main(ARGS).
 DELEGATED = {
-    ("bench", "ingest"): "tailor_local.bench",
-    ("bench", "serving"): "tailor_local.bench_serving",
-    ("train", "ranker"): "tailor_local.ranker_training",
-    ("evaluate", "next-item"): "tailor_local.nextitem_eval",
-    ("evaluate", "personas"): "tailor_local.personas_eval",
-    ("bench", "personas"): "tailor_local.bench_personas",
-    ("train", "intent"): "tailor_local.intent_training",
-    ("evaluate", "intent"): "tailor_local.intent_eval",
-    ("evaluate", "ltv"): "tailor_local.ltv_eval",
-    ("train", "ltv"): "tailor_local.ltv_training",
-    ("bench", "ltv"): "tailor_local.bench_ltv",
+    ("bench", "ingest"): "tailor_lab.bench.ingest",
+    ("bench", "serving"): "tailor_lab.bench.serving",
+    ("train", "ranker"): "tailor_lab.training.ranker",
+    ("evaluate", "next-item"): "tailor_lab.evaluation.nextitem",
+    ("evaluate", "personas"): "tailor_lab.evaluation.personas",
+    ("bench", "personas"): "tailor_lab.bench.personas",
+    ("train", "intent"): "tailor_lab.training.intent",
+    ("evaluate", "intent"): "tailor_lab.evaluation.intent",
+    ("evaluate", "ltv"): "tailor_lab.evaluation.ltv",
+    ("train", "ltv"): "tailor_lab.training.ltv_command",
+    ("bench", "ltv"): "tailor_lab.bench.ltv",
 }
 
 
@@ -190,7 +191,7 @@ def _local_up(args: argparse.Namespace) -> int:
             tally = EventTally()
             if args.replay == "sim":
                 _say(f"Simulating {args.shoppers} shoppers over {args.days:g} day(s), seed {args.seed} ...")
-                from .simulator import simulate
+                from tailor_lab.simulator import simulate
 
                 events = simulate(shoppers=args.shoppers, days=args.days, seed=args.seed,
                                   start=_simulation_start(args)).events
@@ -291,7 +292,7 @@ def _replay(args: argparse.Namespace) -> int:
 def _dataset_events(args: argparse.Namespace, repo_root: Path) -> tuple[Iterator[dict[str, Any]], int | None]:
     """The events to replay, and how many there are when that is known up front."""
     if args.source == "sim":
-        from .simulator import simulate
+        from tailor_lab.simulator import simulate
 
         _say(f"Simulating {args.shoppers} shoppers over {args.days:g} day(s), seed {args.seed} ...")
         events = simulate(shoppers=args.shoppers, days=args.days, seed=args.seed, start=_simulation_start(args)).events
@@ -300,7 +301,7 @@ def _dataset_events(args: argparse.Namespace, repo_root: Path) -> tuple[Iterator
         if args.path is None:
             raise FileNotFoundError("replay jsonl needs --path FILE")
         return json_lines(_existing(args.path)), None
-    from . import datasets
+    from tailor_lab import datasets
 
     if args.source == "yoochoose":
         return datasets.load_yoochoose(_existing(args.path or _data_file(repo_root, "yoochoose"))), None

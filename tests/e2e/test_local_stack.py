@@ -15,7 +15,7 @@ from api_support import PROCESSING_TIMEOUT_S, repo_copy, wait_until_processed
 from conftest import ROOT, load_event
 from tailor.events import EventError, parse_event
 from tailor_local.cli import main
-from tailor_local.simulator import simulate
+from tailor_lab.simulator import simulate
 from tailor_local.stack import LocalStack, PutResult, put_events, state_path
 
 pytestmark = [

@@ -19,8 +19,8 @@ from tailor.serving import Recommender
 from tailor.store.aws import DynamoStateStore, S3BlobStore
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
 from tailor.store.port import TABLES
-from tailor_local import ranker_training
-from tailor_local.simulator import simulate
+from tailor_lab.simulator import simulate
+from tailor_lab.training import ranker as ranker_training
 from tailor_local.aws import create_state_tables
 
 BUCKET = "tailor-data-test"

@@ -525,7 +525,7 @@ def test_personas_rebuild_and_ingest_on_moto_within_the_granted_calls(template, 
     events (now with persona mixtures and counters), then the refine schedule: every call the rebuild makes is one
     the template grants it, and Ingest's calls stay within its own grants."""
     from tailor_local.kinesis import kinesis_event
-    from tailor_local.simulator import simulate
+    from tailor_lab.simulator import simulate
 
     env = resolve_environment(template) | {"PERSONA_MODEL_REFRESH_SECONDS": "0"}
     events = simulate(shoppers=40, days=0.08, seed=5).events

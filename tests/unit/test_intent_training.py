@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from tailor.intent import INTENT_FEATURES, INTENTS, IntentModel
-from tailor_local.intent_eval import calibration, evaluate_purchase_proxy, evaluate_simulated, macro_f1
-from tailor_local.intent_training import simulated_examples, train_intent
-from tailor_local.simulator import simulate
+from tailor_lab.evaluation.intent import calibration, evaluate_purchase_proxy, evaluate_simulated, macro_f1
+from tailor_lab.simulator import simulate
+from tailor_lab.training.intent import simulated_examples, train_intent
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +73,8 @@ def test_the_purchase_proxy_scores_sessions_from_their_first_views(trained):
 def test_the_command_writes_a_model_serving_loads_with_its_report(tmp_path, capsys):
     import json
 
-    from tailor_local.intent_eval import main as evaluate_main
-    from tailor_local.intent_training import main
+    from tailor_lab.evaluation.intent import main as evaluate_main
+    from tailor_lab.training.intent import main
 
     assert main(["--shoppers", "30", "--days", "0.5", "--out", str(tmp_path / "model"), "--json",
                  str(tmp_path / "train.json")]) == 0

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from tailor.ltv.scoring import LtvModel
-from tailor_local.datasets import load_cdnow
-from tailor_local.ltv_eval import (CALIBRATION_END, HOLDOUT_END, PAPER_BGNBD_SAMPLE, bgnbd_expected,
+from tailor_lab.datasets import load_cdnow
+from tailor_lab.evaluation.ltv import (CALIBRATION_END, HOLDOUT_END, PAPER_BGNBD_SAMPLE, bgnbd_expected,
                                    bgnbd_totals_backtest, check_bgnbd_sample, fit_bgnbd, fit_gamma_gamma,
                                    gamma_gamma_mean, main, rfm_summary)
 from tailor.ltv import training as ltv_training

@@ -259,7 +259,7 @@ def test_training_imports_none_of_the_packages_the_training_function_leaves_out(
 
 
 def test_train_command_trains_on_an_events_file_and_writes_the_model(tmp_path, history, capsys):
-    from tailor_local.ltv_training import main
+    from tailor_lab.training.ltv_command import main
 
     events = tmp_path / "events.jsonl"
     events.write_text("".join(json.dumps(e) + "\n" for e in history if e["timestamp"] < AS_OF.isoformat()))

@@ -22,7 +22,7 @@ from tailor.personas.traits import apply_evidence, trait_means
 from tailor.ranking import DEFAULT_ROUTES
 from tailor.shopper import ShopperState, fold_shopper
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
-from tailor_local.simulator import simulate
+from tailor_lab.simulator import simulate
 
 T0 = datetime(2026, 11, 2, 10, tzinfo=timezone.utc)
 
@@ -295,7 +295,7 @@ def test_recommender_reranks_by_personas_and_profiles_show_them():
 
 
 def test_the_evaluation_replays_with_the_persona_jobs_on_the_deployed_schedule():
-    from tailor_local.personas_eval import REBUILD_SECONDS, REFINE_SECONDS, Replay, _steps
+    from tailor_lab.evaluation.personas import REBUILD_SECONDS, REFINE_SECONDS, Replay, _steps
 
     replay = Replay(seed=1)
     jobs: list[tuple[str, float]] = []

@@ -16,10 +16,11 @@ from tailor.intent import MODEL_NAME as INTENT_MODEL, IntentModel
 from tailor.models import load_model
 from tailor.ranking import FEATURE_NAMES, Pipeline, RankingModel, Request
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
-from tailor_local import model_output, ranker_training
-from tailor_local.ranker_training import (Replay, ReplayStore, _dcg, build_examples, evaluate, parse_events,
+from tailor_lab.training import model_output
+from tailor_lab.training import ranker as ranker_training
+from tailor_lab.training.ranker import (Replay, ReplayStore, _dcg, build_examples, evaluate, parse_events,
                                           train_ranker)
-from tailor_local.simulator import simulate
+from tailor_lab.simulator import simulate
 
 # Written by Ingest for its own bookkeeping, or set from when the stream received an event.
 BOOKKEEPING = ("wm:", "sw:")

@@ -13,7 +13,7 @@ from tailor.events import EventError
 from tailor.models import DEFAULT_DIR, default_model
 from tailor.ranking import FEATURE_NAMES, MODEL_NAME, RankingModel
 from tailor.serving import MAX_N, Filters, Ranking, Recommender
-from tailor_local.simulator import simulate
+from tailor_lab.simulator import simulate
 
 
 @lru_cache(maxsize=None)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tailor.events import EVENT_TYPES, parse_event
-from tailor_local.simulator import INTENTS, PERSONAS, REFERRAL_SOURCES, TRAITS, simulate
+from tailor_lab.simulator import INTENTS, PERSONAS, REFERRAL_SOURCES, TRAITS, simulate
 
 TECH = {"electronics", "computers", "phones"}
 

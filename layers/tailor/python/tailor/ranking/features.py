@@ -1,6 +1,6 @@
 """Candidate features: the one function that turns a request's state and its candidates into the model's input.
 
-Training (tailor_local.ranker_training) and serving both call `candidate_features` on a
+Training (tailor_lab.training.ranker) and serving both call `candidate_features` on a
 RankingContext filled from the same rows, so the two cannot drift. Features come in groups; a new
 capability adds a group to FEATURE_GROUPS, and models trained before it keep working because a model
 names the features it was trained on (tailor.ranking.scoring.RankingModel selects them by name).

@@ -75,7 +75,7 @@ from tailor.ranking.context import RankingContext, Request
 from tailor.ranking.rows import Partners, partners
 from tailor.session import SessionState, fold_session
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
-from tailor_local.datasets import load_diginetica, load_yoochoose
+from tailor_lab.datasets import load_diginetica, load_yoochoose
 
 __all__ = ["CUTOFF", "GOAL", "VSKNN_CONFIG", "CoOccurrence", "NextItemSplit", "Popularity", "SequentialRules", "VSKNN",
            "evaluate_next_item", "format_table", "load_diginetica_split", "load_session_rec_split", "main",
@@ -99,7 +99,7 @@ TAILOR_LIVE = "tailor (live)"
 TAILOR_TRAIN_ONLY = "tailor (train-only)"
 VSKNN_LIVE = "V-SKNN (live events)"
 METHODS = ("popularity", "co-occurrence", "sequential rules", "V-SKNN", VSKNN_LIVE, TAILOR_LIVE, TAILOR_TRAIN_ONLY)
-_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+_DATA = Path(__file__).resolve().parents[4] / "shared" / "data"
 DEFAULT_TRAIN = _DATA / "yoochoose-100k" / "train_tr.txt"
 DEFAULT_TEST = _DATA / "yoochoose-100k" / "train_valid.txt"
 _DAY = 86_400

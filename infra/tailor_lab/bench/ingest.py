@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import json
 import os
 import platform
@@ -21,19 +20,18 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-from tailor.ingest.service import StreamRecord
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
+from tailor_lab.simulator import simulate
+from tailor_lab.stream import SHARDS, shard_of
+from tailor_local.kinesis import kinesis_event
+from tailor_local.stack import LocalStack
+from tailor_local.template import find_template
 
-from .kinesis import kinesis_event
-from .simulator import simulate
-from .stack import LocalStack
-from .template import find_template
+from .report import percentile, publish
 
-__all__ = ["SHARDS", "main", "percentile", "publish", "records_by_shard", "run", "shard_of"]
-
-SHARDS = 4  # what an on-demand stream starts with
+__all__ = ["main", "run"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,14 +53,6 @@ def main(argv: list[str] | None = None) -> int:
     publish(report, format_table(report), args.out)
     return 0
 
-
-
-def publish(report: dict[str, Any], table: str, out: Path) -> None:
-    """Print a benchmark's table and write its figures to `out` as JSON."""
-    print(table)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwritten to {out}")
 
 def run(*, shoppers: int, events: int, seed: int, stores: list[str], template: Path,
         intents: list[str] = ("on",)) -> dict[str, Any]:
@@ -165,22 +155,6 @@ def _measure(store: str, function: Any, module: Any, payload: list[dict], batch_
     }
 
 
-def shard_of(partition_key: str, shards: int = SHARDS) -> str:
-    """The shard a record of `partition_key` lands on: spread by the key's MD5, as Kinesis spreads them."""
-    return f"shardId-{int(hashlib.md5(partition_key.encode()).hexdigest(), 16) % shards:012d}"
-
-
-def records_by_shard(events: Iterable[dict], first_sequence: int, *, arrival: float = 0.0,
-                     shards: int = SHARDS) -> dict[str, list[StreamRecord]]:
-    """Events as Ingest's stream records, keyed by user, numbered from `first_sequence`, grouped by shard in order."""
-    grouped: dict[str, list[StreamRecord]] = {}
-    for n, event in enumerate(events):
-        shard = shard_of(event["user_id"], shards)
-        grouped.setdefault(shard, []).append(StreamRecord(shard, str(first_sequence + n), json.dumps(event).encode(),
-                                                          event["user_id"], arrival))
-    return grouped
-
-
 def _batches(payload: list[dict], batch_size: int):
     """Records spread over shards by partition key as Kinesis does, in batches per shard."""
     per_shard: dict[str, list[dict]] = {}
@@ -195,9 +169,3 @@ def _batches(payload: list[dict], batch_size: int):
     for shard, records in per_shard.items():
         for start in range(0, len(records), batch_size):
             yield shard, records[start:start + batch_size]
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The `q`th percentile of `values`, a value among them (the nearest rank)."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]

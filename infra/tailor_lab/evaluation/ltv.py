@@ -21,7 +21,7 @@ The reference: BG/NBD (purchase days) and Gamma-Gamma (spend per transaction), f
 maximum likelihood of the published likelihoods, and a naive rate model (repeat rate x horizon x
 mean transaction value).
 
-    python -m tailor_local.ltv_eval --data CDNOW_master.txt --out predictions.csv [--json figures.json]
+    python -m tailor_lab.evaluation.ltv --data CDNOW_master.txt --out predictions.csv [--json figures.json]
 """
 
 from __future__ import annotations
@@ -45,9 +45,9 @@ from tailor.events import Event
 from tailor.ltv.prior import expected_transactions as bgnbd_expected
 from tailor.ltv.prior import gamma_gamma_mean
 from tailor.ltv.scoring import LtvModel, quote
-from tailor_local.datasets import load_cdnow
 from tailor.ltv.training import (fit_bgnbd, fit_gamma_gamma, ltv_metrics, parse_events, replay_snapshots,
                                  totals_level, train_ltv)
+from tailor_lab.datasets import load_cdnow
 
 __all__ = ["CALIBRATION_END", "HOLDOUT_END", "PAPER_BGNBD_SAMPLE", "bgnbd_expected", "bgnbd_totals_backtest",
            "evaluate_ltv", "fit_bgnbd", "fit_gamma_gamma", "gamma_gamma_mean", "main", "rfm_summary"]
@@ -59,7 +59,7 @@ DAY = timedelta(days=1)
 HOLDOUT_WEEKS = (HOLDOUT_END - CALIBRATION_END).days / 7  # 39
 PAPER_BGNBD_SAMPLE = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
 GOALS = {"mae_below_bgnbd": 0.10, "spearman_spend": 0.50, "total_within": 0.05}
-DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "cdnow" / "CDNOW_master.txt"
+DEFAULT_DATA = Path(__file__).resolve().parents[4] / "shared" / "data" / "cdnow" / "CDNOW_master.txt"
 
 
 def evaluate_ltv(data_path: str | os.PathLike[str], out_csv: str | os.PathLike[str],

@@ -33,10 +33,11 @@ from tailor.personas.online import COUNTERS, DWELL_EVENTS, PersonaTracker
 from tailor.personas.rebuild import run_job
 from tailor.personas.storage import ModelSource, current_model
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
+from tailor_lab.evaluation.personas import Replay
+from tailor_lab.simulator import simulate
+from tailor_lab.stream import records_by_shard
 
-from .bench import percentile, publish, records_by_shard
-from .personas_eval import Replay
-from .simulator import simulate
+from .report import percentile, publish
 
 __all__ = ["main", "run"]
 

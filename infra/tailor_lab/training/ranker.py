@@ -51,8 +51,8 @@ from tailor.ranking.scoring import INPUT_NAME, METADATA_KEY, OUTPUT_NAME, Probab
 from tailor.session import SessionState, fold_session
 from tailor.shopper import ShopperState, fold_shopper
 from tailor.store.port import TABLES
+from tailor_lab.datasets import json_lines
 
-from .datasets import json_lines
 from .model_output import add_output_arguments, check_output_arguments, deliver, s3_blobs
 from .onnx_export import classifier_graph, with_metadata
 
@@ -443,7 +443,7 @@ def _events(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[
     if args.archive:
         return archived_events(s3_blobs(args, args.archive), since=args.since, until=args.until), f"archive s3://{args.archive}"
     if args.diginetica:
-        from tailor_local.datasets import load_diginetica
+        from tailor_lab.datasets import load_diginetica
 
         folder = args.diginetica
         views = next(iter(sorted(folder.glob("train-item-views*.csv"))), None)
@@ -454,7 +454,7 @@ def _events(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[
         return (load_diginetica(views, purchases if purchases.exists() else None,
                                 categories if categories.exists() else None, viewed_sessions_only=True),
                 f"diginetica {views.name}" + (" + the purchases of its sessions" if purchases.exists() else ""))
-    from tailor_local.simulator import simulate
+    from tailor_lab.simulator import simulate
 
     sim = simulate(shoppers=args.shoppers, days=args.days, seed=args.seed)
     return sim.events, f"simulator ({args.shoppers} shoppers, {args.days:g} days, seed {args.seed})"

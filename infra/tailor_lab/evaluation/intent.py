@@ -46,13 +46,13 @@ __all__ = ["CALIBRATION_BINS", "calibration", "evaluate_purchase_proxy", "evalua
 CALIBRATION_BINS = 15
 PROXY_KS = (1, 3, 5)
 BOOTSTRAP = 500
-DEFAULT_DIGINETICA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "diginetica"
+DEFAULT_DIGINETICA = Path(__file__).resolve().parents[4] / "shared" / "data" / "diginetica"
 
 
 def evaluate_simulated(model: IntentModel, events: Iterable[dict], truth: dict, *, train: Any = None) -> dict[str, Any]:
     """Macro F1 and calibration of `model` on a simulation's recorded intents, beside the intent-share baseline
-    (`train`: tailor_local.intent_training.Examples giving the shares; default: the evaluated data's own)."""
-    from tailor_local.intent_training import simulated_examples
+    (`train`: tailor_lab.training.intent.Examples giving the shares; default: the evaluated data's own)."""
+    from tailor_lab.training.intent import simulated_examples
 
     examples = simulated_examples(events, truth)
     X, y = examples.arrays()
@@ -157,8 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the figures as JSON here")
     args = parser.parse_args(argv)
 
-    from tailor_local.datasets import load_diginetica
-    from tailor_local.simulator import simulate
+    from tailor_lab.datasets import load_diginetica
+    from tailor_lab.simulator import simulate
 
     started = time.perf_counter()
     model = _model(args.model)

@@ -61,8 +61,7 @@ from tailor.personas.traits import TRAITS, trait_means
 from tailor.ranking import DEFAULT_WEIGHTS, ConversionPrior
 from tailor.serving import Recommender
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
-
-from .bench import records_by_shard
+from tailor_lab.stream import records_by_shard
 
 __all__ = ["Replay", "evaluate_diginetica", "evaluate_simulated", "format_table", "main", "ndcg_at"]
 
@@ -73,7 +72,7 @@ MAX_SAMPLES = 4000
 REBUILD_SECONDS = 86400  # the template's schedules of the persona jobs
 REFINE_SECONDS = 3600
 DIGINETICA_REBUILD_DAYS = 30
-DEFAULT_DIGINETICA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "diginetica"
+DEFAULT_DIGINETICA = Path(__file__).resolve().parents[4] / "shared" / "data" / "diginetica"
 
 
 class Replay:
@@ -161,7 +160,7 @@ def evaluate_simulated(*, shoppers: int, days: float, test_days: float, seed: in
                        validation_days: float | None = None,
                        echo: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
     """`validation_days`: leave the test window out and hold out the training window's last days instead."""
-    from tailor_local.simulator import simulate
+    from tailor_lab.simulator import simulate
 
     started = time.perf_counter()
     simulation = simulate(shoppers=shoppers, days=days, seed=seed)
@@ -191,7 +190,7 @@ def evaluate_simulated(*, shoppers: int, days: float, test_days: float, seed: in
 def evaluate_diginetica(directory: Path, *, test_share: float, weights: Sequence[float], seed: int,
                         validation: bool = False, echo: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
     """`validation`: leave the test window out and hold out the training window's latest days instead."""
-    from tailor_local.datasets import load_diginetica
+    from tailor_lab.datasets import load_diginetica
 
     started = time.perf_counter()
     events = list(load_diginetica(directory / "train-item-views-sample.csv", directory / "train-purchases.csv",
@@ -442,7 +441,7 @@ def _true_taste_ranking(simulation: Any, *, persona: bool = False) -> Callable[[
     """The simulator's own click model with each shopper's true taste for price (read back from the truth's
     budget-conscious strength, which the simulator derives from it): the best order a listing can be given.
     With `persona`, the taste of the shopper's true persona instead: the best a persona-level re-ranking can do."""
-    from tailor_local.simulator import CATEGORIES, PERSONAS
+    from tailor_lab.simulator import CATEGORIES, PERSONAS
 
     median = {c.name: c.median_price for c in CATEGORIES}
     price_ratio = {i["item_id"]: math.log(i["price"] / median[i["category"]]) for i in simulation.catalog}

@@ -15,7 +15,7 @@ the evaluation) is embedded in the graph and published with it.
     tailor train intent [--shoppers 600 --days 4 --seed 7] [--eval-seed 8] [--out DIR] [--publish]
                         [--write-default] [--json PATH]
 
-`tailor evaluate intent` (tailor_local.intent_eval) measures a model on held-out simulations and on
+`tailor evaluate intent` (tailor_lab.evaluation.intent) measures a model on held-out simulations and on
 Diginetica's real sessions.
 """
 
@@ -137,8 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     check_output_arguments(parser, args)
 
-    from tailor_local.intent_eval import evaluate_simulated, format_simulated
-    from tailor_local.simulator import simulate
+    from tailor_lab.evaluation.intent import evaluate_simulated, format_simulated
+    from tailor_lab.simulator import simulate
 
     started = time.perf_counter()
     sim = simulate(shoppers=args.shoppers, days=args.days, seed=args.seed)

@@ -31,9 +31,9 @@ from tailor.ltv.training import train_ltv
 from tailor.models import ModelRegistry
 from tailor.shopper import fold_shopper
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
+from tailor_local.aws import create_state_tables
 
-from .aws import create_state_tables
-from .bench import publish
+from .report import publish
 
 __all__ = ["main", "run", "synthetic_histories"]
 

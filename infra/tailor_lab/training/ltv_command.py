@@ -20,8 +20,8 @@ from typing import Any
 from tailor.archive import archived_events
 from tailor.ltv.scoring import MODEL_NAME
 from tailor.ltv.training import parse_events, train_ltv
+from tailor_lab.datasets import json_lines
 
-from .datasets import json_lines
 from .model_output import add_output_arguments, check_output_arguments, deliver, s3_blobs
 
 __all__ = ["main"]
@@ -68,10 +68,10 @@ def _events(args: argparse.Namespace) -> tuple[Iterable[dict], str]:
     if args.archive:
         return archived_events(s3_blobs(args, args.archive)), f"archive s3://{args.archive}"
     if args.cdnow:
-        from tailor_local.datasets import load_cdnow
+        from tailor_lab.datasets import load_cdnow
 
         return load_cdnow(args.cdnow), f"CDNOW {args.cdnow}"
-    from tailor_local.simulator import simulate
+    from tailor_lab.simulator import simulate
 
     sim = simulate(shoppers=args.shoppers, days=args.days, seed=args.seed)
     return sim.events, f"simulator ({args.shoppers} shoppers, {args.days:g} days, seed {args.seed})"

@@ -30,12 +30,12 @@ from tailor.serving import Recommender
 from tailor.store.aws import to_dynamo
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
 from tailor.store.port import TABLES
+from tailor_lab.simulator import simulate
+from tailor_local.http import proxy_event
+from tailor_local.stack import LocalStack
+from tailor_local.template import find_template
 
-from .bench import percentile, publish
-from .http import proxy_event
-from .simulator import simulate
-from .stack import LocalStack
-from .template import find_template
+from .report import percentile, publish
 
 __all__ = ["TARGETS", "format_table", "main", "run"]
 

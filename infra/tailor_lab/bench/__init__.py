@@ -1,0 +1,1 @@
+"""Benchmarks of ingest, serving, personas and lifetime value: each prints a table and writes its figures as JSON."""

@@ -1,0 +1,1 @@
+"""Evaluations of what the product serves (next items, session intent, lifetime value, personas) on simulated and public data."""

@@ -1,0 +1,1 @@
+"""Training of the models the functions serve (ranker, session intent, lifetime value), one module per model."""
