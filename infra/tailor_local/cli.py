@@ -72,6 +72,7 @@ DELEGATED = {
     ("evaluate", "ltv"): "tailor_lab.evaluation.ltv",
     ("train", "ltv"): "tailor_lab.training.ltv_command",
     ("bench", "ltv"): "tailor_lab.bench.ltv",
+    ("bench", "reliability"): "tailor_lab.bench.reliability",
 }
 
 
