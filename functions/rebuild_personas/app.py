@@ -20,4 +20,8 @@ blobs = S3BlobStore(boto3.client("s3"), os.environ["DATA_BUCKET"])
 @tracer.capture_lambda_handler
 def lambda_handler(event, context):
     mode = (event or {}).get("mode", "rebuild") if isinstance(event, dict) else "rebuild"
-    return run_job(mode, store, blobs)
+    summary = run_job(mode, store, blobs)
+    # How k was chosen, and on how many shoppers: a model with fewer personas than expected says why.
+    logger.info(summary.get("k_choice") or summary.get("reason") or f"personas {mode} done",
+                extra={k: summary[k] for k in ("mode", "version", "k", "shoppers", "refined_with") if k in summary})
+    return summary

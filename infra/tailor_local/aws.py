@@ -81,6 +81,8 @@ class LocalAws:
 
     endpoint: str
     region: str = "us-east-1"
+    # Services answered elsewhere than the embedded AWS (by their SDK name, e.g. appconfigdata): where.
+    service_endpoints: dict[str, str] = field(default_factory=dict)
     _clients: dict[str, Any] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -91,7 +93,7 @@ class LocalAws:
                 session = boto3.session.Session(region_name=self.region, **_CREDENTIALS)
                 self._clients[service] = session.client(
                     service,
-                    endpoint_url=self.endpoint,
+                    endpoint_url=self.service_endpoints.get(service, self.endpoint),
                     config=Config(retries={"mode": "standard", "max_attempts": 8}),
                 )
             return self._clients[service]
@@ -105,6 +107,8 @@ class LocalAws:
         """The variables that point an AWS SDK in a handler at this endpoint."""
         return {
             "AWS_ENDPOINT_URL": self.endpoint,
+            # The SDKs' service-specific endpoint variables (AWS_ENDPOINT_URL_<SERVICE>) take precedence.
+            **{f"AWS_ENDPOINT_URL_{service.upper()}": url for service, url in self.service_endpoints.items()},
             "AWS_REGION": self.region,
             "AWS_DEFAULT_REGION": self.region,
             "AWS_ACCESS_KEY_ID": _CREDENTIALS["aws_access_key_id"],

@@ -4,12 +4,16 @@ state."""
 from __future__ import annotations
 
 import argparse
+import ast
 import datetime as dt
 import importlib
+import importlib.util
 import itertools
 import json
 import logging
+import os
 import shlex
+import shutil
 import signal
 import sys
 import threading
@@ -24,10 +28,10 @@ from typing import Any, TextIO
 from urllib.parse import quote, urlencode
 
 from tqdm import tqdm
-from tqdm.contrib.logging import logging_redirect_tqdm
 
 from tailor_lab.datasets import json_lines
 
+from . import sandbox
 from .aws import DEFAULT_PORT, LocalAws
 from .http import API_KEY_HEADER, DEFAULT_API_PORT
 from .runtime import LambdaRuntime
@@ -72,21 +76,34 @@ DELEGATED = {
     ("evaluate", "ltv"): "tailor_lab.evaluation.ltv",
     ("train", "ltv"): "tailor_lab.training.ltv_command",
     ("bench", "ltv"): "tailor_lab.bench.ltv",
-    ("bench", "reliability"): "tailor_lab.bench.reliability",
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    module_name = DELEGATED.get(tuple(argv[:2]))
+    # Delegated commands parse their own arguments (--help included), after the global --template if given.
+    start = 2 if argv[:1] == ["--template"] else 1 if argv[:1] and argv[0].startswith("--template=") else 0
+    module_name = DELEGATED.get(tuple(argv[start:start + 2]))
     if module_name is not None:
-        return importlib.import_module(module_name).main(argv[2:])
+        return importlib.import_module(module_name).main(argv[start + 2:])
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # Before anything keeps a reference to sys.stderr: output of functions running in this process then goes to
+    # their log, whatever thread they run on, and the rest to the terminal.
+    sandbox.install()
+    _log_to_terminal()
     try:
-        with logging_redirect_tqdm():
-            return args.command(args) or 0
-    except (StackNotRunning, TemplateError, OSError) as exc:
+        code = args.command(args) or 0
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # The reader went away (`tailor state user X | head`): stop quietly, as a filter does. Python flushes stdout
+        # again on the way out, so it is pointed at /dev/null first (the way the signal module's docs show).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except StackNotRunning as exc:
+        print(f"tailor: {exc}; start one with `{_tailor_command(args.template)} local up`", file=sys.stderr)
+        return 1
+    except (TemplateError, OSError) as exc:
         print(f"tailor: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -94,11 +111,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    delegated = ", ".join(f"tailor {' '.join(words)}" for words in DELEGATED)
-    parser = argparse.ArgumentParser(prog="tailor", description=__doc__,
-                                     epilog=f"Also: {delegated} (each with its own --help).")
+    parser = argparse.ArgumentParser(prog="tailor", description=__doc__)
     parser.add_argument("--template", type=Path, help="the SAM template (default: template.yaml here or above)")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    _delegated_commands(commands)
 
     local = commands.add_parser("local", help="the local stack").add_subparsers(required=True, metavar="ACTION")
     up = local.add_parser("up", help="start the local AWS and the functions, replay shoppers, stay up")
@@ -154,6 +170,35 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _delegated_commands(commands: Any) -> None:
+    """`tailor bench`, `tailor train`, `tailor evaluate`: each lists what it runs; `tailor bench ingest ARGS` runs
+    the module's main(ARGS), which has its own --help."""
+    groups: dict[str, dict[str, str]] = {}
+    for (group, verb), module_name in DELEGATED.items():
+        groups.setdefault(group, {})[verb] = module_name
+    for group, verbs in groups.items():
+        sub = commands.add_parser(group, help=f"{', '.join(verbs)} (each with its own --help)",
+                                  description=f"tailor {group} WHAT [ARGS]; `tailor {group} WHAT --help` for its "
+                                              "options.")
+        whats = sub.add_subparsers(required=True, metavar="WHAT")
+        for verb, module_name in verbs.items():
+            what = whats.add_parser(verb, help=_summary_of(module_name), add_help=False)
+            what.add_argument("arguments", nargs=argparse.REMAINDER)
+            what.set_defaults(command=lambda args, name=module_name: importlib.import_module(name).main(
+                args.arguments))
+
+
+def _summary_of(module_name: str) -> str:
+    """The first line of a module's docstring, read without importing it (some import heavy libraries)."""
+    try:
+        spec = importlib.util.find_spec(module_name)
+        source = Path(spec.origin).read_text(encoding="utf-8") if spec and spec.origin else ""
+        docstring = ast.get_docstring(ast.parse(source)) or ""
+    except (ImportError, OSError, SyntaxError, ValueError):
+        return ""
+    return docstring.strip().splitlines()[0] if docstring.strip() else ""
+
+
 def _simulation_options(parser: argparse.ArgumentParser) -> None:
     # 150 shoppers make a day of a little over 10,000 events: enough to see every kind of state, quick to replay.
     parser.add_argument("--shoppers", type=int, default=150, help="simulated shoppers (default 150)")
@@ -181,11 +226,19 @@ def _local_up(args: argparse.Namespace) -> int:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     # Stopped by a service manager or `kill`: leave through the same cleanup as Ctrl-C.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    phases: dict[str, float] = {}
     with open(log_path, "w", encoding="utf-8") as function_log:
         stack = LocalStack(template_path, port=args.port, parameter_overrides=_overrides(args.param),
                            function_log=function_log, api_port=args.api_port, api_key=args.api_key)
         _say(f"Starting the local AWS on 127.0.0.1:{args.port or 'any free port'} ...")
-        stack.start(schedules=args.schedules == "on")
+        try:
+            stack.start(schedules=args.schedules == "on")
+        except KeyboardInterrupt:
+            return 130
+        phases.update({"local AWS": stack.timings["local AWS"], "resources": stack.timings["resources"]})
+        _say(f"Local AWS up in {phases['local AWS']:.1f} s; the template's resources created in "
+             f"{phases['resources']:.1f} s.")
+        code = 0
         try:
             stack.write_state(state_file, every_s=1.0)
             _describe_stack(stack, log_path)
@@ -196,24 +249,49 @@ def _local_up(args: argparse.Namespace) -> int:
 
                 events = simulate(shoppers=args.shoppers, days=args.days, seed=args.seed,
                                   start=_simulation_start(args)).events
-                started = time.monotonic()
-                put = _put_and_wait(stack.aws, stack.stream_name(), tally.watch(events), stack.progress,
-                                    total=len(events))
-                _say(f"\nReplayed {put.records:,} events from {args.shoppers} simulated shoppers "
-                     f"in {time.monotonic() - started:.1f} s.")
+                _put_and_wait(stack.aws, stack.stream_name(), tally.watch(events), stack.progress, total=len(events),
+                              phases=phases)
                 _print_summary(stack.handle, stack.progress())
+                started = time.monotonic()
                 _build_personas(stack)
-                _print_next_steps(tally, stack.server.endpoint, log_path, stack.template.root)
+                phases["persona rebuild"] = time.monotonic() - started
+                _print_next_steps(tally, stack.server.endpoint, stack.template.region, log_path,
+                                  _tailor_command(args.template), stack.template.root)
             if stack.api is not None:
+                started = time.monotonic()
+                _warm_api(stack, log_path)
+                phases["API ready"] = time.monotonic() - started
                 _print_api_examples(stack.api.url, stack.api_key, tally)
-            _say(f"\nThe local stack is up at {stack.server.endpoint}"
+            _say("\nPhases: " + ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in phases.items()) + ".")
+            _say(f"The local stack is up at {stack.server.endpoint}"
                  + (f", its API at {stack.api.url}" if stack.api else "") + ". Ctrl-C stops it.")
             threading.Event().wait()
+        except KeyboardInterrupt:
+            code = 130
+        except SystemExit as stop:  # SIGTERM
+            code = stop.code if isinstance(stop.code, int) else 1
         finally:
-            _say("Stopping the local stack ...")
+            stopping = time.monotonic()
+            _say("\nStopping the local stack ...")
             stack.stop()
             state_file.unlink(missing_ok=True)
-    return 0
+            _say(f"Stopped in {time.monotonic() - stopping:.1f} s.")
+    return code
+
+
+def _warm_api(stack: LocalStack, log_path: Path) -> None:
+    """Initialise the functions behind the API, so the first requests find them warm, as provisioned concurrency
+    would."""
+    assert stack.api is not None and stack.runtime is not None
+    for function_id in sorted({route.function_id for route in stack.api.gateway.api.routes}):
+        function = stack.runtime.functions[function_id]
+        started = time.monotonic()
+        try:
+            function.load()
+        except Exception as exc:  # its requests will fail the same way, with 502s: say why once, here
+            _say(f"{function_id} could not be initialised ({type(exc).__name__}: {exc}); see {_shown(log_path)}.")
+            continue
+        _say(f"API ready: {function_id} initialised in {time.monotonic() - started:.1f} s.")
 
 
 def _build_personas(stack: LocalStack) -> None:
@@ -222,22 +300,28 @@ def _build_personas(stack: LocalStack) -> None:
     if stack.runtime is None or "RebuildPersonasFunction" not in stack.template.resources:
         return
     function = stack.runtime.find("RebuildPersonasFunction")
+    _say(f"Building personas ({function.logical_id}) ...")
     invocation = function.invoke(_event_for(stack.template, function.logical_id, None))
     if not invocation.ok:
         _say(f"The persona rebuild failed ({invocation.error['errorType']}); see the functions log.")  # type: ignore[index]
     elif invocation.payload.get("published"):
-        _say(f"Personas built from the replayed shoppers: {invocation.payload['k']} personas "
-             f"(k chosen by BIC), in {invocation.duration_ms / 1000:.1f} s.")
+        _say(f"Personas built from the replayed shoppers in {invocation.duration_ms / 1000:.1f} s: "
+             f"{invocation.payload['k']} personas.\n  {_k_choice(invocation.payload)}")
     else:
-        _say(f"No personas yet: {invocation.payload.get('reason', 'nothing published')}.")
+        _say(f"No personas yet: {invocation.payload.get('reason', 'nothing published')} "
+             f"({invocation.payload.get('shoppers', 0)} shoppers with events).")
+
+
+def _k_choice(payload: dict[str, Any]) -> str:
+    return f"How k was chosen: {payload.get('k_choice') or 'by BIC'}."
 
 
 def _local_status(args: argparse.Namespace) -> int:
     handle = _running(args)
-    _say(f"Local stack {handle.stack_name} at {handle.endpoint} (pid {handle.pid}, since {handle.started_at})")
+    print(f"Local stack {handle.stack_name} at {handle.endpoint} (pid {handle.pid}, since {handle.started_at})")
     if handle.api_url:
-        _say(f"  API at {handle.api_url}, key {handle.api_key} (header {API_KEY_HEADER}); explorer {handle.api_url}/docs")
-    _print_summary(handle, handle.mappings)
+        print(f"  API at {handle.api_url}, key {handle.api_key} (header {API_KEY_HEADER}); explorer {handle.api_url}/docs")
+    _print_summary(handle, handle.mappings, say=print)
     return 0
 
 
@@ -258,7 +342,7 @@ def _describe_stack(stack: LocalStack, log_path: Path) -> None:
         api = stack.api.gateway.api
         _say(f"  {api.logical_id}: {len(api.routes)} routes at {stack.api.url} (stage {api.stage} optional in the "
              f"path), API key {stack.api_key} in the {API_KEY_HEADER} header")
-    _say(f"  function logs and API requests: {log_path}")
+    _say(f"  function logs and API requests: {_shown(log_path)}")
 
 
 # ---- replay --------------------------------------------------------------------------------------
@@ -280,13 +364,11 @@ def _replay(args: argparse.Namespace) -> int:
     def progress() -> dict[str, Any]:
         return StackHandle.load(state_file).mappings
 
-    started = time.monotonic()
-    put = _put_and_wait(handle.aws, stream_name, tally.watch(events), progress, total=total,
-                        wait=not args.no_wait)
-    _say(f"\nPut {put.records:,} {args.source} events on {stream_name} in {time.monotonic() - started:.1f} s.")
+    _put_and_wait(handle.aws, stream_name, tally.watch(events), progress, total=total, wait=not args.no_wait)
     if not args.no_wait:
         _print_summary(handle, StackHandle.load(state_file).mappings)
-    _print_next_steps(tally, handle.endpoint, state_file.parent / "functions.log")
+    _print_next_steps(tally, handle.endpoint, handle.region, state_file.parent / "functions.log",
+                      _tailor_command(args.template))
     return 0
 
 
@@ -316,15 +398,32 @@ def _dataset_events(args: argparse.Namespace, repo_root: Path) -> tuple[Iterator
 
 
 def _put_and_wait(aws: LocalAws, stream_name: str, events: Iterable[dict[str, Any]],
-                  progress: Callable[[], dict[str, Any]], *, total: int | None, wait: bool = True) -> PutResult:
-    """Put the events on the stream, then follow the functions until they have finished with every record."""
-    baseline = records_done(progress())
-    with tqdm(total=total, unit=" events", desc="put on stream", file=sys.stderr) as bar:
-        put = put_events(aws, stream_name, events, on_progress=bar.update)
+                  progress: Callable[[], dict[str, Any]], *, total: int | None, wait: bool = True,
+                  phases: dict[str, float] | None = None) -> PutResult:
+    """Put the events on the stream, showing how many the functions have applied so far, then follow them until they
+    have finished with every record; how long each took goes into `phases` ("replay put", "drain")."""
+    phases = {} if phases is None else phases
     mappings = progress()
-    if not wait or not any(m["stream"] == stream_name for m in mappings.values()):
+    baseline = records_done(mappings)
+    followed = wait and any(m["stream"] == stream_name for m in mappings.values())
+    so_far = PutResult()
+    started = time.monotonic()
+    with tqdm(total=total, unit=" events", desc="put on stream", file=sys.stderr) as bar:
+        def advance(count: int) -> None:
+            bar.update(count)
+            so_far.records += count
+            if followed:
+                applied = processed_count(progress(), stream_name, so_far, baseline)
+                bar.set_postfix_str(f"{min(applied, so_far.records):,} applied", refresh=False)
+
+        put = put_events(aws, stream_name, events, on_progress=advance)
+    phases["replay put"] = time.monotonic() - started
+    _say(f"Put {put.records:,} events on {stream_name} in {phases['replay put']:.1f} s.")
+    if not followed:
         return put
-    with tqdm(total=put.records, unit=" events", desc="processed", file=sys.stderr) as bar:
+    drain_started = time.monotonic()
+    mappings = progress()
+    with tqdm(total=put.records, unit=" events", desc="applied", file=sys.stderr) as bar:
         last_change = time.monotonic()
         while not all_processed(mappings, stream_name, put):
             done = min(put.records, processed_count(mappings, stream_name, put, baseline))
@@ -337,6 +436,9 @@ def _put_and_wait(aws: LocalAws, stream_name: str, events: Iterable[dict[str, An
             time.sleep(0.25)
             mappings = progress()
         bar.update(put.records - bar.n)
+    phases["drain"] = time.monotonic() - drain_started
+    _say(f"Applied all {put.records:,} events in {time.monotonic() - started:.1f} s: "
+         f"{phases['drain']:.1f} s after the last one was put.")
     return put
 
 
@@ -373,38 +475,51 @@ class EventTally:
         return None
 
 
-def _print_next_steps(tally: EventTally, endpoint: str, log_path: Path, repo_root: Path | None = None) -> None:
-    """Commands worth trying next, with real ids from what was just replayed; replay ideas when `repo_root` is given."""
+def _print_next_steps(tally: EventTally, endpoint: str, region: str, log_path: Path, tailor: str,
+                      repo_root: Path | None = None) -> None:
+    """Commands worth trying next, as they run from here (`tailor` is how to call this command), with real ids from
+    what was just replayed; replay ideas when `repo_root` is given."""
     user = tally.showcase_user()
     if user is None:
         return
     session = tally.sessions[user].most_common(1)[0][0]
     item = tally.items[user].most_common(1)[0][0] if user in tally.items else None
     query = tally.queries[user].most_common(1)[0][0] if user in tally.queries else None
+    sample_batch = _shown(log_path.parent.parent / "events" / "ingest-kinesis-batch.json")  # beside the template
     lines = [
         ("What to look at and try, from another terminal:", ""),
-        (f"tailor state user {user}", "a busy shopper: counters, RFM inputs, category affinity, sessions"),
-        (f"tailor state session {session}", "their busiest session: counts by type, recent items, signals"),
+        (f"{tailor} state user {shlex.quote(user)}", "a busy shopper: counters, RFM inputs, category affinity, sessions"),
+        (f"{tailor} state session {shlex.quote(session)}",
+         "their busiest session: counts by type, recent items, signals"),
     ]
     if item:
-        lines.append((f"tailor state item {item}", "their most visited item: counters and co-occurring items"))
+        lines.append((f"{tailor} state item {shlex.quote(item)}",
+                      "their most visited item: counters and co-occurring items"))
     if query:
-        lines.append((f"tailor state query {json.dumps(query)}", "one of their searches and the items it led to"))
-    lines.append(("tailor state tables", "rows per table"))
-    lines.append(("tailor quarantine", "malformed records and the reason each was rejected"))
-    lines.append(("tailor dlq --records", "batches that exhausted their retries, with their records"))
-    lines.append(("tailor invoke ingest -e events/ingest-kinesis-batch.json",
+        lines.append((f"{tailor} state query {shlex.quote(query)}", "one of their searches and the items it led to"))
+    lines.append((f"{tailor} state tables", "rows per table"))
+    lines.append((f"{tailor} quarantine", "malformed records and the reason each was rejected"))
+    lines.append((f"{tailor} dlq --records", "batches that exhausted their retries, with their records"))
+    lines.append((f"{tailor} invoke ingest -e {shlex.quote(sample_batch)}",
                   "one batch with valid, invalid and duplicate records"))
     if repo_root is not None:
-        lines.append(("tailor replay sim --shoppers 50 --days 0.2 --seed 8", "more shoppers through the same path"))
+        lines.append((f"{tailor} replay sim --shoppers 50 --days 0.2 --seed 8", "more shoppers through the same path"))
         if _data_file(repo_root, "yoochoose").is_file():
-            lines.append(("tailor replay yoochoose --limit 5000", "real sessions (YooChoose) through the same path"))
-    lines.append((f"tail -f {log_path}", "the functions' logs"))
-    lines.append((f"AWS_ENDPOINT_URL={endpoint} aws dynamodb list-tables", "any AWS SDK or CLI works against it"))
-    width = max(len(command) for command, why in lines if why)
+            lines.append((f"{tailor} replay yoochoose --limit 5000", "real sessions (YooChoose) through the same path"))
+    lines.append((f"tail -f {shlex.quote(_shown(log_path))}", "the functions' logs"))
+    # The local AWS takes any credentials, but the AWS CLI wants some.
+    lines.append((f"AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local aws --region {region} --endpoint-url {endpoint} "
+                  "dynamodb list-tables", "any AWS SDK or CLI works against it"))
+    # Descriptions line up after the commands, but not after the longest few: those get a line of their own.
+    width = max((len(command) for command, why in lines if why and len(command) <= 72), default=0)
     _say("")
     for command, why in lines:
-        _say(f"  {command:<{width}}  {why}" if why else command)
+        if not why:
+            _say(command)
+        elif len(command) <= width:
+            _say(f"  {command:<{width}}  {why}")
+        else:
+            _say(f"  {command}\n  {'':<{width}}  {why}")
 
 
 @dataclass(frozen=True)
@@ -498,22 +613,24 @@ def _simulation_start(args: argparse.Namespace) -> dt.datetime:
     return now - dt.timedelta(days=args.days)
 
 
-def _print_summary(handle: StackHandle, mappings: dict[str, Any]) -> None:
+def _print_summary(handle: StackHandle, mappings: dict[str, Any], say: Callable[[str], None] | None = None) -> None:
+    """What the event sources did and what the tables hold; to the terminal, or through `say`."""
+    say = say or _say
     for key, mapping in mappings.items():
         shards = mapping["shards"].values()
         totals = {name: sum(s[name] for s in shards) for name in
                   ("records_done", "batches", "invocations", "retries", "bisections", "records_discarded")}
-        _say(f"  {key}: {totals['records_done']:,} records in {totals['batches']:,} batches, "
+        say(f"  {key}: {totals['records_done']:,} records in {totals['batches']:,} batches, "
              f"{totals['invocations']:,} invocations, {totals['retries']} retries, {totals['bisections']} bisections, "
              f"{totals['records_discarded']} records discarded to the failure queue")
     if "DataBucket" in handle.resources:
         quarantined = sum(1 for _ in handle.objects("DataBucket", "quarantine/"))
         archived = sum(1 for _ in handle.objects("DataBucket", "archive/"))
-        _say(f"  DataBucket: {quarantined:,} quarantined records, {archived:,} archive objects")
+        say(f"  DataBucket: {quarantined:,} quarantined records, {archived:,} archive objects")
     if "IngestFailureQueue" in handle.resources:
-        _say(f"  IngestFailureQueue: {handle.queue_depth('IngestFailureQueue')} failure records")
+        say(f"  IngestFailureQueue: {handle.queue_depth('IngestFailureQueue')} failure records")
     counts = handle.row_counts()
-    _say("  rows: " + ", ".join(f"{lid} {n:,}" for lid, n in counts.items()))
+    say("  rows: " + ", ".join(f"{lid} {n:,}" for lid, n in counts.items()))
 
 
 # ---- invoke --------------------------------------------------------------------------------------
@@ -541,6 +658,8 @@ def _invoke_and_print(runtime: LambdaRuntime, name: str, event_file: Path | None
     print(json.dumps(invocation.payload if invocation.ok else invocation.error, indent=2))
     outcome = "ok" if invocation.ok else f"error {invocation.error['errorType']}"  # type: ignore[index]
     _say(f"{function.logical_id}: {outcome} in {invocation.duration_ms:.0f} ms (request {invocation.request_id})")
+    if invocation.ok and isinstance(invocation.payload, dict) and "k_choice" in invocation.payload:
+        _say(_k_choice(invocation.payload))  # a persona rebuild: why this many personas
     return 0 if invocation.ok else 1
 
 
@@ -695,9 +814,55 @@ def _json_value(value: Any) -> Any:
     return str(value)
 
 
+def _tailor_command(template: Path | None = None) -> str:
+    """This command as the person at the terminal can run it from where they are: `tailor` when that is the one on
+    their PATH, else its path (.venv/bin/tailor), else the interpreter running the module; with --template if given."""
+    program = sys.argv[0] if sys.argv and sys.argv[0] else ""
+    if Path(program).name == "tailor" and Path(program).is_file():
+        on_path = shutil.which("tailor")
+        same = on_path is not None and os.path.samefile(on_path, program)
+        command = "tailor" if same else shlex.quote(_shown(Path(program)))
+    else:
+        command = f"{shlex.quote(_shown(Path(sys.executable)))} -m tailor_local.cli"
+    return command + (f" --template {shlex.quote(_shown(template))}" if template is not None else "")
+
+
+def _shown(path: Path) -> str:
+    """A path as short as it can be and still work from here: relative inside the current folder, else absolute (links
+    kept: .venv/bin/python is the virtualenv's, whatever it links to)."""
+    absolute = os.path.abspath(path)
+    relative = os.path.relpath(absolute)
+    if relative.startswith(os.pardir):
+        return absolute
+    return relative if os.sep in relative else f".{os.sep}{relative}"
+
+
 def _say(text: str) -> None:
     """Messages for the person at the terminal go to stderr; stdout carries the results that scripts read."""
     print(text, file=sys.stderr)
+
+
+class _TerminalLog(logging.Handler):
+    """Log records for the person at the terminal, written around the progress bars. A function's own records (its
+    libraries' loggers, on the thread it runs on) go to its log instead, as they would go to CloudWatch."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = self.format(record)
+            if sandbox.current() is not None:
+                sys.stderr.write(text + "\n")  # sys.stderr writes to the log of the invocation on this thread
+            else:
+                tqdm.write(text, file=sys.stderr)
+        except Exception:
+            self.handleError(record)
+
+
+def _log_to_terminal() -> None:
+    root = logging.getLogger()
+    if not any(isinstance(handler, _TerminalLog) for handler in root.handlers):
+        handler = _TerminalLog(logging.WARNING)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
 
 
 if __name__ == "__main__":

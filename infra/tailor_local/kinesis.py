@@ -213,8 +213,8 @@ class ShardPoller:
             if outcome.function_error and self.source.bisect_on_function_error and len(attempt.records) > 1:
                 half = len(attempt.records) // 2
                 self.stats.bisections += 1
-                log.warning("%s %s: %s on %d records; bisecting", self.function.logical_id, self.shard_id,
-                            _describe(outcome.invocation), len(attempt.records))
+                self._report(logging.WARNING, f"{_describe(outcome.invocation)} on {len(attempt.records)} records; "
+                                              "bisecting")
                 pending.extendleft([
                     _Attempt(attempt.records[half:], attempt.retries, attempt.invocations),
                     _Attempt(attempt.records[:half], attempt.retries, attempt.invocations),
@@ -225,10 +225,12 @@ class ShardPoller:
             if 0 <= limit <= attempt.retries:
                 self._discard(remaining, "RetryAttemptsExhausted", attempt.invocations, outcome.invocation)
                 continue
+            if self.stopping.is_set():
+                return  # shutting down: the checkpoint stays before this batch, and there is no retry to announce
             self.stats.retries += 1
-            log.warning("%s %s: %s from sequence number %s; retry %d of %s", self.function.logical_id,
-                        self.shard_id, _describe(outcome.invocation), remaining[0]["SequenceNumber"],
-                        attempt.retries + 1, limit if limit >= 0 else "unlimited")
+            self._report(logging.WARNING, f"{_describe(outcome.invocation)} from sequence number "
+                                          f"{remaining[0]['SequenceNumber']}; retry {attempt.retries + 1} of "
+                                          f"{limit if limit >= 0 else 'unlimited'}")
             pending.appendleft(_Attempt(remaining, attempt.retries + 1, attempt.invocations))
         self.stats.checkpoint = records[-1]["SequenceNumber"]
         self.stats.records_done += len(records)
@@ -248,10 +250,10 @@ class ShardPoller:
             if exc.response["Error"]["Code"] == "ExpiredIteratorException":
                 self._iterator = None
                 return 0
-            log.warning("%s %s: GetRecords failed (%s); will retry", self.function.logical_id, self.shard_id, exc)
+            self._fetch_failed(exc)
             return 0
         except BotoCoreError as exc:
-            log.warning("%s %s: GetRecords failed (%s); will retry", self.function.logical_id, self.shard_id, exc)
+            self._fetch_failed(exc)
             return 0
         records = response.get("Records") or []
         self._iterator = response.get("NextShardIterator")
@@ -262,6 +264,10 @@ class ShardPoller:
             self._buffer.extend(records)
             self._last_fetched = records[-1]["SequenceNumber"]
         return len(records)
+
+    def _fetch_failed(self, exc: Exception) -> None:
+        if not self.stopping.is_set():  # on shutdown the local AWS may stop first
+            log.warning("%s %s: GetRecords failed (%s); will retry", self.function.logical_id, self.shard_id, exc)
 
     def _new_iterator(self) -> str:
         request: dict[str, Any] = {"StreamName": self.source.stream_name, "ShardId": self.shard_id}
@@ -323,8 +329,8 @@ class ShardPoller:
     def _discard(self, records: list[dict[str, Any]], condition: str, invocations: int,
                  invocation: Invocation | None) -> None:
         self.stats.records_discarded += len(records)
-        log.error("%s %s: discarding %d records (%s to %s): %s", self.function.logical_id, self.shard_id,
-                  len(records), records[0]["SequenceNumber"], records[-1]["SequenceNumber"], condition)
+        self._report(logging.ERROR, f"discarding {len(records)} records ({records[0]['SequenceNumber']} to "
+                                    f"{records[-1]['SequenceNumber']}): {condition}")
         if self.source.on_failure_queue_url is None:
             return
         message = self._failure_record(records, condition, invocations, invocation)
@@ -334,6 +340,11 @@ class ShardPoller:
         except (ClientError, BotoCoreError) as exc:
             log.error("%s %s: could not send the failure record to %s: %s", self.function.logical_id,
                       self.shard_id, self.source.on_failure_queue_url, exc)
+
+    def _report(self, level: int, text: str) -> None:
+        """Retries, bisections and discards: to whoever watches the stack (the logger) and to the function's log."""
+        log.log(level, "%s %s: %s", self.function.logical_id, self.shard_id, text)
+        self.function.note(f"{self.shard_id}: {text}")
 
     def _failure_record(self, records: list[dict[str, Any]], condition: str, invocations: int,
                         invocation: Invocation | None) -> dict[str, Any]:
@@ -364,10 +375,10 @@ class ShardPoller:
 
 
 class KinesisMapping:
-    """One Kinesis event source of a function: a poller per shard, each in a thread of its own.
+    """One Kinesis event source of a function: a poller per shard, each in a thread of its own, so shards are
+    delivered side by side, each to an execution environment of its own.
 
-    Each shard has one batch in flight at a time, which is ParallelizationFactor 1; a higher factor would only
-    add concurrency that the in-process runtime serializes anyway.
+    Each shard has one batch in flight at a time, which is ParallelizationFactor 1.
     """
 
     def __init__(self, source: KinesisSource, function: LocalFunction, aws: LocalAws, *,
@@ -386,12 +397,16 @@ class KinesisMapping:
             thread.start()
             self._threads.append(thread)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float | None = None) -> bool:
+        """Stop every poller once its batch in flight is done (a batch still being retried is abandoned, unfinished);
+        with `timeout`, wait at most that long. True when every poller has stopped."""
         for poller in self.pollers:
             poller.stopping.set()
+        deadline = None if timeout is None else time.monotonic() + timeout
         for thread in self._threads:
-            thread.join()
-        self._threads.clear()
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        self._threads = [thread for thread in self._threads if thread.is_alive()]
+        return not self._threads
 
     def drain(self) -> None:
         """Deliver everything the stream holds now, shard after shard, in this thread (for tests and scripts)."""
@@ -406,6 +421,8 @@ class KinesisMapping:
             try:
                 busy = poller.step()
             except Exception:  # a broken poller must say so, not die silently and stall its shard
+                if poller.stopping.is_set():
+                    return  # the local AWS may be gone already
                 log.exception("%s %s: poller failed; retrying", self.source.function_id, poller.shard_id)
                 busy = False
             if not busy:

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import contextlib
+import datetime as dt
 import importlib.util
 import json
-import os
 import re
 import sys
 import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from . import sandbox
 from .aws import LocalAws, Resources
 from .template import Function, Template, TemplateError
 
@@ -29,9 +29,12 @@ __all__ = [
 
 Handler = Callable[[Any, "LambdaContext"], Any]
 
-# os.environ, sys.path and sys.modules belong to the whole process, so one invocation runs at a time,
-# as one Lambda execution environment serves one request at a time.
-_PROCESS_LOCK = threading.RLock()
+# sys.path and sys.modules belong to the whole process: one function's module is imported at a time. Invocations do
+# not need it (tailor_local.sandbox gives each thread its function's environment and log), so they run side by side.
+_IMPORT_LOCK = threading.RLock()
+# Execution environments a function gets at most, as a reserved concurrency would cap them: more invocations at once
+# wait for one to be free.
+DEFAULT_MAX_ENVIRONMENTS = 10
 
 
 @dataclass
@@ -69,7 +72,12 @@ class Invocation:
 
 @dataclass
 class LocalFunction:
-    """A function that runs in this process: its handler, environment, import paths and limits."""
+    """A function that runs in this process: its handler, environment, import paths and limits.
+
+    As in Lambda, an execution environment serves one invocation at a time: invocations at the same time get
+    environments of their own (each its own import of the handler module, so module-level state such as a batch
+    processor is never shared), up to `max_environments`; invocations of different functions run side by side.
+    """
 
     logical_id: str
     name: str
@@ -82,8 +90,16 @@ class LocalFunction:
     timeout_s: float = 3.0
     role_arn: str = ""
     log_stream: TextIO | None = None  # where the handler's stdout and stderr go; None leaves them alone
-    handler: Handler | None = None  # loaded on first invocation unless given
-    _own_modules: dict[str, Any] = field(default_factory=dict, repr=False)
+    handler: Handler | None = None  # the first environment's handler: loaded on first invocation unless given
+    max_environments: int = DEFAULT_MAX_ENVIRONMENTS
+    _given: bool = field(default=False, init=False, repr=False)  # the handler is a callable, not a module to import
+    _idle: list[Handler] = field(default_factory=list, init=False, repr=False)
+    _environments: int = field(default=0, init=False, repr=False)
+    _free: threading.Condition = field(default_factory=threading.Condition, init=False, repr=False)
+    _removed: set[str] = field(default_factory=set, init=False, repr=False)  # variables a handler deleted
+
+    def __post_init__(self) -> None:
+        self._given = self.handler is not None
 
     @classmethod
     def from_handler(cls, name: str, handler: Handler, *, region: str = "us-east-1", **options: Any) -> LocalFunction:
@@ -92,44 +108,103 @@ class LocalFunction:
         return cls(logical_id=name, name=name, arn=arn, handler_path=getattr(handler, "__name__", name),
                    handler=handler, **options)
 
+    @property
+    def environments(self) -> int:
+        """Execution environments set up so far (the most invocations that have run at once, up to the limit)."""
+        return self._environments
+
     def invoke(self, event: Any) -> Invocation:
         """Run the handler once on a JSON copy of `event`, as Lambda would, and capture its answer or error."""
         request_id = str(uuid.uuid4())
         try:
-            handler = self.load()
+            handler, init_ms = self._acquire()
         except Exception as exc:  # an import error is an invocation error (Runtime.ImportModuleError in Lambda)
+            self.note(f"INIT failed: {type(exc).__name__}: {exc}")
             return Invocation(request_id, None, _error_of(exc), 0.0)
-        with self._execution_environment():
-            # The clock starts once this invocation has the process, as Lambda's starts once it has a sandbox;
-            # initialisation (the import above) does not count either.
-            started = time.monotonic()
-            try:
-                context = LambdaContext(
-                    function_name=self.name,
-                    invoked_function_arn=self.arn,
-                    memory_limit_in_mb=self.memory_mb,
-                    aws_request_id=request_id,
-                    deadline=started + self.timeout_s,
-                    log_group_name=f"/aws/lambda/{self.name}",
-                    log_stream_name=f"local/{self.name}",
-                )
-                response = handler(json.loads(json.dumps(event)), context)
-                payload, error = self._marshal(response), None
-            except Exception as exc:  # the handler's failure is the invocation's result, as in Lambda
-                payload, error = None, _error_of(exc)
-            duration_ms = (time.monotonic() - started) * 1000
+        try:
+            with sandbox.entered(self._sandbox()):
+                # The clock starts once this invocation has an environment, as Lambda's starts once it has a
+                # sandbox; initialisation (the import) does not count either.
+                started = time.monotonic()
+                try:
+                    context = LambdaContext(
+                        function_name=self.name,
+                        invoked_function_arn=self.arn,
+                        memory_limit_in_mb=self.memory_mb,
+                        aws_request_id=request_id,
+                        deadline=started + self.timeout_s,
+                        log_group_name=f"/aws/lambda/{self.name}",
+                        log_stream_name=f"local/{self.name}",
+                    )
+                    response = handler(json.loads(json.dumps(event)), context)
+                    payload, error = self._marshal(response), None
+                except Exception as exc:  # the handler's failure is the invocation's result, as in Lambda
+                    payload, error = None, _error_of(exc)
+                duration_ms = (time.monotonic() - started) * 1000
+        finally:
+            self._release(handler)
         if error is None and duration_ms > self.timeout_s * 1000:
             # Lambda would have stopped it; the result must not count as a success.
             payload, error = None, {
                 "errorType": "Sandbox.Timedout",
                 "errorMessage": f"Task timed out after {self.timeout_s:.2f} seconds",
             }
+        # Lambda's REPORT line, so the log tells how long each invocation took and which ones started cold.
+        self.note(f"REPORT RequestId: {request_id} Duration: {duration_ms:.1f} ms"
+                  + (f" Init Duration: {init_ms:.1f} ms" if init_ms is not None else "")
+                  + (f" Error: {error['errorType']}" if error else ""))
         return Invocation(request_id, payload, error, duration_ms)
 
     def load(self) -> Handler:
-        """Import the handler module from CodeUri under a name of its own (every function's module is `app`)."""
+        """The first execution environment's handler, importing its module if that has not happened yet."""
         if self.handler is not None:
             return self.handler
+        handler, _ = self._acquire()
+        self._release(handler)
+        assert self.handler is not None
+        return self.handler
+
+    def note(self, text: str) -> None:
+        """A line in the function's log from the platform around it (the event source, say), not from the handler."""
+        if self.log_stream is not None:
+            sandbox.write(self.log_stream, f"{dt.datetime.now(dt.timezone.utc):%H:%M:%S} {self.logical_id}: {text}\n")
+
+    def _acquire(self) -> tuple[Handler, float | None]:
+        """An idle environment's handler, or a new environment's with how long its init took (ms), waiting for one
+        when there are max_environments."""
+        with self._free:
+            while True:
+                if self._idle:
+                    return self._idle.pop(), None
+                if self._given:
+                    return self.handler, None  # type: ignore[return-value]  # a callable has no module to keep apart
+                if self._environments < max(1, self.max_environments):
+                    self._environments += 1
+                    index = self._environments
+                    break
+                self._free.wait()
+        started = time.monotonic()
+        try:
+            handler = self._import(index)
+        except BaseException:
+            with self._free:
+                self._environments -= 1  # Lambda discards an environment whose init failed; the next one retries
+                self._free.notify()
+            raise
+        if self.handler is None:
+            self.handler = handler
+        return handler, (time.monotonic() - started) * 1000
+
+    def _release(self, handler: Handler) -> None:
+        if self._given:
+            return
+        with self._free:
+            self._idle.append(handler)
+            self._free.notify()
+
+    def _import(self, index: int) -> Handler:
+        """Import the handler module from CodeUri under a name of its own (every function's module is `app`, and each
+        environment has its own copy)."""
         if self.code_dir is None:
             raise TemplateError(f"{self.logical_id} has no local code (CodeUri)")
         module_path, _, attribute = self.handler_path.rpartition(".")
@@ -141,10 +216,15 @@ class LocalFunction:
         if source is None:
             raise TemplateError(f"{self.logical_id}: no module {module_path!r} in {self.code_dir}")
         unique_name = "tailor_local_fn_" + re.sub(r"\W", "_", f"{self.logical_id}_{module_path}")
+        if index > 1:
+            unique_name += f"_env{index}"
         spec = importlib.util.spec_from_file_location(unique_name, source)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
-        with self._execution_environment():
+        with _IMPORT_LOCK, sandbox.entered(self._sandbox()):
+            sandbox.per_thread_library_state()
+            saved_path = list(sys.path)
+            sys.path[:0] = [p for p in self._paths() if p not in sys.path]
             before = set(sys.modules)
             sys.modules[unique_name] = module
             try:
@@ -152,44 +232,28 @@ class LocalFunction:
             except BaseException:
                 sys.modules.pop(unique_name, None)
                 raise
-            self._adopt_sibling_modules(before)
-        self.handler = getattr(module, attribute)
-        return self.handler
-
-    @contextlib.contextmanager
-    def _execution_environment(self) -> Iterator[None]:
-        """This function's variables, import paths, sibling modules and output, for the duration of one call."""
-        with _PROCESS_LOCK:
-            saved_environ = dict(os.environ)
-            saved_path = list(sys.path)
-            os.environ.update(self.environment)
-            paths = [str(p) for p in ([self.code_dir] if self.code_dir else []) + self.layer_dirs]
-            sys.path[:0] = [p for p in paths if p not in sys.path]
-            sys.modules.update(self._own_modules)
-            try:
-                if self.log_stream is None:
-                    yield
-                else:
-                    with contextlib.redirect_stdout(self.log_stream), contextlib.redirect_stderr(self.log_stream):
-                        yield
-                    self.log_stream.flush()
             finally:
-                for name in self._own_modules:
-                    sys.modules.pop(name, None)
+                self._set_aside_sibling_modules(before)
                 sys.path[:] = saved_path
-                os.environ.clear()
-                os.environ.update(saved_environ)
+        return getattr(module, attribute)
 
-    def _adopt_sibling_modules(self, before: set[str]) -> None:
-        # Modules imported from the function's own folder (`import schemas` beside app.py) are kept apart
-        # per function, so two functions with a sibling module of the same name each get their own.
+    def _sandbox(self) -> sandbox.Sandbox:
+        return sandbox.Sandbox(self.environment, self._paths(), self.log_stream, self._removed)
+
+    def _paths(self) -> list[str]:
+        return [str(p) for p in ([self.code_dir] if self.code_dir else []) + self.layer_dirs]
+
+    def _set_aside_sibling_modules(self, before: set[str]) -> None:
+        # Modules imported from the function's own folder (`import schemas` beside app.py) stay with the module that
+        # imported them, out of sys.modules: two functions with a sibling module of the same name, and two
+        # environments of one function, each get their own.
         if self.code_dir is None:
             return
         root = str(self.code_dir.resolve())
         for name in set(sys.modules) - before:
             origin = getattr(sys.modules[name], "__file__", None) or ""
             if origin.startswith(root) and not name.startswith("tailor_local_fn_"):
-                self._own_modules[name] = sys.modules[name]
+                sys.modules.pop(name, None)
 
     def _marshal(self, response: Any) -> Any:
         try:
@@ -255,6 +319,7 @@ def _local_function(
         timeout_s=float(props.get("Timeout", 3)),
         role_arn=f"arn:aws:iam::{template.account_id}:role/{physical.name}-Role",
         log_stream=log_stream,
+        max_environments=max(1, int(props.get("ReservedConcurrentExecutions") or DEFAULT_MAX_ENVIRONMENTS)),
     )
 
 

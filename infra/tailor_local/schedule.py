@@ -96,10 +96,13 @@ class ScheduleTimer:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float | None = None) -> bool:
+        """No more firings; an invocation under way is waited for, with `timeout` at most that long. True when the
+        timer's thread has ended."""
         self._stop.set()
         if self._thread.is_alive():
-            self._thread.join()
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     def fire(self) -> Invocation:
         """Invoke now with the scheduled event."""

@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 
 from boto3.dynamodb.conditions import Attr
 
+from . import appconfig
 from .aws import DEFAULT_PORT, LocalAws, MotoServer, Resources, create_resources
 from .http import ApiGateway, LocalApiServer, new_api_key, rest_apis
 from .kinesis import KinesisMapping, kinesis_sources
@@ -40,6 +41,8 @@ __all__ = [
 STATE_DIR = ".tailor"
 STATE_FILE = "local.json"
 PUT_RECORDS_LIMIT = 500  # records per Kinesis PutRecords call
+# On stop, how long invocations under way may take to finish before the local AWS goes away under them.
+STOP_GRACE_S = 3.0
 
 
 class StackNotRunning(RuntimeError):
@@ -69,6 +72,8 @@ class LocalStack:
         self.mappings: dict[str, KinesisMapping] = {}
         self.timers: dict[str, ScheduleTimer] = {}
         self.api: LocalApiServer | None = None
+        self.appconfig: appconfig.LocalAppConfigServer | None = None
+        self.timings: dict[str, float] = {}  # seconds each phase of start() took: local AWS, resources, functions, API
         self.api_port = api_port
         self.api_key = api_key or new_api_key()
         self.started_at = ""
@@ -78,10 +83,14 @@ class LocalStack:
     def start(self, *, pollers: bool = True, schedules: bool = False) -> LocalStack:
         """Bring everything up; with `pollers`, stream event sources deliver from background threads, and with
         `schedules`, rate schedules fire on their timers (cron schedules fire only on demand: `tailor invoke`)."""
+        clock = time.monotonic()
         self.server.start()
+        clock = self._timed("local AWS", clock)
         try:
             self.aws = aws = LocalAws(self.server.endpoint, self.template.region)
             self.resources = create_resources(self.template, aws)
+            self.appconfig = self._serve_appconfig()
+            clock = self._timed("resources", clock)
             self.runtime = LambdaRuntime(self.template, self.resources, aws, log_stream=self.function_log)
             for source in kinesis_sources(self.template, self.resources):
                 function = self.runtime.functions[source.function_id]
@@ -93,8 +102,12 @@ class LocalStack:
                         schedule, self.runtime.functions[schedule.function_id], period,
                         region=self.template.region, account_id=self.template.account_id,
                         stack_name=self.template.stack_name)
+            clock = self._timed("functions", clock)
             self.api = self._serve_api()
+            self._timed("API", clock)
         except BaseException:
+            if self.appconfig is not None:
+                self.appconfig.stop()
             self.server.stop()
             raise
         self.started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
@@ -106,20 +119,26 @@ class LocalStack:
                 timer.start()
         return self
 
-    def stop(self) -> None:
+    def stop(self, *, grace_s: float = STOP_GRACE_S) -> None:
+        """Stop event sources, timers and the API at once; give invocations under way `grace_s` to finish, then stop
+        the local AWS. Threads still busy then are daemons and end with the process."""
         self._state_stop.set()
-        if self._state_writer is not None:
-            self._state_writer.join()
-        for timer in self.timers.values():
-            timer.stop()
-        for mapping in self.mappings.values():
-            mapping.stop()
+        stoppers = [timer.stop for timer in self.timers.values()]
+        stoppers += [mapping.stop for mapping in self.mappings.values()]
         if self.api is not None:
-            self.api.stop()
-        self.server.stop()
+            stoppers.append(self.api.stop)
+        if self._state_writer is not None:
+            stoppers.append(self._state_writer.join)
+        _all_within(stoppers, grace_s)
+        _all_within([s.stop for s in (self.appconfig, self.server) if s is not None], grace_s)
 
     def __enter__(self) -> LocalStack:
         return self.start()
+
+    def _timed(self, phase: str, since: float) -> float:
+        now = time.monotonic()
+        self.timings[phase] = now - since
+        return now
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
@@ -138,6 +157,7 @@ class LocalStack:
             mappings=self.progress(),
             api_url=self.api.url if self.api else "",
             api_key=self.api_key if self.api else "",
+            service_endpoints=dict(self.aws.service_endpoints) if self.aws else {},
         )
 
     def stream_name(self, logical_id: str | None = None) -> str:
@@ -149,6 +169,16 @@ class LocalStack:
                 raise ValueError(f"the template has {len(streams)} streams; name one of {sorted(streams)}")
             return next(iter(streams.values())).name
         return streams[logical_id].name
+
+    def _serve_appconfig(self) -> appconfig.LocalAppConfigServer | None:
+        """AppConfig's data plane for the configurations the template deploys; None if it deploys none."""
+        assert self.resources is not None and self.aws is not None
+        configurations = appconfig.hosted_configurations(self.template, self.resources)
+        if not configurations:
+            return None
+        server = appconfig.LocalAppConfigServer(appconfig.AppConfigData(configurations)).start()
+        self.aws.service_endpoints[appconfig.SERVICE] = server.url
+        return server
 
     def _serve_api(self) -> LocalApiServer | None:
         """The template's REST API on 127.0.0.1, in front of the in-process functions; None if it has none."""
@@ -198,10 +228,11 @@ class StackHandle:
     mappings: dict[str, Any] = field(default_factory=dict)  # progress of each event source, from the state file
     api_url: str = ""  # where the REST API answers, if the template has one
     api_key: str = ""  # the key it asks for in the x-api-key header
+    service_endpoints: dict[str, str] = field(default_factory=dict)  # services answered beside the local AWS
 
     @cached_property
     def aws(self) -> LocalAws:
-        return LocalAws(self.endpoint, self.region)
+        return LocalAws(self.endpoint, self.region, service_endpoints=dict(self.service_endpoints))
 
     @classmethod
     def load(cls, path: Path) -> StackHandle:
@@ -209,11 +240,10 @@ class StackHandle:
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
-            raise StackNotRunning(f"no local stack is running (no {path}); start one with `tailor local up`") from None
+            raise StackNotRunning(f"no local stack is running (no {path})") from None
         handle = cls(**{**data, "resources": Resources.from_json(data["resources"])})
         if not handle.alive():
-            raise StackNotRunning(f"the local stack in {path} is gone (pid {handle.pid}); "
-                                  "start one with `tailor local up`")
+            raise StackNotRunning(f"the local stack in {path} is gone (pid {handle.pid})")
         return handle
 
     def alive(self) -> bool:
@@ -382,6 +412,16 @@ def all_processed(mappings: dict[str, Any], stream_name: str, put: PutResult) ->
 def records_done(mappings: dict[str, Any]) -> dict[str, int]:
     """Records each event source has finished with so far: the baseline before a replay."""
     return {key: sum(s["records_done"] for s in m["shards"].values()) for key, m in mappings.items()}
+
+
+def _all_within(stoppers: list[Callable[[], Any]], seconds: float) -> None:
+    """Call every stopper at once, each on a thread of its own, and wait for them at most `seconds`."""
+    threads = [threading.Thread(target=stop, daemon=True, name="tailor-stop") for stop in stoppers]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + seconds
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:

@@ -4,6 +4,7 @@
 import base64
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -114,7 +115,7 @@ def test_the_cli_replays_into_the_running_stack_and_waits_for_it(replayed, capsy
     assert main(["--template", str(template), "replay", "sim", "--shoppers", "4", "--days", "0.05",
                  "--seed", "21"]) == 0
     assert stack.handle.row_counts()["ShoppersTable"] == before + 4
-    assert "tailor state user" in capsys.readouterr().err
+    assert " state user " in capsys.readouterr().err
 
 
 def test_tailor_local_up_replays_stays_up_and_stops_on_ctrl_c(tmp_path):
@@ -131,13 +132,28 @@ def test_tailor_local_up_replays_stays_up_and_stops_on_ctrl_c(tmp_path):
                 break
         text = "".join(said)
         assert "The local stack is up" in text, text
-        assert "tailor state user " in text and "rows:" in text
+        assert "rows:" in text and "No personas yet: too few shoppers (3 shoppers with events)" in text
+        phases = next(line for line in said if line.startswith("Phases: "))
+        for phase in ("local AWS", "resources", "replay put", "drain", "persona rebuild", "API ready"):
+            assert f"{phase} " in phases, phases
+
+        # The hints run as printed, from where the stack was started.
+        hint = next(line for line in said if " state user " in line).strip().split("  ")[0]
+        shown = subprocess.run(hint, shell=True, capture_output=True, text=True, timeout=60)
+        assert shown.returncode == 0 and json.JSONDecoder().raw_decode(shown.stdout)[0]["user_id"], shown
+        aws = next(line for line in said if " aws --region " in line).strip().split("  ")[0]
+        if shutil.which("aws"):
+            assert subprocess.run(aws, shell=True, capture_output=True, timeout=60).returncode == 0, aws
 
         tables = subprocess.run([*tailor, "state", "tables"], capture_output=True, text=True, timeout=60)
         assert tables.returncode == 0, tables.stderr
         shoppers = next(line for line in tables.stdout.splitlines() if line.startswith("ShoppersTable"))
         assert shoppers.split()[-2] == "3"
     finally:
+        asked = time.monotonic()
         up.send_signal(signal.SIGINT)
         up.wait(timeout=60)
+    assert time.monotonic() - asked < 5 and up.returncode == 130
     assert not state_path(template).exists()
+    log = (state_path(template).parent / "functions.log").read_text()
+    assert "REPORT RequestId: " in log and "<html" not in log.lower() and "cannot use AppConfig" not in log

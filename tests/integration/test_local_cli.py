@@ -1,6 +1,9 @@
 """The `tailor` command against a running local stack with a stand-in function: state, quarantine, dlq, replay."""
 
+import argparse
 import json
+import re
+import subprocess
 import sys
 import textwrap
 import time
@@ -108,6 +111,15 @@ def tailor(template, *args):
     return main(["--template", str(template), *args])
 
 
+def run_as_printed(said, ending):
+    """Run the command the output suggests whose line has `ending`, in a shell, as a reader would paste it."""
+    line = next(line for line in said.splitlines() if f" {ending} " in line + " ")
+    command = line.strip().split("  ")[0]
+    done = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, (command, done.stderr)
+    return done
+
+
 def test_state_shows_the_row_the_function_wrote(running, capsys):
     assert tailor(running, "state", "user", "ann") == 0
     row, _ = json.JSONDecoder().raw_decode(capsys.readouterr().out)
@@ -135,9 +147,8 @@ def test_replay_waits_until_the_function_has_the_new_events(running, capsys, tmp
     events = tmp_path / "events.jsonl"
     events.write_text("\n".join(json.dumps({"user_id": "dee", "n": n}) for n in range(25)) + "\n")
     assert tailor(running, "replay", "jsonl", "--path", str(events)) == 0
-    assert "tailor state user dee" in capsys.readouterr().err
-    assert tailor(running, "state", "user", "dee") == 0
-    row, _ = json.JSONDecoder().raw_decode(capsys.readouterr().out)
+    shown = run_as_printed(capsys.readouterr().err, "state user dee")
+    row, _ = json.JSONDecoder().raw_decode(shown.stdout)
     assert row["seen"] == sorted(str(n) for n in range(25))
 
 
@@ -149,7 +160,10 @@ def test_replay_of_a_missing_file_says_so(running, capsys, tmp_path):
 def test_commands_without_a_running_stack_say_how_to_start_one(tmp_path, capsys):
     (tmp_path / "template.yaml").write_text(TEMPLATE)
     assert tailor(tmp_path / "template.yaml", "state", "user", "ann") == 1
-    assert "tailor local up" in capsys.readouterr().err
+    said = capsys.readouterr().err
+    command = re.search(r"start one with `(.+)`", said).group(1)
+    assert command.endswith(f"--template {tmp_path / 'template.yaml'} local up"), said
+    assert subprocess.run(f"{command} --help", shell=True, capture_output=True).returncode == 0
 
 
 def test_commands_of_other_modules_get_their_arguments(monkeypatch):
@@ -160,3 +174,38 @@ def test_commands_of_other_modules_get_their_arguments(monkeypatch):
     monkeypatch.setitem(cli.DELEGATED, ("fake", "tool"), "tailor_local_fake_tool")
     assert main(["fake", "tool", "--out", "x.csv"]) == 3
     assert seen == [["--out", "x.csv"]]
+
+
+def verbs(parser, words=()):
+    """Every command line `tailor --help` leads to: tailor local, tailor local up, tailor bench ingest, ..."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield (*words, name)
+                yield from verbs(sub, (*words, name))
+
+
+def test_every_command_tailor_lists_has_help(capsys):
+    listed = list(verbs(cli._parser()))
+    assert {("bench",), ("train",), ("evaluate",), ("local", "up"), ("bench", "ingest")} <= set(listed)
+    for words in [(), *listed]:
+        with pytest.raises(SystemExit) as leaving:
+            main([*words, "--help"])
+        assert leaving.value.code == 0, words
+        assert "usage:" in capsys.readouterr().out, words
+
+
+def test_status_goes_to_stdout(running, capsys):
+    assert tailor(running, "local", "status") == 0
+    captured = capsys.readouterr()
+    assert "Local stack tailor-cli-test at http://" in captured.out and "rows:" in captured.out
+    assert captured.err == ""
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(running):
+    command = [sys.executable, "-m", "tailor_local.cli", "--template", str(running), "state", "user", "ann"]
+    reading = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    reading.stdout.close()  # as `| head` does once it has what it wants
+    said = reading.stderr.read()
+    assert reading.wait(timeout=60) == 1
+    assert "Broken pipe" not in said and "Errno" not in said and "Traceback" not in said, said

@@ -1,8 +1,11 @@
 """The local Kinesis event source mapping on moto with fake handlers: batching, retries, bisect, destination, order."""
 
 import base64
+import io
 import json
+import logging
 import random
+import threading
 import time
 import uuid
 
@@ -276,3 +279,45 @@ def test_the_mapping_delivers_from_background_threads_until_stopped(aws, stream)
     finally:
         mapping.stop()
     assert [n for call in handler.calls for n in call] == list(range(120))
+
+
+def test_retries_bisections_and_discards_are_told_as_they_happen_in_the_log_and_the_function_log(aws, stream, caplog):
+    stream.put(4)
+    function_log = io.StringIO()
+    function = LocalFunction.from_handler("fake", FakeHandler(raise_on={2}), log_stream=function_log)
+    shard = aws.client("kinesis").list_shards(StreamName=stream.name)["Shards"][0]["ShardId"]
+    shard_poller = ShardPoller(stream.source(batch_size=4, bisect_on_function_error=True, maximum_retry_attempts=1),
+                               shard, function, aws)
+    with caplog.at_level(logging.WARNING, logger="tailor_local.kinesis"):
+        shard_poller.drain()
+    told = [record.getMessage() for record in caplog.records]
+    noted = [line for line in function_log.getvalue().splitlines() if "REPORT RequestId" not in line]
+    for lines in (told, noted):
+        assert sum("bisecting" in line for line in lines) == 2, lines
+        assert sum("retry 1 of 1" in line for line in lines) == 1, lines
+        assert sum(f"discarding 1 records ({stream.sequence[2]} to {stream.sequence[2]}): RetryAttemptsExhausted"
+                   in line for line in lines) == 1, lines
+    assert all("ValueError: poison record [2]" in line for line in noted if "discarding" not in line)
+
+
+def test_stopping_waits_for_the_batch_in_flight_at_most_the_time_given(aws, stream):
+    release = threading.Event()
+    started = threading.Event()
+
+    def stuck(event, context):
+        started.set()
+        release.wait(10)
+        return None
+
+    mapping = KinesisMapping(stream.source(), LocalFunction.from_handler("stuck", stuck, timeout_s=30), aws,
+                             idle_poll_s=0.05)
+    mapping.start()
+    try:
+        stream.put(1)
+        assert started.wait(10)
+        began = time.monotonic()
+        assert mapping.stop(timeout=0.3) is False
+        assert time.monotonic() - began < 1
+    finally:
+        release.set()
+    assert mapping.stop(timeout=5) is True

@@ -1,8 +1,11 @@
 """The in-process Lambda runtime: handlers from CodeUri with their layers and environment, each function kept apart."""
 
+import io
+import json
 import os
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -42,6 +45,9 @@ TEMPLATE = textwrap.dedent("""\
       BrokenFunction:
         Type: AWS::Serverless::Function
         Properties: {CodeUri: functions/broken, Handler: app.lambda_handler}
+      RoutesFunction:
+        Type: AWS::Serverless::Function
+        Properties: {CodeUri: functions/routes, Handler: app.lambda_handler}
     """)
 
 FIRST_APP = textwrap.dedent("""\
@@ -51,6 +57,10 @@ FIRST_APP = textwrap.dedent("""\
     import shared_lib
 
     def lambda_handler(event, context):
+        if event.get("together"):  # meet the other invocation, so both are running at once
+            shared_lib.MEETING.wait()
+            print(f"first says {os.environ['GREETING']}")
+            return {"greeting": os.environ["GREETING"], "module": __name__}
         if event.get("fail"):
             raise ValueError("asked to fail")
         if event.get("unserializable"):
@@ -70,11 +80,36 @@ FIRST_APP = textwrap.dedent("""\
         }
     """)
 SECOND_APP = textwrap.dedent("""\
+    import os
+
     import helper
+    import shared_lib
 
     def lambda_handler(event, context):
+        if event.get("together"):
+            shared_lib.MEETING.wait()
+            print(f"second says {os.environ['GREETING']}")
+            return {"greeting": os.environ["GREETING"]}
+        if event.get("late"):
+            import late  # imported by the handler, not at init: found in its folder all the same
+            return {"late": late.NAME}
         print("second says hello")
         return {"helper": helper.NAME}
+    """)
+# A REST resolver whose route reads the current event once another invocation has set its own.
+ROUTES_APP = textwrap.dedent("""\
+    import shared_lib
+    from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+
+    app = APIGatewayRestResolver()
+
+    @app.get("/echo")
+    def echo():
+        shared_lib.MEETING.wait()
+        return {"q": app.current_event.get_query_string_value("q")}
+
+    def lambda_handler(event, context):
+        return app.resolve(event, context)
     """)
 
 
@@ -83,9 +118,12 @@ def runtime(tmp_path):
     (tmp_path / "template.yaml").write_text(TEMPLATE)
     for folder, files in {
         "functions/first": {"app.py": FIRST_APP, "helper.py": 'NAME = "first helper"\n'},
-        "functions/second": {"app.py": SECOND_APP, "helper.py": 'NAME = "second helper"\n'},
+        "functions/second": {"app.py": SECOND_APP, "helper.py": 'NAME = "second helper"\n',
+                             "late.py": 'NAME = "late"\n'},
         "functions/broken": {"app.py": "import not_a_module_anywhere\n"},
-        "layers/shared/python": {"shared_lib.py": 'VALUE = "from the layer"\n'},
+        "functions/routes": {"app.py": ROUTES_APP},
+        "layers/shared/python": {"shared_lib.py": 'import threading\nVALUE = "from the layer"\n'
+                                                  'MEETING = threading.Barrier(2, timeout=10)\n'},
         "layers/built": {"Makefile": "build-BuiltLayer:\n"},  # its python/ exists only after a build
     }.items():
         (tmp_path / folder).mkdir(parents=True)
@@ -147,10 +185,14 @@ def test_handler_output_goes_to_the_function_log(runtime, tmp_path, capsys):
     function = runtime.find("second")
     with open(tmp_path / "functions.log", "w+") as log:
         function.log_stream = log
-        function.invoke({})
+        invocation = function.invoke({})
         log.seek(0)
-        assert log.read() == "second says hello\n"
-    assert "second says hello" not in capsys.readouterr().out
+        said, report = log.read().splitlines()
+    assert said == "second says hello" and "second says hello" not in capsys.readouterr().out
+    # Lambda's REPORT line: the duration, and the init's on a cold start
+    assert report.endswith(f"SecondFunction: REPORT RequestId: {invocation.request_id} "
+                           f"Duration: {invocation.duration_ms:.1f} ms Init Duration: "
+                           + report.rsplit("Init Duration: ", 1)[1]) and report.endswith(" ms")
 
 
 def test_functions_are_found_by_logical_id_short_name_or_physical_name(runtime):
@@ -167,3 +209,78 @@ def test_a_handler_that_outlives_its_timeout_fails_as_in_lambda():
     function = LocalFunction.from_handler("slow", slow, timeout_s=0.05)
     invocation = function.invoke({})
     assert invocation.error["errorType"] == "Sandbox.Timedout" and invocation.payload is None
+
+
+def at_once(*calls):
+    """Run the calls on threads of their own, all at the same time; their results in order."""
+    results = [None] * len(calls)
+
+    def run(i, call):
+        results[i] = call()
+
+    threads = [threading.Thread(target=run, args=(i, call)) for i, call in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return results
+
+
+def test_a_slow_function_does_not_hold_up_another():
+    release, entered = threading.Event(), threading.Event()
+
+    def slow(event, context):
+        entered.set()
+        release.wait(10)
+        return {"slow": True}
+
+    slow_function = LocalFunction.from_handler("slow", slow, timeout_s=30)
+    quick_function = LocalFunction.from_handler("quick", lambda event, context: {"quick": True})
+    waiting = threading.Thread(target=slow_function.invoke, args=({},))
+    waiting.start()
+    try:
+        assert entered.wait(5)
+        started = time.monotonic()
+        assert quick_function.invoke({}).payload == {"quick": True}
+        assert time.monotonic() - started < 1 and waiting.is_alive()
+    finally:
+        release.set()
+        waiting.join()
+
+
+def test_functions_running_at_once_each_see_their_own_environment_and_log(runtime):
+    first, second = runtime.find("first"), runtime.find("second")
+    first.log_stream, second.log_stream = io.StringIO(), io.StringIO()
+    one, two = at_once(lambda: first.invoke({"together": True}), lambda: second.invoke({"together": True}))
+    assert one.ok and two.ok, (one.error, two.error)
+    assert (one.payload["greeting"], two.payload["greeting"]) == ("hi", "hello")
+    said = [[line for line in f.log_stream.getvalue().splitlines() if "REPORT" not in line] for f in (first, second)]
+    assert said == [["first says hi"], ["second says hello"]]
+    assert "GREETING" not in os.environ
+
+
+def test_invocations_of_one_function_at_once_get_environments_of_their_own(runtime):
+    first = runtime.find("first")
+    assert first.invoke({}).ok  # one environment, warm
+    one, two = at_once(lambda: first.invoke({"together": True}), lambda: first.invoke({"together": True}))
+    assert one.ok and two.ok, (one.error, two.error)
+    assert one.payload["module"] != two.payload["module"] and first.environments == 2
+    assert all(first.invoke({}).ok for _ in range(3)) and first.environments == 2  # warm ones are reused
+
+
+def test_concurrent_api_requests_each_read_their_own_event(runtime):
+    routes = runtime.find("routes")
+
+    def ask(q):
+        event = {"resource": "/echo", "path": "/echo", "httpMethod": "GET", "headers": {},
+                 "queryStringParameters": {"q": q}, "multiValueQueryStringParameters": {"q": [q]},
+                 "requestContext": {"stage": "dev", "resourcePath": "/echo", "httpMethod": "GET"}, "body": None}
+        return routes.invoke(event)
+
+    one, two = at_once(lambda: ask("one"), lambda: ask("two"))
+    assert one.ok and two.ok, (one.error, two.error)
+    assert (json.loads(one.payload["body"])["q"], json.loads(two.payload["body"])["q"]) == ("one", "two")
+
+
+def test_a_handler_imports_from_its_folder_at_call_time(runtime):
+    assert runtime.find("second").invoke({"late": True}).payload == {"late": "late"}

@@ -7,13 +7,15 @@ AppConfig through Powertools parameters (which cache a configuration for `max_ag
 new configuration deployed in AppConfig takes effect within a minute, without a deploy. Without
 those variables, or when AppConfig cannot be reached or holds an invalid document, the factors
 shipped in the layer (tailor/intent_factors.json) apply, or the last valid AppConfig ones when
-there were some; each fallback is logged, once per refresh.
+there were some. A fallback is logged in one line, once until its reason changes or AppConfig
+answers again: a function polls every minute, and an outage need not fill its log.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from typing import Any, Callable, Mapping
 
@@ -25,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 CONFIG_VARIABLES = ("INTENT_CONFIG_APPLICATION", "INTENT_CONFIG_ENVIRONMENT", "INTENT_CONFIG_PROFILE")
 MAX_AGE_SECONDS = 60
+_REASON_CHARS = 200  # an error's text in the log line, at most (some come with a whole HTML page)
 
 
 class FactorsSource:
@@ -42,6 +45,7 @@ class FactorsSource:
         self._clock = clock
         self._current = IntentFactors.default()
         self._checked_at: float | None = None
+        self._failing: str | None = None  # why the last fetch failed, once logged
         if self.location is None:
             logger.info("intent factors: no AppConfig configured (%s); using %s", ", ".join(CONFIG_VARIABLES),
                         self._current.origin)
@@ -60,12 +64,26 @@ class FactorsSource:
                 factors = IntentFactors(document.get("factors", document), origin="appconfig")
             else:
                 factors = IntentFactors.from_json(document, origin="appconfig")
-        except Exception as exc:  # unreachable (a local stack has no AppConfig data plane), or an invalid document
-            logger.warning("intent factors: cannot use AppConfig %s/%s/%s (%s: %s); using %s", application,
-                           environment, profile, type(exc).__name__, exc, self._current.origin)
+        except Exception as exc:  # unreachable, or an invalid document
+            reason = _reason(exc)
+            if reason != self._failing:
+                logger.warning("intent factors: cannot use AppConfig %s/%s/%s (%s); using %s until it answers",
+                               application, environment, profile, reason, self._current.origin)
+            self._failing = reason
             return self._current
+        if self._failing is not None:
+            logger.info("intent factors: AppConfig %s/%s/%s answers again", application, environment, profile)
+            self._failing = None
         self._current = factors
         return factors
+
+
+def _reason(exc: Exception) -> str:
+    """The error in one short line: an endpoint that is not AppConfig can answer with an HTML page."""
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]*>", " ", str(exc))).strip()
+    if len(text) > _REASON_CHARS:
+        text = text[:_REASON_CHARS - 3] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _get_app_config(profile: str, environment: str, application: str, max_age: int) -> Any:

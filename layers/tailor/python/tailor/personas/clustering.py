@@ -157,17 +157,27 @@ def fit_mixture(z: np.ndarray, k: int, *, seed: int = 0, iterations: int = 100, 
     return Fit(weights, means, variances, loglik, n)
 
 
-def choose_k(z: np.ndarray, ks: Iterable[int], *, seed: int = 0) -> tuple[Fit, dict[int, float]]:
+def choose_k(z: np.ndarray, ks: Iterable[int], *, seed: int = 0,
+             passed_over: dict[int, str] | None = None) -> tuple[Fit, dict[int, float]]:
     """The fit with the lowest BIC among `ks` (each k needs at least 5 shoppers per persona, and a fit whose
-    smallest persona holds fewer than 3 shoppers or 1% of them is passed over), and every kept k's BIC."""
+    smallest persona holds fewer than 3 shoppers or 1% of them is passed over), and every kept k's BIC.
+    `passed_over`, when given, receives each k of `ks` that was not kept and why."""
     fits: dict[int, Fit] = {}
+    smallest_allowed = max(MIN_PERSONA_SHOPPERS, MIN_PERSONA_SHARE * len(z))
+    skipped: dict[int, str] = {} if passed_over is None else passed_over
     for k in ks:
-        if 2 <= k and 5 * k <= len(z):
-            # EM finds a local optimum: the better of a few k-means++ starts.
-            fit = max((fit_mixture(z, k, seed=seed + start) for start in range(STARTS)), key=lambda f: f.loglik)
-            # A persona must stand for a group of shoppers, not a handful.
-            if fit.weights.min() * len(z) >= max(MIN_PERSONA_SHOPPERS, MIN_PERSONA_SHARE * len(z)):
-                fits[k] = fit
+        if k < 2:
+            continue
+        if 5 * k > len(z):
+            skipped[k] = "fewer than 5 shoppers per persona"
+            continue
+        # EM finds a local optimum: the better of a few k-means++ starts.
+        fit = max((fit_mixture(z, k, seed=seed + start) for start in range(STARTS)), key=lambda f: f.loglik)
+        # A persona must stand for a group of shoppers, not a handful.
+        if fit.weights.min() * len(z) >= smallest_allowed:
+            fits[k] = fit
+        else:
+            skipped[k] = f"a persona of fewer than {smallest_allowed:g} shoppers"
     if not fits:
         fits[1] = fit_mixture(z, 1, seed=seed)
     best = min(fits, key=lambda k: fits[k].bic)

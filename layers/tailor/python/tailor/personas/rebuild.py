@@ -27,7 +27,7 @@ from tailor.personas.storage import current_model, persona_version, publish_mode
 from tailor.shopper import ShopperState
 from tailor.store.port import BlobStore, StateStore, every_row
 
-__all__ = ["K_RANGE", "MODES", "run_job"]
+__all__ = ["K_RANGE", "MODES", "k_choice", "run_job"]
 
 logger = logging.getLogger(__name__)
 
@@ -71,11 +71,37 @@ def run_job(mode: str, store: StateStore, blobs: BlobStore, *, ks: Sequence[int]
     summary = {"mode": mode, "published": key, "version": model.version, "k": model.k, "ids": model.ids,
                "labels": model.labels, "adjustments": adjustment_stats, "seconds": round(time.perf_counter() - started, 3)}
     if mode == "rebuild":
-        summary["bic"] = model.info["bic"]
+        summary.update(bic=model.info["bic"], shoppers=model.info["shoppers"], k_choice=model.info["k_choice"])
     else:
         summary["refined_with"] = model.info.get("refined_with", 0)
     logger.info("persona job done", extra=summary)
     return summary
+
+
+def k_choice(k: int, ks: Sequence[int], bics: dict[int, float], passed_over: dict[int, str], shoppers: int) -> str:
+    """How k was chosen, in a sentence: among which k, on how many shoppers, and why the others were left out."""
+    tried = _ks_text(ks)
+    if k not in ks:  # no k of the range could be kept: one persona for everyone
+        text = f"k={k}: none of k={tried} could be fitted to {shoppers} shoppers"
+    else:
+        text = f"k={k}, the lowest BIC among k={_ks_text(sorted(bics))} on {shoppers} shoppers"
+        runner_up = min((other for other in bics if other != k), key=bics.__getitem__, default=None)
+        if runner_up is not None:
+            text += f" (next: k={runner_up}, BIC +{bics[runner_up] - bics[k]:.1f})"
+        if len(bics) < len(ks):
+            text += f", of k={tried}"
+    by_reason: dict[str, list[int]] = {}
+    for left_out, reason in sorted(passed_over.items()):
+        by_reason.setdefault(reason, []).append(left_out)
+    return "; ".join([text] + [f"k={_ks_text(group)} left out: {reason}" for reason, group in by_reason.items()])
+
+
+def _ks_text(ks: Sequence[int]) -> str:
+    """2..12 for a run of k, else 2, 5, 7."""
+    ks = sorted(ks)
+    if len(ks) > 2 and ks == list(range(ks[0], ks[-1] + 1)):
+        return f"{ks[0]}..{ks[-1]}"
+    return ", ".join(str(k) for k in ks)
 
 
 def _shoppers(store: StateStore) -> list[ShopperState]:
@@ -94,7 +120,8 @@ def _cluster(shoppers: list[ShopperState], items: list[dict], queries: list[dict
     x = batch_features(shoppers, space)
     center, scale = standardization(x, space)
     z = (x - center) / scale
-    fit, bics = choose_k(z, ks, seed=seed)
+    passed_over: dict[int, str] = {}
+    fit, bics = choose_k(z, ks, seed=seed, passed_over=passed_over)
     means_raw = fit.means * scale + center
     ids = match_ids(previous, means_raw, space.names)
     order = np.argsort(ids)
@@ -105,6 +132,7 @@ def _cluster(shoppers: list[ShopperState], items: list[dict], queries: list[dict
         means=means, variances=variances, center=center, scale=scale, counts=responsibilities.sum(axis=0),
         cold_start=cold_start_tables(shoppers, responsibilities, weights),
         info={"built_at": now, "refined_at": now, "shoppers": len(shoppers), "bic": bics, "k": len(ids),
+              "k_choice": k_choice(len(ids), list(ks), bics, passed_over, len(shoppers)),
               "data_through": max(s.last_seen for s in shoppers),
               "built": datetime.fromtimestamp(now, tz=timezone.utc).isoformat()})
     return model
