@@ -8,7 +8,7 @@ import functools
 import os
 import warnings
 from pathlib import Path as FilePath
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Literal, Optional
 from urllib.parse import unquote
 
 import boto3
@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from tailor.erasure import erase_shopper
-from tailor.events import Event
+from tailor.events import MAX_EVENT_DEPTH, Event, load_json
 from tailor.personas.rerank import describe_personas, persona_ranking
 from tailor.personas.storage import ModelSource
 from tailor.producer import MAX_EVENTS_PER_SEND, EventProducer
@@ -37,6 +37,9 @@ Price = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Count = Annotated[int, Field(ge=1, le=100)]
 MAX_CANDIDATES = 1000  # items a caller may hand to /rerank
 MAX_SESSION_EVENTS = 200
+# A body nests an event list in an object; the room beyond that lets an event nested too deep be refused on its own
+# (POST /events), and anything deeper is refused before it is decoded, so no nesting exhausts the stack.
+MAX_BODY_DEPTH = 4 * MAX_EVENT_DEPTH
 
 
 class ScoredItem(BaseModel):
@@ -119,10 +122,20 @@ class Failure(BaseModel):
     retryable: bool = Field(description="sending the same event again may succeed")
 
 
+class EventStatus(BaseModel):
+    index: int = Field(description="position of the event in the request")
+    event_id: Optional[str]
+    status: Literal["accepted", "refused"] = Field(
+        description="accepted: on the event stream, Ingest applies it; refused: not on the stream, see error")
+    error: Optional[str] = Field(None, description="why it was refused: the field at fault, or the stream's error")
+    retryable: Optional[bool] = Field(None, description="when refused: sending the same event again may succeed")
+
+
 class EventsOut(BaseModel):
     accepted: int
     failed: int
     failures: list[Failure]
+    events: list[EventStatus] = Field(description="every event's status, in request order")
 
 
 class ErasureOut(BaseModel):
@@ -153,7 +166,8 @@ warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 _cors_origin = os.environ.get("CORS_ALLOW_ORIGIN", "")
 app = APIGatewayRestResolver(enable_validation=True,
-                             cors=CORSConfig(allow_origin=_cors_origin, max_age=600) if _cors_origin else None)
+                             cors=CORSConfig(allow_origin=_cors_origin, max_age=600) if _cors_origin else None,
+                             json_body_deserializer=functools.partial(load_json, max_depth=MAX_BODY_DEPTH))
 
 _aws = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
 personas = ModelSource(S3BlobStore(boto3.client("s3", config=_aws), os.environ["DATA_BUCKET"]))

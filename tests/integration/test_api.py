@@ -4,6 +4,7 @@ start, 4xx naming the field at fault, events onto the stream, and erasure."""
 import base64
 import gzip
 import json
+import time
 
 import pytest
 
@@ -209,3 +210,69 @@ def test_bodies_that_are_not_json_text_get_a_4xx(api, content_type, body, encode
     event["body"], event["isBase64Encoded"] = body, encoded
     answer, detail = api.invoke(event)
     assert answer == status, detail
+
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.parametrize(("name", "body"), [
+    ("api-post-events.json", DEEP),
+    ("api-post-events.json", '{"events": [{"event_type": "view", "context": ' + DEEP + "}]}"),
+    ("api-post-rerank.json", DEEP),
+    ("api-post-rerank.json", '{"items": ["i-101"], "user_id": ' + DEEP + "}"),
+    ("api-post-related.json", '{"session_data": ' + DEEP + "}"),
+    ("api-post-related.json", '{"n": 5, "filters": {"categories": [' + "[" * 40 + "]" * 40 + "]}}"),
+])
+def test_a_body_nested_too_deep_gets_a_422_before_it_is_decoded(api, name, body):
+    status, answer = api.invoke_file(name, body=body)
+    assert status == 422, answer
+    assert "body: not valid JSON at character" in answer["message"]
+    assert "nested deeper than 32 levels" in answer["message"]
+
+
+def test_events_ingest_could_not_apply_are_refused_at_the_door_each_with_its_status(api):
+    now = time.time()
+
+    def at(seconds: float) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + seconds))
+
+    base = {"user_id": "u-6006", "session_id": "s-6006-a", "item_id": "i-101", "event_type": "view"}
+    events = [
+        {**base, "event_id": "evt-6001", "timestamp": at(-60)},
+        {**base, "event_id": "evt-6002", "timestamp": at(-50), "event_type": "purchase", "price": 1e308,
+         "quantity": 10_000},
+        {**base, "event_id": "evt-6003", "timestamp": "9999-12-31T00:00:00Z"},
+        {**base, "event_id": "evt-6004", "timestamp": at(3600)},
+        {**base, "event_id": "evt-6005", "timestamp": at(-40), "context": [[[[[[[[[1]]]]]]]]]},
+        {**base, "event_id": "evt-6006", "timestamp": at(-30), "event_type": "purchase", "price": 49.5,
+         "quantity": 2},
+    ]
+    status, body = api.invoke_file("api-post-events.json", body={"events": events})
+    assert status == 200, body
+    assert [(s["index"], s["event_id"], s["status"]) for s in body["events"]] == [
+        (n, e["event_id"], "refused" if n in (1, 2, 3, 4) else "accepted") for n, e in enumerate(events)]
+    errors = [s["error"] for s in body["events"]]
+    assert errors[0] is None and errors[5] is None
+    assert errors[1].startswith("price: Input should be less than or equal to 1000000")
+    assert errors[2].startswith("timestamp: on or after 2100-01-01")
+    assert errors[3].startswith("timestamp:") and "clock skew" in errors[3]
+    assert errors[4].startswith("context.0.0.0.0.0.0.0: nested deeper than 8 levels")
+    assert (body["accepted"], body["failed"]) == (2, 4) and [f["index"] for f in body["failures"]] == [1, 2, 3, 4]
+
+    kinesis = api.stack.aws.client("kinesis")
+    stream = api.stack.stream_name()
+    found, put = [], PutResult()
+    for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
+        iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard["ShardId"],
+                                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        for record in kinesis.get_records(ShardIterator=iterator, Limit=10_000)["Records"]:
+            if b'"u-6006"' in record["Data"]:
+                found.append(json.loads(record["Data"])["event_id"])
+                put.add(shard["ShardId"], record["SequenceNumber"])
+    assert found == ["evt-6001", "evt-6006"]
+    wait_until_processed(api.stack, put)
+    # Ingest applied both: nothing accepted at the door is quarantined later.
+    shopper = api.stack.handle.get_row("ShoppersTable", {"user_id": "u-6006"})
+    assert shopper["events"] == 2 and shopper["revenue"] == 99.0
+    assert not [key for key in api.stack.handle.objects("DataBucket", "quarantine/") if b"u-6006" in
+                api.stack.handle.read_object("DataBucket", key["Key"])]

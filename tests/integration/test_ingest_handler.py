@@ -183,3 +183,37 @@ def with_user(event: dict, user: str) -> dict:
     event["path"] = event["path"].replace("u-1001", user)
     event["requestContext"]["path"] = event["requestContext"]["path"].replace("u-1001", user)
     return event
+
+
+def test_records_ingest_cannot_apply_are_quarantined_and_the_rest_of_their_batch_applied(ingest):
+    """A shop writing to the stream directly: an order line too large to add up, a date past what dates hold, an event
+    in another shopper's session, between valid events. The batch is applied with none to retry, the three are
+    quarantined with their reasons, and delivering the batch again changes nothing."""
+    event = load_event(EVENT)
+    valid = [r for r in event["Records"] if b'"evt-0' in base64.b64decode(r["kinesis"]["data"])]  # the sample's valid
+    last = max(int(r["kinesis"]["sequenceNumber"]) for r in event["Records"])
+    purchase = next(r for r in valid if json.loads(base64.b64decode(r["kinesis"]["data"]))["event_type"] == "purchase")
+    bad = [resent(event, [purchase], after=last, changes={"event_id": "x-1", "price": 1e308, "quantity": 10_000}),
+           resent(event, [purchase], after=last + 1000, changes={"event_id": "x-2",
+                                                                  "timestamp": "9999-12-31T00:00:00Z"}),
+           resent(event, [valid[-1]], after=last + 2000, changes={"event_id": "x-3", "session_id": "s-1001-a"})]
+    batch = {**event, "Records": valid[:10] + [r for b in bad for r in b["Records"]] + valid[10:]}
+
+    assert ingest.invoke(copy.deepcopy(batch)) == {"batchItemFailures": []}
+    bucket = ingest.stack.resources["DataBucket"].name
+    s3 = ingest.stack.aws.client("s3")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="quarantine/")["Contents"]]
+    reasons = {json.loads(body["data"])["event_id"]: body["reason"] for body in
+               (json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read()) for key in keys)}
+    assert set(reasons) == {"x-1", "x-2", "x-3"}
+    assert reasons["x-1"].startswith("price:") and reasons["x-2"].startswith("timestamp:")
+    assert reasons["x-3"] == "session_id: session 's-1001-a' belongs to another shopper"
+    tables = ingest.tables()
+    shoppers = {r["user_id"]: r for r in tables["ShoppersTable"]}
+    assert shoppers["u-1001"]["revenue"] == 199 and shoppers["u-2002"]["events"] == 8
+    session = next(r for r in tables["SessionsTable"] if r["session_id"] == "s-1001-a")
+    assert session["user_id"] == "u-1001" and session["events"] == 12
+
+    assert ingest.invoke(copy.deepcopy(batch)) == {"batchItemFailures": []}
+    assert ingest.tables() == tables
+    assert len(s3.list_objects_v2(Bucket=bucket, Prefix="quarantine/")["Contents"]) == 3

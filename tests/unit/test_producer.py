@@ -109,3 +109,32 @@ def test_calls_keep_within_kinesis_limits_and_a_record_too_large_is_refused():
 def test_more_than_one_call_of_events_is_refused_outright():
     with pytest.raises(ValueError, match="at most 500"):
         producer(FakeKinesis()).send([view(n) for n in range(MAX_EVENTS_PER_SEND + 1)])
+
+
+def test_every_event_gets_a_status_and_what_ingest_could_not_apply_is_refused_at_the_door():
+    now = 1_793_613_600.0  # 2026-11-02T10:00:00Z, when view() events happen
+    events = [
+        view(1),
+        {**view(2), "event_type": "purchase", "price": 1e308, "quantity": 10_000},
+        {**view(3), "timestamp": "9999-12-31T00:00:00Z"},
+        {**view(4), "timestamp": "2026-11-02T10:10:00Z"},  # ten minutes ahead of the clock
+        {**view(5), "context": [[[[[[[["too deep"]]]]]]]]},
+        {**view(6), "score": float("nan")},
+        {**view(7), "timestamp": "2026-11-02T10:04:00Z"},  # within the clock skew
+        view(8, user="hot"),
+    ]
+    fail = FakeKinesis(lambda call, index, record: "ProvisionedThroughputExceededException"
+                       if json.loads(record["Data"])["user_id"] == "hot" else None)
+    outcome = producer(fail, clock=lambda: now).send(events).to_json()
+    statuses = outcome["events"]
+    assert [s["status"] for s in statuses] == ["accepted", "refused", "refused", "refused", "refused", "refused",
+                                               "accepted", "refused"]
+    assert [s["index"] for s in statuses] == list(range(8)) and statuses[1]["event_id"] == "e2"
+    reasons = {s["index"]: s["error"] for s in statuses if s["status"] == "refused"}
+    assert reasons[1].startswith("price:") and reasons[2].startswith("timestamp:")
+    assert reasons[3].startswith("timestamp: 600 s after the event was received")
+    assert reasons[4].startswith("context.0.0.0.0.0.0.0: nested deeper") and reasons[5].startswith("score:")
+    assert statuses[7]["retryable"] and not statuses[1]["retryable"]
+    assert "error" not in statuses[0] and outcome["accepted"] == 2 and outcome["failed"] == 6
+    assert [f["index"] for f in outcome["failures"]] == [1, 2, 3, 4, 5, 7]
+    assert [e["event_id"] for e in fail.sent() if e["user_id"] != "hot"] == ["e1", "e7"]

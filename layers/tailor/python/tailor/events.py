@@ -3,13 +3,33 @@
 from __future__ import annotations
 
 import json
+import math
+import re
+from datetime import datetime, timezone
+from itertools import accumulate
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo,
+                      field_validator)
+from pydantic_core import PydanticCustomError
 
 __all__ = [
+    "EARLIEST_TIMESTAMP",
     "EVENT_TYPES",
     "ITEM_EVENT_TYPES",
+    "LATEST_TIMESTAMP",
+    "MAX_CART_VALUE",
+    "MAX_CLOCK_SKEW_SECONDS",
+    "MAX_DURATION_MS",
+    "MAX_EVENT_DEPTH",
+    "MAX_ID_LENGTH",
+    "MAX_LINE_VALUE",
+    "MAX_LIST_ITEMS",
+    "MAX_POSITION",
+    "MAX_PRICE",
+    "MAX_QUANTITY",
+    "MAX_QUERY_LENGTH",
+    "MAX_ZOOM_LEVEL",
     "AddToCart",
     "CategoryBrowse",
     "CheckoutView",
@@ -29,11 +49,40 @@ __all__ = [
     "View",
     "Wishlist",
     "Zoom",
+    "load_json",
     "parse_event",
 ]
 
-Id = Annotated[str, Field(min_length=1, max_length=256)]
-Money = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+# What an event may say. Every number Ingest folds is bounded by what a shop can mean, so that sums over a shopper's
+# lifetime stay finite, exact to the cent, and storable (DynamoDB holds 38 significant digits, no NaN or infinity),
+# and every date is one that date arithmetic (trend rows, expiry times, purchase days) handles.
+MAX_ID_LENGTH = 256
+MAX_QUERY_LENGTH = 512
+MAX_LIST_ITEMS = 500  # ids in one impression or search result list: a page of results, never a catalog
+MAX_COMPARED = 50  # items in one spec comparison, interests in one profile
+MAX_PRICE = 1_000_000.0  # per unit, in the shop's currency: above any retail item
+MAX_QUANTITY = 10_000  # units in one cart change or order line
+MAX_LINE_VALUE = 100_000_000.0  # price x quantity of one order line; a lifetime of them stays exact to the cent
+MAX_CART_VALUE = MAX_LINE_VALUE
+MAX_DWELL_MS = 86_400_000  # a day: longer is a tab left open, not attention
+MAX_DURATION_MS = MAX_DWELL_MS
+MAX_ZOOM_LEVEL = 100.0
+MAX_POSITION = 10_000  # slots in a served list
+MIN_AGE, MAX_AGE = 13, 120
+# Backfills of old events are welcome, from before any web shop on; no event is dated near the end of what dates
+# can hold (year 9999), where adding a retention period to it overflows.
+EARLIEST_TIMESTAMP = datetime(1990, 1, 1, tzinfo=timezone.utc)
+LATEST_TIMESTAMP = datetime(2100, 1, 1, tzinfo=timezone.utc)
+# Events are sent as they happen: a timestamp later than this past the moment Tailor receives the event is a wrong
+# clock, and would make sessions and trends live in the future.
+MAX_CLOCK_SKEW_SECONDS = 300
+# Events are flat objects with a few lists; deeper JSON is refused before it is decoded, so no nesting exhausts
+# the stack.
+MAX_EVENT_DEPTH = 8
+
+Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
+Money = Annotated[float, Field(ge=0, le=MAX_PRICE, allow_inf_nan=False)]
+Quantity = Annotated[int, Field(ge=1, le=MAX_QUANTITY)]
 
 
 class EventError(ValueError):
@@ -53,7 +102,18 @@ class _EventBase(BaseModel):
     timestamp: AwareDatetime
     # Set on events that act on something Tailor served, so the action is attributed to it.
     feed_id: Id | None = None
-    position: Annotated[int, Field(ge=0)] | None = None
+    position: Annotated[int, Field(ge=0, le=MAX_POSITION)] | None = None
+
+    @field_validator("timestamp")
+    @classmethod
+    def _plausible_date(cls, value: datetime) -> datetime:
+        if value < EARLIEST_TIMESTAMP:
+            raise PydanticCustomError("timestamp_too_early", "before {earliest}, the earliest date Tailor takes",
+                                      {"earliest": EARLIEST_TIMESTAMP.date().isoformat()})
+        if value >= LATEST_TIMESTAMP:
+            raise PydanticCustomError("timestamp_too_late", "on or after {latest}, the latest date Tailor takes",
+                                      {"latest": LATEST_TIMESTAMP.date().isoformat()})
+        return value
 
     @property
     def epoch(self) -> float:
@@ -80,19 +140,28 @@ class Click(_ItemEvent):
 
 class AddToCart(_ItemEvent):
     event_type: Literal["add_to_cart"]
-    quantity: Annotated[int, Field(ge=1, le=10_000)] = 1
+    quantity: Quantity = 1
 
 
 class RemoveFromCart(_ItemEvent):
     event_type: Literal["remove_from_cart"]
-    quantity: Annotated[int, Field(ge=1, le=10_000)] = 1
+    quantity: Quantity = 1
 
 
 class Purchase(_ItemEvent):
     event_type: Literal["purchase"]
     price: Money  # unit price; revenue is price x quantity
-    quantity: Annotated[int, Field(ge=1, le=10_000)] = 1
+    quantity: Quantity = 1
     order_id: Id | None = None
+
+    @field_validator("quantity")
+    @classmethod
+    def _line_value_bounded(cls, value: int, info: ValidationInfo) -> int:
+        price = info.data.get("price")  # absent when the price itself was refused
+        if price is not None and price * value > MAX_LINE_VALUE:
+            raise PydanticCustomError("line_value", f"price x quantity is {price * value:.2f}, above "
+                                      f"{MAX_LINE_VALUE:.0f}, the most one order line may be worth")
+        return value
 
 
 class Wishlist(_ItemEvent):
@@ -101,22 +170,22 @@ class Wishlist(_ItemEvent):
 
 class ReviewRead(_ItemEvent):
     event_type: Literal["review_read"]
-    duration_ms: Annotated[int, Field(ge=0)] | None = None
+    duration_ms: Annotated[int, Field(ge=0, le=MAX_DURATION_MS)] | None = None
 
 
 class SpecCompare(_ItemEvent):
     event_type: Literal["spec_compare"]
-    compared_with: Annotated[list[Id], Field(min_length=1, max_length=50)]
+    compared_with: Annotated[list[Id], Field(min_length=1, max_length=MAX_COMPARED)]
 
 
 class Dwell(_ItemEvent):
     event_type: Literal["dwell"]
-    dwell_ms: Annotated[int, Field(ge=0, le=86_400_000)]
+    dwell_ms: Annotated[int, Field(ge=0, le=MAX_DWELL_MS)]
 
 
 class Zoom(_ItemEvent):
     event_type: Literal["zoom"]
-    level: Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)] = 2.0
+    level: Annotated[float, Field(gt=0, le=MAX_ZOOM_LEVEL, allow_inf_nan=False)] = 2.0
 
 
 class Scroll(_EventBase):
@@ -127,8 +196,8 @@ class Scroll(_EventBase):
 
 class Search(_EventBase):
     event_type: Literal["search"]
-    query: Annotated[str, Field(min_length=1, max_length=512)]
-    results: Annotated[list[Id], Field(max_length=500)] = []
+    query: Annotated[str, Field(min_length=1, max_length=MAX_QUERY_LENGTH)]
+    results: Annotated[list[Id], Field(max_length=MAX_LIST_ITEMS)] = []
 
 
 class CategoryBrowse(_EventBase):
@@ -138,12 +207,12 @@ class CategoryBrowse(_EventBase):
 
 class CheckoutView(_EventBase):
     event_type: Literal["checkout_view"]
-    cart_value: Money | None = None
+    cart_value: Annotated[float, Field(ge=0, le=MAX_CART_VALUE, allow_inf_nan=False)] | None = None
 
 
 class Impression(_EventBase):
     event_type: Literal["impression"]
-    item_ids: Annotated[list[Id], Field(min_length=1, max_length=500)]
+    item_ids: Annotated[list[Id], Field(min_length=1, max_length=MAX_LIST_ITEMS)]
 
 
 class Referral(_EventBase):
@@ -155,9 +224,9 @@ class Referral(_EventBase):
 
 class Profile(_EventBase):
     event_type: Literal["profile"]
-    age: Annotated[int, Field(ge=13, le=120)] | None = None
+    age: Annotated[int, Field(ge=MIN_AGE, le=MAX_AGE)] | None = None
     location: Id | None = None
-    interests: Annotated[list[Id], Field(max_length=50)] = []
+    interests: Annotated[list[Id], Field(max_length=MAX_COMPARED)] = []
 
 
 Event = Annotated[
@@ -182,8 +251,11 @@ ITEM_EVENT_TYPES: frozenset[str] = frozenset(
 _EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 
 
-def parse_event(raw: bytes | str | dict[str, Any]) -> Event:
-    """Validate one event from JSON text or a decoded object; raise EventError naming each bad field."""
+def parse_event(raw: bytes | str | dict[str, Any], *, received_at: float | None = None) -> Event:
+    """Validate one event from JSON text or a decoded object; raise EventError naming each bad field.
+
+    With `received_at` (epoch seconds, when the event reached Tailor), an event dated more than
+    MAX_CLOCK_SKEW_SECONDS after it is refused too."""
     if isinstance(raw, (bytes, bytearray)):
         try:
             raw = raw.decode("utf-8")
@@ -191,15 +263,43 @@ def parse_event(raw: bytes | str | dict[str, Any]) -> Event:
             raise EventError(f"payload is not UTF-8 text: {exc}") from None
     if isinstance(raw, str):
         try:
-            raw = json.loads(raw)
+            raw = load_json(raw, max_depth=MAX_EVENT_DEPTH)
         except json.JSONDecodeError as exc:
             raise EventError(f"payload is not valid JSON: {exc}") from None
+    elif isinstance(raw, dict):
+        problem = _unrepresentable(raw, MAX_EVENT_DEPTH)
+        if problem is not None:
+            raise EventError(problem)
     if not isinstance(raw, dict):
         raise EventError(f"payload must be a JSON object, got {type(raw).__name__}")
     try:
-        return _EVENT_ADAPTER.validate_python(raw)
+        event = _EVENT_ADAPTER.validate_python(raw)
     except ValidationError as exc:
         raise EventError(_describe(exc)) from None
+    if received_at is not None and event.epoch > received_at + MAX_CLOCK_SKEW_SECONDS:
+        ahead = event.epoch - received_at
+        raise EventError(f"timestamp: {ahead:.0f} s after the event was received; at most "
+                         f"{MAX_CLOCK_SKEW_SECONDS} s of clock skew is allowed")
+    return event
+
+
+def load_json(text: str, *, max_depth: int) -> Any:
+    """`json.loads` for text from outside, which raises json.JSONDecodeError for whatever Tailor does not take:
+    nesting deeper than `max_depth` (found before decoding, so no depth exhausts the stack), NaN and Infinity (not
+    JSON), and integers too long to convert."""
+    too_deep = _too_deep_at(text, max_depth)
+    if too_deep is not None:
+        raise json.JSONDecodeError(f"nested deeper than {max_depth} levels", text, too_deep)
+
+    def refuse(name: str) -> Any:
+        raise json.JSONDecodeError(f"{name} is not a JSON number", text, max(text.find(name), 0))
+
+    try:
+        return json.loads(text, parse_constant=refuse)
+    except json.JSONDecodeError:
+        raise
+    except ValueError as exc:  # an integer of more digits than Python converts
+        raise json.JSONDecodeError(str(exc).split(":")[0], text, 0) from None
 
 
 def _describe(exc: ValidationError) -> str:
@@ -217,3 +317,40 @@ def _describe(exc: ValidationError) -> str:
         parts.append(f"{field}: {err['msg']}")
     return "; ".join(parts)
 
+
+# A JSON string (escapes included), or one bracket outside strings.
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKET = re.compile(r'[^\[\]{}]+')
+_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+def _too_deep_at(text: str, max_depth: int) -> int | None:
+    """Where `text` opens a bracket more than `max_depth` deep (outside strings), or None; runs at C speed unless
+    it is too deep."""
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    if max(accumulate(map(_STEP.__getitem__, brackets)), default=0) <= max_depth:
+        return None
+    depth = 0
+    for token in _TOKEN.finditer(text):
+        step = _STEP.get(token.group(), 0)
+        depth += step
+        if depth > max_depth:
+            return token.start()
+    return 0
+
+
+def _unrepresentable(value: dict[str, Any], max_depth: int) -> str | None:
+    """Why a decoded event cannot be taken as it is (nested deeper than `max_depth`, or a number that is not
+    finite, anywhere in it, known fields or not), naming where; None if it can."""
+    pending: list[tuple[Any, str, int]] = [(value, "", 1)]
+    while pending:
+        item, path, depth = pending.pop()
+        if isinstance(item, (dict, list)):
+            if depth > max_depth:
+                return f"{path or 'payload'}: nested deeper than {max_depth} levels"
+            children = item.items() if isinstance(item, dict) else enumerate(item)
+            pending.extend((child, f"{path}.{key}" if path else str(key), depth + 1) for key, child in children)
+        elif isinstance(item, float) and not math.isfinite(item):
+            return f"{path}: {item} is not a finite number"
+    return None

@@ -1,4 +1,5 @@
-"""Events sent over HTTP: each validated on its own, then put on the event stream keyed by user_id."""
+"""Events sent over HTTP: each validated on its own, then put on the event stream keyed by user_id; each one
+accepted (on the stream) or refused, and why."""
 
 from __future__ import annotations
 
@@ -38,12 +39,20 @@ class Refusal:
 class SendOutcome:
     accepted: int = 0
     refused: list[Refusal] = field(default_factory=list)
+    event_ids: list[str | None] = field(default_factory=list)  # of every event sent, in request order
 
     def to_json(self) -> dict[str, Any]:
+        """The counts and the refusals, and every event's status in request order: `accepted` (on the stream, so
+        Ingest will apply it) or `refused` with the reason."""
+        refused = {r.index: r for r in self.refused}
         return {
             "accepted": self.accepted,
             "failed": len(self.refused),
             "failures": [vars(r) for r in sorted(self.refused, key=lambda r: r.index)],
+            "events": [{"index": index, "event_id": event_id, "status": "accepted"} if index not in refused else
+                       {"index": index, "event_id": event_id, "status": "refused", "error": refused[index].error,
+                        "retryable": refused[index].retryable}
+                       for index, event_id in enumerate(self.event_ids)],
         }
 
 
@@ -52,28 +61,31 @@ class EventProducer:
     throttled records a few times, briefly, since a caller is waiting."""
 
     def __init__(self, client: Any, stream_name: str, *, attempts: int = 3, backoff_s: float = 0.05,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time):
         self.client = client
         self.stream_name = stream_name
         self.attempts = attempts
         self.backoff_s = backoff_s
         self.sleep = sleep
+        self.clock = clock  # what "now" is, for the events' clock skew
 
     def send(self, events: Sequence[Any]) -> SendOutcome:
         """Put every valid event of `events` (decoded JSON objects) on the stream; the outcome lists each one that
-        is not, and why."""
+        is not, and why. Each is validated as Ingest validates it, and as received now, so that what Ingest would
+        quarantine is refused here instead."""
         if len(events) > MAX_EVENTS_PER_SEND:
             raise ValueError(f"at most {MAX_EVENTS_PER_SEND} events per send, got {len(events)}")
-        outcome = SendOutcome()
+        outcome = SendOutcome(event_ids=[_event_id_of(raw) for raw in events])
+        received_at = self.clock()
         pending: list[_Pending] = []
         for index, raw in enumerate(events):
-            event_id = _event_id_of(raw)
+            event_id = outcome.event_ids[index]
             if not isinstance(raw, dict):
                 outcome.refused.append(Refusal(index, None, f"an event is a JSON object, not {type(raw).__name__}",
                                                retryable=False))
                 continue
             try:
-                event = parse_event(raw)
+                event = parse_event(raw, received_at=received_at)
             except EventError as err:
                 outcome.refused.append(Refusal(index, event_id, err.reason, retryable=False))
                 continue

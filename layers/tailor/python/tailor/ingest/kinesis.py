@@ -1,4 +1,5 @@
-"""Kinesis batches through Powertools: collect every record, apply them as one aggregate, report failures."""
+"""Kinesis batches through Powertools: collect every record, apply them as one aggregate, report failures and
+quarantined records in log lines and metrics."""
 
 from __future__ import annotations
 
@@ -54,6 +55,7 @@ class AggregatingKinesisProcessor(BatchProcessor):
     def _clean(self) -> None:
         if self._decoded:
             self.outcome = self.ingestor.ingest([decoded for _, decoded in self._decoded])
+            self._log(self._decoded[0][1].shard, len(self._decoded))
             failed = set(self.outcome.failed)
             for raw, decoded in self._decoded:
                 if decoded.sequence in failed:
@@ -62,11 +64,31 @@ class AggregatingKinesisProcessor(BatchProcessor):
                     self.failure_handler(KinesisStreamRecord(raw), (NotApplied, error, None))
         super()._clean()
 
+    def _log(self, shard: str, records: int) -> None:
+        """A line per quarantined record, with why, and one when records are to be delivered again."""
+        if self.logger is None:
+            return
+        for sequence, reason in self.outcome.quarantines:
+            self.logger.warning("record quarantined", extra={"shard": shard, "sequence_number": sequence,
+                                                              "reason": reason})
+        if self.outcome.failed:
+            self.logger.warning("records not applied; the stream delivers them again", extra={
+                "shard": shard, "failed": len(self.outcome.failed), "records": records,
+                "from_sequence_number": min(self.outcome.failed, key=lambda s: (len(s), s))})
+
 
 def publish_metrics(metrics: Metrics, outcome: BatchOutcome) -> None:
     metrics.add_metric(name="EventsAccepted", unit=MetricUnit.Count, value=outcome.accepted)
     metrics.add_metric(name="EventsQuarantined", unit=MetricUnit.Count, value=outcome.quarantined)
+    # Of those, valid events Ingest could not apply: in another shopper's session, or met by a fault of the fold
+    # (each a bug to look into).
+    metrics.add_metric(name="EventsNotApplicable", unit=MetricUnit.Count, value=outcome.unapplicable)
     metrics.add_metric(name="DuplicateEvents", unit=MetricUnit.Count, value=outcome.duplicates)
     metrics.add_metric(name="ErasedShopperEvents", unit=MetricUnit.Count, value=outcome.erased)
     metrics.add_metric(name="RecordsToRetry", unit=MetricUnit.Count, value=len(outcome.failed))
+    # A batch with records to retry: every one of them (nothing applied), or those from one record on.
+    metrics.add_metric(name="BatchesFailed", unit=MetricUnit.Count, value=int(bool(outcome.failed) and
+                                                                          len(outcome.failed) == outcome.records))
+    metrics.add_metric(name="BatchesPartlyFailed", unit=MetricUnit.Count, value=int(bool(outcome.failed) and
+                                                                               len(outcome.failed) < outcome.records))
     metrics.add_metric(name="RowsWritten", unit=MetricUnit.Count, value=outcome.writes)
