@@ -32,6 +32,8 @@ def test_a_tiny_reliability_run_writes_every_figure_and_bad_input_gets_no_server
     assert report["benchmark"] == "reliability"
     for section in ("seed", "bad_input", "burst", "pause", "erasure", "stream", "checks", "goals", "meets_goals"):
         assert section in report, section
+    unfinished = {part: s["error"] for part, s in report.items() if isinstance(s, dict) and "error" in s}
+    assert not unfinished, unfinished
     for part in ("bad_input", "burst", "pause"):
         events = report[part]["events"]
         assert set(events) >= {"sent", "accepted", "applied", "lost", "double_counted"}, part
