@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 
-from tailor.ltv.training import TrainedLtv, train_ltv
+from tailor_lab.training.ltv import TrainedLtv, train_ltv
 
 START = datetime(2025, 1, 6, tzinfo=timezone.utc)
 AS_OF = START + timedelta(weeks=30)

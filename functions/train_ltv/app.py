@@ -7,8 +7,8 @@ import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
-from tailor.ltv.training import retrain_from_archive
 from tailor.store.aws import S3BlobStore
+from tailor_lab.training.ltv import retrain_from_archive
 
 logger = Logger()
 tracer = Tracer()

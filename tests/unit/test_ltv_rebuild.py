@@ -133,7 +133,7 @@ def test_scheduled_training_publishes_from_the_archive_and_skips_a_shop_too_youn
     import gzip
     import json
 
-    from tailor.ltv.training import retrain_from_archive
+    from tailor_lab.training.ltv import retrain_from_archive
 
     blobs = MemoryBlobStore()
     events = [e for e in purchase_histories(shoppers=60) if e["timestamp"] < AS_OF.isoformat()]

@@ -19,7 +19,7 @@ from tailor.store.memory import MemoryBlobStore, MemoryStateStore
 from tailor_lab.training import model_output
 from tailor_lab.training import ranker as ranker_training
 from tailor_lab.training.ranker import (Replay, ReplayStore, _dcg, build_examples, evaluate, parse_events,
-                                          train_ranker)
+                                        train_ranker)
 from tailor_lab.simulator import simulate
 
 # Written by Ingest for its own bookkeeping, or set from when the stream received an event.

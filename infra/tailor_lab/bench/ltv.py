@@ -27,10 +27,10 @@ import numpy as np
 from tailor.events import parse_event
 from tailor.ltv.rebuild import LtvRebuild
 from tailor.ltv.scoring import MODEL_NAME
-from tailor.ltv.training import train_ltv
 from tailor.models import ModelRegistry
 from tailor.shopper import fold_shopper
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
+from tailor_lab.training.ltv import train_ltv
 from tailor_local.aws import create_state_tables
 
 from .report import publish

@@ -45,9 +45,9 @@ from tailor.events import Event
 from tailor.ltv.prior import expected_transactions as bgnbd_expected
 from tailor.ltv.prior import gamma_gamma_mean
 from tailor.ltv.scoring import LtvModel, quote
-from tailor.ltv.training import (fit_bgnbd, fit_gamma_gamma, ltv_metrics, parse_events, replay_snapshots,
-                                 totals_level, train_ltv)
 from tailor_lab.datasets import load_cdnow
+from tailor_lab.training.ltv import (fit_bgnbd, fit_gamma_gamma, ltv_metrics, parse_events, replay_snapshots,
+                                     totals_level, train_ltv)
 
 __all__ = ["CALIBRATION_END", "HOLDOUT_END", "PAPER_BGNBD_SAMPLE", "bgnbd_expected", "bgnbd_totals_backtest",
            "evaluate_ltv", "fit_bgnbd", "fit_gamma_gamma", "gamma_gamma_mean", "main", "rfm_summary"]

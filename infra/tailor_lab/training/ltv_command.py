@@ -1,6 +1,6 @@
 """`tailor train ltv`: train the LTV model on events (a file, Ingest's archive, CDNOW or the simulator) and publish it.
 
-The training itself is tailor.ltv.training, the code the scheduled TrainLtv function runs.
+The training itself is tailor_lab.training.ltv, the code the scheduled TrainLtv function runs.
 
     tailor train ltv [--events FILE | --archive BUCKET | --cdnow FILE] [--as-of ISO] [--horizon-weeks 39]
                      [--out DIR] [--publish [--bucket B] [--endpoint-url URL]] [--json FILE]
@@ -19,9 +19,9 @@ from typing import Any
 
 from tailor.archive import archived_events
 from tailor.ltv.scoring import MODEL_NAME
-from tailor.ltv.training import parse_events, train_ltv
 from tailor_lab.datasets import json_lines
 
+from .ltv import parse_events, train_ltv
 from .model_output import add_output_arguments, check_output_arguments, deliver, s3_blobs
 
 __all__ = ["main"]

@@ -1,4 +1,8 @@
-"""Train the LTV model on time-shifted windows of replayed shopper state and export it to ONNX (training only).
+"""Train the LTV model on time-shifted windows of replayed shopper state and export it to ONNX.
+
+The scheduled TrainLtv function runs `retrain_from_archive`: its build carries this module alone from the lab
+(functions/train_ltv/Makefile), so it imports nothing from the lab, only the domain library and the training
+libraries the function installs.
 
 Production has no future to learn from, only the past: so the model learns what shoppers did in
 the weeks after several past cutoffs, from their state as it was at each cutoff. The state comes
