@@ -3,12 +3,14 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-fast bench lint build deploy clean
+.PHONY: run test test-fast bench lint lint-python build deploy clean
 
 run: $(VENV)/.installed  ## start the local AWS, replay a simulated day of shoppers, stay up
 	$(BIN)/tailor local up
 
-test: $(VENV)/.installed  ## the whole suite: unit, integration (moto), end-to-end, template lint and build
+# The template lints run inside the suite (tests/integration/test_template.py), so `test` runs only the Python lints
+# first rather than cfn-lint and sam validate twice.
+test: lint-python  ## the Python lints, then the whole suite: unit, integration (moto), end-to-end, template lint and build
 	$(BIN)/pytest
 
 test-fast: $(VENV)/.installed  ## everything but the template build
@@ -18,9 +20,14 @@ bench: $(VENV)/.installed  ## ingest and serving benchmarks; write bench-results
 	$(BIN)/tailor bench ingest
 	$(BIN)/tailor bench serving
 
-lint: $(VENV)/.installed
+lint: lint-python  ## the Python lints, then cfn-lint and sam validate on the template
 	$(BIN)/cfn-lint template.yaml
 	$(BIN)/sam validate --lint --region us-east-1
+
+lint-python: $(VENV)/.installed  ## ruff, the import contracts (pyproject.toml), functions' imports and import cycles
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/python infra/import_rules.py
 
 build: $(VENV)/.installed  ## sam build, without a container (the layers' Makefiles use the venv's pip)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/sam build
@@ -36,4 +43,4 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 clean:
-	rm -rf $(VENV) .aws-sam .pytest_cache .hypothesis .tailor bench-results *.egg-info
+	rm -rf $(VENV) .aws-sam .pytest_cache .ruff_cache .hypothesis .tailor bench-results *.egg-info

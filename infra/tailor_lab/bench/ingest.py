@@ -88,7 +88,7 @@ def run(*, shoppers: int, events: int, seed: int, stores: list[str], template: P
         batch_size = source.batch_size
     return {
         "benchmark": "ingest",
-        "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "workload": {"simulated_shoppers": shoppers, "events": len(payload), "seed": seed, "shards": SHARDS,
                      "batch_size": batch_size},
@@ -158,7 +158,7 @@ def _measure(store: str, function: Any, module: Any, payload: list[dict], batch_
 def _batches(payload: list[dict], batch_size: int):
     """Records spread over shards by partition key as Kinesis does, in batches per shard."""
     per_shard: dict[str, list[dict]] = {}
-    arrived = dt.datetime.now(dt.timezone.utc)
+    arrived = dt.datetime.now(dt.UTC)
     for n, event in enumerate(payload):
         per_shard.setdefault(shard_of(event["user_id"]), []).append({
             "PartitionKey": event["user_id"],

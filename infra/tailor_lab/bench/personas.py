@@ -63,7 +63,7 @@ def run(*, rows: int, personas: int, shoppers: int, events: int, seed: int) -> d
     model_blobs = _persona_model(seed)
     return {
         "benchmark": "personas",
-        "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "rebuild": _rebuild(rows, personas, seed),
         "ingest": _ingest_off_and_on(shoppers, events, seed, model_blobs),

@@ -75,7 +75,7 @@ def run(*, shoppers: int, days: float, items: int, requests: int, moto_requests:
     unknown = set(stores) - {"memory", "moto"}
     if unknown:
         raise SystemExit(f"unknown store {', '.join(sorted(unknown))}: use memory or moto")
-    start = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=days)
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
     simulation = simulate(shoppers=shoppers, days=days, seed=seed, start=start, items=items)
     state = _ingested(simulation.events)
     model = load_model(MODEL_NAME, None, build=RankingModel.from_stored)
@@ -108,7 +108,7 @@ def run(*, shoppers: int, days: float, items: int, requests: int, moto_requests:
     reference = _fixed_workload(requests)
     return {
         "benchmark": "serving",
-        "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "workload": {"simulated_shoppers": shoppers, "days": days, "events": len(simulation.events), "catalog": items,
                      "items_with_events": len(engaged), "seed": seed, "feed_n": FEED_N, "requests_per_row": requests,

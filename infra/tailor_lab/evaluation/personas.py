@@ -44,10 +44,11 @@ import math
 import sys
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -284,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     echo = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
     report: dict[str, Any] = {"evaluation": "personas",
-                              "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                              "measured_at": datetime.now(UTC).isoformat(timespec="seconds")}
     if not args.no_simulator:
         report["simulator"] = evaluate_simulated(shoppers=args.shoppers, days=args.days, test_days=args.test_days,
                                                  seed=args.seed, weights=args.weight, echo=echo,

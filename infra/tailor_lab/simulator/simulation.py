@@ -7,7 +7,7 @@ import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,7 @@ __all__ = ["DEFAULT_START", "Simulation", "simulate"]
 
 # A fixed default keeps a seed's output identical from one run to the next; callers that want
 # "now" pass start explicitly.
-DEFAULT_START = datetime(2026, 11, 2, tzinfo=timezone.utc)
+DEFAULT_START = datetime(2026, 11, 2, tzinfo=UTC)
 
 
 @dataclass
@@ -78,7 +78,7 @@ def simulate(shoppers: int = 500, days: float = 1.0, seed: int = 7, start: datet
     start = DEFAULT_START if start is None else start
     if start.tzinfo is None:
         raise ValueError("start must carry a timezone")
-    return _run(shoppers, float(days), seed, start.astimezone(timezone.utc), items)
+    return _run(shoppers, float(days), seed, start.astimezone(UTC), items)
 
 
 def _run(n_shoppers: int, days: float, seed: int, start: datetime, items: int) -> Simulation:
@@ -166,4 +166,4 @@ def _iso(t_ms: int) -> str:
 
 @functools.lru_cache(maxsize=4096)
 def _date_of_epoch_day(days: int) -> str:
-    return datetime.fromtimestamp(days * 86_400, tz=timezone.utc).strftime("%Y-%m-%d")
+    return datetime.fromtimestamp(days * 86_400, tz=UTC).strftime("%Y-%m-%d")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from tailor.models import DEFAULT_DIR, ModelRegistry
 from tailor.store.port import BlobStore

@@ -33,7 +33,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +44,19 @@ from tailor.events import Event, parse_event
 from tailor.ingest.derive import Contribution, contributions
 from tailor.ingest.intent import SessionIntent
 from tailor.models import model_version
-from tailor.ranking import (DEFAULT_WEIGHTS, FEATURE_NAMES, MODEL_NAME, CommercialPerformance, ConversionPrior,
-                            Gathered, Pipeline, PurchaseProbability, RankingModel, Request, RowCache)
+from tailor.ranking import (
+    DEFAULT_WEIGHTS,
+    FEATURE_NAMES,
+    MODEL_NAME,
+    CommercialPerformance,
+    ConversionPrior,
+    Gathered,
+    Pipeline,
+    PurchaseProbability,
+    RankingModel,
+    Request,
+    RowCache,
+)
 from tailor.ranking.pipeline import CACHE_TTL_SECONDS
 from tailor.ranking.scoring import INPUT_NAME, METADATA_KEY, OUTPUT_NAME, ProbabilityModel
 from tailor.session import SessionState, fold_session
@@ -272,7 +283,7 @@ def train_ranker(train: Examples, *, seed: int = 0, iterations: int | None = Non
     # times as long as one, so the thread count is the caller's choice, one unless told otherwise.
     with threadpool_limits(limits=threads, user_api="openmp"):
         classifier = HistGradientBoostingClassifier(early_stopping=False, random_state=seed, **boosting).fit(X, y)
-    trained_at = datetime.now(timezone.utc).replace(microsecond=0)
+    trained_at = datetime.now(UTC).replace(microsecond=0)
     metadata = {
         "name": MODEL_NAME,
         "feature_names": list(FEATURE_NAMES),
@@ -482,7 +493,7 @@ def _dcg(gains: np.ndarray) -> float:
 def _iso(epoch: float | None) -> str | None:
     if epoch is None:
         return None
-    return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(epoch, tz=UTC).isoformat().replace("+00:00", "Z")
 
 
 def _library_versions() -> dict[str, str]:

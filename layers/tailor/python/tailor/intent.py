@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -162,14 +163,14 @@ class IntentFactors:
         self._column = {k: j for j, k in enumerate(self.event_types)}
 
     @classmethod
-    def from_json(cls, text: str | bytes, *, origin: str = "given") -> "IntentFactors":
+    def from_json(cls, text: str | bytes, *, origin: str = "given") -> IntentFactors:
         document = json.loads(text)
         if not isinstance(document, Mapping) or not isinstance(document.get("factors"), Mapping):
             raise ValueError('intent factors: expected {"factors": {intent: {event type: factor}}}')
         return cls(document["factors"], origin=origin)
 
     @classmethod
-    def default(cls) -> "IntentFactors":
+    def default(cls) -> IntentFactors:
         """The factors shipped beside this module (the spec's defaults)."""
         return cls.from_json(DEFAULT_FACTORS_FILE.read_bytes(), origin=f"file {DEFAULT_FACTORS_FILE.name}")
 

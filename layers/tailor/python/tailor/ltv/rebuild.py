@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -78,7 +78,7 @@ class LtvRebuild:
         self._models: dict[str, LtvModel] = {}
 
     @classmethod
-    def from_environment(cls, environ: Mapping[str, str] = os.environ, **kwargs: Any) -> "LtvRebuild":
+    def from_environment(cls, environ: Mapping[str, str] = os.environ, **kwargs: Any) -> LtvRebuild:
         """Tables and the data bucket from the template's variables; LTV_PAGE_SIZE, LTV_REBUILD_EVERY_HOURS and
         LTV_WRITERS tune it."""
         import boto3
@@ -206,7 +206,7 @@ def ltv_entries(model: LtvModel, rows: Sequence[Mapping[str, Any]], as_of: float
 
 
 def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _epoch(iso: str) -> float:

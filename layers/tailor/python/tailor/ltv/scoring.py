@@ -136,7 +136,7 @@ class LtvModel(OnnxModel):
         self._quantiles = np.asarray(self.metadata["spend_quantiles"], dtype=np.float64)
 
     @classmethod
-    def load(cls, path: str | PathLike[str], **kwargs: Any) -> "LtvModel":
+    def load(cls, path: str | PathLike[str], **kwargs: Any) -> LtvModel:
         return cls(Path(path).read_bytes(), **kwargs)
 
     def predict(self, features: np.ndarray, horizon_weeks: float | None = None,

@@ -18,10 +18,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from tailor.store.port import BlobStore
 
@@ -51,8 +52,8 @@ class StoredModel:
 
 def model_version(onnx: bytes, trained_at: str | None = None) -> str:
     """The version name of a graph: when it was trained (UTC, to the second) and a digest of its bytes."""
-    moment = datetime.fromisoformat(trained_at.replace("Z", "+00:00")) if trained_at else datetime.now(timezone.utc)
-    stamp = moment.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    moment = datetime.fromisoformat(trained_at.replace("Z", "+00:00")) if trained_at else datetime.now(UTC)
+    stamp = moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
     return f"{stamp}-{hashlib.sha256(onnx).hexdigest()[:8]}"
 
 
@@ -78,7 +79,7 @@ class ModelRegistry:
         """Make `version` the one serving loads."""
         if version not in self.versions(name):
             raise LookupError(f"model {name!r} has no version {version!r}")
-        pointer = {"version": version, "promoted_at": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")}
+        pointer = {"version": version, "promoted_at": datetime.now(UTC).isoformat().replace("+00:00", "Z")}
         self.blobs.put(self._pointer(name), _json(pointer), "application/json")
 
     def versions(self, name: str) -> list[str]:

@@ -16,7 +16,8 @@ counts. The adjustment is a weighted sum of the log lifts, clipped.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 

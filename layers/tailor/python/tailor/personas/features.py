@@ -14,8 +14,9 @@ from __future__ import annotations
 import bisect
 import math
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -85,7 +86,7 @@ class FeatureSpace:
                 "price_quantiles": {c: [round(float(x), 4) for x in q] for c, q in self.price_quantiles.items()}}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "FeatureSpace":
+    def from_json(cls, data: Mapping[str, Any]) -> FeatureSpace:
         return cls(tuple(data.get("categories", ())),
                    {t: np.asarray(v, dtype=np.float64) for t, v in data.get("token_vectors", {}).items()},
                    {c: np.asarray(q, dtype=np.float64) for c, q in data.get("price_quantiles", {}).items()})

@@ -14,8 +14,9 @@ import hashlib
 import io
 import json
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -141,7 +142,7 @@ class PersonaModel:
         return buffer.getvalue()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "PersonaModel":
+    def from_bytes(cls, data: bytes) -> PersonaModel:
         with np.load(io.BytesIO(data), allow_pickle=False) as stored:
             meta = json.loads(str(stored["meta"]))
             arrays = {name: stored[name] for name in stored.files if name != "meta"}

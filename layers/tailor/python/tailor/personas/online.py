@@ -14,7 +14,8 @@ forward step of the shopper's mixture (tailor.personas.model), and are cleared.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from tailor.events import Event
 from tailor.ingest.derive import Contribution

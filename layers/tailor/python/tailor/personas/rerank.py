@@ -11,7 +11,8 @@ mixture for gets the default persona their profile's weak signals point to, or t
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 

@@ -16,8 +16,8 @@ import logging
 import os
 import threading
 import time
-from datetime import datetime, timezone
-from typing import Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 from tailor.personas.model import PersonaModel
 from tailor.store.port import BlobStore
@@ -31,7 +31,7 @@ REFRESH_SECONDS = 300.0
 
 
 def persona_version(data: bytes, at: float | None = None) -> str:
-    moment = datetime.fromtimestamp(time.time() if at is None else at, tz=timezone.utc)
+    moment = datetime.fromtimestamp(time.time() if at is None else at, tz=UTC)
     return f"{moment.strftime('%Y%m%dT%H%M%SZ')}-{hashlib.sha256(data).hexdigest()[:8]}"
 
 
@@ -39,7 +39,7 @@ def publish_model(blobs: BlobStore, model: PersonaModel) -> str:
     """Store `model` under its version and make it current; returns the object key."""
     key = f"{MODEL_PREFIX}{model.version}/personas.npz"
     blobs.put(key, model.to_bytes(), "application/octet-stream")
-    pointer = {"version": model.version, "key": key, "published_at": datetime.now(timezone.utc).isoformat()}
+    pointer = {"version": model.version, "key": key, "published_at": datetime.now(UTC).isoformat()}
     blobs.put(f"{MODEL_PREFIX}current.json", json.dumps(pointer).encode(), "application/json")
     return key
 
@@ -89,7 +89,7 @@ class ModelSource:
         return self._model
 
     @classmethod
-    def fixed(cls, model: PersonaModel | None) -> "ModelSource":
+    def fixed(cls, model: PersonaModel | None) -> ModelSource:
         """A source that always answers `model` (tests, evaluation)."""
         return cls(None, model=model)
 

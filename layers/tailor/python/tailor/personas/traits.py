@@ -18,8 +18,9 @@ import functools
 import math
 import re
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 __all__ = ["ENGAGEMENT_WEIGHTS", "TRAITS", "Trait", "apply_evidence", "summarize_traits", "trait_means"]
 

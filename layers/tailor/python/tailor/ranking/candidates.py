@@ -11,9 +11,10 @@ in a route; nothing else changes.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Iterable, Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 

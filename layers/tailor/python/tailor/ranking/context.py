@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from tailor.events import Event
@@ -65,7 +65,7 @@ class RankingContext:
     intent: dict[str, float] | None = None  # intent inferred from the request's session data
 
     def __post_init__(self) -> None:
-        self.today = datetime.fromtimestamp(self.now, tz=timezone.utc).date()
+        self.today = datetime.fromtimestamp(self.now, tz=UTC).date()
         if self.request.session_events:
             # A caller's session data stands for the session: folded here, never stored.
             session: SessionState | None = None

@@ -20,16 +20,26 @@ pipeline by adding sources, feature groups and scorers, not by writing another p
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from tailor.intent import IntentFactors
 from tailor.popularity import trend_keys
-from tailor.ranking.candidates import (CallerSource, CandidateSource, Candidates, CategoryPopularSource,
-                                       PopularSource, QuerySource, RelatedSource, SessionSource, gather_candidates,
-                                       merge_proposals)
+from tailor.ranking.candidates import (
+    CallerSource,
+    Candidates,
+    CandidateSource,
+    CategoryPopularSource,
+    PopularSource,
+    QuerySource,
+    RelatedSource,
+    SessionSource,
+    gather_candidates,
+    merge_proposals,
+)
 from tailor.ranking.context import RankingContext, Request
 from tailor.ranking.diversity import diversify
 from tailor.ranking.features import candidate_features

@@ -12,16 +12,29 @@ import math
 import os
 import time
 import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
-from typing import Any, Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from tailor.events import Event, parse_event
 from tailor.intent import MODEL_NAME as INTENT_MODEL
 from tailor.intent import IntentFactors, IntentModel
 from tailor.models import ModelRegistry, load_model
-from tailor.ranking import (DEFAULT_ROUTES, MODEL_NAME, CommercialPerformance, Filters, Pipeline, PurchaseProbability,
-                            RankedItem, RankingModel, Relevance, Request, RowCache, Scorer)
+from tailor.ranking import (
+    DEFAULT_ROUTES,
+    MODEL_NAME,
+    CommercialPerformance,
+    Filters,
+    Pipeline,
+    PurchaseProbability,
+    RankedItem,
+    RankingModel,
+    Relevance,
+    Request,
+    RowCache,
+    Scorer,
+)
 from tailor.ranking.context import SESSION_GAP_SECONDS
 from tailor.ranking.scoring import ProbabilityModel
 from tailor.session import SessionState
@@ -78,7 +91,7 @@ class Recommender:
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] = os.environ, *, warm: bool = True,
-                         **kwargs: Any) -> "Recommender":
+                         **kwargs: Any) -> Recommender:
         """DynamoDB tables from the template's variables (SHOPPERS_TABLE, ...), the current ranker from the
         registry in DATA_BUCKET (or the shipped default). Build it once per container: it loads the model
         and, with `warm`, reads the popular items into its cache before the first request."""
@@ -232,4 +245,4 @@ def _ltv(row: Mapping[str, Any]) -> dict[str, Any] | None:
 def _iso(epoch: float | None) -> str | None:
     if epoch is None:
         return None
-    return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(epoch, tz=UTC).isoformat().replace("+00:00", "Z")
