@@ -39,6 +39,7 @@ from tailor.events import parse_event
 from tailor.intent import INTENTS, IntentModel, intent_matrix
 from tailor.models import default_model
 from tailor.session import SessionState, fold_session
+from tailor_lab.training.intent_examples import simulated_examples
 
 __all__ = ["CALIBRATION_BINS", "calibration", "evaluate_purchase_proxy", "evaluate_simulated",
            "format_simulated", "macro_f1", "main"]
@@ -51,9 +52,7 @@ DEFAULT_DIGINETICA = Path(__file__).resolve().parents[4] / "shared" / "data" / "
 
 def evaluate_simulated(model: IntentModel, events: Iterable[dict], truth: dict, *, train: Any = None) -> dict[str, Any]:
     """Macro F1 and calibration of `model` on a simulation's recorded intents, beside the intent-share baseline
-    (`train`: tailor_lab.training.intent.Examples giving the shares; default: the evaluated data's own)."""
-    from tailor_lab.training.intent import simulated_examples
-
+    (`train`: tailor_lab.training.intent_examples.Examples giving the shares; default: the evaluated data's own)."""
     examples = simulated_examples(events, truth)
     X, y = examples.arrays()
     shares_from = np.asarray(train.labels) if train is not None else y

@@ -1,10 +1,10 @@
 """Train the session intent classifier on the simulator's ground truth, export it to ONNX, publish it.
 
-Examples. Simulated events are folded session by session with tailor.session.fold_session, the fold
-Ingest runs, and after each event whose intent the simulator recorded, the session's features
-(tailor.intent.intent_features, the function Ingest and the API call) are one example labelled with
-that intent: the intent the shopper was in when they did it. Training and serving therefore compute
-the same features from the same state.
+Examples (tailor_lab.training.intent_examples). Simulated events are folded session by session with
+tailor.session.fold_session, the fold Ingest runs, and after each event whose intent the simulator
+recorded, the session's features (tailor.intent.intent_features, the function Ingest and the API call)
+are one example labelled with that intent: the intent the shopper was in when they did it. Training
+and serving therefore compute the same features from the same state.
 
 Model. scikit-learn's HistGradientBoostingClassifier (a small tree ensemble: a batch of a few hundred
 sessions scores in about a millisecond), exported with skl2onnx into the graph
@@ -25,42 +25,25 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
 
-from tailor.events import parse_event
-from tailor.intent import INPUT_NAME, INTENT_FEATURES, INTENTS, METADATA_KEY, MODEL_NAME, OUTPUT_NAME, IntentModel, \
-    intent_features
+from tailor.intent import INPUT_NAME, INTENT_FEATURES, INTENTS, METADATA_KEY, MODEL_NAME, OUTPUT_NAME, IntentModel
 from tailor.models import model_version
-from tailor.session import SessionState, fold_session
 
+from .intent_examples import Examples, simulated_examples
 from .model_output import add_output_arguments, check_output_arguments, deliver
 from .onnx_export import classifier_graph, with_metadata
 
-__all__ = ["BOOSTING", "Examples", "TrainedIntent", "simulated_examples", "train_intent", "main"]
+__all__ = ["BOOSTING", "TrainedIntent", "train_intent", "main"]
 
 BOOSTING = {"max_iter": 80, "learning_rate": 0.1, "max_leaf_nodes": 15, "min_samples_leaf": 40,
             "l2_regularization": 1.0}
 MAX_EXAMPLES = 150_000  # training examples kept (an even sample over sessions) so a fit takes seconds
-
-
-@dataclass
-class Examples:
-    """Feature rows with their intent (index into INTENTS) and the session each came from."""
-
-    features: list[list[float]] = field(default_factory=list)
-    labels: list[int] = field(default_factory=list)
-    sessions: list[str] = field(default_factory=list)
-
-    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        return np.asarray(self.features, dtype=np.float32), np.asarray(self.labels, dtype=np.int64)
-
-    def __len__(self) -> int:
-        return len(self.labels)
 
 
 @dataclass
@@ -71,31 +54,6 @@ class TrainedIntent:
 
     def model(self) -> IntentModel:
         return IntentModel(self.onnx, version=self.metadata.get("version"))
-
-
-def simulated_examples(events: Iterable[dict], truth: dict, *, max_examples: int | None = None,
-                       seed: int = 0) -> Examples:
-    """One example per simulated event with a recorded intent: the session's features after it, its intent."""
-    intent_of: dict[str, str] = {}
-    for session in truth["sessions"].values():
-        intent_of.update(zip(session["event_ids"], session["intents"]))
-    states: dict[str, SessionState] = {}
-    out = Examples()
-    index = {name: k for k, name in enumerate(INTENTS)}
-    for raw in events:
-        event = parse_event(raw)
-        state = fold_session(states.get(event.session_id), event, ttl_seconds=0)
-        states[event.session_id] = state
-        intent = intent_of.get(event.event_id)
-        if intent is None:
-            continue
-        out.features.append(intent_features(state))
-        out.labels.append(index[intent])
-        out.sessions.append(event.session_id)
-    if max_examples is not None and len(out) > max_examples:
-        keep = np.sort(np.random.default_rng(seed).choice(len(out), max_examples, replace=False))
-        out = Examples([out.features[i] for i in keep], [out.labels[i] for i in keep], [out.sessions[i] for i in keep])
-    return out
 
 
 def train_intent(train: Examples, *, seed: int = 0, threads: int = 1, source: str = "") -> TrainedIntent:

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
 from tailor.ranking.rows import ITEM_FIELDS
-
-if TYPE_CHECKING:
-    from tailor.ranking.candidates import Candidates
-    from tailor.ranking.context import RankingContext
 
 __all__ = ["Filters", "filter_mask"]
 
@@ -41,7 +38,23 @@ class Filters:
             raise ValueError("min_price must not exceed max_price")
 
 
-def filter_mask(filters: Filters, ctx: "RankingContext", candidates: "Candidates") -> np.ndarray:
+class FilteredCandidates(Protocol):
+    """What the filters read of the candidates (tailor.ranking.candidates.Candidates): one row per candidate."""
+
+    ids: Sequence[str]
+    values: np.ndarray  # (n, len(ITEM_FIELDS))
+    categories: Sequence[str | None]
+
+    def __len__(self) -> int: ...
+
+
+class PurchaseHistory(Protocol):
+    """What the filters ask of the request's context (tailor.ranking.context.RankingContext)."""
+
+    def purchased_items(self) -> set[str]: ...
+
+
+def filter_mask(filters: Filters, ctx: PurchaseHistory, candidates: FilteredCandidates) -> np.ndarray:
     """True for each candidate the filters let through."""
     values = candidates.values
     keep = np.ones(len(candidates), dtype=bool)
