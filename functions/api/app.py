@@ -9,7 +9,7 @@ import os
 import warnings
 from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal, Optional
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer, event_handler
@@ -23,14 +23,14 @@ from botocore.config import Config
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
-from tailor.erasure import erase_shopper
+from tailor.erasure import NOTHING_TO_ERASE, erasure_status, request_erasure
 from tailor.events import MAX_EVENT_DEPTH, Event, load_json
 from tailor.personas.rerank import describe_personas, persona_ranking
 from tailor.personas.storage import ModelSource
 from tailor.producer import MAX_EVENTS_PER_SEND, EventProducer
 from tailor.ranking import DEFAULT_ROUTES
 from tailor.serving import Filters, Ranking, Recommender
-from tailor.store.aws import DynamoStateStore, S3BlobStore, table_names_from_env
+from tailor.store.aws import DynamoStateStore, S3BlobStore, SqsQueue, table_names_from_env
 
 Id = Annotated[str, Field(min_length=1, max_length=256)]
 Price = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -138,13 +138,28 @@ class EventsOut(BaseModel):
     events: list[EventStatus] = Field(description="every event's status, in request order")
 
 
+class ErasureRemoved(BaseModel):
+    shopper_state: bool = Field(description="the shopper's row held state (or counters other shoppers' events added)")
+    sessions: int
+    archive_objects_rewritten: int = Field(description="objects of the event archive rewritten without their events")
+    archive_events: int = Field(description="their events taken out of the event archive")
+
+
 class ErasureOut(BaseModel):
+    erasure_id: str
     user_id: str
-    shopper_deleted: bool
-    sessions_deleted: int
+    status: Literal["pending", "done", "nothing_to_erase"] = Field(
+        description="pending: the shopper's state is gone and their events are refused, their sessions and archived "
+                    "events are being removed; done: removed; nothing_to_erase: Tailor had never seen them")
+    status_url: str = Field(description="where to GET the erasure's status")
+    requested_at: str
+    erased_until: str = Field(description="the shopper's events timestamped up to then are erased, those still on "
+                                          "their way included; later ones start a new shopper")
+    finished_at: str | None
+    removed: ErasureRemoved
     archive_days_searched: int
-    archive_objects_rewritten: int
-    archive_events_removed: int
+    archive_days_left: int = Field(description="days (or months, years) of the event archive still to rewrite")
+    message: str | None = None
 
 
 UserId = Annotated[str, Path(min_length=1, max_length=256, description="the shopper's id")]
@@ -175,7 +190,7 @@ recommender = Recommender.from_environment(**persona_ranking(os.environ, persona
                                            profile_sections={"personas": describe_personas(personas)})
 producer = EventProducer(boto3.client("kinesis", config=_aws), os.environ["EVENT_STREAM"])
 state = DynamoStateStore(boto3.client("dynamodb", config=_aws), table_names_from_env())
-archive = S3BlobStore(boto3.client("s3", config=_aws), os.environ["DATA_BUCKET"])
+erasures = SqsQueue(boto3.client("sqs", config=_aws), os.environ["ERASURE_QUEUE_URL"])
 
 
 @app.get("/users/<user_id>/feed", summary="A shopper's feed", tags=["ranking"])
@@ -235,11 +250,31 @@ def put_events(body: Annotated[EventsIn, Body()]) -> EventsOut:
     return outcome.to_json()
 
 
-@app.delete("/users/<user_id>", summary="Erase a shopper everywhere Tailor keeps them", tags=["shoppers"])
-def erase(user_id: UserId) -> ErasureOut:
-    erased = erase_shopper(state, archive, user_id)
-    logger.info("shopper erased", extra={k: v for k, v in erased.items() if k != "user_id"})
-    return erased
+@app.delete("/users/<user_id>", summary="Erase a shopper everywhere Tailor keeps them", tags=["shoppers"],
+            responses={202: {"description": "Their state is gone and their events are refused from now on; their "
+                                            "sessions and archived events follow (see status_url)",
+                             "content": {"application/json": {"model": ErasureOut}}},
+                       404: {"description": "Tailor has never seen them; their events are refused from now on all "
+                                            "the same", "content": {"application/json": {"model": ErasureOut}}}})
+def erase(user_id: UserId) -> Response[ErasureOut]:
+    erasure = {**request_erasure(state, erasures, user_id), "status_url": _erasure_url(user_id)}
+    logger.info("erasure requested", extra={"erasure_id": erasure["erasure_id"], "status": erasure["status"]})
+    if erasure["status"] == NOTHING_TO_ERASE:
+        erasure["message"] = (f"Tailor has never seen shopper {user_id!r}: there is nothing to erase. Any of their "
+                              "events still on their way are refused all the same.")
+        return Response(status_code=404, content_type=content_types.APPLICATION_JSON, body=erasure)
+    return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=erasure)
+
+
+@app.get("/users/<user_id>/erasure", summary="Where the erasure of a shopper is", tags=["shoppers"],
+         responses={200: {"description": "The latest erasure of the shopper"},
+                    404: {"description": "No erasure of them on record (never erased, or longer ago than the "
+                                         "record is kept)"}})
+def erasure(user_id: UserId) -> ErasureOut:
+    found = erasure_status(state, user_id)
+    if found is None:
+        raise NotFoundError(f"no erasure of shopper {user_id!r} on record")
+    return {**found, "status_url": _erasure_url(user_id)}
 
 
 @app.get("/docs", include_in_schema=False)
@@ -296,6 +331,10 @@ def _filters(available_only: bool, min_price: Optional[float], max_price: Option
                                        "msg": "max_price is below min_price"}])
     return Filters(available_only=available_only, min_price=min_price, max_price=max_price,
                    categories=tuple(dict.fromkeys(category or ())), exclude_purchased=exclude_purchased)
+
+
+def _erasure_url(user_id: str) -> str:
+    return f"{_base_path()}/users/{quote(user_id, safe='')}/erasure"
 
 
 def _answer(ranking: Ranking) -> dict[str, Any]:

@@ -173,17 +173,22 @@ class Resources(Mapping[str, PhysicalResource]):
 
 
 def create_state_tables(dynamodb: Any, prefix: str, tables: Iterable[str] | None = None) -> dict[str, str]:
-    """The state tables (`tables`, default all of tailor.store.port.TABLES) named "<prefix>-<table>", keyed and with
-    the TTL the template gives them, for a bare embedded AWS without the template's stack; logical -> physical
-    names."""
-    from tailor.store.port import TABLES
+    """The state tables (`tables`, default all of tailor.store.port.TABLES) named "<prefix>-<table>", keyed, indexed
+    (tailor.store.port.INDEXES) and with the TTL the template gives them, for a bare embedded AWS without the
+    template's stack; logical -> physical names."""
+    from tailor.store.port import INDEXES, TABLES
 
     names = {}
     for table in (TABLES if tables is None else tables):
         names[table] = f"{prefix}-{table}"
+        indexes = [{"IndexName": index, "KeySchema": [{"AttributeName": attribute, "KeyType": "HASH"}],
+                    "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(projected)}}
+                   for (indexed, attribute), (index, projected) in INDEXES.items() if indexed == table]
+        keys = [TABLES[table], *(index["KeySchema"][0]["AttributeName"] for index in indexes)]
         dynamodb.create_table(TableName=names[table], BillingMode="PAY_PER_REQUEST",
-                              AttributeDefinitions=[{"AttributeName": TABLES[table], "AttributeType": "S"}],
-                              KeySchema=[{"AttributeName": TABLES[table], "KeyType": "HASH"}])
+                              AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"} for key in keys],
+                              KeySchema=[{"AttributeName": TABLES[table], "KeyType": "HASH"}],
+                              **({"GlobalSecondaryIndexes": indexes} if indexes else {}))
         if table in STATE_TABLE_TTL:
             dynamodb.update_time_to_live(TableName=names[table], TimeToLiveSpecification={
                 "Enabled": True, "AttributeName": STATE_TABLE_TTL[table]})

@@ -24,6 +24,7 @@ from .http import ApiGateway, LocalApiServer, new_api_key, rest_apis
 from .kinesis import KinesisMapping, kinesis_sources
 from .runtime import LambdaRuntime
 from .schedule import ScheduleTimer, rate_seconds, schedule_sources
+from .sqs import SqsMapping, sqs_sources
 from .template import Template, TemplateError
 
 __all__ = [
@@ -70,6 +71,7 @@ class LocalStack:
         self.resources: Resources | None = None
         self.runtime: LambdaRuntime | None = None
         self.mappings: dict[str, KinesisMapping] = {}
+        self.queues: dict[str, SqsMapping] = {}
         self.timers: dict[str, ScheduleTimer] = {}
         self.api: LocalApiServer | None = None
         self.appconfig: appconfig.LocalAppConfigServer | None = None
@@ -81,8 +83,8 @@ class LocalStack:
         self._state_stop = threading.Event()
 
     def start(self, *, pollers: bool = True, schedules: bool = False) -> LocalStack:
-        """Bring everything up; with `pollers`, stream event sources deliver from background threads, and with
-        `schedules`, rate schedules fire on their timers (cron schedules fire only on demand: `tailor invoke`)."""
+        """Bring everything up; with `pollers`, stream and queue event sources deliver from background threads, and
+        with `schedules`, rate schedules fire on their timers (cron schedules fire only on demand: `tailor invoke`)."""
         clock = time.monotonic()
         self.server.start()
         clock = self._timed("local AWS", clock)
@@ -95,6 +97,9 @@ class LocalStack:
             for source in kinesis_sources(self.template, self.resources):
                 function = self.runtime.functions[source.function_id]
                 self.mappings[f"{source.function_id}.{source.event_name}"] = KinesisMapping(source, function, aws)
+            for queue in sqs_sources(self.template, self.resources):
+                self.queues[f"{queue.function_id}.{queue.event_name}"] = SqsMapping(
+                    queue, self.runtime.functions[queue.function_id], aws)
             for schedule in schedule_sources(self.template):
                 period = rate_seconds(schedule.expression)
                 if schedule.enabled and period is not None:
@@ -114,6 +119,8 @@ class LocalStack:
         if pollers:
             for mapping in self.mappings.values():
                 mapping.start()
+            for queue in self.queues.values():
+                queue.start()
         if schedules:
             for timer in self.timers.values():
                 timer.start()
@@ -125,6 +132,7 @@ class LocalStack:
         self._state_stop.set()
         stoppers = [timer.stop for timer in self.timers.values()]
         stoppers += [mapping.stop for mapping in self.mappings.values()]
+        stoppers += [queue.stop for queue in self.queues.values()]
         if self.api is not None:
             stoppers.append(self.api.stop)
         if self._state_writer is not None:

@@ -36,7 +36,7 @@ def assert_ranking(body: dict, *, n: int, explained: bool) -> list[str]:
 
 # The sample events that change state have tests of their own below.
 READ_ONLY_SAMPLES = sorted(p.name for p in EVENTS.glob("api-*.json") if p.name not in
-                           ("api-post-events.json", "api-delete-user.json"))
+                           ("api-post-events.json", "api-delete-user.json", "api-get-erasure.json"))
 
 
 @pytest.mark.parametrize("name", READ_ONLY_SAMPLES)
@@ -153,18 +153,23 @@ def test_posted_events_go_onto_the_stream_keyed_by_user_and_each_failure_is_repo
     wait_until_processed(api.stack, put)
 
 
-def test_erasure_deletes_the_shopper_and_their_sessions_and_rewrites_their_archived_events(api):
+def test_erasure_tombstones_the_shopper_at_once_and_the_erase_function_removes_their_sessions_and_events(api):
     user = SAMPLE_USERS[1]
     handle = api.stack.handle
     sessions = [r["session_id"] for r in handle.scan("SessionsTable", user_id=user)]
     assert sessions and handle.get_row("ShoppersTable", {"user_id": user})
 
-    status, erased = api.invoke_file("api-delete-user.json")
-    assert status == 200
-    assert erased["shopper_deleted"] and erased["sessions_deleted"] == len(sessions)
-    assert erased["archive_events_removed"] >= 8 and erased["archive_objects_rewritten"] >= 1
+    status, requested = api.invoke_file("api-delete-user.json")
+    assert status == 202 and requested["status"] in ("pending", "done")
+    assert requested["status_url"] == f"/dev/users/{user}/erasure" and requested["removed"]["shopper_state"]
+    status, _ = api.invoke_file("api-get-profile.json", path_parameters={"user_id": user})
+    assert status == 404  # the state went with the DELETE; the rest follows on the queue
+    erased = wait_for_erasure(api, requested["erasure_id"])
+    assert erased["removed"]["sessions"] == len(sessions) and erased["finished_at"]
+    assert erased["removed"]["archive_events"] >= 8 and erased["removed"]["archive_objects_rewritten"] >= 1
     tombstone = handle.get_row("ShoppersTable", {"user_id": user})
-    assert set(tombstone) == {"user_id", "erased_at", "expires_at"} and tombstone["expires_at"] > tombstone["erased_at"]
+    assert set(tombstone) == {"user_id", "erased_at", "expires_at", "erasure_id", "erasure"}
+    assert tombstone["expires_at"] > tombstone["erased_at"] and tombstone["erasure_id"] == requested["erasure_id"]
     assert handle.scan("SessionsTable", user_id=user) == []
     assert not [e for e in archived(handle) if e["user_id"] == user]
     assert [e for e in archived(handle) if e["user_id"] == SAMPLE_USERS[0]], "other shoppers' events are kept"
@@ -177,12 +182,35 @@ def test_erasure_deletes_the_shopper_and_their_sessions_and_rewrites_their_archi
     assert replayed.ok and replayed.payload == {"batchItemFailures": []}
     assert handle.get_row("ShoppersTable", {"user_id": user}) == tombstone
     assert handle.scan("SessionsTable", user_id=user) == [] and items_table(api) == items and archived(handle) == objects
-    status, _ = api.invoke_file("api-get-profile.json", path_parameters={"user_id": user})
-    assert status == 404
 
     status, again = api.invoke_file("api-delete-user.json")
-    assert status == 200 and not again["shopper_deleted"] and again["archive_events_removed"] == 0
+    assert status == 202 and again["erasure_id"] != requested["erasure_id"]
+    again = wait_for_erasure(api, again["erasure_id"])
+    assert not again["removed"]["shopper_state"] and again["removed"]["archive_events"] == 0
     assert handle.get_row("ShoppersTable", {"user_id": user})["erased_at"] >= tombstone["erased_at"]
+
+
+def test_erasing_an_id_never_seen_answers_404_and_refuses_its_events_all_the_same(api):
+    status, answer = api.invoke_file("api-get-erasure.json", path_parameters={"user_id": "u-never-seen"})
+    assert status == 404 and "u-never-seen" in answer["message"]
+    status, answer = api.invoke_file("api-delete-user.json", path_parameters={"user_id": "u-never-seen"})
+    assert status == 404 and answer["status"] == "nothing_to_erase"
+    assert "never seen" in answer["message"] and "refused" in answer["message"]
+    status, found = api.invoke_file("api-get-erasure.json", path_parameters={"user_id": "u-never-seen"})
+    assert status == 200 and found["erasure_id"] == answer["erasure_id"] and found["status"] == "nothing_to_erase"
+    assert api.stack.handle.get_row("ShoppersTable", {"user_id": "u-never-seen"})["erased_at"]
+
+
+def wait_for_erasure(api, erasure_id: str, timeout_s: float = 60) -> dict:
+    """The erasure's status once the Erase function, fed by the stack's queue poller, has finished it."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status, found = api.invoke_file("api-get-erasure.json")
+        assert status == 200 and found["erasure_id"] == erasure_id, found
+        if found["status"] == "done":
+            return found
+        assert time.monotonic() < deadline, found
+        time.sleep(0.2)
 
 
 def archived(handle) -> list[dict]:

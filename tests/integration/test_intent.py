@@ -28,6 +28,7 @@ def handlers(tmp_path_factory):
     """The Ingest and API handlers on moto, after Ingest applied a crowd of browsing and buying sessions."""
     template = cfn_yaml.load(str(ROOT / "template.yaml"))
     env = {"DATA_BUCKET": BUCKET, "EVENT_STREAM": "EventStream", "CORS_ALLOW_ORIGIN": "*", "SESSION_TTL_DAYS": "7",
+           "ERASURE_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/ErasureQueue",
            # As deployed: AppConfig named, and out of reach here (moto has no AppConfig data plane).
            "INTENT_CONFIG_APPLICATION": "tailor", "INTENT_CONFIG_ENVIRONMENT": "dev",
            "INTENT_CONFIG_PROFILE": "intent-factors"}
@@ -42,9 +43,11 @@ def handlers(tmp_path_factory):
         for name, resource in template["Resources"].items():
             if resource["Type"] == "AWS::DynamoDB::Table":
                 properties = resource["Properties"]
+                indexes = properties.get("GlobalSecondaryIndexes")
                 dynamodb.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
                                       AttributeDefinitions=properties["AttributeDefinitions"],
-                                      KeySchema=properties["KeySchema"])
+                                      KeySchema=properties["KeySchema"],
+                                      **({"GlobalSecondaryIndexes": indexes} if indexes else {}))
         boto3.client("s3").create_bucket(Bucket=BUCKET)
         boto3.client("kinesis").create_stream(StreamName="EventStream", ShardCount=1)
         ingest = _load(ROOT / "functions/ingest/app.py", "ingest_app_for_intent_test")

@@ -1,12 +1,14 @@
-"""The store port's contract, held by the in-memory adapter and the DynamoDB/S3 adapters alike (moto)."""
+"""The store port's contract, held by the in-memory adapter and the DynamoDB/S3/SQS adapters alike (moto)."""
+
+import json
 
 import boto3
 import pytest
 from moto import mock_aws
 
-from tailor.store.aws import DynamoStateStore, S3BlobStore
-from tailor.store.memory import MemoryBlobStore, MemoryStateStore
-from tailor.store.port import Conflict, every_row
+from tailor.store.aws import DynamoStateStore, S3BlobStore, SqsQueue
+from tailor.store.memory import MemoryBlobStore, MemoryQueue, MemoryStateStore
+from tailor.store.port import INDEXES, Conflict, every_row
 from tailor_local.aws import create_state_tables
 
 
@@ -21,6 +23,24 @@ def stores(request):
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket="test-bucket")
         yield DynamoStateStore(dynamodb, names), S3BlobStore(s3, "test-bucket")
+
+
+@pytest.fixture(params=["memory", "sqs"])
+def queue(request):
+    """A Queue adapter, and a way to read back what was sent."""
+    if request.param == "memory":
+        memory = MemoryQueue()
+        yield memory, lambda: memory.sent
+        return
+    with mock_aws():
+        sqs = boto3.client("sqs")
+        url = sqs.create_queue(QueueName="test-queue")["QueueUrl"]
+
+        def received():
+            messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+            return [json.loads(m["Body"]) for m in messages]
+
+        yield SqsQueue(sqs, url), received
 
 
 def test_state_write_moves_the_watermark_only_from_what_was_read(stores):
@@ -141,3 +161,40 @@ def test_annotate_sets_its_fields_beside_the_state_only_on_live_rows_and_never_b
     assert not store.annotate("shoppers", "u2", {"ltv": {}}, requires="first_seen", stamp="ltv_as_of", at="x")
     assert not store.annotate("shoppers", "gone", {"ltv": {}}, requires="first_seen", stamp="ltv_as_of", at="x")
     assert "gone" not in store.read("shoppers", ["gone"]) and "ltv" not in store.read("shoppers", ["u2"])["u2"]
+
+
+def test_query_finds_a_shoppers_sessions_through_the_index_with_only_the_projected_attributes(stores):
+    store, _ = stores
+    for i in range(30):
+        store.write_state("sessions", f"s{i:02d}", {"user_id": f"u{i % 3}", "started_at": float(i), "events": i},
+                          watermark="sw:a", expected=None, new="0001")
+    store.write_state("sessions", "s-anonymous", {"started_at": 1.0}, watermark="sw:a", expected=None, new="0001")
+    rows = store.query("sessions", "user_id", "u1")
+    assert sorted(r["session_id"] for r in rows) == [f"s{i:02d}" for i in range(1, 30, 3)]
+    _, projected = INDEXES[("sessions", "user_id")]
+    assert all(set(r) == {"session_id", "user_id", *projected} for r in rows)
+    assert {r["session_id"]: r["started_at"] for r in rows}["s07"] == 7.0
+    store.delete("sessions", "s07")
+    assert "s07" not in {r["session_id"] for r in store.query("sessions", "user_id", "u1")}
+    assert store.query("sessions", "user_id", "nobody") == []
+
+
+def test_delete_many_deletes_the_rows_of_the_keys_that_exist_in_batches(stores):
+    store, _ = stores
+    for i in range(60):
+        store.write_state("sessions", f"s{i:02d}", {"user_id": "u1"}, watermark="sw:a", expected=None, new="0001")
+    before = store.calls["write"]
+    store.delete_many("sessions", [f"s{i:02d}" for i in range(0, 60, 2)] + ["s00", "nobody"])
+    assert store.calls["write"] - before == 2  # 31 distinct keys, 25 a call
+    assert sorted(r["session_id"] for r in store.query("sessions", "user_id", "u1")) == [
+        f"s{i:02d}" for i in range(1, 60, 2)]
+    store.delete_many("sessions", [])
+
+
+def test_a_queue_delivers_what_was_sent_as_json(queue):
+    sender, received = queue
+    sender.send({"user_id": "u-1", "erasure_id": "e1"})
+    sender.send({"user_id": "u é", "n": 2.5, "nested": {"a": [1, None]}})
+    assert sorted(received(), key=json.dumps) == sorted([{"user_id": "u-1", "erasure_id": "e1"},
+                                                         {"user_id": "u é", "n": 2.5, "nested": {"a": [1, None]}}],
+                                                        key=json.dumps)

@@ -1,5 +1,5 @@
-"""The SAM template: it lints, keeps its contract, grants what Ingest and the API use, guards the API with the usage
-plan's key as the local gateway does, and builds small enough for Lambda."""
+"""The SAM template: it lints, keeps its contract, grants what Ingest, the API and erasure use, guards the API with the
+usage plan's key as the local gateway does, and builds small enough for Lambda."""
 
 import fnmatch
 import importlib.util
@@ -11,7 +11,7 @@ import sys
 import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -25,7 +25,7 @@ from samtranslator.translator.transform import transform
 
 from tailor.erasure import TOMBSTONE_SECONDS
 from tailor.shopper import EXPIRY_FIELD
-from tailor.store.port import TABLES
+from tailor.store.port import INDEXES, TABLES
 from tailor_local.aws import STATE_TABLE_TTL, plan_resources
 from tailor_local.http import rest_apis
 from tailor_local.template import Template
@@ -39,6 +39,7 @@ LAMBDA_UNZIPPED_LIMIT = 262_144_000  # Lambda's "250 MB" for a function and all 
 STATE_TABLES = {f"{name.capitalize()}Table": (f"{name.upper()}_TABLE", key) for name, key in TABLES.items()}
 TRANSIENT_TABLES = {"SessionsTable", "TrendsTable"}  # expire instead of being backed up
 BUCKET_NAME = "tailor-data-test"
+QUEUES = ("ErasureQueue",)  # created by name for the policy tests
 # IAM actions for API operations whose action is not simply service:Operation.
 IAM_ACTION_OF = {("s3", "ListObjectsV2"): "s3:ListBucket", ("s3", "HeadObject"): "s3:GetObject",
                  ("appconfigdata", "StartConfigurationSession"): "appconfig:StartConfigurationSession",
@@ -64,7 +65,8 @@ def test_sam_validate_lint_passes():
 def test_every_function_and_layer_builds_with_its_makefile_for_python312_x86_64(template):
     functions = resources_of(template, "AWS::Serverless::Function")
     layers = resources_of(template, "AWS::Serverless::LayerVersion")
-    assert {"IngestFunction", "ApiFunction"} <= set(functions) and set(layers) == {"TailorLayer", "RuntimeLayer"}
+    assert {"IngestFunction", "ApiFunction", "EraseFunction"} <= set(functions)
+    assert set(layers) == {"TailorLayer", "RuntimeLayer"}
     globals_ = template["Globals"]["Function"]
     for name, resource in functions.items():
         properties = resource["Properties"]
@@ -101,6 +103,11 @@ def test_state_tables_keys_billing_ttl_recovery_and_environment(template):
     expiring = {logical: properties["TimeToLiveSpecification"]["AttributeName"] for logical, properties in
                 ((name, table["Properties"]) for name, table in tables.items()) if "TimeToLiveSpecification" in properties}
     assert expiring == {f"{table.capitalize()}Table": attribute for table, attribute in STATE_TABLE_TTL.items()}
+    # The secondary indexes the store port queries, as it names them.
+    declared = {(logical, index["KeySchema"][0]["AttributeName"]): (
+                    index["IndexName"], tuple(index["Projection"].get("NonKeyAttributes", ())))
+                for logical, table in tables.items() for index in table["Properties"].get("GlobalSecondaryIndexes", [])}
+    assert declared == {(f"{table.capitalize()}Table", attribute): index for (table, attribute), index in INDEXES.items()}
 
 
 def test_erasure_tombstones_expire_only_after_the_stream_can_no_longer_deliver_what_was_sent_before(template):
@@ -108,6 +115,26 @@ def test_erasure_tombstones_expire_only_after_the_stream_can_no_longer_deliver_w
     assert shoppers["TimeToLiveSpecification"] == {"AttributeName": EXPIRY_FIELD, "Enabled": True}
     retention_hours = template["Resources"]["EventStream"]["Properties"]["RetentionPeriodHours"]
     assert TOMBSTONE_SECONDS > retention_hours * 3600
+
+
+def test_erasures_are_queued_retried_and_dead_lettered_and_no_message_outlives_its_record(template):
+    resources = template["Resources"]
+    queue = resources["ErasureQueue"]["Properties"]
+    assert queue["RedrivePolicy"] == {"deadLetterTargetArn": {"Fn::GetAtt": ["ErasureDeadLetterQueue", "Arn"]},
+                                      "maxReceiveCount": 5}
+    for name in ("ErasureQueue", "ErasureDeadLetterQueue"):
+        assert resources[name]["Properties"]["MessageRetentionPeriod"] <= TOMBSTONE_SECONDS, name
+    erase = resources["EraseFunction"]["Properties"]
+    assert (erase["CodeUri"], erase["Handler"]) == ("functions/erase", "app.lambda_handler")
+    assert erase["Timeout"] == 900 and queue["VisibilityTimeout"] > erase["Timeout"]
+    (source,) = erase["Events"].values()
+    assert source["Type"] == "SQS" and source["Properties"]["Queue"] == {"Fn::GetAtt": ["ErasureQueue", "Arn"]}
+    assert source["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    api = resources["ApiFunction"]["Properties"]
+    assert api["Environment"]["Variables"]["ERASURE_QUEUE_URL"] == {"Ref": "ErasureQueue"}
+    assert {(e["Properties"]["Method"], e["Properties"]["Path"]) for e in api["Events"].values()} >= {
+        ("DELETE", "/users/{user_id}"), ("GET", "/users/{user_id}/erasure")}
+    assert ({"sqs:SendMessage"}, "queue", "ErasureQueue") in granted(template, "ApiFunction")
 
 
 def test_stream_is_on_demand_and_ingest_reads_it_with_bounded_partial_batch_retries(template):
@@ -131,7 +158,8 @@ def test_outputs_name_everything_a_client_uses(template):
     outputs = template["Outputs"]
     named = {output["Value"]["Ref"] for output in outputs.values() if "Ref" in output["Value"]}
     needed = set(STATE_TABLES) | {"EventStream", "DataBucket", "IngestFailureQueue", "IngestFunction",
-                                  "EventProducerPolicy", "ApiFunction", "ServingApiApiKey", "ServingApiUsagePlan"}
+                                  "EventProducerPolicy", "ApiFunction", "ServingApiApiKey", "ServingApiUsagePlan",
+                                  "ErasureQueue", "ErasureDeadLetterQueue", "EraseFunction"}
     assert needed <= named
     assert all(output.get("Description") for output in outputs.values())
 
@@ -169,7 +197,7 @@ def test_ingest_policy_grants_every_call_the_handler_makes_and_no_more_tables_or
 def test_api_policy_grants_every_call_the_routes_make_and_no_more(template, monkeypatch):
     """State from the sample batch, then every sample request of events/ through the real API handler on moto, each
     AWS call checked against the statements the template grants the API function."""
-    env = resolve_environment(template) | {"EVENT_STREAM": "EventStream", "CORS_ALLOW_ORIGIN": "*"}
+    env = api_environment(template)
     with recorded_aws(template, monkeypatch, env) as calls:
         ingest = load_module(ROOT / "functions/ingest/app.py", "ingest_app_for_api_policy_test")
         ingest.lambda_handler(load_event("ingest-kinesis-batch.json"), lambda_context("IngestFunction"))
@@ -177,13 +205,35 @@ def test_api_policy_grants_every_call_the_routes_make_and_no_more(template, monk
         api = load_module(ROOT / "functions/api/app.py", "api_app_under_policy_test")
         for sample in sorted((ROOT / "events").glob("api-*.json")):
             response = api.lambda_handler(load_event(sample.name), lambda_context("ApiFunction"))
-            assert response["statusCode"] == 200, (sample.name, response["body"])
+            expected = 202 if sample.name == "api-delete-user.json" else 200
+            assert response["statusCode"] == expected, (sample.name, response["body"])
     actions = {action for action, _, _ in calls}
-    assert {"dynamodb:BatchGetItem", "dynamodb:DeleteItem", "kinesis:PutRecords", "s3:ListBucket", "s3:GetObject",
-            "s3:PutObject"} <= actions
-    assert ("s3:PutObject", "object") in {(a, k) for a, k, n in calls if n.startswith("archive/")}
+    assert {"dynamodb:BatchGetItem", "dynamodb:PutItem", "sqs:SendMessage", "kinesis:PutRecords", "s3:ListBucket",
+            "s3:GetObject"} <= actions
 
     assert_granted(template, "ApiFunction", calls)
+
+
+def test_erase_policy_grants_every_call_the_worker_makes_and_no_more(template, monkeypatch):
+    """The sample batch ingested, the sample DELETE through the API handler, then the message it queued through the
+    Erase handler as the sample SQS event: each AWS call the worker makes checked against what the template grants."""
+    env = api_environment(template)
+    with recorded_aws(template, monkeypatch, env) as calls:
+        ingest = load_module(ROOT / "functions/ingest/app.py", "ingest_app_for_erase_policy_test")
+        ingest.lambda_handler(load_event("ingest-kinesis-batch.json"), lambda_context("IngestFunction"))
+        api = load_module(ROOT / "functions/api/app.py", "api_app_for_erase_policy_test")
+        answer = api.lambda_handler(load_event("api-delete-user.json"), lambda_context("ApiFunction"))
+        assert answer["statusCode"] == 202, answer["body"]
+        (message,) = boto3.client("sqs").receive_message(QueueUrl=env["ERASURE_QUEUE_URL"])["Messages"]
+        event = load_event("erase-sqs-batch.json")
+        event["Records"][0]["body"] = message["Body"]
+        calls.clear()
+        erase = load_module(ROOT / "functions/erase/app.py", "erase_app_under_policy_test")
+        assert erase.lambda_handler(event, lambda_context("EraseFunction")) == {"batchItemFailures": []}
+    actions = {action for action, _, _ in calls}
+    assert {"dynamodb:BatchGetItem", "dynamodb:UpdateItem", "dynamodb:Query", "dynamodb:BatchWriteItem",
+            "s3:ListBucket", "s3:GetObject", "s3:PutObject"} <= actions
+    assert_granted(template, "EraseFunction", calls)
 
 
 def test_deployed_api_asks_for_the_key_where_the_local_gateway_does(template):
@@ -341,15 +391,25 @@ def resolve_environment(template: dict) -> dict[str, str]:
     return env
 
 
+def api_environment(template: dict) -> dict[str, str]:
+    return resolve_environment(template) | {"EVENT_STREAM": "EventStream", "CORS_ALLOW_ORIGIN": "*",
+                                            "ERASURE_QUEUE_URL": f"https://sqs.us-east-1.amazonaws.com/123456789012/"
+                                                                 f"{QUEUES[0]}"}
+
+
 def create_state(template: dict) -> None:
     dynamodb = boto3.client("dynamodb")
     for name, table in resources_of(template, "AWS::DynamoDB::Table").items():
         properties = table["Properties"]
+        indexes = properties.get("GlobalSecondaryIndexes")
         dynamodb.create_table(TableName=name, BillingMode=properties["BillingMode"],
                               AttributeDefinitions=properties["AttributeDefinitions"],
-                              KeySchema=properties["KeySchema"])
+                              KeySchema=properties["KeySchema"], **({"GlobalSecondaryIndexes": indexes} if indexes
+                                                                    else {}))
     boto3.client("s3").create_bucket(Bucket=BUCKET_NAME)
     boto3.client("kinesis").create_stream(StreamName="EventStream", ShardCount=1)
+    for queue in QUEUES:
+        boto3.client("sqs").create_queue(QueueName=queue)
 
 
 def load_module(path: Path, name: str):
@@ -392,9 +452,13 @@ def recorder(calls: list[tuple[str, str, str]]):
     def record(params, model, **_):
         service, operation = model.service_model.service_name, model.name
         action = IAM_ACTION_OF.get((service, operation), f"{service}:{operation}")
-        if service == "dynamodb":
+        if service == "dynamodb" and params.get("IndexName"):
+            calls.append((action, "index", f"{params['TableName']}/index/{params['IndexName']}"))
+        elif service == "dynamodb":
             names = params.get("RequestItems") or {params["TableName"]: None}
             calls.extend((action, "table", name) for name in names)
+        elif service == "sqs":
+            calls.append((action, "queue", params.get("QueueUrl", "").rsplit("/", 1)[-1]))
         elif service == "s3" and action == "s3:ListBucket":
             calls.append((action, "prefix", params.get("Prefix", "")))
         elif service == "s3":
@@ -425,9 +489,13 @@ def granted(template: dict, function: str) -> list[tuple[set[str], str, str]]:
                         grants += [(actions, "prefix", p) for p in ([prefixes] if isinstance(prefixes, str)
                                                                     else prefixes)]
                     else:
-                        grants.append((actions, "stream" if kind == "AWS::Kinesis::Stream" else "table", logical_id))
+                        grants.append((actions, {"AWS::Kinesis::Stream": "stream", "AWS::SQS::Queue": "queue"}.get(
+                            kind, "table"), logical_id))
                 elif ":appconfig:" in resource["Fn::Sub"]:  # the intent factors' configuration profile
                     grants.append((actions, "appconfigdata", ""))
+                elif "/index/" in resource["Fn::Sub"]:  # "${<table>.Arn}/index/<index>": a table's index
+                    table_arn, _, index = resource["Fn::Sub"].partition("/index/")
+                    grants.append((actions, "index", f"{table_arn[2:-len('.Arn}')]}/index/{index}"))
                 else:  # "${DataBucket.Arn}/<prefix>*"
                     bucket_arn, _, pattern = resource["Fn::Sub"].partition("/")
                     assert bucket_arn == "${DataBucket.Arn}", resource
@@ -480,10 +548,11 @@ def test_ltv_functions_run_on_schedules_within_lambdas_limit_and_rebuild_resumes
 def test_rebuild_ltv_policy_grants_every_call_the_handler_makes_and_no_more(template, monkeypatch):
     """The sample batch ingested, a small LTV model published, then the scheduled event through the real handler on
     moto with each AWS call checked against what the template grants RebuildLtvFunction."""
-    from ltv_support import small_model
     from tailor.ltv.scoring import MODEL_NAME
     from tailor.models import ModelRegistry
     from tailor.store.aws import S3BlobStore
+
+    from ltv_support import small_model
 
     trained = small_model()
     env = resolve_environment(template) | {k: str(v) for k, v in
@@ -524,8 +593,8 @@ def test_personas_rebuild_and_ingest_on_moto_within_the_granted_calls(template, 
     """Simulated shoppers through the real Ingest handler on moto, the scheduled rebuild through its handler, more
     events (now with persona mixtures and counters), then the refine schedule: every call the rebuild makes is one
     the template grants it, and Ingest's calls stay within its own grants."""
-    from tailor_local.kinesis import kinesis_event
     from tailor_lab.simulator import simulate
+    from tailor_local.kinesis import kinesis_event
 
     env = resolve_environment(template) | {"PERSONA_MODEL_REFRESH_SECONDS": "0"}
     events = simulate(shoppers=40, days=0.08, seed=5).events
@@ -534,7 +603,7 @@ def test_personas_rebuild_and_ingest_on_moto_within_the_granted_calls(template, 
     def ingest(app, part: list[dict], offset: int) -> None:
         for start in range(0, len(part), 100):
             records = [{"PartitionKey": e["user_id"], "SequenceNumber": str(10 ** 20 + offset + start + n),
-                        "Data": json.dumps(e).encode(), "ApproximateArrivalTimestamp": datetime.now(timezone.utc)}
+                        "Data": json.dumps(e).encode(), "ApproximateArrivalTimestamp": datetime.now(UTC)}
                        for n, e in enumerate(part[start:start + 100])]
             batch = kinesis_event(records, "shardId-000000000000", "arn:aws:kinesis:us-east-1:123456789012:stream/s",
                                   "us-east-1", "arn:aws:iam::123456789012:role/r")

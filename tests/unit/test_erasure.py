@@ -1,15 +1,24 @@
-"""Erasing a shopper from state ingested the real way: their rows, sessions and archived events go, nobody else's;
-and their events that the stream delivers afterwards bring nothing of them back."""
+"""Erasing a shopper from state ingested the real way: the tombstone at once, then their sessions and archived events,
+however many and however far back, visiting only the parts of the archive their row indexes; nobody else's; and their
+events that the stream delivers afterwards bring nothing of them back."""
 
 import gzip
 import json
 import random
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from support import FlakyBlobStore, FlakyStateStore, clean_run, deliver, random_events, to_records
-from tailor.erasure import TOMBSTONE_SECONDS, erase_shopper, tombstone
+from tailor.archive import ANY_SHARD, ARCHIVE_PERIODS, archive_day, periods_between, with_period, with_shard
+from tailor.erasure import (
+    PERIODS_PER_SAVE,
+    TOMBSTONE_SECONDS,
+    ErasureIncomplete,
+    complete_erasure,
+    erasure_status,
+    request_erasure,
+    tombstone,
+)
 from tailor.ingest.service import Ingestor
 from tailor.ltv.features import row_features
 from tailor.models import default_model
@@ -17,11 +26,64 @@ from tailor.personas.rebuild import _shoppers as persona_shoppers
 from tailor.ranking import MODEL_NAME, RankingModel
 from tailor.serving import Recommender
 from tailor.shopper import ShopperState
-from tailor.store.memory import MemoryBlobStore, MemoryStateStore
+from tailor.store.memory import MemoryBlobStore, MemoryQueue, MemoryStateStore
+
+from support import FlakyBlobStore, FlakyStateStore, clean_run, deliver, random_events, to_records
+
+NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC).timestamp()  # after every event of random_events
+SHARDS = ("shardId-000000000000", "shardId-000000000001")
 
 
 def archived(blobs) -> list[dict]:
     return [json.loads(line) for key in blobs.list("archive/") for line in gzip.decompress(blobs.get(key)).splitlines()]
+
+
+def erase(store, blobs, user: str, *, now: float = NOW) -> dict:
+    """The whole erasure: the request, then the worker on the message it queued."""
+    queue = MemoryQueue()
+    requested = request_erasure(store, queue, user, now=now)
+    if not queue.sent:
+        return requested
+    (message,) = queue.sent
+    assert message == {"user_id": user, "erasure_id": requested["erasure_id"]}
+    return complete_erasure(store, blobs, user, message["erasure_id"], now=lambda: now + 5)
+
+
+def ingest(events: list[dict], store=None, blobs=None, *, shard: str = SHARDS[0], start: int = 0, batch: int = 100):
+    store, blobs = store or MemoryStateStore(), blobs or MemoryBlobStore()
+    records = to_records(events, shard, start=start)
+    for offset in range(0, len(records), batch):
+        assert Ingestor(store, blobs, max_workers=1).ingest(records[offset:offset + batch]).failed == []
+    return store, blobs
+
+
+def history(user: str, sessions: int, *, years: float, end: datetime, events_per_session: int = 3) -> list[dict]:
+    """`sessions` sessions of `user`, spread evenly over `years` up to `end`, a few item events each."""
+    span = timedelta(days=365.25 * years)
+    out = []
+    for s in range(sessions):
+        start = end - span + span * s / max(1, sessions - 1) - timedelta(hours=1)
+        for n in range(events_per_session):
+            out.append({"event_id": f"{user}-{s}-{n}", "user_id": user, "session_id": f"{user}-s{s}",
+                        "timestamp": (start + timedelta(minutes=n)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        "event_type": ("view", "click", "add_to_cart")[n % 3], "item_id": f"i{(s + n) % 17}",
+                        "category": f"c{s % 4}", "price": 10.0 + s % 7})
+    return out
+
+
+class ListingBlobs(MemoryBlobStore):
+    """Remembers every prefix listed."""
+
+    def __init__(self):
+        super().__init__()
+        self.listed: list[str] = []
+
+    def list(self, prefix):
+        self.listed.append(prefix)
+        return super().list(prefix)
+
+
+# ---- the erasure --------------------------------------------------------------------------------------------------
 
 
 def test_a_shopper_is_erased_from_rows_sessions_and_archive_and_everyone_else_is_untouched():
@@ -34,15 +96,18 @@ def test_a_shopper_is_erased_from_rows_sessions_and_archive_and_everyone_else_is
     own_archived = sum(1 for e in archived(blobs) if e["user_id"] == user)
     assert own_archived
 
-    erased = erase_shopper(store, blobs, user, now=1793620800.25)
+    done = erase(store, blobs, user, now=1793620800.25)
 
-    assert erased["shopper_deleted"] is True
-    assert erased["sessions_deleted"] == len(own_sessions)
-    assert erased["archive_events_removed"] == own_archived and erased["archive_objects_rewritten"] >= 1
+    assert done["status"] == "done" and done["erased_until"] == "2026-11-02T12:00:01Z"
+    assert done["removed"] == {"shopper_state": True, "sessions": len(own_sessions), "archive_objects_rewritten": 1,
+                               "archive_events": own_archived}
     after = store.snapshot()
-    # The shopper row is now a tombstone: who, when (rounded up to the second), and when it expires.
-    assert after["shoppers"].pop(user) == {"user_id": user, "erased_at": 1793620801,
-                                           "expires_at": 1793620801 + TOMBSTONE_SECONDS}
+    row = after["shoppers"].pop(user)
+    # The shopper row is now a tombstone: who, when (rounded up to the second), when it expires, and the record.
+    assert {k: row[k] for k in ("user_id", "erased_at", "expires_at")} == {
+        "user_id": user, "erased_at": 1793620801, "expires_at": 1793620801 + TOMBSTONE_SECONDS}
+    assert row == tombstone(user, 1793620800.25, done["erasure_id"], row["erasure"])
+    assert row["erasure"]["status"] == "done" and row["erasure"]["archive_days"] == []
     assert not own_sessions & set(after["sessions"])
     others = {t: {k: v for k, v in rows.items() if not (t == "shoppers" and k == user) and
                   not (t == "sessions" and k in own_sessions)} for t, rows in before.items()}
@@ -50,27 +115,177 @@ def test_a_shopper_is_erased_from_rows_sessions_and_archive_and_everyone_else_is
     remaining = archived(blobs)
     assert [e for e in remaining if e["user_id"] == user] == []
     assert remaining == [e for e in archived(clean_run(events)[1]) if e["user_id"] != user]
+    assert erasure_status(store, user) == done
 
 
-def test_erasing_again_or_erasing_a_stranger_removes_nothing_says_so_and_leaves_a_tombstone():
+def test_a_shopper_with_60_sessions_loses_every_one():
+    user = "u-60"
+    events = history(user, 60, years=0.2, end=datetime(2026, 11, 2, tzinfo=UTC))
+    store, blobs = ingest(events + random_events(3, 300))
+    assert ShopperState.from_row(store.snapshot()["shoppers"][user]).sessions == 60
+
+    done = erase(store, blobs, user)
+
+    assert done["removed"]["sessions"] == 60 and done["removed"]["archive_events"] == 180
+    assert not [s for s in store.snapshot()["sessions"].values() if s["user_id"] == user]
+    assert [s for s in store.snapshot()["sessions"].values() if s["user_id"] == "u1"], "others' sessions are kept"
+    assert not [e for e in archived(blobs) if e["user_id"] == user]
+
+
+def test_1000_sessions_over_ten_years_all_go_and_only_the_indexed_parts_of_the_archive_are_listed():
+    user = "loyal"
+    end = datetime(2026, 11, 2, 12, tzinfo=UTC)
+    events = history(user, 1000, years=10, end=end)
+    others = [{**e, "user_id": "other", "session_id": "other-" + e["session_id"], "event_id": "o" + e["event_id"]}
+              for e in history("x", 400, years=12, end=end, events_per_session=1)]
+    store, blobs = ingest(sorted(events + others, key=lambda e: e["timestamp"]), blobs=ListingBlobs())
+    row = store.snapshot()["shoppers"][user]
+    days = {archive_day(datetime.fromisoformat(e["timestamp"]).timestamp()) for e in events}
+    assert len(days) > 900
+    # The index stays small however long the history, and covers every day with an event of theirs.
+    assert len(row["archive_days"]) <= ARCHIVE_PERIODS and row["archive_shards"] == [SHARDS[0]]
+    assert all(any(day.startswith(period) for period in row["archive_days"]) for day in days)
+    assert len(json.dumps(row["archive_days"])) < 1500
+
+    blobs.listed.clear()
+    done = erase(store, blobs, user)
+    listed = list(blobs.listed)
+
+    assert done["removed"]["sessions"] == 1000 and done["removed"]["archive_events"] == 3000
+    assert not [s for s in store.snapshot()["sessions"].values() if s["user_id"] == user]
+    assert not [e for e in archived(blobs) if e["user_id"] == user]
+    assert len([e for e in archived(blobs) if e["user_id"] == "other"]) == 400
+    # One listing per entry of the index, narrowed to the shopper's shard where the entry is a day.
+    assert done["archive_days_searched"] == len(row["archive_days"]) == len(listed)
+    assert sorted(listed) == sorted(
+        f"archive/date={p}/shard={SHARDS[0]}/" if len(p) == 10 else f"archive/date={p}" for p in row["archive_days"])
+
+
+def test_only_the_days_the_shopper_was_active_are_visited_not_the_span_between():
+    user = "u-far"
+    old = {"event_id": "far-1", "user_id": user, "session_id": "far-s1", "timestamp": "2000-01-01T08:00:00Z",
+           "event_type": "view", "item_id": "i1", "category": "c1", "price": 11.0}
+    recent = {**old, "event_id": "far-2", "session_id": "far-s2", "timestamp": "2026-11-02T09:00:00Z"}
+    store, blobs = ingest([old] + random_events(4, 200), blobs=ListingBlobs())
+    ingest([recent], store, blobs, shard=SHARDS[1], start=500)
+    row = store.snapshot()["shoppers"][user]
+    assert (row["archive_days"], row["archive_shards"]) == (["2000-01-01", "2026-11-02"], list(SHARDS))
+
+    blobs.listed.clear()
+    done = erase(store, blobs, user)
+    listed = list(blobs.listed)
+
+    assert (done["archive_days_searched"], done["removed"]["archive_events"]) == (2, 2)
+    assert sorted(listed) == sorted(f"archive/date={day}/shard={shard}/"
+                                          for day in ("2000-01-01", "2026-11-02") for shard in SHARDS)
+
+
+def test_running_the_worker_again_changes_nothing_and_a_run_stopped_part_way_is_finished_by_the_next():
+    end = datetime(2026, 11, 2, tzinfo=UTC)
+    events = history("u-long", 200, years=2, end=end) + random_events(7, 300)
+    store, blobs = ingest(events)
+    expected_store, expected_blobs = ingest(events)
+    expected = erase(expected_store, expected_blobs, "u-long")
+
+    queue = MemoryQueue()
+    requested = request_erasure(store, queue, "u-long", now=NOW)
+    erasure_id = queue.sent[0]["erasure_id"]
+    clock = iter([100.0, 100.0, 100.0, 10.0])  # the run's deadline comes near after three saves
+    with pytest.raises(ErasureIncomplete):
+        complete_erasure(store, blobs, "u-long", erasure_id, seconds_left=lambda: next(clock))
+    partial = erasure_status(store, "u-long")
+    assert partial["status"] == "pending" and partial["archive_days_searched"] == 3 * PERIODS_PER_SAVE
+    assert partial["archive_days_left"] == requested["archive_days_left"] - 3 * PERIODS_PER_SAVE
+    done = complete_erasure(store, blobs, "u-long", erasure_id, now=lambda: NOW + 5)
+
+    assert {k: v for k, v in done.items() if k != "erasure_id"} == {
+        k: v for k, v in expected.items() if k != "erasure_id"}
+    assert blobs.objects == expected_blobs.objects
+    snapshot, puts, writes = store.snapshot(), blobs.puts, store.calls["write"]
+    assert complete_erasure(store, blobs, "u-long", erasure_id, now=lambda: NOW + 99) == done
+    assert (store.snapshot(), blobs.puts, store.calls["write"]) == (snapshot, puts, writes)
+
+
+def test_the_tombstone_comes_first_so_events_on_their_way_are_dropped_before_the_worker_runs():
+    user = "u3"
+    events = random_events(5, 400)
+    records = to_records(events)
+    store, blobs = MemoryStateStore(), MemoryBlobStore()
+    Ingestor(store, blobs, max_workers=1).ingest(records[:200])
+    queue = MemoryQueue()
+    requested = request_erasure(store, queue, user, now=NOW)
+    assert requested["status"] == "pending" and ShopperState.from_row(store.snapshot()["shoppers"][user]) is None
+
+    # The rest of the stream, theirs included, arrives before the worker has run.
+    outcome = Ingestor(store, blobs, max_workers=1).ingest(records[200:])
+    mine = sum(1 for r in records[200:] if json.loads(r.data)["user_id"] == user)
+    assert outcome.failed == [] and mine > 5 and outcome.erased == mine
+    assert ShopperState.from_row(store.snapshot()["shoppers"][user]) is None
+    complete_erasure(store, blobs, user, queue.sent[0]["erasure_id"])
+
+    assert not [s for s in store.snapshot()["sessions"].values() if s["user_id"] == user]
+    assert not [e for e in archived(blobs) if e["user_id"] == user]
+    assert erasure_status(store, user)["status"] == "done"
+
+
+def test_an_id_never_seen_is_answered_so_and_still_refuses_its_events_on_their_way():
     store, blobs = clean_run(random_events(6, 200))
-    erase_shopper(store, blobs, "u1", now=1793620800)
-    snapshot, objects = store.snapshot(), dict(blobs.objects)
-    nothing = {"shopper_deleted": False, "sessions_deleted": 0, "archive_days_searched": 0,
-               "archive_objects_rewritten": 0, "archive_events_removed": 0}
-    assert erase_shopper(store, blobs, "u1", now=1793620800) == {"user_id": "u1", **nothing}
-    assert store.snapshot() == snapshot and blobs.objects == objects
-    # A stranger's events may still be on the stream: they get a tombstone too.
-    assert erase_shopper(store, blobs, "never-seen", now=1793620800) == {"user_id": "never-seen", **nothing}
-    assert store.snapshot()["shoppers"]["never-seen"] == tombstone("never-seen", 1793620800)
-    # Erasing again later moves the erasure on (events up to then are dropped); never back.
-    erase_shopper(store, blobs, "u1", now=1793620900)
-    erase_shopper(store, blobs, "u1", now=1793620850)
-    assert store.snapshot()["shoppers"]["u1"] == tombstone("u1", 1793620900)
-    assert blobs.objects == objects
+    queue = MemoryQueue()
+    answer = request_erasure(store, queue, "never-seen", now=NOW)
+
+    assert answer["status"] == "nothing_to_erase" and answer["finished_at"] == answer["requested_at"]
+    assert answer["removed"] == {"shopper_state": False, "sessions": 0, "archive_objects_rewritten": 0,
+                                 "archive_events": 0}
+    assert queue.sent == []  # nothing for a worker to do
+    assert erasure_status(store, "never-seen") == answer
+    assert erasure_status(store, "u1") is None
+    sent_before = {"event_id": "late", "user_id": "never-seen", "session_id": "ns-1",
+                   "timestamp": "2026-11-02T11:59:00Z", "event_type": "view", "item_id": "i1"}
+    outcome = Ingestor(store, blobs, max_workers=1).ingest(to_records([sent_before], start=900))
+    assert outcome.erased == 1 and "ns-1" not in store.snapshot()["sessions"]
 
 
-def test_a_session_id_another_shopper_used_is_kept_and_a_counters_only_row_is_deleted():
+def test_a_second_delete_while_one_is_pending_covers_both_and_the_first_message_does_nothing():
+    user = "u-twice"
+    store, blobs = ingest(history(user, 20, years=1, end=datetime(2026, 10, 1, tzinfo=UTC)))
+    queue = MemoryQueue()
+    first = request_erasure(store, queue, user, now=NOW)
+    # They come back, and are erased again before the first erasure has run.
+    back = history(user, 3, years=0.0001, end=datetime(2026, 11, 2, 15, tzinfo=UTC))
+    back = [{**e, "event_id": "back-" + e["event_id"], "session_id": "back-" + e["session_id"]} for e in back]
+    ingest(back, store, blobs, start=1000)
+    second = request_erasure(store, queue, user, now=NOW + 86400)
+    assert second["archive_days_left"] == first["archive_days_left"] + 1
+
+    puts = blobs.puts
+    assert complete_erasure(store, blobs, user, first["erasure_id"])["status"] == "superseded"
+    assert blobs.puts == puts  # nothing rewritten: the second erasure covers the first
+    done = complete_erasure(store, blobs, user, second["erasure_id"])
+
+    assert done["status"] == "done" and done["removed"]["sessions"] == 23
+    assert done["removed"]["archive_events"] == 69 and done["removed"]["shopper_state"]
+    assert not [e for e in archived(blobs) if e["user_id"] == user]
+    assert erasure_status(store, user)["erasure_id"] == second["erasure_id"]
+
+
+def test_what_a_shopper_does_after_the_erasure_is_theirs_to_keep_even_if_the_worker_runs_later():
+    user = "u3"
+    store, blobs = clean_run(random_events(5, 400))
+    queue = MemoryQueue()
+    request_erasure(store, queue, user, now=NOW)
+    later = {"event_id": "after", "user_id": user, "session_id": "u3-after", "timestamp": "2026-11-02T12:30:00Z",
+             "event_type": "view", "item_id": "i9", "category": "c4", "price": 19.0}
+    ingest([later], store, blobs, start=900)
+
+    done = complete_erasure(store, blobs, user, queue.sent[0]["erasure_id"])
+
+    assert done["status"] == "done" and done["removed"]["archive_events"] > 0
+    assert [e["event_id"] for e in archived(blobs) if e["user_id"] == user] == ["after"]
+    assert [k for k, s in store.snapshot()["sessions"].items() if s["user_id"] == user] == ["u3-after"]
+    assert ShopperState.from_row(store.snapshot()["shoppers"][user]).events == 1
+
+
+def test_a_session_id_another_shopper_used_is_kept_and_a_counters_only_row_is_erased():
     base = {"timestamp": "2026-11-02T10:00:00Z", "event_type": "view", "item_id": "i-1"}
     events = [{**base, "event_id": "e1", "user_id": "a", "session_id": "shared"},
               {**base, "event_id": "e2", "user_id": "b", "session_id": "b-own"},
@@ -78,23 +293,120 @@ def test_a_session_id_another_shopper_used_is_kept_and_a_counters_only_row_is_de
               {"event_id": "e4", "user_id": "a", "session_id": "a2", "timestamp": "2026-11-03T09:00:00Z",
                "event_type": "referral", "source": "friend", "referrer_user_id": "c"}]
     store, blobs = clean_run(events)
-    assert store.snapshot()["sessions"]["shared"]["user_id"] == "a"  # the session row keeps its first shopper
-    erased = erase_shopper(store, blobs, "b")
-    assert erased["sessions_deleted"] == 1 and "shared" in store.snapshot()["sessions"]
-    assert erased["archive_events_removed"] == 2
+    assert store.snapshot()["sessions"]["shared"]["user_id"] == "a"  # a session row belongs to one shopper
+    done = erase(store, blobs, "b")
+    assert done["removed"]["sessions"] == 1 and store.snapshot()["sessions"]["shared"]["user_id"] == "a"
+    assert not [e for e in archived(blobs) if e["user_id"] == "b"]
     # "c" never sent an event: their row holds only the referral counter a's event added to it.
     row = store.snapshot()["shoppers"]["c"]
     assert row["referrals_sent"] == 1 and "first_seen" not in row
-    assert erase_shopper(store, blobs, "c", now=1793620800)["shopper_deleted"] is True
-    assert store.snapshot()["shoppers"]["c"] == tombstone("c", 1793620800)
-    erased = erase_shopper(store, blobs, "a")
-    assert erased["archive_days_searched"] == 2 and erased["archive_events_removed"] == 2
-    assert archived(blobs) == []
+    done = erase(store, blobs, "c")
+    assert done["status"] == "done" and done["removed"]["shopper_state"] is True
+    assert set(store.snapshot()["shoppers"]["c"]) == {"user_id", "erased_at", "expires_at", "erasure_id", "erasure"}
+    done = erase(store, blobs, "a")
+    assert done["archive_days_searched"] == 2 and done["removed"]["archive_events"] == 2
+    assert [e["user_id"] for e in archived(blobs)] == []
+
+
+def test_ids_written_with_escapes_or_inside_longer_ids_are_told_apart_in_the_archive():
+    base = {"timestamp": "2026-11-02T10:00:00Z", "event_type": "view", "item_id": "i-1"}
+    sent = [{**base, "event_id": "e1", "user_id": "ana é", "session_id": "s1"},
+            {**base, "event_id": "e2", "user_id": "ana é1", "session_id": "s2"}]
+    store, blobs = clean_run(sent)
+    # An object as a producer's bytes may have it: the id escaped.
+    escaped = [json.dumps({**base, "event_id": "e4", "user_id": "ana é", "session_id": "s1"}) + "\n",
+               json.dumps({**base, "event_id": "e5", "user_id": "ana é1", "session_id": "s2"}) + "\n"]
+    assert "\\u00e9" in escaped[0]
+    blobs.put(f"archive/date=2026-11-02/shard={SHARDS[0]}/1.jsonl.gz", gzip.compress("".join(escaped).encode()))
+
+    done = erase(store, blobs, "ana é")
+
+    assert done["removed"]["archive_events"] == 2
+    assert sorted(e["event_id"] for e in archived(blobs)) == ["e2", "e5"]
+
+
+def test_a_row_folded_before_rows_kept_an_index_is_erased_over_its_whole_span_in_few_listings():
+    user = "u3"
+    store, blobs = clean_run(random_events(5, 400))
+    # A row as Ingest wrote it before: no index, and events far back.
+    row = store.tables["shoppers"][user]
+    del row["archive_days"], row["archive_shards"]
+    row["first_seen"] = datetime(2000, 1, 1, tzinfo=UTC).timestamp()
+    listing = ListingBlobs()
+    listing.objects = dict(blobs.objects)
+
+    done = erase(store, listing, user)
+
+    assert done["archive_days_searched"] == len(listing.listed) <= ARCHIVE_PERIODS
+    assert done["archive_days_searched"] > 1
+    assert not [e for e in archived(listing) if e["user_id"] == user]
+
+
+# ---- the archive index -----------------------------------------------------------------------------------------------
+
+
+def test_the_index_covers_every_day_added_stays_within_its_limit_and_widens_as_little_as_it_can():
+    rng = random.Random(3)
+    start = datetime(2016, 11, 2).date()
+    days = sorted((start + timedelta(days=rng.randrange(3650))).isoformat() for _ in range(1000))
+    periods: list[str] = []
+    for day in days:
+        periods = with_period(periods, day)
+        assert len(periods) <= ARCHIVE_PERIODS
+    assert all(any(day.startswith(p) for p in periods) for day in days)
+    assert periods == sorted(periods) and not [p for p in periods if any(p != q and p.startswith(q) for q in periods)]
+    # Ten years of days in a hundred entries: recent days stay days, and far fewer than all 3650 days are covered.
+    assert periods[-1] == days[-1] and len([p for p in periods if len(p) == 10]) > 10
+    covered = sum({10: 1, 7: 30.44, 4: 365.25}[len(p)] for p in periods)
+    assert covered < 3650
+    # A few days, however far apart, stay days.
+    assert with_period(with_period(["2026-11-02"], "2000-01-01"), "2000-01-01") == ["2000-01-01", "2026-11-02"]
+    assert with_period(["2019-03"], "2019-03-14") == ["2019-03"]
+    assert with_period(["2019-03-01", "2019-03-14", "2020-01-01"], "2019-03") == ["2019-03", "2020-01-01"]
+
+
+def test_the_index_knows_few_shards_and_falls_back_to_any():
+    shards: list[str] = []
+    for n in (1, 0, 1, 2):
+        shards = with_shard(shards, f"shardId-{n:012d}")
+    assert shards == ["shardId-000000000000", "shardId-000000000001", "shardId-000000000002"]
+    assert with_shard(shards, None) == [ANY_SHARD] and with_shard([ANY_SHARD], "shardId-000000000003") == [ANY_SHARD]
+    many: list[str] = []
+    for n in range(9):
+        many = with_shard(many, f"shardId-{n:012d}")
+    assert many == [ANY_SHARD]
+
+
+def test_a_span_is_indexed_in_at_most_the_limit_at_one_width():
+    day = 86400
+    assert periods_between(NOW - 2 * day, NOW) == ["2026-10-31", "2026-11-01", "2026-11-02"]
+    assert periods_between(NOW - 300 * day, NOW)[:2] == ["2026-01", "2026-02"]
+    assert periods_between(datetime(2000, 1, 1, tzinfo=UTC).timestamp(), NOW)[:2] == ["2000", "2001"]
+    assert periods_between(datetime(1, 1, 1, tzinfo=UTC).timestamp(), NOW) == [
+        f"{n:02d}" for n in range(21)]
+
+
+def test_what_ingest_indexes_covers_every_archived_object_of_the_shopper_on_every_shard():
+    events = random_events(9, 600, users=6)
+    rng = random.Random(9)
+    for e in events:  # days apart, out of order
+        e["timestamp"] = (datetime(2026, 11, 2, tzinfo=UTC) - timedelta(days=rng.randrange(400),
+                                                                                 minutes=rng.randrange(1440))
+                          ).strftime("%Y-%m-%dT%H:%M:%SZ")
+    store, blobs = MemoryStateStore(), MemoryBlobStore()
+    for n, shard in enumerate(SHARDS):  # the stream resharded half way
+        ingest(events[n * 300:(n + 1) * 300], store, blobs, shard=shard, start=n * 1000, batch=37)
+    for user, row in store.snapshot()["shoppers"].items():
+        if "archive_days" not in row:
+            continue
+        for key in blobs.list("archive/"):
+            lines = [json.loads(line) for line in gzip.decompress(blobs.get(key)).splitlines()]
+            if any(e["user_id"] == user for e in lines):
+                day, shard = key.split("/")[1][len("date="):], key.split("/")[2][len("shard="):]
+                assert any(day.startswith(p) for p in row["archive_days"]) and shard in row["archive_shards"]
 
 
 # ---- after the erasure: events of the shopper still on the stream --------------------------------------------------
-
-NOW = datetime(2026, 11, 2, 12, 0, tzinfo=timezone.utc).timestamp()  # after every event of random_events
 
 
 def of(records, user: str, *, mine: bool = True) -> list:
@@ -107,7 +419,7 @@ def erased_midway(seed: int = 5, user: str = "u3"):
     records = to_records(events)
     store, blobs = MemoryStateStore(), MemoryBlobStore()
     Ingestor(store, blobs, max_workers=1).ingest(records[:200])
-    erase_shopper(store, blobs, user, now=NOW)
+    erase(store, blobs, user, now=NOW)
     return store, blobs, records
 
 
@@ -118,14 +430,20 @@ def test_events_sent_before_the_erasure_recreate_nothing_count_nothing_and_are_n
     assert len(of(rest, user)) > 5
     # What the rest of the stream would have done had the shopper never sent those events.
     expected_store, expected_blobs, _ = erased_midway(user=user)
+    expected_store.calls.clear()
     Ingestor(expected_store, expected_blobs, max_workers=1).ingest(of(rest, user, mine=False))
+    store.calls.clear()
 
     outcome = Ingestor(store, blobs, max_workers=1).ingest(rest)
 
     assert outcome.failed == [] and outcome.erased == len(of(rest, user))
     assert outcome.accepted == len(rest) and outcome.duplicates + outcome.erased <= len(rest)
     after = store.snapshot()
-    assert after == expected_store.snapshot()  # items, associations, queries, trends, everyone's rows
+    ignore = ("erasure_id", "erasure")  # each run's own erasure id
+    assert {t: {k: {f: v for f, v in r.items() if f not in ignore} for k, r in rows.items()}
+            for t, rows in after.items()} == {
+        t: {k: {f: v for f, v in r.items() if f not in ignore} for k, r in rows.items()}
+        for t, rows in expected_store.snapshot().items()}
     assert blobs.objects == expected_blobs.objects
     row = after["shoppers"][user]
     assert {k: row[k] for k in ("erased_at", "expires_at")} == {"erased_at": NOW, "expires_at": NOW + TOMBSTONE_SECONDS}
@@ -147,7 +465,7 @@ def test_a_shopper_who_comes_back_after_the_erasure_starts_afresh_and_earlier_st
     store, blobs, records = erased_midway(user=user)
 
     def at(seconds: float) -> str:
-        return datetime.fromtimestamp(NOW + seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return datetime.fromtimestamp(NOW + seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     back = [{"event_id": "back-1", "user_id": user, "session_id": "u3-back", "timestamp": at(60), "event_type": "view",
              "item_id": "i7", "category": "c2", "price": 17.0},
@@ -164,8 +482,9 @@ def test_a_shopper_who_comes_back_after_the_erasure_starts_afresh_and_earlier_st
     row = after["shoppers"][user]
     shopper = ShopperState.from_row(row)
     assert shopper is not None and (shopper.events, shopper.purchases, shopper.session_ids) == (2, 1, ["u3-back"])
-    assert shopper.first_seen == NOW + 60
+    assert shopper.first_seen == NOW + 60 and shopper.archive_days == ["2026-11-02"]
     assert row["erased_at"] == NOW and row["expires_at"] is None  # the TTL must not take them
+    assert row["erasure"]["status"] == "done"  # the record of the erasure stays beside their new state
     assert {sid for sid, s in after["sessions"].items() if s.get("user_id") == user} == {"u3-back"}
     assert {e["event_id"] for e in archived(blobs) if e["user_id"] == user} == {"back-1", "back-2"}
     for replay in (batch, records):
@@ -173,9 +492,11 @@ def test_a_shopper_who_comes_back_after_the_erasure_starts_afresh_and_earlier_st
         assert store.snapshot() == after
 
     # Erased again: the fresh state goes too.
-    erased = erase_shopper(store, blobs, user, now=NOW + 3600)
-    assert (erased["shopper_deleted"], erased["sessions_deleted"], erased["archive_events_removed"]) == (True, 1, 2)
-    assert store.snapshot()["shoppers"][user] == tombstone(user, NOW + 3600)
+    done = erase(store, blobs, user, now=NOW + 3600)
+    assert done["removed"] == {"shopper_state": True, "sessions": 1, "archive_objects_rewritten": 1,
+                               "archive_events": 2}
+    assert store.snapshot()["shoppers"][user] == tombstone(user, NOW + 3600, done["erasure_id"],
+                                                           store.snapshot()["shoppers"][user]["erasure"])
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -194,7 +515,11 @@ def test_replays_after_failures_and_crashes_drop_an_erased_shoppers_events_as_on
     calls = deliver(Ingestor(store, blobs, max_workers=4), rest, rng, crash_rate=0.15)
 
     assert calls > 5
-    assert inner.snapshot() == expected_store.snapshot()
+    ignore = ("erasure_id", "erasure")
+    assert {k: v for k, v in inner.snapshot()["shoppers"][user].items() if k not in ignore} == {
+        k: v for k, v in expected_store.snapshot()["shoppers"][user].items() if k not in ignore}
+    assert {t: r for t, r in inner.snapshot().items() if t != "shoppers"} == {
+        t: r for t, r in expected_store.snapshot().items() if t != "shoppers"}
     assert sorted(map(json.dumps, archived(blobs))) == sorted(map(json.dumps, archived(expected_blobs)))
     assert ShopperState.from_row(inner.snapshot()["shoppers"][user]).events == 1
 
@@ -205,17 +530,17 @@ def test_a_batch_that_read_the_shopper_before_the_erasure_fails_and_its_replay_d
     records = to_records(events)
 
     class ErasedWhileIngesting(MemoryStateStore):
-        """The erasure runs between a batch's read and its writes."""
+        """The erasure is requested between a batch's read and its writes."""
         erase = False
 
         def read_many(self, requests):
             rows = super().read_many(requests)
             if self.erase:
                 self.erase = False
-                erase_shopper(self, blobs, user, now=NOW)
+                request_erasure(self, queue, user, now=NOW)
             return rows
 
-    store, blobs = ErasedWhileIngesting(), MemoryBlobStore()
+    store, blobs, queue = ErasedWhileIngesting(), MemoryBlobStore(), MemoryQueue()
     ingestor = Ingestor(store, blobs, max_workers=1)
     ingestor.ingest(records[:200])
     store.erase = True
@@ -227,6 +552,9 @@ def test_a_batch_that_read_the_shopper_before_the_erasure_fails_and_its_replay_d
     assert again.failed == [] and again.erased >= 1
     row = store.snapshot()["shoppers"][user]
     assert ShopperState.from_row(row) is None and row["erased_at"] == NOW and "first_seen" not in row
+    # The worker, running after it, finds the sessions it wrote through the index.
+    complete_erasure(store, blobs, user, queue.sent[0]["erasure_id"])
+    assert not [s for s in store.snapshot()["sessions"].values() if s["user_id"] == user]
 
 
 def test_readers_take_a_tombstone_for_no_shopper():

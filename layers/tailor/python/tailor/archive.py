@@ -1,16 +1,41 @@
-"""The event archive Ingest writes to S3: one gzipped JSON-lines object per shard, day and batch, events as sent."""
+"""The event archive Ingest writes to S3: one gzipped JSON-lines object per shard, day and batch, events as sent;
+and the index of where one shopper's events are in it, which their shopper row keeps for erasure.
+
+The index is two short lists. `periods`: the UTC days with archived events of the shopper, as ISO dates, sorted.
+Beyond ARCHIVE_PERIODS entries, days merge into their month ("2019-03"), months into their year ("2019"), years into
+decades ("201") and so on, choosing each time the merge that widens the index least: each entry is a prefix of the
+dates it stands for, so it is one listing of the archive, and the list stays within ARCHIVE_PERIODS entries however
+long the shopper's history. `shards`: the stream shards their events came on (their partition key keeps them on one
+shard until the stream reshards); ANY_SHARD when not known, or when there were more than ARCHIVE_SHARDS.
+"""
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
-from typing import Iterator
+from collections.abc import Iterator, Sequence
+from datetime import date
 
 from tailor.store.port import BlobStore
 
-__all__ = ["ARCHIVE_PREFIX", "archive_key", "archived_events", "day_prefix", "pack_lines", "unpack_lines"]
+__all__ = ["ANY_SHARD", "ARCHIVE_PERIODS", "ARCHIVE_PREFIX", "ARCHIVE_SHARDS", "archive_day", "archive_key", "archived_events",
+           "day_prefix", "indexed_objects", "pack_lines", "periods_between", "unpack_lines", "with_period", "with_shard"]
 
 ARCHIVE_PREFIX = "archive/"
+# About 1.2 KB of a shopper row (about 8 KB with a few hundred events): a shopper active on no more than this many
+# days is indexed to the day.
+ARCHIVE_PERIODS = 100
+ARCHIVE_SHARDS = 8
+ANY_SHARD = "*"
+_WIDTHS = (7, 4, 3, 2, 1)
+_DAYS = {10: 1.0, 7: 30.44, 4: 365.25, 3: 3652.5, 2: 36525.0, 1: 365250.0}  # days an entry of each width covers
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()  # month, year, decade, century, millennium: the coarser periods, in the order used
+
+
+def archive_day(epoch: float) -> str:
+    """The day (UTC, ISO) under which Ingest archives an event of that time (epoch seconds)."""
+    return _iso_day(int(epoch // 86400))
 
 
 def archive_key(day: str, shard: str, first_sequence: str) -> str:
@@ -41,3 +66,84 @@ def pack_lines(lines: list[str]) -> bytes:
 
 def unpack_lines(body: bytes) -> list[str]:
     return gzip.decompress(body).decode("utf-8").splitlines(keepends=True)
+
+
+def with_period(periods: Sequence[str], period: str, limit: int = ARCHIVE_PERIODS) -> list[str]:
+    """The index `periods` covering `period` too (an ISO date, or an entry of another index): as it was if an entry
+    already covers it; else with it in place of the entries it covers and, while that makes more than `limit` entries,
+    entries merged into a coarser one (see _merged)."""
+    if periods and (periods[-1] == period or any(period[:w] in periods for w in (10, *_WIDTHS) if w <= len(period))):
+        return list(periods)
+    merged = sorted([p for p in periods if not p.startswith(period)] + [period])
+    while len(merged) > limit:
+        merged = _merged(merged)
+    return merged
+
+
+def with_shard(shards: Sequence[str], shard: str | None) -> list[str]:
+    """The shards of an index with `shard` added; ANY_SHARD alone once the shard is unknown (None) or there are more
+    than ARCHIVE_SHARDS."""
+    if shard is None or ANY_SHARD in shards or (shard not in shards and len(shards) >= ARCHIVE_SHARDS):
+        return [ANY_SHARD]
+    return list(shards) if shard in shards else sorted([*shards, shard])
+
+
+def periods_between(first: float, last: float, limit: int = ARCHIVE_PERIODS) -> list[str]:
+    """An index covering every day from epoch second `first` to `last`, in at most `limit` entries of one width: for
+    shopper rows folded before they kept an index."""
+    a, b = archive_day(first), archive_day(last)
+    days = date.fromisoformat(b).toordinal() - date.fromisoformat(a).toordinal() + 1
+    if days <= limit:
+        return [date.fromordinal(date.fromisoformat(a).toordinal() + n).isoformat() for n in range(days)]
+    months = [int(a[:4]) * 12 + int(a[5:7]) - 1, int(b[:4]) * 12 + int(b[5:7]) - 1]
+    if months[1] - months[0] < limit:
+        return [f"{n // 12:04d}-{n % 12 + 1:02d}" for n in range(months[0], months[1] + 1)]
+    for width in _WIDTHS[1:-1]:
+        low, high = int(a[:width]), int(b[:width])
+        if high - low < limit:
+            return [f"{n:0{width}d}" for n in range(low, high + 1)]
+    return [str(n) for n in range(int(a[0]), int(b[0]) + 1)]
+
+
+def indexed_objects(blobs: BlobStore, period: str, shards: Sequence[str]) -> list[str]:
+    """The archive objects of `period` (an entry of an index) that Ingest wrote from `shards` (any if they hold
+    ANY_SHARD)."""
+    narrow = bool(shards) and ANY_SHARD not in shards
+    if len(period) == 10 and narrow:
+        keys = [key for shard in sorted(shards) for key in blobs.list(f"{day_prefix(period)}shard={shard}/")]
+    else:
+        keys = blobs.list(f"{ARCHIVE_PREFIX}date={period}")
+        if narrow:
+            keys = [key for key in keys if _shard_of(key) in shards]
+    return [key for key in keys if key.endswith(".jsonl.gz")]
+
+
+def _merged(periods: list[str]) -> list[str]:
+    """`periods` with the entries of one month, year, decade, ... merged into it: the merge that makes the archive
+    listed on erasure the fewest days longer per entry it saves (a year whose every month is an entry costs nothing),
+    the oldest of equals."""
+    best: tuple[tuple[float, str], str, set[str]] | None = None
+    for width in _WIDTHS:
+        groups: dict[str, list[str]] = {}
+        for period in periods:
+            if len(period) > width:
+                groups.setdefault(period[:width], []).append(period)
+        for group, members in groups.items():
+            if len(members) > 1:
+                cost = (_DAYS[width] - sum(_DAYS[len(m)] for m in members)) / (len(members) - 1)
+                if best is None or (cost, group) < best[0]:
+                    best = ((cost, group), group, set(members))
+    assert best is not None, "more entries than one per millennium"
+    _, group, members = best
+    return sorted([p for p in periods if p not in members] + [group])
+
+
+@functools.lru_cache(maxsize=4096)
+def _iso_day(days_since_epoch: int) -> str:
+    return date.fromordinal(_EPOCH_ORDINAL + days_since_epoch).isoformat()
+
+
+def _shard_of(key: str) -> str:
+    """The shard in an archive key: archive/date=<day>/shard=<shard>/<first sequence>.jsonl.gz."""
+    parts = key[len(ARCHIVE_PREFIX):].split("/")
+    return parts[1][len("shard="):] if len(parts) > 2 and parts[1].startswith("shard=") else ""

@@ -1,25 +1,50 @@
-"""Erasing a shopper: their state rows, their sessions, and their events in the event archive.
+"""Erasing a shopper: their state rows, their sessions, and their events in the event archive, asynchronously.
 
-The shopper row is not deleted but replaced by a tombstone, {user_id, erased_at, expires_at}: the stream delivers
-at least once, so events of the shopper may still arrive after the erasure (sent before it and not yet ingested,
-or replayed after a failure). Ingest drops every event of theirs timestamped up to `erased_at` (no state, no
-counters, not archived) and counts it as erased; a later event starts a fresh shopper (tailor.ingest.service).
-Every reader of shopper rows takes a tombstone for no shopper (tailor.shopper.ShopperState.from_row).
+An erasure has two steps. `request_erasure` (the API's DELETE) replaces the shopper row with a tombstone at once and
+queues the rest; `complete_erasure` (the Erase function, fed by the queue) deletes their sessions and rewrites the
+archive without their events, then marks the erasure done. `erasure_status` says where it is.
 
-What is left afterwards, and for how long: the tombstone, which holds the user id and the time of the erasure,
-until the table's TTL removes it (TOMBSTONE_SECONDS after the erasure: longer than the stream keeps records);
-the shoppers table's point-in-time recovery, which can restore it as it was up to 35 days back;
+The tombstone is {user_id, erased_at, expires_at, erasure_id, erasure}. From the moment it is written, Ingest drops
+every event of the shopper timestamped up to `erased_at`, however often the stream delivers it (no state, no counters,
+not archived; counted as erased), and a later event starts a fresh shopper on the row (tailor.ingest.service). Every
+reader of shopper rows takes a tombstone for no shopper (tailor.shopper.ShopperState.from_row). `erasure` is the
+record of the latest erasure: its status (pending, done, nothing_to_erase), when it was asked for and finished, what
+it removed, and what the worker still has to visit: the archive index the shopper row kept (tailor.archive: the days,
+or coarser periods, and the shards of their archived events), so the worker lists only those parts of the archive
+and never the whole span of the shopper's history. Their sessions it finds through the sessions table's index on
+`user_id`, whatever their number.
+
+The worker may run more than once for an erasure (the queue delivers at least once, and retries a run that failed or
+ran out of time): it saves its progress on the record after every few periods of the archive, picks up where a
+previous run stopped, and a run on a finished erasure changes nothing. A DELETE while an erasure is pending replaces it with
+one that also covers what the pending one had left (and keeps what it had removed); the superseded one's messages
+then do nothing. Counts are of what was removed, except that a run stopped between deleting sessions and saving
+their count leaves those sessions uncounted.
+
+A shopper who comes back after the erasure keeps what they do afterwards: the worker deletes only sessions that
+started up to `erased_at` and archived events timestamped up to it; or up to the latest event their erased row knew,
+if a clock ahead dated one later (the record's `until`).
+
+An id Tailor has never seen (no row in the shoppers table) is answered as such, and still gets a tombstone, with the
+status nothing_to_erase: a shop erases an account when its owner asks, and that shopper's first events may still be
+on the stream, unread; the tombstone drops them as it drops anyone's. Nothing is queued.
+
+What is left afterwards, and for how long: the tombstone, which holds the user id, the time of the erasure and its
+record, until the table's TTL removes it (TOMBSTONE_SECONDS after the erasure: longer than the stream keeps records,
+and no shorter than the erasure queue and its dead-letter queue keep a message, so a retried or redriven erasure
+finds its record); the shoppers table's point-in-time recovery, which can restore a row as it was up to 35 days back;
 the previous versions of the archive objects rewritten here (the bucket keeps replaced versions for its
-noncurrent-version lifetime); quarantined records, including any of the shopper's that arrive after the erasure
-(they expire under their own lifecycle rule); and the records still on the event stream (its retention period),
-which Ingest drops. Item, association, query and trend counters are sums over every shopper and hold nothing that
-identifies one; a referral counter another shopper's event adds to the erased shopper's row lands on the
-tombstone and goes with it.
+noncurrent-version lifetime); quarantined records, including any of the shopper's that arrive after the erasure (they
+expire under their own lifecycle rule); and the records still on the event stream (its retention period), which
+Ingest drops. Item, association, query and trend counters are sums over every shopper and hold nothing that
+identifies one; a referral counter another shopper's event adds to the erased shopper's row lands on the tombstone
+and goes with it.
 
 One race is left open: an Ingest batch that read the shopper's row before the tombstone replaced it may archive
-its events of theirs after the archive was rewritten, and write their sessions (which expire with the sessions'
-TTL). Its write to the shopper row then fails against the tombstone and its replay drops the events; if it read
-no row at all, its state lands beside the tombstone, where readers ignore it and erasing again removes it.
+events of theirs on a day the tombstone's index does not name, or after the worker rewrote that day, and write their
+sessions (which expire with the sessions' TTL, and which the index on user_id finds for the next erasure). Its write
+to the shopper row then fails against the tombstone and its replay drops the events; if it read no row at all, its
+state lands beside the tombstone, where readers ignore it and erasing again removes it.
 """
 
 from __future__ import annotations
@@ -27,87 +52,219 @@ from __future__ import annotations
 import json
 import math
 import time
-from datetime import date, datetime, timedelta, timezone
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
-from tailor.archive import day_prefix, pack_lines, unpack_lines
-from tailor.shopper import ERASED_FIELD, EXPIRY_FIELD, ShopperState, erased_at
-from tailor.store.port import TABLES, BlobStore, StateStore
+from pydantic import AwareDatetime, TypeAdapter, ValidationError
 
-__all__ = ["TOMBSTONE_SECONDS", "erase_shopper", "tombstone"]
+from tailor.archive import indexed_objects, pack_lines, periods_between, unpack_lines, with_period, with_shard
+from tailor.shopper import ERASED_FIELD, EXPIRY_FIELD, ShopperState, erased_at
+from tailor.store.port import TABLES, BlobStore, Conflict, Queue, StateStore
+
+__all__ = ["DONE", "ERASURE_FIELD", "ERASURE_ID_FIELD", "NOTHING_TO_ERASE", "PENDING", "TOMBSTONE_SECONDS",
+           "ErasureIncomplete", "complete_erasure", "erasure_status", "request_erasure", "tombstone"]
 
 # How long a tombstone outlives its erasure: twice the event stream's retention (template.yaml, EventStream
-# RetentionPeriodHours: 168), so no record sent before the erasure can still be delivered when it goes. A test
-# holds it above the template's retention.
+# RetentionPeriodHours: 168), so no record sent before the erasure can still be delivered when it goes, and no longer
+# than SQS keeps a message (14 days), so no message of the erasure outlives its record. Tests hold both.
 TOMBSTONE_SECONDS = 14 * 86400
 
+PENDING, DONE, NOTHING_TO_ERASE = "pending", "done", "nothing_to_erase"
+ERASURE_FIELD = "erasure"
+ERASURE_ID_FIELD = "erasure_id"
+# A run stops this long before its deadline and saves its progress: a run cut off by its timeout loses what it did
+# since it last saved (at most PERIODS_PER_SAVE periods of the archive, which it does again).
+STOP_BEFORE_DEADLINE_SECONDS = 30.0
+PERIODS_PER_SAVE = 8
+_COUNTS = ("sessions_deleted", "archive_objects_rewritten", "archive_events_removed", "archive_days_searched")
+_TIMESTAMP = TypeAdapter(AwareDatetime)
 
-def tombstone(user_id: str, erased: float) -> dict[str, Any]:
-    """The shopper row an erasure leaves: who, when, and when the table's TTL removes it (epoch seconds)."""
+
+class ErasureIncomplete(Exception):
+    """The run stopped before its deadline with part of the archive still to visit; its progress is saved, and a
+    run for the same message carries on."""
+
+
+def tombstone(user_id: str, erased: float, erasure_id: str | None = None,
+              erasure: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The shopper row an erasure leaves: who, when (rounded up to the second), when the table's TTL removes it
+    (epoch seconds), and the erasure's record."""
     erased = math.ceil(erased)
-    return {TABLES["shoppers"]: user_id, ERASED_FIELD: erased, EXPIRY_FIELD: erased + TOMBSTONE_SECONDS}
+    row: dict[str, Any] = {TABLES["shoppers"]: user_id, ERASED_FIELD: erased, EXPIRY_FIELD: erased + TOMBSTONE_SECONDS}
+    if erasure_id is not None:
+        row.update({ERASURE_ID_FIELD: erasure_id, ERASURE_FIELD: erasure})
+    return row
 
 
-def erase_shopper(store: StateStore, blobs: BlobStore, user_id: str, *, now: float | None = None) -> dict[str, Any]:
-    """Delete `user_id`'s sessions, rewrite the archive objects of the days they were active (first_seen..last_seen)
-    without their events, and replace their shopper row with a tombstone erased at `now` (default: the clock,
-    rounded up to the second). Returns what was removed, by kind.
+def request_erasure(store: StateStore, queue: Queue, user_id: str, *, now: float | None = None,
+                    new_id: Callable[[], str] = lambda: uuid.uuid4().hex) -> dict[str, Any]:
+    """Replace `user_id`'s shopper row with a tombstone erased at `now` (default: the clock; never earlier than an
+    erasure before), holding the record of a new erasure, then queue {user_id, erasure_id} for the worker. Returns the
+    erasure's status (see erasure_status); nothing_to_erase, with nothing queued, if Tailor never saw the id.
 
-    Running it again is harmless, and finishes an erasure that stopped part way: the shopper row, which says
-    which days to clean, is replaced last. On a tombstone it finds nothing to remove and only moves the time of the
-    erasure on to `now`: events of the shopper sent up to the latest erasure are dropped."""
-    shopper_row = store.read("shoppers", [user_id]).get(user_id)
-    previous = erased_at(shopper_row)
-    # Whatever state the row holds, a shopper's who came back since an earlier erasure or that of a batch which
-    # raced one (see the module doc), says where to look.
-    state = ShopperState.from_row({k: v for k, v in shopper_row.items() if k != ERASED_FIELD}) if shopper_row else None
-    sessions = store.read("sessions", state.session_ids) if state and state.session_ids else {}
-    # A session id is the producer's; never delete a session another shopper's events made.
-    owned = sorted(sid for sid, row in sessions.items() if row.get("user_id") == user_id)
+    If the queue refuses the message the tombstone stays, pending: requesting again starts an erasure that covers it."""
+    now = time.time() if now is None else now
+    row = store.read("shoppers", [user_id]).get(user_id)
+    erased = max(now, erased_at(row) or 0.0)
+    erasure_id = new_id()
+    if row is None:
+        record = _record(NOTHING_TO_ERASE, now, math.ceil(erased), [], [], shopper_state=False)
+        record["finished_at"] = now
+        store.replace("shoppers", user_id, tombstone(user_id, erased, erasure_id, record))
+        return _status(user_id, erasure_id, record)
 
-    objects_rewritten = events_removed = 0
-    days = _active_days(state.first_seen, state.last_seen) if state else []
-    for day in days:
-        for key in blobs.list(day_prefix(day.isoformat())):
-            kept, removed = _without_shopper(blobs.get(key), user_id)
-            if removed:
-                blobs.put(key, kept, "application/gzip")
-                objects_rewritten += 1
-                events_removed += removed
+    # Whatever state the row holds says where to look: a shopper's who came back since an earlier erasure, or that of
+    # a batch which raced one (see the module doc).
+    state = ShopperState.from_row({k: v for k, v in row.items() if k != ERASED_FIELD})
+    periods, shards = _archive_index(state)
+    # Anything but a tombstone's own fields: state, or counters other shoppers' events added to the row.
+    shopper_state = bool(set(row) - set(tombstone(user_id, 0, "", {})))
+    # Events sent before the erasure but timestamped after it (a clock ahead) are theirs too.
+    until = max(math.ceil(erased), state.last_seen if state else 0.0)
+    record = _record(PENDING, now, until, periods, shards, shopper_state=shopper_state)
+    unfinished = row.get(ERASURE_FIELD)
+    if unfinished and unfinished.get("status") == PENDING:
+        for period in unfinished.get("archive_days", []):
+            record["archive_days"] = with_period(record["archive_days"], period)
+        for shard in unfinished.get("archive_shards", []):
+            record["archive_shards"] = with_shard(record["archive_shards"], shard)
+        record["shopper_state"] = record["shopper_state"] or bool(unfinished.get("shopper_state"))
+        record.update({name: unfinished.get(name, 0) for name in _COUNTS})
+        record["until"] = max(record["until"], unfinished.get("until", 0.0))
+    store.replace("shoppers", user_id, tombstone(user_id, erased, erasure_id, record))
+    queue.send({"user_id": user_id, "erasure_id": erasure_id})
+    return _status(user_id, erasure_id, record)
 
-    for session_id in owned:
-        store.delete("sessions", session_id)
-    erased = max(time.time() if now is None else now, previous or 0.0)
-    store.replace("shoppers", user_id, tombstone(user_id, erased))
+
+def complete_erasure(store: StateStore, blobs: BlobStore, user_id: str, erasure_id: str, *,
+                     now: Callable[[], float] = time.time, seconds_left: Callable[[], float] | None = None,
+                     workers: int = 16) -> dict[str, Any]:
+    """Carry erasure `erasure_id` of `user_id` through: delete their sessions that started up to the erasure, rewrite
+    the archive objects of the periods its record still names without their events up to the erasure (or up to the
+    latest event their row knew, if that is later), and mark it done. Returns its status; "superseded" if the record on the row is another erasure's (a later DELETE, whose own
+    message does the work) or there is none. With `seconds_left`, stops STOP_BEFORE_DEADLINE_SECONDS before the
+    deadline and raises ErasureIncomplete, its progress saved. `workers` objects are read and rewritten at once."""
+    row = store.read("shoppers", [user_id]).get(user_id)
+    if row is None or row.get(ERASURE_ID_FIELD) != erasure_id:
+        return {"erasure_id": erasure_id, "user_id": user_id, "status": "superseded"}
+    record = dict(row[ERASURE_FIELD])
+    if record["status"] != PENDING:
+        return _status(user_id, erasure_id, record)
+    until = float(record["until"])
+
+    def save() -> bool:
+        try:
+            store.write_state("shoppers", user_id, {ERASURE_FIELD: record}, watermark=ERASURE_ID_FIELD,
+                              expected=erasure_id, new=erasure_id)
+        except Conflict:
+            return False
+        return True
+
+    sessions = store.query("sessions", "user_id", user_id)
+    # A session that started after the erasure is one of a shopper who came back: theirs to keep.
+    doomed = [s[TABLES["sessions"]] for s in sessions if float(s.get("started_at", until)) <= until]
+    store.delete_many("sessions", doomed)
+    record["sessions_deleted"] += len(doomed)
+    if not save():
+        return {"erasure_id": erasure_id, "user_id": user_id, "status": "superseded"}
+
+    def rewrite(key: str) -> int:
+        kept, removed = _without_shopper(blobs.get(key), user_id, until)
+        if removed:
+            blobs.put(key, kept, "application/gzip")
+        return removed
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        while record["archive_days"]:
+            if seconds_left is not None and seconds_left() < STOP_BEFORE_DEADLINE_SECONDS:
+                raise ErasureIncomplete(f"erasure {erasure_id}: {len(record['archive_days'])} archive periods left")
+            periods = record["archive_days"][:PERIODS_PER_SAVE]
+            shards = record["archive_shards"]
+            keys = [key for found in pool.map(lambda p: indexed_objects(blobs, p, shards), periods) for key in found]
+            removed = [n for n in pool.map(rewrite, keys) if n]
+            record["archive_objects_rewritten"] += len(removed)
+            record["archive_events_removed"] += sum(removed)
+            record["archive_days"] = record["archive_days"][len(periods):]
+            record["archive_days_searched"] += len(periods)
+            if not save():
+                return {"erasure_id": erasure_id, "user_id": user_id, "status": "superseded"}
+
+    record.update(status=DONE, finished_at=now(), archive_shards=[])
+    if not save():
+        return {"erasure_id": erasure_id, "user_id": user_id, "status": "superseded"}
+    return _status(user_id, erasure_id, record)
+
+
+def erasure_status(store: StateStore, user_id: str) -> dict[str, Any] | None:
+    """The latest erasure of `user_id`, JSON-ready: its id and status, when it was asked for and finished (ISO UTC),
+    up to when the shopper's events are erased, what it removed, and how many archive periods it has searched and has
+    left; None if there is none on record (never erased, or the tombstone has expired)."""
+    row = store.read("shoppers", [user_id]).get(user_id)
+    if not row or not row.get(ERASURE_FIELD):
+        return None
+    return _status(user_id, row[ERASURE_ID_FIELD], row[ERASURE_FIELD])
+
+
+def _record(status: str, requested: float, until: float, periods: list[str], shards: list[str], *,
+            shopper_state: bool) -> dict[str, Any]:
+    return {"status": status, "requested_at": requested, "until": until, "finished_at": None,
+            "shopper_state": shopper_state, "archive_days": periods, "archive_shards": shards,
+            **{name: 0 for name in _COUNTS}}
+
+
+def _archive_index(state: ShopperState | None) -> tuple[list[str], list[str]]:
+    if state is None:
+        return [], []
+    if not state.archive_days:
+        # Folded before shopper rows kept an index: their events may be on any day they were active, on any shard.
+        return periods_between(state.first_seen, state.last_seen), with_shard([], None)
+    return list(state.archive_days), list(state.archive_shards)
+
+
+def _status(user_id: str, erasure_id: str, record: dict[str, Any]) -> dict[str, Any]:
     return {
+        "erasure_id": erasure_id,
         "user_id": user_id,
-        # Anything but the tombstone: state, or counters other shoppers' events added to the row.
-        "shopper_deleted": shopper_row is not None and not set(shopper_row) <= set(tombstone(user_id, 0)),
-        "sessions_deleted": len(owned),
-        "archive_days_searched": len(days),
-        "archive_objects_rewritten": objects_rewritten,
-        "archive_events_removed": events_removed,
+        "status": record["status"],
+        "requested_at": _iso(record["requested_at"]),
+        "erased_until": _iso(record["until"]),
+        "finished_at": _iso(record.get("finished_at")),
+        "removed": {"shopper_state": bool(record["shopper_state"]), "sessions": record["sessions_deleted"],
+                    "archive_objects_rewritten": record["archive_objects_rewritten"],
+                    "archive_events": record["archive_events_removed"]},
+        "archive_days_searched": record["archive_days_searched"],
+        "archive_days_left": len(record.get("archive_days") or []),
     }
 
 
-def _active_days(first_seen: float, last_seen: float) -> list[date]:
-    first = datetime.fromtimestamp(first_seen, tz=timezone.utc).date()
-    last = datetime.fromtimestamp(last_seen, tz=timezone.utc).date()
-    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+def _iso(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _without_shopper(body: bytes, user_id: str) -> tuple[bytes, int]:
-    """An archive object (gzipped JSON lines) without the shopper's events, and how many it dropped."""
+def _without_shopper(body: bytes, user_id: str, until: float) -> tuple[bytes, int]:
+    """An archive object (gzipped JSON lines) without the shopper's events up to `until`, and how many it dropped."""
     lines = unpack_lines(body)
-    kept = [line for line in lines if not _belongs_to(line, user_id)]
+    kept = [line for line in lines if not _erased_line(line, user_id, until)]
     removed = len(lines) - len(kept)
     return (pack_lines(kept) if removed else body), removed
 
 
-def _belongs_to(line: str, user_id: str) -> bool:
+def _erased_line(line: str, user_id: str, until: float) -> bool:
+    if user_id not in line and "\\" not in line:
+        return False  # a line without escapes spells the user id as it is: without it, the line is someone else's
     try:
         event = json.loads(line)
     except json.JSONDecodeError:
         return False
     # Ingest archives events as they were sent; it compares user ids after stripping spaces.
-    return isinstance(event, dict) and isinstance(event.get("user_id"), str) and event["user_id"].strip() == user_id
+    if not (isinstance(event, dict) and isinstance(event.get("user_id"), str) and event["user_id"].strip() == user_id):
+        return False
+    try:
+        return _TIMESTAMP.validate_python(event.get("timestamp")).timestamp() <= until
+    except ValidationError:
+        return True  # Ingest archives only valid events; if this one is not, it goes rather than stays

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
+from tailor.archive import ANY_SHARD, archive_day, periods_between, with_period, with_shard
 from tailor.events import Event
 from tailor.personas.evidence import note_evidence
-from tailor.session import ENGAGEMENTS
 from tailor.rows import RowState
+from tailor.session import ENGAGEMENTS
 from tailor.text import event_digest, remember
 
 __all__ = ["AFFINITY_WEIGHTS", "ERASED_FIELD", "EXPIRY_FIELD", "ShopperState", "erased_at", "fold_shopper"]
@@ -62,9 +63,13 @@ class ShopperState(RowState):
     profile: dict[str, Any] = field(default_factory=dict)
     seen: list[str] = field(default_factory=list)
     personas: dict[str, Any] = field(default_factory=dict)  # persona mixture, traits and their evidence (tailor.personas)
+    # Where their events are in the event archive, for erasure: the days (older ones merged into months, years, ...)
+    # and the stream shards (tailor.archive's index).
+    archive_days: list[str] = field(default_factory=list)
+    archive_shards: list[str] = field(default_factory=list)
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> "ShopperState | None":
+    def from_row(cls, row: dict[str, Any]) -> ShopperState | None:
         """The shopper kept in `row`; None if it holds no state: counters only, or a tombstone. State from events
         up to an erasure (written beside a tombstone by a batch that read the row before it) is no shopper either:
         a shopper who came back after their erasure was first seen after it."""
@@ -80,12 +85,18 @@ def erased_at(row: dict[str, Any] | None) -> float | None:
     return None if value is None else float(value)
 
 
-def fold_shopper(state: ShopperState | None, event: Event) -> ShopperState:
-    """The shopper after `event`; a duplicate of a recent event leaves them as they were."""
+def fold_shopper(state: ShopperState | None, event: Event, *, shard: str | None = None) -> ShopperState:
+    """The shopper after `event`, which came on stream shard `shard` (None: not known); a duplicate of a recent event
+    leaves them as they were but for the archive index, as Ingest archives every copy."""
     t = event.epoch
     if state is None:
         state = ShopperState(user_id=event.user_id, first_seen=t, last_seen=t)
-    elif state.has_seen(event.event_id):
+    elif state.events and not state.archive_days:
+        # Folded before shopper rows kept an archive index: their earlier events may be on any day they were active.
+        state.archive_days, state.archive_shards = periods_between(state.first_seen, state.last_seen), [ANY_SHARD]
+    state.archive_days = with_period(state.archive_days, archive_day(t))
+    state.archive_shards = with_shard(state.archive_shards, shard)
+    if state.has_seen(event.event_id):
         return state
     state.seen = remember(state.seen, event_digest(event.event_id), RECENT_EVENTS)
     state.events += 1
@@ -113,7 +124,7 @@ def fold_shopper(state: ShopperState | None, event: Event) -> ShopperState:
             state.units += event.quantity
             state.purchased_items = remember(state.purchased_items, event.item_id, PURCHASED_ITEMS)
             state.revenue = round(state.revenue + event.price * event.quantity, 6)
-            day = datetime.fromtimestamp(t, tz=timezone.utc).date().isoformat()
+            day = datetime.fromtimestamp(t, tz=UTC).date().isoformat()
             value = round(event.price * event.quantity, 6)
             if day != state.last_purchase_day:
                 state.transactions += 1

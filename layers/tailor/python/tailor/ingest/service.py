@@ -389,7 +389,7 @@ class _Walk:
                     if paired is not None:
                         pending.add(pos, paired[0], event.event_type, paired[1], session.state)
                 if shopper.applies(pos):
-                    shopper.state = fold_shopper(shopper.state, event)
+                    shopper.state = fold_shopper(shopper.state, event, shard=shard)
                     shopper.absorbed(pos)
             except Exception as exc:
                 _reraise_if_infrastructure(exc)

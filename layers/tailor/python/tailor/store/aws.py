@@ -1,22 +1,25 @@
-"""AWS adapters of the store ports: DynamoDB for state rows and counters, S3 for blobs."""
+"""AWS adapters of the store ports: DynamoDB for state rows and counters, S3 for blobs, SQS for queues."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from tailor.store.port import TABLES, Conflict
+from tailor.store.port import INDEXES, TABLES, Conflict
 
-__all__ = ["DynamoStateStore", "S3BlobStore", "table_names_from_env"]
+__all__ = ["DynamoStateStore", "S3BlobStore", "SqsQueue", "table_names_from_env"]
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 _BATCH_GET_LIMIT = 100
+_BATCH_WRITE_LIMIT = 25
 _UNPROCESSED_RETRIES = 8
 
 
@@ -92,10 +95,39 @@ class DynamoStateStore:
         self.calls["write"] += 1
         self.client.delete_item(TableName=self.tables[table], Key={TABLES[table]: {"S": key}})
 
+    def delete_many(self, table: str, keys: Iterable[str]) -> None:
+        keys = list(dict.fromkeys(keys))
+        name, key_name = self.tables[table], TABLES[table]
+        for start in range(0, len(keys), _BATCH_WRITE_LIMIT):
+            request = {name: [{"DeleteRequest": {"Key": {key_name: {"S": key}}}}
+                              for key in keys[start:start + _BATCH_WRITE_LIMIT]]}
+            for attempt in range(_UNPROCESSED_RETRIES):
+                self.calls["write"] += 1
+                request = self.client.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
+                if not request:
+                    break
+                time.sleep(min(1.0, 0.05 * 2**attempt))
+            else:
+                raise RuntimeError(f"DynamoDB left deletes unprocessed after {_UNPROCESSED_RETRIES} tries")
+
     def replace(self, table: str, key: str, fields: Mapping[str, Any]) -> None:
         item = {name: to_dynamo(value) for name, value in fields.items() if name != TABLES[table]}
         self.calls["write"] += 1
         self.client.put_item(TableName=self.tables[table], Item={**item, TABLES[table]: {"S": key}})
+
+    def query(self, table: str, attribute: str, value: str) -> list[dict[str, Any]]:
+        index, projected = INDEXES[(table, attribute)]
+        names = (TABLES[table], attribute, *projected)
+        rows: list[dict[str, Any]] = []
+        pages = self.client.get_paginator("query").paginate(
+            TableName=self.tables[table], IndexName=index, KeyConditionExpression="#a = :v",
+            ProjectionExpression=", ".join(f"#p{i}" for i in range(len(names))),
+            ExpressionAttributeNames={"#a": attribute, **{f"#p{i}": name for i, name in enumerate(names)}},
+            ExpressionAttributeValues={":v": {"S": value}})
+        for page in pages:
+            self.calls["query"] = self.calls.get("query", 0) + 1
+            rows += [from_dynamo(item) for item in page.get("Items", [])]
+        return rows
 
     def scan(self, table: str, *, limit: int, start: str | None = None,
              attributes: Sequence[str] | None = None) -> tuple[list[dict[str, Any]], str | None]:
@@ -169,6 +201,17 @@ class S3BlobStore:
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
             keys += [o["Key"] for o in page.get("Contents", [])]
         return keys
+
+
+class SqsQueue:
+    """The Queue port on an SQS queue, each message its JSON body."""
+
+    def __init__(self, client: Any, url: str):
+        self.client = client
+        self.url = url
+
+    def send(self, message: Mapping[str, Any]) -> None:
+        self.client.send_message(QueueUrl=self.url, MessageBody=json.dumps(message, separators=(",", ":")))
 
 
 def to_dynamo(value: Any) -> dict[str, Any]:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import bisect
 import copy
+import json
 import threading
 from collections import Counter, defaultdict
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
-from tailor.store.port import TABLES, Conflict
+from tailor.store.port import INDEXES, TABLES, Conflict
 
-__all__ = ["MemoryBlobStore", "MemoryStateStore"]
+__all__ = ["MemoryBlobStore", "MemoryQueue", "MemoryStateStore"]
 
 
 class MemoryStateStore:
@@ -66,12 +68,28 @@ class MemoryStateStore:
             self.tables[table].pop(key, None)
             self._key_order.pop(table, None)
 
+    def delete_many(self, table: str, keys: Iterable[str]) -> None:
+        keys = list(dict.fromkeys(keys))
+        with self._lock:
+            self.calls["write"] += -(-len(keys) // 25)  # BatchWriteItem takes 25 requests a call
+            for key in keys:
+                self.tables[table].pop(key, None)
+            self._key_order.pop(table, None)
+
     def replace(self, table: str, key: str, fields: Mapping[str, Any]) -> None:
         with self._lock:
             self.calls["write"] += 1
             if key not in self.tables[table]:
                 self._key_order.pop(table, None)
             self.tables[table][key] = {**copy.deepcopy(dict(fields)), TABLES[table]: key}
+
+    def query(self, table: str, attribute: str, value: str) -> list[dict[str, Any]]:
+        _, projected = INDEXES[(table, attribute)]
+        names = (TABLES[table], attribute, *projected)
+        with self._lock:
+            self.calls["query"] += 1
+            return [copy.deepcopy({a: row[a] for a in names if a in row})
+                    for row in self.tables[table].values() if row.get(attribute) == value]
 
     def scan(self, table: str, *, limit: int, start: str | None = None,
              attributes: Sequence[str] | None = None) -> tuple[list[dict[str, Any]], str | None]:
@@ -124,3 +142,15 @@ class MemoryBlobStore:
     def list(self, prefix: str) -> list[str]:
         with self._lock:
             return sorted(k for k in self.objects if k.startswith(prefix))
+
+
+class MemoryQueue:
+    """The Queue port as a list: `sent` holds each message, JSON-copied, in the order sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def send(self, message: Mapping[str, Any]) -> None:
+        with self._lock:
+            self.sent.append(json.loads(json.dumps(message)))

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator, Mapping, Protocol, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Protocol
 
-__all__ = ["TABLES", "BlobStore", "Conflict", "StateStore", "every_row"]
+__all__ = ["INDEXES", "TABLES", "BlobStore", "Conflict", "Queue", "StateStore", "every_row"]
 
 # Logical table -> its hash key. Adapters map logical names to physical ones.
 TABLES: dict[str, str] = {
@@ -15,6 +16,12 @@ TABLES: dict[str, str] = {
     "queries": "query",
     "trends": "period",
     "checkpoints": "id",
+}
+
+# The secondary indexes `StateStore.query` reads: (logical table, attribute) -> (index name, the attributes it projects
+# besides the keys). The template's tables and tailor_local's create_state_tables declare the same.
+INDEXES: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {
+    ("sessions", "user_id"): ("user_id-index", ("started_at",)),
 }
 
 
@@ -70,9 +77,19 @@ class StateStore(Protocol):
     def delete(self, table: str, key: str) -> None:
         ...
 
+    def delete_many(self, table: str, keys: Iterable[str]) -> None:
+        """Delete the rows of `keys` (those that exist), in as few round trips as the store allows."""
+        ...
+
     def replace(self, table: str, key: str, fields: Mapping[str, Any]) -> None:
         """Make the row of `key` hold `fields` (and its key) and nothing else, whatever it held before, its
         watermarks too: a writer that read it before then finds its watermark moved and writes nothing."""
+        ...
+
+    def query(self, table: str, attribute: str, value: str) -> list[dict[str, Any]]:
+        """Every row of `table` whose `attribute` is `value`, found through the table's index on it (INDEXES), with
+        only the table's key, `attribute` and what the index projects. The index may lag a write by a moment (a
+        DynamoDB global secondary index is eventually consistent)."""
         ...
 
     def scan(self, table: str, *, limit: int, start: str | None = None,
@@ -101,6 +118,14 @@ def every_row(store: StateStore, table: str, attributes: Sequence[str] | None = 
         yield from rows
         if start is None:
             return
+
+
+class Queue(Protocol):
+    """A message queue: what is sent is delivered to its consumer at least once."""
+
+    def send(self, message: Mapping[str, Any]) -> None:
+        """Send `message` (JSON-ready), or raise."""
+        ...
 
 
 class BlobStore(Protocol):
