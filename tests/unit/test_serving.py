@@ -4,29 +4,37 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from functools import lru_cache
+from functools import cache
 
 import pytest
 
-from support import clean_run
 from tailor.events import EventError
 from tailor.models import DEFAULT_DIR, default_model
 from tailor.ranking import FEATURE_NAMES, MODEL_NAME, RankingModel
 from tailor.serving import MAX_N, Filters, Ranking, Recommender
+from tailor.store.memory import MemoryStateStore
 from tailor_lab.simulator import simulate
 
+from support import clean_run
 
-@lru_cache(maxsize=None)
+
+@cache
 def world():
     events = simulate(shoppers=40, days=1.0, seed=21).events
     end = datetime.fromisoformat(events[-1]["timestamp"].replace("Z", "+00:00")).timestamp()
     return events, end
 
 
+@cache
+def ingested() -> MemoryStateStore:
+    """The world's state, written once: the Recommender only reads it, and the memory store reads out copies."""
+    return clean_run(world()[0])[0]
+
+
 def recommender(**kwargs) -> Recommender:
-    events, end = world()
-    store, _ = clean_run(events)
-    return Recommender(store, RankingModel.from_stored(default_model(MODEL_NAME)), clock=lambda: end + 30, **kwargs)
+    _, end = world()
+    return Recommender(ingested(), RankingModel.from_stored(default_model(MODEL_NAME)), clock=lambda: end + 30,
+                       **kwargs)
 
 
 def busiest_shopper() -> tuple[str, str]:
@@ -61,7 +69,8 @@ def test_feed_for_a_shopper_with_history():
     assert 1 <= first.round_trips <= 2 and second.round_trips <= 2
     assert any("session" in item.sources for item in first.items)
     assert all(0.0 <= item.parts["purchase_probability"] <= 1.0 for item in first.items)
-    json.dumps([item.__dict__ for item in first.items])  # plain values only
+    items = [item.__dict__ for item in first.items]
+    assert json.loads(json.dumps(items)) == items  # plain JSON values only: nothing a handler could not answer with
 
 
 def test_an_unknown_shopper_gets_a_cold_start_feed():
@@ -119,7 +128,7 @@ def test_profile():
     assert profile["current_session"]["session_id"] == session
     assert set(profile["rfm"]) >= {"recency_days", "frequency", "monetary"}
     assert profile["recent_items"] and profile["category_affinity"]
-    json.dumps(profile)
+    assert json.loads(json.dumps(profile)) == profile  # plain JSON values only
     assert r.profile("someone-new") is None
 
 
