@@ -27,7 +27,7 @@ EXAMPLE = re.compile(r"^  # (?P<purpose>.*) \(expect HTTP (?P<status>\d{3})\)$")
 @pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
 def test_every_curl_command_tailor_local_up_prints_works_as_printed(tmp_path):
     template = repo_copy(tmp_path / "repo")
-    up = subprocess.Popen([sys.executable, "-m", "tailor_local.cli", "--template", str(template), "local", "up",
+    up = subprocess.Popen([sys.executable, "-m", "tailor_cli", "--template", str(template), "local", "up",
                            "--port", "0", "--api-port", "0", "--shoppers", "4", "--days", "0.1"],
                           stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
                           env={**os.environ, "PYTHONUNBUFFERED": "1"})

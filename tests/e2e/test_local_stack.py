@@ -12,12 +12,13 @@ import time
 
 import pytest
 
-from api_support import PROCESSING_TIMEOUT_S, repo_copy, wait_until_processed
-from conftest import ROOT, load_event
 from tailor.events import EventError, parse_event
-from tailor_local.cli import main
+from tailor_cli.main import main
 from tailor_lab.simulator import simulate
 from tailor_local.stack import LocalStack, PutResult, put_events, state_path
+
+from api_support import PROCESSING_TIMEOUT_S, repo_copy, wait_until_processed
+from conftest import ROOT, load_event
 
 pytestmark = [
     pytest.mark.e2e,
@@ -120,7 +121,7 @@ def test_the_cli_replays_into_the_running_stack_and_waits_for_it(replayed, capsy
 
 def test_tailor_local_up_replays_stays_up_and_stops_on_ctrl_c(tmp_path):
     template = repo_copy(tmp_path / "repo")
-    tailor = [sys.executable, "-m", "tailor_local.cli", "--template", str(template)]
+    tailor = [sys.executable, "-m", "tailor_cli", "--template", str(template)]
     up = subprocess.Popen([*tailor, "local", "up", "--port", "0", "--api-port", "0", "--shoppers", "3", "--days", "0.05"],
                           stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:

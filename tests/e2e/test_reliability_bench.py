@@ -5,8 +5,9 @@ import json
 
 import pytest
 
+from tailor_cli.main import main
+
 from conftest import ROOT
-from tailor_local.cli import main
 
 pytestmark = [pytest.mark.e2e]
 

@@ -11,8 +11,8 @@ import types
 
 import pytest
 
-from tailor_local import cli
-from tailor_local.cli import main
+import tailor_cli.main as cli
+from tailor_cli.main import main
 from tailor_local.stack import LocalStack, all_processed, put_events, state_path
 
 TEMPLATE = textwrap.dedent("""\
@@ -186,7 +186,7 @@ def verbs(parser, words=()):
 
 
 def test_every_command_tailor_lists_has_help(capsys):
-    listed = list(verbs(cli._parser()))
+    listed = list(verbs(cli.parser()))
     assert {("bench",), ("train",), ("evaluate",), ("local", "up"), ("bench", "ingest")} <= set(listed)
     for words in [(), *listed]:
         with pytest.raises(SystemExit) as leaving:
@@ -203,7 +203,7 @@ def test_status_goes_to_stdout(running, capsys):
 
 
 def test_a_reader_that_goes_away_ends_the_command_quietly(running):
-    command = [sys.executable, "-m", "tailor_local.cli", "--template", str(running), "state", "user", "ann"]
+    command = [sys.executable, "-m", "tailor_cli", "--template", str(running), "state", "user", "ann"]
     reading = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     reading.stdout.close()  # as `| head` does once it has what it wants
     said = reading.stderr.read()

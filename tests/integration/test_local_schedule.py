@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tailor_local.cli import main
+from tailor_cli.main import main
 from tailor_local.runtime import LocalFunction
 from tailor_local.schedule import ScheduleSource, ScheduleTimer, rate_seconds, schedule_sources, scheduled_event
 from tailor_local.template import Template, TemplateError

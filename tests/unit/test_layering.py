@@ -72,7 +72,7 @@ def test_serving_may_import_onnxruntime_and_the_cli_the_lab(project_graph, broke
     graph = copy.deepcopy(project_graph)
     graph.add_import(importer="tailor.models.onnx_model", imported="onnxruntime", line_number=1,
                      line_contents="import onnxruntime")
-    graph.add_import(importer="tailor_local.cli", imported="tailor_lab.evaluation", line_number=1,
+    graph.add_import(importer="tailor_cli.main", imported="tailor_lab.evaluation", line_number=1,
                      line_contents="import tailor_lab.evaluation")
     assert broken_contracts(graph) == set()
 
