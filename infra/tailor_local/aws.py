@@ -56,6 +56,8 @@ class MotoServer:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self._server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
         self._server.start()
+        werkzeug_server = self._server._server  # serves each request on a thread of its own
+        werkzeug_server.app = _OneCallAtATime(werkzeug_server.app)
         self.host, self.port = self._server.get_host_and_port()
         return self
 
@@ -73,6 +75,30 @@ class MotoServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class _OneCallAtATime:
+    """moto's backends are not safe for concurrent calls (two PutRecords at once can take the same sequence number, and
+    one record is lost; a DynamoDB update is read, changed and written back), while AWS applies each call atomically.
+    Functions call the local AWS from several threads at once, so it answers one call at a time.
+
+    SQS ReceiveMessage is the exception: a long poll waits inside moto for a message that another call must send.
+    Unserialized, two receives may rarely get the same message, which standard queues allow."""
+
+    def __init__(self, app: Any):
+        self.app = app
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        if _is_receive_message(environ):
+            return list(self.app(environ, start_response))
+        with self._lock:
+            return list(self.app(environ, start_response))
+
+
+def _is_receive_message(environ: dict[str, Any]) -> bool:
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    return target == "AmazonSQS.ReceiveMessage" or "Action=ReceiveMessage" in environ.get("QUERY_STRING", "")
 
 
 @dataclass
