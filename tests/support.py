@@ -53,11 +53,22 @@ def random_events(seed: int, n: int, *, users: int = 12, items: int = 40) -> lis
 
 
 def to_records(events: list[dict], shard: str = SHARD, *, start: int = 0) -> list[StreamRecord]:
+    """The events as one shard's records, each arriving on the stream when it happened or later."""
     return [
         StreamRecord(shard=shard, sequence=str(_BASE_SEQUENCE + (start + n) * 1000),
-                     data=json.dumps(e).encode(), partition_key=e.get("user_id", "x"), arrival=1793613600.0 + n)
+                     data=json.dumps(e).encode(), partition_key=e.get("user_id", "x"),
+                     arrival=max(1793613600.0 + n, _epoch(e.get("timestamp"))))
         for n, e in enumerate(events)
     ]
+
+
+def _epoch(timestamp) -> float:
+    if isinstance(timestamp, (int, float)):
+        return float(timestamp)
+    try:
+        return datetime.fromisoformat(str(timestamp).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
 
 
 class FlakyStateStore:

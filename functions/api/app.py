@@ -182,7 +182,10 @@ warnings.filterwarnings("ignore", message="No application metrics to publish")
 _cors_origin = os.environ.get("CORS_ALLOW_ORIGIN", "")
 app = APIGatewayRestResolver(enable_validation=True,
                              cors=CORSConfig(allow_origin=_cors_origin, max_age=600) if _cors_origin else None,
-                             json_body_deserializer=functools.partial(load_json, max_depth=MAX_BODY_DEPTH))
+                             # NaN and Infinity reach the request models, which refuse them naming the field (an
+                             # event's, one by one); a body nested too deep is refused before it is decoded.
+                             json_body_deserializer=functools.partial(load_json, max_depth=MAX_BODY_DEPTH,
+                                                                      allow_nan=True))
 
 _aws = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
 personas = ModelSource(S3BlobStore(boto3.client("s3", config=_aws), os.environ["DATA_BUCKET"]))

@@ -3,6 +3,7 @@ never came: a record whose session is another shopper's, one the fold fails on, 
 cannot store into a counter or a row. Replays quarantine the same records again and count the others once; faults
 that are no record's fail the batch for the stream to deliver again."""
 
+import dataclasses
 import gzip
 import json
 import random
@@ -219,3 +220,18 @@ def test_a_session_new_in_the_batch_belongs_to_the_shopper_whose_event_opened_it
     assert outcome.quarantined == 2 and set(quarantined(blobs)) == {records[1].sequence, records[2].sequence}
     assert store.snapshot()["sessions"]["s-shared"]["events"] == 2
     assert "dave" not in store.snapshot()["shoppers"]
+
+
+def test_an_event_dated_past_the_clock_skew_of_its_arrival_on_the_stream_is_quarantined():
+    events = shopper_events("erin", "s-erin", 0, ("view", "click"))
+    events[1]["timestamp"] = "2027-11-02T10:01:00Z"
+    records = to_records(events)
+    records[1] = dataclasses.replace(records[1], arrival=records[0].arrival + 60)  # a year before its date: a wrong clock
+    store, blobs = MemoryStateStore(), MemoryBlobStore()
+    outcome = Ingestor(store, blobs, max_workers=1).ingest(records)
+    assert outcome.quarantined == 1 and outcome.quarantines[0][0] == records[1].sequence
+    assert outcome.quarantines[0][1].startswith("timestamp: 31536") and "clock skew" in outcome.quarantines[0][1]
+    assert store.snapshot()["shoppers"]["erin"]["events"] == 1
+
+    unknown = dataclasses.replace(records[1], arrival=0.0)  # a record that does not say when it arrived
+    assert Ingestor(MemoryStateStore(), MemoryBlobStore(), max_workers=1).ingest([unknown]).quarantined == 0

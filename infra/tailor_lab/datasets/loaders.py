@@ -63,8 +63,9 @@ def load_diginetica(views_path: PathLike, purchases_path: PathLike | None = None
     middle of the interval that keeps every one of its events on its stated date, so the order
     and gaps within a session are exact and every event lands on its date.
 
-    Shoppers: user_id = "dg-u<userId>" where the row or, failing that, its session names a
-    shopper, else "dg-s<sessionId>". session_id = "dg-<sessionId>".
+    Shoppers: a session is one shopper's, user_id = "dg-u<userId>" of the userId its rows name
+    most (the least of equals; a few sessions name two), else "dg-s<sessionId>".
+    session_id = "dg-<sessionId>".
 
     Purchases carry no price in the data: they get price 0.0 and quantity 1, so revenue from this
     data set is unknown (counts of purchases are real). order_id = "dg-<ordernumber>". Rows that
@@ -102,8 +103,8 @@ def load_diginetica(views_path: PathLike, purchases_path: PathLike | None = None
         session_start[session] = (lo + hi) // 2 if lo <= hi else lo
     session_user = {s: min(c.items(), key=lambda kv: (-kv[1], kv[0]))[0] for s, c in users.items()}
     timed = sorted(((session_start[r[0]] + r[1], r[4], r[3]), r) for r in rows)
-    for (t_ms, stem, lineno), (session, _, _, _, _, user, item, order) in timed:
-        user = user if user is not None else session_user.get(session)
+    for (t_ms, stem, lineno), (session, _, _, _, _, _, item, order) in timed:
+        user = session_user.get(session)
         event = {"event_id": f"dg-{stem}-{lineno}",
                  "user_id": f"dg-u{user}" if user is not None else f"dg-s{session}",
                  "session_id": f"dg-{session}", "timestamp": _iso(t_ms),

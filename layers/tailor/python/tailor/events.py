@@ -283,10 +283,11 @@ def parse_event(raw: bytes | str | dict[str, Any], *, received_at: float | None 
     return event
 
 
-def load_json(text: str, *, max_depth: int) -> Any:
+def load_json(text: str, *, max_depth: int, allow_nan: bool = False) -> Any:
     """`json.loads` for text from outside, which raises json.JSONDecodeError for whatever Tailor does not take:
-    nesting deeper than `max_depth` (found before decoding, so no depth exhausts the stack), NaN and Infinity (not
-    JSON), and integers too long to convert."""
+    nesting deeper than `max_depth` (found before decoding, so no depth exhausts the stack), integers too long to
+    convert, and unless `allow_nan`, NaN and Infinity (not JSON; with `allow_nan` they are decoded, for a schema
+    to refuse naming the field)."""
     too_deep = _too_deep_at(text, max_depth)
     if too_deep is not None:
         raise json.JSONDecodeError(f"nested deeper than {max_depth} levels", text, too_deep)
@@ -295,7 +296,7 @@ def load_json(text: str, *, max_depth: int) -> Any:
         raise json.JSONDecodeError(f"{name} is not a JSON number", text, max(text.find(name), 0))
 
     try:
-        return json.loads(text, parse_constant=refuse)
+        return json.loads(text, parse_constant=None if allow_nan else refuse)
     except json.JSONDecodeError:
         raise
     except ValueError as exc:  # an integer of more digits than Python converts

@@ -447,7 +447,9 @@ def _decode(records: Sequence[StreamRecord]) -> tuple[list[tuple[str, Event]], d
     accepted, originals, rejected = [], {}, []
     for record in records:
         try:
-            event = parse_event(record.data)
+            # Dated past the clock skew of its arrival on the stream: a wrong clock (as at the API's door). The
+            # arrival is the record's own, so a replay decides the same; a record without one is not held to it.
+            event = parse_event(record.data, received_at=record.arrival or None)
         except EventError as err:
             rejected.append((record, err.reason))
             continue
@@ -551,8 +553,9 @@ def _unstorable_contributions(parts: Iterable[Contribution]) -> str | None:
 def _unstorable(fields: Mapping[str, Any]) -> str | None:
     """Where `fields` hold a number DynamoDB cannot store (not finite, too large or small, too many digits), or
     None. Every row a batch writes is checked, so the common answer is found at C speed: JSON refuses NaN and
-    infinities, and writes every float from 1e16 up with an exponent ("e+"). Integers in rows are counts and sums
-    of bounded amounts, and the fractions are rounded, so neither comes near DynamoDB's limits unnoticed."""
+    infinities and writes floats of 1e16 and more with an exponent ("e+"); only then are the numbers looked at one
+    by one. Integers and tiny fractions are left to that: rows hold counts and sums of bounded amounts, and
+    fractions rounded to a few places, far from DynamoDB's 38 digits and 1e-130."""
     try:
         text = json.dumps(fields, allow_nan=False, default=repr)
     except ValueError:
