@@ -6,6 +6,7 @@ import json
 from tailor.ingest.service import Ingestor
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
 from tailor_lab.datasets import load_diginetica
+
 from support import to_records
 
 

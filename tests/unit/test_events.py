@@ -4,8 +4,20 @@ import json
 
 import pytest
 
-from tailor.events import (EVENT_TYPES, MAX_CLOCK_SKEW_SECONDS, MAX_EVENT_DEPTH, MAX_ID_LENGTH, MAX_LINE_VALUE,
-                           MAX_PRICE, MAX_QUANTITY, MAX_QUERY_LENGTH, EventError, load_json, parse_event)
+from tailor.events import (
+    EVENT_TYPES,
+    MAX_CLOCK_SKEW_SECONDS,
+    MAX_EVENT_DEPTH,
+    MAX_ID_LENGTH,
+    MAX_LINE_VALUE,
+    MAX_PRICE,
+    MAX_QUANTITY,
+    MAX_QUERY_LENGTH,
+    EventError,
+    load_json,
+    parse_event,
+)
+
 from conftest import kinesis_payloads, load_event
 
 BASE = {"event_id": "e1", "user_id": "u1", "session_id": "s1", "timestamp": "2026-11-02T10:00:00Z"}

@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.batch import process_partial_response
 from tailor.ingest.kinesis import AggregatingKinesisProcessor, publish_metrics, stream_record
 from tailor.ingest.service import Ingestor
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
-from conftest import load_event
+
 from support import TransientError
 
 

@@ -5,12 +5,20 @@ from __future__ import annotations
 import json
 import math
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from itertools import accumulate
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
-from pydantic import (AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo,
-                      field_validator)
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 __all__ = [
@@ -71,8 +79,8 @@ MAX_POSITION = 10_000  # slots in a served list
 MIN_AGE, MAX_AGE = 13, 120
 # Backfills of old events are welcome, from before any web shop on; no event is dated near the end of what dates
 # can hold (year 9999), where adding a retention period to it overflows.
-EARLIEST_TIMESTAMP = datetime(1990, 1, 1, tzinfo=timezone.utc)
-LATEST_TIMESTAMP = datetime(2100, 1, 1, tzinfo=timezone.utc)
+EARLIEST_TIMESTAMP = datetime(1990, 1, 1, tzinfo=UTC)
+LATEST_TIMESTAMP = datetime(2100, 1, 1, tzinfo=UTC)
 # Events are sent as they happen: a timestamp later than this past the moment Tailor receives the event is a wrong
 # clock, and would make sessions and trends live in the future.
 MAX_CLOCK_SKEW_SECONDS = 300
@@ -230,11 +238,8 @@ class Profile(_EventBase):
 
 
 Event = Annotated[
-    Union[
-        View, Click, Search, AddToCart, RemoveFromCart, Purchase, Wishlist, ReviewRead,
-        SpecCompare, CategoryBrowse, CheckoutView, Impression, Dwell, Scroll, Zoom, Referral,
-        Profile,
-    ],
+    View | Click | Search | AddToCart | RemoveFromCart | Purchase | Wishlist | ReviewRead | SpecCompare
+    | CategoryBrowse | CheckoutView | Impression | Dwell | Scroll | Zoom | Referral | Profile,
     Field(discriminator="event_type"),
 ]
 
