@@ -71,13 +71,18 @@ def simulation_options(parser: argparse.ArgumentParser) -> None:
                              "which keeps their popularity current for the API)")
 
 
+SESSION_ALLOWANCE = dt.timedelta(hours=2)
+
+
 def simulation_start(args: argparse.Namespace) -> dt.datetime:
     if args.start is not None:
         if args.start.tzinfo is None:
             raise TemplateError("--start needs a timezone, e.g. 2026-11-02T00:00:00+00:00")
         return args.start
     now = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
-    return now - dt.timedelta(days=args.days)
+    # A session begun near the end of the window runs on past it, and Ingest refuses events from the future:
+    # the window ends early enough that the longest simulated session is over by now.
+    return now - dt.timedelta(days=args.days) - SESSION_ALLOWANCE
 
 
 def simulated_events(args: argparse.Namespace) -> list[dict[str, Any]]:
