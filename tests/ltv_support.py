@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
 from tailor_lab.training.ltv import TrainedLtv, train_ltv
 
-START = datetime(2025, 1, 6, tzinfo=timezone.utc)
+START = datetime(2025, 1, 6, tzinfo=UTC)
 AS_OF = START + timedelta(weeks=30)
 
 

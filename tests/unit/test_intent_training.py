@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from tailor.intent import INTENT_FEATURES, INTENTS, IntentModel
-from tailor_lab.evaluation.intent import calibration, evaluate_purchase_proxy, evaluate_simulated, macro_f1
+from tailor_lab.evaluation.intent import evaluate_purchase_proxy
 from tailor_lab.simulator import simulate
 from tailor_lab.training.intent import train_intent
-from tailor_lab.training.intent_examples import simulated_examples
+from tailor_lab.training.intent_truth import calibration, evaluate_simulated, macro_f1, simulated_examples
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,19 @@ import pytest
 
 from tailor.ltv.scoring import LtvModel
 from tailor_lab.datasets import load_cdnow
-from tailor_lab.evaluation.ltv import (CALIBRATION_END, HOLDOUT_END, PAPER_BGNBD_SAMPLE, bgnbd_expected,
-                                       bgnbd_totals_backtest, check_bgnbd_sample, fit_bgnbd, fit_gamma_gamma,
-                                       gamma_gamma_mean, main, rfm_summary)
+from tailor_lab.evaluation.ltv import (
+    CALIBRATION_END,
+    HOLDOUT_END,
+    PAPER_BGNBD_SAMPLE,
+    bgnbd_expected,
+    bgnbd_totals_backtest,
+    check_bgnbd_sample,
+    fit_bgnbd,
+    fit_gamma_gamma,
+    gamma_gamma_mean,
+    main,
+    rfm_summary,
+)
 from tailor_lab.training import ltv as ltv_training
 from tailor_lab.training.ltv import parse_events
 

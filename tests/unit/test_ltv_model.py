@@ -12,8 +12,15 @@ import pytest
 from tailor.ltv.features import FEATURE_NAMES
 from tailor.ltv.scoring import METADATA_KEY, MODEL_NAME, LtvModel, consistent_days, quote, typical_counts
 from tailor_lab.training import ltv as ltv_training
-from tailor_lab.training.ltv import (QUOTE_LEVELS, least_error_level, ltv_metrics, parse_events, replay_snapshots,
-                                     totals_level, train_ltv)
+from tailor_lab.training.ltv import (
+    QUOTE_LEVELS,
+    least_error_level,
+    ltv_metrics,
+    parse_events,
+    replay_snapshots,
+    totals_level,
+    train_ltv,
+)
 
 from ltv_support import AS_OF, START, purchase_histories
 

@@ -9,8 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from tailor_lab.evaluation.nextitem import (VSKNN, VSKNN_CONFIG, evaluate_next_item, load_diginetica_split,
-                                            load_session_rec_split, main, validation_split)
+from tailor_lab.evaluation.nextitem import (
+    VSKNN,
+    VSKNN_CONFIG,
+    evaluate_next_item,
+    load_diginetica_split,
+    load_session_rec_split,
+    main,
+    validation_split,
+)
 
 T0 = 1_396_400_000  # an April 2014 epoch, like the YooChoose sample
 

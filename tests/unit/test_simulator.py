@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import statistics
 from collections import Counter, defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -68,7 +68,7 @@ def test_a_day_of_500_shoppers_emits_every_event_type(day):
 
 
 def test_start_sets_the_clock_and_naive_or_empty_runs_are_refused():
-    start = datetime(2025, 3, 1, 8, 0, tzinfo=timezone.utc)
+    start = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
     sim = simulate(shoppers=20, days=0.25, seed=3, start=start)
     first = datetime.fromisoformat(sim.events[0]["timestamp"].replace("Z", "+00:00"))
     assert start <= first < start + timedelta(hours=6)

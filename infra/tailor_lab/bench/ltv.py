@@ -18,7 +18,7 @@ import datetime as dt
 import os
 import platform
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ from .report import publish
 
 __all__ = ["main", "run", "synthetic_histories"]
 
-START = datetime(2025, 1, 6, tzinfo=timezone.utc)
+START = datetime(2025, 1, 6, tzinfo=dt.UTC)
 WEEKS = 30
 MILLION = 1_000_000
 
@@ -84,7 +84,7 @@ def run(sizes: dict[str, list[int]], *, page_size: int, writers: int, seed: int)
         extrapolated[store_name] = {"seconds_per_million": round(float(seconds), 1),
                                     "invocations_of_14_minutes": int(np.ceil(seconds / 840.0)),
                                     "from_runs": [int(v) for v in n]}
-    return {"benchmark": "ltv-rebuild", "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    return {"benchmark": "ltv-rebuild", "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
             "settings": {"page_size": page_size, "writers": writers, "seed": seed, "model_horizon_weeks": 8,
                          "rows_folded_seconds": round(folded, 1)},

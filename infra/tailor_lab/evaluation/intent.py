@@ -33,37 +33,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import f1_score, roc_auc_score
+from sklearn.metrics import roc_auc_score
 
 from tailor.events import parse_event
 from tailor.intent import INTENTS, IntentModel, intent_matrix
 from tailor.models import default_model
 from tailor.session import SessionState, fold_session
-from tailor_lab.training.intent_examples import simulated_examples
+from tailor_lab.training.intent_truth import evaluate_simulated, format_simulated
 
-__all__ = ["CALIBRATION_BINS", "calibration", "evaluate_purchase_proxy", "evaluate_simulated",
-           "format_simulated", "macro_f1", "main"]
+__all__ = ["evaluate_purchase_proxy", "format_proxy", "main"]
 
-CALIBRATION_BINS = 15
 PROXY_KS = (1, 3, 5)
 BOOTSTRAP = 500
 DEFAULT_DIGINETICA = Path(__file__).resolve().parents[4] / "shared" / "data" / "diginetica"
-
-
-def evaluate_simulated(model: IntentModel, events: Iterable[dict], truth: dict, *, train: Any = None) -> dict[str, Any]:
-    """Macro F1 and calibration of `model` on a simulation's recorded intents, beside the intent-share baseline
-    (`train`: tailor_lab.training.intent_examples.Examples giving the shares; default: the evaluated data's own)."""
-    examples = simulated_examples(events, truth)
-    X, y = examples.arrays()
-    shares_from = np.asarray(train.labels) if train is not None else y
-    prior = np.bincount(shares_from, minlength=len(INTENTS)) / max(len(shares_from), 1)
-    methods = {
-        "intent model": model.predict(X),
-        "intent shares (baseline)": np.tile(prior, (len(y), 1)),
-    }
-    return {"examples": len(y), "sessions": len(set(examples.sessions)),
-            "per_intent": {INTENTS[k]: int((y == k).sum()) for k in range(len(INTENTS))},
-            "methods": {name: _classification(p, y) for name, p in methods.items()}}
 
 
 def evaluate_purchase_proxy(model: IntentModel, events: Iterable[dict], *, ks: Sequence[int] = PROXY_KS,
@@ -97,37 +79,6 @@ def evaluate_purchase_proxy(model: IntentModel, events: Iterable[dict], *, ks: S
             "refit_reference_auc": _refit_auc(X, labels, days),
         }
     return out
-
-
-def macro_f1(predicted: np.ndarray, labels: np.ndarray, classes: int = len(INTENTS)) -> tuple[float, list[float]]:
-    """Macro-averaged F1 over all `classes` and the F1 of each (0 for a class neither predicted nor present)."""
-    scores = f1_score(labels, predicted, labels=list(range(classes)), average=None, zero_division=0.0)
-    return float(np.mean(scores)), [float(v) for v in scores]
-
-
-def calibration(probabilities: np.ndarray, labels: np.ndarray, bins: int = CALIBRATION_BINS) -> dict[str, float]:
-    """Expected calibration error of the top probability (equal-width bins) and the multi-class Brier score."""
-    top = probabilities.max(axis=1)
-    correct = (probabilities.argmax(axis=1) == labels).astype(float)
-    which = np.minimum((top * bins).astype(int), bins - 1)
-    ece = 0.0
-    for b in range(bins):
-        inside = which == b
-        if inside.any():
-            ece += inside.mean() * abs(top[inside].mean() - correct[inside].mean())
-    onehot = np.eye(probabilities.shape[1])[labels]
-    brier = float(((probabilities - onehot) ** 2).sum(axis=1).mean())
-    return {"ece": float(ece), "brier": brier}
-
-
-def format_simulated(evaluation: dict[str, Any]) -> str:
-    lines = [f"simulated intents: {evaluation['examples']} events in {evaluation['sessions']} sessions "
-             f"({', '.join(f'{k} {v}' for k, v in evaluation['per_intent'].items())})",
-             f"{'method':<26} {'macro F1':>9} {'accuracy':>9} {'ECE':>7} {'Brier':>7}   F1 per intent"]
-    for name, m in evaluation["methods"].items():
-        per = " ".join(f"{k[:4]} {v:.3f}" for k, v in m["f1"].items())
-        lines.append(f"{name:<26} {m['macro_f1']:>9.4f} {m['accuracy']:>9.4f} {m['ece']:>7.4f} {m['brier']:>7.4f}   {per}")
-    return "\n".join(lines)
 
 
 def format_proxy(proxy: dict[str, Any]) -> str:
@@ -187,13 +138,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # -- helpers ----------------------------------------------------------------------------------------
-
-def _classification(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
-    predicted = probabilities.argmax(axis=1)
-    f1, per_class = macro_f1(predicted, labels)
-    return {"macro_f1": f1, "accuracy": float((predicted == labels).mean()), **calibration(probabilities, labels),
-            "f1": {INTENTS[k]: v for k, v in enumerate(per_class)}}
-
 
 def _fold(events: Sequence[dict]) -> SessionState:
     state = None

@@ -35,7 +35,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -46,15 +46,22 @@ from tailor.ltv.prior import expected_transactions as bgnbd_expected
 from tailor.ltv.prior import gamma_gamma_mean
 from tailor.ltv.scoring import LtvModel, quote
 from tailor_lab.datasets import load_cdnow
-from tailor_lab.training.ltv import (fit_bgnbd, fit_gamma_gamma, ltv_metrics, parse_events, replay_snapshots,
-                                     totals_level, train_ltv)
+from tailor_lab.training.ltv import (
+    fit_bgnbd,
+    fit_gamma_gamma,
+    ltv_metrics,
+    parse_events,
+    replay_snapshots,
+    totals_level,
+    train_ltv,
+)
 
 __all__ = ["CALIBRATION_END", "HOLDOUT_END", "PAPER_BGNBD_SAMPLE", "bgnbd_expected", "bgnbd_totals_backtest",
            "evaluate_ltv", "fit_bgnbd", "fit_gamma_gamma", "gamma_gamma_mean", "main", "rfm_summary"]
 
-CALIBRATION_START = datetime(1997, 1, 1, tzinfo=timezone.utc)
-CALIBRATION_END = datetime(1997, 10, 1, tzinfo=timezone.utc)  # exclusive
-HOLDOUT_END = datetime(1998, 7, 1, tzinfo=timezone.utc)  # exclusive
+CALIBRATION_START = datetime(1997, 1, 1, tzinfo=UTC)
+CALIBRATION_END = datetime(1997, 10, 1, tzinfo=UTC)  # exclusive
+HOLDOUT_END = datetime(1998, 7, 1, tzinfo=UTC)  # exclusive
 DAY = timedelta(days=1)
 HOLDOUT_WEEKS = (HOLDOUT_END - CALIBRATION_END).days / 7  # 39
 PAPER_BGNBD_SAMPLE = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
@@ -174,10 +181,10 @@ def rfm_summary(events: Sequence[Event], end: datetime) -> RfmSummary:
     by_user: dict[str, dict[date, float]] = defaultdict(dict)
     for e in events:
         if e.event_type == "purchase" and e.epoch < end.timestamp():
-            day = e.timestamp.astimezone(timezone.utc).date()
+            day = e.timestamp.astimezone(UTC).date()
             days = by_user[e.user_id]
             days[day] = days.get(day, 0.0) + e.price * e.quantity
-    last_day = (end.astimezone(timezone.utc) - DAY).date()
+    last_day = (end.astimezone(UTC) - DAY).date()
     users = sorted(by_user)
     x, tx, T, m, mean_value = [], [], [], [], []
     for user in users:

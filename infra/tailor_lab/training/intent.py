@@ -1,6 +1,6 @@
 """Train the session intent classifier on the simulator's ground truth, export it to ONNX, publish it.
 
-Examples (tailor_lab.training.intent_examples). Simulated events are folded session by session with
+Examples (tailor_lab.training.intent_truth). Simulated events are folded session by session with
 tailor.session.fold_session, the fold Ingest runs, and after each event whose intent the simulator
 recorded, the session's features (tailor.intent.intent_features, the function Ingest and the API call)
 are one example labelled with that intent: the intent the shopper was in when they did it. Training
@@ -27,15 +27,13 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
-
-import numpy as np
 
 from tailor.intent import INPUT_NAME, INTENT_FEATURES, INTENTS, METADATA_KEY, MODEL_NAME, OUTPUT_NAME, IntentModel
 from tailor.models import model_version
 
-from .intent_examples import Examples, simulated_examples
+from .intent_truth import Examples, evaluate_simulated, format_simulated, simulated_examples
 from .model_output import add_output_arguments, check_output_arguments, deliver
 from .onnx_export import classifier_graph, with_metadata
 
@@ -68,7 +66,7 @@ def train_intent(train: Examples, *, seed: int = 0, threads: int = 1, source: st
     # One OpenMP thread unless told otherwise: the machine is shared and waiting threads spin.
     with threadpool_limits(limits=threads, user_api="openmp"):
         classifier = HistGradientBoostingClassifier(early_stopping=False, random_state=seed, **BOOSTING).fit(X, y)
-    trained_at = datetime.now(timezone.utc).replace(microsecond=0)
+    trained_at = datetime.now(UTC).replace(microsecond=0)
     metadata = {
         "name": MODEL_NAME,
         "feature_names": list(INTENT_FEATURES),
@@ -95,7 +93,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     check_output_arguments(parser, args)
 
-    from tailor_lab.evaluation.intent import evaluate_simulated, format_simulated
     from tailor_lab.simulator import simulate
 
     started = time.perf_counter()

@@ -42,7 +42,7 @@ import math
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -52,8 +52,15 @@ from tailor.events import Event, parse_event
 from tailor.ingest.derive import contributions
 from tailor.ltv.features import FEATURE_NAMES, WEEK_SECONDS, epoch_seconds, feature_matrix
 from tailor.ltv.prior import BGNBD_PARAMS, CORRECTION_PRIOR, PRIOR_NAMES, prior_matrix
-from tailor.ltv.scoring import (INPUT_NAME, METADATA_KEY, MODEL_NAME, OUTPUT_NAMES, PRIOR_INPUT_NAME, quote,
-                                typical_counts)
+from tailor.ltv.scoring import (
+    INPUT_NAME,
+    METADATA_KEY,
+    MODEL_NAME,
+    OUTPUT_NAMES,
+    PRIOR_INPUT_NAME,
+    quote,
+    typical_counts,
+)
 from tailor.models.registry import ModelRegistry
 from tailor.shopper import ShopperState, fold_shopper
 from tailor.store.port import BlobStore
@@ -217,8 +224,8 @@ def retrain_from_archive(blobs: BlobStore, now: float | datetime, *, history_wee
     """
     end = epoch_seconds(now)
     start = end - history_weeks * WEEK_SECONDS
-    since = datetime.fromtimestamp(start, tz=timezone.utc).date().isoformat()
-    until = datetime.fromtimestamp(end, tz=timezone.utc).date().isoformat()
+    since = datetime.fromtimestamp(start, tz=UTC).date().isoformat()
+    until = datetime.fromtimestamp(end, tz=UTC).date().isoformat()
     events = [e for e in _parsed(archived_events(blobs, since=since, until=until)) if start <= e.epoch < end]
     events.sort(key=lambda e: e.epoch)
     try:
@@ -557,12 +564,12 @@ def _parsed(raw_events: Iterable[dict]) -> Iterator[Event]:
 
 
 def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(epoch, tz=UTC).isoformat().replace("+00:00", "Z")
 
 
 def _library_versions() -> dict[str, str]:
     import onnx
-    import sklearn
     import skl2onnx
+    import sklearn
 
     return {"scikit-learn": sklearn.__version__, "skl2onnx": skl2onnx.__version__, "onnx": onnx.__version__}

@@ -1,0 +1,122 @@
+"""The session intent classifier on a simulation's ground truth: labelled examples, and how well a model predicts them.
+
+Examples. Simulated events are folded session by session with tailor.session.fold_session, the fold Ingest runs, and
+after each event whose intent the simulator recorded, the session's features (tailor.intent.intent_features, the
+function Ingest and the API call) are one example labelled with that intent: the intent the shopper was in when they
+did it. Training learns from them; training and `tailor evaluate intent` score a model on held-out ones: macro F1,
+accuracy, per-intent F1, and calibration (expected calibration error of the top probability over 15 equal-width
+bins, and the multi-class Brier score), beside the baseline of the training data's intent shares.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import f1_score
+
+from tailor.events import parse_event
+from tailor.intent import INTENTS, IntentModel, intent_features
+from tailor.session import SessionState, fold_session
+
+__all__ = ["CALIBRATION_BINS", "Examples", "calibration", "evaluate_simulated", "format_simulated", "macro_f1",
+           "simulated_examples"]
+
+CALIBRATION_BINS = 15
+
+
+@dataclass
+class Examples:
+    """Feature rows with their intent (index into INTENTS) and the session each came from."""
+
+    features: list[list[float]] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    sessions: list[str] = field(default_factory=list)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.asarray(self.features, dtype=np.float32), np.asarray(self.labels, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def simulated_examples(events: Iterable[dict], truth: dict, *, max_examples: int | None = None,
+                       seed: int = 0) -> Examples:
+    """One example per simulated event with a recorded intent: the session's features after it, its intent."""
+    intent_of: dict[str, str] = {}
+    for session in truth["sessions"].values():
+        intent_of.update(zip(session["event_ids"], session["intents"]))
+    states: dict[str, SessionState] = {}
+    out = Examples()
+    index = {name: k for k, name in enumerate(INTENTS)}
+    for raw in events:
+        event = parse_event(raw)
+        state = fold_session(states.get(event.session_id), event, ttl_seconds=0)
+        states[event.session_id] = state
+        intent = intent_of.get(event.event_id)
+        if intent is None:
+            continue
+        out.features.append(intent_features(state))
+        out.labels.append(index[intent])
+        out.sessions.append(event.session_id)
+    if max_examples is not None and len(out) > max_examples:
+        keep = np.sort(np.random.default_rng(seed).choice(len(out), max_examples, replace=False))
+        out = Examples([out.features[i] for i in keep], [out.labels[i] for i in keep], [out.sessions[i] for i in keep])
+    return out
+
+
+def evaluate_simulated(model: IntentModel, events: Iterable[dict], truth: dict, *,
+                       train: Examples | None = None) -> dict[str, Any]:
+    """Macro F1 and calibration of `model` on a simulation's recorded intents, beside the intent-share baseline
+    (`train`: Examples giving the shares; default: the evaluated data's own)."""
+    examples = simulated_examples(events, truth)
+    X, y = examples.arrays()
+    shares_from = np.asarray(train.labels) if train is not None else y
+    prior = np.bincount(shares_from, minlength=len(INTENTS)) / max(len(shares_from), 1)
+    methods = {
+        "intent model": model.predict(X),
+        "intent shares (baseline)": np.tile(prior, (len(y), 1)),
+    }
+    return {"examples": len(y), "sessions": len(set(examples.sessions)),
+            "per_intent": {INTENTS[k]: int((y == k).sum()) for k in range(len(INTENTS))},
+            "methods": {name: _classification(p, y) for name, p in methods.items()}}
+
+
+def macro_f1(predicted: np.ndarray, labels: np.ndarray, classes: int = len(INTENTS)) -> tuple[float, list[float]]:
+    """Macro-averaged F1 over all `classes` and the F1 of each (0 for a class neither predicted nor present)."""
+    scores = f1_score(labels, predicted, labels=list(range(classes)), average=None, zero_division=0.0)
+    return float(np.mean(scores)), [float(v) for v in scores]
+
+
+def calibration(probabilities: np.ndarray, labels: np.ndarray, bins: int = CALIBRATION_BINS) -> dict[str, float]:
+    """Expected calibration error of the top probability (equal-width bins) and the multi-class Brier score."""
+    top = probabilities.max(axis=1)
+    correct = (probabilities.argmax(axis=1) == labels).astype(float)
+    which = np.minimum((top * bins).astype(int), bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        inside = which == b
+        if inside.any():
+            ece += inside.mean() * abs(top[inside].mean() - correct[inside].mean())
+    onehot = np.eye(probabilities.shape[1])[labels]
+    brier = float(((probabilities - onehot) ** 2).sum(axis=1).mean())
+    return {"ece": float(ece), "brier": brier}
+
+
+def format_simulated(evaluation: dict[str, Any]) -> str:
+    lines = [f"simulated intents: {evaluation['examples']} events in {evaluation['sessions']} sessions "
+             f"({', '.join(f'{k} {v}' for k, v in evaluation['per_intent'].items())})",
+             f"{'method':<26} {'macro F1':>9} {'accuracy':>9} {'ECE':>7} {'Brier':>7}   F1 per intent"]
+    for name, m in evaluation["methods"].items():
+        per = " ".join(f"{k[:4]} {v:.3f}" for k, v in m["f1"].items())
+        lines.append(f"{name:<26} {m['macro_f1']:>9.4f} {m['accuracy']:>9.4f} {m['ece']:>7.4f} {m['brier']:>7.4f}   {per}")
+    return "\n".join(lines)
+
+
+def _classification(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    predicted = probabilities.argmax(axis=1)
+    f1, per_class = macro_f1(predicted, labels)
+    return {"macro_f1": f1, "accuracy": float((predicted == labels).mean()), **calibration(probabilities, labels),
+            "f1": {INTENTS[k]: v for k, v in enumerate(per_class)}}
