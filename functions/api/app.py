@@ -11,7 +11,6 @@ from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal, Optional
 from urllib.parse import quote, unquote
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer, event_handler
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
@@ -19,18 +18,21 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
-from botocore.config import Config
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from tailor.aws_clients import client
 from tailor.erasure import NOTHING_TO_ERASE, erasure_status, request_erasure
 from tailor.events import MAX_EVENT_DEPTH, Event, load_json
+from tailor.intent_config import FactorsSource
+from tailor.models import ModelRegistry
 from tailor.personas.rerank import describe_personas, persona_ranking
 from tailor.personas.storage import ModelSource
 from tailor.producer import MAX_EVENTS_PER_SEND, EventProducer
 from tailor.ranking import DEFAULT_ROUTES
 from tailor.serving import Filters, Ranking, Recommender
-from tailor.store.aws import DynamoStateStore, S3BlobStore, SqsQueue, table_names_from_env
+from tailor.settings import ApiSettings
+from tailor.store.aws import DynamoStateStore, S3BlobStore, SqsQueue
 
 Id = Annotated[str, Field(min_length=1, max_length=256)]
 Price = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -179,21 +181,28 @@ metrics = Metrics()
 # Some routes count nothing (the document, profiles); that is no reason for a warning on every such request.
 warnings.filterwarnings("ignore", message="No application metrics to publish")
 
-_cors_origin = os.environ.get("CORS_ALLOW_ORIGIN", "")
+settings = ApiSettings.read(os.environ)
 app = APIGatewayRestResolver(enable_validation=True,
-                             cors=CORSConfig(allow_origin=_cors_origin, max_age=600) if _cors_origin else None,
+                             cors=(CORSConfig(allow_origin=settings.cors_allow_origin, max_age=600)
+                                   if settings.cors_allow_origin else None),
                              # NaN and Infinity reach the request models, which refuse them naming the field (an
                              # event's, one by one); a body nested too deep is refused before it is decoded.
                              json_body_deserializer=functools.partial(load_json, max_depth=MAX_BODY_DEPTH,
                                                                       allow_nan=True))
 
-_aws = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
-personas = ModelSource(S3BlobStore(boto3.client("s3", config=_aws), os.environ["DATA_BUCKET"]))
-recommender = Recommender.from_environment(**persona_ranking(os.environ, personas, DEFAULT_ROUTES),
-                                           profile_sections={"personas": describe_personas(personas)})
-producer = EventProducer(boto3.client("kinesis", config=_aws), os.environ["EVENT_STREAM"])
-state = DynamoStateStore(boto3.client("dynamodb", config=_aws), table_names_from_env())
-erasures = SqsQueue(boto3.client("sqs", config=_aws), os.environ["ERASURE_QUEUE_URL"])
+# A request has API Gateway's 29 seconds: a call gets a few, tries three times, and the request fails rather than wait.
+_aws = {"connect_timeout": 2, "read_timeout": 5, "max_attempts": 3}
+_dynamodb = client("dynamodb", **_aws)
+_bucket = S3BlobStore(client("s3", **_aws), settings.data_bucket)
+personas = ModelSource(_bucket, refresh_seconds=settings.persona_model_refresh_seconds)
+recommender = Recommender.start(DynamoStateStore(_dynamodb, settings.tables), ModelRegistry(_bucket),
+                                factors=FactorsSource(settings.intent_config),
+                                profile_sections={"personas": describe_personas(personas)},
+                                **persona_ranking(personas, DEFAULT_ROUTES, weight=settings.persona_weight,
+                                                  mode=settings.persona_mode))
+producer = EventProducer(client("kinesis", **_aws), settings.event_stream)
+state = DynamoStateStore(_dynamodb, settings.tables)
+erasures = SqsQueue(client("sqs", **_aws), settings.erasure_queue_url)
 
 
 @app.get("/users/<user_id>/feed", summary="A shopper's feed", tags=["ranking"])

@@ -2,23 +2,24 @@
 
 import os
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from botocore.config import Config
 
+from tailor.aws_clients import client
 from tailor.erasure import complete_erasure
-from tailor.store.aws import DynamoStateStore, S3BlobStore, table_names_from_env
+from tailor.settings import EraseSettings
+from tailor.store.aws import DynamoStateStore, S3BlobStore
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 
-_aws = Config(retries={"mode": "standard", "max_attempts": 8}, connect_timeout=5, read_timeout=30)
-state = DynamoStateStore(boto3.client("dynamodb", config=_aws), table_names_from_env())
-archive = S3BlobStore(boto3.client("s3", config=_aws), os.environ["DATA_BUCKET"])
+settings = EraseSettings.read(os.environ)
+_aws = {"connect_timeout": 5, "read_timeout": 30, "max_attempts": 8}
+state = DynamoStateStore(client("dynamodb", **_aws), settings.tables)
+archive = S3BlobStore(client("s3", **_aws), settings.data_bucket)
 # A failed message is reported, not raised: the queue delivers it again all the same, without a function error.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 

@@ -3,32 +3,33 @@
 import gc
 import os
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.batch import process_partial_response
-from botocore.config import Config
 
+from tailor.aws_clients import client
 from tailor.ingest.intent import SessionIntent
 from tailor.ingest.kinesis import AggregatingKinesisProcessor, publish_metrics, stream_record
 from tailor.ingest.service import Ingestor
 from tailor.models import ModelRegistry
 from tailor.personas.online import PersonaTracker
 from tailor.personas.storage import ModelSource
-from tailor.store.aws import DynamoStateStore, S3BlobStore, table_names_from_env
+from tailor.settings import IngestSettings
+from tailor.store.aws import DynamoStateStore, S3BlobStore
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 
-_aws = Config(retries={"mode": "standard", "max_attempts": 4}, max_pool_connections=32)
-_bucket = S3BlobStore(boto3.client("s3", config=_aws), os.environ["DATA_BUCKET"])
+settings = IngestSettings.read(os.environ)
+_aws = {"connect_timeout": 5, "read_timeout": 30, "max_attempts": 4, "max_pool_connections": 32}
+_bucket = S3BlobStore(client("s3", **_aws), settings.data_bucket)
 processor = AggregatingKinesisProcessor(
     Ingestor(
-        DynamoStateStore(boto3.client("dynamodb", config=_aws), table_names_from_env()),
+        DynamoStateStore(client("dynamodb", **_aws), settings.tables),
         _bucket,
-        session_ttl_days=float(os.environ.get("SESSION_TTL_DAYS", "7")),
-        intent=SessionIntent.load(ModelRegistry(_bucket)),
-        personas=PersonaTracker(ModelSource(_bucket)),
+        session_ttl_days=settings.session_ttl_days,
+        intent=SessionIntent.load(ModelRegistry(_bucket), environ=settings.intent_config),
+        personas=PersonaTracker(ModelSource(_bucket, refresh_seconds=settings.persona_model_refresh_seconds)),
     ),
     logger=logger,
 )

@@ -3,17 +3,21 @@ recent shoppers (mode "refine"), and rebuild the persona adjustment vectors from
 
 import os
 
-import boto3
 from aws_lambda_powertools import Logger, Tracer
 
+from tailor.aws_clients import client
 from tailor.personas.rebuild import run_job
-from tailor.store.aws import DynamoStateStore, S3BlobStore, table_names_from_env
+from tailor.settings import RebuildPersonasSettings
+from tailor.store.aws import DynamoStateStore, S3BlobStore
 
 logger = Logger()
 tracer = Tracer()
 
-store = DynamoStateStore(boto3.client("dynamodb"), table_names_from_env())
-blobs = S3BlobStore(boto3.client("s3"), os.environ["DATA_BUCKET"])
+settings = RebuildPersonasSettings.read(os.environ)
+# A scheduled job, not in a hurry: botocore's default read timeout, and as many tries as its legacy retries made.
+_aws = {"connect_timeout": 5, "read_timeout": 60, "max_attempts": 5}
+store = DynamoStateStore(client("dynamodb", **_aws), settings.tables)
+blobs = S3BlobStore(client("s3", **_aws), settings.data_bucket)
 
 
 @logger.inject_lambda_context

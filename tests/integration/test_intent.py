@@ -122,13 +122,14 @@ def test_ingest_and_the_api_load_the_registrys_current_intent_model(handlers):
     from tailor.models import ModelRegistry, default_model
     from tailor.serving import Recommender
     from tailor.store.aws import S3BlobStore
+    from tailor.store.memory import MemoryStateStore
 
     shipped = default_model("intent")
     registry = ModelRegistry(S3BlobStore(boto3.client("s3"), BUCKET))
     version = registry.publish("intent", shipped.onnx, {**shipped.metadata, "trained_at": "2026-11-03T00:00:00Z"})
     assert version != shipped.version
     assert SessionIntent.load(registry).model.version == version
-    assert Recommender.from_environment(warm=False).intent_model.version == version
+    assert Recommender.start(MemoryStateStore(), registry, warm=False).intent_model.version == version
 
 
 # -- helpers ----------------------------------------------------------------------------------------------------

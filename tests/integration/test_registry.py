@@ -101,7 +101,8 @@ def test_the_recommender_reads_dynamodb_and_the_current_model_from_the_environme
     assert not Ingestor(store, MemoryBlobStore(), max_workers=1).ingest(to_records(events)).failed
 
     end = datetime.fromisoformat(events[-1]["timestamp"].replace("Z", "+00:00")).timestamp()
-    recommender = Recommender.from_environment(clock=lambda: end + 10)
+    recommender = Recommender.start(store, ModelRegistry(S3BlobStore(boto3.client("s3"), BUCKET)),
+                                    clock=lambda: end + 10)
     assert recommender.model.label == f"{MODEL_NAME}:{published}"
     user = events[-1]["user_id"]
     for _ in range(3):
@@ -131,4 +132,4 @@ def test_the_training_command_learns_from_the_archive_and_publishes(aws, capsys)
     stored = ModelRegistry(s3).fetch(MODEL_NAME)
     assert stored.metadata["data"] == f"archive s3://{BUCKET}"
     assert json.loads(json.dumps(stored.metadata["evaluation"]))["requests"] > 0
-    assert Recommender.from_environment(warm=False).model.label == f"{MODEL_NAME}:{current}"
+    assert Recommender.start(MemoryStateStore(), ModelRegistry(s3), warm=False).model.label == f"{MODEL_NAME}:{current}"

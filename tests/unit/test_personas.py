@@ -215,10 +215,12 @@ def test_scorer_reranks_by_the_whole_mixture_or_the_dominant_persona_and_explore
     _, dominant_raw = PersonaScorer(ModelSource.fixed(model), mode="dominant").score(ctx, candidates, np.zeros((3, 1)))
     assert dominant_raw["persona_adjustment"][:2] == pytest.approx([0.8, -0.2])
     assert PersonaScorer(ModelSource.fixed(None)).score(ctx, candidates, np.zeros((3, 1)))[0].tolist() == [0.5] * 3
-    settings = persona_ranking({"PERSONA_WEIGHT": "0.25"}, ModelSource.fixed(model), DEFAULT_ROUTES)
+    settings = persona_ranking(ModelSource.fixed(model), DEFAULT_ROUTES, weight=0.25)
     assert settings["weights"]["search"]["personas"] == 0.25 and "relevance" in settings["weights"]["rerank"]
     with pytest.raises(ValueError):
-        persona_ranking({"PERSONA_MODE": "loudest"}, ModelSource.fixed(model), DEFAULT_ROUTES)
+        persona_ranking(ModelSource.fixed(model), DEFAULT_ROUTES, mode="loudest")
+    with pytest.raises(ValueError):
+        persona_ranking(ModelSource.fixed(model), DEFAULT_ROUTES, weight=float("nan"))
 
 
 def test_profile_section_shows_mixture_traits_and_evidence():
@@ -281,7 +283,7 @@ def test_recommender_reranks_by_personas_and_profiles_show_them():
     store = MemoryStateStore()
     shopper = ShopperState(user_id="u1", first_seen=0, last_seen=0, events=3, personas={"mixture": {"10": 0.9, "11": 0.1}})
     store.tables["shoppers"]["u1"] = shopper.to_row()
-    settings = persona_ranking({"PERSONA_WEIGHT": "1.0"}, source, DEFAULT_ROUTES)
+    settings = persona_ranking(source, DEFAULT_ROUTES, weight=1.0)
     recommender = Recommender(store, ConversionPrior(), profile_sections={"personas": describe_personas(source)},
                               **settings)
     ranked = recommender.rerank(["a", "b"], user_id="u1", explain=True)

@@ -18,7 +18,6 @@ which set only the state's own fields, are left as they are.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -76,23 +75,6 @@ class LtvRebuild:
         self.writers = writers
         self.model_threads = model_threads
         self._models: dict[str, LtvModel] = {}
-
-    @classmethod
-    def from_environment(cls, environ: Mapping[str, str] = os.environ, **kwargs: Any) -> LtvRebuild:
-        """Tables and the data bucket from the template's variables; LTV_PAGE_SIZE, LTV_REBUILD_EVERY_HOURS and
-        LTV_WRITERS tune it."""
-        import boto3
-        from botocore.config import Config
-
-        from tailor.store.aws import DynamoStateStore, S3BlobStore, table_names_from_env
-
-        writers = int(environ.get("LTV_WRITERS", "16"))
-        config = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=writers + 4)
-        store = DynamoStateStore(boto3.client("dynamodb", config=config), table_names_from_env(environ))
-        registry = ModelRegistry(S3BlobStore(boto3.client("s3", config=config), environ["DATA_BUCKET"]))
-        kwargs.setdefault("page_size", int(environ.get("LTV_PAGE_SIZE", "500")))
-        kwargs.setdefault("every_seconds", float(environ.get("LTV_REBUILD_EVERY_HOURS", "24")) * 3600.0)
-        return cls(store, registry, writers=writers, **kwargs)
 
     def run(self, remaining_seconds: Callable[[], float] | None = None) -> dict[str, Any]:
         """Carry the current run on (or start one), a page at a time, until it is done or `remaining_seconds()`

@@ -51,14 +51,14 @@ class PersonaScorer:
         return 1.0 / (1.0 + np.exp(-adjustment / SCALE)), {"persona_adjustment": adjustment}
 
 
-def persona_ranking(environ: Mapping[str, str], model: Callable[[], PersonaModel | None],
-                    routes: Mapping[str, Any]) -> dict[str, Any]:
-    """Recommender arguments that add the persona scorer to the search and rerank blends: PERSONA_WEIGHT (default
-    DEFAULT_WEIGHT; 0 turns it off) and PERSONA_MODE ("mixture" or "dominant")."""
-    weight = float(environ.get("PERSONA_WEIGHT", DEFAULT_WEIGHT))
+def persona_ranking(model: Callable[[], PersonaModel | None], routes: Mapping[str, Any], *,
+                    weight: float | None = None, mode: str | None = None) -> dict[str, Any]:
+    """Recommender arguments that add the persona scorer to the search and rerank blends with `weight` (default
+    DEFAULT_WEIGHT; 0 turns it off) and `mode` ("mixture", the default, or "dominant")."""
+    weight = DEFAULT_WEIGHT if weight is None else weight
     if not (math.isfinite(weight) and weight >= 0):
         raise ValueError("PERSONA_WEIGHT must be a number >= 0")
-    scorer = PersonaScorer(model, mode=environ.get("PERSONA_MODE", "mixture"))
+    scorer = PersonaScorer(model, mode=mode or "mixture")
     weights = {route: {**routes[route].weights, "personas": weight} for route in PERSONA_ROUTES}
     return {"weights": weights, "scorers": [scorer]}
 

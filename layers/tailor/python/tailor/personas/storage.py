@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -61,11 +60,9 @@ class ModelSource:
 
     def __init__(self, blobs: BlobStore | None, *, refresh_seconds: float | None = None,
                  clock: Callable[[], float] = time.monotonic, model: PersonaModel | None = None):
-        """`refresh_seconds` defaults to PERSONA_MODEL_REFRESH_SECONDS from the environment, else REFRESH_SECONDS."""
+        """`refresh_seconds` defaults to REFRESH_SECONDS."""
         self.blobs = blobs
-        if refresh_seconds is None:
-            refresh_seconds = float(os.environ.get("PERSONA_MODEL_REFRESH_SECONDS", REFRESH_SECONDS))
-        self.refresh_seconds = refresh_seconds
+        self.refresh_seconds = REFRESH_SECONDS if refresh_seconds is None else refresh_seconds
         self.clock = clock
         self._model = model
         self._checked: float | None = None if model is None else clock()

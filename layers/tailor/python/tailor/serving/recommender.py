@@ -1,6 +1,6 @@
 """What the API serves: feeds, re-ranked searches and lists, related items and profiles, from live state.
 
-`Recommender` is built once per container (`from_environment` in Lambda): it holds the store, the
+`Recommender` is built once per container (`Recommender.start` in Lambda): it holds the store, the
 ranking model loaded from the registry (or the shipped default) and the pipeline with its row
 cache, and answers each request with one pass through tailor.ranking.Pipeline.
 """
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -90,25 +89,15 @@ class Recommender:
                                  intent_model=intent_model, factors=factors)
 
     @classmethod
-    def from_environment(cls, environ: Mapping[str, str] = os.environ, *, warm: bool = True,
-                         **kwargs: Any) -> Recommender:
-        """DynamoDB tables from the template's variables (SHOPPERS_TABLE, ...), the current ranker from the
-        registry in DATA_BUCKET (or the shipped default). Build it once per container: it loads the model
-        and, with `warm`, reads the popular items into its cache before the first request."""
-        import boto3
-
-        from tailor.store.aws import DynamoStateStore, S3BlobStore, table_names_from_env
-
-        store = DynamoStateStore(boto3.client("dynamodb"), table_names_from_env(environ))
-        bucket = environ.get("DATA_BUCKET")
-        registry = ModelRegistry(S3BlobStore(boto3.client("s3"), bucket)) if bucket else None
+    def start(cls, store: StateStore, registry: ModelRegistry | None, *, warm: bool = True,
+              **kwargs: Any) -> Recommender:
+        """The current ranker and intent model from `registry` (or the shipped defaults without one). Build it
+        once per container: it loads the models, reads the intent factors and, with `warm`, reads the popular
+        items into its cache before the first request."""
         model = load_model(MODEL_NAME, registry, build=RankingModel.from_stored)
-        from tailor.intent_config import FactorsSource
-
         kwargs.setdefault("intent_model", load_model(INTENT_MODEL, registry, build=IntentModel.from_stored))
-        factors = FactorsSource(environ)
-        factors()  # read at start, not in a request
-        kwargs.setdefault("factors", factors)
+        if kwargs.get("factors") is not None:
+            kwargs["factors"]()  # read at start, not in a request
         recommender = cls(store, model, **kwargs)
         if warm:
             try:

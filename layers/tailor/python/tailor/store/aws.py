@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
@@ -14,18 +13,13 @@ from botocore.exceptions import ClientError
 
 from tailor.store.port import INDEXES, TABLES, Conflict
 
-__all__ = ["DynamoStateStore", "S3BlobStore", "SqsQueue", "table_names_from_env"]
+__all__ = ["DynamoStateStore", "S3BlobStore", "SqsQueue"]
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 _BATCH_GET_LIMIT = 100
 _BATCH_WRITE_LIMIT = 25
 _UNPROCESSED_RETRIES = 8
-
-
-def table_names_from_env(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
-    """Logical table -> physical name, from the variables the template sets (SHOPPERS_TABLE, ...)."""
-    return {t: environ[f"{t.upper()}_TABLE"] for t in TABLES if f"{t.upper()}_TABLE" in environ}
 
 
 class DynamoStateStore:

@@ -1,0 +1,24 @@
+"""The one way functions build boto3 clients: explicit connect and read timeouts, standard retries, a pool size.
+
+botocore's defaults (a minute to connect, a minute per read, legacy retries) would let one slow call hold a request
+or a batch for longer than the function has; every function states what it can afford instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+__all__ = ["client"]
+
+
+def client(service: str, *, connect_timeout: float, read_timeout: float, max_attempts: int,
+           max_pool_connections: int = 10) -> Any:
+    """A boto3 client of `service` (the endpoint, region and credentials from the environment, as boto3 finds
+    them); `max_attempts` counts the first call, retried in botocore's standard mode."""
+    config = Config(connect_timeout=connect_timeout, read_timeout=read_timeout,
+                    retries={"mode": "standard", "max_attempts": max_attempts},
+                    max_pool_connections=max_pool_connections)
+    return boto3.client(service, config=config)

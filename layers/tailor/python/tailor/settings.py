@@ -1,0 +1,96 @@
+"""Each function's settings, one model per function, read from the variables template.yaml sets.
+
+A function reads its settings once, at module level (`ApiSettings.read(os.environ)`), and hands the domain plain
+values; nothing else in the layer reads the environment. A setting left unset (None) takes the domain's default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tailor.store.port import TABLES
+
+__all__ = ["ApiSettings", "EraseSettings", "IngestSettings", "RebuildLtvSettings", "RebuildPersonasSettings",
+           "TrainLtvSettings"]
+
+# tailor.intent_config.CONFIG_VARIABLES; not imported from there, which loads the intent model's runtime.
+_INTENT_CONFIG = ("INTENT_CONFIG_APPLICATION", "INTENT_CONFIG_ENVIRONMENT", "INTENT_CONFIG_PROFILE")
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+    @classmethod
+    def read(cls, environ: Mapping[str, str]) -> Self:
+        """The settings in `environ` (os.environ in a function); a missing or malformed one raises naming it."""
+        return cls.model_validate(dict(environ))
+
+
+class _State(_Settings):
+    """The DynamoDB tables (SHOPPERS_TABLE, ...) and the data bucket."""
+
+    data_bucket: str = Field(alias="DATA_BUCKET", min_length=1)
+    shoppers_table: str | None = Field(None, alias="SHOPPERS_TABLE")
+    sessions_table: str | None = Field(None, alias="SESSIONS_TABLE")
+    items_table: str | None = Field(None, alias="ITEMS_TABLE")
+    associations_table: str | None = Field(None, alias="ASSOCIATIONS_TABLE")
+    queries_table: str | None = Field(None, alias="QUERIES_TABLE")
+    trends_table: str | None = Field(None, alias="TRENDS_TABLE")
+    checkpoints_table: str | None = Field(None, alias="CHECKPOINTS_TABLE")
+
+    @property
+    def tables(self) -> dict[str, str]:
+        """Logical table -> physical name, for the tables named."""
+        named = {table: getattr(self, f"{table}_table") for table in TABLES}
+        return {table: name for table, name in named.items() if name}
+
+
+class _Intent(_Settings):
+    """Where the intent scaling factors live in AppConfig (tailor.intent_config); unset: the shipped ones."""
+
+    intent_config_application: str = Field("", alias="INTENT_CONFIG_APPLICATION")
+    intent_config_environment: str = Field("", alias="INTENT_CONFIG_ENVIRONMENT")
+    intent_config_profile: str = Field("", alias="INTENT_CONFIG_PROFILE")
+
+    @property
+    def intent_config(self) -> dict[str, str]:
+        """The AppConfig location as tailor.intent_config.FactorsSource takes it."""
+        values = (self.intent_config_application, self.intent_config_environment, self.intent_config_profile)
+        return dict(zip(_INTENT_CONFIG, values))
+
+
+class ApiSettings(_State, _Intent):
+    event_stream: str = Field(alias="EVENT_STREAM", min_length=1)
+    erasure_queue_url: str = Field(alias="ERASURE_QUEUE_URL", min_length=1)
+    cors_allow_origin: str = Field("", alias="CORS_ALLOW_ORIGIN")
+    persona_weight: float | None = Field(None, alias="PERSONA_WEIGHT")
+    persona_mode: str | None = Field(None, alias="PERSONA_MODE")
+    persona_model_refresh_seconds: float | None = Field(None, alias="PERSONA_MODEL_REFRESH_SECONDS")
+
+
+class IngestSettings(_State, _Intent):
+    session_ttl_days: float = Field(7.0, alias="SESSION_TTL_DAYS")
+    persona_model_refresh_seconds: float | None = Field(None, alias="PERSONA_MODEL_REFRESH_SECONDS")
+
+
+class EraseSettings(_State):
+    pass
+
+
+class RebuildPersonasSettings(_State):
+    pass
+
+
+class RebuildLtvSettings(_State):
+    ltv_page_size: int = Field(500, alias="LTV_PAGE_SIZE", ge=1)
+    ltv_rebuild_every_hours: float = Field(24.0, alias="LTV_REBUILD_EVERY_HOURS")
+    ltv_writers: int = Field(16, alias="LTV_WRITERS", ge=1)
+
+
+class TrainLtvSettings(_Settings):
+    data_bucket: str = Field(alias="DATA_BUCKET", min_length=1)
+    ltv_history_weeks: float = Field(104.0, alias="LTV_HISTORY_WEEKS")
+    ltv_horizon_weeks: float = Field(39.0, alias="LTV_HORIZON_WEEKS")
