@@ -1,0 +1,47 @@
+"""How the API answers what it cannot serve: 422 naming each field at fault and why."""
+
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+
+
+def register(app: APIGatewayRestResolver) -> None:
+    """The resolver's errors, answered as 422s that name the field and say why."""
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid_request(error: RequestValidationError) -> Response:
+        """422 naming each field at fault and why (the resolver's default leaves out the why)."""
+        return unprocessable([readable(e) for e in error.errors()])
+
+    @app.exception_handler(UnicodeDecodeError)
+    def _undecodable_body(error: UnicodeDecodeError) -> Response:
+        # The resolver decodes a base64 body as UTF-8 before it validates anything.
+        return unprocessable([{"loc": ["body"], "msg": "not UTF-8 text", "type": "unicode_decode"}])
+
+    @app.exception_handler(ValueError)
+    def _multipart_without_boundary(error: ValueError) -> Response:
+        # The resolver parses multipart bodies before it validates, and fails when the boundary is missing.
+        if not app.current_event.headers.get("content-type", "").lower().startswith("multipart/"):
+            raise error
+        return unprocessable([{"loc": ["body"], "msg": "send JSON (multipart without a boundary)", "type": "multipart"}])
+
+
+def unprocessable(detail: list[dict[str, Any]]) -> Response:
+    message = "; ".join(f"{field(d['loc'])}: {d['msg']}" for d in detail)
+    return Response(status_code=422, content_type=content_types.APPLICATION_JSON,
+                    body={"statusCode": 422, "message": f"invalid request: {message}", "detail": detail})
+
+
+def readable(error: dict[str, Any]) -> dict[str, Any]:
+    if error["type"] == "json_invalid":  # located at a character of the body, not at a field
+        position = error["loc"][-1]
+        reason = (error.get("ctx") or {}).get("error", "")
+        return {"loc": ["body"], "msg": f"not valid JSON at character {position}: {reason}".rstrip(": "),
+                "type": "json_invalid"}
+    return {"loc": list(error["loc"]), "msg": error.get("msg", ""), "type": error["type"]}
+
+
+def field(loc: list[Any]) -> str:
+    """Where a validation error is: `query n`, `body items.3`."""
+    return " ".join([str(loc[0]), ".".join(str(part) for part in loc[1:])]).strip() if loc else "request"

@@ -1,0 +1,154 @@
+"""The API's request and response models, and its path and query parameters: what the OpenAPI document shows."""
+
+from typing import Annotated, Any, Literal, Optional
+
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
+
+from tailor.events import Event
+from tailor.producer import MAX_EVENTS_PER_SEND
+
+Id = Annotated[str, Field(min_length=1, max_length=256)]
+Price = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Count = Annotated[int, Field(ge=1, le=100)]
+MAX_CANDIDATES = 1000  # items a caller may hand to /rerank
+MAX_SESSION_EVENTS = 200
+
+
+class ScoredItem(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    item_id: str
+    score: float = Field(allow_inf_nan=False)
+    sources: list[str] = Field(description="candidate sources that proposed the item: popular, session, query, ...")
+    parts: Optional[dict[str, float]] = Field(None, description="the score's parts; only with explain=true")
+
+
+class RankingOut(BaseModel):
+    """Built from the domain's Ranking: `RankingOut.model_validate(ranking, from_attributes=True)`."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    feed_id: str = Field(description="echo it, with the item's position, in events that act on these items")
+    model: str = Field(description="name:version of the ranking model used")
+    items: list[ScoredItem]
+    intent: Optional[dict[str, float]] = Field(
+        None, description="the session's intent probabilities (exploratory, comparative, intent_to_purchase, research) "
+                          "that weighed the ranking, when a session is known")
+
+
+class FiltersIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    available_only: bool = True
+    min_price: Optional[Price] = None
+    max_price: Optional[Price] = None
+    categories: Annotated[list[Id], Field(max_length=20)] = []
+    exclude_purchased: bool = False
+
+    @field_validator("max_price")
+    @classmethod
+    def _not_below_min_price(cls, value: Optional[float], info: Any) -> Optional[float]:
+        low = info.data.get("min_price")
+        if value is not None and low is not None and value < low:
+            raise PydanticCustomError("price_range", "max_price is below min_price")
+        return value
+
+
+class RerankIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    items: Annotated[list[Id], Field(min_length=1, max_length=MAX_CANDIDATES, description="the caller's item ids")]
+    base_scores: Optional[Annotated[list[Annotated[float, Field(allow_inf_nan=False)]],
+                                    Field(max_length=MAX_CANDIDATES)]] = Field(
+        None, description="the caller's own score for each item, in the same order")
+    user_id: Optional[Id] = None
+    session_id: Optional[Id] = None
+    n: Optional[Annotated[int, Field(ge=1, le=MAX_CANDIDATES)]] = Field(None, description="default: every item")
+    explain: bool = False
+
+    @field_validator("base_scores")
+    @classmethod
+    def _one_score_per_item(cls, value: Optional[list[float]], info: Any) -> Optional[list[float]]:
+        items = info.data.get("items")
+        if value is not None and items is not None and len(value) != len(items):
+            raise PydanticCustomError("length_mismatch", "base_scores needs one score per item ({items} items)",
+                                      {"items": len(items)})
+        return value
+
+
+class RelatedIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    session_data: Annotated[list[Event], Field(max_length=MAX_SESSION_EVENTS)] = Field(
+        [], description="the session's events so far (as sent to /events); they need not be ingested yet")
+    user_id: Optional[Id] = None
+    n: Count = 20
+    filters: FiltersIn = FiltersIn()
+    explain: bool = False
+
+
+class EventsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    events: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=MAX_EVENTS_PER_SEND)]
+
+
+class Failure(BaseModel):
+    index: int = Field(description="position of the event in the request")
+    event_id: Optional[str]
+    error: str = Field(description="the field at fault and why, or the stream's error code")
+    retryable: bool = Field(description="sending the same event again may succeed")
+
+
+class EventStatus(BaseModel):
+    index: int = Field(description="position of the event in the request")
+    event_id: Optional[str]
+    status: Literal["accepted", "refused"] = Field(
+        description="accepted: on the event stream, Ingest applies it; refused: not on the stream, see error")
+    error: Optional[str] = Field(None, description="why it was refused: the field at fault, or the stream's error")
+    retryable: Optional[bool] = Field(None, description="when refused: sending the same event again may succeed")
+
+
+class EventsOut(BaseModel):
+    accepted: int
+    failed: int
+    failures: list[Failure]
+    events: list[EventStatus] = Field(description="every event's status, in request order")
+
+
+class ErasureRemoved(BaseModel):
+    shopper_state: bool = Field(description="the shopper's row held state (or counters other shoppers' events added)")
+    sessions: int
+    archive_objects_rewritten: int = Field(description="objects of the event archive rewritten without their events")
+    archive_events: int = Field(description="their events taken out of the event archive")
+
+
+class ErasureOut(BaseModel):
+    erasure_id: str
+    user_id: str
+    status: Literal["pending", "done", "nothing_to_erase"] = Field(
+        description="pending: the shopper's state is gone and their events are refused, their sessions and archived "
+                    "events are being removed; done: removed; nothing_to_erase: Tailor had never seen them")
+    status_url: str = Field(description="where to GET the erasure's status")
+    requested_at: str
+    erased_until: str = Field(description="the shopper's events timestamped up to then are erased, those still on "
+                                          "their way included; later ones start a new shopper")
+    finished_at: str | None
+    removed: ErasureRemoved
+    archive_days_searched: int
+    archive_days_left: int = Field(description="days (or months, years) of the event archive still to rewrite")
+    message: str | None = None
+
+
+UserId = Annotated[str, Path(min_length=1, max_length=256, description="the shopper's id")]
+ItemId = Annotated[str, Path(min_length=1, max_length=256, description="the item's id")]
+N = Annotated[int, Query(ge=1, le=100, description="how many items to answer")]
+SessionId = Annotated[Optional[Id], Query(description="the shopper's current session")]
+AvailableOnly = Annotated[bool, Query(description="leave out items known to be unavailable")]
+MinPrice = Annotated[Optional[Price], Query()]
+MaxPrice = Annotated[Optional[Price], Query(description="at least min_price")]
+Category = Annotated[Optional[list[Id]], Query(max_length=20, description="keep items of these categories (repeat)")]
+ExcludePurchased = Annotated[bool, Query(description="leave out items the shopper has bought")]
+Explain = Annotated[bool, Query(description="add each score's parts")]
