@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import shlex
 import signal
 import sys
@@ -13,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import quote, urlencode
 
 from tailor_local.aws import DEFAULT_PORT
@@ -182,7 +183,16 @@ def _local_up(args: argparse.Namespace) -> int:
             stack.stop()
             state_file.unlink(missing_ok=True)
             say(f"Stopped in {time.monotonic() - stopping:.1f} s.")
-    return code
+    _exit_without_waiting_for_handlers(code)
+
+
+def _exit_without_waiting_for_handlers(code: int) -> NoReturn:
+    """Leave now, once the stack has stopped and its files are closed: a handler's thread pool may still be working
+    through calls to the local AWS that has gone, and Python would wait for each of its threads before exiting (they
+    are daemons, but concurrent.futures joins them all the same), for many seconds."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _warm_api(stack: LocalStack, log_path: Path) -> None:

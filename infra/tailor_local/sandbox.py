@@ -1,6 +1,7 @@
 """What a Lambda execution environment has to itself but this process shares, kept per thread: while a thread runs an
 invocation, it sees its function's environment variables and import paths, and its output goes to its function's
-log; every other thread sees the process as it is. So functions run side by side in one process."""
+log; so do the threads it starts (a handler's thread pool); every other thread sees the process as it is. So
+functions run side by side in one process."""
 
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ def entered(sandbox: Sandbox) -> Iterator[None]:
         _local.sandbox = previous
         if sandbox.log is not None:
             with _log_lock:
-                sandbox.log.flush()
+                if not sandbox.log.closed:
+                    sandbox.log.flush()
 
 
 def install() -> None:
@@ -64,14 +66,17 @@ def install() -> None:
             os.environ.__class__ = _SandboxedEnviron
         if _FINDER not in sys.meta_path:
             sys.meta_path.insert(0, _FINDER)
+        if threading.Thread.start is not _start_in_sandbox:
+            threading.Thread.start = _start_in_sandbox  # type: ignore[method-assign]
 
 
 def write(log: TextIO, text: str) -> None:
     """Write to a log that several threads write to, whole, and flush it."""
     log = terminal(log)
     with _log_lock:
-        log.write(text)
-        log.flush()
+        if not log.closed:
+            log.write(text)
+            log.flush()
 
 
 def terminal(stream: TextIO) -> TextIO:
@@ -91,6 +96,8 @@ class RoutedStream:
         if sandbox is None or sandbox.log is None:
             return self.terminal.write(text)
         with _log_lock:
+            if sandbox.log.closed:  # the stack has stopped; a handler still at work has nowhere to write
+                return len(text)
             return sandbox.log.write(text)
 
     def writelines(self, lines: Any) -> None:
@@ -103,10 +110,30 @@ class RoutedStream:
             self.terminal.flush()
         else:
             with _log_lock:
-                sandbox.log.flush()
+                if not sandbox.log.closed:
+                    sandbox.log.flush()
 
     def __getattr__(self, name: str) -> Any:  # encoding, isatty, fileno, buffer, ...: the terminal's
         return getattr(self.terminal, name)
+
+
+# ---- threads ----------------------------------------------------------------------------------------
+
+_thread_start = threading.Thread.start
+
+
+def _start_in_sandbox(self: threading.Thread) -> None:
+    """Thread.start: a thread started during an invocation (a handler's thread pool) runs in its sandbox too."""
+    sandbox = current()
+    if sandbox is not None:
+        run = self.run
+
+        def run_in_sandbox() -> None:
+            with entered(sandbox):
+                run()
+
+        self.run = run_in_sandbox  # type: ignore[method-assign]
+    _thread_start(self)
 
 
 # ---- the environment ------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ STATE_DIR = ".tailor"
 STATE_FILE = "local.json"
 PUT_RECORDS_LIMIT = 500  # records per Kinesis PutRecords call
 # On stop, how long invocations under way may take to finish before the local AWS goes away under them.
-STOP_GRACE_S = 3.0
+STOP_GRACE_S = 2.0
 
 
 class StackNotRunning(RuntimeError):

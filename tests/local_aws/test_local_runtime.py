@@ -284,3 +284,31 @@ def test_concurrent_api_requests_each_read_their_own_event(runtime):
 
 def test_a_handler_imports_from_its_folder_at_call_time(runtime):
     assert runtime.find("second").invoke({"late": True}).payload == {"late": "late"}
+
+
+def test_threads_a_handler_starts_write_to_its_log_and_see_its_environment():
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=2)
+
+    def handler(event, context):
+        def work():
+            print("from the pool")
+            return os.environ.get("WHERE")
+        return {"where": pool.submit(work).result()}
+
+    log = io.StringIO()
+    function = LocalFunction.from_handler("pooled", handler, environment={"WHERE": "inside"}, log_stream=log)
+    try:
+        assert function.invoke({}).payload == {"where": "inside"}
+    finally:
+        pool.shutdown()
+    assert log.getvalue().startswith("from the pool\n") and "WHERE" not in os.environ
+
+
+def test_a_handler_still_at_work_when_its_log_is_closed_writes_nowhere(tmp_path, capsys):
+    log = open(tmp_path / "functions.log", "w")
+    function = LocalFunction.from_handler("late", lambda event, context: log.close() or print("too late"),
+                                          log_stream=log)
+    assert function.invoke({}).ok
+    assert "too late" not in capsys.readouterr().out
