@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tailor.events import Event
-from tailor.personas.evidence import note_evidence
+from tailor.evidence import note_evidence
 from tailor.rows import RowState
 from tailor.text import event_digest, normalize_query, remember
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from tailor.archive import ANY_SHARD, archive_day, periods_between, with_period, with_shard
 from tailor.events import Event
-from tailor.personas.evidence import note_evidence
+from tailor.evidence import note_evidence
 from tailor.rows import RowState
 from tailor.session import ENGAGEMENTS
 from tailor.text import event_digest, remember

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import timezone
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from datetime import UTC
 
 from tailor.associations import ASSOCIATION_WINDOW, EVENT_WEIGHTS, pair_increments
+from tailor.contribution import Contribution
 from tailor.events import Event
 from tailor.popularity import TREND_WEIGHTS, trend_expiry, trend_key
 from tailor.session import QUERY_ATTRIBUTION_SECONDS, SessionState
@@ -25,16 +25,6 @@ QUERY_OUTCOMES: dict[str, str] = {"click": "c:", "add_to_cart": "a:", "purchase"
 CATALOG_FIELDS = ("category", "price", "brand", "available")
 
 
-@dataclass
-class Contribution:
-    """Increments and latest values that one event gives one row of a shared table."""
-
-    table: str
-    key: str
-    increments: dict[str, float] = field(default_factory=dict)
-    latest: dict[str, Any] = field(default_factory=dict)
-
-
 def contributions(event: Event, session: SessionState | None, *, associate: bool = True) -> list[Contribution]:
     """The shared-counter effects of `event`, given its session as it was just before the event. With
     `associate` False the association pairs are left out: Ingest adds them once it knows the event's intent
@@ -46,7 +36,7 @@ def contributions(event: Event, session: SessionState | None, *, associate: bool
     if item_id:
         out.append(_item_contribution(event, item_id))
         if kind in TREND_WEIGHTS:
-            day = event.timestamp.astimezone(timezone.utc).date().isoformat()
+            day = event.timestamp.astimezone(UTC).date().isoformat()
             out.append(Contribution("trends", trend_key(day, item_id), {f"n:{item_id}": TREND_WEIGHTS[kind]},
                                     {"expires_at": trend_expiry(day)}))
     if kind == "spec_compare":

@@ -7,7 +7,7 @@ dwell seconds and dwell events (pd:, pn:). They ride on the write Ingest makes t
 (one write per touched item per batch, under the same exactly-once watermark as the item's own counters),
 and, being from the mixture read with the row, a replayed record adds exactly what it added the first time.
 
-Per batch. The notes folding left in session and shopper state (tailor.personas.evidence) become trait
+Per batch. The notes folding left in session and shopper state (tailor.evidence) become trait
 evidence (tailor.personas.traits), shopper signals (price percentiles, dwell, recent queries) and one
 forward step of the shopper's mixture (tailor.personas.model), and are cleared.
 """
@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from tailor.contribution import Contribution
 from tailor.events import Event
-from tailor.ingest.derive import Contribution
-from tailor.personas.evidence import PENDING
+from tailor.evidence import PENDING
 from tailor.personas.features import shopper_features
 from tailor.personas.model import PersonaModel
 from tailor.personas.traits import apply_evidence

@@ -1,4 +1,4 @@
-"""Named shopper traits as Beta posteriors, updated from the evidence events leave (tailor.personas.evidence).
+"""Named shopper traits as Beta posteriors, updated from the evidence events leave (tailor.evidence).
 
 Each trait's posterior is Beta(alpha, beta), starting at Beta(1, 1). A piece of evidence with strength
 s in [0, 1] (how much it speaks for the trait) and weight w adds w*s*(1-e) to alpha and w*(1-s)*e to
@@ -66,7 +66,7 @@ _WORDS = re.compile(r"[a-z0-9]+-?")
 
 def apply_evidence(traits: dict[str, list[float]], evidence: dict[str, dict[str, float]],
                    notes: Iterable[list], price_percentile: Callable[[str, float], float | None]) -> None:
-    """Fold the notes (tailor.personas.evidence) into `traits` ({name: [alpha, beta]}) and tally, per trait,
+    """Fold the notes (tailor.evidence) into `traits` ({name: [alpha, beta]}) and tally, per trait,
     the weight of each kind of evidence in `evidence` ({name: {reason: weight}}, "+"/"-" prefixed)."""
     alpha: dict[str, float] = defaultdict(float)
     beta: dict[str, float] = defaultdict(float)
