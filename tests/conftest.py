@@ -1,14 +1,10 @@
 """Test-wide settings: a fake AWS account and region, Powertools in local mode, shared fixtures."""
 
-import base64
-import json
 import os
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-EVENTS = ROOT / "events"
+from tests.helpers.events import load_event
 
 for name, value in {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -24,14 +20,9 @@ for name, value in {
     os.environ[name] = value
 os.environ.pop("AWS_ENDPOINT_URL", None)
 os.environ.pop("AWS_PROFILE", None)
-
-
-def load_event(name: str) -> dict:
-    return json.loads((EVENTS / name).read_text())
-
-
-def kinesis_payloads(event: dict) -> list[bytes]:
-    return [base64.b64decode(r["kinesis"]["data"]) for r in event["Records"]]
+# The models the tests train are small: OpenMP threads (scikit-learn's gradient boosting) cost more in start-up and
+# spinning than they save, most of all on a machine with two cores and other work on them.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture

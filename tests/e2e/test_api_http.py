@@ -15,8 +15,9 @@ import urllib.request
 
 import pytest
 
-from api_support import repo_copy
 from tailor_local.stack import LocalStack
+
+from tests.helpers.api import repo_copy
 
 pytestmark = [pytest.mark.e2e]
 

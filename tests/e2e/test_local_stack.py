@@ -17,8 +17,9 @@ from tailor_cli.main import main
 from tailor_lab.simulator import simulate
 from tailor_local.stack import LocalStack, PutResult, put_events, state_path
 
-from api_support import PROCESSING_TIMEOUT_S, repo_copy, wait_until_processed
-from conftest import ROOT, load_event
+from tests.helpers import ROOT
+from tests.helpers.api import PROCESSING_TIMEOUT_S, repo_copy, wait_until_processed
+from tests.helpers.events import load_event
 
 pytestmark = [
     pytest.mark.e2e,

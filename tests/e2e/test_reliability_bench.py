@@ -7,7 +7,7 @@ import pytest
 
 from tailor_cli.main import main
 
-from conftest import ROOT
+from tests.helpers import ROOT
 
 pytestmark = [pytest.mark.e2e]
 

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from api_support import seeded_stack
+from tests.helpers.api import seeded_stack
 
 
 @pytest.fixture(scope="session")

@@ -8,10 +8,12 @@ import time
 
 import pytest
 
-from api_support import SAMPLE_USERS, wait_until_processed
-from conftest import EVENTS, load_event
 from tailor.store.aws import from_dynamo
 from tailor_local.stack import PutResult
+
+from tests.helpers import EVENTS
+from tests.helpers.api import SAMPLE_USERS, wait_until_processed
+from tests.helpers.events import load_event
 
 SOURCES = {"popular", "session", "query", "caller", "related"}
 

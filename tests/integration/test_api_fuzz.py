@@ -9,8 +9,9 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode, checks
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
-from conftest import ROOT
 from tailor_local.template import Template
+
+from tests.helpers import ROOT
 
 EXAMPLES = 20  # per operation and mode: the whole run stays well under a minute
 DOCUMENT = "/docs?format=json"

@@ -16,7 +16,8 @@ import pytest
 from tailor.store.aws import from_dynamo
 from tailor_local.stack import LocalStack
 
-from conftest import ROOT, load_event
+from tests.helpers import ROOT
+from tests.helpers.events import load_event
 
 USER = "u-2002"  # the shopper events/api-delete-user.json and events/api-get-erasure.json name
 

@@ -11,15 +11,17 @@ import json
 import os
 import sys
 import uuid
-from datetime import datetime, timezone
-from typing import Iterator
+from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import ROOT, load_event
 from tailor.store.aws import from_dynamo
 from tailor_local.stack import LocalStack
+
+from tests.helpers import ROOT
+from tests.helpers.events import load_event
 
 EVENT = "ingest-kinesis-batch.json"
 
@@ -161,7 +163,7 @@ def test_an_erased_shopper_stays_erased_when_the_stream_delivers_their_events_ag
     profile = json.loads(api.invoke(with_user(load_event("api-get-profile.json"), user)).payload["body"] or "{}")
     assert "events" not in profile
 
-    later = datetime.fromtimestamp(tombstone["erased_at"] + 60, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    later = datetime.fromtimestamp(tombstone["erased_at"] + 60, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     back = resent(event, mine[:1], after=last + 10_000, changes={"event_id": "back-1", "timestamp": later,
                                                                 "session_id": "s-2002-back"})
     assert ingest.invoke(back) == {"batchItemFailures": []}

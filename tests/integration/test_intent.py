@@ -13,10 +13,12 @@ import pytest
 from cfnlint.decode import cfn_yaml
 from moto import mock_aws
 
-from conftest import ROOT, load_event
 from tailor.intent import INTENTS, IntentFactors, dominant_intent
 from tailor.ranking.scoring import DEFAULT_WEIGHTS
 from tailor.store.aws import from_dynamo
+
+from tests.helpers import ROOT
+from tests.helpers.events import load_event
 
 BUCKET = "tailor-intent-test"
 SHOPPERS = 20  # browsing sessions: item i-101 viewed with i-201 and i-202

@@ -22,7 +22,7 @@ from tailor_lab.simulator import simulate
 from tailor_lab.training import ranker as ranker_training
 from tailor_local.aws import create_state_tables
 
-from support import random_events, to_records
+from tests.helpers.events import random_events, to_records
 
 BUCKET = "tailor-data-test"
 

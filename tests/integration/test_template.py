@@ -30,7 +30,8 @@ from tailor_local.aws import STATE_TABLE_TTL, plan_resources
 from tailor_local.http import rest_apis
 from tailor_local.template import Template
 
-from conftest import ROOT, load_event
+from tests.helpers import ROOT
+from tests.helpers.events import load_event
 
 TEMPLATE = ROOT / "template.yaml"
 BIN = Path(sys.executable).parent
@@ -552,7 +553,7 @@ def test_rebuild_ltv_policy_grants_every_call_the_handler_makes_and_no_more(temp
     from tailor.models import ModelRegistry
     from tailor.store.aws import S3BlobStore
 
-    from ltv_support import small_model
+    from tests.helpers.ltv import small_model
 
     trained = small_model()
     env = resolve_environment(template) | {k: str(v) for k, v in

@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import sys
 
-from conftest import ROOT
+from tests.helpers import ROOT
 
 MAKEFILE = ROOT / "functions" / "train_ltv" / "Makefile"
 

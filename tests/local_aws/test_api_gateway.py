@@ -9,11 +9,12 @@ import urllib.request
 import pytest
 from werkzeug.test import Client
 
-from conftest import ROOT
 from tailor_local.aws import plan_resources
 from tailor_local.http import ApiGateway, ApiRoute, Cors, LocalApiServer, RestApi, new_api_key, rest_apis
 from tailor_local.runtime import LocalFunction
 from tailor_local.template import Template
+
+from tests.helpers import ROOT
 
 KEY = new_api_key()
 

@@ -4,11 +4,12 @@ import textwrap
 
 import pytest
 
-from conftest import ROOT
 from tailor_local.aws import LocalAws, MotoServer, create_resources
 from tailor_local.kinesis import kinesis_sources
 from tailor_local.runtime import LambdaRuntime
 from tailor_local.template import Template
+
+from tests.helpers import ROOT
 
 
 @pytest.fixture(scope="module")

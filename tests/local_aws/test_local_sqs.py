@@ -14,7 +14,7 @@ from tailor_local.runtime import LocalFunction
 from tailor_local.sqs import SqsMapping, SqsSource, sqs_event, sqs_sources
 from tailor_local.template import Template, TemplateError
 
-from conftest import ROOT
+from tests.helpers import ROOT
 
 VISIBILITY_S = 1
 

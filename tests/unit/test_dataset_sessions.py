@@ -7,7 +7,7 @@ from tailor.ingest.service import Ingestor
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
 from tailor_lab.datasets import load_diginetica
 
-from support import to_records
+from tests.helpers.events import to_records
 
 
 def test_a_diginetica_session_whose_rows_name_two_shoppers_is_the_one_it_names_most(tmp_path):

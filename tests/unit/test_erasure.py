@@ -28,7 +28,8 @@ from tailor.serving import Recommender
 from tailor.shopper import ShopperState
 from tailor.store.memory import MemoryBlobStore, MemoryQueue, MemoryStateStore
 
-from support import FlakyBlobStore, FlakyStateStore, clean_run, deliver, random_events, to_records
+from tests.helpers.events import random_events, to_records
+from tests.helpers.ingest import FlakyBlobStore, FlakyStateStore, clean_run, deliver
 
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC).timestamp()  # after every event of random_events
 SHARDS = ("shardId-000000000000", "shardId-000000000001")

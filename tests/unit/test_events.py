@@ -18,7 +18,7 @@ from tailor.events import (
     parse_event,
 )
 
-from conftest import kinesis_payloads, load_event
+from tests.helpers.events import kinesis_payloads, load_event
 
 BASE = {"event_id": "e1", "user_id": "u1", "session_id": "s1", "timestamp": "2026-11-02T10:00:00Z"}
 

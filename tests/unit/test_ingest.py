@@ -9,8 +9,9 @@ import pytest
 
 from tailor.ingest.service import Ingestor, StreamRecord
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
-from conftest import kinesis_payloads, load_event
-from support import FlakyBlobStore, FlakyStateStore, clean_run, deliver, random_events, to_records
+
+from tests.helpers.events import kinesis_payloads, load_event, random_events, to_records
+from tests.helpers.ingest import FlakyBlobStore, FlakyStateStore, clean_run, deliver
 
 
 def sample_records() -> list[StreamRecord]:

@@ -15,7 +15,7 @@ from tailor.ingest.kinesis import AggregatingKinesisProcessor, publish_metrics, 
 from tailor.ingest.service import Ingestor
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
 
-from support import TransientError
+from tests.helpers.ingest import TransientError
 
 
 class SessionsDown(MemoryStateStore):

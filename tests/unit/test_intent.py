@@ -9,8 +9,6 @@ import numpy as np
 import pytest
 from cfnlint.decode import cfn_yaml
 
-from conftest import ROOT
-from support import FlakyBlobStore, FlakyStateStore, deliver, random_events, to_records
 from tailor.associations import EVENT_WEIGHTS, intent_weighted, pair_increments
 from tailor.events import parse_event
 from tailor.ingest.intent import SessionIntent
@@ -21,6 +19,10 @@ from tailor.models import default_model
 from tailor.ranking.scoring import intent_adjusted
 from tailor.session import RECENT_TYPES, fold_session
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
+
+from tests.helpers import ROOT
+from tests.helpers.events import random_events, to_records
+from tests.helpers.ingest import FlakyBlobStore, FlakyStateStore, deliver
 
 PURE = {i: {j: float(i == j) for j in INTENTS} for i in INTENTS}  # intent -> a mixture certain of it
 

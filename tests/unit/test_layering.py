@@ -10,7 +10,7 @@ from importlinter import configuration
 from importlinter.application.app_config import settings
 from importlinter.application.use_cases import lint_imports, read_user_options
 
-from conftest import ROOT
+from tests.helpers import ROOT
 
 spec = importlib.util.spec_from_file_location("import_rules", ROOT / "infra" / "import_rules.py")
 rules = importlib.util.module_from_spec(spec)

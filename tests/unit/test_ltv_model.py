@@ -22,7 +22,7 @@ from tailor_lab.training.ltv import (
     train_ltv,
 )
 
-from ltv_support import AS_OF, START, purchase_histories
+from tests.helpers.ltv import AS_OF, START, purchase_histories
 
 
 @pytest.fixture(scope="module")
@@ -254,8 +254,8 @@ def test_training_imports_none_of_the_packages_the_training_function_leaves_out(
         "        if any(name == b or name.startswith(b + '.') for b in BLOCKED):\n"
         "            raise ImportError(f'{name} is left out of the training function')\n"
         "sys.meta_path.insert(0, Block())\n"
-        f"sys.path.insert(0, {str(root / 'tests')!r})\n"
-        "from ltv_support import small_model\n"
+        f"sys.path.insert(0, {str(root)!r})\n"
+        "from tests.helpers.ltv import small_model\n"
         "from tailor.ltv.scoring import LtvModel\n"
         "trained = small_model()\n"
         "assert LtvModel(trained.onnx).horizon_weeks == 4\n"

@@ -13,7 +13,7 @@ from tailor.models import ModelRegistry
 from tailor.shopper import fold_shopper
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
 
-from ltv_support import AS_OF, purchase_histories, small_model
+from tests.helpers.ltv import AS_OF, purchase_histories, small_model
 
 SHOPPERS = 40
 

@@ -15,7 +15,7 @@ from tailor.serving import MAX_N, Filters, Ranking, Recommender
 from tailor.store.memory import MemoryStateStore
 from tailor_lab.simulator import simulate
 
-from support import clean_run
+from tests.helpers.ingest import clean_run
 
 
 @cache

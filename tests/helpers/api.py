@@ -9,15 +9,18 @@ import json
 import sys
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterator, TextIO
+from typing import Any, TextIO
 
 from werkzeug.test import Client
 
-from conftest import ROOT, load_event
 from tailor_lab.simulator import simulate
 from tailor_local.stack import LocalStack, PutResult, all_processed, put_events
+
+from tests.helpers import ROOT
+from tests.helpers.events import load_event
 
 PROCESSING_TIMEOUT_S = 300
 SAMPLE_USERS = ("u-1001", "u-2002")  # the shoppers of events/ingest-kinesis-batch.json, whom events/api-*.json ask about
@@ -81,7 +84,7 @@ def with_changes(event: dict[str, Any], *, query: dict[str, Any] | None = None, 
 def seeded_stack(log: TextIO, *, shoppers: int = 12, days: float = 0.5, seed: int = 11) -> Iterator[ApiStack]:
     """A local stack (its API on a free port) that has ingested the sample batch and a simulated crowd whose last
     events are from now, so popularity is current."""
-    start = datetime.now(timezone.utc) - timedelta(days=days)
+    start = datetime.now(UTC) - timedelta(days=days)
     simulated = simulate(shoppers=shoppers, days=days, seed=seed, start=start).events
     with LocalStack(ROOT / "template.yaml", port=0, stack_name=f"tailor-api-{uuid.uuid4().hex[:8]}",
                     function_log=log) as stack:

@@ -1,0 +1,132 @@
+"""Ingest under trouble: stores whose writes fail at random, a driver that redelivers like Kinesis and crashes
+part way, and a clean run to compare the outcome with."""
+
+from __future__ import annotations
+
+import random
+
+from tailor.ingest.service import Ingestor, StreamRecord
+from tailor.store.memory import MemoryBlobStore, MemoryStateStore
+
+from tests.helpers.events import to_records
+
+
+class TransientError(Exception):
+    """What a throttled or timed-out AWS call looks like to the ingest service."""
+
+
+class FlakyStateStore:
+    """A memory store whose writes fail at random: before applying, or after (a lost acknowledgement)."""
+
+    def __init__(self, inner: MemoryStateStore, rng: random.Random, rate: float):
+        self.inner, self.rng, self.rate = inner, rng, rate
+
+    def read(self, table, keys):
+        return self.inner.read(table, keys)
+
+    def read_many(self, requests):
+        return self.inner.read_many(requests)
+
+    def delete(self, table, key):
+        return self.inner.delete(table, key)
+
+    def replace(self, table, key, fields):
+        return self.inner.replace(table, key, fields)
+
+    def write_state(self, *args, **kwargs):
+        return self._flaky(self.inner.write_state, *args, **kwargs)
+
+    def add(self, *args, **kwargs):
+        return self._flaky(self.inner.add, *args, **kwargs)
+
+    def _flaky(self, call, *args, **kwargs):
+        roll = self.rng.random()
+        if roll < self.rate / 2:
+            raise TransientError("throttled")
+        result = call(*args, **kwargs)
+        if roll < self.rate:
+            raise TransientError("timed out after the write landed")
+        return result
+
+
+class FlakyBlobStore(MemoryBlobStore):
+    def __init__(self, rng: random.Random, rate: float):
+        super().__init__()
+        self.rng, self.rate = rng, rate
+
+    def put(self, key, body, content_type="application/octet-stream"):
+        if self.rng.random() < self.rate:
+            raise TransientError("S3 unavailable")
+        super().put(key, body, content_type)
+
+
+def deliver(ingestor: Ingestor, records: list[StreamRecord], rng: random.Random, *, max_batch: int = 25,
+            crash_rate: float = 0.0, max_calls: int = 10_000) -> int:
+    """Feed `records` to `ingestor` as a Kinesis event source mapping would: batches of varying size;
+    after a partial failure, again from the lowest failed record; after a crash, the same batch again
+    or its first half (bisect). Returns the number of invocations."""
+    done = 0
+    calls = 0
+    pending_size: int | None = None
+    while done < len(records):
+        calls += 1
+        if calls > max_calls:
+            raise AssertionError("the stream made no progress")
+        size = pending_size or rng.randint(1, max_batch)
+        pending_size = None
+        batch = records[done:done + size]
+        if crash_rate and rng.random() < crash_rate:
+            # The function dies part way: run the batch on a store that stops after some writes.
+            _crash_midway(ingestor, batch, rng)
+            pending_size = max(1, len(batch) // 2) if rng.random() < 0.5 else len(batch)
+            continue
+        outcome = ingestor.ingest(batch)
+        if outcome.failed:
+            lowest = min(outcome.failed, key=lambda s: (len(s), s))
+            done = next(i for i, r in enumerate(records) if r.sequence == lowest)
+        else:
+            done += len(batch)
+    return calls
+
+
+class _Crash(BaseException):
+    """The process dying: not an error the service can catch and report."""
+
+
+def _crash_midway(ingestor: Ingestor, batch: list[StreamRecord], rng: random.Random) -> None:
+    """Run `batch` on the same state until a random write, where the process dies: no write after it
+    lands, whichever thread makes it."""
+    budget = rng.randint(0, 8)
+
+    def spend():
+        nonlocal budget
+        if budget <= 0:
+            raise _Crash()
+        budget -= 1
+
+    class Dying:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            attr = getattr(self.inner, name)
+            if name in ("write_state", "add", "put", "delete"):
+                def dying(*a, **k):
+                    spend()
+                    return attr(*a, **k)
+                return dying
+            return attr
+
+    doomed = Ingestor(Dying(ingestor.store), Dying(ingestor.blobs), max_workers=4, intent=ingestor.intent)
+    try:
+        doomed.ingest(batch)
+    except _Crash:
+        pass
+    finally:
+        doomed._pool.shutdown(wait=True)
+
+
+def clean_run(events: list[dict]) -> tuple[MemoryStateStore, MemoryBlobStore]:
+    store, blobs = MemoryStateStore(), MemoryBlobStore()
+    Ingestor(store, blobs, max_workers=1).ingest(to_records(events))
+    return store, blobs
