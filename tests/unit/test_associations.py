@@ -6,8 +6,16 @@ import random
 
 import pytest
 
-from tailor.associations import (EVENT_WEIGHTS, ItemAssociations, NextItemParams, NextItems, engagement_strength,
-                                 pair_increments, parse_associations, rank_next_items)
+from tailor.associations import (
+    EVENT_WEIGHTS,
+    ItemAssociations,
+    NextItemParams,
+    NextItems,
+    engagement_strength,
+    pair_increments,
+    parse_associations,
+    rank_next_items,
+)
 from tailor.events import parse_event
 from tailor.ingest.derive import contributions
 from tailor.session import fold_session

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -11,7 +11,7 @@ from tailor.events import parse_event
 from tailor.ltv.features import FEATURE_GROUPS, FEATURE_NAMES, feature_matrix, ltv_features, row_features
 from tailor.shopper import ShopperState, fold_shopper
 
-START = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
+START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
 def _fold(raw_events: list[dict]) -> ShopperState:

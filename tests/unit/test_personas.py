@@ -3,7 +3,7 @@ adjustment vectors with empirical-Bayes shrinkage, Ingest's persona counters app
 scorer and cold start, and the scheduled jobs on the in-memory store."""
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -24,7 +24,7 @@ from tailor.shopper import ShopperState, fold_shopper
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
 from tailor_lab.simulator import simulate
 
-T0 = datetime(2026, 11, 2, 10, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 2, 10, tzinfo=UTC)
 
 
 def event(n: int, kind: str, user: str = "u1", session: str = "s1", **fields) -> dict:

@@ -4,15 +4,28 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 from onnx import TensorProto, helper
 
 from tailor.popularity import trend_key
-from tailor.ranking import (FEATURE_GROUPS, FEATURE_NAMES, CommercialPerformance, ConversionPrior, Filters, Pipeline,
-                            PurchaseProbability, RankingModel, Relevance, Request, RowCache, Route, candidate_features)
+from tailor.ranking import (
+    FEATURE_GROUPS,
+    FEATURE_NAMES,
+    CommercialPerformance,
+    ConversionPrior,
+    Filters,
+    Pipeline,
+    PurchaseProbability,
+    RankingModel,
+    Relevance,
+    Request,
+    Route,
+    RowCache,
+    candidate_features,
+)
 from tailor.ranking.candidates import PopularSource, SessionSource, merge_proposals
 from tailor.ranking.diversity import diversify
 from tailor.ranking.pipeline import DEFAULT_ROUTES
@@ -21,7 +34,7 @@ from tailor.session import SessionState
 from tailor.shopper import ShopperState
 from tailor.store.memory import MemoryStateStore
 
-NOW = datetime(2026, 11, 2, 12, 0, tzinfo=timezone.utc).timestamp()
+NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC).timestamp()
 DAY = "2026-11-02"
 # item -> (category, price, available, views, purchases, trend count)
 CATALOG = {
