@@ -7,7 +7,7 @@ the answers to invalid requests in errors.py, the OpenAPI document and its explo
 import functools
 import os
 import warnings
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 from urllib.parse import quote, unquote
 
 import docs
@@ -98,7 +98,7 @@ def feed(user_id: UserId, n: N = 20, session_id: SessionId = None, available_onl
 
 @app.get("/search", summary="Items for a search query, ranked for the shopper", tags=["ranking"])
 def search(q: Annotated[str, Query(min_length=1, max_length=512, pattern=r"\S", description="the query")],
-           user_id: Annotated[Optional[Id], Query()] = None, session_id: SessionId = None, n: N = 20,
+           user_id: Annotated[Id | None, Query()] = None, session_id: SessionId = None, n: N = 20,
            available_only: AvailableOnly = True, min_price: MinPrice = None, max_price: MaxPrice = None,
            category: Category = None, explain: Explain = False) -> RankingOut:
     filters = _filters(available_only, min_price, max_price, category, False)
@@ -113,7 +113,7 @@ def rerank(body: Annotated[RerankIn, Body()]) -> RankingOut:
 
 
 @app.get("/items/<item_id>/related", summary="Items related to an item", tags=["ranking"])
-def related(item_id: ItemId, n: N = 20, user_id: Annotated[Optional[Id], Query()] = None,
+def related(item_id: ItemId, n: N = 20, user_id: Annotated[Id | None, Query()] = None,
             available_only: AvailableOnly = True, min_price: MinPrice = None, max_price: MaxPrice = None,
             category: Category = None, explain: Explain = False) -> RankingOut:
     filters = _filters(available_only, min_price, max_price, category, False)
@@ -190,8 +190,8 @@ def _decoded_path_parameters(app: APIGatewayRestResolver, next_middleware: Any) 
 app.use(middlewares=[_decoded_path_parameters])
 
 
-def _filters(available_only: bool, min_price: Optional[float], max_price: Optional[float],
-             category: Optional[list[str]], exclude_purchased: bool) -> Filters:
+def _filters(available_only: bool, min_price: float | None, max_price: float | None,
+             category: list[str] | None, exclude_purchased: bool) -> Filters:
     if min_price is not None and max_price is not None and max_price < min_price:
         raise RequestValidationError([{"loc": ("query", "max_price"), "type": "price_range",
                                        "msg": "max_price is below min_price"}])

@@ -1,6 +1,6 @@
 """The API's request and response models, and its path and query parameters: what the OpenAPI document shows."""
 
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -22,7 +22,7 @@ class ScoredItem(BaseModel):
     item_id: str
     score: float = Field(allow_inf_nan=False)
     sources: list[str] = Field(description="candidate sources that proposed the item: popular, session, query, ...")
-    parts: Optional[dict[str, float]] = Field(None, description="the score's parts; only with explain=true")
+    parts: dict[str, float] | None = Field(None, description="the score's parts; only with explain=true")
 
 
 class RankingOut(BaseModel):
@@ -33,7 +33,7 @@ class RankingOut(BaseModel):
     feed_id: str = Field(description="echo it, with the item's position, in events that act on these items")
     model: str = Field(description="name:version of the ranking model used")
     items: list[ScoredItem]
-    intent: Optional[dict[str, float]] = Field(
+    intent: dict[str, float] | None = Field(
         None, description="the session's intent probabilities (exploratory, comparative, intent_to_purchase, research) "
                           "that weighed the ranking, when a session is known")
 
@@ -42,14 +42,14 @@ class FiltersIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     available_only: bool = True
-    min_price: Optional[Price] = None
-    max_price: Optional[Price] = None
+    min_price: Price | None = None
+    max_price: Price | None = None
     categories: Annotated[list[Id], Field(max_length=20)] = []
     exclude_purchased: bool = False
 
     @field_validator("max_price")
     @classmethod
-    def _not_below_min_price(cls, value: Optional[float], info: Any) -> Optional[float]:
+    def _not_below_min_price(cls, value: float | None, info: Any) -> float | None:
         low = info.data.get("min_price")
         if value is not None and low is not None and value < low:
             raise PydanticCustomError("price_range", "max_price is below min_price")
@@ -60,17 +60,16 @@ class RerankIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     items: Annotated[list[Id], Field(min_length=1, max_length=MAX_CANDIDATES, description="the caller's item ids")]
-    base_scores: Optional[Annotated[list[Annotated[float, Field(allow_inf_nan=False)]],
-                                    Field(max_length=MAX_CANDIDATES)]] = Field(
+    base_scores: Annotated[list[Annotated[float, Field(allow_inf_nan=False)]], Field(max_length=MAX_CANDIDATES)] | None = Field(
         None, description="the caller's own score for each item, in the same order")
-    user_id: Optional[Id] = None
-    session_id: Optional[Id] = None
-    n: Optional[Annotated[int, Field(ge=1, le=MAX_CANDIDATES)]] = Field(None, description="default: every item")
+    user_id: Id | None = None
+    session_id: Id | None = None
+    n: Annotated[int, Field(ge=1, le=MAX_CANDIDATES)] | None = Field(None, description="default: every item")
     explain: bool = False
 
     @field_validator("base_scores")
     @classmethod
-    def _one_score_per_item(cls, value: Optional[list[float]], info: Any) -> Optional[list[float]]:
+    def _one_score_per_item(cls, value: list[float] | None, info: Any) -> list[float] | None:
         items = info.data.get("items")
         if value is not None and items is not None and len(value) != len(items):
             raise PydanticCustomError("length_mismatch", "base_scores needs one score per item ({items} items)",
@@ -83,7 +82,7 @@ class RelatedIn(BaseModel):
 
     session_data: Annotated[list[Event], Field(max_length=MAX_SESSION_EVENTS)] = Field(
         [], description="the session's events so far (as sent to /events); they need not be ingested yet")
-    user_id: Optional[Id] = None
+    user_id: Id | None = None
     n: Count = 20
     filters: FiltersIn = FiltersIn()
     explain: bool = False
@@ -97,18 +96,18 @@ class EventsIn(BaseModel):
 
 class Failure(BaseModel):
     index: int = Field(description="position of the event in the request")
-    event_id: Optional[str]
+    event_id: str | None
     error: str = Field(description="the field at fault and why, or the stream's error code")
     retryable: bool = Field(description="sending the same event again may succeed")
 
 
 class EventStatus(BaseModel):
     index: int = Field(description="position of the event in the request")
-    event_id: Optional[str]
+    event_id: str | None
     status: Literal["accepted", "refused"] = Field(
         description="accepted: on the event stream, Ingest applies it; refused: not on the stream, see error")
-    error: Optional[str] = Field(None, description="why it was refused: the field at fault, or the stream's error")
-    retryable: Optional[bool] = Field(None, description="when refused: sending the same event again may succeed")
+    error: str | None = Field(None, description="why it was refused: the field at fault, or the stream's error")
+    retryable: bool | None = Field(None, description="when refused: sending the same event again may succeed")
 
 
 class EventsOut(BaseModel):
@@ -145,10 +144,10 @@ class ErasureOut(BaseModel):
 UserId = Annotated[str, Path(min_length=1, max_length=256, description="the shopper's id")]
 ItemId = Annotated[str, Path(min_length=1, max_length=256, description="the item's id")]
 N = Annotated[int, Query(ge=1, le=100, description="how many items to answer")]
-SessionId = Annotated[Optional[Id], Query(description="the shopper's current session")]
+SessionId = Annotated[Id | None, Query(description="the shopper's current session")]
 AvailableOnly = Annotated[bool, Query(description="leave out items known to be unavailable")]
-MinPrice = Annotated[Optional[Price], Query()]
-MaxPrice = Annotated[Optional[Price], Query(description="at least min_price")]
-Category = Annotated[Optional[list[Id]], Query(max_length=20, description="keep items of these categories (repeat)")]
+MinPrice = Annotated[Price | None, Query()]
+MaxPrice = Annotated[Price | None, Query(description="at least min_price")]
+Category = Annotated[list[Id] | None, Query(max_length=20, description="keep items of these categories (repeat)")]
 ExcludePurchased = Annotated[bool, Query(description="leave out items the shopper has bought")]
 Explain = Annotated[bool, Query(description="add each score's parts")]

@@ -17,7 +17,8 @@ import logging
 import os
 import re
 import time
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from tailor.intent import IntentFactors
 

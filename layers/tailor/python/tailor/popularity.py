@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import date, datetime, timedelta, timezone
-from typing import Any, Mapping
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 __all__ = ["TREND_BUCKETS", "TREND_RETENTION_DAYS", "TREND_WEIGHTS", "decayed_popularity", "trend_expiry",
            "trend_key", "trend_keys"]
@@ -28,7 +29,7 @@ def trend_keys(today: date, days: int) -> list[str]:
 
 
 def trend_expiry(day: str) -> int:
-    start = datetime.fromisoformat(day).replace(tzinfo=timezone.utc)
+    start = datetime.fromisoformat(day).replace(tzinfo=UTC)
     return int((start + timedelta(days=TREND_RETENTION_DAYS)).timestamp())
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -196,8 +197,8 @@ def match_ids(previous: PersonaModel | None, means_raw: np.ndarray, names: list[
     old_cols = [old_names.index(n) for n in shared]
     old_raw = previous.means * previous.scale + previous.center
     spread = np.maximum(np.abs(previous.scale[old_cols]), 1e-6)
-    pairs = sorted(((float(np.sum(((means_raw[i, new_cols] - old_raw[j, old_cols]) / spread) ** 2)), i, j)
-                    for i in range(k) for j in range(previous.k)))
+    pairs = sorted((float(np.sum(((means_raw[i, new_cols] - old_raw[j, old_cols]) / spread) ** 2)), i, j)
+                    for i in range(k) for j in range(previous.k))
     ids: dict[int, int] = {}
     taken: set[int] = set()
     for _, i, j in pairs:

@@ -13,14 +13,22 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timezone
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 
 from tailor.personas.adjustments import build_adjustments, read_counters
-from tailor.personas.clustering import (choose_k, cold_start_tables, feature_space, match_ids, persona_labels,
-                                        refine, standardization)
+from tailor.personas.clustering import (
+    choose_k,
+    cold_start_tables,
+    feature_space,
+    match_ids,
+    persona_labels,
+    refine,
+    standardization,
+)
 from tailor.personas.features import batch_features
 from tailor.personas.model import PersonaModel
 from tailor.personas.storage import current_model, persona_version, publish_model
@@ -134,7 +142,7 @@ def _cluster(shoppers: list[ShopperState], items: list[dict], queries: list[dict
         info={"built_at": now, "refined_at": now, "shoppers": len(shoppers), "bic": bics, "k": len(ids),
               "k_choice": k_choice(len(ids), list(ks), bics, passed_over, len(shoppers)),
               "data_through": max(s.last_seen for s in shoppers),
-              "built": datetime.fromtimestamp(now, tz=timezone.utc).isoformat()})
+              "built": datetime.fromtimestamp(now, tz=UTC).isoformat()})
     return model
 
 
