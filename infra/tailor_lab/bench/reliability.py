@@ -31,10 +31,11 @@ import time
 import traceback
 import uuid
 from collections import Counter
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, TextIO
+from typing import Any, TextIO
 from urllib.parse import quote, urlencode, urlsplit
 
 from boto3.dynamodb.types import TypeDeserializer
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def case_names() -> list[str]:
     """Every bad-input case, HTTP and stream, by name."""
-    probe = _Probe("names", random.Random(0), dt.datetime.now(dt.timezone.utc))
+    probe = _Probe("names", random.Random(0), dt.datetime.now(dt.UTC))
     return [c.name for c in _http_cases(probe)] + [c.name for c in _stream_cases(probe)]
 
 
@@ -179,7 +180,7 @@ def run(config: Config, *, template: Path, log_path: Path) -> dict[str, Any]:
     checks = _checks(sections)
     return {
         "benchmark": "reliability",
-        "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "workload": asdict(config) | {"cases": list(config.cases) or "all"},
         "seconds": round(time.monotonic() - started, 1),
@@ -302,7 +303,7 @@ class _Bench:
         self.stream = stack.stream_name()
         self.kinesis = stack.aws.client("kinesis")
         self.rng = random.Random(config.seed)
-        self.now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+        self.now = dt.datetime.now(dt.UTC).replace(microsecond=0)
         self.run_tag = uuid.uuid4().hex[:6]
         self.ledgers: dict[str, _Ledger] = {}
         self.feed_asks: list[tuple[str, str | None]] = []
@@ -757,7 +758,7 @@ class _Bench:
         for n, shard in enumerate(self.kinesis.list_shards(StreamName=self.stream)["Shards"]):
             user = f"rb-{self.run_tag}-sentinel-{n}"
             event = {"event_id": f"{user}-{uuid.uuid4().hex[:8]}", "user_id": user, "session_id": f"{user}-s",
-                     "timestamp": _iso(dt.datetime.now(dt.timezone.utc)), "event_type": "view",
+                     "timestamp": _iso(dt.datetime.now(dt.UTC)), "event_type": "view",
                      "item_id": f"rb-{self.run_tag}-sentinel-item"}
             outcome = self.kinesis.put_record(StreamName=self.stream, Data=_json_bytes(event), PartitionKey=user,
                                               ExplicitHashKey=shard["HashKeyRange"]["StartingHashKey"])
@@ -1274,7 +1275,7 @@ def _long_history(user: str, sessions: int, years: float, per_session: int, now:
 
 
 def _iso(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _json_bytes(value: Any) -> bytes:
