@@ -28,3 +28,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 @pytest.fixture
 def ingest_batch() -> dict:
     return load_event("ingest-kinesis-batch.json")
+
+
+@pytest.fixture(scope="session")
+def small_ltv_model():
+    """The small LTV model of tests.helpers.ltv, trained once for every test that only scores with it."""
+    from tests.helpers.ltv import small_model
+
+    return small_model()

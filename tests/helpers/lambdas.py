@@ -47,12 +47,21 @@ class MotoFunctions:
     def handler(self, function: str) -> ModuleType:
         """The function's handler module, imported afresh in its environment."""
         file = self._properties(function)["Handler"].rpartition(".")[0]
-        path = ROOT / self._properties(function)["CodeUri"] / f"{file}.py"
-        spec = importlib.util.spec_from_file_location(f"{function}_{next(_loads)}", path)
+        code = ROOT / self._properties(function)["CodeUri"]
+        spec = importlib.util.spec_from_file_location(f"{function}_{next(_loads)}", code / f"{file}.py")
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module
-        with self._within(function):
-            spec.loader.exec_module(module)
+        before, path = set(sys.modules), list(sys.path)
+        sys.path.insert(0, str(code))  # as Lambda does: the handler imports the modules beside it by their names
+        try:
+            with self._within(function):
+                spec.loader.exec_module(module)
+        finally:
+            sys.path[:] = path
+            # Modules beside the handler stay with it: another function's of the same name (models, errors) is its own.
+            for name in set(sys.modules) - before:
+                if (getattr(sys.modules[name], "__file__", None) or "").startswith(f"{code}{os.sep}"):
+                    del sys.modules[name]
         return module
 
     def invoke(self, function: str, event: Any, *, handler: ModuleType | None = None) -> Any:

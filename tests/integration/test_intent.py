@@ -2,61 +2,33 @@
 association pairs by it; the related route answers an exploratory and a purchase-minded session differently, and
 says why."""
 
-import base64
-import importlib.util
 import json
-from pathlib import Path
+import os
 from types import SimpleNamespace
 
 import boto3
 import pytest
-from cfnlint.decode import cfn_yaml
-from moto import mock_aws
 
 from tailor.intent import INTENTS, IntentFactors, dominant_intent
 from tailor.ranking.scoring import DEFAULT_WEIGHTS
 from tailor.store.aws import from_dynamo
 
-from tests.helpers import ROOT
 from tests.helpers.events import load_event
+from tests.helpers.lambdas import functions_on_moto, kinesis_batch
 
-BUCKET = "tailor-intent-test"
 SHOPPERS = 20  # browsing sessions: item i-101 viewed with i-201 and i-202
 BUYERS = 2  # buying sessions: i-101 carted and bought with i-301
 
 
 @pytest.fixture(scope="module")
-def handlers(tmp_path_factory):
-    """The Ingest and API handlers on moto, after Ingest applied a crowd of browsing and buying sessions."""
-    template = cfn_yaml.load(str(ROOT / "template.yaml"))
-    env = {"DATA_BUCKET": BUCKET, "EVENT_STREAM": "EventStream", "CORS_ALLOW_ORIGIN": "*", "SESSION_TTL_DAYS": "7",
-           "ERASURE_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/ErasureQueue",
-           # As deployed: AppConfig named, and out of reach here (moto has no AppConfig data plane).
-           "INTENT_CONFIG_APPLICATION": "tailor", "INTENT_CONFIG_ENVIRONMENT": "dev",
-           "INTENT_CONFIG_PROFILE": "intent-factors"}
-    for name, resource in template["Resources"].items():
-        if resource["Type"] == "AWS::DynamoDB::Table":
-            env[f"{name.removesuffix('Table').upper()}_TABLE"] = name
-    with pytest.MonkeyPatch.context() as patch, mock_aws():
-        for variable, value in env.items():
-            patch.setenv(variable, value)
-        boto3.setup_default_session()
-        dynamodb = boto3.client("dynamodb")
-        for name, resource in template["Resources"].items():
-            if resource["Type"] == "AWS::DynamoDB::Table":
-                properties = resource["Properties"]
-                indexes = properties.get("GlobalSecondaryIndexes")
-                dynamodb.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
-                                      AttributeDefinitions=properties["AttributeDefinitions"],
-                                      KeySchema=properties["KeySchema"],
-                                      **({"GlobalSecondaryIndexes": indexes} if indexes else {}))
-        boto3.client("s3").create_bucket(Bucket=BUCKET)
-        boto3.client("kinesis").create_stream(StreamName="EventStream", ShardCount=1)
-        ingest = _load(ROOT / "functions/ingest/app.py", "ingest_app_for_intent_test")
-        response = ingest.lambda_handler(_kinesis_batch(_crowd()), _context("IngestFunction"))
-        assert response == {"batchItemFailures": []}
-        api = _load(ROOT / "functions/api/app.py", "api_app_for_intent_test")
-        yield SimpleNamespace(ingest=ingest, api=api, dynamodb=dynamodb)
+def handlers():
+    """The Ingest and API handlers on moto, after Ingest applied a crowd of browsing and buying sessions. AppConfig is
+    named as deployed and out of reach here (moto has no AppConfig data plane): the shipped factors apply."""
+    with functions_on_moto() as functions:
+        assert functions.invoke("IngestFunction", kinesis_batch(_crowd())) == {"batchItemFailures": []}
+        api = functions.handler("ApiFunction")
+        yield SimpleNamespace(api=lambda event: functions.invoke("ApiFunction", event, handler=api),
+                              dynamodb=boto3.client("dynamodb"))
 
 
 def test_ingest_keeps_each_touched_sessions_intent_probabilities(handlers):
@@ -109,7 +81,7 @@ def test_related_without_session_data_is_not_weighed_by_any_intent(handlers):
     event = load_event("api-post-related.json")
     body = json.loads(event["body"])
     event["body"] = json.dumps({k: v for k, v in body.items() if k != "session_data"} | {"filters": {}})
-    response = handlers.api.lambda_handler(event, _context("ApiFunction"))
+    response = handlers.api(event)
     assert response["statusCode"] == 200, response["body"]
     answer = json.loads(response["body"])
     assert answer["intent"] is None
@@ -127,7 +99,7 @@ def test_ingest_and_the_api_load_the_registrys_current_intent_model(handlers):
     from tailor.store.memory import MemoryStateStore
 
     shipped = default_model("intent")
-    registry = ModelRegistry(S3BlobStore(boto3.client("s3"), BUCKET))
+    registry = ModelRegistry(S3BlobStore(boto3.client("s3"), os.environ["DATA_BUCKET"]))
     version = registry.publish("intent", shipped.onnx, {**shipped.metadata, "trained_at": "2026-11-03T00:00:00Z"})
     assert version != shipped.version
     assert SessionIntent.load(registry).model.version == version
@@ -142,7 +114,7 @@ def _related(api, sample: str) -> dict:
     body = json.loads(event["body"])
     body["filters"] = {"available_only": False}  # the crowd's items carry no availability
     event["body"] = json.dumps(body)
-    response = api.lambda_handler(event, _context("ApiFunction"))
+    response = api(event)
     assert response["statusCode"] == 200, response["body"]
     return json.loads(response["body"])
 
@@ -178,35 +150,7 @@ def _crowd() -> list[dict]:
     return sorted(events, key=lambda e: e["timestamp"])
 
 
-def _kinesis_batch(events: list[dict]) -> dict:
-    records = []
-    for k, event in enumerate(events):
-        sequence = str(49590338271490256608559692538361571095921575989136600000 + k)
-        records.append({"kinesis": {"kinesisSchemaVersion": "1.0", "partitionKey": event["user_id"],
-                                    "sequenceNumber": sequence, "approximateArrivalTimestamp": 1793613600.0,
-                                    "data": base64.b64encode(json.dumps(event).encode()).decode()},
-                        "eventSource": "aws:kinesis", "eventVersion": "1.0",
-                        "eventID": f"shardId-000000000000:{sequence}", "eventName": "aws:kinesis:record",
-                        "awsRegion": "us-east-1",
-                        "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/EventStream"})
-    return {"Records": records}
-
-
 def _scan(dynamodb, table: str) -> dict[str, dict]:
     key = "session_id" if table == "SessionsTable" else "item_id"
     return {row[key]: row for page in dynamodb.get_paginator("scan").paginate(TableName=table)
             for row in map(from_dynamo, page["Items"])}
-
-
-def _load(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _context(function: str) -> SimpleNamespace:
-    return SimpleNamespace(function_name=function, function_version="$LATEST", memory_limit_in_mb=512,
-                           invoked_function_arn=f"arn:aws:lambda:us-east-1:123456789012:function:{function}",
-                           aws_request_id="00000000-0000-0000-0000-000000000000",
-                           get_remaining_time_in_millis=lambda: 60_000)

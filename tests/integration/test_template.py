@@ -2,7 +2,6 @@
 usage plan's key as the local gateway does, and builds small enough for Lambda."""
 
 import fnmatch
-import importlib.util
 import json
 import os
 import shutil
@@ -11,14 +10,11 @@ import sys
 import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
-from types import SimpleNamespace
 
 import boto3
 import pytest
 from cfnlint.decode import cfn_yaml
-from moto import mock_aws
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from samtranslator.translator.transform import transform
@@ -32,6 +28,7 @@ from tailor_local.template import Template
 
 from tests.helpers import ROOT
 from tests.helpers.events import load_event
+from tests.helpers.lambdas import MotoFunctions, functions_on_moto, kinesis_batch
 
 TEMPLATE = ROOT / "template.yaml"
 BIN = Path(sys.executable).parent
@@ -40,7 +37,6 @@ LAMBDA_UNZIPPED_LIMIT = 262_144_000  # Lambda's "250 MB" for a function and all 
 STATE_TABLES = {f"{name.capitalize()}Table": (f"{name.upper()}_TABLE", key) for name, key in TABLES.items()}
 TRANSIENT_TABLES = {"SessionsTable", "TrendsTable"}  # expire instead of being backed up
 BUCKET_NAME = "tailor-data-test"
-QUEUES = ("ErasureQueue",)  # created by name for the policy tests
 # IAM actions for API operations whose action is not simply service:Operation.
 IAM_ACTION_OF = {("s3", "ListObjectsV2"): "s3:ListBucket", ("s3", "HeadObject"): "s3:GetObject",
                  ("appconfigdata", "StartConfigurationSession"): "appconfig:StartConfigurationSession",
@@ -179,14 +175,11 @@ def test_runtime_layer_requirements_pin_the_project_dependencies_lambda_lacks():
         assert requirement.extras == wanted[name].extras, name
 
 
-def test_ingest_policy_grants_every_call_the_handler_makes_and_no_more_tables_or_prefixes(template, monkeypatch):
+def test_ingest_policy_grants_every_call_the_handler_makes_and_no_more_tables_or_prefixes(template):
     """Run the sample batch through the real handler on moto, recording each AWS call, and check
     every call against the statements the template grants (moto itself enforces no IAM)."""
-    env = resolve_environment(template)
-    with recorded_aws(template, monkeypatch, env) as calls:
-        calls.clear()
-        app = load_module(ROOT / "functions/ingest/app.py", "ingest_app_under_policy_test")
-        response = app.lambda_handler(load_event("ingest-kinesis-batch.json"), lambda_context("IngestFunction"))
+    with recorded_functions() as (functions, calls):
+        response = functions.invoke("IngestFunction", load_event("ingest-kinesis-batch.json"))
     assert response == {"batchItemFailures": []}
     assert {action for action, _, _ in calls} >= {"dynamodb:UpdateItem", "s3:PutObject"}
     assert any(kind == "object" and name.startswith("quarantine/") for _, kind, name in calls)
@@ -195,17 +188,15 @@ def test_ingest_policy_grants_every_call_the_handler_makes_and_no_more_tables_or
     assert_granted(template, "IngestFunction", calls)
 
 
-def test_api_policy_grants_every_call_the_routes_make_and_no_more(template, monkeypatch):
+def test_api_policy_grants_every_call_the_routes_make_and_no_more(template):
     """State from the sample batch, then every sample request of events/ through the real API handler on moto, each
     AWS call checked against the statements the template grants the API function."""
-    env = api_environment(template)
-    with recorded_aws(template, monkeypatch, env) as calls:
-        ingest = load_module(ROOT / "functions/ingest/app.py", "ingest_app_for_api_policy_test")
-        ingest.lambda_handler(load_event("ingest-kinesis-batch.json"), lambda_context("IngestFunction"))
+    with recorded_functions() as (functions, calls):
+        functions.invoke("IngestFunction", load_event("ingest-kinesis-batch.json"))
         calls.clear()
-        api = load_module(ROOT / "functions/api/app.py", "api_app_under_policy_test")
+        api = functions.handler("ApiFunction")
         for sample in sorted((ROOT / "events").glob("api-*.json")):
-            response = api.lambda_handler(load_event(sample.name), lambda_context("ApiFunction"))
+            response = functions.invoke("ApiFunction", load_event(sample.name), handler=api)
             expected = 202 if sample.name == "api-delete-user.json" else 200
             assert response["statusCode"] == expected, (sample.name, response["body"])
     actions = {action for action, _, _ in calls}
@@ -215,22 +206,19 @@ def test_api_policy_grants_every_call_the_routes_make_and_no_more(template, monk
     assert_granted(template, "ApiFunction", calls)
 
 
-def test_erase_policy_grants_every_call_the_worker_makes_and_no_more(template, monkeypatch):
+def test_erase_policy_grants_every_call_the_worker_makes_and_no_more(template):
     """The sample batch ingested, the sample DELETE through the API handler, then the message it queued through the
     Erase handler as the sample SQS event: each AWS call the worker makes checked against what the template grants."""
-    env = api_environment(template)
-    with recorded_aws(template, monkeypatch, env) as calls:
-        ingest = load_module(ROOT / "functions/ingest/app.py", "ingest_app_for_erase_policy_test")
-        ingest.lambda_handler(load_event("ingest-kinesis-batch.json"), lambda_context("IngestFunction"))
-        api = load_module(ROOT / "functions/api/app.py", "api_app_for_erase_policy_test")
-        answer = api.lambda_handler(load_event("api-delete-user.json"), lambda_context("ApiFunction"))
+    with recorded_functions() as (functions, calls):
+        functions.invoke("IngestFunction", load_event("ingest-kinesis-batch.json"))
+        answer = functions.invoke("ApiFunction", load_event("api-delete-user.json"))
         assert answer["statusCode"] == 202, answer["body"]
-        (message,) = boto3.client("sqs").receive_message(QueueUrl=env["ERASURE_QUEUE_URL"])["Messages"]
+        queue = functions.function_environment("ApiFunction")["ERASURE_QUEUE_URL"]
+        (message,) = boto3.client("sqs").receive_message(QueueUrl=queue)["Messages"]
         event = load_event("erase-sqs-batch.json")
         event["Records"][0]["body"] = message["Body"]
         calls.clear()
-        erase = load_module(ROOT / "functions/erase/app.py", "erase_app_under_policy_test")
-        assert erase.lambda_handler(event, lambda_context("EraseFunction")) == {"batchItemFailures": []}
+        assert functions.invoke("EraseFunction", event) == {"batchItemFailures": []}
     actions = {action for action, _, _ in calls}
     assert {"dynamodb:BatchGetItem", "dynamodb:UpdateItem", "dynamodb:Query", "dynamodb:BatchWriteItem",
             "s3:ListBucket", "s3:GetObject", "s3:PutObject"} <= actions
@@ -392,53 +380,14 @@ def resolve_environment(template: dict) -> dict[str, str]:
     return env
 
 
-def api_environment(template: dict) -> dict[str, str]:
-    return resolve_environment(template) | {"EVENT_STREAM": "EventStream", "CORS_ALLOW_ORIGIN": "*",
-                                            "ERASURE_QUEUE_URL": f"https://sqs.us-east-1.amazonaws.com/123456789012/"
-                                                                 f"{QUEUES[0]}"}
-
-
-def create_state(template: dict) -> None:
-    dynamodb = boto3.client("dynamodb")
-    for name, table in resources_of(template, "AWS::DynamoDB::Table").items():
-        properties = table["Properties"]
-        indexes = properties.get("GlobalSecondaryIndexes")
-        dynamodb.create_table(TableName=name, BillingMode=properties["BillingMode"],
-                              AttributeDefinitions=properties["AttributeDefinitions"],
-                              KeySchema=properties["KeySchema"], **({"GlobalSecondaryIndexes": indexes} if indexes
-                                                                    else {}))
-    boto3.client("s3").create_bucket(Bucket=BUCKET_NAME)
-    boto3.client("kinesis").create_stream(StreamName="EventStream", ShardCount=1)
-    for queue in QUEUES:
-        boto3.client("sqs").create_queue(QueueName=queue)
-
-
-def load_module(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def lambda_context(function: str) -> SimpleNamespace:
-    return SimpleNamespace(function_name=function, function_version="$LATEST", memory_limit_in_mb=512,
-                           invoked_function_arn=f"arn:aws:lambda:us-east-1:123456789012:function:{function}",
-                           aws_request_id="00000000-0000-0000-0000-000000000000",
-                           get_remaining_time_in_millis=lambda: 60_000)
-
-
 @contextmanager
-def recorded_aws(template: dict, monkeypatch, env: dict[str, str]) -> Iterator[list[tuple[str, str, str]]]:
-    """moto with the template's state created and `env` set; yields the AWS calls made inside, as (action,
-    resource kind, resource name) (moto itself enforces no IAM)."""
+def recorded_functions(**overrides: str) -> Iterator[tuple[MotoFunctions, list[tuple[str, str, str]]]]:
+    """The template's functions on moto (tests.helpers.lambdas), and the AWS calls made inside the block as (action,
+    resource kind, resource name): moto itself enforces no IAM."""
     calls: list[tuple[str, str, str]] = []
-    for variable, value in env.items():
-        monkeypatch.setenv(variable, value)
-    with mock_aws():
-        boto3.setup_default_session()
+    with functions_on_moto(**overrides) as functions:
         boto3.DEFAULT_SESSION.events.register("before-parameter-build", recorder(calls))
-        create_state(template)
-        yield calls
+        yield functions, calls
 
 
 def assert_granted(template: dict, function: str, calls: list[tuple[str, str, str]]) -> None:
@@ -546,26 +495,20 @@ def test_ltv_functions_run_on_schedules_within_lambdas_limit_and_rebuild_resumes
     assert int(rebuild["Environment"]["Variables"]["LTV_REBUILD_EVERY_HOURS"]) * 60 > 15
 
 
-def test_rebuild_ltv_policy_grants_every_call_the_handler_makes_and_no_more(template, monkeypatch):
+def test_rebuild_ltv_policy_grants_every_call_the_handler_makes_and_no_more(template, small_ltv_model):
     """The sample batch ingested, a small LTV model published, then the scheduled event through the real handler on
     moto with each AWS call checked against what the template grants RebuildLtvFunction."""
     from tailor.ltv.scoring import MODEL_NAME
     from tailor.models import ModelRegistry
     from tailor.store.aws import S3BlobStore
 
-    from tests.helpers.ltv import small_model
-
-    trained = small_model()
-    env = resolve_environment(template) | {k: str(v) for k, v in
-                                           template["Resources"]["RebuildLtvFunction"]["Properties"]["Environment"]
-                                           ["Variables"].items()}
-    with recorded_aws(template, monkeypatch, env) as calls:
-        ingest = load_module(ROOT / "functions/ingest/app.py", "ingest_app_for_rebuild_policy_test")
-        ingest.lambda_handler(load_event("ingest-kinesis-batch.json"), lambda_context("IngestFunction"))
-        ModelRegistry(S3BlobStore(boto3.client("s3"), BUCKET_NAME)).publish(MODEL_NAME, trained.onnx, trained.metadata)
+    trained = small_ltv_model
+    with recorded_functions() as (functions, calls):
+        functions.invoke("IngestFunction", load_event("ingest-kinesis-batch.json"))
+        bucket = S3BlobStore(boto3.client("s3"), functions.environment["DATA_BUCKET"])
+        ModelRegistry(bucket).publish(MODEL_NAME, trained.onnx, trained.metadata)
         calls.clear()
-        rebuild = load_module(ROOT / "functions/rebuild_ltv/app.py", "rebuild_ltv_app_under_policy_test")
-        report = rebuild.lambda_handler(load_event("rebuild-ltv-schedule.json"), lambda_context("RebuildLtvFunction"))
+        report = functions.invoke("RebuildLtvFunction", load_event("rebuild-ltv-schedule.json"))
     assert report["status"] == "done" and report["scored"] > 0
     assert {"dynamodb:Scan", "dynamodb:UpdateItem", "dynamodb:BatchGetItem", "s3:GetObject", "s3:ListBucket"} <= {
         action for action, _, _ in calls}
@@ -590,40 +533,36 @@ def test_rebuild_personas_runs_on_two_schedules_whose_inputs_are_the_sample_even
     assert template["Parameters"]["PersonaRerankMode"]["AllowedValues"] == ["mixture", "dominant"]
 
 
-def test_personas_rebuild_and_ingest_on_moto_within_the_granted_calls(template, monkeypatch):
+def test_personas_rebuild_and_ingest_on_moto_within_the_granted_calls(template):
     """Simulated shoppers through the real Ingest handler on moto, the scheduled rebuild through its handler, more
     events (now with persona mixtures and counters), then the refine schedule: every call the rebuild makes is one
     the template grants it, and Ingest's calls stay within its own grants."""
     from tailor_lab.simulator import simulate
-    from tailor_local.kinesis import kinesis_event
 
-    env = resolve_environment(template) | {"PERSONA_MODEL_REFRESH_SECONDS": "0"}
     events = simulate(shoppers=40, days=0.08, seed=5).events
     half = len(events) // 2
 
-    def ingest(app, part: list[dict], offset: int) -> None:
-        for start in range(0, len(part), 100):
-            records = [{"PartitionKey": e["user_id"], "SequenceNumber": str(10 ** 20 + offset + start + n),
-                        "Data": json.dumps(e).encode(), "ApproximateArrivalTimestamp": datetime.now(UTC)}
-                       for n, e in enumerate(part[start:start + 100])]
-            batch = kinesis_event(records, "shardId-000000000000", "arn:aws:kinesis:us-east-1:123456789012:stream/s",
-                                  "us-east-1", "arn:aws:iam::123456789012:role/r")
-            assert app.lambda_handler(batch, lambda_context("IngestFunction")) == {"batchItemFailures": []}
+    with recorded_functions(PERSONA_MODEL_REFRESH_SECONDS="0") as (functions, calls):
+        ingest = functions.handler("IngestFunction")
 
-    with recorded_aws(template, monkeypatch, env) as calls:
-        ingest_app = load_module(ROOT / "functions/ingest/app.py", "ingest_app_for_personas_test")
-        ingest(ingest_app, events[:half], 0)
-        rebuild = load_module(ROOT / "functions/rebuild_personas/app.py", "rebuild_personas_app_under_test")
+        def ingested(part: list[dict], offset: int) -> None:
+            for start in range(0, len(part), 100):
+                batch = kinesis_batch(part[start:start + 100], first_sequence=offset + start)
+                assert functions.invoke("IngestFunction", batch, handler=ingest) == {"batchItemFailures": []}
+
+        ingested(events[:half], 0)
+        rebuild = functions.handler("RebuildPersonasFunction")
         calls.clear()
-        built = rebuild.lambda_handler(load_event("rebuild-personas-schedule.json"), lambda_context("RebuildPersonas"))
+        built = functions.invoke("RebuildPersonasFunction", load_event("rebuild-personas-schedule.json"),
+                                 handler=rebuild)
         rebuild_calls = list(calls)
-        ingest(ingest_app, events[half:], half)
+        ingested(events[half:], half)
         calls.clear()
-        refined = rebuild.lambda_handler(load_event("rebuild-personas-refine-schedule.json"),
-                                         lambda_context("RebuildPersonas"))
+        refined = functions.invoke("RebuildPersonasFunction", load_event("rebuild-personas-refine-schedule.json"),
+                                   handler=rebuild)
         rebuild_calls += calls
-        shoppers = boto3.resource("dynamodb").Table(env["SHOPPERS_TABLE"]).scan()["Items"]
-        items = boto3.resource("dynamodb").Table(env["ITEMS_TABLE"]).scan()["Items"]
+        shoppers = boto3.resource("dynamodb").Table(functions.environment["SHOPPERS_TABLE"]).scan()["Items"]
+        items = boto3.resource("dynamodb").Table(functions.environment["ITEMS_TABLE"]).scan()["Items"]
     assert built["published"] and refined["mode"] == "refine" and refined["ids"] == built["ids"]
     assert refined["refined_with"] > 0 and refined["adjustments"]["items_kept"] > 0
     assert sum("mixture" in s.get("personas", {}) for s in shoppers) > 10

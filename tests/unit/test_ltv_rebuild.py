@@ -13,18 +13,13 @@ from tailor.models import ModelRegistry
 from tailor.shopper import fold_shopper
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
 
-from tests.helpers.ltv import AS_OF, purchase_histories, small_model
+from tests.helpers.ltv import AS_OF, purchase_histories
 
 SHOPPERS = 40
 
 
-@pytest.fixture(scope="module")
-def model():
-    return small_model()
-
-
 @pytest.fixture
-def world(model):
+def world(small_ltv_model):
     """Shopper rows as Ingest folds them, one row of counters only, and the model current in a registry."""
     store = MemoryStateStore()
     states = {}
@@ -36,7 +31,7 @@ def world(model):
         store.tables["shoppers"][user] = {**state.to_row(), "sw:shardId-0": "000001"}
     store.tables["shoppers"]["referrer-only"] = {"user_id": "referrer-only", "referrals_sent": 2}
     registry = ModelRegistry(MemoryBlobStore())
-    registry.publish(MODEL_NAME, model.onnx, model.metadata)
+    registry.publish(MODEL_NAME, small_ltv_model.onnx, small_ltv_model.metadata)
     return store, registry, sorted(states)
 
 
