@@ -171,7 +171,7 @@ def proxy_event(method: str, path: str, *, resource: str, path_parameters: Mappi
                 now: dt.datetime | None = None) -> dict[str, Any]:
     """The REST API's Lambda proxy event (payload 1.0) for one request. `path` is as sent, percent-encoded, without the
     stage; `request_path` is what the client asked for (with the stage when it gave one); `query` pairs are decoded."""
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     multi_headers: dict[str, list[str]] = {}
     for name, value in headers:
         multi_headers.setdefault(name, []).append(value)
@@ -331,7 +331,7 @@ class ApiGateway:
         if self.access_log is None:
             return
         elapsed_ms = (time.monotonic() - started) * 1000
-        line = f"{dt.datetime.now(dt.timezone.utc):%H:%M:%S} API {request.method} {_raw_path(request)}" \
+        line = f"{dt.datetime.now(dt.UTC):%H:%M:%S} API {request.method} {_raw_path(request)}" \
                f"{'?' + request.query_string.decode('latin-1') if request.query_string else ''} " \
                f"-> {response.status_code} in {elapsed_ms:.0f} ms\n"
         self._write(line)

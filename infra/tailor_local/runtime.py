@@ -167,7 +167,7 @@ class LocalFunction:
     def note(self, text: str) -> None:
         """A line in the function's log from the platform around it (the event source, say), not from the handler."""
         if self.log_stream is not None:
-            sandbox.write(self.log_stream, f"{dt.datetime.now(dt.timezone.utc):%H:%M:%S} {self.logical_id}: {text}\n")
+            sandbox.write(self.log_stream, f"{dt.datetime.now(dt.UTC):%H:%M:%S} {self.logical_id}: {text}\n")
 
     def _acquire(self) -> tuple[Handler, float | None]:
         """An idle environment's handler, or a new environment's with how long its init took (ms), waiting for one

@@ -52,7 +52,7 @@ def scheduled_event(source: ScheduleSource, *, region: str, account_id: str, sta
     """What the function receives when the schedule fires: its Input, or EventBridge's "Scheduled Event"."""
     if source.input is not None:
         return json.loads(source.input)
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     rule = f"{stack_name}-{source.function_id}{source.event_name}"
     return {
         "version": "0",

@@ -115,7 +115,7 @@ class LocalStack:
                 self.appconfig.stop()
             self.server.stop()
             raise
-        self.started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        self.started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         if pollers:
             for mapping in self.mappings.values():
                 mapping.start()

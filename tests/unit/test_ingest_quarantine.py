@@ -15,6 +15,7 @@ import tailor.ingest.service as service
 from tailor.ingest.derive import Contribution
 from tailor.ingest.service import Ingestor
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
+
 from support import FlakyBlobStore, FlakyStateStore, deliver, random_events, to_records
 
 

@@ -15,7 +15,7 @@ import json
 import os
 from collections import Counter
 from collections.abc import Iterator
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 __all__ = ["json_lines", "load_cdnow", "load_diginetica", "load_yoochoose"]
@@ -237,7 +237,7 @@ def _day_ms(day: date) -> int:
 
 
 def _iso(t_ms: int) -> str:
-    moment = datetime.fromtimestamp(t_ms // 1000, tz=timezone.utc)
+    moment = datetime.fromtimestamp(t_ms // 1000, tz=UTC)
     return f"{moment:%Y-%m-%dT%H:%M:%S}.{t_ms % 1000:03d}Z"
 
 

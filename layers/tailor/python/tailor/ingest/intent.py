@@ -16,8 +16,9 @@ and scores them all with ONE call of the ONNX intent model. Then:
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from tailor.associations import EVENT_WEIGHTS
 from tailor.ingest.derive import Contribution, association_contributions
@@ -43,7 +44,7 @@ class SessionIntent:
             self.factors = lambda: shipped
 
     @classmethod
-    def load(cls, registry: Any = None, environ: Mapping[str, str] | None = None) -> "SessionIntent":
+    def load(cls, registry: Any = None, environ: Mapping[str, str] | None = None) -> SessionIntent:
         """The registry's current intent model (or the shipped default), the factors from AppConfig or the file."""
         from tailor.intent_config import FactorsSource
         from tailor.models import load_model
@@ -54,13 +55,13 @@ class SessionIntent:
         return cls(model, factors)
 
     @classmethod
-    def shipped(cls) -> "SessionIntent":
+    def shipped(cls) -> SessionIntent:
         """The intent model and factors shipped in the layer: what a new stack keeps intent with."""
         from tailor.models import load_model
 
         return cls(load_model(MODEL_NAME, build=IntentModel.from_stored))
 
-    def pairs(self) -> "PendingPairs":
+    def pairs(self) -> PendingPairs:
         return PendingPairs(self)
 
 

@@ -39,11 +39,12 @@ import json
 import logging
 import threading
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import partial
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from tailor.archive import archive_key, pack_lines
 from tailor.events import Event, EventError, parse_event
@@ -184,7 +185,7 @@ class Ingestor:
         return outcome
 
     def _walk(self, accepted: list[tuple[str, Event]], rows: dict[str, dict[str, dict]], shard: str,
-              records: Sequence[StreamRecord], *, cutoff: str | None, poisoned: Mapping[str, str]) -> "_Walk":
+              records: Sequence[StreamRecord], *, cutoff: str | None, poisoned: Mapping[str, str]) -> _Walk:
         """The walk over `accepted` with every record it cannot apply left out and named in `walk.poisoned`.
 
         Without a cutoff, records are found and left out until the walk comes through; a fault no single record
@@ -211,7 +212,7 @@ class Ingestor:
     # -- phase 1 ------------------------------------------------------------------------------------
 
     def _quarantine(self, shard: str, record: StreamRecord, reason: str) -> str | None:
-        arrived = datetime.fromtimestamp(record.arrival or 0, tz=timezone.utc).date().isoformat()
+        arrived = datetime.fromtimestamp(record.arrival or 0, tz=UTC).date().isoformat()
         body = {
             "reason": reason,
             "shard": shard,
@@ -261,7 +262,7 @@ class Ingestor:
             return None
         by_day: dict[str, list[tuple[str, Event]]] = defaultdict(list)
         for p, e in pending:
-            by_day[e.timestamp.astimezone(timezone.utc).date().isoformat()].append((p, e))
+            by_day[e.timestamp.astimezone(UTC).date().isoformat()].append((p, e))
         try:
             for day, part in by_day.items():
                 # Named after its first record past the checkpoint: a replay rewrites the same object.
@@ -278,7 +279,7 @@ class Ingestor:
 
     # -- phase 2 ------------------------------------------------------------------------------------
 
-    def _write_state(self, shard: str, table: str, key: str, row: "_Row", outcome: BatchOutcome) -> str | None:
+    def _write_state(self, shard: str, table: str, key: str, row: _Row, outcome: BatchOutcome) -> str | None:
         try:
             self.store.write_state(table, key, row.fields(), watermark=f"sw:{shard}",
                                    expected=row.expected, new=row.last)
@@ -336,7 +337,7 @@ class _Walk:
     def over(cls, accepted: list[tuple[str, Event]], rows: dict[str, dict[str, dict]], shard: str,
              *, cutoff: str | None, ttl: int, arrivals: dict[str, float],
              intent: SessionIntent | None = None, personas: PersonaTracker | None = None,
-             poisoned: Mapping[str, str] | None = None) -> "_Walk":
+             poisoned: Mapping[str, str] | None = None) -> _Walk:
         """The walk leaving out the records in `poisoned`, and those it finds it cannot apply before it changes
         anything for them (added to `walk.poisoned`). A fault after that, or of the batch as a whole, stops it:
         `walk.broken` says which."""
