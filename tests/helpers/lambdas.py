@@ -64,12 +64,13 @@ class MotoFunctions:
                     del sys.modules[name]
         return module
 
-    def invoke(self, function: str, event: Any, *, handler: ModuleType | None = None) -> Any:
-        """The function's answer to `event`, through `handler` if given (a warm start), else a fresh import."""
+    def invoke(self, function: str, event: Any, *, handler: ModuleType | None = None, context: Any = None) -> Any:
+        """The function's answer to `event`, through `handler` if given (a warm start), else a fresh import; with all
+        of the function's time left unless `context` says otherwise."""
         properties = self._properties(function)
         entry = getattr(handler or self.handler(function), properties["Handler"].rpartition(".")[2])
-        context = lambda_context(function, memory_mb=int(properties.get("MemorySize", 128)),
-                                 timeout_s=float(properties.get("Timeout", 3)))
+        context = context or lambda_context(function, memory_mb=int(properties.get("MemorySize", 128)),
+                                            timeout_s=float(properties.get("Timeout", 3)))
         with self._within(function):
             return entry(event, context)
 

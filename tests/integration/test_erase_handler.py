@@ -1,4 +1,4 @@
-"""Erasure through the real handlers on a local stack of their own: the sample batch ingested, the DELETE and GET of
+"""Erasure through the real handlers on moto, a fresh state for each test: the sample batch ingested, the DELETE and GET of
 events/ through the API handler, the queued message through the Erase handler as events/erase-sqs-batch.json: the
 tombstone first, then sessions and archived events gone, the status done; a message delivered again changes nothing,
 a run short of time saves its progress for the next, a message that is no erasure goes back to the queue."""
@@ -6,35 +6,34 @@ a run short of time saves its progress for the next, a message that is no erasur
 import copy
 import gzip
 import json
-import os
-import sys
-import uuid
 from types import SimpleNamespace
 
+import boto3
 import pytest
 
 from tailor.store.aws import from_dynamo
-from tailor_local.stack import LocalStack
 
-from tests.helpers import ROOT
 from tests.helpers.events import load_event
+from tests.helpers.lambdas import MotoFunctions, functions_on_moto
 
 USER = "u-2002"  # the shopper events/api-delete-user.json and events/api-get-erasure.json name
 
 
 class Stack:
-    """A local stack whose event sources stay idle, and its Ingest, API and Erase functions."""
+    """The template's Ingest, API and Erase functions on moto, each imported once (warm after the first call)."""
 
-    def __init__(self, stack: LocalStack):
-        self.stack = stack
-        self.ingest, self.api, self.erase = (stack.runtime.find(name) for name in
-                                             ("IngestFunction", "ApiFunction", "EraseFunction"))
-        self.queue = stack.resources.ref("ErasureQueue")
+    ingest, api, erase = "IngestFunction", "ApiFunction", "EraseFunction"
 
-    def call(self, function, event) -> dict:
-        invocation = function.invoke(event)
-        assert invocation.ok, invocation.error
-        return invocation.payload
+    def __init__(self, functions: MotoFunctions):
+        self.functions = functions
+        self.handlers = {name: functions.handler(name) for name in (self.ingest, self.api, self.erase)}
+        self.queue = functions.names["ErasureQueue"]
+
+    def call(self, function: str, event, context=None) -> dict:
+        # As Lambda hands it over: the event as JSON, the answer as JSON.
+        answer = self.functions.invoke(function, json.loads(json.dumps(event)), handler=self.handlers[function],
+                                       context=context)
+        return json.loads(json.dumps(answer))
 
     def api_call(self, name: str) -> tuple[int, dict]:
         answer = self.call(self.api, load_event(name))
@@ -42,15 +41,14 @@ class Stack:
 
     def queued(self) -> list[dict]:
         """The messages on the erasure queue, received (and so hidden for its visibility timeout)."""
-        return self.stack.aws.client("sqs").receive_message(QueueUrl=self.queue, MaxNumberOfMessages=10,
-                                                            AttributeNames=["All"]).get("Messages", [])
+        return boto3.client("sqs").receive_message(QueueUrl=self.queue, MaxNumberOfMessages=10,
+                                                   AttributeNames=["All"]).get("Messages", [])
 
     def rows(self, logical_id: str) -> list[dict]:
-        name = self.stack.resources.name(logical_id)
-        return [from_dynamo(i) for i in self.stack.aws.client("dynamodb").scan(TableName=name)["Items"]]
+        return [from_dynamo(i) for i in boto3.client("dynamodb").scan(TableName=logical_id)["Items"]]
 
     def archived(self) -> list[dict]:
-        bucket, s3 = self.stack.resources.name("DataBucket"), self.stack.aws.client("s3")
+        bucket, s3 = self.functions.names["DataBucket"], boto3.client("s3")
         keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="archive/").get("Contents", [])]
         return [json.loads(line) for key in keys
                 for line in gzip.decompress(s3.get_object(Bucket=bucket, Key=key)["Body"].read()).splitlines()]
@@ -58,13 +56,8 @@ class Stack:
 
 @pytest.fixture
 def local():
-    with open(os.devnull, "w") as log:
-        stack = LocalStack(ROOT / "template.yaml", port=0, stack_name=f"tailor-erase-{uuid.uuid4().hex[:8]}",
-                           function_log=log).start(pollers=False)
-        try:
-            yield Stack(stack)
-        finally:
-            stack.stop()
+    with functions_on_moto() as functions:
+        yield Stack(functions)
 
 
 def sqs_event(message: dict) -> dict:
@@ -110,14 +103,12 @@ def test_a_run_short_of_time_saves_its_progress_and_its_next_delivery_finishes(l
     local.call(local.ingest, load_event("ingest-kinesis-batch.json"))
     local.api_call("api-delete-user.json")
     (message,) = local.queued()
-    local.erase.load()
-    module = sys.modules[local.erase.handler.__module__]
     almost_out = SimpleNamespace(function_name="EraseFunction", function_version="$LATEST", memory_limit_in_mb=512,
                                  invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:Erase",
                                  aws_request_id="00000000-0000-0000-0000-000000000001",
                                  get_remaining_time_in_millis=lambda: 1_000)
     event = sqs_event(message)
-    answer = module.lambda_handler(copy.deepcopy(event), almost_out)
+    answer = local.call(local.erase, copy.deepcopy(event), almost_out)
     assert answer == {"batchItemFailures": [{"itemIdentifier": message["MessageId"]}]}
     status, pending = local.api_call("api-get-erasure.json")
     assert pending["status"] == "pending" and pending["removed"]["sessions"] > 0 and pending["archive_days_left"]
