@@ -80,20 +80,84 @@ class MotoServer:
 class _OneCallAtATime:
     """moto's backends are not safe for concurrent calls (two PutRecords at once can take the same sequence number, and
     one record is lost; a DynamoDB update is read, changed and written back), while AWS applies each call atomically.
-    Functions call the local AWS from several threads at once, so it answers one call at a time.
+    Functions call the local AWS from several threads at once, so a call that changes something has it to itself.
 
-    SQS ReceiveMessage is the exception: a long poll waits inside moto for a message that another call must send.
-    Unserialized, two receives may rarely get the same message, which standard queues allow."""
+    Calls that only read (GetItem, Query, GetRecords, an S3 GET, ...) run side by side, and take turns with changes:
+    a read waits for at most the change under way, not for every change queued before it, so a feed does not queue
+    behind Ingest's writes, as it does not in AWS; a change waits for at most the reads that were waiting when the
+    change before it ended. SQS ReceiveMessage runs outside: a long poll waits inside moto for a message that another
+    call must send (two receives at once may rarely get the same message, which standard queues allow)."""
 
     def __init__(self, app: Any):
         self.app = app
-        self._lock = threading.Lock()
+        self._state = threading.Condition()
+        self._readers = 0  # reading now
+        self._writing = False
+        self._writers_waiting = 0
+        self._readers_waiting = 0
+        self._turn = 0  # counts the read turns handed out, each when a change ends with reads waiting
+        self._let_in = 0  # reads whose turn has come and that have not yet begun
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
         if _is_receive_message(environ):
             return list(self.app(environ, start_response))
-        with self._lock:
+        reading = _only_reads(environ)
+        self._begin_read() if reading else self._begin_write()
+        try:
             return list(self.app(environ, start_response))
+        finally:
+            self._end(reading)
+
+    def _begin_read(self) -> None:
+        with self._state:
+            if not self._writing and not self._writers_waiting:
+                self._readers += 1
+                return
+            turn = self._turn
+            self._readers_waiting += 1
+            while self._turn == turn and (self._writing or self._writers_waiting):
+                self._state.wait()
+            self._readers_waiting -= 1
+            if self._turn != turn:
+                self._let_in -= 1
+            self._readers += 1
+
+    def _begin_write(self) -> None:
+        with self._state:
+            self._writers_waiting += 1
+            while self._writing or self._readers or self._let_in:
+                self._state.wait()
+            self._writers_waiting -= 1
+            self._writing = True
+
+    def _end(self, reading: bool) -> None:
+        with self._state:
+            if reading:
+                self._readers -= 1
+            else:
+                self._writing = False
+                if self._readers_waiting:  # the reads waiting now go next, all of them
+                    self._turn += 1
+                    self._let_in += self._readers_waiting
+            self._state.notify_all()
+
+
+# Calls that change nothing in moto's backends, by X-Amz-Target.
+_READS = {
+    "DynamoDB_20120810": {"GetItem", "BatchGetItem", "Query", "Scan", "DescribeTable", "ListTables",
+                          "DescribeTimeToLive"},
+    "Kinesis_20131202": {"GetRecords", "GetShardIterator", "ListShards", "DescribeStream", "DescribeStreamSummary",
+                         "ListStreams"},
+}
+
+
+def _only_reads(environ: dict[str, Any]) -> bool:
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    if target:
+        service, _, operation = target.partition(".")
+        return operation in _READS.get(service, ())
+    # S3 speaks REST: a GET or HEAD reads (the credential scope in the signature names the service).
+    return environ.get("REQUEST_METHOD") in ("GET", "HEAD") and "/s3/aws4_request" in environ.get("HTTP_AUTHORIZATION", "")
 
 
 def _is_receive_message(environ: dict[str, Any]) -> bool:

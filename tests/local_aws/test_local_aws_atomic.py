@@ -49,3 +49,97 @@ def test_a_long_poll_on_a_queue_holds_up_no_other_call():
         assert time.monotonic() - began < 2
         polling.join()
         assert [m["Body"] for m in received] == ["hello"]
+
+
+def test_a_read_waits_for_the_change_under_way_only_not_for_changes_queued_before_it():
+    from tailor_local.aws import _OneCallAtATime
+
+    gates = {name: threading.Event() for name in ("change-1", "change-2", "read")}
+    started = []
+
+    def app(environ, start_response):
+        name = environ["name"]
+        started.append(name)
+        assert gates[name].wait(10)
+        return [name.encode()]
+
+    guard = _OneCallAtATime(app)
+
+    def call(name, target):
+        environ = {"name": name, "HTTP_X_AMZ_TARGET": target}
+        thread = threading.Thread(target=lambda: guard(environ, None))
+        thread.start()
+        return thread
+
+    first = call("change-1", "DynamoDB_20120810.UpdateItem")
+    until(lambda: started == ["change-1"])
+    second = call("change-2", "DynamoDB_20120810.UpdateItem")
+    read = call("read", "DynamoDB_20120810.GetItem")
+    time.sleep(0.2)
+    assert started == ["change-1"]  # the change under way has the backends to itself
+    gates["change-1"].set()
+    until(lambda: len(started) == 2)
+    time.sleep(0.2)
+    assert started == ["change-1", "read"]  # before change-2, which waited longer
+    gates["read"].set()
+    until(lambda: len(started) == 3)
+    gates["change-2"].set()
+    for thread in (first, second, read):
+        thread.join(10)
+    assert sorted(started) == ["change-1", "change-2", "read"]
+
+
+def test_reads_run_side_by_side():
+    from tailor_local.aws import _OneCallAtATime
+
+    together = threading.Barrier(3, timeout=10)
+    guard = _OneCallAtATime(lambda environ, start_response: [str(together.wait()).encode()])
+    reads = [threading.Thread(target=guard, args=({"HTTP_X_AMZ_TARGET": "Kinesis_20131202.GetRecords"}, None))
+             for _ in range(3)]
+    for read in reads:
+        read.start()
+    for read in reads:
+        read.join(15)
+    assert not together.broken
+
+
+def test_a_change_is_not_starved_by_reads_that_keep_coming():
+    from tailor_local.aws import _OneCallAtATime
+
+    reading = threading.Event()
+    stop = threading.Event()
+    changed = []
+
+    def app(environ, start_response):
+        if environ["HTTP_X_AMZ_TARGET"].endswith("GetItem"):
+            reading.set()
+            time.sleep(0.02)
+        else:
+            changed.append(True)
+        return [b""]
+
+    guard = _OneCallAtATime(app)
+
+    def keep_reading():
+        while not stop.is_set():
+            guard({"HTTP_X_AMZ_TARGET": "DynamoDB_20120810.GetItem"}, None)
+
+    readers = [threading.Thread(target=keep_reading) for _ in range(4)]
+    for reader in readers:
+        reader.start()
+    try:
+        assert reading.wait(10)
+        began = time.monotonic()
+        guard({"HTTP_X_AMZ_TARGET": "DynamoDB_20120810.PutItem"}, None)
+        assert changed and time.monotonic() - began < 2
+    finally:
+        stop.set()
+        for reader in readers:
+            reader.join(10)
+
+
+def until(condition, timeout=10):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
