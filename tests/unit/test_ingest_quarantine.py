@@ -11,7 +11,7 @@ from collections import Counter
 
 import pytest
 
-import tailor.ingest.service as service
+import tailor.ingest.fold as fold
 from tailor.ingest.derive import Contribution
 from tailor.ingest.service import Ingestor
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
@@ -59,14 +59,14 @@ def test_a_record_the_fold_fails_on_is_quarantined_and_replays_end_as_one_clean_
     poison = event_ids(records, bad)
     expected, expected_blobs = applied_alone(without(records, bad))
 
-    fold_shopper = service.fold_shopper
+    fold_shopper = fold.fold_shopper
 
     def failing(state, event, **kwargs):  # after the session took the event: its row is half folded
         if event.event_id in poison:
             raise OverflowError("date value out of range")
         return fold_shopper(state, event, **kwargs)
 
-    monkeypatch.setattr(service, "fold_shopper", failing)
+    monkeypatch.setattr(fold, "fold_shopper", failing)
     rng = random.Random(seed)
     store, blobs = FlakyStateStore(MemoryStateStore(), rng, rate=0.08), FlakyBlobStore(rng, rate=0.05)
     deliver(Ingestor(store, blobs, max_workers=4), records, rng, crash_rate=0.15)
@@ -84,7 +84,7 @@ def test_counters_that_are_not_finite_quarantine_their_record(monkeypatch):
     purchase = next(r for r in records if json.loads(r.data)["event_type"] == "purchase")
     expected, _ = applied_alone(without(records, {purchase.sequence}))
 
-    contributions = service.contributions
+    contributions = fold.contributions
 
     def overflowing(event, session, **kwargs):
         found = contributions(event, session, **kwargs)
@@ -92,7 +92,7 @@ def test_counters_that_are_not_finite_quarantine_their_record(monkeypatch):
             found.append(Contribution("items", event.item_id, {"revenue": float("inf")}))
         return found
 
-    monkeypatch.setattr(service, "contributions", overflowing)
+    monkeypatch.setattr(fold, "contributions", overflowing)
     store, blobs = MemoryStateStore(), MemoryBlobStore()
     outcome = Ingestor(store, blobs, max_workers=1).ingest(records)
     assert outcome.failed == [] and (outcome.quarantined, outcome.unapplicable) == (1, 1)
@@ -107,7 +107,7 @@ def test_a_row_that_would_hold_what_dynamodb_cannot_store_quarantines_the_record
     culprit = records[137]
     expected, _ = applied_alone(without(records, {culprit.sequence}))
     culprit_id = json.loads(culprit.data)["event_id"]
-    fold_session = service.fold_session
+    fold_session = fold.fold_session
 
     def corrupting(state, event, **kwargs):
         state = fold_session(state, event, **kwargs)
@@ -115,7 +115,7 @@ def test_a_row_that_would_hold_what_dynamodb_cannot_store_quarantines_the_record
             state.revenue = float("nan")  # a bug of the fold: no exception, a value no store holds
         return state
 
-    monkeypatch.setattr(service, "fold_session", corrupting)
+    monkeypatch.setattr(fold, "fold_session", corrupting)
     store, blobs = MemoryStateStore(), MemoryBlobStore()
     outcome = Ingestor(store, blobs, max_workers=1).ingest(records)
     assert outcome.failed == []
@@ -126,7 +126,7 @@ def test_a_row_that_would_hold_what_dynamodb_cannot_store_quarantines_the_record
 
 
 class Personas:
-    """The persona tracker's part in a walk, whose batch step fails when a session holds `poison`, or always."""
+    """The persona tracker's part in a fold, whose batch step fails when a session holds `poison`, or always."""
 
     def __init__(self, poison: str | None):
         self.poison = poison
@@ -169,7 +169,7 @@ def test_a_fault_no_record_causes_fails_the_batch_for_the_stream_to_deliver_agai
         def unreachable(state, event, **kwargs):
             raise ConnectionResetError("connection reset by peer")
 
-        monkeypatch.setattr(service, "fold_session", unreachable)
+        monkeypatch.setattr(fold, "fold_session", unreachable)
     store, blobs = MemoryStateStore(), MemoryBlobStore()
     outcome = Ingestor(store, blobs, max_workers=1, **options).ingest(records)
     assert outcome.failed == [r.sequence for r in records]

@@ -1,12 +1,11 @@
 """Train the purchase-probability ranker on replayed state, evaluate it on a later window, publish it.
 
-Examples. Events are replayed in time order through the folds Ingest runs (tailor.session.fold_session,
-tailor.shopper.fold_shopper, tailor.ingest.derive.contributions), so the state at any moment is the
-state the API would have read then. At sampled moments inside sessions (one feed request per sampled
-session, just before one of its events) the serving pipeline itself gathers the feed's candidates
-and their features from that state, through a store view over the replay: training and serving
-share the candidate sources and tailor.ranking.features. A candidate is positive when the shopper
-buys it within `horizon` after the moment.
+Examples. Events are replayed in time order through Ingest's fold (tailor.ingest.fold), so the state
+at any moment is the state the API would have read then. At sampled moments inside sessions (one feed
+request per sampled session, just before one of its events) the serving pipeline itself gathers the
+feed's candidates and their features from that state, through a store view over the replay: training
+and serving share the candidate sources and tailor.ranking.features. A candidate is positive when the
+shopper buys it within `horizon` after the moment.
 
 Model. scikit-learn's HistGradientBoostingClassifier, exported with skl2onnx into the graph
 tailor.ranking.scoring.RankingModel scores: input "features", output "purchase_probability".
@@ -26,6 +25,7 @@ diversity applied).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import random
 import sys
@@ -41,7 +41,8 @@ import numpy as np
 
 from tailor.archive import archived_events
 from tailor.events import Event, parse_event
-from tailor.ingest.derive import Contribution, contributions
+from tailor.ingest.derive import Contribution
+from tailor.ingest.fold import fold_batch
 from tailor.ingest.intent import SessionIntent
 from tailor.models import model_version
 from tailor.ranking import (
@@ -59,8 +60,6 @@ from tailor.ranking import (
 )
 from tailor.ranking.pipeline import CACHE_TTL_SECONDS
 from tailor.ranking.scoring import INPUT_NAME, METADATA_KEY, OUTPUT_NAME, ProbabilityModel
-from tailor.session import SessionState, fold_session
-from tailor.shopper import ShopperState, fold_shopper
 from tailor.store.port import TABLES
 from tailor_lab.datasets import json_lines
 
@@ -80,47 +79,41 @@ SESSION_TTL_SECONDS = 7 * 86_400
 # -- the replayed state -----------------------------------------------------------------------------
 
 class Replay:
-    """Tailor's state as Ingest keeps it, folded one event at a time. With `intent`, as Ingest runs in a stack:
-    association pairs weigh their session's intent and sessions keep their intent (tailor.ingest.intent),
-    scored together whenever the state is read (`settle`), as Ingest scores them at the end of a batch."""
+    """Tailor's state as Ingest keeps it, in memory. Applied events wait until the state is read (`settle`), then go
+    through Ingest's fold (tailor.ingest.fold) as one batch, as a stream delivers them: state rows as the fold
+    writes them, its counter contributions added one by one. With `intent`, as Ingest runs in a stack: association
+    pairs weigh their session's intent and sessions keep their intent (tailor.ingest.intent), scored at the end of
+    each batch. Records Ingest would quarantine are left out as it leaves them out."""
 
     def __init__(self, intent: SessionIntent | None = None) -> None:
-        self.sessions: dict[str, SessionState] = {}
-        self.shoppers: dict[str, ShopperState] = {}
+        self.rows: dict[str, dict[str, dict[str, Any]]] = {"sessions": {}, "shoppers": {}}
         self.counters: dict[str, dict[str, dict[str, Any]]] = {table: {} for table in TABLES}
         self.events = 0
         self.intent = intent
-        self._pending = intent.pairs() if intent is not None else None
-        self._touched: dict[str, SessionState] = {}
+        self._batch: list[tuple[str, Event]] = []
 
     def apply(self, event: Event) -> None:
-        session = self.sessions.get(event.session_id)
-        shopper = self.shoppers.get(event.user_id)
-        paired = None
-        # As Ingest does: a producer's duplicate the shopper row remembers adds to no counter.
-        if shopper is None or not shopper.has_seen(event.event_id):
-            for c in contributions(event, session, associate=self._pending is None):
-                self._add(c)
-            item_id = getattr(event, "item_id", None)
-            previous = [] if session is None else session.items
-            if self._pending is not None and item_id and self._pending.wants(event.event_type, previous):
-                paired = (item_id, previous)
-        after = fold_session(session, event, ttl_seconds=SESSION_TTL_SECONDS, received_at=event.epoch)
-        self.sessions[event.session_id] = after
-        if self._pending is not None:
-            self._touched[event.session_id] = after
-            if paired is not None:
-                self._pending.add(f"{self.events:012d}", paired[0], event.event_type, paired[1], after)
-        self.shoppers[event.user_id] = fold_shopper(shopper, event)
+        self._batch.append((f"{self.events:012d}", event))
         self.events += 1
 
     def settle(self) -> None:
-        """Add the pending association pairs at their intent weights and keep the touched sessions' intent."""
-        if self._pending is None or not (self._pending.positions or self._touched):
+        """Fold the events applied since the last settle, as one batch."""
+        if not self._batch:
             return
-        for _, c in self._pending.resolve(self._touched.values()):
+        batch, self._batch = self._batch, []
+        # Every key the batch touches, in the order it first does: the order the fold scores sessions' intent in.
+        rows: dict[str, dict[str, dict[str, Any]]] = {"sessions": {}, "shoppers": {}}
+        for _, event in batch:
+            for table, key in (("sessions", event.session_id), ("shoppers", event.user_id)):
+                if key not in rows[table]:
+                    rows[table][key] = self.rows[table].get(key, {})
+        # Replayed off the stream: a session's arrival is its event's time, and no shard is known.
+        fold = fold_batch(batch, rows, None, ttl=SESSION_TTL_SECONDS, arrivals={p: e.epoch for p, e in batch},
+                          intent=self.intent)
+        for _, c in fold.contributions:
             self._add(c)
-        self._pending, self._touched = self.intent.pairs(), {}
+        for table, key, row in fold.changed_rows():
+            self.rows[table][key] = row.fields()
 
     def _add(self, c: Contribution) -> None:
         row = self.counters[c.table].setdefault(c.key, {TABLES[c.table]: c.key})
@@ -153,10 +146,10 @@ class ReplayStore:
 
     def _row(self, table: str, key: str) -> dict[str, Any] | None:
         counters = self.replay.counters[table].get(key)
-        state = {"sessions": self.replay.sessions, "shoppers": self.replay.shoppers}.get(table, {}).get(key)
+        state = self.replay.rows.get(table, {}).get(key)
         if state is None:
             return counters
-        return {**(counters or {}), **state.to_row(), TABLES[table]: key}
+        return {**(counters or {}), **copy.deepcopy(state), TABLES[table]: key}  # the caller's own, as a store reads
 
 
 # -- examples ---------------------------------------------------------------------------------------

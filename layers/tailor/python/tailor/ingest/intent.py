@@ -1,8 +1,8 @@
 """Session intent in Ingest: every touched session's intent probabilities, and association pairs weighed by them.
 
-A batch's walk (tailor.ingest.service) folds its records into their sessions. For every record that
+Ingest's fold (tailor.ingest.fold) folds a batch's records into their sessions. For every record that
 engages an item after other items, `PendingPairs` keeps the session's items before the record and
-its intent features after it; `resolve` adds each touched session's features at the end of the walk
+its intent features after it; `resolve` adds each touched session's features at the end of the fold
 and scores them all with ONE call of the ONNX intent model. Then:
 
 * each record's association pairs (tailor.associations.pair_increments) are added with the weight
@@ -67,7 +67,7 @@ class SessionIntent:
 
 @dataclass
 class PendingPairs:
-    """A walk's records whose association pairs wait for their intent weight."""
+    """A fold's records whose association pairs wait for their intent weight."""
 
     intent: SessionIntent
     positions: list[str] = field(default_factory=list)
