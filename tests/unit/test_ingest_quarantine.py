@@ -16,7 +16,8 @@ from tailor.ingest.derive import Contribution
 from tailor.ingest.service import Ingestor
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
 
-from support import FlakyBlobStore, FlakyStateStore, deliver, random_events, to_records
+from tests.helpers.events import random_events, to_records
+from tests.helpers.ingest import FlakyBlobStore, FlakyStateStore, deliver
 
 
 def archived_events(blobs: MemoryBlobStore) -> Counter:
