@@ -132,6 +132,26 @@ def test_numbers_dates_and_strings_beyond_what_a_shop_can_mean_are_refused_namin
     assert words in caught.value.reason
 
 
+@pytest.mark.parametrize(("event", "field", "where"), [
+    (view(user_id="u\u0000x"), "user_id", "U+0000 at position 1"),
+    (view(session_id="s-\n-1"), "session_id", "U+000A at position 2"),
+    (view(item_id="i\u001b[31m"), "item_id", "U+001B at position 1"),
+    (view(event_id="e\u007f"), "event_id", "U+007F at position 1"),
+    (view(user_id="u\u0085x"), "user_id", "U+0085 at position 1"),
+    ({**BASE, "event_type": "impression", "item_ids": ["i", "j\u0000"]}, "item_ids.1", "U+0000 at position 1"),
+])
+def test_ids_with_control_characters_are_refused_naming_the_field(event, field, where):
+    for payload in (event, json.dumps(event)):
+        with pytest.raises(EventError) as caught:
+            parse_event(payload)
+        assert caught.value.reason == f"{field}: a control character ({where}); an id is text without control characters"
+
+
+def test_ids_in_any_script_with_format_characters_are_accepted():
+    event = parse_event(view(user_id="ü-用户-😀-\u202eevil", item_id="item-ñ-é\u0301-🛒"))
+    assert (event.user_id, event.item_id) == ("ü-用户-😀-\u202eevil", "item-ñ-é\u0301-🛒")
+
+
 def test_the_largest_order_line_and_old_backfills_are_accepted():
     line = parse_event({**PURCHASE, "price": MAX_PRICE, "quantity": int(MAX_LINE_VALUE // MAX_PRICE)})
     assert line.price * line.quantity == MAX_LINE_VALUE

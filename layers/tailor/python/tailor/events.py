@@ -24,6 +24,7 @@ from pydantic_core import PydanticCustomError
 __all__ = [
     "EARLIEST_TIMESTAMP",
     "EVENT_TYPES",
+    "ID_PATTERN",
     "ITEM_EVENT_TYPES",
     "LATEST_TIMESTAMP",
     "MAX_CART_VALUE",
@@ -88,7 +89,12 @@ MAX_CLOCK_SKEW_SECONDS = 300
 # the stack.
 MAX_EVENT_DEPTH = 8
 
-Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
+# Ids (shoppers, sessions, items, ...) go into row keys, log lines, archive lines and URLs: text without control
+# characters (C0, DEL, C1: a null byte, a newline, an escape), which would cut or garble them there. Format
+# characters such as a right-to-left mark are text, and stay allowed.
+ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*$"
+
+Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)]
 Money = Annotated[float, Field(ge=0, le=MAX_PRICE, allow_inf_nan=False)]
 Quantity = Annotated[int, Field(ge=1, le=MAX_QUANTITY)]
 
@@ -320,8 +326,20 @@ def _describe(exc: ValidationError) -> str:
             continue
         # The first location element is the union member's tag; the field path follows it.
         field = ".".join(loc[1:]) if len(loc) > 1 else ".".join(loc)
+        if err["type"] == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") == ID_PATTERN:
+            parts.append(f"{field}: {_control_character(err['input'])}")
+            continue
         parts.append(f"{field}: {err['msg']}")
     return "; ".join(parts)
+
+
+def _control_character(value: str) -> str:
+    found = _CONTROL_CHARACTER.search(value)
+    where = f"U+{ord(found.group()):04X} at position {found.start()}" if found else "one"
+    return f"a control character ({where}); an id is text without control characters"
+
+
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 # A JSON string (escapes included), or one bracket outside strings.
