@@ -46,7 +46,7 @@ from tailor.intent_config import FactorsSource
 from tailor.models import ModelRegistry
 from tailor.personas.rerank import describe_personas, persona_ranking
 from tailor.personas.storage import ModelSource
-from tailor.producer import EventProducer
+from tailor.producer import PUT_RECORDS_CLIENT, EventProducer
 from tailor.ranking import DEFAULT_ROUTES
 from tailor.serving import Filters, Ranking, Recommender
 from tailor.settings import ApiSettings
@@ -83,7 +83,7 @@ recommender = Recommender.start(DynamoStateStore(_dynamodb, settings.tables), Mo
                                                   mode=settings.persona_mode))
 errors.register(app)
 docs.register(app)
-producer = EventProducer(client("kinesis", **_aws), settings.event_stream)
+producer = EventProducer(client("kinesis", **PUT_RECORDS_CLIENT), settings.event_stream)
 state = DynamoStateStore(_dynamodb, settings.tables)
 erasures = SqsQueue(client("sqs", **_aws), settings.erasure_queue_url)
 

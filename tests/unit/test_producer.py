@@ -3,10 +3,12 @@ records retried, and every event that is not on the stream reported with why."""
 
 import json
 
+import boto3
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError
+from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError, ReadTimeoutError
 
-from tailor.producer import MAX_EVENTS_PER_SEND, EventProducer
+from tailor.aws_clients import client
+from tailor.producer import MAX_EVENTS_PER_SEND, PUT_RECORDS_CLIENT, EventProducer
 
 
 def view(n: int, user: str = "u1", **extra) -> dict:
@@ -138,3 +140,43 @@ def test_every_event_gets_a_status_and_what_ingest_could_not_apply_is_refused_at
     assert "error" not in statuses[0] and outcome["accepted"] == 2 and outcome["failed"] == 6
     assert [f["index"] for f in outcome["failures"]] == [1, 2, 3, 4, 5, 7]
     assert [e["event_id"] for e in fail.sent() if e["user_id"] != "hot"] == ["e1", "e7"]
+
+
+@pytest.mark.parametrize("error", [
+    ReadTimeoutError(endpoint_url="https://kinesis"),
+    ConnectionClosedError(endpoint_url="https://kinesis"),
+    ClientError({"Error": {"Code": "InternalFailure", "Message": "oops"}, "ResponseMetadata": {"HTTPStatusCode": 500}},
+                "PutRecords"),
+])
+def test_a_call_without_a_clear_answer_is_not_sent_again_and_its_events_are_refused_as_retryable(error):
+    # The stream may have taken the records of a call whose answer is lost or a server error: sent again, they
+    # would be on it twice.
+    client = FakeKinesis(error)
+    outcome = producer(client, attempts=3).send([view(1), view(2)])
+    assert outcome.accepted == 0 and len(client.calls) == 1
+    assert [(r.index, r.retryable) for r in outcome.refused] == [(0, True), (1, True)]
+    assert "whether the stream took the event is not known" in outcome.refused[0].error
+
+
+def test_a_put_records_call_is_made_once_by_the_client_the_producer_is_built_with(monkeypatch):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    kinesis = client("kinesis", **PUT_RECORDS_CLIENT)
+    sent = []
+
+    def slow_answer(request, **_):  # the records reached the stream; the answer did not come in time
+        sent.append(request)
+        raise ReadTimeoutError(endpoint_url=request.url)
+
+    kinesis.meta.events.register("before-send.kinesis.PutRecords", slow_answer)
+    outcome = EventProducer(kinesis, "stream").send([view(1), view(2)])
+    assert len(sent) == 1 and outcome.accepted == 0 and all(r.retryable for r in outcome.refused)
+
+
+def test_a_client_that_retries_whole_calls_is_refused(monkeypatch):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with pytest.raises(ValueError, match="retries whole calls"):
+        EventProducer(client("kinesis", connect_timeout=1, read_timeout=5, max_attempts=3), "stream")
+    with pytest.raises(ValueError, match="retries whole calls"):
+        EventProducer(boto3.client("kinesis"), "stream")

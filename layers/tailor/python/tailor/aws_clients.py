@@ -18,7 +18,8 @@ def client(service: str, *, connect_timeout: float, read_timeout: float, max_att
            max_pool_connections: int = 10) -> Any:
     """A boto3 client of `service` (the endpoint, region and credentials from the environment, as boto3 finds
     them); `max_attempts` counts the first call, retried in botocore's standard mode."""
+    # botocore's own `max_attempts` counts the retries only; `total_max_attempts` counts the first call too.
     config = Config(connect_timeout=connect_timeout, read_timeout=read_timeout,
-                    retries={"mode": "standard", "max_attempts": max_attempts},
+                    retries={"mode": "standard", "total_max_attempts": max_attempts},
                     max_pool_connections=max_pool_connections)
     return boto3.client(service, config=config)

@@ -12,13 +12,19 @@ from typing import Any
 
 from tailor.events import EventError, parse_event
 
-__all__ = ["MAX_EVENTS_PER_SEND", "EventProducer", "Refusal", "SendOutcome"]
+__all__ = ["MAX_EVENTS_PER_SEND", "PUT_RECORDS_CLIENT", "EventProducer", "Refusal", "SendOutcome"]
 
 logger = logging.getLogger(__name__)
 
 MAX_EVENTS_PER_SEND = 500  # what one Kinesis PutRecords call takes
 MAX_RECORD_BYTES = 1_048_576  # Kinesis: a record's data and partition key together
 MAX_CALL_BYTES = 5 * 1_048_576  # Kinesis: one PutRecords request
+# The Kinesis client a producer needs (tailor.aws_clients.client settings). It makes each call once: botocore
+# retries a call whole, after a read timeout too, and a PutRecords whose answer was only slow has put its records on
+# the stream already, so sending the call again puts them there twice. The producer retries itself, and sends again
+# only the records the stream said it did not take. The read timeout leaves room for a stream that is slow to answer
+# (a busy local stack) within the API's 29 s.
+PUT_RECORDS_CLIENT = {"connect_timeout": 2, "read_timeout": 12, "max_attempts": 1}
 # Record and call failures that a later attempt may get past; anything else is reported as it is.
 RETRYABLE_CODES = frozenset({
     "ProvisionedThroughputExceededException", "InternalFailure", "ServiceUnavailable", "ThrottlingException",
@@ -59,10 +65,17 @@ class SendOutcome:
 
 class EventProducer:
     """Validates events with the ingest schema and puts the valid ones on a Kinesis stream (PutRecords), retrying
-    throttled records a few times, briefly, since a caller is waiting."""
+    throttled records a few times, briefly, since a caller is waiting.
+
+    A record is sent again only when the stream said it did not take it. A call that got no answer (a read timeout,
+    a dropped connection, a server error) may have put its records on the stream: they are refused as retryable,
+    not sent again here, and the caller decides (sending an event again is safe: Ingest counts each event once)."""
 
     def __init__(self, client: Any, stream_name: str, *, attempts: int = 3, backoff_s: float = 0.05,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time):
+        if _retries_calls(client):
+            raise ValueError("the Kinesis client retries whole calls, which puts records on the stream twice; build "
+                             "it with tailor.producer.PUT_RECORDS_CLIENT")
         self.client = client
         self.stream_name = stream_name
         self.attempts = attempts
@@ -106,9 +119,16 @@ class EventProducer:
                 self.sleep(self.backoff_s * 2 ** (attempt - 1))
             try:
                 response = self.client.put_records(StreamName=self.stream_name, Records=[p.record for p in call])
-            except Exception as exc:  # the whole call failed: throttled, unreachable, or refused
+            except Exception as exc:  # the whole call failed: throttled, unreachable, refused, or unanswered
                 code = _error_code(exc)
                 logger.warning("PutRecords failed: %s", code, exc_info=True)
+                if _may_have_landed(exc):
+                    # The records may be on the stream: sending them again here would put them there twice.
+                    for p in call:
+                        outcome.refused.append(Refusal(p.index, p.event_id, f"{code}: {exc}; whether the stream took "
+                                                       "the event is not known, and sending it again is safe",
+                                                       retryable=True))
+                    return
                 failed = [(p, code, str(exc)) for p in call]
             else:
                 failed = [(p, r["ErrorCode"], r.get("ErrorMessage", ""))
@@ -153,13 +173,29 @@ def _event_id_of(raw: Any) -> str | None:
     return event_id if isinstance(event_id, str) else None
 
 
+def _retries_calls(client: Any) -> bool:
+    """Whether a boto3 client makes a call more than once (botocore's retries); a stand-in without config does not."""
+    retries = getattr(getattr(getattr(client, "meta", None), "config", None), "retries", None)
+    if retries is None:
+        return hasattr(getattr(client, "meta", None), "config")  # botocore's legacy default: several attempts
+    return retries.get("total_max_attempts", 1 + retries.get("max_attempts", 4)) > 1
+
+
+def _may_have_landed(exc: Exception) -> bool:
+    """Whether a failed call may still have put its records on the stream: it was sent, and its answer is unknown or
+    a server error. A call the stream refused in its answer (a 4xx) took nothing."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict) and response.get("Error", {}).get("Code"):
+        return int(response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 400) >= 500
+    return type(exc).__name__ not in ("EndpointConnectionError", "ConnectTimeoutError")
+
+
 def _error_code(exc: Exception) -> str:
     """The AWS error code of a failed call (botocore's ClientError carries it), else what kind of failure it was."""
     response = getattr(exc, "response", None)
     if isinstance(response, dict) and response.get("Error", {}).get("Code"):
         return str(response["Error"]["Code"])
-    # botocore's connection and timeout errors: the stream may be fine, the network was not.
-    if type(exc).__name__ in ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError",
-                              "ConnectionClosedError"):
+    # botocore's errors for a call that never reached the stream: the stream may be fine, the network was not.
+    if type(exc).__name__ in ("EndpointConnectionError", "ConnectTimeoutError"):
         return "ConnectionError"
     return type(exc).__name__
