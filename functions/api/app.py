@@ -15,7 +15,6 @@ import errors
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
@@ -122,11 +121,8 @@ def related(item_id: ItemId, n: N = 20, user_id: Annotated[Id | None, Query()] =
 
 @app.post("/items/<item_id>/related", summary="Items related to an item, given the session so far", tags=["ranking"])
 def related_in_session(item_id: ItemId, body: Annotated[RelatedIn, Body()]) -> RankingOut:
-    session_events = [event.model_dump(mode="json", exclude_none=True) for event in body.session_data]
-    f = body.filters
-    filters = _filters(f.available_only, f.min_price, f.max_price, f.categories, f.exclude_purchased)
-    return _answer(recommender.related(item_id, user_id=body.user_id, session_events=session_events, n=body.n,
-                                       filters=filters, explain=body.explain))
+    return _answer(recommender.related(item_id, user_id=body.user_id, session_events=body.session_data, n=body.n,
+                                       filters=_filters(**body.filters.model_dump()), explain=body.explain))
 
 
 @app.get("/users/<user_id>/profile", summary="What Tailor knows about a shopper", tags=["shoppers"],
@@ -142,7 +138,7 @@ def profile(user_id: UserId) -> dict[str, Any]:
 def put_events(body: Annotated[EventsIn, Body()]) -> EventsOut:
     outcome = producer.send(body.events)
     metrics.add_metric(name="EventsRefused", unit=MetricUnit.Count, value=len(outcome.refused))
-    return outcome.to_json()
+    return EventsOut.model_validate(outcome.to_json())
 
 
 @app.delete("/users/<user_id>", summary="Erase a shopper everywhere Tailor keeps them", tags=["shoppers"],
@@ -152,13 +148,13 @@ def put_events(body: Annotated[EventsIn, Body()]) -> EventsOut:
                        404: {"description": "Tailor has never seen them; their events are refused from now on all "
                                             "the same", "content": {"application/json": {"model": ErasureOut}}}})
 def erase(user_id: UserId) -> Response[ErasureOut]:
-    erasure = {**request_erasure(state, erasures, user_id), "status_url": _erasure_url(user_id)}
-    logger.info("erasure requested", extra={"erasure_id": erasure["erasure_id"], "status": erasure["status"]})
-    if erasure["status"] == NOTHING_TO_ERASE:
-        erasure["message"] = (f"Tailor has never seen shopper {user_id!r}: there is nothing to erase. Any of their "
-                              "events still on their way are refused all the same.")
-        return Response(status_code=404, content_type=content_types.APPLICATION_JSON, body=erasure)
-    return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=erasure)
+    erasure = _erasure(request_erasure(state, erasures, user_id))
+    logger.info("erasure requested", extra={"erasure_id": erasure.erasure_id, "status": erasure.status})
+    never_seen = erasure.status == NOTHING_TO_ERASE
+    if never_seen:
+        erasure.message = (f"Tailor has never seen shopper {user_id!r}: there is nothing to erase. Any of their "
+                           "events still on their way are refused all the same.")
+    return Response(status_code=404 if never_seen else 202, content_type=content_types.APPLICATION_JSON, body=erasure)
 
 
 @app.get("/users/<user_id>/erasure", summary="Where the erasure of a shopper is", tags=["shoppers"],
@@ -169,7 +165,7 @@ def erasure(user_id: UserId) -> ErasureOut:
     found = erasure_status(state, user_id)
     if found is None:
         raise NotFoundError(f"no erasure of shopper {user_id!r} on record")
-    return {**found, "status_url": _erasure_url(user_id)}
+    return _erasure(found)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
@@ -190,17 +186,16 @@ def _decoded_path_parameters(app: APIGatewayRestResolver, next_middleware: Any) 
 app.use(middlewares=[_decoded_path_parameters])
 
 
-def _filters(available_only: bool, min_price: float | None, max_price: float | None,
-             category: list[str] | None, exclude_purchased: bool) -> Filters:
-    if min_price is not None and max_price is not None and max_price < min_price:
-        raise RequestValidationError([{"loc": ("query", "max_price"), "type": "price_range",
-                                       "msg": "max_price is below min_price"}])
+def _filters(available_only: bool, min_price: float | None, max_price: float | None, categories: list[str] | None,
+             exclude_purchased: bool) -> Filters:
+    """The domain's filters, which refuse a price range upside down (a 422, errors.py)."""
     return Filters(available_only=available_only, min_price=min_price, max_price=max_price,
-                   categories=tuple(dict.fromkeys(category or ())), exclude_purchased=exclude_purchased)
+                   categories=tuple(dict.fromkeys(categories or ())), exclude_purchased=exclude_purchased)
 
 
-def _erasure_url(user_id: str) -> str:
-    return f"{docs.base_path(app)}/users/{quote(user_id, safe='')}/erasure"
+def _erasure(found: dict[str, Any]) -> ErasureOut:
+    """An erasure's status, with where to ask for it again."""
+    return ErasureOut(**found, status_url=f"{docs.base_path(app)}/users/{quote(found['user_id'], safe='')}/erasure")
 
 
 def _answer(ranking: Ranking) -> RankingOut:

@@ -5,6 +5,8 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
+from tailor.ranking.limits import RequestError
+
 
 def register(app: APIGatewayRestResolver) -> None:
     """The resolver's errors, answered as 422s that name the field and say why."""
@@ -13,6 +15,12 @@ def register(app: APIGatewayRestResolver) -> None:
     def _invalid_request(error: RequestValidationError) -> Response:
         """422 naming each field at fault and why (the resolver's default leaves out the why)."""
         return unprocessable([readable(e) for e in error.errors()])
+
+    @app.exception_handler(RequestError)
+    def _refused_by_the_domain(error: RequestError) -> Response:
+        """422 naming the parameter the domain refused. A body's model runs the domain's checks as it validates and
+        locates the field itself (models.py), so what the domain refuses here came by the query string."""
+        return unprocessable([{"loc": ["query", error.field], "msg": error.message, "type": error.kind}])
 
     @app.exception_handler(UnicodeDecodeError)
     def _undecodable_body(error: UnicodeDecodeError) -> Response:

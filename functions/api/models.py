@@ -1,19 +1,29 @@
 """The API's request and response models, and its path and query parameters: what the OpenAPI document shows."""
 
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from tailor.events import Event
 from tailor.producer import MAX_EVENTS_PER_SEND
+from tailor.ranking.limits import (
+    MAX_ITEMS,
+    MAX_N,
+    MAX_SESSION_EVENTS,
+    RequestError,
+    check_base_scores,
+    check_price_range,
+)
+
+MAX_PAGE = 100  # items one feed, search or related answer holds at most
+MAX_CATEGORIES = 20  # categories one request may filter by
 
 Id = Annotated[str, Field(min_length=1, max_length=256)]
 Price = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-Count = Annotated[int, Field(ge=1, le=100)]
-MAX_CANDIDATES = 1000  # items a caller may hand to /rerank
-MAX_SESSION_EVENTS = 200
+Count = Annotated[int, Field(ge=1, le=MAX_PAGE)]
 
 
 class ScoredItem(BaseModel):
@@ -44,36 +54,33 @@ class FiltersIn(BaseModel):
     available_only: bool = True
     min_price: Price | None = None
     max_price: Price | None = None
-    categories: Annotated[list[Id], Field(max_length=20)] = []
+    categories: Annotated[list[Id], Field(max_length=MAX_CATEGORIES)] = []
     exclude_purchased: bool = False
 
     @field_validator("max_price")
     @classmethod
-    def _not_below_min_price(cls, value: float | None, info: Any) -> float | None:
-        low = info.data.get("min_price")
-        if value is not None and low is not None and value < low:
-            raise PydanticCustomError("price_range", "max_price is below min_price")
+    def _price_range(cls, value: float | None, info: ValidationInfo) -> float | None:
+        _checked(check_price_range, info.data.get("min_price"), value)
         return value
 
 
 class RerankIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    items: Annotated[list[Id], Field(min_length=1, max_length=MAX_CANDIDATES, description="the caller's item ids")]
-    base_scores: Annotated[list[Annotated[float, Field(allow_inf_nan=False)]], Field(max_length=MAX_CANDIDATES)] | None = Field(
+    items: Annotated[list[Id], Field(min_length=1, max_length=MAX_ITEMS, description="the caller's item ids")]
+    base_scores: Annotated[list[Annotated[float, Field(allow_inf_nan=False)]], Field(max_length=MAX_ITEMS)] | None = Field(
         None, description="the caller's own score for each item, in the same order")
     user_id: Id | None = None
     session_id: Id | None = None
-    n: Annotated[int, Field(ge=1, le=MAX_CANDIDATES)] | None = Field(None, description="default: every item")
+    n: Annotated[int, Field(ge=1, le=MAX_N)] | None = Field(None, description="default: every item")
     explain: bool = False
 
     @field_validator("base_scores")
     @classmethod
-    def _one_score_per_item(cls, value: list[float] | None, info: Any) -> list[float] | None:
-        items = info.data.get("items")
-        if value is not None and items is not None and len(value) != len(items):
-            raise PydanticCustomError("length_mismatch", "base_scores needs one score per item ({items} items)",
-                                      {"items": len(items)})
+    def _one_score_per_item(cls, value: list[float] | None, info: ValidationInfo) -> list[float] | None:
+        items = info.data.get("items")  # absent when the items are at fault themselves
+        if items is not None:
+            _checked(check_base_scores, len(items), value)
         return value
 
 
@@ -143,11 +150,21 @@ class ErasureOut(BaseModel):
 
 UserId = Annotated[str, Path(min_length=1, max_length=256, description="the shopper's id")]
 ItemId = Annotated[str, Path(min_length=1, max_length=256, description="the item's id")]
-N = Annotated[int, Query(ge=1, le=100, description="how many items to answer")]
+N = Annotated[int, Query(ge=1, le=MAX_PAGE, description="how many items to answer")]
 SessionId = Annotated[Id | None, Query(description="the shopper's current session")]
 AvailableOnly = Annotated[bool, Query(description="leave out items known to be unavailable")]
 MinPrice = Annotated[Price | None, Query()]
 MaxPrice = Annotated[Price | None, Query(description="at least min_price")]
-Category = Annotated[list[Id] | None, Query(max_length=20, description="keep items of these categories (repeat)")]
+Category = Annotated[list[Id] | None, Query(max_length=MAX_CATEGORIES,
+                                             description="keep items of these categories (repeat)")]
 ExcludePurchased = Annotated[bool, Query(description="leave out items the shopper has bought")]
 Explain = Annotated[bool, Query(description="add each score's parts")]
+
+
+def _checked(check: Callable[..., None], *args: Any) -> None:
+    """The domain's `check` run by a field validator: its RequestError becomes the error of the field being validated,
+    which the model locates in the request (body filters.max_price)."""
+    try:
+        check(*args)
+    except RequestError as error:
+        raise PydanticCustomError(error.kind, error.message) from None

@@ -133,6 +133,39 @@ def test_malformed_requests_get_a_422_naming_the_field(api, name, changes, field
     assert all({"loc", "msg", "type"} <= set(d) for d in body["detail"])
 
 
+PRICE_RANGE = {"msg": "max_price is below min_price", "type": "price_range"}
+VIEW = {"event_id": "e-1", "user_id": "u-1", "session_id": "s-1", "event_type": "view", "item_id": "i-101",
+        "timestamp": "2026-11-02T12:00:00Z"}
+
+
+@pytest.mark.parametrize(("name", "changes", "detail"), [
+    ("api-get-feed.json", {"query": {"min_price": 50, "max_price": 10}}, {"loc": ["query", "max_price"], **PRICE_RANGE}),
+    ("api-get-search.json", {"query": {"q": "lamp", "min_price": 5, "max_price": 1}},
+     {"loc": ["query", "max_price"], **PRICE_RANGE}),
+    ("api-get-related.json", {"query": {"min_price": 5, "max_price": 1}}, {"loc": ["query", "max_price"], **PRICE_RANGE}),
+    ("api-post-related.json", {"body": {"filters": {"min_price": 9, "max_price": 1}}},
+     {"loc": ["body", "filters", "max_price"], **PRICE_RANGE}),
+    ("api-post-rerank.json", {"body": {"items": ["a", "b"], "base_scores": [1.0]}},
+     {"loc": ["body", "base_scores"], "msg": "base_scores needs one score per item (2 items)", "type": "length_mismatch"}),
+    ("api-post-rerank.json", {"body": {"items": [f"i-{k}" for k in range(1001)]}},
+     {"loc": ["body", "items"], "msg": "List should have at most 1000 items after validation, not 1001", "type": "too_long"}),
+    ("api-post-related.json", {"body": {"session_data": [VIEW] * 201}},
+     {"loc": ["body", "session_data"], "msg": "List should have at most 200 items after validation, not 201",
+      "type": "too_long"}),
+])
+def test_a_rule_of_the_domain_is_answered_where_the_client_sent_the_field(api, name, changes, detail):
+    status, body = api.invoke_file(name, **changes)
+    assert status == 422, body
+    assert body["detail"] == [detail]
+    assert body["message"] == f"invalid request: {detail['loc'][0]} {'.'.join(detail['loc'][1:])}: {detail['msg']}"
+
+
+def test_a_body_refused_by_a_rule_of_the_domain_and_by_its_schema_names_both_fields(api):
+    status, body = api.invoke_file("api-post-related.json", body={"n": 0, "filters": {"min_price": 9, "max_price": 1}})
+    assert status == 422, body
+    assert [d["loc"] for d in body["detail"]] == [["body", "n"], ["body", "filters", "max_price"]]
+
+
 def test_posted_events_go_onto_the_stream_keyed_by_user_and_each_failure_is_reported(api):
     kinesis = api.stack.aws.client("kinesis")
     stream = api.stack.stream_name()

@@ -8,10 +8,10 @@ from functools import cache
 
 import pytest
 
-from tailor.events import EventError
+from tailor.events import EventError, parse_event
 from tailor.models import DEFAULT_DIR, default_model
 from tailor.ranking import FEATURE_NAMES, MODEL_NAME, RankingModel
-from tailor.serving import MAX_N, Filters, Ranking, Recommender
+from tailor.serving import MAX_N, MAX_SESSION_EVENTS, Filters, Ranking, Recommender, RequestError
 from tailor.store.memory import MemoryStateStore
 from tailor_lab.simulator import simulate
 
@@ -118,6 +118,34 @@ def test_bad_arguments_raise_value_errors_naming_the_field():
     with pytest.raises(EventError, match="timestamp"):
         r.related("a", session_events=[{"event_id": "e", "user_id": "u", "session_id": "s", "event_type": "view",
                                         "item_id": "a"}])
+
+
+def test_related_takes_a_session_parsed_already_as_it_takes_its_json():
+    r = recommender()
+    events, _ = world()
+    session_data = [{**e, "user_id": "web", "session_id": "web-s"} for e in events[-400:]
+                    if e["event_type"] in ("view", "add_to_cart")][-5:]
+    anchor = session_data[0]["item_id"]
+    from_json = r.related(anchor, session_events=session_data, n=10, explain=True)
+    parsed = r.related(anchor, session_events=[parse_event(e) for e in session_data], n=10, explain=True)
+    assert from_json.items and [(i.item_id, i.score) for i in parsed.items] == [
+        (i.item_id, i.score) for i in from_json.items]
+    assert parsed.intent == from_json.intent
+
+
+def test_the_limits_of_a_request_are_refused_naming_the_field():
+    r = recommender()
+    with pytest.raises(RequestError) as raised:
+        r.feed("u", n=0)
+    assert raised.value.field == "n"
+    view = parse_event({"event_id": "e", "user_id": "u", "session_id": "s", "event_type": "view", "item_id": "a",
+                        "timestamp": world()[0][-1]["timestamp"]})
+    with pytest.raises(RequestError) as raised:
+        r.related("a", session_events=[view] * (MAX_SESSION_EVENTS + 1))
+    assert raised.value.field == "session_events"
+    with pytest.raises(RequestError) as raised:
+        r.rerank(["a", "b"], base_scores=[1.0])
+    assert (raised.value.field, raised.value.kind) == ("base_scores", "length_mismatch")
 
 
 def test_profile():

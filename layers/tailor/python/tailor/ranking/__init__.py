@@ -4,6 +4,7 @@ from tailor.ranking.candidates import Candidates, CandidateSource
 from tailor.ranking.context import RankingContext, Request
 from tailor.ranking.features import FEATURE_GROUPS, FEATURE_NAMES, FeatureGroup, candidate_features
 from tailor.ranking.filters import Filters
+from tailor.ranking.limits import MAX_ITEMS, MAX_N, MAX_SESSION_EVENTS, RequestError
 from tailor.ranking.pipeline import DEFAULT_ROUTES, Gathered, Pipeline, RankedItem, Route
 from tailor.ranking.rows import RowCache
 from tailor.ranking.scoring import (
@@ -17,7 +18,8 @@ from tailor.ranking.scoring import (
                                     Scorer,
 )
 
-__all__ = ["DEFAULT_ROUTES", "DEFAULT_WEIGHTS", "FEATURE_GROUPS", "FEATURE_NAMES", "MODEL_NAME", "CandidateSource",
-           "Candidates", "CommercialPerformance", "ConversionPrior", "FeatureGroup", "Filters", "Gathered", "Pipeline",
-           "PurchaseProbability", "RankedItem", "RankingContext", "RankingModel", "Relevance", "Request", "Route",
-           "RowCache", "Scorer", "candidate_features"]
+__all__ = ["DEFAULT_ROUTES", "DEFAULT_WEIGHTS", "FEATURE_GROUPS", "FEATURE_NAMES", "MAX_ITEMS", "MAX_N",
+           "MAX_SESSION_EVENTS", "MODEL_NAME", "CandidateSource", "Candidates", "CommercialPerformance",
+           "ConversionPrior", "FeatureGroup", "Filters", "Gathered", "Pipeline", "PurchaseProbability", "RankedItem",
+           "RankingContext", "RankingModel", "Relevance", "Request", "RequestError", "Route", "RowCache", "Scorer",
+           "candidate_features"]

@@ -9,6 +9,7 @@ from typing import Any
 from tailor.events import Event
 from tailor.intent import IntentFactors
 from tailor.ranking.filters import Filters
+from tailor.ranking.limits import MAX_ITEMS, MAX_SESSION_EVENTS, RequestError, check_base_scores
 from tailor.ranking.rows import ItemRecord, Partners, Popularity, QueryCounts
 from tailor.session import QUERY_ATTRIBUTION_SECONDS, SessionState, fold_session
 from tailor.shopper import ShopperState
@@ -40,8 +41,11 @@ class Request:
     def __post_init__(self) -> None:
         if self.route not in ROUTES:
             raise ValueError(f"route must be one of {ROUTES}, not {self.route!r}")
-        if self.base_scores is not None and len(self.base_scores) != len(self.items):
-            raise ValueError("base_scores must give one score per item")
+        for name, limit in (("items", MAX_ITEMS), ("session_events", MAX_SESSION_EVENTS)):
+            count = len(getattr(self, name))
+            if count > limit:
+                raise RequestError(name, f"at most {limit}, got {count}", "too_long")
+        check_base_scores(len(self.items), self.base_scores)
 
 
 @dataclass

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
+from tailor.ranking.limits import check_price_range
 from tailor.ranking.rows import ITEM_FIELDS
 
 __all__ = ["Filters", "filter_mask"]
@@ -30,12 +30,7 @@ class Filters:
     exclude_purchased: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("min_price", "max_price"):
-            value = getattr(self, name)
-            if value is not None and (not math.isfinite(value) or value < 0):
-                raise ValueError(f"{name} must be a non-negative number")
-        if self.min_price is not None and self.max_price is not None and self.min_price > self.max_price:
-            raise ValueError("min_price must not exceed max_price")
+        check_price_range(self.min_price, self.max_price)
 
 
 class FilteredCandidates(Protocol):

@@ -8,7 +8,6 @@ cache, and answers each request with one pass through tailor.ranking.Pipeline.
 from __future__ import annotations
 
 import logging
-import math
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -35,17 +34,16 @@ from tailor.ranking import (
     Scorer,
 )
 from tailor.ranking.context import SESSION_GAP_SECONDS
+from tailor.ranking.limits import MAX_N, RequestError
 from tailor.ranking.scoring import ProbabilityModel
 from tailor.session import SessionState
 from tailor.shopper import ShopperState
 from tailor.store.port import StateStore
 
-__all__ = ["MAX_ITEMS", "MAX_N", "Ranking", "Recommender"]
+__all__ = ["Ranking", "Recommender"]
 
 logger = logging.getLogger(__name__)
 
-MAX_N = 1000  # items one response may hold
-MAX_ITEMS = 1000  # items a caller may ask to re-rank, session events related may fold
 PROFILE_RECENT_ITEMS = 20
 PROFILE_CATEGORIES = 20
 
@@ -124,30 +122,22 @@ class Recommender:
     def rerank(self, items: list[str], *, base_scores: list[float] | None = None, user_id: str | None = None,
                session_id: str | None = None, n: int | None = None, explain: bool = False) -> Ranking:
         """The caller's items re-ranked for the shopper (all of them unless `n`); no filters apply."""
-        if len(items) > MAX_ITEMS:
-            raise ValueError(f"items: at most {MAX_ITEMS} may be re-ranked at once")
-        if base_scores is not None and len(base_scores) != len(items):
-            raise ValueError("base_scores: give one score per item")
-        if base_scores is not None and not all(math.isfinite(s) for s in base_scores):
-            raise ValueError("base_scores: must be finite numbers")
         distinct = list(dict.fromkeys(items))
         return self._run(Request("rerank", user_id=user_id, session_id=session_id, items=tuple(items),
                                  base_scores=None if base_scores is None else tuple(float(s) for s in base_scores),
                                  n=len(distinct) if n is None else _n(n),
                                  filters=Filters(available_only=False), explain=explain))
 
-    def related(self, item_id: str, *, user_id: str | None = None, session_events: list[dict] | None = None,
-                n: int = 20, filters: Filters = Filters(), explain: bool = False) -> Ranking:
+    def related(self, item_id: str, *, user_id: str | None = None,
+                session_events: Sequence[Event | dict[str, Any] | str | bytes] | None = None, n: int = 20,
+                filters: Filters = Filters(), explain: bool = False) -> Ranking:
         """Items engaged with in the same sessions as `item_id`, ranked for the shopper and, when given,
-        the session the caller describes (events as in tailor.events, folded here and never stored). The
-        session's intent, inferred from those events, weighs the associations (a purchase-minded session gets
-        the items bought and carted with `item_id`, an exploring one those viewed with it) and the blend.
-        An item without co-occurrences gets popular items of its category; one Tailor never saw, none."""
-        events: tuple[Event, ...] = ()
-        if session_events:
-            if len(session_events) > MAX_ITEMS:
-                raise ValueError(f"session_events: at most {MAX_ITEMS} events")
-            events = tuple(parse_event(e) if isinstance(e, (dict, str, bytes)) else e for e in session_events)
+        the session the caller describes (tailor.events events, or their JSON to be parsed here; folded here
+        and never stored). The session's intent, inferred from those events, weighs the associations (a
+        purchase-minded session gets the items bought and carted with `item_id`, an exploring one those
+        viewed with it) and the blend. An item without co-occurrences gets popular items of its category;
+        one Tailor never saw, none."""
+        events = tuple(parse_event(e) if isinstance(e, (dict, str, bytes)) else e for e in session_events or ())
         return self._run(Request("related", user_id=user_id, item_id=item_id, session_events=events, n=_n(n),
                                  filters=filters, explain=explain))
 
@@ -175,7 +165,7 @@ class Recommender:
 
 def _n(n: int) -> int:
     if not 1 <= n <= MAX_N:
-        raise ValueError(f"n: must be between 1 and {MAX_N}")
+        raise RequestError("n", f"must be between 1 and {MAX_N}")
     return n
 
 
