@@ -7,7 +7,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from tailor.events import Event
+from tailor.events import ID_PATTERN, Event
 from tailor.producer import MAX_EVENTS_PER_SEND
 from tailor.ranking.limits import (
     MAX_ITEMS,
@@ -21,7 +21,7 @@ from tailor.ranking.limits import (
 MAX_PAGE = 100  # items one feed, search or related answer holds at most
 MAX_CATEGORIES = 20  # categories one request may filter by
 
-Id = Annotated[str, Field(min_length=1, max_length=256)]
+Id = Annotated[str, Field(min_length=1, max_length=256, pattern=ID_PATTERN)]
 Price = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Count = Annotated[int, Field(ge=1, le=MAX_PAGE)]
 
@@ -148,8 +148,8 @@ class ErasureOut(BaseModel):
     message: str | None = None
 
 
-UserId = Annotated[str, Path(min_length=1, max_length=256, description="the shopper's id")]
-ItemId = Annotated[str, Path(min_length=1, max_length=256, description="the item's id")]
+UserId = Annotated[str, Path(min_length=1, max_length=256, pattern=ID_PATTERN, description="the shopper's id")]
+ItemId = Annotated[str, Path(min_length=1, max_length=256, pattern=ID_PATTERN, description="the item's id")]
 N = Annotated[int, Query(ge=1, le=MAX_PAGE, description="how many items to answer")]
 SessionId = Annotated[Id | None, Query(description="the shopper's current session")]
 AvailableOnly = Annotated[bool, Query(description="leave out items known to be unavailable")]
