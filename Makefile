@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# The suite's files run side by side, three at a time: much of it waits on local stacks rather than the CPU.
+PYTEST := $(BIN)/pytest -n 3
 
 .PHONY: run test test-fast bench lint lint-python build deploy clean
 
@@ -11,10 +13,10 @@ run: $(VENV)/.installed  ## start the local AWS, replay a simulated day of shopp
 # The template lints run inside the suite (tests/integration/test_template.py), so `test` runs only the Python lints
 # first rather than cfn-lint and sam validate twice.
 test: lint-python  ## the Python lints, then the whole suite: unit, integration (moto), end-to-end, template lint and build
-	$(BIN)/pytest
+	$(PYTEST)
 
 test-fast: $(VENV)/.installed  ## everything but the template build
-	$(BIN)/pytest -m "not slow"
+	$(PYTEST) -m "not slow"
 
 bench: $(VENV)/.installed  ## ingest and serving benchmarks; write bench-results/*.json
 	$(BIN)/tailor bench ingest
