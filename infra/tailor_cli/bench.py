@@ -12,6 +12,7 @@ NAME = "bench"
 COMMANDS = {
     "ingest": "tailor_lab.bench.ingest",
     "serving": "tailor_lab.bench.serving",
+    "coldstart": "tailor_lab.bench.coldstart",
     "personas": "tailor_lab.bench.personas",
     "ltv": "tailor_lab.bench.ltv",
     "reliability": "tailor_lab.bench.reliability",

@@ -1,6 +1,7 @@
 """Serving benchmark: feed latency p50/p99 for 100, 500 and 1,000 candidates, warm and in-process, against an in-memory
-store and against moto; the API function's cold start (imports, model load); DynamoDB round trips per request. Prints
-a table with the targets beside it and writes the figures as JSON.
+store and against moto; the API function's cold start (imports, init, first feed; tailor bench coldstart's
+measurement); DynamoDB round trips per request. Prints a table with the targets beside it and writes the figures as
+JSON.
 
     tailor bench serving [--shoppers 500] [--items 3000] [--requests 300] [--candidates 100,500,1000]
                          [--out bench-results/serving.json]
@@ -10,40 +11,32 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import platform
 import random
 import statistics
-import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-from tailor.ingest.intent import SessionIntent
-from tailor.ingest.service import Ingestor, StreamRecord
 from tailor.models import load_model
 from tailor.ranking import MODEL_NAME, RankingModel, Request
 from tailor.serving import Recommender
-from tailor.store.aws import to_dynamo
-from tailor.store.memory import MemoryBlobStore, MemoryStateStore
-from tailor.store.port import TABLES
 from tailor_lab.simulator import simulate
-from tailor_local.http import proxy_event
 from tailor_local.stack import LocalStack
 from tailor_local.template import find_template
 
+from . import coldstart
 from .report import percentile, publish
+from .state import FEED_N, UNKNOWN_SHARE, copy_to_dynamo, feed_event, feed_requests, ingested
 
 __all__ = ["TARGETS", "format_table", "main", "run"]
 
 TARGETS = {"feed_round_trips_max": 2, "p99_compute_ms_at_500": 15.0}
-FEED_N = 20
 WARMUP_REQUESTS = 30
 COLD_STARTS = 3
-UNKNOWN_SHARE = 0.1  # of requests, for shoppers Tailor has never seen (cold-start feeds)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,9 +70,9 @@ def run(*, shoppers: int, days: float, items: int, requests: int, moto_requests:
         raise SystemExit(f"unknown store {', '.join(sorted(unknown))}: use memory or moto")
     start = dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
     simulation = simulate(shoppers=shoppers, days=days, seed=seed, start=start, items=items)
-    state = _ingested(simulation.events)
+    state = ingested(simulation.events)
     model = load_model(MODEL_NAME, None, build=RankingModel.from_stored)
-    asks = _feed_requests(state, requests + WARMUP_REQUESTS, seed)
+    asks = feed_requests(state, requests + WARMUP_REQUESTS, seed)
     results: list[dict[str, Any]] = []
     cold: dict[str, Any] | None = None
     if "memory" in stores:
@@ -89,7 +82,7 @@ def run(*, shoppers: int, days: float, items: int, requests: int, moto_requests:
         stack = LocalStack(template, port=0, stack_name=f"tailor-bench-{uuid.uuid4().hex[:6]}",
                            function_log=quiet).start(pollers=False)
         try:
-            _copy_to_dynamo(state, stack)
+            copy_to_dynamo(state, stack)
             function = stack.runtime.find("ApiFunction")
             function.load()
             module = sys.modules[function.handler.__module__]
@@ -101,7 +94,10 @@ def run(*, shoppers: int, days: float, items: int, requests: int, moto_requests:
             # The whole handler (validation, routing, JSON) around the in-memory pipeline, at the default budget.
             module.recommender = Recommender(state, model)
             results.append(_measure_handler(function, module.recommender, asks))
-            cold = _cold_starts(stack, COLD_STARTS)
+            # The first feeds of fresh processes, known shoppers' and unknown ones' as they come.
+            cold = coldstart.measure({"": function}, [feed_event(user, session) for user, session in
+                                                      asks[:COLD_STARTS + 1]],
+                                     hidden=coldstart.not_deployed(template.parent / coldstart.RUNTIME_REQUIREMENTS))[0]
         finally:
             stack.stop()
     engaged = {i for e in simulation.events for i in [e.get("item_id")] if i}
@@ -154,10 +150,10 @@ def format_table(report: dict[str, Any]) -> str:
     cold = report.get("cold_start")
     if cold:
         out.append(f"\nCold start of the API function (median of {cold['runs']} fresh processes, Python "
-                   f"{report['machine']['python']}): imports {cold['imports_ms']:.0f} ms + module init "
-                   f"{cold['init_ms']:.0f} ms (model load {cold['model_load_ms']:.0f} ms, AWS clients, the cache warmed "
-                   f"from moto) "
-                   f"= {cold['cold_start_ms']:.0f} ms; then the first feed {cold['first_request_ms']:.0f} ms")
+                   f"{report['machine']['python']}, against the local AWS with DynamoDB-like latency): imports "
+                   f"{cold['imports_ms']:.0f} ms + module init {cold['init_ms']:.0f} ms (AWS clients, the models, the "
+                   f"cache warmed) = {cold['cold_start_ms']:.0f} ms; then the first feed {cold['first_request_ms']:.0f} "
+                   f"ms (tailor bench coldstart for both functions)")
     return "\n".join(out)
 
 
@@ -171,49 +167,6 @@ def _fixed_workload(runs: int, values: int = 20_000, seed: int = 0) -> dict[str,
         durations.append((time.perf_counter() - start) * 1000)
     p50, p99 = percentile(durations, 50), percentile(durations, 99)
     return {"runs": runs, "values": values, "p50_ms": p50, "p99_ms": p99}
-
-
-# ---- state -------------------------------------------------------------------------------------------
-
-
-def _ingested(events: list[dict[str, Any]]) -> MemoryStateStore:
-    """The state Ingest makes of `events` (one shard, batches of 100), in memory: with session intent from the
-    shipped intent model, as a new stack keeps it, so that feeds weigh associations by intent as deployed."""
-    store = MemoryStateStore()
-    intent = SessionIntent.shipped()
-    ingestor = Ingestor(store, MemoryBlobStore(), max_workers=1, intent=intent)
-    base = 49_000_000_000_000_000_000
-    records = [StreamRecord("shardId-000000000000", str(base + n), json.dumps(e).encode(), e["user_id"], time.time())
-               for n, e in enumerate(events)]
-    for start in range(0, len(records), 100):
-        outcome = ingestor.ingest(records[start:start + 100])
-        if outcome.failed:
-            raise RuntimeError(f"ingest failed while building the benchmark's state: {outcome.failed[:3]}")
-    store.calls.clear()
-    return store
-
-
-def _copy_to_dynamo(state: MemoryStateStore, stack: LocalStack) -> None:
-    assert stack.resources is not None
-    client = stack.aws.client("dynamodb")
-    for table, rows in state.snapshot().items():
-        name = stack.resources.name(f"{table.capitalize()}Table")
-        items = [{k: to_dynamo(v) for k, v in row.items()} for row in rows.values()]
-        for start in range(0, len(items), 25):
-            pending = [{"PutRequest": {"Item": item}} for item in items[start:start + 25]]
-            while pending:
-                response = client.batch_write_item(RequestItems={name: pending})
-                pending = response.get("UnprocessedItems", {}).get(name, [])
-
-
-def _feed_requests(state: MemoryStateStore, count: int, seed: int) -> list[tuple[str, str | None]]:
-    """(user, session) pairs: known shoppers in their last session, and some shoppers never seen."""
-    rng = random.Random(seed)
-    shoppers = sorted(state.snapshot().get("shoppers", {}).values(), key=lambda row: row[TABLES["shoppers"]])
-    known = [(row["user_id"], row.get("last_session_id")) for row in shoppers if "first_seen" in row]
-    if not known:
-        raise RuntimeError("the simulated state has no shoppers")
-    return [(f"u-unknown-{n}", None) if rng.random() < UNKNOWN_SHARE else rng.choice(known) for n in range(count)]
 
 
 # ---- measurements ------------------------------------------------------------------------------------
@@ -242,12 +195,8 @@ def _measure_handler(function: Any, recommender: Recommender, asks: list[tuple[s
     durations, trips = [], []
     store = recommender.store
     for n, (user, session) in enumerate(asks):
-        query = [("n", str(FEED_N))] + ([("session_id", session)] if session else [])
-        event = proxy_event("GET", f"/users/{user}/feed", resource="/users/{user_id}/feed",
-                            path_parameters={"user_id": user}, query=query, headers=[("x-api-key", "bench")],
-                            api_key="bench")
         before = store.calls["read"]
-        invocation = function.invoke(event)
+        invocation = function.invoke(feed_event(user, session))
         if not invocation.ok or invocation.payload["statusCode"] != 200:
             raise RuntimeError(f"the API failed during the benchmark: {invocation.error or invocation.payload}")
         if n >= WARMUP_REQUESTS:
@@ -270,52 +219,6 @@ def _row(store: str, what: str, budget: int, durations: list[float], trips: list
         "round_trips_avg": statistics.fmean(trips),
         "round_trips_max": max(trips),
     }
-
-
-_COLD_START_PROBE = """
-import json, sys, time
-started = time.perf_counter()
-import boto3, numpy, onnxruntime, pydantic
-import aws_lambda_powertools.event_handler, aws_lambda_powertools.logging, aws_lambda_powertools.metrics
-import tailor.serving
-imported = time.perf_counter()
-from tailor.models import load_model
-from tailor.ranking import MODEL_NAME, RankingModel
-load_model(MODEL_NAME, None, build=RankingModel.from_stored)
-model_loaded = time.perf_counter()
-import importlib.util
-spec = importlib.util.spec_from_file_location("app", sys.argv[1])
-app = importlib.util.module_from_spec(spec)
-before_init = time.perf_counter()
-spec.loader.exec_module(app)
-initialised = time.perf_counter()
-event = json.loads(sys.argv[2])
-response = app.lambda_handler(event, type("Context", (), {"function_name": "api", "memory_limit_in_mb": 1769,
-    "invoked_function_arn": "arn:aws:lambda:us-east-1:123456789012:function:api", "aws_request_id": "cold",
-    "get_remaining_time_in_millis": lambda self: 29000})())
-answered = time.perf_counter()
-assert response["statusCode"] == 200, response
-print(json.dumps({"imports_ms": (imported - started) * 1000, "model_load_ms": (model_loaded - imported) * 1000,
-                  "init_ms": (initialised - before_init) * 1000, "first_request_ms": (answered - initialised) * 1000}))
-"""
-
-
-def _cold_starts(stack: LocalStack, runs: int) -> dict[str, Any]:
-    """Fresh processes that import the API function as Lambda's init does, against the stack's AWS."""
-    function = stack.runtime.find("ApiFunction")
-    event = proxy_event("GET", "/users/u-unknown/feed", resource="/users/{user_id}/feed",
-                        path_parameters={"user_id": "u-unknown"}, query=[("n", str(FEED_N))])
-    env = {**os.environ, **function.environment, "PYTHONPATH": os.pathsep.join(str(p) for p in function.layer_dirs)}
-    assert function.code_dir is not None
-    samples = []
-    for _ in range(runs):
-        result = subprocess.run([sys.executable, "-c", _COLD_START_PROBE, str(function.code_dir / "app.py"),
-                                 json.dumps(event)], env=env, capture_output=True, text=True, timeout=300)
-        if result.returncode != 0:
-            raise RuntimeError(f"the cold-start probe failed:\n{result.stderr[-2000:]}")
-        samples.append(json.loads(result.stdout.strip().splitlines()[-1]))
-    median = {key: statistics.median(s[key] for s in samples) for key in samples[0]}
-    return {"runs": runs, **median, "cold_start_ms": median["imports_ms"] + median["init_ms"], "samples": samples}
 
 
 def _meets_targets(results: list[dict[str, Any]]) -> dict[str, bool]:
