@@ -1,13 +1,21 @@
-"""The embedded AWS: a moto server on loopback, boto3 clients for it, and the template's resources created in it."""
+"""The embedded AWS: a moto server on loopback in a process of its own, boto3 clients for it, and the template's
+resources created in it."""
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import logging
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -39,42 +47,205 @@ _CREATED_TYPES = ("AWS::SQS::Queue", "AWS::Kinesis::Stream", "AWS::S3::Bucket", 
 
 
 class MotoServer:
-    """moto's server on 127.0.0.1 in a background thread; port 0 picks a free port."""
+    """moto's server on 127.0.0.1 in a process of its own; port 0 picks a free port.
+
+    A process of its own, because moto is pure Python: in the functions' process its work (a DynamoDB update costs
+    it over 10 ms of interpreter time) would take turns for the one interpreter lock with everything the functions
+    do, so that an API request waited behind Ingest's writes even where the local AWS lets it pass them. Apart, the
+    two run side by side on two cores, as AWS and Lambda do, and the state of moto's in-process mocks (mock_aws)
+    is not this server's. The process serves until `stop()`, or until the process that started it is gone (its end
+    of the pipe closes)."""
 
     def __init__(self, port: int = DEFAULT_PORT, host: str = "127.0.0.1"):
         self.host = host
         self.port = port
-        self._server: Any = None
+        self._process: subprocess.Popen[str] | None = None
+        self._lock = threading.Lock()  # one command to the server process at a time
 
     def start(self) -> MotoServer:
-        # Imported here: loading moto takes a while, and only the process that runs the stack needs it.
-        from moto.server import ThreadedMotoServer
-
         if self.port:
             _ensure_port_free(self.host, self.port)
-        # werkzeug logs every request at INFO; the stack's own output is what matters here.
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        self._server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
-        self._server.start()
-        werkzeug_server = self._server._server  # serves each request on a thread of its own
-        werkzeug_server.app = _OneCallAtATime(werkzeug_server.app)
-        self.host, self.port = self._server.get_host_and_port()
+        package_root = str(Path(__file__).resolve().parent.parent)
+        environment = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            [package_root, *filter(None, [os.environ.get("PYTHONPATH")])])}
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", "from tailor_local.aws import serve; serve()", self.host, str(self.port)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=environment)
+        answer = self._process.stdout.readline().split() if self._process.stdout else []
+        if len(answer) != 3 or answer[0] != "serving":
+            self._process.kill()
+            self._process.wait()
+            self._process = None
+            raise RuntimeError(f"the local AWS did not start on {self.host}:{self.port} (it said {answer!r})")
+        self.host, self.port = answer[1], int(answer[2])
         return self
 
     @property
     def endpoint(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
+    @property
+    def pid(self) -> int | None:
+        """The server process's id while it runs."""
+        return self._process.pid if self._process is not None else None
+
+    def pause(self) -> None:
+        """Make the local AWS unreachable: from now on every request it receives has its connection cut, the
+        connections clients keep open included, as when an endpoint goes away. Its state stays as it is."""
+        self._command("pause")
+
+    def resume(self) -> int:
+        """Answer again after `pause()`; how many requests had their connection cut meanwhile."""
+        return int(self._command("resume"))
+
+    def stop(self, timeout: float = 5.0) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            assert process.stdin is not None
+            process.stdin.close()  # the server's cue to stop
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+    def _command(self, command: str) -> str:
+        with self._lock:
+            if self._process is None or self._process.stdin is None or self._process.stdout is None:
+                raise RuntimeError("the local AWS is not running")
+            self._process.stdin.write(command + "\n")
+            self._process.stdin.flush()
+            return self._process.stdout.readline().strip()
 
     def __enter__(self) -> MotoServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def serve() -> None:
+    """The local AWS's process (MotoServer starts it): moto on the host and port its arguments give, until its
+    standard input closes; "pause" and "resume" lines on it cut every request meanwhile, or stop doing so."""
+    # Imported here: loading moto takes a while, and only this process needs it.
+    from moto.server import ThreadedMotoServer
+
+    # Ctrl-C and SIGTERM reach the whole process group: the stack stops this process itself once its functions are
+    # done with it, and if the stack dies, its end of the pipe closes.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    host, port = sys.argv[1], int(sys.argv[2])
+    _serve_attribute_values_plainly()
+    gc.callbacks.append(_freeze_after_full_collection)
+    # werkzeug logs every request at INFO; the stack's own output is what matters.
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+    server.start()
+    werkzeug_server = server._server  # serves each request on a thread of its own, and looks its app up for each
+    gate = werkzeug_server.app = _OneCallAtATime(werkzeug_server.app)
+    outage = _Outage()
+    host, port = server.get_host_and_port()
+    print(f"serving {host} {port}", flush=True)
+    for line in sys.stdin:
+        if line.strip() == "pause":
+            outage = _Outage()
+            werkzeug_server.app = outage
+            print("paused", flush=True)
+        elif line.strip() == "resume":
+            werkzeug_server.app = gate
+            print(outage.cut, flush=True)
+    server.stop()
+
+
+def _freeze_after_full_collection(phase: str, info: dict[str, Any]) -> None:
+    """moto's state lives as long as the server, and a full collection walks all of it with every call on hold: over
+    100 ms once the stack holds a few thousand rows and records. What survives one is frozen, left out of the full
+    collections after it, so that each walks only what came since; reference counting still frees what moto lets go
+    of, and only garbage in reference cycles among frozen objects would stay."""
+    if phase == "stop" and info["generation"] == 2:
+        gc.freeze()
+
+
+def _serve_attribute_values_plainly() -> None:
+    """moto writes a DynamoDB answer by walking it through the service model, and each attribute value of an item
+    member by member (ten members, each looked up under several names): that is most of what a read costs it, some
+    20 ms for a shopper's and a session's rows. An attribute value is in its wire form already but for binary data,
+    so here it is written as it is, as the generic walk would write it; anything else takes the generic walk."""
+    from moto.core.serialize import BaseJSONSerializer
+
+    BaseJSONSerializer._serialize_type_structure = _plain_attribute_values(  # type: ignore[method-assign]
+        BaseJSONSerializer._serialize_type_structure)
+
+
+def _plain_attribute_values(generic: Any) -> Any:
+    """moto's JSON serializer's structure method `generic`, with DynamoDB attribute values written directly."""
+
+    def serialize_structure(self: Any, serialized: Any, value: Any, shape: Any, key: str) -> None:
+        plain = _plain(value, self._base64) if key and shape.name == "AttributeValue" else None
+        if plain is None:
+            generic(self, serialized, value, shape, key)
+        else:
+            self._default_serialize(serialized, plain, shape, key)
+
+    return serialize_structure
+
+
+def _plain(value: Any, base64: Callable[[Any], str]) -> dict[str, Any] | None:
+    """An attribute value ({"S": ...}, {"M": {...}}, ...) as moto's serializer writes it: strings as text, binary
+    data in base64, maps and lists member by member; None for what is not one (for the generic walk)."""
+    if not isinstance(value, dict) or len(value) != 1:
+        return None
+    ((kind, inner),) = value.items()
+    if inner is None:
+        return {} if kind in _ATTRIBUTE_KINDS else None
+    if kind in ("S", "N"):
+        return {kind: _text(inner)}
+    if kind in ("BOOL", "NULL"):
+        return {kind: inner}
+    if kind in ("SS", "NS") and isinstance(inner, list):
+        return {kind: [_text(x) for x in inner]}
+    if kind == "B":
+        return {kind: base64(inner)}
+    if kind == "BS" and isinstance(inner, list):
+        return {kind: [base64(x) for x in inner]}
+    if kind == "M" and isinstance(inner, dict):
+        members = {k: _plain(v, base64) for k, v in inner.items()}
+        return None if any(v is None for v in members.values()) else {kind: members}
+    if kind == "L" and isinstance(inner, list):
+        elements = [_plain(v, base64) for v in inner]
+        return None if any(v is None for v in elements) else {kind: elements}
+    return None
+
+
+def _text(value: Any) -> Any:
+    # As moto's serializer writes a string member.
+    return str(value) if value not in (None, {}, []) else value
+
+
+_ATTRIBUTE_KINDS = frozenset({"S", "N", "B", "SS", "NS", "BS", "M", "L", "NULL", "BOOL"})
+
+
+class _Outage:
+    """The local AWS unreachable: a request has its connection cut, after it was read to its end (left in the
+    buffer, werkzeug would parse it as the next request)."""
+
+    def __init__(self) -> None:
+        self.cut = 0
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        self.cut += 1
+        with contextlib.suppress(OSError, ValueError):
+            environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))  # the raw socket: no more than that
+        connection = environ.get("werkzeug.socket")
+        if connection is not None:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+        # werkzeug takes a ConnectionError from the application for a dropped connection and answers nothing.
+        raise ConnectionResetError("the local AWS is paused")
 
 
 class _OneCallAtATime:
@@ -90,7 +261,12 @@ class _OneCallAtATime:
 
     def __init__(self, app: Any):
         self.app = app
-        self._state = threading.Condition()
+        state = threading.Lock()
+        # Two queues on one lock, so that the end of a call wakes only whom it lets go: all the reads waiting, or one
+        # change. Waking every waiting thread at the end of each call (Ingest queues dozens of changes) would have
+        # them all take the interpreter lock in turn only to wait again, while a read that may go waits for it too.
+        self._reads = threading.Condition(state)
+        self._changes = threading.Condition(state)
         self._readers = 0  # reading now
         self._writing = False
         self._writers_waiting = 0
@@ -109,37 +285,41 @@ class _OneCallAtATime:
             self._end(reading)
 
     def _begin_read(self) -> None:
-        with self._state:
+        with self._reads:
             if not self._writing and not self._writers_waiting:
                 self._readers += 1
                 return
             turn = self._turn
             self._readers_waiting += 1
             while self._turn == turn and (self._writing or self._writers_waiting):
-                self._state.wait()
+                self._reads.wait()
             self._readers_waiting -= 1
             if self._turn != turn:
                 self._let_in -= 1
             self._readers += 1
 
     def _begin_write(self) -> None:
-        with self._state:
+        with self._changes:
             self._writers_waiting += 1
             while self._writing or self._readers or self._let_in:
-                self._state.wait()
+                self._changes.wait()
             self._writers_waiting -= 1
             self._writing = True
 
     def _end(self, reading: bool) -> None:
-        with self._state:
+        with self._changes:
             if reading:
                 self._readers -= 1
+                if not self._readers and not self._let_in:
+                    self._changes.notify()
             else:
                 self._writing = False
                 if self._readers_waiting:  # the reads waiting now go next, all of them
                     self._turn += 1
                     self._let_in += self._readers_waiting
-            self._state.notify_all()
+                    self._reads.notify_all()
+                else:
+                    self._changes.notify()
 
 
 # Calls that change nothing in moto's backends, by X-Amz-Target.

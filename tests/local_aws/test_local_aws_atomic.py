@@ -143,3 +143,37 @@ def until(condition, timeout=10):
     while not condition():
         assert time.monotonic() < deadline
         time.sleep(0.01)
+
+
+def test_under_many_changes_and_reads_at_once_a_change_always_runs_alone_and_every_call_ends():
+    from tailor_local.aws import _OneCallAtATime
+
+    lock = threading.Lock()
+    running = {"reads": 0, "changes": 0}
+    overlaps = []
+
+    def app(environ, start_response):
+        kind = "reads" if environ["HTTP_X_AMZ_TARGET"].endswith("GetItem") else "changes"
+        with lock:
+            running[kind] += 1
+            if running["changes"] > 1 or (running["changes"] and running["reads"]):
+                overlaps.append(dict(running))
+        time.sleep(0.001)
+        with lock:
+            running[kind] -= 1
+        return [b""]
+
+    guard = _OneCallAtATime(app)
+
+    def calls(target, n):
+        for _ in range(n):
+            guard({"HTTP_X_AMZ_TARGET": target}, None)
+
+    threads = [threading.Thread(target=calls, args=("DynamoDB_20120810.UpdateItem", 40)) for _ in range(16)]
+    threads += [threading.Thread(target=calls, args=("DynamoDB_20120810.GetItem", 40)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not any(thread.is_alive() for thread in threads)
+    assert not overlaps

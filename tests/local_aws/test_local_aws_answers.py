@@ -1,0 +1,53 @@
+"""The local AWS writes DynamoDB attribute values directly, exactly as moto's generic serializer writes them."""
+
+import json
+import uuid
+
+import pytest
+from moto.core.serialize import BaseJSONSerializer, JSONSerializer, XFormedAttributePicker
+from moto.core.utils import get_service_model
+
+from tailor_local.aws import LocalAws, MotoServer, _plain_attribute_values
+
+ITEM = {
+    "id": {"S": "u-1"}, "count": {"N": "42"}, "ratio": {"N": "0.125"}, "flag": {"BOOL": False},
+    "nothing": {"NULL": True}, "blob": {"B": b"\x00\xffbytes"}, "tags": {"SS": ["a", "b"]}, "scores": {"NS": ["1", "2.5"]},
+    "blobs": {"BS": [b"\x01", b"\x02\x03"]}, "empty": {"S": ""}, "unset": {"S": None},
+    "nested": {"M": {"list": {"L": [{"S": "x"}, {"N": "1"}, {"M": {"deep": {"BOOL": True}}}, {"L": []}]},
+                     "map": {"M": {}}, "blob": {"B": b"\x10"}}},
+    "odd": {"S": "a", "N": "1"},  # not an attribute value: the generic walk writes what it makes of it
+}
+
+
+@pytest.mark.parametrize(("operation", "result"), [
+    ("BatchGetItem", {"Responses": {"t": [ITEM, {"id": {"S": "u-2"}}]}, "UnprocessedKeys": {},
+                      "ConsumedCapacity": [{"CapacityUnits": 2, "TableName": "t"}]}),
+    ("GetItem", {"Item": ITEM}),
+    ("Query", {"Items": [ITEM], "Count": 1, "ScannedCount": 1, "LastEvaluatedKey": {"id": {"S": "u-1"}}}),
+    ("UpdateItem", {"Attributes": ITEM}),
+])
+def test_answers_with_attribute_values_are_written_as_moto_writes_them(monkeypatch, operation, result):
+    model = get_service_model("dynamodb").operation_model(operation)  # as moto loads it
+
+    def body():
+        serializer = JSONSerializer(operation_model=model, value_picker=XFormedAttributePicker())
+        return json.loads(serializer.serialize(result)["body"])
+
+    generic = body()
+    monkeypatch.setattr(BaseJSONSerializer, "_serialize_type_structure",
+                        _plain_attribute_values(BaseJSONSerializer._serialize_type_structure))
+    assert body() == generic
+
+
+def test_items_of_every_attribute_type_come_back_as_they_were_put():
+    item = {k: v for k, v in ITEM.items() if k not in ("odd", "unset")}
+    with MotoServer(port=0) as server:
+        dynamodb = LocalAws(server.endpoint).client("dynamodb")
+        table = f"t-{uuid.uuid4().hex[:8]}"
+        dynamodb.create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
+                              AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+                              KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}])
+        dynamodb.put_item(TableName=table, Item=item)
+        assert dynamodb.get_item(TableName=table, Key={"id": {"S": "u-1"}}, ConsistentRead=True)["Item"] == item
+        got = dynamodb.batch_get_item(RequestItems={table: {"Keys": [{"id": {"S": "u-1"}}]}})
+        assert got["Responses"][table] == [item]
