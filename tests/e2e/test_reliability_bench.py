@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.e2e]
 TINY = [
     "--cases", "purchase price 1e308 x 10000,timestamp a year ahead,NaN literal,non-JSON body,bad UTF-8,"
                "deep nesting /events,deep nesting /rerank,injection strings as ids,unicode ids,"
-               "stream: non-JSON,stream: purchase price 1e308 x 10000,stream: lone surrogate",
+               "stream: non-JSON,stream: purchase price 1e308 x 10000,stream: lone surrogate,stream: null byte in user_id",
     "--fuzz-examples", "1", "--fuzz-seconds", "20",
     "--crowd", "4", "--idle-feeds", "10",
     "--burst-requests", "2", "--burst-events", "5", "--burst-concurrency", "2",
@@ -39,8 +39,9 @@ def test_a_tiny_reliability_run_writes_every_figure_and_bad_input_gets_no_server
         events = report[part]["events"]
         assert set(events) >= {"sent", "accepted", "applied", "lost", "double_counted"}, part
         assert events["applied"] <= events["accepted"] <= events["sent"], (part, events)
-    assert len(report["bad_input"]["http"]["cases"]) == 9 and report["bad_input"]["stream"]["records"] == 3
+    assert len(report["bad_input"]["http"]["cases"]) == 9 and report["bad_input"]["stream"]["records"] == 4
     assert {"idle", "under_burst", "p99_ratio"} <= set(report["burst"])
+    assert {"duplicated_on_stream", "duplicated_sent_again", "duplicated_sent_once"} <= set(report["stream"])
     assert [e["sessions"] for e in report["erasure"]] == [12, 3]
     assert all({"answer_s", "clean_s", "leftovers"} <= set(e) for e in report["erasure"])
     assert all(check["what"].split(" (")[0] in table for check in report["checks"])

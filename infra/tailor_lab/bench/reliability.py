@@ -25,7 +25,6 @@ import logging
 import os
 import platform
 import random
-import socket
 import threading
 import time
 import traceback
@@ -275,7 +274,8 @@ def _describe_erasures(erasures: list[dict[str, Any]]) -> list[str]:
 
 def _describe_stream(audit: dict[str, Any]) -> list[str]:
     return [f"On the stream: {audit['valid_on_stream']} of {audit['valid_accepted']} accepted valid events, "
-            f"{audit['duplicated_on_stream']} of them more than once"]
+            f"{audit['duplicated_on_stream']} of them more than once ({audit['duplicated_sent_again']} sent again by "
+            f"the client, {audit['duplicated_sent_once']} sent once)"]
 
 
 _DESCRIBERS: dict[str, Callable[[Any], list[str]]] = {
@@ -636,6 +636,7 @@ class _Bench:
     def _send_again(self, events: list[dict[str, Any]], ledger: _Ledger, attempts: int = 3) -> None:
         """What a careful client does with events it cannot know got in (no answer, a 5xx, a retryable refusal): send
         them again, a few times. Ingest must count each of them once however often it comes."""
+        ledger.sent_again.update(event["event_id"] for event in events)
         for attempt in range(attempts):
             if not events:
                 return
@@ -752,8 +753,13 @@ class _Bench:
             event_id = event.get("event_id") if isinstance(event, dict) else None
             if isinstance(event_id, str) and event_id in wanted:
                 seen[event_id] += 1
-        return {"valid_accepted": len(wanted), "valid_on_stream": len(seen),
-                "duplicated_on_stream": sum(1 for n in seen.values() if n > 1)}
+        sent_again = {event_id for ledger in self.ledgers.values() for event_id in ledger.sent_again}
+        duplicated = {event_id for event_id, n in seen.items() if n > 1}
+        # An event the client sent again after an answer that did not say whether it got in may well be there twice;
+        # one sent once is there twice only if the API (or its SDK) sent it twice.
+        return {"valid_accepted": len(wanted), "valid_on_stream": len(seen), "duplicated_on_stream": len(duplicated),
+                "duplicated_sent_again": len(duplicated & sent_again),
+                "duplicated_sent_once": len(duplicated - sent_again)}
 
     # ---- draining and counting
 
@@ -999,6 +1005,8 @@ def _stream_cases(probe: _Probe) -> list[_StreamCase]:
     case("wrong types", lambda m, u, b: ("{" + b + ',"event_type":"purchase","price":"abc","quantity":[1]}').encode())
     case("null byte", lambda m, u, b: ("{" + b + ',"event_type":"view","category":"a\\u0000b"}').encode() + b"\x00")
     case("lone surrogate", lambda m, u, b: ("{" + b + ',"event_type":"view","category":"\\ud800"}').encode())
+    case("null byte in user_id", lambda m, u, b: ("{" + b.replace(f'"user_id":"{u}"', f'"user_id":"{u}\\u0000x"')
+                                                 + ',"event_type":"view"}').encode())
     case("partition key not the user", lambda m, u, b: ("{" + b + ',"event_type":"view"}').encode(),
          partition_key="someone-else")
     case("user_id of 300 characters", lambda m, u, b: ("{" + b.replace(f'"user_id":"{u}"', f'"user_id":"{"u" * 300}"')
@@ -1102,36 +1110,20 @@ def _status_path(status_url: Any, api_url: str) -> str | None:
 
 
 class _Outage:
-    """The embedded AWS unreachable: every request it receives has its connection cut, the connections clients
-    keep open included, as when the endpoint goes away; afterwards it answers as before, its state intact."""
+    """The embedded AWS unreachable (tailor_local.aws.MotoServer.pause): every request it receives has its connection
+    cut, the connections clients keep open included, as when the endpoint goes away; afterwards it answers as
+    before, its state intact. `cut` counts the requests cut."""
 
     def __init__(self, stack: LocalStack):
-        # moto's werkzeug server looks its application up for every request, so swapping it takes effect at once.
-        try:
-            self._server = stack.server._server._server  # MotoServer -> ThreadedMotoServer -> werkzeug server
-            self._app = self._server.app
-        except AttributeError:
-            raise RuntimeError("cannot reach the embedded AWS's HTTP server to pause it") from None
+        self.server = stack.server
         self.cut = 0
 
     def __enter__(self) -> _Outage:
-        self._server.app = self._refuse
+        self.server.pause()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.app = self._app
-
-    def _refuse(self, environ: dict[str, Any], start_response: Any) -> Any:
-        self.cut += 1
-        # Read the request to its end first: left in the buffer, werkzeug would parse it as the next request.
-        with contextlib.suppress(OSError, ValueError):
-            environ["wsgi.input"].read()
-        connection = environ.get("werkzeug.socket")
-        if connection is not None:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-        # werkzeug takes a ConnectionError from the application for a dropped connection and answers nothing.
-        raise ConnectionResetError("the embedded AWS is paused")
+        self.cut = self.server.resume()
 
 
 # ---- state and archive reads ---------------------------------------------------------------------------
@@ -1153,6 +1145,7 @@ class _Ledger:
     shoppers: Counter = field(default_factory=Counter)
     items: Counter = field(default_factory=Counter)  # (item_id, counter) -> units
     event_ids: set[str] = field(default_factory=set)
+    sent_again: set[str] = field(default_factory=set)  # ids of events the client sent more than once
     tolerated: Counter = field(default_factory=Counter)  # shopper -> events beyond these that they may also show
 
     def tolerate(self, user_id: str) -> None:
@@ -1350,6 +1343,8 @@ def _checks(sections: dict[str, Any]) -> list[dict[str, Any]]:
         cases = bad["http"]["cases"]
         unnamed = sum(1 for c in cases if c.get("refusal_names_field") is False)
         checks.append(_check("refused bad events whose reason does not name the field", unnamed, "0", unnamed == 0))
+        bad_accepted = sum(1 for c in cases if c.get("bad_accepted"))
+        checks.append(_check("bad events accepted at the door", bad_accepted, "0", bad_accepted == 0))
         valid_refused = sum(c.get("valid_refused", 0) for c in cases)
         checks.append(_check("valid events refused beside bad ones", valid_refused, "0", valid_refused == 0))
         not_quarantined = bad["stream"]["records"] - bad["stream"]["quarantined"]
@@ -1367,6 +1362,10 @@ def _checks(sections: dict[str, Any]) -> list[dict[str, Any]]:
         checks.append(_check(f"erasure done and nothing left, s ({label})",
                              clean if clean is not None else "not clean", f"<= {GOALS['erasure_clean_s']:g}",
                              clean is not None and clean <= GOALS["erasure_clean_s"] and erasure["done_s"] is not None))
+    audit = sections.get("stream")
+    if isinstance(audit, dict) and "error" not in audit:
+        checks.append(_check("accepted events on the stream twice though sent once", audit["duplicated_sent_once"],
+                             "0", audit["duplicated_sent_once"] == 0))
     if "burst" in finished:
         ratio = burst["p99_ratio"]
         failed_feeds = burst["idle"]["failed"] + burst["under_burst"]["failed"]
