@@ -159,8 +159,8 @@ def measure(variants: Mapping[str, LocalFunction], events: list[dict[str, Any]],
             latency_ms: Mapping[str, float] = LATENCY_MS, connect_ms: float = CONNECT_MS, hidden: Iterable[str] = (),
             profile: Path | None = None) -> list[dict[str, Any]]:
     """Start each of `variants` (label -> function: one function from different checkouts, say) in a fresh process
-    per event, in turn, so that they share the machine's conditions, and answer the event: start k of the v-th
-    variant takes events[k * len(variants) + v]. The first start of each is untimed (it fills the file cache as a
+    per event, in turn, so that they share the machine's conditions, and answer the event: round k's starts, one of
+    each variant, take events[k * len(variants):(k + 1) * len(variants)]. The first start of each is untimed (it fills the file cache as a
     warm host's is); the medians of the rest, a row per variant. Every AWS endpoint a function is pointed at is put
     behind a LatencyEndpoint, and the time it waited on the local AWS beyond the modelled latency is taken out.
     `hidden` top-level modules are not found (see not_deployed). With `profile` (a folder), the untimed start
@@ -187,7 +187,9 @@ def measure(variants: Mapping[str, LocalFunction], events: list[dict[str, Any]],
         samples: dict[str, list[dict[str, Any]]] = {label: [] for label in variants}
         for n, event in enumerate(events):
             k, v = divmod(n, len(variants))
-            label, function = list(variants.items())[v]
+            # Each round in the other order: what one start leaves behind (the file cache, reads to replay) favours
+            # every variant alike.
+            label, function = list(variants.items())[v if k % 2 == 0 else len(variants) - 1 - v]
             samples[label].append(_start(function, event, environments[label], list(endpoints.values()),
                                          profile=(profile / label if label else profile) if profile and k == 0
                                          else None))
@@ -247,7 +249,8 @@ def format_table(report: dict[str, Any]) -> str:
         f"Cold starts: the median of {w['runs']} fresh processes per function (after one untimed), Python "
         f"{report['machine']['python']}, load average {report['machine']['load_average'][0]:.1f} on "
         f"{report['machine']['cpus']} cores; the state of {w['simulated_shoppers']} simulated shoppers in the local "
-        f"AWS, answering each call after {latency} (+{report['connect_ms']:g} ms on a new connection); packages "
+        f"AWS, answering each call after {latency} (+{report['connect_ms']:g} ms on a new connection; a read "
+        f"asked before, from memory); packages "
         f"{report['packages']}, X-Ray tracing {report['tracing']}",
         f"First request: a known shopper's feed of {w['feed_n']} (API); {w['ingest_batch']} events never seen "
         "before (Ingest); to first answer: imports, init and the first request. The local AWS's time beyond that "
@@ -257,7 +260,7 @@ def format_table(report: dict[str, Any]) -> str:
 
 _MEDIANS = ("imports_ms", "init_ms", "cold_start_ms", "first_request_ms", "first_answer_ms",
             "first_request_imports_ms", "init_calls",
-            "first_request_calls", "init_excess_ms", "first_request_excess_ms", "modules")
+            "first_request_calls", "init_excess_ms", "first_request_excess_ms", "replayed_calls", "modules")
 
 
 def _start(function: LocalFunction, event: dict[str, Any], env: dict[str, str], endpoints: list[LatencyEndpoint], *,
@@ -300,6 +303,7 @@ def _start(function: LocalFunction, event: dict[str, Any], env: dict[str, str], 
         "first_request_calls": len(first_calls),
         "init_excess_ms": init_excess,
         "first_request_excess_ms": first_excess,
+        "replayed_calls": sum(c.replayed for c in calls),
         "modules": result["modules"],
         "calls": {"init": dict(Counter(f"{c.service} {c.operation}" for c in init_calls)),
                   "first_request": dict(Counter(f"{c.service} {c.operation}" for c in first_calls))},

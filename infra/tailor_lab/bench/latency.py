@@ -1,12 +1,14 @@
-"""An endpoint in front of the local AWS that answers each call no sooner than AWS in the region would: moto's own
-speed (a BatchGetItem of 100 rows takes it tens of milliseconds, an UpdateItem over 10 ms of interpreter time) is
-not DynamoDB's, and a cold start timed against it measures moto.
+"""An endpoint in front of the local AWS that answers each call no sooner than AWS in the region would, and not much
+later: moto's own speed (a BatchGetItem of 100 rows takes it tens of milliseconds, an UpdateItem over 10 ms of
+interpreter time, one call at a time) is not DynamoDB's, and a cold start timed against it measures moto.
 
-Each call is passed on to the local AWS and its answer held until the call has taken the modelled latency: the
-service's per-call latency, plus a handshake on a connection's first call. Where the local AWS took longer than
-that, the call logs by how much (`Call.excess`), and `excess_ms` gives the time, within a window, that callers
-spent waiting on the local AWS beyond the model, overlapping calls counted once: what to take out of a timing to
-have it against the modelled AWS.
+Each call is answered once it has taken the modelled latency: the service's per-call latency, plus a handshake on a
+connection's first call. A read asked before, byte for byte, with no write through the endpoint since, is answered
+with the answer the local AWS gave it then (with `replay`); any other call is passed on to the local AWS. Where the
+local AWS took longer than the model, the call logs by how much (`Call.excess`), and `excess_ms` gives the time,
+within a window, that callers spent waiting on it beyond the model, overlapping calls counted once: what to take out
+of a timing to have it against the modelled AWS (exact for a caller that waits on one call at a time; where calls
+overlap a caller's own work, an estimate).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ CONNECT_MS = 10.0
 _HOP = frozenset({"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
                   "expect", "host", "content-length"})
 _SCOPE = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/aws4_request")
+# Calls of JSON protocols that change nothing, by their operation's first word; for the others, GET and HEAD.
+_READING = ("Get", "BatchGet", "Query", "Scan", "List", "Describe")
 
 
 @dataclass(frozen=True)
@@ -42,8 +46,9 @@ class Call:
     operation: str  # BatchGetItem for a JSON protocol; the method and the path's first part for a REST one
     started: float
     budget_s: float  # the modelled latency of this call
-    upstream_s: float  # how long the local AWS took to answer
+    upstream_s: float  # how long the local AWS took to answer (0 for a replayed read)
     status: int
+    replayed: bool = False
 
     @property
     def excess(self) -> tuple[float, float] | None:
@@ -54,18 +59,21 @@ class Call:
 
 
 class LatencyEndpoint:
-    """An HTTP endpoint on 127.0.0.1 passing every call on to `upstream` (an http:// URL), each answered after the
-    modelled latency at the soonest. `latency_ms` maps signing names to ms ("*" for the rest)."""
+    """An HTTP endpoint on 127.0.0.1 in front of `upstream` (an http:// URL), each call answered after the modelled
+    latency at the soonest. `latency_ms` maps signing names to ms ("*" for the rest); `replay` answers a read
+    asked before from memory, until the next write."""
 
     def __init__(self, upstream: str, *, latency_ms: Mapping[str, float] = LATENCY_MS,
-                 connect_ms: float = CONNECT_MS):
+                 connect_ms: float = CONNECT_MS, replay: bool = True):
         parts = urlsplit(upstream)
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"upstream must be an http:// URL, not {upstream!r}")
         self.upstream = (parts.hostname, parts.port or 80)
         self.latency_ms = dict(latency_ms)
         self.connect_ms = connect_ms
+        self.replay = replay
         self.calls: list[Call] = []
+        self._answers: dict[tuple[Any, ...], _Answer] = {}
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
@@ -100,6 +108,21 @@ class LatencyEndpoint:
         with self._lock:
             return [c for c in self.calls if start <= c.started <= end]
 
+    def _answer(self, call: tuple[Any, ...], reads: bool, pass_on: Any) -> tuple[_Answer, bool]:
+        """The answer to `call`, remembered or the local AWS's (from `pass_on()`), and whether it was remembered."""
+        if self.replay and reads:
+            with self._lock:
+                known = self._answers.get(call)
+            if known is not None:
+                return known, True
+        answer = pass_on()
+        with self._lock:
+            if not reads:
+                self._answers.clear()  # a write may change what any read answers
+            elif self.replay and 200 <= answer.status < 300:
+                self._answers[call] = answer
+        return answer, False
+
     def _log(self, call: Call) -> None:
         with self._lock:
             self.calls.append(call)
@@ -114,6 +137,14 @@ def excess_ms(calls: list[Call], start: float, end: float) -> float:
             total += b - max(a, reach)
         reach = max(reach, b)
     return total * 1000
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    reason: str
+    headers: list[tuple[str, str]]
+    payload: bytes
 
 
 def _handler(endpoint: LatencyEndpoint) -> type[BaseHTTPRequestHandler]:
@@ -138,29 +169,34 @@ def _handler(endpoint: LatencyEndpoint) -> type[BaseHTTPRequestHandler]:
             service = scope.group(1) if scope else "*"
             target = self.headers.get("X-Amz-Target")
             operation = target.rsplit(".", 1)[-1] if target else _rest_operation(self.command, self.path)
-            headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
-            if self.upstream is None:
-                self.upstream = http.client.HTTPConnection(*endpoint.upstream, timeout=300)
-            self.upstream.request(self.command, self.path, body=body, headers=headers)
-            answer = self.upstream.getresponse()
-            payload = answer.read()
-            upstream_s = time.monotonic() - started
+            reads = operation.startswith(_READING) if target else self.command in ("GET", "HEAD")
+            answer, replayed = endpoint._answer((service, self.command, self.path, target, body), reads,
+                                                lambda: self._upstream(body))
+            upstream_s = 0.0 if replayed else time.monotonic() - started
             budget = endpoint.budget_s(service, self.calls_on_connection == 0)
             self.calls_on_connection += 1
-            endpoint._log(Call(service, operation, started, budget, upstream_s, answer.status))
+            endpoint._log(Call(service, operation, started, budget, upstream_s, answer.status, replayed))
             wait = started + budget - time.monotonic()
             if wait > 0:
                 time.sleep(wait)
             self.send_response(answer.status, answer.reason)
-            for key, value in answer.getheaders():
+            for key, value in answer.headers:
                 if key.lower() not in _HOP:
                     self.send_header(key, value)
             # A HEAD's answer has no body, and its Content-Length is the object's.
-            self.send_header("Content-Length", answer.getheader("Content-Length", "0") if self.command == "HEAD"
-                             else str(len(payload)))
+            self.send_header("Content-Length", dict((k.lower(), v) for k, v in answer.headers).get("content-length", "0")
+                             if self.command == "HEAD" else str(len(answer.payload)))
             self.end_headers()
             if self.command != "HEAD":
-                self.wfile.write(payload)
+                self.wfile.write(answer.payload)
+
+        def _upstream(self, body: bytes | None) -> _Answer:
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
+            if self.upstream is None:
+                self.upstream = http.client.HTTPConnection(*endpoint.upstream, timeout=300)
+            self.upstream.request(self.command, self.path, body=body, headers=headers)
+            response = self.upstream.getresponse()
+            return _Answer(response.status, response.reason, response.getheaders(), response.read())
 
     return Handler
 
