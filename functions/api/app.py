@@ -82,9 +82,7 @@ recommender = Recommender.start(DynamoStateStore(_dynamodb, settings.tables), Mo
                                                   mode=settings.persona_mode))
 errors.register(app)
 docs.register(app)
-producer = EventProducer(client("kinesis", **PUT_RECORDS_CLIENT), settings.event_stream)
 state = DynamoStateStore(_dynamodb, settings.tables)
-erasures = SqsQueue(client("sqs", **_aws), settings.erasure_queue_url)
 
 
 @app.get("/users/<user_id>/feed", summary="A shopper's feed", tags=["ranking"])
@@ -136,7 +134,7 @@ def profile(user_id: UserId) -> dict[str, Any]:
 
 @app.post("/events", summary="Shopper events onto the event stream (at most 500)", tags=["events"])
 def put_events(body: Annotated[EventsIn, Body()]) -> EventsOut:
-    outcome = producer.send(body.events)
+    outcome = _producer().send(body.events)
     metrics.add_metric(name="EventsRefused", unit=MetricUnit.Count, value=len(outcome.refused))
     return EventsOut.model_validate(outcome.to_json())
 
@@ -148,7 +146,7 @@ def put_events(body: Annotated[EventsIn, Body()]) -> EventsOut:
                        404: {"description": "Tailor has never seen them; their events are refused from now on all "
                                             "the same", "content": {"application/json": {"model": ErasureOut}}}})
 def erase(user_id: UserId) -> Response[ErasureOut]:
-    erasure = _erasure(request_erasure(state, erasures, user_id))
+    erasure = _erasure(request_erasure(state, _erasures(), user_id))
     logger.info("erasure requested", extra={"erasure_id": erasure.erasure_id, "status": erasure.status})
     never_seen = erasure.status == NOTHING_TO_ERASE
     if never_seen:
@@ -184,6 +182,18 @@ def _decoded_path_parameters(app: APIGatewayRestResolver, next_middleware: Any) 
 
 
 app.use(middlewares=[_decoded_path_parameters])
+
+
+# The Kinesis and SQS clients are made by the first request that sends events or queues an erasure: most containers
+# only rank, and a client costs a cold start tens of milliseconds of service model loading.
+@functools.cache
+def _producer() -> EventProducer:
+    return EventProducer(client("kinesis", **PUT_RECORDS_CLIENT), settings.event_stream)
+
+
+@functools.cache
+def _erasures() -> SqsQueue:
+    return SqsQueue(client("sqs", **_aws), settings.erasure_queue_url)
 
 
 def _filters(available_only: bool, min_price: float | None, max_price: float | None, categories: list[str] | None,

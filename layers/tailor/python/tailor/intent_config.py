@@ -3,8 +3,8 @@
 The template names an AppConfig application, environment and configuration profile and passes them to
 the functions as INTENT_CONFIG_APPLICATION, INTENT_CONFIG_ENVIRONMENT and INTENT_CONFIG_PROFILE. A
 function asks `FactorsSource` for the current factors on every batch or request; the source reads
-AppConfig through Powertools parameters (which cache a configuration for `max_age` seconds), so a
-new configuration deployed in AppConfig takes effect within a minute, without a deploy. Without
+AppConfig's data plane at most once every `max_age` seconds, so a new configuration deployed in
+AppConfig takes effect within a minute, without a deploy. Without
 those variables, or when AppConfig cannot be reached or holds an invalid document, the factors
 shipped in the layer (tailor/intent_factors.json) apply, or the last valid AppConfig ones when
 there were some. A fallback is logged in one line, once until its reason changes or AppConfig
@@ -22,12 +22,15 @@ from typing import Any
 
 from tailor.intent import IntentFactors
 
-__all__ = ["CONFIG_VARIABLES", "FactorsSource"]
+__all__ = ["CONFIG_VARIABLES", "AppConfigData", "FactorsSource"]
 
 logger = logging.getLogger(__name__)
 
 CONFIG_VARIABLES = ("INTENT_CONFIG_APPLICATION", "INTENT_CONFIG_ENVIRONMENT", "INTENT_CONFIG_PROFILE")
 MAX_AGE_SECONDS = 60
+# AppConfigData is asked once at start and then at most once a minute, from within a request or batch: it answers in
+# that time or the last factors stay, rather than hold a request for botocore's minute-long defaults.
+_CLIENT = {"connect_timeout": 2, "read_timeout": 5, "max_attempts": 2}
 _REASON_CHARS = 200  # an error's text in the log line, at most (some come with a whole HTML page)
 
 
@@ -37,12 +40,12 @@ class FactorsSource:
     def __init__(self, environ: Mapping[str, str] | None = None, *, max_age: float = MAX_AGE_SECONDS,
                  fetch: Callable[[str, str, str, int], Any] | None = None, clock: Callable[[], float] = time.monotonic):
         """`fetch(profile, environment, application, max_age)` returns the AppConfig document (bytes, str or
-        dict); by default Powertools parameters' get_app_config."""
+        dict); by default AppConfigData's, through a boto3 client made on the first fetch."""
         environ = os.environ if environ is None else environ
         names = [environ.get(v, "") for v in CONFIG_VARIABLES]
         self.location: tuple[str, str, str] | None = tuple(names) if all(names) else None  # type: ignore[assignment]
         self.max_age = max_age
-        self._fetch = fetch or _get_app_config
+        self._fetch = fetch or AppConfigData()
         self._clock = clock
         self._current = IntentFactors.default()
         self._checked_at: float | None = None
@@ -79,6 +82,43 @@ class FactorsSource:
         return factors
 
 
+class AppConfigData:
+    """A configuration from AppConfig's data plane, polled as AppConfig asks: a session started once, then the latest
+    configuration asked for with the token the previous answer gave; an empty answer means it has not changed.
+
+    Its boto3 client is made on the first call, from the process's default session (whose loaded service data
+    every client shares); a failed call starts a new session on the next, so that an expired token mends itself."""
+
+    def __init__(self, client: Any = None):
+        self._client = client
+        self._token: str | None = None
+        self._document: bytes | None = None
+
+    def __call__(self, profile: str, environment: str, application: str, max_age: int) -> bytes:
+        if self._client is None:
+            from tailor.aws_clients import client
+
+            self._client = client("appconfigdata", **_CLIENT)
+        try:
+            if self._token is None:
+                self._token = self._client.start_configuration_session(
+                    ApplicationIdentifier=application, EnvironmentIdentifier=environment,
+                    ConfigurationProfileIdentifier=profile,
+                    RequiredMinimumPollIntervalInSeconds=max(15, min(max_age, 86_400)),
+                )["InitialConfigurationToken"]
+            answer = self._client.get_latest_configuration(ConfigurationToken=self._token)
+        except Exception:
+            self._token = None
+            raise
+        self._token = answer["NextPollConfigurationToken"]
+        content = answer["Configuration"].read()
+        if content:
+            self._document = content
+        if self._document is None:
+            raise LookupError(f"AppConfig holds no configuration for {application}/{environment}/{profile}")
+        return self._document
+
+
 def _reason(exc: Exception) -> str:
     """The error in one short line: an endpoint that is not AppConfig can answer with an HTML page."""
     text = re.sub(r"\s+", " ", re.sub(r"<[^>]*>", " ", str(exc))).strip()
@@ -87,8 +127,4 @@ def _reason(exc: Exception) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _get_app_config(profile: str, environment: str, application: str, max_age: int) -> Any:
-    from aws_lambda_powertools.utilities import parameters
 
-    return parameters.get_app_config(name=profile, environment=environment, application=application,
-                                     max_age=max_age)

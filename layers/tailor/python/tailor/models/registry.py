@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,7 +27,7 @@ from typing import Any, TypeVar
 
 from tailor.store.port import BlobStore
 
-__all__ = ["DEFAULT_DIR", "ModelRegistry", "StoredModel", "default_model", "load_model", "model_version"]
+__all__ = ["DEFAULT_DIR", "LazyModel", "ModelRegistry", "StoredModel", "default_model", "load_model", "model_version"]
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +136,32 @@ def load_model(name: str, registry: ModelRegistry | None = None, *, build: Calla
         except Exception as exc:  # a broken or unreadable registry must not take serving down
             logger.warning("cannot use the registry's %s model (%s); using the shipped default", name, exc)
     return build(default_model(name, directory))
+
+
+class LazyModel:
+    """`load_model(name, registry, build=build)`, called on first use rather than at once: for a model that few
+    requests need, so that a cold start pays for its registry reads and its inference session only when one does.
+    Attributes are the loaded model's."""
+
+    def __init__(self, name: str, registry: ModelRegistry | None, *, build: Callable[[StoredModel], Any]):
+        self._load = lambda: load_model(name, registry, build=build)
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def model(self) -> Any:
+        """The model, loaded now if it has not been."""
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    self._model = self._load()
+        return self._model
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(self.model(), attribute)
 
 
 def _check_name(name: str) -> None:

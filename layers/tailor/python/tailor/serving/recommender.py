@@ -11,6 +11,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -18,11 +19,12 @@ from typing import Any
 from tailor.events import Event, parse_event
 from tailor.intent import MODEL_NAME as INTENT_MODEL
 from tailor.intent import IntentFactors, IntentModel
-from tailor.models import ModelRegistry, load_model
+from tailor.models import LazyModel, ModelRegistry, load_model
 from tailor.ranking import (
     DEFAULT_ROUTES,
     MODEL_NAME,
     CommercialPerformance,
+    ConversionPrior,
     Filters,
     Pipeline,
     PurchaseProbability,
@@ -90,19 +92,27 @@ class Recommender:
     def start(cls, store: StateStore, registry: ModelRegistry | None, *, warm: bool = True,
               **kwargs: Any) -> Recommender:
         """The current ranker and intent model from `registry` (or the shipped defaults without one). Build it
-        once per container: it loads the models, reads the intent factors and, with `warm`, reads the popular
-        items into its cache before the first request."""
-        model = load_model(MODEL_NAME, registry, build=RankingModel.from_stored)
-        kwargs.setdefault("intent_model", load_model(INTENT_MODEL, registry, build=IntentModel.from_stored))
-        if kwargs.get("factors") is not None:
-            kwargs["factors"]()  # read at start, not in a request
-        recommender = cls(store, model, **kwargs)
-        if warm:
-            try:
-                recommender.pipeline.warm(recommender.clock())
-            except Exception:  # an empty or unreachable table must not stop the container from starting
-                logger.exception("could not warm the ranking cache")
-        return recommender
+        once per container: it loads the ranker, reads the intent factors and, with `warm`, reads the popular
+        items into its cache before the first request. The ranker's registry reads and the factors' read wait on
+        threads of their own while the popular items are read, so that a cold start waits for the longest of them
+        rather than their sum. The intent model, which only requests that describe their session (POST
+        /items/{id}/related) use, is loaded by the first of them."""
+        kwargs.setdefault("intent_model", LazyModel(INTENT_MODEL, registry, build=IntentModel.from_stored))
+        factors = kwargs.get("factors")
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="recommender-start") as pool:
+            ranker = pool.submit(load_model, MODEL_NAME, registry, build=RankingModel.from_stored)
+            if factors is not None:
+                pool.submit(factors)  # read at start, not in a request
+            if warm:
+                # Warming reads rows, not scores: a recommender on the untrained prior fills the cache this one keeps.
+                warming = cls(store, ConversionPrior(), **kwargs)
+                kwargs["cache"] = warming.pipeline.cache
+                try:
+                    warming.pipeline.warm(warming.clock())
+                except Exception:  # an empty or unreachable table must not stop the container from starting
+                    logger.exception("could not warm the ranking cache")
+            model = ranker.result()
+        return cls(store, model, **kwargs)
 
     # -- routes ---------------------------------------------------------------------------------------
 

@@ -1,0 +1,104 @@
+"""What a serving container does before its first request, and what it leaves for the requests that need it: the
+ranker loaded and the popular items read at start, the intent model at the first request that describes its
+session; the intent factors read from AppConfig's data plane as AppConfig asks to be polled."""
+
+from __future__ import annotations
+
+import io
+from datetime import datetime
+
+import pytest
+
+from tailor.intent_config import AppConfigData, FactorsSource
+from tailor.models import ModelRegistry, default_model
+from tailor.ranking import MODEL_NAME
+from tailor.serving import Recommender
+from tailor.store.memory import MemoryBlobStore
+from tailor_lab.simulator import simulate
+
+from tests.helpers.ingest import clean_run
+
+LOCATION = {"INTENT_CONFIG_APPLICATION": "tailor", "INTENT_CONFIG_ENVIRONMENT": "dev",
+            "INTENT_CONFIG_PROFILE": "intent-factors"}
+
+
+class AppConfigDataClient:
+    """AppConfigData's two calls as AWS answers them: a token per answer, an empty configuration when unchanged."""
+
+    def __init__(self, documents: list[bytes | Exception]):
+        self.documents = list(documents)
+        self.calls: list[tuple[str, str]] = []
+        self.tokens = 0
+
+    def start_configuration_session(self, **request):
+        assert request["RequiredMinimumPollIntervalInSeconds"] >= 15
+        self.calls.append(("start", request["ConfigurationProfileIdentifier"]))
+        return {"InitialConfigurationToken": self._token()}
+
+    def get_latest_configuration(self, ConfigurationToken):
+        self.calls.append(("latest", ConfigurationToken))
+        document = self.documents.pop(0)
+        if isinstance(document, Exception):
+            raise document
+        return {"Configuration": io.BytesIO(document), "NextPollConfigurationToken": self._token()}
+
+    def _token(self) -> str:
+        self.tokens += 1
+        return f"t{self.tokens}"
+
+
+def test_appconfig_is_polled_with_the_token_of_the_last_answer_and_an_unchanged_configuration_is_the_last_one():
+    client = AppConfigDataClient([b'{"factors": {"research": {"view": 2.0}}}', b"", ValueError("token expired"),
+                                  b'{"factors": {"research": {"view": 3.0}}}'])
+    fetch = AppConfigData(client)
+    assert fetch("intent-factors", "dev", "tailor", 60) == b'{"factors": {"research": {"view": 2.0}}}'
+    assert fetch("intent-factors", "dev", "tailor", 60) == b'{"factors": {"research": {"view": 2.0}}}'
+    with pytest.raises(ValueError):
+        fetch("intent-factors", "dev", "tailor", 60)
+    # A refused token (they expire after a day unused) starts a new session rather than failing from then on.
+    assert fetch("intent-factors", "dev", "tailor", 60) == b'{"factors": {"research": {"view": 3.0}}}'
+    assert client.calls == [("start", "intent-factors"), ("latest", "t1"), ("latest", "t2"), ("latest", "t3"),
+                            ("start", "intent-factors"), ("latest", "t4")]
+
+
+def test_the_factors_come_from_appconfig_data():
+    document = b'{"factors": {"research": {"view": 2.5}}}'
+    source = FactorsSource(LOCATION, fetch=AppConfigData(AppConfigDataClient([document])))
+    factors = source()
+    assert factors.origin == "appconfig" and factors.factors["research"]["view"] == 2.5
+
+
+def test_a_started_recommender_has_the_ranker_and_the_popular_items_and_loads_the_intent_model_when_asked():
+    events = simulate(shoppers=20, days=1.0, seed=5).events
+    end = datetime.fromisoformat(events[-1]["timestamp"].replace("Z", "+00:00")).timestamp()
+    state = clean_run(events)[0]
+    blobs = ReadCounting()
+    registry = ModelRegistry(blobs)
+    shipped = default_model(MODEL_NAME)
+    version = registry.publish(MODEL_NAME, shipped.onnx, {**shipped.metadata, "trained_at": "2026-11-06T00:00:00Z"})
+    blobs.listed.clear()
+
+    recommender = Recommender.start(state, registry, clock=lambda: end + 30)
+    assert recommender.model.label == f"{MODEL_NAME}:{version}"
+    assert blobs.listed and all(prefix.startswith(f"models/{MODEL_NAME}/") for prefix in blobs.listed)
+    assert not recommender.intent_model.loaded
+    # The popular items were read at start: an unknown shopper's feed reads their row and nothing else.
+    ranking = recommender.feed("u-never-seen", n=10)
+    assert ranking.items and ranking.round_trips == 1
+
+    session = [e for e in events if e["session_id"] == events[-1]["session_id"]]
+    anchor = next(e["item_id"] for e in session if e.get("item_id"))
+    assert recommender.related(anchor, session_events=session[:5]).intent
+    assert recommender.intent_model.loaded and any(p.startswith("models/intent/") for p in blobs.listed)
+
+
+class ReadCounting(MemoryBlobStore):
+    """A blob store that notes the prefixes listed."""
+
+    def __init__(self):
+        super().__init__()
+        self.listed: list[str] = []
+
+    def list(self, prefix: str) -> list[str]:
+        self.listed.append(prefix)
+        return super().list(prefix)
