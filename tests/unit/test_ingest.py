@@ -148,3 +148,42 @@ def test_a_record_with_another_partition_key_is_quarantined():
     outcome = Ingestor(MemoryStateStore(), blobs, max_workers=1).ingest([record])
     assert outcome.quarantined == 1
     assert "partition_key" in json.loads(blobs.get(blobs.list("quarantine/")[0]))["reason"]
+
+
+class RecordingStore(MemoryStateStore):
+    """A memory store that keeps the fields of every state row write."""
+
+    def __init__(self):
+        super().__init__()
+        self.written: list[tuple[str, str, dict]] = []
+
+    def write_state(self, table, key, fields, **kwargs):
+        self.written.append((table, key, dict(fields)))
+        return super().write_state(table, key, fields, **kwargs)
+
+
+def test_a_state_row_write_sends_only_what_changed_and_leaves_the_row_a_full_write_would(monkeypatch):
+    events = random_events(7, 300, users=3)
+    batches = [to_records(events)[start:start + 25] for start in range(0, 300, 25)]
+
+    def run(store):
+        ingestor = Ingestor(store, MemoryBlobStore(), max_workers=1)
+        for batch in batches:
+            assert ingestor.ingest(batch).failed == []
+        return store
+
+    changed_only = run(RecordingStore())
+    monkeypatch.setattr("tailor.ingest.service._changed", lambda fields, read: fields)
+    everything = run(RecordingStore())
+
+    assert changed_only.snapshot() == everything.snapshot()
+    later = [(fields, full) for (_, _, fields), (_, _, full) in zip(changed_only.written, everything.written)
+             if len(full) != len(fields)]
+    assert later and all(set(fields) < set(full) for fields, full in later)
+
+
+@pytest.mark.parametrize(("read", "value"), [(1, True), (3, 3.0), ({"a": 1}, {"a": True}), ([1], (1,)), (None, 0)])
+def test_a_field_equal_in_value_but_not_in_type_is_written_again(read, value):
+    from tailor.ingest.service import _changed
+
+    assert _changed({"f": value, "same": "x"}, {"f": read, "same": "x"}) == {"f": value}

@@ -173,7 +173,7 @@ class Ingestor:
                 logger.exception("state rows not written", extra={"shard": shard})
                 outcome.failed = [r.sequence for r in records]
                 return outcome
-        tasks = [partial(self._write_state, shard, table, key, row, outcome)
+        tasks = [partial(self._write_state, shard, table, key, row, rows[table].get(key), outcome)
                  for table, key, row in fold.changed_rows()]
         failures += [p for p in self._run(tasks) if p is not None]
 
@@ -260,9 +260,10 @@ class Ingestor:
 
     # -- phase 2 ------------------------------------------------------------------------------------
 
-    def _write_state(self, shard: str, table: str, key: str, row: FoldedRow, outcome: BatchOutcome) -> str | None:
+    def _write_state(self, shard: str, table: str, key: str, row: FoldedRow, read: dict[str, Any] | None,
+                     outcome: BatchOutcome) -> str | None:
         try:
-            self.store.write_state(table, key, row.fields(), watermark=f"sw:{shard}",
+            self.store.write_state(table, key, _changed(row.fields(), read), watermark=f"sw:{shard}",
                                    expected=row.expected, new=row.last)
             outcome.wrote(table)
         except Exception:
@@ -294,6 +295,26 @@ def _decode(records: Sequence[StreamRecord]) -> tuple[list[tuple[str, Event]], d
         accepted.append((record.position, event))
         originals[record.position] = json.dumps(json.loads(record.data), separators=(",", ":"), ensure_ascii=False)
     return accepted, originals, rejected
+
+
+def _changed(fields: dict[str, Any], read: dict[str, Any] | None) -> dict[str, Any]:
+    """The fields of a state row that differ from the row as read, value and type. The write holds only if the row's
+    watermark is still the one read, so the row is still as read, and setting these makes it hold all of `fields`;
+    a row's unchanged fields (most of a shopper's, between two events) are not sent again."""
+    if not read:
+        return fields
+    return {name: value for name, value in fields.items() if name not in read or not _same(read[name], value)}
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal and of the same types throughout (1 and True, or 3 and 3.0, are stored differently)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return bool(a == b)
 
 
 def _merge(parts: Iterable[Contribution]) -> tuple[dict[str, float], dict[str, Any]]:
