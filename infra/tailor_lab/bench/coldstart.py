@@ -39,12 +39,12 @@ from tailor_local.runtime import LocalFunction
 from tailor_local.stack import LocalStack
 from tailor_local.template import find_template
 
-from .coldstart_probe import HIDDEN_VARIABLE, PROFILE_VARIABLE
+from .coldstart_probe import FROM_SOURCE_VARIABLE, HIDDEN_VARIABLE, PROFILE_VARIABLE
 from .latency import CONNECT_MS, LATENCY_MS, LatencyEndpoint, excess_ms
 from .report import publish
 from .state import FEED_N, copy_to_dynamo, feed_event, feed_requests, ingested
 
-__all__ = ["FUNCTIONS", "TARGETS", "format_table", "main", "measure", "not_deployed", "run"]
+__all__ = ["FUNCTIONS", "TARGETS", "format_table", "layer_packages", "main", "measure", "not_deployed", "run"]
 
 # Imports + module init, in ms, at most (issue 14).
 TARGETS = {"ApiFunction": 1000.0, "IngestFunction": 600.0}
@@ -81,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--all-packages", action="store_true",
                         help="let the functions import every package of this virtualenv, not only what they have in "
                              "AWS (by default the others are hidden: botocore imports awscrt and pyOpenSSL if found)")
+    parser.add_argument("--from-source", action="store_true",
+                        help="compile the layers' modules and the function's own from source at every start, as "
+                             "Lambda does: the layers are built without bytecode")
     parser.add_argument("--baseline", type=Path, default=None,
                         help="another checkout's folder (git worktree add /tmp/before HEAD~1): its functions and "
                              "layers are started too, start by start in turn with this one's, in rows of their own")
@@ -99,16 +102,19 @@ def main(argv: list[str] | None = None) -> int:
     report = run(functions=[FUNCTIONS[f] for f in wanted], runs=args.runs, shoppers=args.shoppers, items=args.items,
                  seed=args.seed, latency_ms=latency, connect_ms=args.connect_ms,
                  template=args.template or find_template(), tracing=args.tracing,
-                 all_packages=args.all_packages, baseline=args.baseline, profile=args.profile)
+                 all_packages=args.all_packages, from_source=args.from_source, baseline=args.baseline,
+                 profile=args.profile)
     publish(report, format_table(report), args.out)
     return 0
 
 
 def run(*, functions: list[str], runs: int, shoppers: int, items: int, seed: int, latency_ms: dict[str, float],
         connect_ms: float, template: Path, tracing: str = "off", all_packages: bool = False,
-        baseline: Path | None = None, profile: Path | None = None) -> dict[str, Any]:
+        from_source: bool = False, baseline: Path | None = None, profile: Path | None = None) -> dict[str, Any]:
     now = dt.datetime.now(dt.UTC)
-    hidden = [] if all_packages else not_deployed(template.parent / RUNTIME_REQUIREMENTS)
+    requirements = template.parent / RUNTIME_REQUIREMENTS
+    hidden = [] if all_packages else not_deployed(requirements)
+    compiled = layer_packages(requirements) if from_source else None
     simulation = simulate(shoppers=shoppers, days=1.0, seed=seed, start=now - dt.timedelta(days=1), items=items)
     state = ingested(simulation.events)
     results = []
@@ -134,7 +140,7 @@ def run(*, functions: list[str], runs: int, shoppers: int, items: int, seed: int
                 else:
                     events = _ingest_events(stack, function, starts, seed=seed, items=items, now=now)
                 results += measure(variants, events, latency_ms=latency_ms, connect_ms=connect_ms, hidden=hidden,
-                                   profile=profile)
+                                   from_source=compiled, profile=profile)
         finally:
             stack.stop()
     return {
@@ -148,6 +154,7 @@ def run(*, functions: list[str], runs: int, shoppers: int, items: int, seed: int
         "connect_ms": connect_ms,
         "tracing": tracing,
         "packages": "all of the virtualenv's" if all_packages else "as in AWS",
+        "bytecode": "none for the layers and the function (as built)" if from_source else "the virtualenv's",
         "targets_ms": {f: TARGETS[f] for f in functions},
         "results": results,
         "baseline": None if baseline is None else str(baseline),
@@ -157,14 +164,15 @@ def run(*, functions: list[str], runs: int, shoppers: int, items: int, seed: int
 
 def measure(variants: Mapping[str, LocalFunction], events: list[dict[str, Any]], *,
             latency_ms: Mapping[str, float] = LATENCY_MS, connect_ms: float = CONNECT_MS, hidden: Iterable[str] = (),
-            profile: Path | None = None) -> list[dict[str, Any]]:
+            from_source: Iterable[str] | None = None, profile: Path | None = None) -> list[dict[str, Any]]:
     """Start each of `variants` (label -> function: one function from different checkouts, say) in a fresh process
     per event, in turn, so that they share the machine's conditions, and answer the event: round k's starts, one of
     each variant, take events[k * len(variants):(k + 1) * len(variants)]. The first start of each is untimed (it fills the file cache as a
     warm host's is); the medians of the rest, a row per variant. Every AWS endpoint a function is pointed at is put
     behind a LatencyEndpoint, and the time it waited on the local AWS beyond the modelled latency is taken out.
-    `hidden` top-level modules are not found (see not_deployed). With `profile` (a folder), the untimed start
-    writes <function>.importtime and <function>.pstats there."""
+    `hidden` top-level modules are not found (see not_deployed); with `from_source` (top-level modules, see
+    layer_packages), those and the function's own modules are compiled from source at every start. With `profile`
+    (a folder), the untimed start writes <function>.importtime and <function>.pstats there."""
     runs, extra = divmod(len(events), len(variants))
     if runs < 2 or extra:
         raise ValueError("measure needs an untimed start and at least one timed one of each variant, as many each")
@@ -183,6 +191,8 @@ def measure(variants: Mapping[str, LocalFunction], events: list[dict[str, Any]],
             env = {**inherited, **function.environment, **{k: e.url for k, e in endpoints.items()},
                    "PYTHONPATH": os.pathsep.join(str(p) for p in function.layer_dirs),
                    HIDDEN_VARIABLE: ",".join(sorted(set(hidden) - own))}
+            if from_source is not None:
+                env[FROM_SOURCE_VARIABLE] = ",".join(sorted(set(from_source) | own))
             environments[label] = env
         samples: dict[str, list[dict[str, Any]]] = {label: [] for label in variants}
         for n, event in enumerate(events):
@@ -205,27 +215,17 @@ def measure(variants: Mapping[str, LocalFunction], events: list[dict[str, Any]],
 def not_deployed(requirements: Path, runtime: tuple[str, ...] = LAMBDA_RUNTIME_PACKAGES) -> list[str]:
     """Top-level modules of the installed distributions a function does not have in AWS: neither `requirements`
     (the runtime layer's), `runtime` (the Lambda runtime's packages) nor anything they require."""
-    pending = [Requirement(line) for line in requirements.read_text().splitlines()
-               if line.strip() and not line.lstrip().startswith("#")] + [Requirement(r) for r in runtime]
-    deployed: set[str] = set()
-    seen: set[tuple[str, frozenset[str]]] = set()
-    while pending:
-        wanted = pending.pop()
-        key = (canonicalize_name(wanted.name), frozenset(wanted.extras))
-        if key in seen:
-            continue
-        seen.add(key)
-        try:
-            distribution = importlib.metadata.distribution(wanted.name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-        deployed.add(key[0])
-        for line in distribution.requires or ():
-            needed = Requirement(line)
-            if needed.marker is None or any(needed.marker.evaluate({"extra": e}) for e in wanted.extras or {""}):
-                pending.append(needed)
+    deployed = _required(_requirements(requirements) + [Requirement(r) for r in runtime])
     return sorted(module for module, names in importlib.metadata.packages_distributions().items()
                   if module not in sys.stdlib_module_names and not {canonicalize_name(n) for n in names} & deployed)
+
+
+def layer_packages(requirements: Path, runtime: tuple[str, ...] = LAMBDA_RUNTIME_PACKAGES) -> list[str]:
+    """Top-level modules the runtime layer carries: what `requirements` requires, less the Lambda runtime's own
+    (`runtime` and what they require), which the layer leaves out."""
+    layer = _required(_requirements(requirements)) - _required([Requirement(r) for r in runtime])
+    return sorted(module for module, names in importlib.metadata.packages_distributions().items()
+                  if module not in sys.stdlib_module_names and {canonicalize_name(n) for n in names} & layer)
 
 
 def format_table(report: dict[str, Any]) -> str:
@@ -251,7 +251,7 @@ def format_table(report: dict[str, Any]) -> str:
         f"{report['machine']['cpus']} cores; the state of {w['simulated_shoppers']} simulated shoppers in the local "
         f"AWS, answering each call after {latency} (+{report['connect_ms']:g} ms on a new connection; a read "
         f"asked before, from memory); packages "
-        f"{report['packages']}, X-Ray tracing {report['tracing']}",
+        f"{report['packages']}, bytecode {report['bytecode']}, X-Ray tracing {report['tracing']}",
         f"First request: a known shopper's feed of {w['feed_n']} (API); {w['ingest_batch']} events never seen "
         "before (Ingest); to first answer: imports, init and the first request. The local AWS's time beyond that "
         "latency is taken out of the figures (last column).",
@@ -315,6 +315,34 @@ def _traced(function: LocalFunction, sink: str) -> LocalFunction:
     environment = {k: v for k, v in function.environment.items() if k != "POWERTOOLS_TRACE_DISABLED"}
     return dataclasses.replace(function, environment={**environment, "_X_AMZN_TRACE_ID": _TRACE_ID,
                                                       "AWS_XRAY_DAEMON_ADDRESS": sink})
+
+
+def _requirements(path: Path) -> list[Requirement]:
+    return [Requirement(line) for line in path.read_text().splitlines()
+            if line.strip() and not line.lstrip().startswith("#")]
+
+
+def _required(wanted: list[Requirement]) -> set[str]:
+    """The installed distributions `wanted` names and everything they require, extras and markers considered."""
+    pending = list(wanted)
+    found: set[str] = set()
+    seen: set[tuple[str, frozenset[str]]] = set()
+    while pending:
+        requirement = pending.pop()
+        key = (canonicalize_name(requirement.name), frozenset(requirement.extras))
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            distribution = importlib.metadata.distribution(requirement.name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        found.add(key[0])
+        for line in distribution.requires or ():
+            needed = Requirement(line)
+            if needed.marker is None or any(needed.marker.evaluate({"extra": e}) for e in requirement.extras or {""}):
+                pending.append(needed)
+    return found
 
 
 def _checked_out(function: LocalFunction, root: Path, checkout: Path) -> LocalFunction:

@@ -10,6 +10,7 @@ before the clock starts that the interpreter has not already: what the handler m
 
 import builtins
 import importlib
+import importlib.machinery
 import os
 import sys
 import time
@@ -18,6 +19,9 @@ import time
 PROFILE_VARIABLE = "TAILOR_COLDSTART_PROFILE"
 # Comma-separated top-level modules the function would not find in AWS: importing one fails, as it would there.
 HIDDEN_VARIABLE = "TAILOR_COLDSTART_HIDDEN"
+# Comma-separated top-level modules compiled from their source at every import, their bytecode files ignored: as in
+# Lambda, whose layers are read-only and carry none.
+FROM_SOURCE_VARIABLE = "TAILOR_COLDSTART_FROM_SOURCE"
 
 
 def main() -> None:
@@ -26,6 +30,9 @@ def main() -> None:
     hidden = frozenset(filter(None, os.environ.get(HIDDEN_VARIABLE, "").split(",")))
     if hidden:
         sys.meta_path.insert(0, _Hidden(hidden))
+    from_source = frozenset(filter(None, os.environ.get(FROM_SOURCE_VARIABLE, "").split(",")))
+    if from_source:
+        sys.meta_path.insert(0, _FromSource(from_source))
     load = importlib.import_module
     clock = _ImportClock()
     builtins.__import__ = clock.timed(builtins.__import__)
@@ -74,6 +81,26 @@ class _Hidden:
         if name.partition(".")[0] in self.names:
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
         return None
+
+
+class _FromSource:
+    """A finder that finds modules as the path finder does, and has those named compiled from source."""
+
+    def __init__(self, names):
+        self.names = names
+
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] not in self.names:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is not None and isinstance(spec.loader, importlib.machinery.SourceFileLoader):
+            spec.loader = _SourceLoader(spec.loader.name, spec.loader.path)
+        return spec
+
+
+class _SourceLoader(importlib.machinery.SourceFileLoader):
+    def get_code(self, fullname):
+        return self.source_to_code(self.get_data(self.path), self.path)
 
 
 class _ImportClock:
