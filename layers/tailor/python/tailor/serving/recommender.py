@@ -101,8 +101,7 @@ class Recommender:
         factors = kwargs.get("factors")
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="recommender-start") as pool:
             ranker = pool.submit(load_model, MODEL_NAME, registry, build=RankingModel.from_stored)
-            if factors is not None:
-                pool.submit(factors)  # read at start, not in a request
+            read = pool.submit(factors) if factors is not None else None  # read at start, not in a request
             if warm:
                 # Warming reads rows, not scores: a recommender on the untrained prior fills the cache this one keeps.
                 warming = cls(store, ConversionPrior(), **kwargs)
@@ -112,6 +111,8 @@ class Recommender:
                 except Exception:  # an empty or unreachable table must not stop the container from starting
                     logger.exception("could not warm the ranking cache")
             model = ranker.result()
+            if read is not None:
+                read.result()
         return cls(store, model, **kwargs)
 
     # -- routes ---------------------------------------------------------------------------------------
