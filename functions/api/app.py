@@ -15,10 +15,12 @@ import errors
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from models import (
+    DECODED_PATH_ID,
     AvailableOnly,
     Category,
     ErasureOut,
@@ -37,6 +39,7 @@ from models import (
     SessionId,
     UserId,
 )
+from pydantic import ValidationError
 
 from tailor.aws_clients import client
 from tailor.erasure import NOTHING_TO_ERASE, erasure_status, request_erasure
@@ -175,9 +178,18 @@ def lambda_handler(event, context):
 
 def _decoded_path_parameters(app: APIGatewayRestResolver, next_middleware: Any) -> Response:
     """The REST API passes the path as it was sent, percent-encoded, and the resolver takes path parameters from it:
-    decode them, as API Gateway decodes its own pathParameters."""
-    app.context["_route_args"] = {k: unquote(v) if isinstance(v, str) else v
-                                  for k, v in app.context.get("_route_args", {}).items()}
+    decode them, as API Gateway decodes its own pathParameters, and check them as decoded, as query ids are checked."""
+    args = app.context.get("_route_args", {})
+    decoded = {k: unquote(args[k]) for k in app.current_event.path_parameters or {} if isinstance(args.get(k), str)}
+    refused = []
+    for name, value in decoded.items():
+        try:
+            DECODED_PATH_ID.validate_python(value)
+        except ValidationError as error:
+            refused += [{**e, "loc": ("path", name)} for e in error.errors(include_url=False)]
+    if refused:
+        raise RequestValidationError(refused)
+    app.context["_route_args"] = {**args, **decoded}
     return next_middleware(app)
 
 

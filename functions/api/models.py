@@ -4,7 +4,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from tailor.events import ID_PATTERN, Event
@@ -148,6 +148,8 @@ class ErasureOut(BaseModel):
     message: str | None = None
 
 
+# The resolver validates path parameters as sent, percent-encoded; once decoded (app.py), they are checked again by this.
+DECODED_PATH_ID = TypeAdapter(Id)
 UserId = Annotated[str, Path(min_length=1, max_length=256, pattern=ID_PATTERN, description="the shopper's id")]
 ItemId = Annotated[str, Path(min_length=1, max_length=256, pattern=ID_PATTERN, description="the item's id")]
 N = Annotated[int, Query(ge=1, le=MAX_PAGE, description="how many items to answer")]

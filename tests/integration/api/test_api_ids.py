@@ -1,4 +1,5 @@
-"""Ids with control characters are refused at the door, wherever the API takes an id decoded: queries and bodies."""
+"""Ids with control characters are refused at the door, wherever the API takes an id: queries, bodies and
+paths (checked once decoded)."""
 
 import time
 from urllib.parse import quote
@@ -41,3 +42,10 @@ def test_an_event_with_a_control_character_in_an_id_is_refused_naming_it_and_its
 def test_ids_in_any_script_with_format_characters_are_taken(api):
     answer = api.get("/users/u-1001/feed?session_id=" + quote("ü-用户-😀-\u202eevil", safe=""))
     assert answer.status_code == 200, answer.json
+
+
+@pytest.mark.parametrize("path", ["/users/u%00x/feed", "/users/u-1001%0A/profile", "/items/i%1B1/related"])
+def test_a_control_character_percent_encoded_in_an_id_of_the_path_gets_a_422_naming_it(api, path):
+    answer = api.get(path)
+    assert answer.status_code == 422, answer.get_data(as_text=True)
+    assert "path " in answer.json["message"], answer.json["message"]
