@@ -1,7 +1,6 @@
 """End to end on the local stack: records on Kinesis become DynamoDB state through the real Ingest function, and the
 `tailor` command shows it."""
 
-import base64
 import json
 import os
 import shutil
@@ -15,10 +14,10 @@ import pytest
 from tailor.events import EventError, parse_event
 from tailor_cli.main import main
 from tailor_lab.simulator import simulate
-from tailor_local.stack import LocalStack, PutResult, put_events, state_path
+from tailor_local.stack import LocalStack, state_path
 
 from tests.helpers import ROOT
-from tests.helpers.api import PROCESSING_TIMEOUT_S, repo_copy, wait_until_processed
+from tests.helpers.api import PROCESSING_TIMEOUT_S, put_and_wait, repo_copy
 from tests.helpers.events import load_event
 
 pytestmark = [
@@ -38,18 +37,9 @@ def replayed(tmp_path_factory):
     with open(repo / "functions.log", "w") as log, LocalStack(template, port=0, stack_name="tailor-e2e",
                                                                    function_log=log) as stack:
         stack.write_state(state_path(template))
-        kinesis = stack.aws.client("kinesis")
-        put = PutResult()
-        raw = [{"Data": base64.b64decode(r["kinesis"]["data"]), "PartitionKey": r["kinesis"]["partitionKey"]}
-               for r in sample_records]
-        for outcome in kinesis.put_records(StreamName=stack.stream_name(), Records=raw)["Records"]:
-            put.add(outcome["ShardId"], outcome["SequenceNumber"])
-        more = put_events(stack.aws, stack.stream_name(), simulated)
-        for shard, sequence in more.last_sequence.items():
-            put.add(shard, sequence)
-        wait_until_processed(stack, put)
+        payloads = put_and_wait(stack, sample_records, simulated)
         stack.write_state(state_path(template))
-        yield stack, template, [r["Data"] for r in raw], simulated
+        yield stack, template, payloads, simulated
 
 
 def valid_events(payloads):

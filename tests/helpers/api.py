@@ -88,17 +88,22 @@ def seeded_stack(log: TextIO, *, shoppers: int = 12, days: float = 0.5, seed: in
     simulated = simulate(shoppers=shoppers, days=days, seed=seed, start=start).events
     with LocalStack(ROOT / "template.yaml", port=0, stack_name=f"tailor-api-{uuid.uuid4().hex[:8]}",
                     function_log=log) as stack:
-        kinesis = stack.aws.client("kinesis")
-        put = PutResult()
-        records = [{"Data": base64.b64decode(r["kinesis"]["data"]), "PartitionKey": r["kinesis"]["partitionKey"]}
-                   for r in load_event("ingest-kinesis-batch.json")["Records"]]
-        for outcome in kinesis.put_records(StreamName=stack.stream_name(), Records=records)["Records"]:
-            put.add(outcome["ShardId"], outcome["SequenceNumber"])
-        more = put_events(stack.aws, stack.stream_name(), simulated)
-        for shard, sequence in more.last_sequence.items():
-            put.add(shard, sequence)
-        wait_until_processed(stack, put)
+        put_and_wait(stack, load_event("ingest-kinesis-batch.json")["Records"], simulated)
         yield ApiStack(stack, simulated)
+
+
+def put_and_wait(stack: LocalStack, records: list[dict[str, Any]], events: list[dict[str, Any]]) -> list[bytes]:
+    """Put the records of a Kinesis event as they are, then `events`, on the stack's stream, and wait until Ingest
+    has processed them all; the records' data as put."""
+    put = PutResult()
+    raw = [{"Data": base64.b64decode(r["kinesis"]["data"]), "PartitionKey": r["kinesis"]["partitionKey"]}
+           for r in records]
+    for outcome in stack.aws.client("kinesis").put_records(StreamName=stack.stream_name(), Records=raw)["Records"]:
+        put.add(outcome["ShardId"], outcome["SequenceNumber"])
+    for shard, sequence in put_events(stack.aws, stack.stream_name(), events).last_sequence.items():
+        put.add(shard, sequence)
+    wait_until_processed(stack, put)
+    return [r["Data"] for r in raw]
 
 
 def repo_copy(folder: Path) -> Path:

@@ -125,6 +125,3 @@ def _reason(exc: Exception) -> str:
     if len(text) > _REASON_CHARS:
         text = text[:_REASON_CHARS - 3] + "..."
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-
