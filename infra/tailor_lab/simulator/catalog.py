@@ -1,4 +1,5 @@
-"""The simulated shop's catalog: its categories, seeded items, listings best-sellers first, and search."""
+"""The simulated shop's catalog: its categories and their neighbours, seeded items with a latent quality and style,
+listings best-sellers first, and search."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["CATEGORIES", "CATEGORY_NAMES", "Catalog", "Category"]
+from .parameters import DEFAULT_PARAMETERS, Parameters
+
+__all__ = ["CATEGORIES", "CATEGORY_NAMES", "NEIGHBOURS", "Catalog", "Category"]
 
 
 @dataclass(frozen=True)
@@ -64,12 +67,25 @@ CATEGORIES: tuple[Category, ...] = (
 
 CATEGORY_NAMES: tuple[str, ...] = tuple(c.name for c in CATEGORIES)
 
+# Where a wandering interest goes next: categories shoppers move between within a session.
+_NEIGHBOUR_NAMES = {
+    "electronics": ("computers", "phones"), "computers": ("electronics", "phones"),
+    "phones": ("electronics", "computers"), "home_decor": ("kitchen", "furniture"),
+    "kitchen": ("home_decor", "furniture"), "furniture": ("home_decor", "kitchen"),
+    "outdoor": ("sports", "fashion"), "sports": ("outdoor", "fashion"),
+    "fashion": ("luxury_accessories", "sports"), "luxury_accessories": ("fashion", "home_decor"),
+    "books": ("toys_gifts", "home_decor"), "toys_gifts": ("books", "kitchen"),
+}
+NEIGHBOURS: tuple[tuple[int, ...], ...] = tuple(tuple(CATEGORY_NAMES.index(n) for n in _NEIGHBOUR_NAMES[name])
+                                                 for name in CATEGORY_NAMES)
+
 
 class Catalog:
     """Items drawn from `rng`, spread evenly over the categories, in columns by item index (the simulation's inner
-    loops read them), with each category's items best-sellers first and per kind."""
+    loops read them) and as numpy arrays (the choice model's), with each category's items best-sellers first and per
+    kind."""
 
-    def __init__(self, rng: np.random.Generator, items: int):
+    def __init__(self, rng: np.random.Generator, items: int, params: Parameters = DEFAULT_PARAMETERS):
         per_category = np.full(len(CATEGORIES), items // len(CATEGORIES))
         per_category[: items % len(CATEGORIES)] += 1
         self.records: list[dict] = []  # what the shop lists: the simulation's catalog
@@ -106,7 +122,18 @@ class Catalog:
                 self.available.append(available)
                 self.log_price_ratio.append(math.log(price / category.median_price))
                 popularity.append(float(rng.lognormal(0.0, 1.2)))  # a few items draw most traffic
+        # The latent side, drawn after the listed fields so that a seed lists the same items whatever the model.
+        n = len(self.records)
+        self.quality = rng.normal(0.0, params.quality_sd, n)
+        self.style = rng.standard_normal((n, params.style_dims)) / math.sqrt(params.style_dims)
+        # Best-sellers are partly the good items and partly lucky ones.
+        popularity = (np.asarray(popularity) * np.exp(params.popularity_quality * self.quality)).tolist()
         self.popularity = popularity
+        self.category_of = np.asarray(self.category, dtype=np.int64)
+        self.price_ratio = np.asarray(self.log_price_ratio)
+        self.brand_names: tuple[str, ...] = tuple(sorted({b for c in CATEGORIES for b in c.brands}))
+        self.brand_of = np.asarray([self.brand_names.index(b) for b in self.brand], dtype=np.int64)
+        self.available_list: list[int] = np.flatnonzero(np.asarray(self.available)).tolist()
         self.category_items: list[list[int]] = [[] for _ in CATEGORIES]
         for i, c in enumerate(self.category):
             self.category_items[c].append(i)

@@ -1,14 +1,16 @@
-"""How simulated shoppers choose: random numbers drawn in blocks, and the item picked from a category or a listing."""
+"""How simulated shoppers choose: random numbers drawn in blocks, and the items picked by their utility to the shopper."""
 
 from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Collection, Sequence
 from itertools import accumulate
 
 import numpy as np
 
 from .catalog import Catalog
+from .parameters import DEFAULT_PARAMETERS, Parameters
 from .shoppers import Shopper
 
 __all__ = ["Draws", "ItemChoice"]
@@ -48,27 +50,49 @@ class Draws:
 
 
 class ItemChoice:
-    """The item a shopper picks: from a category, by the items' popularity and the shopper's taste for their price;
-    from a listing, by position and the same taste."""
+    """The items a shopper picks, by their utility to them (parameters.py writes the model down): from a list they
+    look down, from a category they navigate, among what they already saw, and whether they like one enough to cart
+    it."""
 
-    def __init__(self, catalog: Catalog, draw: Draws):
+    def __init__(self, catalog: Catalog, draw: Draws, params: Parameters = DEFAULT_PARAMETERS):
         self.catalog = catalog
         self.draw = draw
+        self.params = params
         self._preference_cache: dict[tuple[int, int], tuple[list[int], list[float]]] = {}
+        ranks = np.arange(1, 65)  # positions with an examination probability worked out; deeper ones get the last
+        self.examination = {surface: np.minimum(1.0, rate * ranks ** -decay).tolist() for surface, rate, decay in (
+            ("listing", params.listing_examination, params.examination_decay),
+            ("feed", params.feed_examination, params.examination_decay),
+            ("widget", params.widget_examination, params.widget_examination_decay))}
+        self._brand_of = catalog.brand_of
+        prices = np.asarray(catalog.price)
+        self._dearness = (params.price_level * np.log(prices / np.median(prices))).tolist()
+        self._log_popularity = np.log(np.asarray(catalog.popularity))
 
     def next_shopper(self) -> None:
         """Forget the last shopper's preferences: the cache only serves one shopper's sessions."""
         self._preference_cache.clear()
 
+    def utility(self, shopper: Shopper) -> np.ndarray:
+        """The shopper's utility of every item before the moment's context: taste, quality and price fit."""
+        if shopper.utility is None:
+            p, c = self.params, self.catalog
+            shopper.utility = (p.category_weight * np.log(shopper.affinity + 1e-3)[c.category_of]
+                               + shopper.brand_taste[self._brand_of] + c.style @ shopper.style
+                               + p.quality_weight * c.quality - shopper.price_beta * c.price_ratio)
+        return shopper.utility
+
     def preferred(self, shopper: Shopper, category: int, exclude: int | None = None) -> int:
+        """An item of `category` the shopper goes to without a list: by popularity (how findable) and utility."""
         key = (shopper.index, category)
         cached = self._preference_cache.get(key)
         if cached is None:
-            catalog = self.catalog
-            items = catalog.category_items[category]
-            weights = [catalog.popularity[i] * math.exp(-shopper.price_beta * catalog.log_price_ratio[i])
-                       for i in items]
-            cached = (items, list(accumulate(weights)))
+            items = self.catalog.category_items[category]
+            p = self.params
+            log_w = (p.navigation_popularity * self._log_popularity[items]
+                     + self.utility(shopper)[items] / p.click_temperature)
+            weights = np.exp(log_w - log_w.max())
+            cached = (items, np.cumsum(weights).tolist())
             self._preference_cache[key] = cached
         items, cumulative = cached
         for _ in range(4):
@@ -77,10 +101,41 @@ class ItemChoice:
                 return item
         return item
 
-    def clicked(self, shopper: Shopper, listing: list[int]) -> int:
-        """The position in `listing` the shopper clicks."""
-        beta = shopper.price_beta
-        # Position bias times the shopper's taste for the item's price level.
-        weights = [math.exp(-beta * self.catalog.log_price_ratio[i]) / (pos + 1) ** 0.8
-                   for pos, i in enumerate(listing)]
-        return self.draw.weighted(weights)
+    def scan(self, shopper: Shopper, listing: Sequence[int], surface: str, category: int = -1,
+             seen: Collection[int] = (), bought: Collection[int] = ()) -> int | None:
+        """The position in `listing` the shopper clicks, looking down it on `surface` ("listing", "feed",
+        "widget"), or None when nothing examined appeals. Items of `category` (the session's) get the intent's
+        bonus; items in `seen` or `bought` lose their penalties."""
+        p = self.params
+        utility = self.utility(shopper)
+        examination = self.examination[surface]
+        last = len(examination) - 1
+        uniform = self.draw.uniform
+        for pos, item in enumerate(listing):
+            if uniform() >= examination[min(pos, last)]:
+                continue
+            u = utility[item] - p.click_threshold
+            if self.catalog.category[item] == category:
+                u += p.intent_bonus
+            if item in seen:
+                u -= p.seen_penalty
+            if item in bought:
+                u -= p.bought_penalty
+            if uniform() * (1.0 + math.exp(-u / p.click_temperature)) < 1.0:
+                return pos
+        return None
+
+    def likes(self, shopper: Shopper, item: int) -> bool:
+        """Whether the shopper likes `item` enough to cart it."""
+        p = self.params
+        u = (self.utility(shopper)[item] - self._dearness[item] - p.cart_threshold) / p.click_temperature
+        return self.draw.uniform() * (1.0 + math.exp(-u)) < 1.0
+
+    def revisited(self, shopper: Shopper, viewed: Sequence[int]) -> int:
+        """The item among those `viewed` the shopper goes back to: the better liked, the likelier."""
+        utility = self.utility(shopper)
+        return viewed[self.draw.weighted([math.exp(utility[i] / self.params.click_temperature) for i in viewed])]
+
+    def liking(self, shopper: Shopper, item: int) -> float:
+        """How much the shopper likes `item`, centred on the category's typical item: what dwell reflects."""
+        return float(self.utility(shopper)[item]) - self.params.click_threshold

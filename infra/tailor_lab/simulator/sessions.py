@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .catalog import CATEGORIES, CATEGORY_NAMES, Catalog, Category
+from .catalog import CATEGORIES, CATEGORY_NAMES, NEIGHBOURS, Catalog, Category
 from .choices import Draws, ItemChoice
 from .shoppers import PERSONAS, Shopper
 
@@ -75,6 +76,7 @@ class Session:
     viewed: list[int] = field(default_factory=list)
     listing: list[int] = field(default_factory=list)
     cart: dict[int, int] = field(default_factory=dict)
+    bought: set[int] = field(default_factory=set)
     basket_target: int = 1
     last_query: list[str] = field(default_factory=list)
     last_query_category: int = -1
@@ -94,6 +96,10 @@ class Sessions:
         self.choice = choice
         self.run_tag = run_tag
         self.shoppers = shoppers
+        self.params = choice.params
+        # The shop's recommendation widget under item pages, per slot: what the truth keeps for calibration.
+        self.widget_views = 0  # each shows every slot once
+        self.widget_clicks = [0] * self.params.widget_slots
         self.by_persona: dict[int, list[int]] = {}
         for s in shoppers:
             self.by_persona.setdefault(s.persona, []).append(s.index)
@@ -117,7 +123,7 @@ class Sessions:
             intent_weights[target] *= lift
         s = Session(session_id=session_id, shopper=shopper, t=t0, intent=draw.weighted(intent_weights),
                     category=draw.pick(shopper.affinity_cum), referral=referral, referrer=referrer)
-        s.basket_target = 1 + draw.poisson(shopper.basket)
+        s.basket_target = self._basket_target(shopper)
         if referral != "direct":
             fields = {"source": referral}
             if referral in _CAMPAIGNS:
@@ -132,10 +138,11 @@ class Sessions:
             # These links land on a promoted item page.
             s.t += int(draw.lognormal(1500, 0.5))
             self._page_visit(s, self.choice.preferred(shopper, s.category), after_click=True)
+        end_scale = self.params.session_end_scale
         for _ in range(150):
             action = _ACTIONS[draw.weighted(self._action_weights(s))]
             getattr(self, "_do_" + action)(s)
-            if s.ended or draw.uniform() < _SESSION_END[s.intent]:
+            if s.ended or draw.uniform() < _SESSION_END[s.intent] * end_scale:
                 break
             s.intent = self._next_intent(s)
         return s
@@ -178,7 +185,9 @@ class Sessions:
 
     def _do_browse(self, s: Session) -> None:
         draw = self.draw
-        if s.intent == _EXPLORATORY and draw.uniform() < 0.25:
+        if s.intent == _EXPLORATORY and draw.uniform() < self.params.neighbour_drift:
+            s.category = self._neighbour(s)
+        elif s.intent == _EXPLORATORY and draw.uniform() < 0.25:
             s.category = int(draw.uniform() * len(CATEGORIES)) % len(CATEGORIES)
         elif s.intent == _EXPLORATORY or draw.uniform() < 0.3:
             s.category = draw.pick(s.shopper.affinity_cum)
@@ -249,14 +258,20 @@ class Sessions:
     def _do_click(self, s: Session) -> None:
         if not s.listing:
             self._do_browse(s)
-        pos = self.choice.clicked(s.shopper, s.listing)
-        item = s.listing[pos]
+        pos = self.choice.scan(s.shopper, s.listing, "listing", s.category, s.viewed, s.bought)
         self._think(s, "click")
+        if pos is None:
+            s.listing = []  # nothing there appealed: the shopper moves on to another list
+            return
+        item = s.listing[pos]
         self._emit(s, "click", {**self.catalog.fields[item], "position": pos})
         self._page_visit(s, item, after_click=True)
 
     def _do_view(self, s: Session) -> None:
         draw = self.draw
+        if s.viewed and draw.uniform() < self.params.revisit:
+            self._page_visit(s, self.choice.revisited(s.shopper, s.viewed))  # back to an item seen before
+            return
         if s.intent == _EXPLORATORY and draw.uniform() < 0.3:
             s.category = draw.pick(s.shopper.affinity_cum)
         self._page_visit(s, self.choice.preferred(s.shopper, s.category))
@@ -294,10 +309,12 @@ class Sessions:
                 self._think(s, "wishlist")
                 self._emit(s, "wishlist", dict(self.catalog.fields[item]))  # saved for when it is back
             item = None
+        if item is not None and not self.choice.likes(s.shopper, item):
+            item = None  # not good enough to buy: the shopper looks for another
         if item is None or item in s.cart:
             self._page_visit(s, self.choice.preferred(s.shopper, s.category, exclude=item))
             item = s.item
-            if not self.catalog.available[item] or item in s.cart:
+            if not self.catalog.available[item] or item in s.cart or not self.choice.likes(s.shopper, item):
                 return
         quantity = 1
         if draw.uniform() < (0.35 if s.shopper.whale else 0.1):
@@ -327,7 +344,7 @@ class Sessions:
         cart_value = round(sum(self.catalog.price[i] * q for i, q in s.cart.items()), 2)
         self._think(s, "checkout")
         self._emit(s, "checkout_view", {"cart_value": cart_value})
-        if draw.uniform() < min(0.85, 0.2 * s.shopper.propensity + 0.05):
+        if draw.uniform() < min(0.85, self.params.pay_rate * s.shopper.propensity + 0.05):
             self._think(s, "pay")
             self._orders += 1
             order_id = f"o-{self.run_tag}-{self._orders:06d}"
@@ -337,8 +354,9 @@ class Sessions:
             s.revenue += cart_value
             s.shopper.revenue += cart_value
             s.shopper.orders += 1
+            s.bought.update(s.cart)
             s.cart = {}
-            s.basket_target = 1 + draw.poisson(s.shopper.basket)
+            s.basket_target = self._basket_target(s.shopper)
             if draw.uniform() < 0.7:
                 s.ended = True
             else:
@@ -351,7 +369,15 @@ class Sessions:
     # -- building blocks -------------------------------------------------------------------------
 
     def _page_visit(self, s: Session, item: int, after_click: bool = False) -> None:
-        """An item page: view on arrival, scroll/zoom/review while there, dwell when leaving."""
+        """An item page: view on arrival, scroll/zoom/review while there, dwell when leaving; and the item clicked
+        in its recommendation widget, if any, visited next."""
+        for _ in range(20):
+            followed = self._one_page(s, item, after_click)
+            if followed is None:
+                return
+            item, after_click = followed, True
+
+    def _one_page(self, s: Session, item: int, after_click: bool) -> int | None:
         draw = self.draw
         persona = PERSONAS[s.shopper.persona]
         if after_click:
@@ -364,10 +390,15 @@ class Sessions:
             del s.viewed[0]
         start = s.t
         self._emit(s, "view", dict(self.catalog.fields[item]))
+        widget, clicked = self._widget(s, item)
         median, sigma = _DWELL[s.intent]
-        read = draw.lognormal(median * 1000, sigma)
+        liking = max(-3.0, min(3.0, self.choice.liking(s.shopper, item)))
+        read = draw.lognormal(median * 1000 * math.exp(self.params.dwell_utility * liking), sigma)
         p_scroll, p_zoom, p_review = _PAGE_SUB_EVENTS[s.intent]
         sub: list[tuple[float, str, dict]] = []
+        if widget:
+            # The widget renders just after the page: its impression is timed among the page's own events.
+            sub.append((draw.lognormal(300, 0.4), "impression", {"item_ids": self.catalog.ids(widget)}))
         if draw.uniform() < p_scroll:
             depth = draw.uniform() ** _SCROLL_SHAPE[s.intent]
             sub.append((read * (0.2 + 0.6 * draw.uniform()), "scroll",
@@ -389,6 +420,38 @@ class Sessions:
         dwell = max(int(read + extra), s.t - start + 500)
         s.t = start + dwell
         self._emit(s, "dwell", {**self.catalog.fields[item], "dwell_ms": dwell})
+        if clicked is None:
+            return None
+        self._emit(s, "click", {**self.catalog.fields[widget[clicked]], "position": clicked})
+        return widget[clicked]
+
+    def _widget(self, s: Session, item: int) -> tuple[list[int], int | None]:
+        """The shop's recommendation widget under the item page: items drawn at random from what is in stock (the
+        shop's own policy, like the Open Bandit Dataset's uniform one), and the slot clicked if any."""
+        slots = self.params.widget_slots
+        if not slots:
+            return [], None
+        pool = self.catalog.available_list
+        size = len(pool)
+        uniform = self.draw.uniform
+        shown: list[int] = []
+        while len(shown) < slots:
+            candidate = pool[int(uniform() * size) % size]
+            if candidate != item and candidate not in shown:
+                shown.append(candidate)
+        clicked = self.choice.scan(s.shopper, shown, "widget", s.category, s.viewed, s.bought)
+        self.widget_views += 1
+        if clicked is not None:
+            self.widget_clicks[clicked] += 1
+        return shown, clicked
+
+    def _neighbour(self, s: Session) -> int:
+        """A category next to the current one, by the shopper's taste for each: interest drifting."""
+        near = NEIGHBOURS[s.category]
+        return near[self.draw.weighted([float(s.shopper.affinity[c]) for c in near])]
+
+    def _basket_target(self, shopper: Shopper) -> int:
+        return 1 + self.draw.poisson(shopper.basket * self.params.basket_scale)
 
     def _think(self, s: Session, action: str) -> None:
         median, sigma = _THINK[action]

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from itertools import accumulate
 
 import numpy as np
 
-from .catalog import CATEGORY_NAMES
+from .catalog import CATEGORIES, CATEGORY_NAMES
+from .parameters import DEFAULT_PARAMETERS, Parameters
 
-__all__ = ["PERSONAS", "TRAITS", "Persona", "Shopper", "make_shoppers", "session_starts"]
+__all__ = ["PERSONAS", "TRAITS", "Persona", "Shopper", "make_shoppers", "persona_tastes", "session_starts"]
 
 TRAITS: tuple[str, ...] = (
     "budget_conscious", "luxury_seeker", "tech_enthusiast", "home_decorator", "outdoor_adventurer",
@@ -129,12 +131,16 @@ class Shopper:
     whale: bool
     traits: dict[str, float]
     profile: dict | None
+    brand_taste: np.ndarray  # over catalog brand names, sorted
+    style: np.ndarray  # a point in the items' style space
+    utility: np.ndarray | None = None  # over items, once the choice model has worked it out
     session_ids: list[str] = field(default_factory=list)
     revenue: float = 0.0
     orders: int = 0
 
 
-def make_shoppers(rng: np.random.Generator, count: int, run_tag: str) -> list[Shopper]:
+def make_shoppers(rng: np.random.Generator, count: int, run_tag: str,
+                  params: Parameters = DEFAULT_PARAMETERS) -> list[Shopper]:
     """`count` shoppers: personas by their shares, a few whales, profiles for some, tastes drawn around the persona's."""
     shares = np.array([p.share for p in PERSONAS])
     personas = rng.choice(len(PERSONAS), size=count, p=shares / shares.sum())
@@ -147,17 +153,36 @@ def make_shoppers(rng: np.random.Generator, count: int, run_tag: str) -> list[Sh
         affinity = rng.dirichlet(15.0 * prefs / prefs.sum() + 0.1)
         whale = bool(whales[i])
         price_beta = persona.price_beta + float(rng.normal(0.0, 0.5)) - (0.8 if whale else 0.0)
-        propensity = persona.purchase_propensity * float(rng.lognormal(0.0, 0.8)) * (4.0 if whale else 1.0)
+        propensity = (persona.purchase_propensity * float(rng.lognormal(0.0, params.propensity_sd))
+                      * (4.0 if whale else 1.0))
         basket = persona.basket * float(rng.lognormal(0.0, 0.5)) + (2.0 if whale else 0.0)
-        sessions_per_day = persona.sessions_per_day * float(rng.lognormal(0.0, 0.6)) * (1.5 if whale else 1.0)
+        sessions_per_day = (params.visit_scale * persona.sessions_per_day * float(rng.lognormal(0.0, params.visit_sd))
+                            * (1.5 if whale else 1.0))
         traits = _traits(affinity, price_beta, persona, float(rng.normal(0.0, 0.08)))
         profile = _profile(rng, persona, affinity) if has_profile[i] else None
+        brands, style = persona_tastes(params)
+        brand_taste = brands[int(personas[i])] + rng.normal(0.0, params.shopper_brand_sd, brands.shape[1])
+        own_style = style[int(personas[i])] + rng.normal(0.0, params.shopper_style_sd, params.style_dims)
         shoppers.append(Shopper(
             index=i, user_id=f"u-{run_tag}-{i:05d}", persona=int(personas[i]),
             affinity=affinity, affinity_cum=list(accumulate(affinity.tolist())),
             price_beta=price_beta, propensity=propensity, basket=basket,
-            sessions_per_day=sessions_per_day, whale=whale, traits=traits, profile=profile))
+            sessions_per_day=sessions_per_day, whale=whale, traits=traits, profile=profile,
+            brand_taste=brand_taste, style=own_style))
     return shoppers
+
+
+@functools.lru_cache(maxsize=8)
+def persona_tastes(params: Parameters = DEFAULT_PARAMETERS) -> tuple[np.ndarray, np.ndarray]:
+    """Each persona's brand preferences (personas x brands, sorted by name) and style (personas x style_dims): drawn
+    from a fixed seed, the same in every run, as the personas themselves are."""
+    rng = np.random.default_rng(20261102)
+    brands = sorted({b for c in CATEGORIES for b in c.brands})
+    brand = rng.normal(0.0, params.persona_brand_sd, (len(PERSONAS), len(brands)))
+    style = rng.normal(0.0, params.persona_style_sd, (len(PERSONAS), params.style_dims))
+    brand.setflags(write=False)
+    style.setflags(write=False)
+    return brand, style
 
 
 def session_starts(rng: np.random.Generator, shoppers: list[Shopper], start_ms: int, end_ms: int,
@@ -207,8 +232,13 @@ def _profile(rng: np.random.Generator, persona: Persona, affinity: np.ndarray) -
     count = int(rng.integers(1, 4))
     interests: list[str] = []
     for _ in range(count):
-        pool = affinity if rng.random() < 0.5 else np.full(len(CATEGORY_NAMES), 1.0 / len(CATEGORY_NAMES))
-        name = CATEGORY_NAMES[int(rng.choice(len(CATEGORY_NAMES), p=pool / pool.sum()))]
+        # Half the stated interests follow the shopper's tastes, half are any category.
+        if rng.random() < 0.5:
+            cumulative = np.cumsum(affinity)
+            picked = int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"))
+        else:
+            picked = int(rng.integers(len(CATEGORY_NAMES)))
+        name = CATEGORY_NAMES[min(picked, len(CATEGORY_NAMES) - 1)]
         if name not in interests:
             interests.append(name)
     return {"age": age, "location": location, "interests": interests}

@@ -6,7 +6,7 @@ import functools
 import hashlib
 import json
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,14 +14,27 @@ import numpy as np
 
 from .catalog import CATEGORIES, CATEGORY_NAMES, Catalog
 from .choices import Draws, ItemChoice
+from .parameters import DEFAULT_PARAMETERS, Parameters
 from .sessions import INTENTS, Sessions
-from .shoppers import PERSONAS, TRAITS, make_shoppers, session_starts
+from .shoppers import PERSONAS, TRAITS, Shopper, make_shoppers, session_starts
 
-__all__ = ["DEFAULT_START", "Simulation", "simulate"]
+__all__ = ["DEFAULT_START", "Simulation", "World", "simulate"]
 
 # A fixed default keeps a seed's output identical from one run to the next; callers that want
 # "now" pass start explicitly.
 DEFAULT_START = datetime(2026, 11, 2, tzinfo=UTC)
+
+
+@dataclass
+class World:
+    """What a run's shoppers are behind their events: the catalog with its latent side, the shoppers with their
+    tastes, and the choice model that reads them (what the online evaluation lets shoppers act with)."""
+
+    catalog: Catalog
+    shoppers: list[Shopper]
+    choice: ItemChoice
+    params: Parameters
+    end_ms: int  # when the simulated window ends, epoch ms
 
 
 @dataclass
@@ -35,12 +48,14 @@ class Simulation:
              "sessions": {session_id: {"user_id", "referral_source", "referrer_user_id", "start",
                                        "end", "purchased", "revenue", "event_ids", "intents" (the
                                        intent at each of event_ids), "intent_path" (the intents
-                                       in the order they took turns), "dominant_intent"}}}
+                                       in the order they took turns), "dominant_intent"}},
+             "widget": {"impressions", "clicks"} (per slot of the shop's recommendation widget)}
     """
 
     events: list[dict]
     catalog: list[dict]
     truth: dict
+    world: World | None = field(default=None, repr=False, compare=False)
 
     def counts_by_type(self) -> dict[str, int]:
         """Number of events per event type."""
@@ -61,13 +76,14 @@ class Simulation:
 
 
 def simulate(shoppers: int = 500, days: float = 1.0, seed: int = 7, start: datetime | None = None,
-             *, items: int = 1200) -> Simulation:
+             *, items: int = 1200, params: Parameters | None = None) -> Simulation:
     """Simulate `shoppers` shoppers over `days` days from `start`; the same arguments give the same output.
 
     Every simulated shopper visits at least once. Sessions start within the window; the last
     ones may run a few minutes past its end. The catalog depends only on `seed` and `items`, so
     runs with the same seed share item ids and item data; shopper, session, order and event ids
-    carry a tag of all the arguments, so different runs never share them.
+    carry a tag of all the arguments, so different runs never share them. `params` are the choice model's
+    (parameters.py; the calibrated defaults without them).
     """
     if shoppers < 1:
         raise ValueError("shoppers must be at least 1")
@@ -78,17 +94,17 @@ def simulate(shoppers: int = 500, days: float = 1.0, seed: int = 7, start: datet
     start = DEFAULT_START if start is None else start
     if start.tzinfo is None:
         raise ValueError("start must carry a timezone")
-    return _run(shoppers, float(days), seed, start.astimezone(UTC), items)
+    return _run(shoppers, float(days), seed, start.astimezone(UTC), items, params or DEFAULT_PARAMETERS)
 
 
-def _run(n_shoppers: int, days: float, seed: int, start: datetime, items: int) -> Simulation:
+def _run(n_shoppers: int, days: float, seed: int, start: datetime, items: int, params: Parameters) -> Simulation:
     start_ms = int(round(start.timestamp() * 1000))
     end_ms = start_ms + int(days * 86_400_000)
     run_tag = hashlib.sha1(f"{seed}|{n_shoppers}|{days!r}|{start.isoformat()}".encode()).hexdigest()[:6]
-    catalog = Catalog(np.random.default_rng([seed, 0]), items)
+    catalog = Catalog(np.random.default_rng([seed, 0]), items, params)
     draw = Draws(np.random.default_rng([seed, 1]))
-    choice = ItemChoice(catalog, draw)
-    shoppers = make_shoppers(draw.rng, n_shoppers, run_tag)
+    choice = ItemChoice(catalog, draw, params)
+    shoppers = make_shoppers(draw.rng, n_shoppers, run_tag, params)
     sessions = Sessions(catalog, draw, choice, run_tag, shoppers)
     all_events: list[tuple[int, int, dict]] = []
     sessions_truth: dict[str, dict] = {}
@@ -119,9 +135,10 @@ def _run(n_shoppers: int, days: float, seed: int, start: datetime, items: int) -
             }
     all_events.sort(key=lambda e: (e[0], e[1]))
     events = []
-    for n, (t, _, body) in enumerate(all_events):
+    stamps = _iso_all([t for t, _, _ in all_events])
+    for n, (_, _, body) in enumerate(all_events):
         body["event_id"] = f"e-{run_tag}-{n:07d}"
-        body["timestamp"] = _iso(t)
+        body["timestamp"] = stamps[n]
         events.append(body)
     for session_id, entry in sessions_truth.items():
         entry["event_ids"] = [e[2]["event_id"] for e in session_events[session_id]]
@@ -152,8 +169,11 @@ def _run(n_shoppers: int, days: float, seed: int, start: datetime, items: int) -
             for s in shoppers
         },
         "sessions": sessions_truth,
+        "widget": {"impressions": [sessions.widget_views] * params.widget_slots,
+                   "clicks": list(sessions.widget_clicks)},
     }
-    return Simulation(events=events, catalog=catalog.records, truth=truth)
+    world = World(catalog=catalog, shoppers=shoppers, choice=choice, params=params, end_ms=end_ms)
+    return Simulation(events=events, catalog=catalog.records, truth=truth, world=world)
 
 
 def _iso(t_ms: int) -> str:
@@ -162,6 +182,14 @@ def _iso(t_ms: int) -> str:
     hours, rest = divmod(second_of_day, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{_date_of_epoch_day(days)}T{hours:02d}:{minutes:02d}:{secs:02d}.{millis:03d}Z"
+
+
+def _iso_all(times_ms: list[int]) -> list[str]:
+    """_iso of many times at once (numpy formats them far faster than one by one)."""
+    if not times_ms:
+        return []
+    stamps = np.datetime_as_string(np.asarray(times_ms, dtype="datetime64[ms]"), unit="ms")
+    return np.char.add(stamps, "Z").tolist()
 
 
 @functools.lru_cache(maxsize=4096)
