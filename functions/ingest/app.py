@@ -1,4 +1,5 @@
-"""Ingest: shopper events from Kinesis into Tailor's state, exactly once, one write per touched key."""
+"""Ingest: shopper events from Kinesis into Tailor's state, exactly once: a write per touched state row, one for the
+batch's counters (merged by MergeCounters)."""
 
 import gc
 import os
@@ -30,6 +31,7 @@ processor = AggregatingKinesisProcessor(
         session_ttl_days=settings.session_ttl_days,
         intent=SessionIntent.load(ModelRegistry(_bucket), environ=settings.intent_config),
         personas=PersonaTracker(ModelSource(_bucket, refresh_seconds=settings.persona_model_refresh_seconds)),
+        buffer=settings.counter_buffer,
     ),
     logger=logger,
 )

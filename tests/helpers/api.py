@@ -93,8 +93,8 @@ def seeded_stack(log: TextIO, *, shoppers: int = 12, days: float = 0.5, seed: in
 
 
 def put_and_wait(stack: LocalStack, records: list[dict[str, Any]], events: list[dict[str, Any]]) -> list[bytes]:
-    """Put the records of a Kinesis event as they are, then `events`, on the stack's stream, and wait until Ingest
-    has processed them all; the records' data as put."""
+    """Put the records of a Kinesis event as they are, then `events`, on the stack's stream, wait until Ingest has
+    processed them all, and merge their counters; the records' data as put."""
     put = PutResult()
     raw = [{"Data": base64.b64decode(r["kinesis"]["data"]), "PartitionKey": r["kinesis"]["partitionKey"]}
            for r in records]
@@ -103,7 +103,14 @@ def put_and_wait(stack: LocalStack, records: list[dict[str, Any]], events: list[
     for shard, sequence in put_events(stack.aws, stack.stream_name(), events).last_sequence.items():
         put.add(shard, sequence)
     wait_until_processed(stack, put)
+    merge_counters(stack)
     return [r["Data"] for r in raw]
+
+
+def merge_counters(stack: LocalStack) -> None:
+    """What MergeCounters' schedule does within a minute: Ingest's buffered counters into the counter tables."""
+    invocation = stack.runtime.find("MergeCountersFunction").invoke(load_event("merge-counters-schedule.json"))
+    assert invocation.ok, invocation.error
 
 
 def repo_copy(folder: Path) -> Path:

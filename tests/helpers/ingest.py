@@ -27,6 +27,9 @@ class FlakyStateStore:
     def read_many(self, requests):
         return self.inner.read_many(requests)
 
+    def scan(self, table, **kwargs):
+        return self.inner.scan(table, **kwargs)
+
     def delete(self, table, key):
         return self.inner.delete(table, key)
 
@@ -117,7 +120,8 @@ def _crash_midway(ingestor: Ingestor, batch: list[StreamRecord], rng: random.Ran
                 return dying
             return attr
 
-    doomed = Ingestor(Dying(ingestor.store), Dying(ingestor.blobs), max_workers=4, intent=ingestor.intent)
+    doomed = Ingestor(Dying(ingestor.store), Dying(ingestor.blobs), max_workers=4, intent=ingestor.intent,
+                      buffer=bool(ingestor.buffered))
     try:
         doomed.ingest(batch)
     except _Crash:

@@ -22,10 +22,12 @@ BUYERS = 2  # buying sessions: i-101 carted and bought with i-301
 
 @pytest.fixture(scope="module")
 def handlers():
-    """The Ingest and API handlers on moto, after Ingest applied a crowd of browsing and buying sessions. AppConfig is
-    named as deployed and out of reach here (moto has no AppConfig data plane): the shipped factors apply."""
+    """The Ingest and API handlers on moto, after Ingest applied a crowd of browsing and buying sessions and the merge
+    its counters. AppConfig is named as deployed and out of reach here (moto has no AppConfig data plane): the
+    shipped factors apply."""
     with functions_on_moto() as functions:
         assert functions.invoke("IngestFunction", kinesis_batch(_crowd())) == {"batchItemFailures": []}
+        functions.invoke("MergeCountersFunction", load_event("merge-counters-schedule.json"))  # its schedule's work
         api = functions.handler("ApiFunction")
         yield SimpleNamespace(api=lambda event: functions.invoke("ApiFunction", event, handler=api),
                               dynamodb=boto3.client("dynamodb"))

@@ -35,7 +35,7 @@ BIN = Path(sys.executable).parent
 LAMBDA_UNZIPPED_LIMIT = 262_144_000  # Lambda's "250 MB" for a function and all its layers, in bytes
 # logical id -> (environment variable, hash key), as the domain library's store port names them
 STATE_TABLES = {f"{name.capitalize()}Table": (f"{name.upper()}_TABLE", key) for name, key in TABLES.items()}
-TRANSIENT_TABLES = {"SessionsTable", "TrendsTable"}  # expire instead of being backed up
+TRANSIENT_TABLES = {"SessionsTable", "TrendsTable", "BuffersTable"}  # expire instead of being backed up
 BUCKET_NAME = "tailor-data-test"
 # IAM actions for API operations whose action is not simply service:Operation.
 IAM_ACTION_OF = {("s3", "ListObjectsV2"): "s3:ListBucket", ("s3", "HeadObject"): "s3:GetObject",
@@ -186,6 +186,26 @@ def test_ingest_policy_grants_every_call_the_handler_makes_and_no_more_tables_or
     assert any(kind == "object" and name.startswith("archive/") for _, kind, name in calls)
 
     assert_granted(template, "IngestFunction", calls)
+
+
+def test_merge_counters_schedule_and_policy_grant_every_call_the_merge_makes(template):
+    """The sample batch through Ingest, then the scheduled merge through its handler: its counters land on the items
+    rows, within the calls the template grants it, every minute."""
+    properties = template["Resources"]["MergeCountersFunction"]["Properties"]
+    (event,) = properties["Events"].values()
+    assert event["Type"] == "ScheduleV2" and event["Properties"]["ScheduleExpression"] == "rate(1 minute)"
+    assert json.loads(event["Properties"]["Input"]) == load_event("merge-counters-schedule.json")
+    with recorded_functions() as (functions, calls):
+        functions.invoke("IngestFunction", load_event("ingest-kinesis-batch.json"))
+        items = boto3.resource("dynamodb").Table(functions.environment["ITEMS_TABLE"])
+        assert items.scan()["Items"] == []  # buffered, not merged yet
+        calls.clear()
+        report = functions.invoke("MergeCountersFunction", load_event("merge-counters-schedule.json"))
+        merge_calls = list(calls)
+        assert (report["generations"], report["slots"], report["missing"]) == (1, 1, 0)
+        assert items.get_item(Key={"item_id": "i-101"})["Item"]["purchases"] == 1
+    assert {"dynamodb:BatchGetItem", "dynamodb:Scan", "dynamodb:UpdateItem"} <= {action for action, _, _ in merge_calls}
+    assert_granted(template, "MergeCountersFunction", merge_calls)
 
 
 def test_api_policy_grants_every_call_the_routes_make_and_no_more(template):
@@ -549,6 +569,7 @@ def test_personas_rebuild_and_ingest_on_moto_within_the_granted_calls(template):
             for start in range(0, len(part), 100):
                 batch = kinesis_batch(part[start:start + 100], first_sequence=offset + start)
                 assert functions.invoke("IngestFunction", batch, handler=ingest) == {"batchItemFailures": []}
+            functions.invoke("MergeCountersFunction", load_event("merge-counters-schedule.json"))
 
         ingested(events[:half], 0)
         rebuild = functions.handler("RebuildPersonasFunction")

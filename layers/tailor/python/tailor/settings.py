@@ -13,8 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tailor.store.port import TABLES
 
-__all__ = ["ApiSettings", "EraseSettings", "IngestSettings", "RebuildLtvSettings", "RebuildPersonasSettings",
-           "TrainLtvSettings"]
+__all__ = ["ApiSettings", "EraseSettings", "IngestSettings", "MergeCountersSettings", "RebuildLtvSettings",
+           "RebuildPersonasSettings", "TrainLtvSettings"]
 
 # tailor.intent_config.CONFIG_VARIABLES; not imported from there, which loads the intent model's runtime.
 _INTENT_CONFIG = ("INTENT_CONFIG_APPLICATION", "INTENT_CONFIG_ENVIRONMENT", "INTENT_CONFIG_PROFILE")
@@ -40,6 +40,7 @@ class _State(_Settings):
     queries_table: str | None = Field(None, alias="QUERIES_TABLE")
     trends_table: str | None = Field(None, alias="TRENDS_TABLE")
     checkpoints_table: str | None = Field(None, alias="CHECKPOINTS_TABLE")
+    buffers_table: str | None = Field(None, alias="BUFFERS_TABLE")
 
     @property
     def tables(self) -> dict[str, str]:
@@ -74,6 +75,12 @@ class ApiSettings(_State, _Intent):
 class IngestSettings(_State, _Intent):
     session_ttl_days: float = Field(7.0, alias="SESSION_TTL_DAYS")
     persona_model_refresh_seconds: float | None = Field(None, alias="PERSONA_MODEL_REFRESH_SECONDS")
+    # On: shared counters go through the counter buffer that MergeCounters merges (tailor.ingest.buffer).
+    counter_buffer: bool = Field(True, alias="COUNTER_BUFFER")
+
+
+class MergeCountersSettings(_State):
+    pass
 
 
 class EraseSettings(_State):

@@ -14,6 +14,10 @@ halves. Every row therefore carries, per shard, the position of the last record 
   rows are written only after every counter write has landed, and only with the records below
   the first failure: on a replay, a state row never already holds a record whose counter effects
   are still missing, and records it does hold are known to be fully counted.
+* With a counter buffer (the deployed Ingest), the contributions to items, associations, queries and trends rows go
+  into one new row of the shard's buffer per batch instead, which the merge adds to those rows within a minute or
+  two (tailor.ingest.buffer says how a record lands in exactly one such row, tailor.ingest.merge how each is added
+  once). To the state rows, a record's counter effects are written once its buffer row is.
 * The archive of valid events has a checkpoint row of its own: objects are named after the first
   record past the checkpoint, so a replay rewrites the same object rather than adding one.
 * Quarantined records are stored under their own sequence number, so storing one twice is a no-op.
@@ -41,6 +45,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -51,6 +56,15 @@ from typing import Any
 
 from tailor.archive import archive_key, pack_lines
 from tailor.events import Event, EventError, parse_event
+from tailor.ingest.buffer import (
+    BUFFERED_TABLES,
+    CURSOR_WATERMARK,
+    SLOT_WATERMARK,
+    Cursor,
+    cursor_id,
+    slot_chunks,
+    slot_id,
+)
 from tailor.ingest.derive import Contribution
 from tailor.ingest.fold import BatchFold, FoldedRow, fold_batch
 from tailor.ingest.intent import SessionIntent
@@ -109,10 +123,13 @@ class BatchOutcome:
 class Ingestor:
     def __init__(self, store: StateStore, blobs: BlobStore, *, session_ttl_days: float = 7,
                  max_workers: int = 16, intent: SessionIntent | None = None,
-                 personas: PersonaTracker | None = None):
+                 personas: PersonaTracker | None = None, buffer: bool = False):
         """With `intent`, every touched session's intent is kept and association pairs are weighed by it
-        (tailor.ingest.intent); without, pairs weigh their event type's base weight."""
+        (tailor.ingest.intent); without, pairs weigh their event type's base weight. With `buffer`, the shared
+        counters go through the shard's counter buffer (tailor.ingest.buffer), to be merged by
+        tailor.ingest.merge; without, every batch adds to their rows itself (what replays outside a stream use)."""
         self.store = store
+        self.buffered = BUFFERED_TABLES if buffer else frozenset()
         self.blobs = blobs
         self.intent = intent
         self.personas = personas  # persona counters, traits and mixtures (tailor.personas.online)
@@ -134,7 +151,7 @@ class Ingestor:
             rows = self.store.read_many({
                 "sessions": {e.session_id for _, e in accepted},
                 "shoppers": {e.user_id for _, e in accepted},
-                "checkpoints": [_archive_id(shard)],
+                "checkpoints": [_archive_id(shard), *([cursor_id(shard)] if self.buffered else [])],
             })
             fold = self._fold(accepted, rows, shard, records)
         except Exception:
@@ -156,7 +173,13 @@ class Ingestor:
             partial(self._quarantine, shard, record, reason) for record, reason in rejected
         ]
         tasks += [partial(self._add, shard, table, key, parts, outcome)
-                  for (table, key), parts in fold.grouped_contributions().items()]
+                  for (table, key), parts in fold.grouped_contributions().items() if table not in self.buffered]
+        if self.buffered:
+            # In record order: the fold adds the pairs that wait for the batch's intent step at its end.
+            buffered = sorted(((p, c) for p, c in fold.contributions if c.table in self.buffered), key=lambda x: x[0])
+            arrivals = {r.position: r.arrival for r in records}
+            tasks.append(partial(self._buffer, shard, buffered, arrivals, rows["checkpoints"].get(cursor_id(shard)),
+                                 outcome))
         left_out = fold.erased | fold.poisoned.keys()
         archived = [(p, e) for p, e in accepted if p not in left_out] if left_out else accepted
         tasks.append(partial(self._archive, shard, archived, originals, rows["checkpoints"], outcome))
@@ -232,6 +255,44 @@ class Ingestor:
                     logger.exception("counter write failed", extra={"table": table, "key": key})
                     return chunk[0][0]
         return None
+
+    def _buffer(self, shard: str, parts: list[tuple[str, Contribution]], arrivals: dict[str, float],
+                cursor_row: dict[str, Any] | None, outcome: BatchOutcome) -> str | None:
+        """Write the contributions of the records past the shard's cursor into its next slots, then move the cursor
+        (tailor.ingest.buffer); the first record whose contributions are not known written, or None."""
+        read = cursor = Cursor.from_row(cursor_row)
+        pending = cursor.pending(parts)
+        failed: str | None = None
+        while pending and failed is None:
+            chunk, fields = slot_chunks(pending, arrivals, time.time())[0]
+            slot = cursor.slot + 1
+            try:
+                self.store.write_state("buffers", slot_id(shard, slot), fields, watermark=SLOT_WATERMARK, expected=None,
+                                       new=chunk[-1][0])
+                outcome.wrote("buffers")
+                cursor = Cursor(slot, chunk[-1][0])
+            except Conflict as conflict:
+                if conflict.watermark is None:
+                    logger.error("buffer slot without its watermark", extra={"shard": shard, "slot": slot})
+                    failed = chunk[0][0]
+                    break
+                # An earlier delivery wrote this slot and did not live to move the cursor: it holds every
+                # contribution of the records up to its own `through`.
+                cursor = Cursor(slot, conflict.watermark)
+            except Exception:
+                logger.exception("buffer write failed", extra={"shard": shard, "slot": slot})
+                failed = chunk[0][0]
+            pending = cursor.pending(pending)
+        if cursor != read:
+            try:
+                self.store.write_state("checkpoints", cursor_id(shard), cursor.fields(), watermark=CURSOR_WATERMARK,
+                                       expected=read.mark, new=cursor.mark)  # type: ignore[arg-type]
+                outcome.wrote("checkpoints")
+            except Exception:
+                # The slots are written but not known to be: the records come again, and find them (see above).
+                logger.exception("buffer cursor write failed", extra={"shard": shard})
+                return read.pending(parts)[0][0]
+        return failed
 
     def _archive(self, shard: str, accepted: list[tuple[str, Event]], originals: dict[str, str],
                  checkpoints: dict[str, dict], outcome: BatchOutcome) -> str | None:

@@ -16,6 +16,7 @@ TABLES: dict[str, str] = {
     "queries": "query",
     "trends": "period",
     "checkpoints": "id",
+    "buffers": "id",  # counters on their way to the shared tables (tailor.ingest.buffer)
 }
 
 # The secondary indexes `StateStore.query` reads: (logical table, attribute) -> (index name, the attributes it projects
