@@ -303,7 +303,7 @@ def test_the_evaluation_replays_with_the_persona_jobs_on_the_deployed_schedule()
     jobs: list[tuple[str, float]] = []
     job = replay.job
     replay.job = lambda mode, *, seed=0, now=None: (jobs.append((mode, now)), job(mode, seed=seed, now=now))[1]
-    simulation = simulate(shoppers=60, days=1.25, seed=4)
+    simulation = simulate(shoppers=100, days=1.25, seed=4)  # enough shoppers that someone is active every hour
     replay.walk(simulation.events)
     steps = [start for start, _ in _steps(simulation.events)]
     due = lambda period: next(start for start in steps if start - steps[0] >= period)  # noqa: E731

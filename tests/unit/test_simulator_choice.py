@@ -104,7 +104,7 @@ def test_parameters_change_behaviour():
 
 
 def test_calibration_reports_every_statistic_without_real_data(tmp_path):
-    report = calibrate(tmp_path, shoppers=300, days=35.0, seed=2)
+    report = calibrate(tmp_path, shoppers=800, days=35.0, seed=2)
     rows = report["statistics"]
     assert [(r["name"], r["source"]) for r in rows] == [(s.name, s.source) for s in STATISTICS]
     assert all(r["real"] is None and r["pass"] is None for r in rows)

@@ -133,6 +133,7 @@ class Catalog:
         self.price_ratio = np.asarray(self.log_price_ratio)
         self.brand_names: tuple[str, ...] = tuple(sorted({b for c in CATEGORIES for b in c.brands}))
         self.brand_of = np.asarray([self.brand_names.index(b) for b in self.brand], dtype=np.int64)
+        self.item_ids: list[str] = [record["item_id"] for record in self.records]
         self.available_list: list[int] = np.flatnonzero(np.asarray(self.available)).tolist()
         self.category_items: list[list[int]] = [[] for _ in CATEGORIES]
         for i, c in enumerate(self.category):
@@ -147,7 +148,8 @@ class Catalog:
 
     def ids(self, items: list[int]) -> list[str]:
         """The item ids of items given by index."""
-        return [self.fields[i]["item_id"] for i in items]
+        item_ids = self.item_ids
+        return [item_ids[i] for i in items]
 
     def search(self, category: int, words: list[str]) -> list[int]:
         """Up to 20 items of `category` for a query: its kind and brands matched, under its price cap, cheapest

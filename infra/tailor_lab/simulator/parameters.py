@@ -37,7 +37,8 @@ shopper likes it (`dwell_utility`): dwell is what a shop sees of a rejection aft
 
 Carting and buying: an item is carted with probability sigmoid((U - price_level * log(price / the shop's median
 price) - cart_threshold) / click_temperature), else the shopper looks for another (dear items sell less readily
-whatever their category); a basket grows to 1 + Poisson(basket * `basket_scale`) lines; checkout pays with
+whatever their category); a basket grows to 1 + Poisson(basket * `basket_scale`) lines, a line is of
+several units with probability `multi_unit` (3.5 times that for the 2% of whales); checkout pays with
 probability min(0.85, `pay_rate` * propensity + 0.05). A shopper's purchase propensity is their
 persona's times a log-normal of sd `propensity_sd`. Visits: a persona's sessions per day times `visit_scale`,
 times a log-normal of sd `visit_sd` per shopper.
@@ -92,8 +93,9 @@ class Parameters:
     dwell_utility: float = 0.15
     # carting, buying and visiting
     cart_threshold: float = 0.0
-    price_level: float = 3.5
+    price_level: float = 5.0
     basket_scale: float = 0.3
+    multi_unit: float = 0.04
     pay_rate: float = 0.08
     visit_scale: float = 0.055
     visit_sd: float = 0.6

@@ -317,7 +317,7 @@ class Sessions:
             if not self.catalog.available[item] or item in s.cart or not self.choice.likes(s.shopper, item):
                 return
         quantity = 1
-        if draw.uniform() < (0.35 if s.shopper.whale else 0.1):
+        if draw.uniform() < self.params.multi_unit * (3.5 if s.shopper.whale else 1.0):
             quantity += 1 + draw.poisson(1.0)
         s.cart[item] = s.cart.get(item, 0) + quantity
         self._think(s, "cart")
