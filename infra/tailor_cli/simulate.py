@@ -1,4 +1,5 @@
-"""`tailor simulate WHAT [ARGS]`: the shopper simulator's own commands, each tailor_lab.simulator.WHAT's main(ARGS)."""
+"""`tailor simulate WHAT [ARGS]`: the shopper simulator's commands (calibration, the closed loop, its speed), each a
+lab module's main(ARGS)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ __all__ = ["COMMANDS", "NAME", "add_parser"]
 NAME = "simulate"
 COMMANDS = {
     "calibrate": "tailor_lab.simulator.calibration",
+    "online": "tailor_lab.simulator.online",
+    "speed": "tailor_lab.bench.simulator",
 }
 
 

@@ -1,0 +1,349 @@
+"""Simulated shoppers in a closed loop with a feed strategy: each asks for a feed, looks down it, clicks, buys.
+
+    tailor simulate online [--strategy current --strategy popularity --strategy random --strategy oracle]
+                           [--shoppers 500] [--history-days 28] [--visits 3] [--n 20] [--seed 7]
+                           [--json bench-results/online.json]
+
+The shop's history is a default simulation of the shoppers (`--history-days`); then each shopper comes back
+`--visits` times, a day apart, asks the strategy for a feed of `--n` items, sees it (an impression echoing the
+feed's id) and acts on it as the choice model says (parameters.py): it looks down the feed with the feed surface's
+examination probability, clicks an examined item by its utility to it (a click and a view echoing feed_id and
+position), goes on down the feed half the time after a click, carts what it likes enough and pays at checkout as
+in the simulator.
+
+Strategies: `current` is Tailor's feed (tailor.serving.Recommender, in process, on the state Ingest makes of the
+history, with the shipped ranker; each round of visits is ingested before the next, so it learns from what it
+served); `popularity` ranks items by their views and purchases in the history; `random` shuffles the catalog; the
+`oracle` ranks by each shopper's true click probability in the moment (its utility, its session's category, what it
+bought): under a position-based model no order gets more expected clicks.
+
+Common random numbers: a shopper's visit draws the same numbers under every strategy (its session's category, and
+per slot whether it looks, whether it clicks, carts and pays), so strategies differ only by what they show.
+Figures per strategy: CTR (clicks / items shown), conversion (visits with an order), average order value, revenue
+per shopper, each with a 95% interval from a bootstrap over shoppers (the same resamples for every strategy), and
+each strategy's share of the oracle's CTR lift over random.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .simulation import Simulation, World, simulate
+
+__all__ = ["STRATEGIES", "main", "run"]
+
+STRATEGIES = ("current", "popularity", "random", "oracle")
+CONTINUE_AFTER_CLICK = 0.5  # chance a shopper goes on down the feed after coming back from an item
+BOOTSTRAP = 1000
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tailor simulate online", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--strategy", action="append", choices=STRATEGIES, dest="strategies",
+                        help="a strategy to serve feeds (repeat it; default: all four)")
+    parser.add_argument("--shoppers", type=int, default=500, help="simulated shoppers (500)")
+    parser.add_argument("--history-days", type=float, default=28.0, help="days of history before the visits (28)")
+    parser.add_argument("--visits", type=int, default=3, help="feed visits per shopper (3)")
+    parser.add_argument("--n", type=int, default=20, help="items per feed (20)")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--json", type=Path, default=Path("bench-results/online.json"))
+    args = parser.parse_args(argv)
+    for name in ("shoppers", "visits", "n"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
+    strategies = list(dict.fromkeys(args.strategies or STRATEGIES))
+    report = run(strategies, shoppers=args.shoppers, history_days=args.history_days, visits=args.visits, n=args.n,
+                 seed=args.seed, echo=lambda text: print(text, file=sys.stderr))
+    print(format_table(report))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(f"\nwritten to {args.json}")
+    return 0
+
+
+@dataclass
+class Outcome:
+    """What one strategy's feeds led to, per shopper."""
+
+    impressions: np.ndarray
+    clicks: np.ndarray
+    orders: np.ndarray
+    revenue: np.ndarray
+    visits: int
+    seconds: float = 0.0
+    events: list[dict] = field(default_factory=list)
+
+
+def run(strategies: list[str], *, shoppers: int = 500, history_days: float = 28.0, visits: int = 3, n: int = 20,
+        seed: int = 7, echo: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    """Every strategy served to the same shoppers on the same draws; their figures with 95% intervals."""
+    unknown = set(strategies) - set(STRATEGIES)
+    if unknown:
+        raise ValueError(f"unknown strategy {', '.join(sorted(unknown))}: use {', '.join(STRATEGIES)}")
+    history = simulate(shoppers=shoppers, days=history_days, seed=seed)
+    echo(f"history: {len(history.events):,} events of {shoppers} shoppers over {history_days:g} days")
+    outcomes = {}
+    for name in strategies:
+        started = time.perf_counter()
+        outcomes[name] = _serve(name, history, visits=visits, n=n, seed=seed, echo=echo)
+        outcomes[name].seconds = time.perf_counter() - started
+        echo(f"{name}: {int(outcomes[name].clicks.sum())} clicks in {outcomes[name].seconds:.1f} s")
+    resamples = np.random.default_rng([seed, 9]).integers(0, shoppers, (BOOTSTRAP, shoppers))
+    figures = {name: _figures(outcome, resamples) for name, outcome in outcomes.items()}
+    if "oracle" in figures and "random" in figures:
+        gap = figures["oracle"]["ctr"]["value"] - figures["random"]["ctr"]["value"]
+        for name, f in figures.items():
+            f["share_of_oracle_ctr_lift"] = (round((f["ctr"]["value"] - figures["random"]["ctr"]["value"]) / gap, 4)
+                                             if gap > 0 else None)
+    return {"shoppers": shoppers, "history_days": history_days, "visits": visits, "feed_n": n, "seed": seed,
+            "history_events": len(history.events), "bootstrap": BOOTSTRAP, "strategies": figures}
+
+
+def format_table(report: dict[str, Any]) -> str:
+    lines = [f"Closed loop: {report['shoppers']} shoppers, {report['visits']} feed visits each of "
+             f"{report['feed_n']} items, after {report['history_days']:g} days of history (seed {report['seed']}); "
+             "95% intervals, bootstrap over shoppers",
+             f"{'strategy':<11} {'CTR':>22} {'conversion':>22} {'AOV':>24} {'revenue/shopper':>22} {'oracle lift':>11}"]
+    for name, f in report["strategies"].items():
+        share = f.get("share_of_oracle_ctr_lift")
+        lines.append(f"{name:<11} {_interval(f['ctr'], 4):>22} {_interval(f['conversion'], 4):>22} "
+                     f"{_interval(f['aov'], 2):>24} {_interval(f['revenue_per_shopper'], 2):>22} "
+                     f"{'-' if share is None else f'{share:.0%}':>11}")
+    return "\n".join(lines)
+
+
+# -- serving and acting --------------------------------------------------------------------------------------------
+
+def _serve(name: str, history: Simulation, *, visits: int, n: int, seed: int,
+           echo: Callable[[str], None]) -> Outcome:
+    world = history.world
+    assert world is not None
+    catalog = world.catalog
+    count = len(world.shoppers)
+    outcome = Outcome(np.zeros(count), np.zeros(count), np.zeros(count), np.zeros(count), visits)
+    feed = _strategy(name, history, n, seed, echo)
+    bought: list[set[int]] = [set() for _ in range(count)]
+    for visit in range(visits):
+        events: list[dict] = []
+        for shopper in world.shoppers:
+            rng = np.random.default_rng([seed, 11, shopper.index, visit])  # the same under every strategy
+            t_ms = world.end_ms + visit * 86_400_000 + int(rng.random() * 80_000_000)
+            session = f"s-online-{seed}-{shopper.index:05d}-{visit}"
+            category = int(np.searchsorted(np.cumsum(shopper.affinity), rng.random() * shopper.affinity.sum(),
+                                           side="right"))
+            category = min(category, len(catalog.category_items) - 1)
+            served, feed_id = feed(shopper, session, category, bought[shopper.index], t_ms)
+            acted = _act(world, shopper, served, feed_id, session, category, bought[shopper.index], rng, t_ms)
+            outcome.impressions[shopper.index] += len(served)
+            outcome.clicks[shopper.index] += acted.clicks
+            outcome.orders[shopper.index] += acted.revenue > 0
+            outcome.revenue[shopper.index] += acted.revenue
+            events += acted.events
+        if hasattr(feed, "learn"):
+            feed.learn(sorted(events, key=lambda e: e["timestamp"]))
+    return outcome
+
+
+@dataclass
+class _Acted:
+    clicks: int = 0
+    revenue: float = 0.0
+    events: list[dict] = field(default_factory=list)
+
+
+def _act(world: World, shopper, served: list[int], feed_id: str, session: str, category: int, bought: set[int],
+         rng: np.random.Generator, t_ms: int) -> _Acted:
+    """The shopper's visit to a feed: the choice model's examination and clicks, then carting and paying."""
+    p, catalog, choice = world.params, world.catalog, world.choice
+    # Drawn whole whatever the feed holds, so every strategy's slot k sees the same numbers.
+    look, click, go_on, carting, pay = rng.random((5, max(len(served), 1)))
+    examination = choice.examination["feed"]
+    utility = choice.utility(shopper)
+    acted = _Acted()
+    fields = catalog.fields
+
+    def emit(event_type: str, extra: dict[str, Any]) -> None:
+        nonlocal t_ms
+        t_ms += 1000 + int(rng.random() * 4000)
+        acted.events.append({"event_id": f"e-{session}-{len(acted.events):03d}", "user_id": shopper.user_id,
+                             "session_id": session, "timestamp": _iso(t_ms), "event_type": event_type, **extra})
+
+    if not served:
+        return acted
+    emit("impression", {"item_ids": catalog.ids(served), "feed_id": feed_id})
+    cart: list[int] = []
+    for pos, item in enumerate(served):
+        if look[pos] >= examination[min(pos, len(examination) - 1)]:
+            continue
+        u = utility[item] - p.click_threshold + (p.intent_bonus if catalog.category[item] == category else 0.0)
+        if item in bought:
+            u -= p.bought_penalty
+        if click[pos] * (1.0 + math.exp(-u / p.click_temperature)) >= 1.0:
+            continue
+        acted.clicks += 1
+        emit("click", {**fields[item], "feed_id": feed_id, "position": pos})
+        emit("view", {**fields[item], "feed_id": feed_id, "position": pos})
+        liked = (utility[item] - choice.dearness[item] - p.cart_threshold) / p.click_temperature
+        if catalog.available[item] and carting[pos] * (1.0 + math.exp(-liked)) < 1.0:
+            cart.append(item)
+            emit("add_to_cart", {**fields[item], "quantity": 1, "feed_id": feed_id, "position": pos})
+        if go_on[pos] >= CONTINUE_AFTER_CLICK:
+            break
+    if cart and pay[0] < min(0.85, p.pay_rate * shopper.propensity + 0.05):
+        order = f"o-{session}"
+        for item in cart:
+            emit("purchase", {**fields[item], "quantity": 1, "order_id": order, "feed_id": feed_id,
+                              "position": served.index(item)})
+            acted.revenue += catalog.price[item]
+            bought.add(item)
+    return acted
+
+
+def _strategy(name: str, history: Simulation, n: int, seed: int, echo: Callable[[str], None]):
+    world = history.world
+    assert world is not None
+    if name == "current":
+        return _Current(history, n, echo)
+    if name == "popularity":
+        return _Popularity(history, n)
+    if name == "random":
+        return _Random(world, n, seed)
+    return _Oracle(world, n)
+
+
+class _Random:
+    def __init__(self, world: World, n: int, seed: int):
+        self.items = np.asarray(world.catalog.available_list)
+        self.n = n
+        self.rng = np.random.default_rng([seed, 13])
+
+    def __call__(self, shopper, session, category, bought, t_ms) -> tuple[list[int], str]:
+        return self.rng.choice(self.items, size=self.n, replace=False).tolist(), uuid.uuid4().hex
+
+
+class _Popularity:
+    """Best-sellers first: views and purchases in the history (a purchase counts as ten views)."""
+
+    def __init__(self, history: Simulation, n: int):
+        assert history.world is not None
+        index = {record["item_id"]: i for i, record in enumerate(history.catalog)}
+        counts: Counter = Counter()
+        for event in history.events:
+            if event["event_type"] in ("view", "purchase"):
+                counts[index[event["item_id"]]] += 10 if event["event_type"] == "purchase" else 1
+        available = history.world.catalog.available
+        self.ranked = [i for i, _ in counts.most_common() if available[i]][:n]
+
+    def __call__(self, shopper, session, category, bought, t_ms) -> tuple[list[int], str]:
+        return list(self.ranked), uuid.uuid4().hex
+
+
+class _Oracle:
+    """Each shopper's items by their true click probability in the moment: the best a feed can do here."""
+
+    def __init__(self, world: World, n: int):
+        self.world = world
+        self.n = n
+        self.items = np.asarray(world.catalog.available_list)
+        self.category_of = world.catalog.category_of[self.items]
+
+    def __call__(self, shopper, session, category, bought, t_ms) -> tuple[list[int], str]:
+        p = self.world.params
+        u = self.world.choice.utility(shopper)[self.items] + p.intent_bonus * (self.category_of == category)
+        if bought:
+            u = u - p.bought_penalty * np.isin(self.items, list(bought))
+        best = np.argsort(-u, kind="stable")[: self.n]
+        return self.items[best].tolist(), uuid.uuid4().hex
+
+
+class _Current:
+    """Tailor's feed, in process: the Recommender on the state Ingest keeps of what the shoppers did."""
+
+    def __init__(self, history: Simulation, n: int, echo: Callable[[str], None]):
+        from tailor.ingest.intent import SessionIntent
+        from tailor.ingest.service import Ingestor
+        from tailor.models import load_model
+        from tailor.ranking import MODEL_NAME, RankingModel
+        from tailor.serving import Recommender
+        from tailor.store.memory import MemoryBlobStore, MemoryStateStore
+
+        started = time.perf_counter()
+        self.n = n
+        self.index = {record["item_id"]: i for i, record in enumerate(history.catalog)}
+        self.store = MemoryStateStore()
+        self.ingestor = Ingestor(self.store, MemoryBlobStore(), max_workers=1, intent=SessionIntent.shipped())
+        self._sequence = 0
+        self.learn(history.events)
+        echo(f"current: ingested the history in {time.perf_counter() - started:.1f} s")
+        self.now = 0.0
+        model = load_model(MODEL_NAME, None, build=RankingModel.from_stored)
+        self.recommender = Recommender(self.store, model, clock=lambda: self.now)
+
+    def __call__(self, shopper, session, category, bought, t_ms) -> tuple[list[int], str]:
+        self.now = t_ms / 1000.0
+        ranking = self.recommender.feed(shopper.user_id, session_id=session, n=self.n)
+        return [self.index[item.item_id] for item in ranking.items if item.item_id in self.index], ranking.feed_id
+
+    def learn(self, events: list[dict]) -> None:
+        """What the shoppers did, through Ingest as a stream would deliver it."""
+        from tailor.ingest.service import StreamRecord
+
+        records = []
+        for event in events:
+            self._sequence += 1
+            records.append(StreamRecord("shardId-000000000000", str(49_000_000_000_000_000_000 + self._sequence),
+                                        json.dumps(event).encode(), event["user_id"], time.time()))
+        for start in range(0, len(records), 100):
+            outcome = self.ingestor.ingest(records[start:start + 100])
+            if outcome.failed:
+                raise RuntimeError(f"ingest refused simulated events: {outcome.failed[:3]}")
+
+
+# -- figures ---------------------------------------------------------------------------------------------------------
+
+def _figures(outcome: Outcome, resamples: np.ndarray) -> dict[str, Any]:
+    def ratio(numerator: np.ndarray, denominator: np.ndarray) -> dict[str, Any]:
+        num = numerator[resamples].sum(axis=1)
+        den = denominator[resamples].sum(axis=1)
+        values = np.divide(num, den, out=np.full(len(num), np.nan), where=den > 0)
+        total = denominator.sum()
+        value = float(numerator.sum() / total) if total else None
+        low, high = (np.nanpercentile(values, [2.5, 97.5]).tolist() if np.isfinite(values).any() else (None, None))
+        return {"value": value, "low": low, "high": high}
+
+    visits = np.full(len(outcome.clicks), float(outcome.visits))
+    ones = np.ones(len(outcome.clicks))
+    return {"ctr": ratio(outcome.clicks, outcome.impressions),
+            "conversion": ratio(outcome.orders, visits),
+            "aov": ratio(outcome.revenue, outcome.orders),
+            "revenue_per_shopper": ratio(outcome.revenue, ones),
+            "clicks": int(outcome.clicks.sum()), "impressions": int(outcome.impressions.sum()),
+            "orders": int(outcome.orders.sum()), "revenue": round(float(outcome.revenue.sum()), 2),
+            "seconds": round(outcome.seconds, 2)}
+
+
+def _interval(figure: dict[str, Any], digits: int) -> str:
+    if figure["value"] is None:
+        return "-"
+    return f"{figure['value']:.{digits}f} [{figure['low']:.{digits}f}, {figure['high']:.{digits}f}]"
+
+
+def _iso(t_ms: int) -> str:
+    stamp = np.datetime_as_string(np.datetime64(int(t_ms), "ms"), unit="ms")
+    return f"{stamp}Z"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Simulated shoppers acting on the feeds a strategy serves (common random numbers, the oracle, Tailor in process),
+and the simulator's speed benchmark."""
+
+from __future__ import annotations
+
+import pytest
+
+from tailor_cli.main import main as tailor
+from tailor_lab.bench.simulator import format_table as speed_table
+from tailor_lab.bench.simulator import measure
+from tailor_lab.simulator.online import format_table, run
+
+
+@pytest.fixture(scope="module")
+def report():
+    return run(["oracle", "popularity", "random"], shoppers=200, history_days=10.0, visits=2, seed=3)
+
+
+def test_the_oracle_beats_popularity_which_beats_random(report):
+    ctr = {name: f["ctr"] for name, f in report["strategies"].items()}
+    assert ctr["oracle"]["low"] > ctr["popularity"]["high"]
+    assert ctr["popularity"]["low"] > ctr["random"]["high"]
+    assert report["strategies"]["oracle"]["share_of_oracle_ctr_lift"] == 1.0
+    assert report["strategies"]["random"]["share_of_oracle_ctr_lift"] == 0.0
+    for figures in report["strategies"].values():
+        assert figures["impressions"] == 200 * 2 * 20
+        for name in ("ctr", "conversion", "revenue_per_shopper"):
+            assert figures[name]["low"] <= figures[name]["value"] <= figures[name]["high"]
+    assert "oracle" in format_table(report)
+
+
+def test_the_same_seed_replays_the_same_shoppers_on_the_same_draws(report):
+    again = run(["random", "oracle"], shoppers=200, history_days=10.0, visits=2, seed=3)
+
+    def without_time(figures):
+        return {k: v for k, v in figures.items() if k not in ("seconds", "share_of_oracle_ctr_lift")}
+
+    for name in ("random", "oracle"):
+        assert without_time(again["strategies"][name]) == without_time(report["strategies"][name])
+
+
+def test_tailor_serves_the_shoppers_in_process_and_ingests_what_they_did():
+    # Ingest refuses an event it cannot take, and the run would stop: every event the shoppers emitted was valid.
+    report = run(["current", "random"], shoppers=40, history_days=5.0, visits=2, seed=5)
+    current = report["strategies"]["current"]
+    assert 0 < current["impressions"] <= 40 * 2 * 20
+    assert current["clicks"] > 0
+
+
+def test_unknown_strategies_are_refused():
+    with pytest.raises(ValueError, match="unknown strategy"):
+        run(["best"], shoppers=5)
+
+
+def test_the_speed_benchmark_reports_events_per_second():
+    report = measure([(30, 1.0)], repeats=1, seed=2)
+    (row,) = report["rows"]
+    assert row["events"] > 0 and row["events_per_second"] > 0
+    assert "events/CPU s" in speed_table(report)
+
+
+@pytest.mark.parametrize("what", ["calibrate", "online", "speed"])
+def test_each_simulate_command_has_help(what, capsys):
+    with pytest.raises(SystemExit) as exit:
+        tailor(["simulate", what, "--help"])
+    assert exit.value.code == 0
+    assert f"tailor simulate {what}" in capsys.readouterr().out
