@@ -108,6 +108,7 @@ class BatchOutcome:
     unapplicable: int = 0  # of the quarantined, valid events the fold could not apply
     duplicates: int = 0
     erased: int = 0  # events of erased shoppers, up to their erasure: dropped
+    touched: int = 0  # rows the batch changes: state rows, counter rows (buffered or not) and the archive checkpoint
     rows_written: Counter = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -172,8 +173,10 @@ class Ingestor:
         tasks: list[Callable[[], str | None]] = [
             partial(self._quarantine, shard, record, reason) for record, reason in rejected
         ]
+        grouped = fold.grouped_contributions()
+        outcome.touched = len(grouped) + sum(1 for _ in fold.changed_rows()) + 1
         tasks += [partial(self._add, shard, table, key, parts, outcome)
-                  for (table, key), parts in fold.grouped_contributions().items() if table not in self.buffered]
+                  for (table, key), parts in grouped.items() if table not in self.buffered]
         if self.buffered:
             # In record order: the fold adds the pairs that wait for the batch's intent step at its end.
             buffered = sorted(((p, c) for p, c in fold.contributions if c.table in self.buffered), key=lambda x: x[0])
