@@ -13,7 +13,7 @@ from tailor_lab.training.intent_truth import calibration, evaluate_simulated, ma
 
 @pytest.fixture(scope="module")
 def trained():
-    sim = simulate(shoppers=40, days=1, seed=3)
+    sim = simulate(shoppers=60, days=1, seed=3)  # a session or so each: more than 40 sessions
     examples = simulated_examples(sim.events, sim.truth)
     return examples, train_intent(examples, seed=0, source="test")
 

@@ -97,8 +97,8 @@ class Parameters:
     basket_scale: float = 0.3
     multi_unit: float = 0.04
     pay_rate: float = 0.08
-    visit_scale: float = 0.055
-    visit_sd: float = 0.6
+    visit_scale: float = 0.045
+    visit_sd: float = 0.8
     propensity_sd: float = 0.4
 
     def __post_init__(self) -> None:

@@ -299,7 +299,7 @@ class Sessions:
         if s.item is None:
             self._page_visit(s, self.choice.preferred(s.shopper, s.category))
         self._think(s, "wishlist")
-        self._emit(s, "wishlist", dict(self.catalog.fields[s.item]))
+        self._emit(s, "wishlist", self.catalog.fields[s.item])
 
     def _do_cart(self, s: Session) -> None:
         draw = self.draw
@@ -307,7 +307,7 @@ class Sessions:
         if item is not None and not self.catalog.available[item]:
             if draw.uniform() < 0.5:
                 self._think(s, "wishlist")
-                self._emit(s, "wishlist", dict(self.catalog.fields[item]))  # saved for when it is back
+                self._emit(s, "wishlist", self.catalog.fields[item])  # saved for when it is back
             item = None
         if item is not None and not self.choice.likes(s.shopper, item):
             item = None  # not good enough to buy: the shopper looks for another
@@ -389,7 +389,7 @@ class Sessions:
         if len(s.viewed) > 20:
             del s.viewed[0]
         start = s.t
-        self._emit(s, "view", dict(self.catalog.fields[item]))
+        self._emit(s, "view", self.catalog.fields[item])
         widget, clicked = self._widget(s, item)
         median, sigma = _DWELL[s.intent]
         liking = max(-3.0, min(3.0, self.choice.liking(s.shopper, item)))
@@ -458,6 +458,7 @@ class Sessions:
         s.t += int(self.draw.lognormal(median * 1000, sigma))
 
     def _emit(self, s: Session, event_type: str, fields: dict) -> None:
+        """An event of `fields` (copied: callers pass the catalog's own) at the session's time."""
         self._sequence += 1
         body = {"event_id": "", "user_id": s.shopper.user_id, "session_id": s.session_id,
                 "timestamp": "", "event_type": event_type, **fields}
