@@ -18,7 +18,7 @@ from tailor.serving import Recommender
 from tailor.store.aws import DynamoStateStore, S3BlobStore
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
 from tailor.store.port import TABLES
-from tailor_lab.simulator import simulate
+from tailor_lab.simulator import BUSY_PARAMETERS, simulate
 from tailor_lab.training import ranker as ranker_training
 from tailor_local.aws import create_state_tables
 
@@ -114,7 +114,7 @@ def test_the_recommender_reads_dynamodb_and_the_current_model_from_the_environme
 
 def test_the_training_command_learns_from_the_archive_and_publishes(aws, capsys):
     s3 = S3BlobStore(boto3.client("s3"), BUCKET)
-    events = simulate(shoppers=30, days=4.0, seed=4).events
+    events = simulate(shoppers=30, days=4.0, seed=4, params=BUSY_PARAMETERS).events  # purchases in both windows
     ingestor = Ingestor(MemoryStateStore(), s3, max_workers=1)
     records = to_records(events)
     for start in range(0, len(records), 2000):

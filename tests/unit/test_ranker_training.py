@@ -16,7 +16,7 @@ from tailor.intent import IntentModel
 from tailor.models import load_model
 from tailor.ranking import FEATURE_NAMES, Pipeline, RankingModel, Request
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
-from tailor_lab.simulator import Parameters, simulate
+from tailor_lab.simulator import BUSY_PARAMETERS, simulate
 from tailor_lab.training import model_output
 from tailor_lab.training import ranker as ranker_training
 from tailor_lab.training.ranker import Replay, ReplayStore, _dcg, build_examples, evaluate, parse_events, train_ranker
@@ -26,10 +26,8 @@ from tests.helpers.events import to_records
 
 @cache
 def simulated(shoppers: int = 40, days: float = 4.0, seed: int = 11) -> tuple[dict, ...]:
-    # A busier shop than the calibrated default (daily visits, long sessions, readier buyers): 40 shoppers' 4 days
-    # then hold purchases in both the training and the evaluation window.
-    busy = Parameters(visit_scale=1.0, session_end_scale=1.0, pay_rate=0.2, price_level=0.0)
-    return tuple(simulate(shoppers=shoppers, days=days, seed=seed, params=busy).events)
+    # A busier shop than the calibrated default: 40 shoppers' 4 days hold purchases in both windows.
+    return tuple(simulate(shoppers=shoppers, days=days, seed=seed, params=BUSY_PARAMETERS).events)
 
 
 @cache

@@ -10,10 +10,10 @@ on feeds a strategy serves.
 """
 
 from .catalog import CATEGORIES, Category
-from .parameters import DEFAULT_PARAMETERS, Parameters
+from .parameters import BUSY_PARAMETERS, DEFAULT_PARAMETERS, Parameters
 from .sessions import INTENTS, REFERRAL_SOURCES
 from .shoppers import PERSONAS, TRAITS, Persona
 from .simulation import DEFAULT_START, Simulation, World, simulate
 
-__all__ = ["CATEGORIES", "DEFAULT_PARAMETERS", "DEFAULT_START", "INTENTS", "PERSONAS", "REFERRAL_SOURCES", "TRAITS",
+__all__ = ["BUSY_PARAMETERS", "CATEGORIES", "DEFAULT_PARAMETERS", "DEFAULT_START", "INTENTS", "PERSONAS", "REFERRAL_SOURCES", "TRAITS",
            "Category", "Parameters", "Persona", "Simulation", "World", "simulate"]

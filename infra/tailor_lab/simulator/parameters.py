@@ -55,7 +55,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["DEFAULT_PARAMETERS", "Parameters"]
+__all__ = ["BUSY_PARAMETERS", "DEFAULT_PARAMETERS", "Parameters"]
 
 
 @dataclass(frozen=True)
@@ -112,3 +112,6 @@ class Parameters:
 
 
 DEFAULT_PARAMETERS = Parameters()
+# Not calibrated: shoppers who visit daily, stay longer and buy readily, as the simulator's shoppers did before its
+# calibration, for tests that need purchases in both halves of a few days of a few dozen shoppers.
+BUSY_PARAMETERS = Parameters(visit_scale=1.0, session_end_scale=1.0, pay_rate=0.2, price_level=0.0)
