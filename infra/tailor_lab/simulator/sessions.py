@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 from .catalog import CATEGORIES, CATEGORY_NAMES, NEIGHBOURS, Catalog, Category
 from .choices import Draws, ItemChoice
@@ -44,6 +45,7 @@ _THINK = {  # seconds before an action: median, log sigma
     "checkout": (5.0, .6), "pay": (45.0, .5),
 }
 _PAGE_SIZE = 12
+_first = itemgetter(0)
 
 # Where a visitor comes from shifts what they came for.
 _REFERRAL_INTENT_LIFT = {
@@ -413,7 +415,7 @@ class Sessions:
                 duration = draw.lognormal(35_000, 0.6)
                 sub.append((read + extra, "review_read", {**self.catalog.fields[item], "duration_ms": int(duration)}))
                 extra += duration + draw.lognormal(2_000, 0.5)
-        sub.sort(key=lambda x: x[0])
+        sub.sort(key=_first)
         for offset, event_type, fields in sub:
             s.t = start + max(1, int(offset))
             self._emit(s, event_type, fields)
