@@ -8,8 +8,8 @@ The shop's history is a default simulation of the shoppers (`--history-days`); t
 `--visits` times, a day apart, asks the strategy for a feed of `--n` items, sees it (an impression echoing the
 feed's id) and acts on it as the choice model says (parameters.py): it looks down the feed with the feed surface's
 examination probability, clicks an examined item by its utility to it (a click and a view echoing feed_id and
-position), goes on down the feed half the time after a click, carts what it likes enough and pays at checkout as
-in the simulator.
+position), goes on down the feed after a click with probability `feed_continue`, carts what it likes enough and
+pays at checkout as in the simulator.
 
 Strategies: `current` is Tailor's feed (tailor.serving.Recommender, in process, on the state Ingest makes of the
 history, with the shipped ranker; each round of visits is ingested before the next, so it learns from what it
@@ -45,7 +45,6 @@ from .simulation import Simulation, World, simulate
 __all__ = ["STRATEGIES", "main", "run"]
 
 STRATEGIES = ("current", "popularity", "random", "oracle")
-CONTINUE_AFTER_CLICK = 0.5  # chance a shopper goes on down the feed after coming back from an item
 BOOTSTRAP = 1000
 
 
@@ -199,7 +198,7 @@ def _act(world: World, shopper, served: list[int], feed_id: str, session: str, c
         if catalog.available[item] and carting[pos] * (1.0 + math.exp(-liked)) < 1.0:
             cart.append(item)
             emit("add_to_cart", {**fields[item], "quantity": 1, "feed_id": feed_id, "position": pos})
-        if go_on[pos] >= CONTINUE_AFTER_CLICK:
+        if go_on[pos] >= p.feed_continue:
             break
     if cart and pay[0] < min(0.85, p.pay_rate * shopper.propensity + 0.05):
         order = f"o-{session}"

@@ -26,8 +26,9 @@ under an item page (`widget_examination`, which the Open Bandit Dataset's click-
 tiles sit side by side, so attention falls off more slowly along them, by `widget_examination_decay`). The
 first item clicked is opened; nothing clicked means the shopper moves on.
 
-Choosing without a list (a promoted link, going back to an item, carting): among the category's items with
-probability proportional to popularity ** `navigation_popularity` * exp(U / click_temperature).
+Choosing without a list (a promoted link, a direct visit, another item to cart): among the category's items with
+probability proportional to popularity ** `navigation_popularity` * exp(U / click_temperature). On a feed
+(tailor_lab.simulator.online) a shopper who opened an item goes on down the feed with probability `feed_continue`.
 
 Within a session: exploring moves to a neighbouring category (catalog.NEIGHBOURS) with probability
 `neighbour_drift`, else to one drawn from the shopper's tastes; a view goes back to an item already viewed in the
@@ -82,6 +83,7 @@ class Parameters:
     examination_decay: float = 0.8
     listing_examination: float = 0.9
     feed_examination: float = 0.9
+    feed_continue: float = 0.5
     widget_examination: float = 0.06
     widget_examination_decay: float = 0.3
     widget_slots: int = 3
