@@ -302,16 +302,28 @@ def load_json(text: str, *, max_depth: int, allow_nan: bool = False) -> Any:
     too_deep = _too_deep_at(text, max_depth)
     if too_deep is not None:
         raise json.JSONDecodeError(f"nested deeper than {max_depth} levels", text, too_deep)
-
-    def refuse(name: str) -> Any:
-        raise json.JSONDecodeError(f"{name} is not a JSON number", text, max(text.find(name), 0))
-
     try:
-        return json.loads(text, parse_constant=None if allow_nan else refuse)
+        return (_DECODER if allow_nan else _DECODER_WITHOUT_NAN).decode(text)
+    except _NotANumber as exc:
+        name = exc.args[0]
+        raise json.JSONDecodeError(f"{name} is not a JSON number", text, max(text.find(name), 0)) from None
     except json.JSONDecodeError:
         raise
     except ValueError as exc:  # an integer of more digits than Python converts
         raise json.JSONDecodeError(str(exc).split(":")[0], text, 0) from None
+
+
+class _NotANumber(ValueError):
+    """NaN, Infinity or -Infinity in a text that may not hold them."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NotANumber(name)
+
+
+# Made once: json.loads with an argument makes a decoder per call, which costs more than decoding an event.
+_DECODER = json.JSONDecoder()
+_DECODER_WITHOUT_NAN = json.JSONDecoder(parse_constant=_refuse_constant)
 
 
 def _describe(exc: ValidationError) -> str:

@@ -11,11 +11,14 @@ whose write Ingest has seen land and the last record it holds (`through`). Per b
   wrote it and did not live to move the cursor: the slot holds every contribution of the records up to its own
   `through` (it was made from the same cursor, and a record adds the same on every delivery), so Ingest takes it
   as written and goes on with the records past it into the slot after;
-* moves the cursor to the last slot written, conditionally on the cursor it read.
+* moves the cursor to the last slot written, conditionally on the cursor it read, beside the state rows (a round
+  trip fewer than before them). Should that write fail, nothing is lost: the slots are written, the next batch
+  finds them as above, and the merge reads them past the cursor.
 
-A slot is written once and never changed, and the merge reads only slots the cursor has reached, which never
-change again: records up to the cursor never enter another slot. So each record's contributions are in exactly
-one slot the merge will read.
+A slot is written once and never changed, and records up to a written slot's `through` never enter another slot
+(every delivery after it either reads a cursor at or past it, or finds it where it would write). The merge reads
+the slots up to the cursor and those found past it, so each record's contributions are in exactly one slot the
+merge will read.
 """
 
 from __future__ import annotations

@@ -31,7 +31,8 @@ def contributions(event: Event, session: SessionState | None, *, associate: bool
     weight (tailor.ingest.intent, through `association_contributions`)."""
     out: list[Contribution] = []
     kind = event.event_type
-    item_id = getattr(event, "item_id", None)
+    values = vars(event)  # its fields: getattr with a default costs pydantic an exception per absent one
+    item_id = values.get("item_id")
 
     if item_id:
         out.append(_item_contribution(event, item_id))
@@ -53,7 +54,7 @@ def contributions(event: Event, session: SessionState | None, *, associate: bool
         out.append(Contribution("queries", normalize_query(event.query), {"searches": 1}))
     elif kind in QUERY_OUTCOMES and session is not None and session.last_query is not None:
         if event.epoch - (session.last_query_at or 0.0) <= QUERY_ATTRIBUTION_SECONDS:
-            amount = getattr(event, "quantity", 1)
+            amount = values.get("quantity", 1)
             out.append(Contribution("queries", session.last_query, {f"{QUERY_OUTCOMES[kind]}{item_id}": amount}))
 
     if kind == "referral" and event.referrer_user_id and event.referrer_user_id != event.user_id:
@@ -70,14 +71,15 @@ def association_contributions(item_id: str, event_type: str, previous_items: Seq
 
 def _item_contribution(event: Event, item_id: str) -> Contribution:
     kind = event.event_type
+    values = vars(event)
     increments: dict[str, float] = {}
     counter = ITEM_COUNTERS.get(kind)
     if counter:
-        increments[counter] = getattr(event, "quantity", 1)
+        increments[counter] = values.get("quantity", 1)
     if kind == "purchase":
         increments["revenue"] = round(event.price * event.quantity, 6)
     elif kind == "dwell":
         increments["dwell_ms"] = event.dwell_ms
-    latest = {name: getattr(event, name) for name in CATALOG_FIELDS if getattr(event, name, None) is not None}
+    latest = {name: values[name] for name in CATALOG_FIELDS if values.get(name) is not None}
     latest["last_event_at"] = event.epoch
     return Contribution("items", item_id, increments, latest)

@@ -4,9 +4,9 @@ behind the stream; each row gets one write per run however many batches touched 
 
 A run works in generations, written in the merge row of the checkpoints table:
 
-* Plan. For each shard, the slots after those of the last generation, up to the slot its cursor names (the slots
-  Ingest knows written, which never change), become generation g, written into the merge row conditionally on the
-  generation before it: of two runs planning at once, one does.
+* Plan. For each shard, the slots after those of the last generation, up to the last one written (the slot its
+  cursor names, or past it the slots found there: slots never change once written), become generation g, written
+  into the merge row conditionally on the generation before it: of two runs planning at once, one does.
 * Carry out. Each row gets its sum over the plan's slots in one write (or a few, for a row with many counters),
   conditional on its merge watermark (`mw`) being below g's, which the write moves to g's: a row that has g already
   is left alone. A write that fails fails the run.
@@ -94,11 +94,12 @@ class CounterMerge:
         cursors = {r["id"][len(_CURSOR_PREFIX):]: Cursor.from_row(r)
                    for r in every_row(self.store, "checkpoints", ["id", "slot", "through", CURSOR_WATERMARK])
                    if r["id"].startswith(_CURSOR_PREFIX)}
+        written = self._written({shard: max(cursor.slot, merged.get(shard, 0)) for shard, cursor in cursors.items()})
         ranges: dict[str, tuple[int, int]] = {}
         budget = self.max_slots
         for shard in sorted(cursors):
             start = merged.get(shard, 0)
-            end = min(cursors[shard].slot, start + budget)
+            end = min(written[shard], start + budget)
             if end > start:
                 ranges[shard] = (start, end)
                 budget -= end - start
@@ -116,6 +117,19 @@ class CounterMerge:
             logger.info("another merge planned the generation", extra={"generation": number})
             return None
         return _Plan(number, ranges, done)
+
+    def _written(self, known: dict[str, int]) -> dict[str, int]:
+        """Each shard's last slot known written: from `known` (its cursor's, or the last merged), on through the
+        slots found after it. Those are slots whose cursor write failed or is on its way (tailor.ingest.service moves
+        the cursor beside the state rows): written once, they never change, so they are merged as any other."""
+        known = dict(known)
+        probe = set(known)
+        while probe:
+            found = self.store.read("buffers", [slot_id(shard, known[shard] + 1) for shard in sorted(probe)])
+            probe = {shard for shard in probe if slot_id(shard, known[shard] + 1) in found}
+            for shard in probe:
+                known[shard] += 1
+        return known
 
     def _carry_out(self, plan: _Plan, report: MergeReport) -> None:
         wanted = [(shard, n) for shard, (start, end) in sorted(plan.ranges.items()) for n in range(start + 1, end + 1)]

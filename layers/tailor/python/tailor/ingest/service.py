@@ -76,6 +76,7 @@ __all__ = ["BatchOutcome", "Ingestor", "StreamRecord", "position"]
 logger = logging.getLogger(__name__)
 
 ATTRIBUTES_PER_WRITE = 100  # keeps one UpdateItem expression well under DynamoDB's 4 KB limit
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)  # an archive line; made once, not per event
 
 
 def position(sequence: str) -> str:
@@ -177,12 +178,13 @@ class Ingestor:
         outcome.touched = len(grouped) + sum(1 for _ in fold.changed_rows()) + 1
         tasks += [partial(self._add, shard, table, key, parts, outcome)
                   for (table, key), parts in grouped.items() if table not in self.buffered]
+        cursor: list[tuple[Cursor, Cursor]] = []  # the buffer's cursor as read and as the slots written move it
         if self.buffered:
             # In record order: the fold adds the pairs that wait for the batch's intent step at its end.
             buffered = sorted(((p, c) for p, c in fold.contributions if c.table in self.buffered), key=lambda x: x[0])
             arrivals = {r.position: r.arrival for r in records}
             tasks.append(partial(self._buffer, shard, buffered, arrivals, rows["checkpoints"].get(cursor_id(shard)),
-                                 outcome))
+                                 cursor, outcome))
         left_out = fold.erased | fold.poisoned.keys()
         archived = [(p, e) for p, e in accepted if p not in left_out] if left_out else accepted
         tasks.append(partial(self._archive, shard, archived, originals, rows["checkpoints"], outcome))
@@ -201,6 +203,8 @@ class Ingestor:
                 return outcome
         tasks = [partial(self._write_state, shard, table, key, row, rows[table].get(key), outcome)
                  for table, key, row in fold.changed_rows()]
+        # The cursor moves beside the state rows rather than before them: its slots are written, whatever it says.
+        tasks += [partial(self._move_cursor, shard, read, moved, outcome) for read, moved in cursor if moved != read]
         failures += [p for p in self._run(tasks) if p is not None]
 
         cutoff = min(failures, default=None)
@@ -260,9 +264,11 @@ class Ingestor:
         return None
 
     def _buffer(self, shard: str, parts: list[tuple[str, Contribution]], arrivals: dict[str, float],
-                cursor_row: dict[str, Any] | None, outcome: BatchOutcome) -> str | None:
-        """Write the contributions of the records past the shard's cursor into its next slots, then move the cursor
-        (tailor.ingest.buffer); the first record whose contributions are not known written, or None."""
+                cursor_row: dict[str, Any] | None, cursor_out: list[tuple[Cursor, Cursor]],
+                outcome: BatchOutcome) -> str | None:
+        """Write the contributions of the records past the shard's cursor into its next slots (tailor.ingest.buffer);
+        the first record whose contributions are not known written, or None. The cursor as read and as the slots
+        written move it go into `cursor_out`, for phase 2 to write (_move_cursor)."""
         read = cursor = Cursor.from_row(cursor_row)
         pending = cursor.pending(parts)
         failed: str | None = None
@@ -279,23 +285,26 @@ class Ingestor:
                     logger.error("buffer slot without its watermark", extra={"shard": shard, "slot": slot})
                     failed = chunk[0][0]
                     break
-                # An earlier delivery wrote this slot and did not live to move the cursor: it holds every
-                # contribution of the records up to its own `through`.
+                # An earlier delivery wrote this slot and its cursor did not move: the slot holds every contribution
+                # of the records up to its own `through`.
                 cursor = Cursor(slot, conflict.watermark)
             except Exception:
                 logger.exception("buffer write failed", extra={"shard": shard, "slot": slot})
                 failed = chunk[0][0]
             pending = cursor.pending(pending)
-        if cursor != read:
-            try:
-                self.store.write_state("checkpoints", cursor_id(shard), cursor.fields(), watermark=CURSOR_WATERMARK,
-                                       expected=read.mark, new=cursor.mark)  # type: ignore[arg-type]
-                outcome.wrote("checkpoints")
-            except Exception:
-                # The slots are written but not known to be: the records come again, and find them (see above).
-                logger.exception("buffer cursor write failed", extra={"shard": shard})
-                return read.pending(parts)[0][0]
+        cursor_out.append((read, cursor))
         return failed
+
+    def _move_cursor(self, shard: str, read: Cursor, moved: Cursor, outcome: BatchOutcome) -> None:
+        """Move the shard's cursor past the slots this batch wrote or found. If the write fails, no record is failed:
+        the slots are written, and they never change. The next batch on the shard finds them where it writes its own
+        (taking them as written, as above), and the merge finds them past the cursor (tailor.ingest.merge)."""
+        try:
+            self.store.write_state("checkpoints", cursor_id(shard), moved.fields(), watermark=CURSOR_WATERMARK,
+                                   expected=read.mark, new=moved.mark)  # type: ignore[arg-type]
+            outcome.wrote("checkpoints")
+        except Exception:
+            logger.exception("buffer cursor write failed", extra={"shard": shard})
 
     def _archive(self, shard: str, accepted: list[tuple[str, Event]], originals: dict[str, str],
                  checkpoints: dict[str, dict], outcome: BatchOutcome) -> str | None:
@@ -357,7 +366,7 @@ def _decode(records: Sequence[StreamRecord]) -> tuple[list[tuple[str, Event]], d
             rejected.append((record, f"partition_key: {record.partition_key!r} is not the event's user_id"))
             continue
         accepted.append((record.position, event))
-        originals[record.position] = json.dumps(json.loads(record.data), separators=(",", ":"), ensure_ascii=False)
+        originals[record.position] = _COMPACT.encode(json.loads(record.data))
     return accepted, originals, rejected
 
 
