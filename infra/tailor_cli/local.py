@@ -142,7 +142,8 @@ def _local_up(args: argparse.Namespace) -> int:
                            function_log=function_log, api_port=args.api_port, api_key=args.api_key)
         say(f"Starting the local AWS on 127.0.0.1:{args.port or 'any free port'} ...")
         try:
-            stack.start(schedules=args.schedules == "on")
+            # Timers start once the replay is in: a merge or rebuild they fired meanwhile would redo what follows it.
+            stack.start(schedules=False)
         except KeyboardInterrupt:
             return 130
         phases.update({"local AWS": stack.timings["local AWS"], "resources": stack.timings["resources"]})
@@ -167,6 +168,8 @@ def _local_up(args: argparse.Namespace) -> int:
                 phases["persona rebuild"] = time.monotonic() - started
                 print_next_steps(tally, stack.server.endpoint, stack.template.region, log_path,
                                  tailor_command(args.template), stack.template.root)
+            if args.schedules == "on":
+                stack.start_schedules()
             if stack.api is not None:
                 started = time.monotonic()
                 _warm_api(stack, log_path)

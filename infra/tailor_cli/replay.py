@@ -62,8 +62,8 @@ def add_parser(commands: Any) -> None:
 
 
 def simulation_options(parser: argparse.ArgumentParser) -> None:
-    # 150 shoppers make a day of a little over 10,000 events: enough to see every kind of state, quick to replay.
-    parser.add_argument("--shoppers", type=int, default=150, help="simulated shoppers (default 150)")
+    # 420 shoppers make a day of a little over 10,000 events: enough to see every kind of state, quick to replay.
+    parser.add_argument("--shoppers", type=int, default=420, help="simulated shoppers (default 420)")
     parser.add_argument("--days", type=float, default=1.0, help="simulated days (default 1)")
     parser.add_argument("--seed", type=int, default=7, help="simulation seed (default 7)")
     parser.add_argument("--start", type=dt.datetime.fromisoformat,

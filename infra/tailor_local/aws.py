@@ -4,7 +4,10 @@ resources created in it."""
 from __future__ import annotations
 
 import contextlib
+import copy
+import functools
 import gc
+import io
 import json
 import logging
 import os
@@ -141,13 +144,15 @@ def serve() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     host, port = sys.argv[1], int(sys.argv[2])
     _serve_attribute_values_plainly()
+    _check_item_sizes_once_per_call()
+    _find_update_clauses_in_one_walk()
     gc.callbacks.append(_freeze_after_full_collection)
     # werkzeug logs every request at INFO; the stack's own output is what matters.
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
     server.start()
     werkzeug_server = server._server  # serves each request on a thread of its own, and looks its app up for each
-    gate = werkzeug_server.app = _OneCallAtATime(werkzeug_server.app)
+    gate = werkzeug_server.app = _AtomicCalls(werkzeug_server.app)
     outage = _Outage()
     host, port = server.get_host_and_port()
     print(f"serving {host} {port}", flush=True)
@@ -180,6 +185,119 @@ def _serve_attribute_values_plainly() -> None:
 
     BaseJSONSerializer._serialize_type_structure = _plain_attribute_values(  # type: ignore[method-assign]
         BaseJSONSerializer._serialize_type_structure)
+
+
+def _check_item_sizes_once_per_call() -> None:
+    """moto checks DynamoDB's 400 KB item limit on every attribute it sets, summing the whole item each time: an update
+    of a hundred counters on a row of a few thousand costs it most of a second. Here the limit is checked once per
+    call, on the item as the call leaves it, and an update that would pass it changes nothing, as in DynamoDB."""
+    from moto.dynamodb.exceptions import ItemSizeTooLarge, ItemSizeToUpdateTooLarge
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
+
+    LimitedSizeDict.__setitem__ = dict.__setitem__  # type: ignore[assignment,method-assign]
+    build, update = Item.__init__, DynamoDBBackend.update_item
+
+    def checked_item(self: Any, *args: Any, **kwargs: Any) -> None:
+        build(self, *args, **kwargs)
+        if self.size() > _ITEM_SIZE_LIMIT:
+            raise ItemSizeTooLarge
+
+    def checked_update(self: Any, table_name: str, key: dict[str, Any], update_expression: str | None = None,
+                       expression_attribute_names: dict[str, Any] | None = None,
+                       expression_attribute_values: dict[str, Any] | None = None, *args: Any, **kwargs: Any) -> Any:
+        table = self.get_table(table_name)
+        before = table.get_item(*self.get_keys_value(table, key)) if table.hash_key_attr in key else None
+        # An update at most doubles an item (SET a = b) and adds what it names: only near the limit is a copy kept.
+        named = [*(expression_attribute_names or {}).values(), update_expression or ""]
+        growth = (sum(DynamoType(v).size() for v in (expression_attribute_values or {}).values())
+                  + sum(len(str(name).encode()) for name in named))
+        saved = copy.deepcopy(before) if before is not None and 2 * before.size() + growth > _ITEM_SIZE_LIMIT else None
+        item = update(self, table_name, key, update_expression, expression_attribute_names,
+                      expression_attribute_values, *args, **kwargs)
+        if item.size() > _ITEM_SIZE_LIMIT:
+            if saved is not None:
+                item.attrs = saved.attrs
+            elif before is None:
+                table.delete_item(item.hash_key, item.range_key)
+            raise ItemSizeToUpdateTooLarge
+        return item
+
+    Item.__init__ = checked_item  # type: ignore[method-assign]
+    DynamoDBBackend.update_item = checked_update  # type: ignore[method-assign]
+
+
+def _find_update_clauses_in_one_walk() -> None:
+    """moto's update-expression tree nests each action under the one before it, and its clause search copies every
+    result up through each level: quadratic in the actions. Its two structural checks (one clause of each kind, no
+    path set twice) run the search at every level of the tree, though what holds at its root holds below. Here the
+    search takes one walk (`_update_clauses`, the same clauses in the same order) and the checks look at the root."""
+    from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser, Node, UpdateExpression
+    from moto.dynamodb.parsing.validators import ActionCountValidator, OverlappingPathsValidator
+
+    def check_root(self: Any, node: Any) -> Any:
+        return self.process(node) if isinstance(node, UpdateExpression) else node
+
+    Node.find_clauses = _update_clauses  # type: ignore[method-assign]
+    for check in (ActionCountValidator, OverlappingPathsValidator):
+        check.traverse = check_root  # type: ignore[method-assign]
+    DepthFirstTraverser.traverse_node_recursively = _traverse  # type: ignore[method-assign]
+
+
+def _traverse(self: Any, node: Any, child_id: int = -1) -> Any:
+    """moto's depth-first walk of an expression tree (DepthFirstTraverser.traverse_node_recursively), step for step,
+    but for the processing map, which moto builds anew for every node it meets, and type checks against abstract
+    classes, which are slow: here both are looked up once."""
+    processors = self.__dict__.get("_processors_once")
+    if processors is None:
+        processors = self._processors_once = (self.nodes_to_be_processed(), self._processing_map())
+    kind = type(node)
+    if _is_node(kind):
+        parent_node = node.parent
+        if node.children is not None:
+            for i, child_node in enumerate(node.children):
+                self.pre_processing_of_child(node, i)
+                self.traverse_node_recursively(child_node, i)
+        if issubclass(kind, processors[0]):
+            node = next(process(node) for node_type, process in processors[1].items() if issubclass(kind, node_type))
+            node.parent = parent_node
+            if parent_node:
+                parent_node.children[child_id] = node
+    return node
+
+
+@functools.cache
+def _is_node(kind: type) -> bool:
+    from moto.dynamodb.parsing.ast_nodes import Node
+
+    return issubclass(kind, Node)
+
+
+def _update_clauses(node: Any, clause_types: Any) -> list[Any]:
+    """The clauses of `clause_types` under `node`, in the order moto's own search finds them: depth first, left to
+    right, not looking inside a clause found."""
+    found: list[Any] = []
+    pending = list(reversed(node.children or []))
+    while pending:
+        child = pending.pop()
+        kind = type(child)
+        if kind in clause_types:
+            found.append(child)
+        elif _holds_clauses(kind):
+            pending.extend(reversed(child.children or []))
+    return found
+
+
+@functools.cache
+def _holds_clauses(kind: type) -> bool:
+    # Expression is an abstract base class: isinstance on it is slow, and asked of every node.
+    from moto.dynamodb.parsing.ast_nodes import Expression, UpdateExpressionFunction
+
+    return issubclass(kind, Expression | UpdateExpressionFunction)
+
+
+# moto's own limit: DynamoDB's 400 KB, which it measured to lie between 409 and 410 KB.
+_ITEM_SIZE_LIMIT = 405_000
 
 
 def _plain_attribute_values(generic: Any) -> Any:
@@ -249,84 +367,173 @@ class _Outage:
         raise ConnectionResetError("the local AWS is paused")
 
 
-class _OneCallAtATime:
+class _AtomicCalls:
     """moto's backends are not safe for concurrent calls (two PutRecords at once can take the same sequence number, and
     one record is lost; a DynamoDB update is read, changed and written back), while AWS applies each call atomically.
-    Functions call the local AWS from several threads at once, so a call that changes something has it to itself.
+    Functions call the local AWS from several threads at once, so calls that change something take turns, one at a
+    time, and a call never runs beside a change to what it touches.
 
-    Calls that only read (GetItem, Query, GetRecords, an S3 GET, ...) run side by side, and take turns with changes:
-    a read waits for at most the change under way, not for every change queued before it, so a feed does not queue
-    behind Ingest's writes, as it does not in AWS; a change waits for at most the reads that were waiting when the
-    change before it ended. SQS ReceiveMessage runs outside: a long poll waits inside moto for a message that another
-    call must send (two receives at once may rarely get the same message, which standard queues allow)."""
+    What a call touches is read off its request: the items of a DynamoDB GetItem, BatchGetItem, UpdateItem, PutItem,
+    DeleteItem or batch and transaction call (a key by the table's key schema, seen when it was created), the whole
+    table for any other DynamoDB call, and the whole service for the others (Kinesis, S3, SQS). So a feed's read of a
+    shopper's rows runs beside Ingest's write of another row, as it does in AWS, where a read waits for no write.
+    A read of what a change touches waits for at most that change, the one under way or next, not for every change
+    queued before it; a change waits for the reads of what it touches that are under way. SQS ReceiveMessage runs
+    outside: a long poll waits inside moto for a message that another call must send (two receives at once may
+    rarely get the same message, which standard queues allow)."""
 
     def __init__(self, app: Any):
         self.app = app
-        state = threading.Lock()
-        # Two queues on one lock, so that the end of a call wakes only whom it lets go: all the reads waiting, or one
-        # change. Waking every waiting thread at the end of each call (Ingest queues dozens of changes) would have
-        # them all take the interpreter lock in turn only to wait again, while a read that may go waits for it too.
-        self._reads = threading.Condition(state)
-        self._changes = threading.Condition(state)
-        self._readers = 0  # reading now
-        self._writing = False
-        self._writers_waiting = 0
-        self._readers_waiting = 0
-        self._turn = 0  # counts the read turns handed out, each when a change ends with reads waiting
-        self._let_in = 0  # reads whose turn has come and that have not yet begun
+        self._state = threading.Condition()
+        self._change_turn = threading.Lock()  # held by the change under way, or by the next one while it waits for reads
+        self._change: _Footprint = _EVERYTHING  # what the holder of the turn touches, while it holds it
+        self._changing = False
+        self._reads: list[_Footprint] = []  # what the reads under way touch
+        self._reads_waiting = 0
+        self._let_in = 0  # reads let go by the end of a change that have not yet begun
+        self._key_names: dict[str, tuple[str, ...]] = {}  # a DynamoDB table's key attributes
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
         if _is_receive_message(environ):
             return list(self.app(environ, start_response))
         reading = _only_reads(environ)
-        self._begin_read() if reading else self._begin_write()
+        touched = self._touched(environ)
+        if reading:
+            self._begin_read(touched)
+        else:
+            self._begin_change(touched)
         try:
             return list(self.app(environ, start_response))
         finally:
-            self._end(reading)
+            self._end_read(touched) if reading else self._end_change()
 
-    def _begin_read(self) -> None:
-        with self._reads:
-            if not self._writing and not self._writers_waiting:
-                self._readers += 1
-                return
-            turn = self._turn
-            self._readers_waiting += 1
-            while self._turn == turn and (self._writing or self._writers_waiting):
-                self._reads.wait()
-            self._readers_waiting -= 1
-            if self._turn != turn:
+    def _begin_read(self, touched: _Footprint) -> None:
+        with self._state:
+            if self._changing and _overlap(self._change, touched):
+                self._reads_waiting += 1
+                while self._changing and _overlap(self._change, touched):
+                    self._state.wait()
+                self._reads_waiting -= 1
                 self._let_in -= 1
-            self._readers += 1
+                if not self._let_in:
+                    self._state.notify_all()
+            self._reads.append(touched)
 
-    def _begin_write(self) -> None:
-        with self._changes:
-            self._writers_waiting += 1
-            while self._writing or self._readers or self._let_in:
-                self._changes.wait()
-            self._writers_waiting -= 1
-            self._writing = True
+    def _end_read(self, touched: _Footprint) -> None:
+        with self._state:
+            self._reads.remove(touched)
+            if self._changing and _overlap(self._change, touched):
+                self._state.notify_all()
 
-    def _end(self, reading: bool) -> None:
-        with self._changes:
-            if reading:
-                self._readers -= 1
-                if not self._readers and not self._let_in:
-                    self._changes.notify()
-            else:
-                self._writing = False
-                if self._readers_waiting:  # the reads waiting now go next, all of them
-                    self._turn += 1
-                    self._let_in += self._readers_waiting
-                    self._reads.notify_all()
+    def _begin_change(self, touched: _Footprint) -> None:
+        self._change_turn.acquire()
+        with self._state:
+            while self._let_in:  # the reads that waited for the change before go first
+                self._state.wait()
+            self._change, self._changing = touched, True
+            while any(_overlap(touched, read) for read in self._reads):
+                self._state.wait()
+
+    def _end_change(self) -> None:
+        with self._state:
+            self._changing = False
+            self._let_in = self._reads_waiting
+            self._state.notify_all()
+        self._change_turn.release()
+
+    def _touched(self, environ: dict[str, Any]) -> _Footprint:
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        service, _, operation = target.partition(".")
+        if not service.startswith("DynamoDB_"):
+            return {_service(environ): None}
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            body = environ["wsgi.input"].read(length) if length else b""
+            environ["wsgi.input"] = io.BytesIO(body)
+            request = json.loads(body or b"{}")
+        except (KeyError, ValueError, OSError):
+            return _EVERYTHING
+        try:
+            return self._dynamodb_touched(operation, request)
+        except (AttributeError, KeyError, TypeError):  # a request moto will refuse: no other call waits on its guess
+            return _EVERYTHING
+
+    def _dynamodb_touched(self, operation: str, request: dict[str, Any]) -> _Footprint:
+        touched: dict[str, set[str] | None] = {}
+
+        def item(table: str, key: dict[str, Any] | None) -> None:
+            keys = touched.setdefault(table, set())
+            if keys is not None:
+                if key is None:
+                    touched[table] = None
                 else:
-                    self._changes.notify()
+                    keys.add(json.dumps(key, sort_keys=True))
+
+        def put(table: str, row: dict[str, Any]) -> None:
+            names = self._key_names.get(table)
+            item(table, {name: row[name] for name in names} if names else None)
+
+        if operation in ("GetItem", "UpdateItem", "DeleteItem"):
+            item(request["TableName"], request["Key"])
+        elif operation == "PutItem":
+            put(request["TableName"], request["Item"])
+        elif operation == "BatchGetItem":
+            for table, asked in request["RequestItems"].items():
+                for key in asked["Keys"]:
+                    item(table, key)
+        elif operation == "BatchWriteItem":
+            for table, writes in request["RequestItems"].items():
+                for write in writes:
+                    if "PutRequest" in write:
+                        put(table, write["PutRequest"]["Item"])
+                    else:
+                        item(table, write["DeleteRequest"]["Key"])
+        elif operation in ("TransactGetItems", "TransactWriteItems"):
+            for entry in request["TransactItems"]:
+                for kind, part in entry.items():
+                    if kind == "Put":
+                        put(part["TableName"], part["Item"])
+                    else:
+                        item(part["TableName"], part["Key"])
+        elif "TableName" in request:
+            if operation == "CreateTable":
+                self._key_names[request["TableName"]] = tuple(k["AttributeName"] for k in request["KeySchema"])
+            touched[request["TableName"]] = None
+        else:
+            return _EVERYTHING
+        return {f"dynamodb:{table}": keys for table, keys in touched.items()}
+
+
+# What a call touches: resource -> the keys of its items, or None for all of it; None alone: everything.
+_Footprint = dict[str, set[str] | None] | None
+_EVERYTHING: _Footprint = None
+
+
+def _overlap(a: _Footprint, b: _Footprint) -> bool:
+    if a is None or b is None:
+        return True
+    for resource, keys in a.items():
+        if resource in b:
+            other = b[resource]
+            if keys is None or other is None or not keys.isdisjoint(other):
+                return True
+    return False
+
+
+def _service(environ: dict[str, Any]) -> str:
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    if target:
+        return target.partition(".")[0].partition("_")[0]
+    authorization = environ.get("HTTP_AUTHORIZATION", "")
+    # A REST call's signature names its service in the credential scope: .../<region>/<service>/aws4_request.
+    parts = authorization.partition("/aws4_request")[0].rsplit("/", 1)
+    return parts[-1] if len(parts) == 2 else "unknown"
 
 
 # Calls that change nothing in moto's backends, by X-Amz-Target.
 _READS = {
     "DynamoDB_20120810": {"GetItem", "BatchGetItem", "Query", "Scan", "DescribeTable", "ListTables",
-                          "DescribeTimeToLive"},
+                          "DescribeTimeToLive", "TransactGetItems"},
     "Kinesis_20131202": {"GetRecords", "GetShardIterator", "ListShards", "DescribeStream", "DescribeStreamSummary",
                          "ListStreams"},
 }

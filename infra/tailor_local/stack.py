@@ -122,9 +122,13 @@ class LocalStack:
             for queue in self.queues.values():
                 queue.start()
         if schedules:
-            for timer in self.timers.values():
-                timer.start()
+            self.start_schedules()
         return self
+
+    def start_schedules(self) -> None:
+        """Rate schedules fire on their timers from now on."""
+        for timer in self.timers.values():
+            timer.start()
 
     def stop(self, *, grace_s: float = STOP_GRACE_S) -> None:
         """Stop event sources, timers and the API at once; give invocations under way `grace_s` to finish, then stop

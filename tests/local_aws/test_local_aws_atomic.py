@@ -1,8 +1,12 @@
 """The local AWS applies each call whole, as AWS does, however many threads call it at once."""
 
+import io
+import json
 import threading
 import time
 import uuid
+
+import pytest
 
 from tailor_local.aws import LocalAws, MotoServer
 
@@ -52,7 +56,7 @@ def test_a_long_poll_on_a_queue_holds_up_no_other_call():
 
 
 def test_a_read_waits_for_the_change_under_way_only_not_for_changes_queued_before_it():
-    from tailor_local.aws import _OneCallAtATime
+    from tailor_local.aws import _AtomicCalls
 
     gates = {name: threading.Event() for name in ("change-1", "change-2", "read")}
     started = []
@@ -63,7 +67,7 @@ def test_a_read_waits_for_the_change_under_way_only_not_for_changes_queued_befor
         assert gates[name].wait(10)
         return [name.encode()]
 
-    guard = _OneCallAtATime(app)
+    guard = _AtomicCalls(app)
 
     def call(name, target):
         environ = {"name": name, "HTTP_X_AMZ_TARGET": target}
@@ -90,10 +94,10 @@ def test_a_read_waits_for_the_change_under_way_only_not_for_changes_queued_befor
 
 
 def test_reads_run_side_by_side():
-    from tailor_local.aws import _OneCallAtATime
+    from tailor_local.aws import _AtomicCalls
 
     together = threading.Barrier(3, timeout=10)
-    guard = _OneCallAtATime(lambda environ, start_response: [str(together.wait()).encode()])
+    guard = _AtomicCalls(lambda environ, start_response: [str(together.wait()).encode()])
     reads = [threading.Thread(target=guard, args=({"HTTP_X_AMZ_TARGET": "Kinesis_20131202.GetRecords"}, None))
              for _ in range(3)]
     for read in reads:
@@ -104,7 +108,7 @@ def test_reads_run_side_by_side():
 
 
 def test_a_change_is_not_starved_by_reads_that_keep_coming():
-    from tailor_local.aws import _OneCallAtATime
+    from tailor_local.aws import _AtomicCalls
 
     reading = threading.Event()
     stop = threading.Event()
@@ -118,7 +122,7 @@ def test_a_change_is_not_starved_by_reads_that_keep_coming():
             changed.append(True)
         return [b""]
 
-    guard = _OneCallAtATime(app)
+    guard = _AtomicCalls(app)
 
     def keep_reading():
         while not stop.is_set():
@@ -146,7 +150,7 @@ def until(condition, timeout=10):
 
 
 def test_under_many_changes_and_reads_at_once_a_change_always_runs_alone_and_every_call_ends():
-    from tailor_local.aws import _OneCallAtATime
+    from tailor_local.aws import _AtomicCalls
 
     lock = threading.Lock()
     running = {"reads": 0, "changes": 0}
@@ -163,7 +167,7 @@ def test_under_many_changes_and_reads_at_once_a_change_always_runs_alone_and_eve
             running[kind] -= 1
         return [b""]
 
-    guard = _OneCallAtATime(app)
+    guard = _AtomicCalls(app)
 
     def calls(target, n):
         for _ in range(n):
@@ -177,3 +181,135 @@ def test_under_many_changes_and_reads_at_once_a_change_always_runs_alone_and_eve
         thread.join(60)
     assert not any(thread.is_alive() for thread in threads)
     assert not overlaps
+
+
+def _dynamodb_call(operation, body):
+    data = json.dumps(body).encode()
+    return {"HTTP_X_AMZ_TARGET": f"DynamoDB_20120810.{operation}", "CONTENT_LENGTH": str(len(data)),
+            "wsgi.input": io.BytesIO(data)}
+
+
+def _key(user_id):
+    return {"user_id": {"S": user_id}}
+
+
+@pytest.mark.parametrize(("read", "change", "waits"), [
+    (("GetItem", {"TableName": "shoppers", "Key": _key("a")}),
+     ("UpdateItem", {"TableName": "shoppers", "Key": _key("b")}), False),
+    (("GetItem", {"TableName": "shoppers", "Key": _key("a")}),
+     ("UpdateItem", {"TableName": "shoppers", "Key": _key("a")}), True),
+    (("BatchGetItem", {"RequestItems": {"shoppers": {"Keys": [_key("a"), _key("b")]}, "items": {"Keys": []}}}),
+     ("UpdateItem", {"TableName": "shoppers", "Key": _key("b")}), True),
+    (("BatchGetItem", {"RequestItems": {"shoppers": {"Keys": [_key("a"), _key("b")]}}}),
+     ("UpdateItem", {"TableName": "sessions", "Key": _key("a")}), False),
+    (("GetItem", {"TableName": "shoppers", "Key": _key("a")}),
+     ("PutItem", {"TableName": "shoppers", "Item": {**_key("a"), "n": {"N": "1"}}}), True),
+    (("GetItem", {"TableName": "shoppers", "Key": _key("a")}),
+     ("PutItem", {"TableName": "shoppers", "Item": {**_key("b"), "n": {"N": "1"}}}), False),
+    (("GetItem", {"TableName": "shoppers", "Key": _key("a")}),
+     ("BatchWriteItem", {"RequestItems": {"shoppers": [{"DeleteRequest": {"Key": _key("a")}}]}}), True),
+    (("Query", {"TableName": "shoppers", "KeyConditionExpression": "user_id = :u"}),
+     ("UpdateItem", {"TableName": "shoppers", "Key": _key("b")}), True),
+    (("Scan", {"TableName": "sessions"}),
+     ("UpdateItem", {"TableName": "shoppers", "Key": _key("b")}), False),
+    (("GetItem", {"TableName": "shoppers", "Key": _key("a")}),
+     ("UpdateItem", "not json"), True),
+], ids=["other-item", "same-item", "batch-get-holding-it", "other-table", "put-same-key", "put-other-key",
+        "batch-write-same-key", "query-of-the-table", "scan-of-another-table", "unreadable-change"])
+def test_a_read_waits_only_for_a_change_to_what_it_reads(read, change, waits):
+    from tailor_local.aws import _AtomicCalls
+
+    changing, release, read_done = threading.Event(), threading.Event(), threading.Event()
+
+    def app(environ, start_response):
+        if environ["HTTP_X_AMZ_TARGET"].endswith((".UpdateItem", ".PutItem", ".BatchWriteItem")):
+            changing.set()
+            assert release.wait(10)
+        return [b""]
+
+    guard = _AtomicCalls(app)
+    guard(_dynamodb_call("CreateTable", {"TableName": "shoppers", "KeySchema": [
+        {"AttributeName": "user_id", "KeyType": "HASH"}]}), None)
+    change_call = _dynamodb_call(*change) if isinstance(change[1], dict) else {
+        "HTTP_X_AMZ_TARGET": f"DynamoDB_20120810.{change[0]}", "CONTENT_LENGTH": "8", "wsgi.input": io.BytesIO(b"not json")}
+    changer = threading.Thread(target=guard, args=(change_call, None))
+    changer.start()
+    assert changing.wait(10)
+    reader = threading.Thread(target=lambda: (guard(_dynamodb_call(*read), None), read_done.set()))
+    reader.start()
+    try:
+        assert read_done.wait(0.5) is not waits
+    finally:
+        release.set()
+        changer.join(10)
+        reader.join(10)
+    assert read_done.is_set()
+
+
+def test_a_change_reads_its_request_and_leaves_it_for_the_backend_whole():
+    from tailor_local.aws import _AtomicCalls
+
+    seen = []
+    guard = _AtomicCalls(lambda environ, start_response: [seen.append(environ["wsgi.input"].read()) or b""])
+    body = {"TableName": "shoppers", "Key": _key("a"), "UpdateExpression": "SET n = :n"}
+    guard(_dynamodb_call("UpdateItem", body), None)
+    assert json.loads(seen[0]) == body
+
+
+def test_a_dynamodb_read_runs_beside_a_change_of_another_service():
+    from tailor_local.aws import _AtomicCalls
+
+    together = threading.Barrier(2, timeout=10)
+    guard = _AtomicCalls(lambda environ, start_response: [str(together.wait()).encode()])
+    calls = [threading.Thread(target=guard, args=({"HTTP_X_AMZ_TARGET": "Kinesis_20131202.PutRecords"}, None)),
+             threading.Thread(target=guard, args=(_dynamodb_call("GetItem", {"TableName": "t", "Key": _key("a")}),
+                                                  None))]
+    for call in calls:
+        call.start()
+    for call in calls:
+        call.join(15)
+    assert not together.broken
+
+
+@pytest.mark.parametrize("expression", [
+    "SET #a = :a",
+    "SET #wm = :last, #s0 = :s0, #s1 = :s1 ADD #a0 :a0, #a1 :a1, #a2 :a2",
+    "REMOVE #r, #q SET #a = list_append(#a, :v), #b = if_not_exists(#b, :z) + :one ADD #n :one DELETE #set :s",
+    "SET " + ", ".join(f"#s{i} = :s{i}" for i in range(150)) + " ADD " + ", ".join(f"#a{i} :a{i}" for i in range(150)),
+])
+def test_update_clauses_are_found_as_moto_finds_them(expression):
+    from moto.dynamodb.parsing import ast_nodes
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+    from tailor_local.aws import _update_clauses
+
+    tree = UpdateExpressionParser.make(expression)
+    kinds = [ast_nodes.UpdateExpressionSetAction, ast_nodes.UpdateExpressionAddAction,
+             ast_nodes.UpdateExpressionRemoveAction, ast_nodes.UpdateExpressionDeleteAction]
+    for wanted in (kinds, kinds[:1], [ast_nodes.UpdateExpressionAddClause, ast_nodes.UpdateExpressionSetClause]):
+        expected = ast_nodes.Node.find_clauses(tree, wanted)
+        assert expected and [id(c) for c in _update_clauses(tree, wanted)] == [id(c) for c in expected]
+
+
+def test_an_update_that_would_pass_the_item_size_limit_is_refused_whole():
+    from botocore.exceptions import ClientError
+
+    with MotoServer(port=0) as server:
+        dynamodb = LocalAws(server.endpoint).client("dynamodb")
+        dynamodb.create_table(TableName="t", BillingMode="PAY_PER_REQUEST",
+                              KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+                              AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}])
+        big = "x" * 250_000
+        dynamodb.update_item(TableName="t", Key={"k": {"S": "a"}}, UpdateExpression="SET a = :v, n = :one",
+                             ExpressionAttributeValues={":v": {"S": big}, ":one": {"N": "1"}})
+        with pytest.raises(ClientError, match="size"):
+            dynamodb.update_item(TableName="t", Key={"k": {"S": "a"}}, UpdateExpression="SET b = :v ADD n :one",
+                                 ExpressionAttributeValues={":v": {"S": big}, ":one": {"N": "1"}})
+        assert dynamodb.get_item(TableName="t", Key={"k": {"S": "a"}})["Item"] == {
+            "k": {"S": "a"}, "a": {"S": big}, "n": {"N": "1"}}
+        with pytest.raises(ClientError, match="size"):
+            dynamodb.update_item(TableName="t", Key={"k": {"S": "new"}}, UpdateExpression="SET a = :v, b = :v",
+                                 ExpressionAttributeValues={":v": {"S": big}})
+        assert "Item" not in dynamodb.get_item(TableName="t", Key={"k": {"S": "new"}})
+        with pytest.raises(ClientError, match="size"):
+            dynamodb.put_item(TableName="t", Item={"k": {"S": "p"}, "a": {"S": big}, "b": {"S": big}})
+        assert "Item" not in dynamodb.get_item(TableName="t", Key={"k": {"S": "p"}})
