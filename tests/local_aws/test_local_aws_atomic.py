@@ -280,6 +280,7 @@ def test_a_dynamodb_read_runs_beside_a_change_of_another_service():
 def test_update_clauses_are_found_as_moto_finds_them(expression):
     from moto.dynamodb.parsing import ast_nodes
     from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
     from tailor_local.aws import _update_clauses
 
     tree = UpdateExpressionParser.make(expression)
