@@ -11,7 +11,7 @@ from tailor.ingest.service import Ingestor, StreamRecord
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
 
 from tests.helpers.events import kinesis_payloads, load_event, random_events, to_records
-from tests.helpers.ingest import FlakyBlobStore, FlakyStateStore, clean_run, deliver
+from tests.helpers.ingest import FlakyBlobStore, FlakyStateStore, TransientError, clean_run, deliver
 
 
 def sample_records() -> list[StreamRecord]:
@@ -113,6 +113,35 @@ def test_replays_after_failures_and_crashes_leave_the_state_of_one_clean_pass(se
     assert store.inner.snapshot() == expected_store.snapshot()
     assert archived_events(blobs) == archived_events(expected_blobs)
     assert blobs.list("quarantine/") == expected_blobs.list("quarantine/")
+
+
+def test_rows_are_read_while_the_events_are_validated_and_again_if_that_read_failed():
+    events = random_events(9, 200)
+    expected, _ = clean_run(events)
+    records = to_records(events)
+    store = MemoryStateStore()
+    reads = []
+
+    class Reads:
+        """The store, counting its reads; the first of batch `fail` fails."""
+
+        fail: int | None = None
+
+        def __getattr__(self, name):
+            return getattr(store, name)
+
+        def read_many(self, requests):
+            reads.append(self.batch)
+            if self.batch == self.fail and reads.count(self.batch) == 1:
+                raise TransientError("throttled")
+            return store.read_many(requests)
+
+    reader = Reads()
+    ingestor = Ingestor(reader, MemoryBlobStore(), max_workers=4)
+    for reader.batch, reader.fail, part in ((1, None, records[:100]), (2, 2, records[100:])):
+        assert ingestor.ingest(part).failed == []
+    assert reads == [1, 2, 2]  # a round trip a batch, and one more after the read ahead failed
+    assert store.snapshot() == expected.snapshot()
 
 
 def test_two_shards_touching_the_same_items_add_up():

@@ -58,6 +58,7 @@ __all__ = [
     "View",
     "Wishlist",
     "Zoom",
+    "event_from_json",
     "load_json",
     "parse_event",
 ]
@@ -281,6 +282,12 @@ def parse_event(raw: bytes | str | dict[str, Any], *, received_at: float | None 
         problem = _unrepresentable(raw, MAX_EVENT_DEPTH)
         if problem is not None:
             raise EventError(problem)
+    return event_from_json(raw, received_at=received_at)
+
+
+def event_from_json(raw: Any, *, received_at: float | None = None) -> Event:
+    """An event from what `load_json(text, max_depth=MAX_EVENT_DEPTH)` made of its text: parse_event after the
+    decoding, for a reader that decoded the text itself (Ingest, which also archives it)."""
     if not isinstance(raw, dict):
         raise EventError(f"payload must be a JSON object, got {type(raw).__name__}")
     try:

@@ -48,14 +48,14 @@ import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import partial
+from functools import cached_property, partial
 from typing import Any
 
 from tailor.archive import archive_key, pack_lines
-from tailor.events import Event, EventError, parse_event
+from tailor.events import MAX_EVENT_DEPTH, MAX_ID_LENGTH, Event, EventError, event_from_json, load_json, parse_event
 from tailor.ingest.buffer import (
     BUFFERED_TABLES,
     CURSOR_WATERMARK,
@@ -77,6 +77,7 @@ logger = logging.getLogger(__name__)
 
 ATTRIBUTES_PER_WRITE = 100  # keeps one UpdateItem expression well under DynamoDB's 4 KB limit
 _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)  # an archive line; made once, not per event
+_NOT_JSON = object()  # a record whose data is not JSON text (see _load)
 
 
 def position(sequence: str) -> str:
@@ -92,8 +93,8 @@ class StreamRecord:
     partition_key: str = ""
     arrival: float = 0.0
 
-    @property
-    def position(self) -> str:
+    @cached_property
+    def position(self) -> str:  # asked for a few times per record and batch
         return position(self.sequence)
 
 
@@ -147,14 +148,18 @@ class Ingestor:
             raise ValueError("a batch holds the records of one shard")
         records = sorted(records, key=lambda r: r.position)
         outcome.records = len(records)
-        accepted, originals, rejected = _decode(records)
+        loaded = [_load(record) for record in records]
+        checkpoints = [_archive_id(shard), *([cursor_id(shard)] if self.buffered else [])]
+        # The rows are read while the events are validated: by the ids their JSON holds, the few that validation
+        # changes or refuses aside (_read reads what is missing).
+        ahead = {"sessions": _ids(loaded, "session_id"), "shoppers": _ids(loaded, "user_id"),
+                 "checkpoints": set(checkpoints)}
+        early = None if self._pool is None else (ahead, self._pool.submit(self.store.read_many, ahead))
+        accepted, originals, rejected = _decode(records, loaded)
 
         try:
-            rows = self.store.read_many({
-                "sessions": {e.session_id for _, e in accepted},
-                "shoppers": {e.user_id for _, e in accepted},
-                "checkpoints": [_archive_id(shard), *([cursor_id(shard)] if self.buffered else [])],
-            })
+            rows = self._read(early, {"sessions": {e.session_id for _, e in accepted},
+                                      "shoppers": {e.user_id for _, e in accepted}, "checkpoints": set(checkpoints)})
             fold = self._fold(accepted, rows, shard, records)
         except Exception:
             # Not a record's fault (the store, or a fault every record meets): the stream delivers them all again.
@@ -211,6 +216,27 @@ class Ingestor:
         if cutoff is not None:
             outcome.failed = [r.sequence for r in records if r.position >= cutoff]
         return outcome
+
+    def _read(self, early: tuple[dict[str, set[str]], Future] | None,
+              wanted: dict[str, set[str]]) -> dict[str, dict[str, dict[str, Any]]]:
+        """The rows of `wanted` ({table: keys}): those read ahead (`early`: what was asked, and the read), and in one
+        more round trip any it did not ask for (or all of them, if it failed)."""
+        rows: dict[str, dict[str, dict[str, Any]]] = {table: {} for table in wanted}
+        asked: dict[str, set[str]] = {table: set() for table in wanted}
+        if early is not None:
+            try:
+                found = early[1].result()
+            except Exception:
+                logger.warning("rows not read ahead; reading them again", exc_info=True)
+            else:
+                for table, keys in found.items():
+                    rows[table].update(keys)
+                asked = early[0]
+        missing = {table: keys - asked[table] for table, keys in wanted.items() if keys - asked[table]}
+        if missing:
+            for table, found in self.store.read_many(missing).items():
+                rows[table].update(found)
+        return {table: {k: row for k, row in rows[table].items() if k in wanted[table]} for table in wanted}
 
     def _fold(self, accepted: list[tuple[str, Event]], rows: dict[str, dict[str, dict]], shard: str,
               records: Sequence[StreamRecord], *, cutoff: str | None = None,
@@ -347,17 +373,45 @@ class Ingestor:
     def _run(self, tasks: list[Callable[[], str | None]]) -> list[str | None]:
         if self._pool is None or len(tasks) < 2:
             return [task() for task in tasks]
-        return list(self._pool.map(lambda task: task(), tasks))
+        # The first in this thread, which would only wait otherwise: a hand-over fewer (most phases have two or three).
+        futures = [self._pool.submit(task) for task in tasks[1:]]
+        first = tasks[0]()
+        return [first, *(future.result() for future in futures)]
 
 
-def _decode(records: Sequence[StreamRecord]) -> tuple[list[tuple[str, Event]], dict[str, str], list[tuple[StreamRecord, str]]]:
+def _load(record: StreamRecord) -> Any:
+    """A record's JSON as Python (what parse_event decodes it to), or _NOT_JSON."""
+    try:
+        return load_json(record.data.decode("utf-8"), max_depth=MAX_EVENT_DEPTH)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return _NOT_JSON
+
+
+def _ids(loaded: list[Any], name: str) -> set[str]:
+    """The ids named `name` in the records' JSON that could be a row's key, as validation would leave them."""
+    ids = set()
+    for value in loaded:
+        if isinstance(value, dict) and isinstance(value.get(name), str):
+            found = value[name].strip()
+            if 0 < len(found) <= MAX_ID_LENGTH:
+                ids.add(found)
+    return ids
+
+
+def _decode(records: Sequence[StreamRecord],
+            loaded: list[Any]) -> tuple[list[tuple[str, Event]], dict[str, str], list[tuple[StreamRecord, str]]]:
     """Valid events by position, their original JSON as one line each (for the archive), and the rest."""
     accepted, originals, rejected = [], {}, []
-    for record in records:
+    for record, value in zip(records, loaded):
         try:
             # Dated past the clock skew of its arrival on the stream: a wrong clock (as at the API's door). The
             # arrival is the record's own, so a replay decides the same; a record without one is not held to it.
-            event = parse_event(record.data, received_at=record.arrival or None)
+            received_at = record.arrival or None
+            if value is _NOT_JSON:
+                event = parse_event(record.data, received_at=received_at)  # raises, saying why
+                value = json.loads(record.data)
+            else:
+                event = event_from_json(value, received_at=received_at)
         except EventError as err:
             rejected.append((record, err.reason))
             continue
@@ -366,7 +420,7 @@ def _decode(records: Sequence[StreamRecord]) -> tuple[list[tuple[str, Event]], d
             rejected.append((record, f"partition_key: {record.partition_key!r} is not the event's user_id"))
             continue
         accepted.append((record.position, event))
-        originals[record.position] = _COMPACT.encode(json.loads(record.data))
+        originals[record.position] = _COMPACT.encode(value)
     return accepted, originals, rejected
 
 
