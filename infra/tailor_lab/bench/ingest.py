@@ -3,13 +3,17 @@ one with DynamoDB's latency; DynamoDB calls per 1,000 events, Ingest's and the c
 events cost on AWS. Prints a table and writes the figures as JSON.
 
     tailor bench ingest [--shoppers 60] [--events 6000] [--intent on,off] [--rate 100] [--latency-ms 5]
-                        [--out bench-results/ingest.json]
+                        [--batch-size N] [--merge-every SECONDS] [--out bench-results/ingest.json]
 
-The records arrive on each shard at `--rate` events per second and Ingest takes them in full batches; the counter
-merge (MergeCounters) runs each time the stream's clock passes its schedule's period, and once at the end. Its
-writes depend on the distinct rows touched per period, so fewer events per period (a lower rate) cost it more per
-event. `writes/key` is write calls over the rows the batches touched (a state or counter row per batch): 1.0 when
-every batch writes every row it touches, below when the buffer and the merge gather them.
+The records arrive on each shard at `--rate` events per second and Ingest takes them in batches as the template's
+event source mapping makes them: up to its BatchSize (or `--batch-size`), or what arrived within its batching window
+after a batch's first record, whichever is first (so below BatchSize records per window, batches are smaller and
+Ingest writes more per event). The counter merge (MergeCounters) runs each time the stream's clock passes its
+schedule's period (or every `--merge-every` seconds), and once at the end; its writes depend on the distinct rows
+touched per period, so fewer events per period (a lower rate) cost it more per event, and a longer period less.
+`lag s` is how far behind the stream the counters were at most when a scheduled run merged them (from the oldest
+record's arrival to the run). `writes/key` is write calls over the rows the batches touched (a state or counter row
+per batch): 1.0 when every batch writes every row it touches, below when the buffer and the merge gather them.
 
 The "dynamo" store is the in-memory one behind `--latency-ms` a call, at most `--concurrency` calls at once (the
 function's connection pool): events per second per shard there are Ingest's throughput with DynamoDB's round trips,
@@ -84,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=float, default=5.0, help="the dynamo store's time per call (default 5)")
     parser.add_argument("--concurrency", type=int, default=32,
                         help="the dynamo store's calls at once at most (default 32, the function's connection pool)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="records per batch at most (default: the template's BatchSize)")
+    parser.add_argument("--merge-every", type=float, default=None,
+                        help="seconds of stream time between the merge's runs (default: the template's schedule)")
     parser.add_argument("--out", type=Path, default=Path("bench-results/ingest.json"))
     parser.add_argument("--template", type=Path, default=None)
     parser.add_argument("--intent", default="on", help="comma-separated: on (as deployed), off (default: on)")
@@ -99,17 +107,23 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--intent takes on, off or both")
     if args.rate <= 0 or args.latency_ms < 0 or args.concurrency < 1:
         parser.error("--rate must be positive, --latency-ms at least 0 and --concurrency at least 1")
+    if args.batch_size is not None and not 1 <= args.batch_size <= 10_000:
+        parser.error("--batch-size must be from 1 to 10,000 (Kinesis event source mappings' limit)")
+    if args.merge_every is not None and args.merge_every <= 0:
+        parser.error("--merge-every must be positive")
     report = run(shoppers=args.shoppers, events=args.events, seed=args.seed,
                  stores=[s.strip() for s in args.stores.split(",") if s.strip()],
                  template=args.template or find_template(), intents=intents, rate=args.rate,
-                 latency_ms=args.latency_ms, concurrency=args.concurrency, buffers=buffers)
+                 latency_ms=args.latency_ms, concurrency=args.concurrency, buffers=buffers,
+                 batch_size=args.batch_size, merge_every=args.merge_every)
     publish(report, format_table(report), args.out)
     return 0
 
 
 def run(*, shoppers: int, events: int, seed: int, stores: list[str], template: Path,
         intents: list[str] = ("on",), rate: float = 100.0, latency_ms: float = 5.0,
-        concurrency: int = 32, buffers: list[str] = ("on",)) -> dict[str, Any]:
+        concurrency: int = 32, buffers: list[str] = ("on",), batch_size: int | None = None,
+        merge_every: float | None = None) -> dict[str, Any]:
     simulation = simulate(shoppers=shoppers, days=1.0, seed=seed)
     payload = simulation.events[:events]
     results = []
@@ -124,7 +138,9 @@ def run(*, shoppers: int, events: int, seed: int, stores: list[str], template: P
             module = sys.modules[function.handler.__module__]
             ingestor = module.processor.ingestor
             deployed = ingestor.intent
-            period = _merge_period(stack)
+            period = merge_every or _merge_period(stack)
+            batch_size = batch_size or source.batch_size
+            window = source.batching_window_s
             buffered = ingestor.buffered
             for intent, buffer in [(i, b) for i in intents for b in buffers]:
                 ingestor.intent = deployed if intent == "on" else None
@@ -139,20 +155,20 @@ def run(*, shoppers: int, events: int, seed: int, stores: list[str], template: P
                         raise SystemExit(f"unknown store {store!r}: use moto, memory or dynamo")
                     elif (intent, buffer) != (intents[0], buffers[0]):
                         continue  # moto keeps the first pass's rows: a second pass would find its records applied
-                    result = _measure(store, function, module, payload, source.batch_size, source.stream_arn,
-                                      stack.template.region, rate=rate, period=period)
+                    result = _measure(store, function, module, payload, batch_size, source.stream_arn,
+                                      stack.template.region, rate=rate, period=period, window=window)
                     result["intent"] = deployed.model.label if intent == "on" and deployed is not None else "off"
                     result["buffer"] = buffer
                     results.append(result)
         finally:
             stack.stop()
-        batch_size = source.batch_size
     return {
         "benchmark": "ingest",
         "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "workload": {"simulated_shoppers": shoppers, "events": len(payload), "seed": seed, "shards": SHARDS,
-                     "batch_size": batch_size, "events_per_second_per_shard": rate, "merge_period_s": period,
+                     "batch_size": batch_size, "template_batch_size": source.batch_size,
+                     "batching_window_s": window, "events_per_second_per_shard": rate, "merge_period_s": period,
                      "dynamo_latency_ms": latency_ms, "dynamo_concurrency": concurrency},
         "targets": {"write_calls_per_1k_events": 500, "events_per_second_per_shard_dynamo": 2000,
                     "kinesis_records_per_second_per_shard": KINESIS_RECORDS_PER_SHARD},
@@ -163,13 +179,14 @@ def run(*, shoppers: int, events: int, seed: int, stores: list[str], template: P
 
 def format_table(report: dict[str, Any]) -> str:
     header = ("store", "intent", "buffer", "events", "batches", "ev/s/shard", "ev/cpu-s", "batch p50 ms", "batch p99 ms",
-              "writes/1k ingest", "merge", "total", "reads/1k", "writes/key", "$/M events")
+              "writes/1k ingest", "merge", "total", "reads/1k", "writes/key", "lag s", "$/M events")
     rows = [header] + [
         (r["store"], r.get("intent", "on"), r.get("buffer", "on"), r["events"], r["batches"], f"{r['events_per_second']:.0f}",
          f"{r['events_per_cpu_second']:.0f}", f"{r['batch_ms_p50']:.1f}", f"{r['batch_ms_p99']:.1f}",
          f"{r['ingest_write_calls_per_1k_events']:.0f}", f"{r['merge_write_calls_per_1k_events']:.0f}",
          f"{r['write_calls_per_1k_events']:.0f}", f"{r['read_calls_per_1k_events']:.1f}",
          f"{r['write_calls_per_touched_key']:.3f}",
+         f"{r['counter_lag_s_max']:.0f}" if r.get("counter_lag_s_max") is not None else "-",
          f"{r['cost']['per_million_events']:.2f}" if r.get("cost") else "-")
         for r in report["results"]
     ]
@@ -189,7 +206,8 @@ def format_table(report: dict[str, Any]) -> str:
                          f"({r['write_units_per_1k_events']:.0f} WRU/1k events) + reads {c['dynamodb_reads']:.2f} "
                          f"({r['read_units_per_1k_events']:.0f} RRU/1k) + S3 {c['s3']:.2f}")
     notes.append(f"Prices: {report['prices']['as_of']} (tailor_lab.bench.ingest.PRICES).")
-    return (f"Ingest: {w['events']} simulated events, {w['shards']} shards, batches of up to {w['batch_size']}, "
+    return (f"Ingest: {w['events']} simulated events, {w['shards']} shards, batches of up to {w['batch_size']} "
+            f"(the template's {w['template_batch_size']}) within {w['batching_window_s']:g} s, "
             f"{w['events_per_second_per_shard']:g} events/s per shard, the counter merge every "
             f"{w['merge_period_s']:g} s of stream time\n" + "\n".join(lines) + "\n" + "\n".join(notes))
 
@@ -211,7 +229,9 @@ class LatencyStore:
         return self.read_many({table: keys})[table]
 
     def read_many(self, requests):
-        rows = self._call(self.inner.read_many, requests)
+        requests = {table: list(dict.fromkeys(keys)) for table, keys in requests.items()}
+        # The DynamoDB adapter reads 100 keys a call (BatchGetItem's limit), one call after another.
+        rows = self._call(self.inner.read_many, requests, round_trips=max(1, -(-sum(map(len, requests.values())) // 100)))
         self._meter("rru", sum(math.ceil(_size(row) / 4096) for found in rows.values() for row in found.values()))
         return rows
 
@@ -253,11 +273,11 @@ class LatencyStore:
             # A condition that fails consumes a write too.
             self._meter("wru", max(1, math.ceil(max(before, _size(self.inner.tables[table].get(key, {}))) / 1024)))
 
-    def _call(self, call, *args, **kwargs):
+    def _call(self, call, *args, round_trips: int = 1, **kwargs):
         if self._gate is None:
             return call(*args, **kwargs)
         with self._gate:
-            time.sleep(self.latency_s)
+            time.sleep(self.latency_s * round_trips)
             return call(*args, **kwargs)
 
     def _meter(self, unit: str, amount: int) -> None:
@@ -278,31 +298,38 @@ def _merge_period(stack: LocalStack) -> float:
 
 
 def _measure(store: str, function: Any, module: Any, payload: list[dict], batch_size: int, stream_arn: str,
-             region: str, *, rate: float, period: float) -> dict[str, Any]:
+             region: str, *, rate: float, period: float, window: float) -> dict[str, Any]:
     ingestor = module.processor.ingestor
     calls_before = dict(ingestor.store.calls)
     merge = CounterMerge(ingestor.store)
     durations, touched, accepted, merge_writes, merge_seconds, merges = [], 0, 0, 0, 0.0, 0
+    unmerged_since: float | None = None  # stream time of the oldest record not merged yet
+    lags: list[float] = []
     units_before = Counter(getattr(ingestor.store, "units", {}))
     puts_before = getattr(ingestor.blobs, "puts", 0)
 
-    def run_merge() -> None:
-        nonlocal merge_writes, merge_seconds, merges
+    def run_merge(at: float | None) -> None:
+        """A run of the merge at stream time `at` (None: the last, which merges what is left)."""
+        nonlocal merge_writes, merge_seconds, merges, unmerged_since
         before = ingestor.store.calls["write"]
         started = time.perf_counter()
-        merge.run()
+        report = merge.run()
         merge_seconds += time.perf_counter() - started
         merge_writes += ingestor.store.calls["write"] - before
         merges += 1
+        if report.slots and unmerged_since is not None:
+            if at is not None:
+                lags.append(at - unmerged_since)
+            unmerged_since = None
 
     started = time.perf_counter()
     # CPU seconds of this process (the handler runs in it): steadier than wall time on a shared machine.
     cpu_started = time.process_time()
     next_merge = period
-    for at, shard, records in _batches(payload, batch_size, rate):
-        if at >= next_merge:
-            run_merge()
-            next_merge = (at // period + 1) * period
+    for at, first, shard, records in _batches(payload, batch_size, rate, window):
+        while at >= next_merge:  # the schedule's runs up to now, each at its time
+            run_merge(next_merge)
+            next_merge += period
         event = kinesis_event(records, shard, stream_arn, region, "arn:aws:iam::123456789012:role/bench")
         invocation = function.invoke(event)
         if not invocation.ok or invocation.payload.get("batchItemFailures"):
@@ -311,7 +338,8 @@ def _measure(store: str, function: Any, module: Any, payload: list[dict], batch_
         outcome = module.processor.outcome
         touched += outcome.touched
         accepted += outcome.accepted
-    run_merge()
+        unmerged_since = first if unmerged_since is None else unmerged_since
+    run_merge(None)
     wall = time.perf_counter() - started
     cpu = time.process_time() - cpu_started
     writes = ingestor.store.calls["write"] - calls_before.get("write", 0)
@@ -340,6 +368,7 @@ def _measure(store: str, function: Any, module: Any, payload: list[dict], batch_
         "read_calls_per_1k_events": 1000 * reads / n,
         "touched_keys": touched,
         "write_calls_per_touched_key": writes / touched if touched else 0.0,
+        "counter_lag_s_max": max(lags, default=None),
     }
     units = getattr(ingestor.store, "units", None)
     if units is not None:
@@ -368,18 +397,30 @@ def _cost(payload: list[dict], durations: list[float], memory_mb: int, merge_sec
     return {**parts, "per_million_events": sum(parts.values())}
 
 
-def _batches(payload: list[dict], batch_size: int, rate: float):
-    """(stream time, shard, records): records spread over shards by partition key as Kinesis does, each shard's arriving
-    at `rate` a second, in batches per shard as they fill, in the order they fill."""
+def _batches(payload: list[dict], batch_size: int, rate: float, window: float):
+    """(stream time, its first record's arrival, shard, records) of each batch, in the order they are ready: records
+    spread over shards by partition key as Kinesis does, each shard's arriving at `rate` a second (their arrival
+    timestamps those stream times), a batch ready at `batch_size` records or `window` seconds after its first record,
+    as the event source mapping makes them."""
     per_shard: dict[str, list[dict]] = {}
-    arrived = dt.datetime.now(dt.UTC)
+    start = time.time()
     for n, event in enumerate(payload):
-        per_shard.setdefault(shard_of(event["user_id"]), []).append({
+        records = per_shard.setdefault(shard_of(event["user_id"]), [])
+        records.append({
             "PartitionKey": event["user_id"],
             "SequenceNumber": str(49_000_000_000_000_000_000 + n),
             "Data": json.dumps(event).encode(),
-            "ApproximateArrivalTimestamp": arrived,
+            "ApproximateArrivalTimestamp": dt.datetime.fromtimestamp(start + len(records) / rate, dt.UTC),
         })
-    batches = [(min(start + batch_size, len(records)) / rate, shard, records[start:start + batch_size])
-               for shard, records in per_shard.items() for start in range(0, len(records), batch_size)]
-    return sorted(batches, key=lambda b: (b[0], b[1]))
+    batches = []
+    for shard, records in per_shard.items():
+        first = 0
+        while first < len(records):
+            # Records arrive at k / rate: those within the window after the first join it, up to batch_size.
+            # A window under a second is a second: the mapping reads each shard about once a second.
+            last = min(first + batch_size, len(records), first + 1 + math.floor(max(window, 1.0) * rate + 1e-9))
+            full = last - first == batch_size
+            ready = (last / rate) if full else (first + 1) / rate + max(window, 1.0)
+            batches.append((ready, (first + 1) / rate, shard, records[first:last]))
+            first = last
+    return sorted(batches, key=lambda b: (b[0], b[2]))
