@@ -18,9 +18,10 @@ test: lint-python  ## the Python lints, then the whole suite: unit, integration 
 test-fast: $(VENV)/.installed  ## everything but the template build
 	$(PYTEST) -m "not slow"
 
-bench: $(VENV)/.installed  ## ingest and serving benchmarks; write bench-results/*.json
+bench: $(VENV)/.installed  ## ingest, serving and cold-start benchmarks; write bench-results/*.json
 	$(BIN)/tailor bench ingest
 	$(BIN)/tailor bench serving
+	$(BIN)/tailor bench coldstart
 
 lint: lint-python  ## the Python lints, then cfn-lint and sam validate on the template
 	$(BIN)/cfn-lint template.yaml
