@@ -232,7 +232,9 @@ def _find_update_clauses_in_one_walk() -> None:
     result up through each level: quadratic in the actions. Its two structural checks (one clause of each kind, no
     path set twice) run the search at every level of the tree, though what holds at its root holds below. Here the
     search takes one walk (`_update_clauses`, the same clauses in the same order) and the checks look at the root."""
+    from moto.dynamodb.parsing import validators
     from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser, Node, UpdateExpression
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
     from moto.dynamodb.parsing.validators import ActionCountValidator, OverlappingPathsValidator
 
     def check_root(self: Any, node: Any) -> Any:
@@ -242,6 +244,10 @@ def _find_update_clauses_in_one_walk() -> None:
     for check in (ActionCountValidator, OverlappingPathsValidator):
         check.traverse = check_root  # type: ignore[method-assign]
     DepthFirstTraverser.traverse_node_recursively = _traverse  # type: ignore[method-assign]
+    # An update is parsed twice per call, in the same few shapes call after call: each shape once. The tree is only
+    # read, and the validators change a copy of it, copied here without deepcopy's bookkeeping.
+    UpdateExpressionParser.make = staticmethod(functools.lru_cache(maxsize=4096)(UpdateExpressionParser.make))
+    validators.deepcopy = _copy_expression
 
 
 def _traverse(self: Any, node: Any, child_id: int = -1) -> Any:
@@ -264,6 +270,34 @@ def _traverse(self: Any, node: Any, child_id: int = -1) -> Any:
             if parent_node:
                 parent_node.children[child_id] = node
     return node
+
+
+def _copy_expression(value: Any) -> Any:
+    """copy.deepcopy(value) for a parsed expression's tree (nodes of a type, children and a parent, leaves of plain
+    strings and numbers), node by node; anything else goes to copy.deepcopy."""
+    if not _is_node(type(value)) or value.parent is not None or not _plain_tree(value):
+        return copy.deepcopy(value)
+    return _copy_tree(value, None)
+
+
+def _plain_tree(node: Any) -> bool:
+    if node.__dict__.keys() - _NODE_FIELDS:
+        return False
+    return all(_plain_tree(child) if _is_node(type(child)) else type(child) in _PLAIN_LEAVES
+               for child in node.children or ())
+
+
+def _copy_tree(node: Any, parent: Any) -> Any:
+    copied = object.__new__(type(node))
+    copied.__dict__.update(node.__dict__)
+    copied.parent = parent
+    if node.children is not None:
+        copied.children = [_copy_tree(child, copied) if _is_node(type(child)) else child for child in node.children]
+    return copied
+
+
+_NODE_FIELDS = frozenset({"type", "children", "parent"})
+_PLAIN_LEAVES = frozenset({str, int, float, bool, type(None)})
 
 
 @functools.cache

@@ -314,3 +314,30 @@ def test_an_update_that_would_pass_the_item_size_limit_is_refused_whole():
         with pytest.raises(ClientError, match="size"):
             dynamodb.put_item(TableName="t", Item={"k": {"S": "p"}, "a": {"S": big}, "b": {"S": big}})
         assert "Item" not in dynamodb.get_item(TableName="t", Key={"k": {"S": "p"}})
+
+
+@pytest.mark.parametrize("expression", [
+    "SET #a = :a",
+    "REMOVE #r[2], q SET b.c[1] = list_append(#x, :y), d = if_not_exists(d, :z) + :one ADD #n :one DELETE #s :s",
+])
+def test_an_expression_tree_is_copied_as_deepcopy_copies_it(expression):
+    import copy
+
+    from moto.dynamodb.parsing.ast_nodes import Node
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    from tailor_local.aws import _copy_expression
+
+    def shape(node, parent=None):
+        assert node.parent is parent
+        return (type(node), node.type, [shape(c, node) if isinstance(c, Node) else c for c in node.children or []])
+
+    def nodes(node):
+        return [node, *(n for c in node.children or [] if isinstance(c, Node) for n in nodes(c))]
+
+    tree = UpdateExpressionParser.make(expression)
+    copied = _copy_expression(tree)
+    assert shape(copied) == shape(copy.deepcopy(tree)) == shape(tree)
+    assert not {id(n) for n in nodes(copied)} & {id(n) for n in nodes(tree)}
+    inner = tree.children[0]  # a node with a parent is copied with it, as deepcopy does
+    assert shape(_copy_expression(inner).parent) == shape(tree)
