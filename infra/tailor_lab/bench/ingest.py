@@ -3,11 +3,12 @@ one with DynamoDB's latency; DynamoDB calls per 1,000 events, Ingest's and the c
 events cost on AWS. Prints a table and writes the figures as JSON.
 
     tailor bench ingest [--shoppers 60] [--events 6000] [--intent on,off] [--rate 100] [--latency-ms 5]
-                        [--batch-size N] [--merge-every SECONDS] [--out bench-results/ingest.json]
+                        [--batch-size N] [--window SECONDS] [--merge-every SECONDS]
+                        [--out bench-results/ingest.json]
 
 The records arrive on each shard at `--rate` events per second and Ingest takes them in batches as the template's
 event source mapping makes them: up to its BatchSize (or `--batch-size`), or what arrived within its batching window
-after a batch's first record, whichever is first (so below BatchSize records per window, batches are smaller and
+(or `--window`) after a batch's first record, whichever is first (so below BatchSize records per window, batches are smaller and
 Ingest writes more per event). The counter merge (MergeCounters) runs each time the stream's clock passes its
 schedule's period (or every `--merge-every` seconds), and once at the end; its writes depend on the distinct rows
 touched per period, so fewer events per period (a lower rate) cost it more per event, and a longer period less.
@@ -90,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the dynamo store's calls at once at most (default 32, the function's connection pool)")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="records per batch at most (default: the template's BatchSize)")
+    parser.add_argument("--window", type=float, default=None,
+                        help="the batching window, seconds (default: the template's MaximumBatchingWindowInSeconds)")
     parser.add_argument("--merge-every", type=float, default=None,
                         help="seconds of stream time between the merge's runs (default: the template's schedule)")
     parser.add_argument("--out", type=Path, default=Path("bench-results/ingest.json"))
@@ -111,11 +114,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--batch-size must be from 1 to 10,000 (Kinesis event source mappings' limit)")
     if args.merge_every is not None and args.merge_every <= 0:
         parser.error("--merge-every must be positive")
+    if args.window is not None and not 0 <= args.window <= 300:
+        parser.error("--window must be from 0 to 300 seconds (Kinesis event source mappings' limit)")
     report = run(shoppers=args.shoppers, events=args.events, seed=args.seed,
                  stores=[s.strip() for s in args.stores.split(",") if s.strip()],
                  template=args.template or find_template(), intents=intents, rate=args.rate,
                  latency_ms=args.latency_ms, concurrency=args.concurrency, buffers=buffers,
-                 batch_size=args.batch_size, merge_every=args.merge_every)
+                 batch_size=args.batch_size, merge_every=args.merge_every, window=args.window)
     publish(report, format_table(report), args.out)
     return 0
 
@@ -123,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
 def run(*, shoppers: int, events: int, seed: int, stores: list[str], template: Path,
         intents: list[str] = ("on",), rate: float = 100.0, latency_ms: float = 5.0,
         concurrency: int = 32, buffers: list[str] = ("on",), batch_size: int | None = None,
-        merge_every: float | None = None) -> dict[str, Any]:
+        merge_every: float | None = None, window: float | None = None) -> dict[str, Any]:
     simulation = simulate(shoppers=shoppers, days=1.0, seed=seed)
     payload = simulation.events[:events]
     results = []
@@ -140,7 +145,7 @@ def run(*, shoppers: int, events: int, seed: int, stores: list[str], template: P
             deployed = ingestor.intent
             period = merge_every or _merge_period(stack)
             batch_size = batch_size or source.batch_size
-            window = source.batching_window_s
+            window = source.batching_window_s if window is None else window
             buffered = ingestor.buffered
             for intent, buffer in [(i, b) for i in intents for b in buffers]:
                 ingestor.intent = deployed if intent == "on" else None
