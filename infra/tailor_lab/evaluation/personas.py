@@ -12,13 +12,21 @@ counters into adjustment vectors. Reported: the adjusted Rand index of the shopp
 simulator's true personas (the latest model's assignment, and the dominant persona of the mixture Ingest kept),
 and the accuracy of each trait (posterior mean >= 0.5 against the truth's flag) beside always answering the
 trait's majority class. The later days are the test window, replayed the same way, the schedule going on:
-before each step, every listing (impression) of the step that the shopper clicked from is re-ranked with the
-state as of then, and NDCG@10 of the clicked items is compared between the listing as shown (the base list: the
-shop's own order, category best-sellers or search results, which knows nothing of the shopper) and the rerank
-route's blend of it with the persona term: score = 0.4 (the route's relevance weight) x base (by rank) + weight
-x persona term (whole mixture, and the dominant persona only), so `weight` means what PersonaBlendWeight does.
-Also reported: what re-ranking by the simulator's own click model reaches with each shopper's true persona's
-price taste, and with their own (ceilings no product can know).
+every list rendered to a shopper (impression: a category page and its next pages, search results, the item page's
+recommendation widget) that the shopper then clicked from is re-ranked with the state as of just before it was
+shown, and NDCG@10 of the clicked items is compared between the list as shown (the base list: the shop's own
+order, which knows nothing of the shopper) and the rerank route's blend of it with the persona term: score = 0.4
+(the route's relevance weight) x base (by rank) + weight x persona term (whole mixture, and the dominant persona
+only), so `weight` means what PersonaBlendWeight does.
+
+Oracles. The simulator knows why a shopper clicked: the choice model's chance that they click an item where it was
+shown is the examination of its position times the chance they take it once examined (their utility of it in the
+session's context: its category, what they saw and bought; simulator/parameters.py). Ranking each list by that
+chance is what re-ranking could reach: with the utility of the shopper's true persona (the mean utility of its
+shoppers), the persona oracle, the best a persona-level re-ranking can do; with the shopper's own, the utility
+oracle. Reported: each lift with its 95% bootstrap interval over lists, and each weight's share of the persona
+oracle's lift over the shop's order (paired resamples); at the report's top, for scripts, the first --weight's
+figures in the deployed mode (mixture): `lift`, `oracle_lift`, `share_of_oracle` and their `_ci95` intervals.
 
 Diginetica (with categories). The same replay on real sessions: the latest days holding --diginetica-test-share
 of the events are the test window.
@@ -31,8 +39,8 @@ Choosing the blend weight: --validation leaves the test window out and holds out
 the training window (the simulator's last --validation-days, Diginetica's latest days holding its test share of
 the training events), the rest being training; several --weight values are measured in one walk.
 
-    tailor evaluate personas [--shoppers 600 --days 6 --test-days 2 --seed 11] [--weight 0.1 [0.2 ...]]
-                             [--validation [--validation-days 1]]
+    tailor evaluate personas [--shoppers 2000 --days 28 --test-days 7 --seed 11] [--weight 0.5 [1 ...]]
+                             [--validation [--validation-days 7]]
                              [--diginetica DIR [--diginetica-test-share 0.2] | --no-diginetica] [--json FILE]
 """
 
@@ -45,7 +53,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -70,6 +78,7 @@ BATCH = 100
 STEP_SECONDS = 900
 BASE_LIST = 20
 MAX_SAMPLES = 4000
+BOOTSTRAP = 500
 REBUILD_SECONDS = 86400  # the template's schedules of the persona jobs
 REFINE_SECONDS = 3600
 DIGINETICA_REBUILD_DAYS = 30
@@ -180,12 +189,11 @@ def evaluate_simulated(*, shoppers: int, days: float, test_days: float, seed: in
     recovery = _recovery(replay, simulation.truth)
     window = "validation" if validation_days else "test"
     echo(f"replaying {len(test)} {window} events, re-ranking listings clicked from")
-    ranking = _rerank_test(replay, _listing_samples, test, weights, ceilings={
-        "ceiling": _true_taste_ranking(simulation), "persona_ceiling": _true_taste_ranking(simulation, persona=True)})
+    ranking = _rerank_test(replay, _listing_samples(test), test, weights, oracles=_oracles(simulation))
     return {"events": len(events), "train_events": len(train), "test_events": len(test), "shoppers": shoppers,
             "days": days, "test_days": test_days, "validation_days": validation_days, "seed": seed,
             "k": trained["k"], "bic": trained["bic"], "adjustments": trained["adjustments"],
-            **recovery, "ranking": ranking, "seconds": round(time.perf_counter() - started, 1)}
+            **recovery, **_headline(ranking), "ranking": ranking, "seconds": round(time.perf_counter() - started, 1)}
 
 
 def evaluate_diginetica(directory: Path, *, test_share: float, weights: Sequence[float], seed: int,
@@ -216,10 +224,10 @@ def evaluate_diginetica(directory: Path, *, test_share: float, weights: Sequence
     lists = {c: items[:BASE_LIST] for c, items in by_category.items() if len(items) >= 2}
     window = "validation" if validation else "test"
     echo(f"personas: k={trained['k']}; replaying {len(test)} {window} events, re-ranking category lists")
-    ranking = _rerank_test(replay, lambda step: _category_samples(step, lists), test, weights)
+    ranking = _rerank_test(replay, _category_samples(test, lists), test, weights)
     return {"events": len(events), "train_events": len(train), "test_events": len(test), "test_from": split_day,
             "validation": validation, "k": trained["k"], "bic": trained["bic"], "adjustments": trained["adjustments"],
-            "ranking": ranking, "seconds": round(time.perf_counter() - started, 1)}
+            **_headline(ranking), "ranking": ranking, "seconds": round(time.perf_counter() - started, 1)}
 
 
 def format_table(report: dict[str, Any]) -> str:
@@ -252,11 +260,18 @@ def format_table(report: dict[str, Any]) -> str:
     table = ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in rows]
     table.insert(1, "  ".join("-" * w for w in widths))
     notes = []
-    if sim and "ceiling" in sim["ranking"]:
+    if sim and "oracle" in sim["ranking"]:
         r = sim["ranking"]
-        notes.append(f"simulator ceilings, ranking by the simulator's own click model: with each shopper's true "
-                     f"persona's price taste NDCG@10 {r['persona_ceiling']:.4f} ({r['persona_ceiling_lift']:+.1%}), "
-                     f"with each shopper's own {r['ceiling']:.4f} ({r['ceiling_lift']:+.1%})")
+        notes.append(f"simulator oracles (the choice model's true click chance where each item was shown): by the "
+                     f"true persona's taste NDCG@10 {r['oracle']:.4f} ({_with_interval(r['oracle_lift'], r['oracle_lift_ci95'])}), "
+                     f"by each shopper's own utility {r['utility_oracle']:.4f} "
+                     f"({_with_interval(r['utility_oracle_lift'], r['utility_oracle_lift_ci95'])})")
+        shares = [f"weight {w['weight']:g} {mode} {w[mode + '_share_of_oracle']:.0%} "
+                  f"({w[mode + '_share_of_oracle_ci95'][0]:.0%}..{w[mode + '_share_of_oracle_ci95'][1]:.0%})"
+                  for w in r["by_weight"] for mode in ("mixture", "dominant")
+                  if w.get(mode + "_share_of_oracle") is not None]
+        if shares:
+            notes.append("share of the persona oracle's lift (95% interval): " + ", ".join(shares))
     relevance = DEFAULT_WEIGHTS["rerank"]["relevance"]
     return "\n".join(lines + ["", f"Re-ranking (score = {relevance:g} x base relevance by rank + weight x persona term):"]
                      + table + notes)
@@ -316,6 +331,24 @@ class _Sample:
     session_id: str
     items: list[str]
     clicked: set[str]
+    at: float = 0.0  # when it was shown, epoch seconds
+    surface: str = "listing"  # how the shopper looks down it (the simulator's "listing" or "widget")
+    category: str | None = None  # the session's category when it was shown
+    seen: set[str] = field(default_factory=set)  # items viewed in the session before it
+    bought: set[str] = field(default_factory=set)
+
+
+@dataclass
+class _Context:
+    """What a session showed and did so far, as `_listing_samples` walks its events."""
+
+    lists: list[_Sample] = field(default_factory=list)
+    viewed: list[str] = field(default_factory=list)
+    bought: set[str] = field(default_factory=set)
+    category: str | None = None
+    on_page: str | None = None  # the item page the shopper is on, between its view and its dwell
+    on_page_category: str | None = None
+    previous: str = ""
 
 
 def _train(replay: Replay, train: list[dict]) -> dict[str, Any]:
@@ -361,26 +394,27 @@ def _recovery(replay: Replay, truth: dict) -> dict[str, Any]:
             "trait_baseline": round(float(np.mean([v["baseline"] for v in traits.values()])), 4)}
 
 
-def _rerank_test(replay: Replay, samples_of: Callable[[list[dict]], list[_Sample]], test: list[dict],
-                 weights: Sequence[float],
-                 ceilings: dict[str, Callable[[_Sample], list[str]]] | None = None) -> dict[str, Any]:
-    """Walk the test window in steps: re-rank the step's samples with the state before it, then replay it.
-    `ceilings` rank a sample with knowledge no product has (the simulator's truth): what re-ranking could reach."""
+def _rerank_test(replay: Replay, samples: list[_Sample], test: list[dict], weights: Sequence[float],
+                 oracles: dict[str, Callable[[_Sample], list[str]]] | None = None) -> dict[str, Any]:
+    """Walk the test window in steps: re-rank the samples shown in the step with the state before it, then replay
+    it. `oracles` rank a sample with knowledge no product has (the simulator's truth): what re-ranking could reach;
+    each weight's figures then carry their share of the first oracle's lift."""
     now = [0.0]
     recommenders = {(w, mode): replay.recommender(w, mode, lambda: now[0]) for w in weights
                     for mode in ("mixture", "dominant")}
     scores: dict[Any, list[float]] = defaultdict(list)
     changed: Counter = Counter()
     rng = np.random.default_rng(replay.seed)
+    by_step: dict[float, list[_Sample]] = defaultdict(list)
+    for sample in samples[:MAX_SAMPLES]:
+        by_step[sample.at // STEP_SECONDS * STEP_SECONDS].append(sample)
 
     def rerank(start: float, events: list[dict]) -> None:
         now[0] = start
-        # Past MAX_SAMPLES lists the replay goes on (later lists would see its state) but nothing more is ranked.
-        samples = samples_of(events) if len(scores["base"]) < MAX_SAMPLES else []
-        for sample in samples:
+        for sample in by_step.get(start, ()):
             scores["base"].append(ndcg_at(sample.items, sample.clicked))
-            for name, ceiling in (ceilings or {}).items():
-                scores.setdefault(name, []).append(ndcg_at(ceiling(sample), sample.clicked))
+            for name, oracle in (oracles or {}).items():
+                scores[name].append(ndcg_at(oracle(sample), sample.clicked))
             for key, recommender in recommenders.items():
                 ranked = [r.item_id for r in recommender.rerank(sample.items, user_id=sample.user_id,
                                                                  session_id=sample.session_id).items]
@@ -388,34 +422,76 @@ def _rerank_test(replay: Replay, samples_of: Callable[[list[dict]], list[_Sample
                 changed[key] += ranked != sample.items
 
     replay.walk(test, rerank)
-    base = float(np.mean(scores["base"])) if scores["base"] else 0.0
-    out: dict[str, Any] = {"lists": len(scores["base"]), "base": round(base, 5)}
-    for name in ceilings or {}:
-        if scores.get(name):
-            out[name] = round(float(np.mean(scores[name])), 5)
-            out[f"{name}_lift"] = round(out[name] / base - 1.0, 5) if base else 0.0
+    base = np.asarray(scores["base"])
+    mean = float(base.mean()) if len(base) else 0.0
+    out: dict[str, Any] = {"lists": len(base), "base": round(mean, 5)}
+    picks = _resamples(len(base), rng)
+    for name in oracles or {}:
+        out[name] = round(float(np.mean(scores[name])), 5) if len(base) else 0.0
+        out[f"{name}_lift"], out[f"{name}_lift_ci95"] = _lift(base, np.asarray(scores[name]), picks)
+    reference = np.asarray(scores[next(iter(oracles))]) if oracles else None
     out["by_weight"] = []
     for w in weights:
         part: dict[str, Any] = {"weight": w}
         for mode in ("mixture", "dominant"):
-            value = float(np.mean(scores[(w, mode)])) if scores[(w, mode)] else 0.0
-            part[mode] = round(value, 5)
-            part[f"{mode}_lift"] = round(value / base - 1.0, 5) if base else 0.0
-            part[f"{mode}_ci95"] = _bootstrap_lift(np.asarray(scores["base"]), np.asarray(scores[(w, mode)]), rng)
-            part[f"{mode}_changed"] = round(changed[(w, mode)] / max(len(scores["base"]), 1), 4)
+            values = np.asarray(scores[(w, mode)])
+            part[mode] = round(float(values.mean()), 5) if len(values) else 0.0
+            part[f"{mode}_lift"], part[f"{mode}_ci95"] = _lift(base, values, picks)
+            if reference is not None:
+                part[f"{mode}_share_of_oracle"], part[f"{mode}_share_of_oracle_ci95"] = _share(
+                    base, values, reference, picks)
+            part[f"{mode}_changed"] = round(changed[(w, mode)] / max(len(base), 1), 4)
         out["by_weight"].append(part)
     return out
 
 
-def _bootstrap_lift(base: np.ndarray, other: np.ndarray, rng: np.random.Generator, rounds: int = 300) -> list[float]:
-    if len(base) < 2:
-        return [0.0, 0.0]
-    lifts = []
-    for _ in range(rounds):
-        pick = rng.integers(0, len(base), len(base))
-        b = base[pick].mean()
-        lifts.append(other[pick].mean() / b - 1.0 if b > 0 else 0.0)
-    return [round(float(np.percentile(lifts, 2.5)), 4), round(float(np.percentile(lifts, 97.5)), 4)]
+def _headline(ranking: dict[str, Any]) -> dict[str, Any]:
+    """The first weight's figures in the deployed mode (mixture), at the report's top for scripts to read."""
+    part = ranking["by_weight"][0]
+    out: dict[str, Any] = {"weight": part["weight"], "mode": "mixture", "lift": part["mixture_lift"],
+                           "lift_ci95": part["mixture_ci95"]}
+    if "oracle" in ranking:
+        out.update({"oracle_lift": ranking["oracle_lift"], "oracle_lift_ci95": ranking["oracle_lift_ci95"],
+                    "share_of_oracle": part.get("mixture_share_of_oracle"),
+                    "share_of_oracle_ci95": part.get("mixture_share_of_oracle_ci95"),
+                    "utility_oracle_lift": ranking["utility_oracle_lift"],
+                    "utility_oracle_lift_ci95": ranking["utility_oracle_lift_ci95"]})
+    return out
+
+
+def _with_interval(value: float, interval: list[float]) -> str:
+    return f"{value:+.1%}, 95% {interval[0]:+.1%}..{interval[1]:+.1%}"
+
+
+def _resamples(n: int, rng: np.random.Generator, rounds: int = BOOTSTRAP) -> np.ndarray:
+    """Bootstrap resamples of n samples (rows of indices), the same for every figure so that their intervals pair."""
+    return rng.integers(0, n, (rounds, n)) if n >= 2 else np.zeros((0, n), dtype=np.int64)
+
+
+def _lift(base: np.ndarray, other: np.ndarray, picks: np.ndarray) -> tuple[float, list[float]]:
+    """Relative lift of `other`'s mean over `base`'s, with its 95% bootstrap interval."""
+    if not len(base) or base.mean() <= 0:
+        return 0.0, [0.0, 0.0]
+    lift = round(float(other.mean() / base.mean() - 1.0), 5)
+    if not len(picks):
+        return lift, [lift, lift]
+    b = base[picks].mean(axis=1)
+    lifts = np.where(b > 0, other[picks].mean(axis=1) / np.where(b > 0, b, 1.0) - 1.0, 0.0)
+    return lift, [round(float(np.percentile(lifts, 2.5)), 4), round(float(np.percentile(lifts, 97.5)), 4)]
+
+
+def _share(base: np.ndarray, other: np.ndarray, oracle: np.ndarray,
+           picks: np.ndarray) -> tuple[float | None, list[float] | None]:
+    """`other`'s lift over `base` as a share of `oracle`'s, with its 95% bootstrap interval (None without a gap)."""
+    gap = oracle.mean() - base.mean() if len(base) else 0.0
+    if gap <= 0:
+        return None, None
+    share = round(float((other.mean() - base.mean()) / gap), 4)
+    if not len(picks):
+        return share, [share, share]
+    b, o, m = base[picks].mean(axis=1), oracle[picks].mean(axis=1), other[picks].mean(axis=1)
+    shares = np.where(o > b, (m - b) / np.where(o > b, o - b, 1.0), 0.0)
+    return share, [round(float(np.percentile(shares, 2.5)), 4), round(float(np.percentile(shares, 97.5)), 4)]
 
 
 def _latest_days(events: list[dict], share: float) -> tuple[list[dict], list[dict], str]:
@@ -438,44 +514,92 @@ def _steps(events: list[dict]) -> list[tuple[float, list[dict]]]:
     return [(key * STEP_SECONDS, steps[key]) for key in sorted(steps)]
 
 
-def _true_taste_ranking(simulation: Any, *, persona: bool = False) -> Callable[[_Sample], list[str]]:
-    """The simulator's own click model with each shopper's true taste for price (read back from the truth's
-    budget-conscious strength, which the simulator derives from it): the best order a listing can be given.
-    With `persona`, the taste of the shopper's true persona instead: the best a persona-level re-ranking can do."""
-    from tailor_lab.simulator import CATEGORIES, PERSONAS
+def _oracles(simulation: Any) -> dict[str, Callable[[_Sample], list[str]]]:
+    """Rankings with knowledge no product has, from the simulator's choice model: each item of a listing by its
+    true chance of the click it could get there, the examination of the position it was shown at (the shopper
+    looked down the list as shown) times the chance they take it once examined (parameters.py). "oracle" reads
+    that chance with the utility of the shopper's true persona (the mean utility of the persona's shoppers: its
+    tastes, the items' quality and price fit), the best a persona-level re-ranking can do; "utility_oracle" with
+    the shopper's own utility, the best any re-ranking can do. Both add the session's context as the shopper
+    weighs it: the intent's bonus for the session's category, the penalties of items seen or bought in it."""
+    from tailor_lab.simulator.catalog import CATEGORY_NAMES
 
-    median = {c.name: c.median_price for c in CATEGORIES}
-    price_ratio = {i["item_id"]: math.log(i["price"] / median[i["category"]]) for i in simulation.catalog}
-    persona_taste = {p.name: p.price_beta for p in PERSONAS}
-    taste = {}
-    for user_id, known in simulation.truth["shoppers"].items():
-        t = min(max(known["traits"]["budget_conscious"], 1e-3), 1 - 1e-3)
-        taste[user_id] = 0.5 + math.log(t / (1 - t)) / 2  # budget_conscious = sigmoid(2 (price_beta - 0.5))
-        if persona:
-            taste[user_id] = persona_taste[known["persona"]]
+    world = simulation.world
+    if world is None:
+        raise ValueError("the simulation carries no world (its latent side) to rank by")
+    choice, params = world.choice, world.params
+    index = {item: i for i, item in enumerate(world.catalog.item_ids)}
+    category_of = world.catalog.category_of
+    category_index = {name: c for c, name in enumerate(CATEGORY_NAMES)}
+    own = {s.user_id: choice.utility(s) for s in world.shoppers}
+    persona_mean = {p: np.mean([own[s.user_id] for s in world.shoppers if s.persona == p], axis=0)
+                    for p in {s.persona for s in world.shoppers}}
+    by_persona = {s.user_id: persona_mean[s.persona] for s in world.shoppers}
 
-    def rank(sample: _Sample) -> list[str]:
-        beta = taste.get(sample.user_id, 0.0)
-        score = [-0.8 * math.log(p + 1) - beta * price_ratio.get(item, 0.0) for p, item in enumerate(sample.items)]
-        return [sample.items[i] for i in np.argsort(score, kind="stable")[::-1]]
+    def ranking(utilities: dict[str, np.ndarray]) -> Callable[[_Sample], list[str]]:
+        def rank(sample: _Sample) -> list[str]:
+            utility = utilities.get(sample.user_id)
+            if utility is None:
+                return list(sample.items)
+            rows = np.asarray([index[item] for item in sample.items])
+            categories = category_of[rows]
+            category = category_index.get(sample.category or "", int(np.bincount(categories).argmax()))
+            u = utility[rows] - params.click_threshold + params.intent_bonus * (categories == category)
+            u = u - params.seen_penalty * np.asarray([item in sample.seen for item in sample.items])
+            u = u - params.bought_penalty * np.asarray([item in sample.bought for item in sample.items])
+            examination = np.asarray(choice.examination[sample.surface])
+            looked = examination[np.minimum(np.arange(len(rows)), len(examination) - 1)]
+            chance = looked / (1.0 + np.exp(-u / params.click_temperature))
+            return [sample.items[i] for i in np.argsort(-chance, kind="stable")]
 
-    return rank
+        return rank
+
+    return {"oracle": ranking(by_persona), "utility_oracle": ranking(own)}
 
 
 def _listing_samples(events: list[dict]) -> list[_Sample]:
-    """Listings (impressions) followed in their session, before the next listing, by clicks on their items."""
+    """Lists rendered to a shopper (impressions) and the clicks on their items that followed in the session, with
+    the session's context as of the list: its category, the items viewed and bought in it. A list rendered on an
+    item page (between its view and its dwell) is the page's recommendation widget; a list rendered just after
+    scrolling a listing down is its next page, which the listing grows by (clicks count positions down the whole
+    listing). A click goes to the latest list of its session that shows the item at the click's position."""
     samples: list[_Sample] = []
-    current: dict[str, _Sample] = {}
+    sessions: dict[str, _Context] = {}
     for event in events:
         kind = event["event_type"]
+        context = sessions.setdefault(event["session_id"], _Context())
         if kind == "impression":
-            sample = _Sample(event["user_id"], event["session_id"], list(dict.fromkeys(event["item_ids"])), set())
-            current[event["session_id"]] = sample
-            samples.append(sample)
+            items = list(dict.fromkeys(event["item_ids"]))
+            latest = context.lists[-1] if context.lists else None
+            if context.previous == "listing_scroll" and latest is not None and latest.surface == "listing":
+                latest.items += [i for i in items if i not in latest.items]
+            else:
+                surface = "widget" if context.on_page is not None else "listing"
+                category = context.on_page_category if surface == "widget" else context.category
+                sample = _Sample(event["user_id"], event["session_id"], items, set(), _epoch(event["timestamp"]),
+                                 surface=surface,
+                                 category=category, seen=set(context.viewed), bought=set(context.bought))
+                context.lists.append(sample)
+                samples.append(sample)
         elif kind == "click":
-            sample = current.get(event["session_id"])
-            if sample is not None and event["item_id"] in sample.items:
-                sample.clicked.add(event["item_id"])
+            position = event.get("position")
+            for sample in reversed(context.lists):
+                if event["item_id"] in sample.items and (
+                        position is None or position >= len(sample.items) or sample.items[position] == event["item_id"]):
+                    sample.clicked.add(event["item_id"])
+                    break
+        elif kind == "view":
+            context.viewed.append(event["item_id"])
+            context.on_page, context.on_page_category = event["item_id"], event.get("category")
+        elif kind == "dwell":
+            context.on_page = None
+        elif kind == "purchase":
+            context.bought.add(event["item_id"])
+        elif kind == "category_browse":
+            context.category = event.get("category")
+        elif kind == "search":
+            context.category = None  # the query's category: the oracle reads it off the results
+        context.previous = "listing_scroll" if kind == "scroll" and not event.get("item_id") else kind
     return [s for s in samples if s.clicked and len(s.items) > 1]
 
 
@@ -491,7 +615,7 @@ def _category_samples(events: list[dict], lists: dict[str, list[str]]) -> list[_
             continue
         items = lists.get(event.get("category") or "")
         if items and event["item_id"] in items:
-            samples.append(_Sample(event["user_id"], session, list(items), {event["item_id"]}))
+            samples.append(_Sample(event["user_id"], session, list(items), {event["item_id"]}, _epoch(event["timestamp"])))
     return samples
 
 

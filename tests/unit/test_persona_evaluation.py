@@ -1,0 +1,70 @@
+"""The persona evaluation's lists, oracles and shares of the oracle's lift."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tailor_lab.evaluation.personas import _headline, _lift, _listing_samples, _oracles, _resamples, _Sample, _share
+from tailor_lab.simulator import simulate
+
+
+def _event(kind: str, second: int, session: str = "s1", **fields) -> dict:
+    return {"event_type": kind, "user_id": "u1", "session_id": session,
+            "timestamp": f"2026-11-02T10:00:{second:02d}.000Z", **fields}
+
+
+def test_a_listing_grows_by_its_next_page_and_a_widget_is_its_own_list():
+    events = [
+        _event("category_browse", 0, category="books"),
+        _event("impression", 1, item_ids=["a", "b", "c"]),
+        _event("scroll", 2, depth=0.9),
+        _event("impression", 3, item_ids=["d", "e"]),
+        _event("click", 4, item_id="d", position=3),  # on the listing's second page
+        _event("view", 5, item_id="d", category="books"),
+        _event("impression", 6, item_ids=["x", "y", "z"]),  # the item page's widget
+        _event("dwell", 7, item_id="d"),
+        _event("click", 8, item_id="y", position=1),
+        _event("impression", 9, session="s2", item_ids=["p", "q"]),  # never clicked from
+    ]
+    listing, widget = _listing_samples(events)
+    assert (listing.items, listing.clicked, listing.surface, listing.category) == (
+        ["a", "b", "c", "d", "e"], {"d"}, "listing", "books")
+    assert (widget.items, widget.clicked, widget.surface, widget.seen) == (["x", "y", "z"], {"y"}, "widget", {"d"})
+
+
+def test_the_oracles_rank_by_the_true_chance_of_a_click_where_items_were_shown():
+    simulation = simulate(shoppers=30, days=1, seed=3)
+    world = simulation.world
+    shopper = world.shoppers[0]
+    items = world.catalog.category_items[0][:12]
+    ids = world.catalog.ids(items)
+    utility = world.choice.utility(shopper)
+    best = int(np.argmax(utility[items]))
+    oracles = _oracles(simulation)
+    sample = _Sample(shopper.user_id, "s", ids, set(), category=None)
+    ranked = oracles["utility_oracle"](sample)
+    assert sorted(ranked) == sorted(ids)
+    # the first item is examined most; beyond it, the best liked item at the top of the list stays first
+    sample_top = _Sample(shopper.user_id, "s", [ids[best]] + [i for i in ids if i != ids[best]], set())
+    assert oracles["utility_oracle"](sample_top)[0] == ids[best]
+    # an item bought in the session loses the bought penalty: the same list then puts another first
+    bought = _Sample(shopper.user_id, "s", sample_top.items, set(), bought={ids[best]})
+    assert oracles["utility_oracle"](bought)[0] != ids[best]
+    assert sorted(oracles["oracle"](sample)) == sorted(ids)
+
+
+def test_the_share_of_the_oracle_lift_and_its_interval():
+    base = np.array([0.5, 0.5, 0.5, 0.5])
+    oracle = np.array([1.0, 1.0, 1.0, 1.0])
+    model = np.array([0.75, 0.75, 0.75, 0.75])
+    picks = _resamples(4, np.random.default_rng(0), rounds=50)
+    assert _share(base, model, oracle, picks) == (0.5, [0.5, 0.5])
+    assert _lift(base, model, picks) == (0.5, [0.5, 0.5])
+    assert _share(base, model, base, picks) == (None, None)  # no gap to share
+    ranking = {"oracle": 1.0, "oracle_lift": 1.0, "oracle_lift_ci95": [1.0, 1.0], "utility_oracle_lift": 1.2,
+               "utility_oracle_lift_ci95": [1.1, 1.3],
+               "by_weight": [{"weight": 0.5, "mixture_lift": 0.5, "mixture_ci95": [0.5, 0.5],
+                              "mixture_share_of_oracle": 0.5, "mixture_share_of_oracle_ci95": [0.5, 0.5]}]}
+    headline = _headline(ranking)
+    assert {k: headline[k] for k in ("lift", "oracle_lift", "share_of_oracle")} == {
+        "lift": 0.5, "oracle_lift": 1.0, "share_of_oracle": 0.5}
