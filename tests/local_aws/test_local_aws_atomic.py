@@ -341,3 +341,43 @@ def test_an_expression_tree_is_copied_as_deepcopy_copies_it(expression):
     assert not {id(n) for n in nodes(copied)} & {id(n) for n in nodes(tree)}
     inner = tree.children[0]  # a node with a parent is copied with it, as deepcopy does
     assert shape(_copy_expression(inner).parent) == shape(tree)
+
+
+def test_a_change_lets_reads_of_other_items_under_way_finish_first_for_a_while():
+    from tailor_local import aws
+
+    release = threading.Event()
+    order = []
+
+    def app(environ, start_response):
+        if environ["HTTP_X_AMZ_TARGET"].endswith("GetItem"):
+            order.append("read begins")
+            assert release.wait(10)
+            order.append("read ends")
+        else:
+            order.append("change")
+        return [b""]
+
+    guard = aws._AtomicCalls(app)
+    reader = threading.Thread(target=guard, args=(_dynamodb_call("GetItem", {"TableName": "t", "Key": _key("a")}), None))
+    reader.start()
+    until(lambda: order == ["read begins"])
+    changer = threading.Thread(target=guard, args=(
+        _dynamodb_call("UpdateItem", {"TableName": "t", "Key": _key("b")}), None))
+    changer.start()
+    time.sleep(aws.READS_FIRST_S / 4)
+    release.set()
+    changer.join(10)
+    reader.join(10)
+    assert order == ["read begins", "read ends", "change"]
+
+    release.clear()
+    order.clear()
+    reader = threading.Thread(target=guard, args=(_dynamodb_call("GetItem", {"TableName": "t", "Key": _key("a")}), None))
+    reader.start()
+    until(lambda: order == ["read begins"])
+    began = time.monotonic()
+    guard(_dynamodb_call("UpdateItem", {"TableName": "t", "Key": _key("b")}), None)  # a read that lasts: not for long
+    assert order == ["read begins", "change"] and time.monotonic() - began < 2
+    release.set()
+    reader.join(10)
