@@ -17,7 +17,7 @@ alone (timing, item and category spread); as a reference for the signal those fe
 logistic regression is refitted on Diginetica itself (sessions of its earlier half of days, tested
 on the later half).
 
-    tailor evaluate intent [--model DIR_OR_ONNX] [--shoppers 300 --days 4 --seed 8]
+    tailor evaluate intent [--model DIR_OR_ONNX] [--shoppers 2000 --days 4 --seed 8]
                            [--diginetica DIR] [--k 1 3 5] [--json FILE]
 """
 
@@ -98,7 +98,7 @@ def format_proxy(proxy: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tailor evaluate intent", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, help="model.onnx, or a folder holding one (default: the shipped model)")
-    parser.add_argument("--shoppers", type=int, default=300, help="held-out simulated shoppers (default 300)")
+    parser.add_argument("--shoppers", type=int, default=2000, help="held-out simulated shoppers (default 2000)")
     parser.add_argument("--days", type=float, default=4.0, help="held-out simulated days (default 4)")
     parser.add_argument("--seed", type=int, default=8, help="held-out simulation seed (default 8; training uses 7)")
     parser.add_argument("--diginetica", type=Path, default=DEFAULT_DIGINETICA,

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from tailor.events import EVENT_TYPES
+from tailor.ltv.features import REFERRAL_SOURCES
 from tailor.models.onnx_model import OnnxModel
 from tailor.session import SessionState
 
@@ -51,6 +52,9 @@ SHARE_TYPES: tuple[str, ...] = (
 # Event types whose count (log 1 + count) is a feature: the signals the spec names.
 COUNT_TYPES: tuple[str, ...] = ("search", "spec_compare", "review_read", "add_to_cart", "remove_from_cart",
                                 "checkout_view", "purchase", "category_browse")
+# Half-lives, in events, of the decaying shares of the recent event types: what the shopper did last weighs most,
+# as their intent does not last (it changes every ten actions or so).
+HALF_LIVES: tuple[int, ...] = (2, 6)
 INTENT_FEATURES: tuple[str, ...] = (
     "log_events", "log_minutes", "distinct_items", "distinct_categories", "items_per_item_event",
     "refinements", "cart_units", "purchased",
@@ -58,6 +62,9 @@ INTENT_FEATURES: tuple[str, ...] = (
     *(f"log_{t}" for t in COUNT_TYPES),
     *(f"share_{t}" for t in SHARE_TYPES),
     *(f"recent_{t}" for t in SHARE_TYPES),
+    *(f"referral_{s}" for s in REFERRAL_SOURCES),
+    *(f"last_{t}" for t in SHARE_TYPES),
+    *(f"decayed{h}_{t}" for h in HALF_LIVES for t in SHARE_TYPES),
 )
 _ITEM_EVENTS = ("view", "click", "review_read", "spec_compare", "zoom", "dwell", "wishlist", "add_to_cart")
 
@@ -75,6 +82,16 @@ def intent_features(state: SessionState) -> list[float]:
     for kind in recent:
         recent_counts[kind] = recent_counts.get(kind, 0) + 1
     log1p = math.log1p
+    last = recent[-1] if recent else ""
+    decayed = []
+    for half_life in HALF_LIVES:
+        shares: dict[str, float] = {}
+        total = 0.0
+        for age, kind in enumerate(reversed(recent)):
+            weight = 0.5 ** (age / half_life)
+            shares[kind] = shares.get(kind, 0.0) + weight
+            total += weight
+        decayed += [shares.get(t, 0.0) / total if total else 0.0 for t in SHARE_TYPES]
     return [
         log1p(state.events),
         log1p(max(state.last_seen - state.started_at, 0.0) / 60.0),
@@ -93,6 +110,9 @@ def intent_features(state: SessionState) -> list[float]:
         *(log1p(get(t, 0)) for t in COUNT_TYPES),
         *(get(t, 0) / events for t in SHARE_TYPES),
         *(recent_counts.get(t, 0) / recent_n for t in SHARE_TYPES),
+        *(1.0 if state.referral_source == source else 0.0 for source in REFERRAL_SOURCES),
+        *(1.0 if last == t else 0.0 for t in SHARE_TYPES),
+        *decayed,
     ]
 
 
