@@ -279,17 +279,19 @@ def format_table(report: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tailor evaluate personas", description=__doc__.split("\n")[0])
-    parser.add_argument("--shoppers", type=int, default=600)
-    parser.add_argument("--days", type=float, default=6.0)
-    parser.add_argument("--test-days", type=float, default=2.0)
+    # Calibrated shoppers visit about once in three weeks: four weeks of 2,000 give about a thousand lists clicked
+    # from in the last one.
+    parser.add_argument("--shoppers", type=int, default=2000)
+    parser.add_argument("--days", type=float, default=28.0)
+    parser.add_argument("--test-days", type=float, default=7.0)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--weight", type=float, nargs="+", default=[DEFAULT_WEIGHT],
                         help=f"persona weight(s) in the blend, PersonaBlendWeight's meaning "
                              f"(default {DEFAULT_WEIGHT:g}, as deployed)")
     parser.add_argument("--validation", action="store_true",
                         help="measure on the training window's latest part, not the test window (to choose the weight)")
-    parser.add_argument("--validation-days", type=float, default=1.0,
-                        help="with --validation, the simulator's held-out days (default 1)")
+    parser.add_argument("--validation-days", type=float, default=7.0,
+                        help="with --validation, the simulator's held-out days (default 7)")
     parser.add_argument("--diginetica", type=Path, default=DEFAULT_DIGINETICA,
                         help="directory with Diginetica's views, purchases and categories")
     parser.add_argument("--diginetica-test-share", type=float, default=0.2,
