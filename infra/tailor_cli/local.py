@@ -19,6 +19,7 @@ from urllib.parse import quote, urlencode
 
 from tailor_local.aws import DEFAULT_PORT
 from tailor_local.http import API_KEY_HEADER, DEFAULT_API_PORT
+from tailor_local.runtime import Invocation
 from tailor_local.stack import LocalStack, StackHandle, StackNotRunning, state_path
 from tailor_local.template import TemplateError, find_template
 
@@ -219,30 +220,36 @@ def _warm_api(stack: LocalStack, log_path: Path) -> None:
 def _merge_counters(stack: LocalStack) -> None:
     """Merge Ingest's buffered counters into the items, associations, queries and trends rows now, as the merge's
     schedule would within a minute, so popularity and related items (and the persona rebuild) see the replay."""
-    if stack.runtime is None or "MergeCountersFunction" not in stack.template.resources:
-        return
-    function = stack.runtime.find("MergeCountersFunction")
-    invocation = function.invoke(event_for(stack.template, function.logical_id, None))
-    if not invocation.ok:
-        say(f"The counter merge failed ({invocation.error['errorType']}); see the functions log.")  # type: ignore[index]
+    _invoke_once(stack, "MergeCountersFunction", "counter merge")
 
 
 def _build_personas(stack: LocalStack) -> None:
     """Run the daily persona rebuild once, as its schedule would a day later, so profiles and re-ranking show
     persona mixtures from the start."""
-    if stack.runtime is None or "RebuildPersonasFunction" not in stack.template.resources:
+    invocation = _invoke_once(stack, "RebuildPersonasFunction", "persona rebuild", announce="Building personas")
+    if invocation is None or not invocation.ok:
         return
-    function = stack.runtime.find("RebuildPersonasFunction")
-    say(f"Building personas ({function.logical_id}) ...")
-    invocation = function.invoke(event_for(stack.template, function.logical_id, None))
-    if not invocation.ok:
-        say(f"The persona rebuild failed ({invocation.error['errorType']}); see the functions log.")  # type: ignore[index]
-    elif invocation.payload.get("published"):
+    if invocation.payload.get("published"):
         say(f"Personas built from the replayed shoppers in {invocation.duration_ms / 1000:.1f} s: "
             f"{invocation.payload['k']} personas.\n  {k_choice(invocation.payload)}")
     else:
         say(f"No personas yet: {invocation.payload.get('reason', 'nothing published')} "
             f"({invocation.payload.get('shoppers', 0)} shoppers with events).")
+
+
+def _invoke_once(stack: LocalStack, function_id: str, what: str, *,
+                 announce: str | None = None) -> Invocation | None:
+    """Invoke a scheduled function of the template once, with its schedule's event, saying so if it failed; None if
+    the template has no such function."""
+    if stack.runtime is None or function_id not in stack.template.resources:
+        return None
+    function = stack.runtime.find(function_id)
+    if announce:
+        say(f"{announce} ({function.logical_id}) ...")
+    invocation = function.invoke(event_for(stack.template, function.logical_id, None))
+    if not invocation.ok:
+        say(f"The {what} failed ({invocation.error['errorType']}); see the functions log.")  # type: ignore[index]
+    return invocation
 
 
 def _local_status(args: argparse.Namespace) -> int:

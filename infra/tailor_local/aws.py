@@ -148,7 +148,7 @@ def serve() -> None:
     sys.setswitchinterval(0.001)
     _serve_attribute_values_plainly()
     _check_item_sizes_once_per_call()
-    _find_update_clauses_in_one_walk()
+    _validate_updates_in_linear_time()
     gc.callbacks.append(_freeze_after_full_collection)
     # werkzeug logs every request at INFO; the stack's own output is what matters.
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -188,6 +188,10 @@ def _serve_attribute_values_plainly() -> None:
 
     BaseJSONSerializer._serialize_type_structure = _plain_attribute_values(  # type: ignore[method-assign]
         BaseJSONSerializer._serialize_type_structure)
+
+
+# moto's own limit: DynamoDB's 400 KB, which it measured to lie between 409 and 410 KB.
+_ITEM_SIZE_LIMIT = 405_000
 
 
 def _check_item_sizes_once_per_call() -> None:
@@ -230,11 +234,13 @@ def _check_item_sizes_once_per_call() -> None:
     DynamoDBBackend.update_item = checked_update  # type: ignore[method-assign]
 
 
-def _find_update_clauses_in_one_walk() -> None:
+def _validate_updates_in_linear_time() -> None:
     """moto's update-expression tree nests each action under the one before it, and its clause search copies every
     result up through each level: quadratic in the actions. Its two structural checks (one clause of each kind, no
     path set twice) run the search at every level of the tree, though what holds at its root holds below. Here the
-    search takes one walk (`_update_clauses`, the same clauses in the same order) and the checks look at the root."""
+    search takes one walk (`_update_clauses`, the same clauses in the same order), the checks look at the root, the
+    tree walks look their maps up once (`_traverse`), each expression shape is parsed once and the validators' copy
+    of a tree is made node by node (`_copy_expression`)."""
     from moto.dynamodb.parsing import validators
     from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser, Node, UpdateExpression
     from moto.dynamodb.parsing.expressions import UpdateExpressionParser
@@ -331,10 +337,6 @@ def _holds_clauses(kind: type) -> bool:
     from moto.dynamodb.parsing.ast_nodes import Expression, UpdateExpressionFunction
 
     return issubclass(kind, Expression | UpdateExpressionFunction)
-
-
-# moto's own limit: DynamoDB's 400 KB, which it measured to lie between 409 and 410 KB.
-_ITEM_SIZE_LIMIT = 405_000
 
 
 def _plain_attribute_values(generic: Any) -> Any:

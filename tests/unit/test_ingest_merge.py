@@ -52,6 +52,16 @@ def merge_until_done(store, rng: random.Random | None = None) -> MergeReport:
     raise AssertionError("the merge never went through")
 
 
+def buffered_in_batches(events: list[dict], size: int) -> MemoryStateStore:
+    """A store after Ingest has buffered `events` in batches of `size`, nothing merged yet."""
+    store = MemoryStateStore()
+    ingestor = Ingestor(store, MemoryBlobStore(), max_workers=1, buffer=True)
+    records = to_records(events)
+    for start in range(0, len(records), size):
+        ingestor.ingest(records[start:start + size])
+    return store
+
+
 def second_shard(events: list[dict]) -> list[dict]:
     for e in events:  # other shoppers, same catalog
         e["user_id"] = "x" + e["user_id"]
@@ -173,11 +183,7 @@ def test_replays_failures_and_crashes_with_merges_between_count_as_one_clean_pas
 def test_a_merge_that_dies_part_way_is_carried_out_once_by_the_next_run_and_by_runs_at_once():
     events = random_events(6, 300)
     direct, _ = clean_run(events)
-    store = MemoryStateStore()
-    ingestor = Ingestor(store, MemoryBlobStore(), max_workers=1, buffer=True)
-    records = to_records(events)
-    for start in range(0, len(records), 50):
-        ingestor.ingest(records[start:start + 50])
+    store = buffered_in_batches(events, 50)
 
     class Dies(BaseException):  # the process gone: nothing the merge can catch
         pass
@@ -211,11 +217,7 @@ def test_a_merge_that_dies_part_way_is_carried_out_once_by_the_next_run_and_by_r
 def test_latest_values_are_the_last_arrived_slots():
     events = random_events(7, 200)
     direct, _ = clean_run(events)
-    store = MemoryStateStore()
-    ingestor = Ingestor(store, MemoryBlobStore(), max_workers=1, buffer=True)
-    records = to_records(events)
-    for start in range(0, len(records), 40):
-        ingestor.ingest(records[start:start + 40])
+    store = buffered_in_batches(events, 40)
     CounterMerge(store, max_workers=1).run()
     got, expected = store.snapshot()["items"], direct.snapshot()["items"]
     for item, row in expected.items():
