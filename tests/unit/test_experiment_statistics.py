@@ -85,3 +85,14 @@ def test_bad_input_names_the_field():
         SufficientStatistics().total("ctr")
     with pytest.raises(ValueError, match="sums"):
         SufficientStatistics(1, (1.0,))
+
+
+def test_vectorised_statistics_match_the_units_one_by_one():
+    units = _random_units(random.Random(8), 40)
+    vectorised = SufficientStatistics.of_values(np.array([unit.values() for unit in units]))
+    one_by_one = SufficientStatistics.of_units(units)
+    assert vectorised.n == one_by_one.n
+    np.testing.assert_allclose(vectorised.sums, one_by_one.sums, rtol=1e-12)
+    np.testing.assert_allclose(vectorised.products, one_by_one.products, rtol=1e-12)
+    with pytest.raises(ValueError, match="units x 7"):
+        SufficientStatistics.of_values(np.zeros((3, 2)))

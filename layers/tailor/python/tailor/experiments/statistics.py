@@ -28,6 +28,8 @@ from decimal import Decimal
 from itertools import combinations_with_replacement
 from typing import Any
 
+import numpy as np
+
 __all__ = ["PAIRS", "QUANTITIES", "SufficientStatistics", "UnitTotals", "increments"]
 
 # The per-unit quantities, in the order of SufficientStatistics.sums.
@@ -118,6 +120,17 @@ class SufficientStatistics:
     def of_units(cls, units: Iterable[UnitTotals]) -> SufficientStatistics:
         """The statistics of whole units (each counted once), as the sum of their increments from nothing."""
         return sum((increments(None, unit) for unit in units), cls())
+
+    @classmethod
+    def of_values(cls, values: np.ndarray) -> SufficientStatistics:
+        """The statistics of whole units given as rows of their quantities in QUANTITIES order (vectorised of_units,
+        for simulations of many units)."""
+        values = np.asarray(values, dtype=float)
+        if values.ndim != 2 or values.shape[1] != len(QUANTITIES):
+            raise ValueError(f"values must be units x {len(QUANTITIES)} quantities, got shape {values.shape}")
+        gram = values.T @ values
+        return cls(len(values), tuple(values.sum(axis=0).tolist()),
+                   tuple(float(gram[_INDEX[a], _INDEX[b]]) for a, b in PAIRS))
 
 
 def increments(before: UnitTotals | None, after: UnitTotals) -> SufficientStatistics:
