@@ -1,0 +1,65 @@
+"""Team-draft interleaving: the merged list, the per-query credit and the sign test against scipy's binomtest."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from scipy.stats import binomtest
+
+from tailor.experiments.interleaving import A, B, credit, interleaving_test, sign_test, team_draft
+
+
+def test_team_draft_takes_each_rankers_best_unshown_item_in_balanced_rounds():
+    a, b = list("abcdefgh"), list("bdaxyzce")
+    for seed in range(50):
+        merged = team_draft(a, b, 8, random.Random(seed))
+        items = [item for item, _ in merged]
+        assert len(items) == len(set(items)) == 8
+        teams = [team for _, team in merged]
+        for cut in range(2, 9, 2):  # after each whole round both teams have picked equally
+            assert teams[:cut].count(A) == teams[:cut].count(B)
+        for index, (item, team) in enumerate(merged):
+            source = a if team == A else b
+            shown = set(items[:index])
+            assert item == next(candidate for candidate in source if candidate not in shown)
+
+
+def test_team_draft_coin_decides_who_picks_first_and_exhausted_rankings_hand_over():
+    class Fixed:
+        def __init__(self, value):
+            self.value = value
+
+        def random(self):
+            return self.value
+
+    assert team_draft([1, 2, 3], [4, 5, 6], 4, Fixed(0.1)) == [(1, A), (4, B), (2, A), (5, B)]
+    assert team_draft([1, 2, 3], [4, 5, 6], 4, Fixed(0.9)) == [(4, B), (1, A), (5, B), (2, A)]
+    assert team_draft([1], [1, 2, 3], 5, Fixed(0.1)) == [(1, A), (2, B), (3, B)]
+    # the same ranking on both sides: the first items in order whoever picks
+    assert [item for item, _ in team_draft("abc", "abc", 3, random.Random(1))] == list("abc")
+
+
+def test_credit_goes_to_the_team_with_more_clicks():
+    merged = [("a", A), ("x", B), ("b", A), ("y", B)]
+    assert credit(merged, [0]) == 1
+    assert credit(merged, [1, 3, 0]) == -1
+    assert credit(merged, [0, 1]) == 0
+    assert credit(merged, []) == 0
+    with pytest.raises(ValueError, match="position 4"):
+        credit(merged, [4])
+
+
+@pytest.mark.parametrize("wins_a, wins_b", [(0, 0), (3, 3), (10, 2), (2, 10), (60, 40), (530, 470), (0, 12),
+                                            (5000, 5200)])
+def test_sign_test_matches_scipy_binomtest(wins_a, wins_b):
+    expected = 1.0 if wins_a + wins_b == 0 else binomtest(wins_a, wins_a + wins_b, 0.5).pvalue
+    assert sign_test(wins_a, wins_b) == pytest.approx(expected, rel=1e-9)
+
+
+def test_interleaving_test_counts_wins_and_ties():
+    result = interleaving_test([1, 1, -1, 0, 1, 0, 1])
+    assert (result.wins_a, result.wins_b, result.ties, result.preferred) == (4, 1, 2, A)
+    assert result.p_value == pytest.approx(binomtest(4, 5, 0.5).pvalue)
+    assert result.delta == pytest.approx(3 / 7)
+    assert interleaving_test([]).preferred is None
