@@ -47,7 +47,7 @@ ACCOUNT_ID = "123456789012"
 _CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
 # Logical state table -> its TTL attribute, as the template's TimeToLiveSpecification sets them (a test compares).
 STATE_TABLE_TTL = {"shoppers": "expires_at", "sessions": "expires_at", "trends": "expires_at",
-                   "buffers": "expires_at"}
+                   "buffers": "expires_at", "exposures": "expires_at"}
 _CREATED_TYPES = ("AWS::SQS::Queue", "AWS::Kinesis::Stream", "AWS::S3::Bucket", "AWS::DynamoDB::Table")
 
 

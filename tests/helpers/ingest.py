@@ -121,7 +121,7 @@ def _crash_midway(ingestor: Ingestor, batch: list[StreamRecord], rng: random.Ran
             return attr
 
     doomed = Ingestor(Dying(ingestor.store), Dying(ingestor.blobs), max_workers=4, intent=ingestor.intent,
-                      buffer=bool(ingestor.buffered))
+                      buffer=bool(ingestor.buffered), attribution=ingestor.attribution)
     try:
         doomed.ingest(batch)
     except _Crash:

@@ -35,7 +35,7 @@ BIN = Path(sys.executable).parent
 LAMBDA_UNZIPPED_LIMIT = 262_144_000  # Lambda's "250 MB" for a function and all its layers, in bytes
 # logical id -> (environment variable, hash key), as the domain library's store port names them
 STATE_TABLES = {f"{name.capitalize()}Table": (f"{name.upper()}_TABLE", key) for name, key in TABLES.items()}
-TRANSIENT_TABLES = {"SessionsTable", "TrendsTable", "BuffersTable"}  # expire instead of being backed up
+TRANSIENT_TABLES = {"SessionsTable", "TrendsTable", "BuffersTable", "ExposuresTable"}  # expire instead of being backed up
 BUCKET_NAME = "tailor-data-test"
 # IAM actions for API operations whose action is not simply service:Operation.
 IAM_ACTION_OF = {("s3", "ListObjectsV2"): "s3:ListBucket", ("s3", "HeadObject"): "s3:GetObject",

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tailor.store.port import TABLES
 
 __all__ = ["ApiSettings", "EraseSettings", "IngestSettings", "MergeCountersSettings", "RebuildLtvSettings",
-           "RebuildPersonasSettings", "TrainLtvSettings"]
+           "RebuildPersonasSettings", "ReportExperimentsSettings", "TrainLtvSettings"]
 
 # tailor.intent_config.CONFIG_VARIABLES; not imported from there, which loads the intent model's runtime.
 _INTENT_CONFIG = ("INTENT_CONFIG_APPLICATION", "INTENT_CONFIG_ENVIRONMENT", "INTENT_CONFIG_PROFILE")
@@ -41,6 +41,9 @@ class _State(_Settings):
     trends_table: str | None = Field(None, alias="TRENDS_TABLE")
     checkpoints_table: str | None = Field(None, alias="CHECKPOINTS_TABLE")
     buffers_table: str | None = Field(None, alias="BUFFERS_TABLE")
+    experiments_table: str | None = Field(None, alias="EXPERIMENTS_TABLE")
+    outcomes_table: str | None = Field(None, alias="OUTCOMES_TABLE")
+    exposures_table: str | None = Field(None, alias="EXPOSURES_TABLE")
 
     @property
     def tables(self) -> dict[str, str]:
@@ -70,6 +73,16 @@ class ApiSettings(_State, _Intent):
     persona_weight: float | None = Field(None, alias="PERSONA_WEIGHT")
     persona_mode: str | None = Field(None, alias="PERSONA_MODE")
     persona_model_refresh_seconds: float | None = Field(None, alias="PERSONA_MODEL_REFRESH_SECONDS")
+    strategy_config_application: str = Field("", alias="STRATEGY_CONFIG_APPLICATION")
+    strategy_config_environment: str = Field("", alias="STRATEGY_CONFIG_ENVIRONMENT")
+    strategy_config_profile: str = Field("", alias="STRATEGY_CONFIG_PROFILE")
+
+    @property
+    def strategy_config(self) -> dict[str, str]:
+        """The AppConfig location of the feed strategies, as tailor.experiments.strategies.StrategySource takes it."""
+        return {"STRATEGY_CONFIG_APPLICATION": self.strategy_config_application,
+                "STRATEGY_CONFIG_ENVIRONMENT": self.strategy_config_environment,
+                "STRATEGY_CONFIG_PROFILE": self.strategy_config_profile}
 
 
 class IngestSettings(_State, _Intent):
@@ -77,6 +90,8 @@ class IngestSettings(_State, _Intent):
     persona_model_refresh_seconds: float | None = Field(None, alias="PERSONA_MODEL_REFRESH_SECONDS")
     # On: shared counters go through the counter buffer that MergeCounters merges (tailor.ingest.buffer).
     counter_buffer: bool = Field(True, alias="COUNTER_BUFFER")
+    # Purchases this long after a click on an experiment's list are its orders (tailor.experiments.attribution).
+    attribution_window_hours: float = Field(24.0, alias="ATTRIBUTION_WINDOW_HOURS", gt=0)
 
 
 class MergeCountersSettings(_State):
@@ -84,6 +99,10 @@ class MergeCountersSettings(_State):
 
 
 class EraseSettings(_State):
+    pass
+
+
+class ReportExperimentsSettings(_State):
     pass
 
 

@@ -67,6 +67,8 @@ class ShopperState(RowState):
     # and the stream shards (tailor.archive's index).
     archive_days: list[str] = field(default_factory=list)
     archive_shards: list[str] = field(default_factory=list)
+    # The shopper's units in experiments and their running totals (tailor.experiments.attribution).
+    experiments: dict[str, list] = field(default_factory=dict)
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> ShopperState | None:

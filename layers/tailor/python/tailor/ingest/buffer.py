@@ -35,8 +35,9 @@ __all__ = ["BUFFERED_TABLES", "CURSOR_WATERMARK", "MAX_SLOT_CHARACTERS", "SLOT_T
            "slot_chunks", "slot_fields", "slot_id"]
 
 # The shared counter tables whose contributions go through the buffer (shoppers' referral counters do not:
-# shopper rows are state rows that Ingest reads back every batch).
-BUFFERED_TABLES = frozenset({"items", "associations", "queries", "trends"})
+# shopper rows are state rows that Ingest reads back every batch). An experiment's statistics rows (outcomes) are
+# the hottest of all, every attributed event of a variant's day adding to a few rows: merged, each gets one write a run.
+BUFFERED_TABLES = frozenset({"items", "associations", "queries", "trends", "outcomes"})
 # A slot's counters as JSON stay well inside DynamoDB's 400 KB item limit; a batch with more writes several slots.
 MAX_SLOT_CHARACTERS = 300_000
 # Slots are dead once merged; they expire after this, long past any merge (a minute) and the stream's retention.

@@ -29,6 +29,7 @@ from typing import Any
 
 from tailor.contribution import Contribution
 from tailor.events import Event
+from tailor.experiments.attribution import Attribution
 from tailor.ingest.derive import contributions
 from tailor.ingest.intent import SessionIntent
 from tailor.personas.online import PersonaTracker
@@ -46,7 +47,7 @@ DYNAMO_MIN_MAGNITUDE = 1e-130
 def fold_batch(accepted: Sequence[tuple[str, Event]], rows: Mapping[str, Mapping[str, Mapping[str, Any]]],
                shard: str | None, *, ttl: int, arrivals: Mapping[str, float], cutoff: str | None = None,
                intent: SessionIntent | None = None, personas: PersonaTracker | None = None,
-               poisoned: Mapping[str, str] | None = None) -> BatchFold:
+               poisoned: Mapping[str, str] | None = None, attribution: Attribution | None = None) -> BatchFold:
     """The fold of `accepted` ((position, event) in stream order) into `rows` (the "sessions" and "shoppers" rows of
     their keys as read; an absent or empty row is no state yet), with every record it cannot apply left out and
     named in `fold.poisoned`. `shard`: the stream shard the records came on (None: none, events replayed outside a
@@ -56,7 +57,8 @@ def fold_batch(accepted: Sequence[tuple[str, Event]], rows: Mapping[str, Mapping
     Without a cutoff, records are found and left out until the fold comes through; a fault no single record causes
     (the fold fails without any) raises Unsettled. With one, only the records before it are folded, `poisoned` is
     what the fold without a cutoff left out, and a fold that does not come through with it raises Unsettled."""
-    options: dict[str, Any] = dict(ttl=ttl, arrivals=arrivals, intent=intent, personas=personas)
+    options: dict[str, Any] = dict(ttl=ttl, arrivals=arrivals, intent=intent, personas=personas,
+                                   attribution=attribution)
     poisoned = dict(poisoned or {})
     while True:
         fold = BatchFold.over(accepted, rows, shard, cutoff=cutoff, poisoned=poisoned, **options)
@@ -122,7 +124,7 @@ class BatchFold:
     def over(cls, accepted: Sequence[tuple[str, Event]], rows: Mapping[str, Mapping[str, Mapping[str, Any]]],
              shard: str | None, *, cutoff: str | None, ttl: int, arrivals: Mapping[str, float],
              intent: SessionIntent | None = None, personas: PersonaTracker | None = None,
-             poisoned: Mapping[str, str] | None = None) -> BatchFold:
+             poisoned: Mapping[str, str] | None = None, attribution: Attribution | None = None) -> BatchFold:
         """One fold leaving out the records in `poisoned`, and those it finds it cannot apply before it changes
         anything for them (added to `fold.poisoned`). A fault after that, or of the batch as a whole, stops it:
         `fold.broken` says which."""
@@ -145,6 +147,18 @@ class BatchFold:
             if session.state is not None and session.state.user_id != event.user_id:
                 fold.poisoned[pos] = f"session_id: session {event.session_id!r} belongs to another shopper"
                 continue
+            # An experiment's unit totals live in the shopper row: they move whenever it absorbs the record, and the
+            # statistics rows get their increments when the counters do (tailor.experiments.attribution).
+            attributed = None
+            if attribution is not None and shopper.applies(pos) and attribution.wants(
+                    event, None if shopper.state is None else shopper.state.experiments) and not (
+                    shopper.state is not None and shopper.state.has_seen(event.event_id)):
+                try:
+                    attributed = _attribute(attribution, event, shopper.state, rows["shoppers"].get(event.user_id))
+                except Exception as exc:
+                    _reraise_if_infrastructure(exc)
+                    fold.poisoned[pos] = _failure("attribution", exc)  # nothing of the fold changed yet
+                    continue
             # A record already in either row had all its counter effects applied (see module doc).
             paired = None  # (item, session items before) of a record whose pairs wait for its intent weight
             if session.applies(pos) and shopper.applies(pos):
@@ -155,6 +169,8 @@ class BatchFold:
                         added = [(pos, c) for c in contributions(event, session.state, associate=pending is None)]
                         if personas is not None:
                             added += [(pos, c) for c in personas.counters(event, shopper.state)]
+                        if attributed is not None:
+                            added += [(pos, c) for c in attributed[1]]
                         item_id = vars(event).get("item_id")
                         previous = [] if session.state is None else session.state.items
                         if pending is not None and item_id and pending.wants(event.event_type, previous):
@@ -176,6 +192,8 @@ class BatchFold:
                         pending.add(pos, paired[0], event.event_type, paired[1], session.state)
                 if shopper.applies(pos):
                     shopper.state = fold_shopper(shopper.state, event, shard=shard)
+                    if attributed is not None:
+                        shopper.state.experiments = attributed[0]
                     shopper.absorbed(pos)
             except Exception as exc:
                 _reraise_if_infrastructure(exc)
@@ -226,6 +244,15 @@ class BatchFold:
             for key, row in rows.items():
                 if row.last is not None:
                     yield table, key, row
+
+
+def _attribute(attribution: Attribution, event: Event, shopper: ShopperState | None,
+               row: Mapping[str, Any] | None) -> tuple[dict[str, list], list[Contribution]]:
+    """The shopper's experiment units after `event`, and its statistics contributions, as of the rows read."""
+    ltv = (row or {}).get("ltv") or {}
+    return attribution.attribute(event, None if shopper is None else shopper.experiments,
+                                 revenue_so_far=0.0 if shopper is None else shopper.revenue,
+                                 predicted_ltv=float(ltv.get("expected_spend", 0.0) or 0.0))
 
 
 def _culprit(accepted: Sequence[tuple[str, Event]], rows: Mapping[str, Mapping[str, Mapping[str, Any]]],

@@ -7,9 +7,9 @@ cache, and answers each request with one pass through tailor.ranking.Pipeline.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -17,6 +17,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tailor.events import Event, parse_event
+from tailor.experiments.assignment import Assignment, assign
+from tailor.experiments.definitions import Experiment
+from tailor.experiments.feed_ids import new_feed_id
+from tailor.experiments.strategies import BUILT_IN, Strategy
 from tailor.intent import MODEL_NAME as INTENT_MODEL
 from tailor.intent import IntentFactors, IntentModel
 from tailor.models import LazyModel, ModelRegistry, load_model
@@ -48,6 +52,7 @@ logger = logging.getLogger(__name__)
 
 PROFILE_RECENT_ITEMS = 20
 PROFILE_CATEGORIES = 20
+EXPERIMENT_SURFACES = ("feed", "search", "related")  # the routes experiments serve strategies on
 
 
 @dataclass
@@ -57,6 +62,8 @@ class Ranking:
     model: str  # "<name>:<version>" of the model that scored it
     round_trips: int  # DynamoDB round trips this request made
     intent: dict[str, float] | None = None  # the session intent the ranking was weighed by, if any
+    assignment: Assignment | None = None  # the experiment and variant it was served in, if any
+    strategy: str | None = None  # the strategy it was ranked by, when in an experiment
 
 
 class Recommender:
@@ -64,12 +71,19 @@ class Recommender:
                  max_candidates: int = 500, read_waves: int | None = 2, cache: RowCache | None = None,
                  weights: Mapping[str, Mapping[str, float]] | None = None, scorers: Sequence[Scorer] = (),
                  intent_model: IntentModel | None = None, factors: Callable[[], IntentFactors] | None = None,
-                 profile_sections: Mapping[str, Callable[[ShopperState, SessionState | None], Any]] | None = None):
+                 profile_sections: Mapping[str, Callable[[ShopperState, SessionState | None], Any]] | None = None,
+                 experiments: Callable[[float], Sequence[Experiment]] | None = None,
+                 strategies: Callable[[], Mapping[str, Strategy]] | None = None,
+                 rankers: Callable[[str], ProbabilityModel] | None = None,
+                 exposures: Callable[[str, Ranking], None] | None = None):
         """`weights` overrides routes' blend weights ({"feed": {"commercial": .5, ...}}); `scorers` adds
         scorers beside the built-in commercial, probability and relevance ones (give them a weight).
         `intent_model` infers the intent of a request's session data and `factors` gives the intent scaling
         factors (default: the shipped ones) that weigh a session's related items and feed candidates.
-        `profile_sections` adds sections to profiles: name -> function of the shopper and their current session."""
+        `profile_sections` adds sections to profiles: name -> function of the shopper and their current session.
+        `experiments(now)` gives the live experiments: a request on their surface is served its shopper's variant's
+        strategy (by name from `strategies()`, the built-in ones by default; `rankers(version)` loads a strategy's
+        ranker version), and `exposures(feed_id, ranking)` logs what such a list held."""
         self.store = store
         self.model = model
         self.clock = clock
@@ -87,6 +101,12 @@ class Recommender:
         self.pipeline = Pipeline(store, [CommercialPerformance(), PurchaseProbability(model), Relevance(), *scorers],
                                  routes=routes, cache=cache, max_candidates=max_candidates, read_waves=read_waves,
                                  intent_model=intent_model, factors=factors)
+        self.experiments = experiments
+        self.strategies = strategies or (lambda: BUILT_IN)
+        self.rankers = rankers
+        self.exposures = exposures
+        self._extra_scorers = list(scorers)
+        self._strategy_pipelines: dict[tuple[str, str], tuple[Pipeline, ProbabilityModel]] = {}
 
     @classmethod
     def start(cls, store: StateStore, registry: ModelRegistry | None, *, warm: bool = True,
@@ -98,6 +118,9 @@ class Recommender:
         rather than their sum. The intent model, which only requests that describe their session (POST
         /items/{id}/related) use, is loaded by the first of them."""
         kwargs.setdefault("intent_model", LazyModel(INTENT_MODEL, registry, build=IntentModel.from_stored))
+        if registry is not None:
+            kwargs.setdefault("rankers", functools.cache(
+                lambda version: RankingModel.from_stored(registry.fetch(MODEL_NAME, version))))
         factors = kwargs.get("factors")
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="recommender-start") as pool:
             ranker = pool.submit(load_model, MODEL_NAME, registry, build=RankingModel.from_stored)
@@ -168,10 +191,56 @@ class Recommender:
         return profile
 
     def _run(self, request: Request) -> Ranking:
-        gathered = self.pipeline.gather(request, self.clock())
-        items = self.pipeline.rank(gathered)
-        return Ranking(uuid.uuid4().hex, items, self.model.label, gathered.ctx.round_trips,
-                       gathered.ctx.intent_mixture())
+        now = self.clock()
+        assignment = None
+        if self.experiments is not None and request.route in EXPERIMENT_SURFACES:
+            assignment = assign(self.experiments(now), request.route, user_id=request.user_id,
+                                session_id=request.session_id)
+        strategy = None
+        pipeline, model = self.pipeline, self.model
+        if assignment is not None:
+            name = assignment.variant.strategy if assignment.variant is not None else "default"
+            strategy = self.strategies().get(name)
+            if strategy is None:  # a strategy taken out of the configuration: its shoppers get the default
+                logger.warning("strategy %r of experiment %r is not defined; serving the default", name,
+                               assignment.experiment.experiment_id)
+                strategy = BUILT_IN["default"]
+            pipeline, model = self._pipeline(strategy)
+        gathered = pipeline.gather(request, now)
+        items = pipeline.rank(gathered)
+        feed_id = (new_feed_id() if assignment is None else
+                   new_feed_id(assignment.experiment.experiment_id, assignment.variant_name, assignment.unit_kind))
+        ranking = Ranking(feed_id, items, model.label, gathered.ctx.round_trips, gathered.ctx.intent_mixture(),
+                          assignment, None if strategy is None else strategy.name)
+        if assignment is not None and self.exposures is not None:
+            try:
+                self.exposures(feed_id, ranking)
+            except Exception:  # the shopper gets their list; the exposure log misses one, which the log says
+                logger.exception("exposure not logged", extra={"feed_id": feed_id})
+        return ranking
+
+    def _pipeline(self, strategy: Strategy) -> tuple[Pipeline, ProbabilityModel]:
+        """The pipeline a strategy ranks with (its routes, its ranker) and its ranker: one per strategy version,
+        sharing the store and the row cache with the default one."""
+        key = (strategy.name, repr(strategy.describe()))
+        found = self._strategy_pipelines.get(key)
+        if found is not None:
+            return found
+        model = self.model
+        if strategy.ranker is not None and self.rankers is not None:
+            try:
+                model = self.rankers(strategy.ranker)
+            except Exception:
+                logger.exception("ranker %r of strategy %r not loaded; ranking with the current one", strategy.ranker,
+                                 strategy.name)
+        base = self.pipeline
+        routes = {route: strategy.route(route, base.routes[route]) for route in base.routes}
+        pipeline = Pipeline(self.store, [CommercialPerformance(), PurchaseProbability(model), Relevance(),
+                                         *self._extra_scorers],
+                            routes=routes, cache=base.cache, max_candidates=base.max_candidates,
+                            read_waves=base.read_waves, intent_model=base.intent_model, factors=base.factors)
+        self._strategy_pipelines[key] = (pipeline, model)
+        return pipeline, model
 
 
 def _n(n: int) -> int:

@@ -17,6 +17,9 @@ TABLES: dict[str, str] = {
     "trends": "period",
     "checkpoints": "id",
     "buffers": "id",  # counters on their way to the shared tables (tailor.ingest.buffer)
+    "experiments": "experiment_id",  # experiments as defined (tailor.experiments.definitions)
+    "outcomes": "id",  # experiments' daily sufficient statistics per variant (tailor.experiments.attribution)
+    "exposures": "feed_id",  # what an experiment served, by feed id (tailor.experiments.exposure)
 }
 
 # The secondary indexes `StateStore.query` reads: (logical table, attribute) -> (index name, the attributes it projects

@@ -1,0 +1,122 @@
+"""Attribution: what an event that echoes an experiment's feed id (or a purchase soon after a click on one) adds to
+its variant's daily sufficient statistics (tailor.experiments.statistics), and to the unit's running totals.
+
+Ingest's fold calls `attribute` for each new event of a shopper who echoes a feed id or has been exposed before: the
+unit's totals live in the shopper's row (`experiments`: key -> totals), so they are read and written with it, under
+its watermark, and the statistics rows get `increments(before, after)` as a counter contribution, exactly once like
+every counter (tailor.ingest.service). Per unit:
+
+* the first event that echoes one of the experiment's feed ids exposes it (n + 1, with its revenue so far as the
+  pre-exposure covariate and its predicted lifetime value as of then); it stays in that variant;
+* an impression that echoes it adds an impression, a click a click (and starts the attribution window), a purchase
+  an order and its revenue; a cart or any other event that echoes it only exposes;
+* a purchase that echoes no feed id is an order of every experiment the unit clicked in within `window` seconds.
+
+The statistics row of (experiment, day, variant) is split in `shards` rows by the unit's hash, so that no row takes
+every attributed event of a busy experiment; a report adds them up (tailor.experiments.storage).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from tailor.contribution import Contribution
+from tailor.events import Event
+from tailor.experiments.feed_ids import parse_feed_id
+from tailor.experiments.statistics import UnitTotals, increments
+
+__all__ = ["OUTCOMES_TABLE", "Attribution", "outcome_key"]
+
+OUTCOMES_TABLE = "outcomes"
+DEFAULT_WINDOW_SECONDS = 24 * 3600
+DEFAULT_SHARDS = 4
+MAX_SESSION_UNITS = 50  # anonymous units (sessions) kept per shopper row, most recent last
+
+# A unit's entry in the shopper row: [variant, impressions, clicks, orders, revenue, predicted_ltv, pre_revenue,
+# last attributed click (epoch seconds, or None)].
+_VARIANT, _IMPRESSIONS, _CLICKS, _ORDERS, _REVENUE, _LTV, _PRE, _CLICKED = range(8)
+
+
+def outcome_key(experiment_id: str, day: str, variant: str, shard: int) -> str:
+    """The statistics row of a variant's day, one of its shards."""
+    return f"{experiment_id}#{day}#{variant}#{shard}"
+
+
+@dataclass(frozen=True)
+class Attribution:
+    window: float = DEFAULT_WINDOW_SECONDS  # seconds after an attributed click in which a purchase is its order
+    shards: int = DEFAULT_SHARDS
+
+    def wants(self, event: Event, units: Mapping[str, Any] | None) -> bool:
+        """Whether `event` can change a unit's totals: it echoes a feed id, or it is a purchase of an exposed unit."""
+        return vars(event).get("feed_id") is not None or (event.event_type == "purchase" and bool(units))
+
+    def attribute(self, event: Event, units: Mapping[str, list] | None, *, revenue_so_far: float,
+                  predicted_ltv: float) -> tuple[dict[str, list], list[Contribution]]:
+        """The shopper's unit entries after `event` and the statistics contributions it makes (pure)."""
+        units = dict(units or {})
+        changed: dict[str, tuple[list | None, list]] = {}
+        values = vars(event)
+        kind = event.event_type
+        echoed = parse_feed_id(values.get("feed_id"))
+        echoed_key = None
+        if echoed is not None:
+            session_unit = echoed.unit_kind == "s"
+            echoed_key = f"{echoed.experiment_id}/{event.session_id}" if session_unit else echoed.experiment_id
+            before = units.get(echoed_key)
+            after = list(before) if before is not None else [echoed.variant, 0, 0, 0, 0.0,
+                                                             round(float(predicted_ltv), 6),
+                                                             round(float(revenue_so_far), 6), None]
+            if kind == "impression":
+                after[_IMPRESSIONS] += 1
+            elif kind == "click":
+                after[_CLICKS] += 1
+                after[_CLICKED] = event.epoch
+            elif kind == "purchase":
+                _order(after, event)
+            if before is None or after != before:
+                changed[echoed_key] = (before, after)
+                units[echoed_key] = after
+            if before is None and session_unit:
+                _keep_recent_sessions(units)
+        if kind == "purchase":
+            for key, entry in list(units.items()):
+                clicked = entry[_CLICKED]
+                if key == echoed_key or clicked is None or not 0 <= event.epoch - clicked <= self.window:
+                    continue
+                after = list(entry)
+                _order(after, event)
+                changed[key] = (entry, after)
+                units[key] = after
+        if not changed:
+            return units, []
+        day = datetime.fromtimestamp(event.epoch, tz=UTC).date().isoformat()
+        out = []
+        for key, (before, after) in changed.items():
+            experiment_id, _, session = key.partition("/")
+            unit = session or event.user_id
+            shard = zlib.crc32(unit.encode()) % self.shards
+            stats = increments(None if before is None else _totals(before), _totals(after)).to_item()
+            out.append(Contribution(OUTCOMES_TABLE, outcome_key(experiment_id, day, after[_VARIANT], shard),
+                                    {name: value for name, value in stats.items() if value},
+                                    {"experiment_id": experiment_id, "day": day, "variant": after[_VARIANT]}))
+        return units, out
+
+
+def _order(entry: list, event: Event) -> None:
+    entry[_ORDERS] += 1
+    entry[_REVENUE] = round(entry[_REVENUE] + event.price * event.quantity, 6)
+
+
+def _totals(entry: list) -> UnitTotals:
+    return UnitTotals(entry[_IMPRESSIONS], entry[_CLICKS], entry[_ORDERS], entry[_REVENUE], entry[_LTV], entry[_PRE])
+
+
+def _keep_recent_sessions(units: dict[str, list]) -> None:
+    sessions = [key for key in units if "/" in key]
+    for key in sessions[:-MAX_SESSION_UNITS]:
+        del units[key]

@@ -1,0 +1,182 @@
+"""Assignment of shoppers to experiments: sticky, independent between experiments, exclusive within a layer, shares
+kept; strategies as configuration; experiments checked field by field."""
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from scipy.stats import chi2_contingency, chisquare
+
+from tailor.experiments.assignment import HOLDOUT, assign, claim_slot, unit_hash
+from tailor.experiments.definitions import ExperimentError, new_experiment
+from tailor.experiments.feed_ids import new_feed_id, parse_feed_id
+from tailor.experiments.storage import ExperimentStore, LiveExperiments
+from tailor.experiments.strategies import BUILT_IN, StrategyError, StrategySource, parse_strategies
+from tailor.ranking import DEFAULT_ROUTES
+from tailor.store.memory import MemoryStateStore
+
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
+STRATEGIES = {"default", "baseline", "other"}
+UNITS = [f"user-{i}" for i in range(20_000)]
+
+
+def experiment(experiment_id: str, *, shares=(0.5, 0.5), holdout=0.0, traffic=1.0, layer="", surface="feed"):
+    body = {"experiment_id": experiment_id, "surface": surface, "holdout": holdout, "traffic": traffic, "layer": layer,
+            "variants": [{"name": f"v{i}", "strategy": "baseline" if i else "default", "share": s}
+                         for i, s in enumerate(shares)]}
+    return new_experiment(body, now=NOW, known_strategies=STRATEGIES)
+
+
+def started(*experiments):
+    running = []
+    for e in experiments:
+        running.append(e.started(NOW, claim_slot(e, running)))
+    return running
+
+
+def variants_of(running, units=UNITS, surface="feed"):
+    out = []
+    for unit in units:
+        found = assign(running, surface, user_id=unit, session_id=None)
+        out.append(None if found is None else (found.experiment.experiment_id, found.variant_name))
+    return out
+
+
+def test_assignment_is_sticky_and_the_same_from_a_definition_read_again():
+    [exp] = started(experiment("exp-a"))
+    first = variants_of([exp])
+    again = variants_of([type(exp).from_row(exp.to_row())])
+    assert first == again
+    assert variants_of([exp]) == first
+
+
+def test_shares_and_holdout_within_tolerance():
+    [exp] = started(experiment("exp-b", shares=(0.5, 0.3, 0.2), holdout=0.1))
+    counts = Counter(v for _, v in variants_of([exp]))
+    expected = {HOLDOUT: 0.1, "v0": 0.45, "v1": 0.27, "v2": 0.18}
+    names = sorted(expected)
+    assert chisquare([counts[n] for n in names], [expected[n] * len(UNITS) for n in names]).pvalue > 0.001
+    for name in names:
+        assert counts[name] / len(UNITS) == pytest.approx(expected[name], abs=0.015)
+
+
+def test_experiments_of_different_layers_are_independent():
+    a, b = started(experiment("exp-c", layer="one"), experiment("exp-d", layer="two"))
+    pairs = Counter()
+    for unit in UNITS:
+        va = assign([a], "feed", user_id=unit, session_id=None).variant_name
+        vb = assign([b], "feed", user_id=unit, session_id=None).variant_name
+        pairs[(va, vb)] += 1
+    table = [[pairs[("v0", "v0")], pairs[("v0", "v1")]], [pairs[("v1", "v0")], pairs[("v1", "v1")]]]
+    assert chi2_contingency(table).pvalue > 0.001
+
+
+def test_experiments_of_one_layer_never_share_a_shopper_and_a_full_layer_refuses_another():
+    a, b = started(experiment("exp-e", traffic=0.5), experiment("exp-f", traffic=0.5))
+    counts = Counter(found[0] for found in variants_of([a, b]))
+    assert set(counts) == {"exp-e", "exp-f"}
+    assert counts["exp-e"] / len(UNITS) == pytest.approx(0.5, abs=0.015)
+    # Each shopper is in one of them: with only one running, the other's shoppers are in none.
+    alone = variants_of([a])
+    assert sum(found is None for found in alone) == counts["exp-f"]
+    with pytest.raises(ExperimentError) as refused:
+        claim_slot(experiment("exp-g", traffic=0.2), [a, b])
+    assert refused.value.field == "traffic" and refused.value.status == 409
+    # Another surface's layer is free.
+    assert claim_slot(experiment("exp-h", surface="search"), [a, b]) == (0.0, 1.0)
+
+
+def test_anonymous_shoppers_are_assigned_by_session_and_their_feed_ids_say_so():
+    [exp] = started(experiment("exp-i"))
+    found = assign([exp], "feed", user_id=None, session_id="s-1")
+    assert (found.unit, found.unit_kind) == ("s-1", "s")
+    parsed = parse_feed_id(new_feed_id("exp-i", found.variant_name, found.unit_kind))
+    assert (parsed.experiment_id, parsed.variant, parsed.unit_kind) == ("exp-i", found.variant_name, "s")
+    assert parse_feed_id(new_feed_id()) is None
+    assert parse_feed_id("a.b") is None
+
+
+def test_unit_hash_is_uniform_and_salted():
+    values = [unit_hash("salt", u) for u in UNITS]
+    assert 0 <= min(values) and max(values) < 1
+    assert sum(values) / len(values) == pytest.approx(0.5, abs=0.01)
+    assert unit_hash("salt", "x") != unit_hash("pepper", "x")
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"surface": "home"}, "surface"),
+    ({"variants": [{"name": "a", "strategy": "default"}]}, "variants"),
+    ({"variants": [{"name": "a", "strategy": "default", "share": 0.7},
+                   {"name": "b", "strategy": "default", "share": 0.7}]}, "variants"),
+    ({"variants": [{"name": "a", "strategy": "nope"}, {"name": "b", "strategy": "default"}]}, "variants[0].strategy"),
+    ({"variants": [{"name": "a", "strategy": "default"}, {"name": "a", "strategy": "default"}]}, "variants[1].name"),
+    ({"holdout": 1.0}, "holdout"),
+    ({"start": "yesterday"}, "start"),
+    ({"end": "2026-11-01T00:00:00Z"}, "end"),
+    ({"experiment_id": "Bad Id"}, "experiment_id"),
+    ({"colour": "red"}, "colour"),
+])
+def test_a_bad_experiment_is_refused_naming_the_field(change, field):
+    body = {"variants": [{"name": "a", "strategy": "default"}, {"name": "b", "strategy": "baseline"}], **change}
+    with pytest.raises(ExperimentError) as refused:
+        new_experiment(body, now=NOW, known_strategies=STRATEGIES)
+    assert refused.value.field == field
+
+
+def test_experiments_are_created_started_stopped_and_only_live_ones_assign():
+    store = ExperimentStore(MemoryStateStore())
+    store.create(experiment("exp-j"))
+    with pytest.raises(ExperimentError) as twice:
+        store.create(experiment("exp-j"))
+    assert twice.value.status == 409
+    live = LiveExperiments(store)
+    assert live(NOW.timestamp()) == []
+    store.start("exp-j", NOW)
+    live.refresh()
+    assert [e.experiment_id for e in live(NOW.timestamp() + 60)] == ["exp-j"]
+    assert live((NOW + timedelta(days=15)).timestamp()) == []  # past its end (14 days)
+    with pytest.raises(ExperimentError) as again:
+        store.start("exp-j", NOW)
+    assert again.value.status == 409
+    store.stop("exp-j", NOW + timedelta(days=1))
+    live.refresh()
+    assert live(NOW.timestamp() + 60) == []
+    assert store.get("exp-j").status == "stopped"
+    assert store.get("exp-j").days() == ["2026-12-01", "2026-12-02"]
+
+
+def test_built_in_strategies_and_configured_ones():
+    baseline = BUILT_IN["baseline"].route("feed", DEFAULT_ROUTES["feed"])
+    assert dict(baseline.weights) == {"commercial": 1.0}
+    assert BUILT_IN["default"].route("feed", DEFAULT_ROUTES["feed"]) == DEFAULT_ROUTES["feed"]
+    defined = parse_strategies({"strategies": {"fresh": {"weights": {"commercial": 0.3, "probability": 0.7},
+                                                         "sources": {"popular": 1.0}, "personas": True,
+                                                         "surfaces": ["search"]}}})
+    search = defined["fresh"].route("search", DEFAULT_ROUTES["search"])
+    assert search.weights == {"commercial": 0.3, "probability": 0.7, "personas": 0.5}
+    assert [s.name for s in search.sources] == ["popular"]
+    assert defined["fresh"].route("feed", DEFAULT_ROUTES["feed"]) == DEFAULT_ROUTES["feed"]
+
+
+@pytest.mark.parametrize(("document", "field"), [
+    ({"strategies": {"baseline": {}}}, "strategies.baseline"),
+    ({"strategies": {"x": {"weights": {"luck": 1}}}}, "strategies.x.weights.luck"),
+    ({"strategies": {"x": {"weights": {"commercial": -1}}}}, "strategies.x.weights.commercial"),
+    ({"strategies": {"x": {"sources": {"popular": 2}}}}, "strategies.x.sources"),
+    ({"strategies": {"x": {"personas": "yes"}}}, "strategies.x.personas"),
+    ("{not json", "strategies"),
+])
+def test_a_bad_strategy_document_is_refused_naming_the_field(document, field):
+    with pytest.raises(StrategyError) as refused:
+        parse_strategies(document)
+    assert refused.value.field == field
+
+
+def test_strategies_from_appconfig_keep_the_last_valid_ones_when_it_fails():
+    answers = iter(['{"strategies": {"x": {"personas": false}}}', "{broken"])
+    clock = iter([0.0, 100.0])
+    source = StrategySource({"STRATEGY_CONFIG_APPLICATION": "a", "STRATEGY_CONFIG_ENVIRONMENT": "e",
+                             "STRATEGY_CONFIG_PROFILE": "p"}, fetch=lambda *args: next(answers),
+                            clock=lambda: next(clock))
+    assert set(source()) == {"x", "default", "baseline"}
+    assert set(source()) == {"x", "default", "baseline"}

@@ -1,0 +1,153 @@
+"""Attribution in Ingest's fold: events that echo an experiment's feed id reach its variant's daily statistics,
+once, whatever the stream replays, cuts in halves or fails part way."""
+
+import random
+from collections import defaultdict
+
+import pytest
+
+from tailor.experiments.attribution import OUTCOMES_TABLE, Attribution
+from tailor.experiments.feed_ids import new_feed_id, parse_feed_id
+from tailor.experiments.statistics import SufficientStatistics, UnitTotals
+from tailor.ingest.merge import CounterMerge
+from tailor.ingest.service import Ingestor
+from tailor.store.memory import MemoryBlobStore, MemoryStateStore
+
+from tests.helpers.events import random_events, to_records
+from tests.helpers.ingest import FlakyBlobStore, FlakyStateStore, deliver
+
+ATTRIBUTION = Attribution(window=3600, shards=4)
+
+
+def experiment_events(seed: int, n: int) -> list[dict]:
+    """Random events where most shoppers act on lists of experiment "exp-1" (variant by user) and purchases follow."""
+    rng = random.Random(seed)
+    feeds = {}
+    out = []
+    for event in random_events(seed, n):
+        user = event["user_id"]
+        if user not in feeds and rng.random() < 0.8:
+            feeds[user] = new_feed_id("exp-1", "A" if int(user[1:]) % 2 else "B", "u")
+        if user in feeds and event["event_type"] in ("impression", "click", "add_to_cart") and rng.random() < 0.7:
+            event = {**event, "feed_id": feeds[user], "position": rng.randrange(10)}
+        if event["event_type"] == "purchase" and user in feeds and rng.random() < 0.3:
+            event = {**event, "feed_id": feeds[user]}
+        out.append(event)
+    return out
+
+
+def statistics(store: MemoryStateStore) -> dict[tuple[str, str], SufficientStatistics]:
+    """(day, variant) -> the sum of its shards' rows."""
+    found: dict[tuple[str, str], SufficientStatistics] = defaultdict(SufficientStatistics)
+    for key, row in store.snapshot().get(OUTCOMES_TABLE, {}).items():
+        _, day, variant, _ = key.split("#")
+        found[(day, variant)] += SufficientStatistics.from_item(row)
+    return dict(found)
+
+
+def assert_same(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert a[key].n == b[key].n
+        assert a[key].sums == pytest.approx(b[key].sums, rel=1e-9)
+        assert a[key].products == pytest.approx(b[key].products, rel=1e-9)
+
+
+def clean(events: list[dict], *, buffer: bool = False) -> MemoryStateStore:
+    store = MemoryStateStore()
+    Ingestor(store, MemoryBlobStore(), max_workers=1, attribution=ATTRIBUTION, buffer=buffer).ingest(to_records(events))
+    if buffer:
+        CounterMerge(store, max_workers=1).run()
+    return store
+
+
+def test_the_statistics_are_those_of_the_units_totals():
+    events = experiment_events(3, 600)
+    store = clean(events)
+    stats = statistics(store)
+    assert stats, "some events were attributed"
+    # Summed over days, a variant's rows are the statistics of its units' final totals (in the shopper rows).
+    by_variant: dict[str, SufficientStatistics] = defaultdict(SufficientStatistics)
+    for (_, variant), row in stats.items():
+        by_variant[variant] += row
+    units: dict[str, list[UnitTotals]] = defaultdict(list)
+    for row in store.snapshot()["shoppers"].values():
+        entry = row.get("experiments", {}).get("exp-1")
+        if entry:
+            units[entry[0]].append(UnitTotals(*entry[1:7]))
+    expected = {variant: SufficientStatistics.of_units(found) for variant, found in units.items()}
+    assert_same(by_variant, expected)
+    assert sum(s.n for s in by_variant.values()) == sum(len(u) for u in units.values())
+    assert sum(s.total("clicks") for s in by_variant.values()) > 0
+    assert sum(s.total("orders") for s in by_variant.values()) > 0
+
+
+def test_a_purchase_within_the_window_after_an_attributed_click_is_an_order():
+    feed = new_feed_id("exp-1", "A")
+    base = {"user_id": "u1", "session_id": "s1", "item_id": "i1", "price": 20.0}
+    events = [
+        {**base, "event_id": "e1", "event_type": "impression", "item_ids": ["i1"], "feed_id": feed,
+         "timestamp": "2026-11-02T09:00:00Z"},
+        {**base, "event_id": "e2", "event_type": "click", "feed_id": feed, "position": 0,
+         "timestamp": "2026-11-02T09:00:10Z"},
+        {**base, "event_id": "e3", "event_type": "purchase", "quantity": 2, "timestamp": "2026-11-02T09:30:00Z"},
+        {**base, "event_id": "e4", "event_type": "purchase", "quantity": 1, "timestamp": "2026-11-02T11:00:00Z"},
+    ]
+    stats = statistics(clean(events))[("2026-11-02", "A")]
+    assert (stats.n, stats.total("impressions"), stats.total("clicks")) == (1, 1, 1)
+    assert (stats.total("orders"), stats.total("revenue")) == (1, 40.0)  # the second is past the hour's window
+    assert stats.cross("revenue", "revenue") == 1600.0
+
+
+def test_a_unit_counts_once_and_stays_in_its_first_variant():
+    first, other = new_feed_id("exp-1", "A"), new_feed_id("exp-1", "B")
+    base = {"user_id": "u1", "session_id": "s1", "event_type": "impression", "item_ids": ["i1"]}
+    events = [{**base, "event_id": f"e{i}", "feed_id": feed, "timestamp": f"2026-11-0{2 + i}T09:00:00Z"}
+              for i, feed in enumerate([first, first, other])]
+    stats = statistics(clean(events))
+    assert set(stats) == {("2026-11-02", "A"), ("2026-11-03", "A"), ("2026-11-04", "A")}
+    assert [stats[k].n for k in sorted(stats)] == [1, 0, 0]
+    total = sum(stats.values(), SufficientStatistics())
+    assert total.total("impressions") == 3 and total.cross("impressions", "impressions") == 9
+
+
+def test_an_anonymous_unit_is_its_session():
+    feed = new_feed_id("exp-1", "A", "s")
+    assert parse_feed_id(feed).unit_kind == "s"
+    events = [{"event_id": f"e{i}", "user_id": "anon", "session_id": f"s{i}", "event_type": "impression",
+               "item_ids": ["i1"], "feed_id": feed, "timestamp": "2026-11-02T09:00:00Z"} for i in range(3)]
+    assert statistics(clean(events))[("2026-11-02", "A")].n == 3
+
+
+def test_events_without_feed_ids_leave_the_shopper_rows_as_before():
+    events = random_events(4, 300)
+    plain = MemoryStateStore()
+    Ingestor(plain, MemoryBlobStore(), max_workers=1).ingest(to_records(events))
+    assert clean(events).snapshot() == plain.snapshot()
+
+
+def test_a_whole_batch_delivered_twice_changes_nothing():
+    events = experiment_events(5, 300)
+    store = clean(events)
+    before = store.snapshot()
+    Ingestor(store, MemoryBlobStore(), max_workers=1, attribution=ATTRIBUTION).ingest(to_records(events))
+    assert store.snapshot() == before
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("buffer", [False, True])
+def test_replays_bisections_and_failures_leave_the_statistics_of_one_clean_pass(seed, buffer):
+    events = experiment_events(seed, 500)
+    expected = statistics(clean(events, buffer=buffer))
+    assert expected
+
+    rng = random.Random(seed)
+    inner = MemoryStateStore()
+    store = FlakyStateStore(inner, rng, rate=0.08)
+    ingestor = Ingestor(store, FlakyBlobStore(rng, rate=0.05), max_workers=4, attribution=ATTRIBUTION, buffer=buffer)
+    calls = deliver(ingestor, to_records(events), rng, crash_rate=0.15)
+    if buffer:
+        CounterMerge(inner, max_workers=1).run()
+
+    assert calls > 20  # failures really happened and were retried
+    assert_same(statistics(inner), expected)
