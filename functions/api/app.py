@@ -6,12 +6,14 @@ the answers to invalid requests in errors.py, the OpenAPI document and its explo
 
 import functools
 import os
+import time
 import warnings
 from typing import Annotated, Any
 from urllib.parse import quote, unquote
 
 import docs
 import errors
+import experiments
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
@@ -44,6 +46,8 @@ from pydantic import ValidationError
 from tailor.aws_clients import client
 from tailor.erasure import NOTHING_TO_ERASE, erasure_status, request_erasure
 from tailor.events import MAX_EVENT_DEPTH, load_json
+from tailor.experiments.storage import ExperimentStore, LiveExperiments
+from tailor.experiments.strategies import StrategySource
 from tailor.intent_config import FactorsSource
 from tailor.models import ModelRegistry
 from tailor.personas.rerank import describe_personas, persona_ranking
@@ -78,14 +82,28 @@ _aws = {"connect_timeout": 2, "read_timeout": 5, "max_attempts": 3}
 _dynamodb = client("dynamodb", **_aws)
 _bucket = S3BlobStore(client("s3", **_aws), settings.data_bucket)
 personas = ModelSource(_bucket, refresh_seconds=settings.persona_model_refresh_seconds)
+state = DynamoStateStore(_dynamodb, settings.tables)
+experiment_store = ExperimentStore(state, _bucket)
+live_experiments = LiveExperiments(experiment_store)
+strategies = StrategySource(settings.strategy_config)
+
+
+def _log_exposure(feed_id: str, ranking: Ranking) -> None:
+    """What a list served in an experiment held; every slot is shown with certainty (the rankings are deterministic)."""
+    items = [item.item_id for item in ranking.items]
+    experiment_store.log_exposure(feed_id, ranking.assignment, strategy=ranking.strategy or "default", items=items,
+                                  probabilities=[1.0] * len(items), served_at=time.time())
+
+
 recommender = Recommender.start(DynamoStateStore(_dynamodb, settings.tables), ModelRegistry(_bucket),
                                 factors=FactorsSource(settings.intent_config),
+                                experiments=live_experiments, strategies=strategies, exposures=_log_exposure,
                                 profile_sections={"personas": describe_personas(personas)},
                                 **persona_ranking(personas, DEFAULT_ROUTES, weight=settings.persona_weight,
                                                   mode=settings.persona_mode))
 errors.register(app)
 docs.register(app)
-state = DynamoStateStore(_dynamodb, settings.tables)
+experiments.register(app, experiment_store, live_experiments, strategies, lambda: docs.base_path(app))
 
 
 @app.get("/users/<user_id>/feed", summary="A shopper's feed", tags=["ranking"])

@@ -8,6 +8,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.batch import process_partial_response
 
 from tailor.aws_clients import client
+from tailor.experiments.attribution import Attribution
 from tailor.ingest.intent import SessionIntent
 from tailor.ingest.kinesis import AggregatingKinesisProcessor, publish_metrics, stream_record
 from tailor.ingest.service import Ingestor
@@ -32,6 +33,7 @@ processor = AggregatingKinesisProcessor(
         intent=SessionIntent.load(ModelRegistry(_bucket), environ=settings.intent_config),
         personas=PersonaTracker(ModelSource(_bucket, refresh_seconds=settings.persona_model_refresh_seconds)),
         buffer=settings.counter_buffer,
+        attribution=Attribution(window=settings.attribution_window_hours * 3600),
     ),
     logger=logger,
 )

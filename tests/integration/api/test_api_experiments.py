@@ -1,0 +1,103 @@
+"""Experiments through the API on the local stack: created, started, served, attributed, reported and stopped; refused
+requests name their field."""
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from tailor.experiments.feed_ids import parse_feed_id
+
+from tests.helpers.api import put_and_wait
+from tests.helpers.events import load_event
+
+EXPERIMENT = {"experiment_id": "exp-api", "name": "Baseline against the blend", "surface": "feed", "layer": "api",
+              "variants": [{"name": "control", "strategy": "baseline", "share": 0.5},
+                           {"name": "blend", "strategy": "default", "share": 0.5}], "days": 7}
+
+
+def test_refused_experiments_name_their_field(api):
+    answer = api.post("/experiments", {**EXPERIMENT, "surface": "homepage"})
+    assert answer.status_code == 422 and answer.get_json()["message"].startswith("surface:")
+    answer = api.post("/experiments", {**EXPERIMENT, "variants": [{"name": "a", "strategy": "mystery"},
+                                                                  {"name": "b", "strategy": "default"}]})
+    assert answer.status_code == 422 and answer.get_json()["message"].startswith("variants[0].strategy:")
+    answer = api.post("/experiments", "not an object")
+    assert answer.status_code == 422 and answer.get_json()["message"].startswith("body:")
+    assert api.post("/experiments/exp-none/start", {}).status_code == 404
+    assert api.get("/experiments/exp-none/report").status_code == 404
+
+
+def test_an_experiment_from_creation_to_its_report_and_console(api):
+    created = api.post("/experiments", EXPERIMENT)
+    assert created.status_code == 201, created.get_data(as_text=True)
+    assert created.get_json()["status"] == "draft" and "salt" not in created.get_json()
+    assert api.post("/experiments", EXPERIMENT).status_code == 409
+    started = api.post("/experiments/exp-api/start", {})
+    assert started.status_code == 200 and started.get_json()["status"] == "running"
+    assert started.get_json()["slot"] == [0.0, 1.0]
+    listed = api.get("/experiments").get_json()
+    assert "exp-api" in [e["experiment_id"] for e in listed["experiments"]]
+    assert {"baseline", "default"} <= set(listed["strategies"])
+
+    # Every shopper's feed is served in their variant, the same on every request, and logged.
+    served = {}
+    for n in range(16):
+        user = f"exp-shopper-{n}"
+        first = api.get(f"/users/{user}/feed?n=5").get_json()
+        again = api.get(f"/users/{user}/feed?n=5").get_json()
+        feed = parse_feed_id(first["feed_id"])
+        assert feed.experiment_id == "exp-api" and feed.unit_kind == "u"
+        assert parse_feed_id(again["feed_id"]).variant == feed.variant
+        served[user] = (first["feed_id"], [item["item_id"] for item in first["items"]])
+    variants = {parse_feed_id(feed_id).variant for feed_id, _ in served.values()}
+    assert variants == {"control", "blend"}
+    exposures = api.stack.aws.client("dynamodb")
+    table = api.function.environment["EXPOSURES_TABLE"]
+    user, (feed_id, items) = next(iter(served.items()))
+    logged = exposures.get_item(TableName=table, Key={"feed_id": {"S": feed_id}})["Item"]
+    assert [i["S"] for i in logged["items"]["L"]] == items
+    assert all(float(p["N"]) == 1.0 for p in logged["probabilities"]["L"]) and logged["unit"]["S"] == user
+
+    # Shoppers see their lists, click some and buy: Ingest attributes them to the variants.
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    events = []
+    for i, (user, (feed_id, items)) in enumerate(served.items()):
+        base = {"user_id": user, "session_id": f"{user}-s", "timestamp": now, "feed_id": feed_id}
+        events.append({**base, "event_id": f"{user}-imp", "event_type": "impression", "item_ids": items})
+        if i % 2 == 0 and items:
+            events.append({**base, "event_id": f"{user}-click", "event_type": "click", "item_id": items[0],
+                           "position": 0})
+            events.append({"user_id": user, "session_id": f"{user}-s", "timestamp": now, "event_id": f"{user}-buy",
+                           "event_type": "purchase", "item_id": items[0], "price": 25.0, "quantity": 1})
+    put_and_wait(api.stack, load_event("ingest-kinesis-batch.json")["Records"][:1], events)  # one replayed, too
+
+    report = api.get("/experiments/exp-api/report").get_json()
+    assert sum(report["units"].values()) == len(served)
+    assert sum(sum(days) for days in report["exposures"]["impressions"].values()) == len(served)
+    assert report["metrics"]["ctr"]["values"]["control"]["value"] is not None
+    written = api.stack.runtime.find("ReportExperimentsFunction").invoke(
+        load_event("report-experiments-schedule.json"))
+    assert written.ok, written.error
+    assert "exp-api" in written.payload["written"]
+    stored = api.get("/experiments/exp-api/report").get_json()
+    assert stored["units"] == report["units"] and stored["as_of"]
+
+    page = api.get("/console?experiment=exp-api")
+    assert page.status_code == 200 and page.content_type.startswith("text/html")
+    text = page.get_data(as_text=True)
+    assert "exp-api" in text and "<svg" in text and "lift-ctr-blend" in text
+
+    stopped = api.post("/experiments/exp-api/stop", {})
+    assert stopped.status_code == 200 and stopped.get_json()["status"] == "stopped"
+    assert parse_feed_id(api.get("/users/exp-shopper-0/feed?n=5").get_json()["feed_id"]) is None
+    assert api.post("/experiments/exp-api/stop", {}).status_code == 409
+
+
+@pytest.mark.parametrize("name", ["api-experiments-3-list.json", "api-experiments-5-console.json"])
+def test_the_experiment_samples_are_answered(api, name):
+    invocation = api.function.invoke(load_event(name))
+    assert invocation.ok, invocation.error
+    assert invocation.payload["statusCode"] == 200
+    if name.endswith("list.json"):
+        assert "experiments" in json.loads(invocation.payload["body"])
