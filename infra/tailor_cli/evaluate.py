@@ -14,6 +14,7 @@ COMMANDS = {
     "personas": "tailor_lab.evaluation.personas",
     "intent": "tailor_lab.evaluation.intent",
     "ltv": "tailor_lab.evaluation.ltv",
+    "experiments": "tailor_lab.evaluation.experiments",
 }
 
 

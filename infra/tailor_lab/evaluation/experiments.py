@@ -1,0 +1,646 @@
+"""Validate the experiment statistics on simulated experiments whose truth is known, and on the Open Bandit Dataset.
+
+    tailor evaluate experiments [--aa-runs 500] [--ab-runs 500] [--units 20000] [--days 14] [--seed 17]
+                                [--srm-runs 2000] [--srm-units 400000] [--interleaving-runs 400]
+                                [--obd DIR | --no-obd] [--json FILE]
+
+Shoppers. The closed-loop simulator's choice model (tailor_lab.simulator, as `tailor simulate online` serves feeds
+to its shoppers) on a pool of its shoppers (--pool): each visit to a feed draws the session's category from the
+shopper's tastes, looks down the feed with the feed surface's examination probability, clicks an examined item with
+the probability its utility gives (the intent bonus for the session's category included), goes on down after a
+click with probability feed_continue, carts a clicked item by its utility and dearness, and pays at checkout by the
+shopper's propensity; all drawn with numpy for every visit of a run at once. A run's exposed units are drawn from
+the pool in proportion to the chance that a shopper visits in the experiment's --days (at the simulator's visit
+rates), with their visits spread over the days; the pre-exposure covariate is each unit's revenue over the 28 days
+before (simulated the same way on the control feed); the predicted LTV is the shopper's expected yearly revenue
+times a log-normal error (sd 0.5). Repeat purchases of one item are not penalised here (few units buy twice).
+
+Each run's per-unit totals as of each day go through the product's code: SufficientStatistics of the units
+(tailor.experiments.statistics), daily rows as differences of those, and tailor.experiments.report.build_report,
+whose daily cumulative comparisons (CUPED-adjusted, confidence sequences tightest at --units) are what is checked.
+The first run also builds its rows one unit change at a time with statistics.increments, and must agree.
+
+Validations (alpha 0.05):
+* A/A: --aa-runs experiments of the same feed in both arms; the share whose last day's 95% interval of the relative
+  lift excludes 0 (fixed horizon, per metric) and whose confidence sequence excludes 0 on any day (looked at daily).
+* A/B: the treatment's click probabilities are the control's times 1.05: the true relative lifts of CTR and revenue
+  per unit follow exactly from the choice model (expectations over the pool); coverage of the 95% intervals and
+  the power to find the lift (interval above 0), fixed horizon and sequential, at --units.
+* SRM: --srm-runs 50/50 assignments of --srm-units units, intact or with 2% of one variant's exposures lost; the
+  share flagged (p < 0.001). At the default size too, for what it can tell.
+* Interleaving: two rankers that re-rank the shop's best-sellers for each shopper by its utility plus noise (one
+  noisier than the other), compared by team-draft interleaving (tailor.experiments.interleaving, one query per visit) and by an A/B test of CTR on
+  the same kind of shoppers' visits; for each, the fewest shoppers at which 95% of runs pick the better ranker (the
+  one with the higher expected CTR), and their ratio.
+* Open Bandit Dataset (--obd, default ../shared/data/obd; README of ../shared/data): per campaign and pooled, the CTR
+  of uniform random and Bernoulli Thompson sampling (BTS), BTS's relative lift with its 95% interval and the SRM
+  check of the impressions; and BTS's CTR estimated from the random logs by DM, IPW, SNIPW and DR
+  (tailor.experiments.offpolicy), BTS's action distribution being each item's share of BTS's logged impressions at
+  each position, the reward model a logistic regression on the user features, the user-item affinity, the item and
+  the position (cross-fitted in 3 folds); relative error against BTS's logged CTR beside zr-obp's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tailor.experiments.interleaving import A, B, team_draft
+from tailor.experiments.offpolicy import estimate_all
+from tailor.experiments.report import build_report
+from tailor.experiments.statistics import QUANTITIES, SufficientStatistics, UnitTotals, increments
+from tailor.experiments.stats import compare, sample_ratio_mismatch
+
+from ..simulator.catalog import Catalog
+from ..simulator.choices import Draws, ItemChoice
+from ..simulator.parameters import DEFAULT_PARAMETERS, Parameters
+from ..simulator.shoppers import make_shoppers
+
+__all__ = ["Population", "main", "run"]
+
+DEFAULT_OBD = Path(__file__).resolve().parents[4] / "shared" / "data" / "obd"
+FEED_LENGTH = 20
+PRE_DAYS = 28
+LIFT = 0.05
+SRM_LOSS = 0.02
+# The interleaved rankers re-rank the best-sellers by each shopper's utility plus noise of these sds.
+NOISE = (3.0, 1.5)
+# zr-obp's examples: relative errors estimating BTS's CTR from the random logs of `all` (small version).
+ZR_OBP_ERRORS = {"DM": 0.157, "IPW": 0.311, "SNIPW": 0.312, "DR": 0.292}
+GOALS = {"aa_fpr_fixed": (0.03, 0.07), "aa_fpr_sequential": (0.0, 0.05), "coverage": (0.93, 1.0),
+         "srm_detection": (0.95, 1.0), "srm_false_alarm": (0.0, 0.01), "interleaving_ratio": (10.0, math.inf)}
+METRIC_LIST = ("ctr", "conversion", "aov", "revenue", "ltv")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tailor evaluate experiments", description=__doc__.split("\n")[0])
+    parser.add_argument("--aa-runs", type=int, default=500, help="A/A experiments (500)")
+    parser.add_argument("--ab-runs", type=int, default=500, help="A/B experiments with a known lift (500)")
+    parser.add_argument("--units", type=int, default=20_000, help="exposed shoppers per experiment (20000)")
+    parser.add_argument("--days", type=int, default=14, help="days per experiment (14)")
+    parser.add_argument("--pool", type=int, default=3000, help="simulated shoppers the units are drawn from (3000)")
+    parser.add_argument("--srm-runs", type=int, default=2000, help="assignments per SRM case (2000)")
+    parser.add_argument("--srm-units", type=int, default=400_000, help="units per SRM assignment (400000)")
+    parser.add_argument("--interleaving-runs", type=int, default=400, help="runs per interleaving size (400)")
+    parser.add_argument("--seed", type=int, default=17)
+    parser.add_argument("--obd", type=Path, default=DEFAULT_OBD, help="Open Bandit Dataset folder (%(default)s)")
+    parser.add_argument("--no-obd", action="store_true", help="skip the Open Bandit Dataset")
+    parser.add_argument("--json", type=Path, help="write the figures here as JSON")
+    args = parser.parse_args(argv)
+    for name in ("aa_runs", "ab_runs", "units", "days", "pool", "srm_runs", "srm_units", "interleaving_runs"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    started = time.perf_counter()
+    report = run(aa_runs=args.aa_runs, ab_runs=args.ab_runs, units=args.units, days=args.days, pool=args.pool,
+                 srm_runs=args.srm_runs, srm_units=args.srm_units, interleaving_runs=args.interleaving_runs,
+                 seed=args.seed, obd=None if args.no_obd else args.obd,
+                 echo=lambda text: print(text, file=sys.stderr))
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    print(format_table(report))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        print(f"\nwritten to {args.json}")
+    return 0
+
+
+def run(*, aa_runs: int = 500, ab_runs: int = 500, units: int = 20_000, days: int = 14, pool: int = 3000,
+        srm_runs: int = 2000, srm_units: int = 400_000, interleaving_runs: int = 400, seed: int = 17,
+        obd: Path | None = DEFAULT_OBD, echo: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    """Every validation; the figures as a JSON-ready dict."""
+    population = Population.simulated(pool, seed, days)
+    echo(f"pool of {pool} simulated shoppers; expected feed CTR {population.expected_ctr(population.best_sellers):.4f}")
+    report: dict[str, Any] = {"units": units, "days": days, "pool": pool, "seed": seed}
+    started = time.perf_counter()
+    aa = _experiments(population, aa_runs, units, days, seed, lift=0.0, echo=echo)
+    report["aa"] = aa | {"seconds": round(time.perf_counter() - started, 1)}
+    report["aa_fpr_fixed"] = aa["fpr_fixed"]["ctr"]
+    report["aa_fpr_sequential"] = aa["fpr_sequential"]["ctr"]
+    report["product_path_check"] = aa.pop("product_path_check")
+    echo(f"A/A: {aa_runs} runs in {report['aa']['seconds']} s")
+    started = time.perf_counter()
+    ab = _experiments(population, ab_runs, units, days, seed + 1, lift=LIFT, echo=echo)
+    ab.pop("product_path_check")
+    report["ab"] = ab | {"seconds": round(time.perf_counter() - started, 1)}
+    report["coverage"] = ab["coverage"]["ctr"]
+    report["power"] = ab["power_fixed"]["ctr"]
+    echo(f"A/B: {ab_runs} runs in {report['ab']['seconds']} s")
+    report["srm"] = _srm(srm_runs, srm_units, units, seed)
+    report["srm_detection"] = report["srm"]["detection"]
+    report["srm_false_alarm"] = report["srm"]["false_alarm"]
+    started = time.perf_counter()
+    report["interleaving"] = _interleaving(population, interleaving_runs, seed, echo)
+    report["interleaving"]["seconds"] = round(time.perf_counter() - started, 1)
+    report["interleaving_ratio"] = report["interleaving"]["ratio"]
+    if obd is not None and Path(obd).is_dir():
+        report["obd"] = evaluate_obd(Path(obd), seed)
+    else:
+        reason = "--no-obd" if obd is None else f"{obd} not found"
+        echo(f"Open Bandit Dataset skipped: {reason}")
+        report["obd"] = {"skipped": reason}
+    report["goals"] = {key: {"value": report[key], "range": list(bounds), "met": bounds[0] <= report[key] <= bounds[1]}
+                       for key, bounds in GOALS.items() if report.get(key) is not None}
+    return report
+
+
+# -- the simulated shoppers --------------------------------------------------------------------------------------------
+
+@dataclass
+class Population:
+    """A pool of the simulator's shoppers as arrays: how often they visit and how they act on a feed's items."""
+
+    rate: np.ndarray  # feed visits per day
+    weight: np.ndarray  # chance of being exposed in the experiment's days, normalised: how units are drawn
+    affinity_cum: np.ndarray  # shoppers x categories, cumulative shares of session categories
+    take_in: np.ndarray  # shoppers x items: click probability of an examined item, session in its category
+    take_out: np.ndarray  # ... in another category
+    cart: np.ndarray  # shoppers x items: carting probability after a click
+    pay: np.ndarray  # checkout pays
+    price: np.ndarray
+    category_of: np.ndarray
+    examination: np.ndarray  # per feed position
+    go_on: float
+    utility: np.ndarray  # shoppers x items
+    available: np.ndarray  # items the shop can sell
+    best_sellers: np.ndarray  # the shop's feed: best-selling available items
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def simulated(cls, count: int, seed: int, days: int, params: Parameters = DEFAULT_PARAMETERS) -> Population:
+        catalog = Catalog(np.random.default_rng([seed, 0]), 1200, params)
+        choice = ItemChoice(catalog, Draws(np.random.default_rng([seed, 1])), params)
+        shoppers = make_shoppers(np.random.default_rng([seed, 2]), count, f"x{seed}", params)
+        utility = np.array([choice.utility(s) for s in shoppers])
+        available = np.asarray(catalog.available, dtype=float)
+        take = utility - params.click_threshold
+        cart = _sigmoid((utility - np.asarray(choice.dearness)[None, :] - params.cart_threshold)
+                        / params.click_temperature) * available[None, :]
+        rate = np.array([s.sessions_per_day for s in shoppers])
+        exposed = 1.0 - np.exp(-rate * days)
+        order = np.argsort(-np.asarray(catalog.popularity), kind="stable")
+        best = np.array([i for i in order if catalog.available[i]][:FEED_LENGTH])
+        return cls(rate=rate, weight=exposed / exposed.sum(),
+                   affinity_cum=np.cumsum([s.affinity for s in shoppers], axis=1),
+                   take_in=_sigmoid((take + params.intent_bonus) / params.click_temperature).astype(np.float32),
+                   take_out=_sigmoid(take / params.click_temperature).astype(np.float32),
+                   cart=cart.astype(np.float32),
+                   pay=np.minimum(0.85, params.pay_rate * np.array([s.propensity for s in shoppers]) + 0.05),
+                   price=np.asarray(catalog.price), category_of=catalog.category_of,
+                   examination=np.asarray(choice.examination["feed"][:FEED_LENGTH]), go_on=params.feed_continue,
+                   utility=utility, available=available > 0, best_sellers=best)
+
+    def visits(self, shoppers: np.ndarray, feeds: np.ndarray, rng: np.random.Generator, scale: float = 1.0
+               ) -> dict[str, np.ndarray]:
+        """One visit per entry of `shoppers` to its feed (visits x FEED_LENGTH items, or one feed for all): clicks
+        per position, orders (0/1) and revenue. `scale` multiplies every click probability (an injected lift)."""
+        count = len(shoppers)
+        category = (self.affinity_cum[shoppers] < rng.random(count)[:, None] * self.affinity_cum[shoppers, -1:]).sum(1)
+        if feeds.ndim == 1:  # one feed for all: its columns once, then rows by shopper
+            take_in, take_out, cart = (self._columns(feeds)[i][shoppers] for i in range(3))
+            feeds = np.broadcast_to(feeds, (count, FEED_LENGTH))
+        else:
+            rows = shoppers[:, None]
+            take_in, take_out, cart = self.take_in[rows, feeds], self.take_out[rows, feeds], self.cart[rows, feeds]
+        take = np.where(self.category_of[feeds] == category[:, None], take_in, take_out)
+        chance = np.minimum(1.0, self.examination[None, :] * take * scale)
+        draws = rng.random((3, count, FEED_LENGTH), dtype=np.float32)
+        clicked = draws[0] < chance
+        stops = clicked & (draws[1] >= self.go_on)
+        # the shopper leaves after the first click it does not go on from: nothing below it is seen
+        first_stop = np.where(stops.any(axis=1), stops.argmax(axis=1), FEED_LENGTH)
+        clicked &= np.arange(FEED_LENGTH)[None, :] <= first_stop[:, None]
+        carted = clicked & (draws[2] < cart)
+        paid = carted.any(axis=1) & (rng.random(count) < self.pay[shoppers])
+        revenue = np.where(paid, (carted * self.price[feeds]).sum(axis=1), 0.0)
+        return {"clicked": clicked, "clicks": clicked.sum(axis=1), "orders": paid.astype(float), "revenue": revenue}
+
+    def _columns(self, feed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        key = feed.tobytes()
+        if key not in self._cache:
+            self._cache[key] = (self.take_in[:, feed], self.take_out[:, feed], self.cart[:, feed])
+        return self._cache[key]
+
+    def expected_per_visit(self, feeds: np.ndarray, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+        """Each pool shopper's expected clicks and revenue per visit to its feed (one feed for all, or shoppers x
+        FEED_LENGTH), exactly: over the session's categories, the reach of each position and carting."""
+        count = len(self.rate)
+        feeds = np.broadcast_to(feeds, (count, FEED_LENGTH))
+        rows = np.arange(count)[:, None]
+        clicks = np.zeros(count)
+        revenue = np.zeros(count)
+        shares = np.diff(self.affinity_cum, axis=1, prepend=0.0) / self.affinity_cum[:, -1:]
+        cart_value = self.cart[rows, feeds] * self.price[feeds]
+        for category in range(shares.shape[1]):
+            same = self.category_of[feeds] == category
+            take = np.where(same, self.take_in[rows, feeds], self.take_out[rows, feeds])
+            chance = np.minimum(1.0, self.examination[None, :] * take * scale)
+            # reach of position k: no click before it that the shopper did not go on from
+            leave = chance * (1.0 - self.go_on)
+            reach = np.cumprod(np.column_stack([np.ones(count), 1.0 - leave[:, :-1]]), axis=1)
+            clicks += shares[:, category] * (reach * chance).sum(axis=1)
+            revenue += shares[:, category] * (reach * chance * cart_value).sum(axis=1)
+        return clicks, revenue * self.pay
+
+    def yearly_revenue(self, feed: np.ndarray) -> np.ndarray:
+        """Each pool shopper's expected revenue in a year of visits to `feed`."""
+        key = ("yearly", feed.tobytes())
+        if key not in self._cache:
+            self._cache[key] = self.expected_per_visit(feed)[1] * self.rate * 365.0
+        return self._cache[key]
+
+    def expected_ctr(self, feed: np.ndarray) -> float:
+        clicks, _ = self.expected_per_visit(feed)
+        visits = self.rate  # visits are in proportion to the rate
+        return float((visits * clicks).sum() / (visits.sum() * len(feed)))
+
+    def exposed_visits(self, days: int) -> np.ndarray:
+        """Expected visits of a unit of each pool shopper in the experiment, given that it is exposed."""
+        mean = self.rate * days
+        return mean / (1.0 - np.exp(-mean))
+
+
+# -- A/A and A/B experiments -----------------------------------------------------------------------------------------
+
+def _experiments(population: Population, runs: int, units: int, days: int, seed: int, *, lift: float,
+                 echo: Callable[[str], None]) -> dict[str, Any]:
+    feed = population.best_sellers
+    truth = _true_lifts(population, feed, days, lift)
+    experiment = {"experiment_id": "simulated", "variants": [{"name": "control", "share": 0.5},
+                                                             {"name": "treatment", "share": 0.5}],
+                  "planned_units": units}
+    fixed = {m: 0 for m in METRIC_LIST}
+    sequential = {m: 0 for m in METRIC_LIST}
+    covered = {m: 0 for m in truth}
+    covered_cs = {m: 0 for m in truth}
+    power_fixed = {m: 0 for m in METRIC_LIST}
+    power_sequential = {m: 0 for m in METRIC_LIST}
+    widths = {"cuped": [], "plain": []}
+    check = None
+    for r in range(runs):
+        rng = np.random.default_rng([seed, 31, r])
+        rows, unit_totals = _simulate_rows(population, feed, units, days, rng, lift)
+        if r == 0:
+            check = _product_path_check(rows, unit_totals)
+        report = build_report(experiment, rows)
+        for metric in METRIC_LIST:
+            final = report["metrics"][metric]["comparisons"]["treatment"]
+            daily = report["metrics"][metric]["daily"]["treatment"]
+            if final["relative_ci"] is None:
+                continue
+            low, high = final["relative_ci"]
+            fixed[metric] += not low <= 0.0 <= high
+            power_fixed[metric] += low > 0.0
+            sequential[metric] += any(p["relative_cs"] is not None and not p["relative_cs"][0] <= 0 <= p["relative_cs"][1]
+                                      for p in daily)
+            power_sequential[metric] += daily[-1]["relative_cs"] is not None and daily[-1]["relative_cs"][0] > 0
+            if metric in truth:
+                covered[metric] += low <= truth[metric] <= high
+                cs_low, cs_high = daily[-1]["relative_cs"]
+                covered_cs[metric] += cs_low <= truth[metric] <= cs_high
+            if metric == "revenue":
+                widths["cuped"].append(high - low)
+                plain_low, plain_high = final["unadjusted"]["relative_ci"]
+                widths["plain"].append(plain_high - plain_low)
+        if (r + 1) % 100 == 0:
+            echo(f"  {'A/B' if lift else 'A/A'} run {r + 1}/{runs}")
+    share = lambda counts: {m: round(c / runs, 4) for m, c in counts.items()}  # noqa: E731
+    out: dict[str, Any] = {"runs": runs, "fpr_fixed": share(fixed), "fpr_sequential": share(sequential),
+                           "product_path_check": check,
+                           "cuped_revenue_interval_width_ratio": round(float(np.mean(widths["cuped"])
+                                                                             / np.mean(widths["plain"])), 4)}
+    if lift:
+        out |= {"injected_click_lift": lift, "true_relative_lift": {m: round(v, 5) for m, v in truth.items()},
+                "coverage": share(covered), "coverage_sequential": share(covered_cs),
+                "power_fixed": share(power_fixed), "power_sequential": share(power_sequential)}
+        del out["fpr_fixed"], out["fpr_sequential"]
+    return out
+
+
+def _true_lifts(population: Population, feed: np.ndarray, days: int, lift: float) -> dict[str, float]:
+    """The true relative lifts of CTR and revenue per unit: expectations over the units' distribution."""
+    visits = population.weight * population.exposed_visits(days)
+    control = population.expected_per_visit(feed)
+    treated = population.expected_per_visit(feed, 1.0 + lift)
+    # impressions per visit are the same in both arms, so CTR's lift is that of clicks per unit
+    return {"ctr": float((visits * treated[0]).sum() / (visits * control[0]).sum() - 1.0),
+            "revenue": float((visits * treated[1]).sum() / (visits * control[1]).sum() - 1.0)}
+
+
+def _simulate_rows(population: Population, feed: np.ndarray, units: int, days: int, rng: np.random.Generator,
+                   lift: float) -> tuple[list[tuple[str, str, SufficientStatistics]], dict]:
+    """One experiment: its daily statistics rows per arm, and each unit's totals per day (for the product check)."""
+    shopper = rng.choice(len(population.rate), size=units, p=population.weight)
+    arm = rng.random(units) < 0.5
+    mean = population.rate[shopper] * days
+    visits = rng.poisson(mean)
+    while (missing := visits == 0).any():  # exposed units visit at least once
+        visits[missing] = rng.poisson(mean[missing])
+    unit_of_visit = np.repeat(np.arange(units), visits)
+    day = np.floor(rng.random(len(unit_of_visit)) * days).astype(int)
+    outcome = {"clicks": np.zeros(len(unit_of_visit)), "orders": np.zeros(len(unit_of_visit)),
+               "revenue": np.zeros(len(unit_of_visit))}
+    for treated, scale in ((False, 1.0), (True, 1.0 + lift)):
+        rows = np.flatnonzero(arm[unit_of_visit] == treated)
+        result = population.visits(shopper[unit_of_visit[rows]], feed, rng, scale)
+        for key in outcome:
+            outcome[key][rows] = result[key]
+    pre_visits = rng.poisson(population.rate[shopper] * PRE_DAYS)
+    pre_unit = np.repeat(np.arange(units), pre_visits)
+    pre = population.visits(shopper[pre_unit], feed, rng)
+    pre_revenue = np.bincount(pre_unit, weights=pre["revenue"], minlength=units)
+    yearly = population.yearly_revenue(feed)
+    predicted_ltv = yearly[shopper] * rng.lognormal(0.0, 0.5, units)
+    first = np.full(units, days)
+    np.minimum.at(first, unit_of_visit, day)
+    # each unit's running totals as of each day: units x days
+    slot = unit_of_visit * days + day
+    running = {name: np.bincount(slot, weights=weights, minlength=units * days).reshape(units, days).cumsum(axis=1)
+               for name, weights in (("impressions", np.full(len(slot), float(FEED_LENGTH))),
+                                     ("clicks", outcome["clicks"]), ("orders", outcome["orders"]),
+                                     ("revenue", outcome["revenue"]))}
+    totals_by_day = []
+    rows: list[tuple[str, str, SufficientStatistics]] = []
+    previous = {False: SufficientStatistics(), True: SufficientStatistics()}
+    for d in range(days):
+        orders = running["orders"][:, d]
+        values = np.column_stack([running["impressions"][:, d], running["clicks"][:, d], orders,
+                                  running["revenue"][:, d], orders > 0, predicted_ltv, pre_revenue])
+        exposed = first <= d
+        totals_by_day.append((values, exposed))
+        for treated, name in ((False, "control"), (True, "treatment")):
+            cumulative = SufficientStatistics.of_values(values[exposed & (arm == treated)])
+            rows.append((name, f"day-{d + 1:02d}", _difference(cumulative, previous[treated])))
+            previous[treated] = cumulative
+    return rows, {"arm": arm, "totals": totals_by_day}
+
+
+def _difference(after: SufficientStatistics, before: SufficientStatistics) -> SufficientStatistics:
+    return SufficientStatistics(after.n - before.n, tuple(a - b for a, b in zip(after.sums, before.sums)),
+                                tuple(a - b for a, b in zip(after.products, before.products)))
+
+
+def _product_path_check(rows: list[tuple[str, str, SufficientStatistics]], units: dict) -> dict[str, Any]:
+    """The same rows built as attribution builds them: one statistics.increments per change of a unit's totals."""
+    arm, totals = units["arm"], units["totals"]
+    built: dict[tuple[str, str], SufficientStatistics] = {}
+    before: dict[int, UnitTotals] = {}
+    for d, (values, exposed) in enumerate(totals):
+        for unit in np.flatnonzero(exposed):
+            row = values[unit]
+            after = UnitTotals(int(row[0]), int(row[1]), int(row[2]), float(row[3]), float(row[5]), float(row[6]))
+            if before.get(unit) != after:
+                key = ("treatment" if arm[unit] else "control", f"day-{d + 1:02d}")
+                built[key] = built.get(key, SufficientStatistics()) + increments(before.get(unit), after)
+                before[unit] = after
+    worst = 0.0
+    for name, day, stats in rows:
+        other = built.get((name, day), SufficientStatistics())
+        if other.n != stats.n:
+            raise AssertionError(f"{name} {day}: {other.n} units one by one, {stats.n} vectorised")
+        for a, b in zip(stats.sums + stats.products, other.sums + other.products):
+            worst = max(worst, abs(a - b) / max(1.0, abs(a)))
+    if worst > 1e-6:
+        raise AssertionError(f"vectorised rows differ from statistics.increments by {worst:.2e} (relative)")
+    return {"rows": len(rows), "max_relative_difference": worst}
+
+
+# -- sample-ratio mismatch -----------------------------------------------------------------------------------------------
+
+def _srm(runs: int, units: int, default_units: int, seed: int) -> dict[str, Any]:
+    rng = np.random.default_rng([seed, 41])
+
+    def flagged(size: int, loss: float) -> float:
+        control = rng.binomial(size, 0.5, runs)
+        treatment = size - control
+        kept = treatment - rng.binomial(treatment, loss)
+        return sum(sample_ratio_mismatch([int(c), int(t)], [0.5, 0.5]).flagged
+                   for c, t in zip(control, kept)) / runs
+
+    return {"runs": runs, "units": units, "loss": SRM_LOSS, "detection": flagged(units, SRM_LOSS),
+            "false_alarm": flagged(units, 0.0), "detection_at_default_units": flagged(default_units, SRM_LOSS),
+            "default_units": default_units}
+
+
+# -- interleaving --------------------------------------------------------------------------------------------------------
+
+def _interleaving(population: Population, runs: int, seed: int, echo: Callable[[str], None]) -> dict[str, Any]:
+    """The shop's best-sellers re-ranked for each shopper by two scorers, one noisier: the shoppers each method
+    needs to pick the better one."""
+    rng = np.random.default_rng([seed, 51])
+    candidates = population.best_sellers
+    rankings = {}
+    for team, noise in zip((A, B), NOISE):
+        scores = population.utility[:, candidates] + rng.normal(0.0, noise, (len(population.rate), len(candidates)))
+        rankings[team] = candidates[np.argsort(-scores, axis=1)]
+    return _compare_rankers(population, rankings, runs, seed, echo) | {"noise": list(NOISE)}
+
+
+def _compare_rankers(population: Population, rankings: dict[str, np.ndarray], runs: int, seed: int,
+                     echo: Callable[[str], None]) -> dict[str, Any]:
+    """Team-draft interleaving against an A/B test of two rankers (shoppers x FEED_LENGTH items each)."""
+    visits = population.rate / population.rate.sum()
+    ctr = {team: float((visits * population.expected_per_visit(rankings[team])[0]).sum()) / FEED_LENGTH
+           for team in (A, B)}
+    better = A if ctr[A] > ctr[B] else B
+    echo(f"interleaving: expected CTR of ranker A {ctr[A]:.4f}, B {ctr[B]:.4f}")
+
+    def interleaved_right(queries: int) -> float:
+        right = 0
+        for r in range(runs):
+            run_rng = np.random.default_rng([seed, 52, queries, r])
+            shopper = run_rng.choice(len(visits), size=queries, p=visits)
+            lists = [team_draft(rankings[A][s].tolist(), rankings[B][s].tolist(), FEED_LENGTH, run_rng)
+                     for s in shopper]
+            items = np.array([[item for item, _ in merged] for merged in lists])
+            teams = np.array([[team == A for _, team in merged] for merged in lists])
+            clicked = population.visits(shopper, items, run_rng)["clicked"]
+            a_clicks = (clicked & teams).sum(axis=1)
+            b_clicks = (clicked & ~teams).sum(axis=1)
+            wins_a = int((a_clicks > b_clicks).sum())
+            wins_b = int((b_clicks > a_clicks).sum())
+            right += (wins_a > wins_b) if better == A else (wins_b > wins_a)
+        return right / runs
+
+    def ab_right(shoppers: int) -> float:
+        right = 0
+        for r in range(runs):
+            run_rng = np.random.default_rng([seed, 53, shoppers, r])
+            shopper = run_rng.choice(len(visits), size=shoppers, p=visits)
+            arm = run_rng.random(shoppers) < 0.5
+            got_a = population.visits(shopper[arm], rankings[A][shopper[arm]], run_rng)["clicks"]
+            got_b = population.visits(shopper[~arm], rankings[B][shopper[~arm]], run_rng)["clicks"]
+            a_ctr = got_a.sum() / max(1, len(got_a))
+            b_ctr = got_b.sum() / max(1, len(got_b))
+            right += (a_ctr > b_ctr) if better == A else (b_ctr > a_ctr)
+        return right / runs
+
+    interleaving_needs, interleaving_curve = _fewest(interleaved_right, 16)
+    echo(f"interleaving: 95% right at {interleaving_needs} shoppers")
+    ab_needs, ab_curve = _fewest(ab_right, 64)
+    echo(f"A/B: 95% right at {ab_needs} shoppers")
+    return {"runs": runs, "ctr": {team: round(value, 5) for team, value in ctr.items()},
+            "better": better,
+            "interleaving_shoppers": interleaving_needs, "ab_shoppers": ab_needs,
+            "ratio": round(ab_needs / interleaving_needs, 2),
+            "interleaving_right": interleaving_curve, "ab_right": ab_curve}
+
+
+def _fewest(right: Callable[[int], float], start: int, target: float = 0.95) -> tuple[int, dict[str, float]]:
+    """The fewest shoppers (doubling, then halving the gap down to an eighth) at which `right` reaches `target`."""
+    curve: dict[int, float] = {}
+    size = start
+    while (curve.setdefault(size, right(size))) < target:
+        size *= 2
+        if size > 5_000_000:
+            raise RuntimeError("the better ranker is not found even with 5 million shoppers")
+    low, high = size // 2, size
+    while high - low > max(1, size // 8):
+        middle = (low + high) // 2
+        if curve.setdefault(middle, right(middle)) >= target:
+            high = middle
+        else:
+            low = middle
+    return high, {str(k): v for k, v in sorted(curve.items())}
+
+
+# -- Open Bandit Dataset ---------------------------------------------------------------------------------------------
+
+def evaluate_obd(folder: Path, seed: int) -> dict[str, Any]:
+    """Random against BTS per campaign and pooled, and the off-policy estimates of BTS's CTR from random's logs."""
+    logs = {(policy, campaign): _read_obd(folder / policy / campaign / f"{campaign}.csv")
+            for policy in ("random", "bts") for campaign in ("all", "men", "women")}
+    out: dict[str, Any] = {"campaigns": {}, "zr_obp_errors_all": ZR_OBP_ERRORS}
+    for campaign in ("all", "men", "women", "pooled"):
+        chosen = ("all", "men", "women") if campaign == "pooled" else (campaign,)
+        clicks = {p: np.concatenate([logs[(p, c)]["click"] for c in chosen]) for p in ("random", "bts")}
+        stats = {p: _impression_statistics(clicks[p]) for p in clicks}
+        result = compare(stats["random"], stats["bts"], "ctr")
+        srm = sample_ratio_mismatch([stats["random"].n, stats["bts"].n], [0.5, 0.5])
+        entry: dict[str, Any] = {
+            "impressions": {p: int(len(clicks[p])) for p in clicks},
+            "clicks": {p: int(clicks[p].sum()) for p in clicks},
+            "ctr": {p: float(clicks[p].mean()) for p in clicks},
+            "lift": result.relative, "lift_ci": list(result.relative_ci), "p_value": result.p_value,
+            "srm_p_value": srm.p_value, "srm_flagged": srm.flagged}
+        if campaign != "pooled":
+            entry["off_policy"] = _off_policy(logs[("random", campaign)], logs[("bts", campaign)], seed)
+        out["campaigns"][campaign] = entry
+    return out
+
+
+def _impression_statistics(clicks: np.ndarray) -> SufficientStatistics:
+    """An impression as the unit (OBD has no user ids to group by): one impression, 0 or 1 click."""
+    values = np.zeros((len(clicks), len(QUANTITIES)))
+    values[:, QUANTITIES.index("impressions")] = 1.0
+    values[:, QUANTITIES.index("clicks")] = clicks
+    return SufficientStatistics.of_values(values)
+
+
+def _read_obd(path: Path) -> dict[str, np.ndarray]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh)
+        header = next(reader)
+        rows = list(reader)
+    column = {name: i for i, name in enumerate(header)}
+    users = [name for name in header if name.startswith("user_feature_")]
+    affinity = [name for name in header if name.startswith("user-item_affinity_")]
+    return {"item": np.array([int(r[column["item_id"]]) for r in rows]),
+            "position": np.array([int(r[column["position"]]) for r in rows]),
+            "click": np.array([float(r[column["click"]]) for r in rows]),
+            "propensity": np.array([float(r[column["propensity_score"]]) for r in rows]),
+            "users": np.array([[r[column[name]] for name in users] for r in rows]),
+            "affinity": np.array([[float(r[column[name]]) for name in affinity] for r in rows])}
+
+
+def _off_policy(random: dict[str, np.ndarray], bts: dict[str, np.ndarray], seed: int) -> dict[str, Any]:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import KFold
+    from sklearn.preprocessing import OneHotEncoder
+
+    actions = random["affinity"].shape[1]
+    positions = sorted(set(random["position"].tolist()) | set(bts["position"].tolist()))
+    # BTS's action distribution per position: each item's share of BTS's impressions there
+    share = np.zeros((len(positions), actions))
+    for p, position in enumerate(positions):
+        at = bts["position"] == position
+        share[p] = np.bincount(bts["item"][at], minlength=actions) / at.sum()
+    slot = np.searchsorted(positions, random["position"])
+    target = share[slot]
+    users = OneHotEncoder(handle_unknown="ignore", sparse_output=False).fit_transform(random["users"])
+    rows = len(random["item"])
+
+    def features(items: np.ndarray, index: np.ndarray) -> np.ndarray:
+        return np.column_stack([users[index], np.eye(actions)[items], np.eye(len(positions))[slot[index]],
+                                random["affinity"][index, items]])
+
+    predicted = np.zeros((rows, actions))
+    for fit_rows, held in KFold(3, shuffle=True, random_state=seed).split(np.arange(rows)):
+        model = LogisticRegression(C=1.0, max_iter=2000)
+        model.fit(features(random["item"][fit_rows], fit_rows), random["click"][fit_rows])
+        for a in range(actions):
+            predicted[held, a] = model.predict_proba(features(np.full(len(held), a), held))[:, 1]
+    truth = float(bts["click"].mean())
+    estimates = estimate_all(random["item"], random["click"], random["propensity"], target, predicted)
+    return {"bts_logged_ctr": truth,
+            "estimates": {name: {"value": e.value, "ci": list(e.ci), "relative_error": e.relative_error(truth)}
+                          for name, e in estimates.items()}}
+
+
+# -- the table -------------------------------------------------------------------------------------------------------
+
+def format_table(report: dict[str, Any]) -> str:
+    aa, ab, srm, inter = report["aa"], report["ab"], report["srm"], report["interleaving"]
+    lines = [f"Simulated experiments: {report['units']:,} exposed shoppers over {report['days']} days, 50/50, "
+             f"drawn from {report['pool']:,} simulated shoppers (seed {report['seed']})",
+             f"{'metric':<11} {'A/A FPR fixed':>14} {'A/A FPR daily CS':>17} {'A/B coverage':>13} "
+             f"{'power fixed':>12} {'power CS':>9}"]
+    for metric in METRIC_LIST:
+        coverage = ab["coverage"].get(metric)
+        lines.append(f"{metric:<11} {aa['fpr_fixed'][metric]:>14.3f} {aa['fpr_sequential'][metric]:>17.3f} "
+                     f"{'-' if coverage is None else f'{coverage:.3f}':>13} {ab['power_fixed'][metric]:>12.3f} "
+                     f"{ab['power_sequential'][metric]:>9.3f}")
+    lines += [f"A/A {aa['runs']} runs ({aa['seconds']} s), A/B {ab['runs']} runs ({ab['seconds']} s): click "
+              f"probabilities x{1 + ab['injected_click_lift']:g}, true lift CTR {ab['true_relative_lift']['ctr']:+.4f}, "
+              f"revenue/shopper {ab['true_relative_lift']['revenue']:+.4f}; CUPED narrows revenue's interval to "
+              f"{aa['cuped_revenue_interval_width_ratio']:.0%} of its width",
+              f"SRM ({srm['runs']} runs of {srm['units']:,} units): 2% of one arm lost flagged {srm['detection']:.3f}, "
+              f"intact flagged {srm['false_alarm']:.3f}; at {srm['default_units']:,} units the loss is flagged "
+              f"{srm['detection_at_default_units']:.3f}",
+              f"Interleaving (ranker CTRs A {inter['ctr']['A']:.4f}, B {inter['ctr']['B']:.4f}): 95% right with {inter['interleaving_shoppers']:,} shoppers, "
+              f"A/B with {inter['ab_shoppers']:,}: ratio {inter['ratio']:.1f}"]
+    obd = report["obd"]
+    if "skipped" in obd:
+        lines.append(f"Open Bandit Dataset: skipped ({obd['skipped']})")
+    else:
+        lines.append(f"Open Bandit Dataset: {'campaign':<8} {'CTR random':>10} {'CTR BTS':>8} {'lift [95% CI]':>24} "
+                     f"{'SRM p':>7}   BTS CTR off-policy (relative error)")
+        for campaign, entry in obd["campaigns"].items():
+            low, high = entry["lift_ci"]
+            off = entry.get("off_policy")
+            estimates = "" if off is None else "  ".join(
+                f"{name} {e['value']:.4f} ({e['relative_error']:.3f})" for name, e in off["estimates"].items())
+            lines.append(f"{'':<21}{campaign:<8} {entry['ctr']['random']:>10.4f} {entry['ctr']['bts']:>8.4f} "
+                         f"{entry['lift']:>+8.3f} [{low:+.3f}, {high:+.3f}] {entry['srm_p_value']:>7.3f}   {estimates}")
+        lines.append(f"{'':<21}zr-obp's relative errors on `all`: "
+                     + ", ".join(f"{k} {v}" for k, v in ZR_OBP_ERRORS.items()))
+    lines.append("Goals: " + ", ".join(f"{key} {goal['value']} {'met' if goal['met'] else 'NOT met'}"
+                                       for key, goal in report["goals"].items()))
+    return "\n".join(lines)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""tailor evaluate experiments: the vectorised shoppers against the choice model's expectations, and a small run."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from tailor_lab.evaluation import experiments
+from tailor_lab.evaluation.experiments import FEED_LENGTH, Population
+
+
+@pytest.fixture(scope="module")
+def population() -> Population:
+    return Population.simulated(400, 5, 14)
+
+
+def test_simulated_visits_average_to_the_exact_expectations(population):
+    rng = np.random.default_rng(0)
+    shoppers = np.repeat(np.arange(len(population.rate)), 300)
+    personal = np.argsort(-population.utility, axis=1)[:, :FEED_LENGTH]
+    for feeds, scale in ((population.best_sellers, 1.0), (population.best_sellers, 1.3), (personal, 1.0)):
+        drawn = population.visits(shoppers, feeds if feeds.ndim == 1 else feeds[shoppers], rng, scale)
+        clicks, revenue = population.expected_per_visit(feeds, scale)
+        assert drawn["clicks"].mean() == pytest.approx(clicks.mean(), rel=0.02)
+        assert drawn["revenue"].mean() == pytest.approx(revenue.mean(), rel=0.08)
+        assert (drawn["clicked"].sum(axis=1) == drawn["clicks"]).all()
+
+
+def test_a_small_run_reports_every_key_and_skips_missing_data(population, tmp_path):
+    report = experiments.run(aa_runs=4, ab_runs=4, units=3000, days=5, pool=300, srm_runs=50, srm_units=20_000,
+                             interleaving_runs=20, obd=tmp_path / "absent")
+    for key in ("aa_fpr_fixed", "aa_fpr_sequential", "coverage", "srm_detection", "srm_false_alarm",
+                "interleaving_ratio", "obd"):
+        assert key in report
+    assert report["obd"] == {"skipped": f"{tmp_path / 'absent'} not found"}
+    assert report["product_path_check"]["max_relative_difference"] < 1e-9
+    assert 0 < report["ab"]["true_relative_lift"]["ctr"] < 0.05
+    assert "Open Bandit Dataset: skipped" in experiments.format_table(report)
+
+
+def test_obd_section_on_files_of_its_format(tmp_path):
+    rng = np.random.default_rng(1)
+    header = ["", "timestamp", "item_id", "position", "click", "propensity_score",
+              *[f"user_feature_{i}" for i in range(4)], *[f"user-item_affinity_{i}" for i in range(6)]]
+    for policy, ctr in (("random", 0.1), ("bts", 0.15)):
+        for campaign in ("all", "men", "women"):
+            folder = tmp_path / policy / campaign
+            folder.mkdir(parents=True)
+            with open(folder / f"{campaign}.csv", "w", newline="") as fh:
+                writer = csv.writer(fh)
+                writer.writerow(header)
+                for row in range(600):
+                    item = int(rng.integers(6 if policy == "random" else 3))
+                    writer.writerow([row, "2019-11-24", item, int(rng.integers(1, 4)), int(rng.random() < ctr),
+                                     1 / 6 if policy == "random" else 1 / 3,
+                                     *[f"h{rng.integers(3)}" for _ in range(4)], *rng.random(6).round(3)])
+    obd = experiments.evaluate_obd(tmp_path, 3)
+    assert set(obd["campaigns"]) == {"all", "men", "women", "pooled"}
+    pooled = obd["campaigns"]["pooled"]
+    assert pooled["impressions"] == {"random": 1800, "bts": 1800} and not pooled["srm_flagged"]
+    assert pooled["lift_ci"][0] < pooled["lift"] < pooled["lift_ci"][1]
+    estimates = obd["campaigns"]["all"]["off_policy"]["estimates"]
+    assert set(estimates) == {"DM", "IPW", "SNIPW", "DR"}
+    assert all(0 < e["value"] < 1 for e in estimates.values())
