@@ -5,15 +5,25 @@ BIN := $(VENV)/bin
 # The suite's files run side by side, three at a time: much of it waits on local stacks rather than the CPU.
 PYTEST := $(BIN)/pytest -n 3
 
-.PHONY: run test test-fast bench lint lint-python build deploy clean
+.PHONY: run test test-fast bench lint lint-python browser build deploy clean
 
 run: $(VENV)/.installed  ## start the local AWS, replay a simulated day of shoppers, stay up
 	$(BIN)/tailor local up
 
 # The template lints run inside the suite (tests/integration/test_template.py), so `test` runs only the Python lints
 # first rather than cfn-lint and sam validate twice.
-test: lint-python  ## the Python lints, then the whole suite: unit, integration (moto), end-to-end, template lint and build
+test: lint-python browser  ## the Python lints, then the whole suite: unit, integration (moto), end-to-end, template lint and build
 	$(PYTEST)
+
+# The experiments console's end-to-end test drives a real headless Chromium: Debian's chromium and chromium-driver,
+# installed here when missing and apt-get can (as root); without them that one test skips, saying why.
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+		if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver \
+				>/dev/null) || echo "chromium could not be installed: the console's browser test will skip"; \
+		else echo "no chromium and no apt-get as root: the console's browser test will skip"; fi; \
+	fi
 
 test-fast: $(VENV)/.installed  ## everything but the template build
 	$(PYTEST) -m "not slow"

@@ -70,7 +70,8 @@ def register(app: APIGatewayRestResolver, store: ExperimentStore, live: LiveExpe
     @app.get("/console", summary="The experiments console", include_in_schema=False)
     def console():
         selected = (app.current_event.query_string_parameters or {}).get("experiment")
-        found = store.report(selected) if selected else None
+        experiment = store.get(selected) if selected else None
+        found = None if experiment is None else store.report(selected) or store.build_report(experiment)
         page = console_html([e.public() for e in store.list()], found, selected=selected, base=base_path())
         return Response(status_code=200, content_type="text/html; charset=utf-8", body=page)
 

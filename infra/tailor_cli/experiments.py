@@ -1,4 +1,4 @@
-"""`tailor experiments create|start|stop|list|report`: experiments through the API of the running stack (or, with
+"""`tailor experiments create|start|stop|list|shoppers|report`: experiments through the API of the running stack (or, with
 --api and --key, of a deployed one), as a shop would run them."""
 
 from __future__ import annotations
@@ -48,6 +48,13 @@ def add_parser(commands: Any) -> None:
     listed = verbs.add_parser("list", help="every experiment, and the strategies they may serve")
     listed.add_argument("--json", action="store_true", help="the API's answer as it is")
     listed.set_defaults(command=_list)
+
+    visit = verbs.add_parser("shoppers", help="simulated shoppers visit the feed, act on it and send their events")
+    visit.add_argument("--shoppers", type=int, default=200, help="simulated shoppers (200)")
+    visit.add_argument("--visits", type=int, default=2, help="feed visits each (2)")
+    visit.add_argument("--n", type=int, default=20, help="items per feed (20)")
+    visit.add_argument("--seed", type=int, default=7, help="simulation seed (7: the catalog `make run` replays)")
+    visit.set_defaults(command=_shoppers)
 
     report = verbs.add_parser("report", help="an experiment's report as a table, and as an HTML page with plots")
     report.add_argument("experiment_id")
@@ -123,6 +130,17 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shoppers(args: argparse.Namespace) -> int:
+    from tailor_lab.simulator.api_visits import visit_api
+
+    base, key = _endpoint(args)
+    done = visit_api(base, key, shoppers=args.shoppers, visits=args.visits, n=args.n, seed=args.seed, echo=say)
+    say(f"{done.feeds} feeds served ({', '.join(f'{k}: {v}' for k, v in sorted(done.feed_ids.items()))}); "
+        f"{done.events} events sent, {done.refused} refused; Ingest applies them within seconds and the merge adds "
+        "them to the experiments' statistics within a minute or two.")
+    return 0 if done.refused == 0 else 1
+
+
 def _report(args: argparse.Namespace) -> int:
     from tailor.experiments.pages import report_html, report_rows
 
@@ -155,12 +173,7 @@ def _report(args: argparse.Namespace) -> int:
 
 def _call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> tuple[int, Any]:
     """The API's status and JSON answer."""
-    base, key = args.api, args.key
-    if base is None or key is None:
-        handle = running(args)
-        if not handle.api_url:
-            raise OSError("the running stack serves no API")
-        base, key = base or handle.api_url, key or handle.api_key
+    base, key = _endpoint(args)
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(base.rstrip("/") + path, data=data, method=method,
                                      headers={"x-api-key": key, "content-type": "application/json"})
@@ -173,6 +186,17 @@ def _call(args: argparse.Namespace, method: str, path: str, body: Any = None) ->
             return error.code, json.loads(text)
         except json.JSONDecodeError:
             return error.code, {"message": text.decode(errors="replace")}
+
+
+def _endpoint(args: argparse.Namespace) -> tuple[str, str]:
+    """The API's base URL and key: given, or the running local stack's."""
+    base, key = args.api, args.key
+    if base is None or key is None:
+        handle = running(args)
+        if not handle.api_url:
+            raise OSError("the running stack serves no API")
+        base, key = base or handle.api_url, key or handle.api_key
+    return base, key
 
 
 def _refused(status: int, answer: Any) -> int:

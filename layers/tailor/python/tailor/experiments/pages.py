@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 __all__ = ["console_html", "report_html", "report_rows"]
 
-WIDTH, HEIGHT, PAD = 640, 220, 44
+WIDTH, HEIGHT, PAD, LEFT = 640, 220, 36, 72
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f")
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222;max-width:1100px}
@@ -66,8 +66,8 @@ def report_html(report: Mapping[str, Any], *, standalone: bool = True) -> str:
     for metric, found in (report.get("metrics") or {}).items():
         for variant, points in (found.get("daily") or {}).items():
             parts.append(_figure(lift_svg(points), f"{metric}: relative lift of {variant} over "
-                                                   f"{report.get('control')}, with its confidence sequence (dark "
-                                                   "band, valid at every daily look) and 95% interval (light)",
+                                                   f"{report.get('control')}, with its confidence sequence (light "
+                                                   "band, valid at every daily look) and 95% interval (dark)",
                                  f"lift-{metric}-{variant}"))
     parts.append("</section>")
     body = "\n".join(parts)
@@ -79,7 +79,7 @@ def report_html(report: Mapping[str, Any], *, standalone: bool = True) -> str:
 def console_html(experiments: Sequence[Mapping[str, Any]], report: Mapping[str, Any] | None, *,
                  selected: str | None = None, base: str = "") -> str:
     """The console: every experiment with its status, surface, variants and dates, each linking to its report,
-    and the selected experiment's report with its plots (or why there is none yet)."""
+    and the selected experiment's report with its plots (None: there is no such experiment)."""
     rows = ["<table id='experiments'><tr><th>experiment</th><th>name</th><th>surface</th><th>status</th>"
             "<th>variants</th><th>start</th><th>end</th></tr>"]
     for e in experiments:
@@ -95,8 +95,7 @@ def console_html(experiments: Sequence[Mapping[str, Any]], report: Mapping[str, 
     body = ["<h1>Tailor experiments</h1>", *rows]
     if selected is not None:
         body.append(report_html(report, standalone=False) if report is not None else
-                    f"<p id='no-report'>No report of <code>{_e(selected)}</code> yet: reports are written every "
-                    "15 minutes while it runs.</p>")
+                    f"<p id='no-report'>No experiment <code>{_e(selected)}</code>.</p>")
     return _page("Tailor experiments", "\n".join(body))
 
 
@@ -113,15 +112,20 @@ def lift_svg(points: Sequence[Mapping[str, Any]]) -> str:
         low, high = low - 0.05, high + 0.05
     scale = _Scale(len(xs), low, high)
     parts = [_axes(scale, [p["day"] for p in usable], percent=True)]
-    for key, colour, opacity in (("relative_cs", "#1f77b4", 0.18), ("relative_ci", "#1f77b4", 0.3)):
+    for key, opacity, width in (("relative_cs", 0.18, 14), ("relative_ci", 0.35, 6)):
         band = [(i, p.get(key)) for i, p in zip(xs, usable) if p.get(key) and all(map(_finite, p[key]))]
-        if band:
+        if len(band) > 1:
             upper = [scale.point(i, b[1]) for i, b in band]
             lower = [scale.point(i, b[0]) for i, b in reversed(band)]
-            parts.append(f"<polygon class='{key}' points='{_points(upper + lower)}' fill='{colour}' "
+            parts.append(f"<polygon class='{key}' points='{_points(upper + lower)}' fill='#1f77b4' "
                          f"fill-opacity='{opacity}'/>")
-    parts.append(f"<polyline class='lift' points='{_points([scale.point(i, p['relative']) for i, p in zip(xs, usable)])}'"
-                 " fill='none' stroke='#1f77b4' stroke-width='2'/>")
+        for i, (low_end, high_end) in ((i, b) for i, b in band[:1] if len(band) == 1):
+            (x, y1), (_, y2) = scale.point(i, low_end), scale.point(i, high_end)
+            parts.append(f"<line class='{key}' x1='{x:.1f}' y1='{y1:.1f}' x2='{x:.1f}' y2='{y2:.1f}' stroke='#1f77b4' "
+                         f"stroke-opacity='{opacity}' stroke-width='{width}'/>")
+    line = [scale.point(i, p["relative"]) for i, p in zip(xs, usable)]
+    parts.append(f"<polyline class='lift' points='{_points(line)}' fill='none' stroke='#1f77b4' stroke-width='2'/>")
+    parts += [f"<circle cx='{x:.1f}' cy='{y:.1f}' r='3' fill='#1f77b4'/>" for x, y in line]
     return _svg(parts)
 
 
@@ -135,13 +139,14 @@ def exposures_svg(report: Mapping[str, Any]) -> str:
     high = max(max(values, default=0) for values in series.values()) or 1
     scale = _Scale(len(days), 0, high)
     parts = [_axes(scale, days, percent=False)]
-    for (name, values), colour in zip(series.items(), COLOURS):
-        parts.append(f"<polyline class='exposures' data-variant='{_e(name)}' points='"
-                     f"{_points([scale.point(i, v) for i, v in enumerate(values)])}' fill='none' stroke='{colour}' "
-                     "stroke-width='2'/>")
-        x, y = scale.point(len(values) - 1, values[-1])
-        parts.append(f"<text x='{x - 4:.1f}' y='{y - 6:.1f}' font-size='11' text-anchor='end' fill='{colour}'>"
-                     f"{_e(name)} {values[-1]}</text>")
+    for k, ((name, values), colour) in enumerate(zip(series.items(), COLOURS)):
+        line = [scale.point(i, v) for i, v in enumerate(values)]
+        parts.append(f"<polyline class='exposures' data-variant='{_e(name)}' points='{_points(line)}' fill='none' "
+                     f"stroke='{colour}' stroke-width='2'/>")
+        parts += [f"<circle cx='{x:.1f}' cy='{y:.1f}' r='3' fill='{colour}'/>" for x, y in line]
+        # The variants' names in a column at the top right, each in its line's colour, with its count so far.
+        parts.append(f"<text x='{WIDTH - 8}' y='{14 + 13 * k}' font-size='11' text-anchor='end' fill='{colour}'>"
+                     f"{_e(name)}: {values[-1]:,}</text>")
     return _svg(parts)
 
 
@@ -153,23 +158,27 @@ class _Scale:
         self.count, self.low, self.high = max(count, 1), low, high
 
     def point(self, i: int, value: float) -> tuple[float, float]:
-        span = WIDTH - 2 * PAD
-        x = PAD + (span * i / (self.count - 1) if self.count > 1 else span / 2)
+        span = WIDTH - LEFT - PAD
+        x = LEFT + (span * i / (self.count - 1) if self.count > 1 else span / 2)
         y = HEIGHT - PAD + (-(HEIGHT - 2 * PAD) * (value - self.low) / (self.high - self.low))
         return x, y
 
 
 def _axes(scale: _Scale, days: Sequence[str], *, percent: bool) -> str:
-    lines = [f"<line x1='{PAD}' y1='{HEIGHT - PAD}' x2='{WIDTH - PAD}' y2='{HEIGHT - PAD}' stroke='#999'/>",
-             f"<line x1='{PAD}' y1='{PAD}' x2='{PAD}' y2='{HEIGHT - PAD}' stroke='#999'/>"]
+    lines = [f"<line x1='{LEFT}' y1='{HEIGHT - PAD}' x2='{WIDTH - PAD}' y2='{HEIGHT - PAD}' stroke='#999'/>",
+             f"<line x1='{LEFT}' y1='{PAD}' x2='{LEFT}' y2='{HEIGHT - PAD}' stroke='#999'/>"]
+    _, zero = scale.point(0, 0.0)
     for value in (scale.low, (scale.low + scale.high) / 2, scale.high):
         _, y = scale.point(0, value)
+        if percent and value not in (scale.low, scale.high) and abs(y - zero) < 12:
+            continue  # the zero line's label is there
         label = f"{value:+.1%}" if percent else f"{value:,.0f}"
-        lines.append(f"<text x='{PAD - 4}' y='{y + 4:.1f}' font-size='10' text-anchor='end'>{label}</text>")
+        lines.append(f"<text x='{LEFT - 4}' y='{y + 4:.1f}' font-size='10' text-anchor='end'>{label}</text>")
     if percent and scale.low < 0 < scale.high:
         _, y = scale.point(0, 0.0)
-        lines.append(f"<line class='zero' x1='{PAD}' y1='{y:.1f}' x2='{WIDTH - PAD}' y2='{y:.1f}' stroke='#444' "
+        lines.append(f"<line class='zero' x1='{LEFT}' y1='{y:.1f}' x2='{WIDTH - PAD}' y2='{y:.1f}' stroke='#444' "
                      "stroke-dasharray='4 3'/>")
+        lines.append(f"<text x='{LEFT - 4}' y='{y + 4:.1f}' font-size='10' text-anchor='end'>0</text>")
     for i in sorted({0, len(days) - 1}):
         x, _ = scale.point(i, scale.low)
         lines.append(f"<text x='{x:.1f}' y='{HEIGHT - PAD + 16}' font-size='10' text-anchor='middle'>"
@@ -198,7 +207,7 @@ def _units_table(report: Mapping[str, Any]) -> str:
     rows = ["<table class='units'><tr><th>variant</th><th>strategy</th><th>shoppers</th><th>expected</th></tr>"]
     for name, count in units.items():
         rows.append(f"<tr><td>{_e(name)}</td><td>{_e(strategies.get(name, ''))}</td><td>{count}</td>"
-                    f"<td>{_num(expected.get(name), 1)}</td></tr>")
+                    f"<td>{_fixed(expected.get(name))}</td></tr>")
     return "".join(rows) + "</table>"
 
 
@@ -239,6 +248,10 @@ def _finite(value: Any) -> bool:
 
 def _num(value: Any, digits: int = 4) -> str:
     return "–" if not _finite(value) else f"{value:.{digits}g}"
+
+
+def _fixed(value: Any) -> str:
+    return "–" if not _finite(value) else f"{value:,.1f}"
 
 
 def _pct(value: Any) -> str:
