@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -118,10 +119,23 @@ def test_rebuild_sets_only_its_fields_and_never_revives_an_erased_shopper(world)
     assert store.tables["shoppers"][keeper][LTV_FIELD]["expected_spend"] >= 0
 
 
-def test_without_a_model_nothing_is_scored(world):
+def test_without_a_model_of_its_own_or_shipped_nothing_is_scored(world, tmp_path):
     store, _, _ = world
-    assert rebuild(store, ModelRegistry(MemoryBlobStore())).run() == {"status": "no_model", "scored": 0}
+    assert rebuild(store, ModelRegistry(MemoryBlobStore()), default_dir=tmp_path).run() == {"status": "no_model",
+                                                                                          "scored": 0}
     assert not any(LTV_FIELD in row for row in store.tables["shoppers"].values())
+
+
+def test_a_shop_without_a_model_of_its_own_is_scored_with_the_shipped_default(world, tmp_path, small_ltv_model):
+    store, _, users = world
+    (tmp_path / f"{MODEL_NAME}.onnx").write_bytes(small_ltv_model.onnx)
+    (tmp_path / f"{MODEL_NAME}.json").write_text(json.dumps({**small_ltv_model.metadata, "version": "shipped-1"}))
+    empty = ModelRegistry(MemoryBlobStore())
+    # A run that began with the shipped model resumes with it in the next invocation.
+    assert rebuild(store, empty, default_dir=tmp_path).run(remaining_seconds=lambda: 0.0)["status"] == "paused"
+    report = rebuild(store, empty, default_dir=tmp_path).run()
+    assert report["status"] == "done" and report["model"] == f"{MODEL_NAME}:shipped-1"
+    assert all(store.tables["shoppers"][u][LTV_FIELD]["model"] == f"{MODEL_NAME}:shipped-1" for u in users)
 
 
 def test_scheduled_training_publishes_from_the_archive_and_skips_a_shop_too_young_to_learn_from():

@@ -23,13 +23,14 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from tailor.ltv.features import row_features
 from tailor.ltv.scoring import MODEL_NAME, LtvModel
-from tailor.models.registry import ModelRegistry
+from tailor.models.registry import DEFAULT_DIR, ModelRegistry, StoredModel, default_model
 from tailor.shopper import ShopperState
 from tailor.store.port import Conflict, StateStore
 
@@ -63,7 +64,7 @@ class _Run:
 class LtvRebuild:
     def __init__(self, store: StateStore, registry: ModelRegistry, *, clock: Callable[[], float] = time.time,
                  page_size: int = 500, every_seconds: float = 86_400.0, margin_seconds: float = 60.0,
-                 writers: int = 16, model_threads: int | None = None):
+                 writers: int = 16, model_threads: int | None = None, default_dir: Path = DEFAULT_DIR):
         """`margin_seconds`: the time an invocation keeps in hand to finish a page and checkpoint it;
         `writers`: concurrent row updates per page."""
         self.store = store
@@ -74,6 +75,7 @@ class LtvRebuild:
         self.margin_seconds = margin_seconds
         self.writers = writers
         self.model_threads = model_threads
+        self.default_dir = default_dir
         self._models: dict[str, LtvModel] = {}
 
     def run(self, remaining_seconds: Callable[[], float] | None = None) -> dict[str, Any]:
@@ -130,7 +132,8 @@ class LtvRebuild:
             return run, self._model(run.model_version)
         version = self.registry.current_version(MODEL_NAME)
         if version is None:
-            raise LookupError(f"the registry has no current {MODEL_NAME!r} model")
+            # A shop with no model of its own yet is scored with the one shipped in the package.
+            version = self._default_version()
         model = self._model(version)
         as_of = _iso(now)
         lease = f"{as_of}#{0:09d}"
@@ -142,9 +145,22 @@ class LtvRebuild:
     def _model(self, version: str) -> LtvModel:
         if version not in self._models:
             # One version per run, however many invocations it takes; a newer one waits for the next run.
-            self._models = {version: LtvModel.from_stored(self.registry.fetch(MODEL_NAME, version),
-                                                          threads=self.model_threads)}
+            shipped = self._shipped()
+            stored = shipped if shipped is not None and shipped.version == version else \
+                self.registry.fetch(MODEL_NAME, version)
+            self._models = {version: LtvModel.from_stored(stored, threads=self.model_threads)}
         return self._models[version]
+
+    def _default_version(self) -> str:
+        shipped = self._shipped()
+        if shipped is None:
+            raise LookupError(f"the registry has no current {MODEL_NAME!r} model and none is shipped")
+        return shipped.version
+
+    def _shipped(self) -> StoredModel | None:
+        if not (self.default_dir / f"{MODEL_NAME}.onnx").exists():
+            return None
+        return default_model(MODEL_NAME, self.default_dir)
 
     def _write(self, entries: Sequence[tuple[str, dict[str, Any]]], as_of: str) -> int:
         def write(entry: tuple[str, dict[str, Any]]) -> bool:
