@@ -23,8 +23,9 @@ The first run also builds its rows one unit change at a time with statistics.inc
 Validations (alpha 0.05):
 * A/A: --aa-runs experiments of the same feed in both arms; the share whose last day's 95% interval of the relative
   lift excludes 0 (fixed horizon, per metric) and whose confidence sequence excludes 0 on any day (looked at daily).
-* A/B: the treatment's click probabilities are the control's times 1.05: the true relative lifts of CTR and revenue
-  per unit follow exactly from the choice model (expectations over the pool); coverage of the 95% intervals and
+* A/B: the treatment's click probabilities are the control's times the factor that lifts the expected CTR by
+  exactly 5% (the true relative lifts of CTR and revenue per unit follow exactly from the choice model, as
+  expectations over the pool); coverage of the 95% intervals and
   the power to find the lift (interval above 0), fixed horizon and sequential, at --units.
 * SRM: --srm-runs 50/50 assignments of --srm-units units, intact or with 2% of one variant's exposures lost; the
   share flagged (p < 0.001). At the default size too, for what it can tell.
@@ -123,10 +124,10 @@ def run(*, aa_runs: int = 500, ab_runs: int = 500, units: int = 20_000, days: in
     report: dict[str, Any] = {"units": units, "days": days, "pool": pool, "seed": seed}
     started = time.perf_counter()
     aa = _experiments(population, aa_runs, units, days, seed, lift=0.0, echo=echo)
+    report["product_path_check"] = aa.pop("product_path_check")
     report["aa"] = aa | {"seconds": round(time.perf_counter() - started, 1)}
     report["aa_fpr_fixed"] = aa["fpr_fixed"]["ctr"]
     report["aa_fpr_sequential"] = aa["fpr_sequential"]["ctr"]
-    report["product_path_check"] = aa.pop("product_path_check")
     echo(f"A/A: {aa_runs} runs in {report['aa']['seconds']} s")
     started = time.perf_counter()
     ab = _experiments(population, ab_runs, units, days, seed + 1, lift=LIFT, echo=echo)
@@ -274,7 +275,8 @@ class Population:
 def _experiments(population: Population, runs: int, units: int, days: int, seed: int, *, lift: float,
                  echo: Callable[[str], None]) -> dict[str, Any]:
     feed = population.best_sellers
-    truth = _true_lifts(population, feed, days, lift)
+    scale = _scale_for(population, feed, days, lift)
+    truth = _true_lifts(population, feed, days, scale)
     experiment = {"experiment_id": "simulated", "variants": [{"name": "control", "share": 0.5},
                                                              {"name": "treatment", "share": 0.5}],
                   "planned_units": units}
@@ -288,7 +290,7 @@ def _experiments(population: Population, runs: int, units: int, days: int, seed:
     check = None
     for r in range(runs):
         rng = np.random.default_rng([seed, 31, r])
-        rows, unit_totals = _simulate_rows(population, feed, units, days, rng, lift)
+        rows, unit_totals = _simulate_rows(population, feed, units, days, rng, scale)
         if r == 0:
             check = _product_path_check(rows, unit_totals)
         report = build_report(experiment, rows)
@@ -319,25 +321,40 @@ def _experiments(population: Population, runs: int, units: int, days: int, seed:
                            "cuped_revenue_interval_width_ratio": round(float(np.mean(widths["cuped"])
                                                                              / np.mean(widths["plain"])), 4)}
     if lift:
-        out |= {"injected_click_lift": lift, "true_relative_lift": {m: round(v, 5) for m, v in truth.items()},
+        out |= {"click_probability_scale": round(scale, 6), "true_relative_lift": {m: round(v, 5) for m, v in truth.items()},
                 "coverage": share(covered), "coverage_sequential": share(covered_cs),
                 "power_fixed": share(power_fixed), "power_sequential": share(power_sequential)}
         del out["fpr_fixed"], out["fpr_sequential"]
     return out
 
 
-def _true_lifts(population: Population, feed: np.ndarray, days: int, lift: float) -> dict[str, float]:
-    """The true relative lifts of CTR and revenue per unit: expectations over the units' distribution."""
+def _scale_for(population: Population, feed: np.ndarray, days: int, lift: float) -> float:
+    """The factor on every click probability that lifts the expected CTR by `lift` (the cascade damps it)."""
+    if lift == 0:
+        return 1.0
+    low, high = 1.0, 1.0 + 3.0 * lift
+    for _ in range(40):
+        middle = (low + high) / 2
+        if _true_lifts(population, feed, days, middle)["ctr"] < lift:
+            low = middle
+        else:
+            high = middle
+    return (low + high) / 2
+
+
+def _true_lifts(population: Population, feed: np.ndarray, days: int, scale: float) -> dict[str, float]:
+    """The true relative lifts of CTR and revenue per unit when the treatment's click probabilities are the
+    control's times `scale`: expectations over the units' distribution."""
     visits = population.weight * population.exposed_visits(days)
     control = population.expected_per_visit(feed)
-    treated = population.expected_per_visit(feed, 1.0 + lift)
+    treated = population.expected_per_visit(feed, scale)
     # impressions per visit are the same in both arms, so CTR's lift is that of clicks per unit
     return {"ctr": float((visits * treated[0]).sum() / (visits * control[0]).sum() - 1.0),
             "revenue": float((visits * treated[1]).sum() / (visits * control[1]).sum() - 1.0)}
 
 
 def _simulate_rows(population: Population, feed: np.ndarray, units: int, days: int, rng: np.random.Generator,
-                   lift: float) -> tuple[list[tuple[str, str, SufficientStatistics]], dict]:
+                   scale: float) -> tuple[list[tuple[str, str, SufficientStatistics]], dict]:
     """One experiment: its daily statistics rows per arm, and each unit's totals per day (for the product check)."""
     shopper = rng.choice(len(population.rate), size=units, p=population.weight)
     arm = rng.random(units) < 0.5
@@ -349,9 +366,9 @@ def _simulate_rows(population: Population, feed: np.ndarray, units: int, days: i
     day = np.floor(rng.random(len(unit_of_visit)) * days).astype(int)
     outcome = {"clicks": np.zeros(len(unit_of_visit)), "orders": np.zeros(len(unit_of_visit)),
                "revenue": np.zeros(len(unit_of_visit))}
-    for treated, scale in ((False, 1.0), (True, 1.0 + lift)):
+    for treated, factor in ((False, 1.0), (True, scale)):
         rows = np.flatnonzero(arm[unit_of_visit] == treated)
-        result = population.visits(shopper[unit_of_visit[rows]], feed, rng, scale)
+        result = population.visits(shopper[unit_of_visit[rows]], feed, rng, factor)
         for key in outcome:
             outcome[key][rows] = result[key]
     pre_visits = rng.poisson(population.rate[shopper] * PRE_DAYS)
@@ -610,9 +627,9 @@ def format_table(report: dict[str, Any]) -> str:
                      f"{'-' if coverage is None else f'{coverage:.3f}':>13} {ab['power_fixed'][metric]:>12.3f} "
                      f"{ab['power_sequential'][metric]:>9.3f}")
     lines += [f"A/A {aa['runs']} runs ({aa['seconds']} s), A/B {ab['runs']} runs ({ab['seconds']} s): click "
-              f"probabilities x{1 + ab['injected_click_lift']:g}, true lift CTR {ab['true_relative_lift']['ctr']:+.4f}, "
+              f"probabilities x{ab['click_probability_scale']:.4f}, true lift CTR {ab['true_relative_lift']['ctr']:+.4f}, "
               f"revenue/shopper {ab['true_relative_lift']['revenue']:+.4f}; CUPED narrows revenue's interval to "
-              f"{aa['cuped_revenue_interval_width_ratio']:.0%} of its width",
+              f"{aa['cuped_revenue_interval_width_ratio']:.1%} of its width",
               f"SRM ({srm['runs']} runs of {srm['units']:,} units): 2% of one arm lost flagged {srm['detection']:.3f}, "
               f"intact flagged {srm['false_alarm']:.3f}; at {srm['default_units']:,} units the loss is flagged "
               f"{srm['detection_at_default_units']:.3f}",

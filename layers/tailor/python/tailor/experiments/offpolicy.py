@@ -10,7 +10,9 @@ click probabilities are `predicted[i, a]`. With weights w_i = target[i, a_i] / p
     SNIPW  sum_i w_i r_i / sum_i w_i                           IPW normalised by the mean weight
     DR     DM + mean_i w_i (r_i - predicted[i, a_i])           unbiased if either the weights or the model are right
 
-Each comes with a normal 95% interval from the standard error of its per-row terms (SNIPW by the delta method).
+Each comes with a normal 95% interval from the standard error of its per-row terms (SNIPW by the delta method);
+DM's counts only the spread of the model's predictions over the rows, not the model's own error, so it is far too
+narrow to trust.
 """
 
 from __future__ import annotations
