@@ -1,0 +1,149 @@
+"""Experiments benchmark: what assignment adds to a feed and attribution to Ingest's CPU per event. Prints a table and
+writes the figures as JSON.
+
+* Feeds: the serving benchmark's state and requests (a simulated day, the default candidate budget, the in-memory
+  store), each request served without an experiment, in a live one (assignment, the variant's pipeline, the
+  experiment's feed id) and in one that also logs the exposure (to the in-memory store), the three interleaved
+  request by request so that they see the same machine; p50 and p99 of each, and `assign()` alone.
+* Ingest: the same simulated events through Ingest (in-memory store, intent on, counter buffer on) without
+  attribution, with attribution and no event naming an experiment, and with every impression, click, cart and
+  purchase echoing an experiment's feed id (a worst case: on a shop only those on an experiment's surface do);
+  CPU seconds per event (time.process_time), runs interleaved, median and fastest of `--runs`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from tailor.experiments.assignment import assign, claim_slot
+from tailor.experiments.attribution import Attribution
+from tailor.experiments.definitions import new_experiment
+from tailor.experiments.storage import ExperimentStore, LiveExperiments
+from tailor.ingest.intent import SessionIntent
+from tailor.ingest.service import Ingestor, StreamRecord
+from tailor.models import load_model
+from tailor.ranking import MODEL_NAME, RankingModel
+from tailor.serving import Recommender
+from tailor.store.memory import MemoryBlobStore, MemoryStateStore
+from tailor_lab.simulator import simulate
+
+from .report import percentile, publish
+from .serving import WARMUP_REQUESTS
+from .state import FEED_N, feed_requests, ingested
+
+__all__ = ["main", "run"]
+
+ATTRIBUTED_TYPES = ("impression", "click", "add_to_cart", "purchase")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tailor bench experiments", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=1500, help="timed feed requests per row (1500)")
+    parser.add_argument("--events", type=int, default=6000, help="events through Ingest per run (6000)")
+    parser.add_argument("--runs", type=int, default=11, help="Ingest runs per row (11)")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--out", type=Path, default=Path("bench-results/experiments.json"))
+    args = parser.parse_args(argv)
+    report = run(requests=args.requests, events=args.events, runs=args.runs, seed=args.seed)
+    publish(report, format_table(report), args.out)
+    return 0
+
+
+def run(*, requests: int, events: int, runs: int, seed: int) -> dict[str, Any]:
+    return {"benchmark": "experiments", "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "feed": _feeds(requests, seed), "ingest": _ingest(events, runs, seed)}
+
+
+def format_table(report: dict[str, Any]) -> str:
+    lines = ["Feeds (in-memory store, default budget, requests interleaved)",
+             f"{'':<46} {'requests':>8} {'p50 ms':>8} {'p99 ms':>8}"]
+    for name, row in report["feed"]["rows"].items():
+        lines.append(f"{name:<46} {row['requests']:>8} {row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f}")
+    lines.append(f"assign() alone: {report['feed']['assign_us']:.1f} us a call")
+    ingest = report["ingest"]
+    lines += ["", f"Ingest CPU per event ({ingest['events']} events, {ingest['attributed_events']} echoing an "
+                  f"experiment's feed id in the last row; {ingest['runs']} runs each)",
+              f"{'':<46} {'median us':>9} {'fastest us':>10} {'vs off':>8}"]
+    for name, row in ingest["rows"].items():
+        lines.append(f"{name:<46} {row['median_us']:>9.1f} {row['fastest_us']:>10.1f} {row['vs_off_median']:>+8.1%}")
+    return "\n".join(lines)
+
+
+def _feeds(requests: int, seed: int) -> dict[str, Any]:
+    now = dt.datetime.now(dt.UTC)
+    simulation = simulate(shoppers=500, days=1.0, seed=seed, start=now - dt.timedelta(days=1), items=3000)
+    state = ingested(simulation.events)
+    model = load_model(MODEL_NAME, None, build=RankingModel.from_stored)
+    asks = feed_requests(state, requests + WARMUP_REQUESTS, seed)
+    experiment = new_experiment({"experiment_id": "exp-bench", "start": (now - dt.timedelta(hours=1)).isoformat(),
+                                 "variants": [{"name": "a", "strategy": "default"},
+                                              {"name": "b", "strategy": "default"}]},
+                                now=now, known_strategies={"default"})
+    experiment = experiment.started(now, claim_slot(experiment, []))
+    live = LiveExperiments(lambda: [experiment])
+    logged = ExperimentStore(MemoryStateStore())
+
+    def log(feed_id: str, ranking: Any) -> None:
+        items = [item.item_id for item in ranking.items]
+        logged.log_exposure(feed_id, ranking.assignment, strategy=ranking.strategy, items=items,
+                            probabilities=[1.0] * len(items), served_at=time.time())
+
+    plain = Recommender(state, model)
+    plain.pipeline.warm(plain.clock())
+    recommenders = {"no experiment": plain,
+                    "in an experiment": Recommender(state, model, cache=plain.pipeline.cache, experiments=live),
+                    "in an experiment, exposure logged": Recommender(state, model, cache=plain.pipeline.cache,
+                                                                     experiments=live, exposures=log)}
+    timings: dict[str, list[float]] = {name: [] for name in recommenders}
+    for n, (user, session) in enumerate(asks):
+        order = list(recommenders.items())
+        for name, recommender in order if n % 2 else reversed(order):
+            started = time.perf_counter()
+            recommender.feed(user, session_id=session, n=FEED_N)
+            if n >= WARMUP_REQUESTS:
+                timings[name].append((time.perf_counter() - started) * 1000)
+    started = time.perf_counter()
+    for user, _ in asks:
+        assign([experiment], "feed", user_id=user, session_id=None)
+    assign_us = (time.perf_counter() - started) / len(asks) * 1e6
+    return {"rows": {name: {"requests": len(values), "p50_ms": percentile(values, 50),
+                            "p99_ms": percentile(values, 99)} for name, values in timings.items()},
+            "assign_us": assign_us}
+
+
+def _ingest(events: int, runs: int, seed: int) -> dict[str, Any]:
+    payload = simulate(shoppers=max(60, events // 10), days=1.0, seed=seed).events[:events]
+
+    def experimental(event: dict[str, Any]) -> dict[str, Any]:
+        if event["event_type"] not in ATTRIBUTED_TYPES:
+            return event
+        variant = "a" if sum(map(ord, event["user_id"])) % 2 else "b"
+        return {**event, "feed_id": f"exp-bench.{variant}.u{event['session_id'][-12:]}"}
+
+    attributed = [experimental(e) for e in payload]
+    rows = {"attribution off": (None, payload), "attribution on, no feed id of an experiment": (Attribution(), payload),
+            "attribution on, feed events in an experiment": (Attribution(), attributed)}
+    intent = SessionIntent.shipped()
+    times: dict[str, list[float]] = {name: [] for name in rows}
+    for _ in range(runs):
+        for name, (attribution, events_in) in rows.items():
+            records = [StreamRecord("shardId-000000000000", str(49_000_000_000_000_000_000 + i),
+                                    json.dumps(e).encode(), e["user_id"], 1.7e9 + i) for i, e in enumerate(events_in)]
+            ingestor = Ingestor(MemoryStateStore(), MemoryBlobStore(), max_workers=1, intent=intent, buffer=True,
+                                attribution=attribution)
+            started = time.process_time()
+            for start in range(0, len(records), 100):
+                ingestor.ingest(records[start:start + 100])
+            times[name].append((time.process_time() - started) / len(records) * 1e6)
+    off = statistics.median(times["attribution off"])
+    return {"events": len(payload), "attributed_events": sum(1 for e in attributed if e is not None and
+                                                             str(e.get("feed_id", "")).startswith("exp-bench.")),
+            "runs": runs,
+            "rows": {name: {"median_us": statistics.median(values), "fastest_us": min(values),
+                            "vs_off_median": statistics.median(values) / off - 1} for name, values in times.items()}}
