@@ -130,7 +130,9 @@ def test_main_writes_the_figures_and_rejects_a_lone_session_rec_file(chain, tmp_
                  "--json", str(tmp_path / "f.json")]) == 0
     figures = json.loads((tmp_path / "f.json").read_text())
     assert figures["vsknn_config"] == VSKNN_CONFIG
-    assert set(figures["goal"]["met"]) == {"tailor (live)", "tailor (train-only)"}
+    assert set(figures["goal"]["met"]) == {"tailor (live)", "tailor (train-only)", "tailor + embeddings (live)",
+                                           "tailor + embeddings (train-only)"}
+    assert {"embeddings", "tailor + embeddings (live)"} <= set(figures["methods"])
     assert "V-SKNN" in capsys.readouterr().out
     assert main(["--train", str(train), "--out", str(tmp_path / "r2.csv")]) == 2
     assert "not a Diginetica item-views file" in capsys.readouterr().err

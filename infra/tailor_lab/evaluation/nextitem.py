@@ -66,6 +66,8 @@ from typing import Any
 
 import numpy as np
 
+from tailor.embeddings import ItemVectors, VectorUpdate, update_vector
+from tailor.embeddings.ranking import DEFAULT_BLEND, EmbeddingBlend, blend_next_items
 from tailor.events import parse_event
 from tailor.ingest.intent import SessionIntent
 from tailor.ingest.service import Ingestor, StreamRecord
@@ -76,6 +78,12 @@ from tailor.ranking.rows import Partners, partners
 from tailor.session import SessionState, fold_session
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
 from tailor_lab.datasets import load_diginetica, load_yoochoose
+from tailor_lab.training.embeddings import (
+    EmbeddingParams,
+    interactions_from_events,
+    read_item_metadata,
+    train_item_vectors,
+)
 
 __all__ = ["CUTOFF", "GOAL", "VSKNN_CONFIG", "CoOccurrence", "NextItemSplit", "Popularity", "SequentialRules", "VSKNN",
            "evaluate_next_item", "format_table", "load_diginetica_split", "load_session_rec_split", "main",
@@ -98,7 +106,16 @@ SHARD = "shardId-000000000000"
 TAILOR_LIVE = "tailor (live)"
 TAILOR_TRAIN_ONLY = "tailor (train-only)"
 VSKNN_LIVE = "V-SKNN (live events)"
-METHODS = ("popularity", "co-occurrence", "sequential rules", "V-SKNN", VSKNN_LIVE, TAILOR_LIVE, TAILOR_TRAIN_ONLY)
+EMBEDDINGS = "embeddings"
+BLEND_LIVE = "tailor + embeddings (live)"
+BLEND_TRAIN_ONLY = "tailor + embeddings (train-only)"
+CATEGORY_POPULARITY = "category popularity"
+BASELINES = ("popularity", "co-occurrence", "sequential rules", "V-SKNN")
+LIVE_METHODS = (VSKNN_LIVE, TAILOR_LIVE, BLEND_LIVE)
+TRAIN_ONLY_METHODS = (TAILOR_TRAIN_ONLY, EMBEDDINGS, BLEND_TRAIN_ONLY)
+MODES = ("live", "train-only", "both")
+COLD_SUPPORT = 5  # a target item with fewer training interactions is a cold-start point
+POOL = 200  # Tailor's candidates the blend with the embeddings reorders
 _DATA = Path(__file__).resolve().parents[4] / "shared" / "data"
 DEFAULT_TRAIN = _DATA / "yoochoose-100k" / "train_tr.txt"
 DEFAULT_TEST = _DATA / "yoochoose-100k" / "train_valid.txt"
@@ -113,6 +130,7 @@ class NextItemSplit:
     train: list[dict]
     test: list[dict]
     labels: dict[str, str] = field(default_factory=dict)  # session_id -> the data set's own session id
+    train_attributes: dict[str, dict[str, Any]] = field(default_factory=dict)  # item metadata for the vectors
 
     def label(self, session_id: str) -> str:
         return self.labels.get(session_id, session_id)
@@ -184,9 +202,17 @@ def validation_split(split: NextItemSplit, days: float) -> NextItemSplit:
 
 
 def evaluate_next_item(split: NextItemSplit, out_path: str | os.PathLike[str] | None = None, *,
-                       echo: Callable[[str], None] | None = None, intent: bool = True) -> dict[str, Any]:
-    """Run the protocol on `split`; write Tailor's live recommendations to `out_path`; return the figures.
-    With `intent` (as deployed), Ingest weighs association pairs by the shipped intent model and factors."""
+                       echo: Callable[[str], None] | None = None, intent: bool = True, mode: str = "both",
+                       vectors: ItemVectors | None = None, embedding_params: EmbeddingParams | None = None,
+                       blend: EmbeddingBlend = DEFAULT_BLEND, embeddings: bool = True,
+                       categories: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Run the protocol on `split`; write the recommendations of `mode` (Tailor's with the embeddings; live for
+    "both") to `out_path`; return the figures. With `intent` (as deployed), Ingest weighs association pairs by
+    the shipped intent model and factors. The embeddings are `vectors`, else trained here on the training events
+    with `embedding_params` (tailor train embeddings' defaults); `embeddings=False` leaves them out.
+    `categories` (item -> category) makes the cold-start baseline category popularity."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     say = echo or (lambda message: None)
     started = time.perf_counter()
     train_sessions = _item_sequences(split.train)
@@ -202,6 +228,15 @@ def evaluate_next_item(split: NextItemSplit, out_path: str | os.PathLike[str] | 
         t = time.perf_counter()
         baselines[name] = build(train_sessions)
         say(f"  fitted {name} in {time.perf_counter() - t:.1f}s")
+    seconds: Counter = Counter()
+    if embeddings and vectors is None:
+        t = time.perf_counter()
+        vectors = train_item_vectors(interactions_from_events(split.train), embedding_params or EmbeddingParams(),
+                                     attributes=split.train_attributes, index=False)
+        seconds["embedding training"] = time.perf_counter() - t
+        say(f"  trained item vectors ({len(vectors)} x {vectors.dim}) in {seconds['embedding training']:.1f}s")
+    if not embeddings:
+        vectors = None
 
     t = time.perf_counter()
     store = MemoryStateStore()
@@ -214,9 +249,22 @@ def evaluate_next_item(split: NextItemSplit, out_path: str | os.PathLike[str] | 
     lookup = _Associations(store)
     factors = IntentFactors.default()
 
-    # Train-only: every test session on its own, its state folded from its events as they are revealed.
     lists: dict[str, dict[tuple[str, int], list[str]]] = defaultdict(dict)
-    seconds: Counter = Counter()
+    scored: dict[str, dict[tuple[str, int], list[tuple[str, float]]]] = defaultdict(dict)
+    queries: dict[tuple[str, int], np.ndarray | None] = {}
+    if vectors is not None:
+        t = time.perf_counter()
+        for session_id in order:
+            events = test_sessions[session_id]
+            current = None
+            for position, raw in enumerate(events[:-1]):
+                current = update_vector(current, vectors.vector(raw["item_id"]), raw["event_type"], rule=blend.update)
+                queries[(session_id, position)] = current
+                lists[EMBEDDINGS][(session_id, position)] = [
+                    item for item, _ in vectors.nearest(current, CUTOFF)] if current is not None else []
+        seconds[EMBEDDINGS] += time.perf_counter() - t
+
+    # Train-only: every test session on its own, its state folded from its events as they are revealed.
     for session_id in order:
         events = test_sessions[session_id]
         prefix: list[str] = []
@@ -227,63 +275,97 @@ def evaluate_next_item(split: NextItemSplit, out_path: str | os.PathLike[str] | 
                 t = time.perf_counter()
                 lists[name][(session_id, position)] = model.recommend(prefix)
                 seconds[name] += time.perf_counter() - t
+            if mode == "live":
+                continue
             t = time.perf_counter()
             state = fold_session(state, parse_event(raw), ttl_seconds=0)
-            ranked = _session_candidates(state, lookup, factors)
+            ranked = _session_candidates(state, lookup, factors, POOL if vectors is not None else CUTOFF)
             seconds[TAILOR_TRAIN_ONLY] += time.perf_counter() - t
-            lists[TAILOR_TRAIN_ONLY][(session_id, position)] = [item for item, _ in ranked]
+            scored[TAILOR_TRAIN_ONLY][(session_id, position)] = ranked[:CUTOFF]
+            if vectors is not None:
+                t = time.perf_counter()
+                scored[BLEND_TRAIN_ONLY][(session_id, position)] = blend_next_items(
+                    ranked, queries[(session_id, position)], vectors, CUTOFF, blend=blend)
+                seconds[BLEND_TRAIN_ONLY] += time.perf_counter() - t
+    if BLEND_TRAIN_ONLY in scored:
+        seconds[BLEND_TRAIN_ONLY] += seconds[TAILOR_TRAIN_ONLY] + seconds[EMBEDDINGS]
     say("  recommended for every test prefix from the training data alone")
 
     # Live: the test events go through Ingest one by one in time order, and each recommendation is
     # made from what the stores hold right after its event. V-SKNN gets the same events for reference.
-    t = time.perf_counter()
-    vsknn_live = VSKNN(train_sessions)
-    seconds[VSKNN_LIVE] += time.perf_counter() - t
-    live_scored: dict[tuple[str, int], list[tuple[str, float]]] = {}
-    position_of = {raw["event_id"]: p for s in order for p, raw in enumerate(test_sessions[s])}
-    prefixes: dict[str, list[str]] = defaultdict(list)
-    for raw in sorted(split.test, key=lambda e: (_epoch(e["timestamp"]), e["session_id"], position_of[e["event_id"]])):
-        session_id, position = raw["session_id"], position_of[raw["event_id"]]
+    if mode != "train-only":
         t = time.perf_counter()
-        stream.ingest([raw])
-        seconds[TAILOR_LIVE] += time.perf_counter() - t
-        t = time.perf_counter()
-        vsknn_live.extend(session_id, raw["item_id"], _epoch(raw["timestamp"]))
+        vsknn_live = VSKNN(train_sessions)
         seconds[VSKNN_LIVE] += time.perf_counter() - t
-        prefixes[session_id].append(raw["item_id"])
-        if position + 1 == len(test_sessions[session_id]):
-            continue
-        t = time.perf_counter()
-        state = SessionState.from_row(store.tables["sessions"][session_id])
-        live_scored[(session_id, position)] = _session_candidates(state, lookup, factors)
-        seconds[TAILOR_LIVE] += time.perf_counter() - t
-        t = time.perf_counter()
-        lists[VSKNN_LIVE][(session_id, position)] = vsknn_live.recommend(prefixes[session_id], session_id)
-        seconds[VSKNN_LIVE] += time.perf_counter() - t
-    lists[TAILOR_LIVE] = {key: [item for item, _ in ranked] for key, ranked in live_scored.items()}
-    say("  recommended live, ingesting the test events as they came")
+        position_of = {raw["event_id"]: p for s in order for p, raw in enumerate(test_sessions[s])}
+        prefixes: dict[str, list[str]] = defaultdict(list)
+        for raw in sorted(split.test, key=lambda e: (_epoch(e["timestamp"]), e["session_id"], position_of[e["event_id"]])):
+            session_id, position = raw["session_id"], position_of[raw["event_id"]]
+            t = time.perf_counter()
+            stream.ingest([raw])
+            seconds[TAILOR_LIVE] += time.perf_counter() - t
+            t = time.perf_counter()
+            vsknn_live.extend(session_id, raw["item_id"], _epoch(raw["timestamp"]))
+            seconds[VSKNN_LIVE] += time.perf_counter() - t
+            prefixes[session_id].append(raw["item_id"])
+            if position + 1 == len(test_sessions[session_id]):
+                continue
+            t = time.perf_counter()
+            state = SessionState.from_row(store.tables["sessions"][session_id])
+            ranked = _session_candidates(state, lookup, factors, POOL if vectors is not None else CUTOFF)
+            seconds[TAILOR_LIVE] += time.perf_counter() - t
+            scored[TAILOR_LIVE][(session_id, position)] = ranked[:CUTOFF]
+            if vectors is not None:
+                t = time.perf_counter()
+                scored[BLEND_LIVE][(session_id, position)] = blend_next_items(
+                    ranked, queries[(session_id, position)], vectors, CUTOFF, blend=blend)
+                seconds[BLEND_LIVE] += time.perf_counter() - t
+            t = time.perf_counter()
+            lists[VSKNN_LIVE][(session_id, position)] = vsknn_live.recommend(prefixes[session_id], session_id)
+            seconds[VSKNN_LIVE] += time.perf_counter() - t
+        if BLEND_LIVE in scored:
+            seconds[BLEND_LIVE] += seconds[TAILOR_LIVE] + seconds[EMBEDDINGS]
+        say("  recommended live, ingesting the test events as they came")
+    for name, found in scored.items():
+        lists[name] = {key: [item for item, _ in ranked] for key, ranked in found.items()}
 
+    written = BLEND_TRAIN_ONLY if mode == "train-only" else BLEND_LIVE
+    if written not in scored:
+        written = TAILOR_TRAIN_ONLY if mode == "train-only" else TAILOR_LIVE
     if out_path is not None:
-        _write_recommendations(Path(out_path), split, points, live_scored)
+        _write_recommendations(Path(out_path), split, points, scored[written])
 
+    methods = [name for name in (*BASELINES, *(LIVE_METHODS if mode != "train-only" else ()),
+                                 *(TRAIN_ONLY_METHODS if mode != "live" else ())) if name in lists]
     targets = [test_sessions[s][p + 1]["item_id"] for s, p in points]
-    reciprocal = {name: _reciprocal_ranks([lists[name][key] for key in points], targets) for name in METHODS}
+    reciprocal = {name: _reciprocal_ranks([lists[name][key] for key in points], targets) for name in methods}
     session_of_point = np.repeat(np.arange(len(order)), [len(test_sessions[s]) - 1 for s in order])
+    pairs = [(name, reference) for name, reference in (
+        (TAILOR_LIVE, "V-SKNN"), (BLEND_LIVE, "V-SKNN"), (TAILOR_TRAIN_ONLY, "V-SKNN"), (BLEND_TRAIN_ONLY, "V-SKNN"),
+        (TAILOR_LIVE, VSKNN_LIVE), (BLEND_LIVE, VSKNN_LIVE)) if name in reciprocal and reference in reciprocal]
     versus = {f"{name} vs {reference}": _relative(reciprocal[name], reciprocal[reference], session_of_point)
-              for name, reference in ((TAILOR_LIVE, "V-SKNN"), (TAILOR_TRAIN_ONLY, "V-SKNN"), (TAILOR_LIVE, VSKNN_LIVE))}
+              for name, reference in pairs}
+    cold = _cold_start(split, points, targets, test_sessions, train_sessions, reciprocal, categories)
     return {
         "data": split.name,
+        "mode": mode,
+        "recommendations": written if out_path is not None else None,
         "train": {"events": len(split.train), "sessions": len(train_sessions),
                   "items": len({e["item_id"] for e in split.train})},
         "test": {"events": len(split.test), "sessions": len(test_sessions), "points": len(points)},
         "cutoff": CUTOFF,
         "methods": {name: {"hr": float((reciprocal[name] > 0).mean()), "mrr": float(reciprocal[name].mean()),
-                           "seconds": round(seconds[name], 2)} for name in METHODS},
+                           "seconds": round(seconds[name], 2)} for name in methods},
         "relative": versus,
+        "cold_start": cold,
         "goal": {"relative_gain": GOAL, "reference": "V-SKNN",
                  "met": {name: all(versus[f"{name} vs V-SKNN"][m]["relative"] >= GOAL for m in ("hr", "mrr"))
-                         for name in (TAILOR_LIVE, TAILOR_TRAIN_ONLY)}},
+                         for name, reference in pairs if reference == "V-SKNN"}},
         "vsknn_config": VSKNN_CONFIG,
+        "embeddings": None if vectors is None else {
+            "items": len(vectors), "dim": vectors.dim, "params": vectors.metadata.get("params"),
+            "blend": {"weight": blend.weight, "sharpness": blend.sharpness, "pool": blend.pool,
+                      "decay": blend.update.decay}, "training_seconds": round(seconds["embedding training"], 2)},
         "intent": None if session_intent is None else session_intent.model.label,
         "ingest_replay_seconds": round(replay_seconds, 2),
         "seconds": round(time.perf_counter() - started, 2),
@@ -293,19 +375,29 @@ def evaluate_next_item(split: NextItemSplit, out_path: str | os.PathLike[str] | 
 def format_table(figures: dict[str, Any]) -> str:
     lines = [f"{figures['data']}: {figures['test']['points']} evaluation points in "
              f"{figures['test']['sessions']} test sessions; trained on {figures['train']['events']} events",
-             f"{'method':24s} {'HR@20':>8s} {'MRR@20':>8s} {'seconds':>8s}"]
+             f"{'method':34s} {'HR@20':>8s} {'MRR@20':>8s} {'seconds':>8s}"]
     for name, m in figures["methods"].items():
-        lines.append(f"{name:24s} {m['hr']:8.4f} {m['mrr']:8.4f} {m['seconds']:8.1f}")
+        lines.append(f"{name:34s} {m['hr']:8.4f} {m['mrr']:8.4f} {m['seconds']:8.1f}")
+    cold = figures.get("cold_start")
+    if cold:
+        lines.append(f"cold start: {cold['points']} points whose target had fewer than {cold['support_below']} "
+                     f"training interactions" + ("" if cold["categories"] else " (no categories: popularity)"))
+        for name, m in cold["methods"].items():
+            lines.append(f"  {name:32s} {m['hr']:8.4f} {m['mrr']:8.4f}")
     lines.append("relative difference (95% interval from resampling test sessions):")
     for name, c in figures["relative"].items():
         parts = [f"{metric.upper()} {c[metric]['relative']:+.1%} [{c[metric]['low']:+.1%}, {c[metric]['high']:+.1%}]"
                  for metric in ("hr", "mrr")]
-        lines.append(f"  {name:42s} {'  '.join(parts)}")
+        lines.append(f"  {name:52s} {'  '.join(parts)}")
     goal = figures["goal"]
     for name, met in goal["met"].items():
         lines.append(f"goal (+{goal['relative_gain']:.0%} on HR@20 and MRR@20 over {goal['reference']}), "
                      f"{name}: {'met' if met else 'missed'}")
     lines.append("V-SKNN: " + ", ".join(f"{k}={v}" for k, v in figures["vsknn_config"].items()))
+    if figures.get("embeddings"):
+        e = figures["embeddings"]
+        lines.append(f"embeddings: {e['items']} items x {e['dim']}; blend " +
+                     ", ".join(f"{k}={v}" for k, v in e["blend"].items()))
     return "\n".join(lines)
 
 
@@ -326,6 +418,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "training part, trained on the rest (to choose parameters)")
     parser.add_argument("--min-item-support", type=int, default=DIGINETICA_MIN_ITEM_SUPPORT,
                         help="Diginetica: drop items seen fewer times (default: %(default)s)")
+    parser.add_argument("--mode", choices=MODES, default="both",
+                        help="live, train-only or both (default); the recommendations file holds that mode's lists "
+                             "(live for both) of Tailor with the embeddings")
+    parser.add_argument("--vectors", help="item vectors file (tailor train embeddings' vectors.npz); default: "
+                                          "trained here on the training events")
+    parser.add_argument("--no-embeddings", action="store_true", help="leave the embeddings out")
+    parser.add_argument("--items", help="item metadata CSV (item_id, category, ...; or Diginetica's "
+                                        "product-categories.csv): the vectors' metadata and the cold-start categories")
+    defaults, blend_defaults = EmbeddingParams(), DEFAULT_BLEND
+    parser.add_argument("--dim", type=int, default=defaults.dim, help="embedding dimensions (default: %(default)s)")
+    parser.add_argument("--window", type=int, default=defaults.window,
+                        help="co-interaction window in events (default: %(default)s)")
+    parser.add_argument("--blend-weight", type=float, default=blend_defaults.weight,
+                        help="weight of the cosine in the blend (default: %(default)s)")
+    parser.add_argument("--blend-sharpness", type=float, default=blend_defaults.sharpness,
+                        help="power of the cosine in the blend (default: %(default)s)")
+    parser.add_argument("--vector-decay", type=float, default=blend_defaults.update.decay,
+                        help="what an engagement leaves of the session vector (default: %(default)s)")
     args = parser.parse_args(argv)
 
     train = args.train or str(DEFAULT_TRAIN)
@@ -344,8 +454,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("tailor evaluate next-item: no test session keeps two events with items seen in training",
               file=sys.stderr)
         return 2
+    try:
+        vectors = ItemVectors.from_npz(Path(args.vectors).read_bytes()) if args.vectors else None
+        metadata = read_item_metadata(args.items) if args.items else None
+    except (OSError, ValueError) as exc:
+        print(f"tailor evaluate next-item: {exc}", file=sys.stderr)
+        return 2
+    categories = {item: found["category"] for item, found in (metadata or {}).items() if "category" in found}
+    if metadata and not args.vectors:
+        split.train_attributes = metadata
+    blend = EmbeddingBlend(weight=args.blend_weight, sharpness=args.blend_sharpness,
+                           update=VectorUpdate(decay=args.vector_decay))
     figures = evaluate_next_item(split, args.out, echo=lambda message: print(message, flush=True),
-                                 intent=not args.no_intent)
+                                 intent=not args.no_intent, mode=args.mode, vectors=vectors,
+                                 embedding_params=EmbeddingParams(dim=args.dim, window=args.window), blend=blend,
+                                 embeddings=not args.no_embeddings, categories=categories or None)
     print(format_table(figures))
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
@@ -517,7 +640,7 @@ class _Stream:
 
 
 def _session_candidates(state: SessionState, rows: Callable[[Sequence[str]], dict[str, Partners]],
-                        factors: IntentFactors) -> list[tuple[str, float]]:
+                        factors: IntentFactors, n: int = CUTOFF) -> list[tuple[str, float]]:
     """The API's session candidates (SessionSource, as the feed route runs it) for a shopper whose session is
     `state` and who has no other history: the rows it asks for are read until it asks for no new one."""
     ctx = RankingContext(Request("feed", session_id=state.session_id), state.last_seen, session=state, factors=factors)
@@ -526,7 +649,7 @@ def _session_candidates(state: SessionState, rows: Callable[[Sequence[str]], dic
     while True:
         keys = [key for _, key in source.keys(ctx) if key not in asked]
         if not keys:
-            return list(source.propose(ctx, CUTOFF).items())
+            return list(source.propose(ctx, n).items())
         asked.update(keys)
         ctx.associations.update(rows(keys))
         ctx.version += 1  # as the pipeline marks every read that brings association rows
@@ -553,6 +676,33 @@ class _Associations:
                 self.parsed[key] = cached
             found[key] = cached[1]
         return found
+
+
+def _cold_start(split: NextItemSplit, points: Sequence[tuple[str, int]], targets: Sequence[str],
+                test_sessions: Mapping[str, list[dict]], train_sessions: Mapping[str, Sequence[tuple[float, str]]],
+                reciprocal: Mapping[str, np.ndarray], categories: Mapping[str, str] | None) -> dict[str, Any]:
+    """Every method on the points whose target had fewer than COLD_SUPPORT training interactions, beside category
+    popularity: the most viewed training items of the category of the session's last item (all items' when
+    categories are unknown)."""
+    support = Counter(item for events in train_sessions.values() for _, item in events)
+    cold = np.array([support[target] < COLD_SUPPORT for target in targets], dtype=bool)
+    by_category: dict[str | None, Counter] = defaultdict(Counter)
+    for item, count in support.items():
+        by_category[(categories or {}).get(item)][item] += count
+    ranked = {category: _top(counts.items()) for category, counts in by_category.items()}
+    overall = _top(support.items())
+    baseline = []
+    for (session_id, position), is_cold in zip(points, cold):
+        if is_cold:
+            category = (categories or {}).get(test_sessions[session_id][position]["item_id"])
+            baseline.append(ranked.get(category, overall) if categories and category is not None else overall)
+    rr = _reciprocal_ranks(baseline, [t for t, c in zip(targets, cold) if c])
+    figures = {name: {"hr": float((values[cold] > 0).mean()) if cold.any() else 0.0,
+                      "mrr": float(values[cold].mean()) if cold.any() else 0.0} for name, values in reciprocal.items()}
+    figures[CATEGORY_POPULARITY] = {"hr": float((rr > 0).mean()) if len(rr) else 0.0,
+                                    "mrr": float(rr.mean()) if len(rr) else 0.0}
+    return {"points": int(cold.sum()), "support_below": COLD_SUPPORT, "categories": bool(categories),
+            "methods": figures}
 
 
 def _reciprocal_ranks(lists: Sequence[Sequence[str]], targets: Sequence[str]) -> np.ndarray:

@@ -11,7 +11,7 @@ in a route; nothing else changes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Protocol
@@ -19,10 +19,12 @@ from typing import Protocol
 import numpy as np
 
 from tailor.associations import ItemAssociations, NextItems, intent_weighted
+from tailor.embeddings import ItemVectors, VectorFilters
+from tailor.embeddings.ranking import query_vector
 from tailor.ranking.context import RankingContext
 from tailor.ranking.rows import ITEM_FIELDS, ItemRecord, Partners
 
-__all__ = ["CallerSource", "CandidateSource", "Candidates", "CategoryPopularSource", "PopularSource",
+__all__ = ["CallerSource", "CandidateSource", "Candidates", "CategoryPopularSource", "EmbeddingSource", "PopularSource",
            "QuerySource", "RelatedSource", "SessionSource", "cooccurrence", "gather_candidates", "merge_proposals"]
 
 SESSION_CANDIDATES = 2000  # most next items the session source ranks (a route's candidate budget takes a share)
@@ -90,6 +92,36 @@ class SessionSource:
         # Rows are never changed in place: a row read again is a new object, so identity says "the same row".
         self._memo = (session_items, factors, first, [ctx.associations.get(anchor) for anchor in first.anchors])
         return first
+
+
+@dataclass
+class EmbeddingSource:
+    """The items nearest by cosine to the session's vector (its items', most recent weighing most, as
+    tailor.embeddings.update folds them; the shopper's recent items' without a session), with the request's
+    availability, price and category filters applied inside the search. `vectors` gives the item vectors
+    (loaded once per container); without them the source proposes nothing."""
+
+    name: str = "embedding"
+    share: float = 0.2
+    vectors: Callable[[], ItemVectors | None] = field(default=lambda: None, repr=False, compare=False)
+    probes: int | None = None  # inverted file lists searched (approximate); None: every item (exact)
+
+    def keys(self, ctx: RankingContext) -> Iterable[tuple[str, str]]:
+        return ()
+
+    def propose(self, ctx: RankingContext, limit: int) -> dict[str, float]:
+        vectors = self.vectors()
+        if vectors is None:
+            return {}
+        items = list(reversed(ctx.anchors()))  # most recent last, as the update rule folds them
+        query = query_vector(vectors, ((item, "view") for item in items))
+        if query is None:
+            return {}
+        wanted = ctx.request.filters
+        bought = frozenset(ctx.purchased_items()) if wanted.exclude_purchased else frozenset()
+        filters = VectorFilters(available_only=wanted.available_only, min_price=wanted.min_price,
+                                max_price=wanted.max_price, categories=wanted.categories, exclude=bought)
+        return dict(vectors.nearest(query, limit, filters, probes=self.probes))
 
 
 @dataclass

@@ -33,6 +33,7 @@ from tailor.ranking.candidates import (
     Candidates,
     CandidateSource,
     CategoryPopularSource,
+    EmbeddingSource,
     PopularSource,
     QuerySource,
     RelatedSource,
@@ -67,7 +68,7 @@ class Route:
 
 
 DEFAULT_ROUTES: dict[str, Route] = {
-    "feed": Route((SessionSource(), QuerySource(share=0.3), PopularSource()), DEFAULT_WEIGHTS["feed"]),
+    "feed": Route((SessionSource(), QuerySource(share=0.3), EmbeddingSource(), PopularSource()), DEFAULT_WEIGHTS["feed"]),
     "search": Route((QuerySource(share=1.0),), DEFAULT_WEIGHTS["search"]),
     "rerank": Route((CallerSource(),), DEFAULT_WEIGHTS["rerank"]),
     "related": Route((RelatedSource(),), DEFAULT_WEIGHTS["related"], fallback=(CategoryPopularSource(),)),

@@ -1,0 +1,407 @@
+"""Learn item vectors from what shoppers engaged with together and what they passed over, plus item metadata;
+export them as a vectors file (tailor.embeddings.ItemVectors) and publish it to the model registry.
+
+Objective. Skip-gram with negative sampling (word2vec's contrastive objective: an item against the items
+engaged near it in a session, and against random items as negatives) is, at its optimum, a factorisation of
+the shifted pointwise mutual information matrix (Levy and Goldberg 2014). This job builds that matrix
+directly and factorises it with a randomized SVD, which needs no GPU and no epochs: co-interaction counts of
+item pairs within WINDOW events of each other in a session, each pair weighted by the later event's weight
+(a cart add says more than a view) over its gap raised to `gap_power`; PMI with the context counts smoothed
+by `context_power` (word2vec's 0.75), minus log(`shift`) (the number of negatives), clipped at zero. Ignored
+impressions are explicit negatives: an item shown in an impression of a session and never engaged in it
+lowers each of that session's engaged items' PMI with it by `ignore_weight` x log(1 + count), so items
+shoppers pass over next to one another move apart. An item's vector is its row of U S^`singular_power`.
+
+Metadata. A ridge regression from the items' metadata (category, brand, price band, name tokens) to the
+learned vectors of well-observed items gives every item a metadata vector; an item's vector is its learned
+vector blended toward its metadata vector by `prior` / (`prior` + its interactions), so an item nobody has
+touched yet gets the metadata vector alone.
+
+Index. Spherical k-means over the vectors (about sqrt(n) centroids) makes the inverted file index
+ItemVectors.nearest probes for approximate search.
+
+    tailor train embeddings --data train.txt [--items items.csv] [--out DIR] [--publish] [--json report.json]
+    tailor train embeddings --events events.jsonl | --archive BUCKET [--since DAY --until DAY] ...
+
+--data is a session-rec file (`SessionId ItemId Time`, tab separated) or a Diginetica item-views file; --items
+is a CSV with a header naming `item_id` and any of `category`, `brand`, `price`, `name`, `available` (or
+Diginetica's product-categories.csv). With events (a JSON-lines file or Ingest's archive), item metadata also
+comes from the events' own fields where they carry them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import re
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from tailor.associations import EVENT_WEIGHTS
+from tailor.embeddings import FORMAT, MODEL_NAME, ItemVectors, unit
+from tailor.models import model_version
+
+__all__ = ["EmbeddingParams", "Interactions", "interactions_from_events", "interactions_from_sessions", "main",
+           "read_item_metadata", "train_item_vectors"]
+
+TOKEN = re.compile(r"[a-z0-9]+")
+PRICE_BANDS = 8  # price quantile bands as metadata features
+MAX_INDEX_ITERATIONS = 10
+
+
+@dataclass(frozen=True)
+class EmbeddingParams:
+    """The job's parameters; the defaults were chosen on validation splits (see the README's next-item section)."""
+
+    dim: int = 128
+    window: int = 5
+    gap_power: float = 1.0
+    context_power: float = 0.75
+    shift: float = 1.0
+    singular_power: float = 0.5
+    ignore_weight: float = 1.0
+    prior: float = 5.0  # interactions at which an item's learned vector and its metadata vector weigh alike
+    ridge: float = 10.0
+    min_learned: int = 5  # interactions an item needs for the metadata regression to learn from it
+    index_lists: int | None = None  # inverted file lists; default about sqrt(items)
+    seed: int = 0
+
+
+@dataclass
+class Interactions:
+    """Sessions as sequences of (item, event type), in time order, and the items each session passed over."""
+
+    sessions: list[list[tuple[str, str]]]
+    ignored: list[set[str]] = field(default_factory=list)  # per session, parallel to `sessions` (may be empty)
+    attributes: dict[str, dict[str, Any]] = field(default_factory=dict)  # item -> category/brand/price/name/available
+    window: tuple[str | None, str | None] = (None, None)  # first and last event time seen (ISO)
+
+    @property
+    def events(self) -> int:
+        return sum(map(len, self.sessions))
+
+
+def interactions_from_sessions(sessions: Iterable[Sequence[str]]) -> Interactions:
+    """Plain item sequences (item views), e.g. a session-rec file's sessions."""
+    return Interactions([[(item, "view") for item in items] for items in sessions if items])
+
+
+def interactions_from_events(events: Iterable[Mapping[str, Any]]) -> Interactions:
+    """Tailor events (dicts as tailor.events.parse_event takes them), in any order: engagements with items per
+    session in time order; the items of a session's impressions it never engaged with are its ignored items;
+    items' category, brand and price where events carry them."""
+    from tailor.events import ITEM_EVENT_TYPES
+
+    engaged: dict[str, list[tuple[str, str, str]]] = defaultdict(list)  # session -> (timestamp, item, type)
+    shown: dict[str, set[str]] = defaultdict(set)
+    attributes: dict[str, dict[str, Any]] = defaultdict(dict)
+    first = last = None
+    for event in events:
+        kind, session, when = event.get("event_type"), event.get("session_id"), event.get("timestamp")
+        if not session or not when:
+            continue
+        first = when if first is None or when < first else first
+        last = when if last is None or when > last else last
+        if kind == "impression":
+            shown[session].update(event.get("item_ids") or ())
+        elif kind in ITEM_EVENT_TYPES and event.get("item_id"):
+            item = event["item_id"]
+            engaged[session].append((when, item, kind))
+            for name in ("category", "brand", "price"):
+                if event.get(name) is not None:
+                    attributes[item][name] = event[name]
+    sessions, ignored = [], []
+    for session, found in engaged.items():
+        found.sort(key=lambda e: e[0])
+        sessions.append([(item, kind) for _, item, kind in found])
+        ignored.append(shown.get(session, set()) - {item for _, item, _ in found})
+    return Interactions(sessions, ignored, dict(attributes), (first, last))
+
+
+def read_item_metadata(path: str | Path) -> dict[str, dict[str, Any]]:
+    """Item attributes from a CSV (`,` or `;`) whose header names item_id (or itemId) and any of category
+    (categoryId), brand, price, name, available."""
+    path = Path(path)
+    with open(path, encoding="utf-8", newline="") as fh:
+        sample = fh.readline()
+        fh.seek(0)
+        reader = csv.DictReader(fh, delimiter=";" if sample.count(";") > sample.count(",") else ",")
+        columns = {re.sub(r"[^a-z]", "", (name or "").lower()): name for name in reader.fieldnames or ()}
+        key = columns.get("itemid")
+        if key is None:
+            raise ValueError(f"{path}: the header names no item_id column ({reader.fieldnames})")
+        out: dict[str, dict[str, Any]] = {}
+        for lineno, row in enumerate(reader, 2):
+            item = (row.get(key) or "").strip()
+            if not item:
+                raise ValueError(f"{path}:{lineno}: item_id is empty")
+            found: dict[str, Any] = {}
+            for field_name, column in (("category", columns.get("category") or columns.get("categoryid")),
+                                       ("brand", columns.get("brand")), ("name", columns.get("name"))):
+                value = (row.get(column) or "").strip() if column else ""
+                if value:
+                    found[field_name] = value
+            for field_name in ("price", "available"):
+                column = columns.get(field_name)
+                value = (row.get(column) or "").strip() if column else ""
+                if value:
+                    try:
+                        found[field_name] = float(value) if field_name == "price" else value.lower() in ("1", "true", "yes")
+                    except ValueError:
+                        raise ValueError(f"{path}:{lineno}: {field_name} is not a number: {value!r}") from None
+            out[item] = found
+    return out
+
+
+def train_item_vectors(data: Interactions, params: EmbeddingParams = EmbeddingParams(), *,
+                       attributes: Mapping[str, Mapping[str, Any]] | None = None, index: bool = True,
+                       echo: Any = None) -> ItemVectors:
+    """Item vectors for every item engaged with in `data` or described in its or the given attributes."""
+    say = echo or (lambda message: None)
+    attributes = {**data.attributes, **(attributes or {})}
+    items = sorted({item for s in data.sessions for item, _ in s} | set(attributes))
+    if not items:
+        raise ValueError("no items: the data holds no engagement with an item and no item metadata")
+    row = {item: i for i, item in enumerate(items)}
+    n = len(items)
+    t = time.perf_counter()
+    counts = np.bincount([row[item] for s in data.sessions for item, _ in s], minlength=n).astype(np.float64)
+    matrix = _pmi(data, row, n, params)
+    say(f"  PMI matrix: {n} items, {matrix.nnz} pairs in {time.perf_counter() - t:.1f}s")
+    t = time.perf_counter()
+    dim = max(1, min(params.dim, n - 1))
+    learned = _factorise(matrix, dim, params) if matrix.nnz else np.zeros((n, dim))
+    say(f"  factorised to {dim} dimensions in {time.perf_counter() - t:.1f}s")
+    vectors = unit(learned.astype(np.float32))
+    features = _metadata_features(items, attributes)
+    metadata_only = counts == 0
+    if features is not None:
+        prior = _metadata_vectors(features, vectors, counts >= params.min_learned, params.ridge)
+        weight = (counts / (counts + params.prior))[:, None].astype(np.float32)
+        vectors = unit(weight * vectors + (1 - weight) * prior)
+    vectors[~metadata_only & (np.linalg.norm(vectors, axis=1) == 0)] = 0.0
+    out = ItemVectors.build(items, vectors, attributes=attributes, metadata_only=metadata_only,
+                            metadata={"params": asdict(params), "items": n, "metadata_features":
+                                      0 if features is None else int(features.shape[1])})
+    if index and n > 1:
+        t = time.perf_counter()
+        lists = params.index_lists or max(1, int(round(math.sqrt(n))))
+        out.centroids, out.list_offsets, out.list_items = _inverted_file(out.vectors, lists, params.seed)
+        say(f"  index of {lists} lists in {time.perf_counter() - t:.1f}s")
+    return out
+
+
+# -- command ------------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .model_output import add_output_arguments, check_output_arguments, s3_blobs
+
+    parser = argparse.ArgumentParser(prog="tailor train embeddings", description=__doc__.split("\n")[0])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", type=Path, help="a session-rec file (SessionId ItemId Time) or Diginetica item views")
+    source.add_argument("--events", type=Path, help="events as JSON lines (.jsonl or .jsonl.gz)")
+    source.add_argument("--archive", metavar="BUCKET", help="the event archive in this S3 bucket (Ingest's archive/ prefix)")
+    parser.add_argument("--since", help="first archive day to read (YYYY-MM-DD)")
+    parser.add_argument("--until", help="last archive day to read (YYYY-MM-DD)")
+    parser.add_argument("--items", type=Path, help="item metadata CSV: item_id and any of category, brand, price, name")
+    defaults = EmbeddingParams()
+    for name in ("dim", "window", "gap_power", "context_power", "shift", "singular_power", "ignore_weight", "prior"):
+        kind = type(getattr(defaults, name))
+        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=getattr(defaults, name),
+                            help="default: %(default)s")
+    add_output_arguments(parser, write_default=False)
+    args = parser.parse_args(argv)
+    check_output_arguments(parser, args)
+    params = EmbeddingParams(**{name: getattr(args, name) for name in ("dim", "window", "gap_power", "context_power",
+                                                                      "shift", "singular_power", "ignore_weight",
+                                                                      "prior")})
+    started = time.perf_counter()
+    try:
+        data, label = _read(args)
+        attributes = read_item_metadata(args.items) if args.items else None
+    except (OSError, ValueError) as exc:
+        print(f"tailor train embeddings: {exc}", file=sys.stderr)
+        return 2
+    print(f"{label}: {len(data.sessions)} sessions, {data.events} engagements, "
+          f"{sum(map(len, data.ignored))} ignored impressions", flush=True)
+    vectors = train_item_vectors(data, params, attributes=attributes, echo=lambda m: print(m, flush=True))
+    trained_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    vectors.metadata.update({"format": FORMAT, "trained_at": trained_at, "data": label,
+                             "data_window": {"first": data.window[0], "last": data.window[1]},
+                             "metrics": {"sessions": len(data.sessions), "engagements": data.events,
+                                         "ignored": sum(map(len, data.ignored)),
+                                         "metadata_only_items": int(vectors.metadata_only.sum()),
+                                         "seconds": round(time.perf_counter() - started, 1)}})
+    payload = vectors.to_npz()
+    version = model_version(payload, trained_at)
+    vectors.metadata["version"] = version
+    payload = vectors.to_npz()
+    metadata = dict(vectors.metadata)
+    print(f"{MODEL_NAME} {version}: {len(vectors)} items x {vectors.dim} ({int(vectors.metadata_only.sum())} from "
+          f"metadata alone), {len(payload) / 1e6:.1f} MB")
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "vectors.npz").write_bytes(payload)
+        (args.out / "metadata.json").write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
+        print(f"written to {args.out}")
+    if args.publish:
+        from tailor.models import ModelRegistry
+
+        published = ModelRegistry(s3_blobs(args)).publish(MODEL_NAME, payload, metadata)
+        print(f"published {MODEL_NAME}:{published} to s3://{args.bucket}/models/{MODEL_NAME}/ (current)")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
+    return 0
+
+
+# -- helpers --------------------------------------------------------------------------------------------
+
+
+def _read(args: argparse.Namespace) -> tuple[Interactions, str]:
+    if args.data:
+        from tailor_lab.datasets import load_diginetica, load_yoochoose
+
+        with open(args.data, encoding="utf-8") as fh:
+            header = fh.readline()
+        events = load_diginetica(args.data) if ";" in header else load_yoochoose(args.data)
+        return interactions_from_events(events), f"data file {args.data}"
+    if args.events:
+        from tailor_lab.datasets import json_lines
+
+        return interactions_from_events(json_lines(args.events)), f"events file {args.events}"
+    from tailor.archive import archived_events
+
+    from .model_output import s3_blobs
+
+    events = archived_events(s3_blobs(args, args.archive), since=args.since, until=args.until)
+    return interactions_from_events(events), f"archive s3://{args.archive}"
+
+
+def _pmi(data: Interactions, row: Mapping[str, int], n: int, params: EmbeddingParams) -> sp.csr_matrix:
+    """The shifted positive PMI of co-interactions, lowered by ignored impressions (see the module doc)."""
+    items, kinds, sessions = [], [], []
+    for s, events in enumerate(data.sessions):
+        for item, kind in events:
+            items.append(row[item])
+            kinds.append(EVENT_WEIGHTS.get(kind, 1.0))
+            sessions.append(s)
+    items_a, kinds_a, sessions_a = (np.asarray(items, dtype=np.int64), np.asarray(kinds, dtype=np.float64),
+                                    np.asarray(sessions, dtype=np.int64))
+    rows, cols, weights = [], [], []
+    for gap in range(1, params.window + 1):
+        same = (sessions_a[gap:] == sessions_a[:-gap]) & (items_a[gap:] != items_a[:-gap])
+        a, b = items_a[:-gap][same], items_a[gap:][same]
+        w = kinds_a[gap:][same] / gap ** params.gap_power
+        rows += [a, b]
+        cols += [b, a]
+        weights += [w, w]
+    if not rows or not sum(len(r) for r in rows):
+        return sp.csr_matrix((n, n))
+    pairs = sp.csr_matrix((np.concatenate(weights), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
+    pairs.sum_duplicates()
+    coo = pairs.tocoo()
+    total = coo.data.sum()
+    row_sum = np.asarray(pairs.sum(axis=1)).ravel()
+    context = np.asarray(pairs.sum(axis=0)).ravel() ** params.context_power
+    context *= total / context.sum()
+    pmi = np.log(coo.data * total / (row_sum[coo.row] * context[coo.col])) - math.log(params.shift)
+    keep = pmi > 0
+    matrix = sp.csr_matrix((pmi[keep], (coo.row[keep], coo.col[keep])), shape=(n, n))
+    negatives = _ignored_pairs(data, row, n)
+    if params.ignore_weight > 0 and negatives.nnz:
+        negatives.data = params.ignore_weight * np.log1p(negatives.data)
+        matrix = (matrix - negatives - negatives.T).tocsr()
+    return matrix
+
+
+def _ignored_pairs(data: Interactions, row: Mapping[str, int], n: int) -> sp.csr_matrix:
+    """Engaged item x ignored item, counted over the sessions that did both."""
+    pairs: Counter = Counter()
+    for events, ignored in zip(data.sessions, data.ignored):
+        if not ignored:
+            continue
+        engaged = {row[item] for item, _ in events}
+        for other in ignored:
+            j = row.get(other)
+            if j is not None:
+                for i in engaged:
+                    pairs[(i, j)] += 1
+    if not pairs:
+        return sp.csr_matrix((n, n))
+    (i, j), values = zip(*pairs.keys()), list(pairs.values())
+    return sp.csr_matrix((np.asarray(values, dtype=np.float64), (np.asarray(i), np.asarray(j))), shape=(n, n))
+
+
+def _factorise(matrix: sp.csr_matrix, dim: int, params: EmbeddingParams) -> np.ndarray:
+    from sklearn.utils.extmath import randomized_svd
+
+    u, s, _ = randomized_svd(matrix, dim, n_iter=5, random_state=params.seed)
+    return u * s ** params.singular_power
+
+
+def _metadata_features(items: Sequence[str], attributes: Mapping[str, Mapping[str, Any]]) -> sp.csr_matrix | None:
+    """One-hot category, brand and price band, and name tokens, per item; None when no item has any."""
+    prices = np.array([float(attributes.get(i, {}).get("price", np.nan)) for i in items])
+    known = prices[~np.isnan(prices)]
+    edges = np.quantile(known, np.linspace(0, 1, PRICE_BANDS + 1)[1:-1]) if len(known) else np.array([])
+    vocabulary: dict[str, int] = {}
+    rows, cols = [], []
+    for i, item in enumerate(items):
+        found = attributes.get(item) or {}
+        tokens = [f"{name}={found[name]}" for name in ("category", "brand") if found.get(name) is not None]
+        if not np.isnan(prices[i]):
+            tokens.append(f"price_band={int(np.searchsorted(edges, prices[i]))}")
+        tokens += [f"word={w}" for w in TOKEN.findall(str(found.get("name") or "").lower())]
+        for token in tokens:
+            rows.append(i)
+            cols.append(vocabulary.setdefault(token, len(vocabulary)))
+    if not vocabulary:
+        return None
+    return sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(items), len(vocabulary)))
+
+
+def _metadata_vectors(features: sp.csr_matrix, vectors: np.ndarray, learn_from: np.ndarray, ridge: float) -> np.ndarray:
+    """Ridge regression of the well-observed items' vectors on their metadata, applied to every item."""
+    x = features[learn_from]
+    if x.shape[0] == 0:
+        return np.zeros_like(vectors)
+    gram = (x.T @ x).toarray() + ridge * np.eye(features.shape[1])
+    weights = np.linalg.solve(gram, np.asarray(x.T @ vectors[learn_from]))
+    return unit(np.asarray(features @ weights, dtype=np.float32))
+
+
+def _inverted_file(vectors: np.ndarray, lists: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Spherical k-means centroids and the items of each, grouped: (centroids, offsets, items)."""
+    rng = np.random.default_rng(seed)
+    lists = min(lists, len(vectors))
+    centroids = vectors[rng.choice(len(vectors), lists, replace=False)].copy()
+    assignment = np.zeros(len(vectors), dtype=np.int64)
+    for _ in range(MAX_INDEX_ITERATIONS):
+        assignment = _assign(vectors, centroids)
+        sums = np.zeros_like(centroids)
+        np.add.at(sums, assignment, vectors)
+        empty = np.linalg.norm(sums, axis=1) == 0
+        sums[empty] = centroids[empty]
+        centroids = unit(sums)
+    assignment = _assign(vectors, centroids)
+    order = np.argsort(assignment, kind="stable")
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(assignment, minlength=lists))]).astype(np.int64)
+    return centroids.astype(np.float32), offsets, order.astype(np.int64)
+
+
+def _assign(vectors: np.ndarray, centroids: np.ndarray, batch: int = 8192) -> np.ndarray:
+    return np.concatenate([np.argmax(vectors[s:s + batch] @ centroids.T, axis=1)
+                           for s in range(0, len(vectors), batch)]) if len(vectors) else np.zeros(0, dtype=np.int64)

@@ -1,0 +1,221 @@
+"""Item vectors as serving holds them: unit rows in one matrix, the items' attributes beside them, and the nearest
+items to a query vector by cosine with the business filters applied inside the search.
+
+A vectors file (`ItemVectors.to_npz`) is a numpy .npz archive: `ids` (n item ids), `vectors` (n x d float32, unit
+rows), `category` (a code per item into `category_names`, -1 unknown), `price` (NaN unknown), `available` (1, 0, or
+NaN unknown), `metadata_only` (1 where the vector came from the item's metadata alone), and optionally an inverted
+file index: `centroids` (c x d), `list_offsets` (c + 1) and `list_items` (row numbers grouped by centroid). The
+training job (tailor train embeddings) writes it; the model registry carries it as a model's bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["FORMAT", "ItemVectors", "VectorFilters", "unit"]
+
+FORMAT = "tailor-item-vectors/1"  # the metadata's "format" for a registry model holding a vectors file
+
+
+@dataclass(frozen=True)
+class VectorFilters:
+    """What a nearest-item search may return: items not known to be unavailable (`available_only`), whose known
+    price lies in [min_price, max_price] (an unknown price fails a bound), of one of `categories` (when given),
+    and not in `exclude`."""
+
+    available_only: bool = True
+    min_price: float | None = None
+    max_price: float | None = None
+    categories: tuple[str, ...] = ()
+    exclude: frozenset[str] = frozenset()
+
+
+NO_FILTERS = VectorFilters(available_only=False)
+
+
+@dataclass
+class ItemVectors:
+    ids: list[str]
+    vectors: np.ndarray  # (n, d) float32, unit rows (zero rows for items without a vector)
+    category: np.ndarray  # (n,) int32 codes into category_names, -1 unknown
+    category_names: list[str]
+    price: np.ndarray  # (n,) float32, NaN unknown
+    available: np.ndarray  # (n,) float32: 1 available, 0 not, NaN unknown
+    metadata_only: np.ndarray  # (n,) bool: the vector came from metadata alone (nobody engaged with the item)
+    centroids: np.ndarray | None = None  # inverted file index: (c, d) unit rows
+    list_offsets: np.ndarray | None = None  # (c + 1,) int64
+    list_items: np.ndarray | None = None  # (n,) int64 row numbers, grouped by centroid
+    metadata: dict[str, Any] = field(default_factory=dict)
+    _index: dict[str, int] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        n = len(self.ids)
+        for name in ("vectors", "category", "price", "available", "metadata_only"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"item vectors: {name} has {len(getattr(self, name))} rows for {n} ids")
+        self._index = {item: i for i, item in enumerate(self.ids)}
+        self._codes = {name: k for k, name in enumerate(self.category_names)}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+    def row(self, item_id: str) -> int | None:
+        return self._index.get(item_id)
+
+    def vector(self, item_id: str) -> np.ndarray | None:
+        """The item's unit vector, None for an item the vectors do not know."""
+        i = self._index.get(item_id)
+        return None if i is None else self.vectors[i]
+
+    def mask(self, filters: VectorFilters) -> np.ndarray | None:
+        """True for each item the filters let through; None when they let every item through."""
+        keep = None
+
+        def both(more: np.ndarray) -> None:
+            nonlocal keep
+            keep = more if keep is None else keep & more
+
+        if filters.available_only:
+            both(self.available != 0.0)  # NaN (unknown) passes
+        with np.errstate(invalid="ignore"):
+            if filters.min_price is not None:
+                both(self.price >= filters.min_price)
+            if filters.max_price is not None:
+                both(self.price <= filters.max_price)
+        if filters.categories:
+            codes = [self._codes[c] for c in filters.categories if c in self._codes]
+            both(np.isin(self.category, codes))
+        if filters.exclude:
+            rows = [self._index[i] for i in filters.exclude if i in self._index]
+            if rows:
+                allowed = np.ones(len(self.ids), dtype=bool)
+                allowed[rows] = False
+                both(allowed)
+        return keep
+
+    def nearest(self, query: np.ndarray, k: int, filters: VectorFilters = NO_FILTERS, *,
+                probes: int | None = None) -> list[tuple[str, float]]:
+        """The `k` items most similar to `query` by cosine that pass `filters`, best first, with their cosine.
+        With `probes` and an index, only the items of the `probes` centroids nearest the query are scored
+        (approximate); otherwise every item is (exact). Filtered-out items are never ranked, so a filter
+        never leaves the answer short while other items pass."""
+        norm = float(np.linalg.norm(query))
+        if k <= 0 or norm == 0.0 or not self.ids:
+            return []
+        q = (np.asarray(query, dtype=np.float32) / norm).astype(np.float32, copy=False)
+        keep = self.mask(filters)
+        if probes is not None and self.centroids is not None:
+            assert self.list_offsets is not None and self.list_items is not None
+            nearest_lists = np.argsort(-(self.centroids @ q))[:probes]
+            rows = np.concatenate([self.list_items[self.list_offsets[c]:self.list_offsets[c + 1]] for c in nearest_lists])
+        elif keep is not None:
+            rows = np.flatnonzero(keep)
+            keep = None
+        else:
+            rows = None
+        if rows is not None:
+            if keep is not None:
+                rows = rows[keep[rows]]
+            scores = self.vectors[rows] @ q
+        else:
+            scores = self.vectors @ q
+        return self._top(scores, rows, k)
+
+    def _top(self, scores: np.ndarray, rows: np.ndarray | None, k: int) -> list[tuple[str, float]]:
+        if len(scores) == 0:
+            return []
+        if len(scores) > k:
+            best = np.argpartition(-scores, k - 1)[:k]
+        else:
+            best = np.arange(len(scores))
+        best = best[np.argsort(-scores[best], kind="stable")]
+        ids = self.ids
+        if rows is None:
+            return [(ids[i], float(scores[i])) for i in best.tolist() if scores[i] > 0]
+        return [(ids[rows[i]], float(scores[i])) for i in best.tolist() if scores[i] > 0]
+
+    # -- the file ------------------------------------------------------------------------------------
+
+    def to_npz(self) -> bytes:
+        arrays = {"ids": np.asarray(self.ids, dtype=str), "vectors": self.vectors.astype(np.float32),
+                  "category": self.category.astype(np.int32), "category_names": np.asarray(self.category_names, dtype=str),
+                  "price": self.price.astype(np.float32), "available": self.available.astype(np.float32),
+                  "metadata_only": self.metadata_only.astype(bool),
+                  "metadata": np.asarray(json.dumps(self.metadata, sort_keys=True))}
+        if self.centroids is not None:
+            arrays.update(centroids=self.centroids.astype(np.float32), list_offsets=self.list_offsets,
+                          list_items=self.list_items)
+        out = io.BytesIO()
+        np.savez_compressed(out, **arrays)
+        return out.getvalue()
+
+    @classmethod
+    def from_npz(cls, data: bytes) -> ItemVectors:
+        """A vectors file's bytes; ValueError naming what is missing or malformed."""
+        try:
+            archive = np.load(io.BytesIO(data), allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"not an item vectors file: {exc}") from None
+        with archive:
+            missing = [name for name in ("ids", "vectors", "category", "category_names", "price", "available",
+                                         "metadata_only") if name not in archive.files]
+            if missing:
+                raise ValueError(f"item vectors file lacks {', '.join(missing)}")
+            vectors = archive["vectors"]
+            if vectors.ndim != 2:
+                raise ValueError(f"item vectors file: vectors must be a matrix, not of shape {vectors.shape}")
+            index = {name: archive[name] for name in ("centroids", "list_offsets", "list_items") if name in archive.files}
+            metadata = json.loads(str(archive["metadata"])) if "metadata" in archive.files else {}
+            return cls([str(i) for i in archive["ids"].tolist()], vectors.astype(np.float32, copy=False),
+                       archive["category"].astype(np.int32), [str(c) for c in archive["category_names"].tolist()],
+                       archive["price"].astype(np.float32), archive["available"].astype(np.float32),
+                       archive["metadata_only"].astype(bool), index.get("centroids"), index.get("list_offsets"),
+                       index.get("list_items"), metadata)
+
+    @classmethod
+    def from_stored(cls, stored: Any) -> ItemVectors:
+        """From a tailor.models.StoredModel whose bytes are a vectors file (metadata "format" FORMAT)."""
+        if stored.metadata.get("format") != FORMAT:
+            raise ValueError(f"model {stored.name!r} is not item vectors (format {stored.metadata.get('format')!r})")
+        vectors = cls.from_npz(stored.onnx)
+        vectors.metadata = {**vectors.metadata, "version": stored.version}
+        return vectors
+
+    @classmethod
+    def build(cls, ids: Sequence[str], vectors: np.ndarray, *, attributes: Mapping[str, Mapping[str, Any]] | None = None,
+              metadata_only: Iterable[bool] | None = None, metadata: Mapping[str, Any] | None = None) -> ItemVectors:
+        """Vectors (normalised here) for `ids`, with each item's "category", "price" and "available" from
+        `attributes` where known."""
+        attributes = attributes or {}
+        names: dict[str, int] = {}
+        category = np.full(len(ids), -1, dtype=np.int32)
+        price = np.full(len(ids), np.nan, dtype=np.float32)
+        available = np.full(len(ids), np.nan, dtype=np.float32)
+        for i, item in enumerate(ids):
+            found = attributes.get(item) or {}
+            if found.get("category") is not None:
+                category[i] = names.setdefault(str(found["category"]), len(names))
+            if found.get("price") is not None:
+                price[i] = float(found["price"])
+            if found.get("available") is not None:
+                available[i] = 1.0 if found["available"] else 0.0
+        only = np.zeros(len(ids), dtype=bool) if metadata_only is None else np.fromiter(metadata_only, dtype=bool,
+                                                                                        count=len(ids))
+        return cls(list(ids), unit(np.asarray(vectors, dtype=np.float32)), category, list(names), price, available,
+                   only, metadata=dict(metadata or {}))
+
+
+def unit(matrix: np.ndarray) -> np.ndarray:
+    """Rows scaled to length 1 (zero rows stay zero)."""
+    norms = np.linalg.norm(matrix, axis=-1, keepdims=True)
+    return (matrix / np.where(norms > 0, norms, 1.0)).astype(matrix.dtype, copy=False)

@@ -1,0 +1,183 @@
+"""Item vectors: training from co-interaction, ignores and metadata; the file; search with filters inside it; the
+update rule; the blend with the association ranking; the feed's embedding source."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tailor.embeddings import MODEL_NAME, ItemVectors, VectorFilters, VectorUpdate, load_item_vectors, update_vector
+from tailor.embeddings.ranking import EmbeddingBlend, blend_next_items
+from tailor.models import ModelRegistry
+from tailor.ranking import Filters, Request
+from tailor.ranking.candidates import EmbeddingSource
+from tailor.ranking.context import RankingContext
+from tailor.session import SessionState
+from tailor.store.memory import MemoryBlobStore
+from tailor_lab.training.embeddings import (
+    EmbeddingParams,
+    Interactions,
+    interactions_from_events,
+    interactions_from_sessions,
+    read_item_metadata,
+    train_item_vectors,
+)
+
+PARAMS = EmbeddingParams(dim=4, window=2, min_learned=1, index_lists=2)
+
+
+def two_worlds(repeats: int = 30) -> list[list[str]]:
+    """Shoppers browse lamps together and books together, never across."""
+    sessions = []
+    for k in range(repeats):
+        sessions.append(["lamp-1", "lamp-2", "lamp-3"][k % 3:] + ["lamp-1", "lamp-2", "lamp-3"][:k % 3])
+        sessions.append(["book-1", "book-2", "book-3"][k % 3:] + ["book-1", "book-2", "book-3"][:k % 3])
+    return sessions
+
+
+def cosine(vectors: ItemVectors, a: str, b: str) -> float:
+    return float(vectors.vector(a) @ vectors.vector(b))
+
+
+def test_items_engaged_together_get_close_vectors_and_others_far_ones():
+    vectors = train_item_vectors(interactions_from_sessions(two_worlds()), PARAMS)
+    assert cosine(vectors, "lamp-1", "lamp-2") > 0.9
+    assert cosine(vectors, "lamp-1", "book-1") < 0.1
+    assert [item for item, _ in vectors.nearest(vectors.vector("book-1"), 3)] == sorted(
+        [item for item, _ in vectors.nearest(vectors.vector("book-1"), 3)], key=lambda i: -cosine(vectors, "book-1", i))
+    assert {item for item, _ in vectors.nearest(vectors.vector("book-1"), 3)} == {"book-1", "book-2", "book-3"}
+
+
+def test_an_item_nobody_touched_gets_its_vector_from_its_metadata():
+    attributes = {**{f"lamp-{k}": {"category": "home", "price": 40.0} for k in (1, 2, 3)},
+                  **{f"book-{k}": {"category": "books", "price": 12.0} for k in (1, 2, 3)},
+                  "lamp-new": {"category": "home", "price": 42.0}}
+    vectors = train_item_vectors(interactions_from_sessions(two_worlds()), PARAMS, attributes=attributes)
+    assert vectors.metadata_only[vectors.row("lamp-new")] and not vectors.metadata_only[vectors.row("lamp-1")]
+    assert cosine(vectors, "lamp-new", "lamp-1") > 0.8 > 0.1 > cosine(vectors, "lamp-new", "book-1")
+    without = train_item_vectors(interactions_from_sessions(two_worlds()), PARAMS)
+    assert without.row("lamp-new") is None
+
+
+def test_ignored_impressions_push_items_apart():
+    # Lamps and rugs are viewed together, but shoppers who view lamps pass over the rugs they are shown.
+    sessions = [["lamp", "rug", "lamp-2"], ["rug", "lamp-2", "lamp"], ["lamp-2", "lamp", "rug"]] * 10
+    plain = train_item_vectors(Interactions([[(i, "view") for i in s] for s in sessions]), PARAMS, index=False)
+    shown = [[(i, "view") for i in s] + [("mug", "view")] for s in sessions] * 2
+    ignored = train_item_vectors(Interactions(shown, [{"rug-x"} for _ in shown]), PARAMS, index=False)
+    assert ignored.row("rug-x") is None  # an item only ever ignored gets no vector from the sessions alone
+    events = [{"event_type": "view", "session_id": f"s{k}", "timestamp": f"2026-11-0{1 + k % 3}T10:00:0{j}Z",
+               "item_id": item} for k, s in enumerate(sessions) for j, item in enumerate(s)]
+    events += [{"event_type": "impression", "session_id": f"s{k}", "timestamp": f"2026-11-0{1 + k % 3}T09:59:00Z",
+                "item_ids": ["rug", "lamp"]} for k in range(len(sessions)) if sessions[k][0] != "rug"]
+    data = interactions_from_events(events)
+    assert sum(1 for found in data.ignored if found == {"rug"}) == 0  # rug was viewed in every session: not ignored
+    # Now sessions that only view lamps and are shown the rug: the rug becomes an ignored item of theirs.
+    lamp_only = [{"event_type": "view", "session_id": f"x{k}", "timestamp": f"2026-11-05T10:00:0{j}Z", "item_id": item}
+                 for k in range(20) for j, item in enumerate(["lamp", "lamp-2"])]
+    impressions = [{"event_type": "impression", "session_id": f"x{k}", "timestamp": "2026-11-05T09:59:00Z",
+                    "item_ids": ["rug", "lamp"]} for k in range(20)]
+    with_ignores = interactions_from_events(events + lamp_only + impressions)
+    assert sum(1 for found in with_ignores.ignored if found == {"rug"}) == 20
+    pushed = train_item_vectors(with_ignores, PARAMS, index=False)
+    kept = train_item_vectors(with_ignores, EmbeddingParams(**{**PARAMS.__dict__, "ignore_weight": 0.0}), index=False)
+    assert cosine(pushed, "lamp", "rug") < cosine(kept, "lamp", "rug")
+    assert cosine(plain, "lamp", "rug") > 0.5
+
+
+def test_filters_apply_inside_the_search_so_the_answer_is_never_short():
+    ids = [f"i{k}" for k in range(10)]
+    matrix = np.array([[1.0, 0.1 * k] for k in range(10)], dtype=np.float32)
+    attributes = {f"i{k}": {"category": "far" if k >= 7 else "near", "price": float(k),
+                            "available": k != 1} for k in range(10)}
+    vectors = ItemVectors.build(ids, matrix, attributes=attributes)
+    query = np.array([1.0, 0.0])
+    assert [i for i, _ in vectors.nearest(query, 3)] == ["i0", "i1", "i2"]
+    assert [i for i, _ in vectors.nearest(query, 3, VectorFilters())] == ["i0", "i2", "i3"]  # i1 unavailable
+    assert [i for i, _ in vectors.nearest(query, 3, VectorFilters(categories=("far",)))] == ["i7", "i8", "i9"]
+    assert [i for i, _ in vectors.nearest(query, 2, VectorFilters(min_price=4, max_price=5.5))] == ["i4", "i5"]
+    assert [i for i, _ in vectors.nearest(query, 2, VectorFilters(exclude=frozenset({"i0", "i2"})))] == ["i3", "i4"]
+
+
+def test_the_index_finds_what_exact_search_finds_when_it_probes_every_list():
+    vectors = train_item_vectors(interactions_from_sessions(two_worlds()), PARAMS)
+    assert vectors.centroids is not None and sorted(vectors.list_items.tolist()) == list(range(len(vectors)))
+    query = vectors.vector("lamp-2")
+    assert vectors.nearest(query, 4, probes=len(vectors.centroids)) == vectors.nearest(query, 4)
+    assert {i for i, _ in vectors.nearest(query, 3, probes=1)} <= {"lamp-1", "lamp-2", "lamp-3"}
+
+
+def test_the_vectors_file_round_trips_and_bad_files_are_named(tmp_path):
+    vectors = train_item_vectors(interactions_from_sessions(two_worlds()), PARAMS,
+                                 attributes={"lamp-1": {"category": "home", "price": 40.0, "available": True}})
+    again = ItemVectors.from_npz(vectors.to_npz())
+    assert again.ids == vectors.ids and np.allclose(again.vectors, vectors.vectors)
+    assert again.category_names == ["home"] and again.price[again.row("lamp-1")] == 40.0
+    assert again.nearest(again.vector("lamp-1"), 3, probes=1) == vectors.nearest(vectors.vector("lamp-1"), 3, probes=1)
+    with pytest.raises(ValueError, match="not an item vectors file"):
+        ItemVectors.from_npz(b"nonsense")
+    buffer = tmp_path / "partial.npz"
+    np.savez(buffer, ids=np.array(["a"]))
+    with pytest.raises(ValueError, match="lacks vectors"):
+        ItemVectors.from_npz(buffer.read_bytes())
+
+
+def test_published_vectors_are_what_serving_loads():
+    registry = ModelRegistry(MemoryBlobStore())
+    assert load_item_vectors(registry) is None
+    vectors = train_item_vectors(interactions_from_sessions(two_worlds()), PARAMS)
+    version = registry.publish(MODEL_NAME, vectors.to_npz(), {"format": "tailor-item-vectors/1",
+                                                              "trained_at": "2026-12-01T00:00:00Z"})
+    loaded = load_item_vectors(registry)
+    assert loaded.ids == vectors.ids and loaded.metadata["version"] == version
+    registry.publish(MODEL_NAME, b"x", {"format": "onnx", "trained_at": "2026-12-02T00:00:00Z"})
+    assert load_item_vectors(registry) is None  # a current model that is not vectors is not served
+
+
+def test_the_update_rule_pulls_toward_engaged_items_and_pushes_from_ignored_ones():
+    lamp, book = np.array([1.0, 0.0]), np.array([0.0, 1.0])
+    rule = VectorUpdate(decay=0.5, ignore_weight=0.2)
+    v = update_vector(None, lamp, "view", rule=rule)
+    assert np.allclose(v, lamp)
+    v = update_vector(v, book, "add_to_cart", rule=rule)
+    assert np.allclose(v, [0.5, 3.0])  # the cart add weighs 3 views; what was there decays by half
+    assert np.allclose(update_vector(v, lamp, "ignore", rule=rule), [0.3, 3.0])
+    assert update_vector(v, None, "view", rule=rule) is v  # an item without a vector changes nothing
+    assert update_vector(v, lamp, "search", rule=rule) is v  # nor does an event of no weight
+    assert update_vector(None, lamp, "ignore", rule=rule) is None
+    with pytest.raises(ValueError, match="decay"):
+        VectorUpdate(decay=1.5)
+
+
+def test_the_blend_reorders_the_association_ranking_and_adds_near_items():
+    vectors = ItemVectors.build(["a", "b", "c", "d"], np.array([[1, 0], [0, 1], [0.9, 0.1], [0.95, 0.05]]))
+    ranked = [("b", 3.0), ("c", 2.9)]
+    query = np.array([1.0, 0.0])
+    plain = blend_next_items(ranked, query, vectors, 4, blend=EmbeddingBlend(weight=0.0))
+    assert [i for i, _ in plain] == ["b", "c"]
+    blended = blend_next_items(ranked, query, vectors, 4, blend=EmbeddingBlend(weight=1.0, sharpness=1.0))
+    assert [i for i, _ in blended][0] == "c" and {i for i, _ in blended} == {"a", "b", "c", "d"}
+    small = blend_next_items(ranked, query, vectors, 4, blend=EmbeddingBlend(weight=0.05, sharpness=1.0))
+    assert [i for i, _ in small] == ["c", "b", "a", "d"]  # a small weight reorders near ties and appends
+
+
+def test_the_feed_source_proposes_the_nearest_items_the_filters_let_through():
+    vectors = ItemVectors.build(["a", "b", "c"], np.array([[1, 0], [0.9, 0.2], [0.8, 0.3]]),
+                                attributes={"b": {"price": 100.0}, "c": {"price": 10.0}})
+    session = SessionState(session_id="s", user_id="u", started_at=0, last_seen=1, expires_at=0, events=1, items=["a"])
+    ctx = RankingContext(Request("feed", session_id="s", filters=Filters(max_price=50)), 1.0, session=session)
+    assert list(EmbeddingSource(vectors=lambda: vectors).propose(ctx, 5)) == ["c"]  # a: no price; b: too dear
+    assert EmbeddingSource().propose(ctx, 5) == {}
+
+
+def test_metadata_files_name_their_bad_fields(tmp_path):
+    good = tmp_path / "items.csv"
+    good.write_text("item_id,category,price,name\nlamp-1,home,40,Brass reading lamp\n")
+    assert read_item_metadata(good) == {"lamp-1": {"category": "home", "price": 40.0, "name": "Brass reading lamp"}}
+    bad = tmp_path / "bad.csv"
+    bad.write_text("item_id,price\nlamp-1,cheap\n")
+    with pytest.raises(ValueError, match="price is not a number"):
+        read_item_metadata(bad)
+    with pytest.raises(ValueError, match="no item_id column"):
+        (tmp_path / "none.csv").write_text("sku,price\n1,2\n")
+        read_item_metadata(tmp_path / "none.csv")
