@@ -140,7 +140,8 @@ def _local_up(args: argparse.Namespace) -> int:
     phases: dict[str, float] = {}
     with open(log_path, "w", encoding="utf-8") as function_log:
         stack = LocalStack(template_path, port=args.port, parameter_overrides=_overrides(args.param),
-                           function_log=function_log, api_port=args.api_port, api_key=args.api_key)
+                           function_log=function_log, api_port=args.api_port, api_key=args.api_key,
+                           stream_processes=True)
         say(f"Starting the local AWS on 127.0.0.1:{args.port or 'any free port'} ...")
         try:
             # Timers start once the replay is in: a merge or rebuild they fired meanwhile would redo what follows it.

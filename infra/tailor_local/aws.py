@@ -408,6 +408,11 @@ class _Outage:
 
 # How long a change waits for reads of other items under way, at most.
 READS_FIRST_S = 0.1
+# Calls from work in the background (stream and queue consumers, schedules) name this app in their user agent
+# (AWS_SDK_UA_APP_ID); they wait for the other calls under way, FOREGROUND_FIRST_S at most: in AWS, a feed's
+# read does not share a server with Ingest's writes, here it shares one interpreter.
+BACKGROUND_APP_ID = "tailor-local-background"
+FOREGROUND_FIRST_S = 0.05
 
 
 class _AtomicCalls:
@@ -436,10 +441,32 @@ class _AtomicCalls:
         self._reads_waiting = 0
         self._let_in = 0  # reads let go by the end of a change that have not yet begun
         self._key_names: dict[str, tuple[str, ...]] = {}  # a DynamoDB table's key attributes
+        self._foreground = 0  # calls under way that are not from the background
+        self._foreground_done = threading.Condition()
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
         if _is_receive_message(environ):
             return list(self.app(environ, start_response))
+        if f"app/{BACKGROUND_APP_ID}" in environ.get("HTTP_USER_AGENT", ""):
+            self._after_foreground()
+            return self._atomically(environ, start_response)
+        with self._foreground_done:
+            self._foreground += 1
+        try:
+            return self._atomically(environ, start_response)
+        finally:
+            with self._foreground_done:
+                self._foreground -= 1
+                if not self._foreground:
+                    self._foreground_done.notify_all()
+
+    def _after_foreground(self) -> None:
+        deadline = time.monotonic() + FOREGROUND_FIRST_S
+        with self._foreground_done:
+            while self._foreground and (left := deadline - time.monotonic()) > 0:
+                self._foreground_done.wait(left)
+
+    def _atomically(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
         reading = _only_reads(environ)
         touched = self._touched(environ)
         if reading:
@@ -614,6 +641,7 @@ class LocalAws:
     region: str = "us-east-1"
     # Services answered elsewhere than the embedded AWS (by their SDK name, e.g. appconfigdata): where.
     service_endpoints: dict[str, str] = field(default_factory=dict)
+    app_id: str | None = None  # in the clients' user agent: BACKGROUND_APP_ID for the event sources' pollers
     _clients: dict[str, Any] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -625,9 +653,13 @@ class LocalAws:
                 self._clients[service] = session.client(
                     service,
                     endpoint_url=self.service_endpoints.get(service, self.endpoint),
-                    config=Config(retries={"mode": "standard", "max_attempts": 8}),
+                    config=Config(retries={"mode": "standard", "max_attempts": 8}, user_agent_appid=self.app_id),
                 )
             return self._clients[service]
+
+    def in_background(self) -> LocalAws:
+        """The same endpoint, with clients whose calls the local AWS serves after the others under way."""
+        return LocalAws(self.endpoint, self.region, dict(self.service_endpoints), BACKGROUND_APP_ID)
 
     def resource(self, service: str) -> Any:
         """A boto3 resource (not thread-safe: use it from one thread)."""

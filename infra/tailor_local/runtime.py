@@ -11,13 +11,14 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 from . import sandbox
 from .aws import LocalAws, Resources
+from .environments import EnvironmentProcess, InvocationError
 from .template import Function, Template, TemplateError
 
 __all__ = [
@@ -92,14 +93,19 @@ class LocalFunction:
     log_stream: TextIO | None = None  # where the handler's stdout and stderr go; None leaves them alone
     handler: Handler | None = None  # the first environment's handler: loaded on first invocation unless given
     max_environments: int = DEFAULT_MAX_ENVIRONMENTS
+    isolation: str = "thread"  # "process": each environment is a process of its own (see tailor_local.environments)
+    niceness: int = 0  # of those processes: above 0, they give way to the rest of the machine
     _given: bool = field(default=False, init=False, repr=False)  # the handler is a callable, not a module to import
     _idle: list[Handler] = field(default_factory=list, init=False, repr=False)
     _environments: int = field(default=0, init=False, repr=False)
     _free: threading.Condition = field(default_factory=threading.Condition, init=False, repr=False)
     _removed: set[str] = field(default_factory=set, init=False, repr=False)  # variables a handler deleted
+    _processes: list[EnvironmentProcess] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._given = self.handler is not None
+        if self.isolation not in ("thread", "process"):
+            raise ValueError(f"isolation must be 'thread' or 'process', not {self.isolation!r}")
 
     @classmethod
     def from_handler(cls, name: str, handler: Handler, *, region: str = "us-east-1", **options: Any) -> LocalFunction:
@@ -164,6 +170,14 @@ class LocalFunction:
         assert self.handler is not None
         return self.handler
 
+    def close(self) -> None:
+        """Stop the processes of process-isolated environments; thread environments need nothing."""
+        with self._free:
+            processes, self._processes = self._processes, []
+            self._idle = [h for h in self._idle if not isinstance(h, EnvironmentProcess)]
+        for process in processes:
+            process.close()
+
     def note(self, text: str) -> None:
         """A line in the function's log from the platform around it (the event source, say), not from the handler."""
         if self.log_stream is not None:
@@ -199,7 +213,14 @@ class LocalFunction:
         if self._given:
             return
         with self._free:
-            self._idle.append(handler)
+            if isinstance(handler, EnvironmentProcess) and not handler.alive:
+                self._environments -= 1  # a process that timed out or died is gone; the next invocation starts one
+                if handler in self._processes:
+                    self._processes.remove(handler)
+                if self.handler is handler:
+                    self.handler = None
+            else:
+                self._idle.append(handler)
             self._free.notify()
 
     def _import(self, index: int) -> Handler:
@@ -207,6 +228,12 @@ class LocalFunction:
         environment has its own copy)."""
         if self.code_dir is None:
             raise TemplateError(f"{self.logical_id} has no local code (CodeUri)")
+        if self.isolation == "process":
+            process = EnvironmentProcess(self.handler_path, self._paths(), self.environment,
+                                         log_stream=self.log_stream, niceness=self.niceness, cwd=self.code_dir)
+            with self._free:
+                self._processes.append(process)
+            return process
         module_path, _, attribute = self.handler_path.rpartition(".")
         relative = Path(*module_path.split("."))
         source = next(
@@ -265,13 +292,23 @@ class LocalFunction:
 class LambdaRuntime:
     """Every AWS::Serverless::Function of the template, ready to invoke in this process against the local AWS."""
 
-    def __init__(self, template: Template, resources: Resources, aws: LocalAws, *, log_stream: TextIO | None = None):
+    def __init__(self, template: Template, resources: Resources, aws: LocalAws, *, log_stream: TextIO | None = None,
+                 processes: Collection[str] = (), niceness: int = 0):
+        """`processes`: logical ids of the functions whose environments are processes of their own, at `niceness`."""
         self.template = template
         self.resources = resources
         self.functions: dict[str, LocalFunction] = {
             lid: _local_function(template, resources, aws, fn, log_stream)
             for lid, fn in template.functions().items()
         }
+        for lid in processes:
+            self.functions[lid].isolation = "process"
+            self.functions[lid].niceness = niceness
+
+    def close(self) -> None:
+        """Stop every function's environment processes."""
+        for function in self.functions.values():
+            function.close()
 
     def find(self, name: str) -> LocalFunction:
         """A function by logical id (IngestFunction), short name (ingest) or local physical name."""
@@ -350,6 +387,8 @@ class _MarshalError(Exception):
 
 
 def _error_of(exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, InvocationError):
+        return exc.error
     error_type = "Runtime.MarshalError" if isinstance(exc, _MarshalError) else type(exc).__name__
     return {
         "errorType": error_type,

@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 from boto3.dynamodb.conditions import Attr
 
 from . import appconfig
-from .aws import DEFAULT_PORT, LocalAws, MotoServer, Resources, create_resources
+from .aws import BACKGROUND_APP_ID, DEFAULT_PORT, LocalAws, MotoServer, Resources, create_resources
 from .http import ApiGateway, LocalApiServer, new_api_key, rest_apis
 from .kinesis import KinesisMapping, kinesis_sources
 from .runtime import LambdaRuntime
@@ -42,6 +42,9 @@ __all__ = [
 STATE_DIR = ".tailor"
 STATE_FILE = "local.json"
 PUT_RECORDS_LIMIT = 500  # records per Kinesis PutRecords call
+# Of the stream consumers' processes: on a laptop's few cores they give way to the API, whose calls in AWS would
+# not share a CPU with theirs.
+STREAM_NICENESS = 10
 # On stop, how long invocations under way may take to finish before the local AWS goes away under them.
 STOP_GRACE_S = 2.0
 
@@ -60,9 +63,12 @@ class LocalStack:
 
     def __init__(self, template_path: Path, *, port: int = DEFAULT_PORT, stack_name: str = "tailor-local",
                  region: str = "us-east-1", parameter_overrides: dict[str, str] | None = None,
-                 function_log: TextIO | None = None, api_port: int = 0, api_key: str | None = None):
+                 function_log: TextIO | None = None, api_port: int = 0, api_key: str | None = None,
+                 stream_processes: bool = False, stream_niceness: int = STREAM_NICENESS):
         """`api_port` is where the template's REST API answers (0: any free port); `api_key` is the key its usage
-        plan asks for (default: a new random one)."""
+        plan asks for (default: a new random one). With `stream_processes`, the functions that stream sources
+        trigger run each execution environment in a process of its own, at `stream_niceness`, as Lambda runs them
+        apart from the API's; otherwise every function runs in this process, a thread per invocation."""
         self.template = Template.load(template_path, region=region, stack_name=stack_name,
                                       parameter_overrides=parameter_overrides)
         self.server = MotoServer(port=port)
@@ -78,6 +84,8 @@ class LocalStack:
         self.timings: dict[str, float] = {}  # seconds each phase of start() took: local AWS, resources, functions, API
         self.api_port = api_port
         self.api_key = api_key or new_api_key()
+        self.stream_processes = stream_processes
+        self.stream_niceness = stream_niceness
         self.started_at = ""
         self._state_writer: threading.Thread | None = None
         self._state_stop = threading.Event()
@@ -93,20 +101,29 @@ class LocalStack:
             self.resources = create_resources(self.template, aws)
             self.appconfig = self._serve_appconfig()
             clock = self._timed("resources", clock)
-            self.runtime = LambdaRuntime(self.template, self.resources, aws, log_stream=self.function_log)
-            for source in kinesis_sources(self.template, self.resources):
+            sources = kinesis_sources(self.template, self.resources)
+            self.runtime = LambdaRuntime(
+                self.template, self.resources, aws, log_stream=self.function_log,
+                processes={source.function_id for source in sources} if self.stream_processes else (),
+                niceness=self.stream_niceness)
+            background = aws.in_background()
+            for source in sources:
                 function = self.runtime.functions[source.function_id]
-                self.mappings[f"{source.function_id}.{source.event_name}"] = KinesisMapping(source, function, aws)
-            for queue in sqs_sources(self.template, self.resources):
+                self.mappings[f"{source.function_id}.{source.event_name}"] = KinesisMapping(source, function, background)
+            queues, timed = sqs_sources(self.template, self.resources), schedule_sources(self.template)
+            for queue in queues:
                 self.queues[f"{queue.function_id}.{queue.event_name}"] = SqsMapping(
-                    queue, self.runtime.functions[queue.function_id], aws)
-            for schedule in schedule_sources(self.template):
+                    queue, self.runtime.functions[queue.function_id], background)
+            for schedule in timed:
                 period = rate_seconds(schedule.expression)
                 if schedule.enabled and period is not None:
                     self.timers[f"{schedule.function_id}.{schedule.event_name}"] = ScheduleTimer(
                         schedule, self.runtime.functions[schedule.function_id], period,
                         region=self.template.region, account_id=self.template.account_id,
                         stack_name=self.template.stack_name)
+            # What the event sources and schedules run, the local AWS serves after the API's calls under way.
+            for function_id in {source.function_id for source in (*sources, *queues, *timed)}:
+                self.runtime.functions[function_id].environment["AWS_SDK_UA_APP_ID"] = BACKGROUND_APP_ID
             clock = self._timed("functions", clock)
             self.api = self._serve_api()
             self._timed("API", clock)
@@ -142,6 +159,8 @@ class LocalStack:
         if self._state_writer is not None:
             stoppers.append(self._state_writer.join)
         _all_within(stoppers, grace_s)
+        if self.runtime is not None:
+            self.runtime.close()
         _all_within([s.stop for s in (self.appconfig, self.server) if s is not None], grace_s)
 
     def __enter__(self) -> LocalStack:

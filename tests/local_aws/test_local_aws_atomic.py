@@ -381,3 +381,55 @@ def test_a_change_lets_reads_of_other_items_under_way_finish_first_for_a_while()
     assert order == ["read begins", "change"] and time.monotonic() - began < 2
     release.set()
     reader.join(10)
+
+
+def test_a_background_call_waits_for_the_calls_under_way_for_a_while_and_no_longer():
+    from tailor_local import aws
+
+    release = threading.Event()
+    order = []
+
+    def app(environ, start_response):
+        if "background" in environ.get("HTTP_USER_AGENT", ""):
+            order.append("background")
+        else:
+            order.append("foreground begins")
+            assert release.wait(10)
+            order.append("foreground ends")
+        return [b""]
+
+    guard = aws._AtomicCalls(app)
+    background = {"HTTP_X_AMZ_TARGET": "DynamoDB_20120810.GetItem",
+                  "HTTP_USER_AGENT": f"Boto3/1 md/Botocore#1 app/{aws.BACKGROUND_APP_ID}"}
+    foreground = threading.Thread(target=guard, args=({"HTTP_X_AMZ_TARGET": "DynamoDB_20120810.GetItem"}, None))
+    foreground.start()
+    until(lambda: order == ["foreground begins"])
+    waiting = threading.Thread(target=guard, args=(background, None))
+    waiting.start()
+    time.sleep(aws.FOREGROUND_FIRST_S / 4)
+    release.set()
+    for thread in (waiting, foreground):
+        thread.join(10)
+    assert order == ["foreground begins", "foreground ends", "background"]
+
+    release.clear()
+    order.clear()
+    foreground = threading.Thread(target=guard, args=({"HTTP_X_AMZ_TARGET": "DynamoDB_20120810.GetItem"}, None))
+    foreground.start()
+    until(lambda: order == ["foreground begins"])
+    guard(background, None)  # a foreground call that lasts holds the background up for FOREGROUND_FIRST_S only
+    assert order == ["foreground begins", "background"]
+    release.set()
+    foreground.join(10)
+
+
+def test_the_event_sources_clients_name_the_background_app_in_their_user_agent():
+    from tailor_local import aws
+
+    with aws.MotoServer(port=0) as server:
+        seen = []
+        client = aws.LocalAws(server.endpoint).in_background().client("sqs")
+        client.meta.events.register("before-send", lambda request, **kw: seen.append(request.headers["User-Agent"]))
+        client.list_queues()
+    user_agent = seen[0].decode() if isinstance(seen[0], bytes) else seen[0]
+    assert f"app/{aws.BACKGROUND_APP_ID}" in user_agent

@@ -131,10 +131,21 @@ def runtime(tmp_path):
             (tmp_path / folder / name).write_text(text)
     template = Template.load(tmp_path / "template.yaml", stack_name="rt")
     aws = LocalAws("http://127.0.0.1:9")
-    return LambdaRuntime(template, plan_resources(template, aws.endpoint), aws)
+    runtime = LambdaRuntime(template, plan_resources(template, aws.endpoint), aws)
+    yield runtime
+    runtime.close()
 
 
-def test_the_handler_runs_with_its_code_layers_environment_and_context(runtime):
+@pytest.fixture(params=["thread", "process"])
+def either_runtime(runtime, request):
+    """The runtime with every function's environments on threads of this process, or in processes of their own."""
+    for function in runtime.functions.values():
+        function.isolation = request.param
+    return runtime
+
+
+def test_the_handler_runs_with_its_code_layers_environment_and_context(either_runtime):
+    runtime = either_runtime
     invocation = runtime.find("FirstFunction").invoke({"hello": "world"})
     assert invocation.ok, invocation.error
     answer = invocation.payload
@@ -168,7 +179,8 @@ def test_the_process_environment_is_left_as_it_was(runtime):
     assert "AWS_LAMBDA_FUNCTION_NAME" not in os.environ and "GREETING" not in os.environ
 
 
-def test_errors_are_reported_as_lambda_reports_them(runtime):
+def test_errors_are_reported_as_lambda_reports_them(either_runtime):
+    runtime = either_runtime
     failed = runtime.find("first").invoke({"fail": True})
     assert not failed.ok and failed.payload is None
     assert failed.error["errorType"] == "ValueError" and failed.error["errorMessage"] == "asked to fail"
@@ -181,8 +193,8 @@ def test_errors_are_reported_as_lambda_reports_them(runtime):
     assert broken.error["errorType"] == "ModuleNotFoundError"
 
 
-def test_handler_output_goes_to_the_function_log(runtime, tmp_path, capsys):
-    function = runtime.find("second")
+def test_handler_output_goes_to_the_function_log(either_runtime, tmp_path, capsys):
+    function = either_runtime.find("second")
     with open(tmp_path / "functions.log", "w+") as log:
         function.log_stream = log
         invocation = function.invoke({})

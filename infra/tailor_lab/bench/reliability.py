@@ -155,8 +155,9 @@ def run(config: Config, *, template: Path, log_path: Path) -> dict[str, Any]:
         local_logger = logging.getLogger("tailor_local")
         local_logger.addHandler(handler)
         local_logger.propagate = False
+        # The stack `tailor local up` runs: Ingest's environments in processes of their own.
         stack = LocalStack(template, port=0, api_port=0, stack_name=f"tailor-reliability-{uuid.uuid4().hex[:6]}",
-                           function_log=log)
+                           function_log=log, stream_processes=True)
         stack.start(schedules=False)
         try:
             bench = _Bench(stack, config, log)
