@@ -46,7 +46,7 @@ from tailor.ranking.diversity import diversify
 from tailor.ranking.features import candidate_features
 from tailor.ranking.filters import filter_mask
 from tailor.ranking.rows import RowCache, item_record, partners, popularity, query_counts
-from tailor.ranking.scoring import DEFAULT_WEIGHTS, Scorer, intent_adjusted
+from tailor.ranking.scoring import DEFAULT_WEIGHTS, Scorer, intent_adjusted, ltv_adjusted
 from tailor.session import SessionState
 from tailor.shopper import ShopperState
 from tailor.store.port import StateStore
@@ -98,10 +98,12 @@ class Pipeline:
                  cache: RowCache | None = None, max_candidates: int = 500, read_waves: int | None = 2,
                  wave_keys: int | None = BATCH_KEYS, prefetch: bool = True, trend_days: int = TREND_DAYS,
                  half_life_days: float = HALF_LIFE_DAYS, intent_model: Any = None,
-                 factors: Callable[[], IntentFactors] | None = None):
+                 factors: Callable[[], IntentFactors] | None = None, ltv_strength: float = 0.0):
         """`intent_model` (tailor.intent.IntentModel) infers the intent of a request's session data; `factors`
         gives the intent scaling factors in force. With both, a session's intent weighs its association
-        candidates and its route's blend weights (tailor.ranking.scoring.intent_adjusted)."""
+        candidates and its route's blend weights (tailor.ranking.scoring.intent_adjusted). `ltv_strength` above 0
+        weighs the purchase-probability term by the shopper's predicted LTV (tailor.ranking.scoring.ltv_adjusted;
+        off by default)."""
         if max_candidates < 1:
             raise ValueError("max_candidates must be at least 1")
         self.store = store
@@ -116,6 +118,7 @@ class Pipeline:
         self.half_life_days = half_life_days
         self.intent_model = intent_model
         self.factors = factors
+        self.ltv_strength = ltv_strength
 
     # -- the stages ----------------------------------------------------------------------------------
 
@@ -154,7 +157,7 @@ class Pipeline:
         """Each candidate's weighted sum of scorer terms (diversity aside), and the terms and raw values."""
         ctx, candidates = gathered.ctx, gathered.candidates
         if weights is None:
-            weights = intent_adjusted(self.routes[ctx.request.route].weights, ctx.event_factors())
+            weights = self.weights(ctx)
         base = np.zeros(len(candidates))
         parts: dict[str, np.ndarray] = {}
         if len(candidates) == 0:
@@ -175,7 +178,7 @@ class Pipeline:
         ctx, candidates = gathered.ctx, gathered.candidates
         request = ctx.request
         if weights is None:
-            weights = intent_adjusted(self.routes[request.route].weights, ctx.event_factors())
+            weights = self.weights(ctx)
         explain = request.explain if explain is None else explain
         n = request.n if n is None else n
         if len(candidates) == 0 or n <= 0:
@@ -197,6 +200,13 @@ class Pipeline:
             score = base[i] + diversity_weight * d
             ranked.append(RankedItem(candidates.ids[i], round(float(score), 6), candidates.sources_of(i), explained))
         return ranked
+
+    def weights(self, ctx: RankingContext) -> dict[str, float]:
+        """The request's blend weights: its route's, for its session's intent and, if asked, its shopper's LTV."""
+        weights = intent_adjusted(self.routes[ctx.request.route].weights, ctx.event_factors())
+        if not self.ltv_strength:
+            return weights
+        return ltv_adjusted(weights, (ctx.shopper_row or {}).get("ltv"), self.ltv_strength)
 
     def warm(self, now: float, items: int | None = None) -> int:
         """Fill the cache with the popularity and the most popular items' rows, outside any request;

@@ -27,7 +27,7 @@ from tailor.ranking.rows import ITEM_FIELDS
 
 __all__ = ["DEFAULT_WEIGHTS", "INPUT_NAME", "METADATA_KEY", "MODEL_NAME", "OUTPUT_NAME", "CommercialPerformance",
            "ConversionPrior", "ProbabilityModel", "PurchaseProbability", "RankingModel", "Relevance", "Scorer",
-           "intent_adjusted"]
+           "intent_adjusted", "ltv_adjusted"]
 
 MODEL_NAME = "ranker"
 METADATA_KEY = "tailor.ranker"  # the ONNX metadata entry holding the model's metadata JSON
@@ -58,6 +58,23 @@ def intent_adjusted(weights: Mapping[str, float], factors: Mapping[str, float] |
     for term, event_type in INTENT_TERMS.items():
         if term in adjusted:
             adjusted[term] = round(adjusted[term] * factors.get(event_type, 1.0), 6)
+    return adjusted
+
+
+def ltv_adjusted(weights: Mapping[str, float], ltv: Mapping[str, object] | None, strength: float) -> dict[str, float]:
+    """A route's blend weights with the purchase-probability term weighed by the shopper's predicted LTV (spec 004).
+
+    `ltv` is what RebuildLtv keeps in the shopper's row (tailor.ltv.rebuild); its percentile among the shoppers the
+    model was trained on scales the term by 1 + strength x (2 x percentile / 100 - 1): from 1 - strength for the
+    least valuable to 1 + strength for the most, the median shopper's unchanged. A strength of 0 (the default
+    everywhere) or a shopper without an LTV leaves the weights as they are.
+    """
+    adjusted = dict(weights)
+    percentile = ltv.get("percentile") if ltv else None
+    if not strength or "probability" not in adjusted or not isinstance(percentile, (int, float)):
+        return adjusted
+    share = min(max(float(percentile) / 100.0, 0.0), 1.0)
+    adjusted["probability"] = round(adjusted["probability"] * max(1.0 + strength * (2.0 * share - 1.0), 0.0), 6)
     return adjusted
 
 
