@@ -16,6 +16,7 @@ COMMANDS = {
     "personas": "tailor_lab.bench.personas",
     "ltv": "tailor_lab.bench.ltv",
     "reliability": "tailor_lab.bench.reliability",
+    "embeddings": "tailor_lab.bench.embeddings",
     "experiments": "tailor_lab.bench.experiments",
 }
 

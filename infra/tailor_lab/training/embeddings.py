@@ -52,12 +52,13 @@ from tailor.associations import EVENT_WEIGHTS
 from tailor.embeddings import FORMAT, MODEL_NAME, ItemVectors, unit
 from tailor.models import model_version
 
-__all__ = ["EmbeddingParams", "Interactions", "interactions_from_events", "interactions_from_sessions", "main",
-           "read_item_metadata", "train_item_vectors"]
+__all__ = ["EmbeddingParams", "Interactions", "interactions_from_events", "interactions_from_sessions", "inverted_file",
+           "main", "read_item_metadata", "train_item_vectors"]
 
 TOKEN = re.compile(r"[a-z0-9]+")
 PRICE_BANDS = 8  # price quantile bands as metadata features
 MAX_INDEX_ITERATIONS = 10
+INDEX_SAMPLE_PER_LIST = 40  # k-means learns the lists from this many items per list, then places every item
 
 
 @dataclass(frozen=True)
@@ -197,7 +198,7 @@ def train_item_vectors(data: Interactions, params: EmbeddingParams = EmbeddingPa
     if index and n > 1:
         t = time.perf_counter()
         lists = params.index_lists or max(1, int(round(math.sqrt(n))))
-        out.centroids, out.list_offsets, out.list_items = _inverted_file(out.vectors, lists, params.seed)
+        out.centroids, out.list_offsets, out.list_items = inverted_file(out.vectors, lists, params.seed)
         say(f"  index of {lists} lists in {time.perf_counter() - t:.1f}s")
     return out
 
@@ -383,16 +384,17 @@ def _metadata_vectors(features: sp.csr_matrix, vectors: np.ndarray, learn_from: 
     return unit(np.asarray(features @ weights, dtype=np.float32))
 
 
-def _inverted_file(vectors: np.ndarray, lists: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Spherical k-means centroids and the items of each, grouped: (centroids, offsets, items)."""
+def inverted_file(vectors: np.ndarray, lists: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Spherical k-means centroids (fitted on a sample of INDEX_SAMPLE_PER_LIST items per list) and the items of
+    each, grouped: (centroids, offsets, items)."""
     rng = np.random.default_rng(seed)
     lists = min(lists, len(vectors))
-    centroids = vectors[rng.choice(len(vectors), lists, replace=False)].copy()
-    assignment = np.zeros(len(vectors), dtype=np.int64)
+    sample = vectors[rng.choice(len(vectors), min(len(vectors), INDEX_SAMPLE_PER_LIST * lists), replace=False)]
+    centroids = sample[rng.choice(len(sample), lists, replace=False)].copy()
     for _ in range(MAX_INDEX_ITERATIONS):
-        assignment = _assign(vectors, centroids)
+        assignment = _assign(sample, centroids)
         sums = np.zeros_like(centroids)
-        np.add.at(sums, assignment, vectors)
+        np.add.at(sums, assignment, sample)
         empty = np.linalg.norm(sums, axis=1) == 0
         sums[empty] = centroids[empty]
         centroids = unit(sums)

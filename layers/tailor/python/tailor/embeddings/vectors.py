@@ -118,18 +118,14 @@ class ItemVectors:
             assert self.list_offsets is not None and self.list_items is not None
             nearest_lists = np.argsort(-(self.centroids @ q))[:probes]
             rows = np.concatenate([self.list_items[self.list_offsets[c]:self.list_offsets[c + 1]] for c in nearest_lists])
-        elif keep is not None:
-            rows = np.flatnonzero(keep)
-            keep = None
-        else:
-            rows = None
-        if rows is not None:
             if keep is not None:
                 rows = rows[keep[rows]]
-            scores = self.vectors[rows] @ q
-        else:
-            scores = self.vectors @ q
-        return self._top(scores, rows, k)
+            return self._top(self.vectors[rows] @ q, rows, k)
+        scores = self.vectors @ q
+        if keep is not None:
+            # Filtered-out items leave the race before the top k is taken, not after.
+            scores[~keep] = -np.inf
+        return self._top(scores, None, k)
 
     def _top(self, scores: np.ndarray, rows: np.ndarray | None, k: int) -> list[tuple[str, float]]:
         if len(scores) == 0:
@@ -141,7 +137,7 @@ class ItemVectors:
         best = best[np.argsort(-scores[best], kind="stable")]
         ids = self.ids
         if rows is None:
-            return [(ids[i], float(scores[i])) for i in best.tolist() if scores[i] > 0]
+            return [(ids[i], float(scores[i])) for i in best.tolist() if scores[i] > 0]  # -inf: filtered out
         return [(ids[rows[i]], float(scores[i])) for i in best.tolist() if scores[i] > 0]
 
     # -- the file ------------------------------------------------------------------------------------

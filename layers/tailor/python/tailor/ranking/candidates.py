@@ -105,6 +105,7 @@ class EmbeddingSource:
     share: float = 0.2
     vectors: Callable[[], ItemVectors | None] = field(default=lambda: None, repr=False, compare=False)
     probes: int | None = None  # inverted file lists searched (approximate); None: every item (exact)
+    _memo: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
     def keys(self, ctx: RankingContext) -> Iterable[tuple[str, str]]:
         return ()
@@ -113,15 +114,21 @@ class EmbeddingSource:
         vectors = self.vectors()
         if vectors is None:
             return {}
-        items = list(reversed(ctx.anchors()))  # most recent last, as the update rule folds them
-        query = query_vector(vectors, ((item, "view") for item in items))
-        if query is None:
-            return {}
+        items = tuple(reversed(ctx.anchors()))  # most recent last, as the update rule folds them
         wanted = ctx.request.filters
         bought = frozenset(ctx.purchased_items()) if wanted.exclude_purchased else frozenset()
-        filters = VectorFilters(available_only=wanted.available_only, min_price=wanted.min_price,
-                                max_price=wanted.max_price, categories=wanted.categories, exclude=bought)
-        return dict(vectors.nearest(query, limit, filters, probes=self.probes))
+        # The pipeline asks for proposals after every read; the search runs again only when its inputs changed.
+        key = (id(vectors), items, wanted, bought, limit)
+        if self._memo is not None and self._memo[0] == key:
+            return self._memo[1]
+        query = query_vector(vectors, ((item, "view") for item in items))
+        found: dict[str, float] = {}
+        if query is not None:
+            filters = VectorFilters(available_only=wanted.available_only, min_price=wanted.min_price,
+                                    max_price=wanted.max_price, categories=wanted.categories, exclude=bought)
+            found = dict(vectors.nearest(query, limit, filters, probes=self.probes))
+        self._memo = (key, found)
+        return found
 
 
 @dataclass

@@ -1,0 +1,166 @@
+"""Embedding benchmark: nearest items by cosine, exact (numpy, every item scored) against the inverted file index
+(only the items of the lists nearest the query), at 10k, 100k and 1M items; and what the embedding candidate
+source adds to a feed's p50 at 100k items, the two pipelines taking turns request by request.
+
+    tailor bench embeddings [--items 10000,100000,1000000] [--dim 128] [--probes 8,16] [--queries 300]
+                            [--feed-items 100000] [--feeds 300] [--out bench-results/embeddings.json]
+
+Vectors are synthetic but shaped like learned ones (items around topic centres, so that an index has clusters to
+find); the index is built as tailor train embeddings builds it (about sqrt(n) lists). Recall@20 is the share of the
+exact top 20 the index returns. The feed runs the ranking pipeline on the state Ingest makes of a simulated day,
+the simulator's items among the vectors' ids, with and without vectors given to the feed's embedding source.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tailor.embeddings import ItemVectors, VectorFilters, unit
+from tailor.ranking import ConversionPrior, Pipeline, PurchaseProbability, Relevance, Request
+from tailor.ranking.candidates import EmbeddingSource
+from tailor.ranking.pipeline import DEFAULT_ROUTES
+from tailor.ranking.scoring import CommercialPerformance
+from tailor_lab.training.embeddings import inverted_file
+
+from .report import percentile, publish
+from .state import feed_requests, ingested
+
+__all__ = ["main", "run", "synthetic_vectors"]
+
+BUDGET_MS = 2.0  # what the embedding source may add to a feed's p50 at 100k items
+K = 20
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tailor bench embeddings", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--items", default="10000,100000,1000000", help="catalog sizes, comma-separated")
+    parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--probes", default="8,16", help="lists the index searches, comma-separated")
+    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--feed-items", type=int, default=100_000, help="vectors behind the feed (0: no feed run)")
+    parser.add_argument("--feeds", type=int, default=300, help="feed requests per pipeline")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--out", type=Path, default=Path("bench-results/embeddings.json"))
+    args = parser.parse_args(argv)
+    report = run([int(n) for n in args.items.split(",") if n], dim=args.dim,
+                 probes=[int(p) for p in args.probes.split(",") if p], queries=args.queries,
+                 feed_items=args.feed_items, feeds=args.feeds, seed=args.seed)
+    publish(report, format_table(report), args.out)
+    return 0
+
+
+def run(sizes: list[int], *, dim: int, probes: list[int], queries: int, feed_items: int, feeds: int,
+        seed: int) -> dict[str, Any]:
+    rows = []
+    for n in sizes:
+        vectors = synthetic_vectors([f"i{k}" for k in range(n)], dim, seed)
+        rng = np.random.default_rng(seed + 1)
+        asked = unit(vectors.vectors[rng.integers(0, n, queries)] + 0.3 * unit(
+            rng.standard_normal((queries, dim)).astype(np.float32)))
+        filters = VectorFilters()
+        exact, times = [], []
+        for q in asked:
+            t = time.perf_counter()
+            exact.append({item for item, _ in vectors.nearest(q, K, filters)})
+            times.append((time.perf_counter() - t) * 1000)
+        rows.append(_row(n, dim, "exact", None, times, 1.0, 0.0))
+        for p in probes:
+            found, times = [], []
+            for q in asked:
+                t = time.perf_counter()
+                found.append({item for item, _ in vectors.nearest(q, K, filters, probes=p)})
+                times.append((time.perf_counter() - t) * 1000)
+            recall = statistics.fmean(len(a & b) / max(1, len(b)) for a, b in zip(found, exact))
+            rows.append(_row(n, dim, "index", p, times, recall, vectors.metadata["index_seconds"]))
+        del vectors
+    return {"dim": dim, "k": K, "queries": queries, "search": rows,
+            "feed": _feed(feed_items, dim, probes, feeds, seed) if feed_items else None, "budget_ms": BUDGET_MS}
+
+
+def synthetic_vectors(ids: list[str], dim: int, seed: int) -> ItemVectors:
+    """Unit vectors around sqrt(n) topic centres, random prices and availability, and their index."""
+    rng = np.random.default_rng(seed)
+    n = len(ids)
+    topics = unit(rng.standard_normal((max(1, int(math.sqrt(n))), dim)).astype(np.float32))
+    matrix = np.empty((n, dim), dtype=np.float32)
+    for start in range(0, n, 100_000):
+        stop = min(n, start + 100_000)
+        matrix[start:stop] = topics[rng.integers(0, len(topics), stop - start)] + 0.5 * unit(
+            rng.standard_normal((stop - start, dim)).astype(np.float32)) / math.sqrt(2)
+    vectors = ItemVectors(list(ids), unit(matrix), np.full(n, -1, dtype=np.int32), [],
+                          rng.uniform(5, 500, n).astype(np.float32), (rng.random(n) > 0.05).astype(np.float32),
+                          np.zeros(n, dtype=bool))
+    t = time.perf_counter()
+    vectors.centroids, vectors.list_offsets, vectors.list_items = inverted_file(vectors.vectors, len(topics), seed)
+    vectors.metadata["index_seconds"] = round(time.perf_counter() - t, 1)
+    return vectors
+
+
+def format_table(report: dict[str, Any]) -> str:
+    lines = [f"nearest {report['k']} of n items by cosine, d={report['dim']}, {report['queries']} queries, "
+             "availability filter inside the search",
+             f"{'items':>9} {'search':>6} {'probes':>6} {'p50 ms':>8} {'p99 ms':>8} {'recall@20':>9} {'index s':>8}"]
+    for r in report["search"]:
+        lines.append(f"{r['items']:>9} {r['search']:>6} {r['probes'] or '-':>6} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} "
+                     f"{r['recall']:>9.3f} {r['index_seconds']:>8.1f}")
+    feed = report.get("feed")
+    if feed:
+        lines.append(f"\nfeed p50 at {feed['items']} item vectors ({feed['requests']} requests per pipeline, taking turns; "
+                     f"budget +{report['budget_ms']:.0f} ms):")
+        for name, m in feed["pipelines"].items():
+            added = m["p50_ms"] - feed["pipelines"]["without vectors"]["p50_ms"]
+            verdict = "" if name == "without vectors" else (
+                f"  +{added:.2f} ms: {'met' if added <= report['budget_ms'] else 'MISSED'}")
+            lines.append(f"  {name:24s} p50 {m['p50_ms']:7.2f} ms  p99 {m['p99_ms']:7.2f} ms  "
+                         f"embedding candidates {m['embedding_share']:.0%}{verdict}")
+    return "\n".join(lines)
+
+
+def _row(n: int, dim: int, search: str, probes: int | None, times: list[float], recall: float,
+         index_seconds: float) -> dict[str, Any]:
+    return {"items": n, "dim": dim, "search": search, "probes": probes, "p50_ms": round(percentile(times, 50), 3),
+            "p99_ms": round(percentile(times, 99), 3), "recall": round(recall, 4), "index_seconds": index_seconds}
+
+
+def _feed(n: int, dim: int, probes: list[int], feeds: int, seed: int) -> dict[str, Any]:
+    from tailor_lab.simulator import simulate
+
+    state = ingested(simulate(shoppers=150, days=1, seed=seed).events)
+    catalog = sorted(state.tables["items"])
+    vectors = synthetic_vectors(catalog + [f"filler-{k}" for k in range(max(0, n - len(catalog)))], dim, seed)
+    requests = feed_requests(state, feeds, seed)
+    now = max(row.get("last_seen", 0) for row in state.tables["shoppers"].values())
+    pipelines = {"without vectors": _pipeline(state, None, None)}
+    pipelines["exact"] = _pipeline(state, vectors, None)
+    for p in probes:
+        pipelines[f"index, {p} probes"] = _pipeline(state, vectors, p)
+    times: dict[str, list[float]] = {name: [] for name in pipelines}
+    share: dict[str, list[float]] = {name: [] for name in pipelines}
+    for pipeline in pipelines.values():  # warm every cache once before timing
+        for user, session in requests[:20]:
+            pipeline.rank(pipeline.gather(Request("feed", user_id=user, session_id=session), now))
+    for user, session in requests:
+        for name, pipeline in pipelines.items():
+            t = time.perf_counter()
+            ranked = pipeline.rank(pipeline.gather(Request("feed", user_id=user, session_id=session), now))
+            times[name].append((time.perf_counter() - t) * 1000)
+            share[name].append(sum("embedding" in r.sources for r in ranked) / max(1, len(ranked)))
+    return {"items": n, "requests": len(requests),
+            "pipelines": {name: {"p50_ms": round(percentile(t, 50), 3), "p99_ms": round(percentile(t, 99), 3),
+                                 "embedding_share": round(statistics.fmean(share[name]), 3)}
+                          for name, t in times.items()}}
+
+
+def _pipeline(state: Any, vectors: ItemVectors | None, probes: int | None) -> Pipeline:
+    feed = DEFAULT_ROUTES["feed"]
+    sources = tuple(EmbeddingSource(vectors=lambda: vectors, probes=probes) if s.name == "embedding" else s
+                    for s in feed.sources)
+    routes = {**DEFAULT_ROUTES, "feed": type(feed)(sources, feed.weights, feed.fallback)}
+    return Pipeline(state, [CommercialPerformance(), PurchaseProbability(ConversionPrior()), Relevance()], routes=routes)
