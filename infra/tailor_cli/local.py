@@ -168,6 +168,9 @@ def _local_up(args: argparse.Namespace) -> int:
                 started = time.monotonic()
                 _build_personas(stack)
                 phases["persona rebuild"] = time.monotonic() - started
+                started = time.monotonic()
+                _score_ltv(stack)
+                phases["LTV rebuild"] = time.monotonic() - started
                 print_next_steps(tally, stack.server.endpoint, stack.template.region, log_path,
                                  tailor_command(args.template), stack.template.root)
             if args.schedules == "on":
@@ -236,6 +239,16 @@ def _build_personas(stack: LocalStack) -> None:
     else:
         say(f"No personas yet: {invocation.payload.get('reason', 'nothing published')} "
             f"({invocation.payload.get('shoppers', 0)} shoppers with events).")
+
+
+def _score_ltv(stack: LocalStack) -> None:
+    """Score every shopper's lifetime value once, as RebuildLtv's schedule would within 15 minutes, so profiles show
+    an LTV and its drivers from the start (with the model shipped in the layer while the registry has none)."""
+    invocation = _invoke_once(stack, "RebuildLtvFunction", "LTV rebuild", announce="Scoring lifetime values")
+    if invocation is not None and invocation.ok:
+        report = invocation.payload
+        say(f"Lifetime values: {report.get('scored', 0)} shoppers scored ({report.get('model', 'no model')}) "
+            f"in {invocation.duration_ms / 1000:.1f} s.")
 
 
 def _invoke_once(stack: LocalStack, function_id: str, what: str, *,
