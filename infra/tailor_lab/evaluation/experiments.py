@@ -469,6 +469,11 @@ def _compare_rankers(population: Population, rankings: dict[str, np.ndarray], ru
     ctr = {team: float((visits * population.expected_per_visit(rankings[team])[0]).sum()) / FEED_LENGTH
            for team in (A, B)}
     better = A if ctr[A] > ctr[B] else B
+    # what interleaving can remove: the share of a visit's click count's variance that is between shoppers
+    sample_rng = np.random.default_rng([seed, 54])
+    sample = sample_rng.choice(len(visits), size=200_000, p=visits)
+    drawn = population.visits(sample, rankings[A][sample], sample_rng)["clicks"]
+    between = float(np.var(population.expected_per_visit(rankings[A])[0][sample]) / np.var(drawn))
     echo(f"interleaving: expected CTR of ranker A {ctr[A]:.4f}, B {ctr[B]:.4f}")
 
     def interleaved_right(queries: int) -> float:
@@ -505,7 +510,7 @@ def _compare_rankers(population: Population, rankings: dict[str, np.ndarray], ru
     echo(f"interleaving: 95% right at {interleaving_needs} shoppers")
     ab_needs, ab_curve = _fewest(ab_right, 64)
     echo(f"A/B: 95% right at {ab_needs} shoppers")
-    return {"runs": runs, "ctr": {team: round(value, 5) for team, value in ctr.items()},
+    return {"runs": runs, "between_shopper_variance_share": round(between, 4), "ctr": {team: round(value, 5) for team, value in ctr.items()},
             "better": better,
             "interleaving_shoppers": interleaving_needs, "ab_shoppers": ab_needs,
             "ratio": round(ab_needs / interleaving_needs, 2),
@@ -634,7 +639,8 @@ def format_table(report: dict[str, Any]) -> str:
               f"intact flagged {srm['false_alarm']:.3f}; at {srm['default_units']:,} units the loss is flagged "
               f"{srm['detection_at_default_units']:.3f}",
               f"Interleaving (ranker CTRs A {inter['ctr']['A']:.4f}, B {inter['ctr']['B']:.4f}): 95% right with {inter['interleaving_shoppers']:,} shoppers, "
-              f"A/B with {inter['ab_shoppers']:,}: ratio {inter['ratio']:.1f}"]
+              f"A/B with {inter['ab_shoppers']:,}: ratio {inter['ratio']:.1f}; {inter['between_shopper_variance_share']:.1%} of "
+              "the variance of a visit's clicks is between shoppers"]
     obd = report["obd"]
     if "skipped" in obd:
         lines.append(f"Open Bandit Dataset: skipped ({obd['skipped']})")
