@@ -208,6 +208,25 @@ def test_merge_counters_schedule_and_policy_grant_every_call_the_merge_makes(tem
     assert_granted(template, "MergeCountersFunction", merge_calls)
 
 
+def test_report_experiments_schedule_and_policy_grant_every_call_the_reports_take(template):
+    """An experiment created and started through the API's sample requests, then the scheduled reports through their
+    handler: its report is written, within the calls the template grants, every 15 minutes."""
+    properties = template["Resources"]["ReportExperimentsFunction"]["Properties"]
+    (event,) = properties["Events"].values()
+    assert event["Type"] == "ScheduleV2" and event["Properties"]["ScheduleExpression"] == "rate(15 minutes)"
+    assert json.loads(event["Properties"]["Input"]) == load_event("report-experiments-schedule.json")
+    with recorded_functions() as (functions, calls):
+        api = functions.handler("ApiFunction")
+        for sample in ("api-experiments-1-create.json", "api-experiments-2-start.json"):
+            assert functions.invoke("ApiFunction", load_event(sample), handler=api)["statusCode"] in (200, 201)
+        calls.clear()
+        done = functions.invoke("ReportExperimentsFunction", load_event("report-experiments-schedule.json"))
+        report_calls = list(calls)
+    assert done == {"written": ["exp-sample"], "failed": []}
+    assert {"dynamodb:Scan", "dynamodb:BatchGetItem", "s3:PutObject"} <= {action for action, _, _ in report_calls}
+    assert_granted(template, "ReportExperimentsFunction", report_calls)
+
+
 def test_api_policy_grants_every_call_the_routes_make_and_no_more(template):
     """State from the sample batch, then every sample request of events/ through the real API handler on moto, each
     AWS call checked against the statements the template grants the API function."""

@@ -1,0 +1,72 @@
+"""The Recommender in an experiment: each shopper served their variant's strategy, a feed id naming it, and what was
+served logged; held-out shoppers get the default and requests outside the experiment's surface are left alone."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from tailor.experiments.assignment import claim_slot
+from tailor.experiments.definitions import new_experiment
+from tailor.experiments.feed_ids import parse_feed_id
+from tailor.experiments.strategies import BUILT_IN, parse_strategies
+from tailor.models import default_model
+from tailor.ranking import MODEL_NAME, RankingModel
+from tailor.serving import Recommender
+
+from tests.unit.test_serving import busiest_shopper, ingested, world
+
+
+def live_experiment(variants, *, holdout=0.0, surface="feed"):
+    _, end = world()
+    now = datetime.fromtimestamp(end, tz=UTC)
+    experiment = new_experiment({"experiment_id": "exp-serve", "surface": surface, "holdout": holdout,
+                                 "start": (now - timedelta(days=1)).isoformat(), "variants": variants},
+                                now=now, known_strategies={"default", "baseline", "popular-only"})
+    return experiment.started(now, claim_slot(experiment, []))
+
+
+def recommender(experiment, strategies=None, exposures=None) -> Recommender:
+    _, end = world()
+    return Recommender(ingested(), RankingModel.from_stored(default_model(MODEL_NAME)), clock=lambda: end + 30,
+                       experiments=lambda now: [experiment] if experiment.live(now) else [],
+                       strategies=strategies, exposures=exposures)
+
+
+def test_a_shopper_is_served_their_variants_strategy_and_the_list_is_logged():
+    user, session = busiest_shopper()
+    logged = []
+    baseline_only = live_experiment([{"name": "a", "strategy": "baseline", "share": 0.5},
+                                     {"name": "b", "strategy": "baseline", "share": 0.5}])
+    served = recommender(baseline_only, exposures=lambda feed_id, ranking: logged.append((feed_id, ranking))).feed(
+        user, session_id=session, n=10, explain=True)
+    feed = parse_feed_id(served.feed_id)
+    assert (feed.experiment_id, feed.unit_kind) == ("exp-serve", "u") and feed.variant in ("a", "b")
+    assert served.strategy == "baseline"
+    # Commercial performance alone: the explanation weighs nothing else.
+    assert all({k for k in item.parts if k.startswith("weight_")} == {"weight_commercial"} for item in served.items)
+    assert [feed_id for feed_id, _ in logged] == [served.feed_id]
+
+    plain = recommender(live_experiment([{"name": "a", "strategy": "default"}, {"name": "b", "strategy": "default"}],
+                                        surface="search")).feed(user, session_id=session, n=10, explain=True)
+    assert parse_feed_id(plain.feed_id) is None and plain.strategy is None
+    assert any("weight_probability" in item.parts for item in plain.items)
+
+
+def test_a_strategy_from_configuration_changes_the_sources():
+    user, session = busiest_shopper()
+    defined = {**BUILT_IN, **parse_strategies({"strategies": {"popular-only": {"sources": {"popular": 1.0}}}})}
+    experiment = live_experiment([{"name": "a", "strategy": "popular-only"}, {"name": "b", "strategy": "popular-only"}])
+    served = recommender(experiment, strategies=lambda: defined).feed(user, session_id=session, n=10)
+    assert served.strategy == "popular-only"
+    assert all(item.sources == ["popular"] for item in served.items)
+
+
+def test_held_out_shoppers_get_the_default_under_a_holdout_feed_id():
+    experiment = live_experiment([{"name": "a", "strategy": "baseline"}, {"name": "b", "strategy": "baseline"}],
+                                 holdout=0.5)
+    rec = recommender(experiment)
+    variants = {}
+    for n in range(40):
+        ranking = rec.feed(f"someone-{n}", n=5)
+        variants[parse_feed_id(ranking.feed_id).variant] = ranking.strategy
+    assert variants.get("holdout") == "default" and "baseline" in variants.values()
