@@ -21,7 +21,7 @@ def live_experiment(variants, *, holdout=0.0, surface="feed"):
     now = datetime.fromtimestamp(end, tz=UTC)
     experiment = new_experiment({"experiment_id": "exp-serve", "surface": surface, "holdout": holdout,
                                  "start": (now - timedelta(days=1)).isoformat(), "variants": variants},
-                                now=now, known_strategies={"default", "baseline", "popular-only"})
+                                now=now, known_strategies={"default", "baseline", "popular-only", "pinned", "missing"})
     return experiment.started(now, claim_slot(experiment, []))
 
 
@@ -70,3 +70,27 @@ def test_held_out_shoppers_get_the_default_under_a_holdout_feed_id():
         ranking = rec.feed(f"someone-{n}", n=5)
         variants[parse_feed_id(ranking.feed_id).variant] = ranking.strategy
     assert variants.get("holdout") == "default" and "baseline" in variants.values()
+
+
+def test_a_strategy_ranks_with_its_ranker_version_and_falls_back_to_the_current_one():
+    current = RankingModel.from_stored(default_model(MODEL_NAME))
+
+    class Pinned:
+        label = "ranker:pinned"
+
+        def predict(self, features):
+            return current.predict(features)
+
+    def rankers(version):
+        if version != "pinned":
+            raise LookupError(f"no ranker version {version!r}")
+        return Pinned()
+
+    defined = {**BUILT_IN, **parse_strategies({"strategies": {"pinned": {"ranker": "pinned"},
+                                                              "missing": {"ranker": "gone"}}})}
+    _, end = world()
+    for name, label in (("pinned", "ranker:pinned"), ("missing", current.label)):
+        experiment = live_experiment([{"name": "a", "strategy": name}, {"name": "b", "strategy": name}])
+        rec = Recommender(ingested(), current, clock=lambda: end + 30, experiments=lambda now, e=experiment: [e],
+                          strategies=lambda: defined, rankers=rankers)
+        assert rec.feed("someone", n=5).model == label
