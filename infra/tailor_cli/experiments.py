@@ -147,7 +147,7 @@ def _report(args: argparse.Namespace) -> int:
     status, report = _call(args, "GET", f"/experiments/{_quoted(args.experiment_id)}/report")
     if status != 200:
         return _refused(status, report)
-    print(f"{report.get('name')} ({report['experiment_id']}), {report.get('status')}, control "
+    print(f"{report.get('name')} ({report['experiment_id']}), {report.get('status')}, control variant "
           f"{report['control']}, days {report['days'][0] if report['days'] else '-'} to "
           f"{report['days'][-1] if report['days'] else '-'}")
     print("shoppers: " + ", ".join(f"{name} {count}" for name, count in report["units"].items())
