@@ -69,7 +69,7 @@ def test_onnx_scores_match_the_fitted_prior_and_boosters(history):
     metadata = {"feature_names": list(FEATURE_NAMES), "horizon_weeks": 4, "prior": fitted.prior,
                 "count": {"dispersion": fitted.dispersion, "level": fitted.level, "spend_level": fitted.spend_level},
                 "baseline": np.median(fitted.current, 0).tolist(), "spend_quantiles": np.linspace(0, 100, 11).tolist()}
-    model = LtvModel(ltv_training._export(fitted.columns, fitted.transactions, fitted.spend, fitted.totals, metadata))
+    model = LtvModel(ltv_training._export(fitted.columns, fitted.transactions, fitted.spend, metadata))
     for weeks in (4, 1.5):
         expected_t, expected_s = fitted.predict(fitted.current, weeks)
         got = model.predict(fitted.current, horizon_weeks=weeks, batch_size=64)  # several batches
@@ -275,4 +275,6 @@ def test_train_command_trains_on_an_events_file_and_writes_the_model(tmp_path, h
     assert "backtest over the last 2 weeks" in capsys.readouterr().out
     model = LtvModel.load(tmp_path / "model" / "model.onnx")
     assert model.horizon_weeks == 4
+    # The version a shipped default is known by is the one embedded in the graph.
+    assert json.loads((tmp_path / "model" / "metadata.json").read_text())["version"] == model.metadata["version"]
     assert json.loads((tmp_path / "report.json").read_text())["as_of"] == AS_OF.isoformat().replace("+00:00", "Z")

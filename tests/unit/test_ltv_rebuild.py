@@ -176,3 +176,18 @@ def test_the_profile_shows_the_ltv_once_a_rebuild_wrote_it(world):
     assert ltv == {**store.tables["shoppers"][users[0]][LTV_FIELD], "as_of": store.tables["shoppers"][users[0]][STAMP_FIELD]}
     assert {"expected_purchases", "expected_spend", "typical_purchases", "typical_spend", "percentile", "drivers",
             "horizon_weeks", "model"} <= set(ltv)
+
+
+def test_the_predicted_ltv_stays_in_the_shoppers_row_through_ingests_later_writes(world):
+    from tailor.ingest.fold import FoldedRow
+    from tailor.ltv.rebuild import predicted_ltv
+    from tailor.shopper import ShopperState
+
+    store, registry, users = world
+    rebuild(store, registry).run()
+    row = store.tables["shoppers"][users[0]]
+    kept = predicted_ltv(row)
+    assert kept["expected_spend"] == row[LTV_FIELD]["expected_spend"] and kept["as_of"] == row[STAMP_FIELD]
+    # The fields Ingest writes for a shopper it folds again hold no LTV: the rebuild's stays as it was.
+    assert LTV_FIELD not in FoldedRow(ShopperState.from_row(row), None).fields()
+    assert predicted_ltv({"user_id": "new"}) is None and predicted_ltv(None) is None

@@ -22,7 +22,10 @@ The model is a prior corrected by gradient boosting:
   the prior times the shopper's transaction value), from all LTV features except those counted
   in weeks of age (the prior carries time) plus the prior's own outputs. Label windows of two
   lengths, the longest the history allows and half of it, teach the correction for short and long
-  horizons at once.
+  horizons at once. Each window's prior is BG/NBD refitted on what was known at its cutoff, as the
+  model's own is fitted at as_of. The level is the trees' own: in windows inside CDNOW's
+  calibration BG/NBD over-forecasts, and bringing the trees' totals back to the prior's cost
+  MAE of purchase days on the validation windows (see the README's LTV section).
 - Counts spread around their expectation as a negative binomial whose shape is fitted on the
   training windows. The purchase days to quote per shopper (`LtvPrediction.typical_transactions`)
   are the same quantile of every shopper's distribution, at the level that is off by the fewest
@@ -202,7 +205,6 @@ def train_ltv(events: Iterable[dict | Event], as_of: float | datetime, *, horizo
         "prior": fitted.prior,
         "count": {"distribution": "negative_binomial", "dispersion": fitted.dispersion, "level": fitted.level,
                   "spend_level": fitted.spend_level},
-        "totals_factors": {"transactions": fitted.totals[0], "spend": fitted.totals[1]},
         "correction_features": [FEATURE_NAMES[i] for i in fitted.columns] + list(CORRECTION_PRIOR),
         "baseline": [float(v) for v in np.median(fitted.current, axis=0)],
         "spend_quantiles": [float(v) for v in np.quantile(spend_now, np.linspace(0, 1, QUANTILES))],
@@ -210,7 +212,7 @@ def train_ltv(events: Iterable[dict | Event], as_of: float | datetime, *, horizo
         "library": _library_versions(),
         "boosting": {**BOOSTING, "loss": "poisson"},
     }
-    return TrainedLtv(_export(fitted.columns, fitted.transactions, fitted.spend, fitted.totals, metadata), metadata)
+    return TrainedLtv(_export(fitted.columns, fitted.transactions, fitted.spend, metadata), metadata)
 
 
 def retrain_from_archive(blobs: BlobStore, now: float | datetime, *, history_weeks: float = 104.0,
@@ -333,7 +335,6 @@ class _Fitted:
     transactions: Any
     spend: Any
     current: np.ndarray
-    totals: tuple[float, float] = (1.0, 1.0)  # factors that bring the current totals to the prior's
     dispersion: float = 1.0
     level: float = 0.5  # the quantile level of the purchase days to quote
     spend_level: float = 0.5  # the one of the purchase days whose spend is quoted
@@ -343,8 +344,8 @@ class _Fitted:
         X = np.hstack([features[:, self.columns], prior[:, :len(CORRECTION_PRIOR)]])
         log_expected, log_value = (prior[:, PRIOR_NAMES.index(name)].astype(np.float64)
                                    for name in ("log_expected_transactions", "log_transaction_value"))
-        return (self.totals[0] * np.exp(np.log(self.transactions.predict(X)) + log_expected),
-                self.totals[1] * np.exp(np.log(self.spend.predict(X)) + log_expected + log_value))
+        return (np.exp(np.log(self.transactions.predict(X)) + log_expected),
+                np.exp(np.log(self.spend.predict(X)) + log_expected + log_value))
 
 
 def _fit_recipe(stream: list[Event], end: float, horizon_weeks: float, windows: int, step_weeks: float,
@@ -370,7 +371,7 @@ def _fit_recipe(stream: list[Event], end: float, horizon_weeks: float, windows: 
     prior = _prior(current)
     # Shoppers who had not bought at a cutoff: how often they made a first purchase day in its window.
     nonbuyer_days, nonbuyer_weeks = 0.0, 0.0
-    rows: list[tuple[np.ndarray, float, np.ndarray, np.ndarray]] = []
+    rows: list[tuple[np.ndarray, float, np.ndarray, np.ndarray, float]] = []
     for cutoff, days in plan:
         start, finish = snaps[cutoff], snaps[cutoff + days * DAY_SECONDS]
         if not start.user_ids:
@@ -382,7 +383,7 @@ def _fit_recipe(stream: list[Event], end: float, horizon_weeks: float, windows: 
         new = start.transactions == 0
         nonbuyer_days += float(bought[new].sum())
         nonbuyer_weeks += float(new.sum()) * days / 7.0
-        rows.append((start.features, days / 7.0, bought, spent))
+        rows.append((start.features, days / 7.0, bought, spent, cutoff))
     if not rows:
         raise TooLittleHistory("no shopper had any history at the training cutoffs")
     # One pseudo shopper-week at the rate BG/NBD gives a new buyer, for shops without such shoppers.
@@ -390,7 +391,11 @@ def _fit_recipe(stream: list[Event], end: float, horizon_weeks: float, windows: 
     prior["first_purchase_rate"] = (nonbuyer_days + mean_rate) / (nonbuyer_weeks + 1.0)
 
     features = np.vstack([r[0] for r in rows])
-    prior_rows = np.vstack([prior_matrix(f, prior, weeks) for f, weeks, _, _ in rows])
+    # Each window's prior is BG/NBD as fitted on what was known at its cutoff, as the model's prior is fitted at
+    # as_of when it scores: the trees learn how that forecast errs, not how a forecast fitted on later data does
+    # (on validation windows inside CDNOW's calibration, MAE of purchase days 2% lower).
+    at_cutoff = {cutoff: _prior_at(snaps[cutoff].features, prior) for cutoff in {r[4] for r in rows}}
+    prior_rows = np.vstack([prior_matrix(f, at_cutoff[cutoff], weeks) for f, weeks, _, _, cutoff in rows])
     y_t = np.concatenate([r[2] for r in rows])
     y_s = np.concatenate([r[3] for r in rows])
     if not np.any(y_t > 0):
@@ -410,37 +415,43 @@ def _fit_recipe(stream: list[Event], end: float, horizon_weeks: float, windows: 
     window_mean = transactions.predict(X) * expected
     fitted.dispersion = _fit_dispersion(y_t, window_mean)
     fitted.level = least_error_level(window_mean, fitted.dispersion, y_t)
-    # The totals are the prior's: the trees learn levels from shoppers younger than they are now,
-    # while the prior ages them (dry runs inside the CDNOW calibration period: total transactions
-    # off by 6% on average with the prior's totals, 9% with the trees').
-    now = prior_matrix(current, prior, horizon_weeks).astype(np.float64)
-    prior_t = np.exp(now[:, PRIOR_NAMES.index("log_expected_transactions")])
-    prior_s = prior_t * np.exp(now[:, PRIOR_NAMES.index("log_transaction_value")])
-    model_t, model_s = fitted.predict(current, horizon_weeks)
-    fitted.totals = (float(prior_t.sum() / model_t.sum()), float(prior_s.sum() / model_s.sum()))
     fitted.spend_level = totals_level(fitted.predict(current, horizon_weeks)[0], fitted.dispersion)
     return fitted
 
 
 def _prior(current: np.ndarray) -> dict[str, Any]:
     """BG/NBD fitted on the buyers at as_of, and the shop's mean transaction value."""
-    column = {name: i for i, name in enumerate(FEATURE_NAMES)}
-    bought = current[:, column["transactions"]] > 0
-    if not bought.any():
-        raise TooLittleHistory("no shopper has bought anything yet: nothing to learn from")
-    buyers = current[bought].astype(np.float64)
-    x = buyers[:, column["repeat_transactions"]]
-    T = np.maximum(buyers[:, column["weeks_since_first_purchase"]], 0.0)
-    tx = np.minimum(np.maximum(buyers[:, column["purchase_span_weeks"]], 0.0), T)
-    if not np.any(x > 0):
-        raise TooLittleHistory("no shopper has bought twice yet: purchase rates cannot be told from dropout")
-    revenue, transactions = buyers[:, column["revenue"]], buyers[:, column["transactions"]]
+    x, tx, T, revenue, transactions = _buyers(current)
     prior = {"model": "bgnbd", "bgnbd": fit_bgnbd(x, tx, T),
              "mean_transaction_value": float(revenue.sum() / transactions.sum()) or 1.0}
     spend = fit_gamma_gamma(transactions, revenue / transactions)
     if spend["q"] > 1.0 and all(math.isfinite(v) for v in spend.values()):
         prior["gamma_gamma"] = spend  # else the shop's values are too few or too alike for a mean to exist
     return prior
+
+
+def _prior_at(features: np.ndarray, prior: dict[str, Any]) -> dict[str, Any]:
+    """`prior` with BG/NBD refitted on the buyers as they stood in `features`, or as it is if they are too few."""
+    try:
+        x, tx, T, _, _ = _buyers(features)
+    except TooLittleHistory:
+        return prior
+    return {**prior, "bgnbd": fit_bgnbd(x, tx, T)}
+
+
+def _buyers(features: np.ndarray) -> tuple[np.ndarray, ...]:
+    """BG/NBD's x, t_x and T (weeks), and revenue and transactions, of the shoppers who have bought."""
+    column = {name: i for i, name in enumerate(FEATURE_NAMES)}
+    bought = features[:, column["transactions"]] > 0
+    if not bought.any():
+        raise TooLittleHistory("no shopper has bought anything yet: nothing to learn from")
+    buyers = features[bought].astype(np.float64)
+    x = buyers[:, column["repeat_transactions"]]
+    T = np.maximum(buyers[:, column["weeks_since_first_purchase"]], 0.0)
+    tx = np.minimum(np.maximum(buyers[:, column["purchase_span_weeks"]], 0.0), T)
+    if not np.any(x > 0):
+        raise TooLittleHistory("no shopper has bought twice yet: purchase rates cannot be told from dropout")
+    return x, tx, T, buyers[:, column["revenue"]], buyers[:, column["transactions"]]
 
 
 def _correction_columns(features: np.ndarray) -> np.ndarray:
@@ -484,9 +495,8 @@ def _bgnbd_loglik(params: np.ndarray, x: np.ndarray, tx: np.ndarray, T: np.ndarr
     return common + np.logaddexp(alive, dropped)
 
 
-def _export(columns: np.ndarray, transactions: Any, spend: Any, totals: tuple[float, float],
-            metadata: dict[str, Any]) -> bytes:
-    """One ONNX graph: (features, prior) -> (transactions, spend), each exp(ensemble score + log prior + log factor)."""
+def _export(columns: np.ndarray, transactions: Any, spend: Any, metadata: dict[str, Any]) -> bytes:
+    """One ONNX graph: (features, prior) -> (transactions, spend), each exp(ensemble score + log prior)."""
     import onnx
     from onnx import TensorProto, compose, helper
     from skl2onnx import to_onnx
@@ -502,8 +512,6 @@ def _export(columns: np.ndarray, transactions: Any, spend: Any, totals: tuple[fl
         indices("correction_prior_columns", list(range(len(CORRECTION_PRIOR)))),
         indices("expected_column", [PRIOR_NAMES.index("log_expected_transactions")]),
         indices("value_column", [PRIOR_NAMES.index("log_transaction_value")]),
-        helper.make_tensor("transactions_factor", TensorProto.FLOAT, [1], [math.log(totals[0])]),
-        helper.make_tensor("spend_factor", TensorProto.FLOAT, [1], [math.log(totals[1])]),
     ]
     nodes = [
         helper.make_node("Gather", [INPUT_NAME, "used_columns"], ["used_features"], axis=1),
@@ -523,8 +531,7 @@ def _export(columns: np.ndarray, transactions: Any, spend: Any, totals: tuple[fl
         graph = compose.add_prefix(raw, f"{name}_").graph
         nodes.append(helper.make_node("Identity", ["correction_input"], [graph.input[0].name]))
         nodes.extend(graph.node)
-        nodes.append(helper.make_node("Add", [graph.output[0].name, offsets[name]], [f"{name}_offset"]))
-        nodes.append(helper.make_node("Add", [f"{name}_offset", f"{name}_factor"], [f"{name}_log"]))
+        nodes.append(helper.make_node("Add", [graph.output[0].name, offsets[name]], [f"{name}_log"]))
         nodes.append(helper.make_node("Exp", [f"{name}_log"], [name]))
         initializers.extend(graph.initializer)
     graph = helper.make_graph(

@@ -3,7 +3,10 @@
 The training itself is tailor_lab.training.ltv, the code the scheduled TrainLtv function runs.
 
     tailor train ltv [--events FILE | --archive BUCKET | --cdnow FILE] [--as-of ISO] [--horizon-weeks 39]
-                     [--out DIR] [--publish [--bucket B] [--endpoint-url URL]] [--json FILE]
+                     [--out DIR] [--write-default] [--publish [--bucket B] [--endpoint-url URL]] [--json FILE]
+
+The shipped default (--write-default; what RebuildLtv scores with while the registry has no LTV model) is trained
+on the simulator: `tailor train ltv --shoppers 600 --days 240 --write-default`.
 """
 
 from __future__ import annotations
@@ -18,11 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from tailor.archive import archived_events
-from tailor.ltv.scoring import MODEL_NAME
+from tailor.ltv.scoring import METADATA_KEY, MODEL_NAME
+from tailor.models.registry import model_version
 from tailor_lab.datasets import json_lines
 
 from .ltv import parse_events, train_ltv
 from .model_output import add_output_arguments, check_output_arguments, deliver, s3_blobs
+from .onnx_export import with_metadata
 
 __all__ = ["main"]
 
@@ -38,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--as-of", help="train on events before this moment (ISO 8601; default: after the last event)")
     parser.add_argument("--horizon-weeks", type=float, default=39.0, help="the longest horizon it predicts (default 39)")
-    add_output_arguments(parser, write_default=False)
+    add_output_arguments(parser)
     args = parser.parse_args(argv)
     check_output_arguments(parser, args)
 
@@ -50,12 +55,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     as_of = (datetime.fromisoformat(args.as_of.replace("Z", "+00:00")).timestamp() if args.as_of
              else events[-1].epoch + 1.0)
     trained = train_ltv(events, as_of, horizon_weeks=args.horizon_weeks)
+    metadata = {**trained.metadata, "source": source}
+    # The version names the graph with its metadata, and is then embedded in it too (a shipped default has no
+    # registry to name it).
+    metadata["version"] = model_version(with_metadata(trained.onnx, METADATA_KEY, metadata), metadata["trained_at"])
+    onnx = with_metadata(trained.onnx, METADATA_KEY, metadata)
     report: dict[str, Any] = {"source": source, "events": len(events), "seconds": round(time.perf_counter() - started, 1),
                               **{k: trained.metadata[k] for k in ("as_of", "horizon_weeks", "label_weeks",
                                                                    "training_rows", "backtest")}}
-    published = deliver(args, MODEL_NAME, trained.onnx, trained.metadata)
-    if published:
-        report["version"] = published
+    published = deliver(args, MODEL_NAME, onnx, metadata)
+    report["version"] = published or metadata["version"]
+    report["published"] = bool(published)
     print(_summary(report))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
@@ -89,8 +99,7 @@ def _summary(report: dict[str, Any]) -> str:
                      f"Spearman of spend {backtest['spearman_spend']:.3f}, top-decile revenue share "
                      f"{backtest['top_decile_revenue_share']:.3f}, expected/actual spend "
                      f"{backtest['expected_spend_total_ratio']:.3f}")
-    if report.get("version"):
-        lines.append(f"published {MODEL_NAME}:{report['version']} (current)")
+    lines.append(f"{MODEL_NAME}:{report['version']}" + (" published (current)" if report["published"] else ""))
     return "\n".join(lines)
 
 
