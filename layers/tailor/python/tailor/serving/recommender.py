@@ -122,9 +122,12 @@ class Recommender:
             kwargs.setdefault("rankers", functools.cache(
                 lambda version: RankingModel.from_stored(registry.fetch(MODEL_NAME, version))))
         factors = kwargs.get("factors")
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="recommender-start") as pool:
+        strategies = kwargs.get("strategies")
+        with ThreadPoolExecutor(max_workers=3, thread_name_prefix="recommender-start") as pool:
             ranker = pool.submit(load_model, MODEL_NAME, registry, build=RankingModel.from_stored)
             read = pool.submit(factors) if factors is not None else None  # read at start, not in a request
+            # The feed strategies likewise: the first request served in an experiment need not wait for AppConfig.
+            configured = pool.submit(strategies) if strategies is not None else None
             if warm:
                 # Warming reads rows, not scores: a recommender on the untrained prior fills the cache this one keeps.
                 warming = cls(store, ConversionPrior(), **kwargs)
@@ -136,6 +139,8 @@ class Recommender:
             model = ranker.result()
             if read is not None:
                 read.result()
+            if configured is not None:
+                configured.result()
         return cls(store, model, **kwargs)
 
     # -- routes ---------------------------------------------------------------------------------------
