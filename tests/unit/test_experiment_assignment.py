@@ -180,3 +180,22 @@ def test_strategies_from_appconfig_keep_the_last_valid_ones_when_it_fails():
                             clock=lambda: next(clock))
     assert set(source()) == {"x", "default", "baseline"}
     assert set(source()) == {"x", "default", "baseline"}
+
+
+def test_a_failed_read_of_the_running_experiments_keeps_the_last_ones():
+    [exp] = started(experiment("exp-k"))
+    answers = [[exp], RuntimeError("throttled")]
+
+    def listed():
+        answer = answers.pop(0) if answers else [exp]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    clock = [0.0]
+    live = LiveExperiments(listed, clock=lambda: clock[0])
+    assert live(NOW.timestamp() + 1) == [exp]
+    clock[0] = 31.0
+    assert live(NOW.timestamp() + 1) == [exp]  # the read failed: the last list
+    clock[0] = 37.0
+    assert live(NOW.timestamp() + 1) == [exp] and not answers  # read again a few seconds on

@@ -33,6 +33,7 @@ VERSION = "version"
 REPORT_PREFIX = "reports/experiments/"
 EXPOSURE_TTL_SECONDS = 30 * 86400
 LIVE_MAX_AGE_SECONDS = 30.0
+RETRY_SECONDS = 5.0  # after a failed read of the running experiments
 REPORT_AFTER_SECONDS = 2 * 86400  # an experiment's report is written this long past its end
 
 
@@ -167,7 +168,7 @@ class ExperimentStore:
 
 class LiveExperiments:
     """The running experiments, read at most every `max_age` seconds (a request pays a scan of the few definitions
-    once in that time); `refresh()` after a change made here."""
+    once in that time; a failed read keeps the last ones); `refresh()` after a change made here."""
 
     def __init__(self, experiments: ExperimentStore | Callable[[], Iterable[Experiment]], *,
                  max_age: float = LIVE_MAX_AGE_SECONDS, clock: Callable[[], float] = time.monotonic):
@@ -184,8 +185,14 @@ class LiveExperiments:
         if self._read_at is None or checked - self._read_at >= self.max_age:
             with self._lock:
                 if self._read_at is None or checked - self._read_at >= self.max_age:
-                    self._running = [e for e in self._list() if e.status == RUNNING]
-                    self._read_at = checked
+                    try:
+                        self._running = [e for e in self._list() if e.status == RUNNING]
+                        self._read_at = checked
+                    except Exception:
+                        # A feed is served without a fresh list rather than not at all: the last one stays, and a
+                        # request a few seconds on reads again.
+                        logger.exception("running experiments not read; keeping the last ones")
+                        self._read_at = checked - self.max_age + RETRY_SECONDS
         return [e for e in self._running if e.live(now)]
 
     def refresh(self) -> None:

@@ -128,6 +128,8 @@ class Recommender:
             read = pool.submit(factors) if factors is not None else None  # read at start, not in a request
             # The feed strategies likewise: the first request served in an experiment need not wait for AppConfig.
             configured = pool.submit(strategies) if strategies is not None else None
+            experiments = kwargs.get("experiments")
+            live = pool.submit(experiments, time.time()) if experiments is not None else None
             if warm:
                 # Warming reads rows, not scores: a recommender on the untrained prior fills the cache this one keeps.
                 warming = cls(store, ConversionPrior(), **kwargs)
@@ -141,6 +143,8 @@ class Recommender:
                 read.result()
             if configured is not None:
                 configured.result()
+            if live is not None:
+                live.result()
         return cls(store, model, **kwargs)
 
     # -- routes ---------------------------------------------------------------------------------------
