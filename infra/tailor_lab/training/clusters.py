@@ -1,0 +1,152 @@
+"""Item clusters rebuilt from item vectors and metadata (spec 001), their trait descriptors and global click rates,
+with ids matched to the previous build's (tailor.clusters.ItemClusters is what this publishes).
+
+Features per item: its vector (unit length, when there is one) beside its category one-hot (x `category_weight`)
+and its price percentile within the category (x `price_weight`); k-means (scikit-learn) groups them. A cluster's
+descriptor per trait is the mean of its items' trait strengths (tailor.clusters.item_trait_strengths: category and
+price) blended with the mean trait strength of the shoppers who clicked its items (`engaged`: shopper -> trait
+means) by `engaged_weight`. Its global click rate is clicks over impressions of its items in the events, with one
+prior impression-worth of the shop's rate per `rate_prior`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.cluster import KMeans
+
+from tailor.clusters.model import TRAIT_NAMES, ItemClusters, item_trait_strengths, match_cluster_ids
+
+__all__ = ["ClusterParams", "build_clusters", "click_counts"]
+
+
+@dataclass(frozen=True)
+class ClusterParams:
+    clusters: int = 36
+    category_weight: float = 1.0
+    price_weight: float = 0.6
+    engaged_weight: float = 0.3
+    rate_prior: float = 50.0
+    neighbours: int = 3
+    top_items: int = 20
+    seed: int = 0
+
+
+def build_clusters(items: Sequence[Mapping[str, Any]], events: Iterable[Mapping[str, Any]] = (), *,
+                   vectors: Mapping[str, np.ndarray] | None = None,
+                   engaged: Mapping[str, Mapping[str, float]] | None = None,
+                   previous: ItemClusters | None = None, params: ClusterParams = ClusterParams()) -> ItemClusters:
+    """Clusters of `items` (records with item_id, category, price), with click rates from `events`."""
+    if not items:
+        raise ValueError("clusters: no items to cluster")
+    events = list(events)
+    ids = [str(record["item_id"]) for record in items]
+    categories = sorted({str(record.get("category") or "") for record in items})
+    percentile = _price_percentiles(items)
+    one_hot = np.zeros((len(items), len(categories)))
+    for i, record in enumerate(items):
+        one_hot[i, categories.index(str(record.get("category") or ""))] = params.category_weight
+    parts = [one_hot, params.price_weight * percentile[:, None]]
+    if vectors:
+        dim = len(next(iter(vectors.values())))
+        matrix = np.zeros((len(items), dim))
+        for i, item in enumerate(ids):
+            v = vectors.get(item)
+            if v is not None:
+                norm = float(np.linalg.norm(v))
+                matrix[i] = np.asarray(v) / norm if norm else 0.0
+        parts.append(matrix)
+    features = np.hstack(parts)
+    k = min(params.clusters, len(items))
+    labels = KMeans(n_clusters=k, n_init=4, random_state=params.seed).fit_predict(features)
+    names = match_cluster_ids(dict(previous.members) if previous else {}, dict(zip(ids, labels.tolist())))
+    order = sorted(range(k), key=lambda n: names[n])
+    cluster_ids = tuple(names[n] for n in order)
+    row = {n: r for r, n in enumerate(order)}
+    clicks, shown = click_counts(events)
+    strengths = np.array([item_trait_strengths(str(record.get("category") or ""), float(percentile[i]))
+                          for i, record in enumerate(items)])
+    centroids = np.zeros((k, features.shape[1]))
+    descriptors = np.zeros((k, len(TRAIT_NAMES)))
+    ctr = np.zeros(k)
+    total_rate = sum(clicks.values()) / max(sum(shown.values()), 1)
+    members, top = {}, {}
+    engaged_sum = np.zeros((k, len(TRAIT_NAMES)))
+    engaged_weight = np.zeros(k)
+    clicks_by_shopper = _clicks_by_shopper(events) if engaged else {}
+    for n in range(k):
+        r = row[n]
+        where = np.flatnonzero(labels == n)
+        centroid = features[where].mean(axis=0)
+        centroids[r] = centroid / (np.linalg.norm(centroid) or 1.0)
+        descriptors[r] = strengths[where].mean(axis=0)
+        c = sum(clicks.get(ids[i], 0) for i in where)
+        s = sum(shown.get(ids[i], 0) for i in where)
+        ctr[r] = (c + params.rate_prior * total_rate) / (s + params.rate_prior)
+        for i in where:
+            members[ids[i]] = cluster_ids[r]
+        top[cluster_ids[r]] = tuple(ids[i] for i in sorted(where, key=lambda i: (-clicks.get(ids[i], 0),
+                                                                                  -shown.get(ids[i], 0), ids[i])))[
+            : params.top_items]
+    if engaged:
+        for shopper, items_clicked in clicks_by_shopper.items():
+            means = engaged.get(shopper)
+            if not means:
+                continue
+            vector = np.array([float(means.get(name, 0.5)) for name in TRAIT_NAMES])
+            for item, count in items_clicked.items():
+                cid = members.get(item)
+                if cid is not None:
+                    r = cluster_ids.index(cid)
+                    engaged_sum[r] += count * vector
+                    engaged_weight[r] += count
+        has = engaged_weight > 0
+        descriptors[has] = ((1 - params.engaged_weight) * descriptors[has]
+                            + params.engaged_weight * engaged_sum[has] / engaged_weight[has, None])
+    similarity = centroids @ centroids.T
+    neighbours = {}
+    for r, cid in enumerate(cluster_ids):
+        near = [j for j in np.argsort(-similarity[r], kind="stable") if j != r][: params.neighbours]
+        neighbours[cid] = tuple((cluster_ids[j], round(float(similarity[r, j]), 4)) for j in near)
+    return ItemClusters(ids=cluster_ids, centroids=centroids, descriptors=descriptors, global_ctr=ctr,
+                        members=members, top_items=top, neighbours=neighbours)
+
+
+def click_counts(events: Iterable[Mapping[str, Any]]) -> tuple[Counter, Counter]:
+    """Clicks and impressions per item in events."""
+    clicks: Counter = Counter()
+    shown: Counter = Counter()
+    for event in events:
+        kind = event.get("event_type")
+        if kind == "impression":
+            shown.update(event.get("item_ids") or ())
+        elif kind == "click" and event.get("item_id"):
+            clicks[event["item_id"]] += 1
+    return clicks, shown
+
+
+def _clicks_by_shopper(events: Iterable[Mapping[str, Any]]) -> dict[str, Counter]:
+    out: dict[str, Counter] = defaultdict(Counter)
+    for event in events:
+        if event.get("event_type") == "click" and event.get("item_id"):
+            out[str(event.get("user_id"))][event["item_id"]] += 1
+    return out
+
+
+def _price_percentiles(items: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    """Each item's price percentile within its category (0.5 where the price is missing)."""
+    by_category: dict[str, list[tuple[float, int]]] = defaultdict(list)
+    out = np.full(len(items), 0.5)
+    for i, record in enumerate(items):
+        price = record.get("price")
+        if isinstance(price, (int, float)) and price >= 0:
+            by_category[str(record.get("category") or "")].append((float(price), i))
+    for rows in by_category.values():
+        rows.sort()
+        for rank, (_, i) in enumerate(rows):
+            out[i] = (rank + 0.5) / len(rows)
+    return out

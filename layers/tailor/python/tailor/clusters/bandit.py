@@ -1,0 +1,244 @@
+"""The per-session bandit over item clusters: prior appeal, Beta posteriors from clicks and ignores, Thompson
+sampling with an exploration floor and expansion toward clusters near the ones the shopper reaches into.
+
+Prior. A cluster's appeal to a shopper is its global click rate tilted by how well its trait descriptors match the
+shopper's trait posteriors (exp(persona_weight x descriptor . (trait means - 0.5))), shrunk toward the global rate
+by how little trait evidence there is (weight evidence / (evidence + shrink)). The session's prior for the cluster
+is Beta(appeal x strength, (1 - appeal) x strength).
+
+Evidence. A session keeps, per cluster it was shown, the clicks (successes) and ignores (failures) its feeds drew:
+an unclicked impression above the feed's last click is a full failure, one below it (or in a feed with no click)
+was rendered and not engaged and counts `ignore_weight`. Before each new feed's evidence the old decays by `decay`,
+so an interest the shopper left fades. Only the evidence is stored (the prior is recomputed when serving), rounded,
+for clusters shown: a session row grows by a few bytes per cluster.
+
+Selection. Each slot draws a cluster by Thompson sampling: with probability `floor` one uniformly at random (no
+cluster is shut out for good), else the argmax of a draw from every cluster's posterior, whose successes include
+`expansion` x similarity x the clicks of its neighbours. Slots draw independently, so each cluster's chance per slot
+is floor / K + (1 - floor) x P(argmax), estimated from `samples` posterior draws: the slot probability logged with
+the served list for off-policy estimates.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tailor.clusters.model import TRAIT_NAMES, ItemClusters
+
+__all__ = ["BanditParams", "ClusterPosteriors", "Selection", "encoded_size", "prior_appeal", "select_clusters",
+           "slot_chances"]
+
+MAX_RATE = 0.95
+MIN_RATE = 1e-4
+DIGITS = 2
+
+
+@dataclass(frozen=True)
+class BanditParams:
+    """The bandit's knobs (chosen on a validation simulation: tailor evaluate adaptation)."""
+
+    prior_strength: float = 6.0
+    shrink: float = 5.0
+    persona_weight: float = 3.0
+    ignore_weight: float = 0.3
+    decay: float = 0.8
+    floor: float = 0.05
+    expansion: float = 0.3
+    samples: int = 64
+
+    def __post_init__(self) -> None:
+        for name in ("prior_strength", "shrink", "persona_weight", "ignore_weight", "expansion"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"bandit: {name} must not be negative")
+        if not 0.0 < self.decay <= 1.0:
+            raise ValueError("bandit: decay must be in (0, 1]")
+        if not 0.0 <= self.floor <= 1.0:
+            raise ValueError("bandit: floor must be in [0, 1]")
+        if self.samples < 1:
+            raise ValueError("bandit: samples must be at least 1")
+
+
+def prior_appeal(clusters: ItemClusters, traits: Mapping[str, Sequence[float]] | None,
+                 params: BanditParams = BanditParams()) -> np.ndarray:
+    """Each cluster's prior click rate for a shopper with trait posteriors `traits` ({name: [alpha, beta]})."""
+    base = np.clip(clusters.global_ctr, MIN_RATE, MAX_RATE)
+    if not traits:
+        return base
+    alphas = np.array([float(traits.get(name, (1.0, 1.0))[0]) for name in TRAIT_NAMES])
+    betas = np.array([float(traits.get(name, (1.0, 1.0))[1]) for name in TRAIT_NAMES])
+    if (alphas <= 0).any() or (betas <= 0).any():
+        raise ValueError("traits: every trait's alpha and beta must be positive")
+    means = alphas / (alphas + betas)
+    evidence = float(np.mean(alphas + betas - 2.0))
+    centred = clusters.descriptors - clusters.descriptors.mean(axis=0)
+    tilted = np.clip(base * np.exp(params.persona_weight * centred @ (means - 0.5)), MIN_RATE, MAX_RATE)
+    weight = max(evidence, 0.0) / (max(evidence, 0.0) + params.shrink) if params.shrink else 1.0
+    return weight * tilted + (1.0 - weight) * base
+
+
+@dataclass
+class ClusterPosteriors:
+    """A session's evidence per cluster shown ({cluster: [successes, failures]}), and the last feed's clusters by
+    position with what its clicks settled (so Ingest can take the feed's clicks one event at a time)."""
+
+    evidence: dict[str, list[float]] = field(default_factory=dict)
+    feed: str | None = None
+    shown: list[str | None] = field(default_factory=list)
+    clicked: set[int] = field(default_factory=set)
+
+    # -- the session row's encoding --------------------------------------------------------------------------------
+
+    def encode(self) -> dict[str, Any]:
+        """Compact: {"e": {cluster: [s, f]}, "f": feed id, "p": clusters by position ("" for none), "k": clicked}."""
+        out: dict[str, Any] = {"e": {c: [round(s, DIGITS), round(f, DIGITS)] for c, (s, f) in self.evidence.items()}}
+        if self.feed is not None:
+            out["f"] = self.feed
+            out["p"] = [c or "" for c in self.shown]
+            if self.clicked:
+                out["k"] = sorted(self.clicked)
+        return out
+
+    @classmethod
+    def decode(cls, data: Mapping[str, Any] | None) -> ClusterPosteriors:
+        if not data:
+            return cls()
+        evidence = {str(c): [float(v[0]), float(v[1])] for c, v in dict(data.get("e") or {}).items()}
+        return cls(evidence=evidence, feed=data.get("f"), shown=[c or None for c in data.get("p") or []],
+                   clicked={int(k) for k in data.get("k") or []})
+
+    # -- evidence --------------------------------------------------------------------------------------------------
+
+    def impression(self, feed: str, shown: Sequence[str | None], params: BanditParams = BanditParams()) -> None:
+        """A feed rendered with these clusters by position: old evidence decays, every slot counts as ignored
+        until its clicks come."""
+        if feed == self.feed:
+            return  # the same feed's impression again (a re-render): its evidence is in already
+        for counts in self.evidence.values():
+            counts[0] *= params.decay
+            counts[1] *= params.decay
+        self.feed, self.shown, self.clicked = feed, list(shown), set()
+        for cluster in shown:
+            if cluster is not None:
+                self._add(cluster, 0.0, params.ignore_weight)
+
+    def click(self, feed: str | None, position: int, params: BanditParams = BanditParams()) -> None:
+        """A click on the last feed's slot `position`: a success, and the unclicked slots above it full failures."""
+        if feed != self.feed or not 0 <= position < len(self.shown) or position in self.clicked:
+            return
+        before = max(self.clicked, default=-1)
+        cluster = self.shown[position]
+        if cluster is not None:
+            was = 1.0 if position < before else params.ignore_weight
+            self._add(cluster, 1.0, -was)
+        for q in range(before + 1, position):
+            other = self.shown[q]
+            if q not in self.clicked and other is not None:
+                self._add(other, 0.0, 1.0 - params.ignore_weight)
+        self.clicked.add(position)
+
+    def observe(self, feed: str, shown: Sequence[str | None], clicks: Iterable[int],
+                params: BanditParams = BanditParams()) -> None:
+        """A whole feed and its clicks at once (the same result as impression() then click() per click)."""
+        self.impression(feed, shown, params)
+        for position in sorted(set(clicks)):
+            self.click(feed, position, params)
+
+    def _add(self, cluster: str, success: float, failure: float) -> None:
+        counts = self.evidence.setdefault(cluster, [0.0, 0.0])
+        counts[0] = max(0.0, counts[0] + success)
+        counts[1] = max(0.0, counts[1] + failure)
+
+    # -- the posterior ---------------------------------------------------------------------------------------------
+
+    def beta(self, clusters: ItemClusters, prior: np.ndarray,
+             params: BanditParams = BanditParams()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every cluster's Beta(alpha, beta) and the expansion part of alpha (successes lent by neighbours)."""
+        index = clusters.index
+        successes = np.zeros(len(clusters.ids))
+        failures = np.zeros(len(clusters.ids))
+        for cluster, (s, f) in self.evidence.items():
+            i = index.get(cluster)
+            if i is not None:  # a cluster a rebuild retired says nothing about the new ones
+                successes[i] += s
+                failures[i] += f
+        lent = np.zeros(len(clusters.ids))
+        if params.expansion:
+            for cluster, (s, _) in self.evidence.items():
+                if s > 0 and cluster in index:
+                    for other, similarity in clusters.neighbours.get(cluster, ()):
+                        j = index.get(other)
+                        if j is not None and similarity > 0:
+                            lent[j] += params.expansion * similarity * s
+        alpha = prior * params.prior_strength + successes + lent
+        beta = (1.0 - prior) * params.prior_strength + failures
+        return np.maximum(alpha, 1e-3), np.maximum(beta, 1e-3), lent
+
+    def reason(self, clusters: ItemClusters, cluster: str, prior: np.ndarray,
+               params: BanditParams = BanditParams()) -> dict[str, Any]:
+        """Why a cluster is where it is: its prior appeal, this session's clicks and ignores, what neighbours lent."""
+        i = clusters.index[cluster]
+        s, f = self.evidence.get(cluster, (0.0, 0.0))
+        _, _, lent = self.beta(clusters, prior, params)
+        if s > 0:
+            why = "clicks"
+        elif lent[i] > 0:
+            why = "near clusters clicked"
+        elif f > 0:
+            why = "ignores"
+        else:
+            why = "prior"
+        return {"cluster": cluster, "why": why, "prior": round(float(prior[i]), 4), "clicks": round(s, 2),
+                "ignores": round(f, 2), "expansion": round(float(lent[i]), 2)}
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The clusters chosen for a feed's slots and each slot's probability of its cluster being chosen."""
+
+    clusters: tuple[str, ...]
+    probabilities: tuple[float, ...]
+    distribution: Mapping[str, float]
+
+
+def select_clusters(clusters: ItemClusters, prior: np.ndarray, posteriors: ClusterPosteriors, slots: int,
+                    rng: np.random.Generator, params: BanditParams = BanditParams(),
+                    eligible: np.ndarray | None = None, offsets: np.ndarray | None = None) -> Selection:
+    """Thompson sampling of a cluster per slot among the `eligible` ones (a boolean mask; default all), each draw's
+    winner the cluster of the highest log(sampled rate) + `offsets` (what the ranking adds for the best item the
+    cluster has left; default none)."""
+    alpha, beta, _ = posteriors.beta(clusters, prior, params)
+    chance = slot_chances(alpha, beta, rng, params, eligible=eligible, offsets=offsets)
+    if not chance.any():
+        return Selection((), (), {})
+    picks = rng.choice(len(chance), size=slots, p=chance)
+    return Selection(tuple(clusters.ids[p] for p in picks), tuple(round(float(chance[p]), 6) for p in picks),
+                     {clusters.ids[i]: float(c) for i, c in enumerate(chance) if c > 0})
+
+
+def slot_chances(alpha: np.ndarray, beta: np.ndarray, rng: np.random.Generator,
+                 params: BanditParams = BanditParams(), *, eligible: np.ndarray | None = None,
+                 offsets: np.ndarray | None = None) -> np.ndarray:
+    """Each cluster's chance of one slot: floor / K + (1 - floor) x P(it wins a posterior draw), from
+    `params.samples` draws (zero for clusters not eligible; all zero when none is)."""
+    k = len(alpha)
+    mask = np.ones(k, dtype=bool) if eligible is None else np.asarray(eligible, dtype=bool)
+    chance = np.zeros(k)
+    idx = np.flatnonzero(mask)
+    if not len(idx):
+        return chance
+    draws = np.log(np.maximum(rng.beta(alpha[idx], beta[idx], size=(params.samples, len(idx))), 1e-300))
+    if offsets is not None:
+        draws = draws + np.asarray(offsets, dtype=float)[idx]
+    wins = np.bincount(draws.argmax(axis=1), minlength=len(idx)) / params.samples
+    chance[idx] = params.floor / len(idx) + (1.0 - params.floor) * wins
+    return chance / chance.sum()
+
+
+def encoded_size(posteriors: ClusterPosteriors) -> int:
+    """Bytes the session row's field takes as JSON (what the cost goal counts)."""
+    return len(json.dumps(posteriors.encode(), separators=(",", ":")))

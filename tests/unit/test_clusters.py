@@ -1,0 +1,173 @@
+"""Item clusters: trait descriptors, id matching across rebuilds, the session bandit's posteriors and selection."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tailor.clusters import (
+    BanditParams,
+    ClusterPosteriors,
+    ItemClusters,
+    item_trait_strengths,
+    match_cluster_ids,
+    prior_appeal,
+    select_clusters,
+)
+from tailor.clusters.bandit import encoded_size, slot_chances
+from tailor.clusters.model import TRAIT_NAMES, max_weight_assignment
+
+PARAMS = BanditParams(prior_strength=4.0, ignore_weight=0.25, decay=0.5, floor=0.1, expansion=0.5, samples=4000)
+
+
+def _clusters() -> ItemClusters:
+    descriptors = np.zeros((3, len(TRAIT_NAMES)))
+    descriptors[0, TRAIT_NAMES.index("tech_enthusiast")] = 1.0
+    descriptors[1, TRAIT_NAMES.index("home_decorator")] = 1.0
+    descriptors[2, TRAIT_NAMES.index("outdoor_adventurer")] = 1.0
+    return ItemClusters(ids=("c0000", "c0001", "c0002"), centroids=np.eye(3), descriptors=descriptors,
+                        global_ctr=np.array([0.1, 0.1, 0.1]),
+                        members={"a": "c0000", "b": "c0001", "c": "c0002"},
+                        top_items={"c0000": ("a",), "c0001": ("b",), "c0002": ("c",)},
+                        neighbours={"c0000": (("c0001", 0.8),), "c0001": (("c0000", 0.8),),
+                                    "c0002": (("c0001", 0.1),)})
+
+
+def test_item_trait_strengths_read_category_and_price():
+    strengths = dict(zip(TRAIT_NAMES, item_trait_strengths("Computers", 0.9)))
+    assert strengths["tech_enthusiast"] == 1.0
+    assert strengths["budget_conscious"] == pytest.approx(0.1)
+    assert strengths["luxury_seeker"] == pytest.approx(0.45)  # no luxury category, a dear price: half and half
+    assert dict(zip(TRAIT_NAMES, item_trait_strengths("books", None)))["gift_shopper"] == 0.45
+
+
+def test_prior_appeal_follows_traits_and_shrinks_toward_the_global_rate():
+    clusters = _clusters()
+    assert prior_appeal(clusters, None, PARAMS).tolist() == pytest.approx([0.1, 0.1, 0.1])
+    techie = {"tech_enthusiast": [41.0, 1.0], "home_decorator": [1.0, 41.0]}
+    strong = prior_appeal(clusters, techie, PARAMS)
+    assert strong[0] > strong[2] > strong[1]
+    weak = prior_appeal(clusters, {"tech_enthusiast": [1.5, 1.0]}, PARAMS)
+    assert abs(weak[0] - 0.1) < abs(strong[0] - 0.1)
+    with pytest.raises(ValueError, match="alpha and beta"):
+        prior_appeal(clusters, {"tech_enthusiast": [0.0, 1.0]}, PARAMS)
+
+
+def test_a_feed_counts_clicks_as_successes_above_the_last_click_as_failures_below_as_ignores():
+    posteriors = ClusterPosteriors()
+    posteriors.observe("f1", ["c0000", "c0001", "c0002", "c0001", None], clicks=[2], params=PARAMS)
+    assert posteriors.evidence["c0000"] == pytest.approx([0.0, 1.0])  # above the click: a full failure
+    assert posteriors.evidence["c0002"] == pytest.approx([1.0, 0.0])
+    assert posteriors.evidence["c0001"] == pytest.approx([0.0, 1.25])  # above (1) and below (0.25)
+    posteriors.observe("f2", ["c0002"], clicks=[], params=PARAMS)  # decay by half, then one ignore
+    assert posteriors.evidence["c0002"] == pytest.approx([0.5, 0.25])
+    assert posteriors.evidence["c0000"] == pytest.approx([0.0, 0.5])
+
+
+def test_clicks_one_at_a_time_in_any_order_equal_the_whole_feed_and_replays_add_nothing():
+    whole = ClusterPosteriors()
+    whole.observe("f", ["c0000", "c0001", "c0002", "c0000"], clicks=[1, 3], params=PARAMS)
+    piecewise = ClusterPosteriors()
+    piecewise.impression("f", ["c0000", "c0001", "c0002", "c0000"], PARAMS)
+    for position in (3, 1, 3):  # the later click first, then a duplicate
+        piecewise.click("f", position, PARAMS)
+    piecewise.impression("f", ["c0000", "c0001", "c0002", "c0000"], PARAMS)  # the impression again
+    piecewise.click("other-feed", 0, PARAMS)  # a click on a feed no longer tracked
+    assert _rounded(piecewise.evidence) == _rounded(whole.evidence)
+    assert whole.evidence["c0000"] == pytest.approx([1.0, 1.0])
+    restored = ClusterPosteriors.decode(json.loads(json.dumps(whole.encode())))
+    assert restored.encode() == whole.encode()
+    restored.click("f", 1, PARAMS)  # a replayed click after a round trip through the row
+    assert _rounded(restored.evidence) == _rounded(whole.evidence)
+
+
+def test_session_state_stays_small():
+    posteriors = ClusterPosteriors()
+    rng = np.random.default_rng(1)
+    for page in range(8):
+        shown = [f"c{int(c):04d}" for c in rng.integers(0, 40, 5)]
+        posteriors.observe(f"feed-{page:02d}", shown, clicks=[int(rng.integers(0, 5))], params=PARAMS)
+    assert encoded_size(posteriors) < 1024
+
+
+def test_evidence_moves_the_posterior_and_expansion_lends_to_neighbours():
+    clusters = _clusters()
+    prior = np.array([0.1, 0.1, 0.1])
+    posteriors = ClusterPosteriors()
+    posteriors.observe("f", ["c0000", "c0002"], clicks=[0], params=PARAMS)
+    alpha, beta, lent = posteriors.beta(clusters, prior, PARAMS)
+    assert alpha.tolist() == pytest.approx([0.4 + 1.0, 0.4 + 0.5 * 0.8, 0.4])
+    assert beta.tolist() == pytest.approx([3.6, 3.6, 3.6 + 0.25])
+    assert posteriors.reason(clusters, "c0000", prior, PARAMS)["why"] == "clicks"
+    assert posteriors.reason(clusters, "c0001", prior, PARAMS)["why"] == "near clusters clicked"
+    assert posteriors.reason(clusters, "c0002", prior, PARAMS)["why"] == "ignores"
+
+
+def test_thompson_probabilities_match_the_draws_and_keep_the_floor():
+    clusters = _clusters()
+    prior = np.array([0.1, 0.1, 0.1])
+    posteriors = ClusterPosteriors(evidence={"c0000": [20.0, 0.0], "c0001": [0.0, 30.0]})
+    alpha, beta, _ = posteriors.beta(clusters, prior, replace_expansion(PARAMS))
+    chance = slot_chances(alpha, beta, np.random.default_rng(3), replace_expansion(PARAMS))
+    assert chance.sum() == pytest.approx(1.0)
+    assert chance.min() >= PARAMS.floor / 3 - 1e-12  # nobody is shut out
+    assert chance[0] == pytest.approx(PARAMS.floor / 3 + (1 - PARAMS.floor), abs=0.01)
+    selection = select_clusters(clusters, prior, ClusterPosteriors(), 3000, np.random.default_rng(4), PARAMS)
+    counts = {c: selection.clusters.count(c) / 3000 for c in clusters.ids}
+    for cluster, share in counts.items():  # what was served follows the logged probabilities
+        assert share == pytest.approx(selection.distribution[cluster], abs=0.03)
+    assert all(p == pytest.approx(selection.distribution[c], abs=1e-6)
+               for c, p in zip(selection.clusters, selection.probabilities))
+    only = select_clusters(clusters, prior, ClusterPosteriors(), 2, np.random.default_rng(5), PARAMS,
+                           eligible=np.array([False, True, False]))
+    assert only.clusters == ("c0001", "c0001") and only.probabilities == (1.0, 1.0)
+
+
+def _rounded(evidence: dict[str, list[float]]) -> dict[str, list[float]]:
+    return {c: [round(v, 9) for v in counts] for c, counts in evidence.items()}
+
+
+def replace_expansion(params: BanditParams) -> BanditParams:
+    from dataclasses import replace
+
+    return replace(params, expansion=0.0)
+
+
+def test_ids_survive_a_rebuild_that_barely_changes_membership():
+    old = {f"i{n}": ("c0003" if n < 10 else "c0007") for n in range(20)}
+    new = {f"i{n}": (1 if n < 9 else 0) for n in range(20)}  # one item moved, numbering swapped
+    new["i20"] = 2  # a new cluster of a new item
+    ids = match_cluster_ids(old, new)
+    assert ids == {1: "c0003", 0: "c0007", 2: "c0008"}
+    unrelated = match_cluster_ids(old, {f"x{n}": 0 for n in range(5)})
+    assert unrelated == {0: "c0008"}  # no overlap: a fresh id, never a reused one
+    assert match_cluster_ids({}, {"a": 0, "b": 1}) == {0: "c0000", 1: "c0001"}
+
+
+@pytest.mark.parametrize("shape", [(6, 6), (4, 7), (7, 4), (1, 3), (12, 12)])
+def test_the_assignment_is_as_good_as_scipys(shape):
+    from scipy.optimize import linear_sum_assignment
+
+    rng = np.random.default_rng(shape[0] * 31 + shape[1])
+    for _ in range(20):
+        weights = rng.random(shape) * (rng.random(shape) < 0.5)
+        pairs = max_weight_assignment(weights)
+        rows, cols = linear_sum_assignment(weights, maximize=True)
+        assert len(pairs) == min(shape)
+        assert len({r for r, _ in pairs}) == len({c for _, c in pairs}) == len(pairs)
+        assert sum(weights[r, c] for r, c in pairs) == pytest.approx(weights[rows, cols].sum())
+
+
+def test_published_clusters_round_trip_and_describe():
+    clusters = _clusters()
+    again = ItemClusters.from_json(clusters.to_json())
+    assert again.ids == clusters.ids and again.members == clusters.members
+    described = again.describe("c0000")
+    assert described["traits"]["tech_enthusiast"] == 1.0 and described["top_items"] == ["a"]
+    with pytest.raises(KeyError):
+        again.describe("c9999")
+    with pytest.raises(ValueError, match="lacks 'members'"):
+        ItemClusters.from_json(json.dumps({"ids": [], "centroids": [], "descriptors": [], "global_ctr": [],
+                                           "top_items": {}, "neighbours": {}}))
