@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from tailor.events import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP
 from tailor.experiments.strategies import SURFACES
 
 __all__ = ["DRAFT", "RUNNING", "STATUSES", "STOPPED", "Experiment", "ExperimentError", "Variant", "new_experiment"]
@@ -222,6 +223,8 @@ def _parse_time(where: str, value: Any) -> datetime:
             raise ExperimentError(where, f"{value!r} is not an ISO 8601 time") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
+    if not EARLIEST_TIMESTAMP <= parsed <= LATEST_TIMESTAMP:
+        raise ExperimentError(where, f"between {EARLIEST_TIMESTAMP.year} and {LATEST_TIMESTAMP.year}")
     return parsed.astimezone(UTC)
 
 
