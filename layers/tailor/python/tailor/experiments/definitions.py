@@ -10,7 +10,7 @@ import math
 import re
 import secrets
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -67,7 +67,6 @@ class Experiment:
     started_at: str | None = None
     stopped_at: str | None = None
     description: str = ""
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def layer_name(self) -> str:
@@ -96,12 +95,11 @@ class Experiment:
         row = asdict(self)
         row["variants"] = [asdict(v) for v in self.variants]
         row["slot"] = None if self.slot is None else list(self.slot)
-        row.pop("extra")
         return row
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Experiment:
-        names = {f for f in cls.__dataclass_fields__} - {"extra", "variants", "slot"}
+        names = {f for f in cls.__dataclass_fields__} - {"variants", "slot"}
         values = {k: _plain(v) for k, v in row.items() if k in names}
         slot = row.get("slot")
         return cls(**values, variants=tuple(Variant(str(v["name"]), str(v["strategy"]), float(v["share"]))
