@@ -94,3 +94,13 @@ def test_a_strategy_ranks_with_its_ranker_version_and_falls_back_to_the_current_
         rec = Recommender(ingested(), current, clock=lambda: end + 30, experiments=lambda now, e=experiment: [e],
                           strategies=lambda: defined, rankers=rankers)
         assert rec.feed("someone", n=5).model == label
+
+
+def test_a_strategy_turns_the_ltv_weighting_on_or_off():
+    defined = {**BUILT_IN, **parse_strategies({"strategies": {"pinned": {"ltv": True, "ltv_strength": 0.8},
+                                                              "missing": {"ltv": False}}})}
+    experiment = live_experiment([{"name": "a", "strategy": "pinned"}, {"name": "b", "strategy": "missing"}])
+    rec = recommender(experiment, strategies=lambda: defined)
+    assert rec._pipeline(defined["pinned"])[0].ltv_strength == 0.8
+    assert rec._pipeline(defined["missing"])[0].ltv_strength == 0.0
+    assert rec._pipeline(defined["default"])[0].ltv_strength == rec.pipeline.ltv_strength

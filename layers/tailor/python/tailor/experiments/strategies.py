@@ -2,14 +2,15 @@
 
 A strategy says, per surface it changes, which candidate sources the route draws from and with what share, the
 blend weights (spec 004's feed: 0.5 commercial performance + 0.4 purchase probability + 0.1 diversity), which
-version of the purchase-probability ranker scores it, and whether the persona term weighs in. What it leaves unsaid
+version of the purchase-probability ranker scores it, whether the persona term weighs in, and whether the shopper's
+predicted lifetime value weighs the purchase-probability term (tailor.ranking.scoring.ltv_adjusted). What it leaves unsaid
 is the default route's. `baseline` (commercial performance alone, the spec's original approach) and `default` (the
 routes as they are) are built in; more are defined without a deploy in the AppConfig profile the template names
 (STRATEGY_CONFIG_*), read at most once a minute like the intent factors (tailor.intent_config):
 
     {"strategies": {"cautious": {"weights": {"commercial": 0.7, "probability": 0.3},
                                  "sources": {"session": 0.5, "popular": 1.0}, "personas": false,
-                                 "ranker": "20260101T000000Z"}}}
+                                 "ranker": "20260101T000000Z", "ltv": true, "ltv_strength": 0.5}}}
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ SOURCES: dict[str, Callable[[float], Any]] = {
 # The blend terms a strategy may weigh (the scorers tailor.serving registers, and diversity while picking).
 TERMS = ("commercial", "probability", "relevance", "diversity", "personas")
 PERSONA_TERM = "personas"
+DEFAULT_LTV_STRENGTH = 0.5
 CONFIG_VARIABLES = ("STRATEGY_CONFIG_APPLICATION", "STRATEGY_CONFIG_ENVIRONMENT", "STRATEGY_CONFIG_PROFILE")
 MAX_AGE_SECONDS = 60
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -70,7 +72,8 @@ class Strategy:
     """A named configuration of the ranking pipeline. `weights` and `sources` (name -> share) replace the default
     route's on every surface they are given for (None: the default's); `ranker` is a version of the ranker in the
     registry (None: the current one); `personas` False takes the persona term out, True puts it in at
-    `persona_weight` where the default route has none."""
+    `persona_weight` where the default route has none; `ltv` True weighs the purchase-probability term by the
+    shopper's predicted LTV at `ltv_strength`, False not at all (None: as the deployment does)."""
 
     name: str
     weights: Mapping[str, float] | None = None
@@ -80,6 +83,8 @@ class Strategy:
     persona_weight: float = 0.5
     surfaces: tuple[str, ...] = SURFACES
     description: str = ""
+    ltv: bool | None = None
+    ltv_strength: float = DEFAULT_LTV_STRENGTH
     _routes: dict = field(default_factory=dict, compare=False, repr=False)
 
     def route(self, surface: str, default: Route) -> Route:
@@ -104,12 +109,17 @@ class Strategy:
         """The strategy as its definition reads (JSON-ready)."""
         return {"name": self.name, "weights": None if self.weights is None else dict(self.weights),
                 "sources": None if self.sources is None else dict(self.sources), "ranker": self.ranker,
-                "personas": self.personas, "surfaces": list(self.surfaces), "description": self.description}
+                "personas": self.personas, "ltv": self.ltv, "ltv_strength": self.ltv_strength,
+                "surfaces": list(self.surfaces), "description": self.description}
+
+    def ltv_strength_given(self, deployed: float) -> float:
+        """The LTV weighting's strength this strategy ranks with, given the deployment's."""
+        return deployed if self.ltv is None else self.ltv_strength if self.ltv else 0.0
 
 
 BUILT_IN: dict[str, Strategy] = {
     "default": Strategy("default", description="the routes as configured: spec 004's blend and every source"),
-    "baseline": Strategy("baseline", weights={"commercial": 1.0}, personas=False,
+    "baseline": Strategy("baseline", weights={"commercial": 1.0}, personas=False, ltv=False,
                          description="commercial performance alone (spec 004's original approach)"),
 }
 
@@ -184,7 +194,7 @@ def _strategy(name: Any, definition: Any) -> Strategy:
     if not isinstance(definition, Mapping):
         raise StrategyError(where, "must be an object")
     unknown = set(definition) - {"weights", "sources", "ranker", "personas", "persona_weight", "surfaces",
-                                 "description"}
+                                 "description", "ltv", "ltv_strength"}
     if unknown:
         raise StrategyError(f"{where}.{sorted(unknown)[0]}", "is not a strategy field")
     weights = definition.get("weights")
@@ -207,6 +217,12 @@ def _strategy(name: Any, definition: Any) -> Strategy:
     if isinstance(persona_weight, bool) or not isinstance(persona_weight, int | float) or not (
             math.isfinite(persona_weight) and persona_weight >= 0):
         raise StrategyError(f"{where}.persona_weight", "a number >= 0")
+    ltv = definition.get("ltv")
+    if ltv is not None and not isinstance(ltv, bool):
+        raise StrategyError(f"{where}.ltv", "true or false")
+    ltv_strength = definition.get("ltv_strength", DEFAULT_LTV_STRENGTH)
+    if isinstance(ltv_strength, bool) or not isinstance(ltv_strength, int | float) or not 0 <= ltv_strength <= 1:
+        raise StrategyError(f"{where}.ltv_strength", "a number between 0 and 1")
     surfaces = definition.get("surfaces", list(SURFACES))
     if not isinstance(surfaces, list) or not surfaces or any(s not in SURFACES for s in surfaces):
         raise StrategyError(f"{where}.surfaces", f"a list of {', '.join(SURFACES)}")
@@ -214,7 +230,7 @@ def _strategy(name: Any, definition: Any) -> Strategy:
     if not isinstance(description, str) or len(description) > 500:
         raise StrategyError(f"{where}.description", "text of at most 500 characters")
     return Strategy(name, weights, sources, ranker, personas, float(persona_weight), tuple(dict.fromkeys(surfaces)),
-                    description)
+                    description, ltv, float(ltv_strength))
 
 
 def _numbers(where: str, value: Any, names: tuple[str, ...]) -> dict[str, float]:

@@ -247,7 +247,8 @@ class Recommender:
         pipeline = Pipeline(self.store, [CommercialPerformance(), PurchaseProbability(model), Relevance(),
                                          *self._extra_scorers],
                             routes=routes, cache=base.cache, max_candidates=base.max_candidates,
-                            read_waves=base.read_waves, intent_model=base.intent_model, factors=base.factors)
+                            read_waves=base.read_waves, intent_model=base.intent_model, factors=base.factors,
+                            ltv_strength=strategy.ltv_strength_given(base.ltv_strength))
         self._strategy_pipelines[key] = (pipeline, model)
         return pipeline, model
 
