@@ -164,6 +164,8 @@ def test_built_in_strategies_and_configured_ones():
     ({"strategies": {"x": {"weights": {"commercial": -1}}}}, "strategies.x.weights.commercial"),
     ({"strategies": {"x": {"sources": {"popular": 2}}}}, "strategies.x.sources"),
     ({"strategies": {"x": {"personas": "yes"}}}, "strategies.x.personas"),
+    ({"strategies": {"x": {"ltv": 1}}}, "strategies.x.ltv"),
+    ({"strategies": {"x": {"ltv": True, "ltv_strength": 2}}}, "strategies.x.ltv_strength"),
     ("{not json", "strategies"),
 ])
 def test_a_bad_strategy_document_is_refused_naming_the_field(document, field):
