@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tailor.clusters.session import SessionClusters
 from tailor.contribution import Contribution
 from tailor.events import Event
 from tailor.experiments.attribution import Attribution
@@ -47,7 +48,8 @@ DYNAMO_MIN_MAGNITUDE = 1e-130
 def fold_batch(accepted: Sequence[tuple[str, Event]], rows: Mapping[str, Mapping[str, Mapping[str, Any]]],
                shard: str | None, *, ttl: int, arrivals: Mapping[str, float], cutoff: str | None = None,
                intent: SessionIntent | None = None, personas: PersonaTracker | None = None,
-               poisoned: Mapping[str, str] | None = None, attribution: Attribution | None = None) -> BatchFold:
+               poisoned: Mapping[str, str] | None = None, attribution: Attribution | None = None,
+               clusters: SessionClusters | None = None) -> BatchFold:
     """The fold of `accepted` ((position, event) in stream order) into `rows` (the "sessions" and "shoppers" rows of
     their keys as read; an absent or empty row is no state yet), with every record it cannot apply left out and
     named in `fold.poisoned`. `shard`: the stream shard the records came on (None: none, events replayed outside a
@@ -58,7 +60,7 @@ def fold_batch(accepted: Sequence[tuple[str, Event]], rows: Mapping[str, Mapping
     (the fold fails without any) raises Unsettled. With one, only the records before it are folded, `poisoned` is
     what the fold without a cutoff left out, and a fold that does not come through with it raises Unsettled."""
     options: dict[str, Any] = dict(ttl=ttl, arrivals=arrivals, intent=intent, personas=personas,
-                                   attribution=attribution)
+                                   attribution=attribution, clusters=clusters)
     poisoned = dict(poisoned or {})
     while True:
         fold = BatchFold.over(accepted, rows, shard, cutoff=cutoff, poisoned=poisoned, **options)
@@ -124,7 +126,8 @@ class BatchFold:
     def over(cls, accepted: Sequence[tuple[str, Event]], rows: Mapping[str, Mapping[str, Mapping[str, Any]]],
              shard: str | None, *, cutoff: str | None, ttl: int, arrivals: Mapping[str, float],
              intent: SessionIntent | None = None, personas: PersonaTracker | None = None,
-             poisoned: Mapping[str, str] | None = None, attribution: Attribution | None = None) -> BatchFold:
+             poisoned: Mapping[str, str] | None = None, attribution: Attribution | None = None,
+             clusters: SessionClusters | None = None) -> BatchFold:
         """One fold leaving out the records in `poisoned`, and those it finds it cannot apply before it changes
         anything for them (added to `fold.poisoned`). A fault after that, or of the batch as a whole, stops it:
         `fold.broken` says which."""
@@ -186,7 +189,10 @@ class BatchFold:
                     fold.contributions += added
             try:
                 if session.applies(pos):
+                    repeated = session.state is not None and session.state.has_seen(event.event_id)
                     session.state = fold_session(session.state, event, ttl_seconds=ttl, received_at=arrivals[pos])
+                    if clusters is not None and not repeated:  # the session's cluster posteriors, once per event
+                        clusters.fold(session.state, event)
                     session.absorbed(pos)
                     if paired is not None:
                         pending.add(pos, paired[0], event.event_type, paired[1], session.state)

@@ -55,6 +55,7 @@ from functools import cached_property, partial
 from typing import Any
 
 from tailor.archive import archive_key, pack_lines
+from tailor.clusters.session import SessionClusters
 from tailor.events import MAX_EVENT_DEPTH, MAX_ID_LENGTH, Event, EventError, event_from_json, load_json, parse_event
 from tailor.experiments.attribution import Attribution
 from tailor.ingest.buffer import (
@@ -128,19 +129,21 @@ class Ingestor:
     def __init__(self, store: StateStore, blobs: BlobStore, *, session_ttl_days: float = 7,
                  max_workers: int = 16, intent: SessionIntent | None = None,
                  personas: PersonaTracker | None = None, buffer: bool = False,
-                 attribution: Attribution | None = None):
+                 attribution: Attribution | None = None, clusters: SessionClusters | None = None):
         """With `intent`, every touched session's intent is kept and association pairs are weighed by it
         (tailor.ingest.intent); without, pairs weigh their event type's base weight. With `buffer`, the shared
         counters go through the shard's counter buffer (tailor.ingest.buffer), to be merged by
         tailor.ingest.merge; without, every batch adds to their rows itself (what replays outside a stream use).
         With `attribution`, events that echo an experiment's feed id add to its statistics rows
-        (tailor.experiments.attribution)."""
+        (tailor.experiments.attribution). With `clusters`, sessions keep their cluster posteriors from feeds' impressions
+        and clicks (tailor.clusters.session)."""
         self.store = store
         self.buffered = BUFFERED_TABLES if buffer else frozenset()
         self.blobs = blobs
         self.intent = intent
         self.personas = personas  # persona counters, traits and mixtures (tailor.personas.online)
         self.attribution = attribution
+        self.clusters = clusters
         self.session_ttl = int(session_ttl_days * 86400)
         self._pool = ThreadPoolExecutor(max_workers=max_workers) if max_workers > 1 else None
 
@@ -249,7 +252,7 @@ class Ingestor:
         """The batch's fold (tailor.ingest.fold.fold_batch) with this Ingestor's session TTL, intent and personas."""
         return fold_batch(accepted, rows, shard, cutoff=cutoff, poisoned=poisoned, ttl=self.session_ttl,
                           arrivals={r.position: r.arrival for r in records}, intent=self.intent,
-                          personas=self.personas, attribution=self.attribution)
+                          personas=self.personas, attribution=self.attribution, clusters=self.clusters)
 
     # -- phase 1 ------------------------------------------------------------------------------------
 
