@@ -19,7 +19,8 @@ from tailor.clusters import (
 from tailor.clusters.bandit import encoded_size, slot_chances
 from tailor.clusters.model import TRAIT_NAMES, max_weight_assignment
 
-PARAMS = BanditParams(prior_strength=4.0, ignore_weight=0.25, decay=0.5, floor=0.1, expansion=0.5, samples=4000)
+PARAMS = BanditParams(prior_strength=4.0, ignore_weight=0.25, decay=0.5, floor=0.1, expansion=0.5, samples=4000,
+                      surface_rate=0.1)
 
 
 def _clusters() -> ItemClusters:

@@ -49,6 +49,8 @@ class BanditParams:
     decay: float = 0.8
     floor: float = 0.05
     expansion: float = 0.3
+    greedy: float = 0.0
+    surface_rate: float = 0.15
     samples: int = 64
 
     def __post_init__(self) -> None:
@@ -57,8 +59,9 @@ class BanditParams:
                 raise ValueError(f"bandit: {name} must not be negative")
         if not 0.0 < self.decay <= 1.0:
             raise ValueError("bandit: decay must be in (0, 1]")
-        if not 0.0 <= self.floor <= 1.0:
-            raise ValueError("bandit: floor must be in [0, 1]")
+        for name in ("floor", "greedy", "surface_rate"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"bandit: {name} must be in [0, 1]")
         if self.samples < 1:
             raise ValueError("bandit: samples must be at least 1")
 
@@ -174,8 +177,11 @@ class ClusterPosteriors:
                         j = index.get(other)
                         if j is not None and similarity > 0:
                             lent[j] += params.expansion * similarity * s
-        alpha = prior * params.prior_strength + successes + lent
-        beta = (1.0 - prior) * params.prior_strength + failures
+        # The prior's level is the shop's click rate over every surface; the evidence is the feed's: its relative
+        # appeal carries over, its level is the surface's.
+        rate = np.clip(prior / max(float(np.mean(prior)), MIN_RATE) * params.surface_rate, MIN_RATE, MAX_RATE)
+        alpha = rate * params.prior_strength + successes + lent
+        beta = (1.0 - rate) * params.prior_strength + failures
         return np.maximum(alpha, 1e-3), np.maximum(beta, 1e-3), lent
 
     def reason(self, clusters: ItemClusters, cluster: str, prior: np.ndarray,
@@ -235,6 +241,12 @@ def slot_chances(alpha: np.ndarray, beta: np.ndarray, rng: np.random.Generator,
     if offsets is not None:
         draws = draws + np.asarray(offsets, dtype=float)[idx]
     wins = np.bincount(draws.argmax(axis=1), minlength=len(idx)) / params.samples
+    if params.greedy:
+        means = np.log(alpha[idx] / (alpha[idx] + beta[idx]))
+        if offsets is not None:
+            means = means + np.asarray(offsets, dtype=float)[idx]
+        wins = (1.0 - params.greedy) * wins
+        wins[int(np.argmax(means))] += params.greedy
     chance[idx] = params.floor / len(idx) + (1.0 - params.floor) * wins
     return chance / chance.sum()
 

@@ -1,0 +1,79 @@
+"""Ingest's fold keeps each session's cluster posteriors: a feed's impression and its clicks count exactly once,
+whether the stream delivers the batch again or the producer sends an event twice."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tailor.clusters import BanditParams, ClusterPosteriors, ItemClusters
+from tailor.clusters.model import TRAIT_NAMES
+from tailor.clusters.session import SessionClusters
+from tailor.events import parse_event
+from tailor.ingest.fold import fold_batch
+
+from tests.helpers.events import SHARD
+
+PARAMS = BanditParams(ignore_weight=0.25)
+CLUSTERS = ItemClusters(ids=("c0000", "c0001"), centroids=np.eye(2), descriptors=np.zeros((2, len(TRAIT_NAMES))),
+                        global_ctr=np.array([0.05, 0.05]),
+                        members={"item-a": "c0000", "item-b": "c0001", "item-c": "c0000"},
+                        top_items={}, neighbours={"c0000": (), "c0001": ()})
+
+
+def _event(n: int, kind: str, **extra) -> dict:
+    return {"event_id": f"e-{n}", "user_id": "u-1", "session_id": "s-1",
+            "timestamp": f"2026-12-01T10:00:{n:02d}Z", "event_type": kind, **extra}
+
+
+EVENTS = [_event(1, "impression", item_ids=["item-a", "item-b", "item-c"], feed_id="feed-1"),
+          _event(2, "click", item_id="item-c", feed_id="feed-1", position=2),
+          _event(3, "impression", item_ids=["item-a"]),  # a listing, not a feed: no arm of the bandit
+          _event(4, "click", item_id="item-b", feed_id="feed-1", position=1)]
+
+
+def _fold(events, rows, start):
+    accepted = [(f"{start + n:08d}", parse_event(e)) for n, e in enumerate(events)]
+    return fold_batch(accepted, rows, SHARD, ttl=86400, arrivals={p: e.epoch for p, e in accepted},
+                      clusters=SessionClusters(CLUSTERS, PARAMS))
+
+
+def _rows(folded, rows=None):
+    out = {"sessions": dict((rows or {}).get("sessions", {})), "shoppers": dict((rows or {}).get("shoppers", {}))}
+    for table, key, row in folded.changed_rows():
+        out[table][key] = row.fields()
+    return out
+
+
+def _expected() -> dict:
+    posteriors = ClusterPosteriors()
+    posteriors.observe("feed-1", ["c0000", "c0001", "c0000"], clicks=[1, 2], params=PARAMS)
+    return posteriors.encode()
+
+
+def test_the_session_keeps_its_feeds_clicks_and_ignores():
+    rows = _rows(_fold(EVENTS, {"sessions": {}, "shoppers": {}}, 0))
+    kept = rows["sessions"]["s-1"]["clusters"]
+    assert kept == _expected()
+    assert kept["e"] == {"c0000": [1.0, 1.0], "c0001": [1.0, 0.0]}
+
+
+def test_a_redelivered_batch_and_a_producers_duplicate_count_once():
+    first = _rows(_fold(EVENTS[:2], {"sessions": {}, "shoppers": {}}, 0))
+    again = _rows(_fold(EVENTS, first, 0), first)  # the stream delivers the first two again, then the rest
+    assert again["sessions"]["s-1"]["clusters"] == _expected()
+    next_feed = _event(20, "impression", item_ids=["item-b"], feed_id="feed-2")
+    moved = _rows(_fold([next_feed], again, 10), again)
+    expected = ClusterPosteriors.decode(_expected())
+    expected.impression("feed-2", ["c0001"], PARAMS)
+    assert moved["sessions"]["s-1"]["clusters"] == expected.encode()
+    # The producer sends the first feed's impression again: it is not a new feed to decay the evidence for.
+    duplicate = dict(EVENTS[0], timestamp="2026-12-01T10:00:30Z")
+    twice = _rows(_fold([duplicate], moved, 20), moved)
+    assert twice["sessions"]["s-1"]["clusters"] == expected.encode()
+
+
+def test_without_clusters_the_session_keeps_none():
+    accepted = [(f"{n:08d}", parse_event(e)) for n, e in enumerate(EVENTS)]
+    folded = fold_batch(accepted, {"sessions": {}, "shoppers": {}}, SHARD, ttl=86400,
+                        arrivals={p: e.epoch for p, e in accepted})
+    assert _rows(folded)["sessions"]["s-1"]["clusters"] == {}
