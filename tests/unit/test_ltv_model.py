@@ -278,3 +278,22 @@ def test_train_command_trains_on_an_events_file_and_writes_the_model(tmp_path, h
     # The version a shipped default is known by is the one embedded in the graph.
     assert json.loads((tmp_path / "model" / "metadata.json").read_text())["version"] == model.metadata["version"]
     assert json.loads((tmp_path / "report.json").read_text())["as_of"] == AS_OF.isoformat().replace("+00:00", "Z")
+
+
+def test_the_shipped_default_scores_every_shopper_with_drivers():
+    from tailor.events import parse_event
+    from tailor.ltv.rebuild import ltv_entries
+    from tailor.models.registry import default_model
+    from tailor.shopper import fold_shopper
+
+    model = LtvModel.from_stored(default_model(MODEL_NAME))
+    assert model.label == f"{MODEL_NAME}:{model.metadata['version']}" and model.horizon_weeks == 39
+    states = {}
+    for raw in purchase_histories(shoppers=30):
+        event = parse_event(raw)
+        if event.epoch < AS_OF.timestamp():
+            states[event.user_id] = fold_shopper(states.get(event.user_id), event)
+    entries, skipped = ltv_entries(model, [s.to_row() for s in states.values()], AS_OF.timestamp())
+    assert skipped == 0 and len(entries) == len(states)
+    for _, ltv in entries:
+        assert ltv["expected_spend"] >= 0 and 0 <= ltv["percentile"] <= 100 and ltv["drivers"]

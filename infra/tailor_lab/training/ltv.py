@@ -55,6 +55,7 @@ from tailor.events import Event, parse_event
 from tailor.ingest.derive import contributions
 from tailor.ltv.features import FEATURE_NAMES, WEEK_SECONDS, epoch_seconds, feature_matrix
 from tailor.ltv.prior import BGNBD_PARAMS, CORRECTION_PRIOR, PRIOR_NAMES, prior_matrix
+from tailor.ltv.prior import expected_transactions as bgnbd_expected
 from tailor.ltv.scoring import (
     INPUT_NAME,
     METADATA_KEY,
@@ -394,8 +395,8 @@ def _fit_recipe(stream: list[Event], end: float, horizon_weeks: float, windows: 
     # Each window's prior is BG/NBD as fitted on what was known at its cutoff, as the model's prior is fitted at
     # as_of when it scores: the trees learn how that forecast errs, not how a forecast fitted on later data does
     # (on validation windows inside CDNOW's calibration, MAE of purchase days 2% lower).
-    at_cutoff = {cutoff: _prior_at(snaps[cutoff].features, prior) for cutoff in {r[4] for r in rows}}
-    prior_rows = np.vstack([prior_matrix(f, at_cutoff[cutoff], weeks) for f, weeks, _, _, cutoff in rows])
+    at_cutoff = {(cutoff, weeks): _prior_at(f, prior, weeks) for f, weeks, _, _, cutoff in rows}
+    prior_rows = np.vstack([prior_matrix(f, at_cutoff[cutoff, weeks], weeks) for f, weeks, _, _, cutoff in rows])
     y_t = np.concatenate([r[2] for r in rows])
     y_s = np.concatenate([r[3] for r in rows])
     if not np.any(y_t > 0):
@@ -430,13 +431,18 @@ def _prior(current: np.ndarray) -> dict[str, Any]:
     return prior
 
 
-def _prior_at(features: np.ndarray, prior: dict[str, Any]) -> dict[str, Any]:
-    """`prior` with BG/NBD refitted on the buyers as they stood in `features`, or as it is if they are too few."""
+def _prior_at(features: np.ndarray, prior: dict[str, Any], weeks: float) -> dict[str, Any]:
+    """`prior` with BG/NBD refitted on the buyers as they stood in `features`; `prior` as it is if they are too few,
+    or if the refit's forecast over `weeks` is not a positive number for each of them (parameters fitted on a
+    young shop's few repeat buyers can be extreme enough for its series to overflow)."""
     try:
         x, tx, T, _, _ = _buyers(features)
     except TooLittleHistory:
         return prior
-    return {**prior, "bgnbd": fit_bgnbd(x, tx, T)}
+    refitted = fit_bgnbd(x, tx, T)
+    with np.errstate(all="ignore"):
+        forecast = bgnbd_expected(refitted, weeks, x, tx, T)
+    return {**prior, "bgnbd": refitted} if np.all(forecast > 0) else prior
 
 
 def _buyers(features: np.ndarray) -> tuple[np.ndarray, ...]:
