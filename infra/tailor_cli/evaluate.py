@@ -15,6 +15,7 @@ COMMANDS = {
     "intent": "tailor_lab.evaluation.intent",
     "ltv": "tailor_lab.evaluation.ltv",
     "experiments": "tailor_lab.evaluation.experiments",
+    "adaptation": "tailor_lab.evaluation.adaptation",
 }
 
 
