@@ -172,3 +172,26 @@ def test_published_clusters_round_trip_and_describe():
     with pytest.raises(ValueError, match="lacks 'members'"):
         ItemClusters.from_json(json.dumps({"ids": [], "centroids": [], "descriptors": [], "global_ctr": [],
                                            "top_items": {}, "neighbours": {}}))
+
+
+def test_the_adaptive_slate_fills_slots_by_cluster_in_the_rankings_order_and_explains_them():
+    from tailor.clusters.slate import adaptive_slate
+
+    clusters = _clusters()
+    prior = np.array([0.1, 0.1, 0.1])
+    wide = ItemClusters(ids=clusters.ids, centroids=clusters.centroids, descriptors=clusters.descriptors,
+                        global_ctr=clusters.global_ctr,
+                        members={"a1": "c0000", "a2": "c0000", "b1": "c0001", "c1": "c0002"},
+                        top_items={}, neighbours=clusters.neighbours)
+    clicked = ClusterPosteriors(evidence={"c0000": [6.0, 0.0]})
+    slate = adaptive_slate(["b1", "a2", "a1", "c1", "zz"], [0.9, 0.5, 0.8, 0.1, 0.0], 5, wide, prior, clicked,
+                           np.random.default_rng(2), PARAMS, explain=True)
+    assert sorted(slate.items) == ["a1", "a2", "b1", "c1", "zz"] and slate.items[-1] == "zz"
+    assert slate.items.index("a1") < slate.items.index("a2")  # within a cluster, the ranking's order
+    assert slate.items[0] == "a1"  # the clicked cluster is the likeliest first
+    assert all(0 < p <= 1 for p in slate.probabilities)
+    assert slate.reasons[0] == {"cluster": "c0000", "why": "clicks", "prior": 0.1, "clicks": 6.0, "ignores": 0.0,
+                                "expansion": 0.0}
+    assert slate.reasons[-1]["why"] == "not in a cluster"
+    with pytest.raises(ValueError, match="scores"):
+        adaptive_slate(["a1"], [], 1, wide, prior, clicked, np.random.default_rng(2), PARAMS)

@@ -49,7 +49,8 @@ class BanditParams:
     decay: float = 0.8
     floor: float = 0.05
     expansion: float = 0.3
-    greedy: float = 0.0
+    sharpness: float = 1.0
+    active: int = 0
     surface_rate: float = 0.15
     samples: int = 64
 
@@ -59,9 +60,13 @@ class BanditParams:
                 raise ValueError(f"bandit: {name} must not be negative")
         if not 0.0 < self.decay <= 1.0:
             raise ValueError("bandit: decay must be in (0, 1]")
-        for name in ("floor", "greedy", "surface_rate"):
+        if self.sharpness < 1.0:
+            raise ValueError("bandit: sharpness must be at least 1")
+        for name in ("floor", "surface_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"bandit: {name} must be in [0, 1]")
+        if self.active < 0:
+            raise ValueError("bandit: active must not be negative")
         if self.samples < 1:
             raise ValueError("bandit: samples must be at least 1")
 
@@ -184,6 +189,26 @@ class ClusterPosteriors:
         beta = (1.0 - rate) * params.prior_strength + failures
         return np.maximum(alpha, 1e-3), np.maximum(beta, 1e-3), lent
 
+    def in_play(self, clusters: ItemClusters, prior: np.ndarray, params: BanditParams = BanditParams()) -> np.ndarray:
+        """The clusters the draws compete among (all when `params.active` is 0): the `active` of highest prior
+        appeal, every cluster the session was shown, and the neighbours of those it clicked; the rest get the
+        floor's share alone until they come into play."""
+        if not params.active:
+            return np.ones(len(clusters.ids), dtype=bool)
+        index = clusters.index
+        mask = np.zeros(len(clusters.ids), dtype=bool)
+        mask[np.argsort(-prior, kind="stable")[: params.active]] = True
+        for cluster, (s, _) in self.evidence.items():
+            i = index.get(cluster)
+            if i is None:
+                continue
+            mask[i] = True
+            if s > 0:
+                for other, _ in clusters.neighbours.get(cluster, ()):
+                    if other in index:
+                        mask[index[other]] = True
+        return mask
+
     def reason(self, clusters: ItemClusters, cluster: str, prior: np.ndarray,
                params: BanditParams = BanditParams()) -> dict[str, Any]:
         """Why a cluster is where it is: its prior appeal, this session's clicks and ignores, what neighbours lent."""
@@ -218,7 +243,8 @@ def select_clusters(clusters: ItemClusters, prior: np.ndarray, posteriors: Clust
     winner the cluster of the highest log(sampled rate) + `offsets` (what the ranking adds for the best item the
     cluster has left; default none)."""
     alpha, beta, _ = posteriors.beta(clusters, prior, params)
-    chance = slot_chances(alpha, beta, rng, params, eligible=eligible, offsets=offsets)
+    chance = slot_chances(alpha, beta, rng, params, eligible=eligible, offsets=offsets,
+                          playing=posteriors.in_play(clusters, prior, params))
     if not chance.any():
         return Selection((), (), {})
     picks = rng.choice(len(chance), size=slots, p=chance)
@@ -228,26 +254,26 @@ def select_clusters(clusters: ItemClusters, prior: np.ndarray, posteriors: Clust
 
 def slot_chances(alpha: np.ndarray, beta: np.ndarray, rng: np.random.Generator,
                  params: BanditParams = BanditParams(), *, eligible: np.ndarray | None = None,
-                 offsets: np.ndarray | None = None) -> np.ndarray:
-    """Each cluster's chance of one slot: floor / K + (1 - floor) x P(it wins a posterior draw), from
-    `params.samples` draws (zero for clusters not eligible; all zero when none is)."""
+                 offsets: np.ndarray | None = None, playing: np.ndarray | None = None) -> np.ndarray:
+    """Each cluster's chance of one slot: floor / K + (1 - floor) x P(it wins a posterior draw among those
+    `playing`), from `params.samples` draws (zero for clusters not eligible; all zero when none is)."""
     k = len(alpha)
     mask = np.ones(k, dtype=bool) if eligible is None else np.asarray(eligible, dtype=bool)
     chance = np.zeros(k)
-    idx = np.flatnonzero(mask)
-    if not len(idx):
+    every = np.flatnonzero(mask)
+    if not len(every):
         return chance
-    draws = np.log(np.maximum(rng.beta(alpha[idx], beta[idx], size=(params.samples, len(idx))), 1e-300))
+    if playing is not None and (mask & playing).any():
+        mask = mask & playing
+    idx = np.flatnonzero(mask)
+    # Draws from Beta(sharpness x alpha, sharpness x beta): the posterior's mean, its variance / sharpness.
+    draws = np.log(np.maximum(rng.beta(params.sharpness * alpha[idx], params.sharpness * beta[idx],
+                                       size=(params.samples, len(idx))), 1e-300))
     if offsets is not None:
         draws = draws + np.asarray(offsets, dtype=float)[idx]
     wins = np.bincount(draws.argmax(axis=1), minlength=len(idx)) / params.samples
-    if params.greedy:
-        means = np.log(alpha[idx] / (alpha[idx] + beta[idx]))
-        if offsets is not None:
-            means = means + np.asarray(offsets, dtype=float)[idx]
-        wins = (1.0 - params.greedy) * wins
-        wins[int(np.argmax(means))] += params.greedy
-    chance[idx] = params.floor / len(idx) + (1.0 - params.floor) * wins
+    chance[every] = params.floor / len(every)
+    chance[idx] += (1.0 - params.floor) * wins
     return chance / chance.sum()
 
 

@@ -1,0 +1,364 @@
+"""Does the adaptive feed follow shoppers whose interests drift within a session? (spec 001, issue 19)
+
+    tailor evaluate adaptation [--seed 202] [--shoppers 600] [--visits 2] [--drift 0.35] [--json F]
+    tailor evaluate adaptation --tune [--seed 101]      # the validation simulation: the bandit's knobs
+
+The closed-loop simulator (tailor_lab.simulator.online) with sessions of feed pages: a shopper opens a feed of
+`--page` items, acts on it as the choice model says (looks down it, clicks, carts, pays), and comes back for the next
+page with probability `--continue` (at most `--pages`). What they are after is the session's category (its intent
+bonus), which moves to another of their categories with probability `--drift` at each page
+(tailor_lab.simulator.drift). Three feeds serve the same shoppers on the same random numbers:
+
+* static: the persona feed, items ranked by their cluster's prior appeal to the shopper's traits
+  (tailor.clusters.prior_appeal) and then by their popularity in the history, the same all session;
+* adaptive: each slot's cluster drawn by the session's bandit (tailor.clusters.select_clusters) from the same prior
+  and the clicks and ignores of the session's earlier pages, the best item of the cluster not yet shown in it;
+* oracle: knows the shopper's current interest and fills the page with the best items of that category.
+
+Clusters are rebuilt from the history (tailor_lab.training.clusters, vectors from metadata); a shopper's trait
+posteriors are the simulator's traits read as ten events' worth of evidence. Figures: CTR and revenue per session
+per feed, over sessions of at least 10 impressions; `share_of_oracle` = (adaptive - static) / (oracle - static) CTR
+with a 95% bootstrap interval over sessions (paired: a resample takes a session under every feed); the regret curve
+(the oracle's cumulative clicks minus each feed's over a session's first 20 impressions); and the same shoppers
+without drift, where `no_drift_difference` is adaptive - static CTR with its interval.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tailor.clusters import BanditParams, ClusterPosteriors, ItemClusters, prior_appeal
+from tailor.clusters.bandit import encoded_size, slot_chances
+from tailor_lab.simulator import simulate
+from tailor_lab.simulator.drift import interest_path
+from tailor_lab.simulator.online import _act
+from tailor_lab.simulator.simulation import Simulation
+from tailor_lab.training.clusters import ClusterParams, build_clusters
+
+__all__ = ["FEEDS", "main", "run"]
+
+FEEDS = ("static", "adaptive", "oracle")
+BOOTSTRAP = 1000
+MIN_IMPRESSIONS = 10
+REGRET_IMPRESSIONS = 20
+TRAIT_EVIDENCE = 10.0
+POPULARITY_WEIGHT = 0.3  # the ranking's weight of an item's log popularity beside its cluster's log appeal
+ORACLE_BONUS = 1.0  # the oracle's weight of the current interest, in the same units
+# The validation grid --tune searches (on its own seed); the defaults below are its choice.
+GRID = {"prior_strength": (10.0, 20.0), "sharpness": (4.0, 16.0), "expansion": (0.0, 0.3), "ignore_weight": (0.15,),
+        "decay": (0.8,), "floor": (0.01,)}
+
+
+@dataclass(frozen=True)
+class Setting:
+    shoppers: int = 600
+    history_days: float = 28.0
+    visits: int = 2
+    page: int = 5
+    pages: int = 8
+    keep_going: float = 0.85
+    drift: float = 0.35
+    novelty: float = 0.0
+    clusters: int = 24
+    seed: int = 202
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tailor evaluate adaptation", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seed", type=int, default=None, help="simulation seed (202 to report, 101 with --tune)")
+    parser.add_argument("--shoppers", type=int, default=Setting.shoppers)
+    parser.add_argument("--visits", type=int, default=Setting.visits, help="sessions per shopper")
+    parser.add_argument("--page", type=int, default=Setting.page, help="items per feed page")
+    parser.add_argument("--pages", type=int, default=Setting.pages, help="most pages a session asks for")
+    parser.add_argument("--continue", dest="keep_going", type=float, default=Setting.keep_going,
+                        help="chance of asking for the next page")
+    parser.add_argument("--drift", type=float, default=Setting.drift, help="chance the interest moves, per page")
+    parser.add_argument("--clusters", type=int, default=Setting.clusters, help="clusters the rebuild makes")
+    parser.add_argument("--novelty", type=float, default=Setting.novelty,
+                        help="share of an even spread in where a drifting interest goes")
+    parser.add_argument("--tune", action="store_true", help="search the bandit's knobs on this (validation) seed")
+    parser.add_argument("--json", type=Path, default=None, help="write the figures here")
+    args = parser.parse_args(argv)
+    for name in ("shoppers", "visits", "page", "pages", "clusters"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
+    for name in ("keep_going", "drift", "novelty"):
+        if not 0.0 <= getattr(args, name) <= 1.0:
+            parser.error(f"--{name.replace('keep_going', 'continue')} must be in [0, 1]")
+    seed = args.seed if args.seed is not None else (101 if args.tune else Setting.seed)
+    setting = Setting(shoppers=args.shoppers, visits=args.visits, page=args.page, pages=args.pages,
+                      keep_going=args.keep_going, drift=args.drift, novelty=args.novelty,
+                      clusters=args.clusters, seed=seed)
+    echo = lambda text: print(text, file=sys.stderr)  # noqa: E731
+    report = tune(setting, echo=echo) if args.tune else run(setting, echo=echo)
+    print(format_report(report))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        print(f"\nwritten to {args.json}")
+    return 0
+
+
+def run(setting: Setting = Setting(), params: BanditParams = BanditParams(), *,
+        echo: Callable[[str], None] = lambda _: None, world: _World | None = None) -> dict[str, Any]:
+    """The three feeds on drifting shoppers and on the same shoppers without drift; figures with 95% intervals."""
+    started = time.perf_counter()
+    world = world or _World.build(setting, echo)
+    drifting = _simulate(world, setting, params, setting.drift)
+    steady = _simulate(world, setting, params, 0.0)
+    drift_figures = _figures(drifting, setting.seed)
+    steady_figures = _figures(steady, setting.seed)
+    return {"seed": setting.seed, "setting": vars(setting) | {}, "params": vars(params) | {},
+            "clusters": len(world.clusters.ids), "sessions": len(drifting.sessions),
+            "long_sessions": drift_figures["long_sessions"],
+            "share_of_oracle": drift_figures["share_of_oracle"],
+            "share_of_oracle_interval": drift_figures["share_of_oracle_interval"],
+            "no_drift_difference": steady_figures["difference"],
+            "no_drift_difference_interval": steady_figures["difference_interval"],
+            "drift": drift_figures, "no_drift": steady_figures,
+            "session_state_bytes": {"mean": round(float(np.mean(drifting.state_bytes)), 1),
+                                    "max": int(np.max(drifting.state_bytes))},
+            "seconds": round(time.perf_counter() - started, 1)}
+
+
+def tune(setting: Setting, *, echo: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    """Every point of GRID on the validation seed, ranked by share_of_oracle with drift (ties: no-drift difference)."""
+    world = _World.build(setting, echo)
+    rows = []
+    names = list(GRID)
+    for values in itertools.product(*(GRID[n] for n in names)):
+        params = replace(BanditParams(), **dict(zip(names, values)))
+        share = _point(_simulate(world, setting, params, setting.drift))["share"]
+        rows.append({"params": dict(zip(names, values)), "share_of_oracle": share})
+        echo(f"{dict(zip(names, values))}: share {share:.3f}")
+    rows.sort(key=lambda r: -r["share_of_oracle"])
+    for row in rows[:3]:  # the leaders must cost shoppers without drift nothing too
+        params = replace(BanditParams(), **row["params"])
+        row["no_drift_difference"] = _point(_simulate(world, setting, params, 0.0))["difference"]
+    return {"seed": setting.seed, "tuned": True, "grid": rows, "best": rows[0]}
+
+
+def format_report(report: dict[str, Any]) -> str:
+    if report.get("tuned"):
+        lines = [f"Validation (seed {report['seed']}): the bandit's knobs by share of the oracle's CTR lift"]
+        for row in report["grid"][:10]:
+            no_drift = row.get("no_drift_difference")
+            lines.append(f"  {row['params']}  share {row['share_of_oracle']:.3f}"
+                         + ("" if no_drift is None else f"  no-drift difference {no_drift:+.4f}"))
+        return "\n".join(lines)
+    lines = [f"Adaptation (seed {report['seed']}): {report['sessions']} sessions, {report['long_sessions']} of "
+             f">= {MIN_IMPRESSIONS} impressions; {report['clusters']} clusters; 95% intervals, bootstrap over sessions"]
+    for label, part in (("drifting interests", report["drift"]), ("no drift", report["no_drift"])):
+        lines.append(f"{label}:")
+        lines.append(f"  {'feed':<9} {'CTR':>24} {'revenue/session':>26}")
+        for name in FEEDS:
+            f = part["feeds"][name]
+            lines.append(f"  {name:<9} {_interval(f['ctr'], 4):>24} {_interval(f['revenue_per_session'], 2):>26}")
+        lines.append(f"  share of oracle lift {_interval(part['share_of_oracle_figure'], 3)}; adaptive - static CTR "
+                     f"{_interval(part['difference_figure'], 4)}")
+        lines.append("  regret (oracle's clicks - feed's) after impressions 5/10/15/20: "
+                     + "; ".join(f"{name} " + "/".join(f"{part['regret'][name][t - 1]:.3f}" for t in (5, 10, 15, 20))
+                                 for name in ("static", "adaptive")))
+    lines.append(f"session state: {report['session_state_bytes']['mean']} bytes on average "
+                 f"(max {report['session_state_bytes']['max']}); {report['seconds']} s")
+    return "\n".join(lines)
+
+
+# -- the simulation -------------------------------------------------------------------------------------------------
+
+@dataclass
+class _World:
+    history: Simulation
+    clusters: ItemClusters
+    item_cluster: np.ndarray  # cluster row per catalog item (-1: unavailable)
+    popularity: np.ndarray  # log(1 + views + 10 purchases) in the history
+    cluster_items: list[list[int]]  # each cluster's available items, most popular first
+
+    @classmethod
+    def build(cls, setting: Setting, echo: Callable[[str], None]) -> _World:
+        started = time.perf_counter()
+        history = simulate(shoppers=setting.shoppers, days=setting.history_days, seed=setting.seed)
+        clusters = build_clusters(history.catalog, history.events, params=ClusterParams(clusters=setting.clusters, seed=setting.seed))
+        index = clusters.index
+        catalog = history.world.catalog
+        item_cluster = np.array([index[clusters.members[item]] if catalog.available[i] else -1
+                                 for i, item in enumerate(catalog.item_ids)])
+        counts: Counter = Counter()
+        for event in history.events:
+            if event["event_type"] in ("view", "purchase"):
+                counts[event["item_id"]] += 10 if event["event_type"] == "purchase" else 1
+        popularity = np.log1p(np.array([counts[item] for item in catalog.item_ids], dtype=float))
+        echo(f"history of {len(history.events):,} events and {len(clusters.ids)} clusters in "
+             f"{time.perf_counter() - started:.1f} s")
+        cluster_items: list[list[int]] = [[] for _ in clusters.ids]
+        for i in np.argsort(-popularity, kind="stable"):
+            if item_cluster[i] >= 0:
+                cluster_items[item_cluster[i]].append(int(i))
+        return cls(history, clusters, item_cluster, popularity, cluster_items)
+
+
+@dataclass
+class _Outcome:
+    sessions: list[tuple[int, int]] = field(default_factory=list)
+    impressions: dict[str, list[int]] = field(default_factory=lambda: {f: [] for f in FEEDS})
+    clicks: dict[str, list[int]] = field(default_factory=lambda: {f: [] for f in FEEDS})
+    revenue: dict[str, list[float]] = field(default_factory=lambda: {f: [] for f in FEEDS})
+    early: dict[str, list[np.ndarray]] = field(default_factory=lambda: {f: [] for f in FEEDS})
+    state_bytes: list[int] = field(default_factory=list)
+
+
+def _simulate(world: _World, setting: Setting, params: BanditParams, drift: float,
+              oracle_bonus: float = ORACLE_BONUS) -> _Outcome:
+    sim = world.history.world
+    catalog, clusters = sim.catalog, world.clusters
+    out = _Outcome()
+    available = world.item_cluster >= 0
+    category_of = catalog.category_of
+    for shopper in sim.shoppers:
+        traits = {name: [1.0 + TRAIT_EVIDENCE * m, 1.0 + TRAIT_EVIDENCE * (1.0 - m)]
+                  for name, m in shopper.traits.items()}
+        prior = prior_appeal(clusters, traits, params)
+        base = np.where(available, np.log(prior[np.maximum(world.item_cluster, 0)])
+                        + POPULARITY_WEIGHT * world.popularity,
+                        -np.inf)
+        static_order = [int(i) for i in np.argsort(-base, kind="stable") if available[i]]
+        bought = {f: set() for f in FEEDS}
+        for visit in range(setting.visits):
+            rng = np.random.default_rng([setting.seed, 17, shopper.index, visit])
+            more = rng.random(setting.pages)
+            pages = 1 + int(np.argmin(np.append(more[1:] < setting.keep_going, False)))
+            path = interest_path(np.random.default_rng([setting.seed, 19, shopper.index, visit]), shopper, pages,
+                                 drift, setting.novelty if drift else 0.0)
+            out.sessions.append((shopper.index, visit))
+            for feed in FEEDS:
+                shown: set[int] = set()
+                posteriors = ClusterPosteriors()
+                choose = np.random.default_rng([setting.seed, 23, shopper.index, visit])
+                clicks, revenue, early = 0, 0.0, np.zeros(REGRET_IMPRESSIONS)
+                t_ms = sim.end_ms + visit * 86_400_000
+                for page in range(pages):
+                    category = path[page]
+                    if feed == "static":
+                        served = list(itertools.islice((i for i in static_order if i not in shown), setting.page))
+                    elif feed == "oracle":
+                        order = np.argsort(-(base + oracle_bonus * (category_of == category)), kind="stable")
+                        served = list(itertools.islice((int(i) for i in order if available[i] and i not in shown),
+                                                       setting.page))
+                    else:
+                        served = _adaptive_page(world, prior, posteriors, shown, setting.page, choose, params)
+                    shown.update(served)
+                    act_rng = np.random.default_rng([setting.seed, 29, shopper.index, visit, page])
+                    acted = _act(sim, shopper, served, f"f{page}", f"s-{shopper.index}-{visit}", category,
+                                 bought[feed], act_rng, t_ms + page * 60_000)
+                    positions = [e["position"] for e in acted.events if e["event_type"] == "click"]
+                    for p in positions:
+                        at = page * setting.page + p
+                        if at < REGRET_IMPRESSIONS:
+                            early[at] += 1
+                    clicks += acted.clicks
+                    revenue += acted.revenue
+                    if feed == "adaptive":
+                        posteriors.observe(f"f{page}", [clusters.ids[world.item_cluster[i]] for i in served],
+                                           positions, params)
+                out.impressions[feed].append(len(shown))
+                out.clicks[feed].append(clicks)
+                out.revenue[feed].append(revenue)
+                out.early[feed].append(early)
+                if feed == "adaptive":
+                    out.state_bytes.append(encoded_size(posteriors))
+    return out
+
+
+def _adaptive_page(world: _World, prior: np.ndarray, posteriors: ClusterPosteriors, shown: set[int], size: int,
+                   rng: np.random.Generator, params: BanditParams) -> list[int]:
+    """A page of the adaptive feed, slot by slot: the bandit draws a cluster (by its sampled rate and the ranking's
+    score of the best item it has left, as the static feed weighs them), and the slot takes that item."""
+    left = [[i for i in items if i not in shown] for items in world.cluster_items]
+    alpha, beta, _ = posteriors.beta(world.clusters, prior, params)
+    playing = posteriors.in_play(world.clusters, prior, params)
+    served: list[int] = []
+    for _ in range(size):
+        eligible = np.array([bool(items) for items in left])
+        offsets = np.array([POPULARITY_WEIGHT * world.popularity[items[0]] if items else 0.0 for items in left])
+        chance = slot_chances(alpha, beta, rng, params, eligible=eligible, offsets=offsets, playing=playing)
+        if not chance.any():
+            break
+        served.append(left[int(rng.choice(len(chance), p=chance))].pop(0))
+    return served
+
+
+# -- figures ---------------------------------------------------------------------------------------------------------
+
+def _point(outcome: _Outcome) -> dict[str, float]:
+    long = np.asarray(outcome.impressions["static"]) >= MIN_IMPRESSIONS
+    ctr = {f: np.asarray(outcome.clicks[f])[long].sum() / max(np.asarray(outcome.impressions[f])[long].sum(), 1)
+           for f in FEEDS}
+    gap = ctr["oracle"] - ctr["static"]
+    return {"share": float((ctr["adaptive"] - ctr["static"]) / gap) if gap > 0 else float("nan"),
+            "difference": float(ctr["adaptive"] - ctr["static"])}
+
+
+def _figures(outcome: _Outcome, seed: int) -> dict[str, Any]:
+    rows = np.flatnonzero(np.asarray(outcome.impressions["static"]) >= MIN_IMPRESSIONS)
+    # The same resamples for every feed and for the runs with and without drift (their sessions are the same).
+    picks = rows[np.random.default_rng([seed, 5]).integers(0, len(rows), (BOOTSTRAP, len(rows)))]
+    clicks = {f: np.asarray(outcome.clicks[f], dtype=float) for f in FEEDS}
+    shown = {f: np.asarray(outcome.impressions[f], dtype=float) for f in FEEDS}
+    revenue = {f: np.asarray(outcome.revenue[f], dtype=float) for f in FEEDS}
+    ctr = {f: clicks[f][rows].sum() / shown[f][rows].sum() for f in FEEDS}
+    boot = {f: clicks[f][picks].sum(axis=1) / shown[f][picks].sum(axis=1) for f in FEEDS}
+    gap, boot_gap = ctr["oracle"] - ctr["static"], boot["oracle"] - boot["static"]
+    share = (ctr["adaptive"] - ctr["static"]) / gap if gap > 0 else float("nan")
+    boot_share = np.divide(boot["adaptive"] - boot["static"], boot_gap, out=np.full(len(boot_gap), np.nan),
+                           where=boot_gap > 0)
+    difference = ctr["adaptive"] - ctr["static"]
+    boot_difference = boot["adaptive"] - boot["static"]
+    early = {f: np.cumsum(np.mean(outcome.early[f], axis=0)) for f in FEEDS}
+    feeds = {}
+    for f in FEEDS:
+        feeds[f] = {"ctr": _ci(ctr[f], boot[f]),
+                    "revenue_per_session": _ci(revenue[f][rows].mean(), revenue[f][picks].mean(axis=1)),
+                    "clicks": int(clicks[f][rows].sum()), "impressions": int(shown[f][rows].sum())}
+    return {"long_sessions": int(len(rows)), "feeds": feeds,
+            "share_of_oracle": _round(share), "share_of_oracle_interval": _pct(boot_share),
+            "share_of_oracle_figure": _ci(share, boot_share),
+            "difference": _round(difference), "difference_interval": _pct(boot_difference),
+            "difference_figure": _ci(difference, boot_difference),
+            "regret": {f: np.round(early["oracle"] - early[f], 4).tolist() for f in FEEDS}}
+
+
+def _ci(value: float, samples: np.ndarray) -> dict[str, float | None]:
+    low, high = _pct(samples)
+    return {"value": _round(value), "low": low, "high": high}
+
+
+def _pct(samples: np.ndarray) -> list[float | None]:
+    finite = samples[np.isfinite(samples)]
+    if not len(finite):
+        return [None, None]
+    return [_round(v) for v in np.percentile(finite, [2.5, 97.5])]
+
+
+def _round(x: float) -> float | None:
+    return round(float(x), 5) if np.isfinite(x) else None
+
+
+def _interval(figure: dict[str, Any], digits: int) -> str:
+    if figure["value"] is None or figure["low"] is None:
+        return "-"
+    return f"{figure['value']:.{digits}f} [{figure['low']:.{digits}f}, {figure['high']:.{digits}f}]"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
