@@ -39,7 +39,8 @@ from typing import Any
 import numpy as np
 
 from tailor.clusters import BanditParams, ClusterPosteriors, ItemClusters, prior_appeal
-from tailor.clusters.bandit import encoded_size, slot_chances
+from tailor.clusters.bandit import encoded_size
+from tailor.clusters.slate import adaptive_slate
 from tailor_lab.simulator import simulate
 from tailor_lab.simulator.drift import interest_path
 from tailor_lab.simulator.online import _act
@@ -56,7 +57,7 @@ TRAIT_EVIDENCE = 10.0
 POPULARITY_WEIGHT = 0.3  # the ranking's weight of an item's log popularity beside its cluster's log appeal
 ORACLE_BONUS = 1.0  # the oracle's weight of the current interest, in the same units
 # The validation grid --tune searches (on its own seed); the defaults below are its choice.
-GRID = {"prior_strength": (10.0, 20.0), "sharpness": (4.0, 16.0), "expansion": (0.0, 0.3), "ignore_weight": (0.15,),
+GRID = {"prior_strength": (10.0, 20.0), "sharpness": (16.0, 64.0), "expansion": (0.0,), "ignore_weight": (0.15,),
         "decay": (0.8,), "floor": (0.01,)}
 
 
@@ -184,6 +185,7 @@ class _World:
     item_cluster: np.ndarray  # cluster row per catalog item (-1: unavailable)
     popularity: np.ndarray  # log(1 + views + 10 purchases) in the history
     cluster_items: list[list[int]]  # each cluster's available items, most popular first
+    index_of: dict[str, int]  # catalog index by item id
 
     @classmethod
     def build(cls, setting: Setting, echo: Callable[[str], None]) -> _World:
@@ -205,7 +207,8 @@ class _World:
         for i in np.argsort(-popularity, kind="stable"):
             if item_cluster[i] >= 0:
                 cluster_items[item_cluster[i]].append(int(i))
-        return cls(history, clusters, item_cluster, popularity, cluster_items)
+        return cls(history, clusters, item_cluster, popularity, cluster_items,
+                   {item: i for i, item in enumerate(catalog.item_ids)})
 
 
 @dataclass
@@ -282,20 +285,15 @@ def _simulate(world: _World, setting: Setting, params: BanditParams, drift: floa
 
 def _adaptive_page(world: _World, prior: np.ndarray, posteriors: ClusterPosteriors, shown: set[int], size: int,
                    rng: np.random.Generator, params: BanditParams) -> list[int]:
-    """A page of the adaptive feed, slot by slot: the bandit draws a cluster (by its sampled rate and the ranking's
-    score of the best item it has left, as the static feed weighs them), and the slot takes that item."""
-    left = [[i for i in items if i not in shown] for items in world.cluster_items]
-    alpha, beta, _ = posteriors.beta(world.clusters, prior, params)
-    playing = posteriors.in_play(world.clusters, prior, params)
-    served: list[int] = []
-    for _ in range(size):
-        eligible = np.array([bool(items) for items in left])
-        offsets = np.array([POPULARITY_WEIGHT * world.popularity[items[0]] if items else 0.0 for items in left])
-        chance = slot_chances(alpha, beta, rng, params, eligible=eligible, offsets=offsets, playing=playing)
-        if not chance.any():
-            break
-        served.append(left[int(rng.choice(len(chance), p=chance))].pop(0))
-    return served
+    """A page of the adaptive feed (tailor.clusters.adaptive_slate): each cluster's best `size` items not yet shown
+    are the candidates, scored as the static feed scores them within a cluster."""
+    candidates: list[int] = []
+    for items in world.cluster_items:
+        candidates += list(itertools.islice((i for i in items if i not in shown), size))
+    ids = world.history.world.catalog.item_ids
+    slate = adaptive_slate([ids[i] for i in candidates], [POPULARITY_WEIGHT * world.popularity[i] for i in candidates],
+                           size, world.clusters, prior, posteriors, rng, params)
+    return [world.index_of[item] for item in slate.items]
 
 
 # -- figures ---------------------------------------------------------------------------------------------------------
