@@ -13,10 +13,13 @@ so an interest the shopper left fades. Only the evidence is stored (the prior is
 for clusters shown: a session row grows by a few bytes per cluster.
 
 Selection. Each slot draws a cluster by Thompson sampling: with probability `floor` one uniformly at random (no
-cluster is shut out for good), else the argmax of a draw from every cluster's posterior, whose successes include
-`expansion` x similarity x the clicks of its neighbours. Slots draw independently, so each cluster's chance per slot
-is floor / K + (1 - floor) x P(argmax), estimated from `samples` posterior draws: the slot probability logged with
-the served list for off-policy estimates.
+cluster is shut out for good), else the argmax of a draw of every cluster's log rate (plus, in a list, the ranking's
+score of the best item the cluster has left: tailor.clusters.slate), whose successes include `expansion` x
+similarity x the clicks of its neighbours. The draws come from the posterior sharpened by `sharpness` (same mean,
+variance / sharpness: Chapelle and Li's variance scaling), and with `active` only the clusters of highest prior, those
+shown and the neighbours of those clicked compete. Each cluster's chance per slot is floor / K + (1 - floor) x
+P(argmax), estimated from `samples` draws: the slot probability logged with the served list for off-policy
+estimates. The defaults are the ones `tailor evaluate adaptation --tune` chose on its validation simulation.
 """
 
 from __future__ import annotations
@@ -30,8 +33,8 @@ import numpy as np
 
 from tailor.clusters.model import TRAIT_NAMES, ItemClusters
 
-__all__ = ["BanditParams", "ClusterPosteriors", "Selection", "encoded_size", "prior_appeal", "select_clusters",
-           "slot_chances"]
+__all__ = ["BanditParams", "ClusterPosteriors", "Selection", "encoded_size", "log_rate_draws", "prior_appeal",
+           "select_clusters", "slot_chances"]
 
 MAX_RATE = 0.95
 MIN_RATE = 1e-4
@@ -42,14 +45,14 @@ DIGITS = 2
 class BanditParams:
     """The bandit's knobs (chosen on a validation simulation: tailor evaluate adaptation)."""
 
-    prior_strength: float = 6.0
+    prior_strength: float = 10.0
     shrink: float = 5.0
     persona_weight: float = 3.0
-    ignore_weight: float = 0.3
+    ignore_weight: float = 0.15
     decay: float = 0.8
-    floor: float = 0.05
-    expansion: float = 0.3
-    sharpness: float = 1.0
+    floor: float = 0.01
+    expansion: float = 0.0
+    sharpness: float = 64.0
     active: int = 0
     surface_rate: float = 0.15
     samples: int = 64
@@ -254,9 +257,11 @@ def select_clusters(clusters: ItemClusters, prior: np.ndarray, posteriors: Clust
 
 def slot_chances(alpha: np.ndarray, beta: np.ndarray, rng: np.random.Generator,
                  params: BanditParams = BanditParams(), *, eligible: np.ndarray | None = None,
-                 offsets: np.ndarray | None = None, playing: np.ndarray | None = None) -> np.ndarray:
+                 offsets: np.ndarray | None = None, playing: np.ndarray | None = None,
+                 draws: np.ndarray | None = None) -> np.ndarray:
     """Each cluster's chance of one slot: floor / K + (1 - floor) x P(it wins a posterior draw among those
-    `playing`), from `params.samples` draws (zero for clusters not eligible; all zero when none is)."""
+    `playing`), from `params.samples` draws (zero for clusters not eligible; all zero when none is). `draws`
+    (log_rate_draws) lets the slots of one list share the draws their chances are estimated from."""
     k = len(alpha)
     mask = np.ones(k, dtype=bool) if eligible is None else np.asarray(eligible, dtype=bool)
     chance = np.zeros(k)
@@ -266,15 +271,21 @@ def slot_chances(alpha: np.ndarray, beta: np.ndarray, rng: np.random.Generator,
     if playing is not None and (mask & playing).any():
         mask = mask & playing
     idx = np.flatnonzero(mask)
-    # Draws from Beta(sharpness x alpha, sharpness x beta): the posterior's mean, its variance / sharpness.
-    draws = np.log(np.maximum(rng.beta(params.sharpness * alpha[idx], params.sharpness * beta[idx],
-                                       size=(params.samples, len(idx))), 1e-300))
+    sampled = (log_rate_draws(alpha, beta, rng, params) if draws is None else draws)[:, idx]
     if offsets is not None:
-        draws = draws + np.asarray(offsets, dtype=float)[idx]
-    wins = np.bincount(draws.argmax(axis=1), minlength=len(idx)) / params.samples
+        sampled = sampled + np.asarray(offsets, dtype=float)[idx]
+    wins = np.bincount(sampled.argmax(axis=1), minlength=len(idx)) / len(sampled)
     chance[every] = params.floor / len(every)
     chance[idx] += (1.0 - params.floor) * wins
     return chance / chance.sum()
+
+
+def log_rate_draws(alpha: np.ndarray, beta: np.ndarray, rng: np.random.Generator,
+                   params: BanditParams = BanditParams()) -> np.ndarray:
+    """`params.samples` draws (rows) of every cluster's log click rate from Beta(sharpness x alpha, sharpness x
+    beta): the posterior's mean with its variance / sharpness (a sharper posterior explores less)."""
+    return np.log(np.maximum(rng.beta(params.sharpness * alpha, params.sharpness * beta,
+                                      size=(params.samples, len(alpha))), 1e-300))
 
 
 def encoded_size(posteriors: ClusterPosteriors) -> int:

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from tailor.clusters.bandit import BanditParams, ClusterPosteriors, slot_chances
+from tailor.clusters.bandit import BanditParams, ClusterPosteriors, log_rate_draws, slot_chances
 from tailor.clusters.model import ItemClusters
 
 __all__ = ["Slate", "adaptive_slate"]
@@ -44,6 +44,7 @@ def adaptive_slate(candidates: Sequence[str], scores: Sequence[float], n: int, c
     outside.sort()
     alpha, beta, _ = posteriors.beta(clusters, prior, params)
     playing = posteriors.in_play(clusters, prior, params)
+    draws = log_rate_draws(alpha, beta, rng, params)  # shared by the slots' estimates; each slot's pick is its own
     picked: list[str] = []
     chances: list[float] = []
     reasons: list[dict[str, Any]] = []
@@ -52,7 +53,8 @@ def adaptive_slate(candidates: Sequence[str], scores: Sequence[float], n: int, c
         if not eligible.any():
             break
         offsets = np.array([-score_weight * items[0][0] if items else 0.0 for items in left])
-        chance = slot_chances(alpha, beta, rng, params, eligible=eligible, offsets=offsets, playing=playing)
+        chance = slot_chances(alpha, beta, rng, params, eligible=eligible, offsets=offsets, playing=playing,
+                              draws=draws)
         row = int(rng.choice(len(chance), p=chance))
         picked.append(left[row].pop(0)[1])
         chances.append(round(float(chance[row]), 6))
