@@ -37,7 +37,9 @@ def test_a_rebuild_on_more_of_the_same_keeps_the_ids(history):
     again = build_clusters(history.catalog, history.events, previous=first, params=ClusterParams(clusters=24, seed=2))
     same = sum(first.members[i] == again.members[i] for i in first.members) / len(first.members)
     assert same > 0.85  # the price bands shift a little with the k-means seed; the ids follow the members
-    assert set(again.ids) == set(first.ids)
+    kept = set(again.ids) & set(first.ids)
+    assert len(kept) >= 22  # a cluster whose members moved too much gets a fresh id, past every old one
+    assert all(cid > max(first.ids) for cid in set(again.ids) - kept)
     vectors = {r["item_id"]: np.ones(4) for r in history.catalog}  # vectors that say nothing change nothing
     with_vectors = build_clusters(history.catalog, history.events, vectors=vectors, previous=first,
                                   params=ClusterParams(clusters=24, seed=1))
