@@ -19,6 +19,10 @@ from tailor.erasure import (
     request_erasure,
     tombstone,
 )
+from tailor.experiments.assignment import assign
+from tailor.experiments.definitions import new_experiment
+from tailor.experiments.feed_ids import new_feed_id
+from tailor.experiments.storage import ExperimentStore
 from tailor.ingest.service import Ingestor
 from tailor.ltv.features import row_features
 from tailor.models import default_model
@@ -100,8 +104,8 @@ def test_a_shopper_is_erased_from_rows_sessions_and_archive_and_everyone_else_is
     done = erase(store, blobs, user, now=1793620800.25)
 
     assert done["status"] == "done" and done["erased_until"] == "2026-11-02T12:00:01Z"
-    assert done["removed"] == {"shopper_state": True, "sessions": len(own_sessions), "archive_objects_rewritten": 1,
-                               "archive_events": own_archived}
+    assert done["removed"] == {"shopper_state": True, "sessions": len(own_sessions), "exposures": 0,
+                               "archive_objects_rewritten": 1, "archive_events": own_archived}
     after = store.snapshot()
     row = after["shoppers"].pop(user)
     # The shopper row is now a tombstone: who, when (rounded up to the second), when it expires, and the record.
@@ -117,6 +121,30 @@ def test_a_shopper_is_erased_from_rows_sessions_and_archive_and_everyone_else_is
     assert [e for e in remaining if e["user_id"] == user] == []
     assert remaining == [e for e in archived(clean_run(events)[1]) if e["user_id"] != user]
     assert erasure_status(store, user) == done
+
+
+def test_the_lists_experiments_served_the_shopper_go_and_everyone_elses_stay():
+    store, blobs = clean_run(random_events(5, 400))
+    body = {"experiment_id": "e1", "surface": "feed", "variants": [
+        {"name": "a", "strategy": "default", "share": 0.5}, {"name": "b", "strategy": "baseline", "share": 0.5}]}
+    running = [new_experiment(body, now=datetime.fromtimestamp(NOW, UTC), known_strategies={"default", "baseline"}).started(
+        datetime.fromtimestamp(NOW, UTC), (0.0, 1.0))]
+    experiments = ExperimentStore(store)
+    served = {}
+    for n, (user, session, at) in enumerate([("u3", "s-1", NOW - 60), ("u3", "s-2", NOW - 30), ("u4", "s-3", NOW - 30),
+                                              (None, "u3", NOW - 30), ("u3", "s-4", NOW + 60)]):
+        assignment = assign(running, "feed", user_id=user, session_id=session)
+        feed_id = new_feed_id("e1", assignment.variant_name, assignment.unit_kind)
+        experiments.log_exposure(feed_id, assignment, strategy="default", items=["i1", "i2"],
+                                 probabilities=[1.0, 1.0], served_at=at)
+        served[n] = feed_id
+
+    done = erase(store, blobs, "u3")
+
+    # Theirs up to the erasure; not another shopper's, not an anonymous session that happens to share the id, and
+    # not what a shopper who came back was served afterwards.
+    assert done["removed"]["exposures"] == 2
+    assert set(store.snapshot()["exposures"]) == {served[2], served[3], served[4]}
 
 
 def test_a_shopper_with_60_sessions_loses_every_one():
@@ -235,8 +263,8 @@ def test_an_id_never_seen_is_answered_so_and_still_refuses_its_events_on_their_w
     answer = request_erasure(store, queue, "never-seen", now=NOW)
 
     assert answer["status"] == "nothing_to_erase" and answer["finished_at"] == answer["requested_at"]
-    assert answer["removed"] == {"shopper_state": False, "sessions": 0, "archive_objects_rewritten": 0,
-                                 "archive_events": 0}
+    assert answer["removed"] == {"shopper_state": False, "sessions": 0, "exposures": 0,
+                                 "archive_objects_rewritten": 0, "archive_events": 0}
     assert queue.sent == []  # nothing for a worker to do
     assert erasure_status(store, "never-seen") == answer
     assert erasure_status(store, "u1") is None
@@ -494,8 +522,8 @@ def test_a_shopper_who_comes_back_after_the_erasure_starts_afresh_and_earlier_st
 
     # Erased again: the fresh state goes too.
     done = erase(store, blobs, user, now=NOW + 3600)
-    assert done["removed"] == {"shopper_state": True, "sessions": 1, "archive_objects_rewritten": 1,
-                               "archive_events": 2}
+    assert done["removed"] == {"shopper_state": True, "sessions": 1, "exposures": 0,
+                               "archive_objects_rewritten": 1, "archive_events": 2}
     assert store.snapshot()["shoppers"][user] == tombstone(user, NOW + 3600, done["erasure_id"],
                                                            store.snapshot()["shoppers"][user]["erasure"])
 

@@ -1,8 +1,8 @@
 """Erasing a shopper: their state rows, their sessions, and their events in the event archive, asynchronously.
 
 An erasure has two steps. `request_erasure` (the API's DELETE) replaces the shopper row with a tombstone at once and
-queues the rest; `complete_erasure` (the Erase function, fed by the queue) deletes their sessions and rewrites the
-archive without their events, then marks the erasure done. `erasure_status` says where it is.
+queues the rest; `complete_erasure` (the Erase function, fed by the queue) deletes their sessions and the lists
+experiments served them, and rewrites the archive without their events, then marks the erasure done. `erasure_status` says where it is.
 
 The tombstone is {user_id, erased_at, expires_at, erasure_id, erasure}. From the moment it is written, Ingest drops
 every event of the shopper timestamped up to `erased_at`, however often the stream delivers it (no state, no counters,
@@ -12,7 +12,7 @@ record of the latest erasure: its status (pending, done, nothing_to_erase), when
 it removed, and what the worker still has to visit: the archive index the shopper row kept (tailor.archive: the days,
 or coarser periods, and the shards of their archived events), so the worker lists only those parts of the archive
 and never the whole span of the shopper's history. Their sessions it finds through the sessions table's index on
-`user_id`, whatever their number.
+`user_id`, and what experiments served them through the exposures table's index on `unit`, whatever their number.
 
 The worker may run more than once for an erasure (the queue delivers at least once, and retries a run that failed or
 ran out of time): it saves its progress on the record after every few periods of the archive, picks up where a
@@ -61,6 +61,7 @@ from typing import Any
 from pydantic import AwareDatetime, TypeAdapter, ValidationError
 
 from tailor.archive import indexed_objects, pack_lines, periods_between, unpack_lines, with_period, with_shard
+from tailor.experiments.assignment import USER_UNIT
 from tailor.shopper import ERASED_FIELD, EXPIRY_FIELD, ShopperState, erased_at
 from tailor.store.port import TABLES, BlobStore, Conflict, Queue, StateStore
 
@@ -79,7 +80,8 @@ ERASURE_ID_FIELD = "erasure_id"
 # since it last saved (at most PERIODS_PER_SAVE periods of the archive, which it does again).
 STOP_BEFORE_DEADLINE_SECONDS = 30.0
 PERIODS_PER_SAVE = 8
-_COUNTS = ("sessions_deleted", "archive_objects_rewritten", "archive_events_removed", "archive_days_searched")
+_COUNTS = ("sessions_deleted", "exposures_deleted", "archive_objects_rewritten", "archive_events_removed",
+           "archive_days_searched")
 _TIMESTAMP = TypeAdapter(AwareDatetime)
 
 
@@ -168,6 +170,10 @@ def complete_erasure(store: StateStore, blobs: BlobStore, user_id: str, erasure_
     doomed = [s[TABLES["sessions"]] for s in sessions if float(s.get("started_at", until)) <= until]
     store.delete_many("sessions", doomed)
     record["sessions_deleted"] += len(doomed)
+    served = [e for e in store.query("exposures", "unit", user_id)
+              if e.get("unit_kind") == USER_UNIT and float(e.get("served_at", until)) <= until]
+    store.delete_many("exposures", [e[TABLES["exposures"]] for e in served])
+    record["exposures_deleted"] = record.get("exposures_deleted", 0) + len(served)
     if not save():
         return {"erasure_id": erasure_id, "user_id": user_id, "status": "superseded"}
 
@@ -233,6 +239,7 @@ def _status(user_id: str, erasure_id: str, record: dict[str, Any]) -> dict[str, 
         "erased_until": _iso(record["until"]),
         "finished_at": _iso(record.get("finished_at")),
         "removed": {"shopper_state": bool(record["shopper_state"]), "sessions": record["sessions_deleted"],
+                    "exposures": record.get("exposures_deleted", 0),
                     "archive_objects_rewritten": record["archive_objects_rewritten"],
                     "archive_events": record["archive_events_removed"]},
         "archive_days_searched": record["archive_days_searched"],

@@ -18,9 +18,10 @@ from hashlib import blake2b
 
 from tailor.experiments.definitions import Experiment, ExperimentError, Variant
 
-__all__ = ["HOLDOUT", "Assignment", "assign", "claim_slot", "unit_hash"]
+__all__ = ["HOLDOUT", "SESSION_UNIT", "USER_UNIT", "Assignment", "assign", "claim_slot", "unit_hash"]
 
 HOLDOUT = "holdout"
+USER_UNIT, SESSION_UNIT = "u", "s"  # what a unit is: a user id, or an anonymous shopper's session id
 _SCALE = float(1 << 64)
 
 
@@ -29,7 +30,7 @@ class Assignment:
     experiment: Experiment
     variant: Variant | None  # None: the unit is held out (served the default, not counted)
     unit: str
-    unit_kind: str  # "u": a user id, "s": a session id
+    unit_kind: str  # USER_UNIT: a user id, SESSION_UNIT: a session id
 
     @property
     def variant_name(self) -> str:
@@ -45,7 +46,7 @@ def unit_hash(salt: str, unit: str) -> float:
 def assign(experiments: Iterable[Experiment], surface: str, *, user_id: str | None,
            session_id: str | None) -> Assignment | None:
     """The experiment and variant of the shopper on `surface` among the live `experiments`, or None (in none)."""
-    unit, kind = (user_id, "u") if user_id else (session_id, "s")
+    unit, kind = (user_id, USER_UNIT) if user_id else (session_id, SESSION_UNIT)
     if not unit:
         return None
     places: dict[str, float] = {}

@@ -26,6 +26,7 @@ TABLES: dict[str, str] = {
 # besides the keys). The template's tables and tailor_local's create_state_tables declare the same.
 INDEXES: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {
     ("sessions", "user_id"): ("user_id-index", ("started_at",)),
+    ("exposures", "unit"): ("unit-index", ("unit_kind", "served_at")),  # found for an erasure
 }
 
 
