@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tailor.events import ID_PATTERN
 from tailor.experiments.definitions import MAX_DAYS, MAX_VARIANTS, ExperimentError, new_experiment
-from tailor.experiments.pages import console_html
+from tailor.experiments.pages import console_page, console_view
 from tailor.experiments.storage import ExperimentStore, LiveExperiments
 from tailor.experiments.strategies import StrategySource
 
@@ -146,14 +146,23 @@ def register(app: APIGatewayRestResolver, store: ExperimentStore, live: LiveExpe
         # Until the schedule writes one (every 15 minutes), the report is built here from the same daily rows.
         return store.report(experiment_id) or store.build_report(experiment)
 
-    @app.get("/console", summary="The experiments console: every experiment, and one's report with its plots",
-             tags=["experiments"],
+    @app.get("/console", summary="The experiments console: a page that asks for the API key once and shows the "
+                                 "experiments and one's report with its plots (no key needed for the page itself)",
+             tags=["experiments"], security=[],
              responses={200: {"description": "An HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}})
-    def console(experiment: Annotated[str | None, Query(min_length=1, max_length=256, pattern=ID_PATTERN,
-                                                        description="the experiment whose report to show")] = None):
+    def console():
+        return Response(status_code=200, content_type="text/html; charset=utf-8", body=console_page(base_path()))
+
+    @app.get("/console/view", summary="What the console shows: every experiment, and one's report with its plots",
+             tags=["experiments"],
+             responses={200: {"description": "An HTML fragment",
+                              "content": {"text/html": {"schema": {"type": "string"}}}}})
+    def console_contents(experiment: Annotated[str | None, Query(min_length=1, max_length=256, pattern=ID_PATTERN,
+                                                                 description="the experiment whose report to show")
+                                               ] = None):
         chosen = store.get(experiment) if experiment else None
         found = None if chosen is None else store.report(experiment) or store.build_report(chosen)
-        page = console_html([e.public() for e in store.list()], found, selected=experiment, base=base_path())
+        page = console_view([e.public() for e in store.list()], found, selected=experiment, base=base_path())
         return Response(status_code=200, content_type="text/html; charset=utf-8", body=page)
 
 

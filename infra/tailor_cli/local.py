@@ -301,6 +301,7 @@ def _print_api_examples(url: str, key: str, tally: EventTally) -> None:
     for example in api_examples(url, key, tally):
         say(f"  # {example.purpose} (expect HTTP {example.status})")
         say(f"  {example.command}")
+    say(f"The experiments console, in a browser: {url}/console#key={key}")
 
 
 def _overrides(pairs: list[str]) -> dict[str, str]:

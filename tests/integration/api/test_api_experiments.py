@@ -87,10 +87,12 @@ def test_an_experiment_from_creation_to_its_report_and_console(api):
     stored = api.get("/experiments/exp-api/report").get_json()
     assert stored["units"] == report["units"] and stored["as_of"]
 
-    page = api.get("/console?experiment=exp-api")
-    assert page.status_code == 200 and page.content_type.startswith("text/html")
-    text = page.get_data(as_text=True)
+    view = api.get("/console/view?experiment=exp-api")
+    assert view.status_code == 200 and view.content_type.startswith("text/html")
+    text = view.get_data(as_text=True)
     assert "exp-api" in text and "<svg" in text and "lift-ctr-blend" in text
+    page = api.get("/console?experiment=exp-api").get_data(as_text=True)  # the page fetches the view with the key
+    assert "id='key-form'" in page and "/console/view" in page and "exp-api" not in page
 
     stopped = api.post("/experiments/exp-api/stop", {})
     assert stopped.status_code == 200 and stopped.get_json()["status"] == "stopped"

@@ -1,5 +1,8 @@
 """Experiments as a person reads them: a report's table and plots as one self-contained HTML page (inline SVG, no
-script, nothing fetched: deployments may be offline), and the console page that lists experiments beside it.
+script, nothing fetched: deployments may be offline), and the console that lists experiments beside it.
+
+The console is a page anyone can open (a browser sends no API key) that asks for the key once, keeps it for the tab,
+and fetches its view (the list and the chosen report, which need the key like every route) with it.
 
 Plots: per metric and variant, the cumulative relative lift over the days with its always-valid confidence sequence
 (the band a shop may look at daily) and its fixed-horizon 95% interval; and the shoppers exposed per variant.
@@ -8,12 +11,13 @@ Plots: per metric and variant, the cumulative relative lift over the days with i
 from __future__ import annotations
 
 import html
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
-__all__ = ["console_html", "report_html", "report_rows"]
+__all__ = ["KEY_STORAGE", "console_page", "console_view", "report_html", "report_rows"]
 
 WIDTH, HEIGHT, PAD, LEFT = 640, 220, 36, 72
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f")
@@ -76,10 +80,56 @@ def report_html(report: Mapping[str, Any], *, standalone: bool = True) -> str:
     return _page(f"Experiment {name}", body)
 
 
-def console_html(experiments: Sequence[Mapping[str, Any]], report: Mapping[str, Any] | None, *,
+KEY_STORAGE = "tailor-api-key"  # where the console keeps the key, in the tab's session storage
+
+
+def console_page(base: str = "") -> str:
+    """The console's page: a form for the API key (also taken once from the address's #key=...) and the view,
+    fetched with the key from `{base}/console/view` with the page's own query (?experiment=ID)."""
+    body = f"""<h1>Tailor experiments</h1>
+<form id='key-form' hidden><label>API key <input name='key' type='password' autocomplete='off' required></label>
+<button>Show</button></form>
+<main id='console'><p>Loading ...</p></main>
+<script>
+const base = {json.dumps(base)}, stored = {json.dumps(KEY_STORAGE)};
+const form = document.getElementById('key-form'), view = document.getElementById('console');
+function key() {{
+  const given = /(?:^#|&)key=([^&]+)/.exec(location.hash);
+  if (given) {{
+    sessionStorage.setItem(stored, decodeURIComponent(given[1]));
+    history.replaceState(null, '', location.pathname + location.search);  // not left in the address or history
+  }}
+  return sessionStorage.getItem(stored);
+}}
+async function show() {{
+  const k = key();
+  if (!k) {{ form.hidden = false; view.innerHTML = "<p id='no-key'>Enter the API key to see the experiments.</p>"; return; }}
+  const answer = await fetch(base + '/console/view' + location.search, {{headers: {{'x-api-key': k}}}});
+  if (answer.status === 403) {{
+    sessionStorage.removeItem(stored);
+    form.elements.key.value = '';
+    form.hidden = false;
+    view.innerHTML = "<p id='refused'>The API refused that key: enter another.</p>";
+    return;
+  }}
+  form.hidden = true;
+  view.innerHTML = answer.ok ? await answer.text() : `<p id='failed'>The API answered ${{answer.status}}.</p>`;
+}}
+form.addEventListener('submit', event => {{
+  event.preventDefault();
+  sessionStorage.setItem(stored, form.elements.key.value);
+  show();
+}});
+show();
+</script>"""
+    return _page("Tailor experiments", body)
+
+
+def console_view(experiments: Sequence[Mapping[str, Any]], report: Mapping[str, Any] | None, *,
                  selected: str | None = None, base: str = "") -> str:
-    """The console: every experiment with its status, surface, variants and dates, each linking to its report,
-    and the selected experiment's report with its plots (None: there is no such experiment)."""
+    """What the console shows (an HTML fragment): every experiment with its status, surface, variants and dates,
+    each linking to its report, and the selected experiment's report with its plots (None: there is no such
+    experiment)."""
     rows = ["<table id='experiments'><tr><th>experiment</th><th>name</th><th>surface</th><th>status</th>"
             "<th>variants</th><th>start</th><th>end</th></tr>"]
     for e in experiments:
@@ -92,11 +142,11 @@ def console_html(experiments: Sequence[Mapping[str, Any]], report: Mapping[str, 
     if not experiments:
         rows = ["<p>No experiments yet: create one with <code>tailor experiments create</code> or POST /experiments."
                 "</p>"]
-    body = ["<h1>Tailor experiments</h1>", *rows]
+    body = list(rows)
     if selected is not None:
         body.append(report_html(report, standalone=False) if report is not None else
                     f"<p id='no-report'>No experiment <code>{_e(selected)}</code>.</p>")
-    return _page("Tailor experiments", "\n".join(body))
+    return "\n".join(body)
 
 
 def lift_svg(points: Sequence[Mapping[str, Any]]) -> str:
