@@ -336,7 +336,11 @@ def _cost(world: _World, params: BanditParams, events: list[dict]) -> dict[str, 
             started = time.process_time()
             for at in range(0, len(parsed), 100):
                 accepted = [(f"{at + n:012d}", e) for n, e in enumerate(parsed[at:at + 100])]
-                folded = fold_batch(accepted, rows, "shardId-000000000000", ttl=86400,
+                read = {"sessions": {e.session_id: rows["sessions"][e.session_id] for _, e in accepted
+                                     if e.session_id in rows["sessions"]},
+                        "shoppers": {e.user_id: rows["shoppers"][e.user_id] for _, e in accepted
+                                     if e.user_id in rows["shoppers"]}}  # the batch's rows, as Ingest reads them
+                folded = fold_batch(accepted, read, "shardId-000000000000", ttl=86400,
                                     arrivals={p: e.epoch for p, e in accepted}, clusters=clusters)
                 for table, key, row in folded.changed_rows():
                     rows[table][key] = row.fields()

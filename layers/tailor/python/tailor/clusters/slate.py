@@ -48,16 +48,20 @@ def adaptive_slate(candidates: Sequence[str], scores: Sequence[float], n: int, c
     picked: list[str] = []
     chances: list[float] = []
     reasons: list[dict[str, Any]] = []
-    while len(picked) < n:
-        eligible = np.array([bool(items) for items in left])
-        if not eligible.any():
-            break
-        offsets = np.array([-score_weight * items[0][0] if items else 0.0 for items in left])
-        chance = slot_chances(alpha, beta, rng, params, eligible=eligible, offsets=offsets, playing=playing,
-                              draws=draws)
-        row = int(rng.choice(len(chance), p=chance))
+    eligible = np.array([bool(items) for items in left])
+    heads = np.array([-items[0][0] if items else 0.0 for items in left])  # each cluster's best score left
+    while len(picked) < n and eligible.any():
+        chance = slot_chances(alpha, beta, rng, params, eligible=eligible, offsets=score_weight * heads,
+                              playing=playing, draws=draws)
+        row = min(int(np.searchsorted(np.cumsum(chance), rng.random(), side="right")), len(chance) - 1)
+        while not eligible[row]:  # rounding at the top of the cumulative sum: the last eligible cluster
+            row -= 1
         picked.append(left[row].pop(0)[1])
         chances.append(round(float(chance[row]), 6))
+        if left[row]:
+            heads[row] = -left[row][0][0]
+        else:
+            eligible[row] = False
         if explain:
             reasons.append(posteriors.reason(clusters, clusters.ids[row], prior, params))
     for _, item in outside[: n - len(picked)]:
