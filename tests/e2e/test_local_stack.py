@@ -125,8 +125,10 @@ def test_tailor_local_up_replays_stays_up_and_stops_on_ctrl_c(tmp_path):
         text = "".join(said)
         assert "The local stack is up" in text, text
         assert "rows:" in text and "No personas yet: too few shoppers (3 shoppers with events)" in text
+        # Profiles show an LTV from the start: the shipped default model scored every replayed shopper.
+        assert "Lifetime values: 3 shoppers scored (ltv:" in text, text
         phases = next(line for line in said if line.startswith("Phases: "))
-        for phase in ("local AWS", "resources", "replay put", "drain", "persona rebuild", "API ready"):
+        for phase in ("local AWS", "resources", "replay put", "drain", "persona rebuild", "LTV rebuild", "API ready"):
             assert f"{phase} " in phases, phases
 
         # The hints run as printed, from where the stack was started.
