@@ -65,7 +65,7 @@ INDEX_SAMPLE_PER_LIST = 40  # k-means learns the lists from this many items per 
 class EmbeddingParams:
     """The job's parameters; the defaults were chosen on validation splits (see the README's next-item section)."""
 
-    dim: int = 128
+    dim: int = 256
     window: int = 5
     gap_power: float = 1.0
     context_power: float = 0.75

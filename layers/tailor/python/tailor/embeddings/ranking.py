@@ -22,7 +22,7 @@ __all__ = ["DEFAULT_BLEND", "EmbeddingBlend", "blend_next_items", "query_vector"
 
 @dataclass(frozen=True)
 class EmbeddingBlend:
-    weight: float = 0.03  # a cosine of 1 counts as much as this share of the association ranking's total score
+    weight: float = 0.02  # a cosine of 1 counts as much as this share of the association ranking's total score
     sharpness: float = 3.0  # cosines raised to this power: only close items get much
     pool: int = 50  # nearest items added to the association ranking's candidates
     update: VectorUpdate = DEFAULT_UPDATE
