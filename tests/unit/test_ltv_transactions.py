@@ -120,3 +120,27 @@ def test_evaluate_ltv_on_a_shop_log_writes_expectations_for_the_cohort(tmp_path,
     assert figures["protocol"]["calibration"].endswith("..2021-12-31")
     assert figures["ltv_model"]["horizon_weeks"] == pytest.approx(181 / 7)
     assert len(figures["goals"]) == 3
+
+
+def test_validation_runs_inside_calibration_and_never_reads_the_holdout(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(ltv_training.BOOSTING, "max_iter", 20)
+    data = tmp_path / "shop.csv"
+    _write_shop_log(data, customers=300, seed=5)
+    out, figures_path = tmp_path / "pred.csv", tmp_path / "validation.json"
+    assert main(["--transactions", str(data), "--calibration-end", "2021-12-31", "--holdout-end", "2022-06-30",
+                 "--validate", "--out", str(out), "--json", str(figures_path)]) == 0
+    runs = json.loads(figures_path.read_text())["validation"]
+    with open(data, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    first = min(r["date"] for r in rows)
+    # As of weeks 20 and 26 after the first purchase; the rest of calibration is the holdout, 2022 is not read.
+    cuts = [(week, (date.fromisoformat(first) + timedelta(weeks=week, days=-1)).isoformat()) for week in (20, 26)]
+    for run, (week, cut) in zip(runs, cuts, strict=True):
+        assert run["protocol"]["calibration"] == f"{first}..{cut}"
+        assert run["protocol"]["holdout"].endswith("..2021-12-31")
+        cohort = {r["customer_id"] for r in rows if r["date"] <= cut}
+        days = {(r["customer_id"], r["date"]) for r in rows if r["customer_id"] in cohort and cut < r["date"] <= "2021-12-31"}
+        assert run["models"]["tailor_ltv"]["actual_transactions"] == len(days)
+        with open(tmp_path / f"pred-week{week}.csv", newline="") as fh:
+            assert {r["customer_id"] for r in csv.DictReader(fh)} == cohort
+    assert "validation as of week 26" in capsys.readouterr().out

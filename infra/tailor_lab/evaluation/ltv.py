@@ -20,6 +20,10 @@ mean transaction value), all on the same calibration data.
 
     tailor evaluate ltv [--data CDNOW_master.txt] --out predictions.csv [--json figures.json]
     tailor evaluate ltv --transactions FILE --calibration-end DATE --holdout-end DATE --out P [--json F]
+    tailor evaluate ltv [--transactions FILE --calibration-end DATE --holdout-end DATE] --validate --out P
+
+`--validate` is how the model's parameters are chosen: the same protocol inside calibration only, as of
+weeks 20 and 26 after the first purchase, scored on the rest of calibration; the holdout is not read.
 """
 
 from __future__ import annotations
@@ -55,7 +59,7 @@ from tailor_lab.training.ltv import (
 )
 
 __all__ = ["CALIBRATION_END", "HOLDOUT_END", "PAPER_BGNBD_SAMPLE", "bgnbd_expected", "bgnbd_totals_backtest",
-           "evaluate_events", "evaluate_ltv", "evaluate_transactions", "fit_bgnbd", "fit_gamma_gamma", "gamma_gamma_mean", "main", "rfm_summary"]
+           "evaluate_events", "evaluate_ltv", "evaluate_transactions", "fit_bgnbd", "fit_gamma_gamma", "gamma_gamma_mean", "main", "rfm_summary", "validate"]
 
 CALIBRATION_START = datetime(1997, 1, 1, tzinfo=UTC)
 CALIBRATION_END = datetime(1997, 10, 1, tzinfo=UTC)  # exclusive
@@ -65,6 +69,7 @@ HOLDOUT_WEEKS = (HOLDOUT_END - CALIBRATION_END).days / 7  # 39
 PAPER_BGNBD_SAMPLE = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
 # Issue 16's goals, measured on expectations: MAE of purchase days within 95% of BG/NBD's, and
 # Spearman of spend and top-decile revenue share above BG/NBD's (on CDNOW, above these figures too).
+VALIDATION_WEEKS = (20, 26)
 GOALS = {"mae_ratio": 0.95, "cdnow_spearman_spend": 0.46, "cdnow_top_decile": 0.53}
 DEFAULT_DATA = Path(__file__).resolve().parents[4] / "shared" / "data" / "cdnow" / "CDNOW_master.txt"
 
@@ -178,6 +183,32 @@ def evaluate_events(events: Sequence[Event], calibration_end: date, holdout_end:
     return figures
 
 
+def validate(events: Sequence[Event], calibration_end: date, out_csv: str | os.PathLike[str],
+             json_path: str | os.PathLike[str] | None = None, *, source: str,
+             customer_id: Callable[[str], str] = lambda user: user,
+             weeks: Sequence[int] = VALIDATION_WEEKS) -> list[dict[str, Any]]:
+    """The protocol inside calibration only: calibration cut short at each of `weeks` from its first purchase,
+    the rest of calibration as the holdout. What the model's parameters are chosen on; the holdout is not used."""
+    calibration = [e for e in events if e.epoch < _day_end(calibration_end).timestamp()]
+    if not calibration:
+        raise TransactionsError(f"{source}: empty cohort: no purchase on or before {calibration_end}")
+    first = calibration[0].timestamp.astimezone(UTC).date()
+    runs = []
+    out = Path(out_csv)
+    for week in weeks:
+        cut = first + timedelta(weeks=week) - timedelta(days=1)
+        if cut >= calibration_end:
+            continue
+        figures = evaluate_events(calibration, cut, calibration_end, out.with_name(f"{out.stem}-week{week}{out.suffix}"),
+                                  source=f"{source}, validation as of week {week}", customer_id=customer_id,
+                                  echo=False, finish=False)
+        runs.append(figures)
+        print(format_table(figures))
+    if json_path:
+        Path(json_path).write_text(json.dumps({"validation": runs}, indent=2) + "\n")
+    return runs
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tailor evaluate ltv", description=__doc__.split("\n")[0])
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="CDNOW_master.txt (default: %(default)s)")
@@ -193,12 +224,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sample", help="CDNOW_sample.txt for the BG/NBD parameter check "
                                          "(default: next to --data, when there)")
     parser.add_argument("--model", help="also write the trained LTV model (ONNX) here")
+    parser.add_argument("--validate", action="store_true",
+                        help="instead of the holdout, run the protocol inside calibration only: as of weeks "
+                             f"{' and '.join(map(str, VALIDATION_WEEKS))} of it, scored on the rest of it (what "
+                             "the model's parameters are chosen on); --out names one file per week")
     args = parser.parse_args(argv)
     if args.transactions is None:
         if args.calibration_end or args.holdout_end:
             parser.error("--calibration-end and --holdout-end go with --transactions (CDNOW's periods are fixed)")
         if not Path(args.data).exists():
             parser.error(f"no such file: {args.data}")
+        if args.validate:
+            validate(parse_events(load_cdnow(args.data)), (CALIBRATION_END - DAY).date(), args.out, args.json,
+                     source=f"CDNOW {args.data}", customer_id=lambda user: user.removeprefix("cdnow-"))
+            return 0
         evaluate_ltv(args.data, args.out, args.json, sample_path=args.sample, model_path=args.model)
         return 0
     if args.calibration_end is None or args.holdout_end is None:
@@ -206,8 +245,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.transactions.exists():
         parser.error(f"no such file: {args.transactions}")
     try:
-        evaluate_transactions(args.transactions, args.calibration_end, args.holdout_end, args.out, args.json,
-                              model_path=args.model)
+        if args.validate:
+            validate(parse_events(transaction_events(read_transactions(args.transactions))), args.calibration_end,
+                     args.out, args.json, source=str(args.transactions))
+        else:
+            evaluate_transactions(args.transactions, args.calibration_end, args.holdout_end, args.out, args.json,
+                                  model_path=args.model)
     except (TransactionsError, TooLittleHistory) as bad:
         parser.error(str(bad))
     return 0
