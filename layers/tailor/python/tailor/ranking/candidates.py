@@ -102,7 +102,7 @@ class EmbeddingSource:
     (loaded once per container); without them the source proposes nothing."""
 
     name: str = "embedding"
-    share: float = 0.2
+    share: float = 0.05  # every candidate costs the feed its row and its features: few, the nearest
     vectors: Callable[[], ItemVectors | None] = field(default=lambda: None, repr=False, compare=False)
     probes: int | None = None  # inverted file lists searched (approximate); None: every item (exact)
     _memo: tuple | None = field(default=None, init=False, repr=False, compare=False)
@@ -115,6 +115,8 @@ class EmbeddingSource:
         if vectors is None:
             return {}
         items = tuple(reversed(ctx.anchors()))  # most recent last, as the update rule folds them
+        # Only its share of the budget can be taken, less what other sources also proposed: twice that suffices.
+        limit = min(limit, max(1, 2 * int(limit * self.share)))
         wanted = ctx.request.filters
         bought = frozenset(ctx.purchased_items()) if wanted.exclude_purchased else frozenset()
         # The pipeline asks for proposals after every read; the search runs again only when its inputs changed.
