@@ -49,16 +49,17 @@ class BanditParams:
     shrink: float = 5.0
     persona_weight: float = 3.0
     ignore_weight: float = 0.15
+    click_weight: float = 1.0
     decay: float = 0.8
     floor: float = 0.01
-    expansion: float = 0.0
+    expansion: float = 0.5
     sharpness: float = 64.0
     active: int = 0
     surface_rate: float = 0.15
     samples: int = 64
 
     def __post_init__(self) -> None:
-        for name in ("prior_strength", "shrink", "persona_weight", "ignore_weight", "expansion"):
+        for name in ("prior_strength", "shrink", "persona_weight", "ignore_weight", "click_weight", "expansion"):
             if getattr(self, name) < 0:
                 raise ValueError(f"bandit: {name} must not be negative")
         if not 0.0 < self.decay <= 1.0:
@@ -145,7 +146,7 @@ class ClusterPosteriors:
         cluster = self.shown[position]
         if cluster is not None:
             was = 1.0 if position < before else params.ignore_weight
-            self._add(cluster, 1.0, -was)
+            self._add(cluster, params.click_weight, -was)
         for q in range(before + 1, position):
             other = self.shown[q]
             if q not in self.clicked and other is not None:
