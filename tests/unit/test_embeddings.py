@@ -6,14 +6,23 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tailor.embeddings import MODEL_NAME, ItemVectors, VectorFilters, VectorUpdate, load_item_vectors, update_vector
+from tailor.embeddings import (
+    FORMAT,
+    MODEL_NAME,
+    ItemVectors,
+    VectorFilters,
+    VectorUpdate,
+    load_item_vectors,
+    update_vector,
+)
 from tailor.embeddings.ranking import EmbeddingBlend, blend_next_items
 from tailor.models import ModelRegistry
 from tailor.ranking import Filters, Request
 from tailor.ranking.candidates import EmbeddingSource
 from tailor.ranking.context import RankingContext
+from tailor.serving import Recommender
 from tailor.session import SessionState
-from tailor.store.memory import MemoryBlobStore
+from tailor.store.memory import MemoryBlobStore, MemoryStateStore
 from tailor_lab.training.embeddings import (
     EmbeddingParams,
     Interactions,
@@ -181,3 +190,18 @@ def test_metadata_files_name_their_bad_fields(tmp_path):
     with pytest.raises(ValueError, match="no item_id column"):
         (tmp_path / "none.csv").write_text("sku,price\n1,2\n")
         read_item_metadata(tmp_path / "none.csv")
+
+
+def test_a_recommender_started_on_a_registry_with_published_vectors_hands_them_to_its_feed():
+    vectors = ItemVectors.build(["a", "b"], np.array([[1.0, 0.0], [0.0, 1.0]]))
+    registry = ModelRegistry(MemoryBlobStore())
+    started_without = Recommender.start(MemoryStateStore(), registry, warm=False)
+    registry.publish(MODEL_NAME, vectors.to_npz(), {"format": FORMAT, "trained_at": "2026-12-01T00:00:00Z"})
+    started_with = Recommender.start(MemoryStateStore(), registry, warm=False)
+
+    def feed_source(recommender):
+        (source,) = [s for s in recommender.pipeline.routes["feed"].sources if isinstance(s, EmbeddingSource)]
+        return source
+
+    assert feed_source(started_without).vectors() is None  # nothing published: the source proposes nothing
+    assert feed_source(started_with).vectors().ids == ["a", "b"]

@@ -11,11 +11,12 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from tailor.embeddings import ItemVectors, load_item_vectors
 from tailor.events import Event, parse_event
 from tailor.experiments.assignment import Assignment, assign
 from tailor.experiments.definitions import Experiment
@@ -39,6 +40,7 @@ from tailor.ranking import (
     RowCache,
     Scorer,
 )
+from tailor.ranking.candidates import EmbeddingSource
 from tailor.ranking.context import SESSION_GAP_SECONDS
 from tailor.ranking.limits import MAX_N, RequestError
 from tailor.ranking.scoring import ProbabilityModel
@@ -75,7 +77,8 @@ class Recommender:
                  experiments: Callable[[float], Sequence[Experiment]] | None = None,
                  strategies: Callable[[], Mapping[str, Strategy]] | None = None,
                  rankers: Callable[[str], ProbabilityModel] | None = None,
-                 exposures: Callable[[str, Ranking], None] | None = None):
+                 exposures: Callable[[str, Ranking], None] | None = None,
+                 item_vectors: Callable[[], ItemVectors | None] | None = None):
         """`weights` overrides routes' blend weights ({"feed": {"commercial": .5, ...}}); `scorers` adds
         scorers beside the built-in commercial, probability and relevance ones (give them a weight).
         `intent_model` infers the intent of a request's session data and `factors` gives the intent scaling
@@ -83,7 +86,8 @@ class Recommender:
         `profile_sections` adds sections to profiles: name -> function of the shopper and their current session.
         `experiments(now)` gives the live experiments: a request on their surface is served its shopper's variant's
         strategy (by name from `strategies()`, the built-in ones by default; `rankers(version)` loads a strategy's
-        ranker version), and `exposures(feed_id, ranking)` logs what such a list held."""
+        ranker version), and `exposures(feed_id, ranking)` logs what such a list held. `item_vectors()` gives the
+        item vectors the routes' embedding sources search (None: they propose nothing)."""
         self.store = store
         self.model = model
         self.clock = clock
@@ -92,6 +96,10 @@ class Recommender:
             if route not in routes:
                 raise ValueError(f"unknown route {route!r} in weights")
             routes[route] = replace(routes[route], weights=dict(override))
+        if item_vectors is not None:
+            routes = {name: replace(route, sources=tuple(
+                replace(source, vectors=item_vectors) if isinstance(source, EmbeddingSource) else source
+                for source in route.sources)) for name, route in routes.items()}
         if factors is None:
             shipped = IntentFactors.default()
             factors = lambda: shipped  # noqa: E731
@@ -118,18 +126,21 @@ class Recommender:
         rather than their sum. The intent model, which only requests that describe their session (POST
         /items/{id}/related) use, is loaded by the first of them."""
         kwargs.setdefault("intent_model", LazyModel(INTENT_MODEL, registry, build=IntentModel.from_stored))
+        vectors: Future[ItemVectors | None] | None = None
         if registry is not None:
             kwargs.setdefault("rankers", functools.cache(
                 lambda version: RankingModel.from_stored(registry.fetch(MODEL_NAME, version))))
         factors = kwargs.get("factors")
         strategies = kwargs.get("strategies")
-        with ThreadPoolExecutor(max_workers=3, thread_name_prefix="recommender-start") as pool:
+        with ThreadPoolExecutor(max_workers=5, thread_name_prefix="recommender-start") as pool:
             ranker = pool.submit(load_model, MODEL_NAME, registry, build=RankingModel.from_stored)
             read = pool.submit(factors) if factors is not None else None  # read at start, not in a request
             # The feed strategies likewise: the first request served in an experiment need not wait for AppConfig.
             configured = pool.submit(strategies) if strategies is not None else None
             experiments = kwargs.get("experiments")
             live = pool.submit(experiments, time.time()) if experiments is not None else None
+            if "item_vectors" not in kwargs:  # the published item vectors, for the embedding source
+                vectors = pool.submit(load_item_vectors, registry)
             if warm:
                 # Warming reads rows, not scores: a recommender on the untrained prior fills the cache this one keeps.
                 warming = cls(store, ConversionPrior(), **kwargs)
@@ -145,6 +156,9 @@ class Recommender:
                 configured.result()
             if live is not None:
                 live.result()
+            if vectors is not None:
+                found = vectors.result()
+                kwargs["item_vectors"] = lambda: found
         return cls(store, model, **kwargs)
 
     # -- routes ---------------------------------------------------------------------------------------
