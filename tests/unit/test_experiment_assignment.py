@@ -2,6 +2,7 @@
 kept; strategies as configuration; experiments checked field by field."""
 
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -24,7 +25,8 @@ def experiment(experiment_id: str, *, shares=(0.5, 0.5), holdout=0.0, traffic=1.
     body = {"experiment_id": experiment_id, "surface": surface, "holdout": holdout, "traffic": traffic, "layer": layer,
             "variants": [{"name": f"v{i}", "strategy": "baseline" if i else "default", "share": s}
                          for i, s in enumerate(shares)]}
-    return new_experiment(body, now=NOW, known_strategies=STRATEGIES)
+    # A fixed salt (new experiments draw one at random), so the statistical checks below see the same units each run.
+    return replace(new_experiment(body, now=NOW, known_strategies=STRATEGIES), salt=f"salt-of-{experiment_id}")
 
 
 def started(*experiments):
