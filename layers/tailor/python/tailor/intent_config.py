@@ -17,12 +17,14 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Generic, TypeVar
 
 from tailor.intent import IntentFactors
 
-__all__ = ["CONFIG_VARIABLES", "AppConfigData", "FactorsSource"]
+__all__ = ["CONFIG_VARIABLES", "AppConfigData", "FactorsSource", "PolledDocument"]
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -41,45 +43,65 @@ class FactorsSource:
                  fetch: Callable[[str, str, str, int], Any] | None = None, clock: Callable[[], float] = time.monotonic):
         """`fetch(profile, environment, application, max_age)` returns the AppConfig document (bytes, str or
         dict); by default AppConfigData's, through a boto3 client made on the first fetch."""
-        environ = os.environ if environ is None else environ
-        names = [environ.get(v, "") for v in CONFIG_VARIABLES]
-        self.location: tuple[str, str, str] | None = tuple(names) if all(names) else None  # type: ignore[assignment]
-        self.max_age = max_age
-        self._fetch = fetch or AppConfigData()
-        self._clock = clock
-        self._current = IntentFactors.default()
-        self._checked_at: float | None = None
-        self._failing: str | None = None  # why the last fetch failed, once logged
+        self._polled = PolledDocument("intent factors", CONFIG_VARIABLES, IntentFactors.default(), _factors,
+                                      environ=environ, max_age=max_age, fetch=fetch, clock=clock,
+                                      describe=lambda factors: factors.origin)
         if self.location is None:
             logger.info("intent factors: no AppConfig configured (%s); using %s", ", ".join(CONFIG_VARIABLES),
-                        self._current.origin)
+                        self._polled.current.origin)
+
+    @property
+    def location(self) -> tuple[str, str, str] | None:
+        return self._polled.location
 
     def __call__(self) -> IntentFactors:
+        return self._polled()
+
+
+class PolledDocument(Generic[T]):
+    """A value parsed from an AppConfig document (located by the variables `variables` name: application,
+    environment, profile), asked for at most once every `max_age` seconds. While AppConfig is unreachable or its
+    document invalid, the last good value stays, and why is logged once."""
+
+    def __init__(self, what: str, variables: Sequence[str], initial: T, parse: Callable[[Any], T], *,
+                 environ: Mapping[str, str] | None = None, max_age: float = MAX_AGE_SECONDS,
+                 fetch: Callable[[str, str, str, int], Any] | None = None, clock: Callable[[], float] = time.monotonic,
+                 describe: Callable[[T], str] = str):
+        environ = os.environ if environ is None else environ
+        names = [environ.get(v, "") for v in variables]
+        self.location: tuple[str, str, str] | None = tuple(names) if all(names) else None  # type: ignore[assignment]
+        self.current = initial
+        self.max_age = max_age
+        self._what = what
+        self._parse = parse
+        self._describe = describe
+        self._fetch = fetch or AppConfigData()
+        self._clock = clock
+        self._checked_at: float | None = None
+        self._failing: str | None = None  # why the last fetch failed, once logged
+
+    def __call__(self) -> T:
         if self.location is None:
-            return self._current
+            return self.current
         now = self._clock()
         if self._checked_at is not None and now - self._checked_at < self.max_age:
-            return self._current
+            return self.current
         self._checked_at = now
         application, environment, profile = self.location
         try:
-            document = self._fetch(profile, environment, application, int(self.max_age))
-            if isinstance(document, Mapping):
-                factors = IntentFactors(document.get("factors", document), origin="appconfig")
-            else:
-                factors = IntentFactors.from_json(document, origin="appconfig")
+            value = self._parse(self._fetch(profile, environment, application, int(self.max_age)))
         except Exception as exc:  # unreachable, or an invalid document
             reason = _reason(exc)
             if reason != self._failing:
-                logger.warning("intent factors: cannot use AppConfig %s/%s/%s (%s); using %s until it answers",
-                               application, environment, profile, reason, self._current.origin)
+                logger.warning("%s: cannot use AppConfig %s/%s/%s (%s); using %s until it answers", self._what,
+                               application, environment, profile, reason, self._describe(self.current))
             self._failing = reason
-            return self._current
+            return self.current
         if self._failing is not None:
-            logger.info("intent factors: AppConfig %s/%s/%s answers again", application, environment, profile)
+            logger.info("%s: AppConfig %s/%s/%s answers again", self._what, application, environment, profile)
             self._failing = None
-        self._current = factors
-        return factors
+        self.current = value
+        return value
 
 
 class AppConfigData:
@@ -117,6 +139,12 @@ class AppConfigData:
         if self._document is None:
             raise LookupError(f"AppConfig holds no configuration for {application}/{environment}/{profile}")
         return self._document
+
+
+def _factors(document: Any) -> IntentFactors:
+    if isinstance(document, Mapping):
+        return IntentFactors(document.get("factors", document), origin="appconfig")
+    return IntentFactors.from_json(document, origin="appconfig")
 
 
 def _reason(exc: Exception) -> str:

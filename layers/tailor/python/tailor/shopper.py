@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -13,7 +14,8 @@ from tailor.rows import RowState
 from tailor.session import ENGAGEMENTS
 from tailor.text import event_digest, remember
 
-__all__ = ["AFFINITY_WEIGHTS", "ERASED_FIELD", "EXPIRY_FIELD", "ShopperState", "erased_at", "fold_shopper"]
+__all__ = ["AFFINITY_WEIGHTS", "ERASED_FIELD", "EXPIRY_FIELD", "LTV_FIELD", "LTV_STAMP_FIELD", "ShopperState",
+           "erased_at", "fold_shopper", "predicted_ltv"]
 
 RECENT_EVENTS = 128  # event-id digests kept to drop a producer's duplicate sends
 RECENT_SESSIONS = 50
@@ -26,6 +28,9 @@ PURCHASED_ITEMS = 100  # distinct items bought, so a feed can leave them out
 # back afterwards has a row folded only from later events, which keeps `erased_at` and clears `expires_at`.
 ERASED_FIELD = "erased_at"
 EXPIRY_FIELD = "expires_at"
+# What the LTV rebuild (tailor.ltv.rebuild) keeps in a shopper's row beside the state Ingest folds, and as of when.
+LTV_FIELD = "ltv"
+LTV_STAMP_FIELD = "ltv_as_of"
 
 # How much one event says about a shopper's interest in its item's category.
 AFFINITY_WEIGHTS: dict[str, float] = {
@@ -144,3 +149,11 @@ def fold_shopper(state: ShopperState | None, event: Event, *, shard: str | None 
         case "profile":
             state.profile.update(event.model_dump(include={"age", "location", "interests"}, exclude_none=True))
     return state
+
+
+def predicted_ltv(row: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The LTV a rebuild last kept in a shoppers-table row, with the moment it is as of ("as_of"); None before one
+    scored the shopper. What reads a shopper's predicted value (the profile, the feed's LTV weighting, experiment
+    reports) reads it here: Ingest's fold never writes these fields, so the state it writes leaves them be."""
+    ltv = None if row is None else row.get(LTV_FIELD)
+    return None if not ltv else {**ltv, "as_of": row.get(LTV_STAMP_FIELD)}

@@ -16,15 +16,14 @@ routes as they are) are built in; more are defined without a deploy in the AppCo
 from __future__ import annotations
 
 import json
-import logging
 import math
-import os
 import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from tailor.intent_config import PolledDocument
 from tailor.ranking.candidates import (
     CategoryPopularSource,
     PopularSource,
@@ -37,7 +36,6 @@ from tailor.ranking.pipeline import Route
 __all__ = ["BUILT_IN", "CONFIG_VARIABLES", "SOURCES", "SURFACES", "TERMS", "Strategy", "StrategyError",
            "StrategySource", "parse_strategies"]
 
-logger = logging.getLogger(__name__)
 
 SURFACES = ("feed", "search", "related")
 # The candidate sources a strategy may name, by name; each takes the share of the candidate budget it is given.
@@ -146,40 +144,17 @@ class StrategySource:
 
     def __init__(self, environ: Mapping[str, str] | None = None, *, max_age: float = MAX_AGE_SECONDS,
                  fetch: Callable[[str, str, str, int], Any] | None = None, clock: Callable[[], float] = time.monotonic):
-        environ = os.environ if environ is None else environ
-        names = [environ.get(v, "") for v in CONFIG_VARIABLES]
-        self.location: tuple[str, ...] | None = tuple(names) if all(names) else None
-        self.max_age = max_age
-        self._fetch = fetch
-        self._clock = clock
-        self._current: dict[str, Strategy] = dict(BUILT_IN)
-        self._checked_at: float | None = None
-        self._failing: str | None = None
+        self._polled = PolledDocument("feed strategies", CONFIG_VARIABLES, dict(BUILT_IN),
+                                      lambda document: {**parse_strategies(document), **BUILT_IN}, environ=environ,
+                                      max_age=max_age, fetch=fetch, clock=clock,
+                                      describe=lambda known: ", ".join(sorted(known)))
+
+    @property
+    def location(self) -> tuple[str, str, str] | None:
+        return self._polled.location
 
     def __call__(self) -> dict[str, Strategy]:
-        if self.location is None:
-            return self._current
-        now = self._clock()
-        if self._checked_at is not None and now - self._checked_at < self.max_age:
-            return self._current
-        self._checked_at = now
-        application, environment, profile = self.location
-        try:
-            if self._fetch is None:
-                from tailor.intent_config import AppConfigData
-
-                self._fetch = AppConfigData()
-            defined = parse_strategies(self._fetch(profile, environment, application, int(self.max_age)))
-        except Exception as exc:  # unreachable, or an invalid document: the strategies known stay
-            reason = f"{type(exc).__name__}: {str(exc)[:200]}"
-            if reason != self._failing:
-                logger.warning("feed strategies: cannot use AppConfig %s/%s/%s (%s); keeping %s", application,
-                               environment, profile, reason, ", ".join(sorted(self._current)))
-            self._failing = reason
-            return self._current
-        self._failing = None
-        self._current = {**defined, **BUILT_IN}
-        return self._current
+        return self._polled()
 
     def get(self, name: str) -> Strategy | None:
         return self().get(name)

@@ -35,7 +35,7 @@ from tailor.ingest.derive import contributions
 from tailor.ingest.intent import SessionIntent
 from tailor.personas.online import PersonaTracker
 from tailor.session import SessionState, fold_session
-from tailor.shopper import EXPIRY_FIELD, ShopperState, erased_at, fold_shopper
+from tailor.shopper import EXPIRY_FIELD, ShopperState, erased_at, fold_shopper, predicted_ltv
 
 __all__ = ["BatchFold", "FoldedRow", "Unsettled", "fold_batch"]
 
@@ -255,7 +255,7 @@ class BatchFold:
 def _attribute(attribution: Attribution, event: Event, shopper: ShopperState | None,
                row: Mapping[str, Any] | None) -> tuple[dict[str, list], list[Contribution]]:
     """The shopper's experiment units after `event`, and its statistics contributions, as of the rows read."""
-    ltv = (row or {}).get("ltv") or {}
+    ltv = predicted_ltv(row) or {}
     return attribution.attribute(event, None if shopper is None else shopper.experiments,
                                  revenue_so_far=0.0 if shopper is None else shopper.revenue,
                                  predicted_ltv=float(ltv.get("expected_spend", 0.0) or 0.0))

@@ -31,7 +31,7 @@ import numpy as np
 from tailor.ltv.features import row_features
 from tailor.ltv.scoring import MODEL_NAME, LtvModel
 from tailor.models.registry import DEFAULT_DIR, ModelRegistry, StoredModel, default_model
-from tailor.shopper import ShopperState
+from tailor.shopper import LTV_FIELD, LTV_STAMP_FIELD, ShopperState, predicted_ltv
 from tailor.store.port import Conflict, StateStore
 
 __all__ = ["CHECKPOINT_ID", "LTV_FIELD", "STAMP_FIELD", "LtvRebuild", "ltv_entries", "predicted_ltv"]
@@ -39,8 +39,7 @@ __all__ = ["CHECKPOINT_ID", "LTV_FIELD", "STAMP_FIELD", "LtvRebuild", "ltv_entri
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_ID = "ltv-rebuild"
-LTV_FIELD = "ltv"
-STAMP_FIELD = "ltv_as_of"
+STAMP_FIELD = LTV_STAMP_FIELD
 LEASE = "lease"  # the checkpoint's watermark: "<run as_of>#<pages done>", moved by every page
 DRIVERS = 3
 
@@ -172,14 +171,6 @@ class LtvRebuild:
             return sum(map(write, entries))
         with ThreadPoolExecutor(max_workers=self.writers) as pool:
             return sum(pool.map(write, entries))
-
-
-def predicted_ltv(row: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """The LTV a rebuild last kept in a shoppers-table row, with the moment it is as of ("as_of"); None before one
-    scored the shopper. What reads a shopper's predicted value (the profile, the feed's LTV weighting, experiment
-    reports) reads it here: Ingest's fold never writes these fields, so the state it writes leaves them be."""
-    ltv = None if row is None else row.get(LTV_FIELD)
-    return None if not ltv else {**ltv, "as_of": row.get(STAMP_FIELD)}
 
 
 def ltv_entries(model: LtvModel, rows: Sequence[Mapping[str, Any]], as_of: float) -> tuple[list[tuple[str, dict]], int]:

@@ -48,7 +48,7 @@ from tailor.ranking.filters import filter_mask
 from tailor.ranking.rows import RowCache, item_record, partners, popularity, query_counts
 from tailor.ranking.scoring import DEFAULT_WEIGHTS, Scorer, intent_adjusted, ltv_adjusted
 from tailor.session import SessionState
-from tailor.shopper import ShopperState
+from tailor.shopper import ShopperState, predicted_ltv
 from tailor.store.port import StateStore
 
 __all__ = ["DEFAULT_ROUTES", "Gathered", "Pipeline", "RankedItem", "Route"]
@@ -206,7 +206,7 @@ class Pipeline:
         weights = intent_adjusted(self.routes[ctx.request.route].weights, ctx.event_factors())
         if not self.ltv_strength:
             return weights
-        return ltv_adjusted(weights, (ctx.shopper_row or {}).get("ltv"), self.ltv_strength)
+        return ltv_adjusted(weights, predicted_ltv(ctx.shopper_row), self.ltv_strength)
 
     def warm(self, now: float, items: int | None = None) -> int:
         """Fill the cache with the popularity and the most popular items' rows, outside any request;

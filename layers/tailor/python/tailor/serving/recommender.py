@@ -45,7 +45,7 @@ from tailor.ranking.context import SESSION_GAP_SECONDS
 from tailor.ranking.limits import MAX_N, RequestError
 from tailor.ranking.scoring import ProbabilityModel
 from tailor.session import SessionState
-from tailor.shopper import ShopperState
+from tailor.shopper import ShopperState, predicted_ltv
 from tailor.store.port import StateStore
 
 __all__ = ["Ranking", "Recommender"]
@@ -298,7 +298,7 @@ def _profile(shopper: ShopperState, row: Mapping[str, Any], session: SessionStat
         "referrer_user_id": shopper.referrer_user_id,
         "referrals_sent": int(row.get("referrals_sent", 0) or 0),
         "profile": dict(shopper.profile),
-        "ltv": _ltv(row),
+        "ltv": predicted_ltv(row),
         "current_session": None if session is None else {
             "session_id": session.session_id,
             "active": now - session.last_seen <= SESSION_GAP_SECONDS,
@@ -317,12 +317,6 @@ def _profile(shopper: ShopperState, row: Mapping[str, Any], session: SessionStat
             "intent": dict(session.intent),
         },
     }
-
-
-def _ltv(row: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The lifetime value the scheduled rebuild last wrote (tailor.ltv.rebuild), with the moment it is as of."""
-    ltv = row.get("ltv")
-    return None if not ltv else {**ltv, "as_of": row.get("ltv_as_of")}
 
 
 def _iso(epoch: float | None) -> str | None:
