@@ -81,6 +81,7 @@ class RankedItem:
     score: float
     sources: list[str]
     parts: dict[str, float] | None = None  # with explain: the blend's terms, weights and raw values
+    cluster: dict[str, Any] | None = None  # with explain, in an adaptive feed: its cluster and why (tailor.clusters)
 
 
 @dataclass
