@@ -182,8 +182,8 @@ def test_strategies_from_appconfig_keep_the_last_valid_ones_when_it_fails():
     source = StrategySource({"STRATEGY_CONFIG_APPLICATION": "a", "STRATEGY_CONFIG_ENVIRONMENT": "e",
                              "STRATEGY_CONFIG_PROFILE": "p"}, fetch=lambda *args: next(answers),
                             clock=lambda: next(clock))
-    assert set(source()) == {"x", "default", "baseline"}
-    assert set(source()) == {"x", "default", "baseline"}
+    assert set(source()) == {"x", "default", "baseline", "adaptive"}
+    assert set(source()) == {"x", "default", "baseline", "adaptive"}
 
 
 def test_a_failed_read_of_the_running_experiments_keeps_the_last_ones():

@@ -18,7 +18,11 @@ import numpy as np
 
 from tailor.personas.traits import TRAITS
 
-__all__ = ["MIN_OVERLAP", "ItemClusters", "item_trait_strengths", "match_cluster_ids", "max_weight_assignment"]
+__all__ = ["FORMAT", "MIN_OVERLAP", "MODEL_NAME", "ItemClusters", "item_trait_strengths", "match_cluster_ids",
+           "max_weight_assignment"]
+
+MODEL_NAME = "item-clusters"  # their name in the model registry
+FORMAT = "item-clusters/json"  # the stored version's metadata "format": its bytes are ItemClusters.to_json()
 
 # A new cluster keeps an old id only when their memberships overlap at least this much (Jaccard): below it,
 # the shoppers' evidence about the old cluster says little about the new one.
@@ -86,6 +90,13 @@ class ItemClusters:
                        neighbours={k: tuple((n, float(s)) for n, s in v) for k, v in data["neighbours"].items()})
         except KeyError as exc:
             raise ValueError(f"clusters: the published file lacks {exc.args[0]!r}") from None
+
+    @classmethod
+    def from_stored(cls, stored: Any) -> ItemClusters:
+        """From a tailor.models.StoredModel whose bytes are to_json()'s (metadata "format" FORMAT)."""
+        if stored.metadata.get("format") != FORMAT:
+            raise ValueError(f"model {stored.name!r} is not item clusters (format {stored.metadata.get('format')!r})")
+        return cls.from_json(stored.onnx.decode())
 
 
 def item_trait_strengths(category: str, price_percentile: float | None) -> tuple[float, ...]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from tailor.clusters import AdaptiveFeed, ItemClusters, load_item_clusters
 from tailor.embeddings import ItemVectors, load_item_vectors
 from tailor.events import Event, parse_event
 from tailor.experiments.assignment import Assignment, assign
@@ -66,6 +67,7 @@ class Ranking:
     intent: dict[str, float] | None = None  # the session intent the ranking was weighed by, if any
     assignment: Assignment | None = None  # the experiment and variant it was served in, if any
     strategy: str | None = None  # the strategy it was ranked by, when in an experiment
+    probabilities: list[float] | None = None  # each slot's chance of its pick, when drawn (an adaptive feed)
 
 
 class Recommender:
@@ -78,7 +80,8 @@ class Recommender:
                  strategies: Callable[[], Mapping[str, Strategy]] | None = None,
                  rankers: Callable[[str], ProbabilityModel] | None = None,
                  exposures: Callable[[str, Ranking], None] | None = None,
-                 item_vectors: Callable[[], ItemVectors | None] | None = None):
+                 item_vectors: Callable[[], ItemVectors | None] | None = None,
+                 item_clusters: Callable[[], ItemClusters | None] | None = None):
         """`weights` overrides routes' blend weights ({"feed": {"commercial": .5, ...}}); `scorers` adds
         scorers beside the built-in commercial, probability and relevance ones (give them a weight).
         `intent_model` infers the intent of a request's session data and `factors` gives the intent scaling
@@ -87,7 +90,9 @@ class Recommender:
         `experiments(now)` gives the live experiments: a request on their surface is served its shopper's variant's
         strategy (by name from `strategies()`, the built-in ones by default; `rankers(version)` loads a strategy's
         ranker version), and `exposures(feed_id, ranking)` logs what such a list held. `item_vectors()` gives the
-        item vectors the routes' embedding sources search (None: they propose nothing)."""
+        item vectors the routes' embedding sources search (None: they propose nothing). `item_clusters()` gives the
+        published item clusters an adaptive strategy's feed draws its slots from (None: it serves the feed as ranked)
+        and profiles describe."""
         self.store = store
         self.model = model
         self.clock = clock
@@ -114,6 +119,8 @@ class Recommender:
         self.rankers = rankers
         self.exposures = exposures
         self._extra_scorers = list(scorers)
+        self.item_clusters = item_clusters or (lambda: None)
+        self._adaptive: tuple[ItemClusters, AdaptiveFeed] | None = None
         self._strategy_pipelines: dict[tuple[str, str], tuple[Pipeline, ProbabilityModel]] = {}
 
     @classmethod
@@ -127,6 +134,7 @@ class Recommender:
         /items/{id}/related) use, is loaded by the first of them."""
         kwargs.setdefault("intent_model", LazyModel(INTENT_MODEL, registry, build=IntentModel.from_stored))
         vectors: Future[ItemVectors | None] | None = None
+        clusters: Future[ItemClusters | None] | None = None
         if registry is not None:
             kwargs.setdefault("rankers", functools.cache(
                 lambda version: RankingModel.from_stored(registry.fetch(MODEL_NAME, version))))
@@ -141,6 +149,8 @@ class Recommender:
             live = pool.submit(experiments, time.time()) if experiments is not None else None
             if "item_vectors" not in kwargs:  # the published item vectors, for the embedding source
                 vectors = pool.submit(load_item_vectors, registry)
+            if "item_clusters" not in kwargs:  # the published item clusters, for adaptive feeds
+                clusters = pool.submit(load_item_clusters, registry)
             if warm:
                 # Warming reads rows, not scores: a recommender on the untrained prior fills the cache this one keeps.
                 warming = cls(store, ConversionPrior(), **kwargs)
@@ -159,6 +169,9 @@ class Recommender:
             if vectors is not None:
                 found = vectors.result()
                 kwargs["item_vectors"] = lambda: found
+            if clusters is not None:
+                published = clusters.result()
+                kwargs["item_clusters"] = lambda: published
         return cls(store, model, **kwargs)
 
     # -- routes ---------------------------------------------------------------------------------------
@@ -211,6 +224,9 @@ class Recommender:
             session = SessionState.from_row(found) if found else None
         profile = _profile(shopper, row, session, now)
         profile.update({name: section(shopper, session) for name, section in self.profile_sections.items()})
+        item_clusters = self.item_clusters()
+        if item_clusters is not None:
+            profile["clusters"] = _session_clusters(item_clusters, session)
         return profile
 
     def _run(self, request: Request) -> Ranking:
@@ -230,17 +246,39 @@ class Recommender:
                 strategy = BUILT_IN["default"]
             pipeline, model = self._pipeline(strategy)
         gathered = pipeline.gather(request, now)
-        items = pipeline.rank(gathered)
         feed_id = (new_feed_id() if assignment is None else
                    new_feed_id(assignment.experiment.experiment_id, assignment.variant_name, assignment.unit_kind))
+        adaptive = self._adaptive_feed(strategy, request.route)
+        probabilities = None
+        if adaptive is None:
+            items = pipeline.rank(gathered)
+        else:  # every eligible candidate ranked; the session's bandit fills the slots from them
+            ctx = gathered.ctx
+            items, probabilities = adaptive.order(
+                pipeline.rank(gathered, n=len(gathered.candidates)), request.n,
+                traits=ctx.shopper.personas.get("traits") if ctx.shopper is not None else None,
+                session_clusters=ctx.session.clusters if ctx.session is not None else None, feed_id=feed_id,
+                explain=request.explain)
         ranking = Ranking(feed_id, items, model.label, gathered.ctx.round_trips, gathered.ctx.intent_mixture(),
-                          assignment, None if strategy is None else strategy.name)
+                          assignment, None if strategy is None else strategy.name, probabilities)
         if assignment is not None and self.exposures is not None:
             try:
                 self.exposures(feed_id, ranking)
             except Exception:  # the shopper gets their list; the exposure log misses one, which the log says
                 logger.exception("exposure not logged", extra={"feed_id": feed_id})
         return ranking
+
+    def _adaptive_feed(self, strategy: Strategy | None, route: str) -> AdaptiveFeed | None:
+        """The adaptive feed a strategy serves `route` with: None unless the strategy is adaptive, the route is a
+        feed it changes and clusters are published."""
+        if strategy is None or not strategy.adaptive or route != "feed" or route not in strategy.surfaces:
+            return None
+        clusters = self.item_clusters()
+        if clusters is None:
+            return None
+        if self._adaptive is None or self._adaptive[0] is not clusters:
+            self._adaptive = (clusters, AdaptiveFeed(clusters))
+        return self._adaptive[1]
 
     def _pipeline(self, strategy: Strategy) -> tuple[Pipeline, ProbabilityModel]:
         """The pipeline a strategy ranks with (its routes, its ranker) and its ranker: one per strategy version,
@@ -317,6 +355,22 @@ def _profile(shopper: ShopperState, row: Mapping[str, Any], session: SessionStat
             "intent": dict(session.intent),
         },
     }
+
+
+def _session_clusters(clusters: ItemClusters, session: SessionState | None) -> dict[str, Any]:
+    """The profile's "clusters" section: the clusters the current session was shown, each with its clicks and
+    ignores so far, its traits and its top items."""
+    try:
+        evidence = dict((session.clusters or {}).get("e") or {}) if session is not None else {}
+    except (AttributeError, TypeError, ValueError):
+        evidence = {}
+    shown = []
+    for cluster_id, counts in sorted(evidence.items(), key=lambda kv: (-float(kv[1][0]), float(kv[1][1]), kv[0])):
+        if cluster_id not in clusters.index:
+            continue  # a cluster a rebuild retired
+        shown.append({**clusters.describe(cluster_id, items=5), "clicks": float(counts[0]),
+                      "ignores": float(counts[1])})
+    return {"clusters": len(clusters.ids), "session": shown}
 
 
 def _iso(epoch: float | None) -> str | None:
