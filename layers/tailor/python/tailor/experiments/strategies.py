@@ -3,10 +3,12 @@
 A strategy says, per surface it changes, which candidate sources the route draws from and with what share, the
 blend weights (spec 004's feed: 0.5 commercial performance + 0.4 purchase probability + 0.1 diversity), which
 version of the purchase-probability ranker scores it, whether the persona term weighs in, and whether the shopper's
-predicted lifetime value weighs the purchase-probability term (tailor.ranking.scoring.ltv_adjusted). What it leaves unsaid
-is the default route's. `baseline` (commercial performance alone, the spec's original approach) and `default` (the
-routes as they are) are built in; more are defined without a deploy in the AppConfig profile the template names
-(STRATEGY_CONFIG_*), read at most once a minute like the intent factors (tailor.intent_config):
+predicted lifetime value weighs the purchase-probability term (tailor.ranking.scoring.ltv_adjusted), and whether the
+feed is adaptive (its slots filled by the session's cluster bandit from the ranked list: tailor.clusters.feed). What it
+leaves unsaid is the default route's. `baseline` (commercial performance alone, the spec's original approach),
+`default` (the routes as they are) and `adaptive` (the default feed, adapted; spec 001) are built in; more are
+defined without a deploy in the AppConfig profile the template names (STRATEGY_CONFIG_*), read at most once a minute
+like the intent factors (tailor.intent_config):
 
     {"strategies": {"cautious": {"weights": {"commercial": 0.7, "probability": 0.3},
                                  "sources": {"session": 0.5, "popular": 1.0}, "personas": false,
@@ -71,7 +73,9 @@ class Strategy:
     route's on every surface they are given for (None: the default's); `ranker` is a version of the ranker in the
     registry (None: the current one); `personas` False takes the persona term out, True puts it in at
     `persona_weight` where the default route has none; `ltv` True weighs the purchase-probability term by the
-    shopper's predicted LTV at `ltv_strength`, False not at all (None: as the deployment does)."""
+    shopper's predicted LTV at `ltv_strength`, False not at all (None: as the deployment does); `adaptive` True has
+    the session's cluster bandit fill the feed's slots from the ranked list (with no clusters published, the feed
+    is served as ranked)."""
 
     name: str
     weights: Mapping[str, float] | None = None
@@ -83,6 +87,7 @@ class Strategy:
     description: str = ""
     ltv: bool | None = None
     ltv_strength: float = DEFAULT_LTV_STRENGTH
+    adaptive: bool = False
     _routes: dict = field(default_factory=dict, compare=False, repr=False)
 
     def route(self, surface: str, default: Route) -> Route:
@@ -108,7 +113,7 @@ class Strategy:
         return {"name": self.name, "weights": None if self.weights is None else dict(self.weights),
                 "sources": None if self.sources is None else dict(self.sources), "ranker": self.ranker,
                 "personas": self.personas, "ltv": self.ltv, "ltv_strength": self.ltv_strength,
-                "surfaces": list(self.surfaces), "description": self.description}
+                "surfaces": list(self.surfaces), "description": self.description, "adaptive": self.adaptive}
 
     def ltv_strength_given(self, deployed: float) -> float:
         """The LTV weighting's strength this strategy ranks with, given the deployment's."""
@@ -119,6 +124,8 @@ BUILT_IN: dict[str, Strategy] = {
     "default": Strategy("default", description="the routes as configured: spec 004's blend and every source"),
     "baseline": Strategy("baseline", weights={"commercial": 1.0}, personas=False, ltv=False,
                          description="commercial performance alone (spec 004's original approach)"),
+    "adaptive": Strategy("adaptive", surfaces=("feed",), adaptive=True,
+                         description="the default feed, its slots filled by the session's cluster bandit (spec 001)"),
 }
 
 
@@ -169,7 +176,7 @@ def _strategy(name: Any, definition: Any) -> Strategy:
     if not isinstance(definition, Mapping):
         raise StrategyError(where, "must be an object")
     unknown = set(definition) - {"weights", "sources", "ranker", "personas", "persona_weight", "surfaces",
-                                 "description", "ltv", "ltv_strength"}
+                                 "description", "ltv", "ltv_strength", "adaptive"}
     if unknown:
         raise StrategyError(f"{where}.{sorted(unknown)[0]}", "is not a strategy field")
     weights = definition.get("weights")
@@ -201,11 +208,14 @@ def _strategy(name: Any, definition: Any) -> Strategy:
     surfaces = definition.get("surfaces", list(SURFACES))
     if not isinstance(surfaces, list) or not surfaces or any(s not in SURFACES for s in surfaces):
         raise StrategyError(f"{where}.surfaces", f"a list of {', '.join(SURFACES)}")
+    adaptive = definition.get("adaptive", False)
+    if not isinstance(adaptive, bool):
+        raise StrategyError(f"{where}.adaptive", "true or false")
     description = definition.get("description", "")
     if not isinstance(description, str) or len(description) > 500:
         raise StrategyError(f"{where}.description", "text of at most 500 characters")
     return Strategy(name, weights, sources, ranker, personas, float(persona_weight), tuple(dict.fromkeys(surfaces)),
-                    description, ltv, float(ltv_strength))
+                    description, ltv, float(ltv_strength), adaptive)
 
 
 def _numbers(where: str, value: Any, names: tuple[str, ...]) -> dict[str, float]:
