@@ -89,10 +89,11 @@ strategies = StrategySource(settings.strategy_config)
 
 
 def _log_exposure(feed_id: str, ranking: Ranking) -> None:
-    """What a list served in an experiment held; every slot is shown with certainty (the rankings are deterministic)."""
+    """What a list served in an experiment held, with each slot's probability: drawn by an adaptive feed, else 1 (a
+    ranking is deterministic)."""
     items = [item.item_id for item in ranking.items]
     experiment_store.log_exposure(feed_id, ranking.assignment, strategy=ranking.strategy or "default", items=items,
-                                  probabilities=[1.0] * len(items), served_at=time.time())
+                                  probabilities=ranking.probabilities or [1.0] * len(items), served_at=time.time())
 
 
 recommender = Recommender.start(DynamoStateStore(_dynamodb, settings.tables), ModelRegistry(_bucket),

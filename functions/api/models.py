@@ -33,6 +33,9 @@ class ScoredItem(BaseModel):
     score: float = Field(allow_inf_nan=False)
     sources: list[str] = Field(description="candidate sources that proposed the item: popular, session, query, ...")
     parts: dict[str, float] | None = Field(None, description="the score's parts; only with explain=true")
+    cluster: dict[str, Any] | None = Field(
+        None, description="in an adaptive feed, with explain=true: the cluster the item came from, why (prior, clicks, "
+                          "ignores, near clusters clicked) and the slot's probability")
 
 
 class RankingOut(BaseModel):
