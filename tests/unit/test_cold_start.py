@@ -9,6 +9,7 @@ from datetime import datetime
 
 import pytest
 
+from tailor.clusters import MODEL_NAME as CLUSTERS
 from tailor.embeddings import MODEL_NAME as VECTORS
 from tailor.intent_config import AppConfigData, FactorsSource
 from tailor.models import ModelRegistry, default_model
@@ -81,8 +82,9 @@ def test_a_started_recommender_has_the_ranker_and_the_popular_items_and_loads_th
 
     recommender = Recommender.start(state, registry, clock=lambda: end + 30)
     assert recommender.model.label == f"{MODEL_NAME}:{version}"
-    # At start: the ranker, and the item vectors every feed's embedding source searches (none published here).
-    assert blobs.listed and {prefix.split("/")[1] for prefix in blobs.listed} == {MODEL_NAME, VECTORS}
+    # At start: the ranker, the item vectors every feed's embedding source searches and the item clusters adaptive
+    # feeds draw from (none of these two published here).
+    assert blobs.listed and {prefix.split("/")[1] for prefix in blobs.listed} == {MODEL_NAME, VECTORS, CLUSTERS}
     assert not recommender.intent_model.loaded
     # The popular items were read at start: an unknown shopper's feed reads their row and nothing else.
     ranking = recommender.feed("u-never-seen", n=10)
