@@ -77,3 +77,43 @@ def test_without_clusters_the_session_keeps_none():
     folded = fold_batch(accepted, {"sessions": {}, "shoppers": {}}, SHARD, ttl=86400,
                         arrivals={p: e.epoch for p, e in accepted})
     assert _rows(folded)["sessions"]["s-1"]["clusters"] == {}
+
+
+def test_ingest_loads_the_published_clusters_at_the_first_feed_event_and_once():
+    from tailor.clusters import FORMAT, MODEL_NAME, PublishedClusters
+    from tailor.models import ModelRegistry
+    from tailor.store.memory import MemoryBlobStore
+
+    class Counting(MemoryBlobStore):
+        reads = 0
+
+        def get(self, key):
+            Counting.reads += 1
+            return super().get(key)
+
+    blobs = Counting()
+    ModelRegistry(blobs).publish(MODEL_NAME, CLUSTERS.to_json().encode(), {"format": FORMAT})
+    Counting.reads = 0
+    published = PublishedClusters(ModelRegistry(blobs))
+    sessions = SessionClusters(published, PARAMS)
+    listing = [(f"{n:08d}", parse_event(e)) for n, e in enumerate(EVENTS[2:3])]
+    fold_batch(listing, {"sessions": {}, "shoppers": {}}, SHARD, ttl=86400, arrivals={p: e.epoch for p, e in listing}, clusters=sessions)
+    assert not published.loaded and Counting.reads == 0  # no feed's event yet: the registry is not read
+    accepted = [(f"{n:08d}", parse_event(e)) for n, e in enumerate(EVENTS)]
+    folded = fold_batch(accepted, {"sessions": {}, "shoppers": {}}, SHARD, ttl=86400, arrivals={p: e.epoch for p, e in accepted}, clusters=sessions)
+    assert _rows(folded)["sessions"]["s-1"]["clusters"] == _expected()
+    reads = Counting.reads
+    assert published.loaded and reads > 0
+    fold_batch(accepted, {"sessions": {}, "shoppers": {}}, SHARD, ttl=86400, arrivals={p: e.epoch for p, e in accepted}, clusters=sessions)
+    assert Counting.reads == reads  # once per container
+
+
+def test_with_nothing_published_ingest_keeps_no_cluster_evidence():
+    from tailor.clusters import PublishedClusters
+    from tailor.models import ModelRegistry
+    from tailor.store.memory import MemoryBlobStore
+
+    accepted = [(f"{n:08d}", parse_event(e)) for n, e in enumerate(EVENTS)]
+    folded = fold_batch(accepted, {"sessions": {}, "shoppers": {}}, SHARD, ttl=86400, arrivals={p: e.epoch for p, e in accepted},
+                        clusters=SessionClusters(PublishedClusters(ModelRegistry(MemoryBlobStore())), PARAMS))
+    assert _rows(folded)["sessions"]["s-1"]["clusters"] == {}
