@@ -8,6 +8,8 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.batch import process_partial_response
 
 from tailor.aws_clients import client
+from tailor.clusters import PublishedClusters
+from tailor.clusters.session import SessionClusters
 from tailor.experiments.attribution import Attribution
 from tailor.ingest.intent import SessionIntent
 from tailor.ingest.kinesis import AggregatingKinesisProcessor, publish_metrics, stream_record
@@ -34,6 +36,8 @@ processor = AggregatingKinesisProcessor(
         personas=PersonaTracker(ModelSource(_bucket, refresh_seconds=settings.persona_model_refresh_seconds)),
         buffer=settings.counter_buffer,
         attribution=Attribution(window=settings.attribution_window_hours * 3600),
+        # The published item clusters, read by the first feed event a container folds, not at its start.
+        clusters=SessionClusters(PublishedClusters(ModelRegistry(_bucket))),
     ),
     logger=logger,
 )
