@@ -55,6 +55,7 @@ class SessionState(RowState):
     intent: dict[str, float] = field(default_factory=dict)  # intent probabilities as of Ingest's last batch (tailor.intent)
     personas: dict[str, Any] = field(default_factory=dict)  # this session's traits and their evidence (tailor.personas)
     clusters: dict[str, Any] = field(default_factory=dict)  # clicks and ignores per cluster shown (tailor.clusters)
+    vector: dict[str, Any] = field(default_factory=dict)  # the session's vector, compact (tailor.embeddings.online)
 
     def recent_items(self, n: int) -> list[str]:
         return self.items[-n:]

@@ -74,6 +74,7 @@ class ShopperState(RowState):
     archive_shards: list[str] = field(default_factory=list)
     # The shopper's units in experiments and their running totals (tailor.experiments.attribution).
     experiments: dict[str, list] = field(default_factory=dict)
+    vector: dict[str, Any] = field(default_factory=dict)  # the shopper's vector, compact (tailor.embeddings.online)
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> ShopperState | None:

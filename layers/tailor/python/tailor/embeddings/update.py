@@ -27,6 +27,9 @@ class VectorUpdate:
 
     decay: float = 0.5  # what an engagement leaves of the vector so far
     ignore_weight: float = 0.1  # how far an ignored impression pushes away, relative to a view's pull
+    # What an item of an impression counts, as a share of a full ignore, when it was never engaged with and no
+    # click came below it: rendered, but perhaps never looked at (tailor.embeddings.online).
+    unseen_share: float = 0.25
     event_weights: Mapping[str, float] | None = None  # default: tailor.associations.EVENT_WEIGHTS
 
     def __post_init__(self) -> None:
@@ -34,6 +37,8 @@ class VectorUpdate:
             raise ValueError(f"decay must lie in [0, 1], not {self.decay}")
         if self.ignore_weight < 0:
             raise ValueError(f"ignore_weight must be at least 0, not {self.ignore_weight}")
+        if not 0.0 <= self.unseen_share <= 1.0:
+            raise ValueError(f"unseen_share must lie in [0, 1], not {self.unseen_share}")
 
 
 DEFAULT_UPDATE = VectorUpdate()
@@ -42,14 +47,16 @@ DEFAULT_UPDATE = VectorUpdate()
 def update_vector(current: np.ndarray | None, item_vector: np.ndarray | None, event_type: str, *,
                   rule: VectorUpdate = DEFAULT_UPDATE, intent_factor: float = 1.0) -> np.ndarray | None:
     """The vector after one interaction with an item whose vector is `item_vector`: `event_type` is an
-    engagement ("view", "add_to_cart", ...) or "ignore" (an impression the shopper passed over). An item
-    without a vector, or an event type of no weight, leaves the vector as it is (`current`, not a copy)."""
+    engagement ("view", "add_to_cart", ...) or "ignore" (an impression the shopper passed over). `intent_factor`
+    scales the interaction's weight: the session intent's factor for an engagement, the share of a full ignore
+    for an ignore. An item without a vector, or an event type of no weight, leaves the vector as it is
+    (`current`, not a copy)."""
     if item_vector is None:
         return current
     if event_type == "ignore":
-        if rule.ignore_weight == 0 or current is None:
+        if rule.ignore_weight == 0 or intent_factor <= 0 or current is None:
             return current  # nothing to push away from yet
-        return current - rule.ignore_weight * item_vector
+        return current - (rule.ignore_weight * intent_factor) * np.asarray(item_vector, dtype=np.float32)
     weights = EVENT_WEIGHTS if rule.event_weights is None else rule.event_weights
     weight = float(weights.get(event_type, 0.0)) * intent_factor
     if weight <= 0:

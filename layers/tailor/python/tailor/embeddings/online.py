@@ -1,0 +1,215 @@
+"""Session and shopper vectors as Ingest keeps them in their rows, by tailor.embeddings.update's rule, exactly once.
+
+Ingest's fold (tailor.ingest.fold) notes each record a session or a shopper row absorbs (past the row's watermark,
+never a producer's duplicate) and applies the noted records at the end of the batch, in record order, once the
+session intent at each engagement is known (tailor.ingest.intent scores them in the batch's one model call):
+
+* An engagement pulls the vector toward its item's, weighted by its event type and its session's intent.
+* Ignores count only what the shop can know was seen and passed over. A row holds the last impression's items (its
+  first SHOWN positions). An engagement echoing that impression's feed and a position settles the items above it as
+  ignored (a full ignore each); the next impression settles the rest of the last one as rendered and never engaged
+  (`unseen_share` of an ignore each). An item engaged with is never an ignore.
+* The row's `vector` field holds {"m": a digest of the item vectors' version, "v": base64 of a float32 scale and
+  int8 components, "f": the last impression's feed, "p": its items by position, "" once settled}. Every update is
+  quantised as it is stored, so a batch folded whole or in parts leaves the same bytes.
+* Vectors trained anew live in another space: a row whose digest is not the current vectors' starts again from its
+  recent items (as views), and serving uses only a row's vector of the version it holds (`stored_vector`).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tailor.associations import EVENT_WEIGHTS
+from tailor.embeddings.update import DEFAULT_UPDATE, VectorUpdate, update_vector
+from tailor.embeddings.vectors import ItemVectors
+from tailor.text import event_digest
+
+__all__ = ["SHOWN", "HeldVector", "OnlineVectors", "VectorBatch", "stored_vector", "vectors_tag"]
+
+SHOWN = 20  # an impression's positions whose ignores are kept (a feed's page); those below are never settled
+
+logger = logging.getLogger(__name__)
+
+
+def vectors_tag(vectors: ItemVectors) -> str:
+    """A short digest naming the item vectors' version (their space), kept beside each row's vector."""
+    version = str(vectors.metadata.get("version") or f"{len(vectors)}x{vectors.dim}")
+    return hashlib.blake2b(version.encode("utf-8"), digest_size=4).hexdigest()
+
+
+def stored_vector(field_value: Any, vectors: ItemVectors) -> np.ndarray | None:
+    """A row's vector (its `vector` field) when it is of `vectors`' space and not zero, else None."""
+    if not isinstance(field_value, Mapping) or field_value.get("m") != vectors_tag(vectors):
+        return None
+    vector = _decode(field_value.get("v"))
+    if vector is None or len(vector) != vectors.dim or not np.any(vector):
+        return None
+    return vector
+
+
+class OnlineVectors:
+    """What Ingest keeps vectors with: the item vectors in force (`vectors()`, None while there are none) and the
+    update rule. Ingest's fold asks for a `batch()` per fold."""
+
+    def __init__(self, vectors: Callable[[], ItemVectors | None], rule: VectorUpdate = DEFAULT_UPDATE):
+        self.vectors = vectors
+        self.rule = rule
+        self.ready = True  # False while `vectors()` would still read them (see `load`)
+
+    @classmethod
+    def load(cls, registry: Any, rule: VectorUpdate = DEFAULT_UPDATE) -> OnlineVectors:
+        """The registry's current item vectors, read by the first batch that needs them (not at a cold start) and
+        kept for the container's life, as serving keeps them."""
+        from tailor.embeddings import load_item_vectors
+
+        lock, loaded = threading.Lock(), []
+
+        def vectors() -> ItemVectors | None:
+            if not loaded:
+                with lock:
+                    if not loaded:
+                        found = load_item_vectors(registry)
+                        logger.info("item vectors for session and shopper vectors: %s",
+                                    "none" if found is None else found.metadata.get("version"))
+                        loaded.append(found)
+                        online.ready = True
+            return loaded[0]
+
+        online = cls(vectors, rule)
+        online.ready = False
+        return online
+
+    def batch(self) -> VectorBatch | None:
+        """A fold's notes, or None when there are no item vectors (rows keep their vectors as they are)."""
+        vectors = self.vectors()
+        return None if vectors is None else VectorBatch(vectors, self.rule, vectors_tag(vectors))
+
+
+@dataclass
+class HeldVector:
+    """A row's `vector` field, decoded."""
+
+    vector: np.ndarray | None = None  # float32, as `text` holds it; None before any engagement
+    text: str | None = None  # the vector's encoding, kept as read or made, never made again from `vector`
+    tag: str | None = None
+    feed: str | None = None
+    shown: list[str] = field(default_factory=list)
+
+    @classmethod
+    def decode(cls, value: Any) -> HeldVector:
+        if not value or not isinstance(value, Mapping):
+            return cls()  # none yet, or not one this module wrote: the row starts again
+        vector = _decode(value.get("v"))
+        return cls(vector, None if vector is None else value["v"], value.get("m"), value.get("f"),
+                   [str(item) for item in value.get("p") or []])
+
+    def encode(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"m": self.tag}
+        if self.text is not None:
+            out["v"] = self.text
+        if self.feed is not None and any(self.shown):
+            out["f"], out["p"] = self.feed, list(self.shown)
+        return out
+
+
+@dataclass
+class VectorBatch:
+    """The records a fold's rows absorbed, to be applied to their vectors at the end of the batch."""
+
+    vectors: ItemVectors
+    rule: VectorUpdate
+    tag: str
+    _rows: dict[int, tuple[Any, Sequence[str], list[tuple[str, Any]]]] = field(default_factory=dict, repr=False)
+
+    def note(self, row: Any, recent: Sequence[str] | None, position: str, event: Any) -> None:
+        """`row` (whose `state` has a `vector` field once the fold is done) absorbed `event`; `recent` is the row's
+        recent items, most recent last, as they were before the batch's first record of it."""
+        if event.event_type != "impression" and not getattr(event, "item_id", None):
+            return
+        found = self._rows.get(id(row))
+        if found is None:
+            found = self._rows[id(row)] = (row, list(recent or ()), [])
+        found[2].append((position, event))
+
+    def engages(self, event: Any) -> bool:
+        """Whether `event` pulls a vector (an engagement with an item, of some weight): what wants an intent factor."""
+        weights = EVENT_WEIGHTS if self.rule.event_weights is None else self.rule.event_weights
+        return bool(getattr(event, "item_id", None)) and weights.get(event.event_type, 0.0) > 0
+
+    def apply(self, factor: Callable[[str, str], float] | None = None) -> None:
+        """Fold the noted records into their rows' vectors; `factor(position, event type)` is an engagement's
+        session intent factor (1 without)."""
+        for row, recent, records in self._rows.values():
+            held = HeldVector.decode(getattr(row.state, "vector", None))
+            if held.tag != self.tag:  # another space, or none yet: start again from the row's recent items
+                held = HeldVector(tag=self.tag)
+                for item in recent:
+                    _store(held, update_vector(held.vector, self.vectors.vector(item), "view", rule=self.rule))
+            for position, event in records:
+                self._fold(held, event, 1.0 if factor is None else factor(position, event.event_type))
+            row.state.vector = held.encode()
+
+    def _fold(self, held: HeldVector, event: Any, intent_factor: float) -> None:
+        if event.event_type == "impression":
+            key = event.feed_id or f"#{event_digest(event.event_id)}"
+            if key == held.feed:
+                return  # the same feed rendered again: its items are held already
+            self._ignore(held, [item for item in held.shown if item], self.rule.unseen_share)
+            held.feed, held.shown = key, list(event.item_ids[:SHOWN])
+            return
+        if not self.engages(event):
+            return  # not an engagement: it neither pulls nor says what was passed over
+        item, position = event.item_id, getattr(event, "position", None)
+        if event.feed_id is not None and event.feed_id == held.feed and position is not None:
+            self._ignore(held, [shown for shown in held.shown[:position] if shown and shown != item], 1.0)
+            held.shown = [shown if k >= position else "" for k, shown in enumerate(held.shown)]
+        if item in held.shown:
+            held.shown = ["" if shown == item else shown for shown in held.shown]
+        _store(held, update_vector(held.vector, self.vectors.vector(item), event.event_type, rule=self.rule,
+                                   intent_factor=intent_factor))
+
+    def _ignore(self, held: HeldVector, items: Sequence[str], share: float) -> None:
+        for item in items:
+            _store(held, update_vector(held.vector, self.vectors.vector(item), "ignore", rule=self.rule,
+                                       intent_factor=share))
+
+
+def _store(held: HeldVector, vector: np.ndarray | None) -> None:
+    """`vector` into `held` as its encoding keeps it: the next update starts from what a row read back holds."""
+    if vector is None or vector is held.vector:
+        return
+    held.text = _encode(vector)
+    held.vector = _decode(held.text)
+
+
+def _encode(vector: np.ndarray) -> str:
+    vector = np.asarray(vector, dtype=np.float32)
+    peak = float(np.max(np.abs(vector))) if len(vector) else 0.0
+    scale = np.float32(peak / 127.0)
+    if scale == 0 or not np.isfinite(scale):
+        scale, codes = np.float32(0.0), np.zeros(len(vector), dtype=np.int8)
+    else:
+        codes = np.clip(np.rint(vector / scale), -127, 127).astype(np.int8)
+    return base64.b64encode(scale.tobytes() + codes.tobytes()).decode("ascii")
+
+
+def _decode(text: Any) -> np.ndarray | None:
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (ValueError, TypeError):
+        return None
+    if len(raw) < 4:
+        return None
+    scale = np.frombuffer(raw[:4], dtype=np.float32)[0]
+    return np.frombuffer(raw[4:], dtype=np.int8).astype(np.float32) * scale
