@@ -9,7 +9,9 @@ through it too, so there is one way to fold state.
 * A record's contributions depend on its session as it was just before it (tailor.ingest.derive). With session
   intent, association pairs wait for their intent weight and every touched session's intent is kept, with one
   model call at the end of the batch (tailor.ingest.intent); with personas, their counters and mixtures likewise
-  (tailor.personas.online).
+  (tailor.personas.online). With item vectors, each session's and shopper's vector takes the records its row
+  absorbs at the end of the batch, every engagement weighed by its intent from that model call
+  (tailor.embeddings.online).
 * An erased shopper's row is a tombstone (tailor.erasure): their events timestamped up to the erasure are left out
   (`erased`); a later event starts a fresh shopper on the tombstone's row.
 * Besides the records that fail validation, Ingest quarantines a valid record the fold cannot apply: one whose
@@ -25,7 +27,7 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tailor.clusters.session import SessionClusters
 from tailor.contribution import Contribution
@@ -36,6 +38,9 @@ from tailor.ingest.intent import SessionIntent
 from tailor.personas.online import PersonaTracker
 from tailor.session import SessionState, fold_session
 from tailor.shopper import EXPIRY_FIELD, ShopperState, erased_at, fold_shopper, predicted_ltv
+
+if TYPE_CHECKING:
+    from tailor.embeddings.online import OnlineVectors
 
 __all__ = ["BatchFold", "FoldedRow", "Unsettled", "fold_batch"]
 
@@ -49,7 +54,7 @@ def fold_batch(accepted: Sequence[tuple[str, Event]], rows: Mapping[str, Mapping
                shard: str | None, *, ttl: int, arrivals: Mapping[str, float], cutoff: str | None = None,
                intent: SessionIntent | None = None, personas: PersonaTracker | None = None,
                poisoned: Mapping[str, str] | None = None, attribution: Attribution | None = None,
-               clusters: SessionClusters | None = None) -> BatchFold:
+               clusters: SessionClusters | None = None, vectors: OnlineVectors | None = None) -> BatchFold:
     """The fold of `accepted` ((position, event) in stream order) into `rows` (the "sessions" and "shoppers" rows of
     their keys as read; an absent or empty row is no state yet), with every record it cannot apply left out and
     named in `fold.poisoned`. `shard`: the stream shard the records came on (None: none, events replayed outside a
@@ -60,7 +65,7 @@ def fold_batch(accepted: Sequence[tuple[str, Event]], rows: Mapping[str, Mapping
     (the fold fails without any) raises Unsettled. With one, only the records before it are folded, `poisoned` is
     what the fold without a cutoff left out, and a fold that does not come through with it raises Unsettled."""
     options: dict[str, Any] = dict(ttl=ttl, arrivals=arrivals, intent=intent, personas=personas,
-                                   attribution=attribution, clusters=clusters)
+                                   attribution=attribution, clusters=clusters, vectors=vectors)
     poisoned = dict(poisoned or {})
     while True:
         fold = BatchFold.over(accepted, rows, shard, cutoff=cutoff, poisoned=poisoned, **options)
@@ -127,7 +132,7 @@ class BatchFold:
              shard: str | None, *, cutoff: str | None, ttl: int, arrivals: Mapping[str, float],
              intent: SessionIntent | None = None, personas: PersonaTracker | None = None,
              poisoned: Mapping[str, str] | None = None, attribution: Attribution | None = None,
-             clusters: SessionClusters | None = None) -> BatchFold:
+             clusters: SessionClusters | None = None, vectors: OnlineVectors | None = None) -> BatchFold:
         """One fold leaving out the records in `poisoned`, and those it finds it cannot apply before it changes
         anything for them (added to `fold.poisoned`). A fault after that, or of the batch as a whole, stops it:
         `fold.broken` says which."""
@@ -137,6 +142,7 @@ class BatchFold:
                     for k, v in rows["shoppers"].items()}
         fold = cls(sessions, shoppers, [], 0, poisoned=dict(poisoned or {}))
         pending = intent.pairs() if intent is not None else None
+        noted = vectors.batch() if vectors is not None else None  # session and shopper vectors, applied at the end
         for pos, event in accepted:
             if cutoff is not None and pos >= cutoff:
                 break
@@ -190,14 +196,23 @@ class BatchFold:
             try:
                 if session.applies(pos):
                     repeated = session.state is not None and session.state.has_seen(event.event_id)
+                    recent = None if session.state is None else session.state.items
                     session.state = fold_session(session.state, event, ttl_seconds=ttl, received_at=arrivals[pos])
                     if clusters is not None and not repeated:  # the session's cluster posteriors, once per event
                         clusters.fold(session.state, event)
+                    if noted is not None and not repeated:
+                        noted.note(session, recent, pos, event)
+                        if pending is not None and paired is None and noted.engages(event):
+                            pending.weigh(pos, event.event_type, session.state)  # its intent factor, for the pull
                     session.absorbed(pos)
                     if paired is not None:
                         pending.add(pos, paired[0], event.event_type, paired[1], session.state)
                 if shopper.applies(pos):
+                    repeated = shopper.state is not None and shopper.state.has_seen(event.event_id)
+                    recent = None if shopper.state is None else shopper.state.recent_items
                     shopper.state = fold_shopper(shopper.state, event, shard=shard)
+                    if noted is not None and not repeated:
+                        noted.note(shopper, recent, pos, event)
                     if attributed is not None:
                         shopper.state.experiments = attributed[0]
                     shopper.absorbed(pos)
@@ -213,6 +228,8 @@ class BatchFold:
                 # One model call for the batch: the pending records' weights and every touched session's intent.
                 resolved = pending.resolve(row.state for row in sessions.values() if row.last is not None)
                 fold.contributions += resolved
+            if noted is not None:
+                noted.apply(None if pending is None else lambda pos, kind: pending.factors.get(pos, 1.0))
         except Exception as exc:
             _reraise_if_infrastructure(exc)
             fold.broken = (None, _failure("batch step", exc))
