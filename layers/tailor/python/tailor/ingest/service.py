@@ -52,7 +52,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property, partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tailor.archive import archive_key, pack_lines
 from tailor.clusters.session import SessionClusters
@@ -72,6 +72,9 @@ from tailor.ingest.fold import BatchFold, FoldedRow, fold_batch
 from tailor.ingest.intent import SessionIntent
 from tailor.personas.online import PersonaTracker
 from tailor.store.port import BlobStore, Conflict, StateStore
+
+if TYPE_CHECKING:
+    from tailor.embeddings.online import OnlineVectors
 
 __all__ = ["BatchOutcome", "Ingestor", "StreamRecord", "position"]
 
@@ -129,14 +132,16 @@ class Ingestor:
     def __init__(self, store: StateStore, blobs: BlobStore, *, session_ttl_days: float = 7,
                  max_workers: int = 16, intent: SessionIntent | None = None,
                  personas: PersonaTracker | None = None, buffer: bool = False,
-                 attribution: Attribution | None = None, clusters: SessionClusters | None = None):
+                 attribution: Attribution | None = None, clusters: SessionClusters | None = None,
+                 vectors: OnlineVectors | None = None):
         """With `intent`, every touched session's intent is kept and association pairs are weighed by it
         (tailor.ingest.intent); without, pairs weigh their event type's base weight. With `buffer`, the shared
         counters go through the shard's counter buffer (tailor.ingest.buffer), to be merged by
         tailor.ingest.merge; without, every batch adds to their rows itself (what replays outside a stream use).
         With `attribution`, events that echo an experiment's feed id add to its statistics rows
         (tailor.experiments.attribution). With `clusters`, sessions keep their cluster posteriors from feeds' impressions
-        and clicks (tailor.clusters.session)."""
+        and clicks (tailor.clusters.session). With `vectors`, sessions and shoppers keep their vectors in their rows
+        (tailor.embeddings.online), whose item vectors the first batch reads beside its rows."""
         self.store = store
         self.buffered = BUFFERED_TABLES if buffer else frozenset()
         self.blobs = blobs
@@ -144,6 +149,7 @@ class Ingestor:
         self.personas = personas  # persona counters, traits and mixtures (tailor.personas.online)
         self.attribution = attribution
         self.clusters = clusters
+        self.vectors = vectors
         self.session_ttl = int(session_ttl_days * 86400)
         self._pool = ThreadPoolExecutor(max_workers=max_workers) if max_workers > 1 else None
 
@@ -163,9 +169,14 @@ class Ingestor:
         ahead = {"sessions": _ids(loaded, "session_id"), "shoppers": _ids(loaded, "user_id"),
                  "checkpoints": set(checkpoints)}
         early = None if self._pool is None else (ahead, self._pool.submit(self.store.read_many, ahead))
+        # The item vectors are read once per container, by its first batch, while its rows are read.
+        vectors = None if self.vectors is None or self.vectors.ready or self._pool is None else \
+            self._pool.submit(self.vectors.vectors)
         accepted, originals, rejected = _decode(records, loaded)
 
         try:
+            if vectors is not None:
+                vectors.result()
             rows = self._read(early, {"sessions": {e.session_id for _, e in accepted},
                                       "shoppers": {e.user_id for _, e in accepted}, "checkpoints": set(checkpoints)})
             fold = self._fold(accepted, rows, shard, records)
@@ -252,7 +263,8 @@ class Ingestor:
         """The batch's fold (tailor.ingest.fold.fold_batch) with this Ingestor's session TTL, intent and personas."""
         return fold_batch(accepted, rows, shard, cutoff=cutoff, poisoned=poisoned, ttl=self.session_ttl,
                           arrivals={r.position: r.arrival for r in records}, intent=self.intent,
-                          personas=self.personas, attribution=self.attribution, clusters=self.clusters)
+                          personas=self.personas, attribution=self.attribution, clusters=self.clusters,
+                          vectors=self.vectors)
 
     # -- phase 1 ------------------------------------------------------------------------------------
 
