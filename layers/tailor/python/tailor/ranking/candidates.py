@@ -20,6 +20,7 @@ import numpy as np
 
 from tailor.associations import ItemAssociations, NextItems, intent_weighted
 from tailor.embeddings import ItemVectors, VectorFilters
+from tailor.embeddings.online import stored_vector
 from tailor.embeddings.ranking import query_vector
 from tailor.ranking.context import RankingContext
 from tailor.ranking.rows import ITEM_FIELDS, ItemRecord, Partners
@@ -28,6 +29,7 @@ __all__ = ["CallerSource", "CandidateSource", "Candidates", "CategoryPopularSour
            "QuerySource", "RelatedSource", "SessionSource", "cooccurrence", "gather_candidates", "merge_proposals"]
 
 SESSION_CANDIDATES = 2000  # most next items the session source ranks (a route's candidate budget takes a share)
+SHOPPER_VECTOR_WEIGHT = 0.5  # the shopper's lasting vector beside the session's (each of length 1) in a query
 
 
 class CandidateSource(Protocol):
@@ -96,10 +98,12 @@ class SessionSource:
 
 @dataclass
 class EmbeddingSource:
-    """The items nearest by cosine to the session's vector (its items', most recent weighing most, as
-    tailor.embeddings.update folds them; the shopper's recent items' without a session), with the request's
-    availability, price and category filters applied inside the search. `vectors` gives the item vectors
-    (loaded once per container); without them the source proposes nothing."""
+    """The items nearest by cosine to the session's and the shopper's vectors as Ingest keeps them in their rows
+    (tailor.embeddings.online; the shopper's weighing SHOPPER_VECTOR_WEIGHT of the session's), with the request's
+    availability, price and category filters applied inside the search. Without such vectors (rows not yet folded
+    with these item vectors, a session the caller describes, an item's related items), the query is folded from the
+    anchors (related's item, the session's and the shopper's recent items; most recent weighing most).
+    `vectors` gives the item vectors (loaded once per container); without them the source proposes nothing."""
 
     name: str = "embedding"
     share: float = 0.05  # every candidate costs the feed its row and its features: few, the nearest
@@ -120,10 +124,11 @@ class EmbeddingSource:
         wanted = ctx.request.filters
         bought = frozenset(ctx.purchased_items()) if wanted.exclude_purchased else frozenset()
         # The pipeline asks for proposals after every read; the search runs again only when its inputs changed.
-        key = (id(vectors), items, wanted, bought, limit)
+        kept = self._kept(ctx, vectors)
+        key = (id(vectors), items if kept is None else kept[1], wanted, bought, limit)
         if self._memo is not None and self._memo[0] == key:
             return self._memo[1]
-        query = query_vector(vectors, ((item, "view") for item in items))
+        query = kept[0] if kept is not None else query_vector(vectors, ((item, "view") for item in items))
         found: dict[str, float] = {}
         if query is not None:
             filters = VectorFilters(available_only=wanted.available_only, min_price=wanted.min_price,
@@ -131,6 +136,21 @@ class EmbeddingSource:
             found = dict(vectors.nearest(query, limit, filters, probes=self.probes))
         self._memo = (key, found)
         return found
+
+    @staticmethod
+    def _kept(ctx: RankingContext, vectors: ItemVectors) -> tuple[np.ndarray, tuple] | None:
+        """The query from the session's and the shopper's rows' vectors, and what it was made of; None when
+        neither row holds one of these item vectors' space, or the request's anchors are not the rows'."""
+        if ctx.transient_session or ctx.request.route == "related":
+            return None
+        query, made_of = None, []
+        for state, weight in ((ctx.session, 1.0), (ctx.shopper, SHOPPER_VECTOR_WEIGHT)):
+            found = None if state is None else stored_vector(state.vector, vectors)
+            if found is not None:
+                part = (weight / float(np.linalg.norm(found))) * found
+                query = part if query is None else query + part
+                made_of.append(state.vector.get("v"))
+        return None if query is None else (query, tuple(made_of))
 
 
 @dataclass

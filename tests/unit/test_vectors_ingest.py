@@ -1,0 +1,210 @@
+"""Ingest's fold keeps each session's and shopper's vector in their rows: engagements pull it toward their item's
+vector (by event type and session intent), ignored impressions push it away, exactly once whether the stream
+delivers a batch again, cuts it in parts, or the producer sends an event twice; the feed queries with it."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tailor.embeddings import MODEL_NAME, ItemVectors, VectorUpdate, update_vector
+from tailor.embeddings.online import OnlineVectors, stored_vector, vectors_tag
+from tailor.events import parse_event
+from tailor.ingest.fold import fold_batch
+from tailor.ingest.intent import SessionIntent
+from tailor.ingest.service import Ingestor
+from tailor.intent import MODEL_NAME as INTENT_MODEL
+from tailor.intent import IntentModel
+from tailor.models import ModelRegistry, load_model
+from tailor.ranking import Filters, Request
+from tailor.ranking.candidates import EmbeddingSource
+from tailor.ranking.context import RankingContext
+from tailor.session import SessionState
+from tailor.shopper import ShopperState
+from tailor.store.memory import MemoryBlobStore, MemoryStateStore
+
+from tests.helpers.events import SHARD, random_events, to_records
+
+RULE = VectorUpdate(decay=0.5, ignore_weight=0.2, unseen_share=0.5)
+ITEMS = ["lamp-1", "lamp-2", "lamp-3", "book-1", "book-2", "book-3"]
+MATRIX = np.array([[1.0, 0.1], [0.9, 0.2], [0.8, 0.3], [0.1, 1.0], [0.2, 0.9], [0.3, 0.8]], dtype=np.float32)
+VECTORS = ItemVectors.build(ITEMS, MATRIX, metadata={"version": "v1"})
+
+
+def _event(n: int, kind: str, user: str = "u-1", session: str = "s-1", **extra) -> dict:
+    return {"event_id": f"e-{user}-{n}", "user_id": user, "session_id": session,
+            "timestamp": f"2026-12-01T10:{n // 60:02d}:{n % 60:02d}Z", "event_type": kind, **extra}
+
+
+EVENTS = [_event(1, "view", item_id="lamp-1"),
+          _event(2, "impression", item_ids=["book-1", "lamp-2", "book-2", "lamp-3"], feed_id="feed-1"),
+          _event(3, "click", item_id="book-2", feed_id="feed-1", position=2),
+          _event(4, "add_to_cart", item_id="book-2", feed_id="feed-1", position=2),
+          _event(5, "impression", item_ids=["book-3"], feed_id="feed-2")]
+
+
+def _fold(events, rows, start, *, online=None, intent=None):
+    accepted = [(f"{start + n:08d}", parse_event(e)) for n, e in enumerate(events)]
+    return fold_batch(accepted, rows, SHARD, ttl=86400, arrivals={p: e.epoch for p, e in accepted}, intent=intent,
+                      vectors=online or OnlineVectors(lambda: VECTORS, RULE))
+
+
+def _rows(folded, rows=None):
+    out = {"sessions": dict((rows or {}).get("sessions", {})), "shoppers": dict((rows or {}).get("shoppers", {}))}
+    for table, key, row in folded.changed_rows():
+        out[table][key] = row.fields()
+    return out
+
+
+EMPTY = {"sessions": {}, "shoppers": {}}
+
+
+def _by_hand() -> np.ndarray:
+    """The rule applied to EVENTS: the view and the click pull; the click settles the two items above it as ignored
+    (book-1, lamp-2); the cart add pulls again; feed-2's impression settles feed-1's unclicked rest (lamp-3) as
+    rendered and never engaged."""
+    v = VECTORS.vector
+    current = update_vector(None, v("lamp-1"), "view", rule=RULE)
+    for item in ("book-1", "lamp-2"):
+        current = update_vector(current, v(item), "ignore", rule=RULE)
+    current = update_vector(current, v("book-2"), "click", rule=RULE)
+    current = update_vector(current, v("book-2"), "add_to_cart", rule=RULE)
+    return update_vector(current, v("lamp-3"), "ignore", rule=RULE, intent_factor=RULE.unseen_share)
+
+
+def test_engagements_pull_and_ignores_push_the_session_and_the_shopper_vector():
+    rows = _rows(_fold(EVENTS, EMPTY, 0))
+    expected = _by_hand()
+    for table, key in (("sessions", "s-1"), ("shoppers", "u-1")):
+        kept = rows[table][key]["vector"]
+        assert kept["m"] == vectors_tag(VECTORS) and kept["f"] == "feed-2" and kept["p"] == ["book-3"]
+        found = stored_vector(kept, VECTORS)
+        assert np.allclose(found, expected, atol=0.02 * np.abs(expected).max())
+    # Without the ignores the vector would lie closer to the lamps it passed over.
+    pulled_only = update_vector(update_vector(update_vector(None, VECTORS.vector("lamp-1"), "view", rule=RULE),
+                                              VECTORS.vector("book-2"), "click", rule=RULE),
+                                VECTORS.vector("book-2"), "add_to_cart", rule=RULE)
+    lamp = VECTORS.vector("lamp-2")
+    found = stored_vector(rows["sessions"]["s-1"]["vector"], VECTORS)
+    assert found @ lamp / np.linalg.norm(found) < pulled_only @ lamp / np.linalg.norm(pulled_only)
+
+
+def test_a_redelivered_or_cut_batch_and_a_producers_duplicate_leave_the_same_bytes():
+    whole = _rows(_fold(EVENTS, EMPTY, 0))
+    first = _rows(_fold(EVENTS[:2], EMPTY, 0))
+    again = _rows(_fold(EVENTS, first, 0), first)  # the stream delivers the first two again, then the rest
+    parts = _rows(_fold(EVENTS[3:], _rows(_fold(EVENTS[:3], EMPTY, 0)), 3))
+    replayed = _rows(_fold(EVENTS, whole, 0), whole)  # all of it again: the rows hold it already
+    duplicate = _rows(_fold([dict(EVENTS[3], timestamp="2026-12-01T10:00:09Z")], whole, 10), whole)
+    for table, key in (("sessions", "s-1"), ("shoppers", "u-1")):
+        for other in (again, parts, replayed, duplicate):
+            assert other[table][key]["vector"] == whole[table][key]["vector"]
+
+
+def test_with_session_intent_a_batch_folds_alike_whole_or_in_parts():
+    intent = SessionIntent(load_model(INTENT_MODEL, build=IntentModel.from_stored))
+    events = _stream(seed=3, n=160)
+    whole = _rows(_fold(events, EMPTY, 0, intent=intent))
+    half = _rows(_fold(events[:70], EMPTY, 0, intent=intent))
+    parts = _rows(_fold(events[70:], half, 70, intent=intent), half)
+    assert whole == parts
+    kept = [row["vector"] for row in whole["sessions"].values()] + [row["vector"] for row in whole["shoppers"].values()]
+    assert sum(1 for v in kept if stored_vector(v, VECTORS) is not None) >= 10
+    # The session's intent weighs its pulls: without it the vectors differ.
+    plain = _rows(_fold(events, EMPTY, 0))
+    assert any(plain["sessions"][k]["vector"] != whole["sessions"][k]["vector"] for k in whole["sessions"])
+
+
+def test_new_item_vectors_start_the_rows_again_from_their_recent_items():
+    rows = _rows(_fold(EVENTS[:1], EMPTY, 0))
+    retrained = ItemVectors.build(ITEMS, MATRIX[:, ::-1].copy(), metadata={"version": "v2"})
+    assert stored_vector(rows["sessions"]["s-1"]["vector"], retrained) is None  # of another space: not used
+    moved = _rows(_fold([_event(7, "view", item_id="book-1")], rows, 5,
+                        online=OnlineVectors(lambda: retrained, RULE)), rows)
+    expected = update_vector(update_vector(None, retrained.vector("lamp-1"), "view", rule=RULE),
+                             retrained.vector("book-1"), "view", rule=RULE)
+    found = stored_vector(moved["sessions"]["s-1"]["vector"], retrained)
+    assert np.allclose(found, expected, atol=0.02 * np.abs(expected).max())
+
+
+def test_without_item_vectors_the_rows_keep_none():
+    rows = _rows(_fold(EVENTS, EMPTY, 0, online=OnlineVectors(lambda: None, RULE)))
+    assert rows["sessions"]["s-1"]["vector"] == {} and rows["shoppers"]["u-1"]["vector"] == {}
+
+
+def test_a_vector_costs_its_row_a_few_hundred_bytes_at_256_dimensions():
+    rng = np.random.default_rng(0)
+    ids = [f"item-{k}" for k in range(100)]
+    wide = ItemVectors.build(ids, rng.normal(size=(100, 256)).astype(np.float32), metadata={"version": "w"})
+    events = [_event(k, "view", item_id=ids[k]) for k in range(30)]
+    events.append(_event(40, "impression", item_ids=ids[50:70], feed_id="f-" + "0" * 30))
+    rows = _rows(_fold(events, EMPTY, 0, online=OnlineVectors(lambda: wide, RULE)))
+    kept = rows["sessions"]["s-1"]["vector"]
+    assert len(kept["v"]) == 348  # base64 of a 4-byte scale and 256 one-byte components
+    found, exact = stored_vector(kept, wide), None
+    for event in events[:30]:
+        exact = update_vector(exact, wide.vector(event["item_id"]), "view", rule=RULE)
+    assert found @ exact / (np.linalg.norm(found) * np.linalg.norm(exact)) > 0.999
+
+
+def test_ingest_keeps_vectors_without_another_write_and_reads_the_registry_once():
+    registry_blobs = MemoryBlobStore()
+    registry = ModelRegistry(registry_blobs)
+    registry.publish(MODEL_NAME, VECTORS.to_npz(), {"format": "tailor-item-vectors/1"})
+    reads = []
+    online = OnlineVectors.load(_Counting(registry, reads), RULE)
+    assert not online.ready and not reads  # nothing read at a cold start
+    events = _stream(seed=4, n=120)
+    written = {}
+    for name, vectors in (("plain", None), ("kept", online)):
+        ingest = Ingestor(MemoryStateStore(), MemoryBlobStore(), max_workers=4, vectors=vectors)
+        outcomes = [ingest.ingest(to_records(events[:60])), ingest.ingest(to_records(events[60:], start=60))]
+        assert all(o.failed == [] for o in outcomes)
+        written[name] = [o.rows_written for o in outcomes]
+        store = ingest.store
+    assert written["kept"] == written["plain"]  # the vectors ride in the rows the batch writes anyway
+    assert len(reads) == 1 and online.ready
+    sessions = [SessionState.from_row(row) for row in store.snapshot()["sessions"].values()]
+    assert sum(1 for s in sessions if stored_vector(s.vector, online.vectors()) is not None) >= 5
+
+
+def test_the_feeds_embedding_source_queries_with_the_rows_vectors():
+    session = SessionState(session_id="s-1", user_id="u-1", started_at=0.0, last_seen=0.0, expires_at=0,
+                           items=["lamp-1"])
+    shopper = ShopperState(user_id="u-1", first_seen=0.0, last_seen=0.0, recent_items=["lamp-1"])
+    folded = _rows(_fold([_event(1, "view", item_id="book-1"), _event(2, "add_to_cart", item_id="book-2")], EMPTY, 0))
+    session.vector = folded["sessions"]["s-1"]["vector"]
+    shopper.vector = folded["shoppers"]["u-1"]["vector"]
+    source = EmbeddingSource(vectors=lambda: VECTORS)
+    ctx = RankingContext(Request("feed", user_id="u-1", session_id="s-1", n=20, filters=Filters(available_only=False)),
+                         now=0.0, shopper=shopper, session=session)
+    found = list(source.propose(ctx, 20))
+    assert found[0].startswith("book")  # the rows' vectors, not the lamp its items name
+    session.vector, shopper.vector = {}, {}
+    assert list(EmbeddingSource(vectors=lambda: VECTORS).propose(ctx, 20))[0].startswith("lamp")
+
+
+class _Counting:
+    """A registry that counts its reads."""
+
+    def __init__(self, registry, reads):
+        self.registry, self.reads = registry, reads
+
+    def fetch(self, name, version=None):
+        self.reads.append(name)
+        return self.registry.fetch(name, version)
+
+
+def _stream(seed: int, n: int) -> list[dict]:
+    """random_events on this module's items, with feeds' impressions and clicks echoing them."""
+    events = random_events(seed=seed, n=n, items=len(ITEMS))
+    rename = {f"i{k}": item for k, item in enumerate(ITEMS)}
+    out = []
+    for k, event in enumerate(events):
+        event = dict(event)
+        if "item_id" in event:
+            event["item_id"] = rename[event["item_id"]]
+        if "item_ids" in event:
+            event["item_ids"] = [rename[i] for i in event["item_ids"]]
+            event["feed_id"] = f"feed-{k}"
+        out.append(event)
+    return out
