@@ -10,6 +10,7 @@ from aws_lambda_powertools.utilities.batch import process_partial_response
 from tailor.aws_clients import client
 from tailor.clusters import PublishedClusters
 from tailor.clusters.session import SessionClusters
+from tailor.embeddings.online import OnlineVectors
 from tailor.experiments.attribution import Attribution
 from tailor.ingest.intent import SessionIntent
 from tailor.ingest.kinesis import AggregatingKinesisProcessor, publish_metrics, stream_record
@@ -38,6 +39,8 @@ processor = AggregatingKinesisProcessor(
         attribution=Attribution(window=settings.attribution_window_hours * 3600),
         # The published item clusters, read by the first feed event a container folds, not at its start.
         clusters=SessionClusters(PublishedClusters(ModelRegistry(_bucket))),
+        # The published item vectors likewise, read by the first batch, for sessions' and shoppers' vectors.
+        vectors=OnlineVectors.load(ModelRegistry(_bucket)),
     ),
     logger=logger,
 )
