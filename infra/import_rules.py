@@ -28,7 +28,8 @@ LAYER = "tailor"
 # Top-level modules every function may import, besides the standard library and its own folder's modules.
 FUNCTION_IMPORTS = frozenset({LAYER, "aws_lambda_powertools", "boto3", "botocore", "pydantic", "pydantic_core"})
 # Project modules a function carries itself, by function folder (see that folder's Makefile).
-SHIPPED: Mapping[str, frozenset[str]] = {"train_ltv": frozenset({"tailor_lab.training.ltv"})}
+SHIPPED: Mapping[str, frozenset[str]] = {"train_ltv": frozenset({"tailor_lab.training.ltv"}),
+                                         "rebuild_clusters": frozenset({"tailor_lab.training.clusters"})}
 
 
 def main() -> int:
