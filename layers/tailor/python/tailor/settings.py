@@ -13,8 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tailor.store.port import TABLES
 
-__all__ = ["ApiSettings", "EraseSettings", "IngestSettings", "MergeCountersSettings", "RebuildLtvSettings",
-           "RebuildPersonasSettings", "ReportExperimentsSettings", "TrainLtvSettings"]
+__all__ = ["ApiSettings", "EraseSettings", "IngestSettings", "MergeCountersSettings", "RebuildClustersSettings",
+           "RebuildLtvSettings", "RebuildPersonasSettings", "ReportExperimentsSettings", "TrainLtvSettings"]
 
 # tailor.intent_config.CONFIG_VARIABLES; not imported from there, which loads the intent model's runtime.
 _INTENT_CONFIG = ("INTENT_CONFIG_APPLICATION", "INTENT_CONFIG_ENVIRONMENT", "INTENT_CONFIG_PROFILE")
@@ -120,3 +120,9 @@ class TrainLtvSettings(_Settings):
     data_bucket: str = Field(alias="DATA_BUCKET", min_length=1)
     ltv_history_weeks: float = Field(104.0, alias="LTV_HISTORY_WEEKS")
     ltv_horizon_weeks: float = Field(39.0, alias="LTV_HORIZON_WEEKS")
+
+
+class RebuildClustersSettings(_Settings):
+    data_bucket: str = Field(alias="DATA_BUCKET", min_length=1)
+    cluster_history_days: float = Field(28.0, alias="CLUSTER_HISTORY_DAYS", gt=0)
+    cluster_count: int = Field(36, alias="CLUSTER_COUNT", ge=2)
