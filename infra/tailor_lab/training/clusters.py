@@ -7,6 +7,9 @@ descriptor per trait is the mean of its items' trait strengths (tailor.clusters.
 price) blended with the mean trait strength of the shoppers who clicked its items (`engaged`: shopper -> trait
 means) by `engaged_weight`. Its global click rate is clicks over impressions of its items in the events, with one
 prior impression-worth of the shop's rate per `rate_prior`.
+
+The scheduled RebuildClusters function runs `rebuild_from_archive`: its build carries this module alone from the lab
+(functions/rebuild_clusters/Makefile), so it imports nothing from the lab, only the domain library and scikit-learn.
 """
 
 from __future__ import annotations
@@ -14,14 +17,23 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 from sklearn.cluster import KMeans
 
+from tailor.archive import archived_events
+from tailor.clusters import FORMAT, MODEL_NAME, load_item_clusters
 from tailor.clusters.model import TRAIT_NAMES, ItemClusters, item_trait_strengths, match_cluster_ids
+from tailor.embeddings import load_item_vectors
+from tailor.models import ModelRegistry
+from tailor.store.port import BlobStore
 
-__all__ = ["ClusterParams", "build_clusters", "click_counts"]
+__all__ = ["ClusterParams", "build_clusters", "catalog_from_events", "click_counts", "rebuild_from_archive"]
+
+DAY_SECONDS = 86400.0
+MIN_ITEMS = 2  # fewer items make no clusters worth a bandit
 
 
 @dataclass(frozen=True)
@@ -116,6 +128,55 @@ def build_clusters(items: Sequence[Mapping[str, Any]], events: Iterable[Mapping[
                         members=members, top_items=top, neighbours=neighbours)
 
 
+def rebuild_from_archive(blobs: BlobStore, now: float | datetime, *, history_days: float = 28.0,
+                         params: ClusterParams = ClusterParams(), publish: bool = True) -> dict[str, Any]:
+    """Cluster the items of the archived events of the last `history_days` before `now` (their latest category and
+    price; the registry's current item vectors where published), with ids matched to the current clusters', and
+    publish them as current. The report says what was built, or why nothing was (status "skipped": too few items,
+    and the current clusters stay)."""
+    end = now.timestamp() if isinstance(now, datetime) else float(now)
+    start = end - history_days * DAY_SECONDS
+    since = datetime.fromtimestamp(start, tz=UTC).date().isoformat()
+    until = datetime.fromtimestamp(end, tz=UTC).date().isoformat()
+    events = [e for e in archived_events(blobs, since=since, until=until) if start <= _epoch(e) < end]
+    items = catalog_from_events(events)
+    report: dict[str, Any] = {"model": MODEL_NAME, "events": len(events), "items": len(items), "since": since,
+                              "as_of": _iso(end)}
+    if len(items) < MIN_ITEMS:
+        return {**report, "status": "skipped", "reason": f"{len(items)} items in the archive's window, fewer than "
+                                                         f"{MIN_ITEMS}", "clusters": 0}
+    registry = ModelRegistry(blobs)
+    vectors = load_item_vectors(registry)
+    previous = load_item_clusters(registry)
+    built = build_clusters(items, events, previous=previous, params=params,
+                           vectors=None if vectors is None else {item: vectors.vectors[vectors.row(item)]
+                                                                 for item in (r["item_id"] for r in items)
+                                                                 if vectors.row(item) is not None})
+    kept = len(set(built.ids) & set(previous.ids)) if previous is not None else 0
+    report = {**report, "status": "built", "clusters": len(built.ids), "ids_kept": kept,
+              "with_vectors": vectors is not None}
+    if publish:
+        report["version"] = registry.publish(MODEL_NAME, built.to_json().encode(), {
+            "format": FORMAT, "trained_at": _iso(end), **{k: report[k] for k in ("events", "items", "since",
+                                                                                  "clusters", "ids_kept")},
+            "params": vars(params) | {}})
+    return report
+
+
+def catalog_from_events(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Every item the events name, with the latest category and price they carry (what build_clusters takes)."""
+    catalog: dict[str, dict[str, Any]] = {}
+    for event in events:
+        item = event.get("item_id")
+        if not item:
+            continue
+        record = catalog.setdefault(str(item), {"item_id": str(item), "category": None, "price": None})
+        for key in ("category", "price"):
+            if event.get(key) is not None:
+                record[key] = event[key]
+    return [catalog[item] for item in sorted(catalog)]
+
+
 def click_counts(events: Iterable[Mapping[str, Any]]) -> tuple[Counter, Counter]:
     """Clicks and impressions per item in events."""
     clicks: Counter = Counter()
@@ -150,3 +211,14 @@ def _price_percentiles(items: Sequence[Mapping[str, Any]]) -> np.ndarray:
         for rank, (_, i) in enumerate(rows):
             out[i] = (rank + 0.5) / len(rows)
     return out
+
+
+def _epoch(event: Mapping[str, Any]) -> float:
+    try:
+        return datetime.fromisoformat(str(event.get("timestamp")).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return float("nan")  # outside every window
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, tz=UTC).isoformat().replace("+00:00", "Z")

@@ -1,0 +1,82 @@
+"""RebuildClusters on moto: a simulated day ingested into the archive, the items clustered and published with the calls
+the template grants, ids kept by the next rebuild, and the clusters loaded by serving and Ingest from the registry."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import UTC, datetime
+
+import boto3
+import pytest
+from cfnlint.decode import cfn_yaml
+
+from tailor.clusters import MODEL_NAME, load_item_clusters
+from tailor.ingest.service import Ingestor
+from tailor.models import ModelRegistry
+from tailor.settings import EraseSettings, RebuildClustersSettings
+from tailor.store.aws import DynamoStateStore, S3BlobStore
+from tailor_lab.simulator import simulate
+
+from tests.helpers.events import load_event, to_records
+from tests.integration.test_template import ROOT, TEMPLATE, assert_granted, recorded_functions
+
+
+@pytest.fixture(scope="module")
+def template() -> dict:
+    return cfn_yaml.load(str(TEMPLATE))
+
+
+def recent_day(shoppers: int = 30) -> list[dict]:
+    """A simulated day of shoppers, moved to end a minute ago (the rebuild reads the archive's last weeks)."""
+    events = simulate(shoppers=shoppers, days=1.0, seed=31).events
+    last = datetime.fromisoformat(events[-1]["timestamp"].replace("Z", "+00:00")).timestamp()
+    shift = time.time() - 60 - last
+    moved = []
+    for event in events:
+        at = datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp() + shift
+        moved.append(dict(event, timestamp=datetime.fromtimestamp(at, tz=UTC).isoformat().replace("+00:00", "Z")))
+    return moved
+
+
+def test_rebuild_clusters_runs_daily_on_its_sample_event_within_lambdas_limit(template):
+    function = template["Resources"]["RebuildClustersFunction"]
+    properties = function["Properties"]
+    assert function["Metadata"]["BuildMethod"] == "makefile" and properties["Timeout"] <= 900
+    assert (ROOT / properties["CodeUri"] / "Makefile").is_file()
+    (event,) = properties["Events"].values()
+    assert event["Type"] == "ScheduleV2" and event["Properties"]["ScheduleExpression"].startswith("cron(")
+    assert json.loads(event["Properties"]["Input"]) == load_event("rebuild-clusters-schedule.json")
+    assert RebuildClustersSettings.read(
+        {"DATA_BUCKET": "d", **properties["Environment"]["Variables"]}).cluster_count >= 2
+
+
+def test_rebuild_clusters_publishes_within_the_granted_calls_and_keeps_ids(template):
+    events = recent_day()
+    with recorded_functions(CLUSTER_COUNT="6") as (functions, calls):
+        settings = RebuildClustersSettings.read(os.environ)
+        bucket = S3BlobStore(boto3.client("s3"), settings.data_bucket)
+        store = DynamoStateStore(boto3.client("dynamodb"), EraseSettings.read(os.environ).tables)
+        assert not Ingestor(store, bucket, max_workers=4).ingest(to_records(events)).failed
+        calls.clear()
+        report = functions.invoke("RebuildClustersFunction", load_event("rebuild-clusters-schedule.json"))
+        assert report["status"] == "built" and report["clusters"] == 6 and report["ids_kept"] == 0
+        assert {"s3:GetObject", "s3:PutObject", "s3:ListBucket"} <= {action for action, _, _ in calls}
+        assert_granted(template, "RebuildClustersFunction", calls)
+        registry = ModelRegistry(bucket)
+        assert registry.current_version(MODEL_NAME) == report["version"]
+        first = load_item_clusters(registry)
+        assert first is not None and len(first.ids) == 6
+        assert set(first.members) == {e["item_id"] for e in events if e.get("item_id")}
+
+        again = functions.invoke("RebuildClustersFunction", load_event("rebuild-clusters-schedule.json"))
+        assert again["status"] == "built" and again["ids_kept"] == 6  # the same archive: every cluster keeps its id
+        assert load_item_clusters(registry).ids == first.ids
+
+
+def test_rebuild_clusters_skips_an_empty_archive(template):
+    with recorded_functions() as (functions, _):
+        report = functions.invoke("RebuildClustersFunction", load_event("rebuild-clusters-schedule.json"))
+        assert report["status"] == "skipped" and report["items"] == 0
+        assert load_item_clusters(ModelRegistry(S3BlobStore(boto3.client("s3"), os.environ["DATA_BUCKET"]))) is None
