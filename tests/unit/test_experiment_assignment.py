@@ -117,6 +117,10 @@ def test_unit_hash_is_uniform_and_salted():
     ({"end": "2026-11-01T00:00:00Z"}, "end"),
     ({"experiment_id": "Bad Id"}, "experiment_id"),
     ({"colour": "red"}, "colour"),
+    ({"planned_units": 0}, "planned_units"),
+    ({"planned_units": 2500.5}, "planned_units"),
+    ({"planned_units": True}, "planned_units"),
+    ({"planned_units": "5000"}, "planned_units"),
 ])
 def test_a_bad_experiment_is_refused_naming_the_field(change, field):
     body = {"variants": [{"name": "a", "strategy": "default"}, {"name": "b", "strategy": "baseline"}], **change}
@@ -203,3 +207,15 @@ def test_a_failed_read_of_the_running_experiments_keeps_the_last_ones():
     assert live(NOW.timestamp() + 1) == [exp]  # the read failed: the last list
     clock[0] = 37.0
     assert live(NOW.timestamp() + 1) == [exp] and not answers  # read again a few seconds on
+
+
+def test_the_report_is_tuned_at_the_planned_units_the_experiment_names():
+    store = ExperimentStore(MemoryStateStore())
+    body = {"variants": [{"name": "a", "strategy": "default"}, {"name": "b", "strategy": "baseline"}]}
+    store.create(new_experiment({**body, "experiment_id": "exp-planned", "planned_units": 800}, now=NOW,
+                                known_strategies=STRATEGIES))
+    store.create(new_experiment({**body, "experiment_id": "exp-unplanned"}, now=NOW, known_strategies=STRATEGIES))
+    planned = store.get("exp-planned")
+    assert planned.planned_units == 800
+    assert store.build_report(planned)["tuning_units"] == 800
+    assert store.build_report(store.get("exp-unplanned"))["tuning_units"] == 5000

@@ -25,6 +25,7 @@ ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,47}$")
 VARIANT_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 MAX_VARIANTS = 8
 MAX_DAYS = 366
+MAX_PLANNED_UNITS = 10**9
 SHARE_TOLERANCE = 1e-6
 
 
@@ -49,7 +50,9 @@ class Variant:
 class Experiment:
     """An experiment. `holdout`: the share of the layer's shoppers it takes who get the default strategy and are
     not counted; `traffic`: the share of the layer's shoppers it takes at all (the rest are free for other
-    experiments of the layer); `slot`: [low, high) of the layer's hash space, claimed when it starts."""
+    experiments of the layer); `slot`: [low, high) of the layer's hash space, claimed when it starts;
+    `planned_units`: the exposed units it is planned to reach, at which its reports' confidence sequences are
+    tightest (None: the reports' default, stats.DEFAULT_TUNING)."""
 
     experiment_id: str
     name: str
@@ -67,6 +70,7 @@ class Experiment:
     started_at: str | None = None
     stopped_at: str | None = None
     description: str = ""
+    planned_units: int | None = None
 
     @property
     def layer_name(self) -> str:
@@ -130,7 +134,7 @@ def new_experiment(body: Mapping[str, Any], *, now: datetime, known_strategies: 
     if not isinstance(body, Mapping):
         raise ExperimentError("body", "must be a JSON object")
     allowed = {"experiment_id", "name", "surface", "variants", "holdout", "traffic", "layer", "start", "end",
-               "days", "description"}
+               "days", "description", "planned_units"}
     unknown = set(body) - allowed
     if unknown:
         raise ExperimentError(sorted(unknown)[0], "is not an experiment field")
@@ -168,8 +172,13 @@ def new_experiment(body: Mapping[str, Any], *, now: datetime, known_strategies: 
     description = body.get("description", "")
     if not isinstance(description, str) or len(description) > 2000:
         raise ExperimentError("description", "text of at most 2000 characters")
+    planned = body.get("planned_units")
+    if planned is not None and (isinstance(planned, bool) or not isinstance(planned, int)
+                                or not 2 <= planned <= MAX_PLANNED_UNITS):
+        raise ExperimentError("planned_units", f"a whole number of units from 2 to {MAX_PLANNED_UNITS:,}")
     return Experiment(experiment_id, name.strip(), surface, variants, _iso(start), _iso(end), holdout, traffic,
-                      layer, secrets.token_hex(8), DRAFT, None, _iso(now), description=description)
+                      layer, secrets.token_hex(8), DRAFT, None, _iso(now), description=description,
+                      planned_units=planned)
 
 
 def _variants(value: Any, known: set[str]) -> tuple[Variant, ...]:
