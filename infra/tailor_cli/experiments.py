@@ -36,6 +36,9 @@ def add_parser(commands: Any) -> None:
     create.add_argument("--days", type=float, help="how long it runs (default 14)")
     create.add_argument("--start", help="when it starts (ISO 8601; default now)")
     create.add_argument("--end", help="when it ends (ISO 8601; instead of --days)")
+    create.add_argument("--planned-units", type=int,
+                        help="shoppers it is planned to expose: the report's confidence sequences are tightest there "
+                             "(default 5000)")
     create.add_argument("--file", type=Path, help="the whole definition as JSON (POST /experiments' body)")
     create.add_argument("--start-now", action="store_true", help="start it right away")
     create.set_defaults(command=_create)
@@ -88,7 +91,7 @@ def _create(args: argparse.Namespace) -> int:
             variants = [{**v, "share": 1.0 / len(variants)} for v in variants]
         body = {"surface": args.surface, "variants": variants, "holdout": args.holdout, "traffic": args.traffic,
                 "layer": args.layer}
-        for name in ("experiment_id", "name", "days", "start", "end"):
+        for name in ("experiment_id", "name", "days", "start", "end", "planned_units"):
             if getattr(args, name) is not None:
                 body[name] = getattr(args, name)
     status, created = _call(args, "POST", "/experiments", body)
