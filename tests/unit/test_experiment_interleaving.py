@@ -1,13 +1,25 @@
-"""Team-draft interleaving: the merged list, the per-query credit and the sign test against scipy's binomtest."""
+"""Team-draft interleaving: the merged list, the per-query credit and the sign test against scipy's binomtest, the
+per-shopper click differences and their t-test against scipy's ttest_1samp."""
 
 from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
-from scipy.stats import binomtest
+from scipy.stats import binomtest, t, ttest_1samp
 
-from tailor.experiments.interleaving import A, B, credit, interleaving_test, sign_test, team_draft
+from tailor.experiments.interleaving import (
+    A,
+    B,
+    click_difference,
+    credit,
+    interleaving_test,
+    shopper_test,
+    sign_test,
+    student_t_sf,
+    team_draft,
+)
 
 
 def test_team_draft_takes_each_rankers_best_unshown_item_in_balanced_rounds():
@@ -63,3 +75,43 @@ def test_interleaving_test_counts_wins_and_ties():
     assert result.p_value == pytest.approx(binomtest(4, 5, 0.5).pvalue)
     assert result.delta == pytest.approx(3 / 7)
     assert interleaving_test([]).preferred is None
+
+
+def test_click_difference_counts_each_clicked_position_once():
+    merged = [("a", A), ("x", B), ("b", A), ("y", B)]
+    assert click_difference(merged, [0, 2, 1]) == 1
+    assert click_difference(merged, [1, 3, 3]) == -2
+    assert click_difference(merged, []) == 0
+    with pytest.raises(ValueError, match="position -1"):
+        click_difference(merged, [-1])
+
+
+@pytest.mark.parametrize("size, shift", [(2, 0.5), (3, 0.0), (8, 1.0), (40, 0.2), (500, 0.05), (5000, -0.03)])
+def test_shopper_test_matches_scipy_ttest_1samp(size, shift):
+    rng = np.random.default_rng(size)
+    differences = rng.poisson(0.4, size) - rng.poisson(0.4, size) + shift
+    result = shopper_test(differences)
+    expected = ttest_1samp(differences, 0.0)
+    assert result.p_value == pytest.approx(expected.pvalue, rel=1e-9)
+    assert result.mean == pytest.approx(differences.mean())
+    assert result.standard_error == pytest.approx(differences.std(ddof=1) / np.sqrt(size))
+    assert result.preferred == (None if expected.pvalue >= 0.05 else A if differences.mean() > 0 else B)
+
+
+def test_shopper_test_edges():
+    assert shopper_test([]).preferred is None and shopper_test([]).p_value == 1.0
+    assert shopper_test([3]).p_value == 1.0
+    assert shopper_test([0, 0, 0]).p_value == 1.0
+    assert shopper_test([2, 2, 2]).preferred == A  # every shopper clicked A's items more, and by as much
+    assert shopper_test([-1, -1, -3, -2]).preferred == B
+    assert shopper_test([1, -1] * 50 + [1] * 3, alpha=0.01).preferred is None
+    with pytest.raises(ValueError, match="finite"):
+        shopper_test([1, float("nan")])
+    with pytest.raises(ValueError, match="alpha"):
+        shopper_test([1, 2], alpha=1.5)
+
+
+@pytest.mark.parametrize("value, df", [(0.0, 3), (1e-9, 5), (0.3, 5), (1.0, 1), (2.5, 1000.5), (7.0, 1), (50.0, 2),
+                                       (3.0, 4), (1.96, 1e6)])
+def test_student_t_tail_matches_scipy(value, df):
+    assert student_t_sf(value, df) == pytest.approx(t.sf(value, df), rel=1e-9, abs=1e-300)

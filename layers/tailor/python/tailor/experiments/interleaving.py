@@ -1,11 +1,16 @@
 """Team-draft interleaving (Radlinski et al. 2008): two rankers' lists merged into one, clicks credited per query.
 
 Each round a coin decides which ranker picks first; each then adds its best item not yet shown, so neither ranker's
-items sit systematically higher. A query's clicks go to the team that contributed the clicked items: the ranker
-with more wins the query, equal counts (no click included) are a tie. Over queries, the test is the sign test:
-under the null hypothesis that neither ranker is preferred, a query with a winner is won by A with probability
-1/2, so A's wins among the decided queries are Binomial(decided, 1/2) (two-sided exact p-value, as scipy's
-binomtest).
+items sit systematically higher. A query's clicks go to the team that contributed the clicked items.
+
+Two tests. Per shopper (`shopper_test`, the one to use when shoppers come back): each shopper's clicks on A's items
+minus those on B's, summed over all their queries (`click_difference`), are independent across shoppers, as
+shoppers are what is sampled, and under the null hypothesis that neither ranker is preferred they have mean 0 (the
+coin makes the teams exchangeable); the one-sample Student t-test of that mean (two-sided, as scipy's ttest_1samp)
+keeps every click's weight, and treats a shopper's queries as the correlated unit they are (Chapelle et al. 2012
+aggregate by user likewise). Per query (`interleaving_test`): the ranker with more clicks wins the query, equal
+counts (no click included) are a tie, and A's wins among the decided queries are Binomial(decided, 1/2) under the
+null (the sign test, two-sided exact, as scipy's binomtest); it holds when each shopper asks one query.
 """
 
 from __future__ import annotations
@@ -15,9 +20,11 @@ from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["A", "B", "InterleavingResult", "credit", "interleaving_test", "sign_test", "team_draft"]
+__all__ = ["A", "B", "InterleavingResult", "ShopperTestResult", "click_difference", "credit", "interleaving_test",
+           "shopper_test", "sign_test", "student_t_sf", "team_draft"]
 
 A, B = "A", "B"
+ALPHA = 0.05
 
 
 class _Coin(Protocol):
@@ -39,6 +46,18 @@ class InterleavingResult:
         """(wins A - wins B) / queries: > 0 prefers A."""
         queries = self.wins_a + self.wins_b + self.ties
         return (self.wins_a - self.wins_b) / queries if queries else 0.0
+
+
+@dataclass(frozen=True)
+class ShopperTestResult:
+    """The t-test of the per-shopper click differences (A's minus B's): their mean, its standard error, the
+    two-sided p-value and the ranker preferred at the test's alpha (None when the test does not reject)."""
+
+    shoppers: int
+    mean: float
+    standard_error: float
+    p_value: float
+    preferred: str | None
 
 
 def team_draft(ranking_a: Sequence[Hashable], ranking_b: Sequence[Hashable], length: int, coin: _Coin
@@ -83,6 +102,37 @@ def credit(interleaved: Sequence[tuple[Hashable, str]], clicked_positions: Itera
     return (a > b) - (a < b)
 
 
+def click_difference(interleaved: Sequence[tuple[Hashable, str]], clicked_positions: Iterable[int]) -> int:
+    """The query's clicks on A's items minus its clicks on B's (a shopper's sum of these is what shopper_test tests)."""
+    difference = 0
+    for position in set(clicked_positions):
+        if not 0 <= position < len(interleaved):
+            raise ValueError(f"clicked position {position} is outside the interleaved list of {len(interleaved)}")
+        difference += 1 if interleaved[position][1] == A else -1
+    return difference
+
+
+def shopper_test(differences: Iterable[float], alpha: float = ALPHA) -> ShopperTestResult:
+    """The one-sample t-test that the shoppers' click differences (A's minus B's over each one's queries) average 0."""
+    if not 0 < alpha < 1:
+        raise ValueError("alpha must be between 0 and 1")
+    values = [float(v) for v in differences]
+    count = len(values)
+    if any(not math.isfinite(v) for v in values):
+        raise ValueError("differences must be finite numbers")
+    mean = math.fsum(values) / count if count else 0.0
+    if count < 2:
+        return ShopperTestResult(count, mean, math.inf, 1.0, None)
+    variance = math.fsum((v - mean) ** 2 for v in values) / (count - 1)
+    error = math.sqrt(variance / count)
+    if error == 0.0:
+        p_value = 1.0 if mean == 0.0 else 0.0
+    else:
+        p_value = min(1.0, 2.0 * student_t_sf(abs(mean) / error, count - 1))
+    preferred = (A if mean > 0 else B) if p_value < alpha else None
+    return ShopperTestResult(count, mean, error, p_value, preferred)
+
+
 def interleaving_test(credits: Iterable[int]) -> InterleavingResult:
     """The sign test over the queries' credits."""
     wins_a = wins_b = ties = 0
@@ -112,3 +162,45 @@ def sign_test(wins_a: int, wins_b: int) -> float:
     tail = sum(math.exp(log_lgamma_n - math.lgamma(k + 1) - math.lgamma(trials - k + 1) + log_half)
                for k in range(low + 1))
     return min(1.0, 2.0 * tail)
+
+
+def student_t_sf(t: float, df: float) -> float:
+    """P(T > t) for Student's t with `df` degrees of freedom (t >= 0), by the regularised incomplete beta function."""
+    if df <= 0:
+        raise ValueError("df must be positive")
+    if t < 0:
+        raise ValueError("t must not be negative")
+    square = t * t
+    if square < df:  # 1 - df / (df + t^2) computed as such keeps its digits for small t
+        return 0.5 - 0.5 * _incomplete_beta(0.5, df / 2.0, square / (df + square))
+    return 0.5 * _incomplete_beta(df / 2.0, 0.5, df / (df + square))
+
+
+def _incomplete_beta(a: float, b: float, x: float) -> float:
+    """I_x(a, b), by its continued fraction (modified Lentz), on the side where it converges fast."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
+    if x < (a + 1.0) / (a + b + 2.0):
+        return front * _beta_fraction(a, b, x) / a
+    return 1.0 - front * _beta_fraction(b, a, 1.0 - x) / b
+
+
+def _beta_fraction(a: float, b: float, x: float) -> float:
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    value = d
+    for m in range(1, 10_000):
+        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            value *= c * d
+        if abs(c * d - 1.0) < 1e-15:
+            return value
+    raise ArithmeticError("the incomplete beta's continued fraction did not converge")
