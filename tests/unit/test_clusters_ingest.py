@@ -117,3 +117,22 @@ def test_with_nothing_published_ingest_keeps_no_cluster_evidence():
     folded = fold_batch(accepted, {"sessions": {}, "shoppers": {}}, SHARD, ttl=86400, arrivals={p: e.epoch for p, e in accepted},
                         clusters=SessionClusters(PublishedClusters(ModelRegistry(MemoryBlobStore())), PARAMS))
     assert _rows(folded)["sessions"]["s-1"]["clusters"] == {}
+
+
+def test_ingest_picks_up_a_rebuild_at_its_next_look():
+    from tailor.clusters import FORMAT, MODEL_NAME, PublishedClusters
+    from tailor.models import ModelRegistry
+    from tailor.store.memory import MemoryBlobStore
+
+    registry = ModelRegistry(MemoryBlobStore())
+    now = [0.0]
+    published = PublishedClusters(registry, refresh_seconds=60, clock=lambda: now[0])
+    assert published() is None  # nothing published yet
+    registry.publish(MODEL_NAME, CLUSTERS.to_json().encode(), {"format": FORMAT, "trained_at": "2026-12-01T00:00:00Z"})
+    now[0] = 30.0
+    assert published() is None  # not looked again yet
+    now[0] = 61.0
+    assert published().ids == CLUSTERS.ids
+    registry.publish(MODEL_NAME, b"{}", {"format": "broken", "trained_at": "2026-12-02T00:00:00Z"})
+    now[0] = 130.0
+    assert published().ids == CLUSTERS.ids  # a version it cannot use: what it had stays

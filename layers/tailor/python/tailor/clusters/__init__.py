@@ -4,6 +4,7 @@ adaptive feed. Serving and Ingest load the registry's current clusters once per 
 
 import logging
 import threading
+import time
 
 from tailor.clusters.bandit import (
     BanditParams,
@@ -37,23 +38,41 @@ def load_item_clusters(registry=None) -> ItemClusters | None:
 
 
 class PublishedClusters:
-    """`load_item_clusters(registry)`, called by the first caller rather than at once, and kept for the container's
-    life (what was found, or that nothing was): Ingest's cold start reads no more of the registry than before."""
+    """`load_item_clusters(registry)`, called by the first caller rather than at once (Ingest's cold start reads no
+    more of the registry than before), and kept: every `refresh_seconds` a caller looks at the registry's current
+    version again and loads it if a rebuild has published another (or the first, where there was none)."""
 
-    def __init__(self, registry=None):
+    def __init__(self, registry=None, *, refresh_seconds: float = 900.0, clock=time.monotonic):
         self._registry = registry
+        self._refresh = refresh_seconds
+        self._clock = clock
         self._lock = threading.Lock()
-        self._loaded = False
+        self._checked: float | None = None
+        self._version: str | None = None
         self._clusters: ItemClusters | None = None
 
     @property
     def loaded(self) -> bool:
-        return self._loaded
+        return self._checked is not None
 
     def __call__(self) -> ItemClusters | None:
-        if not self._loaded:
+        now = self._clock()
+        if self._checked is None or now - self._checked >= self._refresh:
             with self._lock:
-                if not self._loaded:
-                    self._clusters = load_item_clusters(self._registry)
-                    self._loaded = True
+                if self._checked is None or now - self._checked >= self._refresh:
+                    self._look(now)
         return self._clusters
+
+    def _look(self, now: float) -> None:
+        self._checked = now
+        if self._registry is None:
+            return
+        try:
+            version = self._registry.current_version(MODEL_NAME)
+        except Exception as exc:  # unreadable now: keep what was loaded, look again next time
+            logger.warning("cannot read the registry's current %s (%s); keeping what was loaded", MODEL_NAME, exc)
+            return
+        if version is not None and version != self._version:
+            found = load_item_clusters(self._registry)
+            if found is not None:
+                self._clusters, self._version = found, version
