@@ -1,4 +1,5 @@
-"""`tailor state WHAT KEY`: rows of the running stack's tables, for a shopper, a session, an item or a query."""
+"""`tailor state WHAT KEY`: rows of the running stack's tables, for a shopper, a session, an item or a query; and a
+published item cluster's traits and top items, from the stack's model registry."""
 
 from __future__ import annotations
 
@@ -20,6 +21,9 @@ def add_parser(commands: Any) -> None:
         sub = what.add_parser(name, help=help_text)
         sub.add_argument("key")
         sub.set_defaults(command=_state, what=name)
+    cluster = what.add_parser("cluster", help="a published item cluster: its traits, click rate, neighbours and top items")
+    cluster.add_argument("key", metavar="ID")
+    cluster.set_defaults(command=_state_cluster)
     tables = what.add_parser("tables", help="rows per table")
     tables.set_defaults(command=_state_tables)
 
@@ -45,6 +49,29 @@ def _state(args: argparse.Namespace) -> int:
     from tailor.text import normalize_query
 
     return 0 if _show_row(handle, "QueriesTable", {"query": normalize_query(key)}, f"query {key!r}") else 1
+
+
+def _state_cluster(args: argparse.Namespace) -> int:
+    from tailor.clusters import MODEL_NAME, load_item_clusters
+    from tailor.models import ModelRegistry
+    from tailor.store.aws import S3BlobStore
+
+    handle = running(args)
+    bucket = handle.resources.name("DataBucket")
+    registry = ModelRegistry(S3BlobStore(handle.aws.client("s3"), bucket))
+    clusters = load_item_clusters(registry)
+    if clusters is None:
+        say(f"no item clusters published in s3://{bucket}/models/{MODEL_NAME}/ (RebuildClustersFunction builds them: "
+            "tailor invoke RebuildClustersFunction)")
+        return 1
+    version = registry.current_version(MODEL_NAME)
+    if args.key not in clusters.index:
+        shown = ", ".join(clusters.ids[:12]) + (" ..." if len(clusters.ids) > 12 else "")
+        say(f"no cluster {args.key} in the published item clusters ({MODEL_NAME}:{version}); they are {shown}")
+        return 1
+    say(f"cluster {args.key} ({MODEL_NAME}:{version}, {len(clusters.ids)} clusters):")
+    print_json(clusters.describe(args.key))
+    return 0
 
 
 def _state_tables(args: argparse.Namespace) -> int:

@@ -209,3 +209,29 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(running):
     said = reading.stderr.read()
     assert reading.wait(timeout=60) == 1
     assert "Broken pipe" not in said and "Errno" not in said and "Traceback" not in said, said
+
+
+def test_state_cluster_shows_a_published_clusters_traits_and_top_items(running, capsys):
+    import numpy as np
+
+    from tailor.clusters import FORMAT, MODEL_NAME, ItemClusters
+    from tailor.clusters.model import TRAIT_NAMES
+    from tailor.models import ModelRegistry
+    from tailor.store.aws import S3BlobStore
+    from tailor_local.stack import StackHandle
+
+    assert tailor(running, "state", "cluster", "c0000") == 1
+    assert "no item clusters published" in capsys.readouterr().err
+    handle = StackHandle.load(state_path(running))
+    registry = ModelRegistry(S3BlobStore(handle.aws.client("s3"), handle.resources.name("DataBucket")))
+    descriptors = np.full((2, len(TRAIT_NAMES)), 0.25)
+    clusters = ItemClusters(ids=("c0000", "c0001"), centroids=np.eye(2), descriptors=descriptors,
+                            global_ctr=np.array([0.05, 0.02]), members={"lamp": "c0000", "tent": "c0001"},
+                            top_items={"c0000": ("lamp",), "c0001": ("tent",)},
+                            neighbours={"c0000": (("c0001", 0.1),), "c0001": (("c0000", 0.1),)})
+    registry.publish(MODEL_NAME, clusters.to_json().encode(), {"format": FORMAT})
+    assert tailor(running, "state", "cluster", "c0001") == 0
+    shown, _ = json.JSONDecoder().raw_decode(capsys.readouterr().out)
+    assert shown["top_items"] == ["tent"] and shown["traits"][TRAIT_NAMES[0]] == 0.25 and shown["size"] == 1
+    assert tailor(running, "state", "cluster", "c0404") == 1
+    assert "they are c0000, c0001" in capsys.readouterr().err
