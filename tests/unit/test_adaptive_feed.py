@@ -138,4 +138,7 @@ def test_the_profile_describes_the_sessions_clusters():
     rec = adaptive_recommender(clusters())
     profile = rec.profile(user)
     assert profile["clusters"]["clusters"] == CLUSTERS and isinstance(profile["clusters"]["session"], list)
+    best = profile["clusters"]["best_for_shopper"]
+    assert len(best) == 3 and all(c["top_items"] and "tech_enthusiast" in c["traits"] for c in best)
+    assert [c["prior"] for c in best] == sorted((c["prior"] for c in best), reverse=True)
     assert "clusters" not in adaptive_recommender(None).profile(user)

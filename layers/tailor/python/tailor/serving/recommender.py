@@ -16,7 +16,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from tailor.clusters import AdaptiveFeed, ItemClusters, load_item_clusters
+import numpy as np
+
+from tailor.clusters import AdaptiveFeed, ItemClusters, load_item_clusters, prior_appeal
 from tailor.embeddings import ItemVectors, load_item_vectors
 from tailor.events import Event, parse_event
 from tailor.experiments.assignment import Assignment, assign
@@ -55,6 +57,7 @@ logger = logging.getLogger(__name__)
 
 PROFILE_RECENT_ITEMS = 20
 PROFILE_CATEGORIES = 20
+PROFILE_CLUSTERS = 3  # the clusters of highest prior appeal a profile describes
 EXPERIMENT_SURFACES = ("feed", "search", "related")  # the routes experiments serve strategies on
 
 
@@ -226,7 +229,7 @@ class Recommender:
         profile.update({name: section(shopper, session) for name, section in self.profile_sections.items()})
         item_clusters = self.item_clusters()
         if item_clusters is not None:
-            profile["clusters"] = _session_clusters(item_clusters, session)
+            profile["clusters"] = _profile_clusters(item_clusters, shopper, session)
         return profile
 
     def _run(self, request: Request) -> Ranking:
@@ -357,9 +360,16 @@ def _profile(shopper: ShopperState, row: Mapping[str, Any], session: SessionStat
     }
 
 
-def _session_clusters(clusters: ItemClusters, session: SessionState | None) -> dict[str, Any]:
-    """The profile's "clusters" section: the clusters the current session was shown, each with its clicks and
-    ignores so far, its traits and its top items."""
+def _profile_clusters(clusters: ItemClusters, shopper: ShopperState, session: SessionState | None) -> dict[str, Any]:
+    """The profile's "clusters" section: the clusters of highest prior appeal to the shopper (their traits against
+    the clusters'), and the clusters the current session was shown, each with its clicks and ignores so far; each
+    with its traits and top items."""
+    try:
+        prior = prior_appeal(clusters, shopper.personas.get("traits") or None)
+    except (TypeError, ValueError, IndexError):
+        prior = prior_appeal(clusters, None)
+    best = [{**clusters.describe(clusters.ids[i], items=5), "prior": round(float(prior[i]), 5)}
+            for i in np.argsort(-prior, kind="stable")[:PROFILE_CLUSTERS]]
     try:
         evidence = dict((session.clusters or {}).get("e") or {}) if session is not None else {}
     except (AttributeError, TypeError, ValueError):
@@ -370,7 +380,7 @@ def _session_clusters(clusters: ItemClusters, session: SessionState | None) -> d
             continue  # a cluster a rebuild retired
         shown.append({**clusters.describe(cluster_id, items=5), "clicks": float(counts[0]),
                       "ignores": float(counts[1])})
-    return {"clusters": len(clusters.ids), "session": shown}
+    return {"clusters": len(clusters.ids), "best_for_shopper": best, "session": shown}
 
 
 def _iso(epoch: float | None) -> str | None:
