@@ -6,6 +6,7 @@ from collections import defaultdict
 
 import pytest
 
+from tailor.events import parse_event
 from tailor.experiments.attribution import OUTCOMES_TABLE, Attribution
 from tailor.experiments.feed_ids import new_feed_id, parse_feed_id
 from tailor.experiments.statistics import SufficientStatistics, UnitTotals
@@ -74,12 +75,14 @@ def test_the_statistics_are_those_of_the_units_totals():
     for row in store.snapshot()["shoppers"].values():
         entry = row.get("experiments", {}).get("exp-1")
         if entry:
-            units[entry[0]].append(UnitTotals(*entry[1:7]))
+            units[entry[0]].append(UnitTotals(*entry[1:7], realized_revenue=entry[9]))
     expected = {variant: SufficientStatistics.of_units(found) for variant, found in units.items()}
     assert_same(by_variant, expected)
     assert sum(s.n for s in by_variant.values()) == sum(len(u) for u in units.values())
     assert sum(s.total("clicks") for s in by_variant.values()) > 0
     assert sum(s.total("orders") for s in by_variant.values()) > 0
+    assert sum(s.total("realized_revenue") for s in by_variant.values()) > sum(
+        s.total("revenue") for s in by_variant.values())
 
 
 def test_a_purchase_within_the_window_after_an_attributed_click_is_an_order():
@@ -97,6 +100,36 @@ def test_a_purchase_within_the_window_after_an_attributed_click_is_an_order():
     assert (stats.n, stats.total("impressions"), stats.total("clicks")) == (1, 1, 1)
     assert (stats.total("orders"), stats.total("revenue")) == (1, 40.0)  # the second is past the hour's window
     assert stats.cross("revenue", "revenue") == 1600.0
+
+
+def test_realized_revenue_counts_every_purchase_in_the_window_after_the_first_exposure():
+    feed = new_feed_id("exp-1", "A")
+    base = {"user_id": "u1", "session_id": "s1", "item_id": "i1", "price": 10.0, "quantity": 1}
+    events = [
+        {**base, "event_id": "e0", "event_type": "purchase", "timestamp": "2026-11-01T08:00:00Z"},  # before
+        {**base, "event_id": "e1", "event_type": "impression", "item_ids": ["i1"], "feed_id": feed,
+         "timestamp": "2026-11-02T09:00:00Z"},
+        {**base, "event_id": "e2", "event_type": "purchase", "timestamp": "2026-11-05T09:00:00Z", "price": 30.0},
+        {**base, "event_id": "e3", "event_type": "purchase", "feed_id": feed, "timestamp": "2026-11-20T09:00:00Z"},
+        {**base, "event_id": "e4", "event_type": "purchase", "timestamp": "2026-11-30T08:59:59Z", "price": 5.0},
+        {**base, "event_id": "e5", "event_type": "purchase", "timestamp": "2026-11-30T09:00:00Z", "price": 99.0},
+    ]
+    stats = statistics(clean(events))
+    total = sum(stats.values(), SufficientStatistics())
+    assert total.n == 1 and total.total("pre_revenue") == 10.0
+    # e3 echoes the list (an order); e2, e3 and e4 fall in the 28 days after the exposure, e5 on their end
+    assert (total.total("orders"), total.total("revenue")) == (1, 10.0)
+    assert total.total("realized_revenue") == 45.0 and total.cross("realized_revenue", "realized_revenue") == 45.0 ** 2
+    assert stats[("2026-11-05", "A")].total("realized_revenue") == 30.0  # on the purchase's day, past the experiment's
+    assert ("2026-11-30", "A") in stats and ("2026-11-01", "A") not in stats
+
+
+def test_a_unit_kept_before_exposure_times_gets_no_realized_revenue():
+    old = {"exp-1": ["A", 1, 1, 0, 0.0, 5.0, 0.0, None]}
+    purchase = parse_event({"event_id": "p", "user_id": "u1", "session_id": "s1", "event_type": "purchase",
+                            "item_id": "i1", "price": 10.0, "quantity": 1, "timestamp": "2026-11-02T09:00:00Z"})
+    units, contributions = Attribution().attribute(purchase, old, revenue_so_far=0.0, predicted_ltv=0.0)
+    assert units == old and contributions == []
 
 
 def test_a_unit_counts_once_and_stays_in_its_first_variant():

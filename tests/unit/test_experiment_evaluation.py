@@ -41,6 +41,22 @@ def test_a_small_run_reports_every_key_and_skips_missing_data(population, tmp_pa
     assert "Open Bandit Dataset: skipped" in experiments.format_table(report)
 
 
+def test_vectorised_team_draft_is_the_products():
+    rng = np.random.default_rng(3)
+    catalog = rng.permutation(500)[:FEED_LENGTH]
+    ranking_a = np.array([rng.permutation(catalog) for _ in range(300)])
+    ranking_b = np.array([rng.permutation(catalog) for _ in range(300)])
+    ranking_b[:50] = ranking_a[:50]  # the same ranking on both sides too
+    for row in range(50, 100):  # and a shared top
+        ranking_b[row] = np.concatenate([ranking_a[row, :10], rng.permutation(ranking_a[row, 10:])])
+    coins = rng.random((300, FEED_LENGTH))
+    items, from_a = experiments._team_draft(ranking_a, ranking_b, coins)
+    experiments._team_draft_check(ranking_a, ranking_b, coins, items, from_a, queries=300)
+    assert (from_a.sum(axis=1) == FEED_LENGTH // 2).all()
+    with pytest.raises(AssertionError, match="query 0"):
+        experiments._team_draft_check(ranking_a, ranking_b, 1.0 - coins, items, from_a)
+
+
 def test_obd_section_on_files_of_its_format(tmp_path):
     rng = np.random.default_rng(1)
     header = ["", "timestamp", "item_id", "position", "click", "propensity_score",

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
+from datetime import UTC, date, datetime
 
 import pytest
 from statsmodels.stats.multitest import multipletests
 
+from tailor.experiments.attribution import OUTCOMES_TABLE, outcome_key
+from tailor.experiments.definitions import new_experiment
 from tailor.experiments.report import build_report
 from tailor.experiments.statistics import SufficientStatistics, UnitTotals, increments
 from tailor.experiments.stats import compare
+from tailor.experiments.storage import ExperimentStore
+from tailor.store.memory import MemoryBlobStore, MemoryStateStore
 
 EXPERIMENT = {"experiment_id": "exp-1", "name": "feed test", "status": "running", "start": "2026-12-01T00:00:00Z",
               "end": "2026-12-15T00:00:00Z",
@@ -86,3 +92,33 @@ def test_bad_rows_and_definitions_name_the_field():
         build_report({**EXPERIMENT, "variants": [{"name": "a", "share": 0.5}, {"name": "b", "share": 0}]}, [])
     empty = build_report(EXPERIMENT, [])
     assert empty["days"] == [] and empty["metrics"]["ctr"]["comparisons"]["B"]["relative"] is None
+
+
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+def test_the_store_reads_the_realized_revenue_window_after_the_end_and_reports_it_until_then():
+    store = MemoryStateStore()
+    experiments = ExperimentStore(store, MemoryBlobStore(), shards=1)
+    body = {"experiment_id": "exp-r", "start": "2026-12-01T00:00:00Z", "days": 14,
+            "variants": [{"name": "A", "strategy": "default"}, {"name": "B", "strategy": "baseline"}]}
+    experiments.create(new_experiment(body, now=NOW, known_strategies={"default", "baseline"}))
+    experiments.start("exp-r", NOW)
+    stopped = experiments.stop("exp-r", datetime(2026, 12, 3, 12, tzinfo=UTC))
+    unit = UnitTotals(10, 1, 0, 0.0, 0.0, 0.0)
+    rows = {"2026-12-02": increments(None, unit) + increments(None, unit),  # two exposed in the experiment
+            "2026-12-20": increments(unit, replace(unit, realized_revenue=30.0)),  # a purchase 18 days later
+            "2027-01-05": increments(replace(unit, realized_revenue=30.0), replace(unit, realized_revenue=99.0))}
+    for day, stats in rows.items():
+        store.replace(OUTCOMES_TABLE, outcome_key("exp-r", day, "A", 0), stats.to_item())
+    report = experiments.build_report(stopped, date(2027, 1, 10))
+    assert report["days"] == ["2026-12-02", "2026-12-20"]  # the 28 days after the stop, not past them
+    assert report["metrics"]["realized"]["values"]["A"]["value"] == 15.0
+    assert report["realized_revenue"] == {"days": 28, "until": "2026-12-31", "complete": True}
+    assert experiments.build_report(stopped, date(2026, 12, 25))["realized_revenue"]["complete"] is False
+    assert experiments.write_reports(datetime(2026, 12, 30, tzinfo=UTC))["written"] == ["exp-r"]
+    assert experiments.write_reports(datetime(2027, 1, 3, tzinfo=UTC))["written"] == []
+    assert ExperimentStore(store, shards=1, revenue_days=0).build_report(stopped, date(2027, 1, 10))["days"] == [
+        "2026-12-02"]
+    with pytest.raises(ValueError, match="revenue_days"):
+        ExperimentStore(store, revenue_days=-1)

@@ -94,5 +94,5 @@ def test_vectorised_statistics_match_the_units_one_by_one():
     assert vectorised.n == one_by_one.n
     np.testing.assert_allclose(vectorised.sums, one_by_one.sums, rtol=1e-12)
     np.testing.assert_allclose(vectorised.products, one_by_one.products, rtol=1e-12)
-    with pytest.raises(ValueError, match="units x 7"):
+    with pytest.raises(ValueError, match="units x 8"):
         SufficientStatistics.of_values(np.zeros((3, 2)))

@@ -1,8 +1,8 @@
 """Validate the experiment statistics on simulated experiments whose truth is known, and on the Open Bandit Dataset.
 
     tailor evaluate experiments [--aa-runs 500] [--ab-runs 500] [--units 20000] [--days 14] [--seed 17]
-                                [--srm-runs 2000] [--srm-units 400000] [--interleaving-runs 400]
-                                [--obd DIR | --no-obd] [--json FILE]
+                                [--srm-runs 2000] [--srm-units 400000] [--interleaving-runs 2000]
+                                [--obd DIR | --no-obd] [--only PART ...] [--json FILE]
 
 Shoppers. The closed-loop simulator's choice model (tailor_lab.simulator, as `tailor simulate online` serves feeds
 to its shoppers) on a pool of its shoppers (--pool): each visit to a feed draws the session's category from the
@@ -13,7 +13,9 @@ shopper's propensity; all drawn with numpy for every visit of a run at once. A r
 the pool in proportion to the chance that a shopper visits in the experiment's --days (at the simulator's visit
 rates), with their visits spread over the days; the pre-exposure covariate is each unit's revenue over the 28 days
 before (simulated the same way on the control feed); the predicted LTV is the shopper's expected yearly revenue
-times a log-normal error (sd 0.5). Repeat purchases of one item are not penalised here (few units buy twice).
+times a log-normal error (sd 0.5); the realized revenue is the unit's revenue in the REVENUE_DAYS (28) after its
+first visit, those past the experiment's end on the control's feed (the rows get one more day, the window's last,
+with what came after the end). Repeat purchases of one item are not penalised here (few units buy twice).
 
 Each run's per-unit totals as of each day go through the product's code: SufficientStatistics of the units
 (tailor.experiments.statistics), daily rows as differences of those, and tailor.experiments.report.build_report,
@@ -30,9 +32,16 @@ Validations (alpha 0.05):
 * SRM: --srm-runs 50/50 assignments of --srm-units units, intact or with 2% of one variant's exposures lost; the
   share flagged (p < 0.001). At the default size too, for what it can tell.
 * Interleaving: two rankers that re-rank the shop's best-sellers for each shopper by its utility plus noise (one
-  noisier than the other), compared by team-draft interleaving (tailor.experiments.interleaving, one query per visit) and by an A/B test of CTR on
-  the same kind of shoppers' visits; for each, the fewest shoppers at which 95% of runs pick the better ranker (the
-  one with the higher expected CTR), and their ratio.
+  noisier than the other). A run draws its shoppers as an experiment's units are drawn, each visiting as often as
+  it would in --days, one query a visit. Interleaved: every visit gets the rankers' team draft
+  (tailor.experiments.interleaving; vectorised here and checked against the product's on the first run's first
+  200 queries), and the test is the product's shopper_test, Student's t-test of each shopper's clicks on A's items
+  minus B's. A/B: each shopper in one arm (a fair coin), every visit gets its arm's ranking, and the test is the
+  product's A/B test of CTR (tailor.experiments.stats.compare: clicks / impressions per unit by the delta method,
+  z-test), as reports compute it. A run is right when its test names the better ranker (the higher expected CTR) at
+  p < 0.05; for each, the fewest shoppers at which 95% of --interleaving-runs runs are right (doubling, then
+  halving the gap down to 3%, fresh runs at every size), their ratio, and at that size how often the test names a
+  winner between a ranker and itself (which should be at most 5%).
 * Open Bandit Dataset (--obd, default ../shared/data/obd; README of ../shared/data): per campaign and pooled, the CTR
   of uniform random and Bernoulli Thompson sampling (BTS), BTS's relative lift with its 95% interval and the SRM
   check of the impressions; and BTS's CTR estimated from the random logs by DM, IPW, SNIPW and DR
@@ -56,11 +65,12 @@ from typing import Any
 
 import numpy as np
 
-from tailor.experiments.interleaving import A, B, team_draft
+from tailor.experiments.attribution import DEFAULT_REVENUE_DAYS as REVENUE_DAYS
+from tailor.experiments.interleaving import A, B, shopper_test, team_draft
 from tailor.experiments.offpolicy import estimate_all
 from tailor.experiments.report import build_report
 from tailor.experiments.statistics import QUANTITIES, SufficientStatistics, UnitTotals, increments
-from tailor.experiments.stats import compare, sample_ratio_mismatch
+from tailor.experiments.stats import ALPHA, compare, sample_ratio_mismatch
 
 from ..simulator.catalog import Catalog
 from ..simulator.choices import Draws, ItemChoice
@@ -76,11 +86,15 @@ LIFT = 0.05
 SRM_LOSS = 0.02
 # The interleaved rankers re-rank the best-sellers by each shopper's utility plus noise of these sds.
 NOISE = (3.0, 1.5)
+# Interleaving and the A/B test each need enough shoppers to name the better ranker (p < ALPHA) in this share of runs.
+INTERLEAVING_TARGET = 0.95
 # zr-obp's examples: relative errors estimating BTS's CTR from the random logs of `all` (small version).
 ZR_OBP_ERRORS = {"DM": 0.157, "IPW": 0.311, "SNIPW": 0.312, "DR": 0.292}
 GOALS = {"aa_fpr_fixed": (0.03, 0.07), "aa_fpr_sequential": (0.0, 0.05), "coverage": (0.93, 1.0),
          "srm_detection": (0.95, 1.0), "srm_false_alarm": (0.0, 0.01), "interleaving_ratio": (10.0, math.inf)}
-METRIC_LIST = ("ctr", "conversion", "aov", "revenue", "ltv")
+METRIC_LIST = ("ctr", "conversion", "aov", "revenue", "ltv", "realized")
+# What --only can pick: the A/A and A/B experiments, the SRM check, interleaving, the Open Bandit Dataset.
+PARTS = ("experiments", "srm", "interleaving", "obd")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -92,10 +106,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--pool", type=int, default=3000, help="simulated shoppers the units are drawn from (3000)")
     parser.add_argument("--srm-runs", type=int, default=2000, help="assignments per SRM case (2000)")
     parser.add_argument("--srm-units", type=int, default=400_000, help="units per SRM assignment (400000)")
-    parser.add_argument("--interleaving-runs", type=int, default=400, help="runs per interleaving size (400)")
+    parser.add_argument("--interleaving-runs", type=int, default=2000,
+                        help="runs per interleaving and A/B size (2000)")
     parser.add_argument("--seed", type=int, default=17)
     parser.add_argument("--obd", type=Path, default=DEFAULT_OBD, help="Open Bandit Dataset folder (%(default)s)")
     parser.add_argument("--no-obd", action="store_true", help="skip the Open Bandit Dataset")
+    parser.add_argument("--only", action="append", choices=PARTS,
+                        help="run only this part (repeatable; default: all)")
     parser.add_argument("--json", type=Path, help="write the figures here as JSON")
     args = parser.parse_args(argv)
     for name in ("aa_runs", "ab_runs", "units", "days", "pool", "srm_runs", "srm_units", "interleaving_runs"):
@@ -104,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     report = run(aa_runs=args.aa_runs, ab_runs=args.ab_runs, units=args.units, days=args.days, pool=args.pool,
                  srm_runs=args.srm_runs, srm_units=args.srm_units, interleaving_runs=args.interleaving_runs,
-                 seed=args.seed, obd=None if args.no_obd else args.obd,
+                 seed=args.seed, obd=None if args.no_obd else args.obd, parts=tuple(args.only or PARTS),
                  echo=lambda text: print(text, file=sys.stderr))
     report["seconds"] = round(time.perf_counter() - started, 1)
     print(format_table(report))
@@ -116,12 +133,41 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(*, aa_runs: int = 500, ab_runs: int = 500, units: int = 20_000, days: int = 14, pool: int = 3000,
-        srm_runs: int = 2000, srm_units: int = 400_000, interleaving_runs: int = 400, seed: int = 17,
-        obd: Path | None = DEFAULT_OBD, echo: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
-    """Every validation; the figures as a JSON-ready dict."""
+        srm_runs: int = 2000, srm_units: int = 400_000, interleaving_runs: int = 2000, seed: int = 17,
+        obd: Path | None = DEFAULT_OBD, parts: Sequence[str] = PARTS,
+        echo: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    """Every validation in `parts`; the figures as a JSON-ready dict."""
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        raise ValueError(f"unknown part {sorted(unknown)[0]!r}: one of {', '.join(PARTS)}")
     population = Population.simulated(pool, seed, days)
     echo(f"pool of {pool} simulated shoppers; expected feed CTR {population.expected_ctr(population.best_sellers):.4f}")
-    report: dict[str, Any] = {"units": units, "days": days, "pool": pool, "seed": seed}
+    report: dict[str, Any] = {"units": units, "days": days, "pool": pool, "seed": seed, "parts": list(parts)}
+    if "experiments" in parts:
+        _simulated_experiments(report, population, aa_runs, ab_runs, units, days, seed, echo)
+    if "srm" in parts:
+        report["srm"] = _srm(srm_runs, srm_units, units, seed)
+        report["srm_detection"] = report["srm"]["detection"]
+        report["srm_false_alarm"] = report["srm"]["false_alarm"]
+    if "interleaving" in parts:
+        started = time.perf_counter()
+        report["interleaving"] = _interleaving(population, interleaving_runs, days, seed, echo)
+        report["interleaving"]["seconds"] = round(time.perf_counter() - started, 1)
+        report["interleaving_ratio"] = report["interleaving"]["ratio"]
+    if "obd" in parts:
+        if obd is not None and Path(obd).is_dir():
+            report["obd"] = evaluate_obd(Path(obd), seed)
+        else:
+            reason = "--no-obd" if obd is None else f"{obd} not found"
+            echo(f"Open Bandit Dataset skipped: {reason}")
+            report["obd"] = {"skipped": reason}
+    report["goals"] = {key: {"value": report[key], "range": list(bounds), "met": bounds[0] <= report[key] <= bounds[1]}
+                       for key, bounds in GOALS.items() if report.get(key) is not None}
+    return report
+
+
+def _simulated_experiments(report: dict[str, Any], population: Population, aa_runs: int, ab_runs: int, units: int,
+                           days: int, seed: int, echo: Callable[[str], None]) -> None:
     started = time.perf_counter()
     aa = _experiments(population, aa_runs, units, days, seed, lift=0.0, echo=echo)
     report["product_path_check"] = aa.pop("product_path_check")
@@ -136,22 +182,6 @@ def run(*, aa_runs: int = 500, ab_runs: int = 500, units: int = 20_000, days: in
     report["coverage"] = ab["coverage"]["ctr"]
     report["power"] = ab["power_fixed"]["ctr"]
     echo(f"A/B: {ab_runs} runs in {report['ab']['seconds']} s")
-    report["srm"] = _srm(srm_runs, srm_units, units, seed)
-    report["srm_detection"] = report["srm"]["detection"]
-    report["srm_false_alarm"] = report["srm"]["false_alarm"]
-    started = time.perf_counter()
-    report["interleaving"] = _interleaving(population, interleaving_runs, seed, echo)
-    report["interleaving"]["seconds"] = round(time.perf_counter() - started, 1)
-    report["interleaving_ratio"] = report["interleaving"]["ratio"]
-    if obd is not None and Path(obd).is_dir():
-        report["obd"] = evaluate_obd(Path(obd), seed)
-    else:
-        reason = "--no-obd" if obd is None else f"{obd} not found"
-        echo(f"Open Bandit Dataset skipped: {reason}")
-        report["obd"] = {"skipped": reason}
-    report["goals"] = {key: {"value": report[key], "range": list(bounds), "met": bounds[0] <= report[key] <= bounds[1]}
-                       for key, bounds in GOALS.items() if report.get(key) is not None}
-    return report
 
 
 # -- the simulated shoppers --------------------------------------------------------------------------------------------
@@ -379,6 +409,14 @@ def _simulate_rows(population: Population, feed: np.ndarray, units: int, days: i
     predicted_ltv = yearly[shopper] * rng.lognormal(0.0, 0.5, units)
     first = np.full(units, days)
     np.minimum.at(first, unit_of_visit, day)
+    # realized revenue: the unit's revenue in REVENUE_DAYS after its first visit, those past the experiment's end on
+    # the control's feed (the experiment over, every shopper gets it)
+    realized_in = np.bincount(unit_of_visit, weights=outcome["revenue"] * (day < first[unit_of_visit] + REVENUE_DAYS),
+                              minlength=units)
+    follow = np.maximum(0, first + REVENUE_DAYS - days)
+    later_unit = np.repeat(np.arange(units), rng.poisson(population.rate[shopper] * follow))
+    later = population.visits(shopper[later_unit], feed, rng)
+    realized_after = np.bincount(later_unit, weights=later["revenue"], minlength=units)
     # each unit's running totals as of each day: units x days
     slot = unit_of_visit * days + day
     running = {name: np.bincount(slot, weights=weights, minlength=units * days).reshape(units, days).cumsum(axis=1)
@@ -388,17 +426,26 @@ def _simulate_rows(population: Population, feed: np.ndarray, units: int, days: i
     totals_by_day = []
     rows: list[tuple[str, str, SufficientStatistics]] = []
     previous = {False: SufficientStatistics(), True: SufficientStatistics()}
-    for d in range(days):
-        orders = running["orders"][:, d]
-        values = np.column_stack([running["impressions"][:, d], running["clicks"][:, d], orders,
-                                  running["revenue"][:, d], orders > 0, predicted_ltv, pre_revenue])
+    realized_running = np.bincount(slot, weights=outcome["revenue"] * (day < first[unit_of_visit] + REVENUE_DAYS),
+                                   minlength=units * days).reshape(units, days).cumsum(axis=1)
+    # the experiment's days, then one row on the last day of the realized-revenue window with what came after
+    for d in [*range(days), days + REVENUE_DAYS - 1]:
+        last = min(d, days - 1)
+        orders = running["orders"][:, last]
+        realized = realized_running[:, d] if d < days else realized_in + realized_after
+        values = np.column_stack([running["impressions"][:, last], running["clicks"][:, last], orders,
+                                  running["revenue"][:, last], orders > 0, predicted_ltv, pre_revenue, realized])
         exposed = first <= d
-        totals_by_day.append((values, exposed))
+        totals_by_day.append((_day_name(d), values, exposed))
         for treated, name in ((False, "control"), (True, "treatment")):
             cumulative = SufficientStatistics.of_values(values[exposed & (arm == treated)])
-            rows.append((name, f"day-{d + 1:02d}", _difference(cumulative, previous[treated])))
+            rows.append((name, _day_name(d), _difference(cumulative, previous[treated])))
             previous[treated] = cumulative
     return rows, {"arm": arm, "totals": totals_by_day}
+
+
+def _day_name(day: int) -> str:
+    return f"day-{day + 1:03d}"
 
 
 def _difference(after: SufficientStatistics, before: SufficientStatistics) -> SufficientStatistics:
@@ -411,12 +458,13 @@ def _product_path_check(rows: list[tuple[str, str, SufficientStatistics]], units
     arm, totals = units["arm"], units["totals"]
     built: dict[tuple[str, str], SufficientStatistics] = {}
     before: dict[int, UnitTotals] = {}
-    for d, (values, exposed) in enumerate(totals):
+    for day, values, exposed in totals:
         for unit in np.flatnonzero(exposed):
             row = values[unit]
-            after = UnitTotals(int(row[0]), int(row[1]), int(row[2]), float(row[3]), float(row[5]), float(row[6]))
+            after = UnitTotals(int(row[0]), int(row[1]), int(row[2]), float(row[3]), float(row[5]), float(row[6]),
+                               float(row[7]))
             if before.get(unit) != after:
-                key = ("treatment" if arm[unit] else "control", f"day-{d + 1:02d}")
+                key = ("treatment" if arm[unit] else "control", day)
                 built[key] = built.get(key, SufficientStatistics()) + increments(before.get(unit), after)
                 before[unit] = after
     worst = 0.0
@@ -450,7 +498,8 @@ def _srm(runs: int, units: int, default_units: int, seed: int) -> dict[str, Any]
 
 # -- interleaving --------------------------------------------------------------------------------------------------------
 
-def _interleaving(population: Population, runs: int, seed: int, echo: Callable[[str], None]) -> dict[str, Any]:
+def _interleaving(population: Population, runs: int, days: int, seed: int, echo: Callable[[str], None]
+                  ) -> dict[str, Any]:
     """The shop's best-sellers re-ranked for each shopper by two scorers, one noisier: the shoppers each method
     needs to pick the better one."""
     rng = np.random.default_rng([seed, 51])
@@ -459,66 +508,151 @@ def _interleaving(population: Population, runs: int, seed: int, echo: Callable[[
     for team, noise in zip((A, B), NOISE):
         scores = population.utility[:, candidates] + rng.normal(0.0, noise, (len(population.rate), len(candidates)))
         rankings[team] = candidates[np.argsort(-scores, axis=1)]
-    return _compare_rankers(population, rankings, runs, seed, echo) | {"noise": list(NOISE)}
+    return _compare_rankers(population, rankings, runs, days, seed, echo) | {"noise": list(NOISE)}
 
 
-def _compare_rankers(population: Population, rankings: dict[str, np.ndarray], runs: int, seed: int,
+def _compare_rankers(population: Population, rankings: dict[str, np.ndarray], runs: int, days: int, seed: int,
                      echo: Callable[[str], None]) -> dict[str, Any]:
-    """Team-draft interleaving against an A/B test of two rankers (shoppers x FEED_LENGTH items each)."""
-    visits = population.rate / population.rate.sum()
-    ctr = {team: float((visits * population.expected_per_visit(rankings[team])[0]).sum()) / FEED_LENGTH
+    """Team-draft interleaving against an A/B test of two rankers (shoppers x FEED_LENGTH items each), shoppers
+    visiting as they would in `days`: the fewest shoppers at which each test names the better ranker in
+    INTERLEAVING_TARGET of runs, and how often each names a winner between a ranker and itself."""
+    visits = population.weight * population.exposed_visits(days)
+    ctr = {team: float((visits * population.expected_per_visit(rankings[team])[0]).sum() / visits.sum()) / FEED_LENGTH
            for team in (A, B)}
     better = A if ctr[A] > ctr[B] else B
-    # what interleaving can remove: the share of a visit's click count's variance that is between shoppers
-    sample_rng = np.random.default_rng([seed, 54])
-    sample = sample_rng.choice(len(visits), size=200_000, p=visits)
-    drawn = population.visits(sample, rankings[A][sample], sample_rng)["clicks"]
-    between = float(np.var(population.expected_per_visit(rankings[A])[0][sample]) / np.var(drawn))
     echo(f"interleaving: expected CTR of ranker A {ctr[A]:.4f}, B {ctr[B]:.4f}")
+    between = _between_shopper_shares(population, rankings[A], days, seed)
 
-    def interleaved_right(queries: int) -> float:
-        right = 0
+    def interleaved(shoppers: int, null: bool) -> float:
+        """Share of runs whose per-shopper t-test names the better ranker (under the null: names any)."""
+        named = 0
         for r in range(runs):
-            run_rng = np.random.default_rng([seed, 52, queries, r])
-            shopper = run_rng.choice(len(visits), size=queries, p=visits)
-            lists = [team_draft(rankings[A][s].tolist(), rankings[B][s].tolist(), FEED_LENGTH, run_rng)
-                     for s in shopper]
-            items = np.array([[item for item, _ in merged] for merged in lists])
-            teams = np.array([[team == A for _, team in merged] for merged in lists])
-            clicked = population.visits(shopper, items, run_rng)["clicked"]
-            a_clicks = (clicked & teams).sum(axis=1)
-            b_clicks = (clicked & ~teams).sum(axis=1)
-            wins_a = int((a_clicks > b_clicks).sum())
-            wins_b = int((b_clicks > a_clicks).sum())
-            right += (wins_a > wins_b) if better == A else (wins_b > wins_a)
-        return right / runs
+            run_rng = np.random.default_rng([seed, 55 if null else 52, shoppers, r])
+            shopper, unit_of_visit = _window(population, shoppers, days, run_rng)
+            visitor = shopper[unit_of_visit]
+            other = rankings[A] if null else rankings[B]
+            coins = run_rng.random((len(visitor), FEED_LENGTH))
+            items, from_a = _team_draft(rankings[A][visitor], other[visitor], coins)
+            if r == 0 and not null:
+                _team_draft_check(rankings[A][visitor], other[visitor], coins, items, from_a)
+            clicked = population.visits(visitor, items, run_rng)["clicked"]
+            per_visit = (clicked & from_a).sum(axis=1) - (clicked & ~from_a).sum(axis=1)
+            result = shopper_test(np.bincount(unit_of_visit, weights=per_visit, minlength=shoppers).tolist())
+            named += result.preferred is not None if null else result.preferred == better
+        return named / runs
 
-    def ab_right(shoppers: int) -> float:
-        right = 0
+    def ab(shoppers: int, null: bool) -> float:
+        """Share of runs whose A/B test of CTR names the better ranker (under the null: names any)."""
+        named = 0
         for r in range(runs):
-            run_rng = np.random.default_rng([seed, 53, shoppers, r])
-            shopper = run_rng.choice(len(visits), size=shoppers, p=visits)
-            arm = run_rng.random(shoppers) < 0.5
-            got_a = population.visits(shopper[arm], rankings[A][shopper[arm]], run_rng)["clicks"]
-            got_b = population.visits(shopper[~arm], rankings[B][shopper[~arm]], run_rng)["clicks"]
-            a_ctr = got_a.sum() / max(1, len(got_a))
-            b_ctr = got_b.sum() / max(1, len(got_b))
-            right += (a_ctr > b_ctr) if better == A else (b_ctr > a_ctr)
-        return right / runs
+            run_rng = np.random.default_rng([seed, 56 if null else 53, shoppers, r])
+            shopper, unit_of_visit = _window(population, shoppers, days, run_rng)
+            arm = run_rng.random(shoppers) < 0.5  # True: ranker B (the treatment)
+            visitor = shopper[unit_of_visit]
+            treated = rankings[A] if null else rankings[B]
+            feeds = np.where(arm[unit_of_visit][:, None], treated[visitor], rankings[A][visitor])
+            clicks = np.bincount(unit_of_visit, weights=population.visits(visitor, feeds, run_rng)["clicks"],
+                                 minlength=shoppers)
+            values = np.zeros((shoppers, len(QUANTITIES)))
+            values[:, QUANTITIES.index("impressions")] = np.bincount(unit_of_visit, minlength=shoppers) * FEED_LENGTH
+            values[:, QUANTITIES.index("clicks")] = clicks
+            result = compare(SufficientStatistics.of_values(values[~arm]), SufficientStatistics.of_values(values[arm]),
+                             "ctr")
+            if result.p_value is not None and result.p_value < ALPHA:
+                named += True if null else (B if result.difference > 0 else A) == better
+        return named / runs
 
-    interleaving_needs, interleaving_curve = _fewest(interleaved_right, 16)
-    echo(f"interleaving: 95% right at {interleaving_needs} shoppers")
-    ab_needs, ab_curve = _fewest(ab_right, 64)
-    echo(f"A/B: 95% right at {ab_needs} shoppers")
-    return {"runs": runs, "between_shopper_variance_share": round(between, 4), "ctr": {team: round(value, 5) for team, value in ctr.items()},
-            "better": better,
-            "interleaving_shoppers": interleaving_needs, "ab_shoppers": ab_needs,
-            "ratio": round(ab_needs / interleaving_needs, 2),
-            "interleaving_right": interleaving_curve, "ab_right": ab_curve}
+    needs, curves, null = {}, {}, {}
+    for method, right, start in (("interleaving", interleaved, 16), ("ab", ab, 64)):
+        needs[method], curves[method] = _fewest(lambda size, right=right: right(size, False), start)
+        null[method] = right(needs[method], True)
+        echo(f"{method}: {INTERLEAVING_TARGET:.0%} of runs right at {needs[method]} shoppers; "
+             f"a winner named between a ranker and itself in {null[method]:.3f} of runs at that size")
+    return {"runs": runs, "days": days, "target": INTERLEAVING_TARGET, "alpha": ALPHA,
+            "between_shopper_variance_share": between["visit"], "between_shopper_variance_share_window": between["window"],
+            "ctr": {team: round(value, 5) for team, value in ctr.items()}, "better": better,
+            "interleaving_shoppers": needs["interleaving"], "ab_shoppers": needs["ab"],
+            "ratio": round(needs["ab"] / needs["interleaving"], 2),
+            "null_false_winner": {"interleaving": null["interleaving"], "ab": null["ab"]},
+            "interleaving_right": curves["interleaving"], "ab_right": curves["ab"]}
 
 
-def _fewest(right: Callable[[int], float], start: int, target: float = 0.95) -> tuple[int, dict[str, float]]:
-    """The fewest shoppers (doubling, then halving the gap down to an eighth) at which `right` reaches `target`."""
+def _window(population: Population, shoppers: int, days: int, rng: np.random.Generator
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Shoppers drawn by their chance of visiting in `days`, as an experiment's exposed units are, each visiting at
+    least once: the pool shopper of each, and the shopper (0..shoppers-1) of each of their visits."""
+    shopper = rng.choice(len(population.rate), size=shoppers, p=population.weight)
+    mean = population.rate[shopper] * days
+    count = rng.poisson(mean)
+    while (missing := count == 0).any():
+        count[missing] = rng.poisson(mean[missing])
+    return shopper, np.repeat(np.arange(shoppers), count)
+
+
+def _between_shopper_shares(population: Population, ranking: np.ndarray, days: int, seed: int) -> dict[str, float]:
+    """The share of the variance of clicks that is between shoppers (what interleaving removes): of one visit's
+    clicks, and of a shopper's clicks over `days`."""
+    rng = np.random.default_rng([seed, 54])
+    expected = population.expected_per_visit(ranking)[0]
+    sample = rng.choice(len(expected), size=200_000, p=population.rate / population.rate.sum())
+    drawn = population.visits(sample, ranking[sample], rng)["clicks"]
+    shopper, unit_of_visit = _window(population, 100_000, days, rng)
+    visitor = shopper[unit_of_visit]
+    count = np.bincount(unit_of_visit, minlength=len(shopper))
+    totals = np.bincount(unit_of_visit, weights=population.visits(visitor, ranking[visitor], rng)["clicks"],
+                         minlength=len(shopper))
+    # between shoppers: what their expected clicks per visit explain, given how often each visits
+    return {"visit": round(float(np.var(expected[sample]) / np.var(drawn)), 4),
+            "window": round(float(1.0 - np.mean(count * expected[shopper]) / np.var(totals)), 4)}
+
+
+def _team_draft(ranking_a: np.ndarray, ranking_b: np.ndarray, coins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """tailor.experiments.interleaving.team_draft of many queries at once (rankings: queries x FEED_LENGTH, each
+    row of B a permutation of A's), `coins[q, k]` the coin of query q's round starting at slot k: the items and
+    whether A put each there."""
+    count, length = ranking_a.shape
+    rows = np.arange(count)
+    position_in_b = (ranking_a[:, :, None] == ranking_b[:, None, :]).argmax(axis=2)
+    position_in_a = np.argsort(position_in_b, axis=1)
+    shown_a = np.zeros((count, length), dtype=bool)  # by position in A's ranking
+    shown_b = np.zeros((count, length), dtype=bool)
+    picked_a = np.zeros(count, dtype=int)
+    items = np.empty((count, length), dtype=ranking_a.dtype)
+    from_a = np.empty((count, length), dtype=bool)
+    for k in range(length):
+        # the team behind picks; level, the coin decides (k is even then)
+        a_picks = np.where(2 * picked_a == k, coins[:, k] < 0.5, 2 * picked_a < k)
+        next_a = (~shown_a).argmax(axis=1)
+        next_b = (~shown_b).argmax(axis=1)
+        in_a = np.where(a_picks, next_a, position_in_a[rows, next_b])
+        in_b = np.where(a_picks, position_in_b[rows, next_a], next_b)
+        shown_a[rows, in_a] = True
+        shown_b[rows, in_b] = True
+        items[:, k] = ranking_a[rows, in_a]
+        from_a[:, k] = a_picks
+        picked_a += a_picks
+    return items, from_a
+
+
+def _team_draft_check(ranking_a: np.ndarray, ranking_b: np.ndarray, coins: np.ndarray, items: np.ndarray,
+                      from_a: np.ndarray, queries: int = 200) -> None:
+    """The vectorised team draft against the product's, query by query, with the same coins."""
+    class Coins:
+        def __init__(self, values: np.ndarray):
+            self.values = iter(values[::2].tolist())  # the coin is tossed at the start of each round
+
+        def random(self) -> float:
+            return next(self.values)
+
+    for q in range(min(queries, len(items))):
+        merged = team_draft(ranking_a[q].tolist(), ranking_b[q].tolist(), FEED_LENGTH, Coins(coins[q]))
+        if [item for item, _ in merged] != items[q].tolist() or [t == A for _, t in merged] != from_a[q].tolist():
+            raise AssertionError(f"the vectorised team draft differs from the product's on query {q}")
+
+
+def _fewest(right: Callable[[int], float], start: int, target: float = INTERLEAVING_TARGET
+            ) -> tuple[int, dict[str, float]]:
+    """The fewest shoppers (doubling, then halving the gap down to 3%) at which `right` reaches `target`."""
     curve: dict[int, float] = {}
     size = start
     while (curve.setdefault(size, right(size))) < target:
@@ -526,7 +660,7 @@ def _fewest(right: Callable[[int], float], start: int, target: float = 0.95) -> 
         if size > 5_000_000:
             raise RuntimeError("the better ranker is not found even with 5 million shoppers")
     low, high = size // 2, size
-    while high - low > max(1, size // 8):
+    while high - low > max(1, math.ceil(0.03 * high)):
         middle = (low + high) // 2
         if curve.setdefault(middle, right(middle)) >= target:
             high = middle
@@ -621,30 +755,42 @@ def _off_policy(random: dict[str, np.ndarray], bts: dict[str, np.ndarray], seed:
 # -- the table -------------------------------------------------------------------------------------------------------
 
 def format_table(report: dict[str, Any]) -> str:
-    aa, ab, srm, inter = report["aa"], report["ab"], report["srm"], report["interleaving"]
-    lines = [f"Simulated experiments: {report['units']:,} exposed shoppers over {report['days']} days, 50/50, "
-             f"drawn from {report['pool']:,} simulated shoppers (seed {report['seed']})",
-             f"{'metric':<11} {'A/A FPR fixed':>14} {'A/A FPR daily CS':>17} {'A/B coverage':>13} "
-             f"{'power fixed':>12} {'power CS':>9}"]
-    for metric in METRIC_LIST:
-        coverage = ab["coverage"].get(metric)
-        lines.append(f"{metric:<11} {aa['fpr_fixed'][metric]:>14.3f} {aa['fpr_sequential'][metric]:>17.3f} "
-                     f"{'-' if coverage is None else f'{coverage:.3f}':>13} {ab['power_fixed'][metric]:>12.3f} "
-                     f"{ab['power_sequential'][metric]:>9.3f}")
-    lines += [f"A/A {aa['runs']} runs ({aa['seconds']} s), A/B {ab['runs']} runs ({ab['seconds']} s): click "
-              f"probabilities x{ab['click_probability_scale']:.4f}, true lift CTR {ab['true_relative_lift']['ctr']:+.4f}, "
-              f"revenue/shopper {ab['true_relative_lift']['revenue']:+.4f}; CUPED narrows revenue's interval to "
-              f"{aa['cuped_revenue_interval_width_ratio']:.1%} of its width",
-              f"SRM ({srm['runs']} runs of {srm['units']:,} units): 2% of one arm lost flagged {srm['detection']:.3f}, "
-              f"intact flagged {srm['false_alarm']:.3f}; at {srm['default_units']:,} units the loss is flagged "
-              f"{srm['detection_at_default_units']:.3f}",
-              f"Interleaving (ranker CTRs A {inter['ctr']['A']:.4f}, B {inter['ctr']['B']:.4f}): 95% right with {inter['interleaving_shoppers']:,} shoppers, "
-              f"A/B with {inter['ab_shoppers']:,}: ratio {inter['ratio']:.1f}; {inter['between_shopper_variance_share']:.1%} of "
-              "the variance of a visit's clicks is between shoppers"]
-    obd = report["obd"]
-    if "skipped" in obd:
+    lines = []
+    if "aa" in report:
+        aa, ab = report["aa"], report["ab"]
+        lines += [f"Simulated experiments: {report['units']:,} exposed shoppers over {report['days']} days, 50/50, "
+                  f"drawn from {report['pool']:,} simulated shoppers (seed {report['seed']})",
+                  f"{'metric':<11} {'A/A FPR fixed':>14} {'A/A FPR daily CS':>17} {'A/B coverage':>13} "
+                  f"{'power fixed':>12} {'power CS':>9}"]
+        for metric in METRIC_LIST:
+            coverage = ab["coverage"].get(metric)
+            lines.append(f"{metric:<11} {aa['fpr_fixed'][metric]:>14.3f} {aa['fpr_sequential'][metric]:>17.3f} "
+                         f"{'-' if coverage is None else f'{coverage:.3f}':>13} {ab['power_fixed'][metric]:>12.3f} "
+                         f"{ab['power_sequential'][metric]:>9.3f}")
+        lines.append(f"A/A {aa['runs']} runs ({aa['seconds']} s), A/B {ab['runs']} runs ({ab['seconds']} s): click "
+                     f"probabilities x{ab['click_probability_scale']:.4f}, true lift CTR "
+                     f"{ab['true_relative_lift']['ctr']:+.4f}, revenue/shopper {ab['true_relative_lift']['revenue']:+.4f}; "
+                     f"CUPED narrows revenue's interval to {aa['cuped_revenue_interval_width_ratio']:.1%} of its width")
+    if "srm" in report:
+        srm = report["srm"]
+        lines.append(f"SRM ({srm['runs']} runs of {srm['units']:,} units): 2% of one arm lost flagged "
+                     f"{srm['detection']:.3f}, intact flagged {srm['false_alarm']:.3f}; at {srm['default_units']:,} "
+                     f"units the loss is flagged {srm['detection_at_default_units']:.3f}")
+    if "interleaving" in report:
+        inter = report["interleaving"]
+        null = inter["null_false_winner"]
+        lines.append(f"Interleaving (ranker CTRs A {inter['ctr']['A']:.4f}, B {inter['ctr']['B']:.4f}; shoppers visiting "
+                     f"as in {inter['days']} days; {inter['runs']} runs a size): the better ranker named (p < "
+                     f"{inter['alpha']}) in {inter['target']:.0%} of runs with {inter['interleaving_shoppers']:,} "
+                     f"shoppers interleaved, {inter['ab_shoppers']:,} in an A/B test: ratio {inter['ratio']:.2f}; a "
+                     f"ranker against itself named a winner in {null['interleaving']:.3f} (interleaving) and "
+                     f"{null['ab']:.3f} (A/B) of runs; {inter['between_shopper_variance_share']:.1%} of the variance of "
+                     f"a visit's clicks is between shoppers, {inter['between_shopper_variance_share_window']:.1%} of a "
+                     "shopper's clicks over the days")
+    obd = report.get("obd")
+    if obd is not None and "skipped" in obd:
         lines.append(f"Open Bandit Dataset: skipped ({obd['skipped']})")
-    else:
+    elif obd is not None:
         lines.append(f"Open Bandit Dataset: {'campaign':<8} {'CTR random':>10} {'CTR BTS':>8} {'lift [95% CI]':>24} "
                      f"{'SRM p':>7}   BTS CTR off-policy (relative error)")
         for campaign, entry in obd["campaigns"].items():

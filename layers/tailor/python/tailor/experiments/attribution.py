@@ -10,7 +10,11 @@ every counter (tailor.ingest.service). Per unit:
   pre-exposure covariate and its predicted lifetime value as of then); it stays in that variant;
 * an impression that echoes it adds an impression, a click a click (and starts the attribution window), a purchase
   an order and its revenue; a cart or any other event that echoes it only exposes;
-* a purchase that echoes no feed id is an order of every experiment the unit clicked in within `window` seconds.
+* a purchase that echoes no feed id is an order of every experiment the unit clicked in within `window` seconds;
+* every purchase (echoing a feed id or not, attributed or not) adds its value to the realized revenue of each unit
+  first exposed less than `revenue_window` seconds before it: the unit's revenue over that window after its
+  exposure, which goes on after the experiment ends (the report reads its rows for as long). A unit entry written
+  before the exposure time was kept has none.
 
 The statistics row of (experiment, day, variant) is split in `shards` rows by the unit's hash, so that no row takes
 every attributed event of a busy experiment; a report adds them up (tailor.experiments.storage).
@@ -33,12 +37,13 @@ __all__ = ["OUTCOMES_TABLE", "Attribution", "outcome_key"]
 
 OUTCOMES_TABLE = "outcomes"
 DEFAULT_WINDOW_SECONDS = 24 * 3600
+DEFAULT_REVENUE_DAYS = 28
 DEFAULT_SHARDS = 4
 MAX_SESSION_UNITS = 50  # anonymous units (sessions) kept per shopper row, most recent last
 
 # A unit's entry in the shopper row: [variant, impressions, clicks, orders, revenue, predicted_ltv, pre_revenue,
-# last attributed click (epoch seconds, or None)].
-_VARIANT, _IMPRESSIONS, _CLICKS, _ORDERS, _REVENUE, _LTV, _PRE, _CLICKED = range(8)
+# last attributed click (epoch seconds, or None), first exposure (epoch seconds), realized revenue].
+_VARIANT, _IMPRESSIONS, _CLICKS, _ORDERS, _REVENUE, _LTV, _PRE, _CLICKED, _EXPOSED, _REALIZED = range(10)
 
 
 def outcome_key(experiment_id: str, day: str, variant: str, shard: int) -> str:
@@ -50,6 +55,7 @@ def outcome_key(experiment_id: str, day: str, variant: str, shard: int) -> str:
 class Attribution:
     window: float = DEFAULT_WINDOW_SECONDS  # seconds after an attributed click in which a purchase is its order
     shards: int = DEFAULT_SHARDS
+    revenue_window: float = DEFAULT_REVENUE_DAYS * 86400  # seconds after a first exposure its realized revenue counts
 
     def wants(self, event: Event, units: Mapping[str, Any] | None) -> bool:
         """Whether `event` can change a unit's totals: it echoes a feed id, or it is a purchase of an exposed unit."""
@@ -68,9 +74,9 @@ class Attribution:
             session_unit = echoed.unit_kind == "s"
             echoed_key = f"{echoed.experiment_id}/{event.session_id}" if session_unit else echoed.experiment_id
             before = units.get(echoed_key)
-            after = list(before) if before is not None else [echoed.variant, 0, 0, 0, 0.0,
-                                                             round(float(predicted_ltv), 6),
-                                                             round(float(revenue_so_far), 6), None]
+            after = _entry(before) if before is not None else [echoed.variant, 0, 0, 0, 0.0,
+                                                               round(float(predicted_ltv), 6),
+                                                               round(float(revenue_so_far), 6), None, event.epoch, 0.0]
             if kind == "impression":
                 after[_IMPRESSIONS] += 1
             elif kind == "click":
@@ -78,7 +84,7 @@ class Attribution:
                 after[_CLICKED] = event.epoch
             elif kind == "purchase":
                 _order(after, event)
-            if before is None or after != before:
+            if before is None or after != _entry(before):
                 changed[echoed_key] = (before, after)
                 units[echoed_key] = after
             if before is None and session_unit:
@@ -88,10 +94,18 @@ class Attribution:
                 clicked = entry[_CLICKED]
                 if key == echoed_key or clicked is None or not 0 <= event.epoch - clicked <= self.window:
                     continue
-                after = list(entry)
+                after = _entry(entry)
                 _order(after, event)
                 changed[key] = (entry, after)
                 units[key] = after
+            for key, entry in list(units.items()):
+                entry = _entry(entry)
+                exposed = entry[_EXPOSED]
+                if exposed is None or not 0 <= event.epoch - exposed < self.revenue_window:
+                    continue
+                entry[_REALIZED] = round(entry[_REALIZED] + event.price * event.quantity, 6)
+                changed[key] = (changed[key][0] if key in changed else units[key], entry)
+                units[key] = entry
         if not changed:
             return units, []
         day = datetime.fromtimestamp(event.epoch, tz=UTC).date().isoformat()
@@ -112,8 +126,18 @@ def _order(entry: list, event: Event) -> None:
     entry[_REVENUE] = round(entry[_REVENUE] + event.price * event.quantity, 6)
 
 
+def _entry(entry: list) -> list:
+    """A copy of a unit's entry; one kept before exposure times were (8 fields) gets none and no realized revenue."""
+    copy = list(entry)
+    if len(copy) == _EXPOSED:
+        copy += [None, 0.0]
+    return copy
+
+
 def _totals(entry: list) -> UnitTotals:
-    return UnitTotals(entry[_IMPRESSIONS], entry[_CLICKS], entry[_ORDERS], entry[_REVENUE], entry[_LTV], entry[_PRE])
+    entry = _entry(entry)
+    return UnitTotals(entry[_IMPRESSIONS], entry[_CLICKS], entry[_ORDERS], entry[_REVENUE], entry[_LTV], entry[_PRE],
+                      entry[_REALIZED])
 
 
 def _keep_recent_sessions(units: dict[str, list]) -> None:

@@ -77,15 +77,21 @@ class Experiment:
         """Experiments of one surface and layer never share a shopper; those of different layers are independent."""
         return f"{self.surface}/{self.layer or 'main'}"
 
-    def days(self, through: date | None = None) -> list[str]:
-        """The UTC days from its start to its end (or `through`, if sooner)."""
+    def days(self, through: date | None = None, after: int = 0) -> list[str]:
+        """The UTC days from its start to its end and `after` days more (or to `through`, if sooner)."""
         first = _parse_time("start", self.start).date()
-        last = _parse_time("end", self.end).date()
-        if self.stopped_at:
-            last = min(last, _parse_time("stopped_at", self.stopped_at).date())
+        last = self.last_day()
+        last += timedelta(days=after)
         if through is not None:
             last = min(last, through)
         return [(first + timedelta(days=i)).isoformat() for i in range(max(0, (last - first).days + 1))]
+
+    def last_day(self) -> date:
+        """The UTC day it ends on, or was stopped on."""
+        last = _parse_time("end", self.end).date()
+        if self.stopped_at:
+            last = min(last, _parse_time("stopped_at", self.stopped_at).date())
+        return last
 
     def variant(self, name: str) -> Variant | None:
         return next((v for v in self.variants if v.name == name), None)

@@ -16,6 +16,9 @@ square of the increment). A unit counts in n on the day it is first exposed (`be
     AOV          revenue / orders            ratio metric (delta method)
     revenue      revenue / n                 revenue per exposed unit
     LTV          predicted_ltv / n           the unit's predicted lifetime value when first exposed
+    realized     realized_revenue / n        the unit's revenue (every purchase, attributed or not) in the
+                                             realized-revenue window after its first exposure, which goes on
+                                             after the experiment ends (tailor.experiments.attribution)
     covariate    pre_revenue                 the unit's revenue before its first exposure (CUPED)
 """
 
@@ -34,7 +37,7 @@ __all__ = ["PAIRS", "QUANTITIES", "SufficientStatistics", "UnitTotals", "increme
 
 # The per-unit quantities, in the order of SufficientStatistics.sums.
 QUANTITIES: tuple[str, ...] = ("impressions", "clicks", "orders", "revenue", "converted", "predicted_ltv",
-                               "pre_revenue")
+                               "pre_revenue", "realized_revenue")
 # Every unordered pair of quantities (squares included), in the order of SufficientStatistics.products.
 PAIRS: tuple[tuple[str, str], ...] = tuple(combinations_with_replacement(QUANTITIES, 2))
 _INDEX = {name: i for i, name in enumerate(QUANTITIES)}
@@ -51,9 +54,10 @@ class UnitTotals:
     revenue: float = 0.0
     predicted_ltv: float = 0.0
     pre_revenue: float = 0.0
+    realized_revenue: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("impressions", "clicks", "orders", "revenue", "predicted_ltv", "pre_revenue"):
+        for name in ("impressions", "clicks", "orders", "revenue", "predicted_ltv", "pre_revenue", "realized_revenue"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
                 raise ValueError(f"UnitTotals.{name} must be a finite number, got {value!r}")
@@ -61,7 +65,7 @@ class UnitTotals:
     def values(self) -> tuple[float, ...]:
         """The unit's quantities in QUANTITIES order (converted derived from orders)."""
         return (self.impressions, self.clicks, self.orders, self.revenue, 1 if self.orders > 0 else 0,
-                self.predicted_ltv, self.pre_revenue)
+                self.predicted_ltv, self.pre_revenue, self.realized_revenue)
 
 
 def _zeros(count: int) -> tuple[float, ...]:

@@ -45,6 +45,7 @@ METRICS: dict[str, tuple[str, str | None]] = {
     "aov": ("revenue", "orders"),
     "revenue": ("revenue", None),
     "ltv": ("predicted_ltv", None),
+    "realized": ("realized_revenue", None),
 }
 COVARIATE = "pre_revenue"
 _NORMAL = NormalDist()

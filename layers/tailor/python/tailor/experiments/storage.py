@@ -3,7 +3,8 @@ Ingest's merge), what they served (exposures table) and their reports (reports/<
 
 Definitions change by conditional writes on their `version`, so two starts of one experiment cannot both claim a
 slot of its layer; a report reads only the statistics rows of the experiment's days, variants and shards, however many
-shoppers it exposed.
+shoppers it exposed, and of the `revenue_days` after its end, when the realized revenue of the shoppers it exposed
+still grows (tailor.experiments.attribution; Ingest must count it over as many days).
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from tailor.experiments.assignment import Assignment, claim_slot
-from tailor.experiments.attribution import DEFAULT_SHARDS, OUTCOMES_TABLE, outcome_key
+from tailor.experiments.attribution import DEFAULT_REVENUE_DAYS, DEFAULT_SHARDS, OUTCOMES_TABLE, outcome_key
 from tailor.experiments.definitions import DRAFT, RUNNING, Experiment, ExperimentError
 from tailor.experiments.report import build_report
 from tailor.experiments.statistics import SufficientStatistics
@@ -34,7 +35,7 @@ REPORT_PREFIX = "reports/experiments/"
 EXPOSURE_TTL_SECONDS = 30 * 86400
 LIVE_MAX_AGE_SECONDS = 30.0
 RETRY_SECONDS = 5.0  # after a failed read of the running experiments
-REPORT_AFTER_SECONDS = 2 * 86400  # an experiment's report is written this long past its end
+REPORT_AFTER_SECONDS = 2 * 86400  # an experiment's report is written this long past its realized-revenue window
 
 
 def report_key(experiment_id: str) -> str:
@@ -42,10 +43,14 @@ def report_key(experiment_id: str) -> str:
 
 
 class ExperimentStore:
-    def __init__(self, store: StateStore, blobs: BlobStore | None = None, *, shards: int = DEFAULT_SHARDS):
+    def __init__(self, store: StateStore, blobs: BlobStore | None = None, *, shards: int = DEFAULT_SHARDS,
+                 revenue_days: int = DEFAULT_REVENUE_DAYS):
+        if isinstance(revenue_days, bool) or not isinstance(revenue_days, int) or revenue_days < 0:
+            raise ValueError("revenue_days must be a whole number of days, 0 or more")
         self.store = store
         self.blobs = blobs
         self.shards = shards
+        self.revenue_days = revenue_days
 
     # -- definitions ----------------------------------------------------------------------------------
 
@@ -80,10 +85,12 @@ class ExperimentStore:
     # -- statistics and reports -----------------------------------------------------------------------
 
     def daily(self, experiment: Experiment, through: date | None = None) -> list[tuple[str, str, SufficientStatistics]]:
-        """(variant, day, statistics) of every statistics row of the experiment up to `through` (default today)."""
+        """(variant, day, statistics) of every statistics row of the experiment, through its realized-revenue window,
+        up to `through` (default today)."""
         through = through or datetime.now(UTC).date()
         keys = [outcome_key(experiment.experiment_id, day, variant.name, shard)
-                for day in experiment.days(through) for variant in experiment.variants for shard in range(self.shards)]
+                for day in experiment.days(through, self.revenue_days) for variant in experiment.variants
+                for shard in range(self.shards)]
         rows = self.store.read(OUTCOMES_TABLE, keys) if keys else {}
         out = []
         for key, row in rows.items():
@@ -96,16 +103,19 @@ class ExperimentStore:
         report = build_report(experiment.public(), self.daily(experiment, through))
         report["surface"], report["holdout"] = experiment.surface, experiment.holdout
         report["strategies"] = {v.name: v.strategy for v in experiment.variants}
+        until = experiment.last_day() + timedelta(days=self.revenue_days)
+        report["realized_revenue"] = {"days": self.revenue_days, "until": until.isoformat(),
+                                      "complete": (through or datetime.now(UTC).date()) > until}
         report["as_of"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
         return report
 
     def write_reports(self, now: datetime) -> dict[str, Any]:
-        """The report of every running experiment, and of those stopped or ended within REPORT_AFTER_SECONDS (their
-        last statistics arrive with the merge), each written to reports/experiments/<id>.json. A report that
-        fails is logged and the others are written."""
+        """The report of every running experiment, and of those stopped or ended within `revenue_days` and
+        REPORT_AFTER_SECONDS (their realized revenue grows, their last statistics arrive with the merge), each
+        written to reports/experiments/<id>.json. A report that fails is logged and the others are written."""
         written, failed = [], []
         for experiment in self.list():
-            if experiment.status == DRAFT or not _recent(experiment, now):
+            if experiment.status == DRAFT or not _recent(experiment, now, self.revenue_days):
                 continue
             try:
                 self.write_report(experiment.experiment_id, self.build_report(experiment, now.date()))
@@ -199,10 +209,10 @@ class LiveExperiments:
         self._read_at = None
 
 
-def _recent(experiment: Experiment, now: datetime) -> bool:
-    """Running, or stopped or ended less than REPORT_AFTER_SECONDS ago."""
+def _recent(experiment: Experiment, now: datetime, revenue_days: int) -> bool:
+    """Running, or stopped or ended less than `revenue_days` and REPORT_AFTER_SECONDS ago."""
     ended = [datetime.fromisoformat(t.replace("Z", "+00:00")) for t in (experiment.end, experiment.stopped_at) if t]
-    return (now - min(ended)).total_seconds() < REPORT_AFTER_SECONDS
+    return (now - min(ended)).total_seconds() < revenue_days * 86400 + REPORT_AFTER_SECONDS
 
 
 def _version(number: int) -> str:
