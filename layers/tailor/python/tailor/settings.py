@@ -44,6 +44,9 @@ class _State(_Settings):
     experiments_table: str | None = Field(None, alias="EXPERIMENTS_TABLE")
     outcomes_table: str | None = Field(None, alias="OUTCOMES_TABLE")
     exposures_table: str | None = Field(None, alias="EXPOSURES_TABLE")
+    # Days after a shopper's first exposure to an experiment in which their purchases are its realized revenue: Ingest
+    # counts them, the reports read the statistics rows as long (tailor.experiments.attribution, .storage).
+    realized_revenue_days: int = Field(28, alias="REALIZED_REVENUE_DAYS", ge=0, le=366)
 
     @property
     def tables(self) -> dict[str, str]:
