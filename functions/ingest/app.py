@@ -36,7 +36,8 @@ processor = AggregatingKinesisProcessor(
         intent=SessionIntent.load(ModelRegistry(_bucket), environ=settings.intent_config),
         personas=PersonaTracker(ModelSource(_bucket, refresh_seconds=settings.persona_model_refresh_seconds)),
         buffer=settings.counter_buffer,
-        attribution=Attribution(window=settings.attribution_window_hours * 3600),
+        attribution=Attribution(window=settings.attribution_window_hours * 3600,
+                                revenue_window=settings.realized_revenue_days * 86400),
         # The published item clusters, read by the first feed event a container folds, not at its start.
         clusters=SessionClusters(PublishedClusters(ModelRegistry(_bucket))),
         # The published item vectors likewise, read by the first batch, for sessions' and shoppers' vectors.
