@@ -83,7 +83,7 @@ _dynamodb = client("dynamodb", **_aws)
 _bucket = S3BlobStore(client("s3", **_aws), settings.data_bucket)
 personas = ModelSource(_bucket, refresh_seconds=settings.persona_model_refresh_seconds)
 state = DynamoStateStore(_dynamodb, settings.tables)
-experiment_store = ExperimentStore(state, _bucket)
+experiment_store = ExperimentStore(state, _bucket, revenue_days=settings.realized_revenue_days)
 live_experiments = LiveExperiments(experiment_store)
 strategies = StrategySource(settings.strategy_config)
 
