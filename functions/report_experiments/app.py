@@ -17,7 +17,8 @@ metrics = Metrics()
 settings = ReportExperimentsSettings.read(os.environ)
 _aws = {"connect_timeout": 5, "read_timeout": 30, "max_attempts": 5}
 experiments = ExperimentStore(DynamoStateStore(client("dynamodb", **_aws), settings.tables),
-                              S3BlobStore(client("s3", **_aws), settings.data_bucket))
+                              S3BlobStore(client("s3", **_aws), settings.data_bucket),
+                              revenue_days=settings.realized_revenue_days)
 
 
 @logger.inject_lambda_context
