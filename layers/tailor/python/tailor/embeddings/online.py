@@ -4,13 +4,15 @@ Ingest's fold (tailor.ingest.fold) notes each record a session or a shopper row 
 never a producer's duplicate) and applies the noted records at the end of the batch, in record order, once the
 session intent at each engagement is known (tailor.ingest.intent scores them in the batch's one model call):
 
-* An engagement pulls the vector toward its item's, weighted by its event type and its session's intent.
+* An engagement pulls the vector toward its item's, weighted by its event type and its session's intent: the factor
+  its association pairs weigh with (tailor.ingest.intent; 1 for a session's first engagement, which makes none).
 * Ignores count only what the shop can know was seen and passed over. A row holds the last impression's items (its
   first SHOWN positions). An engagement echoing that impression's feed and a position settles the items above it as
   ignored (a full ignore each); the next impression settles the rest of the last one as rendered and never engaged
   (`unseen_share` of an ignore each). An item engaged with is never an ignore.
-* The row's `vector` field holds {"m": a digest of the item vectors' version, "v": base64 of a float32 scale and
-  int8 components, "f": the last impression's feed, "p": its items by position, "" once settled}. Every update is
+* The row's `vector` field holds {"m": a digest of the item vectors' version, "v": base64 of its float16
+  components, "f": the last impression's feed, "p": its items by position, "" once settled, joined by
+  SEPARATOR}. Every update is
   quantised as it is stored, so a batch folded whole or in parts leaves the same bytes.
 * Vectors trained anew live in another space: a row whose digest is not the current vectors' starts again from its
   recent items (as views), and serving uses only a row's vector of the version it holds (`stored_vector`).
@@ -36,6 +38,8 @@ from tailor.text import event_digest
 __all__ = ["SHOWN", "HeldVector", "OnlineVectors", "VectorBatch", "stored_vector", "vectors_tag"]
 
 SHOWN = 20  # an impression's positions whose ignores are kept (a feed's page); those below are never settled
+MAX_COMPONENT = 1000.0  # a stored vector's components stay within this (float16 holds up to 65,504)
+SEPARATOR = "\x1f"  # between a row's held items: no id holds a control character (tailor.events.ID_PATTERN)
 
 logger = logging.getLogger(__name__)
 
@@ -50,10 +54,10 @@ def stored_vector(field_value: Any, vectors: ItemVectors) -> np.ndarray | None:
     """A row's vector (its `vector` field) when it is of `vectors`' space and not zero, else None."""
     if not isinstance(field_value, Mapping) or field_value.get("m") != vectors_tag(vectors):
         return None
-    vector = _decode(field_value.get("v"))
-    if vector is None or len(vector) != vectors.dim or not np.any(vector):
+    found = _decode(field_value.get("v"))
+    if found is None or len(found) != vectors.dim or not np.any(found):
         return None
-    return vector
+    return found.astype(np.float32)
 
 
 class OnlineVectors:
@@ -98,8 +102,8 @@ class OnlineVectors:
 class HeldVector:
     """A row's `vector` field, decoded."""
 
-    vector: np.ndarray | None = None  # float32, as `text` holds it; None before any engagement
-    text: str | None = None  # the vector's encoding, kept as read or made, never made again from `vector`
+    vector: np.ndarray | None = None  # float32, `half` widened; None before any engagement
+    half: np.ndarray | None = None  # float16, as the row holds it
     tag: str | None = None
     feed: str | None = None
     shown: list[str] = field(default_factory=list)
@@ -108,16 +112,19 @@ class HeldVector:
     def decode(cls, value: Any) -> HeldVector:
         if not value or not isinstance(value, Mapping):
             return cls()  # none yet, or not one this module wrote: the row starts again
-        vector = _decode(value.get("v"))
-        return cls(vector, None if vector is None else value["v"], value.get("m"), value.get("f"),
-                   [str(item) for item in value.get("p") or []])
+        shown = value.get("p")
+        held = cls(tag=value.get("m"), feed=value.get("f"), shown=shown.split(SEPARATOR) if isinstance(shown, str) else [])
+        found = _decode(value.get("v"))
+        if found is not None:
+            held.half, held.vector = found, found.astype(np.float32)
+        return held
 
     def encode(self) -> dict[str, Any]:
         out: dict[str, Any] = {"m": self.tag}
-        if self.text is not None:
-            out["v"] = self.text
+        if self.half is not None:
+            out["v"] = base64.b64encode(self.half.tobytes()).decode("ascii")
         if self.feed is not None and any(self.shown):
-            out["f"], out["p"] = self.feed, list(self.shown)
+            out["f"], out["p"] = self.feed, SEPARATOR.join(self.shown)
         return out
 
 
@@ -130,11 +137,15 @@ class VectorBatch:
     tag: str
     _rows: dict[int, tuple[Any, Sequence[str], list[tuple[str, Any]]]] = field(default_factory=dict, repr=False)
 
+    def __post_init__(self) -> None:
+        weights = EVENT_WEIGHTS if self.rule.event_weights is None else self.rule.event_weights
+        self._pulling = frozenset(kind for kind, weight in weights.items() if weight > 0)
+
     def note(self, row: Any, recent: Sequence[str] | None, position: str, event: Any) -> None:
         """`row` (whose `state` has a `vector` field once the fold is done) absorbed `event`; `recent` is the row's
         recent items, most recent last, as they were before the batch's first record of it."""
-        if event.event_type != "impression" and not getattr(event, "item_id", None):
-            return
+        if event.event_type != "impression" and not self.engages(event):
+            return  # it neither pulls nor says what was passed over
         found = self._rows.get(id(row))
         if found is None:
             found = self._rows[id(row)] = (row, list(recent or ()), [])
@@ -142,8 +153,7 @@ class VectorBatch:
 
     def engages(self, event: Any) -> bool:
         """Whether `event` pulls a vector (an engagement with an item, of some weight): what wants an intent factor."""
-        weights = EVENT_WEIGHTS if self.rule.event_weights is None else self.rule.event_weights
-        return bool(getattr(event, "item_id", None)) and weights.get(event.event_type, 0.0) > 0
+        return event.event_type in self._pulling and bool(getattr(event, "item_id", None))
 
     def apply(self, factor: Callable[[str, str], float] | None = None) -> None:
         """Fold the noted records into their rows' vectors; `factor(position, event type)` is an engagement's
@@ -152,64 +162,70 @@ class VectorBatch:
             held = HeldVector.decode(getattr(row.state, "vector", None))
             if held.tag != self.tag:  # another space, or none yet: start again from the row's recent items
                 held = HeldVector(tag=self.tag)
-                for item in recent:
-                    _store(held, update_vector(held.vector, self.vectors.vector(item), "view", rule=self.rule))
+                _store(held, self._pulled(None, recent))
             for position, event in records:
-                self._fold(held, event, 1.0 if factor is None else factor(position, event.event_type))
+                _store(held, self._fold(held, event, 1.0 if factor is None else factor(position, event.event_type)))
             row.state.vector = held.encode()
 
-    def _fold(self, held: HeldVector, event: Any, intent_factor: float) -> None:
+    def _fold(self, held: HeldVector, event: Any, intent_factor: float) -> np.ndarray | None:
+        """The vector after `event`, not yet quantised (a row holds whole records, so only they are), and the
+        impression's items it settles."""
+        vector = held.vector
         if event.event_type == "impression":
             key = event.feed_id or f"#{event_digest(event.event_id)}"
             if key == held.feed:
-                return  # the same feed rendered again: its items are held already
-            self._ignore(held, [item for item in held.shown if item], self.rule.unseen_share)
+                return vector  # the same feed rendered again: its items are held already
+            vector = self._ignored(vector, [item for item in held.shown if item], self.rule.unseen_share)
             held.feed, held.shown = key, list(event.item_ids[:SHOWN])
-            return
-        if not self.engages(event):
-            return  # not an engagement: it neither pulls nor says what was passed over
+            return vector
         item, position = event.item_id, getattr(event, "position", None)
         if event.feed_id is not None and event.feed_id == held.feed and position is not None:
-            self._ignore(held, [shown for shown in held.shown[:position] if shown and shown != item], 1.0)
+            vector = self._ignored(vector, [shown for shown in held.shown[:position] if shown and shown != item], 1.0)
             held.shown = [shown if k >= position else "" for k, shown in enumerate(held.shown)]
         if item in held.shown:
             held.shown = ["" if shown == item else shown for shown in held.shown]
-        _store(held, update_vector(held.vector, self.vectors.vector(item), event.event_type, rule=self.rule,
-                                   intent_factor=intent_factor))
+        return update_vector(vector, self.vectors.vector(item), event.event_type, rule=self.rule,
+                             intent_factor=intent_factor)
 
-    def _ignore(self, held: HeldVector, items: Sequence[str], share: float) -> None:
+    def _ignored(self, vector: np.ndarray | None, items: Sequence[str], share: float) -> np.ndarray | None:
+        """`vector` pushed away from `items` at once (ignores do not decay what is there, so their order is moot)."""
+        rows = [row for row in map(self.vectors.row, items) if row is not None]
+        if not rows:
+            return vector
+        pushed = update_vector(vector, self.vectors.vectors[rows].sum(axis=0), "ignore", rule=self.rule,
+                               intent_factor=share)
+        if pushed is not None and pushed is not vector:
+            # Ignores do not decay what is there: a shopper shown a great deal and engaging seldom grows a long
+            # vector. Its direction is what counts; its length is kept within what float16 holds.
+            peak = float(np.abs(pushed).max())
+            if peak > MAX_COMPONENT:
+                pushed = pushed * np.float32(MAX_COMPONENT / peak)
+        return pushed
+
+    def _pulled(self, vector: np.ndarray | None, items: Sequence[str]) -> np.ndarray | None:
         for item in items:
-            _store(held, update_vector(held.vector, self.vectors.vector(item), "ignore", rule=self.rule,
-                                       intent_factor=share))
+            vector = update_vector(vector, self.vectors.vector(item), "view", rule=self.rule)
+        return vector
 
 
 def _store(held: HeldVector, vector: np.ndarray | None) -> None:
-    """`vector` into `held` as its encoding keeps it: the next update starts from what a row read back holds."""
+    """`vector` into `held` as its encoding keeps it (float16): the next update starts from what a row read back
+    holds."""
     if vector is None or vector is held.vector:
         return
-    held.text = _encode(vector)
-    held.vector = _decode(held.text)
-
-
-def _encode(vector: np.ndarray) -> str:
-    vector = np.asarray(vector, dtype=np.float32)
-    peak = float(np.max(np.abs(vector))) if len(vector) else 0.0
-    scale = np.float32(peak / 127.0)
-    if scale == 0 or not np.isfinite(scale):
-        scale, codes = np.float32(0.0), np.zeros(len(vector), dtype=np.int8)
-    else:
-        codes = np.clip(np.rint(vector / scale), -127, 127).astype(np.int8)
-    return base64.b64encode(scale.tobytes() + codes.tobytes()).decode("ascii")
+    held.half = np.asarray(vector, dtype=np.float32).astype(np.float16)
+    held.vector = held.half.astype(np.float32)
 
 
 def _decode(text: Any) -> np.ndarray | None:
+    """The float16 components a row's "v" holds, or None."""
     if not isinstance(text, str) or not text:
         return None
     try:
         raw = base64.b64decode(text, validate=True)
     except (ValueError, TypeError):
         return None
-    if len(raw) < 4:
+    if len(raw) % 2:
         return None
-    scale = np.frombuffer(raw[:4], dtype=np.float32)[0]
-    return np.frombuffer(raw[4:], dtype=np.int8).astype(np.float32) * scale
+    found = np.frombuffer(raw, dtype=np.float16)
+    return found if np.isfinite(found).all() else None

@@ -11,8 +11,8 @@ and scores them all with ONE call of the ONNX intent model. Then:
   including it, never on how the stream was cut into batches, so a replayed or bisected batch adds
   the same increments (as long as the model and the factors stay the same in between);
 * each touched session's state keeps its current intent probabilities (SessionState.intent).
-* records that make no pairs but pull a session's or shopper's vector (tailor.embeddings.online) get their
-  intent factor the same way, in the same call (`weigh`, `factors`).
+* each such record's factor stays in `factors`, for the pull of its session's and shopper's vectors
+  (tailor.embeddings.online).
 """
 
 from __future__ import annotations
@@ -77,7 +77,6 @@ class PendingPairs:
     kinds: list[str] = field(default_factory=list)
     previous: list[list[str]] = field(default_factory=list)
     features: list[list[float]] = field(default_factory=list)
-    weighed: list[tuple[str, str, list[float]]] = field(default_factory=list)  # (position, type, features): weights only
     factors: dict[str, float] = field(default_factory=dict)  # once resolved: position -> the record's intent factor
 
     def wants(self, event_type: str, previous_items: list[str]) -> bool:
@@ -93,29 +92,23 @@ class PendingPairs:
         self.previous.append(previous_items)
         self.features.append(intent_features(session_after))
 
-    def weigh(self, position: str, event_type: str, session_after: SessionState) -> None:
-        """A record that makes no pairs but whose intent factor is wanted (`factors`, once resolved)."""
-        self.weighed.append((position, event_type, intent_features(session_after)))
-
     def resolve(self, sessions: Iterable[SessionState]) -> list[tuple[str, Contribution]]:
         """Score the records and `sessions` in one model call; store each session's intent; return the records'
         association contributions, in record order."""
         sessions = list(sessions)
-        if not self.positions and not self.weighed and not sessions:
+        if not self.positions and not sessions:
             return []
         import numpy as np
 
         matrix = intent_matrix(sessions)
-        records = self.features + [features for _, _, features in self.weighed]
-        if records:
-            matrix = np.vstack([np.asarray(records, dtype=np.float32), matrix])
+        if self.features:
+            matrix = np.vstack([np.asarray(self.features, dtype=np.float32), matrix])
         probabilities = self.intent.model.predict(matrix)
-        n, m = len(self.positions), len(self.weighed)
-        for state, row in zip(sessions, probabilities[n + m:]):
+        n = len(self.positions)
+        for state, row in zip(sessions, probabilities[n:]):
             state.intent = as_mapping(row)
-        blended = self.intent.factors().blend_rows(probabilities[:n + m], self.kinds + [k for _, k, _ in self.weighed])
-        self.factors = dict(zip(self.positions + [p for p, _, _ in self.weighed], blended.tolist()))
-        factors = blended[:n]
+        factors = self.intent.factors().blend_rows(probabilities[:n], self.kinds)
+        self.factors = dict(zip(self.positions, factors.tolist()))
         base = self.intent.base
         out: list[tuple[str, Contribution]] = []
         for k in range(n):
