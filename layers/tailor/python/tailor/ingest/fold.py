@@ -10,7 +10,7 @@ through it too, so there is one way to fold state.
   intent, association pairs wait for their intent weight and every touched session's intent is kept, with one
   model call at the end of the batch (tailor.ingest.intent); with personas, their counters and mixtures likewise
   (tailor.personas.online). With item vectors, each session's and shopper's vector takes the records its row
-  absorbs at the end of the batch, every engagement weighed by its intent from that model call
+  absorbs at the end of the batch, an engagement weighed by the intent factor its association pairs take
   (tailor.embeddings.online).
 * An erased shopper's row is a tombstone (tailor.erasure): their events timestamped up to the erasure are left out
   (`erased`); a later event starts a fresh shopper on the tombstone's row.
@@ -202,8 +202,6 @@ class BatchFold:
                         clusters.fold(session.state, event)
                     if noted is not None and not repeated:
                         noted.note(session, recent, pos, event)
-                        if pending is not None and paired is None and noted.engages(event):
-                            pending.weigh(pos, event.event_type, session.state)  # its intent factor, for the pull
                     session.absorbed(pos)
                     if paired is not None:
                         pending.add(pos, paired[0], event.event_type, paired[1], session.state)
