@@ -45,6 +45,8 @@ class ExperimentIn(BaseModel):
     end: str | None = Field(None, description="ISO 8601 (or days)")
     days: float | None = Field(None, gt=0, le=MAX_DAYS, allow_inf_nan=False, description="how long it runs (14)")
     description: Text = ""
+    planned_units: int | None = Field(None, ge=2, le=10**9, description="shoppers it is planned to expose: its "
+                                      "reports' confidence sequences are tightest there (default 5000)")
 
 
 class VariantOut(BaseModel):
@@ -69,6 +71,7 @@ class ExperimentOut(BaseModel):
     started_at: str | None
     stopped_at: str | None
     description: str
+    planned_units: int | None = None
 
 
 class ExperimentsOut(BaseModel):
