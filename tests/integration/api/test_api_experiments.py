@@ -26,6 +26,11 @@ def test_refused_experiments_name_their_field(api):
     assert answer.status_code == 422 and answer.get_json()["message"].startswith("experiment_id:")
     answer = api.post("/experiments", {**EXPERIMENT, "holdout": 2})
     assert answer.status_code == 422 and "body holdout:" in answer.get_json()["message"]
+    answer = api.post("/experiments", {**EXPERIMENT, "planned_units": 1})
+    assert answer.status_code == 422 and "body planned_units:" in answer.get_json()["message"]
+    planned = api.post("/experiments", {**EXPERIMENT, "experiment_id": "exp-planned", "planned_units": 800})
+    assert planned.status_code == 201 and planned.get_json()["planned_units"] == 800
+    assert api.get("/experiments/exp-planned/report").get_json()["tuning_units"] == 800
     answer = api.post("/experiments", "not an object")
     assert answer.status_code == 422 and "body" in answer.get_json()["message"]
     assert api.post("/experiments/exp-none/start", {}).status_code == 404
