@@ -22,7 +22,11 @@ def test_the_report_carries_the_goals_figures(tmp_path):
     low, high = report["no_drift_difference_interval"]
     assert low <= report["no_drift_difference"] <= high
     feeds = report["drift"]["feeds"]
-    assert feeds["static"]["impressions"] == feeds["adaptive"]["impressions"] == feeds["oracle"]["impressions"]
+    assert (feeds["static"]["impressions"] == feeds["adaptive"]["impressions"] == feeds["oracle"]["impressions"]
+            == feeds["ideal"]["impressions"])
+    low, high = report["ideal_share_of_oracle_interval"]
+    assert low <= report["ideal_share_of_oracle"] <= high
+    assert all(len(pages) == len(report["drift"]["ctr_by_page"]["static"]) for pages in report["drift"]["ctr_by_page"].values())
     assert len(report["drift"]["regret"]["adaptive"]) == adaptation.REGRET_IMPRESSIONS
     assert 0 < report["session_state_bytes"]["mean"] < 1024
 

@@ -13,16 +13,23 @@ bonus), which moves to another of their categories with probability `--drift` at
   (tailor.clusters.prior_appeal) and then by their popularity in the history, the same all session;
 * adaptive: each slot's cluster drawn by the session's bandit (tailor.clusters.select_clusters) from the same prior
   and the clicks and ignores of the session's earlier pages, the best item of the cluster not yet shown in it;
-* oracle: knows the shopper's current interest and fills the page with the best items of that category.
+* oracle: knows the shopper's current interest and ranks as the static feed does with a bonus (ORACLE_BONUS) for
+  items of that category (on seed 101 a bonus of 1 gave the oracle its highest CTR: 0.5, 2, 4 and a page of the
+  category alone gave less);
+* ideal: the most that learning the interest from clicks can give here, a bound rather than a feed: a Bayes filter
+  over the session's category that knows what no feed knows (the shopper's true category affinity, their click
+  model's utilities, the examination probabilities and the drift rate), updated by every click and unclicked slot
+  of the session's pages, ranking as the oracle does with the bonus weighed by its belief.
 
 Clusters are rebuilt from the history (tailor_lab.training.clusters, from metadata: category and price, no learned
 vectors); a shopper's trait posteriors are the simulator's traits read as ten events' worth of evidence (the same for
 the three feeds). The cost part: a 20-item adaptive slate's latency in process, Ingest's fold per event with and
 without the clusters, the session state's size. Figures: CTR and revenue per session
 per feed, over sessions of at least 10 impressions; `share_of_oracle` = (adaptive - static) / (oracle - static) CTR
-with a 95% bootstrap interval over sessions (paired: a resample takes a session under every feed); the regret curve
-(the oracle's cumulative clicks minus each feed's over a session's first 20 impressions); and the same shoppers
-without drift, where `no_drift_difference` is adaptive - static CTR with its interval.
+with a 95% bootstrap interval over sessions (paired: a resample takes a session under every feed), beside the ideal
+learner's (`ideal_share_of_oracle`: how much of the oracle's lift clicks can reveal at all); CTR per page of the
+session; the regret curve (the oracle's cumulative clicks minus each feed's over a session's first 20 impressions);
+and the same shoppers without drift, where `no_drift_difference` is adaptive - static CTR with its interval.
 """
 
 from __future__ import annotations
@@ -52,7 +59,8 @@ from tailor_lab.training.clusters import ClusterParams, build_clusters
 
 __all__ = ["FEEDS", "main", "run"]
 
-FEEDS = ("static", "adaptive", "oracle")
+FEEDS = ("static", "adaptive", "oracle", "ideal")
+TUNED_FEEDS = FEEDS[:3]  # what --tune compares (the ideal learner's figure does not move with the bandit's knobs)
 BOOTSTRAP = 1000
 MIN_IMPRESSIONS = 10
 REGRET_IMPRESSIONS = 20
@@ -129,6 +137,8 @@ def run(setting: Setting = Setting(), params: BanditParams = BanditParams(), *,
             "long_sessions": drift_figures["long_sessions"],
             "share_of_oracle": drift_figures["share_of_oracle"],
             "share_of_oracle_interval": drift_figures["share_of_oracle_interval"],
+            "ideal_share_of_oracle": drift_figures["ideal_share_of_oracle"],
+            "ideal_share_of_oracle_interval": drift_figures["ideal_share_of_oracle_interval"],
             "no_drift_difference": steady_figures["difference"],
             "no_drift_difference_interval": steady_figures["difference_interval"],
             "drift": drift_figures, "no_drift": steady_figures,
@@ -145,13 +155,13 @@ def tune(setting: Setting, *, echo: Callable[[str], None] = lambda _: None) -> d
     names = list(GRID)
     for values in itertools.product(*(GRID[n] for n in names)):
         params = replace(BanditParams(), **dict(zip(names, values)))
-        share = _point(_simulate(world, setting, params, setting.drift))["share"]
+        share = _point(_simulate(world, setting, params, setting.drift, feeds=TUNED_FEEDS))["share"]
         rows.append({"params": dict(zip(names, values)), "share_of_oracle": share})
         echo(f"{dict(zip(names, values))}: share {share:.3f}")
     rows.sort(key=lambda r: -r["share_of_oracle"])
     for row in rows[:3]:  # the leaders must cost shoppers without drift nothing too
         params = replace(BanditParams(), **row["params"])
-        row["no_drift_difference"] = _point(_simulate(world, setting, params, 0.0))["difference"]
+        row["no_drift_difference"] = _point(_simulate(world, setting, params, 0.0, feeds=TUNED_FEEDS))["difference"]
     return {"seed": setting.seed, "tuned": True, "grid": rows, "best": rows[0]}
 
 
@@ -171,11 +181,15 @@ def format_report(report: dict[str, Any]) -> str:
         for name in FEEDS:
             f = part["feeds"][name]
             lines.append(f"  {name:<9} {_interval(f['ctr'], 4):>24} {_interval(f['revenue_per_session'], 2):>26}")
-        lines.append(f"  share of oracle lift {_interval(part['share_of_oracle_figure'], 3)}; adaptive - static CTR "
+        lines.append(f"  share of oracle lift {_interval(part['share_of_oracle_figure'], 3)} (the ideal learner's "
+                     f"{_interval(part['ideal_share_of_oracle_figure'], 3)}); adaptive - static CTR "
                      f"{_interval(part['difference_figure'], 4)}")
+        lines.append("  CTR by page: " + "; ".join(
+            f"{name} " + "/".join("-" if v is None else f"{v:.3f}" for v in part["ctr_by_page"][name])
+            for name in FEEDS))
         lines.append("  regret (oracle's clicks - feed's) after impressions 5/10/15/20: "
                      + "; ".join(f"{name} " + "/".join(f"{part['regret'][name][t - 1]:.3f}" for t in (5, 10, 15, 20))
-                                 for name in ("static", "adaptive")))
+                                 for name in ("static", "adaptive", "ideal")))
     cost = report["cost"]
     lines.append(f"session state: {report['session_state_bytes']['mean']} bytes on average "
                  f"(max {report['session_state_bytes']['max']}); a 20-item adaptive slate: p50 "
@@ -227,17 +241,19 @@ class _Outcome:
     clicks: dict[str, list[int]] = field(default_factory=lambda: {f: [] for f in FEEDS})
     revenue: dict[str, list[float]] = field(default_factory=lambda: {f: [] for f in FEEDS})
     early: dict[str, list[np.ndarray]] = field(default_factory=lambda: {f: [] for f in FEEDS})
+    by_page: dict[str, list[list[int]]] = field(default_factory=lambda: {f: [] for f in FEEDS})  # [page, clicks, shown]
     state_bytes: list[int] = field(default_factory=list)
     events: list[dict] = field(default_factory=list)  # what the shoppers did on the adaptive feed
 
 
 def _simulate(world: _World, setting: Setting, params: BanditParams, drift: float,
-              oracle_bonus: float = ORACLE_BONUS) -> _Outcome:
+              oracle_bonus: float = ORACLE_BONUS, feeds: tuple[str, ...] = FEEDS) -> _Outcome:
     sim = world.history.world
     catalog, clusters = sim.catalog, world.clusters
     out = _Outcome()
     available = world.item_cluster >= 0
     category_of = catalog.category_of
+    categories = int(category_of.max()) + 1
     for shopper in sim.shoppers:
         traits = {name: [1.0 + TRAIT_EVIDENCE * m, 1.0 + TRAIT_EVIDENCE * (1.0 - m)]
                   for name, m in shopper.traits.items()}
@@ -254,9 +270,10 @@ def _simulate(world: _World, setting: Setting, params: BanditParams, drift: floa
             path = interest_path(np.random.default_rng([setting.seed, 19, shopper.index, visit]), shopper, pages,
                                  drift, setting.novelty if drift else 0.0)
             out.sessions.append((shopper.index, visit))
-            for feed in FEEDS:
+            for feed in feeds:
                 shown: set[int] = set()
                 posteriors = ClusterPosteriors()
+                belief = _IdealBelief(sim, shopper, categories, drift) if feed == "ideal" else None
                 choose = np.random.default_rng([setting.seed, 23, shopper.index, visit])
                 clicks, revenue, early = 0, 0.0, np.zeros(REGRET_IMPRESSIONS)
                 t_ms = sim.end_ms + visit * 86_400_000
@@ -264,8 +281,9 @@ def _simulate(world: _World, setting: Setting, params: BanditParams, drift: floa
                     category = path[page]
                     if feed == "static":
                         served = list(itertools.islice((i for i in static_order if i not in shown), setting.page))
-                    elif feed == "oracle":
-                        order = np.argsort(-(base + oracle_bonus * (category_of == category)), kind="stable")
+                    elif feed in ("oracle", "ideal"):
+                        bonus = (category_of == category) if belief is None else belief.probabilities[category_of]
+                        order = np.argsort(-(base + oracle_bonus * bonus), kind="stable")
                         served = list(itertools.islice((int(i) for i in order if available[i] and i not in shown),
                                                        setting.page))
                     else:
@@ -281,6 +299,9 @@ def _simulate(world: _World, setting: Setting, params: BanditParams, drift: floa
                             early[at] += 1
                     clicks += acted.clicks
                     revenue += acted.revenue
+                    out.by_page[feed].append([page, acted.clicks, len(served)])
+                    if belief is not None:
+                        belief.observe(served, positions)
                     if feed == "adaptive":
                         out.events += acted.events
                     if feed == "adaptive":
@@ -293,6 +314,45 @@ def _simulate(world: _World, setting: Setting, params: BanditParams, drift: floa
                 if feed == "adaptive":
                     out.state_bytes.append(encoded_size(posteriors))
     return out
+
+
+class _IdealBelief:
+    """The ideal learner's belief over the session's category: it starts at the shopper's true category affinity (the
+    first page's interest is drawn from it), weighs each page's clicks and unclicked slots by the true click model
+    (tailor_lab.simulator.online._act: examination, then a click by utility plus the intent bonus; after a click the
+    shopper goes on with probability feed_continue) and moves by the drift as the simulator does."""
+
+    def __init__(self, sim: Any, shopper: Any, categories: int, drift: float):
+        self.params = sim.params
+        self.examination = np.asarray(sim.choice.examination["feed"])
+        self.utility = np.asarray(sim.choice.utility(shopper))
+        self.category_of = sim.catalog.category_of
+        affinity = np.asarray(shopper.affinity, dtype=float)
+        self.affinity = affinity / affinity.sum()
+        self.drift = drift
+        self.onehot = np.eye(categories)
+        self.probabilities = self.affinity.copy()
+        moved = np.tile(self.affinity, (categories, 1))
+        np.fill_diagonal(moved, 0.0)  # the interest moves to another category, never the one it leaves
+        self.moves = moved / np.maximum(moved.sum(axis=1, keepdims=True), 1e-12)
+
+    def observe(self, served: list[int], clicks: list[int]) -> None:
+        p = self.params
+        last = max(clicks, default=-1)
+        likelihood = np.ones(len(self.probabilities))
+        for k, item in enumerate(served):
+            examined = self.examination[min(k, len(self.examination) - 1)]
+            logit = (self.utility[item] - p.click_threshold + p.intent_bonus * self.onehot[self.category_of[item]])
+            click = examined / (1.0 + np.exp(-logit / p.click_temperature))
+            if k in clicks:
+                likelihood *= click
+            elif k < last or last < 0:
+                likelihood *= 1.0 - click
+            else:  # below the last click: the shopper stopped there, or went on and passed this one by
+                likelihood *= (1.0 - p.feed_continue) + p.feed_continue * (1.0 - click)
+        posterior = self.probabilities * likelihood
+        posterior /= max(float(posterior.sum()), 1e-300)
+        self.probabilities = (1.0 - self.drift) * posterior + self.drift * posterior @ self.moves
 
 
 def _adaptive_page(world: _World, prior: np.ndarray, posteriors: ClusterPosteriors, shown: set[int], size: int,
@@ -358,7 +418,7 @@ def _cost(world: _World, params: BanditParams, events: list[dict]) -> dict[str, 
 def _point(outcome: _Outcome) -> dict[str, float]:
     long = np.asarray(outcome.impressions["static"]) >= MIN_IMPRESSIONS
     ctr = {f: np.asarray(outcome.clicks[f])[long].sum() / max(np.asarray(outcome.impressions[f])[long].sum(), 1)
-           for f in FEEDS}
+           for f in TUNED_FEEDS}
     gap = ctr["oracle"] - ctr["static"]
     return {"share": float((ctr["adaptive"] - ctr["static"]) / gap) if gap > 0 else float("nan"),
             "difference": float(ctr["adaptive"] - ctr["static"])}
@@ -377,8 +437,14 @@ def _figures(outcome: _Outcome, seed: int) -> dict[str, Any]:
     share = (ctr["adaptive"] - ctr["static"]) / gap if gap > 0 else float("nan")
     boot_share = np.divide(boot["adaptive"] - boot["static"], boot_gap, out=np.full(len(boot_gap), np.nan),
                            where=boot_gap > 0)
+    ideal = (ctr["ideal"] - ctr["static"]) / gap if gap > 0 else float("nan")
+    boot_ideal = np.divide(boot["ideal"] - boot["static"], boot_gap, out=np.full(len(boot_gap), np.nan),
+                           where=boot_gap > 0)
     difference = ctr["adaptive"] - ctr["static"]
     boot_difference = boot["adaptive"] - boot["static"]
+    pages = {f: np.asarray(outcome.by_page[f], dtype=float).reshape(-1, 3) for f in FEEDS}
+    by_page = {f: [_round(rows_[rows_[:, 0] == page, 1].sum() / max(rows_[rows_[:, 0] == page, 2].sum(), 1.0))
+                   for page in range(int(pages["static"][:, 0].max()) + 1)] for f, rows_ in pages.items()}
     early = {f: np.cumsum(np.mean(outcome.early[f], axis=0)) for f in FEEDS}
     feeds = {}
     for f in FEEDS:
@@ -388,6 +454,8 @@ def _figures(outcome: _Outcome, seed: int) -> dict[str, Any]:
     return {"long_sessions": int(len(rows)), "feeds": feeds,
             "share_of_oracle": _round(share), "share_of_oracle_interval": _pct(boot_share),
             "share_of_oracle_figure": _ci(share, boot_share),
+            "ideal_share_of_oracle": _round(ideal), "ideal_share_of_oracle_interval": _pct(boot_ideal),
+            "ideal_share_of_oracle_figure": _ci(ideal, boot_ideal), "ctr_by_page": by_page,
             "difference": _round(difference), "difference_interval": _pct(boot_difference),
             "difference_figure": _ci(difference, boot_difference),
             "regret": {f: np.round(early["oracle"] - early[f], 4).tolist() for f in FEEDS}}
