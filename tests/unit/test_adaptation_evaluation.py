@@ -39,3 +39,14 @@ def test_interests_drift_only_when_asked():
     assert moving[0] == steady[0] and len(set(moving)) > 1
     with pytest.raises(ValueError, match="drift"):
         interest_path(np.random.default_rng(1), shopper, 3, drift=1.5)
+
+
+def test_the_ab_test_runs_through_the_experiment_framework():
+    setting = adaptation.Setting(shoppers=40, visits=1, seed=5)
+    world = adaptation._World.build(setting, lambda _: None)
+    ab = adaptation.ab_test(world, setting, adaptation.BanditParams())
+    assert sum(ab["units"].values()) == 40 and min(ab["units"].values()) > 0
+    assert set(ab["ctr"]) == {"static", "adaptive"} and all(v > 0 for v in ab["ctr"].values())
+    assert ab["difference"] == pytest.approx(ab["ctr"]["adaptive"] - ab["ctr"]["static"])
+    low, high = ab["relative_lift"]["low"], ab["relative_lift"]["high"]
+    assert low <= ab["relative_lift"]["value"] <= high

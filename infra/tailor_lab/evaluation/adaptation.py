@@ -2,6 +2,7 @@
 
     tailor evaluate adaptation [--seed 202] [--shoppers 1500] [--visits 2] [--drift 0.35] [--clusters 24] [--json F]
     tailor evaluate adaptation --tune [--seed 101]      # the validation simulation: the bandit's knobs
+    tailor evaluate adaptation --ab-test [--seed 202]   # and an A/B test of adaptive against static
 
 The closed-loop simulator (tailor_lab.simulator.online) with sessions of feed pages: a shopper opens a feed of
 `--page` items, acts on it as the choice model says (looks down it, clicks, carts, pays), and comes back for the next
@@ -30,6 +31,14 @@ with a 95% bootstrap interval over sessions (paired: a resample takes a session 
 learner's (`ideal_share_of_oracle`: how much of the oracle's lift clicks can reveal at all); CTR per page of the
 session; the regret curve (the oracle's cumulative clicks minus each feed's over a session's first 20 impressions);
 and the same shoppers without drift, where `no_drift_difference` is adaptive - static CTR with its interval.
+
+With `--ab-test`, the same drifting shoppers in an A/B test through the experiment framework: an experiment on the
+feed with variants static (strategy default, control) and adaptive (strategy adaptive), each shopper assigned by
+tailor.experiments.assignment and served their variant's feed under its feed ids, every page's events through Ingest
+(tailor.ingest.service, with attribution and the session's cluster posteriors: the adaptive pages read the
+posteriors Ingest kept in the session row, as the API's adaptive feed does) and the report built from the
+statistics rows attribution wrote (tailor.experiments.storage): CTR per variant, the relative lift with its interval,
+and whether its direction agrees with the evaluation's adaptive - static CTR.
 """
 
 from __future__ import annotations
@@ -100,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--novelty", type=float, default=Setting.novelty,
                         help="share of an even spread in where a drifting interest goes")
     parser.add_argument("--tune", action="store_true", help="search the bandit's knobs on this (validation) seed")
+    parser.add_argument("--ab-test", action="store_true",
+                        help="also run an A/B test of adaptive against static through the experiment framework")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     args = parser.parse_args(argv)
     for name in ("shoppers", "visits", "page", "pages", "clusters"):
@@ -113,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                       keep_going=args.keep_going, drift=args.drift, novelty=args.novelty,
                       clusters=args.clusters, seed=seed)
     echo = lambda text: print(text, file=sys.stderr)  # noqa: E731
-    report = tune(setting, echo=echo) if args.tune else run(setting, echo=echo)
+    report = tune(setting, echo=echo) if args.tune else run(setting, echo=echo, ab=args.ab_test)
     print(format_report(report))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -123,8 +134,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(setting: Setting = Setting(), params: BanditParams = BanditParams(), *,
-        echo: Callable[[str], None] = lambda _: None, world: _World | None = None) -> dict[str, Any]:
-    """The three feeds on drifting shoppers and on the same shoppers without drift; figures with 95% intervals."""
+        echo: Callable[[str], None] = lambda _: None, world: _World | None = None, ab: bool = False) -> dict[str, Any]:
+    """The feeds on drifting shoppers and on the same shoppers without drift; figures with 95% intervals; with `ab`,
+    the A/B test through the experiment framework too."""
     started = time.perf_counter()
     world = world or _World.build(setting, echo)
     drifting = _simulate(world, setting, params, setting.drift)
@@ -132,7 +144,11 @@ def run(setting: Setting = Setting(), params: BanditParams = BanditParams(), *,
     cost = _cost(world, params, drifting.events)
     drift_figures = _figures(drifting, setting.seed)
     steady_figures = _figures(steady, setting.seed)
-    return {"seed": setting.seed, "setting": vars(setting) | {}, "params": vars(params) | {},
+    ab_report = None
+    if ab:
+        ab_report = ab_test(world, setting, params)
+        ab_report["agrees"] = bool(np.sign(ab_report["difference"]) == np.sign(drift_figures["difference"]))
+    return {"seed": setting.seed, "setting": vars(setting) | {}, "params": vars(params) | {}, "ab_test": ab_report,
             "clusters": len(world.clusters.ids), "sessions": len(drifting.sessions),
             "long_sessions": drift_figures["long_sessions"],
             "share_of_oracle": drift_figures["share_of_oracle"],
@@ -190,6 +206,14 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append("  regret (oracle's clicks - feed's) after impressions 5/10/15/20: "
                      + "; ".join(f"{name} " + "/".join(f"{part['regret'][name][t - 1]:.3f}" for t in (5, 10, 15, 20))
                                  for name in ("static", "adaptive", "ideal")))
+    ab = report.get("ab_test")
+    if ab:
+        lift = ab["relative_lift"]
+        lines.append(f"A/B test through the experiment framework ({ab['units']['static']} + {ab['units']['adaptive']} "
+                     f"shoppers, drifting): CTR static {ab['ctr']['static']:.4f}, adaptive {ab['ctr']['adaptive']:.4f};"
+                     f" relative lift {_fmt(lift['value'])} [{_fmt(lift['low'])}, {_fmt(lift['high'])}], p "
+                     f"{ab['p_value']:.3g}; {'agrees' if ab['agrees'] else 'disagrees'} with the evaluation's "
+                     "direction (the framework's CTR: clicks per feed page's impression event)")
     cost = report["cost"]
     lines.append(f"session state: {report['session_state_bytes']['mean']} bytes on average "
                  f"(max {report['session_state_bytes']['max']}); a 20-item adaptive slate: p50 "
@@ -368,6 +392,91 @@ def _adaptive_page(world: _World, prior: np.ndarray, posteriors: ClusterPosterio
     return [world.index_of[item] for item in slate.items]
 
 
+def ab_test(world: _World, setting: Setting, params: BanditParams) -> dict[str, Any]:
+    """The drifting shoppers in an A/B test of adaptive (treatment) against static (control) through the experiment
+    framework: assignment, feed ids, Ingest's attribution and cluster posteriors, the report from the statistics."""
+    from datetime import UTC, datetime, timedelta
+
+    from tailor.clusters.session import SessionClusters
+    from tailor.events import parse_event
+    from tailor.experiments.assignment import assign, claim_slot
+    from tailor.experiments.attribution import Attribution
+    from tailor.experiments.definitions import new_experiment
+    from tailor.experiments.feed_ids import new_feed_id
+    from tailor.experiments.storage import ExperimentStore
+    from tailor.ingest.service import Ingestor, StreamRecord
+    from tailor.store.memory import MemoryBlobStore, MemoryStateStore
+
+    sim = world.history.world
+    clusters = world.clusters
+    store = MemoryStateStore()
+    experiments = ExperimentStore(store)
+    opened = datetime.fromtimestamp(sim.end_ms / 1000.0, tz=UTC)
+    experiment = new_experiment({"experiment_id": "adaptive-vs-static", "surface": "feed",
+                                 "start": opened.isoformat(), "days": setting.visits + 1,
+                                 "variants": [{"name": "static", "strategy": "default"},
+                                              {"name": "adaptive", "strategy": "adaptive"}]},
+                                now=opened, known_strategies={"default", "adaptive"})
+    experiment = experiments.create(experiment.started(opened, claim_slot(experiment, [])))
+    ingestor = Ingestor(store, MemoryBlobStore(), max_workers=1, attribution=Attribution(),
+                        clusters=SessionClusters(clusters, params))
+    available = world.item_cluster >= 0
+    sequence = 0
+    last_day = opened.date()
+    for shopper in sim.shoppers:
+        traits = {name: [1.0 + TRAIT_EVIDENCE * m, 1.0 + TRAIT_EVIDENCE * (1.0 - m)]
+                  for name, m in shopper.traits.items()}
+        prior = prior_appeal(clusters, traits, params)
+        base = np.where(available, np.log(prior[np.maximum(world.item_cluster, 0)])
+                        + POPULARITY_WEIGHT * world.popularity, -np.inf)
+        static_order = [int(i) for i in np.argsort(-base, kind="stable") if available[i]]
+        bought: set[int] = set()
+        for visit in range(setting.visits):
+            rng = np.random.default_rng([setting.seed, 17, shopper.index, visit])
+            more = rng.random(setting.pages)
+            pages = 1 + int(np.argmin(np.append(more[1:] < setting.keep_going, False)))
+            path = interest_path(np.random.default_rng([setting.seed, 19, shopper.index, visit]), shopper, pages,
+                                 setting.drift, setting.novelty if setting.drift else 0.0)
+            session = f"s-{shopper.index}-{visit}"
+            t_ms = sim.end_ms + 3_600_000 + visit * 86_400_000
+            assignment = assign([experiment], "feed", user_id=shopper.user_id, session_id=session)
+            variant = assignment.variant_name if assignment is not None else "static"
+            choose = np.random.default_rng([setting.seed, 23, shopper.index, visit])
+            shown: set[int] = set()
+            for page in range(pages):
+                if variant == "adaptive":
+                    row = store.read("sessions", [session]).get(session) or {}
+                    posteriors = ClusterPosteriors.decode(row.get("clusters"))
+                    served = _adaptive_page(world, prior, posteriors, shown, setting.page, choose, params)
+                else:
+                    served = list(itertools.islice((i for i in static_order if i not in shown), setting.page))
+                shown.update(served)
+                feed_id = (new_feed_id(experiment.experiment_id, variant, assignment.unit_kind)
+                           if assignment is not None else new_feed_id())
+                act_rng = np.random.default_rng([setting.seed, 29, shopper.index, visit, page])
+                acted = _act(sim, shopper, served, feed_id, session, path[page], bought, act_rng,
+                             t_ms + page * 60_000)
+                records = []
+                for event in acted.events:
+                    records.append(StreamRecord("shardId-000000000000", str(49_000_000_000_000_000_000 + sequence),
+                                                json.dumps(event).encode(), event["user_id"],
+                                                parse_event(event).epoch))
+                    sequence += 1
+                if records:
+                    outcome = ingestor.ingest(records)
+                    if outcome.failed:
+                        raise RuntimeError(f"Ingest failed {len(outcome.failed)} of the A/B test's records")
+            last_day = max(last_day, datetime.fromtimestamp(t_ms / 1000.0, tz=UTC).date())
+    report = experiments.build_report(experiments.get(experiment.experiment_id), through=last_day + timedelta(days=1))
+    ctr = report["metrics"]["ctr"]
+    comparison = ctr["comparisons"]["adaptive"]
+    low, high = comparison["relative_ci"] or (None, None)
+    return {"units": report["units"], "ctr": {name: ctr["values"][name]["value"] for name in ("static", "adaptive")},
+            "difference": comparison["difference"],
+            "relative_lift": {"value": comparison["relative"], "low": low, "high": high},
+            "p_value": comparison["p_value"], "srm_flagged": report["srm"]["flagged"]}
+
+
 def _cost(world: _World, params: BanditParams, events: list[dict]) -> dict[str, Any]:
     """What adapting costs: a 20-item slate from each cluster's ten best candidates (its p50 and p99 over 500 feeds,
     in process), and Ingest's fold per event (CPU time, in batches of 100 as a stream delivers them) of what the
@@ -471,6 +580,10 @@ def _pct(samples: np.ndarray) -> list[float | None]:
     if not len(finite):
         return [None, None]
     return [_round(v) for v in np.percentile(finite, [2.5, 97.5])]
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:+.4f}"
 
 
 def _round(x: float) -> float | None:
