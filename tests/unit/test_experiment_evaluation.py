@@ -39,6 +39,13 @@ def test_a_small_run_reports_every_key_and_skips_missing_data(population, tmp_pa
     assert report["ab"]["true_relative_lift"]["ctr"] == pytest.approx(0.05, abs=1e-5)
     assert report["ab"]["click_probability_scale"] > 1.05  # the cascade damps a lift of every click
     assert "Open Bandit Dataset: skipped" in experiments.format_table(report)
+    inter = report["interleaving"]
+    assert inter["interleaving_shoppers"] <= inter["ab_shoppers"]
+    assert set(inter["null_false_winner"]) == {"interleaving", "ab"}
+    assert inter["normal_approximation"]["interleaving"] < inter["normal_approximation"]["ab"]
+    assert "realized" in report["aa"]["fpr_fixed"]
+    with pytest.raises(ValueError, match="unknown part 'ab'"):
+        experiments.run(parts=("ab",))
 
 
 def test_vectorised_team_draft_is_the_products():

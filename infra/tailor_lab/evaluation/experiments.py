@@ -61,6 +61,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -88,6 +89,7 @@ SRM_LOSS = 0.02
 NOISE = (3.0, 1.5)
 # Interleaving and the A/B test each need enough shoppers to name the better ranker (p < ALPHA) in this share of runs.
 INTERLEAVING_TARGET = 0.95
+_NORMAL = NormalDist()
 # zr-obp's examples: relative errors estimating BTS's CTR from the random logs of `all` (small version).
 ZR_OBP_ERRORS = {"DM": 0.157, "IPW": 0.311, "SNIPW": 0.312, "DR": 0.292}
 GOALS = {"aa_fpr_fixed": (0.03, 0.07), "aa_fpr_sequential": (0.0, 0.05), "coverage": (0.93, 1.0),
@@ -522,6 +524,7 @@ def _compare_rankers(population: Population, rankings: dict[str, np.ndarray], ru
     better = A if ctr[A] > ctr[B] else B
     echo(f"interleaving: expected CTR of ranker A {ctr[A]:.4f}, B {ctr[B]:.4f}")
     between = _between_shopper_shares(population, rankings[A], days, seed)
+    approximation = _normal_approximation(population, rankings, days, seed, ctr[B] - ctr[A])
 
     def interleaved(shoppers: int, null: bool) -> float:
         """Share of runs whose per-shopper t-test names the better ranker (under the null: names any)."""
@@ -572,7 +575,7 @@ def _compare_rankers(population: Population, rankings: dict[str, np.ndarray], ru
             "between_shopper_variance_share": between["visit"], "between_shopper_variance_share_window": between["window"],
             "ctr": {team: round(value, 5) for team, value in ctr.items()}, "better": better,
             "interleaving_shoppers": needs["interleaving"], "ab_shoppers": needs["ab"],
-            "ratio": round(needs["ab"] / needs["interleaving"], 2),
+            "ratio": round(needs["ab"] / needs["interleaving"], 2), "normal_approximation": approximation,
             "null_false_winner": {"interleaving": null["interleaving"], "ab": null["ab"]},
             "interleaving_right": curves["interleaving"], "ab_right": curves["ab"]}
 
@@ -604,6 +607,31 @@ def _between_shopper_shares(population: Population, ranking: np.ndarray, days: i
     # between shoppers: what their expected clicks per visit explain, given how often each visits
     return {"visit": round(float(np.var(expected[sample]) / np.var(drawn)), 4),
             "window": round(float(1.0 - np.mean(count * expected[shopper]) / np.var(totals)), 4)}
+
+
+def _normal_approximation(population: Population, rankings: dict[str, np.ndarray], days: int, seed: int,
+                          difference: float, shoppers: int = 100_000) -> dict[str, float]:
+    """The shoppers each test needs by the normal approximation, ((z_{1-alpha/2} + z_target) / effect)^2, the
+    effect being per shopper: the interleaved shoppers' mean click difference over its sd, and for the A/B test the
+    exact CTR difference over the sd of the arms' delta-method influences (n/2 shoppers in each), measured on
+    `shoppers` simulated shoppers (a cross-check of the runs' search)."""
+    rng = np.random.default_rng([seed, 57])
+    shopper, unit_of_visit = _window(population, shoppers, days, rng)
+    visitor = shopper[unit_of_visit]
+    impressions = np.bincount(unit_of_visit, minlength=shoppers) * float(FEED_LENGTH)
+    spread = 0.0
+    for team in (A, B):
+        clicks = np.bincount(unit_of_visit, weights=population.visits(visitor, rankings[team][visitor], rng)["clicks"],
+                             minlength=shoppers)
+        spread += np.var((clicks - clicks.sum() / impressions.sum() * impressions) / impressions.mean())
+    items, from_a = _team_draft(rankings[A][visitor], rankings[B][visitor], rng.random((len(visitor), FEED_LENGTH)))
+    clicked = population.visits(visitor, items, rng)["clicked"]
+    per_shopper = np.bincount(unit_of_visit, weights=(clicked & from_a).sum(axis=1) - (clicked & ~from_a).sum(axis=1),
+                              minlength=shoppers)
+    z = _NORMAL.inv_cdf(1 - ALPHA / 2) + _NORMAL.inv_cdf(INTERLEAVING_TARGET)
+    effects = {"interleaving": abs(per_shopper.mean()) / per_shopper.std(), "ab": abs(difference) / math.sqrt(2 * spread)}
+    return {method: round(float(z / effect) ** 2, 1) for method, effect in effects.items()} | {
+        "ratio": round(float(effects["interleaving"] / effects["ab"]) ** 2, 2), "shoppers": shoppers}
 
 
 def _team_draft(ranking_a: np.ndarray, ranking_b: np.ndarray, coins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -784,7 +812,10 @@ def format_table(report: dict[str, Any]) -> str:
                      f"{inter['alpha']}) in {inter['target']:.0%} of runs with {inter['interleaving_shoppers']:,} "
                      f"shoppers interleaved, {inter['ab_shoppers']:,} in an A/B test: ratio {inter['ratio']:.2f}; a "
                      f"ranker against itself named a winner in {null['interleaving']:.3f} (interleaving) and "
-                     f"{null['ab']:.3f} (A/B) of runs; {inter['between_shopper_variance_share']:.1%} of the variance of "
+                     f"{null['ab']:.3f} (A/B) of runs; the normal approximation needs "
+                     f"{inter['normal_approximation']['interleaving']:,.0f} and {inter['normal_approximation']['ab']:,.0f} "
+                     f"(ratio {inter['normal_approximation']['ratio']:.2f}); "
+                     f"{inter['between_shopper_variance_share']:.1%} of the variance of "
                      f"a visit's clicks is between shoppers, {inter['between_shopper_variance_share_window']:.1%} of a "
                      "shopper's clicks over the days")
     obd = report.get("obd")
