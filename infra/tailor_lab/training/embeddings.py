@@ -20,23 +20,17 @@ touched yet gets the metadata vector alone.
 Index. Spherical k-means over the vectors (about sqrt(n) centroids) makes the inverted file index
 ItemVectors.nearest probes for approximate search.
 
-    tailor train embeddings --data train.txt [--items items.csv] [--out DIR] [--publish] [--json report.json]
-    tailor train embeddings --events events.jsonl | --archive BUCKET [--since DAY --until DAY] ...
-
---data is a session-rec file (`SessionId ItemId Time`, tab separated) or a Diginetica item-views file; --items
-is a CSV with a header naming `item_id` and any of `category`, `brand`, `price`, `name`, `available` (or
-Diginetica's product-categories.csv). With events (a JSON-lines file or Ingest's archive), item metadata also
-comes from the events' own fields where they carry them.
+The scheduled TrainEmbeddings function runs `retrain_from_archive` on the event archive's last weeks: its build
+carries this module alone from the lab (functions/train_embeddings/Makefile), so it imports nothing from the lab,
+only the domain library, scipy and scikit-learn. `tailor train embeddings` (tailor_lab.training.embeddings_command)
+trains on a data file, events or the archive.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
-import json
 import math
 import re
-import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -48,12 +42,14 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from tailor.archive import archived_events
 from tailor.associations import EVENT_WEIGHTS
 from tailor.embeddings import FORMAT, MODEL_NAME, ItemVectors, unit
-from tailor.models import model_version
+from tailor.models import ModelRegistry, model_version
+from tailor.store.port import BlobStore
 
 __all__ = ["EmbeddingParams", "Interactions", "interactions_from_events", "interactions_from_sessions", "inverted_file",
-           "main", "read_item_metadata", "train_item_vectors"]
+           "publishable", "read_item_metadata", "retrain_from_archive", "train_item_vectors"]
 
 TOKEN = re.compile(r"[a-z0-9]+")
 PRICE_BANDS = 8  # price quantile bands as metadata features
@@ -203,92 +199,54 @@ def train_item_vectors(data: Interactions, params: EmbeddingParams = EmbeddingPa
     return out
 
 
-# -- command ------------------------------------------------------------------------------------------
+# -- the scheduled training ----------------------------------------------------------------------------
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from .model_output import add_output_arguments, check_output_arguments, s3_blobs
-
-    parser = argparse.ArgumentParser(prog="tailor train embeddings", description=__doc__.split("\n")[0])
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--data", type=Path, help="a session-rec file (SessionId ItemId Time) or Diginetica item views")
-    source.add_argument("--events", type=Path, help="events as JSON lines (.jsonl or .jsonl.gz)")
-    source.add_argument("--archive", metavar="BUCKET", help="the event archive in this S3 bucket (Ingest's archive/ prefix)")
-    parser.add_argument("--since", help="first archive day to read (YYYY-MM-DD)")
-    parser.add_argument("--until", help="last archive day to read (YYYY-MM-DD)")
-    parser.add_argument("--items", type=Path, help="item metadata CSV: item_id and any of category, brand, price, name")
-    defaults = EmbeddingParams()
-    for name in ("dim", "window", "gap_power", "context_power", "shift", "singular_power", "ignore_weight", "prior"):
-        kind = type(getattr(defaults, name))
-        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=getattr(defaults, name),
-                            help="default: %(default)s")
-    add_output_arguments(parser, write_default=False)
-    args = parser.parse_args(argv)
-    check_output_arguments(parser, args)
-    params = EmbeddingParams(**{name: getattr(args, name) for name in ("dim", "window", "gap_power", "context_power",
-                                                                      "shift", "singular_power", "ignore_weight",
-                                                                      "prior")})
+def retrain_from_archive(blobs: BlobStore, now: float, *, history_days: float = 28.0,
+                         params: EmbeddingParams = EmbeddingParams(), publish: bool = True) -> dict[str, Any]:
+    """Train item vectors on the archived events of the last `history_days` before `now` (epoch seconds) and
+    publish them as current: what the scheduled TrainEmbeddings function runs. The archive holds every valid event
+    Ingest applied (impressions among them, whose ignored items are the objective's negatives); the report says
+    what was trained on, or why nothing was (status "skipped": no engagement and no item metadata yet, and the
+    current vectors stay)."""
     started = time.perf_counter()
+    start = now - history_days * 86400
+    since = datetime.fromtimestamp(start, tz=UTC).date().isoformat()
+    until = datetime.fromtimestamp(now, tz=UTC).date().isoformat()
+    first, last = _iso(start), _iso(now)
+    data = interactions_from_events(e for e in archived_events(blobs, since=since, until=until)
+                                    if first <= str(e.get("timestamp") or "") < last)
+    report: dict[str, Any] = {"model": MODEL_NAME, "since": since, "as_of": last, "sessions": len(data.sessions),
+                              "engagements": data.events, "ignored": sum(map(len, data.ignored))}
     try:
-        data, label = _read(args)
-        attributes = read_item_metadata(args.items) if args.items else None
-    except (OSError, ValueError) as exc:
-        print(f"tailor train embeddings: {exc}", file=sys.stderr)
-        return 2
-    print(f"{label}: {len(data.sessions)} sessions, {data.events} engagements, "
-          f"{sum(map(len, data.ignored))} ignored impressions", flush=True)
-    vectors = train_item_vectors(data, params, attributes=attributes, echo=lambda m: print(m, flush=True))
-    trained_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        vectors = train_item_vectors(data, params)
+    except ValueError as nothing:
+        return {**report, "status": "skipped", "reason": str(nothing), "items": 0}
+    payload, metadata = publishable(vectors, data, f"archive since {since}", started, trained_at=last)
+    version = ModelRegistry(blobs).publish(MODEL_NAME, payload, metadata) if publish else metadata["version"]
+    return {**report, "status": "trained", "version": version, "items": len(vectors), "dim": vectors.dim,
+            "metadata_only_items": int(vectors.metadata_only.sum()), "bytes": len(payload)}
+
+
+def publishable(vectors: ItemVectors, data: Interactions, label: str, started: float, *,
+                trained_at: str | None = None) -> tuple[bytes, dict[str, Any]]:
+    """The vectors file and its registry metadata: format, version, when trained, on what data and window, metrics."""
+    trained_at = trained_at or datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     vectors.metadata.update({"format": FORMAT, "trained_at": trained_at, "data": label,
                              "data_window": {"first": data.window[0], "last": data.window[1]},
                              "metrics": {"sessions": len(data.sessions), "engagements": data.events,
                                          "ignored": sum(map(len, data.ignored)),
                                          "metadata_only_items": int(vectors.metadata_only.sum()),
                                          "seconds": round(time.perf_counter() - started, 1)}})
-    payload = vectors.to_npz()
-    version = model_version(payload, trained_at)
-    vectors.metadata["version"] = version
-    payload = vectors.to_npz()
-    metadata = dict(vectors.metadata)
-    print(f"{MODEL_NAME} {version}: {len(vectors)} items x {vectors.dim} ({int(vectors.metadata_only.sum())} from "
-          f"metadata alone), {len(payload) / 1e6:.1f} MB")
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "vectors.npz").write_bytes(payload)
-        (args.out / "metadata.json").write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
-        print(f"written to {args.out}")
-    if args.publish:
-        from tailor.models import ModelRegistry
-
-        published = ModelRegistry(s3_blobs(args)).publish(MODEL_NAME, payload, metadata)
-        print(f"published {MODEL_NAME}:{published} to s3://{args.bucket}/models/{MODEL_NAME}/ (current)")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
-    return 0
+    vectors.metadata["version"] = model_version(vectors.to_npz(), trained_at)
+    return vectors.to_npz(), dict(vectors.metadata)
 
 
 # -- helpers --------------------------------------------------------------------------------------------
 
 
-def _read(args: argparse.Namespace) -> tuple[Interactions, str]:
-    if args.data:
-        from tailor_lab.datasets import load_diginetica, load_yoochoose
-
-        with open(args.data, encoding="utf-8") as fh:
-            header = fh.readline()
-        events = load_diginetica(args.data) if ";" in header else load_yoochoose(args.data)
-        return interactions_from_events(events), f"data file {args.data}"
-    if args.events:
-        from tailor_lab.datasets import json_lines
-
-        return interactions_from_events(json_lines(args.events)), f"events file {args.events}"
-    from tailor.archive import archived_events
-
-    from .model_output import s3_blobs
-
-    events = archived_events(s3_blobs(args, args.archive), since=args.since, until=args.until)
-    return interactions_from_events(events), f"archive s3://{args.archive}"
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _pmi(data: Interactions, row: Mapping[str, int], n: int, params: EmbeddingParams) -> sp.csr_matrix:
