@@ -13,7 +13,7 @@ COMMANDS = {
     "ranker": "tailor_lab.training.ranker",
     "intent": "tailor_lab.training.intent",
     "ltv": "tailor_lab.training.ltv_command",
-    "embeddings": "tailor_lab.training.embeddings",
+    "embeddings": "tailor_lab.training.embeddings_command",
 }
 
 
