@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from tailor.store.port import TABLES
 
 __all__ = ["ApiSettings", "EraseSettings", "IngestSettings", "MergeCountersSettings", "RebuildClustersSettings",
-           "RebuildLtvSettings", "RebuildPersonasSettings", "ReportExperimentsSettings", "TrainLtvSettings"]
+           "RebuildLtvSettings", "RebuildPersonasSettings", "ReportExperimentsSettings", "TrainEmbeddingsSettings",
+           "TrainLtvSettings"]
 
 # tailor.intent_config.CONFIG_VARIABLES; not imported from there, which loads the intent model's runtime.
 _INTENT_CONFIG = ("INTENT_CONFIG_APPLICATION", "INTENT_CONFIG_ENVIRONMENT", "INTENT_CONFIG_PROFILE")
@@ -123,6 +124,12 @@ class TrainLtvSettings(_Settings):
     data_bucket: str = Field(alias="DATA_BUCKET", min_length=1)
     ltv_history_weeks: float = Field(104.0, alias="LTV_HISTORY_WEEKS")
     ltv_horizon_weeks: float = Field(39.0, alias="LTV_HORIZON_WEEKS")
+
+
+class TrainEmbeddingsSettings(_Settings):
+    data_bucket: str = Field(alias="DATA_BUCKET", min_length=1)
+    embedding_history_days: float = Field(28.0, alias="EMBEDDING_HISTORY_DAYS", gt=0)
+    embedding_dim: int = Field(256, alias="EMBEDDING_DIM", ge=2)
 
 
 class RebuildClustersSettings(_Settings):
