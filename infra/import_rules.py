@@ -29,7 +29,8 @@ LAYER = "tailor"
 FUNCTION_IMPORTS = frozenset({LAYER, "aws_lambda_powertools", "boto3", "botocore", "pydantic", "pydantic_core"})
 # Project modules a function carries itself, by function folder (see that folder's Makefile).
 SHIPPED: Mapping[str, frozenset[str]] = {"train_ltv": frozenset({"tailor_lab.training.ltv"}),
-                                         "rebuild_clusters": frozenset({"tailor_lab.training.clusters"})}
+                                         "rebuild_clusters": frozenset({"tailor_lab.training.clusters"}),
+                                         "train_embeddings": frozenset({"tailor_lab.training.embeddings"})}
 
 
 def main() -> int:
