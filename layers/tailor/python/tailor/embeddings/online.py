@@ -33,6 +33,7 @@ import numpy as np
 from tailor.associations import EVENT_WEIGHTS
 from tailor.embeddings.update import DEFAULT_UPDATE, VectorUpdate, update_vector
 from tailor.embeddings.vectors import ItemVectors
+from tailor.events import ITEM_EVENT_TYPES
 from tailor.text import event_digest
 
 __all__ = ["SHOWN", "HeldVector", "OnlineVectors", "VectorBatch", "stored_vector", "vectors_tag"]
@@ -139,7 +140,7 @@ class VectorBatch:
 
     def __post_init__(self) -> None:
         weights = EVENT_WEIGHTS if self.rule.event_weights is None else self.rule.event_weights
-        self._pulling = frozenset(kind for kind, weight in weights.items() if weight > 0)
+        self._pulling = frozenset(kind for kind, weight in weights.items() if weight > 0) & ITEM_EVENT_TYPES
 
     def note(self, row: Any, recent: Sequence[str] | None, position: str, event: Any) -> None:
         """`row` (whose `state` has a `vector` field once the fold is done) absorbed `event`; `recent` is the row's
@@ -153,7 +154,7 @@ class VectorBatch:
 
     def engages(self, event: Any) -> bool:
         """Whether `event` pulls a vector (an engagement with an item, of some weight): what wants an intent factor."""
-        return event.event_type in self._pulling and bool(getattr(event, "item_id", None))
+        return event.event_type in self._pulling  # item events all: their item_id is required
 
     def apply(self, factor: Callable[[str, str], float] | None = None) -> None:
         """Fold the noted records into their rows' vectors; `factor(position, event type)` is an engagement's
@@ -178,7 +179,7 @@ class VectorBatch:
             vector = self._ignored(vector, [item for item in held.shown if item], self.rule.unseen_share)
             held.feed, held.shown = key, list(event.item_ids[:SHOWN])
             return vector
-        item, position = event.item_id, getattr(event, "position", None)
+        item, position = event.item_id, event.position
         if event.feed_id is not None and event.feed_id == held.feed and position is not None:
             vector = self._ignored(vector, [shown for shown in held.shown[:position] if shown and shown != item], 1.0)
             held.shown = [shown if k >= position else "" for k, shown in enumerate(held.shown)]
