@@ -3,17 +3,24 @@
 source adds to a feed's p50 at 100k items, the two pipelines taking turns request by request.
 
     tailor bench embeddings [--items 10000,100000,1000000] [--dim 128] [--probes 8,16] [--queries 300]
-                            [--feed-items 100000] [--feeds 300] [--out bench-results/embeddings.json]
+                            [--feed-items 100000] [--feeds 300] [--ingest-shoppers 300] [--ingest-repeats 5]
+                            [--out bench-results/embeddings.json]
 
 Vectors are synthetic but shaped like learned ones (items around topic centres, so that an index has clusters to
 find); the index is built as tailor train embeddings builds it (about sqrt(n) lists). Recall@20 is the share of the
 exact top 20 the index returns. The feed runs the ranking pipeline on the state Ingest makes of a simulated day,
 the simulator's items among the vectors' ids, with and without vectors given to the feed's embedding source.
+
+Ingest (`--ingest-shoppers`): its CPU per event over a simulated day (one shard, batches of 100, the memory store,
+session intent as deployed) with and without session and shopper vectors, the two taking turns `--ingest-repeats`
+times (the least of each is its figure: what the machine's other work added least), on item vectors trained on that
+day as TrainEmbeddings would (the training's default dimensions); and the bytes the vectors add to the rows.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
 import time
@@ -32,9 +39,10 @@ from tailor_lab.training.embeddings import inverted_file
 from .report import percentile, publish
 from .state import feed_requests, ingested
 
-__all__ = ["main", "run", "synthetic_vectors"]
+__all__ = ["ingest_cost", "main", "run", "synthetic_vectors"]
 
 BUDGET_MS = 2.0  # what the embedding source may add to a feed's p50 at 100k items
+INGEST_BUDGET = 0.15  # how much more CPU per event Ingest may spend with vectors on
 K = 20
 
 
@@ -46,12 +54,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--feed-items", type=int, default=100_000, help="vectors behind the feed (0: no feed run)")
     parser.add_argument("--feeds", type=int, default=300, help="feed requests per pipeline")
+    parser.add_argument("--ingest-shoppers", type=int, default=300, help="simulated shoppers (0: no Ingest run)")
+    parser.add_argument("--ingest-repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", type=Path, default=Path("bench-results/embeddings.json"))
     args = parser.parse_args(argv)
     report = run([int(n) for n in args.items.split(",") if n], dim=args.dim,
                  probes=[int(p) for p in args.probes.split(",") if p], queries=args.queries,
                  feed_items=args.feed_items, feeds=args.feeds, seed=args.seed)
+    if args.ingest_shoppers:
+        report["ingest"] = ingest_cost(args.ingest_shoppers, args.ingest_repeats, args.seed)
     publish(report, format_table(report), args.out)
     return 0
 
@@ -82,6 +94,45 @@ def run(sizes: list[int], *, dim: int, probes: list[int], queries: int, feed_ite
         del vectors
     return {"dim": dim, "k": K, "queries": queries, "search": rows,
             "feed": _feed(feed_items, dim, probes, feeds, seed) if feed_items else None, "budget_ms": BUDGET_MS}
+
+
+def ingest_cost(shoppers: int, repeats: int, seed: int) -> dict[str, Any]:
+    """Ingest's CPU per event with and without session and shopper vectors, and their bytes (see the module doc)."""
+    from tailor.embeddings.online import OnlineVectors
+    from tailor.ingest.intent import SessionIntent
+    from tailor.ingest.service import Ingestor, StreamRecord
+    from tailor.store.memory import MemoryBlobStore, MemoryStateStore
+    from tailor_lab.simulator import simulate
+    from tailor_lab.training.embeddings import EmbeddingParams, interactions_from_events, train_item_vectors
+
+    events = sorted(simulate(shoppers=shoppers, days=1.0, seed=seed).events, key=lambda e: e["timestamp"])
+    vectors = train_item_vectors(interactions_from_events(events), EmbeddingParams(), index=False)
+    intent = SessionIntent.shipped()
+    records = [StreamRecord("shardId-000000000000", str(49_000_000_000_000_000_000 + n), json.dumps(e).encode(),
+                            e["user_id"], 1_800_000_000.0 + n) for n, e in enumerate(events)]
+    cpu: dict[str, list[float]] = {"off": [], "on": []}
+    sizes: dict[str, dict[str, float]] = {}
+    for _ in range(repeats):
+        for name in cpu:
+            store = MemoryStateStore()
+            ingestor = Ingestor(store, MemoryBlobStore(), max_workers=1, intent=intent,
+                                vectors=OnlineVectors(lambda: vectors) if name == "on" else None)
+            started = time.process_time()
+            for start in range(0, len(records), 100):
+                if ingestor.ingest(records[start:start + 100]).failed:
+                    raise RuntimeError("ingest failed in the benchmark")
+            cpu[name].append((time.process_time() - started) / len(records) * 1e6)
+            if name == "on" and not sizes:
+                for table, rows in store.snapshot().items():
+                    if table in ("sessions", "shoppers"):
+                        kept = [row["vector"] for row in rows.values() if row.get("vector")]
+                        sizes[table] = {"rows": len(kept), "vector_bytes_mean": round(statistics.fmean(
+                            sum(len(str(k)) + len(str(v)) for k, v in held.items()) for held in kept), 1)}
+    off, on = min(cpu["off"]), min(cpu["on"])
+    return {"events": len(records), "item_vectors": len(vectors), "dim": vectors.dim, "repeats": repeats,
+            "us_per_event": {"off": round(off, 1), "on": round(on, 1)},
+            "runs_us_per_event": {k: [round(x, 1) for x in v] for k, v in cpu.items()},
+            "growth": round(on / off - 1, 4), "budget": INGEST_BUDGET, "rows": sizes}
 
 
 def synthetic_vectors(ids: list[str], dim: int, seed: int) -> ItemVectors:
@@ -124,6 +175,16 @@ def format_table(report: dict[str, Any]) -> str:
             lines.append(f"  {name:24s} p50 {m['p50_ms']:7.2f} ms  p99 {m['p99_ms']:7.2f} ms  "
                          f"embedding candidates {m['embedding_share']:.0%}"
                          + (f"  source alone p50 {own:.2f} ms" if own is not None else "") + verdict)
+    ingest = report.get("ingest")
+    if ingest:
+        growth = ingest["growth"]
+        lines.append(f"\nIngest CPU per event, {ingest['events']} events, {ingest['item_vectors']} item vectors of "
+                     f"d={ingest['dim']}, least of {ingest['repeats']}: without vectors "
+                     f"{ingest['us_per_event']['off']:.1f} us, with {ingest['us_per_event']['on']:.1f} us "
+                     f"({growth:+.1%}; budget +{ingest['budget']:.0%}: {'met' if growth <= ingest['budget'] else 'MISSED'})")
+        for table, size in ingest["rows"].items():
+            lines.append(f"  {table}: {size['rows']} rows with a vector, {size['vector_bytes_mean']:.0f} bytes each "
+                         "(field names and values as DynamoDB stores them)")
     return "\n".join(lines)
 
 
