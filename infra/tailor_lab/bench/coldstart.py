@@ -388,10 +388,12 @@ def _ingest_events(stack: LocalStack, function: LocalFunction, count: int, *, se
                    now: dt.datetime) -> list[dict[str, Any]]:
     """`count` Kinesis batches of events Tailor has never seen, from shoppers of the last hour on the same catalog,
     on a shard of their own with sequence numbers past any the state has."""
-    fresh = simulate(shoppers=max(40, 4 * count), days=1 / 24, seed=seed, start=now - dt.timedelta(hours=2),
-                     items=items).events
-    if len(fresh) < count * INGEST_BATCH:
-        raise RuntimeError(f"the fresh simulation has {len(fresh)} events, fewer than {count} batches")
+    shoppers = max(40, 4 * count)
+    while len(fresh := simulate(shoppers=shoppers, days=1 / 24, seed=seed, start=now - dt.timedelta(hours=2),
+                                items=items).events) < count * INGEST_BATCH:
+        if shoppers >= 64 * count:
+            raise RuntimeError(f"the fresh simulation has {len(fresh)} events, fewer than {count} batches")
+        shoppers *= 2  # shoppers of an hour make fewer events than there are batches to fill: ask more of them
     source = next(m.source for m in stack.mappings.values() if m.source.function_id == function.logical_id)
     shard = "shardId-000000000009"
     base = 50_000_000_000_000_000_000
