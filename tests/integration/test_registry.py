@@ -75,6 +75,20 @@ def test_publish_promote_and_fetch_versions(registry):
         registry.versions("../escape")
 
 
+def test_a_model_that_is_not_a_graph_is_stored_under_its_own_file_name(registry):
+    vectors = b"PK\x03\x04 item vectors"
+    version = registry.publish("item-vectors", vectors, {"trained_at": "2026-11-03T10:00:00Z"}, artifact="vectors.npz")
+    folder = f"models/item-vectors/{version}/"
+    assert registry.blobs.list(folder + "vectors.npz") == [folder + "vectors.npz"]
+    assert registry.blobs.list(folder + "model.onnx") == []
+    fetched = registry.fetch("item-vectors")
+    assert (fetched.onnx, fetched.metadata["artifact"]) == (vectors, "vectors.npz")
+    assert "artifact" not in registry.fetch(MODEL_NAME, registry.publish(MODEL_NAME, b"graph", {})).metadata
+    for bad in ("../vectors.npz", "", ".hidden"):
+        with pytest.raises(ValueError):
+            registry.publish("item-vectors", vectors, {}, artifact=bad)
+
+
 def test_serving_falls_back_to_the_shipped_default(registry):
     build = RankingModel.from_stored
     assert load_model(MODEL_NAME, None, build=build).version == shipped().version

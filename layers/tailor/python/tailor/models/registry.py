@@ -2,7 +2,7 @@
 
 Layout under the bucket's models/ prefix, one folder per model name:
 
-    models/<name>/<version>/model.onnx       the ONNX graph
+    models/<name>/<version>/model.onnx       the ONNX graph (or the artifact its metadata names: vectors, say)
     models/<name>/<version>/metadata.json    feature names, training window, metrics, library versions
     models/<name>/current.json               {"version": ..., "promoted_at": ...}: what serving loads
 
@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_DIR = Path(__file__).resolve().parent / "default"
 PREFIX = "models/"
+ONNX_ARTIFACT = "model.onnx"  # a version's file, unless its metadata's "artifact" names another
 T = TypeVar("T")
 
 
@@ -63,13 +64,18 @@ class ModelRegistry:
         self.blobs = blobs
         self.prefix = prefix
 
-    def publish(self, name: str, onnx: bytes, metadata: dict[str, Any], *, make_current: bool = True) -> str:
-        """Store a new version (its metadata gains "name" and "version") and, by default, make it current."""
+    def publish(self, name: str, onnx: bytes, metadata: dict[str, Any], *, make_current: bool = True,
+                artifact: str = ONNX_ARTIFACT) -> str:
+        """Store a new version (its metadata gains "name" and "version") and, by default, make it current. A model
+        that is not an ONNX graph (item vectors, clusters) is stored under the file name `artifact` says."""
         _check_name(name)
+        _check_name(artifact)
         version = model_version(onnx, metadata.get("trained_at"))
         stored = {**metadata, "name": name, "version": version}
+        if artifact != ONNX_ARTIFACT:
+            stored["artifact"] = artifact
         folder = f"{self.prefix}{name}/{version}/"
-        self.blobs.put(folder + "model.onnx", onnx, "application/octet-stream")
+        self.blobs.put(folder + artifact, onnx, "application/octet-stream")
         # Metadata last: a version whose metadata exists is complete.
         self.blobs.put(folder + "metadata.json", _json(stored), "application/json")
         if make_current:
@@ -103,7 +109,8 @@ class ModelRegistry:
             raise LookupError(f"model {name!r} has no current version in the registry")
         folder = f"{self.prefix}{name}/{version}/"
         metadata = json.loads(self.blobs.get(folder + "metadata.json"))
-        return StoredModel(name, version, self.blobs.get(folder + "model.onnx"), metadata, "registry")
+        artifact = metadata.get("artifact", ONNX_ARTIFACT)
+        return StoredModel(name, version, self.blobs.get(folder + artifact), metadata, "registry")
 
     def _pointer(self, name: str) -> str:
         _check_name(name)
@@ -166,7 +173,7 @@ class LazyModel:
 
 def _check_name(name: str) -> None:
     if not name or "/" in name or name.startswith("."):
-        raise ValueError(f"invalid model name {name!r}")
+        raise ValueError(f"invalid model or file name {name!r}")
 
 
 def _json(value: Any) -> bytes:
