@@ -47,6 +47,36 @@ def test_tailor_serves_the_shoppers_in_process_and_ingests_what_they_did():
     assert current["clicks"] > 0
 
 
+def test_embeddings_retrain_on_what_was_seen_and_the_rows_keep_shopper_vectors_in_their_space():
+    from tailor.embeddings.online import stored_vector
+    from tailor_lab.simulator import online
+    from tailor_lab.simulator.simulation import simulate
+
+    history = simulate(shoppers=30, days=4.0, seed=5)
+    feed = online._strategy("embeddings", history, 20, 5, lambda _: None)
+    first = feed.vectors
+    assert first is not None and first.metadata["version"] == f"simulated-{len(history.events)}"
+    shopper = history.world.shoppers[0]
+    served, feed_id = feed(shopper, "s-new", 0, set(), history.world.end_ms + 1000)
+    assert served and feed_id
+    moved = [dict(e, event_id=f"again-{k}") for k, e in enumerate(history.events[-5:])]
+    feed.learn(moved)
+    assert feed.vectors is not first  # trained again on the history and the round
+    rows = feed.store.snapshot()["shoppers"]
+    touched = {e["user_id"] for e in moved}
+    assert all(stored_vector(rows[user].get("vector"), feed.vectors) is not None for user in touched)
+    without = online._strategy("embeddings-no-ignores", history, 20, 5, lambda _: None)
+    assert without.vectors.metadata["params"]["ignore_weight"] == 0.0 and without.ingestor.vectors.rule.ignore_weight == 0
+
+
+def test_a_report_of_embeddings_gives_their_differences_with_intervals():
+    report = run(["current", "embeddings", "embeddings-no-ignores"], shoppers=20, history_days=3.0, visits=1, seed=4)
+    for pair in ("embeddings - current", "embeddings - embeddings-no-ignores"):
+        for figure in report["differences"][pair].values():
+            assert figure["low"] <= figure["value"] <= figure["high"]
+    assert "embeddings - current: CTR" in format_table(report)
+
+
 def test_unknown_strategies_are_refused():
     with pytest.raises(ValueError, match="unknown strategy"):
         run(["best"], shoppers=5)

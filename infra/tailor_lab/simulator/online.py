@@ -1,6 +1,7 @@
 """Simulated shoppers in a closed loop with a feed strategy: each asks for a feed, looks down it, clicks, buys.
 
-    tailor simulate online [--strategy current --strategy popularity --strategy random --strategy oracle]
+    tailor simulate online [--strategy current --strategy popularity --strategy random --strategy oracle
+                            --strategy embeddings --strategy embeddings-no-ignores]
                            [--shoppers 500] [--history-days 28] [--visits 3] [--n 20] [--seed 7]
                            [--json bench-results/online.json]
 
@@ -15,7 +16,11 @@ Strategies: `current` is Tailor's feed (tailor.serving.Recommender, in process, 
 history, with the shipped ranker; each round of visits is ingested before the next, so it learns from what it
 served); `popularity` ranks items by their views and purchases in the history; `random` shuffles the catalog; the
 `oracle` ranks by each shopper's true click probability in the moment (its utility, its session's category, what it
-bought): under a position-based model no order gets more expected clicks.
+bought): under a position-based model no order gets more expected clicks. `embeddings` is `current` with item vectors
+(trained on the history, then again on all that was seen after each round, as the scheduled training retrains them):
+the feed's embedding source queries with the shopper's vector Ingest keeps; `embeddings-no-ignores` is the same with
+ignored impressions counting neither in the training nor in Ingest. When both of a pair ran, the report gives
+`embeddings` less `current` and less `embeddings-no-ignores` in CTR and revenue per shopper, with 95% intervals.
 
 Common random numbers: a shopper's visit draws the same numbers under every strategy (its session's category, and
 per slot whether it looks, whether it clicks, carts and pays), so strategies differ only by what they show.
@@ -44,14 +49,18 @@ from .simulation import Simulation, World, simulate
 
 __all__ = ["STRATEGIES", "main", "run"]
 
-STRATEGIES = ("current", "popularity", "random", "oracle")
+STRATEGIES = ("current", "popularity", "random", "oracle", "embeddings", "embeddings-no-ignores")
+DEFAULT_STRATEGIES = ("current", "popularity", "random", "oracle")
+# Differences reported with their interval when both strategies ran: (strategy, against).
+DIFFERENCES = (("embeddings", "current"), ("embeddings", "embeddings-no-ignores"))
 BOOTSTRAP = 1000
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tailor simulate online", description=__doc__.split("\n\n")[0])
     parser.add_argument("--strategy", action="append", choices=STRATEGIES, dest="strategies",
-                        help="a strategy to serve feeds (repeat it; default: all four)")
+                        help="a strategy to serve feeds (repeat it; default: "
+                             f"{', '.join(DEFAULT_STRATEGIES)})")
     parser.add_argument("--shoppers", type=int, default=500, help="simulated shoppers (500)")
     parser.add_argument("--history-days", type=float, default=28.0, help="days of history before the visits (28)")
     parser.add_argument("--visits", type=int, default=3, help="feed visits per shopper (3)")
@@ -62,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("shoppers", "visits", "n"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
-    strategies = list(dict.fromkeys(args.strategies or STRATEGIES))
+    strategies = list(dict.fromkeys(args.strategies or DEFAULT_STRATEGIES))
     report = run(strategies, shoppers=args.shoppers, history_days=args.history_days, visits=args.visits, n=args.n,
                  seed=args.seed, echo=lambda text: print(text, file=sys.stderr))
     print(format_table(report))
@@ -101,13 +110,16 @@ def run(strategies: list[str], *, shoppers: int = 500, history_days: float = 28.
         echo(f"{name}: {int(outcomes[name].clicks.sum())} clicks in {outcomes[name].seconds:.1f} s")
     resamples = np.random.default_rng([seed, 9]).integers(0, shoppers, (BOOTSTRAP, shoppers))
     figures = {name: _figures(outcome, resamples) for name, outcome in outcomes.items()}
+    differences = {f"{a} - {b}": _difference(outcomes[a], outcomes[b], resamples)
+                   for a, b in DIFFERENCES if a in outcomes and b in outcomes}
     if "oracle" in figures and "random" in figures:
         gap = figures["oracle"]["ctr"]["value"] - figures["random"]["ctr"]["value"]
         for name, f in figures.items():
             f["share_of_oracle_ctr_lift"] = (round((f["ctr"]["value"] - figures["random"]["ctr"]["value"]) / gap, 4)
                                              if gap > 0 else None)
     return {"shoppers": shoppers, "history_days": history_days, "visits": visits, "feed_n": n, "seed": seed,
-            "history_events": len(history.events), "bootstrap": BOOTSTRAP, "strategies": figures}
+            "history_events": len(history.events), "bootstrap": BOOTSTRAP, "strategies": figures,
+            "differences": differences}
 
 
 def format_table(report: dict[str, Any]) -> str:
@@ -120,6 +132,9 @@ def format_table(report: dict[str, Any]) -> str:
         lines.append(f"{name:<11} {_interval(f['ctr'], 4):>22} {_interval(f['conversion'], 4):>22} "
                      f"{_interval(f['aov'], 2):>24} {_interval(f['revenue_per_shopper'], 2):>22} "
                      f"{'-' if share is None else f'{share:.0%}':>11}")
+    for pair, d in report.get("differences", {}).items():
+        lines.append(f"{pair}: CTR {_interval(d['ctr'], 4)}, revenue/shopper {_interval(d['revenue_per_shopper'], 2)} "
+                     "(same shoppers, same draws)")
     return "\n".join(lines)
 
 
@@ -215,6 +230,8 @@ def _strategy(name: str, history: Simulation, n: int, seed: int, echo: Callable[
     assert world is not None
     if name == "current":
         return _Current(history, n, echo)
+    if name.startswith("embeddings"):
+        return _Current(history, n, echo, vectors=True, ignores=name == "embeddings")
     if name == "popularity":
         return _Popularity(history, n)
     if name == "random":
@@ -268,9 +285,13 @@ class _Oracle:
 
 
 class _Current:
-    """Tailor's feed, in process: the Recommender on the state Ingest keeps of what the shoppers did."""
+    """Tailor's feed, in process: the Recommender on the state Ingest keeps of what the shoppers did. With `vectors`,
+    item vectors trained on everything seen so far (the history, then again after each round, as the scheduled
+    training retrains them) feed the embedding source and Ingest's session and shopper vectors; `ignores` says
+    whether ignored impressions count, in the training and in Ingest, or neither."""
 
-    def __init__(self, history: Simulation, n: int, echo: Callable[[str], None]):
+    def __init__(self, history: Simulation, n: int, echo: Callable[[str], None], *, vectors: bool = False,
+                 ignores: bool = True):
         from tailor.ingest.intent import SessionIntent
         from tailor.ingest.service import Ingestor
         from tailor.models import load_model
@@ -282,13 +303,24 @@ class _Current:
         self.n = n
         self.index = {record["item_id"]: i for i, record in enumerate(history.catalog)}
         self.store = MemoryStateStore()
-        self.ingestor = Ingestor(self.store, MemoryBlobStore(), max_workers=1, intent=SessionIntent.shipped())
+        self.seen: list[dict] = []
+        self.vectors = None
+        self.ignores = ignores
+        online = None
+        if vectors:
+            from tailor.embeddings import DEFAULT_UPDATE, VectorUpdate
+            from tailor.embeddings.online import OnlineVectors
+
+            online = OnlineVectors(lambda: self.vectors, DEFAULT_UPDATE if ignores else VectorUpdate(ignore_weight=0.0))
+        self.ingestor = Ingestor(self.store, MemoryBlobStore(), max_workers=1, intent=SessionIntent.shipped(),
+                                 vectors=online)
         self._sequence = 0
         self.learn(history.events)
         echo(f"current: ingested the history in {time.perf_counter() - started:.1f} s")
         self.now = 0.0
         model = load_model(MODEL_NAME, None, build=RankingModel.from_stored)
-        self.recommender = Recommender(self.store, model, clock=lambda: self.now)
+        self.recommender = Recommender(self.store, model, clock=lambda: self.now,
+                                       item_vectors=(lambda: self.vectors) if vectors else None)
 
     def __call__(self, shopper, session, category, bought, t_ms) -> tuple[list[int], str]:
         self.now = t_ms / 1000.0
@@ -296,8 +328,12 @@ class _Current:
         return [self.index[item.item_id] for item in ranking.items if item.item_id in self.index], ranking.feed_id
 
     def learn(self, events: list[dict]) -> None:
-        """What the shoppers did, through Ingest as a stream would deliver it."""
+        """What the shoppers did, through Ingest as a stream would deliver it; with vectors, trained again first on
+        everything seen so far, so that the rows the events touch move to the new vectors' space."""
         from tailor.ingest.service import StreamRecord
+
+        if self.ingestor.vectors is not None:
+            self._retrain(events)
 
         records = []
         for event in events:
@@ -308,6 +344,15 @@ class _Current:
             outcome = self.ingestor.ingest(records[start:start + 100])
             if outcome.failed:
                 raise RuntimeError(f"ingest refused simulated events: {outcome.failed[:3]}")
+
+    def _retrain(self, events: list[dict]) -> None:
+        from tailor_lab.training.embeddings import EmbeddingParams, interactions_from_events, train_item_vectors
+
+        self.seen += events
+        params = EmbeddingParams(ignore_weight=EmbeddingParams.ignore_weight if self.ignores else 0.0)
+        vectors = train_item_vectors(interactions_from_events(self.seen), params)
+        vectors.metadata["version"] = f"simulated-{len(self.seen)}"  # a new space: rows start again in it
+        self.vectors = vectors
 
 
 # -- figures ---------------------------------------------------------------------------------------------------------
@@ -331,6 +376,22 @@ def _figures(outcome: Outcome, resamples: np.ndarray) -> dict[str, Any]:
             "clicks": int(outcome.clicks.sum()), "impressions": int(outcome.impressions.sum()),
             "orders": int(outcome.orders.sum()), "revenue": round(float(outcome.revenue.sum()), 2),
             "seconds": round(outcome.seconds, 2)}
+
+
+def _difference(a: Outcome, b: Outcome, resamples: np.ndarray) -> dict[str, Any]:
+    """Strategy a's CTR and revenue per shopper less b's, with 95% intervals over the same bootstrap resamples."""
+    def ctr(o: Outcome, rows: np.ndarray | None = None) -> np.ndarray | float:
+        if rows is None:
+            return float(o.clicks.sum() / o.impressions.sum())
+        return o.clicks[rows].sum(axis=1) / np.maximum(o.impressions[rows].sum(axis=1), 1)
+
+    out = {}
+    for name, value in (("ctr", ctr), ("revenue_per_shopper", lambda o, rows=None: float(o.revenue.mean()) if rows is None
+                                        else o.revenue[rows].mean(axis=1))):
+        spread = value(a, resamples) - value(b, resamples)
+        low, high = np.percentile(spread, [2.5, 97.5]).tolist()
+        out[name] = {"value": value(a) - value(b), "low": low, "high": high}
+    return out
 
 
 def _interval(figure: dict[str, Any], digits: int) -> str:
