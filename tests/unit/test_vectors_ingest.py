@@ -208,3 +208,19 @@ def _stream(seed: int, n: int) -> list[dict]:
             event["feed_id"] = f"feed-{k}"
         out.append(event)
     return out
+
+
+def test_the_similarity_term_ranks_candidates_by_cosine_with_the_rows_vectors():
+    from tailor.ranking.candidates import Candidates
+    from tailor.ranking.similarity import Similarity
+
+    folded = _rows(_fold([_event(1, "view", item_id="book-1"), _event(2, "add_to_cart", item_id="book-2")], EMPTY, 0))
+    session = SessionState(session_id="s-1", user_id="u-1", started_at=0.0, last_seen=0.0, expires_at=0,
+                           items=["lamp-1"], vector=folded["sessions"]["s-1"]["vector"])
+    ctx = RankingContext(Request("feed", user_id="u-1", session_id="s-1", n=20), now=0.0, session=session)
+    ids = ["lamp-3", "book-3", "unknown", "lamp-1"]
+    candidates = Candidates(ids, {}, np.zeros((4, 1)), [None] * 4, np.zeros(4, dtype=int), [None], np.zeros(4))
+    term, raw = Similarity(lambda: VECTORS).score(ctx, candidates, np.zeros((4, 1)))
+    assert term.max() == 1.0 and term[1] == 1.0 and term[2] == 0.0  # a book, near the row's vector; no vector: 0
+    assert term[1] > term[0] and raw["cosine"][1] > 0.9
+    assert not Similarity(lambda: None).score(ctx, candidates, np.zeros((4, 1)))[0].any()

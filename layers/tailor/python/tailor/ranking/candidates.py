@@ -26,7 +26,8 @@ from tailor.ranking.context import RankingContext
 from tailor.ranking.rows import ITEM_FIELDS, ItemRecord, Partners
 
 __all__ = ["CallerSource", "CandidateSource", "Candidates", "CategoryPopularSource", "EmbeddingSource", "PopularSource",
-           "QuerySource", "RelatedSource", "SessionSource", "cooccurrence", "gather_candidates", "merge_proposals"]
+           "QuerySource", "RelatedSource", "SessionSource", "cooccurrence", "embedding_query", "gather_candidates",
+           "merge_proposals"]
 
 SESSION_CANDIDATES = 2000  # most next items the session source ranks (a route's candidate budget takes a share)
 SHOPPER_VECTOR_WEIGHT = 0.5  # the shopper's lasting vector beside the session's (each of length 1) in a query
@@ -94,6 +95,15 @@ class SessionSource:
         # Rows are never changed in place: a row read again is a new object, so identity says "the same row".
         self._memo = (session_items, factors, first, [ctx.associations.get(anchor) for anchor in first.anchors])
         return first
+
+
+def embedding_query(ctx: RankingContext, vectors: ItemVectors) -> np.ndarray | None:
+    """The vector a request's nearest items are sought for, as the embedding source seeks them: the session's and
+    the shopper's kept vectors, else the anchors' folded (see EmbeddingSource); None when there is none."""
+    kept = EmbeddingSource._kept(ctx, vectors)
+    if kept is not None:
+        return kept[0]
+    return query_vector(vectors, ((item, "view") for item in reversed(ctx.anchors())))
 
 
 @dataclass
