@@ -27,6 +27,7 @@ def test_the_report_carries_the_goals_figures(tmp_path):
     low, high = report["ideal_share_of_oracle_interval"]
     assert low <= report["ideal_share_of_oracle"] <= high
     assert all(len(pages) == len(report["drift"]["ctr_by_page"]["static"]) for pages in report["drift"]["ctr_by_page"].values())
+    assert set(report["drift"]["after_first_page"]) == {"share_of_oracle", "ideal_share_of_oracle"}
     assert len(report["drift"]["regret"]["adaptive"]) == adaptation.REGRET_IMPRESSIONS
     assert 0 < report["session_state_bytes"]["mean"] < 1024
 

@@ -29,7 +29,8 @@ without the clusters, the session state's size. Figures: CTR and revenue per ses
 per feed, over sessions of at least 10 impressions; `share_of_oracle` = (adaptive - static) / (oracle - static) CTR
 with a 95% bootstrap interval over sessions (paired: a resample takes a session under every feed), beside the ideal
 learner's (`ideal_share_of_oracle`: how much of the oracle's lift clicks can reveal at all); CTR per page of the
-session; the regret curve (the oracle's cumulative clicks minus each feed's over a session's first 20 impressions);
+session (and both shares from the second page on, where the session has shown something); the regret curve (the
+oracle's cumulative clicks minus each feed's over a session's first 20 impressions);
 and the same shoppers without drift, where `no_drift_difference` is adaptive - static CTR with its interval.
 
 With `--ab-test`, the same drifting shoppers in an A/B test through the experiment framework: an experiment on the
@@ -200,6 +201,9 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"  share of oracle lift {_interval(part['share_of_oracle_figure'], 3)} (the ideal learner's "
                      f"{_interval(part['ideal_share_of_oracle_figure'], 3)}); adaptive - static CTR "
                      f"{_interval(part['difference_figure'], 4)}")
+        after = part["after_first_page"]
+        lines.append(f"  from the second page on: share of oracle lift {after['share_of_oracle']}, the ideal "
+                     f"learner's {after['ideal_share_of_oracle']}")
         lines.append("  CTR by page: " + "; ".join(
             f"{name} " + "/".join("-" if v is None else f"{v:.3f}" for v in part["ctr_by_page"][name])
             for name in FEEDS))
@@ -265,7 +269,8 @@ class _Outcome:
     clicks: dict[str, list[int]] = field(default_factory=lambda: {f: [] for f in FEEDS})
     revenue: dict[str, list[float]] = field(default_factory=lambda: {f: [] for f in FEEDS})
     early: dict[str, list[np.ndarray]] = field(default_factory=lambda: {f: [] for f in FEEDS})
-    by_page: dict[str, list[list[int]]] = field(default_factory=lambda: {f: [] for f in FEEDS})  # [page, clicks, shown]
+    # [session, page, clicks, shown] per page served
+    by_page: dict[str, list[list[int]]] = field(default_factory=lambda: {f: [] for f in FEEDS})
     state_bytes: list[int] = field(default_factory=list)
     events: list[dict] = field(default_factory=list)  # what the shoppers did on the adaptive feed
 
@@ -323,7 +328,7 @@ def _simulate(world: _World, setting: Setting, params: BanditParams, drift: floa
                             early[at] += 1
                     clicks += acted.clicks
                     revenue += acted.revenue
-                    out.by_page[feed].append([page, acted.clicks, len(served)])
+                    out.by_page[feed].append([len(out.sessions) - 1, page, acted.clicks, len(served)])
                     if belief is not None:
                         belief.observe(served, positions)
                     if feed == "adaptive":
@@ -551,9 +556,17 @@ def _figures(outcome: _Outcome, seed: int) -> dict[str, Any]:
                            where=boot_gap > 0)
     difference = ctr["adaptive"] - ctr["static"]
     boot_difference = boot["adaptive"] - boot["static"]
-    pages = {f: np.asarray(outcome.by_page[f], dtype=float).reshape(-1, 3) for f in FEEDS}
-    by_page = {f: [_round(rows_[rows_[:, 0] == page, 1].sum() / max(rows_[rows_[:, 0] == page, 2].sum(), 1.0))
-                   for page in range(int(pages["static"][:, 0].max()) + 1)] for f, rows_ in pages.items()}
+    long = np.zeros(len(outcome.impressions["static"]), dtype=bool)
+    long[rows] = True
+    pages = {f: np.asarray(outcome.by_page[f], dtype=float).reshape(-1, 4) for f in FEEDS}
+    pages = {f: rows_[long[rows_[:, 0].astype(int)]] for f, rows_ in pages.items()}  # the long sessions' pages
+    by_page = {f: [_round(rows_[rows_[:, 1] == page, 2].sum() / max(rows_[rows_[:, 1] == page, 3].sum(), 1.0))
+                   for page in range(int(pages["static"][:, 1].max()) + 1)] for f, rows_ in pages.items()}
+    later = {f: rows_[rows_[:, 1] >= 1, 2].sum() / max(rows_[rows_[:, 1] >= 1, 3].sum(), 1.0)
+             for f, rows_ in pages.items()}  # from the second page on: once the session has shown something
+    later_gap = later["oracle"] - later["static"]
+    after_first = {name: _round((later[name] - later["static"]) / later_gap) if later_gap > 0 else None
+                   for name in ("adaptive", "ideal")}
     early = {f: np.cumsum(np.mean(outcome.early[f], axis=0)) for f in FEEDS}
     feeds = {}
     for f in FEEDS:
@@ -565,6 +578,8 @@ def _figures(outcome: _Outcome, seed: int) -> dict[str, Any]:
             "share_of_oracle_figure": _ci(share, boot_share),
             "ideal_share_of_oracle": _round(ideal), "ideal_share_of_oracle_interval": _pct(boot_ideal),
             "ideal_share_of_oracle_figure": _ci(ideal, boot_ideal), "ctr_by_page": by_page,
+            "after_first_page": {"share_of_oracle": after_first["adaptive"],
+                                 "ideal_share_of_oracle": after_first["ideal"]},
             "difference": _round(difference), "difference_interval": _pct(boot_difference),
             "difference_figure": _ci(difference, boot_difference),
             "regret": {f: np.round(early["oracle"] - early[f], 4).tolist() for f in FEEDS}}
