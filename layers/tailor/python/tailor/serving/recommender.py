@@ -58,6 +58,7 @@ logger = logging.getLogger(__name__)
 PROFILE_RECENT_ITEMS = 20
 PROFILE_CATEGORIES = 20
 PROFILE_CLUSTERS = 3  # the clusters of highest prior appeal a profile describes
+ADAPTIVE_POOL = 10  # an adaptive feed's bandit draws from this many ranked candidates per slot asked for
 EXPERIMENT_SURFACES = ("feed", "search", "related")  # the routes experiments serve strategies on
 
 
@@ -255,10 +256,13 @@ class Recommender:
         probabilities = None
         if adaptive is None:
             items = pipeline.rank(gathered)
-        else:  # every eligible candidate ranked; the session's bandit fills the slots from them
+        else:  # the best eligible candidates ranked; the session's bandit fills the slots from them
             ctx = gathered.ctx
+            # The clusters the bandit draws are the list's variety: ranked without the diversity term, every
+            # candidate takes its score alone rather than one greedy pick after another.
+            weights = {term: w for term, w in pipeline.weights(ctx).items() if term != "diversity"}
             items, probabilities = adaptive.order(
-                pipeline.rank(gathered, n=len(gathered.candidates)), request.n,
+                pipeline.rank(gathered, n=ADAPTIVE_POOL * request.n, weights=weights), request.n,
                 traits=ctx.shopper.personas.get("traits") if ctx.shopper is not None else None,
                 session_clusters=ctx.session.clusters if ctx.session is not None else None, feed_id=feed_id,
                 explain=request.explain)
