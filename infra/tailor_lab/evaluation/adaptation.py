@@ -2,7 +2,7 @@
 
     tailor evaluate adaptation [--seed 202] [--shoppers 1500] [--visits 2] [--drift 0.35] [--clusters 24] [--json F]
     tailor evaluate adaptation --tune [--seed 101]      # the validation simulation: the bandit's knobs
-    tailor evaluate adaptation --ab-test [--seed 202]   # and an A/B test of adaptive against static
+    tailor evaluate adaptation --ab-test [--ab-visits 2] # and an A/B test of adaptive against static
 
 The closed-loop simulator (tailor_lab.simulator.online) with sessions of feed pages: a shopper opens a feed of
 `--page` items, acts on it as the choice model says (looks down it, clicks, carts, pays), and comes back for the next
@@ -39,7 +39,9 @@ tailor.experiments.assignment and served their variant's feed under its feed ids
 (tailor.ingest.service, with attribution and the session's cluster posteriors: the adaptive pages read the
 posteriors Ingest kept in the session row, as the API's adaptive feed does) and the report built from the
 statistics rows attribution wrote (tailor.experiments.storage): CTR per variant, the relative lift with its interval,
-and whether its direction agrees with the evaluation's adaptive - static CTR.
+and whether its direction agrees with the evaluation's adaptive - static CTR. Its shoppers are the same but each sees
+one feed, so it needs more of their sessions than the paired evaluation to see the same difference (`--ab-visits`);
+its salt is the seed's, so a seed assigns the same shoppers every run.
 """
 
 from __future__ import annotations
@@ -112,11 +114,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tune", action="store_true", help="search the bandit's knobs on this (validation) seed")
     parser.add_argument("--ab-test", action="store_true",
                         help="also run an A/B test of adaptive against static through the experiment framework")
+    parser.add_argument("--ab-visits", type=int, default=None,
+                        help="sessions per shopper in the A/B test (default: --visits)")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     args = parser.parse_args(argv)
     for name in ("shoppers", "visits", "page", "pages", "clusters"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
+    if args.ab_visits is not None and args.ab_visits < 1:
+        parser.error("--ab-visits must be at least 1")
     for name in ("keep_going", "drift", "novelty"):
         if not 0.0 <= getattr(args, name) <= 1.0:
             parser.error(f"--{name.replace('keep_going', 'continue')} must be in [0, 1]")
@@ -125,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
                       keep_going=args.keep_going, drift=args.drift, novelty=args.novelty,
                       clusters=args.clusters, seed=seed)
     echo = lambda text: print(text, file=sys.stderr)  # noqa: E731
-    report = tune(setting, echo=echo) if args.tune else run(setting, echo=echo, ab=args.ab_test)
+    report = tune(setting, echo=echo) if args.tune else run(setting, echo=echo, ab=args.ab_test,
+                                                             ab_visits=args.ab_visits)
     print(format_report(report))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -135,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(setting: Setting = Setting(), params: BanditParams = BanditParams(), *,
-        echo: Callable[[str], None] = lambda _: None, world: _World | None = None, ab: bool = False) -> dict[str, Any]:
+        echo: Callable[[str], None] = lambda _: None, world: _World | None = None, ab: bool = False,
+        ab_visits: int | None = None) -> dict[str, Any]:
     """The feeds on drifting shoppers and on the same shoppers without drift; figures with 95% intervals; with `ab`,
     the A/B test through the experiment framework too."""
     started = time.perf_counter()
@@ -147,8 +155,10 @@ def run(setting: Setting = Setting(), params: BanditParams = BanditParams(), *,
     steady_figures = _figures(steady, setting.seed)
     ab_report = None
     if ab:
-        ab_report = ab_test(world, setting, params)
+        ab_report = ab_test(world, setting, params, ab_visits)
         ab_report["agrees"] = bool(np.sign(ab_report["difference"]) == np.sign(drift_figures["difference"]))
+        low, high = ab_report["relative_lift"]["low"], ab_report["relative_lift"]["high"]
+        ab_report["significant"] = low is not None and (low > 0 or high < 0)
     return {"seed": setting.seed, "setting": vars(setting) | {}, "params": vars(params) | {}, "ab_test": ab_report,
             "clusters": len(world.clusters.ids), "sessions": len(drifting.sessions),
             "long_sessions": drift_figures["long_sessions"],
@@ -214,10 +224,11 @@ def format_report(report: dict[str, Any]) -> str:
     if ab:
         lift = ab["relative_lift"]
         lines.append(f"A/B test through the experiment framework ({ab['units']['static']} + {ab['units']['adaptive']} "
-                     f"shoppers, drifting): CTR static {ab['ctr']['static']:.4f}, adaptive {ab['ctr']['adaptive']:.4f};"
+                     f"shoppers, {ab['visits']} sessions each, drifting): CTR static {ab['ctr']['static']:.4f}, adaptive {ab['ctr']['adaptive']:.4f};"
                      f" relative lift {_fmt(lift['value'])} [{_fmt(lift['low'])}, {_fmt(lift['high'])}], p "
-                     f"{ab['p_value']:.3g}; {'agrees' if ab['agrees'] else 'disagrees'} with the evaluation's "
-                     "direction (the framework's CTR: clicks per feed page's impression event)")
+                     f"{ab['p_value']:.3g}{'' if ab['significant'] else ', not significant'}; "
+                     f"{'agrees' if ab['agrees'] else 'disagrees'} with the evaluation's direction (the framework's "
+                     "CTR: clicks per feed page's impression event)")
     cost = report["cost"]
     lines.append(f"session state: {report['session_state_bytes']['mean']} bytes on average "
                  f"(max {report['session_state_bytes']['max']}); a 20-item adaptive slate: p50 "
@@ -397,9 +408,11 @@ def _adaptive_page(world: _World, prior: np.ndarray, posteriors: ClusterPosterio
     return [world.index_of[item] for item in slate.items]
 
 
-def ab_test(world: _World, setting: Setting, params: BanditParams) -> dict[str, Any]:
+def ab_test(world: _World, setting: Setting, params: BanditParams, visits: int | None = None) -> dict[str, Any]:
     """The drifting shoppers in an A/B test of adaptive (treatment) against static (control) through the experiment
-    framework: assignment, feed ids, Ingest's attribution and cluster posteriors, the report from the statistics."""
+    framework: assignment, feed ids, Ingest's attribution and cluster posteriors, the report from the statistics;
+    each shopper comes `visits` times (the setting's by default: the evaluation's sessions first)."""
+    visits = setting.visits if visits is None else visits
     from datetime import UTC, datetime, timedelta
 
     from tailor.clusters.session import SessionClusters
@@ -418,10 +431,12 @@ def ab_test(world: _World, setting: Setting, params: BanditParams) -> dict[str, 
     experiments = ExperimentStore(store)
     opened = datetime.fromtimestamp(sim.end_ms / 1000.0, tz=UTC)
     experiment = new_experiment({"experiment_id": "adaptive-vs-static", "surface": "feed",
-                                 "start": opened.isoformat(), "days": setting.visits + 1,
+                                 "start": opened.isoformat(), "days": visits + 1,
                                  "variants": [{"name": "static", "strategy": "default"},
                                               {"name": "adaptive", "strategy": "adaptive"}]},
                                 now=opened, known_strategies={"default", "adaptive"})
+    # The seed's salt rather than a random one (new experiments draw theirs), so a seed assigns the same shoppers.
+    experiment = replace(experiment, salt=f"adaptation-{setting.seed}")
     experiment = experiments.create(experiment.started(opened, claim_slot(experiment, [])))
     ingestor = Ingestor(store, MemoryBlobStore(), max_workers=1, attribution=Attribution(),
                         clusters=SessionClusters(clusters, params))
@@ -436,7 +451,7 @@ def ab_test(world: _World, setting: Setting, params: BanditParams) -> dict[str, 
                         + POPULARITY_WEIGHT * world.popularity, -np.inf)
         static_order = [int(i) for i in np.argsort(-base, kind="stable") if available[i]]
         bought: set[int] = set()
-        for visit in range(setting.visits):
+        for visit in range(visits):
             rng = np.random.default_rng([setting.seed, 17, shopper.index, visit])
             more = rng.random(setting.pages)
             pages = 1 + int(np.argmin(np.append(more[1:] < setting.keep_going, False)))
@@ -476,7 +491,8 @@ def ab_test(world: _World, setting: Setting, params: BanditParams) -> dict[str, 
     ctr = report["metrics"]["ctr"]
     comparison = ctr["comparisons"]["adaptive"]
     low, high = comparison["relative_ci"] or (None, None)
-    return {"units": report["units"], "ctr": {name: ctr["values"][name]["value"] for name in ("static", "adaptive")},
+    return {"visits": visits, "units": report["units"],
+            "ctr": {name: ctr["values"][name]["value"] for name in ("static", "adaptive")},
             "difference": comparison["difference"],
             "relative_lift": {"value": comparison["relative"], "low": low, "high": high},
             "p_value": comparison["p_value"], "srm_flagged": report["srm"]["flagged"]}
