@@ -195,3 +195,42 @@ def test_the_adaptive_slate_fills_slots_by_cluster_in_the_rankings_order_and_exp
     assert slate.reasons[-1]["why"] == "not in a cluster"
     with pytest.raises(ValueError, match="scores"):
         adaptive_slate(["a1"], [], 1, wide, prior, clicked, np.random.default_rng(2), PARAMS)
+
+
+def test_the_slates_chances_are_slot_chances_on_the_shared_draws():
+    from tailor.clusters.bandit import log_rate_draws
+    from tailor.clusters.slate import adaptive_slate
+
+    rng = np.random.default_rng(11)
+    k = 8
+    ids = tuple(f"c{n:04d}" for n in range(k))
+    items = [f"i{n}" for n in range(40)]
+    wide = ItemClusters(ids=ids, centroids=np.eye(k), descriptors=np.zeros((k, len(TRAIT_NAMES))),
+                        global_ctr=rng.uniform(0.02, 0.2, k), members={item: ids[n % k] for n, item in enumerate(items)},
+                        top_items={}, neighbours={c: ((ids[(n + 1) % k], 0.6),) for n, c in enumerate(ids)})
+    scores = rng.random(len(items)).tolist()
+    posteriors = ClusterPosteriors(evidence={"c0001": [2.0, 1.0], "c0003": [0.0, 4.0]})
+    params = BanditParams(active=3, floor=0.05)
+    prior = prior_appeal(wide, None, params)
+    slate = adaptive_slate(items, scores, 25, wide, prior, posteriors, np.random.default_rng(5), params)
+
+    again = np.random.default_rng(5)  # the loop slot_chances served before, on the same random numbers
+    alpha, beta, _ = posteriors.beta(wide, prior, params)
+    draws = log_rate_draws(alpha, beta, again, params)
+    left = [sorted((-s, i) for i, s in zip(items, scores) if wide.members[i] == c) for c in ids]
+    eligible = np.ones(k, dtype=bool)
+    heads = np.array([-rows[0][0] for rows in left])
+    expected, probabilities = [], []
+    while len(expected) < 25:
+        chance = slot_chances(alpha, beta, again, params, eligible=eligible, offsets=heads,
+                              playing=posteriors.in_play(wide, prior, params), draws=draws)
+        row = min(int(np.searchsorted(np.cumsum(chance), again.random(), side="right")), k - 1)
+        while not eligible[row]:
+            row -= 1
+        expected.append(left[row].pop(0)[1])
+        probabilities.append(round(float(chance[row]), 6))
+        if left[row]:
+            heads[row] = -left[row][0][0]
+        else:
+            eligible[row] = False
+    assert list(slate.items) == expected and list(slate.probabilities) == probabilities
