@@ -47,6 +47,12 @@ def test_the_ab_test_runs_through_the_experiment_framework():
     world = adaptation._World.build(setting, lambda _: None)
     ab = adaptation.ab_test(world, setting, adaptation.BanditParams())
     assert sum(ab["units"].values()) == 40 and min(ab["units"].values()) > 0
+    # Every page served reached the statistics: its events were not taken for another page's sent again.
+    pages = 0
+    for shopper in world.history.world.shoppers:
+        more = np.random.default_rng([setting.seed, 17, shopper.index, 0]).random(setting.pages)
+        pages += 1 + int(np.argmin(np.append(more[1:] < setting.keep_going, False)))
+    assert sum(ab["pages"].values()) == pages
     assert set(ab["ctr"]) == {"static", "adaptive"} and all(v > 0 for v in ab["ctr"].values())
     assert ab["difference"] == pytest.approx(ab["ctr"]["adaptive"] - ab["ctr"]["static"])
     low, high = ab["relative_lift"]["low"], ab["relative_lift"]["high"]

@@ -343,7 +343,7 @@ def _simulate(world: _World, setting: Setting, params: BanditParams, drift: floa
                     if belief is not None:
                         belief.observe(served, positions)
                     if feed == "adaptive":
-                        out.events += acted.events
+                        out.events += _page_events(acted.events, page)
                     if feed == "adaptive":
                         posteriors.observe(f"f{page}", [clusters.ids[world.item_cluster[i]] for i in served],
                                            positions, params)
@@ -477,7 +477,7 @@ def ab_test(world: _World, setting: Setting, params: BanditParams, visits: int |
                 acted = _act(sim, shopper, served, feed_id, session, path[page], bought, act_rng,
                              t_ms + page * 60_000)
                 records = []
-                for event in acted.events:
+                for event in _page_events(acted.events, page):
                     records.append(StreamRecord("shardId-000000000000", str(49_000_000_000_000_000_000 + sequence),
                                                 json.dumps(event).encode(), event["user_id"],
                                                 parse_event(event).epoch))
@@ -492,10 +492,17 @@ def ab_test(world: _World, setting: Setting, params: BanditParams, visits: int |
     comparison = ctr["comparisons"]["adaptive"]
     low, high = comparison["relative_ci"] or (None, None)
     return {"visits": visits, "units": report["units"],
+            "pages": {name: int(sum(report["exposures"]["impressions"][name])) for name in ("static", "adaptive")},
             "ctr": {name: ctr["values"][name]["value"] for name in ("static", "adaptive")},
             "difference": comparison["difference"],
             "relative_lift": {"value": comparison["relative"], "low": low, "high": high},
             "p_value": comparison["p_value"], "srm_flagged": report["srm"]["flagged"]}
+
+
+def _page_events(events: list[dict], page: int) -> list[dict]:
+    """A page's events with ids of their own: the simulator numbers each visit to a feed from 0, and Ingest would
+    take the next page's events for the producer sending the first page's again."""
+    return [dict(event, event_id=f"{event['event_id']}-p{page}") for event in events]
 
 
 def _cost(world: _World, params: BanditParams, events: list[dict]) -> dict[str, Any]:
