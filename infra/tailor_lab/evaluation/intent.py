@@ -5,7 +5,10 @@ paths are new) is folded event by event as Ingest folds it; after each event wit
 intent the model predicts that intent from the session's features. Reported: macro F1, accuracy,
 per-intent F1, and calibration: expected calibration error of the top probability (15 equal-width
 bins) and the multi-class Brier score. The baseline is the training data's intent shares (its
-prediction is the most common intent): what a model must beat to know anything.
+prediction is the most common intent): what a model must beat to know anything. The oracle is the
+Bayes-optimal posterior of the intent given the events so far, filtered with the simulator's own
+process and parameters (tailor_lab.evaluation.intent_oracle): what no model can beat; the JSON's
+"oracle" holds its macro F1 (most probable intent, and the F1-optimal decision) and accuracy.
 
 Real proxy. No public data set labels intent, so the real check is the one outcome intent should
 foresee: whether a session ends in a purchase. Diginetica's item views joined with its purchases
@@ -108,13 +111,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from tailor_lab.datasets import load_diginetica
-    from tailor_lab.simulator import simulate
+
+    from .intent_oracle import intent_posteriors, simulate_recorded
 
     started = time.perf_counter()
     model = _model(args.model)
     print(f"model {model.label}")
-    sim = simulate(shoppers=args.shoppers, days=args.days, seed=args.seed)
-    simulated = evaluate_simulated(model, sim.events, sim.truth)
+    sim, recorder = simulate_recorded(shoppers=args.shoppers, days=args.days, seed=args.seed)
+    simulated = evaluate_simulated(model, sim.events, sim.truth, oracle=intent_posteriors(sim, recorder))
     simulated["data"] = f"simulator ({args.shoppers} shoppers, {args.days:g} days, seed {args.seed})"
     print(f"{simulated['data']}")
     print(format_simulated(simulated))

@@ -6,6 +6,7 @@ import functools
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -76,14 +77,17 @@ class Simulation:
 
 
 def simulate(shoppers: int = 500, days: float = 1.0, seed: int = 7, start: datetime | None = None,
-             *, items: int = 1200, params: Parameters | None = None) -> Simulation:
+             *, items: int = 1200, params: Parameters | None = None,
+             sessions_type: Callable[..., Sessions] = Sessions) -> Simulation:
     """Simulate `shoppers` shoppers over `days` days from `start`; the same arguments give the same output.
 
     Every simulated shopper visits at least once. Sessions start within the window; the last
     ones may run a few minutes past its end. The catalog depends only on `seed` and `items`, so
     runs with the same seed share item ids and item data; shopper, session, order and event ids
     carry a tag of all the arguments, so different runs never share them. `params` are the choice model's
-    (parameters.py; the calibrated defaults without them).
+    (parameters.py; the calibrated defaults without them). `sessions_type` makes what runs the sessions (given
+    Sessions' arguments): a subclass may watch them (the intent oracle records each action) but must draw nothing, or
+    the run changes.
     """
     if shoppers < 1:
         raise ValueError("shoppers must be at least 1")
@@ -94,10 +98,11 @@ def simulate(shoppers: int = 500, days: float = 1.0, seed: int = 7, start: datet
     start = DEFAULT_START if start is None else start
     if start.tzinfo is None:
         raise ValueError("start must carry a timezone")
-    return _run(shoppers, float(days), seed, start.astimezone(UTC), items, params or DEFAULT_PARAMETERS)
+    return _run(shoppers, float(days), seed, start.astimezone(UTC), items, params or DEFAULT_PARAMETERS, sessions_type)
 
 
-def _run(n_shoppers: int, days: float, seed: int, start: datetime, items: int, params: Parameters) -> Simulation:
+def _run(n_shoppers: int, days: float, seed: int, start: datetime, items: int, params: Parameters,
+         sessions_type: Callable[..., Sessions] = Sessions) -> Simulation:
     start_ms = int(round(start.timestamp() * 1000))
     end_ms = start_ms + int(days * 86_400_000)
     run_tag = hashlib.sha1(f"{seed}|{n_shoppers}|{days!r}|{start.isoformat()}".encode()).hexdigest()[:6]
@@ -105,7 +110,7 @@ def _run(n_shoppers: int, days: float, seed: int, start: datetime, items: int, p
     draw = Draws(np.random.default_rng([seed, 1]))
     choice = ItemChoice(catalog, draw, params)
     shoppers = make_shoppers(draw.rng, n_shoppers, run_tag, params)
-    sessions = Sessions(catalog, draw, choice, run_tag, shoppers)
+    sessions = sessions_type(catalog, draw, choice, run_tag, shoppers)
     all_events: list[tuple[int, int, dict]] = []
     sessions_truth: dict[str, dict] = {}
     session_events: dict[str, list[tuple[int, int, dict]]] = {}

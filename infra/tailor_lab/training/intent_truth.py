@@ -5,12 +5,13 @@ after each event whose intent the simulator recorded, the session's features (ta
 function Ingest and the API call) are one example labelled with that intent: the intent the shopper was in when they
 did it. Training learns from them; training and `tailor evaluate intent` score a model on held-out ones: macro F1,
 accuracy, per-intent F1, and calibration (expected calibration error of the top probability over 15 equal-width
-bins, and the multi-class Brier score), beside the baseline of the training data's intent shares.
+bins, and the multi-class Brier score), beside the baseline of the training data's intent shares and, where the
+simulation recorded its actions, the Bayes-optimal posterior (tailor_lab.evaluation.intent_oracle): the ceiling.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,10 +22,12 @@ from tailor.events import parse_event
 from tailor.intent import INTENTS, IntentModel, intent_features
 from tailor.session import SessionState, fold_session
 
-__all__ = ["CALIBRATION_BINS", "Examples", "calibration", "evaluate_simulated", "format_simulated", "macro_f1",
-           "simulated_examples"]
+__all__ = ["CALIBRATION_BINS", "ORACLE", "ORACLE_F1", "Examples", "calibration", "decision_weights",
+           "evaluate_simulated", "format_simulated", "macro_f1", "simulated_examples"]
 
 CALIBRATION_BINS = 15
+ORACLE = "Bayes oracle"
+ORACLE_F1 = "Bayes oracle, F1 decision"
 
 
 @dataclass
@@ -42,12 +45,10 @@ class Examples:
         return len(self.labels)
 
 
-def simulated_examples(events: Iterable[dict], truth: dict, *, max_examples: int | None = None,
+def simulated_examples(events: Sequence[dict], truth: dict, *, max_examples: int | None = None,
                        seed: int = 0) -> Examples:
     """One example per simulated event with a recorded intent: the session's features after it, its intent."""
-    intent_of: dict[str, str] = {}
-    for session in truth["sessions"].values():
-        intent_of.update(zip(session["event_ids"], session["intents"]))
+    intent_of = _recorded_intents(truth)
     states: dict[str, SessionState] = {}
     out = Examples()
     index = {name: k for k, name in enumerate(INTENTS)}
@@ -67,10 +68,12 @@ def simulated_examples(events: Iterable[dict], truth: dict, *, max_examples: int
     return out
 
 
-def evaluate_simulated(model: IntentModel, events: Iterable[dict], truth: dict, *,
-                       train: Examples | None = None) -> dict[str, Any]:
+def evaluate_simulated(model: IntentModel, events: Sequence[dict], truth: dict, *,
+                       train: Examples | None = None, oracle: Mapping[str, np.ndarray] | None = None) -> dict[str, Any]:
     """Macro F1 and calibration of `model` on a simulation's recorded intents, beside the intent-share baseline
-    (`train`: Examples giving the shares; default: the evaluated data's own)."""
+    (`train`: Examples giving the shares; default: the evaluated data's own) and, given `oracle` (event id ->
+    P(intent), tailor_lab.evaluation.intent_oracle), the Bayes-optimal posterior: its most probable intent, and the
+    decision with per-intent weights chosen for macro F1 on these same events (its figure is then a ceiling)."""
     examples = simulated_examples(events, truth)
     X, y = examples.arrays()
     shares_from = np.asarray(train.labels) if train is not None else y
@@ -79,9 +82,26 @@ def evaluate_simulated(model: IntentModel, events: Iterable[dict], truth: dict, 
         "intent model": model.predict(X),
         "intent shares (baseline)": np.tile(prior, (len(y), 1)),
     }
+    out: dict[str, Any] = {}
+    if oracle is not None:
+        recorded = _recorded_intents(truth)
+        ids = [e["event_id"] for e in events if e["event_id"] in recorded]
+        missing = [i for i in ids if i not in oracle]
+        if missing:
+            raise ValueError(f"oracle: no posterior for {len(missing)} of the {len(ids)} events, e.g. {missing[0]}")
+        posterior = np.asarray([oracle[i] for i in ids])
+        weights = decision_weights(posterior, y, lambda predicted: macro_f1(predicted, y)[0])
+        methods[ORACLE] = posterior
+        decided = _classification(posterior * weights, y)
+        weighted = posterior * weights
+        out["oracle"] = {"macro_f1": _classification(posterior, y)["macro_f1"],
+                         "macro_f1_f1_decision": decided["macro_f1"],
+                         "decision_weights": {INTENTS[k]: round(float(w), 4) for k, w in enumerate(weights)},
+                         "accuracy": float((posterior.argmax(axis=1) == y).mean())}
+        methods[ORACLE_F1] = weighted / weighted.sum(axis=1, keepdims=True)
     return {"examples": len(y), "sessions": len(set(examples.sessions)),
             "per_intent": {INTENTS[k]: int((y == k).sum()) for k in range(len(INTENTS))},
-            "methods": {name: _classification(p, y) for name, p in methods.items()}}
+            "methods": {name: _classification(p, y) for name, p in methods.items()}, **out}
 
 
 def macro_f1(predicted: np.ndarray, labels: np.ndarray, classes: int = len(INTENTS)) -> tuple[float, list[float]]:
@@ -113,6 +133,32 @@ def format_simulated(evaluation: dict[str, Any]) -> str:
         per = " ".join(f"{k[:4]} {v:.3f}" for k, v in m["f1"].items())
         lines.append(f"{name:<26} {m['macro_f1']:>9.4f} {m['accuracy']:>9.4f} {m['ece']:>7.4f} {m['brier']:>7.4f}   {per}")
     return "\n".join(lines)
+
+
+def decision_weights(probabilities: np.ndarray, labels: np.ndarray, score: Callable[[np.ndarray], float],
+                     rounds: int = 3) -> np.ndarray:
+    """Per-intent weights on the probabilities whose argmax maximises `score` of the predictions (coordinate
+    search over a log grid): the decision that maximises macro F1 rather than accuracy."""
+    weights = np.ones(probabilities.shape[1])
+    grid = np.exp(np.linspace(-1.5, 1.5, 31))
+    best = score((probabilities * weights).argmax(axis=1))
+    for _ in range(rounds):
+        for k in range(len(weights)):
+            for g in grid:
+                trial = weights.copy()
+                trial[k] = g
+                value = score((probabilities * trial).argmax(axis=1))
+                if value > best:
+                    best, weights = value, trial
+    return weights
+
+
+def _recorded_intents(truth: dict) -> dict[str, str]:
+    """Event id -> the intent the simulator recorded at it."""
+    intent_of: dict[str, str] = {}
+    for session in truth["sessions"].values():
+        intent_of.update(zip(session["event_ids"], session["intents"]))
+    return intent_of
 
 
 def _classification(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
