@@ -68,3 +68,18 @@ def test_the_share_of_the_oracle_lift_and_its_interval():
     headline = _headline(ranking)
     assert {k: headline[k] for k in ("lift", "oracle_lift", "share_of_oracle")} == {
         "lift": 0.5, "oracle_lift": 1.0, "share_of_oracle": 0.5}
+
+
+def test_the_persona_oracle_tells_most_shoppers_personas_from_their_events():
+    from sklearn.metrics import adjusted_rand_score
+
+    from tailor_lab.evaluation.personas import _persona_oracle
+
+    simulation = simulate(shoppers=300, days=14, seed=5)
+    assigned = _persona_oracle(simulation, simulation.events)
+    assert set(assigned) == {e["user_id"] for e in simulation.events}
+    true = [simulation.truth["shoppers"][u]["persona"] for u in assigned]
+    assert adjusted_rand_score(true, list(assigned.values())) > 0.5
+    # Without their events, every shopper gets the commonest persona: the index falls to nothing.
+    blind = _persona_oracle(simulation, [{**e, "event_type": "search"} for e in simulation.events])
+    assert adjusted_rand_score(true, list(blind.values())) < 0.1

@@ -186,7 +186,7 @@ def evaluate_simulated(*, shoppers: int, days: float, test_days: float, seed: in
     trained = _train(replay, train)
     echo(f"personas: k={trained['k']} (BIC over k={sorted(trained['bic'])}), "
          f"{trained['adjustments'].get('items_kept', 0)} items with adjustments")
-    recovery = _recovery(replay, simulation.truth)
+    recovery = _recovery(replay, simulation.truth, oracle=_persona_oracle(simulation, train))
     window = "validation" if validation_days else "test"
     echo(f"replaying {len(test)} {window} events, re-ranking listings clicked from")
     ranking = _rerank_test(replay, _listing_samples(test), test, weights, oracles=_oracles(simulation))
@@ -239,7 +239,8 @@ def format_table(report: dict[str, Any]) -> str:
         lines += [f"Simulator ({sim['shoppers']} shoppers, {sim['days']:g} days, {held}, "
                   f"seed {sim['seed']}): k = {sim['k']} personas by BIC",
                   f"  ARI vs true personas: rebuild {sim['ari_rebuild']:.3f}, Ingest's dominant persona "
-                  f"{sim['ari_online']:.3f} ({sim['shoppers_compared']} shoppers)",
+                  f"{sim['ari_online']:.3f}, Bayes oracle {sim.get('ari_oracle', float('nan')):.3f} "
+                  f"({sim['shoppers_compared']} shoppers)",
                   "  trait accuracy (majority baseline): " + ", ".join(
                       f"{t} {v['accuracy']:.2f} ({v['baseline']:.2f})" for t, v in sim["traits"].items()),
                   f"  mean trait accuracy {sim['trait_accuracy']:.3f} (baseline {sim['trait_baseline']:.3f})"]
@@ -362,14 +363,16 @@ def _train(replay: Replay, train: list[dict]) -> dict[str, Any]:
     return {**replay.built, "adjustments": replay.latest["adjustments"]}
 
 
-def _recovery(replay: Replay, truth: dict) -> dict[str, Any]:
+def _recovery(replay: Replay, truth: dict, oracle: dict[str, int] | None = None) -> dict[str, Any]:
+    """The adjusted Rand index of the rebuild's and Ingest's personas against the true ones, and given `oracle`
+    (user id -> persona, _persona_oracle) the oracle's on the same shoppers; each trait's accuracy."""
     from sklearn.metrics import adjusted_rand_score
 
     from tailor.personas.features import shopper_features
     from tailor.shopper import ShopperState
 
     model = replay.models()
-    true, online, batch = [], [], []
+    true, online, batch, best = [], [], [], []
     trait_hits: dict[str, list[tuple[bool, bool]]] = defaultdict(list)
     for user_id, row in replay.store.tables["shoppers"].items():
         state = ShopperState.from_row(row)
@@ -381,6 +384,7 @@ def _recovery(replay: Replay, truth: dict) -> dict[str, Any]:
             true.append(known["persona"])
             online.append(dominant(mixture))
             batch.append(int(np.argmax(model.responsibilities(shopper_features(state, model.space)[None, :])[0])))
+            best.append((oracle or {}).get(user_id, -1))
         means = trait_means((state.personas or {}).get("traits", {}))
         for trait in TRAITS:
             trait_hits[trait.name].append((means[trait.name] >= 0.5, bool(known["trait_flags"][trait.name])))
@@ -392,6 +396,7 @@ def _recovery(replay: Replay, truth: dict) -> dict[str, Any]:
                         "true_share": round(positives / len(hits), 4)}
     return {"ari_rebuild": round(float(adjusted_rand_score(true, batch)), 4),
             "ari_online": round(float(adjusted_rand_score(true, online)), 4), "shoppers_compared": len(true),
+            **({"ari_oracle": round(float(adjusted_rand_score(true, best)), 4)} if oracle is not None else {}),
             "traits": traits, "trait_accuracy": round(float(np.mean([v["accuracy"] for v in traits.values()])), 4),
             "trait_baseline": round(float(np.mean([v["baseline"] for v in traits.values()])), 4)}
 
@@ -557,6 +562,81 @@ def _oracles(simulation: Any) -> dict[str, Callable[[_Sample], list[str]]]:
         return rank
 
     return {"oracle": ranking(by_persona), "utility_oracle": ranking(own)}
+
+
+def _persona_oracle(simulation: Any, events: Iterable[dict]) -> dict[str, int]:
+    """Each shopper's most probable persona given their `events` (the training window) and the simulator's persona
+    parameters (shoppers.PERSONAS, parameters.py): the shares; each session's referral source, drawn from the
+    persona's; the categories viewed in each session, counted once a session, under the Dirichlet the shopper's
+    category tastes are drawn from around the persona's (integrated out: a Dirichlet-multinomial); each item viewed,
+    chosen within its category by popularity ** navigation_popularity x exp(utility / click_temperature) with the
+    utility of the persona's tastes (the mean of its shoppers'); and a stated profile's age and location. What the
+    product must learn (the personas' tastes, their number) the oracle is given, so its index is the ceiling a
+    recovery is measured against; it leaves out what it cannot weigh exactly (a shopper's own deviation from the
+    persona's brand, style and price tastes, the listing's order around a click), so it is close to the Bayes
+    posterior, not exactly it."""
+    from scipy.special import gammaln, logsumexp
+
+    from tailor_lab.simulator import PERSONAS, REFERRAL_SOURCES
+    from tailor_lab.simulator.catalog import CATEGORY_NAMES
+    from tailor_lab.simulator.shoppers import _ALL_LOCATIONS
+
+    world = simulation.world
+    if world is None:
+        raise ValueError("the simulation carries no world (its latent side) to weigh events by")
+    catalog, choice, params = world.catalog, world.choice, world.params
+    index = {item: i for i, item in enumerate(catalog.item_ids)}
+    category_index = {name: c for c, name in enumerate(CATEGORY_NAMES)}
+    taste = np.array([np.mean([choice.utility(s) for s in world.shoppers if s.persona == p], axis=0)
+                      if any(s.persona == p for s in world.shoppers) else np.zeros(len(index))
+                      for p in range(len(PERSONAS))])
+    log_popularity = params.navigation_popularity * np.log(np.asarray(catalog.popularity))
+    category_of = np.asarray(catalog.category_of)
+    log_choice = np.empty_like(taste)
+    for c in range(len(CATEGORY_NAMES)):
+        rows = np.flatnonzero(category_of == c)
+        w = log_popularity[rows][None, :] + taste[:, rows] / params.click_temperature
+        log_choice[:, rows] = w - logsumexp(w, axis=1, keepdims=True)
+    prefs = np.array([[p.categories[name] for name in CATEGORY_NAMES] for p in PERSONAS])
+    alpha = 15.0 * prefs / prefs.sum(axis=1, keepdims=True) + 0.1  # shoppers.make_shoppers' Dirichlet
+    referrals = np.array([[p.referrals.get(r, 0.0) for r in REFERRAL_SOURCES] for p in PERSONAS])
+    log_referral = np.log(np.maximum(referrals / referrals.sum(axis=1, keepdims=True), 1e-12))
+    age_mean, age_sd = (np.array([p.age[k] for p in PERSONAS]) for k in (0, 1))
+
+    shoppers: dict[str, dict[str, Any]] = defaultdict(lambda: {"referral": {}, "categories": defaultdict(set),
+                                                                "views": [], "profile": None})
+    for e in events:
+        shopper = shoppers[e["user_id"]]
+        kind, session = e["event_type"], e["session_id"]
+        shopper["referral"].setdefault(session, "direct")
+        if kind == "referral":
+            shopper["referral"][session] = e["source"]
+        elif kind == "profile":
+            shopper["profile"] = e
+        elif kind == "view" and e.get("item_id") in index:
+            shopper["views"].append(index[e["item_id"]])
+            if e.get("category") in category_index:
+                shopper["categories"][session].add(category_index[e["category"]])
+    out = {}
+    for user_id, shopper in shoppers.items():
+        score = np.log([p.share for p in PERSONAS])
+        for source in shopper["referral"].values():
+            score = score + log_referral[:, REFERRAL_SOURCES.index(source)]
+        counts = np.zeros(len(CATEGORY_NAMES))
+        for seen in shopper["categories"].values():
+            counts[list(seen)] += 1
+        total = alpha.sum(axis=1)
+        score = score + gammaln(total) - gammaln(total + counts.sum()) + (gammaln(alpha + counts) - gammaln(alpha)).sum(1)
+        if shopper["views"]:
+            score = score + log_choice[:, shopper["views"]].sum(axis=1)
+        profile = shopper["profile"]
+        if profile is not None and "age" in profile:
+            score = score - np.log(age_sd) - 0.5 * ((profile["age"] - age_mean) / age_sd) ** 2
+        if profile is not None and "location" in profile:
+            own = np.array([0.3 * (profile["location"] in p.locations) / len(p.locations) for p in PERSONAS])
+            score = score + np.log(own + 0.7 / len(_ALL_LOCATIONS))
+        out[user_id] = int(np.argmax(score))
+    return out
 
 
 def _listing_samples(events: list[dict]) -> list[_Sample]:
