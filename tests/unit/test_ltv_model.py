@@ -167,6 +167,8 @@ def test_metrics_of_a_known_case():
                           np.array([2.0, 0.0, 2.0, 0.0]), np.array([20.0, 0.0, 40.0, 0.0]))
     assert figures["mae_transactions"] == pytest.approx(0.25)
     assert figures["rmse_transactions"] == pytest.approx(0.5)
+    # Scaled by 4/3 to the actual total: |4/3 - 2| + |8/3 - 2| over four customers.
+    assert figures["mae_transactions_at_actual_total"] == pytest.approx(1 / 3)
     assert figures["top_decile_revenue_share"] == pytest.approx(40 / 60)  # one customer of four: the top one
     assert figures["transactions_total_ratio"] == pytest.approx(0.75)
     assert figures["spend_total_ratio"] == pytest.approx(45 / 60)

@@ -336,13 +336,15 @@ def format_table(figures: dict[str, Any]) -> str:
     p = figures["protocol"]
     names = {"tailor_ltv": "Tailor LTV", "bgnbd_gamma_gamma": "BG/NBD + Gamma-Gamma",
              "naive_rate": "naive rate"}
-    head = f"{'model':<24} {'MAE tx':>7} {'RMSE tx':>8} {'Spearman $':>10} {'top-10% $':>9} " \
+    head = f"{'model':<24} {'MAE tx':>7} {'at total':>8} {'RMSE tx':>8} {'Spearman $':>10} {'top-10% $':>9} " \
            f"{'pred/actual tx':>15} {'pred/actual $':>22}"
     lines = [f"{p['data']}: {p['customers']:,} customers; expectations; calibration {p['calibration']}, holdout {p['holdout']} "
-             f"({p['holdout_weeks']:g} weeks)", head, "-" * len(head)]
+             f"({p['holdout_weeks']:g} weeks); 'at total': MAE with the predictions scaled to the actual total",
+             head, "-" * len(head)]
     for key, label in names.items():
         f = figures["models"][key]
-        lines.append(f"{label:<24} {f['mae_transactions']:>7.3f} {f['rmse_transactions']:>8.3f} "
+        lines.append(f"{label:<24} {f['mae_transactions']:>7.3f} {f['mae_transactions_at_actual_total']:>8.3f} "
+                     f"{f['rmse_transactions']:>8.3f} "
                      f"{f['spearman_spend']:>10.3f} {f['top_decile_revenue_share']:>9.3f} "
                      f"{f['predicted_transactions']:>7.0f}/{f['actual_transactions']:<7.0f}"
                      f"{f['predicted_spend']:>11,.0f}/{f['actual_spend']:<10,.0f}")

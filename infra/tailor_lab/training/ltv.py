@@ -254,6 +254,10 @@ def ltv_metrics(pred_transactions: np.ndarray, pred_spend: np.ndarray, actual_tr
         "customers": n,
         "mae_transactions": float(np.abs(pt - at).mean()),
         "rmse_transactions": float(np.sqrt(((pt - at) ** 2).mean())),
+        # MAE of expectations rewards a low level (most shoppers buy nothing): at the actual total, what is left
+        # of a difference between two models is how they tell shoppers apart.
+        "mae_transactions_at_actual_total": float(np.abs(pt * _ratio(at.sum(), pt.sum()) - at).mean())
+        if pt.sum() > 0 else float("nan"),
         "spearman_spend": _spearman(ps, act),
         "top_decile_revenue_share": _ratio(act[top].sum(), act.sum()),
         "predicted_transactions": float(pt.sum()),
