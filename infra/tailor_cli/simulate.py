@@ -12,7 +12,7 @@ __all__ = ["COMMANDS", "NAME", "add_parser"]
 NAME = "simulate"
 COMMANDS = {
     "calibrate": "tailor_lab.simulator.calibration",
-    "online": "tailor_lab.simulator.online",
+    "online": "tailor_lab.evaluation.closed_loop",
     "speed": "tailor_lab.bench.simulator",
 }
 

@@ -8,6 +8,7 @@ import pytest
 from tailor_cli.main import main as tailor
 from tailor_lab.bench.simulator import format_table as speed_table
 from tailor_lab.bench.simulator import measure
+from tailor_lab.evaluation.closed_loop import train_vectors
 from tailor_lab.simulator.online import format_table, run
 
 
@@ -53,7 +54,8 @@ def test_embeddings_retrain_on_what_was_seen_and_the_rows_keep_shopper_vectors_i
     from tailor_lab.simulator.simulation import simulate
 
     history = simulate(shoppers=30, days=4.0, seed=5)
-    feed = online._strategy("embeddings", history, 20, 5, lambda _: None)
+    strategy = online.VectorStrategy(train_vectors)
+    feed = online._strategy("embeddings", history, 20, 5, lambda _: None, strategy)
     first = feed.vectors
     assert first is not None and first.metadata["version"] == f"simulated-{len(history.events)}"
     shopper = history.world.shoppers[0]
@@ -65,16 +67,24 @@ def test_embeddings_retrain_on_what_was_seen_and_the_rows_keep_shopper_vectors_i
     rows = feed.store.snapshot()["shoppers"]
     touched = {e["user_id"] for e in moved}
     assert all(stored_vector(rows[user].get("vector"), feed.vectors) is not None for user in touched)
-    without = online._strategy("embeddings-no-ignores", history, 20, 5, lambda _: None)
+    without = online._strategy("embeddings-no-ignores", history, 20, 5, lambda _: None, strategy)
     assert without.vectors.metadata["params"]["ignore_weight"] == 0.0 and without.ingestor.vectors.rule.ignore_weight == 0
 
 
 def test_a_report_of_embeddings_gives_their_differences_with_intervals():
-    report = run(["current", "embeddings", "embeddings-no-ignores"], shoppers=20, history_days=3.0, visits=1, seed=4)
+    from tailor_lab.simulator.online import VectorStrategy
+
+    report = run(["current", "embeddings", "embeddings-no-ignores"], shoppers=20, history_days=3.0, visits=1, seed=4,
+                 vectors=VectorStrategy(train_vectors))
     for pair in ("embeddings - current", "embeddings - embeddings-no-ignores"):
         for figure in report["differences"][pair].values():
             assert figure["low"] <= figure["value"] <= figure["high"]
     assert "embeddings - current: CTR" in format_table(report)
+
+
+def test_the_embeddings_strategies_need_their_training():
+    with pytest.raises(ValueError, match="needs item-vector training"):
+        run(["embeddings"], shoppers=5, history_days=1.0, visits=1)
 
 
 def test_unknown_strategies_are_refused():

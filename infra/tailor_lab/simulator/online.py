@@ -47,22 +47,33 @@ from typing import Any
 import numpy as np
 
 from tailor.embeddings import DEFAULT_UPDATE
+from tailor.ranking.similarity import FEED_WEIGHT
 
 from .simulation import Simulation, World, simulate
 
-__all__ = ["STRATEGIES", "main", "run"]
+__all__ = ["STRATEGIES", "VectorStrategy", "main", "run"]
 
 STRATEGIES = ("current", "popularity", "random", "oracle", "embeddings", "embeddings-no-ignores")
 DEFAULT_STRATEGIES = ("current", "popularity", "random", "oracle")
 # Differences reported with their interval when both strategies ran: (strategy, against).
 DIFFERENCES = (("embeddings", "current"), ("embeddings", "embeddings-no-ignores"))
 BOOTSTRAP = 1000
-# The feed's cosine term in the embeddings strategies (tailor.ranking.similarity), beside the feed's commercial 0.5,
-# probability 0.4 and diversity 0.1: of 0.2, 0.5, 1 and 2, 1 drew the most clicks on seed 7's shoppers (validation).
-SIMILARITY_WEIGHT = 1.0
 
 
-def main(argv: list[str] | None = None) -> int:
+@dataclass(frozen=True)
+class VectorStrategy:
+    """What the embeddings strategies need: `train(events, ignores)` learns item vectors from events (with ignored
+    impressions as negatives or not), the feed's cosine weight, and what Ingest counts of an impression's item not
+    above a click (a share of an ignore)."""
+
+    train: Callable[[list[dict], bool], Any]
+    similarity_weight: float = FEED_WEIGHT
+    unseen_share: float = DEFAULT_UPDATE.unseen_share
+
+
+def main(argv: list[str] | None = None, *, train_vectors: Callable[[list[dict], bool], Any] | None = None) -> int:
+    """The command; `train_vectors(events, ignores)` trains item vectors for the embeddings strategies (the lab's
+    training, which the simulator does not import: tailor_lab.evaluation.closed_loop gives it)."""
     parser = argparse.ArgumentParser(prog="tailor simulate online", description=__doc__.split("\n\n")[0])
     parser.add_argument("--strategy", action="append", choices=STRATEGIES, dest="strategies",
                         help="a strategy to serve feeds (repeat it; default: "
@@ -72,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--visits", type=int, default=3, help="feed visits per shopper (3)")
     parser.add_argument("--n", type=int, default=20, help="items per feed (20)")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--similarity-weight", type=float, default=SIMILARITY_WEIGHT,
+    parser.add_argument("--similarity-weight", type=float, default=FEED_WEIGHT,
                         help="the feed's cosine term's weight in the embeddings strategies (%(default)s)")
     parser.add_argument("--unseen-share", type=float, default=DEFAULT_UPDATE.unseen_share,
                         help="what Ingest counts of an impression's item not above a click, as a share of an ignore, "
@@ -83,8 +94,12 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
     strategies = list(dict.fromkeys(args.strategies or DEFAULT_STRATEGIES))
+    if any(name.startswith("embeddings") for name in strategies) and train_vectors is None:
+        parser.error("the embeddings strategies need item-vector training: run them with tailor simulate online")
+    with_vectors = None if train_vectors is None else VectorStrategy(train_vectors, args.similarity_weight,
+                                                                     args.unseen_share)
     report = run(strategies, shoppers=args.shoppers, history_days=args.history_days, visits=args.visits, n=args.n,
-                 seed=args.seed, similarity_weight=args.similarity_weight, unseen_share=args.unseen_share,
+                 seed=args.seed, vectors=with_vectors,
                  echo=lambda text: print(text, file=sys.stderr))
     print(format_table(report))
     args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -107,7 +122,7 @@ class Outcome:
 
 
 def run(strategies: list[str], *, shoppers: int = 500, history_days: float = 28.0, visits: int = 3, n: int = 20,
-        seed: int = 7, similarity_weight: float = SIMILARITY_WEIGHT, unseen_share: float | None = None,
+        seed: int = 7, vectors: VectorStrategy | None = None,
         echo: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     """Every strategy served to the same shoppers on the same draws; their figures with 95% intervals."""
     unknown = set(strategies) - set(STRATEGIES)
@@ -118,8 +133,7 @@ def run(strategies: list[str], *, shoppers: int = 500, history_days: float = 28.
     outcomes = {}
     for name in strategies:
         started = time.perf_counter()
-        outcomes[name] = _serve(name, history, visits=visits, n=n, seed=seed, similarity_weight=similarity_weight,
-                                unseen_share=unseen_share, echo=echo)
+        outcomes[name] = _serve(name, history, visits=visits, n=n, seed=seed, vectors=vectors, echo=echo)
         outcomes[name].seconds = time.perf_counter() - started
         echo(f"{name}: {int(outcomes[name].clicks.sum())} clicks in {outcomes[name].seconds:.1f} s")
     resamples = np.random.default_rng([seed, 9]).integers(0, shoppers, (BOOTSTRAP, shoppers))
@@ -132,8 +146,8 @@ def run(strategies: list[str], *, shoppers: int = 500, history_days: float = 28.
             f["share_of_oracle_ctr_lift"] = (round((f["ctr"]["value"] - figures["random"]["ctr"]["value"]) / gap, 4)
                                              if gap > 0 else None)
     return {"shoppers": shoppers, "history_days": history_days, "visits": visits, "feed_n": n, "seed": seed,
-            "history_events": len(history.events), "bootstrap": BOOTSTRAP, "similarity_weight": similarity_weight,
-            "unseen_share": DEFAULT_UPDATE.unseen_share if unseen_share is None else unseen_share,
+            "history_events": len(history.events), "bootstrap": BOOTSTRAP, "similarity_weight": None if vectors is None else vectors.similarity_weight,
+            "unseen_share": None if vectors is None else vectors.unseen_share,
             "strategies": figures,
             "differences": differences}
 
@@ -156,14 +170,14 @@ def format_table(report: dict[str, Any]) -> str:
 
 # -- serving and acting --------------------------------------------------------------------------------------------
 
-def _serve(name: str, history: Simulation, *, visits: int, n: int, seed: int, similarity_weight: float = 0.0,
-           unseen_share: float | None = None, echo: Callable[[str], None]) -> Outcome:
+def _serve(name: str, history: Simulation, *, visits: int, n: int, seed: int, vectors: VectorStrategy | None = None,
+           echo: Callable[[str], None]) -> Outcome:
     world = history.world
     assert world is not None
     catalog = world.catalog
     count = len(world.shoppers)
     outcome = Outcome(np.zeros(count), np.zeros(count), np.zeros(count), np.zeros(count), visits)
-    feed = _strategy(name, history, n, seed, echo, similarity_weight, unseen_share)
+    feed = _strategy(name, history, n, seed, echo, vectors)
     bought: list[set[int]] = [set() for _ in range(count)]
     for visit in range(visits):
         events: list[dict] = []
@@ -242,15 +256,15 @@ def _act(world: World, shopper, served: list[int], feed_id: str, session: str, c
 
 
 def _strategy(name: str, history: Simulation, n: int, seed: int, echo: Callable[[str], None],
-              similarity_weight: float = 0.0, unseen_share: float | None = None):
+              vectors: VectorStrategy | None = None):
     world = history.world
     assert world is not None
     if name == "current":
         return _Current(history, n, echo)
     if name.startswith("embeddings"):
-        rule = DEFAULT_UPDATE if unseen_share is None else replace(DEFAULT_UPDATE, unseen_share=unseen_share)
-        return _Current(history, n, echo, vectors=True, ignores=name == "embeddings", similarity=similarity_weight,
-                        label=name, rule=rule)
+        if vectors is None:
+            raise ValueError(f"strategy {name} needs item-vector training (VectorStrategy)")
+        return _Current(history, n, echo, vectors=vectors, ignores=name == "embeddings", label=name)
     if name == "popularity":
         return _Popularity(history, n)
     if name == "random":
@@ -309,8 +323,8 @@ class _Current:
     training retrains them) feed the embedding source and Ingest's session and shopper vectors; `ignores` says
     whether ignored impressions count, in the training and in Ingest, or neither."""
 
-    def __init__(self, history: Simulation, n: int, echo: Callable[[str], None], *, vectors: bool = False,
-                 ignores: bool = True, similarity: float = 0.0, label: str = "current", rule: Any = None):
+    def __init__(self, history: Simulation, n: int, echo: Callable[[str], None], *,
+                 vectors: VectorStrategy | None = None, ignores: bool = True, label: str = "current"):
         from tailor.ingest.intent import SessionIntent
         from tailor.ingest.service import Ingestor
         from tailor.models import load_model
@@ -325,11 +339,12 @@ class _Current:
         self.seen: list[dict] = []
         self.vectors = None
         self.ignores = ignores
+        self.train_vectors = None if vectors is None else vectors.train
         online = None
-        if vectors:
+        if vectors is not None:
             from tailor.embeddings.online import OnlineVectors
 
-            rule = rule or DEFAULT_UPDATE
+            rule = replace(DEFAULT_UPDATE, unseen_share=vectors.unseen_share)
             online = OnlineVectors(lambda: self.vectors, rule if ignores else replace(rule, ignore_weight=0.0))
         self.ingestor = Ingestor(self.store, MemoryBlobStore(), max_workers=1, intent=SessionIntent.shipped(),
                                  vectors=online)
@@ -339,14 +354,12 @@ class _Current:
         self.now = 0.0
         model = load_model(MODEL_NAME, None, build=RankingModel.from_stored)
         extra: dict[str, Any] = {}
-        if vectors and similarity:
+        if vectors is not None:  # the Recommender weighs the cosine where it has vectors: here by this weight
             from tailor.ranking.scoring import DEFAULT_WEIGHTS
-            from tailor.ranking.similarity import Similarity
 
-            extra = {"scorers": [Similarity(lambda: self.vectors)],
-                     "weights": {"feed": {**DEFAULT_WEIGHTS["feed"], "similarity": similarity}}}
-        self.recommender = Recommender(self.store, model, clock=lambda: self.now,
-                                       item_vectors=(lambda: self.vectors) if vectors else None, **extra)
+            extra = {"weights": {"feed": {**DEFAULT_WEIGHTS["feed"], "similarity": vectors.similarity_weight}},
+                     "item_vectors": lambda: self.vectors}
+        self.recommender = Recommender(self.store, model, clock=lambda: self.now, **extra)
 
     def __call__(self, shopper, session, category, bought, t_ms) -> tuple[list[int], str]:
         self.now = t_ms / 1000.0
@@ -358,7 +371,7 @@ class _Current:
         everything seen so far, so that the rows the events touch move to the new vectors' space."""
         from tailor.ingest.service import StreamRecord
 
-        if self.ingestor.vectors is not None:
+        if self.train_vectors is not None:
             self._retrain(events)
 
         records = []
@@ -372,11 +385,9 @@ class _Current:
                 raise RuntimeError(f"ingest refused simulated events: {outcome.failed[:3]}")
 
     def _retrain(self, events: list[dict]) -> None:
-        from tailor_lab.training.embeddings import EmbeddingParams, interactions_from_events, train_item_vectors
-
+        assert self.train_vectors is not None
         self.seen += events
-        params = EmbeddingParams(ignore_weight=EmbeddingParams.ignore_weight if self.ignores else 0.0)
-        vectors = train_item_vectors(interactions_from_events(self.seen), params)
+        vectors = self.train_vectors(self.seen, self.ignores)
         vectors.metadata["version"] = f"simulated-{len(self.seen)}"  # a new space: rows start again in it
         self.vectors = vectors
 
