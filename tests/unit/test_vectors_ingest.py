@@ -224,3 +224,20 @@ def test_the_similarity_term_ranks_candidates_by_cosine_with_the_rows_vectors():
     assert term.max() == 1.0 and term[1] == 1.0 and term[2] == 0.0  # a book, near the row's vector; no vector: 0
     assert term[1] > term[0] and raw["cosine"][1] > 0.9
     assert not Similarity(lambda: None).score(ctx, candidates, np.zeros((4, 1)))[0].any()
+
+
+def test_a_recommender_with_item_vectors_weighs_the_similarity_in_its_feed():
+    from tailor.models import load_model
+    from tailor.ranking import MODEL_NAME as RANKER
+    from tailor.ranking import RankingModel
+    from tailor.ranking.similarity import FEED_WEIGHT, Similarity
+    from tailor.serving import Recommender
+
+    model = load_model(RANKER, None, build=RankingModel.from_stored)
+    with_vectors = Recommender(MemoryStateStore(), model, item_vectors=lambda: VECTORS)
+    assert with_vectors.pipeline.routes["feed"].weights["similarity"] == FEED_WEIGHT
+    assert any(isinstance(scorer, Similarity) for scorer in with_vectors.pipeline.scorers)
+    assert "similarity" not in Recommender(MemoryStateStore(), model).pipeline.routes["feed"].weights
+    chosen = Recommender(MemoryStateStore(), model, item_vectors=lambda: VECTORS,
+                         weights={"feed": {"commercial": 1.0}})
+    assert chosen.pipeline.routes["feed"].weights == {"commercial": 1.0}  # the caller's weights stand

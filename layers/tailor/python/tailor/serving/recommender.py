@@ -47,6 +47,7 @@ from tailor.ranking.candidates import EmbeddingSource
 from tailor.ranking.context import SESSION_GAP_SECONDS
 from tailor.ranking.limits import MAX_N, RequestError
 from tailor.ranking.scoring import ProbabilityModel
+from tailor.ranking.similarity import FEED_WEIGHT, Similarity
 from tailor.session import SessionState
 from tailor.shopper import ShopperState, predicted_ltv
 from tailor.store.port import StateStore
@@ -109,6 +110,10 @@ class Recommender:
             routes = {name: replace(route, sources=tuple(
                 replace(source, vectors=item_vectors) if isinstance(source, EmbeddingSource) else source
                 for source in route.sources)) for name, route in routes.items()}
+            # The feed weighs each candidate's cosine with the session's and shopper's vectors (0 without vectors).
+            scorers = [*scorers, Similarity(item_vectors)]
+            if "feed" not in (weights or {}):
+                routes["feed"] = replace(routes["feed"], weights={**routes["feed"].weights, "similarity": FEED_WEIGHT})
         if factors is None:
             shipped = IntentFactors.default()
             factors = lambda: shipped  # noqa: E731
