@@ -34,6 +34,7 @@ from tailor.ranking import ConversionPrior, Pipeline, PurchaseProbability, Relev
 from tailor.ranking.candidates import EmbeddingSource
 from tailor.ranking.pipeline import DEFAULT_ROUTES
 from tailor.ranking.scoring import CommercialPerformance
+from tailor.ranking.similarity import FEED_WEIGHT, Similarity
 from tailor_lab.training.embeddings import inverted_file
 
 from .report import percentile, publish
@@ -240,5 +241,10 @@ def _pipeline(state: Any, vectors: ItemVectors | None, probes: int | None) -> Pi
     feed = DEFAULT_ROUTES["feed"]
     sources = tuple(EmbeddingSource(vectors=lambda: vectors, probes=probes) if s.name == "embedding" else s
                     for s in feed.sources)
-    routes = {**DEFAULT_ROUTES, "feed": type(feed)(sources, feed.weights, feed.fallback)}
-    return Pipeline(state, [CommercialPerformance(), PurchaseProbability(ConversionPrior()), Relevance()], routes=routes)
+    scorers = [CommercialPerformance(), PurchaseProbability(ConversionPrior()), Relevance()]
+    weights = dict(feed.weights)
+    if vectors is not None:  # as the Recommender serves a feed with vectors: their cosine weighed in the blend
+        scorers.append(Similarity(lambda: vectors))
+        weights["similarity"] = FEED_WEIGHT
+    routes = {**DEFAULT_ROUTES, "feed": type(feed)(sources, weights, feed.fallback)}
+    return Pipeline(state, scorers, routes=routes)
