@@ -39,6 +39,7 @@ __all__ = ["BanditParams", "ClusterPosteriors", "Selection", "encoded_size", "lo
 MAX_RATE = 0.95
 MIN_RATE = 1e-4
 DIGITS = 2
+_SCALE = 10**DIGITS
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,10 @@ class ClusterPosteriors:
 
     def encode(self) -> dict[str, Any]:
         """Compact: {"e": {cluster: [s, f]}, "f": feed id, "p": clusters by position ("" for none), "k": clicked}."""
-        out: dict[str, Any] = {"e": {c: [round(s, DIGITS), round(f, DIGITS)] for c, (s, f) in self.evidence.items()}}
+        # Half up by hand, not round(): Ingest encodes a session's evidence at every feed event it folds, and the
+        # counts are never negative.
+        out: dict[str, Any] = {"e": {c: [int(s * _SCALE + 0.5) / _SCALE, int(f * _SCALE + 0.5) / _SCALE]
+                                     for c, (s, f) in self.evidence.items()}}
         if self.feed is not None:
             out["f"] = self.feed
             out["p"] = [c or "" for c in self.shown]
