@@ -66,6 +66,7 @@ def test_rebuild_clusters_publishes_within_the_granted_calls_and_keeps_ids(templ
         assert_granted(template, "RebuildClustersFunction", calls)
         registry = ModelRegistry(bucket)
         assert registry.current_version(MODEL_NAME) == report["version"]
+        assert registry.fetch(MODEL_NAME).metadata["artifact"] == "clusters.json"  # a JSON document, not a graph
         first = load_item_clusters(registry)
         assert first is not None and len(first.ids) == 6
         assert set(first.members) == {e["item_id"] for e in events if e.get("item_id")}

@@ -81,6 +81,7 @@ def test_train_embeddings_publishes_within_the_granted_calls_and_ingest_keeps_ve
         assert vectors is not None and len(vectors) == report["items"]
         assert {e["item_id"] for e in events[:half] if e.get("item_id")} <= set(vectors.ids)
         assert registry.fetch(MODEL_NAME).metadata["data_window"]["first"]
+        assert registry.fetch(MODEL_NAME).metadata["artifact"] == "vectors.npz"  # a vectors file, not a graph
 
         online = OnlineVectors.load(registry)
         assert not Ingestor(store, bucket, max_workers=4, vectors=online).ingest(

@@ -25,7 +25,7 @@ from sklearn.cluster import KMeans
 
 from tailor.archive import archived_events
 from tailor.clusters import FORMAT, MODEL_NAME, load_item_clusters
-from tailor.clusters.model import TRAIT_NAMES, ItemClusters, item_trait_strengths, match_cluster_ids
+from tailor.clusters.model import ARTIFACT, TRAIT_NAMES, ItemClusters, item_trait_strengths, match_cluster_ids
 from tailor.embeddings import load_item_vectors
 from tailor.models import ModelRegistry
 from tailor.store.port import BlobStore
@@ -159,7 +159,7 @@ def rebuild_from_archive(blobs: BlobStore, now: float | datetime, *, history_day
         report["version"] = registry.publish(MODEL_NAME, built.to_json().encode(), {
             "format": FORMAT, "trained_at": _iso(end), **{k: report[k] for k in ("events", "items", "since",
                                                                                   "clusters", "ids_kept")},
-            "params": vars(params) | {}})
+            "params": vars(params) | {}}, artifact=ARTIFACT)
     return report
 
 

@@ -44,7 +44,7 @@ import scipy.sparse as sp
 
 from tailor.archive import archived_events
 from tailor.associations import EVENT_WEIGHTS
-from tailor.embeddings import FORMAT, MODEL_NAME, ItemVectors, unit
+from tailor.embeddings import ARTIFACT, FORMAT, MODEL_NAME, ItemVectors, unit
 from tailor.models import ModelRegistry, model_version
 from tailor.store.port import BlobStore
 
@@ -223,7 +223,8 @@ def retrain_from_archive(blobs: BlobStore, now: float, *, history_days: float = 
     except ValueError as nothing:
         return {**report, "status": "skipped", "reason": str(nothing), "items": 0}
     payload, metadata = publishable(vectors, data, f"archive since {since}", started, trained_at=last)
-    version = ModelRegistry(blobs).publish(MODEL_NAME, payload, metadata) if publish else metadata["version"]
+    version = (ModelRegistry(blobs).publish(MODEL_NAME, payload, metadata, artifact=ARTIFACT) if publish
+               else metadata["version"])
     return {**report, "status": "trained", "version": version, "items": len(vectors), "dim": vectors.dim,
             "metadata_only_items": int(vectors.metadata_only.sum()), "bytes": len(payload)}
 

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tailor.archive import archived_events
-from tailor.embeddings import MODEL_NAME
+from tailor.embeddings import ARTIFACT, MODEL_NAME
 from tailor.models import ModelRegistry
 from tailor_lab.datasets import json_lines, load_diginetica, load_yoochoose
 
@@ -78,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         (args.out / "metadata.json").write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
         print(f"written to {args.out}")
     if args.publish:
-        published = ModelRegistry(s3_blobs(args)).publish(MODEL_NAME, payload, metadata)
+        published = ModelRegistry(s3_blobs(args)).publish(MODEL_NAME, payload, metadata, artifact=ARTIFACT)
         print(f"published {MODEL_NAME}:{published} to s3://{args.bucket}/models/{MODEL_NAME}/ (current)")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,7 @@ __all__ = ["FORMAT", "MIN_OVERLAP", "MODEL_NAME", "ItemClusters", "item_trait_st
 
 MODEL_NAME = "item-clusters"  # their name in the model registry
 FORMAT = "item-clusters/json"  # the stored version's metadata "format": its bytes are ItemClusters.to_json()
+ARTIFACT = "clusters.json"  # the stored version's file in the registry
 
 # A new cluster keeps an old id only when their memberships overlap at least this much (Jaccard): below it,
 # the shoppers' evidence about the old cluster says little about the new one.

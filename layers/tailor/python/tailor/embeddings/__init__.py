@@ -5,9 +5,9 @@ search. Serving loads the registry's current vectors once per container (`load_i
 import logging
 
 from tailor.embeddings.update import DEFAULT_UPDATE, VectorUpdate, fold_vector, update_vector
-from tailor.embeddings.vectors import FORMAT, ItemVectors, VectorFilters, unit
+from tailor.embeddings.vectors import ARTIFACT, FORMAT, ItemVectors, VectorFilters, unit
 
-__all__ = ["DEFAULT_UPDATE", "FORMAT", "MODEL_NAME", "ItemVectors", "VectorFilters", "VectorUpdate", "fold_vector",
+__all__ = ["ARTIFACT", "DEFAULT_UPDATE", "FORMAT", "MODEL_NAME", "ItemVectors", "VectorFilters", "VectorUpdate", "fold_vector",
            "load_item_vectors", "unit", "update_vector"]
 
 MODEL_NAME = "item-vectors"

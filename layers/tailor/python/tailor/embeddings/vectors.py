@@ -21,6 +21,7 @@ import numpy as np
 __all__ = ["FORMAT", "ItemVectors", "VectorFilters", "unit"]
 
 FORMAT = "tailor-item-vectors/1"  # the metadata's "format" for a registry model holding a vectors file
+ARTIFACT = "vectors.npz"  # that file's name in the registry
 
 
 @dataclass(frozen=True)
