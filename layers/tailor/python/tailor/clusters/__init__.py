@@ -15,6 +15,7 @@ from tailor.clusters.bandit import (
 )
 from tailor.clusters.feed import AdaptiveFeed
 from tailor.clusters.model import FORMAT, MODEL_NAME, ItemClusters, item_trait_strengths, match_cluster_ids
+from tailor.models.registry import load_published
 
 __all__ = ["FORMAT", "MODEL_NAME", "AdaptiveFeed", "BanditParams", "ClusterPosteriors", "ItemClusters",
            "PublishedClusters", "Selection", "item_trait_strengths", "load_item_clusters", "match_cluster_ids",
@@ -26,15 +27,7 @@ logger = logging.getLogger(__name__)
 def load_item_clusters(registry=None) -> ItemClusters | None:
     """The registry's current item clusters, or None when there are none or they cannot be used (no default ships:
     clusters name the shop's own items)."""
-    if registry is None:
-        return None
-    try:
-        return ItemClusters.from_stored(registry.fetch(MODEL_NAME))
-    except LookupError:
-        return None
-    except Exception as exc:  # a broken or unreadable registry must not take serving down
-        logger.warning("cannot use the registry's %s (%s); serving without item clusters", MODEL_NAME, exc)
-        return None
+    return load_published(MODEL_NAME, registry, build=ItemClusters.from_stored, without="item clusters")
 
 
 class PublishedClusters:

@@ -7,7 +7,9 @@ from tailor.models.registry import (
     StoredModel,
     default_model,
     load_model,
+    load_published,
     model_version,
 )
 
-__all__ = ["DEFAULT_DIR", "LazyModel", "ModelRegistry", "StoredModel", "default_model", "load_model", "model_version"]
+__all__ = ["DEFAULT_DIR", "LazyModel", "ModelRegistry", "StoredModel", "default_model", "load_model", "load_published",
+           "model_version"]

@@ -27,7 +27,8 @@ from typing import Any, TypeVar
 
 from tailor.store.port import BlobStore
 
-__all__ = ["DEFAULT_DIR", "LazyModel", "ModelRegistry", "StoredModel", "default_model", "load_model", "model_version"]
+__all__ = ["DEFAULT_DIR", "LazyModel", "ModelRegistry", "StoredModel", "default_model", "load_model", "load_published",
+           "model_version"]
 
 logger = logging.getLogger(__name__)
 
@@ -143,6 +144,22 @@ def load_model(name: str, registry: ModelRegistry | None = None, *, build: Calla
         except Exception as exc:  # a broken or unreadable registry must not take serving down
             logger.warning("cannot use the registry's %s model (%s); using the shipped default", name, exc)
     return build(default_model(name, directory))
+
+
+def load_published(name: str, registry: ModelRegistry | None, *, build: Callable[[StoredModel], T],
+                   without: str) -> T | None:
+    """`build` applied to the registry's current version of `name`, or None when there is none or it cannot be used:
+    for what no default ships with (item vectors, clusters: they name the shop's own items). `without` says what
+    serving goes on without, for the log."""
+    if registry is None:
+        return None
+    try:
+        return build(registry.fetch(name))
+    except LookupError:
+        return None
+    except Exception as exc:  # a broken or unreadable registry must not take serving down
+        logger.warning("cannot use the registry's %s (%s); serving without %s", name, exc, without)
+        return None
 
 
 class LazyModel:
