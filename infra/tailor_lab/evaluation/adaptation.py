@@ -65,7 +65,7 @@ from tailor.clusters.bandit import encoded_size
 from tailor.clusters.slate import adaptive_slate
 from tailor_lab.simulator import simulate
 from tailor_lab.simulator.drift import interest_path
-from tailor_lab.simulator.online import _act
+from tailor_lab.simulator.online import act_on_feed
 from tailor_lab.simulator.simulation import Simulation
 from tailor_lab.training.clusters import ClusterParams, build_clusters
 
@@ -330,7 +330,7 @@ def _simulate(world: _World, setting: Setting, params: BanditParams, drift: floa
                         served = _adaptive_page(world, prior, posteriors, shown, setting.page, choose, params)
                     shown.update(served)
                     act_rng = np.random.default_rng([setting.seed, 29, shopper.index, visit, page])
-                    acted = _act(sim, shopper, served, f"f{page}", f"s-{shopper.index}-{visit}", category,
+                    acted = act_on_feed(sim, shopper, served, f"f{page}", f"s-{shopper.index}-{visit}", category,
                                  bought[feed], act_rng, t_ms + page * 60_000)
                     positions = [e["position"] for e in acted.events if e["event_type"] == "click"]
                     for p in positions:
@@ -359,7 +359,7 @@ def _simulate(world: _World, setting: Setting, params: BanditParams, drift: floa
 class _IdealBelief:
     """The ideal learner's belief over the session's category: it starts at the shopper's true category affinity (the
     first page's interest is drawn from it), weighs each page's clicks and unclicked slots by the true click model
-    (tailor_lab.simulator.online._act: examination, then a click by utility plus the intent bonus; after a click the
+    (tailor_lab.simulator.online.act_on_feed: examination, then a click by utility plus the intent bonus; after a click the
     shopper goes on with probability feed_continue) and moves by the drift as the simulator does."""
 
     def __init__(self, sim: Any, shopper: Any, categories: int, drift: float):
@@ -474,7 +474,7 @@ def ab_test(world: _World, setting: Setting, params: BanditParams, visits: int |
                 feed_id = (new_feed_id(experiment.experiment_id, variant, assignment.unit_kind)
                            if assignment is not None else new_feed_id())
                 act_rng = np.random.default_rng([setting.seed, 29, shopper.index, visit, page])
-                acted = _act(sim, shopper, served, feed_id, session, path[page], bought, act_rng,
+                acted = act_on_feed(sim, shopper, served, feed_id, session, path[page], bought, act_rng,
                              t_ms + page * 60_000)
                 records = []
                 for event in _page_events(acted.events, page):

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .online import _act
+from .online import act_on_feed
 from .simulation import simulate
 
 __all__ = ["Visits", "visit_api"]
@@ -63,7 +63,7 @@ def visit_api(base: str, key: str, *, shoppers: int = 200, visits: int = 2, n: i
             feed_id = answer["feed_id"]
             label = ".".join(feed_id.split(".")[:2]) if feed_id.count(".") == 2 else "none"
             done.feed_ids[label] = done.feed_ids.get(label, 0) + 1
-            acted = _act(world, shopper, served, feed_id, session, category, bought[shopper.index], rng, t_ms)
+            acted = act_on_feed(world, shopper, served, feed_id, session, category, bought[shopper.index], rng, t_ms)
             done.feeds += 1
             done.clicks += acted.clicks
             done.orders += acted.revenue > 0

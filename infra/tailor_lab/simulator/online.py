@@ -51,7 +51,7 @@ from tailor.ranking.similarity import FEED_WEIGHT
 
 from .simulation import Simulation, World, simulate
 
-__all__ = ["STRATEGIES", "VectorStrategy", "main", "run"]
+__all__ = ["STRATEGIES", "FeedVisit", "VectorStrategy", "act_on_feed", "main", "run"]
 
 STRATEGIES = ("current", "popularity", "random", "oracle", "embeddings", "embeddings-no-ignores")
 DEFAULT_STRATEGIES = ("current", "popularity", "random", "oracle")
@@ -189,7 +189,7 @@ def _serve(name: str, history: Simulation, *, visits: int, n: int, seed: int, ve
                                            side="right"))
             category = min(category, len(catalog.category_items) - 1)
             served, feed_id = feed(shopper, session, category, bought[shopper.index], t_ms)
-            acted = _act(world, shopper, served, feed_id, session, category, bought[shopper.index], rng, t_ms)
+            acted = act_on_feed(world, shopper, served, feed_id, session, category, bought[shopper.index], rng, t_ms)
             outcome.impressions[shopper.index] += len(served)
             outcome.clicks[shopper.index] += acted.clicks
             outcome.orders[shopper.index] += acted.revenue > 0
@@ -201,21 +201,23 @@ def _serve(name: str, history: Simulation, *, visits: int, n: int, seed: int, ve
 
 
 @dataclass
-class _Acted:
+class FeedVisit:
+    """What a shopper did on one feed: clicks, revenue and the events a shop's front end would send."""
+
     clicks: int = 0
     revenue: float = 0.0
     events: list[dict] = field(default_factory=list)
 
 
-def _act(world: World, shopper, served: list[int], feed_id: str, session: str, category: int, bought: set[int],
-         rng: np.random.Generator, t_ms: int) -> _Acted:
+def act_on_feed(world: World, shopper, served: list[int], feed_id: str, session: str, category: int,
+                bought: set[int], rng: np.random.Generator, t_ms: int) -> FeedVisit:
     """The shopper's visit to a feed: the choice model's examination and clicks, then carting and paying."""
     p, catalog, choice = world.params, world.catalog, world.choice
     # Drawn whole whatever the feed holds, so every strategy's slot k sees the same numbers.
     look, click, go_on, carting, pay = rng.random((5, max(len(served), 1)))
     examination = choice.examination["feed"]
     utility = choice.utility(shopper)
-    acted = _Acted()
+    acted = FeedVisit()
     fields = catalog.fields
 
     def emit(event_type: str, extra: dict[str, Any]) -> None:
