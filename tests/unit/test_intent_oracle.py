@@ -7,7 +7,14 @@ import pytest
 from tailor.intent import INTENTS
 from tailor_lab.evaluation.intent_oracle import intent_posteriors, simulate_recorded
 from tailor_lab.simulator import simulate
-from tailor_lab.training.intent_truth import ORACLE, ORACLE_F1, decision_weights, evaluate_simulated, macro_f1
+from tailor_lab.training.intent_truth import (
+    ORACLE,
+    ORACLE_BLIND,
+    ORACLE_F1,
+    decision_weights,
+    evaluate_simulated,
+    macro_f1,
+)
 
 PURCHASE = INTENTS.index("intent_to_purchase")
 EXPLORATORY = INTENTS.index("exploratory")
@@ -57,6 +64,17 @@ def test_the_oracle_is_calibrated_and_beats_chance_by_far(recorded):
     assert evaluation["oracle"]["macro_f1"] == oracle["macro_f1"]
     assert evaluation["oracle"]["macro_f1_f1_decision"] >= oracle["macro_f1"]
     assert evaluation["methods"][ORACLE_F1]["macro_f1"] == evaluation["oracle"]["macro_f1_f1_decision"]
+
+
+def test_the_filter_blind_to_the_shopper_knows_less_and_still_far_more_than_chance(recorded):
+    sim, recorder, posteriors = recorded
+    blind = intent_posteriors(sim, recorder, blind=True)
+    assert set(blind) == set(posteriors)
+    np.testing.assert_allclose(np.array(list(blind.values())).sum(axis=1), 1.0)
+    evaluation = evaluate_simulated(_Shares(), sim.events, sim.truth, oracle=posteriors, blind_oracle=blind)
+    sighted, unsighted = evaluation["methods"][ORACLE], evaluation["methods"][ORACLE_BLIND]
+    assert 0.6 < unsighted["accuracy"] < sighted["accuracy"] and unsighted["brier"] > sighted["brier"]
+    assert evaluation["oracle"]["blind_macro_f1"] == unsighted["macro_f1"]
 
 
 def test_an_oracle_missing_events_is_refused(recorded):

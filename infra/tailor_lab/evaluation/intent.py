@@ -8,7 +8,8 @@ bins) and the multi-class Brier score. The baseline is the training data's inten
 prediction is the most common intent): what a model must beat to know anything. The oracle is the
 Bayes-optimal posterior of the intent given the events so far, filtered with the simulator's own
 process and parameters (tailor_lab.evaluation.intent_oracle): what no model can beat; the JSON's
-"oracle" holds its macro F1 (most probable intent, and the F1-optimal decision) and accuracy.
+"oracle" holds its macro F1 (most probable intent, and the F1-optimal decision) and accuracy, and
+those of the same filter blind to the shopper (`blind_macro_f1`: what the events alone tell).
 
 Real proxy. No public data set labels intent, so the real check is the one outcome intent should
 foresee: whether a session ends in a purchase. Diginetica's item views joined with its purchases
@@ -118,7 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     model = _model(args.model)
     print(f"model {model.label}")
     sim, recorder = simulate_recorded(shoppers=args.shoppers, days=args.days, seed=args.seed)
-    simulated = evaluate_simulated(model, sim.events, sim.truth, oracle=intent_posteriors(sim, recorder))
+    simulated = evaluate_simulated(model, sim.events, sim.truth, oracle=intent_posteriors(sim, recorder),
+                                   blind_oracle=intent_posteriors(sim, recorder, blind=True))
     simulated["data"] = f"simulator ({args.shoppers} shoppers, {args.days:g} days, seed {args.seed})"
     print(f"{simulated['data']}")
     print(format_simulated(simulated))

@@ -18,8 +18,13 @@ from the action's first event on. Its posterior after each event is therefore at
 its accuracy is a ceiling for theirs, and its macro F1 (of the most probable intent, and with per-intent weights on
 the probabilities chosen for macro F1 on the same events) the ceiling the goal is measured against.
 
+Blind to the shopper (`blind=True`: the persona's traits averaged over the personas, no taste for categories or
+items, and the actions that left no event summed over as the transitions allow), the same filter tells what the
+events alone do, as far as the simulator's structure goes: what a model that read them perfectly could reach.
+
     sim, recorder = simulate_recorded(shoppers=2000, days=4, seed=8)
     posteriors = intent_posteriors(sim, recorder)   # event id -> P(intent) in tailor.intent.INTENTS order
+    blind = intent_posteriors(sim, recorder, blind=True)
 """
 
 from __future__ import annotations
@@ -55,6 +60,11 @@ __all__ = ["RecordingSessions", "intent_posteriors", "simulate_recorded"]
 _COMPARATIVE = SIMULATOR_INTENTS.index("comparative")
 _CATEGORY = {name: k for k, name in enumerate(CATEGORY_NAMES)}
 _N = len(SIMULATOR_INTENTS)
+_SHARES = np.array([p.share for p in PERSONAS]) / sum(p.share for p in PERSONAS)
+# The persona traits a filter that knows nothing of the shopper weighs with: their average over shoppers.
+_AVERAGE = {name: float(_SHARES @ [getattr(p, name) for p in PERSONAS])
+            for name in ("search_rate", "wishlist_rate", "zoom_rate", "review_rate", "purchase_propensity")}
+_AVERAGE_INTENTS = _SHARES @ np.array([p.intents for p in PERSONAS])
 
 
 @dataclass
@@ -63,6 +73,7 @@ class Action:
 
     start: int  # index of the session's first event emitted by it (or that would have been)
     probabilities: list[list[float]]  # per intent, the chance of each of _ACTIONS
+    blind: list[list[float]]  # the same with the average persona's search and wishlist rates
     category: int  # the session's category when it started
     query_category: int  # the category of the session's last query then
     viewed: bool  # whether the session had viewed an item (a view may go back to one)
@@ -90,14 +101,19 @@ class RecordingSessions(Sessions):
 
     def _action_weights(self, s: Session) -> list[float]:
         own = s.intent
-        probabilities = []
+        persona = PERSONAS[s.shopper.persona]
+        probabilities, blind = [], []
         for intent in range(_N):
             s.intent = intent
             w = Sessions._action_weights(self, s)
             total = sum(w)
             probabilities.append([v / total for v in w])
+            w[1] *= _AVERAGE["search_rate"] / persona.search_rate
+            w[5] *= _AVERAGE["wishlist_rate"] / persona.wishlist_rate
+            total = sum(w)
+            blind.append([v / total for v in w])
         s.intent = own
-        self._pending = Action(start=len(s.events), probabilities=probabilities, category=s.category,
+        self._pending = Action(start=len(s.events), probabilities=probabilities, blind=blind, category=s.category,
                                query_category=s.last_query_category, viewed=bool(s.viewed))
         self.actions.setdefault(s.session_id, []).append(self._pending)
         return Sessions._action_weights(self, s)
@@ -145,20 +161,27 @@ def simulate_recorded(**kwargs: Any) -> tuple[Any, RecordingSessions]:
     return sim, made[0]
 
 
-def intent_posteriors(sim: Any, recorder: RecordingSessions) -> dict[str, np.ndarray]:
+def intent_posteriors(sim: Any, recorder: RecordingSessions, *, blind: bool = False) -> dict[str, np.ndarray]:
     """P(intent | the session's events so far) after each event of a simulation `recorder` ran, by event id, in
-    tailor.intent.INTENTS order."""
+    tailor.intent.INTENTS order.
+
+    `blind`: the filter knows nothing of the shopper (the persona's traits averaged over personas by their
+    shares, no category taste, reading times as if every item were liked as much) and not the actions that
+    left no event (any number of them may come between two that did, each a look down a listing that found
+    nothing, with the simulation's share of such looks); it still knows the kind of each action that left events
+    (which the events mostly tell). What events alone tell, as far as the simulator's structure goes."""
     from tailor.intent import INTENTS
 
     order = [SIMULATOR_INTENTS.index(name) for name in INTENTS]
     world = sim.world
     item_index = {item_id: i for i, item_id in enumerate(world.catalog.item_ids)}
+    unseen = _unseen_looks(recorder) if blind else None
     out: dict[str, np.ndarray] = {}
     for session_id, session in recorder.runs.items():
         entry = sim.truth["sessions"][session_id]
         shopper = session.shopper
         posterior = _filter(session, recorder.actions.get(session_id, []), entry["referral_source"], shopper,
-                            world, item_index)
+                            world, item_index, unseen)
         for event_id, p in zip(entry["event_ids"], posterior[:, order]):
             out[event_id] = p
     return out
@@ -166,26 +189,47 @@ def intent_posteriors(sim: Any, recorder: RecordingSessions) -> dict[str, np.nda
 
 # -- the filter -------------------------------------------------------------------------------------
 
+def _unseen_looks(recorder: RecordingSessions) -> float:
+    """The share of looks down a listing (click actions) that found nothing and so left no event."""
+    looks = unseen = 0
+    for session_id, actions in recorder.actions.items():
+        n = len(recorder.runs[session_id].events)
+        for k, action in enumerate(actions):
+            if action.name == "click":
+                looks += 1
+                unseen += (actions[k + 1].start if k + 1 < len(actions) else n) == action.start
+    return unseen / looks if looks else 0.0
+
+
 def _filter(session: Session, actions: list[Action], referral: str, shopper: Any, world: Any,
-            item_index: dict[str, int]) -> np.ndarray:
-    """The posterior over the simulator's intents after each of the session's events."""
+            item_index: dict[str, int], unseen: float | None = None) -> np.ndarray:
+    """The posterior over the simulator's intents after each of the session's events (`unseen`: the blind
+    filter, with that share of looks down a listing leaving no event)."""
     params = world.params
+    blind = unseen is not None
     persona = PERSONAS[shopper.persona]
     events = session.events
     n = len(events)
-    prior = np.array(persona.intents, dtype=float)
+    prior = _AVERAGE_INTENTS.copy() if blind else np.array(persona.intents, dtype=float)
     for target, lift in _REFERRAL_INTENT_LIFT.get(referral, ()):
         prior[target] *= lift
     transitions = np.array(_INTENT_TRANSITIONS, dtype=float)
+    propensity = _AVERAGE["purchase_propensity"] if blind else min(shopper.propensity, 4.0)
     for j in range(_N):
         if j != _PURCHASE:
-            transitions[j, _PURCHASE] *= min(shopper.propensity, 4.0)
+            transitions[j, _PURCHASE] *= propensity
     transitions /= transitions.sum(axis=1, keepdims=True)
     survival = 1.0 - np.array(_SESSION_END) * params.session_end_scale
     affinity = np.asarray(shopper.affinity, dtype=float)
-    affinity = affinity / affinity.sum()
-    utility = world.choice.utility(shopper)
-    page = _PageModel(params, persona, utility, item_index)
+    affinity = np.full(len(affinity), 1.0 / len(affinity)) if blind else affinity / affinity.sum()
+    zoom_rate, review_rate = ((_AVERAGE["zoom_rate"], _AVERAGE["review_rate"]) if blind
+                              else (persona.zoom_rate, persona.review_rate))
+    utility = None if blind else world.choice.utility(shopper)
+    page = _PageModel(params, zoom_rate, review_rate, utility, item_index)
+    if blind:
+        ends = [actions[k + 1].start if k + 1 < len(actions) else n for k in range(len(actions))]
+        actions = [a for a, end in zip(actions, ends) if end > a.start]
+        click = _ACTIONS.index("click")
 
     # Everything the filter learns, at the index of the event from which on it is known.
     steps: list[tuple[int, str, Any]] = [(0, "set", prior)]
@@ -197,8 +241,14 @@ def _filter(session: Session, actions: list[Action], referral: str, shopper: Any
             previous = actions[k - 1]
             bought = any(events[j][2]["event_type"] == "purchase" for j in range(previous.start, action.start))
             steps.append((action.start, "move", bought))
+            if blind:
+                # Before this action, any number of looks that left no event: sum over how many.
+                looks = np.diag([action.blind[i][click] * unseen for i in range(_N)])
+                steps.append((action.start, "matrix",
+                              np.linalg.inv(np.eye(_N) - looks @ np.diag(survival) @ transitions)))
         a = _ACTIONS.index(action.name)
-        steps.append((action.start, "factor", np.array([action.probabilities[i][a] for i in range(_N)])))
+        chances = action.blind if blind else action.probabilities
+        steps.append((action.start, "factor", np.array([chances[i][a] for i in range(_N)])))
         steps.extend((action.start, "factor", f) for f in _category_factors(action, events, end, affinity, params))
         page.factors(events, action.start, end, steps)
 
@@ -212,6 +262,8 @@ def _filter(session: Session, actions: list[Action], referral: str, shopper: Any
                 alpha = value.copy()
             elif kind == "move":
                 alpha = transitions[_EXPLORATORY].copy() if value else (alpha * survival) @ transitions
+            elif kind == "matrix":
+                alpha = alpha @ value
             else:
                 alpha = alpha * value
             total = alpha.sum()
@@ -260,8 +312,9 @@ class _PageModel:
     """What an item page and a listing's scroll say of the intent: reading time, scroll and its depth, zoom, reviews."""
 
     params: Any
-    persona: Any
-    utility: np.ndarray
+    zoom_rate: float
+    review_rate: float
+    utility: np.ndarray | None  # None: every item liked as much as the category's typical one
     item_index: dict[str, int]
     p_scroll: np.ndarray = field(init=False)
     p_zoom: np.ndarray = field(init=False)
@@ -270,8 +323,8 @@ class _PageModel:
     def __post_init__(self) -> None:
         sub = np.array(_PAGE_SUB_EVENTS)
         self.p_scroll = sub[:, 0]
-        self.p_zoom = np.minimum(0.95, sub[:, 1] * self.persona.zoom_rate)
-        self.p_review = np.minimum(0.95, sub[:, 2] * self.persona.review_rate)
+        self.p_zoom = np.minimum(0.95, sub[:, 1] * self.zoom_rate)
+        self.p_review = np.minimum(0.95, sub[:, 2] * self.review_rate)
         self.shape = np.array(_SCROLL_SHAPE)
         self.median = np.array([m for m, _ in _DWELL]) * 1000.0
         self.sigma = np.array([s for _, s in _DWELL])
@@ -317,7 +370,7 @@ class _PageModel:
 
     def _read(self, item: int, read_ms: float, censored: bool) -> np.ndarray:
         """The density (or, censored, the chance of at most) of a page's reading time per intent."""
-        liking = max(-3.0, min(3.0, float(self.utility[item]) - self.params.click_threshold))
+        liking = 0.0 if self.utility is None else max(-3.0, min(3.0, float(self.utility[item]) - self.params.click_threshold))
         z = (math.log(read_ms) - np.log(self.median * math.exp(self.params.dwell_utility * liking))) / self.sigma
         if censored:
             return np.maximum(0.5 * (1 + np.vectorize(math.erf)(z / math.sqrt(2))), 1e-12)

@@ -22,12 +22,13 @@ from tailor.events import parse_event
 from tailor.intent import INTENTS, IntentModel, intent_features
 from tailor.session import SessionState, fold_session
 
-__all__ = ["CALIBRATION_BINS", "ORACLE", "ORACLE_F1", "Examples", "calibration", "decision_weights",
+__all__ = ["CALIBRATION_BINS", "ORACLE", "ORACLE_BLIND", "ORACLE_F1", "Examples", "calibration", "decision_weights",
            "evaluate_simulated", "format_simulated", "macro_f1", "simulated_examples"]
 
 CALIBRATION_BINS = 15
 ORACLE = "Bayes oracle"
 ORACLE_F1 = "Bayes oracle, F1 decision"
+ORACLE_BLIND = "filter blind to shopper"
 
 
 @dataclass
@@ -69,11 +70,13 @@ def simulated_examples(events: Sequence[dict], truth: dict, *, max_examples: int
 
 
 def evaluate_simulated(model: IntentModel, events: Sequence[dict], truth: dict, *,
-                       train: Examples | None = None, oracle: Mapping[str, np.ndarray] | None = None) -> dict[str, Any]:
+                       train: Examples | None = None, oracle: Mapping[str, np.ndarray] | None = None,
+                       blind_oracle: Mapping[str, np.ndarray] | None = None) -> dict[str, Any]:
     """Macro F1 and calibration of `model` on a simulation's recorded intents, beside the intent-share baseline
     (`train`: Examples giving the shares; default: the evaluated data's own) and, given `oracle` (event id ->
     P(intent), tailor_lab.evaluation.intent_oracle), the Bayes-optimal posterior: its most probable intent, and the
-    decision with per-intent weights chosen for macro F1 on these same events (its figure is then a ceiling)."""
+    decision with per-intent weights chosen for macro F1 on these same events (its figure is then a ceiling); given
+    `blind_oracle` too, the same filter blind to the shopper (what the events alone tell)."""
     examples = simulated_examples(events, truth)
     X, y = examples.arrays()
     shares_from = np.asarray(train.labels) if train is not None else y
@@ -86,10 +89,7 @@ def evaluate_simulated(model: IntentModel, events: Sequence[dict], truth: dict, 
     if oracle is not None:
         recorded = _recorded_intents(truth)
         ids = [e["event_id"] for e in events if e["event_id"] in recorded]
-        missing = [i for i in ids if i not in oracle]
-        if missing:
-            raise ValueError(f"oracle: no posterior for {len(missing)} of the {len(ids)} events, e.g. {missing[0]}")
-        posterior = np.asarray([oracle[i] for i in ids])
+        posterior = _posteriors(oracle, ids, "oracle")
         weights = decision_weights(posterior, y, lambda predicted: macro_f1(predicted, y)[0])
         methods[ORACLE] = posterior
         decided = _classification(posterior * weights, y)
@@ -99,6 +99,11 @@ def evaluate_simulated(model: IntentModel, events: Sequence[dict], truth: dict, 
                          "decision_weights": {INTENTS[k]: round(float(w), 4) for k, w in enumerate(weights)},
                          "accuracy": float((posterior.argmax(axis=1) == y).mean())}
         methods[ORACLE_F1] = weighted / weighted.sum(axis=1, keepdims=True)
+        if blind_oracle is not None:
+            blind = _posteriors(blind_oracle, ids, "blind_oracle")
+            methods[ORACLE_BLIND] = blind
+            out["oracle"]["blind_macro_f1"] = _classification(blind, y)["macro_f1"]
+            out["oracle"]["blind_accuracy"] = float((blind.argmax(axis=1) == y).mean())
     return {"examples": len(y), "sessions": len(set(examples.sessions)),
             "per_intent": {INTENTS[k]: int((y == k).sum()) for k in range(len(INTENTS))},
             "methods": {name: _classification(p, y) for name, p in methods.items()}, **out}
@@ -151,6 +156,13 @@ def decision_weights(probabilities: np.ndarray, labels: np.ndarray, score: Calla
                 if value > best:
                     best, weights = value, trial
     return weights
+
+
+def _posteriors(oracle: Mapping[str, np.ndarray], ids: list[str], name: str) -> np.ndarray:
+    missing = [i for i in ids if i not in oracle]
+    if missing:
+        raise ValueError(f"{name}: no posterior for {len(missing)} of the {len(ids)} events, e.g. {missing[0]}")
+    return np.asarray([oracle[i] for i in ids])
 
 
 def _recorded_intents(truth: dict) -> dict[str, str]:
