@@ -50,9 +50,7 @@ from tailor_lab.simulator.sessions import (
     Session,
     Sessions,
 )
-from tailor_lab.simulator.sessions import (
-    INTENTS as SIMULATOR_INTENTS,
-)
+from tailor_lab.simulator.sessions import INTENTS as SIMULATOR_INTENTS
 from tailor_lab.simulator.shoppers import PERSONAS
 
 __all__ = ["RecordingSessions", "intent_posteriors", "simulate_recorded"]
