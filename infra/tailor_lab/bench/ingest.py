@@ -2,7 +2,7 @@
 one with DynamoDB's latency; DynamoDB calls per 1,000 events, Ingest's and the counter merge's; and what a million
 events cost on AWS. Prints a table and writes the figures as JSON.
 
-    tailor bench ingest [--shoppers 60] [--events 6000] [--intent on,off] [--rate 100] [--latency-ms 5]
+    tailor bench ingest [--shoppers 300] [--events 6000] [--intent on,off] [--rate 100] [--latency-ms 5]
                         [--batch-size N] [--window SECONDS] [--merge-every SECONDS]
                         [--out bench-results/ingest.json]
 
@@ -78,7 +78,8 @@ MERGE_MEMORY_MB = 512  # as the template's functions (Globals.MemorySize)
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tailor bench ingest", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--shoppers", type=int, default=60, help="simulated shoppers (default 60)")
+    parser.add_argument("--shoppers", type=int, default=300,
+                        help="simulated shoppers of a day (default 300: some 6,000 events, as many as --events takes)")
     parser.add_argument("--events", type=int, default=6000, help="events to ingest per store (default 6000)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--stores", default="moto,memory,dynamo",
