@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
-from datetime import UTC, datetime
 
 import boto3
 import pytest
@@ -17,27 +15,14 @@ from tailor.ingest.service import Ingestor
 from tailor.models import ModelRegistry
 from tailor.settings import EraseSettings, RebuildClustersSettings
 from tailor.store.aws import DynamoStateStore, S3BlobStore
-from tailor_lab.simulator import simulate
 
-from tests.helpers.events import load_event, to_records
+from tests.helpers.events import load_event, recent_simulated_day, to_records
 from tests.integration.test_template import ROOT, TEMPLATE, assert_granted, recorded_functions
 
 
 @pytest.fixture(scope="module")
 def template() -> dict:
     return cfn_yaml.load(str(TEMPLATE))
-
-
-def recent_day(shoppers: int = 30) -> list[dict]:
-    """A simulated day of shoppers, moved to end a minute ago (the rebuild reads the archive's last weeks)."""
-    events = simulate(shoppers=shoppers, days=1.0, seed=31).events
-    last = datetime.fromisoformat(events[-1]["timestamp"].replace("Z", "+00:00")).timestamp()
-    shift = time.time() - 60 - last
-    moved = []
-    for event in events:
-        at = datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp() + shift
-        moved.append(dict(event, timestamp=datetime.fromtimestamp(at, tz=UTC).isoformat().replace("+00:00", "Z")))
-    return moved
 
 
 def test_rebuild_clusters_runs_daily_on_its_sample_event_within_lambdas_limit(template):
@@ -53,7 +38,7 @@ def test_rebuild_clusters_runs_daily_on_its_sample_event_within_lambdas_limit(te
 
 
 def test_rebuild_clusters_publishes_within_the_granted_calls_and_keeps_ids(template):
-    events = recent_day()
+    events = recent_simulated_day(shoppers=30, seed=31)
     with recorded_functions(CLUSTER_COUNT="6") as (functions, calls):
         settings = RebuildClustersSettings.read(os.environ)
         bucket = S3BlobStore(boto3.client("s3"), settings.data_bucket)

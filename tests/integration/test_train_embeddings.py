@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
-from datetime import UTC, datetime
 
 import boto3
 import pytest
@@ -19,27 +17,14 @@ from tailor.ingest.service import Ingestor
 from tailor.models import ModelRegistry
 from tailor.settings import EraseSettings, TrainEmbeddingsSettings
 from tailor.store.aws import DynamoStateStore, S3BlobStore
-from tailor_lab.simulator import simulate
 
-from tests.helpers.events import load_event, to_records
+from tests.helpers.events import load_event, recent_simulated_day, to_records
 from tests.integration.test_template import ROOT, TEMPLATE, assert_granted, recorded_functions
 
 
 @pytest.fixture(scope="module")
 def template() -> dict:
     return cfn_yaml.load(str(TEMPLATE))
-
-
-def recent_day(shoppers: int = 30) -> list[dict]:
-    """A simulated day of shoppers, moved to end a minute ago (training reads the archive's last weeks)."""
-    events = simulate(shoppers=shoppers, days=1.0, seed=37).events
-    last = datetime.fromisoformat(events[-1]["timestamp"].replace("Z", "+00:00")).timestamp()
-    shift = time.time() - 60 - last
-    moved = []
-    for event in events:
-        at = datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp() + shift
-        moved.append(dict(event, timestamp=datetime.fromtimestamp(at, tz=UTC).isoformat().replace("+00:00", "Z")))
-    return moved
 
 
 def test_train_embeddings_runs_daily_on_its_sample_event_before_the_clusters_rebuild(template):
@@ -63,7 +48,7 @@ def test_train_embeddings_runs_daily_on_its_sample_event_before_the_clusters_reb
 
 
 def test_train_embeddings_publishes_within_the_granted_calls_and_ingest_keeps_vectors_in_their_space(template):
-    events = recent_day()
+    events = recent_simulated_day(shoppers=30, seed=37)
     with recorded_functions(EMBEDDING_DIM="16") as (functions, calls):
         settings = TrainEmbeddingsSettings.read(os.environ)
         bucket = S3BlobStore(boto3.client("s3"), settings.data_bucket)
