@@ -82,6 +82,28 @@ def test_a_report_of_embeddings_gives_their_differences_with_intervals():
     assert "embeddings - current: CTR" in format_table(report)
 
 
+def test_the_ltv_strategy_scores_every_shopper_and_serves_the_feed_weighed_by_their_ltv():
+    from tailor.shopper import predicted_ltv
+    from tailor_lab.simulator import online
+    from tailor_lab.simulator.simulation import simulate
+
+    history = simulate(shoppers=30, days=4.0, seed=5)
+    feed = online._strategy("ltv", history, 20, 5, lambda _: None)
+    rows = feed.store.snapshot()["shoppers"]
+    assert rows and all(predicted_ltv(row) is not None for row in rows.values())  # RebuildLtv scored the history
+    shopper = history.world.shoppers[0]
+    feed.now = history.world.end_ms / 1000 + 60
+    served = feed.recommender.feed(shopper.user_id, session_id="s-new", n=10, explain=True)
+    plain = online._strategy("current", history, 20, 5, lambda _: None).recommender.feed(
+        shopper.user_id, session_id="s-new", n=10, explain=True)
+    assert served.strategy == "ltv" and plain.strategy is None
+    # The purchase-probability term's weight follows the shopper's LTV: not the default feed's.
+    assert {item.parts["weight_probability"] for item in served.items} != {
+        item.parts["weight_probability"] for item in plain.items}
+    report = run(["current", "ltv"], shoppers=20, history_days=3.0, visits=1, seed=4)
+    assert all(f["low"] <= f["value"] <= f["high"] for f in report["differences"]["ltv - current"].values())
+
+
 def test_the_embeddings_strategies_need_their_training():
     with pytest.raises(ValueError, match="needs item-vector training"):
         run(["embeddings"], shoppers=5, history_days=1.0, visits=1)

@@ -1,7 +1,7 @@
 """Simulated shoppers in a closed loop with a feed strategy: each asks for a feed, looks down it, clicks, buys.
 
     tailor simulate online [--strategy current --strategy popularity --strategy random --strategy oracle
-                            --strategy embeddings --strategy embeddings-no-ignores]
+                            --strategy embeddings --strategy embeddings-no-ignores --strategy ltv]
                            [--shoppers 500] [--history-days 28] [--visits 3] [--n 20] [--seed 7]
                            [--similarity-weight 1.0] [--unseen-share 0.25] [--json bench-results/online.json]
 
@@ -20,8 +20,11 @@ bought): under a position-based model no order gets more expected clicks. `embed
 (trained on the history, then again on all that was seen after each round, as the scheduled training retrains them):
 the feed's embedding source queries with the shopper's vector Ingest keeps, and the feed's blend weighs each
 candidate's cosine with it (`--similarity-weight`); `embeddings-no-ignores` is the same with
-ignored impressions counting neither in the training nor in Ingest. When both of a pair ran, the report gives
-`embeddings` less `current` and less `embeddings-no-ignores` in CTR and revenue per shopper, with 95% intervals.
+ignored impressions counting neither in the training nor in Ingest. `ltv` is `current` served through a strategy
+that weighs the purchase-probability term by the shopper's predicted LTV (spec 004; off in the default feed), with
+RebuildLtv scoring every shopper on the shipped LTV model after the history and after each round. When both of a
+pair ran, the report gives `embeddings` less `current` and less `embeddings-no-ignores`, and `ltv` less `current`,
+in CTR and revenue per shopper, with 95% intervals.
 
 Common random numbers: a shopper's visit draws the same numbers under every strategy (its session's category, and
 per slot whether it looks, whether it clicks, carts and pays), so strategies differ only by what they show.
@@ -41,22 +44,24 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from tailor.embeddings import DEFAULT_UPDATE
+from tailor.experiments.strategies import DEFAULT_LTV_STRENGTH, Strategy
 from tailor.ranking.similarity import FEED_WEIGHT
 
 from .simulation import Simulation, World, simulate
 
 __all__ = ["STRATEGIES", "FeedVisit", "VectorStrategy", "act_on_feed", "main", "run"]
 
-STRATEGIES = ("current", "popularity", "random", "oracle", "embeddings", "embeddings-no-ignores")
+STRATEGIES = ("current", "popularity", "random", "oracle", "embeddings", "embeddings-no-ignores", "ltv")
 DEFAULT_STRATEGIES = ("current", "popularity", "random", "oracle")
 # Differences reported with their interval when both strategies ran: (strategy, against).
-DIFFERENCES = (("embeddings", "current"), ("embeddings", "embeddings-no-ignores"))
+DIFFERENCES = (("embeddings", "current"), ("embeddings", "embeddings-no-ignores"), ("ltv", "current"))
 BOOTSTRAP = 1000
 
 
@@ -263,6 +268,8 @@ def _strategy(name: str, history: Simulation, n: int, seed: int, echo: Callable[
     assert world is not None
     if name == "current":
         return _Current(history, n, echo)
+    if name == "ltv":  # the current feed with its purchase-probability term weighed by the shopper's predicted LTV
+        return _Current(history, n, echo, ltv_strength=DEFAULT_LTV_STRENGTH, label=name)
     if name.startswith("embeddings"):
         if vectors is None:
             raise ValueError(f"strategy {name} needs item-vector training (VectorStrategy)")
@@ -323,10 +330,14 @@ class _Current:
     """Tailor's feed, in process: the Recommender on the state Ingest keeps of what the shoppers did. With `vectors`,
     item vectors trained on everything seen so far (the history, then again after each round, as the scheduled
     training retrains them) feed the embedding source and Ingest's session and shopper vectors; `ignores` says
-    whether ignored impressions count, in the training and in Ingest, or neither."""
+    whether ignored impressions count, in the training and in Ingest, or neither. With `ltv_strength`, RebuildLtv
+    scores every shopper (the shipped LTV model) after the history and after each round, as its schedule would, and
+    the feed is served by a strategy that weighs the purchase-probability term by the predicted LTV, as an
+    experiment's variant would serve it."""
 
     def __init__(self, history: Simulation, n: int, echo: Callable[[str], None], *,
-                 vectors: VectorStrategy | None = None, ignores: bool = True, label: str = "current"):
+                 vectors: VectorStrategy | None = None, ignores: bool = True, label: str = "current",
+                 ltv_strength: float = 0.0):
         from tailor.ingest.intent import SessionIntent
         from tailor.ingest.service import Ingestor
         from tailor.models import load_model
@@ -351,6 +362,13 @@ class _Current:
         self.ingestor = Ingestor(self.store, MemoryBlobStore(), max_workers=1, intent=SessionIntent.shipped(),
                                  vectors=online)
         self._sequence = 0
+        self.ltv = None
+        if ltv_strength:
+            from tailor.ltv.rebuild import LtvRebuild
+            from tailor.models import ModelRegistry
+
+            self.ltv = LtvRebuild(self.store, ModelRegistry(MemoryBlobStore()), clock=lambda: self.scored_at,
+                                  every_seconds=0.0)
         self.learn(history.events)
         echo(f"{label}: ingested the history in {time.perf_counter() - started:.1f} s")
         self.now = 0.0
@@ -361,6 +379,8 @@ class _Current:
 
             extra = {"weights": {"feed": {**DEFAULT_WEIGHTS["feed"], "similarity": vectors.similarity_weight}},
                      "item_vectors": lambda: self.vectors}
+        if ltv_strength:
+            extra.update(_everyone_served(Strategy(label, ltv=True, ltv_strength=ltv_strength), history))
         self.recommender = Recommender(self.store, model, clock=lambda: self.now, **extra)
 
     def __call__(self, shopper, session, category, bought, t_ms) -> tuple[list[int], str]:
@@ -385,6 +405,9 @@ class _Current:
             outcome = self.ingestor.ingest(records[start:start + 100])
             if outcome.failed:
                 raise RuntimeError(f"ingest refused simulated events: {outcome.failed[:3]}")
+        if self.ltv is not None and events:
+            self.scored_at = max(_epoch_s(e["timestamp"]) for e in events)
+            self.ltv.run()
 
     def _retrain(self, events: list[dict]) -> None:
         assert self.train_vectors is not None
@@ -392,6 +415,26 @@ class _Current:
         vectors = self.train_vectors(self.seen, self.ignores)
         vectors.metadata["version"] = f"simulated-{len(self.seen)}"  # a new space: rows start again in it
         self.vectors = vectors
+
+
+def _everyone_served(strategy: Strategy, history: Simulation) -> dict[str, Any]:
+    """The Recommender's arguments that serve `strategy` to every shopper's feed: a live experiment whose variants
+    both run it, as a shop would roll a strategy out."""
+    from tailor.experiments.assignment import claim_slot
+    from tailor.experiments.definitions import new_experiment
+    from tailor.experiments.strategies import BUILT_IN
+
+    start = datetime.fromtimestamp(_epoch_s(history.events[0]["timestamp"]), tz=UTC)
+    experiment = new_experiment({"experiment_id": f"rollout-{strategy.name}", "surface": "feed",
+                                 "start": start.isoformat(), "days": 366, "variants": [{"name": "a", "strategy": strategy.name, "share": 0.5},
+                                                            {"name": "b", "strategy": strategy.name, "share": 0.5}]},
+                                now=start, known_strategies={*BUILT_IN, strategy.name})
+    experiment = experiment.started(start, claim_slot(experiment, []))
+    return {"experiments": lambda now: [experiment], "strategies": lambda: {**BUILT_IN, strategy.name: strategy}}
+
+
+def _epoch_s(timestamp: str) -> float:
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
 # -- figures ---------------------------------------------------------------------------------------------------------
