@@ -34,7 +34,7 @@ import numpy as np
 from tailor.clusters.model import TRAIT_NAMES, ItemClusters
 
 __all__ = ["BanditParams", "ClusterPosteriors", "Selection", "encoded_size", "log_rate_draws", "prior_appeal",
-           "select_clusters", "slot_chances"]
+           "sampled_chances", "select_clusters", "slot_chances"]
 
 MAX_RATE = 0.95
 MIN_RATE = 1e-4
@@ -267,21 +267,22 @@ def slot_chances(alpha: np.ndarray, beta: np.ndarray, rng: np.random.Generator,
     """Each cluster's chance of one slot: floor / K + (1 - floor) x P(it wins a posterior draw among those
     `playing`), from `params.samples` draws (zero for clusters not eligible; all zero when none is). `draws`
     (log_rate_draws) lets the slots of one list share the draws their chances are estimated from."""
-    k = len(alpha)
-    mask = np.ones(k, dtype=bool) if eligible is None else np.asarray(eligible, dtype=bool)
-    chance = np.zeros(k)
-    every = np.flatnonzero(mask)
-    if not len(every):
-        return chance
-    if playing is not None and (mask & playing).any():
-        mask = mask & playing
-    idx = np.flatnonzero(mask)
-    sampled = (log_rate_draws(alpha, beta, rng, params) if draws is None else draws)[:, idx]
+    mask = np.ones(len(alpha), dtype=bool) if eligible is None else np.asarray(eligible, dtype=bool)
+    if not mask.any():
+        return np.zeros(len(alpha))
+    sampled = log_rate_draws(alpha, beta, rng, params) if draws is None else draws
     if offsets is not None:
-        sampled = sampled + np.asarray(offsets, dtype=float)[idx]
-    wins = np.bincount(sampled.argmax(axis=1), minlength=len(idx)) / len(sampled)
-    chance[every] = params.floor / len(every)
-    chance[idx] += (1.0 - params.floor) * wins
+        sampled = sampled + np.asarray(offsets, dtype=float)
+    return sampled_chances(sampled, mask, playing, params.floor)
+
+
+def sampled_chances(sampled: np.ndarray, eligible: np.ndarray, playing: np.ndarray | None,
+                    floor: float) -> np.ndarray:
+    """slot_chances from draws with their offsets added already (`sampled`: samples x clusters), for at least one
+    `eligible` cluster: what a list's slots share, each pick moving one cluster's column."""
+    competing = eligible & playing if playing is not None and (eligible & playing).any() else eligible
+    wins = np.bincount(np.where(competing, sampled, -np.inf).argmax(axis=1), minlength=len(eligible))
+    chance = np.where(eligible, floor / int(eligible.sum()), 0.0) + (1.0 - floor) * wins / len(sampled)
     return chance / chance.sum()
 
 

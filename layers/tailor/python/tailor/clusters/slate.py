@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from tailor.clusters.bandit import BanditParams, ClusterPosteriors, log_rate_draws
+from tailor.clusters.bandit import BanditParams, ClusterPosteriors, log_rate_draws, sampled_chances
 from tailor.clusters.model import ItemClusters
 
 __all__ = ["Slate", "adaptive_slate"]
@@ -54,7 +54,7 @@ def adaptive_slate(candidates: Sequence[str], scores: Sequence[float], n: int, c
     # column by column (a pick moves one cluster's offset) rather than computed afresh for every slot.
     sampled = draws + score_weight * heads
     while len(picked) < n and eligible.any():
-        chance = _chances(sampled, eligible, playing, params.floor)
+        chance = sampled_chances(sampled, eligible, playing, params.floor)
         row = min(int(np.searchsorted(np.cumsum(chance), rng.random(), side="right")), len(chance) - 1)
         while not eligible[row]:  # rounding at the top of the cumulative sum: the last eligible cluster
             row -= 1
@@ -74,10 +74,3 @@ def adaptive_slate(candidates: Sequence[str], scores: Sequence[float], n: int, c
             reasons.append({"cluster": None, "why": "not in a cluster"})
     return Slate(tuple(picked), tuple(chances), tuple(reasons))
 
-
-def _chances(sampled: np.ndarray, eligible: np.ndarray, playing: np.ndarray, floor: float) -> np.ndarray:
-    """tailor.clusters.bandit.slot_chances on draws with their offsets added already (`sampled`)."""
-    competing = eligible & playing if (eligible & playing).any() else eligible
-    wins = np.bincount(np.where(competing, sampled, -np.inf).argmax(axis=1), minlength=len(eligible))
-    chance = np.where(eligible, floor / int(eligible.sum()), 0.0) + (1.0 - floor) * wins / len(sampled)
-    return chance / chance.sum()
