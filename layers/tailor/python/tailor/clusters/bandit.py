@@ -34,7 +34,8 @@ import numpy as np
 from tailor.clusters.model import TRAIT_NAMES, ItemClusters
 
 __all__ = ["BanditParams", "ClusterPosteriors", "Selection", "encoded_size", "log_rate_draws", "prior_appeal",
-           "sampled_chances", "select_clusters", "slot_chances"]
+           "sampled_chances", "select_clusters", "shopper_appeal",
+           "slot_chances"]
 
 MAX_RATE = 0.95
 MIN_RATE = 1e-4
@@ -94,6 +95,15 @@ def prior_appeal(clusters: ItemClusters, traits: Mapping[str, Sequence[float]] |
     return weight * tilted + (1.0 - weight) * base
 
 
+def shopper_appeal(clusters: ItemClusters, traits: Mapping[str, Sequence[float]] | None,
+                   params: BanditParams = BanditParams()) -> np.ndarray:
+    """prior_appeal for a shopper row's traits, or the clusters' global rates where those traits do not parse."""
+    try:
+        return prior_appeal(clusters, traits or None, params)
+    except (TypeError, ValueError, IndexError):
+        return prior_appeal(clusters, None, params)
+
+
 @dataclass
 class ClusterPosteriors:
     """A session's evidence per cluster shown ({cluster: [successes, failures]}), and the last feed's clusters by
@@ -126,6 +136,14 @@ class ClusterPosteriors:
         evidence = {str(c): [float(v[0]), float(v[1])] for c, v in dict(data.get("e") or {}).items()}
         return cls(evidence=evidence, feed=data.get("f"), shown=[c or None for c in data.get("p") or []],
                    clicked={int(k) for k in data.get("k") or []})
+
+    @classmethod
+    def read(cls, data: Any) -> ClusterPosteriors:
+        """decode a session row's field, or no evidence where it does not parse."""
+        try:
+            return cls.decode(data)
+        except (TypeError, ValueError, IndexError, AttributeError):
+            return cls()
 
     # -- evidence --------------------------------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from tailor.clusters.bandit import BanditParams, ClusterPosteriors, prior_appeal
+from tailor.clusters.bandit import BanditParams, ClusterPosteriors, shopper_appeal
 from tailor.clusters.model import ItemClusters
 from tailor.clusters.slate import adaptive_slate
 
@@ -40,14 +40,8 @@ class AdaptiveFeed:
         probability of its cluster; with `explain`, each item's `cluster` says which cluster it came from and why."""
         if not ranked or n <= 0:
             return [], []
-        try:
-            prior = prior_appeal(self.clusters, traits or None, self.params)
-        except (TypeError, ValueError, IndexError):  # a shopper row's traits that do not parse: the global rates
-            prior = prior_appeal(self.clusters, None, self.params)
-        try:
-            posteriors = ClusterPosteriors.decode(session_clusters)
-        except (TypeError, ValueError, IndexError, AttributeError):  # an unreadable field: a session without evidence
-            posteriors = ClusterPosteriors()
+        prior = shopper_appeal(self.clusters, traits, self.params)
+        posteriors = ClusterPosteriors.read(session_clusters)
         by_id = {item.item_id: item for item in ranked}
         slate = adaptive_slate(list(by_id), [item.score for item in by_id.values()], n, self.clusters, prior,
                                posteriors, feed_rng(feed_id), self.params, score_weight=self.score_weight,

@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from tailor.clusters import AdaptiveFeed, ItemClusters, load_item_clusters, prior_appeal
+from tailor.clusters import AdaptiveFeed, ClusterPosteriors, ItemClusters, load_item_clusters
+from tailor.clusters.bandit import shopper_appeal
 from tailor.embeddings import ItemVectors, load_item_vectors
 from tailor.events import Event, parse_event
 from tailor.experiments.assignment import Assignment, assign
@@ -373,16 +374,10 @@ def _profile_clusters(clusters: ItemClusters, shopper: ShopperState, session: Se
     """The profile's "clusters" section: the clusters of highest prior appeal to the shopper (their traits against
     the clusters'), and the clusters the current session was shown, each with its clicks and ignores so far; each
     with its traits and top items."""
-    try:
-        prior = prior_appeal(clusters, shopper.personas.get("traits") or None)
-    except (TypeError, ValueError, IndexError):
-        prior = prior_appeal(clusters, None)
+    prior = shopper_appeal(clusters, shopper.personas.get("traits"))
     best = [{**clusters.describe(clusters.ids[i], items=5), "prior": round(float(prior[i]), 5)}
             for i in np.argsort(-prior, kind="stable")[:PROFILE_CLUSTERS]]
-    try:
-        evidence = dict((session.clusters or {}).get("e") or {}) if session is not None else {}
-    except (AttributeError, TypeError, ValueError):
-        evidence = {}
+    evidence = ClusterPosteriors.read(session.clusters).evidence if session is not None else {}
     shown = []
     for cluster_id, counts in sorted(evidence.items(), key=lambda kv: (-float(kv[1][0]), float(kv[1][1]), kv[0])):
         if cluster_id not in clusters.index:
