@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import random
+import time
 from datetime import UTC, datetime, timedelta
 
 from tailor.ingest.service import StreamRecord
@@ -80,15 +81,9 @@ def _epoch(timestamp) -> float:
 def recent_simulated_day(shoppers: int, seed: int) -> list[dict]:
     """A simulated day of shoppers, moved to end a minute ago: for the scheduled jobs that read the archive's last
     weeks."""
-    import time
-
     from tailor_lab.simulator import simulate
 
     events = simulate(shoppers=shoppers, days=1.0, seed=seed).events
     shift = time.time() - 60 - _epoch(events[-1]["timestamp"])
     return [dict(event, timestamp=datetime.fromtimestamp(_epoch(event["timestamp"]) + shift, tz=UTC).isoformat()
                  .replace("+00:00", "Z")) for event in events]
-
-
-def _epoch(timestamp: str) -> float:
-    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
