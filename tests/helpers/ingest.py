@@ -1,14 +1,17 @@
 """Ingest under trouble: stores whose writes fail at random, a driver that redelivers like Kinesis and crashes
-part way, and a clean run to compare the outcome with."""
+part way, and a clean run to compare the outcome with; Ingest's fold on its own, batch by batch."""
 
 from __future__ import annotations
 
 import random
+from typing import Any
 
+from tailor.events import parse_event
+from tailor.ingest.fold import BatchFold, fold_batch
 from tailor.ingest.service import Ingestor, StreamRecord
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
 
-from tests.helpers.events import to_records
+from tests.helpers.events import SHARD, to_records
 
 
 class TransientError(Exception):
@@ -134,3 +137,18 @@ def clean_run(events: list[dict]) -> tuple[MemoryStateStore, MemoryBlobStore]:
     store, blobs = MemoryStateStore(), MemoryBlobStore()
     Ingestor(store, blobs, max_workers=1).ingest(to_records(events))
     return store, blobs
+
+
+def fold(events: list[dict], rows: dict, start: int, **options: Any) -> BatchFold:
+    """The events folded as one batch onto `rows`, at stream positions from `start`, each arriving when it happened;
+    `options` (intent, clusters, vectors, ...) go to fold_batch."""
+    accepted = [(f"{start + n:08d}", parse_event(e)) for n, e in enumerate(events)]
+    return fold_batch(accepted, rows, SHARD, ttl=86400, arrivals={p: e.epoch for p, e in accepted}, **options)
+
+
+def written(folded: BatchFold, rows: dict | None = None) -> dict:
+    """The "sessions" and "shoppers" rows of `rows` with those the fold changed written over them."""
+    out = {"sessions": dict((rows or {}).get("sessions", {})), "shoppers": dict((rows or {}).get("shoppers", {}))}
+    for table, key, row in folded.changed_rows():
+        out[table][key] = row.fields()
+    return out

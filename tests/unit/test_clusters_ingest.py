@@ -8,10 +8,8 @@ import numpy as np
 from tailor.clusters import BanditParams, ClusterPosteriors, ItemClusters
 from tailor.clusters.model import TRAIT_NAMES
 from tailor.clusters.session import SessionClusters
-from tailor.events import parse_event
-from tailor.ingest.fold import fold_batch
 
-from tests.helpers.events import SHARD
+from tests.helpers.ingest import fold, written
 
 PARAMS = BanditParams(ignore_weight=0.25)
 CLUSTERS = ItemClusters(ids=("c0000", "c0001"), centroids=np.eye(2), descriptors=np.zeros((2, len(TRAIT_NAMES))),
@@ -32,16 +30,7 @@ EVENTS = [_event(1, "impression", item_ids=["item-a", "item-b", "item-c"], feed_
 
 
 def _fold(events, rows, start):
-    accepted = [(f"{start + n:08d}", parse_event(e)) for n, e in enumerate(events)]
-    return fold_batch(accepted, rows, SHARD, ttl=86400, arrivals={p: e.epoch for p, e in accepted},
-                      clusters=SessionClusters(CLUSTERS, PARAMS))
-
-
-def _rows(folded, rows=None):
-    out = {"sessions": dict((rows or {}).get("sessions", {})), "shoppers": dict((rows or {}).get("shoppers", {}))}
-    for table, key, row in folded.changed_rows():
-        out[table][key] = row.fields()
-    return out
+    return fold(events, rows, start, clusters=SessionClusters(CLUSTERS, PARAMS))
 
 
 def _expected() -> dict:
@@ -51,32 +40,30 @@ def _expected() -> dict:
 
 
 def test_the_session_keeps_its_feeds_clicks_and_ignores():
-    rows = _rows(_fold(EVENTS, {"sessions": {}, "shoppers": {}}, 0))
+    rows = written(_fold(EVENTS, {"sessions": {}, "shoppers": {}}, 0))
     kept = rows["sessions"]["s-1"]["clusters"]
     assert kept == _expected()
     assert kept["e"] == {"c0000": [1.0, 1.0], "c0001": [1.0, 0.0]}
 
 
 def test_a_redelivered_batch_and_a_producers_duplicate_count_once():
-    first = _rows(_fold(EVENTS[:2], {"sessions": {}, "shoppers": {}}, 0))
-    again = _rows(_fold(EVENTS, first, 0), first)  # the stream delivers the first two again, then the rest
+    first = written(_fold(EVENTS[:2], {"sessions": {}, "shoppers": {}}, 0))
+    again = written(_fold(EVENTS, first, 0), first)  # the stream delivers the first two again, then the rest
     assert again["sessions"]["s-1"]["clusters"] == _expected()
     next_feed = _event(20, "impression", item_ids=["item-b"], feed_id="feed-2")
-    moved = _rows(_fold([next_feed], again, 10), again)
+    moved = written(_fold([next_feed], again, 10), again)
     expected = ClusterPosteriors.decode(_expected())
     expected.impression("feed-2", ["c0001"], PARAMS)
     assert moved["sessions"]["s-1"]["clusters"] == expected.encode()
     # The producer sends the first feed's impression again: it is not a new feed to decay the evidence for.
     duplicate = dict(EVENTS[0], timestamp="2026-12-01T10:00:30Z")
-    twice = _rows(_fold([duplicate], moved, 20), moved)
+    twice = written(_fold([duplicate], moved, 20), moved)
     assert twice["sessions"]["s-1"]["clusters"] == expected.encode()
 
 
 def test_without_clusters_the_session_keeps_none():
-    accepted = [(f"{n:08d}", parse_event(e)) for n, e in enumerate(EVENTS)]
-    folded = fold_batch(accepted, {"sessions": {}, "shoppers": {}}, SHARD, ttl=86400,
-                        arrivals={p: e.epoch for p, e in accepted})
-    assert _rows(folded)["sessions"]["s-1"]["clusters"] == {}
+    folded = fold(EVENTS, {"sessions": {}, "shoppers": {}}, 0)
+    assert written(folded)["sessions"]["s-1"]["clusters"] == {}
 
 
 def test_ingest_loads_the_published_clusters_at_the_first_feed_event_and_once():
@@ -96,15 +83,13 @@ def test_ingest_loads_the_published_clusters_at_the_first_feed_event_and_once():
     Counting.reads = 0
     published = PublishedClusters(ModelRegistry(blobs))
     sessions = SessionClusters(published, PARAMS)
-    listing = [(f"{n:08d}", parse_event(e)) for n, e in enumerate(EVENTS[2:3])]
-    fold_batch(listing, {"sessions": {}, "shoppers": {}}, SHARD, ttl=86400, arrivals={p: e.epoch for p, e in listing}, clusters=sessions)
+    fold(EVENTS[2:3], {"sessions": {}, "shoppers": {}}, 0, clusters=sessions)
     assert not published.loaded and Counting.reads == 0  # no feed's event yet: the registry is not read
-    accepted = [(f"{n:08d}", parse_event(e)) for n, e in enumerate(EVENTS)]
-    folded = fold_batch(accepted, {"sessions": {}, "shoppers": {}}, SHARD, ttl=86400, arrivals={p: e.epoch for p, e in accepted}, clusters=sessions)
-    assert _rows(folded)["sessions"]["s-1"]["clusters"] == _expected()
+    folded = fold(EVENTS, {"sessions": {}, "shoppers": {}}, 0, clusters=sessions)
+    assert written(folded)["sessions"]["s-1"]["clusters"] == _expected()
     reads = Counting.reads
     assert published.loaded and reads > 0
-    fold_batch(accepted, {"sessions": {}, "shoppers": {}}, SHARD, ttl=86400, arrivals={p: e.epoch for p, e in accepted}, clusters=sessions)
+    fold(EVENTS, {"sessions": {}, "shoppers": {}}, 0, clusters=sessions)
     assert Counting.reads == reads  # once per container
 
 
@@ -113,10 +98,9 @@ def test_with_nothing_published_ingest_keeps_no_cluster_evidence():
     from tailor.models import ModelRegistry
     from tailor.store.memory import MemoryBlobStore
 
-    accepted = [(f"{n:08d}", parse_event(e)) for n, e in enumerate(EVENTS)]
-    folded = fold_batch(accepted, {"sessions": {}, "shoppers": {}}, SHARD, ttl=86400, arrivals={p: e.epoch for p, e in accepted},
-                        clusters=SessionClusters(PublishedClusters(ModelRegistry(MemoryBlobStore())), PARAMS))
-    assert _rows(folded)["sessions"]["s-1"]["clusters"] == {}
+    folded = fold(EVENTS, {"sessions": {}, "shoppers": {}}, 0,
+                  clusters=SessionClusters(PublishedClusters(ModelRegistry(MemoryBlobStore())), PARAMS))
+    assert written(folded)["sessions"]["s-1"]["clusters"] == {}
 
 
 def test_ingest_picks_up_a_rebuild_at_its_next_look():

@@ -8,8 +8,6 @@ import numpy as np
 
 from tailor.embeddings import MODEL_NAME, ItemVectors, VectorUpdate, update_vector
 from tailor.embeddings.online import OnlineVectors, stored_vector, vectors_tag
-from tailor.events import parse_event
-from tailor.ingest.fold import fold_batch
 from tailor.ingest.intent import SessionIntent
 from tailor.ingest.service import Ingestor
 from tailor.intent import MODEL_NAME as INTENT_MODEL
@@ -22,7 +20,8 @@ from tailor.session import SessionState
 from tailor.shopper import ShopperState
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
 
-from tests.helpers.events import SHARD, random_events, to_records
+from tests.helpers.events import random_events, to_records
+from tests.helpers.ingest import fold, written
 
 RULE = VectorUpdate(decay=0.5, ignore_weight=0.2, unseen_share=0.5)
 ITEMS = ["lamp-1", "lamp-2", "lamp-3", "book-1", "book-2", "book-3"]
@@ -43,16 +42,7 @@ EVENTS = [_event(1, "view", item_id="lamp-1"),
 
 
 def _fold(events, rows, start, *, online=None, intent=None):
-    accepted = [(f"{start + n:08d}", parse_event(e)) for n, e in enumerate(events)]
-    return fold_batch(accepted, rows, SHARD, ttl=86400, arrivals={p: e.epoch for p, e in accepted}, intent=intent,
-                      vectors=online or OnlineVectors(lambda: VECTORS, RULE))
-
-
-def _rows(folded, rows=None):
-    out = {"sessions": dict((rows or {}).get("sessions", {})), "shoppers": dict((rows or {}).get("shoppers", {}))}
-    for table, key, row in folded.changed_rows():
-        out[table][key] = row.fields()
-    return out
+    return fold(events, rows, start, intent=intent, vectors=online or OnlineVectors(lambda: VECTORS, RULE))
 
 
 EMPTY = {"sessions": {}, "shoppers": {}}
@@ -72,7 +62,7 @@ def _by_hand() -> np.ndarray:
 
 
 def test_engagements_pull_and_ignores_push_the_session_and_the_shopper_vector():
-    rows = _rows(_fold(EVENTS, EMPTY, 0))
+    rows = written(_fold(EVENTS, EMPTY, 0))
     expected = _by_hand()
     for table, key in (("sessions", "s-1"), ("shoppers", "u-1")):
         kept = rows[table][key]["vector"]
@@ -89,12 +79,12 @@ def test_engagements_pull_and_ignores_push_the_session_and_the_shopper_vector():
 
 
 def test_a_redelivered_or_cut_batch_and_a_producers_duplicate_leave_the_same_bytes():
-    whole = _rows(_fold(EVENTS, EMPTY, 0))
-    first = _rows(_fold(EVENTS[:2], EMPTY, 0))
-    again = _rows(_fold(EVENTS, first, 0), first)  # the stream delivers the first two again, then the rest
-    parts = _rows(_fold(EVENTS[3:], _rows(_fold(EVENTS[:3], EMPTY, 0)), 3))
-    replayed = _rows(_fold(EVENTS, whole, 0), whole)  # all of it again: the rows hold it already
-    duplicate = _rows(_fold([dict(EVENTS[3], timestamp="2026-12-01T10:00:09Z")], whole, 10), whole)
+    whole = written(_fold(EVENTS, EMPTY, 0))
+    first = written(_fold(EVENTS[:2], EMPTY, 0))
+    again = written(_fold(EVENTS, first, 0), first)  # the stream delivers the first two again, then the rest
+    parts = written(_fold(EVENTS[3:], written(_fold(EVENTS[:3], EMPTY, 0)), 3))
+    replayed = written(_fold(EVENTS, whole, 0), whole)  # all of it again: the rows hold it already
+    duplicate = written(_fold([dict(EVENTS[3], timestamp="2026-12-01T10:00:09Z")], whole, 10), whole)
     for table, key in (("sessions", "s-1"), ("shoppers", "u-1")):
         for other in (again, parts, replayed, duplicate):
             assert other[table][key]["vector"] == whole[table][key]["vector"]
@@ -103,22 +93,22 @@ def test_a_redelivered_or_cut_batch_and_a_producers_duplicate_leave_the_same_byt
 def test_with_session_intent_a_batch_folds_alike_whole_or_in_parts():
     intent = SessionIntent(load_model(INTENT_MODEL, build=IntentModel.from_stored))
     events = _stream(seed=3, n=160)
-    whole = _rows(_fold(events, EMPTY, 0, intent=intent))
-    half = _rows(_fold(events[:70], EMPTY, 0, intent=intent))
-    parts = _rows(_fold(events[70:], half, 70, intent=intent), half)
+    whole = written(_fold(events, EMPTY, 0, intent=intent))
+    half = written(_fold(events[:70], EMPTY, 0, intent=intent))
+    parts = written(_fold(events[70:], half, 70, intent=intent), half)
     assert whole == parts
     kept = [row["vector"] for row in whole["sessions"].values()] + [row["vector"] for row in whole["shoppers"].values()]
     assert sum(1 for v in kept if stored_vector(v, VECTORS) is not None) >= 10
     # The session's intent weighs its pulls: without it the vectors differ.
-    plain = _rows(_fold(events, EMPTY, 0))
+    plain = written(_fold(events, EMPTY, 0))
     assert any(plain["sessions"][k]["vector"] != whole["sessions"][k]["vector"] for k in whole["sessions"])
 
 
 def test_new_item_vectors_start_the_rows_again_from_their_recent_items():
-    rows = _rows(_fold(EVENTS[:1], EMPTY, 0))
+    rows = written(_fold(EVENTS[:1], EMPTY, 0))
     retrained = ItemVectors.build(ITEMS, MATRIX[:, ::-1].copy(), metadata={"version": "v2"})
     assert stored_vector(rows["sessions"]["s-1"]["vector"], retrained) is None  # of another space: not used
-    moved = _rows(_fold([_event(7, "view", item_id="book-1")], rows, 5,
+    moved = written(_fold([_event(7, "view", item_id="book-1")], rows, 5,
                         online=OnlineVectors(lambda: retrained, RULE)), rows)
     expected = update_vector(update_vector(None, retrained.vector("lamp-1"), "view", rule=RULE),
                              retrained.vector("book-1"), "view", rule=RULE)
@@ -127,7 +117,7 @@ def test_new_item_vectors_start_the_rows_again_from_their_recent_items():
 
 
 def test_without_item_vectors_the_rows_keep_none():
-    rows = _rows(_fold(EVENTS, EMPTY, 0, online=OnlineVectors(lambda: None, RULE)))
+    rows = written(_fold(EVENTS, EMPTY, 0, online=OnlineVectors(lambda: None, RULE)))
     assert rows["sessions"]["s-1"]["vector"] == {} and rows["shoppers"]["u-1"]["vector"] == {}
 
 
@@ -137,7 +127,7 @@ def test_a_vector_costs_its_row_a_few_hundred_bytes_at_256_dimensions():
     wide = ItemVectors.build(ids, rng.normal(size=(100, 256)).astype(np.float32), metadata={"version": "w"})
     events = [_event(k, "view", item_id=ids[k]) for k in range(30)]
     events.append(_event(40, "impression", item_ids=ids[50:70], feed_id="f-" + "0" * 30))
-    rows = _rows(_fold(events, EMPTY, 0, online=OnlineVectors(lambda: wide, RULE)))
+    rows = written(_fold(events, EMPTY, 0, online=OnlineVectors(lambda: wide, RULE)))
     kept = rows["sessions"]["s-1"]["vector"]
     assert len(kept["v"]) == 684  # base64 of 256 float16 components
     found, exact = stored_vector(kept, wide), None
@@ -171,7 +161,7 @@ def test_the_feeds_embedding_source_queries_with_the_rows_vectors():
     session = SessionState(session_id="s-1", user_id="u-1", started_at=0.0, last_seen=0.0, expires_at=0,
                            items=["lamp-1"])
     shopper = ShopperState(user_id="u-1", first_seen=0.0, last_seen=0.0, recent_items=["lamp-1"])
-    folded = _rows(_fold([_event(1, "view", item_id="book-1"), _event(2, "add_to_cart", item_id="book-2")], EMPTY, 0))
+    folded = written(_fold([_event(1, "view", item_id="book-1"), _event(2, "add_to_cart", item_id="book-2")], EMPTY, 0))
     session.vector = folded["sessions"]["s-1"]["vector"]
     shopper.vector = folded["shoppers"]["u-1"]["vector"]
     source = EmbeddingSource(vectors=lambda: VECTORS)
@@ -214,7 +204,7 @@ def test_the_similarity_term_ranks_candidates_by_cosine_with_the_rows_vectors():
     from tailor.ranking.candidates import Candidates
     from tailor.ranking.similarity import Similarity
 
-    folded = _rows(_fold([_event(1, "view", item_id="book-1"), _event(2, "add_to_cart", item_id="book-2")], EMPTY, 0))
+    folded = written(_fold([_event(1, "view", item_id="book-1"), _event(2, "add_to_cart", item_id="book-2")], EMPTY, 0))
     session = SessionState(session_id="s-1", user_id="u-1", started_at=0.0, last_seen=0.0, expires_at=0,
                            items=["lamp-1"], vector=folded["sessions"]["s-1"]["vector"])
     ctx = RankingContext(Request("feed", user_id="u-1", session_id="s-1", n=20), now=0.0, session=session)
