@@ -28,20 +28,21 @@ metrics = Metrics()
 settings = IngestSettings.read(os.environ)
 _aws = {"connect_timeout": 5, "read_timeout": 30, "max_attempts": 4, "max_pool_connections": 32}
 _bucket = S3BlobStore(client("s3", **_aws), settings.data_bucket)
+_registry = ModelRegistry(_bucket)
 processor = AggregatingKinesisProcessor(
     Ingestor(
         DynamoStateStore(client("dynamodb", **_aws), settings.tables),
         _bucket,
         session_ttl_days=settings.session_ttl_days,
-        intent=SessionIntent.load(ModelRegistry(_bucket), environ=settings.intent_config),
+        intent=SessionIntent.load(_registry, environ=settings.intent_config),
         personas=PersonaTracker(ModelSource(_bucket, refresh_seconds=settings.persona_model_refresh_seconds)),
         buffer=settings.counter_buffer,
         attribution=Attribution(window=settings.attribution_window_hours * 3600,
                                 revenue_window=settings.realized_revenue_days * 86400),
         # The published item clusters, read by the first feed event a container folds, not at its start.
-        clusters=SessionClusters(PublishedClusters(ModelRegistry(_bucket))),
+        clusters=SessionClusters(PublishedClusters(_registry)),
         # The published item vectors likewise, read by the first batch, for sessions' and shoppers' vectors.
-        vectors=OnlineVectors.load(ModelRegistry(_bucket)),
+        vectors=OnlineVectors.load(_registry),
     ),
     logger=logger,
 )
