@@ -105,8 +105,8 @@ def register(app: APIGatewayRestResolver, store: ExperimentStore, live: LiveExpe
               responses={201: {"description": "Created", "content": {"application/json": {"model": ExperimentOut}}},
                          **CONFLICT})
     def create(body: Annotated[ExperimentIn, Body()]) -> Response[ExperimentOut]:
+        # exclude_none reaches into the variants too: a share left out stays out (equal shares).
         request = body.model_dump(exclude_none=True)
-        request["variants"] = [{k: v for k, v in variant.items() if v is not None} for variant in request["variants"]]
         experiment = store.create(new_experiment(request, now=datetime.now(UTC), known_strategies=set(strategies())))
         return Response(status_code=201, content_type=content_types.APPLICATION_JSON,
                         body=ExperimentOut.model_validate(experiment.public()))
@@ -167,6 +167,3 @@ def register(app: APIGatewayRestResolver, store: ExperimentStore, live: LiveExpe
         found = None if chosen is None else store.report(experiment) or store.build_report(chosen)
         page = console_view([e.public() for e in store.list()], found, selected=experiment, base=base_path())
         return Response(status_code=200, content_type="text/html; charset=utf-8", body=page)
-
-
-
