@@ -295,20 +295,11 @@ def _simulate(world: _World, setting: Setting, params: BanditParams, drift: floa
     category_of = catalog.category_of
     categories = int(category_of.max()) + 1
     for shopper in sim.shoppers:
-        traits = {name: [1.0 + TRAIT_EVIDENCE * m, 1.0 + TRAIT_EVIDENCE * (1.0 - m)]
-                  for name, m in shopper.traits.items()}
-        prior = prior_appeal(clusters, traits, params)
-        base = np.where(available, np.log(prior[np.maximum(world.item_cluster, 0)])
-                        + POPULARITY_WEIGHT * world.popularity,
-                        -np.inf)
-        static_order = [int(i) for i in np.argsort(-base, kind="stable") if available[i]]
+        prior, base, static_order = _static_ranking(world, shopper, params)
         bought = {f: set() for f in FEEDS}
         for visit in range(setting.visits):
-            rng = np.random.default_rng([setting.seed, 17, shopper.index, visit])
-            more = rng.random(setting.pages)
-            pages = 1 + int(np.argmin(np.append(more[1:] < setting.keep_going, False)))
-            path = interest_path(np.random.default_rng([setting.seed, 19, shopper.index, visit]), shopper, pages,
-                                 drift, setting.novelty if drift else 0.0)
+            path = _interests(setting, shopper, visit, drift)
+            pages = len(path)
             out.sessions.append((shopper.index, visit))
             for feed in feeds:
                 shown: set[int] = set()
@@ -344,7 +335,6 @@ def _simulate(world: _World, setting: Setting, params: BanditParams, drift: floa
                         belief.observe(served, positions)
                     if feed == "adaptive":
                         out.events += _page_events(acted.events, page)
-                    if feed == "adaptive":
                         posteriors.observe(f"f{page}", [clusters.ids[world.item_cluster[i]] for i in served],
                                            positions, params)
                 out.impressions[feed].append(len(shown))
@@ -354,6 +344,27 @@ def _simulate(world: _World, setting: Setting, params: BanditParams, drift: floa
                 if feed == "adaptive":
                     out.state_bytes.append(encoded_size(posteriors))
     return out
+
+
+def _static_ranking(world: _World, shopper: Any, params: BanditParams) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """The shopper's clusters' prior appeal (their traits read as TRAIT_EVIDENCE events' worth), each catalog item's
+    static score (its cluster's log appeal plus its log popularity; -inf: unavailable), and the available items by
+    that score: the static feed's order."""
+    traits = {name: [1.0 + TRAIT_EVIDENCE * m, 1.0 + TRAIT_EVIDENCE * (1.0 - m)] for name, m in shopper.traits.items()}
+    prior = prior_appeal(world.clusters, traits, params)
+    available = world.item_cluster >= 0
+    base = np.where(available, np.log(prior[np.maximum(world.item_cluster, 0)]) + POPULARITY_WEIGHT * world.popularity,
+                    -np.inf)
+    return prior, base, [int(i) for i in np.argsort(-base, kind="stable") if available[i]]
+
+
+def _interests(setting: Setting, shopper: Any, visit: int, drift: float) -> list[int]:
+    """The session's category page by page: as many pages as the shopper asks for (each next one with probability
+    `keep_going`, at most `pages`), drifting by `drift`; the same draws under every feed."""
+    more = np.random.default_rng([setting.seed, 17, shopper.index, visit]).random(setting.pages)
+    pages = 1 + int(np.argmin(np.append(more[1:] < setting.keep_going, False)))
+    return interest_path(np.random.default_rng([setting.seed, 19, shopper.index, visit]), shopper, pages, drift,
+                         setting.novelty if drift else 0.0)
 
 
 class _IdealBelief:
@@ -440,23 +451,14 @@ def ab_test(world: _World, setting: Setting, params: BanditParams, visits: int |
     experiment = experiments.create(experiment.started(opened, claim_slot(experiment, [])))
     ingestor = Ingestor(store, MemoryBlobStore(), max_workers=1, attribution=Attribution(),
                         clusters=SessionClusters(clusters, params))
-    available = world.item_cluster >= 0
     sequence = 0
     last_day = opened.date()
     for shopper in sim.shoppers:
-        traits = {name: [1.0 + TRAIT_EVIDENCE * m, 1.0 + TRAIT_EVIDENCE * (1.0 - m)]
-                  for name, m in shopper.traits.items()}
-        prior = prior_appeal(clusters, traits, params)
-        base = np.where(available, np.log(prior[np.maximum(world.item_cluster, 0)])
-                        + POPULARITY_WEIGHT * world.popularity, -np.inf)
-        static_order = [int(i) for i in np.argsort(-base, kind="stable") if available[i]]
+        prior, _, static_order = _static_ranking(world, shopper, params)
         bought: set[int] = set()
         for visit in range(visits):
-            rng = np.random.default_rng([setting.seed, 17, shopper.index, visit])
-            more = rng.random(setting.pages)
-            pages = 1 + int(np.argmin(np.append(more[1:] < setting.keep_going, False)))
-            path = interest_path(np.random.default_rng([setting.seed, 19, shopper.index, visit]), shopper, pages,
-                                 setting.drift, setting.novelty if setting.drift else 0.0)
+            path = _interests(setting, shopper, visit, setting.drift)
+            pages = len(path)
             session = f"s-{shopper.index}-{visit}"
             t_ms = sim.end_ms + 3_600_000 + visit * 86_400_000
             assignment = assign([experiment], "feed", user_id=shopper.user_id, session_id=session)
