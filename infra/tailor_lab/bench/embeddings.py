@@ -35,7 +35,7 @@ from tailor.ranking.candidates import EmbeddingSource
 from tailor.ranking.pipeline import DEFAULT_ROUTES
 from tailor.ranking.scoring import CommercialPerformance
 from tailor.ranking.similarity import FEED_WEIGHT, Similarity
-from tailor_lab.training.embeddings import inverted_file
+from tailor_lab.training.embeddings import EmbeddingParams, interactions_from_events, inverted_file, train_item_vectors
 
 from .report import percentile, publish
 from .state import feed_requests, ingested
@@ -104,7 +104,6 @@ def ingest_cost(shoppers: int, repeats: int, seed: int) -> dict[str, Any]:
     from tailor.ingest.service import Ingestor, StreamRecord
     from tailor.store.memory import MemoryBlobStore, MemoryStateStore
     from tailor_lab.simulator import simulate
-    from tailor_lab.training.embeddings import EmbeddingParams, interactions_from_events, train_item_vectors
 
     events = sorted(simulate(shoppers=shoppers, days=1.0, seed=seed).events, key=lambda e: e["timestamp"])
     vectors = train_item_vectors(interactions_from_events(events), EmbeddingParams(), index=False)

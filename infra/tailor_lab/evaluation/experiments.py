@@ -413,8 +413,8 @@ def _simulate_rows(population: Population, feed: np.ndarray, units: int, days: i
     np.minimum.at(first, unit_of_visit, day)
     # realized revenue: the unit's revenue in REVENUE_DAYS after its first visit, those past the experiment's end on
     # the control's feed (the experiment over, every shopper gets it)
-    realized_in = np.bincount(unit_of_visit, weights=outcome["revenue"] * (day < first[unit_of_visit] + REVENUE_DAYS),
-                              minlength=units)
+    in_window = outcome["revenue"] * (day < first[unit_of_visit] + REVENUE_DAYS)
+    realized_in = np.bincount(unit_of_visit, weights=in_window, minlength=units)
     follow = np.maximum(0, first + REVENUE_DAYS - days)
     later_unit = np.repeat(np.arange(units), rng.poisson(population.rate[shopper] * follow))
     later = population.visits(shopper[later_unit], feed, rng)
@@ -424,17 +424,15 @@ def _simulate_rows(population: Population, feed: np.ndarray, units: int, days: i
     running = {name: np.bincount(slot, weights=weights, minlength=units * days).reshape(units, days).cumsum(axis=1)
                for name, weights in (("impressions", np.full(len(slot), float(FEED_LENGTH))),
                                      ("clicks", outcome["clicks"]), ("orders", outcome["orders"]),
-                                     ("revenue", outcome["revenue"]))}
+                                     ("revenue", outcome["revenue"]), ("realized", in_window))}
     totals_by_day = []
     rows: list[tuple[str, str, SufficientStatistics]] = []
     previous = {False: SufficientStatistics(), True: SufficientStatistics()}
-    realized_running = np.bincount(slot, weights=outcome["revenue"] * (day < first[unit_of_visit] + REVENUE_DAYS),
-                                   minlength=units * days).reshape(units, days).cumsum(axis=1)
     # the experiment's days, then one row on the last day of the realized-revenue window with what came after
     for d in [*range(days), days + REVENUE_DAYS - 1]:
         last = min(d, days - 1)
         orders = running["orders"][:, last]
-        realized = realized_running[:, d] if d < days else realized_in + realized_after
+        realized = running["realized"][:, d] if d < days else realized_in + realized_after
         values = np.column_stack([running["impressions"][:, last], running["clicks"][:, last], orders,
                                   running["revenue"][:, last], orders > 0, predicted_ltv, pre_revenue, realized])
         exposed = first <= d

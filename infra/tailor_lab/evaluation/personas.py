@@ -617,15 +617,16 @@ def _persona_oracle(simulation: Any, events: Iterable[dict]) -> dict[str, int]:
             shopper["views"].append(index[e["item_id"]])
             if e.get("category") in category_index:
                 shopper["categories"][session].add(category_index[e["category"]])
+    log_share = np.log([p.share for p in PERSONAS])
+    total = alpha.sum(axis=1)
     out = {}
     for user_id, shopper in shoppers.items():
-        score = np.log([p.share for p in PERSONAS])
+        score = log_share
         for source in shopper["referral"].values():
             score = score + log_referral[:, REFERRAL_SOURCES.index(source)]
         counts = np.zeros(len(CATEGORY_NAMES))
         for seen in shopper["categories"].values():
             counts[list(seen)] += 1
-        total = alpha.sum(axis=1)
         score = score + gammaln(total) - gammaln(total + counts.sum()) + (gammaln(alpha + counts) - gammaln(alpha)).sum(1)
         if shopper["views"]:
             score = score + log_choice[:, shopper["views"]].sum(axis=1)
