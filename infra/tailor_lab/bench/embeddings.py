@@ -207,16 +207,15 @@ def _feed(n: int, dim: int, probes: list[int], feeds: int, seed: int) -> dict[st
                                        "available": True, "views": 1 + k % 7, "last_event_at": last}
     requests = feed_requests(state, feeds, seed)
     now = max(row.get("last_seen", 0) for row in state.tables["shoppers"].values())
-    pipelines = {"without vectors": _pipeline(state, None, None)}
-    pipelines["exact"] = _pipeline(state, vectors, None)
-    for p in probes:
-        pipelines[f"index, {p} probes"] = _pipeline(state, vectors, p)
+    searched = {"exact": None, **{f"index, {p} probes": p for p in probes}}  # probes per pipeline with vectors
+    pipelines = {"without vectors": _pipeline(state, None, None),
+                 **{name: _pipeline(state, vectors, p) for name, p in searched.items()}}
     times: dict[str, list[float]] = {name: [] for name in pipelines}
     share: dict[str, list[float]] = {name: [] for name in pipelines}
     for pipeline in pipelines.values():  # warm every cache once before timing
         for user, session in requests[:20]:
             pipeline.rank(pipeline.gather(Request("feed", user_id=user, session_id=session), now))
-    searches: dict[str, list[float]] = {name: [] for name in pipelines if name != "without vectors"}
+    searches: dict[str, list[float]] = {name: [] for name in searched}
     for user, session in requests:
         for name, pipeline in pipelines.items():
             t = time.perf_counter()
@@ -225,7 +224,7 @@ def _feed(n: int, dim: int, probes: list[int], feeds: int, seed: int) -> dict[st
             times[name].append((time.perf_counter() - t) * 1000)
             share[name].append(sum("embedding" in r.sources for r in ranked) / max(1, len(ranked)))
             if name in searches:  # the source's own work for this request: its query vector and its search
-                source = EmbeddingSource(vectors=lambda: vectors, probes=None if name == "exact" else int(name.split()[1]))
+                source = EmbeddingSource(vectors=lambda: vectors, probes=searched[name])
                 t = time.perf_counter()
                 source.propose(gathered.ctx, pipeline.max_candidates)
                 searches[name].append((time.perf_counter() - t) * 1000)
