@@ -11,6 +11,7 @@ import io
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -220,8 +221,11 @@ def _check_item_sizes_once_per_call() -> None:
         growth = (sum(DynamoType(v).size() for v in (expression_attribute_values or {}).values())
                   + sum(len(str(name).encode()) for name in named))
         saved = copy.deepcopy(before) if before is not None and 2 * before.size() + growth > _ITEM_SIZE_LIMIT else None
-        item = update(self, table_name, key, update_expression, expression_attribute_names,
-                      expression_attribute_values, *args, **kwargs)
+        item = _plain_update(self, table, key, update_expression, expression_attribute_names,
+                             expression_attribute_values, *args, **kwargs)
+        if item is None:
+            item = update(self, table_name, key, update_expression, expression_attribute_names,
+                          expression_attribute_values, *args, **kwargs)
         if item.size() > _ITEM_SIZE_LIMIT:
             if saved is not None:
                 item.attrs = saved.attrs
@@ -232,6 +236,77 @@ def _check_item_sizes_once_per_call() -> None:
 
     Item.__init__ = checked_item  # type: ignore[method-assign]
     DynamoDBBackend.update_item = checked_update  # type: ignore[method-assign]
+
+
+def _plain_update(backend: Any, table: Any, key: dict[str, Any], update_expression: str | None,
+                  names: dict[str, Any] | None, values: dict[str, Any] | None, attribute_updates: Any = None,
+                  expected: Any = None, condition_expression: str | None = None,
+                  return_values_on_condition_check_failure: str | None = None) -> Any:
+    """DynamoDBBackend.update_item for the plain updates the state tables take call after call ("SET #a = :a, ...
+    ADD #n :n, ...": top-level attributes set to values, numbers added), applied as moto's executor applies them,
+    without its validator's walks of the expression (several per call, most of what an update costs it) or its
+    copy of the item for a stream; None for any other update, which moto applies itself, errors and all."""
+    actions = _plain_actions(update_expression) if update_expression else None
+    if actions is None or attribute_updates or expected or table.stream_shard is not None or not names or not values:
+        return None
+    from moto.dynamodb.comparisons import create_condition_expression_parser
+    from moto.dynamodb.exceptions import ConditionalCheckFailed
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    if any(n not in names or v not in values for _, n, v in actions):
+        return None
+    attributes = [names[n] for _, n, _ in actions]
+    keys = {table.hash_key_attr, table.range_key_attr}
+    if len(set(attributes)) != len(attributes) or any(not isinstance(a, str) or not a or a in keys
+                                                      for a in attributes):
+        return None
+    hash_value, range_value = backend.get_keys_value(table, key)
+    item = table.get_item(hash_value, range_value)
+    changes: list[tuple[str, Any]] = []
+    for (verb, _, value_name), attribute in zip(actions, attributes):
+        value = values[value_name]
+        if not isinstance(value, dict) or len(value) != 1 or next(iter(value)) not in _SETTABLE_KINDS:
+            return None
+        if verb == "ADD":
+            current = item.attrs.get(attribute) if item is not None else None
+            if "N" not in value or (current is not None and current.type != "N"):
+                return None
+        changes.append((verb, DynamoType(value)))
+    if condition_expression:
+        condition = create_condition_expression_parser(condition_expression, names, values).parse()
+        if not condition.expr(item):
+            if return_values_on_condition_check_failure == "ALL_OLD" and item is not None:
+                raise ConditionalCheckFailed(item=item.to_json()["Attributes"])
+            raise ConditionalCheckFailed
+    if item is None:
+        data = {table.hash_key_attr: {hash_value.type: hash_value.value}}
+        if range_value:
+            data[table.range_key_attr] = {range_value.type: range_value.value}
+        table.put_item(data)
+        item = table.get_item(hash_value, range_value)
+    for (verb, value), attribute in zip(changes, attributes):
+        if verb == "ADD":
+            value = item.attrs.get(attribute, DynamoType({"N": "0"})) + value
+        item.attrs[attribute] = value
+    return item
+
+
+_SETTABLE_KINDS = frozenset({"S", "N", "B", "BOOL", "NULL", "M", "L"})  # sets: moto's own checks of empty ones
+_SET_ACTION = r"(#\w+)\s*=\s*(:\w+)"
+_ADD_ACTION = r"(#\w+)\s+(:\w+)"
+_PLAIN_UPDATE = re.compile(rf"\s*SET\s+(?P<set>{_SET_ACTION}(?:\s*,\s*{_SET_ACTION})*)"
+                           rf"(?:\s+ADD\s+(?P<add>{_ADD_ACTION}(?:\s*,\s*{_ADD_ACTION})*))?\s*")
+
+
+@functools.lru_cache(maxsize=4096)
+def _plain_actions(expression: str) -> tuple[tuple[str, str, str], ...] | None:
+    """(verb, name placeholder, value placeholder) per action of a plain update, in order; None for anything else."""
+    match = _PLAIN_UPDATE.fullmatch(expression)
+    if match is None:
+        return None
+    sets = re.findall(_SET_ACTION, match["set"])
+    adds = re.findall(_ADD_ACTION, match["add"]) if match["add"] else []
+    return tuple(("SET", n, v) for n, v in sets) + tuple(("ADD", n, v) for n, v in adds)
 
 
 def _validate_updates_in_linear_time() -> None:
