@@ -28,6 +28,7 @@ from tailor_lab.training.embeddings import (
     Interactions,
     interactions_from_events,
     interactions_from_sessions,
+    inverted_file,
     read_item_metadata,
     train_item_vectors,
 )
@@ -116,6 +117,30 @@ def test_the_index_finds_what_exact_search_finds_when_it_probes_every_list():
     assert {i for i, _ in vectors.nearest(query, 3, probes=1)} <= {"lamp-1", "lamp-2", "lamp-3"}
 
 
+def test_vectors_laid_out_list_by_list_answer_every_search_as_before():
+    rng = np.random.default_rng(3)
+    ids = [f"i{k}" for k in range(400)]
+    attributes = {item: {"category": f"c{k % 3}", "price": float(k % 50), "available": k % 7 != 0}
+                  for k, item in enumerate(ids)}
+    vectors = ItemVectors.build(ids, rng.standard_normal((400, 8)), attributes=attributes)
+    vectors.centroids, vectors.list_offsets, vectors.list_items = inverted_file(vectors.vectors, 12, seed=1)
+    laid_out = vectors.by_list()
+    assert laid_out.list_items.tolist() == list(range(400)) and laid_out.by_list() is laid_out
+    assert laid_out.ids != vectors.ids and all(np.array_equal(laid_out.vector(i), vectors.vector(i)) for i in ids)
+    searches = [VectorFilters(), VectorFilters(available_only=False),
+                VectorFilters(min_price=10, max_price=30, categories=("c1", "c2"), exclude=frozenset(ids[::5]))]
+    for query in rng.standard_normal((20, 8)):
+        for filters in searches:
+            for probes in (1, 3, None):
+                assert laid_out.nearest(query, 15, filters, probes=probes) == \
+                    vectors.nearest(query, 15, filters, probes=probes)
+    rows = np.array([5, 17, 3, 399])
+    for filters in (searches[0], searches[2]):
+        assert np.array_equal(vectors.mask(filters, rows), vectors.mask(filters)[rows])
+    assert vectors.mask(searches[1], rows) is None  # no filter: every row passes
+    assert vectors.rows(["i3", "nobody", "i0"]).tolist() == [3, -1, 0]
+
+
 def test_the_vectors_file_round_trips_and_bad_files_are_named(tmp_path):
     vectors = train_item_vectors(interactions_from_sessions(two_worlds()), PARAMS,
                                  attributes={"lamp-1": {"category": "home", "price": 40.0, "available": True}})
@@ -138,7 +163,9 @@ def test_published_vectors_are_what_serving_loads():
     version = registry.publish(MODEL_NAME, vectors.to_npz(), {"format": "tailor-item-vectors/1",
                                                               "trained_at": "2026-12-01T00:00:00Z"})
     loaded = load_item_vectors(registry)
-    assert loaded.ids == vectors.ids and loaded.metadata["version"] == version
+    assert sorted(loaded.ids) == sorted(vectors.ids) and loaded.metadata["version"] == version
+    assert all(np.array_equal(loaded.vector(item), vectors.vector(item)) for item in vectors.ids)
+    assert loaded.list_items.tolist() == list(range(len(loaded)))  # laid out list by list (ItemVectors.by_list)
     registry.publish(MODEL_NAME, b"x", {"format": "onnx", "trained_at": "2026-12-02T00:00:00Z"})
     assert load_item_vectors(registry) is None  # a current model that is not vectors is not served
 

@@ -173,6 +173,31 @@ def test_the_feeds_embedding_source_queries_with_the_rows_vectors():
     assert list(EmbeddingSource(vectors=lambda: VECTORS).propose(ctx, 20))[0].startswith("lamp")
 
 
+def test_a_request_decodes_the_rows_vectors_once_for_the_source_and_the_similarity_term(monkeypatch):
+    from tailor.ranking import candidates
+    from tailor.ranking.candidates import Candidates
+    from tailor.ranking.similarity import Similarity
+
+    decoded = []
+    monkeypatch.setattr(candidates, "stored_vector", lambda value, vectors: decoded.append(value) or
+                        stored_vector(value, vectors))
+    folded = written(_fold([_event(1, "view", item_id="book-1"), _event(2, "add_to_cart", item_id="book-2")], EMPTY, 0))
+    session = SessionState(session_id="s-1", user_id="u-1", started_at=0.0, last_seen=0.0, expires_at=0,
+                           items=["lamp-1"], vector=folded["sessions"]["s-1"]["vector"])
+    ctx = RankingContext(Request("feed", user_id="u-1", session_id="s-1", n=20), now=0.0, session=session)
+    source = EmbeddingSource(vectors=lambda: VECTORS)
+    found = source.propose(ctx, 20)
+    ctx.version += 1  # another read (an items row, say): the session's row is the same
+    assert source.propose(ctx, 20) == found
+    candidates_ = Candidates(list(found), {}, np.zeros((len(found), 1)), [None] * len(found),
+                             np.zeros(len(found), dtype=int), [None], np.zeros(len(found)))
+    term, raw = Similarity(lambda: VECTORS).score(ctx, candidates_, np.zeros((len(found), 1)))
+    assert len(decoded) == 1 and np.allclose(raw["cosine"], list(found.values()), atol=1e-6)
+    ctx.session = SessionState.from_row(session.to_row())  # the session's row read again: a new row object
+    source.propose(ctx, 20)
+    assert len(decoded) == 2
+
+
 class _Counting:
     """A registry that counts its reads."""
 

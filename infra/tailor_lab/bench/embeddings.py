@@ -3,13 +3,16 @@
 source adds to a feed's p50 at 100k items, the two pipelines taking turns request by request.
 
     tailor bench embeddings [--items 10000,100000,1000000] [--dim 128] [--probes 8,16] [--queries 300]
-                            [--feed-items 100000] [--feeds 300] [--ingest-shoppers 300] [--ingest-repeats 5]
-                            [--out bench-results/embeddings.json]
+                            [--feed-items 100000] [--feeds 300] [--feed-rounds 3] [--ingest-shoppers 300]
+                            [--ingest-repeats 5] [--out bench-results/embeddings.json]
 
 Vectors are synthetic but shaped like learned ones (items around topic centres, so that an index has clusters to
 find); the index is built as tailor train embeddings builds it (about sqrt(n) lists). Recall@20 is the share of the
-exact top 20 the index returns. The feed runs the ranking pipeline on the state Ingest makes of a simulated day,
-the simulator's items among the vectors' ids, with and without vectors given to the feed's embedding source.
+exact top 20 the index returns. The feed runs the ranking pipeline on the state Ingest makes of a simulated day with
+the vectors (its rows holding the session and shopper vectors Ingest keeps), the simulator's items among the vectors'
+ids, with and without vectors given to the feed's embedding source and its similarity term; every request runs
+`--feed-rounds` times per pipeline, the pipelines taking turns. Wall percentiles pool every run; CPU percentiles
+(process time) take each request's least over the rounds, what the machine's other work disturbed least.
 
 Ingest (`--ingest-shoppers`): its CPU per event over a simulated day (one shard, batches of 100, the memory store,
 session intent as deployed) with and without session and shopper vectors, the two taking turns `--ingest-repeats`
@@ -55,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--feed-items", type=int, default=100_000, help="vectors behind the feed (0: no feed run)")
     parser.add_argument("--feeds", type=int, default=300, help="feed requests per pipeline")
+    parser.add_argument("--feed-rounds", type=int, default=3, help="times each feed request is run per pipeline")
     parser.add_argument("--ingest-shoppers", type=int, default=300, help="simulated shoppers (0: no Ingest run)")
     parser.add_argument("--ingest-repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=7)
@@ -62,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     report = run([int(n) for n in args.items.split(",") if n], dim=args.dim,
                  probes=[int(p) for p in args.probes.split(",") if p], queries=args.queries,
-                 feed_items=args.feed_items, feeds=args.feeds, seed=args.seed)
+                 feed_items=args.feed_items, feeds=args.feeds, seed=args.seed, feed_rounds=args.feed_rounds)
     if args.ingest_shoppers:
         report["ingest"] = ingest_cost(args.ingest_shoppers, args.ingest_repeats, args.seed)
     publish(report, format_table(report), args.out)
@@ -70,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(sizes: list[int], *, dim: int, probes: list[int], queries: int, feed_items: int, feeds: int,
-        seed: int) -> dict[str, Any]:
+        seed: int, feed_rounds: int = 3) -> dict[str, Any]:
     rows = []
     for n in sizes:
         vectors = synthetic_vectors([f"i{k}" for k in range(n)], dim, seed)
@@ -94,7 +98,8 @@ def run(sizes: list[int], *, dim: int, probes: list[int], queries: int, feed_ite
             rows.append(_row(n, dim, "index", p, times, recall, vectors.metadata["index_seconds"]))
         del vectors
     return {"dim": dim, "k": K, "queries": queries, "search": rows,
-            "feed": _feed(feed_items, dim, probes, feeds, seed) if feed_items else None, "budget_ms": BUDGET_MS}
+            "feed": _feed(feed_items, dim, probes, feeds, feed_rounds, seed) if feed_items else None,
+            "budget_ms": BUDGET_MS}
 
 
 def ingest_cost(shoppers: int, repeats: int, seed: int) -> dict[str, Any]:
@@ -136,7 +141,8 @@ def ingest_cost(shoppers: int, repeats: int, seed: int) -> dict[str, Any]:
 
 
 def synthetic_vectors(ids: list[str], dim: int, seed: int) -> ItemVectors:
-    """Unit vectors around sqrt(n) topic centres, random prices and availability, and their index."""
+    """Unit vectors around sqrt(n) topic centres, random prices and availability, and their index, laid out list
+    by list."""
     rng = np.random.default_rng(seed)
     n = len(ids)
     topics = unit(rng.standard_normal((max(1, int(math.sqrt(n))), dim)).astype(np.float32))
@@ -153,7 +159,7 @@ def synthetic_vectors(ids: list[str], dim: int, seed: int) -> ItemVectors:
     t = time.perf_counter()
     vectors.centroids, vectors.list_offsets, vectors.list_items = inverted_file(vectors.vectors, len(topics), seed)
     vectors.metadata["index_seconds"] = round(time.perf_counter() - t, 1)
-    return vectors
+    return vectors.by_list()  # as serving loads them (ItemVectors.from_stored)
 
 
 def format_table(report: dict[str, Any]) -> str:
@@ -165,16 +171,21 @@ def format_table(report: dict[str, Any]) -> str:
                      f"{r['recall']:>9.3f} {r['index_seconds']:>8.1f}")
     feed = report.get("feed")
     if feed:
-        lines.append(f"\nfeed p50 at {feed['items']} item vectors ({feed['requests']} requests per pipeline, taking turns; "
-                     f"budget +{report['budget_ms']:.0f} ms):")
+        plain = feed["pipelines"]["without vectors"]
+        lines.append(f"\nfeed at {feed['items']} item vectors ({feed['requests']} requests per pipeline, taking turns, "
+                     f"{feed.get('rounds', 1)} rounds; CPU: each request's least over the rounds; "
+                     f"budget +{report['budget_ms']:.0f} ms on the p50):")
         for name, m in feed["pipelines"].items():
-            added = m["p50_ms"] - feed["pipelines"]["without vectors"]["p50_ms"]
-            verdict = "" if name == "without vectors" else (
-                f"  +{added:.2f} ms: {'met' if added <= report['budget_ms'] else 'MISSED'}")
+            verdict = ""
+            if name != "without vectors":
+                added, added_cpu = m["p50_ms"] - plain["p50_ms"], m["cpu_p50_ms"] - plain["cpu_p50_ms"]
+                verdict = (f"  added: wall +{added:.2f} ms, CPU +{added_cpu:.2f} ms: "
+                           f"{'met' if max(added, added_cpu) <= report['budget_ms'] else 'MISSED'}")
             own = feed["source_p50_ms"].get(name)
-            lines.append(f"  {name:24s} p50 {m['p50_ms']:7.2f} ms  p99 {m['p99_ms']:7.2f} ms  "
-                         f"embedding candidates {m['embedding_share']:.0%}"
-                         + (f"  source alone p50 {own:.2f} ms" if own is not None else "") + verdict)
+            lines.append(f"  {name:24s} wall p50 {m['p50_ms']:6.2f} p99 {m['p99_ms']:6.2f} ms  CPU p50 "
+                         f"{m['cpu_p50_ms']:6.2f} p99 {m['cpu_p99_ms']:6.2f} ms  embedding candidates "
+                         f"{m['embedding_share']:.0%}" + (f"  source alone p50 {own:.2f} ms" if own is not None else "")
+                         + verdict)
     ingest = report.get("ingest")
     if ingest:
         growth = ingest["growth"]
@@ -194,13 +205,14 @@ def _row(n: int, dim: int, search: str, probes: int | None, times: list[float], 
             "p99_ms": round(percentile(times, 99), 3), "recall": round(recall, 4), "index_seconds": index_seconds}
 
 
-def _feed(n: int, dim: int, probes: list[int], feeds: int, seed: int) -> dict[str, Any]:
+def _feed(n: int, dim: int, probes: list[int], feeds: int, rounds: int, seed: int) -> dict[str, Any]:
     from tailor_lab.simulator import simulate
 
-    state = ingested(simulate(shoppers=150, days=1, seed=seed).events)
-    catalog = sorted(state.tables["items"])
+    events = simulate(shoppers=150, days=1, seed=seed).events
+    catalog = sorted(ingested(events).tables["items"])
     fillers = [f"filler-{k}" for k in range(max(0, n - len(catalog)))]
     vectors = synthetic_vectors(catalog + fillers, dim, seed)
+    state = ingested(events, vectors)  # the rows hold the session and shopper vectors Ingest keeps
     last = max(row.get("last_event_at", 0) or 0 for row in state.tables["items"].values())
     for k, item in enumerate(fillers):  # a shop of n items has n items rows
         state.tables["items"][item] = {"item_id": item, "category": f"filler-{k % 50}", "price": 10.0 + k % 400,
@@ -210,29 +222,41 @@ def _feed(n: int, dim: int, probes: list[int], feeds: int, seed: int) -> dict[st
     searched = {"exact": None, **{f"index, {p} probes": p for p in probes}}  # probes per pipeline with vectors
     pipelines = {"without vectors": _pipeline(state, None, None),
                  **{name: _pipeline(state, vectors, p) for name, p in searched.items()}}
-    times: dict[str, list[float]] = {name: [] for name in pipelines}
+    walls: dict[str, list[float]] = {name: [] for name in pipelines}
+    cpu: dict[str, list[list[float]]] = {name: [[] for _ in requests] for name in pipelines}
     share: dict[str, list[float]] = {name: [] for name in pipelines}
     for pipeline in pipelines.values():  # warm every cache once before timing
         for user, session in requests[:20]:
             pipeline.rank(pipeline.gather(Request("feed", user_id=user, session_id=session), now))
     searches: dict[str, list[float]] = {name: [] for name in searched}
-    for user, session in requests:
-        for name, pipeline in pipelines.items():
-            t = time.perf_counter()
-            gathered = pipeline.gather(Request("feed", user_id=user, session_id=session), now)
-            ranked = pipeline.rank(gathered)
-            times[name].append((time.perf_counter() - t) * 1000)
-            share[name].append(sum("embedding" in r.sources for r in ranked) / max(1, len(ranked)))
-            if name in searches:  # the source's own work for this request: its query vector and its search
-                source = EmbeddingSource(vectors=lambda: vectors, probes=searched[name])
-                t = time.perf_counter()
-                source.propose(gathered.ctx, pipeline.max_candidates)
-                searches[name].append((time.perf_counter() - t) * 1000)
-    return {"items": n, "requests": len(requests),
+    # Exact search reads every vector (51 MB at 100k): it runs apart, or the pipeline after it would start cold.
+    groups = [[name for name in pipelines if name != "exact"], ["exact"]]
+    for turn, group in ((turn, group) for turn in range(rounds) for group in groups):
+        for k, (user, session) in enumerate(requests):
+            for name in group:
+                pipeline = pipelines[name]
+                t, c = time.perf_counter(), time.process_time()
+                gathered = pipeline.gather(Request("feed", user_id=user, session_id=session), now)
+                ranked = pipeline.rank(gathered)
+                cpu[name][k].append((time.process_time() - c) * 1000)
+                walls[name].append((time.perf_counter() - t) * 1000)
+                if turn:
+                    continue
+                share[name].append(sum("embedding" in r.sources for r in ranked) / max(1, len(ranked)))
+                if name in searches:  # the source's own work for this request: its query vector and its search
+                    source = EmbeddingSource(vectors=lambda: vectors, probes=searched[name])
+                    t = time.perf_counter()
+                    source.propose(gathered.ctx, pipeline.max_candidates)
+                    searches[name].append((time.perf_counter() - t) * 1000)
+    # CPU: each request's least over the rounds (what the machine's other work added least), then its percentiles.
+    least = {name: [min(times) for times in per_request] for name, per_request in cpu.items()}
+    return {"items": n, "requests": len(requests), "rounds": rounds,
             "source_p50_ms": {name: round(percentile(t, 50), 3) for name, t in searches.items()},
             "pipelines": {name: {"p50_ms": round(percentile(t, 50), 3), "p99_ms": round(percentile(t, 99), 3),
+                                 "cpu_p50_ms": round(percentile(least[name], 50), 3),
+                                 "cpu_p99_ms": round(percentile(least[name], 99), 3),
                                  "embedding_share": round(statistics.fmean(share[name]), 3)}
-                          for name, t in times.items()}}
+                          for name, t in walls.items()}}
 
 
 def _pipeline(state: Any, vectors: ItemVectors | None, probes: int | None) -> Pipeline:

@@ -8,6 +8,7 @@ import random
 import time
 from typing import Any
 
+from tailor.embeddings.online import OnlineVectors
 from tailor.ingest.intent import SessionIntent
 from tailor.ingest.service import Ingestor, StreamRecord
 from tailor.store.aws import to_dynamo
@@ -22,12 +23,14 @@ FEED_N = 20  # items per feed asked for
 UNKNOWN_SHARE = 0.1  # of requests, for shoppers Tailor has never seen (cold-start feeds)
 
 
-def ingested(events: list[dict[str, Any]]) -> MemoryStateStore:
+def ingested(events: list[dict[str, Any]], vectors: Any = None) -> MemoryStateStore:
     """The state Ingest makes of `events` (one shard, batches of 100), in memory: with session intent from the
-    shipped intent model, as a new stack keeps it, so that feeds weigh associations by intent as deployed."""
+    shipped intent model, as a new stack keeps it, so that feeds weigh associations by intent as deployed; with
+    item `vectors` (tailor.embeddings.ItemVectors), the session and shopper vectors Ingest keeps in the rows."""
     store = MemoryStateStore()
     intent = SessionIntent.shipped()
-    ingestor = Ingestor(store, MemoryBlobStore(), max_workers=1, intent=intent)
+    ingestor = Ingestor(store, MemoryBlobStore(), max_workers=1, intent=intent,
+                        vectors=None if vectors is None else OnlineVectors(lambda: vectors))
     base = 49_000_000_000_000_000_000
     records = [StreamRecord("shardId-000000000000", str(base + n), json.dumps(e).encode(), e["user_id"], time.time())
                for n, e in enumerate(events)]

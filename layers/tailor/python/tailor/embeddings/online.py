@@ -26,6 +26,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -47,13 +48,13 @@ logger = logging.getLogger(__name__)
 
 def vectors_tag(vectors: ItemVectors) -> str:
     """A short digest naming the item vectors' version (their space), kept beside each row's vector."""
-    version = str(vectors.metadata.get("version") or f"{len(vectors)}x{vectors.dim}")
-    return hashlib.blake2b(version.encode("utf-8"), digest_size=4).hexdigest()
+    return _digest(str(vectors.metadata.get("version") or f"{len(vectors)}x{vectors.dim}"))
 
 
 def stored_vector(field_value: Any, vectors: ItemVectors) -> np.ndarray | None:
     """A row's vector (its `vector` field) when it is of `vectors`' space and not zero, else None."""
-    if not isinstance(field_value, Mapping) or field_value.get("m") != vectors_tag(vectors):
+    tag = field_value.get("m") if isinstance(field_value, Mapping) else None
+    if not tag or tag != vectors_tag(vectors):  # a row without a vector needs no digest
         return None
     found = _decode(field_value.get("v"))
     if found is None or len(found) != vectors.dim or not np.any(found):
@@ -216,6 +217,12 @@ def _store(held: HeldVector, vector: np.ndarray | None) -> None:
         return
     held.half = np.asarray(vector, dtype=np.float32).astype(np.float16)
     held.vector = held.half.astype(np.float32)
+
+
+@lru_cache(maxsize=8)
+def _digest(version: str) -> str:
+    """vectors_tag's digest: worked out once per version, as every request and every batch asks for it."""
+    return hashlib.blake2b(version.encode("utf-8"), digest_size=4).hexdigest()
 
 
 def _decode(text: Any) -> np.ndarray | None:

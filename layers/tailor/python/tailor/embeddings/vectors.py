@@ -14,6 +14,7 @@ import io
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -62,6 +63,7 @@ class ItemVectors:
                 raise ValueError(f"item vectors: {name} has {len(getattr(self, name))} rows for {n} ids")
         self._index = {item: i for i, item in enumerate(self.ids)}
         self._codes = {name: k for k, name in enumerate(self.category_names)}
+        self._layout: tuple[np.ndarray | None, bool] = (None, False)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -78,30 +80,43 @@ class ItemVectors:
         i = self._index.get(item_id)
         return None if i is None else self.vectors[i]
 
-    def mask(self, filters: VectorFilters) -> np.ndarray | None:
-        """True for each item the filters let through; None when they let every item through."""
+    def rows(self, item_ids: Sequence[str]) -> np.ndarray:
+        """Each item's row number, -1 for an item the vectors do not know."""
+        return np.fromiter(map(self._index.get, item_ids, repeat(-1)), dtype=np.int64, count=len(item_ids))
+
+    def mask(self, filters: VectorFilters, rows: np.ndarray | None = None) -> np.ndarray | None:
+        """True for each item the filters let through (each of `rows`, when given); None when they let every item
+        through."""
         keep = None
 
         def both(more: np.ndarray) -> None:
             nonlocal keep
             keep = more if keep is None else keep & more
 
+        def of(column: np.ndarray) -> np.ndarray:
+            return column if rows is None else column[rows]
+
         if filters.available_only:
-            both(self.available != 0.0)  # NaN (unknown) passes
-        with np.errstate(invalid="ignore"):
-            if filters.min_price is not None:
-                both(self.price >= filters.min_price)
-            if filters.max_price is not None:
-                both(self.price <= filters.max_price)
+            both(of(self.available) != 0.0)  # NaN (unknown) passes
+        if filters.min_price is not None or filters.max_price is not None:
+            price = of(self.price)
+            with np.errstate(invalid="ignore"):
+                if filters.min_price is not None:
+                    both(price >= filters.min_price)
+                if filters.max_price is not None:
+                    both(price <= filters.max_price)
         if filters.categories:
             codes = [self._codes[c] for c in filters.categories if c in self._codes]
-            both(np.isin(self.category, codes))
+            both(np.isin(of(self.category), codes))
         if filters.exclude:
-            rows = [self._index[i] for i in filters.exclude if i in self._index]
-            if rows:
-                allowed = np.ones(len(self.ids), dtype=bool)
-                allowed[rows] = False
-                both(allowed)
+            excluded = [self._index[i] for i in filters.exclude if i in self._index]
+            if excluded:
+                if rows is None:
+                    allowed = np.ones(len(self.ids), dtype=bool)
+                    allowed[excluded] = False
+                    both(allowed)
+                else:
+                    both(~np.isin(rows, excluded))
         return keep
 
     def nearest(self, query: np.ndarray, k: int, filters: VectorFilters = NO_FILTERS, *,
@@ -114,19 +129,51 @@ class ItemVectors:
         if k <= 0 or norm == 0.0 or not self.ids:
             return []
         q = (np.asarray(query, dtype=np.float32) / norm).astype(np.float32, copy=False)
-        keep = self.mask(filters)
         if probes is not None and self.centroids is not None:
             assert self.list_offsets is not None and self.list_items is not None
-            nearest_lists = np.argsort(-(self.centroids @ q))[:probes]
-            rows = np.concatenate([self.list_items[self.list_offsets[c]:self.list_offsets[c + 1]] for c in nearest_lists])
+            closeness = self.centroids @ q
+            lists = _best(closeness, probes).tolist()
+            offsets = self.list_offsets
+            scores = None
+            if self._by_list():
+                # Each list is one block of rows: its vectors are read in place, not gathered row by row.
+                bounds = [(int(offsets[c]), int(offsets[c + 1])) for c in lists]
+                rows = np.concatenate([np.arange(start, stop) for start, stop in bounds])
+                scores = np.concatenate([self.vectors[start:stop] @ q for start, stop in bounds])
+            else:
+                rows = np.concatenate([self.list_items[offsets[c]:offsets[c + 1]] for c in lists])
+            keep = self.mask(filters, rows)  # only the probed lists' items are filtered
             if keep is not None:
-                rows = rows[keep[rows]]
-            return self._top(self.vectors[rows] @ q, rows, k)
+                rows = rows[keep]
+                scores = None if scores is None else scores[keep]
+            return self._top(self.vectors[rows] @ q if scores is None else scores, rows, k)
         scores = self.vectors @ q
+        keep = self.mask(filters)
         if keep is not None:
             # Filtered-out items leave the race before the top k is taken, not after.
             scores[~keep] = -np.inf
         return self._top(scores, None, k)
+
+    def by_list(self) -> ItemVectors:
+        """These vectors with their rows laid out list by list (each index list one block, its rows in the order
+        the list holds them), as serving holds them: a search then reads each probed list in place. Without an
+        index, or already so laid out, these vectors themselves."""
+        if self.list_items is None or self._by_list():
+            return self
+        order = self.list_items
+        return ItemVectors([self.ids[i] for i in order.tolist()], self.vectors[order], self.category[order],
+                           list(self.category_names), self.price[order], self.available[order],
+                           self.metadata_only[order], self.centroids, self.list_offsets,
+                           np.arange(len(order), dtype=np.int64), dict(self.metadata))
+
+    def _by_list(self) -> bool:
+        """Whether each index list is one block of rows (list_items is 0, 1, 2, ...), checked once per index."""
+        items = self.list_items
+        if items is None:
+            return False
+        if self._layout[0] is not items:
+            self._layout = (items, bool(np.array_equal(items, np.arange(len(items)))))
+        return self._layout[1]
 
     def _top(self, scores: np.ndarray, rows: np.ndarray | None, k: int) -> list[tuple[str, float]]:
         if len(scores) == 0:
@@ -136,10 +183,9 @@ class ItemVectors:
         else:
             best = np.arange(len(scores))
         best = best[np.argsort(-scores[best], kind="stable")]
+        best = best[scores[best] > 0]  # -inf: filtered out
         ids = self.ids
-        if rows is None:
-            return [(ids[i], float(scores[i])) for i in best.tolist() if scores[i] > 0]  # -inf: filtered out
-        return [(ids[rows[i]], float(scores[i])) for i in best.tolist() if scores[i] > 0]
+        return list(zip([ids[i] for i in (best if rows is None else rows[best]).tolist()], scores[best].tolist()))
 
     # -- the file ------------------------------------------------------------------------------------
 
@@ -181,10 +227,11 @@ class ItemVectors:
 
     @classmethod
     def from_stored(cls, stored: Any) -> ItemVectors:
-        """From a tailor.models.StoredModel whose bytes are a vectors file (metadata "format" FORMAT)."""
+        """From a tailor.models.StoredModel whose bytes are a vectors file (metadata "format" FORMAT), laid out list
+        by list (`by_list`) as serving searches them."""
         if stored.metadata.get("format") != FORMAT:
             raise ValueError(f"model {stored.name!r} is not item vectors (format {stored.metadata.get('format')!r})")
-        vectors = cls.from_npz(stored.onnx)
+        vectors = cls.from_npz(stored.onnx).by_list()
         vectors.metadata = {**vectors.metadata, "version": stored.version}
         return vectors
 
@@ -210,6 +257,14 @@ class ItemVectors:
                                                                                         count=len(ids))
         return cls(list(ids), unit(np.asarray(vectors, dtype=np.float32)), category, list(names), price, available,
                    only, metadata=dict(metadata or {}))
+
+
+def _best(scores: np.ndarray, n: int) -> np.ndarray:
+    """The positions of the `n` highest scores, highest first (as a full descending sort's first n)."""
+    if n >= len(scores):
+        return np.argsort(-scores)
+    top = np.argpartition(-scores, n - 1)[:n]
+    return top[np.argsort(-scores[top], kind="stable")]
 
 
 def unit(matrix: np.ndarray) -> np.ndarray:

@@ -100,10 +100,7 @@ class SessionSource:
 def embedding_query(ctx: RankingContext, vectors: ItemVectors) -> np.ndarray | None:
     """The vector a request's nearest items are sought for, as the embedding source seeks them: the session's and
     the shopper's kept vectors, else the anchors' folded (see EmbeddingSource); None when there is none."""
-    kept = EmbeddingSource._kept(ctx, vectors)
-    if kept is not None:
-        return kept[0]
-    return query_vector(vectors, ((item, "view") for item in reversed(ctx.anchors())))
+    return _embedding_query(ctx, vectors)[0]
 
 
 @dataclass
@@ -128,17 +125,15 @@ class EmbeddingSource:
         vectors = self.vectors()
         if vectors is None:
             return {}
-        items = tuple(reversed(ctx.anchors()))  # most recent last, as the update rule folds them
         # Only its share of the budget can be taken, less what other sources also proposed: twice that suffices.
         limit = min(limit, max(1, 2 * int(limit * self.share)))
         wanted = ctx.request.filters
         bought = frozenset(ctx.purchased_items()) if wanted.exclude_purchased else frozenset()
         # The pipeline asks for proposals after every read; the search runs again only when its inputs changed.
-        kept = self._kept(ctx, vectors)
-        key = (id(vectors), items if kept is None else kept[1], wanted, bought, limit)
+        query, made_of = _embedding_query(ctx, vectors)
+        key = (id(vectors), made_of, wanted, bought, limit)
         if self._memo is not None and self._memo[0] == key:
             return self._memo[1]
-        query = kept[0] if kept is not None else query_vector(vectors, ((item, "view") for item in items))
         found: dict[str, float] = {}
         if query is not None:
             filters = VectorFilters(available_only=wanted.available_only, min_price=wanted.min_price,
@@ -146,21 +141,6 @@ class EmbeddingSource:
             found = dict(vectors.nearest(query, limit, filters, probes=self.probes))
         self._memo = (key, found)
         return found
-
-    @staticmethod
-    def _kept(ctx: RankingContext, vectors: ItemVectors) -> tuple[np.ndarray, tuple] | None:
-        """The query from the session's and the shopper's rows' vectors, and what it was made of; None when
-        neither row holds one of these item vectors' space, or the request's anchors are not the rows'."""
-        if ctx.transient_session or ctx.request.route == "related":
-            return None
-        query, made_of = None, []
-        for state, weight in ((ctx.session, 1.0), (ctx.shopper, SHOPPER_VECTOR_WEIGHT)):
-            found = None if state is None else stored_vector(state.vector, vectors)
-            if found is not None:
-                part = (weight / float(np.linalg.norm(found))) * found
-                query = part if query is None else query + part
-                made_of.append(state.vector.get("v"))
-        return None if query is None else (query, tuple(made_of))
 
 
 @dataclass
@@ -313,6 +293,38 @@ def gather_candidates(ctx: RankingContext, chosen: list[str], proposals: dict[st
 def _session_items(ctx: RankingContext) -> list[str]:
     """The anchors as tailor.associations.NextItems takes a session's items: most recent last."""
     return list(reversed(ctx.anchors()))
+
+
+def _embedding_query(ctx: RankingContext, vectors: ItemVectors) -> tuple[np.ndarray | None, tuple]:
+    """The embedding query and what it was made of (the rows' vectors' encodings, else the anchors, most recent
+    last, as the update rule folds them), worked out again only when the session's or the shopper's row changed:
+    the source asks after every read, and the similarity term asks again."""
+    anchors = tuple(reversed(ctx.anchors()))
+    # Rows are never changed in place: a row read again is a new object, so identity says "the same row".
+    inputs = (vectors, ctx.session, ctx.shopper, getattr(ctx.session, "vector", None),
+              getattr(ctx.shopper, "vector", None))
+    memo = ctx.embedding_query
+    if memo is not None and memo[0] == anchors and all(a is b for a, b in zip(memo[1], inputs)):
+        return memo[2]
+    kept = _kept_vectors(ctx, vectors)
+    found = kept if kept is not None else (query_vector(vectors, ((item, "view") for item in anchors)), anchors)
+    ctx.embedding_query = (anchors, inputs, found)
+    return found
+
+
+def _kept_vectors(ctx: RankingContext, vectors: ItemVectors) -> tuple[np.ndarray, tuple] | None:
+    """The query from the session's and the shopper's rows' vectors, and what it was made of; None when neither row
+    holds one of these item vectors' space, or the request's anchors are not the rows'."""
+    if ctx.transient_session or ctx.request.route == "related":
+        return None
+    query, made_of = None, []
+    for state, weight in ((ctx.session, 1.0), (ctx.shopper, SHOPPER_VECTOR_WEIGHT)):
+        found = None if state is None else stored_vector(state.vector, vectors)
+        if found is not None:
+            part = (weight / float(np.linalg.norm(found))) * found
+            query = part if query is None else query + part
+            made_of.append(state.vector.get("v"))
+    return None if query is None else (query, tuple(made_of))
 
 
 def _association_rows(ctx: RankingContext, keys: Sequence[str]) -> dict[str, ItemAssociations]:

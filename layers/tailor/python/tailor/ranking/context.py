@@ -67,6 +67,7 @@ class RankingContext:
     chosen: Any = None  # the pipeline's candidates as of a version
     factors: IntentFactors | None = None  # the intent scaling factors in force (tailor.intent)
     intent: dict[str, float] | None = None  # intent inferred from the request's session data
+    embedding_query: Any = None  # the embedding query and what it was made of (tailor.ranking.candidates)
 
     def __post_init__(self) -> None:
         self.today = datetime.fromtimestamp(self.now, tz=UTC).date()

@@ -36,9 +36,9 @@ class Similarity:
         if vectors is None or query is None or not np.any(query):
             return term, {}
         unit_query = (query / np.linalg.norm(query)).astype(np.float32)
-        rows = [vectors.row(item) for item in candidates.ids]
-        known = [k for k, row in enumerate(rows) if row is not None]
-        if known:
-            term[known] = np.maximum(vectors.vectors[[rows[k] for k in known]] @ unit_query, 0.0)
+        rows = vectors.rows(candidates.ids)
+        known = rows >= 0
+        if known.any():
+            term[known] = np.maximum(vectors.vectors[rows[known]] @ unit_query, 0.0)
         top = term.max(initial=0.0)
         return (term / top if top > 0 else term), {"cosine": term}
