@@ -78,10 +78,56 @@ def test_clicks_one_at_a_time_in_any_order_equal_the_whole_feed_and_replays_add_
     piecewise.click("other-feed", 0, PARAMS)  # a click on a feed no longer tracked
     assert _rounded(piecewise.evidence) == _rounded(whole.evidence)
     assert whole.evidence["c0000"] == pytest.approx([1.0, 1.0])
-    restored = ClusterPosteriors.decode(json.loads(json.dumps(whole.encode())))
+    restored = ClusterPosteriors.decode(whole.encode())
     assert restored.encode() == whole.encode()
     restored.click("f", 1, PARAMS)  # a replayed click after a round trip through the row
     assert _rounded(restored.evidence) == _rounded(whole.evidence)
+
+
+@pytest.mark.parametrize("feeds", [
+    [],  # no feed yet
+    [("f", ["c0000", None, "c0001", "c0000"], [1, 3])],
+    [("f", [None], [0])],  # a one-slot feed out of every cluster is not read back as an empty one
+    [("f", [], [])],
+    [("exp.var.u1|odd", ["c0002"], []), ("g", ["c0000", "c0001"], [])],  # a feed id with the separator in it
+])
+def test_the_row_string_round_trips(feeds):
+    posteriors = ClusterPosteriors()
+    for feed, shown, clicks in feeds:
+        posteriors.observe(feed, shown, clicks, PARAMS)
+    text = posteriors.encode()
+    assert isinstance(text, str)
+    restored = ClusterPosteriors.decode(text)
+    assert restored.encode() == text
+    assert (restored.feed, restored.shown, restored.clicked) == (posteriors.feed, posteriors.shown, posteriors.clicked)
+    assert restored.evidence == {c: [int(s * 100 + 0.5) / 100, int(f * 100 + 0.5) / 100]
+                                 for c, (s, f) in posteriors.evidence.items()}  # the same rounding as ever
+
+
+def test_a_row_written_as_a_map_decodes_as_its_string_would():
+    posteriors = ClusterPosteriors()
+    posteriors.observe("f", ["c0000", None, "c0001"], [2], PARAMS)
+    posteriors.observe("g", ["c0001", "c0002"], [0], PARAMS)
+    old = {"e": {c: [int(s * 100 + 0.5) / 100, int(f * 100 + 0.5) / 100] for c, (s, f) in posteriors.evidence.items()},
+           "f": "g",
+           "p": ["c0001", "c0002"], "k": [0]}
+    assert ClusterPosteriors.decode(old) == ClusterPosteriors.decode(posteriors.encode())
+    assert ClusterPosteriors.decode(old).encode() == posteriors.encode()
+
+
+@pytest.mark.parametrize("field", ["nonsense", "c0000,1", "c0000,x,2", "c0000,1,2|0", "c0000,1,2|x||f",
+                                   {"e": "nonsense"}, ["c0000"], 7])
+def test_an_unreadable_field_is_no_evidence(field):
+    assert ClusterPosteriors.read(field) == ClusterPosteriors()
+    assert ClusterPosteriors.read("") == ClusterPosteriors.read(None) == ClusterPosteriors()
+
+
+@pytest.mark.parametrize("bad", ["", "c,1", "c|1"])
+def test_cluster_ids_cannot_hold_the_row_strings_separators(bad):
+    clusters = _clusters()
+    with pytest.raises(ValueError, match="ids must be non-empty"):
+        ItemClusters(ids=("c0000", bad), centroids=clusters.centroids[:2], descriptors=clusters.descriptors[:2],
+                     global_ctr=clusters.global_ctr[:2], members={}, top_items={}, neighbours={})
 
 
 def test_session_state_stays_small():

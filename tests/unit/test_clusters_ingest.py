@@ -42,8 +42,17 @@ def _expected() -> dict:
 def test_the_session_keeps_its_feeds_clicks_and_ignores():
     rows = written(_fold(EVENTS, {"sessions": {}, "shoppers": {}}, 0))
     kept = rows["sessions"]["s-1"]["clusters"]
-    assert kept == _expected()
-    assert kept["e"] == {"c0000": [1.0, 1.0], "c0001": [1.0, 0.0]}
+    assert kept == _expected() == "c0000,100,100,c0001,100,0|1,2|c0000,c0001,c0000,|feed-1"
+    assert ClusterPosteriors.decode(kept).evidence == {"c0000": [1.0, 1.0], "c0001": [1.0, 0.0]}
+
+
+def test_a_session_row_written_as_a_map_goes_on_from_its_evidence():
+    first = written(_fold(EVENTS[:2], {"sessions": {}, "shoppers": {}}, 0))
+    # As rows were written before the evidence became one string: a map of lists.
+    first["sessions"]["s-1"]["clusters"] = {"e": {"c0000": [1.0, 1.0], "c0001": [0.0, 1.0]}, "f": "feed-1",
+                                            "p": ["c0000", "c0001", "c0000"], "k": [2]}
+    again = written(_fold(EVENTS, first, 0), first)
+    assert again["sessions"]["s-1"]["clusters"] == _expected()
 
 
 def test_a_redelivered_batch_and_a_producers_duplicate_count_once():
@@ -63,7 +72,7 @@ def test_a_redelivered_batch_and_a_producers_duplicate_count_once():
 
 def test_without_clusters_the_session_keeps_none():
     folded = fold(EVENTS, {"sessions": {}, "shoppers": {}}, 0)
-    assert written(folded)["sessions"]["s-1"]["clusters"] == {}
+    assert written(folded)["sessions"]["s-1"]["clusters"] == ""
 
 
 def test_ingest_loads_the_published_clusters_at_the_first_feed_event_and_once():
@@ -100,7 +109,7 @@ def test_with_nothing_published_ingest_keeps_no_cluster_evidence():
 
     folded = fold(EVENTS, {"sessions": {}, "shoppers": {}}, 0,
                   clusters=SessionClusters(PublishedClusters(ModelRegistry(MemoryBlobStore())), PARAMS))
-    assert written(folded)["sessions"]["s-1"]["clusters"] == {}
+    assert written(folded)["sessions"]["s-1"]["clusters"] == ""
 
 
 def test_ingest_picks_up_a_rebuild_at_its_next_look():

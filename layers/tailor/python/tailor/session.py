@@ -54,7 +54,7 @@ class SessionState(RowState):
     scroll_depth_recent: float = 0.0  # moving average of scroll depths, the newest counting RECENT_WEIGHT
     intent: dict[str, float] = field(default_factory=dict)  # intent probabilities as of Ingest's last batch (tailor.intent)
     personas: dict[str, Any] = field(default_factory=dict)  # this session's traits and their evidence (tailor.personas)
-    clusters: dict[str, Any] = field(default_factory=dict)  # clicks and ignores per cluster shown (tailor.clusters)
+    clusters: str | dict[str, Any] = ""  # clicks and ignores per cluster shown (ClusterPosteriors.encode; older rows: a map)
     vector: dict[str, Any] = field(default_factory=dict)  # the session's vector, compact (tailor.embeddings.online)
 
     def recent_items(self, n: int) -> list[str]:

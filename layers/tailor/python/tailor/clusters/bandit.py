@@ -24,7 +24,6 @@ estimates. The defaults are the ones `tailor evaluate adaptation --tune` chose o
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -116,26 +115,43 @@ class ClusterPosteriors:
 
     # -- the session row's encoding --------------------------------------------------------------------------------
 
-    def encode(self) -> dict[str, Any]:
-        """Compact: {"e": {cluster: [s, f]}, "f": feed id, "p": clusters by position ("" for none), "k": clicked}."""
+    def encode(self) -> str:
+        """One string, so a session row copies and serializes one value rather than a map of lists:
+        "cluster,successes,failures,..." (counts in hundredths), then, once a feed was seen, "|" the clicked
+        positions ("2,5"), "|" the feed's clusters by position, each followed by "," (none: empty), "|" the feed id
+        ("c0003,100,45,c0007,0,15|1|c0003,c0007,,|feed-1")."""
         # Half up by hand, not round(): Ingest encodes a session's evidence at every feed event it folds, and the
         # counts are never negative.
-        out: dict[str, Any] = {"e": {c: [int(s * _SCALE + 0.5) / _SCALE, int(f * _SCALE + 0.5) / _SCALE]
-                                     for c, (s, f) in self.evidence.items()}}
-        if self.feed is not None:
-            out["f"] = self.feed
-            out["p"] = [c or "" for c in self.shown]
-            if self.clicked:
-                out["k"] = sorted(self.clicked)
-        return out
+        parts: list[str] = []
+        for cluster, (s, f) in self.evidence.items():
+            parts += (cluster, str(int(s * _SCALE + 0.5)), str(int(f * _SCALE + 0.5)))
+        text = ",".join(parts)
+        if self.feed is None:
+            return text
+        # Each position ends in a comma, so a feed of one slot out of every cluster is not read back as none.
+        shown = ",".join([c or "" for c in self.shown]) + "," if self.shown else ""
+        return f"{text}|{','.join(map(str, sorted(self.clicked)))}|{shown}|{self.feed}"
 
     @classmethod
-    def decode(cls, data: Mapping[str, Any] | None) -> ClusterPosteriors:
+    def decode(cls, data: str | Mapping[str, Any] | None) -> ClusterPosteriors:
+        """encode()'s string, or the map rows held before it ({"e": {cluster: [s, f]}, "f": feed id, "p": clusters
+        by position ("" for none), "k": clicked}): sessions outlive a deploy."""
         if not data:
             return cls()
-        evidence = {str(c): [float(v[0]), float(v[1])] for c, v in dict(data.get("e") or {}).items()}
-        return cls(evidence=evidence, feed=data.get("f"), shown=[c or None for c in data.get("p") or []],
-                   clicked={int(k) for k in data.get("k") or []})
+        if not isinstance(data, str):
+            evidence = {str(c): [float(v[0]), float(v[1])] for c, v in dict(data.get("e") or {}).items()}
+            return cls(evidence=evidence, feed=data.get("f"), shown=[c or None for c in data.get("p") or []],
+                       clicked={int(k) for k in data.get("k") or []})
+        counts, *rest = data.split("|", 3)
+        values = counts.split(",") if counts else []
+        if len(values) % 3:
+            raise ValueError("clusters: the evidence needs a cluster, successes and failures each")
+        evidence = {c: [int(s) / _SCALE, int(f) / _SCALE] for c, s, f in zip(values[::3], values[1::3], values[2::3])}
+        if not rest:
+            return cls(evidence=evidence)
+        clicked, shown, feed = rest  # fewer parts: a ValueError, which read() takes as no evidence
+        return cls(evidence=evidence, feed=feed, shown=[c or None for c in shown.split(",")[:-1]],
+                   clicked={int(k) for k in clicked.split(",")} if clicked else set())
 
     @classmethod
     def read(cls, data: Any) -> ClusterPosteriors:
@@ -313,5 +329,5 @@ def log_rate_draws(alpha: np.ndarray, beta: np.ndarray, rng: np.random.Generator
 
 
 def encoded_size(posteriors: ClusterPosteriors) -> int:
-    """Bytes the session row's field takes as JSON (what the cost goal counts)."""
-    return len(json.dumps(posteriors.encode(), separators=(",", ":")))
+    """Bytes the session row's field takes (what the cost goal counts)."""
+    return len(posteriors.encode().encode())

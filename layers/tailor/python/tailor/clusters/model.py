@@ -50,6 +50,9 @@ class ItemClusters:
             raise ValueError("clusters: centroids, descriptors and global_ctr need one row per id")
         if len(set(self.ids)) != k:
             raise ValueError("clusters: ids must be unique")
+        if any(not cid or "," in cid or "|" in cid for cid in self.ids):
+            raise ValueError("clusters: ids must be non-empty and hold no ',' or '|' (a session's evidence is kept "
+                             "in one string they separate)")
         unknown = set(self.members.values()) - set(self.ids)
         if unknown:
             raise ValueError(f"clusters: members name unknown clusters {sorted(unknown)[:3]}")
