@@ -34,7 +34,7 @@ class AdaptiveFeed:
     score_weight: float = 1.0
 
     def order(self, ranked: Sequence[Any], n: int, *, traits: Mapping[str, Sequence[float]] | None,
-              session_clusters: Mapping[str, Any] | None, feed_id: str,
+              session_clusters: str | Mapping[str, Any] | None, feed_id: str,
               explain: bool = False) -> tuple[list[Any], list[float]]:
         """`n` of the `ranked` items (tailor.ranking.RankedItem, best first) in the bandit's order, and each slot's
         probability of its cluster; with `explain`, each item's `cluster` says which cluster it came from and why."""
