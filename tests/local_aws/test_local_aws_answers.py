@@ -51,3 +51,19 @@ def test_items_of_every_attribute_type_come_back_as_they_were_put():
         assert dynamodb.get_item(TableName=table, Key={"id": {"S": "u-1"}}, ConsistentRead=True)["Item"] == item
         got = dynamodb.batch_get_item(RequestItems={table: {"Keys": [{"id": {"S": "u-1"}}]}})
         assert got["Responses"][table] == [item]
+
+
+def test_requests_are_routed_and_dispatched_as_moto_routes_and_dispatches_them(monkeypatch):
+    from moto import backends
+    from moto.core import responses
+    from moto.dynamodb.responses import DynamoHandler
+
+    from tailor_local.aws import _look_up_dispatch_once
+
+    modules, methods = list(backends.list_of_moto_modules()), responses.method_names_from_class(DynamoHandler)
+    monkeypatch.setattr(backends, "list_of_moto_modules", backends.list_of_moto_modules)
+    monkeypatch.setattr(responses, "method_names_from_class", responses.method_names_from_class)
+    _look_up_dispatch_once()
+    assert "dynamodb" in modules and "update_item" in methods
+    assert list(backends.list_of_moto_modules()) == modules == list(backends.list_of_moto_modules())
+    assert responses.method_names_from_class(DynamoHandler) == methods
