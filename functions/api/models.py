@@ -36,6 +36,9 @@ class ScoredItem(BaseModel):
     cluster: dict[str, Any] | None = Field(
         None, description="in an adaptive feed, with explain=true: the cluster the item came from, why (prior, clicks, "
                           "ignores, near clusters clicked) and the slot's probability")
+    search: str | None = Field(
+        None, description="with explain=true, for an item the embedding source proposed: how it searched the item "
+                          "vectors (\"exact\", or \"index, N probes\" on their inverted file index)")
 
 
 class RankingOut(BaseModel):
