@@ -74,7 +74,7 @@ class Config:
     fuzz_examples: int = 10  # schema-driven requests per operation and mode (positive, negative)
     fuzz_seconds: float = 90.0
     crowd: int = 20  # simulated shoppers whose state the feeds read
-    idle_feeds: int = 200
+    idle_feeds: int = 1000  # its p99 rests on its ten slowest, as the burst's on its ten or twenty
     idle_seconds: float = 120.0
     burst_requests: int = 30
     burst_events: int = 100
