@@ -3,13 +3,19 @@ update rule; the blend with the association ranking; the feed's embedding source
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from tailor.embeddings import (
+    EXACT,
+    EXACT_UP_TO,
     FORMAT,
+    INDEX_PROBES,
     MODEL_NAME,
     ItemVectors,
+    Search,
     VectorFilters,
     VectorUpdate,
     load_item_vectors,
@@ -30,6 +36,7 @@ from tailor_lab.training.embeddings import (
     interactions_from_sessions,
     inverted_file,
     read_item_metadata,
+    serving_probes,
     train_item_vectors,
 )
 
@@ -232,3 +239,55 @@ def test_a_recommender_started_on_a_registry_with_published_vectors_hands_them_t
 
     assert feed_source(started_without).vectors() is None  # nothing published: the source proposes nothing
     assert feed_source(started_with).vectors().ids == ["a", "b"]
+
+
+def _indexed(n: int, probes: int | None = None) -> ItemVectors:
+    """n items in two lists: "anchor" and "near" in the list of the centroid (1, 0), the rest, "best" among them,
+    in the list of (0, 1), although "best" lies nearest "anchor" of all: only exact search finds it."""
+    ids = ["anchor", "near", "best", *(f"far-{k}" for k in range(n - 3))]
+    matrix = np.array([[1.0, 0.0], [1.0, 0.3], [1.0, 0.01]] + [[0.0, 1.0]] * (n - 3), dtype=np.float32)
+    vectors = ItemVectors.build(ids, matrix, metadata={} if probes is None else {"probes": probes})
+    vectors.centroids = np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
+    vectors.list_offsets = np.array([0, 2, n], dtype=np.int64)
+    vectors.list_items = np.arange(n, dtype=np.int64)
+    return vectors
+
+
+def test_serving_searches_few_or_unindexed_vectors_exactly_and_many_indexed_ones_on_their_index():
+    assert _indexed(EXACT_UP_TO).search == EXACT  # few enough: exact search costs what the index does
+    unindexed = _indexed(EXACT_UP_TO + 1)
+    unindexed.centroids = unindexed.list_offsets = unindexed.list_items = None
+    assert unindexed.search == EXACT
+    assert _indexed(EXACT_UP_TO + 1).search == Search(INDEX_PROBES)
+    assert _indexed(EXACT_UP_TO + 1, probes=4).search == Search(4)  # the training's measured choice
+    assert ItemVectors.from_npz(_indexed(EXACT_UP_TO + 1, probes=4).to_npz()).search == Search(4)
+    assert [str(EXACT), str(Search(1)), str(Search(16))] == ["exact", "index, 1 probe", "index, 16 probes"]
+    with pytest.raises(ValueError, match="probes"):
+        Search(0)
+
+
+def test_the_feed_searches_the_vectors_as_they_say_and_its_explanation_names_the_search():
+    from tailor.ranking import ConversionPrior, Pipeline, PurchaseProbability, Relevance, Route
+    from tailor.ranking.scoring import DEFAULT_WEIGHTS
+
+    store = MemoryStateStore()
+    store.tables["sessions"]["s"] = SessionState(session_id="s", user_id="u", started_at=0, last_seen=1, expires_at=0,
+                                                 events=1, items=["anchor"]).to_row()
+    request = Request("feed", user_id="u", session_id="s", n=3, explain=True)
+    for vectors, search, found in ((_indexed(EXACT_UP_TO + 1, probes=1), "index, 1 probe", {"anchor", "near"}),
+                                   (_indexed(EXACT_UP_TO), "exact", {"anchor", "best", "near"})):
+        route = Route((EmbeddingSource(vectors=lambda v=vectors: v, share=1.0),), DEFAULT_WEIGHTS["feed"])
+        feed = Pipeline(store, [PurchaseProbability(ConversionPrior()), Relevance()], routes={"feed": route})
+        items = feed.rank(feed.gather(request, 1.0))
+        assert {item.item_id for item in items} == found
+        assert [item.search for item in items] == [search] * len(found)
+        assert {item.search for item in feed.rank(feed.gather(replace(request, explain=False), 1.0))} == {None}
+
+
+def test_training_publishes_the_fewest_probes_that_keep_the_index_s_recall():
+    assert serving_probes({4: 0.90, 8: 0.96, 16: 0.99}) == 8
+    assert serving_probes({4: 0.80, 8: 0.90}) == 8  # none reaches the target: the most measured
+    vectors = train_item_vectors(interactions_from_sessions(two_worlds()), PARAMS)
+    assert vectors.metadata["index_recall"] == {"4": 1.0, "8": 1.0, "16": 1.0, "32": 1.0, "64": 1.0}
+    assert vectors.metadata["probes"] == 4  # two lists: four probes search both
+    assert "probes" not in train_item_vectors(interactions_from_sessions(two_worlds()), PARAMS, index=False).metadata

@@ -1,18 +1,24 @@
 """Embedding benchmark: nearest items by cosine, exact (numpy, every item scored) against the inverted file index
-(only the items of the lists nearest the query), at 10k, 100k and 1M items; and what the embedding candidate
-source adds to a feed's p50 at 100k items, the two pipelines taking turns request by request.
+(only the items of the lists nearest the query), at 10k, 100k and 1M items and on learned vectors; and what the
+embedding candidate source adds to a feed's p50 at 100k items, the pipelines taking turns request by request.
 
     tailor bench embeddings [--items 10000,100000,1000000] [--dim 128] [--probes 8,16] [--queries 300]
-                            [--feed-items 100000] [--feeds 300] [--feed-rounds 3] [--ingest-shoppers 300]
-                            [--ingest-repeats 5] [--out bench-results/embeddings.json]
+                            [--vectors DIR/vectors.npz [DATA]]... [--feed-items 100000] [--feeds 300]
+                            [--feed-rounds 3] [--ingest-shoppers 300] [--ingest-repeats 5]
+                            [--out bench-results/embeddings.json]
 
 Vectors are synthetic but shaped like learned ones (items around topic centres, so that an index has clusters to
 find); the index is built as tailor train embeddings builds it (about sqrt(n) lists). Recall@20 is the share of the
-exact top 20 the index returns. The feed runs the ranking pipeline on the state Ingest makes of a simulated day with
+exact top 20 the index returns. Learned vectors (`--vectors`, a file tailor train embeddings wrote, with its index)
+are searched with each of the training's probes (tailor_lab.training.embeddings.PROBES) on queries folded from the
+first items of the sessions of DATA (the data file they were trained on, as the feed folds a session's
+items), or without it on item vectors; their row "served" says how serving searches them (ItemVectors.search).
+The feed runs the ranking pipeline on the state Ingest makes of a simulated day with
 the vectors (its rows holding the session and shopper vectors Ingest keeps), the simulator's items among the vectors'
-ids, with and without vectors given to the feed's embedding source and its similarity term; every request runs
-`--feed-rounds` times per pipeline, the pipelines taking turns. Wall percentiles pool every run; CPU percentiles
-(process time) take each request's least over the rounds, what the machine's other work disturbed least.
+ids, without vectors, with them searched as serving searches them (ItemVectors.search) and, for comparison, searched
+exactly; every request runs `--feed-rounds` times per pipeline, the pipelines taking turns. Wall percentiles pool
+every run; CPU percentiles (process time) take each request's least over the rounds, what the machine's other work
+disturbed least.
 
 Ingest (`--ingest-shoppers`): its CPU per event over a simulated day (one shard, batches of 100, the memory store,
 session intent as deployed) with and without session and shopper vectors, the two taking turns `--ingest-repeats`
@@ -31,14 +37,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
-from tailor.embeddings import ItemVectors, VectorFilters, unit
+from tailor.embeddings import EXACT, ItemVectors, Search, VectorFilters, unit
 from tailor.ranking import ConversionPrior, Pipeline, PurchaseProbability, Relevance, Request
 from tailor.ranking.candidates import EmbeddingSource
 from tailor.ranking.pipeline import DEFAULT_ROUTES
 from tailor.ranking.scoring import CommercialPerformance
 from tailor.ranking.similarity import FEED_WEIGHT, Similarity
-from tailor_lab.training.embeddings import EmbeddingParams, interactions_from_events, inverted_file, train_item_vectors
+from tailor_lab.training.embeddings import (
+    PROBES,
+    EmbeddingParams,
+    interactions_from_events,
+    inverted_file,
+    session_queries,
+    train_item_vectors,
+)
 
 from .report import percentile, publish
 from .state import feed_requests, ingested
@@ -56,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--probes", default="8,16", help="lists the index searches, comma-separated")
     parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--vectors", type=Path, nargs="+", action="append", default=[], metavar="FILE [DATA]",
+                        help="learned vectors (tailor train embeddings --out DIR writes DIR/vectors.npz) and the data "
+                             "file they were trained on, whose sessions the queries are folded from (without it: item "
+                             "vectors as queries); repeatable")
     parser.add_argument("--feed-items", type=int, default=100_000, help="vectors behind the feed (0: no feed run)")
     parser.add_argument("--feeds", type=int, default=300, help="feed requests per pipeline")
     parser.add_argument("--feed-rounds", type=int, default=3, help="times each feed request is run per pipeline")
@@ -64,9 +82,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", type=Path, default=Path("bench-results/embeddings.json"))
     args = parser.parse_args(argv)
+    if any(len(given) > 2 for given in args.vectors):
+        parser.error("--vectors: a vectors file and at most one data file")
+    # One BLAS thread, as a Lambda function's vCPU runs it: a second thread only contends on a loaded machine.
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _bench(args)
+
+
+def _bench(args: argparse.Namespace) -> int:
     report = run([int(n) for n in args.items.split(",") if n], dim=args.dim,
                  probes=[int(p) for p in args.probes.split(",") if p], queries=args.queries,
                  feed_items=args.feed_items, feeds=args.feeds, seed=args.seed, feed_rounds=args.feed_rounds)
+    report["learned"] = [learned_search(given[0], given[1] if len(given) > 1 else None, args.queries, args.seed)
+                         for given in args.vectors]
     if args.ingest_shoppers:
         report["ingest"] = ingest_cost(args.ingest_shoppers, args.ingest_repeats, args.seed)
     publish(report, format_table(report), args.out)
@@ -81,25 +109,35 @@ def run(sizes: list[int], *, dim: int, probes: list[int], queries: int, feed_ite
         rng = np.random.default_rng(seed + 1)
         asked = unit(vectors.vectors[rng.integers(0, n, queries)] + 0.3 * unit(
             rng.standard_normal((queries, dim)).astype(np.float32)))
-        filters = VectorFilters()
-        exact, times = [], []
-        for q in asked:
-            t = time.perf_counter()
-            exact.append({item for item, _ in vectors.nearest(q, K, filters)})
-            times.append((time.perf_counter() - t) * 1000)
-        rows.append(_row(n, dim, "exact", None, times, 1.0, 0.0))
-        for p in probes:
-            found, times = [], []
-            for q in asked:
-                t = time.perf_counter()
-                found.append({item for item, _ in vectors.nearest(q, K, filters, probes=p)})
-                times.append((time.perf_counter() - t) * 1000)
-            recall = statistics.fmean(len(a & b) / max(1, len(b)) for a, b in zip(found, exact))
-            rows.append(_row(n, dim, "index", p, times, recall, vectors.metadata["index_seconds"]))
+        rows += _searches(vectors, asked, probes, vectors.metadata["index_seconds"])
         del vectors
     return {"dim": dim, "k": K, "queries": queries, "search": rows,
-            "feed": _feed(feed_items, dim, probes, feeds, feed_rounds, seed) if feed_items else None,
+            "feed": _feed(feed_items, dim, feeds, feed_rounds, seed) if feed_items else None,
             "budget_ms": BUDGET_MS}
+
+
+def learned_search(path: Path, sessions: Path | None, queries: int, seed: int) -> dict[str, Any]:
+    """Exact search against the index at each of the training's probes on learned vectors (see the module doc)."""
+    vectors = ItemVectors.from_npz(path.read_bytes()).by_list()  # as serving loads them
+    if vectors.centroids is None:
+        raise ValueError(f"--vectors {path}: the file holds no index")
+    if sessions is not None:
+        from tailor_lab.datasets import load_diginetica, load_yoochoose
+
+        with open(sessions, encoding="utf-8") as fh:
+            header = fh.readline()
+        events = load_diginetica(sessions) if ";" in header else load_yoochoose(sessions)
+        asked = session_queries(vectors, interactions_from_events(events), queries, seed)
+    else:
+        known = np.flatnonzero(np.linalg.norm(vectors.vectors, axis=1) > 0)
+        asked = vectors.vectors[np.random.default_rng(seed).choice(known, min(queries, len(known)), replace=False)]
+    if not len(asked):
+        raise ValueError(f"--vectors {path}: no query: " + (f"no session of {sessions} has an item of these vectors"
+                                                            if sessions is not None else "every vector is zero"))
+    return {"vectors": str(path), "queries_from": "sessions" if sessions is not None else "items",
+            "sessions": None if sessions is None else str(sessions), "queries": len(asked),
+            "lists": len(vectors.centroids), "served": str(vectors.search),
+            "trained_probes": vectors.metadata.get("probes"), "search": _searches(vectors, asked, PROBES, 0.0)}
 
 
 def ingest_cost(shoppers: int, repeats: int, seed: int) -> dict[str, Any]:
@@ -163,12 +201,17 @@ def synthetic_vectors(ids: list[str], dim: int, seed: int) -> ItemVectors:
 
 
 def format_table(report: dict[str, Any]) -> str:
+    header = f"{'items':>9} {'search':>6} {'probes':>6} {'p50 ms':>8} {'p99 ms':>8} {'recall@20':>9} {'index s':>8}"
     lines = [f"nearest {report['k']} of n items by cosine, d={report['dim']}, {report['queries']} queries, "
-             "availability filter inside the search",
-             f"{'items':>9} {'search':>6} {'probes':>6} {'p50 ms':>8} {'p99 ms':>8} {'recall@20':>9} {'index s':>8}"]
-    for r in report["search"]:
-        lines.append(f"{r['items']:>9} {r['search']:>6} {r['probes'] or '-':>6} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} "
-                     f"{r['recall']:>9.3f} {r['index_seconds']:>8.1f}")
+             "availability filter inside the search", header]
+    lines += [_search_line(r) for r in report["search"]]
+    for learned in report.get("learned") or ():
+        first = learned["search"][0]
+        lines += [f"\nlearned vectors {learned['vectors']}: {first['items']} items, d={first['dim']}, "
+                  f"{learned['lists']} lists; {learned['queries']} queries from "
+                  + (f"the sessions of {learned['sessions']}" if learned["sessions"] else "item vectors")
+                  + f"; served: {learned['served']} (trained probes {learned['trained_probes'] or '-'})", header]
+        lines += [_search_line(r) for r in learned["search"]]
     feed = report.get("feed")
     if feed:
         plain = feed["pipelines"]["without vectors"]
@@ -199,13 +242,40 @@ def format_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _searches(vectors: ItemVectors, asked: np.ndarray, probes: list[int] | tuple[int, ...],
+              index_seconds: float) -> list[dict[str, Any]]:
+    """Exact search and the index at each of `probes` for every query: each one's times and recall@K."""
+    filters = VectorFilters()
+    n, dim = len(vectors), vectors.dim
+    exact, times = [], []
+    for q in asked:
+        t = time.perf_counter()
+        exact.append({item for item, _ in vectors.nearest(q, K, filters)})
+        times.append((time.perf_counter() - t) * 1000)
+    rows = [_row(n, dim, "exact", None, times, 1.0, 0.0)]
+    for p in probes:
+        found, times = [], []
+        for q in asked:
+            t = time.perf_counter()
+            found.append({item for item, _ in vectors.nearest(q, K, filters, probes=p)})
+            times.append((time.perf_counter() - t) * 1000)
+        recall = statistics.fmean(len(a & b) / max(1, len(b)) for a, b in zip(found, exact))
+        rows.append(_row(n, dim, "index", p, times, recall, index_seconds))
+    return rows
+
+
+def _search_line(r: dict[str, Any]) -> str:
+    return (f"{r['items']:>9} {r['search']:>6} {r['probes'] or '-':>6} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} "
+            f"{r['recall']:>9.3f} {r['index_seconds']:>8.1f}")
+
+
 def _row(n: int, dim: int, search: str, probes: int | None, times: list[float], recall: float,
          index_seconds: float) -> dict[str, Any]:
     return {"items": n, "dim": dim, "search": search, "probes": probes, "p50_ms": round(percentile(times, 50), 3),
             "p99_ms": round(percentile(times, 99), 3), "recall": round(recall, 4), "index_seconds": index_seconds}
 
 
-def _feed(n: int, dim: int, probes: list[int], feeds: int, rounds: int, seed: int) -> dict[str, Any]:
+def _feed(n: int, dim: int, feeds: int, rounds: int, seed: int) -> dict[str, Any]:
     from tailor_lab.simulator import simulate
 
     events = simulate(shoppers=150, days=1, seed=seed).events
@@ -219,9 +289,11 @@ def _feed(n: int, dim: int, probes: list[int], feeds: int, rounds: int, seed: in
                                        "available": True, "views": 1 + k % 7, "last_event_at": last}
     requests = feed_requests(state, feeds, seed)
     now = max(row.get("last_seen", 0) for row in state.tables["shoppers"].values())
-    searched = {"exact": None, **{f"index, {p} probes": p for p in probes}}  # probes per pipeline with vectors
+    # As served: the search serving's rule picks for these vectors; exact search beside it, for comparison.
+    served = f"as served ({vectors.search})"
+    searched: dict[str, Search | None] = {served: None, **({"exact": EXACT} if vectors.search != EXACT else {})}
     pipelines = {"without vectors": _pipeline(state, None, None),
-                 **{name: _pipeline(state, vectors, p) for name, p in searched.items()}}
+                 **{name: _pipeline(state, vectors, search) for name, search in searched.items()}}
     walls: dict[str, list[float]] = {name: [] for name in pipelines}
     cpu: dict[str, list[list[float]]] = {name: [[] for _ in requests] for name in pipelines}
     share: dict[str, list[float]] = {name: [] for name in pipelines}
@@ -244,13 +316,13 @@ def _feed(n: int, dim: int, probes: list[int], feeds: int, rounds: int, seed: in
                     continue
                 share[name].append(sum("embedding" in r.sources for r in ranked) / max(1, len(ranked)))
                 if name in searches:  # the source's own work for this request: its query vector and its search
-                    source = EmbeddingSource(vectors=lambda: vectors, probes=searched[name])
+                    source = EmbeddingSource(vectors=lambda: vectors, search=searched[name])
                     t = time.perf_counter()
                     source.propose(gathered.ctx, pipeline.max_candidates)
                     searches[name].append((time.perf_counter() - t) * 1000)
     # CPU: each request's least over the rounds (what the machine's other work added least), then its percentiles.
     least = {name: [min(times) for times in per_request] for name, per_request in cpu.items()}
-    return {"items": n, "requests": len(requests), "rounds": rounds,
+    return {"items": n, "requests": len(requests), "rounds": rounds, "served": str(vectors.search),
             "source_p50_ms": {name: round(percentile(t, 50), 3) for name, t in searches.items()},
             "pipelines": {name: {"p50_ms": round(percentile(t, 50), 3), "p99_ms": round(percentile(t, 99), 3),
                                  "cpu_p50_ms": round(percentile(least[name], 50), 3),
@@ -259,9 +331,9 @@ def _feed(n: int, dim: int, probes: list[int], feeds: int, rounds: int, seed: in
                           for name, t in walls.items()}}
 
 
-def _pipeline(state: Any, vectors: ItemVectors | None, probes: int | None) -> Pipeline:
+def _pipeline(state: Any, vectors: ItemVectors | None, search: Search | None) -> Pipeline:
     feed = DEFAULT_ROUTES["feed"]
-    sources = tuple(EmbeddingSource(vectors=lambda: vectors, probes=probes) if s.name == "embedding" else s
+    sources = tuple(EmbeddingSource(vectors=lambda: vectors, search=search) if s.name == "embedding" else s
                     for s in feed.sources)
     scorers = [CommercialPerformance(), PurchaseProbability(ConversionPrior()), Relevance()]
     weights = dict(feed.weights)

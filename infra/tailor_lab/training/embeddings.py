@@ -18,7 +18,10 @@ vector blended toward its metadata vector by `prior` / (`prior` + its interactio
 touched yet gets the metadata vector alone.
 
 Index. Spherical k-means over the vectors (about sqrt(n) centroids) makes the inverted file index
-ItemVectors.nearest probes for approximate search.
+ItemVectors.nearest probes for approximate search. The job then measures the index's recall@20 against exact search
+on queries folded from its own sessions' first items, as the feed folds a session's (tailor.embeddings.ranking.
+query_vector), and writes the fewest probes of PROBES that reach tailor.embeddings.RECALL_TARGET as the vectors'
+"probes" (the most of them when none does), which serving probes above tailor.embeddings.EXACT_UP_TO items.
 
 The scheduled TrainEmbeddings function runs `retrain_from_archive` on the event archive's last weeks: its build
 carries this module alone from the lab (functions/train_embeddings/Makefile), so it imports nothing from the lab,
@@ -44,17 +47,22 @@ import scipy.sparse as sp
 
 from tailor.archive import archived_events
 from tailor.associations import EVENT_WEIGHTS
-from tailor.embeddings import ARTIFACT, FORMAT, MODEL_NAME, ItemVectors, unit
+from tailor.embeddings import ARTIFACT, FORMAT, MODEL_NAME, RECALL_TARGET, ItemVectors, VectorFilters, unit
+from tailor.embeddings.ranking import query_vector
 from tailor.models import ModelRegistry, model_version
 from tailor.store.port import BlobStore
 
-__all__ = ["EmbeddingParams", "Interactions", "interactions_from_events", "interactions_from_sessions", "inverted_file",
-           "publishable", "read_item_metadata", "retrain_from_archive", "train_item_vectors"]
+__all__ = ["EmbeddingParams", "Interactions", "index_recall", "interactions_from_events", "interactions_from_sessions",
+           "inverted_file", "publishable", "read_item_metadata", "retrain_from_archive", "serving_probes",
+           "session_queries", "train_item_vectors"]
 
 TOKEN = re.compile(r"[a-z0-9]+")
 PRICE_BANDS = 8  # price quantile bands as metadata features
 MAX_INDEX_ITERATIONS = 10
 INDEX_SAMPLE_PER_LIST = 40  # k-means learns the lists from this many items per list, then places every item
+PROBES = (4, 8, 16, 32, 64)  # the probes whose recall the job measures, fewest first
+RECALL_QUERIES = 300  # sessions whose folded query the recall is measured on
+RECALL_K = 20
 
 
 @dataclass(frozen=True)
@@ -196,7 +204,44 @@ def train_item_vectors(data: Interactions, params: EmbeddingParams = EmbeddingPa
         lists = params.index_lists or max(1, int(round(math.sqrt(n))))
         out.centroids, out.list_offsets, out.list_items = inverted_file(out.vectors, lists, params.seed)
         say(f"  index of {lists} lists in {time.perf_counter() - t:.1f}s")
+        t = time.perf_counter()
+        queries = session_queries(out, data, RECALL_QUERIES, params.seed)
+        if len(queries):
+            recall = index_recall(out, queries, PROBES)  # the layout as trained: no copy of every vector
+            out.metadata.update(probes=serving_probes(recall),
+                                index_recall={str(p): round(r, 4) for p, r in recall.items()})
+            say(f"  recall@{RECALL_K} of the index on {len(queries)} session queries: "
+                f"{', '.join(f'{p} probes {r:.3f}' for p, r in recall.items())}; serving probes "
+                f"{out.metadata['probes']} ({time.perf_counter() - t:.1f}s)")
     return out
+
+
+def session_queries(vectors: ItemVectors, data: Interactions, count: int, seed: int) -> np.ndarray:
+    """Up to `count` query vectors (unit rows) as the feed folds a session's items: the first items, up to a random
+    position, of sessions drawn at random (a session and position nothing has a vector for is passed over)."""
+    rng = np.random.default_rng(seed)
+    found = []
+    for s in rng.permutation(len(data.sessions))[:4 * count].tolist():
+        events = data.sessions[s]
+        query = query_vector(vectors, events[:int(rng.integers(1, len(events) + 1))])
+        if query is not None and np.any(query):
+            found.append(query)
+            if len(found) == count:
+                break
+    return unit(np.asarray(found, dtype=np.float32)) if found else np.zeros((0, vectors.dim), dtype=np.float32)
+
+
+def serving_probes(recall: Mapping[int, float]) -> int:
+    """The fewest probes whose recall reaches RECALL_TARGET; the most measured when none does."""
+    return min((p for p, r in recall.items() if r >= RECALL_TARGET), default=max(recall))
+
+
+def index_recall(vectors: ItemVectors, queries: np.ndarray, probes: Sequence[int], k: int = RECALL_K,
+                 filters: VectorFilters = VectorFilters()) -> dict[int, float]:
+    """Per number of probes, the mean share of exact search's top `k` an index search finds, over `queries`."""
+    exact = [{item for item, _ in vectors.nearest(q, k, filters)} for q in queries]
+    return {p: float(np.mean([len(found & {item for item, _ in vectors.nearest(q, k, filters, probes=p)})
+                              / max(1, len(found)) for q, found in zip(queries, exact)])) for p in probes}
 
 
 # -- the scheduled training ----------------------------------------------------------------------------

@@ -3,11 +3,23 @@ session and shopper vectors kept current by one update rule, nearest items by co
 search. Serving loads the registry's current vectors once per container (`load_item_vectors`)."""
 
 from tailor.embeddings.update import DEFAULT_UPDATE, VectorUpdate, fold_vector, update_vector
-from tailor.embeddings.vectors import ARTIFACT, FORMAT, ItemVectors, VectorFilters, unit
+from tailor.embeddings.vectors import (
+    ARTIFACT,
+    EXACT,
+    EXACT_UP_TO,
+    FORMAT,
+    INDEX_PROBES,
+    RECALL_TARGET,
+    ItemVectors,
+    Search,
+    VectorFilters,
+    unit,
+)
 from tailor.models.registry import load_published
 
-__all__ = ["ARTIFACT", "DEFAULT_UPDATE", "FORMAT", "MODEL_NAME", "ItemVectors", "VectorFilters", "VectorUpdate",
-           "fold_vector", "load_item_vectors", "unit", "update_vector"]
+__all__ = ["ARTIFACT", "DEFAULT_UPDATE", "EXACT", "EXACT_UP_TO", "FORMAT", "INDEX_PROBES", "MODEL_NAME", "RECALL_TARGET",
+           "ItemVectors", "Search", "VectorFilters", "VectorUpdate", "fold_vector", "load_item_vectors", "unit",
+           "update_vector"]
 
 MODEL_NAME = "item-vectors"
 

@@ -19,7 +19,7 @@ from typing import Protocol
 import numpy as np
 
 from tailor.associations import ItemAssociations, NextItems, intent_weighted
-from tailor.embeddings import ItemVectors, VectorFilters
+from tailor.embeddings import ItemVectors, Search, VectorFilters
 from tailor.embeddings.online import stored_vector
 from tailor.embeddings.ranking import query_vector
 from tailor.ranking.context import RankingContext
@@ -110,12 +110,13 @@ class EmbeddingSource:
     availability, price and category filters applied inside the search. Without such vectors (rows not yet folded
     with these item vectors, a session the caller describes, an item's related items), the query is folded from the
     anchors (related's item, the session's and the shopper's recent items; most recent weighing most).
-    `vectors` gives the item vectors (loaded once per container); without them the source proposes nothing."""
+    `vectors` gives the item vectors (loaded once per container); without them the source proposes nothing. It searches
+    them as they say (ItemVectors.search: exact for few items, else their index), unless given a `search`."""
 
     name: str = "embedding"
     share: float = 0.05  # every candidate costs the feed its row and its features: few, the nearest
     vectors: Callable[[], ItemVectors | None] = field(default=lambda: None, repr=False, compare=False)
-    probes: int | None = None  # inverted file lists searched (approximate); None: every item (exact)
+    search: Search | None = None  # how to search, whatever the vectors say (a benchmark compares searches)
     _memo: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
     def keys(self, ctx: RankingContext) -> Iterable[tuple[str, str]]:
@@ -138,9 +139,17 @@ class EmbeddingSource:
         if query is not None:
             filters = VectorFilters(available_only=wanted.available_only, min_price=wanted.min_price,
                                     max_price=wanted.max_price, categories=wanted.categories, exclude=bought)
-            found = dict(vectors.nearest(query, limit, filters, probes=self.probes))
+            found = dict(vectors.nearest(query, limit, filters, probes=self.searching(vectors).probes))
         self._memo = (key, found)
         return found
+
+    def explain(self) -> str | None:
+        """The search the source runs, as explanations name it ("exact", "index, 16 probes"); None without vectors."""
+        vectors = self.vectors()
+        return None if vectors is None else str(self.searching(vectors))
+
+    def searching(self, vectors: ItemVectors) -> Search:
+        return self.search if self.search is not None else vectors.search
 
 
 @dataclass

@@ -82,6 +82,7 @@ class RankedItem:
     sources: list[str]
     parts: dict[str, float] | None = None  # with explain: the blend's terms, weights and raw values
     cluster: dict[str, Any] | None = None  # with explain, in an adaptive feed: its cluster and why (tailor.clusters)
+    search: str | None = None  # with explain, for an item a searching source proposed: its search ("exact", ...)
 
 
 @dataclass
@@ -190,16 +191,22 @@ class Pipeline:
         diversity_weight = float(weights.get("diversity", 0.0))
         order, diversity = diversify(base, candidates.category_codes, seen, diversity_weight, n,
                                      filter_mask(request.filters, ctx, candidates))
+        route = self.routes[request.route]
+        # Sources that search (the embedding source) name how, for explanations: "exact", "index, 16 probes".
+        searches = {source.name: source.explain() for source in (*route.sources, *route.fallback)
+                    if hasattr(source, "explain")} if explain else {}
         ranked = []
         for i, d in zip(order.tolist(), diversity.tolist()):
-            explained = None
+            explained = search = None
+            sources = candidates.sources_of(i)
             if explain:
+                search = next((searches[name] for name in sources if searches.get(name)), None)
                 explained = {name: round(float(values[i]), 6) for name, values in parts.items()}
                 if diversity_weight:
                     explained["diversity"] = round(d, 6)
                 explained.update({f"weight_{name}": float(w) for name, w in weights.items() if w})
             score = base[i] + diversity_weight * d
-            ranked.append(RankedItem(candidates.ids[i], round(float(score), 6), candidates.sources_of(i), explained))
+            ranked.append(RankedItem(candidates.ids[i], round(float(score), 6), sources, explained, search=search))
         return ranked
 
     def weights(self, ctx: RankingContext) -> dict[str, float]:
