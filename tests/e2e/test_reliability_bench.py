@@ -35,6 +35,7 @@ def test_a_tiny_reliability_run_writes_every_figure_and_bad_input_gets_no_server
         assert section in report, section
     unfinished = {part: s["error"] for part, s in report.items() if isinstance(s, dict) and "error" in s}
     assert not unfinished, unfinished
+    assert report["burst"]["api_environments"] >= 3  # the burst's two POSTs beside a feed, each set up before timing
     for part in ("bad_input", "burst", "pause"):
         events = report[part]["events"]
         assert set(events) >= {"sent", "accepted", "applied", "lost", "double_counted"}, part
