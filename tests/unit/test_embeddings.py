@@ -291,3 +291,16 @@ def test_training_publishes_the_fewest_probes_that_keep_the_index_s_recall():
     assert vectors.metadata["index_recall"] == {"4": 1.0, "8": 1.0, "16": 1.0, "32": 1.0, "64": 1.0}
     assert vectors.metadata["probes"] == 4  # two lists: four probes search both
     assert "probes" not in train_item_vectors(interactions_from_sessions(two_worlds()), PARAMS, index=False).metadata
+
+
+def test_an_index_search_widens_to_as_many_lists_as_hold_the_items_its_filters_let_through():
+    vectors = _indexed(200)  # list 0: anchor and near; list 1: best and 197 far items
+    query = vectors.vector("anchor")
+    assert [i for i, _ in vectors.nearest(query, 3, probes=1)] == ["anchor", "near"]
+    vectors.price[:] = 10.0
+    vectors.price[1] = np.nan  # near has no price: half of list 0 passes a price bound, so two lists are searched
+    assert [i for i, _ in vectors.nearest(query, 2, VectorFilters(max_price=50), probes=1)] == ["anchor", "best"]
+    vectors.price[:2] = np.nan  # nothing in list 0 passes: every list is searched
+    assert [i for i, _ in vectors.nearest(query, 1, VectorFilters(max_price=50), probes=1)] == ["best"]
+    vectors.price[:] = 10.0  # everything passes: list 0 alone is searched
+    assert [i for i, _ in vectors.nearest(query, 3, VectorFilters(max_price=50), probes=1)] == ["anchor", "near"]

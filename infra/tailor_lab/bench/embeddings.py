@@ -48,6 +48,7 @@ from tailor.ranking.similarity import FEED_WEIGHT, Similarity
 from tailor_lab.training.embeddings import (
     PROBES,
     EmbeddingParams,
+    index_search,
     interactions_from_events,
     inverted_file,
     session_queries,
@@ -218,6 +219,10 @@ def format_table(report: dict[str, Any]) -> str:
         lines.append(f"\nfeed at {feed['items']} item vectors ({feed['requests']} requests per pipeline, taking turns, "
                      f"{feed.get('rounds', 1)} rounds; CPU: each request's least over the rounds; "
                      f"budget +{report['budget_ms']:.0f} ms on the p50):")
+        if feed.get("index_recall"):
+            lines.append(f"  served: {feed['served']}, the fewest probes keeping recall@{report['k']} on queries folded "
+                         "from the simulated sessions at the target (" + ", ".join(
+                             f"{p} probes {r:.3f}" for p, r in feed["index_recall"].items()) + ")")
         for name, m in feed["pipelines"].items():
             verdict = ""
             if name != "without vectors":
@@ -282,6 +287,8 @@ def _feed(n: int, dim: int, feeds: int, rounds: int, seed: int) -> dict[str, Any
     catalog = sorted(ingested(events).tables["items"])
     fillers = [f"filler-{k}" for k in range(max(0, n - len(catalog)))]
     vectors = synthetic_vectors(catalog + fillers, dim, seed)
+    # The probes serving takes, as the training measures them: on queries folded from the simulated sessions.
+    vectors.metadata.update(index_search(vectors, interactions_from_events(events), seed))
     state = ingested(events, vectors)  # the rows hold the session and shopper vectors Ingest keeps
     last = max(row.get("last_event_at", 0) or 0 for row in state.tables["items"].values())
     for k, item in enumerate(fillers):  # a shop of n items has n items rows
@@ -323,6 +330,7 @@ def _feed(n: int, dim: int, feeds: int, rounds: int, seed: int) -> dict[str, Any
     # CPU: each request's least over the rounds (what the machine's other work added least), then its percentiles.
     least = {name: [min(times) for times in per_request] for name, per_request in cpu.items()}
     return {"items": n, "requests": len(requests), "rounds": rounds, "served": str(vectors.search),
+            "index_recall": vectors.metadata.get("index_recall"),
             "source_p50_ms": {name: round(percentile(t, 50), 3) for name, t in searches.items()},
             "pipelines": {name: {"p50_ms": round(percentile(t, 50), 3), "p99_ms": round(percentile(t, 99), 3),
                                  "cpu_p50_ms": round(percentile(least[name], 50), 3),

@@ -52,9 +52,9 @@ from tailor.embeddings.ranking import query_vector
 from tailor.models import ModelRegistry, model_version
 from tailor.store.port import BlobStore
 
-__all__ = ["EmbeddingParams", "Interactions", "index_recall", "interactions_from_events", "interactions_from_sessions",
-           "inverted_file", "publishable", "read_item_metadata", "retrain_from_archive", "serving_probes",
-           "session_queries", "train_item_vectors"]
+__all__ = ["EmbeddingParams", "Interactions", "index_recall", "index_search", "interactions_from_events",
+           "interactions_from_sessions", "inverted_file", "publishable", "read_item_metadata", "retrain_from_archive",
+           "serving_probes", "session_queries", "train_item_vectors"]
 
 TOKEN = re.compile(r"[a-z0-9]+")
 PRICE_BANDS = 8  # price quantile bands as metadata features
@@ -205,15 +205,23 @@ def train_item_vectors(data: Interactions, params: EmbeddingParams = EmbeddingPa
         out.centroids, out.list_offsets, out.list_items = inverted_file(out.vectors, lists, params.seed)
         say(f"  index of {lists} lists in {time.perf_counter() - t:.1f}s")
         t = time.perf_counter()
-        queries = session_queries(out, data, RECALL_QUERIES, params.seed)
-        if len(queries):
-            recall = index_recall(out, queries, PROBES)  # the layout as trained: no copy of every vector
-            out.metadata.update(probes=serving_probes(recall),
-                                index_recall={str(p): round(r, 4) for p, r in recall.items()})
-            say(f"  recall@{RECALL_K} of the index on {len(queries)} session queries: "
-                f"{', '.join(f'{p} probes {r:.3f}' for p, r in recall.items())}; serving probes "
-                f"{out.metadata['probes']} ({time.perf_counter() - t:.1f}s)")
+        out.metadata.update(index_search(out, data, params.seed))
+        if "probes" in out.metadata:
+            say(f"  recall@{RECALL_K} of the index on session queries: "
+                f"{', '.join(f'{p} probes {r:.3f}' for p, r in out.metadata['index_recall'].items())}; serving "
+                f"probes {out.metadata['probes']} ({time.perf_counter() - t:.1f}s)")
     return out
+
+
+def index_search(vectors: ItemVectors, data: Interactions, seed: int) -> dict[str, Any]:
+    """How serving should search `vectors`' index, as their metadata says it: the index's recall@RECALL_K against
+    exact search at each of PROBES ("index_recall"), on RECALL_QUERIES queries folded from `data`'s sessions, and
+    the probes serving takes ("probes", `serving_probes`); nothing when no session has an item of theirs."""
+    queries = session_queries(vectors, data, RECALL_QUERIES, seed)
+    if not len(queries):
+        return {}
+    recall = index_recall(vectors, queries, PROBES)  # the layout as given: no copy of every vector
+    return {"probes": serving_probes(recall), "index_recall": {str(p): round(r, 4) for p, r in recall.items()}}
 
 
 def session_queries(vectors: ItemVectors, data: Interactions, count: int, seed: int) -> np.ndarray:
