@@ -17,13 +17,15 @@ def test_learned_vectors_report_each_probes_recall_and_how_serving_searches_them
     data.write_text("SessionId\tItemId\tTime\n" + "".join(
         f"{s}\t{item}\t{1000 * s + j}\n" for s, items in enumerate(WORLDS) for j, item in enumerate(items)))
     for sessions, queries_from in ((data, "sessions"), (None, "items")):
-        found = learned_search(tmp_path / "vectors.npz", sessions, 10, 7)
+        found = learned_search(tmp_path / "vectors.npz", sessions, 10, 7, (0.5,))
         assert found["queries_from"] == queries_from and found["queries"] == 10 and found["lists"] == 3
         assert found["served"] == "exact"  # twelve items: exact search costs what the index does
-        assert [(r["search"], r["probes"]) for r in found["search"]] == [("exact", None)] + [("index", p) for p in PROBES]
-        assert all(r["recall"] == 1.0 for r in found["search"])  # four probes search all three lists
+        for rows in (found["search"], found["price_filtered"]["0.5"]):
+            assert [(r["search"], r["probes"]) for r in rows] == [("exact", None)] + [("index", p) for p in PROBES]
+            assert all(r["recall"] == 1.0 for r in rows)  # four probes search all three lists
     table = format_table({"k": 20, "dim": 4, "queries": 10, "search": [], "learned": [found]})
     assert "12 items, d=4, 3 lists; 10 queries from item vectors; served: exact (trained probes 4)" in table
+    assert "with a price bound 50% of the items pass" in table
 
 
 def test_a_vectors_file_without_an_index_is_refused_by_name(tmp_path):

@@ -3,7 +3,8 @@
 embedding candidate source adds to a feed's p50 at 100k items, the pipelines taking turns request by request.
 
     tailor bench embeddings [--items 10000,100000,1000000] [--dim 128] [--probes 8,16] [--queries 300]
-                            [--vectors DIR/vectors.npz [DATA]]... [--feed-items 100000] [--feeds 300]
+                            [--vectors DIR/vectors.npz [DATA]]... [--price-shares 0.1,0.02]
+                            [--feed-items 100000] [--feeds 300]
                             [--feed-rounds 3] [--ingest-shoppers 300] [--ingest-repeats 5]
                             [--out bench-results/embeddings.json]
 
@@ -13,6 +14,8 @@ exact top 20 the index returns. Learned vectors (`--vectors`, a file tailor trai
 are searched with each of the training's probes (tailor_lab.training.embeddings.PROBES) on queries folded from the
 first items of the sessions of DATA (the data file they were trained on, as the feed folds a session's
 items), or without it on item vectors; their row "served" says how serving searches them (ItemVectors.search).
+`--price-shares` searches them again with a price bound inside the search that each share of the items pass, on
+random prices (an index search widens to more lists when its filters let through fewer of its lists' items).
 The feed runs the ranking pipeline on the state Ingest makes of a simulated day with
 the vectors (its rows holding the session and shopper vectors Ingest keeps), the simulator's items among the vectors'
 ids, without vectors, with them searched as serving searches them (ItemVectors.search) and, for comparison, searched
@@ -75,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="learned vectors (tailor train embeddings --out DIR writes DIR/vectors.npz) and the data "
                              "file they were trained on, whose sessions the queries are folded from (without it: item "
                              "vectors as queries); repeatable")
+    parser.add_argument("--price-shares", default="",
+                        help="for --vectors: the search again with a price bound passing each share of the items, "
+                             "comma-separated (e.g. 0.1,0.02)")
     parser.add_argument("--feed-items", type=int, default=100_000, help="vectors behind the feed (0: no feed run)")
     parser.add_argument("--feeds", type=int, default=300, help="feed requests per pipeline")
     parser.add_argument("--feed-rounds", type=int, default=3, help="times each feed request is run per pipeline")
@@ -94,8 +100,9 @@ def _bench(args: argparse.Namespace) -> int:
     report = run([int(n) for n in args.items.split(",") if n], dim=args.dim,
                  probes=[int(p) for p in args.probes.split(",") if p], queries=args.queries,
                  feed_items=args.feed_items, feeds=args.feeds, seed=args.seed, feed_rounds=args.feed_rounds)
-    report["learned"] = [learned_search(given[0], given[1] if len(given) > 1 else None, args.queries, args.seed)
-                         for given in args.vectors]
+    shares = tuple(float(share) for share in args.price_shares.split(",") if share)
+    report["learned"] = [learned_search(given[0], given[1] if len(given) > 1 else None, args.queries, args.seed,
+                                        shares) for given in args.vectors]
     if args.ingest_shoppers:
         report["ingest"] = ingest_cost(args.ingest_shoppers, args.ingest_repeats, args.seed)
     publish(report, format_table(report), args.out)
@@ -117,8 +124,10 @@ def run(sizes: list[int], *, dim: int, probes: list[int], queries: int, feed_ite
             "budget_ms": BUDGET_MS}
 
 
-def learned_search(path: Path, sessions: Path | None, queries: int, seed: int) -> dict[str, Any]:
-    """Exact search against the index at each of the training's probes on learned vectors (see the module doc)."""
+def learned_search(path: Path, sessions: Path | None, queries: int, seed: int,
+                   price_shares: tuple[float, ...] = ()) -> dict[str, Any]:
+    """Exact search against the index at each of the training's probes on learned vectors (see the module doc);
+    again for each of `price_shares` with a price bound that share of the items pass (on random prices)."""
     vectors = ItemVectors.from_npz(path.read_bytes()).by_list()  # as serving loads them
     if vectors.centroids is None:
         raise ValueError(f"--vectors {path}: the file holds no index")
@@ -135,10 +144,16 @@ def learned_search(path: Path, sessions: Path | None, queries: int, seed: int) -
     if not len(asked):
         raise ValueError(f"--vectors {path}: no query: " + (f"no session of {sessions} has an item of these vectors"
                                                             if sessions is not None else "every vector is zero"))
-    return {"vectors": str(path), "queries_from": "sessions" if sessions is not None else "items",
-            "sessions": None if sessions is None else str(sessions), "queries": len(asked),
-            "lists": len(vectors.centroids), "served": str(vectors.search),
-            "trained_probes": vectors.metadata.get("probes"), "search": _searches(vectors, asked, PROBES, 0.0)}
+    found = {"vectors": str(path), "queries_from": "sessions" if sessions is not None else "items",
+             "sessions": None if sessions is None else str(sessions), "queries": len(asked),
+             "lists": len(vectors.centroids), "served": str(vectors.search),
+             "trained_probes": vectors.metadata.get("probes"), "search": _searches(vectors, asked, PROBES, 0.0),
+             "price_filtered": {}}
+    vectors.price = np.random.default_rng(seed).uniform(0.0, 100.0, len(vectors)).astype(np.float32)
+    for share in price_shares:
+        found["price_filtered"][str(share)] = _searches(vectors, asked, PROBES, 0.0,
+                                                        VectorFilters(max_price=100.0 * share))
+    return found
 
 
 def ingest_cost(shoppers: int, repeats: int, seed: int) -> dict[str, Any]:
@@ -213,6 +228,9 @@ def format_table(report: dict[str, Any]) -> str:
                   + (f"the sessions of {learned['sessions']}" if learned["sessions"] else "item vectors")
                   + f"; served: {learned['served']} (trained probes {learned['trained_probes'] or '-'})", header]
         lines += [_search_line(r) for r in learned["search"]]
+        for share, rows in learned.get("price_filtered", {}).items():
+            lines += [f"  with a price bound {float(share):.0%} of the items pass (random prices):"]
+            lines += [_search_line(r) for r in rows]
     feed = report.get("feed")
     if feed:
         plain = feed["pipelines"]["without vectors"]
@@ -247,10 +265,9 @@ def format_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _searches(vectors: ItemVectors, asked: np.ndarray, probes: list[int] | tuple[int, ...],
-              index_seconds: float) -> list[dict[str, Any]]:
+def _searches(vectors: ItemVectors, asked: np.ndarray, probes: list[int] | tuple[int, ...], index_seconds: float,
+              filters: VectorFilters = VectorFilters()) -> list[dict[str, Any]]:
     """Exact search and the index at each of `probes` for every query: each one's times and recall@K."""
-    filters = VectorFilters()
     n, dim = len(vectors), vectors.dim
     exact, times = [], []
     for q in asked:
