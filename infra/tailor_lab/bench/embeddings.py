@@ -11,7 +11,8 @@ embedding candidate source adds to a feed's p50 at 100k items, the pipelines tak
 Vectors are synthetic but shaped like learned ones (items around topic centres, so that an index has clusters to
 find); the index is built as tailor train embeddings builds it (about sqrt(n) lists). Recall@20 is the share of the
 exact top 20 the index returns. Learned vectors (`--vectors`, a file tailor train embeddings wrote, with its index)
-are searched with each of the training's probes (tailor_lab.training.embeddings.PROBES) on queries folded from the
+are searched with each of the training's probes (tailor_lab.training.embeddings.PROBES) and of `--probes` on
+queries folded from the
 first items of the sessions of DATA (the data file they were trained on, as the feed folds a session's
 items), or without it on item vectors; their row "served" says how serving searches them (ItemVectors.search).
 `--price-shares` searches them again with a price bound inside the search that each share of the items pass, on
@@ -97,12 +98,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    report = run([int(n) for n in args.items.split(",") if n], dim=args.dim,
-                 probes=[int(p) for p in args.probes.split(",") if p], queries=args.queries,
+    probes = [int(p) for p in args.probes.split(",") if p]
+    report = run([int(n) for n in args.items.split(",") if n], dim=args.dim, probes=probes, queries=args.queries,
                  feed_items=args.feed_items, feeds=args.feeds, seed=args.seed, feed_rounds=args.feed_rounds)
     shares = tuple(float(share) for share in args.price_shares.split(",") if share)
     report["learned"] = [learned_search(given[0], given[1] if len(given) > 1 else None, args.queries, args.seed,
-                                        shares) for given in args.vectors]
+                                        shares, tuple(probes)) for given in args.vectors]
     if args.ingest_shoppers:
         report["ingest"] = ingest_cost(args.ingest_shoppers, args.ingest_repeats, args.seed)
     publish(report, format_table(report), args.out)
@@ -125,10 +126,11 @@ def run(sizes: list[int], *, dim: int, probes: list[int], queries: int, feed_ite
 
 
 def learned_search(path: Path, sessions: Path | None, queries: int, seed: int,
-                   price_shares: tuple[float, ...] = ()) -> dict[str, Any]:
+                   price_shares: tuple[float, ...] = (), probes: tuple[int, ...] = ()) -> dict[str, Any]:
     """Exact search against the index at each of the training's probes on learned vectors (see the module doc);
     again for each of `price_shares` with a price bound that share of the items pass (on random prices)."""
     vectors = ItemVectors.from_npz(path.read_bytes()).by_list()  # as serving loads them
+    probes = tuple(sorted({*PROBES, *probes}))
     if vectors.centroids is None:
         raise ValueError(f"--vectors {path}: the file holds no index")
     if sessions is not None:
@@ -147,11 +149,11 @@ def learned_search(path: Path, sessions: Path | None, queries: int, seed: int,
     found = {"vectors": str(path), "queries_from": "sessions" if sessions is not None else "items",
              "sessions": None if sessions is None else str(sessions), "queries": len(asked),
              "lists": len(vectors.centroids), "served": str(vectors.search),
-             "trained_probes": vectors.metadata.get("probes"), "search": _searches(vectors, asked, PROBES, 0.0),
+             "trained_probes": vectors.metadata.get("probes"), "search": _searches(vectors, asked, probes, 0.0),
              "price_filtered": {}}
     vectors.price = np.random.default_rng(seed).uniform(0.0, 100.0, len(vectors)).astype(np.float32)
     for share in price_shares:
-        found["price_filtered"][str(share)] = _searches(vectors, asked, PROBES, 0.0,
+        found["price_filtered"][str(share)] = _searches(vectors, asked, probes, 0.0,
                                                         VectorFilters(max_price=100.0 * share))
     return found
 

@@ -39,8 +39,9 @@ RECALL_TARGET = 0.95  # the share of exact search's top 20 an index search must 
 # items, 208 lists: 0.999; YooChoose's 2.9k, 54 lists: 0.972; 8 probes gave it 0.937; see the README).
 INDEX_PROBES = 16
 # An index search a filter would widen to more than this share of the lists scores every item instead: on
-# Diginetica's vectors (43k items, d=256, 208 lists) a query's p50 was 0.97-1.00 ms scanning a quarter of the lists,
-# 2.17-2.23 ms half, 3.50-3.52 ms three quarters, against 3.6-7.4 ms for exact search, which misses nothing.
+# Diginetica's vectors (43k items, d=256, 208 lists) a query's p50 was 1.07-1.15 ms scanning a quarter of the lists,
+# 2.44-2.68 ms half, 3.54-4.25 ms three quarters, against 3.78-4.97 ms for exact search, which misses nothing
+# (tailor bench embeddings --vectors FILE [DATA] --probes 52,104,156,208).
 WIDEST_SHARE = 0.5
 
 
