@@ -1,5 +1,6 @@
 """The local AWS writes DynamoDB attribute values directly, exactly as moto's generic serializer writes them."""
 
+import base64
 import json
 import uuid
 
@@ -67,3 +68,26 @@ def test_requests_are_routed_and_dispatched_as_moto_routes_and_dispatches_them(m
     assert "dynamodb" in modules and "update_item" in methods
     assert list(backends.list_of_moto_modules()) == modules == list(backends.list_of_moto_modules())
     assert responses.method_names_from_class(DynamoHandler) == methods
+
+
+def test_results_are_converted_to_plain_data_as_moto_converts_them(monkeypatch):
+    import datetime as dt
+    from collections import OrderedDict
+
+    from moto.dynamodb import responses
+    from moto.dynamodb.models import DynamoType, utilities
+
+    from tailor_local.aws import _convert_results_plainly
+
+    typed = {k: DynamoType(v) for k, v in ITEM.items() if k not in ("odd", "unset")}
+    typed["blob"] = DynamoType({"B": base64.b64encode(b"\x00\xff").decode()})
+    typed["blobs"] = DynamoType({"BS": [base64.b64encode(b"\x01").decode(), b"\x02"]})
+    result = {"Responses": {"t": [typed, {"id": typed["id"]}]}, "Count": 2, "Ratio": 0.5, "Flag": True, "Nothing": None,
+              "At": dt.datetime(2026, 12, 5, tzinfo=dt.UTC), "Ordered": OrderedDict(a=[typed["nested"], b"x"])}
+    generic = utilities.dynamo_to_dict(result)
+    monkeypatch.setattr(utilities, "dynamo_to_dict", utilities.dynamo_to_dict)
+    monkeypatch.setattr(responses, "dynamo_to_dict", responses.dynamo_to_dict)
+    _convert_results_plainly()
+    assert responses.dynamo_to_dict is utilities.dynamo_to_dict
+    assert responses.dynamo_to_dict(result) == generic
+    assert generic["Responses"]["t"][0]["blob"] == {"B": b"\x00\xff"}
