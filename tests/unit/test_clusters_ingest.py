@@ -129,3 +129,18 @@ def test_ingest_picks_up_a_rebuild_at_its_next_look():
     registry.publish(MODEL_NAME, b"{}", {"format": "broken", "trained_at": "2026-12-02T00:00:00Z"})
     now[0] = 130.0
     assert published().ids == CLUSTERS.ids  # a version it cannot use: what it had stays
+
+
+def test_a_session_row_is_the_same_however_the_stream_cuts_its_events_into_batches():
+    params = BanditParams(ignore_weight=0.15, decay=0.8)  # counts that need rounding after every feed
+    events = [_event(n * 3 + 1, "impression", item_ids=["item-a", "item-b", "item-c"], feed_id=f"feed-{n}")
+              for n in range(8)]
+    for n in range(8):
+        events.insert(n * 2 + 1, _event(n * 3 + 2, "click", item_id="item-c", feed_id=f"feed-{n}", position=2 - n % 3))
+    sessions = SessionClusters(CLUSTERS, params)
+    whole = written(fold(events, {"sessions": {}, "shoppers": {}}, 0, clusters=sessions))
+    one_by_one: dict = {"sessions": {}, "shoppers": {}}
+    for n, event in enumerate(events):
+        one_by_one = written(fold([event], one_by_one, n, clusters=sessions), one_by_one)
+    assert whole["sessions"]["s-1"]["clusters"] == one_by_one["sessions"]["s-1"]["clusters"]
+    assert ClusterPosteriors.decode(whole["sessions"]["s-1"]["clusters"]).evidence["c0001"][1] > 0

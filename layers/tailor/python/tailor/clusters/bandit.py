@@ -120,11 +120,9 @@ class ClusterPosteriors:
         "cluster,successes,failures,..." (counts in hundredths), then, once a feed was seen, "|" the clicked
         positions ("2,5"), "|" the feed's clusters by position, each followed by "," (none: empty), "|" the feed id
         ("c0003,100,45,c0007,0,15|1|c0003,c0007,,|feed-1")."""
-        # Half up by hand, not round(): Ingest encodes a session's evidence at every feed event it folds, and the
-        # counts are never negative.
         parts: list[str] = []
         for cluster, (s, f) in self.evidence.items():
-            parts += (cluster, str(int(s * _SCALE + 0.5)), str(int(f * _SCALE + 0.5)))
+            parts += (cluster, str(_kept(s)), str(_kept(f)))
         text = ",".join(parts)
         if self.feed is None:
             return text
@@ -160,6 +158,12 @@ class ClusterPosteriors:
             return cls.decode(data)
         except (TypeError, ValueError, IndexError, AttributeError):
             return cls()
+
+    def round_as_kept(self) -> None:
+        """The evidence rounded as encode() keeps it: what a round trip through the session row leaves."""
+        for counts in self.evidence.values():
+            counts[0] = _kept(counts[0]) / _SCALE
+            counts[1] = _kept(counts[1]) / _SCALE
 
     # -- evidence --------------------------------------------------------------------------------------------------
 
@@ -331,3 +335,9 @@ def log_rate_draws(alpha: np.ndarray, beta: np.ndarray, rng: np.random.Generator
 def encoded_size(posteriors: ClusterPosteriors) -> int:
     """Bytes the session row's field takes (what the cost goal counts)."""
     return len(posteriors.encode().encode())
+
+
+def _kept(count: float) -> int:
+    """A count in the hundredths the session row keeps. Half up by hand, not round(): Ingest rounds a session's
+    evidence at every feed event it folds, and the counts are never negative."""
+    return int(count * _SCALE + 0.5)

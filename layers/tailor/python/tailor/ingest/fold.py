@@ -143,6 +143,7 @@ class BatchFold:
         fold = cls(sessions, shoppers, [], 0, poisoned=dict(poisoned or {}))
         pending = intent.pairs() if intent is not None else None
         noted = vectors.batch() if vectors is not None else None  # session and shopper vectors, applied at the end
+        kept = clusters.batch() if clusters is not None else None  # the sessions' cluster posteriors, written at the end
         for pos, event in accepted:
             if cutoff is not None and pos >= cutoff:
                 break
@@ -198,8 +199,8 @@ class BatchFold:
                     repeated = session.state is not None and session.state.has_seen(event.event_id)
                     recent = None if session.state is None else session.state.items
                     session.state = fold_session(session.state, event, ttl_seconds=ttl, received_at=arrivals[pos])
-                    if clusters is not None and not repeated:  # the session's cluster posteriors, once per event
-                        clusters.fold(session.state, event)
+                    if kept is not None and not repeated:  # the session's cluster posteriors, once per event
+                        kept.fold(session.state, event)
                     if noted is not None and not repeated:
                         noted.note(session, recent, pos, event)
                     session.absorbed(pos)
@@ -219,6 +220,8 @@ class BatchFold:
                 fold.broken = (pos, _failure("fold", exc))  # its rows are half folded: fold again without it
                 return fold
         try:
+            if kept is not None:
+                kept.settle()
             if personas is not None:
                 personas.settle([r.state for r in sessions.values() if r.last is not None],
                                 [r.state for r in shoppers.values() if r.last is not None])
