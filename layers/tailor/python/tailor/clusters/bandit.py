@@ -161,9 +161,9 @@ class ClusterPosteriors:
 
     def round_as_kept(self) -> None:
         """The evidence rounded as encode() keeps it: what a round trip through the session row leaves."""
-        for counts in self.evidence.values():
-            counts[0] = _kept(counts[0]) / _SCALE
-            counts[1] = _kept(counts[1]) / _SCALE
+        for counts in self.evidence.values():  # _kept, inline: Ingest rounds at every feed event
+            counts[0] = int(counts[0] * _SCALE + 0.5) / _SCALE
+            counts[1] = int(counts[1] * _SCALE + 0.5) / _SCALE
 
     # -- evidence --------------------------------------------------------------------------------------------------
 
@@ -203,9 +203,12 @@ class ClusterPosteriors:
             self.click(feed, position, params)
 
     def _add(self, cluster: str, success: float, failure: float) -> None:
-        counts = self.evidence.setdefault(cluster, [0.0, 0.0])
-        counts[0] = max(0.0, counts[0] + success)
-        counts[1] = max(0.0, counts[1] + failure)
+        counts = self.evidence.get(cluster)
+        if counts is None:
+            counts = self.evidence[cluster] = [0.0, 0.0]
+        s, f = counts[0] + success, counts[1] + failure
+        counts[0] = s if s > 0.0 else 0.0  # max(0.0, s), without its call: Ingest adds at every feed event
+        counts[1] = f if f > 0.0 else 0.0
 
     # -- the posterior ---------------------------------------------------------------------------------------------
 
