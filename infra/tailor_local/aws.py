@@ -527,8 +527,9 @@ class _Outage:
 # How long a change waits for reads of other items under way, at most.
 READS_FIRST_S = 0.1
 # Calls from work in the background (stream and queue consumers, schedules) name this app in their user agent
-# (AWS_SDK_UA_APP_ID); they wait for the other calls under way, FOREGROUND_FIRST_S at most: in AWS, a feed's
-# read does not share a server with Ingest's writes, here it shares one interpreter.
+# (AWS_SDK_UA_APP_ID); they run one at a time, each after the other calls under way (FOREGROUND_FIRST_S at most):
+# in AWS, a feed's read does not share a server with Ingest's writes, here it shares one interpreter lock, for which
+# every call under way takes turns, reads of Ingest's batch beside it or not.
 BACKGROUND_APP_ID = "tailor-local-background"
 FOREGROUND_FIRST_S = 0.05
 
@@ -561,13 +562,15 @@ class _AtomicCalls:
         self._key_names: dict[str, tuple[str, ...]] = {}  # a DynamoDB table's key attributes
         self._foreground = 0  # calls under way that are not from the background
         self._foreground_done = threading.Condition()
+        self._background_turn = threading.Lock()  # see BACKGROUND_APP_ID
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
         if _is_receive_message(environ):
             return list(self.app(environ, start_response))
         if f"app/{BACKGROUND_APP_ID}" in environ.get("HTTP_USER_AGENT", ""):
-            self._after_foreground()
-            return self._atomically(environ, start_response)
+            with self._background_turn:
+                self._after_foreground()
+                return self._atomically(environ, start_response)
         with self._foreground_done:
             self._foreground += 1
         try:

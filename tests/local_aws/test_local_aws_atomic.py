@@ -423,6 +423,32 @@ def test_a_background_call_waits_for_the_calls_under_way_for_a_while_and_no_long
     foreground.join(10)
 
 
+def test_background_calls_run_one_at_a_time():
+    from tailor_local import aws
+
+    lock = threading.Lock()
+    running, most = [0], [0]
+
+    def app(environ, start_response):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.05)  # reads of one service: without taking turns, the four would run side by side
+        with lock:
+            running[0] -= 1
+        return [b""]
+
+    guard = aws._AtomicCalls(app)
+    background = {"HTTP_X_AMZ_TARGET": "Kinesis_20131202.GetRecords",
+                  "HTTP_USER_AGENT": f"Boto3/1 md/Botocore#1 app/{aws.BACKGROUND_APP_ID}"}
+    threads = [threading.Thread(target=guard, args=(dict(background), None)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert most == [1]
+
+
 def test_the_event_sources_clients_name_the_background_app_in_their_user_agent():
     from tailor_local import aws
 
