@@ -45,6 +45,9 @@ PUT_RECORDS_LIMIT = 500  # records per Kinesis PutRecords call
 # Of the stream consumers' processes: on a laptop's few cores they give way to the API, whose calls in AWS would
 # not share a CPU with theirs.
 STREAM_NICENESS = 10
+# Stream-triggered environments in processes at once, at most: every CPU but one, so that however many shards have
+# records, Ingest's batches leave a CPU to the API and the embedded AWS, as Lambda runs them on CPUs of their own.
+STREAM_ENVIRONMENTS = max(1, (os.cpu_count() or 2) - 1)
 # On stop, how long invocations under way may take to finish before the local AWS goes away under them.
 STOP_GRACE_S = 2.0
 
@@ -68,7 +71,8 @@ class LocalStack:
         """`api_port` is where the template's REST API answers (0: any free port); `api_key` is the key its usage
         plan asks for (default: a new random one). With `stream_processes`, the functions that stream sources
         trigger run each execution environment in a process of its own, at `stream_niceness`, as Lambda runs them
-        apart from the API's; otherwise every function runs in this process, a thread per invocation."""
+        apart from the API's, STREAM_ENVIRONMENTS of them at most; otherwise every function runs in this process, a
+        thread per invocation."""
         self.template = Template.load(template_path, region=region, stack_name=stack_name,
                                       parameter_overrides=parameter_overrides)
         self.server = MotoServer(port=port)
@@ -109,6 +113,8 @@ class LocalStack:
             background = aws.in_background()
             for source in sources:
                 function = self.runtime.functions[source.function_id]
+                if self.stream_processes:
+                    function.max_environments = min(function.max_environments, STREAM_ENVIRONMENTS)
                 self.mappings[f"{source.function_id}.{source.event_name}"] = KinesisMapping(source, function, background)
             queues, timed = sqs_sources(self.template, self.resources), schedule_sources(self.template)
             for queue in queues:
