@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -98,6 +99,9 @@ class LocalStack:
         """Bring everything up; with `pollers`, stream and queue event sources deliver from background threads, and
         with `schedules`, rate schedules fire on their timers (cron schedules fire only on demand: `tailor invoke`)."""
         clock = time.monotonic()
+        # The API's threads share this interpreter with the pollers handing Ingest its batches: they get its lock
+        # within a millisecond rather than five.
+        sys.setswitchinterval(0.001)
         self.server.start()
         clock = self._timed("local AWS", clock)
         try:
