@@ -231,7 +231,9 @@ class ItemVectors:
         if keep is not None:
             rows = rows[keep]
             scores = None if scores is None else scores[keep]
-        return rows, self.vectors[rows] @ q if scores is None else scores, scanned
+        if scores is None:
+            scores = self.vectors[rows] @ q
+        return rows, scores, scanned
 
     def _by_list(self) -> bool:
         """Whether each index list is one block of rows (list_items is 0, 1, 2, ...), checked once per index."""
