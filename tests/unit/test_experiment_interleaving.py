@@ -1,8 +1,10 @@
 """Team-draft interleaving: the merged list, the per-query credit and the sign test against scipy's binomtest, the
-per-shopper click differences and their t-test against scipy's ttest_1samp."""
+per-shopper click differences and their t-test against scipy's ttest_1samp, and the centred rank credit against an
+enumeration of every coin sequence through team_draft itself."""
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import numpy as np
@@ -15,11 +17,34 @@ from tailor.experiments.interleaving import (
     click_difference,
     credit,
     interleaving_test,
+    rank_credit,
+    rank_difference,
     shopper_test,
     sign_test,
+    slot_baselines,
     student_t_sf,
     team_draft,
 )
+
+# Pairs of rankings: permutations of one set, partly shared tops, different items, one running out.
+PAIRS = [(list("abcdefgh"), list("bdaxyzce")), (list("abcdefgh"), list("abdcefhg")), (list("abcdef"), list("abcdef")),
+         (list("abcdefghij"), list("jihgfedcba")), (list("ab"), list("cdefg")), (list("abcdefghij"), list("bacdfeghji"))]
+
+
+class Bits:
+    """A coin that falls as told: 0 lets A pick first, 1 lets B."""
+
+    def __init__(self, bits):
+        self.bits = iter(bits)
+
+    def random(self):
+        return 0.25 if next(self.bits) == 0 else 0.75
+
+
+def every_draft(ranking_a, ranking_b, length):
+    """team_draft under each of the equally likely coin sequences (more tosses than any draft needs)."""
+    tosses = (length + 1) // 2 + 1
+    return [team_draft(ranking_a, ranking_b, length, Bits(bits)) for bits in itertools.product((0, 1), repeat=tosses)]
 
 
 def test_team_draft_takes_each_rankers_best_unshown_item_in_balanced_rounds():
@@ -115,3 +140,56 @@ def test_shopper_test_edges():
                                        (3.0, 4), (1.96, 1e6)])
 def test_student_t_tail_matches_scipy(value, df):
     assert student_t_sf(value, df) == pytest.approx(t.sf(value, df), rel=1e-9, abs=1e-300)
+
+
+def test_rank_difference_is_b_rank_minus_a_rank_and_a_missing_item_ranks_past_the_end():
+    a, b = list("abcd"), list("cabx")
+    assert rank_difference(a, b, "a") == 1  # A puts it first, B second
+    assert rank_difference(a, b, "c") == -2
+    assert rank_difference(a, b, "d") == 5 - 4  # B lacks it: rank 5
+    assert rank_difference(a, b, "x") == 4 - 5
+    assert rank_difference(a, a, "b") == 0
+
+
+@pytest.mark.parametrize("pair", range(len(PAIRS)))
+@pytest.mark.parametrize("length", [1, 4, 7])
+def test_slot_baselines_are_each_slots_mean_credit_over_every_coin_sequence(pair, length):
+    ranking_a, ranking_b = PAIRS[pair]
+    drafts = every_draft(ranking_a, ranking_b, length)
+    expected = [sum(rank_difference(ranking_a, ranking_b, merged[slot][0]) for merged in drafts if slot < len(merged))
+                / len(drafts) for slot in range(length)]
+    assert slot_baselines(ranking_a, ranking_b, length) == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize("pair", range(len(PAIRS)))
+def test_rank_credit_earns_nothing_on_average_from_clicks_that_depend_on_the_slot_alone(pair):
+    ranking_a, ranking_b = PAIRS[pair]
+    length = 6
+    drafts = every_draft(ranking_a, ranking_b, length)
+    baselines = slot_baselines(ranking_a, ranking_b, length)
+    for clicked in ([0], [1], [0, 3], [2, 4, 5]):
+        reachable = [merged for merged in drafts if max(clicked) < len(merged)]
+        if len(reachable) < len(drafts):
+            continue
+        credits = [rank_credit(ranking_a, ranking_b, merged, clicked, baselines) for merged in drafts]
+        assert sum(credits) / len(credits) == pytest.approx(0.0, abs=1e-12)
+    # uncentred, the first slot's credit is not 0 on average when the tops differ: what centring is for
+    a, b = list("abcdefgh"), list("bdaxyzce")
+    raw = [rank_difference(a, b, merged[0][0]) for merged in every_draft(a, b, 4)]
+    assert sum(raw) / len(raw) == pytest.approx(0.5)
+
+
+def test_rank_credit_rewards_the_ranker_that_put_the_clicked_item_higher():
+    a, b = list("abcdefgh"), list("hgfedcba")
+    merged = team_draft(a, b, 8, random.Random(3))
+    position = [item for item, _ in merged].index("a")  # A's first, B's last
+    baselines = slot_baselines(a, b, 8)
+    assert rank_credit(a, b, merged, [position], baselines) == pytest.approx(7 - baselines[position])
+    assert rank_credit(a, b, merged, [position, position]) == rank_credit(a, b, merged, [position])
+    assert rank_credit(a, a, team_draft(a, a, 8, random.Random(1)), range(8)) == 0.0  # a ranker against itself
+    with pytest.raises(ValueError, match="position 8"):
+        rank_credit(a, b, merged, [8], baselines)
+    with pytest.raises(ValueError, match="baselines"):
+        rank_credit(a, b, merged, [0], baselines[:3])
+    with pytest.raises(ValueError, match="length"):
+        slot_baselines(a, b, -1)
