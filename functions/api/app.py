@@ -4,6 +4,13 @@ Every ranking route calls the one ranking pipeline (tailor.serving). Request and
 the answers to invalid requests in errors.py, the OpenAPI document and its explorer (/docs) in docs.py.
 """
 
+import gc
+
+# Init allocates a few hundred thousand objects that live as long as the container (modules, schemas, clients, the
+# ranking cache): the collector's passes over them during init find nothing to free, so it waits until they are
+# frozen at the end of init.
+gc.disable()
+
 import functools
 import os
 import time
@@ -105,6 +112,9 @@ recommender = Recommender.start(DynamoStateStore(_dynamodb, settings.tables), Mo
 errors.register(app)
 docs.register(app)
 experiments.register(app, experiment_store, live_experiments, strategies, lambda: docs.base_path(app))
+# What init built is frozen: the collector's full passes skip it, instead of walking it in the middle of a request.
+gc.freeze()
+gc.enable()
 
 
 @app.get("/users/<user_id>/feed", summary="A shopper's feed", tags=["ranking"])

@@ -2,6 +2,11 @@
 batch's counters (merged by MergeCounters)."""
 
 import gc
+
+# Init allocates a few hundred thousand objects that live as long as the container (modules, schemas, clients): the
+# collector's passes over them during init find nothing to free, so it waits until they are frozen below.
+gc.disable()
+
 import os
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -49,6 +54,7 @@ processor = AggregatingKinesisProcessor(
 # What init built (libraries, clients, the intent model) lives as long as the container: frozen, the collector's
 # full passes skip it, instead of walking a few hundred thousand objects in the middle of a batch.
 gc.freeze()
+gc.enable()
 
 
 @logger.inject_lambda_context

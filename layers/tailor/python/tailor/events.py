@@ -109,7 +109,9 @@ class EventError(ValueError):
 
 
 class _EventBase(BaseModel):
-    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True, frozen=True)
+    # Validated through _EVENT_ADAPTER, which builds one validator for every event type: a validator of each model's
+    # own would be built at import for nothing.
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True, frozen=True, defer_build=True)
 
     event_id: Id
     user_id: Id
