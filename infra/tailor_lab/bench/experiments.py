@@ -4,11 +4,18 @@ writes the figures as JSON.
 * Feeds: the serving benchmark's state and requests (a simulated day, the default candidate budget, the in-memory
   store), each request served without an experiment, in a live one (assignment, the variant's pipeline, the
   experiment's feed id) and in one that also logs the exposure (to the in-memory store), the three interleaved
-  request by request so that they see the same machine; p50 and p99 of each, and `assign()` alone.
+  request by request so that they see the same machine; p50 and p99 of each. Beside them, the experiment's own work
+  in each request of the last row, timed apart in CPU time (the thread's, so the machine's other work does not
+  count): reading the live experiments, `assign()` on the request's ids, the strategy's lookup, the feed id and
+  logging the exposure. A list served in an experiment takes its time without one plus that work, so the p99 grows
+  by at most the work's largest value, a bound the machine's spread between runs cannot blur the way it blurs a
+  difference of two p99s.
 * Ingest: the same simulated events through Ingest (in-memory store, intent on, counter buffer on) without
   attribution, with attribution and no event naming an experiment, and with every impression, click, cart and
   purchase echoing an experiment's feed id (a worst case: on a shop only those on an experiment's surface do);
-  CPU seconds per event (time.process_time), runs interleaved, median and fastest of `--runs`.
+  CPU seconds per event (time.process_time), runs interleaved, median and fastest of `--runs`, and each row's cost
+  against attribution off as the median of its runs' ratios to the run beside it, with a 95% interval (the ratios'
+  t-interval on a log scale): runs side by side share the machine's state, so their ratio carries less of its drift.
 """
 
 from __future__ import annotations
@@ -16,15 +23,19 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tailor.experiments.assignment import assign, claim_slot
 from tailor.experiments.attribution import Attribution
 from tailor.experiments.definitions import new_experiment
+from tailor.experiments.feed_ids import new_feed_id
 from tailor.experiments.storage import ExperimentStore, LiveExperiments
+from tailor.experiments.strategies import BUILT_IN
 from tailor.ingest.intent import SessionIntent
 from tailor.ingest.service import Ingestor, StreamRecord
 from tailor.models import load_model
@@ -65,13 +76,20 @@ def format_table(report: dict[str, Any]) -> str:
              f"{'':<46} {'requests':>8} {'p50 ms':>8} {'p99 ms':>8}"]
     for name, row in report["feed"]["rows"].items():
         lines.append(f"{name:<46} {row['requests']:>8} {row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f}")
-    lines.append(f"assign() alone: {report['feed']['assign_us']:.1f} us a call")
+    own = report["feed"]["experiment_work"]
+    lines.append(f"the experiment's own work per request, CPU ({own['requests']} requests): p50 {own['p50_us']:.1f} us, "
+                 f"p99 {own['p99_us']:.1f} us, largest {own['max_us']:.1f} us; assign() alone "
+                 f"{report['feed']['assign_us']:.1f} us a call")
     ingest = report["ingest"]
     lines += ["", f"Ingest CPU per event ({ingest['events']} events, {ingest['attributed_events']} echoing an "
                   f"experiment's feed id in the last row; {ingest['runs']} runs each)",
-              f"{'':<46} {'median us':>9} {'fastest us':>10} {'vs off':>8}"]
+              f"{'':<46} {'median us':>9} {'fastest us':>10} {'vs off':>8} {'paired runs, 95%':>24}"]
     for name, row in ingest["rows"].items():
-        lines.append(f"{name:<46} {row['median_us']:>9.1f} {row['fastest_us']:>10.1f} {row['vs_off_median']:>+8.1%}")
+        paired = row.get("vs_off_paired")
+        interval = ("" if paired is None else
+                    f"{paired['ratio'] - 1:+.1%} [{paired['low'] - 1:+.1%}, {paired['high'] - 1:+.1%}]")
+        lines.append(f"{name:<46} {row['median_us']:>9.1f} {row['fastest_us']:>10.1f} {row['vs_off_median']:>+8.1%} "
+                     f"{interval:>24}")
     return "\n".join(lines)
 
 
@@ -94,26 +112,38 @@ def _feeds(requests: int, seed: int) -> dict[str, Any]:
         logged.log_exposure(feed_id, ranking.assignment, strategy=ranking.strategy, items=items,
                             probabilities=[1.0] * len(items), served_at=time.time())
 
+    work = _Stopwatch()
     plain = Recommender(state, model)
     plain.pipeline.warm(plain.clock())
     recommenders = {"no experiment": plain,
                     "in an experiment": Recommender(state, model, cache=plain.pipeline.cache, experiments=live),
-                    "in an experiment, exposure logged": Recommender(state, model, cache=plain.pipeline.cache,
-                                                                     experiments=live, exposures=log)}
+                    "in an experiment, exposure logged": Recommender(
+                        state, model, cache=plain.pipeline.cache, experiments=work.timed(live),
+                        strategies=work.timed(lambda: BUILT_IN), exposures=work.timed(log))}
     timings: dict[str, list[float]] = {name: [] for name in recommenders}
+    own_work: list[float] = []
     for n, (user, session) in enumerate(asks):
         order = list(recommenders.items())
         for name, recommender in order if n % 2 else reversed(order):
+            work.reset()
             started = time.perf_counter()
             recommender.feed(user, session_id=session, n=FEED_N)
             if n >= WARMUP_REQUESTS:
                 timings[name].append((time.perf_counter() - started) * 1000)
+        if n >= WARMUP_REQUESTS:
+            # What the recommender does with the live experiments besides reading them and logging: assign the
+            # request's ids and name its feed id, the same calls on the same arguments.
+            found = work.timed(assign)(live(now.timestamp()), "feed", user_id=user, session_id=session)
+            work.timed(new_feed_id)(found.experiment.experiment_id, found.variant_name, found.unit_kind)
+            own_work.append(work.spent * 1e6)
     started = time.perf_counter()
     for user, _ in asks:
         assign([experiment], "feed", user_id=user, session_id=None)
     assign_us = (time.perf_counter() - started) / len(asks) * 1e6
     return {"rows": {name: {"requests": len(values), "p50_ms": percentile(values, 50),
                             "p99_ms": percentile(values, 99)} for name, values in timings.items()},
+            "experiment_work": {"requests": len(own_work), "p50_us": percentile(own_work, 50),
+                                "p99_us": percentile(own_work, 99), "max_us": max(own_work)},
             "assign_us": assign_us}
 
 
@@ -146,4 +176,41 @@ def _ingest(events: int, runs: int, seed: int) -> dict[str, Any]:
                                                              str(e.get("feed_id", "")).startswith("exp-bench.")),
             "runs": runs,
             "rows": {name: {"median_us": statistics.median(values), "fastest_us": min(values),
-                            "vs_off_median": statistics.median(values) / off - 1} for name, values in times.items()}}
+                            "vs_off_median": statistics.median(values) / off - 1,
+                            "vs_off_paired": (None if name == "attribution off" else
+                                              paired_ratio(values, times["attribution off"]))}
+                     for name, values in times.items()}}
+
+
+def paired_ratio(values: list[float], baseline: list[float]) -> dict[str, float] | None:
+    """The ratio of `values` to `baseline`, run i against run i: the geometric mean of the ratios with its 95%
+    t-interval (on their logarithms), and their median."""
+    from scipy import stats
+
+    logs = [math.log(v / b) for v, b in zip(values, baseline, strict=True)]
+    if len(logs) < 2:
+        return None
+    mean = statistics.fmean(logs)
+    half = stats.t.ppf(0.975, len(logs) - 1) * statistics.stdev(logs) / math.sqrt(len(logs))
+    return {"ratio": math.exp(mean), "low": math.exp(mean - half), "high": math.exp(mean + half),
+            "median": statistics.median(math.exp(x) for x in logs)}
+
+
+class _Stopwatch:
+    """CPU time this thread spent in the callables it wraps, since the last reset."""
+
+    def __init__(self) -> None:
+        self.spent = 0.0
+
+    def reset(self) -> None:
+        self.spent = 0.0
+
+    def timed(self, call: Callable[..., Any]) -> Callable[..., Any]:
+        def timed_call(*args: Any, **kwargs: Any) -> Any:
+            started = time.thread_time()
+            try:
+                return call(*args, **kwargs)
+            finally:
+                self.spent += time.thread_time() - started
+
+        return timed_call
