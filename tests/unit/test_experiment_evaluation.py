@@ -41,8 +41,11 @@ def test_a_small_run_reports_every_key_and_skips_missing_data(population, tmp_pa
     assert "Open Bandit Dataset: skipped" in experiments.format_table(report)
     inter = report["interleaving"]
     assert inter["interleaving_shoppers"] <= inter["ab_shoppers"]
-    assert set(inter["null_false_winner"]) == {"interleaving", "ab"}
-    assert inter["normal_approximation"]["interleaving"] < inter["normal_approximation"]["ab"]
+    assert set(inter["null_false_winner"]) == {"interleaving", "team_draft", "ab"}
+    assert set(inter["slot_clicks_false_winner"]) == {"interleaving", "team_draft"}
+    assert inter["null_false_winner"]["interleaving"] == 0.0  # a ranker against itself: every rank credit is 0
+    approximation = inter["normal_approximation"]
+    assert approximation["interleaving"] < approximation["team_draft"] < approximation["ab"]
     assert "realized" in report["aa"]["fpr_fixed"]
     with pytest.raises(ValueError, match="unknown part 'ab'"):
         experiments.run(parts=("ab",))
@@ -88,3 +91,18 @@ def test_obd_section_on_files_of_its_format(tmp_path):
     estimates = obd["campaigns"]["all"]["off_policy"]["estimates"]
     assert set(estimates) == {"DM", "IPW", "SNIPW", "DR"}
     assert all(0 < e["value"] < 1 for e in estimates.values())
+
+
+def test_vectorised_slot_baselines_are_the_products(monkeypatch):
+    rng = np.random.default_rng(4)
+    catalog = rng.permutation(500)[:FEED_LENGTH]
+    ranking_a = np.array([rng.permutation(catalog) for _ in range(6)])
+    ranking_b = np.array([rng.permutation(catalog) for _ in range(6)])
+    ranking_b[0] = ranking_a[0]  # a ranker against itself
+    ranking_b[1] = np.concatenate([ranking_a[1, :6], rng.permutation(ranking_a[1, 6:])])  # a shared top
+    baselines = experiments._slot_baselines(ranking_a, ranking_b, chunk=4, checked=6)
+    assert (baselines[0] == 0).all()
+    assert baselines.sum(axis=1) == pytest.approx(np.zeros(6), abs=1e-9)  # every item shown: differences sum to 0
+    monkeypatch.setattr(experiments, "slot_baselines", lambda a, b, length: [0.0] * length)
+    with pytest.raises(AssertionError, match="row 1"):
+        experiments._slot_baselines(ranking_a, ranking_b, checked=3)

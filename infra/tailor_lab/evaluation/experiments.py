@@ -35,13 +35,17 @@ Validations (alpha 0.05):
   noisier than the other). A run draws its shoppers as an experiment's units are drawn, each visiting as often as
   it would in --days, one query a visit. Interleaved: every visit gets the rankers' team draft
   (tailor.experiments.interleaving; vectorised here and checked against the product's on the first run's first
-  200 queries), and the test is the product's shopper_test, Student's t-test of each shopper's clicks on A's items
-  minus B's. A/B: each shopper in one arm (a fair coin), every visit gets its arm's ranking, and the test is the
-  product's A/B test of CTR (tailor.experiments.stats.compare: clicks / impressions per unit by the delta method,
-  z-test), as reports compute it. A run is right when its test names the better ranker (the higher expected CTR) at
-  p < 0.05; for each, the fewest shoppers at which 95% of --interleaving-runs runs are right (doubling, then
-  halving the gap down to 3%, fresh runs at every size), their ratio, and at that size how often the test names a
-  winner between a ranker and itself (which should be at most 5%).
+  200 queries), and the test is the product's shopper_test, Student's t-test of each shopper's credits summed over
+  their visits: the centred rank credit (rank_credit: a clicked item's rank in B minus its rank in A, less its
+  slot's expectation over team draft's coins, slot_baselines, vectorised here by all 1,024 coin sequences and
+  checked against the product's), and, beside it, team draft's own (clicks on A's items minus B's). A/B: each
+  shopper in one arm (a fair coin), every visit gets its arm's ranking, and the test is the product's A/B test of
+  CTR (tailor.experiments.stats.compare: clicks / impressions per unit by the delta method, z-test), as reports
+  compute it. A run is right when its test names the better ranker (the higher expected CTR) at p < 0.05; for
+  each, the fewest shoppers at which 95% of --interleaving-runs runs are right (doubling, then halving the gap down
+  to 3%, fresh runs at every size), their ratio, and at that size how often the test names a winner between a
+  ranker and itself, and (interleaved) when each visit's clicks are another visit's of the run, so that they
+  depend on the slot and not on the item (both should be at most 5%).
 * Open Bandit Dataset (--obd, default ../shared/data/obd; README of ../shared/data): per campaign and pooled, the CTR
   of uniform random and Bernoulli Thompson sampling (BTS), BTS's relative lift with its 95% interval and the SRM
   check of the impressions; and BTS's CTR estimated from the random logs by DM, IPW, SNIPW and DR
@@ -67,7 +71,7 @@ from typing import Any
 import numpy as np
 
 from tailor.experiments.attribution import DEFAULT_REVENUE_DAYS as REVENUE_DAYS
-from tailor.experiments.interleaving import A, B, shopper_test, team_draft
+from tailor.experiments.interleaving import A, B, shopper_test, slot_baselines, team_draft
 from tailor.experiments.offpolicy import estimate_all
 from tailor.experiments.report import build_report
 from tailor.experiments.statistics import QUANTITIES, SufficientStatistics, UnitTotals, increments
@@ -89,6 +93,8 @@ SRM_LOSS = 0.02
 NOISE = (3.0, 1.5)
 # Interleaving and the A/B test each need enough shoppers to name the better ranker (p < ALPHA) in this share of runs.
 INTERLEAVING_TARGET = 0.95
+# The random streams of the interleaved runs: the real pair, a ranker against itself, clicks moved between visits.
+_NULL_STREAMS = {None: 52, "itself": 55, "slot clicks": 58}
 _NORMAL = NormalDist()
 # zr-obp's examples: relative errors estimating BTS's CTR from the random logs of `all` (small version).
 ZR_OBP_ERRORS = {"DM": 0.157, "IPW": 0.311, "SNIPW": 0.312, "DR": 0.292}
@@ -513,36 +519,41 @@ def _interleaving(population: Population, runs: int, days: int, seed: int, echo:
 
 def _compare_rankers(population: Population, rankings: dict[str, np.ndarray], runs: int, days: int, seed: int,
                      echo: Callable[[str], None]) -> dict[str, Any]:
-    """Team-draft interleaving against an A/B test of two rankers (shoppers x FEED_LENGTH items each), shoppers
-    visiting as they would in `days`: the fewest shoppers at which each test names the better ranker in
-    INTERLEAVING_TARGET of runs, and how often each names a winner between a ranker and itself."""
+    """Interleaving (the centred rank credit, and team draft's own) against an A/B test of two rankers (shoppers x
+    FEED_LENGTH items each), shoppers visiting as they would in `days`: the fewest shoppers at which each test names
+    the better ranker in INTERLEAVING_TARGET of runs, and how often each names a winner between a ranker and itself
+    and, interleaved, when every visit's clicks are another visit's (they then depend on the slot, not the item)."""
     visits = population.weight * population.exposed_visits(days)
     ctr = {team: float((visits * population.expected_per_visit(rankings[team])[0]).sum() / visits.sum()) / FEED_LENGTH
            for team in (A, B)}
     better = A if ctr[A] > ctr[B] else B
     echo(f"interleaving: expected CTR of ranker A {ctr[A]:.4f}, B {ctr[B]:.4f}")
     between = _between_shopper_shares(population, rankings[A], days, seed)
-    approximation = _normal_approximation(population, rankings, days, seed, ctr[B] - ctr[A])
+    baselines = _slot_baselines(rankings[A], rankings[B])
+    approximation = _normal_approximation(population, rankings, baselines, days, seed, ctr[B] - ctr[A])
 
-    def interleaved(shoppers: int, null: bool) -> float:
-        """Share of runs whose per-shopper t-test names the better ranker (under the null: names any)."""
+    def interleaved(shoppers: int, null: str | None, credit: str) -> float:
+        """Share of runs whose per-shopper t-test names the better ranker (under a null: names any)."""
         named = 0
         for r in range(runs):
-            run_rng = np.random.default_rng([seed, 55 if null else 52, shoppers, r])
+            run_rng = np.random.default_rng([seed, _NULL_STREAMS[null], shoppers, r])
             shopper, unit_of_visit = _window(population, shoppers, days, run_rng)
             visitor = shopper[unit_of_visit]
-            other = rankings[A] if null else rankings[B]
+            other = rankings[A] if null == "itself" else rankings[B]
             coins = run_rng.random((len(visitor), FEED_LENGTH))
             items, from_a = _team_draft(rankings[A][visitor], other[visitor], coins)
-            if r == 0 and not null:
+            if r == 0 and null is None:
                 _team_draft_check(rankings[A][visitor], other[visitor], coins, items, from_a)
             clicked = population.visits(visitor, items, run_rng)["clicked"]
-            per_visit = (clicked & from_a).sum(axis=1) - (clicked & ~from_a).sum(axis=1)
+            if null == "slot clicks":
+                clicked = clicked[run_rng.permutation(len(clicked))]
+            per_visit = _credits(credit, clicked, items, from_a, rankings[A][visitor], other[visitor],
+                                 0.0 if null == "itself" else baselines[visitor])
             result = shopper_test(np.bincount(unit_of_visit, weights=per_visit, minlength=shoppers).tolist())
             named += result.preferred is not None if null else result.preferred == better
         return named / runs
 
-    def ab(shoppers: int, null: bool) -> float:
+    def ab(shoppers: int, null: str | None) -> float:
         """Share of runs whose A/B test of CTR names the better ranker (under the null: names any)."""
         named = 0
         for r in range(runs):
@@ -563,19 +574,65 @@ def _compare_rankers(population: Population, rankings: dict[str, np.ndarray], ru
                 named += True if null else (B if result.difference > 0 else A) == better
         return named / runs
 
-    needs, curves, null = {}, {}, {}
-    for method, right, start in (("interleaving", interleaved, 16), ("ab", ab, 64)):
-        needs[method], curves[method] = _fewest(lambda size, right=right: right(size, False), start)
-        null[method] = right(needs[method], True)
-        echo(f"{method}: {INTERLEAVING_TARGET:.0%} of runs right at {needs[method]} shoppers; "
-             f"a winner named between a ranker and itself in {null[method]:.3f} of runs at that size")
+    methods = {"interleaving": (lambda size, null: interleaved(size, null, "rank"), 16, ("itself", "slot clicks")),
+               "team_draft": (lambda size, null: interleaved(size, null, "team"), 16, ("itself", "slot clicks")),
+               "ab": (ab, 64, ("itself",))}
+    needs, curves, nulls = {}, {}, {}
+    for method, (right, start, null_kinds) in methods.items():
+        needs[method], curves[method] = _fewest(lambda size, right=right: right(size, None), start)
+        nulls[method] = {kind: right(needs[method], kind) for kind in null_kinds}
+        echo(f"{method}: {INTERLEAVING_TARGET:.0%} of runs right at {needs[method]} shoppers; a winner named at that "
+             f"size in " + ", ".join(f"{value:.3f} of runs ({kind})" for kind, value in nulls[method].items()))
     return {"runs": runs, "days": days, "target": INTERLEAVING_TARGET, "alpha": ALPHA,
             "between_shopper_variance_share": between["visit"], "between_shopper_variance_share_window": between["window"],
             "ctr": {team: round(value, 5) for team, value in ctr.items()}, "better": better,
-            "interleaving_shoppers": needs["interleaving"], "ab_shoppers": needs["ab"],
-            "ratio": round(needs["ab"] / needs["interleaving"], 2), "normal_approximation": approximation,
-            "null_false_winner": {"interleaving": null["interleaving"], "ab": null["ab"]},
-            "interleaving_right": curves["interleaving"], "ab_right": curves["ab"]}
+            "interleaving_shoppers": needs["interleaving"], "team_draft_shoppers": needs["team_draft"],
+            "ab_shoppers": needs["ab"], "ratio": round(needs["ab"] / needs["interleaving"], 2),
+            "team_draft_ratio": round(needs["ab"] / needs["team_draft"], 2), "normal_approximation": approximation,
+            "null_false_winner": {method: kinds["itself"] for method, kinds in nulls.items()},
+            "slot_clicks_false_winner": {method: kinds["slot clicks"] for method, kinds in nulls.items()
+                                         if "slot clicks" in kinds},
+            "interleaving_right": curves["interleaving"], "team_draft_right": curves["team_draft"],
+            "ab_right": curves["ab"]}
+
+
+def _credits(credit: str, clicked: np.ndarray, items: np.ndarray, from_a: np.ndarray, ranking_a: np.ndarray,
+             ranking_b: np.ndarray, baselines: np.ndarray | float) -> np.ndarray:
+    """Each visit's credit (> 0 prefers A): team draft's clicks on A's items minus B's ("team"), or the centred rank
+    credit ("rank", tailor.experiments.interleaving.rank_credit), its slots' baselines given."""
+    if credit == "team":
+        return (clicked & from_a).sum(axis=1) - (clicked & ~from_a).sum(axis=1)
+    centred = _rank_differences(ranking_a, ranking_b, items) - baselines
+    return (centred * clicked).sum(axis=1)
+
+
+def _rank_differences(ranking_a: np.ndarray, ranking_b: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """Each shown item's rank in B minus its rank in A (rows: queries; B's rows permutations of A's)."""
+    in_a = (items[:, :, None] == ranking_a[:, None, :]).argmax(axis=2)
+    in_b = (items[:, :, None] == ranking_b[:, None, :]).argmax(axis=2)
+    return (in_b - in_a).astype(float)
+
+
+def _slot_baselines(ranking_a: np.ndarray, ranking_b: np.ndarray, chunk: int = 64, checked: int = 3) -> np.ndarray:
+    """tailor.experiments.interleaving.slot_baselines of each row's pair (rows x FEED_LENGTH), by team draft under
+    every one of its 2^(FEED_LENGTH / 2) equally likely coin sequences; checked against the product's on the first
+    `checked` rows."""
+    rounds = FEED_LENGTH // 2
+    patterns = (np.arange(2 ** rounds)[:, None] >> np.arange(rounds)[None, :]) & 1
+    coins = np.zeros((len(patterns), FEED_LENGTH))
+    coins[:, 0::2] = np.where(patterns == 0, 0.25, 0.75)  # the coin is tossed at the start of each round
+    baselines = np.empty(ranking_a.shape)
+    for low in range(0, len(ranking_a), chunk):
+        rows = np.repeat(np.arange(low, min(low + chunk, len(ranking_a))), len(patterns))
+        tiled = np.tile(coins, (len(rows) // len(patterns), 1))
+        items, _ = _team_draft(ranking_a[rows], ranking_b[rows], tiled)
+        differences = _rank_differences(ranking_a[rows], ranking_b[rows], items)
+        baselines[low:low + chunk] = differences.reshape(-1, len(patterns), FEED_LENGTH).mean(axis=1)
+    for row in range(min(checked, len(ranking_a))):
+        product = slot_baselines(ranking_a[row].tolist(), ranking_b[row].tolist(), FEED_LENGTH)
+        if not np.allclose(product, baselines[row], atol=1e-9):
+            raise AssertionError(f"the vectorised slot baselines differ from the product's on row {row}")
+    return baselines
 
 
 def _window(population: Population, shoppers: int, days: int, rng: np.random.Generator
@@ -607,12 +664,12 @@ def _between_shopper_shares(population: Population, ranking: np.ndarray, days: i
             "window": round(float(1.0 - np.mean(count * expected[shopper]) / np.var(totals)), 4)}
 
 
-def _normal_approximation(population: Population, rankings: dict[str, np.ndarray], days: int, seed: int,
-                          difference: float, shoppers: int = 100_000) -> dict[str, float]:
+def _normal_approximation(population: Population, rankings: dict[str, np.ndarray], baselines: np.ndarray, days: int,
+                          seed: int, difference: float, shoppers: int = 100_000) -> dict[str, float]:
     """The shoppers each test needs by the normal approximation, ((z_{1-alpha/2} + z_target) / effect)^2, the
-    effect being per shopper: the interleaved shoppers' mean click difference over its sd, and for the A/B test the
-    exact CTR difference over the sd of the arms' delta-method influences (n/2 shoppers in each), measured on
-    `shoppers` simulated shoppers (a cross-check of the runs' search)."""
+    effect being per shopper: the interleaved shoppers' mean credit over its sd (centred rank credit, and team
+    draft's), and for the A/B test the exact CTR difference over the sd of the arms' delta-method influences (n/2
+    shoppers in each), measured on `shoppers` simulated shoppers (a cross-check of the runs' search)."""
     rng = np.random.default_rng([seed, 57])
     shopper, unit_of_visit = _window(population, shoppers, days, rng)
     visitor = shopper[unit_of_visit]
@@ -622,12 +679,15 @@ def _normal_approximation(population: Population, rankings: dict[str, np.ndarray
         clicks = np.bincount(unit_of_visit, weights=population.visits(visitor, rankings[team][visitor], rng)["clicks"],
                              minlength=shoppers)
         spread += np.var((clicks - clicks.sum() / impressions.sum() * impressions) / impressions.mean())
-    items, from_a = _team_draft(rankings[A][visitor], rankings[B][visitor], rng.random((len(visitor), FEED_LENGTH)))
+    ranking_a, ranking_b = rankings[A][visitor], rankings[B][visitor]
+    items, from_a = _team_draft(ranking_a, ranking_b, rng.random((len(visitor), FEED_LENGTH)))
     clicked = population.visits(visitor, items, rng)["clicked"]
-    per_shopper = np.bincount(unit_of_visit, weights=(clicked & from_a).sum(axis=1) - (clicked & ~from_a).sum(axis=1),
-                              minlength=shoppers)
+    effects = {"ab": abs(difference) / math.sqrt(2 * spread)}
+    for method, credit in (("interleaving", "rank"), ("team_draft", "team")):
+        per_shopper = np.bincount(unit_of_visit, minlength=shoppers, weights=_credits(
+            credit, clicked, items, from_a, ranking_a, ranking_b, baselines[visitor]))
+        effects[method] = abs(per_shopper.mean()) / per_shopper.std()
     z = _NORMAL.inv_cdf(1 - ALPHA / 2) + _NORMAL.inv_cdf(INTERLEAVING_TARGET)
-    effects = {"interleaving": abs(per_shopper.mean()) / per_shopper.std(), "ab": abs(difference) / math.sqrt(2 * spread)}
     return {method: round(float(z / effect) ** 2, 1) for method, effect in effects.items()} | {
         "ratio": round(float(effects["interleaving"] / effects["ab"]) ** 2, 2), "shoppers": shoppers}
 
@@ -805,14 +865,18 @@ def format_table(report: dict[str, Any]) -> str:
     if "interleaving" in report:
         inter = report["interleaving"]
         null = inter["null_false_winner"]
+        slot = inter["slot_clicks_false_winner"]
+        approximation = inter["normal_approximation"]
         lines.append(f"Interleaving (ranker CTRs A {inter['ctr']['A']:.4f}, B {inter['ctr']['B']:.4f}; shoppers visiting "
                      f"as in {inter['days']} days; {inter['runs']} runs a size): the better ranker named (p < "
                      f"{inter['alpha']}) in {inter['target']:.0%} of runs with {inter['interleaving_shoppers']:,} "
-                     f"shoppers interleaved, {inter['ab_shoppers']:,} in an A/B test: ratio {inter['ratio']:.2f}; a "
-                     f"ranker against itself named a winner in {null['interleaving']:.3f} (interleaving) and "
-                     f"{null['ab']:.3f} (A/B) of runs; the normal approximation needs "
-                     f"{inter['normal_approximation']['interleaving']:,.0f} and {inter['normal_approximation']['ab']:,.0f} "
-                     f"(ratio {inter['normal_approximation']['ratio']:.2f}); "
+                     f"shoppers interleaved (centred rank credit; team draft's own credit {inter['team_draft_shoppers']:,}"
+                     f", ratio {inter['team_draft_ratio']:.2f}), {inter['ab_shoppers']:,} in an A/B test: ratio "
+                     f"{inter['ratio']:.2f}; a ranker against itself named a winner in {null['interleaving']:.3f} "
+                     f"(rank credit), {null['team_draft']:.3f} (team draft) and {null['ab']:.3f} (A/B) of runs, clicks "
+                     f"moved between visits in {slot['interleaving']:.3f} and {slot['team_draft']:.3f}; the normal "
+                     f"approximation needs {approximation['interleaving']:,.0f}, {approximation['team_draft']:,.0f} and "
+                     f"{approximation['ab']:,.0f} (ratio {approximation['ratio']:.2f}); "
                      f"{inter['between_shopper_variance_share']:.1%} of the variance of "
                      f"a visit's clicks is between shoppers, {inter['between_shopper_variance_share_window']:.1%} of a "
                      "shopper's clicks over the days")
