@@ -72,7 +72,8 @@ def test_stopwatch_counts_a_call_that_raises():
 
 def test_table_shows_the_experiments_own_work_and_the_paired_interval():
     report = {
-        "feed": {"rows": {"no experiment": {"requests": 10, "p50_ms": 5.0, "p99_ms": 9.0}},
+        "feed": {"rows": {"no experiment": {"requests": 10, "p50_ms": 5.0, "p99_ms": 9.0, "cpu_p50_ms": 4.5,
+                                           "cpu_p99_ms": 8.0}},
                  "experiment_work": {"requests": 10, "p50_us": 70.0, "p99_us": 130.0, "max_us": 400.0},
                  "assign_us": 4.0},
         "ingest": {"events": 100, "attributed_events": 30, "runs": 3,

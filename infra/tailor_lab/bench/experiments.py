@@ -3,8 +3,10 @@ writes the figures as JSON.
 
 * Feeds: the serving benchmark's state and requests (a simulated day, the default candidate budget, the in-memory
   store), each request served without an experiment, in a live one (assignment, the variant's pipeline, the
-  experiment's feed id) and in one that also logs the exposure (to the in-memory store), the three interleaved
-  request by request so that they see the same machine; p50 and p99 of each. Beside them, the experiment's own work
+  experiment's feed id), in one that also logs the exposure (to the in-memory store), and in one whose variant is
+  the adaptive strategy (the session's cluster bandit filling the slots, over clusters built from the simulated
+  catalog and day), the four interleaved request by request so that they see the same machine; p50 and p99 of each,
+  in wall time and in the thread's CPU time (which the machine's other work does not lengthen). Beside them, the experiment's own work
   in each request of the last row, timed apart in CPU time (the thread's, so the machine's other work does not
   count): reading the live experiments, `assign()` on the request's ids, the strategy's lookup, the feed id and
   logging the exposure. A list served in an experiment takes its time without one plus that work, so the p99 grows
@@ -43,6 +45,7 @@ from tailor.ranking import MODEL_NAME, RankingModel
 from tailor.serving import Recommender
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
 from tailor_lab.simulator import simulate
+from tailor_lab.training.clusters import build_clusters
 
 from .report import percentile, publish
 from .serving import WARMUP_REQUESTS
@@ -73,9 +76,10 @@ def run(*, requests: int, events: int, runs: int, seed: int) -> dict[str, Any]:
 
 def format_table(report: dict[str, Any]) -> str:
     lines = ["Feeds (in-memory store, default budget, requests interleaved)",
-             f"{'':<46} {'requests':>8} {'p50 ms':>8} {'p99 ms':>8}"]
+             f"{'':<46} {'requests':>8} {'p50 ms':>8} {'p99 ms':>8} {'CPU p50':>8} {'CPU p99':>8}"]
     for name, row in report["feed"]["rows"].items():
-        lines.append(f"{name:<46} {row['requests']:>8} {row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f}")
+        lines.append(f"{name:<46} {row['requests']:>8} {row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} "
+                     f"{row['cpu_p50_ms']:>8.2f} {row['cpu_p99_ms']:>8.2f}")
     own = report["feed"]["experiment_work"]
     lines.append(f"the experiment's own work per request, CPU ({own['requests']} requests): p50 {own['p50_us']:.1f} us, "
                  f"p99 {own['p99_us']:.1f} us, largest {own['max_us']:.1f} us; assign() alone "
@@ -99,12 +103,12 @@ def _feeds(requests: int, seed: int) -> dict[str, Any]:
     state = ingested(simulation.events)
     model = load_model(MODEL_NAME, None, build=RankingModel.from_stored)
     asks = feed_requests(state, requests + WARMUP_REQUESTS, seed)
-    experiment = new_experiment({"experiment_id": "exp-bench", "start": (now - dt.timedelta(hours=1)).isoformat(),
-                                 "variants": [{"name": "a", "strategy": "default"},
-                                              {"name": "b", "strategy": "default"}]},
-                                now=now, known_strategies={"default"})
-    experiment = experiment.started(now, claim_slot(experiment, []))
+    experiment = _started({"experiment_id": "exp-bench", "variants": [{"name": "a", "strategy": "default"},
+                                                                      {"name": "b", "strategy": "default"}]}, now)
     live = LiveExperiments(lambda: [experiment])
+    adaptive = _started({"experiment_id": "exp-adaptive", "variants": [{"name": "a", "strategy": "adaptive"},
+                                                                       {"name": "b", "strategy": "adaptive"}]}, now)
+    clusters = build_clusters(simulation.catalog, simulation.events)
     logged = ExperimentStore(MemoryStateStore())
 
     def log(feed_id: str, ranking: Any) -> None:
@@ -119,17 +123,22 @@ def _feeds(requests: int, seed: int) -> dict[str, Any]:
                     "in an experiment": Recommender(state, model, cache=plain.pipeline.cache, experiments=live),
                     "in an experiment, exposure logged": Recommender(
                         state, model, cache=plain.pipeline.cache, experiments=work.timed(live),
-                        strategies=work.timed(lambda: BUILT_IN), exposures=work.timed(log))}
+                        strategies=work.timed(lambda: BUILT_IN), exposures=work.timed(log)),
+                    "in an experiment of the adaptive strategy": Recommender(
+                        state, model, cache=plain.pipeline.cache, experiments=LiveExperiments(lambda: [adaptive]),
+                        item_clusters=lambda: clusters)}
     timings: dict[str, list[float]] = {name: [] for name in recommenders}
+    cpu: dict[str, list[float]] = {name: [] for name in recommenders}
     own_work: list[float] = []
     for n, (user, session) in enumerate(asks):
         order = list(recommenders.items())
         for name, recommender in order if n % 2 else reversed(order):
             work.reset()
-            started = time.perf_counter()
+            started, started_cpu = time.perf_counter(), time.thread_time()
             recommender.feed(user, session_id=session, n=FEED_N)
             if n >= WARMUP_REQUESTS:
                 timings[name].append((time.perf_counter() - started) * 1000)
+                cpu[name].append((time.thread_time() - started_cpu) * 1000)
         if n >= WARMUP_REQUESTS:
             # What the recommender does with the live experiments besides reading them and logging: assign the
             # request's ids and name its feed id, the same calls on the same arguments.
@@ -141,10 +150,19 @@ def _feeds(requests: int, seed: int) -> dict[str, Any]:
         assign([experiment], "feed", user_id=user, session_id=None)
     assign_us = (time.perf_counter() - started) / len(asks) * 1e6
     return {"rows": {name: {"requests": len(values), "p50_ms": percentile(values, 50),
-                            "p99_ms": percentile(values, 99)} for name, values in timings.items()},
+                            "p99_ms": percentile(values, 99), "cpu_p50_ms": percentile(cpu[name], 50),
+                            "cpu_p99_ms": percentile(cpu[name], 99)} for name, values in timings.items()},
+            "clusters": len(clusters.ids),
             "experiment_work": {"requests": len(own_work), "p50_us": percentile(own_work, 50),
                                 "p99_us": percentile(own_work, 99), "max_us": max(own_work)},
             "assign_us": assign_us}
+
+
+def _started(definition: dict[str, Any], now: dt.datetime) -> Any:
+    """An experiment on the feed, started an hour before `now`."""
+    experiment = new_experiment({**definition, "start": (now - dt.timedelta(hours=1)).isoformat()}, now=now,
+                                known_strategies=set(BUILT_IN))
+    return experiment.started(now, claim_slot(experiment, []))
 
 
 def _ingest(events: int, runs: int, seed: int) -> dict[str, Any]:

@@ -8,6 +8,7 @@ posteriors keyed by cluster id survive a rebuild where membership barely changes
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Mapping
@@ -57,9 +58,16 @@ class ItemClusters:
         if unknown:
             raise ValueError(f"clusters: members name unknown clusters {sorted(unknown)[:3]}")
 
-    @property
+    @functools.cached_property
     def index(self) -> dict[str, int]:
+        """Each cluster's row."""
         return {cid: i for i, cid in enumerate(self.ids)}
+
+    @functools.cached_property
+    def rows(self) -> dict[str, int]:
+        """Each member item's cluster's row: what a feed looks up for every candidate."""
+        index = self.index
+        return {item: index[cluster] for item, cluster in self.members.items()}
 
     def cluster_of(self, item_id: str) -> str | None:
         return self.members.get(item_id)

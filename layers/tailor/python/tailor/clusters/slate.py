@@ -33,11 +33,11 @@ def adaptive_slate(candidates: Sequence[str], scores: Sequence[float], n: int, c
     takes that candidate. Candidates in no published cluster wait until the clusters' candidates run out."""
     if len(candidates) != len(scores):
         raise ValueError("scores: one per candidate")
-    index = clusters.index
+    rows = clusters.rows
     left: list[list[tuple[float, str]]] = [[] for _ in clusters.ids]
     outside: list[tuple[float, str]] = []
     for item, score in zip(dict.fromkeys(candidates), scores):
-        row = index.get(clusters.cluster_of(item) or "")
+        row = rows.get(item)
         (outside if row is None else left[row]).append((-float(score), item))
     for items in left:
         items.sort()
