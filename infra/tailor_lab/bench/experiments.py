@@ -178,17 +178,28 @@ def _ingest(events: int, runs: int, seed: int) -> dict[str, Any]:
     rows = {"attribution off": (None, payload), "attribution on, no feed id of an experiment": (Attribution(), payload),
             "attribution on, feed events in an experiment": (Attribution(), attributed)}
     intent = SessionIntent.shipped()
+    # Each event reaches the stream a second after it happened, as a shop's events do: Ingest refuses one dated
+    # later than it arrived (beyond the clock skew it allows).
+    streams = {name: [StreamRecord("shardId-000000000000", str(49_000_000_000_000_000_000 + i), json.dumps(e).encode(),
+                                   e["user_id"], _epoch(e["timestamp"]) + 1.0) for i, e in enumerate(events_in)]
+               for name, (_, events_in) in rows.items()}
     times: dict[str, list[float]] = {name: [] for name in rows}
-    for _ in range(runs):
-        for name, (attribution, events_in) in rows.items():
-            records = [StreamRecord("shardId-000000000000", str(49_000_000_000_000_000_000 + i),
-                                    json.dumps(e).encode(), e["user_id"], 1.7e9 + i) for i, e in enumerate(events_in)]
+    for run_number in range(-1, runs):  # the first, untimed, loads what a container loads once (the intent model)
+        # Each row first in turn: whatever one run leaves the next (caches, the collector's debt) counts against all.
+        order = list(rows.items())
+        for name, (attribution, _) in order if run_number % 2 == 0 else reversed(order):
+            records = streams[name]
             ingestor = Ingestor(MemoryStateStore(), MemoryBlobStore(), max_workers=1, intent=intent, buffer=True,
                                 attribution=attribution)
+            refused = 0
             started = time.process_time()
             for start in range(0, len(records), 100):
-                ingestor.ingest(records[start:start + 100])
-            times[name].append((time.process_time() - started) / len(records) * 1e6)
+                outcome = ingestor.ingest(records[start:start + 100])
+                refused += outcome.quarantined + len(outcome.failed)
+            if run_number >= 0:
+                times[name].append((time.process_time() - started) / len(records) * 1e6)
+            if refused:
+                raise RuntimeError(f"{refused} of the benchmark's events were not ingested ({name})")
     off = statistics.median(times["attribution off"])
     return {"events": len(payload), "attributed_events": sum(1 for e in attributed if e is not None and
                                                              str(e.get("feed_id", "")).startswith("exp-bench.")),
@@ -198,6 +209,10 @@ def _ingest(events: int, runs: int, seed: int) -> dict[str, Any]:
                             "vs_off_paired": (None if name == "attribution off" else
                                               paired_ratio(values, times["attribution off"]))}
                      for name, values in times.items()}}
+
+
+def _epoch(timestamp: str) -> float:
+    return dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
 def paired_ratio(values: list[float], baseline: list[float]) -> dict[str, float] | None:
