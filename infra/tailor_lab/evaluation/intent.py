@@ -9,7 +9,9 @@ prediction is the most common intent): what a model must beat to know anything. 
 Bayes-optimal posterior of the intent given the events so far, filtered with the simulator's own
 process and parameters (tailor_lab.evaluation.intent_oracle): what no model can beat; the JSON's
 "oracle" holds its macro F1 (most probable intent, and the F1-optimal decision) and accuracy, and
-those of the same filter blind to the shopper (`blind_macro_f1`: what the events alone tell).
+those of the same filter blind to the shopper (`blind_macro_f1`: what the events alone tell). A model
+with a forward filter (tailor.intent_filter) folds the sessions with it, and the filter's own posterior
+is reported beside the model ("intent filter alone").
 
 Real proxy. No public data set labels intent, so the real check is the one outcome intent should
 foresee: whether a session ends in a purchase. Diginetica's item views joined with its purchases
@@ -41,6 +43,7 @@ from sklearn.metrics import roc_auc_score
 
 from tailor.events import parse_event
 from tailor.intent import INTENTS, IntentModel, intent_matrix
+from tailor.intent_filter import IntentFilter
 from tailor.models import default_model
 from tailor.session import SessionState, fold_session
 from tailor_lab.training.intent_truth import evaluate_simulated, format_simulated
@@ -67,7 +70,7 @@ def evaluate_purchase_proxy(model: IntentModel, events: Iterable[dict], *, ks: S
     out: dict[str, Any] = {}
     for k in ks:
         ids = sorted(s for s, views in sessions.items() if len(views) >= k)
-        states = [_fold(sessions[s][:k]) for s in ids]
+        states = [_fold(sessions[s][:k], model.filter) for s in ids]
         labels = np.array([s in bought for s in ids])
         if labels.all() or not labels.any():
             out[f"k={k}"] = {"sessions": len(ids), "purchasing": int(labels.sum()), "auc": None}
@@ -145,10 +148,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # -- helpers ----------------------------------------------------------------------------------------
 
-def _fold(events: Sequence[dict]) -> SessionState:
+def _fold(events: Sequence[dict], intent_filter: IntentFilter | None) -> SessionState:
     state = None
     for raw in events:
-        state = fold_session(state, parse_event(raw), ttl_seconds=0)
+        state = fold_session(state, parse_event(raw), ttl_seconds=0, intent_filter=intent_filter)
     return state
 
 

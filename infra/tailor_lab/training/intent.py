@@ -6,6 +6,10 @@ recorded, the session's features (tailor.intent.intent_features, the function In
 are one example labelled with that intent: the intent the shopper was in when they did it. Training
 and serving therefore compute the same features from the same state.
 
+Filter. The session intent filter (tailor.intent_filter) is counted from the same sessions
+(tailor_lab.training.intent_filter); the examples' filter features come from filters counted without
+their session (two folds), the published one from all of them, in the model's metadata ("filter").
+
 Model. scikit-learn's HistGradientBoostingClassifier (a small tree ensemble: a batch of a few hundred
 sessions scores in about a millisecond), exported with skl2onnx into the graph
 tailor.intent.IntentModel runs: input "features" (float32, n x k), output "probabilities" (n x 4,
@@ -31,9 +35,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tailor.intent import INPUT_NAME, INTENT_FEATURES, INTENTS, METADATA_KEY, MODEL_NAME, OUTPUT_NAME, IntentModel
+from tailor.intent_filter import IntentFilter
 from tailor.models import model_version
 
-from .intent_truth import Examples, evaluate_simulated, format_simulated, simulated_examples
+from .intent_truth import Examples, counted_filters, evaluate_simulated, format_simulated, simulated_examples
 from .model_output import add_output_arguments, check_output_arguments, deliver
 from .onnx_export import classifier_graph, with_metadata
 
@@ -54,8 +59,10 @@ class TrainedIntent:
         return IntentModel(self.onnx, version=self.metadata.get("version"))
 
 
-def train_intent(train: Examples, *, seed: int = 0, threads: int = 1, source: str = "") -> TrainedIntent:
-    """Fit the classifier and export it to ONNX with its metadata."""
+def train_intent(train: Examples, *, seed: int = 0, threads: int = 1, source: str = "",
+                 intent_filter: IntentFilter | None = None) -> TrainedIntent:
+    """Fit the classifier and export it to ONNX with its metadata, and `intent_filter`'s parameters: the filter
+    sessions are folded with, whose posterior the examples' filter features hold."""
     from sklearn.ensemble import HistGradientBoostingClassifier
     from threadpoolctl import threadpool_limits
 
@@ -79,6 +86,8 @@ def train_intent(train: Examples, *, seed: int = 0, threads: int = 1, source: st
         "model": {"library": "scikit-learn", "estimator": "HistGradientBoostingClassifier", **BOOSTING},
         "library": _library_versions(),
     }
+    if intent_filter is not None:
+        metadata["filter"] = intent_filter.to_json()
     return TrainedIntent(_export(classifier, metadata), metadata, classifier)
 
 
@@ -99,9 +108,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     sim = simulate(shoppers=args.shoppers, days=args.days, seed=args.seed)
     source = f"simulator ({args.shoppers} shoppers, {args.days:g} days, seed {args.seed})"
-    examples = simulated_examples(sim.events, sim.truth, max_examples=MAX_EXAMPLES, seed=args.seed)
+    intent_filter, held_out_filter = counted_filters(sim.events, sim.truth)
+    examples = simulated_examples(sim.events, sim.truth, max_examples=MAX_EXAMPLES, seed=args.seed,
+                                  intent_filter=held_out_filter)
     fit_started = time.perf_counter()
-    trained = train_intent(examples, seed=args.seed, threads=args.threads, source=source)
+    trained = train_intent(examples, seed=args.seed, threads=args.threads, source=source, intent_filter=intent_filter)
     fit_seconds = time.perf_counter() - fit_started
     held_out = simulate(shoppers=max(args.shoppers // 2, 1), days=args.days, seed=args.eval_seed)
     evaluation = evaluate_simulated(trained.model(), held_out.events, held_out.truth, train=examples)

@@ -3,14 +3,16 @@
 Examples. Simulated events are folded session by session with tailor.session.fold_session, the fold Ingest runs, and
 after each event whose intent the simulator recorded, the session's features (tailor.intent.intent_features, the
 function Ingest and the API call) are one example labelled with that intent: the intent the shopper was in when they
-did it. Training learns from them; training and `tailor evaluate intent` score a model on held-out ones: macro F1,
+did it. Sessions are folded with the model's intent filter (tailor.intent_filter), whose posterior four features
+are; in training, with the filter counted without the session (`counted_filters`). Training learns from them; training and `tailor evaluate intent` score a model on held-out ones: macro F1,
 accuracy, per-intent F1, and calibration (expected calibration error of the top probability over 15 equal-width
-bins, and the multi-class Brier score), beside the baseline of the training data's intent shares and, where the
+bins, and the multi-class Brier score), beside the filter's own posterior, the baseline of the training data's intent shares and, where the
 simulation recorded its actions, the Bayes-optimal posterior (tailor_lab.evaluation.intent_oracle): the ceiling.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,13 +21,18 @@ import numpy as np
 from sklearn.metrics import f1_score
 
 from tailor.events import parse_event
-from tailor.intent import INTENTS, IntentModel, intent_features
+from tailor.intent import INTENT_FEATURES, INTENTS, IntentModel, intent_features
+from tailor.intent_filter import IntentFilter
 from tailor.session import SessionState, fold_session
 
-__all__ = ["CALIBRATION_BINS", "ORACLE", "ORACLE_BLIND", "ORACLE_F1", "Examples", "calibration", "decision_weights",
-           "evaluate_simulated", "format_simulated", "macro_f1", "simulated_examples"]
+from .intent_filter import count_filter, labelled_sessions
+
+__all__ = ["CALIBRATION_BINS", "FILTER", "ORACLE", "ORACLE_BLIND", "ORACLE_F1", "Examples", "calibration",
+           "counted_filters", "decision_weights", "evaluate_simulated", "format_simulated", "macro_f1", "simulated_examples"]
 
 CALIBRATION_BINS = 15
+FOLDS = 2  # folds of the training sessions the classifier's filter posteriors are counted without
+FILTER = "intent filter alone"
 ORACLE = "Bayes oracle"
 ORACLE_F1 = "Bayes oracle, F1 decision"
 ORACLE_BLIND = "filter blind to shopper"
@@ -46,16 +53,19 @@ class Examples:
         return len(self.labels)
 
 
-def simulated_examples(events: Sequence[dict], truth: dict, *, max_examples: int | None = None,
-                       seed: int = 0) -> Examples:
-    """One example per simulated event with a recorded intent: the session's features after it, its intent."""
+def simulated_examples(events: Sequence[dict], truth: dict, *, max_examples: int | None = None, seed: int = 0,
+                       intent_filter: IntentFilter | Callable[[str], IntentFilter] | None = None) -> Examples:
+    """One example per simulated event with a recorded intent: the session's features after it, its intent. Sessions
+    are folded with `intent_filter` (or, a function, the one it gives for the session id): the model's filter."""
     intent_of = _recorded_intents(truth)
     states: dict[str, SessionState] = {}
     out = Examples()
     index = {name: k for k, name in enumerate(INTENTS)}
+    chosen = intent_filter if callable(intent_filter) else (lambda session_id: intent_filter)
     for raw in events:
         event = parse_event(raw)
-        state = fold_session(states.get(event.session_id), event, ttl_seconds=0)
+        state = fold_session(states.get(event.session_id), event, ttl_seconds=0,
+                             intent_filter=chosen(event.session_id))
         states[event.session_id] = state
         intent = intent_of.get(event.event_id)
         if intent is None:
@@ -69,6 +79,20 @@ def simulated_examples(events: Sequence[dict], truth: dict, *, max_examples: int
     return out
 
 
+def counted_filters(events: Sequence[dict], truth: dict, *, folds: int = FOLDS
+                    ) -> tuple[IntentFilter, Callable[[str], IntentFilter]]:
+    """The intent filter counted from a simulation's recorded intents (tailor_lab.training.intent_filter), and for
+    each session id the filter counted without its fold of the sessions: a classifier learns from the posteriors
+    of filters that did not see the session, as serving's filter has not."""
+    index = {name: k for k, name in enumerate(INTENTS)}
+    intent_of = {event_id: index[intent] for event_id, intent in _recorded_intents(truth).items()}
+    sessions = labelled_sessions((parse_event(raw) for raw in events), intent_of)
+    fold = {session_id: zlib.crc32(session_id.encode()) % folds for session_id in sessions}
+    without = [count_filter(events for session_id, events in sessions.items() if fold[session_id] != k)
+               for k in range(folds)]
+    return count_filter(sessions.values()), lambda session_id: without[zlib.crc32(session_id.encode()) % folds]
+
+
 def evaluate_simulated(model: IntentModel, events: Sequence[dict], truth: dict, *,
                        train: Examples | None = None, oracle: Mapping[str, np.ndarray] | None = None,
                        blind_oracle: Mapping[str, np.ndarray] | None = None) -> dict[str, Any]:
@@ -77,7 +101,7 @@ def evaluate_simulated(model: IntentModel, events: Sequence[dict], truth: dict, 
     P(intent), tailor_lab.evaluation.intent_oracle), the Bayes-optimal posterior: its most probable intent, and the
     decision with per-intent weights chosen for macro F1 on these same events (its figure is then a ceiling); given
     `blind_oracle` too, the same filter blind to the shopper (what the events alone tell)."""
-    examples = simulated_examples(events, truth)
+    examples = simulated_examples(events, truth, intent_filter=model.filter)
     X, y = examples.arrays()
     shares_from = np.asarray(train.labels) if train is not None else y
     prior = np.bincount(shares_from, minlength=len(INTENTS)) / max(len(shares_from), 1)
@@ -85,6 +109,8 @@ def evaluate_simulated(model: IntentModel, events: Sequence[dict], truth: dict, 
         "intent model": model.predict(X),
         "intent shares (baseline)": np.tile(prior, (len(y), 1)),
     }
+    if model.filter is not None:
+        methods[FILTER] = X[:, [INTENT_FEATURES.index(f"filter_{i}") for i in INTENTS]].astype(float)
     out: dict[str, Any] = {}
     if oracle is not None:
         recorded = _recorded_intents(truth)

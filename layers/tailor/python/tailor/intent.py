@@ -5,12 +5,15 @@ Features. `intent_features(state)` is the one function training and serving comp
 Ingest calls it on the session state it folds, the API on the state it folds from a request's
 `session_data`, training on the state replayed from simulated or archived events. It reads only
 SessionState fields (tailor.session), so a feature cannot mean one thing in training and another
-in serving.
+in serving. Four of them are the posterior of the session's learned forward filter
+(tailor.intent_filter), which the session keeps when it is folded with the model's filter.
 
 Model. `IntentModel` runs the classifier (model registry name "intent"): an ONNX graph with input
 "features" (float32, n x len(names)) and output "probabilities" (n x 4, INTENTS order). Its
 metadata names its features; they are taken from INTENT_FEATURES by name, so features added after
-it was trained do not disturb it. One `predict` call scores a whole batch of sessions.
+it was trained do not disturb it. One `predict` call scores a whole batch of sessions. Its metadata's
+"filter" holds the forward filter's parameters (`IntentModel.filter`), published with the classifier
+that reads its posterior: sessions are folded with it (tailor.session.fold_session).
 
 Scaling factors. `IntentFactors` holds intent -> event type -> factor (1 where not named). A session
 is a mixture of intents, so its factor for an event type is the mixture's blend of the factors:
@@ -23,16 +26,17 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tailor.events import EVENT_TYPES
+from tailor.events import EVENT_TYPES, Event
+from tailor.intent_filter import IntentFilter, filter_posterior
 from tailor.ltv.features import REFERRAL_SOURCES
 from tailor.models.onnx_model import OnnxModel
-from tailor.session import SessionState
+from tailor.session import SessionState, fold_session
 
 __all__ = ["DEFAULT_FACTORS_FILE", "INPUT_NAME", "INTENTS", "INTENT_FEATURES", "METADATA_KEY", "MODEL_NAME",
            "OUTPUT_NAME", "IntentFactors", "IntentModel", "as_mapping", "dominant_intent", "intent_features", "intent_matrix"]
@@ -65,8 +69,10 @@ INTENT_FEATURES: tuple[str, ...] = (
     *(f"referral_{s}" for s in REFERRAL_SOURCES),
     *(f"last_{t}" for t in SHARE_TYPES),
     *(f"decayed{h}_{t}" for h in HALF_LIVES for t in SHARE_TYPES),
+    *(f"filter_{i}" for i in INTENTS),
 )
 _ITEM_EVENTS = ("view", "click", "review_read", "spec_compare", "zoom", "dwell", "wishlist", "add_to_cart")
+_UNIFORM = [1.0 / len(INTENTS)] * len(INTENTS)  # the filter's features of a session folded without one
 
 
 def intent_features(state: SessionState) -> list[float]:
@@ -113,6 +119,7 @@ def intent_features(state: SessionState) -> list[float]:
         *(1.0 if state.referral_source == source else 0.0 for source in REFERRAL_SOURCES),
         *(1.0 if last == t else 0.0 for t in SHARE_TYPES),
         *decayed,
+        *(filter_posterior(state.intent_filter) or _UNIFORM),
     ]
 
 
@@ -139,6 +146,9 @@ class IntentModel(OnnxModel):
         super().__init__(onnx, **kwargs)
         if tuple(self.metadata.get("intents", ())) != INTENTS:
             raise ValueError(f"the intent model's classes {self.metadata.get('intents')} are not {list(INTENTS)}")
+        document = self.metadata.get("filter")
+        # The forward filter whose posterior the classifier reads (features filter_*); older models have none.
+        self.filter: IntentFilter | None = None if document is None else IntentFilter.from_json(document)
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         """Intent probabilities (n x 4, INTENTS order, rows summing to 1) for a feature matrix."""
@@ -150,6 +160,14 @@ class IntentModel(OnnxModel):
     def probabilities(self, state: SessionState) -> dict[str, float]:
         """One session's intent probabilities, rounded for storing."""
         return as_mapping(self.predict(intent_matrix([state]))[0])
+
+    def session_probabilities(self, events: Iterable[Event]) -> dict[str, float]:
+        """The intent probabilities of a session given as its events (a request's session data): folded in time
+        order with the model's filter, as Ingest folds a stream."""
+        state = None
+        for event in sorted(events, key=lambda e: e.epoch):
+            state = fold_session(state, event, ttl_seconds=0, intent_filter=self.filter)
+        return {} if state is None else self.probabilities(state)
 
 
 def as_mapping(row: Sequence[float]) -> dict[str, float]:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from tailor.events import Event
 from tailor.evidence import note_evidence
 from tailor.rows import RowState
 from tailor.text import event_digest, normalize_query, remember
 
-__all__ = ["SessionState", "fold_session", "RECENT_ITEMS", "QUERY_ATTRIBUTION_SECONDS"]
+__all__ = ["IntentStep", "SessionState", "fold_session", "RECENT_ITEMS", "QUERY_ATTRIBUTION_SECONDS"]
 
 RECENT_ITEMS = 50  # distinct items kept per session, most recent last
 RECENT_CATEGORIES = 20
@@ -53,6 +53,7 @@ class SessionState(RowState):
     dwell_ms_recent: float = 0.0  # moving average of dwell times, the newest counting RECENT_WEIGHT
     scroll_depth_recent: float = 0.0  # moving average of scroll depths, the newest counting RECENT_WEIGHT
     intent: dict[str, float] = field(default_factory=dict)  # intent probabilities as of Ingest's last batch (tailor.intent)
+    intent_filter: str = ""  # the intent filter's posterior and page context after the last event (tailor.intent_filter)
     personas: dict[str, Any] = field(default_factory=dict)  # this session's traits and their evidence (tailor.personas)
     clusters: str | dict[str, Any] = ""  # clicks and ignores per cluster shown (ClusterPosteriors.encode; older rows: a map)
     vector: dict[str, Any] = field(default_factory=dict)  # the session's vector, compact (tailor.embeddings.online)
@@ -61,18 +62,28 @@ class SessionState(RowState):
         return self.items[-n:]
 
 
+class IntentStep(Protocol):
+    """What a session folds its intent filter with (tailor.intent_filter.IntentFilter): the filter's kept state
+    after an event, from the session as it was before it."""
+
+    def step(self, state: SessionState | None, event: Event) -> str: ...
+
+
 def fold_session(state: SessionState | None, event: Event, *, ttl_seconds: int,
-                 received_at: float = 0.0) -> SessionState:
+                 received_at: float = 0.0, intent_filter: IntentStep | None = None) -> SessionState:
     """The session after `event`; a duplicate of a recent event leaves it as it was.
 
     The session expires `ttl_seconds` after its last event or after the stream received it,
-    whichever is later, so replaying old history does not write sessions that are already expired."""
+    whichever is later, so replaying old history does not write sessions that are already expired.
+    With `intent_filter`, the session's intent filter takes the event (from the session as it was before it)."""
     t = event.epoch
     if state is None:
         state = SessionState(session_id=event.session_id, user_id=event.user_id, started_at=t,
                              last_seen=t, expires_at=0)
     elif state.has_seen(event.event_id):
         return state
+    if intent_filter is not None:
+        state.intent_filter = intent_filter.step(state if state.events else None, event)
     state.seen = remember(state.seen, event_digest(event.event_id), RECENT_EVENTS)
     state.events += 1
     state.counts[event.event_type] = state.counts.get(event.event_type, 0) + 1

@@ -1,0 +1,217 @@
+"""The session intent filter: what it observes of each event, its update as the session's fold, its parameters counted
+from labelled sessions, and Ingest keeping its state once per event however batches fall."""
+
+import random
+
+import numpy as np
+import pytest
+
+from tailor.events import parse_event
+from tailor.ingest.intent import SessionIntent
+from tailor.ingest.service import Ingestor
+from tailor.intent import INTENT_FEATURES, INTENTS, IntentModel, intent_features
+from tailor.intent_filter import IntentFilter, action_start, filter_posterior, observe
+from tailor.session import fold_session
+from tailor.store.memory import MemoryBlobStore, MemoryStateStore
+from tailor_lab.training.intent import train_intent
+from tailor_lab.training.intent_filter import count_filter
+from tailor_lab.training.intent_truth import FILTER, Examples, evaluate_simulated
+
+from tests.helpers.events import random_events, to_records
+from tests.helpers.ingest import FlakyBlobStore, FlakyStateStore, deliver
+
+RESEARCH, EXPLORING = INTENTS.index("research"), INTENTS.index("exploratory")
+
+
+def events(*bodies: dict, session: str = "s", start: float = 0.0) -> list:
+    """Parsed events of one session, `t` seconds after 10:00 (default: 10 s apart)."""
+    out = []
+    for k, fields in enumerate(bodies):
+        t = start + fields.pop("t", 10.0 * k)
+        raw = {"event_id": f"{session}-e{k}", "user_id": "u", "session_id": session,
+               "timestamp": f"2026-11-02T10:{int(t) // 60:02d}:{t % 60:06.3f}Z", **fields}
+        out.append(parse_event(raw))
+    return out
+
+
+def page(item: str, seconds: float, *, t: float, reviews: bool = False, category: str = "c1") -> list[dict]:
+    """An item page: its view, a review read some seconds in (if any), its dwell."""
+    bodies = [{"event_type": "view", "item_id": item, "category": category, "t": t}]
+    if reviews:
+        bodies.append({"event_type": "review_read", "item_id": item, "t": t + seconds})
+    bodies.append({"event_type": "dwell", "item_id": item, "dwell_ms": int(seconds * 1000) + (30_000 if reviews else 0),
+                   "t": t + seconds + (30 if reviews else 0)})
+    return bodies
+
+
+def sessions_of(intent: int, seconds: float, reviews: bool, n: int) -> list:
+    """Labelled sessions of one intent: each a browse then three pages read for about `seconds`."""
+    out = []
+    for s in range(n):
+        rng = random.Random(s)
+        bodies = [{"event_type": "category_browse", "category": "c1", "t": 0.0}]
+        for k in range(3):
+            bodies += page(f"i{s}-{k}", seconds * rng.uniform(0.8, 1.25), t=20.0 + 200 * k, reviews=reviews)
+        out.append([(e, intent) for e in events(*bodies, session=f"{INTENTS[intent]}-{s}")])
+    return out
+
+
+@pytest.fixture(scope="module")
+def counted() -> IntentFilter:
+    return count_filter(sessions_of(EXPLORING, 4.0, False, 40) + sessions_of(RESEARCH, 60.0, True, 40))
+
+
+def test_events_are_observed_by_kind_in_context_and_the_detail_their_intent_shapes():
+    state, seen = None, []
+    for event in events({"event_type": "referral", "source": "email"},
+                        {"event_type": "category_browse", "category": "c1"},
+                        {"event_type": "impression", "item_ids": ["a", "b"]},
+                        {"event_type": "scroll", "depth": 0.93},
+                        {"event_type": "view", "item_id": "a", "category": "c1", "t": 40.0},
+                        {"event_type": "impression", "item_ids": ["x"], "t": 40.5},
+                        {"event_type": "review_read", "item_id": "a", "t": 50.0},
+                        {"event_type": "dwell", "item_id": "a", "dwell_ms": 45_000, "t": 85.0},
+                        {"event_type": "click", "item_id": "x", "category": "c2", "t": 86.0},
+                        {"event_type": "search", "query": "red shoes", "t": 100.0},
+                        {"event_type": "search", "query": "Red  shoes under-50", "t": 110.0},
+                        {"event_type": "view", "item_id": "a", "category": "c1", "t": 120.0}):
+        seen.append(observe(state, event))
+        state = fold_session(state, event, ttl_seconds=0, intent_filter=_neutral())
+    assert [(o.previous, o.kind, o.detail) for o in seen] == [
+        ("start", "referral", "email"),
+        ("referral", "category_browse", "first"),
+        ("category_browse", "impression", ""),
+        ("impression", "scroll", "9"),
+        ("scroll", "view", "same"),
+        ("view", "impression_in_page", ""),
+        ("impression_in_page", "review_read", "5"),  # read for 10 s before the reviews: from 9 to 12 s
+        ("review_read", "dwell", "after reviews 10"),
+        ("dwell", "click_in_page", "other"),
+        ("click_in_page", "search", "first"),
+        ("search", "search", "refine"),
+        ("search", "view", "other again"),  # the click went to c2; "a" was viewed before
+    ]
+    assert [o.transition for o in seen] == ["within", "action", "within", "within", "action", "within", "within",
+                                            "within", "within", "action", "action", "action"]
+    assert not action_start("click", "view") and action_start("dwell", "view")
+
+
+def test_after_a_purchase_the_intent_moves_as_a_new_session_would():
+    state, seen = None, []
+    for event in events({"event_type": "checkout_view", "cart_value": 20.0},
+                        {"event_type": "purchase", "item_id": "a", "price": 10.0, "quantity": 2, "order_id": "o1"},
+                        {"event_type": "category_browse", "category": "c1"}):
+        seen.append(observe(state, event))
+        state = fold_session(state, event, ttl_seconds=0, intent_filter=_neutral())
+    assert [o.transition for o in seen] == ["action", "within", "after_purchase"]
+
+
+def test_the_posterior_follows_the_evidence_the_counts_learned(counted):
+    def posterior(bodies):
+        state = None
+        for event in events(*bodies):
+            state = fold_session(state, event, ttl_seconds=0, intent_filter=counted)
+        return filter_posterior(state.intent_filter)
+
+    start = [{"event_type": "category_browse", "category": "c1", "t": 0.0}]
+    long_read = posterior(start + page("a", 60.0, t=20.0, reviews=True))
+    short_read = posterior(start + page("a", 4.0, t=20.0))
+    assert sum(long_read) == pytest.approx(1.0, abs=1e-5) and sum(short_read) == pytest.approx(1.0, abs=1e-5)
+    assert long_read[RESEARCH] > 0.9 and short_read[EXPLORING] > 0.9
+    assert posterior(start)[RESEARCH] == pytest.approx(0.5, abs=0.05)  # a browse tells them apart by nothing
+
+
+def test_the_kept_state_is_a_fold_a_duplicate_leaves_as_it_was(counted):
+    replayed = events({"event_type": "category_browse", "category": "c1"}, *page("a", 60.0, t=20.0, reviews=True))
+    state = None
+    for event in replayed:
+        state = fold_session(state, event, ttl_seconds=0, intent_filter=counted)
+    kept = state.intent_filter
+    for event in replayed:
+        state = fold_session(state, event, ttl_seconds=0, intent_filter=counted)
+    assert state.intent_filter == kept
+    assert intent_features(state)[-len(INTENTS):] == filter_posterior(kept)
+    assert [f for f in INTENT_FEATURES if f.startswith("filter_")] == [f"filter_{i}" for i in INTENTS]
+
+
+def test_a_session_folded_without_a_filter_gives_uniform_filter_features():
+    state = fold_session(None, events({"event_type": "category_browse", "category": "c1"})[0], ttl_seconds=0)
+    assert state.intent_filter == "" and intent_features(state)[-len(INTENTS):] == [0.25] * len(INTENTS)
+
+
+def test_the_parameters_round_trip_through_json_and_bad_ones_are_refused_by_name(counted):
+    assert IntentFilter.from_json(counted.to_json()).to_json() == counted.to_json()
+    document = counted.to_json()
+    with pytest.raises(ValueError, match="kinds.x>y must hold 4 numbers"):
+        IntentFilter.from_json({**document, "kinds": {"x>y": [1.0, 2.0]}})
+    with pytest.raises(ValueError, match="transitions \\['after_purchase'\\] missing"):
+        IntentFilter.from_json({**document, "transitions": {k: v for k, v in document["transitions"].items()
+                                                            if k != "after_purchase"}})
+    with pytest.raises(ValueError, match="details.d:1 must hold non-negative numbers"):
+        IntentFilter.from_json({**document, "details": {"d:1": [1.0, -1.0, 0.0, 0.0]}})
+    with pytest.raises(ValueError, match="prior missing"):
+        IntentFilter.from_json({k: v for k, v in document.items() if k != "prior"})
+
+
+@pytest.fixture(scope="module")
+def filtered_model(counted) -> IntentModel:
+    examples = Examples()
+    for sessions in (sessions_of(EXPLORING, 4.0, False, 20), sessions_of(RESEARCH, 60.0, True, 20)):
+        for labelled in sessions:
+            state = None
+            for event, intent in labelled:
+                state = fold_session(state, event, ttl_seconds=0, intent_filter=counted)
+                examples.features.append(intent_features(state))
+                examples.labels.append(intent)
+                examples.sessions.append(event.session_id)
+    # Every intent must be present for the classifier: two sessions each of the other two, read like exploring.
+    for intent in (INTENTS.index("comparative"), INTENTS.index("intent_to_purchase")):
+        for labelled in sessions_of(intent, 20.0, False, 2):
+            state = None
+            for event, _ in labelled:
+                state = fold_session(state, event, ttl_seconds=0, intent_filter=counted)
+                examples.features.append(intent_features(state))
+                examples.labels.append(intent)
+                examples.sessions.append(event.session_id)
+    return train_intent(examples, source="test", intent_filter=counted).model()
+
+
+def test_the_model_publishes_its_filter_and_the_evaluation_reports_it_alone(filtered_model, counted):
+    assert filtered_model.filter.to_json() == counted.to_json()
+    from tailor_lab.simulator import simulate
+
+    held_out = simulate(shoppers=20, days=1, seed=4)
+    evaluation = evaluate_simulated(filtered_model, held_out.events, held_out.truth)
+    assert FILTER in evaluation["methods"]
+    assert 0.0 <= evaluation["methods"][FILTER]["macro_f1"] <= 1.0
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_ingest_keeps_the_filter_state_once_per_event_however_batches_replays_and_failures_fall(filtered_model, seed):
+    stream = random_events(seed, 300)
+    intent = SessionIntent(filtered_model)
+    expected = MemoryStateStore()
+    Ingestor(expected, MemoryBlobStore(), max_workers=1, intent=intent).ingest(to_records(stream))
+    rows = expected.tables["sessions"]
+    assert rows and all(row["intent_filter"] for row in rows.values())
+    # The row's state is the session's events folded once each, in their order, duplicates left out.
+    by_session: dict[str, list] = {}
+    for raw in stream:
+        by_session.setdefault(raw["session_id"], []).append(parse_event(raw))
+    for session_id, session_events in by_session.items():
+        state = None
+        for event in session_events:
+            state = fold_session(state, event, ttl_seconds=0, intent_filter=filtered_model.filter)
+        assert rows[session_id]["intent_filter"] == state.intent_filter
+
+    rng = random.Random(seed)
+    store = FlakyStateStore(MemoryStateStore(), rng, rate=0.08)
+    calls = deliver(Ingestor(store, FlakyBlobStore(rng, rate=0.05), max_workers=4, intent=intent),
+                    to_records(stream), rng, crash_rate=0.15)
+    assert calls > 20
+    assert store.inner.snapshot() == expected.snapshot()
+
+
+def _neutral() -> IntentFilter:
+    return IntentFilter([0.25] * 4, {name: np.eye(4).tolist() for name in ("action", "within", "after_purchase")},
+                        {}, {})
