@@ -198,7 +198,8 @@ class BatchFold:
                 if session.applies(pos):
                     repeated = session.state is not None and session.state.has_seen(event.event_id)
                     recent = None if session.state is None else session.state.items
-                    session.state = fold_session(session.state, event, ttl_seconds=ttl, received_at=arrivals[pos])
+                    session.state = fold_session(session.state, event, ttl_seconds=ttl, received_at=arrivals[pos],
+                                                 intent_filter=None if intent is None else intent.model.filter)
                     if kept is not None and not repeated:  # the session's cluster posteriors, once per event
                         kept.fold(session.state, event)
                     if noted is not None and not repeated:
