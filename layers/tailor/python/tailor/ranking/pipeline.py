@@ -130,7 +130,8 @@ class Pipeline:
         if self.factors is not None:
             ctx.factors = self.factors()
             if ctx.transient_session and ctx.session is not None and self.intent_model is not None:
-                ctx.intent = self.intent_model.probabilities(ctx.session)  # one model call per request
+                # One model call per request, on the session folded with the model's intent filter.
+                ctx.intent = self.intent_model.session_probabilities(request.session_events)
         route = self.routes[request.route]
         waves = 0
         while True:
