@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from tailor.events import Event
@@ -43,8 +42,7 @@ _ON_PAGE = frozenset({"impression", "scroll", "zoom"})
 _NO_PAGE = "-"
 
 
-@dataclass(frozen=True)
-class Observation:
+class Observation(NamedTuple):
     """What the filter sees of one event: the previous event's kind, this one's kind, its detail."""
 
     previous: str
