@@ -1,4 +1,5 @@
-"""The DynamoDB store reads items as DynamoDB sent them and makes the same rows of them as boto3's deserializer does."""
+"""The DynamoDB store reads items as DynamoDB sent them and makes the same rows of them as boto3's deserializer does,
+and writes values as boto3's serializer does."""
 
 import base64
 import random
@@ -6,7 +7,7 @@ from decimal import Decimal
 
 import boto3
 import pytest
-from boto3.dynamodb.types import Binary, TypeDeserializer
+from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 from moto import mock_aws
 
 from tailor.store.aws import DynamoStateStore, from_dynamo, to_dynamo
@@ -56,6 +57,64 @@ def test_items_become_the_rows_boto3s_deserializer_makes():
         mine, theirs = from_dynamo(item), _deserialized(item)
         assert mine == theirs
         assert [type(v) for v in mine.values()] == [type(v) for v in theirs.values()]
+
+
+def _python(rng, depth=0):
+    kinds = ["str", "int", "big", "float", "bool", "none", "set", "bytes", "decimal"] + \
+        (["list", "tuple", "dict", "dict"] if depth < 3 else [])
+    kind = rng.choice(kinds)
+    if kind == "str":
+        return "".join(rng.choice("aé€ 0") for _ in range(rng.randrange(0, 5)))
+    if kind == "int":
+        return rng.randrange(-10**6, 10**6)
+    if kind == "big":
+        return rng.choice([10**37, -(10**38) + 1, 2**64])
+    if kind == "float":
+        return rng.choice([0.1, -2.5, 1e-7, 3.0, 1e20, rng.random()])
+    if kind == "bool":
+        return rng.random() < 0.5
+    if kind == "none":
+        return None
+    if kind == "set":
+        return {f"s{i}" for i in range(rng.randrange(1, 3))}
+    if kind == "bytes":
+        return b"\x00\x01"
+    if kind == "decimal":
+        return Decimal("12.50")
+    if kind in ("list", "tuple"):
+        items = [_python(rng, depth + 1) for _ in range(rng.randrange(0, 4))]
+        return items if kind == "list" else tuple(items)
+    return {f"k{i}": _python(rng, depth + 1) for i in range(rng.randrange(0, 4))}
+
+
+def _serialized(value):
+    """What the store wrote before: floats as exact decimals, then boto3's TypeSerializer."""
+    def decimals(v):
+        if isinstance(v, float):
+            return Decimal(repr(v))
+        if isinstance(v, dict):
+            return {k: decimals(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [decimals(x) for x in v]
+        return v
+
+    return TypeSerializer().serialize(decimals(value))
+
+
+def test_values_become_the_attribute_values_boto3s_serializer_makes():
+    rng = random.Random(9)
+    for _ in range(3000):
+        value = _python(rng)
+        assert to_dynamo(value) == _serialized(value), value
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 10**40])
+def test_values_dynamodb_cannot_hold_are_refused_as_boto3_refuses_them(value):
+    with pytest.raises(Exception) as mine:
+        to_dynamo({"a": [value]})
+    with pytest.raises(Exception) as theirs:
+        _serialized({"a": [value]})
+    assert type(mine.value) is type(theirs.value)
 
 
 def test_binary_values_are_read_from_botocore_bytes_and_from_the_wires_base64_alike():

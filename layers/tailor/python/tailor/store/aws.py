@@ -213,8 +213,27 @@ class SqsQueue:
 
 
 def to_dynamo(value: Any) -> dict[str, Any]:
-    """A Python value as a DynamoDB attribute value (floats become exact decimals)."""
-    return _serializer.serialize(_decimals(value))
+    """A Python value as a DynamoDB attribute value (floats become exact decimals): what boto3's TypeSerializer makes
+    of it, in one walk for the strings, numbers, booleans, nulls, lists and dicts rows are made of."""
+    kind = type(value)
+    if kind is str:
+        return {"S": value}
+    if kind is dict:
+        return {"M": {k: to_dynamo(v) for k, v in value.items()}}
+    if kind is int and -_INT_DIGITS_LIMIT < value < _INT_DIGITS_LIMIT:
+        return {"N": str(value)}
+    if kind is float:
+        return _serializer.serialize(Decimal(repr(value)))
+    if kind is bool:
+        return {"BOOL": value}
+    if kind is list or kind is tuple:
+        return {"L": [to_dynamo(v) for v in value]}
+    if value is None:
+        return {"NULL": True}
+    return _serializer.serialize(_decimals(value))  # sets, binary data, decimals, mappings of other kinds
+
+
+_INT_DIGITS_LIMIT = 10**38  # DynamoDB's 38 digits of precision: a longer integer is TypeSerializer's to refuse
 
 
 def from_dynamo(item: Mapping[str, Any]) -> dict[str, Any]:
