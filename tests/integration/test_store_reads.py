@@ -10,7 +10,7 @@ import pytest
 from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 from moto import mock_aws
 
-from tailor.store.aws import DynamoStateStore, from_dynamo, to_dynamo
+from tailor.store.aws import DynamoStateStore, _decimals, from_dynamo, to_dynamo
 from tailor_local.aws import create_state_tables
 
 
@@ -89,16 +89,7 @@ def _python(rng, depth=0):
 
 def _serialized(value):
     """What the store wrote before: floats as exact decimals, then boto3's TypeSerializer."""
-    def decimals(v):
-        if isinstance(v, float):
-            return Decimal(repr(v))
-        if isinstance(v, dict):
-            return {k: decimals(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [decimals(x) for x in v]
-        return v
-
-    return TypeSerializer().serialize(decimals(value))
+    return TypeSerializer().serialize(_decimals(value))
 
 
 def test_values_become_the_attribute_values_boto3s_serializer_makes():
