@@ -265,6 +265,7 @@ def test_jobs_build_then_refine_personas_with_stable_ids_from_simulated_shoppers
         ingestor.ingest(records[start:min(start + 100, half)])
     built = run_job("rebuild", store, blobs, ks=range(2, 6))
     assert 2 <= built["k"] <= 5 and {2, 3} <= set(built["bic"]) <= set(range(2, 6)) and built["published"]
+    assert current_model(blobs).taste_items  # the rebuild reads the shoppers' recent items
     for start in range(half, len(records), 100):
         ingestor.ingest(records[start:start + 100])
     refined = run_job("refine", store, blobs)

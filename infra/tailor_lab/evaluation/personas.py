@@ -383,7 +383,8 @@ def _recovery(replay: Replay, truth: dict, oracle: dict[str, int] | None = None)
         if mixture:
             true.append(known["persona"])
             online.append(dominant(mixture))
-            batch.append(int(np.argmax(model.responsibilities(shopper_features(state, model.space)[None, :])[0])))
+            batch.append(int(np.argmax(model.responsibilities(shopper_features(state, model.space)[None, :],
+                                                              [state.recent_items])[0])))
             best.append((oracle or {}).get(user_id, -1))
         means = trait_means((state.personas or {}).get("traits", {}))
         for trait in TRAITS:

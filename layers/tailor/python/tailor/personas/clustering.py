@@ -1,8 +1,11 @@
-"""Fitting personas: the feature space from the tables, Gaussian mixtures with k chosen by BIC, persona ids kept
-across rebuilds, mini-batch refinement between rebuilds, and the cold-start tables.
+"""Fitting personas: the feature space from the tables, mixtures with k chosen on held-out shoppers, persona ids
+kept across rebuilds, mini-batch refinement between rebuilds, and the cold-start tables.
 
-Plain numpy (the Lambda runtime carries no scikit-learn): a diagonal-covariance Gaussian mixture fitted by EM
-from a k-means++ start, several k tried and the one with the lowest Bayesian information criterion kept.
+Plain numpy (the Lambda runtime carries no scikit-learn): each persona is a spherical Gaussian over the shopper
+features and, given the shoppers' recent items, a multinomial over the items (the persona's tastes for items:
+brands, styles, quality and price within a category, which no summary feature keeps), fitted together by EM from a
+k-means++ start; several k are tried and the one whose fits best explain held-out shoppers kept (without items,
+the one with the lowest Bayesian information criterion).
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ from typing import Any
 import numpy as np
 
 from tailor.personas.features import BEHAVIOUR, PRICE_QUANTILES, QUERY_DIMS, FeatureSpace, tokens
-from tailor.personas.model import PersonaModel, age_band
+from tailor.personas.model import FEATURE_WEIGHT, PersonaModel, age_band
 from tailor.shopper import ShopperState
 
-__all__ = ["BLOCK_WEIGHTS", "PRICE_WEIGHT", "Fit", "choose_k", "cold_start_tables", "feature_space", "fit_mixture",
+__all__ = ["BLOCK_WEIGHTS", "PRICE_WEIGHT", "Fit", "ItemCounts", "choose_k", "cold_start_tables", "feature_space",
+           "fit_mixture", "held_out_deviance",
            "match_ids", "persona_labels", "query_vectors", "refine", "standardization"]
 
 MAX_CATEGORIES = 24  # categories with a feature of their own; the rest share "other"
@@ -35,18 +39,68 @@ PRICE_WEIGHT = 0.5
 COLD_START_PRIOR = 10.0  # shoppers' worth of the general mixture every cold-start table entry starts from
 MIN_SIGNAL_SHOPPERS = 5
 STARTS = 3  # EM starts per k
+FOLDS = 2  # with items, k is chosen by the log-likelihood of held-out shoppers over this many folds
+MAX_ITEMS = 20_000  # items with a taste of their own in the item term; the rest share one
+ITEM_PRIOR = 0.5  # pseudo-count of every item in every persona's item distribution
+
+
+class ItemCounts:
+    """Shoppers' recent items as a sparse shopper x item count matrix over a vocabulary (the last column: any
+    item outside it), kept as (row, column) pairs: plain numpy, no scipy in the Lambda runtime."""
+
+    def __init__(self, items: Sequence[Sequence[str]], vocabulary: Sequence[str]):
+        index = {item: j for j, item in enumerate(vocabulary)}
+        self.columns = len(vocabulary) + 1
+        rows, cols = [], []
+        for i, shopper_items in enumerate(items):
+            for item in shopper_items:
+                rows.append(i)
+                cols.append(index.get(item, len(vocabulary)))
+        self.n = len(items)
+        self.rows, self.cols = np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
+
+    def take(self, shoppers: np.ndarray) -> ItemCounts:
+        """The counts of the given shoppers (row indices, ascending), in that order."""
+        out = ItemCounts([], ())
+        position = np.full(self.n, -1)
+        position[shoppers] = np.arange(len(shoppers))
+        kept = position[self.rows] >= 0
+        out.columns, out.n = self.columns, len(shoppers)
+        out.rows, out.cols = position[self.rows[kept]], self.cols[kept]
+        return out
+
+    def log_likelihood(self, item_log: np.ndarray) -> np.ndarray:
+        """Sum over each shopper's items of log P(item | persona): (n, K) for item_log (K, columns)."""
+        out = np.zeros((self.n, item_log.shape[0]))
+        np.add.at(out, self.rows, item_log[:, self.cols].T)
+        return out
+
+    def persona_log(self, r: np.ndarray) -> np.ndarray:
+        """Each persona's log item distribution given responsibilities r (n, K), smoothed by ITEM_PRIOR."""
+        counts = np.zeros((r.shape[1], self.columns))
+        for k in range(r.shape[1]):
+            counts[k] = np.bincount(self.cols, weights=r[self.rows, k], minlength=self.columns)
+        counts += ITEM_PRIOR
+        return np.log(counts / counts.sum(axis=1, keepdims=True))
 
 
 class Fit:
-    """One fitted mixture: shares, means, variances (standardized space), log-likelihood and BIC."""
+    """One fitted mixture: shares, means, variances (standardized space), the personas' log item distributions
+    (None without items), log-likelihood and BIC."""
 
-    def __init__(self, weights: np.ndarray, means: np.ndarray, variances: np.ndarray, loglik: float, n: int):
+    def __init__(self, weights: np.ndarray, means: np.ndarray, variances: np.ndarray, loglik: float, n: int,
+                 item_log: np.ndarray | None = None):
         self.weights, self.means, self.variances, self.loglik = weights, means, variances, loglik
+        self.item_log = item_log
         k, d = means.shape
-        self.bic = -2.0 * loglik + (k * (d + 1) + k - 1) * math.log(max(n, 2))
+        parameters = k * (d + 1) + k - 1 + (0 if item_log is None else k * (item_log.shape[1] - 1))
+        self.bic = -2.0 * loglik + parameters * math.log(max(n, 2))
 
-    def responsibilities(self, z: np.ndarray) -> np.ndarray:
-        log = _component_log(z, self.means, self.variances) + np.log(self.weights)[None, :]
+    def responsibilities(self, z: np.ndarray, items: ItemCounts | None = None) -> np.ndarray:
+        log = _component_log(z, self.means, self.variances)
+        if items is not None and self.item_log is not None:
+            log = FEATURE_WEIGHT * log + items.log_likelihood(self.item_log)
+        log += np.log(self.weights)[None, :]
         log -= log.max(axis=1, keepdims=True)
         p = np.exp(log)
         return p / p.sum(axis=1, keepdims=True)
@@ -127,8 +181,10 @@ def standardization(x: np.ndarray, space: FeatureSpace) -> tuple[np.ndarray, np.
     return center, spread / np.maximum(weight, 1e-6)
 
 
-def fit_mixture(z: np.ndarray, k: int, *, seed: int = 0, iterations: int = 100, tolerance: float = 1e-4) -> Fit:
-    """A k-component diagonal Gaussian mixture of the rows of z, by EM from a k-means++ start."""
+def fit_mixture(z: np.ndarray, k: int, *, seed: int = 0, iterations: int = 100, tolerance: float = 1e-3,
+                items: ItemCounts | None = None) -> Fit:
+    """A k-component mixture of the rows of z (spherical Gaussians) and, given `items`, of the shoppers' items
+    (multinomials; the features' log-likelihood then weighed by FEATURE_WEIGHT), by EM from a k-means++ start."""
     n, d = z.shape
     rng = np.random.default_rng(seed)
     means = _kmeans_plus_plus(z, k, rng)
@@ -137,12 +193,18 @@ def fit_mixture(z: np.ndarray, k: int, *, seed: int = 0, iterations: int = 100, 
     floor = max(MIN_VARIANCE, VARIANCE_FLOOR * float(z.var(axis=0).mean()))
     variances = np.tile(np.maximum(z.var(axis=0), floor), (k, 1))
     weights = np.full(k, 1.0 / k)
+    item_log = None
+    if items is not None:  # the start's items: each shopper's to the nearest k-means++ centre
+        nearest = np.argmin(((z[:, None, :] - means[None, :, :]) ** 2).sum(axis=2), axis=1)
+        item_log = items.persona_log(np.eye(k)[nearest])
     previous = -np.inf
     loglik = previous
     for _ in range(iterations):
-        log = _component_log(z, means, variances) + np.log(weights)[None, :]
-        top = log.max(axis=1, keepdims=True)
-        total = top[:, 0] + np.log(np.exp(log - top).sum(axis=1))
+        log = _component_log(z, means, variances)
+        if item_log is not None:
+            log = FEATURE_WEIGHT * log + items.log_likelihood(item_log)
+        log += np.log(weights)[None, :]
+        total = _log_sum(log)
         loglik = float(total.sum())
         r = np.exp(log - total[:, None])
         mass = r.sum(axis=0) + 1e-10
@@ -152,17 +214,22 @@ def fit_mixture(z: np.ndarray, k: int, *, seed: int = 0, iterations: int = 100, 
         # Spherical: one variance per persona. Diagonal ones chase every feature's noise and split personas
         # along whichever features happen to be least noisy, not along what makes shoppers different.
         variances = np.repeat(variances.mean(axis=1, keepdims=True), d, axis=1)
-        if loglik - previous < tolerance * abs(loglik):
+        if items is not None:
+            item_log = items.persona_log(r)
+        # Per shopper, not relative to the total: the items' log-likelihood is large beside what EM still gains.
+        if loglik - previous < tolerance * n:
             break
         previous = loglik
-    return Fit(weights, means, variances, loglik, n)
+    return Fit(weights, means, variances, loglik, n, item_log)
 
 
-def choose_k(z: np.ndarray, ks: Iterable[int], *, seed: int = 0,
-             passed_over: dict[int, str] | None = None) -> tuple[Fit, dict[int, float]]:
-    """The fit with the lowest BIC among `ks` (each k needs at least 5 shoppers per persona, and a fit whose
-    smallest persona holds fewer than 3 shoppers or 1% of them is passed over), and every kept k's BIC.
-    `passed_over`, when given, receives each k of `ks` that was not kept and why."""
+def choose_k(z: np.ndarray, ks: Iterable[int], *, seed: int = 0, passed_over: dict[int, str] | None = None,
+             items: ItemCounts | None = None) -> tuple[Fit, dict[int, float]]:
+    """The fit with the lowest criterion among `ks` (each k needs at least 5 shoppers per persona, and a fit whose
+    smallest persona holds fewer than 3 shoppers or 1% of them is passed over), and every kept k's criterion:
+    the BIC, or with `items` the held-out deviance (-2 x the log-likelihood of each fold's shoppers under the fit
+    to the others'; the BIC counts every persona's every item as a parameter and so always chooses the fewest
+    personas). `passed_over`, when given, receives each k of `ks` that was not kept and why."""
     fits: dict[int, Fit] = {}
     smallest_allowed = max(MIN_PERSONA_SHOPPERS, MIN_PERSONA_SHARE * len(z))
     skipped: dict[int, str] = {} if passed_over is None else passed_over
@@ -173,16 +240,34 @@ def choose_k(z: np.ndarray, ks: Iterable[int], *, seed: int = 0,
             skipped[k] = "fewer than 5 shoppers per persona"
             continue
         # EM finds a local optimum: the better of a few k-means++ starts.
-        fit = max((fit_mixture(z, k, seed=seed + start) for start in range(STARTS)), key=lambda f: f.loglik)
+        fit = max((fit_mixture(z, k, seed=seed + start, items=items) for start in range(STARTS)),
+                  key=lambda f: f.loglik)
         # A persona must stand for a group of shoppers, not a handful.
         if fit.weights.min() * len(z) >= smallest_allowed:
             fits[k] = fit
         else:
             skipped[k] = f"a persona of fewer than {smallest_allowed:g} shoppers"
     if not fits:
-        fits[1] = fit_mixture(z, 1, seed=seed)
-    best = min(fits, key=lambda k: fits[k].bic)
-    return fits[best], {k: round(f.bic, 1) for k, f in fits.items()}
+        fits[1] = fit_mixture(z, 1, seed=seed, items=items)
+    criterion = {k: f.bic if items is None else held_out_deviance(z, k, items, seed=seed) for k, f in fits.items()}
+    best = min(fits, key=criterion.__getitem__)
+    return fits[best], {k: round(c, 1) for k, c in criterion.items()}
+
+
+def held_out_deviance(z: np.ndarray, k: int, items: ItemCounts, *, seed: int = 0) -> float:
+    """-2 x the log-likelihood of each of FOLDS folds of the shoppers under the k-persona fit to the others."""
+    fold = np.random.default_rng(seed).integers(0, FOLDS, len(z))
+    total = 0.0
+    for f in range(FOLDS):
+        train, test = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
+        if len(train) < k or not len(test):
+            continue
+        fit = max((fit_mixture(z[train], k, seed=seed + start, items=items.take(train)) for start in range(STARTS)),
+                  key=lambda f: f.loglik)
+        log = (FEATURE_WEIGHT * _component_log(z[test], fit.means, fit.variances)
+               + items.take(test).log_likelihood(fit.item_log) + np.log(fit.weights)[None, :])
+        total += float(_log_sum(log).sum())
+    return -2.0 * total
 
 
 def match_ids(previous: PersonaModel | None, means_raw: np.ndarray, names: list[str]) -> list[int]:
@@ -213,14 +298,15 @@ def match_ids(previous: PersonaModel | None, means_raw: np.ndarray, names: list[
     return [ids[i] for i in range(k)]
 
 
-def refine(model: PersonaModel, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mini-batch k-means step on recent shoppers' raw features: each persona's mean moves toward the
-    shoppers it is responsible for, at a rate of their mass over all the mass it has absorbed. Returns the
-    new means, counts and shares."""
+def refine(model: PersonaModel, x: np.ndarray,
+           items: Sequence[Sequence[str]] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mini-batch k-means step on recent shoppers' raw features (and, given, their recent items): each persona's
+    mean moves toward the shoppers it is responsible for, at a rate of their mass over all the mass it has
+    absorbed. Returns the new means, counts and shares."""
     if len(x) == 0:
         return model.means, model.counts, model.weights
     z = model.standardize(x)
-    r = model.responsibilities(x)
+    r = model.responsibilities(x, items)
     mass = r.sum(axis=0)
     counts = model.counts + mass
     rate = np.where(counts > 0, mass / np.maximum(counts, 1e-9), 0.0)
@@ -280,6 +366,12 @@ def _kmeans_plus_plus(z: np.ndarray, k: int, rng: np.random.Generator) -> np.nda
         centers.append(z[pick])
         distance = np.minimum(distance, np.sum((z - z[pick]) ** 2, axis=1))
     return np.array(centers)
+
+
+def _log_sum(log: np.ndarray) -> np.ndarray:
+    """log sum exp of each row, without overflow."""
+    top = log.max(axis=1, keepdims=True)
+    return top[:, 0] + np.log(np.exp(log - top).sum(axis=1))
 
 
 def _component_log(z: np.ndarray, means: np.ndarray, variances: np.ndarray) -> np.ndarray:

@@ -90,7 +90,8 @@ class PersonaTracker:
                 x = shopper_features(shopper, model.space)
                 start = None if state.get("mixture") else starts.get(_start_key(model, shopper)) or _starting_mixture(
                     model, shopper)
-                state["mixture"] = model.forward(state.get("mixture"), x, len(notes), start=start)
+                state["mixture"] = model.forward(state.get("mixture"), x, len(notes), start=start,
+                                                 items=shopper.recent_items)
                 state["model"] = model.version
 
 

@@ -1,9 +1,10 @@
 """The scheduled persona jobs: rebuild (re-cluster shoppers, re-learn the feature space) and refine (move the
 personas toward recent shoppers, mini-batch style); both recompute the adjustment vectors from the counters.
 
-Rebuild: every shopper row becomes a feature vector (tailor.personas.features, the function Ingest uses);
-mixtures of k = K_RANGE personas are fitted and the k with the lowest BIC kept; personas take the ids of the
-nearest previous ones, so the counters Ingest keeps under persona ids keep their meaning. Refine: shoppers
+Rebuild: every shopper row becomes a feature vector (tailor.personas.features, the function Ingest uses) and
+its recent items (what Ingest weighs the personas' item distributions with); mixtures of k = K_RANGE personas
+are fitted and the k whose fits explain held-out shoppers best kept; personas take the ids of the nearest
+previous ones, so the counters Ingest keeps under persona ids keep their meaning. Refine: shoppers
 seen since the model was last built or refined pull their personas' means toward them, each persona at the
 rate of 1 / the shoppers it has absorbed. Either publishes a new version (tailor.personas.storage) that
 Ingest and the API pick up within minutes.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +23,8 @@ import numpy as np
 
 from tailor.personas.adjustments import build_adjustments, read_counters
 from tailor.personas.clustering import (
+    MAX_ITEMS,
+    ItemCounts,
     choose_k,
     cold_start_tables,
     feature_space,
@@ -45,7 +49,7 @@ PRICE_BANDS = 5
 MIN_SHOPPERS = 20  # fewer shoppers with events than this: no model yet
 # erased_at tells ShopperState.from_row which rows are the tombstones of erased shoppers.
 SHOPPER_FIELDS = ("user_id", "first_seen", "last_seen", "events", "counts", "sessions", "category_affinity",
-                  "purchases", "profile", "referral_sources", "personas", "erased_at")
+                  "purchases", "profile", "referral_sources", "personas", "erased_at", "recent_items")
 ITEM_FIELDS_READ = ("item_id", "price", "category")
 
 
@@ -86,16 +90,17 @@ def run_job(mode: str, store: StateStore, blobs: BlobStore, *, ks: Sequence[int]
     return summary
 
 
-def k_choice(k: int, ks: Sequence[int], bics: dict[int, float], passed_over: dict[int, str], shoppers: int) -> str:
+def k_choice(k: int, ks: Sequence[int], bics: dict[int, float], passed_over: dict[int, str], shoppers: int,
+             criterion: str = "BIC") -> str:
     """How k was chosen, in a sentence: among which k, on how many shoppers, and why the others were left out."""
     tried = _ks_text(ks)
     if k not in ks:  # no k of the range could be kept: one persona for everyone
         text = f"k={k}: none of k={tried} could be fitted to {shoppers} shoppers"
     else:
-        text = f"k={k}, the lowest BIC among k={_ks_text(sorted(bics))} on {shoppers} shoppers"
+        text = f"k={k}, the lowest {criterion} among k={_ks_text(sorted(bics))} on {shoppers} shoppers"
         runner_up = min((other for other in bics if other != k), key=bics.__getitem__, default=None)
         if runner_up is not None:
-            text += f" (next: k={runner_up}, BIC +{bics[runner_up] - bics[k]:.1f})"
+            text += f" (next: k={runner_up}, {criterion} +{bics[runner_up] - bics[k]:.1f})"
         if len(bics) < len(ks):
             text += f", of k={tried}"
     by_reason: dict[str, list[int]] = {}
@@ -128,19 +133,23 @@ def _cluster(shoppers: list[ShopperState], items: list[dict], queries: list[dict
     x = batch_features(shoppers, space)
     center, scale = standardization(x, space)
     z = (x - center) / scale
+    recent = [s.recent_items for s in shoppers]
+    taste_items = sorted(item for item, _ in Counter(i for own in recent for i in own).most_common(MAX_ITEMS))
+    items = ItemCounts(recent, taste_items)
     passed_over: dict[int, str] = {}
-    fit, bics = choose_k(z, ks, seed=seed, passed_over=passed_over)
+    fit, bics = choose_k(z, ks, seed=seed, passed_over=passed_over, items=items)
     means_raw = fit.means * scale + center
     ids = match_ids(previous, means_raw, space.names)
     order = np.argsort(ids)
-    responsibilities = fit.responsibilities(z)[:, order]
+    responsibilities = fit.responsibilities(z, items)[:, order]
     weights, means, variances = fit.weights[order], fit.means[order], fit.variances[order]
     model = PersonaModel(
         version="", space=space, ids=sorted(ids), labels=persona_labels(means_raw[order], space), weights=weights,
         means=means, variances=variances, center=center, scale=scale, counts=responsibilities.sum(axis=0),
-        cold_start=cold_start_tables(shoppers, responsibilities, weights),
+        cold_start=cold_start_tables(shoppers, responsibilities, weights), taste_items=taste_items,
+        item_log=fit.item_log[order] if fit.item_log is not None else np.zeros((0, 0)),
         info={"built_at": now, "refined_at": now, "shoppers": len(shoppers), "bic": bics, "k": len(ids),
-              "k_choice": k_choice(len(ids), list(ks), bics, passed_over, len(shoppers)),
+              "k_choice": k_choice(len(ids), list(ks), bics, passed_over, len(shoppers), "held-out deviance"),
               "data_through": max(s.last_seen for s in shoppers),
               "built": datetime.fromtimestamp(now, tz=UTC).isoformat()})
     return model
@@ -148,13 +157,14 @@ def _cluster(shoppers: list[ShopperState], items: list[dict], queries: list[dict
 
 def _refined(previous: PersonaModel, recent: list[ShopperState], now: float) -> PersonaModel:
     x = batch_features(recent, previous.space)
-    means, counts, weights = refine(previous, x)
+    means, counts, weights = refine(previous, x, [s.recent_items for s in recent])
     info = {**previous.info, "refined_at": now, "refined_with": len(recent),
             "data_through": max([s.last_seen for s in recent], default=previous.info.get("data_through", 0.0))}
     return PersonaModel(version="", space=previous.space, ids=list(previous.ids),
                         labels=persona_labels(means * previous.scale + previous.center, previous.space),
                         weights=weights, means=means, variances=previous.variances, center=previous.center,
-                        scale=previous.scale, counts=counts, cold_start=previous.cold_start, info=info)
+                        scale=previous.scale, counts=counts, cold_start=previous.cold_start, info=info,
+                        taste_items=list(previous.taste_items), item_log=previous.item_log)
 
 
 def _price_band(model: PersonaModel) -> Callable[[dict], str]:
