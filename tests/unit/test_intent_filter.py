@@ -78,14 +78,14 @@ def test_events_are_observed_by_kind_in_context_and_the_detail_their_intent_shap
         seen.append(observe(state, event))
         state = fold_session(state, event, ttl_seconds=0, intent_filter=_neutral())
     assert [(o.previous, o.kind, o.detail) for o in seen] == [
-        ("start", "referral", "email"),
-        ("referral", "category_browse", "first"),
+        ("start", "referral_email", ""),
+        ("referral_email", "category_browse", "first"),
         ("category_browse", "impression", ""),
         ("impression", "scroll", "9"),
         ("scroll", "view", "same"),
         ("view", "impression_in_page", ""),
         ("impression_in_page", "review_read", "5"),  # read for 10 s before the reviews: from 9 to 12 s
-        ("review_read", "dwell", "after reviews 10"),
+        ("review_read", "dwell", "after reviews 10 -"),  # neither scrolled nor zoomed
         ("dwell", "click_in_page", "other"),
         ("click_in_page", "search", "first"),
         ("search", "search", "refine"),
@@ -94,6 +94,32 @@ def test_events_are_observed_by_kind_in_context_and_the_detail_their_intent_shap
     assert [o.transition for o in seen] == ["within", "action", "within", "within", "action", "within", "within",
                                             "within", "within", "action", "action", "action"]
     assert not action_start("click", "view") and action_start("dwell", "view")
+
+
+def test_a_page_notes_its_scroll_and_zoom_and_a_landing_page_is_no_action_of_the_shoppers():
+    state, seen = None, []
+    for event in events({"event_type": "referral", "source": "e mail>x:y"},
+                        {"event_type": "profile", "age": 30},
+                        {"event_type": "view", "item_id": "a", "category": "c1", "t": 5.0},
+                        {"event_type": "zoom", "item_id": "a", "level": 2.0, "t": 8.0},
+                        {"event_type": "scroll", "item_id": "a", "depth": 0.35, "t": 25.0},
+                        {"event_type": "zoom", "item_id": "a", "level": 3.0, "t": 26.0},
+                        {"event_type": "dwell", "item_id": "a", "dwell_ms": 30_000, "t": 35.0},
+                        {"event_type": "view", "item_id": "b", "category": "c1", "t": 45.0}):
+        seen.append(observe(state, event))
+        state = fold_session(state, event, ttl_seconds=0, intent_filter=_neutral())
+    assert [(o.kind, o.detail) for o in seen] == [
+        ("referral_e_mail_x_y", ""),  # the source made safe for the kept state and the parameters' keys
+        ("profile_after_referral_e_mail_x_y", ""),
+        ("view", "first"),
+        ("zoom_in_page", "2"),  # 3 s into the page
+        ("scroll_in_page", "3 7"),  # depth 0.35, 20 s in
+        ("zoom_in_page", "8"),  # 21 s in
+        ("dwell", "9 sz"),
+        ("view", "same"),
+    ]
+    assert [o.transition for o in seen][2:] == ["within", "within", "within", "within", "within", "action"]
+    assert state.intent_filter.split(" ")[4:] == ["view", f"{event.epoch:.3f}", "-"]  # the last page: open, quiet
 
 
 def test_after_a_purchase_the_intent_moves_as_a_new_session_would():

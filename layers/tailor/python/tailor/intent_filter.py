@@ -2,9 +2,10 @@
 
 The intent is a hidden Markov chain over a session's events. Each event is observed as its kind (its type, refined
 by where it happens: an impression, scroll or zoom on an item page rather than on a listing, a click in an item
-page's recommendations) and one detail the intents shape: the page's reading time (the first review's time since
-the view, the dwell, in log buckets), a scroll's depth, whether a view, browse or click stays in the session's
-category or goes back to an item, whether a search refines the last query, where the session came from. The filter
+page's recommendations; a referral by its source, and a profile after it) and one detail the intents shape: on an
+item page the time since the view of its first review, scroll and zoom, and the dwell with whether the shopper read
+reviews, scrolled or zoomed (times in log buckets), a scroll's depth, whether a view, browse or click stays in the
+session's category or goes back to an item, whether a search refines the last query. The filter
 weighs each by its likelihood under each intent: P(kind | the previous event's kind, intent) x P(detail | kind,
 intent); between events the intent moves by a transition matrix, the one of a new action when the event starts one
 (`action_start`), else (nearly) the identity, and after a purchase the one of starting over.
@@ -19,6 +20,7 @@ duplicate event leaves it as it was, and the state is the same however a stream 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -39,7 +41,12 @@ _ACTION_TYPES = frozenset({"category_browse", "search", "spec_compare", "wishlis
                            "checkout_view", "click"})
 _LED_TO_VIEW = frozenset({"click", "click_in_page", "start", "referral", "profile"})
 _ON_PAGE = frozenset({"impression", "scroll", "zoom"})
+_ARRIVALS = ("referral_", "profile_")  # a landing page comes with the arrival, no action of the shopper's
 _NO_PAGE = "-"
+_NOTHING = "-"  # nothing happened on the open page yet
+_PAGE_EVENTS = {"review_read": "r", "scroll": "s", "zoom": "z"}  # what the kept state notes of an open page
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")  # the kept state is split at spaces, the parameters' keys at ">" and ":"
+_SOURCE_CHARS = 40
 
 
 class Observation(NamedTuple):
@@ -60,7 +67,7 @@ class Observation(NamedTuple):
 def action_start(previous: str, kind: str) -> bool:
     """Whether an event of `kind` after one of `previous` starts a new action (where an intent may change)."""
     if kind == "view":
-        return previous not in _LED_TO_VIEW
+        return not (previous in _LED_TO_VIEW or previous.startswith(_ARRIVALS))
     return kind in _ACTION_TYPES
 
 
@@ -127,17 +134,19 @@ class IntentFilter:
         if not (total > 0 and math.isfinite(total)):
             p0, p1, p2, p3 = self.prior
             total = 1.0
-        page, reviewed = (None, False) if parts is None else _page(parts)
+        page, happened = (None, _NOTHING) if parts is None else _page(parts)
         if seen.kind == "view":
-            page, reviewed = event.epoch, False
+            page, happened = event.epoch, _NOTHING
         elif seen.kind == "dwell":
-            page, reviewed = None, False
-        elif seen.kind == "review_read" and page is not None:
-            reviewed = True
+            page, happened = None, _NOTHING
+        elif page is not None:
+            letter = _PAGE_EVENTS.get(event.event_type)
+            if letter is not None and letter not in happened:
+                happened = "".join(f for f in "rsz" if f in happened or f == letter)
         where = _NO_PAGE if page is None else f"{page:.3f}"
         # Rounded as the row keeps it, so that the next event steps from the same numbers however batches fall.
         return (f"{p0 / total:.6g} {p1 / total:.6g} {p2 / total:.6g} {p3 / total:.6g} {seen.kind} {where} "
-                f"{'1' if reviewed else '0'}")
+                f"{happened}")
 
 
 # -- helpers ----------------------------------------------------------------------------------------
@@ -145,7 +154,7 @@ class IntentFilter:
 def _observe(state: SessionState | None, event: Event, parts: list[str] | None) -> Observation:
     """The observation of `event`, given the session's filter state split at its spaces (None: none yet)."""
     previous = "start" if parts is None else parts[N_INTENTS]
-    page, reviewed = (None, False) if parts is None else _page(parts)
+    page, seen = (None, "") if parts is None else _page(parts)
     kind = event.event_type
     detail = ""
     if kind == "view":
@@ -157,13 +166,21 @@ def _observe(state: SessionState | None, event: Event, parts: list[str] | None) 
     elif kind == "search":
         detail = _search(None if state is None else state.last_query, event.query)
     elif kind == "referral":
-        detail = event.source
+        # Where the shopper came from is the kind itself: what follows (a landing page or not) depends on it.
+        kind = "referral_" + _UNSAFE.sub("_", event.source)[:_SOURCE_CHARS]
+    elif kind == "profile" and previous.startswith("referral_"):
+        kind = "profile_after_" + previous
     elif kind == "scroll":
         detail = str(min(int(event.depth * DEPTH_BUCKETS), DEPTH_BUCKETS - 1))
+        if page is not None:
+            detail += f" {_bucket(event.epoch - page)}"  # scrolled a share of the reading time in
+    elif kind == "zoom" and page is not None:
+        detail = str(_bucket(event.epoch - page))
     elif kind == "review_read" and page is not None:
-        detail = "more" if reviewed else str(_bucket(event.epoch - page))
+        detail = "more" if "r" in seen else str(_bucket(event.epoch - page))
     elif kind == "dwell":
-        detail = ("after reviews " if reviewed else "") + str(_bucket(event.dwell_ms / 1000.0))
+        detail = ("after reviews " if "r" in seen else "") + str(_bucket(event.dwell_ms / 1000.0))
+        detail += " " + ("".join(f for f in "sz" if f in seen) or "-")  # scrolled or zoomed on the page, or neither
     if page is not None and kind in _ON_PAGE:
         kind += "_in_page"
     elif kind == "click" and previous == "dwell":
@@ -171,10 +188,11 @@ def _observe(state: SessionState | None, event: Event, parts: list[str] | None) 
     return Observation(previous, kind, detail)
 
 
-def _page(parts: list[str]) -> tuple[float | None, bool]:
-    """When the open item page was viewed (None: none open) and whether it had reviews, from the kept state."""
+def _page(parts: list[str]) -> tuple[float | None, str]:
+    """When the open item page was viewed (None: none open) and what happened on it (letters of _PAGE_EVENTS),
+    from the kept state."""
     page = parts[N_INTENTS + 1]
-    return None if page == _NO_PAGE else float(page), parts[N_INTENTS + 2] == "1"
+    return None if page == _NO_PAGE else float(page), parts[N_INTENTS + 2]
 
 
 def _category_move(state: SessionState | None, category: str | None) -> str:
