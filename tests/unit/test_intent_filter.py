@@ -241,3 +241,16 @@ def test_ingest_keeps_the_filter_state_once_per_event_however_batches_replays_an
 def _neutral() -> IntentFilter:
     return IntentFilter([0.25] * 4, {name: np.eye(4).tolist() for name in ("action", "within", "after_purchase")},
                         {}, {})
+
+
+def test_a_requests_session_data_is_scored_as_folded_with_the_models_filter(filtered_model, counted):
+    session = events({"event_type": "category_browse", "category": "c1"}, *page("a", 60.0, t=20.0, reviews=True))
+    state = None
+    for event in session:
+        state = fold_session(state, event, ttl_seconds=0, intent_filter=counted)
+    plain = None
+    for event in session:
+        plain = fold_session(plain, event, ttl_seconds=0)
+    scored = filtered_model.session_probabilities(reversed(session))  # taken in time order
+    assert scored == filtered_model.probabilities(state) != filtered_model.probabilities(plain)
+    assert filtered_model.session_probabilities([]) == {}
