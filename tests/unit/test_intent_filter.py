@@ -254,3 +254,29 @@ def test_a_requests_session_data_is_scored_as_folded_with_the_models_filter(filt
     scored = filtered_model.session_probabilities(reversed(session))  # taken in time order
     assert scored == filtered_model.probabilities(state) != filtered_model.probabilities(plain)
     assert filtered_model.session_probabilities([]) == {}
+
+
+def test_a_record_found_by_bisection_leaves_the_filter_state_as_if_it_never_came(filtered_model, monkeypatch):
+    import tailor.ingest.fold as fold
+
+    records = to_records(random_events(8, 200))
+    culprit = records[137]
+    intent = SessionIntent(filtered_model)
+    expected = MemoryStateStore()
+    Ingestor(expected, MemoryBlobStore(), max_workers=1, intent=intent).ingest(
+        [r for r in records if r.sequence != culprit.sequence])
+    culprit_id = parse_event(culprit.data).event_id
+    fold_session_as_is = fold.fold_session
+
+    def corrupting(state, event, **kwargs):
+        state = fold_session_as_is(state, event, **kwargs)
+        if event.event_id == culprit_id:
+            state.revenue = float("nan")  # a value no store holds: the batch's rows are bisected for its record
+        return state
+
+    monkeypatch.setattr(fold, "fold_session", corrupting)
+    store = MemoryStateStore()
+    outcome = Ingestor(store, MemoryBlobStore(), max_workers=1, intent=intent).ingest(records)
+    assert outcome.failed == [] and outcome.quarantined == 1
+    assert store.snapshot() == expected.snapshot()
+    assert all(row["intent_filter"] for row in store.tables["sessions"].values())
