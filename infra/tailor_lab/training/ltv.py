@@ -69,9 +69,9 @@ from tailor.models.registry import ModelRegistry
 from tailor.shopper import ShopperState, fold_shopper
 from tailor.store.port import BlobStore
 
-__all__ = ["AGE_FEATURES", "QUOTE_LEVELS", "Snapshot", "TooLittleHistory", "TrainedLtv", "fit_bgnbd", "fit_gamma_gamma", "least_error_level",
-           "ltv_metrics", "minimize_robustly", "parse_events", "replay_snapshots", "retrain_from_archive", "totals_level",
-           "train_ltv"]
+__all__ = ["AGE_FEATURES", "QUOTE_LEVELS", "Snapshot", "TooLittleHistory", "TrainedLtv", "buyer_summary",
+           "correction_columns", "fit_bgnbd", "fit_gamma_gamma", "fit_prior", "least_error_level", "ltv_metrics",
+           "minimize_robustly", "parse_events", "replay_snapshots", "retrain_from_archive", "totals_level", "train_ltv"]
 
 # Fewer, shallower rounds than usual: the correction to a good prior is small, and dry runs inside
 # the CDNOW calibration period ranked shoppers better with 100 rounds than with 200 or 400.
@@ -325,6 +325,41 @@ def minimize_robustly(objective: Callable[[np.ndarray], float], start: np.ndarra
     return fine.x if fine.fun <= coarse.fun else coarse.x
 
 
+def fit_prior(current: np.ndarray) -> dict[str, Any]:
+    """BG/NBD fitted on the buyers at as_of, and the shop's mean transaction value."""
+    x, tx, T, revenue, transactions = buyer_summary(current)
+    prior = {"model": "bgnbd", "bgnbd": fit_bgnbd(x, tx, T),
+             "mean_transaction_value": float(revenue.sum() / transactions.sum()) or 1.0}
+    spend = fit_gamma_gamma(transactions, revenue / transactions)
+    if spend["q"] > 1.0 and all(math.isfinite(v) for v in spend.values()):
+        prior["gamma_gamma"] = spend  # else the shop's values are too few or too alike for a mean to exist
+    return prior
+
+
+def buyer_summary(features: np.ndarray) -> tuple[np.ndarray, ...]:
+    """BG/NBD's x, t_x and T (weeks), and revenue and transactions, of the shoppers who have bought."""
+    column = {name: i for i, name in enumerate(FEATURE_NAMES)}
+    bought = features[:, column["transactions"]] > 0
+    if not bought.any():
+        raise TooLittleHistory("no shopper has bought anything yet: nothing to learn from")
+    buyers = features[bought].astype(np.float64)
+    x = buyers[:, column["repeat_transactions"]]
+    T = np.maximum(buyers[:, column["weeks_since_first_purchase"]], 0.0)
+    tx = np.minimum(np.maximum(buyers[:, column["purchase_span_weeks"]], 0.0), T)
+    if not np.any(x > 0):
+        raise TooLittleHistory("no shopper has bought twice yet: purchase rates cannot be told from dropout")
+    return x, tx, T, buyers[:, column["revenue"]], buyers[:, column["transactions"]]
+
+
+def correction_columns(features: np.ndarray) -> np.ndarray:
+    """The feature columns the correction learns from: those that vary, none counted in weeks of age."""
+    # A feature that never varies (a shop without referrals, profiles or categories) cannot split a
+    # tree; leaving it out spares the booster from scanning it on every split.
+    varies = features.min(axis=0) < features.max(axis=0)
+    timeless = np.array([name not in AGE_FEATURES for name in FEATURE_NAMES])
+    return np.flatnonzero(varies & timeless)
+
+
 # -- helpers --------------------------------------------------------------------------------------
 
 @dataclass
@@ -373,7 +408,7 @@ def _fit_recipe(stream: list[Event], end: float, horizon_weeks: float, windows: 
     snaps = replay_snapshots(stream, moments, with_features=lambda m: m in features_at)
     current = snaps[end].features
 
-    prior = _prior(current)
+    prior = fit_prior(current)
     # Shoppers who had not bought at a cutoff: how often they made a first purchase day in its window.
     nonbuyer_days, nonbuyer_weeks = 0.0, 0.0
     rows: list[tuple[np.ndarray, float, np.ndarray, np.ndarray, float]] = []
@@ -406,7 +441,7 @@ def _fit_recipe(stream: list[Event], end: float, horizon_weeks: float, windows: 
     if not np.any(y_t > 0):
         raise TooLittleHistory("no shopper bought anything in the training windows")
 
-    columns = _correction_columns(features)
+    columns = correction_columns(features)
     X = np.hstack([features[:, columns], prior_rows[:, :len(CORRECTION_PRIOR)]])
     expected = np.exp(prior_rows[:, PRIOR_NAMES.index("log_expected_transactions")].astype(np.float64))
     value = np.exp(prior_rows[:, PRIOR_NAMES.index("log_transaction_value")].astype(np.float64))
@@ -424,52 +459,18 @@ def _fit_recipe(stream: list[Event], end: float, horizon_weeks: float, windows: 
     return fitted
 
 
-def _prior(current: np.ndarray) -> dict[str, Any]:
-    """BG/NBD fitted on the buyers at as_of, and the shop's mean transaction value."""
-    x, tx, T, revenue, transactions = _buyers(current)
-    prior = {"model": "bgnbd", "bgnbd": fit_bgnbd(x, tx, T),
-             "mean_transaction_value": float(revenue.sum() / transactions.sum()) or 1.0}
-    spend = fit_gamma_gamma(transactions, revenue / transactions)
-    if spend["q"] > 1.0 and all(math.isfinite(v) for v in spend.values()):
-        prior["gamma_gamma"] = spend  # else the shop's values are too few or too alike for a mean to exist
-    return prior
-
-
 def _prior_at(features: np.ndarray, prior: dict[str, Any], weeks: float) -> dict[str, Any]:
     """`prior` with BG/NBD refitted on the buyers as they stood in `features`; `prior` as it is if they are too few,
     or if the refit's forecast over `weeks` is not a positive number for each of them (parameters fitted on a
     young shop's few repeat buyers can be extreme enough for its series to overflow)."""
     try:
-        x, tx, T, _, _ = _buyers(features)
+        x, tx, T, _, _ = buyer_summary(features)
     except TooLittleHistory:
         return prior
     refitted = fit_bgnbd(x, tx, T)
     with np.errstate(all="ignore"):
         forecast = bgnbd_expected(refitted, weeks, x, tx, T)
     return {**prior, "bgnbd": refitted} if np.all(forecast > 0) else prior
-
-
-def _buyers(features: np.ndarray) -> tuple[np.ndarray, ...]:
-    """BG/NBD's x, t_x and T (weeks), and revenue and transactions, of the shoppers who have bought."""
-    column = {name: i for i, name in enumerate(FEATURE_NAMES)}
-    bought = features[:, column["transactions"]] > 0
-    if not bought.any():
-        raise TooLittleHistory("no shopper has bought anything yet: nothing to learn from")
-    buyers = features[bought].astype(np.float64)
-    x = buyers[:, column["repeat_transactions"]]
-    T = np.maximum(buyers[:, column["weeks_since_first_purchase"]], 0.0)
-    tx = np.minimum(np.maximum(buyers[:, column["purchase_span_weeks"]], 0.0), T)
-    if not np.any(x > 0):
-        raise TooLittleHistory("no shopper has bought twice yet: purchase rates cannot be told from dropout")
-    return x, tx, T, buyers[:, column["revenue"]], buyers[:, column["transactions"]]
-
-
-def _correction_columns(features: np.ndarray) -> np.ndarray:
-    # A feature that never varies (a shop without referrals, profiles or categories) cannot split a
-    # tree; leaving it out spares the booster from scanning it on every split.
-    varies = features.min(axis=0) < features.max(axis=0)
-    timeless = np.array([name not in AGE_FEATURES for name in FEATURE_NAMES])
-    return np.flatnonzero(varies & timeless)
 
 
 def _regressor(X: np.ndarray, y: np.ndarray, weight: np.ndarray, leaf: int, seed: int):

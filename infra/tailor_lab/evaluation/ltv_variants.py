@@ -1,0 +1,263 @@
+"""Variants of the LTV model on CDNOW's validation windows and holdout, beside BG/NBD: the README's tried-and-not-kept rows.
+
+    python -m tailor_lab.evaluation.ltv_variants [--data CDNOW_master.txt] [--weeks 20 26 39] [--json F]
+
+The calibration purchases are replayed once through Ingest's fold, with a snapshot of every shopper's state at the
+end of each week. Each variant is trained on label windows that end by its as-of week and scored from the state
+at that week: as of weeks 20 and 26 on the rest of calibration (what `tailor evaluate ltv --validate` measures,
+where variants are chosen), as of week 39 on the holdout (what `tailor evaluate ltv` measures). Windows here are
+whole weeks, so the shipped recipe's figures differ from those commands' in the third decimal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tailor.ltv.features import FEATURE_NAMES
+from tailor.ltv.prior import expected_transactions, prior_matrix
+from tailor_lab.datasets import load_cdnow
+from tailor_lab.evaluation.ltv import CALIBRATION_END, CALIBRATION_START, DEFAULT_DATA, HOLDOUT_END
+from tailor_lab.training.ltv import (
+    BOOSTING,
+    TooLittleHistory,
+    buyer_summary,
+    correction_columns,
+    fit_bgnbd,
+    fit_prior,
+    ltv_metrics,
+    parse_events,
+    replay_snapshots,
+)
+
+__all__ = ["Windows", "main", "measure"]
+
+CALIBRATION_WEEKS = 39
+HOLDOUT_WEEK = 78
+COLUMN = {name: i for i, name in enumerate(FEATURE_NAMES)}
+BLEND_WEIGHTS = (0.25, 0.5, 0.75)
+
+
+class Windows:
+    """Weekly snapshots of CDNOW's cohort, BG/NBD fitted at any of them, and labels between any two."""
+
+    def __init__(self, data: str | Path):
+        events = [e for e in parse_events(load_cdnow(data)) if e.epoch < HOLDOUT_END.timestamp()]
+        moments = {week: (CALIBRATION_START + timedelta(weeks=week)).timestamp() for week in range(1, CALIBRATION_WEEKS + 1)}
+        moments[HOLDOUT_WEEK] = HOLDOUT_END.timestamp()
+        assert moments[CALIBRATION_WEEKS] == CALIBRATION_END.timestamp()
+        snaps = replay_snapshots(events, moments.values(), with_features=lambda m: m <= CALIBRATION_END.timestamp())
+        self.snaps = {week: snaps[moment] for week, moment in moments.items()}
+        self._priors: dict[int, dict[str, Any]] = {}
+
+    def features(self, week: int) -> np.ndarray:
+        return self.snaps[week].features
+
+    def prior(self, week: int) -> dict[str, Any]:
+        """BG/NBD and Gamma-Gamma fitted on the buyers at `week` (CDNOW's cohort has all bought by week 12)."""
+        if week not in self._priors:
+            self._priors[week] = {**fit_prior(self.features(week)), "first_purchase_rate": 0.0}
+        return self._priors[week]
+
+    def labels(self, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+        """Purchase days and spend of the shoppers known at `start` from then until `end`."""
+        first, last = self.snaps[start], self.snaps[end]
+        rows = np.array([last.index()[u] for u in first.user_ids])
+        return last.transactions[rows] - first.transactions, np.maximum(last.revenue[rows] - first.revenue, 0.0)
+
+
+def measure(windows: Windows, weeks: Sequence[int] = (20, 26, 39)) -> list[dict[str, Any]]:
+    """Every variant's figures as of each week, beside BG/NBD's."""
+    results = []
+    for week in weeks:
+        end = HOLDOUT_WEEK if week == CALIBRATION_WEEKS else CALIBRATION_WEEKS
+        horizon = end - week
+        actual_t, actual_s = windows.labels(week, end)
+        for name, (t, s) in _variants(windows, week, horizon).items():
+            figures = ltv_metrics(t, s, actual_t, actual_s)
+            results.append({"as_of_week": week, "horizon_weeks": horizon, "variant": name, **figures})
+            print(_line(results[-1]), flush=True)
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tailor_lab.evaluation.ltv_variants", description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default=str(DEFAULT_DATA), help="CDNOW_master.txt (default: %(default)s)")
+    parser.add_argument("--weeks", type=int, nargs="+", default=[20, 26, 39],
+                        help="as-of weeks: before 39 scored on the rest of calibration, 39 on the holdout")
+    parser.add_argument("--json", help="write the figures here as JSON")
+    args = parser.parse_args(argv)
+    if any(not 13 < w <= CALIBRATION_WEEKS for w in args.weeks):
+        parser.error(f"--weeks must lie in 14..{CALIBRATION_WEEKS}")
+    results = measure(Windows(args.data), args.weeks)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"measured": datetime.now(UTC).isoformat(), "rows": results}, indent=2) + "\n")
+    return 0
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+def _variants(windows: Windows, week: int, horizon: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    features = windows.features(week)
+    prior = prior_matrix(features, windows.prior(week), horizon)
+    bgnbd_t = np.exp(prior[:, 4].astype(np.float64))
+    value = np.exp(prior[:, 2].astype(np.float64))
+    out = {"BG/NBD + Gamma-Gamma": (bgnbd_t, bgnbd_t * value)}
+
+    shipped = _plan(week, horizon, step=2, count=7)
+    tree_t, tree_s = _trees(windows, week, horizon, shipped)
+    out["shipped recipe (2 label lengths, 7 cutoffs 2 weeks apart)"] = (tree_t, tree_s)
+    stacked = _plan(week, horizon, step=1, count=week)
+    out["(c) every week's cutoff stacked"] = _trees(windows, week, horizon, stacked)
+    out["(c) stacked, with the cutoff's calendar week"] = _trees(
+        windows, week, horizon, stacked, extra=lambda f, cutoff: np.full((len(f), 1), float(cutoff)))
+    out["(d) one-time and repeat buyers apart"] = _split_trees(windows, week, horizon, shipped)
+    out["(b) hurdle: P(any) x purchase days given any"] = _hurdle(windows, week, horizon, shipped)
+
+    by_segment = _segment_expected(windows, week, features, horizon, _tertiles(features))
+    out["(a) BG/NBD per first-order value tertile"] = (by_segment, by_segment * value)
+    out["(a) trees on the per-tertile BG/NBD"] = _trees(windows, week, horizon, shipped, segment_edges=True)
+
+    for weight in BLEND_WEIGHTS:
+        out[f"(e) {weight:g} x BG/NBD + {1 - weight:g} x trees"] = (weight * bgnbd_t + (1 - weight) * tree_t,
+                                                                   weight * bgnbd_t * value + (1 - weight) * tree_s)
+    count, mean = features[:, COLUMN["transactions"]], features[:, COLUMN["mean_transaction_value"]]
+    shop = float(features[:, COLUMN["revenue"]].sum() / count.sum())
+    out["spend: trees' purchase days x Gamma-Gamma value"] = (tree_t, tree_t * value)
+    out["spend: trees' purchase days x own mean value"] = (tree_t, tree_t * np.where(count > 0, mean, shop))
+    shrunk = (3.0 * shop + count * mean) / (3.0 + count)
+    out["spend: trees' purchase days x value shrunk by 3 orders"] = (tree_t, tree_t * shrunk)
+    return out
+
+
+def _plan(week: int, horizon: int, *, step: int, count: int) -> list[tuple[int, int]]:
+    """(cutoff, label weeks): the longest window the history allows (13 weeks before it) and half of it."""
+    longest = min(horizon, week - 13)
+    lengths = sorted({longest, max(round(longest / 2), 1)}, reverse=True)
+    return [(week - length - j * step, length) for length in lengths for j in range(count)
+            if week - length - j * step >= 7]
+
+
+def _rows(windows: Windows, plan, columns, extra=None, segment_edges: bool = False):
+    X, y_t, y_s, log_expected, log_value = [], [], [], [], []
+    for cutoff, length in plan:
+        f = windows.features(cutoff)
+        prior = prior_matrix(f, windows.prior(cutoff), length)
+        expected = prior[:, 4].astype(np.float64)
+        if segment_edges:
+            expected = np.log(np.maximum(_segment_expected(windows, cutoff, f, length, _tertiles(f)), 1e-9))
+        t, s = windows.labels(cutoff, cutoff + length)
+        parts = [f[:, columns], prior[:, :4]] + ([extra(f, cutoff)] if extra else [])
+        X.append(np.hstack(parts))
+        y_t.append(t)
+        y_s.append(s)
+        log_expected.append(expected)
+        log_value.append(prior[:, 2].astype(np.float64))
+    return (np.vstack(X), np.concatenate(y_t), np.concatenate(y_s), np.exp(np.concatenate(log_expected)),
+            np.exp(np.concatenate(log_value)))
+
+
+def _scoring_rows(windows: Windows, week: int, horizon: int, columns, extra=None, segment_edges: bool = False):
+    f = windows.features(week)
+    prior = prior_matrix(f, windows.prior(week), horizon)
+    expected = np.exp(prior[:, 4].astype(np.float64))
+    if segment_edges:
+        expected = _segment_expected(windows, week, f, horizon, _tertiles(f))
+    parts = [f[:, columns], prior[:, :4]] + ([extra(f, week)] if extra else [])
+    return np.hstack(parts), expected, np.exp(prior[:, 2].astype(np.float64))
+
+
+def _trees(windows: Windows, week: int, horizon: int, plan, extra=None, segment_edges: bool = False):
+    """Poisson trees on the ratio of what shoppers did to what the prior expected, as the shipped recipe."""
+    columns = correction_columns(windows.features(week))
+    X, y_t, y_s, expected, value = _rows(windows, plan, columns, extra, segment_edges)
+    leaf = int(np.clip(len(X) * 0.003, 5, 500))
+    transactions = _regressor(X, y_t / expected, expected, leaf)
+    spend = _regressor(X, y_s / (expected * value), expected * value, leaf)
+    x, e, v = _scoring_rows(windows, week, horizon, columns, extra, segment_edges)
+    return transactions.predict(x) * e, spend.predict(x) * e * v
+
+
+def _split_trees(windows: Windows, week: int, horizon: int, plan):
+    columns = correction_columns(windows.features(week))
+    X, y_t, y_s, expected, value = _rows(windows, plan, columns)
+    x, e, v = _scoring_rows(windows, week, horizon, columns)
+    where = columns.tolist().index(COLUMN["repeat_transactions"])
+    t, s = np.zeros(len(x)), np.zeros(len(x))
+    for repeat in (False, True):
+        train, score = (X[:, where] > 0) == repeat, (x[:, where] > 0) == repeat
+        leaf = int(np.clip(train.sum() * 0.003, 5, 500))
+        m_t = _regressor(X[train], y_t[train] / expected[train], expected[train], leaf)
+        m_s = _regressor(X[train], y_s[train] / (expected[train] * value[train]), expected[train] * value[train], leaf)
+        t[score] = m_t.predict(x[score]) * e[score]
+        s[score] = m_s.predict(x[score]) * e[score] * v[score]
+    return t, s
+
+
+def _hurdle(windows: Windows, week: int, horizon: int, plan):
+    """P(any purchase day) from a classifier, purchase days and spend given any from Poisson trees, both on the
+    prior's quantities (the horizon among them) rather than as its correction."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    columns = correction_columns(windows.features(week))
+    X, y_t, y_s, expected, _ = _rows(windows, plan, columns)
+    X = np.hstack([X, np.log(expected)[:, None]])
+    leaf = int(np.clip(len(X) * 0.003, 5, 500))
+    any_ = HistGradientBoostingClassifier(min_samples_leaf=leaf, early_stopping=False, random_state=0,
+                                          **BOOSTING).fit(X, y_t > 0)
+    bought = y_t > 0
+    given_t = _regressor(X[bought], y_t[bought], None, max(leaf // 4, 5))
+    given_s = _regressor(X[bought], y_s[bought], None, max(leaf // 4, 5))
+    x, e, _ = _scoring_rows(windows, week, horizon, columns)
+    x = np.hstack([x, np.log(e)[:, None]])
+    p = any_.predict_proba(x)[:, 1]
+    return p * np.maximum(given_t.predict(x), 1.0), p * given_s.predict(x)
+
+
+def _tertiles(features: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    edges = np.quantile(features[:, COLUMN["first_transaction_value"]], [1 / 3, 2 / 3])
+    return lambda f: np.digitize(f[:, COLUMN["first_transaction_value"]], edges)
+
+
+def _segment_expected(windows: Windows, week: int, features: np.ndarray, horizon: int, segment) -> np.ndarray:
+    """BG/NBD's expected purchase days with its parameters fitted per segment of the buyers at `week`."""
+    expected = np.exp(prior_matrix(features, windows.prior(week), horizon)[:, 4].astype(np.float64))
+    at_week = windows.features(week)
+    labels_then, labels_now = segment(at_week), segment(features)
+    for label in np.unique(labels_now):
+        try:
+            x, tx, T, _, _ = buyer_summary(at_week[labels_then == label])
+        except TooLittleHistory:
+            continue
+        params = fit_bgnbd(x, tx, T)
+        rows = (labels_now == label) & (features[:, COLUMN["transactions"]] > 0)
+        f = features[rows]
+        T_now = np.maximum(f[:, COLUMN["weeks_since_first_purchase"]], 0.0)
+        tx_now = np.minimum(np.maximum(f[:, COLUMN["purchase_span_weeks"]], 0.0), T_now)
+        expected[rows] = expected_transactions(params, horizon, f[:, COLUMN["repeat_transactions"]], tx_now, T_now)
+    return expected
+
+
+def _regressor(X: np.ndarray, y: np.ndarray, weight: np.ndarray | None, leaf: int):
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    model = HistGradientBoostingRegressor(loss="poisson", min_samples_leaf=leaf, early_stopping=False, random_state=0,
+                                          **BOOSTING)
+    return model.fit(X, y, sample_weight=weight)
+
+
+def _line(row: dict[str, Any]) -> str:
+    return (f"week {row['as_of_week']:>2} (+{row['horizon_weeks']}) {row['variant']:<58} MAE {row['mae_transactions']:.3f} "
+            f"at total {row['mae_transactions_at_actual_total']:.3f} Spearman {row['spearman_spend']:.3f} "
+            f"top-10% {row['top_decile_revenue_share']:.3f} total x{row['transactions_total_ratio']:.3f}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
