@@ -8,7 +8,7 @@ from typing import Any, ClassVar, TypeVar
 
 from tailor.text import event_digest
 
-__all__ = ["RowState"]
+__all__ = ["RowState", "copied"]
 
 S = TypeVar("S", bound="RowState")
 
@@ -26,10 +26,27 @@ class RowState:
         if cls.STATE_FIELD not in row:
             return None
         names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        return cls(**{k: copy.deepcopy(v) for k, v in row.items() if k in names})
+        return cls(**{k: copied(v) for k, v in row.items() if k in names})
 
     def to_row(self) -> dict[str, Any]:
         return dataclasses.asdict(self)  # type: ignore[call-overload]
 
     def has_seen(self, event_id: str) -> bool:
         return event_digest(event_id) in self.seen
+
+
+def copied(value: Any) -> Any:
+    """A deep copy of a row's value: its dicts and lists walked directly (copy.deepcopy asks each member how to copy
+    it and keeps a memo, several times the cost on a row of nested maps), anything else as copy.deepcopy copies it
+    (strings, numbers, booleans and None are kept, being immutable)."""
+    kind = type(value)
+    if kind is dict:
+        return {k: copied(v) for k, v in value.items()}
+    if kind is list:
+        return [copied(v) for v in value]
+    if kind in _IMMUTABLE:
+        return value
+    return copy.deepcopy(value)
+
+
+_IMMUTABLE = frozenset({str, int, float, bool, type(None)})

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import bisect
-import copy
 import json
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from tailor.rows import copied
 from tailor.store.port import INDEXES, TABLES, Conflict
 
 __all__ = ["MemoryBlobStore", "MemoryQueue", "MemoryStateStore"]
@@ -31,7 +31,7 @@ class MemoryStateStore:
         wanted = {table: list(dict.fromkeys(keys)) for table, keys in requests.items()}
         with self._lock:
             self.calls["read"] += -(-sum(map(len, wanted.values())) // 100)  # BatchGetItem takes 100 keys a call
-            return {table: {k: copy.deepcopy(self.tables[table][k]) for k in keys if k in self.tables[table]}
+            return {table: {k: copied(self.tables[table][k]) for k in keys if k in self.tables[table]}
                     for table, keys in wanted.items()}
 
     def write_state(self, table, key, fields, *, watermark, expected, new) -> None:
@@ -44,7 +44,7 @@ class MemoryStateStore:
             if row is None:
                 self._key_order.pop(table, None)
             row = self.tables[table].setdefault(key, {TABLES[table]: key})
-            row.update(copy.deepcopy(dict(fields)))
+            row.update(copied(dict(fields)))
             row[watermark] = new
 
     def add(self, table, key, increments: Mapping[str, float], latest: Mapping[str, Any], *, watermark, first, last) -> None:
@@ -59,7 +59,7 @@ class MemoryStateStore:
             row = self.tables[table].setdefault(key, {TABLES[table]: key})
             for name, amount in increments.items():
                 row[name] = row.get(name, 0) + amount
-            row.update(copy.deepcopy(dict(latest)))
+            row.update(copied(dict(latest)))
             row[watermark] = last
 
     def delete(self, table: str, key: str) -> None:
@@ -81,14 +81,14 @@ class MemoryStateStore:
             self.calls["write"] += 1
             if key not in self.tables[table]:
                 self._key_order.pop(table, None)
-            self.tables[table][key] = {**copy.deepcopy(dict(fields)), TABLES[table]: key}
+            self.tables[table][key] = {**copied(dict(fields)), TABLES[table]: key}
 
     def query(self, table: str, attribute: str, value: str) -> list[dict[str, Any]]:
         _, projected = INDEXES[(table, attribute)]
         names = (TABLES[table], attribute, *projected)
         with self._lock:
             self.calls["query"] += 1
-            return [copy.deepcopy({a: row[a] for a in names if a in row})
+            return [copied({a: row[a] for a in names if a in row})
                     for row in self.tables[table].values() if row.get(attribute) == value]
 
     def scan(self, table: str, *, limit: int, start: str | None = None,
@@ -103,7 +103,7 @@ class MemoryStateStore:
             keys = cached[1]
             first = 0 if start is None else bisect.bisect_right(keys, start)
             page = keys[first:first + limit]
-            out = [copy.deepcopy({a: rows[k][a] for a in attributes if a in rows[k]} if attributes else rows[k])
+            out = [copied({a: rows[k][a] for a in attributes if a in rows[k]} if attributes else rows[k])
                    for k in page]
             return out, (keys[first + limit - 1] if first + limit < len(keys) else None)
 
@@ -114,14 +114,14 @@ class MemoryStateStore:
             row = self.tables[table].get(key)
             if row is None or requires not in row or (row.get(stamp) is not None and row[stamp] > at):
                 return False
-            row.update(copy.deepcopy(dict(fields)))
+            row.update(copied(dict(fields)))
             row[stamp] = at
             return True
 
     def snapshot(self) -> dict[str, dict[str, dict[str, Any]]]:
         """Every table's rows, deep-copied: what tests compare between runs."""
         with self._lock:
-            return copy.deepcopy({t: dict(rows) for t, rows in self.tables.items() if rows})
+            return copied({t: dict(rows) for t, rows in self.tables.items() if rows})
 
 
 class MemoryBlobStore:
