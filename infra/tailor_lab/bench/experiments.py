@@ -6,18 +6,18 @@ writes the figures as JSON.
   experiment's feed id), in one that also logs the exposure (to the in-memory store), and in one whose variant is
   the adaptive strategy (the session's cluster bandit filling the slots, over clusters built from the simulated
   catalog and day), the four interleaved request by request so that they see the same machine; p50 and p99 of each,
-  in wall time and in the thread's CPU time (which the machine's other work does not lengthen). Beside them, the experiment's own work
-  in each request of the last row, timed apart in CPU time (the thread's, so the machine's other work does not
-  count): reading the live experiments, `assign()` on the request's ids, the strategy's lookup, the feed id and
-  logging the exposure. A list served in an experiment takes its time without one plus that work, so the p99 grows
-  by at most the work's largest value, a bound the machine's spread between runs cannot blur the way it blurs a
-  difference of two p99s.
-* Ingest: the same simulated events through Ingest (in-memory store, intent on, counter buffer on) without
-  attribution, with attribution and no event naming an experiment, and with every impression, click, cart and
-  purchase echoing an experiment's feed id (a worst case: on a shop only those on an experiment's surface do);
-  CPU seconds per event (time.process_time), runs interleaved, median and fastest of `--runs`, and each row's cost
-  against attribution off as the median of its runs' ratios to the run beside it, with a 95% interval (the ratios'
-  t-interval on a log scale): runs side by side share the machine's state, so their ratio carries less of its drift.
+  in wall time and in the thread's CPU time (which the machine's other work does not lengthen).
+  Beside them, the experiment's own work in each request of the third row, timed apart in CPU time: reading the live
+  experiments, `assign()` on the request's ids, the strategy's lookup, the feed id and logging the exposure. A list
+  served in an experiment takes its time without one plus that work, so the p99 grows by at most the work's largest
+  value, a bound the machine's spread between runs cannot blur the way it blurs a difference of two p99s.
+* Ingest: the same simulated events through Ingest (in-memory store; intent, traits and the counter buffer on, as a
+  new stack runs it) without attribution, with attribution and no event naming an experiment, and with every
+  impression, click, cart and purchase echoing an experiment's feed id (a worst case: on a shop only those on an
+  experiment's surface do); CPU seconds per event (time.process_time), runs interleaved, median and fastest of
+  `--runs`, and each row's cost against attribution off as the geometric mean of its runs' ratios to the run beside
+  it, with a 95% interval (the t-interval of the ratios' logarithms): runs side by side share the machine's state,
+  so their ratio carries less of its drift.
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ from tailor.experiments.strategies import BUILT_IN
 from tailor.ingest.intent import SessionIntent
 from tailor.ingest.service import Ingestor, StreamRecord
 from tailor.models import load_model
+from tailor.personas.online import PersonaTracker
+from tailor.personas.storage import ModelSource
 from tailor.ranking import MODEL_NAME, RankingModel
 from tailor.serving import Recommender
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
@@ -189,8 +191,9 @@ def _ingest(events: int, runs: int, seed: int) -> dict[str, Any]:
         order = list(rows.items())
         for name, (attribution, _) in order if run_number % 2 == 0 else reversed(order):
             records = streams[name]
-            ingestor = Ingestor(MemoryStateStore(), MemoryBlobStore(), max_workers=1, intent=intent, buffer=True,
-                                attribution=attribution)
+            blobs = MemoryBlobStore()
+            ingestor = Ingestor(MemoryStateStore(), blobs, max_workers=1, intent=intent, buffer=True,
+                                personas=PersonaTracker(ModelSource(blobs)), attribution=attribution)
             refused = 0
             started = time.process_time()
             for start in range(0, len(records), 100):

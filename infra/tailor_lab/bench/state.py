@@ -11,6 +11,8 @@ from typing import Any
 from tailor.embeddings.online import OnlineVectors
 from tailor.ingest.intent import SessionIntent
 from tailor.ingest.service import Ingestor, StreamRecord
+from tailor.personas.online import PersonaTracker
+from tailor.personas.storage import ModelSource
 from tailor.store.aws import to_dynamo
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
 from tailor.store.port import TABLES
@@ -24,12 +26,15 @@ UNKNOWN_SHARE = 0.1  # of requests, for shoppers Tailor has never seen (cold-sta
 
 
 def ingested(events: list[dict[str, Any]], vectors: Any = None) -> MemoryStateStore:
-    """The state Ingest makes of `events` (one shard, batches of 100), in memory: with session intent from the
-    shipped intent model, as a new stack keeps it, so that feeds weigh associations by intent as deployed; with
-    item `vectors` (tailor.embeddings.ItemVectors), the session and shopper vectors Ingest keeps in the rows."""
+    """The state Ingest makes of `events` (one shard, batches of 100), in memory, as a new stack keeps it: with
+    session intent from the shipped intent model, so that feeds weigh associations by intent as deployed, and the
+    shoppers' and sessions' traits (no persona model yet), which also settles each batch's evidence notes rather
+    than leave them in the rows; with item `vectors` (tailor.embeddings.ItemVectors), the session and shopper
+    vectors Ingest keeps in the rows."""
     store = MemoryStateStore()
     intent = SessionIntent.shipped()
-    ingestor = Ingestor(store, MemoryBlobStore(), max_workers=1, intent=intent,
+    blobs = MemoryBlobStore()
+    ingestor = Ingestor(store, blobs, max_workers=1, intent=intent, personas=PersonaTracker(ModelSource(blobs)),
                         vectors=None if vectors is None else OnlineVectors(lambda: vectors))
     base = 49_000_000_000_000_000_000
     records = [StreamRecord("shardId-000000000000", str(base + n), json.dumps(e).encode(), e["user_id"], time.time())
