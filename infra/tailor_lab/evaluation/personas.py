@@ -184,7 +184,7 @@ def evaluate_simulated(*, shoppers: int, days: float, test_days: float, seed: in
     replay = Replay(seed=seed)
     echo(f"simulator: {len(events)} events, {shoppers} shoppers; replaying {len(train)} training events")
     trained = _train(replay, train)
-    echo(f"personas: k={trained['k']} (BIC over k={sorted(trained['bic'])}), "
+    echo(f"personas: k={trained['k']} (held-out deviance over k={sorted(trained['bic'])}), "
          f"{trained['adjustments'].get('items_kept', 0)} items with adjustments")
     recovery = _recovery(replay, simulation.truth, oracle=_persona_oracle(simulation, train))
     window = "validation" if validation_days else "test"
@@ -237,7 +237,7 @@ def format_table(report: dict[str, Any]) -> str:
         held = (f"the {sim['validation_days']:g} before the last {sim['test_days']:g} held out (the last left out)"
                 if sim.get("validation_days") else f"last {sim['test_days']:g} for test")
         lines += [f"Simulator ({sim['shoppers']} shoppers, {sim['days']:g} days, {held}, "
-                  f"seed {sim['seed']}): k = {sim['k']} personas by BIC",
+                  f"seed {sim['seed']}): k = {sim['k']} personas by held-out deviance",
                   f"  ARI vs true personas: rebuild {sim['ari_rebuild']:.3f}, Ingest's dominant persona "
                   f"{sim['ari_online']:.3f}, Bayes oracle {sim.get('ari_oracle', float('nan')):.3f} "
                   f"({sim['shoppers_compared']} shoppers)",
@@ -355,7 +355,7 @@ class _Context:
 
 
 def _train(replay: Replay, train: list[dict]) -> dict[str, Any]:
-    """The training window walked with the jobs on schedule; what the latest rebuild found (k, BIC) and the
+    """The training window walked with the jobs on schedule; what the latest rebuild found (k, its criterion) and the
     adjustments of the model in force at its end."""
     replay.walk(train)
     if replay.built is None or replay.latest is None:
