@@ -44,3 +44,22 @@ def test_a_rebuild_reports_its_shoppers_and_how_k_was_chosen():
     assert built["shoppers"] == len({e["user_id"] for e in events})
     assert built["k_choice"].startswith(f"k={built['k']}") and f"on {built['shoppers']} shoppers" in built["k_choice"]
     assert "left out: fewer than 5 shoppers per persona" in built["k_choice"]  # 40 shoppers cannot carry k=12
+
+
+def test_a_large_shop_chooses_k_on_a_sample_and_fits_it_on_a_larger_one(monkeypatch):
+    import tailor.personas.rebuild as rebuild
+
+    monkeypatch.setattr(rebuild, "CHOOSE_K_SHOPPERS", 25)
+    monkeypatch.setattr(rebuild, "FIT_SHOPPERS", 35)
+    store, blobs = MemoryStateStore(), MemoryBlobStore()
+    ingestor = Ingestor(store, blobs, max_workers=1)
+    events = simulate(shoppers=60, days=0.3, seed=5).events
+    records = [StreamRecord("shardId-0", str(10_000 + n), json.dumps(e).encode(), e["user_id"])
+               for n, e in enumerate(events)]
+    for start in range(0, len(records), 100):
+        ingestor.ingest(records[start:start + 100])
+
+    built = run_job("rebuild", store, blobs, ks=range(2, 13))
+
+    assert built["shoppers"] > 35
+    assert "on 25 shoppers" in built["k_choice"] and built["fitted_on"] == 35
