@@ -294,14 +294,14 @@ def _size_attribute_values_directly() -> None:
 
 
 def attribute_value_size(value: Any) -> int:
-    """What moto's DynamoType.size() counts for `value` (a DynamoType): a number's digits, a string's or binary's
+    """What moto's DynamoType.size() counts for `value` (a DynamoType): a number's bytes, a string's or binary's
     bytes, 1 for a boolean or null, a collection's members and a map's keys, summed."""
     kind, held = value.type, value.value
     if kind == "N":
-        return len(str(held))
+        return _number_size()(str(held))
     if kind in _SET_TYPES:
         member = kind[0]
-        return sum(len(str(v)) if member == "N" else _bytesize(v) for v in held)
+        return sum(_number_size()(str(v)) if member == "N" else _bytesize(v) for v in held)
     if kind == "L":
         return sum(attribute_value_size(v) for v in held)
     if kind == "M":
@@ -312,6 +312,17 @@ def attribute_value_size(value: Any) -> int:
 
 
 _SET_TYPES = frozenset({"SS", "NS", "BS"})
+
+
+@functools.cache
+def _number_size() -> Callable[[str], int]:
+    """moto's count of a number's bytes: DynamoDB's (about one per two significant digits) from moto 5.2.6, the
+    length of its text before."""
+    try:
+        from moto.dynamodb.models.utilities import number_size
+    except ImportError:
+        return len
+    return number_size
 
 
 def _member_size(value: Any) -> int:

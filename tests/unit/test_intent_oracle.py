@@ -85,7 +85,9 @@ def test_decision_weights_favour_a_class_argmax_starves():
 
 
 class _Shares:
-    """A model that knows nothing: the same probabilities for every session."""
+    """A model that knows nothing: the same probabilities for every session, and no intent filter."""
+
+    filter = None
 
     def predict(self, features):
         return np.full((len(features), len(INTENTS)), 1 / len(INTENTS))
