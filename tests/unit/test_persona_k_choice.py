@@ -32,14 +32,20 @@ def test_the_sentence_names_the_choice_the_shoppers_and_the_k_left_out():
         "k=1: none of k=2, 3 could be fitted to 7 shoppers")
 
 
-def test_a_rebuild_reports_its_shoppers_and_how_k_was_chosen():
+def _ingested(shoppers: int) -> tuple[MemoryStateStore, MemoryBlobStore, list[dict]]:
+    """The state Ingest keeps of `shoppers` simulated shoppers' few hours, and their events."""
     store, blobs = MemoryStateStore(), MemoryBlobStore()
     ingestor = Ingestor(store, blobs, max_workers=1)
-    events = simulate(shoppers=40, days=0.3, seed=5).events
+    events = simulate(shoppers=shoppers, days=0.3, seed=5).events
     records = [StreamRecord("shardId-0", str(10_000 + n), json.dumps(e).encode(), e["user_id"])
                for n, e in enumerate(events)]
     for start in range(0, len(records), 100):
         ingestor.ingest(records[start:start + 100])
+    return store, blobs, events
+
+
+def test_a_rebuild_reports_its_shoppers_and_how_k_was_chosen():
+    store, blobs, events = _ingested(40)
     built = run_job("rebuild", store, blobs, ks=range(2, 13))
     assert built["shoppers"] == len({e["user_id"] for e in events})
     assert built["k_choice"].startswith(f"k={built['k']}") and f"on {built['shoppers']} shoppers" in built["k_choice"]
@@ -51,13 +57,7 @@ def test_a_large_shop_chooses_k_on_a_sample_and_fits_it_on_a_larger_one(monkeypa
 
     monkeypatch.setattr(rebuild, "CHOOSE_K_SHOPPERS", 25)
     monkeypatch.setattr(rebuild, "FIT_SHOPPERS", 35)
-    store, blobs = MemoryStateStore(), MemoryBlobStore()
-    ingestor = Ingestor(store, blobs, max_workers=1)
-    events = simulate(shoppers=60, days=0.3, seed=5).events
-    records = [StreamRecord("shardId-0", str(10_000 + n), json.dumps(e).encode(), e["user_id"])
-               for n, e in enumerate(events)]
-    for start in range(0, len(records), 100):
-        ingestor.ingest(records[start:start + 100])
+    store, blobs, _ = _ingested(60)
 
     built = run_job("rebuild", store, blobs, ks=range(2, 13))
 
