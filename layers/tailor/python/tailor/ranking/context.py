@@ -11,7 +11,7 @@ from tailor.intent import IntentFactors
 from tailor.ranking.filters import Filters
 from tailor.ranking.limits import MAX_ITEMS, MAX_SESSION_EVENTS, RequestError, check_base_scores
 from tailor.ranking.rows import ItemRecord, Partners, Popularity, QueryCounts
-from tailor.session import QUERY_ATTRIBUTION_SECONDS, SessionState, fold_session
+from tailor.session import QUERY_ATTRIBUTION_SECONDS, IntentStep, SessionState, fold_session
 from tailor.shopper import ShopperState
 from tailor.text import normalize_query
 
@@ -68,6 +68,7 @@ class RankingContext:
     factors: IntentFactors | None = None  # the intent scaling factors in force (tailor.intent)
     intent: dict[str, float] | None = None  # intent inferred from the request's session data
     embedding_query: Any = None  # the embedding query and what it was made of (tailor.ranking.candidates)
+    intent_filter: IntentStep | None = None  # what the request's session data is folded with for its intent
 
     def __post_init__(self) -> None:
         self.today = datetime.fromtimestamp(self.now, tz=UTC).date()
@@ -75,7 +76,7 @@ class RankingContext:
             # A caller's session data stands for the session: folded here, never stored.
             session: SessionState | None = None
             for event in sorted(self.request.session_events, key=lambda e: e.epoch):
-                session = fold_session(session, event, ttl_seconds=0)
+                session = fold_session(session, event, ttl_seconds=0, intent_filter=self.intent_filter)
             self.session = session
 
     @property

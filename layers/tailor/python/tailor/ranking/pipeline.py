@@ -126,12 +126,13 @@ class Pipeline:
 
     def gather(self, request: Request, now: float) -> Gathered:
         """Read what the request needs and return its candidates with their features."""
-        ctx = RankingContext(request, now)
+        # A request's session data is folded once, with the intent model's filter when its intent is wanted.
+        scores_intent = self.factors is not None and self.intent_model is not None and bool(request.session_events)
+        ctx = RankingContext(request, now, intent_filter=self.intent_model.filter if scores_intent else None)
         if self.factors is not None:
             ctx.factors = self.factors()
-            if ctx.transient_session and ctx.session is not None and self.intent_model is not None:
-                # One model call per request, on the session folded with the model's intent filter.
-                ctx.intent = self.intent_model.session_probabilities(request.session_events)
+            if scores_intent and ctx.session is not None:
+                ctx.intent = self.intent_model.probabilities(ctx.session)  # one model call per request
         route = self.routes[request.route]
         waves = 0
         while True:
