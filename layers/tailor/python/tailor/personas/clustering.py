@@ -97,10 +97,7 @@ class Fit:
         self.bic = -2.0 * loglik + parameters * math.log(max(n, 2))
 
     def responsibilities(self, z: np.ndarray, items: ItemCounts | None = None) -> np.ndarray:
-        log = _component_log(z, self.means, self.variances)
-        if items is not None and self.item_log is not None:
-            log = FEATURE_WEIGHT * log + items.log_likelihood(self.item_log)
-        log += np.log(self.weights)[None, :]
+        log = _joint_log(z, self.weights, self.means, self.variances, items, self.item_log)
         log -= log.max(axis=1, keepdims=True)
         p = np.exp(log)
         return p / p.sum(axis=1, keepdims=True)
@@ -200,10 +197,7 @@ def fit_mixture(z: np.ndarray, k: int, *, seed: int = 0, iterations: int = 100, 
     previous = -np.inf
     loglik = previous
     for _ in range(iterations):
-        log = _component_log(z, means, variances)
-        if item_log is not None:
-            log = FEATURE_WEIGHT * log + items.log_likelihood(item_log)
-        log += np.log(weights)[None, :]
+        log = _joint_log(z, weights, means, variances, items, item_log)
         total = _log_sum(log)
         loglik = float(total.sum())
         r = np.exp(log - total[:, None])
@@ -264,8 +258,7 @@ def held_out_deviance(z: np.ndarray, k: int, items: ItemCounts, *, seed: int = 0
             continue
         fit = max((fit_mixture(z[train], k, seed=seed + start, items=items.take(train)) for start in range(STARTS)),
                   key=lambda f: f.loglik)
-        log = (FEATURE_WEIGHT * _component_log(z[test], fit.means, fit.variances)
-               + items.take(test).log_likelihood(fit.item_log) + np.log(fit.weights)[None, :])
+        log = _joint_log(z[test], fit.weights, fit.means, fit.variances, items.take(test), fit.item_log)
         total += float(_log_sum(log).sum())
     return -2.0 * total
 
@@ -366,6 +359,16 @@ def _kmeans_plus_plus(z: np.ndarray, k: int, rng: np.random.Generator) -> np.nda
         centers.append(z[pick])
         distance = np.minimum(distance, np.sum((z - z[pick]) ** 2, axis=1))
     return np.array(centers)
+
+
+def _joint_log(z: np.ndarray, weights: np.ndarray, means: np.ndarray, variances: np.ndarray,
+               items: ItemCounts | None = None, item_log: np.ndarray | None = None) -> np.ndarray:
+    """log P(persona, shopper) for each row and persona (n, K): the persona's share, and the features' Gaussian,
+    weighed by FEATURE_WEIGHT beside the shopper's items under the persona's item distribution when both are given."""
+    log = _component_log(z, means, variances)
+    if items is not None and item_log is not None:
+        log = FEATURE_WEIGHT * log + items.log_likelihood(item_log)
+    return log + np.log(weights)[None, :]
 
 
 def _log_sum(log: np.ndarray) -> np.ndarray:
