@@ -326,9 +326,11 @@ def _number_size() -> Callable[[str], int]:
 
 
 def _member_size(value: Any) -> int:
-    from moto.dynamodb.models.dynamo_type import DynamoType
+    if isinstance(value, dict):  # a member an update left as plain JSON (rare): sized as moto would wrap it
+        from moto.dynamodb.models.dynamo_type import DynamoType
 
-    return attribute_value_size(value if type(value) is DynamoType else DynamoType(value))
+        value = DynamoType(value)
+    return attribute_value_size(value)
 
 
 def _bytesize(value: str | bytes) -> int:

@@ -17,25 +17,25 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from tailor.events import Event
-from tailor.intent_filter import TRANSITIONS, IntentFilter, observe
+from tailor.intent_filter import N_INTENTS, TRANSITIONS, IntentFilter, observe
 from tailor.session import SessionState, fold_session
 
 __all__ = ["SMOOTHING", "count_filter", "labelled_sessions"]
 
 SMOOTHING = 0.5
-_N = 4
-_NEUTRAL = IntentFilter([0.25] * _N, {name: np.eye(_N).tolist() for name in TRANSITIONS}, {}, {})
+_NEUTRAL = IntentFilter([0.25] * N_INTENTS, {name: np.eye(N_INTENTS).tolist() for name in TRANSITIONS}, {}, {})
 
 
 def count_filter(sessions: Iterable[Sequence[tuple[Event, int]]], *, smoothing: float = SMOOTHING) -> IntentFilter:
     """The filter counted from sessions, each its events in order with their intent (index into tailor.intent.INTENTS;
     negative: not known, which breaks the chain of transitions there)."""
-    prior = np.full(_N, smoothing)
-    transitions = {name: np.full((_N, _N), smoothing) for name in TRANSITIONS}
-    kinds: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(_N))
-    after: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(_N))  # per previous kind: events after it, per intent
-    details: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(_N))
-    of_kind: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(_N))
+    prior = np.full(N_INTENTS, smoothing)
+    transitions = {name: np.full((N_INTENTS, N_INTENTS), smoothing) for name in TRANSITIONS}
+    kinds: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(N_INTENTS))
+    # Per previous kind: the events after it, per intent.
+    after: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(N_INTENTS))
+    details: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(N_INTENTS))
+    of_kind: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(N_INTENTS))
     for events in sessions:
         state: SessionState | None = None
         before = -1

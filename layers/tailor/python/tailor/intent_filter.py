@@ -24,6 +24,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from tailor.text import normalize_query
+
 if TYPE_CHECKING:
     from tailor.events import Event
     from tailor.session import SessionState
@@ -206,8 +208,6 @@ def _search(last_query: str | None, query: str) -> str:
     """Whether a search starts the session's searching, refines the last query (keeps its words, adds some) or not."""
     if last_query is None:
         return "first"
-    from tailor.text import normalize_query
-
     words = normalize_query(query).split()
     kept = [w for w in last_query.split() if not w.startswith("under-")]  # a price cap is replaced, not kept
     return "refine" if words != last_query.split() and all(w in words for w in kept) else "new"
