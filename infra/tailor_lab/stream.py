@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
+from datetime import datetime
 
 from tailor.ingest.service import StreamRecord
 
-__all__ = ["SHARDS", "records_by_shard", "shard_of"]
+__all__ = ["SHARDS", "epoch_of", "records_by_shard", "shard_of"]
 
 SHARDS = 4  # what an on-demand stream starts with
 
@@ -27,3 +28,8 @@ def records_by_shard(events: Iterable[dict], first_sequence: int, *, arrival: fl
         grouped.setdefault(shard, []).append(StreamRecord(shard, str(first_sequence + n), json.dumps(event).encode(),
                                                           event["user_id"], arrival))
     return grouped
+
+
+def epoch_of(timestamp: str) -> float:
+    """An event's ISO 8601 timestamp (a trailing Z for UTC) in epoch seconds."""
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()

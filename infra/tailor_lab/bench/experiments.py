@@ -47,6 +47,7 @@ from tailor.ranking import MODEL_NAME, RankingModel
 from tailor.serving import Recommender
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
 from tailor_lab.simulator import simulate
+from tailor_lab.stream import epoch_of
 from tailor_lab.training.clusters import build_clusters
 
 from .report import percentile, publish
@@ -183,7 +184,7 @@ def _ingest(events: int, runs: int, seed: int) -> dict[str, Any]:
     # Each event reaches the stream a second after it happened, as a shop's events do: Ingest refuses one dated
     # later than it arrived (beyond the clock skew it allows).
     streams = {name: [StreamRecord("shardId-000000000000", str(49_000_000_000_000_000_000 + i), json.dumps(e).encode(),
-                                   e["user_id"], _epoch(e["timestamp"]) + 1.0) for i, e in enumerate(events_in)]
+                                   e["user_id"], epoch_of(e["timestamp"]) + 1.0) for i, e in enumerate(events_in)]
                for name, (_, events_in) in rows.items()}
     times: dict[str, list[float]] = {name: [] for name in rows}
     for run_number in range(-1, runs):  # the first, untimed, loads what a container loads once (the intent model)
@@ -212,10 +213,6 @@ def _ingest(events: int, runs: int, seed: int) -> dict[str, Any]:
                             "vs_off_paired": (None if name == "attribution off" else
                                               paired_ratio(values, times["attribution off"]))}
                      for name, values in times.items()}}
-
-
-def _epoch(timestamp: str) -> float:
-    return dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
 def paired_ratio(values: list[float], baseline: list[float]) -> dict[str, float] | None:

@@ -60,7 +60,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +78,7 @@ from tailor.ranking.rows import Partners, partners
 from tailor.session import SessionState, fold_session
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
 from tailor_lab.datasets import load_diginetica, load_yoochoose
+from tailor_lab.stream import epoch_of
 from tailor_lab.training.embeddings import (
     EmbeddingParams,
     interactions_from_events,
@@ -192,7 +193,7 @@ def validation_split(split: NextItemSplit, days: float) -> NextItemSplit:
     ending in the last `days` days of training are the test, the earlier ones the training, with the same
     test filter (items seen in training, sessions of two events or more)."""
     sessions = _group(split.train)
-    ends = {s: _epoch(events[-1]["timestamp"]) for s, events in sessions.items()}
+    ends = {s: epoch_of(events[-1]["timestamp"]) for s, events in sessions.items()}
     cut = max(ends.values(), default=0.0) - days * _DAY
     train = [e for e in split.train if ends[e["session_id"]] <= cut]
     known = {e["item_id"] for e in train}
@@ -299,13 +300,13 @@ def evaluate_next_item(split: NextItemSplit, out_path: str | os.PathLike[str] | 
         seconds[VSKNN_LIVE] += time.perf_counter() - t
         position_of = {raw["event_id"]: p for s in order for p, raw in enumerate(test_sessions[s])}
         prefixes: dict[str, list[str]] = defaultdict(list)
-        for raw in sorted(split.test, key=lambda e: (_epoch(e["timestamp"]), e["session_id"], position_of[e["event_id"]])):
+        for raw in sorted(split.test, key=lambda e: (epoch_of(e["timestamp"]), e["session_id"], position_of[e["event_id"]])):
             session_id, position = raw["session_id"], position_of[raw["event_id"]]
             t = time.perf_counter()
             stream.ingest([raw])
             seconds[TAILOR_LIVE] += time.perf_counter() - t
             t = time.perf_counter()
-            vsknn_live.extend(session_id, raw["item_id"], _epoch(raw["timestamp"]))
+            vsknn_live.extend(session_id, raw["item_id"], epoch_of(raw["timestamp"]))
             seconds[VSKNN_LIVE] += time.perf_counter() - t
             prefixes[session_id].append(raw["item_id"])
             if position + 1 == len(test_sessions[session_id]):
@@ -632,7 +633,7 @@ class _Stream:
         records = []
         for event in events:
             records.append(StreamRecord(SHARD, str(self.next_sequence), json.dumps(event).encode(),
-                                        partition_key=event["user_id"], arrival=_epoch(event["timestamp"])))
+                                        partition_key=event["user_id"], arrival=epoch_of(event["timestamp"])))
             self.next_sequence += 1
         outcome = self.ingestor.ingest(records)
         if outcome.failed or outcome.quarantined:
@@ -745,7 +746,7 @@ def _write_recommendations(path: Path, split: NextItemSplit, points: Sequence[tu
 
 
 def _item_sequences(events: Iterable[dict]) -> dict[str, list[tuple[float, str]]]:
-    return {s: [(_epoch(e["timestamp"]), e["item_id"]) for e in group] for s, group in _group(events).items()}
+    return {s: [(epoch_of(e["timestamp"]), e["item_id"]) for e in group] for s, group in _group(events).items()}
 
 
 def _group(events: Iterable[dict]) -> dict[str, list[dict]]:
@@ -762,10 +763,6 @@ def _sessions_of_two(events: list[dict]) -> list[dict]:
 
 def _top(pairs: Iterable[tuple[str, float]]) -> list[str]:
     return [item for item, _ in sorted(pairs, key=lambda kv: (-kv[1], kv[0]))[:CUTOFF]]
-
-
-def _epoch(timestamp: str) -> float:
-    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
 def _natural(label: str) -> tuple[int, str]:

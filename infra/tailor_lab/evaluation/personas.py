@@ -70,7 +70,7 @@ from tailor.personas.traits import TRAITS, trait_means
 from tailor.ranking import DEFAULT_WEIGHTS, ConversionPrior
 from tailor.serving import Recommender
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
-from tailor_lab.stream import records_by_shard
+from tailor_lab.stream import epoch_of, records_by_shard
 
 __all__ = ["Replay", "evaluate_diginetica", "evaluate_simulated", "format_table", "main", "ndcg_at"]
 
@@ -175,12 +175,12 @@ def evaluate_simulated(*, shoppers: int, days: float, test_days: float, seed: in
     started = time.perf_counter()
     simulation = simulate(shoppers=shoppers, days=days, seed=seed)
     events = simulation.events
-    split = _epoch(simulation.truth["start"]) + (days - test_days) * 86400
+    split = epoch_of(simulation.truth["start"]) + (days - test_days) * 86400
     if validation_days:
-        events = [e for e in events if _epoch(e["timestamp"]) < split]
+        events = [e for e in events if epoch_of(e["timestamp"]) < split]
         split -= validation_days * 86400
-    train = [e for e in events if _epoch(e["timestamp"]) < split]
-    test = [e for e in events if _epoch(e["timestamp"]) >= split]
+    train = [e for e in events if epoch_of(e["timestamp"]) < split]
+    test = [e for e in events if epoch_of(e["timestamp"]) >= split]
     replay = Replay(seed=seed)
     echo(f"simulator: {len(events)} events, {shoppers} shoppers; replaying {len(train)} training events")
     trained = _train(replay, train)
@@ -518,7 +518,7 @@ def _latest_days(events: list[dict], share: float) -> tuple[list[dict], list[dic
 def _steps(events: list[dict]) -> list[tuple[float, list[dict]]]:
     steps: dict[int, list[dict]] = defaultdict(list)
     for event in events:
-        steps[int(_epoch(event["timestamp"]) // STEP_SECONDS)].append(event)
+        steps[int(epoch_of(event["timestamp"]) // STEP_SECONDS)].append(event)
     return [(key * STEP_SECONDS, steps[key]) for key in sorted(steps)]
 
 
@@ -660,7 +660,7 @@ def _listing_samples(events: list[dict]) -> list[_Sample]:
             else:
                 surface = "widget" if context.on_page is not None else "listing"
                 category = context.on_page_category if surface == "widget" else context.category
-                sample = _Sample(event["user_id"], event["session_id"], items, set(), _epoch(event["timestamp"]),
+                sample = _Sample(event["user_id"], event["session_id"], items, set(), epoch_of(event["timestamp"]),
                                  surface=surface,
                                  category=category, seen=set(context.viewed), bought=set(context.bought))
                 context.lists.append(sample)
@@ -699,9 +699,5 @@ def _category_samples(events: list[dict], lists: dict[str, list[str]]) -> list[_
             continue
         items = lists.get(event.get("category") or "")
         if items and event["item_id"] in items:
-            samples.append(_Sample(event["user_id"], session, list(items), {event["item_id"]}, _epoch(event["timestamp"])))
+            samples.append(_Sample(event["user_id"], session, list(items), {event["item_id"]}, epoch_of(event["timestamp"])))
     return samples
-
-
-def _epoch(timestamp: str) -> float:
-    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()

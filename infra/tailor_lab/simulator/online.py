@@ -53,6 +53,7 @@ import numpy as np
 from tailor.embeddings import DEFAULT_UPDATE
 from tailor.experiments.strategies import DEFAULT_LTV_STRENGTH, Strategy
 from tailor.ranking.similarity import FEED_WEIGHT
+from tailor_lab.stream import epoch_of
 
 from .simulation import Simulation, World, simulate
 
@@ -406,7 +407,7 @@ class _Current:
             if outcome.failed:
                 raise RuntimeError(f"ingest refused simulated events: {outcome.failed[:3]}")
         if self.ltv is not None and events:
-            self.scored_at = max(_epoch_s(e["timestamp"]) for e in events)
+            self.scored_at = max(epoch_of(e["timestamp"]) for e in events)
             self.ltv.run()
 
     def _retrain(self, events: list[dict]) -> None:
@@ -424,17 +425,13 @@ def _everyone_served(strategy: Strategy, history: Simulation) -> dict[str, Any]:
     from tailor.experiments.definitions import new_experiment
     from tailor.experiments.strategies import BUILT_IN
 
-    start = datetime.fromtimestamp(_epoch_s(history.events[0]["timestamp"]), tz=UTC)
+    start = datetime.fromtimestamp(epoch_of(history.events[0]["timestamp"]), tz=UTC)
     experiment = new_experiment({"experiment_id": f"rollout-{strategy.name}", "surface": "feed",
                                  "start": start.isoformat(), "days": 366, "variants": [{"name": "a", "strategy": strategy.name, "share": 0.5},
                                                             {"name": "b", "strategy": strategy.name, "share": 0.5}]},
                                 now=start, known_strategies={*BUILT_IN, strategy.name})
     experiment = experiment.started(start, claim_slot(experiment, []))
     return {"experiments": lambda now: [experiment], "strategies": lambda: {**BUILT_IN, strategy.name: strategy}}
-
-
-def _epoch_s(timestamp: str) -> float:
-    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
 # -- figures ---------------------------------------------------------------------------------------------------------
