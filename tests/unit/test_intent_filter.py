@@ -182,23 +182,22 @@ def test_the_parameters_round_trip_through_json_and_bad_ones_are_refused_by_name
 @pytest.fixture(scope="module")
 def filtered_model(counted) -> IntentModel:
     examples = Examples()
-    for sessions in (sessions_of(EXPLORING, 4.0, False, 20), sessions_of(RESEARCH, 60.0, True, 20)):
+
+    def add(sessions, label=None):
+        """Each event's features after it, folded with the counted filter, labelled with its intent (or `label`)."""
         for labelled in sessions:
             state = None
             for event, intent in labelled:
                 state = fold_session(state, event, ttl_seconds=0, intent_filter=counted)
                 examples.features.append(intent_features(state))
-                examples.labels.append(intent)
+                examples.labels.append(intent if label is None else label)
                 examples.sessions.append(event.session_id)
+
+    add(sessions_of(EXPLORING, 4.0, False, 20))
+    add(sessions_of(RESEARCH, 60.0, True, 20))
     # Every intent must be present for the classifier: two sessions each of the other two, read like exploring.
     for intent in (INTENTS.index("comparative"), INTENTS.index("intent_to_purchase")):
-        for labelled in sessions_of(intent, 20.0, False, 2):
-            state = None
-            for event, _ in labelled:
-                state = fold_session(state, event, ttl_seconds=0, intent_filter=counted)
-                examples.features.append(intent_features(state))
-                examples.labels.append(intent)
-                examples.sessions.append(event.session_id)
+        add(sessions_of(intent, 20.0, False, 2), label=intent)
     return train_intent(examples, source="test", intent_filter=counted).model()
 
 
