@@ -583,11 +583,15 @@ class _Outage:
 # How long a change waits for reads of other items under way, at most.
 READS_FIRST_S = 0.1
 # Calls from work in the background (stream and queue consumers, schedules) name this app in their user agent
-# (AWS_SDK_UA_APP_ID); they run one at a time, each after the other calls under way (FOREGROUND_FIRST_S at most):
-# in AWS, a feed's read does not share a server with Ingest's writes, here it shares one interpreter lock, for which
+# (AWS_SDK_UA_APP_ID); they run one at a time, each in a pause of the other calls (FOREGROUND_FIRST_S at most): in
+# AWS, a feed's read does not share a server with Ingest's writes, here it shares one interpreter lock, for which
 # every call under way takes turns, reads of Ingest's batch beside it or not.
 BACKGROUND_APP_ID = "tailor-local-background"
 FOREGROUND_FIRST_S = 0.05
+# A pause of the other calls: none under way, and none ended this recently. An API request's calls come a few
+# milliseconds apart (the function's own work between them); a background call begun in that gap would take turns
+# with the request's next call.
+FOREGROUND_PAUSE_S = 0.006
 
 
 class _AtomicCalls:
@@ -617,6 +621,7 @@ class _AtomicCalls:
         self._let_in = 0  # reads let go by the end of a change that have not yet begun
         self._key_names: dict[str, tuple[str, ...]] = {}  # a DynamoDB table's key attributes
         self._foreground = 0  # calls under way that are not from the background
+        self._foreground_ended = 0.0  # when the last of them ended (time.monotonic)
         self._foreground_done = threading.Condition()
         self._background_turn = threading.Lock()  # see BACKGROUND_APP_ID
 
@@ -624,9 +629,14 @@ class _AtomicCalls:
         if _is_receive_message(environ):
             return list(self.app(environ, start_response))
         if f"app/{BACKGROUND_APP_ID}" in environ.get("HTTP_USER_AGENT", ""):
+            # A background call waits for a pause of the others at each of its steps: before it starts, before it
+            # reads or changes anything, and before its answer is written; a call that arrives meanwhile then shares
+            # the interpreter lock with one step at most.
             with self._background_turn:
-                self._after_foreground()
-                return self._atomically(environ, start_response)
+                self._in_foreground_pause()
+                answer = self._atomically(environ, start_response, background=True)
+                self._in_foreground_pause()
+                return answer
         with self._foreground_done:
             self._foreground += 1
         try:
@@ -634,18 +644,27 @@ class _AtomicCalls:
         finally:
             with self._foreground_done:
                 self._foreground -= 1
+                self._foreground_ended = time.monotonic()
                 if not self._foreground:
                     self._foreground_done.notify_all()
 
-    def _after_foreground(self) -> None:
+    def _in_foreground_pause(self) -> None:
+        """Return once no other call is under way or has ended in FOREGROUND_PAUSE_S, or after FOREGROUND_FIRST_S."""
         deadline = time.monotonic() + FOREGROUND_FIRST_S
         with self._foreground_done:
-            while self._foreground and (left := deadline - time.monotonic()) > 0:
-                self._foreground_done.wait(left)
+            while (left := deadline - time.monotonic()) > 0:
+                if self._foreground:
+                    self._foreground_done.wait(left)
+                elif (quiet_in := self._foreground_ended + FOREGROUND_PAUSE_S - time.monotonic()) > 0:
+                    self._foreground_done.wait(min(quiet_in, left))
+                else:
+                    return
 
-    def _atomically(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    def _atomically(self, environ: dict[str, Any], start_response: Any, *, background: bool = False) -> list[bytes]:
         reading = _only_reads(environ)
         touched = self._touched(environ)
+        if background:
+            self._in_foreground_pause()
         if reading:
             self._begin_read(touched)
         else:

@@ -423,6 +423,54 @@ def test_a_background_call_waits_for_the_calls_under_way_for_a_while_and_no_long
     foreground.join(10)
 
 
+def test_a_background_call_begins_only_in_a_pause_of_the_other_calls():
+    from tailor_local import aws
+
+    ran = {}
+
+    def app(environ, start_response):
+        ran["background" if "background" in environ.get("HTTP_USER_AGENT", "") else "foreground"] = time.monotonic()
+        return [b""]
+
+    guard = aws._AtomicCalls(app)
+    guard({"HTTP_X_AMZ_TARGET": "DynamoDB_20120810.GetItem"}, None)
+    ended = time.monotonic()
+    guard(_background_call("UpdateItem"), None)  # right after an API call: the API's next call may be on its way
+    assert ran["background"] - ended >= aws.FOREGROUND_PAUSE_S * 0.9
+
+
+def test_a_call_that_arrives_during_a_background_call_goes_before_its_answer():
+    from tailor_local import aws
+
+    release = threading.Event()
+    order = []
+
+    def app(environ, start_response):
+        if "background" not in environ.get("HTTP_USER_AGENT", ""):
+            order.append("foreground begins")
+            assert release.wait(10)
+            order.append("foreground ends")
+            return [b""]
+        order.append("background runs")
+        other_item = _dynamodb_call("GetItem", {"TableName": "t", "Key": _key("b")})
+        threading.Thread(target=guard, args=(other_item, None)).start()
+        until(lambda: "foreground begins" in order)
+        threading.Timer(aws.FOREGROUND_FIRST_S / 4, release.set).start()
+        return [b""]
+
+    guard = aws._AtomicCalls(app)
+    guard(_background_call("UpdateItem"), None)
+    order.append("background answered")
+    assert order == ["background runs", "foreground begins", "foreground ends", "background answered"]
+
+
+def _background_call(operation):
+    from tailor_local import aws
+
+    return _dynamodb_call(operation, {"TableName": "t", "Key": _key("a")}) | {
+        "HTTP_USER_AGENT": f"Boto3/1 md/Botocore#1 app/{aws.BACKGROUND_APP_ID}"}
+
+
 def test_background_calls_run_one_at_a_time():
     from tailor_local import aws
 
