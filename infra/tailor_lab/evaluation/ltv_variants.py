@@ -31,6 +31,7 @@ from tailor_lab.training.ltv import (
     buyer_summary,
     correction_columns,
     fit_bgnbd,
+    fit_booster,
     fit_prior,
     ltv_metrics,
     parse_events,
@@ -179,8 +180,8 @@ def _trees(windows: Windows, week: int, horizon: int, plan, extra=None, segment_
     columns = correction_columns(windows.features(week))
     X, y_t, y_s, expected, value = _rows(windows, plan, columns, extra, segment_edges)
     leaf = int(np.clip(len(X) * 0.003, 5, 500))
-    transactions = _regressor(X, y_t / expected, expected, leaf)
-    spend = _regressor(X, y_s / (expected * value), expected * value, leaf)
+    transactions = fit_booster(X, y_t / expected, expected, leaf, 0)
+    spend = fit_booster(X, y_s / (expected * value), expected * value, leaf, 0)
     x, e, v = _scoring_rows(windows, week, horizon, columns, extra, segment_edges)
     return transactions.predict(x) * e, spend.predict(x) * e * v
 
@@ -194,8 +195,8 @@ def _split_trees(windows: Windows, week: int, horizon: int, plan):
     for repeat in (False, True):
         train, score = (X[:, where] > 0) == repeat, (x[:, where] > 0) == repeat
         leaf = int(np.clip(train.sum() * 0.003, 5, 500))
-        m_t = _regressor(X[train], y_t[train] / expected[train], expected[train], leaf)
-        m_s = _regressor(X[train], y_s[train] / (expected[train] * value[train]), expected[train] * value[train], leaf)
+        m_t = fit_booster(X[train], y_t[train] / expected[train], expected[train], leaf, 0)
+        m_s = fit_booster(X[train], y_s[train] / (expected[train] * value[train]), expected[train] * value[train], leaf, 0)
         t[score] = m_t.predict(x[score]) * e[score]
         s[score] = m_s.predict(x[score]) * e[score] * v[score]
     return t, s
@@ -213,8 +214,8 @@ def _hurdle(windows: Windows, week: int, horizon: int, plan):
     any_ = HistGradientBoostingClassifier(min_samples_leaf=leaf, early_stopping=False, random_state=0,
                                           **BOOSTING).fit(X, y_t > 0)
     bought = y_t > 0
-    given_t = _regressor(X[bought], y_t[bought], None, max(leaf // 4, 5))
-    given_s = _regressor(X[bought], y_s[bought], None, max(leaf // 4, 5))
+    given_t = fit_booster(X[bought], y_t[bought], None, max(leaf // 4, 5), 0)
+    given_s = fit_booster(X[bought], y_s[bought], None, max(leaf // 4, 5), 0)
     x, e, _ = _scoring_rows(windows, week, horizon, columns)
     x = np.hstack([x, np.log(e)[:, None]])
     p = any_.predict_proba(x)[:, 1]
@@ -243,14 +244,6 @@ def _segment_expected(windows: Windows, week: int, features: np.ndarray, horizon
         tx_now = np.minimum(np.maximum(f[:, COLUMN["purchase_span_weeks"]], 0.0), T_now)
         expected[rows] = expected_transactions(params, horizon, f[:, COLUMN["repeat_transactions"]], tx_now, T_now)
     return expected
-
-
-def _regressor(X: np.ndarray, y: np.ndarray, weight: np.ndarray | None, leaf: int):
-    from sklearn.ensemble import HistGradientBoostingRegressor
-
-    model = HistGradientBoostingRegressor(loss="poisson", min_samples_leaf=leaf, early_stopping=False, random_state=0,
-                                          **BOOSTING)
-    return model.fit(X, y, sample_weight=weight)
 
 
 def _line(row: dict[str, Any]) -> str:

@@ -70,8 +70,8 @@ from tailor.shopper import ShopperState, fold_shopper
 from tailor.store.port import BlobStore
 
 __all__ = ["AGE_FEATURES", "QUOTE_LEVELS", "Snapshot", "TooLittleHistory", "TrainedLtv", "buyer_summary",
-           "correction_columns", "fit_bgnbd", "fit_gamma_gamma", "fit_prior", "least_error_level", "ltv_metrics",
-           "minimize_robustly", "parse_events", "replay_snapshots", "retrain_from_archive", "totals_level", "train_ltv"]
+           "correction_columns", "fit_bgnbd", "fit_booster", "fit_gamma_gamma", "fit_prior", "least_error_level",
+           "ltv_metrics", "minimize_robustly", "parse_events", "replay_snapshots", "retrain_from_archive", "totals_level", "train_ltv"]
 
 # Fewer, shallower rounds than usual: the correction to a good prior is small, and dry runs inside
 # the CDNOW calibration period ranked shoppers better with 100 rounds than with 200 or 400.
@@ -360,6 +360,15 @@ def correction_columns(features: np.ndarray) -> np.ndarray:
     return np.flatnonzero(varies & timeless)
 
 
+def fit_booster(X: np.ndarray, y: np.ndarray, weight: np.ndarray | None, leaf: int, seed: int):
+    """The correction's gradient-boosted trees (Poisson loss, BOOSTING) fitted to y with sample weights."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    model = HistGradientBoostingRegressor(loss="poisson", min_samples_leaf=leaf, early_stopping=False,
+                                          random_state=seed, **BOOSTING)
+    return model.fit(X, y, sample_weight=weight)
+
+
 # -- helpers --------------------------------------------------------------------------------------
 
 @dataclass
@@ -447,8 +456,8 @@ def _fit_recipe(stream: list[Event], end: float, horizon_weeks: float, windows: 
     value = np.exp(prior_rows[:, PRIOR_NAMES.index("log_transaction_value")].astype(np.float64))
     # Poisson loss with an offset: the ratio to the prior, weighted by the prior, has the same optimum.
     leaf = int(np.clip(len(X) * 0.003, 5, 500))  # leaves need enough shoppers to estimate a rate
-    transactions = _regressor(X, y_t / expected, expected, leaf, seed)
-    spend = _regressor(X, y_s / (expected * value), expected * value, leaf, seed)
+    transactions = fit_booster(X, y_t / expected, expected, leaf, seed)
+    spend = fit_booster(X, y_s / (expected * value), expected * value, leaf, seed)
 
     fitted = _Fitted(horizon_weeks, label_days, sorted({c for c, _ in plan}, reverse=True), int(len(y_t)), columns,
                      prior, transactions, spend, current)
@@ -471,14 +480,6 @@ def _prior_at(features: np.ndarray, prior: dict[str, Any], weeks: float) -> dict
     with np.errstate(all="ignore"):
         forecast = bgnbd_expected(refitted, weeks, x, tx, T)
     return {**prior, "bgnbd": refitted} if np.all(forecast > 0) else prior
-
-
-def _regressor(X: np.ndarray, y: np.ndarray, weight: np.ndarray, leaf: int, seed: int):
-    from sklearn.ensemble import HistGradientBoostingRegressor
-
-    model = HistGradientBoostingRegressor(loss="poisson", min_samples_leaf=leaf, early_stopping=False,
-                                          random_state=seed, **BOOSTING)
-    return model.fit(X, y, sample_weight=weight)
 
 
 def _fit_dispersion(counts: np.ndarray, mean: np.ndarray) -> float:

@@ -22,7 +22,7 @@ from tailor.personas.model import FEATURE_WEIGHT, PersonaModel, age_band
 from tailor.shopper import ShopperState
 
 __all__ = ["BLOCK_WEIGHTS", "PRICE_WEIGHT", "Fit", "ItemCounts", "choose_k", "cold_start_tables", "feature_space",
-           "fit_mixture", "held_out_deviance",
+           "best_fit", "fit_mixture", "held_out_deviance",
            "match_ids", "persona_labels", "query_vectors", "refine", "standardization"]
 
 MAX_CATEGORIES = 24  # categories with a feature of their own; the rest share "other"
@@ -217,6 +217,12 @@ def fit_mixture(z: np.ndarray, k: int, *, seed: int = 0, iterations: int = 100, 
     return Fit(weights, means, variances, loglik, n, item_log)
 
 
+def best_fit(z: np.ndarray, k: int, *, seed: int = 0, items: ItemCounts | None = None) -> Fit:
+    """The k-persona fit with the highest log-likelihood of STARTS EM runs, seeded seed, seed + 1, ...: EM finds a
+    local optimum, so the better of a few k-means++ starts."""
+    return max((fit_mixture(z, k, seed=seed + start, items=items) for start in range(STARTS)), key=lambda f: f.loglik)
+
+
 def choose_k(z: np.ndarray, ks: Iterable[int], *, seed: int = 0, passed_over: dict[int, str] | None = None,
              items: ItemCounts | None = None) -> tuple[Fit, dict[int, float]]:
     """The fit with the lowest criterion among `ks` (each k needs at least 5 shoppers per persona, and a fit whose
@@ -233,9 +239,7 @@ def choose_k(z: np.ndarray, ks: Iterable[int], *, seed: int = 0, passed_over: di
         if 5 * k > len(z):
             skipped[k] = "fewer than 5 shoppers per persona"
             continue
-        # EM finds a local optimum: the better of a few k-means++ starts.
-        fit = max((fit_mixture(z, k, seed=seed + start, items=items) for start in range(STARTS)),
-                  key=lambda f: f.loglik)
+        fit = best_fit(z, k, seed=seed, items=items)
         # A persona must stand for a group of shoppers, not a handful.
         if fit.weights.min() * len(z) >= smallest_allowed:
             fits[k] = fit
@@ -256,8 +260,7 @@ def held_out_deviance(z: np.ndarray, k: int, items: ItemCounts, *, seed: int = 0
         train, test = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
         if len(train) < k or not len(test):
             continue
-        fit = max((fit_mixture(z[train], k, seed=seed + start, items=items.take(train)) for start in range(STARTS)),
-                  key=lambda f: f.loglik)
+        fit = best_fit(z[train], k, seed=seed, items=items.take(train))
         log = _joint_log(z[test], fit.weights, fit.means, fit.variances, items.take(test), fit.item_log)
         total += float(_log_sum(log).sum())
     return -2.0 * total

@@ -24,12 +24,11 @@ import numpy as np
 from tailor.personas.adjustments import build_adjustments, read_counters
 from tailor.personas.clustering import (
     MAX_ITEMS,
-    STARTS,
     ItemCounts,
+    best_fit,
     choose_k,
     cold_start_tables,
     feature_space,
-    fit_mixture,
     match_ids,
     persona_labels,
     refine,
@@ -148,8 +147,7 @@ def _cluster(shoppers: list[ShopperState], items: list[dict], queries: list[dict
     fit, bics = choose_k(z[chosen_on], ks, seed=seed, passed_over=passed_over, items=items.take(chosen_on))
     fitted_on = _sample(len(z), FIT_SHOPPERS, seed)
     if len(fitted_on) > len(chosen_on):
-        fit = max((fit_mixture(z[fitted_on], len(fit.weights), seed=seed + start, items=items.take(fitted_on))
-                   for start in range(STARTS)), key=lambda f: f.loglik)
+        fit = best_fit(z[fitted_on], len(fit.weights), seed=seed, items=items.take(fitted_on))
     means_raw = fit.means * scale + center
     ids = match_ids(previous, means_raw, space.names)
     order = np.argsort(ids)
