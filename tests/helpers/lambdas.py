@@ -17,6 +17,7 @@ from typing import Any
 import boto3
 from moto import mock_aws
 
+import tailor.aws_clients
 from tailor_local.kinesis import kinesis_event
 from tailor_local.template import Template
 
@@ -99,6 +100,7 @@ def functions_on_moto(**overrides: str) -> Iterator[MotoFunctions]:
     try:
         with mock_aws():
             boto3.setup_default_session()
+            tailor.aws_clients.setup_session()  # the functions' clients: a fresh process's credentials and hooks
             functions = MotoFunctions(template, _create(template), overrides)
             os.environ.update(functions.environment)
             yield functions
@@ -106,6 +108,7 @@ def functions_on_moto(**overrides: str) -> Iterator[MotoFunctions]:
         os.environ.clear()
         os.environ.update(saved)
         boto3.DEFAULT_SESSION = None
+        tailor.aws_clients.setup_session()
 
 
 def lambda_context(function: str, *, memory_mb: int = 512, timeout_s: float = 60) -> SimpleNamespace:

@@ -99,13 +99,18 @@ def test_values_become_the_attribute_values_boto3s_serializer_makes():
         assert to_dynamo(value) == _serialized(value), value
 
 
-@pytest.mark.parametrize("value", [float("nan"), float("inf"), 10**40])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 10**40, 1e300, 5e-324])
 def test_values_dynamodb_cannot_hold_are_refused_as_boto3_refuses_them(value):
     with pytest.raises(Exception) as mine:
         to_dynamo({"a": [value]})
     with pytest.raises(Exception) as theirs:
         _serialized({"a": [value]})
     assert type(mine.value) is type(theirs.value)
+
+
+@pytest.mark.parametrize("value", [0.1 + 0.2, -0.0, 1e-130, 1e125, 2.0**-60, -1.7976931348623157e125])
+def test_floats_at_dynamodbs_limits_become_what_boto3s_serializer_makes(value):
+    assert to_dynamo(value) == _serialized(value)
 
 
 def test_binary_values_are_read_from_botocore_bytes_and_from_the_wires_base64_alike():

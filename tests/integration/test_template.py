@@ -19,6 +19,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from samtranslator.translator.transform import transform
 
+import tailor.aws_clients
 from tailor.erasure import TOMBSTONE_SECONDS
 from tailor.shopper import EXPIRY_FIELD
 from tailor.store.port import INDEXES, TABLES
@@ -426,7 +427,7 @@ def recorded_functions(**overrides: str) -> Iterator[tuple[MotoFunctions, list[t
     resource kind, resource name): moto itself enforces no IAM."""
     calls: list[tuple[str, str, str]] = []
     with functions_on_moto(**overrides) as functions:
-        boto3.DEFAULT_SESSION.events.register("before-parameter-build", recorder(calls))
+        tailor.aws_clients.session().register("before-parameter-build", recorder(calls))
         yield functions, calls
 
 

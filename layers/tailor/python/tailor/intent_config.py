@@ -42,7 +42,7 @@ class FactorsSource:
     def __init__(self, environ: Mapping[str, str] | None = None, *, max_age: float = MAX_AGE_SECONDS,
                  fetch: Callable[[str, str, str, int], Any] | None = None, clock: Callable[[], float] = time.monotonic):
         """`fetch(profile, environment, application, max_age)` returns the AppConfig document (bytes, str or
-        dict); by default AppConfigData's, through a boto3 client made on the first fetch."""
+        dict); by default AppConfigData's, through a client (tailor.aws_clients) made on the first fetch."""
         self._polled = PolledDocument("intent factors", CONFIG_VARIABLES, IntentFactors.default(), _factors,
                                       environ=environ, max_age=max_age, fetch=fetch, clock=clock,
                                       describe=lambda factors: factors.origin)
@@ -108,7 +108,7 @@ class AppConfigData:
     """A configuration from AppConfig's data plane, polled as AppConfig asks: a session started once, then the latest
     configuration asked for with the token the previous answer gave; an empty answer means it has not changed.
 
-    Its boto3 client is made on the first call, from the process's default session (whose loaded service data
+    Its client is made on the first call, from the process's one session (whose loaded service data
     every client shares); a failed call starts a new session on the next, so that an expired token mends itself."""
 
     def __init__(self, client: Any = None):

@@ -174,7 +174,7 @@ def _event_id_of(raw: Any) -> str | None:
 
 
 def _retries_calls(client: Any) -> bool:
-    """Whether a boto3 client makes a call more than once (botocore's retries); a stand-in without config does not."""
+    """Whether a client makes a call more than once (botocore's retries); a stand-in without config does not."""
     retries = getattr(getattr(getattr(client, "meta", None), "config", None), "retries", None)
     if retries is None:
         return hasattr(getattr(client, "meta", None), "config")  # botocore's legacy default: several attempts

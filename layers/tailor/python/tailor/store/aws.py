@@ -6,17 +6,15 @@ import base64
 import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from decimal import Decimal
+from decimal import Clamped, Context, Decimal, Inexact, Overflow, Rounded, Underflow
 from typing import Any
 
-from boto3.dynamodb.types import DYNAMODB_CONTEXT, Binary, TypeSerializer
 from botocore.exceptions import ClientError
 
 from tailor.store.port import INDEXES, TABLES, Conflict
 
 __all__ = ["DynamoStateStore", "S3BlobStore", "SqsQueue"]
 
-_serializer = TypeSerializer()
 _BATCH_GET_LIMIT = 100
 _BATCH_WRITE_LIMIT = 25
 _UNPROCESSED_RETRIES = 8
@@ -223,17 +221,26 @@ def to_dynamo(value: Any) -> dict[str, Any]:
     if kind is int and -_INT_DIGITS_LIMIT < value < _INT_DIGITS_LIMIT:
         return {"N": str(value)}
     if kind is float:
-        return _serializer.serialize(Decimal(repr(value)))
+        number = str(_NUMBER_CONTEXT.create_decimal(repr(value)))
+        if number in ("Infinity", "-Infinity", "NaN"):
+            raise TypeError(f"DynamoDB holds no {number}")
+        return {"N": number}
     if kind is bool:
         return {"BOOL": value}
     if kind is list or kind is tuple:
         return {"L": [to_dynamo(v) for v in value]}
     if value is None:
         return {"NULL": True}
-    return _serializer.serialize(_decimals(value))  # sets, binary data, decimals, mappings of other kinds
+    # Sets, binary data, decimals, mappings of other kinds: rows hold none of them but where a caller asks, and
+    # boto3 (with its S3 transfer manager) is imported then rather than at every cold start.
+    from boto3.dynamodb.types import TypeSerializer
+
+    return TypeSerializer().serialize(_decimals(value))
 
 
 _INT_DIGITS_LIMIT = 10**38  # DynamoDB's 38 digits of precision: a longer integer is TypeSerializer's to refuse
+# DynamoDB's numbers: 38 significant digits, exponents from -128 to 126, nothing rounded (boto3's DYNAMODB_CONTEXT).
+_NUMBER_CONTEXT = Context(Emin=-128, Emax=126, prec=38, traps=[Clamped, Overflow, Inexact, Rounded, Underflow])
 
 
 def from_dynamo(item: Mapping[str, Any]) -> dict[str, Any]:
@@ -286,13 +293,13 @@ def _from_attribute_value(value: Mapping[str, Any]) -> Any:
     if kind == "NULL":
         return None
     if kind == "B":
-        return Binary(_bytes(held))
+        return _binary(_bytes(held))
     if kind == "SS":
         return list(set(held))
     if kind == "NS":
-        return [_whole_or_float(d) for d in {DYNAMODB_CONTEXT.create_decimal(n) for n in held}]
+        return [_whole_or_float(d) for d in {_NUMBER_CONTEXT.create_decimal(n) for n in held}]
     if kind == "BS":
-        return [Binary(b) for b in {_bytes(b) for b in held}]
+        return [_binary(b) for b in {_bytes(b) for b in held}]
     raise TypeError(f"DynamoDB attribute value of unknown type {kind!r}")
 
 
@@ -300,11 +307,18 @@ def _number(text: str) -> int | float:
     """A number as TypeDeserializer reads it (a Decimal in DynamoDB's context), as int when integral, else float."""
     if text.isdigit() or (text[:1] == "-" and text[1:].isdigit()):
         return int(text)
-    return _whole_or_float(DYNAMODB_CONTEXT.create_decimal(text))
+    return _whole_or_float(_NUMBER_CONTEXT.create_decimal(text))
 
 
 def _whole_or_float(value: Decimal) -> int | float:
     return int(value) if value == value.to_integral_value() else float(value)
+
+
+def _binary(value: bytes) -> Any:
+    """A binary value as boto3's TypeDeserializer gives it (its Binary), boto3 imported only where a row holds one."""
+    from boto3.dynamodb.types import Binary
+
+    return Binary(value)
 
 
 def _bytes(value: str | bytes) -> bytes:
