@@ -8,7 +8,14 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-from tailor.experiments.statistics import PAIRS, QUANTITIES, SufficientStatistics, UnitTotals, increments
+from tailor.experiments.statistics import (
+    PAIRS,
+    QUANTITIES,
+    SufficientStatistics,
+    UnitTotals,
+    increment_fields,
+    increments,
+)
 
 
 def _random_units(rng: random.Random, count: int) -> list[UnitTotals]:
@@ -61,6 +68,25 @@ def test_an_unchanged_unit_adds_nothing_and_a_new_one_counts_once():
     first = increments(None, unit)
     assert first.n == 1 and first.total("impressions") == 4 and first.cross("impressions", "impressions") == 16
     assert first.cross("predicted_ltv", "pre_revenue") == 37.5
+
+
+def test_the_fields_an_event_changes_are_every_nonzero_difference_of_sums_and_pairwise_products():
+    rng = random.Random(11)
+    index = {name: i for i, name in enumerate(QUANTITIES)}
+    for before in [None, *_random_units(rng, 200)]:
+        after = _random_units(rng, 1)[0]
+        if before is not None and rng.random() < 0.7:  # most events change one or two totals of the unit
+            changed = {"impressions": before.impressions + 1, "clicks": before.clicks + 1,
+                       "orders": before.orders + 1, "revenue": before.revenue + 19.99}
+            names = rng.sample(sorted(changed), rng.randint(1, 2))
+            after = UnitTotals(**{**vars(before), **{name: changed[name] for name in names}})
+        old = before.values() if before is not None else (0,) * len(QUANTITIES)
+        new = after.values()
+        everything = {"n": 1 if before is None else 0}
+        everything |= {f"s_{q}": new[index[q]] - old[index[q]] for q in QUANTITIES}
+        everything |= {f"p_{a}__{b}": new[index[a]] * new[index[b]] - old[index[a]] * old[index[b]] for a, b in PAIRS}
+        fields = increment_fields(None if before is None else old, new)
+        assert fields == {name: value for name, value in everything.items() if value}
 
 
 def test_item_round_trip_with_dynamodb_numbers():

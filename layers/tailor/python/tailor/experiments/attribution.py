@@ -25,13 +25,14 @@ from __future__ import annotations
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import date, timedelta
+from functools import lru_cache
 from typing import Any
 
 from tailor.contribution import Contribution
 from tailor.events import Event
 from tailor.experiments.feed_ids import parse_feed_id
-from tailor.experiments.statistics import UnitTotals, increments
+from tailor.experiments.statistics import increment_fields, unit_values
 
 __all__ = ["OUTCOMES_TABLE", "Attribution", "outcome_key"]
 
@@ -68,23 +69,24 @@ class Attribution:
         changed: dict[str, tuple[list | None, list]] = {}
         values = vars(event)
         kind = event.event_type
+        epoch = event.epoch  # worked out from the event's timestamp at each read
         echoed = parse_feed_id(values.get("feed_id"))
         echoed_key = None
         if echoed is not None:
             session_unit = echoed.unit_kind == "s"
             echoed_key = f"{echoed.experiment_id}/{event.session_id}" if session_unit else echoed.experiment_id
             before = units.get(echoed_key)
-            after = _entry(before) if before is not None else [echoed.variant, 0, 0, 0, 0.0,
-                                                               round(float(predicted_ltv), 6),
-                                                               round(float(revenue_so_far), 6), None, event.epoch, 0.0]
+            kept = _entry(before) if before is not None else None
+            after = list(kept) if kept is not None else [echoed.variant, 0, 0, 0, 0.0, round(float(predicted_ltv), 6),
+                                                         round(float(revenue_so_far), 6), None, epoch, 0.0]
             if kind == "impression":
                 after[_IMPRESSIONS] += 1
             elif kind == "click":
                 after[_CLICKS] += 1
-                after[_CLICKED] = event.epoch
+                after[_CLICKED] = epoch
             elif kind == "purchase":
                 _order(after, event)
-            if before is None or after != _entry(before):
+            if after != kept:
                 changed[echoed_key] = (before, after)
                 units[echoed_key] = after
             if before is None and session_unit:
@@ -92,7 +94,7 @@ class Attribution:
         if kind == "purchase":
             for key, entry in list(units.items()):
                 clicked = entry[_CLICKED]
-                if key == echoed_key or clicked is None or not 0 <= event.epoch - clicked <= self.window:
+                if key == echoed_key or clicked is None or not 0 <= epoch - clicked <= self.window:
                     continue
                 after = _entry(entry)
                 _order(after, event)
@@ -101,24 +103,29 @@ class Attribution:
             for key, entry in list(units.items()):
                 entry = _entry(entry)
                 exposed = entry[_EXPOSED]
-                if exposed is None or not 0 <= event.epoch - exposed < self.revenue_window:
+                if exposed is None or not 0 <= epoch - exposed < self.revenue_window:
                     continue
                 entry[_REALIZED] = round(entry[_REALIZED] + event.price * event.quantity, 6)
                 changed[key] = (changed[key][0] if key in changed else units[key], entry)
                 units[key] = entry
         if not changed:
             return units, []
-        day = datetime.fromtimestamp(event.epoch, tz=UTC).date().isoformat()
+        day = _day(int(epoch // 86400))
         out = []
         for key, (before, after) in changed.items():
             experiment_id, _, session = key.partition("/")
             unit = session or event.user_id
             shard = zlib.crc32(unit.encode()) % self.shards
-            stats = increments(None if before is None else _totals(before), _totals(after)).to_item()
-            out.append(Contribution(OUTCOMES_TABLE, outcome_key(experiment_id, day, after[_VARIANT], shard),
-                                    {name: value for name, value in stats.items() if value},
+            fields = increment_fields(None if before is None else _values(before), _values(after))
+            out.append(Contribution(OUTCOMES_TABLE, outcome_key(experiment_id, day, after[_VARIANT], shard), fields,
                                     {"experiment_id": experiment_id, "day": day, "variant": after[_VARIANT]}))
         return units, out
+
+
+@lru_cache(maxsize=64)
+def _day(days_since_epoch: int) -> str:
+    """The UTC date of an epoch day, as the statistics rows name it (a batch's events fall on a day or two)."""
+    return (date(1970, 1, 1) + timedelta(days=days_since_epoch)).isoformat()
 
 
 def _order(entry: list, event: Event) -> None:
@@ -134,10 +141,12 @@ def _entry(entry: list) -> list:
     return copy
 
 
-def _totals(entry: list) -> UnitTotals:
-    entry = _entry(entry)
-    return UnitTotals(entry[_IMPRESSIONS], entry[_CLICKS], entry[_ORDERS], entry[_REVENUE], entry[_LTV], entry[_PRE],
-                      entry[_REALIZED])
+def _values(entry: list) -> tuple[float, ...]:
+    """The unit's quantities (tailor.experiments.statistics.unit_values) from its entry, whose numbers the fold made
+    from validated events or read back from the row it wrote."""
+    realized = entry[_REALIZED] if len(entry) > _REALIZED else 0.0
+    return unit_values(entry[_IMPRESSIONS], entry[_CLICKS], entry[_ORDERS], entry[_REVENUE], entry[_LTV], entry[_PRE],
+                       realized)
 
 
 def _keep_recent_sessions(units: dict[str, list]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from functools import lru_cache
 
 __all__ = ["FeedId", "new_feed_id", "parse_feed_id"]
 
@@ -27,6 +28,7 @@ def new_feed_id(experiment_id: str | None = None, variant: str | None = None, un
     return f"{experiment_id}.{variant}.{unit_kind}{token}"
 
 
+@lru_cache(maxsize=4096)  # a served list's id comes back with each of its impressions, clicks and carts
 def parse_feed_id(feed_id: str | None) -> FeedId | None:
     """The experiment, variant and unit kind a feed id names, or None (not an experiment's, or not well formed)."""
     if not feed_id or feed_id.count(".") != 2:

@@ -33,7 +33,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["PAIRS", "QUANTITIES", "SufficientStatistics", "UnitTotals", "increments"]
+__all__ = ["PAIRS", "QUANTITIES", "SufficientStatistics", "UnitTotals", "increment_fields", "increments",
+           "unit_values"]
 
 # The per-unit quantities, in the order of SufficientStatistics.sums.
 QUANTITIES: tuple[str, ...] = ("impressions", "clicks", "orders", "revenue", "converted", "predicted_ltv",
@@ -42,6 +43,10 @@ QUANTITIES: tuple[str, ...] = ("impressions", "clicks", "orders", "revenue", "co
 PAIRS: tuple[tuple[str, str], ...] = tuple(combinations_with_replacement(QUANTITIES, 2))
 _INDEX = {name: i for i, name in enumerate(QUANTITIES)}
 _PAIR_INDEX = {pair: i for i, pair in enumerate(PAIRS)} | {(b, a): i for i, (a, b) in enumerate(PAIRS)}
+# A row's field names (SufficientStatistics.to_item), and for each quantity the pairs it is a factor of.
+_SUM_FIELDS = tuple(f"s_{name}" for name in QUANTITIES)
+_PAIRS_OF = tuple(tuple((f"p_{a}__{b}", _INDEX[a], _INDEX[b]) for a, b in PAIRS if name in (a, b))
+                  for name in QUANTITIES)
 
 
 @dataclass(frozen=True)
@@ -64,8 +69,16 @@ class UnitTotals:
 
     def values(self) -> tuple[float, ...]:
         """The unit's quantities in QUANTITIES order (converted derived from orders)."""
-        return (self.impressions, self.clicks, self.orders, self.revenue, 1 if self.orders > 0 else 0,
-                self.predicted_ltv, self.pre_revenue, self.realized_revenue)
+        return unit_values(self.impressions, self.clicks, self.orders, self.revenue, self.predicted_ltv,
+                           self.pre_revenue, self.realized_revenue)
+
+
+def unit_values(impressions: float, clicks: float, orders: float, revenue: float, predicted_ltv: float,
+                pre_revenue: float, realized_revenue: float) -> tuple[float, ...]:
+    """A unit's quantities in QUANTITIES order (converted derived from orders), from totals already known to be
+    finite numbers (UnitTotals checks them)."""
+    return (impressions, clicks, orders, revenue, 1 if orders > 0 else 0, predicted_ltv, pre_revenue,
+            realized_revenue)
 
 
 def _zeros(count: int) -> tuple[float, ...]:
@@ -139,11 +152,32 @@ class SufficientStatistics:
 
 def increments(before: UnitTotals | None, after: UnitTotals) -> SufficientStatistics:
     """What to add to the day's row when one unit's totals go from `before` (None: first exposed now) to `after`."""
-    new = after.values()
-    old = before.values() if before is not None else _zeros(len(QUANTITIES))
-    return SufficientStatistics(1 if before is None else 0, tuple(a - b for a, b in zip(new, old)),
-                                tuple(new[_INDEX[a]] * new[_INDEX[b]] - old[_INDEX[a]] * old[_INDEX[b]]
-                                      for a, b in PAIRS))
+    return SufficientStatistics.from_item(increment_fields(None if before is None else before.values(),
+                                                           after.values()))
+
+
+def increment_fields(before: tuple[float, ...] | None, after: tuple[float, ...]) -> dict[str, float]:
+    """increments() as the row fields it changes (to_item's names, zeros left out), from the two units' values
+    (unit_values). Ingest makes one per attributed event, which changes one quantity or two: only the pairs with a
+    changed factor are worked out, the rest being zero."""
+    if before is None:
+        before = _ZEROS
+        fields: dict[str, float] = {"n": 1}
+    else:
+        fields = {}
+    changed = [q for q in range(len(QUANTITIES)) if after[q] != before[q]]
+    for q in changed:
+        fields[_SUM_FIELDS[q]] = after[q] - before[q]
+    # A pair of two changed quantities is among the pairs of each: worked out once.
+    pairs = _PAIRS_OF[changed[0]] if len(changed) == 1 else dict.fromkeys(p for q in changed for p in _PAIRS_OF[q])
+    for name, i, j in pairs:
+        change = after[i] * after[j] - before[i] * before[j]
+        if change:
+            fields[name] = change
+    return fields
+
+
+_ZEROS = _zeros(len(QUANTITIES))
 
 
 def _index(quantity: str) -> int:
