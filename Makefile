@@ -3,9 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # The suite's files run side by side, three at a time: much of it waits on local stacks rather than the CPU.
-# OpenBLAS picks its kernels by CPU (AVX-512 or not), and they round differently: the tests' small fixtures (two
-# item worlds whose co-occurrence matrices have repeated singular values) come out alike on every CPU with one kernel.
-PYTEST := OPENBLAS_CORETYPE=Haswell $(BIN)/pytest -n 3
+PYTEST := $(BIN)/pytest -n 3
 
 .PHONY: run test test-fast bench lint lint-python browser build deploy clean
 
