@@ -70,7 +70,8 @@ class Windows:
     def labels(self, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
         """Purchase days and spend of the shoppers known at `start` from then until `end`."""
         first, last = self.snaps[start], self.snaps[end]
-        rows = np.array([last.index()[u] for u in first.user_ids])
+        later = last.index()  # once: building it per shopper made every label window quadratic in shoppers
+        rows = np.array([later[u] for u in first.user_ids])
         return last.transactions[rows] - first.transactions, np.maximum(last.revenue[rows] - first.revenue, 0.0)
 
 

@@ -182,7 +182,8 @@ def train_ltv(events: Iterable[dict | Event], as_of: float | datetime, *, horizo
         else:
             snaps = replay_snapshots(stream, [earlier_end, end], with_features=lambda m: m == earlier_end)
             start, finish = snaps[earlier_end], snaps[end]
-            rows = np.array([finish.index()[u] for u in start.user_ids])
+            later = finish.index()
+            rows = np.array([later[u] for u in start.user_ids])
             bt_t, bt_s = past.predict(start.features, past.horizon_weeks)
             did_t = finish.transactions[rows] - start.transactions
             did_s = np.maximum(finish.revenue[rows] - start.revenue, 0.0)
