@@ -69,7 +69,7 @@ def test_onnx_scores_match_the_fitted_prior_and_boosters(history):
     metadata = {"feature_names": list(FEATURE_NAMES), "horizon_weeks": 4, "prior": fitted.prior,
                 "count": {"dispersion": fitted.dispersion, "level": fitted.level, "spend_level": fitted.spend_level},
                 "baseline": np.median(fitted.current, 0).tolist(), "spend_quantiles": np.linspace(0, 100, 11).tolist()}
-    model = LtvModel(ltv_training._export(fitted.columns, fitted.transactions, fitted.spend, metadata))
+    model = LtvModel(ltv_training._export(fitted.columns, fitted.correction, metadata))
     for weeks in (4, 1.5):
         expected_t, expected_s = fitted.predict(fitted.current, weeks)
         got = model.predict(fitted.current, horizon_weeks=weeks, batch_size=64)  # several batches
@@ -234,6 +234,81 @@ def test_the_prior_values_a_buyers_purchases_as_gamma_gamma_shrinks_them_towards
     np.testing.assert_allclose(value, gamma_gamma_mean(spend, np.array([1, 8, 0.0]), np.array([10, 10, 0.0])), rtol=1e-5)
     # One $10 order says less than eight: the first buyer stays nearer the shop's $30.
     assert 10 < value[1] < value[0] < 30 and value[2] == pytest.approx(30.0)
+
+
+def test_the_chance_of_any_purchase_day_is_bgnbds_and_grows_with_the_horizon_to_the_chance_of_being_alive():
+    from tailor.ltv.prior import alive_probability, any_purchase_probability, expected_transactions
+
+    params = {"r": 0.25, "alpha": 4.0, "a": 0.8, "b": 2.4}
+    x, tx, T = np.array([0.0, 2, 6, 6]), np.array([0.0, 20, 30, 5]), np.array([10.0, 30, 31, 31])
+    # Alive for sure with no repeat purchase yet: the chance of no purchase day is the NBD's zero.
+    new = any_purchase_probability(params, 13.0, np.zeros(1), np.zeros(1), np.zeros(1))
+    assert new[0] == pytest.approx(1 - (4.0 / 17.0) ** 0.25)
+    short, long, never = (any_purchase_probability(params, t, x, tx, T) for t in (4.0, 39.0, 1e7))
+    assert np.all(0 < short) and np.all(short < long) and np.all(long < alive_probability(params, x, tx, T))
+    # Over a very long horizon the quiet chance of an alive buyer vanishes (slowest without repeat purchases).
+    np.testing.assert_allclose(never[1:], alive_probability(params, x, tx, T)[1:], rtol=1e-3)
+    assert never[0] == pytest.approx(1 - (14.0 / (14.0 + 1e7)) ** 0.25)
+    # Whoever buys at all buys at least one purchase day: the expectation is never below the chance.
+    assert np.all(expected_transactions(params, 39.0, x, tx, T) >= long)
+
+
+def test_the_hurdle_forecasts_the_chance_of_buying_times_the_purchase_days_of_those_who_buy():
+    from tailor.ltv.prior import CORRECTION_COLUMNS, PRIOR_NAMES
+
+    rng = np.random.default_rng(3)
+    n = 4000
+    # Half the shoppers have stopped buying, which the prior cannot tell; a feature can.
+    stopped = rng.random(n) < 0.5
+    prior = np.zeros((n, len(PRIOR_NAMES)), dtype=np.float32)
+    expected = rng.uniform(0.2, 2.0, n)
+    prior[:, PRIOR_NAMES.index("log_expected_transactions")] = np.log(expected)
+    prior[:, PRIOR_NAMES.index("log_any_purchase")] = np.log(-np.expm1(-expected))
+    prior[:, PRIOR_NAMES.index("log_transaction_value")] = np.log(20.0)
+    prior[:, PRIOR_NAMES.index("horizon_weeks")] = 13.0
+    X = np.hstack([stopped[:, None].astype(np.float32), prior[:, CORRECTION_COLUMNS]])
+    days = np.where(stopped, 0, rng.poisson(2 * expected)).astype(float)
+    spend = days * rng.uniform(30, 50, n)
+    hurdle = ltv_training.HurdleCorrection().fit(X, prior, days, spend)
+    predicted_days, predicted_spend = hurdle.predict(X, prior)
+    assert predicted_days[stopped].mean() < 0.1 * predicted_days[~stopped].mean()
+    assert predicted_days[~stopped].sum() == pytest.approx(days[~stopped].sum(), rel=0.1)
+    # Spend: what shoppers spent (about $40 a purchase day), not the prior's $20 a purchase day.
+    assert predicted_spend[stopped].mean() < 0.1 * predicted_spend[~stopped].mean()
+    assert predicted_spend.sum() == pytest.approx(spend.sum(), rel=0.1)
+    with pytest.raises(ltv_training.TooLittleHistory):
+        ltv_training.HurdleCorrection().fit(X, prior, np.zeros(n), np.zeros(n))
+
+
+def test_a_model_built_before_the_prior_had_its_last_columns_scores_with_those_it_knew(trained):
+    from onnx import TensorProto, helper
+
+    from tailor.ltv.prior import PRIOR_NAMES
+
+    # The recipe of then: a graph of one correction, its prior input as wide as the prior was (five columns).
+    width = PRIOR_NAMES.index("log_expected_transactions") + 1
+    nodes = [helper.make_node("Gather", ["prior", "expected"], ["log_expected"], axis=1),
+             helper.make_node("Exp", ["log_expected"], ["transactions"]),
+             helper.make_node("Mul", ["transactions", "ten"], ["spend"])]
+    graph = helper.make_graph(
+        nodes, "old_ltv",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, [None, len(FEATURE_NAMES)]),
+         helper.make_tensor_value_info("prior", TensorProto.FLOAT, [None, width])],
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, [None, 1]) for name in ("transactions", "spend")],
+        initializer=[helper.make_tensor("expected", TensorProto.INT64, [1], [width - 1]),
+                     helper.make_tensor("ten", TensorProto.FLOAT, [], [10.0])])
+    old = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    old.ir_version = 8
+    helper.set_model_props(old, {METADATA_KEY: json.dumps(trained.metadata)})
+    model = LtvModel(old.SerializeToString())
+    current = LtvModel(trained.onnx)
+    features = np.zeros((2, len(FEATURE_NAMES)), dtype=np.float32)
+    features[:, FEATURE_NAMES.index("transactions")] = 2
+    features[:, FEATURE_NAMES.index("weeks_since_first_purchase")] = 8
+    prediction = model.predict(features)
+    assert np.all(prediction.transactions > 0)
+    np.testing.assert_allclose(prediction.spend, 10 * prediction.transactions, rtol=1e-6)
+    assert current.predict(features).transactions.shape == (2,)
 
 
 def test_training_imports_none_of_the_packages_the_training_function_leaves_out(tmp_path):

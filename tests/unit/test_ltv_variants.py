@@ -40,3 +40,10 @@ def test_every_variant_is_scored_once_per_week_with_bgnbd_as_fitted_at_that_week
     assert all(math.isfinite(r["mae_transactions"]) and r["predicted_transactions"] > 0 for r in rows)
     actual, _ = w.labels(26, 39)
     assert rows[0]["actual_transactions"] == pytest.approx(float(np.sum(actual)))
+
+
+def test_only_the_variants_asked_for_are_scored_beside_bgnbd(windows):
+    _, w = windows
+    rows = measure(w, [26], only=["SHIPPED"])
+    assert [r["variant"] for r in rows][0] == "BG/NBD + Gamma-Gamma" and len(rows) == 2
+    assert "shipped recipe" in rows[1]["variant"]

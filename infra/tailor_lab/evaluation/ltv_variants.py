@@ -1,6 +1,6 @@
 """Variants of the LTV model on CDNOW's validation windows and holdout, beside BG/NBD: the README's tried-and-not-kept rows.
 
-    python -m tailor_lab.evaluation.ltv_variants [--data CDNOW_master.txt] [--weeks 20 26 39] [--json F]
+    python -m tailor_lab.evaluation.ltv_variants [--data CDNOW_master.txt] [--weeks 20 26 39] [--only TEXT ...] [--json F]
 
 The calibration purchases are replayed once through Ingest's fold, with a snapshot of every shopper's state at the
 end of each week. Each variant is trained on label windows that end by its as-of week and scored from the state
@@ -12,6 +12,7 @@ whole weeks, so the shipped recipe's figures differ from those commands' in the 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -22,11 +23,12 @@ from typing import Any
 import numpy as np
 
 from tailor.ltv.features import FEATURE_NAMES
-from tailor.ltv.prior import expected_transactions, prior_matrix
+from tailor.ltv.prior import CORRECTION_COLUMNS, expected_transactions, prior_matrix
 from tailor_lab.datasets import load_cdnow
 from tailor_lab.evaluation.ltv import CALIBRATION_END, CALIBRATION_START, DEFAULT_DATA, HOLDOUT_END
 from tailor_lab.training.ltv import (
     BOOSTING,
+    HurdleCorrection,
     TooLittleHistory,
     buyer_summary,
     correction_columns,
@@ -75,14 +77,20 @@ class Windows:
         return last.transactions[rows] - first.transactions, np.maximum(last.revenue[rows] - first.revenue, 0.0)
 
 
-def measure(windows: Windows, weeks: Sequence[int] = (20, 26, 39)) -> list[dict[str, Any]]:
-    """Every variant's figures as of each week, beside BG/NBD's."""
+def measure(windows: Windows, weeks: Sequence[int] = (20, 26, 39),
+            only: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Every variant's figures as of each week, beside BG/NBD's; with `only`, the variants whose names contain one
+    of those texts (case-insensitive), BG/NBD always (a run takes minutes per variant, the whole set over half an
+    hour on two busy cores)."""
     results = []
     for week in weeks:
         end = HOLDOUT_WEEK if week == CALIBRATION_WEEKS else CALIBRATION_WEEKS
         horizon = end - week
         actual_t, actual_s = windows.labels(week, end)
-        for name, (t, s) in _variants(windows, week, horizon).items():
+        for name, predict in _variants(windows, week, horizon).items():
+            if only and name != BGNBD and not any(text.lower() in name.lower() for text in only):
+                continue
+            t, s = predict()
             figures = ltv_metrics(t, s, actual_t, actual_s)
             results.append({"as_of_week": week, "horizon_weeks": horizon, "variant": name, **figures})
             print(_line(results[-1]), flush=True)
@@ -94,11 +102,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="CDNOW_master.txt (default: %(default)s)")
     parser.add_argument("--weeks", type=int, nargs="+", default=[20, 26, 39],
                         help="as-of weeks: before 39 scored on the rest of calibration, 39 on the holdout")
+    parser.add_argument("--only", nargs="+", default=[], metavar="TEXT",
+                        help="only the variants whose names contain one of these texts (and BG/NBD)")
     parser.add_argument("--json", help="write the figures here as JSON")
     args = parser.parse_args(argv)
     if any(not 13 < w <= CALIBRATION_WEEKS for w in args.weeks):
         parser.error(f"--weeks must lie in 14..{CALIBRATION_WEEKS}")
-    results = measure(Windows(args.data), args.weeks)
+    results = measure(Windows(args.data), args.weeks, args.only)
     if args.json:
         Path(args.json).write_text(json.dumps({"measured": datetime.now(UTC).isoformat(), "rows": results}, indent=2) + "\n")
     return 0
@@ -106,37 +116,69 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # -- helpers --------------------------------------------------------------------------------------
 
-def _variants(windows: Windows, week: int, horizon: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+BGNBD = "BG/NBD + Gamma-Gamma"
+
+
+def _variants(windows: Windows, week: int, horizon: int) -> dict[str, Callable[[], tuple[np.ndarray, np.ndarray]]]:
+    """Each variant's (purchase days, spend), computed when called; what several share, once."""
     features = windows.features(week)
     prior = prior_matrix(features, windows.prior(week), horizon)
     bgnbd_t = np.exp(prior[:, 4].astype(np.float64))
     value = np.exp(prior[:, 2].astype(np.float64))
-    out = {"BG/NBD + Gamma-Gamma": (bgnbd_t, bgnbd_t * value)}
-
     shipped = _plan(week, horizon, step=2, count=7)
-    tree_t, tree_s = _trees(windows, week, horizon, shipped)
-    out["shipped recipe (2 label lengths, 7 cutoffs 2 weeks apart)"] = (tree_t, tree_s)
     stacked = _plan(week, horizon, step=1, count=week)
-    out["(c) every week's cutoff stacked"] = _trees(windows, week, horizon, stacked)
-    out["(c) stacked, with the cutoff's calendar week"] = _trees(
-        windows, week, horizon, stacked, extra=lambda f, cutoff: np.full((len(f), 1), float(cutoff)))
-    out["(d) one-time and repeat buyers apart"] = _split_trees(windows, week, horizon, shipped)
-    out["(b) hurdle: P(any) x purchase days given any"] = _hurdle(windows, week, horizon, shipped)
-
-    by_segment = _segment_expected(windows, week, features, horizon, _tertiles(features))
-    out["(a) BG/NBD per first-order value tertile"] = (by_segment, by_segment * value)
-    out["(a) trees on the per-tertile BG/NBD"] = _trees(windows, week, horizon, shipped, segment_edges=True)
-
-    for weight in BLEND_WEIGHTS:
-        out[f"(e) {weight:g} x BG/NBD + {1 - weight:g} x trees"] = (weight * bgnbd_t + (1 - weight) * tree_t,
-                                                                   weight * bgnbd_t * value + (1 - weight) * tree_s)
+    previous = functools.cache(lambda: _trees(windows, week, horizon, shipped))
     count, mean = features[:, COLUMN["transactions"]], features[:, COLUMN["mean_transaction_value"]]
     shop = float(features[:, COLUMN["revenue"]].sum() / count.sum())
-    out["spend: trees' purchase days x Gamma-Gamma value"] = (tree_t, tree_t * value)
-    out["spend: trees' purchase days x own mean value"] = (tree_t, tree_t * np.where(count > 0, mean, shop))
     shrunk = (3.0 * shop + count * mean) / (3.0 + count)
-    out["spend: trees' purchase days x value shrunk by 3 orders"] = (tree_t, tree_t * shrunk)
+
+    def per_tertile():
+        by_segment = _segment_expected(windows, week, features, horizon, _tertiles(features))
+        return by_segment, by_segment * value
+
+    def blend(weight: float):
+        tree_t, tree_s = previous()
+        return weight * bgnbd_t + (1 - weight) * tree_t, weight * bgnbd_t * value + (1 - weight) * tree_s
+
+    out = {
+        BGNBD: lambda: (bgnbd_t, bgnbd_t * value),
+        "shipped recipe (purchase days by a hurdle; 2 label lengths, 7 cutoffs 2 weeks apart)": lambda: _shipped(windows, week, horizon,
+                                                                                             shipped),
+        "(f) the previous recipe: Poisson trees on the ratio to BG/NBD": previous,
+        "(c) every week's cutoff stacked": lambda: _trees(windows, week, horizon, stacked),
+        "(c) stacked, with the cutoff's calendar week": lambda: _trees(
+            windows, week, horizon, stacked, extra=lambda f, cutoff: np.full((len(f), 1), float(cutoff))),
+        "(d) one-time and repeat buyers apart": lambda: _split_trees(windows, week, horizon, shipped),
+        "(b) hurdle without the prior's offsets": lambda: _hurdle(windows, week, horizon, shipped),
+        "(a) BG/NBD per first-order value tertile": per_tertile,
+        "(a) trees on the per-tertile BG/NBD": lambda: _trees(windows, week, horizon, shipped, segment_edges=True),
+    }
+    for weight in BLEND_WEIGHTS:
+        out[f"(e) {weight:g} x BG/NBD + {1 - weight:g} x previous trees"] = functools.partial(blend, weight)
+    out["spend: previous trees' purchase days x Gamma-Gamma value"] = lambda: (previous()[0], previous()[0] * value)
+    out["spend: previous trees' purchase days x own mean value"] = lambda: (
+        previous()[0], previous()[0] * np.where(count > 0, mean, shop))
+    out["spend: previous trees' purchase days x value shrunk by 3 orders"] = lambda: (previous()[0],
+                                                                                     previous()[0] * shrunk)
     return out
+
+
+def _shipped(windows: Windows, week: int, horizon: int, plan):
+    """The shipped correction (tailor_lab.training.ltv.HurdleCorrection) learned on these windows."""
+    columns = correction_columns(windows.features(week))
+    X, priors, days, spend = [], [], [], []
+    for cutoff, length in plan:
+        f = windows.features(cutoff)
+        prior = prior_matrix(f, windows.prior(cutoff), length)
+        t, s = windows.labels(cutoff, cutoff + length)
+        X.append(np.hstack([f[:, columns], prior[:, CORRECTION_COLUMNS]]))
+        priors.append(prior)
+        days.append(t)
+        spend.append(s)
+    model = HurdleCorrection().fit(np.vstack(X), np.vstack(priors), np.concatenate(days), np.concatenate(spend))
+    f = windows.features(week)
+    prior = prior_matrix(f, windows.prior(week), horizon)
+    return model.predict(np.hstack([f[:, columns], prior[:, CORRECTION_COLUMNS]]), prior)
 
 
 def _plan(week: int, horizon: int, *, step: int, count: int) -> list[tuple[int, int]]:
@@ -177,7 +219,7 @@ def _scoring_rows(windows: Windows, week: int, horizon: int, columns, extra=None
 
 
 def _trees(windows: Windows, week: int, horizon: int, plan, extra=None, segment_edges: bool = False):
-    """Poisson trees on the ratio of what shoppers did to what the prior expected, as the shipped recipe."""
+    """Poisson trees on the ratio of what shoppers did to what the prior expected, as the recipe before the hurdle."""
     columns = correction_columns(windows.features(week))
     X, y_t, y_s, expected, value = _rows(windows, plan, columns, extra, segment_edges)
     leaf = int(np.clip(len(X) * 0.003, 5, 500))

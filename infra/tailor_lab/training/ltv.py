@@ -9,7 +9,7 @@ the weeks after several past cutoffs, from their state as it was at each cutoff.
 from replaying events through `tailor.shopper.fold_shopper`, the fold Ingest runs, and the
 features from `tailor.ltv.features.ltv_features`, the function RebuildLtv scores with.
 
-The model is a prior corrected by gradient boosting:
+The model is a prior corrected by gradient boosting in two stages (a hurdle):
 - The prior is BG/NBD (Fader, Hardie & Lee 2005), fitted by maximum likelihood on the buyers as
   they stand at as_of. It forecasts each buyer's purchase days over any horizon, so the forecast
   reaches horizons longer than any label window the history holds, and it ages shoppers as they
@@ -17,13 +17,19 @@ The model is a prior corrected by gradient boosting:
   younger shoppers. Shoppers who have not bought yet get the rate at which such shoppers bought.
   A buyer's value per purchase day is Gamma-Gamma's (same authors), fitted alongside: their mean
   shrunk towards the shop's, the more the fewer purchases it rests on.
-- Two gradient-boosted regressors (scikit-learn's HistGradientBoostingRegressor, Poisson loss)
-  learn the ratio of what shoppers did to what the prior expected (purchase days; spend against
-  the prior times the shopper's transaction value), from all LTV features except those counted
-  in weeks of age (the prior carries time) plus the prior's own outputs. Label windows of two
-  lengths, the longest the history allows and half of it, teach the correction for short and long
-  horizons at once. Each window's prior is BG/NBD refitted on what was known at its cutoff, as the
-  model's own is fitted at as_of. The level is the trees' own: in windows inside CDNOW's
+- The correction (`HurdleCorrection`) learns, from all LTV features except those counted in weeks
+  of age (the prior carries time) plus the prior's own outputs, purchase days in two stages:
+  whether a shopper makes any purchase day in the window (a gradient-boosted classifier that also
+  sees the prior's chance of it), and how many those who do make, as a ratio to what the prior
+  expects of them. Most shoppers buy nothing in a window, and telling them from those who do is
+  most of what a forecast of purchase days per shopper can get right: on the validation windows
+  inside CDNOW's calibration this was off by fewer purchase days than one correction of the
+  prior's expectation (see the README's LTV section). Spend is corrected in one stage, as the ratio
+  of what shoppers spent to the prior's expected spend (scikit-learn's HistGradientBoostingRegressor,
+  Poisson loss, for both regressors): spend per purchase day of those who bought, times the purchase
+  days, ranked the big spenders worse there. Label windows of two lengths, the longest the history
+  allows and half of it, teach the correction for short and long horizons at once. Each window's
+  prior is BG/NBD refitted on what was known at its cutoff, as the model's own is fitted at as_of. The level is the trees' own: in windows inside CDNOW's
   calibration BG/NBD over-forecasts, and bringing the trees' totals back to the prior's cost
   MAE of purchase days on the validation windows (see the README's LTV section).
 - Counts spread around their expectation as a negative binomial whose shape is fitted on the
@@ -34,8 +40,7 @@ The model is a prior corrected by gradient boosting:
   level at which the shoppers' counts sum to their expected total, so that quoted spend adds up.
   Where one of the two levels gives no purchase day and the other some, the none becomes one
   (`tailor.ltv.scoring.consistent_days`): no shopper is quoted a spend without a purchase day.
-Both regressors go into one ONNX graph that adds the prior on the log scale, scored by
-`tailor.ltv.scoring.LtvModel`.
+The three stages go into one ONNX graph with the prior's offsets, scored by `tailor.ltv.scoring.LtvModel`.
 """
 
 from __future__ import annotations
@@ -54,7 +59,7 @@ from tailor.archive import archived_events
 from tailor.events import Event, parse_event
 from tailor.ingest.derive import contributions
 from tailor.ltv.features import FEATURE_NAMES, WEEK_SECONDS, epoch_seconds, feature_matrix
-from tailor.ltv.prior import BGNBD_PARAMS, CORRECTION_PRIOR, PRIOR_NAMES, prior_matrix
+from tailor.ltv.prior import BGNBD_PARAMS, CORRECTION_COLUMNS, CORRECTION_PRIOR, PRIOR_NAMES, prior_matrix
 from tailor.ltv.prior import expected_transactions as bgnbd_expected
 from tailor.ltv.scoring import (
     INPUT_NAME,
@@ -69,13 +74,16 @@ from tailor.models.registry import ModelRegistry
 from tailor.shopper import ShopperState, fold_shopper
 from tailor.store.port import BlobStore
 
-__all__ = ["AGE_FEATURES", "QUOTE_LEVELS", "Snapshot", "TooLittleHistory", "TrainedLtv", "buyer_summary",
+__all__ = ["AGE_FEATURES", "HurdleCorrection", "QUOTE_LEVELS", "Snapshot", "TooLittleHistory", "TrainedLtv", "buyer_summary",
            "correction_columns", "fit_bgnbd", "fit_booster", "fit_gamma_gamma", "fit_prior", "least_error_level",
            "ltv_metrics", "minimize_robustly", "parse_events", "replay_snapshots", "retrain_from_archive", "totals_level", "train_ltv"]
 
 # Fewer, shallower rounds than usual: the correction to a good prior is small, and dry runs inside
 # the CDNOW calibration period ranked shoppers better with 100 rounds than with 200 or 400.
 BOOSTING = {"max_iter": 100, "learning_rate": 0.05, "max_leaf_nodes": 15, "l2_regularization": 1.0}
+# Whether a shopper buys at all is learned with twice the rounds: on the validation windows inside CDNOW's
+# calibration, 200 rounds were off by fewer purchase days than 50 or 100.
+ANY_PURCHASE_ROUNDS = 200
 QUANTILES = 101
 # Quantile levels tried for the purchase days to quote: the least error is near the median, and
 # levels outside these quote nothing or a lot for almost every shopper.
@@ -208,13 +216,14 @@ def train_ltv(events: Iterable[dict | Event], as_of: float | datetime, *, horizo
         "count": {"distribution": "negative_binomial", "dispersion": fitted.dispersion, "level": fitted.level,
                   "spend_level": fitted.spend_level},
         "correction_features": [FEATURE_NAMES[i] for i in fitted.columns] + list(CORRECTION_PRIOR),
+        "correction": "purchase days: P(any purchase day) x max(purchase days given any, 1); spend: one stage",
         "baseline": [float(v) for v in np.median(fitted.current, axis=0)],
         "spend_quantiles": [float(v) for v in np.quantile(spend_now, np.linspace(0, 1, QUANTILES))],
         "backtest": report,
         "library": _library_versions(),
-        "boosting": {**BOOSTING, "loss": "poisson"},
+        "boosting": {**BOOSTING, "loss": "poisson", "any_purchase": {"loss": "log_loss", "max_iter": ANY_PURCHASE_ROUNDS}},
     }
-    return TrainedLtv(_export(fitted.columns, fitted.transactions, fitted.spend, metadata), metadata)
+    return TrainedLtv(_export(fitted.columns, fitted.correction, metadata), metadata)
 
 
 def retrain_from_archive(blobs: BlobStore, now: float | datetime, *, history_weeks: float = 104.0,
@@ -361,20 +370,82 @@ def correction_columns(features: np.ndarray) -> np.ndarray:
     return np.flatnonzero(varies & timeless)
 
 
-def fit_booster(X: np.ndarray, y: np.ndarray, weight: np.ndarray | None, leaf: int, seed: int):
-    """The correction's gradient-boosted trees (Poisson loss, BOOSTING) fitted to y with sample weights."""
+def fit_booster(X: np.ndarray, y: np.ndarray, weight: np.ndarray | None, leaf: int, seed: int,
+                monotonic_cst: np.ndarray | None = None):
+    """The correction's gradient-boosted trees (Poisson loss, BOOSTING) fitted to y with sample weights.
+
+    Poisson loss with an offset: the ratio to the prior, weighted by the prior, has the same optimum."""
     from sklearn.ensemble import HistGradientBoostingRegressor
 
     model = HistGradientBoostingRegressor(loss="poisson", min_samples_leaf=leaf, early_stopping=False,
-                                          random_state=seed, **BOOSTING)
+                                          random_state=seed, monotonic_cst=monotonic_cst, **BOOSTING)
     return model.fit(X, y, sample_weight=weight)
+
+
+class HurdleCorrection:
+    """The prior's forecast corrected: purchase days in two stages (whether a shopper buys at all in a window,
+    then how many purchase days if they do), spend in one.
+
+    fit(X, prior, days, spend): X is the correction's input (features, then the prior's CORRECTION_PRIOR),
+    prior the rows' PRIOR_NAMES, days and spend what each shopper did in the window.
+    - `any_purchase`: P(at least one purchase day), a classifier over X, monotone in the prior's own chance
+      and in the horizon (inputs whose direction is known for every shopper).
+    - `days_given_any`: purchase days of those who bought, as a ratio to the prior's expectation given any
+      (expected purchase days over the chance of any, at least one), Poisson loss weighted by that expectation,
+      monotone in the horizon: so that a longer horizon does not forecast fewer purchase days.
+    - `spend`: every shopper's spend, as a ratio to the prior's expected spend (expected purchase days times
+      the transaction value), Poisson loss weighted by it: ranking spend is a matter of the big spenders, whom
+      a stage of those who bought alone ranked worse on the validation windows.
+    predict gives expected purchase days P(any) x max(days given any, 1) and the spend.
+    """
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+
+    def fit(self, X: np.ndarray, prior: np.ndarray, days: np.ndarray, spend: np.ndarray) -> HurdleCorrection:
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        conditional, expected, value = _offsets(prior)
+        bought = days > 0
+        if bought.all() or not bought.any():
+            raise TooLittleHistory("every shopper or none bought in the training windows: no hurdle to learn")
+        prior_at = X.shape[1] - len(CORRECTION_PRIOR)
+        longer = np.zeros(X.shape[1], dtype=int)
+        longer[prior_at + CORRECTION_PRIOR.index("horizon_weeks")] = 1
+        likelier = longer.copy()
+        likelier[prior_at + CORRECTION_PRIOR.index("log_any_purchase")] = 1
+        self.any_purchase = HistGradientBoostingClassifier(
+            min_samples_leaf=_leaf(len(X)), early_stopping=False, random_state=self.seed, monotonic_cst=likelier,
+            **{**BOOSTING, "max_iter": ANY_PURCHASE_ROUNDS}).fit(X, bought)
+        Xb, leaf = X[bought], _leaf(int(bought.sum()))
+        self.days_given_any = fit_booster(Xb, days[bought] / conditional[bought], conditional[bought], leaf, self.seed,
+                                          longer)
+        expected_spend = expected * value
+        self.spend = fit_booster(X, spend / expected_spend, expected_spend, _leaf(len(X)), self.seed)
+        return self
+
+    def predict(self, X: np.ndarray, prior: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        conditional, expected, value = _offsets(prior)
+        days = self.any_purchase.predict_proba(X)[:, 1] * np.maximum(self.days_given_any.predict(X) * conditional, 1.0)
+        return days, self.spend.predict(X) * expected * value
 
 
 # -- helpers --------------------------------------------------------------------------------------
 
+def _offsets(prior: np.ndarray) -> tuple[np.ndarray, ...]:
+    """From rows of PRIOR_NAMES: expected purchase days given any (at least one), the expected days, the value."""
+    column = {name: prior[:, PRIOR_NAMES.index(name)].astype(np.float64) for name in PRIOR_NAMES}
+    log_conditional = np.maximum(column["log_expected_transactions"] - column["log_any_purchase"], 0.0)
+    return np.exp(log_conditional), np.exp(column["log_expected_transactions"]), np.exp(column["log_transaction_value"])
+
+
+def _leaf(rows: int) -> int:
+    return int(np.clip(rows * 0.003, 5, 500))  # leaves need enough shoppers to estimate a rate
+
+
 @dataclass
 class _Fitted:
-    """One run of the recipe: the prior, the two correction models, the count spread, and what they saw."""
+    """One run of the recipe: the prior, the correction, the count spread, and what they saw."""
 
     horizon_weeks: float
     label_days: list[int]
@@ -382,8 +453,7 @@ class _Fitted:
     rows: int
     columns: np.ndarray
     prior: dict[str, Any]
-    transactions: Any
-    spend: Any
+    correction: HurdleCorrection
     current: np.ndarray
     dispersion: float = 1.0
     level: float = 0.5  # the quantile level of the purchase days to quote
@@ -391,11 +461,8 @@ class _Fitted:
 
     def predict(self, features: np.ndarray, weeks: float) -> tuple[np.ndarray, np.ndarray]:
         prior = prior_matrix(features, self.prior, weeks)
-        X = np.hstack([features[:, self.columns], prior[:, :len(CORRECTION_PRIOR)]])
-        log_expected, log_value = (prior[:, PRIOR_NAMES.index(name)].astype(np.float64)
-                                   for name in ("log_expected_transactions", "log_transaction_value"))
-        return (np.exp(np.log(self.transactions.predict(X)) + log_expected),
-                np.exp(np.log(self.spend.predict(X)) + log_expected + log_value))
+        X = np.hstack([features[:, self.columns], prior[:, CORRECTION_COLUMNS]])
+        return self.correction.predict(X, prior)
 
 
 def _fit_recipe(stream: list[Event], end: float, horizon_weeks: float, windows: int, step_weeks: float,
@@ -452,17 +519,12 @@ def _fit_recipe(stream: list[Event], end: float, horizon_weeks: float, windows: 
         raise TooLittleHistory("no shopper bought anything in the training windows")
 
     columns = correction_columns(features)
-    X = np.hstack([features[:, columns], prior_rows[:, :len(CORRECTION_PRIOR)]])
-    expected = np.exp(prior_rows[:, PRIOR_NAMES.index("log_expected_transactions")].astype(np.float64))
-    value = np.exp(prior_rows[:, PRIOR_NAMES.index("log_transaction_value")].astype(np.float64))
-    # Poisson loss with an offset: the ratio to the prior, weighted by the prior, has the same optimum.
-    leaf = int(np.clip(len(X) * 0.003, 5, 500))  # leaves need enough shoppers to estimate a rate
-    transactions = fit_booster(X, y_t / expected, expected, leaf, seed)
-    spend = fit_booster(X, y_s / (expected * value), expected * value, leaf, seed)
+    X = np.hstack([features[:, columns], prior_rows[:, CORRECTION_COLUMNS]])
+    correction = HurdleCorrection(seed).fit(X, prior_rows, y_t, y_s)
 
     fitted = _Fitted(horizon_weeks, label_days, sorted({c for c, _ in plan}, reverse=True), int(len(y_t)), columns,
-                     prior, transactions, spend, current)
-    window_mean = transactions.predict(X) * expected
+                     prior, correction, current)
+    window_mean = correction.predict(X, prior_rows)[0]
     fitted.dispersion = _fit_dispersion(y_t, window_mean)
     fitted.level = least_error_level(window_mean, fitted.dispersion, y_t)
     fitted.spend_level = totals_level(fitted.predict(current, horizon_weeks)[0], fitted.dispersion)
@@ -508,8 +570,8 @@ def _bgnbd_loglik(params: np.ndarray, x: np.ndarray, tx: np.ndarray, T: np.ndarr
     return common + np.logaddexp(alive, dropped)
 
 
-def _export(columns: np.ndarray, transactions: Any, spend: Any, metadata: dict[str, Any]) -> bytes:
-    """One ONNX graph: (features, prior) -> (transactions, spend), each exp(ensemble score + log prior)."""
+def _export(columns: np.ndarray, correction: HurdleCorrection, metadata: dict[str, Any]) -> bytes:
+    """One ONNX graph: (features, prior) -> (transactions, spend), as HurdleCorrection.predict computes them."""
     import onnx
     from onnx import TensorProto, compose, helper
     from skl2onnx import to_onnx
@@ -522,31 +584,54 @@ def _export(columns: np.ndarray, transactions: Any, spend: Any, metadata: dict[s
 
     initializers = [
         indices("used_columns", [int(c) for c in columns]),
-        indices("correction_prior_columns", list(range(len(CORRECTION_PRIOR)))),
+        indices("correction_prior_columns", list(CORRECTION_COLUMNS)),
         indices("expected_column", [PRIOR_NAMES.index("log_expected_transactions")]),
+        indices("any_column", [PRIOR_NAMES.index("log_any_purchase")]),
         indices("value_column", [PRIOR_NAMES.index("log_transaction_value")]),
+        indices("positive_class", [1]),
+        helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
+        helper.make_tensor("one", TensorProto.FLOAT, [], [1.0]),
     ]
     nodes = [
         helper.make_node("Gather", [INPUT_NAME, "used_columns"], ["used_features"], axis=1),
         helper.make_node("Gather", [PRIOR_INPUT_NAME, "correction_prior_columns"], ["correction_prior"], axis=1),
         helper.make_node("Concat", ["used_features", "correction_prior"], ["correction_input"], axis=1),
         helper.make_node("Gather", [PRIOR_INPUT_NAME, "expected_column"], ["log_expected"], axis=1),
+        helper.make_node("Gather", [PRIOR_INPUT_NAME, "any_column"], ["log_any"], axis=1),
         helper.make_node("Gather", [PRIOR_INPUT_NAME, "value_column"], ["log_value"], axis=1),
-        helper.make_node("Add", ["log_expected", "log_value"], ["log_expected_spend"]),
+        # The prior's expected purchase days given any: expected over the chance of any, at least one.
+        helper.make_node("Sub", ["log_expected", "log_any"], ["log_conditional_raw"]),
+        helper.make_node("Max", ["log_conditional_raw", "zero"], ["log_conditional"]),
     ]
-    offsets = {"transactions": "log_expected", "spend": "log_expected_spend"}
-    for name, model in zip(OUTPUT_NAMES, (transactions, spend)):
+
+    def stage(prefix: str, model: Any, options: dict | None = None) -> list[str]:
+        """The model's graph, fed the correction input, its outputs' names."""
         with warnings.catch_warnings():
             # skl2onnx 1.20 hands ONNX a Python bool where it wants an int: protobuf 6 warns, 7 refuses.
             warnings.filterwarnings("ignore", message=".*Expected an int, got a boolean", category=DeprecationWarning)
-            raw = to_onnx(model, sample, target_opset=opsets)
-        # skl2onnx writes the ensemble's raw score: the log of the ratio to the prior.
-        graph = compose.add_prefix(raw, f"{name}_").graph
+            raw = to_onnx(model, sample, target_opset=opsets, options=options)
+        graph = compose.add_prefix(raw, prefix).graph
         nodes.append(helper.make_node("Identity", ["correction_input"], [graph.input[0].name]))
         nodes.extend(graph.node)
-        nodes.append(helper.make_node("Add", [graph.output[0].name, offsets[name]], [f"{name}_log"]))
-        nodes.append(helper.make_node("Exp", [f"{name}_log"], [name]))
         initializers.extend(graph.initializer)
+        return [output.name for output in graph.output]
+
+    probabilities = next(name for name in stage("any_", correction.any_purchase,
+                                                {id(correction.any_purchase): {"zipmap": False}})
+                         if name.endswith("probabilities"))
+    # skl2onnx writes a regressor's raw score: the log of the ratio to its offset.
+    days_score = stage("days_", correction.days_given_any)[0]
+    spend_score = stage("spend_", correction.spend)[0]
+    nodes += [
+        helper.make_node("Gather", [probabilities, "positive_class"], ["any_probability"], axis=1),
+        helper.make_node("Add", [days_score, "log_conditional"], ["days_given_any_log"]),
+        helper.make_node("Exp", ["days_given_any_log"], ["days_given_any_raw"]),
+        helper.make_node("Max", ["days_given_any_raw", "one"], ["days_given_any"]),
+        helper.make_node("Mul", ["any_probability", "days_given_any"], [OUTPUT_NAMES[0]]),
+        helper.make_node("Add", ["log_expected", "log_value"], ["log_expected_spend"]),
+        helper.make_node("Add", [spend_score, "log_expected_spend"], ["spend_log"]),
+        helper.make_node("Exp", ["spend_log"], [OUTPUT_NAMES[1]]),
+    ]
     graph = helper.make_graph(
         nodes, "tailor_ltv",
         [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [None, len(FEATURE_NAMES)]),

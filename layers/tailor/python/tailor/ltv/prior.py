@@ -17,15 +17,19 @@ import numpy as np
 
 from tailor.ltv.features import ABSENT, FEATURE_NAMES
 
-__all__ = ["BGNBD_PARAMS", "CORRECTION_PRIOR", "PRIOR_NAMES", "alive_probability", "expected_transactions",
-           "gamma_gamma_mean", "hyp2f1", "prior_matrix"]
+__all__ = ["BGNBD_PARAMS", "CORRECTION_COLUMNS", "CORRECTION_PRIOR", "PRIOR_NAMES", "alive_probability",
+           "any_purchase_probability", "expected_transactions", "gamma_gamma_mean", "hyp2f1", "prior_matrix"]
 
-# What the prior hands the model for each shopper, in this order. The correction sees the first
-# four: the expected rate (per week) rather than the total, and the horizon apart, so that a
-# longer horizon than its label windows reads as the longest it learned, not as a keener shopper.
+# What the prior hands the model for each shopper, in this order (a new quantity goes last, so that
+# models built before it read the columns they knew). The correction sees CORRECTION_PRIOR: the
+# expected rate (per week) rather than the total, and the horizon apart, so that a longer horizon
+# than its label windows reads as the longest it learned, not as a keener shopper; and the chance
+# of any purchase day at all, which the model's first stage refines.
 PRIOR_NAMES = ("alive_probability", "log_expected_rate", "log_transaction_value", "horizon_weeks",
-               "log_expected_transactions")
-CORRECTION_PRIOR = PRIOR_NAMES[:4]
+               "log_expected_transactions", "log_any_purchase")
+CORRECTION_PRIOR = ("alive_probability", "log_expected_rate", "log_transaction_value", "horizon_weeks",
+                    "log_any_purchase")
+CORRECTION_COLUMNS = tuple(PRIOR_NAMES.index(name) for name in CORRECTION_PRIOR)
 
 BGNBD_PARAMS = ("r", "alpha", "a", "b")
 _SERIES_TERMS = 4000  # enough for |z| <= 0.995 at the precision below
@@ -52,6 +56,8 @@ def prior_matrix(features: np.ndarray, prior: Mapping[str, Any], weeks: float) -
     expected = np.where(bought, expected_transactions(prior["bgnbd"], weeks, x, tx, T),
                         float(prior["first_purchase_rate"]) * weeks)
     alive = np.where(bought, alive_probability(prior["bgnbd"], x, tx, T), ABSENT)
+    any_purchase = np.where(bought, any_purchase_probability(prior["bgnbd"], weeks, x, tx, T),
+                            -np.expm1(-float(prior["first_purchase_rate"]) * weeks))
     shop_value = float(prior["mean_transaction_value"])
     revenue, count = np.maximum(f[:, column["revenue"]], 0.0), np.maximum(transactions, 0.0)
     if "gamma_gamma" in prior:
@@ -61,7 +67,8 @@ def prior_matrix(features: np.ndarray, prior: Mapping[str, Any], weeks: float) -
         value = (revenue + shop_value) / (count + 1.0)
     log_expected = np.log(np.maximum(expected, 1e-9))
     return np.column_stack([alive, log_expected - np.log(weeks), np.log(np.maximum(value, 1e-9)),
-                            np.full(len(f), float(weeks)), log_expected]).astype(np.float32)
+                            np.full(len(f), float(weeks)), log_expected,
+                            np.log(np.maximum(any_purchase, 1e-9))]).astype(np.float32)
 
 
 def expected_transactions(params: Mapping[str, float], t: float, x: np.ndarray, tx: np.ndarray,
@@ -79,6 +86,20 @@ def expected_transactions(params: Mapping[str, float], t: float, x: np.ndarray, 
     growth = 1.0 - np.power(1.0 - z, a - 1.0) * hyp2f1(a + b - 1.0 - r, a - 1.0, c, z)
     expected = c / (a - 1.0) * growth * alive_probability(params, x, tx, T)
     return np.where(np.isfinite(expected), np.maximum(expected, 0.0), 0.0)
+
+
+def any_purchase_probability(params: Mapping[str, float], t: float, x: np.ndarray, tx: np.ndarray,
+                             T: np.ndarray) -> np.ndarray:
+    """The chance of at least one purchase day in the next t weeks given (x, t_x, T).
+
+    In BG/NBD a buyer drops out only right after a purchase, so one who buys nothing in the next t
+    weeks is either gone already or alive and quiet: alive, their rate is Gamma(r + x, alpha + T)
+    (Fader, Hardie & Lee 2005), and the chance of t quiet weeks ((alpha + T) / (alpha + T + t))^(r + x).
+    """
+    r, alpha = float(params["r"]), float(params["alpha"])
+    x, tx, T = (np.asarray(v, dtype=np.float64) for v in (x, tx, T))
+    quiet = np.exp((r + x) * (np.log(alpha + T) - np.log(alpha + T + t)))
+    return alive_probability(params, x, tx, T) * (1.0 - quiet)
 
 
 def gamma_gamma_mean(params: Mapping[str, float], x: np.ndarray, m: np.ndarray) -> np.ndarray:

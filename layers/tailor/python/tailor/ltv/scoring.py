@@ -1,7 +1,7 @@
 """Score LTV feature matrices with a trained model, batch by batch: purchases, spend, percentile, drivers.
 
 A model is a BG/NBD prior (parameters in the metadata, computed by `tailor.ltv.prior`) and one
-ONNX graph that corrects it. The graph takes "features" (float32, n x len(FEATURE_NAMES)) and
+ONNX graph that corrects it (models of today in two stages: whether a shopper buys at all, then how much). The graph takes "features" (float32, n x len(FEATURE_NAMES)) and
 "prior" (float32, n x len(PRIOR_NAMES)) and returns "transactions" and "spend" (n x 1): the
 expected purchase days and spend over the horizon the prior was computed for. Its metadata (JSON
 under the ONNX metadata key METADATA_KEY) says which features, in which order, the longest horizon
@@ -134,6 +134,8 @@ class LtvModel(OnnxModel):
         self._count = self.metadata["count"]
         self._baseline = np.asarray(self.metadata["baseline"], dtype=np.float32)
         self._quantiles = np.asarray(self.metadata["spend_quantiles"], dtype=np.float64)
+        # A model built before the prior's last columns existed takes the ones it knew (they come first).
+        self._prior_width = next(int(i.shape[1]) for i in self._session.get_inputs() if i.name == PRIOR_INPUT_NAME)
 
     @classmethod
     def load(cls, path: str | PathLike[str], **kwargs: Any) -> LtvModel:
@@ -205,7 +207,7 @@ class LtvModel(OnnxModel):
             hi = min(lo + batch_size, n)
             block = features[lo:hi]
             t, s = self.run_all(OUTPUT_NAMES, INPUT_NAME, block,
-                                {PRIOR_INPUT_NAME: prior_matrix(block, self._prior, weeks)})
+                                {PRIOR_INPUT_NAME: prior_matrix(block, self._prior, weeks)[:, :self._prior_width]})
             transactions[lo:hi] = t.reshape(-1)
             spend[lo:hi] = s.reshape(-1)
         return transactions, spend
