@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from tailor.ltv.features import FEATURE_NAMES
-from tailor.ltv.prior import CORRECTION_COLUMNS, expected_transactions, prior_matrix
+from tailor.ltv.prior import expected_transactions, prior_matrix
 from tailor_lab.datasets import load_cdnow
 from tailor_lab.evaluation.ltv import CALIBRATION_END, CALIBRATION_START, DEFAULT_DATA, HOLDOUT_END
 from tailor_lab.training.ltv import (
@@ -32,9 +32,11 @@ from tailor_lab.training.ltv import (
     TooLittleHistory,
     buyer_summary,
     correction_columns,
+    correction_input,
     fit_bgnbd,
     fit_booster,
     fit_prior,
+    leaf_size,
     ltv_metrics,
     parse_events,
     replay_snapshots,
@@ -142,8 +144,8 @@ def _variants(windows: Windows, week: int, horizon: int) -> dict[str, Callable[[
 
     out = {
         BGNBD: lambda: (bgnbd_t, bgnbd_t * value),
-        "shipped recipe (purchase days by a hurdle; 2 label lengths, 7 cutoffs 2 weeks apart)": lambda: _shipped(windows, week, horizon,
-                                                                                             shipped),
+        "shipped recipe (purchase days by a hurdle; 2 label lengths, 7 cutoffs 2 weeks apart)":
+            lambda: _shipped(windows, week, horizon, shipped),
         "(f) the previous recipe: Poisson trees on the ratio to BG/NBD": previous,
         "(c) every week's cutoff stacked": lambda: _trees(windows, week, horizon, stacked),
         "(c) stacked, with the cutoff's calendar week": lambda: _trees(
@@ -171,14 +173,14 @@ def _shipped(windows: Windows, week: int, horizon: int, plan):
         f = windows.features(cutoff)
         prior = prior_matrix(f, windows.prior(cutoff), length)
         t, s = windows.labels(cutoff, cutoff + length)
-        X.append(np.hstack([f[:, columns], prior[:, CORRECTION_COLUMNS]]))
+        X.append(correction_input(f, columns, prior))
         priors.append(prior)
         days.append(t)
         spend.append(s)
     model = HurdleCorrection().fit(np.vstack(X), np.vstack(priors), np.concatenate(days), np.concatenate(spend))
     f = windows.features(week)
     prior = prior_matrix(f, windows.prior(week), horizon)
-    return model.predict(np.hstack([f[:, columns], prior[:, CORRECTION_COLUMNS]]), prior)
+    return model.predict(correction_input(f, columns, prior), prior)
 
 
 def _plan(week: int, horizon: int, *, step: int, count: int) -> list[tuple[int, int]]:
@@ -222,7 +224,7 @@ def _trees(windows: Windows, week: int, horizon: int, plan, extra=None, segment_
     """Poisson trees on the ratio of what shoppers did to what the prior expected, as the recipe before the hurdle."""
     columns = correction_columns(windows.features(week))
     X, y_t, y_s, expected, value = _rows(windows, plan, columns, extra, segment_edges)
-    leaf = int(np.clip(len(X) * 0.003, 5, 500))
+    leaf = leaf_size(len(X))
     transactions = fit_booster(X, y_t / expected, expected, leaf, 0)
     spend = fit_booster(X, y_s / (expected * value), expected * value, leaf, 0)
     x, e, v = _scoring_rows(windows, week, horizon, columns, extra, segment_edges)
@@ -237,7 +239,7 @@ def _split_trees(windows: Windows, week: int, horizon: int, plan):
     t, s = np.zeros(len(x)), np.zeros(len(x))
     for repeat in (False, True):
         train, score = (X[:, where] > 0) == repeat, (x[:, where] > 0) == repeat
-        leaf = int(np.clip(train.sum() * 0.003, 5, 500))
+        leaf = leaf_size(int(train.sum()))
         m_t = fit_booster(X[train], y_t[train] / expected[train], expected[train], leaf, 0)
         m_s = fit_booster(X[train], y_s[train] / (expected[train] * value[train]), expected[train] * value[train], leaf, 0)
         t[score] = m_t.predict(x[score]) * e[score]
@@ -253,7 +255,7 @@ def _hurdle(windows: Windows, week: int, horizon: int, plan):
     columns = correction_columns(windows.features(week))
     X, y_t, y_s, expected, _ = _rows(windows, plan, columns)
     X = np.hstack([X, np.log(expected)[:, None]])
-    leaf = int(np.clip(len(X) * 0.003, 5, 500))
+    leaf = leaf_size(len(X))
     any_ = HistGradientBoostingClassifier(min_samples_leaf=leaf, early_stopping=False, random_state=0,
                                           **BOOSTING).fit(X, y_t > 0)
     bought = y_t > 0

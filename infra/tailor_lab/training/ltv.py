@@ -74,9 +74,10 @@ from tailor.models.registry import ModelRegistry
 from tailor.shopper import ShopperState, fold_shopper
 from tailor.store.port import BlobStore
 
-__all__ = ["AGE_FEATURES", "HurdleCorrection", "QUOTE_LEVELS", "Snapshot", "TooLittleHistory", "TrainedLtv", "buyer_summary",
-           "correction_columns", "fit_bgnbd", "fit_booster", "fit_gamma_gamma", "fit_prior", "least_error_level",
-           "ltv_metrics", "minimize_robustly", "parse_events", "replay_snapshots", "retrain_from_archive", "totals_level", "train_ltv"]
+__all__ = ["AGE_FEATURES", "HurdleCorrection", "QUOTE_LEVELS", "Snapshot", "TooLittleHistory", "TrainedLtv",
+           "buyer_summary", "correction_columns", "correction_input", "fit_bgnbd", "fit_booster", "fit_gamma_gamma",
+           "fit_prior", "leaf_size", "least_error_level", "ltv_metrics", "minimize_robustly", "parse_events",
+           "replay_snapshots", "retrain_from_archive", "totals_level", "train_ltv"]
 
 # Fewer, shallower rounds than usual: the correction to a good prior is small, and dry runs inside
 # the CDNOW calibration period ranked shoppers better with 100 rounds than with 200 or 400.
@@ -382,6 +383,16 @@ def fit_booster(X: np.ndarray, y: np.ndarray, weight: np.ndarray | None, leaf: i
     return model.fit(X, y, sample_weight=weight)
 
 
+def leaf_size(rows: int) -> int:
+    """The fewest shoppers in a leaf of the correction's trees: enough to estimate a rate."""
+    return int(np.clip(rows * 0.003, 5, 500))
+
+
+def correction_input(features: np.ndarray, columns: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """The correction's input: the LTV features it uses (correction_columns), then the prior's CORRECTION_PRIOR."""
+    return np.hstack([features[:, columns], prior[:, CORRECTION_COLUMNS]])
+
+
 class HurdleCorrection:
     """The prior's forecast corrected: purchase days in two stages (whether a shopper buys at all in a window,
     then how many purchase days if they do), spend in one.
@@ -415,13 +426,13 @@ class HurdleCorrection:
         likelier = longer.copy()
         likelier[prior_at + CORRECTION_PRIOR.index("log_any_purchase")] = 1
         self.any_purchase = HistGradientBoostingClassifier(
-            min_samples_leaf=_leaf(len(X)), early_stopping=False, random_state=self.seed, monotonic_cst=likelier,
+            min_samples_leaf=leaf_size(len(X)), early_stopping=False, random_state=self.seed, monotonic_cst=likelier,
             **{**BOOSTING, "max_iter": ANY_PURCHASE_ROUNDS}).fit(X, bought)
-        Xb, leaf = X[bought], _leaf(int(bought.sum()))
+        Xb, leaf = X[bought], leaf_size(int(bought.sum()))
         self.days_given_any = fit_booster(Xb, days[bought] / conditional[bought], conditional[bought], leaf, self.seed,
                                           longer)
         expected_spend = expected * value
-        self.spend = fit_booster(X, spend / expected_spend, expected_spend, _leaf(len(X)), self.seed)
+        self.spend = fit_booster(X, spend / expected_spend, expected_spend, leaf_size(len(X)), self.seed)
         return self
 
     def predict(self, X: np.ndarray, prior: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -439,8 +450,6 @@ def _offsets(prior: np.ndarray) -> tuple[np.ndarray, ...]:
     return np.exp(log_conditional), np.exp(column["log_expected_transactions"]), np.exp(column["log_transaction_value"])
 
 
-def _leaf(rows: int) -> int:
-    return int(np.clip(rows * 0.003, 5, 500))  # leaves need enough shoppers to estimate a rate
 
 
 @dataclass
@@ -461,7 +470,7 @@ class _Fitted:
 
     def predict(self, features: np.ndarray, weeks: float) -> tuple[np.ndarray, np.ndarray]:
         prior = prior_matrix(features, self.prior, weeks)
-        X = np.hstack([features[:, self.columns], prior[:, CORRECTION_COLUMNS]])
+        X = correction_input(features, self.columns, prior)
         return self.correction.predict(X, prior)
 
 
@@ -519,7 +528,7 @@ def _fit_recipe(stream: list[Event], end: float, horizon_weeks: float, windows: 
         raise TooLittleHistory("no shopper bought anything in the training windows")
 
     columns = correction_columns(features)
-    X = np.hstack([features[:, columns], prior_rows[:, CORRECTION_COLUMNS]])
+    X = correction_input(features, columns, prior_rows)
     correction = HurdleCorrection(seed).fit(X, prior_rows, y_t, y_s)
 
     fitted = _Fitted(horizon_weeks, label_days, sorted({c for c, _ in plan}, reverse=True), int(len(y_t)), columns,

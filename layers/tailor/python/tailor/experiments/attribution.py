@@ -144,9 +144,10 @@ def _entry(entry: list) -> list:
 def _values(entry: list) -> tuple[float, ...]:
     """The unit's quantities (tailor.experiments.statistics.unit_values) from its entry, whose numbers the fold made
     from validated events or read back from the row it wrote."""
-    realized = entry[_REALIZED] if len(entry) > _REALIZED else 0.0
+    if len(entry) <= _REALIZED:  # kept before exposure times were: no realized revenue (_entry)
+        entry = _entry(entry)
     return unit_values(entry[_IMPRESSIONS], entry[_CLICKS], entry[_ORDERS], entry[_REVENUE], entry[_LTV], entry[_PRE],
-                       realized)
+                       entry[_REALIZED])
 
 
 def _keep_recent_sessions(units: dict[str, list]) -> None:
