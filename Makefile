@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The suite's files run side by side, three at a time: much of it waits on local stacks rather than the CPU.
 PYTEST := $(BIN)/pytest -n 3
 
-.PHONY: run test test-fast bench lint lint-python browser build deploy clean
+.PHONY: run test test-fast bench lint lint-python browser build deploy lock clean
 
 run: $(VENV)/.installed  ## start the local AWS, replay a simulated day of shoppers, stay up
 	$(BIN)/tailor local up
@@ -48,12 +48,25 @@ build: $(VENV)/.installed  ## sam build, without a container (the layers' Makefi
 deploy: build
 	$(BIN)/sam deploy --guided
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Tailor needs Python 3.11 or newer")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev]' -c constraints.txt
 	touch $@
 
+# A fresh environment with the newest versions pyproject.toml allows, the functions' packages held at the runtime
+# layer's pins (constraints take no extras), frozen into constraints.txt; run the suite before committing it.
+LOCK_VENV := .lock-venv
+lock:  ## re-resolve constraints.txt: the newest versions pyproject.toml allows, the runtime layer's pins kept
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet --upgrade pip
+	sed 's/\[[^]]*\]//' layers/runtime/requirements.txt > $(LOCK_VENV)/runtime.txt
+	$(LOCK_VENV)/bin/python -m pip install --quiet -e '.[dev]' -c $(LOCK_VENV)/runtime.txt
+	{ sed -n '/^#/p' constraints.txt; $(LOCK_VENV)/bin/python -m pip freeze --exclude-editable; } > $(LOCK_VENV)/constraints.txt
+	mv $(LOCK_VENV)/constraints.txt constraints.txt
+	rm -rf $(LOCK_VENV)
+
 clean:
-	rm -rf $(VENV) .aws-sam .pytest_cache .ruff_cache .hypothesis .tailor bench-results *.egg-info
+	rm -rf $(VENV) $(LOCK_VENV) .aws-sam .pytest_cache .ruff_cache .hypothesis .tailor bench-results *.egg-info

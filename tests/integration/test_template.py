@@ -176,6 +176,26 @@ def test_runtime_layer_requirements_pin_the_project_dependencies_lambda_lacks():
         assert requirement.extras == wanted[name].extras, name
 
 
+def test_constraints_pin_every_dependency_within_range_and_the_functions_packages_as_the_layer_does():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["dev"]]
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if line and line[0] != "#":
+            requirement = Requirement(line)
+            (spec,) = requirement.specifier
+            assert spec.operator == "==" and not requirement.extras, f"{line!r} is not a plain pin"
+            pins[canonicalize_name(requirement.name)] = spec.version
+    for requirement in wanted:
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"constraints.txt does not pin {name}"
+        assert requirement.specifier.contains(pins[name]), f"{name} {pins[name]} is outside pyproject's range"
+    layer = (ROOT / "layers/runtime/requirements.txt").read_text().splitlines()
+    for requirement in (Requirement(ln) for ln in layer if ln and ln[0] != "#"):
+        (spec,) = requirement.specifier
+        assert pins[canonicalize_name(requirement.name)] == spec.version, f"{requirement.name} differs from the layer's"
+
+
 def test_ingest_policy_grants_every_call_the_handler_makes_and_no_more_tables_or_prefixes(template):
     """Run the sample batch through the real handler on moto, recording each AWS call, and check
     every call against the statements the template grants (moto itself enforces no IAM)."""
