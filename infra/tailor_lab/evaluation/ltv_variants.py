@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from tailor.ltv.features import FEATURE_NAMES
-from tailor.ltv.prior import expected_transactions, prior_matrix
+from tailor.ltv.prior import CORRECTION_COLUMNS, expected_transactions, prior_matrix
 from tailor_lab.datasets import load_cdnow
 from tailor_lab.evaluation.ltv import CALIBRATION_END, CALIBRATION_START, DEFAULT_DATA, HOLDOUT_END
 from tailor_lab.training.ltv import (
@@ -41,6 +41,7 @@ from tailor_lab.training.ltv import (
     parse_events,
     replay_snapshots,
 )
+from tailor_lab.training.pareto_nbd import fit_pareto_nbd, pareto_nbd_alive, pareto_nbd_expected
 
 __all__ = ["Windows", "main", "measure"]
 
@@ -48,6 +49,8 @@ CALIBRATION_WEEKS = 39
 HOLDOUT_WEEK = 78
 COLUMN = {name: i for i, name in enumerate(FEATURE_NAMES)}
 BLEND_WEIGHTS = (0.25, 0.5, 0.75)
+# Pseudo orders at the shop's mean value that a shopper's mean value is shrunk towards it with.
+SHRINK_ORDERS = 3.0
 
 
 class Windows:
@@ -61,6 +64,7 @@ class Windows:
         snaps = replay_snapshots(events, moments.values(), with_features=lambda m: m <= CALIBRATION_END.timestamp())
         self.snaps = {week: snaps[moment] for week, moment in moments.items()}
         self._priors: dict[int, dict[str, Any]] = {}
+        self._pareto: dict[int, dict[str, float]] = {}
 
     def features(self, week: int) -> np.ndarray:
         return self.snaps[week].features
@@ -70,6 +74,13 @@ class Windows:
         if week not in self._priors:
             self._priors[week] = {**fit_prior(self.features(week)), "first_purchase_rate": 0.0}
         return self._priors[week]
+
+    def pareto_nbd(self, week: int) -> dict[str, float]:
+        """Pareto/NBD fitted on the buyers at `week`."""
+        if week not in self._pareto:
+            x, tx, T, _, _ = buyer_summary(self.features(week))
+            self._pareto[week] = fit_pareto_nbd(x, tx, T)
+        return self._pareto[week]
 
     def labels(self, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
         """Purchase days and spend of the shoppers known at `start` from then until `end`."""
@@ -132,7 +143,11 @@ def _variants(windows: Windows, week: int, horizon: int) -> dict[str, Callable[[
     previous = functools.cache(lambda: _trees(windows, week, horizon, shipped))
     count, mean = features[:, COLUMN["transactions"]], features[:, COLUMN["mean_transaction_value"]]
     shop = float(features[:, COLUMN["revenue"]].sum() / count.sum())
-    shrunk = (3.0 * shop + count * mean) / (3.0 + count)
+    shrunk = shrunk_value(features)
+    hurdle = functools.cache(lambda: _shipped(windows, week, horizon, shipped))
+    # Pareto/NBD fitted once, at the as-of week, for every training cutoff: a fit per cutoff takes minutes.
+    with_pareto = functools.cache(lambda: _shipped(windows, week, horizon, shipped, extra=functools.partial(
+        _pareto_columns, fitted_at=week)))
 
     def per_tertile():
         by_segment = _segment_expected(windows, week, features, horizon, _tertiles(features))
@@ -145,7 +160,7 @@ def _variants(windows: Windows, week: int, horizon: int) -> dict[str, Callable[[
     out = {
         BGNBD: lambda: (bgnbd_t, bgnbd_t * value),
         "shipped recipe (purchase days by a hurdle; 2 label lengths, 7 cutoffs 2 weeks apart)":
-            lambda: _shipped(windows, week, horizon, shipped),
+            hurdle,
         "(f) the previous recipe: Poisson trees on the ratio to BG/NBD": previous,
         "(c) every week's cutoff stacked": lambda: _trees(windows, week, horizon, stacked),
         "(c) stacked, with the cutoff's calendar week": lambda: _trees(
@@ -162,25 +177,126 @@ def _variants(windows: Windows, week: int, horizon: int) -> dict[str, Callable[[
         previous()[0], previous()[0] * np.where(count > 0, mean, shop))
     out["spend: previous trees' purchase days x value shrunk by 3 orders"] = lambda: (previous()[0],
                                                                                      previous()[0] * shrunk)
+    out[f"(g) shipped hurdle days x value shrunk by {SHRINK_ORDERS:g} orders"] = lambda: (hurdle()[0],
+                                                                                        hurdle()[0] * shrunk)
+    out["(g) mean of shipped spend and hurdle days x shrunk value"] = lambda: (
+        hurdle()[0], 0.5 * hurdle()[1] + 0.5 * hurdle()[0] * shrunk)
+    out["(h) shipped recipe with Pareto/NBD's expectations as inputs"] = with_pareto
+    out["(h) Pareto/NBD inputs, days x shrunk value"] = lambda: (with_pareto()[0], with_pareto()[0] * shrunk)
+    out["(i) spend learned outright: Poisson trees, no offset"] = lambda: (
+        hurdle()[0], _outright_spend(windows, week, horizon, shipped))
+    out["(i) spend learned outright: Tweedie GLM (power 1.5) on the prior's logs"] = lambda: (
+        hurdle()[0], _tweedie_spend(windows, week, horizon, shipped))
+    out["(k) spend correction on BG/NBD x shrunk value"] = lambda: (
+        hurdle()[0], _shrunk_offset_spend(windows, week, horizon, shipped))
     return out
 
 
-def _shipped(windows: Windows, week: int, horizon: int, plan):
-    """The shipped correction (tailor_lab.training.ltv.HurdleCorrection) learned on these windows."""
-    columns = correction_columns(windows.features(week))
+def shrunk_value(features: np.ndarray, orders: float = SHRINK_ORDERS) -> np.ndarray:
+    """Each shopper's mean value per purchase day shrunk towards the shop's by `orders` pseudo purchase days at the
+    shop's mean (the shop's alone for a shopper who has not bought)."""
+    count, revenue = features[:, COLUMN["transactions"]].astype(np.float64), features[:, COLUMN["revenue"]]
+    shop = float(revenue.sum() / max(count.sum(), 1.0))
+    return (orders * shop + revenue.astype(np.float64)) / (orders + count)
+
+
+def _pareto_columns(windows: Windows, week: int, f: np.ndarray, weeks: float, fitted_at: int) -> np.ndarray:
+    """Pareto/NBD fitted at `fitted_at`: each shopper's log expected purchase days a week over `weeks`, and P(alive)
+    (BG/NBD's rate and -1 for a shopper who has not bought); `f` are the features at `week`."""
+    params = windows.pareto_nbd(fitted_at)
+    bought = f[:, COLUMN["transactions"]] > 0
+    T = np.maximum(f[:, COLUMN["weeks_since_first_purchase"]].astype(np.float64), 0.0)
+    tx = np.minimum(np.maximum(f[:, COLUMN["purchase_span_weeks"]].astype(np.float64), 0.0), T)
+    x = np.maximum(f[:, COLUMN["repeat_transactions"]].astype(np.float64), 0.0)
+    prior = prior_matrix(f, windows.prior(week), weeks)
+    expected = np.where(bought, pareto_nbd_expected(params, weeks, x, tx, T), np.exp(prior[:, 4].astype(np.float64)))
+    alive = np.where(bought, pareto_nbd_alive(params, x, tx, T), -1.0)
+    return np.column_stack([np.log(np.maximum(expected, 1e-9)) - np.log(weeks), alive])
+
+
+def _hurdle_rows(windows: Windows, plan, columns, extra=None):
+    """The shipped correction's training rows on these windows: input, prior, purchase days and spend."""
     X, priors, days, spend = [], [], [], []
     for cutoff, length in plan:
         f = windows.features(cutoff)
         prior = prior_matrix(f, windows.prior(cutoff), length)
         t, s = windows.labels(cutoff, cutoff + length)
-        X.append(correction_input(f, columns, prior))
+        X.append(_hurdle_input(windows, cutoff, f, length, columns, prior, extra))
         priors.append(prior)
         days.append(t)
         spend.append(s)
-    model = HurdleCorrection().fit(np.vstack(X), np.vstack(priors), np.concatenate(days), np.concatenate(spend))
+    return np.vstack(X), np.vstack(priors), np.concatenate(days), np.concatenate(spend)
+
+
+def _hurdle_input(windows, week, f, weeks, columns, prior, extra=None):
+    """correction_input, with any extra columns between the features and the prior's (where the correction's
+    monotonic constraints look for the prior's)."""
+    if extra is None:
+        return correction_input(f, columns, prior)
+    return np.hstack([f[:, columns], extra(windows, week, f, weeks), prior[:, CORRECTION_COLUMNS]])
+
+
+def _shipped(windows: Windows, week: int, horizon: int, plan, extra=None):
+    """The shipped correction (tailor_lab.training.ltv.HurdleCorrection) learned on these windows; with `extra`,
+    more columns in its input."""
+    columns = correction_columns(windows.features(week))
+    X, priors, days, spend = _hurdle_rows(windows, plan, columns, extra)
+    model = HurdleCorrection().fit(X, priors, days, spend)
     f = windows.features(week)
     prior = prior_matrix(f, windows.prior(week), horizon)
-    return model.predict(correction_input(f, columns, prior), prior)
+    return model.predict(_hurdle_input(windows, week, f, horizon, columns, prior, extra), prior)
+
+
+def _spend_inputs(X: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """The correction's input with the prior's log expected spend (purchase days x value) beside it."""
+    return np.hstack([X, (prior[:, 4] + prior[:, 2]).astype(np.float64)[:, None]])
+
+
+def _outright_spend(windows: Windows, week: int, horizon: int, plan) -> np.ndarray:
+    """Spend learned outright (Poisson trees on spend itself, no offset), the prior's quantities among the inputs."""
+    columns = correction_columns(windows.features(week))
+    X, priors, _, spend = _hurdle_rows(windows, plan, columns)
+    model = fit_booster(_spend_inputs(X, priors), spend, None, leaf_size(len(X)), 0)
+    f = windows.features(week)
+    prior = prior_matrix(f, windows.prior(week), horizon)
+    return model.predict(_spend_inputs(correction_input(f, columns, prior), prior))
+
+
+def _glm_inputs(f: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """Logs of BG/NBD's expected purchase days and of their chance, Gamma-Gamma's value, the shrunk value, P(alive)
+    and the horizon: a log-linear Tweedie model on these reweighs BG/NBD x Gamma-Gamma's factors."""
+    p = prior.astype(np.float64)
+    return np.column_stack([p[:, 4], p[:, 5], p[:, 2], np.log(shrunk_value(f)), p[:, 0], np.log(p[:, 3]),
+                            np.log1p(np.maximum(f[:, COLUMN["max_transaction_value"]].astype(np.float64), 0.0))])
+
+
+def _tweedie_spend(windows: Windows, week: int, horizon: int, plan) -> np.ndarray:
+    """Spend from scikit-learn's TweedieRegressor (power 1.5, log link) on _glm_inputs, standardised."""
+    from sklearn.linear_model import TweedieRegressor
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    Z, spend = [], []
+    for cutoff, length in plan:
+        f = windows.features(cutoff)
+        Z.append(_glm_inputs(f, prior_matrix(f, windows.prior(cutoff), length)))
+        spend.append(windows.labels(cutoff, cutoff + length)[1])
+    model = make_pipeline(StandardScaler(), TweedieRegressor(power=1.5, link="log", alpha=1e-4, max_iter=2000))
+    model.fit(np.vstack(Z), np.concatenate(spend))
+    f = windows.features(week)
+    return model.predict(_glm_inputs(f, prior_matrix(f, windows.prior(week), horizon)))
+
+
+def _shrunk_offset_spend(windows: Windows, week: int, horizon: int, plan) -> np.ndarray:
+    """The shipped spend correction with BG/NBD's purchase days times the shrunk value as its offset."""
+    columns = correction_columns(windows.features(week))
+    X, priors, _, spend = _hurdle_rows(windows, plan, columns)
+    offset = np.concatenate([np.exp(prior_matrix(windows.features(c), windows.prior(c), n)[:, 4].astype(np.float64))
+                             * shrunk_value(windows.features(c)) for c, n in plan])
+    model = fit_booster(X, spend / offset, offset, leaf_size(len(X)), 0)
+    f = windows.features(week)
+    prior = prior_matrix(f, windows.prior(week), horizon)
+    return model.predict(correction_input(f, columns, prior)) * np.exp(prior[:, 4].astype(np.float64)) * shrunk_value(f)
 
 
 def _plan(week: int, horizon: int, *, step: int, count: int) -> list[tuple[int, int]]:
