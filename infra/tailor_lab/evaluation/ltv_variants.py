@@ -51,6 +51,7 @@ COLUMN = {name: i for i, name in enumerate(FEATURE_NAMES)}
 BLEND_WEIGHTS = (0.25, 0.5, 0.75)
 # Pseudo orders at the shop's mean value that a shopper's mean value is shrunk towards it with.
 SHRINK_ORDERS = 3.0
+OTHER_SHRINK_ORDERS = (1.0, 2.0, 6.0, 10.0)
 
 
 class Windows:
@@ -179,6 +180,9 @@ def _variants(windows: Windows, week: int, horizon: int) -> dict[str, Callable[[
                                                                                      previous()[0] * shrunk)
     out[f"(g) shipped hurdle days x value shrunk by {SHRINK_ORDERS:g} orders"] = lambda: (hurdle()[0],
                                                                                         hurdle()[0] * shrunk)
+    for orders in OTHER_SHRINK_ORDERS:
+        out[f"(g) shipped hurdle days x value shrunk by {orders:g} orders"] = functools.partial(
+            lambda k: (hurdle()[0], hurdle()[0] * shrunk_value(features, k)), orders)
     out["(g) mean of shipped spend and hurdle days x shrunk value"] = lambda: (
         hurdle()[0], 0.5 * hurdle()[1] + 0.5 * hurdle()[0] * shrunk)
     out["(h) shipped recipe with Pareto/NBD's expectations as inputs"] = with_pareto
