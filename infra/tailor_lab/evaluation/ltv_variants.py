@@ -178,14 +178,14 @@ def _variants(windows: Windows, week: int, horizon: int) -> dict[str, Callable[[
         previous()[0], previous()[0] * np.where(count > 0, mean, shop))
     out["spend: previous trees' purchase days x value shrunk by 3 orders"] = lambda: (previous()[0],
                                                                                      previous()[0] * shrunk)
-    out[f"(g) shipped hurdle days x value shrunk by {SHRINK_ORDERS:g} orders"] = lambda: (hurdle()[0],
+    out[f"(g) the recipe's hurdle days x value shrunk by {SHRINK_ORDERS:g} orders"] = lambda: (hurdle()[0],
                                                                                         hurdle()[0] * shrunk)
     for orders in OTHER_SHRINK_ORDERS:
-        out[f"(g) shipped hurdle days x value shrunk by {orders:g} orders"] = functools.partial(
+        out[f"(g) the recipe's hurdle days x value shrunk by {orders:g} orders"] = functools.partial(
             lambda k: (hurdle()[0], hurdle()[0] * shrunk_value(features, k)), orders)
-    out["(g) mean of shipped spend and hurdle days x shrunk value"] = lambda: (
+    out["(g) mean of the recipe's spend and hurdle days x shrunk value"] = lambda: (
         hurdle()[0], 0.5 * hurdle()[1] + 0.5 * hurdle()[0] * shrunk)
-    out["(h) shipped recipe with Pareto/NBD's expectations as inputs"] = with_pareto
+    out["(h) the recipe with Pareto/NBD's expectations as inputs"] = with_pareto
     out["(h) Pareto/NBD inputs, days x shrunk value"] = lambda: (with_pareto()[0], with_pareto()[0] * shrunk)
     out["(i) spend learned outright: Poisson trees, no offset"] = lambda: (
         hurdle()[0], _outright_spend(windows, week, horizon, shipped))
