@@ -33,7 +33,6 @@ day as TrainEmbeddings would (the training's default dimensions); and the bytes 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import math
 import statistics
@@ -60,7 +59,7 @@ from tailor_lab.training.embeddings import (
     train_item_vectors,
 )
 
-from .report import percentile, publish
+from .report import frozen_heap, percentile, publish
 from .state import feed_requests, ingested
 
 __all__ = ["ingest_cost", "main", "run", "synthetic_vectors"]
@@ -179,18 +178,12 @@ def ingest_cost(shoppers: int, repeats: int, seed: int) -> dict[str, Any]:
             store = MemoryStateStore()
             ingestor = Ingestor(store, MemoryBlobStore(), max_workers=1, intent=intent,
                                 vectors=OnlineVectors(lambda: vectors) if name == "on" else None)
-            # Ingest freezes what its init made (functions/ingest/app.py): the benchmark's own objects (the simulated
-            # day, its records, the item vectors) are frozen alike, so the collector's passes walk the batch's alone.
-            gc.collect()
-            gc.freeze()
-            try:
+            with frozen_heap():
                 started = time.process_time()
                 for start in range(0, len(records), 100):
                     if ingestor.ingest(records[start:start + 100]).failed:
                         raise RuntimeError("ingest failed in the benchmark")
                 cpu[name].append((time.process_time() - started) / len(records) * 1e6)
-            finally:
-                gc.unfreeze()
             if name == "on" and not sizes:
                 for table, rows in store.snapshot().items():
                     if table in ("sessions", "shoppers"):

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import gc
 import json
 import math
 import statistics
@@ -52,7 +51,7 @@ from tailor_lab.simulator import simulate
 from tailor_lab.stream import epoch_of
 from tailor_lab.training.clusters import build_clusters
 
-from .report import percentile, publish
+from .report import frozen_heap, percentile, publish
 from .serving import WARMUP_REQUESTS
 from .state import FEED_N, feed_requests, ingested
 
@@ -189,15 +188,8 @@ def _ingest(events: int, runs: int, seed: int) -> dict[str, Any]:
                                    e["user_id"], epoch_of(e["timestamp"]) + 1.0) for i, e in enumerate(events_in)]
                for name, (_, events_in) in rows.items()}
     times: dict[str, list[float]] = {name: [] for name in rows}
-    # Ingest freezes what its init made (functions/ingest/app.py), so that the collector's passes during a batch walk
-    # the batch's objects only: the benchmark's own (the simulated day, three streams of it) are frozen alike, rather
-    # than walked at every pass the rows' allocations set off.
-    gc.collect()
-    gc.freeze()
-    try:
+    with frozen_heap():
         _time_ingest(rows, streams, intent, runs, times)
-    finally:
-        gc.unfreeze()
     off = statistics.median(times["attribution off"])
     return {"events": len(payload), "attributed_events": sum(1 for e in attributed if e is not None and
                                                              str(e.get("feed_id", "")).startswith("exp-bench.")),

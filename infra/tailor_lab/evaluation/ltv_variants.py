@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from tailor.ltv.features import FEATURE_NAMES
-from tailor.ltv.prior import CORRECTION_COLUMNS, expected_transactions, prior_matrix
+from tailor.ltv.prior import CORRECTION_COLUMNS, expected_transactions, prior_matrix, purchase_history
+from tailor.ltv.prior import shrunk_value as shrunk_by
 from tailor_lab.datasets import load_cdnow
 from tailor_lab.evaluation.ltv import CALIBRATION_END, CALIBRATION_START, DEFAULT_DATA, HOLDOUT_END
 from tailor_lab.training.ltv import (
@@ -200,19 +201,14 @@ def shrunk_value(features: np.ndarray, orders: float = SHRINK_ORDERS) -> np.ndar
     """Each shopper's mean value per purchase day shrunk towards the shop's by `orders` pseudo purchase days at the
     shop's mean (the shop's alone for a shopper who has not bought)."""
     count, revenue = features[:, COLUMN["transactions"]].astype(np.float64), features[:, COLUMN["revenue"]]
-    shop = float(revenue.sum() / max(count.sum(), 1.0))
-    return (orders * shop + revenue.astype(np.float64)) / (orders + count)
+    return shrunk_by(revenue.astype(np.float64), count, float(revenue.sum() / max(count.sum(), 1.0)), orders)
 
 
-def _pareto_columns(windows: Windows, week: int, f: np.ndarray, weeks: float, fitted_at: int) -> np.ndarray:
+def _pareto_columns(windows: Windows, f: np.ndarray, weeks: float, prior: np.ndarray, fitted_at: int) -> np.ndarray:
     """Pareto/NBD fitted at `fitted_at`: each shopper's log expected purchase days a week over `weeks`, and P(alive)
-    (BG/NBD's rate and -1 for a shopper who has not bought); `f` are the features at `week`."""
+    (BG/NBD's rate from `prior`, and -1, for a shopper who has not bought); `f` are the features at the cutoff."""
     params = windows.pareto_nbd(fitted_at)
-    bought = f[:, COLUMN["transactions"]] > 0
-    T = np.maximum(f[:, COLUMN["weeks_since_first_purchase"]].astype(np.float64), 0.0)
-    tx = np.minimum(np.maximum(f[:, COLUMN["purchase_span_weeks"]].astype(np.float64), 0.0), T)
-    x = np.maximum(f[:, COLUMN["repeat_transactions"]].astype(np.float64), 0.0)
-    prior = prior_matrix(f, windows.prior(week), weeks)
+    bought, x, tx, T = purchase_history(f)
     expected = np.where(bought, pareto_nbd_expected(params, weeks, x, tx, T), np.exp(prior[:, 4].astype(np.float64)))
     alive = np.where(bought, pareto_nbd_alive(params, x, tx, T), -1.0)
     return np.column_stack([np.log(np.maximum(expected, 1e-9)) - np.log(weeks), alive])
@@ -225,19 +221,19 @@ def _hurdle_rows(windows: Windows, plan, columns, extra=None):
         f = windows.features(cutoff)
         prior = prior_matrix(f, windows.prior(cutoff), length)
         t, s = windows.labels(cutoff, cutoff + length)
-        X.append(_hurdle_input(windows, cutoff, f, length, columns, prior, extra))
+        X.append(_hurdle_input(windows, f, length, columns, prior, extra))
         priors.append(prior)
         days.append(t)
         spend.append(s)
     return np.vstack(X), np.vstack(priors), np.concatenate(days), np.concatenate(spend)
 
 
-def _hurdle_input(windows, week, f, weeks, columns, prior, extra=None):
+def _hurdle_input(windows, f, weeks, columns, prior, extra=None):
     """correction_input, with any extra columns between the features and the prior's (where the correction's
     monotonic constraints look for the prior's)."""
     if extra is None:
         return correction_input(f, columns, prior)
-    return np.hstack([f[:, columns], extra(windows, week, f, weeks), prior[:, CORRECTION_COLUMNS]])
+    return np.hstack([f[:, columns], extra(windows, f, weeks, prior), prior[:, CORRECTION_COLUMNS]])
 
 
 def _shipped(windows: Windows, week: int, horizon: int, plan, extra=None):
@@ -248,7 +244,7 @@ def _shipped(windows: Windows, week: int, horizon: int, plan, extra=None):
     model = HurdleCorrection().fit(X, priors, days, spend)
     f = windows.features(week)
     prior = prior_matrix(f, windows.prior(week), horizon)
-    return model.predict(_hurdle_input(windows, week, f, horizon, columns, prior, extra), prior)
+    return model.predict(_hurdle_input(windows, f, horizon, columns, prior, extra), prior)
 
 
 def _spend_inputs(X: np.ndarray, prior: np.ndarray) -> np.ndarray:
@@ -295,8 +291,7 @@ def _shrunk_offset_spend(windows: Windows, week: int, horizon: int, plan) -> np.
     """The shipped spend correction with BG/NBD's purchase days times the shrunk value as its offset."""
     columns = correction_columns(windows.features(week))
     X, priors, _, spend = _hurdle_rows(windows, plan, columns)
-    offset = np.concatenate([np.exp(prior_matrix(windows.features(c), windows.prior(c), n)[:, 4].astype(np.float64))
-                             * shrunk_value(windows.features(c)) for c, n in plan])
+    offset = np.exp(priors[:, 4].astype(np.float64)) * np.concatenate([shrunk_value(windows.features(c)) for c, _ in plan])
     model = fit_booster(X, spend / offset, offset, leaf_size(len(X)), 0)
     f = windows.features(week)
     prior = prior_matrix(f, windows.prior(week), horizon)

@@ -29,8 +29,8 @@ The model is a prior corrected by gradient boosting in two stages (a hurdle):
   Poisson loss, for both regressors): spend per purchase day of those who bought, times the purchase
   days, ranked the big spenders worse there. Label windows of two lengths, the longest the history
   allows and half of it, teach the correction for short and long horizons at once. Each window's
-  prior is BG/NBD refitted on what was known at its cutoff, as the model's own is fitted at as_of. The level is the trees' own: in windows inside CDNOW's
-  calibration BG/NBD over-forecasts, and bringing the trees' totals back to the prior's cost
+  prior is BG/NBD refitted on what was known at its cutoff, as the model's own is fitted at as_of.
+  The level is the trees' own: in windows inside CDNOW's calibration BG/NBD over-forecasts, and bringing the trees' totals back to the prior's cost
   MAE of purchase days on the validation windows (see the README's LTV section).
 - Counts spread around their expectation as a negative binomial whose shape is fitted on the
   training windows. The purchase days to quote per shopper (`LtvPrediction.typical_transactions`)
@@ -59,7 +59,14 @@ from tailor.archive import archived_events
 from tailor.events import Event, parse_event
 from tailor.ingest.derive import contributions
 from tailor.ltv.features import FEATURE_NAMES, WEEK_SECONDS, epoch_seconds, feature_matrix
-from tailor.ltv.prior import BGNBD_PARAMS, CORRECTION_COLUMNS, CORRECTION_PRIOR, PRIOR_NAMES, prior_matrix
+from tailor.ltv.prior import (
+    BGNBD_PARAMS,
+    CORRECTION_COLUMNS,
+    CORRECTION_PRIOR,
+    PRIOR_NAMES,
+    prior_matrix,
+    purchase_history,
+)
 from tailor.ltv.prior import expected_transactions as bgnbd_expected
 from tailor.ltv.scoring import (
     INPUT_NAME,
@@ -350,13 +357,10 @@ def fit_prior(current: np.ndarray) -> dict[str, Any]:
 def buyer_summary(features: np.ndarray) -> tuple[np.ndarray, ...]:
     """BG/NBD's x, t_x and T (weeks), and revenue and transactions, of the shoppers who have bought."""
     column = {name: i for i, name in enumerate(FEATURE_NAMES)}
-    bought = features[:, column["transactions"]] > 0
+    bought, x, tx, T = purchase_history(features)
     if not bought.any():
         raise TooLittleHistory("no shopper has bought anything yet: nothing to learn from")
-    buyers = features[bought].astype(np.float64)
-    x = buyers[:, column["repeat_transactions"]]
-    T = np.maximum(buyers[:, column["weeks_since_first_purchase"]], 0.0)
-    tx = np.minimum(np.maximum(buyers[:, column["purchase_span_weeks"]], 0.0), T)
+    x, tx, T, buyers = x[bought], tx[bought], T[bought], features[bought].astype(np.float64)
     if not np.any(x > 0):
         raise TooLittleHistory("no shopper has bought twice yet: purchase rates cannot be told from dropout")
     return x, tx, T, buyers[:, column["revenue"]], buyers[:, column["transactions"]]
@@ -448,8 +452,6 @@ def _offsets(prior: np.ndarray) -> tuple[np.ndarray, ...]:
     column = {name: prior[:, PRIOR_NAMES.index(name)].astype(np.float64) for name in PRIOR_NAMES}
     log_conditional = np.maximum(column["log_expected_transactions"] - column["log_any_purchase"], 0.0)
     return np.exp(log_conditional), np.exp(column["log_expected_transactions"]), np.exp(column["log_transaction_value"])
-
-
 
 
 @dataclass

@@ -18,7 +18,8 @@ import numpy as np
 from tailor.ltv.features import ABSENT, FEATURE_NAMES
 
 __all__ = ["BGNBD_PARAMS", "CORRECTION_COLUMNS", "CORRECTION_PRIOR", "PRIOR_NAMES", "alive_probability",
-           "any_purchase_probability", "expected_transactions", "gamma_gamma_mean", "hyp2f1", "prior_matrix"]
+           "any_purchase_probability", "expected_transactions", "gamma_gamma_mean", "hyp2f1", "prior_matrix",
+           "purchase_history", "shrunk_value"]
 
 # What the prior hands the model for each shopper, in this order (a new quantity goes last, so that
 # models built before it read the columns they knew). The correction sees CORRECTION_PRIOR: the
@@ -32,6 +33,7 @@ CORRECTION_PRIOR = ("alive_probability", "log_expected_rate", "log_transaction_v
 CORRECTION_COLUMNS = tuple(PRIOR_NAMES.index(name) for name in CORRECTION_PRIOR)
 
 BGNBD_PARAMS = ("r", "alpha", "a", "b")
+_COLUMN = {name: i for i, name in enumerate(FEATURE_NAMES)}
 _SERIES_TERMS = 4000  # enough for |z| <= 0.995 at the precision below
 _SERIES_TOLERANCE = 1e-13
 
@@ -46,29 +48,42 @@ def prior_matrix(features: np.ndarray, prior: Mapping[str, Any], weeks: float) -
     Hardie & Lee 2005), or by one pseudo transaction at the shop's mean without it, so that one
     cheap first order does not make them worthless.
     """
-    column = {name: i for i, name in enumerate(FEATURE_NAMES)}
     f = np.asarray(features, dtype=np.float64)
-    transactions = f[:, column["transactions"]]
-    bought = transactions > 0
-    x = np.where(bought, np.maximum(f[:, column["repeat_transactions"]], 0.0), 0.0)
-    T = np.where(bought, np.maximum(f[:, column["weeks_since_first_purchase"]], 0.0), 0.0)
-    tx = np.minimum(np.where(bought, np.maximum(f[:, column["purchase_span_weeks"]], 0.0), 0.0), T)
+    transactions = f[:, _COLUMN["transactions"]]
+    bought, x, tx, T = purchase_history(f)
     expected = np.where(bought, expected_transactions(prior["bgnbd"], weeks, x, tx, T),
                         float(prior["first_purchase_rate"]) * weeks)
     alive = np.where(bought, alive_probability(prior["bgnbd"], x, tx, T), ABSENT)
     any_purchase = np.where(bought, any_purchase_probability(prior["bgnbd"], weeks, x, tx, T),
                             -np.expm1(-float(prior["first_purchase_rate"]) * weeks))
     shop_value = float(prior["mean_transaction_value"])
-    revenue, count = np.maximum(f[:, column["revenue"]], 0.0), np.maximum(transactions, 0.0)
+    revenue, count = np.maximum(f[:, _COLUMN["revenue"]], 0.0), np.maximum(transactions, 0.0)
     if "gamma_gamma" in prior:
         mean_value = np.divide(revenue, count, out=np.zeros_like(revenue), where=count > 0)
         value = gamma_gamma_mean(prior["gamma_gamma"], count, mean_value)
     else:
-        value = (revenue + shop_value) / (count + 1.0)
+        value = shrunk_value(revenue, count, shop_value, 1.0)
     log_expected = np.log(np.maximum(expected, 1e-9))
     return np.column_stack([alive, log_expected - np.log(weeks), np.log(np.maximum(value, 1e-9)),
                             np.full(len(f), float(weeks)), log_expected,
                             np.log(np.maximum(any_purchase, 1e-9))]).astype(np.float32)
+
+
+def purchase_history(features: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per shopper (rows of an LTV feature matrix): whether they have bought, and BG/NBD's x (repeat purchase
+    days), t_x (weeks from the first to the last) and T (weeks since the first), zero for those who have not."""
+    f = np.asarray(features, dtype=np.float64)
+    bought = f[:, _COLUMN["transactions"]] > 0
+    x = np.where(bought, np.maximum(f[:, _COLUMN["repeat_transactions"]], 0.0), 0.0)
+    T = np.where(bought, np.maximum(f[:, _COLUMN["weeks_since_first_purchase"]], 0.0), 0.0)
+    tx = np.minimum(np.where(bought, np.maximum(f[:, _COLUMN["purchase_span_weeks"]], 0.0), 0.0), T)
+    return bought, x, tx, T
+
+
+def shrunk_value(revenue: np.ndarray, purchase_days: np.ndarray, shop_value: float, pseudo_days: float) -> np.ndarray:
+    """A shopper's mean value per purchase day shrunk towards the shop's: `pseudo_days` purchase days at the shop's
+    mean value added to theirs (the shop's mean for a shopper who has not bought)."""
+    return (pseudo_days * shop_value + revenue) / (pseudo_days + purchase_days)
 
 
 def expected_transactions(params: Mapping[str, float], t: float, x: np.ndarray, tx: np.ndarray,
