@@ -71,7 +71,7 @@ def test_events_are_observed_by_kind_in_context_and_the_detail_their_intent_shap
                         {"event_type": "impression", "item_ids": ["x"], "t": 40.5},
                         {"event_type": "review_read", "item_id": "a", "t": 50.0},
                         {"event_type": "dwell", "item_id": "a", "dwell_ms": 45_000, "t": 85.0},
-                        {"event_type": "click", "item_id": "x", "category": "c2", "t": 86.0},
+                        {"event_type": "click", "item_id": "x", "category": "c2", "t": 85.0},
                         {"event_type": "search", "query": "red shoes", "t": 100.0},
                         {"event_type": "search", "query": "Red  shoes under-50", "t": 110.0},
                         {"event_type": "view", "item_id": "a", "category": "c1", "t": 120.0}):
@@ -85,11 +85,11 @@ def test_events_are_observed_by_kind_in_context_and_the_detail_their_intent_shap
         ("scroll", "view", "same"),
         ("view", "impression_in_page", ""),
         ("impression_in_page", "review_read", "5"),  # read for 10 s before the reviews: from 9 to 12 s
-        ("review_read", "dwell", "after reviews 10 -"),  # neither scrolled nor zoomed
-        ("dwell", "click_in_page", "other"),
+        ("review_read", "dwell", "-|after reviews 10"),  # given that they neither scrolled nor zoomed
+        ("dwell", "click_in_page", "other"),  # as the page was left: a click in its recommendations
         ("click_in_page", "search", "first"),
         ("search", "search", "refine"),
-        ("search", "view", "other again"),  # the click went to c2; "a" was viewed before
+        ("search", "view", "same again"),  # the recommendation led to c2 and left the browsed c1; "a" seen before
     ]
     assert [o.transition for o in seen] == ["within", "action", "within", "within", "action", "within", "within",
                                             "within", "within", "action", "action", "action"]
@@ -115,11 +115,49 @@ def test_a_page_notes_its_scroll_and_zoom_and_a_landing_page_is_no_action_of_the
         ("zoom_in_page", "2"),  # 3 s into the page
         ("scroll_in_page", "3 7"),  # depth 0.35, 20 s in
         ("zoom_in_page", "8"),  # 21 s in
-        ("dwell", "9 sz"),
+        ("dwell", "sz|9"),
         ("view", "same"),
     ]
     assert [o.transition for o in seen][2:] == ["within", "within", "within", "within", "within", "action"]
-    assert state.intent_filter.split(" ")[4:] == ["view", f"{event.epoch:.3f}", "-"]  # the last page: open, quiet
+    # The last page open and quiet, and the category browsed.
+    assert state.intent_filter.split(" ")[4:] == ["view", f"{event.epoch:.3f}", "-", "c1"]
+
+
+def test_a_new_action_is_weighed_whatever_ended_the_last_and_the_browsed_category_is_kept():
+    state, seen = None, []
+    for event in events({"event_type": "category_browse", "category": "c1"},
+                        {"event_type": "view", "item_id": "a", "category": "c1", "t": 10.0},
+                        {"event_type": "dwell", "item_id": "a", "dwell_ms": 5_000, "t": 15.0},
+                        {"event_type": "click", "item_id": "r", "category": "c3", "t": 15.0},
+                        {"event_type": "view", "item_id": "r", "category": "c3", "t": 15.5},
+                        {"event_type": "dwell", "item_id": "r", "dwell_ms": 5_000, "t": 20.5},
+                        {"event_type": "click", "item_id": "b", "category": "c1", "t": 25.0},
+                        {"event_type": "add_to_cart", "item_id": "b", "category": "c1", "quantity": 1, "t": 30.0},
+                        {"event_type": "category_browse", "category": "c2", "t": 40.0},
+                        {"event_type": "category_browse", "category": "c3", "t": 50.0}):
+        seen.append(observe(state, event))
+        state = fold_session(state, event, ttl_seconds=0, intent_filter=_neutral())
+    assert [(o.given, o.kind, o.detail) for o in seen] == [
+        ("start", "category_browse", "first"),
+        ("action", "view", "same"),
+        ("view", "dwell", "-|3"),
+        ("dwell", "click_in_page", "other"),  # the recommendations' item, in c3
+        ("click_in_page", "view", "recommended"),
+        ("view", "dwell", "-|3"),
+        ("action", "click", "same"),  # seconds after the dwell: a click in a listing, still of c1
+        ("action", "add_to_cart", ""),
+        ("action+cart", "category_browse", "other"),
+        ("action+cart", "category_browse", "back"),  # the session saw c3 on the recommended page
+    ]
+
+
+def test_a_filter_state_kept_before_the_browsed_category_steps_on_from_the_last_events():
+    first, second = events({"event_type": "category_browse", "category": "c1"},
+                           {"event_type": "view", "item_id": "a", "category": "c1"})
+    state = fold_session(None, first, ttl_seconds=0, intent_filter=_neutral())
+    state.intent_filter = " ".join(state.intent_filter.split(" ")[:7])  # a row kept before the category was
+    assert observe(state, second).detail == "same"
+    assert _neutral().step(state, second).split(" ")[4:] == ["view", f"{second.epoch:.3f}", "-", "c1"]
 
 
 def test_after_a_purchase_the_intent_moves_as_a_new_session_would():

@@ -3,22 +3,27 @@
 The intent is a hidden Markov chain over a session's events. Each event is observed as its kind (its type, refined
 by where it happens: an impression, scroll or zoom on an item page rather than on a listing, a click in an item
 page's recommendations; a referral by its source, and a profile after it) and one detail the intents shape: on an
-item page the time since the view of its first review, scroll and zoom, and the dwell with whether the shopper read
-reviews, scrolled or zoomed (times in log buckets), a scroll's depth, whether a view, browse or click stays in the
-session's category or goes back to an item, whether a search refines the last query. The filter
-weighs each by its likelihood under each intent: P(kind | the previous event's kind, intent) x P(detail | kind,
-intent); between events the intent moves by a transition matrix, the one of a new action when the event starts one
-(`action_start`), else (nearly) the identity, and after a purchase the one of starting over.
+item page the time since the view of its first review, scroll and zoom, and the dwell (given whether the shopper
+scrolled or zoomed) with whether they read reviews (times in log buckets), a scroll's depth, whether a view, browse
+or click stays in the category the shopper browses, goes back to one the session saw or to an item, whether a search
+refines the last query. The filter weighs each by its likelihood under each intent: P(kind | what came before,
+intent) x P(detail | kind, intent), where what came before is the previous event's kind within an action and any
+action's end when the event starts a new one (the choice of an action does not depend on how the last one ended,
+and a session that goes on says so of its intent), and whether the cart holds anything; between events the intent
+moves by a transition matrix, the one of a new action when the event starts one (`action_start`), else (nearly) the
+identity, and after a purchase the one of starting over.
 
 The parameters are counted from labelled sessions (tailor_lab.training.intent_filter) and ship in the intent
 model's metadata (tailor.intent.IntentModel.filter); `observe` is the one function training counts with and serving
 filters with. A session keeps the filter's state in one short string (SessionState.intent_filter: the posterior,
-rounded, and the page context), updated by tailor.session.fold_session once per event it folds, so a replayed or
-duplicate event leaves it as it was, and the state is the same however a stream cuts the session into batches.
+rounded, the page context and the category browsed), updated by tailor.session.fold_session once per event it
+folds, so a replayed or duplicate event leaves it as it was, and the state is the same however a stream cuts the
+session into batches.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -30,10 +35,11 @@ if TYPE_CHECKING:
     from tailor.events import Event
     from tailor.session import SessionState
 
-__all__ = ["DWELL_EDGES", "TRANSITIONS", "IntentFilter", "Observation", "action_start", "filter_posterior",
-           "observe"]
+__all__ = ["ANY_ACTION", "DWELL_EDGES", "TRANSITIONS", "WIDGET_SECONDS", "IntentFilter", "Observation", "action_start",
+           "filter_posterior", "observe"]
 
 N_INTENTS = 4  # tailor.intent.INTENTS, in that order
+ANY_ACTION = "action"  # what comes before an event that starts a new action, in its kind's likelihood
 # Bucket edges, in seconds, of a page's reading time: log-spaced over what shoppers spend on a page.
 DWELL_EDGES: tuple[float, ...] = (1.5, 3, 5, 7, 9, 12, 16, 21, 28, 37, 50, 65, 85, 110, 150, 220)
 DEPTH_BUCKETS = 10
@@ -49,14 +55,29 @@ _NOTHING = "-"  # nothing happened on the open page yet
 _PAGE_EVENTS = {"review_read": "r", "scroll": "s", "zoom": "z"}  # what the kept state notes of an open page
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")  # the kept state is split at spaces, the parameters' keys at ">" and ":"
 _SOURCE_CHARS = 40
+# A click this soon after a page's dwell is in the page's recommendations: leaving the page was the click itself.
+WIDGET_SECONDS = 0.5
+# Kinds after which a new action is one more of the session's actions (the first action has no transition before it,
+# and after a purchase the session starts over).
+_BEFORE_ACTIONS = frozenset({"start", "purchase"})
 
 
 class Observation(NamedTuple):
-    """What the filter sees of one event: the previous event's kind, this one's kind, its detail."""
+    """What the filter sees of one event: the previous event's kind, this one's kind, its detail, and what else its
+    kind's likelihood is given ("+cart": the cart holds something)."""
 
     previous: str
     kind: str
     detail: str
+    context: str = ""
+
+    @property
+    def given(self) -> str:
+        """What the kind's likelihood is given: the previous kind within an action, ANY_ACTION when this starts one."""
+        if self.previous not in _BEFORE_ACTIONS and not self.previous.startswith(_ARRIVALS) \
+                and action_start(self.previous, self.kind):
+            return ANY_ACTION + self.context
+        return self.previous + self.context
 
     @property
     def transition(self) -> str:
@@ -129,7 +150,7 @@ class IntentFilter:
             p1 = b0 * c1[0] + b1 * c1[1] + b2 * c1[2] + b3 * c1[3]
             p2 = b0 * c2[0] + b1 * c2[1] + b2 * c2[2] + b3 * c2[3]
             p3 = b0 * c3[0] + b1 * c3[1] + b2 * c3[2] + b3 * c3[3]
-        for likelihood in (self.kinds.get(f"{seen.previous}>{seen.kind}"), self.details.get(f"{seen.kind}:{seen.detail}")):
+        for likelihood in (self.kinds.get(f"{seen.given}>{seen.kind}"), self.details.get(f"{seen.kind}:{seen.detail}")):
             if likelihood is not None:
                 p0, p1, p2, p3 = p0 * likelihood[0], p1 * likelihood[1], p2 * likelihood[2], p3 * likelihood[3]
         total = p0 + p1 + p2 + p3
@@ -148,7 +169,7 @@ class IntentFilter:
         where = _NO_PAGE if page is None else f"{page:.3f}"
         # Rounded as the row keeps it, so that the next event steps from the same numbers however batches fall.
         return (f"{p0 / total:.6g} {p1 / total:.6g} {p2 / total:.6g} {p3 / total:.6g} {seen.kind} {where} "
-                f"{happened}")
+                f"{happened} {_browsed_after(parts, seen, event)}")
 
 
 # -- helpers ----------------------------------------------------------------------------------------
@@ -160,16 +181,19 @@ def _observe(state: SessionState | None, event: Event, parts: list[str] | None) 
     kind = event.event_type
     detail = ""
     if kind == "view":
-        detail = _category_move(state, event.category)
-        if state is not None and event.item_id in state.items:
-            detail += " again"
+        if previous == "click_in_page":
+            detail = "recommended"  # the recommendations' items come from anywhere in the shop
+        else:
+            detail = _category_move(state, parts, event.category)
+            if state is not None and event.item_id in state.items:
+                detail += " again"
     elif kind in ("category_browse", "click"):
-        detail = _category_move(state, event.category)
+        detail = _category_move(state, parts, event.category)
     elif kind == "search":
         detail = _search(None if state is None else state.last_query, event.query)
     elif kind == "referral":
         # Where the shopper came from is the kind itself: what follows (a landing page or not) depends on it.
-        kind = "referral_" + _UNSAFE.sub("_", event.source)[:_SOURCE_CHARS]
+        kind = "referral_" + _safe(event.source)
     elif kind == "profile" and previous.startswith("referral_"):
         kind = "profile_after_" + previous
     elif kind == "scroll":
@@ -181,13 +205,15 @@ def _observe(state: SessionState | None, event: Event, parts: list[str] | None) 
     elif kind == "review_read" and page is not None:
         detail = "more" if "r" in seen else str(_bucket(event.epoch - page))
     elif kind == "dwell":
-        detail = ("after reviews " if "r" in seen else "") + str(_bucket(event.dwell_ms / 1000.0))
-        detail += " " + ("".join(f for f in "sz" if f in seen) or "-")  # scrolled or zoomed on the page, or neither
+        # Whether the shopper scrolled or zoomed is known before the dwell (their events weighed already): the
+        # dwell's likelihood is given it (before the "|"), not of it.
+        detail = ("".join(f for f in "sz" if f in seen) or "-") + "|"
+        detail += ("after reviews " if "r" in seen else "") + str(_bucket(event.dwell_ms / 1000.0))
     if page is not None and kind in _ON_PAGE:
         kind += "_in_page"
-    elif kind == "click" and previous == "dwell":
+    elif kind == "click" and previous == "dwell" and event.epoch - state.last_seen < WIDGET_SECONDS:
         kind = "click_in_page"
-    return Observation(previous, kind, detail)
+    return Observation(previous, kind, detail, "+cart" if state is not None and state.cart_units > 0 else "")
 
 
 def _page(parts: list[str]) -> tuple[float | None, str]:
@@ -197,11 +223,38 @@ def _page(parts: list[str]) -> tuple[float | None, str]:
     return None if page == _NO_PAGE else float(page), parts[N_INTENTS + 2]
 
 
-def _category_move(state: SessionState | None, category: str | None) -> str:
-    last = state.categories[-1] if state is not None and state.categories else None
-    if last is None:
+def _category_move(state: SessionState | None, parts: list[str] | None, category: str | None) -> str:
+    """Whether `category` is the one the shopper browses, one the session saw before, or another."""
+    if state is None or not state.categories:
         return "first"
-    return "same" if category == last else "other"
+    browsed = _browsed(parts)
+    # Before the kept state notes a browsed category (and in rows kept before it did): the last event's category.
+    same = (category == state.categories[-1]) if browsed in (None, _NO_PAGE) else (_safe(category) == browsed)
+    if same:
+        return "same"
+    return "back" if category in state.categories else "other"
+
+
+def _browsed_after(parts: list[str] | None, seen: Observation, event: Event) -> str:
+    """The category the shopper browses after `event`, as the kept state notes it: set by a browse, a click in a
+    listing and a view of an item the session had not seen that no recommendation led to (the shop's recommendations
+    and a return to an item leave it as it was)."""
+    category = getattr(event, "category", None)
+    if category and (seen.kind in ("category_browse", "click")
+                     or (seen.kind == "view" and seen.previous != "click_in_page" and not seen.detail.endswith("again"))):
+        return _safe(category)
+    return _browsed(parts) or _NO_PAGE
+
+
+def _browsed(parts: list[str] | None) -> str | None:
+    """The category browsed as the kept state notes it (None: a state kept before it was noted; "-": none yet)."""
+    return parts[N_INTENTS + 3] if parts is not None and len(parts) > N_INTENTS + 3 else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _safe(text: str | None) -> str:
+    """`text` as the kept state and the parameters' keys can hold it (cached: a shop has few categories and sources)."""
+    return _UNSAFE.sub("_", str(text))[:_SOURCE_CHARS]
 
 
 def _search(last_query: str | None, query: str) -> str:
