@@ -1,6 +1,7 @@
 """The session intent filter: what it observes of each event, its update as the session's fold, its parameters counted
 from labelled sessions, and Ingest keeping its state once per event however batches fall."""
 
+import logging
 import random
 
 import numpy as np
@@ -9,13 +10,15 @@ import pytest
 from tailor.events import parse_event
 from tailor.ingest.intent import SessionIntent
 from tailor.ingest.service import Ingestor
-from tailor.intent import INTENT_FEATURES, INTENTS, IntentModel, intent_features
-from tailor.intent_filter import IntentFilter, action_start, filter_posterior, observe
+from tailor.intent import INTENT_FEATURES, INTENTS, METADATA_KEY, MODEL_NAME, IntentModel, intent_features
+from tailor.intent_filter import FORMAT, IntentFilter, action_start, filter_posterior, observe
+from tailor.models import ModelRegistry, default_model, load_model
 from tailor.session import fold_session
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
 from tailor_lab.training.intent import train_intent
 from tailor_lab.training.intent_filter import count_filter
 from tailor_lab.training.intent_truth import FILTER, Examples, evaluate_simulated
+from tailor_lab.training.onnx_export import with_metadata
 
 from tests.helpers.events import random_events, to_records
 from tests.helpers.ingest import FlakyBlobStore, FlakyStateStore, deliver
@@ -215,6 +218,35 @@ def test_the_parameters_round_trip_through_json_and_bad_ones_are_refused_by_name
         IntentFilter.from_json({**document, "details": {"d:1": [1.0, -1.0, 0.0, 0.0]}})
     with pytest.raises(ValueError, match="prior missing"):
         IntentFilter.from_json({k: v for k, v in document.items() if k != "prior"})
+
+
+def test_parameters_of_another_format_are_refused_naming_it(counted):
+    document = counted.to_json()
+    assert document["format"] == FORMAT
+    with pytest.raises(ValueError, match=f"format unstamped, this code reads format {FORMAT}"):
+        IntentFilter.from_json({k: v for k, v in document.items() if k != "format"})
+    with pytest.raises(ValueError, match=f"format {FORMAT + 1}, this code reads format {FORMAT}"):
+        IntentFilter.from_json({**document, "format": FORMAT + 1})
+
+
+def test_a_published_model_whose_filter_is_of_another_format_gives_way_to_the_shipped_default(caplog):
+    shipped = default_model(MODEL_NAME)
+    assert IntentModel.from_stored(shipped).filter is not None  # the default ships a filter of this code's format
+    registry = ModelRegistry(MemoryBlobStore())
+    for stamped in (None, FORMAT + 1):
+        filter_document = {k: v for k, v in shipped.metadata["filter"].items() if k != "format"}
+        if stamped is not None:
+            filter_document["format"] = stamped
+        metadata = {**shipped.metadata, "filter": filter_document, "trained_at": "2026-11-04T00:00:00Z"}
+        registry.publish(MODEL_NAME, with_metadata(shipped.onnx, METADATA_KEY, metadata), metadata)
+        with caplog.at_level(logging.WARNING, logger="tailor.models.registry"):
+            loaded = load_model(MODEL_NAME, registry, build=IntentModel.from_stored)
+        assert loaded.version == shipped.version
+        assert f"format {stamped or 'unstamped'}, this code reads format {FORMAT}" in caplog.text
+        caplog.clear()
+    metadata = {**shipped.metadata, "trained_at": "2026-11-05T00:00:00Z"}
+    good = registry.publish(MODEL_NAME, with_metadata(shipped.onnx, METADATA_KEY, metadata), metadata)
+    assert load_model(MODEL_NAME, registry, build=IntentModel.from_stored).version == good
 
 
 @pytest.fixture(scope="module")

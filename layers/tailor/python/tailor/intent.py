@@ -13,7 +13,9 @@ Model. `IntentModel` runs the classifier (model registry name "intent"): an ONNX
 metadata names its features; they are taken from INTENT_FEATURES by name, so features added after
 it was trained do not disturb it. One `predict` call scores a whole batch of sessions. Its metadata's
 "filter" holds the forward filter's parameters (`IntentModel.filter`), published with the classifier
-that reads its posterior: sessions are folded with it (tailor.session.fold_session).
+that reads its posterior: sessions are folded with it (tailor.session.fold_session). A model whose filter is of
+another format than this code's (tailor.intent_filter.FORMAT) is refused like one missing features: the registry's
+loader logs why and serves the shipped default until the model is retrained.
 
 Scaling factors. `IntentFactors` holds intent -> event type -> factor (1 where not named). A session
 is a mixture of intents, so its factor for an event type is the mixture's blend of the factors:
@@ -147,7 +149,8 @@ class IntentModel(OnnxModel):
         if tuple(self.metadata.get("intents", ())) != INTENTS:
             raise ValueError(f"the intent model's classes {self.metadata.get('intents')} are not {list(INTENTS)}")
         document = self.metadata.get("filter")
-        # The forward filter whose posterior the classifier reads (features filter_*); older models have none.
+        # The forward filter whose posterior the classifier reads (features filter_*); older models have none. One of
+        # another format raises: this code would observe events otherwise than it was counted, unnoticed.
         self.filter: IntentFilter | None = None if document is None else IntentFilter.from_json(document)
 
     def predict(self, features: np.ndarray) -> np.ndarray:

@@ -14,8 +14,10 @@ moves by a transition matrix, the one of a new action when the event starts one 
 identity, and after a purchase the one of starting over.
 
 The parameters are counted from labelled sessions (tailor_lab.training.intent_filter) and ship in the intent
-model's metadata (tailor.intent.IntentModel.filter); `observe` is the one function training counts with and serving
-filters with. A session keeps the filter's state in one short string (SessionState.intent_filter: the posterior,
+model's metadata (tailor.intent.IntentModel.filter), stamped with FORMAT; `observe` is the one function training counts
+with and serving filters with. Parameters of another format (or of none: published before formats were stamped) are
+refused rather than read, since their keys would mean other observations than this code's and the classifier would
+misread the posterior they give. A session keeps the filter's state in one short string (SessionState.intent_filter: the posterior,
 rounded, the page context and the category browsed), updated by tailor.session.fold_session once per event it
 folds, so a replayed or duplicate event leaves it as it was, and the state is the same however a stream cuts the
 session into batches.
@@ -35,10 +37,12 @@ if TYPE_CHECKING:
     from tailor.events import Event
     from tailor.session import SessionState
 
-__all__ = ["ANY_ACTION", "DWELL_EDGES", "TRANSITIONS", "WIDGET_SECONDS", "IntentFilter", "Observation", "action_start",
+__all__ = ["ANY_ACTION", "DWELL_EDGES", "FORMAT", "TRANSITIONS", "WIDGET_SECONDS", "IntentFilter", "Observation", "action_start",
            "filter_posterior", "observe"]
 
 N_INTENTS = 4  # tailor.intent.INTENTS, in that order
+# The parameters' format: a new one whenever `observe`, the kept state or the step change what the parameters mean.
+FORMAT = 1
 ANY_ACTION = "action"  # what comes before an event that starts a new action, in its kind's likelihood
 # Bucket edges, in seconds, of a page's reading time: log-spaced over what shoppers spend on a page.
 DWELL_EDGES: tuple[float, ...] = (1.5, 3, 5, 7, 9, 12, 16, 21, 28, 37, 50, 65, 85, 110, 150, 220)
@@ -127,13 +131,17 @@ class IntentFilter:
     def from_json(cls, document: Mapping[str, Any]) -> IntentFilter:
         if not isinstance(document, Mapping):
             raise ValueError("intent filter: expected an object with prior, transitions, kinds and details")
+        stamped = document.get("format")
+        if stamped != FORMAT:
+            raise ValueError(f"intent filter: parameters of format {stamped or 'unstamped'}, this code reads format "
+                             f"{FORMAT}; retrain the intent model")
         for name in ("prior", "transitions", "kinds", "details"):
             if name not in document:
                 raise ValueError(f"intent filter: {name} missing")
         return cls(document["prior"], document["transitions"], document["kinds"], document["details"])
 
     def to_json(self) -> dict[str, Any]:
-        return {"prior": self.prior, "transitions": self.transitions, "kinds": self.kinds, "details": self.details}
+        return {"format": FORMAT, "prior": self.prior, "transitions": self.transitions, "kinds": self.kinds, "details": self.details}
 
     def step(self, state: SessionState | None, event: Event) -> str:
         """The session's filter state after `event` (`state`: the session before it)."""
