@@ -37,6 +37,15 @@ def events(*bodies: dict, session: str = "s", start: float = 0.0) -> list:
     return out
 
 
+def observed(*bodies: dict) -> list:
+    """What the filter observes of each event of one session (`events`), folded in turn with a neutral filter."""
+    state, seen = None, []
+    for event in events(*bodies):
+        seen.append(observe(state, event))
+        state = fold_session(state, event, ttl_seconds=0, intent_filter=_neutral())
+    return seen
+
+
 def page(item: str, seconds: float, *, t: float, reviews: bool = False, category: str = "c1") -> list[dict]:
     """An item page: its view, a review read some seconds in (if any), its dwell."""
     bodies = [{"event_type": "view", "item_id": item, "category": category, "t": t}]
@@ -65,21 +74,18 @@ def counted() -> IntentFilter:
 
 
 def test_events_are_observed_by_kind_in_context_and_the_detail_their_intent_shapes():
-    state, seen = None, []
-    for event in events({"event_type": "referral", "source": "email"},
-                        {"event_type": "category_browse", "category": "c1"},
-                        {"event_type": "impression", "item_ids": ["a", "b"]},
-                        {"event_type": "scroll", "depth": 0.93},
-                        {"event_type": "view", "item_id": "a", "category": "c1", "t": 40.0},
-                        {"event_type": "impression", "item_ids": ["x"], "t": 40.5},
-                        {"event_type": "review_read", "item_id": "a", "t": 50.0},
-                        {"event_type": "dwell", "item_id": "a", "dwell_ms": 45_000, "t": 85.0},
-                        {"event_type": "click", "item_id": "x", "category": "c2", "t": 85.0},
-                        {"event_type": "search", "query": "red shoes", "t": 100.0},
-                        {"event_type": "search", "query": "Red  shoes under-50", "t": 110.0},
-                        {"event_type": "view", "item_id": "a", "category": "c1", "t": 120.0}):
-        seen.append(observe(state, event))
-        state = fold_session(state, event, ttl_seconds=0, intent_filter=_neutral())
+    seen = observed({"event_type": "referral", "source": "email"},
+                    {"event_type": "category_browse", "category": "c1"},
+                    {"event_type": "impression", "item_ids": ["a", "b"]},
+                    {"event_type": "scroll", "depth": 0.93},
+                    {"event_type": "view", "item_id": "a", "category": "c1", "t": 40.0},
+                    {"event_type": "impression", "item_ids": ["x"], "t": 40.5},
+                    {"event_type": "review_read", "item_id": "a", "t": 50.0},
+                    {"event_type": "dwell", "item_id": "a", "dwell_ms": 45_000, "t": 85.0},
+                    {"event_type": "click", "item_id": "x", "category": "c2", "t": 85.0},
+                    {"event_type": "search", "query": "red shoes", "t": 100.0},
+                    {"event_type": "search", "query": "Red  shoes under-50", "t": 110.0},
+                    {"event_type": "view", "item_id": "a", "category": "c1", "t": 120.0})
     assert [(o.previous, o.kind, o.detail) for o in seen] == [
         ("start", "referral_email", ""),
         ("referral_email", "category_browse", "first"),
@@ -127,19 +133,16 @@ def test_a_page_notes_its_scroll_and_zoom_and_a_landing_page_is_no_action_of_the
 
 
 def test_a_new_action_is_weighed_whatever_ended_the_last_and_the_browsed_category_is_kept():
-    state, seen = None, []
-    for event in events({"event_type": "category_browse", "category": "c1"},
-                        {"event_type": "view", "item_id": "a", "category": "c1", "t": 10.0},
-                        {"event_type": "dwell", "item_id": "a", "dwell_ms": 5_000, "t": 15.0},
-                        {"event_type": "click", "item_id": "r", "category": "c3", "t": 15.0},
-                        {"event_type": "view", "item_id": "r", "category": "c3", "t": 15.5},
-                        {"event_type": "dwell", "item_id": "r", "dwell_ms": 5_000, "t": 20.5},
-                        {"event_type": "click", "item_id": "b", "category": "c1", "t": 25.0},
-                        {"event_type": "add_to_cart", "item_id": "b", "category": "c1", "quantity": 1, "t": 30.0},
-                        {"event_type": "category_browse", "category": "c2", "t": 40.0},
-                        {"event_type": "category_browse", "category": "c3", "t": 50.0}):
-        seen.append(observe(state, event))
-        state = fold_session(state, event, ttl_seconds=0, intent_filter=_neutral())
+    seen = observed({"event_type": "category_browse", "category": "c1"},
+                    {"event_type": "view", "item_id": "a", "category": "c1", "t": 10.0},
+                    {"event_type": "dwell", "item_id": "a", "dwell_ms": 5_000, "t": 15.0},
+                    {"event_type": "click", "item_id": "r", "category": "c3", "t": 15.0},
+                    {"event_type": "view", "item_id": "r", "category": "c3", "t": 15.5},
+                    {"event_type": "dwell", "item_id": "r", "dwell_ms": 5_000, "t": 20.5},
+                    {"event_type": "click", "item_id": "b", "category": "c1", "t": 25.0},
+                    {"event_type": "add_to_cart", "item_id": "b", "category": "c1", "quantity": 1, "t": 30.0},
+                    {"event_type": "category_browse", "category": "c2", "t": 40.0},
+                    {"event_type": "category_browse", "category": "c3", "t": 50.0})
     assert [(o.given, o.kind, o.detail) for o in seen] == [
         ("start", "category_browse", "first"),
         ("action", "view", "same"),
@@ -164,12 +167,9 @@ def test_a_filter_state_kept_before_the_browsed_category_steps_on_from_the_last_
 
 
 def test_after_a_purchase_the_intent_moves_as_a_new_session_would():
-    state, seen = None, []
-    for event in events({"event_type": "checkout_view", "cart_value": 20.0},
-                        {"event_type": "purchase", "item_id": "a", "price": 10.0, "quantity": 2, "order_id": "o1"},
-                        {"event_type": "category_browse", "category": "c1"}):
-        seen.append(observe(state, event))
-        state = fold_session(state, event, ttl_seconds=0, intent_filter=_neutral())
+    seen = observed({"event_type": "checkout_view", "cart_value": 20.0},
+                    {"event_type": "purchase", "item_id": "a", "price": 10.0, "quantity": 2, "order_id": "o1"},
+                    {"event_type": "category_browse", "category": "c1"})
     assert [o.transition for o in seen] == ["action", "within", "after_purchase"]
 
 
