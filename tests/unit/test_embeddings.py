@@ -36,6 +36,7 @@ from tailor_lab.training.embeddings import (
     interactions_from_sessions,
     inverted_file,
     read_item_metadata,
+    seen_passed_over,
     serving_probes,
     train_item_vectors,
 )
@@ -80,7 +81,7 @@ def test_an_item_nobody_touched_gets_its_vector_from_its_metadata():
 
 
 def test_ignored_impressions_push_items_apart():
-    # Lamps and rugs are viewed together, but shoppers who view lamps pass over the rugs they are shown.
+    # Lamps and rugs are viewed together, but shoppers who only view lamps pass over the rug when shown it above.
     # Some sessions view the rug and lamp-2 alone: otherwise the three items' co-occurrences are alike, two directions
     # of the factorisation weigh the same, and which of them the vectors keep is down to rounding.
     sessions = [["lamp", "rug", "lamp-2"], ["rug", "lamp-2", "lamp"], ["lamp-2", "lamp", "rug"]] * 10 + [["rug", "lamp-2"]] * 5
@@ -88,15 +89,19 @@ def test_ignored_impressions_push_items_apart():
     shown = [[(i, "view") for i in s] + [("mug", "view")] for s in sessions] * 2
     ignored = train_item_vectors(Interactions(shown, [{"rug-x"} for _ in shown]), PARAMS, index=False)
     assert ignored.row("rug-x") is None  # an item only ever ignored gets no vector from the sessions alone
+    # The rug is also viewed in sessions of its own, with a mug: shoppers take to it, those after lamps excepted.
     events = [{"event_type": "view", "session_id": f"s{k}", "timestamp": f"2026-11-0{1 + k % 3}T10:00:0{j}Z",
-               "item_id": item} for k, s in enumerate(sessions) for j, item in enumerate(s)]
+               "item_id": item} for k, s in enumerate(sessions + [["rug", "mug"]] * 20) for j, item in enumerate(s)]
     events += [{"event_type": "impression", "session_id": f"s{k}", "timestamp": f"2026-11-0{1 + k % 3}T09:59:00Z",
                 "item_ids": ["rug", "lamp"]} for k in range(len(sessions)) if sessions[k][0] != "rug"]
     data = interactions_from_events(events)
     assert sum(1 for found in data.ignored if found == {"rug"}) == 0  # rug was viewed in every session: not ignored
-    # Now sessions that only view lamps and are shown the rug: the rug becomes an ignored item of theirs.
+    # Now sessions that only view lamps, the first clicked below the rug they are shown: the rug becomes an ignored
+    # item of theirs.
     lamp_only = [{"event_type": "view", "session_id": f"x{k}", "timestamp": f"2026-11-05T10:00:0{j}Z", "item_id": item}
                  for k in range(20) for j, item in enumerate(["lamp", "lamp-2"])]
+    lamp_only += [{"event_type": "click", "session_id": f"x{k}", "timestamp": "2026-11-05T09:59:30Z", "item_id": "lamp",
+                   "position": 1} for k in range(20)]
     impressions = [{"event_type": "impression", "session_id": f"x{k}", "timestamp": "2026-11-05T09:59:00Z",
                     "item_ids": ["rug", "lamp"]} for k in range(20)]
     with_ignores = interactions_from_events(events + lamp_only + impressions)
@@ -105,6 +110,47 @@ def test_ignored_impressions_push_items_apart():
     kept = train_item_vectors(with_ignores, EmbeddingParams(**{**PARAMS.__dict__, "ignore_weight": 0.0}), index=False)
     assert cosine(pushed, "lamp", "rug") < cosine(kept, "lamp", "rug")
     assert cosine(plain, "lamp", "rug") > 0.5
+
+
+def test_only_items_shown_above_an_engaged_position_count_as_passed_over():
+    def event(kind, second, **fields):
+        return {"event_type": kind, "session_id": "s", "timestamp": f"2026-11-05T10:00:{second:02d}Z", **fields}
+
+    listing = event("impression", 0, item_ids=["a", "b", "c", "d", "e"])
+    assert seen_passed_over([listing]) == set()  # shown, never engaged: nothing says the shopper looked
+    # A click on d (position 3) says a, b and c were passed over; e, below it, may never have been seen.
+    assert seen_passed_over([listing, event("click", 5, item_id="d", position=3)]) == {"a", "b", "c"}
+    # Without a feed_id an engagement belongs to the latest impression holding its item at its position.
+    widget = event("impression", 7, item_ids=["x", "y", "b"])
+    assert seen_passed_over([listing, widget, event("click", 9, item_id="c", position=2)]) == {"a", "b"}
+    # With one it belongs to that feed's impression, whichever came later; the last position engaged at counts.
+    feed = event("impression", 1, item_ids=["f", "g", "h"], feed_id="feed-1")
+    found = [feed, listing, event("click", 5, item_id="g", position=1, feed_id="feed-1"),
+             event("add_to_cart", 8, item_id="h", position=2, feed_id="feed-1")]
+    assert seen_passed_over(found) == {"f", "g"}
+    data = interactions_from_events(found)
+    assert data.ignored == [{"f"}]  # an item the session engaged with is never one it passed over
+
+
+def test_items_engaged_together_though_mostly_passed_over_move_together():
+    # Shoppers click the first item of a listing or the one below it; those who open b then view c, which everyone
+    # else passes over when shown it above their click. Without ignores c is just one of b's partners.
+    events = []
+    for k in range(60):
+        session, first = f"s{k}", ["a", "b"][k % 2]
+        shown = {"event_type": "impression", "session_id": session, "timestamp": "2026-11-05T10:00:00Z",
+                 "item_ids": ["c", "a", "b"]}
+        click = {"event_type": "click", "session_id": session, "timestamp": "2026-11-05T10:00:05Z", "item_id": first,
+                 "position": 1 if first == "a" else 2}
+        views = [{"event_type": "view", "session_id": session, "timestamp": f"2026-11-05T10:00:1{j}Z", "item_id": item}
+                 for j, item in enumerate([first, "d", "c" if first == "b" else "e"])]
+        events += [shown, click, *views]
+    data = interactions_from_events(events)
+    assert sum(1 for found in data.ignored if "c" in found) == 30
+    moved = train_item_vectors(data, PARAMS, index=False)
+    plain = train_item_vectors(data, replace(PARAMS, ignore_weight=0.0), index=False)
+    assert cosine(moved, "b", "c") > cosine(plain, "b", "c")
+    assert cosine(moved, "a", "c") < cosine(plain, "a", "c")
 
 
 def test_filters_apply_inside_the_search_so_the_answer_is_never_short():

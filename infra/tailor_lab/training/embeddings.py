@@ -7,10 +7,19 @@ the shifted pointwise mutual information matrix (Levy and Goldberg 2014). This j
 directly and factorises it with a randomized SVD, which needs no GPU and no epochs: co-interaction counts of
 item pairs within WINDOW events of each other in a session, each pair weighted by the later event's weight
 (a cart add says more than a view) over its gap raised to `gap_power`; PMI with the context counts smoothed
-by `context_power` (word2vec's 0.75), minus log(`shift`) (the number of negatives), clipped at zero. Ignored
-impressions are explicit negatives: an item shown in an impression of a session and never engaged in it
-lowers each of that session's engaged items' PMI with it by `ignore_weight` x log(1 + count), so items
-shoppers pass over next to one another move apart. An item's vector is its row of U S^`singular_power`.
+by `context_power` (word2vec's 0.75), minus log(`shift`) (the number of negatives), clipped at zero. An item's
+vector is its row of U S^`singular_power`.
+
+Ignored impressions. Only what the shop can know was seen counts as passed over: the items of an impression above
+the last position an engagement of the session echoes in it (its feed_id, or, without one, the latest impression
+holding the engaged item at that position), never engaged in the session: lower slots are mostly never looked at,
+and counting them would push apart items that only shared a page. Ignores then say how much an engagement with one
+item raises the chance that another, when seen, is engaged too, against that item's own rate of being engaged when
+seen (which takes out how often the shop's lists put it in front of shoppers): each pair of a session's engaged
+item a and item b engaged or passed over in it adds `ignore_weight` x log(((C + p_b) / (C + N + 1)) / p_b) to
+their PMI (both ways, halved), C the sessions engaging both, N those engaging a and passing over b, p_b =
+(engaged_b + 1) / (engaged_b + passed_b + 1) b's rate of engagement when seen. Items passed over beside one
+another move apart, and items engaged together though mostly passed over move together.
 
 Metadata. A ridge regression from the items' metadata (category, brand, price band, name tokens) to the
 learned vectors of well-observed items gives every item a metadata vector; an item's vector is its learned
@@ -35,7 +44,7 @@ import csv
 import math
 import re
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -54,7 +63,7 @@ from tailor.store.port import BlobStore
 
 __all__ = ["EmbeddingParams", "Interactions", "index_recall", "index_search", "interactions_from_events",
            "interactions_from_sessions", "inverted_file", "publishable", "read_item_metadata", "retrain_from_archive",
-           "serving_probes", "session_queries", "train_item_vectors"]
+           "seen_passed_over", "serving_probes", "session_queries", "train_item_vectors"]
 
 TOKEN = re.compile(r"[a-z0-9]+")
 PRICE_BANDS = 8  # price quantile bands as metadata features
@@ -85,7 +94,8 @@ class EmbeddingParams:
 
 @dataclass
 class Interactions:
-    """Sessions as sequences of (item, event type), in time order, and the items each session passed over."""
+    """Sessions as sequences of (item, event type), in time order, and the items each session was seen to pass over
+    (shown above a position it engaged at, never engaged)."""
 
     sessions: list[list[tuple[str, str]]]
     ignored: list[set[str]] = field(default_factory=list)  # per session, parallel to `sessions` (may be empty)
@@ -104,12 +114,12 @@ def interactions_from_sessions(sessions: Iterable[Sequence[str]]) -> Interaction
 
 def interactions_from_events(events: Iterable[Mapping[str, Any]]) -> Interactions:
     """Tailor events (dicts as tailor.events.parse_event takes them), in any order: engagements with items per
-    session in time order; the items of a session's impressions it never engaged with are its ignored items;
-    items' category, brand and price where events carry them."""
+    session in time order; the items a session was seen to pass over (`seen_passed_over`); items' category, brand
+    and price where events carry them."""
     from tailor.events import ITEM_EVENT_TYPES
 
     engaged: dict[str, list[tuple[str, str, str]]] = defaultdict(list)  # session -> (timestamp, item, type)
-    shown: dict[str, set[str]] = defaultdict(set)
+    listed: dict[str, list[tuple[str, Mapping[str, Any]]]] = defaultdict(list)  # session -> (timestamp, event)
     attributes: dict[str, dict[str, Any]] = defaultdict(dict)
     first = last = None
     for event in events:
@@ -119,10 +129,12 @@ def interactions_from_events(events: Iterable[Mapping[str, Any]]) -> Interaction
         first = when if first is None or when < first else first
         last = when if last is None or when > last else last
         if kind == "impression":
-            shown[session].update(event.get("item_ids") or ())
+            listed[session].append((when, event))
         elif kind in ITEM_EVENT_TYPES and event.get("item_id"):
             item = event["item_id"]
             engaged[session].append((when, item, kind))
+            if event.get("position") is not None:
+                listed[session].append((when, event))
             for name in ("category", "brand", "price"):
                 if event.get(name) is not None:
                     attributes[item][name] = event[name]
@@ -130,8 +142,32 @@ def interactions_from_events(events: Iterable[Mapping[str, Any]]) -> Interaction
     for session, found in engaged.items():
         found.sort(key=lambda e: e[0])
         sessions.append([(item, kind) for _, item, kind in found])
-        ignored.append(shown.get(session, set()) - {item for _, item, _ in found})
+        ignored.append(seen_passed_over(event for _, event in listed.get(session, ())) - {item for _, item, _ in found})
     return Interactions(sessions, ignored, dict(attributes), (first, last))
+
+
+def seen_passed_over(events: Iterable[Mapping[str, Any]]) -> set[str]:
+    """The items of a session's impressions shown above the last position an engagement echoes in the impression,
+    given its impressions and its engagements that echo a position (any order): an engagement belongs to the latest
+    impression before it of its feed_id, or, without one, to the latest holding its item at its position. The
+    session's engaged items are among them; the caller takes them out."""
+    ordered = sorted(events, key=lambda e: (str(e.get("timestamp")), e.get("event_type") != "impression"))
+    shown: list[tuple[list[str], Any]] = []  # (items, feed_id) per impression, in time order
+    reached: dict[int, int] = {}  # impression -> the last position engaged at in it
+    for event in ordered:
+        if event.get("event_type") == "impression":
+            shown.append((list(event.get("item_ids") or ()), event.get("feed_id")))
+            continue
+        position, feed = event.get("position"), event.get("feed_id")
+        if not isinstance(position, int) or position < 0:
+            continue
+        for k in range(len(shown) - 1, -1, -1):
+            items, shown_feed = shown[k]
+            if (shown_feed == feed if feed is not None else
+                    position < len(items) and items[position] == event.get("item_id")):
+                reached[k] = max(reached.get(k, 0), position)
+                break
+    return {item for k, position in reached.items() for item in shown[k][0][:position]}
 
 
 def read_item_metadata(path: str | Path) -> dict[str, dict[str, Any]]:
@@ -304,7 +340,7 @@ def _iso(epoch: float) -> str:
 
 
 def _pmi(data: Interactions, row: Mapping[str, int], n: int, params: EmbeddingParams) -> sp.csr_matrix:
-    """The shifted positive PMI of co-interactions, lowered by ignored impressions (see the module doc)."""
+    """The shifted positive PMI of co-interactions, moved by ignored impressions (see the module doc)."""
     items, kinds, sessions = [], [], []
     for s, events in enumerate(data.sessions):
         for item, kind in events:
@@ -333,29 +369,44 @@ def _pmi(data: Interactions, row: Mapping[str, int], n: int, params: EmbeddingPa
     pmi = np.log(coo.data * total / (row_sum[coo.row] * context[coo.col])) - math.log(params.shift)
     keep = pmi > 0
     matrix = sp.csr_matrix((pmi[keep], (coo.row[keep], coo.col[keep])), shape=(n, n))
-    negatives = _ignored_pairs(data, row, n)
-    if params.ignore_weight > 0 and negatives.nnz:
-        negatives.data = params.ignore_weight * np.log1p(negatives.data)
-        matrix = (matrix - negatives - negatives.T).tocsr()
+    if params.ignore_weight > 0:
+        lift = _engagement_lift(data, row, n)
+        if lift.nnz:
+            matrix = (matrix + params.ignore_weight * lift).tocsr()
     return matrix
 
 
-def _ignored_pairs(data: Interactions, row: Mapping[str, int], n: int) -> sp.csr_matrix:
-    """Engaged item x ignored item, counted over the sessions that did both."""
-    pairs: Counter = Counter()
-    for events, ignored in zip(data.sessions, data.ignored):
-        if not ignored:
-            continue
-        engaged = {row[item] for item, _ in events}
-        for other in ignored:
-            j = row.get(other)
-            if j is not None:
-                for i in engaged:
-                    pairs[(i, j)] += 1
-    if not pairs:
+def _engagement_lift(data: Interactions, row: Mapping[str, int], n: int) -> sp.csr_matrix:
+    """Per pair of an engaged item a and an item b engaged or passed over in the same session, the log of how much
+    more often b is engaged when seen beside an engagement with a than when seen at all (see the module doc),
+    symmetrised; empty when no session passed anything over."""
+    engaged_rows, engaged_cols, passed_rows, passed_cols = [], [], [], []
+    for s, (events, ignored) in enumerate(zip(data.sessions, data.ignored)):
+        found = {row[item] for item, _ in events}
+        engaged_rows += [s] * len(found)
+        engaged_cols += found
+        passed = [row[item] for item in ignored if item in row]
+        passed_rows += [s] * len(passed)
+        passed_cols += passed
+    if not passed_cols:
         return sp.csr_matrix((n, n))
-    (i, j), values = zip(*pairs.keys()), list(pairs.values())
-    return sp.csr_matrix((np.asarray(values, dtype=np.float64), (np.asarray(i), np.asarray(j))), shape=(n, n))
+    shape = (len(data.sessions), n)
+    engaged = sp.csr_matrix((np.ones(len(engaged_cols)), (engaged_rows, engaged_cols)), shape=shape)
+    passed = sp.csr_matrix((np.ones(len(passed_cols)), (passed_rows, passed_cols)), shape=shape)
+    engagements = np.asarray(engaged.sum(axis=0)).ravel()
+    rate = (engagements + 1.0) / (engagements + np.asarray(passed.sum(axis=0)).ravel() + 1.0)
+    both = (engaged.T @ engaged).tolil()
+    both.setdiag(0)
+    both = both.tocsr()
+    both.eliminate_zeros()
+    passed_over = (engaged.T @ passed).tocsr()
+    pairs = (both + passed_over).tocoo()
+    together = np.asarray(both[pairs.row, pairs.col]).ravel()
+    apart = np.asarray(passed_over[pairs.row, pairs.col]).ravel()
+    seen_rate = rate[pairs.col]
+    lift = sp.csr_matrix((np.log((together + seen_rate) / (together + apart + 1.0) / seen_rate),
+                          (pairs.row, pairs.col)), shape=(n, n))
+    return ((lift + lift.T) * 0.5).tocsr()
 
 
 def _factorise(matrix: sp.csr_matrix, dim: int, params: EmbeddingParams) -> np.ndarray:
