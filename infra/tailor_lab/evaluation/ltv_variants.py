@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from tailor.ltv.features import FEATURE_NAMES
-from tailor.ltv.prior import CORRECTION_COLUMNS, expected_transactions, prior_matrix, purchase_history
+from tailor.ltv.prior import CORRECTION_COLUMNS, PRIOR_NAMES, expected_transactions, prior_matrix, purchase_history
 from tailor.ltv.prior import shrunk_value as shrunk_by
 from tailor_lab.datasets import load_cdnow
 from tailor_lab.evaluation.ltv import CALIBRATION_END, CALIBRATION_START, DEFAULT_DATA, HOLDOUT_END
@@ -50,6 +50,8 @@ CALIBRATION_WEEKS = 39
 HOLDOUT_WEEK = 78
 COLUMN = {name: i for i, name in enumerate(FEATURE_NAMES)}
 BLEND_WEIGHTS = (0.25, 0.5, 0.75)
+_ALIVE, _LOG_VALUE, _HORIZON, _LOG_DAYS, _LOG_ANY = (PRIOR_NAMES.index(name) for name in (
+    "alive_probability", "log_transaction_value", "horizon_weeks", "log_expected_transactions", "log_any_purchase"))
 # Pseudo orders at the shop's mean value that a shopper's mean value is shrunk towards it with.
 SHRINK_ORDERS = 3.0
 OTHER_SHRINK_ORDERS = (1.0, 2.0, 6.0, 10.0)
@@ -76,6 +78,10 @@ class Windows:
         if week not in self._priors:
             self._priors[week] = {**fit_prior(self.features(week)), "first_purchase_rate": 0.0}
         return self._priors[week]
+
+    def prior_matrix(self, week: int, weeks: float) -> np.ndarray:
+        """The prior's columns (tailor.ltv.prior.PRIOR_NAMES) for the shoppers known at `week`, over `weeks`."""
+        return prior_matrix(self.features(week), self.prior(week), weeks)
 
     def pareto_nbd(self, week: int) -> dict[str, float]:
         """Pareto/NBD fitted on the buyers at `week`."""
@@ -137,9 +143,9 @@ BGNBD = "BG/NBD + Gamma-Gamma"
 def _variants(windows: Windows, week: int, horizon: int) -> dict[str, Callable[[], tuple[np.ndarray, np.ndarray]]]:
     """Each variant's (purchase days, spend), computed when called; what several share, once."""
     features = windows.features(week)
-    prior = prior_matrix(features, windows.prior(week), horizon)
-    bgnbd_t = np.exp(prior[:, 4].astype(np.float64))
-    value = np.exp(prior[:, 2].astype(np.float64))
+    prior = windows.prior_matrix(week, horizon)
+    bgnbd_t = np.exp(prior[:, _LOG_DAYS].astype(np.float64))
+    value = np.exp(prior[:, _LOG_VALUE].astype(np.float64))
     shipped = _plan(week, horizon, step=2, count=7)
     stacked = _plan(week, horizon, step=1, count=week)
     previous = functools.cache(lambda: _trees(windows, week, horizon, shipped))
@@ -209,7 +215,7 @@ def _pareto_columns(windows: Windows, f: np.ndarray, weeks: float, prior: np.nda
     (BG/NBD's rate from `prior`, and -1, for a shopper who has not bought); `f` are the features at the cutoff."""
     params = windows.pareto_nbd(fitted_at)
     bought, x, tx, T = purchase_history(f)
-    expected = np.where(bought, pareto_nbd_expected(params, weeks, x, tx, T), np.exp(prior[:, 4].astype(np.float64)))
+    expected = np.where(bought, pareto_nbd_expected(params, weeks, x, tx, T), np.exp(prior[:, _LOG_DAYS].astype(np.float64)))
     alive = np.where(bought, pareto_nbd_alive(params, x, tx, T), -1.0)
     return np.column_stack([np.log(np.maximum(expected, 1e-9)) - np.log(weeks), alive])
 
@@ -219,7 +225,7 @@ def _hurdle_rows(windows: Windows, plan, columns, extra=None):
     X, priors, days, spend = [], [], [], []
     for cutoff, length in plan:
         f = windows.features(cutoff)
-        prior = prior_matrix(f, windows.prior(cutoff), length)
+        prior = windows.prior_matrix(cutoff, length)
         t, s = windows.labels(cutoff, cutoff + length)
         X.append(_hurdle_input(windows, f, length, columns, prior, extra))
         priors.append(prior)
@@ -243,13 +249,13 @@ def _shipped(windows: Windows, week: int, horizon: int, plan, extra=None):
     X, priors, days, spend = _hurdle_rows(windows, plan, columns, extra)
     model = HurdleCorrection().fit(X, priors, days, spend)
     f = windows.features(week)
-    prior = prior_matrix(f, windows.prior(week), horizon)
+    prior = windows.prior_matrix(week, horizon)
     return model.predict(_hurdle_input(windows, f, horizon, columns, prior, extra), prior)
 
 
 def _spend_inputs(X: np.ndarray, prior: np.ndarray) -> np.ndarray:
     """The correction's input with the prior's log expected spend (purchase days x value) beside it."""
-    return np.hstack([X, (prior[:, 4] + prior[:, 2]).astype(np.float64)[:, None]])
+    return np.hstack([X, (prior[:, _LOG_DAYS] + prior[:, _LOG_VALUE]).astype(np.float64)[:, None]])
 
 
 def _outright_spend(windows: Windows, week: int, horizon: int, plan) -> np.ndarray:
@@ -258,7 +264,7 @@ def _outright_spend(windows: Windows, week: int, horizon: int, plan) -> np.ndarr
     X, priors, _, spend = _hurdle_rows(windows, plan, columns)
     model = fit_booster(_spend_inputs(X, priors), spend, None, leaf_size(len(X)), 0)
     f = windows.features(week)
-    prior = prior_matrix(f, windows.prior(week), horizon)
+    prior = windows.prior_matrix(week, horizon)
     return model.predict(_spend_inputs(correction_input(f, columns, prior), prior))
 
 
@@ -266,7 +272,7 @@ def _glm_inputs(f: np.ndarray, prior: np.ndarray) -> np.ndarray:
     """Logs of BG/NBD's expected purchase days and of their chance, Gamma-Gamma's value, the shrunk value, P(alive)
     and the horizon: a log-linear Tweedie model on these reweighs BG/NBD x Gamma-Gamma's factors."""
     p = prior.astype(np.float64)
-    return np.column_stack([p[:, 4], p[:, 5], p[:, 2], np.log(shrunk_value(f)), p[:, 0], np.log(p[:, 3]),
+    return np.column_stack([p[:, _LOG_DAYS], p[:, _LOG_ANY], p[:, _LOG_VALUE], np.log(shrunk_value(f)), p[:, _ALIVE], np.log(p[:, _HORIZON]),
                             np.log1p(np.maximum(f[:, COLUMN["max_transaction_value"]].astype(np.float64), 0.0))])
 
 
@@ -279,23 +285,23 @@ def _tweedie_spend(windows: Windows, week: int, horizon: int, plan) -> np.ndarra
     Z, spend = [], []
     for cutoff, length in plan:
         f = windows.features(cutoff)
-        Z.append(_glm_inputs(f, prior_matrix(f, windows.prior(cutoff), length)))
+        Z.append(_glm_inputs(f, windows.prior_matrix(cutoff, length)))
         spend.append(windows.labels(cutoff, cutoff + length)[1])
     model = make_pipeline(StandardScaler(), TweedieRegressor(power=1.5, link="log", alpha=1e-4, max_iter=2000))
     model.fit(np.vstack(Z), np.concatenate(spend))
     f = windows.features(week)
-    return model.predict(_glm_inputs(f, prior_matrix(f, windows.prior(week), horizon)))
+    return model.predict(_glm_inputs(f, windows.prior_matrix(week, horizon)))
 
 
 def _shrunk_offset_spend(windows: Windows, week: int, horizon: int, plan) -> np.ndarray:
     """The shipped spend correction with BG/NBD's purchase days times the shrunk value as its offset."""
     columns = correction_columns(windows.features(week))
     X, priors, _, spend = _hurdle_rows(windows, plan, columns)
-    offset = np.exp(priors[:, 4].astype(np.float64)) * np.concatenate([shrunk_value(windows.features(c)) for c, _ in plan])
+    offset = np.exp(priors[:, _LOG_DAYS].astype(np.float64)) * np.concatenate([shrunk_value(windows.features(c)) for c, _ in plan])
     model = fit_booster(X, spend / offset, offset, leaf_size(len(X)), 0)
     f = windows.features(week)
-    prior = prior_matrix(f, windows.prior(week), horizon)
-    return model.predict(correction_input(f, columns, prior)) * np.exp(prior[:, 4].astype(np.float64)) * shrunk_value(f)
+    prior = windows.prior_matrix(week, horizon)
+    return model.predict(correction_input(f, columns, prior)) * np.exp(prior[:, _LOG_DAYS].astype(np.float64)) * shrunk_value(f)
 
 
 def _plan(week: int, horizon: int, *, step: int, count: int) -> list[tuple[int, int]]:
@@ -310,8 +316,8 @@ def _rows(windows: Windows, plan, columns, extra=None, segment_edges: bool = Fal
     X, y_t, y_s, log_expected, log_value = [], [], [], [], []
     for cutoff, length in plan:
         f = windows.features(cutoff)
-        prior = prior_matrix(f, windows.prior(cutoff), length)
-        expected = prior[:, 4].astype(np.float64)
+        prior = windows.prior_matrix(cutoff, length)
+        expected = prior[:, _LOG_DAYS].astype(np.float64)
         if segment_edges:
             expected = np.log(np.maximum(_segment_expected(windows, cutoff, f, length, _tertiles(f)), 1e-9))
         t, s = windows.labels(cutoff, cutoff + length)
@@ -320,19 +326,19 @@ def _rows(windows: Windows, plan, columns, extra=None, segment_edges: bool = Fal
         y_t.append(t)
         y_s.append(s)
         log_expected.append(expected)
-        log_value.append(prior[:, 2].astype(np.float64))
+        log_value.append(prior[:, _LOG_VALUE].astype(np.float64))
     return (np.vstack(X), np.concatenate(y_t), np.concatenate(y_s), np.exp(np.concatenate(log_expected)),
             np.exp(np.concatenate(log_value)))
 
 
 def _scoring_rows(windows: Windows, week: int, horizon: int, columns, extra=None, segment_edges: bool = False):
     f = windows.features(week)
-    prior = prior_matrix(f, windows.prior(week), horizon)
-    expected = np.exp(prior[:, 4].astype(np.float64))
+    prior = windows.prior_matrix(week, horizon)
+    expected = np.exp(prior[:, _LOG_DAYS].astype(np.float64))
     if segment_edges:
         expected = _segment_expected(windows, week, f, horizon, _tertiles(f))
     parts = [f[:, columns], prior[:, :4]] + ([extra(f, week)] if extra else [])
-    return np.hstack(parts), expected, np.exp(prior[:, 2].astype(np.float64))
+    return np.hstack(parts), expected, np.exp(prior[:, _LOG_VALUE].astype(np.float64))
 
 
 def _trees(windows: Windows, week: int, horizon: int, plan, extra=None, segment_edges: bool = False):
@@ -389,20 +395,17 @@ def _tertiles(features: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
 
 def _segment_expected(windows: Windows, week: int, features: np.ndarray, horizon: int, segment) -> np.ndarray:
     """BG/NBD's expected purchase days with its parameters fitted per segment of the buyers at `week`."""
-    expected = np.exp(prior_matrix(features, windows.prior(week), horizon)[:, 4].astype(np.float64))
+    expected = np.exp(windows.prior_matrix(week, horizon)[:, _LOG_DAYS].astype(np.float64))
     at_week = windows.features(week)
     labels_then, labels_now = segment(at_week), segment(features)
+    bought, x_now, tx_now, T_now = purchase_history(features)
     for label in np.unique(labels_now):
         try:
             x, tx, T, _, _ = buyer_summary(at_week[labels_then == label])
         except TooLittleHistory:
             continue
-        params = fit_bgnbd(x, tx, T)
-        rows = (labels_now == label) & (features[:, COLUMN["transactions"]] > 0)
-        f = features[rows]
-        T_now = np.maximum(f[:, COLUMN["weeks_since_first_purchase"]], 0.0)
-        tx_now = np.minimum(np.maximum(f[:, COLUMN["purchase_span_weeks"]], 0.0), T_now)
-        expected[rows] = expected_transactions(params, horizon, f[:, COLUMN["repeat_transactions"]], tx_now, T_now)
+        rows = (labels_now == label) & bought
+        expected[rows] = expected_transactions(fit_bgnbd(x, tx, T), horizon, x_now[rows], tx_now[rows], T_now[rows])
     return expected
 
 

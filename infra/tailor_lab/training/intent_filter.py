@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from tailor.events import Event
-from tailor.intent_filter import ANY_ACTION, N_INTENTS, TRANSITIONS, IntentFilter, observe
+from tailor.intent_filter import ANY_ACTION, N_INTENTS, TRANSITIONS, IntentFilter, kind_context, observe
 from tailor.session import SessionState, fold_session
 
 __all__ = ["EVIDENCE_WEIGHT", "SMOOTHING", "count_filter", "labelled_sessions"]
@@ -64,7 +64,7 @@ def count_filter(sessions: Iterable[Sequence[tuple[Event, int]]], *, smoothing: 
             before = intent
         if before >= 0 and state is not None:
             # The session ended where an action could have started (its last event may have been the last action's).
-            ended = f"{ANY_ACTION}{'+cart' if state.cart_units > 0 else ''}"
+            ended = ANY_ACTION + kind_context(state)
             kinds[f"{ended}>{_END}"][before] += 1
             after[ended][before] += 1
     n_kinds: dict[str, int] = defaultdict(int)

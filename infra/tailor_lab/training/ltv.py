@@ -30,8 +30,9 @@ The model is a prior corrected by gradient boosting in two stages (a hurdle):
   days, ranked the big spenders worse there. Label windows of two lengths, the longest the history
   allows and half of it, teach the correction for short and long horizons at once. Each window's
   prior is BG/NBD refitted on what was known at its cutoff, as the model's own is fitted at as_of.
-  The level is the trees' own: in windows inside CDNOW's calibration BG/NBD over-forecasts, and bringing the trees' totals back to the prior's cost
-  MAE of purchase days on the validation windows (see the README's LTV section).
+  The level is the trees' own: in windows inside CDNOW's calibration BG/NBD over-forecasts, and
+  bringing the trees' totals back to the prior's cost MAE of purchase days on the validation windows
+  (see the README's LTV section).
 - Counts spread around their expectation as a negative binomial whose shape is fitted on the
   training windows. The purchase days to quote per shopper (`LtvPrediction.typical_transactions`)
   are the same quantile of every shopper's distribution, at the level that is off by the fewest

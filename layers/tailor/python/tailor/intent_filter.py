@@ -37,8 +37,8 @@ if TYPE_CHECKING:
     from tailor.events import Event
     from tailor.session import SessionState
 
-__all__ = ["ANY_ACTION", "DWELL_EDGES", "FORMAT", "TRANSITIONS", "WIDGET_SECONDS", "IntentFilter", "Observation", "action_start",
-           "filter_posterior", "observe"]
+__all__ = ["ANY_ACTION", "DWELL_EDGES", "FORMAT", "TRANSITIONS", "WIDGET_SECONDS", "IntentFilter", "Observation",
+           "action_start", "filter_posterior", "kind_context", "observe"]
 
 N_INTENTS = 4  # tailor.intent.INTENTS, in that order
 # The parameters' format: a new one whenever `observe`, the kept state or the step change what the parameters mean.
@@ -102,6 +102,11 @@ def observe(state: SessionState | None, event: Event) -> Observation:
     """The observation of `event` in its session as it was before it (None: its first event)."""
     kept = "" if state is None else state.intent_filter
     return _observe(state, event, kept.split(" ") if kept else None)
+
+
+def kind_context(state: SessionState | None) -> str:
+    """What else an event's kind is weighed given, besides what came before it: "+cart" when the cart holds something."""
+    return "+cart" if state is not None and state.cart_units > 0 else ""
 
 
 def filter_posterior(kept: str) -> list[float] | None:
@@ -221,7 +226,7 @@ def _observe(state: SessionState | None, event: Event, parts: list[str] | None) 
         kind += "_in_page"
     elif kind == "click" and previous == "dwell" and event.epoch - state.last_seen < WIDGET_SECONDS:
         kind = "click_in_page"
-    return Observation(previous, kind, detail, "+cart" if state is not None and state.cart_units > 0 else "")
+    return Observation(previous, kind, detail, kind_context(state))
 
 
 def _page(parts: list[str]) -> tuple[float | None, str]:
