@@ -96,11 +96,12 @@ strategies = StrategySource(settings.strategy_config)
 
 
 def _log_exposure(feed_id: str, ranking: Ranking) -> None:
-    """What a list served in an experiment held, with each slot's probability: drawn by an adaptive feed, else 1 (a
-    ranking is deterministic)."""
+    """What a list served in an experiment held, with each slot's probability: drawn by an adaptive feed or by
+    interleaving's coins, else 1 (a ranking is deterministic)."""
     items = [item.item_id for item in ranking.items]
     experiment_store.log_exposure(feed_id, ranking.assignment, strategy=ranking.strategy or "default", items=items,
-                                  probabilities=ranking.probabilities or [1.0] * len(items), served_at=time.time())
+                                  probabilities=ranking.probabilities or [1.0] * len(items), served_at=time.time(),
+                                  teams=ranking.teams)
 
 
 recommender = Recommender.start(DynamoStateStore(_dynamodb, settings.tables), ModelRegistry(_bucket),

@@ -47,6 +47,9 @@ class ExperimentIn(BaseModel):
     description: Text = ""
     planned_units: int | None = Field(None, ge=2, le=10**9, description="shoppers it is planned to expose: its "
                                       "reports' confidence sequences are tightest there (default 5000)")
+    design: Literal["ab", "interleaving"] = Field(
+        "ab", description="ab: each shopper sees one variant; interleaving: every shopper sees the team draft of the "
+                          "two variants' rankings, each click credited to the ranker that put the item there")
 
 
 class VariantOut(BaseModel):
@@ -72,6 +75,7 @@ class ExperimentOut(BaseModel):
     stopped_at: str | None
     description: str
     planned_units: int | None = None
+    design: Literal["ab", "interleaving"] = "ab"
 
 
 class ExperimentsOut(BaseModel):

@@ -30,6 +30,9 @@ def add_parser(commands: Any) -> None:
     create.add_argument("--variant", action="append", type=parse_variant, metavar="NAME=STRATEGY[:SHARE]",
                         help="a variant and its strategy, e.g. control=baseline:0.5 (the first is the control; "
                              "shares default to equal)")
+    create.add_argument("--design", default="ab", choices=("ab", "interleaving"),
+                        help="ab: each shopper sees one variant; interleaving: every shopper the team draft of two "
+                             "variants' rankings, each click credited to the ranker that put the item there")
     create.add_argument("--holdout", type=float, default=0.0, help="share of shoppers held out (served the default)")
     create.add_argument("--traffic", type=float, default=1.0, help="share of the layer's shoppers it takes")
     create.add_argument("--layer", default="", help="experiments of one surface and layer never share a shopper")
@@ -90,14 +93,15 @@ def _create(args: argparse.Namespace) -> int:
         if all("share" not in v for v in variants):
             variants = [{**v, "share": 1.0 / len(variants)} for v in variants]
         body = {"surface": args.surface, "variants": variants, "holdout": args.holdout, "traffic": args.traffic,
-                "layer": args.layer}
+                "layer": args.layer, "design": args.design}
         for name in ("experiment_id", "name", "days", "start", "end", "planned_units"):
             if getattr(args, name) is not None:
                 body[name] = getattr(args, name)
     status, created = _call(args, "POST", "/experiments", body)
     if status != 201:
         return _refused(status, created)
-    say(f"Created experiment {created['experiment_id']} ({created['surface']}): "
+    say(f"Created {'interleaving ' if created.get('design') == 'interleaving' else ''}experiment "
+        f"{created['experiment_id']} ({created['surface']}): "
         + ", ".join(f"{v['name']}={v['strategy']} {v['share']:.0%}" for v in created["variants"])
         + f"; {created['start']} to {created['end']}.")
     if args.start_now:
@@ -126,7 +130,9 @@ def _list(args: argparse.Namespace) -> int:
         return 0
     print(f"{'experiment':<24} {'status':<8} {'surface':<8} {'start':<21} {'end':<21} variants")
     for e in found["experiments"]:
-        variants = ", ".join(f"{v['name']}={v['strategy']} {v['share']:.0%}" for v in e["variants"])
+        variants = (" vs ".join(f"{v['name']}={v['strategy']}" for v in e["variants"]) + " interleaved"
+                    if e.get("design") == "interleaving" else
+                    ", ".join(f"{v['name']}={v['strategy']} {v['share']:.0%}" for v in e["variants"]))
         print(f"{e['experiment_id']:<24} {e['status']:<8} {e['surface']:<8} {e['start']:<21} {e['end']:<21} "
               f"{variants}")
     print("\nstrategies: " + ", ".join(sorted(found.get("strategies", {}))))
@@ -145,26 +151,37 @@ def _shoppers(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from tailor.experiments.pages import report_html, report_rows
+    from tailor.experiments.pages import interleaving_rows, report_html, report_rows
 
     status, report = _call(args, "GET", f"/experiments/{_quoted(args.experiment_id)}/report")
     if status != 200:
         return _refused(status, report)
-    print(f"{report.get('name')} ({report['experiment_id']}), {report.get('status')}, control variant "
-          f"{report['control']}, days {report['days'][0] if report['days'] else '-'} to "
-          f"{report['days'][-1] if report['days'] else '-'}")
-    print("shoppers: " + ", ".join(f"{name} {count}" for name, count in report["units"].items())
-          + f"; sample-ratio mismatch p = {_num(report['srm']['p_value'])}"
-          + (" FLAGGED" if report["srm"]["flagged"] else ""))
-    print(f"\n{'metric':<11} {'variant':<12} {'control':>10} {'variant':>10} {'lift':>8} {'95% interval':>20} "
-          f"{'conf. sequence':>20} {'p':>7}")
-    for row in report_rows(report):
-        print(f"{row['metric']:<11} {row['variant']:<12} {_num(row['control']):>10} {_num(row['treatment']):>10} "
-              f"{_pct(row['lift']):>8} {_range(row['lift_ci']):>20} {_range(row['lift_cs']):>20} "
-              f"{_num(row['p_value']):>7}")
+    days = f"days {report['days'][0] if report['days'] else '-'} to {report['days'][-1] if report['days'] else '-'}"
+    if report.get("design") == "interleaving":
+        print(f"{report.get('name')} ({report['experiment_id']}), {report.get('status')}, interleaving, {days}")
+        for row in interleaving_rows(report):
+            print(f"ranker A {row['ranker A']}, ranker B {row['ranker B']}: {row['shoppers']} shoppers, "
+                  f"{_num(row['clicks'])} clicks, CTR {_num(row['ctr'])}")
+            print(f"mean credit (A - B per shopper) {_num(row['mean_credit'])}, 95% interval "
+                  f"{_plain(row['ci'])}, confidence sequence {_plain(row['cs'])}, p = {_num(row['p_value'])}; "
+                  f"preferred: {row['preferred'] or 'neither yet'}")
+        shows = "the preference, its credit over time with its confidence sequence, shoppers"
+    else:
+        print(f"{report.get('name')} ({report['experiment_id']}), {report.get('status')}, control variant "
+              f"{report['control']}, {days}")
+        print("shoppers: " + ", ".join(f"{name} {count}" for name, count in report["units"].items())
+              + f"; sample-ratio mismatch p = {_num(report['srm']['p_value'])}"
+              + (" FLAGGED" if report["srm"]["flagged"] else ""))
+        print(f"\n{'metric':<11} {'variant':<12} {'control':>10} {'variant':>10} {'lift':>8} {'95% interval':>20} "
+              f"{'conf. sequence':>20} {'p':>7}")
+        for row in report_rows(report):
+            print(f"{row['metric']:<11} {row['variant']:<12} {_num(row['control']):>10} {_num(row['treatment']):>10} "
+                  f"{_pct(row['lift']):>8} {_range(row['lift_ci']):>20} {_range(row['lift_cs']):>20} "
+                  f"{_num(row['p_value']):>7}")
+        shows = "the table, lift over time with its confidence sequence, exposures per variant"
     page = args.html or Path(f"experiment-{args.experiment_id}.html")
     page.write_text(report_html(report), encoding="utf-8")
-    say(f"\nWrote {shown(page)} (the table, lift over time with its confidence sequence, exposures per variant).")
+    say(f"\nWrote {shown(page)} ({shows}).")
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=2), encoding="utf-8")
         say(f"Wrote {shown(args.json)}.")
@@ -218,6 +235,12 @@ def _num(value: Any) -> str:
 
 def _pct(value: Any) -> str:
     return "-" if not isinstance(value, int | float) else f"{value:+.2%}"
+
+
+def _plain(bounds: Any) -> str:
+    if not bounds or not all(isinstance(b, int | float) for b in bounds):
+        return "-"
+    return f"[{bounds[0]:+.4g}, {bounds[1]:+.4g}]"
 
 
 def _range(bounds: Any) -> str:

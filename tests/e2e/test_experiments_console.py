@@ -1,6 +1,7 @@
 """End to end: an experiment created with the CLI on a local stack, simulated shoppers served its variants over HTTP
 and acting on them, its report read through the API and the CLI, and the console page opened in a real headless
-Chromium (Debian's chromium and chromium-driver; .ci/run installs them), which shows the experiment and its plots."""
+Chromium (Debian's chromium and chromium-driver; .ci/run installs them), which shows the experiment and its plots;
+then an interleaving experiment likewise."""
 
 import json
 import shutil
@@ -99,6 +100,32 @@ def test_an_experiment_run_by_the_cli_and_seen_in_the_console(tmp_path, capsys):
             shown(driver, "#experiments")
             assert "key=" not in driver.current_url
             driver.save_screenshot(str(tmp_path / "console.png"))
+
+            # An interleaving experiment of the same strategies, on a layer of its own: every shopper in it sees
+            # both rankers' lists merged, and the report says which one their clicks prefer.
+            assert tailor([*api, "create", "--id", "exp-il", "--design", "interleaving", "--layer", "il",
+                           "--variant", "shop=baseline", "--variant", "blend=default", "--days", "3",
+                           "--start-now"]) == 0
+            assert tailor([*api, "shoppers", "--shoppers", "40", "--visits", "2", "--n", "10"]) == 0
+            said = capsys.readouterr().err
+            assert "exp-il.interleaved" in said and " 0 refused" in said
+            deadline = time.monotonic() + 180
+            while True:
+                merge_counters(stack)
+                report = get(f"{url}/experiments/exp-il/report", key)
+                if report["interleaving"]["clicks"] and report["interleaving"]["units"] >= 2:
+                    break
+                assert time.monotonic() < deadline, f"the statistics never caught up: {report['units']}"
+                time.sleep(1)
+            assert report["design"] == "interleaving" and list(report["units"]) == ["interleaved"]
+            assert tailor([*api, "report", "exp-il", "--html", str(tmp_path / "il.html")]) == 0
+            assert "mean credit (A - B per shopper)" in capsys.readouterr().out
+            driver.get(f"{url}/console?experiment=exp-il")
+            table = shown(driver, "table.interleaving").text
+            assert "shop (baseline)" in table and "blend (default)" in table
+            assert driver.find_elements("css selector", "#credit-interleaved svg")
+            rows = driver.find_elements("css selector", "#experiments tr")
+            assert any("exp-il" in row.text and "interleaved" in row.text for row in rows)
     finally:
         driver.quit()
 

@@ -9,8 +9,8 @@ import pytest
 from scipy.stats import chi2_contingency, chisquare
 
 from tailor.experiments.assignment import HOLDOUT, assign, claim_slot, unit_hash
-from tailor.experiments.definitions import ExperimentError, new_experiment
-from tailor.experiments.feed_ids import new_feed_id, parse_feed_id
+from tailor.experiments.definitions import Experiment, ExperimentError, new_experiment
+from tailor.experiments.feed_ids import INTERLEAVED, FeedId, new_feed_id, parse_feed_id
 from tailor.experiments.storage import ExperimentStore, LiveExperiments
 from tailor.experiments.strategies import BUILT_IN, StrategyError, StrategySource, parse_strategies
 from tailor.ranking import DEFAULT_ROUTES
@@ -121,6 +121,13 @@ def test_unit_hash_is_uniform_and_salted():
     ({"planned_units": 2500.5}, "planned_units"),
     ({"planned_units": True}, "planned_units"),
     ({"planned_units": "5000"}, "planned_units"),
+    ({"design": "bandit"}, "design"),
+    ({"design": "interleaving", "variants": [{"name": "a", "strategy": "default"}, {"name": "b", "strategy": "default"},
+                                             {"name": "c", "strategy": "baseline"}]}, "variants"),
+    ({"design": "interleaving", "variants": [{"name": "a", "strategy": "default", "share": 0.7},
+                                             {"name": "b", "strategy": "baseline", "share": 0.3}]}, "variants[0].share"),
+    ({"design": "interleaving", "variants": [{"name": "a", "strategy": "default"},
+                                             {"name": "interleaved", "strategy": "baseline"}]}, "variants[1].name"),
 ])
 def test_a_bad_experiment_is_refused_naming_the_field(change, field):
     body = {"variants": [{"name": "a", "strategy": "default"}, {"name": "b", "strategy": "baseline"}], **change}
@@ -219,3 +226,21 @@ def test_the_report_is_tuned_at_the_planned_units_the_experiment_names():
     assert planned.planned_units == 800
     assert store.build_report(planned)["tuning_units"] == 800
     assert store.build_report(store.get("exp-unplanned"))["tuning_units"] == 5000
+
+
+def test_an_interleaving_experiments_shoppers_count_under_one_name_and_feed_ids_carry_each_slots_ranker():
+    experiment = new_experiment({"design": "interleaving", "holdout": 0.2,
+                                 "variants": [{"name": "a", "strategy": "baseline"}, {"name": "b", "strategy": "default"}]},
+                                now=NOW, known_strategies=STRATEGIES)
+    assert experiment.interleaving and Experiment.from_row(experiment.to_row()).design == "interleaving"
+    assert new_experiment({"variants": [{"name": "a", "strategy": "default"}, {"name": "b", "strategy": "default"}]},
+                          now=NOW, known_strategies=STRATEGIES).design == "ab"
+    live = experiment.started(NOW, claim_slot(experiment, []))
+    names = [assign([live], "feed", user_id=f"u{k}", session_id=None) for k in range(200)]
+    assert {a.variant_name for a in names} == {INTERLEAVED, "holdout"}
+    assert all(a.interleaved == (a.variant_name == INTERLEAVED) for a in names)
+    feed_id = new_feed_id("exp-i", unit_kind="s", teams=["B", "A", "A"])
+    assert parse_feed_id(feed_id) == FeedId("exp-i", INTERLEAVED, "s", "BAA")
+    assert parse_feed_id(new_feed_id("exp-i", unit_kind="u", teams=["A"] * 100)).teams == "A" * 100
+    for bad in ("~3-f", "~0-0", "~03-1", "~3-", "~x-1", "~3-0x1", "~3-1-2", "~1000-1", "~2-G"):
+        assert parse_feed_id(f"exp-i.{bad}.u{'0' * 32}") is None, bad

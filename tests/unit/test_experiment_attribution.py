@@ -8,7 +8,7 @@ import pytest
 
 from tailor.events import parse_event
 from tailor.experiments.attribution import OUTCOMES_TABLE, Attribution
-from tailor.experiments.feed_ids import new_feed_id, parse_feed_id
+from tailor.experiments.feed_ids import INTERLEAVED, new_feed_id, parse_feed_id
 from tailor.experiments.statistics import SufficientStatistics, UnitTotals
 from tailor.ingest.merge import CounterMerge
 from tailor.ingest.service import Ingestor
@@ -21,14 +21,16 @@ ATTRIBUTION = Attribution(window=3600, shards=4)
 
 
 def experiment_events(seed: int, n: int) -> list[dict]:
-    """Random events where most shoppers act on lists of experiment "exp-1" (variant by user) and purchases follow."""
+    """Random events where most shoppers act on lists of experiment "exp-1" (variant by user), or on interleaved
+    lists of "exp-2" (a third of them), and purchases follow."""
     rng = random.Random(seed)
     feeds = {}
     out = []
     for event in random_events(seed, n):
         user = event["user_id"]
         if user not in feeds and rng.random() < 0.8:
-            feeds[user] = new_feed_id("exp-1", "A" if int(user[1:]) % 2 else "B", "u")
+            feeds[user] = (new_feed_id("exp-2", unit_kind="u", teams=rng.choices("AB", k=10))
+                           if int(user[1:]) % 3 == 0 else new_feed_id("exp-1", "A" if int(user[1:]) % 2 else "B", "u"))
         if user in feeds and event["event_type"] in ("impression", "click", "add_to_cart") and rng.random() < 0.7:
             event = {**event, "feed_id": feeds[user], "position": rng.randrange(10)}
         if event["event_type"] == "purchase" and user in feeds and rng.random() < 0.3:
@@ -73,16 +75,47 @@ def test_the_statistics_are_those_of_the_units_totals():
         by_variant[variant] += row
     units: dict[str, list[UnitTotals]] = defaultdict(list)
     for row in store.snapshot()["shoppers"].values():
-        entry = row.get("experiments", {}).get("exp-1")
-        if entry:
-            units[entry[0]].append(UnitTotals(*entry[1:7], realized_revenue=entry[9]))
+        for entry in row.get("experiments", {}).values():
+            units[entry[0]].append(UnitTotals(*entry[1:7], realized_revenue=entry[9], credit=entry[10]))
     expected = {variant: SufficientStatistics.of_units(found) for variant, found in units.items()}
+    assert set(expected) == {"A", "B", INTERLEAVED}
     assert_same(by_variant, expected)
     assert sum(s.n for s in by_variant.values()) == sum(len(u) for u in units.values())
     assert sum(s.total("clicks") for s in by_variant.values()) > 0
     assert sum(s.total("orders") for s in by_variant.values()) > 0
     assert sum(s.total("realized_revenue") for s in by_variant.values()) > sum(
         s.total("revenue") for s in by_variant.values())
+    assert by_variant[INTERLEAVED].cross("credit", "credit") > 0
+
+
+def test_an_interleaved_lists_clicks_credit_the_ranker_that_put_the_item_there():
+    feed = new_feed_id("exp-2", unit_kind="u", teams="ABBA")
+    assert parse_feed_id(feed).teams == "ABBA" and parse_feed_id(feed).variant == INTERLEAVED
+    base = {"user_id": "u1", "session_id": "s1", "item_id": "i1", "feed_id": feed, "event_type": "click"}
+    events = [{**base, "event_id": "e0", "event_type": "impression", "item_ids": ["i1", "i2", "i3", "i4"],
+               "timestamp": "2026-11-02T09:00:00Z"}]
+    events += [{**base, "event_id": f"e{k + 1}", "position": position, "timestamp": f"2026-11-02T09:0{k + 1}:00Z"}
+               for k, position in enumerate([0, 1, 2, 0, 7])]  # A, B, B, A again, and a slot past the list
+    events.append({**base, "event_id": "e9", "timestamp": "2026-11-03T09:00:00Z"})  # no position: no credit
+    stats = statistics(clean(events))
+    first, second = stats[("2026-11-02", INTERLEAVED)], stats[("2026-11-03", INTERLEAVED)]
+    assert (first.n, first.total("impressions"), first.total("clicks"), first.total("credit")) == (1, 1, 5, 0)
+    assert (second.n, second.total("clicks"), second.total("credit")) == (0, 1, 0)
+    one = clean(events[:2])  # the first click alone: A's
+    assert statistics(one)[("2026-11-02", INTERLEAVED)].total("credit") == 1
+    assert statistics(clean(events[:3]))[("2026-11-02", INTERLEAVED)].cross("credit", "credit") == 0
+
+
+def test_a_unit_kept_before_credits_were_gets_none_and_keeps_its_totals():
+    old = {"exp-2": ["interleaved", 1, 0, 0, 0.0, 5.0, 0.0, None, 1.0e9, 0.0]}
+    click = parse_event({"event_id": "c", "user_id": "u1", "session_id": "s1", "event_type": "click", "item_id": "i1",
+                         "feed_id": new_feed_id("exp-2", unit_kind="u", teams="BA"), "position": 0,
+                         "timestamp": "2026-11-02T09:00:00Z"})
+    units, contributions = Attribution().attribute(click, old, revenue_so_far=0.0, predicted_ltv=0.0)
+    assert units["exp-2"][1:3] == [1, 1] and units["exp-2"][10] == -1
+    fields = contributions[0].increments
+    assert fields["s_clicks"] == 1 and fields["s_credit"] == -1 and fields["p_credit__credit"] == 1
+    assert "n" not in fields  # the unit was exposed before
 
 
 def test_a_purchase_within_the_window_after_an_attributed_click_is_an_order():

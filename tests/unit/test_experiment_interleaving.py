@@ -20,6 +20,7 @@ from tailor.experiments.interleaving import (
     rank_credit,
     rank_difference,
     shopper_test,
+    shopper_test_of,
     sign_test,
     slot_baselines,
     student_t_sf,
@@ -121,6 +122,20 @@ def test_shopper_test_matches_scipy_ttest_1samp(size, shift):
     assert result.mean == pytest.approx(differences.mean())
     assert result.standard_error == pytest.approx(differences.std(ddof=1) / np.sqrt(size))
     assert result.preferred == (None if expected.pvalue >= 0.05 else A if differences.mean() > 0 else B)
+
+
+@pytest.mark.parametrize("size, shift", [(2, 0.5), (8, 1.0), (500, 0.05), (5000, -0.03)])
+def test_shopper_test_of_sufficient_statistics_is_the_same_test(size, shift):
+    rng = np.random.default_rng(size)
+    differences = (rng.poisson(0.4, size) - rng.poisson(0.4, size) + shift).tolist()
+    whole = shopper_test(differences)
+    summed = shopper_test_of(size, sum(differences), sum(d * d for d in differences))
+    assert summed.p_value == pytest.approx(ttest_1samp(differences, 0.0).pvalue, rel=1e-9)
+    assert (summed.mean, summed.standard_error) == pytest.approx((whole.mean, whole.standard_error), rel=1e-9)
+    assert summed.preferred == whole.preferred
+    assert shopper_test_of(0, 0.0, 0.0).p_value == 1.0 and shopper_test_of(1, 2.0, 4.0).preferred is None
+    with pytest.raises(ValueError, match="finite"):
+        shopper_test_of(3, float("inf"), 1.0)
 
 
 def test_shopper_test_edges():

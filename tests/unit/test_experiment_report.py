@@ -8,10 +8,13 @@ from dataclasses import replace
 from datetime import UTC, date, datetime
 
 import pytest
+from scipy.stats import ttest_1samp
 from statsmodels.stats.multitest import multipletests
 
 from tailor.experiments.attribution import OUTCOMES_TABLE, outcome_key
 from tailor.experiments.definitions import new_experiment
+from tailor.experiments.feed_ids import INTERLEAVED
+from tailor.experiments.pages import report_html
 from tailor.experiments.report import build_report
 from tailor.experiments.statistics import SufficientStatistics, UnitTotals, increments
 from tailor.experiments.stats import compare
@@ -122,3 +125,41 @@ def test_the_store_reads_the_realized_revenue_window_after_the_end_and_reports_i
         "2026-12-02"]
     with pytest.raises(ValueError, match="revenue_days"):
         ExperimentStore(store, revenue_days=-1)
+
+
+def test_an_interleaving_experiments_report_is_the_shopper_test_of_its_credits_as_of_every_day():
+    store = MemoryStateStore()
+    experiments = ExperimentStore(store, MemoryBlobStore(), shards=2)
+    body = {"experiment_id": "exp-i", "start": "2026-12-01T00:00:00Z", "days": 14, "design": "interleaving",
+            "variants": [{"name": "shop", "strategy": "baseline"}, {"name": "tailor", "strategy": "default"}]}
+    experiments.create(new_experiment(body, now=NOW, known_strategies={"default", "baseline"}))
+    running = experiments.start("exp-i", NOW)
+    rng = random.Random(5)
+    credits: dict[str, list[int]] = {"2026-12-02": [], "2026-12-03": []}
+    for k in range(300):
+        day = "2026-12-02" if k < 180 else "2026-12-03"
+        clicks = rng.randint(0, 4)
+        credit = sum(rng.random() < 0.35 for _ in range(clicks)) * 2 - clicks  # B's items win 65% of clicks
+        credits[day].append(credit)
+        unit = UnitTotals(20, clicks, 0, 0.0, 0.0, 0.0, credit=credit)
+        key = outcome_key("exp-i", day, INTERLEAVED, k % 2)
+        before = store.read(OUTCOMES_TABLE, [key]).get(key, {})
+        store.replace(OUTCOMES_TABLE, key, (SufficientStatistics.from_item(before) + increments(None, unit)).to_item())
+    report = experiments.build_report(running, date(2026, 12, 10))
+    json.dumps(report, allow_nan=False)
+    assert report["design"] == "interleaving" and report["variants"] == ["shop", "tailor"]
+    assert report["units"] == {INTERLEAVED: 300} and report["exposures"]["units"][INTERLEAVED] == [180, 120]
+    found = report["interleaving"]
+    first, every = credits["2026-12-02"], credits["2026-12-02"] + credits["2026-12-03"]
+    assert found["daily"][0]["mean"] == pytest.approx(sum(first) / len(first))
+    assert found["daily"][0]["p_value"] == pytest.approx(ttest_1samp(first, 0.0).pvalue, rel=1e-9)
+    assert found["p_value"] == pytest.approx(ttest_1samp(every, 0.0).pvalue, rel=1e-9)
+    assert found["mean"] == pytest.approx(sum(every) / 300) and found["preferred"] == "tailor"
+    low, high = found["mean_cs"]
+    assert low < found["mean_ci"][0] < found["mean"] < found["mean_ci"][1] < high  # the sequence pays for daily looks
+    assert found["impressions"] == 6000 and found["ctr"]["value"] == pytest.approx(found["clicks"] / 6000)
+    page = report_html(report)
+    assert "ranker A" in page and "shop (baseline)" in page and "id='credit-interleaved'" in page
+    assert "<polygon class='relative_cs'" in page and ">tailor</td>" in page
+    with pytest.raises(ValueError, match="interleaving experiment"):
+        build_report(running.public(), [("shop", "2026-12-02", SufficientStatistics())])

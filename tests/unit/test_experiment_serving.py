@@ -7,20 +7,21 @@ from datetime import UTC, datetime, timedelta
 
 from tailor.experiments.assignment import claim_slot
 from tailor.experiments.definitions import new_experiment
-from tailor.experiments.feed_ids import parse_feed_id
+from tailor.experiments.feed_ids import INTERLEAVED, parse_feed_id
 from tailor.experiments.strategies import BUILT_IN, parse_strategies
 from tailor.models import default_model
-from tailor.ranking import MODEL_NAME, RankingModel
+from tailor.ranking import MODEL_NAME, RankingModel, Request
 from tailor.serving import Recommender
 
 from tests.unit.test_serving import busiest_shopper, ingested, world
 
 
-def live_experiment(variants, *, holdout=0.0, surface="feed"):
+def live_experiment(variants, *, holdout=0.0, surface="feed", design="ab"):
     _, end = world()
     now = datetime.fromtimestamp(end, tz=UTC)
     experiment = new_experiment({"experiment_id": "exp-serve", "surface": surface, "holdout": holdout,
-                                 "start": (now - timedelta(days=1)).isoformat(), "variants": variants},
+                                 "start": (now - timedelta(days=1)).isoformat(), "variants": variants,
+                                 "design": design},
                                 now=now, known_strategies={"default", "baseline", "popular-only", "pinned", "missing"})
     return experiment.started(now, claim_slot(experiment, []))
 
@@ -104,3 +105,32 @@ def test_a_strategy_turns_the_ltv_weighting_on_or_off():
     assert rec._pipeline(defined["pinned"])[0].ltv_strength == 0.8
     assert rec._pipeline(defined["missing"])[0].ltv_strength == 0.0
     assert rec._pipeline(defined["default"])[0].ltv_strength == rec.pipeline.ltv_strength
+
+
+def test_an_interleaving_experiment_serves_the_team_draft_of_both_variants_and_names_each_slots_ranker():
+    user, session = busiest_shopper()
+    logged = []
+    experiment = live_experiment([{"name": "shop", "strategy": "baseline"}, {"name": "tailor", "strategy": "default"}],
+                                 design="interleaving")
+    rec = recommender(experiment, exposures=lambda feed_id, ranking: logged.append((feed_id, ranking)))
+    lists = {variant.name: [item.item_id for item in rec._ranked(
+        Request("feed", user_id=user, session_id=session, n=10), rec.clock(), BUILT_IN[variant.strategy], "")[1]]
+        for variant in experiment.variants}
+    assert lists["shop"] != lists["tailor"]
+    seen_first = set()
+    for _ in range(30):
+        served = rec.feed(user, session_id=session, n=10)
+        feed = parse_feed_id(served.feed_id)
+        assert (feed.experiment_id, feed.variant, served.teams) == ("exp-serve", INTERLEAVED, list(feed.teams))
+        items = [item.item_id for item in served.items]
+        # Each slot's item is the next unshown of the ranker the feed id names, as team draft puts it there.
+        shown: set[str] = set()
+        for item, team in zip(items, feed.teams):
+            source = lists["shop"] if team == "A" else lists["tailor"]
+            assert item == next(candidate for candidate in source if candidate not in shown)
+            shown.add(item)
+        assert len(items) == 10 and abs(feed.teams.count("A") - feed.teams.count("B")) <= 1
+        seen_first.add(feed.teams[0])
+        assert served.strategy == "baseline / default" and served.probabilities == [0.5] * 10
+    assert seen_first == {"A", "B"}  # the coin decides who picks first
+    assert len(logged) == 30 and logged[0][1].teams is not None

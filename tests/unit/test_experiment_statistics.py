@@ -25,7 +25,8 @@ def _random_units(rng: random.Random, count: int) -> list[UnitTotals]:
         clicks = rng.randint(0, impressions)
         orders = rng.randint(0, 2) if clicks else 0
         units.append(UnitTotals(impressions, clicks, orders, round(rng.uniform(5, 90), 2) * orders,
-                                rng.uniform(0, 300), rng.choice([0.0, rng.uniform(0, 200)])))
+                                rng.uniform(0, 300), rng.choice([0.0, rng.uniform(0, 200)]),
+                                credit=rng.randint(-clicks, clicks)))
     return units
 
 
@@ -120,5 +121,5 @@ def test_vectorised_statistics_match_the_units_one_by_one():
     assert vectorised.n == one_by_one.n
     np.testing.assert_allclose(vectorised.sums, one_by_one.sums, rtol=1e-12)
     np.testing.assert_allclose(vectorised.products, one_by_one.products, rtol=1e-12)
-    with pytest.raises(ValueError, match="units x 8"):
+    with pytest.raises(ValueError, match="units x 9"):
         SufficientStatistics.of_values(np.zeros((3, 2)))

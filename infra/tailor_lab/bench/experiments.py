@@ -5,7 +5,8 @@ writes the figures as JSON.
   store), each request served without an experiment, in a live one (assignment, the variant's pipeline, the
   experiment's feed id), in one that also logs the exposure (to the in-memory store), and in one whose variant is
   the adaptive strategy (the session's cluster bandit filling the slots, over clusters built from the simulated
-  catalog and day), the four interleaved request by request so that they see the same machine; p50 and p99 of each,
+  catalog and day), and in an interleaving experiment of baseline and default (both strategies rank, team draft
+  merges), the five taken in turn request by request so that they see the same machine; p50 and p99 of each,
   in wall time and in the thread's CPU time (which the machine's other work does not lengthen).
   Beside them, the experiment's own work in each request of the third row, timed apart in CPU time: reading the live
   experiments, `assign()` on the request's ids, the strategy's lookup, the feed id and logging the exposure. A list
@@ -112,6 +113,9 @@ def _feeds(requests: int, seed: int) -> dict[str, Any]:
     live = LiveExperiments(lambda: [experiment])
     adaptive = _started({"experiment_id": "exp-adaptive", "variants": [{"name": "a", "strategy": "adaptive"},
                                                                        {"name": "b", "strategy": "adaptive"}]}, now)
+    interleaving = _started({"experiment_id": "exp-interleaving", "design": "interleaving",
+                             "variants": [{"name": "a", "strategy": "baseline"}, {"name": "b", "strategy": "default"}]},
+                            now)
     clusters = build_clusters(simulation.catalog, simulation.events)
     logged = ExperimentStore(MemoryStateStore())
 
@@ -130,7 +134,9 @@ def _feeds(requests: int, seed: int) -> dict[str, Any]:
                         strategies=work.timed(lambda: BUILT_IN), exposures=work.timed(log)),
                     "in an experiment of the adaptive strategy": Recommender(
                         state, model, cache=plain.pipeline.cache, experiments=LiveExperiments(lambda: [adaptive]),
-                        item_clusters=lambda: clusters)}
+                        item_clusters=lambda: clusters),
+                    "interleaving baseline and default": Recommender(
+                        state, model, cache=plain.pipeline.cache, experiments=LiveExperiments(lambda: [interleaving]))}
     timings: dict[str, list[float]] = {name: [] for name in recommenders}
     cpu: dict[str, list[float]] = {name: [] for name in recommenders}
     own_work: list[float] = []

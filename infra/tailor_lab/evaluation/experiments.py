@@ -440,7 +440,8 @@ def _simulate_rows(population: Population, feed: np.ndarray, units: int, days: i
         orders = running["orders"][:, last]
         realized = running["realized"][:, d] if d < days else realized_in + realized_after
         values = np.column_stack([running["impressions"][:, last], running["clicks"][:, last], orders,
-                                  running["revenue"][:, last], orders > 0, predicted_ltv, pre_revenue, realized])
+                                  running["revenue"][:, last], orders > 0, predicted_ltv, pre_revenue, realized,
+                                  np.zeros(len(orders))])  # no interleaving credit in an A/B test
         exposed = first <= d
         totals_by_day.append((_day_name(d), values, exposed))
         for treated, name in ((False, "control"), (True, "treatment")):

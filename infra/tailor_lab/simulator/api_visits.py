@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from tailor.experiments.feed_ids import parse_feed_id
+
 from .online import act_on_feed
 from .simulation import simulate
 
@@ -61,7 +63,8 @@ def visit_api(base: str, key: str, *, shoppers: int = 200, visits: int = 2, n: i
             answer = _call(base, key, "GET", f"/users/{urllib.parse.quote(shopper.user_id, safe='')}/feed?{query}")
             served = [index[item["item_id"]] for item in answer["items"] if item["item_id"] in index]
             feed_id = answer["feed_id"]
-            label = ".".join(feed_id.split(".")[:2]) if feed_id.count(".") == 2 else "none"
+            named = parse_feed_id(feed_id)
+            label = "none" if named is None else f"{named.experiment_id}.{named.variant}"
             done.feed_ids[label] = done.feed_ids.get(label, 0) + 1
             acted = act_on_feed(world, shopper, served, feed_id, session, category, bought[shopper.index], rng, t_ms)
             done.feeds += 1

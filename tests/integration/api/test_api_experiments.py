@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tailor.experiments.feed_ids import parse_feed_id
+from tailor.experiments.feed_ids import INTERLEAVED, parse_feed_id
 
 from tests.helpers.api import put_and_wait
 from tests.helpers.events import load_event
@@ -112,3 +112,48 @@ def test_the_experiment_samples_are_answered(api, name):
     assert invocation.payload["statusCode"] == 200
     if name.endswith("list.json"):
         assert "experiments" in json.loads(invocation.payload["body"])
+
+
+def test_an_interleaving_experiment_from_creation_to_its_report(api):
+    body = {"experiment_id": "exp-il", "design": "interleaving", "surface": "feed", "layer": "interleaving",
+            "variants": [{"name": "shop", "strategy": "baseline"}, {"name": "blend", "strategy": "default"}], "days": 7}
+    created = api.post("/experiments", body)
+    assert created.status_code == 201 and created.get_json()["design"] == "interleaving"
+    refused = api.post("/experiments", {**body, "experiment_id": "exp-il3", "variants": [*body["variants"], {
+        "name": "third", "strategy": "default"}]})
+    assert refused.status_code == 422 and refused.get_json()["message"].startswith("variants:")
+    assert api.post("/experiments/exp-il/start", {}).status_code == 200
+    try:
+        served = {}
+        for n in range(12):
+            user = f"il-shopper-{n}"
+            answer = api.get(f"/users/{user}/feed?n=6").get_json()
+            feed = parse_feed_id(answer["feed_id"])
+            assert (feed.experiment_id, feed.variant, len(feed.teams)) == ("exp-il", INTERLEAVED, len(answer["items"]))
+            served[user] = (answer["feed_id"], [item["item_id"] for item in answer["items"]], feed.teams)
+        table = api.function.environment["EXPOSURES_TABLE"]
+        feed_id, items, teams = next(iter(served.values()))
+        logged = api.stack.aws.client("dynamodb").get_item(TableName=table, Key={"feed_id": {"S": feed_id}})["Item"]
+        assert [t["S"] for t in logged["teams"]["L"]] == list(teams) and logged["variant"]["S"] == INTERLEAVED
+
+        # Each shopper clicks the first item and, every other one, the second: credited to the ranker behind each.
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        events, credits = [], []
+        for i, (user, (feed_id, items, teams)) in enumerate(served.items()):
+            base = {"user_id": user, "session_id": f"{user}-s", "timestamp": now, "feed_id": feed_id}
+            events.append({**base, "event_id": f"{user}-imp", "event_type": "impression", "item_ids": items})
+            clicked = [0, 1] if i % 2 else [0]
+            events += [{**base, "event_id": f"{user}-click-{p}", "event_type": "click", "item_id": items[p],
+                        "position": p} for p in clicked]
+            credits.append(sum(1 if teams[p] == "A" else -1 for p in clicked))
+        put_and_wait(api.stack, load_event("ingest-kinesis-batch.json")["Records"][:1], events)
+
+        report = api.get("/experiments/exp-il/report").get_json()
+        assert report["design"] == "interleaving" and report["units"] == {INTERLEAVED: 12}
+        found = report["interleaving"]
+        assert found["clicks"] == 18 and found["mean"] == pytest.approx(sum(credits) / 12)
+        text = api.get("/console/view?experiment=exp-il").get_data(as_text=True)
+        assert "credit-interleaved" in text and "shop (baseline)" in text
+    finally:
+        assert api.post("/experiments/exp-il/stop", {}).status_code == 200
+    assert parse_feed_id(api.get("/users/il-shopper-0/feed?n=6").get_json()["feed_id"]) is None

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from hashlib import blake2b
 
 from tailor.experiments.definitions import Experiment, ExperimentError, Variant
+from tailor.experiments.feed_ids import INTERLEAVED
 
 __all__ = ["HOLDOUT", "SESSION_UNIT", "USER_UNIT", "Assignment", "assign", "claim_slot", "unit_hash"]
 
@@ -33,8 +34,15 @@ class Assignment:
     unit_kind: str  # USER_UNIT: a user id, SESSION_UNIT: a session id
 
     @property
+    def interleaved(self) -> bool:
+        """Served the team draft of the experiment's two variants (an interleaving experiment, not held out)."""
+        return self.variant is not None and self.experiment.interleaving
+
+    @property
     def variant_name(self) -> str:
-        return HOLDOUT if self.variant is None else self.variant.name
+        if self.variant is None:
+            return HOLDOUT
+        return INTERLEAVED if self.experiment.interleaving else self.variant.name
 
 
 def unit_hash(salt: str, unit: str) -> float:

@@ -10,6 +10,9 @@ every counter (tailor.ingest.service). Per unit:
   pre-exposure covariate and its predicted lifetime value as of then); it stays in that variant;
 * an impression that echoes it adds an impression, a click a click (and starts the attribution window), a purchase
   an order and its revenue; a cart or any other event that echoes it only exposes;
+* in an interleaved list (its feed id names each slot's ranker), a click at a position adds 1 to the unit's credit
+  when ranker A put the item there and takes 1 when B did (team draft's credit, summed over the unit's clicks: the
+  per-shopper difference tailor.experiments.interleaving.shopper_test tests); the unit counts under INTERLEAVED;
 * a purchase that echoes no feed id is an order of every experiment the unit clicked in within `window` seconds;
 * every purchase (echoing a feed id or not, attributed or not) adds its value to the realized revenue of each unit
   first exposed less than `revenue_window` seconds before it: the unit's revenue over that window after its
@@ -43,8 +46,8 @@ DEFAULT_SHARDS = 4
 MAX_SESSION_UNITS = 50  # anonymous units (sessions) kept per shopper row, most recent last
 
 # A unit's entry in the shopper row: [variant, impressions, clicks, orders, revenue, predicted_ltv, pre_revenue,
-# last attributed click (epoch seconds, or None), first exposure (epoch seconds), realized revenue].
-_VARIANT, _IMPRESSIONS, _CLICKS, _ORDERS, _REVENUE, _LTV, _PRE, _CLICKED, _EXPOSED, _REALIZED = range(10)
+# last attributed click (epoch seconds, or None), first exposure (epoch seconds), realized revenue, credit].
+_VARIANT, _IMPRESSIONS, _CLICKS, _ORDERS, _REVENUE, _LTV, _PRE, _CLICKED, _EXPOSED, _REALIZED, _CREDIT = range(11)
 
 
 def outcome_key(experiment_id: str, day: str, variant: str, shard: int) -> str:
@@ -78,12 +81,15 @@ class Attribution:
             before = units.get(echoed_key)
             kept = _entry(before) if before is not None else None
             after = list(kept) if kept is not None else [echoed.variant, 0, 0, 0, 0.0, round(float(predicted_ltv), 6),
-                                                         round(float(revenue_so_far), 6), None, epoch, 0.0]
+                                                         round(float(revenue_so_far), 6), None, epoch, 0.0, 0]
             if kind == "impression":
                 after[_IMPRESSIONS] += 1
             elif kind == "click":
                 after[_CLICKS] += 1
                 after[_CLICKED] = epoch
+                position = values.get("position")
+                if echoed.teams is not None and position is not None and position < len(echoed.teams):
+                    after[_CREDIT] += 1 if echoed.teams[position] == "A" else -1
             elif kind == "purchase":
                 _order(after, event)
             if after != kept:
@@ -134,20 +140,23 @@ def _order(entry: list, event: Event) -> None:
 
 
 def _entry(entry: list) -> list:
-    """A copy of a unit's entry; one kept before exposure times were (8 fields) gets none and no realized revenue."""
+    """A copy of a unit's entry; one kept before exposure times were (8 fields) gets none and no realized revenue,
+    one kept before credits were (10 fields) no credit."""
     copy = list(entry)
     if len(copy) == _EXPOSED:
         copy += [None, 0.0]
+    if len(copy) == _CREDIT:
+        copy.append(0)
     return copy
 
 
 def _values(entry: list) -> tuple[float, ...]:
     """The unit's quantities (tailor.experiments.statistics.unit_values) from its entry, whose numbers the fold made
     from validated events or read back from the row it wrote."""
-    if len(entry) <= _REALIZED:  # kept before exposure times were: no realized revenue (_entry)
+    if len(entry) <= _CREDIT:  # kept before realized revenue or credits were (_entry)
         entry = _entry(entry)
     return unit_values(entry[_IMPRESSIONS], entry[_CLICKS], entry[_ORDERS], entry[_REVENUE], entry[_LTV], entry[_PRE],
-                       entry[_REALIZED])
+                       entry[_REALIZED], entry[_CREDIT])
 
 
 def _keep_recent_sessions(units: dict[str, list]) -> None:

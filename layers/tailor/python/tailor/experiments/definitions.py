@@ -1,6 +1,10 @@
 """Experiments as defined: a surface, variants with their strategies and traffic shares, an optional holdout, a
 layer, a start and an end; and their life (draft -> running -> stopped).
 
+Two designs: an A/B test ("ab") shows each shopper one variant; an interleaving experiment ("interleaving") shows
+every shopper in it the team draft of its two variants' rankings (tailor.experiments.interleaving), A being the
+first variant, and credits each click to the ranker that put the item there.
+
 Checked field by field: ExperimentError names the field at fault, which the API answers with a 4xx.
 """
 
@@ -15,11 +19,15 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from tailor.events import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP
+from tailor.experiments.feed_ids import INTERLEAVED
 from tailor.experiments.strategies import SURFACES
 
-__all__ = ["DRAFT", "RUNNING", "STATUSES", "STOPPED", "Experiment", "ExperimentError", "Variant", "new_experiment"]
+__all__ = ["AB", "DESIGNS", "DRAFT", "INTERLEAVING", "RUNNING", "STATUSES", "STOPPED", "Experiment", "ExperimentError",
+           "Variant", "new_experiment"]
 
 DRAFT, RUNNING, STOPPED = "draft", "running", "stopped"
+AB, INTERLEAVING = "ab", "interleaving"
+DESIGNS = (AB, INTERLEAVING)
 STATUSES = (DRAFT, RUNNING, STOPPED)
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,47}$")
 VARIANT_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
@@ -52,7 +60,7 @@ class Experiment:
     not counted; `traffic`: the share of the layer's shoppers it takes at all (the rest are free for other
     experiments of the layer); `slot`: [low, high) of the layer's hash space, claimed when it starts;
     `planned_units`: the exposed units it is planned to reach, at which its reports' confidence sequences are
-    tightest (None: the reports' default, stats.DEFAULT_TUNING)."""
+    tightest (None: the reports' default, stats.DEFAULT_TUNING); `design`: AB or INTERLEAVING (module docstring)."""
 
     experiment_id: str
     name: str
@@ -71,6 +79,11 @@ class Experiment:
     stopped_at: str | None = None
     description: str = ""
     planned_units: int | None = None
+    design: str = AB
+
+    @property
+    def interleaving(self) -> bool:
+        return self.design == INTERLEAVING
 
     @property
     def layer_name(self) -> str:
@@ -140,7 +153,7 @@ def new_experiment(body: Mapping[str, Any], *, now: datetime, known_strategies: 
     if not isinstance(body, Mapping):
         raise ExperimentError("body", "must be a JSON object")
     allowed = {"experiment_id", "name", "surface", "variants", "holdout", "traffic", "layer", "start", "end",
-               "days", "description", "planned_units"}
+               "days", "description", "planned_units", "design"}
     unknown = set(body) - allowed
     if unknown:
         raise ExperimentError(sorted(unknown)[0], "is not an experiment field")
@@ -153,7 +166,12 @@ def new_experiment(body: Mapping[str, Any], *, now: datetime, known_strategies: 
     surface = body.get("surface", "feed")
     if surface not in SURFACES:
         raise ExperimentError("surface", f"one of {', '.join(SURFACES)}")
+    design = body.get("design", AB)
+    if design not in DESIGNS:
+        raise ExperimentError("design", f"one of {', '.join(DESIGNS)}")
     variants = _variants(body.get("variants"), known_strategies)
+    if design == INTERLEAVING:
+        _interleaved(body["variants"], variants)
     holdout = _share("holdout", body.get("holdout", 0.0), upper_open=True)
     traffic = _share("traffic", body.get("traffic", 1.0))
     if traffic == 0:
@@ -184,7 +202,7 @@ def new_experiment(body: Mapping[str, Any], *, now: datetime, known_strategies: 
         raise ExperimentError("planned_units", f"a whole number of units from 2 to {MAX_PLANNED_UNITS:,}")
     return Experiment(experiment_id, name.strip(), surface, variants, _iso(start), _iso(end), holdout, traffic,
                       layer, secrets.token_hex(8), DRAFT, None, _iso(now), description=description,
-                      planned_units=planned)
+                      planned_units=planned, design=design)
 
 
 def _variants(value: Any, known: set[str]) -> tuple[Variant, ...]:
@@ -214,6 +232,19 @@ def _variants(value: Any, known: set[str]) -> tuple[Variant, ...]:
     if abs(total - 1.0) > SHARE_TOLERANCE:
         raise ExperimentError("variants", f"the shares add up to {total:g}, not 1")
     return tuple(out)
+
+
+def _interleaved(given: list, variants: tuple[Variant, ...]) -> None:
+    """An interleaving experiment's variants: two rankers, each in every shopper's list (so no shares)."""
+    if len(variants) != 2:
+        raise ExperimentError("variants", "an interleaving experiment compares exactly 2 variants")
+    for i, (entry, variant) in enumerate(zip(given, variants)):
+        if "share" in entry and abs(variant.share - 0.5) > SHARE_TOLERANCE:
+            raise ExperimentError(f"variants[{i}].share", "an interleaving experiment shows both variants to every "
+                                                          "shopper: leave shares out")
+        if variant.name == INTERLEAVED:
+            raise ExperimentError(f"variants[{i}].name", f"{INTERLEAVED!r} names an interleaving experiment's "
+                                                         "statistics; choose another")
 
 
 def _share(where: str, value: Any, *, upper_open: bool = False) -> float:

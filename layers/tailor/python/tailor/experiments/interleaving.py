@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 __all__ = ["A", "B", "InterleavingResult", "ShopperTestResult", "click_difference", "credit", "interleaving_test",
-           "rank_credit", "rank_difference", "shopper_test", "sign_test", "slot_baselines", "student_t_sf",
-           "team_draft"]
+           "rank_credit", "rank_difference", "shopper_test", "shopper_test_of", "sign_test", "slot_baselines",
+           "student_t_sf", "team_draft"]
 
 A, B = "A", "B"
 ALPHA = 0.05
@@ -157,16 +157,30 @@ def rank_credit(ranking_a: Sequence[Hashable], ranking_b: Sequence[Hashable],
 
 def shopper_test(differences: Iterable[float], alpha: float = ALPHA) -> ShopperTestResult:
     """The one-sample t-test that the shoppers' click differences (A's minus B's over each one's queries) average 0."""
-    if not 0 < alpha < 1:
-        raise ValueError("alpha must be between 0 and 1")
+    _alpha(alpha)
     values = [float(v) for v in differences]
     count = len(values)
     if any(not math.isfinite(v) for v in values):
         raise ValueError("differences must be finite numbers")
     mean = math.fsum(values) / count if count else 0.0
+    variance = math.fsum((v - mean) ** 2 for v in values) / (count - 1) if count > 1 else 0.0
+    return _t_test(count, mean, variance, alpha)
+
+
+def shopper_test_of(count: int, total: float, squares: float, alpha: float = ALPHA) -> ShopperTestResult:
+    """shopper_test from the differences' sufficient statistics: how many, their sum and their sum of squares (what
+    an experiment's statistics rows keep of each unit's credit)."""
+    _alpha(alpha)
+    if count < 0 or not all(map(math.isfinite, (total, squares))):
+        raise ValueError("count must not be negative, total and squares finite")
+    mean = total / count if count else 0.0
+    variance = max(0.0, (squares - total * mean) / (count - 1)) if count > 1 else 0.0
+    return _t_test(count, mean, variance, alpha)
+
+
+def _t_test(count: int, mean: float, variance: float, alpha: float) -> ShopperTestResult:
     if count < 2:
         return ShopperTestResult(count, mean, math.inf, 1.0, None)
-    variance = math.fsum((v - mean) ** 2 for v in values) / (count - 1)
     error = math.sqrt(variance / count)
     if error == 0.0:
         p_value = 1.0 if mean == 0.0 else 0.0
@@ -174,6 +188,11 @@ def shopper_test(differences: Iterable[float], alpha: float = ALPHA) -> ShopperT
         p_value = min(1.0, 2.0 * student_t_sf(abs(mean) / error, count - 1))
     preferred = (A if mean > 0 else B) if p_value < alpha else None
     return ShopperTestResult(count, mean, error, p_value, preferred)
+
+
+def _alpha(alpha: float) -> None:
+    if not 0 < alpha < 1:
+        raise ValueError("alpha must be between 0 and 1")
 
 
 def interleaving_test(credits: Iterable[int]) -> InterleavingResult:

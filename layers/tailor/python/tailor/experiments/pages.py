@@ -5,7 +5,8 @@ The console is a page anyone can open (a browser sends no API key) that asks for
 and fetches its view (the list and the chosen report, which need the key like every route) with it.
 
 Plots: per metric and variant, the cumulative relative lift over the days with its always-valid confidence sequence
-(the band a shop may look at daily) and its fixed-horizon 95% interval; and the shoppers exposed per variant.
+(the band a shop may look at daily) and its fixed-horizon 95% interval; and the shoppers exposed per variant. An
+interleaving experiment's page shows its shoppers' mean credit over the days likewise.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
-__all__ = ["KEY_STORAGE", "console_page", "console_view", "report_html", "report_rows"]
+__all__ = ["KEY_STORAGE", "console_page", "console_view", "interleaving_rows", "report_html", "report_rows"]
 
 WIDTH, HEIGHT, PAD, LEFT = 640, 220, 36, 72
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f")
@@ -51,6 +52,9 @@ def report_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
 def report_html(report: Mapping[str, Any], *, standalone: bool = True) -> str:
     """The report as HTML: a whole page, or (standalone False) the section the console embeds."""
     name = report.get("name") or report.get("experiment_id")
+    if report.get("design") == "interleaving":
+        body = _interleaving_html(report)
+        return body if not standalone else _page(f"Experiment {name}", body)
     srm = report.get("srm") or {}
     parts = [f"<section class='report' id='report-{_e(report.get('experiment_id'))}'>",
              f"<h2>{_e(name)}</h2>",
@@ -134,7 +138,10 @@ def console_view(experiments: Sequence[Mapping[str, Any]], report: Mapping[str, 
             "<th>variants</th><th>start</th><th>end</th></tr>"]
     for e in experiments:
         link = f"{base}/console?experiment={quote(str(e['experiment_id']))}"
-        variants = ", ".join(f"{v['name']} ({v['strategy']}, {float(v['share']):.0%})" for v in e.get("variants", []))
+        if e.get("design") == "interleaving":
+            variants = " vs ".join(f"{v['name']} ({v['strategy']})" for v in e.get("variants", [])) + ", interleaved"
+        else:
+            variants = ", ".join(f"{v['name']} ({v['strategy']}, {float(v['share']):.0%})" for v in e.get("variants", []))
         rows.append(f"<tr><td><a href='{_e(link)}'>{_e(e['experiment_id'])}</a></td><td>{_e(e.get('name'))}</td>"
                     f"<td>{_e(e.get('surface'))}</td><td class='status'>{_e(e.get('status'))}</td>"
                     f"<td>{_e(variants)}</td><td>{_e(e.get('start'))}</td><td>{_e(e.get('end'))}</td></tr>")
@@ -149,31 +156,34 @@ def console_view(experiments: Sequence[Mapping[str, Any]], report: Mapping[str, 
     return "\n".join(body)
 
 
-def lift_svg(points: Sequence[Mapping[str, Any]]) -> str:
-    """The cumulative relative lift by day, its confidence sequence and its 95% interval as bands."""
-    usable = [p for p in points if p.get("relative") is not None]
+def lift_svg(points: Sequence[Mapping[str, Any]], key: str = "relative") -> str:
+    """The cumulative relative lift by day (or another estimate, `key`, with `key`_cs and `key`_ci), its confidence
+    sequence and its 95% interval as bands."""
+    percent = key == "relative"
+    usable = [p for p in points if p.get(key) is not None]
     if not usable:
-        return _empty("no lift yet: a variant has no exposed shopper or no event of this metric")
+        return _empty("no estimate yet: too few shoppers exposed, or no event of this metric")
     xs = list(range(len(usable)))
-    lows = [b for p in usable for b in (p.get("relative_cs") or [p["relative"]] * 2) if _finite(b)]
-    values = [p["relative"] for p in usable] + lows + [0.0]
+    lows = [b for p in usable for b in (p.get(f"{key}_cs") or [p[key]] * 2) if _finite(b)]
+    values = [p[key] for p in usable] + lows + [0.0]
     low, high = min(values), max(values)
     if high - low < 1e-9:
         low, high = low - 0.05, high + 0.05
     scale = _Scale(len(xs), low, high)
-    parts = [_axes(scale, [p["day"] for p in usable], percent=True)]
-    for key, opacity, width in (("relative_cs", 0.18, 14), ("relative_ci", 0.35, 6)):
-        band = [(i, p.get(key)) for i, p in zip(xs, usable) if p.get(key) and all(map(_finite, p[key]))]
+    parts = [_axes(scale, [p["day"] for p in usable], percent=percent, signed=not percent)]
+    for suffix, opacity, width in (("cs", 0.18, 14), ("ci", 0.35, 6)):
+        band_key, name = f"{key}_{suffix}", f"relative_{suffix}"  # the class names the plots have always had
+        band = [(i, p.get(band_key)) for i, p in zip(xs, usable) if p.get(band_key) and all(map(_finite, p[band_key]))]
         if len(band) > 1:
             upper = [scale.point(i, b[1]) for i, b in band]
             lower = [scale.point(i, b[0]) for i, b in reversed(band)]
-            parts.append(f"<polygon class='{key}' points='{_points(upper + lower)}' fill='#1f77b4' "
+            parts.append(f"<polygon class='{name}' points='{_points(upper + lower)}' fill='#1f77b4' "
                          f"fill-opacity='{opacity}'/>")
         for i, (low_end, high_end) in ((i, b) for i, b in band[:1] if len(band) == 1):
             (x, y1), (_, y2) = scale.point(i, low_end), scale.point(i, high_end)
-            parts.append(f"<line class='{key}' x1='{x:.1f}' y1='{y1:.1f}' x2='{x:.1f}' y2='{y2:.1f}' stroke='#1f77b4' "
-                         f"stroke-opacity='{opacity}' stroke-width='{width}'/>")
-    line = [scale.point(i, p["relative"]) for i, p in zip(xs, usable)]
+            parts.append(f"<line class='{name}' x1='{x:.1f}' y1='{y1:.1f}' x2='{x:.1f}' y2='{y2:.1f}' "
+                         f"stroke='#1f77b4' stroke-opacity='{opacity}' stroke-width='{width}'/>")
+    line = [scale.point(i, p[key]) for i, p in zip(xs, usable)]
     parts.append(f"<polyline class='lift' points='{_points(line)}' fill='none' stroke='#1f77b4' stroke-width='2'/>")
     parts += [f"<circle cx='{x:.1f}' cy='{y:.1f}' r='3' fill='#1f77b4'/>" for x, y in line]
     return _svg(parts)
@@ -200,7 +210,59 @@ def exposures_svg(report: Mapping[str, Any]) -> str:
     return _svg(parts)
 
 
+def interleaving_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """An interleaving experiment's preference as rows: what the CLI prints and the page shows (empty for an A/B
+    test's report)."""
+    found = report.get("interleaving")
+    if not found:
+        return []
+    variants = report.get("variants") or ["A", "B"]
+    strategies = report.get("strategies") or {}
+    ctr = (found.get("ctr") or {}).get("value")
+    return [{"ranker A": f"{variants[0]} ({strategies.get(variants[0], '')})",
+             "ranker B": f"{variants[1]} ({strategies.get(variants[1], '')})", "shoppers": found.get("units"),
+             "clicks": found.get("clicks"), "ctr": ctr, "mean_credit": found.get("mean"),
+             "ci": found.get("mean_ci"), "cs": found.get("mean_cs"), "p_value": found.get("p_value"),
+             "preferred": found.get("preferred")}]
+
+
 # -- helpers ---------------------------------------------------------------------------------------------------
+
+
+def _interleaving_html(report: Mapping[str, Any]) -> str:
+    name = report.get("name") or report.get("experiment_id")
+    found = report.get("interleaving") or {}
+    rows = ["<table class='interleaving'><tr><th>ranker A</th><th>ranker B</th><th>shoppers</th><th>clicks</th>"
+            "<th>CTR</th><th>mean credit (A - B)</th><th>95% interval</th><th>confidence sequence</th><th>p</th>"
+            "<th>preferred</th></tr>"]
+    for row in interleaving_rows(report):
+        rows.append(f"<tr><td>{_e(row['ranker A'])}</td><td>{_e(row['ranker B'])}</td><td>{_e(row['shoppers'])}</td>"
+                    f"<td>{_fixed(row['clicks'])}</td><td>{_num(row['ctr'])}</td><td>{_num(row['mean_credit'])}</td>"
+                    f"<td>{_plain_range(row['ci'])}</td><td>{_plain_range(row['cs'])}</td>"
+                    f"<td>{_num(row['p_value'])}</td><td class='preferred'>{_e(row['preferred'] or 'neither yet')}"
+                    "</td></tr>")
+    parts = [f"<section class='report' id='report-{_e(report.get('experiment_id'))}'>", f"<h2>{_e(name)}</h2>",
+             f"<p>Interleaving experiment <code>{_e(report.get('experiment_id'))}</code> on "
+             f"{_e(report.get('surface', 'feed'))}, {_e(report.get('status'))}, {_e(report.get('start'))} to "
+             f"{_e(report.get('end'))}: every shopper in it sees the team draft of both rankers' lists; a click "
+             f"counts for the ranker that put the item there. Report as of {_e(report.get('as_of', ''))}.</p>",
+             "<h3>Preference</h3>", "".join(rows) + "</table>",
+             "<h3>Shoppers in the experiment</h3>",
+             _figure(exposures_svg(report), "Shoppers shown an interleaved list so far, by day"),
+             "<h3>Mean credit over time</h3>",
+             _figure(lift_svg(found.get("daily") or [], key="mean"),
+                     "Clicks on ranker A's items minus B's per shopper, cumulative, with its confidence sequence "
+                     "(light band, valid at every daily look) and 95% interval (dark): above 0 prefers A",
+                     "credit-interleaved"),
+             "</section>"]
+    return "\n".join(parts)
+
+
+def _plain_range(bounds: Any) -> str:
+    if not bounds or not all(map(_finite, bounds)):
+        return "–"
+    return f"[{bounds[0]:+.4g}, {bounds[1]:+.4g}]"
+
 
 
 class _Scale:
@@ -214,17 +276,18 @@ class _Scale:
         return x, y
 
 
-def _axes(scale: _Scale, days: Sequence[str], *, percent: bool) -> str:
+def _axes(scale: _Scale, days: Sequence[str], *, percent: bool, signed: bool = False) -> str:
+    """Axes with three value labels: percents, signed small numbers (both with a zero line) or counts."""
     lines = [f"<line x1='{LEFT}' y1='{HEIGHT - PAD}' x2='{WIDTH - PAD}' y2='{HEIGHT - PAD}' stroke='#999'/>",
              f"<line x1='{LEFT}' y1='{PAD}' x2='{LEFT}' y2='{HEIGHT - PAD}' stroke='#999'/>"]
     _, zero = scale.point(0, 0.0)
     for value in (scale.low, (scale.low + scale.high) / 2, scale.high):
         _, y = scale.point(0, value)
-        if percent and value not in (scale.low, scale.high) and abs(y - zero) < 12:
+        if (percent or signed) and value not in (scale.low, scale.high) and abs(y - zero) < 12:
             continue  # the zero line's label is there
-        label = f"{value:+.1%}" if percent else f"{value:,.0f}"
+        label = f"{value:+.1%}" if percent else f"{value:+.3g}" if signed else f"{value:,.0f}"
         lines.append(f"<text x='{LEFT - 4}' y='{y + 4:.1f}' font-size='10' text-anchor='end'>{label}</text>")
-    if percent and scale.low < 0 < scale.high:
+    if (percent or signed) and scale.low < 0 < scale.high:
         _, y = scale.point(0, 0.0)
         lines.append(f"<line class='zero' x1='{LEFT}' y1='{y:.1f}' x2='{WIDTH - PAD}' y2='{y:.1f}' stroke='#444' "
                      "stroke-dasharray='4 3'/>")

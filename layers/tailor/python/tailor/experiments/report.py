@@ -8,6 +8,11 @@ and the intervals Bonferroni-adjusted (alpha / comparisons). Also: the sample-ra
 per variant against the traffic shares, and the units first exposed and the impressions per variant per day.
 
 The confidence sequences are tightest at the experiment's planned units (`planned_units`, else DEFAULT_TUNING).
+
+An interleaving experiment's report has, in place of the metrics, its `interleaving` section: the shoppers' mean
+credit (clicks on ranker A's items minus B's per shopper) as of each day and at the last, with its 95% interval,
+its confidence sequence and the per-shopper t-test (tailor.experiments.interleaving.shopper_test_of), and the
+ranker it prefers; the CTR of the interleaved lists beside it.
 """
 
 from __future__ import annotations
@@ -17,8 +22,20 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
+from .feed_ids import INTERLEAVED
+from .interleaving import A, shopper_test_of
 from .statistics import SufficientStatistics
-from .stats import ALPHA, DEFAULT_TUNING, METRICS, compare, estimate, holm, sample_ratio_mismatch
+from .stats import (
+    ALPHA,
+    DEFAULT_TUNING,
+    METRICS,
+    compare,
+    confidence_sequence_halfwidth,
+    estimate,
+    holm,
+    normal_interval,
+    sample_ratio_mismatch,
+)
 
 __all__ = ["build_report"]
 
@@ -27,6 +44,8 @@ def build_report(experiment: Mapping[str, Any], daily: Iterable[tuple[str, str, 
                  alpha: float = ALPHA, tuning: float | None = None) -> dict[str, Any]:
     """The report of `experiment` (its public row: experiment_id, variants with name and share, ...) from its
     statistics rows (variant, ISO day, statistics); several rows of one variant and day (shards) add up."""
+    if experiment.get("design") == "interleaving":
+        return _interleaving_report(experiment, daily, alpha, tuning)
     variants = _variants(experiment)
     names = [name for name, _ in variants]
     control, treatments = names[0], names[1:]
@@ -78,11 +97,7 @@ def build_report(experiment: Mapping[str, Any], daily: Iterable[tuple[str, str, 
     shares = dict(variants)
     srm = sample_ratio_mismatch([cumulative[name].n for name in names], [shares[name] for name in names])
     return {
-        "experiment_id": experiment.get("experiment_id"),
-        "name": experiment.get("name"),
-        "status": experiment.get("status"),
-        "start": experiment.get("start"),
-        "end": experiment.get("end"),
+        **_heading(experiment),
         "control": control,
         "variants": names,
         "alpha": alpha,
@@ -96,6 +111,10 @@ def build_report(experiment: Mapping[str, Any], daily: Iterable[tuple[str, str, 
                 "counts": dict(zip(names, srm.counts)), "expected": dict(zip(names, srm.expected))},
         "metrics": metrics,
     }
+
+
+def _heading(experiment: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: experiment.get(key) for key in ("experiment_id", "name", "status", "start", "end")}
 
 
 def _variants(experiment: Mapping[str, Any]) -> list[tuple[str, float]]:
@@ -126,3 +145,56 @@ def _holm(finals: dict[str, dict]) -> None:
     adjusted = holm([p for _, p in named])
     for (name, _), p in zip(named, adjusted):
         finals[name]["p_value_adjusted"] = p
+
+
+def _interleaving_report(experiment: Mapping[str, Any], daily: Iterable[tuple[str, str, SufficientStatistics]],
+                         alpha: float, tuning: float | None) -> dict[str, Any]:
+    names = [name for name, _ in _variants(experiment)]
+    by_day: dict[str, SufficientStatistics] = defaultdict(SufficientStatistics)
+    for variant, day, stats in daily:
+        if variant != INTERLEAVED:
+            raise ValueError(f"statistics row of variant {variant!r} in interleaving experiment "
+                             f"{experiment.get('experiment_id')!r}, whose rows are {INTERLEAVED!r}")
+        by_day[day] = by_day[day] + stats
+    days = sorted(by_day)
+    tuning = float(tuning or experiment.get("planned_units") or DEFAULT_TUNING)
+    cumulative = SufficientStatistics()
+    series, units, impressions = [], [], []
+    for day in days:
+        cumulative = cumulative + by_day[day]
+        units.append(by_day[day].n)
+        impressions.append(by_day[day].total("impressions"))
+        series.append({"day": day, **_preference(cumulative, alpha, tuning, names)})
+    ctr = estimate(cumulative, "ctr")
+    return {
+        **_heading(experiment),
+        "design": "interleaving",
+        "control": names[0],
+        "variants": names,
+        "alpha": alpha,
+        "tuning_units": tuning,
+        "days": days,
+        "units": {INTERLEAVED: cumulative.n},
+        "exposures": {"units": {INTERLEAVED: units}, "impressions": {INTERLEAVED: impressions}},
+        "srm": None,
+        "metrics": {},
+        "interleaving": {**_preference(cumulative, alpha, tuning, names), "clicks": cumulative.total("clicks"),
+                         "impressions": cumulative.total("impressions"),
+                         "ctr": None if ctr is None else {"value": ctr.value, "standard_error": ctr.variance ** 0.5},
+                         "credit": "clicks on the first variant's items minus the second's, per shopper",
+                         "daily": series},
+    }
+
+
+def _preference(stats: SufficientStatistics, alpha: float, tuning: float, names: list[str]) -> dict[str, Any]:
+    """The shoppers' mean credit with its interval, confidence sequence and t-test, and the ranker it prefers."""
+    test = shopper_test_of(stats.n, stats.total("credit"), stats.cross("credit", "credit"), alpha)
+    if stats.n < 2:
+        return {"units": stats.n, "mean": test.mean if stats.n else None, "standard_error": None, "mean_ci": None,
+                "mean_cs": None, "p_value": None, "preferred": None}
+    variance = test.standard_error ** 2
+    half = confidence_sequence_halfwidth(variance, stats.n, alpha, tuning)
+    preferred = None if test.preferred is None else names[0] if test.preferred == A else names[1]
+    return {"units": stats.n, "mean": test.mean, "standard_error": test.standard_error,
+            "mean_ci": list(normal_interval(test.mean, variance, alpha)), "mean_cs": [test.mean - half, test.mean + half],
+            "p_value": test.p_value, "preferred": preferred}

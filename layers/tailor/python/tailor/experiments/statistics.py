@@ -20,6 +20,10 @@ square of the increment). A unit counts in n on the day it is first exposed (`be
                                              realized-revenue window after its first exposure, which goes on
                                              after the experiment ends (tailor.experiments.attribution)
     covariate    pre_revenue                 the unit's revenue before its first exposure (CUPED)
+    preference   credit / n                  interleaving: the unit's clicks on ranker A's items minus B's
+                                             (tailor.experiments.interleaving; 0 in an A/B test)
+
+A row kept before a quantity was added lacks its fields; they read as 0.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ __all__ = ["PAIRS", "QUANTITIES", "SufficientStatistics", "UnitTotals", "increme
 
 # The per-unit quantities, in the order of SufficientStatistics.sums.
 QUANTITIES: tuple[str, ...] = ("impressions", "clicks", "orders", "revenue", "converted", "predicted_ltv",
-                               "pre_revenue", "realized_revenue")
+                               "pre_revenue", "realized_revenue", "credit")
 # Every unordered pair of quantities (squares included), in the order of SufficientStatistics.products.
 PAIRS: tuple[tuple[str, str], ...] = tuple(combinations_with_replacement(QUANTITIES, 2))
 _INDEX = {name: i for i, name in enumerate(QUANTITIES)}
@@ -60,9 +64,11 @@ class UnitTotals:
     predicted_ltv: float = 0.0
     pre_revenue: float = 0.0
     realized_revenue: float = 0.0
+    credit: float = 0  # interleaving: clicks on ranker A's items minus B's
 
     def __post_init__(self) -> None:
-        for name in ("impressions", "clicks", "orders", "revenue", "predicted_ltv", "pre_revenue", "realized_revenue"):
+        for name in ("impressions", "clicks", "orders", "revenue", "predicted_ltv", "pre_revenue", "realized_revenue",
+                     "credit"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
                 raise ValueError(f"UnitTotals.{name} must be a finite number, got {value!r}")
@@ -70,15 +76,15 @@ class UnitTotals:
     def values(self) -> tuple[float, ...]:
         """The unit's quantities in QUANTITIES order (converted derived from orders)."""
         return unit_values(self.impressions, self.clicks, self.orders, self.revenue, self.predicted_ltv,
-                           self.pre_revenue, self.realized_revenue)
+                           self.pre_revenue, self.realized_revenue, self.credit)
 
 
 def unit_values(impressions: float, clicks: float, orders: float, revenue: float, predicted_ltv: float,
-                pre_revenue: float, realized_revenue: float) -> tuple[float, ...]:
+                pre_revenue: float, realized_revenue: float, credit: float = 0) -> tuple[float, ...]:
     """A unit's quantities in QUANTITIES order (converted derived from orders), from totals already known to be
     finite numbers (UnitTotals checks them)."""
     return (impressions, clicks, orders, revenue, 1 if orders > 0 else 0, predicted_ltv, pre_revenue,
-            realized_revenue)
+            realized_revenue, credit)
 
 
 def _zeros(count: int) -> tuple[float, ...]:

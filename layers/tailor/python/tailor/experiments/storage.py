@@ -20,6 +20,7 @@ from typing import Any
 from tailor.experiments.assignment import Assignment, claim_slot
 from tailor.experiments.attribution import DEFAULT_REVENUE_DAYS, DEFAULT_SHARDS, OUTCOMES_TABLE, outcome_key
 from tailor.experiments.definitions import DRAFT, RUNNING, Experiment, ExperimentError
+from tailor.experiments.feed_ids import INTERLEAVED
 from tailor.experiments.report import build_report
 from tailor.experiments.statistics import SufficientStatistics
 from tailor.store.port import BlobStore, Conflict, StateStore, every_row
@@ -88,8 +89,9 @@ class ExperimentStore:
         """(variant, day, statistics) of every statistics row of the experiment, through its realized-revenue window,
         up to `through` (default today)."""
         through = through or datetime.now(UTC).date()
-        keys = [outcome_key(experiment.experiment_id, day, variant.name, shard)
-                for day in experiment.days(through, self.revenue_days) for variant in experiment.variants
+        variants = [INTERLEAVED] if experiment.interleaving else [variant.name for variant in experiment.variants]
+        keys = [outcome_key(experiment.experiment_id, day, variant, shard)
+                for day in experiment.days(through, self.revenue_days) for variant in variants
                 for shard in range(self.shards)]
         rows = self.store.read(OUTCOMES_TABLE, keys) if keys else {}
         out = []
@@ -143,10 +145,11 @@ class ExperimentStore:
     # -- exposures ------------------------------------------------------------------------------------
 
     def log_exposure(self, feed_id: str, assignment: Assignment, *, strategy: str, items: Sequence[str],
-                     probabilities: Sequence[float], served_at: float) -> None:
+                     probabilities: Sequence[float], served_at: float, teams: Sequence[str] | None = None) -> None:
         """What a list served in an experiment held: items in order (position = index), each slot's probability of
-        being shown so under the variant's policy, and who saw it."""
-        self.store.replace(EXPOSURES, feed_id, {
+        being shown so under the variant's policy, who saw it, and in an interleaved list each slot's ranker."""
+        extra = {} if teams is None else {"teams": list(teams)}
+        self.store.replace(EXPOSURES, feed_id, extra | {
             "experiment_id": assignment.experiment.experiment_id, "variant": assignment.variant_name,
             "strategy": strategy, "surface": assignment.experiment.surface, "unit": assignment.unit,
             "unit_kind": assignment.unit_kind, "items": list(items), "probabilities": list(probabilities),

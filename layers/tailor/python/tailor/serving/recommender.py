@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,6 +26,7 @@ from tailor.events import Event, parse_event
 from tailor.experiments.assignment import Assignment, assign
 from tailor.experiments.definitions import Experiment
 from tailor.experiments.feed_ids import new_feed_id
+from tailor.experiments.interleaving import team_draft
 from tailor.experiments.strategies import BUILT_IN, Strategy
 from tailor.intent import MODEL_NAME as INTENT_MODEL
 from tailor.intent import IntentFactors, IntentModel
@@ -35,6 +37,7 @@ from tailor.ranking import (
     CommercialPerformance,
     ConversionPrior,
     Filters,
+    Gathered,
     Pipeline,
     PurchaseProbability,
     RankedItem,
@@ -73,7 +76,8 @@ class Ranking:
     intent: dict[str, float] | None = None  # the session intent the ranking was weighed by, if any
     assignment: Assignment | None = None  # the experiment and variant it was served in, if any
     strategy: str | None = None  # the strategy it was ranked by, when in an experiment
-    probabilities: list[float] | None = None  # each slot's chance of its pick, when drawn (an adaptive feed)
+    probabilities: list[float] | None = None  # each slot's chance of its pick, when drawn (adaptive, interleaved)
+    teams: list[str] | None = None  # an interleaved list's: the ranker ("A", "B") that put each slot's item there
 
 
 class Recommender:
@@ -94,8 +98,9 @@ class Recommender:
         factors (default: the shipped ones) that weigh a session's related items and feed candidates.
         `profile_sections` adds sections to profiles: name -> function of the shopper and their current session.
         `experiments(now)` gives the live experiments: a request on their surface is served its shopper's variant's
-        strategy (by name from `strategies()`, the built-in ones by default; `rankers(version)` loads a strategy's
-        ranker version), and `exposures(feed_id, ranking)` logs what such a list held. `item_vectors()` gives the
+        strategy (an interleaving experiment's shopper the team draft of its two variants' lists; strategies by
+        name from `strategies()`, the built-in ones by default; `rankers(version)` loads a strategy's ranker
+        version), and `exposures(feed_id, ranking)` logs what such a list held. `item_vectors()` gives the
         item vectors the routes' embedding sources search (None: they propose nothing). `item_clusters()` gives the
         published item clusters an adaptive strategy's feed draws its slots from (None: it serves the feed as ranked)
         and profiles describe."""
@@ -132,6 +137,7 @@ class Recommender:
         self.item_clusters = item_clusters or (lambda: None)
         self._adaptive: tuple[ItemClusters, AdaptiveFeed] | None = None
         self._strategy_pipelines: dict[tuple[str, str], tuple[Pipeline, ProbabilityModel]] = {}
+        self._coin = random.Random()  # team draft's: which ranker picks first in each round of an interleaved list
 
     @classmethod
     def start(cls, store: StateStore, registry: ModelRegistry | None, *, warm: bool = True,
@@ -245,41 +251,70 @@ class Recommender:
         if self.experiments is not None and request.route in EXPERIMENT_SURFACES:
             assignment = assign(self.experiments(now), request.route, user_id=request.user_id,
                                 session_id=request.session_id)
-        strategy = None
-        pipeline, model = self.pipeline, self.model
-        if assignment is not None:
-            name = assignment.variant.strategy if assignment.variant is not None else "default"
-            strategy = self.strategies().get(name)
-            if strategy is None:  # a strategy taken out of the configuration: its shoppers get the default
-                logger.warning("strategy %r of experiment %r is not defined; serving the default", name,
-                               assignment.experiment.experiment_id)
-                strategy = BUILT_IN["default"]
-            pipeline, model = self._pipeline(strategy)
-        gathered = pipeline.gather(request, now)
-        feed_id = (new_feed_id() if assignment is None else
-                   new_feed_id(assignment.experiment.experiment_id, assignment.variant_name, assignment.unit_kind))
-        adaptive = self._adaptive_feed(strategy, request.route)
-        probabilities = None
-        if adaptive is None:
-            items = pipeline.rank(gathered)
-        else:  # the best eligible candidates ranked; the session's bandit fills the slots from them
-            ctx = gathered.ctx
-            # The clusters the bandit draws are the list's variety: ranked without the diversity term, every
-            # candidate takes its score alone rather than one greedy pick after another.
-            weights = {term: w for term, w in pipeline.weights(ctx).items() if term != "diversity"}
-            items, probabilities = adaptive.order(
-                pipeline.rank(gathered, n=ADAPTIVE_POOL * request.n, weights=weights), request.n,
-                traits=ctx.shopper.personas.get("traits") if ctx.shopper is not None else None,
-                session_clusters=ctx.session.clusters if ctx.session is not None else None, feed_id=feed_id,
-                explain=request.explain)
-        ranking = Ranking(feed_id, items, model.label, gathered.ctx.round_trips, gathered.ctx.intent_mixture(),
-                          assignment, None if strategy is None else strategy.name, probabilities)
+        if assignment is not None and assignment.interleaved:
+            ranking = self._interleaved(request, now, assignment)
+        else:
+            strategy = None
+            if assignment is not None:
+                strategy = self._strategy(assignment.variant.strategy if assignment.variant is not None else "default",
+                                          assignment.experiment.experiment_id)
+            feed_id = (new_feed_id() if assignment is None else
+                       new_feed_id(assignment.experiment.experiment_id, assignment.variant_name, assignment.unit_kind))
+            gathered, items, probabilities, model = self._ranked(request, now, strategy, feed_id)
+            ranking = Ranking(feed_id, items, model.label, gathered.ctx.round_trips, gathered.ctx.intent_mixture(),
+                              assignment, None if strategy is None else strategy.name, probabilities)
         if assignment is not None and self.exposures is not None:
             try:
-                self.exposures(feed_id, ranking)
+                self.exposures(ranking.feed_id, ranking)
             except Exception:  # the shopper gets their list; the exposure log misses one, which the log says
-                logger.exception("exposure not logged", extra={"feed_id": feed_id})
+                logger.exception("exposure not logged", extra={"feed_id": ranking.feed_id})
         return ranking
+
+    def _ranked(self, request: Request, now: float, strategy: Strategy | None, feed_id: str
+                ) -> tuple[Gathered, list[RankedItem], list[float] | None, ProbabilityModel]:
+        """The request's list as `strategy` ranks it (None: the default pipeline): what was gathered, the items,
+        each slot's probability when a bandit drew them (an adaptive feed), and the ranker."""
+        pipeline, model = (self.pipeline, self.model) if strategy is None else self._pipeline(strategy)
+        gathered = pipeline.gather(request, now)
+        adaptive = self._adaptive_feed(strategy, request.route)
+        if adaptive is None:
+            return gathered, pipeline.rank(gathered), None, model
+        # The best eligible candidates ranked; the session's bandit fills the slots from them. The clusters the
+        # bandit draws are the list's variety: ranked without the diversity term, every candidate takes its score
+        # alone rather than one greedy pick after another.
+        ctx = gathered.ctx
+        weights = {term: w for term, w in pipeline.weights(ctx).items() if term != "diversity"}
+        items, probabilities = adaptive.order(
+            pipeline.rank(gathered, n=ADAPTIVE_POOL * request.n, weights=weights), request.n,
+            traits=ctx.shopper.personas.get("traits") if ctx.shopper is not None else None,
+            session_clusters=ctx.session.clusters if ctx.session is not None else None, feed_id=feed_id,
+            explain=request.explain)
+        return gathered, items, probabilities, model
+
+    def _interleaved(self, request: Request, now: float, assignment: Assignment) -> Ranking:
+        """The team draft of the interleaving experiment's two variants' lists (A: the first variant), which ranker
+        put each slot's item there named in the feed id; each slot's coin had probability 1/2."""
+        experiment = assignment.experiment
+        strategies = [self._strategy(variant.strategy, experiment.experiment_id) for variant in experiment.variants]
+        ranked = [self._ranked(request, now, strategy, "") for strategy in strategies]
+        by_id = {item.item_id: item for _, items, _, _ in reversed(ranked) for item in items}
+        merged = team_draft([item.item_id for item in ranked[0][1]], [item.item_id for item in ranked[1][1]],
+                            request.n, self._coin)
+        teams = [team for _, team in merged]
+        feed_id = new_feed_id(experiment.experiment_id, unit_kind=assignment.unit_kind, teams=teams)
+        labels = list(dict.fromkeys(model.label for _, _, _, model in ranked))
+        gathered = ranked[0][0]
+        return Ranking(feed_id, [by_id[item_id] for item_id, _ in merged], " / ".join(labels),
+                       sum(g.ctx.round_trips for g, _, _, _ in ranked), gathered.ctx.intent_mixture(), assignment,
+                       " / ".join(strategy.name for strategy in strategies), [0.5] * len(merged), teams)
+
+    def _strategy(self, name: str, experiment_id: str) -> Strategy:
+        """The strategy of that name; the default when the configuration no longer defines it."""
+        strategy = self.strategies().get(name)
+        if strategy is None:  # a strategy taken out of the configuration: its shoppers get the default
+            logger.warning("strategy %r of experiment %r is not defined; serving the default", name, experiment_id)
+            strategy = BUILT_IN["default"]
+        return strategy
 
     def _adaptive_feed(self, strategy: Strategy | None, route: str) -> AdaptiveFeed | None:
         """The adaptive feed a strategy serves `route` with: None unless the strategy is adaptive, the route is a
