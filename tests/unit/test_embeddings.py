@@ -130,6 +130,14 @@ def test_only_items_shown_above_an_engaged_position_count_as_passed_over():
     assert seen_passed_over(found) == {"f", "g"}
     data = interactions_from_events(found)
     assert data.ignored == [{"f"}]  # an item the session engaged with is never one it passed over
+    # Events are ordered by time, not by their text: 11:00 at +02:00 is 09:00 UTC, before the click at 10:00 UTC.
+    offset = {**listing, "timestamp": "2026-11-05T11:00:00+02:00"}
+    later = event("click", 0, item_id="d", position=3) | {"timestamp": "2026-11-05T10:00:00Z"}
+    assert seen_passed_over([later, offset]) == {"a", "b", "c"}
+    shifted = interactions_from_events([later | {"event_type": "view", "item_id": "e"}, offset,
+                                        event("view", 0, item_id="a") | {"timestamp": "2026-11-05T09:30:00.5+00:00"}])
+    assert shifted.sessions == [[("a", "view"), ("e", "view")]]
+    assert shifted.window == ("2026-11-05T11:00:00+02:00", "2026-11-05T10:00:00Z")
 
 
 def test_items_engaged_together_though_mostly_passed_over_move_together():

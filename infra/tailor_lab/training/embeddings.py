@@ -118,16 +118,17 @@ def interactions_from_events(events: Iterable[Mapping[str, Any]]) -> Interaction
     and price where events carry them."""
     from tailor.events import ITEM_EVENT_TYPES
 
-    engaged: dict[str, list[tuple[str, str, str]]] = defaultdict(list)  # session -> (timestamp, item, type)
-    listed: dict[str, list[tuple[str, Mapping[str, Any]]]] = defaultdict(list)  # session -> (timestamp, event)
+    engaged: dict[str, list[tuple[float, str, str]]] = defaultdict(list)  # session -> (epoch, item, type)
+    listed: dict[str, list[tuple[float, Mapping[str, Any]]]] = defaultdict(list)  # session -> (epoch, event)
     attributes: dict[str, dict[str, Any]] = defaultdict(dict)
-    first = last = None
+    first = last = None  # (epoch, ISO text) of the earliest and latest event
     for event in events:
-        kind, session, when = event.get("event_type"), event.get("session_id"), event.get("timestamp")
-        if not session or not when:
+        kind, session, text = event.get("event_type"), event.get("session_id"), event.get("timestamp")
+        when = _epoch(text)
+        if not session or when is None:
             continue
-        first = when if first is None or when < first else first
-        last = when if last is None or when > last else last
+        first = (when, text) if first is None or when < first[0] else first
+        last = (when, text) if last is None or when > last[0] else last
         if kind == "impression":
             listed[session].append((when, event))
         elif kind in ITEM_EVENT_TYPES and event.get("item_id"):
@@ -143,7 +144,7 @@ def interactions_from_events(events: Iterable[Mapping[str, Any]]) -> Interaction
         found.sort(key=lambda e: e[0])
         sessions.append([(item, kind) for _, item, kind in found])
         ignored.append(seen_passed_over(event for _, event in listed.get(session, ())) - {item for _, item, _ in found})
-    return Interactions(sessions, ignored, dict(attributes), (first, last))
+    return Interactions(sessions, ignored, dict(attributes), (first and first[1], last and last[1]))
 
 
 def seen_passed_over(events: Iterable[Mapping[str, Any]]) -> set[str]:
@@ -151,7 +152,8 @@ def seen_passed_over(events: Iterable[Mapping[str, Any]]) -> set[str]:
     given its impressions and its engagements that echo a position (any order): an engagement belongs to the latest
     impression before it of its feed_id, or, without one, to the latest holding its item at its position. The
     session's engaged items are among them; the caller takes them out."""
-    ordered = sorted(events, key=lambda e: (str(e.get("timestamp")), e.get("event_type") != "impression"))
+    timed = [(when, event) for event in events if (when := _epoch(event.get("timestamp"))) is not None]
+    ordered = [event for _, event in sorted(timed, key=lambda e: (e[0], e[1].get("event_type") != "impression"))]
     shown: list[tuple[list[str], Any]] = []  # (items, feed_id) per impression, in time order
     reached: dict[int, int] = {}  # impression -> the last position engaged at in it
     for event in ordered:
@@ -470,3 +472,15 @@ def inverted_file(vectors: np.ndarray, lists: int, seed: int) -> tuple[np.ndarra
 def _assign(vectors: np.ndarray, centroids: np.ndarray, batch: int = 8192) -> np.ndarray:
     return np.concatenate([np.argmax(vectors[s:s + batch] @ centroids.T, axis=1)
                            for s in range(0, len(vectors), batch)]) if len(vectors) else np.zeros(0, dtype=np.int64)
+
+
+def _epoch(timestamp: Any) -> float | None:
+    """An event's ISO 8601 timestamp in epoch seconds (None if it is not one): events are ordered by time, whatever
+    offset each one's text was written with."""
+    if not isinstance(timestamp, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
