@@ -46,6 +46,11 @@ def test_a_small_run_reports_every_key_and_skips_missing_data(population, tmp_pa
     assert inter["null_false_winner"]["interleaving"] == 0.0  # a ranker against itself: every rank credit is 0
     approximation = inter["normal_approximation"]
     assert approximation["interleaving"] < approximation["team_draft"] < approximation["ab"]
+    # Candidates closer to ranker A agree with it in more slots, and interleaving gains more against an A/B test.
+    agreements = [inter["agreement"], *(pair["agreement"] for pair in inter["candidates"])]
+    ratios = [approximation["ratio"], *(pair["normal_approximation"]["ratio"] for pair in inter["candidates"])]
+    assert agreements == sorted(agreements) and ratios == sorted(ratios)
+    assert "a candidate B keeping 80% of A's error" in experiments.format_table(report)
     assert "realized" in report["aa"]["fpr_fixed"]
     with pytest.raises(ValueError, match="unknown part 'ab'"):
         experiments.run(parts=("ab",))

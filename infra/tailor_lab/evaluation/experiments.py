@@ -45,7 +45,10 @@ Validations (alpha 0.05):
   each, the fewest shoppers at which 95% of --interleaving-runs runs are right (doubling, then halving the gap down
   to 3%, fresh runs at every size), their ratio, and at that size how often the test names a winner between a
   ranker and itself, and (interleaved) when each visit's clicks are another visit's of the run, so that they
-  depend on the slot and not on the item (both should be at most 5%).
+  depend on the slot and not on the item (both should be at most 5%). The two rankers' errors are independent, so
+  they put the same item in few slots; beside them, candidates that agree more with ranker A, as a new ranker does
+  with the one it would replace: B scoring by utility plus a share of A's own error (CANDIDATE_ERRORS), the first
+  by the same runs, the others by the normal approximation alone.
 * Open Bandit Dataset (--obd, default ../shared/data/obd; README of ../shared/data): per campaign and pooled, the CTR
   of uniform random and Bernoulli Thompson sampling (BTS), BTS's relative lift with its 95% interval and the SRM
   check of the impressions; and BTS's CTR estimated from the random logs by DM, IPW, SNIPW and DR
@@ -91,6 +94,8 @@ LIFT = 0.05
 SRM_LOSS = 0.02
 # The interleaved rankers re-rank the best-sellers by each shopper's utility plus noise of these sds.
 NOISE = (3.0, 1.5)
+# Candidates beside the main pair: ranker B scores by utility plus this share of ranker A's own error.
+CANDIDATE_ERRORS = (0.5, 0.8)
 # Interleaving and the A/B test each need enough shoppers to name the better ranker (p < ALPHA) in this share of runs.
 INTERLEAVING_TARGET = 0.95
 # The random streams of the interleaved runs: the real pair, a ranker against itself, clicks moved between visits.
@@ -508,14 +513,38 @@ def _srm(runs: int, units: int, default_units: int, seed: int) -> dict[str, Any]
 def _interleaving(population: Population, runs: int, days: int, seed: int, echo: Callable[[str], None]
                   ) -> dict[str, Any]:
     """The shop's best-sellers re-ranked for each shopper by two scorers, one noisier: the shoppers each method
-    needs to pick the better one."""
+    needs to pick the better one. Beside it, by the normal approximation alone, pairs of rankers that agree more:
+    a candidate that keeps part of the current ranker's error (CANDIDATE_ERRORS)."""
     rng = np.random.default_rng([seed, 51])
     candidates = population.best_sellers
-    rankings = {}
-    for team, noise in zip((A, B), NOISE):
-        scores = population.utility[:, candidates] + rng.normal(0.0, noise, (len(population.rate), len(candidates)))
-        rankings[team] = candidates[np.argsort(-scores, axis=1)]
-    return _compare_rankers(population, rankings, runs, days, seed, echo) | {"noise": list(NOISE)}
+    utility = population.utility[:, candidates]
+    errors = {team: rng.normal(0.0, noise, utility.shape) for team, noise in zip((A, B), NOISE)}
+    rankings = {team: candidates[np.argsort(-(utility + errors[team]), axis=1)] for team in (A, B)}
+    report = _compare_rankers(population, rankings, runs, days, seed, echo) | {"noise": list(NOISE)}
+    report["agreement"] = round(float((rankings[A] == rankings[B]).mean()), 4)
+    report["candidates"] = []
+    for k, kept in enumerate(CANDIDATE_ERRORS):
+        pair = {A: rankings[A], B: candidates[np.argsort(-(utility + kept * errors[A]), axis=1)]}
+        echo(f"interleaving, a candidate keeping {kept:.0%} of ranker A's error:")
+        if k == 0:  # as the main pair: its CTR gap is about the same, so the A/B test needs about as many shoppers
+            compared = _compare_rankers(population, pair, runs, days, seed, echo)
+        else:  # an A/B test would need many thousands of shoppers: the approximation alone
+            ctr = _expected_ctrs(population, pair, days)
+            compared = {"ctr": {team: round(value, 5) for team, value in ctr.items()},
+                        "normal_approximation": _normal_approximation(
+                            population, pair, _slot_baselines(pair[A], pair[B]), days, seed, ctr[B] - ctr[A])}
+            echo(f"the normal approximation needs {compared['normal_approximation']['interleaving']:,.0f} shoppers "
+                 f"interleaved and {compared['normal_approximation']['ab']:,.0f} in an A/B test")
+        report["candidates"].append({"kept_error": kept, "agreement": round(float((pair[A] == pair[B]).mean()), 4),
+                                     **compared})
+    return report
+
+
+def _expected_ctrs(population: Population, rankings: dict[str, np.ndarray], days: int) -> dict[str, float]:
+    """Each ranking's expected CTR over the visits of an experiment's units."""
+    visits = population.weight * population.exposed_visits(days)
+    return {team: float((visits * population.expected_per_visit(rankings[team])[0]).sum() / visits.sum()) / FEED_LENGTH
+            for team in (A, B)}
 
 
 def _compare_rankers(population: Population, rankings: dict[str, np.ndarray], runs: int, days: int, seed: int,
@@ -524,9 +553,7 @@ def _compare_rankers(population: Population, rankings: dict[str, np.ndarray], ru
     FEED_LENGTH items each), shoppers visiting as they would in `days`: the fewest shoppers at which each test names
     the better ranker in INTERLEAVING_TARGET of runs, and how often each names a winner between a ranker and itself
     and, interleaved, when every visit's clicks are another visit's (they then depend on the slot, not the item)."""
-    visits = population.weight * population.exposed_visits(days)
-    ctr = {team: float((visits * population.expected_per_visit(rankings[team])[0]).sum() / visits.sum()) / FEED_LENGTH
-           for team in (A, B)}
+    ctr = _expected_ctrs(population, rankings, days)
     better = A if ctr[A] > ctr[B] else B
     echo(f"interleaving: expected CTR of ranker A {ctr[A]:.4f}, B {ctr[B]:.4f}")
     between = _between_shopper_shares(population, rankings[A], days, seed)
@@ -880,7 +907,18 @@ def format_table(report: dict[str, Any]) -> str:
                      f"{approximation['ab']:,.0f} (ratio {approximation['ratio']:.2f}); "
                      f"{inter['between_shopper_variance_share']:.1%} of the variance of "
                      f"a visit's clicks is between shoppers, {inter['between_shopper_variance_share_window']:.1%} of a "
-                     "shopper's clicks over the days")
+                     f"shopper's clicks over the days; the rankers put the same item in {inter['agreement']:.0%} of "
+                     "slots")
+        for pair in inter.get("candidates", ()):
+            approximation = pair["normal_approximation"]
+            runs = ("" if "ratio" not in pair else
+                    f"{pair['interleaving_shoppers']:,} shoppers interleaved ({pair['team_draft_shoppers']:,} by team "
+                    f"draft's credit) and {pair['ab_shoppers']:,} in an A/B test, ratio {pair['ratio']:.2f}; ")
+            lines.append(f"  a candidate B keeping {pair['kept_error']:.0%} of A's error (CTRs A {pair['ctr']['A']:.4f}, "
+                         f"B {pair['ctr']['B']:.4f}; same item in {pair['agreement']:.0%} of slots): {runs}the normal "
+                         f"approximation needs {approximation['interleaving']:,.0f} shoppers interleaved, "
+                         f"{approximation['team_draft']:,.0f} by team draft's credit, {approximation['ab']:,.0f} in an "
+                         f"A/B test (ratio {approximation['ratio']:.2f})")
     obd = report.get("obd")
     if obd is not None and "skipped" in obd:
         lines.append(f"Open Bandit Dataset: skipped ({obd['skipped']})")
