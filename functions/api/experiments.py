@@ -49,7 +49,7 @@ class ExperimentIn(BaseModel):
                                       "reports' confidence sequences are tightest there (default 5000)")
     design: Literal["ab", "interleaving"] = Field(
         "ab", description="ab: each shopper sees one variant; interleaving: every shopper sees the team draft of the "
-                          "two variants' rankings, each click credited to the ranker that put the item there")
+                          "two variants' rankings, each click credited by how much higher one ranked the item")
 
 
 class VariantOut(BaseModel):

@@ -32,7 +32,7 @@ def add_parser(commands: Any) -> None:
                              "shares default to equal)")
     create.add_argument("--design", default="ab", choices=("ab", "interleaving"),
                         help="ab: each shopper sees one variant; interleaving: every shopper the team draft of two "
-                             "variants' rankings, each click credited to the ranker that put the item there")
+                             "variants' rankings, each click credited by how much higher one ranked the item")
     create.add_argument("--holdout", type=float, default=0.0, help="share of shoppers held out (served the default)")
     create.add_argument("--traffic", type=float, default=1.0, help="share of the layer's shoppers it takes")
     create.add_argument("--layer", default="", help="experiments of one surface and layer never share a shopper")
@@ -162,7 +162,7 @@ def _report(args: argparse.Namespace) -> int:
         for row in interleaving_rows(report):
             print(f"ranker A {row['ranker A']}, ranker B {row['ranker B']}: {row['shoppers']} shoppers, "
                   f"{_num(row['clicks'])} clicks, CTR {_num(row['ctr'])}")
-            print(f"mean credit (A - B per shopper) {_num(row['mean_credit'])}, 95% interval "
+            print(f"mean rank credit per shopper (> 0 prefers A) {_num(row['mean_credit'])}, 95% interval "
                   f"{_plain(row['ci'])}, confidence sequence {_plain(row['cs'])}, p = {_num(row['p_value'])}; "
                   f"preferred: {row['preferred'] or 'neither yet'}")
         shows = "the preference, its credit over time with its confidence sequence, shoppers"

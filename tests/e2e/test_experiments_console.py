@@ -119,7 +119,7 @@ def test_an_experiment_run_by_the_cli_and_seen_in_the_console(tmp_path, capsys):
                 time.sleep(1)
             assert report["design"] == "interleaving" and list(report["units"]) == ["interleaved"]
             assert tailor([*api, "report", "exp-il", "--html", str(tmp_path / "il.html")]) == 0
-            assert "mean credit (A - B per shopper)" in capsys.readouterr().out
+            assert "mean rank credit per shopper" in capsys.readouterr().out
             driver.get(f"{url}/console?experiment=exp-il")
             table = shown(driver, "table.interleaving").text
             assert "shop (baseline)" in table and "blend (default)" in table

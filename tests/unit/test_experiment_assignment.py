@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from scipy.stats import chi2_contingency, chisquare
 
+from tailor.events import MAX_ID_LENGTH
 from tailor.experiments.assignment import HOLDOUT, assign, claim_slot, unit_hash
 from tailor.experiments.definitions import Experiment, ExperimentError, new_experiment
-from tailor.experiments.feed_ids import INTERLEAVED, FeedId, new_feed_id, parse_feed_id
+from tailor.experiments.feed_ids import CREDIT_SLOTS, INTERLEAVED, FeedId, new_feed_id, parse_feed_id
 from tailor.experiments.storage import ExperimentStore, LiveExperiments
 from tailor.experiments.strategies import BUILT_IN, StrategyError, StrategySource, parse_strategies
 from tailor.ranking import DEFAULT_ROUTES
@@ -239,8 +240,12 @@ def test_an_interleaving_experiments_shoppers_count_under_one_name_and_feed_ids_
     names = [assign([live], "feed", user_id=f"u{k}", session_id=None) for k in range(200)]
     assert {a.variant_name for a in names} == {INTERLEAVED, "holdout"}
     assert all(a.interleaved == (a.variant_name == INTERLEAVED) for a in names)
-    feed_id = new_feed_id("exp-i", unit_kind="s", teams=["B", "A", "A"])
-    assert parse_feed_id(feed_id) == FeedId("exp-i", INTERLEAVED, "s", "BAA")
-    assert parse_feed_id(new_feed_id("exp-i", unit_kind="u", teams=["A"] * 100)).teams == "A" * 100
-    for bad in ("~3-f", "~0-0", "~03-1", "~3-", "~x-1", "~3-0x1", "~3-1-2", "~1000-1", "~2-G"):
+    feed_id = new_feed_id("exp-i", unit_kind="s", credits=[-3, 0, 70], draws=4)
+    assert parse_feed_id(feed_id) == FeedId("exp-i", INTERLEAVED, "s", (-0.75, 0.0, 17.5))
+    longest = new_feed_id("e" * 48, unit_kind="u", credits=[839_807] * 100, draws=9999)
+    assert len(longest) <= MAX_ID_LENGTH and len(parse_feed_id(longest).credits) == CREDIT_SLOTS
+    with pytest.raises(ValueError, match="credits"):
+        new_feed_id("exp-i", credits=[839_808], draws=1)
+    for bad in ("~3-", "~0-0000", "~03-0000", "~x-0000", "~3-000", "~3-0000-", "~10000-0000", "~2-000G",
+                "~1-" + "0000" * (CREDIT_SLOTS + 1)):
         assert parse_feed_id(f"exp-i.{bad}.u{'0' * 32}") is None, bad

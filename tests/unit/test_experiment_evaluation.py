@@ -30,7 +30,7 @@ def test_simulated_visits_average_to_the_exact_expectations(population):
 
 def test_a_small_run_reports_every_key_and_skips_missing_data(population, tmp_path):
     report = experiments.run(aa_runs=4, ab_runs=4, units=3000, days=5, pool=300, srm_runs=50, srm_units=20_000,
-                             interleaving_runs=20, obd=tmp_path / "absent")
+                             interleaving_runs=20, approximation_shoppers=20_000, obd=tmp_path / "absent")
     for key in ("aa_fpr_fixed", "aa_fpr_sequential", "coverage", "srm_detection", "srm_false_alarm",
                 "interleaving_ratio", "obd"):
         assert key in report
@@ -46,6 +46,7 @@ def test_a_small_run_reports_every_key_and_skips_missing_data(population, tmp_pa
     assert inter["null_false_winner"]["interleaving"] == 0.0  # a ranker against itself: every rank credit is 0
     approximation = inter["normal_approximation"]
     assert approximation["interleaving"] < approximation["team_draft"] < approximation["ab"]
+    assert approximation["interleaving_live"] < approximation["ab"]
     # Candidates closer to ranker A agree with it in more slots, and interleaving gains more against an A/B test.
     agreements = [inter["agreement"], *(pair["agreement"] for pair in inter["candidates"])]
     ratios = [approximation["ratio"], *(pair["normal_approximation"]["ratio"] for pair in inter["candidates"])]

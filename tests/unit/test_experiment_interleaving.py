@@ -17,6 +17,7 @@ from tailor.experiments.interleaving import (
     click_difference,
     credit,
     interleaving_test,
+    live_credits,
     rank_credit,
     rank_difference,
     shopper_test,
@@ -192,6 +193,30 @@ def test_rank_credit_earns_nothing_on_average_from_clicks_that_depend_on_the_slo
     a, b = list("abcdefgh"), list("bdaxyzce")
     raw = [rank_difference(a, b, merged[0][0]) for merged in every_draft(a, b, 4)]
     assert sum(raw) / len(raw) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("pair", PAIRS[:4])
+def test_live_credits_are_rank_differences_less_fresh_team_drafts_and_centred_like_the_exact_baselines(pair):
+    ranking_a, ranking_b = pair
+    merged = team_draft(ranking_a, ranking_b, 6, random.Random(1))
+    replayed = random.Random(2)
+    credits = live_credits(ranking_a, ranking_b, merged, replayed, draws=3)
+    fresh = random.Random(2)
+    ghosts = [team_draft(ranking_a, ranking_b, 6, fresh) for _ in range(3)]
+    assert credits == [3 * rank_difference(ranking_a, ranking_b, item)
+                       - sum(rank_difference(ranking_a, ranking_b, ghost[slot][0]) for ghost in ghosts)
+                       for slot, (item, _) in enumerate(merged)]
+    # Averaged over the served list's coins and the fresh ones, a slot's credit is 0, as the exact centring makes it.
+    rng = random.Random(3)
+    draws, lists = 8, 3000
+    mean = np.zeros(len(merged))
+    for _ in range(lists):
+        served = team_draft(ranking_a, ranking_b, 6, rng)
+        mean[:len(served)] += np.array(live_credits(ranking_a, ranking_b, served, rng, draws=draws)) / draws / lists
+    spread = max(abs(rank_difference(ranking_a, ranking_b, item)) for item in {*ranking_a, *ranking_b}) + 1
+    assert np.all(np.abs(mean) < 4 * spread / np.sqrt(lists))
+    with pytest.raises(ValueError, match="draws"):
+        live_credits(ranking_a, ranking_b, merged, rng, draws=0)
 
 
 def test_rank_credit_rewards_the_ranker_that_put_the_clicked_item_higher():

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from tailor.experiments.assignment import claim_slot
 from tailor.experiments.definitions import new_experiment
 from tailor.experiments.feed_ids import INTERLEAVED, parse_feed_id
+from tailor.experiments.interleaving import rank_difference
 from tailor.experiments.strategies import BUILT_IN, parse_strategies
 from tailor.models import default_model
 from tailor.ranking import MODEL_NAME, RankingModel, Request
@@ -121,16 +122,20 @@ def test_an_interleaving_experiment_serves_the_team_draft_of_both_variants_and_n
     for _ in range(30):
         served = rec.feed(user, session_id=session, n=10)
         feed = parse_feed_id(served.feed_id)
-        assert (feed.experiment_id, feed.variant, served.teams) == ("exp-serve", INTERLEAVED, list(feed.teams))
+        assert (feed.experiment_id, feed.variant) == ("exp-serve", INTERLEAVED)
         items = [item.item_id for item in served.items]
-        # Each slot's item is the next unshown of the ranker the feed id names, as team draft puts it there.
+        # What a click on each slot earns: its item's rank difference less an estimate of the slot's baseline.
+        assert len(feed.credits) == len(items) and all((32 * c).is_integer() for c in feed.credits)
+        implied = [rank_difference(lists["shop"], lists["tailor"], item) - c for item, c in zip(items, feed.credits)]
+        assert all(-10 <= b <= 10 for b in implied) and any(c != 0 for c in feed.credits)
+        # Each slot's item is the next unshown of the ranker that picked it, as team draft puts it there.
         shown: set[str] = set()
-        for item, team in zip(items, feed.teams):
+        for item, team in zip(items, served.teams):
             source = lists["shop"] if team == "A" else lists["tailor"]
             assert item == next(candidate for candidate in source if candidate not in shown)
             shown.add(item)
-        assert len(items) == 10 and abs(feed.teams.count("A") - feed.teams.count("B")) <= 1
-        seen_first.add(feed.teams[0])
+        assert len(items) == 10 and abs(served.teams.count("A") - served.teams.count("B")) <= 1
+        seen_first.add(served.teams[0])
         assert served.strategy == "baseline / default" and served.probabilities == [0.5] * 10
     assert seen_first == {"A", "B"}  # the coin decides who picks first
     assert len(logged) == 30 and logged[0][1].teams is not None

@@ -74,7 +74,7 @@ from typing import Any
 import numpy as np
 
 from tailor.experiments.attribution import DEFAULT_REVENUE_DAYS as REVENUE_DAYS
-from tailor.experiments.interleaving import A, B, shopper_test, slot_baselines, team_draft
+from tailor.experiments.interleaving import CREDIT_DRAWS, A, B, shopper_test, slot_baselines, team_draft
 from tailor.experiments.offpolicy import estimate_all
 from tailor.experiments.report import build_report
 from tailor.experiments.statistics import QUANTITIES, SufficientStatistics, UnitTotals, increments
@@ -96,6 +96,7 @@ SRM_LOSS = 0.02
 NOISE = (3.0, 1.5)
 # Candidates beside the main pair: ranker B scores by utility plus this share of ranker A's own error.
 CANDIDATE_ERRORS = (0.5, 0.8)
+APPROXIMATION_SHOPPERS = 100_000  # simulated shoppers behind each normal approximation
 # Interleaving and the A/B test each need enough shoppers to name the better ranker (p < ALPHA) in this share of runs.
 INTERLEAVING_TARGET = 0.95
 # The random streams of the interleaved runs: the real pair, a ranker against itself, clicks moved between visits.
@@ -146,7 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(*, aa_runs: int = 500, ab_runs: int = 500, units: int = 20_000, days: int = 14, pool: int = 3000,
-        srm_runs: int = 2000, srm_units: int = 400_000, interleaving_runs: int = 2000, seed: int = 17,
+        srm_runs: int = 2000, srm_units: int = 400_000, interleaving_runs: int = 2000,
+        approximation_shoppers: int = APPROXIMATION_SHOPPERS, seed: int = 17,
         obd: Path | None = DEFAULT_OBD, parts: Sequence[str] = PARTS,
         echo: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     """Every validation in `parts`; the figures as a JSON-ready dict."""
@@ -164,7 +166,8 @@ def run(*, aa_runs: int = 500, ab_runs: int = 500, units: int = 20_000, days: in
         report["srm_false_alarm"] = report["srm"]["false_alarm"]
     if "interleaving" in parts:
         started = time.perf_counter()
-        report["interleaving"] = _interleaving(population, interleaving_runs, days, seed, echo)
+        report["interleaving"] = _interleaving(population, interleaving_runs, days, seed, echo,
+                                               approximation_shoppers)
         report["interleaving"]["seconds"] = round(time.perf_counter() - started, 1)
         report["interleaving_ratio"] = report["interleaving"]["ratio"]
     if "obd" in parts:
@@ -510,8 +513,8 @@ def _srm(runs: int, units: int, default_units: int, seed: int) -> dict[str, Any]
 
 # -- interleaving --------------------------------------------------------------------------------------------------------
 
-def _interleaving(population: Population, runs: int, days: int, seed: int, echo: Callable[[str], None]
-                  ) -> dict[str, Any]:
+def _interleaving(population: Population, runs: int, days: int, seed: int, echo: Callable[[str], None],
+                  approximation_shoppers: int = APPROXIMATION_SHOPPERS) -> dict[str, Any]:
     """The shop's best-sellers re-ranked for each shopper by two scorers, one noisier: the shoppers each method
     needs to pick the better one. Beside it, by the normal approximation alone, pairs of rankers that agree more:
     a candidate that keeps part of the current ranker's error (CANDIDATE_ERRORS)."""
@@ -520,19 +523,21 @@ def _interleaving(population: Population, runs: int, days: int, seed: int, echo:
     utility = population.utility[:, candidates]
     errors = {team: rng.normal(0.0, noise, utility.shape) for team, noise in zip((A, B), NOISE)}
     rankings = {team: candidates[np.argsort(-(utility + errors[team]), axis=1)] for team in (A, B)}
-    report = _compare_rankers(population, rankings, runs, days, seed, echo) | {"noise": list(NOISE)}
+    report = _compare_rankers(population, rankings, runs, days, seed, echo, approximation_shoppers) | {
+        "noise": list(NOISE)}
     report["agreement"] = round(float((rankings[A] == rankings[B]).mean()), 4)
     report["candidates"] = []
     for k, kept in enumerate(CANDIDATE_ERRORS):
         pair = {A: rankings[A], B: candidates[np.argsort(-(utility + kept * errors[A]), axis=1)]}
         echo(f"interleaving, a candidate keeping {kept:.0%} of ranker A's error:")
         if k == 0:  # as the main pair: its CTR gap is about the same, so the A/B test needs about as many shoppers
-            compared = _compare_rankers(population, pair, runs, days, seed, echo)
+            compared = _compare_rankers(population, pair, runs, days, seed, echo, approximation_shoppers)
         else:  # an A/B test would need many thousands of shoppers: the approximation alone
             ctr = _expected_ctrs(population, pair, days)
             compared = {"ctr": {team: round(value, 5) for team, value in ctr.items()},
                         "normal_approximation": _normal_approximation(
-                            population, pair, _slot_baselines(pair[A], pair[B]), days, seed, ctr[B] - ctr[A])}
+                            population, pair, _slot_baselines(pair[A], pair[B]), days, seed, ctr[B] - ctr[A],
+                            approximation_shoppers)}
             echo(f"the normal approximation needs {compared['normal_approximation']['interleaving']:,.0f} shoppers "
                  f"interleaved and {compared['normal_approximation']['ab']:,.0f} in an A/B test")
         report["candidates"].append({"kept_error": kept, "agreement": round(float((pair[A] == pair[B]).mean()), 4),
@@ -548,7 +553,8 @@ def _expected_ctrs(population: Population, rankings: dict[str, np.ndarray], days
 
 
 def _compare_rankers(population: Population, rankings: dict[str, np.ndarray], runs: int, days: int, seed: int,
-                     echo: Callable[[str], None]) -> dict[str, Any]:
+                     echo: Callable[[str], None], approximation_shoppers: int = APPROXIMATION_SHOPPERS
+                     ) -> dict[str, Any]:
     """Interleaving (the centred rank credit, and team draft's own) against an A/B test of two rankers (shoppers x
     FEED_LENGTH items each), shoppers visiting as they would in `days`: the fewest shoppers at which each test names
     the better ranker in INTERLEAVING_TARGET of runs, and how often each names a winner between a ranker and itself
@@ -558,7 +564,8 @@ def _compare_rankers(population: Population, rankings: dict[str, np.ndarray], ru
     echo(f"interleaving: expected CTR of ranker A {ctr[A]:.4f}, B {ctr[B]:.4f}")
     between = _between_shopper_shares(population, rankings[A], days, seed)
     baselines = _slot_baselines(rankings[A], rankings[B])
-    approximation = _normal_approximation(population, rankings, baselines, days, seed, ctr[B] - ctr[A])
+    approximation = _normal_approximation(population, rankings, baselines, days, seed, ctr[B] - ctr[A],
+                                          approximation_shoppers)
 
     def interleaved(shoppers: int, null: str | None, credit: str) -> float:
         """Share of runs whose per-shopper t-test names the better ranker (under a null: names any)."""
@@ -693,10 +700,10 @@ def _between_shopper_shares(population: Population, ranking: np.ndarray, days: i
 
 
 def _normal_approximation(population: Population, rankings: dict[str, np.ndarray], baselines: np.ndarray, days: int,
-                          seed: int, difference: float, shoppers: int = 100_000) -> dict[str, float]:
+                          seed: int, difference: float, shoppers: int = APPROXIMATION_SHOPPERS) -> dict[str, float]:
     """The shoppers each test needs by the normal approximation, ((z_{1-alpha/2} + z_target) / effect)^2, the
-    effect being per shopper: the interleaved shoppers' mean credit over its sd (centred rank credit, and team
-    draft's), and for the A/B test the exact CTR difference over the sd of the arms' delta-method influences (n/2
+    effect being per shopper: the interleaved shoppers' mean credit over its sd (centred rank credit, the same
+    centred as a live list is, and team draft's), and for the A/B test the exact CTR difference over the sd of the arms' delta-method influences (n/2
     shoppers in each), measured on `shoppers` simulated shoppers (a cross-check of the runs' search)."""
     rng = np.random.default_rng([seed, 57])
     shopper, unit_of_visit = _window(population, shoppers, days, rng)
@@ -711,9 +718,15 @@ def _normal_approximation(population: Population, rankings: dict[str, np.ndarray
     items, from_a = _team_draft(ranking_a, ranking_b, rng.random((len(visitor), FEED_LENGTH)))
     clicked = population.visits(visitor, items, rng)["clicked"]
     effects = {"ab": abs(difference) / math.sqrt(2 * spread)}
-    for method, credit in (("interleaving", "rank"), ("team_draft", "team")):
+    # As a list served live is centred: by CREDIT_DRAWS fresh team drafts of its rankings (live_credits).
+    fresh = np.zeros(items.shape)
+    for _ in range(CREDIT_DRAWS):
+        drawn, _ = _team_draft(ranking_a, ranking_b, rng.random((len(visitor), FEED_LENGTH)))
+        fresh += _rank_differences(ranking_a, ranking_b, drawn)
+    for method, credit, centre in (("interleaving", "rank", baselines[visitor]), ("team_draft", "team", 0.0),
+                                   ("interleaving_live", "rank", fresh / CREDIT_DRAWS)):
         per_shopper = np.bincount(unit_of_visit, minlength=shoppers, weights=_credits(
-            credit, clicked, items, from_a, ranking_a, ranking_b, baselines[visitor]))
+            credit, clicked, items, from_a, ranking_a, ranking_b, centre))
         effects[method] = abs(per_shopper.mean()) / per_shopper.std()
     z = _NORMAL.inv_cdf(1 - ALPHA / 2) + _NORMAL.inv_cdf(INTERLEAVING_TARGET)
     return {method: round(float(z / effect) ** 2, 1) for method, effect in effects.items()} | {
@@ -904,7 +917,8 @@ def format_table(report: dict[str, Any]) -> str:
                      f"(rank credit), {null['team_draft']:.3f} (team draft) and {null['ab']:.3f} (A/B) of runs, clicks "
                      f"moved between visits in {slot['interleaving']:.3f} and {slot['team_draft']:.3f}; the normal "
                      f"approximation needs {approximation['interleaving']:,.0f}, {approximation['team_draft']:,.0f} and "
-                     f"{approximation['ab']:,.0f} (ratio {approximation['ratio']:.2f}); "
+                     f"{approximation['ab']:,.0f} (ratio {approximation['ratio']:.2f}), centred as a live list is "
+                     f"{approximation['interleaving_live']:,.0f}; "
                      f"{inter['between_shopper_variance_share']:.1%} of the variance of "
                      f"a visit's clicks is between shoppers, {inter['between_shopper_variance_share_window']:.1%} of a "
                      f"shopper's clicks over the days; the rankers put the same item in {inter['agreement']:.0%} of "
@@ -917,8 +931,9 @@ def format_table(report: dict[str, Any]) -> str:
             lines.append(f"  a candidate B keeping {pair['kept_error']:.0%} of A's error (CTRs A {pair['ctr']['A']:.4f}, "
                          f"B {pair['ctr']['B']:.4f}; same item in {pair['agreement']:.0%} of slots): {runs}the normal "
                          f"approximation needs {approximation['interleaving']:,.0f} shoppers interleaved, "
-                         f"{approximation['team_draft']:,.0f} by team draft's credit, {approximation['ab']:,.0f} in an "
-                         f"A/B test (ratio {approximation['ratio']:.2f})")
+                         f"{approximation['team_draft']:,.0f} by team draft's credit, "
+                         f"{approximation['interleaving_live']:,.0f} centred as a live list is, {approximation['ab']:,.0f} "
+                         f"in an A/B test (ratio {approximation['ratio']:.2f})")
     obd = report.get("obd")
     if obd is not None and "skipped" in obd:
         lines.append(f"Open Bandit Dataset: skipped ({obd['skipped']})")

@@ -10,9 +10,9 @@ every counter (tailor.ingest.service). Per unit:
   pre-exposure covariate and its predicted lifetime value as of then); it stays in that variant;
 * an impression that echoes it adds an impression, a click a click (and starts the attribution window), a purchase
   an order and its revenue; a cart or any other event that echoes it only exposes;
-* in an interleaved list (its feed id names each slot's ranker), a click at a position adds 1 to the unit's credit
-  when ranker A put the item there and takes 1 when B did (team draft's credit, summed over the unit's clicks: the
-  per-shopper difference tailor.experiments.interleaving.shopper_test tests); the unit counts under INTERLEAVED;
+* in an interleaved list, a click at a position adds what the feed id says a click there earns to the unit's credit
+  (the slot's centred rank credit, > 0 for ranker A, tailor.experiments.interleaving.live_credits; summed over the
+  unit's clicks, what shopper_test tests); the unit counts under INTERLEAVED;
 * a purchase that echoes no feed id is an order of every experiment the unit clicked in within `window` seconds;
 * every purchase (echoing a feed id or not, attributed or not) adds its value to the realized revenue of each unit
   first exposed less than `revenue_window` seconds before it: the unit's revenue over that window after its
@@ -88,8 +88,8 @@ class Attribution:
                 after[_CLICKS] += 1
                 after[_CLICKED] = epoch
                 position = values.get("position")
-                if echoed.teams is not None and position is not None and position < len(echoed.teams):
-                    after[_CREDIT] += 1 if echoed.teams[position] == "A" else -1
+                if echoed.credits is not None and position is not None and position < len(echoed.credits):
+                    after[_CREDIT] += echoed.credits[position]
             elif kind == "purchase":
                 _order(after, event)
             if after != kept:

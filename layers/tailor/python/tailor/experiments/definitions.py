@@ -3,7 +3,7 @@ layer, a start and an end; and their life (draft -> running -> stopped).
 
 Two designs: an A/B test ("ab") shows each shopper one variant; an interleaving experiment ("interleaving") shows
 every shopper in it the team draft of its two variants' rankings (tailor.experiments.interleaving), A being the
-first variant, and credits each click to the ranker that put the item there.
+first variant, and credits each click by how much higher one ranker put the item than the other.
 
 Checked field by field: ExperimentError names the field at fault, which the API answers with a 4xx.
 """

@@ -233,7 +233,7 @@ def _interleaving_html(report: Mapping[str, Any]) -> str:
     name = report.get("name") or report.get("experiment_id")
     found = report.get("interleaving") or {}
     rows = ["<table class='interleaving'><tr><th>ranker A</th><th>ranker B</th><th>shoppers</th><th>clicks</th>"
-            "<th>CTR</th><th>mean credit (A - B)</th><th>95% interval</th><th>confidence sequence</th><th>p</th>"
+            "<th>CTR</th><th>mean rank credit (&gt; 0: A)</th><th>95% interval</th><th>confidence sequence</th><th>p</th>"
             "<th>preferred</th></tr>"]
     for row in interleaving_rows(report):
         rows.append(f"<tr><td>{_e(row['ranker A'])}</td><td>{_e(row['ranker B'])}</td><td>{_e(row['shoppers'])}</td>"
@@ -245,14 +245,14 @@ def _interleaving_html(report: Mapping[str, Any]) -> str:
              f"<p>Interleaving experiment <code>{_e(report.get('experiment_id'))}</code> on "
              f"{_e(report.get('surface', 'feed'))}, {_e(report.get('status'))}, {_e(report.get('start'))} to "
              f"{_e(report.get('end'))}: every shopper in it sees the team draft of both rankers' lists; a click "
-             f"counts for the ranker that put the item there. Report as of {_e(report.get('as_of', ''))}.</p>",
+             f"earns the clicked item's rank in B's list minus its rank in A's, less the slot's expected difference. Report as of {_e(report.get('as_of', ''))}.</p>",
              "<h3>Preference</h3>", "".join(rows) + "</table>",
              "<h3>Shoppers in the experiment</h3>",
              _figure(exposures_svg(report), "Shoppers shown an interleaved list so far, by day"),
              "<h3>Mean credit over time</h3>",
              _figure(lift_svg(found.get("daily") or [], key="mean"),
-                     "Clicks on ranker A's items minus B's per shopper, cumulative, with its confidence sequence "
-                     "(light band, valid at every daily look) and 95% interval (dark): above 0 prefers A",
+                     "The shoppers' mean rank credit, cumulative, with its confidence sequence (light band, valid "
+                     "at every daily look) and 95% interval (dark): above 0 prefers A",
                      "credit-interleaved"),
              "</section>"]
     return "\n".join(parts)

@@ -10,7 +10,7 @@ per variant against the traffic shares, and the units first exposed and the impr
 The confidence sequences are tightest at the experiment's planned units (`planned_units`, else DEFAULT_TUNING).
 
 An interleaving experiment's report has, in place of the metrics, its `interleaving` section: the shoppers' mean
-credit (clicks on ranker A's items minus B's per shopper) as of each day and at the last, with its 95% interval,
+credit (the centred rank credit of each shopper's clicks, > 0 for ranker A) as of each day and at the last, with its 95% interval,
 its confidence sequence and the per-shopper t-test (tailor.experiments.interleaving.shopper_test_of), and the
 ranker it prefers; the CTR of the interleaved lists beside it.
 """
@@ -181,7 +181,9 @@ def _interleaving_report(experiment: Mapping[str, Any], daily: Iterable[tuple[st
         "interleaving": {**_preference(cumulative, alpha, tuning, names), "clicks": cumulative.total("clicks"),
                          "impressions": cumulative.total("impressions"),
                          "ctr": None if ctr is None else {"value": ctr.value, "standard_error": ctr.variance ** 0.5},
-                         "credit": "clicks on the first variant's items minus the second's, per shopper",
+                         "credit": "per shopper, the centred rank credit of their clicks: the clicked item's rank "
+                                   "in the second variant's list minus its rank in the first's, less the slot's "
+                                   "expected difference (> 0 prefers the first)",
                          "daily": series},
     }
 

@@ -20,8 +20,8 @@ square of the increment). A unit counts in n on the day it is first exposed (`be
                                              realized-revenue window after its first exposure, which goes on
                                              after the experiment ends (tailor.experiments.attribution)
     covariate    pre_revenue                 the unit's revenue before its first exposure (CUPED)
-    preference   credit / n                  interleaving: the unit's clicks on ranker A's items minus B's
-                                             (tailor.experiments.interleaving; 0 in an A/B test)
+    preference   credit / n                  interleaving: the centred rank credit of the unit's clicks, > 0
+                                             for ranker A (tailor.experiments.interleaving; 0 in an A/B test)
 
 A row kept before a quantity was added lacks its fields; they read as 0.
 """
@@ -64,7 +64,7 @@ class UnitTotals:
     predicted_ltv: float = 0.0
     pre_revenue: float = 0.0
     realized_revenue: float = 0.0
-    credit: float = 0  # interleaving: clicks on ranker A's items minus B's
+    credit: float = 0  # interleaving: the centred rank credit of the unit's clicks (> 0: ranker A)
 
     def __post_init__(self) -> None:
         for name in ("impressions", "clicks", "orders", "revenue", "predicted_ltv", "pre_revenue", "realized_revenue",

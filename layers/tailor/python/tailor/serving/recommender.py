@@ -26,7 +26,7 @@ from tailor.events import Event, parse_event
 from tailor.experiments.assignment import Assignment, assign
 from tailor.experiments.definitions import Experiment
 from tailor.experiments.feed_ids import new_feed_id
-from tailor.experiments.interleaving import team_draft
+from tailor.experiments.interleaving import CREDIT_DRAWS, live_credits, team_draft
 from tailor.experiments.strategies import BUILT_IN, Strategy
 from tailor.intent import MODEL_NAME as INTENT_MODEL
 from tailor.intent import IntentFactors, IntentModel
@@ -292,16 +292,18 @@ class Recommender:
         return gathered, items, probabilities, model
 
     def _interleaved(self, request: Request, now: float, assignment: Assignment) -> Ranking:
-        """The team draft of the interleaving experiment's two variants' lists (A: the first variant), which ranker
-        put each slot's item there named in the feed id; each slot's coin had probability 1/2."""
+        """The team draft of the interleaving experiment's two variants' lists (A: the first variant), what a click
+        on each slot earns carried in the feed id; each slot's coin had probability 1/2."""
         experiment = assignment.experiment
         strategies = [self._strategy(variant.strategy, experiment.experiment_id) for variant in experiment.variants]
         ranked = [self._ranked(request, now, strategy, "") for strategy in strategies]
         by_id = {item.item_id: item for _, items, _, _ in reversed(ranked) for item in items}
-        merged = team_draft([item.item_id for item in ranked[0][1]], [item.item_id for item in ranked[1][1]],
-                            request.n, self._coin)
+        ranking_a, ranking_b = ([item.item_id for item in items] for _, items, _, _ in ranked)
+        merged = team_draft(ranking_a, ranking_b, request.n, self._coin)
         teams = [team for _, team in merged]
-        feed_id = new_feed_id(experiment.experiment_id, unit_kind=assignment.unit_kind, teams=teams)
+        credits = live_credits(ranking_a, ranking_b, merged, self._coin)
+        feed_id = new_feed_id(experiment.experiment_id, unit_kind=assignment.unit_kind, credits=credits,
+                              draws=CREDIT_DRAWS)
         labels = list(dict.fromkeys(model.label for _, _, _, model in ranked))
         gathered = ranked[0][0]
         return Ranking(feed_id, [by_id[item_id] for item_id, _ in merged], " / ".join(labels),
