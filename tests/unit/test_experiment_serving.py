@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from tailor.experiments.assignment import claim_slot
 from tailor.experiments.definitions import new_experiment
-from tailor.experiments.feed_ids import INTERLEAVED, parse_feed_id
+from tailor.experiments.feed_ids import CREDIT_SLOTS, INTERLEAVED, parse_feed_id
 from tailor.experiments.interleaving import rank_difference
 from tailor.experiments.strategies import BUILT_IN, parse_strategies
 from tailor.models import default_model
@@ -139,3 +139,11 @@ def test_an_interleaving_experiment_serves_the_team_draft_of_both_variants_and_n
         assert served.strategy == "baseline / default" and served.probabilities == [0.5] * 10
     assert seen_first == {"A", "B"}  # the coin decides who picks first
     assert len(logged) == 30 and logged[0][1].teams is not None
+
+
+def test_a_long_interleaved_list_carries_the_credits_of_its_first_slots():
+    user, session = busiest_shopper()
+    experiment = live_experiment([{"name": "shop", "strategy": "baseline"}, {"name": "tailor", "strategy": "default"}],
+                                 design="interleaving")
+    served = recommender(experiment).feed(user, session_id=session, n=60)
+    assert len(served.items) > CREDIT_SLOTS and len(parse_feed_id(served.feed_id).credits) == CREDIT_SLOTS

@@ -25,7 +25,7 @@ from tailor.embeddings import ItemVectors, load_item_vectors
 from tailor.events import Event, parse_event
 from tailor.experiments.assignment import Assignment, assign
 from tailor.experiments.definitions import Experiment
-from tailor.experiments.feed_ids import new_feed_id
+from tailor.experiments.feed_ids import CREDIT_SLOTS, new_feed_id
 from tailor.experiments.interleaving import CREDIT_DRAWS, live_credits, team_draft
 from tailor.experiments.strategies import BUILT_IN, Strategy
 from tailor.intent import MODEL_NAME as INTENT_MODEL
@@ -301,7 +301,7 @@ class Recommender:
         ranking_a, ranking_b = ([item.item_id for item in items] for _, items, _, _ in ranked)
         merged = team_draft(ranking_a, ranking_b, request.n, self._coin)
         teams = [team for _, team in merged]
-        credits = live_credits(ranking_a, ranking_b, merged, self._coin)
+        credits = live_credits(ranking_a, ranking_b, merged[:CREDIT_SLOTS], self._coin)  # what the feed id carries
         feed_id = new_feed_id(experiment.experiment_id, unit_kind=assignment.unit_kind, credits=credits,
                               draws=CREDIT_DRAWS)
         labels = list(dict.fromkeys(model.label for _, _, _, model in ranked))
