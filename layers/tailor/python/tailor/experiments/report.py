@@ -10,9 +10,9 @@ per variant against the traffic shares, and the units first exposed and the impr
 The confidence sequences are tightest at the experiment's planned units (`planned_units`, else DEFAULT_TUNING).
 
 An interleaving experiment's report has, in place of the metrics, its `interleaving` section: the shoppers' mean
-credit (the centred rank credit of each shopper's clicks, > 0 for ranker A) as of each day and at the last, with its 95% interval,
-its confidence sequence and the per-shopper t-test (tailor.experiments.interleaving.shopper_test_of), and the
-ranker it prefers; the CTR of the interleaved lists beside it.
+credit (the centred rank credit of each shopper's clicks, > 0 for ranker A) as of each day and at the last, with
+its 95% interval, its confidence sequence and the per-shopper t-test (interleaving.shopper_test_of), and the ranker
+it prefers; the CTR of the interleaved lists beside it.
 """
 
 from __future__ import annotations
