@@ -129,7 +129,7 @@ def test_a_page_notes_its_scroll_and_zoom_and_a_landing_page_is_no_action_of_the
     ]
     assert [o.transition for o in seen][2:] == ["within", "within", "within", "within", "within", "action"]
     # The last page open and quiet, and the category browsed.
-    assert state.intent_filter.split(" ")[4:] == ["view", f"{event.epoch:.3f}", "-", "c1"]
+    assert state.intent_filter.split(" ")[4:] == ["view", f"{event.epoch:.3f}", "-", "c1", "2"]
 
 
 def test_a_new_action_is_weighed_whatever_ended_the_last_and_the_browsed_category_is_kept():
@@ -163,7 +163,7 @@ def test_a_filter_state_kept_before_the_browsed_category_steps_on_from_the_last_
     state = fold_session(None, first, ttl_seconds=0, intent_filter=_neutral())
     state.intent_filter = " ".join(state.intent_filter.split(" ")[:7])  # a row kept before the category was
     assert observe(state, second).detail == "same"
-    assert _neutral().step(state, second).split(" ")[4:] == ["view", f"{second.epoch:.3f}", "-", "c1"]
+    assert _neutral().step(state, second).split(" ")[4:] == ["view", f"{second.epoch:.3f}", "-", "c1", "1"]
 
 
 def test_after_a_purchase_the_intent_moves_as_a_new_session_would():
@@ -349,3 +349,28 @@ def test_a_record_found_by_bisection_leaves_the_filter_state_as_if_it_never_came
     assert outcome.failed == [] and outcome.quarantined == 1
     assert store.snapshot() == expected.snapshot()
     assert all(row["intent_filter"] for row in store.tables["sessions"].values())
+
+
+def test_a_search_tells_whether_its_results_hold_what_the_session_engaged_with_and_a_profile_who_the_shopper_is():
+    seen = observed({"event_type": "profile", "age": 34, "location": "Leipzig, DE", "interests": ["phones", "books"]},
+                    {"event_type": "view", "item_id": "a", "category": "c1", "t": 5.0},
+                    {"event_type": "dwell", "item_id": "a", "dwell_ms": 5_000, "t": 10.0},
+                    {"event_type": "view", "item_id": "b", "category": "c1", "t": 20.0},
+                    {"event_type": "dwell", "item_id": "b", "dwell_ms": 5_000, "t": 25.0},
+                    {"event_type": "search", "query": "lamp", "results": ["b", "x"], "t": 30.0},
+                    {"event_type": "search", "query": "desk", "results": ["a", "y"], "t": 40.0},
+                    {"event_type": "search", "query": "chair", "results": ["z"], "t": 50.0},
+                    {"event_type": "wishlist", "item_id": "z", "category": "c2", "available": False, "t": 60.0},
+                    {"event_type": "category_browse", "category": "c2", "t": 70.0})
+    assert seen[0].extra == ("interest:phones", "interest:books", "age:3", "location:Leipzig__DE")
+    assert [(o.given, o.kind, o.detail, o.extra) for o in seen[1:]] == [
+        ("profile", "view", "first", ("category:c1",)),
+        ("view", "dwell", "-|3", ()),
+        ("action", "view", "same", ()),
+        ("view+pair", "dwell", "-|3", ()),
+        ("action+pair", "search", "first last", ()),  # two items of c1 viewed: a comparison needs no new page
+        ("action+pair", "search", "new seen", ()),
+        ("action+pair", "search", "new unseen", ()),
+        ("action+pair", "wishlist", "unavailable", ()),
+        ("action+pair", "category_browse", "back", ("category:c2",)),  # the wishlisted item was of c2
+    ]

@@ -10,13 +10,13 @@ Filter. The session intent filter (tailor.intent_filter) is counted from the sam
 (tailor_lab.training.intent_filter); the examples' filter features come from filters counted without
 their session (two folds), the published one from all of them, in the model's metadata ("filter").
 
-Model. scikit-learn's HistGradientBoostingClassifier (a small tree ensemble: a batch of a few hundred
-sessions scores in about a millisecond), exported with skl2onnx into the graph
+Model. scikit-learn's HistGradientBoostingClassifier (a tree ensemble: a batch of a few hundred
+sessions scores in a few milliseconds), exported with skl2onnx into the graph
 tailor.intent.IntentModel runs: input "features" (float32, n x k), output "probabilities" (n x 4,
 in tailor.intent.INTENTS order). Its metadata (names of its features, the classes, the training data,
 the evaluation) is embedded in the graph and published with it.
 
-    tailor train intent [--shoppers 6000 --days 4 --seed 7] [--eval-seed 8] [--out DIR] [--publish]
+    tailor train intent [--shoppers 24000 --days 4 --seed 7] [--eval-seed 8] [--out DIR] [--publish]
                         [--write-default] [--json PATH]
 
 `tailor evaluate intent` (tailor_lab.evaluation.intent) measures a model on held-out simulations and on
@@ -44,9 +44,9 @@ from .onnx_export import classifier_graph, with_metadata
 
 __all__ = ["BOOSTING", "TrainedIntent", "train_intent", "main"]
 
-BOOSTING = {"max_iter": 80, "learning_rate": 0.1, "max_leaf_nodes": 15, "min_samples_leaf": 40,
+BOOSTING = {"max_iter": 160, "learning_rate": 0.05, "max_leaf_nodes": 31, "min_samples_leaf": 40,
             "l2_regularization": 1.0}
-MAX_EXAMPLES = 150_000  # training examples kept (an even sample over sessions) so a fit takes seconds
+MAX_EXAMPLES = 1_000_000  # training examples kept (an even sample over sessions) so a fit takes a minute or two
 
 
 @dataclass
@@ -94,7 +94,7 @@ def train_intent(train: Examples, *, seed: int = 0, threads: int = 1, source: st
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tailor train intent", description=__doc__.split("\n\n")[0])
     # Calibrated shoppers visit about once in three weeks: a few days give about a session per shopper.
-    parser.add_argument("--shoppers", type=int, default=6000, help="simulated shoppers (default 6000)")
+    parser.add_argument("--shoppers", type=int, default=24000, help="simulated shoppers (default 24000)")
     parser.add_argument("--days", type=float, default=4.0, help="simulated days (default 4)")
     parser.add_argument("--seed", type=int, default=7, help="simulation seed of the training data (default 7)")
     parser.add_argument("--eval-seed", type=int, default=8, help="seed of the held-out simulation (default 8)")

@@ -61,6 +61,9 @@ def count_filter(sessions: Iterable[Sequence[tuple[Event, int]]], *, smoothing: 
             after[seen.given][intent] += 1
             details[f"{seen.kind}:{seen.detail}"][intent] += 1
             of_kind[_given(seen.kind, seen.detail)][intent] += 1
+            for key in seen.extra:
+                details[key][intent] += 1
+                of_kind[_given(*key.split(":", 1))][intent] += 1
             before = intent
         if before >= 0 and state is not None:
             # The session ended where an action could have started (its last event may have been the last action's).

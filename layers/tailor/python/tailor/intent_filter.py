@@ -6,10 +6,14 @@ page's recommendations; a referral by its source, and a profile after it) and on
 item page the time since the view of its first review, scroll and zoom, and the dwell (given whether the shopper
 scrolled or zoomed) with whether they read reviews (times in log buckets), a scroll's depth, whether a view, browse
 or click stays in the category the shopper browses, goes back to one the session saw or to an item, whether a search
-refines the last query. The filter weighs each by its likelihood under each intent: P(kind | what came before,
-intent) x P(detail | kind, intent), where what came before is the previous event's kind within an action and any
-action's end when the event starts a new one (the choice of an action does not depend on how the last one ended,
-and a session that goes on says so of its intent), and whether the cart holds anything; between events the intent
+refines the last query and whether its results hold the item the shopper engaged with last or another the session
+engaged with, whether a wishlisted item is out of stock. Some events weigh by further details too: the category a
+view, browse or click moves to (who browses it), a stated profile's interests, age and location. The filter weighs
+each by its likelihood under each intent: P(kind | what came before, intent) x P(detail | kind, intent), where what
+came before is the previous event's kind within an action and any action's end when the event starts a new one (the
+choice of an action does not depend on how the last one ended, and a session that goes on says so of its intent),
+whether the cart holds anything, and whether the session viewed two items or more of the category browsed (a
+comparison then needs no new page); between events the intent
 moves by a transition matrix, the one of a new action when the event starts one (`action_start`), else (nearly) the
 identity, and after a purchase the one of starting over.
 
@@ -18,7 +22,7 @@ model's metadata (tailor.intent.IntentModel.filter), stamped with FORMAT; `obser
 with and serving filters with. Parameters of another format (or of none: published before formats were stamped) are
 refused rather than read, since their keys would mean other observations than this code's and the classifier would
 misread the posterior they give. A session keeps the filter's state in one short string (SessionState.intent_filter: the posterior,
-rounded, the page context and the category browsed), updated by tailor.session.fold_session once per event it
+rounded, the page context, the category browsed and the items viewed in it), updated by tailor.session.fold_session once per event it
 folds, so a replayed or duplicate event leaves it as it was, and the state is the same however a stream cuts the
 session into batches.
 """
@@ -42,7 +46,7 @@ __all__ = ["ANY_ACTION", "DWELL_EDGES", "FORMAT", "TRANSITIONS", "WIDGET_SECONDS
 
 N_INTENTS = 4  # tailor.intent.INTENTS, in that order
 # The parameters' format: a new one whenever `observe`, the kept state or the step change what the parameters mean.
-FORMAT = 1
+FORMAT = 2
 ANY_ACTION = "action"  # what comes before an event that starts a new action, in its kind's likelihood
 # Bucket edges, in seconds, of a page's reading time: log-spaced over what shoppers spend on a page.
 DWELL_EDGES: tuple[float, ...] = (1.5, 3, 5, 7, 9, 12, 16, 21, 28, 37, 50, 65, 85, 110, 150, 220)
@@ -55,6 +59,8 @@ _LED_TO_VIEW = frozenset({"click", "click_in_page", "start", "referral", "profil
 _ON_PAGE = frozenset({"impression", "scroll", "zoom"})
 _ARRIVALS = ("referral_", "profile_")  # a landing page comes with the arrival, no action of the shopper's
 _NO_PAGE = "-"
+_MOVES_OUT = frozenset({"first", "other", "back"})  # category moves whose category weighs too (who browses it)
+_CATEGORIZED = frozenset({"view", "category_browse", "click"})
 _NOTHING = "-"  # nothing happened on the open page yet
 _PAGE_EVENTS = {"review_read": "r", "scroll": "s", "zoom": "z"}  # what the kept state notes of an open page
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")  # the kept state is split at spaces, the parameters' keys at ">" and ":"
@@ -74,6 +80,7 @@ class Observation(NamedTuple):
     kind: str
     detail: str
     context: str = ""
+    extra: tuple[str, ...] = ()  # further details' keys, each weighed by its likelihood too
 
     @property
     def given(self) -> str:
@@ -104,9 +111,31 @@ def observe(state: SessionState | None, event: Event) -> Observation:
     return _observe(state, event, kept.split(" ") if kept else None)
 
 
-def kind_context(state: SessionState | None) -> str:
-    """What else an event's kind is weighed given, besides what came before it: "+cart" when the cart holds something."""
-    return "+cart" if state is not None and state.cart_units > 0 else ""
+def kind_context(state: SessionState | None, parts: list[str] | None = None) -> str:
+    """What else an event's kind is weighed given, besides what came before it: "+cart" when the cart holds something,
+    "+pair" when the session viewed two items or more of the category browsed (a comparison needs no new page then)
+    (`parts`: the session's filter state split at its spaces, if split already)."""
+    if state is None:
+        return ""
+    out = "+cart" if state.cart_units > 0 else ""
+    if parts is None and state.intent_filter:
+        parts = state.intent_filter.split(" ")
+    if _viewed_in_browsed(parts) >= 2:
+        out += "+pair"
+    return out
+
+
+def _viewed_in_browsed(parts: list[str] | None) -> int:
+    """Items viewed in the category browsed since the shopper came to it, as the kept state notes it (at most 9)."""
+    return int(parts[N_INTENTS + 4]) if parts is not None and len(parts) > N_INTENTS + 4 else 0
+
+
+def _viewed_after(parts: list[str] | None, browsed: str, seen: Observation) -> int:
+    """The items viewed in the category browsed after an event (`browsed`: the category browsed after it)."""
+    if browsed != _browsed(parts):
+        return 1 if seen.kind == "view" else 0
+    n = _viewed_in_browsed(parts)
+    return min(n + 1, 9) if seen.kind == "view" and seen.detail == "same" else n
 
 
 def filter_posterior(kept: str) -> list[float] | None:
@@ -163,7 +192,9 @@ class IntentFilter:
             p1 = b0 * c1[0] + b1 * c1[1] + b2 * c1[2] + b3 * c1[3]
             p2 = b0 * c2[0] + b1 * c2[1] + b2 * c2[2] + b3 * c2[3]
             p3 = b0 * c3[0] + b1 * c3[1] + b2 * c3[2] + b3 * c3[3]
-        for likelihood in (self.kinds.get(f"{seen.given}>{seen.kind}"), self.details.get(f"{seen.kind}:{seen.detail}")):
+        details = self.details
+        for likelihood in (self.kinds.get(f"{seen.given}>{seen.kind}"), details.get(f"{seen.kind}:{seen.detail}"),
+                           *(details.get(key) for key in seen.extra)):
             if likelihood is not None:
                 p0, p1, p2, p3 = p0 * likelihood[0], p1 * likelihood[1], p2 * likelihood[2], p3 * likelihood[3]
         total = p0 + p1 + p2 + p3
@@ -180,9 +211,10 @@ class IntentFilter:
             if letter is not None and letter not in happened:
                 happened = "".join(f for f in "rsz" if f in happened or f == letter)
         where = _NO_PAGE if page is None else f"{page:.3f}"
+        browsed = _browsed_after(parts, seen, event)
         # Rounded as the row keeps it, so that the next event steps from the same numbers however batches fall.
         return (f"{p0 / total:.6g} {p1 / total:.6g} {p2 / total:.6g} {p3 / total:.6g} {seen.kind} {where} "
-                f"{happened} {_browsed_after(parts, seen, event)}")
+                f"{happened} {browsed} {_viewed_after(parts, browsed, seen)}")
 
 
 # -- helpers ----------------------------------------------------------------------------------------
@@ -204,6 +236,11 @@ def _observe(state: SessionState | None, event: Event, parts: list[str] | None) 
         detail = _category_move(state, parts, event.category)
     elif kind == "search":
         detail = _search(None if state is None else state.last_query, event.query)
+        if state is not None and state.items and event.results:
+            # Whether the results hold the item the shopper engaged with last, or another the session engaged with:
+            # a search in the category the shopper is in, or one that moves on.
+            items, results = state.items, event.results
+            detail += " last" if items[-1] in results else " seen" if any(r in items for r in results) else " unseen"
     elif kind == "referral":
         # Where the shopper came from is the kind itself: what follows (a landing page or not) depends on it.
         kind = "referral_" + _safe(event.source)
@@ -226,7 +263,20 @@ def _observe(state: SessionState | None, event: Event, parts: list[str] | None) 
         kind += "_in_page"
     elif kind == "click" and previous == "dwell" and event.epoch - state.last_seen < WIDGET_SECONDS:
         kind = "click_in_page"
-    return Observation(previous, kind, detail, kind_context(state))
+    extra: tuple[str, ...] = ()
+    if kind in _CATEGORIZED and detail.split(" ", 1)[0] in _MOVES_OUT and event.category:
+        # The category the shopper moves to: who browses it (and so what they tend to come for).
+        extra = (f"category:{_safe(event.category)}",)
+    elif event.event_type == "profile":
+        # A stated profile says a little of who the shopper is: each interest, the age by decade, the location.
+        extra = tuple(f"interest:{_safe(i)}" for i in event.interests)
+        if event.age is not None:
+            extra += (f"age:{event.age // 10}",)
+        if event.location:
+            extra += (f"location:{_safe(event.location)}",)
+    elif kind == "wishlist" and event.available is False:
+        detail = "unavailable"  # saved for when it is back: often an item the shopper meant to buy
+    return Observation(previous, kind, detail, kind_context(state, parts), extra)
 
 
 def _page(parts: list[str]) -> tuple[float | None, str]:
