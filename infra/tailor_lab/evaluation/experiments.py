@@ -703,8 +703,9 @@ def _normal_approximation(population: Population, rankings: dict[str, np.ndarray
                           seed: int, difference: float, shoppers: int = APPROXIMATION_SHOPPERS) -> dict[str, float]:
     """The shoppers each test needs by the normal approximation, ((z_{1-alpha/2} + z_target) / effect)^2, the
     effect being per shopper: the interleaved shoppers' mean credit over its sd (centred rank credit, the same
-    centred as a live list is, and team draft's), and for the A/B test the exact CTR difference over the sd of the arms' delta-method influences (n/2
-    shoppers in each), measured on `shoppers` simulated shoppers (a cross-check of the runs' search)."""
+    centred as a live list is, and team draft's), and for the A/B test the exact CTR difference over the sd of the
+    arms' delta-method influences (n/2 shoppers in each), measured on `shoppers` simulated shoppers (a cross-check of
+    the runs' search)."""
     rng = np.random.default_rng([seed, 57])
     shopper, unit_of_visit = _window(population, shoppers, days, rng)
     visitor = shopper[unit_of_visit]

@@ -144,8 +144,8 @@ def _variants(windows: Windows, week: int, horizon: int) -> dict[str, Callable[[
     """Each variant's (purchase days, spend), computed when called; what several share, once."""
     features = windows.features(week)
     prior = windows.prior_matrix(week, horizon)
-    bgnbd_t = np.exp(prior[:, _LOG_DAYS].astype(np.float64))
-    value = np.exp(prior[:, _LOG_VALUE].astype(np.float64))
+    bgnbd_t = _expected_days(prior)
+    value = _value(prior)
     shipped = _plan(week, horizon, step=2, count=7)
     stacked = _plan(week, horizon, step=1, count=week)
     previous = functools.cache(lambda: _trees(windows, week, horizon, shipped))
@@ -203,6 +203,16 @@ def _variants(windows: Windows, week: int, horizon: int) -> dict[str, Callable[[
     return out
 
 
+def _expected_days(prior: np.ndarray) -> np.ndarray:
+    """BG/NBD's expected purchase days from the prior's columns."""
+    return np.exp(prior[:, _LOG_DAYS].astype(np.float64))
+
+
+def _value(prior: np.ndarray) -> np.ndarray:
+    """Gamma-Gamma's expected value per purchase day from the prior's columns."""
+    return np.exp(prior[:, _LOG_VALUE].astype(np.float64))
+
+
 def shrunk_value(features: np.ndarray, orders: float = SHRINK_ORDERS) -> np.ndarray:
     """Each shopper's mean value per purchase day shrunk towards the shop's by `orders` pseudo purchase days at the
     shop's mean (the shop's alone for a shopper who has not bought)."""
@@ -215,7 +225,7 @@ def _pareto_columns(windows: Windows, f: np.ndarray, weeks: float, prior: np.nda
     (BG/NBD's rate from `prior`, and -1, for a shopper who has not bought); `f` are the features at the cutoff."""
     params = windows.pareto_nbd(fitted_at)
     bought, x, tx, T = purchase_history(f)
-    expected = np.where(bought, pareto_nbd_expected(params, weeks, x, tx, T), np.exp(prior[:, _LOG_DAYS].astype(np.float64)))
+    expected = np.where(bought, pareto_nbd_expected(params, weeks, x, tx, T), _expected_days(prior))
     alive = np.where(bought, pareto_nbd_alive(params, x, tx, T), -1.0)
     return np.column_stack([np.log(np.maximum(expected, 1e-9)) - np.log(weeks), alive])
 
@@ -272,7 +282,8 @@ def _glm_inputs(f: np.ndarray, prior: np.ndarray) -> np.ndarray:
     """Logs of BG/NBD's expected purchase days and of their chance, Gamma-Gamma's value, the shrunk value, P(alive)
     and the horizon: a log-linear Tweedie model on these reweighs BG/NBD x Gamma-Gamma's factors."""
     p = prior.astype(np.float64)
-    return np.column_stack([p[:, _LOG_DAYS], p[:, _LOG_ANY], p[:, _LOG_VALUE], np.log(shrunk_value(f)), p[:, _ALIVE], np.log(p[:, _HORIZON]),
+    return np.column_stack([p[:, _LOG_DAYS], p[:, _LOG_ANY], p[:, _LOG_VALUE], np.log(shrunk_value(f)), p[:, _ALIVE],
+                            np.log(p[:, _HORIZON]),
                             np.log1p(np.maximum(f[:, COLUMN["max_transaction_value"]].astype(np.float64), 0.0))])
 
 
@@ -297,11 +308,11 @@ def _shrunk_offset_spend(windows: Windows, week: int, horizon: int, plan) -> np.
     """The shipped spend correction with BG/NBD's purchase days times the shrunk value as its offset."""
     columns = correction_columns(windows.features(week))
     X, priors, _, spend = _hurdle_rows(windows, plan, columns)
-    offset = np.exp(priors[:, _LOG_DAYS].astype(np.float64)) * np.concatenate([shrunk_value(windows.features(c)) for c, _ in plan])
+    offset = _expected_days(priors) * np.concatenate([shrunk_value(windows.features(c)) for c, _ in plan])
     model = fit_booster(X, spend / offset, offset, leaf_size(len(X)), 0)
     f = windows.features(week)
     prior = windows.prior_matrix(week, horizon)
-    return model.predict(correction_input(f, columns, prior)) * np.exp(prior[:, _LOG_DAYS].astype(np.float64)) * shrunk_value(f)
+    return model.predict(correction_input(f, columns, prior)) * _expected_days(prior) * shrunk_value(f)
 
 
 def _plan(week: int, horizon: int, *, step: int, count: int) -> list[tuple[int, int]]:
@@ -334,11 +345,11 @@ def _rows(windows: Windows, plan, columns, extra=None, segment_edges: bool = Fal
 def _scoring_rows(windows: Windows, week: int, horizon: int, columns, extra=None, segment_edges: bool = False):
     f = windows.features(week)
     prior = windows.prior_matrix(week, horizon)
-    expected = np.exp(prior[:, _LOG_DAYS].astype(np.float64))
+    expected = _expected_days(prior)
     if segment_edges:
         expected = _segment_expected(windows, week, f, horizon, _tertiles(f))
     parts = [f[:, columns], prior[:, :4]] + ([extra(f, week)] if extra else [])
-    return np.hstack(parts), expected, np.exp(prior[:, _LOG_VALUE].astype(np.float64))
+    return np.hstack(parts), expected, _value(prior)
 
 
 def _trees(windows: Windows, week: int, horizon: int, plan, extra=None, segment_edges: bool = False):

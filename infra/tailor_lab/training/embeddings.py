@@ -143,7 +143,7 @@ def interactions_from_events(events: Iterable[Mapping[str, Any]]) -> Interaction
     for session, found in engaged.items():
         found.sort(key=lambda e: e[0])
         sessions.append([(item, kind) for _, item, kind in found])
-        ignored.append(seen_passed_over(event for _, event in listed.get(session, ())) - {item for _, item, _ in found})
+        ignored.append(_passed_over(listed.get(session, [])) - {item for _, item, _ in found})
     return Interactions(sessions, ignored, dict(attributes), (first and first[1], last and last[1]))
 
 
@@ -152,7 +152,11 @@ def seen_passed_over(events: Iterable[Mapping[str, Any]]) -> set[str]:
     given its impressions and its engagements that echo a position (any order): an engagement belongs to the latest
     impression before it of its feed_id, or, without one, to the latest holding its item at its position. The
     session's engaged items are among them; the caller takes them out."""
-    timed = [(when, event) for event in events if (when := _epoch(event.get("timestamp"))) is not None]
+    return _passed_over([(when, event) for event in events if (when := _epoch(event.get("timestamp"))) is not None])
+
+
+def _passed_over(timed: list[tuple[float, Mapping[str, Any]]]) -> set[str]:
+    """seen_passed_over of events with their times already read (epoch seconds, event)."""
     ordered = [event for _, event in sorted(timed, key=lambda e: (e[0], e[1].get("event_type") != "impression"))]
     shown: list[tuple[list[str], Any]] = []  # (items, feed_id) per impression, in time order
     reached: dict[int, int] = {}  # impression -> the last position engaged at in it
@@ -476,7 +480,8 @@ def _assign(vectors: np.ndarray, centroids: np.ndarray, batch: int = 8192) -> np
 
 def _epoch(timestamp: Any) -> float | None:
     """An event's ISO 8601 timestamp in epoch seconds (None if it is not one): events are ordered by time, whatever
-    offset each one's text was written with."""
+    offset each one's text was written with. Written here, not taken from tailor_lab.stream: TrainEmbeddings'
+    build carries this module alone."""
     if not isinstance(timestamp, str):
         return None
     try:

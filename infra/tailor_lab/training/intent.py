@@ -46,7 +46,7 @@ __all__ = ["BOOSTING", "TrainedIntent", "train_intent", "main"]
 
 BOOSTING = {"max_iter": 160, "learning_rate": 0.05, "max_leaf_nodes": 31, "min_samples_leaf": 40,
             "l2_regularization": 1.0}
-MAX_EXAMPLES = 1_000_000  # training examples kept (an even sample over sessions) so a fit takes a minute or two
+MAX_EXAMPLES = 1_000_000  # training examples kept (an even sample over sessions) so a fit takes minutes, not hours
 
 
 @dataclass

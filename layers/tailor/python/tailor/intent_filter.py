@@ -13,18 +13,18 @@ each by its likelihood under each intent: P(kind | what came before, intent) x P
 came before is the previous event's kind within an action and any action's end when the event starts a new one (the
 choice of an action does not depend on how the last one ended, and a session that goes on says so of its intent),
 whether the cart holds anything, and whether the session viewed two items or more of the category browsed (a
-comparison then needs no new page); between events the intent
-moves by a transition matrix, the one of a new action when the event starts one (`action_start`), else (nearly) the
-identity, and after a purchase the one of starting over.
+comparison then needs no new page); between events the intent moves by a transition matrix, the one of a new action
+when the event starts one (`action_start`), else (nearly) the identity, and after a purchase the one of starting
+over.
 
 The parameters are counted from labelled sessions (tailor_lab.training.intent_filter) and ship in the intent
-model's metadata (tailor.intent.IntentModel.filter), stamped with FORMAT; `observe` is the one function training counts
-with and serving filters with. Parameters of another format (or of none: published before formats were stamped) are
-refused rather than read, since their keys would mean other observations than this code's and the classifier would
-misread the posterior they give. A session keeps the filter's state in one short string (SessionState.intent_filter: the posterior,
-rounded, the page context, the category browsed and the items viewed in it), updated by tailor.session.fold_session once per event it
-folds, so a replayed or duplicate event leaves it as it was, and the state is the same however a stream cuts the
-session into batches.
+model's metadata (tailor.intent.IntentModel.filter), stamped with FORMAT; `observe` is the one function training
+counts with and serving filters with. Parameters of another format (or of none: published before formats were
+stamped) are refused rather than read, since their keys would mean other observations than this code's and the
+classifier would misread the posterior they give. A session keeps the filter's state in one short string
+(SessionState.intent_filter: the posterior, rounded, the page context, the category browsed and the items viewed in
+it), updated by tailor.session.fold_session once per event it folds, so a replayed or duplicate event leaves it as it
+was, and the state is the same however a stream cuts the session into batches.
 """
 
 from __future__ import annotations
@@ -175,7 +175,8 @@ class IntentFilter:
         return cls(document["prior"], document["transitions"], document["kinds"], document["details"])
 
     def to_json(self) -> dict[str, Any]:
-        return {"format": FORMAT, "prior": self.prior, "transitions": self.transitions, "kinds": self.kinds, "details": self.details}
+        return {"format": FORMAT, "prior": self.prior, "transitions": self.transitions, "kinds": self.kinds,
+                "details": self.details}
 
     def step(self, state: SessionState | None, event: Event) -> str:
         """The session's filter state after `event` (`state`: the session before it)."""
@@ -259,6 +260,8 @@ def _observe(state: SessionState | None, event: Event, parts: list[str] | None) 
         # dwell's likelihood is given it (before the "|"), not of it.
         detail = ("".join(f for f in "sz" if f in seen) or "-") + "|"
         detail += ("after reviews " if "r" in seen else "") + str(_bucket(event.dwell_ms / 1000.0))
+    elif kind == "wishlist" and event.available is False:
+        detail = "unavailable"  # saved for when it is back: often an item the shopper meant to buy
     if page is not None and kind in _ON_PAGE:
         kind += "_in_page"
     elif kind == "click" and previous == "dwell" and event.epoch - state.last_seen < WIDGET_SECONDS:
@@ -274,8 +277,6 @@ def _observe(state: SessionState | None, event: Event, parts: list[str] | None) 
             extra += (f"age:{event.age // 10}",)
         if event.location:
             extra += (f"location:{_safe(event.location)}",)
-    elif kind == "wishlist" and event.available is False:
-        detail = "unavailable"  # saved for when it is back: often an item the shopper meant to buy
     return Observation(previous, kind, detail, kind_context(state, parts), extra)
 
 
@@ -303,8 +304,8 @@ def _browsed_after(parts: list[str] | None, seen: Observation, event: Event) -> 
     listing and a view of an item the session had not seen that no recommendation led to (the shop's recommendations
     and a return to an item leave it as it was)."""
     category = getattr(event, "category", None)
-    if category and (seen.kind in ("category_browse", "click")
-                     or (seen.kind == "view" and seen.previous != "click_in_page" and not seen.detail.endswith("again"))):
+    first_view = seen.kind == "view" and seen.previous != "click_in_page" and not seen.detail.endswith("again")
+    if category and (seen.kind in ("category_browse", "click") or first_view):
         return _safe(category)
     return _browsed(parts) or _NO_PAGE
 

@@ -141,7 +141,8 @@ def console_view(experiments: Sequence[Mapping[str, Any]], report: Mapping[str, 
         if e.get("design") == "interleaving":
             variants = " vs ".join(f"{v['name']} ({v['strategy']})" for v in e.get("variants", [])) + ", interleaved"
         else:
-            variants = ", ".join(f"{v['name']} ({v['strategy']}, {float(v['share']):.0%})" for v in e.get("variants", []))
+            variants = ", ".join(f"{v['name']} ({v['strategy']}, {float(v['share']):.0%})"
+                                 for v in e.get("variants", []))
         rows.append(f"<tr><td><a href='{_e(link)}'>{_e(e['experiment_id'])}</a></td><td>{_e(e.get('name'))}</td>"
                     f"<td>{_e(e.get('surface'))}</td><td class='status'>{_e(e.get('status'))}</td>"
                     f"<td>{_e(variants)}</td><td>{_e(e.get('start'))}</td><td>{_e(e.get('end'))}</td></tr>")
@@ -233,8 +234,8 @@ def _interleaving_html(report: Mapping[str, Any]) -> str:
     name = report.get("name") or report.get("experiment_id")
     found = report.get("interleaving") or {}
     rows = ["<table class='interleaving'><tr><th>ranker A</th><th>ranker B</th><th>shoppers</th><th>clicks</th>"
-            "<th>CTR</th><th>mean rank credit (&gt; 0: A)</th><th>95% interval</th><th>confidence sequence</th><th>p</th>"
-            "<th>preferred</th></tr>"]
+            "<th>CTR</th><th>mean rank credit (&gt; 0: A)</th><th>95% interval</th><th>confidence sequence</th>"
+            "<th>p</th><th>preferred</th></tr>"]
     for row in interleaving_rows(report):
         rows.append(f"<tr><td>{_e(row['ranker A'])}</td><td>{_e(row['ranker B'])}</td><td>{_e(row['shoppers'])}</td>"
                     f"<td>{_fixed(row['clicks'])}</td><td>{_num(row['ctr'])}</td><td>{_num(row['mean_credit'])}</td>"
@@ -245,7 +246,8 @@ def _interleaving_html(report: Mapping[str, Any]) -> str:
              f"<p>Interleaving experiment <code>{_e(report.get('experiment_id'))}</code> on "
              f"{_e(report.get('surface', 'feed'))}, {_e(report.get('status'))}, {_e(report.get('start'))} to "
              f"{_e(report.get('end'))}: every shopper in it sees the team draft of both rankers' lists; a click "
-             f"earns the clicked item's rank in B's list minus its rank in A's, less the slot's expected difference. Report as of {_e(report.get('as_of', ''))}.</p>",
+             "earns the clicked item's rank in B's list minus its rank in A's, less the slot's expected difference. "
+             f"Report as of {_e(report.get('as_of', ''))}.</p>",
              "<h3>Preference</h3>", "".join(rows) + "</table>",
              "<h3>Shoppers in the experiment</h3>",
              _figure(exposures_svg(report), "Shoppers shown an interleaved list so far, by day"),

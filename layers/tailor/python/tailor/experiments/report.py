@@ -198,5 +198,6 @@ def _preference(stats: SufficientStatistics, alpha: float, tuning: float, names:
     half = confidence_sequence_halfwidth(variance, stats.n, alpha, tuning)
     preferred = None if test.preferred is None else names[0] if test.preferred == A else names[1]
     return {"units": stats.n, "mean": test.mean, "standard_error": test.standard_error,
-            "mean_ci": list(normal_interval(test.mean, variance, alpha)), "mean_cs": [test.mean - half, test.mean + half],
+            "mean_ci": list(normal_interval(test.mean, variance, alpha)),
+            "mean_cs": [test.mean - half, test.mean + half],
             "p_value": test.p_value, "preferred": preferred}
