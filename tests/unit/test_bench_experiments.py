@@ -75,7 +75,9 @@ def test_table_shows_the_experiments_own_work_and_the_paired_interval():
         "feed": {"rows": {"no experiment": {"requests": 10, "p50_ms": 5.0, "p99_ms": 9.0, "cpu_p50_ms": 4.5,
                                            "cpu_p99_ms": 8.0}},
                  "experiment_work": {"requests": 10, "p50_us": 70.0, "p99_us": 130.0, "max_us": 400.0},
-                 "assign_us": 4.0},
+                 "assign_us": 4.0,
+                 "interleaving_work": {"requests": 10, "items": 20, "team draft": {"p50_us": 20.0, "p99_us": 30.0},
+                                       "interleave": {"p50_us": 90.0, "p99_us": 120.0}}},
         "ingest": {"events": 100, "attributed_events": 30, "runs": 3,
                    "rows": {"attribution off": {"median_us": 40.0, "fastest_us": 38.0, "vs_off_median": 0.0,
                                                 "vs_off_paired": None},
@@ -87,4 +89,5 @@ def test_table_shows_the_experiments_own_work_and_the_paired_interval():
     table = format_table(report)
 
     assert "p99 130.0 us, largest 400.0 us" in table
+    assert "team draft p50 20.0 us, p99 30.0 us; with its slots' probabilities and credits p50 90.0 us" in table
     assert "+2.0% [-1.0%, +5.0%]" in table

@@ -240,12 +240,12 @@ def test_an_interleaving_experiments_shoppers_count_under_one_name_and_feed_ids_
     names = [assign([live], "feed", user_id=f"u{k}", session_id=None) for k in range(200)]
     assert {a.variant_name for a in names} == {INTERLEAVED, "holdout"}
     assert all(a.interleaved == (a.variant_name == INTERLEAVED) for a in names)
-    feed_id = new_feed_id("exp-i", unit_kind="s", credits=[-3, 0, 70], draws=4)
+    feed_id = new_feed_id("exp-i", unit_kind="s", credits=[-3, 0, 70], scale=4)
     assert parse_feed_id(feed_id) == FeedId("exp-i", INTERLEAVED, "s", (-0.75, 0.0, 17.5))
-    longest = new_feed_id("e" * 48, unit_kind="u", credits=[839_807] * 100, draws=9999)
+    longest = new_feed_id("e" * 48, unit_kind="u", credits=[839_807] * 100, scale=9999)
     assert len(longest) <= MAX_ID_LENGTH and len(parse_feed_id(longest).credits) == CREDIT_SLOTS
     with pytest.raises(ValueError, match="credits"):
-        new_feed_id("exp-i", credits=[839_808], draws=1)
+        new_feed_id("exp-i", credits=[839_808], scale=1)
     for bad in ("~3-", "~0-0000", "~03-0000", "~x-0000", "~3-000", "~3-0000-", "~10000-0000", "~2-000G",
                 "~1-" + "0000" * (CREDIT_SLOTS + 1)):
         assert parse_feed_id(f"exp-i.{bad}.u{'0' * 32}") is None, bad

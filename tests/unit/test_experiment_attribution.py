@@ -30,7 +30,7 @@ def experiment_events(seed: int, n: int) -> list[dict]:
         user = event["user_id"]
         if user not in feeds and rng.random() < 0.8:
             credits = [rng.randint(-99, 99) for _ in range(10)]
-            feeds[user] = (new_feed_id("exp-2", unit_kind="u", credits=credits, draws=32)
+            feeds[user] = (new_feed_id("exp-2", unit_kind="u", credits=credits, scale=32)
                            if int(user[1:]) % 3 == 0 else new_feed_id("exp-1", "A" if int(user[1:]) % 2 else "B", "u"))
         if user in feeds and event["event_type"] in ("impression", "click", "add_to_cart") and rng.random() < 0.7:
             event = {**event, "feed_id": feeds[user], "position": rng.randrange(10)}
@@ -90,7 +90,7 @@ def test_the_statistics_are_those_of_the_units_totals():
 
 
 def test_an_interleaved_lists_clicks_earn_what_its_feed_id_says_a_click_on_their_slot_earns():
-    feed = new_feed_id("exp-2", unit_kind="u", credits=[64, -16, -48, 8], draws=32)
+    feed = new_feed_id("exp-2", unit_kind="u", credits=[64, -16, -48, 8], scale=32)
     assert parse_feed_id(feed).credits == (2.0, -0.5, -1.5, 0.25) and parse_feed_id(feed).variant == INTERLEAVED
     base = {"user_id": "u1", "session_id": "s1", "item_id": "i1", "feed_id": feed, "event_type": "click"}
     events = [{**base, "event_id": "e0", "event_type": "impression", "item_ids": ["i1", "i2", "i3", "i4"],
@@ -109,7 +109,7 @@ def test_an_interleaved_lists_clicks_earn_what_its_feed_id_says_a_click_on_their
 def test_a_unit_kept_before_credits_were_gets_none_and_keeps_its_totals():
     old = {"exp-2": ["interleaved", 1, 0, 0, 0.0, 5.0, 0.0, None, 1.0e9, 0.0]}
     click = parse_event({"event_id": "c", "user_id": "u1", "session_id": "s1", "event_type": "click", "item_id": "i1",
-                         "feed_id": new_feed_id("exp-2", unit_kind="u", credits=[-32, 32], draws=32), "position": 0,
+                         "feed_id": new_feed_id("exp-2", unit_kind="u", credits=[-32, 32], scale=32), "position": 0,
                          "timestamp": "2026-11-02T09:00:00Z"})
     units, contributions = Attribution().attribute(click, old, revenue_so_far=0.0, predicted_ltv=0.0)
     assert units["exp-2"][1:3] == [1, 1] and units["exp-2"][10] == -1

@@ -46,7 +46,7 @@ def test_a_small_run_reports_every_key_and_skips_missing_data(population, tmp_pa
     assert inter["null_false_winner"]["interleaving"] == 0.0  # a ranker against itself: every rank credit is 0
     approximation = inter["normal_approximation"]
     assert approximation["interleaving"] < approximation["team_draft"] < approximation["ab"]
-    assert approximation["interleaving_live"] < approximation["ab"]
+    assert approximation["credit_ceiling"] < approximation["ab"]
     # Candidates closer to ranker A agree with it in more slots, and interleaving gains more against an A/B test.
     agreements = [inter["agreement"], *(pair["agreement"] for pair in inter["candidates"])]
     ratios = [approximation["ratio"], *(pair["normal_approximation"]["ratio"] for pair in inter["candidates"])]
@@ -112,3 +112,27 @@ def test_vectorised_slot_baselines_are_the_products(monkeypatch):
     monkeypatch.setattr(experiments, "slot_baselines", lambda a, b, length: [0.0] * length)
     with pytest.raises(AssertionError, match="row 1"):
         experiments._slot_baselines(ranking_a, ranking_b, checked=3)
+
+
+def test_credit_ceiling_finds_nothing_where_there_is_nothing_to_find(population):
+    rng = np.random.default_rng(6)
+    candidates = population.best_sellers
+    rows = 60  # pool shoppers: team draft's every coin sequence is walked for each
+    utility = population.utility[:rows, candidates]
+    noisy = candidates[np.argsort(-(utility + rng.normal(0, 3, utility.shape)), axis=1)]
+    better = candidates[np.argsort(-utility, axis=1)]
+    shopper = rng.integers(0, rows, 6000)
+    unit_of_visit = np.repeat(np.arange(len(shopper)), 3)
+    visitor = shopper[unit_of_visit]
+
+    def effect(ranking_b, slot_clicks=False):
+        items, _ = experiments._team_draft(noisy[visitor], ranking_b[visitor], rng.random((len(visitor), FEED_LENGTH)))
+        clicked = population.visits(visitor, items, rng)["clicked"]
+        if slot_clicks:  # another visit's clicks: they depend on the slot, not on the item
+            clicked = clicked[rng.permutation(len(clicked))]
+        return experiments._credit_ceiling(noisy, ranking_b, shopper, unit_of_visit, items, clicked)
+
+    scored = np.sqrt(len(shopper) / 2)  # an effect's standard error is about 1 / sqrt(the shoppers scored)
+    assert effect(noisy) == 0.0  # a ranker against itself: every centred credit is 0
+    assert effect(better, slot_clicks=True) < 3 / scored  # centred: no signal from the slots alone
+    assert effect(better) > 6 / scored  # the ranker that knows the utilities is found

@@ -1,6 +1,6 @@
 """Team-draft interleaving: the merged list, the per-query credit and the sign test against scipy's binomtest, the
-per-shopper click differences and their t-test against scipy's ttest_1samp, and the centred rank credit against an
-enumeration of every coin sequence through team_draft itself."""
+per-shopper click differences and their t-test against scipy's ttest_1samp, and each slot's items' probabilities and
+the centred rank credit against an enumeration of every coin sequence through team_draft itself."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ import pytest
 from scipy.stats import binomtest, t, ttest_1samp
 
 from tailor.experiments.interleaving import (
+    CREDIT_SCALE,
     A,
     B,
     click_difference,
     credit,
+    interleave,
     interleaving_test,
     live_credits,
     rank_credit,
@@ -24,6 +26,7 @@ from tailor.experiments.interleaving import (
     shopper_test_of,
     sign_test,
     slot_baselines,
+    slot_shares,
     student_t_sf,
     team_draft,
 )
@@ -196,27 +199,73 @@ def test_rank_credit_earns_nothing_on_average_from_clicks_that_depend_on_the_slo
 
 
 @pytest.mark.parametrize("pair", PAIRS[:4])
-def test_live_credits_are_rank_differences_less_fresh_team_drafts_and_centred_like_the_exact_baselines(pair):
+def test_live_credits_are_the_centred_rank_credits_rounded_without_bias(pair):
     ranking_a, ranking_b = pair
     merged = team_draft(ranking_a, ranking_b, 6, random.Random(1))
-    replayed = random.Random(2)
-    credits = live_credits(ranking_a, ranking_b, merged, replayed, draws=3)
-    fresh = random.Random(2)
-    ghosts = [team_draft(ranking_a, ranking_b, 6, fresh) for _ in range(3)]
-    assert credits == [3 * rank_difference(ranking_a, ranking_b, item)
-                       - sum(rank_difference(ranking_a, ranking_b, ghost[slot][0]) for ghost in ghosts)
-                       for slot, (item, _) in enumerate(merged)]
-    # Averaged over the served list's coins and the fresh ones, a slot's credit is 0, as the exact centring makes it.
-    rng = random.Random(3)
-    draws, lists = 8, 3000
+    baselines = slot_baselines(ranking_a, ranking_b, 6)
+    exact = [(rank_difference(ranking_a, ranking_b, item) - baselines[slot]) * 7
+             for slot, (item, _) in enumerate(merged)]
+    rng = random.Random(2)
+    drawn = np.array([live_credits(ranking_a, ranking_b, merged, rng, scale=7) for _ in range(4000)])
+    assert np.all((drawn == np.floor(exact)) | (drawn == np.ceil(exact)))  # whole numbers next to the exact credit
+    assert drawn.mean(axis=0) == pytest.approx(exact, abs=4 * 0.5 / np.sqrt(4000))  # in expectation the exact one
+    assert live_credits(ranking_a, ranking_b, merged, rng, scale=7, baselines=baselines) in drawn.tolist()
+    # Averaged over the served list's coins and the rounding, a slot's credit is 0, as the exact centring makes it.
     mean = np.zeros(len(merged))
-    for _ in range(lists):
+    for _ in range(3000):
         served = team_draft(ranking_a, ranking_b, 6, rng)
-        mean[:len(served)] += np.array(live_credits(ranking_a, ranking_b, served, rng, draws=draws)) / draws / lists
+        mean[:len(served)] += np.array(live_credits(ranking_a, ranking_b, served, rng, scale=4)) / 4 / 3000
     spread = max(abs(rank_difference(ranking_a, ranking_b, item)) for item in {*ranking_a, *ranking_b}) + 1
-    assert np.all(np.abs(mean) < 4 * spread / np.sqrt(lists))
-    with pytest.raises(ValueError, match="draws"):
-        live_credits(ranking_a, ranking_b, merged, rng, draws=0)
+    assert np.all(np.abs(mean) < 4 * spread / np.sqrt(3000))
+    with pytest.raises(ValueError, match="scale"):
+        live_credits(ranking_a, ranking_b, merged, rng, scale=0)
+    with pytest.raises(ValueError, match="baselines"):
+        live_credits(ranking_a, ranking_b, merged, rng, baselines=baselines[:2])
+
+
+@pytest.mark.parametrize("pair", PAIRS)
+def test_interleave_serves_team_draft_with_its_credits_and_each_slots_probability(pair):
+    ranking_a, ranking_b = pair
+    served = interleave(ranking_a, ranking_b, 7, random.Random(4), credit_slots=3)
+    assert served.merged == team_draft(ranking_a, ranking_b, 7, random.Random(4))
+    shares = slot_shares(ranking_a, ranking_b, 7)
+    assert served.probabilities == [shares[slot][item] for slot, (item, _) in enumerate(served.merged)]
+    baselines = slot_baselines(ranking_a, ranking_b, 7)
+    assert len(served.credits) == min(3, len(served.merged))
+    for (item, _), baseline, earned in zip(served.merged, baselines, served.credits):
+        assert abs(earned / CREDIT_SCALE - (rank_difference(ranking_a, ranking_b, item) - baseline)) < 1 / CREDIT_SCALE
+
+
+@pytest.mark.parametrize("pair", [*PAIRS, (list("abca"), list("cbad")), (list("abcdefghijkl"), list("lkabjcidhegf"))])
+@pytest.mark.parametrize("length", [1, 4, 9])
+def test_slot_shares_are_each_slots_share_of_every_coin_sequence(pair, length):
+    ranking_a, ranking_b = pair
+    drafts = every_draft(ranking_a, ranking_b, length)
+    expected = [{} for _ in range(max(map(len, drafts)))]
+    for merged in drafts:
+        for slot, (item, _) in enumerate(merged):
+            expected[slot][item] = expected[slot].get(item, 0.0) + 1 / len(drafts)
+    shares = slot_shares(ranking_a, ranking_b, length)
+    assert [set(slot) for slot in shares] == [set(slot) for slot in expected]
+    for found, wanted in zip(shares, expected):
+        assert found == pytest.approx(wanted, abs=1e-12)
+
+
+def test_slot_shares_on_random_pairs_sum_to_each_slots_reach_and_cover_every_served_item():
+    rng = random.Random(5)
+    for _ in range(60):
+        catalog = list(range(30))
+        ranking_a, ranking_b = rng.sample(catalog, rng.randint(0, 10)), rng.sample(catalog, rng.randint(0, 10))
+        length = rng.randint(0, 10)
+        drafts = every_draft(ranking_a, ranking_b, length)
+        shares = slot_shares(ranking_a, ranking_b, length)
+        for slot, found in enumerate(shares):
+            reach = sum(slot < len(merged) for merged in drafts) / len(drafts)
+            assert sum(found.values()) == pytest.approx(reach, abs=1e-12)
+            assert all(found[merged[slot][0]] > 0 for merged in drafts if slot < len(merged))
+        assert len(shares) == max(map(len, drafts))
+    with pytest.raises(ValueError, match="length"):
+        slot_shares(list("ab"), list("ba"), -1)
 
 
 def test_rank_credit_rewards_the_ranker_that_put_the_clicked_item_higher():

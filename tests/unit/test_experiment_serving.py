@@ -8,10 +8,11 @@ from datetime import UTC, datetime, timedelta
 from tailor.experiments.assignment import claim_slot
 from tailor.experiments.definitions import new_experiment
 from tailor.experiments.feed_ids import CREDIT_SLOTS, INTERLEAVED, parse_feed_id
-from tailor.experiments.interleaving import rank_difference
+from tailor.experiments.interleaving import CREDIT_SCALE, rank_difference, slot_baselines, slot_shares
 from tailor.experiments.strategies import BUILT_IN, parse_strategies
 from tailor.models import default_model
 from tailor.ranking import MODEL_NAME, RankingModel, Request
+from tailor.ranking.pipeline import Pipeline
 from tailor.serving import Recommender
 
 from tests.unit.test_serving import busiest_shopper, ingested, world
@@ -124,10 +125,12 @@ def test_an_interleaving_experiment_serves_the_team_draft_of_both_variants_and_n
         feed = parse_feed_id(served.feed_id)
         assert (feed.experiment_id, feed.variant) == ("exp-serve", INTERLEAVED)
         items = [item.item_id for item in served.items]
-        # What a click on each slot earns: its item's rank difference less an estimate of the slot's baseline.
-        assert len(feed.credits) == len(items) and all((32 * c).is_integer() for c in feed.credits)
-        implied = [rank_difference(lists["shop"], lists["tailor"], item) - c for item, c in zip(items, feed.credits)]
-        assert all(-10 <= b <= 10 for b in implied) and any(c != 0 for c in feed.credits)
+        # What a click on each slot earns: its item's rank difference less the slot's baseline, in 256ths.
+        assert len(feed.credits) == len(items) and all((CREDIT_SCALE * c).is_integer() for c in feed.credits)
+        baselines = slot_baselines(lists["shop"], lists["tailor"], 10)
+        assert all(abs(rank_difference(lists["shop"], lists["tailor"], item) - baseline - c) < 1 / CREDIT_SCALE
+                   for item, baseline, c in zip(items, baselines, feed.credits))
+        assert any(c != 0 for c in feed.credits)
         # Each slot's item is the next unshown of the ranker that picked it, as team draft puts it there.
         shown: set[str] = set()
         for item, team in zip(items, served.teams):
@@ -136,9 +139,35 @@ def test_an_interleaving_experiment_serves_the_team_draft_of_both_variants_and_n
             shown.add(item)
         assert len(items) == 10 and abs(served.teams.count("A") - served.teams.count("B")) <= 1
         seen_first.add(served.teams[0])
-        assert served.strategy == "baseline / default" and served.probabilities == [0.5] * 10
+        # Each slot's probability is its item's there over team draft's coins.
+        shares = slot_shares(lists["shop"], lists["tailor"], 10)
+        assert served.probabilities == [round(shares[slot][item], 6) for slot, item in enumerate(items)]
+        assert served.strategy == "baseline / default" and all(0 < p <= 1 for p in served.probabilities)
     assert seen_first == {"A", "B"}  # the coin decides who picks first
     assert len(logged) == 30 and logged[0][1].teams is not None
+
+
+def test_interleaved_strategies_that_gather_alike_rank_one_gathering(monkeypatch):
+    user, session = busiest_shopper()
+    defined = {**BUILT_IN, **parse_strategies({"strategies": {"popular-only": {"sources": {"popular": 1.0}}}})}
+    gathered = []
+    original = Pipeline.gather
+    monkeypatch.setattr(Pipeline, "gather", lambda self, *args: gathered.append(self) or original(self, *args))
+    for pair, gatherings in ((("baseline", "default"), 1), (("popular-only", "default"), 2)):
+        experiment = live_experiment([{"name": "a", "strategy": pair[0]}, {"name": "b", "strategy": pair[1]}],
+                                     design="interleaving")
+        rec = recommender(experiment, strategies=lambda: defined)
+        pipelines = [rec._pipeline(defined[name])[0] for name in pair]
+        assert pipelines[0].gathers_like(pipelines[1], "feed") == (gatherings == 1)
+        lists = [[item.item_id for item in rec._ranked(Request("feed", user_id=user, session_id=session, n=10),
+                                                        rec.clock(), defined[name], "")[1]] for name in pair]
+        gathered.clear()
+        served = rec.feed(user, session_id=session, n=10)
+        assert len(gathered) == gatherings
+        shown: set[str] = set()  # each slot's item is the next unshown of its team's list, ranked apart
+        for item, team in zip((item.item_id for item in served.items), served.teams):
+            assert item == next(c for c in lists[team == "B"] if c not in shown)
+            shown.add(item)
 
 
 def test_a_long_interleaved_list_carries_the_credits_of_its_first_slots():

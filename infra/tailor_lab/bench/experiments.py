@@ -7,7 +7,9 @@ writes the figures as JSON.
   the adaptive strategy (the session's cluster bandit filling the slots, over clusters built from the simulated
   catalog and day), and in an interleaving experiment of baseline and default (both strategies rank, team draft
   merges), the five taken in turn request by request so that they see the same machine; p50 and p99 of each,
-  in wall time and in the thread's CPU time (which the machine's other work does not lengthen).
+  in wall time and in the thread's CPU time (which the machine's other work does not lengthen). Apart, on
+  INTERLEAVED_LISTS requests' lists of both strategies, the CPU time of team draft alone and of all an interleaved
+  list adds once both have ranked (`interleave`: team draft, its slots' probabilities and the credits).
   Beside them, the experiment's own work in each request of the third row, timed apart in CPU time: reading the live
   experiments, `assign()` on the request's ids, the strategy's lookup, the feed id and logging the exposure. A list
   served in an experiment takes its time without one plus that work, so the p99 grows by at most the work's largest
@@ -28,6 +30,7 @@ import argparse
 import datetime as dt
 import json
 import math
+import random
 import statistics
 import time
 from collections.abc import Callable
@@ -37,7 +40,8 @@ from typing import Any
 from tailor.experiments.assignment import assign, claim_slot
 from tailor.experiments.attribution import Attribution
 from tailor.experiments.definitions import new_experiment
-from tailor.experiments.feed_ids import new_feed_id
+from tailor.experiments.feed_ids import CREDIT_SLOTS, new_feed_id
+from tailor.experiments.interleaving import interleave, team_draft
 from tailor.experiments.storage import ExperimentStore, LiveExperiments
 from tailor.experiments.strategies import BUILT_IN
 from tailor.ingest.intent import SessionIntent
@@ -47,6 +51,7 @@ from tailor.personas.online import PersonaTracker
 from tailor.personas.storage import ModelSource
 from tailor.ranking import MODEL_NAME, RankingModel
 from tailor.serving import Recommender
+from tailor.serving.recommender import Request
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
 from tailor_lab.simulator import simulate
 from tailor_lab.stream import epoch_of
@@ -59,6 +64,9 @@ from .state import FEED_N, feed_requests, ingested
 __all__ = ["main", "run"]
 
 ATTRIBUTED_TYPES = ("impression", "click", "add_to_cart", "purchase")
+
+
+INTERLEAVED_LISTS = 300  # requests whose two lists the interleaving work is timed on
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,6 +97,11 @@ def format_table(report: dict[str, Any]) -> str:
     lines.append(f"the experiment's own work per request, CPU ({own['requests']} requests): p50 {own['p50_us']:.1f} us, "
                  f"p99 {own['p99_us']:.1f} us, largest {own['max_us']:.1f} us; assign() alone "
                  f"{report['feed']['assign_us']:.1f} us a call")
+    work = report["feed"]["interleaving_work"]
+    lines.append(f"an interleaved list of {work['items']} once both strategies ranked it, CPU ({work['requests']} "
+                 f"requests): team draft p50 {work['team draft']['p50_us']:.1f} us, p99 "
+                 f"{work['team draft']['p99_us']:.1f} us; with its slots' probabilities and credits p50 "
+                 f"{work['interleave']['p50_us']:.1f} us, p99 {work['interleave']['p99_us']:.1f} us")
     ingest = report["ingest"]
     lines += ["", f"Ingest CPU per event ({ingest['events']} events, {ingest['attributed_events']} echoing an "
                   f"experiment's feed id in the last row; {ingest['runs']} runs each)",
@@ -159,13 +172,39 @@ def _feeds(requests: int, seed: int) -> dict[str, Any]:
     for user, _ in asks:
         assign([experiment], "feed", user_id=user, session_id=None)
     assign_us = (time.perf_counter() - started) / len(asks) * 1e6
+    interleaving_work = _interleaving_work(plain, asks[WARMUP_REQUESTS:WARMUP_REQUESTS + INTERLEAVED_LISTS])
     return {"rows": {name: {"requests": len(values), "p50_ms": percentile(values, 50),
                             "p99_ms": percentile(values, 99), "cpu_p50_ms": percentile(cpu[name], 50),
                             "cpu_p99_ms": percentile(cpu[name], 99)} for name, values in timings.items()},
             "clusters": len(clusters.ids),
             "experiment_work": {"requests": len(own_work), "p50_us": percentile(own_work, 50),
                                 "p99_us": percentile(own_work, 99), "max_us": max(own_work)},
-            "assign_us": assign_us}
+            "assign_us": assign_us, "interleaving_work": interleaving_work}
+
+
+def _interleaving_work(recommender: Recommender, asks: list[tuple[str, str | None]], repeats: int = 5
+                       ) -> dict[str, Any]:
+    """CPU time of what an interleaved list adds once both strategies have ranked it (baseline's and default's lists
+    of each request): team draft alone, and all of `interleave` (team draft, each slot's items' probabilities, the
+    credits a feed id carries), each request's least of `repeats`, in microseconds."""
+    coin = random.Random(0)
+    now = recommender.clock()
+    spent: dict[str, list[float]] = {"team draft": [], "interleave": []}
+    for user, session in asks:
+        request = Request("feed", user_id=user, session_id=session, n=FEED_N)
+        ranking_a, ranking_b = ([item.item_id for item in recommender._ranked(request, now, BUILT_IN[name], "")[1]]
+                                for name in ("baseline", "default"))
+        for name, work in (("team draft", lambda: team_draft(ranking_a, ranking_b, FEED_N, coin)),
+                           ("interleave", lambda: interleave(ranking_a, ranking_b, FEED_N, coin, CREDIT_SLOTS))):
+            times = []
+            for _ in range(repeats):
+                started = time.thread_time()
+                work()
+                times.append(time.thread_time() - started)
+            spent[name].append(min(times) * 1e6)
+    return {"requests": len(asks), "items": FEED_N,
+            **{name: {"p50_us": percentile(values, 50), "p99_us": percentile(values, 99)}
+               for name, values in spent.items()}}
 
 
 def _started(definition: dict[str, Any], now: dt.datetime) -> Any:

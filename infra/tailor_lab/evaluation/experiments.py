@@ -38,7 +38,8 @@ Validations (alpha 0.05):
   200 queries), and the test is the product's shopper_test, Student's t-test of each shopper's credits summed over
   their visits: the centred rank credit (rank_credit: a clicked item's rank in B minus its rank in A, less its
   slot's expectation over team draft's coins, slot_baselines, vectorised here by all 1,024 coin sequences and
-  checked against the product's), and, beside it, team draft's own (clicks on A's items minus B's). A/B: each
+  checked against the product's; a list served live carries the same credit, rounded without bias to whole
+  multiples of 1/CREDIT_SCALE), and, beside it, team draft's own (clicks on A's items minus B's). A/B: each
   shopper in one arm (a fair coin), every visit gets its arm's ranking, and the test is the product's A/B test of
   CTR (tailor.experiments.stats.compare: clicks / impressions per unit by the delta method, z-test), as reports
   compute it. A run is right when its test names the better ranker (the higher expected CTR) at p < 0.05; for
@@ -48,7 +49,10 @@ Validations (alpha 0.05):
   depend on the slot and not on the item (both should be at most 5%). The two rankers' errors are independent, so
   they put the same item in few slots; beside them, candidates that agree more with ranker A, as a new ranker does
   with the one it would replace: B scoring by utility plus a share of A's own error (CANDIDATE_ERRORS), the first
-  by the same runs, the others by the normal approximation alone.
+  by the same runs, the others by the normal approximation alone. Beside each normal approximation, the ceiling of
+  such credits: the most sensitive function of a clicked item's ranks in A and in B that is centred as the rank
+  credit is and antisymmetric (swapping the rankers negates it, as fidelity asks), its weights fitted on half of the
+  approximation's shoppers and scored on the other half.
 * Open Bandit Dataset (--obd, default ../shared/data/obd; README of ../shared/data): per campaign and pooled, the CTR
   of uniform random and Bernoulli Thompson sampling (BTS), BTS's relative lift with its 95% interval and the SRM
   check of the impressions; and BTS's CTR estimated from the random logs by DM, IPW, SNIPW and DR
@@ -65,7 +69,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import NormalDist
@@ -74,7 +78,7 @@ from typing import Any
 import numpy as np
 
 from tailor.experiments.attribution import DEFAULT_REVENUE_DAYS as REVENUE_DAYS
-from tailor.experiments.interleaving import CREDIT_DRAWS, A, B, shopper_test, slot_baselines, team_draft
+from tailor.experiments.interleaving import A, B, shopper_test, slot_baselines, team_draft
 from tailor.experiments.offpolicy import estimate_all
 from tailor.experiments.report import build_report
 from tailor.experiments.statistics import QUANTITIES, SufficientStatistics, UnitTotals, increments
@@ -102,6 +106,7 @@ INTERLEAVING_TARGET = 0.95
 # The random streams of the interleaved runs: the real pair, a ranker against itself, clicks moved between visits.
 _NULL_STREAMS = {None: 52, "itself": 55, "slot clicks": 58}
 _NORMAL = NormalDist()
+_COIN_SEQUENCES = 2 ** (FEED_LENGTH // 2)  # team draft's equally likely coin sequences for a list of FEED_LENGTH
 # zr-obp's examples: relative errors estimating BTS's CTR from the random logs of `all` (small version).
 ZR_OBP_ERRORS = {"DM": 0.157, "IPW": 0.311, "SNIPW": 0.312, "DR": 0.292}
 GOALS = {"aa_fpr_fixed": (0.03, 0.07), "aa_fpr_sequential": (0.0, 0.05), "coverage": (0.93, 1.0),
@@ -643,31 +648,86 @@ def _credits(credit: str, clicked: np.ndarray, items: np.ndarray, from_a: np.nda
 
 def _rank_differences(ranking_a: np.ndarray, ranking_b: np.ndarray, items: np.ndarray) -> np.ndarray:
     """Each shown item's rank in B minus its rank in A (rows: queries; B's rows permutations of A's)."""
-    in_a = (items[:, :, None] == ranking_a[:, None, :]).argmax(axis=2)
-    in_b = (items[:, :, None] == ranking_b[:, None, :]).argmax(axis=2)
-    return (in_b - in_a).astype(float)
+    return (_ranks(ranking_b, items) - _ranks(ranking_a, items)).astype(float)
+
+
+def _ranks(ranking: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """Each shown item's rank in its row's ranking (rows: queries)."""
+    return (items[:, :, None] == ranking[:, None, :]).argmax(axis=2)
 
 
 def _slot_baselines(ranking_a: np.ndarray, ranking_b: np.ndarray, chunk: int = 64, checked: int = 3) -> np.ndarray:
     """tailor.experiments.interleaving.slot_baselines of each row's pair (rows x FEED_LENGTH), by team draft under
     every one of its 2^(FEED_LENGTH / 2) equally likely coin sequences; checked against the product's on the first
     `checked` rows."""
-    rounds = FEED_LENGTH // 2
-    patterns = (np.arange(2 ** rounds)[:, None] >> np.arange(rounds)[None, :]) & 1
-    coins = np.zeros((len(patterns), FEED_LENGTH))
-    coins[:, 0::2] = np.where(patterns == 0, 0.25, 0.75)  # the coin is tossed at the start of each round
     baselines = np.empty(ranking_a.shape)
-    for low in range(0, len(ranking_a), chunk):
-        rows = np.repeat(np.arange(low, min(low + chunk, len(ranking_a))), len(patterns))
-        tiled = np.tile(coins, (len(rows) // len(patterns), 1))
-        items, _ = _team_draft(ranking_a[rows], ranking_b[rows], tiled)
+    for rows, items in _every_team_draft(ranking_a, ranking_b, chunk):
         differences = _rank_differences(ranking_a[rows], ranking_b[rows], items)
-        baselines[low:low + chunk] = differences.reshape(-1, len(patterns), FEED_LENGTH).mean(axis=1)
+        baselines[rows[0]:rows[-1] + 1] = differences.reshape(-1, _COIN_SEQUENCES, FEED_LENGTH).mean(axis=1)
     for row in range(min(checked, len(ranking_a))):
         product = slot_baselines(ranking_a[row].tolist(), ranking_b[row].tolist(), FEED_LENGTH)
         if not np.allclose(product, baselines[row], atol=1e-9):
             raise AssertionError(f"the vectorised slot baselines differ from the product's on row {row}")
     return baselines
+
+
+def _every_team_draft(ranking_a: np.ndarray, ranking_b: np.ndarray, chunk: int
+                      ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Team draft's lists of each row's pair under every coin sequence, `chunk` rows at a time: the row of each list
+    (each row's _COIN_SEQUENCES lists in turn) and the lists' items."""
+    rounds = FEED_LENGTH // 2
+    patterns = (np.arange(_COIN_SEQUENCES)[:, None] >> np.arange(rounds)[None, :]) & 1
+    coins = np.zeros((_COIN_SEQUENCES, FEED_LENGTH))
+    coins[:, 0::2] = np.where(patterns == 0, 0.25, 0.75)  # the coin is tossed at the start of each round
+    for low in range(0, len(ranking_a), chunk):
+        rows = np.repeat(np.arange(low, min(low + chunk, len(ranking_a))), _COIN_SEQUENCES)
+        items, _ = _team_draft(ranking_a[rows], ranking_b[rows], np.tile(coins, (len(rows) // _COIN_SEQUENCES, 1)))
+        yield rows, items
+
+
+def _credit_ceiling(ranking_a: np.ndarray, ranking_b: np.ndarray, shopper: np.ndarray, unit_of_visit: np.ndarray,
+                    items: np.ndarray, clicked: np.ndarray, chunk: int = 64) -> float:
+    """The effect per shopper (mean over sd) of the most sensitive credit that is a function of a clicked item's
+    ranks in A and in B, centred by its slot's expectation over team draft's coins as the rank credit is, and
+    antisymmetric (swapping the rankers negates it, so two equally good rankers earn nothing in expectation): one
+    weight per pair of ranks, fitted on the first half of the shoppers (the linear statistic of most power,
+    covariance^-1 mean, ridged) and scored on the other half. Linear rank credit is one such function."""
+    length = FEED_LENGTH
+    upper, lower = (np.array(index) for index in zip(*((i * length + j, j * length + i) for i in range(length)
+                                                       for j in range(i + 1, length))))
+    feature = np.full(length * length, -1)  # a pair of ranks' weight, shared with its swap at the opposite sign
+    feature[upper] = feature[lower] = np.arange(len(upper))
+    sign = np.zeros(length * length, dtype=np.float32)
+    sign[upper], sign[lower] = 1.0, -1.0
+    visitor = shopper[unit_of_visit]
+    pair = _ranks(ranking_a[visitor], items) * length + _ranks(ranking_b[visitor], items)
+    visit, slot = np.nonzero(clicked)
+    shoppers = len(shopper)
+    features = np.zeros((shoppers, len(upper)), dtype=np.float32)
+    clicked_pair = pair[visit, slot]
+    apart = feature[clicked_pair] >= 0
+    np.add.at(features, (unit_of_visit[visit][apart], feature[clicked_pair][apart]), sign[clicked_pair][apart])
+    clicks_by_slot = np.zeros((shoppers, length), dtype=np.float32)
+    np.add.at(clicks_by_slot, (unit_of_visit[visit], slot), 1.0)
+    by_pool = np.argsort(shopper, kind="stable")
+    starts = np.searchsorted(shopper[by_pool], np.arange(0, len(ranking_a) + chunk, chunk))
+    for k, (rows, drafted) in enumerate(_every_team_draft(ranking_a, ranking_b, chunk)):
+        low = rows[0]
+        drafted_pair = _ranks(ranking_a[rows], drafted) * length + _ranks(ranking_b[rows], drafted)
+        # each row's and slot's share of the coin sequences that put a pair of ranks there
+        cell = ((rows - low)[:, None] * length + np.arange(length)[None, :]) * length * length + drafted_pair
+        shares = np.bincount(cell.ravel(), minlength=(rows[-1] - low + 1) * length ** 3).reshape(
+            -1, length, length * length) / _COIN_SEQUENCES
+        units = by_pool[starts[k]:starts[k + 1]]
+        expected = (shares[:, :, upper] - shares[:, :, lower]).astype(np.float32)
+        features[units] -= np.einsum("us,usf->uf", clicks_by_slot[units], expected[shopper[units] - low])
+    fit, scored = features[: shoppers // 2], features[shoppers // 2:]
+    covariance = np.cov(fit, rowvar=False)
+    ridge = 0.01 * np.trace(covariance) / len(upper)
+    weights = np.linalg.lstsq(covariance + ridge * np.eye(len(upper)), fit.mean(axis=0, dtype=float), rcond=None)[0]
+    credit = scored @ weights
+    spread = credit.std()
+    return float(abs(credit.mean()) / spread) if spread > 0 else 0.0
 
 
 def _window(population: Population, shoppers: int, days: int, rng: np.random.Generator
@@ -702,10 +762,10 @@ def _between_shopper_shares(population: Population, ranking: np.ndarray, days: i
 def _normal_approximation(population: Population, rankings: dict[str, np.ndarray], baselines: np.ndarray, days: int,
                           seed: int, difference: float, shoppers: int = APPROXIMATION_SHOPPERS) -> dict[str, float]:
     """The shoppers each test needs by the normal approximation, ((z_{1-alpha/2} + z_target) / effect)^2, the
-    effect being per shopper: the interleaved shoppers' mean credit over its sd (centred rank credit, the same
-    centred as a live list is, and team draft's), and for the A/B test the exact CTR difference over the sd of the
-    arms' delta-method influences (n/2 shoppers in each), measured on `shoppers` simulated shoppers (a cross-check of
-    the runs' search)."""
+    effect being per shopper: the interleaved shoppers' mean credit over its sd (centred rank credit, team draft's,
+    and the ceiling of credits of a clicked item's two ranks, _credit_ceiling), and for the A/B test the exact CTR
+    difference over the sd of the arms' delta-method influences (n/2 shoppers in each), measured on `shoppers`
+    simulated shoppers (a cross-check of the runs' search)."""
     rng = np.random.default_rng([seed, 57])
     shopper, unit_of_visit = _window(population, shoppers, days, rng)
     visitor = shopper[unit_of_visit]
@@ -719,19 +779,15 @@ def _normal_approximation(population: Population, rankings: dict[str, np.ndarray
     items, from_a = _team_draft(ranking_a, ranking_b, rng.random((len(visitor), FEED_LENGTH)))
     clicked = population.visits(visitor, items, rng)["clicked"]
     effects = {"ab": abs(difference) / math.sqrt(2 * spread)}
-    # As a list served live is centred: by CREDIT_DRAWS fresh team drafts of its rankings (live_credits).
-    fresh = np.zeros(items.shape)
-    for _ in range(CREDIT_DRAWS):
-        drawn, _ = _team_draft(ranking_a, ranking_b, rng.random((len(visitor), FEED_LENGTH)))
-        fresh += _rank_differences(ranking_a, ranking_b, drawn)
-    for method, credit, centre in (("interleaving", "rank", baselines[visitor]), ("team_draft", "team", 0.0),
-                                   ("interleaving_live", "rank", fresh / CREDIT_DRAWS)):
+    for method, credit, centre in (("interleaving", "rank", baselines[visitor]), ("team_draft", "team", 0.0)):
         per_shopper = np.bincount(unit_of_visit, minlength=shoppers, weights=_credits(
             credit, clicked, items, from_a, ranking_a, ranking_b, centre))
         effects[method] = abs(per_shopper.mean()) / per_shopper.std()
+    effects["credit_ceiling"] = _credit_ceiling(rankings[A], rankings[B], shopper, unit_of_visit, items, clicked)
     z = _NORMAL.inv_cdf(1 - ALPHA / 2) + _NORMAL.inv_cdf(INTERLEAVING_TARGET)
     return {method: round(float(z / effect) ** 2, 1) for method, effect in effects.items()} | {
-        "ratio": round(float(effects["interleaving"] / effects["ab"]) ** 2, 2), "shoppers": shoppers}
+        "ratio": round(float(effects["interleaving"] / effects["ab"]) ** 2, 2),
+        "credit_ceiling_ratio": round(float(effects["credit_ceiling"] / effects["ab"]) ** 2, 2), "shoppers": shoppers}
 
 
 def _team_draft(ranking_a: np.ndarray, ranking_b: np.ndarray, coins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -918,8 +974,9 @@ def format_table(report: dict[str, Any]) -> str:
                      f"(rank credit), {null['team_draft']:.3f} (team draft) and {null['ab']:.3f} (A/B) of runs, clicks "
                      f"moved between visits in {slot['interleaving']:.3f} and {slot['team_draft']:.3f}; the normal "
                      f"approximation needs {approximation['interleaving']:,.0f}, {approximation['team_draft']:,.0f} and "
-                     f"{approximation['ab']:,.0f} (ratio {approximation['ratio']:.2f}), centred as a live list is "
-                     f"{approximation['interleaving_live']:,.0f}; "
+                     f"{approximation['ab']:,.0f} (ratio {approximation['ratio']:.2f}), the best credit of a "
+                     f"clicked item's two ranks "
+                     f"{approximation['credit_ceiling']:,.0f} (ratio {approximation['credit_ceiling_ratio']:.2f}); "
                      f"{inter['between_shopper_variance_share']:.1%} of the variance of "
                      f"a visit's clicks is between shoppers, {inter['between_shopper_variance_share_window']:.1%} of a "
                      f"shopper's clicks over the days; the rankers put the same item in {inter['agreement']:.0%} of "
@@ -933,8 +990,8 @@ def format_table(report: dict[str, Any]) -> str:
                          f"B {pair['ctr']['B']:.4f}; same item in {pair['agreement']:.0%} of slots): {runs}the normal "
                          f"approximation needs {approximation['interleaving']:,.0f} shoppers interleaved, "
                          f"{approximation['team_draft']:,.0f} by team draft's credit, "
-                         f"{approximation['interleaving_live']:,.0f} centred as a live list is, {approximation['ab']:,.0f} "
-                         f"in an A/B test (ratio {approximation['ratio']:.2f})")
+                         f"{approximation['credit_ceiling']:,.0f} by the best credit of the two ranks, "
+                         f"{approximation['ab']:,.0f} in an A/B test (ratio {approximation['ratio']:.2f})")
     obd = report.get("obd")
     if obd is not None and "skipped" in obd:
         lines.append(f"Open Bandit Dataset: skipped ({obd['skipped']})")

@@ -4,7 +4,7 @@ A list served in an experiment is named `<experiment>.<variant>.<unit kind><rand
 that echoes it to its experiment and variant without a lookup, and the unit kind (u: user id, s: session id) says
 which of the event's ids the shopper is counted by. A list interleaved from two rankers carries, in place of the
 variant, what a click on each of its first CREDIT_SLOTS slots earns (tailor.experiments.interleaving.live_credits):
-`~<draws>-<credits>`, each credit times `draws` as four base-36 digits, offset to be positive (variant names cannot
+`~<scale>-<credits>`, each credit times `scale` as four base-36 digits, offset to be positive (variant names cannot
 start with ~). Any other list's id is a bare random hex, as before.
 """
 
@@ -35,15 +35,15 @@ class FeedId:
 
 
 def new_feed_id(experiment_id: str | None = None, variant: str | None = None, unit_kind: str = "u",
-                credits: Sequence[int] | None = None, draws: int = 1) -> str:
-    """A new list's id; with `credits` (whole numbers, each slot's credit times `draws`) an interleaved list's."""
+                credits: Sequence[int] | None = None, scale: int = 1) -> str:
+    """A new list's id; with `credits` (whole numbers, each slot's credit times `scale`) an interleaved list's."""
     token = uuid.uuid4().hex
     if experiment_id is None or (variant is None and credits is None):
         return token
     if credits is not None:
-        if not 1 <= draws <= 9999 or any(abs(c) >= _OFFSET for c in credits):
-            raise ValueError(f"credits must lie within +-{_OFFSET - 1} and draws in 1..9999")
-        variant = f"~{draws}-" + "".join(_base36(c + _OFFSET) for c in list(credits)[:CREDIT_SLOTS])
+        if not 1 <= scale <= 9999 or any(abs(c) >= _OFFSET for c in credits):
+            raise ValueError(f"credits must lie within +-{_OFFSET - 1} and scale in 1..9999")
+        variant = f"~{scale}-" + "".join(_base36(c + _OFFSET) for c in list(credits)[:CREDIT_SLOTS])
     return f"{experiment_id}.{variant}.{unit_kind}{token}"
 
 
@@ -61,8 +61,8 @@ def parse_feed_id(feed_id: str | None) -> FeedId | None:
     found = _CREDITS.fullmatch(variant)
     if found is None:
         return None
-    draws, digits = int(found[1]), found[2]
-    credits = tuple((int(digits[k:k + _WIDTH], 36) - _OFFSET) / draws for k in range(0, len(digits), _WIDTH))
+    scale, digits = int(found[1]), found[2]
+    credits = tuple((int(digits[k:k + _WIDTH], 36) - _OFFSET) / scale for k in range(0, len(digits), _WIDTH))
     return FeedId(experiment_id, INTERLEAVED, rest[0], credits)
 
 

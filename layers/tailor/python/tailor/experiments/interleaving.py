@@ -18,29 +18,46 @@ same rank earns nothing however the coin fell, and one A puts far above B earns 
 that clicks that depend on the slot alone earn nothing in expectation; on team draft's lists this credit does not
 by itself, so each slot's credit is centred by its exact expectation over team draft's coins (`slot_baselines`),
 which makes it so for any click model that ignores the items. A shopper's centred credits, summed over their
-queries, go to the same `shopper_test`. A list served live is centred by fresh team drafts of its rankings instead
-(`live_credits`): unbiased too, and cheap enough for a request.
+queries, go to the same `shopper_test`.
+
+The expectations come from `slot_shares`, each slot's probability of each item under team draft's coins, exactly and
+in time linear in the slots times the items: team draft's state after any slot is where each ranking's next unshown
+item sits and how many picks one team leads by (what was shown is both rankings' heads up to those places), so the
+paths through the coins merge into few states. The same shares give each served slot's probability of its item, the
+propensity an off-policy estimate needs. A list served live carries its credits rounded at random, without bias, to
+whole multiples of 1/CREDIT_SCALE (`live_credits`), so a feed id holds them exactly.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["A", "B", "CREDIT_DRAWS", "InterleavingResult", "ShopperTestResult", "click_difference", "credit",
-           "interleaving_test", "live_credits", "rank_credit", "rank_difference", "shopper_test", "shopper_test_of",
-           "sign_test", "slot_baselines", "student_t_sf", "team_draft"]
+__all__ = ["A", "B", "CREDIT_SCALE", "Interleaved", "InterleavingResult", "ShopperTestResult", "click_difference",
+           "credit", "interleave", "interleaving_test", "live_credits", "rank_credit", "rank_difference",
+           "shopper_test", "shopper_test_of", "sign_test", "slot_baselines", "slot_shares", "student_t_sf",
+           "team_draft"]
 
 A, B = "A", "B"
 ALPHA = 0.05
-CREDIT_DRAWS = 32  # fresh team drafts that centre a live list's rank credits (live_credits)
+CREDIT_SCALE = 256  # a live list's credits are whole multiples of 1 / CREDIT_SCALE (live_credits)
 
 
 class _Coin(Protocol):
     def random(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class Interleaved:
+    """A list served interleaved: its items with the team that put each there, what a click on each of its first
+    slots earns (live_credits, times CREDIT_SCALE) and each slot's probability of its item over team draft's coins."""
+
+    merged: list[tuple[Hashable, str]]
+    credits: list[int]
+    probabilities: list[float]
 
 
 @dataclass(frozen=True)
@@ -101,6 +118,17 @@ def team_draft(ranking_a: Sequence[Hashable], ranking_b: Sequence[Hashable], len
     return merged
 
 
+def interleave(ranking_a: Sequence[Hashable], ranking_b: Sequence[Hashable], length: int, coin: _Coin,
+               credit_slots: int) -> Interleaved:
+    """The team draft of `length` items to serve, the credits of its first `credit_slots` slots and its slots'
+    probabilities."""
+    merged = team_draft(ranking_a, ranking_b, length, coin)
+    shares = slot_shares(ranking_a, ranking_b, len(merged))
+    baselines = slot_baselines(ranking_a, ranking_b, len(merged), shares)
+    credits = live_credits(ranking_a, ranking_b, merged[:credit_slots], coin, baselines=baselines)
+    return Interleaved(merged, credits, [shares[slot][item] for slot, (item, _) in enumerate(merged)])
+
+
 def credit(interleaved: Sequence[tuple[Hashable, str]], clicked_positions: Iterable[int]) -> int:
     """+1 when A's items got more of the query's clicks, -1 when B's did, 0 for a tie."""
     a = b = 0
@@ -131,31 +159,83 @@ def rank_difference(ranking_a: Sequence[Hashable], ranking_b: Sequence[Hashable]
 
 
 def live_credits(ranking_a: Sequence[Hashable], ranking_b: Sequence[Hashable],
-                 interleaved: Sequence[tuple[Hashable, str]], coin: _Coin, draws: int = CREDIT_DRAWS) -> list[int]:
-    """Each slot's centred rank credit for a list served live, times `draws` (whole numbers, so that a feed id
-    carries them exactly): the slot's rank difference times `draws`, less the sum of the rank differences at that
-    slot over `draws` fresh team drafts of the same rankings. Divided by `draws`, a click's credit is its rank
-    difference centred by an unbiased estimate of the slot's baseline, independent of the served list's coins, so
-    clicks that depend on the slot alone still earn nothing in expectation; the exact baseline (slot_baselines)
-    walks every coin sequence, tens of milliseconds a list in the worst case."""
-    if draws < 1:
-        raise ValueError("draws must be at least 1")
+                 interleaved: Sequence[tuple[Hashable, str]], coin: _Coin, scale: int = CREDIT_SCALE,
+                 baselines: Sequence[float] | None = None) -> list[int]:
+    """Each slot's centred rank credit times `scale`, as whole numbers (what a feed id carries): the slot's rank
+    difference less its baseline (`baselines` as slot_baselines gives them), rounded down or up at random with the
+    chances that keep its expectation, so that clicks that depend on the slot alone still earn nothing."""
+    if scale < 1:
+        raise ValueError("scale must be at least 1")
+    if baselines is None:
+        baselines = slot_baselines(ranking_a, ranking_b, len(interleaved))
+    if len(baselines) < len(interleaved):
+        raise ValueError(f"baselines has {len(baselines)} slots for an interleaved list of {len(interleaved)}")
     difference = _rank_differences(ranking_a, ranking_b)
-    totals = [draws * difference(item) for item, _ in interleaved]
-    for _ in range(draws):
-        for slot, (item, _) in enumerate(team_draft(ranking_a, ranking_b, len(interleaved), coin)):
-            totals[slot] -= difference(item)
-    return totals
+    credits = []
+    for (item, _), baseline in zip(interleaved, baselines):
+        scaled = (difference(item) - baseline) * scale
+        whole = math.floor(scaled)
+        credits.append(whole + (coin.random() < scaled - whole))
+    return credits
 
 
-def slot_baselines(ranking_a: Sequence[Hashable], ranking_b: Sequence[Hashable], length: int) -> list[float]:
+def slot_shares(ranking_a: Sequence[Hashable], ranking_b: Sequence[Hashable], length: int
+                ) -> list[dict[Hashable, float]]:
+    """Each slot's items with their probability of being put there by team_draft over its coins, exactly (as many
+    slots as a list may reach, at most `length`; a slot some lists do not reach has probabilities summing below 1)."""
+    if length < 0:
+        raise ValueError("length must not be negative")
+    rankings = {A: list(dict.fromkeys(ranking_a)), B: list(dict.fromkeys(ranking_b))}
+    places = {team: {item: place for place, item in enumerate(ranking)} for team, ranking in rankings.items()}
+    other = {A: B, B: A}
+
+    def unshown(team: str, place: int, other_place: int) -> int:
+        # the first place from `place` on whose item the other ranking's head (up to other_place) did not show
+        ranking, elsewhere = rankings[team], places[other[team]]
+        while place < len(ranking) and elsewhere.get(ranking[place], other_place) < other_place:
+            place += 1
+        return place
+
+    # a state: the place of A's and of B's next unshown item, and A's picks less B's
+    states: dict[tuple[int, int, int], float] = {(0, 0, 0): 1.0}
+    shares: list[dict[Hashable, float]] = []
+    for _ in range(length):
+        following: dict[tuple[int, int, int], float] = defaultdict(float)
+        slot: dict[Hashable, float] = defaultdict(float)
+        for (place_a, place_b, lead), probability in states.items():
+            turns = ((A, probability),) if lead < 0 else ((B, probability),) if lead > 0 else (
+                (A, probability / 2), (B, probability / 2))
+            for team, chance in turns:
+                heads = {A: place_a, B: place_b}
+                if heads[team] == len(rankings[team]):  # run out: the other team picks
+                    team = other[team]
+                    if heads[team] == len(rankings[team]):
+                        continue  # both run out: the list ends before this slot
+                item = rankings[team][heads[team]]
+                heads[team] += 1
+                heads[other[team]] = unshown(other[team], heads[other[team]], heads[team])
+                heads[team] = unshown(team, heads[team], heads[other[team]])
+                slot[item] += chance
+                following[(heads[A], heads[B], lead + (1 if team == A else -1))] += chance
+        if not slot:
+            break
+        shares.append(dict(slot))
+        states = following
+    return shares
+
+
+def slot_baselines(ranking_a: Sequence[Hashable], ranking_b: Sequence[Hashable], length: int,
+                   shares: Sequence[Mapping[Hashable, float]] | None = None) -> list[float]:
     """Each slot's rank difference averaged over team draft's coins, exactly (0 for a slot a list may not reach):
-    what a click on that slot earns in expectation whatever the item."""
-    totals = [0.0] * length
-    for items, probability in _team_draft_lists(ranking_a, ranking_b, length).items():
-        for slot, item in enumerate(items):
-            totals[slot] += probability * rank_difference(ranking_a, ranking_b, item)
-    return totals
+    what a click on that slot earns in expectation whatever the item. `shares` as slot_shares gives them."""
+    if length < 0:
+        raise ValueError("length must not be negative")
+    if shares is None:
+        shares = slot_shares(ranking_a, ranking_b, length)
+    difference = _rank_differences(ranking_a, ranking_b)
+    baselines = [math.fsum(probability * difference(item) for item, probability in slot.items())
+                 for slot in list(shares)[:length]]
+    return baselines + [0.0] * (length - len(baselines))
 
 
 def rank_credit(ranking_a: Sequence[Hashable], ranking_b: Sequence[Hashable],
@@ -263,38 +343,6 @@ def _rank(ranking: Sequence[Hashable], item: Hashable) -> int:
         return list(ranking).index(item) + 1
     except ValueError:
         return len(ranking) + 1
-
-
-def _team_draft_lists(ranking_a: Sequence[Hashable], ranking_b: Sequence[Hashable], length: int
-                      ) -> dict[tuple, float]:
-    """Every list team_draft can merge, with its probability: its steps followed for both sides of each coin, the
-    paths that reach the same state (items, picks, exhausted teams) merged, so the states stay few."""
-    if length < 0:
-        raise ValueError("length must not be negative")
-    sources = {A: list(ranking_a), B: list(ranking_b)}
-    states: dict[tuple, float] = {((), 0, 0, frozenset()): 1.0}
-    lists: dict[tuple, float] = defaultdict(float)
-    while states:
-        following: dict[tuple, float] = defaultdict(float)
-        for (items, picked_a, picked_b, exhausted), probability in states.items():
-            if len(items) >= length or len(exhausted) == 2:
-                lists[items] += probability
-                continue
-            if picked_a != picked_b:
-                turns = [(A if picked_a < picked_b else B, 1.0)]
-            else:
-                turns = [(A, 0.5), (B, 0.5)]
-            for team, share in turns:
-                if team in exhausted:
-                    team = B if team == A else A
-                item = next((candidate for candidate in sources[team] if candidate not in items), None)
-                if item is None:
-                    following[(items, picked_a, picked_b, exhausted | {team})] += probability * share
-                else:
-                    following[(items + (item,), picked_a + (team == A), picked_b + (team == B), exhausted)] += (
-                        probability * share)
-        states = following
-    return dict(lists)
 
 
 def student_t_sf(t: float, df: float) -> float:

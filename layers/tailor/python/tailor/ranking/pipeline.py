@@ -156,6 +156,14 @@ class Pipeline:
         left_out = [item for item in chosen if item not in records]
         return Gathered(ctx, candidates, candidate_features(ctx, candidates), left_out)
 
+    def gathers_like(self, other: Pipeline, route: str) -> bool:
+        """Whether `other` gathers a request on `route` as this pipeline does (the same sources, store, cache, reads
+        and intent), so that one gathering serves both pipelines' rankings."""
+        mine, theirs = self.routes[route], other.routes[route]
+        return (mine.sources is theirs.sources and mine.fallback is theirs.fallback and self.store is other.store
+                and self.cache is other.cache and self.intent_model is other.intent_model
+                and self.factors is other.factors and _gathering_settings(self) == _gathering_settings(other))
+
     def blend(self, gathered: Gathered, *, weights: Mapping[str, float] | None = None,
               scorers: Sequence[Scorer] | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Each candidate's weighted sum of scorer terms (diversity aside), and the terms and raw values."""
@@ -357,3 +365,8 @@ def _absorb(ctx: RankingContext, table: str, key: str, value: Any) -> None:
         ctx.queries[key] = value
     ctx.resolved.add((table, key))
     ctx.version += 1
+
+
+def _gathering_settings(pipeline: Pipeline) -> tuple:
+    return (pipeline.max_candidates, pipeline.read_waves, pipeline.wave_keys, pipeline.prefetch, pipeline.trend_days,
+            pipeline.half_life_days)

@@ -26,7 +26,7 @@ from tailor.events import Event, parse_event
 from tailor.experiments.assignment import Assignment, assign
 from tailor.experiments.definitions import Experiment
 from tailor.experiments.feed_ids import CREDIT_SLOTS, new_feed_id
-from tailor.experiments.interleaving import CREDIT_DRAWS, live_credits, team_draft
+from tailor.experiments.interleaving import CREDIT_SCALE, interleave
 from tailor.experiments.strategies import BUILT_IN, Strategy
 from tailor.intent import MODEL_NAME as INTENT_MODEL
 from tailor.intent import IntentFactors, IntentModel
@@ -270,12 +270,15 @@ class Recommender:
                 logger.exception("exposure not logged", extra={"feed_id": ranking.feed_id})
         return ranking
 
-    def _ranked(self, request: Request, now: float, strategy: Strategy | None, feed_id: str
+    def _ranked(self, request: Request, now: float, strategy: Strategy | None, feed_id: str,
+                gathered: Gathered | None = None
                 ) -> tuple[Gathered, list[RankedItem], list[float] | None, ProbabilityModel]:
-        """The request's list as `strategy` ranks it (None: the default pipeline): what was gathered, the items,
-        each slot's probability when a bandit drew them (an adaptive feed), and the ranker."""
+        """The request's list as `strategy` ranks it (None: the default pipeline): what was gathered (or `gathered`,
+        what a pipeline that gathers alike gathered for it), the items, each slot's probability when a bandit drew
+        them (an adaptive feed), and the ranker."""
         pipeline, model = (self.pipeline, self.model) if strategy is None else self._pipeline(strategy)
-        gathered = pipeline.gather(request, now)
+        if gathered is None:
+            gathered = pipeline.gather(request, now)
         adaptive = self._adaptive_feed(strategy, request.route)
         if adaptive is None:
             return gathered, pipeline.rank(gathered), None, model
@@ -293,22 +296,27 @@ class Recommender:
 
     def _interleaved(self, request: Request, now: float, assignment: Assignment) -> Ranking:
         """The team draft of the interleaving experiment's two variants' lists (A: the first variant), what a click
-        on each slot earns carried in the feed id; each slot's coin had probability 1/2."""
+        on each slot earns carried in the feed id; each slot's probability is its item's there over team draft's
+        coins."""
         experiment = assignment.experiment
         strategies = [self._strategy(variant.strategy, experiment.experiment_id) for variant in experiment.variants]
-        ranked = [self._ranked(request, now, strategy, "") for strategy in strategies]
+        first = self._ranked(request, now, strategies[0], "")
+        # Strategies that differ only in how they score (weights, ranker, terms) rank one gathering of candidates.
+        alike = self._pipeline(strategies[0])[0].gathers_like(self._pipeline(strategies[1])[0], request.route)
+        ranked = [first, self._ranked(request, now, strategies[1], "", gathered=first[0] if alike else None)]
         by_id = {item.item_id: item for _, items, _, _ in reversed(ranked) for item in items}
         ranking_a, ranking_b = ([item.item_id for item in items] for _, items, _, _ in ranked)
-        merged = team_draft(ranking_a, ranking_b, request.n, self._coin)
-        teams = [team for _, team in merged]
-        credits = live_credits(ranking_a, ranking_b, merged[:CREDIT_SLOTS], self._coin)  # what the feed id carries
-        feed_id = new_feed_id(experiment.experiment_id, unit_kind=assignment.unit_kind, credits=credits,
-                              draws=CREDIT_DRAWS)
+        served = interleave(ranking_a, ranking_b, request.n, self._coin, CREDIT_SLOTS)
+        teams = [team for _, team in served.merged]
+        feed_id = new_feed_id(experiment.experiment_id, unit_kind=assignment.unit_kind, credits=served.credits,
+                              scale=CREDIT_SCALE)
         labels = list(dict.fromkeys(model.label for _, _, _, model in ranked))
         gathered = ranked[0][0]
-        return Ranking(feed_id, [by_id[item_id] for item_id, _ in merged], " / ".join(labels),
-                       sum(g.ctx.round_trips for g, _, _, _ in ranked), gathered.ctx.intent_mixture(), assignment,
-                       " / ".join(strategy.name for strategy in strategies), [0.5] * len(merged), teams)
+        return Ranking(feed_id, [by_id[item_id] for item_id, _ in served.merged], " / ".join(labels),
+                       sum(g.ctx.round_trips for g in {id(g): g for g, _, _, _ in ranked}.values()),
+                       gathered.ctx.intent_mixture(), assignment,
+                       " / ".join(strategy.name for strategy in strategies),
+                       [round(p, 6) for p in served.probabilities], teams)
 
     def _strategy(self, name: str, experiment_id: str) -> Strategy:
         """The strategy of that name; the default when the configuration no longer defines it."""
