@@ -260,9 +260,13 @@ class Candidates:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def sources_of(self, i: int) -> list[str]:
-        """The sources that proposed candidate i."""
-        return [name for name, strength in self.strengths.items() if strength[i] > 0]
+    def sources_of(self, indices: Sequence[int]) -> list[list[str]]:
+        """The sources that proposed each of the candidates at `indices`."""
+        names = list(self.strengths)
+        if not names:
+            return [[] for _ in indices]
+        proposed = np.column_stack([self.strengths[name][indices] > 0 for name in names]).tolist()
+        return [[name for name, found in zip(names, row) if found] for row in proposed]
 
 
 def merge_proposals(proposals: list[tuple[str, float, dict[str, float]]], limit: int) -> list[str]:

@@ -206,17 +206,16 @@ class Pipeline:
         searches = {source.name: source.explain() for source in (*route.sources, *route.fallback)
                     if hasattr(source, "explain")} if explain else {}
         ranked = []
-        for i, d in zip(order.tolist(), diversity.tolist()):
+        scores = [round(score, 6) for score in (base[order] + diversity_weight * diversity).tolist()]
+        for i, d, score, sources in zip(order.tolist(), diversity.tolist(), scores, candidates.sources_of(order)):
             explained = search = None
-            sources = candidates.sources_of(i)
             if explain:
                 search = next((searches[name] for name in sources if searches.get(name)), None)
                 explained = {name: round(float(values[i]), 6) for name, values in parts.items()}
                 if diversity_weight:
                     explained["diversity"] = round(d, 6)
                 explained.update({f"weight_{name}": float(w) for name, w in weights.items() if w})
-            score = base[i] + diversity_weight * d
-            ranked.append(RankedItem(candidates.ids[i], round(float(score), 6), sources, explained, search=search))
+            ranked.append(RankedItem(candidates.ids[i], score, sources, explained, search=search))
         return ranked
 
     def weights(self, ctx: RankingContext) -> dict[str, float]:
