@@ -157,6 +157,18 @@ def test_a_new_action_is_weighed_whatever_ended_the_last_and_the_browsed_categor
     ]
 
 
+def test_a_click_is_the_pages_own_only_when_it_comes_as_the_page_is_left():
+    def kind_of_click(at: float) -> str:
+        return observed({"event_type": "category_browse", "category": "c1"},
+                        {"event_type": "view", "item_id": "a", "category": "c1", "t": 10.0},
+                        {"event_type": "dwell", "item_id": "a", "dwell_ms": 5_000, "t": 15.0},
+                        {"event_type": "click", "item_id": "r", "category": "c3", "t": at})[-1].kind
+
+    assert kind_of_click(15.3) == kind_of_click(14.8) == "click_in_page"  # either event may arrive first
+    assert kind_of_click(16.0) == "click"  # a click in a listing, a second after
+    assert kind_of_click(5.0) == "click"  # one made before the page was open, delivered late
+
+
 def test_a_filter_state_kept_before_the_browsed_category_steps_on_from_the_last_events():
     first, second = events({"event_type": "category_browse", "category": "c1"},
                            {"event_type": "view", "item_id": "a", "category": "c1"})

@@ -264,8 +264,8 @@ def _observe(state: SessionState | None, event: Event, parts: list[str] | None) 
         detail = "unavailable"  # saved for when it is back: often an item the shopper meant to buy
     if page is not None and kind in _ON_PAGE:
         kind += "_in_page"
-    elif kind == "click" and previous == "dwell" and event.epoch - state.last_seen < WIDGET_SECONDS:
-        kind = "click_in_page"
+    elif kind == "click" and previous == "dwell" and abs(event.epoch - state.last_seen) < WIDGET_SECONDS:
+        kind = "click_in_page"  # as the page was left (either event may come first); an older click came late
     extra: tuple[str, ...] = ()
     if kind in _CATEGORIZED and detail.split(" ", 1)[0] in _MOVES_OUT and event.category:
         # The category the shopper moves to: who browses it (and so what they tend to come for).
