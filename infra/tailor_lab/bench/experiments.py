@@ -7,7 +7,8 @@ writes the figures as JSON.
   the adaptive strategy (the session's cluster bandit filling the slots, over clusters built from the simulated
   catalog and day), and in an interleaving experiment of baseline and default (both strategies rank, team draft
   merges), the five taken in turn request by request so that they see the same machine; p50 and p99 of each,
-  in wall time and in the thread's CPU time (which the machine's other work does not lengthen). Apart, on
+  in wall time and in the thread's CPU time (which the machine's other work does not lengthen), with the
+  benchmark's own objects frozen out of the collector's passes, as the API freezes what its init made. Apart, on
   INTERLEAVED_LISTS requests' lists of both strategies, the CPU time of team draft alone and of all an interleaved
   list adds once both have ranked (`interleave`: team draft, its slots' probabilities and the credits).
   Beside them, the experiment's own work in each request of the third row, timed apart in CPU time: reading the live
@@ -153,21 +154,22 @@ def _feeds(requests: int, seed: int) -> dict[str, Any]:
     timings: dict[str, list[float]] = {name: [] for name in recommenders}
     cpu: dict[str, list[float]] = {name: [] for name in recommenders}
     own_work: list[float] = []
-    for n, (user, session) in enumerate(asks):
-        order = list(recommenders.items())
-        for name, recommender in order if n % 2 else reversed(order):
-            work.reset()
-            started, started_cpu = time.perf_counter(), time.thread_time()
-            recommender.feed(user, session_id=session, n=FEED_N)
+    with frozen_heap():  # as the API freezes what its init made (functions/api/app.py)
+        for n, (user, session) in enumerate(asks):
+            order = list(recommenders.items())
+            for name, recommender in order if n % 2 else reversed(order):
+                work.reset()
+                started, started_cpu = time.perf_counter(), time.thread_time()
+                recommender.feed(user, session_id=session, n=FEED_N)
+                if n >= WARMUP_REQUESTS:
+                    timings[name].append((time.perf_counter() - started) * 1000)
+                    cpu[name].append((time.thread_time() - started_cpu) * 1000)
             if n >= WARMUP_REQUESTS:
-                timings[name].append((time.perf_counter() - started) * 1000)
-                cpu[name].append((time.thread_time() - started_cpu) * 1000)
-        if n >= WARMUP_REQUESTS:
-            # What the recommender does with the live experiments besides reading them and logging: assign the
-            # request's ids and name its feed id, the same calls on the same arguments.
-            found = work.timed(assign)(live(now.timestamp()), "feed", user_id=user, session_id=session)
-            work.timed(new_feed_id)(found.experiment.experiment_id, found.variant_name, found.unit_kind)
-            own_work.append(work.spent * 1e6)
+                # What the recommender does with the live experiments besides reading them and logging: assign the
+                # request's ids and name its feed id, the same calls on the same arguments.
+                found = work.timed(assign)(live(now.timestamp()), "feed", user_id=user, session_id=session)
+                work.timed(new_feed_id)(found.experiment.experiment_id, found.variant_name, found.unit_kind)
+                own_work.append(work.spent * 1e6)
     started = time.perf_counter()
     for user, _ in asks:
         assign([experiment], "feed", user_id=user, session_id=None)
