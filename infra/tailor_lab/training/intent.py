@@ -16,7 +16,7 @@ tailor.intent.IntentModel runs: input "features" (float32, n x k), output "proba
 in tailor.intent.INTENTS order). Its metadata (names of its features, the classes, the training data,
 the evaluation) is embedded in the graph and published with it.
 
-    tailor train intent [--shoppers 24000 --days 4 --seed 7] [--eval-seed 8] [--out DIR] [--publish]
+    tailor train intent [--shoppers 48000 --days 4 --seed 7] [--eval-seed 8] [--out DIR] [--publish]
                         [--write-default] [--json PATH]
 
 `tailor evaluate intent` (tailor_lab.evaluation.intent) measures a model on held-out simulations and on
@@ -94,7 +94,7 @@ def train_intent(train: Examples, *, seed: int = 0, threads: int = 1, source: st
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tailor train intent", description=__doc__.split("\n\n")[0])
     # Calibrated shoppers visit about once in three weeks: a few days give about a session per shopper.
-    parser.add_argument("--shoppers", type=int, default=24000, help="simulated shoppers (default 24000)")
+    parser.add_argument("--shoppers", type=int, default=48000, help="simulated shoppers (default 48000)")
     parser.add_argument("--days", type=float, default=4.0, help="simulated days (default 4)")
     parser.add_argument("--seed", type=int, default=7, help="simulation seed of the training data (default 7)")
     parser.add_argument("--eval-seed", type=int, default=8, help="seed of the held-out simulation (default 8)")
