@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numpy as np
+
 __all__ = ["CREDIT_SLOTS", "INTERLEAVED", "FeedId", "new_feed_id", "parse_feed_id"]
 
 INTERLEAVED = "interleaved"  # the variant an interleaved list's events count under
@@ -23,7 +25,6 @@ CREDIT_SLOTS = 32  # the slots of an interleaved list whose clicks earn credit: 
 _WIDTH = 4
 _OFFSET = 36 ** _WIDTH // 2
 _CREDITS = re.compile(rf"~([1-9][0-9]{{0,3}})-((?:[0-9a-z]{{{_WIDTH}}}){{1,{CREDIT_SLOTS}}})")
-_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,8 @@ def new_feed_id(experiment_id: str | None = None, variant: str | None = None, un
     if credits is not None:
         if not 1 <= scale <= 9999 or any(abs(c) >= _OFFSET for c in credits):
             raise ValueError(f"credits must lie within +-{_OFFSET - 1} and scale in 1..9999")
-        variant = f"~{scale}-" + "".join(_base36(c + _OFFSET) for c in list(credits)[:CREDIT_SLOTS])
+        variant = f"~{scale}-" + "".join(np.base_repr(int(c) + _OFFSET, 36).lower().zfill(_WIDTH)
+                                          for c in list(credits)[:CREDIT_SLOTS])
     return f"{experiment_id}.{variant}.{unit_kind}{token}"
 
 
@@ -65,10 +67,3 @@ def parse_feed_id(feed_id: str | None) -> FeedId | None:
     credits = tuple((int(digits[k:k + _WIDTH], 36) - _OFFSET) / scale for k in range(0, len(digits), _WIDTH))
     return FeedId(experiment_id, INTERLEAVED, rest[0], credits)
 
-
-def _base36(value: int) -> str:
-    out = []
-    for _ in range(_WIDTH):
-        value, digit = divmod(value, 36)
-        out.append(_DIGITS[digit])
-    return "".join(reversed(out))

@@ -155,7 +155,7 @@ def click_difference(interleaved: Sequence[tuple[Hashable, str]], clicked_positi
 def rank_difference(ranking_a: Sequence[Hashable], ranking_b: Sequence[Hashable], item: Hashable) -> int:
     """The item's rank in B minus its rank in A (> 0: A ranks it higher); an item a ranking lacks ranks just past
     its end."""
-    return _rank(ranking_b, item) - _rank(ranking_a, item)
+    return _rank_differences(ranking_a, ranking_b)(item)
 
 
 def live_credits(ranking_a: Sequence[Hashable], ranking_b: Sequence[Hashable],
@@ -247,11 +247,12 @@ def rank_credit(ranking_a: Sequence[Hashable], ranking_b: Sequence[Hashable],
         baselines = slot_baselines(ranking_a, ranking_b, len(interleaved))
     if len(baselines) < len(interleaved):
         raise ValueError(f"baselines has {len(baselines)} slots for an interleaved list of {len(interleaved)}")
+    difference = _rank_differences(ranking_a, ranking_b)
     total = 0.0
     for position in set(clicked_positions):
         if not 0 <= position < len(interleaved):
             raise ValueError(f"clicked position {position} is outside the interleaved list of {len(interleaved)}")
-        total += rank_difference(ranking_a, ranking_b, interleaved[position][0]) - baselines[position]
+        total += difference(interleaved[position][0]) - baselines[position]
     return total
 
 
@@ -336,13 +337,6 @@ def _rank_differences(ranking_a: Sequence[Hashable], ranking_b: Sequence[Hashabl
         ranks.append((found, len(ranking) + 1))
     (in_a, past_a), (in_b, past_b) = ranks
     return lambda item: in_b.get(item, past_b) - in_a.get(item, past_a)
-
-
-def _rank(ranking: Sequence[Hashable], item: Hashable) -> int:
-    try:
-        return list(ranking).index(item) + 1
-    except ValueError:
-        return len(ranking) + 1
 
 
 def student_t_sf(t: float, df: float) -> float:
