@@ -83,3 +83,35 @@ def test_the_persona_oracle_tells_most_shoppers_personas_from_their_events():
     # Without their events, every shopper gets the commonest persona: the index falls to nothing.
     blind = _persona_oracle(simulation, [{**e, "event_type": "search"} for e in simulation.events])
     assert adjusted_rand_score(true, list(blind.values())) < 0.1
+
+
+def test_the_block_measurement_runs_end_to_end_on_a_small_simulation(monkeypatch):
+    import tailor.personas.clustering as clustering
+    from tailor_lab.evaluation import persona_blocks
+
+    monkeypatch.setattr(persona_blocks, "KS", (2, 3))
+    monkeypatch.setattr(clustering, "STARTS", 1)
+    report = persona_blocks.measure(shoppers=300, days=8, test_days=1, seed=5)
+    assert report["shoppers_compared"] > 100 and 0.0 < report["ari_oracle"] <= 1.0
+    assert set(report["supervised"]) >= {"features", "brand", "price", "mean_vector"}
+    assert len(report["gaussian"]) == 6 and len(report["items"]) == 4
+    assert all(-1.0 <= row["ari"] <= 1.0 for row in report["gaussian"] + report["items"])
+
+
+def test_recovery_alone_replays_the_training_window_and_ranks_nothing(tmp_path, monkeypatch, capsys):
+    import json
+
+    import tailor.personas.clustering as clustering
+    from tailor_lab.evaluation.personas import main
+
+    monkeypatch.setattr(clustering, "STARTS", 1)
+    out = tmp_path / "recovery.json"
+    assert main(["--recovery-only", "--shoppers", "300", "--days", "8", "--test-days", "1", "--seed", "5",
+                 "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    simulated = report["simulator"]
+    assert "diginetica" not in report and "ranking" not in simulated and "lift" not in simulated
+    assert simulated["shoppers_compared"] > 100 and 0.0 < simulated["ari_oracle"] <= 1.0
+    assert -1.0 <= simulated["ari_rebuild"] <= 1.0 and -1.0 <= simulated["ari_online"] <= 1.0
+    printed = capsys.readouterr().out
+    assert "ARI vs true personas" in printed and "Re-ranking" not in printed

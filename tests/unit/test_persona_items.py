@@ -7,7 +7,8 @@ import numpy as np
 
 from tailor.personas.clustering import ItemCounts, choose_k, fit_mixture
 from tailor.personas.features import FeatureSpace
-from tailor.personas.model import PersonaModel
+from tailor.personas.model import SIGNAL_MARK, PersonaModel, persona_evidence
+from tailor.shopper import ShopperState
 
 SPACE = FeatureSpace(("books",), {}, {"*": np.linspace(0, 100, 21)})
 
@@ -68,3 +69,39 @@ def test_the_item_term_survives_storage_and_a_model_without_one_still_loads():
     np.savez_compressed(buffer, **arrays)
     older = PersonaModel.from_bytes(buffer.getvalue())  # published before the item term
     assert older.taste_items == [] and older.item_log_likelihood(["a"]).tolist() == [0.0, 0.0]
+
+
+def test_a_shoppers_evidence_is_their_items_then_a_token_per_signal_that_no_item_id_can_be():
+    shopper = ShopperState(user_id="u1", first_seen=0.0, last_seen=0.0, recent_items=["a", "b"],
+                           referral_sources={"email": 2, "social": 99},
+                           profile={"age": 34, "location": "Lyon", "interests": ["hiking"]})
+    tokens = persona_evidence(shopper)
+    assert tokens[:2] == ["a", "b"]
+    signals = [t for t in tokens[2:]]
+    assert all(t.startswith(SIGNAL_MARK) for t in signals)
+    assert signals.count(f"{SIGNAL_MARK}referral:email") == 2
+    assert signals.count(f"{SIGNAL_MARK}referral:social") == 30  # a source's visits count up to MAX_REFERRALS
+    assert {f"{SIGNAL_MARK}age:30s", f"{SIGNAL_MARK}location:Lyon", f"{SIGNAL_MARK}interest:hiking"} <= set(signals)
+    assert persona_evidence(ShopperState(user_id="u2", first_seen=0.0, last_seen=0.0)) == []
+
+
+def test_a_signal_the_model_has_no_column_for_says_nothing_while_an_unknown_item_is_any_other_item():
+    email = f"{SIGNAL_MARK}referral:email"
+    model = model_with_items(np.log(np.array([[0.5, 0.2, 0.3], [0.1, 0.6, 0.3]])), ["a", email])
+    assert np.allclose(model.item_log_likelihood(["a", email]), np.log([0.5 * 0.2, 0.1 * 0.6]))
+    assert np.allclose(model.item_log_likelihood(["a", f"{SIGNAL_MARK}referral:social"]), np.log([0.5, 0.1]))
+    assert np.allclose(model.item_log_likelihood(["a", "z"]), np.log([0.5 * 0.3, 0.1 * 0.3]))
+    counts = ItemCounts([["a", email, f"{SIGNAL_MARK}age:20s", "z"]], ["a", email])
+    assert sorted(counts.cols.tolist()) == [0, 1, 2]  # the unknown signal left out, "z" in the last column
+
+
+def test_personas_that_differ_only_in_where_their_visits_come_from_are_told_apart_by_it():
+    z, group, recent, _ = shoppers_who_differ_by_items_alone(groups=2)
+    shared = [[f"g0-{j}" for j in range(4)] for _ in recent]  # the same items for everyone
+    sources = ["email", "social"]
+    shoppers = [ShopperState(user_id=f"u{i}", first_seen=0.0, last_seen=0.0, recent_items=items,
+                             referral_sources={sources[g]: 3}) for i, (items, g) in enumerate(zip(shared, group))]
+    evidence = [persona_evidence(s) for s in shoppers]
+    items = ItemCounts(evidence, sorted({t for own in evidence for t in own}))
+    labels = fit_mixture(z, 2, items=items).responsibilities(z, items).argmax(axis=1)
+    assert all(len(set(labels[group == g])) == 1 for g in range(2)) and len(set(labels)) == 2

@@ -53,12 +53,13 @@ VECTOR_DIMS, VECTOR_PCA = 64, 16
 
 def measure(*, shoppers: int, days: float, test_days: float, seed: int,
             echo: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
-    from tailor_lab.evaluation.personas import Replay, _epoch, _persona_oracle, _train
+    from tailor_lab.evaluation.personas import Replay, _persona_oracle, _train
     from tailor_lab.simulator import simulate
+    from tailor_lab.stream import epoch_of
 
     simulation = simulate(shoppers=shoppers, days=days, seed=seed)
-    split = _epoch(simulation.truth["start"]) + (days - test_days) * 86400
-    train = [e for e in simulation.events if _epoch(e["timestamp"]) < split]
+    split = epoch_of(simulation.truth["start"]) + (days - test_days) * 86400
+    train = [e for e in simulation.events if epoch_of(e["timestamp"]) < split]
     echo(f"replaying {len(train)} training events of {shoppers} shoppers (seed {seed})")
     replay = Replay(seed=seed)
     built = _train(replay, train)

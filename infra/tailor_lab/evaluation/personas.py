@@ -42,6 +42,7 @@ the training events), the rest being training; several --weight values are measu
     tailor evaluate personas [--shoppers 2000 --days 28 --test-days 7 --seed 11] [--weight 0.5 [1 ...]]
                              [--validation [--validation-days 7]]
                              [--diginetica DIR [--diginetica-test-share 0.2] | --no-diginetica] [--json FILE]
+    tailor evaluate personas --recovery-only [--seed 12] [--json FILE]    # the training window's recovery alone
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ from typing import Any
 import numpy as np
 
 from tailor.ingest.service import Ingestor
-from tailor.personas.model import dominant
+from tailor.personas.model import dominant, persona_evidence
 from tailor.personas.online import PersonaTracker
 from tailor.personas.rebuild import run_job
 from tailor.personas.rerank import DEFAULT_WEIGHT, PersonaScorer
@@ -167,9 +168,10 @@ def ndcg_at(ranked: Sequence[str], relevant: set[str], k: int = 10) -> float:
 
 
 def evaluate_simulated(*, shoppers: int, days: float, test_days: float, seed: int, weights: Sequence[float],
-                       validation_days: float | None = None,
+                       validation_days: float | None = None, recovery_only: bool = False,
                        echo: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
-    """`validation_days`: leave the test window out and hold out the training window's last days instead."""
+    """`validation_days`: leave the test window out and hold out the training window's last days instead;
+    `recovery_only`: stop after the training window's recovery (no re-ranking)."""
     from tailor_lab.simulator import simulate
 
     started = time.perf_counter()
@@ -187,13 +189,15 @@ def evaluate_simulated(*, shoppers: int, days: float, test_days: float, seed: in
     echo(f"personas: k={trained['k']} (held-out deviance over k={sorted(trained['bic'])}), "
          f"{trained['adjustments'].get('items_kept', 0)} items with adjustments")
     recovery = _recovery(replay, simulation.truth, oracle=_persona_oracle(simulation, train))
+    measured = {"events": len(events), "train_events": len(train), "test_events": len(test), "shoppers": shoppers,
+                "days": days, "test_days": test_days, "validation_days": validation_days, "seed": seed,
+                "k": trained["k"], "bic": trained["bic"], "adjustments": trained["adjustments"], **recovery}
+    if recovery_only:
+        return {**measured, "seconds": round(time.perf_counter() - started, 1)}
     window = "validation" if validation_days else "test"
     echo(f"replaying {len(test)} {window} events, re-ranking listings clicked from")
     ranking = _rerank_test(replay, _listing_samples(test), test, weights, oracles=_oracles(simulation))
-    return {"events": len(events), "train_events": len(train), "test_events": len(test), "shoppers": shoppers,
-            "days": days, "test_days": test_days, "validation_days": validation_days, "seed": seed,
-            "k": trained["k"], "bic": trained["bic"], "adjustments": trained["adjustments"],
-            **recovery, **_headline(ranking), "ranking": ranking, "seconds": round(time.perf_counter() - started, 1)}
+    return {**measured, **_headline(ranking), "ranking": ranking, "seconds": round(time.perf_counter() - started, 1)}
 
 
 def evaluate_diginetica(directory: Path, *, test_share: float, weights: Sequence[float], seed: int,
@@ -249,7 +253,7 @@ def format_table(report: dict[str, Any]) -> str:
     rows = [header]
     for name in ("simulator", "diginetica"):
         part = report.get(name)
-        if not part:
+        if not part or "ranking" not in part:
             continue
         r = part["ranking"]
         window = "validation" if part.get("validation_days") or part.get("validation") else "test"
@@ -261,7 +265,7 @@ def format_table(report: dict[str, Any]) -> str:
     table = ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in rows]
     table.insert(1, "  ".join("-" * w for w in widths))
     notes = []
-    if sim and "oracle" in sim["ranking"]:
+    if sim and "oracle" in sim.get("ranking", {}):
         r = sim["ranking"]
         notes.append(f"simulator oracles (the choice model's true click chance where each item was shown): by the "
                      f"true persona's taste NDCG@10 {r['oracle']:.4f} ({_with_interval(r['oracle_lift'], r['oracle_lift_ci95'])}), "
@@ -273,6 +277,8 @@ def format_table(report: dict[str, Any]) -> str:
                   if w.get(mode + "_share_of_oracle") is not None]
         if shares:
             notes.append("share of the persona oracle's lift (95% interval): " + ", ".join(shares))
+    if len(rows) == 1:  # recovery alone: nothing was re-ranked
+        return "\n".join(lines)
     relevance = DEFAULT_WEIGHTS["rerank"]["relevance"]
     return "\n".join(lines + ["", f"Re-ranking (score = {relevance:g} x base relevance by rank + weight x persona term):"]
                      + table + notes)
@@ -298,6 +304,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--diginetica-test-share", type=float, default=0.2,
                         help="share of Diginetica's events, its latest days, that is the test window (default 0.2)")
     parser.add_argument("--no-diginetica", action="store_true")
+    parser.add_argument("--recovery-only", action="store_true",
+                        help="the simulator's persona recovery and traits alone: no re-ranking, no Diginetica")
     parser.add_argument("--no-simulator", action="store_true")
     parser.add_argument("--json", type=Path, help="write the figures here as JSON")
     args = parser.parse_args(argv)
@@ -307,8 +315,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_simulator:
         report["simulator"] = evaluate_simulated(shoppers=args.shoppers, days=args.days, test_days=args.test_days,
                                                  seed=args.seed, weights=args.weight, echo=echo,
-                                                 validation_days=args.validation_days if args.validation else None)
-    if not args.no_diginetica:
+                                                 validation_days=args.validation_days if args.validation else None,
+                                                 recovery_only=args.recovery_only)
+    if not (args.no_diginetica or args.recovery_only):
         if not (args.diginetica / "train-item-views-sample.csv").exists():
             print(f"tailor evaluate personas: no Diginetica files in {args.diginetica}", file=sys.stderr)
             return 2
@@ -384,7 +393,7 @@ def _recovery(replay: Replay, truth: dict, oracle: dict[str, int] | None = None)
             true.append(known["persona"])
             online.append(dominant(mixture))
             batch.append(int(np.argmax(model.responsibilities(shopper_features(state, model.space)[None, :],
-                                                              [state.recent_items])[0])))
+                                                              [persona_evidence(state)])[0])))
             best.append((oracle or {}).get(user_id, -1))
         means = trait_means((state.personas or {}).get("traits", {}))
         for trait in TRAITS:

@@ -3,9 +3,10 @@ kept across rebuilds, mini-batch refinement between rebuilds, and the cold-start
 
 Plain numpy (the Lambda runtime carries no scikit-learn): each persona is a spherical Gaussian over the shopper
 features and, given the shoppers' recent items, a multinomial over the items (the persona's tastes for items:
-brands, styles, quality and price within a category, which no summary feature keeps), fitted together by EM from a
-k-means++ start; several k are tried and the one whose fits best explain held-out shoppers kept (without items,
-the one with the lowest Bayesian information criterion).
+brands, styles, quality and price within a category, which no summary feature keeps) and their signals (where
+their visits came from, a stated age band, location and interests: tailor.personas.model.persona_evidence), fitted
+together by EM from the best of STARTS k-means++ starts; several k are tried and the one whose fits best explain
+held-out shoppers kept (without items, the one with the lowest Bayesian information criterion).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from tailor.personas.features import BEHAVIOUR, PRICE_QUANTILES, QUERY_DIMS, FeatureSpace, tokens
-from tailor.personas.model import FEATURE_WEIGHT, PersonaModel, age_band
+from tailor.personas.model import FEATURE_WEIGHT, SIGNAL_MARK, PersonaModel, age_band
 from tailor.shopper import ShopperState
 
 __all__ = ["BLOCK_WEIGHTS", "PRICE_WEIGHT", "Fit", "ItemCounts", "choose_k", "cold_start_tables", "feature_space",
@@ -38,7 +39,7 @@ BLOCK_WEIGHTS = {"events": 0.3, "categories": 1.0, "queries": 0.2, "behaviour": 
 PRICE_WEIGHT = 0.5
 COLD_START_PRIOR = 10.0  # shoppers' worth of the general mixture every cold-start table entry starts from
 MIN_SIGNAL_SHOPPERS = 5
-STARTS = 3  # EM starts per k
+STARTS = 10  # EM starts per k: the mixture over items has many local optima, and the best of 3 lands in a poor one often
 FOLDS = 2  # with items, k is chosen by the log-likelihood of held-out shoppers over this many folds
 MAX_ITEMS = 20_000  # items with a taste of their own in the item term; the rest share one
 ITEM_PRIOR = 0.5  # pseudo-count of every item in every persona's item distribution
@@ -54,6 +55,8 @@ class ItemCounts:
         rows, cols = [], []
         for i, shopper_items in enumerate(items):
             for item in shopper_items:
+                if item not in index and item.startswith(SIGNAL_MARK):
+                    continue  # as PersonaModel.item_log_likelihood: a signal without a column says nothing
                 rows.append(i)
                 cols.append(index.get(item, len(vocabulary)))
         self.n = len(items)

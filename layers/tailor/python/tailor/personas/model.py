@@ -1,5 +1,6 @@
-"""The persona model: personas as Gaussians over the shopper feature space and distributions over items (what
-each persona's shoppers engage with, read off the shopper's recent items), the cold-start tables and the persona
+"""The persona model: personas as Gaussians over the shopper feature space and distributions over items and signals
+(what each persona's shoppers engage with and where they come from, read off the shopper's recent items, referral
+sources and stated profile: `persona_evidence`), the cold-start tables and the persona
 adjustment vectors, as one versioned artifact the rebuild writes and Ingest and the API read.
 
 A shopper's persona mixture moves with a forward (HMM-style) step per batch: the persona may change
@@ -23,7 +24,7 @@ import numpy as np
 
 from tailor.personas.features import FeatureSpace
 
-__all__ = ["EXPLORATION", "FEATURE_WEIGHT", "PersonaModel", "dominant", "mixture_vector"]
+__all__ = ["EXPLORATION", "FEATURE_WEIGHT", "SIGNAL_MARK", "PersonaModel", "dominant", "mixture_vector", "persona_evidence"]
 
 SWITCH = 0.05  # chance per batch that a shopper's persona changes (the forward step's transition)
 TEMPER = 0.25  # share of a batch's log-likelihood evidence the forward step counts
@@ -34,6 +35,11 @@ MIN_SHARE = 0.001  # mixture shares below this are dropped from stored mixtures
 # What the features' log-likelihood counts beside the recent items' (chosen on a validation simulation): in full,
 # the features' many correlated dimensions outvote the items, which tell personas apart far better.
 FEATURE_WEIGHT = 0.03
+# Beside the items, each persona is a distribution over the shopper's signals (where their visits came from, a stated
+# age band, location and interests), read as tokens: no id holds a control character, so a signal's token is never
+# an item's.
+SIGNAL_MARK = "\x1f"
+MAX_REFERRALS = 30  # a source's visits counted at most this often (as many as the recent items kept)
 
 
 @dataclass
@@ -52,7 +58,7 @@ class PersonaModel:
     adjustment_items: list[str] = field(default_factory=list)
     adjustments: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))  # (items, K)
     info: dict[str, Any] = field(default_factory=dict)  # when built/refined, k selection, fit statistics
-    taste_items: list[str] = field(default_factory=list)  # items with a taste of their own in `item_log`
+    taste_items: list[str] = field(default_factory=list)  # items and signals with a taste of their own in `item_log`
     # (K, len(taste_items) + 1): log P(item | persona), the last column any other item; empty: no item term.
     item_log: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
 
@@ -80,11 +86,14 @@ class PersonaModel:
         return FEATURE_WEIGHT * log if self.item_log.size else log
 
     def item_log_likelihood(self, items: Sequence[str]) -> np.ndarray:
-        """The sum over a shopper's recent items of log P(item | persona): (K,), zeros without an item term."""
+        """The sum over a shopper's recent items and signals (`persona_evidence`) of log P(token | persona): (K,), zeros
+        without an item term."""
         if not self.item_log.size or not items:
             return np.zeros(self.k)
         other = len(self.taste_items)
-        columns = [self._taste_column.get(item, other) for item in items]
+        # A signal the model was not built with says nothing (a model from before signals knows none of them).
+        columns = [self._taste_column.get(item, other) for item in items
+                   if item in self._taste_column or not item.startswith(SIGNAL_MARK)]
         return self.item_log[:, columns].sum(axis=1)
 
     def responsibilities(self, x: np.ndarray, items: Sequence[Sequence[str]] | None = None) -> np.ndarray:
@@ -209,6 +218,16 @@ def _signals(profile: Mapping[str, Any], referral_sources: Iterable[str]) -> lis
     out += [("interest", str(i)) for i in profile.get("interests", ()) or ()]
     out += [("referral", str(s)) for s in dict.fromkeys(referral_sources)]
     return out
+
+
+def persona_evidence(shopper: Any) -> list[str]:
+    """What a shopper's persona is read from beside their features: their recent items, then a token per signal (each
+    referral source as often as it brought them, up to MAX_REFERRALS, and a stated age band, location and interest)."""
+    tokens = list(shopper.recent_items)
+    for source, visits in (shopper.referral_sources or {}).items():
+        tokens += [f"{SIGNAL_MARK}referral:{source}"] * min(int(visits), MAX_REFERRALS)
+    tokens += [f"{SIGNAL_MARK}{signal}:{value}" for signal, value in _signals(shopper.profile or {}, ())]
+    return tokens
 
 
 def age_band(age: float) -> str:

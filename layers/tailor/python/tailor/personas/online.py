@@ -21,7 +21,7 @@ from tailor.contribution import Contribution
 from tailor.events import Event
 from tailor.evidence import PENDING
 from tailor.personas.features import shopper_features
-from tailor.personas.model import PersonaModel
+from tailor.personas.model import PersonaModel, persona_evidence
 from tailor.personas.traits import apply_evidence
 from tailor.session import SessionState
 from tailor.shopper import ShopperState
@@ -91,7 +91,7 @@ class PersonaTracker:
                 start = None if state.get("mixture") else starts.get(_start_key(model, shopper)) or _starting_mixture(
                     model, shopper)
                 state["mixture"] = model.forward(state.get("mixture"), x, len(notes), start=start,
-                                                 items=shopper.recent_items)
+                                                 items=persona_evidence(shopper))
                 state["model"] = model.version
 
 

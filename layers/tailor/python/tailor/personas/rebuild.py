@@ -35,7 +35,7 @@ from tailor.personas.clustering import (
     standardization,
 )
 from tailor.personas.features import batch_features
-from tailor.personas.model import PersonaModel
+from tailor.personas.model import PersonaModel, persona_evidence
 from tailor.personas.storage import current_model, persona_version, publish_model
 from tailor.shopper import ShopperState
 from tailor.store.port import BlobStore, StateStore, every_row
@@ -137,9 +137,9 @@ def _cluster(shoppers: list[ShopperState], items: list[dict], queries: list[dict
     x = batch_features(shoppers, space)
     center, scale = standardization(x, space)
     z = (x - center) / scale
-    recent = [s.recent_items for s in shoppers]
-    taste_items = sorted(item for item, _ in Counter(i for own in recent for i in own).most_common(MAX_ITEMS))
-    items = ItemCounts(recent, taste_items)
+    evidence = [persona_evidence(s) for s in shoppers]  # recent items, then signals
+    taste_items = sorted(token for token, _ in Counter(t for own in evidence for t in own).most_common(MAX_ITEMS))
+    items = ItemCounts(evidence, taste_items)
     passed_over: dict[int, str] = {}
     # k is chosen on at most CHOOSE_K_SHOPPERS shoppers and the chosen k fitted on at most FIT_SHOPPERS: every k's fits
     # and their held-out folds on every shopper would outgrow the function's 15 minutes in a shop of some 25,000.
@@ -175,7 +175,7 @@ def _sample(n: int, at_most: int, seed: int) -> np.ndarray:
 
 def _refined(previous: PersonaModel, recent: list[ShopperState], now: float) -> PersonaModel:
     x = batch_features(recent, previous.space)
-    means, counts, weights = refine(previous, x, [s.recent_items for s in recent])
+    means, counts, weights = refine(previous, x, [persona_evidence(s) for s in recent])
     info = {**previous.info, "refined_at": now, "refined_with": len(recent),
             "data_through": max([s.last_seen for s in recent], default=previous.info.get("data_through", 0.0))}
     return PersonaModel(version="", space=previous.space, ids=list(previous.ids),
