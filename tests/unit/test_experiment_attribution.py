@@ -91,19 +91,38 @@ def test_the_statistics_are_those_of_the_units_totals():
 
 def test_an_interleaved_lists_clicks_earn_what_its_feed_id_says_a_click_on_their_slot_earns():
     feed = new_feed_id("exp-2", unit_kind="u", credits=[64, -16, -48, 8], scale=32)
+    again = new_feed_id("exp-2", unit_kind="u", credits=[64, -16, -48, 8], scale=32)  # the same lists served again
     assert parse_feed_id(feed).credits == (2.0, -0.5, -1.5, 0.25) and parse_feed_id(feed).variant == INTERLEAVED
     base = {"user_id": "u1", "session_id": "s1", "item_id": "i1", "feed_id": feed, "event_type": "click"}
     events = [{**base, "event_id": "e0", "event_type": "impression", "item_ids": ["i1", "i2", "i3", "i4"],
                "timestamp": "2026-11-02T09:00:00Z"}]
+    # 2 - 0.5 + 0.25; slot 0 clicked again earns nothing more, and a slot past the list nothing
     events += [{**base, "event_id": f"e{k + 1}", "position": position, "timestamp": f"2026-11-02T09:0{k + 1}:00Z"}
-               for k, position in enumerate([0, 1, 2, 0, 7])]  # 2 - 0.5 - 1.5 + 2, and a slot past the list
+               for k, position in enumerate([0, 1, 0, 3, 7])]
+    events.append({**base, "event_id": "e7", "feed_id": again, "position": 0, "timestamp": "2026-11-02T09:07:00Z"})
+    events.append({**base, "event_id": "e8", "position": 0, "timestamp": "2026-11-02T09:08:00Z"})  # the first list
     events.append({**base, "event_id": "e9", "timestamp": "2026-11-03T09:00:00Z"})  # no position: no credit
     stats = statistics(clean(events))
     first, second = stats[("2026-11-02", INTERLEAVED)], stats[("2026-11-03", INTERLEAVED)]
-    assert (first.n, first.total("impressions"), first.total("clicks"), first.total("credit")) == (1, 1, 5, 2.0)
-    assert first.cross("credit", "credit") == 4.0
+    # The other list's slot 0 earns again; back on the first list, its slot 0 counts as a list of its own once more.
+    assert (first.n, first.total("impressions"), first.total("clicks"), first.total("credit")) == (1, 1, 7, 5.75)
+    assert first.cross("credit", "credit") == 5.75 ** 2
     assert (second.n, second.total("clicks"), second.total("credit")) == (0, 1, 0)
     assert statistics(clean(events[:2]))[("2026-11-02", INTERLEAVED)].total("credit") == 2.0
+    assert statistics(clean(events[:4]))[("2026-11-02", INTERLEAVED)].total("credit") == 1.5
+
+
+def test_a_unit_kept_before_credited_slots_were_starts_counting_them():
+    old = {"exp-2": ["interleaved", 1, 1, 0, 0.0, 5.0, 0.0, 1.0e9, 1.0e9, 0.0, 2]}
+    feed = new_feed_id("exp-2", unit_kind="u", credits=[-32, 32], scale=32)
+    click = {"event_id": "c", "user_id": "u1", "session_id": "s1", "event_type": "click", "item_id": "i1",
+             "feed_id": feed, "position": 1, "timestamp": "2026-11-02T09:00:00Z"}
+    units, _ = Attribution().attribute(parse_event(click), old, revenue_so_far=0.0, predicted_ltv=0.0)
+    assert units["exp-2"][10] == 3 and units["exp-2"][12] == 0b10
+    units, contributions = Attribution().attribute(parse_event({**click, "event_id": "d"}), units,
+                                                   revenue_so_far=0.0, predicted_ltv=0.0)
+    assert units["exp-2"][2] == 3 and units["exp-2"][10] == 3  # the click counts, its slot's credit does not again
+    assert contributions[0].increments["s_clicks"] == 1 and "s_credit" not in contributions[0].increments
 
 
 def test_a_unit_kept_before_credits_were_gets_none_and_keeps_its_totals():

@@ -12,7 +12,9 @@ every counter (tailor.ingest.service). Per unit:
   an order and its revenue; a cart or any other event that echoes it only exposes;
 * in an interleaved list, a click at a position adds what the feed id says a click there earns to the unit's credit
   (the slot's centred rank credit, > 0 for ranker A, tailor.experiments.interleaving.live_credits; summed over the
-  unit's clicks, what shopper_test tests); the unit counts under INTERLEAVED;
+  unit's clicks, what shopper_test tests), once per slot of a list as the evaluation counts a query's slot: the
+  entry keeps which slots of the list it last credited, so a click again on one of them earns nothing more; the unit
+  counts under INTERLEAVED;
 * a purchase that echoes no feed id is an order of every experiment the unit clicked in within `window` seconds;
 * every purchase (echoing a feed id or not, attributed or not) adds its value to the realized revenue of each unit
   first exposed less than `revenue_window` seconds before it: the unit's revenue over that window after its
@@ -46,8 +48,10 @@ DEFAULT_SHARDS = 4
 MAX_SESSION_UNITS = 50  # anonymous units (sessions) kept per shopper row, most recent last
 
 # A unit's entry in the shopper row: [variant, impressions, clicks, orders, revenue, predicted_ltv, pre_revenue,
-# last attributed click (epoch seconds, or None), first exposure (epoch seconds), realized revenue, credit].
-_VARIANT, _IMPRESSIONS, _CLICKS, _ORDERS, _REVENUE, _LTV, _PRE, _CLICKED, _EXPOSED, _REALIZED, _CREDIT = range(11)
+# last attributed click (epoch seconds, or None), first exposure (epoch seconds), realized revenue, credit,
+# the interleaved list last credited (CRC-32 of its feed id, or None), the slots of it credited (a bit per slot)].
+(_VARIANT, _IMPRESSIONS, _CLICKS, _ORDERS, _REVENUE, _LTV, _PRE, _CLICKED, _EXPOSED, _REALIZED, _CREDIT,
+ _CREDITED_LIST, _CREDITED_SLOTS) = range(13)
 
 
 def outcome_key(experiment_id: str, day: str, variant: str, shard: int) -> str:
@@ -81,7 +85,7 @@ class Attribution:
             before = units.get(echoed_key)
             kept = _entry(before) if before is not None else None
             after = list(kept) if kept is not None else [echoed.variant, 0, 0, 0, 0.0, round(float(predicted_ltv), 6),
-                                                         round(float(revenue_so_far), 6), None, epoch, 0.0, 0]
+                                                         round(float(revenue_so_far), 6), None, epoch, 0.0, 0, None, 0]
             if kind == "impression":
                 after[_IMPRESSIONS] += 1
             elif kind == "click":
@@ -89,7 +93,7 @@ class Attribution:
                 after[_CLICKED] = epoch
                 position = values.get("position")
                 if echoed.credits is not None and position is not None and position < len(echoed.credits):
-                    after[_CREDIT] += echoed.credits[position]
+                    _credit(after, values["feed_id"], position, echoed.credits[position])
             elif kind == "purchase":
                 _order(after, event)
             if after != kept:
@@ -139,14 +143,27 @@ def _order(entry: list, event: Event) -> None:
     entry[_REVENUE] = round(entry[_REVENUE] + event.price * event.quantity, 6)
 
 
+def _credit(entry: list, feed_id: str, position: int, credit: float) -> None:
+    """Add a click's credit unless the unit's clicks already earned that slot of that list."""
+    listed = zlib.crc32(feed_id.encode())
+    if entry[_CREDITED_LIST] != listed:
+        entry[_CREDITED_LIST], entry[_CREDITED_SLOTS] = listed, 0
+    slot = 1 << position  # position < CREDIT_SLOTS: a bit per slot fits a DynamoDB number
+    if not entry[_CREDITED_SLOTS] & slot:
+        entry[_CREDITED_SLOTS] |= slot
+        entry[_CREDIT] += credit
+
+
 def _entry(entry: list) -> list:
     """A copy of a unit's entry; one kept before exposure times were (8 fields) gets none and no realized revenue,
-    one kept before credits were (10 fields) no credit."""
+    one kept before credits were (10 fields) no credit, one kept before credited slots were (11 fields) none."""
     copy = list(entry)
     if len(copy) == _EXPOSED:
         copy += [None, 0.0]
     if len(copy) == _CREDIT:
         copy.append(0)
+    if len(copy) == _CREDITED_LIST:
+        copy += [None, 0]
     return copy
 
 
