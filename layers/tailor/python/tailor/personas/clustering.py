@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from tailor.personas.features import BEHAVIOUR, PRICE_QUANTILES, QUERY_DIMS, FeatureSpace, tokens
-from tailor.personas.model import FEATURE_WEIGHT, SIGNAL_MARK, PersonaModel, age_band
+from tailor.personas.model import FEATURE_WEIGHT, PersonaModel, age_band, token_columns
 from tailor.shopper import ShopperState
 
 __all__ = ["BLOCK_WEIGHTS", "PRICE_WEIGHT", "Fit", "ItemCounts", "choose_k", "cold_start_tables", "feature_space",
@@ -54,11 +54,9 @@ class ItemCounts:
         self.columns = len(vocabulary) + 1
         rows, cols = [], []
         for i, shopper_items in enumerate(items):
-            for item in shopper_items:
-                if item not in index and item.startswith(SIGNAL_MARK):
-                    continue  # as PersonaModel.item_log_likelihood: a signal without a column says nothing
-                rows.append(i)
-                cols.append(index.get(item, len(vocabulary)))
+            found = token_columns(shopper_items, index, len(vocabulary))
+            rows += [i] * len(found)
+            cols += found
         self.n = len(items)
         self.rows, self.cols = np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
 

@@ -23,8 +23,10 @@ from typing import Any
 import numpy as np
 
 from tailor.personas.features import FeatureSpace
+from tailor.shopper import ShopperState
 
-__all__ = ["EXPLORATION", "FEATURE_WEIGHT", "SIGNAL_MARK", "PersonaModel", "dominant", "mixture_vector", "persona_evidence"]
+__all__ = ["EXPLORATION", "FEATURE_WEIGHT", "SIGNAL_MARK", "PersonaModel", "dominant", "mixture_vector", "persona_evidence",
+           "token_columns"]
 
 SWITCH = 0.05  # chance per batch that a shopper's persona changes (the forward step's transition)
 TEMPER = 0.25  # share of a batch's log-likelihood evidence the forward step counts
@@ -90,10 +92,7 @@ class PersonaModel:
         without an item term."""
         if not self.item_log.size or not items:
             return np.zeros(self.k)
-        other = len(self.taste_items)
-        # A signal the model was not built with says nothing (a model from before signals knows none of them).
-        columns = [self._taste_column.get(item, other) for item in items
-                   if item in self._taste_column or not item.startswith(SIGNAL_MARK)]
+        columns = token_columns(items, self._taste_column, len(self.taste_items))
         return self.item_log[:, columns].sum(axis=1)
 
     def responsibilities(self, x: np.ndarray, items: Sequence[Sequence[str]] | None = None) -> np.ndarray:
@@ -220,7 +219,7 @@ def _signals(profile: Mapping[str, Any], referral_sources: Iterable[str]) -> lis
     return out
 
 
-def persona_evidence(shopper: Any) -> list[str]:
+def persona_evidence(shopper: ShopperState) -> list[str]:
     """What a shopper's persona is read from beside their features: their recent items, then a token per signal (each
     referral source as often as it brought them, up to MAX_REFERRALS, and a stated age band, location and interest)."""
     tokens = list(shopper.recent_items)
@@ -228,6 +227,12 @@ def persona_evidence(shopper: Any) -> list[str]:
         tokens += [f"{SIGNAL_MARK}referral:{source}"] * min(int(visits), MAX_REFERRALS)
     tokens += [f"{SIGNAL_MARK}{signal}:{value}" for signal, value in _signals(shopper.profile or {}, ())]
     return tokens
+
+
+def token_columns(tokens: Iterable[str], column: Mapping[str, int], other: int) -> list[int]:
+    """Each token's column in the personas' item distributions: an item without one is any other item (`other`), a
+    signal without one says nothing (a model built before signals knows none of them)."""
+    return [column.get(token, other) for token in tokens if token in column or not token.startswith(SIGNAL_MARK)]
 
 
 def age_band(age: float) -> str:

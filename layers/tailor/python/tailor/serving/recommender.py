@@ -313,7 +313,7 @@ class Recommender:
         labels = list(dict.fromkeys(model.label for _, _, _, model in ranked))
         gathered = ranked[0][0]
         return Ranking(feed_id, [by_id[item_id] for item_id, _ in served.merged], " / ".join(labels),
-                       sum(g.ctx.round_trips for g in {id(g): g for g, _, _, _ in ranked}.values()),
+                       gathered.ctx.round_trips + (0 if alike else ranked[1][0].ctx.round_trips),
                        gathered.ctx.intent_mixture(), assignment,
                        " / ".join(strategy.name for strategy in strategies),
                        [round(p, 6) for p in served.probabilities], teams)
