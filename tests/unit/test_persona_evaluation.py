@@ -115,3 +115,14 @@ def test_recovery_alone_replays_the_training_window_and_ranks_nothing(tmp_path, 
     assert -1.0 <= simulated["ari_rebuild"] <= 1.0 and -1.0 <= simulated["ari_online"] <= 1.0
     printed = capsys.readouterr().out
     assert "ARI vs true personas" in printed and "Re-ranking" not in printed
+
+
+def test_missing_diginetica_files_are_refused_before_the_simulator_runs(tmp_path, monkeypatch, capsys):
+    import tailor_lab.evaluation.personas as personas
+
+    def never(**_):
+        raise AssertionError("the simulator ran before the Diginetica files were checked")
+
+    monkeypatch.setattr(personas, "evaluate_simulated", never)
+    assert personas.main(["--diginetica", str(tmp_path / "none")]) == 2
+    assert f"no Diginetica files in {tmp_path / 'none'}" in capsys.readouterr().err

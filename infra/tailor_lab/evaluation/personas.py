@@ -309,6 +309,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-simulator", action="store_true")
     parser.add_argument("--json", type=Path, help="write the figures here as JSON")
     args = parser.parse_args(argv)
+    diginetica = not (args.no_diginetica or args.recovery_only)
+    # Checked before the simulator's minutes, not after them.
+    if diginetica and not (args.diginetica / "train-item-views-sample.csv").exists():
+        print(f"tailor evaluate personas: no Diginetica files in {args.diginetica} (--diginetica DIR, or "
+              "--no-diginetica)", file=sys.stderr)
+        return 2
     echo = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
     report: dict[str, Any] = {"evaluation": "personas",
                               "measured_at": datetime.now(UTC).isoformat(timespec="seconds")}
@@ -317,10 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                  seed=args.seed, weights=args.weight, echo=echo,
                                                  validation_days=args.validation_days if args.validation else None,
                                                  recovery_only=args.recovery_only)
-    if not (args.no_diginetica or args.recovery_only):
-        if not (args.diginetica / "train-item-views-sample.csv").exists():
-            print(f"tailor evaluate personas: no Diginetica files in {args.diginetica}", file=sys.stderr)
-            return 2
+    if diginetica:
         report["diginetica"] = evaluate_diginetica(args.diginetica, test_share=args.diginetica_test_share,
                                                    weights=args.weight, seed=args.seed, echo=echo,
                                                    validation=args.validation)
