@@ -5,8 +5,10 @@ Plain numpy (the Lambda runtime carries no scikit-learn): each persona is a sphe
 features and, given the shoppers' recent items, a multinomial over the items (the persona's tastes for items:
 brands, styles, quality and price within a category, which no summary feature keeps) and their signals (where
 their visits came from, a stated age band, location and interests: tailor.personas.model.persona_evidence), fitted
-together by EM from the best of STARTS k-means++ starts; several k are tried and the one whose fits best explain
-held-out shoppers kept (without items, the one with the lowest Bayesian information criterion).
+together by EM from the best of STARTS k-means++ starts and, in a rebuild, of the previous personas (their
+responsibilities for today's shoppers; for one persona more or fewer, the largest split or the two closest merged);
+several k are tried and the one whose fits best explain held-out shoppers kept (without items, the one with the
+lowest Bayesian information criterion).
 """
 
 from __future__ import annotations
@@ -180,21 +182,26 @@ def standardization(x: np.ndarray, space: FeatureSpace) -> tuple[np.ndarray, np.
 
 
 def fit_mixture(z: np.ndarray, k: int, *, seed: int = 0, iterations: int = 100, tolerance: float = 1e-3,
-                items: ItemCounts | None = None) -> Fit:
+                items: ItemCounts | None = None, start: np.ndarray | None = None) -> Fit:
     """A k-component mixture of the rows of z (spherical Gaussians) and, given `items`, of the shoppers' items
-    (multinomials; the features' log-likelihood then weighed by FEATURE_WEIGHT), by EM from a k-means++ start."""
-    n, d = z.shape
-    rng = np.random.default_rng(seed)
-    means = _kmeans_plus_plus(z, k, rng)
+    (multinomials; the features' log-likelihood then weighed by FEATURE_WEIGHT), by EM from a k-means++ start, or
+    from `start`: responsibilities (n, k), such as the previous model's."""
+    n = len(z)
     # A persona is never tighter than a share of the data's spread: else one shopper alone makes a "persona" whose
     # likelihood runs to infinity, and it wins the BIC.
     floor = max(MIN_VARIANCE, VARIANCE_FLOOR * float(z.var(axis=0).mean()))
-    variances = np.tile(np.maximum(z.var(axis=0), floor), (k, 1))
-    weights = np.full(k, 1.0 / k)
     item_log = None
-    if items is not None:  # the start's items: each shopper's to the nearest k-means++ centre
-        nearest = np.argmin(((z[:, None, :] - means[None, :, :]) ** 2).sum(axis=2), axis=1)
-        item_log = items.persona_log(np.eye(k)[nearest])
+    if start is not None:
+        weights, means, variances = _gaussians(z, start, floor)
+        if items is not None:
+            item_log = items.persona_log(start)
+    else:
+        means = _kmeans_plus_plus(z, k, np.random.default_rng(seed))
+        variances = np.tile(np.maximum(z.var(axis=0), floor), (k, 1))
+        weights = np.full(k, 1.0 / k)
+        if items is not None:  # the start's items: each shopper's to the nearest k-means++ centre
+            nearest = np.argmin(((z[:, None, :] - means[None, :, :]) ** 2).sum(axis=2), axis=1)
+            item_log = items.persona_log(np.eye(k)[nearest])
     previous = -np.inf
     loglik = previous
     for _ in range(iterations):
@@ -202,13 +209,7 @@ def fit_mixture(z: np.ndarray, k: int, *, seed: int = 0, iterations: int = 100, 
         total = _log_sum(log)
         loglik = float(total.sum())
         r = np.exp(log - total[:, None])
-        mass = r.sum(axis=0) + 1e-10
-        weights = mass / n
-        means = (r.T @ z) / mass[:, None]
-        variances = np.maximum((r.T @ (z * z)) / mass[:, None] - means * means, floor)
-        # Spherical: one variance per persona. Diagonal ones chase every feature's noise and split personas
-        # along whichever features happen to be least noisy, not along what makes shoppers different.
-        variances = np.repeat(variances.mean(axis=1, keepdims=True), d, axis=1)
+        weights, means, variances = _gaussians(z, r, floor)
         if items is not None:
             item_log = items.persona_log(r)
         # Per shopper, not relative to the total: the items' log-likelihood is large beside what EM still gains.
@@ -218,19 +219,27 @@ def fit_mixture(z: np.ndarray, k: int, *, seed: int = 0, iterations: int = 100, 
     return Fit(weights, means, variances, loglik, n, item_log)
 
 
-def best_fit(z: np.ndarray, k: int, *, seed: int = 0, items: ItemCounts | None = None) -> Fit:
+def best_fit(z: np.ndarray, k: int, *, seed: int = 0, items: ItemCounts | None = None,
+             start: np.ndarray | None = None) -> Fit:
     """The k-persona fit with the highest log-likelihood of STARTS EM runs, seeded seed, seed + 1, ...: EM finds a
-    local optimum, so the better of a few k-means++ starts."""
-    return max((fit_mixture(z, k, seed=seed + start, items=items) for start in range(STARTS)), key=lambda f: f.loglik)
+    local optimum, so the better of a few k-means++ starts. `start` (n, k0), the shoppers' responsibilities under the
+    previous model, is one more start when k0 is k: a rebuild then keeps the previous personas, moved to today's
+    shoppers, unless a fresh start explains the shoppers better."""
+    fits = [fit_mixture(z, k, seed=seed + s, items=items) for s in range(STARTS)]
+    if start is not None and start.shape[1] == k:
+        fits.append(fit_mixture(z, k, items=items, start=start))
+    return max(fits, key=lambda f: f.loglik)
 
 
 def choose_k(z: np.ndarray, ks: Iterable[int], *, seed: int = 0, passed_over: dict[int, str] | None = None,
-             items: ItemCounts | None = None) -> tuple[Fit, dict[int, float]]:
+             items: ItemCounts | None = None, start: np.ndarray | None = None) -> tuple[Fit, dict[int, float]]:
     """The fit with the lowest criterion among `ks` (each k needs at least 5 shoppers per persona, and a fit whose
     smallest persona holds fewer than 3 shoppers or 1% of them is passed over), and every kept k's criterion:
     the BIC, or with `items` the held-out deviance (-2 x the log-likelihood of each fold's shoppers under the fit
     to the others'; the BIC counts every persona's every item as a parameter and so always chooses the fewest
-    personas). `passed_over`, when given, receives each k of `ks` that was not kept and why."""
+    personas). `passed_over`, when given, receives each k of `ks` that was not kept and why. `start` (n, k0): the
+    shoppers' responsibilities under the previous model, one more start for k0's fits (best_fit), and, with its
+    largest persona split in two or its two closest merged, for k0 + 1's and k0 - 1's."""
     fits: dict[int, Fit] = {}
     smallest_allowed = max(MIN_PERSONA_SHOPPERS, MIN_PERSONA_SHARE * len(z))
     skipped: dict[int, str] = {} if passed_over is None else passed_over
@@ -240,7 +249,7 @@ def choose_k(z: np.ndarray, ks: Iterable[int], *, seed: int = 0, passed_over: di
         if 5 * k > len(z):
             skipped[k] = "fewer than 5 shoppers per persona"
             continue
-        fit = best_fit(z, k, seed=seed, items=items)
+        fit = best_fit(z, k, seed=seed, items=items, start=_start_near(start, z, k))
         # A persona must stand for a group of shoppers, not a handful.
         if fit.weights.min() * len(z) >= smallest_allowed:
             fits[k] = fit
@@ -248,20 +257,24 @@ def choose_k(z: np.ndarray, ks: Iterable[int], *, seed: int = 0, passed_over: di
             skipped[k] = f"a persona of fewer than {smallest_allowed:g} shoppers"
     if not fits:
         fits[1] = fit_mixture(z, 1, seed=seed, items=items)
-    criterion = {k: f.bic if items is None else held_out_deviance(z, k, items, seed=seed) for k, f in fits.items()}
+    criterion = {k: f.bic if items is None else held_out_deviance(z, k, items, seed=seed,
+                                                                  start=_start_near(start, z, k))
+                 for k, f in fits.items()}
     best = min(fits, key=criterion.__getitem__)
     return fits[best], {k: round(c, 1) for k, c in criterion.items()}
 
 
-def held_out_deviance(z: np.ndarray, k: int, items: ItemCounts, *, seed: int = 0) -> float:
-    """-2 x the log-likelihood of each of FOLDS folds of the shoppers under the k-persona fit to the others."""
+def held_out_deviance(z: np.ndarray, k: int, items: ItemCounts, *, seed: int = 0,
+                      start: np.ndarray | None = None) -> float:
+    """-2 x the log-likelihood of each of FOLDS folds of the shoppers under the k-persona fit to the others (each fit
+    also from `start`'s rows of the others, as best_fit)."""
     fold = np.random.default_rng(seed).integers(0, FOLDS, len(z))
     total = 0.0
     for f in range(FOLDS):
         train, test = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
         if len(train) < k or not len(test):
             continue
-        fit = best_fit(z[train], k, seed=seed, items=items.take(train))
+        fit = best_fit(z[train], k, seed=seed, items=items.take(train), start=None if start is None else start[train])
         log = _joint_log(z[test], fit.weights, fit.means, fit.variances, items.take(test), fit.item_log)
         total += float(_log_sum(log).sum())
     return -2.0 * total
@@ -352,6 +365,43 @@ def persona_labels(means_raw: np.ndarray, space: FeatureSpace) -> list[str]:
         level = "low prices" if price < 0.4 else "high prices" if price > 0.6 else "mid prices"
         labels.append(", ".join(top + [level]))
     return labels
+
+
+def _start_near(start: np.ndarray | None, z: np.ndarray, k: int) -> np.ndarray | None:
+    """Responsibilities (n, k) from the previous model's `start` (n, k0): itself for k0; for k0 + 1, its largest
+    persona split in two across its shoppers' main direction; for k0 - 1 (of 2 at least), its two closest personas
+    merged; None for any other k. EM started afresh seldom finds what days of rebuilds have: the previous personas,
+    with one persona more or fewer, let k move without losing them."""
+    if start is None or abs(start.shape[1] - k) > 1:
+        return None
+    k0 = start.shape[1]
+    if k == k0:
+        return start
+    mass = start.sum(axis=0) + 1e-10
+    if k == k0 + 1:
+        largest = int(np.argmax(mass))
+        share = start[:, largest]
+        centred = z - share @ z / mass[largest]
+        spread = (centred * share[:, None]).T @ centred
+        direction = np.linalg.eigh(spread)[1][:, -1]
+        side = centred @ direction > 0
+        return np.column_stack([np.delete(start, largest, axis=1), share * side, share * ~side])
+    if k0 < 3:
+        return None
+    means = start.T @ z / mass[:, None]
+    distance = ((means[:, None, :] - means[None, :, :]) ** 2).sum(axis=2) + np.diag(np.full(k0, np.inf))
+    a, b = np.unravel_index(int(np.argmin(distance)), distance.shape)
+    return np.column_stack([np.delete(start, [a, b], axis=1), start[:, a] + start[:, b]])
+
+
+def _gaussians(z: np.ndarray, r: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """EM's M-step for the features: shares, means and spherical variances given responsibilities r (n, K)."""
+    mass = r.sum(axis=0) + 1e-10
+    means = (r.T @ z) / mass[:, None]
+    variances = np.maximum((r.T @ (z * z)) / mass[:, None] - means * means, floor)
+    # Spherical: one variance per persona. Diagonal ones chase every feature's noise and split personas along
+    # whichever features happen to be least noisy, not along what makes shoppers different.
+    return mass / len(z), means, np.repeat(variances.mean(axis=1, keepdims=True), z.shape[1], axis=1)
 
 
 def _kmeans_plus_plus(z: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:

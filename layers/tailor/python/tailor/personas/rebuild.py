@@ -3,8 +3,9 @@ personas toward recent shoppers, mini-batch style); both recompute the adjustmen
 
 Rebuild: every shopper row becomes a feature vector (tailor.personas.features, the function Ingest uses) and
 its recent items (what Ingest weighs the personas' item distributions with); mixtures of k = K_RANGE personas
-are fitted and the k whose fits explain held-out shoppers best kept; personas take the ids of the nearest
-previous ones, so the counters Ingest keeps under persona ids keep their meaning. Refine: shoppers
+are fitted, from fresh starts and from the previous personas, and the k whose fits explain held-out shoppers best
+kept; personas take the ids of the nearest previous ones, so the counters Ingest keeps under persona ids keep
+their meaning. Refine: shoppers
 seen since the model was last built or refined pull their personas' means toward them, each persona at the
 rate of 1 / the shoppers it has absorbed. Either publishes a new version (tailor.personas.storage) that
 Ingest and the API pick up within minutes.
@@ -143,11 +144,17 @@ def _cluster(shoppers: list[ShopperState], items: list[dict], queries: list[dict
     passed_over: dict[int, str] = {}
     # k is chosen on at most CHOOSE_K_SHOPPERS shoppers and the chosen k fitted on at most FIT_SHOPPERS: every k's fits
     # and their held-out folds on every shopper would outgrow the function's 15 minutes in a shop of some 25,000.
+    # The previous personas, moved to today's shoppers, are one more start: the fit keeps them unless fresh starts
+    # explain the shoppers better, so personas (and the ids the counters are kept under) hold from day to day.
+    start = previous.responsibilities(batch_features(shoppers, previous.space), evidence) \
+        if previous is not None and previous.k >= 2 else None
     chosen_on = _sample(len(z), CHOOSE_K_SHOPPERS, seed)
-    fit, bics = choose_k(z[chosen_on], ks, seed=seed, passed_over=passed_over, items=items.take(chosen_on))
+    fit, bics = choose_k(z[chosen_on], ks, seed=seed, passed_over=passed_over, items=items.take(chosen_on),
+                         start=None if start is None else start[chosen_on])
     fitted_on = _sample(len(z), FIT_SHOPPERS, seed)
     if len(fitted_on) > len(chosen_on):
-        fit = best_fit(z[fitted_on], len(fit.weights), seed=seed, items=items.take(fitted_on))
+        fit = best_fit(z[fitted_on], len(fit.weights), seed=seed, items=items.take(fitted_on),
+                       start=None if start is None else start[fitted_on])
     means_raw = fit.means * scale + center
     ids = match_ids(previous, means_raw, space.names)
     order = np.argsort(ids)
