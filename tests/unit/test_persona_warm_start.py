@@ -6,7 +6,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 import tailor.personas.rebuild as rebuild
-from tailor.personas.clustering import _start_near, best_fit, choose_k, fit_mixture
+from tailor.personas.clustering import _start_near, best_fit, fit_mixture
 from tailor.personas.rebuild import run_job
 
 from tests.unit.test_persona_k_choice import _ingested
@@ -25,6 +25,7 @@ def test_the_previous_personas_split_where_two_groups_shared_one():
     split = _start_near(merged, z, 3)
     assert split.shape == (len(z), 3) and np.allclose(split.sum(axis=1), 1.0)
     assert np.allclose(split[:, 0], merged[:, 0])  # the smaller persona stays as it was
+    assert adjusted_rand_score(group, split.argmax(axis=1)) == 1.0  # split across the groups' direction
     fit = fit_mixture(z, 3, start=split)
     assert adjusted_rand_score(group, fit.responsibilities(z).argmax(axis=1)) == 1.0
 
@@ -43,15 +44,19 @@ def test_no_start_for_a_k_two_or_more_away_or_below_two_personas(k0, k):
     assert _start_near(np.full((len(z), k0), 1.0 / k0), z, k) is None
 
 
-def test_the_best_fit_keeps_the_previous_personas_when_fresh_starts_explain_the_shoppers_worse():
-    z, group = three_groups(seed=1)
-    truth = np.eye(3)[group]
-    fresh = best_fit(z, 3)
-    warm = best_fit(z, 3, start=truth)
-    assert warm.loglik >= max(fresh.loglik, fit_mixture(z, 3, start=truth).loglik) - 1e-6
-    assert best_fit(z, 2, start=truth).loglik == best_fit(z, 2).loglik  # a start of another k is no start
-    fit, _ = choose_k(z, range(2, 5), start=np.eye(2)[np.minimum(group, 1)])
-    assert adjusted_rand_score(group, fit.responsibilities(z).argmax(axis=1)) == 1.0
+def test_the_best_fit_keeps_the_previous_personas_when_fresh_starts_explain_the_shoppers_worse(monkeypatch):
+    import tailor.personas.clustering as clustering
+
+    monkeypatch.setattr(clustering, "STARTS", 1)
+    rng = np.random.default_rng(0)
+    group = np.repeat(np.arange(8), 15)
+    z = rng.normal(0.0, 3.0, (8, 3))[group] + rng.normal(0.0, 0.5, (len(group), 3))
+    truth = np.eye(8)[group]
+    fresh, warm = best_fit(z, 8), best_fit(z, 8, start=truth)
+    assert warm.loglik > fresh.loglik + 10 and warm.loglik == fit_mixture(z, 8, start=truth).loglik
+    assert adjusted_rand_score(group, warm.responsibilities(z).argmax(axis=1)) > \
+        adjusted_rand_score(group, fresh.responsibilities(z).argmax(axis=1))
+    assert best_fit(z, 7, start=truth).loglik == best_fit(z, 7).loglik  # a start of another k is no start
 
 
 def test_a_rebuild_passes_the_previous_models_responsibilities_of_its_shoppers(monkeypatch):
