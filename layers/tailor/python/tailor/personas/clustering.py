@@ -6,7 +6,8 @@ features and, given the shoppers' recent items, a multinomial over the items (th
 brands, styles, quality and price within a category, which no summary feature keeps) and their signals (where
 their visits came from, a stated age band, location and interests: tailor.personas.model.persona_evidence), fitted
 together by EM from the best of STARTS k-means++ starts and, in a rebuild, of the previous personas (their
-responsibilities for today's shoppers; for one persona more or fewer, the largest split or the two closest merged);
+responsibilities for today's shoppers; for one persona more, each split in turn; for one fewer, the two closest
+merged);
 several k are tried and the one whose fits best explain held-out shoppers kept (without items, the one with the
 lowest Bayesian information criterion).
 """
@@ -26,7 +27,7 @@ from tailor.shopper import ShopperState
 
 __all__ = ["BLOCK_WEIGHTS", "PRICE_WEIGHT", "Fit", "ItemCounts", "choose_k", "cold_start_tables", "feature_space",
            "best_fit", "fit_mixture", "held_out_deviance",
-           "match_ids", "persona_labels", "query_vectors", "refine", "standardization"]
+           "match_ids", "persona_labels", "query_vectors", "refine", "standardization", "starts_near"]
 
 MAX_CATEGORIES = 24  # categories with a feature of their own; the rest share "other"
 MAX_TOKENS = 2000  # query words with a vector
@@ -220,14 +221,13 @@ def fit_mixture(z: np.ndarray, k: int, *, seed: int = 0, iterations: int = 100, 
 
 
 def best_fit(z: np.ndarray, k: int, *, seed: int = 0, items: ItemCounts | None = None,
-             start: np.ndarray | None = None) -> Fit:
+             starts: Sequence[np.ndarray] = ()) -> Fit:
     """The k-persona fit with the highest log-likelihood of STARTS EM runs, seeded seed, seed + 1, ...: EM finds a
-    local optimum, so the better of a few k-means++ starts. `start` (n, k0), the shoppers' responsibilities under the
-    previous model, is one more start when k0 is k: a rebuild then keeps the previous personas, moved to today's
-    shoppers, unless a fresh start explains the shoppers better."""
+    local optimum, so the better of a few k-means++ starts. `starts`, responsibilities (n, k) such as the previous
+    personas' (starts_near), are more starts: a rebuild then keeps the previous personas, moved to today's shoppers,
+    unless a fresh start explains the shoppers better."""
     fits = [fit_mixture(z, k, seed=seed + s, items=items) for s in range(STARTS)]
-    if start is not None and start.shape[1] == k:
-        fits.append(fit_mixture(z, k, items=items, start=start))
+    fits += [fit_mixture(z, k, items=items, start=start) for start in starts]
     return max(fits, key=lambda f: f.loglik)
 
 
@@ -238,8 +238,7 @@ def choose_k(z: np.ndarray, ks: Iterable[int], *, seed: int = 0, passed_over: di
     the BIC, or with `items` the held-out deviance (-2 x the log-likelihood of each fold's shoppers under the fit
     to the others'; the BIC counts every persona's every item as a parameter and so always chooses the fewest
     personas). `passed_over`, when given, receives each k of `ks` that was not kept and why. `start` (n, k0): the
-    shoppers' responsibilities under the previous model, one more start for k0's fits (best_fit), and, with its
-    largest persona split in two or its two closest merged, for k0 + 1's and k0 - 1's."""
+    shoppers' responsibilities under the previous model, more starts for k0 - 1, k0 and k0 + 1 (starts_near)."""
     fits: dict[int, Fit] = {}
     smallest_allowed = max(MIN_PERSONA_SHOPPERS, MIN_PERSONA_SHARE * len(z))
     skipped: dict[int, str] = {} if passed_over is None else passed_over
@@ -249,7 +248,7 @@ def choose_k(z: np.ndarray, ks: Iterable[int], *, seed: int = 0, passed_over: di
         if 5 * k > len(z):
             skipped[k] = "fewer than 5 shoppers per persona"
             continue
-        fit = best_fit(z, k, seed=seed, items=items, start=_start_near(start, z, k))
+        fit = best_fit(z, k, seed=seed, items=items, starts=starts_near(start, z, k))
         # A persona must stand for a group of shoppers, not a handful.
         if fit.weights.min() * len(z) >= smallest_allowed:
             fits[k] = fit
@@ -258,23 +257,23 @@ def choose_k(z: np.ndarray, ks: Iterable[int], *, seed: int = 0, passed_over: di
     if not fits:
         fits[1] = fit_mixture(z, 1, seed=seed, items=items)
     criterion = {k: f.bic if items is None else held_out_deviance(z, k, items, seed=seed,
-                                                                  start=_start_near(start, z, k))
+                                                                  starts=starts_near(start, z, k))
                  for k, f in fits.items()}
     best = min(fits, key=criterion.__getitem__)
     return fits[best], {k: round(c, 1) for k, c in criterion.items()}
 
 
 def held_out_deviance(z: np.ndarray, k: int, items: ItemCounts, *, seed: int = 0,
-                      start: np.ndarray | None = None) -> float:
+                      starts: Sequence[np.ndarray] = ()) -> float:
     """-2 x the log-likelihood of each of FOLDS folds of the shoppers under the k-persona fit to the others (each fit
-    also from `start`'s rows of the others, as best_fit)."""
+    also from `starts`' rows of the others, as best_fit)."""
     fold = np.random.default_rng(seed).integers(0, FOLDS, len(z))
     total = 0.0
     for f in range(FOLDS):
         train, test = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
         if len(train) < k or not len(test):
             continue
-        fit = best_fit(z[train], k, seed=seed, items=items.take(train), start=None if start is None else start[train])
+        fit = best_fit(z[train], k, seed=seed, items=items.take(train), starts=[start[train] for start in starts])
         log = _joint_log(z[test], fit.weights, fit.means, fit.variances, items.take(test), fit.item_log)
         total += float(_log_sum(log).sum())
     return -2.0 * total
@@ -367,31 +366,35 @@ def persona_labels(means_raw: np.ndarray, space: FeatureSpace) -> list[str]:
     return labels
 
 
-def _start_near(start: np.ndarray | None, z: np.ndarray, k: int) -> np.ndarray | None:
-    """Responsibilities (n, k) from the previous model's `start` (n, k0): itself for k0; for k0 + 1, its largest
-    persona split in two across its shoppers' main direction; for k0 - 1 (of 2 at least), its two closest personas
-    merged; None for any other k. EM started afresh seldom finds what days of rebuilds have: the previous personas,
-    with one persona more or fewer, let k move without losing them."""
+def starts_near(start: np.ndarray | None, z: np.ndarray, k: int) -> list[np.ndarray]:
+    """EM starts for k personas (responsibilities, n x k) from the previous model's responsibilities `start` (n, k0):
+    itself for k0; for k0 + 1, each of its personas in turn split in two across its shoppers' main direction; for
+    k0 - 1 (of 2 at least), its two closest personas merged; none for any other k. EM started afresh seldom finds
+    what days of rebuilds have: the previous personas, with one persona more or fewer, let k move without losing
+    them."""
     if start is None or abs(start.shape[1] - k) > 1:
-        return None
+        return []
     k0 = start.shape[1]
     if k == k0:
-        return start
+        return [start]
     mass = start.sum(axis=0) + 1e-10
     if k == k0 + 1:
-        largest = int(np.argmax(mass))
-        share = start[:, largest]
-        centred = z - share @ z / mass[largest]
-        spread = (centred * share[:, None]).T @ centred
-        direction = np.linalg.eigh(spread)[1][:, -1]
-        side = centred @ direction > 0
-        return np.column_stack([np.delete(start, largest, axis=1), share * side, share * ~side])
+        return [_split(start, persona, z, mass[persona]) for persona in range(k0)]
     if k0 < 3:
-        return None
+        return []
     means = start.T @ z / mass[:, None]
     distance = ((means[:, None, :] - means[None, :, :]) ** 2).sum(axis=2) + np.diag(np.full(k0, np.inf))
     a, b = np.unravel_index(int(np.argmin(distance)), distance.shape)
-    return np.column_stack([np.delete(start, [a, b], axis=1), start[:, a] + start[:, b]])
+    return [np.column_stack([np.delete(start, [a, b], axis=1), start[:, a] + start[:, b]])]
+
+
+def _split(start: np.ndarray, persona: int, z: np.ndarray, mass: float) -> np.ndarray:
+    """`start` with `persona`'s column split in two by the side of its shoppers' main direction they lie on."""
+    share = start[:, persona]
+    centred = z - share @ z / mass
+    spread = (centred * share[:, None]).T @ centred
+    side = centred @ np.linalg.eigh(spread)[1][:, -1] > 0
+    return np.column_stack([np.delete(start, persona, axis=1), share * side, share * ~side])
 
 
 def _gaussians(z: np.ndarray, r: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

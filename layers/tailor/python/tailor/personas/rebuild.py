@@ -34,6 +34,7 @@ from tailor.personas.clustering import (
     persona_labels,
     refine,
     standardization,
+    starts_near,
 )
 from tailor.personas.features import batch_features
 from tailor.personas.model import PersonaModel, persona_evidence
@@ -154,7 +155,7 @@ def _cluster(shoppers: list[ShopperState], items: list[dict], queries: list[dict
     fitted_on = _sample(len(z), FIT_SHOPPERS, seed)
     if len(fitted_on) > len(chosen_on):
         fit = best_fit(z[fitted_on], len(fit.weights), seed=seed, items=items.take(fitted_on),
-                       start=None if start is None else start[fitted_on])
+                       starts=starts_near(None if start is None else start[fitted_on], z[fitted_on], len(fit.weights)))
     means_raw = fit.means * scale + center
     ids = match_ids(previous, means_raw, space.names)
     order = np.argsort(ids)
