@@ -7,9 +7,8 @@ brands, styles, quality and price within a category, which no summary feature ke
 their visits came from, a stated age band, location and interests: tailor.personas.model.persona_evidence), fitted
 together by EM from the best of STARTS k-means++ starts and, in a rebuild, of the previous personas (their
 responsibilities for today's shoppers; for one persona more, each split in turn; for one fewer, the two closest
-merged);
-several k are tried and the one whose fits best explain held-out shoppers kept (without items, the one with the
-lowest Bayesian information criterion).
+merged); several k are tried and the one whose fits best explain held-out shoppers kept (without items, the one
+with the lowest Bayesian information criterion).
 """
 
 from __future__ import annotations
@@ -240,6 +239,7 @@ def choose_k(z: np.ndarray, ks: Iterable[int], *, seed: int = 0, passed_over: di
     personas). `passed_over`, when given, receives each k of `ks` that was not kept and why. `start` (n, k0): the
     shoppers' responsibilities under the previous model, more starts for k0 - 1, k0 and k0 + 1 (starts_near)."""
     fits: dict[int, Fit] = {}
+    starts: dict[int, list[np.ndarray]] = {}  # each k's starts from the previous personas, for its fit and its folds
     smallest_allowed = max(MIN_PERSONA_SHOPPERS, MIN_PERSONA_SHARE * len(z))
     skipped: dict[int, str] = {} if passed_over is None else passed_over
     for k in ks:
@@ -248,7 +248,8 @@ def choose_k(z: np.ndarray, ks: Iterable[int], *, seed: int = 0, passed_over: di
         if 5 * k > len(z):
             skipped[k] = "fewer than 5 shoppers per persona"
             continue
-        fit = best_fit(z, k, seed=seed, items=items, starts=starts_near(start, z, k))
+        starts[k] = starts_near(start, z, k)
+        fit = best_fit(z, k, seed=seed, items=items, starts=starts[k])
         # A persona must stand for a group of shoppers, not a handful.
         if fit.weights.min() * len(z) >= smallest_allowed:
             fits[k] = fit
@@ -256,8 +257,7 @@ def choose_k(z: np.ndarray, ks: Iterable[int], *, seed: int = 0, passed_over: di
             skipped[k] = f"a persona of fewer than {smallest_allowed:g} shoppers"
     if not fits:
         fits[1] = fit_mixture(z, 1, seed=seed, items=items)
-    criterion = {k: f.bic if items is None else held_out_deviance(z, k, items, seed=seed,
-                                                                  starts=starts_near(start, z, k))
+    criterion = {k: f.bic if items is None else held_out_deviance(z, k, items, seed=seed, starts=starts.get(k, []))
                  for k, f in fits.items()}
     best = min(fits, key=criterion.__getitem__)
     return fits[best], {k: round(c, 1) for k, c in criterion.items()}
