@@ -126,3 +126,30 @@ def test_missing_diginetica_files_are_refused_before_the_simulator_runs(tmp_path
     monkeypatch.setattr(personas, "evaluate_simulated", never)
     assert personas.main(["--diginetica", str(tmp_path / "none")]) == 2
     assert f"no Diginetica files in {tmp_path / 'none'}" in capsys.readouterr().err
+
+
+def test_the_bayes_oracle_weighs_personas_by_the_shoppers_events_before_the_list():
+    from tailor_lab.evaluation.personas import _PersonaPosterior
+    from tailor_lab.stream import epoch_of
+
+    simulation = simulate(shoppers=300, days=14, seed=5)
+    world = simulation.world
+    end = epoch_of(simulation.events[-1]["timestamp"]) + 1.0
+    posterior = _PersonaPosterior(simulation)
+    for event in simulation.events:
+        posterior.add(event)
+    sure = next(s for s in world.shoppers
+                if np.exp(posterior.log_posterior(s.user_id)).max() > 0.999
+                and int(np.argmax(posterior.log_posterior(s.user_id))) == s.persona)
+    other = next(s for s in world.shoppers if s.persona != sure.persona)
+    ids = world.catalog.ids(world.catalog.category_items[0][:20])
+    # After all their events, a shopper the events leave no doubt about is ranked as by their true persona.
+    oracles = _oracles(simulation)
+    late = _Sample(sure.user_id, "s", ids, set(), at=end)
+    assert oracles["bayes_oracle"](late) == oracles["oracle"](late)
+    # Before any event, the posterior is the personas' shares alone: shoppers of different personas rank alike,
+    # where the oracle that knows their personas does not.
+    oracles = _oracles(simulation)
+    early = [_Sample(s.user_id, "s", ids, set(), at=0.0) for s in (sure, other)]
+    assert oracles["bayes_oracle"](early[0]) == oracles["bayes_oracle"](early[1])
+    assert oracles["oracle"](early[0]) != oracles["oracle"](early[1])

@@ -23,7 +23,9 @@ Oracles. The simulator knows why a shopper clicked: the choice model's chance th
 shown is the examination of its position times the chance they take it once examined (their utility of it in the
 session's context: its category, what they saw and bought; simulator/parameters.py). Ranking each list by that
 chance is what re-ranking could reach: with the utility of the shopper's true persona (the mean utility of its
-shoppers), the persona oracle, the best a persona-level re-ranking can do; with the shopper's own, the utility
+shoppers), the persona oracle, the best a persona-level re-ranking can do; with each persona's utility weighed by
+the persona's posterior given the shopper's events before the list (the Bayes oracle), the best such a re-ranking
+can do when it must tell the persona from the events, as a product must; with the shopper's own, the utility
 oracle. Reported: each lift with its 95% bootstrap interval over lists, and each weight's share of the persona
 oracle's lift over the shop's order (paired resamples); at the report's top, for scripts, the first --weight's
 figures in the deployed mode (mixture): `lift`, `oracle_lift`, `share_of_oracle` and their `_ci95` intervals.
@@ -269,6 +271,10 @@ def format_table(report: dict[str, Any]) -> str:
         r = sim["ranking"]
         notes.append(f"simulator oracles (the choice model's true click chance where each item was shown): by the "
                      f"true persona's taste NDCG@10 {r['oracle']:.4f} ({_with_interval(r['oracle_lift'], r['oracle_lift_ci95'])}), "
+                     + (f"by the personas' tastes weighed by their posterior given the shopper's events (Bayes) "
+                        f"{r['bayes_oracle']:.4f} ({_with_interval(r['bayes_oracle_lift'], r['bayes_oracle_lift_ci95'])}; "
+                        f"{r['bayes_oracle_share_of_oracle']:.0%} of the persona oracle's lift), "
+                        if r.get("bayes_oracle_share_of_oracle") is not None else "") +
                      f"by each shopper's own utility {r['utility_oracle']:.4f} "
                      f"({_with_interval(r['utility_oracle_lift'], r['utility_oracle_lift_ci95'])})")
         shares = [f"weight {w['weight']:g} {mode} {w[mode + '_share_of_oracle']:.0%} "
@@ -450,6 +456,9 @@ def _rerank_test(replay: Replay, samples: list[_Sample], test: list[dict], weigh
         out[name] = round(float(np.mean(scores[name])), 5) if len(base) else 0.0
         out[f"{name}_lift"], out[f"{name}_lift_ci95"] = _lift(base, np.asarray(scores[name]), picks)
     reference = np.asarray(scores[next(iter(oracles))]) if oracles else None
+    for name in list(oracles or {})[1:]:
+        out[f"{name}_share_of_oracle"], out[f"{name}_share_of_oracle_ci95"] = _share(
+            base, np.asarray(scores[name]), reference, picks)
     out["by_weight"] = []
     for w in weights:
         part: dict[str, Any] = {"weight": w}
@@ -476,6 +485,9 @@ def _headline(ranking: dict[str, Any]) -> dict[str, Any]:
                     "share_of_oracle_ci95": part.get("mixture_share_of_oracle_ci95"),
                     "utility_oracle_lift": ranking["utility_oracle_lift"],
                     "utility_oracle_lift_ci95": ranking["utility_oracle_lift_ci95"]})
+    if "bayes_oracle" in ranking:
+        out.update({key: ranking[key] for key in ("bayes_oracle_lift", "bayes_oracle_lift_ci95",
+                                                  "bayes_oracle_share_of_oracle", "bayes_oracle_share_of_oracle_ci95")})
     return out
 
 
@@ -539,118 +551,166 @@ def _oracles(simulation: Any) -> dict[str, Callable[[_Sample], list[str]]]:
     true chance of the click it could get there, the examination of the position it was shown at (the shopper
     looked down the list as shown) times the chance they take it once examined (parameters.py). "oracle" reads
     that chance with the utility of the shopper's true persona (the mean utility of the persona's shoppers: its
-    tastes, the items' quality and price fit), the best a persona-level re-ranking can do; "utility_oracle" with
-    the shopper's own utility, the best any re-ranking can do. Both add the session's context as the shopper
-    weighs it: the intent's bonus for the session's category, the penalties of items seen or bought in it."""
+    tastes, the items' quality and price fit), the best a persona-level re-ranking can do; "bayes_oracle" the
+    same, each persona's chance weighed by its posterior given the shopper's events before the list
+    (_PersonaPosterior), the best a persona-level re-ranking can do that must tell the persona from the events,
+    as a product must; "utility_oracle" with the shopper's own utility, the best any re-ranking can do. All add
+    the session's context as the shopper weighs it: the intent's bonus for the session's category, the penalties
+    of items seen or bought in it. The Bayes oracle reads the simulation's events up to each list, so its lists
+    are asked for in the order they were shown, as the test walk does."""
     from tailor_lab.simulator.catalog import CATEGORY_NAMES
 
     world = simulation.world
     if world is None:
         raise ValueError("the simulation carries no world (its latent side) to rank by")
     choice, params = world.choice, world.params
-    index = {item: i for i, item in enumerate(world.catalog.item_ids)}
+    posterior = _PersonaPosterior(simulation)
+    index = posterior.index
     category_of = world.catalog.category_of
     category_index = {name: c for c, name in enumerate(CATEGORY_NAMES)}
     own = {s.user_id: choice.utility(s) for s in world.shoppers}
-    persona_mean = {p: np.mean([own[s.user_id] for s in world.shoppers if s.persona == p], axis=0)
-                    for p in {s.persona for s in world.shoppers}}
-    by_persona = {s.user_id: persona_mean[s.persona] for s in world.shoppers}
+    by_persona = {s.user_id: posterior.taste[s.persona] for s in world.shoppers}
+    events = iter(simulation.events)
+    waiting: list[dict] = []
 
-    def ranking(utilities: dict[str, np.ndarray]) -> Callable[[_Sample], list[str]]:
+    def chance(sample: _Sample, rows: np.ndarray, utility: np.ndarray) -> np.ndarray:
+        """The chance of a click on each of `rows` where it was shown; `utility` (..., items) of every item."""
+        categories = category_of[rows]
+        category = category_index.get(sample.category or "", int(np.bincount(categories).argmax()))
+        u = utility[..., rows] - params.click_threshold + params.intent_bonus * (categories == category)
+        u = u - params.seen_penalty * np.asarray([item in sample.seen for item in sample.items])
+        u = u - params.bought_penalty * np.asarray([item in sample.bought for item in sample.items])
+        examination = np.asarray(choice.examination[sample.surface])
+        looked = examination[np.minimum(np.arange(len(rows)), len(examination) - 1)]
+        return looked / (1.0 + np.exp(-u / params.click_temperature))
+
+    def believed(sample: _Sample) -> np.ndarray:
+        """The shopper's posterior over personas given the simulation's events before the list was shown."""
+        while True:
+            event = waiting.pop() if waiting else next(events, None)
+            if event is None:
+                break
+            if epoch_of(event["timestamp"]) >= sample.at:
+                waiting.append(event)
+                break
+            posterior.add(event)
+        return np.exp(posterior.log_posterior(sample.user_id))
+
+    def ranking(score: Callable[[_Sample, np.ndarray], np.ndarray | None]) -> Callable[[_Sample], list[str]]:
         def rank(sample: _Sample) -> list[str]:
-            utility = utilities.get(sample.user_id)
-            if utility is None:
-                return list(sample.items)
             rows = np.asarray([index[item] for item in sample.items])
-            categories = category_of[rows]
-            category = category_index.get(sample.category or "", int(np.bincount(categories).argmax()))
-            u = utility[rows] - params.click_threshold + params.intent_bonus * (categories == category)
-            u = u - params.seen_penalty * np.asarray([item in sample.seen for item in sample.items])
-            u = u - params.bought_penalty * np.asarray([item in sample.bought for item in sample.items])
-            examination = np.asarray(choice.examination[sample.surface])
-            looked = examination[np.minimum(np.arange(len(rows)), len(examination) - 1)]
-            chance = looked / (1.0 + np.exp(-u / params.click_temperature))
-            return [sample.items[i] for i in np.argsort(-chance, kind="stable")]
+            scores = score(sample, rows)
+            if scores is None:
+                return list(sample.items)
+            return [sample.items[i] for i in np.argsort(-scores, kind="stable")]
 
         return rank
 
-    return {"oracle": ranking(by_persona), "utility_oracle": ranking(own)}
+    def by(utilities: dict[str, np.ndarray]) -> Callable[[_Sample, np.ndarray], np.ndarray | None]:
+        def score(sample: _Sample, rows: np.ndarray) -> np.ndarray | None:
+            utility = utilities.get(sample.user_id)
+            return None if utility is None else chance(sample, rows, utility)
+
+        return score
+
+    def by_posterior(sample: _Sample, rows: np.ndarray) -> np.ndarray:
+        return believed(sample) @ chance(sample, rows, posterior.taste)
+
+    return {"oracle": ranking(by(by_persona)), "bayes_oracle": ranking(by_posterior),
+            "utility_oracle": ranking(by(own))}
 
 
 def _persona_oracle(simulation: Any, events: Iterable[dict]) -> dict[str, int]:
-    """Each shopper's most probable persona given their `events` (the training window) and the simulator's persona
-    parameters (shoppers.PERSONAS, parameters.py): the shares; each session's referral source, drawn from the
-    persona's; the categories viewed in each session, counted once a session, under the Dirichlet the shopper's
+    """Each shopper's most probable persona given their `events` (the training window), by _PersonaPosterior."""
+    posterior = _PersonaPosterior(simulation)
+    for event in events:
+        posterior.add(event)
+    return {user_id: int(np.argmax(posterior.log_posterior(user_id))) for user_id in posterior.shoppers}
+
+
+class _PersonaPosterior:
+    """Each shopper's posterior over the simulator's personas given the events added so far and the simulator's
+    persona parameters (shoppers.PERSONAS, parameters.py): the shares; each session's referral source, drawn from
+    the persona's; the categories viewed in each session, counted once a session, under the Dirichlet the shopper's
     category tastes are drawn from around the persona's (integrated out: a Dirichlet-multinomial); each item viewed,
     chosen within its category by popularity ** navigation_popularity x exp(utility / click_temperature) with the
     utility of the persona's tastes (the mean of its shoppers'); and a stated profile's age and location. What the
-    product must learn (the personas' tastes, their number) the oracle is given, so its index is the ceiling a
-    recovery is measured against; it leaves out what it cannot weigh exactly (a shopper's own deviation from the
-    persona's brand, style and price tastes, the listing's order around a click), so it is close to the Bayes
-    posterior, not exactly it."""
-    from scipy.special import gammaln, logsumexp
+    product must learn (the personas' tastes, their number) it is given, so it is the ceiling a recovery is
+    measured against; it leaves out what it cannot weigh exactly (a shopper's own deviation from the persona's
+    brand, style and price tastes, the listing's order around a click), so it is close to the Bayes posterior, not
+    exactly it."""
 
-    from tailor_lab.simulator import PERSONAS, REFERRAL_SOURCES
-    from tailor_lab.simulator.catalog import CATEGORY_NAMES
-    from tailor_lab.simulator.shoppers import _ALL_LOCATIONS
+    def __init__(self, simulation: Any):
+        from scipy.special import logsumexp
 
-    world = simulation.world
-    if world is None:
-        raise ValueError("the simulation carries no world (its latent side) to weigh events by")
-    catalog, choice, params = world.catalog, world.choice, world.params
-    index = {item: i for i, item in enumerate(catalog.item_ids)}
-    category_index = {name: c for c, name in enumerate(CATEGORY_NAMES)}
-    taste = np.array([np.mean([choice.utility(s) for s in world.shoppers if s.persona == p], axis=0)
-                      if any(s.persona == p for s in world.shoppers) else np.zeros(len(index))
-                      for p in range(len(PERSONAS))])
-    log_popularity = params.navigation_popularity * np.log(np.asarray(catalog.popularity))
-    category_of = np.asarray(catalog.category_of)
-    log_choice = np.empty_like(taste)
-    for c in range(len(CATEGORY_NAMES)):
-        rows = np.flatnonzero(category_of == c)
-        w = log_popularity[rows][None, :] + taste[:, rows] / params.click_temperature
-        log_choice[:, rows] = w - logsumexp(w, axis=1, keepdims=True)
-    prefs = np.array([[p.categories[name] for name in CATEGORY_NAMES] for p in PERSONAS])
-    alpha = 15.0 * prefs / prefs.sum(axis=1, keepdims=True) + 0.1  # shoppers.make_shoppers' Dirichlet
-    referrals = np.array([[p.referrals.get(r, 0.0) for r in REFERRAL_SOURCES] for p in PERSONAS])
-    log_referral = np.log(np.maximum(referrals / referrals.sum(axis=1, keepdims=True), 1e-12))
-    age_mean, age_sd = (np.array([p.age[k] for p in PERSONAS]) for k in (0, 1))
+        from tailor_lab.simulator import PERSONAS, REFERRAL_SOURCES
+        from tailor_lab.simulator.catalog import CATEGORY_NAMES
+        from tailor_lab.simulator.shoppers import _ALL_LOCATIONS
 
-    shoppers: dict[str, dict[str, Any]] = defaultdict(lambda: {"referral": {}, "categories": defaultdict(set),
-                                                                "views": [], "profile": None})
-    for e in events:
-        shopper = shoppers[e["user_id"]]
-        kind, session = e["event_type"], e["session_id"]
+        world = simulation.world
+        if world is None:
+            raise ValueError("the simulation carries no world (its latent side) to weigh events by")
+        catalog, choice, params = world.catalog, world.choice, world.params
+        self.index = {item: i for i, item in enumerate(catalog.item_ids)}
+        self.category_index = {name: c for c, name in enumerate(CATEGORY_NAMES)}
+        self.referral_index = {name: r for r, name in enumerate(REFERRAL_SOURCES)}
+        self.taste = np.array([np.mean([choice.utility(s) for s in world.shoppers if s.persona == p], axis=0)
+                               if any(s.persona == p for s in world.shoppers) else np.zeros(len(self.index))
+                               for p in range(len(PERSONAS))])
+        log_popularity = params.navigation_popularity * np.log(np.asarray(catalog.popularity))
+        category_of = np.asarray(catalog.category_of)
+        self.log_choice = np.empty_like(self.taste)
+        for c in range(len(CATEGORY_NAMES)):
+            rows = np.flatnonzero(category_of == c)
+            w = log_popularity[rows][None, :] + self.taste[:, rows] / params.click_temperature
+            self.log_choice[:, rows] = w - logsumexp(w, axis=1, keepdims=True)
+        prefs = np.array([[p.categories[name] for name in CATEGORY_NAMES] for p in PERSONAS])
+        self.alpha = 15.0 * prefs / prefs.sum(axis=1, keepdims=True) + 0.1  # shoppers.make_shoppers' Dirichlet
+        referrals = np.array([[p.referrals.get(r, 0.0) for r in REFERRAL_SOURCES] for p in PERSONAS])
+        self.log_referral = np.log(np.maximum(referrals / referrals.sum(axis=1, keepdims=True), 1e-12))
+        self.age_mean, self.age_sd = (np.array([p.age[k] for p in PERSONAS]) for k in (0, 1))
+        self.log_share = np.log([p.share for p in PERSONAS])
+        self.locations = [p.locations for p in PERSONAS]
+        self.location_floor = 0.7 / len(_ALL_LOCATIONS)
+        self.shoppers: dict[str, dict[str, Any]] = defaultdict(lambda: {
+            "referral": {}, "categories": defaultdict(set), "views": np.zeros(len(PERSONAS)), "profile": None})
+
+    def add(self, event: dict) -> None:
+        shopper = self.shoppers[event["user_id"]]
+        kind, session = event["event_type"], event["session_id"]
         shopper["referral"].setdefault(session, "direct")
         if kind == "referral":
-            shopper["referral"][session] = e["source"]
+            shopper["referral"][session] = event["source"]
         elif kind == "profile":
-            shopper["profile"] = e
-        elif kind == "view" and e.get("item_id") in index:
-            shopper["views"].append(index[e["item_id"]])
-            if e.get("category") in category_index:
-                shopper["categories"][session].add(category_index[e["category"]])
-    log_share = np.log([p.share for p in PERSONAS])
-    total = alpha.sum(axis=1)
-    out = {}
-    for user_id, shopper in shoppers.items():
-        score = log_share
-        for source in shopper["referral"].values():
-            score = score + log_referral[:, REFERRAL_SOURCES.index(source)]
-        counts = np.zeros(len(CATEGORY_NAMES))
-        for seen in shopper["categories"].values():
-            counts[list(seen)] += 1
-        score = score + gammaln(total) - gammaln(total + counts.sum()) + (gammaln(alpha + counts) - gammaln(alpha)).sum(1)
-        if shopper["views"]:
-            score = score + log_choice[:, shopper["views"]].sum(axis=1)
-        profile = shopper["profile"]
-        if profile is not None and "age" in profile:
-            score = score - np.log(age_sd) - 0.5 * ((profile["age"] - age_mean) / age_sd) ** 2
-        if profile is not None and "location" in profile:
-            own = np.array([0.3 * (profile["location"] in p.locations) / len(p.locations) for p in PERSONAS])
-            score = score + np.log(own + 0.7 / len(_ALL_LOCATIONS))
-        out[user_id] = int(np.argmax(score))
-    return out
+            shopper["profile"] = event
+        elif kind == "view" and event.get("item_id") in self.index:
+            shopper["views"] += self.log_choice[:, self.index[event["item_id"]]]
+            if event.get("category") in self.category_index:
+                shopper["categories"][session].add(self.category_index[event["category"]])
+
+    def log_posterior(self, user_id: str) -> np.ndarray:
+        """log P(persona | the shopper's events so far), normalized (the shares alone for a shopper without any)."""
+        from scipy.special import gammaln, logsumexp
+
+        score = self.log_share.copy()
+        shopper = self.shoppers.get(user_id)
+        if shopper is not None:
+            for source in shopper["referral"].values():
+                score += self.log_referral[:, self.referral_index[source]]
+            counts = np.zeros(self.alpha.shape[1])
+            for seen in shopper["categories"].values():
+                counts[list(seen)] += 1
+            total = self.alpha.sum(axis=1)
+            score += (gammaln(total) - gammaln(total + counts.sum())
+                      + (gammaln(self.alpha + counts) - gammaln(self.alpha)).sum(axis=1))
+            score += shopper["views"]
+            profile = shopper["profile"]
+            if profile is not None and "age" in profile:
+                score += -np.log(self.age_sd) - 0.5 * ((profile["age"] - self.age_mean) / self.age_sd) ** 2
+            if profile is not None and "location" in profile:
+                own = np.array([0.3 * (profile["location"] in places) / len(places) for places in self.locations])
+                score += np.log(own + self.location_floor)
+        return score - logsumexp(score)
 
 
 def _listing_samples(events: list[dict]) -> list[_Sample]:
