@@ -1,5 +1,5 @@
 """Personas' tastes for items: the mixture fits them from shoppers' recent items beside the features, chooses k by
-held-out shoppers, and Ingest's forward step and the stored model weigh them."""
+held-out shoppers, and Ingest's mixtures and the stored model weigh them."""
 
 import io
 
@@ -50,12 +50,12 @@ def test_item_counts_of_some_shoppers_are_theirs_in_order():
     assert np.allclose(counts.log_likelihood(log)[2], log[:, 2] + log[:, 0])  # "c" is any other item
 
 
-def test_the_forward_step_moves_toward_the_persona_whose_items_the_shopper_engaged_with():
+def test_a_mixture_leans_toward_the_persona_whose_items_the_shopper_engaged_with():
     model = model_with_items(np.log(np.array([[0.45, 0.45, 0.1], [0.1, 0.1, 0.8]])), ["a", "b"])
     x = np.zeros(len(SPACE.names))
-    assert model.forward(None, x, 5, items=["a", "b"])["0"] > 0.5
-    assert model.forward(None, x, 5, items=["z", "y"])["1"] > 0.5  # items outside the vocabulary: "any other"
-    assert model.forward(None, x, 5) == model.general_mixture()
+    assert model.mixture(x, items=["a", "b"])["0"] > 0.5
+    assert model.mixture(x, items=["z", "y"])["1"] > 0.5  # items outside the vocabulary: "any other"
+    assert model.mixture(x) == model.general_mixture()
 
 
 def test_the_item_term_survives_storage_and_a_model_without_one_still_loads():

@@ -1,4 +1,5 @@
-"""Personas in the domain: traits, the shared feature vector, clustering with k by BIC, the forward mixture update,
+"""Personas in the domain: traits, the shared feature vector, clustering with k by BIC, the shopper's mixture as the tempered
+posterior of their state,
 adjustment vectors with empirical-Bayes shrinkage, Ingest's persona counters applied exactly once, the persona
 scorer and cold start, and the scheduled jobs on the in-memory store."""
 
@@ -13,7 +14,7 @@ from tailor.ingest.service import Ingestor, StreamRecord
 from tailor.personas.adjustments import CounterTable, build_adjustments, read_counters
 from tailor.personas.clustering import choose_k, match_ids
 from tailor.personas.features import FeatureSpace, shopper_features
-from tailor.personas.model import EXPLORATION, PersonaModel, dominant
+from tailor.personas.model import EXPLORATION, POSTERIOR_TEMPERATURE, PersonaModel, dominant
 from tailor.personas.online import PersonaTracker
 from tailor.personas.rebuild import run_job
 from tailor.personas.rerank import PersonaScorer, describe_personas, persona_ranking, shopper_mixture
@@ -96,15 +97,34 @@ def test_refitted_personas_keep_the_ids_of_the_nearest_previous_ones():
     assert match_ids(previous, extra, previous.space.names) == [11, 10, 12]
 
 
-def test_forward_step_moves_the_mixture_toward_the_persona_that_explains_the_shopper():
+def test_a_mixture_is_the_tempered_posterior_of_the_shoppers_state():
     model = blobs_model(k=2)
     x = model.means[1].copy()
-    mixture = model.forward(None, x, new_events=5)
-    assert mixture["11"] > 0.5 > mixture["10"] > 0
-    later = model.forward(mixture, x, new_events=5)
-    assert later["11"] > mixture["11"]
-    back = model.forward(later, model.means[0], new_events=50)
-    assert back["10"] > later["10"]  # a shopper can change persona within a session
+    mixture = model.mixture(x)
+    # The personas' log-likelihoods of x differ by 3 ** 2 / 2 in each of two dimensions: 9, tempered.
+    assert mixture["11"] == pytest.approx(1 / (1 + np.exp(-POSTERIOR_TEMPERATURE * 9.0)), abs=1e-4)
+    assert model.responsibilities(x[None, :])[0, 1] > mixture["11"] > 0.5  # less sure than the full posterior
+    assert model.mixture(model.means[0])["10"] > 0.5  # a shopper whose state changes changes persona
+
+
+def test_a_shoppers_mixture_is_the_same_however_their_events_were_batched():
+    model = blobs_model(k=2)
+    raws = [event(0, "referral", source="email"), event(1, "view", item_id="a", category="phones", price=20.0),
+            event(2, "view", item_id="b", category="phones", price=30.0),
+            event(3, "click", item_id="c", category="books", price=50.0),
+            event(4, "view", item_id="c", category="phones", price=25.0)]
+    records = [StreamRecord("shardId-0", str(100 + n), json.dumps(r).encode(), "u1") for n, r in enumerate(raws)]
+
+    def mixture(batches):
+        store = MemoryStateStore()
+        ingestor = Ingestor(store, MemoryBlobStore(), max_workers=1, personas=PersonaTracker(ModelSource.fixed(model)))
+        for batch in batches:
+            assert not ingestor.ingest(batch).failed
+        return store.snapshot()["shoppers"]["u1"]["personas"]["mixture"]
+
+    whole = mixture([records])
+    assert max(whole.values()) > 0.55 and whole != model.general_mixture()
+    assert mixture([[record] for record in records]) == whole == mixture([records[:2], records[2:]])
 
 
 def test_cold_start_uses_weak_signals_and_falls_back_to_the_general_persona():

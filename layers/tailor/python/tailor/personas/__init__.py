@@ -4,7 +4,7 @@ adjustment vectors, and re-ranking by them.
 evidence   notes that folding an event leaves in session and shopper state
 traits     the named traits and their Beta updates
 features   the shopper feature vector (one function, online and batch)
-model      the persona model: mixtures, forward updates, cold start, adjustments; stored as one artifact
+model      the persona model: mixtures (a shopper's state's tempered posterior), cold start, adjustments; one artifact
 clustering fitting personas (k by BIC), keeping their ids, refining them, cold-start tables
 adjustments lifts over site-wide rates from persona-weighted counters, shrunk by empirical Bayes
 online     Ingest's part: persona counters on items rows, per-batch traits and mixtures

@@ -3,11 +3,10 @@
 sources and stated profile: `persona_evidence`), the cold-start tables and the persona
 adjustment vectors, as one versioned artifact the rebuild writes and Ingest and the API read.
 
-A shopper's persona mixture moves with a forward (HMM-style) step per batch: the persona may change
-between batches with a small probability (toward the general-interest mixture), and the batch's
-evidence weighs each persona by how well it explains the shopper's current feature vector, tempered by
-how many new events the batch brought (the feature vector is cumulative, so its evidence must not be
-counted in full every time).
+A shopper's persona mixture is the posterior of their state as it stands (feature vector, recent items and
+signals), tempered: each persona weighed by its share times its likelihood of the state raised to
+POSTERIOR_TEMPERATURE. Being a function of the state, it counts each piece of evidence once, follows the shopper
+as their recent items change, and is the same however Kinesis batched the events that made the state.
 """
 
 from __future__ import annotations
@@ -28,9 +27,9 @@ from tailor.shopper import ShopperState
 __all__ = ["EXPLORATION", "FEATURE_WEIGHT", "SIGNAL_MARK", "PersonaModel", "dominant", "mixture_vector", "persona_evidence",
            "token_columns"]
 
-SWITCH = 0.05  # chance per batch that a shopper's persona changes (the forward step's transition)
-TEMPER = 0.25  # share of a batch's log-likelihood evidence the forward step counts
-EVIDENCE_HALF = 5.0  # new events at which a batch counts half its (tempered) evidence
+# The share of the state's log-likelihood a mixture counts (chosen on validation simulations): the recent items
+# and signals are counted as independent tokens, which they are not, so the full posterior is overconfident.
+POSTERIOR_TEMPERATURE = 0.25
 EXPLORATION = 0.05  # bound of the random adjustment a new item gets for each persona (log-lift units)
 PROFILE_STRENGTH = 0.5  # exponent on weak profile signals' likelihood ratios at cold start
 MIN_SHARE = 0.001  # mixture shares below this are dropped from stored mixtures
@@ -105,19 +104,13 @@ class PersonaModel:
         p = np.exp(log)
         return p / p.sum(axis=1, keepdims=True)
 
-    def forward(self, previous: Mapping[str, float] | None, x: np.ndarray, new_events: int,
-                start: Mapping[str, float] | None = None, items: Sequence[str] = ()) -> dict[str, float]:
-        """The mixture after a batch that brought `new_events` and left the shopper at features `x` and recent
-        `items`; `previous` is the stored mixture (None: start from `start`, else the general-interest one)."""
-        prior = mixture_vector(previous, self) if previous else (
-            mixture_vector(start, self) if start else self.weights.copy())
-        predicted = (1 - SWITCH) * prior + SWITCH * self.weights
-        log = self.log_likelihood(self.standardize(x))[0] + self.item_log_likelihood(items)
-        strength = TEMPER * new_events / (new_events + EVIDENCE_HALF)
-        posterior = predicted * np.exp(strength * (log - log.max()))
-        total = posterior.sum()
-        posterior = posterior / total if total > 0 and np.isfinite(total) else self.weights.copy()
-        return self.as_mixture(posterior)
+    def mixture(self, x: np.ndarray, items: Sequence[str] = ()) -> dict[str, float]:
+        """The tempered posterior of a shopper at features `x` with recent items and signals `items`
+        (`persona_evidence`)."""
+        log = np.log(self.weights) + POSTERIOR_TEMPERATURE * (
+            self.log_likelihood(self.standardize(x))[0] + self.item_log_likelihood(items))
+        posterior = np.exp(log - log.max())
+        return self.as_mixture(posterior / posterior.sum())
 
     def as_mixture(self, vector: np.ndarray) -> dict[str, float]:
         kept = {str(pid): round(float(p), 4) for pid, p in zip(self.ids, vector) if p >= MIN_SHARE}

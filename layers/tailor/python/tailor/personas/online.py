@@ -8,8 +8,8 @@ dwell seconds and dwell events (pd:, pn:). They ride on the write Ingest makes t
 and, being from the mixture read with the row, a replayed record adds exactly what it added the first time.
 
 Per batch. The notes folding left in session and shopper state (tailor.evidence) become trait
-evidence (tailor.personas.traits), shopper signals (price percentiles, dwell, recent queries) and one
-forward step of the shopper's mixture (tailor.personas.model), and are cleared.
+evidence (tailor.personas.traits) and shopper signals (price percentiles, dwell, recent queries), and are cleared;
+each touched shopper's mixture becomes the posterior of their new state (tailor.personas.model).
 """
 
 from __future__ import annotations
@@ -70,10 +70,10 @@ class PersonaTracker:
         return [Contribution("items", event.item_id, increments)]
 
     def settle(self, sessions: Iterable[SessionState], shoppers: Iterable[ShopperState]) -> None:
-        """Turn the batch's notes into traits, signals and the mixture's forward step, in place."""
+        """Turn the batch's notes into traits, signals and the shoppers' mixtures, in place."""
         model = self.model()
         percentile = model.space.price_percentile if model is not None else _no_percentile
-        starts, self._starts = self._starts, {}
+        self._starts = {}
         for session in sessions:
             state = session.personas
             notes = state.pop(PENDING, None)
@@ -87,11 +87,7 @@ class PersonaTracker:
             apply_evidence(state.setdefault("traits", {}), state.setdefault("evidence", {}), notes, percentile)
             _absorb_signals(state, notes, percentile)
             if model is not None:
-                x = shopper_features(shopper, model.space)
-                start = None if state.get("mixture") else starts.get(_start_key(model, shopper)) or _starting_mixture(
-                    model, shopper)
-                state["mixture"] = model.forward(state.get("mixture"), x, len(notes), start=start,
-                                                 items=persona_evidence(shopper))
+                state["mixture"] = model.mixture(shopper_features(shopper, model.space), persona_evidence(shopper))
                 state["model"] = model.version
 
 

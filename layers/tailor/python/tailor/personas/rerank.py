@@ -64,7 +64,7 @@ def persona_ranking(model: Callable[[], PersonaModel | None], routes: Mapping[st
 
 
 def shopper_mixture(shopper: ShopperState | None, model: PersonaModel) -> tuple[dict[str, float], str]:
-    """The shopper's persona mixture and where it comes from: "behaviour" (Ingest's forward updates), "profile"
+    """The shopper's persona mixture and where it comes from: "behaviour" (the posterior Ingest keeps), "profile"
     (cold start from weak signals) or "general interest" (nothing known)."""
     if shopper is not None:
         mixture = (shopper.personas or {}).get("mixture")
