@@ -14,7 +14,7 @@ from tailor.ingest.service import Ingestor, StreamRecord
 from tailor.personas.adjustments import CounterTable, build_adjustments, read_counters
 from tailor.personas.clustering import choose_k, match_ids
 from tailor.personas.features import FeatureSpace, shopper_features
-from tailor.personas.model import EXPLORATION, POSTERIOR_TEMPERATURE, PersonaModel, dominant
+from tailor.personas.model import EVIDENCE_POWER, EXPLORATION, PersonaModel, dominant
 from tailor.personas.online import PersonaTracker
 from tailor.personas.rebuild import run_job
 from tailor.personas.rerank import PersonaScorer, describe_personas, persona_ranking, shopper_mixture
@@ -102,7 +102,7 @@ def test_a_mixture_is_the_tempered_posterior_of_the_shoppers_state():
     x = model.means[1].copy()
     mixture = model.mixture(x)
     # The personas' log-likelihoods of x differ by 3 ** 2 / 2 in each of two dimensions: 9, tempered.
-    assert mixture["11"] == pytest.approx(1 / (1 + np.exp(-POSTERIOR_TEMPERATURE * 9.0)), abs=1e-4)
+    assert mixture["11"] == pytest.approx(1 / (1 + np.exp(-EVIDENCE_POWER * 9.0)), abs=1e-4)
     assert model.responsibilities(x[None, :])[0, 1] > mixture["11"] > 0.5  # less sure than the full posterior
     assert model.mixture(model.means[0])["10"] > 0.5  # a shopper whose state changes changes persona
 

@@ -5,7 +5,7 @@ adjustment vectors, as one versioned artifact the rebuild writes and Ingest and 
 
 A shopper's persona mixture is the posterior of their state as it stands (feature vector, recent items and
 signals), tempered: each persona weighed by its share times its likelihood of the state raised to
-POSTERIOR_TEMPERATURE. Being a function of the state, it counts each piece of evidence once, follows the shopper
+EVIDENCE_POWER. Being a function of the state, it counts each piece of evidence once, follows the shopper
 as their recent items change, and is the same however Kinesis batched the events that made the state.
 """
 
@@ -27,9 +27,9 @@ from tailor.shopper import ShopperState
 __all__ = ["EXPLORATION", "FEATURE_WEIGHT", "SIGNAL_MARK", "PersonaModel", "dominant", "mixture_vector", "persona_evidence",
            "token_columns"]
 
-# The share of the state's log-likelihood a mixture counts (chosen on validation simulations): the recent items
-# and signals are counted as independent tokens, which they are not, so the full posterior is overconfident.
-POSTERIOR_TEMPERATURE = 0.25
+# The power a mixture raises the state's likelihood to (chosen on validation simulations): the recent items and
+# signals are counted as independent tokens, which they are not, so the full posterior is overconfident.
+EVIDENCE_POWER = 0.25
 EXPLORATION = 0.05  # bound of the random adjustment a new item gets for each persona (log-lift units)
 PROFILE_STRENGTH = 0.5  # exponent on weak profile signals' likelihood ratios at cold start
 MIN_SHARE = 0.001  # mixture shares below this are dropped from stored mixtures
@@ -107,7 +107,7 @@ class PersonaModel:
     def mixture(self, x: np.ndarray, items: Sequence[str] = ()) -> dict[str, float]:
         """The tempered posterior of a shopper at features `x` with recent items and signals `items`
         (`persona_evidence`)."""
-        log = np.log(self.weights) + POSTERIOR_TEMPERATURE * (
+        log = np.log(self.weights) + EVIDENCE_POWER * (
             self.log_likelihood(self.standardize(x))[0] + self.item_log_likelihood(items))
         posterior = np.exp(log - log.max())
         return self.as_mixture(posterior / posterior.sum())
