@@ -269,14 +269,16 @@ def format_table(report: dict[str, Any]) -> str:
     notes = []
     if sim and "oracle" in sim.get("ranking", {}):
         r = sim["ranking"]
-        notes.append(f"simulator oracles (the choice model's true click chance where each item was shown): by the "
-                     f"true persona's taste NDCG@10 {r['oracle']:.4f} ({_with_interval(r['oracle_lift'], r['oracle_lift_ci95'])}), "
-                     + (f"by the personas' tastes weighed by their posterior given the shopper's events (Bayes) "
-                        f"{r['bayes_oracle']:.4f} ({_with_interval(r['bayes_oracle_lift'], r['bayes_oracle_lift_ci95'])}; "
-                        f"{r['bayes_oracle_share_of_oracle']:.0%} of the persona oracle's lift), "
-                        if r.get("bayes_oracle_share_of_oracle") is not None else "") +
-                     f"by each shopper's own utility {r['utility_oracle']:.4f} "
-                     f"({_with_interval(r['utility_oracle_lift'], r['utility_oracle_lift_ci95'])})")
+        oracles = [f"by the true persona's taste NDCG@10 {r['oracle']:.4f} "
+                   f"({_with_interval(r['oracle_lift'], r['oracle_lift_ci95'])})"]
+        if r.get("bayes_oracle_share_of_oracle") is not None:
+            oracles.append(f"by the personas' tastes weighed by their posterior given the shopper's events (Bayes) "
+                           f"{r['bayes_oracle']:.4f} ({_with_interval(r['bayes_oracle_lift'], r['bayes_oracle_lift_ci95'])}; "
+                           f"{r['bayes_oracle_share_of_oracle']:.0%} of the persona oracle's lift)")
+        oracles.append(f"by each shopper's own utility {r['utility_oracle']:.4f} "
+                       f"({_with_interval(r['utility_oracle_lift'], r['utility_oracle_lift_ci95'])})")
+        notes.append("simulator oracles (the choice model's true click chance where each item was shown): "
+                     + ", ".join(oracles))
         shares = [f"weight {w['weight']:g} {mode} {w[mode + '_share_of_oracle']:.0%} "
                   f"({w[mode + '_share_of_oracle_ci95'][0]:.0%}..{w[mode + '_share_of_oracle_ci95'][1]:.0%})"
                   for w in r["by_weight"] for mode in ("mixture", "dominant")
@@ -571,7 +573,7 @@ def _oracles(simulation: Any) -> dict[str, Callable[[_Sample], list[str]]]:
     own = {s.user_id: choice.utility(s) for s in world.shoppers}
     by_persona = {s.user_id: posterior.taste[s.persona] for s in world.shoppers}
     events = iter(simulation.events)
-    waiting: list[dict] = []
+    upcoming = [next(events, None)]  # the first event the posterior has not read yet
 
     def chance(sample: _Sample, rows: np.ndarray, utility: np.ndarray) -> np.ndarray:
         """The chance of a click on each of `rows` where it was shown; `utility` (..., items) of every item."""
@@ -586,14 +588,9 @@ def _oracles(simulation: Any) -> dict[str, Callable[[_Sample], list[str]]]:
 
     def believed(sample: _Sample) -> np.ndarray:
         """The shopper's posterior over personas given the simulation's events before the list was shown."""
-        while True:
-            event = waiting.pop() if waiting else next(events, None)
-            if event is None:
-                break
-            if epoch_of(event["timestamp"]) >= sample.at:
-                waiting.append(event)
-                break
-            posterior.add(event)
+        while upcoming[0] is not None and epoch_of(upcoming[0]["timestamp"]) < sample.at:
+            posterior.add(upcoming[0])
+            upcoming[0] = next(events, None)
         return np.exp(posterior.log_posterior(sample.user_id))
 
     def ranking(score: Callable[[_Sample, np.ndarray], np.ndarray | None]) -> Callable[[_Sample], list[str]]:

@@ -94,12 +94,14 @@ class PersonaModel:
         columns = token_columns(items, self._taste_column, len(self.taste_items))
         return self.item_log[:, columns].sum(axis=1)
 
-    def responsibilities(self, x: np.ndarray, items: Sequence[Sequence[str]] | None = None) -> np.ndarray:
+    def responsibilities(self, x: np.ndarray, items: Sequence[Sequence[str]] | None = None, *,
+                         power: float = 1.0) -> np.ndarray:
         """P(persona | features, recent items) for raw feature rows (n, D) and, given, each row's recent items:
-        (n, K)."""
-        log = self.log_likelihood(self.standardize(x)) + np.log(self.weights)[None, :]
+        (n, K); with `power`, the posterior of the likelihood raised to it (tempered)."""
+        log = self.log_likelihood(self.standardize(x))
         if items is not None:
             log += np.vstack([self.item_log_likelihood(own) for own in items])
+        log = power * log + np.log(self.weights)[None, :]
         log -= log.max(axis=1, keepdims=True)
         p = np.exp(log)
         return p / p.sum(axis=1, keepdims=True)
@@ -107,10 +109,7 @@ class PersonaModel:
     def mixture(self, x: np.ndarray, items: Sequence[str] = ()) -> dict[str, float]:
         """The tempered posterior of a shopper at features `x` with recent items and signals `items`
         (`persona_evidence`)."""
-        log = np.log(self.weights) + EVIDENCE_POWER * (
-            self.log_likelihood(self.standardize(x))[0] + self.item_log_likelihood(items))
-        posterior = np.exp(log - log.max())
-        return self.as_mixture(posterior / posterior.sum())
+        return self.as_mixture(self.responsibilities(np.atleast_2d(x), [items], power=EVIDENCE_POWER)[0])
 
     def as_mixture(self, vector: np.ndarray) -> dict[str, float]:
         kept = {str(pid): round(float(p), 4) for pid, p in zip(self.ids, vector) if p >= MIN_SHARE}
