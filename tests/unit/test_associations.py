@@ -11,10 +11,12 @@ from tailor.associations import (
     ItemAssociations,
     NextItemParams,
     NextItems,
+    RevisitOdds,
     engagement_strength,
     pair_increments,
     parse_associations,
     rank_next_items,
+    revisit_context,
 )
 from tailor.events import parse_event
 from tailor.ingest.derive import contributions
@@ -234,3 +236,64 @@ def test_the_session_source_takes_its_first_step_again_only_when_the_anchors_row
     ctx.associations["a"] = partners("a", {**raw["a"], "n:d": 9.0})  # the anchor's row read again
     assert "d" in source.propose(ctx, 5) and len(first_steps) == 2
 
+
+
+def test_revisit_odds_set_each_reminder_as_that_share_of_the_votes():
+    rows = rows_from([["a", "x"]] * 5 + [["b", "y"]] * 5)
+    plain = dict(rank_next_items(["a", "b"], lookup_in(rows), 10, params=NextItemParams(reminder=0.0)))
+    votes = sum(plain.values())
+    # A shop whose sessions come back to the item before last more than they stay or move on.
+    ranked = rank_next_items(["a", "b"], lookup_in(rows), 10, params=NextItemParams(reminder=0.0),
+                             revisits=(0.2, 1.5))
+    scores = dict(ranked)
+    assert ranked[0][0] == "a"
+    assert scores["a"] == pytest.approx(plain.get("a", 0.0) + 1.5 * votes)
+    assert scores["b"] == pytest.approx(plain.get("b", 0.0) + 0.2 * votes)
+    assert {item: scores[item] for item in ("x", "y")} == {item: plain[item] for item in ("x", "y")}
+    # A shop whose sessions seldom come back: the session's items fall below what its associations propose.
+    seldom = [item for item, _ in rank_next_items(["a", "b"], lookup_in(rows), 10, revisits=(0.001, 0.001))]
+    assert seldom.index("y") < seldom.index("b")
+    # Without votes the session's items alone, in their odds' order: here the item before last (n1) first.
+    assert rank_next_items(["n1", "n2"], lookup_in({}), 5, revisits=(0.1, 0.4)) == [("n1", 0.4), ("n2", 0.1)]
+
+
+def test_revisit_contexts_cap_distinct_items_and_engagements_and_unseen_ones_take_the_overall_odds():
+    assert revisit_context(2, 3) == "2,3"
+    assert revisit_context(40, 300) == revisit_context(6, 8) == "6,8"
+    odds = RevisitOdds({"1,1": (0.5, 0.1)}, (0.3, 0.2))
+    assert odds.of(1, 1) == (0.5, 0.1) and odds.of(3, 5) == (0.3, 0.2)
+    assert RevisitOdds.from_json(odds.to_json()) == odds
+
+
+def test_the_session_source_reminds_with_the_revisit_odds_of_where_its_session_stands():
+    from tailor.ranking.candidates import SessionSource
+    from tailor.ranking.context import RankingContext, Request
+    from tailor.ranking.rows import partners
+
+    raw = {"a": {"n:x": 4.0, "f:x": 4.0}, "b": {"n:y": 4.0, "f:y": 4.0}}
+    rows = {key: parse_associations(key, row) for key, row in raw.items()}
+    session = None
+    for k, item in enumerate(["a", "b", "b"]):  # two distinct items, three engagements (a dwell does not count)
+        session = fold_session(session, parse_event({"event_id": f"e{k}", "user_id": "u", "session_id": "s",
+                                                     "timestamp": f"2026-11-02T12:00:0{k}Z", "event_type": "view",
+                                                     "item_id": item}), ttl_seconds=0)
+    session = fold_session(session, parse_event({"event_id": "e9", "user_id": "u", "session_id": "s",
+                                                 "timestamp": "2026-11-02T12:00:09Z", "event_type": "scroll",
+                                                 "depth": 0.5}), ttl_seconds=0)
+    odds = RevisitOdds({revisit_context(2, 3): (0.05, 2.0)}, (1.0, 0.01))
+
+    def proposed(ctx_session):
+        ctx = RankingContext(Request("feed", session_id="s"), session.last_seen, session=ctx_session)
+        for key, row in raw.items():
+            ctx.associations[key] = partners(key, row)
+        ctx.version += 1
+        return list(SessionSource(revisits=lambda: odds).propose(ctx, 4).items())
+
+    assert proposed(session) == rank_next_items(["a", "b"], lookup_in(rows), 4, revisits=(0.05, 2.0))
+    assert [item for item, _ in proposed(session)][0] == "a"  # coming back to the item before last
+    # No session (a request describing none): the odds over every context.
+    ctx = RankingContext(Request("related", item_id="b"), session.last_seen)
+    ctx.associations["b"] = partners("b", raw["b"])
+    ctx.version += 1
+    assert list(SessionSource(revisits=lambda: odds).propose(ctx, 4).items()) == rank_next_items(
+        ["b"], lookup_in(rows), 4, revisits=(1.0, 0.01))

@@ -22,9 +22,10 @@ from tailor.embeddings import (
     update_vector,
 )
 from tailor.embeddings.ranking import EmbeddingBlend, blend_next_items
+from tailor.experiments.strategies import Strategy
 from tailor.models import ModelRegistry
-from tailor.ranking import Filters, Request
-from tailor.ranking.candidates import EmbeddingSource
+from tailor.ranking import ConversionPrior, Filters, Request
+from tailor.ranking.candidates import EmbeddingSource, SessionSource
 from tailor.ranking.context import RankingContext
 from tailor.serving import Recommender
 from tailor.session import SessionState
@@ -36,6 +37,7 @@ from tailor_lab.training.embeddings import (
     interactions_from_sessions,
     inverted_file,
     read_item_metadata,
+    revisit_odds,
     seen_passed_over,
     serving_probes,
     train_item_vectors,
@@ -366,3 +368,39 @@ def test_an_index_search_widens_to_as_many_lists_as_hold_the_items_its_filters_l
     assert [i for i, _ in vectors.nearest(query, 1, VectorFilters(max_price=50), probes=1)] == ["best"]
     vectors.price[:] = 10.0  # everything passes: list 0 alone is searched
     assert [i for i, _ in vectors.nearest(query, 3, VectorFilters(max_price=50), probes=1)] == ["anchor", "near"]
+
+
+def test_revisit_odds_count_where_each_session_went_next_by_how_far_it_had_come():
+    data = interactions_from_sessions([["a", "b", "a"], ["a", "b", "c"], ["x", "x"]])
+    data.sessions.append([("p", "view"), ("p", "remove_from_cart"), ("q", "view")])  # not an engagement: skipped
+    odds = revisit_odds(data, prior=0.0)
+    # After one engagement: b, b, x again, q -> 3 new, 1 back to the item just engaged with.
+    assert odds.of(1, 1)[:2] == (pytest.approx(1 / 3), 0.0)
+    # After a, b: back to a (the item before last) once, on to c once.
+    assert odds.of(2, 2)[:2] == (0.0, 1.0)
+    # Shrunk toward every context's share by the prior: (count + prior x share) / (new + prior x share of new).
+    total = np.array([4, 1, 1] + [0] * 8, dtype=float)
+    share = (total + 1) / (total.sum() + 11)
+    shrunk = revisit_odds(data, prior=2.0).of(2, 2)
+    assert shrunk[1] == pytest.approx((1 + 2 * share[2]) / (1 + 2 * share[0]), abs=1e-6)
+    assert revisit_odds(data).of(5, 7) == revisit_odds(data).overall
+
+
+def test_trained_vectors_carry_the_revisit_odds_of_their_sessions_through_the_file_and_to_the_feed():
+    data = interactions_from_sessions(two_worlds())
+    vectors = train_item_vectors(data, PARAMS)
+    assert vectors.revisit_odds == revisit_odds(data)
+    again = ItemVectors.from_npz(vectors.to_npz())
+    assert again.revisit_odds == revisit_odds(data)
+    assert ItemVectors.build(["a"], np.array([[1.0]])).revisit_odds is None  # a file from before them
+
+    def session_source(pipeline):
+        (source,) = [s for s in pipeline.routes["feed"].sources if isinstance(s, SessionSource)]
+        return source
+
+    recommender = Recommender(MemoryStateStore(), ConversionPrior(), item_vectors=lambda: again)
+    assert session_source(recommender.pipeline).revisits() == revisit_odds(data)
+    # A strategy naming its own sources reminds with them too.
+    pipeline, _ = recommender._pipeline(Strategy("own-sources", sources={"session": 0.6, "popular": 0.4}))
+    assert session_source(pipeline).revisits() == revisit_odds(data)
+    assert session_source(Recommender(MemoryStateStore(), ConversionPrior()).pipeline).revisits() is None

@@ -66,6 +66,7 @@ from typing import Any
 
 import numpy as np
 
+from tailor.associations import RevisitOdds
 from tailor.embeddings import ItemVectors, VectorUpdate, update_vector
 from tailor.embeddings.ranking import DEFAULT_BLEND, EmbeddingBlend, blend_next_items
 from tailor.events import parse_event
@@ -238,6 +239,8 @@ def evaluate_next_item(split: NextItemSplit, out_path: str | os.PathLike[str] | 
         say(f"  trained item vectors ({len(vectors)} x {vectors.dim}) in {seconds['embedding training']:.1f}s")
     if not embeddings:
         vectors = None
+    # The revisit odds come with the vectors, as the API has them (older vectors files hold none).
+    revisits = vectors.revisit_odds if vectors is not None else None
 
     t = time.perf_counter()
     store = MemoryStateStore()
@@ -280,7 +283,7 @@ def evaluate_next_item(split: NextItemSplit, out_path: str | os.PathLike[str] | 
                 continue
             t = time.perf_counter()
             state = fold_session(state, parse_event(raw), ttl_seconds=0)
-            ranked = _session_candidates(state, lookup, factors, POOL if vectors is not None else CUTOFF)
+            ranked = _session_candidates(state, lookup, factors, POOL if vectors is not None else CUTOFF, revisits)
             seconds[TAILOR_TRAIN_ONLY] += time.perf_counter() - t
             scored[TAILOR_TRAIN_ONLY][(session_id, position)] = ranked[:CUTOFF]
             if vectors is not None:
@@ -313,7 +316,7 @@ def evaluate_next_item(split: NextItemSplit, out_path: str | os.PathLike[str] | 
                 continue
             t = time.perf_counter()
             state = SessionState.from_row(store.tables["sessions"][session_id])
-            ranked = _session_candidates(state, lookup, factors, POOL if vectors is not None else CUTOFF)
+            ranked = _session_candidates(state, lookup, factors, POOL if vectors is not None else CUTOFF, revisits)
             seconds[TAILOR_LIVE] += time.perf_counter() - t
             scored[TAILOR_LIVE][(session_id, position)] = ranked[:CUTOFF]
             if vectors is not None:
@@ -641,11 +644,13 @@ class _Stream:
 
 
 def _session_candidates(state: SessionState, rows: Callable[[Sequence[str]], dict[str, Partners]],
-                        factors: IntentFactors, n: int = CUTOFF) -> list[tuple[str, float]]:
-    """The API's session candidates (SessionSource, as the feed route runs it) for a shopper whose session is
-    `state` and who has no other history: the rows it asks for are read until it asks for no new one."""
+                        factors: IntentFactors, n: int = CUTOFF,
+                        revisits: RevisitOdds | None = None) -> list[tuple[str, float]]:
+    """The API's session candidates (SessionSource, as the feed route runs it, with the item vectors' `revisits`)
+    for a shopper whose session is `state` and who has no other history: the rows it asks for are read until it
+    asks for no new one."""
     ctx = RankingContext(Request("feed", session_id=state.session_id), state.last_seen, session=state, factors=factors)
-    source = SessionSource()
+    source = SessionSource(revisits=lambda: revisits)
     asked: set[str] = set()
     while True:
         keys = [key for _, key in source.keys(ctx) if key not in asked]

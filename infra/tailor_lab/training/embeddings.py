@@ -32,6 +32,11 @@ on queries folded from its own sessions' first items, as the feed folds a sessio
 query_vector), and writes the fewest probes of PROBES that reach tailor.embeddings.RECALL_TARGET as the vectors'
 "probes" (the most of them when none does), which serving probes above tailor.embeddings.EXACT_UP_TO items.
 
+Revisits. The same sessions say how often a session came back to its r-th most recent distinct item rather than
+move on to a new one, by how far it had come (tailor.associations.revisit_context): `revisit_odds` counts it, and
+the vectors carry the odds in their metadata ("revisits"), which set the next-item ranking's reminders
+(tailor.associations.RevisitOdds).
+
 The scheduled TrainEmbeddings function runs `retrain_from_archive` on the event archive's last weeks: its build
 carries this module alone from the lab (functions/train_embeddings/Makefile), so it imports nothing from the lab,
 only the domain library, scipy and scikit-learn. `tailor train embeddings` (tailor_lab.training.embeddings_command)
@@ -55,7 +60,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from tailor.archive import archived_events
-from tailor.associations import EVENT_WEIGHTS
+from tailor.associations import EVENT_WEIGHTS, REVISIT_DEPTH, RevisitOdds, revisit_context
 from tailor.embeddings import ARTIFACT, FORMAT, MODEL_NAME, RECALL_TARGET, ItemVectors, VectorFilters, unit
 from tailor.embeddings.ranking import query_vector
 from tailor.models import ModelRegistry, model_version
@@ -63,7 +68,7 @@ from tailor.store.port import BlobStore
 
 __all__ = ["EmbeddingParams", "Interactions", "index_recall", "index_search", "interactions_from_events",
            "interactions_from_sessions", "inverted_file", "publishable", "read_item_metadata", "retrain_from_archive",
-           "seen_passed_over", "serving_probes", "session_queries", "train_item_vectors"]
+           "revisit_odds", "seen_passed_over", "serving_probes", "session_queries", "train_item_vectors"]
 
 TOKEN = re.compile(r"[a-z0-9]+")
 PRICE_BANDS = 8  # price quantile bands as metadata features
@@ -72,6 +77,7 @@ INDEX_SAMPLE_PER_LIST = 40  # k-means learns the lists from this many items per 
 PROBES = (4, 8, 16, 32, 64)  # the probes whose recall the job measures, fewest first
 RECALL_QUERIES = 300  # sessions whose folded query the recall is measured on
 RECALL_K = 20
+REVISIT_PRIOR = 10.0  # pseudo-engagements a context's revisit odds are shrunk toward every context's with
 
 
 @dataclass(frozen=True)
@@ -240,7 +246,8 @@ def train_item_vectors(data: Interactions, params: EmbeddingParams = EmbeddingPa
     vectors[~metadata_only & (np.linalg.norm(vectors, axis=1) == 0)] = 0.0
     out = ItemVectors.build(items, vectors, attributes=attributes, metadata_only=metadata_only,
                             metadata={"params": asdict(params), "items": n, "metadata_features":
-                                      0 if features is None else int(features.shape[1])})
+                                      0 if features is None else int(features.shape[1]),
+                                      "revisits": revisit_odds(data).to_json()})
     if index and n > 1:
         t = time.perf_counter()
         lists = params.index_lists or max(1, int(round(math.sqrt(n))))
@@ -253,6 +260,32 @@ def train_item_vectors(data: Interactions, params: EmbeddingParams = EmbeddingPa
                 f"{', '.join(f'{p} probes {r:.3f}' for p, r in out.metadata['index_recall'].items())}; serving "
                 f"probes {out.metadata['probes']} ({time.perf_counter() - t:.1f}s)")
     return out
+
+
+def revisit_odds(data: Interactions, prior: float = REVISIT_PRIOR) -> RevisitOdds:
+    """After each engagement of each session, which of its REVISIT_DEPTH most recent distinct items (most recent
+    first) the next engagement was with, or a new item, counted by the session's context then; each context's
+    odds against a new item shrunk toward every context's by `prior` pseudo-engagements."""
+    from tailor.session import ENGAGEMENTS
+
+    counts: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(REVISIT_DEPTH + 1))  # [new, r = 1..DEPTH]
+    for session in data.sessions:
+        items = [item for item, kind in session if kind in ENGAGEMENTS]
+        recent: list[str] = []  # distinct items, most recent last (as the session row keeps them)
+        for step, (item, following) in enumerate(zip(items, items[1:]), 1):
+            if item in recent:
+                recent.remove(item)
+            recent.append(item)
+            latest = recent[::-1][:REVISIT_DEPTH]
+            counts[revisit_context(len(recent), step)][latest.index(following) + 1 if following in latest else 0] += 1
+    total = sum(counts.values(), np.zeros(REVISIT_DEPTH + 1))
+    share = (total + 1.0) / (total.sum() + REVISIT_DEPTH + 1)  # every context's, one pseudo-count per outcome
+
+    def odds(found: np.ndarray) -> tuple[float, ...]:
+        shrunk = found + prior * share
+        return tuple(round(float(v), 6) for v in shrunk[1:] / shrunk[0])
+
+    return RevisitOdds({key: odds(found) for key, found in sorted(counts.items())}, odds(total))
 
 
 def index_search(vectors: ItemVectors, data: Interactions, seed: int) -> dict[str, Any]:

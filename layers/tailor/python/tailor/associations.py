@@ -25,8 +25,12 @@ session's intent (tailor.ingest.intent).
 Read side: `parse_associations` turns a row into an `ItemAssociations` (`top` gives an item's
 strongest associations); `rank_next_items` ranks what a session is likely to engage with next:
 the associations of its recent items (the most recent counting most), one step further from
-the strongest candidates, and the session's own items as reminders. `NextItems` is that ranking
-in its two steps, for a caller that reads rows between them. `intent_weighted` is the spec's
+the strongest candidates, and the session's own items as reminders. A reminder is a constant
+bonus decaying with the item's recency or, given a shop's `RevisitOdds` (how much likelier its
+sessions came back to their r-th most recent item than moved on to a new one, by how many items
+and engagements they had so far), those odds times the votes' total: a session comes back or moves
+on as the shop's sessions did in its place. `NextItems` is that ranking in its two steps, for a
+caller that reads rows between them. `intent_weighted` is the spec's
 calculateItemAssociations(firstItem, weightedEventScores): an item's associations with engagement
 pairs and commitment pairs scaled by the request's blended intent factors. `engagement_strength`
 turns the session's events, when the caller has them, into how strongly each item votes.
@@ -52,11 +56,14 @@ __all__ = [
     "ItemAssociations",
     "NextItemParams",
     "NextItems",
+    "REVISIT_DEPTH",
+    "RevisitOdds",
     "engagement_strength",
     "intent_weighted",
     "pair_increments",
     "parse_associations",
     "rank_next_items",
+    "revisit_context",
 ]
 
 ASSOCIATION_WINDOW = 10  # a newly engaged item is paired with this many of the session's previous items
@@ -151,29 +158,61 @@ class NextItemParams:
     anchors: int = 10  # recent session items whose associations propose candidates
     near_share: float = 0.7  # share of an anchor's vote cast by its near weights; the rest by follows
     smoothing: float = 10.0  # pseudo-weight added to a row's total: thin rows vote more softly
-    reminder: float = 1.0  # bonus of the session's most recent item; the r-th most recent gets 1/r^2 of it
+    reminder: float = 1.0  # without revisit odds: the most recent item's bonus; the r-th most recent gets 1/r^2 of it
     expand_from: int = 10  # strongest candidates whose own associations propose more candidates
     expansion: float = 1.0  # weight of those second-step proposals, relative to the candidate's score
 
 
 DEFAULT_PARAMS = NextItemParams()
+REVISIT_DEPTH = 10  # recent items whose revisit odds are kept: as many as the ranking's anchors
+REVISIT_DISTINCT, REVISIT_ENGAGEMENTS = 6, 8  # a session's context caps: sessions past them share the last one
 
 
 Lookup = Callable[[Sequence[str]], Mapping[str, ItemAssociations]]  # keys -> the rows of those that have one
 
 
+def revisit_context(distinct: int, engagements: int) -> str:
+    """The key a session's revisit odds are kept under: the distinct items it engaged with and its engagements so
+    far, each capped."""
+    return f"{min(max(distinct, 0), REVISIT_DISTINCT)},{min(max(engagements, 0), REVISIT_ENGAGEMENTS)}"
+
+
+@dataclass(frozen=True)
+class RevisitOdds:
+    """How much likelier a shop's sessions engaged next with their r-th most recent distinct item than with a new
+    one, by context (`revisit_context`): `odds[key][r - 1]`, r = 1..REVISIT_DEPTH. `overall` holds the same over
+    every context, for a context the shop's sessions never reached."""
+
+    odds: Mapping[str, tuple[float, ...]]
+    overall: tuple[float, ...]
+
+    def of(self, distinct: int, engagements: int) -> tuple[float, ...]:
+        """The odds of a session with `distinct` items and `engagements` so far, most recent item first."""
+        return self.odds.get(revisit_context(distinct, engagements), self.overall)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"odds": {key: list(values) for key, values in self.odds.items()}, "overall": list(self.overall)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RevisitOdds:
+        return cls({str(key): tuple(float(v) for v in values) for key, values in data["odds"].items()},
+                   tuple(float(v) for v in data["overall"]))
+
+
 def rank_next_items(session_items: Sequence[str], lookup: Lookup, n: int = 20, *,
                     params: NextItemParams = DEFAULT_PARAMS, anchor_strength: Mapping[str, float] | None = None,
-                    factors: Mapping[str, float] | None = None) -> list[tuple[str, float]]:
+                    factors: Mapping[str, float] | None = None,
+                    revisits: Sequence[float] | None = None) -> list[tuple[str, float]]:
     """The `n` items the session most likely engages with next, with their scores, best first.
 
     `session_items` are its distinct items, most recent last. `lookup(keys)` returns the parsed
     association rows of those keys that have one; it is called twice, for the session's recent
     items and for the strongest candidates. `anchor_strength` scales an item's vote (default 1),
     e.g. by what the shopper did with it. `factors` (the session's blended intent factors) weigh
-    each row's near pairs as `intent_weighted` does."""
+    each row's near pairs as `intent_weighted` does. `revisits` (a `RevisitOdds` entry for the session) makes the
+    reminders that share of the votes rather than constant bonuses."""
     return NextItems(session_items, lookup, params=params, anchor_strength=anchor_strength,
-                     factors=factors).ranked(lookup, n)
+                     factors=factors).ranked(lookup, n, revisits=revisits)
 
 
 class NextItems:
@@ -202,8 +241,10 @@ class NextItems:
         """The association rows the ranking reads: the anchors', then the seeds' that are not among them."""
         return list(dict.fromkeys([*self.anchors, *self._unread_seeds()]))
 
-    def ranked(self, lookup: Lookup, n: int) -> list[tuple[str, float]]:
-        """The `n` best next items, with the seeds' rows `lookup` finds now."""
+    def ranked(self, lookup: Lookup, n: int, *, revisits: Sequence[float] | None = None) -> list[tuple[str, float]]:
+        """The `n` best next items, with the seeds' rows `lookup` finds now; the r-th anchor's reminder is
+        `revisits[r - 1]` times the votes' total where given (the odds of coming back to it against moving on to
+        an item the votes share out), else the constant reminder / r^2."""
         if not self.anchors:
             return []
         rows = self.rows
@@ -218,8 +259,13 @@ class NextItems:
         scores = defaultdict(float, self.scores)  # the first step's votes stay as they are, for a later ranking
         for item, extra in further.items():
             scores[item] += extra
-        for rank, item in enumerate(self.anchors, 1):
-            scores[item] += self.params.reminder / rank ** 2
+        if revisits is None:
+            for rank, item in enumerate(self.anchors, 1):
+                scores[item] += self.params.reminder / rank ** 2
+        else:
+            votes = sum(scores.values()) or 1.0  # no votes: the session's items alone, in their odds' order
+            for item, odds in zip(self.anchors, revisits):
+                scores[item] += votes * odds
         return _best(scores.items(), n)
 
     def _unread_seeds(self) -> list[str]:

@@ -19,10 +19,13 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from itertools import repeat
 from typing import Any
 
 import numpy as np
+
+from tailor.associations import RevisitOdds
 
 __all__ = ["EXACT", "EXACT_UP_TO", "FORMAT", "INDEX_PROBES", "RECALL_TARGET", "ItemVectors", "Search", "VectorFilters",
            "unit"]
@@ -121,6 +124,13 @@ class ItemVectors:
             return EXACT
         probes = self.metadata.get("probes")
         return Search(int(probes) if probes else INDEX_PROBES)
+
+    @cached_property
+    def revisit_odds(self) -> RevisitOdds | None:
+        """The shop's revisit odds, counted from the sessions these vectors were learned on (None in a file from
+        before they were)."""
+        found = self.metadata.get("revisits")
+        return None if found is None else RevisitOdds.from_json(found)
 
     def row(self, item_id: str) -> int | None:
         return self._index.get(item_id)

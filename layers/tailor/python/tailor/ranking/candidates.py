@@ -18,12 +18,13 @@ from typing import Protocol
 
 import numpy as np
 
-from tailor.associations import ItemAssociations, NextItems, intent_weighted
+from tailor.associations import ItemAssociations, NextItems, RevisitOdds, intent_weighted
 from tailor.embeddings import ItemVectors, Search, VectorFilters
 from tailor.embeddings.online import stored_vector
 from tailor.embeddings.ranking import query_vector
 from tailor.ranking.context import RankingContext
 from tailor.ranking.rows import ITEM_FIELDS, ItemRecord, Partners
+from tailor.session import ENGAGEMENTS
 
 __all__ = ["CallerSource", "CandidateSource", "Candidates", "CategoryPopularSource", "EmbeddingSource", "PopularSource",
            "QuerySource", "RelatedSource", "SessionSource", "cooccurrence", "embedding_query", "gather_candidates",
@@ -67,11 +68,14 @@ class PopularSource:
 class SessionSource:
     """What the shopper likely engages with next: tailor.associations.rank_next_items over the associations of
     their session's and recent items (the strongest candidates' own associations one step further), the
-    recent items themselves as reminders, the pairs weighed by the session's intent. The next-item
-    evaluation (tailor evaluate next-item) measures this ranking."""
+    recent items themselves as reminders, the pairs weighed by the session's intent. `revisits` gives the shop's
+    revisit odds (published with its item vectors), which set the reminders by how far the session has come;
+    without them a reminder is a constant bonus. The next-item evaluation (tailor evaluate next-item) measures
+    this ranking."""
 
     name: str = "session"
     share: float = 0.5
+    revisits: Callable[[], RevisitOdds | None] = field(default=lambda: None, repr=False, compare=False)
     _memo: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
     def keys(self, ctx: RankingContext) -> Iterable[tuple[str, str]]:
@@ -79,7 +83,9 @@ class SessionSource:
         return [("associations", item) for item in self._first_step(ctx).keys]
 
     def propose(self, ctx: RankingContext, limit: int) -> dict[str, float]:
-        ranked = self._first_step(ctx).ranked(partial(_association_rows, ctx), SESSION_CANDIDATES)
+        odds = self.revisits()
+        ranked = self._first_step(ctx).ranked(partial(_association_rows, ctx), SESSION_CANDIDATES,
+                                              revisits=None if odds is None else _session_odds(ctx, odds))
         return dict(ranked[:limit])
 
     def _first_step(self, ctx: RankingContext) -> NextItems:
@@ -301,6 +307,15 @@ def gather_candidates(ctx: RankingContext, chosen: list[str], proposals: dict[st
     strengths = {name: np.fromiter(map(found.get, ids, [0.0] * len(ids)), dtype=np.float64, count=len(ids))
                  for name, found in proposals.items()}
     return Candidates(ids, strengths, values, categories, category_codes, list(codes), popularity)
+
+
+def _session_odds(ctx: RankingContext, odds: RevisitOdds) -> tuple[float, ...]:
+    """The revisit odds of the request's session where it stands: its distinct items and engagements so far (a
+    request without a session takes the odds over every context)."""
+    session = ctx.session
+    if session is None:
+        return odds.overall
+    return odds.of(len(session.items), sum(session.counts.get(kind, 0) for kind in ENGAGEMENTS))
 
 
 def _session_items(ctx: RankingContext) -> list[str]:

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from tailor.associations import RevisitOdds
 from tailor.clusters import AdaptiveFeed, ClusterPosteriors, ItemClusters, load_item_clusters
 from tailor.clusters.bandit import shopper_appeal
 from tailor.embeddings import ItemVectors, load_item_vectors
@@ -44,10 +45,11 @@ from tailor.ranking import (
     RankingModel,
     Relevance,
     Request,
+    Route,
     RowCache,
     Scorer,
 )
-from tailor.ranking.candidates import EmbeddingSource
+from tailor.ranking.candidates import EmbeddingSource, SessionSource
 from tailor.ranking.context import SESSION_GAP_SECONDS
 from tailor.ranking.limits import MAX_N, RequestError
 from tailor.ranking.scoring import ProbabilityModel
@@ -101,7 +103,8 @@ class Recommender:
         strategy (an interleaving experiment's shopper the team draft of its two variants' lists; strategies by
         name from `strategies()`, the built-in ones by default; `rankers(version)` loads a strategy's ranker
         version), and `exposures(feed_id, ranking)` logs what such a list held. `item_vectors()` gives the
-        item vectors the routes' embedding sources search (None: they propose nothing). `item_clusters()` gives the
+        item vectors the routes' embedding sources search (None: they propose nothing) and the revisit odds their
+        session sources remind with. `item_clusters()` gives the
         published item clusters an adaptive strategy's feed draws its slots from (None: it serves the feed as ranked)
         and profiles describe."""
         self.store = store
@@ -112,10 +115,9 @@ class Recommender:
             if route not in routes:
                 raise ValueError(f"unknown route {route!r} in weights")
             routes[route] = replace(routes[route], weights=dict(override))
+        self._item_vectors = item_vectors
         if item_vectors is not None:
-            routes = {name: replace(route, sources=tuple(
-                replace(source, vectors=item_vectors) if isinstance(source, EmbeddingSource) else source
-                for source in route.sources)) for name, route in routes.items()}
+            routes = self._with_vectors(routes)
             # The feed weighs each candidate's cosine with the session's and shopper's vectors (0 without vectors).
             scorers = [*scorers, Similarity(item_vectors)]
             if "feed" not in (weights or {}):
@@ -338,6 +340,26 @@ class Recommender:
             self._adaptive = (clusters, AdaptiveFeed(clusters))
         return self._adaptive[1]
 
+    def _with_vectors(self, routes: dict[str, Route]) -> dict[str, Route]:
+        """`routes` with the item vectors in their embedding sources and the revisit odds the vectors carry in their
+        session sources (as they are: without item vectors)."""
+        vectors = self._item_vectors
+        if vectors is None:
+            return routes
+
+        def revisits() -> RevisitOdds | None:
+            found = vectors()
+            return None if found is None else found.revisit_odds
+
+        def sourced(source: Any) -> Any:
+            if isinstance(source, EmbeddingSource):
+                return replace(source, vectors=vectors)
+            if isinstance(source, SessionSource):
+                return replace(source, revisits=revisits)
+            return source
+
+        return {name: replace(route, sources=tuple(map(sourced, route.sources))) for name, route in routes.items()}
+
     def _pipeline(self, strategy: Strategy) -> tuple[Pipeline, ProbabilityModel]:
         """The pipeline a strategy ranks with (its routes, its ranker) and its ranker: one per strategy version,
         sharing the store and the row cache with the default one."""
@@ -353,7 +375,7 @@ class Recommender:
                 logger.exception("ranker %r of strategy %r not loaded; ranking with the current one", strategy.ranker,
                                  strategy.name)
         base = self.pipeline
-        routes = {route: strategy.route(route, base.routes[route]) for route in base.routes}
+        routes = self._with_vectors({route: strategy.route(route, base.routes[route]) for route in base.routes})
         pipeline = Pipeline(self.store, [CommercialPerformance(), PurchaseProbability(model), Relevance(),
                                          *self._extra_scorers],
                             routes=routes, cache=base.cache, max_candidates=base.max_candidates,
