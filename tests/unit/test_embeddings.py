@@ -22,7 +22,7 @@ from tailor.embeddings import (
     update_vector,
 )
 from tailor.embeddings.ranking import EmbeddingBlend, blend_next_items
-from tailor.experiments.strategies import Strategy
+from tailor.experiments.strategies import BUILT_IN, Strategy
 from tailor.models import ModelRegistry
 from tailor.ranking import ConversionPrior, Filters, Request
 from tailor.ranking.candidates import EmbeddingSource, SessionSource
@@ -400,7 +400,8 @@ def test_trained_vectors_carry_the_revisit_odds_of_their_sessions_through_the_fi
 
     recommender = Recommender(MemoryStateStore(), ConversionPrior(), item_vectors=lambda: again)
     assert session_source(recommender.pipeline).revisits() == revisit_odds(data)
-    # A strategy naming its own sources reminds with them too.
+    # A strategy naming its own sources reminds with them too; one serving the default's still gathers as it does.
     pipeline, _ = recommender._pipeline(Strategy("own-sources", sources={"session": 0.6, "popular": 0.4}))
     assert session_source(pipeline).revisits() == revisit_odds(data)
+    assert recommender._pipeline(BUILT_IN["baseline"])[0].gathers_like(recommender.pipeline, "feed")
     assert session_source(Recommender(MemoryStateStore(), ConversionPrior()).pipeline).revisits() is None

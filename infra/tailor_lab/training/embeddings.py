@@ -64,6 +64,7 @@ from tailor.associations import EVENT_WEIGHTS, REVISIT_DEPTH, RevisitOdds, revis
 from tailor.embeddings import ARTIFACT, FORMAT, MODEL_NAME, RECALL_TARGET, ItemVectors, VectorFilters, unit
 from tailor.embeddings.ranking import query_vector
 from tailor.models import ModelRegistry, model_version
+from tailor.session import ENGAGEMENTS
 from tailor.store.port import BlobStore
 
 __all__ = ["EmbeddingParams", "Interactions", "index_recall", "index_search", "interactions_from_events",
@@ -266,8 +267,6 @@ def revisit_odds(data: Interactions, prior: float = REVISIT_PRIOR) -> RevisitOdd
     """After each engagement of each session, which of its REVISIT_DEPTH most recent distinct items (most recent
     first) the next engagement was with, or a new item, counted by the session's context then; each context's
     odds against a new item shrunk toward every context's by `prior` pseudo-engagements."""
-    from tailor.session import ENGAGEMENTS
-
     counts: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(REVISIT_DEPTH + 1))  # [new, r = 1..DEPTH]
     for session in data.sessions:
         items = [item for item, kind in session if kind in ENGAGEMENTS]

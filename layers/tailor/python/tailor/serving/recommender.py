@@ -116,6 +116,7 @@ class Recommender:
                 raise ValueError(f"unknown route {route!r} in weights")
             routes[route] = replace(routes[route], weights=dict(override))
         self._item_vectors = item_vectors
+        self._revisits = self._revisit_odds  # one callable, so that sources holding it compare as the same
         if item_vectors is not None:
             routes = self._with_vectors(routes)
             # The feed weighs each candidate's cosine with the session's and shopper's vectors (0 without vectors).
@@ -342,23 +343,30 @@ class Recommender:
 
     def _with_vectors(self, routes: dict[str, Route]) -> dict[str, Route]:
         """`routes` with the item vectors in their embedding sources and the revisit odds the vectors carry in their
-        session sources (as they are: without item vectors)."""
-        vectors = self._item_vectors
+        session sources (as they are: without item vectors). A route whose sources have them already is kept as it
+        is, so that a strategy serving the default's sources gathers as the default does (Pipeline.gathers_like)."""
+        vectors, revisits = self._item_vectors, self._revisits
         if vectors is None:
             return routes
 
-        def revisits() -> RevisitOdds | None:
-            found = vectors()
-            return None if found is None else found.revisit_odds
-
         def sourced(source: Any) -> Any:
-            if isinstance(source, EmbeddingSource):
+            if isinstance(source, EmbeddingSource) and source.vectors is not vectors:
                 return replace(source, vectors=vectors)
-            if isinstance(source, SessionSource):
+            if isinstance(source, SessionSource) and source.revisits is not revisits:
                 return replace(source, revisits=revisits)
             return source
 
-        return {name: replace(route, sources=tuple(map(sourced, route.sources))) for name, route in routes.items()}
+        out = {}
+        for name, route in routes.items():
+            sources = tuple(map(sourced, route.sources))
+            kept = all(new is old for new, old in zip(sources, route.sources))
+            out[name] = route if kept else replace(route, sources=sources)
+        return out
+
+    def _revisit_odds(self) -> RevisitOdds | None:
+        """The revisit odds the current item vectors carry (None without vectors, or in vectors from before them)."""
+        found = self._item_vectors() if self._item_vectors is not None else None
+        return None if found is None else found.revisit_odds
 
     def _pipeline(self, strategy: Strategy) -> tuple[Pipeline, ProbabilityModel]:
         """The pipeline a strategy ranks with (its routes, its ranker) and its ranker: one per strategy version,
