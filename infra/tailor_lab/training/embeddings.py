@@ -64,8 +64,9 @@ from tailor.associations import EVENT_WEIGHTS, REVISIT_DEPTH, RevisitOdds, revis
 from tailor.embeddings import ARTIFACT, FORMAT, MODEL_NAME, RECALL_TARGET, ItemVectors, VectorFilters, unit
 from tailor.embeddings.ranking import query_vector
 from tailor.models import ModelRegistry, model_version
-from tailor.session import ENGAGEMENTS
+from tailor.session import ENGAGEMENTS, RECENT_ITEMS
 from tailor.store.port import BlobStore
+from tailor.text import remember
 
 __all__ = ["EmbeddingParams", "Interactions", "index_recall", "index_search", "interactions_from_events",
            "interactions_from_sessions", "inverted_file", "publishable", "read_item_metadata", "retrain_from_archive",
@@ -270,11 +271,9 @@ def revisit_odds(data: Interactions, prior: float = REVISIT_PRIOR) -> RevisitOdd
     counts: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(REVISIT_DEPTH + 1))  # [new, r = 1..DEPTH]
     for session in data.sessions:
         items = [item for item, kind in session if kind in ENGAGEMENTS]
-        recent: list[str] = []  # distinct items, most recent last (as the session row keeps them)
+        recent: list[str] = []  # distinct items, most recent last, kept as the session row keeps them
         for step, (item, following) in enumerate(zip(items, items[1:]), 1):
-            if item in recent:
-                recent.remove(item)
-            recent.append(item)
+            recent = remember(recent, item, RECENT_ITEMS)
             latest = recent[::-1][:REVISIT_DEPTH]
             counts[revisit_context(len(recent), step)][latest.index(following) + 1 if following in latest else 0] += 1
     total = sum(counts.values(), np.zeros(REVISIT_DEPTH + 1))

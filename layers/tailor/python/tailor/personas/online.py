@@ -90,7 +90,6 @@ class PersonaTracker:
                 state["mixture"] = model.mixture(shopper_features(shopper, model.space), persona_evidence(shopper))
                 state["model"] = model.version
 
-
     def _start(self, model: PersonaModel, shopper: ShopperState | None) -> dict[str, float]:
         key = _start_key(model, shopper)
         found = self._starts.get(key)
