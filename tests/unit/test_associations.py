@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 
 from tailor.associations import (
@@ -18,6 +19,8 @@ from tailor.associations import (
     rank_next_items,
     revisit_context,
 )
+from tailor.embeddings import ItemVectors
+from tailor.embeddings.ranking import EmbeddingBlend
 from tailor.events import parse_event
 from tailor.ingest.derive import contributions
 from tailor.session import fold_session
@@ -281,13 +284,16 @@ def test_the_session_source_reminds_with_the_revisit_odds_of_where_its_session_s
                                                  "timestamp": "2026-11-02T12:00:09Z", "event_type": "scroll",
                                                  "depth": 0.5}), ttl_seconds=0)
     odds = RevisitOdds({revisit_context(2, 3): (0.05, 2.0)}, (1.0, 0.01))
+    # The odds come with the shop's item vectors; the blend's weight 0 leaves the association ranking as it is.
+    vectors = ItemVectors.build(["a", "b", "x", "y"], np.eye(4), metadata={"revisits": odds.to_json()})
+    source = SessionSource(vectors=lambda: vectors, blend=EmbeddingBlend(weight=0.0))
 
     def proposed(ctx_session):
         ctx = RankingContext(Request("feed", session_id="s"), session.last_seen, session=ctx_session)
         for key, row in raw.items():
             ctx.associations[key] = partners(key, row)
         ctx.version += 1
-        return list(SessionSource(revisits=lambda: odds).propose(ctx, 4).items())
+        return list(source.propose(ctx, 4).items())
 
     assert proposed(session) == rank_next_items(["a", "b"], lookup_in(rows), 4, revisits=(0.05, 2.0))
     assert [item for item, _ in proposed(session)][0] == "a"  # coming back to the item before last
@@ -295,5 +301,5 @@ def test_the_session_source_reminds_with_the_revisit_odds_of_where_its_session_s
     ctx = RankingContext(Request("related", item_id="b"), session.last_seen)
     ctx.associations["b"] = partners("b", raw["b"])
     ctx.version += 1
-    assert list(SessionSource(revisits=lambda: odds).propose(ctx, 4).items()) == rank_next_items(
+    assert list(source.propose(ctx, 4).items()) == rank_next_items(
         ["b"], lookup_in(rows), 4, revisits=(1.0, 0.01))

@@ -277,6 +277,39 @@ def test_the_feed_source_proposes_the_nearest_items_the_filters_let_through():
     assert EmbeddingSource().propose(ctx, 5) == {}
 
 
+def test_the_session_source_blends_its_best_next_items_with_the_session_s_vector_and_keeps_the_rest_after():
+    from tailor.associations import parse_associations, rank_next_items
+    from tailor.ranking.rows import partners
+
+    row = {"n:x1": 5.0, "n:x2": 4.0, "n:x3": 3.0, "n:x4": 2.0, "f:x1": 5.0, "f:x2": 4.0, "f:x3": 3.0, "f:x4": 2.0}
+    vectors = ItemVectors.build(["a", "x1", "x2", "x3", "x4", "near", "dear"],
+                                np.array([[1, 0], [0, 1], [0.8, 0.6], [0.1, 1], [0.9, 0.1], [1, 0.05], [1, 0.01]]),
+                                attributes={"near": {"price": 10.0}, "dear": {"price": 500.0}})
+    blend = EmbeddingBlend(weight=1.0, sharpness=1.0, pool=2, reorders=3)
+    session = SessionState(session_id="s", user_id="u", started_at=0, last_seen=1, expires_at=0, events=1, items=["a"])
+
+    def proposed(source, filters=Filters()):
+        ctx = RankingContext(Request("feed", session_id="s", filters=filters), 1.0, session=session)
+        ctx.associations["a"] = partners("a", row)
+        ctx.version += 1
+        return list(source.propose(ctx, 10).items())
+
+    ranked = rank_next_items(["a"], lambda keys: {k: parse_associations(k, row) for k in keys if k == "a"}, 2000)
+    plain = proposed(SessionSource())
+    assert plain == ranked[:10]
+    source = SessionSource(vectors=lambda: vectors, blend=blend)
+    blended = proposed(source)
+    head = blend_next_items(ranked[:3], vectors.vector("a"), vectors, 5, blend=blend)
+    total = sum(score for _, score in ranked[:3])
+    assert blended == head + [(item, score / total) for item, score in ranked[3:] if item not in dict(head)]
+    # x2 points the session's way and moves above x1; the nearest item the filters let through joins them; x3 and
+    # x4, below the reordered head, keep their order after it.
+    assert [item for item, _ in blended] == ["a", "dear", "x2", "x1", "x3", "x4"]
+    assert [item for item, _ in proposed(source, Filters(max_price=50))][:4] == ["a", "near", "x2", "x1"]
+    # The odds-only ranking is the blend at weight 0.
+    assert proposed(SessionSource(vectors=lambda: vectors, blend=replace(blend, weight=0.0))) == plain
+
+
 def test_metadata_files_name_their_bad_fields(tmp_path):
     good = tmp_path / "items.csv"
     good.write_text("item_id,category,price,name\nlamp-1,home,40,Brass reading lamp\n")
@@ -399,9 +432,9 @@ def test_trained_vectors_carry_the_revisit_odds_of_their_sessions_through_the_fi
         return source
 
     recommender = Recommender(MemoryStateStore(), ConversionPrior(), item_vectors=lambda: again)
-    assert session_source(recommender.pipeline).revisits() == revisit_odds(data)
+    assert session_source(recommender.pipeline).vectors().revisit_odds == revisit_odds(data)
     # A strategy naming its own sources reminds with them too; one serving the default's still gathers as it does.
     pipeline, _ = recommender._pipeline(Strategy("own-sources", sources={"session": 0.6, "popular": 0.4}))
-    assert session_source(pipeline).revisits() == revisit_odds(data)
+    assert session_source(pipeline).vectors().revisit_odds == revisit_odds(data)
     assert recommender._pipeline(BUILT_IN["baseline"])[0].gathers_like(recommender.pipeline, "feed")
-    assert session_source(Recommender(MemoryStateStore(), ConversionPrior()).pipeline).revisits() is None
+    assert session_source(Recommender(MemoryStateStore(), ConversionPrior()).pipeline).vectors() is None

@@ -59,16 +59,17 @@ import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
-from tailor.associations import RevisitOdds
 from tailor.embeddings import ItemVectors, VectorUpdate, update_vector
-from tailor.embeddings.ranking import DEFAULT_BLEND, EmbeddingBlend, blend_next_items
+from tailor.embeddings.online import OnlineVectors
+from tailor.embeddings.ranking import DEFAULT_BLEND, EmbeddingBlend
 from tailor.events import parse_event
 from tailor.ingest.intent import SessionIntent
 from tailor.ingest.service import Ingestor, StreamRecord
@@ -117,7 +118,6 @@ LIVE_METHODS = (VSKNN_LIVE, TAILOR_LIVE, BLEND_LIVE)
 TRAIN_ONLY_METHODS = (TAILOR_TRAIN_ONLY, EMBEDDINGS, BLEND_TRAIN_ONLY)
 MODES = ("live", "train-only", "both")
 COLD_SUPPORT = 5  # a target item with fewer training interactions is a cold-start point
-POOL = 200  # Tailor's candidates the blend with the embeddings reorders
 _DATA = Path(__file__).resolve().parents[4] / "shared" / "data"
 DEFAULT_TRAIN = _DATA / "yoochoose-100k" / "train_tr.txt"
 DEFAULT_TEST = _DATA / "yoochoose-100k" / "train_valid.txt"
@@ -239,13 +239,16 @@ def evaluate_next_item(split: NextItemSplit, out_path: str | os.PathLike[str] | 
         say(f"  trained item vectors ({len(vectors)} x {vectors.dim}) in {seconds['embedding training']:.1f}s")
     if not embeddings:
         vectors = None
-    # The revisit odds come with the vectors, as the API has them (older vectors files hold none).
-    revisits = vectors.revisit_odds if vectors is not None else None
+    # The session source blends with the vectors and takes the revisit odds from them, as the API's does; Tailor's
+    # rows without the vectors are the same source with the blend's weight 0 (the odds kept). Ingest keeps the
+    # sessions' vectors in their rows, as deployed with vectors.
+    blends = (replace(blend, weight=0.0), blend) if vectors is not None else (blend,)
+    online = None if vectors is None else OnlineVectors(lambda: vectors, blend.update)
 
     t = time.perf_counter()
     store = MemoryStateStore()
     session_intent = SessionIntent.shipped() if intent else None
-    stream = _Stream(Ingestor(store, MemoryBlobStore(), max_workers=1, intent=session_intent))
+    stream = _Stream(Ingestor(store, MemoryBlobStore(), max_workers=1, intent=session_intent, vectors=online))
     for start in range(0, len(split.train), REPLAY_BATCH):
         stream.ingest(split.train[start:start + REPLAY_BATCH])
     replay_seconds = time.perf_counter() - t
@@ -255,7 +258,6 @@ def evaluate_next_item(split: NextItemSplit, out_path: str | os.PathLike[str] | 
 
     lists: dict[str, dict[tuple[str, int], list[str]]] = defaultdict(dict)
     scored: dict[str, dict[tuple[str, int], list[tuple[str, float]]]] = defaultdict(dict)
-    queries: dict[tuple[str, int], np.ndarray | None] = {}
     if vectors is not None:
         t = time.perf_counter()
         for session_id in order:
@@ -263,7 +265,6 @@ def evaluate_next_item(split: NextItemSplit, out_path: str | os.PathLike[str] | 
             current = None
             for position, raw in enumerate(events[:-1]):
                 current = update_vector(current, vectors.vector(raw["item_id"]), raw["event_type"], rule=blend.update)
-                queries[(session_id, position)] = current
                 lists[EMBEDDINGS][(session_id, position)] = [
                     item for item, _ in vectors.nearest(current, CUTOFF)] if current is not None else []
         seconds[EMBEDDINGS] += time.perf_counter() - t
@@ -282,17 +283,15 @@ def evaluate_next_item(split: NextItemSplit, out_path: str | os.PathLike[str] | 
             if mode == "live":
                 continue
             t = time.perf_counter()
-            state = fold_session(state, parse_event(raw), ttl_seconds=0)
-            ranked = _session_candidates(state, lookup, factors, POOL if vectors is not None else CUTOFF, revisits)
-            seconds[TAILOR_TRAIN_ONLY] += time.perf_counter() - t
-            scored[TAILOR_TRAIN_ONLY][(session_id, position)] = ranked[:CUTOFF]
-            if vectors is not None:
-                t = time.perf_counter()
-                scored[BLEND_TRAIN_ONLY][(session_id, position)] = blend_next_items(
-                    ranked, queries[(session_id, position)], vectors, CUTOFF, blend=blend)
-                seconds[BLEND_TRAIN_ONLY] += time.perf_counter() - t
-    if BLEND_TRAIN_ONLY in scored:
-        seconds[BLEND_TRAIN_ONLY] += seconds[TAILOR_TRAIN_ONLY] + seconds[EMBEDDINGS]
+            event, recent = parse_event(raw), list(state.items) if state is not None else []
+            state = fold_session(state, event, ttl_seconds=0)
+            if online is not None:
+                _fold_vector(online, state, event, recent)
+            ranked = _session_candidates(state, lookup, factors, vectors, blends)
+            elapsed = time.perf_counter() - t
+            for name, found in zip((TAILOR_TRAIN_ONLY, BLEND_TRAIN_ONLY), ranked):
+                scored[name][(session_id, position)] = found
+                seconds[name] += elapsed
     say("  recommended for every test prefix from the training data alone")
 
     # Live: the test events go through Ingest one by one in time order, and each recommendation is
@@ -316,19 +315,14 @@ def evaluate_next_item(split: NextItemSplit, out_path: str | os.PathLike[str] | 
                 continue
             t = time.perf_counter()
             state = SessionState.from_row(store.tables["sessions"][session_id])
-            ranked = _session_candidates(state, lookup, factors, POOL if vectors is not None else CUTOFF, revisits)
-            seconds[TAILOR_LIVE] += time.perf_counter() - t
-            scored[TAILOR_LIVE][(session_id, position)] = ranked[:CUTOFF]
-            if vectors is not None:
-                t = time.perf_counter()
-                scored[BLEND_LIVE][(session_id, position)] = blend_next_items(
-                    ranked, queries[(session_id, position)], vectors, CUTOFF, blend=blend)
-                seconds[BLEND_LIVE] += time.perf_counter() - t
+            ranked = _session_candidates(state, lookup, factors, vectors, blends)
+            elapsed = time.perf_counter() - t
+            for name, found in zip((TAILOR_LIVE, BLEND_LIVE), ranked):
+                scored[name][(session_id, position)] = found
+                seconds[name] += elapsed
             t = time.perf_counter()
             lists[VSKNN_LIVE][(session_id, position)] = vsknn_live.recommend(prefixes[session_id], session_id)
             seconds[VSKNN_LIVE] += time.perf_counter() - t
-        if BLEND_LIVE in scored:
-            seconds[BLEND_LIVE] += seconds[TAILOR_LIVE] + seconds[EMBEDDINGS]
         say("  recommended live, ingesting the test events as they came")
     for name, found in scored.items():
         lists[name] = {key: [item for item, _ in ranked] for key, ranked in found.items()}
@@ -368,7 +362,7 @@ def evaluate_next_item(split: NextItemSplit, out_path: str | os.PathLike[str] | 
         "vsknn_config": VSKNN_CONFIG,
         "embeddings": None if vectors is None else {
             "items": len(vectors), "dim": vectors.dim, "params": vectors.metadata.get("params"),
-            "blend": {"weight": blend.weight, "sharpness": blend.sharpness, "pool": blend.pool,
+            "blend": {"weight": blend.weight, "sharpness": blend.sharpness, "pool": blend.pool, "reorders": blend.reorders,
                       "decay": blend.update.decay}, "training_seconds": round(seconds["embedding training"], 2)},
         "intent": None if session_intent is None else session_intent.model.label,
         "ingest_replay_seconds": round(replay_seconds, 2),
@@ -644,21 +638,31 @@ class _Stream:
 
 
 def _session_candidates(state: SessionState, rows: Callable[[Sequence[str]], dict[str, Partners]],
-                        factors: IntentFactors, n: int = CUTOFF,
-                        revisits: RevisitOdds | None = None) -> list[tuple[str, float]]:
-    """The API's session candidates (SessionSource, as the feed route runs it, with the item vectors' `revisits`)
-    for a shopper whose session is `state` and who has no other history: the rows it asks for are read until it
-    asks for no new one."""
+                        factors: IntentFactors, vectors: ItemVectors | None = None,
+                        blends: Sequence[EmbeddingBlend] = (DEFAULT_BLEND,), n: int = CUTOFF
+                        ) -> list[list[tuple[str, float]]]:
+    """The API's session candidates (SessionSource, as the feed route runs it, with the item `vectors`), under each
+    of `blends`, for a shopper whose session is `state` and who has no other history: the rows it asks for are read
+    until it asks for no new one (they do not depend on the blend)."""
     ctx = RankingContext(Request("feed", session_id=state.session_id), state.last_seen, session=state, factors=factors)
-    source = SessionSource(revisits=lambda: revisits)
+    sources = [SessionSource(vectors=lambda: vectors, blend=blend) for blend in blends]
     asked: set[str] = set()
     while True:
-        keys = [key for _, key in source.keys(ctx) if key not in asked]
+        keys = [key for _, key in sources[0].keys(ctx) if key not in asked]
         if not keys:
-            return list(source.propose(ctx, n).items())
+            return [list(source.propose(ctx, n).items()) for source in sources]
         asked.update(keys)
         ctx.associations.update(rows(keys))
         ctx.version += 1  # as the pipeline marks every read that brings association rows
+
+
+def _fold_vector(online: OnlineVectors, state: SessionState, event: Any, recent: Sequence[str]) -> None:
+    """`state`'s vector after `event`, as Ingest's fold keeps it in the session's row (`recent`: the session's items
+    before the event)."""
+    batch = online.batch()
+    if batch is not None:
+        batch.note(SimpleNamespace(state=state), recent, "0", event)
+        batch.apply()
 
 
 class _Associations:

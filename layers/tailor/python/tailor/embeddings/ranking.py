@@ -25,6 +25,7 @@ class EmbeddingBlend:
     weight: float = 0.02  # a cosine of 1 counts as much as this share of the association ranking's total score
     sharpness: float = 3.0  # cosines raised to this power: only close items get much
     pool: int = 50  # nearest items added to the association ranking's candidates
+    reorders: int = 200  # the association ranking's best items it reorders (those below keep their order after)
     update: VectorUpdate = DEFAULT_UPDATE
 
 
@@ -42,14 +43,15 @@ def query_vector(vectors: ItemVectors, interactions: Iterable[tuple[str, str]],
 
 def blend_next_items(ranked: Sequence[tuple[str, float]], query: np.ndarray | None, vectors: ItemVectors, n: int, *,
                      blend: EmbeddingBlend = DEFAULT_BLEND,
-                     filters: VectorFilters = NO_FILTERS) -> list[tuple[str, float]]:
-    """The best `n` of `ranked` (item, score; best first) and the items nearest to `query`, by the blended score."""
+                     filters: VectorFilters = NO_FILTERS, probes: int | None = None) -> list[tuple[str, float]]:
+    """The best `n` of `ranked` (item, score; best first) and the items nearest to `query`, by the blended score;
+    the nearest searched as ItemVectors.nearest does with `probes`."""
     if query is None or blend.weight == 0 or not np.any(query):
         return list(ranked[:n])
     unit_query = (query / np.linalg.norm(query)).astype(np.float32)
     total = sum(score for _, score in ranked)
     scores: dict[str, float] = {item: score / total for item, score in ranked} if total > 0 else {}
-    nearest = dict(vectors.nearest(unit_query, blend.pool, filters))
+    nearest = dict(vectors.nearest(unit_query, blend.pool, filters, probes=probes))
     for item in nearest:
         scores.setdefault(item, 0.0)
     items = list(scores)

@@ -21,7 +21,7 @@ import numpy as np
 from tailor.associations import ItemAssociations, NextItems, RevisitOdds, intent_weighted
 from tailor.embeddings import ItemVectors, Search, VectorFilters
 from tailor.embeddings.online import stored_vector
-from tailor.embeddings.ranking import query_vector
+from tailor.embeddings.ranking import DEFAULT_BLEND, EmbeddingBlend, blend_next_items, query_vector
 from tailor.ranking.context import RankingContext
 from tailor.ranking.rows import ITEM_FIELDS, ItemRecord, Partners
 from tailor.session import ENGAGEMENTS
@@ -68,25 +68,52 @@ class PopularSource:
 class SessionSource:
     """What the shopper likely engages with next: tailor.associations.rank_next_items over the associations of
     their session's and recent items (the strongest candidates' own associations one step further), the
-    recent items themselves as reminders, the pairs weighed by the session's intent. `revisits` gives the shop's
-    revisit odds (published with its item vectors), which set the reminders by how far the session has come;
-    without them a reminder is a constant bonus. The next-item evaluation (tailor evaluate next-item) measures
-    this ranking."""
+    recent items themselves as reminders, the pairs weighed by the session's intent. With the shop's item vectors
+    (`vectors`), the reminders follow the revisit odds the vectors carry, by how far the session has come (without
+    them a reminder is a constant bonus), and the ranking's best items are reordered by their cosine with the
+    session's vector, the items nearest it joining them (tailor.embeddings.ranking.blend_next_items, as `blend`
+    says). The next-item evaluation (tailor evaluate next-item) measures this ranking."""
 
     name: str = "session"
     share: float = 0.5
-    revisits: Callable[[], RevisitOdds | None] = field(default=lambda: None, repr=False, compare=False)
+    vectors: Callable[[], ItemVectors | None] = field(default=lambda: None, repr=False, compare=False)
+    blend: EmbeddingBlend = DEFAULT_BLEND
     _memo: tuple | None = field(default=None, init=False, repr=False, compare=False)
+    _blend_memo: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
     def keys(self, ctx: RankingContext) -> Iterable[tuple[str, str]]:
         # The anchors' rows first; once they are read, the rows of the candidates the ranking expands from.
         return [("associations", item) for item in self._first_step(ctx).keys]
 
     def propose(self, ctx: RankingContext, limit: int) -> dict[str, float]:
-        odds = self.revisits()
+        vectors = self.vectors()
+        odds = None if vectors is None else vectors.revisit_odds
         ranked = self._first_step(ctx).ranked(partial(_association_rows, ctx), SESSION_CANDIDATES,
                                               revisits=None if odds is None else _session_odds(ctx, odds))
+        if vectors is not None and self.blend.weight > 0:
+            ranked = self._blended(ctx, vectors, ranked)
         return dict(ranked[:limit])
+
+    def _blended(self, ctx: RankingContext, vectors: ItemVectors, ranked: list[tuple[str, float]]
+                 ) -> list[tuple[str, float]]:
+        """`ranked` with its best `blend.reorders` items and the items nearest the session's vector in the blend's
+        order, then the rest in theirs (as shares of the reordered items' total, the blend's scale)."""
+        head = ranked[:self.blend.reorders]
+        query, made_of = _embedding_query(ctx, vectors)
+        filters = _vector_filters(ctx)
+        # The pipeline asks for proposals after every read; the blend runs again only when its inputs changed.
+        key = (id(vectors), made_of, filters, head)
+        if self._blend_memo is not None and self._blend_memo[0] == key:
+            blended = self._blend_memo[1]
+        else:
+            blended = blend_next_items(head, query, vectors, len(head) + self.blend.pool, blend=self.blend,
+                                       filters=filters, probes=vectors.search.probes)
+            self._blend_memo = (key, blended)
+        total = sum(score for _, score in head)
+        if len(ranked) == len(head) or total <= 0:
+            return blended
+        placed = {item for item, _ in blended}
+        return blended + [(item, score / total) for item, score in ranked[len(head):] if item not in placed]
 
     def _first_step(self, ctx: RankingContext) -> NextItems:
         """The ranking's first step (the anchors' votes), taken again only when what it read changed: the
@@ -134,17 +161,14 @@ class EmbeddingSource:
             return {}
         # Only its share of the budget can be taken, less what other sources also proposed: twice that suffices.
         limit = min(limit, max(1, 2 * int(limit * self.share)))
-        wanted = ctx.request.filters
-        bought = frozenset(ctx.purchased_items()) if wanted.exclude_purchased else frozenset()
+        filters = _vector_filters(ctx)
         # The pipeline asks for proposals after every read; the search runs again only when its inputs changed.
         query, made_of = _embedding_query(ctx, vectors)
-        key = (id(vectors), made_of, wanted, bought, limit)
+        key = (id(vectors), made_of, filters, limit)
         if self._memo is not None and self._memo[0] == key:
             return self._memo[1]
         found: dict[str, float] = {}
         if query is not None:
-            filters = VectorFilters(available_only=wanted.available_only, min_price=wanted.min_price,
-                                    max_price=wanted.max_price, categories=wanted.categories, exclude=bought)
             found = dict(vectors.nearest(query, limit, filters, probes=self.searching(vectors).probes))
         self._memo = (key, found)
         return found
@@ -316,6 +340,14 @@ def _session_odds(ctx: RankingContext, odds: RevisitOdds) -> tuple[float, ...]:
     if session is None:
         return odds.overall
     return odds.of(len(session.items), sum(session.counts.get(kind, 0) for kind in ENGAGEMENTS))
+
+
+def _vector_filters(ctx: RankingContext) -> VectorFilters:
+    """The request's filters as a search of the item vectors applies them."""
+    wanted = ctx.request.filters
+    bought = frozenset(ctx.purchased_items()) if wanted.exclude_purchased else frozenset()
+    return VectorFilters(available_only=wanted.available_only, min_price=wanted.min_price, max_price=wanted.max_price,
+                         categories=wanted.categories, exclude=bought)
 
 
 def _session_items(ctx: RankingContext) -> list[str]:

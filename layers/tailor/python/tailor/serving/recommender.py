@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from tailor.associations import RevisitOdds
 from tailor.clusters import AdaptiveFeed, ClusterPosteriors, ItemClusters, load_item_clusters
 from tailor.clusters.bandit import shopper_appeal
 from tailor.embeddings import ItemVectors, load_item_vectors
@@ -103,8 +102,8 @@ class Recommender:
         strategy (an interleaving experiment's shopper the team draft of its two variants' lists; strategies by
         name from `strategies()`, the built-in ones by default; `rankers(version)` loads a strategy's ranker
         version), and `exposures(feed_id, ranking)` logs what such a list held. `item_vectors()` gives the
-        item vectors the routes' embedding sources search (None: they propose nothing) and the revisit odds their
-        session sources remind with. `item_clusters()` gives the
+        item vectors the routes' embedding sources search (None: they propose nothing) and their session sources
+        blend with and take the revisit odds from. `item_clusters()` gives the
         published item clusters an adaptive strategy's feed draws its slots from (None: it serves the feed as ranked)
         and profiles describe."""
         self.store = store
@@ -116,7 +115,6 @@ class Recommender:
                 raise ValueError(f"unknown route {route!r} in weights")
             routes[route] = replace(routes[route], weights=dict(override))
         self._item_vectors = item_vectors
-        self._revisits = self._revisit_odds  # one callable, so that sources holding it compare as the same
         if item_vectors is not None:
             routes = self._with_vectors(routes)
             # The feed weighs each candidate's cosine with the session's and shopper's vectors (0 without vectors).
@@ -342,18 +340,16 @@ class Recommender:
         return self._adaptive[1]
 
     def _with_vectors(self, routes: dict[str, Route]) -> dict[str, Route]:
-        """`routes` with the item vectors in their embedding sources and the revisit odds the vectors carry in their
-        session sources (as they are: without item vectors). A route whose sources have them already is kept as it
-        is, so that a strategy serving the default's sources gathers as the default does (Pipeline.gathers_like)."""
-        vectors, revisits = self._item_vectors, self._revisits
+        """`routes` with the item vectors in their embedding and session sources (as they are: without item
+        vectors). A route whose sources have them already is kept as it is, so that a strategy serving the default's
+        sources gathers as the default does (Pipeline.gathers_like)."""
+        vectors = self._item_vectors
         if vectors is None:
             return routes
 
         def sourced(source: Any) -> Any:
-            if isinstance(source, EmbeddingSource) and source.vectors is not vectors:
+            if isinstance(source, EmbeddingSource | SessionSource) and source.vectors is not vectors:
                 return replace(source, vectors=vectors)
-            if isinstance(source, SessionSource) and source.revisits is not revisits:
-                return replace(source, revisits=revisits)
             return source
 
         out = {}
@@ -362,11 +358,6 @@ class Recommender:
             kept = all(new is old for new, old in zip(sources, route.sources))
             out[name] = route if kept else replace(route, sources=sources)
         return out
-
-    def _revisit_odds(self) -> RevisitOdds | None:
-        """The revisit odds the current item vectors carry (None without vectors, or in vectors from before them)."""
-        found = self._item_vectors() if self._item_vectors is not None else None
-        return None if found is None else found.revisit_odds
 
     def _pipeline(self, strategy: Strategy) -> tuple[Pipeline, ProbabilityModel]:
         """The pipeline a strategy ranks with (its routes, its ranker) and its ranker: one per strategy version,
