@@ -4,6 +4,7 @@ the strategy serves the feed as ranked. The clusters come from the model registr
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import cache
 
@@ -105,6 +106,38 @@ def test_a_session_that_clicks_one_cluster_and_ignores_another_is_fed_more_of_th
     again = [feed.order(ranked, 10, traits=None, session_clusters=posteriors.encode(), feed_id="feed-0")[0]
              for _ in range(2)]
     assert [i.item_id for i in again[0]] == [i.item_id for i in again[1]]
+
+
+def test_the_adaptive_feed_leans_toward_the_clusters_of_the_categories_the_shopper_engages_with():
+    found = replace(clusters(), categories={cid: {f"cat{n}": 1.0} for n, cid in enumerate(clusters().ids)},
+                    category_shares={f"cat{n}": 1.0 / CLUSTERS for n in range(CLUSTERS)})
+    ranked = [RankedItem(item, 0.5, ["popular"]) for item in sorted(found.members)]
+    feed = AdaptiveFeed(found, BanditParams(samples=256, history_weight=1.0))
+
+    def from_cluster(categories, cluster="c0003"):
+        served = [feed.order(ranked, 10, traits=None, session_clusters=None, feed_id=f"feed-{n}",
+                             categories=categories)[0] for n in range(20)]
+        return sum(found.cluster_of(item.item_id) == cluster for items in served for item in items)
+
+    assert from_cluster({"cat3": 30.0, "cat0": 2.0}) > 2 * from_cluster(None)
+
+
+def test_the_recommender_gives_the_adaptive_feed_the_shopper_s_category_affinity(monkeypatch):
+    from tailor.shopper import ShopperState
+
+    user, session = busiest_shopper()
+    seen = []
+    real = AdaptiveFeed.order
+
+    def spy(self, ranked, n, **kwargs):
+        seen.append(kwargs["categories"])
+        return real(self, ranked, n, **kwargs)
+
+    monkeypatch.setattr(AdaptiveFeed, "order", spy)
+    rec = adaptive_recommender(clusters())
+    rec.feed(user, session_id=session, n=10)
+    row = ShopperState.from_row(rec.store.read("shoppers", [user])[user])
+    assert seen == [row.category_affinity] and row.category_affinity
 
 
 def test_unreadable_traits_or_session_evidence_fall_back_to_the_prior():

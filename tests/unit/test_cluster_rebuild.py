@@ -9,7 +9,7 @@ import pytest
 from tailor.clusters import ItemClusters
 from tailor.clusters.model import TRAIT_NAMES
 from tailor_lab.simulator import simulate
-from tailor_lab.training.clusters import ClusterParams, build_clusters
+from tailor_lab.training.clusters import ClusterParams, build_clusters, category_shares
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +29,33 @@ def test_clusters_follow_categories_and_describe_their_traits(history):
     assert described["computers"] == 1.0 and described["kitchen"] == 0.0
     assert ((clusters.global_ctr > 0) & (clusters.global_ctr < 1)).all()
     assert ItemClusters.from_json(clusters.to_json()).members == clusters.members
+    # Each cluster's categories (one here), and the shop's engagements by category as shoppers' rows weigh them.
+    for cid in clusters.ids:
+        (only,) = {category[i] for i, c in clusters.members.items() if c == cid}
+        assert clusters.categories[cid] == {only: 1.0}
+    assert clusters.category_shares == pytest.approx(category_shares(history.events))
+    assert sum(clusters.category_shares.values()) == pytest.approx(1.0)
+    assert ItemClusters.from_json(clusters.to_json()).category_shares == pytest.approx(clusters.category_shares, abs=1e-6)
+
+
+def test_the_shop_s_category_shares_weigh_events_as_a_shopper_s_row_does():
+    from tailor.events import parse_event
+    from tailor.shopper import fold_shopper
+
+    events = [{"event_id": f"e{k}", "user_id": "u", "session_id": "s", "timestamp": f"2026-11-02T12:00:0{k}Z",
+               **fields} for k, fields in enumerate([
+                   {"event_type": "view", "item_id": "a", "category": "kitchen"},
+                   {"event_type": "purchase", "item_id": "a", "category": "kitchen", "price": 5.0, "quantity": 2},
+                   {"event_type": "view", "item_id": "b", "category": "garden"},
+                   {"event_type": "view", "item_id": "c"},  # no category: counts nowhere
+                   {"event_type": "search", "query": "lamp"}])]
+    row = None
+    for event in events:
+        row = fold_shopper(row, parse_event(event))
+    total = sum(row.category_affinity.values())
+    assert category_shares(events) == pytest.approx({name: v / total for name, v in row.category_affinity.items()})
+    assert category_shares(events) == pytest.approx({"kitchen": 11 / 12, "garden": 1 / 12})
+    assert category_shares([]) == {}
 
 
 def test_a_rebuild_on_more_of_the_same_keeps_the_ids(history):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from tailor.clusters import (
     prior_appeal,
     select_clusters,
 )
-from tailor.clusters.bandit import encoded_size, slot_chances
+from tailor.clusters.bandit import encoded_size, shopper_appeal, slot_chances
 from tailor.clusters.model import TRAIT_NAMES, max_weight_assignment
 
 PARAMS = BanditParams(prior_strength=4.0, ignore_weight=0.25, decay=0.5, floor=0.1, expansion=0.5, samples=4000,
@@ -54,6 +55,32 @@ def test_prior_appeal_follows_traits_and_shrinks_toward_the_global_rate():
     assert abs(weak[0] - 0.1) < abs(strong[0] - 0.1)
     with pytest.raises(ValueError, match="alpha and beta"):
         prior_appeal(clusters, {"tech_enthusiast": [0.0, 1.0]}, PARAMS)
+
+
+def test_the_shopper_s_categories_lift_the_clusters_they_engage_with_more_than_the_shop_does():
+    clusters = replace(_clusters(), categories={"c0000": {"tv": 1.0}, "c0001": {"sofa": 0.5, "lamp": 0.5},
+                                                "c0002": {"tent": 1.0}},
+                       category_shares={"tv": 0.5, "sofa": 0.2, "lamp": 0.2, "tent": 0.1})
+    affinity = {"tv": 2.0, "tent": 6.0, "shoes": 40.0}  # a category no cluster holds counts for nothing
+    # Shares shrunk toward the shop's by 4 pseudo-engagements: tv (2 + 2) / 12, sofa 0.8 / 12, lamp 0.8 / 12, tent
+    # (6 + 0.4) / 12; each over the shop's share.
+    lift = clusters.category_lift(affinity, 4.0)
+    assert lift == pytest.approx([(4 / 12) / 0.5, 0.5 * (0.8 / 12) / 0.2 + 0.5 * (0.8 / 12) / 0.2, (6.4 / 12) / 0.1])
+    assert clusters.category_lift(None, 4.0).tolist() == clusters.category_lift({}, 4.0).tolist() == [1.0] * 3
+    assert _clusters().category_lift(affinity, 4.0).tolist() == [1.0] * 3  # clusters from before the shares
+    params = replace(PARAMS, history_smoothing=4.0)
+    camper = prior_appeal(clusters, None, params, affinity)
+    assert camper == pytest.approx(0.1 * lift ** params.history_weight)
+    assert camper[2] > 0.1 > camper[0] > camper[1]
+    assert prior_appeal(clusters, None, replace(params, history_weight=0.0), affinity).tolist() == pytest.approx(
+        [0.1] * 3)
+    # A category's engagements that do not parse count as none; an affinity that is no mapping is no affinity.
+    assert shopper_appeal(clusters, None, params, {"tv": "many", "tent": 6.0}).tolist() == pytest.approx(
+        prior_appeal(clusters, None, params, {"tent": 6.0}).tolist())
+    assert shopper_appeal(clusters, None, params, "tv").tolist() == pytest.approx([0.1] * 3)
+    again = ItemClusters.from_json(clusters.to_json())
+    assert again.category_lift(affinity, 4.0) == pytest.approx(lift)
+    assert again.describe("c0001")["categories"] == {"sofa": 0.5, "lamp": 0.5}
 
 
 def test_a_feed_counts_clicks_as_successes_above_the_last_click_as_failures_below_as_ignores():

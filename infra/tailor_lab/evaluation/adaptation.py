@@ -2,6 +2,7 @@
 
     tailor evaluate adaptation [--seed 202] [--shoppers 1500] [--visits 2] [--drift 0.35] [--clusters 24] [--json F]
     tailor evaluate adaptation --tune [--seed 101]      # the validation simulation: the bandit's knobs
+    tailor evaluate adaptation --seed 101 --history-weight 0.1   # one knob set otherwise
     tailor evaluate adaptation --ab-test [--ab-visits 2] # and an A/B test of adaptive against static
 
 The closed-loop simulator (tailor_lab.simulator.online) with sessions of feed pages: a shopper opens a feed of
@@ -12,8 +13,10 @@ bonus), which moves to another of their categories with probability `--drift` at
 
 * static: the persona feed, items ranked by their cluster's prior appeal to the shopper's traits
   (tailor.clusters.prior_appeal) and then by their popularity in the history, the same all session;
-* adaptive: each slot's cluster drawn by the session's bandit (tailor.clusters.select_clusters) from the same prior
-  and the clicks and ignores of the session's earlier pages, the best item of the cluster not yet shown in it;
+* adaptive: each slot's cluster drawn by the session's bandit (tailor.clusters.select_clusters) from the shopper's
+  prior (the same traits, and the categories of their history as Ingest keeps them in their row: the
+  shopper's category affinity) and the clicks and ignores of the session's earlier pages, the best item of the
+  cluster not yet shown in it;
 * oracle: knows the shopper's current interest and ranks as the static feed does with a bonus (ORACLE_BONUS) for
   items of that category (on seed 101 a bonus of 1 gave the oracle its highest CTR: 0.5, 2, 4 and a page of the
   category alone gave less);
@@ -63,6 +66,8 @@ import numpy as np
 from tailor.clusters import BanditParams, ClusterPosteriors, ItemClusters, prior_appeal
 from tailor.clusters.bandit import encoded_size
 from tailor.clusters.slate import adaptive_slate
+from tailor.events import parse_event
+from tailor.shopper import ShopperState, fold_shopper
 from tailor_lab.simulator import simulate
 from tailor_lab.simulator.drift import interest_path
 from tailor_lab.simulator.online import act_on_feed
@@ -111,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clusters", type=int, default=Setting.clusters, help="clusters the rebuild makes")
     parser.add_argument("--novelty", type=float, default=Setting.novelty,
                         help="share of an even spread in where a drifting interest goes")
+    parser.add_argument("--history-weight", type=float, default=BanditParams.history_weight,
+                        help="the power of the shopper's category lift in the adaptive feed's prior (default: %(default)s)")
     parser.add_argument("--tune", action="store_true", help="search the bandit's knobs on this (validation) seed")
     parser.add_argument("--ab-test", action="store_true",
                         help="also run an A/B test of adaptive against static through the experiment framework")
@@ -121,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("shoppers", "visits", "page", "pages", "clusters"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
+    if args.history_weight < 0:
+        parser.error("--history-weight must not be negative")
     if args.ab_visits is not None and args.ab_visits < 1:
         parser.error("--ab-visits must be at least 1")
     for name in ("keep_going", "drift", "novelty"):
@@ -131,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
                       keep_going=args.keep_going, drift=args.drift, novelty=args.novelty,
                       clusters=args.clusters, seed=seed)
     echo = lambda text: print(text, file=sys.stderr)  # noqa: E731
-    report = tune(setting, echo=echo) if args.tune else run(setting, echo=echo, ab=args.ab_test,
+    params = BanditParams(history_weight=args.history_weight)
+    report = tune(setting, echo=echo) if args.tune else run(setting, params, echo=echo, ab=args.ab_test,
                                                              ab_visits=args.ab_visits)
     print(format_report(report))
     if args.json:
@@ -248,6 +258,7 @@ class _World:
     popularity: np.ndarray  # log(1 + views + 10 purchases) in the history
     cluster_items: list[list[int]]  # each cluster's available items, most popular first
     index_of: dict[str, int]  # catalog index by item id
+    category_affinity: dict[str, dict[str, float]]  # each shopper's row's, after the history
 
     @classmethod
     def build(cls, setting: Setting, echo: Callable[[str], None]) -> _World:
@@ -270,7 +281,7 @@ class _World:
             if item_cluster[i] >= 0:
                 cluster_items[item_cluster[i]].append(int(i))
         return cls(history, clusters, item_cluster, popularity, cluster_items,
-                   {item: i for i, item in enumerate(catalog.item_ids)})
+                   {item: i for i, item in enumerate(catalog.item_ids)}, _category_affinity(history.events))
 
 
 @dataclass
@@ -295,7 +306,8 @@ def _simulate(world: _World, setting: Setting, params: BanditParams, drift: floa
     category_of = catalog.category_of
     categories = int(category_of.max()) + 1
     for shopper in sim.shoppers:
-        prior, base, static_order = _static_ranking(world, shopper, params)
+        _, base, static_order = _static_ranking(world, shopper, params)
+        prior = _adaptive_prior(world, shopper, params)
         bought = {f: set() for f in FEEDS}
         for visit in range(setting.visits):
             path = _interests(setting, shopper, visit, drift)
@@ -350,12 +362,31 @@ def _static_ranking(world: _World, shopper: Any, params: BanditParams) -> tuple[
     """The shopper's clusters' prior appeal (their traits read as TRAIT_EVIDENCE events' worth), each catalog item's
     static score (its cluster's log appeal plus its log popularity; -inf: unavailable), and the available items by
     that score: the static feed's order."""
-    traits = {name: [1.0 + TRAIT_EVIDENCE * m, 1.0 + TRAIT_EVIDENCE * (1.0 - m)] for name, m in shopper.traits.items()}
-    prior = prior_appeal(world.clusters, traits, params)
+    prior = prior_appeal(world.clusters, _traits(shopper), params)
     available = world.item_cluster >= 0
     base = np.where(available, np.log(prior[np.maximum(world.item_cluster, 0)]) + POPULARITY_WEIGHT * world.popularity,
                     -np.inf)
     return prior, base, [int(i) for i in np.argsort(-base, kind="stable") if available[i]]
+
+
+def _adaptive_prior(world: _World, shopper: Any, params: BanditParams) -> np.ndarray:
+    """The adaptive feed's prior appeal of each cluster: the shopper's traits, and the category affinity their row
+    holds after the history."""
+    return prior_appeal(world.clusters, _traits(shopper), params, world.category_affinity.get(shopper.user_id))
+
+
+def _traits(shopper: Any) -> dict[str, list[float]]:
+    """The simulator's traits of the shopper as trait posteriors of TRAIT_EVIDENCE events' worth."""
+    return {name: [1.0 + TRAIT_EVIDENCE * m, 1.0 + TRAIT_EVIDENCE * (1.0 - m)] for name, m in shopper.traits.items()}
+
+
+def _category_affinity(events: list[dict]) -> dict[str, dict[str, float]]:
+    """Each shopper's category affinity as Ingest's fold of their events keeps it in their row."""
+    rows: dict[str, ShopperState] = {}
+    for raw in events:
+        event = parse_event(raw)
+        rows[event.user_id] = fold_shopper(rows.get(event.user_id), event)
+    return {user: dict(row.category_affinity) for user, row in rows.items()}
 
 
 def _interests(setting: Setting, shopper: Any, visit: int, drift: float) -> list[int]:
@@ -427,7 +458,6 @@ def ab_test(world: _World, setting: Setting, params: BanditParams, visits: int |
     from datetime import UTC, datetime, timedelta
 
     from tailor.clusters.session import SessionClusters
-    from tailor.events import parse_event
     from tailor.experiments.assignment import assign, claim_slot
     from tailor.experiments.attribution import Attribution
     from tailor.experiments.definitions import new_experiment
@@ -454,7 +484,8 @@ def ab_test(world: _World, setting: Setting, params: BanditParams, visits: int |
     sequence = 0
     last_day = opened.date()
     for shopper in sim.shoppers:
-        prior, _, static_order = _static_ranking(world, shopper, params)
+        _, _, static_order = _static_ranking(world, shopper, params)
+        prior = _adaptive_prior(world, shopper, params)
         bought: set[int] = set()
         for visit in range(visits):
             path = _interests(setting, shopper, visit, setting.drift)
@@ -512,7 +543,6 @@ def _cost(world: _World, params: BanditParams, events: list[dict]) -> dict[str, 
     in process), and Ingest's fold per event (CPU time, in batches of 100 as a stream delivers them) of what the
     shoppers did on the adaptive feed, without and with the clusters."""
     from tailor.clusters.session import SessionClusters
-    from tailor.events import parse_event
     from tailor.ingest.fold import fold_batch
 
     rng = np.random.default_rng(3)

@@ -6,7 +6,9 @@ and its price percentile within the category (x `price_weight`); k-means (scikit
 descriptor per trait is the mean of its items' trait strengths (tailor.clusters.item_trait_strengths: category and
 price) blended with the mean trait strength of the shoppers who clicked its items (`engaged`: shopper -> trait
 means) by `engaged_weight`. Its global click rate is clicks over impressions of its items in the events, with one
-prior impression-worth of the shop's rate per `rate_prior`.
+prior impression-worth of the shop's rate per `rate_prior`. Each cluster keeps its items' shares by category, and
+the clusters the shop's engagements' shares by category, weighed as a shopper's row weighs its category affinity
+(tailor.shopper.AFFINITY_WEIGHTS): what a shopper's own affinity is compared with (ItemClusters.category_lift).
 
 The scheduled RebuildClusters function runs `rebuild_from_archive`: its build carries this module alone from the lab
 (functions/rebuild_clusters/Makefile), so it imports nothing from the lab, only the domain library and scikit-learn.
@@ -28,9 +30,11 @@ from tailor.clusters import FORMAT, MODEL_NAME, load_item_clusters
 from tailor.clusters.model import ARTIFACT, TRAIT_NAMES, ItemClusters, item_trait_strengths, match_cluster_ids
 from tailor.embeddings import load_item_vectors
 from tailor.models import ModelRegistry
+from tailor.shopper import AFFINITY_WEIGHTS
 from tailor.store.port import BlobStore
 
-__all__ = ["ClusterParams", "build_clusters", "catalog_from_events", "click_counts", "rebuild_from_archive"]
+__all__ = ["ClusterParams", "build_clusters", "catalog_from_events", "category_shares", "click_counts",
+           "rebuild_from_archive"]
 
 DAY_SECONDS = 86400.0
 MIN_ITEMS = 2  # fewer items make no clusters worth a bandit
@@ -124,8 +128,16 @@ def build_clusters(items: Sequence[Mapping[str, Any]], events: Iterable[Mapping[
     for r, cid in enumerate(cluster_ids):
         near = [j for j in np.argsort(-similarity[r], kind="stable") if j != r][: params.neighbours]
         neighbours[cid] = tuple((cluster_ids[j], round(float(similarity[r, j]), 4)) for j in near)
+    categories: dict[str, dict[str, float]] = {}
+    for n in range(k):
+        counted = Counter(str(items[i].get("category") or "") for i in np.flatnonzero(labels == n))
+        counted.pop("", None)
+        total = sum(counted.values())
+        if total:
+            categories[cluster_ids[row[n]]] = {name: count / total for name, count in sorted(counted.items())}
     return ItemClusters(ids=cluster_ids, centroids=centroids, descriptors=descriptors, global_ctr=ctr,
-                        members=members, top_items=top, neighbours=neighbours)
+                        members=members, top_items=top, neighbours=neighbours, categories=categories,
+                        category_shares=category_shares(events))
 
 
 def rebuild_from_archive(blobs: BlobStore, now: float | datetime, *, history_days: float = 28.0,
@@ -188,6 +200,19 @@ def click_counts(events: Iterable[Mapping[str, Any]]) -> tuple[Counter, Counter]
         elif kind == "click" and event.get("item_id"):
             clicks[event["item_id"]] += 1
     return clicks, shown
+
+
+def category_shares(events: Iterable[Mapping[str, Any]]) -> dict[str, float]:
+    """The events' shares of weighed engagements by category, as shoppers' rows weigh their category affinity
+    (tailor.shopper.fold_shopper: the event's own category, its type's weight times its quantity)."""
+    weighed: Counter = Counter()
+    for event in events:
+        category = event.get("category")
+        weight = AFFINITY_WEIGHTS.get(str(event.get("event_type")), 0.0)
+        if category and weight:
+            weighed[str(category)] += weight * float(event.get("quantity") or 1)
+    total = sum(weighed.values())
+    return {name: value / total for name, value in sorted(weighed.items())} if total else {}
 
 
 def _clicks_by_shopper(events: Iterable[Mapping[str, Any]]) -> dict[str, Counter]:

@@ -3,8 +3,10 @@ sampling with an exploration floor and expansion toward clusters near the ones t
 
 Prior. A cluster's appeal to a shopper is its global click rate tilted by how well its trait descriptors match the
 shopper's trait posteriors (exp(persona_weight x descriptor . (trait means - 0.5))), shrunk toward the global rate
-by how little trait evidence there is (weight evidence / (evidence + shrink)). The session's prior for the cluster
-is Beta(appeal x strength, (1 - appeal) x strength).
+by how little trait evidence there is (weight evidence / (evidence + shrink)), then multiplied by the shopper's
+category lift to the power `history_weight`: how much likelier than the shop's average shopper their own engagements
+(their row's category affinity) make the cluster's categories (ItemClusters.category_lift). The session's prior for
+the cluster is Beta(appeal x strength, (1 - appeal) x strength).
 
 Evidence. A session keeps, per cluster it was shown, the clicks (successes) and ignores (failures) its feeds drew:
 an unclicked impression above the feed's last click is a full failure, one below it (or in a feed with no click)
@@ -58,9 +60,12 @@ class BanditParams:
     active: int = 0
     surface_rate: float = 0.15
     samples: int = 64
+    history_weight: float = 0.2
+    history_smoothing: float = 20.0
 
     def __post_init__(self) -> None:
-        for name in ("prior_strength", "shrink", "persona_weight", "ignore_weight", "click_weight", "expansion"):
+        for name in ("prior_strength", "shrink", "persona_weight", "ignore_weight", "click_weight", "expansion",
+                     "history_weight", "history_smoothing"):
             if getattr(self, name) < 0:
                 raise ValueError(f"bandit: {name} must not be negative")
         if not 0.0 < self.decay <= 1.0:
@@ -77,30 +82,24 @@ class BanditParams:
 
 
 def prior_appeal(clusters: ItemClusters, traits: Mapping[str, Sequence[float]] | None,
-                 params: BanditParams = BanditParams()) -> np.ndarray:
-    """Each cluster's prior click rate for a shopper with trait posteriors `traits` ({name: [alpha, beta]})."""
-    base = np.clip(clusters.global_ctr, MIN_RATE, MAX_RATE)
-    if not traits:
-        return base
-    alphas = np.array([float(traits.get(name, (1.0, 1.0))[0]) for name in TRAIT_NAMES])
-    betas = np.array([float(traits.get(name, (1.0, 1.0))[1]) for name in TRAIT_NAMES])
-    if (alphas <= 0).any() or (betas <= 0).any():
-        raise ValueError("traits: every trait's alpha and beta must be positive")
-    means = alphas / (alphas + betas)
-    evidence = float(np.mean(alphas + betas - 2.0))
-    centred = clusters.descriptors - clusters.descriptors.mean(axis=0)
-    tilted = np.clip(base * np.exp(params.persona_weight * centred @ (means - 0.5)), MIN_RATE, MAX_RATE)
-    weight = max(evidence, 0.0) / (max(evidence, 0.0) + params.shrink) if params.shrink else 1.0
-    return weight * tilted + (1.0 - weight) * base
+                 params: BanditParams = BanditParams(), categories: Mapping[str, float] | None = None) -> np.ndarray:
+    """Each cluster's prior click rate for a shopper with trait posteriors `traits` ({name: [alpha, beta]}) and
+    category affinity `categories` (their row's: category -> weighed engagements)."""
+    appeal = _trait_appeal(clusters, traits, params)
+    if not categories or params.history_weight == 0:
+        return appeal
+    lift = clusters.category_lift(categories, params.history_smoothing)
+    return np.clip(appeal * lift ** params.history_weight, MIN_RATE, MAX_RATE)
 
 
 def shopper_appeal(clusters: ItemClusters, traits: Mapping[str, Sequence[float]] | None,
-                   params: BanditParams = BanditParams()) -> np.ndarray:
-    """prior_appeal for a shopper row's traits, or the clusters' global rates where those traits do not parse."""
+                   params: BanditParams = BanditParams(), categories: Mapping[str, float] | None = None) -> np.ndarray:
+    """prior_appeal for a shopper row's traits and category affinity, the traits left out where they do not parse."""
+    affinity = categories if isinstance(categories, Mapping) else None
     try:
-        return prior_appeal(clusters, traits or None, params)
+        return prior_appeal(clusters, traits or None, params, affinity)
     except (TypeError, ValueError, IndexError):
-        return prior_appeal(clusters, None, params)
+        return prior_appeal(clusters, None, params, affinity)
 
 
 @dataclass
@@ -344,3 +343,21 @@ def _kept(count: float) -> int:
     """A count in the hundredths the session row keeps. Half up by hand, not round(): Ingest rounds a session's
     evidence at every feed event it folds, and the counts are never negative."""
     return int(count * _SCALE + 0.5)
+
+
+def _trait_appeal(clusters: ItemClusters, traits: Mapping[str, Sequence[float]] | None,
+                  params: BanditParams) -> np.ndarray:
+    """The clusters' global rates tilted by the trait posteriors, shrunk toward them by how little evidence there is."""
+    base = np.clip(clusters.global_ctr, MIN_RATE, MAX_RATE)
+    if not traits:
+        return base
+    alphas = np.array([float(traits.get(name, (1.0, 1.0))[0]) for name in TRAIT_NAMES])
+    betas = np.array([float(traits.get(name, (1.0, 1.0))[1]) for name in TRAIT_NAMES])
+    if (alphas <= 0).any() or (betas <= 0).any():
+        raise ValueError("traits: every trait's alpha and beta must be positive")
+    means = alphas / (alphas + betas)
+    evidence = float(np.mean(alphas + betas - 2.0))
+    centred = clusters.descriptors - clusters.descriptors.mean(axis=0)
+    tilted = np.clip(base * np.exp(params.persona_weight * centred @ (means - 0.5)), MIN_RATE, MAX_RATE)
+    weight = max(evidence, 0.0) / (max(evidence, 0.0) + params.shrink) if params.shrink else 1.0
+    return weight * tilted + (1.0 - weight) * base

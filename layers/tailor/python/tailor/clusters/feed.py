@@ -35,12 +35,13 @@ class AdaptiveFeed:
 
     def order(self, ranked: Sequence[Any], n: int, *, traits: Mapping[str, Sequence[float]] | None,
               session_clusters: str | Mapping[str, Any] | None, feed_id: str,
-              explain: bool = False) -> tuple[list[Any], list[float]]:
+              categories: Mapping[str, float] | None = None, explain: bool = False) -> tuple[list[Any], list[float]]:
         """`n` of the `ranked` items (tailor.ranking.RankedItem, best first) in the bandit's order, and each slot's
-        probability of its cluster; with `explain`, each item's `cluster` says which cluster it came from and why."""
+        probability of its cluster; `traits` and `categories` are the shopper row's trait posteriors and category
+        affinity. With `explain`, each item's `cluster` says which cluster it came from and why."""
         if not ranked or n <= 0:
             return [], []
-        prior = shopper_appeal(self.clusters, traits, self.params)
+        prior = shopper_appeal(self.clusters, traits, self.params, categories)
         posteriors = ClusterPosteriors.read(session_clusters)
         by_id = {item.item_id: item for item in ranked}
         slate = adaptive_slate(list(by_id), [item.score for item in by_id.values()], n, self.clusters, prior,

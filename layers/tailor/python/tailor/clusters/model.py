@@ -12,7 +12,7 @@ import functools
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -35,7 +35,8 @@ TRAIT_NAMES = tuple(t.name for t in TRAITS)
 @dataclass(frozen=True)
 class ItemClusters:
     """Clusters by id: members (item -> cluster), centroids (unit rows), per-trait descriptors in [0, 1], the
-    global click rate of each cluster's impressions, and each cluster's nearest clusters."""
+    global click rate of each cluster's impressions, each cluster's nearest clusters, each cluster's members' shares
+    by category and the shop's engagements' shares by category (empty in files from before them)."""
 
     ids: tuple[str, ...]
     centroids: np.ndarray
@@ -44,6 +45,8 @@ class ItemClusters:
     members: Mapping[str, str]
     top_items: Mapping[str, tuple[str, ...]]
     neighbours: Mapping[str, tuple[tuple[str, float], ...]]
+    categories: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    category_shares: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         k = len(self.ids)
@@ -72,13 +75,49 @@ class ItemClusters:
     def cluster_of(self, item_id: str) -> str | None:
         return self.members.get(item_id)
 
+    def category_lift(self, affinity: Mapping[str, float] | None, smoothing: float) -> np.ndarray:
+        """How much likelier than the shop's average shopper a shopper with this category `affinity` (category ->
+        weighed engagements, as their row keeps it) is to engage with each cluster's items: over the cluster's
+        categories, the shopper's share of engagements in each, shrunk toward the shop's share by `smoothing`
+        pseudo-engagements, over the shop's share. 1 for every cluster without an affinity or category shares."""
+        lift = np.ones(len(self.ids))
+        composition, shop = self._category_composition
+        if not affinity or shop.size == 0:
+            return lift
+        names = self._category_names
+        own = np.array([_engagements(affinity.get(name)) for name in names])
+        total = float(own.sum())
+        if total <= 0:
+            return lift
+        share = (own + smoothing * shop) / (total + smoothing)
+        return composition @ (share / shop)
+
+    @functools.cached_property
+    def _category_names(self) -> tuple[str, ...]:
+        """The categories of the shop's shares that some cluster holds."""
+        held = {name for shares in self.categories.values() for name in shares}
+        return tuple(sorted(name for name, share in self.category_shares.items() if name in held and share > 0))
+
+    @functools.cached_property
+    def _category_composition(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each cluster's members' shares over _category_names (clusters x categories), and the shop's shares."""
+        names = self._category_names
+        composition = np.zeros((len(self.ids), len(names)))
+        for row, cid in enumerate(self.ids):
+            shares = self.categories.get(cid, {})
+            composition[row] = [float(shares.get(name, 0.0)) for name in names]
+        shop = np.array([float(self.category_shares[name]) for name in names])
+        return composition, shop / shop.sum() if shop.size else shop
+
     def describe(self, cluster_id: str, *, items: int = 10) -> dict[str, Any]:
-        """A cluster's traits, global click rate, neighbours and top items (what `tailor state cluster` shows)."""
+        """A cluster's traits, categories, global click rate, neighbours and top items (what `tailor state cluster`
+        shows)."""
         i = self.index.get(cluster_id)
         if i is None:
             raise KeyError(f"cluster {cluster_id!r} is not published")
         return {"cluster_id": cluster_id,
                 "traits": {name: round(float(v), 4) for name, v in zip(TRAIT_NAMES, self.descriptors[i])},
+                "categories": {name: round(float(share), 4) for name, share in self.categories.get(cluster_id, {}).items()},
                 "global_ctr": round(float(self.global_ctr[i]), 5),
                 "size": sum(1 for c in self.members.values() if c == cluster_id),
                 "neighbours": [{"cluster_id": n, "similarity": round(s, 4)} for n, s in self.neighbours[cluster_id]],
@@ -89,7 +128,10 @@ class ItemClusters:
                            "descriptors": np.round(self.descriptors, 5).tolist(),
                            "global_ctr": np.round(self.global_ctr, 6).tolist(), "members": dict(self.members),
                            "top_items": {k: list(v) for k, v in self.top_items.items()},
-                           "neighbours": {k: [[n, s] for n, s in v] for k, v in self.neighbours.items()}})
+                           "neighbours": {k: [[n, s] for n, s in v] for k, v in self.neighbours.items()},
+                           "categories": {k: {c: round(float(v), 6) for c, v in shares.items()}
+                                          for k, shares in self.categories.items()},
+                           "category_shares": {c: round(float(v), 6) for c, v in self.category_shares.items()}})
 
     @classmethod
     def from_json(cls, text: str) -> ItemClusters:
@@ -99,7 +141,10 @@ class ItemClusters:
                        descriptors=np.asarray(data["descriptors"], dtype=float),
                        global_ctr=np.asarray(data["global_ctr"], dtype=float), members=dict(data["members"]),
                        top_items={k: tuple(v) for k, v in data["top_items"].items()},
-                       neighbours={k: tuple((n, float(s)) for n, s in v) for k, v in data["neighbours"].items()})
+                       neighbours={k: tuple((n, float(s)) for n, s in v) for k, v in data["neighbours"].items()},
+                       categories={k: {c: float(v) for c, v in shares.items()}
+                                   for k, shares in data.get("categories", {}).items()},
+                       category_shares={c: float(v) for c, v in data.get("category_shares", {}).items()})
         except KeyError as exc:
             raise ValueError(f"clusters: the published file lacks {exc.args[0]!r}") from None
 
@@ -206,3 +251,12 @@ def cluster_ids_in_order(ids: Mapping[int, str], count: int) -> tuple[str, ...]:
 def _number(cluster_id: str, prefix: str) -> int | None:
     tail = cluster_id[len(prefix):] if cluster_id.startswith(prefix) else ""
     return int(tail) if tail.isdigit() else None
+
+
+def _engagements(value: Any) -> float:
+    """A row's weighed engagements with a category: a non-negative number, else 0."""
+    try:
+        found = float(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return found if math.isfinite(found) and found > 0 else 0.0

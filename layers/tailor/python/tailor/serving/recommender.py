@@ -291,6 +291,7 @@ class Recommender:
         items, probabilities = adaptive.order(
             pipeline.rank(gathered, n=ADAPTIVE_POOL * request.n, weights=weights), request.n,
             traits=ctx.shopper.personas.get("traits") if ctx.shopper is not None else None,
+            categories=ctx.shopper.category_affinity if ctx.shopper is not None else None,
             session_clusters=ctx.session.clusters if ctx.session is not None else None, feed_id=feed_id,
             explain=request.explain)
         return gathered, items, probabilities, model
@@ -438,9 +439,9 @@ def _profile(shopper: ShopperState, row: Mapping[str, Any], session: SessionStat
 
 def _profile_clusters(clusters: ItemClusters, shopper: ShopperState, session: SessionState | None) -> dict[str, Any]:
     """The profile's "clusters" section: the clusters of highest prior appeal to the shopper (their traits against
-    the clusters'), and the clusters the current session was shown, each with its clicks and ignores so far; each
+    the clusters', and the categories they engage with), and the clusters the current session was shown, each with its clicks and ignores so far; each
     with its traits and top items."""
-    prior = shopper_appeal(clusters, shopper.personas.get("traits"))
+    prior = shopper_appeal(clusters, shopper.personas.get("traits"), categories=shopper.category_affinity)
     best = [{**clusters.describe(clusters.ids[i], items=5), "prior": round(float(prior[i]), 5)}
             for i in np.argsort(-prior, kind="stable")[:PROFILE_CLUSTERS]]
     evidence = ClusterPosteriors.read(session.clusters).evidence if session is not None else {}
