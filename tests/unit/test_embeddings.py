@@ -25,7 +25,7 @@ from tailor.embeddings.ranking import EmbeddingBlend, blend_next_items
 from tailor.experiments.strategies import BUILT_IN, Strategy
 from tailor.models import ModelRegistry
 from tailor.ranking import ConversionPrior, Filters, Request
-from tailor.ranking.candidates import EmbeddingSource, SessionSource
+from tailor.ranking.candidates import EmbeddingSource, SessionSource, embedding_query
 from tailor.ranking.context import RankingContext
 from tailor.serving import Recommender
 from tailor.session import SessionState
@@ -308,6 +308,16 @@ def test_the_session_source_blends_its_best_next_items_with_the_session_s_vector
     assert [item for item, _ in proposed(source, Filters(max_price=50))][:4] == ["a", "near", "x2", "x1"]
     # The odds-only ranking is the blend at weight 0.
     assert proposed(SessionSource(vectors=lambda: vectors, blend=replace(blend, weight=0.0))) == plain
+    # A session with nothing to go on from gets nothing, though its row holds a vector.
+    from tailor.embeddings.online import HeldVector, vectors_tag
+
+    half = np.array([1.0, 0.0], dtype=np.float16)
+    held = HeldVector(vector=half.astype(np.float32), half=half, tag=vectors_tag(vectors)).encode()
+    empty = SessionState(session_id="e", user_id="u", started_at=0, last_seen=1, expires_at=0, events=1, items=[],
+                         vector=held)
+    ctx = RankingContext(Request("feed", session_id="e"), 1.0, session=empty)
+    assert embedding_query(ctx, vectors) is not None
+    assert source.propose(ctx, 10) == {}
 
 
 def test_metadata_files_name_their_bad_fields(tmp_path):

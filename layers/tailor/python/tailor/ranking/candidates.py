@@ -90,7 +90,7 @@ class SessionSource:
         odds = None if vectors is None else vectors.revisit_odds
         ranked = self._first_step(ctx).ranked(partial(_association_rows, ctx), SESSION_CANDIDATES,
                                               revisits=None if odds is None else _session_odds(ctx, odds))
-        if vectors is not None and self.blend.weight > 0:
+        if ranked and vectors is not None and self.blend.weight > 0:  # nothing to go on from: nothing to blend
             ranked = self._blended(ctx, vectors, ranked)
         return dict(ranked[:limit])
 
