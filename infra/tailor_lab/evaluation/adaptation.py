@@ -306,7 +306,7 @@ def _simulate(world: _World, setting: Setting, params: BanditParams, drift: floa
     category_of = catalog.category_of
     categories = int(category_of.max()) + 1
     for shopper in sim.shoppers:
-        _, base, static_order = _static_ranking(world, shopper, params)
+        base, static_order = _static_ranking(world, shopper, params)
         prior = _adaptive_prior(world, shopper, params)
         bought = {f: set() for f in FEEDS}
         for visit in range(setting.visits):
@@ -358,15 +358,15 @@ def _simulate(world: _World, setting: Setting, params: BanditParams, drift: floa
     return out
 
 
-def _static_ranking(world: _World, shopper: Any, params: BanditParams) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    """The shopper's clusters' prior appeal (their traits read as TRAIT_EVIDENCE events' worth), each catalog item's
-    static score (its cluster's log appeal plus its log popularity; -inf: unavailable), and the available items by
-    that score: the static feed's order."""
+def _static_ranking(world: _World, shopper: Any, params: BanditParams) -> tuple[np.ndarray, list[int]]:
+    """Each catalog item's static score (its cluster's log prior appeal to the shopper's traits, read as
+    TRAIT_EVIDENCE events' worth, plus its log popularity; -inf: unavailable), and the available items by that
+    score: the static feed's order."""
     prior = prior_appeal(world.clusters, _traits(shopper), params)
     available = world.item_cluster >= 0
     base = np.where(available, np.log(prior[np.maximum(world.item_cluster, 0)]) + POPULARITY_WEIGHT * world.popularity,
                     -np.inf)
-    return prior, base, [int(i) for i in np.argsort(-base, kind="stable") if available[i]]
+    return base, [int(i) for i in np.argsort(-base, kind="stable") if available[i]]
 
 
 def _adaptive_prior(world: _World, shopper: Any, params: BanditParams) -> np.ndarray:
@@ -484,7 +484,7 @@ def ab_test(world: _World, setting: Setting, params: BanditParams, visits: int |
     sequence = 0
     last_day = opened.date()
     for shopper in sim.shoppers:
-        _, _, static_order = _static_ranking(world, shopper, params)
+        _, static_order = _static_ranking(world, shopper, params)
         prior = _adaptive_prior(world, shopper, params)
         bought: set[int] = set()
         for visit in range(visits):

@@ -8,7 +8,7 @@ price) blended with the mean trait strength of the shoppers who clicked its item
 means) by `engaged_weight`. Its global click rate is clicks over impressions of its items in the events, with one
 prior impression-worth of the shop's rate per `rate_prior`. Each cluster keeps its items' shares by category, and
 the clusters the shop's engagements' shares by category, weighed as a shopper's row weighs its category affinity
-(tailor.shopper.AFFINITY_WEIGHTS): what a shopper's own affinity is compared with (ItemClusters.category_lift).
+(tailor.shopper.category_engagement): what a shopper's own affinity is compared with (ItemClusters.category_lift).
 
 The scheduled RebuildClusters function runs `rebuild_from_archive`: its build carries this module alone from the lab
 (functions/rebuild_clusters/Makefile), so it imports nothing from the lab, only the domain library and scikit-learn.
@@ -30,7 +30,7 @@ from tailor.clusters import FORMAT, MODEL_NAME, load_item_clusters
 from tailor.clusters.model import ARTIFACT, TRAIT_NAMES, ItemClusters, item_trait_strengths, match_cluster_ids
 from tailor.embeddings import load_item_vectors
 from tailor.models import ModelRegistry
-from tailor.shopper import AFFINITY_WEIGHTS
+from tailor.shopper import category_engagement
 from tailor.store.port import BlobStore
 
 __all__ = ["ClusterParams", "build_clusters", "catalog_from_events", "category_shares", "click_counts",
@@ -203,14 +203,14 @@ def click_counts(events: Iterable[Mapping[str, Any]]) -> tuple[Counter, Counter]
 
 
 def category_shares(events: Iterable[Mapping[str, Any]]) -> dict[str, float]:
-    """The events' shares of weighed engagements by category, as shoppers' rows weigh their category affinity
-    (tailor.shopper.fold_shopper: the event's own category, its type's weight times its quantity)."""
+    """The events' shares of weighed engagements by category, as shoppers' rows weigh their category affinity (the
+    event's own category, tailor.shopper.category_engagement)."""
     weighed: Counter = Counter()
     for event in events:
         category = event.get("category")
-        weight = AFFINITY_WEIGHTS.get(str(event.get("event_type")), 0.0)
-        if category and weight:
-            weighed[str(category)] += weight * float(event.get("quantity") or 1)
+        engaged = category_engagement(str(event.get("event_type")), float(event.get("quantity") or 1))
+        if category and engaged:
+            weighed[str(category)] += engaged
     total = sum(weighed.values())
     return {name: value / total for name, value in sorted(weighed.items())} if total else {}
 

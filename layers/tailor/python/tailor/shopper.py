@@ -15,7 +15,7 @@ from tailor.session import ENGAGEMENTS
 from tailor.text import event_digest, remember
 
 __all__ = ["AFFINITY_WEIGHTS", "ERASED_FIELD", "EXPIRY_FIELD", "LTV_FIELD", "LTV_STAMP_FIELD", "ShopperState",
-           "erased_at", "fold_shopper", "predicted_ltv"]
+           "category_engagement", "erased_at", "fold_shopper", "predicted_ltv"]
 
 RECENT_EVENTS = 128  # event-id digests kept to drop a producer's duplicate sends
 RECENT_SESSIONS = 50
@@ -87,6 +87,11 @@ class ShopperState(RowState):
         return super().from_row(row)
 
 
+def category_engagement(event_type: str, quantity: float = 1) -> float:
+    """What one event adds to a shopper's affinity for its category: its type's weight times its quantity."""
+    return AFFINITY_WEIGHTS.get(event_type, 0.0) * quantity
+
+
 def erased_at(row: dict[str, Any] | None) -> float | None:
     """When the shopper of a shoppers-table row was last erased (epoch seconds); None if never."""
     value = None if row is None else row.get(ERASED_FIELD)
@@ -121,10 +126,9 @@ def fold_shopper(state: ShopperState | None, event: Event, *, shard: str | None 
         state.recent_items = remember(state.recent_items, item_id, RECENT_ITEMS)
 
     category = getattr(event, "category", None)
-    weight = AFFINITY_WEIGHTS.get(event.event_type, 0.0)
-    if category and weight:
-        quantity = getattr(event, "quantity", 1)
-        state.category_affinity[category] = round(state.category_affinity.get(category, 0.0) + weight * quantity, 6)
+    engaged = category_engagement(event.event_type, getattr(event, "quantity", 1))
+    if category and engaged:
+        state.category_affinity[category] = round(state.category_affinity.get(category, 0.0) + engaged, 6)
 
     match event.event_type:
         case "purchase":

@@ -81,10 +81,9 @@ class ItemClusters:
         categories, the shopper's share of engagements in each, shrunk toward the shop's share by `smoothing`
         pseudo-engagements, over the shop's share. 1 for every cluster without an affinity or category shares."""
         lift = np.ones(len(self.ids))
-        composition, shop = self._category_composition
-        if not affinity or shop.size == 0:
+        names, composition, shop = self._category_table
+        if not affinity or not names:
             return lift
-        names = self._category_names
         own = np.array([_engagements(affinity.get(name)) for name in names])
         total = float(own.sum())
         if total <= 0:
@@ -93,21 +92,15 @@ class ItemClusters:
         return composition @ (share / shop)
 
     @functools.cached_property
-    def _category_names(self) -> tuple[str, ...]:
-        """The categories of the shop's shares that some cluster holds."""
+    def _category_table(self) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+        """The categories of the shop's shares that some cluster holds, each cluster's members' shares over them
+        (clusters x categories) and the shop's shares of them."""
         held = {name for shares in self.categories.values() for name in shares}
-        return tuple(sorted(name for name, share in self.category_shares.items() if name in held and share > 0))
-
-    @functools.cached_property
-    def _category_composition(self) -> tuple[np.ndarray, np.ndarray]:
-        """Each cluster's members' shares over _category_names (clusters x categories), and the shop's shares."""
-        names = self._category_names
-        composition = np.zeros((len(self.ids), len(names)))
-        for row, cid in enumerate(self.ids):
-            shares = self.categories.get(cid, {})
-            composition[row] = [float(shares.get(name, 0.0)) for name in names]
+        names = tuple(sorted(name for name, share in self.category_shares.items() if name in held and share > 0))
+        composition = np.array([[float(self.categories.get(cid, {}).get(name, 0.0)) for name in names]
+                                for cid in self.ids]).reshape(len(self.ids), len(names))
         shop = np.array([float(self.category_shares[name]) for name in names])
-        return composition, shop / shop.sum() if shop.size else shop
+        return names, composition, shop / shop.sum() if names else shop
 
     def describe(self, cluster_id: str, *, items: int = 10) -> dict[str, Any]:
         """A cluster's traits, categories, global click rate, neighbours and top items (what `tailor state cluster`
