@@ -104,6 +104,60 @@ def test_the_ltv_strategy_scores_every_shopper_and_serves_the_feed_weighed_by_th
     assert all(f["low"] <= f["value"] <= f["high"] for f in report["differences"]["ltv - current"].values())
 
 
+@pytest.mark.parametrize("surface", ["search", "related"])
+def test_a_search_or_an_item_page_asks_tailor_and_the_shoppers_act_on_its_answer(surface, monkeypatch):
+    from tailor.serving import Recommender
+    from tailor_lab.simulator import online
+
+    asked: list[tuple] = []
+    for route in ("rerank", "related"):
+        served = getattr(Recommender, route)
+
+        def spy(self, first, *args, _route=route, _served=served, **kwargs):
+            asked.append((_route, first, kwargs.get("user_id")))
+            return _served(self, first, *args, **kwargs)
+
+        monkeypatch.setattr(Recommender, route, spy)
+    sent: list[dict] = []
+    learn = online._Current.learn
+    monkeypatch.setattr(online._Current, "learn", lambda self, events: (sent.extend(events), learn(self, events)))
+    report = run(["current", "oracle", "random"], shoppers=30, history_days=4.0, visits=2, seed=6, surface=surface)
+
+    assert report["surface"] == surface and f"2 {surface} visits" in format_table(report)
+    route = "rerank" if surface == "search" else "related"
+    assert len(asked) == 30 * 2 and {r for r, _, _ in asked} == {route}  # every visit asked Tailor's route
+    if surface == "search":  # the shop's own results go to be re-ranked, and the search comes first in the events
+        assert all(isinstance(items, list) and items for _, items, _ in asked)
+        searches = [e for e in sent if e["event_type"] == "search" and e["session_id"].startswith("s-online")]
+        assert len(searches) == 30 * 2 and all(e["results"] for e in searches)
+    else:  # the item page's view comes first, and the viewed item is never among its related items
+        views = {e["session_id"]: e["item_id"] for e in sent if e["event_id"].endswith("-ask")}
+        assert len(views) == 30 * 2
+        shown = [e for e in sent if e["event_type"] == "impression" and e["session_id"] in views]
+        assert shown and all(views[e["session_id"]] not in e["item_ids"] for e in shown)
+    ctr = {name: f["ctr"]["value"] for name, f in report["strategies"].items()}
+    assert ctr["oracle"] > ctr["random"] and report["strategies"]["current"]["clicks"] > 0
+
+
+def test_the_oracle_and_random_never_serve_the_item_the_related_widget_stands_on():
+    from tailor_lab.simulator import online
+    from tailor_lab.simulator.simulation import simulate
+
+    history = simulate(shoppers=10, days=2.0, seed=2)
+    world = history.world
+    shopper = world.shoppers[0]
+    ask = online._ask(world, shopper, "related", 0, __import__("numpy").random.default_rng(1))
+    assert world.catalog.category_of[ask.item] == 0
+    for name in ("oracle", "random", "popularity"):
+        served, _ = online._strategy(name, history, 20, 2, lambda _: None)(shopper, "s", 0, set(), 0, ask)
+        assert served and ask.item not in served
+
+
+def test_unknown_surfaces_are_refused():
+    with pytest.raises(ValueError, match="unknown surface"):
+        run(["random"], shoppers=5, surface="checkout")
+
+
 def test_the_embeddings_strategies_need_their_training():
     with pytest.raises(ValueError, match="needs item-vector training"):
         run(["embeddings"], shoppers=5, history_days=1.0, visits=1)

@@ -2,7 +2,8 @@
 
     tailor simulate online [--strategy current --strategy popularity --strategy random --strategy oracle
                             --strategy embeddings --strategy embeddings-no-ignores --strategy ltv]
-                           [--shoppers 500] [--history-days 28] [--visits 3] [--n 20] [--seed 7]
+                           [--surface feed|search|related] [--shoppers 500] [--history-days 28] [--visits 3]
+                           [--n 20] [--seed 7]
                            [--similarity-weight 1.0] [--unseen-share 0.25] [--json bench-results/online.json]
 
 The shop's history is a default simulation of the shoppers (`--history-days`); then each shopper comes back
@@ -23,8 +24,19 @@ candidate's cosine with it (`--similarity-weight`); `embeddings-no-ignores` is t
 ignored impressions counting neither in the training nor in Ingest. `ltv` is `current` served through a strategy
 that weighs the purchase-probability term by the shopper's predicted LTV (spec 004; off in the default feed), with
 RebuildLtv scoring every shopper on the shipped LTV model after the history and after each round. When both of a
-pair ran, the report gives `embeddings` less `current` and less `embeddings-no-ignores`, and `ltv` less `current`,
-in CTR and revenue per shopper, with 95% intervals.
+pair ran, the report gives `current` less `popularity` (Tailor against the shop's own order), `embeddings` less
+`current` and less `embeddings-no-ignores`, and `ltv` less `current`, in CTR and revenue per shopper, with 95%
+intervals.
+
+Surfaces (`--surface`): what each visit asks for. `feed` (the default) is the shopper's feed, as above. `search`:
+the shopper searches for a kind of item of their session's category and the shop's search returns its results
+(tailor_lab.simulator.catalog's search, the shop's own order); `current` is that list re-ranked for the shopper by
+Tailor's rerank route (POST /rerank, as a shop's search page would ask), `popularity` the shop's own order, `random`
+the results shuffled and the oracle the results by true click probability; the shopper looks down it as down a
+listing. `related`: the shopper views one of their category's best-sellers and the item page's widget shows
+related items; `current` is Tailor's related route (GET /items/{id}/related), `popularity` the category's other
+best-sellers, `random` any items, the oracle the items by true click probability; the shopper looks at it as at the
+shop's recommendation widget. The search or view comes first in the events each visit sends.
 
 Common random numbers: a shopper's visit draws the same numbers under every strategy (its session's category, and
 per slot whether it looks, whether it clicks, carts and pays), so strategies differ only by what they show.
@@ -55,14 +67,18 @@ from tailor.experiments.strategies import DEFAULT_LTV_STRENGTH, Strategy
 from tailor.ranking.similarity import FEED_WEIGHT
 from tailor_lab.stream import epoch_of
 
+from .catalog import CATEGORIES
 from .simulation import Simulation, World, simulate
 
-__all__ = ["STRATEGIES", "FeedVisit", "VectorStrategy", "act_on_feed", "main", "run"]
+__all__ = ["STRATEGIES", "SURFACES", "Ask", "FeedVisit", "VectorStrategy", "act_on_feed", "main", "run"]
 
 STRATEGIES = ("current", "popularity", "random", "oracle", "embeddings", "embeddings-no-ignores", "ltv")
+SURFACES = ("feed", "search", "related")
+EXAMINATION = {"feed": "feed", "search": "listing", "related": "widget"}  # how a shopper looks down each surface
 DEFAULT_STRATEGIES = ("current", "popularity", "random", "oracle")
 # Differences reported with their interval when both strategies ran: (strategy, against).
-DIFFERENCES = (("embeddings", "current"), ("embeddings", "embeddings-no-ignores"), ("ltv", "current"))
+DIFFERENCES = (("current", "popularity"), ("embeddings", "current"), ("embeddings", "embeddings-no-ignores"),
+               ("ltv", "current"))
 BOOTSTRAP = 1000
 
 
@@ -84,10 +100,12 @@ def main(argv: list[str] | None = None, *, train_vectors: Callable[[list[dict], 
     parser.add_argument("--strategy", action="append", choices=STRATEGIES, dest="strategies",
                         help="a strategy to serve feeds (repeat it; default: "
                              f"{', '.join(DEFAULT_STRATEGIES)})")
+    parser.add_argument("--surface", choices=SURFACES, default="feed",
+                        help="what each visit asks for: the feed, a search's results or an item's related items (feed)")
     parser.add_argument("--shoppers", type=int, default=500, help="simulated shoppers (500)")
     parser.add_argument("--history-days", type=float, default=28.0, help="days of history before the visits (28)")
-    parser.add_argument("--visits", type=int, default=3, help="feed visits per shopper (3)")
-    parser.add_argument("--n", type=int, default=20, help="items per feed (20)")
+    parser.add_argument("--visits", type=int, default=3, help="visits per shopper (3)")
+    parser.add_argument("--n", type=int, default=20, help="items per list served (20)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--similarity-weight", type=float, default=FEED_WEIGHT,
                         help="the feed's cosine term's weight in the embeddings strategies (%(default)s)")
@@ -105,7 +123,7 @@ def main(argv: list[str] | None = None, *, train_vectors: Callable[[list[dict], 
     with_vectors = None if train_vectors is None else VectorStrategy(train_vectors, args.similarity_weight,
                                                                      args.unseen_share)
     report = run(strategies, shoppers=args.shoppers, history_days=args.history_days, visits=args.visits, n=args.n,
-                 seed=args.seed, vectors=with_vectors,
+                 seed=args.seed, vectors=with_vectors, surface=args.surface,
                  echo=lambda text: print(text, file=sys.stderr))
     print(format_table(report))
     args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -128,18 +146,22 @@ class Outcome:
 
 
 def run(strategies: list[str], *, shoppers: int = 500, history_days: float = 28.0, visits: int = 3, n: int = 20,
-        seed: int = 7, vectors: VectorStrategy | None = None,
+        seed: int = 7, vectors: VectorStrategy | None = None, surface: str = "feed",
         echo: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
-    """Every strategy served to the same shoppers on the same draws; their figures with 95% intervals."""
+    """Every strategy served to the same shoppers on the same draws, on `surface`; their figures with 95%
+    intervals."""
     unknown = set(strategies) - set(STRATEGIES)
     if unknown:
         raise ValueError(f"unknown strategy {', '.join(sorted(unknown))}: use {', '.join(STRATEGIES)}")
+    if surface not in SURFACES:
+        raise ValueError(f"unknown surface {surface!r}: use {', '.join(SURFACES)}")
     history = simulate(shoppers=shoppers, days=history_days, seed=seed)
     echo(f"history: {len(history.events):,} events of {shoppers} shoppers over {history_days:g} days")
     outcomes = {}
     for name in strategies:
         started = time.perf_counter()
-        outcomes[name] = _serve(name, history, visits=visits, n=n, seed=seed, vectors=vectors, echo=echo)
+        outcomes[name] = _serve(name, history, visits=visits, n=n, seed=seed, vectors=vectors, surface=surface,
+                                echo=echo)
         outcomes[name].seconds = time.perf_counter() - started
         echo(f"{name}: {int(outcomes[name].clicks.sum())} clicks in {outcomes[name].seconds:.1f} s")
     resamples = np.random.default_rng([seed, 9]).integers(0, shoppers, (BOOTSTRAP, shoppers))
@@ -151,7 +173,8 @@ def run(strategies: list[str], *, shoppers: int = 500, history_days: float = 28.
         for name, f in figures.items():
             f["share_of_oracle_ctr_lift"] = (round((f["ctr"]["value"] - figures["random"]["ctr"]["value"]) / gap, 4)
                                              if gap > 0 else None)
-    return {"shoppers": shoppers, "history_days": history_days, "visits": visits, "feed_n": n, "seed": seed,
+    return {"surface": surface, "shoppers": shoppers, "history_days": history_days, "visits": visits, "feed_n": n,
+            "seed": seed,
             "history_events": len(history.events), "bootstrap": BOOTSTRAP, "similarity_weight": None if vectors is None else vectors.similarity_weight,
             "unseen_share": None if vectors is None else vectors.unseen_share,
             "strategies": figures,
@@ -159,7 +182,8 @@ def run(strategies: list[str], *, shoppers: int = 500, history_days: float = 28.
 
 
 def format_table(report: dict[str, Any]) -> str:
-    lines = [f"Closed loop: {report['shoppers']} shoppers, {report['visits']} feed visits each of "
+    surface = report.get("surface", "feed")
+    lines = [f"Closed loop: {report['shoppers']} shoppers, {report['visits']} {surface} visits each of "
              f"{report['feed_n']} items, after {report['history_days']:g} days of history (seed {report['seed']}); "
              "95% intervals, bootstrap over shoppers",
              f"{'strategy':<11} {'CTR':>22} {'conversion':>22} {'AOV':>24} {'revenue/shopper':>22} {'oracle lift':>11}"]
@@ -177,7 +201,7 @@ def format_table(report: dict[str, Any]) -> str:
 # -- serving and acting --------------------------------------------------------------------------------------------
 
 def _serve(name: str, history: Simulation, *, visits: int, n: int, seed: int, vectors: VectorStrategy | None = None,
-           echo: Callable[[str], None]) -> Outcome:
+           surface: str = "feed", echo: Callable[[str], None]) -> Outcome:
     world = history.world
     assert world is not None
     catalog = world.catalog
@@ -194,8 +218,11 @@ def _serve(name: str, history: Simulation, *, visits: int, n: int, seed: int, ve
             category = int(np.searchsorted(np.cumsum(shopper.affinity), rng.random() * shopper.affinity.sum(),
                                            side="right"))
             category = min(category, len(catalog.category_items) - 1)
-            served, feed_id = feed(shopper, session, category, bought[shopper.index], t_ms)
-            acted = act_on_feed(world, shopper, served, feed_id, session, category, bought[shopper.index], rng, t_ms)
+            ask = _ask(world, shopper, surface, category, np.random.default_rng([seed, 12, shopper.index, visit]))
+            served, feed_id = feed(shopper, session, category, bought[shopper.index], t_ms, ask)
+            acted = act_on_feed(world, shopper, served, feed_id, session, category, bought[shopper.index], rng, t_ms,
+                                EXAMINATION[surface])
+            events += _asked(world, shopper, session, ask, t_ms)
             outcome.impressions[shopper.index] += len(served)
             outcome.clicks[shopper.index] += acted.clicks
             outcome.orders[shopper.index] += acted.revenue > 0
@@ -204,6 +231,44 @@ def _serve(name: str, history: Simulation, *, visits: int, n: int, seed: int, ve
         if hasattr(feed, "learn"):
             feed.learn(sorted(events, key=lambda e: e["timestamp"]))
     return outcome
+
+
+@dataclass(frozen=True)
+class Ask:
+    """What a visit asks for: the feed; a search (its query and the shop's results); or an item page's related items."""
+
+    surface: str = "feed"
+    query: str | None = None
+    results: tuple[int, ...] = ()
+    item: int | None = None
+
+
+def _ask(world: World, shopper, surface: str, category: int, rng: np.random.Generator) -> Ask:
+    """The visit's request, drawn the same under every strategy: a search for a kind of the session's category (its
+    brand named in a third of them), or a view of one of the category's ten best-sellers."""
+    catalog = world.catalog
+    if surface == "search":
+        kinds = CATEGORIES[category].kinds
+        words = [kinds[int(rng.integers(len(kinds)))]]
+        brands = CATEGORIES[category].brands
+        if rng.random() < 0.3:
+            words.insert(0, brands[int(rng.integers(len(brands)))])
+        return Ask("search", " ".join(words), tuple(catalog.search(category, words)))
+    if surface == "related":
+        best = [i for i in catalog.category_items[category] if catalog.available[i]][:10] or catalog.category_items[category]
+        return Ask("related", item=int(best[int(rng.integers(len(best)))]))
+    return Ask()
+
+
+def _asked(world: World, shopper, session: str, ask: Ask, t_ms: int) -> list[dict]:
+    """The event a shop's front end sends before the list: the search with its results, or the item page's view."""
+    head = {"event_id": f"e-{session}-ask", "user_id": shopper.user_id, "session_id": session,
+            "timestamp": _iso(t_ms - 500)}
+    if ask.surface == "search":
+        return [{**head, "event_type": "search", "query": ask.query, "results": world.catalog.ids(list(ask.results))}]
+    if ask.surface == "related":
+        return [{**head, "event_type": "view", **world.catalog.fields[ask.item]}]
+    return []
 
 
 @dataclass
@@ -216,12 +281,13 @@ class FeedVisit:
 
 
 def act_on_feed(world: World, shopper, served: list[int], feed_id: str, session: str, category: int,
-                bought: set[int], rng: np.random.Generator, t_ms: int) -> FeedVisit:
-    """The shopper's visit to a feed: the choice model's examination and clicks, then carting and paying."""
+                bought: set[int], rng: np.random.Generator, t_ms: int, examined_as: str = "feed") -> FeedVisit:
+    """The shopper's visit to a list Tailor served (a feed, by default): the choice model's examination of the
+    `examined_as` surface and its clicks, then carting and paying."""
     p, catalog, choice = world.params, world.catalog, world.choice
     # Drawn whole whatever the feed holds, so every strategy's slot k sees the same numbers.
     look, click, go_on, carting, pay = rng.random((5, max(len(served), 1)))
-    examination = choice.examination["feed"]
+    examination = choice.examination[examined_as]
     utility = choice.utility(shopper)
     acted = FeedVisit()
     fields = catalog.fields
@@ -288,8 +354,11 @@ class _Random:
         self.n = n
         self.rng = np.random.default_rng([seed, 13])
 
-    def __call__(self, shopper, session, category, bought, t_ms) -> tuple[list[int], str]:
-        return self.rng.choice(self.items, size=self.n, replace=False).tolist(), uuid.uuid4().hex
+    def __call__(self, shopper, session, category, bought, t_ms, ask: Ask = Ask()) -> tuple[list[int], str]:
+        if ask.surface == "search":
+            return self.rng.permutation(ask.results)[: self.n].tolist(), uuid.uuid4().hex
+        items = self.items[self.items != ask.item]
+        return self.rng.choice(items, size=min(self.n, len(items)), replace=False).tolist(), uuid.uuid4().hex
 
 
 class _Popularity:
@@ -302,10 +371,19 @@ class _Popularity:
         for event in history.events:
             if event["event_type"] in ("view", "purchase"):
                 counts[index[event["item_id"]]] += 10 if event["event_type"] == "purchase" else 1
-        available = history.world.catalog.available
-        self.ranked = [i for i, _ in counts.most_common() if available[i]][:n]
+        catalog = history.world.catalog
+        self.sellers = [i for i, _ in counts.most_common() if catalog.available[i]]
+        self.ranked = self.sellers[:n]
+        self.category_of = catalog.category_of
+        self.n = n
 
-    def __call__(self, shopper, session, category, bought, t_ms) -> tuple[list[int], str]:
+    def __call__(self, shopper, session, category, bought, t_ms, ask: Ask = Ask()) -> tuple[list[int], str]:
+        if ask.surface == "search":  # the shop's own order
+            return list(ask.results[: self.n]), uuid.uuid4().hex
+        if ask.surface == "related":  # the item's category's other best-sellers
+            like = self.category_of[ask.item]
+            return ([i for i in self.sellers if self.category_of[i] == like and i != ask.item][: self.n],
+                    uuid.uuid4().hex)
         return list(self.ranked), uuid.uuid4().hex
 
 
@@ -316,15 +394,18 @@ class _Oracle:
         self.world = world
         self.n = n
         self.items = np.asarray(world.catalog.available_list)
-        self.category_of = world.catalog.category_of[self.items]
 
-    def __call__(self, shopper, session, category, bought, t_ms) -> tuple[list[int], str]:
+    def __call__(self, shopper, session, category, bought, t_ms, ask: Ask = Ask()) -> tuple[list[int], str]:
         p = self.world.params
-        u = self.world.choice.utility(shopper)[self.items] + p.intent_bonus * (self.category_of == category)
+        items = np.asarray(ask.results, dtype=np.int64) if ask.surface == "search" else self.items
+        category_of = self.world.catalog.category_of[items]
+        u = self.world.choice.utility(shopper)[items] + p.intent_bonus * (category_of == category)
         if bought:
-            u = u - p.bought_penalty * np.isin(self.items, list(bought))
+            u = u - p.bought_penalty * np.isin(items, list(bought))
+        if ask.item is not None:
+            u = np.where(items == ask.item, -np.inf, u)
         best = np.argsort(-u, kind="stable")[: self.n]
-        return self.items[best].tolist(), uuid.uuid4().hex
+        return [int(i) for i in items[best] if i != ask.item], uuid.uuid4().hex
 
 
 class _Current:
@@ -349,6 +430,7 @@ class _Current:
         started = time.perf_counter()
         self.n = n
         self.index = {record["item_id"]: i for i, record in enumerate(history.catalog)}
+        self.catalog_ids = history.world.catalog.ids
         self.store = MemoryStateStore()
         self.seen: list[dict] = []
         self.vectors = None
@@ -384,9 +466,15 @@ class _Current:
             extra.update(_everyone_served(Strategy(label, ltv=True, ltv_strength=ltv_strength), history))
         self.recommender = Recommender(self.store, model, clock=lambda: self.now, **extra)
 
-    def __call__(self, shopper, session, category, bought, t_ms) -> tuple[list[int], str]:
+    def __call__(self, shopper, session, category, bought, t_ms, ask: Ask = Ask()) -> tuple[list[int], str]:
         self.now = t_ms / 1000.0
-        ranking = self.recommender.feed(shopper.user_id, session_id=session, n=self.n)
+        if ask.surface == "search":  # the shop's results, re-ranked as its search page would ask (POST /rerank)
+            ranking = self.recommender.rerank(self.catalog_ids(list(ask.results)), user_id=shopper.user_id,
+                                              session_id=session, n=self.n)
+        elif ask.surface == "related":
+            ranking = self.recommender.related(self.catalog_ids([ask.item])[0], user_id=shopper.user_id, n=self.n)
+        else:
+            ranking = self.recommender.feed(shopper.user_id, session_id=session, n=self.n)
         return [self.index[item.item_id] for item in ranking.items if item.item_id in self.index], ranking.feed_id
 
     def learn(self, events: list[dict]) -> None:
