@@ -13,8 +13,8 @@ from tailor.ingest.intent import SessionIntent
 from tailor.ingest.service import Ingestor
 from tailor.intent import MODEL_NAME as INTENT_MODEL
 from tailor.intent import IntentModel
-from tailor.models import load_model
-from tailor.ranking import FEATURE_NAMES, Pipeline, RankingModel, Request
+from tailor.models import default_model, load_model
+from tailor.ranking import FEATURE_NAMES, MODEL_NAME, Pipeline, RankingModel, Request
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
 from tailor_lab.simulator import BUSY_PARAMETERS, simulate
 from tailor_lab.training import model_output
@@ -146,9 +146,13 @@ def test_command_trains_evaluates_and_writes_the_model(tmp_path, capsys, monkeyp
     assert "trained blend (served)" in printed and "untrained blend" in printed
     metadata = json.loads((tmp_path / "out" / "metadata.json").read_text())
     assert metadata["feature_names"] == list(FEATURE_NAMES)
-    assert set(metadata["evaluation"]["metrics"]) == {"commercial performance alone",
-                                                      "untrained blend (purchase rate as probability)",
-                                                      "trained model alone", "trained blend (served)"}
+    metrics = metadata["evaluation"]["metrics"]
+    assert set(metrics) == {"commercial performance alone", "untrained blend (purchase rate as probability)",
+                            "shipped model alone", "shipped blend (served today)",
+                            "trained model alone", "trained blend (served)"}
+    # the shipped ranker is scored on the very requests the new one is, so a retrain's gain reads off the table
+    assert metadata["evaluation"]["shipped_version"] == default_model(MODEL_NAME).version
+    assert len({m["requests_with_purchase"] for m in metrics.values()}) == 1
     assert metadata["training_window"]["end"] < metadata["evaluation"]["window"]["start"]
     model = RankingModel((tmp_path / "out" / "model.onnx").read_bytes(), version=metadata["version"])
     assert model.metadata["evaluation"] == metadata["evaluation"]  # the graph carries its metrics too

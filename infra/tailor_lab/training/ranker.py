@@ -17,9 +17,12 @@ alone, and the blend with the model (what the feed serves). Reported per request
 of the pointwise score over the candidates, and NDCG@10 of the served top ten (filters and
 diversity applied).
 
-    tailor train ranker [--shoppers 600 --days 10 --seed 7 | --events FILE.jsonl | --archive BUCKET |
+    tailor train ranker [--shoppers 600 --days 10 --seed 7 [--busy] | --events FILE.jsonl | --archive BUCKET |
                          --diginetica DIR] [--eval-days 3] [--horizon-hours 24] [--out DIR] [--publish]
                         [--write-default] [--json PATH]
+
+The report also scores the ranker the layer ships today on the same requests, so a retrain's gain (or loss) reads
+off one table.
 """
 
 from __future__ import annotations
@@ -332,12 +335,17 @@ def run(events: Iterable[dict | Event], *, source: str, eval_days: float, horizo
     model = trained.model()
     scoring = Pipeline(ReplayStore(Replay()), [], max_candidates=max_candidates)
     feed = dict(DEFAULT_WEIGHTS["feed"])
-    metrics = evaluate(scoring, held_out, {
+    strategies: dict[str, tuple[ProbabilityModel, dict[str, float]]] = {
         "commercial performance alone": (ConversionPrior(), {"commercial": 1.0}),
         "untrained blend (purchase rate as probability)": (ConversionPrior(), feed),
-        "trained model alone": (model, {"probability": 1.0}),
-        "trained blend (served)": (model, feed),
-    })
+    }
+    shipped = _shipped_model()
+    if shipped is not None:  # what a new stack serves today, on the same requests: does retraining pay?
+        strategies["shipped model alone"] = (shipped, {"probability": 1.0})
+        strategies["shipped blend (served today)"] = (shipped, feed)
+    strategies["trained model alone"] = (model, {"probability": 1.0})
+    strategies["trained blend (served)"] = (model, feed)
+    metrics = evaluate(scoring, held_out, strategies)
     candidates_hit = sum(int(y.sum()) for y in held_out.labels)
     evaluation = {
         "window": {"start": _iso(held_out.start), "end": _iso(held_out.end)},
@@ -345,6 +353,7 @@ def run(events: Iterable[dict | Event], *, source: str, eval_days: float, horizo
         "rows": held_out.rows,
         "purchases_within_horizon": held_out.purchases,
         "purchases_among_candidates": candidates_hit,
+        "shipped_version": None if shipped is None else shipped.version,
         "metrics": metrics,
     }
     trained.metadata.update({
@@ -359,6 +368,17 @@ def run(events: Iterable[dict | Event], *, source: str, eval_days: float, horizo
               "seconds": {"examples": round(built - started, 1), "fit": round(fitted - built, 1),
                           "evaluate": round(time.perf_counter() - fitted, 1)}}
     return trained, report
+
+
+def _shipped_model() -> RankingModel | None:
+    """The ranker shipped in the layer, if its features are the ones this code computes."""
+    from tailor.models import default_model
+
+    try:
+        return RankingModel.from_stored(default_model(MODEL_NAME))
+    except (OSError, LookupError, ValueError) as exc:
+        print(f"  the shipped ranker is not compared: {exc}", file=sys.stderr)
+        return None
 
 
 # -- event sources ----------------------------------------------------------------------------------
@@ -389,6 +409,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--shoppers", type=int, default=600, help="simulated shoppers, without another source (default 600)")
     parser.add_argument("--days", type=float, default=10.0, help="simulated days (default 10)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--busy", action="store_true",
+                        help="simulate the busy shop (daily visits, longer sessions, ready buyers: many purchases to "
+                             "learn from) rather than the calibrated one")
     parser.add_argument("--since", help="first archive day to read (YYYY-MM-DD)")
     parser.add_argument("--until", help="last archive day to read (YYYY-MM-DD)")
     parser.add_argument("--eval-days", type=float, default=3.0, help="the later window evaluated on (default 3)")
@@ -431,6 +454,8 @@ def format_report(report: dict[str, Any], version: str, source: str) -> str:
         "",
         f"{'strategy':<48} {'AUC':>7} {'NDCG@10':>8} {'requests':>9}",
     ]
+    if ev.get("shipped_version"):
+        lines.insert(-1, f"(shipped: the ranker the layer ships today, {ev['shipped_version']}, on the same requests)")
     for name, m in ev["metrics"].items():
         lines.append(f"{name:<48} {m['auc']:>7.4f} {m['ndcg_at_10']:>8.4f} {m['requests_with_purchase']:>9}")
     seconds = report["seconds"]
@@ -458,10 +483,12 @@ def _events(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[
         return (load_diginetica(views, purchases if purchases.exists() else None,
                                 categories if categories.exists() else None, viewed_sessions_only=True),
                 f"diginetica {views.name}" + (" + the purchases of its sessions" if purchases.exists() else ""))
-    from tailor_lab.simulator import simulate
+    from tailor_lab.simulator import BUSY_PARAMETERS, simulate
 
-    sim = simulate(shoppers=args.shoppers, days=args.days, seed=args.seed)
-    return sim.events, f"simulator ({args.shoppers} shoppers, {args.days:g} days, seed {args.seed})"
+    sim = simulate(shoppers=args.shoppers, days=args.days, seed=args.seed,
+                   params=BUSY_PARAMETERS if args.busy else None)
+    shop = "busy simulator" if args.busy else "simulator"
+    return sim.events, f"{shop} ({args.shoppers} shoppers, {args.days:g} days, seed {args.seed})"
 
 
 # -- helpers ----------------------------------------------------------------------------------------
