@@ -166,3 +166,17 @@ def _session_has_history(stream, i) -> bool:
     before = [e for e in stream[max(0, i - 400):i] if e.session_id == event.session_id]
     return (sum(e.event_type == "view" for e in before) >= 3 and any(e.event_type == "search" for e in before[-15:])
             and event.event_type in ("view", "click"))
+
+
+def test_busy_trains_on_the_busy_shop_which_buys_more_than_the_calibrated_one():
+    import argparse
+
+    def simulated_source(busy):
+        args = argparse.Namespace(events=None, archive=None, diginetica=None, shoppers=40, days=2.0, seed=3, busy=busy)
+        events, source = ranker_training._events(args, None)
+        return sum(e["event_type"] == "purchase" for e in events), source
+
+    busy, busy_source = simulated_source(True)
+    calm, calm_source = simulated_source(False)
+    assert busy_source.startswith("busy simulator") and calm_source.startswith("simulator (40 shoppers")
+    assert busy > calm
