@@ -188,8 +188,15 @@ def test_rerank_keeps_every_caller_item_and_weighs_the_base_scores():
 
 def test_related_items_and_their_fallbacks():
     p = pipeline(state())
-    _, items = ranked(p, Request("related", item_id="lamp-1", n=5))
+    _, items = ranked(p, Request("related", item_id="lamp-1", n=2))
     assert [i.item_id for i in items] == ["rug-1", "book-2"] and all(i.sources == ["related"] for i in items)
+    # Asked for more than its co-occurrences hold: popular items of its category fill the list, after them as
+    # candidates and ranked with them by the blend.
+    _, items = ranked(p, Request("related", item_id="lamp-1", n=5))
+    sources = {i.item_id: i.sources for i in items}
+    assert "related" in sources["rug-1"] and "related" in sources["book-2"]
+    filled = [item for item, found in sources.items() if found == ["popular"]]
+    assert filled and all(CATALOG[item][0] == CATALOG["lamp-1"][0] for item in filled) and "lamp-1" not in sources
     # An item without co-occurrences: popular items of its category; one never seen: nothing.
     _, items = ranked(p, Request("related", item_id="lamp-2", n=5))
     assert items and {CATALOG[i.item_id][0] for i in items} == {"home"} and "lamp-2" not in {i.item_id for i in items}
@@ -207,7 +214,8 @@ def test_related_folds_the_callers_session_without_storing_it():
     gathered, items = ranked(pipeline(store), Request("related", item_id="lamp-1", session_events=events, n=5,
                                                       explain=True))
     assert gathered.ctx.session is not None and gathered.ctx.session.items == ["book-2", "rug-1"]
-    assert {i.item_id: i.parts["diversity"] for i in items} == {"rug-1": 0.0, "book-2": 0.0}  # both just seen
+    diversity = {i.item_id: i.parts["diversity"] for i in items}
+    assert diversity["rug-1"] == 0.0 and diversity["book-2"] == 0.0  # both just seen
     assert store.snapshot() == before
 
 

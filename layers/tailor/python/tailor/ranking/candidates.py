@@ -250,8 +250,8 @@ class RelatedSource:
 
 @dataclass
 class CategoryPopularSource:
-    """Related's fallback for an item without co-occurrences: popular items of its category (of all
-    categories when its category is unknown). An item Tailor never saw gets nothing."""
+    """Related's fallback, for an item with fewer co-occurrences than the request asks for: popular items of its
+    category (of all categories when its category is unknown). An item Tailor never saw gets nothing."""
 
     name: str = "popular"
     share: float = 1.0

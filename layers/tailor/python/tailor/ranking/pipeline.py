@@ -12,9 +12,10 @@ of this response (a caller's list is kept, ranked as items without history) and 
 later requests read them with the spare room of their own waves. Training runs the same pipeline
 without a budget, so every candidate is read.
 
-Routes. A route lists its candidate sources (tailor.ranking.candidates), fallback sources used when
-those propose nothing, and its blend weights (tailor.ranking.scoring). Capabilities extend the
-pipeline by adding sources, feature groups and scorers, not by writing another pipeline.
+Routes. A route lists its candidate sources (tailor.ranking.candidates), fallback sources whose items
+follow theirs when they propose fewer than the request asks for, and its blend weights
+(tailor.ranking.scoring). Capabilities extend the pipeline by adding sources, feature groups and
+scorers, not by writing another pipeline.
 """
 
 from __future__ import annotations
@@ -327,8 +328,9 @@ class Pipeline:
             return ctx.chosen[1]
         limit = max(self.max_candidates, len(ctx.request.items))
         proposals = [(s.name, s.share, s.propose(ctx, limit)) for s in route.sources]
-        if route.fallback and not any(p for _, _, p in proposals):
-            proposals = [(s.name, s.share, s.propose(ctx, limit)) for s in route.fallback]
+        if route.fallback and len({i for _, _, p in proposals for i in p} - {ctx.request.item_id}) < ctx.request.n:
+            # Too few to fill the list asked for: the fallback's items follow the sources' own.
+            proposals += [(s.name, s.share, s.propose(ctx, limit)) for s in route.fallback]
         anchor = ctx.request.item_id if ctx.request.route == "related" else None
         if anchor:
             proposals = [(name, share, {k: v for k, v in p.items() if k != anchor}) for name, share, p in proposals]

@@ -222,8 +222,8 @@ class Recommender:
         the session the caller describes (tailor.events events, or their JSON to be parsed here; folded here
         and never stored). The session's intent, inferred from those events, weighs the associations (a
         purchase-minded session gets the items bought and carted with `item_id`, an exploring one those
-        viewed with it) and the blend. An item without co-occurrences gets popular items of its category;
-        one Tailor never saw, none."""
+        viewed with it) and the blend. Where its co-occurrences are fewer than `n`, popular items of its category
+        fill the list; an item Tailor never saw gets none."""
         events = tuple(parse_event(e) if isinstance(e, (dict, str, bytes)) else e for e in session_events or ())
         return self._run(Request("related", user_id=user_id, item_id=item_id, session_events=events, n=_n(n),
                                  filters=filters, explain=explain))
