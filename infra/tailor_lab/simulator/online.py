@@ -372,8 +372,11 @@ class _Popularity:
             if event["event_type"] in ("view", "purchase"):
                 counts[index[event["item_id"]]] += 10 if event["event_type"] == "purchase" else 1
         catalog = history.world.catalog
-        self.sellers = [i for i, _ in counts.most_common() if catalog.available[i]]
-        self.ranked = self.sellers[:n]
+        sellers = [i for i, _ in counts.most_common() if catalog.available[i]]
+        self.ranked = sellers[:n]
+        self.by_category: dict[int, list[int]] = {}  # each category's best-sellers, for related items
+        for i in sellers:
+            self.by_category.setdefault(int(catalog.category_of[i]), []).append(i)
         self.category_of = catalog.category_of
         self.n = n
 
@@ -381,9 +384,8 @@ class _Popularity:
         if ask.surface == "search":  # the shop's own order
             return list(ask.results[: self.n]), uuid.uuid4().hex
         if ask.surface == "related":  # the item's category's other best-sellers
-            like = self.category_of[ask.item]
-            return ([i for i in self.sellers if self.category_of[i] == like and i != ask.item][: self.n],
-                    uuid.uuid4().hex)
+            like = self.by_category.get(int(self.category_of[ask.item]), [])
+            return [i for i in like if i != ask.item][: self.n], uuid.uuid4().hex
         return list(self.ranked), uuid.uuid4().hex
 
 

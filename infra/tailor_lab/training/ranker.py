@@ -47,7 +47,7 @@ from tailor.events import Event, parse_event
 from tailor.ingest.derive import Contribution
 from tailor.ingest.fold import fold_batch
 from tailor.ingest.intent import SessionIntent
-from tailor.models import model_version
+from tailor.models import load_model, model_version
 from tailor.ranking import (
     DEFAULT_WEIGHTS,
     FEATURE_NAMES,
@@ -372,10 +372,8 @@ def run(events: Iterable[dict | Event], *, source: str, eval_days: float, horizo
 
 def _shipped_model() -> RankingModel | None:
     """The ranker shipped in the layer, if its features are the ones this code computes."""
-    from tailor.models import default_model
-
     try:
-        return RankingModel.from_stored(default_model(MODEL_NAME))
+        return load_model(MODEL_NAME, None, build=RankingModel.from_stored)  # no registry: the shipped default
     except (OSError, LookupError, ValueError) as exc:
         print(f"  the shipped ranker is not compared: {exc}", file=sys.stderr)
         return None
