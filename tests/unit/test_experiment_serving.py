@@ -80,6 +80,7 @@ def test_a_strategy_ranks_with_its_ranker_version_and_falls_back_to_the_current_
 
     class Pinned:
         label = "ranker:pinned"
+        base_rate = current.base_rate
 
         def predict(self, features):
             return current.predict(features)

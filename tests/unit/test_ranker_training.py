@@ -114,6 +114,7 @@ def test_evaluation_ranks_each_strategy_over_the_later_window():
     class Oracle:
         """Knows which candidates each request's shopper will buy: the best any strategy can do."""
         label = "oracle"
+        base_rate = 0.0
         answers = {id(g.features): y for g, y in zip(held_out.gathered, held_out.labels)}
 
         def predict(self, features):

@@ -27,6 +27,7 @@ from tailor.ranking import (
     candidate_features,
 )
 from tailor.ranking.candidates import PopularSource, SessionSource, merge_proposals
+from tailor.ranking.context import RankingContext
 from tailor.ranking.diversity import diversify
 from tailor.ranking.pipeline import DEFAULT_ROUTES
 from tailor.ranking.scoring import METADATA_KEY
@@ -334,6 +335,43 @@ def test_a_model_reads_its_features_by_name():
     helper.set_model_props(model_proto, {METADATA_KEY: json.dumps({"feature_names": ["no_such_feature"]})})
     with pytest.raises(ValueError, match="no_such_feature"):
         RankingModel(model_proto.SerializeToString())
+
+
+def test_the_related_routes_probability_term_is_scaled_by_at_least_the_models_base_rate():
+    class Fixed:
+        label = "fixed"
+
+        def __init__(self, probabilities, base_rate):
+            self.probabilities, self.base_rate = np.array(probabilities), base_rate
+
+        def predict(self, features):
+            return self.probabilities
+
+    def term(route, probabilities, base_rate):
+        ctx = RankingContext(Request(route, item_id="lamp-1", n=3) if route == "related" else Request(route, n=3), NOW)
+        return PurchaseProbability(Fixed(probabilities, base_rate)).score(ctx, None, np.zeros((3, 1)))
+
+    likely, _ = term("related", [0.02, 0.05, 0.01], base_rate=0.004)
+    np.testing.assert_allclose(likely, [0.4, 1.0, 0.2])
+    # No candidate likelier than the model's average one: differences stay as small as they are.
+    unlikely, parts = term("related", [0.0002, 0.00007, 0.0], base_rate=0.004)
+    np.testing.assert_allclose(unlikely, [0.05, 0.0175, 0.0])
+    np.testing.assert_allclose(parts["purchase_probability"], [0.0002, 0.00007, 0.0])
+    untrained, _ = term("related", [0.0002, 0.0001, 0.0], base_rate=0.0)
+    np.testing.assert_allclose(untrained, [1.0, 0.5, 0.0])
+    # The feed's term is the list's own order whatever its level.
+    feed, _ = term("feed", [0.0002, 0.00007, 0.0], base_rate=0.004)
+    np.testing.assert_allclose(feed, [1.0, 0.35, 0.0])
+
+
+def test_a_trained_rankers_base_rate_is_the_share_of_bought_candidates_it_learnt_from():
+    from tailor.models import default_model
+
+    shipped = RankingModel.from_stored(default_model("ranker"))
+    training = shipped.metadata["training"]
+    assert shipped.base_rate == pytest.approx(training["positives"] / training["rows"])
+    assert 0.0 < shipped.base_rate < 0.5
+    assert ConversionPrior().base_rate == 0.0
 
 
 def test_row_cache_expires_evicts_and_remembers_what_was_wanted():

@@ -9,7 +9,11 @@ add a scorer and a weight.
 
 Each term is scaled to [0, 1] over the request's candidates, so the weights mean what they say:
 a model's probabilities of a few percent would otherwise count for nothing beside a popularity
-share.
+share. On an item page (the related route) the purchase probability is scaled by the list's highest
+only where that is at least the model's base rate (the share of bought candidates it learnt from):
+where no candidate is likelier to be bought than an average one, which of them the shopper would
+buy says little, and what others engaged with beside the item leads. In the feed and in search the
+model's order leads whatever its level.
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ DEFAULT_WEIGHTS: dict[str, dict[str, float]] = {
 }
 # Blend term -> the event type whose intent scaling factor scales its weight (intent_adjusted).
 INTENT_TERMS = {"probability": "add_to_cart", "commercial": "purchase", "diversity": "category_browse"}
+# The routes whose purchase-probability term is scaled by at least the model's base rate.
+BASE_RATE_ROUTES = frozenset({"related"})
 # The sources whose strength is a route's relevance: what the caller asked about.
 RELEVANCE_SOURCES = ("query", "caller", "related")
 
@@ -89,6 +95,7 @@ class Scorer(Protocol):
 
 class ProbabilityModel(Protocol):
     label: str
+    base_rate: float  # the share of bought candidates the model learnt from; 0 where it knows none
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         """Purchase probability per row of a (n, len(FEATURE_NAMES)) feature matrix."""
@@ -106,12 +113,19 @@ class RankingModel(OnnxModel):
             return np.zeros(0)
         return self.run(OUTPUT_NAME, INPUT_NAME, features).reshape(-1)
 
+    @property
+    def base_rate(self) -> float:
+        training = self.metadata.get("training") or {}
+        rows, positives = training.get("rows"), training.get("positives")
+        return positives / rows if isinstance(rows, int) and isinstance(positives, int) and rows > 0 else 0.0
+
 
 class ConversionPrior:
     """The untrained estimate of purchase probability: the item's purchases per view, shrunk toward 0.
     What the blend uses without a model, and the baseline a trained model must beat."""
 
     label = "prior:untrained"
+    base_rate = 0.0
 
     def __init__(self) -> None:
         self._column = FEATURE_NAMES.index("item_purchase_rate")
@@ -128,7 +142,8 @@ class PurchaseProbability:
 
     def score(self, ctx, candidates, features):
         p = self.model.predict(features)
-        return _scaled(p), {"purchase_probability": p}
+        floor = self.model.base_rate if ctx.request.route in BASE_RATE_ROUTES else 0.0
+        return _scaled(p, floor=floor), {"purchase_probability": p}
 
 
 class CommercialPerformance:
@@ -156,8 +171,8 @@ class Relevance:
         return term, {}
 
 
-def _scaled(values: np.ndarray) -> np.ndarray:
-    """`values` over their maximum (all 0 when nothing is positive)."""
+def _scaled(values: np.ndarray, floor: float = 0.0) -> np.ndarray:
+    """`values` over their maximum, or over `floor` where that is larger (all 0 when nothing is positive)."""
     values = np.asarray(values, dtype=np.float64)
-    top = values.max(initial=0.0)
+    top = max(values.max(initial=0.0), floor)
     return values / top if top > 0 else np.zeros_like(values)
