@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import faulthandler
 import json
 import os
 import shlex
@@ -137,6 +138,8 @@ def _local_up(args: argparse.Namespace) -> int:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     # Stopped by a service manager or `kill`: leave through the same cleanup as Ctrl-C.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    # `kill -USR1 PID` prints every thread's stack: what a stack that is slow to start or stop is doing.
+    faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)
     phases: dict[str, float] = {}
     with open(log_path, "w", encoding="utf-8") as function_log:
         stack = LocalStack(template_path, port=args.port, parameter_overrides=_overrides(args.param),

@@ -170,7 +170,7 @@ class LocalStack:
             stoppers.append(self._state_writer.join)
         _all_within(stoppers, grace_s)
         if self.runtime is not None:
-            self.runtime.close()
+            _all_within([self.runtime.close], grace_s)
         _all_within([s.stop for s in (self.appconfig, self.server) if s is not None], grace_s)
 
     def __enter__(self) -> LocalStack:

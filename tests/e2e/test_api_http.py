@@ -3,12 +3,9 @@ printed (with and without the key, with malformed parameters); events posted ove
 then serves, and erasure removes it."""
 
 import json
-import os
 import re
 import shutil
-import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -18,6 +15,7 @@ import pytest
 from tailor_local.stack import LocalStack
 
 from tests.helpers.api import repo_copy
+from tests.helpers.local_up import UP_LINE, LocalUp
 
 pytestmark = [pytest.mark.e2e]
 
@@ -27,19 +25,10 @@ EXAMPLE = re.compile(r"^  # (?P<purpose>.*) \(expect HTTP (?P<status>\d{3})\)$")
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
 def test_every_curl_command_tailor_local_up_prints_works_as_printed(tmp_path):
-    template = repo_copy(tmp_path / "repo")
-    up = subprocess.Popen([sys.executable, "-m", "tailor_cli", "--template", str(template), "local", "up",
-                           "--port", "0", "--api-port", "0", "--shoppers", "4", "--days", "0.1"],
-                          stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    up = LocalUp(repo_copy(tmp_path / "repo"), "--port", "0", "--api-port", "0", "--shoppers", "4", "--days", "0.1")
     try:
-        said = []
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        for line in up.stderr:
-            said.append(line.rstrip("\n"))
-            if "The local stack is up" in line or time.monotonic() > deadline:
-                break
-        assert any("The local stack is up" in line for line in said), "\n".join(said)
+        said = up.wait_until_up(STARTUP_TIMEOUT_S)
+        assert any(UP_LINE in line for line in said), "\n".join(said)
         examples = [(EXAMPLE.match(said[i]), said[i + 1].strip()) for i in range(len(said) - 1)
                     if EXAMPLE.match(said[i])]
         assert len(examples) >= 12 and all(command.startswith("curl ") for _, command in examples)
@@ -56,8 +45,7 @@ def test_every_curl_command_tailor_local_up_prints_works_as_printed(tmp_path):
             elif "feed_id" in answer:
                 assert answer["items"] or "search" in command, command
     finally:
-        up.send_signal(signal.SIGINT)
-        up.wait(timeout=60)
+        up.stop()
 
 
 def test_events_posted_over_http_become_state_the_api_serves_until_the_shopper_is_erased(tmp_path):

@@ -2,12 +2,9 @@
 `tailor` command shows it."""
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -19,6 +16,7 @@ from tailor_local.stack import LocalStack, state_path
 from tests.helpers import ROOT
 from tests.helpers.api import PROCESSING_TIMEOUT_S, put_and_wait, repo_copy
 from tests.helpers.events import load_event
+from tests.helpers.local_up import LocalUp
 
 pytestmark = [
     pytest.mark.e2e,
@@ -113,16 +111,10 @@ def test_the_cli_replays_into_the_running_stack_and_waits_for_it(replayed, capsy
 def test_tailor_local_up_replays_stays_up_and_stops_on_ctrl_c(tmp_path):
     template = repo_copy(tmp_path / "repo")
     tailor = [sys.executable, "-m", "tailor_cli", "--template", str(template)]
-    up = subprocess.Popen([*tailor, "local", "up", "--port", "0", "--api-port", "0", "--shoppers", "3", "--days", "0.05"],
-                          stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    up = LocalUp(template, "--port", "0", "--api-port", "0", "--shoppers", "3", "--days", "0.05")
     try:
-        said = []
-        deadline = time.monotonic() + PROCESSING_TIMEOUT_S
-        for line in up.stderr:
-            said.append(line)
-            if "The local stack is up" in line or time.monotonic() > deadline:
-                break
-        text = "".join(said)
+        said = up.wait_until_up(PROCESSING_TIMEOUT_S)
+        text = "\n".join(said)
         assert "The local stack is up" in text, text
         assert "rows:" in text and "No personas yet: too few shoppers (3 shoppers with events)" in text
         # Profiles show an LTV from the start: the shipped default model scored every replayed shopper.
@@ -144,11 +136,8 @@ def test_tailor_local_up_replays_stays_up_and_stops_on_ctrl_c(tmp_path):
         shoppers = next(line for line in tables.stdout.splitlines() if line.startswith("ShoppersTable"))
         assert shoppers.split()[-2] == "3"
     finally:
-        asked = time.monotonic()
-        up.send_signal(signal.SIGINT)
-        up.wait(timeout=60)
-    # How fast it stops is measured by the reliability benchmark; here only that Ctrl-C stops it cleanly.
-    assert time.monotonic() - asked < 60 and up.returncode == 130
+        up.stop()  # how fast is measured by the reliability benchmark; here only that Ctrl-C stops it cleanly
+    assert up.process.returncode == 130
     assert not state_path(template).exists()
     log = (state_path(template).parent / "functions.log").read_text()
     assert "REPORT RequestId: " in log and "<html" not in log.lower() and "cannot use AppConfig" not in log
