@@ -138,6 +138,9 @@ def _local_up(args: argparse.Namespace) -> int:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     # Stopped by a service manager or `kill`: leave through the same cleanup as Ctrl-C.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    # Ctrl-C stops it, as it says, even where it was started with SIGINT ignored (a script's `tailor local up &`
+    # inherits that, and Python keeps it).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     # `kill -USR1 PID` prints every thread's stack: what a stack that is slow to start or stop is doing.
     faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)
     phases: dict[str, float] = {}

@@ -21,8 +21,7 @@ class LocalUp:
     def __init__(self, template: Path, *args: str):
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tailor_cli", "--template", str(template), "local", "up", *args],
-            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            preexec_fn=_as_in_a_terminal)
+            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         self.lines: list[str] = []
         self._up = threading.Event()
         self._reader = threading.Thread(target=self._read, daemon=True, name="local-up-stderr")
@@ -59,8 +58,3 @@ class LocalUp:
                 self._up.set()
         self._up.set()  # the process ended: nobody waits for a line that will not come
 
-
-def _as_in_a_terminal() -> None:
-    """Ctrl-C's default action, as a terminal's foreground command has it: a suite started in the background by a
-    script (`cmd &`) ignores SIGINT, and Python then leaves it ignored in what it starts."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
