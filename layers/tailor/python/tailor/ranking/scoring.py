@@ -18,6 +18,7 @@ model's order leads whatever its level.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Protocol
 
@@ -113,8 +114,9 @@ class RankingModel(OnnxModel):
             return np.zeros(0)
         return self.run(OUTPUT_NAME, INPUT_NAME, features).reshape(-1)
 
-    @property
+    @functools.cached_property
     def base_rate(self) -> float:
+        """The share of bought candidates among those the model learnt from (its metadata's training counts)."""
         training = self.metadata.get("training") or {}
         rows, positives = training.get("rows"), training.get("positives")
         return positives / rows if isinstance(rows, int) and isinstance(positives, int) and rows > 0 else 0.0
