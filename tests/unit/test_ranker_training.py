@@ -139,9 +139,17 @@ def test_command_trains_evaluates_and_writes_the_model(tmp_path, capsys, monkeyp
     (tmp_path / "default").mkdir()
     events = tmp_path / "events.jsonl"
     events.write_text("".join(json.dumps(e) + "\n" for e in simulated()) + "{\"not\": \"an event\"}\n")
-    code = ranker_training.main(["--events", str(events), "--eval-days", "2", "--max-moments", "200",
-                                 "--max-eval-moments", "100", "--max-candidates", "60", "--iterations", "20", "--out", str(tmp_path / "out"),
-                                 "--write-default", "--json", str(tmp_path / "report.json")])
+    arguments = ["--events", str(events), "--eval-days", "2", "--max-moments", "200", "--max-eval-moments", "100",
+                 "--max-candidates", "60", "--iterations", "20", "--out", str(tmp_path / "out"), "--write-default",
+                 "--json", str(tmp_path / "report.json")]
+    # A toy retrain scores below the shipped ranker on the same requests: it is written where asked, not made the
+    # default, and the command says so and fails.
+    assert ranker_training.main(arguments) == 1
+    refused = capsys.readouterr()
+    assert "not made the default" in refused.err and "--force" in refused.err
+    assert not (tmp_path / "default" / "ranker.onnx").exists() and (tmp_path / "out" / "model.onnx").exists()
+    assert json.loads((tmp_path / "report.json").read_text())["refused"] == ["default"]
+    code = ranker_training.main(arguments + ["--force"])
     assert code == 0
     printed = capsys.readouterr().out
     assert "trained blend (served)" in printed and "untrained blend" in printed
@@ -159,7 +167,7 @@ def test_command_trains_evaluates_and_writes_the_model(tmp_path, capsys, monkeyp
     assert model.metadata["evaluation"] == metadata["evaluation"]  # the graph carries its metrics too
     assert (tmp_path / "default" / "ranker.onnx").read_bytes() == (tmp_path / "out" / "model.onnx").read_bytes()
     report = json.loads((tmp_path / "report.json").read_text())
-    assert report["version"] == metadata["version"]
+    assert report["version"] == metadata["version"] and report["refused"] == []
 
 
 def _session_has_history(stream, i) -> bool:
@@ -181,3 +189,39 @@ def test_busy_trains_on_the_busy_shop_which_buys_more_than_the_calibrated_one():
     calm, calm_source = simulated_source(False)
     assert busy_source.startswith("busy simulator") and calm_source.startswith("simulator (40 shoppers")
     assert busy > calm
+
+
+def _evaluation(shipped: float, trained: float, published: float | None = None) -> dict:
+    metrics = {ranker_training.SHIPPED_BLEND: {"ndcg_at_10": shipped}, ranker_training.TRAINED_BLEND: {"ndcg_at_10": trained}}
+    if published is not None:
+        metrics[ranker_training.PUBLISHED_BLEND] = {"ndcg_at_10": published}
+    return {"metrics": metrics, "shipped_version": "S", "published_version": None if published is None else "P"}
+
+
+def test_a_retrain_is_weighed_against_the_ranker_each_target_serves():
+    alone = ranker_training.incumbents(_evaluation(shipped=0.30, trained=0.25))
+    assert alone[model_output.DEFAULT].score == 0.30 and alone[model_output.DEFAULT].beats_new
+    # a registry without a current version serves the layer's default, so publishing weighs against it too
+    assert alone[model_output.REGISTRY] == alone[model_output.DEFAULT]
+    both = ranker_training.incumbents(_evaluation(shipped=0.30, trained=0.25, published=0.20))
+    assert both[model_output.DEFAULT].beats_new and not both[model_output.REGISTRY].beats_new
+    assert "ranker:P (the registry's current)" in both[model_output.REGISTRY].label
+    tie = ranker_training.incumbents(_evaluation(shipped=0.25, trained=0.25))
+    assert not tie[model_output.DEFAULT].beats_new  # a retrain as good as the model it replaces goes ahead
+
+
+def test_deliver_leaves_a_better_incumbent_in_place_unless_forced(tmp_path, monkeypatch, capsys):
+    import argparse
+
+    monkeypatch.setattr(model_output, "DEFAULT_DIR", tmp_path)
+    better = model_output.Incumbent("ranker:S", "NDCG@10", score=0.3, new_score=0.2)
+    worse = model_output.Incumbent("ranker:S", "NDCG@10", score=0.1, new_score=0.2)
+    args = argparse.Namespace(out=None, write_default=True, publish=False, force=False)
+    delivery = model_output.deliver(args, "ranker", b"graph", {}, incumbents={model_output.DEFAULT: better})
+    assert delivery == model_output.Delivery(refused=(model_output.DEFAULT,)) and not (tmp_path / "ranker.onnx").exists()
+    assert "not made the default: it scores NDCG@10 0.2000 where ranker:S" in capsys.readouterr().err
+    assert model_output.deliver(args, "ranker", b"graph", {}, incumbents={model_output.DEFAULT: worse}).refused == ()
+    assert (tmp_path / "ranker.onnx").read_bytes() == b"graph"
+    args.force = True
+    assert model_output.deliver(args, "ranker", b"forced", {}, incumbents={model_output.DEFAULT: better}).refused == ()
+    assert (tmp_path / "ranker.onnx").read_bytes() == b"forced"

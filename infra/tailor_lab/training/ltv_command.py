@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report: dict[str, Any] = {"source": source, "events": len(events), "seconds": round(time.perf_counter() - started, 1),
                               **{k: trained.metadata[k] for k in ("as_of", "horizon_weeks", "label_weeks",
                                                                    "training_rows", "backtest")}}
-    published = deliver(args, MODEL_NAME, onnx, metadata)
+    published = deliver(args, MODEL_NAME, onnx, metadata).published
     report["version"] = published or metadata["version"]
     report["published"] = bool(published)
     print(_summary(report))

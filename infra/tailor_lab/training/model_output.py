@@ -5,18 +5,53 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tailor.models import DEFAULT_DIR, ModelRegistry
 from tailor.store.port import BlobStore
 
-__all__ = ["add_output_arguments", "check_output_arguments", "deliver", "s3_blobs"]
+__all__ = ["DEFAULT", "REGISTRY", "Delivery", "Incumbent", "add_output_arguments", "check_output_arguments", "deliver",
+           "s3_blobs"]
+
+# Where a model can go that another already serves from: the layer's default, the registry's current version.
+DEFAULT = "default"
+REGISTRY = "registry"
 
 
-def add_output_arguments(parser: argparse.ArgumentParser, *, write_default: bool = True) -> None:
-    """--out, --publish, --bucket, --endpoint-url, --json and (where a default model ships) --write-default."""
+@dataclass(frozen=True)
+class Incumbent:
+    """The model a delivery would replace, scored beside the new one on the same held-out data (higher is better)."""
+
+    label: str
+    metric: str
+    score: float
+    new_score: float
+
+    @property
+    def beats_new(self) -> bool:
+        return self.new_score < self.score
+
+    def refusal(self, target: str) -> str:
+        where = "made the default" if target == DEFAULT else "published"
+        return (f"not {where}: it scores {self.metric} {self.new_score:.4f} where {self.label}, which it would "
+                f"replace, scores {self.score:.4f} on the same data (--force to deliver it anyway)")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What deliver did: the version published, if it was, and the targets refused for a better incumbent."""
+
+    published: str | None = None
+    refused: tuple[str, ...] = ()
+
+
+def add_output_arguments(parser: argparse.ArgumentParser, *, write_default: bool = True, compared: bool = False) -> None:
+    """--out, --publish, --bucket, --endpoint-url, --json, (where a default model ships) --write-default and (where
+    the command scores the model it would replace) --force."""
     parser.add_argument("--out", type=Path, help="write model.onnx and metadata.json into this directory")
     parser.add_argument("--publish", action="store_true",
                         help="publish to the registry in --bucket (or DATA_BUCKET) and make it current")
@@ -26,6 +61,9 @@ def add_output_arguments(parser: argparse.ArgumentParser, *, write_default: bool
     if write_default:
         parser.add_argument("--write-default", action="store_true", help=f"make it the default shipped in {DEFAULT_DIR}")
     parser.add_argument("--json", type=Path, help="write the report as JSON here")
+    if compared:
+        parser.add_argument("--force", action="store_true",
+                            help="make it the default or publish it even where the model it replaces scores better")
 
 
 def check_output_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -33,23 +71,31 @@ def check_output_arguments(parser: argparse.ArgumentParser, args: argparse.Names
         parser.error("--publish needs --bucket or DATA_BUCKET")
 
 
-def deliver(args: argparse.Namespace, name: str, onnx: bytes, metadata: Mapping[str, Any]) -> str | None:
-    """Write and publish the model where the arguments say; the version published, if it was."""
+def deliver(args: argparse.Namespace, name: str, onnx: bytes, metadata: Mapping[str, Any], *,
+            incumbents: Mapping[str, Incumbent] | None = None) -> Delivery:
+    """Write and publish the model where the arguments say. A target (DEFAULT, REGISTRY) whose incumbent scores better
+    than the new model is left as it is, unless --force: a retrain on a bad week must not replace a better model."""
     document = json.dumps(dict(metadata), indent=2, sort_keys=True) + "\n"
-    if args.out:
+    if args.out:  # a folder of the caller's own: always written, so a refused model can still be looked at
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "model.onnx").write_bytes(onnx)
         (args.out / "metadata.json").write_text(document)
         print(f"written to {args.out}")
-    if getattr(args, "write_default", False):
+    wanted = [target for target, asked in ((DEFAULT, getattr(args, "write_default", False)), (REGISTRY, args.publish))
+              if asked]
+    refused = tuple(target for target in wanted if not getattr(args, "force", False)
+                    and (incumbent := (incumbents or {}).get(target)) is not None and incumbent.beats_new)
+    for target in refused:
+        print(incumbents[target].refusal(target), file=sys.stderr)
+    if DEFAULT in wanted and DEFAULT not in refused:
         (DEFAULT_DIR / f"{name}.onnx").write_bytes(onnx)
         (DEFAULT_DIR / f"{name}.json").write_text(document)
         print(f"default model written to {DEFAULT_DIR}")
-    if not args.publish:
-        return None
+    if REGISTRY not in wanted or REGISTRY in refused:
+        return Delivery(refused=refused)
     published = ModelRegistry(s3_blobs(args)).publish(name, onnx, dict(metadata))
     print(f"published {name}:{published} to s3://{args.bucket}/models/{name}/ (current)")
-    return published
+    return Delivery(published, refused)
 
 
 def s3_blobs(args: argparse.Namespace, bucket: str | None = None) -> BlobStore:

@@ -19,10 +19,12 @@ diversity applied).
 
     tailor train ranker [--shoppers 600 --days 10 --seed 7 [--busy] | --events FILE.jsonl | --archive BUCKET |
                          --diginetica DIR] [--eval-days 3] [--horizon-hours 24] [--out DIR] [--publish]
-                        [--write-default] [--json PATH]
+                        [--write-default] [--force] [--json PATH]
 
-The report also scores the ranker the layer ships today on the same requests, so a retrain's gain (or loss) reads
-off one table.
+The report also scores the ranker the layer ships today (and, with --publish, the registry's current one) on the
+same requests, so a retrain's gain (or loss) reads off one table. A retrain whose served blend scores a lower
+NDCG@10 than the ranker it would replace is neither made the default nor published (the command exits 1) unless
+--force.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from tailor.events import Event, parse_event
 from tailor.ingest.derive import Contribution
 from tailor.ingest.fold import fold_batch
 from tailor.ingest.intent import SessionIntent
-from tailor.models import load_model, model_version
+from tailor.models import ModelRegistry, default_model, load_model, model_version
 from tailor.ranking import (
     DEFAULT_WEIGHTS,
     FEATURE_NAMES,
@@ -66,16 +68,21 @@ from tailor.ranking.scoring import INPUT_NAME, METADATA_KEY, OUTPUT_NAME, Probab
 from tailor.store.port import TABLES
 from tailor_lab.datasets import json_lines
 
-from .model_output import add_output_arguments, check_output_arguments, deliver, s3_blobs
+from .model_output import DEFAULT, REGISTRY, Incumbent, add_output_arguments, check_output_arguments, deliver, s3_blobs
 from .onnx_export import classifier_graph, with_metadata
 
-__all__ = ["Examples", "Replay", "ReplayStore", "TrainedRanker", "build_examples", "evaluate",
-           "main", "train_ranker"]
+__all__ = ["Examples", "Replay", "ReplayStore", "TrainedRanker", "build_examples", "evaluate", "incumbents", "main",
+           "published_model", "train_ranker"]
 
 DAY = 86_400.0
 BOOSTING = {"max_iter": 150, "learning_rate": 0.1, "max_leaf_nodes": 15, "min_samples_leaf": 40,
             "l2_regularization": 1.0}
 TOP = 10
+# The evaluation's rows for the blend the feed serves with each ranker: the gate between a retrain and the
+# ranker it would replace reads them.
+SHIPPED_BLEND = "shipped blend (served today)"
+PUBLISHED_BLEND = "published blend (the registry's current)"
+TRAINED_BLEND = "trained blend (served)"
 SESSION_TTL_SECONDS = 7 * 86_400
 
 
@@ -321,8 +328,10 @@ def evaluate(pipeline: Pipeline, examples: Examples, strategies: dict[str, tuple
 
 def run(events: Iterable[dict | Event], *, source: str, eval_days: float, horizon_hours: float, max_moments: int,
         max_eval_moments: int, max_candidates: int, seed: int, iterations: int | None = None,
-        threads: int = 1, progress: bool = False) -> tuple[TrainedRanker, dict[str, Any]]:
-    """Examples, training and evaluation: the trained model (its metadata holding the metrics) and a report.
+        threads: int = 1, progress: bool = False, published: RankingModel | None = None
+        ) -> tuple[TrainedRanker, dict[str, Any]]:
+    """Examples, training and evaluation: the trained model (its metadata holding the metrics) and a report, the
+    ranker the layer ships and `published` (a registry's current one) scored on the same requests.
     State is replayed as a new stack keeps it: session intent from the shipped intent model."""
     started = time.perf_counter()
     intent = SessionIntent.shipped()
@@ -342,9 +351,12 @@ def run(events: Iterable[dict | Event], *, source: str, eval_days: float, horizo
     shipped = _shipped_model()
     if shipped is not None:  # what a new stack serves today, on the same requests: does retraining pay?
         strategies["shipped model alone"] = (shipped, {"probability": 1.0})
-        strategies["shipped blend (served today)"] = (shipped, feed)
+        strategies[SHIPPED_BLEND] = (shipped, feed)
+    if published is not None:
+        strategies["published model alone"] = (published, {"probability": 1.0})
+        strategies[PUBLISHED_BLEND] = (published, feed)
     strategies["trained model alone"] = (model, {"probability": 1.0})
-    strategies["trained blend (served)"] = (model, feed)
+    strategies[TRAINED_BLEND] = (model, feed)
     metrics = evaluate(scoring, held_out, strategies)
     candidates_hit = sum(int(y.sum()) for y in held_out.labels)
     evaluation = {
@@ -354,6 +366,7 @@ def run(events: Iterable[dict | Event], *, source: str, eval_days: float, horizo
         "purchases_within_horizon": held_out.purchases,
         "purchases_among_candidates": candidates_hit,
         "shipped_version": None if shipped is None else shipped.version,
+        "published_version": None if published is None else published.version,
         "metrics": metrics,
     }
     trained.metadata.update({
@@ -368,6 +381,35 @@ def run(events: Iterable[dict | Event], *, source: str, eval_days: float, horizo
               "seconds": {"examples": round(built - started, 1), "fit": round(fitted - built, 1),
                           "evaluate": round(time.perf_counter() - fitted, 1)}}
     return trained, report
+
+
+def incumbents(evaluation: dict[str, Any]) -> dict[str, Incumbent]:
+    """The rankers the trained one would replace, where it goes (model_output.DEFAULT, REGISTRY), each by the NDCG@10
+    of the blend the feed serves with it: the layer's default, and the registry's current version (or, where the
+    registry has none, the default it then serves)."""
+    metrics = evaluation["metrics"]
+    new = metrics[TRAINED_BLEND]["ndcg_at_10"]
+    found = {}
+    for target, version, blend, where in ((DEFAULT, evaluation.get("shipped_version"), SHIPPED_BLEND, "the layer's default"),
+                                          (REGISTRY, evaluation.get("published_version"), PUBLISHED_BLEND,
+                                           "the registry's current")):
+        if version:
+            found[target] = Incumbent(f"{MODEL_NAME}:{version} ({where})", "NDCG@10", metrics[blend]["ndcg_at_10"], new)
+    if REGISTRY not in found and DEFAULT in found:
+        found[REGISTRY] = found[DEFAULT]
+    return found
+
+
+def published_model(registry: ModelRegistry | None) -> RankingModel | None:
+    """The registry's current ranker, where it has one other than the layer's default that this code can score."""
+    if registry is None or registry.current_version(MODEL_NAME) is None:
+        return None
+    try:
+        current = RankingModel.from_stored(registry.fetch(MODEL_NAME))
+    except (OSError, LookupError, ValueError) as exc:  # serving would fall back to the default too
+        print(f"  the registry's current ranker is not compared: {exc}", file=sys.stderr)
+        return None
+    return None if current.version == default_model(MODEL_NAME).version else current
 
 
 def _shipped_model() -> RankingModel | None:
@@ -420,7 +462,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=BOOSTING["max_iter"],
                         help=f"boosting iterations (default {BOOSTING['max_iter']})")
     parser.add_argument("--threads", type=int, default=1, help="threads to fit with (default 1)")
-    add_output_arguments(parser)
+    add_output_arguments(parser, compared=True)
     args = parser.parse_args(argv)
     check_output_arguments(parser, args)
 
@@ -428,16 +470,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     trained, report = run(events, source=source, eval_days=args.eval_days, horizon_hours=args.horizon_hours,
                           max_moments=args.max_moments, max_eval_moments=args.max_eval_moments,
                           max_candidates=args.max_candidates, seed=args.seed, iterations=args.iterations,
-                          threads=args.threads, progress=True)
+                          threads=args.threads, progress=True,
+                          published=published_model(ModelRegistry(s3_blobs(args)) if args.publish else None))
     version = model_version(trained.onnx, trained.metadata["trained_at"])
     trained.metadata["version"] = version
     print(format_report(report, version, source))
 
-    deliver(args, MODEL_NAME, trained.onnx, trained.metadata)
+    delivery = deliver(args, MODEL_NAME, trained.onnx, trained.metadata, incumbents=incumbents(report["evaluation"]))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({**report, "version": version, "data": source}, indent=2) + "\n")
-    return 0
+        args.json.write_text(json.dumps({**report, "version": version, "data": source, "published": delivery.published,
+                                         "refused": list(delivery.refused)}, indent=2) + "\n")
+    return 1 if delivery.refused else 0
 
 
 def format_report(report: dict[str, Any], version: str, source: str) -> str:
@@ -454,6 +498,8 @@ def format_report(report: dict[str, Any], version: str, source: str) -> str:
     ]
     if ev.get("shipped_version"):
         lines.insert(-1, f"(shipped: the ranker the layer ships today, {ev['shipped_version']}, on the same requests)")
+    if ev.get("published_version"):
+        lines.insert(-1, f"(published: the registry's current ranker, {ev['published_version']}, on the same requests)")
     for name, m in ev["metrics"].items():
         lines.append(f"{name:<48} {m['auc']:>7.4f} {m['ndcg_at_10']:>8.4f} {m['requests_with_purchase']:>9}")
     seconds = report["seconds"]
