@@ -192,7 +192,8 @@ def test_busy_trains_on_the_busy_shop_which_buys_more_than_the_calibrated_one():
 
 
 def _evaluation(shipped: float, trained: float, published: float | None = None) -> dict:
-    metrics = {ranker_training.SHIPPED_BLEND: {"ndcg_at_10": shipped}, ranker_training.TRAINED_BLEND: {"ndcg_at_10": trained}}
+    metrics = {ranker_training.SHIPPED_BLEND: {"ndcg_at_10": shipped},
+               ranker_training.TRAINED_BLEND: {"ndcg_at_10": trained, "requests_with_purchase": 12}}
     if published is not None:
         metrics[ranker_training.PUBLISHED_BLEND] = {"ndcg_at_10": published}
     return {"metrics": metrics, "shipped_version": "S", "published_version": None if published is None else "P"}
@@ -206,6 +207,7 @@ def test_a_retrain_is_weighed_against_the_ranker_each_target_serves():
     both = ranker_training.incumbents(_evaluation(shipped=0.30, trained=0.25, published=0.20))
     assert both[model_output.DEFAULT].beats_new and not both[model_output.REGISTRY].beats_new
     assert "ranker:P (the registry's current)" in both[model_output.REGISTRY].label
+    assert "on the same 12 requests followed by a purchase" in both[model_output.DEFAULT].refusal(model_output.DEFAULT)
     tie = ranker_training.incumbents(_evaluation(shipped=0.25, trained=0.25))
     assert not tie[model_output.DEFAULT].beats_new  # a retrain as good as the model it replaces goes ahead
 

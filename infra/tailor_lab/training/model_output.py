@@ -30,6 +30,7 @@ class Incumbent:
     metric: str
     score: float
     new_score: float
+    basis: str = "the same data"  # what both were scored on, as the refusal names it
 
     @property
     def beats_new(self) -> bool:
@@ -38,7 +39,7 @@ class Incumbent:
     def refusal(self, target: str) -> str:
         where = "made the default" if target == DEFAULT else "published"
         return (f"not {where}: it scores {self.metric} {self.new_score:.4f} where {self.label}, which it would "
-                f"replace, scores {self.score:.4f} on the same data (--force to deliver it anyway)")
+                f"replace, scores {self.score:.4f} on {self.basis} (--force to deliver it anyway)")
 
 
 @dataclass(frozen=True)

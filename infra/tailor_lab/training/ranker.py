@@ -389,12 +389,14 @@ def incumbents(evaluation: dict[str, Any]) -> dict[str, Incumbent]:
     registry has none, the default it then serves)."""
     metrics = evaluation["metrics"]
     new = metrics[TRAINED_BLEND]["ndcg_at_10"]
+    basis = f"the same {metrics[TRAINED_BLEND]['requests_with_purchase']} requests followed by a purchase"
     found = {}
     for target, version, blend, where in ((DEFAULT, evaluation.get("shipped_version"), SHIPPED_BLEND, "the layer's default"),
                                           (REGISTRY, evaluation.get("published_version"), PUBLISHED_BLEND,
                                            "the registry's current")):
         if version:
-            found[target] = Incumbent(f"{MODEL_NAME}:{version} ({where})", "NDCG@10", metrics[blend]["ndcg_at_10"], new)
+            found[target] = Incumbent(f"{MODEL_NAME}:{version} ({where})", "NDCG@10", metrics[blend]["ndcg_at_10"], new,
+                                      basis)
     if REGISTRY not in found and DEFAULT in found:
         found[REGISTRY] = found[DEFAULT]
     return found
