@@ -266,6 +266,7 @@ def test_the_hurdle_forecasts_the_chance_of_buying_times_the_purchase_days_of_th
     prior[:, PRIOR_NAMES.index("log_any_purchase")] = np.log(-np.expm1(-expected))
     prior[:, PRIOR_NAMES.index("log_transaction_value")] = np.log(20.0)
     prior[:, PRIOR_NAMES.index("horizon_weeks")] = 13.0
+    prior[:, PRIOR_NAMES.index("log_shrunk_value")] = np.log(40.0)  # their own value, which the past told
     X = np.hstack([stopped[:, None].astype(np.float32), prior[:, CORRECTION_COLUMNS]])
     days = np.where(stopped, 0, rng.poisson(2 * expected)).astype(float)
     spend = days * rng.uniform(30, 50, n)
@@ -276,6 +277,10 @@ def test_the_hurdle_forecasts_the_chance_of_buying_times_the_purchase_days_of_th
     # Spend: what shoppers spent (about $40 a purchase day), not the prior's $20 a purchase day.
     assert predicted_spend[stopped].mean() < 0.1 * predicted_spend[~stopped].mean()
     assert predicted_spend.sum() == pytest.approx(spend.sum(), rel=0.1)
+    # A share of it is the purchase days at the shrunk value, the rest the spend correction's
+    share = ltv_training.SHRUNK_SPEND_SHARE
+    corrected = ltv_training.HurdleCorrection(shrunk_share=0.0).fit(X, prior, days, spend).predict(X, prior)[1]
+    np.testing.assert_allclose(predicted_spend, (1 - share) * corrected + share * predicted_days * 40.0, rtol=1e-5)
     with pytest.raises(ltv_training.TooLittleHistory):
         ltv_training.HurdleCorrection().fit(X, prior, np.zeros(n), np.zeros(n))
 

@@ -65,6 +65,7 @@ from tailor.ltv.prior import (
     CORRECTION_COLUMNS,
     CORRECTION_PRIOR,
     PRIOR_NAMES,
+    SHRUNK_VALUE_DAYS,
     prior_matrix,
     purchase_history,
 )
@@ -82,7 +83,7 @@ from tailor.models.registry import ModelRegistry
 from tailor.shopper import ShopperState, fold_shopper
 from tailor.store.port import BlobStore
 
-__all__ = ["AGE_FEATURES", "HurdleCorrection", "QUOTE_LEVELS", "Snapshot", "TooLittleHistory", "TrainedLtv",
+__all__ = ["AGE_FEATURES", "HurdleCorrection", "QUOTE_LEVELS", "SHRUNK_SPEND_SHARE", "Snapshot", "TooLittleHistory", "TrainedLtv",
            "buyer_summary", "correction_columns", "correction_input", "fit_bgnbd", "fit_booster", "fit_gamma_gamma",
            "fit_prior", "leaf_size", "least_error_level", "ltv_metrics", "minimize_robustly", "parse_events",
            "replay_snapshots", "retrain_from_archive", "totals_level", "train_ltv"]
@@ -93,6 +94,9 @@ BOOSTING = {"max_iter": 100, "learning_rate": 0.05, "max_leaf_nodes": 15, "l2_re
 # Whether a shopper buys at all is learned with twice the rounds: on the validation windows inside CDNOW's
 # calibration, 200 rounds were off by fewer purchase days than 50 or 100.
 ANY_PURCHASE_ROUNDS = 200
+# The spend forecast's share spent at the expected purchase days times the buyer's value shrunk towards the shop's
+# (tailor.ltv.prior.SHRUNK_VALUE_DAYS); the rest is the spend correction's.
+SHRUNK_SPEND_SHARE = 0.25
 QUANTILES = 101
 # Quantile levels tried for the purchase days to quote: the least error is near the median, and
 # levels outside these quote nothing or a lot for almost every shopper.
@@ -225,7 +229,9 @@ def train_ltv(events: Iterable[dict | Event], as_of: float | datetime, *, horizo
         "count": {"distribution": "negative_binomial", "dispersion": fitted.dispersion, "level": fitted.level,
                   "spend_level": fitted.spend_level},
         "correction_features": [FEATURE_NAMES[i] for i in fitted.columns] + list(CORRECTION_PRIOR),
-        "correction": "purchase days: P(any purchase day) x max(purchase days given any, 1); spend: one stage",
+        "correction": ("purchase days: P(any purchase day) x max(purchase days given any, 1); spend: "
+                       f"{1 - fitted.correction.shrunk_share:g} x one stage + {fitted.correction.shrunk_share:g} x "
+                       f"purchase days x value shrunk by {SHRUNK_VALUE_DAYS:g} purchase days"),
         "baseline": [float(v) for v in np.median(fitted.current, axis=0)],
         "spend_quantiles": [float(v) for v in np.quantile(spend_now, np.linspace(0, 1, QUANTILES))],
         "backtest": report,
@@ -412,11 +418,14 @@ class HurdleCorrection:
     - `spend`: every shopper's spend, as a ratio to the prior's expected spend (expected purchase days times
       the transaction value), Poisson loss weighted by it: ranking spend is a matter of the big spenders, whom
       a stage of those who bought alone ranked worse on the validation windows.
-    predict gives expected purchase days P(any) x max(days given any, 1) and the spend.
+    predict gives expected purchase days P(any) x max(days given any, 1), and the spend: `shrunk_share` of it
+    those purchase days at the value shrunk towards the shop's (the prior's log_shrunk_value), the rest the
+    spend correction's.
     """
 
-    def __init__(self, seed: int = 0):
+    def __init__(self, seed: int = 0, shrunk_share: float = SHRUNK_SPEND_SHARE):
         self.seed = seed
+        self.shrunk_share = shrunk_share
 
     def fit(self, X: np.ndarray, prior: np.ndarray, days: np.ndarray, spend: np.ndarray) -> HurdleCorrection:
         from sklearn.ensemble import HistGradientBoostingClassifier
@@ -443,7 +452,9 @@ class HurdleCorrection:
     def predict(self, X: np.ndarray, prior: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         conditional, expected, value = _offsets(prior)
         days = self.any_purchase.predict_proba(X)[:, 1] * np.maximum(self.days_given_any.predict(X) * conditional, 1.0)
-        return days, self.spend.predict(X) * expected * value
+        shrunk = np.exp(prior[:, PRIOR_NAMES.index("log_shrunk_value")].astype(np.float64))
+        share = self.shrunk_share
+        return days, (1.0 - share) * self.spend.predict(X) * expected * value + share * days * shrunk
 
 
 # -- helpers --------------------------------------------------------------------------------------
@@ -600,9 +611,12 @@ def _export(columns: np.ndarray, correction: HurdleCorrection, metadata: dict[st
         indices("expected_column", [PRIOR_NAMES.index("log_expected_transactions")]),
         indices("any_column", [PRIOR_NAMES.index("log_any_purchase")]),
         indices("value_column", [PRIOR_NAMES.index("log_transaction_value")]),
+        indices("shrunk_column", [PRIOR_NAMES.index("log_shrunk_value")]),
         indices("positive_class", [1]),
         helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
         helper.make_tensor("one", TensorProto.FLOAT, [], [1.0]),
+        helper.make_tensor("shrunk_share", TensorProto.FLOAT, [], [correction.shrunk_share]),
+        helper.make_tensor("correction_share", TensorProto.FLOAT, [], [1.0 - correction.shrunk_share]),
     ]
     nodes = [
         helper.make_node("Gather", [INPUT_NAME, "used_columns"], ["used_features"], axis=1),
@@ -642,7 +656,13 @@ def _export(columns: np.ndarray, correction: HurdleCorrection, metadata: dict[st
         helper.make_node("Mul", ["any_probability", "days_given_any"], [OUTPUT_NAMES[0]]),
         helper.make_node("Add", ["log_expected", "log_value"], ["log_expected_spend"]),
         helper.make_node("Add", [spend_score, "log_expected_spend"], ["spend_log"]),
-        helper.make_node("Exp", ["spend_log"], [OUTPUT_NAMES[1]]),
+        helper.make_node("Exp", ["spend_log"], ["corrected_spend"]),
+        helper.make_node("Gather", [PRIOR_INPUT_NAME, "shrunk_column"], ["log_shrunk"], axis=1),
+        helper.make_node("Exp", ["log_shrunk"], ["shrunk_value"]),
+        helper.make_node("Mul", [OUTPUT_NAMES[0], "shrunk_value"], ["shrunk_spend"]),
+        helper.make_node("Mul", ["corrected_spend", "correction_share"], ["corrected_part"]),
+        helper.make_node("Mul", ["shrunk_spend", "shrunk_share"], ["shrunk_part"]),
+        helper.make_node("Add", ["corrected_part", "shrunk_part"], [OUTPUT_NAMES[1]]),
     ]
     graph = helper.make_graph(
         nodes, "tailor_ltv",

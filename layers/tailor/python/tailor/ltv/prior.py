@@ -17,22 +17,27 @@ import numpy as np
 
 from tailor.ltv.features import ABSENT, FEATURE_NAMES
 
-__all__ = ["BGNBD_PARAMS", "CORRECTION_COLUMNS", "CORRECTION_PRIOR", "PRIOR_NAMES", "alive_probability",
-           "any_purchase_probability", "expected_transactions", "gamma_gamma_mean", "hyp2f1", "prior_matrix",
-           "purchase_history", "shrunk_value"]
+__all__ = ["BGNBD_PARAMS", "CORRECTION_COLUMNS", "CORRECTION_PRIOR", "PRIOR_NAMES", "SHRUNK_VALUE_DAYS",
+           "alive_probability", "any_purchase_probability", "expected_transactions", "gamma_gamma_mean", "hyp2f1",
+           "prior_matrix", "purchase_history", "shrunk_value"]
 
 # What the prior hands the model for each shopper, in this order (a new quantity goes last, so that
 # models built before it read the columns they knew). The correction sees CORRECTION_PRIOR: the
 # expected rate (per week) rather than the total, and the horizon apart, so that a longer horizon
 # than its label windows reads as the longest it learned, not as a keener shopper; and the chance
-# of any purchase day at all, which the model's first stage refines.
+# of any purchase day at all, which the model's first stage refines. The value shrunk by SHRUNK_VALUE_DAYS is
+# what models that spend part of their forecast at it read (not the correction).
 PRIOR_NAMES = ("alive_probability", "log_expected_rate", "log_transaction_value", "horizon_weeks",
-               "log_expected_transactions", "log_any_purchase")
+               "log_expected_transactions", "log_any_purchase", "log_shrunk_value")
 CORRECTION_PRIOR = ("alive_probability", "log_expected_rate", "log_transaction_value", "horizon_weeks",
                     "log_any_purchase")
 CORRECTION_COLUMNS = tuple(PRIOR_NAMES.index(name) for name in CORRECTION_PRIOR)
 
 BGNBD_PARAMS = ("r", "alpha", "a", "b")
+# Purchase days at the shop's mean value that a buyer's own mean value is shrunk towards it with, for the spend
+# forecast's second part: Gamma-Gamma's weight ranks spenders by one cheap or dear order more than their later
+# spend bears out.
+SHRUNK_VALUE_DAYS = 3.0
 _COLUMN = {name: i for i, name in enumerate(FEATURE_NAMES)}
 _SERIES_TERMS = 4000  # enough for |z| <= 0.995 at the precision below
 _SERIES_TOLERANCE = 1e-13
@@ -46,7 +51,7 @@ def prior_matrix(features: np.ndarray, prior: Mapping[str, Any], weeks: float) -
     "mean_transaction_value" and, when fitted, the "gamma_gamma" spend parameters. A buyer's
     transaction value is their mean shrunk towards the shop's as Gamma-Gamma weighs it (Fader,
     Hardie & Lee 2005), or by one pseudo transaction at the shop's mean without it, so that one
-    cheap first order does not make them worthless.
+    cheap first order does not make them worthless; the last column shrinks it by SHRUNK_VALUE_DAYS.
     """
     f = np.asarray(features, dtype=np.float64)
     transactions = f[:, _COLUMN["transactions"]]
@@ -64,9 +69,11 @@ def prior_matrix(features: np.ndarray, prior: Mapping[str, Any], weeks: float) -
     else:
         value = shrunk_value(revenue, count, shop_value, 1.0)
     log_expected = np.log(np.maximum(expected, 1e-9))
+    shrunk = shrunk_value(revenue, count, shop_value, SHRUNK_VALUE_DAYS)
     return np.column_stack([alive, log_expected - np.log(weeks), np.log(np.maximum(value, 1e-9)),
                             np.full(len(f), float(weeks)), log_expected,
-                            np.log(np.maximum(any_purchase, 1e-9))]).astype(np.float32)
+                            np.log(np.maximum(any_purchase, 1e-9)),
+                            np.log(np.maximum(shrunk, 1e-9))]).astype(np.float32)
 
 
 def purchase_history(features: np.ndarray) -> tuple[np.ndarray, ...]:
