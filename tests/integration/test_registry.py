@@ -137,8 +137,8 @@ def test_the_training_command_learns_from_the_archive_and_publishes(aws, capsys)
     first_day = events[0]["timestamp"][:10]
     assert {e["timestamp"][:10] for e in archived_events(s3, until=first_day)} == {first_day}
 
-    arguments = ["--archive", BUCKET, "--publish", "--eval-days", "2", "--max-moments", "150", "--max-eval-moments", "80",
-                 "--max-candidates", "50", "--iterations", "10"]
+    arguments = ["--archive", BUCKET, "--publish", "--eval-days", "2", "--max-moments", "150",
+                 "--max-eval-moments", "80", "--max-candidates", "50", "--iterations", "10"]
     # The registry has no ranker yet, so the stack serves the layer's default, which this small retrain does not beat
     assert ranker_training.main(arguments) == 1
     assert "not published" in capsys.readouterr().err and ModelRegistry(s3).current_version(MODEL_NAME) is None

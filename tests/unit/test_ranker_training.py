@@ -220,7 +220,8 @@ def test_deliver_leaves_a_better_incumbent_in_place_unless_forced(tmp_path, monk
     worse = model_output.Incumbent("ranker:S", "NDCG@10", score=0.1, new_score=0.2)
     args = argparse.Namespace(out=None, write_default=True, publish=False, force=False)
     delivery = model_output.deliver(args, "ranker", b"graph", {}, incumbents={model_output.DEFAULT: better})
-    assert delivery == model_output.Delivery(refused=(model_output.DEFAULT,)) and not (tmp_path / "ranker.onnx").exists()
+    assert delivery == model_output.Delivery(refused=(model_output.DEFAULT,))
+    assert not (tmp_path / "ranker.onnx").exists()
     assert "not made the default: it scores NDCG@10 0.2000 where ranker:S" in capsys.readouterr().err
     assert model_output.deliver(args, "ranker", b"graph", {}, incumbents={model_output.DEFAULT: worse}).refused == ()
     assert (tmp_path / "ranker.onnx").read_bytes() == b"graph"

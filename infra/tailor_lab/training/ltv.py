@@ -83,10 +83,10 @@ from tailor.models.registry import ModelRegistry
 from tailor.shopper import ShopperState, fold_shopper
 from tailor.store.port import BlobStore
 
-__all__ = ["AGE_FEATURES", "HurdleCorrection", "QUOTE_LEVELS", "SHRUNK_SPEND_SHARE", "Snapshot", "TooLittleHistory", "TrainedLtv",
-           "buyer_summary", "correction_columns", "correction_input", "fit_bgnbd", "fit_booster", "fit_gamma_gamma",
-           "fit_prior", "leaf_size", "least_error_level", "ltv_metrics", "minimize_robustly", "parse_events",
-           "replay_snapshots", "retrain_from_archive", "totals_level", "train_ltv"]
+__all__ = ["AGE_FEATURES", "HurdleCorrection", "QUOTE_LEVELS", "SHRUNK_SPEND_SHARE", "Snapshot", "TooLittleHistory",
+           "TrainedLtv", "buyer_summary", "correction_columns", "correction_input", "fit_bgnbd", "fit_booster",
+           "fit_gamma_gamma", "fit_prior", "leaf_size", "least_error_level", "ltv_metrics", "minimize_robustly",
+           "parse_events", "replay_snapshots", "retrain_from_archive", "totals_level", "train_ltv"]
 
 # Fewer, shallower rounds than usual: the correction to a good prior is small, and dry runs inside
 # the CDNOW calibration period ranked shoppers better with 100 rounds than with 200 or 400.

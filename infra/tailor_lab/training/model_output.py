@@ -50,7 +50,8 @@ class Delivery:
     refused: tuple[str, ...] = ()
 
 
-def add_output_arguments(parser: argparse.ArgumentParser, *, write_default: bool = True, compared: bool = False) -> None:
+def add_output_arguments(parser: argparse.ArgumentParser, *, write_default: bool = True,
+                         compared: bool = False) -> None:
     """--out, --publish, --bucket, --endpoint-url, --json, (where a default model ships) --write-default and (where
     the command scores the model it would replace) --force."""
     parser.add_argument("--out", type=Path, help="write model.onnx and metadata.json into this directory")

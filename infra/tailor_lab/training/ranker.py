@@ -68,7 +68,15 @@ from tailor.ranking.scoring import INPUT_NAME, METADATA_KEY, OUTPUT_NAME, Probab
 from tailor.store.port import TABLES
 from tailor_lab.datasets import json_lines
 
-from .model_output import DEFAULT, REGISTRY, Incumbent, add_output_arguments, check_output_arguments, deliver, s3_blobs
+from .model_output import (
+    DEFAULT,
+    REGISTRY,
+    Incumbent,
+    add_output_arguments,
+    check_output_arguments,
+    deliver,
+    s3_blobs,
+)
 from .onnx_export import classifier_graph, with_metadata
 
 __all__ = ["Examples", "Replay", "ReplayStore", "TrainedRanker", "build_examples", "evaluate", "incumbents", "main",
@@ -391,12 +399,12 @@ def incumbents(evaluation: dict[str, Any]) -> dict[str, Incumbent]:
     new = metrics[TRAINED_BLEND]["ndcg_at_10"]
     basis = f"the same {metrics[TRAINED_BLEND]['requests_with_purchase']} requests followed by a purchase"
     found = {}
-    for target, version, blend, where in ((DEFAULT, evaluation.get("shipped_version"), SHIPPED_BLEND, "the layer's default"),
-                                          (REGISTRY, evaluation.get("published_version"), PUBLISHED_BLEND,
-                                           "the registry's current")):
+    for target, version, blend, where in (
+            (DEFAULT, evaluation.get("shipped_version"), SHIPPED_BLEND, "the layer's default"),
+            (REGISTRY, evaluation.get("published_version"), PUBLISHED_BLEND, "the registry's current")):
         if version:
-            found[target] = Incumbent(f"{MODEL_NAME}:{version} ({where})", "NDCG@10", metrics[blend]["ndcg_at_10"], new,
-                                      basis)
+            found[target] = Incumbent(f"{MODEL_NAME}:{version} ({where})", "NDCG@10", metrics[blend]["ndcg_at_10"],
+                                      new, basis)
     if REGISTRY not in found and DEFAULT in found:
         found[REGISTRY] = found[DEFAULT]
     return found
