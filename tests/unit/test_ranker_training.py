@@ -82,7 +82,9 @@ def test_training_and_serving_compute_the_same_features_on_the_same_events(with_
 
 def test_examples_come_from_an_earlier_window_than_the_evaluation_and_label_later_purchases():
     train, held_out = examples()
-    assert train.gathered and held_out.gathered
+    assert train.requests and held_out.gathered
+    # training keeps its requests' features, not the rows each read (the evaluation re-ranks its own, so keeps them)
+    assert not train.gathered and len(train.features) == train.requests
     assert train.end + 24 * 3600 <= held_out.start
     assert train.positives > 0 and held_out.positives > 0
     stream = parse_events(simulated())
@@ -103,7 +105,7 @@ def test_the_exported_model_scores_as_scikit_learn_did():
     expected = trained().estimator.predict_proba(X[:500])[:, 1]
     np.testing.assert_allclose(model.predict(X[:500]), expected, rtol=1e-4, atol=1e-5)
     assert model.feature_names == FEATURE_NAMES
-    assert trained().metadata["training"] == {"requests": len(train.gathered), "rows": train.rows,
+    assert trained().metadata["training"] == {"requests": train.requests, "rows": train.rows,
                                             "positives": train.positives}
 
 

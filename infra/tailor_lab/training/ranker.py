@@ -174,16 +174,23 @@ class ReplayStore:
 
 @dataclass
 class Examples:
-    """Feed requests at sampled moments: their gathered candidates and which of them the shopper bought."""
+    """Feed requests at sampled moments: their candidates' features, which of them the shopper bought and, with
+    `keeps_gathered` (what the evaluation re-ranks), the gathered requests themselves. Training keeps only the
+    features: a gathered request holds its own copies of every row it read, about half a run's memory."""
 
+    keeps_gathered: bool = True
     gathered: list[Gathered] = field(default_factory=list)
+    features: list[np.ndarray] = field(default_factory=list)  # float32, where the gathered requests are not kept
     labels: list[np.ndarray] = field(default_factory=list)
     purchases: int = 0  # items bought within the horizon, candidates or not
     start: float | None = None
     end: float | None = None
 
     def add(self, gathered: Gathered, bought: set[str], moment: float) -> None:
-        self.gathered.append(gathered)
+        if self.keeps_gathered:
+            self.gathered.append(gathered)
+        else:
+            self.features.append(gathered.features.astype(np.float32))
         self.labels.append(np.fromiter((i in bought for i in gathered.candidates.ids), dtype=bool,
                                        count=len(gathered.candidates)))
         self.purchases += len(bought)
@@ -191,10 +198,14 @@ class Examples:
         self.end = moment if self.end is None else max(self.end, moment)
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        if not self.gathered:
+        if not self.labels:
             raise ValueError("no feed requests to learn from")
-        return (np.vstack([g.features for g in self.gathered]).astype(np.float32),
-                np.concatenate(self.labels).astype(np.int8))
+        blocks = [g.features for g in self.gathered] if self.keeps_gathered else self.features
+        return np.vstack(blocks).astype(np.float32), np.concatenate(self.labels).astype(np.int8)
+
+    @property
+    def requests(self) -> int:
+        return len(self.labels)
 
     @property
     def positives(self) -> int:
@@ -252,7 +263,7 @@ def build_examples(events: Iterable[dict | Event], *, eval_days: float = 3.0, ho
     pipeline = Pipeline(ReplayStore(replay), [], cache=RowCache(CACHE_TTL_SECONDS), max_candidates=max_candidates,
                         read_waves=None, wave_keys=None, prefetch=False,
                         factors=intent.factors if intent is not None else None)
-    sets = {"train": Examples(), "eval": Examples()}
+    sets = {"train": Examples(keeps_gathered=False), "eval": Examples()}
     position = 0
     started = time.perf_counter()
     for done, index in enumerate(sorted(chosen)):
@@ -302,7 +313,7 @@ def train_ranker(train: Examples, *, seed: int = 0, iterations: int | None = Non
         "target": "purchase of the candidate within the horizon after the request",
         "trained_at": _iso(trained_at.timestamp()),
         "training_window": {"start": _iso(train.start), "end": _iso(train.end)},
-        "training": {"requests": len(train.gathered), "rows": train.rows, "positives": train.positives},
+        "training": {"requests": train.requests, "rows": train.rows, "positives": train.positives},
         "model": {"library": "scikit-learn", "estimator": "HistGradientBoostingClassifier", **boosting},
         "library": _library_versions(),
     }
@@ -369,7 +380,7 @@ def run(events: Iterable[dict | Event], *, source: str, eval_days: float, horizo
     candidates_hit = sum(int(y.sum()) for y in held_out.labels)
     evaluation = {
         "window": {"start": _iso(held_out.start), "end": _iso(held_out.end)},
-        "requests": len(held_out.gathered),
+        "requests": held_out.requests,
         "rows": held_out.rows,
         "purchases_within_horizon": held_out.purchases,
         "purchases_among_candidates": candidates_hit,
