@@ -87,3 +87,21 @@ def test_the_command_writes_a_model_serving_loads_with_its_report(tmp_path, caps
     report = json.loads((tmp_path / "eval.json").read_text())
     assert report["model"] == served.label and report["purchase_proxy"] is None
     assert "macro F1" in capsys.readouterr().out
+
+
+def test_a_retrain_that_scores_below_the_shipped_model_is_not_made_the_default_unless_forced(tmp_path, monkeypatch,
+                                                                                           capsys):
+    import json
+
+    from tailor_lab.training import model_output
+    from tailor_lab.training.intent import main
+
+    monkeypatch.setattr(model_output, "DEFAULT_DIR", tmp_path)
+    arguments = ["--shoppers", "30", "--days", "0.5", "--write-default", "--json", str(tmp_path / "train.json")]
+    assert main(arguments) == 1
+    printed = capsys.readouterr()
+    assert "(the layer's default): macro F1" in printed.out and "not made the default" in printed.err
+    assert not (tmp_path / "intent.onnx").exists()
+    assert json.loads((tmp_path / "train.json").read_text())["refused"] == ["default"]
+    assert main(arguments + ["--force"]) == 0
+    assert (tmp_path / "intent.onnx").exists()

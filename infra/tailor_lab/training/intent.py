@@ -17,7 +17,11 @@ in tailor.intent.INTENTS order). Its metadata (names of its features, the classe
 the evaluation) is embedded in the graph and published with it.
 
     tailor train intent [--shoppers 48000 --days 4 --seed 7] [--eval-seed 8] [--out DIR] [--publish]
-                        [--write-default] [--json PATH]
+                        [--write-default] [--force] [--json PATH]
+
+The model the layer ships (and, with --publish, the registry's current one) is scored on the same held-out events;
+one that scores a lower macro F1 than the model it would replace is neither made the default nor published (the
+command exits 1) unless --force.
 
 `tailor evaluate intent` (tailor_lab.evaluation.intent) measures a model on held-out simulations and on
 Diginetica's real sessions.
@@ -36,10 +40,20 @@ from typing import Any
 
 from tailor.intent import INPUT_NAME, INTENT_FEATURES, INTENTS, METADATA_KEY, MODEL_NAME, OUTPUT_NAME, IntentModel
 from tailor.intent_filter import IntentFilter
-from tailor.models import model_version
+from tailor.models import ModelRegistry, model_version
 
 from .intent_truth import Examples, counted_filters, evaluate_simulated, format_simulated, simulated_examples
-from .model_output import add_output_arguments, check_output_arguments, deliver
+from .model_output import (
+    DEFAULT,
+    REGISTRY,
+    Incumbent,
+    add_output_arguments,
+    check_output_arguments,
+    deliver,
+    incumbents_from,
+    replaced_models,
+    s3_blobs,
+)
 from .onnx_export import classifier_graph, with_metadata
 
 __all__ = ["BOOSTING", "TrainedIntent", "train_intent", "main"]
@@ -99,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7, help="simulation seed of the training data (default 7)")
     parser.add_argument("--eval-seed", type=int, default=8, help="seed of the held-out simulation (default 8)")
     parser.add_argument("--threads", type=int, default=1, help="threads to fit with (default 1)")
-    add_output_arguments(parser)
+    add_output_arguments(parser, compared=True)
     args = parser.parse_args(argv)
     check_output_arguments(parser, args)
 
@@ -124,17 +138,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     trained = TrainedIntent(with_metadata(trained.onnx, METADATA_KEY, metadata), metadata, trained.estimator)
     print(f"intent {version}   data: {source}; {len(examples)} examples, fitted in {fit_seconds:.1f}s")
     print(format_simulated(evaluation))
+    replaced = _replaced(evaluation, held_out, ModelRegistry(s3_blobs(args)) if args.publish else None)
+    for incumbent in {id(i): i for i in replaced.values()}.values():
+        print(f"{incumbent.label}: macro F1 {incumbent.score:.4f} on the same events")
 
-    deliver(args, MODEL_NAME, trained.onnx, trained.metadata)
+    delivery = deliver(args, MODEL_NAME, trained.onnx, trained.metadata, incumbents=replaced)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"version": version, "data": source, "training": trained.metadata["training"],
-                                         "evaluation": evaluation, "seconds": round(time.perf_counter() - started, 1)},
+                                         "evaluation": evaluation, "seconds": round(time.perf_counter() - started, 1),
+                                         "published": delivery.published, "refused": list(delivery.refused)},
                                         indent=2) + "\n")
-    return 0
+    return 1 if delivery.refused else 0
 
 
 # -- helpers ----------------------------------------------------------------------------------------
+
+def _replaced(evaluation: dict[str, Any], held_out: Any, registry: ModelRegistry | None) -> dict[str, Incumbent]:
+    """The intent models the trained one would replace (model_output.DEFAULT, REGISTRY), each scored by macro F1 on
+    the held-out events the trained one was, its sessions folded with its own filter."""
+    shipped, published = replaced_models(MODEL_NAME, IntentModel.from_stored, registry)
+    scored = {target: (f"{model.label} ({where})",
+                       evaluate_simulated(model, held_out.events, held_out.truth)["methods"]["intent model"]["macro_f1"])
+              for target, model, where in ((DEFAULT, shipped, "the layer's default"),
+                                           (REGISTRY, published, "the registry's current"))
+              if model is not None}
+    return incumbents_from("macro F1", evaluation["methods"]["intent model"]["macro_f1"],
+                      f"the same {evaluation['examples']:,} held-out events", scored)
+
 
 def _export(classifier: Any, metadata: dict[str, Any]) -> bytes:
     """The classifier as one ONNX graph: "features" (float32, n x k) -> "probabilities" (n x 4)."""

@@ -6,16 +6,18 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from tailor.models import DEFAULT_DIR, ModelRegistry
+from tailor.models import DEFAULT_DIR, ModelRegistry, StoredModel, default_model
 from tailor.store.port import BlobStore
 
 __all__ = ["DEFAULT", "REGISTRY", "Delivery", "Incumbent", "add_output_arguments", "check_output_arguments", "deliver",
-           "s3_blobs"]
+           "incumbents_from", "replaced_models", "s3_blobs"]
+
+T = TypeVar("T")
 
 # Where a model can go that another already serves from: the layer's default, the registry's current version.
 DEFAULT = "default"
@@ -98,6 +100,35 @@ def deliver(args: argparse.Namespace, name: str, onnx: bytes, metadata: Mapping[
     published = ModelRegistry(s3_blobs(args)).publish(name, onnx, dict(metadata))
     print(f"published {name}:{published} to s3://{args.bucket}/models/{name}/ (current)")
     return Delivery(published, refused)
+
+
+def incumbents_from(metric: str, new_score: float, basis: str, scored: Mapping[str, tuple[str, float]]
+                    ) -> dict[str, Incumbent]:
+    """Each target's incumbent from `scored` (target -> the label and score of the model there). A registry without
+    a current model of its own serves the layer's default, so publishing is weighed against that."""
+    found = {target: Incumbent(label, metric, score, new_score, basis) for target, (label, score) in scored.items()}
+    if REGISTRY not in found and DEFAULT in found:
+        found[REGISTRY] = found[DEFAULT]
+    return found
+
+
+def replaced_models(name: str, build: Callable[[StoredModel], T], registry: ModelRegistry | None = None
+                    ) -> tuple[T | None, T | None]:
+    """The models of `name` a delivery would replace that this code can score (`build` refuses the others): the
+    layer's default, and the registry's current version where `registry` has one other than the default."""
+    def built(stored: Callable[[], StoredModel], where: str) -> T | None:
+        try:
+            return build(stored())
+        except (OSError, LookupError, ValueError) as exc:
+            print(f"  {where} {name} model is not compared: {exc}", file=sys.stderr)
+            return None
+
+    shipped = built(lambda: default_model(name), "the shipped")
+    if registry is None or registry.current_version(name) is None:
+        return shipped, None
+    current = built(lambda: registry.fetch(name), "the registry's current")
+    same = current is not None and shipped is not None and current.version == shipped.version
+    return shipped, None if same else current
 
 
 def s3_blobs(args: argparse.Namespace, bucket: str | None = None) -> BlobStore:

@@ -49,7 +49,7 @@ from tailor.events import Event, parse_event
 from tailor.ingest.derive import Contribution
 from tailor.ingest.fold import fold_batch
 from tailor.ingest.intent import SessionIntent
-from tailor.models import ModelRegistry, default_model, load_model, model_version
+from tailor.models import ModelRegistry, model_version
 from tailor.ranking import (
     DEFAULT_WEIGHTS,
     FEATURE_NAMES,
@@ -75,12 +75,14 @@ from .model_output import (
     add_output_arguments,
     check_output_arguments,
     deliver,
+    incumbents_from,
+    replaced_models,
     s3_blobs,
 )
 from .onnx_export import classifier_graph, with_metadata
 
 __all__ = ["Examples", "Replay", "ReplayStore", "TrainedRanker", "build_examples", "evaluate", "incumbents", "main",
-           "published_model", "train_ranker"]
+           "train_ranker"]
 
 DAY = 86_400.0
 BOOSTING = {"max_iter": 150, "learning_rate": 0.1, "max_leaf_nodes": 15, "min_samples_leaf": 40,
@@ -347,10 +349,10 @@ def evaluate(pipeline: Pipeline, examples: Examples, strategies: dict[str, tuple
 
 def run(events: Iterable[dict | Event], *, source: str, eval_days: float, horizon_hours: float, max_moments: int,
         max_eval_moments: int, max_candidates: int, seed: int, iterations: int | None = None,
-        threads: int = 1, progress: bool = False, published: RankingModel | None = None
-        ) -> tuple[TrainedRanker, dict[str, Any]]:
+        threads: int = 1, progress: bool = False, shipped: RankingModel | None = None,
+        published: RankingModel | None = None) -> tuple[TrainedRanker, dict[str, Any]]:
     """Examples, training and evaluation: the trained model (its metadata holding the metrics) and a report, the
-    ranker the layer ships and `published` (a registry's current one) scored on the same requests.
+    ranker the layer ships (`shipped`) and a registry's current one (`published`) scored on the same requests.
     State is replayed as a new stack keeps it: session intent from the shipped intent model."""
     started = time.perf_counter()
     intent = SessionIntent.shipped()
@@ -367,7 +369,6 @@ def run(events: Iterable[dict | Event], *, source: str, eval_days: float, horizo
         "commercial performance alone": (ConversionPrior(), {"commercial": 1.0}),
         "untrained blend (purchase rate as probability)": (ConversionPrior(), feed),
     }
-    shipped = _shipped_model()
     if shipped is not None:  # what a new stack serves today, on the same requests: does retraining pay?
         strategies["shipped model alone"] = (shipped, {"probability": 1.0})
         strategies[SHIPPED_BLEND] = (shipped, feed)
@@ -407,39 +408,15 @@ def incumbents(evaluation: dict[str, Any]) -> dict[str, Incumbent]:
     of the blend the feed serves with it: the layer's default, and the registry's current version (or, where the
     registry has none, the default it then serves)."""
     metrics = evaluation["metrics"]
-    new = metrics[TRAINED_BLEND]["ndcg_at_10"]
-    basis = f"the same {metrics[TRAINED_BLEND]['requests_with_purchase']} requests followed by a purchase"
-    found = {}
-    for target, version, blend, where in (
-            (DEFAULT, evaluation.get("shipped_version"), SHIPPED_BLEND, "the layer's default"),
-            (REGISTRY, evaluation.get("published_version"), PUBLISHED_BLEND, "the registry's current")):
-        if version:
-            found[target] = Incumbent(f"{MODEL_NAME}:{version} ({where})", "NDCG@10", metrics[blend]["ndcg_at_10"],
-                                      new, basis)
-    if REGISTRY not in found and DEFAULT in found:
-        found[REGISTRY] = found[DEFAULT]
-    return found
+    scored = {target: (f"{MODEL_NAME}:{version} ({where})", metrics[blend]["ndcg_at_10"])
+              for target, version, blend, where in (
+                  (DEFAULT, evaluation.get("shipped_version"), SHIPPED_BLEND, "the layer's default"),
+                  (REGISTRY, evaluation.get("published_version"), PUBLISHED_BLEND, "the registry's current"))
+              if version}
+    return incumbents_from("NDCG@10", metrics[TRAINED_BLEND]["ndcg_at_10"],
+                   f"the same {metrics[TRAINED_BLEND]['requests_with_purchase']} requests followed by a purchase", scored)
 
 
-def published_model(registry: ModelRegistry | None) -> RankingModel | None:
-    """The registry's current ranker, where it has one other than the layer's default that this code can score."""
-    if registry is None or registry.current_version(MODEL_NAME) is None:
-        return None
-    try:
-        current = RankingModel.from_stored(registry.fetch(MODEL_NAME))
-    except (OSError, LookupError, ValueError) as exc:  # serving would fall back to the default too
-        print(f"  the registry's current ranker is not compared: {exc}", file=sys.stderr)
-        return None
-    return None if current.version == default_model(MODEL_NAME).version else current
-
-
-def _shipped_model() -> RankingModel | None:
-    """The ranker shipped in the layer, if its features are the ones this code computes."""
-    try:
-        return load_model(MODEL_NAME, None, build=RankingModel.from_stored)  # no registry: the shipped default
-    except (OSError, LookupError, ValueError) as exc:
-        print(f"  the shipped ranker is not compared: {exc}", file=sys.stderr)
-        return None
 
 
 # -- event sources ----------------------------------------------------------------------------------
@@ -491,8 +468,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     trained, report = run(events, source=source, eval_days=args.eval_days, horizon_hours=args.horizon_hours,
                           max_moments=args.max_moments, max_eval_moments=args.max_eval_moments,
                           max_candidates=args.max_candidates, seed=args.seed, iterations=args.iterations,
-                          threads=args.threads, progress=True,
-                          published=published_model(ModelRegistry(s3_blobs(args)) if args.publish else None))
+                          threads=args.threads, progress=True, **dict(zip(("shipped", "published"), replaced_models(
+                              MODEL_NAME, RankingModel.from_stored, ModelRegistry(s3_blobs(args)) if args.publish
+                              else None))))
     version = model_version(trained.onnx, trained.metadata["trained_at"])
     trained.metadata["version"] = version
     print(format_report(report, version, source))
