@@ -164,7 +164,7 @@ def _replaced(evaluation: dict[str, Any], held_out: Any, registry: ModelRegistry
                                            (REGISTRY, published, "the registry's current"))
               if model is not None}
     return incumbents_from("macro F1", evaluation["methods"]["intent model"]["macro_f1"],
-                      f"the same {evaluation['examples']:,} held-out events", scored)
+                           f"the same {evaluation['examples']:,} held-out events", scored)
 
 
 def _export(classifier: Any, metadata: dict[str, Any]) -> bytes:

@@ -413,10 +413,8 @@ def incumbents(evaluation: dict[str, Any]) -> dict[str, Incumbent]:
                   (DEFAULT, evaluation.get("shipped_version"), SHIPPED_BLEND, "the layer's default"),
                   (REGISTRY, evaluation.get("published_version"), PUBLISHED_BLEND, "the registry's current"))
               if version}
-    return incumbents_from("NDCG@10", metrics[TRAINED_BLEND]["ndcg_at_10"],
-                   f"the same {metrics[TRAINED_BLEND]['requests_with_purchase']} requests followed by a purchase", scored)
-
-
+    basis = f"the same {metrics[TRAINED_BLEND]['requests_with_purchase']} requests followed by a purchase"
+    return incumbents_from("NDCG@10", metrics[TRAINED_BLEND]["ndcg_at_10"], basis, scored)
 
 
 # -- event sources ----------------------------------------------------------------------------------
