@@ -32,10 +32,9 @@ class LocalUp:
         self._up.wait(timeout_s)
         return [line.rstrip("\n") for line in self.lines]
 
-    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> float:
-        """Ctrl-C, and the seconds it took to stop. One still running after `timeout_s` has every thread's stack
-        dumped (SIGUSR1), is killed, and fails the test with the end of what it wrote."""
-        asked = time.monotonic()
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        """Ctrl-C. One still running after `timeout_s` has every thread's stack dumped (SIGUSR1), is killed, and
+        fails the test with the end of what it wrote."""
         self.process.send_signal(signal.SIGINT)
         try:
             self.process.wait(timeout=timeout_s)
@@ -48,7 +47,6 @@ class LocalUp:
             tail = "".join(self.lines[-200:])
             raise AssertionError(f"`tailor local up` did not stop within {timeout_s} s of Ctrl-C; it wrote:\n{tail}")
         self._reader.join(5.0)
-        return time.monotonic() - asked
 
     def _read(self) -> None:
         assert self.process.stderr is not None
@@ -57,4 +55,3 @@ class LocalUp:
             if UP_LINE in line:
                 self._up.set()
         self._up.set()  # the process ended: nobody waits for a line that will not come
-

@@ -40,7 +40,7 @@ from typing import Any
 
 from tailor.intent import INPUT_NAME, INTENT_FEATURES, INTENTS, METADATA_KEY, MODEL_NAME, OUTPUT_NAME, IntentModel
 from tailor.intent_filter import IntentFilter
-from tailor.models import ModelRegistry, model_version
+from tailor.models import model_version
 
 from .intent_truth import Examples, counted_filters, evaluate_simulated, format_simulated, simulated_examples
 from .model_output import (
@@ -52,7 +52,6 @@ from .model_output import (
     deliver,
     incumbents_from,
     replaced_models,
-    s3_blobs,
 )
 from .onnx_export import classifier_graph, with_metadata
 
@@ -138,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     trained = TrainedIntent(with_metadata(trained.onnx, METADATA_KEY, metadata), metadata, trained.estimator)
     print(f"intent {version}   data: {source}; {len(examples)} examples, fitted in {fit_seconds:.1f}s")
     print(format_simulated(evaluation))
-    replaced = _replaced(evaluation, held_out, ModelRegistry(s3_blobs(args)) if args.publish else None)
+    replaced = _replaced(evaluation, held_out, args)
     for incumbent in {id(i): i for i in replaced.values()}.values():
         print(f"{incumbent.label}: macro F1 {incumbent.score:.4f} on the same events")
 
@@ -147,17 +146,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"version": version, "data": source, "training": trained.metadata["training"],
                                          "evaluation": evaluation, "seconds": round(time.perf_counter() - started, 1),
-                                         "published": delivery.published, "refused": list(delivery.refused)},
-                                        indent=2) + "\n")
-    return 1 if delivery.refused else 0
+                                         **delivery.report}, indent=2) + "\n")
+    return delivery.exit_code
 
 
 # -- helpers ----------------------------------------------------------------------------------------
 
-def _replaced(evaluation: dict[str, Any], held_out: Any, registry: ModelRegistry | None) -> dict[str, Incumbent]:
+def _replaced(evaluation: dict[str, Any], held_out: Any, args: argparse.Namespace) -> dict[str, Incumbent]:
     """The intent models the trained one would replace (model_output.DEFAULT, REGISTRY), each scored by macro F1 on
     the held-out events the trained one was, its sessions folded with its own filter."""
-    shipped, published = replaced_models(MODEL_NAME, IntentModel.from_stored, registry)
+    shipped, published = replaced_models(MODEL_NAME, IntentModel.from_stored, args)
     scored = {target: (f"{model.label} ({where})",
                        evaluate_simulated(model, held_out.events, held_out.truth)["methods"]["intent model"]["macro_f1"])
               for target, model, where in ((DEFAULT, shipped, "the layer's default"),

@@ -51,6 +51,16 @@ class Delivery:
     published: str | None = None
     refused: tuple[str, ...] = ()
 
+    @property
+    def report(self) -> dict[str, Any]:
+        """What the command's JSON report says of it."""
+        return {"published": self.published, "refused": list(self.refused)}
+
+    @property
+    def exit_code(self) -> int:
+        """The command's: 1 where a target was refused, so a script notices."""
+        return 1 if self.refused else 0
+
 
 def add_output_arguments(parser: argparse.ArgumentParser, *, write_default: bool = True,
                          compared: bool = False) -> None:
@@ -112,10 +122,13 @@ def incumbents_from(metric: str, new_score: float, basis: str, scored: Mapping[s
     return found
 
 
-def replaced_models(name: str, build: Callable[[StoredModel], T], registry: ModelRegistry | None = None
+def replaced_models(name: str, build: Callable[[StoredModel], T], args: argparse.Namespace
                     ) -> tuple[T | None, T | None]:
-    """The models of `name` a delivery would replace that this code can score (`build` refuses the others): the
-    layer's default, and the registry's current version where `registry` has one other than the default."""
+    """The models of `name` the delivery the arguments ask for would replace that this code can score (`build`
+    refuses the others): the layer's default, and, with --publish, the registry's current version where it has one
+    other than the default."""
+    registry = ModelRegistry(s3_blobs(args)) if args.publish else None
+
     def built(stored: Callable[[], StoredModel], where: str) -> T | None:
         try:
             return build(stored())

@@ -49,7 +49,7 @@ from tailor.events import Event, parse_event
 from tailor.ingest.derive import Contribution
 from tailor.ingest.fold import fold_batch
 from tailor.ingest.intent import SessionIntent
-from tailor.models import ModelRegistry, model_version
+from tailor.models import model_version
 from tailor.ranking import (
     DEFAULT_WEIGHTS,
     FEATURE_NAMES,
@@ -463,12 +463,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_output_arguments(parser, args)
 
     events, source = _events(args, parser)
+    shipped, published = replaced_models(MODEL_NAME, RankingModel.from_stored, args)
     trained, report = run(events, source=source, eval_days=args.eval_days, horizon_hours=args.horizon_hours,
                           max_moments=args.max_moments, max_eval_moments=args.max_eval_moments,
                           max_candidates=args.max_candidates, seed=args.seed, iterations=args.iterations,
-                          threads=args.threads, progress=True, **dict(zip(("shipped", "published"), replaced_models(
-                              MODEL_NAME, RankingModel.from_stored, ModelRegistry(s3_blobs(args)) if args.publish
-                              else None))))
+                          threads=args.threads, progress=True, shipped=shipped, published=published)
     version = model_version(trained.onnx, trained.metadata["trained_at"])
     trained.metadata["version"] = version
     print(format_report(report, version, source))
@@ -476,9 +475,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     delivery = deliver(args, MODEL_NAME, trained.onnx, trained.metadata, incumbents=incumbents(report["evaluation"]))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({**report, "version": version, "data": source, "published": delivery.published,
-                                         "refused": list(delivery.refused)}, indent=2) + "\n")
-    return 1 if delivery.refused else 0
+        args.json.write_text(json.dumps({**report, "version": version, "data": source, **delivery.report},
+                                        indent=2) + "\n")
+    return delivery.exit_code
 
 
 def format_report(report: dict[str, Any], version: str, source: str) -> str:
