@@ -47,6 +47,11 @@ def test_training_never_sees_events_at_or_after_as_of(history, trained):
     assert trained.metadata["label_weeks"] == [4, 2]
     # The backtest trains the same recipe two weeks earlier and scores what shoppers did until as_of.
     assert trained.metadata["backtest"]["weeks"] == 2 and trained.metadata["backtest"]["customers"] > 0
+    # It also chose each forecast's share of the correction, the rest BG/NBD's own.
+    weights = trained.metadata["correction_weights"]
+    assert weights["chosen_on"] == "backtest"
+    assert weights["transactions"] in ltv_training.CORRECTION_WEIGHTS and weights["spend"] in ltv_training.CORRECTION_WEIGHTS
+    assert set(weights["mae_by_weight"]) == {f"{w:g}" for w in ltv_training.CORRECTION_WEIGHTS}
 
 
 def test_snapshots_count_what_came_before_each_moment(history):
@@ -69,12 +74,14 @@ def test_onnx_scores_match_the_fitted_prior_and_boosters(history):
     metadata = {"feature_names": list(FEATURE_NAMES), "horizon_weeks": 4, "prior": fitted.prior,
                 "count": {"dispersion": fitted.dispersion, "level": fitted.level, "spend_level": fitted.spend_level},
                 "baseline": np.median(fitted.current, 0).tolist(), "spend_quantiles": np.linspace(0, 100, 11).tolist()}
-    model = LtvModel(ltv_training._export(fitted.columns, fitted.correction, metadata))
-    for weeks in (4, 1.5):
-        expected_t, expected_s = fitted.predict(fitted.current, weeks)
-        got = model.predict(fitted.current, horizon_weeks=weeks, batch_size=64)  # several batches
-        np.testing.assert_allclose(got.transactions, expected_t, rtol=2e-4)
-        np.testing.assert_allclose(got.spend, expected_s, rtol=2e-4)
+    for weights in ((1.0, 1.0), (0.25, 0.75)):  # the correction's shares of the forecasts, the rest the prior's
+        fitted.correction.days_weight, fitted.correction.spend_weight = weights
+        model = LtvModel(ltv_training._export(fitted.columns, fitted.correction, metadata))
+        for weeks in (4, 1.5):
+            expected_t, expected_s = fitted.predict(fitted.current, weeks)
+            got = model.predict(fitted.current, horizon_weeks=weeks, batch_size=64)  # several batches
+            np.testing.assert_allclose(got.transactions, expected_t, rtol=2e-4)
+            np.testing.assert_allclose(got.spend, expected_s, rtol=2e-4)
 
 
 def test_model_ranks_active_shoppers_above_lapsed_ones(history, trained):
@@ -281,8 +288,32 @@ def test_the_hurdle_forecasts_the_chance_of_buying_times_the_purchase_days_of_th
     share = ltv_training.SHRUNK_SPEND_SHARE
     corrected = ltv_training.HurdleCorrection(shrunk_share=0.0).fit(X, prior, days, spend).predict(X, prior)[1]
     np.testing.assert_allclose(predicted_spend, (1 - share) * corrected + share * predicted_days * 40.0, rtol=1e-5)
+    # Weighed with the prior's own forecasts: its expected purchase days, and those at its transaction value.
+    hurdle.days_weight, hurdle.spend_weight = 0.25, 0.5
+    blended_days, blended_spend = hurdle.predict(X, prior)
+    np.testing.assert_allclose(blended_days, 0.25 * predicted_days + 0.75 * expected, rtol=1e-5)
+    np.testing.assert_allclose(blended_spend, 0.5 * predicted_spend + 0.5 * expected * 20.0, rtol=1e-5)
     with pytest.raises(ltv_training.TooLittleHistory):
         ltv_training.HurdleCorrection().fit(X, prior, np.zeros(n), np.zeros(n))
+
+
+def test_the_backtest_chooses_each_forecasts_share_of_the_correction_by_its_own_measure():
+    rng = np.random.default_rng(5)
+    n = 3000
+    days = rng.poisson(1.0, n).astype(float)
+    spend = days * rng.uniform(10, 30, n)
+    noise = rng.uniform(-0.5, 0.5, n)
+    # Purchase days: the prior is off by less than half a day and the correction by three, so the prior's alone is
+    # off by the fewest. Spend: the correction ranks it exactly and the prior by chance, so the correction's alone.
+    choice = ltv_training.choose_correction_weights((days + 3.0, spend), (days + noise, noise), days, spend)
+    assert (choice["transactions"], choice["spend"]) == (0.0, 1.0) and choice["chosen_on"] == "backtest"
+    mae = choice["mae_by_weight"]
+    assert mae["0"] == pytest.approx(np.abs(noise).mean(), rel=1e-5) and mae["0"] < mae["0.5"] < mae["1"]
+    # The other way round; and on a tie, the correction's.
+    swapped = ltv_training.choose_correction_weights((days + noise, noise), (days + 3.0, spend), days, spend)
+    assert (swapped["transactions"], swapped["spend"]) == (1.0, 0.0)
+    tie = ltv_training.choose_correction_weights((np.ones(n), spend), (np.ones(n), spend), days, spend)
+    assert (tie["transactions"], tie["spend"]) == (1.0, 1.0)
 
 
 def test_a_model_built_before_the_prior_had_its_last_columns_scores_with_those_it_knew(trained):
@@ -354,7 +385,9 @@ def test_train_command_trains_on_an_events_file_and_writes_the_model(tmp_path, h
     events.write_text("".join(json.dumps(e) + "\n" for e in history if e["timestamp"] < AS_OF.isoformat()))
     assert main(["--events", str(events), "--as-of", AS_OF.isoformat(), "--horizon-weeks", "4",
                  "--out", str(tmp_path / "model"), "--json", str(tmp_path / "report.json")]) == 0
-    assert "backtest over the last 2 weeks" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "backtest over the last 2 weeks" in printed and "the correction's share chosen on it" in printed
+    assert "correction_weights" in json.loads((tmp_path / "report.json").read_text())
     model = LtvModel.load(tmp_path / "model" / "model.onnx")
     assert model.horizon_weeks == 4
     # The version a shipped default is known by is the one embedded in the graph.

@@ -83,8 +83,9 @@ from tailor.models.registry import ModelRegistry
 from tailor.shopper import ShopperState, fold_shopper
 from tailor.store.port import BlobStore
 
-__all__ = ["AGE_FEATURES", "HurdleCorrection", "QUOTE_LEVELS", "SHRUNK_SPEND_SHARE", "Snapshot", "TooLittleHistory",
-           "TrainedLtv", "buyer_summary", "correction_columns", "correction_input", "fit_bgnbd", "fit_booster",
+__all__ = ["AGE_FEATURES", "CORRECTION_WEIGHTS", "HurdleCorrection", "QUOTE_LEVELS", "SHRUNK_SPEND_SHARE", "Snapshot",
+           "TooLittleHistory", "TrainedLtv", "buyer_summary", "choose_correction_weights", "correction_columns",
+           "correction_input", "fit_bgnbd", "fit_booster",
            "fit_gamma_gamma", "fit_prior", "leaf_size", "least_error_level", "ltv_metrics", "minimize_robustly",
            "parse_events", "replay_snapshots", "retrain_from_archive", "totals_level", "train_ltv"]
 
@@ -97,6 +98,10 @@ ANY_PURCHASE_ROUNDS = 200
 # The spend forecast's share spent at the expected purchase days times the buyer's value shrunk towards the shop's
 # (tailor.ltv.prior.SHRUNK_VALUE_DAYS); the rest is the spend correction's.
 SHRUNK_SPEND_SHARE = 0.25
+# The correction's shares of each forecast tried on the backtest, the rest the prior's own (BG/NBD's purchase days,
+# times Gamma-Gamma's value for spend): on a shop whose recent weeks the trees forecast worse than BG/NBD, the model
+# falls back towards it.
+CORRECTION_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 QUANTILES = 101
 # Quantile levels tried for the purchase days to quote: the least error is near the median, and
 # levels outside these quote nothing or a lot for almost every shopper.
@@ -183,37 +188,19 @@ def train_ltv(events: Iterable[dict | Event], as_of: float | datetime, *, horizo
     cutoffs, `step_weeks` apart, ending by as_of, none in the first `min_history_weeks / 2` weeks
     of history (too few shoppers yet). Events after as_of are ignored. The backtest repeats the
     recipe at as_of minus the short window, for that window, and scores it against what shoppers
-    did until as_of.
+    did until as_of; the correction's share of each forecast, the rest BG/NBD's own, is chosen there.
     """
     end = epoch_seconds(as_of)
     stream = [e for e in parse_events(events) if e.epoch < end]
     if not stream:
         raise TooLittleHistory("no events before as_of to train on")
-    fitted = _fit_recipe(stream, end, horizon_weeks, windows, step_weeks, min_history_weeks, seed)
-
+    label_days = _label_days(stream[0].epoch, end, horizon_weeks, min_history_weeks)
+    choice: dict[str, Any] = {"transactions": 1.0, "spend": 1.0, "chosen_on": "nothing: no backtest"}
     report: dict[str, Any] = {"skipped": "too little history for a second, earlier training"}
     if backtest:
-        earlier_end = end - fitted.label_days[-1] * DAY_SECONDS
-        earlier = [e for e in stream if e.epoch < earlier_end]
-        try:
-            past = _fit_recipe(earlier, earlier_end, fitted.label_days[-1] / 7.0, windows, step_weeks,
-                               min_history_weeks, seed)
-        except TooLittleHistory as too_little:
-            report = {"skipped": str(too_little)}
-        else:
-            snaps = replay_snapshots(stream, [earlier_end, end], with_features=lambda m: m == earlier_end)
-            start, finish = snaps[earlier_end], snaps[end]
-            later = finish.index()
-            rows = np.array([later[u] for u in start.user_ids])
-            bt_t, bt_s = past.predict(start.features, past.horizon_weeks)
-            did_t = finish.transactions[rows] - start.transactions
-            did_s = np.maximum(finish.revenue[rows] - start.revenue, 0.0)
-            # Per shopper, what is quoted; totals, what sums: the expectations.
-            report = ltv_metrics(*quote(bt_t, bt_s, past.dispersion, past.level, past.spend_level), did_t, did_s)
-            expected = ltv_metrics(bt_t, bt_s, did_t, did_s)
-            report.update({f"expected_{k}": expected[k] for k in ("predicted_transactions", "predicted_spend",
-                                                                 "transactions_total_ratio", "spend_total_ratio")})
-            report["weeks"] = past.horizon_weeks
+        choice, report = _backtest(stream, end, label_days[-1], windows, step_weeks, min_history_weeks, seed)
+    fitted = _fit_recipe(stream, end, horizon_weeks, windows, step_weeks, min_history_weeks, seed,
+                         weights=(choice["transactions"], choice["spend"]))
 
     _, spend_now = fitted.predict(fitted.current, horizon_weeks)
     metadata = {
@@ -231,7 +218,10 @@ def train_ltv(events: Iterable[dict | Event], as_of: float | datetime, *, horizo
         "correction_features": [FEATURE_NAMES[i] for i in fitted.columns] + list(CORRECTION_PRIOR),
         "correction": ("purchase days: P(any purchase day) x max(purchase days given any, 1); spend: "
                        f"{1 - fitted.correction.shrunk_share:g} x one stage + {fitted.correction.shrunk_share:g} x "
-                       f"purchase days x value shrunk by {SHRUNK_VALUE_DAYS:g} purchase days"),
+                       f"purchase days x value shrunk by {SHRUNK_VALUE_DAYS:g} purchase days; each forecast "
+                       f"{choice['transactions']:g} (purchase days) and {choice['spend']:g} (spend) of the "
+                       "correction's, the rest BG/NBD's own"),
+        "correction_weights": choice,
         "baseline": [float(v) for v in np.median(fitted.current, axis=0)],
         "spend_quantiles": [float(v) for v in np.quantile(spend_now, np.linspace(0, 1, QUANTILES))],
         "backtest": report,
@@ -239,6 +229,25 @@ def train_ltv(events: Iterable[dict | Event], as_of: float | datetime, *, horizo
         "boosting": {**BOOSTING, "loss": "poisson", "any_purchase": {"loss": "log_loss", "max_iter": ANY_PURCHASE_ROUNDS}},
     }
     return TrainedLtv(_export(fitted.columns, fitted.correction, metadata), metadata)
+
+
+def choose_correction_weights(corrected: tuple[np.ndarray, np.ndarray], prior: tuple[np.ndarray, np.ndarray],
+                              days: np.ndarray, spend: np.ndarray,
+                              weights: Sequence[float] = CORRECTION_WEIGHTS) -> dict[str, Any]:
+    """The correction's share of each forecast, the rest the prior's own, from (purchase days, spend) forecasts of the
+    same shoppers and what they did: for purchase days the share whose blend is off by the fewest (MAE), for spend the
+    one whose blend ranks spend best (Spearman); the larger share on a tie."""
+    def blend(i: int, w: float) -> np.ndarray:
+        return w * np.asarray(corrected[i], float) + (1.0 - w) * np.asarray(prior[i], float)
+
+    mae = {w: float(np.abs(blend(0, w) - days).mean()) for w in weights}
+    rank = {w: _spearman(blend(1, w), spend) for w in weights}
+    ranked = {w: r if np.isfinite(r) else -np.inf for w, r in rank.items()}
+    return {"transactions": max(weights, key=lambda w: (-mae[w], w)),
+            "spend": max(weights, key=lambda w: (ranked[w], w)),
+            "chosen_on": "backtest",
+            "mae_by_weight": {f"{w:g}": round(v, 6) for w, v in mae.items()},
+            "spearman_by_weight": {f"{w:g}": round(v, 6) for w, v in rank.items()}}
 
 
 def retrain_from_archive(blobs: BlobStore, now: float | datetime, *, history_weeks: float = 104.0,
@@ -420,12 +429,16 @@ class HurdleCorrection:
       a stage of those who bought alone ranked worse on the validation windows.
     predict gives expected purchase days P(any) x max(days given any, 1), and the spend: `shrunk_share` of it
     those purchase days at the value shrunk towards the shop's (the prior's log_shrunk_value), the rest the
-    spend correction's.
+    spend correction's. Each forecast is then `days_weight` (`spend_weight`) of that and the rest the prior's own:
+    its expected purchase days (times its transaction value).
     """
 
-    def __init__(self, seed: int = 0, shrunk_share: float = SHRUNK_SPEND_SHARE):
+    def __init__(self, seed: int = 0, shrunk_share: float = SHRUNK_SPEND_SHARE, days_weight: float = 1.0,
+                 spend_weight: float = 1.0):
         self.seed = seed
         self.shrunk_share = shrunk_share
+        self.days_weight = days_weight
+        self.spend_weight = spend_weight
 
     def fit(self, X: np.ndarray, prior: np.ndarray, days: np.ndarray, spend: np.ndarray) -> HurdleCorrection:
         from sklearn.ensemble import HistGradientBoostingClassifier
@@ -454,7 +467,9 @@ class HurdleCorrection:
         days = self.any_purchase.predict_proba(X)[:, 1] * np.maximum(self.days_given_any.predict(X) * conditional, 1.0)
         shrunk = np.exp(prior[:, PRIOR_NAMES.index("log_shrunk_value")].astype(np.float64))
         share = self.shrunk_share
-        return days, (1.0 - share) * self.spend.predict(X) * expected * value + share * days * shrunk
+        spend = (1.0 - share) * self.spend.predict(X) * expected * value + share * days * shrunk
+        return (self.days_weight * days + (1.0 - self.days_weight) * expected,
+                self.spend_weight * spend + (1.0 - self.spend_weight) * expected * value)
 
 
 # -- helpers --------------------------------------------------------------------------------------
@@ -489,16 +504,12 @@ class _Fitted:
 
 
 def _fit_recipe(stream: list[Event], end: float, horizon_weeks: float, windows: int, step_weeks: float,
-                min_history_weeks: float, seed: int) -> _Fitted:
+                min_history_weeks: float, seed: int, weights: tuple[float, float] = (1.0, 1.0)) -> _Fitted:
+    """`weights`: the correction's shares of the purchase days and the spend forecasts (HurdleCorrection)."""
     if not stream:
         raise TooLittleHistory("no events to train on")
     first = stream[0].epoch
-    history_days = math.floor((end - first) / DAY_SECONDS)
-    long_days = min(round(horizon_weeks * 7), history_days - math.ceil(min_history_weeks * 7))
-    if long_days < 7:
-        raise TooLittleHistory(f"{history_days} days of history leave no label window of a week after "
-                         f"{min_history_weeks:g} weeks to learn from")
-    label_days = sorted({long_days, max(round(long_days / 2), 1)}, reverse=True)
+    label_days = _label_days(first, end, horizon_weeks, min_history_weeks)
     earliest = first + min_history_weeks / 2 * WEEK_SECONDS
     step = round(step_weeks * 7) * DAY_SECONDS
     plan = [(end - days * DAY_SECONDS - j * step, days) for days in label_days for j in range(windows)]
@@ -543,7 +554,7 @@ def _fit_recipe(stream: list[Event], end: float, horizon_weeks: float, windows: 
 
     columns = correction_columns(features)
     X = correction_input(features, columns, prior_rows)
-    correction = HurdleCorrection(seed).fit(X, prior_rows, y_t, y_s)
+    correction = HurdleCorrection(seed, days_weight=weights[0], spend_weight=weights[1]).fit(X, prior_rows, y_t, y_s)
 
     fitted = _Fitted(horizon_weeks, label_days, sorted({c for c, _ in plan}, reverse=True), int(len(y_t)), columns,
                      prior, correction, current)
@@ -552,6 +563,47 @@ def _fit_recipe(stream: list[Event], end: float, horizon_weeks: float, windows: 
     fitted.level = least_error_level(window_mean, fitted.dispersion, y_t)
     fitted.spend_level = totals_level(fitted.predict(current, horizon_weeks)[0], fitted.dispersion)
     return fitted
+
+
+def _label_days(first: float, end: float, horizon_weeks: float, min_history_weeks: float) -> list[int]:
+    """The label windows' lengths in days, longest first: the horizon, shortened to leave `min_history_weeks` of the
+    history since `first` to learn from, and half of it."""
+    history_days = math.floor((end - first) / DAY_SECONDS)
+    long_days = min(round(horizon_weeks * 7), history_days - math.ceil(min_history_weeks * 7))
+    if long_days < 7:
+        raise TooLittleHistory(f"{history_days} days of history leave no label window of a week after "
+                               f"{min_history_weeks:g} weeks to learn from")
+    return sorted({long_days, max(round(long_days / 2), 1)}, reverse=True)
+
+
+def _backtest(stream: list[Event], end: float, days: int, windows: int, step_weeks: float,
+              min_history_weeks: float, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The recipe trained `days` before `end` and scored on what shoppers did until `end`: the correction's weights
+    chosen there (choose_correction_weights), and its figures with them, which the choice makes a little flattering."""
+    earlier_end = end - days * DAY_SECONDS
+    try:
+        past = _fit_recipe([e for e in stream if e.epoch < earlier_end], earlier_end, days / 7.0, windows, step_weeks,
+                           min_history_weeks, seed)
+    except TooLittleHistory as too_little:
+        return {"transactions": 1.0, "spend": 1.0, "chosen_on": "nothing: no backtest"}, {"skipped": str(too_little)}
+    snaps = replay_snapshots(stream, [earlier_end, end], with_features=lambda m: m == earlier_end)
+    start, finish = snaps[earlier_end], snaps[end]
+    later = finish.index()
+    rows = np.array([later[u] for u in start.user_ids])
+    did_t = finish.transactions[rows] - start.transactions
+    did_s = np.maximum(finish.revenue[rows] - start.revenue, 0.0)
+    _, expected, value = _offsets(prior_matrix(start.features, past.prior, past.horizon_weeks))
+    choice = choose_correction_weights(past.predict(start.features, past.horizon_weeks), (expected, expected * value),
+                                       did_t, did_s)
+    past.correction.days_weight, past.correction.spend_weight = choice["transactions"], choice["spend"]
+    bt_t, bt_s = past.predict(start.features, past.horizon_weeks)
+    # Per shopper, what is quoted; totals, what sums: the expectations.
+    report = ltv_metrics(*quote(bt_t, bt_s, past.dispersion, past.level, past.spend_level), did_t, did_s)
+    expected_figures = ltv_metrics(bt_t, bt_s, did_t, did_s)
+    report.update({f"expected_{k}": expected_figures[k] for k in ("predicted_transactions", "predicted_spend",
+                                                                  "transactions_total_ratio", "spend_total_ratio")})
+    report["weeks"] = past.horizon_weeks
+    return choice, report
 
 
 def _prior_at(features: np.ndarray, prior: dict[str, Any], weeks: float) -> dict[str, Any]:
@@ -617,6 +669,10 @@ def _export(columns: np.ndarray, correction: HurdleCorrection, metadata: dict[st
         helper.make_tensor("one", TensorProto.FLOAT, [], [1.0]),
         helper.make_tensor("shrunk_share", TensorProto.FLOAT, [], [correction.shrunk_share]),
         helper.make_tensor("correction_share", TensorProto.FLOAT, [], [1.0 - correction.shrunk_share]),
+        helper.make_tensor("days_weight", TensorProto.FLOAT, [], [correction.days_weight]),
+        helper.make_tensor("prior_days_weight", TensorProto.FLOAT, [], [1.0 - correction.days_weight]),
+        helper.make_tensor("spend_weight", TensorProto.FLOAT, [], [correction.spend_weight]),
+        helper.make_tensor("prior_spend_weight", TensorProto.FLOAT, [], [1.0 - correction.spend_weight]),
     ]
     nodes = [
         helper.make_node("Gather", [INPUT_NAME, "used_columns"], ["used_features"], axis=1),
@@ -653,16 +709,25 @@ def _export(columns: np.ndarray, correction: HurdleCorrection, metadata: dict[st
         helper.make_node("Add", [days_score, "log_conditional"], ["days_given_any_log"]),
         helper.make_node("Exp", ["days_given_any_log"], ["days_given_any_raw"]),
         helper.make_node("Max", ["days_given_any_raw", "one"], ["days_given_any"]),
-        helper.make_node("Mul", ["any_probability", "days_given_any"], [OUTPUT_NAMES[0]]),
+        helper.make_node("Mul", ["any_probability", "days_given_any"], ["corrected_days"]),
         helper.make_node("Add", ["log_expected", "log_value"], ["log_expected_spend"]),
         helper.make_node("Add", [spend_score, "log_expected_spend"], ["spend_log"]),
         helper.make_node("Exp", ["spend_log"], ["corrected_spend"]),
         helper.make_node("Gather", [PRIOR_INPUT_NAME, "shrunk_column"], ["log_shrunk"], axis=1),
         helper.make_node("Exp", ["log_shrunk"], ["shrunk_value"]),
-        helper.make_node("Mul", [OUTPUT_NAMES[0], "shrunk_value"], ["shrunk_spend"]),
+        helper.make_node("Mul", ["corrected_days", "shrunk_value"], ["shrunk_spend"]),
         helper.make_node("Mul", ["corrected_spend", "correction_share"], ["corrected_part"]),
         helper.make_node("Mul", ["shrunk_spend", "shrunk_share"], ["shrunk_part"]),
-        helper.make_node("Add", ["corrected_part", "shrunk_part"], [OUTPUT_NAMES[1]]),
+        helper.make_node("Add", ["corrected_part", "shrunk_part"], ["blended_spend"]),
+        # Each forecast's share from the correction, the rest the prior's own.
+        helper.make_node("Exp", ["log_expected"], ["prior_days"]),
+        helper.make_node("Mul", ["corrected_days", "days_weight"], ["days_from_correction"]),
+        helper.make_node("Mul", ["prior_days", "prior_days_weight"], ["days_from_prior"]),
+        helper.make_node("Add", ["days_from_correction", "days_from_prior"], [OUTPUT_NAMES[0]]),
+        helper.make_node("Exp", ["log_expected_spend"], ["prior_spend"]),
+        helper.make_node("Mul", ["blended_spend", "spend_weight"], ["spend_from_correction"]),
+        helper.make_node("Mul", ["prior_spend", "prior_spend_weight"], ["spend_from_prior"]),
+        helper.make_node("Add", ["spend_from_correction", "spend_from_prior"], [OUTPUT_NAMES[1]]),
     ]
     graph = helper.make_graph(
         nodes, "tailor_ltv",

@@ -62,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     onnx = with_metadata(trained.onnx, METADATA_KEY, metadata)
     report: dict[str, Any] = {"source": source, "events": len(events), "seconds": round(time.perf_counter() - started, 1),
                               **{k: trained.metadata[k] for k in ("as_of", "horizon_weeks", "label_weeks",
-                                                                   "training_rows", "backtest")}}
+                                                                   "training_rows", "backtest", "correction_weights")}}
     published = deliver(args, MODEL_NAME, onnx, metadata).published
     report["version"] = published or metadata["version"]
     report["published"] = bool(published)
@@ -99,8 +99,16 @@ def _summary(report: dict[str, Any]) -> str:
                      f"Spearman of spend {backtest['spearman_spend']:.3f}, top-decile revenue share "
                      f"{backtest['top_decile_revenue_share']:.3f}, expected/actual spend "
                      f"{backtest['expected_spend_total_ratio']:.3f}")
+        weights = report["correction_weights"]
+        lines.append(f"the correction's share chosen on it: {weights['transactions']:g} of the purchase days "
+                     f"(MAE by share {_by_share(weights['mae_by_weight'])}), {weights['spend']:g} of the spend "
+                     f"(Spearman by share {_by_share(weights['spearman_by_weight'])}); the rest BG/NBD's")
     lines.append(f"{MODEL_NAME}:{report['version']}" + (" published (current)" if report["published"] else ""))
     return "\n".join(lines)
+
+
+def _by_share(figures: dict[str, float]) -> str:
+    return ", ".join(f"{share} {value:.3f}" for share, value in figures.items())
 
 
 if __name__ == "__main__":
