@@ -159,6 +159,8 @@ def test_scheduled_training_publishes_from_the_archive_and_skips_a_shop_too_youn
     # Only the last 26 weeks of the archive were read.
     assert 0 < report["events"] < len(events) and report["since"] == (AS_OF - timedelta(weeks=26)).date().isoformat()
     assert "spearman_spend" in ModelRegistry(blobs).fetch(MODEL_NAME).metadata["backtest"]
+    # What the backtest chose of the correction is in the report the function logs.
+    assert report["correction_weights"] == ModelRegistry(blobs).fetch(MODEL_NAME).metadata["correction_weights"]
 
 
 def test_the_profile_shows_the_ltv_once_a_rebuild_wrote_it(world):

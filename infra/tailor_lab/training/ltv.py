@@ -274,7 +274,7 @@ def retrain_from_archive(blobs: BlobStore, now: float | datetime, *, history_wee
     version = ModelRegistry(blobs).publish(MODEL_NAME, trained.onnx, trained.metadata) if publish else None
     return {"status": "trained", "model": MODEL_NAME, "version": version, "events": len(events), "since": since,
             "as_of": _iso(end), "training_rows": trained.metadata["training_rows"], "label_weeks": trained.metadata["label_weeks"],
-            "backtest": trained.metadata["backtest"]}
+            "backtest": trained.metadata["backtest"], "correction_weights": trained.metadata["correction_weights"]}
 
 
 def ltv_metrics(pred_transactions: np.ndarray, pred_spend: np.ndarray, actual_transactions: np.ndarray,
