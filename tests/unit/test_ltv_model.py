@@ -316,6 +316,14 @@ def test_the_backtest_chooses_each_forecasts_share_of_the_correction_by_its_own_
     assert (tie["transactions"], tie["spend"]) == (1.0, 1.0)
 
 
+def test_a_shop_too_young_for_the_backtest_gets_the_correction_whole(history):
+    # 100 days: enough for a week's label window after 13 weeks, not for the recipe trained before its short one.
+    young = train_ltv(history, START + timedelta(days=100), horizon_weeks=4, windows=3, step_weeks=1)
+    assert "skipped" in young.metadata["backtest"]
+    assert young.metadata["correction_weights"] == {"transactions": 1.0, "spend": 1.0,
+                                                    "chosen_on": "nothing: no backtest"}
+
+
 def test_a_model_built_before_the_prior_had_its_last_columns_scores_with_those_it_knew(trained):
     from onnx import TensorProto, helper
 

@@ -102,6 +102,8 @@ SHRUNK_SPEND_SHARE = 0.25
 # times Gamma-Gamma's value for spend): on a shop whose recent weeks the trees forecast worse than BG/NBD, the model
 # falls back towards it.
 CORRECTION_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+# Without a backtest to choose on, the correction's forecasts whole.
+_WITHOUT_BACKTEST = {"transactions": 1.0, "spend": 1.0, "chosen_on": "nothing: no backtest"}
 QUANTILES = 101
 # Quantile levels tried for the purchase days to quote: the least error is near the median, and
 # levels outside these quote nothing or a lot for almost every shopper.
@@ -195,7 +197,7 @@ def train_ltv(events: Iterable[dict | Event], as_of: float | datetime, *, horizo
     if not stream:
         raise TooLittleHistory("no events before as_of to train on")
     label_days = _label_days(stream[0].epoch, end, horizon_weeks, min_history_weeks)
-    choice: dict[str, Any] = {"transactions": 1.0, "spend": 1.0, "chosen_on": "nothing: no backtest"}
+    choice: dict[str, Any] = dict(_WITHOUT_BACKTEST)
     report: dict[str, Any] = {"skipped": "too little history for a second, earlier training"}
     if backtest:
         choice, report = _backtest(stream, end, label_days[-1], windows, step_weeks, min_history_weeks, seed)
@@ -585,7 +587,7 @@ def _backtest(stream: list[Event], end: float, days: int, windows: int, step_wee
         past = _fit_recipe([e for e in stream if e.epoch < earlier_end], earlier_end, days / 7.0, windows, step_weeks,
                            min_history_weeks, seed)
     except TooLittleHistory as too_little:
-        return {"transactions": 1.0, "spend": 1.0, "chosen_on": "nothing: no backtest"}, {"skipped": str(too_little)}
+        return dict(_WITHOUT_BACKTEST), {"skipped": str(too_little)}
     snaps = replay_snapshots(stream, [earlier_end, end], with_features=lambda m: m == earlier_end)
     start, finish = snaps[earlier_end], snaps[end]
     later = finish.index()
