@@ -154,6 +154,9 @@ def test_evaluate_ltv_writes_one_prediction_per_customer_and_the_figures(tmp_pat
     assert [g["goal"].split()[0] for g in figures["goals"]] == ["MAE", "Spearman", "top-decile"]
     assert [r["cutoff_weeks"] for r in figures["bgnbd_totals_backtest"]] == [13, 20, 26, 39]
     assert "fitted at week N" in printed
+    # Which share of each forecast is the correction's, as the model's own backtest chose it.
+    weights = figures["ltv_model"]["correction_weights"]
+    assert f"{weights['transactions']:g} of the purchase days and {weights['spend']:g} of the spend" in printed
     # The file holds expectations; whole purchase days, as a profile quotes them, are a reference only.
     assert any(float(r["pred_holdout_transactions"]) % 1 for r in rows)
     quoted = figures["reference"]["tailor_ltv_quoted"]

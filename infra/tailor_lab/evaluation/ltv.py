@@ -352,6 +352,10 @@ def format_table(figures: dict[str, Any]) -> str:
     lines.append(f"BG/NBD r={b['r']:.3f} alpha={b['alpha']:.3f} a={b['a']:.3f} b={b['b']:.3f}; "
                  f"Gamma-Gamma p={figures['gamma_gamma_params']['p']:.3f} q={figures['gamma_gamma_params']['q']:.3f} "
                  f"gamma={figures['gamma_gamma_params']['gamma']:.3f}")
+    weights = figures.get("ltv_model", {}).get("correction_weights")
+    if weights:
+        lines.append(f"Tailor LTV: {weights['transactions']:g} of the purchase days and {weights['spend']:g} of the "
+                     f"spend are its correction's, the rest BG/NBD + Gamma-Gamma's (chosen on: {weights['chosen_on']})")
     check = figures.get("bgnbd_sample_check")
     if check:
         f = check["fitted"]
