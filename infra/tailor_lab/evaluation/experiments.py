@@ -84,6 +84,7 @@ from tailor.experiments.report import build_report
 from tailor.experiments.statistics import QUANTITIES, SufficientStatistics, UnitTotals, increments
 from tailor.experiments.stats import ALPHA, compare, sample_ratio_mismatch
 
+from ..datasets import SHARED_DATA
 from ..simulator.catalog import Catalog
 from ..simulator.choices import Draws, ItemChoice
 from ..simulator.parameters import DEFAULT_PARAMETERS, Parameters
@@ -91,7 +92,7 @@ from ..simulator.shoppers import make_shoppers
 
 __all__ = ["Population", "main", "run"]
 
-DEFAULT_OBD = Path(__file__).resolve().parents[4] / "shared" / "data" / "obd"
+DEFAULT_OBD = SHARED_DATA / "obd"
 FEED_LENGTH = 20
 PRE_DAYS = 28
 LIFT = 0.05

@@ -46,13 +46,14 @@ from tailor.intent import INTENTS, IntentModel, intent_matrix
 from tailor.intent_filter import IntentFilter
 from tailor.models import default_model
 from tailor.session import SessionState, fold_session
+from tailor_lab.datasets import SHARED_DATA
 from tailor_lab.training.intent_truth import evaluate_simulated, format_simulated
 
 __all__ = ["evaluate_purchase_proxy", "format_proxy", "main"]
 
 PROXY_KS = (1, 3, 5)
 BOOTSTRAP = 500
-DEFAULT_DIGINETICA = Path(__file__).resolve().parents[4] / "shared" / "data" / "diginetica"
+DEFAULT_DIGINETICA = SHARED_DATA / "diginetica"
 
 
 def evaluate_purchase_proxy(model: IntentModel, events: Iterable[dict], *, ks: Sequence[int] = PROXY_KS,

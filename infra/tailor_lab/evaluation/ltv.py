@@ -46,7 +46,7 @@ from tailor.events import Event
 from tailor.ltv.prior import expected_transactions as bgnbd_expected
 from tailor.ltv.prior import gamma_gamma_mean
 from tailor.ltv.scoring import LtvModel
-from tailor_lab.datasets import load_cdnow
+from tailor_lab.datasets import SHARED_DATA, load_cdnow
 from tailor_lab.datasets.transactions import TransactionsError, read_transactions, transaction_events
 from tailor_lab.training.ltv import (
     TooLittleHistory,
@@ -71,7 +71,7 @@ PAPER_BGNBD_SAMPLE = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
 # Spearman of spend and top-decile revenue share above BG/NBD's (on CDNOW, above these figures too).
 VALIDATION_WEEKS = (20, 26)
 GOALS = {"mae_ratio": 0.95, "cdnow_spearman_spend": 0.46, "cdnow_top_decile": 0.53}
-DEFAULT_DATA = Path(__file__).resolve().parents[4] / "shared" / "data" / "cdnow" / "CDNOW_master.txt"
+DEFAULT_DATA = SHARED_DATA / "cdnow" / "CDNOW_master.txt"
 
 
 def evaluate_ltv(data_path: str | os.PathLike[str], out_csv: str | os.PathLike[str],

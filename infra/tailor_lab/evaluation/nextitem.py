@@ -79,7 +79,7 @@ from tailor.ranking.context import RankingContext, Request
 from tailor.ranking.rows import Partners, partners
 from tailor.session import SessionState, fold_session
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
-from tailor_lab.datasets import load_diginetica, load_yoochoose
+from tailor_lab.datasets import SHARED_DATA, load_diginetica, load_yoochoose
 from tailor_lab.stream import epoch_of
 from tailor_lab.training.embeddings import (
     EmbeddingParams,
@@ -118,7 +118,7 @@ LIVE_METHODS = (VSKNN_LIVE, TAILOR_LIVE, BLEND_LIVE)
 TRAIN_ONLY_METHODS = (TAILOR_TRAIN_ONLY, EMBEDDINGS, BLEND_TRAIN_ONLY)
 MODES = ("live", "train-only", "both")
 COLD_SUPPORT = 5  # a target item with fewer training interactions is a cold-start point
-_DATA = Path(__file__).resolve().parents[4] / "shared" / "data"
+_DATA = SHARED_DATA
 DEFAULT_TRAIN = _DATA / "yoochoose-100k" / "train_tr.txt"
 DEFAULT_TEST = _DATA / "yoochoose-100k" / "train_valid.txt"
 _DAY = 86_400

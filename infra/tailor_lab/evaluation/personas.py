@@ -73,6 +73,7 @@ from tailor.personas.traits import TRAITS, trait_means
 from tailor.ranking import DEFAULT_WEIGHTS, ConversionPrior
 from tailor.serving import Recommender
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
+from tailor_lab.datasets import SHARED_DATA
 from tailor_lab.stream import epoch_of, records_by_shard
 
 __all__ = ["Replay", "evaluate_diginetica", "evaluate_simulated", "format_table", "main", "ndcg_at"]
@@ -85,7 +86,7 @@ BOOTSTRAP = 500
 REBUILD_SECONDS = 86400  # the template's schedules of the persona jobs
 REFINE_SECONDS = 3600
 DIGINETICA_REBUILD_DAYS = 30
-DEFAULT_DIGINETICA = Path(__file__).resolve().parents[4] / "shared" / "data" / "diginetica"
+DEFAULT_DIGINETICA = SHARED_DATA / "diginetica"
 
 
 class Replay:

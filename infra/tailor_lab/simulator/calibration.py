@@ -53,14 +53,14 @@ from typing import Any
 
 import numpy as np
 
-from tailor_lab.datasets import load_cdnow, load_diginetica, load_yoochoose
+from tailor_lab.datasets import SHARED_DATA, load_cdnow, load_diginetica, load_yoochoose
 
 from .simulation import simulate
 
 __all__ = ["DEFAULT_DATA", "Statistic", "calibrate", "format_table", "main", "real_statistics",
            "simulated_statistics"]
 
-DEFAULT_DATA = Path("../shared/data")
+DEFAULT_DATA = SHARED_DATA
 REPEAT_WINDOW_DAYS = 28
 
 
