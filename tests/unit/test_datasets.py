@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from tailor.events import parse_event
-from tailor_lab.datasets import load_cdnow, load_diginetica, load_yoochoose
+from tailor_lab.datasets import SHARED_DATA, load_cdnow, load_diginetica, load_yoochoose
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-REAL_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+REAL_DATA = SHARED_DATA
 
 
 def _iso(epoch_seconds: float) -> str:

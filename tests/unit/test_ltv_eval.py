@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tailor.ltv.scoring import LtvModel
-from tailor_lab.datasets import load_cdnow
+from tailor_lab.datasets import SHARED_DATA, load_cdnow
 from tailor_lab.evaluation.ltv import (
     CALIBRATION_END,
     HOLDOUT_END,
@@ -29,7 +29,7 @@ from tailor_lab.training import ltv as ltv_training
 from tailor_lab.training.ltv import parse_events
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-REAL_SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "data" / "cdnow" / "CDNOW_sample.txt"
+REAL_SAMPLE = SHARED_DATA / "cdnow" / "CDNOW_sample.txt"
 
 
 def _simulate_bgnbd(n: int, r: float, alpha: float, a: float, b: float, weeks: float, seed: int):

@@ -3,14 +3,12 @@ its fit on the CDNOW sample against Fader & Hardie's parameters; the shrunk valu
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from scipy import integrate, stats
 
 from tailor.ltv.features import FEATURE_NAMES
-from tailor_lab.datasets import load_cdnow
+from tailor_lab.datasets import SHARED_DATA, load_cdnow
 from tailor_lab.evaluation.ltv import CALIBRATION_END, HOLDOUT_END, rfm_summary
 from tailor_lab.evaluation.ltv_variants import shrunk_value
 from tailor_lab.training.ltv import parse_events
@@ -21,7 +19,7 @@ from tailor_lab.training.pareto_nbd import (
     pareto_nbd_loglik,
 )
 
-REAL_SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "data" / "cdnow" / "CDNOW_sample.txt"
+REAL_SAMPLE = SHARED_DATA / "cdnow" / "CDNOW_sample.txt"
 # Fader & Hardie's maximum-likelihood parameters on the CDNOW sample (weeks), log-likelihood -9,595.0.
 PAPER_PARETO_NBD_SAMPLE = {"r": 0.5534, "alpha": 10.5802, "s": 0.6061, "beta": 11.6562}
 

@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tailor.events import parse_event
+from tailor_lab.datasets import SHARED_DATA
 from tailor_lab.simulator import DEFAULT_PARAMETERS, Parameters, simulate
 from tailor_lab.simulator.calibration import STATISTICS, calibrate, format_table, simulated_statistics
 from tailor_lab.simulator.catalog import CATEGORY_NAMES, NEIGHBOURS
 from tailor_lab.simulator.choices import Draws
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+DATA = SHARED_DATA
 
 
 @pytest.fixture(scope="module")
