@@ -44,8 +44,6 @@ from tailor.models import model_version
 
 from .intent_truth import Examples, counted_filters, evaluate_simulated, format_simulated, simulated_examples
 from .model_output import (
-    DEFAULT,
-    REGISTRY,
     Incumbent,
     add_output_arguments,
     check_output_arguments,
@@ -153,16 +151,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 # -- helpers ----------------------------------------------------------------------------------------
 
 def _replaced(evaluation: dict[str, Any], held_out: Any, args: argparse.Namespace) -> dict[str, Incumbent]:
-    """The intent models the trained one would replace (model_output.DEFAULT, REGISTRY), each scored by macro F1 on
-    the held-out events the trained one was, its sessions folded with its own filter."""
+    """The intent models the trained one would replace (the layer's default, the registry's current), each scored by
+    macro F1 on the held-out events the trained one was, its sessions folded with its own filter."""
+    def scored(model: IntentModel | None) -> tuple[str, float] | None:
+        if model is None:
+            return None
+        return model.label, evaluate_simulated(model, held_out.events, held_out.truth)["methods"]["intent model"]["macro_f1"]
+
     shipped, published = replaced_models(MODEL_NAME, IntentModel.from_stored, args)
-    scored = {target: (f"{model.label} ({where})",
-                       evaluate_simulated(model, held_out.events, held_out.truth)["methods"]["intent model"]["macro_f1"])
-              for target, model, where in ((DEFAULT, shipped, "the layer's default"),
-                                           (REGISTRY, published, "the registry's current"))
-              if model is not None}
     return incumbents_from("macro F1", evaluation["methods"]["intent model"]["macro_f1"],
-                           f"the same {evaluation['examples']:,} held-out events", scored)
+                           f"the same {evaluation['examples']:,} held-out events",
+                           default=scored(shipped), registry=scored(published))
 
 
 def _export(classifier: Any, metadata: dict[str, Any]) -> bytes:

@@ -112,11 +112,15 @@ def deliver(args: argparse.Namespace, name: str, onnx: bytes, metadata: Mapping[
     return Delivery(published, refused)
 
 
-def incumbents_from(metric: str, new_score: float, basis: str, scored: Mapping[str, tuple[str, float]]
-                    ) -> dict[str, Incumbent]:
-    """Each target's incumbent from `scored` (target -> the label and score of the model there). A registry without
-    a current model of its own serves the layer's default, so publishing is weighed against that."""
-    found = {target: Incumbent(label, metric, score, new_score, basis) for target, (label, score) in scored.items()}
+def incumbents_from(metric: str, new_score: float, basis: str, *, default: tuple[str, float] | None,
+                    registry: tuple[str, float] | None) -> dict[str, Incumbent]:
+    """Each target's incumbent from the name and score of the model there (the layer's `default`, the `registry`'s
+    current; None where there is none to score). A registry without a current model of its own serves the layer's
+    default, so publishing is weighed against that."""
+    found = {target: Incumbent(f"{scored[0]} ({where})", metric, scored[1], new_score, basis)
+             for target, scored, where in ((DEFAULT, default, "the layer's default"),
+                                           (REGISTRY, registry, "the registry's current"))
+             if scored is not None}
     if REGISTRY not in found and DEFAULT in found:
         found[REGISTRY] = found[DEFAULT]
     return found

@@ -69,8 +69,6 @@ from tailor.store.port import TABLES
 from tailor_lab.datasets import json_lines
 
 from .model_output import (
-    DEFAULT,
-    REGISTRY,
     Incumbent,
     add_output_arguments,
     check_output_arguments,
@@ -408,13 +406,14 @@ def incumbents(evaluation: dict[str, Any]) -> dict[str, Incumbent]:
     of the blend the feed serves with it: the layer's default, and the registry's current version (or, where the
     registry has none, the default it then serves)."""
     metrics = evaluation["metrics"]
-    scored = {target: (f"{MODEL_NAME}:{version} ({where})", metrics[blend]["ndcg_at_10"])
-              for target, version, blend, where in (
-                  (DEFAULT, evaluation.get("shipped_version"), SHIPPED_BLEND, "the layer's default"),
-                  (REGISTRY, evaluation.get("published_version"), PUBLISHED_BLEND, "the registry's current"))
-              if version}
+
+    def scored(version: str | None, blend: str) -> tuple[str, float] | None:
+        return (f"{MODEL_NAME}:{version}", metrics[blend]["ndcg_at_10"]) if version else None
+
     basis = f"the same {metrics[TRAINED_BLEND]['requests_with_purchase']} requests followed by a purchase"
-    return incumbents_from("NDCG@10", metrics[TRAINED_BLEND]["ndcg_at_10"], basis, scored)
+    return incumbents_from("NDCG@10", metrics[TRAINED_BLEND]["ndcg_at_10"], basis,
+                           default=scored(evaluation.get("shipped_version"), SHIPPED_BLEND),
+                           registry=scored(evaluation.get("published_version"), PUBLISHED_BLEND))
 
 
 # -- event sources ----------------------------------------------------------------------------------
