@@ -27,7 +27,6 @@ from .simulation import simulate
 __all__ = ["Visits", "visit_api"]
 
 EVENTS_PER_POST = 500  # POST /events takes at most 500
-VISIT_SPACING_MS = 150_000
 
 
 @dataclass
@@ -54,13 +53,15 @@ def visit_api(base: str, key: str, *, shoppers: int = 200, visits: int = 2, n: i
     for visit in range(visits):
         for shopper in world.shoppers:
             rng = np.random.default_rng([seed, 17, shopper.index, visit])
-            t_ms = now_ms - (visits - visit) * VISIT_SPACING_MS - int(rng.random() * 30_000)
             session = f"s-api-{seed}-{shopper.index:05d}-{visit}-{now_ms}"
             category = int(np.searchsorted(np.cumsum(shopper.affinity), rng.random() * shopper.affinity.sum(),
                                            side="right"))
             category = min(category, len(world.catalog.category_items) - 1)
             query = urllib.parse.urlencode({"n": n, "session_id": session})
             answer = _call(base, key, "GET", f"/users/{urllib.parse.quote(shopper.user_id, safe='')}/feed?{query}")
+            # The shopper acts on the feed once it is served, never before: an event dated earlier could fall on a
+            # day before its experiment started, whose report would not count it.
+            t_ms = int(time.time() * 1000)
             served = [index[item["item_id"]] for item in answer["items"] if item["item_id"] in index]
             feed_id = answer["feed_id"]
             named = parse_feed_id(feed_id)
