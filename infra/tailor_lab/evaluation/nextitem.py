@@ -90,7 +90,7 @@ from tailor_lab.training.embeddings import (
 
 __all__ = ["CUTOFF", "GOAL", "VSKNN_CONFIG", "CoOccurrence", "NextItemSplit", "Popularity", "SequentialRules", "VSKNN",
            "evaluate_next_item", "format_table", "load_diginetica_split", "load_session_rec_split", "main",
-           "validation_split"]
+           "session_rec_split", "validation_split"]
 
 CUTOFF = 20
 GOAL = 0.05  # Tailor's aim: at least 5% (relative) above V-SKNN on both HR@20 and MRR@20
@@ -140,11 +140,17 @@ class NextItemSplit:
 
 def load_session_rec_split(train_path: str | os.PathLike[str], test_path: str | os.PathLike[str]) -> NextItemSplit:
     """A session-rec training and test file, with session-rec's test filter."""
-    train = list(load_yoochoose(train_path))
+    return session_rec_split(f"{Path(train_path).name} -> {Path(test_path).name}", list(load_yoochoose(train_path)),
+                             list(load_yoochoose(test_path)))
+
+
+def session_rec_split(name: str, train: list[dict], test: list[dict]) -> NextItemSplit:
+    """Training and test events (load_yoochoose's, in time order) with session-rec's test filter: items seen in
+    training, sessions of two events or more."""
     known = {e["item_id"] for e in train}
-    test = _sessions_of_two([e for e in load_yoochoose(test_path) if e["item_id"] in known])
+    test = _sessions_of_two([e for e in test if e["item_id"] in known])
     labels = {e["session_id"]: e["session_id"][3:] for e in train + test}
-    return NextItemSplit(f"{Path(train_path).name} -> {Path(test_path).name}", train, test, labels)
+    return NextItemSplit(name, train, test, labels)
 
 
 def load_diginetica_split(views_path: str | os.PathLike[str], *, test_days: int = DIGINETICA_TEST_DAYS,
