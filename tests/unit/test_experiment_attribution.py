@@ -113,7 +113,7 @@ def test_an_interleaved_lists_clicks_earn_what_its_feed_id_says_a_click_on_their
 
 
 def test_a_unit_kept_before_credited_slots_were_starts_counting_them():
-    old = {"exp-2": ["interleaved", 1, 1, 0, 0.0, 5.0, 0.0, 1.0e9, 1.0e9, 0.0, 2]}
+    old = {"exp-2": ["interleaved", 1, 1, 0, 0.0, 5.0, 0.0, 1.793e9, 1.793e9, 0.0, 2]}
     feed = new_feed_id("exp-2", unit_kind="u", credits=[-32, 32], scale=32)
     click = {"event_id": "c", "user_id": "u1", "session_id": "s1", "event_type": "click", "item_id": "i1",
              "feed_id": feed, "position": 1, "timestamp": "2026-11-02T09:00:00Z"}
@@ -126,7 +126,7 @@ def test_a_unit_kept_before_credited_slots_were_starts_counting_them():
 
 
 def test_a_unit_kept_before_credits_were_gets_none_and_keeps_its_totals():
-    old = {"exp-2": ["interleaved", 1, 0, 0, 0.0, 5.0, 0.0, None, 1.0e9, 0.0]}
+    old = {"exp-2": ["interleaved", 1, 0, 0, 0.0, 5.0, 0.0, None, 1.793e9, 0.0]}
     click = parse_event({"event_id": "c", "user_id": "u1", "session_id": "s1", "event_type": "click", "item_id": "i1",
                          "feed_id": new_feed_id("exp-2", unit_kind="u", credits=[-32, 32], scale=32), "position": 0,
                          "timestamp": "2026-11-02T09:00:00Z"})
@@ -174,6 +174,36 @@ def test_realized_revenue_counts_every_purchase_in_the_window_after_the_first_ex
     assert total.total("realized_revenue") == 45.0 and total.cross("realized_revenue", "realized_revenue") == 45.0 ** 2
     assert stats[("2026-11-05", "A")].total("realized_revenue") == 30.0  # on the purchase's day, past the experiment's
     assert ("2026-11-30", "A") in stats and ("2026-11-01", "A") not in stats
+
+
+def test_a_shopper_forgets_the_units_nothing_can_count_for_any_more():
+    from tailor.shopper import ShopperState
+
+    old, recent = new_feed_id("exp-old", "A"), new_feed_id("exp-new", "B")
+    base = {"user_id": "u1", "session_id": "s1", "item_id": "i1", "price": 10.0, "quantity": 1}
+    events = [
+        {**base, "event_id": "e1", "event_type": "impression", "item_ids": ["i1"], "feed_id": old,
+         "timestamp": "2024-12-01T09:00:00Z"},
+        {**base, "event_id": "e2", "event_type": "impression", "item_ids": ["i1"], "feed_id": recent,
+         "timestamp": "2026-01-01T09:00:00Z"},
+        {**base, "event_id": "e3", "event_type": "purchase", "timestamp": "2026-01-20T09:00:00Z"},
+    ]
+    seconds = ATTRIBUTION.retention
+    assert seconds == (366 + 28) * 86400 + 3600  # the longest experiment, then its report's window after the end
+    store = clean(events)
+    shopper = ShopperState.from_row(store.snapshot()["shoppers"]["u1"])
+    # 415 days after its exposure nothing counts for exp-old's unit (its experiment ended, its report's rows too):
+    # the purchase forgets it and adds to the realized revenue of exp-new's alone.
+    assert set(shopper.experiments) == {"exp-new"}
+    stats = statistics(store)
+    assert stats[("2026-01-20", "B")].total("realized_revenue") == 10.0 and ("2026-01-20", "A") not in stats
+    kept = {"exp-old": ["A", 1, 0, 0, 0.0, 0.0, 0.0, None, 1733043600.0, 0.0, 0, None, 0]}  # 2024-12-01T09:00Z
+    purchase = parse_event({**base, "event_id": "p", "event_type": "purchase", "timestamp": "2025-12-29T09:00:00Z"})
+    units, _ = ATTRIBUTION.attribute(purchase, kept, revenue_so_far=0.0, predicted_ltv=0.0)
+    assert set(units) == {"exp-old"}  # 393 days on, it may still count
+    before_times = {"exp-old": ["A", 1, 1, 0, 0.0, 5.0, 0.0, None]}
+    later = parse_event({**base, "event_id": "q", "event_type": "purchase", "timestamp": "2027-01-20T09:00:00Z"})
+    assert ATTRIBUTION.attribute(later, before_times, revenue_so_far=0.0, predicted_ltv=0.0)[0] == before_times
 
 
 def test_a_unit_kept_before_exposure_times_gets_no_realized_revenue():

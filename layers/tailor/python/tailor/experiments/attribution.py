@@ -21,6 +21,10 @@ every counter (tailor.ingest.service). Per unit:
   exposure, which goes on after the experiment ends (the report reads its rows for as long). A unit entry written
   before the exposure time was kept has none.
 
+A unit's entry is forgotten once nothing can count for it any more (`retention` after its first exposure: an
+experiment runs at most MAX_DAYS from a start before it, and its report reads rows until `revenue_window` after its
+end), so that a shopper row and the work of each of its purchases do not grow with every experiment the shop has run.
+
 The statistics row of (experiment, day, variant) is split in `shards` rows by the unit's hash, so that no row takes
 every attributed event of a busy experiment; a report adds them up (tailor.experiments.storage).
 """
@@ -36,6 +40,7 @@ from typing import Any
 
 from tailor.contribution import Contribution
 from tailor.events import Event
+from tailor.experiments.definitions import MAX_DAYS
 from tailor.experiments.feed_ids import parse_feed_id
 from tailor.experiments.statistics import increment_fields, unit_values
 
@@ -65,6 +70,12 @@ class Attribution:
     shards: int = DEFAULT_SHARDS
     revenue_window: float = DEFAULT_REVENUE_DAYS * 86400  # seconds after a first exposure its realized revenue counts
 
+    @property
+    def retention(self) -> float:
+        """Seconds after a unit's first exposure beyond which no event counts for it: its experiment ended (it ran
+        at most MAX_DAYS from its start), and so did the window after the end that its report reads."""
+        return MAX_DAYS * 86400.0 + self.revenue_window + self.window
+
     def wants(self, event: Event, units: Mapping[str, Any] | None) -> bool:
         """Whether `event` can change a unit's totals: it echoes a feed id, or it is a purchase of an exposed unit."""
         return vars(event).get("feed_id") is not None or (event.event_type == "purchase" and bool(units))
@@ -72,11 +83,11 @@ class Attribution:
     def attribute(self, event: Event, units: Mapping[str, list] | None, *, revenue_so_far: float,
                   predicted_ltv: float) -> tuple[dict[str, list], list[Contribution]]:
         """The shopper's unit entries after `event` and the statistics contributions it makes (pure)."""
-        units = dict(units or {})
-        changed: dict[str, tuple[list | None, list]] = {}
-        values = vars(event)
         kind = event.event_type
         epoch = event.epoch  # worked out from the event's timestamp at each read
+        units = _counting(units or {}, epoch - self.retention)
+        changed: dict[str, tuple[list | None, list]] = {}
+        values = vars(event)
         echoed = parse_feed_id(values.get("feed_id"))
         echoed_key = None
         if echoed is not None:
@@ -111,10 +122,10 @@ class Attribution:
                 changed[key] = (entry, after)
                 units[key] = after
             for key, entry in list(units.items()):
-                entry = _entry(entry)
-                exposed = entry[_EXPOSED]
+                exposed = entry[_EXPOSED] if len(entry) > _EXPOSED else None
                 if exposed is None or not 0 <= epoch - exposed < self.revenue_window:
                     continue
+                entry = _entry(entry)
                 entry[_REALIZED] = round(entry[_REALIZED] + event.price * event.quantity, 6)
                 changed[key] = (changed[key][0] if key in changed else units[key], entry)
                 units[key] = entry
@@ -174,6 +185,13 @@ def _values(entry: list) -> tuple[float, ...]:
         entry = _entry(entry)
     return unit_values(entry[_IMPRESSIONS], entry[_CLICKS], entry[_ORDERS], entry[_REVENUE], entry[_LTV], entry[_PRE],
                        entry[_REALIZED], entry[_CREDIT])
+
+
+def _counting(units: Mapping[str, list], exposed_after: float) -> dict[str, list]:
+    """The unit entries something can still count for: first exposed after `exposed_after` (epoch seconds), or
+    kept before exposure times were."""
+    return {key: entry for key, entry in units.items()
+            if len(entry) <= _EXPOSED or entry[_EXPOSED] is None or entry[_EXPOSED] > exposed_after}
 
 
 def _keep_recent_sessions(units: dict[str, list]) -> None:
