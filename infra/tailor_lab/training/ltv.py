@@ -87,7 +87,7 @@ __all__ = ["AGE_FEATURES", "CORRECTION_WEIGHTS", "HurdleCorrection", "QUOTE_LEVE
            "TooLittleHistory", "TrainedLtv", "buyer_summary", "choose_correction_weights", "correction_columns",
            "correction_input", "fit_bgnbd", "fit_booster",
            "fit_gamma_gamma", "fit_prior", "leaf_size", "least_error_level", "ltv_metrics", "minimize_robustly",
-           "parse_events", "replay_snapshots", "retrain_from_archive", "totals_level", "train_ltv"]
+           "parse_events", "replay_snapshots", "retrain_from_archive", "totals_level", "train_ltv", "weighed"]
 
 # Fewer, shallower rounds than usual: the correction to a good prior is small, and dry runs inside
 # the CDNOW calibration period ranked shoppers better with 100 rounds than with 200 or 400.
@@ -239,17 +239,19 @@ def choose_correction_weights(corrected: tuple[np.ndarray, np.ndarray], prior: t
     """The correction's share of each forecast, the rest the prior's own, from (purchase days, spend) forecasts of the
     same shoppers and what they did: for purchase days the share whose blend is off by the fewest (MAE), for spend the
     one whose blend ranks spend best (Spearman); the larger share on a tie."""
-    def blend(i: int, w: float) -> np.ndarray:
-        return w * np.asarray(corrected[i], float) + (1.0 - w) * np.asarray(prior[i], float)
-
-    mae = {w: float(np.abs(blend(0, w) - days).mean()) for w in weights}
-    rank = {w: _spearman(blend(1, w), spend) for w in weights}
+    mae = {w: float(np.abs(weighed(corrected[0], prior[0], w) - days).mean()) for w in weights}
+    rank = {w: _spearman(weighed(corrected[1], prior[1], w), spend) for w in weights}
     ranked = {w: r if np.isfinite(r) else -np.inf for w, r in rank.items()}
     return {"transactions": max(weights, key=lambda w: (-mae[w], w)),
             "spend": max(weights, key=lambda w: (ranked[w], w)),
             "chosen_on": "backtest",
             "mae_by_weight": {f"{w:g}": round(v, 6) for w, v in mae.items()},
             "spearman_by_weight": {f"{w:g}": round(v, 6) for w, v in rank.items()}}
+
+
+def weighed(corrected: np.ndarray, prior: np.ndarray, weight: float) -> np.ndarray:
+    """A forecast `weight` of the correction's and the rest the prior's own."""
+    return weight * np.asarray(corrected, float) + (1.0 - weight) * np.asarray(prior, float)
 
 
 def retrain_from_archive(blobs: BlobStore, now: float | datetime, *, history_weeks: float = 104.0,
@@ -470,8 +472,7 @@ class HurdleCorrection:
         shrunk = np.exp(prior[:, PRIOR_NAMES.index("log_shrunk_value")].astype(np.float64))
         share = self.shrunk_share
         spend = (1.0 - share) * self.spend.predict(X) * expected * value + share * days * shrunk
-        return (self.days_weight * days + (1.0 - self.days_weight) * expected,
-                self.spend_weight * spend + (1.0 - self.spend_weight) * expected * value)
+        return weighed(days, expected, self.days_weight), weighed(spend, expected * value, self.spend_weight)
 
 
 # -- helpers --------------------------------------------------------------------------------------
@@ -594,11 +595,12 @@ def _backtest(stream: list[Event], end: float, days: int, windows: int, step_wee
     rows = np.array([later[u] for u in start.user_ids])
     did_t = finish.transactions[rows] - start.transactions
     did_s = np.maximum(finish.revenue[rows] - start.revenue, 0.0)
-    _, expected, value = _offsets(prior_matrix(start.features, past.prior, past.horizon_weeks))
-    choice = choose_correction_weights(past.predict(start.features, past.horizon_weeks), (expected, expected * value),
-                                       did_t, did_s)
-    past.correction.days_weight, past.correction.spend_weight = choice["transactions"], choice["spend"]
-    bt_t, bt_s = past.predict(start.features, past.horizon_weeks)
+    prior = prior_matrix(start.features, past.prior, past.horizon_weeks)
+    corrected = past.correction.predict(correction_input(start.features, past.columns, prior), prior)
+    _, expected, value = _offsets(prior)
+    own = (expected, expected * value)
+    choice = choose_correction_weights(corrected, own, did_t, did_s)
+    bt_t, bt_s = (weighed(c, o, choice[k]) for c, o, k in zip(corrected, own, ("transactions", "spend")))
     # Per shopper, what is quoted; totals, what sums: the expectations.
     report = ltv_metrics(*quote(bt_t, bt_s, past.dispersion, past.level, past.spend_level), did_t, did_s)
     expected_figures = ltv_metrics(bt_t, bt_s, did_t, did_s)
