@@ -52,7 +52,7 @@ from pydantic import ValidationError
 
 from tailor.aws_clients import client
 from tailor.erasure import NOTHING_TO_ERASE, erasure_status, request_erasure
-from tailor.events import MAX_EVENT_DEPTH, load_json
+from tailor.events import MAX_EVENT_DEPTH
 from tailor.experiments.storage import ExperimentStore, LiveExperiments
 from tailor.experiments.strategies import StrategySource
 from tailor.intent_config import FactorsSource
@@ -81,8 +81,7 @@ app = APIGatewayRestResolver(enable_validation=True,
                                    if settings.cors_allow_origin else None),
                              # NaN and Infinity reach the request models, which refuse them naming the field (an
                              # event's, one by one); a body nested too deep is refused before it is decoded.
-                             json_body_deserializer=functools.partial(load_json, max_depth=MAX_BODY_DEPTH,
-                                                                      allow_nan=True))
+                             json_body_deserializer=functools.partial(errors.json_object, max_depth=MAX_BODY_DEPTH))
 
 # A request has API Gateway's 29 seconds: a call gets a few, tries three times, and the request fails rather than wait.
 _aws = {"connect_timeout": 2, "read_timeout": 5, "max_attempts": 3}

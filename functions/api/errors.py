@@ -1,11 +1,15 @@
 """How the API answers what it cannot serve: 422 naming each field at fault and why."""
 
+import json
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
+from tailor.events import load_json
 from tailor.ranking.limits import RequestError
+
+NOT_AN_OBJECT = "must be a JSON object"
 
 
 def register(app: APIGatewayRestResolver) -> None:
@@ -35,6 +39,16 @@ def register(app: APIGatewayRestResolver) -> None:
         return unprocessable([{"loc": ["body"], "msg": "send JSON (multipart without a boundary)", "type": "multipart"}])
 
 
+def json_object(text: str, *, max_depth: int) -> dict[str, Any]:
+    """A request body decoded, which every route with a body takes as one JSON object: anything else (an array
+    above all, whose first element alone the resolver would validate) is refused as the body's fault. NaN and
+    Infinity are decoded, for the request models to refuse naming the field."""
+    value = load_json(text, max_depth=max_depth, allow_nan=True)
+    if not isinstance(value, dict):
+        raise json.JSONDecodeError(f"{NOT_AN_OBJECT}, not {_json_type(value)}", text, 0)
+    return value
+
+
 def unprocessable(detail: list[dict[str, Any]]) -> Response:
     message = "; ".join(f"{field(d['loc'])}: {d['msg']}" for d in detail)
     return Response(status_code=422, content_type=content_types.APPLICATION_JSON,
@@ -45,6 +59,8 @@ def readable(error: dict[str, Any]) -> dict[str, Any]:
     if error["type"] == "json_invalid":  # located at a character of the body, not at a field
         position = error["loc"][-1]
         reason = (error.get("ctx") or {}).get("error", "")
+        if reason.startswith(NOT_AN_OBJECT):
+            return {"loc": ["body"], "msg": reason, "type": "json_invalid"}
         return {"loc": ["body"], "msg": f"not valid JSON at character {position}: {reason}".rstrip(": "),
                 "type": "json_invalid"}
     return {"loc": list(error["loc"]), "msg": error.get("msg", ""), "type": error["type"]}
@@ -53,3 +69,13 @@ def readable(error: dict[str, Any]) -> dict[str, Any]:
 def field(loc: list[Any]) -> str:
     """Where a validation error is: `query n`, `body items.3`."""
     return " ".join([str(loc[0]), ".".join(str(part) for part in loc[1:])]).strip() if loc else "request"
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "true or false"
+    return "null" if value is None else "a number"

@@ -18,7 +18,8 @@ from tailor.experiments.pages import console_page, console_view
 from tailor.experiments.storage import ExperimentStore, LiveExperiments
 from tailor.experiments.strategies import StrategySource
 
-Share = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+# Strict: a number given as text or as true/false is refused, as the domain refuses it, not converted.
+Share = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False, strict=True)]
 ExperimentId = Annotated[str, Path(min_length=1, max_length=256, pattern=ID_PATTERN, description="the experiment's id")]
 Text = Annotated[str, Field(max_length=2000)]
 
@@ -43,9 +44,10 @@ class ExperimentIn(BaseModel):
     layer: str = Field("", description="experiments of one surface and layer never share a shopper")
     start: str | None = Field(None, description="ISO 8601 (default: now)")
     end: str | None = Field(None, description="ISO 8601 (or days)")
-    days: float | None = Field(None, gt=0, le=MAX_DAYS, allow_inf_nan=False, description="how long it runs (14)")
+    days: float | None = Field(None, gt=0, le=MAX_DAYS, allow_inf_nan=False, strict=True,
+                               description="how long it runs (14)")
     description: Text = ""
-    planned_units: int | None = Field(None, ge=2, le=10**9, description="shoppers it is planned to expose: its "
+    planned_units: int | None = Field(None, ge=2, le=10**9, strict=True, description="shoppers it is planned to expose: its "
                                       "reports' confidence sequences are tightest there (default 5000)")
     design: Literal["ab", "interleaving"] = Field(
         "ab", description="ab: each shopper sees one variant; interleaving: every shopper sees the team draft of the "
@@ -111,7 +113,7 @@ def register(app: APIGatewayRestResolver, store: ExperimentStore, live: LiveExpe
     def create(body: Annotated[ExperimentIn, Body()]) -> Response[ExperimentOut]:
         # exclude_none reaches into the variants too: a share left out stays out (equal shares).
         request = body.model_dump(exclude_none=True)
-        experiment = store.create(new_experiment(request, now=datetime.now(UTC), known_strategies=set(strategies())))
+        experiment = store.create(new_experiment(request, now=datetime.now(UTC), known_strategies={name: s.surfaces for name, s in strategies().items()}))
         return Response(status_code=201, content_type=content_types.APPLICATION_JSON,
                         body=ExperimentOut.model_validate(experiment.public()))
 

@@ -117,6 +117,10 @@ def test_unit_hash_is_uniform_and_salted():
     ({"start": "yesterday"}, "start"),
     ({"end": "2026-11-01T00:00:00Z"}, "end"),
     ({"experiment_id": "Bad Id"}, "experiment_id"),
+    ({"experiment_id": ""}, "experiment_id"),
+    ({"start": "2099-12-01T00:00:00Z", "days": 366}, "days"),
+    ({"days": 1e-9}, "end"),
+    ({"start": "2026-12-01T00:00:00.250Z", "end": "2026-12-01T00:00:00.750Z"}, "end"),
     ({"colour": "red"}, "colour"),
     ({"planned_units": 0}, "planned_units"),
     ({"planned_units": 2500.5}, "planned_units"),
@@ -135,6 +139,26 @@ def test_a_bad_experiment_is_refused_naming_the_field(change, field):
     with pytest.raises(ExperimentError) as refused:
         new_experiment(body, now=NOW, known_strategies=STRATEGIES)
     assert refused.value.field == field
+
+
+def test_a_variant_must_serve_the_experiments_surface():
+    serving = {"default": ("feed", "search", "related"), "adaptive": ("feed",)}
+    body = {"variants": [{"name": "a", "strategy": "default"}, {"name": "b", "strategy": "adaptive"}]}
+    assert new_experiment(body, now=NOW, known_strategies=serving).surface == "feed"
+    with pytest.raises(ExperimentError) as refused:
+        new_experiment({**body, "surface": "related"}, now=NOW, known_strategies=serving)
+    assert refused.value.field == "variants[1].strategy" and "not related" in refused.value.message
+    # Names alone (no surfaces known) serve every surface.
+    assert new_experiment({**body, "surface": "related"}, now=NOW, known_strategies=set(serving)).surface == "related"
+
+
+def test_an_experiment_keeps_whole_seconds_and_ends_by_the_latest_time():
+    found = new_experiment({"variants": [{"name": "a", "strategy": "default"}, {"name": "b", "strategy": "baseline"}],
+                            "start": "2026-12-01T00:00:00.900Z", "days": 1.5}, now=NOW, known_strategies=STRATEGIES)
+    assert (found.start, found.end) == ("2026-12-01T00:00:00Z", "2026-12-02T12:00:00Z")
+    last = new_experiment({"variants": [{"name": "a", "strategy": "default"}, {"name": "b", "strategy": "baseline"}],
+                           "start": "2099-01-01T00:00:00Z", "days": 365}, now=NOW, known_strategies=STRATEGIES)
+    assert last.end == "2100-01-01T00:00:00Z"
 
 
 def test_experiments_are_created_started_stopped_and_only_live_ones_assign():

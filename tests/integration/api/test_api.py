@@ -106,6 +106,10 @@ def test_rerank_keeps_to_the_callers_items(api):
     assert sorted(i["item_id"] for i in body["items"]) == sorted(request["items"])
 
 
+VIEW_EVENT = {"event_id": "e-array-1", "user_id": "u-1", "session_id": "s-1", "event_type": "view", "item_id": "i-101",
+              "timestamp": "2026-11-02T12:00:00Z"}
+
+
 @pytest.mark.parametrize(("name", "changes", "field"), [
     ("api-get-feed.json", {"query": {"n": 0}}, "query n"),
     ("api-get-feed.json", {"query": {"n": 101}}, "query n"),
@@ -127,11 +131,17 @@ def test_rerank_keeps_to_the_callers_items(api):
     ("api-post-related.json", {"body": {"filters": {"min_price": 9, "max_price": 1}}}, "body filters.max_price"),
     ("api-post-events.json", {"body": {"events": []}}, "body events"),
     ("api-post-events.json", {"body": {"events": [{}] * 501}}, "body events"),
-    ("api-post-events.json", {"body": [{"event_type": "view"}]}, "body events"),
+    # A body is one JSON object: an array is refused whole, not read as its first element.
+    ("api-post-events.json", {"body": [{"event_type": "view"}]}, "body"),
+    ("api-post-events.json", {"body": [{"events": [VIEW_EVENT]}, "junk"]}, "body"),
+    ("api-post-rerank.json", {"body": [{"items": ["i-101"]}, "junk", 42]}, "body"),
+    ("api-post-related.json", {"body": [{"n": 3}, {"n": -1}]}, "body"),
 ])
 def test_malformed_requests_get_a_422_naming_the_field(api, name, changes, field):
     status, body = api.invoke_file(name, **changes)
     assert status == 422, body
+    if field == "body":
+        assert "must be a JSON object" in body["message"] or "not valid JSON" in body["message"], body["message"]
     assert any(f"{field}:" in part for part in body["message"].split("; ")), body["message"]
     assert all({"loc", "msg", "type"} <= set(d) for d in body["detail"])
 

@@ -33,6 +33,23 @@ def test_refused_experiments_name_their_field(api):
     assert api.get("/experiments/exp-planned/report").get_json()["tuning_units"] == 800
     answer = api.post("/experiments", "not an object")
     assert answer.status_code == 422 and "body" in answer.get_json()["message"]
+    answer = api.post("/experiments", [{**EXPERIMENT, "experiment_id": "exp-in-an-array"}])
+    assert answer.status_code == 422 and "body: must be a JSON object, not an array" in answer.get_json()["message"]
+    assert api.get("/experiments/exp-in-an-array").status_code == 404
+    for change, where in (({"traffic": True}, "body traffic:"), ({"days": "7"}, "body days:"),
+                          ({"planned_units": "100"}, "body planned_units:"),
+                          ({"variants": [{"name": "a", "strategy": "baseline", "share": "0.5"},
+                                         {"name": "b", "strategy": "default", "share": 0.5}]}, "body variants.0.share:")):
+        answer = api.post("/experiments", {**EXPERIMENT, **change})
+        assert answer.status_code == 422 and where in answer.get_json()["message"], (change, answer.get_json())
+    answer = api.post("/experiments", {**EXPERIMENT, "surface": "related",
+                                       "variants": [{"name": "a", "strategy": "default"},
+                                                    {"name": "b", "strategy": "adaptive"}]})
+    assert answer.status_code == 422 and answer.get_json()["message"].startswith("variants[1].strategy:")
+    answer = api.post("/experiments", {**EXPERIMENT, "experiment_id": ""})
+    assert answer.status_code == 422 and answer.get_json()["message"].startswith("experiment_id:")
+    answer = api.post("/experiments", {**EXPERIMENT, "start": "2099-12-01T00:00:00Z", "days": 366})
+    assert answer.status_code == 422 and answer.get_json()["message"].startswith("days:")
     assert api.post("/experiments/exp-none/start", {}).status_code == 404
     assert api.get("/experiments/exp-none/report").status_code == 404
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -148,8 +148,10 @@ class Experiment:
         return replace(self, status=STOPPED, stopped_at=_iso(now))
 
 
-def new_experiment(body: Mapping[str, Any], *, now: datetime, known_strategies: set[str]) -> Experiment:
-    """An experiment from a request's body, checked field by field."""
+def new_experiment(body: Mapping[str, Any], *, now: datetime,
+                   known_strategies: Mapping[str, Collection[str]] | Collection[str]) -> Experiment:
+    """An experiment from a request's body, checked field by field. `known_strategies`: the strategies a variant
+    may serve, each with the surfaces it serves where known (a name alone serves every surface)."""
     if not isinstance(body, Mapping):
         raise ExperimentError("body", "must be a JSON object")
     allowed = {"experiment_id", "name", "surface", "variants", "holdout", "traffic", "layer", "start", "end",
@@ -157,7 +159,9 @@ def new_experiment(body: Mapping[str, Any], *, now: datetime, known_strategies: 
     unknown = set(body) - allowed
     if unknown:
         raise ExperimentError(sorted(unknown)[0], "is not an experiment field")
-    experiment_id = body.get("experiment_id") or f"exp-{secrets.token_hex(4)}"
+    experiment_id = body.get("experiment_id")
+    if experiment_id is None:
+        experiment_id = f"exp-{secrets.token_hex(4)}"
     if not isinstance(experiment_id, str) or not ID_PATTERN.match(experiment_id):
         raise ExperimentError("experiment_id", "1 to 48 of a-z, 0-9 and -, starting with a letter or digit")
     name = body.get("name", experiment_id)
@@ -169,7 +173,7 @@ def new_experiment(body: Mapping[str, Any], *, now: datetime, known_strategies: 
     design = body.get("design", AB)
     if design not in DESIGNS:
         raise ExperimentError("design", f"one of {', '.join(DESIGNS)}")
-    variants = _variants(body.get("variants"), known_strategies)
+    variants = _variants(body.get("variants"), known_strategies, surface)
     if design == INTERLEAVING:
         _interleaved(body["variants"], variants)
     holdout = _share("holdout", body.get("holdout", 0.0), upper_open=True)
@@ -179,7 +183,8 @@ def new_experiment(body: Mapping[str, Any], *, now: datetime, known_strategies: 
     layer = body.get("layer", "")
     if not isinstance(layer, str) or (layer and not VARIANT_PATTERN.match(layer)):
         raise ExperimentError("layer", "1 to 32 of letters, digits, _ and -")
-    start = _parse_time("start", body["start"]) if body.get("start") is not None else now
+    # Whole seconds, as kept: the checks below hold for the times the experiment keeps.
+    start = (_parse_time("start", body["start"]) if body.get("start") is not None else now).replace(microsecond=0)
     if "end" in body and "days" in body:
         raise ExperimentError("days", "give end or days, not both")
     if body.get("end") is not None:
@@ -189,6 +194,9 @@ def new_experiment(body: Mapping[str, Any], *, now: datetime, known_strategies: 
         if isinstance(days, bool) or not isinstance(days, int | float) or not 0 < days <= MAX_DAYS:
             raise ExperimentError("days", f"a number of days in (0, {MAX_DAYS}]")
         end = start + timedelta(days=days)
+        if end > LATEST_TIMESTAMP:
+            raise ExperimentError("days", f"it would end after {LATEST_TIMESTAMP.year}")
+    end = end.replace(microsecond=0)
     if end <= start:
         raise ExperimentError("end", "must be after start")
     if end - start > timedelta(days=MAX_DAYS):
@@ -205,7 +213,8 @@ def new_experiment(body: Mapping[str, Any], *, now: datetime, known_strategies: 
                       planned_units=planned, design=design)
 
 
-def _variants(value: Any, known: set[str]) -> tuple[Variant, ...]:
+def _variants(value: Any, known: Mapping[str, Collection[str]] | Collection[str], surface: str
+              ) -> tuple[Variant, ...]:
     if not isinstance(value, list) or not 2 <= len(value) <= MAX_VARIANTS:
         raise ExperimentError("variants", f"a list of 2 to {MAX_VARIANTS} variants")
     out = []
@@ -224,6 +233,10 @@ def _variants(value: Any, known: set[str]) -> tuple[Variant, ...]:
         strategy = entry.get("strategy")
         if not isinstance(strategy, str) or strategy not in known:
             raise ExperimentError(f"{where}.strategy", f"unknown strategy {strategy!r}; one of {', '.join(sorted(known))}")
+        serves = known[strategy] if isinstance(known, Mapping) else SURFACES
+        if surface not in serves:
+            # Served on another surface, it would rank as the default does: the variant would test nothing.
+            raise ExperimentError(f"{where}.strategy", f"{strategy!r} serves {', '.join(serves)}, not {surface}")
         share = _share(f"{where}.share", entry.get("share", 1.0 / len(value)))
         if share == 0:
             raise ExperimentError(f"{where}.share", "must be above 0")
