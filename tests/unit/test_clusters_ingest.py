@@ -131,6 +131,37 @@ def test_ingest_picks_up_a_rebuild_at_its_next_look():
     assert published().ids == CLUSTERS.ids  # a version it cannot use: what it had stays
 
 
+def test_a_registry_that_cannot_be_read_before_anything_is_loaded_raises_and_is_read_again():
+    import pytest
+
+    from tailor.clusters import FORMAT, MODEL_NAME, PublishedClusters
+    from tailor.models import ModelRegistry, RegistryUnreadable
+    from tailor.store.memory import MemoryBlobStore
+
+    class Failing(MemoryBlobStore):
+        failing = False
+
+        def get(self, key):
+            if self.failing:
+                raise ConnectionError("the store is not answering")
+            return super().get(key)
+
+    blobs = Failing()
+    registry = ModelRegistry(blobs)
+    registry.publish(MODEL_NAME, CLUSTERS.to_json().encode(), {"format": FORMAT, "trained_at": "2026-12-01T00:00:00Z"})
+    now = [0.0]
+    published = PublishedClusters(registry, refresh_seconds=60, clock=lambda: now[0])
+    blobs.failing = True
+    with pytest.raises(RegistryUnreadable):  # Ingest's batch is delivered again rather than folded without them
+        published()
+    assert not published.loaded
+    blobs.failing = False
+    assert published().ids == CLUSTERS.ids  # read again at once, not a refresh later
+    registry.publish(MODEL_NAME, CLUSTERS.to_json().encode(), {"format": FORMAT, "trained_at": "2026-12-02T00:00:00Z"})
+    blobs.failing, now[0] = True, 61.0
+    assert published().ids == CLUSTERS.ids  # loaded already: kept while the registry cannot be read
+
+
 def test_a_session_row_is_the_same_however_the_stream_cuts_its_events_into_batches():
     params = BanditParams(ignore_weight=0.15, decay=0.8)  # counts that need rounding after every feed
     events = [_event(n * 3 + 1, "impression", item_ids=["item-a", "item-b", "item-c"], feed_id=f"feed-{n}")

@@ -126,6 +126,29 @@ def test_a_row_that_would_hold_what_dynamodb_cannot_store_quarantines_the_record
     assert store.snapshot() == expected.snapshot()
 
 
+def test_a_record_that_would_grow_a_row_past_what_dynamodb_holds_is_quarantined_not_retried(monkeypatch):
+    from tailor.experiments.attribution import Attribution
+    from tailor.experiments.feed_ids import new_feed_id
+
+    # Each feed id naming an experiment of its own adds a unit entry to the shopper's row; a front end (or a
+    # shopper) echoing made-up ids would grow it without end. Here the limit is lowered so a few dozen do.
+    monkeypatch.setattr(fold, "MAX_ROW_JSON", 4_000)
+    events = [{"event_id": f"e-{k}", "user_id": "u-1", "session_id": "s-1", "event_type": "impression",
+               "item_ids": ["i-1"], "feed_id": new_feed_id(f"made-up-{k:03d}", "A", "u"),
+               "timestamp": f"2026-12-01T10:{k // 60:02d}:{k % 60:02d}Z"} for k in range(80)]
+    records = to_records(events)
+    store, blobs = MemoryStateStore(), MemoryBlobStore()
+    outcome = Ingestor(store, blobs, max_workers=1, attribution=Attribution()).ingest(records)
+    assert outcome.failed == []  # the shard goes on
+    reasons = quarantined(blobs)
+    assert reasons and all("shoppers row 'u-1': it would take" in r and "a DynamoDB item has room for" in r
+                           for r in reasons.values())
+    first = min(reasons, key=lambda s: (len(s), s))
+    assert [r.sequence for r in records].index(first) > 20  # the records before the limit are applied
+    row = store.snapshot()["shoppers"]["u-1"]
+    assert len(json.dumps(row, default=repr)) <= 4_000 + 500 and len(row["experiments"]) + len(reasons) == 80
+
+
 class Personas:
     """The persona tracker's part in a fold, whose batch step fails when a session holds `poison`, or always."""
 

@@ -90,6 +90,19 @@ def test_a_redelivered_or_cut_batch_and_a_producers_duplicate_leave_the_same_byt
             assert other[table][key]["vector"] == whole[table][key]["vector"]
 
 
+def test_a_feed_rendered_again_after_its_items_are_settled_is_not_a_new_feed_in_any_later_batch():
+    events = [_event(1, "impression", item_ids=["book-1", "lamp-2"], feed_id="feed-1"),
+              _event(2, "click", item_id="lamp-2", feed_id="feed-1", position=1),  # settles book-1 as passed over
+              _event(3, "impression", item_ids=["book-1", "lamp-2"], feed_id="feed-1"),  # the same feed, again
+              _event(4, "impression", item_ids=["book-3"], feed_id="feed-2")]
+    whole = written(_fold(events, EMPTY, 0))
+    first = written(_fold(events[:2], EMPTY, 0))
+    assert first["sessions"]["s-1"]["vector"]["f"] == "feed-1"  # every item settled, the feed still known
+    split = written(_fold(events[2:], first, 2), first)
+    for table, key in (("sessions", "s-1"), ("shoppers", "u-1")):
+        assert split[table][key]["vector"] == whole[table][key]["vector"]
+
+
 def test_with_session_intent_a_batch_folds_alike_whole_or_in_parts():
     intent = SessionIntent(load_model(INTENT_MODEL, build=IntentModel.from_stored))
     events = _stream(seed=3, n=160)
@@ -157,6 +170,22 @@ def test_ingest_keeps_vectors_without_another_write_and_reads_the_registry_once(
     assert sum(1 for s in sessions if stored_vector(s.vector, online.vectors()) is not None) >= 5
 
 
+def test_a_registry_that_cannot_be_read_fails_the_batch_and_the_next_delivery_reads_it_again():
+    registry_blobs = _FailingOnce()
+    registry = ModelRegistry(registry_blobs)
+    registry.publish(MODEL_NAME, VECTORS.to_npz(), {"format": "tailor-item-vectors/1"})
+    registry_blobs.failures = 1
+    online = OnlineVectors.load(registry, RULE)
+    events = _stream(seed=4, n=60)
+    ingest = Ingestor(MemoryStateStore(), MemoryBlobStore(), max_workers=4, vectors=online)
+    outcome = ingest.ingest(to_records(events))
+    # Not folded without the vectors the registry holds: every record comes again, and nothing was written.
+    assert len(outcome.failed) == 60 and not online.ready and not ingest.store.snapshot().get("sessions")
+    assert ingest.ingest(to_records(events)).failed == [] and online.ready
+    sessions = [SessionState.from_row(row) for row in ingest.store.snapshot()["sessions"].values()]
+    assert sum(1 for s in sessions if stored_vector(s.vector, online.vectors()) is not None) >= 3
+
+
 def test_the_feeds_embedding_source_queries_with_the_rows_vectors():
     session = SessionState(session_id="s-1", user_id="u-1", started_at=0.0, last_seen=0.0, expires_at=0,
                            items=["lamp-1"])
@@ -196,6 +225,18 @@ def test_a_request_decodes_the_rows_vectors_once_for_the_source_and_the_similari
     ctx.session = SessionState.from_row(session.to_row())  # the session's row read again: a new row object
     source.propose(ctx, 20)
     assert len(decoded) == 2
+
+
+class _FailingOnce(MemoryBlobStore):
+    """A store whose next `failures` reads fail as a store outage would."""
+
+    failures = 0
+
+    def get(self, key):
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("the store is not answering")
+        return super().get(key)
 
 
 class _Counting:

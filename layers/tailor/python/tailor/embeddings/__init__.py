@@ -24,7 +24,9 @@ __all__ = ["ARTIFACT", "DEFAULT_UPDATE", "EXACT", "EXACT_UP_TO", "FORMAT", "INDE
 MODEL_NAME = "item-vectors"
 
 
-def load_item_vectors(registry=None) -> ItemVectors | None:
+def load_item_vectors(registry=None, *, unreadable_raises: bool = False) -> ItemVectors | None:
     """The registry's current item vectors, or None when there are none or they cannot be used (no default ships:
-    item ids are the shop's own, so vectors trained elsewhere would name no item of it)."""
-    return load_published(MODEL_NAME, registry, build=ItemVectors.from_stored, without="item vectors")
+    item ids are the shop's own, so vectors trained elsewhere would name no item of it); `unreadable_raises` as
+    tailor.models.load_published takes it."""
+    return load_published(MODEL_NAME, registry, build=ItemVectors.from_stored, without="item vectors",
+                          unreadable_raises=unreadable_raises)

@@ -74,7 +74,9 @@ class OnlineVectors:
     @classmethod
     def load(cls, registry: Any, rule: VectorUpdate = DEFAULT_UPDATE) -> OnlineVectors:
         """The registry's current item vectors, read by the first batch that needs them (not at a cold start) and
-        kept for the container's life, as serving keeps them."""
+        kept for the container's life, as serving keeps them. A registry that cannot be read raises
+        (tailor.models.RegistryUnreadable): the batch is delivered again, and the next one reads again, rather than
+        fold past its rows' watermarks without the vectors."""
         from tailor.embeddings import load_item_vectors
 
         lock, loaded = threading.Lock(), []
@@ -83,7 +85,7 @@ class OnlineVectors:
             if not loaded:
                 with lock:
                     if not loaded:
-                        found = load_item_vectors(registry)
+                        found = load_item_vectors(registry, unreadable_raises=True)
                         logger.info("item vectors for session and shopper vectors: %s",
                                     "none" if found is None else found.metadata.get("version"))
                         loaded.append(found)
@@ -125,8 +127,11 @@ class HeldVector:
         out: dict[str, Any] = {"m": self.tag}
         if self.half is not None:
             out["v"] = base64.b64encode(self.half.tobytes()).decode("ascii")
-        if self.feed is not None and any(self.shown):
-            out["f"], out["p"] = self.feed, SEPARATOR.join(self.shown)
+        if self.feed is not None:
+            # Kept once every item is settled too: the same feed rendered again in a later batch is not a new one.
+            out["f"] = self.feed
+            if any(self.shown):
+                out["p"] = SEPARATOR.join(self.shown)
         return out
 
 

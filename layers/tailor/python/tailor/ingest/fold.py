@@ -48,6 +48,10 @@ __all__ = ["BatchFold", "FoldedRow", "Unsettled", "fold_batch"]
 DYNAMO_MAX_INTEGER = 10 ** 38
 DYNAMO_MAX_MAGNITUDE = 1e126
 DYNAMO_MIN_MAGNITUDE = 1e-130
+# A row whose JSON text is longer is refused before DynamoDB's item limit (400 KB) would refuse its write on every
+# delivery and hold up the shard: the text is at least the item's size (names and strings as they are, a number's
+# digits a character each where DynamoDB keeps two a byte, more for quotes and separators), with room to spare.
+MAX_ROW_JSON = 350_000
 
 
 def fold_batch(accepted: Sequence[tuple[str, Event]], rows: Mapping[str, Mapping[str, Mapping[str, Any]]],
@@ -337,8 +341,8 @@ def _unstorable_contributions(parts: Iterable[Contribution]) -> str | None:
 
 
 def _unstorable(fields: Mapping[str, Any]) -> str | None:
-    """Where `fields` hold a number DynamoDB cannot store (not finite, too large or small, too many digits), or
-    None. Every row a batch writes is checked, so the common answer is found at C speed: JSON refuses NaN and
+    """Where `fields` hold a number DynamoDB cannot store (not finite, too large or small, too many digits), or more
+    than an item holds (MAX_ROW_JSON), or None. Every row a batch writes is checked, so the common answer is found at C speed: JSON refuses NaN and
     infinities and writes floats of 1e16 and more with an exponent ("e+"); only then are the numbers looked at one
     by one. Integers and tiny fractions are left to that: rows hold counts and sums of bounded amounts, and
     fractions rounded to a few places, far from DynamoDB's 38 digits and 1e-130."""
@@ -347,6 +351,8 @@ def _unstorable(fields: Mapping[str, Any]) -> str | None:
     except ValueError:
         pass
     else:
+        if len(text) > MAX_ROW_JSON:
+            return f"it would take {len(text):,} bytes, past the {MAX_ROW_JSON:,} a DynamoDB item has room for"
         if "e+" not in text:
             return None
     pending: list[tuple[str, Any]] = list(fields.items())

@@ -4,6 +4,7 @@ from tailor.models.registry import (
     DEFAULT_DIR,
     LazyModel,
     ModelRegistry,
+    RegistryUnreadable,
     StoredModel,
     default_model,
     load_model,
@@ -11,5 +12,5 @@ from tailor.models.registry import (
     model_version,
 )
 
-__all__ = ["DEFAULT_DIR", "LazyModel", "ModelRegistry", "StoredModel", "default_model", "load_model", "load_published",
-           "model_version"]
+__all__ = ["DEFAULT_DIR", "LazyModel", "ModelRegistry", "RegistryUnreadable", "StoredModel", "default_model",
+           "load_model", "load_published", "model_version"]

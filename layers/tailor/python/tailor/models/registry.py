@@ -27,8 +27,8 @@ from typing import Any, TypeVar
 
 from tailor.store.port import BlobStore
 
-__all__ = ["DEFAULT_DIR", "LazyModel", "ModelRegistry", "StoredModel", "default_model", "load_model", "load_published",
-           "model_version"]
+__all__ = ["DEFAULT_DIR", "LazyModel", "ModelRegistry", "RegistryUnreadable", "StoredModel", "default_model",
+           "load_model", "load_published", "model_version"]
 
 logger = logging.getLogger(__name__)
 
@@ -147,19 +147,35 @@ def load_model(name: str, registry: ModelRegistry | None = None, *, build: Calla
 
 
 def load_published(name: str, registry: ModelRegistry | None, *, build: Callable[[StoredModel], T],
-                   without: str) -> T | None:
+                   without: str, unreadable_raises: bool = False) -> T | None:
     """`build` applied to the registry's current version of `name`, or None when there is none or it cannot be used:
     for what no default ships with (item vectors, clusters: they name the shop's own items). `without` says what
-    serving goes on without, for the log."""
+    serving goes on without, for the log. With `unreadable_raises`, a registry that cannot be read just now (its
+    store failing, not a version that is missing or unusable) raises RegistryUnreadable instead: for Ingest, which
+    must not fold records past its rows' watermarks without what the registry holds."""
     if registry is None:
         return None
     try:
-        return build(registry.fetch(name))
+        stored = registry.fetch(name)
     except LookupError:
         return None
-    except Exception as exc:  # a broken or unreadable registry must not take serving down
+    except ValueError as exc:  # what it holds is not a model this code reads: looking again will not mend it
         logger.warning("cannot use the registry's %s (%s); serving without %s", name, exc, without)
         return None
+    except Exception as exc:  # the store, now: a broken or unreadable registry must not take serving down
+        if unreadable_raises:
+            raise RegistryUnreadable(f"cannot read the registry's {name}: {exc}") from exc
+        logger.warning("cannot read the registry's %s (%s); serving without %s", name, exc, without)
+        return None
+    try:
+        return build(stored)
+    except Exception as exc:
+        logger.warning("cannot use the registry's %s (%s); serving without %s", name, exc, without)
+        return None
+
+
+class RegistryUnreadable(RuntimeError):
+    """The registry's store could not be read just now (it may hold a current version, or not)."""
 
 
 class LazyModel:
