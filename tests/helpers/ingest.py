@@ -124,7 +124,9 @@ def _crash_midway(ingestor: Ingestor, batch: list[StreamRecord], rng: random.Ran
             return attr
 
     doomed = Ingestor(Dying(ingestor.store), Dying(ingestor.blobs), max_workers=4, intent=ingestor.intent,
-                      buffer=bool(ingestor.buffered), attribution=ingestor.attribution)
+                      personas=ingestor.personas, buffer=bool(ingestor.buffered), attribution=ingestor.attribution,
+                      clusters=ingestor.clusters, vectors=ingestor.vectors,
+                      session_ttl_days=ingestor.session_ttl / 86400)
     try:
         doomed.ingest(batch)
     except _Crash:

@@ -234,6 +234,25 @@ def test_an_anonymous_unit_is_its_session():
     assert statistics(clean(events))[("2026-11-02", "A")].n == 3
 
 
+def test_an_anonymous_shoppers_session_units_are_the_last_active_whatever_order_the_row_holds_them_in():
+    from tailor.experiments.attribution import MAX_SESSION_UNITS
+
+    base = 1_796_000_000.0
+    units = {f"exp-1/s{k}": ["A", 1, 0, 0, 0.0, 0.0, 0.0, None, base + k, 0.0, 0, None, 0]
+             for k in range(MAX_SESSION_UNITS)}
+    units["exp-1/s0"][7] = base + 10 * MAX_SESSION_UNITS  # the first exposed, but clicked since: still active
+    feed = new_feed_id("exp-1", "A", "s")
+    event = parse_event({"event_id": "e-new", "user_id": "anon", "session_id": "s-new", "event_type": "impression",
+                         "item_ids": ["i1"], "feed_id": feed, "timestamp": "2026-12-01T00:00:00Z"})
+    kept = []
+    for order in (sorted(units), sorted(units, reverse=True), random.Random(3).sample(sorted(units), len(units))):
+        after, _ = ATTRIBUTION.attribute(event, {key: units[key] for key in order}, revenue_so_far=0.0,
+                                         predicted_ltv=0.0)
+        kept.append(set(after))
+    assert kept[0] == kept[1] == kept[2] and len(kept[0]) == MAX_SESSION_UNITS
+    assert "exp-1/s-new" in kept[0] and "exp-1/s0" in kept[0] and "exp-1/s1" not in kept[0]
+
+
 def test_events_without_feed_ids_leave_the_shopper_rows_as_before():
     events = random_events(4, 300)
     plain = MemoryStateStore()

@@ -216,3 +216,25 @@ def test_a_field_equal_in_value_but_not_in_type_is_written_again(read, value):
     from tailor.ingest.service import _changed
 
     assert _changed({"f": value, "same": "x"}, {"f": read, "same": "x"}) == {"f": value}
+
+
+def test_an_event_after_its_session_expired_starts_a_session_whether_or_not_the_row_is_swept_yet():
+    def view(n, item, when):
+        return {"event_id": f"e-{n}", "user_id": "u-1", "session_id": "s-1", "event_type": "view", "item_id": item,
+                "timestamp": when}
+
+    early = to_records([view(1, "lamp-1", "2026-12-01T10:00:00Z"), view(2, "lamp-2", "2026-12-01T10:00:02Z")])
+    late = to_records([view(3, "book-1", "2026-12-03T10:00:00Z")], start=2)  # a day past the session's expiry
+    stores = []
+    for swept in (False, True):
+        store = MemoryStateStore()
+        ingest = Ingestor(store, MemoryBlobStore(), max_workers=1, session_ttl_days=1)
+        assert ingest.ingest(early).failed == []
+        if swept:  # the table's TTL has removed the expired row by the time the late event comes
+            store.delete("sessions", "s-1")
+        assert ingest.ingest(late).failed == []
+        stores.append(store.snapshot())
+    kept, swept = stores
+    assert kept["sessions"]["s-1"]["items"] == swept["sessions"]["s-1"]["items"] == ["book-1"]
+    assert kept["associations"] == swept["associations"] and "book-1" not in kept["associations"]
+    assert kept["shoppers"] == swept["shoppers"]

@@ -4,7 +4,10 @@ delivers a batch again, cuts it in parts, or the producer sends an event twice; 
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
+import pytest
 
 from tailor.embeddings import MODEL_NAME, ItemVectors, VectorUpdate, update_vector
 from tailor.embeddings.online import OnlineVectors, stored_vector, vectors_tag
@@ -21,7 +24,7 @@ from tailor.shopper import ShopperState
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
 
 from tests.helpers.events import random_events, to_records
-from tests.helpers.ingest import fold, written
+from tests.helpers.ingest import FlakyBlobStore, FlakyStateStore, deliver, fold, written
 
 RULE = VectorUpdate(decay=0.5, ignore_weight=0.2, unseen_share=0.5)
 ITEMS = ["lamp-1", "lamp-2", "lamp-3", "book-1", "book-2", "book-3"]
@@ -184,6 +187,20 @@ def test_a_registry_that_cannot_be_read_fails_the_batch_and_the_next_delivery_re
     assert ingest.ingest(to_records(events)).failed == [] and online.ready
     sessions = [SessionState.from_row(row) for row in ingest.store.snapshot()["sessions"].values()]
     assert sum(1 for s in sessions if stored_vector(s.vector, online.vectors()) is not None) >= 3
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_replays_after_failures_and_crashes_leave_the_vectors_of_one_clean_pass(seed):
+    events = _stream(seed=seed, n=300)
+    expected = MemoryStateStore()
+    Ingestor(expected, MemoryBlobStore(), max_workers=1, vectors=OnlineVectors(lambda: VECTORS, RULE)).ingest(
+        to_records(events))
+    rng = random.Random(seed)
+    store = FlakyStateStore(MemoryStateStore(), rng, rate=0.08)
+    calls = deliver(Ingestor(store, FlakyBlobStore(rng, rate=0.05), max_workers=4,
+                             vectors=OnlineVectors(lambda: VECTORS, RULE)), to_records(events), rng, crash_rate=0.15)
+    assert calls > 10
+    assert store.inner.snapshot() == expected.snapshot()
 
 
 def test_the_feeds_embedding_source_queries_with_the_rows_vectors():

@@ -50,7 +50,7 @@ OUTCOMES_TABLE = "outcomes"
 DEFAULT_WINDOW_SECONDS = 24 * 3600
 DEFAULT_REVENUE_DAYS = 28
 DEFAULT_SHARDS = 4
-MAX_SESSION_UNITS = 50  # anonymous units (sessions) kept per shopper row, most recent last
+MAX_SESSION_UNITS = 50  # anonymous units (sessions) kept per shopper row: the last active
 
 # A unit's entry in the shopper row: [variant, impressions, clicks, orders, revenue, predicted_ltv, pre_revenue,
 # last attributed click (epoch seconds, or None), first exposure (epoch seconds), realized revenue, credit,
@@ -195,6 +195,16 @@ def _counting(units: Mapping[str, list], exposed_after: float) -> dict[str, list
 
 
 def _keep_recent_sessions(units: dict[str, list]) -> None:
+    """At most MAX_SESSION_UNITS session units: those last active (exposed or clicked) most recently. By their
+    times, not the map's order, which a row read back from the store need not keep."""
     sessions = [key for key in units if "/" in key]
+    if len(sessions) <= MAX_SESSION_UNITS:
+        return
+    sessions.sort(key=lambda key: (_last_active(units[key]), key))
     for key in sessions[:-MAX_SESSION_UNITS]:
         del units[key]
+
+
+def _last_active(entry: list) -> float:
+    exposed = entry[_EXPOSED] if len(entry) > _EXPOSED else None
+    return max(exposed or 0.0, entry[_CLICKED] or 0.0)
