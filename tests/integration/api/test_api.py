@@ -114,6 +114,8 @@ VIEW_EVENT = {"event_id": "e-array-1", "user_id": "u-1", "session_id": "s-1", "e
     ("api-get-feed.json", {"query": {"n": 0}}, "query n"),
     ("api-get-feed.json", {"query": {"n": 101}}, "query n"),
     ("api-get-feed.json", {"query": {"n": "ten"}}, "query n"),
+    ("api-get-feed.json", {"query": {"n": ["5", "500"]}}, "query n"),
+    ("api-get-search.json", {"query": {"q": ["lamp", "coat"]}}, "query q"),
     ("api-get-feed.json", {"query": {"min_price": -1}}, "query min_price"),
     ("api-get-feed.json", {"query": {"min_price": "nan"}}, "query min_price"),
     ("api-get-feed.json", {"query": {"min_price": 50, "max_price": 10}}, "query max_price"),
@@ -142,6 +144,8 @@ def test_malformed_requests_get_a_422_naming_the_field(api, name, changes, field
     assert status == 422, body
     if field == "body":
         assert "must be a JSON object" in body["message"] or "not valid JSON" in body["message"], body["message"]
+    if isinstance(changes.get("query", {}).get(field.split()[-1]), list) and field != "query category":
+        assert f"{field}: given 2 times: give it once" in body["message"], body["message"]
     assert any(f"{field}:" in part for part in body["message"].split("; ")), body["message"]
     assert all({"loc", "msg", "type"} <= set(d) for d in body["detail"])
 
