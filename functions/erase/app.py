@@ -36,7 +36,8 @@ def erase(record: SQSRecord, lambda_context) -> dict:
             raise ValueError(f"{field}: missing, or not a non-empty string")
     status = complete_erasure(state, archive, message["user_id"], message["erasure_id"],
                               seconds_left=lambda: lambda_context.get_remaining_time_in_millis() / 1000.0)
-    logger.info("erasure", extra=status)
+    # The erasure's id, not whose it is: logs are kept where no erasure reaches.
+    logger.info("erasure", extra={k: v for k, v in status.items() if k != "user_id"})
     if status["status"] == "done":
         metrics.add_metric(name="ErasuresDone", unit=MetricUnit.Count, value=1)
         metrics.add_metric(name="ErasedSessions", unit=MetricUnit.Count, value=status["removed"]["sessions"])

@@ -135,6 +135,22 @@ def test_erasures_are_queued_retried_and_dead_lettered_and_no_message_outlives_i
     assert ({"sqs:SendMessage"}, "queue", "ErasureQueue") in granted(template, "ApiFunction")
 
 
+def test_events_the_stream_gave_up_on_and_failed_erasures_raise_alarms_told_to_an_optional_topic(template):
+    resources = template["Resources"]
+    for alarm, queue in (("IngestFailureAlarm", "IngestFailureQueue"), ("ErasureFailureAlarm", "ErasureDeadLetterQueue")):
+        found = resources[alarm]
+        assert found["Type"] == "AWS::CloudWatch::Alarm"
+        props = found["Properties"]
+        assert props["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}]
+        assert (props["MetricName"], props["Threshold"], props["ComparisonOperator"]) == (
+            "ApproximateNumberOfMessagesVisible", 1, "GreaterThanOrEqualToThreshold")
+        assert props["AlarmActions"] == {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+    assert template["Parameters"]["AlarmTopicArn"]["Default"] == ""
+    quarantine = next(rule for rule in resources["DataBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+                      if rule["Id"] == "ExpireQuarantine")
+    assert quarantine["NoncurrentVersionExpiration"]["NoncurrentDays"] <= 1
+
+
 def test_stream_is_on_demand_and_ingest_reads_it_with_bounded_partial_batch_retries(template):
     stream = template["Resources"]["EventStream"]["Properties"]
     assert stream["StreamModeDetails"] == {"StreamMode": "ON_DEMAND"} and "ShardCount" not in stream

@@ -147,6 +147,30 @@ def test_the_lists_experiments_served_the_shopper_go_and_everyone_elses_stay():
     assert set(store.snapshot()["exposures"]) == {served[2], served[3], served[4]}
 
 
+def test_the_lists_served_to_the_shoppers_sessions_before_they_were_known_go_too():
+    store, blobs = clean_run(random_events(5, 400))
+    body = {"experiment_id": "e1", "surface": "feed", "variants": [
+        {"name": "a", "strategy": "default", "share": 0.5}, {"name": "b", "strategy": "baseline", "share": 0.5}]}
+    running = [new_experiment(body, now=datetime.fromtimestamp(NOW, UTC), known_strategies={"default", "baseline"}).started(
+        datetime.fromtimestamp(NOW, UTC), (0.0, 1.0))]
+    experiments = ExperimentStore(store)
+    sessions = store.snapshot()["sessions"]
+    own = sorted(k for k, row in sessions.items() if row["user_id"] == "u3")
+    other = sorted(k for k, row in sessions.items() if row["user_id"] != "u3")[0]
+    served = {}
+    for session in (*own, other):  # anonymous requests: the session is the unit
+        assignment = assign(running, "feed", user_id=None, session_id=session)
+        feed_id = new_feed_id("e1", assignment.variant_name, assignment.unit_kind)
+        experiments.log_exposure(feed_id, assignment, strategy="default", items=["i1"], probabilities=[1.0],
+                                 served_at=NOW - 30)
+        served[session] = feed_id
+
+    done = erase(store, blobs, "u3")
+
+    assert own and done["removed"]["exposures"] == len(own)
+    assert set(store.snapshot()["exposures"]) == {served[other]}
+
+
 def test_a_shopper_with_60_sessions_loses_every_one():
     user = "u-60"
     events = history(user, 60, years=0.2, end=datetime(2026, 11, 2, tzinfo=UTC))

@@ -66,9 +66,44 @@ def test_the_fixture_reads_as_purchase_days_with_several_lines_a_day_one_day():
     ("customer_id,date,amount\n,2020-01-06,1\n", "row 2, column customer_id: empty"),
     ("customer_id,date,amount\na,2020-01-06\n", "row 2, column amount: missing"),
     ("", "empty file"),
+    ("customer_id,date,amount\na,2020-01-06,1,234.50\n", "row 2: 4 fields where the header names 3"),
+    ("customer_id;date;amount\na;2020-01-06;1\n", "the header holds ';'"),
 ])
 def test_a_bad_file_names_the_row_and_the_column(tmp_path, text, expected):
     assert expected in _error(tmp_path, text)
+
+
+def test_a_file_not_in_utf8_or_a_directory_is_refused_naming_it(tmp_path):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("customer_id,date,amount\nmüller,2020-01-06,1\n".encode("latin-1"))
+    with pytest.raises(TransactionsError, match="not UTF-8 text"):
+        read_transactions(path)
+    with pytest.raises(TransactionsError, match="a directory"):
+        read_transactions(tmp_path)
+
+
+def test_logs_that_leave_nothing_to_forecast_or_to_rank_are_refused_before_any_training(tmp_path, capsys):
+    out = tmp_path / "pred.csv"
+
+    def refused(rows: list[str], *dates: str) -> str:
+        log = tmp_path / "log.csv"
+        log.write_text("customer_id,date,amount\n" + "\n".join(rows) + "\n")
+        with pytest.raises(SystemExit):
+            main(["--transactions", str(log), "--calibration-end", dates[0], "--holdout-end", dates[1],
+                  "--out", str(out)])
+        return capsys.readouterr().err
+
+    many = [f"c{k},2020-01-{1 + k:02d},{5 + k}" for k in range(12)] + ["c1,2020-05-01,9"]
+    assert "no purchase falls after --calibration-end" in refused(many, "2020-06-30", "2020-12-31")
+    assert "a cohort of 2 customers" in refused(["a,2020-01-06,1", "b,2020-01-07,2", "a,2020-05-01,3"],
+                                                "2020-03-31", "2020-06-30")
+    zero = [row.rsplit(",", 1)[0] + ",0" for row in many]
+    assert "every purchase up to --calibration-end 2020-03-31 is 0" in refused(zero, "2020-03-31", "2020-06-30")
+    assert "is outside" in refused(many, "2020-03-31", "9999-12-31")
+    with pytest.raises(SystemExit):
+        main(["--transactions", str(FIXTURE), "--calibration-end", "2020-03-31", "--holdout-end", "2020-06-30",
+              "--out", str(tmp_path / "no-such-dir" / "pred.csv")])
+    assert "--out" in capsys.readouterr().err and not out.exists()
 
 
 def test_an_empty_cohort_and_a_holdout_before_calibration_are_refused(tmp_path, capsys):

@@ -42,22 +42,36 @@ class Transaction:
 
 def read_transactions(path: str | os.PathLike[str]) -> list[Transaction]:
     """Every row of the file, checked; TransactionsError on the first bad one."""
-    with open(path, encoding="utf-8-sig", newline="") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if header is None:
-            raise TransactionsError(f"{path}: empty file; expected a header with columns {','.join(COLUMNS)}")
-        names = [name.strip().lower() for name in header]
-        missing = [name for name in COLUMNS if name not in names]
-        if missing:
-            raise TransactionsError(f"{path}: row 1 (header): missing column{'s' if len(missing) > 1 else ''} "
-                                    f"{', '.join(missing)}; the header must name {','.join(COLUMNS)}")
-        where = {name: names.index(name) for name in COLUMNS}
-        rows = []
-        for line, fields in enumerate(reader, 2):
-            if not any(field.strip() for field in fields):
-                continue
-            rows.append(_transaction(path, line, fields, where))
+    line = 1
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if header is None:
+                raise TransactionsError(f"{path}: empty file; expected a header with columns {','.join(COLUMNS)}")
+            names = [name.strip().lower() for name in header]
+            missing = [name for name in COLUMNS if name not in names]
+            if missing:
+                other = next((d for d in (";", "\t", "|") if d in header[0]), None)
+                hint = f" (the header holds {other!r}: separate the columns with commas)" if other else ""
+                raise TransactionsError(f"{path}: row 1 (header): missing column{'s' if len(missing) > 1 else ''} "
+                                        f"{', '.join(missing)}; the header must name {','.join(COLUMNS)}{hint}")
+            where = {name: names.index(name) for name in COLUMNS}
+            rows = []
+            for line, fields in enumerate(reader, 2):
+                if not any(field.strip() for field in fields):
+                    continue
+                if len(fields) > len(header):
+                    # An amount written 1,234.50 without quotes splits in two: read, it would be a wrong number.
+                    raise TransactionsError(f"{path}: row {line}: {len(fields)} fields where the header names "
+                                            f"{len(header)} (a number with a thousands separator must be quoted, "
+                                            "or written without it)")
+                rows.append(_transaction(path, line, fields, where))
+    except UnicodeDecodeError as error:
+        raise TransactionsError(f"{path}: row {line + 1} or near it: not UTF-8 text ({error.reason} at byte "
+                                f"{error.start} of a block); save the file as UTF-8") from None
+    except IsADirectoryError:
+        raise TransactionsError(f"{path}: a directory, not a transaction file") from None
     return rows
 
 

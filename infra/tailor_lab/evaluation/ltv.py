@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from tailor.events import Event
+from tailor.events import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, Event
 from tailor.ltv.prior import expected_transactions as bgnbd_expected
 from tailor.ltv.prior import gamma_gamma_mean
 from tailor.ltv.scoring import LtvModel
@@ -72,6 +72,8 @@ PAPER_BGNBD_SAMPLE = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
 VALIDATION_WEEKS = (20, 26)
 GOALS = {"mae_ratio": 0.95, "cdnow_spearman_spend": 0.46, "cdnow_top_decile": 0.53}
 DEFAULT_DATA = SHARED_DATA / "cdnow" / "CDNOW_master.txt"
+MIN_COHORT = 10  # customers a ranking and its top decile can be read on
+HOLDOUT_PAST_LOG_DAYS = 31  # a holdout ending later than this after the log's last purchase is warned of
 
 
 def evaluate_ltv(data_path: str | os.PathLike[str], out_csv: str | os.PathLike[str],
@@ -101,10 +103,24 @@ def evaluate_transactions(path: str | os.PathLike[str], calibration_end: date, h
     transactions = read_transactions(path)
     if not transactions:
         raise TransactionsError(f"{path}: no rows after the header")
-    first = min(t.day for t in transactions)
+    first, last = min(t.day for t in transactions), max(t.day for t in transactions)
     if first > calibration_end:
         raise TransactionsError(f"{path}: empty cohort: no customer's first purchase falls on or before "
                                 f"--calibration-end {calibration_end} (column date: the first is {first})")
+    if last <= calibration_end:
+        raise TransactionsError(f"{path}: nothing to score: no purchase falls after --calibration-end "
+                                f"{calibration_end} (column date: the last is {last})")
+    cohort = {t.customer_id for t in transactions if t.day <= calibration_end}
+    if len(cohort) < MIN_COHORT:
+        raise TransactionsError(f"{path}: a cohort of {len(cohort)} customer{'s' * (len(cohort) != 1)} (column "
+                                f"customer_id): at least {MIN_COHORT} are needed to rank them")
+    if not any(t.amount > 0 for t in transactions if t.day <= calibration_end):
+        raise TransactionsError(f"{path}: column amount: every purchase up to --calibration-end {calibration_end} "
+                                "is 0, so there is no spend to forecast")
+    if holdout_end > last + timedelta(days=HOLDOUT_PAST_LOG_DAYS) and echo:
+        print(f"warning: --holdout-end {holdout_end} is {(holdout_end - last).days} days after the log's last purchase "
+              f"({last}): if the log stops there, the holdout counts purchases that were never logged as none",
+              file=sys.stderr)
     events = parse_events(transaction_events(transactions))
     return evaluate_events(events, calibration_end, holdout_end, out_csv, json_path, source=str(path),
                            model_path=model_path, echo=echo)
@@ -242,8 +258,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.calibration_end is None or args.holdout_end is None:
         parser.error("--transactions needs --calibration-end and --holdout-end")
-    if not args.transactions.exists():
+    if not args.transactions.is_file():
         parser.error(f"no such file: {args.transactions}")
+    for given, name in ((args.out, "--out"), (args.json, "--json")):
+        if given is not None and not Path(given).resolve().parent.is_dir():
+            parser.error(f"{name} {given}: no such directory to write into")
     try:
         if args.validate:
             validate(parse_events(transaction_events(read_transactions(args.transactions))), args.calibration_end,
@@ -416,9 +435,13 @@ def _day_end(day: date) -> datetime:
 
 def _iso_date(text: str) -> date:
     try:
-        return date.fromisoformat(text)
+        day = date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date (YYYY-MM-DD)") from None
+    if not EARLIEST_TIMESTAMP.date() <= day < LATEST_TIMESTAMP.date():
+        raise argparse.ArgumentTypeError(f"{text} is outside {EARLIEST_TIMESTAMP.date()}.."
+                                         f"{LATEST_TIMESTAMP.date() - timedelta(days=1)}")
+    return day
 
 
 def _write_csv(path: Path, users: list[str], transactions: np.ndarray, spend: np.ndarray) -> None:

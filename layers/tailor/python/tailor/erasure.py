@@ -61,7 +61,7 @@ from typing import Any
 from pydantic import AwareDatetime, TypeAdapter, ValidationError
 
 from tailor.archive import indexed_objects, pack_lines, periods_between, unpack_lines, with_period, with_shard
-from tailor.experiments.assignment import USER_UNIT
+from tailor.experiments.assignment import SESSION_UNIT, USER_UNIT
 from tailor.shopper import ERASED_FIELD, EXPIRY_FIELD, ShopperState, erased_at
 from tailor.store.port import TABLES, BlobStore, Conflict, Queue, StateStore
 
@@ -168,12 +168,15 @@ def complete_erasure(store: StateStore, blobs: BlobStore, user_id: str, erasure_
     sessions = store.query("sessions", "user_id", user_id)
     # A session that started after the erasure is one of a shopper who came back: theirs to keep.
     doomed = [s[TABLES["sessions"]] for s in sessions if float(s.get("started_at", until)) <= until]
-    store.delete_many("sessions", doomed)
-    record["sessions_deleted"] += len(doomed)
-    served = [e for e in store.query("exposures", "unit", user_id)
-              if e.get("unit_kind") == USER_UNIT and float(e.get("served_at", until)) <= until]
+    # What experiments served them: by their id, and by their sessions' ids where a session was the unit (served
+    # before the shop knew who they were). Found before the sessions go, so a retry finds them again.
+    served = [e for unit, kind in [(user_id, USER_UNIT), *((session, SESSION_UNIT) for session in doomed)]
+              for e in store.query("exposures", "unit", unit)
+              if e.get("unit_kind") == kind and float(e.get("served_at", until)) <= until]
     store.delete_many("exposures", [e[TABLES["exposures"]] for e in served])
     record["exposures_deleted"] = record.get("exposures_deleted", 0) + len(served)
+    store.delete_many("sessions", doomed)
+    record["sessions_deleted"] += len(doomed)
     if not save():
         return {"erasure_id": erasure_id, "user_id": user_id, "status": "superseded"}
 
