@@ -123,12 +123,16 @@ def test_a_shopper_is_erased_from_rows_sessions_and_archive_and_everyone_else_is
     assert erasure_status(store, user) == done
 
 
-def test_the_lists_experiments_served_the_shopper_go_and_everyone_elses_stay():
-    store, blobs = clean_run(random_events(5, 400))
+def _running_experiment() -> list:
     body = {"experiment_id": "e1", "surface": "feed", "variants": [
         {"name": "a", "strategy": "default", "share": 0.5}, {"name": "b", "strategy": "baseline", "share": 0.5}]}
-    running = [new_experiment(body, now=datetime.fromtimestamp(NOW, UTC), known_strategies={"default", "baseline"}).started(
+    return [new_experiment(body, now=datetime.fromtimestamp(NOW, UTC), known_strategies={"default", "baseline"}).started(
         datetime.fromtimestamp(NOW, UTC), (0.0, 1.0))]
+
+
+def test_the_lists_experiments_served_the_shopper_go_and_everyone_elses_stay():
+    store, blobs = clean_run(random_events(5, 400))
+    running = _running_experiment()
     experiments = ExperimentStore(store)
     served = {}
     for n, (user, session, at) in enumerate([("u3", "s-1", NOW - 60), ("u3", "s-2", NOW - 30), ("u4", "s-3", NOW - 30),
@@ -149,10 +153,7 @@ def test_the_lists_experiments_served_the_shopper_go_and_everyone_elses_stay():
 
 def test_the_lists_served_to_the_shoppers_sessions_before_they_were_known_go_too():
     store, blobs = clean_run(random_events(5, 400))
-    body = {"experiment_id": "e1", "surface": "feed", "variants": [
-        {"name": "a", "strategy": "default", "share": 0.5}, {"name": "b", "strategy": "baseline", "share": 0.5}]}
-    running = [new_experiment(body, now=datetime.fromtimestamp(NOW, UTC), known_strategies={"default", "baseline"}).started(
-        datetime.fromtimestamp(NOW, UTC), (0.0, 1.0))]
+    running = _running_experiment()
     experiments = ExperimentStore(store)
     sessions = store.snapshot()["sessions"]
     own = sorted(k for k, row in sessions.items() if row["user_id"] == "u3")
