@@ -151,6 +151,21 @@ def test_events_the_stream_gave_up_on_and_failed_erasures_raise_alarms_told_to_a
     assert quarantine["NoncurrentVersionExpiration"]["NoncurrentDays"] <= 1
 
 
+def test_every_function_that_reads_objects_may_list_where_it_reads(template):
+    """Without s3:ListBucket, S3 answers a read of a missing object (a model not published yet) with 403, not the
+    404 the readers take for "none yet"."""
+    import fnmatch
+
+    for name, resource in template["Resources"].items():
+        if resource["Type"] != "AWS::Serverless::Function" or not resource["Properties"].get("Policies"):
+            continue
+        grants = granted(template, name)
+        listed = [pattern for actions, kind, pattern in grants if kind == "prefix" and "s3:ListBucket" in actions]
+        for actions, kind, pattern in grants:
+            if kind == "object" and "s3:GetObject" in actions:
+                assert any(fnmatch.fnmatch(pattern, prefix) for prefix in listed), (name, pattern)
+
+
 def test_stream_is_on_demand_and_ingest_reads_it_with_bounded_partial_batch_retries(template):
     stream = template["Resources"]["EventStream"]["Properties"]
     assert stream["StreamModeDetails"] == {"StreamMode": "ON_DEMAND"} and "ShardCount" not in stream

@@ -71,3 +71,35 @@ def test_a_rebuild_on_more_of_the_same_keeps_the_ids(history):
     with_vectors = build_clusters(history.catalog, history.events, vectors=vectors, previous=first,
                                   params=ClusterParams(clusters=24, seed=1))
     assert sum(first.members[i] == with_vectors.members[i] for i in first.members) / len(first.members) > 0.85
+
+
+def test_a_rebuild_that_cannot_read_the_current_clusters_publishes_nothing_rather_than_new_ids():
+    import time
+
+    from tailor.clusters import MODEL_NAME
+    from tailor.ingest.service import Ingestor
+    from tailor.models import ModelRegistry, RegistryUnreadable
+    from tailor.store.memory import MemoryBlobStore, MemoryStateStore
+    from tailor_lab.training.clusters import rebuild_from_archive
+
+    from tests.helpers.events import recent_simulated_day, to_records
+
+    class Failing(MemoryBlobStore):
+        failing = False
+
+        def get(self, key):
+            if self.failing and key.startswith("models/"):
+                raise ConnectionError("the store is not answering")
+            return super().get(key)
+
+    blobs = Failing()
+    assert not Ingestor(MemoryStateStore(), blobs, max_workers=1).ingest(
+        to_records(recent_simulated_day(shoppers=30, seed=31))).failed
+    first = rebuild_from_archive(blobs, time.time(), params=ClusterParams(clusters=6))
+    assert first["status"] == "built"
+    blobs.failing = True
+    # Numbered afresh, new clusters would take the ids sessions keep evidence of the current ones under.
+    with pytest.raises(RegistryUnreadable):
+        rebuild_from_archive(blobs, time.time(), params=ClusterParams(clusters=6))
+    blobs.failing = False
+    assert ModelRegistry(blobs).current_version(MODEL_NAME) == first["version"]

@@ -158,8 +158,10 @@ def rebuild_from_archive(blobs: BlobStore, now: float | datetime, *, history_day
         return {**report, "status": "skipped", "reason": f"{len(items)} items in the archive's window, fewer than "
                                                          f"{MIN_ITEMS}", "clusters": 0}
     registry = ModelRegistry(blobs)
-    vectors = load_item_vectors(registry)
-    previous = load_item_clusters(registry)
+    # A registry that cannot be read now fails the run (the next one tries again): clusters numbered afresh would
+    # take the ids under which sessions keep evidence of the current ones, and without the vectors they are others.
+    vectors = load_item_vectors(registry, unreadable_raises=True)
+    previous = load_item_clusters(registry, unreadable_raises=True)
     built = build_clusters(items, events, previous=previous, params=params,
                            vectors=None if vectors is None else {item: vectors.vectors[vectors.row(item)]
                                                                  for item in (r["item_id"] for r in items)
