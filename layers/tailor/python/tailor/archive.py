@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import functools
 import gzip
+import itertools
 import json
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 
 from tailor.store.port import BlobStore
@@ -27,6 +29,8 @@ ARCHIVE_PREFIX = "archive/"
 # days is indexed to the day.
 ARCHIVE_PERIODS = 100
 ARCHIVE_SHARDS = 8
+READ_AHEAD = 64  # archive objects read ahead of the events taken from them
+MAX_LISTED_DAYS = 3660  # a window longer than this lists the whole archive once rather than day by day
 ANY_SHARD = "*"
 _WIDTHS = (7, 4, 3, 2, 1)
 _DAYS = {10: 1.0, 7: 30.44, 4: 365.25, 3: 3652.5, 2: 36525.0, 1: 365250.0}  # days an entry of each width covers
@@ -48,15 +52,17 @@ def day_prefix(day: str) -> str:
     return f"{ARCHIVE_PREFIX}date={day}/"
 
 
-def archived_events(blobs: BlobStore, *, since: str | None = None, until: str | None = None) -> Iterator[dict]:
-    """The archived events of the days from `since` to `until` (ISO dates, inclusive; open where None)."""
-    for key in blobs.list(f"{ARCHIVE_PREFIX}date="):
-        day = key[len(f"{ARCHIVE_PREFIX}date="):].split("/", 1)[0]
-        if (since and day < since) or (until and day > until) or not key.endswith(".jsonl.gz"):
-            continue
-        for line in unpack_lines(blobs.get(key)):
-            if line.strip():
-                yield json.loads(line)
+def archived_events(blobs: BlobStore, *, since: str | None = None, until: str | None = None,
+                    workers: int = 16) -> Iterator[dict]:
+    """The archived events of the days from `since` to `until` (ISO dates, inclusive; open where None), object by
+    object in key order. A window with both ends lists only its days; `workers` objects are read at once."""
+    keys = (key for key in _archive_keys(blobs, since, until) if key.endswith(".jsonl.gz"))
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        while chunk := list(itertools.islice(keys, READ_AHEAD)):
+            for body in pool.map(blobs.get, chunk):
+                for line in unpack_lines(body):
+                    if line.strip():
+                        yield json.loads(line)
 
 
 def pack_lines(lines: list[str]) -> bytes:
@@ -139,6 +145,21 @@ def _merged(periods: list[str]) -> list[str]:
 
 
 @functools.lru_cache(maxsize=4096)
+def _archive_keys(blobs: BlobStore, since: str | None, until: str | None) -> Iterator[str]:
+    """The archive's keys of the days from `since` to `until`: a listing per day of a window (the archive holds
+    every day the shop has run), else one of the whole archive, filtered."""
+    if since and until and since <= until:
+        first, last = date.fromisoformat(since[:10]), date.fromisoformat(until[:10])
+        if (last - first).days <= MAX_LISTED_DAYS:
+            for ordinal in range(first.toordinal(), last.toordinal() + 1):
+                yield from blobs.list(day_prefix(date.fromordinal(ordinal).isoformat()))
+            return
+    for key in blobs.list(f"{ARCHIVE_PREFIX}date="):
+        day = key[len(f"{ARCHIVE_PREFIX}date="):].split("/", 1)[0]
+        if not ((since and day < since) or (until and day > until)):
+            yield key
+
+
 def _iso_day(days_since_epoch: int) -> str:
     return date.fromordinal(_EPOCH_ORDINAL + days_since_epoch).isoformat()
 
