@@ -71,6 +71,8 @@ def test_publish_promote_and_fetch_versions(registry):
     assert registry.fetch(MODEL_NAME, first).metadata["trained_at"] == "2026-11-01T10:00:00Z"
     with pytest.raises(LookupError):
         registry.promote(MODEL_NAME, "20200101T000000Z-deadbeef")
+    with pytest.raises(LookupError):  # a version that is not there, on S3 as in memory
+        registry.fetch(MODEL_NAME, "20200101T000000Z-deadbeef")
     with pytest.raises(ValueError):
         registry.versions("../escape")
 

@@ -101,6 +101,8 @@ def test_blobs_round_trip_and_list_by_prefix(stores):
     blobs.put("quarantine/b.json", b"y")
     assert blobs.list("archive/") == ["archive/date=2026-11-02/a.jsonl.gz"]
     assert blobs.get("quarantine/b.json") == b"y"
+    with pytest.raises(KeyError):  # no such object: S3's NoSuchKey as the port says it
+        blobs.get("quarantine/none.json")
 
 
 def test_read_many_fetches_several_tables_in_one_round_trip(stores):

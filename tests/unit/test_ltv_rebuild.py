@@ -80,6 +80,19 @@ def test_a_run_out_of_time_pauses_and_the_next_invocation_carries_it_on(world):
     assert third["status"] == "done" and third["scored"] == len(users) and third["as_of"] > second["as_of"]
 
 
+def test_a_run_whose_model_can_no_longer_be_loaded_starts_over_with_the_current_one(world):
+    store, registry, users = world
+    budget = iter([100.0, 0.0])
+    first = rebuild(store, registry).run(remaining_seconds=lambda: next(budget))
+    assert first["status"] == "paused"
+    # A deploy shipped another default, say: the version the run started with is nowhere to be read.
+    store.tables["checkpoints"][CHECKPOINT_ID]["model_version"] = "20260101T000000Z-gone"
+    later = AS_OF + timedelta(minutes=15)
+    second = rebuild(store, registry, at=later).run()
+    assert second["status"] == "done" and second["model"] == first["model"] and second["run_scored"] == len(users)
+    assert second["as_of"] > first["as_of"]  # a new run, as of now
+
+
 def test_a_second_invocation_on_the_same_run_stops_instead_of_doubling_the_work(world, monkeypatch):
     store, registry, users = world
     budget = iter([100.0, 0.0])

@@ -128,7 +128,13 @@ class LtvRebuild:
             run = _Run(checkpoint["as_of"], checkpoint["model_version"], checkpoint.get("cursor"),
                        int(checkpoint.get("pages", 0)), int(checkpoint.get("scored", 0)),
                        int(checkpoint.get("skipped", 0)), int(checkpoint.get("stale", 0)), checkpoint[LEASE])
-            return run, self._model(run.model_version)
+            try:
+                return run, self._model(run.model_version)
+            except (LookupError, ValueError) as gone:
+                # Its model is no longer to be had (a deploy shipped another default, or changed the features it
+                # reads): the run starts over with the current model rather than wait for one that will not come.
+                logger.warning("LTV run as of %s set aside: its model %s cannot be loaded (%s)", run.as_of,
+                               run.model_version, gone)
         version = self.registry.current_version(MODEL_NAME)
         if version is None:
             # A shop with no model of its own yet is scored with the one shipped in the package.

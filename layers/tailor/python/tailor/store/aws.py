@@ -190,7 +190,11 @@ class S3BlobStore:
         self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
 
     def get(self, key: str) -> bytes:
-        return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        """The object's body; KeyError when there is none, as the port says (S3 answers NoSuchKey)."""
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except self.client.exceptions.NoSuchKey:
+            raise KeyError(key) from None
 
     def list(self, prefix: str) -> list[str]:
         keys: list[str] = []

@@ -138,6 +138,7 @@ class BlobStore(Protocol):
         ...
 
     def get(self, key: str) -> bytes:
+        """The object's body; KeyError when there is no such object."""
         ...
 
     def list(self, prefix: str) -> list[str]:
