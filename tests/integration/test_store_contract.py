@@ -105,6 +105,18 @@ def test_blobs_round_trip_and_list_by_prefix(stores):
         blobs.get("quarantine/none.json")
 
 
+def test_a_conditional_replace_writes_only_over_the_version_it_read(stores):
+    _, blobs = stores
+    blobs.put("archive/o.jsonl.gz", b"first")
+    body, tag = blobs.get_tagged("archive/o.jsonl.gz")
+    assert body == b"first"
+    assert blobs.replace_if("archive/o.jsonl.gz", b"second", tag)
+    assert not blobs.replace_if("archive/o.jsonl.gz", b"third", tag)  # another writer's version is there now
+    assert blobs.get("archive/o.jsonl.gz") == b"second"
+    with pytest.raises(KeyError):
+        blobs.get_tagged("archive/none.jsonl.gz")
+
+
 def test_read_many_fetches_several_tables_in_one_round_trip(stores):
     store, _ = stores
     store.add("items", "i1", {"views": 1}, {}, watermark="wm:a", first="1", last="1")

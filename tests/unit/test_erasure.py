@@ -624,3 +624,70 @@ def test_readers_take_a_tombstone_for_no_shopper():
     recommender = Recommender(store, RankingModel.from_stored(default_model(MODEL_NAME)), clock=lambda: NOW)
     assert recommender.profile(user) is None and recommender.profile("u4") is not None
     assert recommender.feed(user, n=5).items  # a cold start, like a stranger's
+
+
+def test_two_erasures_rewriting_the_same_archive_objects_at_once_both_take_their_shoppers_out():
+    import threading
+
+    events = [{"event_id": f"e{n}", "event_type": "view", "user_id": user, "session_id": f"s-{user}",
+               "item_id": f"i{n}", "timestamp": f"2026-11-02T11:00:{n:02d}Z"}
+              for n, user in enumerate(["alice", "bob"] * 5)]
+    store, blobs = ingest(events)
+    queue = MemoryQueue()
+    for user in ("alice", "bob"):
+        request_erasure(store, queue, user, now=NOW)
+    both_read = threading.Barrier(2)
+    first_read = threading.local()
+
+    class Racing(MemoryBlobStore):
+        """The same objects; each worker's first read of an archive object waits until the other has read it too."""
+
+        def __init__(self):
+            self.__dict__ = blobs.__dict__
+
+        def get(self, key):
+            found = super().get(key)
+            if key.startswith("archive/") and not getattr(first_read, "done", False):
+                first_read.done = True
+                both_read.wait(timeout=10)
+            return found
+
+    done = {}
+
+    def work(message):
+        done[message["user_id"]] = complete_erasure(store, Racing(), message["user_id"], message["erasure_id"],
+                                                    now=lambda: NOW + 5, workers=1)
+
+    threads = [threading.Thread(target=work, args=(message,)) for message in queue.sent]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(d["status"] == "done" and d["removed"]["archive_events"] == 5 for d in done.values())
+    assert archived(blobs) == []  # before, the later write put back what the earlier one took out
+
+
+def test_an_erasure_of_more_archive_objects_than_a_run_rewrites_moves_on_with_every_run(monkeypatch):
+    import tailor.erasure as erasure_module
+
+    monkeypatch.setattr(erasure_module, "OBJECTS_PER_SAVE", 3)
+    events = [{"event_id": f"e{n}", "event_type": "view", "user_id": "u-busy", "session_id": "s-busy",
+               "item_id": f"i{n}", "timestamp": f"2026-11-02T10:{n // 60:02d}:{n % 60:02d}Z"} for n in range(40)]
+    store, blobs = ingest(events, batch=4)  # one day, ten objects
+    expected_store, expected_blobs = ingest(events, batch=4)
+    expected = erase(expected_store, expected_blobs, "u-busy")
+    queue = MemoryQueue()
+    request_erasure(store, queue, "u-busy", now=NOW)
+    erasure_id = queue.sent[0]["erasure_id"]
+    runs = 0
+    while True:
+        runs += 1
+        clock = iter([100.0, 10.0])  # each run's deadline comes near after one save
+        try:
+            done = complete_erasure(store, blobs, "u-busy", erasure_id, now=lambda: NOW + 5,
+                                    seconds_left=lambda: next(clock, 10.0))
+            break
+        except ErasureIncomplete:
+            assert runs < 10
+    assert runs == 4 and done["removed"] == expected["removed"] and done["removed"]["archive_events"] == 40
+    assert blobs.objects == expected_blobs.objects

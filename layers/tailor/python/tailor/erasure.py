@@ -80,6 +80,8 @@ ERASURE_ID_FIELD = "erasure_id"
 # since it last saved (at most PERIODS_PER_SAVE periods of the archive, which it does again).
 STOP_BEFORE_DEADLINE_SECONDS = 30.0
 PERIODS_PER_SAVE = 8
+OBJECTS_PER_SAVE = 2000  # archive objects rewritten between saves of the erasure's progress
+REWRITE_TRIES = 5  # reads and conditional rewrites of an archive object that other writers keep changing
 _COUNTS = ("sessions_deleted", "exposures_deleted", "archive_objects_rewritten", "archive_events_removed",
            "archive_days_searched")
 _TIMESTAMP = TypeAdapter(AwareDatetime)
@@ -181,10 +183,14 @@ def complete_erasure(store: StateStore, blobs: BlobStore, user_id: str, erasure_
         return {"erasure_id": erasure_id, "user_id": user_id, "status": "superseded"}
 
     def rewrite(key: str) -> int:
-        kept, removed = _without_shopper(blobs.get(key), user_id, until)
-        if removed:
-            blobs.put(key, kept, "application/gzip")
-        return removed
+        # Conditionally: an object holds a batch of many shoppers' events, and another erasure may be rewriting it
+        # at the same time; written over, its rewrite would put back what this one took out (or the other way).
+        for _ in range(REWRITE_TRIES):
+            body, tag = blobs.get_tagged(key)
+            kept, removed = _without_shopper(body, user_id, until)
+            if not removed or blobs.replace_if(key, kept, tag, "application/gzip"):
+                return removed
+        raise ErasureIncomplete(f"erasure {erasure_id}: {key} kept changing while it was rewritten")
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         while record["archive_days"]:
@@ -192,10 +198,24 @@ def complete_erasure(store: StateStore, blobs: BlobStore, user_id: str, erasure_
                 raise ErasureIncomplete(f"erasure {erasure_id}: {len(record['archive_days'])} archive periods left")
             periods = record["archive_days"][:PERIODS_PER_SAVE]
             shards = record["archive_shards"]
-            keys = [key for found in pool.map(lambda p: indexed_objects(blobs, p, shards), periods) for key in found]
-            removed = [n for n in pool.map(rewrite, keys) if n]
-            record["archive_objects_rewritten"] += len(removed)
-            record["archive_events_removed"] += sum(removed)
+            keys = sorted(key for found in pool.map(lambda p: indexed_objects(blobs, p, shards), periods)
+                          for key in found)
+            # A busy shop's periods hold more objects than a run rewrites: progress is saved every OBJECTS_PER_SAVE
+            # objects (the last one done, in key order), so that every run moves the erasure on.
+            after = record.get("archive_after")
+            left = [key for key in keys if after is None or key > after]
+            for start in range(0, len(left), OBJECTS_PER_SAVE):
+                if start and seconds_left is not None and seconds_left() < STOP_BEFORE_DEADLINE_SECONDS:
+                    raise ErasureIncomplete(f"erasure {erasure_id}: {len(left) - start} archive objects of "
+                                            f"{len(periods)} periods left, then {len(record['archive_days'])}")
+                chunk = left[start:start + OBJECTS_PER_SAVE]
+                removed = [n for n in pool.map(rewrite, chunk) if n]
+                record["archive_objects_rewritten"] += len(removed)
+                record["archive_events_removed"] += sum(removed)
+                record["archive_after"] = chunk[-1]
+                if start + OBJECTS_PER_SAVE < len(left) and not save():
+                    return {"erasure_id": erasure_id, "user_id": user_id, "status": "superseded"}
+            record["archive_after"] = None
             record["archive_days"] = record["archive_days"][len(periods):]
             record["archive_days_searched"] += len(periods)
             if not save():

@@ -196,6 +196,25 @@ class S3BlobStore:
         except self.client.exceptions.NoSuchKey:
             raise KeyError(key) from None
 
+    def get_tagged(self, key: str) -> tuple[bytes, str]:
+        try:
+            found = self.client.get_object(Bucket=self.bucket, Key=key)
+        except self.client.exceptions.NoSuchKey:
+            raise KeyError(key) from None
+        return found["Body"].read(), found["ETag"]
+
+    def replace_if(self, key: str, body: bytes, tag: str, content_type: str = "application/octet-stream") -> bool:
+        """A conditional put (If-Match on the ETag); S3 answers 412 when the object changed, 409 when another
+        conditional write of it is under way."""
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, IfMatch=tag)
+        except self.client.exceptions.ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict",
+                                                                "NoSuchKey"):
+                return False
+            raise
+        return True
+
     def list(self, prefix: str) -> list[str]:
         keys: list[str] = []
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):

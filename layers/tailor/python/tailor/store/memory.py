@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import hashlib
 import json
 import threading
 from collections import Counter, defaultdict
@@ -139,6 +140,18 @@ class MemoryBlobStore:
         with self._lock:
             return self.objects[key]
 
+    def get_tagged(self, key: str) -> tuple[bytes, str]:
+        body = self.get(key)
+        return body, _tag(body)
+
+    def replace_if(self, key: str, body: bytes, tag: str, content_type: str = "application/octet-stream") -> bool:
+        with self._lock:
+            if key not in self.objects or _tag(self.objects[key]) != tag:
+                return False
+            self.puts += 1
+            self.objects[key] = bytes(body)
+            return True
+
     def list(self, prefix: str) -> list[str]:
         with self._lock:
             return sorted(k for k in self.objects if k.startswith(prefix))
@@ -154,3 +167,8 @@ class MemoryQueue:
     def send(self, message: Mapping[str, Any]) -> None:
         with self._lock:
             self.sent.append(json.loads(json.dumps(message)))
+
+
+def _tag(body: bytes) -> str:
+    """What S3's ETag is of an object written whole: its MD5."""
+    return hashlib.md5(body, usedforsecurity=False).hexdigest()

@@ -141,5 +141,13 @@ class BlobStore(Protocol):
         """The object's body; KeyError when there is no such object."""
         ...
 
+    def get_tagged(self, key: str) -> tuple[bytes, str]:
+        """The object's body and a tag of this version of it (KeyError when there is none), for `replace_if`."""
+        ...
+
+    def replace_if(self, key: str, body: bytes, tag: str, content_type: str = "application/octet-stream") -> bool:
+        """Write the object only if it is still the version `tag` names; False (nothing written) if it changed."""
+        ...
+
     def list(self, prefix: str) -> list[str]:
         ...
