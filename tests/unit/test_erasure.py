@@ -354,12 +354,27 @@ def test_a_session_id_another_shopper_used_is_kept_and_a_counters_only_row_is_er
     # "c" never sent an event: their row holds only the referral counter a's event added to it.
     row = store.snapshot()["shoppers"]["c"]
     assert row["referrals_sent"] == 1 and "first_seen" not in row
+    # a's row says a shopper referred them, not who: it would outlive c's erasure.
+    referred = store.snapshot()["shoppers"]["a"]
+    assert referred["referred_by_shopper"] is True and '"c"' not in json.dumps(referred)
     done = erase(store, blobs, "c")
     assert done["status"] == "done" and done["removed"]["shopper_state"] is True
     assert set(store.snapshot()["shoppers"]["c"]) == {"user_id", "erased_at", "expires_at", "erasure_id", "erasure"}
     done = erase(store, blobs, "a")
     assert done["archive_days_searched"] == 2 and done["removed"]["archive_events"] == 2
     assert [e["user_id"] for e in archived(blobs)] == []
+
+
+def test_a_row_that_named_its_referrer_forgets_who_at_its_next_write():
+    base = {"timestamp": "2026-11-02T10:00:00Z", "event_type": "view", "item_id": "i-1", "user_id": "a",
+            "session_id": "a1"}
+    store, blobs = clean_run([{**base, "event_id": "e1"}])
+    store.tables["shoppers"]["a"]["referrer_user_id"] = "c"  # as rows kept it before
+    assert ShopperState.from_row(store.tables["shoppers"]["a"]).referred_by_shopper is True
+    records = to_records([{**base, "event_id": "e2", "timestamp": "2026-11-02T10:05:00Z"}], start=1)
+    assert Ingestor(store, blobs, max_workers=1).ingest(records).failed == []
+    row = store.snapshot()["shoppers"]["a"]
+    assert row["referrer_user_id"] is None and row["referred_by_shopper"] is True
 
 
 def test_ids_written_with_escapes_or_inside_longer_ids_are_told_apart_in_the_archive():

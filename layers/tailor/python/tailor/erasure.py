@@ -38,7 +38,8 @@ noncurrent-version lifetime); quarantined records, including any of the shopper'
 expire under their own lifecycle rule); and the records still on the event stream (its retention period), which
 Ingest drops. Item, association, query and trend counters are sums over every shopper and hold nothing that
 identifies one; a referral counter another shopper's event adds to the erased shopper's row lands on the tombstone
-and goes with it.
+and goes with it, and the referred shopper's row keeps only that a shopper referred them, not who. The referral
+event in the referred shopper's archive still names the referrer: it is theirs, and goes with their erasure.
 
 One race is left open: an Ingest batch that read the shopper's row before the tombstone replaced it may archive
 events of theirs on a day the tombstone's index does not name, or after the worker rewrote that day, and write their

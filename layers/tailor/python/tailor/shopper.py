@@ -64,6 +64,9 @@ class ShopperState(RowState):
     purchase_history: list[list] = field(default_factory=list)  # [[day, value, units], ...] per transaction
     purchased_items: list[str] = field(default_factory=list)  # distinct items bought, most recent last
     referral_sources: dict[str, int] = field(default_factory=dict)
+    # Whether another shopper referred them, not who: a row naming another shopper would outlive that shopper's
+    # erasure. `referrer_user_id` is what rows kept before; it is cleared as each row is next written.
+    referred_by_shopper: bool = False
     referrer_user_id: str | None = None
     profile: dict[str, Any] = field(default_factory=dict)
     seen: list[str] = field(default_factory=list)
@@ -84,7 +87,10 @@ class ShopperState(RowState):
         erased = erased_at(row)
         if erased is not None and not row.get(cls.STATE_FIELD, erased) > erased:
             return None
-        return super().from_row(row)
+        state = super().from_row(row)
+        if state is not None and state.referrer_user_id:
+            state.referred_by_shopper, state.referrer_user_id = True, None
+        return state
 
 
 def category_engagement(event_type: str, quantity: float = 1) -> float:
@@ -150,7 +156,7 @@ def fold_shopper(state: ShopperState | None, event: Event, *, shard: str | None 
         case "referral":
             state.referral_sources[event.source] = state.referral_sources.get(event.source, 0) + 1
             if event.referrer_user_id and event.referrer_user_id != event.user_id:
-                state.referrer_user_id = state.referrer_user_id or event.referrer_user_id
+                state.referred_by_shopper = True
         case "profile":
             state.profile.update(event.model_dump(include={"age", "location", "interests"}, exclude_none=True))
     return state

@@ -95,7 +95,7 @@ def ltv_features(state: ShopperState, as_of: float | datetime, referrals_sent: i
 
     sources = state.referral_sources
     values.update(referrals=sum(sources.values()), referral_source_kinds=len(sources),
-                  referred_by_shopper=1.0 if state.referrer_user_id else 0.0, referrals_sent=referrals_sent)
+                  referred_by_shopper=1.0 if state.referred_by_shopper else 0.0, referrals_sent=referrals_sent)
     for source in REFERRAL_SOURCES:
         values[f"referrals_{source}"] = sources.get(source, 0)
 

@@ -413,7 +413,7 @@ def _profile(shopper: ShopperState, row: Mapping[str, Any], session: SessionStat
         },
         "recent_items": list(reversed(shopper.recent_items))[:PROFILE_RECENT_ITEMS],
         "referral_sources": dict(sorted(shopper.referral_sources.items())),
-        "referrer_user_id": shopper.referrer_user_id,
+        "referred_by_shopper": shopper.referred_by_shopper,
         "referrals_sent": int(row.get("referrals_sent", 0) or 0),
         "profile": dict(shopper.profile),
         "ltv": predicted_ltv(row),
