@@ -83,9 +83,12 @@ app = APIGatewayRestResolver(enable_validation=True,
                              # event's, one by one); a body nested too deep is refused before it is decoded.
                              json_body_deserializer=functools.partial(errors.json_object, max_depth=MAX_BODY_DEPTH))
 
-# A request has API Gateway's 29 seconds: a call gets a few, tries three times, and the request fails rather than wait.
+# A request has API Gateway's 29 seconds and makes a few calls one after another (the live experiments' read at
+# most every half minute, then up to three rounds of batched reads): a DynamoDB call, which answers in milliseconds,
+# gets 1 s to connect and 2 to answer and is tried twice, so a store that hangs fails the request well within them
+# (answered 503, errors.py) rather than let the shop's page wait. S3 sends models of megabytes: it gets longer.
 _aws = {"connect_timeout": 2, "read_timeout": 5, "max_attempts": 3}
-_dynamodb = client("dynamodb", **_aws)
+_dynamodb = client("dynamodb", connect_timeout=1, read_timeout=2, max_attempts=2)
 _bucket = S3BlobStore(client("s3", **_aws), settings.data_bucket)
 personas = ModelSource(_bucket, refresh_seconds=settings.persona_model_refresh_seconds)
 state = DynamoStateStore(_dynamodb, settings.tables)

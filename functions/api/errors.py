@@ -3,13 +3,17 @@
 import json
 from typing import Any
 
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from tailor.events import load_json
 from tailor.ranking.limits import RequestError
 
 NOT_AN_OBJECT = "must be a JSON object"
+
+logger = Logger(child=True)
 
 
 def register(app: APIGatewayRestResolver) -> None:
@@ -25,6 +29,14 @@ def register(app: APIGatewayRestResolver) -> None:
         """422 naming the parameter the domain refused. A body's model runs the domain's checks as it validates and
         locates the field itself (models.py), so what the domain refuses here came by the query string."""
         return unprocessable([{"loc": ["query", error.field], "msg": error.message, "type": error.kind}])
+
+    @app.exception_handler([BotoCoreError, ClientError])
+    def _store_unavailable(error: Exception) -> Response:
+        """A call to DynamoDB or S3 that failed after its tries (throttled, timed out, unreachable): 503 at once, so
+        the shop's page falls back to its own list rather than wait, where the invocation's error was a bare 502."""
+        logger.exception("a store call failed after its tries")
+        return Response(status_code=503, content_type=content_types.APPLICATION_JSON, headers={"Retry-After": "1"},
+                        body={"statusCode": 503, "message": "Tailor's state could not be read just now; try again"})
 
     @app.exception_handler(UnicodeDecodeError)
     def _undecodable_body(error: UnicodeDecodeError) -> Response:

@@ -100,6 +100,39 @@ def test_a_strategy_ranks_with_its_ranker_version_and_falls_back_to_the_current_
         assert rec.feed("someone", n=5).model == label
 
 
+def test_a_strategy_ranker_that_failed_to_load_is_tried_again_a_minute_on():
+    current = RankingModel.from_stored(default_model(MODEL_NAME))
+
+    class Pinned:
+        label = "ranker:pinned"
+        base_rate = current.base_rate
+
+        def predict(self, features):
+            return current.predict(features)
+
+    calls = []
+
+    def rankers(version):  # the registry fails the first read, then answers
+        calls.append(version)
+        if len(calls) == 1:
+            raise TimeoutError("the registry did not answer")
+        return Pinned()
+
+    defined = {**BUILT_IN, **parse_strategies({"strategies": {"pinned": {"ranker": "pinned"}}})}
+    _, end = world()
+    now = [end + 30]
+    experiment = live_experiment([{"name": "a", "strategy": "pinned"}, {"name": "b", "strategy": "pinned"}])
+    rec = Recommender(ingested(), current, clock=lambda: now[0], experiments=lambda at, e=experiment: [e],
+                      strategies=lambda: defined, rankers=rankers)
+    assert rec.feed("someone", n=5).model == current.label  # stands in for now
+    now[0] += 30
+    assert rec.feed("someone", n=5).model == current.label and calls == ["pinned"]  # not tried on every request
+    now[0] += 31
+    assert rec.feed("someone", n=5).model == "ranker:pinned"
+    now[0] += 3600
+    assert rec.feed("someone", n=5).model == "ranker:pinned" and calls == ["pinned", "pinned"]  # then kept
+
+
 def test_a_strategy_turns_the_ltv_weighting_on_or_off():
     defined = {**BUILT_IN, **parse_strategies({"strategies": {"pinned": {"ltv": True, "ltv_strength": 0.8},
                                                               "missing": {"ltv": False}}})}

@@ -388,6 +388,20 @@ def test_row_cache_expires_evicts_and_remembers_what_was_wanted():
     assert cache.take_wanted(1) == [("items", "y")] and cache.take_wanted(5) == [("items", "x")]
 
 
+def test_row_cache_keeps_within_its_weight_however_few_the_rows():
+    cache = RowCache({"associations": 60.0}, max_rows=100, max_weight=10_000)
+    for k in range(5):  # an item's associations row of 4,000 partners each
+        cache.put("associations", f"i{k}", {"partners": k}, now=100.0 + k, weight=4_000)
+    assert len(cache) == 2 and cache.weight == 8_000  # the oldest left, though far fewer than max_rows
+    assert cache.get("associations", "i4", 105.0)[0] and not cache.get("associations", "i2", 105.0)[0]
+    cache.put("associations", "i4", {"partners": 4}, now=106.0, weight=10)  # the same row, re-read smaller
+    assert cache.weight == 4_010 and len(cache) == 2
+    cache.put("associations", "huge", {}, now=107.0, weight=50_000)  # alone past the budget: kept, alone
+    assert len(cache) == 1 and cache.weight == 50_000
+    cache.clear()
+    assert cache.weight == 0 and len(cache) == 0
+
+
 def test_requests_are_checked():
     with pytest.raises(ValueError, match="route"):
         Request("homepage")

@@ -308,16 +308,18 @@ class Pipeline:
                     trend_rows[key] = row
             elif table in _PARSERS:
                 value = _PARSERS[table](key, row)
-                self.cache.put(table, key, value, ctx.now)
+                self.cache.put(table, key, value, ctx.now, weight=len(row or ()))
                 _absorb(ctx, table, key, value)
             else:
                 _absorb(ctx, table, key, row)
         if any(table == "trends" for table, _ in keys):
             ctx.popularity = popularity(trend_rows, ctx.today, self.half_life_days)
             ctx.version += 1
-            self.cache.put("popularity", ctx.today.isoformat(), ctx.popularity, ctx.now)
+            self.cache.put("popularity", ctx.today.isoformat(), ctx.popularity, ctx.now,
+                           weight=sum(map(len, trend_rows.values())))
         for table, key in extra:
-            self.cache.put(table, key, _PARSERS[table](key, rows.get(table, {}).get(key)), ctx.now)
+            row = rows.get(table, {}).get(key)
+            self.cache.put(table, key, _PARSERS[table](key, row), ctx.now, weight=len(row or ()))
 
     def _choose(self, ctx: RankingContext, route: Route) -> tuple[list[str], dict[str, dict[str, float]]]:
         """The candidates given what the context holds now, and every source's proposals."""

@@ -111,8 +111,9 @@ def popularity(rows: Mapping[str, Mapping[str, Any]], day: date, half_life_days:
 
 
 class RowCache:
-    """Parsed rows for a short while (per-table TTL, in the caller's clock), at most `max_rows` of them,
-    the longest-cached leaving first.
+    """Parsed rows for a short while (per-table TTL, in the caller's clock), at most `max_rows` of them and at most
+    `max_weight` of their weights (a row's attribute count: an item's associations row can hold thousands, which
+    a count of rows alone would let fill the container's memory), the longest-cached leaving first.
 
     A key read and found absent is cached too (as None), so an unknown item is not read again on
     every request. Keys a request needed but had no read budget left for are remembered
@@ -120,12 +121,15 @@ class RowCache:
     """
 
     def __init__(self, ttl_seconds: Mapping[str, float] | float = 120.0, max_rows: int = 50_000,
-                 max_wanted: int = 5_000):
+                 max_wanted: int = 5_000, max_weight: int = 1_500_000):
         self._ttl = dict(ttl_seconds) if isinstance(ttl_seconds, Mapping) else None
         self._default_ttl = 0.0 if self._ttl is not None else float(ttl_seconds)
         self.max_rows = max_rows
         self.max_wanted = max_wanted
+        self.max_weight = max_weight
+        self.weight = 0
         self._rows: OrderedDict[tuple[str, str], tuple[float, Any]] = OrderedDict()
+        self._weights: dict[tuple[str, str], int] = {}
         self._wanted: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
@@ -161,15 +165,20 @@ class RowCache:
             self.misses += len(missing)
         return found, missing
 
-    def put(self, table: str, key: str, value: Any, now: float) -> None:
+    def put(self, table: str, key: str, value: Any, now: float, weight: int = 1) -> None:
+        """Cache `value`, whose `weight` is about how much memory it holds (its row's attribute count)."""
         if self.ttl(table) <= 0:
             return
+        weight = max(1, int(weight))
         with self._lock:
             self._rows[(table, key)] = (now, value)
             self._rows.move_to_end((table, key))
+            self.weight += weight - self._weights.get((table, key), 0)
+            self._weights[(table, key)] = weight
             self._wanted.pop((table, key), None)
-            while len(self._rows) > self.max_rows:
-                self._rows.popitem(last=False)
+            while len(self._rows) > 1 and (len(self._rows) > self.max_rows or self.weight > self.max_weight):
+                gone, _ = self._rows.popitem(last=False)
+                self.weight -= self._weights.pop(gone)
 
     def want(self, table: str, key: str) -> None:
         with self._lock:
@@ -188,7 +197,9 @@ class RowCache:
     def clear(self) -> None:
         with self._lock:
             self._rows.clear()
+            self._weights.clear()
             self._wanted.clear()
+            self.weight = 0
 
     def __len__(self) -> int:
         return len(self._rows)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -66,6 +67,7 @@ PROFILE_CATEGORIES = 20
 PROFILE_CLUSTERS = 3  # the clusters of highest prior appeal a profile describes
 ADAPTIVE_POOL = 10  # an adaptive feed's bandit draws from this many ranked candidates per slot asked for
 EXPERIMENT_SURFACES = ("feed", "search", "related")  # the routes experiments serve strategies on
+STRATEGY_RANKER_RETRY_SECONDS = 60.0  # a strategy ranker that did not load is tried again this long after
 
 
 @dataclass
@@ -137,7 +139,9 @@ class Recommender:
         self._extra_scorers = list(scorers)
         self.item_clusters = item_clusters or (lambda: None)
         self._adaptive: tuple[ItemClusters, AdaptiveFeed] | None = None
-        self._strategy_pipelines: dict[tuple[str, str], tuple[Pipeline, ProbabilityModel]] = {}
+        # Per strategy version: its pipeline, its ranker, and until when (clock seconds) it stands: for good, or a
+        # while where its own ranker could not be loaded and the current one stands in.
+        self._strategy_pipelines: dict[tuple[str, str], tuple[Pipeline, ProbabilityModel, float]] = {}
         self._coin = random.Random()  # team draft's: which ranker picks first in each round of an interleaved list
 
     @classmethod
@@ -365,15 +369,19 @@ class Recommender:
         sharing the store and the row cache with the default one."""
         key = (strategy.name, repr(strategy.describe()))
         found = self._strategy_pipelines.get(key)
-        if found is not None:
-            return found
-        model = self.model
+        now = self.clock()
+        if found is not None and now < found[2]:
+            return found[0], found[1]
+        model, stands_until = self.model, math.inf
         if strategy.ranker is not None and self.rankers is not None:
             try:
                 model = self.rankers(strategy.ranker)
             except Exception:
-                logger.exception("ranker %r of strategy %r not loaded; ranking with the current one", strategy.ranker,
-                                 strategy.name)
+                # Tried again a minute on: a registry that failed once must not leave the variant on another ranker
+                # for the container's life.
+                logger.exception("ranker %r of strategy %r not loaded; ranking with the current one for now",
+                                 strategy.ranker, strategy.name)
+                stands_until = now + STRATEGY_RANKER_RETRY_SECONDS
         base = self.pipeline
         routes = self._with_vectors({route: strategy.route(route, base.routes[route]) for route in base.routes})
         pipeline = Pipeline(self.store, [CommercialPerformance(), PurchaseProbability(model), Relevance(),
@@ -381,7 +389,7 @@ class Recommender:
                             routes=routes, cache=base.cache, max_candidates=base.max_candidates,
                             read_waves=base.read_waves, intent_model=base.intent_model, factors=base.factors,
                             ltv_strength=strategy.ltv_strength_given(base.ltv_strength))
-        self._strategy_pipelines[key] = (pipeline, model)
+        self._strategy_pipelines[key] = (pipeline, model, stands_until)
         return pipeline, model
 
 
