@@ -78,12 +78,7 @@ def test_held_out_shoppers_get_the_default_under_a_holdout_feed_id():
 def test_a_strategy_ranks_with_its_ranker_version_and_falls_back_to_the_current_one():
     current = RankingModel.from_stored(default_model(MODEL_NAME))
 
-    class Pinned:
-        label = "ranker:pinned"
-        base_rate = current.base_rate
-
-        def predict(self, features):
-            return current.predict(features)
+    Pinned = _pinned_like(current)
 
     def rankers(version):
         if version != "pinned":
@@ -100,8 +95,8 @@ def test_a_strategy_ranks_with_its_ranker_version_and_falls_back_to_the_current_
         assert rec.feed("someone", n=5).model == label
 
 
-def test_a_strategy_ranker_that_failed_to_load_is_tried_again_a_minute_on():
-    current = RankingModel.from_stored(default_model(MODEL_NAME))
+def _pinned_like(current):
+    """A ranker of its own label that scores as `current` does."""
 
     class Pinned:
         label = "ranker:pinned"
@@ -109,6 +104,14 @@ def test_a_strategy_ranker_that_failed_to_load_is_tried_again_a_minute_on():
 
         def predict(self, features):
             return current.predict(features)
+
+    return Pinned
+
+
+def test_a_strategy_ranker_that_failed_to_load_is_tried_again_a_minute_on():
+    current = RankingModel.from_stored(default_model(MODEL_NAME))
+
+    Pinned = _pinned_like(current)
 
     calls = []
 
