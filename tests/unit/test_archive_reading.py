@@ -46,3 +46,11 @@ def test_an_open_window_reads_the_whole_archive_from_one_listing():
     assert len(list(archived_events(blobs, until="2026-11-29"))) == 2 * 3 * 3
     assert len(list(archived_events(blobs))) == 5 * 3 * 3
     assert blobs.listed == ["archive/date=", "archive/date="]
+
+
+def test_the_same_window_read_again_in_one_process_reads_it_all_again():
+    blobs = _archive()
+    first = list(archived_events(blobs, since="2026-11-29", until="2026-12-02"))
+    blobs.listed.clear()
+    assert list(archived_events(blobs, since="2026-11-29", until="2026-12-02")) == first and len(first) == 4 * 3 * 3
+    assert len(blobs.listed) == 4  # listed again, not remembered

@@ -144,7 +144,6 @@ def _merged(periods: list[str]) -> list[str]:
     return sorted([p for p in periods if p not in members] + [group])
 
 
-@functools.lru_cache(maxsize=4096)
 def _archive_keys(blobs: BlobStore, since: str | None, until: str | None) -> Iterator[str]:
     """The archive's keys of the days from `since` to `until`: a listing per day of a window (the archive holds
     every day the shop has run), else one of the whole archive, filtered."""
@@ -160,6 +159,7 @@ def _archive_keys(blobs: BlobStore, since: str | None, until: str | None) -> Ite
             yield key
 
 
+@functools.lru_cache(maxsize=4096)
 def _iso_day(days_since_epoch: int) -> str:
     return date.fromordinal(_EPOCH_ORDINAL + days_since_epoch).isoformat()
 
