@@ -47,9 +47,21 @@ def test_session_rec_split_drops_unknown_items_then_short_sessions(chain):
     split = load_session_rec_split(*chain)
     assert len(split.train) == 120
     kept = [(e["session_id"], e["item_id"]) for e in split.test]
-    assert ("yc-103", "99") not in kept and all(s != "yc-104" for s, _ in kept)
-    assert [i for s, i in kept if s == "yc-103"] == ["3", "4"]
-    assert split.label("yc-101") == "101"
+    assert ("yt-103", "99") not in kept and all(s != "yt-104" for s, _ in kept)
+    assert [i for s, i in kept if s == "yt-103"] == ["3", "4"]
+    assert split.label("yt-101") == "101"
+
+
+def test_test_sessions_numbered_as_training_sessions_are_sessions_of_their_own(tmp_path):
+    train = write_session_rec(tmp_path / "train.txt", {s: ["1", "2", "3", "4"] for s in range(1, 31)}, T0)
+    figures = {}
+    for name, numbers in (("own", (101, 102)), ("reused", (1, 2))):  # a test file that numbers from 1 again
+        test = write_session_rec(tmp_path / f"test-{name}.txt", {numbers[0]: ["2", "3", "4"], numbers[1]: ["3", "4", "1"]},
+                                 T0 + 86_400)
+        figures[name] = evaluate_next_item(load_session_rec_split(train, test), embeddings=False, mode="live")
+    scored = {name: {m: (round(v["hr"], 9), round(v["mrr"], 9)) for m, v in f["methods"].items()}
+              for name, f in figures.items()}
+    assert scored["reused"] == scored["own"]
 
 
 def test_a_learnable_chain_is_learned_through_ingest_and_written_in_the_session_rec_format(chain, tmp_path):

@@ -22,7 +22,7 @@ def test_a_shop_is_a_run_of_consecutive_sessions_whose_last_ones_are_its_test(lo
     split = cut_shop(list(load_yoochoose(log)), Shop("shop", "log.txt", first=30, sessions=20))
     train = {e["session_id"] for e in split.train}
     test = {e["session_id"] for e in split.test}
-    assert train == {f"yc-{s}" for s in range(31, 48)} and test == {f"yc-{s}" for s in range(48, 51)}
+    assert train == {f"yc-{s}" for s in range(31, 48)} and test == {f"yt-{s}" for s in range(48, 51)}
     assert split.name == "shop (17 + 3 sessions)"
     with pytest.raises(ValueError, match="none from session 60"):
         cut_shop(list(load_yoochoose(log)), Shop("late", "log.txt", first=60, sessions=5))
@@ -30,7 +30,7 @@ def test_a_shop_is_a_run_of_consecutive_sessions_whose_last_ones_are_its_test(lo
 
 def test_the_test_keeps_the_items_its_shop_saw_in_training(log):
     split = cut_shop(list(load_yoochoose(log)), Shop("shop", "log.txt", first=40, sessions=20))
-    assert [e["item_id"] for e in split.test if e["session_id"] == "yc-59"] == ["5", "6"]  # 99 was never trained on
+    assert [e["item_id"] for e in split.test if e["session_id"] == "yt-59"] == ["5", "6"]  # 99 was never trained on
 
 
 def test_each_shop_is_measured_against_v_sknn_in_both_modes(log):

@@ -4,11 +4,12 @@ heap frozen around timed Ingest runs."""
 from __future__ import annotations
 
 import gc
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from tailor_lab import report_json
 
 __all__ = ["frozen_heap", "percentile", "publish"]
 
@@ -17,7 +18,7 @@ def publish(report: dict[str, Any], table: str, out: Path) -> None:
     """Print a benchmark's table and write its figures to `out` as JSON."""
     print(table)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    report_json.write(out, report)
     print(f"\nwritten to {out}")
 
 

@@ -68,6 +68,7 @@ from tailor.clusters.bandit import encoded_size
 from tailor.clusters.slate import adaptive_slate
 from tailor.events import parse_event
 from tailor.shopper import ShopperState, fold_shopper
+from tailor_lab import report_json
 from tailor_lab.simulator import simulate
 from tailor_lab.simulator.drift import interest_path
 from tailor_lab.simulator.online import act_on_feed
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     print(format_report(report))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        report_json.write(args.json, report)
         print(f"\nwritten to {args.json}")
     return 0
 

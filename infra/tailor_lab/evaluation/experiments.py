@@ -65,7 +65,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import sys
 import time
@@ -83,6 +82,7 @@ from tailor.experiments.offpolicy import estimate_all
 from tailor.experiments.report import build_report
 from tailor.experiments.statistics import QUANTITIES, SufficientStatistics, UnitTotals, increments
 from tailor.experiments.stats import ALPHA, compare, sample_ratio_mismatch
+from tailor_lab import report_json
 
 from ..datasets import SHARED_DATA
 from ..simulator.catalog import Catalog
@@ -147,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_table(report))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        report_json.write(args.json, report)
         print(f"\nwritten to {args.json}")
     return 0
 

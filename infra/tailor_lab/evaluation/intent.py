@@ -30,7 +30,6 @@ on the later half).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections import defaultdict
@@ -46,6 +45,7 @@ from tailor.intent import INTENTS, IntentModel, intent_matrix
 from tailor.intent_filter import IntentFilter
 from tailor.models import default_model
 from tailor.session import SessionState, fold_session
+from tailor_lab import report_json
 from tailor_lab.datasets import SHARED_DATA
 from tailor_lab.training.intent_truth import evaluate_simulated, format_simulated
 
@@ -143,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report["seconds"] = round(time.perf_counter() - started, 1)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        report_json.write(args.json, report)
     return 0
 
 

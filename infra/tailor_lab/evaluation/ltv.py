@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import sys
 import time
@@ -46,6 +45,7 @@ from tailor.events import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, Event
 from tailor.ltv.prior import expected_transactions as bgnbd_expected
 from tailor.ltv.prior import gamma_gamma_mean
 from tailor.ltv.scoring import LtvModel
+from tailor_lab import report_json
 from tailor_lab.datasets import SHARED_DATA, load_cdnow
 from tailor_lab.datasets.transactions import TransactionsError, read_transactions, transaction_events
 from tailor_lab.training.ltv import (
@@ -221,7 +221,7 @@ def validate(events: Sequence[Event], calibration_end: date, out_csv: str | os.P
         runs.append(figures)
         print(format_table(figures))
     if json_path:
-        Path(json_path).write_text(json.dumps({"validation": runs}, indent=2) + "\n")
+        report_json.write(Path(json_path), {"validation": runs})
     return runs
 
 
@@ -423,7 +423,7 @@ def _goals(models: dict[str, dict[str, float]], cdnow: bool) -> list[dict[str, A
 
 def _finish(figures: dict[str, Any], json_path: str | os.PathLike[str] | None, echo: bool) -> None:
     if json_path:
-        Path(json_path).write_text(json.dumps(figures, indent=2) + "\n")
+        report_json.write(Path(json_path), figures)
     if echo:
         print(format_table(figures))
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -25,6 +24,7 @@ import numpy as np
 from tailor.ltv.features import FEATURE_NAMES
 from tailor.ltv.prior import CORRECTION_COLUMNS, PRIOR_NAMES, expected_transactions, prior_matrix, purchase_history
 from tailor.ltv.prior import shrunk_value as shrunk_by
+from tailor_lab import report_json
 from tailor_lab.datasets import load_cdnow
 from tailor_lab.evaluation.ltv import CALIBRATION_END, CALIBRATION_START, DEFAULT_DATA, HOLDOUT_END
 from tailor_lab.training.ltv import (
@@ -131,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--weeks must lie in 14..{CALIBRATION_WEEKS}")
     results = measure(Windows(args.data), args.weeks, args.only)
     if args.json:
-        Path(args.json).write_text(json.dumps({"measured": datetime.now(UTC).isoformat(), "rows": results}, indent=2) + "\n")
+        report_json.write(Path(args.json), {"measured": datetime.now(UTC).isoformat(), "rows": results})
     return 0
 
 

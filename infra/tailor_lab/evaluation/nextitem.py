@@ -79,6 +79,7 @@ from tailor.ranking.context import RankingContext, Request
 from tailor.ranking.rows import Partners, partners
 from tailor.session import SessionState, fold_session
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
+from tailor_lab import report_json
 from tailor_lab.datasets import SHARED_DATA, load_diginetica, load_yoochoose
 from tailor_lab.stream import epoch_of
 from tailor_lab.training.embeddings import (
@@ -146,11 +147,16 @@ def load_session_rec_split(train_path: str | os.PathLike[str], test_path: str | 
 
 def session_rec_split(name: str, train: list[dict], test: list[dict]) -> NextItemSplit:
     """Training and test events (load_yoochoose's, in time order) with session-rec's test filter: items seen in
-    training, sessions of two events or more."""
+    training, sessions of two events or more. Test sessions (and events) get ids of their own ("yt-" for "yc-"): a
+    test file that numbers its sessions as the training file does must not carry on a training session in live mode."""
     known = {e["item_id"] for e in train}
-    test = _sessions_of_two([e for e in test if e["item_id"] in known])
+    test = _sessions_of_two([_as_test(e) for e in test if e["item_id"] in known])
     labels = {e["session_id"]: e["session_id"][3:] for e in train + test}
     return NextItemSplit(name, train, test, labels)
+
+
+def _as_test(event: dict) -> dict:
+    return {**event, **{key: "yt-" + event[key].removeprefix("yc-") for key in ("event_id", "user_id", "session_id")}}
 
 
 def load_diginetica_split(views_path: str | os.PathLike[str], *, test_days: int = DIGINETICA_TEST_DAYS,
@@ -475,7 +481,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  embeddings=not args.no_embeddings, categories=categories or None)
     print(format_table(figures))
     if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+        report_json.write(Path(args.json), figures)
     return 0
 
 

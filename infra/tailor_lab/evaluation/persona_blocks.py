@@ -24,7 +24,6 @@ Ingest's shopper vector is (tailor.embeddings.update).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from collections import Counter, defaultdict
@@ -39,6 +38,7 @@ import tailor.personas.model as persona_model
 from tailor.embeddings.update import update_vector
 from tailor.personas.features import batch_features
 from tailor.shopper import ShopperState
+from tailor_lab import report_json
 
 __all__ = ["main", "measure"]
 
@@ -127,9 +127,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     report = measure(shoppers=args.shoppers, days=args.days, test_days=args.test_days, seed=args.seed,
                      echo=lambda message: print(message, file=sys.stderr, flush=True))
-    print(json.dumps(report, indent=2))
+    print(report_json.dumps(report), end="")
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        report_json.write(args.json, report)
     return 0
 
 

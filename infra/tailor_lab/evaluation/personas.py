@@ -50,7 +50,6 @@ the training events), the rest being training; several --weight values are measu
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -73,6 +72,7 @@ from tailor.personas.traits import TRAITS, trait_means
 from tailor.ranking import DEFAULT_WEIGHTS, ConversionPrior
 from tailor.serving import Recommender
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
+from tailor_lab import report_json
 from tailor_lab.datasets import SHARED_DATA
 from tailor_lab.stream import epoch_of, records_by_shard
 
@@ -341,7 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_table(report))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        report_json.write(args.json, report)
         print(f"\nwritten to {args.json}")
     return 0
 

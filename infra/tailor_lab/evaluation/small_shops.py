@@ -13,13 +13,13 @@ thousand sessions has few repeat co-occurrences to learn from, where a neighbour
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tailor_lab import report_json
 from tailor_lab.datasets import SHARED_DATA, load_yoochoose
 from tailor_lab.evaluation.nextitem import (
     BLEND_LIVE,
@@ -100,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("every shop above V-SKNN on both metrics in both modes" if not below else
           f"below V-SKNN: {', '.join(dict.fromkeys(below))}")
     if args.json:
-        args.json.write_text(json.dumps({"shops": rows}, indent=2) + "\n")
+        report_json.write(args.json, {"shops": rows})
     return 0
 
 

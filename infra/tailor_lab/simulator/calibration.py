@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import sys
 from collections import defaultdict
@@ -53,6 +52,7 @@ from typing import Any
 
 import numpy as np
 
+from tailor_lab import report_json
 from tailor_lab.datasets import SHARED_DATA, load_cdnow, load_diginetica, load_yoochoose
 
 from .simulation import simulate
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(report))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        report_json.write(args.json, report)
         print(f"wrote {args.json}")
     failed = [row for row in report["statistics"] if row["pass"] is False]
     return 1 if failed else 0

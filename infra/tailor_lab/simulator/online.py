@@ -65,6 +65,7 @@ import numpy as np
 from tailor.embeddings import DEFAULT_UPDATE
 from tailor.experiments.strategies import DEFAULT_LTV_STRENGTH, Strategy
 from tailor.ranking.similarity import FEED_WEIGHT
+from tailor_lab import report_json
 from tailor_lab.stream import epoch_of
 
 from .catalog import CATEGORIES
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None, *, train_vectors: Callable[[list[dict], 
                  echo=lambda text: print(text, file=sys.stderr))
     print(format_table(report))
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    report_json.write(args.json, report)
     print(f"\nwritten to {args.json}")
     return 0
 

@@ -12,7 +12,6 @@ on the simulator: `tailor train ltv --shoppers 600 --days 240 --write-default`.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -23,6 +22,7 @@ from typing import Any
 from tailor.archive import archived_events
 from tailor.ltv.scoring import METADATA_KEY, MODEL_NAME
 from tailor.models.registry import model_version
+from tailor_lab import report_json
 from tailor_lab.datasets import json_lines
 
 from .ltv import parse_events, train_ltv
@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report["published"] = bool(published)
     print(_summary(report))
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        report_json.write(args.json, report)
     return 0
 
 
