@@ -76,7 +76,8 @@ def readable(error: dict[str, Any]) -> dict[str, Any]:
         return {"loc": ["body"], "msg": f"not valid JSON at character {position}: {reason}".rstrip(": "),
                 "type": "json_invalid"}
     given = error.get("input")
-    if error["loc"][:1] == ("query",) and isinstance(given, list) and len(given) > 1 and error["type"].endswith("_type"):
+    repeated = isinstance(given, list) and len(given) > 1 and error["type"].endswith("_type")
+    if error["loc"][:1] == ("query",) and repeated:
         # A parameter of one value sent more than once reaches its model as the list of them.
         return {"loc": list(error["loc"]), "msg": f"given {len(given)} times: give it once", "type": "repeated"}
     return {"loc": list(error["loc"]), "msg": error.get("msg", ""), "type": error["type"]}

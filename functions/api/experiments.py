@@ -47,7 +47,8 @@ class ExperimentIn(BaseModel):
     days: float | None = Field(None, gt=0, le=MAX_DAYS, allow_inf_nan=False, strict=True,
                                description="how long it runs (14)")
     description: Text = ""
-    planned_units: int | None = Field(None, ge=2, le=10**9, strict=True, description="shoppers it is planned to expose: its "
+    planned_units: int | None = Field(None, ge=2, le=10**9, strict=True,
+                                      description="shoppers it is planned to expose: its "
                                       "reports' confidence sequences are tightest there (default 5000)")
     design: Literal["ab", "interleaving"] = Field(
         "ab", description="ab: each shopper sees one variant; interleaving: every shopper sees the team draft of the "
@@ -113,7 +114,8 @@ def register(app: APIGatewayRestResolver, store: ExperimentStore, live: LiveExpe
     def create(body: Annotated[ExperimentIn, Body()]) -> Response[ExperimentOut]:
         # exclude_none reaches into the variants too: a share left out stays out (equal shares).
         request = body.model_dump(exclude_none=True)
-        experiment = store.create(new_experiment(request, now=datetime.now(UTC), known_strategies={name: s.surfaces for name, s in strategies().items()}))
+        serving = {name: strategy.surfaces for name, strategy in strategies().items()}
+        experiment = store.create(new_experiment(request, now=datetime.now(UTC), known_strategies=serving))
         return Response(status_code=201, content_type=content_types.APPLICATION_JSON,
                         body=ExperimentOut.model_validate(experiment.public()))
 

@@ -346,10 +346,10 @@ def _unstorable_contributions(parts: Iterable[Contribution]) -> str | None:
 
 def _unstorable(fields: Mapping[str, Any]) -> str | None:
     """Where `fields` hold a number DynamoDB cannot store (not finite, too large or small, too many digits), or more
-    than an item holds (MAX_ROW_JSON), or None. Every row a batch writes is checked, so the common answer is found at C speed: JSON refuses NaN and
-    infinities and writes floats of 1e16 and more with an exponent ("e+"); only then are the numbers looked at one
-    by one. Integers and tiny fractions are left to that: rows hold counts and sums of bounded amounts, and
-    fractions rounded to a few places, far from DynamoDB's 38 digits and 1e-130."""
+    than an item holds (MAX_ROW_JSON), or None. Every row a batch writes is checked, so the common answer is found at
+    C speed: JSON refuses NaN and infinities and writes floats of 1e16 and more with an exponent ("e+"); only then
+    are the numbers looked at one by one. Integers and tiny fractions are left to that: rows hold counts and sums of
+    bounded amounts, and fractions rounded to a few places, far from DynamoDB's 38 digits and 1e-130."""
     try:
         text = json.dumps(fields, allow_nan=False, default=repr)
     except ValueError:
