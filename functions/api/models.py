@@ -104,7 +104,9 @@ class RelatedIn(BaseModel):
 class EventsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    events: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=MAX_EVENTS_PER_SEND)]
+    # Any JSON in the list: an element that is not an event object is refused on its own, as any bad event is.
+    events: Annotated[list[Any], Field(min_length=1, max_length=MAX_EVENTS_PER_SEND,
+                                       description="event objects; each is accepted or refused with its reason")]
 
 
 class Failure(BaseModel):

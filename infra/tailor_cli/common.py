@@ -16,12 +16,23 @@ from typing import Any, TextIO
 from tailor_local.stack import StackHandle, state_path
 from tailor_local.template import find_template
 
-__all__ = ["print_json", "print_summary", "running", "say", "shown", "tailor_command"]
+__all__ = ["at_least_one", "print_json", "print_summary", "running", "say", "shown", "tailor_command"]
 
 
 def running(args: argparse.Namespace) -> StackHandle:
     """The stack `tailor local up` keeps running for the template (--template, else template.yaml here or above)."""
     return StackHandle.load(state_path(args.template or find_template()))
+
+
+def at_least_one(text: str) -> int:
+    """An argparse type: a whole number of 1 or more (a --limit of 0 asks for nothing)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is below 1")
+    return value
 
 
 def print_summary(handle: StackHandle, mappings: dict[str, Any], line: Callable[[str], None] | None = None) -> None:

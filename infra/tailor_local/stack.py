@@ -51,6 +51,7 @@ STREAM_NICENESS = 10
 STREAM_ENVIRONMENTS = max(1, (os.cpu_count() or 2) - 1)
 # On stop, how long invocations under way may take to finish before the local AWS goes away under them.
 STOP_GRACE_S = 2.0
+PEEK_HIDE_SECONDS = 30  # how long a peeked page of a queue stays hidden while the next pages are received
 
 
 class StackNotRunning(RuntimeError):
@@ -359,20 +360,27 @@ class StackHandle:
         return response["Body"].read()
 
     def peek_messages(self, queue_logical_id: str, limit: int = 10) -> list[dict[str, Any]]:
-        """Up to `limit` messages of a queue, left in the queue (received with no visibility timeout)."""
+        """Up to `limit` messages of a queue, left in the queue: received page by page, each page hidden for a while
+        so the next receive gets others, then all made visible again."""
         sqs = self.aws.client("sqs")
         url = self.resources.ref(queue_logical_id)
         messages: dict[str, dict[str, Any]] = {}
-        for _ in range(max(1, limit)):
-            batch = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=min(10, limit), VisibilityTimeout=0,
-                                        AttributeNames=["All"]).get("Messages", [])
-            fresh = [m for m in batch if m["MessageId"] not in messages]
-            if not fresh:
-                break
-            messages.update((m["MessageId"], m) for m in fresh)
-            if len(messages) >= limit:
-                break
-        return list(messages.values())[:limit]
+        try:
+            while len(messages) < limit:
+                batch = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=max(1, min(10, limit - len(messages))),
+                                            VisibilityTimeout=PEEK_HIDE_SECONDS, AttributeNames=["All"]
+                                            ).get("Messages", [])
+                fresh = [m for m in batch if m["MessageId"] not in messages]
+                if not fresh:
+                    break
+                messages.update((m["MessageId"], m) for m in fresh)
+        finally:
+            found = list(messages.values())
+            for start in range(0, len(found), 10):
+                sqs.change_message_visibility_batch(QueueUrl=url, Entries=[
+                    {"Id": str(k), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+                    for k, m in enumerate(found[start:start + 10])])
+        return found[:limit]
 
     def queue_depth(self, queue_logical_id: str) -> int:
         attributes = self.aws.client("sqs").get_queue_attributes(

@@ -13,7 +13,7 @@ import pytest
 
 import tailor_cli.main as cli
 from tailor_cli.main import main
-from tailor_local.stack import LocalStack, all_processed, put_events, state_path
+from tailor_local.stack import LocalStack, StackHandle, all_processed, put_events, state_path
 
 TEMPLATE = textwrap.dedent("""\
     Transform: AWS::Serverless-2016-10-31
@@ -138,9 +138,40 @@ def test_quarantine_lists_the_rejected_record_with_its_reason(running, capsys):
 def test_dlq_shows_the_failed_batch_and_reads_its_records_back(running, capsys):
     assert tailor(running, "dlq", "--records") == 0
     captured = capsys.readouterr()
-    assert "1 failure record(s)" in captured.err
+    assert "1 message(s) in" in captured.err
     assert "(1 records): RetryAttemptsExhausted" in captured.out
     assert '"poison":true' in captured.out and '"n":3' not in captured.out
+
+
+def test_dlq_pages_through_more_than_ten_messages_and_leaves_them_all_in_the_queue(running, capsys):
+    handle = StackHandle.load(state_path(running))
+    sqs, url = handle.aws.client("sqs"), handle.resources.ref("IngestFailureQueue")
+    body = {"KinesisBatchInfo": {"shardId": "shardId-000000000009", "startSequenceNumber": "1", "endSequenceNumber": "1",
+                                 "batchSize": 1, "streamArn": "arn:aws:kinesis:us-east-1:123456789012:stream/gone"},
+            "requestContext": {"condition": "RetryAttemptsExhausted", "approximateInvokeCount": 6}}
+    for _ in range(24):
+        sqs.send_message(QueueUrl=url, MessageBody=json.dumps(body))
+    try:
+        assert tailor(running, "dlq", "--limit", "50", "--records") == 0  # a stream that is gone: said, not a crash
+        captured = capsys.readouterr()
+        assert "25 message(s) in" in captured.err
+        assert captured.out.count("RetryAttemptsExhausted") == 25
+        assert captured.out.count("cannot be read from the stream") == 24
+        assert handle.queue_depth("IngestFailureQueue") == 25  # peeked, not taken
+        assert tailor(running, "dlq", "--limit", "3") == 0
+        assert "the first 3:" in capsys.readouterr().err
+        with pytest.raises(SystemExit):
+            tailor(running, "dlq", "--limit", "0")
+    finally:
+        while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+            for message in messages:
+                if "shardId-000000000009" in message["Body"]:
+                    sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+                else:
+                    sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"],
+                                                  VisibilityTimeout=0)
+            if all("shardId-000000000009" not in m["Body"] for m in messages):
+                break
 
 
 def test_replay_waits_until_the_function_has_the_new_events(running, capsys, tmp_path):
@@ -235,3 +266,12 @@ def test_state_cluster_shows_a_published_clusters_traits_and_top_items(running, 
     assert shown["top_items"] == ["tent"] and shown["traits"][TRAIT_NAMES[0]] == 0.25 and shown["size"] == 1
     assert tailor(running, "state", "cluster", "c0404") == 1
     assert "they are c0000, c0001" in capsys.readouterr().err
+
+
+def test_quarantine_lists_the_most_recent_last_by_day_then_sequence_number():
+    from tailor_cli.quarantine import _arrival
+
+    keys = ["quarantine/date=2026-12-02/shard=s-1/999.json", "quarantine/date=2026-12-02/shard=s-0/1000.json",
+            "quarantine/date=2026-12-01/shard=s-1/5000.json", "quarantine/date=2026-12-02/shard=s-1/1001.json"]
+    ordered = [o["Key"] for o in sorted(({"Key": k} for k in keys), key=_arrival)]
+    assert ordered == [keys[2], keys[0], keys[1], keys[3]]

@@ -331,11 +331,13 @@ def test_events_ingest_could_not_apply_are_refused_at_the_door_each_with_its_sta
         {**base, "event_id": "evt-6006", "timestamp": at(-30), "event_type": "purchase", "price": 49.5,
          "quantity": 2},
         {**base, "event_id": "evt-6007", "timestamp": at(-20), "event_type": "purchase", "price": float("nan")},
+        "not an event",
     ]
     status, body = api.invoke_file("api-post-events.json", body={"events": events})
     assert status == 200, body
     assert [(s["index"], s["event_id"], s["status"]) for s in body["events"]] == [
-        (n, e["event_id"], "refused" if n in (1, 2, 3, 4, 6) else "accepted") for n, e in enumerate(events)]
+        (n, e["event_id"] if isinstance(e, dict) else None, "refused" if n in (1, 2, 3, 4, 6, 7) else "accepted")
+        for n, e in enumerate(events)]
     errors = [s["error"] for s in body["events"]]
     assert errors[0] is None and errors[5] is None
     assert errors[1].startswith("price: Input should be less than or equal to 1000000")
@@ -343,7 +345,8 @@ def test_events_ingest_could_not_apply_are_refused_at_the_door_each_with_its_sta
     assert errors[3].startswith("timestamp:") and "clock skew" in errors[3]
     assert errors[4].startswith("context.0.0.0.0.0.0.0: nested deeper than 8 levels")
     assert errors[6] == "price: nan is not a finite number"  # a NaN literal in the body: refused as that event's
-    assert (body["accepted"], body["failed"]) == (2, 5) and [f["index"] for f in body["failures"]] == [1, 2, 3, 4, 6]
+    assert errors[7] == "an event is a JSON object, not str"  # refused on its own, the rest of the request served
+    assert (body["accepted"], body["failed"]) == (2, 6) and [f["index"] for f in body["failures"]] == [1, 2, 3, 4, 6, 7]
 
     kinesis = api.stack.aws.client("kinesis")
     stream = api.stack.stream_name()
