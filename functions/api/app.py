@@ -103,7 +103,7 @@ def _log_exposure(feed_id: str, ranking: Ranking) -> None:
     items = [item.item_id for item in ranking.items]
     experiment_store.log_exposure(feed_id, ranking.assignment, strategy=ranking.strategy or "default", items=items,
                                   probabilities=ranking.probabilities or [1.0] * len(items), served_at=time.time(),
-                                  teams=ranking.teams)
+                                  teams=ranking.teams, ranker=ranking.model)
 
 
 recommender = Recommender.start(DynamoStateStore(_dynamodb, settings.tables), ModelRegistry(_bucket),

@@ -136,7 +136,7 @@ def _feeds(requests: int, seed: int) -> dict[str, Any]:
     def log(feed_id: str, ranking: Any) -> None:
         items = [item.item_id for item in ranking.items]
         logged.log_exposure(feed_id, ranking.assignment, strategy=ranking.strategy, items=items,
-                            probabilities=[1.0] * len(items), served_at=time.time())
+                            probabilities=[1.0] * len(items), served_at=time.time(), ranker=ranking.model)
 
     work = _Stopwatch()
     plain = Recommender(state, model)

@@ -84,6 +84,7 @@ def test_an_experiment_from_creation_to_its_report_and_console(api):
     logged = exposures.get_item(TableName=table, Key={"feed_id": {"S": feed_id}})["Item"]
     assert [i["S"] for i in logged["items"]["L"]] == items
     assert all(float(p["N"]) == 1.0 for p in logged["probabilities"]["L"]) and logged["unit"]["S"] == user
+    assert logged["ranker"]["S"].startswith("ranker:")  # the version that scored it, beside the strategy's name
 
     # Shoppers see their lists, click some and buy: Ingest attributes them to the variants.
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -145,10 +145,12 @@ class ExperimentStore:
     # -- exposures ------------------------------------------------------------------------------------
 
     def log_exposure(self, feed_id: str, assignment: Assignment, *, strategy: str, items: Sequence[str],
-                     probabilities: Sequence[float], served_at: float, teams: Sequence[str] | None = None) -> None:
+                     probabilities: Sequence[float], served_at: float, teams: Sequence[str] | None = None,
+                     ranker: str | None = None) -> None:
         """What a list served in an experiment held: items in order (position = index), each slot's probability of
-        being shown so under the variant's policy, who saw it, and in an interleaved list each slot's ranker."""
-        extra = {} if teams is None else {"teams": list(teams)}
+        being shown so under the variant's policy, who saw it, in an interleaved list each slot's ranker, and the
+        ranker version that scored it (a strategy's own, or the current one where its own could not be loaded)."""
+        extra = ({} if teams is None else {"teams": list(teams)}) | ({} if ranker is None else {"ranker": ranker})
         self.store.replace(EXPOSURES, feed_id, extra | {
             "experiment_id": assignment.experiment.experiment_id, "variant": assignment.variant_name,
             "strategy": strategy, "surface": assignment.experiment.surface, "unit": assignment.unit,
