@@ -162,6 +162,38 @@ def test_a_registry_that_cannot_be_read_before_anything_is_loaded_raises_and_is_
     assert published().ids == CLUSTERS.ids  # loaded already: kept while the registry cannot be read
 
 
+def test_an_unreadable_registry_at_a_batchs_first_feed_event_fails_the_batch_and_quarantines_nothing():
+    from tailor.clusters import FORMAT, MODEL_NAME, PublishedClusters
+    from tailor.ingest.service import Ingestor
+    from tailor.models import ModelRegistry
+    from tailor.store.memory import MemoryBlobStore, MemoryStateStore
+
+    from tests.helpers.events import to_records
+
+    class Failing(MemoryBlobStore):
+        failing = False
+
+        def get(self, key):
+            if self.failing and key.startswith("models/"):
+                raise ConnectionError("the store is not answering")
+            return super().get(key)
+
+    registry_blobs = Failing()
+    ModelRegistry(registry_blobs).publish(MODEL_NAME, CLUSTERS.to_json().encode(), {"format": FORMAT})
+    registry_blobs.failing = True
+    archive = MemoryBlobStore()
+    ingest = Ingestor(MemoryStateStore(), archive, max_workers=1,
+                      clusters=SessionClusters(PublishedClusters(ModelRegistry(registry_blobs)), PARAMS))
+    records = to_records(EVENTS)
+    outcome = ingest.ingest(records)
+    # The lazy read at the first feed event is the store's fault, not the event's: nothing is quarantined.
+    assert len(outcome.failed) == len(records) and outcome.quarantined == 0
+    assert not archive.list("quarantine/")
+    registry_blobs.failing = False
+    assert ingest.ingest(records).failed == []
+    assert ingest.store.snapshot()["sessions"]["s-1"]["clusters"] == _expected()
+
+
 def test_a_session_row_is_the_same_however_the_stream_cuts_its_events_into_batches():
     params = BanditParams(ignore_weight=0.15, decay=0.8)  # counts that need rounding after every feed
     events = [_event(n * 3 + 1, "impression", item_ids=["item-a", "item-b", "item-c"], feed_id=f"feed-{n}")

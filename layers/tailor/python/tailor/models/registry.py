@@ -174,8 +174,9 @@ def load_published(name: str, registry: ModelRegistry | None, *, build: Callable
         return None
 
 
-class RegistryUnreadable(RuntimeError):
-    """The registry's store could not be read just now (it may hold a current version, or not)."""
+class RegistryUnreadable(OSError):
+    """The registry's store could not be read just now (it may hold a current version, or not): an I/O fault, which
+    fails Ingest's batch (it comes again) rather than any record of it."""
 
 
 class LazyModel:
