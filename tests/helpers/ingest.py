@@ -66,6 +66,17 @@ class FlakyBlobStore(MemoryBlobStore):
         super().put(key, body, content_type)
 
 
+class UnreadableRegistryBlobs(MemoryBlobStore):
+    """A memory store whose model registry (models/...) cannot be read while `failing`, as a store outage would."""
+
+    failing = False
+
+    def get(self, key):
+        if self.failing and key.startswith("models/"):
+            raise ConnectionError("the store is not answering")
+        return super().get(key)
+
+
 def deliver(ingestor: Ingestor, records: list[StreamRecord], rng: random.Random, *, max_batch: int = 25,
             crash_rate: float = 0.0, max_calls: int = 10_000) -> int:
     """Feed `records` to `ingestor` as a Kinesis event source mapping would: batches of varying size;

@@ -79,20 +79,13 @@ def test_a_rebuild_that_cannot_read_the_current_clusters_publishes_nothing_rathe
     from tailor.clusters import MODEL_NAME
     from tailor.ingest.service import Ingestor
     from tailor.models import ModelRegistry, RegistryUnreadable
-    from tailor.store.memory import MemoryBlobStore, MemoryStateStore
+    from tailor.store.memory import MemoryStateStore
     from tailor_lab.training.clusters import rebuild_from_archive
 
     from tests.helpers.events import recent_simulated_day, to_records
+    from tests.helpers.ingest import UnreadableRegistryBlobs
 
-    class Failing(MemoryBlobStore):
-        failing = False
-
-        def get(self, key):
-            if self.failing and key.startswith("models/"):
-                raise ConnectionError("the store is not answering")
-            return super().get(key)
-
-    blobs = Failing()
+    blobs = UnreadableRegistryBlobs()
     assert not Ingestor(MemoryStateStore(), blobs, max_workers=1).ingest(
         to_records(recent_simulated_day(shoppers=30, seed=31))).failed
     first = rebuild_from_archive(blobs, time.time(), params=ClusterParams(clusters=6))
