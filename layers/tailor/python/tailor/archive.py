@@ -53,9 +53,10 @@ def day_prefix(day: str) -> str:
 
 
 def archived_events(blobs: BlobStore, *, since: str | None = None, until: str | None = None,
-                    workers: int = 16) -> Iterator[dict]:
+                    workers: int = 8) -> Iterator[dict]:
     """The archived events of the days from `since` to `until` (ISO dates, inclusive; open where None), object by
-    object in key order. A window with both ends lists only its days; `workers` objects are read at once."""
+    object in key order. A window with both ends lists only its days; `workers` objects are read at once (within
+    the 10 connections an SDK client keeps by default)."""
     keys = (key for key in _archive_keys(blobs, since, until) if key.endswith(".jsonl.gz"))
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         while chunk := list(itertools.islice(keys, READ_AHEAD)):
