@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 from datetime import datetime
 
+import numpy as np
 import pytest
 
 from tailor.clusters import MODEL_NAME as CLUSTERS
@@ -18,7 +19,7 @@ from tailor.serving import Recommender
 from tailor.store.memory import MemoryBlobStore
 from tailor_lab.simulator import simulate
 
-from tests.helpers.ingest import clean_run
+from tests.helpers.ingest import UnreadableRegistryBlobs, clean_run
 
 LOCATION = {"INTENT_CONFIG_APPLICATION": "tailor", "INTENT_CONFIG_ENVIRONMENT": "dev",
             "INTENT_CONFIG_PROFILE": "intent-factors"}
@@ -94,6 +95,35 @@ def test_a_started_recommender_has_the_ranker_and_the_popular_items_and_loads_th
     anchor = next(e["item_id"] for e in session if e.get("item_id"))
     assert recommender.related(anchor, session_events=session[:5]).intent
     assert recommender.intent_model.loaded and any(p.startswith("models/intent/") for p in blobs.listed)
+
+
+def test_a_recommender_started_while_the_registry_cannot_be_read_reads_it_again_later(monkeypatch):
+    import tailor.models.registry as registry_module
+    from tailor.embeddings import ItemVectors
+
+    events = simulate(shoppers=20, days=1.0, seed=5).events
+    end = datetime.fromisoformat(events[-1]["timestamp"].replace("Z", "+00:00")).timestamp()
+    state = clean_run(events)[0]
+    blobs = UnreadableRegistryBlobs()
+    registry = ModelRegistry(blobs)
+    shipped = default_model(MODEL_NAME)
+    version = registry.publish(MODEL_NAME, shipped.onnx, {**shipped.metadata, "trained_at": "2026-11-06T00:00:00Z"})
+    items = sorted({e["item_id"] for e in events if e.get("item_id")})[:8]
+    vectors = ItemVectors.build(items, np.eye(8, dtype=np.float32), metadata={"version": "v1"})
+    registry.publish(VECTORS, vectors.to_npz(), {"format": "tailor-item-vectors/1"})
+    clock = [1000.0]
+    monkeypatch.setattr(registry_module.time, "monotonic", lambda: clock[0])
+    blobs.failing = True  # S3 does not answer the container's start
+
+    recommender = Recommender.start(state, registry, warm=False, clock=lambda: end + 30)
+    assert recommender.feed("u-never-seen", n=5).model == f"{MODEL_NAME}:{shipped.version}"  # the shipped ranker
+    assert recommender._item_vectors() is None
+    blobs.failing = False
+    clock[0] += 60  # answering again, but not looked at again yet
+    assert recommender.feed("u-never-seen", n=5).model == f"{MODEL_NAME}:{shipped.version}"
+    clock[0] += registry_module.REGISTRY_RETRY_SECONDS
+    assert recommender.feed("u-never-seen", n=5).model == f"{MODEL_NAME}:{version}"  # the registry's, read again
+    assert recommender._item_vectors() is not None and len(recommender._item_vectors()) == 8
 
 
 class ReadCounting(MemoryBlobStore):

@@ -2,8 +2,11 @@
 
 from tailor.models.registry import (
     DEFAULT_DIR,
+    REGISTRY_RETRY_SECONDS,
     LazyModel,
     ModelRegistry,
+    ReadAgain,
+    ReadAgainModel,
     RegistryUnreadable,
     StoredModel,
     default_model,
@@ -12,5 +15,5 @@ from tailor.models.registry import (
     model_version,
 )
 
-__all__ = ["DEFAULT_DIR", "LazyModel", "ModelRegistry", "RegistryUnreadable", "StoredModel", "default_model",
-           "load_model", "load_published", "model_version"]
+__all__ = ["DEFAULT_DIR", "REGISTRY_RETRY_SECONDS", "LazyModel", "ModelRegistry", "ReadAgain", "ReadAgainModel",
+           "RegistryUnreadable", "StoredModel", "default_model", "load_model", "load_published", "model_version"]

@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,12 +28,14 @@ from typing import Any, TypeVar
 
 from tailor.store.port import BlobStore
 
-__all__ = ["DEFAULT_DIR", "LazyModel", "ModelRegistry", "RegistryUnreadable", "StoredModel", "default_model",
-           "load_model", "load_published", "model_version"]
+__all__ = ["DEFAULT_DIR", "REGISTRY_RETRY_SECONDS", "LazyModel", "ModelRegistry", "ReadAgain", "ReadAgainModel",
+           "RegistryUnreadable", "StoredModel", "default_model", "load_model", "load_published", "model_version"]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_DIR = Path(__file__).resolve().parent / "default"
+# Seconds after which serving reads a registry again that could not be read at its container's start.
+REGISTRY_RETRY_SECONDS = 300.0
 PREFIX = "models/"
 ONNX_ARTIFACT = "model.onnx"  # a version's file, unless its metadata's "artifact" names another
 T = TypeVar("T")
@@ -129,20 +132,28 @@ def _as_is(stored: StoredModel) -> Any:
 
 
 def load_model(name: str, registry: ModelRegistry | None = None, *, build: Callable[[StoredModel], T] = _as_is,
-               directory: Path = DEFAULT_DIR) -> T:
+               directory: Path = DEFAULT_DIR, unreadable_raises: bool = False) -> T:
     """`build` applied to the registry's current version of `name`, else to the shipped default.
 
     `build` (a model class's constructor, say) may raise to refuse a registry model, one trained on
     features this code no longer computes for instance; the default is used then, and the reason
-    logged. Call once per container: nothing here is cached.
+    logged. With `unreadable_raises`, a registry whose store cannot be read just now raises RegistryUnreadable
+    rather than fall back (ReadAgain then tries it again later). Call once per container: nothing here is cached.
     """
     if registry is not None:
         try:
-            return build(registry.fetch(name))
+            stored = registry.fetch(name)
         except LookupError:
             logger.info("no current %s model in the registry; using the shipped default", name)
         except Exception as exc:  # a broken or unreadable registry must not take serving down
+            if unreadable_raises and not isinstance(exc, ValueError):
+                raise RegistryUnreadable(f"cannot read the registry's {name}: {exc}") from exc
             logger.warning("cannot use the registry's %s model (%s); using the shipped default", name, exc)
+        else:
+            try:
+                return build(stored)
+            except Exception as exc:
+                logger.warning("cannot use the registry's %s model (%s); using the shipped default", name, exc)
     return build(default_model(name, directory))
 
 
@@ -177,6 +188,47 @@ def load_published(name: str, registry: ModelRegistry | None, *, build: Callable
 class RegistryUnreadable(OSError):
     """The registry's store could not be read just now (it may hold a current version, or not): an I/O fault, which
     fails Ingest's batch (it comes again) rather than any record of it."""
+
+
+class ReadAgain:
+    """What `load()` gives (it raises RegistryUnreadable where the registry's store cannot be read): loaded at once,
+    and where the registry could not be read, `fallback()` stands in and the registry is read again on a call
+    `retry_seconds` on (and again, while it cannot be), rather than leave a container on the fallback for its life.
+    Calling it gives the value."""
+
+    def __init__(self, load: Callable[[], T], fallback: Callable[[], T], *, retry_seconds: float | None = None,
+                 clock: Callable[[], float] | None = None):
+        retry_seconds = REGISTRY_RETRY_SECONDS if retry_seconds is None else retry_seconds
+        clock = clock or time.monotonic
+        self._load, self._retry, self._clock = load, retry_seconds, clock
+        self._lock = threading.Lock()
+        self._retry_at: float | None = None
+        try:
+            self.value = load()
+        except RegistryUnreadable as exc:
+            logger.warning("%s; serving without it for now", exc)
+            self.value = fallback()
+            self._retry_at = clock() + retry_seconds
+
+    def __call__(self) -> Any:
+        if self._retry_at is not None and self._clock() >= self._retry_at:
+            with self._lock:
+                if self._retry_at is not None and self._clock() >= self._retry_at:
+                    try:
+                        self.value, self._retry_at = self._load(), None
+                    except RegistryUnreadable as exc:
+                        logger.warning("%s; tried again later", exc)
+                        self._retry_at = self._clock() + self._retry
+        return self.value
+
+
+class ReadAgainModel(ReadAgain):
+    """A ReadAgain of a model, standing for it: attributes are the current value's (`predict`, `label`, ...)."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name == "value":
+            raise AttributeError(name)
+        return getattr(self(), name)
 
 
 class LazyModel:

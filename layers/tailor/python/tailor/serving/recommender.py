@@ -31,7 +31,7 @@ from tailor.experiments.interleaving import CREDIT_SCALE, interleave
 from tailor.experiments.strategies import BUILT_IN, Strategy
 from tailor.intent import MODEL_NAME as INTENT_MODEL
 from tailor.intent import IntentFactors, IntentModel
-from tailor.models import LazyModel, ModelRegistry, load_model
+from tailor.models import LazyModel, ModelRegistry, ReadAgain, ReadAgainModel, default_model, load_model
 from tailor.ranking import (
     DEFAULT_ROUTES,
     MODEL_NAME,
@@ -154,24 +154,28 @@ class Recommender:
         rather than their sum. The intent model, which only requests that describe their session (POST
         /items/{id}/related) use, is loaded by the first of them."""
         kwargs.setdefault("intent_model", LazyModel(INTENT_MODEL, registry, build=IntentModel.from_stored))
-        vectors: Future[ItemVectors | None] | None = None
-        clusters: Future[ItemClusters | None] | None = None
+        vectors: Future[ReadAgain] | None = None  # each a callable giving the item vectors or None
+        clusters: Future[ReadAgain] | None = None
         if registry is not None:
             kwargs.setdefault("rankers", functools.cache(
                 lambda version: RankingModel.from_stored(registry.fetch(MODEL_NAME, version))))
         factors = kwargs.get("factors")
         strategies = kwargs.get("strategies")
         with ThreadPoolExecutor(max_workers=5, thread_name_prefix="recommender-start") as pool:
-            ranker = pool.submit(load_model, MODEL_NAME, registry, build=RankingModel.from_stored)
+            # A registry that cannot be read at the start is read again a few minutes on (ReadAgain), rather than leave
+            # the container on the shipped ranker, without item vectors or clusters, for its life.
+            ranker = pool.submit(ReadAgainModel, lambda: load_model(MODEL_NAME, registry, build=RankingModel.from_stored,
+                                                                    unreadable_raises=True),
+                                 lambda: RankingModel.from_stored(default_model(MODEL_NAME)))
             read = pool.submit(factors) if factors is not None else None  # read at start, not in a request
             # The feed strategies likewise: the first request served in an experiment need not wait for AppConfig.
             configured = pool.submit(strategies) if strategies is not None else None
             experiments = kwargs.get("experiments")
             live = pool.submit(experiments, time.time()) if experiments is not None else None
             if "item_vectors" not in kwargs:  # the published item vectors, for the embedding source
-                vectors = pool.submit(load_item_vectors, registry)
+                vectors = pool.submit(ReadAgain, lambda: load_item_vectors(registry, unreadable_raises=True), _none)
             if "item_clusters" not in kwargs:  # the published item clusters, for adaptive feeds
-                clusters = pool.submit(load_item_clusters, registry)
+                clusters = pool.submit(ReadAgain, lambda: load_item_clusters(registry, unreadable_raises=True), _none)
             if warm:
                 # Warming reads rows, not scores: a recommender on the untrained prior fills the cache this one keeps.
                 warming = cls(store, ConversionPrior(), **kwargs)
@@ -188,11 +192,9 @@ class Recommender:
             if live is not None:
                 live.result()
             if vectors is not None:
-                found = vectors.result()
-                kwargs["item_vectors"] = lambda: found
+                kwargs["item_vectors"] = vectors.result()
             if clusters is not None:
-                published = clusters.result()
-                kwargs["item_clusters"] = lambda: published
+                kwargs["item_clusters"] = clusters.result()
         return cls(store, model, **kwargs)
 
     # -- routes ---------------------------------------------------------------------------------------
@@ -391,6 +393,10 @@ class Recommender:
                             ltv_strength=strategy.ltv_strength_given(base.ltv_strength))
         self._strategy_pipelines[key] = (pipeline, model, stands_until)
         return pipeline, model
+
+
+def _none() -> None:
+    return None
 
 
 def _n(n: int) -> int:
