@@ -72,13 +72,7 @@ def test_the_factors_come_from_appconfig_data():
 
 
 def test_a_started_recommender_has_the_ranker_and_the_popular_items_and_loads_the_intent_model_when_asked():
-    events = simulate(shoppers=20, days=1.0, seed=5).events
-    end = datetime.fromisoformat(events[-1]["timestamp"].replace("Z", "+00:00")).timestamp()
-    state = clean_run(events)[0]
-    blobs = ReadCounting()
-    registry = ModelRegistry(blobs)
-    shipped = default_model(MODEL_NAME)
-    version = registry.publish(MODEL_NAME, shipped.onnx, {**shipped.metadata, "trained_at": "2026-11-06T00:00:00Z"})
+    events, end, state, blobs, registry, shipped, version = _started_world(ReadCounting())
     blobs.listed.clear()
 
     recommender = Recommender.start(state, registry, clock=lambda: end + 30)
@@ -101,13 +95,7 @@ def test_a_recommender_started_while_the_registry_cannot_be_read_reads_it_again_
     import tailor.models.registry as registry_module
     from tailor.embeddings import ItemVectors
 
-    events = simulate(shoppers=20, days=1.0, seed=5).events
-    end = datetime.fromisoformat(events[-1]["timestamp"].replace("Z", "+00:00")).timestamp()
-    state = clean_run(events)[0]
-    blobs = UnreadableRegistryBlobs()
-    registry = ModelRegistry(blobs)
-    shipped = default_model(MODEL_NAME)
-    version = registry.publish(MODEL_NAME, shipped.onnx, {**shipped.metadata, "trained_at": "2026-11-06T00:00:00Z"})
+    events, end, state, blobs, registry, shipped, version = _started_world(UnreadableRegistryBlobs())
     items = sorted({e["item_id"] for e in events if e.get("item_id")})[:8]
     vectors = ItemVectors.build(items, np.eye(8, dtype=np.float32), metadata={"version": "v1"})
     registry.publish(VECTORS, vectors.to_npz(), {"format": "tailor-item-vectors/1"})
@@ -124,6 +112,17 @@ def test_a_recommender_started_while_the_registry_cannot_be_read_reads_it_again_
     clock[0] += registry_module.REGISTRY_RETRY_SECONDS
     assert recommender.feed("u-never-seen", n=5).model == f"{MODEL_NAME}:{version}"  # the registry's, read again
     assert recommender._item_vectors() is not None and len(recommender._item_vectors()) == 8
+
+
+def _started_world(blobs):
+    """A simulated day ingested, and a registry on `blobs` whose current ranker is the shipped one, published anew."""
+    events = simulate(shoppers=20, days=1.0, seed=5).events
+    end = datetime.fromisoformat(events[-1]["timestamp"].replace("Z", "+00:00")).timestamp()
+    state = clean_run(events)[0]
+    registry = ModelRegistry(blobs)
+    shipped = default_model(MODEL_NAME)
+    version = registry.publish(MODEL_NAME, shipped.onnx, {**shipped.metadata, "trained_at": "2026-11-06T00:00:00Z"})
+    return events, end, state, blobs, registry, shipped, version
 
 
 class ReadCounting(MemoryBlobStore):
