@@ -251,6 +251,15 @@ def test_an_anonymous_shoppers_session_units_are_the_last_active_whatever_order_
         kept.append(set(after))
     assert kept[0] == kept[1] == kept[2] and len(kept[0]) == MAX_SESSION_UNITS
     assert "exp-1/s-new" in kept[0] and "exp-1/s0" in kept[0] and "exp-1/s1" not in kept[0]
+    # A late event's new unit, older than every unit kept: kept all the same, so it is exposed once, not at each event.
+    late = parse_event({"event_id": "e-late", "user_id": "anon", "session_id": "s-late", "event_type": "impression",
+                        "item_ids": ["i1"], "feed_id": feed, "timestamp": "2026-11-01T00:00:00Z"})
+    after, added = ATTRIBUTION.attribute(late, dict(units), revenue_so_far=0.0, predicted_ltv=0.0)
+    assert "exp-1/s-late" in after and len(after) == MAX_SESSION_UNITS and added
+    again = parse_event({"event_id": "e-late-2", "user_id": "anon", "session_id": "s-late", "event_type": "impression",
+                         "item_ids": ["i1"], "feed_id": feed, "timestamp": "2026-11-01T00:01:00Z"})
+    after, added = ATTRIBUTION.attribute(again, after, revenue_so_far=0.0, predicted_ltv=0.0)
+    assert after["exp-1/s-late"][1] == 2  # its impressions add up in the one entry
 
 
 def test_events_without_feed_ids_leave_the_shopper_rows_as_before():

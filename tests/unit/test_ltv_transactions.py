@@ -73,6 +73,12 @@ def test_a_bad_file_names_the_row_and_the_column(tmp_path, text, expected):
     assert expected in _error(tmp_path, text)
 
 
+def test_a_row_ending_in_a_comma_is_read_as_its_fields(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text("customer_id,date,amount\na,2020-01-06,10.5,\n")
+    assert [(t.customer_id, t.amount) for t in read_transactions(path)] == [("a", 10.5)]
+
+
 def test_a_file_not_in_utf8_or_a_directory_is_refused_naming_it(tmp_path):
     path = tmp_path / "latin1.csv"
     path.write_bytes("customer_id,date,amount\nmüller,2020-01-06,1\n".encode("latin-1"))

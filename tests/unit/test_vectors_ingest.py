@@ -11,6 +11,8 @@ import pytest
 
 from tailor.embeddings import MODEL_NAME, ItemVectors, VectorUpdate, update_vector
 from tailor.embeddings.online import OnlineVectors, stored_vector, vectors_tag
+from tailor.events import parse_event
+from tailor.ingest.fold import fold_batch
 from tailor.ingest.intent import SessionIntent
 from tailor.ingest.service import Ingestor
 from tailor.intent import MODEL_NAME as INTENT_MODEL
@@ -104,6 +106,24 @@ def test_a_feed_rendered_again_after_its_items_are_settled_is_not_a_new_feed_in_
     split = written(_fold(events[2:], first, 2), first)
     for table, key in (("sessions", "s-1"), ("shoppers", "u-1")):
         assert split[table][key]["vector"] == whole[table][key]["vector"]
+
+
+def test_a_session_that_expires_within_a_batch_starts_its_vector_afresh_as_across_batches():
+    events = [_event(1, "view", item_id="lamp-1"),
+              {**_event(2, "view", item_id="book-1"), "timestamp": "2026-12-03T10:00:00Z"}]  # two days on
+    accepted = [(f"{n:08d}", parse_event(e)) for n, e in enumerate(events)]
+    arrivals = {pos: event.epoch for pos, event in accepted}  # each arriving when it happened
+
+    def folded(batch, rows):
+        return fold_batch(batch, rows, "shard-1", ttl=86_400, arrivals=arrivals,
+                          vectors=OnlineVectors(lambda: VECTORS, RULE))
+
+    whole = folded(accepted, EMPTY).sessions["s-1"].fields()
+    first = folded(accepted[:1], EMPTY)
+    rows = {"sessions": {"s-1": {**first.sessions["s-1"].fields(), "sw:shard-1": accepted[0][0]}},
+            "shoppers": {"u-1": {**first.shoppers["u-1"].fields(), "sw:shard-1": accepted[0][0]}}}
+    split = folded(accepted[1:], rows).sessions["s-1"].fields()
+    assert whole["items"] == split["items"] == ["book-1"] and whole["vector"] == split["vector"]
 
 
 def test_with_session_intent_a_batch_folds_alike_whole_or_in_parts():

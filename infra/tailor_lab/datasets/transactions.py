@@ -61,7 +61,7 @@ def read_transactions(path: str | os.PathLike[str]) -> list[Transaction]:
             for line, fields in enumerate(reader, 2):
                 if not any(field.strip() for field in fields):
                     continue
-                if len(fields) > len(header):
+                if len(fields) > len(header) and any(field.strip() for field in fields[len(header):]):
                     # An amount written 1,234.50 without quotes splits in two: read, it would be a wrong number.
                     raise TransactionsError(f"{path}: row {line}: {len(fields)} fields where the header names "
                                             f"{len(header)} (a number with a thousands separator must be quoted, "

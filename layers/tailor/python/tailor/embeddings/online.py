@@ -158,6 +158,11 @@ class VectorBatch:
             found = self._rows[id(row)] = (row, list(recent or ()), [])
         found[2].append((position, event))
 
+    def forget(self, row: Any) -> None:
+        """Drop what `row` absorbed so far in this batch: its state started again (an expired session), as it would
+        at a batch boundary there."""
+        self._rows.pop(id(row), None)
+
     def engages(self, event: Any) -> bool:
         """Whether `event` pulls a vector (an engagement with an item, of some weight): what wants an intent factor."""
         return event.event_type in self._pulling  # item events all: their item_id is required

@@ -111,7 +111,7 @@ class Attribution:
                 changed[echoed_key] = (before, after)
                 units[echoed_key] = after
             if before is None and session_unit:
-                _keep_recent_sessions(units)
+                _keep_recent_sessions(units, echoed_key)
         if kind == "purchase":
             for key, entry in list(units.items()):
                 clicked = entry[_CLICKED]
@@ -194,14 +194,15 @@ def _counting(units: Mapping[str, list], exposed_after: float) -> dict[str, list
             if len(entry) <= _EXPOSED or entry[_EXPOSED] is None or entry[_EXPOSED] > exposed_after}
 
 
-def _keep_recent_sessions(units: dict[str, list]) -> None:
-    """At most MAX_SESSION_UNITS session units: those last active (exposed or clicked) most recently. By their
-    times, not the map's order, which a row read back from the store need not keep."""
-    sessions = [key for key in units if "/" in key]
-    if len(sessions) <= MAX_SESSION_UNITS:
+def _keep_recent_sessions(units: dict[str, list], added: str) -> None:
+    """At most MAX_SESSION_UNITS session units: `added`, just exposed, and those last active (exposed or clicked)
+    most recently. By their times, not the map's order, which a row read back from the store need not keep; never
+    `added` itself, which a late event would otherwise expose again at its every event."""
+    sessions = [key for key in units if "/" in key and key != added]
+    if len(sessions) < MAX_SESSION_UNITS:
         return
     sessions.sort(key=lambda key: (_last_active(units[key]), key))
-    for key in sessions[:-MAX_SESSION_UNITS]:
+    for key in sessions[:len(sessions) - (MAX_SESSION_UNITS - 1)]:
         del units[key]
 
 

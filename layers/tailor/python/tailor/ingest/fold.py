@@ -160,8 +160,11 @@ class BatchFold:
             session = sessions.setdefault(event.session_id, FoldedRow(None, None))
             if session.state is not None and 0 < session.state.expires_at < arrivals[pos] and session.applies(pos):
                 # Expired when the record came: the table's TTL removes such a row at a time of its own, and the
-                # record starts a session whether or not the row is still there to read (its watermark stays).
+                # record starts a session whether or not the row is still there to read (its watermark stays). What
+                # the batch noted of the old session's vector goes with it, as at a batch boundary.
                 session.state = None
+                if noted is not None:
+                    noted.forget(session)
             if session.state is not None and session.state.user_id != event.user_id:
                 fold.poisoned[pos] = f"session_id: session {event.session_id!r} belongs to another shopper"
                 continue
