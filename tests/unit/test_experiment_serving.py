@@ -3,6 +3,7 @@ served logged; held-out shoppers get the default and requests outside the experi
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime, timedelta
 
 from tailor.experiments.assignment import claim_slot
@@ -108,13 +109,16 @@ def _pinned_like(current):
     return Pinned
 
 
-def test_a_strategy_ranker_that_failed_to_load_is_tried_again_a_minute_on():
+def test_a_strategy_ranker_the_store_failed_to_give_is_read_again_off_the_request():
+    import time as clock_time
+
+    from tailor.serving.recommender import STRATEGY_RANKER_RETRY_SECONDS
+
     current = RankingModel.from_stored(default_model(MODEL_NAME))
-
     Pinned = _pinned_like(current)
-
     calls = []
 
+    @functools.cache  # as the API's are kept once loaded
     def rankers(version):  # the registry fails the first read, then answers
         calls.append(version)
         if len(calls) == 1:
@@ -128,12 +132,35 @@ def test_a_strategy_ranker_that_failed_to_load_is_tried_again_a_minute_on():
     rec = Recommender(ingested(), current, clock=lambda: now[0], experiments=lambda at, e=experiment: [e],
                       strategies=lambda: defined, rankers=rankers)
     assert rec.feed("someone", n=5).model == current.label  # stands in for now
-    now[0] += 30
-    assert rec.feed("someone", n=5).model == current.label and calls == ["pinned"]  # not tried on every request
-    now[0] += 31
-    assert rec.feed("someone", n=5).model == "ranker:pinned"
-    now[0] += 3600
-    assert rec.feed("someone", n=5).model == "ranker:pinned" and calls == ["pinned", "pinned"]  # then kept
+    now[0] += 60
+    assert rec.feed("someone", n=5).model == current.label and calls == ["pinned"]  # not read on every request
+    now[0] += STRATEGY_RANKER_RETRY_SECONDS
+    assert rec.feed("someone", n=5).model == current.label  # the read again runs beside the request
+    deadline = clock_time.monotonic() + 5
+    while rec.feed("someone", n=5).model != "ranker:pinned":
+        assert clock_time.monotonic() < deadline
+        clock_time.sleep(0.01)
+    assert calls == ["pinned", "pinned"]  # then kept
+
+
+def test_a_strategy_ranker_that_cannot_be_used_is_not_read_again():
+    current = RankingModel.from_stored(default_model(MODEL_NAME))
+    calls = []
+
+    def rankers(version):
+        calls.append(version)
+        raise LookupError(f"no ranker version {version!r}")
+
+    defined = {**BUILT_IN, **parse_strategies({"strategies": {"missing": {"ranker": "gone"}}})}
+    _, end = world()
+    now = [end + 30]
+    experiment = live_experiment([{"name": "a", "strategy": "missing"}, {"name": "b", "strategy": "missing"}])
+    rec = Recommender(ingested(), current, clock=lambda: now[0], experiments=lambda at, e=experiment: [e],
+                      strategies=lambda: defined, rankers=rankers)
+    for _ in range(3):
+        assert rec.feed("someone", n=5).model == current.label
+        now[0] += 3600
+    assert calls == ["gone"]
 
 
 def test_a_strategy_turns_the_ltv_weighting_on_or_off():

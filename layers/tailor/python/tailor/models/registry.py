@@ -192,9 +192,10 @@ class RegistryUnreadable(OSError):
 
 class ReadAgain:
     """What `load()` gives (it raises RegistryUnreadable where the registry's store cannot be read): loaded at once,
-    and where the registry could not be read, `fallback()` stands in and the registry is read again on a call
-    `retry_seconds` on (and again, while it cannot be), rather than leave a container on the fallback for its life.
-    Calling it gives the value."""
+    and where the registry could not be read, `fallback()` stands in and the registry is read again `retry_seconds`
+    on (and again, while it cannot be), rather than leave a container on the fallback for its life. Calling it gives
+    the value; a read again runs on a thread of its own, started by the first call that finds it due, so no request
+    waits on a store that may still not answer."""
 
     def __init__(self, load: Callable[[], T], fallback: Callable[[], T], *, retry_seconds: float | None = None,
                  clock: Callable[[], float] | None = None):
@@ -214,12 +215,19 @@ class ReadAgain:
         if self._retry_at is not None and self._clock() >= self._retry_at:
             with self._lock:
                 if self._retry_at is not None and self._clock() >= self._retry_at:
-                    try:
-                        self.value, self._retry_at = self._load(), None
-                    except RegistryUnreadable as exc:
-                        logger.warning("%s; tried again later", exc)
-                        self._retry_at = self._clock() + self._retry
+                    self._retry_at = None  # one read at a time
+                    threading.Thread(target=self._read_again, name="registry-read-again", daemon=True).start()
         return self.value
+
+    def _read_again(self) -> None:
+        try:
+            self.value = self._load()
+        except RegistryUnreadable as exc:
+            logger.warning("%s; tried again later", exc)
+            self._retry_at = self._clock() + self._retry
+        except Exception:  # whatever else goes wrong, the fallback goes on serving
+            logger.exception("the registry read again failed; tried again later")
+            self._retry_at = self._clock() + self._retry
 
 
 class ReadAgainModel(ReadAgain):

@@ -11,6 +11,7 @@ import functools
 import logging
 import math
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -67,7 +68,7 @@ PROFILE_CATEGORIES = 20
 PROFILE_CLUSTERS = 3  # the clusters of highest prior appeal a profile describes
 ADAPTIVE_POOL = 10  # an adaptive feed's bandit draws from this many ranked candidates per slot asked for
 EXPERIMENT_SURFACES = ("feed", "search", "related")  # the routes experiments serve strategies on
-STRATEGY_RANKER_RETRY_SECONDS = 60.0  # a strategy ranker that did not load is tried again this long after
+STRATEGY_RANKER_RETRY_SECONDS = 300.0  # a strategy ranker the store failed to give is read again this long after
 
 
 @dataclass
@@ -371,19 +372,24 @@ class Recommender:
         sharing the store and the row cache with the default one."""
         key = (strategy.name, repr(strategy.describe()))
         found = self._strategy_pipelines.get(key)
-        now = self.clock()
-        if found is not None and now < found[2]:
+        if found is not None:
+            if self.clock() >= found[2]:  # its own ranker did not load: read again, off the request
+                self._strategy_pipelines[key] = (found[0], found[1], math.inf)
+                threading.Thread(target=self._read_ranker_again, args=(key, strategy), daemon=True).start()
             return found[0], found[1]
         model, stands_until = self.model, math.inf
         if strategy.ranker is not None and self.rankers is not None:
             try:
                 model = self.rankers(strategy.ranker)
+            except (LookupError, ValueError):  # no such version, or not one this code reads: reading again won't mend it
+                logger.exception("ranker %r of strategy %r cannot be used; ranking with the current one",
+                                 strategy.ranker, strategy.name)
             except Exception:
-                # Tried again a minute on: a registry that failed once must not leave the variant on another ranker
-                # for the container's life.
+                # The store, now: read again a few minutes on, so that a registry that failed once does not leave the
+                # variant on another ranker for the container's life.
                 logger.exception("ranker %r of strategy %r not loaded; ranking with the current one for now",
                                  strategy.ranker, strategy.name)
-                stands_until = now + STRATEGY_RANKER_RETRY_SECONDS
+                stands_until = self.clock() + STRATEGY_RANKER_RETRY_SECONDS
         base = self.pipeline
         routes = self._with_vectors({route: strategy.route(route, base.routes[route]) for route in base.routes})
         pipeline = Pipeline(self.store, [CommercialPerformance(), PurchaseProbability(model), Relevance(),
@@ -393,6 +399,19 @@ class Recommender:
                             ltv_strength=strategy.ltv_strength_given(base.ltv_strength))
         self._strategy_pipelines[key] = (pipeline, model, stands_until)
         return pipeline, model
+
+    def _read_ranker_again(self, key: tuple[str, str], strategy: Strategy) -> None:
+        """A strategy ranker read again on a thread of its own: once loaded (`rankers` keeps it), the strategy's next
+        request builds its pipeline with it; if the store still fails, the current ranker stands in a while more."""
+        try:
+            self.rankers(strategy.ranker)
+        except Exception:
+            logger.exception("ranker %r of strategy %r still not loaded", strategy.ranker, strategy.name)
+            found = self._strategy_pipelines.get(key)
+            if found is not None:
+                self._strategy_pipelines[key] = (found[0], found[1], self.clock() + STRATEGY_RANKER_RETRY_SECONDS)
+            return
+        self._strategy_pipelines.pop(key, None)
 
 
 def _none() -> None:

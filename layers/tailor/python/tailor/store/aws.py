@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Clamped, Context, Decimal, Inexact, Overflow, Rounded, Underflow
@@ -14,6 +15,8 @@ from botocore.exceptions import ClientError
 from tailor.store.port import INDEXES, TABLES, Conflict
 
 __all__ = ["DynamoStateStore", "S3BlobStore", "SqsQueue"]
+
+logger = logging.getLogger(__name__)
 
 _BATCH_GET_LIMIT = 100
 _BATCH_WRITE_LIMIT = 25
@@ -185,6 +188,7 @@ class S3BlobStore:
     def __init__(self, client: Any, bucket: str):
         self.client = client
         self.bucket = bucket
+        self._if_match: bool | None = None  # whether the SDK can send IfMatch, once looked at
 
     def put(self, key: str, body: bytes, content_type: str = "application/octet-stream") -> None:
         self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
@@ -205,7 +209,11 @@ class S3BlobStore:
 
     def replace_if(self, key: str, body: bytes, tag: str, content_type: str = "application/octet-stream") -> bool:
         """A conditional put (If-Match on the ETag); S3 answers 412 when the object changed, 409 when another
-        conditional write of it is under way."""
+        conditional write of it is under way. An SDK older than S3's conditional writes (late 2024) cannot send it:
+        the object is then written as it is (what was done before), and the log says so once."""
+        if not self._conditional_puts():
+            self.put(key, body, content_type)
+            return True
         try:
             self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, IfMatch=tag)
         except self.client.exceptions.ClientError as error:
@@ -214,6 +222,14 @@ class S3BlobStore:
                 return False
             raise
         return True
+
+    def _conditional_puts(self) -> bool:
+        if self._if_match is None:
+            members = self.client.meta.service_model.operation_model("PutObject").input_shape.members
+            self._if_match = "IfMatch" in members
+            if not self._if_match:
+                logger.warning("this SDK cannot make conditional puts (IfMatch): objects are rewritten unconditionally")
+        return self._if_match
 
     def list(self, prefix: str) -> list[str]:
         keys: list[str] = []
