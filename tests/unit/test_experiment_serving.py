@@ -109,6 +109,18 @@ def _pinned_like(current):
     return Pinned
 
 
+def _served_with_its_own_ranker(current, strategy: str, version: str, rankers):
+    """A recommender whose only experiment serves `strategy` (ranked by ranker `version`, which `rankers` loads) to
+    every shopper, and its clock (a list to move on)."""
+    defined = {**BUILT_IN, **parse_strategies({"strategies": {strategy: {"ranker": version}}})}
+    _, end = world()
+    now = [end + 30]
+    experiment = live_experiment([{"name": "a", "strategy": strategy}, {"name": "b", "strategy": strategy}])
+    rec = Recommender(ingested(), current, clock=lambda: now[0], experiments=lambda at, e=experiment: [e],
+                      strategies=lambda: defined, rankers=rankers)
+    return rec, now
+
+
 def test_a_strategy_ranker_the_store_failed_to_give_is_read_again_off_the_request():
     import time as clock_time
 
@@ -125,12 +137,7 @@ def test_a_strategy_ranker_the_store_failed_to_give_is_read_again_off_the_reques
             raise TimeoutError("the registry did not answer")
         return Pinned()
 
-    defined = {**BUILT_IN, **parse_strategies({"strategies": {"pinned": {"ranker": "pinned"}}})}
-    _, end = world()
-    now = [end + 30]
-    experiment = live_experiment([{"name": "a", "strategy": "pinned"}, {"name": "b", "strategy": "pinned"}])
-    rec = Recommender(ingested(), current, clock=lambda: now[0], experiments=lambda at, e=experiment: [e],
-                      strategies=lambda: defined, rankers=rankers)
+    rec, now = _served_with_its_own_ranker(current, "pinned", "pinned", rankers)
     assert rec.feed("someone", n=5).model == current.label  # stands in for now
     now[0] += 60
     assert rec.feed("someone", n=5).model == current.label and calls == ["pinned"]  # not read on every request
@@ -151,12 +158,7 @@ def test_a_strategy_ranker_that_cannot_be_used_is_not_read_again():
         calls.append(version)
         raise LookupError(f"no ranker version {version!r}")
 
-    defined = {**BUILT_IN, **parse_strategies({"strategies": {"missing": {"ranker": "gone"}}})}
-    _, end = world()
-    now = [end + 30]
-    experiment = live_experiment([{"name": "a", "strategy": "missing"}, {"name": "b", "strategy": "missing"}])
-    rec = Recommender(ingested(), current, clock=lambda: now[0], experiments=lambda at, e=experiment: [e],
-                      strategies=lambda: defined, rankers=rankers)
+    rec, now = _served_with_its_own_ranker(current, "missing", "gone", rankers)
     for _ in range(3):
         assert rec.feed("someone", n=5).model == current.label
         now[0] += 3600
