@@ -111,8 +111,9 @@ def test_a_recommender_started_while_the_registry_cannot_be_read_reads_it_again_
     clock[0] += 60  # answering again, but not looked at again yet
     assert recommender.feed("u-never-seen", n=5).model == f"{MODEL_NAME}:{shipped.version}"
     clock[0] += registry_module.REGISTRY_RETRY_SECONDS
-    # The first request past the wait starts the read again on a thread of its own, and is served meanwhile.
-    assert recommender.feed("u-never-seen", n=5).model == f"{MODEL_NAME}:{shipped.version}"
+    # The first request past the wait starts the read again on a thread of its own (and is served meanwhile, by
+    # whichever ranker is there when it asks).
+    recommender.feed("u-never-seen", n=5)
     recommender._item_vectors()
     deadline = time.monotonic() + 10
     while (recommender.feed("u-never-seen", n=5).model != f"{MODEL_NAME}:{version}"
