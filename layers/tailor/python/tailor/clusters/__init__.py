@@ -60,8 +60,8 @@ class PublishedClusters:
         return self._clusters
 
     def _look(self, now: float) -> None:
+        looked, self._checked = self._checked, now
         if self._registry is None:
-            self._checked = now
             return
         try:
             version = self._registry.current_version(MODEL_NAME)
@@ -69,16 +69,14 @@ class PublishedClusters:
                      if version is not None and version != self._version else None)
         except ValueError as exc:  # a pointer this code cannot read: looking again soon will not mend it
             logger.warning("cannot use the registry's current %s (%s); keeping what was loaded", MODEL_NAME, exc)
-            self._checked = now
             return
         except Exception as exc:
             if self._version is None:
                 # Nothing loaded to fold with: the caller's batch is delivered again, and looks again, rather than
                 # folded past its rows' watermarks without the clusters the registry may hold.
+                self._checked = looked
                 raise RegistryUnreadable(f"cannot read the registry's {MODEL_NAME}: {exc}") from exc
             logger.warning("cannot read the registry's current %s (%s); keeping what was loaded", MODEL_NAME, exc)
-            self._checked = now
             return
-        self._checked = now
         if found is not None:
             self._clusters, self._version = found, version

@@ -122,7 +122,7 @@ class Attribution:
                 changed[key] = (entry, after)
                 units[key] = after
             for key, entry in list(units.items()):
-                exposed = entry[_EXPOSED] if len(entry) > _EXPOSED else None
+                exposed = _exposed(entry)
                 if exposed is None or not 0 <= epoch - exposed < self.revenue_window:
                     continue
                 entry = _entry(entry)
@@ -191,7 +191,7 @@ def _counting(units: Mapping[str, list], exposed_after: float) -> dict[str, list
     """The unit entries something can still count for: first exposed after `exposed_after` (epoch seconds), or
     kept before exposure times were."""
     return {key: entry for key, entry in units.items()
-            if len(entry) <= _EXPOSED or entry[_EXPOSED] is None or entry[_EXPOSED] > exposed_after}
+            if (exposed := _exposed(entry)) is None or exposed > exposed_after}
 
 
 def _keep_recent_sessions(units: dict[str, list], added: str) -> None:
@@ -207,5 +207,9 @@ def _keep_recent_sessions(units: dict[str, list], added: str) -> None:
 
 
 def _last_active(entry: list) -> float:
-    exposed = entry[_EXPOSED] if len(entry) > _EXPOSED else None
-    return max(exposed or 0.0, entry[_CLICKED] or 0.0)
+    return max(_exposed(entry) or 0.0, entry[_CLICKED] or 0.0)
+
+
+def _exposed(entry: list) -> float | None:
+    """A unit's first exposure (epoch seconds); None for an entry kept before exposure times were."""
+    return entry[_EXPOSED] if len(entry) > _EXPOSED else None

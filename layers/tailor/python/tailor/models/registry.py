@@ -140,21 +140,8 @@ def load_model(name: str, registry: ModelRegistry | None = None, *, build: Calla
     logged. With `unreadable_raises`, a registry whose store cannot be read just now raises RegistryUnreadable
     rather than fall back (ReadAgain then tries it again later). Call once per container: nothing here is cached.
     """
-    if registry is not None:
-        try:
-            stored = registry.fetch(name)
-        except LookupError:
-            logger.info("no current %s model in the registry; using the shipped default", name)
-        except Exception as exc:  # a broken or unreadable registry must not take serving down
-            if unreadable_raises and not isinstance(exc, ValueError):
-                raise RegistryUnreadable(f"cannot read the registry's {name}: {exc}") from exc
-            logger.warning("cannot use the registry's %s model (%s); using the shipped default", name, exc)
-        else:
-            try:
-                return build(stored)
-            except Exception as exc:
-                logger.warning("cannot use the registry's %s model (%s); using the shipped default", name, exc)
-    return build(default_model(name, directory))
+    found = _current(name, registry, build, "using the shipped default", unreadable_raises)
+    return found if found is not None else build(default_model(name, directory))
 
 
 def load_published(name: str, registry: ModelRegistry | None, *, build: Callable[[StoredModel], T],
@@ -164,25 +151,7 @@ def load_published(name: str, registry: ModelRegistry | None, *, build: Callable
     serving goes on without, for the log. With `unreadable_raises`, a registry that cannot be read just now (its
     store failing, not a version that is missing or unusable) raises RegistryUnreadable instead: for Ingest, which
     must not fold records past its rows' watermarks without what the registry holds."""
-    if registry is None:
-        return None
-    try:
-        stored = registry.fetch(name)
-    except LookupError:
-        return None
-    except ValueError as exc:  # what it holds is not a model this code reads: looking again will not mend it
-        logger.warning("cannot use the registry's %s (%s); serving without %s", name, exc, without)
-        return None
-    except Exception as exc:  # the store, now: a broken or unreadable registry must not take serving down
-        if unreadable_raises:
-            raise RegistryUnreadable(f"cannot read the registry's {name}: {exc}") from exc
-        logger.warning("cannot read the registry's %s (%s); serving without %s", name, exc, without)
-        return None
-    try:
-        return build(stored)
-    except Exception as exc:
-        logger.warning("cannot use the registry's %s (%s); serving without %s", name, exc, without)
-        return None
+    return _current(name, registry, build, f"serving without {without}", unreadable_raises)
 
 
 class RegistryUnreadable(OSError):
@@ -237,6 +206,32 @@ class ReadAgainModel(ReadAgain):
         if name.startswith("_") or name == "value":
             raise AttributeError(name)
         return getattr(self(), name)
+
+
+def _current(name: str, registry: ModelRegistry | None, build: Callable[[StoredModel], T], instead: str,
+             unreadable_raises: bool) -> T | None:
+    """`build` of the registry's current version of `name`; None (logged, with what is done `instead`) where there is
+    none, or it is not one this code reads, or `build` refuses it, or (unless `unreadable_raises`) the store fails."""
+    if registry is None:
+        return None
+    try:
+        stored = registry.fetch(name)
+    except LookupError:
+        logger.info("no current %s model in the registry; %s", name, instead)
+        return None
+    except ValueError as exc:  # what it holds is not a model this code reads: looking again will not mend it
+        logger.warning("cannot use the registry's %s (%s); %s", name, exc, instead)
+        return None
+    except Exception as exc:  # the store, now: a broken or unreadable registry must not take serving down
+        if unreadable_raises:
+            raise RegistryUnreadable(f"cannot read the registry's {name}: {exc}") from exc
+        logger.warning("cannot read the registry's %s (%s); %s", name, exc, instead)
+        return None
+    try:
+        return build(stored)
+    except Exception as exc:
+        logger.warning("cannot use the registry's %s (%s); %s", name, exc, instead)
+        return None
 
 
 class LazyModel:

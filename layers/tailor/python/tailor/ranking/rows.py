@@ -128,8 +128,7 @@ class RowCache:
         self.max_wanted = max_wanted
         self.max_weight = max_weight
         self.weight = 0
-        self._rows: OrderedDict[tuple[str, str], tuple[float, Any]] = OrderedDict()
-        self._weights: dict[tuple[str, str], int] = {}
+        self._rows: OrderedDict[tuple[str, str], tuple[float, Any, int]] = OrderedDict()  # (cached at, value, weight)
         self._wanted: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
@@ -171,14 +170,12 @@ class RowCache:
             return
         weight = max(1, int(weight))
         with self._lock:
-            self._rows[(table, key)] = (now, value)
-            self._rows.move_to_end((table, key))
-            self.weight += weight - self._weights.get((table, key), 0)
-            self._weights[(table, key)] = weight
+            replaced = self._rows.pop((table, key), None)
+            self._rows[(table, key)] = (now, value, weight)
+            self.weight += weight - (replaced[2] if replaced is not None else 0)
             self._wanted.pop((table, key), None)
             while len(self._rows) > 1 and (len(self._rows) > self.max_rows or self.weight > self.max_weight):
-                gone, _ = self._rows.popitem(last=False)
-                self.weight -= self._weights.pop(gone)
+                self.weight -= self._rows.popitem(last=False)[1][2]
 
     def want(self, table: str, key: str) -> None:
         with self._lock:
@@ -197,7 +194,6 @@ class RowCache:
     def clear(self) -> None:
         with self._lock:
             self._rows.clear()
-            self._weights.clear()
             self._wanted.clear()
             self.weight = 0
 

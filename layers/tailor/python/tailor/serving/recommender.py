@@ -32,7 +32,7 @@ from tailor.experiments.interleaving import CREDIT_SCALE, interleave
 from tailor.experiments.strategies import BUILT_IN, Strategy
 from tailor.intent import MODEL_NAME as INTENT_MODEL
 from tailor.intent import IntentFactors, IntentModel
-from tailor.models import LazyModel, ModelRegistry, ReadAgain, ReadAgainModel, default_model, load_model
+from tailor.models import LazyModel, ModelRegistry, ReadAgain, ReadAgainModel, load_model
 from tailor.ranking import (
     DEFAULT_ROUTES,
     MODEL_NAME,
@@ -167,7 +167,7 @@ class Recommender:
             # the container on the shipped ranker, without item vectors or clusters, for its life.
             ranker = pool.submit(ReadAgainModel, lambda: load_model(MODEL_NAME, registry, build=RankingModel.from_stored,
                                                                     unreadable_raises=True),
-                                 lambda: RankingModel.from_stored(default_model(MODEL_NAME)))
+                                 lambda: load_model(MODEL_NAME, build=RankingModel.from_stored))
             read = pool.submit(factors) if factors is not None else None  # read at start, not in a request
             # The feed strategies likewise: the first request served in an experiment need not wait for AppConfig.
             configured = pool.submit(strategies) if strategies is not None else None
