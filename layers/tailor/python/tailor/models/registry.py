@@ -173,9 +173,11 @@ class ReadAgain:
         self._load, self._retry, self._clock = load, retry_seconds, clock
         self._lock = threading.Lock()
         self._retry_at: float | None = None
+        self.read = True  # whether `value` is what the registry gave, not the fallback
         try:
             self.value = load()
         except RegistryUnreadable as exc:
+            self.read = False
             logger.warning("%s; serving without it for now", exc)
             self.value = fallback()
             self._retry_at = clock() + retry_seconds
@@ -190,7 +192,7 @@ class ReadAgain:
 
     def _read_again(self) -> None:
         try:
-            self.value = self._load()
+            self.value, self.read = self._load(), True
         except RegistryUnreadable as exc:
             logger.warning("%s; tried again later", exc)
             self._retry_at = self._clock() + self._retry

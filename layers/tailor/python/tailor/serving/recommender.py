@@ -186,6 +186,8 @@ class Recommender:
                 except Exception:  # an empty or unreachable table must not stop the container from starting
                     logger.exception("could not warm the ranking cache")
             model = ranker.result()
+            if model.read:  # the registry answered: the model itself, no stand-in on every request's path
+                model = model.value
             if read is not None:
                 read.result()
             if configured is not None:
