@@ -238,3 +238,20 @@ def test_an_event_after_its_session_expired_starts_a_session_whether_or_not_the_
     assert kept["sessions"]["s-1"]["items"] == swept["sessions"]["s-1"]["items"] == ["book-1"]
     assert kept["associations"] == swept["associations"] and "book-1" not in kept["associations"]
     assert kept["shoppers"] == swept["shoppers"]
+
+
+def test_session_rows_are_written_only_once_every_shopper_row_has_landed():
+    class ShopperWritesFail(MemoryStateStore):
+        def write_state(self, table, *args, **kwargs):
+            self.order.append(table)
+            if table == "shoppers":
+                raise TransientError("throttled")
+            return super().write_state(table, *args, **kwargs)
+
+    store = ShopperWritesFail()
+    store.order = []
+    records = to_records(random_events(3, 40))
+    outcome = Ingestor(store, MemoryBlobStore(), max_workers=4).ingest(records)
+    # No session row runs ahead of its shopper's: the stream delivers every record of the batch's sessions again.
+    assert "shoppers" in store.order and "sessions" not in store.order
+    assert not store.snapshot().get("sessions") and outcome.failed == [r.sequence for r in records]

@@ -209,15 +209,18 @@ def test_a_registry_that_cannot_be_read_fails_the_batch_and_the_next_delivery_re
     assert sum(1 for s in sessions if stored_vector(s.vector, online.vectors()) is not None) >= 3
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-def test_replays_after_failures_and_crashes_leave_the_vectors_of_one_clean_pass(seed):
+@pytest.mark.parametrize(("seed", "with_intent"), [(1, False), (2, False), (1, True), (2, True)])
+def test_replays_after_failures_and_crashes_leave_the_vectors_of_one_clean_pass(seed, with_intent):
+    # With session intent, a replay whose session row took its records before (and whose shopper row did not)
+    # weighs the shopper's pulls by the factors the session had then, which its row keeps for it.
+    intent = SessionIntent(load_model(INTENT_MODEL, build=IntentModel.from_stored)) if with_intent else None
     events = _stream(seed=seed, n=300)
     expected = MemoryStateStore()
-    Ingestor(expected, MemoryBlobStore(), max_workers=1, vectors=OnlineVectors(lambda: VECTORS, RULE)).ingest(
-        to_records(events))
+    Ingestor(expected, MemoryBlobStore(), max_workers=1, intent=intent,
+             vectors=OnlineVectors(lambda: VECTORS, RULE)).ingest(to_records(events))
     rng = random.Random(seed)
     store = FlakyStateStore(MemoryStateStore(), rng, rate=0.08)
-    calls = deliver(Ingestor(store, FlakyBlobStore(rng, rate=0.05), max_workers=4,
+    calls = deliver(Ingestor(store, FlakyBlobStore(rng, rate=0.05), max_workers=4, intent=intent,
                              vectors=OnlineVectors(lambda: VECTORS, RULE)), to_records(events), rng, crash_rate=0.15)
     assert calls > 10
     assert store.inner.snapshot() == expected.snapshot()

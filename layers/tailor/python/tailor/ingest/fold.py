@@ -11,7 +11,9 @@ through it too, so there is one way to fold state.
   model call at the end of the batch (tailor.ingest.intent); with personas, their counters and mixtures likewise
   (tailor.personas.online). With item vectors, each session's and shopper's vector takes the records its row
   absorbs at the end of the batch, an engagement weighed by the intent factor its association pairs take
-  (tailor.embeddings.online).
+  (tailor.embeddings.online). That factor needs the session as it was at the record, so Ingest writes a batch's
+  shopper rows before its session rows: a replay whose shopper row holds a record its session row does not scores
+  the record again for its factor alone.
 * An erased shopper's row is a tombstone (tailor.erasure): their events timestamped up to the erasure are left out
   (`erased`); a later event starts a fresh shopper on the tombstone's row.
 * Besides the records that fail validation, Ingest quarantines a valid record the fold cannot apply: one whose
@@ -182,6 +184,7 @@ class BatchFold:
                     continue
             # A record already in either row had all its counter effects applied (see module doc).
             paired = None  # (item, session items before) of a record whose pairs wait for its intent weight
+            counted = True  # whether they are added, or only its factor kept
             if session.applies(pos) and shopper.applies(pos):
                 if shopper.state is not None and shopper.state.has_seen(event.event_id):
                     fold.duplicates += 1
@@ -205,6 +208,14 @@ class BatchFold:
                         fold.poisoned[pos] = problem
                         continue
                     fold.contributions += added
+            elif session.applies(pos) and noted is not None and pending is not None and not (
+                    session.state is not None and session.state.has_seen(event.event_id)):
+                # Its counters were added when its shopper row took it: the session's vector wants its factor alone.
+                item_id = vars(event).get("item_id")
+                previous = [] if session.state is None else session.state.items
+                if item_id and pending.wants(event.event_type, previous):
+                    paired = (item_id, previous)
+                    counted = False
             try:
                 if session.applies(pos):
                     repeated = session.state is not None and session.state.has_seen(event.event_id)
@@ -217,7 +228,7 @@ class BatchFold:
                         noted.note(session, recent, pos, event)
                     session.absorbed(pos)
                     if paired is not None:
-                        pending.add(pos, paired[0], event.event_type, paired[1], session.state)
+                        pending.add(pos, paired[0], event.event_type, paired[1], session.state, counted)
                 if shopper.applies(pos):
                     repeated = shopper.state is not None and shopper.state.has_seen(event.event_id)
                     recent = None if shopper.state is None else shopper.state.recent_items

@@ -12,7 +12,8 @@ and scores them all with ONE call of the ONNX intent model. Then:
   the same increments (as long as the model and the factors stay the same in between);
 * each touched session's state keeps its current intent probabilities (SessionState.intent).
 * each such record's factor stays in `factors`, for the pull of its session's and shopper's vectors
-  (tailor.embeddings.online).
+  (tailor.embeddings.online). A record whose counters were added before (its shopper row holds it, its session row
+  does not) is scored for its factor alone (`counted=False`): its pairs are not added twice.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ class PendingPairs:
     kinds: list[str] = field(default_factory=list)
     previous: list[list[str]] = field(default_factory=list)
     features: list[list[float]] = field(default_factory=list)
+    counted: list[bool] = field(default_factory=list)  # whether the record's pairs are added, or only its factor kept
     factors: dict[str, float] = field(default_factory=dict)  # once resolved: position -> the record's intent factor
 
     def wants(self, event_type: str, previous_items: list[str]) -> bool:
@@ -91,13 +93,14 @@ class PendingPairs:
         return bool(previous_items) and self.intent.base.get(event_type, 0.0) > 0
 
     def add(self, position: str, item_id: str, event_type: str, previous_items: list[str],
-            session_after: SessionState) -> None:
+            session_after: SessionState, counted: bool = True) -> None:
         """A record at `position`: its item, type, the session's items before it and the session after it."""
         self.positions.append(position)
         self.items.append(item_id)
         self.kinds.append(event_type)
         self.previous.append(previous_items)
         self.features.append(intent_features(session_after))
+        self.counted.append(counted)
 
     def resolve(self, sessions: Iterable[SessionState]) -> list[tuple[str, Contribution]]:
         """Score the records and `sessions` in one model call; store each session's intent; return the records'
@@ -119,6 +122,8 @@ class PendingPairs:
         base = self.intent.base
         out: list[tuple[str, Contribution]] = []
         for k in range(n):
+            if not self.counted[k]:
+                continue
             kind = self.kinds[k]
             weights = {kind: base[kind] * float(factors[k])}
             out.extend((self.positions[k], c)

@@ -14,6 +14,9 @@ halves. Every row therefore carries, per shard, the position of the last record 
   rows are written only after every counter write has landed, and only with the records below
   the first failure: on a replay, a state row never already holds a record whose counter effects
   are still missing, and records it does hold are known to be fully counted.
+* Shopper rows are written before session rows, and session rows only once every shopper row has landed. A
+  shopper's vector weighs a record by its session's intent at the record, which only the session as it was then
+  tells: a replay finds a record in the session row only when the shopper row holds it too.
 * With a counter buffer (the deployed Ingest), the contributions to items, associations, queries and trends rows go
   into one new row of the shard's buffer per batch instead, which the merge adds to those rows within a minute or
   two (tailor.ingest.buffer says how a record lands in exactly one such row, tailor.ingest.merge how each is added
@@ -225,8 +228,17 @@ class Ingestor:
                 logger.exception("state rows not written", extra={"shard": shard})
                 outcome.failed = [r.sequence for r in records]
                 return outcome
-        tasks = [partial(self._write_state, shard, table, key, row, rows[table].get(key), outcome)
-                 for table, key, row in fold.changed_rows()]
+        changed = {"sessions": [], "shoppers": []}
+        for table, key, row in fold.changed_rows():
+            changed[table].append(partial(self._write_state, shard, table, key, row, rows[table].get(key), outcome))
+        shoppers_failed = [p for p in self._run(changed["shoppers"]) if p is not None]
+        failures += shoppers_failed
+        if shoppers_failed:
+            # The session rows wait for their shoppers' (module doc): the stream delivers their records again.
+            failures += [row.first for _, row in fold.sessions.items() if row.last is not None]
+            tasks = []
+        else:
+            tasks = changed["sessions"]
         # The cursor moves beside the state rows rather than before them: its slots are written, whatever it says.
         tasks += [partial(self._move_cursor, shard, read, moved, outcome) for read, moved in cursor if moved != read]
         failures += [p for p in self._run(tasks) if p is not None]
