@@ -113,18 +113,33 @@ def test_a_shoppers_mixture_is_the_same_however_their_events_were_batched():
             event(2, "view", item_id="b", category="phones", price=30.0),
             event(3, "click", item_id="c", category="books", price=50.0),
             event(4, "view", item_id="c", category="phones", price=25.0)]
-    records = [StreamRecord("shardId-0", str(100 + n), json.dumps(r).encode(), "u1") for n, r in enumerate(raws)]
-
-    def mixture(batches):
-        store = MemoryStateStore()
-        ingestor = Ingestor(store, MemoryBlobStore(), max_workers=1, personas=PersonaTracker(ModelSource.fixed(model)))
-        for batch in batches:
-            assert not ingestor.ingest(batch).failed
-        return store.snapshot()["shoppers"]["u1"]["personas"]["mixture"]
-
-    whole = mixture([records])
+    records = _records(raws)
+    whole = _mixture(model, [records])
     assert max(whole.values()) > 0.55 and whole != model.general_mixture()
-    assert mixture([[record] for record in records]) == whole == mixture([records[:2], records[2:]])
+    assert _mixture(model, [[record] for record in records]) == whole == _mixture(model, [records[:2], records[2:]])
+
+
+def _records(raws: list[dict]) -> list[StreamRecord]:
+    return [StreamRecord("shardId-0", str(100 + n), json.dumps(r).encode(), "u1") for n, r in enumerate(raws)]
+
+
+def _mixture(model, batches) -> dict:
+    """Shopper u1's mixture once the batches are ingested in turn."""
+    store = MemoryStateStore()
+    ingestor = Ingestor(store, MemoryBlobStore(), max_workers=1, personas=PersonaTracker(ModelSource.fixed(model)))
+    for batch in batches:
+        assert not ingestor.ingest(batch).failed
+    return store.snapshot()["shoppers"]["u1"]["personas"]["mixture"]
+
+
+def test_a_batch_of_impressions_alone_moves_the_mixture_as_it_would_in_the_batch_before():
+    # An impression brings no persona note, yet moves the shopper's features: cut after the view or not, the mixture
+    # is the posterior of the state after the last event.
+    model = blobs_model(k=2, space=FeatureSpace(("books", "phones"), {}, {"*": np.linspace(0, 100, 21)}))
+    raws = [event(0, "view", item_id="a", category="phones", price=20.0),
+            event(1, "impression", item_ids=["a", "b"]), event(2, "impression", item_ids=["b", "c"])]
+    records = _records(raws)
+    assert _mixture(model, [records]) == _mixture(model, [records[:1], records[1:]]) != _mixture(model, [records[:1]])
 
 
 def test_cold_start_uses_weak_signals_and_falls_back_to_the_general_persona():

@@ -82,11 +82,12 @@ class PersonaTracker:
         for shopper in shoppers:
             state = shopper.personas
             notes = state.pop(PENDING, None)
-            if not notes:
-                continue
-            apply_evidence(state.setdefault("traits", {}), state.setdefault("evidence", {}), notes, percentile)
-            _absorb_signals(state, notes, percentile)
-            if model is not None:
+            if notes:
+                apply_evidence(state.setdefault("traits", {}), state.setdefault("evidence", {}), notes, percentile)
+                _absorb_signals(state, notes, percentile)
+            # The posterior of their state after the batch, whether or not it brought notes (an impression alone
+            # moves their features): the same however the stream cut their events into batches.
+            if model is not None and (notes or "mixture" in state):
                 state["mixture"] = model.mixture(shopper_features(shopper, model.space), persona_evidence(shopper))
                 state["model"] = model.version
 
