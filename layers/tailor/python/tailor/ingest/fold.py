@@ -208,9 +208,10 @@ class BatchFold:
                         fold.poisoned[pos] = problem
                         continue
                     fold.contributions += added
-            elif session.applies(pos) and noted is not None and pending is not None and not (
+            if paired is None and session.applies(pos) and noted is not None and pending is not None and not (
                     session.state is not None and session.state.has_seen(event.event_id)):
-                # Its counters were added when its shopper row took it: the session's vector wants its factor alone.
+                # Not counted now (its shopper row holds it: taken before, or a producer's copy under another
+                # session), yet its session folds it: the session's vector wants its factor alone, the same either way.
                 item_id = vars(event).get("item_id")
                 previous = [] if session.state is None else session.state.items
                 if item_id and pending.wants(event.event_type, previous):
