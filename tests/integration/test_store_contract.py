@@ -1,6 +1,7 @@
 """The store port's contract, held by the in-memory adapter and the DynamoDB/S3/SQS adapters alike (moto)."""
 
 import json
+import time
 
 import boto3
 import pytest
@@ -115,6 +116,25 @@ def test_a_conditional_replace_writes_only_over_the_version_it_read(stores):
     assert blobs.get("archive/o.jsonl.gz") == b"second"
     with pytest.raises(KeyError):
         blobs.get_tagged("archive/none.jsonl.gz")
+
+
+def test_blobs_are_described_with_their_tags_and_times_copied_only_from_the_version_read_and_deleted_in_bulk(stores):
+    _, blobs = stores
+    started = time.time()
+    for n in range(3):
+        blobs.put(f"archive/d/{n}.jsonl.gz", b"body-%d" % n)
+    described = blobs.describe("archive/d/")
+    assert [i.key for i in described] == [f"archive/d/{n}.jsonl.gz" for n in range(3)]
+    assert [i.tag for i in described] == [blobs.get_tagged(i.key)[1] for i in described]
+    assert all(started - 5 <= i.modified <= time.time() + 5 and i.size == 6 for i in described)
+    tag = described[0].tag
+    assert blobs.copy_if("archive/d/0.jsonl.gz", "archive/d/c.jsonl.gz", tag)
+    assert blobs.get("archive/d/c.jsonl.gz") == b"body-0"
+    blobs.put("archive/d/0.jsonl.gz", b"changed")
+    assert not blobs.copy_if("archive/d/0.jsonl.gz", "archive/d/c2.jsonl.gz", tag)  # the source changed since
+    assert not blobs.copy_if("archive/d/none.jsonl.gz", "archive/d/c3.jsonl.gz", tag)
+    blobs.delete_many(["archive/d/0.jsonl.gz", "archive/d/1.jsonl.gz", "archive/d/gone.jsonl.gz"])
+    assert blobs.list("archive/d/") == ["archive/d/2.jsonl.gz", "archive/d/c.jsonl.gz"]
 
 
 def test_read_many_fetches_several_tables_in_one_round_trip(stores):

@@ -7,7 +7,9 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import tomllib
+import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,8 +22,10 @@ from packaging.utils import canonicalize_name
 from samtranslator.translator.transform import transform
 
 import tailor.aws_clients
+from tailor.archive import archived_events
 from tailor.erasure import TOMBSTONE_SECONDS
 from tailor.shopper import EXPIRY_FIELD
+from tailor.store.aws import S3BlobStore
 from tailor.store.port import INDEXES, TABLES
 from tailor_local.aws import STATE_TABLE_TTL, plan_resources
 from tailor_local.http import rest_apis
@@ -40,6 +44,7 @@ TRANSIENT_TABLES = {"SessionsTable", "TrendsTable", "BuffersTable", "ExposuresTa
 BUCKET_NAME = "tailor-data-test"
 # IAM actions for API operations whose action is not simply service:Operation.
 IAM_ACTION_OF = {("s3", "ListObjectsV2"): "s3:ListBucket", ("s3", "HeadObject"): "s3:GetObject",
+                 ("s3", "DeleteObjects"): "s3:DeleteObject", ("s3", "CopyObject"): "s3:PutObject",
                  ("appconfigdata", "StartConfigurationSession"): "appconfig:StartConfigurationSession",
                  ("appconfigdata", "GetLatestConfiguration"): "appconfig:GetLatestConfiguration"}
 
@@ -258,6 +263,33 @@ def test_merge_counters_schedule_and_policy_grant_every_call_the_merge_makes(tem
         assert items.get_item(Key={"item_id": "i-101"})["Item"]["purchases"] == 1
     assert {"dynamodb:BatchGetItem", "dynamodb:Scan", "dynamodb:UpdateItem"} <= {action for action, _, _ in merge_calls}
     assert_granted(template, "MergeCountersFunction", merge_calls)
+
+
+def test_compact_archive_runs_hourly_and_its_policy_grants_every_call_the_compaction_makes(template):
+    """Each record of the sample batch through Ingest as a batch of its own, then the compaction through its handler
+    hours later: the archive reads the same, in a few parts, within the calls the template grants."""
+    properties = template["Resources"]["CompactArchiveFunction"]["Properties"]
+    (event,) = properties["Events"].values()
+    assert event["Type"] == "ScheduleV2" and event["Properties"]["ScheduleExpression"] == "rate(1 hour)"
+    assert json.loads(event["Properties"]["Input"]) == load_event("compact-archive-schedule.json")
+    batch = load_event("ingest-kinesis-batch.json")
+    with recorded_functions() as (functions, calls):
+        for record in batch["Records"]:
+            functions.invoke("IngestFunction", {**batch, "Records": [record]})
+        bucket = S3BlobStore(boto3.client("s3"), functions.environment["DATA_BUCKET"])
+        before = list(archived_events(bucket))
+        objects = bucket.list("archive/")
+        handler = functions.handler("CompactArchiveFunction")
+        later = time.time() + 7 * 3600
+        handler.time = types.SimpleNamespace(time=lambda: later)
+        calls.clear()
+        report = functions.invoke("CompactArchiveFunction", load_event("compact-archive-schedule.json"),
+                                  handler=handler)
+        compaction_calls = list(calls)
+        assert report["objects_merged"] == len(objects) > report["parts_written"] > 0
+        assert list(archived_events(bucket)) == before and len(bucket.list("archive/")) == report["parts_written"]
+    assert {"s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:DeleteObject"} <= {a for a, _, _ in compaction_calls}
+    assert_granted(template, "CompactArchiveFunction", compaction_calls)
 
 
 def test_report_experiments_schedule_and_policy_grant_every_call_the_reports_take(template):
@@ -503,6 +535,13 @@ def recorder(calls: list[tuple[str, str, str]]):
             calls.append((action, "queue", params.get("QueueUrl", "").rsplit("/", 1)[-1]))
         elif service == "s3" and action == "s3:ListBucket":
             calls.append((action, "prefix", params.get("Prefix", "")))
+        elif service == "s3" and operation == "DeleteObjects":
+            calls.extend((action, "object", o["Key"]) for o in params["Delete"]["Objects"])
+        elif service == "s3" and operation == "CopyObject":  # the source read, the target written
+            source = params["CopySource"]
+            calls.append(("s3:GetObject", "object", source["Key"] if isinstance(source, dict) else
+                          source.split("/", 1)[1]))
+            calls.append((action, "object", params.get("Key", "")))
         elif service == "s3":
             calls.append((action, "object", params.get("Key", "")))
         elif service == "kinesis":

@@ -1,8 +1,8 @@
 """Ingest with every optional feature on at once (session intent, personas, experiment attribution, session clusters,
 session and shopper vectors), with and without the counter buffer: replays, cut batches, failed writes and crashes
-leave the rows of one clean pass. What personas keep depends on where the stream cuts its batches (item counters
-take the mixture as it stood before the batch, traits are rounded once a batch, a mixture moves only with a batch
-that brings its shopper a persona note), so of those the test holds what does not: each record counted once."""
+leave the rows of one clean pass. What personas keep depends a little on where the stream cuts its batches (item
+counters take the mixture as it stood before the batch, traits are rounded once a batch), so of those the test holds
+what does not: each record counted once, and traits and mixtures within their rounding."""
 
 from __future__ import annotations
 
@@ -147,7 +147,7 @@ def assert_same_personas(got: dict, want: dict) -> None:
         for trait, posterior in kept.get("traits", {}).items():  # rounded to 6 places once a batch
             assert posterior == pytest.approx(expected["traits"][trait], abs=2e-5), (table, key, trait)
         assert kept.get("mixture", {}).keys() == expected.get("mixture", {}).keys()
-        for persona, share in kept.get("mixture", {}).items():  # of the shopper as of their last batch with notes
+        for persona, share in kept.get("mixture", {}).items():  # from traits rounded once a batch
             assert share == pytest.approx(expected["mixture"][persona], abs=1e-4), (table, key, persona)
 
 

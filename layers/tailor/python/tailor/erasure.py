@@ -14,6 +14,10 @@ or coarser periods, and the shards of their archived events), so the worker list
 and never the whole span of the shopper's history. Their sessions it finds through the sessions table's index on
 `user_id`, and what experiments served them through the exposures table's index on `unit`, whatever their number.
 
+The archive's compaction (tailor.archive) may merge an object between the worker's listing of it and its rewrite,
+from what it read before: the worker lists again each shard-day where it found the shopper or an object had gone,
+and rewrites what came meanwhile, until nothing new comes.
+
 The worker may run more than once for an erasure (the queue delivers at least once, and retries a run that failed or
 ran out of time): it saves its progress on the record after every few periods of the archive, picks up where a
 previous run stopped, and a run on a finished erasure changes nothing. A DELETE while an erasure is pending replaces it with
@@ -42,10 +46,11 @@ and goes with it, and the referred shopper's row keeps only that a shopper refer
 event in the referred shopper's archive still names the referrer: it is theirs, and goes with their erasure.
 
 One race is left open: an Ingest batch that read the shopper's row before the tombstone replaced it may archive
-events of theirs on a day the tombstone's index does not name, or after the worker rewrote that day, and write their
-sessions (which expire with the sessions' TTL, and which the index on user_id finds for the next erasure). Its write
-to the shopper row then fails against the tombstone and its replay drops the events; if it read no row at all, its
-state lands beside the tombstone, where readers ignore it and erasing again removes it.
+events of theirs on a day the tombstone's index does not name, or after the worker rewrote that day. Its write to
+the shopper row then fails against the tombstone, so it writes none of its session rows either (Ingest writes them
+once every shopper row has landed), and its replay drops the events; if it read no row at all, its state lands
+beside the tombstone, where readers ignore it and erasing again removes it, and so do its sessions (which expire
+with the sessions' TTL, and which the index on user_id finds for the next erasure).
 """
 
 from __future__ import annotations
@@ -183,11 +188,15 @@ def complete_erasure(store: StateStore, blobs: BlobStore, user_id: str, erasure_
     if not save():
         return {"erasure_id": erasure_id, "user_id": user_id, "status": "superseded"}
 
-    def rewrite(key: str) -> int:
+    def rewrite(key: str) -> int | None:
+        """The shopper's events taken out of the object; None if it is gone (merged into a part since it was listed)."""
         # Conditionally: an object holds a batch of many shoppers' events, and another erasure may be rewriting it
         # at the same time; written over, its rewrite would put back what this one took out (or the other way).
         for _ in range(REWRITE_TRIES):
-            body, tag = blobs.get_tagged(key)
+            try:
+                body, tag = blobs.get_tagged(key)
+            except KeyError:
+                return None
             kept, removed = _without_shopper(body, user_id, until)
             if not removed or blobs.replace_if(key, kept, tag, "application/gzip"):
                 return removed
@@ -205,17 +214,27 @@ def complete_erasure(store: StateStore, blobs: BlobStore, user_id: str, erasure_
             # objects (the last one done, in key order), so that every run moves the erasure on.
             after = record.get("archive_after")
             left = [key for key in keys if after is None or key > after]
-            for start in range(0, len(left), OBJECTS_PER_SAVE):
-                if start and seconds_left is not None and seconds_left() < STOP_BEFORE_DEADLINE_SECONDS:
-                    raise ErasureIncomplete(f"erasure {erasure_id}: {len(left) - start} archive objects of "
-                                            f"{len(periods)} periods left, then {len(record['archive_days'])}")
-                chunk = left[start:start + OBJECTS_PER_SAVE]
-                removed = [n for n in pool.map(rewrite, chunk) if n]
-                record["archive_objects_rewritten"] += len(removed)
-                record["archive_events_removed"] += sum(removed)
-                record["archive_after"] = chunk[-1]
-                if start + OBJECTS_PER_SAVE < len(left) and not save():
-                    return {"erasure_id": erasure_id, "user_id": user_id, "status": "superseded"}
+            done = set(keys) - set(left)
+            while left:
+                touched: set[str] = set()  # shard-days where the shopper's events were, or an object went
+                for start in range(0, len(left), OBJECTS_PER_SAVE):
+                    if start and seconds_left is not None and seconds_left() < STOP_BEFORE_DEADLINE_SECONDS:
+                        raise ErasureIncomplete(f"erasure {erasure_id}: {len(left) - start} archive objects of "
+                                                f"{len(periods)} periods left, then {len(record['archive_days'])}")
+                    chunk = left[start:start + OBJECTS_PER_SAVE]
+                    outcomes = list(pool.map(rewrite, chunk))
+                    removed = [n for n in outcomes if n]
+                    touched.update(key.rsplit("/", 1)[0] + "/" for key, n in zip(chunk, outcomes) if n != 0)
+                    record["archive_objects_rewritten"] += len(removed)
+                    record["archive_events_removed"] += sum(removed)
+                    record["archive_after"] = max(chunk[-1], record.get("archive_after") or "")
+                    if start + OBJECTS_PER_SAVE < len(left) and not save():
+                        return {"erasure_id": erasure_id, "user_id": user_id, "status": "superseded"}
+                # Where it found the shopper, a compaction may have merged an object it read before this run rewrote
+                # it: such a shard-day is listed again, and what came meanwhile rewritten too (tailor.archive).
+                done.update(left)
+                left = sorted(key for found in pool.map(blobs.list, sorted(touched)) for key in found
+                              if key.endswith(".jsonl.gz") and key not in done)
             record["archive_after"] = None
             record["archive_days"] = record["archive_days"][len(periods):]
             record["archive_days_searched"] += len(periods)

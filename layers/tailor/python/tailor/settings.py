@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tailor.store.port import TABLES
 
-__all__ = ["ApiSettings", "EraseSettings", "IngestSettings", "MergeCountersSettings", "RebuildClustersSettings",
+__all__ = ["ApiSettings", "CompactArchiveSettings", "EraseSettings", "IngestSettings", "MergeCountersSettings", "RebuildClustersSettings",
            "RebuildLtvSettings", "RebuildPersonasSettings", "ReportExperimentsSettings", "TrainEmbeddingsSettings",
            "TrainLtvSettings"]
 
@@ -137,3 +137,9 @@ class RebuildClustersSettings(_Settings):
     data_bucket: str = Field(alias="DATA_BUCKET", min_length=1)
     cluster_history_days: float = Field(28.0, alias="CLUSTER_HISTORY_DAYS", gt=0)
     cluster_count: int = Field(36, alias="CLUSTER_COUNT", ge=2)
+
+
+class CompactArchiveSettings(_Settings):
+    data_bucket: str = Field(alias="DATA_BUCKET", min_length=1)
+    # Archive objects older than this are merged: hours past the last time Ingest can rewrite one (tailor.archive).
+    archive_compact_after_hours: float = Field(6.0, alias="ARCHIVE_COMPACT_AFTER_HOURS", ge=1)

@@ -12,7 +12,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from tailor.store.port import INDEXES, TABLES, Conflict
+from tailor.store.port import INDEXES, TABLES, BlobInfo, Conflict
 
 __all__ = ["DynamoStateStore", "S3BlobStore", "SqsQueue"]
 
@@ -232,10 +232,39 @@ class S3BlobStore:
         return self._if_match
 
     def list(self, prefix: str) -> list[str]:
-        keys: list[str] = []
+        return [info.key for info in self.describe(prefix)]
+
+    def describe(self, prefix: str) -> list[BlobInfo]:
+        found: list[BlobInfo] = []
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
-            keys += [o["Key"] for o in page.get("Contents", [])]
-        return keys
+            found += [BlobInfo(o["Key"], o["ETag"], o["LastModified"].timestamp(), o["Size"])
+                      for o in page.get("Contents", [])]
+        return found
+
+    def copy_if(self, source: str, target: str, tag: str) -> bool:
+        """CopyObject with CopySourceIfMatch: S3 answers 412 when the source changed. The source's tag is looked at
+        first too, for stores that take the copy whatever its condition (moto)."""
+        try:
+            if self.client.head_object(Bucket=self.bucket, Key=source)["ETag"] != tag:
+                return False
+            self.client.copy_object(Bucket=self.bucket, Key=target, CopySource={"Bucket": self.bucket, "Key": source},
+                                    CopySourceIfMatch=tag)
+        except self.client.exceptions.ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("PreconditionFailed", "NoSuchKey", "404"):
+                return False
+            raise
+        return True
+
+    def delete_many(self, keys: Sequence[str]) -> None:
+        """DeleteObjects, a thousand keys a call (its limit); a key it could not delete raises."""
+        for start in range(0, len(keys), 1000):
+            chunk = keys[start:start + 1000]
+            answer = self.client.delete_objects(Bucket=self.bucket, Delete={
+                "Objects": [{"Key": key} for key in chunk], "Quiet": True})
+            if answer.get("Errors"):
+                error = answer["Errors"][0]
+                raise OSError(f"S3 did not delete {len(answer['Errors'])} of {len(chunk)} objects, "
+                              f"{error.get('Key')}: {error.get('Code')} {error.get('Message')}")
 
 
 class SqsQueue:

@@ -6,12 +6,13 @@ import bisect
 import hashlib
 import json
 import threading
+import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from tailor.rows import copied
-from tailor.store.port import INDEXES, TABLES, Conflict
+from tailor.store.port import INDEXES, TABLES, BlobInfo, Conflict
 
 __all__ = ["MemoryBlobStore", "MemoryQueue", "MemoryStateStore"]
 
@@ -126,15 +127,18 @@ class MemoryStateStore:
 
 
 class MemoryBlobStore:
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.objects: dict[str, bytes] = {}
+        self.modified: dict[str, float] = {}
         self.puts = 0
+        self.clock = clock
         self._lock = threading.Lock()
 
     def put(self, key: str, body: bytes, content_type: str = "application/octet-stream") -> None:
         with self._lock:
             self.puts += 1
             self.objects[key] = bytes(body)
+            self.modified[key] = self.clock()
 
     def get(self, key: str) -> bytes:
         with self._lock:
@@ -150,11 +154,32 @@ class MemoryBlobStore:
                 return False
             self.puts += 1
             self.objects[key] = bytes(body)
+            self.modified[key] = self.clock()
             return True
 
     def list(self, prefix: str) -> list[str]:
         with self._lock:
             return sorted(k for k in self.objects if k.startswith(prefix))
+
+    def describe(self, prefix: str) -> list[BlobInfo]:
+        with self._lock:
+            return [BlobInfo(k, _tag(self.objects[k]), self.modified.get(k, 0.0), len(self.objects[k]))
+                    for k in sorted(self.objects) if k.startswith(prefix)]
+
+    def delete_many(self, keys: Sequence[str]) -> None:
+        with self._lock:
+            for key in keys:
+                self.objects.pop(key, None)
+                self.modified.pop(key, None)
+
+    def copy_if(self, source: str, target: str, tag: str) -> bool:
+        with self._lock:
+            if source not in self.objects or _tag(self.objects[source]) != tag:
+                return False
+            self.puts += 1
+            self.objects[target] = self.objects[source]
+            self.modified[target] = self.clock()
+            return True
 
 
 class MemoryQueue:

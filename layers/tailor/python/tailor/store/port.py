@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-__all__ = ["INDEXES", "TABLES", "BlobStore", "Conflict", "Queue", "StateStore", "every_row"]
+__all__ = ["INDEXES", "TABLES", "BlobInfo", "BlobStore", "Conflict", "Queue", "StateStore", "every_row"]
 
 # Logical table -> its hash key. Adapters map logical names to physical ones.
 TABLES: dict[str, str] = {
@@ -151,3 +152,24 @@ class BlobStore(Protocol):
 
     def list(self, prefix: str) -> list[str]:
         ...
+
+    def describe(self, prefix: str) -> list[BlobInfo]:
+        """The objects under `prefix`, in key order, each with its tag (as `get_tagged` gives it), when it was last
+        written and its size."""
+        ...
+
+    def delete_many(self, keys: Sequence[str]) -> None:
+        """Delete the objects (one gone already is no error), or raise."""
+        ...
+
+    def copy_if(self, source: str, target: str, tag: str) -> bool:
+        """Copy object `source` to `target` only if it is still the version `tag` names; False if it changed."""
+        ...
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    key: str
+    tag: str
+    modified: float  # epoch seconds
+    size: int
