@@ -91,12 +91,12 @@ def test_a_file_not_in_utf8_or_a_directory_is_refused_naming_it(tmp_path):
 def test_logs_that_leave_nothing_to_forecast_or_to_rank_are_refused_before_any_training(tmp_path, capsys):
     out = tmp_path / "pred.csv"
 
-    def refused(rows: list[str], *dates: str) -> str:
+    def refused(rows: list[str], *dates: str, validate: bool = False) -> str:
         log = tmp_path / "log.csv"
         log.write_text("customer_id,date,amount\n" + "\n".join(rows) + "\n")
         with pytest.raises(SystemExit):
             main(["--transactions", str(log), "--calibration-end", dates[0], "--holdout-end", dates[1],
-                  "--out", str(out)])
+                  "--out", str(out), *(["--validate"] if validate else [])])
         return capsys.readouterr().err
 
     many = [f"c{k},2020-01-{1 + k:02d},{5 + k}" for k in range(12)] + ["c1,2020-05-01,9"]
@@ -105,6 +105,11 @@ def test_logs_that_leave_nothing_to_forecast_or_to_rank_are_refused_before_any_t
                                                 "2020-03-31", "2020-06-30")
     zero = [row.rsplit(",", 1)[0] + ",0" for row in many]
     assert "every purchase up to --calibration-end 2020-03-31 is 0" in refused(zero, "2020-03-31", "2020-06-30")
+    # The validation inside calibration refuses the same logs the same way, before any training.
+    assert "a cohort of 2 customers" in refused(["a,2020-01-06,1", "b,2020-01-07,2", "a,2020-05-01,3"],
+                                                "2020-03-31", "2020-06-30", validate=True)
+    assert "is 0, so there is no spend" in refused(zero, "2020-03-31", "2020-06-30", validate=True)
+    assert "must come after --calibration-end" in refused(many, "2020-03-31", "2020-03-01", validate=True)
     assert "is outside" in refused(many, "2020-03-31", "9999-12-31")
     with pytest.raises(SystemExit):
         main(["--transactions", str(FIXTURE), "--calibration-end", "2020-03-31", "--holdout-end", "2020-06-30",

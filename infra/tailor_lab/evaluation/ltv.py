@@ -47,7 +47,7 @@ from tailor.ltv.prior import gamma_gamma_mean
 from tailor.ltv.scoring import LtvModel
 from tailor_lab import report_json
 from tailor_lab.datasets import SHARED_DATA, load_cdnow
-from tailor_lab.datasets.transactions import TransactionsError, read_transactions, transaction_events
+from tailor_lab.datasets.transactions import Transaction, TransactionsError, read_transactions, transaction_events
 from tailor_lab.training.ltv import (
     TooLittleHistory,
     fit_bgnbd,
@@ -59,7 +59,7 @@ from tailor_lab.training.ltv import (
 )
 
 __all__ = ["CALIBRATION_END", "HOLDOUT_END", "PAPER_BGNBD_SAMPLE", "bgnbd_expected", "bgnbd_totals_backtest",
-           "evaluate_events", "evaluate_ltv", "evaluate_transactions", "fit_bgnbd", "fit_gamma_gamma", "gamma_gamma_mean", "main", "rfm_summary", "validate"]
+           "checked_transactions", "evaluate_events", "evaluate_ltv", "evaluate_transactions", "fit_bgnbd", "fit_gamma_gamma", "gamma_gamma_mean", "main", "rfm_summary", "validate"]
 
 CALIBRATION_START = datetime(1997, 1, 1, tzinfo=UTC)
 CALIBRATION_END = datetime(1997, 10, 1, tzinfo=UTC)  # exclusive
@@ -98,25 +98,11 @@ def evaluate_transactions(path: str | os.PathLike[str], calibration_end: date, h
                           out_csv: str | os.PathLike[str], json_path: str | os.PathLike[str] | None = None, *,
                           model_path: str | os.PathLike[str] | None = None, echo: bool = True) -> dict[str, Any]:
     """Run the protocol on a shop's transaction log (tailor_lab.datasets.transactions); periods end on these days."""
-    if holdout_end <= calibration_end:
-        raise TransactionsError(f"--holdout-end {holdout_end} must come after --calibration-end {calibration_end}")
-    transactions = read_transactions(path)
-    if not transactions:
-        raise TransactionsError(f"{path}: no rows after the header")
-    first, last = min(t.day for t in transactions), max(t.day for t in transactions)
-    if first > calibration_end:
-        raise TransactionsError(f"{path}: empty cohort: no customer's first purchase falls on or before "
-                                f"--calibration-end {calibration_end} (column date: the first is {first})")
+    transactions = checked_transactions(path, calibration_end, holdout_end)
+    last = max(t.day for t in transactions)
     if last <= calibration_end:
         raise TransactionsError(f"{path}: nothing to score: no purchase falls after --calibration-end "
                                 f"{calibration_end} (column date: the last is {last})")
-    cohort = {t.customer_id for t in transactions if t.day <= calibration_end}
-    if len(cohort) < MIN_COHORT:
-        raise TransactionsError(f"{path}: a cohort of {len(cohort)} customer{'s' * (len(cohort) != 1)} (column "
-                                f"customer_id): at least {MIN_COHORT} are needed to rank them")
-    if not any(t.amount > 0 for t in transactions if t.day <= calibration_end):
-        raise TransactionsError(f"{path}: column amount: every purchase up to --calibration-end {calibration_end} "
-                                "is 0, so there is no spend to forecast")
     if holdout_end > last + timedelta(days=HOLDOUT_PAST_LOG_DAYS) and echo:
         print(f"warning: --holdout-end {holdout_end} is {(holdout_end - last).days} days after the log's last purchase "
               f"({last}): if the log stops there, the holdout counts purchases that were never logged as none",
@@ -124,6 +110,28 @@ def evaluate_transactions(path: str | os.PathLike[str], calibration_end: date, h
     events = parse_events(transaction_events(transactions))
     return evaluate_events(events, calibration_end, holdout_end, out_csv, json_path, source=str(path),
                            model_path=model_path, echo=echo)
+
+
+def checked_transactions(path: str | os.PathLike[str], calibration_end: date, holdout_end: date) -> list[Transaction]:
+    """A shop's log read, refused (TransactionsError, naming the row, column or argument) where the protocol, or its
+    validation inside calibration, could not rank its cohort."""
+    if holdout_end <= calibration_end:
+        raise TransactionsError(f"--holdout-end {holdout_end} must come after --calibration-end {calibration_end}")
+    transactions = read_transactions(path)
+    if not transactions:
+        raise TransactionsError(f"{path}: no rows after the header")
+    first = min(t.day for t in transactions)
+    if first > calibration_end:
+        raise TransactionsError(f"{path}: empty cohort: no customer's first purchase falls on or before "
+                                f"--calibration-end {calibration_end} (column date: the first is {first})")
+    cohort = {t.customer_id for t in transactions if t.day <= calibration_end}
+    if len(cohort) < MIN_COHORT:
+        raise TransactionsError(f"{path}: a cohort of {len(cohort)} customer{'s' * (len(cohort) != 1)} (column "
+                                f"customer_id): at least {MIN_COHORT} are needed to rank them")
+    if not any(t.amount > 0 for t in transactions if t.day <= calibration_end):
+        raise TransactionsError(f"{path}: column amount: every purchase up to --calibration-end {calibration_end} "
+                                "is 0, so there is no spend to forecast")
+    return transactions
 
 
 def evaluate_events(events: Sequence[Event], calibration_end: date, holdout_end: date, out_csv: str | os.PathLike[str],
@@ -265,8 +273,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"{name} {given}: no such directory to write into")
     try:
         if args.validate:
-            validate(parse_events(transaction_events(read_transactions(args.transactions))), args.calibration_end,
-                     args.out, args.json, source=str(args.transactions))
+            transactions = checked_transactions(args.transactions, args.calibration_end, args.holdout_end)
+            validate(parse_events(transaction_events(transactions)), args.calibration_end, args.out, args.json,
+                     source=str(args.transactions))
         else:
             evaluate_transactions(args.transactions, args.calibration_end, args.holdout_end, args.out, args.json,
                                   model_path=args.model)
