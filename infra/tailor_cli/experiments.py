@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -46,9 +47,12 @@ def add_parser(commands: Any) -> None:
     create.add_argument("--start-now", action="store_true", help="start it right away")
     create.set_defaults(command=_create)
 
-    for verb, help_text in (("start", "start a draft"), ("stop", "stop a running experiment")):
+    for verb, help_text in (("start", "start a draft"), ("stop", "stop a running experiment, for good")):
         sub = verbs.add_parser(verb, help=help_text)
         sub.add_argument("experiment_id")
+        if verb == "stop":
+            sub.add_argument("--yes", action="store_true",
+                             help="stop it without asking (a stopped experiment cannot be started again)")
         sub.set_defaults(command=_change, verb=verb)
 
     listed = verbs.add_parser("list", help="every experiment, and the strategies they may serve")
@@ -112,6 +116,15 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _change(args: argparse.Namespace) -> int:
+    if args.verb == "stop" and not getattr(args, "yes", False):
+        # Final: a stopped experiment's shoppers go back to the default and it cannot be started again.
+        if not sys.stdin.isatty():
+            say(f"tailor: stopping {args.experiment_id} is final; give --yes to stop it without being asked")
+            return 2
+        answer = input(f"Stop experiment {args.experiment_id} for good? It cannot be started again. [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            say(f"Experiment {args.experiment_id} left as it was.")
+            return 1
     status, changed = _call(args, "POST", f"/experiments/{_quoted(args.experiment_id)}/{args.verb}", {})
     if status != 200:
         return _refused(status, changed)
