@@ -10,7 +10,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from tailor.archive import compact_archive
 from tailor.aws_clients import client
 from tailor.settings import CompactArchiveSettings
-from tailor.store.aws import S3BlobStore
+from tailor.store.aws import DynamoStateStore, S3BlobStore
 
 logger = Logger()
 tracer = Tracer()
@@ -19,15 +19,20 @@ settings = CompactArchiveSettings.read(os.environ)
 # A connection for each of the compaction's concurrent reads, and one for its listings and writes.
 bucket = S3BlobStore(client("s3", connect_timeout=5, read_timeout=60, max_attempts=5, max_pool_connections=9),
                      settings.data_bucket)
+# Its lease and the shards' archive checkpoints.
+store = DynamoStateStore(client("dynamodb", connect_timeout=5, read_timeout=10, max_attempts=5), settings.tables)
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event, context):
-    report = compact_archive(bucket, now=time.time(), older_than=settings.archive_compact_after_hours * 3600,
+    report = compact_archive(bucket, store, now=time.time(), older_than=settings.archive_compact_after_hours * 3600,
                              seconds_left=lambda: context.get_remaining_time_in_millis() / 1000.0)
     metrics.add_metric(name="ArchiveObjectsMerged", unit=MetricUnit.Count, value=report.objects_merged)
     metrics.add_metric(name="ArchivePartsWritten", unit=MetricUnit.Count, value=report.parts_written)
-    logger.info("archive compacted", extra=report.as_dict())
+    if not report.leased:
+        logger.warning("archive not compacted: another run holds the lease", extra=report.as_dict())
+    else:
+        logger.info("archive compacted", extra=report.as_dict())
     return report.as_dict()

@@ -123,7 +123,7 @@ def test_blobs_are_described_with_their_tags_and_times_copied_only_from_the_vers
     started = time.time()
     for n in range(3):
         blobs.put(f"archive/d/{n}.jsonl.gz", b"body-%d" % n)
-    described = blobs.describe("archive/d/")
+    described = list(blobs.describe("archive/d/"))
     assert [i.key for i in described] == [f"archive/d/{n}.jsonl.gz" for n in range(3)]
     assert [i.tag for i in described] == [blobs.get_tagged(i.key)[1] for i in described]
     assert all(started - 5 <= i.modified <= time.time() + 5 and i.size == 6 for i in described)

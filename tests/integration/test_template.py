@@ -280,15 +280,21 @@ def test_compact_archive_runs_hourly_and_its_policy_grants_every_call_the_compac
         before = list(archived_events(bucket))
         objects = bucket.list("archive/")
         handler = functions.handler("CompactArchiveFunction")
-        later = time.time() + 7 * 3600
-        handler.time = types.SimpleNamespace(time=lambda: later)
+        clock = types.SimpleNamespace(time=lambda: time.time() + 2 * 3600)  # the objects are two hours old
+        handler.time = clock
         calls.clear()
         report = functions.invoke("CompactArchiveFunction", load_event("compact-archive-schedule.json"),
                                   handler=handler)
+        assert report["objects_merged"] == len(objects) > report["parts_written"] > 0 and report["leased"]
+        assert list(archived_events(bucket)) == before
+        clock.time = lambda: time.time() + 4 * 3600  # and the parts two hours old: the objects they cover go
+        report = functions.invoke("CompactArchiveFunction", load_event("compact-archive-schedule.json"),
+                                  handler=handler)
+        assert report["objects_deleted"] == len(objects) and list(archived_events(bucket)) == before
+        assert len(bucket.list("archive/")) < len(objects)
         compaction_calls = list(calls)
-        assert report["objects_merged"] == len(objects) > report["parts_written"] > 0
-        assert list(archived_events(bucket)) == before and len(bucket.list("archive/")) == report["parts_written"]
-    assert {"s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:DeleteObject"} <= {a for a, _, _ in compaction_calls}
+    assert {"s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:DeleteObject", "dynamodb:BatchGetItem",
+            "dynamodb:UpdateItem"} <= {a for a, _, _ in compaction_calls}
     assert_granted(template, "CompactArchiveFunction", compaction_calls)
 
 

@@ -1,6 +1,7 @@
-"""Compacting the event archive: a shard-day's objects, once old, merged into a few parts in sequence order and
-deleted; the archive reads the same before, during and after, whatever step a run stops at; young objects wait; and
-an erasure racing a compaction leaves none of the shopper's events anywhere."""
+"""Compacting the event archive: a shard-day's objects, once old and archived, merged into small parts in sequence
+order, and deleted an hour later; the archive reads the same, event for event and in order, before, during and after,
+whatever step a run stops at; runs never overlap; and an erasure racing a compaction, or resumed after one, leaves
+none of the shopper's events anywhere."""
 
 from __future__ import annotations
 
@@ -9,20 +10,28 @@ import json
 
 import pytest
 
-from tailor.archive import COMPACT_AFTER_SECONDS, archived_events, compact_archive
-from tailor.erasure import complete_erasure, request_erasure
+from tailor.archive import (
+    COMPACT_AFTER_SECONDS,
+    DELETE_AFTER_SECONDS,
+    archive_checkpoint_id,
+    archived_events,
+    compact_archive,
+    is_part,
+)
+from tailor.erasure import ErasureIncomplete, complete_erasure, request_erasure
 from tailor.ingest.service import Ingestor
 from tailor.store.memory import MemoryBlobStore, MemoryQueue, MemoryStateStore
 
-from tests.helpers.events import random_events, to_records
+from tests.helpers.events import SHARD, random_events, to_records
 
 WRITTEN = 1_800_000_000.0  # when Ingest wrote the objects
 LATER = WRITTEN + COMPACT_AFTER_SECONDS + 60  # old enough to merge
+SETTLED = LATER + DELETE_AFTER_SECONDS + 60  # the parts written at LATER old enough for their objects to go
 
 
 class Clocked(MemoryBlobStore):
     """A memory store whose objects are written at `now`, and which can stop (as a run dies) after `budget` writes or
-    deletes, or call `hook(operation)` before one."""
+    deletes, or call `hook(operation)` before a read, write, copy or delete."""
 
     def __init__(self):
         self.now = WRITTEN
@@ -72,6 +81,12 @@ def _archive(events=None, *, batch: int = 7, young: int = 0) -> tuple[MemoryStat
     return store, blobs
 
 
+def _compact(blobs: Clocked, store, *, now: float, **options):
+    """A compaction run at `now`: what it writes is written then."""
+    blobs.now = now
+    return compact_archive(blobs, store, now=now, **options)
+
+
 def _read(blobs) -> list[str]:
     return [e["event_id"] for e in archived_events(blobs, workers=2)]
 
@@ -82,73 +97,124 @@ def _lines(blobs) -> list[dict]:
             for line in gzip.decompress(blobs.get(key)).splitlines()]
 
 
-def test_old_objects_merge_into_parts_that_read_as_they_did():
-    _, blobs = _archive()
+def _only_parts(blobs) -> bool:
+    return all(key.rsplit("/", 1)[1].startswith("c-") for key in blobs.list("archive/"))
+
+
+def _three_shoppers(days: tuple[str, ...] = ("2026-11-02",)) -> list[dict]:
+    return [{"event_id": f"e{day}-{n}", "event_type": "view", "user_id": ("alice", "bob", "carol")[n % 3],
+             "session_id": f"s{n % 3}", "item_id": f"i{n}", "timestamp": f"{day}T11:{n // 60:02d}:{n % 60:02d}Z"}
+            for day in days for n in range(90)]
+
+
+def test_old_objects_merge_into_parts_that_read_as_they_did_and_go_an_hour_later():
+    store, blobs = _archive()
     before = _read(blobs)
+    objects = blobs.list("archive/")
+    report = _compact(blobs, store, now=LATER, part_bytes=2_000)
+    assert report.objects_merged == len(objects) and 1 < report.parts_written < len(objects)
+    assert report.objects_deleted == 0 and _read(blobs) == before  # read in place of the objects, which stay a while
+    later = _compact(blobs, store, now=SETTLED, part_bytes=2_000)
+    assert later.objects_deleted == len(objects) and later.objects_merged == 0
+    assert _only_parts(blobs) and len(blobs.list("archive/")) == report.parts_written and _read(blobs) == before
+    assert _compact(blobs, store, now=SETTLED + 3600).as_dict() == {
+        "objects_merged": 0, "parts_written": 0, "objects_deleted": 0, "parts_abandoned": 0, "stopped": False,
+        "leased": True}
+
+
+def test_parts_hold_a_fraction_of_the_objects_and_stay_small():
+    store, blobs = _archive(random_events(14, 600), batch=3)
     objects = len(blobs.list("archive/"))
-    report = compact_archive(blobs, now=LATER, part_bytes=2_000)
-    keys = blobs.list("archive/")
-    assert _read(blobs) == before and len(before) >= 300
-    assert report.objects_merged == objects == report.objects_deleted and report.parts_written == len(keys) < objects
-    assert all(key.rsplit("/", 1)[1].startswith("c-") for key in keys)
-    assert compact_archive(blobs, now=LATER + 3600).as_dict() == {
-        "objects_merged": 0, "parts_written": 0, "objects_deleted": 0, "parts_abandoned": 0, "shard_days_left": 0}
+    _compact(blobs, store, now=LATER, part_bytes=4_000)
+    _compact(blobs, store, now=SETTLED, part_bytes=4_000)
+    parts = blobs.list("archive/")
+    assert len(parts) * 10 < objects and all(len(blobs.get(key)) <= 4_000 + 2_000 for key in parts)
 
 
-def test_young_objects_wait_and_a_later_run_merges_them_after_the_first_parts():
-    _, blobs = _archive(random_events(12, 210), young=70)
+def test_young_objects_and_objects_past_the_archive_checkpoint_wait_for_a_later_run():
+    store, blobs = _archive(random_events(12, 210), young=70)
     before = _read(blobs)
-    first = compact_archive(blobs, now=LATER)
-    assert first.objects_merged and _read(blobs) == before
-    assert any(not key.rsplit("/", 1)[1].startswith("c-") for key in blobs.list("archive/"))
-    second = compact_archive(blobs, now=LATER + COMPACT_AFTER_SECONDS + 60)
-    assert second.objects_merged and _read(blobs) == before
-    assert all(key.rsplit("/", 1)[1].startswith("c-") for key in blobs.list("archive/"))
+    first = _compact(blobs, store, now=LATER)
+    assert first.objects_merged and _read(blobs) == before and not _only_parts(blobs)
+    # Ingest's checkpoint behind the newest objects (a batch whose archive write landed and whose checkpoint did not):
+    # those may be written again, and wait.
+    checkpoint = store.tables["checkpoints"][archive_checkpoint_id(SHARD)]
+    newest = max(key for key in blobs.list("archive/") if not is_part(key))
+    checkpoint[f"sw:{SHARD}"] = f"{len(newest.rsplit('/', 1)[1]) - 9:03d}" + "1" * 5
+    assert _compact(blobs, store, now=SETTLED + COMPACT_AFTER_SECONDS).objects_merged == 0
+    del store.tables["checkpoints"][archive_checkpoint_id(SHARD)]
+    assert _compact(blobs, store, now=SETTLED + COMPACT_AFTER_SECONDS).objects_merged == 0
+    _, fresh = _archive(random_events(12, 210))  # the same records, archived through the last
+    store.tables["checkpoints"].update(_.tables["checkpoints"])
+    second = _compact(blobs, store, now=SETTLED + COMPACT_AFTER_SECONDS)
+    assert second.objects_merged and _read(blobs) == before == _read(fresh)
+    _compact(blobs, store, now=SETTLED + COMPACT_AFTER_SECONDS + DELETE_AFTER_SECONDS + 60)
+    assert _only_parts(blobs) and _read(blobs) == before
 
 
 @pytest.mark.parametrize("budget", range(0, 12))
-def test_a_run_stopped_at_any_step_reads_the_same_and_the_next_run_finishes(budget):
-    _, blobs = _archive(random_events(13, 120), batch=9)
+def test_a_run_stopped_at_any_step_reads_the_same_and_the_next_runs_finish(budget):
+    store, blobs = _archive(random_events(13, 120), batch=9)
     before = _read(blobs)
     blobs.budget = budget
     try:
-        compact_archive(blobs, now=LATER, part_bytes=1_500, workers=1)
+        _compact(blobs, store, now=LATER, part_bytes=1_500, workers=1)
     except _Died:
         pass
     blobs.budget = None
     assert _read(blobs) == before
-    compact_archive(blobs, now=LATER + COMPACT_AFTER_SECONDS + 60, part_bytes=1_500)
-    assert _read(blobs) == before
-    assert all(key.rsplit("/", 1)[1].startswith("c-") for key in blobs.list("archive/"))
+    for now in (LATER + COMPACT_AFTER_SECONDS + 60, SETTLED + 2 * COMPACT_AFTER_SECONDS):
+        store.tables["checkpoints"].pop("compact-archive", None)  # the dead run's lease, as if it had expired
+        _compact(blobs, store, now=now, part_bytes=1_500)
+        assert _read(blobs) == before
+    assert _only_parts(blobs)
     assert sorted(e["event_id"] for e in _lines(blobs)) == sorted(before)  # nothing kept twice
+
+
+def test_runs_never_overlap_while_one_holds_the_lease():
+    store, blobs = _archive(random_events(15, 150), batch=5)
+    before = _read(blobs)
+    overlapping = []
+
+    def second_run(operation):
+        if operation == "put" and not overlapping:
+            overlapping.append(_compact(blobs, store, now=LATER + 30, part_bytes=800))
+
+    blobs.hook = second_run
+    first = _compact(blobs, store, now=LATER, part_bytes=1_000)
+    blobs.hook = None
+    assert first.parts_written and not overlapping[0].leased and overlapping[0].parts_written == 0
+    assert _read(blobs) == before
+    assert _compact(blobs, store, now=LATER + 60, part_bytes=800).leased  # released
 
 
 @pytest.mark.parametrize("moment", ["put", "copy", "delete"])
 def test_an_erasure_racing_a_compaction_leaves_none_of_the_shoppers_events_anywhere(moment):
     events = _three_shoppers()
     store, blobs = _archive(events, batch=6)
+    kept = [e["event_id"] for e in events if e["user_id"] != "alice"]
     queue = MemoryQueue()
     request_erasure(store, queue, "alice", now=LATER)
     (message,) = queue.sent
     erased = []
 
     def erase_once(operation):
-        # The erasure runs whole at this moment of the compaction: after its first pending part is written, at its
-        # commit, or as it deletes what it merged.
+        # The erasure runs whole at this moment of the compaction: as its first pending part is written, at its first
+        # commit, or as it deletes the pending parts it committed.
         if operation == moment and not erased:
             blobs.hook = None
             erased.append(complete_erasure(store, blobs, "alice", message["erasure_id"], now=lambda: LATER + 5))
             blobs.hook = erase_once
 
     blobs.hook = erase_once
-    compact_archive(blobs, now=LATER, part_bytes=300)
+    _compact(blobs, store, now=LATER, part_bytes=800)
     blobs.hook = None
     assert erased and erased[0]["status"] == "done"
     assert not [e for e in _lines(blobs) if e["user_id"] == "alice"]
-    kept = sorted(e["event_id"] for e in events if e["user_id"] != "alice")
-    assert sorted(_read(blobs)) == kept
-    compact_archive(blobs, now=LATER + COMPACT_AFTER_SECONDS + 60)
-    assert sorted(_read(blobs)) == kept and not [e for e in _lines(blobs) if e["user_id"] == "alice"]
+    assert _read(blobs) == kept  # each once, in order
+    for now in (LATER + COMPACT_AFTER_SECONDS, SETTLED + COMPACT_AFTER_SECONDS):
+        _compact(blobs, store, now=now)
+        assert _read(blobs) == kept and not [e for e in _lines(blobs) if e["user_id"] == "alice"]
 
 
 def test_a_compaction_between_an_erasures_listing_and_its_rewrites_is_found_by_listing_again():
@@ -158,9 +224,10 @@ def test_a_compaction_between_an_erasures_listing_and_its_rewrites_is_found_by_l
     (message,) = queue.sent
 
     def compact_once(operation):
-        # The erasure has listed the day; before it reads the first object, a compaction merges them all.
+        # The erasure has listed the day; before it reads the first object, compactions merge them all and delete them.
         blobs.hook = None
-        assert compact_archive(blobs, now=LATER).objects_merged
+        assert _compact(blobs, store, now=LATER).objects_merged
+        assert _compact(blobs, store, now=SETTLED).objects_deleted
 
     blobs.hook = compact_once
     done = complete_erasure(store, blobs, "alice", message["erasure_id"], now=lambda: LATER + 5, workers=1)
@@ -168,14 +235,66 @@ def test_a_compaction_between_an_erasures_listing_and_its_rewrites_is_found_by_l
     assert not [e for e in _lines(blobs) if e["user_id"] == "alice"]
 
 
-def _three_shoppers() -> list[dict]:
-    return [{"event_id": f"e{n}", "event_type": "view", "user_id": ("alice", "bob", "carol")[n % 3],
-             "session_id": f"s{n % 3}", "item_id": f"i{n}", "timestamp": f"2026-11-02T11:{n // 60:02d}:{n % 60:02d}Z"}
-            for n in range(90)]
+def test_an_erasure_resumed_after_a_compaction_merged_what_it_had_not_rewritten_rewrites_the_parts(monkeypatch):
+    import tailor.erasure as erasure_module
+
+    monkeypatch.setattr(erasure_module, "OBJECTS_PER_SAVE", 4)
+    store, blobs = _archive(_three_shoppers(("2026-11-02", "2026-11-03")), batch=30)  # three objects a day
+    queue = MemoryQueue()
+    request_erasure(store, queue, "alice", now=LATER)
+    (message,) = queue.sent
+
+    def compact_once(operation):
+        blobs.hook = None
+        _compact(blobs, store, now=LATER)
+        _compact(blobs, store, now=SETTLED)
+
+    blobs.hook = compact_once
+    clock = iter([900.0, 900.0, 0.0])  # time for the first four objects, then the run is out of time
+    with pytest.raises(ErasureIncomplete):
+        complete_erasure(store, blobs, "alice", message["erasure_id"], now=lambda: LATER + 5, workers=1,
+                         seconds_left=lambda: next(clock, 0.0))
+    assert [e for e in _lines(blobs) if e["user_id"] == "alice"]  # merged into the first day's part meanwhile
+    done = complete_erasure(store, blobs, "alice", message["erasure_id"], now=lambda: LATER + 5, workers=1)
+    assert done["status"] == "done" and not [e for e in _lines(blobs) if e["user_id"] == "alice"]
+
+
+def test_objects_left_on_both_sides_of_a_part_merge_into_parts_of_their_own_and_read_in_order():
+    events = _three_shoppers()
+    store, blobs = _archive(events, batch=6, young=30)  # the last five objects written at LATER
+    queue = MemoryQueue()
+    request_erasure(store, queue, "alice", now=LATER)
+    (message,) = queue.sent
+    erased = []
+
+    def erase_at_first_part(operation):
+        # The first chunk's objects rewritten after it read them: its part is abandoned, the next ones committed.
+        if operation == "put" and not erased:
+            blobs.hook = None
+            erased.append(complete_erasure(store, blobs, "alice", message["erasure_id"], now=lambda: LATER + 5))
+
+    blobs.hook = erase_at_first_part
+    first = _compact(blobs, store, now=LATER, part_bytes=800)
+    assert first.parts_abandoned and first.parts_written
+    kept = [e["event_id"] for e in events if e["user_id"] != "alice"]
+    # The abandoned objects before the committed parts, and the young ones after them, merge apart.
+    _compact(blobs, store, now=SETTLED, part_bytes=10_000)
+    assert _read(blobs) == kept
+
+
+def test_a_reader_that_listed_before_a_compaction_reads_every_event_once():
+    store, blobs = _archive(batch=2)  # more objects than a reader reads ahead
+    before = _read(blobs)
+    reading = archived_events(blobs, workers=1)
+    first = [next(reading)["event_id"]]
+    _compact(blobs, store, now=LATER, part_bytes=2_000)
+    _compact(blobs, store, now=LATER + DELETE_AFTER_SECONDS / 2, part_bytes=2_000)  # within the hour: kept
+    assert first + [e["event_id"] for e in reading] == before
 
 
 def test_a_run_out_of_time_leaves_the_rest_to_the_next():
-    _, blobs = _archive()
+    store, blobs = _archive()
     before = _read(blobs)
-    report = compact_archive(blobs, now=LATER, seconds_left=lambda: 0.0)
-    assert report.shard_days_left >= 1 and report.objects_merged == 0 and _read(blobs) == before
+    report = _compact(blobs, store, now=LATER, seconds_left=lambda: 0.0)
+    assert report.stopped and report.objects_merged == 0 and _read(blobs) == before
+    assert _compact(blobs, store, now=LATER + 60).objects_merged  # its lease released

@@ -4,19 +4,24 @@ events are in it, which their shopper row keeps for erasure.
 
 Ingest names each object after the sequence number of its first record ("<sequence>.jsonl.gz"), and a busy shard
 writes one a second: readers of weeks of the archive would list and read millions. `compact_archive` (the
-CompactArchive function, hourly) merges a shard-day's objects older than COMPACT_AFTER_SECONDS, in sequence order,
-into parts named after the first and last sequence they hold ("c-<first>-<last>.jsonl.gz", the objects' gzip members
-one after another), then deletes the objects. A part covers every object of its shard-day whose sequence is in its
-range: once it is there, readers take it in place of those objects (`archived_events`). It is written as a pending
-part ("p-..."), which readers pass over; once every pending part of the shard-day is written, the objects' tags are
-looked at again, and a part whose objects are as they were read is committed by a copy that fails if the pending part
-changed since. So the archive reads the same before, during and after a compaction, and a run that stops anywhere
-leaves it so (the next run deletes what it left pending, and the objects its parts cover).
+CompactArchive function, hourly) merges a shard-day's objects into parts named after the first and last sequence they
+hold ("c-<first>-<last>.jsonl.gz", the objects' gzip members one after another), in runs between the parts already
+there, so that a shard-day reads in sequence order. It merges an object once it is older than COMPACT_AFTER_SECONDS
+and Ingest's archive checkpoint of its shard is past it: Ingest rewrites an object only while the stream delivers its
+batch again, and never once its checkpoint is past it.
 
-Objects that old are never written again by Ingest, which rewrites one only when the stream delivers its batch again,
-within its few retries. An erasure may rewrite one while it is merged: the compaction then finds its tag changed and
-leaves the objects for its next run. An erasure that rewrites an object after that look finds the pending part when
-it lists the shard-day again (tailor.erasure), and rewrites it before it is committed, or the committed part after.
+A part covers every object of its shard-day whose sequence is in its range: readers take it in place of those
+objects (`archived_events`), and the objects are deleted once the part is DELETE_AFTER_SECONDS old, so that a reader
+that listed them before finds them. A part is written pending ("p-..."), which readers pass over; once a round of
+pending parts is written, the objects' tags are looked at again, and a part whose objects are as they were read is
+committed by a copy that fails if the pending part changed since. So the archive reads the same, each event once,
+before, during and after a compaction, and a run that stops anywhere leaves it so (the next deletes what it left
+pending). Runs never overlap: a run holds a lease in the checkpoints table.
+
+An erasure may rewrite an object while it is merged: the compaction then finds its tag changed and leaves the objects
+for its next run. An erasure that rewrites an object after that look finds the pending part when it lists the
+shard-day again (tailor.erasure), and rewrites it before it is committed, or the committed part after; a resumed
+erasure rewrites every part of its periods again.
 
 The index is two short lists. `periods`: the UTC days with archived events of the shopper, as ISO dates, sorted.
 Beyond ARCHIVE_PERIODS entries, days merge into their month ("2019-03"), months into their year ("2019"), years into
@@ -33,16 +38,18 @@ import gzip
 import itertools
 import json
 import logging
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import date
+from typing import Any
 
-from tailor.store.port import BlobInfo, BlobStore
+from tailor.store.port import BlobInfo, BlobStore, Conflict, StateStore
 
 __all__ = ["ANY_SHARD", "ARCHIVE_PERIODS", "ARCHIVE_PREFIX", "ARCHIVE_SHARDS", "COMPACT_AFTER_SECONDS", "Compaction",
-           "archive_day", "archive_key", "archived_events", "compact_archive", "day_prefix", "indexed_objects",
-           "pack_lines", "part_key", "periods_between", "unpack_lines", "with_period", "with_shard"]
+           "archive_checkpoint_id", "archive_day", "archive_key", "archived_events", "compact_archive", "day_prefix", "indexed_objects",
+           "is_part", "pack_lines", "part_key", "periods_between", "unpack_lines", "with_period", "with_shard"]
 
 ARCHIVE_PREFIX = "archive/"
 # About 1.2 KB of a shopper row (about 8 KB with a few hundred events): a shopper active on no more than this many
@@ -52,10 +59,18 @@ ARCHIVE_SHARDS = 8
 READ_AHEAD = 64  # archive objects read ahead of the events taken from them
 MAX_LISTED_DAYS = 3660  # a window longer than this lists the whole archive once rather than day by day
 ANY_SHARD = "*"
-# Compaction: objects this old are merged (hours past Ingest's last possible rewrite of one: 5 retries of 120 s);
-# a part holds up to PART_BYTES of them (compressed); a run stops this long before its deadline.
-COMPACT_AFTER_SECONDS = 6 * 3600
-PART_BYTES = 64 * 2**20
+# Compaction. Objects this old are merged, once Ingest's archive checkpoint of their shard is past them (it never
+# writes them again then). A part holds up to PART_BYTES of them, compressed: about ten times that as text, which an
+# erasure worker holds a few times over while it rewrites one. Objects a part covers are deleted once it is
+# DELETE_AFTER_SECONDS old, longer than any reader of the archive takes between listing a day and reading it. A run
+# checks the objects it merged once every ROUND_PARTS parts, holds a lease of LEASE_SECONDS (more than a Lambda's 900
+# s) so that runs never overlap, and stops this long before its deadline.
+COMPACT_AFTER_SECONDS = 3600
+PART_BYTES = 512 * 1024
+DELETE_AFTER_SECONDS = 3600
+ROUND_PARTS = 64
+LEASE_SECONDS = 1200
+LEASE_ID = "compact-archive"
 PART_MARK = "c-"
 PENDING_MARK = "p-"  # a part written, not yet committed: readers take the objects it merges, not it
 STOP_BEFORE_DEADLINE_SECONDS = 60.0
@@ -83,6 +98,12 @@ def part_key(directory: str, first: int, last: int, mark: str = PART_MARK) -> st
     return f"{directory}{mark}{first}-{last}.jsonl.gz"
 
 
+def is_part(key: str) -> bool:
+    """Whether an archive key is a compaction's part, committed or pending."""
+    name = _name(key)
+    return _part_range(name) is not None or _part_range(name, PENDING_MARK) is not None
+
+
 def day_prefix(day: str) -> str:
     return f"{ARCHIVE_PREFIX}date={day}/"
 
@@ -108,31 +129,48 @@ class Compaction:
 
     objects_merged: int = 0
     parts_written: int = 0
-    objects_deleted: int = 0  # merged now, or by a run that stopped before deleting them
+    objects_deleted: int = 0  # covered by a part written DELETE_AFTER_SECONDS before
     parts_abandoned: int = 0  # an object changed while it was merged (an erasure rewrote it): left for the next run
-    shard_days_left: int = 0  # not reached before the deadline: the next run's
+    stopped: bool = False  # out of time: the next run goes on
+    leased: bool = True  # False: another run held the lease, and this one did nothing
 
-    def as_dict(self) -> dict[str, int]:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def compact_archive(blobs: BlobStore, *, now: float, older_than: float = COMPACT_AFTER_SECONDS,
+def compact_archive(blobs: BlobStore, store: StateStore, *, now: float, older_than: float = COMPACT_AFTER_SECONDS,
                     part_bytes: int = PART_BYTES, seconds_left: Callable[[], float] | None = None,
                     workers: int = 8) -> Compaction:
-    """Merge each shard-day's archive objects written more than `older_than` seconds before `now` into parts (module
-    doc), and delete the objects parts cover. With `seconds_left`, stops STOP_BEFORE_DEADLINE_SECONDS before the
-    deadline; the next run goes on from what is left."""
+    """Merge each shard-day's archive objects written more than `older_than` seconds before `now`, and archived
+    (Ingest's checkpoint of their shard past them), into parts (module doc); delete the objects parts written
+    DELETE_AFTER_SECONDS before cover. With `seconds_left`, stops STOP_BEFORE_DEADLINE_SECONDS before the deadline;
+    the next run goes on from what is left. Does nothing while another run holds the lease."""
     report = Compaction()
-    cutoff = now - older_than
-    groups = [(directory, infos) for directory, infos in _shard_days(blobs.describe(f"{ARCHIVE_PREFIX}date="))
-              if _work(infos, cutoff)]
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for n, (directory, infos) in enumerate(groups):
-            if seconds_left is not None and seconds_left() < STOP_BEFORE_DEADLINE_SECONDS:
-                report.shard_days_left = len(groups) - n
-                break
-            _compact_shard_day(blobs, directory, infos, cutoff, part_bytes, pool, report)
+    lease = _lease(store, now)
+    if lease is None:
+        report.leased = False
+        return report
+    archived: dict[str, int | None] = {}
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            for directory, infos in _shard_days(blobs.describe(f"{ARCHIVE_PREFIX}date=")):
+                shard = directory.rstrip("/").rsplit("/shard=", 1)[-1]
+                if shard not in archived:
+                    archived[shard] = _archived_through(store, shard)
+                done = _compact_shard_day(blobs, directory, infos, now=now, cutoff=now - older_than,
+                                          archived=archived[shard], part_bytes=part_bytes, pool=pool, report=report,
+                                          seconds_left=seconds_left)
+                if not done:
+                    report.stopped = True
+                    break
+    finally:
+        _release(store, lease, now)
     return report
+
+
+def archive_checkpoint_id(shard: str) -> str:
+    """The checkpoints row where Ingest keeps the last record of `shard` it archived (its watermark "sw:<shard>")."""
+    return f"archive:{shard}"
 
 
 def pack_lines(lines: list[str]) -> bytes:
@@ -194,52 +232,101 @@ def indexed_objects(blobs: BlobStore, period: str, shards: Sequence[str]) -> lis
     return [key for key in keys if key.endswith(".jsonl.gz")]
 
 
-def _compact_shard_day(blobs: BlobStore, directory: str, infos: list[BlobInfo], cutoff: float, part_bytes: int,
-                       pool: ThreadPoolExecutor, report: Compaction) -> None:
-    """One shard-day: delete the objects its parts cover and what a stopped run left pending; merge the oldest
-    others, written before `cutoff` (module doc)."""
+def _compact_shard_day(blobs: BlobStore, directory: str, infos: list[BlobInfo], *, now: float, cutoff: float,
+                       archived: int | None, part_bytes: int, pool: ThreadPoolExecutor, report: Compaction,
+                       seconds_left: Callable[[], float] | None) -> bool:
+    """One shard-day: delete what a stopped run left pending and the objects parts cover once they are old enough;
+    merge the others, written before `cutoff` and archived, in runs between the parts. False if out of time."""
     parts, pending, objects = _shard_day(infos)
     stale = [key for key, info in pending.items() if info.modified <= cutoff]
-    covered = [info.key for sequence, info in objects if _covers(parts, sequence)]
+    settled = [(first, last) for first, last, info in parts if info.modified <= now - DELETE_AFTER_SECONDS]
+    covered = [info.key for sequence, info in objects if _covers(settled, sequence)]
     if stale or covered:
         blobs.delete_many(stale + covered)
         report.objects_deleted += len(covered)
-    # In sequence order up to the first too young: a part's range then holds no object it does not merge.
-    mergeable: list[tuple[int, BlobInfo]] = []
-    for sequence, info in objects:
-        if _covers(parts, sequence):
-            continue
-        if info.modified > cutoff:
-            break
-        mergeable.append((sequence, info))
-    if len(mergeable) < 2:
-        return
+    ranges = [(first, last) for first, last, _ in parts]
+    chunks = [chunk for run in _mergeable_runs(objects, ranges, cutoff, archived)
+              for chunk in _chunks(run, part_bytes) if len(chunk) > 1]
+    for start in range(0, len(chunks), ROUND_PARTS):
+        if seconds_left is not None and seconds_left() < STOP_BEFORE_DEADLINE_SECONDS:
+            return False
+        _merge(blobs, directory, chunks[start:start + ROUND_PARTS], pool, report)
+    return True
+
+
+def _merge(blobs: BlobStore, directory: str, chunks: list[list[tuple[int, BlobInfo]]], pool: ThreadPoolExecutor,
+           report: Compaction) -> None:
+    """Write each chunk's part pending, check the objects it merged are as they were read, and commit it."""
     written: list[tuple[str, str, dict[str, str]]] = []  # pending part, its part, the tag of each object it merged
-    for chunk in _chunks(mergeable, part_bytes):
+    for chunk in chunks:
         try:
             read = list(pool.map(blobs.get_tagged, [info.key for _, info in chunk]))
         except KeyError:
-            continue  # deleted meanwhile: another run's, which merged it
+            continue  # gone since it was listed: nothing else deletes an uncovered object, but be safe
         first, last = chunk[0][0], chunk[-1][0]
+        pending = part_key(directory, first, last, PENDING_MARK)
         # gzip members one after another are one gzip stream of their lines, in order (RFC 1952).
-        blobs.put(part_key(directory, first, last, PENDING_MARK), b"".join(body for body, _ in read), "application/gzip")
-        written.append((part_key(directory, first, last, PENDING_MARK), part_key(directory, first, last),
+        blobs.put(pending, b"".join(body for body, _ in read), "application/gzip")
+        written.append((pending, part_key(directory, first, last),
                         {info.key: tag for (_, info), (_, tag) in zip(chunk, read)}))
-    # Checked once every pending part is written, so that an erasure's rewrite after the check finds the part when
-    # it lists again; committed by a copy that fails if the erasure rewrote the pending part meanwhile.
+    if not written:
+        return
+    # Checked once the round's pending parts are written, so that an erasure's rewrite after the check finds the
+    # part when it lists again; committed by a copy that fails if the erasure rewrote the pending part meanwhile.
     current = {info.key: info.tag for info in blobs.describe(directory)}
-    merged: list[str] = []
-    for pending_key, key, tags in written:
+    for pending, key, tags in written:
         if all(current.get(k) == tag for k, tag in tags.items()) and \
-                pending_key in current and blobs.copy_if(pending_key, key, current[pending_key]):
-            merged += tags
+                pending in current and blobs.copy_if(pending, key, current[pending]):
+            report.objects_merged += len(tags)
             report.parts_written += 1
         else:
             report.parts_abandoned += 1
             logger.info("archive part abandoned: an object it merged changed", extra={"part": key})
-    blobs.delete_many([pending for pending, _, _ in written] + merged)
-    report.objects_merged += len(merged)
-    report.objects_deleted += len(merged)
+    blobs.delete_many([pending for pending, _, _ in written])
+
+
+def _mergeable_runs(objects: list[tuple[int, BlobInfo]], ranges: list[tuple[int, int]], cutoff: float,
+                    archived: int | None) -> list[list[tuple[int, BlobInfo]]]:
+    """The uncovered objects that may be merged, in sequence order up to the first that may not (too young, or past
+    the archive checkpoint: a part's range then holds no object it does not merge), in runs between parts (so parts'
+    ranges never overlap, and a shard-day reads in sequence order)."""
+    runs: list[list[tuple[int, BlobInfo]]] = [[]]
+    for sequence, info in objects:
+        if _covers(ranges, sequence):
+            runs.append([])
+            continue
+        if info.modified > cutoff or archived is None or sequence > archived:
+            break
+        runs[-1].append((sequence, info))
+    return [run for run in runs if run]
+
+
+def _lease(store: StateStore, now: float) -> str | None:
+    """Take the compaction's lease in the checkpoints table; None while another run holds it."""
+    held = store.read("checkpoints", [LEASE_ID]).get(LEASE_ID, {}).get("lease")
+    if held is not None and float(str(held).split("|")[0]) > now:
+        return None
+    mine = f"{now + LEASE_SECONDS:.3f}|{uuid.uuid4().hex}"
+    try:
+        store.write_state("checkpoints", LEASE_ID, {}, watermark="lease", expected=held, new=mine)
+    except Conflict:
+        return None
+    return mine
+
+
+def _release(store: StateStore, lease: str, now: float) -> None:
+    try:
+        store.write_state("checkpoints", LEASE_ID, {}, watermark="lease", expected=lease,
+                          new=f"{now:.3f}|{lease.split('|')[1]}")
+    except Conflict:
+        logger.warning("archive compaction: the lease was taken over before this run released it")
+
+
+def _archived_through(store: StateStore, shard: str) -> int | None:
+    """The sequence number of the last record of `shard` Ingest archived, or None if none yet."""
+    position = store.read("checkpoints", [archive_checkpoint_id(shard)]).get(
+        archive_checkpoint_id(shard), {}).get(f"sw:{shard}")
+    return int(position[3:]) if isinstance(position, str) and position[3:].isdigit() else None
 
 
 def _shard_days(infos: Iterable[BlobInfo]) -> Iterator[tuple[str, list[BlobInfo]]]:
@@ -249,26 +336,18 @@ def _shard_days(infos: Iterable[BlobInfo]) -> Iterator[tuple[str, list[BlobInfo]
         yield directory, list(group)
 
 
-def _work(infos: list[BlobInfo], cutoff: float) -> bool:
-    """Whether a shard-day has objects its parts cover, pending parts left, or two or more objects old enough to
-    merge."""
-    parts, pending, objects = _shard_day(infos)
-    return bool(pending) or any(_covers(parts, sequence) for sequence, _ in objects) or \
-        sum(1 for _, info in objects if info.modified <= cutoff) >= 2
-
-
-def _shard_day(infos: Iterable[BlobInfo]) -> tuple[list[tuple[int, int]], dict[str, BlobInfo],
+def _shard_day(infos: Iterable[BlobInfo]) -> tuple[list[tuple[int, int, BlobInfo]], dict[str, BlobInfo],
                                                    list[tuple[int, BlobInfo]]]:
-    """A shard-day's parts' ranges, its pending parts, and its Ingest objects with their sequence numbers, in
-    sequence order."""
-    parts: list[tuple[int, int]] = []
+    """A shard-day's parts with their ranges, its pending parts, and its Ingest objects with their sequence numbers,
+    in sequence order."""
+    parts: list[tuple[int, int, BlobInfo]] = []
     pending: dict[str, BlobInfo] = {}
     objects: list[tuple[int, BlobInfo]] = []
     for info in infos:
         name = _name(info.key)
         span = _part_range(name)
         if span is not None:
-            parts.append(span)
+            parts.append((*span, info))
         elif _part_range(name, PENDING_MARK) is not None:
             pending[info.key] = info
         elif name.isdigit():
@@ -302,15 +381,12 @@ def _chunks(objects: list[tuple[int, BlobInfo]], limit: int) -> Iterator[list[tu
 
 
 def _uncovered(keys: Iterable[str]) -> Iterator[str]:
-    """`keys` (in key order) but for the objects a part of their shard-day covers: what to read of the archive. A
-    shard-day with parts is read in sequence order, as its objects were before they were merged."""
+    """`keys` (in key order) but for the objects a part of their shard-day covers and pending parts: what to read of
+    the archive, a shard-day's in sequence order (its objects' and parts' first), as Ingest wrote them."""
     for _, group in itertools.groupby(keys, key=lambda k: k.rsplit("/", 1)[0]):
         found = list(group)
         starts = {key: _start(key) for key in found}
         parts = [span for span in map(_part_range, map(_name, found)) if span]
-        if not parts and not any(_name(key).startswith(PENDING_MARK) for key in found):
-            yield from found
-            continue
         live = [key for key in found if not (_name(key).isdigit() and _covers(parts, int(_name(key))))
                 and _part_range(_name(key), PENDING_MARK) is None]
         yield from sorted(live, key=lambda key: (starts[key] is None, starts[key] or 0, key))

@@ -37,8 +37,8 @@ What is left afterwards, and for how long: the tombstone, which holds the user i
 record, until the table's TTL removes it (TOMBSTONE_SECONDS after the erasure: longer than the stream keeps records,
 and no shorter than the erasure queue and its dead-letter queue keep a message, so a retried or redriven erasure
 finds its record); the shoppers table's point-in-time recovery, which can restore a row as it was up to 35 days back;
-the previous versions of the archive objects rewritten here (the bucket keeps replaced versions for its
-noncurrent-version lifetime); quarantined records, including any of the shopper's that arrive after the erasure (they
+the previous versions of the archive objects rewritten here, or merged and deleted by the archive's compaction (the
+bucket keeps the archive's replaced versions a day); quarantined records, including any of the shopper's that arrive after the erasure (they
 expire under their own lifecycle rule); and the records still on the event stream (its retention period), which
 Ingest drops. Item, association, query and trend counters are sums over every shopper and hold nothing that
 identifies one; a referral counter another shopper's event adds to the erased shopper's row lands on the tombstone
@@ -66,7 +66,7 @@ from typing import Any
 
 from pydantic import AwareDatetime, TypeAdapter, ValidationError
 
-from tailor.archive import indexed_objects, pack_lines, periods_between, unpack_lines, with_period, with_shard
+from tailor.archive import indexed_objects, is_part, pack_lines, periods_between, unpack_lines, with_period, with_shard
 from tailor.experiments.assignment import SESSION_UNIT, USER_UNIT
 from tailor.shopper import ERASED_FIELD, EXPIRY_FIELD, ShopperState, erased_at
 from tailor.store.port import TABLES, BlobStore, Conflict, Queue, StateStore
@@ -213,9 +213,14 @@ def complete_erasure(store: StateStore, blobs: BlobStore, user_id: str, erasure_
             # A busy shop's periods hold more objects than a run rewrites: progress is saved every OBJECTS_PER_SAVE
             # objects (the last one done, in key order), so that every run moves the erasure on.
             after = record.get("archive_after")
-            left = [key for key in keys if after is None or key > after]
+            # A compaction's parts are rewritten again on a resumed run, wherever they sort: a part may have come,
+            # from objects a stopped run had not rewritten yet, into a shard-day its listing no longer reaches.
+            left = [key for key in keys if after is None or key > after or is_part(key)]
             done = set(keys) - set(left)
             while left:
+                if seconds_left is not None and seconds_left() < STOP_BEFORE_DEADLINE_SECONDS:
+                    raise ErasureIncomplete(f"erasure {erasure_id}: {len(left)} archive objects of "
+                                            f"{len(periods)} periods left, then {len(record['archive_days'])}")
                 touched: set[str] = set()  # shard-days where the shopper's events were, or an object went
                 for start in range(0, len(left), OBJECTS_PER_SAVE):
                     if start and seconds_left is not None and seconds_left() < STOP_BEFORE_DEADLINE_SECONDS:

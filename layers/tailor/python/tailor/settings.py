@@ -139,7 +139,6 @@ class RebuildClustersSettings(_Settings):
     cluster_count: int = Field(36, alias="CLUSTER_COUNT", ge=2)
 
 
-class CompactArchiveSettings(_Settings):
-    data_bucket: str = Field(alias="DATA_BUCKET", min_length=1)
-    # Archive objects older than this are merged: hours past the last time Ingest can rewrite one (tailor.archive).
-    archive_compact_after_hours: float = Field(6.0, alias="ARCHIVE_COMPACT_AFTER_HOURS", ge=1)
+class CompactArchiveSettings(_State):
+    # Archive objects older than this are merged (tailor.archive): the longer, the fewer parts a day.
+    archive_compact_after_hours: float = Field(1.0, alias="ARCHIVE_COMPACT_AFTER_HOURS", gt=0)

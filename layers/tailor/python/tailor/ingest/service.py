@@ -57,7 +57,7 @@ from datetime import UTC, datetime
 from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any
 
-from tailor.archive import archive_key, pack_lines
+from tailor.archive import archive_checkpoint_id, archive_key, pack_lines
 from tailor.clusters.session import SessionClusters
 from tailor.events import MAX_EVENT_DEPTH, MAX_ID_LENGTH, Event, EventError, event_from_json, load_json, parse_event
 from tailor.experiments.attribution import Attribution
@@ -166,7 +166,7 @@ class Ingestor:
         records = sorted(records, key=lambda r: r.position)
         outcome.records = len(records)
         loaded = [_load(record) for record in records]
-        checkpoints = [_archive_id(shard), *([cursor_id(shard)] if self.buffered else [])]
+        checkpoints = [archive_checkpoint_id(shard), *([cursor_id(shard)] if self.buffered else [])]
         # The rows are read while the events are validated: by the ids their JSON holds, the few that validation
         # changes or refuses aside (_read reads what is missing).
         ahead = {"sessions": _ids(loaded, "session_id"), "shoppers": _ids(loaded, "user_id"),
@@ -366,7 +366,7 @@ class Ingestor:
 
     def _archive(self, shard: str, accepted: list[tuple[str, Event]], originals: dict[str, str],
                  checkpoints: dict[str, dict], outcome: BatchOutcome) -> str | None:
-        checkpoint_id = _archive_id(shard)
+        checkpoint_id = archive_checkpoint_id(shard)
         watermark = f"sw:{shard}"
         done = checkpoints.get(checkpoint_id, {}).get(watermark)
         pending = [(p, e) for p, e in accepted if done is None or p > done]
@@ -506,5 +506,3 @@ def _chunks_by_record(parts: list[tuple[str, Contribution]], limit: int) -> list
     return chunks
 
 
-def _archive_id(shard: str) -> str:
-    return f"archive:{shard}"

@@ -6,7 +6,7 @@ import base64
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import Clamped, Context, Decimal, Inexact, Overflow, Rounded, Underflow
 from typing import Any
 
@@ -17,6 +17,7 @@ from tailor.store.port import INDEXES, TABLES, BlobInfo, Conflict
 __all__ = ["DynamoStateStore", "S3BlobStore", "SqsQueue"]
 
 logger = logging.getLogger(__name__)
+DELETE_TRIES = 3  # DeleteObjects calls for the keys S3 could not delete the time before
 
 _BATCH_GET_LIMIT = 100
 _BATCH_WRITE_LIMIT = 25
@@ -234,12 +235,10 @@ class S3BlobStore:
     def list(self, prefix: str) -> list[str]:
         return [info.key for info in self.describe(prefix)]
 
-    def describe(self, prefix: str) -> list[BlobInfo]:
-        found: list[BlobInfo] = []
+    def describe(self, prefix: str) -> Iterator[BlobInfo]:
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
-            found += [BlobInfo(o["Key"], o["ETag"], o["LastModified"].timestamp(), o["Size"])
-                      for o in page.get("Contents", [])]
-        return found
+            for o in page.get("Contents", []):
+                yield BlobInfo(o["Key"], o["ETag"], o["LastModified"].timestamp(), o["Size"])
 
     def copy_if(self, source: str, target: str, tag: str) -> bool:
         """CopyObject with CopySourceIfMatch: S3 answers 412 when the source changed. The source's tag is looked at
@@ -258,13 +257,20 @@ class S3BlobStore:
     def delete_many(self, keys: Sequence[str]) -> None:
         """DeleteObjects, a thousand keys a call (its limit); a key it could not delete raises."""
         for start in range(0, len(keys), 1000):
-            chunk = keys[start:start + 1000]
-            answer = self.client.delete_objects(Bucket=self.bucket, Delete={
-                "Objects": [{"Key": key} for key in chunk], "Quiet": True})
-            if answer.get("Errors"):
-                error = answer["Errors"][0]
-                raise OSError(f"S3 did not delete {len(answer['Errors'])} of {len(chunk)} objects, "
-                              f"{error.get('Key')}: {error.get('Code')} {error.get('Message')}")
+            chunk = list(keys[start:start + 1000])
+            for attempt in range(DELETE_TRIES):
+                answer = self.client.delete_objects(Bucket=self.bucket, Delete={
+                    "Objects": [{"Key": key} for key in chunk], "Quiet": True})
+                errors = answer.get("Errors") or []
+                if not errors:
+                    break
+                chunk = [error["Key"] for error in errors]  # a key S3 could not delete this time (SlowDown, ...)
+                if attempt + 1 < DELETE_TRIES:
+                    time.sleep(0.2 * 2 ** attempt)
+            else:
+                error = errors[0]
+                raise OSError(f"S3 did not delete {len(errors)} objects, {error.get('Key')}: {error.get('Code')} "
+                              f"{error.get('Message')}")
 
 
 class SqsQueue:

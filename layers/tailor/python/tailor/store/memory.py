@@ -8,7 +8,7 @@ import json
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from tailor.rows import copied
@@ -161,10 +161,11 @@ class MemoryBlobStore:
         with self._lock:
             return sorted(k for k in self.objects if k.startswith(prefix))
 
-    def describe(self, prefix: str) -> list[BlobInfo]:
+    def describe(self, prefix: str) -> Iterator[BlobInfo]:
         with self._lock:
-            return [BlobInfo(k, _tag(self.objects[k]), self.modified.get(k, 0.0), len(self.objects[k]))
-                    for k in sorted(self.objects) if k.startswith(prefix)]
+            found = [BlobInfo(k, _tag(self.objects[k]), self.modified.get(k, 0.0), len(self.objects[k]))
+                     for k in sorted(self.objects) if k.startswith(prefix)]
+        yield from found
 
     def delete_many(self, keys: Sequence[str]) -> None:
         with self._lock:

@@ -153,9 +153,9 @@ class BlobStore(Protocol):
     def list(self, prefix: str) -> list[str]:
         ...
 
-    def describe(self, prefix: str) -> list[BlobInfo]:
+    def describe(self, prefix: str) -> Iterator[BlobInfo]:
         """The objects under `prefix`, in key order, each with its tag (as `get_tagged` gives it), when it was last
-        written and its size."""
+        written and its size; listed as they are taken (a page at a time)."""
         ...
 
     def delete_many(self, keys: Sequence[str]) -> None:
