@@ -218,9 +218,6 @@ def complete_erasure(store: StateStore, blobs: BlobStore, user_id: str, erasure_
             left = [key for key in keys if after is None or key > after or is_part(key)]
             done = set(keys) - set(left)
             while left:
-                if seconds_left is not None and seconds_left() < STOP_BEFORE_DEADLINE_SECONDS:
-                    raise ErasureIncomplete(f"erasure {erasure_id}: {len(left)} archive objects of "
-                                            f"{len(periods)} periods left, then {len(record['archive_days'])}")
                 touched: set[str] = set()  # shard-days where the shopper's events were, or an object went
                 for start in range(0, len(left), OBJECTS_PER_SAVE):
                     if start and seconds_left is not None and seconds_left() < STOP_BEFORE_DEADLINE_SECONDS:
@@ -240,6 +237,9 @@ def complete_erasure(store: StateStore, blobs: BlobStore, user_id: str, erasure_
                 done.update(left)
                 left = sorted(key for found in pool.map(blobs.list, sorted(touched)) for key in found
                               if key.endswith(".jsonl.gz") and key not in done)
+                if left and seconds_left is not None and seconds_left() < STOP_BEFORE_DEADLINE_SECONDS:
+                    raise ErasureIncomplete(f"erasure {erasure_id}: {len(left)} archive objects come since listed, "
+                                            f"of {len(periods)} periods, then {len(record['archive_days'])}")
             record["archive_after"] = None
             record["archive_days"] = record["archive_days"][len(periods):]
             record["archive_days_searched"] += len(periods)
