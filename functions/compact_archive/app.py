@@ -27,8 +27,10 @@ store = DynamoStateStore(client("dynamodb", connect_timeout=5, read_timeout=10, 
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event, context):
+    days = CompactArchiveSettings.model_validate(
+        {**os.environ, **({"ARCHIVE_COMPACT_DAYS": event["days"]} if "days" in event else {})}).archive_compact_days
     report = compact_archive(bucket, store, now=time.time(), older_than=settings.archive_compact_after_hours * 3600,
-                             seconds_left=lambda: context.get_remaining_time_in_millis() / 1000.0)
+                             days=days, seconds_left=lambda: context.get_remaining_time_in_millis() / 1000.0)
     metrics.add_metric(name="ArchiveObjectsMerged", unit=MetricUnit.Count, value=report.objects_merged)
     metrics.add_metric(name="ArchivePartsWritten", unit=MetricUnit.Count, value=report.parts_written)
     if not report.leased:

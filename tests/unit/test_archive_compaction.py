@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from datetime import UTC, datetime
 
 import pytest
 
@@ -82,9 +83,10 @@ def _archive(events=None, *, batch: int = 7, young: int = 0) -> tuple[MemoryStat
 
 
 def _compact(blobs: Clocked, store, *, now: float, **options):
-    """A compaction run at `now`: what it writes is written then."""
+    """A compaction run at `now` over the whole archive (the events' days are long before `now`): what it writes is
+    written then."""
     blobs.now = now
-    return compact_archive(blobs, store, now=now, **options)
+    return compact_archive(blobs, store, now=now, **{"days": 0, **options})
 
 
 def _read(blobs) -> list[str]:
@@ -290,6 +292,18 @@ def test_a_reader_that_listed_before_a_compaction_reads_every_event_once():
     _compact(blobs, store, now=LATER, part_bytes=2_000)
     _compact(blobs, store, now=LATER + DELETE_AFTER_SECONDS / 2, part_bytes=2_000)  # within the hour: kept
     assert first + [e["event_id"] for e in reading] == before
+
+
+def test_a_run_looks_at_the_last_days_of_events_unless_told_to_look_at_all():
+    store, blobs = _archive(_three_shoppers(("2026-11-01", "2026-11-02")), batch=6)
+    before = _read(blobs)
+    day_after = datetime(2026, 11, 3, 12, tzinfo=UTC).timestamp() + COMPACT_AFTER_SECONDS
+    for key in blobs.list("archive/"):
+        blobs.modified[key] = day_after - 2 * COMPACT_AFTER_SECONDS  # written well before
+    recent = _compact(blobs, store, now=day_after, days=2)  # the 2nd and 3rd of November
+    assert recent.objects_merged == 15 and _read(blobs) == before
+    assert not [key for key in blobs.list("archive/date=2026-11-01/") if is_part(key)]
+    assert _compact(blobs, store, now=day_after + 60).objects_merged == 15 and _read(blobs) == before
 
 
 def test_a_run_out_of_time_leaves_the_rest_to_the_next():

@@ -17,6 +17,10 @@ class Counting(MemoryBlobStore):
         self.listed.append(prefix)
         return super().list(prefix)
 
+    def describe(self, prefix):
+        self.listed.append(prefix)
+        return super().describe(prefix)
+
     def get(self, key):
         self.read.append(key)
         return super().get(key)

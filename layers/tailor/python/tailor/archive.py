@@ -33,6 +33,7 @@ shard until the stream reshards); ANY_SHARD when not known, or when there were m
 
 from __future__ import annotations
 
+import bisect
 import functools
 import gzip
 import itertools
@@ -62,12 +63,13 @@ ANY_SHARD = "*"
 # Compaction. Objects this old are merged, once Ingest's archive checkpoint of their shard is past them (it never
 # writes them again then). A part holds up to PART_BYTES of them, compressed: about ten times that as text, which an
 # erasure worker holds a few times over while it rewrites one. Objects a part covers are deleted once it is
-# DELETE_AFTER_SECONDS old, longer than any reader of the archive takes between listing a day and reading it. A run
-# checks the objects it merged once every ROUND_PARTS parts, holds a lease of LEASE_SECONDS (more than a Lambda's 900
-# s) so that runs never overlap, and stops this long before its deadline.
+# DELETE_AFTER_SECONDS old, far longer than any reader of the archive takes between listing a shard-day and reading
+# it. A run checks the objects it merged once every ROUND_PARTS parts, holds a lease of LEASE_SECONDS (more than a
+# Lambda's 900 s) so that runs never overlap, and stops this long before its deadline.
 COMPACT_AFTER_SECONDS = 3600
+COMPACT_DAYS = 3  # the days (of the events) a run looks at, up to today; 0: the whole archive
 PART_BYTES = 512 * 1024
-DELETE_AFTER_SECONDS = 3600
+DELETE_AFTER_SECONDS = 24 * 3600
 ROUND_PARTS = 64
 LEASE_SECONDS = 1200
 LEASE_ID = "compact-archive"
@@ -139,12 +141,13 @@ class Compaction:
 
 
 def compact_archive(blobs: BlobStore, store: StateStore, *, now: float, older_than: float = COMPACT_AFTER_SECONDS,
-                    part_bytes: int = PART_BYTES, seconds_left: Callable[[], float] | None = None,
-                    workers: int = 8) -> Compaction:
+                    days: int = COMPACT_DAYS, part_bytes: int = PART_BYTES,
+                    seconds_left: Callable[[], float] | None = None, workers: int = 8) -> Compaction:
     """Merge each shard-day's archive objects written more than `older_than` seconds before `now`, and archived
     (Ingest's checkpoint of their shard past them), into parts (module doc); delete the objects parts written
-    DELETE_AFTER_SECONDS before cover. With `seconds_left`, stops STOP_BEFORE_DEADLINE_SECONDS before the deadline;
-    the next run goes on from what is left. Does nothing while another run holds the lease."""
+    DELETE_AFTER_SECONDS before cover. Looks at the last `days` days of events up to today (0: the whole archive,
+    oldest first). With `seconds_left`, stops STOP_BEFORE_DEADLINE_SECONDS before the deadline; the next run goes
+    on from what is left. Does nothing while another run holds the lease."""
     report = Compaction()
     lease = _lease(store, now)
     if lease is None:
@@ -153,14 +156,16 @@ def compact_archive(blobs: BlobStore, store: StateStore, *, now: float, older_th
     archived: dict[str, int | None] = {}
     try:
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            for directory, infos in _shard_days(blobs.describe(f"{ARCHIVE_PREFIX}date=")):
+            for directory, infos in _shard_days(_described(blobs, now, days)):
+                if seconds_left is not None and seconds_left() < STOP_BEFORE_DEADLINE_SECONDS:
+                    report.stopped = True
+                    break
                 shard = directory.rstrip("/").rsplit("/shard=", 1)[-1]
                 if shard not in archived:
                     archived[shard] = _archived_through(store, shard)
-                done = _compact_shard_day(blobs, directory, infos, now=now, cutoff=now - older_than,
+                if not _compact_shard_day(blobs, directory, infos, now=now, cutoff=now - older_than,
                                           archived=archived[shard], part_bytes=part_bytes, pool=pool, report=report,
-                                          seconds_left=seconds_left)
-                if not done:
+                                          seconds_left=seconds_left):
                     report.stopped = True
                     break
     finally:
@@ -245,8 +250,7 @@ def _compact_shard_day(blobs: BlobStore, directory: str, infos: list[BlobInfo], 
         blobs.delete_many(stale + covered)
         report.objects_deleted += len(covered)
     ranges = [(first, last) for first, last, _ in parts]
-    chunks = [chunk for run in _mergeable_runs(objects, ranges, cutoff, archived)
-              for chunk in _chunks(run, part_bytes) if len(chunk) > 1]
+    chunks = [chunk for run in _mergeable_runs(objects, ranges, cutoff, archived) for chunk in _chunks(run, part_bytes)]
     for start in range(0, len(chunks), ROUND_PARTS):
         if seconds_left is not None and seconds_left() < STOP_BEFORE_DEADLINE_SECONDS:
             return False
@@ -288,15 +292,18 @@ def _merge(blobs: BlobStore, directory: str, chunks: list[list[tuple[int, BlobIn
 def _mergeable_runs(objects: list[tuple[int, BlobInfo]], ranges: list[tuple[int, int]], cutoff: float,
                     archived: int | None) -> list[list[tuple[int, BlobInfo]]]:
     """The uncovered objects that may be merged, in sequence order up to the first that may not (too young, or past
-    the archive checkpoint: a part's range then holds no object it does not merge), in runs between parts (so parts'
-    ranges never overlap, and a shard-day reads in sequence order)."""
+    the archive checkpoint: a part's range then holds no object it does not merge), in runs between parts' ranges (so
+    parts never overlap, and a shard-day reads in sequence order), whether or not the objects parts cover are still
+    there."""
+    starts = sorted(first for first, _ in ranges)
     runs: list[list[tuple[int, BlobInfo]]] = [[]]
     for sequence, info in objects:
         if _covers(ranges, sequence):
-            runs.append([])
             continue
         if info.modified > cutoff or archived is None or sequence > archived:
             break
+        if runs[-1] and bisect.bisect_right(starts, runs[-1][-1][0]) != bisect.bisect_right(starts, sequence):
+            runs.append([])  # a part begins between the last object and this one
         runs[-1].append((sequence, info))
     return [run for run in runs if run]
 
@@ -304,7 +311,7 @@ def _mergeable_runs(objects: list[tuple[int, BlobInfo]], ranges: list[tuple[int,
 def _lease(store: StateStore, now: float) -> str | None:
     """Take the compaction's lease in the checkpoints table; None while another run holds it."""
     held = store.read("checkpoints", [LEASE_ID]).get(LEASE_ID, {}).get("lease")
-    if held is not None and float(str(held).split("|")[0]) > now:
+    if held is not None and _lease_end(held) > now:
         return None
     mine = f"{now + LEASE_SECONDS:.3f}|{uuid.uuid4().hex}"
     try:
@@ -315,11 +322,32 @@ def _lease(store: StateStore, now: float) -> str | None:
 
 
 def _release(store: StateStore, lease: str, now: float) -> None:
+    """Give the lease back (a run that cannot is one whose lease ran out: the next takes it over then)."""
     try:
         store.write_state("checkpoints", LEASE_ID, {}, watermark="lease", expected=lease,
                           new=f"{now:.3f}|{lease.split('|')[1]}")
     except Conflict:
         logger.warning("archive compaction: the lease was taken over before this run released it")
+    except Exception:  # not to hide what the run raised, if it did: the lease runs out on its own
+        logger.exception("archive compaction: the lease was not released")
+
+
+def _lease_end(held: Any) -> float:
+    """When a lease as kept ("<end>|<run>") runs out; a value this module did not write has run out."""
+    try:
+        return float(str(held).split("|")[0])
+    except ValueError:
+        return 0.0
+
+
+def _described(blobs: BlobStore, now: float, days: int) -> Iterator[BlobInfo]:
+    """The archive's objects of the last `days` days up to today (UTC), or all of them (0), listed as they are taken."""
+    if days <= 0:
+        yield from blobs.describe(f"{ARCHIVE_PREFIX}date=")
+        return
+    today = int(now // 86400)
+    for day in range(today - days + 1, today + 1):
+        yield from blobs.describe(day_prefix(_iso_day(day)))
 
 
 def _archived_through(store: StateStore, shard: str) -> int | None:
@@ -433,7 +461,8 @@ def _archive_keys(blobs: BlobStore, since: str | None, until: str | None) -> Ite
             for ordinal in range(first.toordinal(), last.toordinal() + 1):
                 yield from blobs.list(day_prefix(date.fromordinal(ordinal).isoformat()))
             return
-    for key in blobs.list(f"{ARCHIVE_PREFIX}date="):
+    for info in blobs.describe(f"{ARCHIVE_PREFIX}date="):  # a page at a time: a day is listed just before it is read
+        key = info.key
         day = key[len(f"{ARCHIVE_PREFIX}date="):].split("/", 1)[0]
         if not ((since and day < since) or (until and day > until)):
             yield key

@@ -213,12 +213,14 @@ def complete_erasure(store: StateStore, blobs: BlobStore, user_id: str, erasure_
             # A busy shop's periods hold more objects than a run rewrites: progress is saved every OBJECTS_PER_SAVE
             # objects (the last one done, in key order), so that every run moves the erasure on.
             after = record.get("archive_after")
-            # A compaction's parts are rewritten again on a resumed run, wherever they sort: a part may have come,
-            # from objects a stopped run had not rewritten yet, into a shard-day its listing no longer reaches.
-            left = [key for key in keys if after is None or key > after or is_part(key)]
+            # A resumed run rewrites again the parts of the shard-days where the stopped one found the shopper, or an
+            # object gone, wherever they sort: a compaction may have merged there what it read before the rewrite.
+            recheck = set(record.get("archive_recheck") or ())
+            left = [key for key in keys
+                    if after is None or key > after or (is_part(key) and _shard_day(key) in recheck)]
             done = set(keys) - set(left)
             while left:
-                touched: set[str] = set()  # shard-days where the shopper's events were, or an object went
+                touched: set[str] = set(recheck)  # shard-days where the shopper's events were, or an object went
                 for start in range(0, len(left), OBJECTS_PER_SAVE):
                     if start and seconds_left is not None and seconds_left() < STOP_BEFORE_DEADLINE_SECONDS:
                         raise ErasureIncomplete(f"erasure {erasure_id}: {len(left) - start} archive objects of "
@@ -226,10 +228,11 @@ def complete_erasure(store: StateStore, blobs: BlobStore, user_id: str, erasure_
                     chunk = left[start:start + OBJECTS_PER_SAVE]
                     outcomes = list(pool.map(rewrite, chunk))
                     removed = [n for n in outcomes if n]
-                    touched.update(key.rsplit("/", 1)[0] + "/" for key, n in zip(chunk, outcomes) if n != 0)
+                    touched.update(_shard_day(key) for key, n in zip(chunk, outcomes) if n != 0)
                     record["archive_objects_rewritten"] += len(removed)
                     record["archive_events_removed"] += sum(removed)
                     record["archive_after"] = max(chunk[-1], record.get("archive_after") or "")
+                    record["archive_recheck"] = sorted(touched)
                     if start + OBJECTS_PER_SAVE < len(left) and not save():
                         return {"erasure_id": erasure_id, "user_id": user_id, "status": "superseded"}
                 # Where it found the shopper, a compaction may have merged an object it read before this run rewrote
@@ -240,7 +243,7 @@ def complete_erasure(store: StateStore, blobs: BlobStore, user_id: str, erasure_
                 if left and seconds_left is not None and seconds_left() < STOP_BEFORE_DEADLINE_SECONDS:
                     raise ErasureIncomplete(f"erasure {erasure_id}: {len(left)} archive objects come since listed, "
                                             f"of {len(periods)} periods, then {len(record['archive_days'])}")
-            record["archive_after"] = None
+            record["archive_after"], record["archive_recheck"] = None, []
             record["archive_days"] = record["archive_days"][len(periods):]
             record["archive_days_searched"] += len(periods)
             if not save():
@@ -267,6 +270,11 @@ def _record(status: str, requested: float, until: float, periods: list[str], sha
     return {"status": status, "requested_at": requested, "until": until, "finished_at": None,
             "shopper_state": shopper_state, "archive_days": periods, "archive_shards": shards,
             **{name: 0 for name in _COUNTS}}
+
+
+def _shard_day(key: str) -> str:
+    """The shard-day directory of an archive key."""
+    return key.rsplit("/", 1)[0] + "/"
 
 
 def _archive_index(state: ShopperState | None) -> tuple[list[str], list[str]]:
