@@ -4,7 +4,8 @@ events are in it, which their shopper row keeps for erasure.
 
 Ingest names each object after the sequence number of its first record ("<sequence>.jsonl.gz"), and a busy shard
 writes one a second: readers of weeks of the archive would list and read millions. `compact_archive` (the
-CompactArchive function, hourly) merges a shard-day's objects into parts named after the first and last sequence they
+CompactArchive function: hourly over the last COMPACT_DAYS days of events, weekly over all) merges a shard-day's
+objects into parts named after the first and last sequence they
 hold ("c-<first>-<last>.jsonl.gz", the objects' gzip members one after another), in runs between the parts already
 there, so that a shard-day reads in sequence order. It merges an object once it is older than COMPACT_AFTER_SECONDS
 and Ingest's archive checkpoint of its shard is past it: Ingest rewrites an object only while the stream delivers its
@@ -21,7 +22,7 @@ pending). Runs never overlap: a run holds a lease in the checkpoints table.
 An erasure may rewrite an object while it is merged: the compaction then finds its tag changed and leaves the objects
 for its next run. An erasure that rewrites an object after that look finds the pending part when it lists the
 shard-day again (tailor.erasure), and rewrites it before it is committed, or the committed part after; a resumed
-erasure rewrites every part of its periods again.
+erasure rewrites again the parts of the shard-days where the stopped one found the shopper.
 
 The index is two short lists. `periods`: the UTC days with archived events of the shopper, as ISO dates, sorted.
 Beyond ARCHIVE_PERIODS entries, days merge into their month ("2019-03"), months into their year ("2019"), years into
