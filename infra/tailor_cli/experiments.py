@@ -118,11 +118,14 @@ def _create(args: argparse.Namespace) -> int:
 def _change(args: argparse.Namespace) -> int:
     if args.verb == "stop" and not getattr(args, "yes", False):
         # Final: a stopped experiment's shoppers go back to the default and it cannot be started again.
-        if not sys.stdin.isatty():
+        if sys.stdin is None or not sys.stdin.isatty():
             say(f"tailor: stopping {args.experiment_id} is final; give --yes to stop it without being asked")
             return 2
-        answer = input(f"Stop experiment {args.experiment_id} for good? It cannot be started again. [y/N] ")
-        if answer.strip().lower() not in ("y", "yes"):
+        # Asked on stderr, where the command's messages go (its stdout may be a file), and read a line: an end of
+        # input is a no.
+        print(f"Stop experiment {args.experiment_id} for good? It cannot be started again. [y/N] ", end="",
+              file=sys.stderr, flush=True)
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
             say(f"Experiment {args.experiment_id} left as it was.")
             return 1
     status, changed = _call(args, "POST", f"/experiments/{_quoted(args.experiment_id)}/{args.verb}", {})

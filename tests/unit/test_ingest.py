@@ -240,18 +240,29 @@ def test_an_event_after_its_session_expired_starts_a_session_whether_or_not_the_
     assert kept["shoppers"] == swept["shoppers"]
 
 
-def test_session_rows_are_written_only_once_every_shopper_row_has_landed():
+def test_a_session_row_is_written_only_once_its_shoppers_row_has_landed():
     class ShopperWritesFail(MemoryStateStore):
-        def write_state(self, table, *args, **kwargs):
+        failing = "*"
+
+        def write_state(self, table, key, *args, **kwargs):
             self.order.append(table)
-            if table == "shoppers":
+            if table == "shoppers" and self.failing in ("*", key):
                 raise TransientError("throttled")
-            return super().write_state(table, *args, **kwargs)
+            return super().write_state(table, key, *args, **kwargs)
 
     store = ShopperWritesFail()
     store.order = []
-    records = to_records(random_events(3, 40))
+    events = random_events(3, 40)
+    records = to_records(events)
     outcome = Ingestor(store, MemoryBlobStore(), max_workers=4).ingest(records)
     # No session row runs ahead of its shopper's: the stream delivers every record of the batch's sessions again.
     assert "shoppers" in store.order and "sessions" not in store.order
     assert not store.snapshot().get("sessions") and outcome.failed == [r.sequence for r in records]
+    # One shopper's row failing holds back that shopper's sessions only.
+    store, one = ShopperWritesFail(), events[0]["user_id"]
+    store.order, store.failing = [], one
+    outcome = Ingestor(store, MemoryBlobStore(), max_workers=4).ingest(records)
+    sessions = store.snapshot()["sessions"]
+    assert sessions and all(row["user_id"] != one for row in sessions.values())
+    assert {e["session_id"] for e in events if e["user_id"] != one and "session_id" in e} <= set(sessions)
+    assert outcome.failed and outcome.failed[0] == records[0].sequence

@@ -110,6 +110,11 @@ def test_logs_that_leave_nothing_to_forecast_or_to_rank_are_refused_before_any_t
                                                 "2020-03-31", "2020-06-30", validate=True)
     assert "is 0, so there is no spend" in refused(zero, "2020-03-31", "2020-06-30", validate=True)
     assert "must come after --calibration-end" in refused(many, "2020-03-31", "2020-03-01", validate=True)
+    # Each week the validation starts from needs a cohort to rank too, and one week inside calibration at least.
+    late = ["a,2020-01-06,1", "b,2020-01-07,2"] + [f"c{k},2020-07-{1 + k:02d},{5 + k}" for k in range(10)]
+    assert "as of week 20 of calibration (2020-05-24), a cohort of 2 customers" in refused(
+        late, "2020-09-30", "2020-12-31", validate=True)
+    assert "shorter than 20 weeks" in refused(many, "2020-03-31", "2020-06-30", validate=True)
     assert "is outside" in refused(many, "2020-03-31", "9999-12-31")
     with pytest.raises(SystemExit):
         main(["--transactions", str(FIXTURE), "--calibration-end", "2020-03-31", "--holdout-end", "2020-06-30",

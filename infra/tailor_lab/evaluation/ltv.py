@@ -223,11 +223,23 @@ def validate(events: Sequence[Event], calibration_end: date, out_csv: str | os.P
         cut = first + timedelta(weeks=week) - timedelta(days=1)
         if cut >= calibration_end:
             continue
+        known = [e for e in calibration if e.epoch < _day_end(cut).timestamp()]
+        cohort = {e.user_id for e in known}
+        if len(cohort) < MIN_COHORT:
+            raise TransactionsError(f"{source}: as of week {week} of calibration ({cut}), a cohort of {len(cohort)} "
+                                    f"customer{'s' * (len(cohort) != 1)}: at least {MIN_COHORT} are needed to rank "
+                                    "them (a later --calibration-end gives the validation more)")
+        if not any((vars(e).get("price") or 0) * (vars(e).get("quantity") or 1) > 0 for e in known):
+            raise TransactionsError(f"{source}: as of week {week} of calibration ({cut}), every purchase is 0, so "
+                                    "there is no spend to forecast")
         figures = evaluate_events(calibration, cut, calibration_end, out.with_name(f"{out.stem}-week{week}{out.suffix}"),
                                   source=f"{source}, validation as of week {week}", customer_id=customer_id,
                                   echo=False, finish=False)
         runs.append(figures)
         print(format_table(figures))
+    if not runs:
+        raise TransactionsError(f"{source}: calibration from {first} to {calibration_end} is shorter than "
+                                f"{min(weeks)} weeks: the validation has no week inside it to start from")
     if json_path:
         report_json.write(Path(json_path), {"validation": runs})
     return runs

@@ -47,8 +47,8 @@ event in the referred shopper's archive still names the referrer: it is theirs, 
 
 One race is left open: an Ingest batch that read the shopper's row before the tombstone replaced it may archive
 events of theirs on a day the tombstone's index does not name, or after the worker rewrote that day. Its write to
-the shopper row then fails against the tombstone, so it writes none of its session rows either (Ingest writes them
-once every shopper row has landed), and its replay drops the events; if it read no row at all, its state lands
+the shopper row then fails against the tombstone, so it writes none of the shopper's session rows either (Ingest
+writes them once their shopper's row has landed), and its replay drops the events; if it read no row at all, its state lands
 beside the tombstone, where readers ignore it and erasing again removes it, and so do its sessions (which expire
 with the sessions' TTL, and which the index on user_id finds for the next erasure).
 """

@@ -11,8 +11,8 @@ through it too, so there is one way to fold state.
   model call at the end of the batch (tailor.ingest.intent); with personas, their counters and mixtures likewise
   (tailor.personas.online). With item vectors, each session's and shopper's vector takes the records its row
   absorbs at the end of the batch, an engagement weighed by the intent factor its association pairs take
-  (tailor.embeddings.online). That factor needs the session as it was at the record, so Ingest writes a batch's
-  shopper rows before its session rows: a replay whose shopper row holds a record its session row does not scores
+  (tailor.embeddings.online). That factor needs the session as it was at the record, so Ingest writes a session
+  row only once its shopper's row has landed: a replay whose shopper row holds a record its session row does not scores
   the record again for its factor alone.
 * An erased shopper's row is a tombstone (tailor.erasure): their events timestamped up to the erasure are left out
   (`erased`); a later event starts a fresh shopper on the tombstone's row.

@@ -14,7 +14,7 @@ halves. Every row therefore carries, per shard, the position of the last record 
   rows are written only after every counter write has landed, and only with the records below
   the first failure: on a replay, a state row never already holds a record whose counter effects
   are still missing, and records it does hold are known to be fully counted.
-* Shopper rows are written before session rows, and session rows only once every shopper row has landed. A
+* Shopper rows are written before session rows, and a session row only once its shopper's row has landed. A
   shopper's vector weighs a record by its session's intent at the record, which only the session as it was then
   tells: a replay finds a record in the session row only when the shopper row holds it too.
 * With a counter buffer (the deployed Ingest), the contributions to items, associations, queries and trends rows go
@@ -228,17 +228,20 @@ class Ingestor:
                 logger.exception("state rows not written", extra={"shard": shard})
                 outcome.failed = [r.sequence for r in records]
                 return outcome
-        changed = {"sessions": [], "shoppers": []}
+        shoppers = [(key, row) for table, key, row in fold.changed_rows() if table == "shoppers"]
+        landed = self._run([partial(self._write_state, shard, "shoppers", key, row, rows["shoppers"].get(key), outcome)
+                            for key, row in shoppers])
+        unwritten = {key for (key, _), failed in zip(shoppers, landed) if failed is not None}
+        failures += [p for p in landed if p is not None]
+        tasks = []
         for table, key, row in fold.changed_rows():
-            changed[table].append(partial(self._write_state, shard, table, key, row, rows[table].get(key), outcome))
-        shoppers_failed = [p for p in self._run(changed["shoppers"]) if p is not None]
-        failures += shoppers_failed
-        if shoppers_failed:
-            # The session rows wait for their shoppers' (module doc): the stream delivers their records again.
-            failures += [row.first for _, row in fold.sessions.items() if row.last is not None]
-            tasks = []
-        else:
-            tasks = changed["sessions"]
+            if table != "sessions":
+                continue
+            if row.state.user_id in unwritten:
+                # A session row waits for its shopper's (module doc): the stream delivers its records again.
+                failures.append(row.first)
+            else:
+                tasks.append(partial(self._write_state, shard, table, key, row, rows[table].get(key), outcome))
         # The cursor moves beside the state rows rather than before them: its slots are written, whatever it says.
         tasks += [partial(self._move_cursor, shard, read, moved, outcome) for read, moved in cursor if moved != read]
         failures += [p for p in self._run(tasks) if p is not None]
