@@ -18,6 +18,7 @@ COMMANDS = {
     "reliability": "tailor_lab.bench.reliability",
     "embeddings": "tailor_lab.bench.embeddings",
     "experiments": "tailor_lab.bench.experiments",
+    "archive": "tailor_lab.bench.archive",
 }
 
 

@@ -312,3 +312,14 @@ def test_a_run_out_of_time_leaves_the_rest_to_the_next():
     report = _compact(blobs, store, now=LATER, seconds_left=lambda: 0.0)
     assert report.stopped and report.objects_merged == 0 and _read(blobs) == before
     assert _compact(blobs, store, now=LATER + 60).objects_merged  # its lease released
+
+
+def test_the_benchmark_reads_a_day_back_the_same_from_far_fewer_objects(tmp_path, capsys):
+    from tailor_lab.bench.archive import main, measure
+
+    report = measure(objects=60, events=5, latency=0.0, workers=2)
+    before, after = report["rows"]
+    assert before["events"] == after["events"] == 300 and before["objects"] == before["reads"] == 60
+    assert after["objects"] == after["reads"] == report["compaction"]["parts_written"] < 60
+    assert main(["--objects", "20", "--events", "2", "--latency-ms", "0", "--out", str(tmp_path / "a.json")]) == 0
+    assert "compacted" in capsys.readouterr().out and (tmp_path / "a.json").exists()
