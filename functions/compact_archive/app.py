@@ -7,7 +7,7 @@ import time
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
-from tailor.archive import compact_archive
+from tailor.archive import compact_archive, days_of
 from tailor.aws_clients import client
 from tailor.settings import CompactArchiveSettings
 from tailor.store.aws import DynamoStateStore, S3BlobStore
@@ -27,8 +27,7 @@ store = DynamoStateStore(client("dynamodb", connect_timeout=5, read_timeout=10, 
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event, context):
-    days = CompactArchiveSettings.model_validate(
-        {**os.environ, **({"ARCHIVE_COMPACT_DAYS": event["days"]} if "days" in event else {})}).archive_compact_days
+    days = days_of(event, settings.archive_compact_days)
     report = compact_archive(bucket, store, now=time.time(), older_than=settings.archive_compact_after_hours * 3600,
                              days=days, seconds_left=lambda: context.get_remaining_time_in_millis() / 1000.0)
     metrics.add_metric(name="ArchiveObjectsMerged", unit=MetricUnit.Count, value=report.objects_merged)

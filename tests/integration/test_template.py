@@ -269,11 +269,11 @@ def test_compact_archive_runs_hourly_and_its_policy_grants_every_call_the_compac
     """Each record of the sample batch through Ingest as a batch of its own, then the compaction through its handler
     hours later: the archive reads the same, in a few parts, within the calls the template grants."""
     properties = template["Resources"]["CompactArchiveFunction"]["Properties"]
-    hourly, weekly = properties["Events"]["Hourly"], properties["Events"]["Weekly"]
-    assert hourly["Type"] == weekly["Type"] == "ScheduleV2"
+    hourly, daily = properties["Events"]["Hourly"], properties["Events"]["Daily"]
+    assert hourly["Type"] == daily["Type"] == "ScheduleV2"
     assert hourly["Properties"]["ScheduleExpression"] == "rate(1 hour)"
     assert json.loads(hourly["Properties"]["Input"]) == load_event("compact-archive-schedule.json")
-    assert json.loads(weekly["Properties"]["Input"]) == load_event("compact-archive-weekly-schedule.json")
+    assert json.loads(daily["Properties"]["Input"]) == load_event("compact-archive-daily-schedule.json")
     assert properties["EventInvokeConfig"]["MaximumRetryAttempts"] == 0
     batch = load_event("ingest-kinesis-batch.json")
     with recorded_functions() as (functions, calls):
@@ -289,12 +289,12 @@ def test_compact_archive_runs_hourly_and_its_policy_grants_every_call_the_compac
         recent = functions.invoke("CompactArchiveFunction", load_event("compact-archive-schedule.json"),
                                   handler=handler)
         assert recent["objects_merged"] == 0 and recent["leased"]  # the sample's days are long past
-        report = functions.invoke("CompactArchiveFunction", load_event("compact-archive-weekly-schedule.json"),
+        report = functions.invoke("CompactArchiveFunction", load_event("compact-archive-daily-schedule.json"),
                                   handler=handler)
         assert report["objects_merged"] == len(objects) > report["parts_written"] > 0
         assert list(archived_events(bucket)) == before
         clock.time = lambda: time.time() + 27 * 3600  # and the parts a day old: the objects they cover go
-        report = functions.invoke("CompactArchiveFunction", load_event("compact-archive-weekly-schedule.json"),
+        report = functions.invoke("CompactArchiveFunction", load_event("compact-archive-daily-schedule.json"),
                                   handler=handler)
         assert report["objects_deleted"] == len(objects) and list(archived_events(bucket)) == before
         assert len(bucket.list("archive/")) < len(objects)

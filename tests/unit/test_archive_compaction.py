@@ -17,6 +17,7 @@ from tailor.archive import (
     archive_checkpoint_id,
     archived_events,
     compact_archive,
+    days_of,
     is_part,
 )
 from tailor.erasure import ErasureIncomplete, complete_erasure, request_erasure
@@ -306,6 +307,13 @@ def test_a_run_looks_at_the_last_days_of_events_unless_told_to_look_at_all():
     assert _compact(blobs, store, now=day_after + 60).objects_merged == 15 and _read(blobs) == before
 
 
+def test_a_firings_days_are_a_whole_number_within_the_listing_limit():
+    assert days_of({"job": "compact-archive"}, 3) == 3 and days_of({"days": 0}, 3) == 0
+    for bad in (True, 2.0, None, -1, "all", 10**7):
+        with pytest.raises(ValueError, match="days: "):
+            days_of({"days": bad}, 3)
+
+
 def test_a_run_out_of_time_leaves_the_rest_to_the_next():
     store, blobs = _archive()
     before = _read(blobs)
@@ -321,5 +329,88 @@ def test_the_benchmark_reads_a_day_back_the_same_from_far_fewer_objects(tmp_path
     before, after = report["rows"]
     assert before["events"] == after["events"] == 300 and before["objects"] == before["reads"] == 60
     assert after["objects"] == after["reads"] == report["compaction"]["parts_written"] < 60
+    assert report["compaction"]["objects_merged"] == report["compaction"]["objects_deleted"] == 60
     assert main(["--objects", "20", "--events", "2", "--latency-ms", "0", "--out", str(tmp_path / "a.json")]) == 0
     assert "compacted" in capsys.readouterr().out and (tmp_path / "a.json").exists()
+
+
+class _Hooked(MemoryBlobStore):
+    """A memory store that calls `on_read[key]` once before that key's first read, and `on_list[prefix]` before every
+    listing of that prefix."""
+
+    def __init__(self):
+        super().__init__(clock=lambda: LATER)
+        self.on_read, self.on_list = {}, {}
+
+    def get_tagged(self, key):
+        hook = self.on_read.pop(key, None)
+        if hook is not None:
+            hook(key)
+        return super().get_tagged(key)
+
+    def list(self, prefix):
+        if prefix in self.on_list:
+            self.on_list[prefix](prefix)
+        return super().list(prefix)
+
+
+def _two_shoppers(days: list[str]) -> list[dict]:
+    return [{"event_id": f"e{day}-{user}-{n}", "event_type": "view", "user_id": user, "session_id": f"s-{user}",
+             "item_id": f"i{n}", "timestamp": f"{day}T11:00:{n:02d}Z"}
+            for day in days for user in ("alice", "bob") for n in range(3)]
+
+
+def _erasing(events: list[dict], batch: int) -> tuple[MemoryStateStore, _Hooked, str]:
+    store, blobs = MemoryStateStore(), _Hooked()
+    records = to_records(events)
+    for start in range(0, len(records), batch):
+        assert Ingestor(store, blobs, max_workers=1).ingest(records[start:start + batch]).failed == []
+    queue = MemoryQueue()
+    request_erasure(store, queue, "alice", now=LATER)
+    return store, blobs, queue.sent[0]["erasure_id"]
+
+
+def _bobs_object(blobs, directory: str, sequence: int) -> None:
+    """An object Ingest writes meanwhile, of another shopper's event."""
+    line = json.dumps({"event_id": f"x{sequence}", "user_id": "bob", "timestamp": "2026-11-02T12:00:00Z"}) + "\n"
+    MemoryBlobStore.put(blobs, f"{directory}{sequence}.jsonl.gz", gzip.compress(line.encode(), mtime=0))
+
+
+def test_a_resumed_erasure_keeps_every_shard_day_a_stopped_run_found_the_shopper_in(monkeypatch):
+    import tailor.erasure as erasure_module
+
+    monkeypatch.setattr(erasure_module, "OBJECTS_PER_SAVE", 2)
+    store, blobs, erasure_id = _erasing(_two_shoppers(["2026-11-01", "2026-11-02", "2026-11-03"]), batch=100)
+    first, second, _ = keys = blobs.list("archive/")
+    d1, d2 = (key.rsplit("/", 1)[0] + "/" for key in keys[:2])
+    sequence = int(first.rsplit("/", 1)[1].split(".")[0])
+    # While it reads the first day's object, Ingest writes two more there (a second pass lists them); while it reads
+    # the second day's, a compaction that read that object before commits its part, with the shopper's events.
+    blobs.on_read[first] = lambda key: [_bobs_object(blobs, d1, sequence + 10**6 + n) for n in (1, 2)]
+    blobs.on_read[second] = lambda key: MemoryBlobStore.put(
+        blobs, f"{d2}c-{key.rsplit('/', 1)[1].split('.')[0]}-{key.rsplit('/', 1)[1].split('.')[0]}.jsonl.gz",
+        MemoryBlobStore.get(blobs, key))
+    clock = iter([900.0, 900.0, 900.0, 0.0])
+    with pytest.raises(ErasureIncomplete):
+        complete_erasure(store, blobs, "alice", erasure_id, now=lambda: LATER + 5, workers=1,
+                         seconds_left=lambda: next(clock, 0.0))
+    done = complete_erasure(store, blobs, "alice", erasure_id, now=lambda: LATER + 5, workers=1)
+    assert done["status"] == "done" and not [e for e in _lines(blobs) if e["user_id"] == "alice"]
+
+
+def test_a_resumed_erasure_finishes_though_its_shard_day_gets_new_objects_at_every_listing(monkeypatch):
+    import tailor.erasure as erasure_module
+
+    monkeypatch.setattr(erasure_module, "OBJECTS_PER_SAVE", 2)
+    store, blobs, erasure_id = _erasing(_two_shoppers(["2026-11-02"]), batch=2)
+    (directory,) = {key.rsplit("/", 1)[0] + "/" for key in blobs.list("archive/")}
+    written = iter(range(1, 10**6))
+    blobs.on_list[directory] = lambda prefix: _bobs_object(blobs, directory, 99 * 10**60 + next(written))
+    clock = iter([900.0, 900.0, 0.0])  # the first run stops after its first save
+    with pytest.raises(ErasureIncomplete):
+        complete_erasure(store, blobs, "alice", erasure_id, now=lambda: LATER + 5, workers=1,
+                         seconds_left=lambda: next(clock, 0.0))
+    calls = iter(range(200))  # a run's worth of deadline checks
+    done = complete_erasure(store, blobs, "alice", erasure_id, now=lambda: LATER + 5, workers=1,
+                            seconds_left=lambda: 900.0 if next(calls, 200) < 199 else 0.0)
+    assert done["status"] == "done" and not [e for e in _lines(blobs) if e["user_id"] == "alice"]

@@ -4,7 +4,7 @@ events are in it, which their shopper row keeps for erasure.
 
 Ingest names each object after the sequence number of its first record ("<sequence>.jsonl.gz"), and a busy shard
 writes one a second: readers of weeks of the archive would list and read millions. `compact_archive` (the
-CompactArchive function: hourly over the last COMPACT_DAYS days of events, weekly over all) merges a shard-day's
+CompactArchive function: hourly over the last COMPACT_DAYS days of events, daily over all) merges a shard-day's
 objects into parts named after the first and last sequence they
 hold ("c-<first>-<last>.jsonl.gz", the objects' gzip members one after another), in runs between the parts already
 there, so that a shard-day reads in sequence order. It merges an object once it is older than COMPACT_AFTER_SECONDS
@@ -50,7 +50,7 @@ from typing import Any
 from tailor.store.port import BlobInfo, BlobStore, Conflict, StateStore
 
 __all__ = ["ANY_SHARD", "ARCHIVE_PERIODS", "ARCHIVE_PREFIX", "ARCHIVE_SHARDS", "COMPACT_AFTER_SECONDS", "Compaction",
-           "archive_checkpoint_id", "archive_day", "archive_key", "archived_events", "compact_archive", "day_prefix", "indexed_objects",
+           "archive_checkpoint_id", "archive_day", "days_of", "archive_key", "archived_events", "compact_archive", "day_prefix", "indexed_objects",
            "is_part", "pack_lines", "part_key", "periods_between", "unpack_lines", "with_period", "with_shard"]
 
 ARCHIVE_PREFIX = "archive/"
@@ -174,6 +174,16 @@ def compact_archive(blobs: BlobStore, store: StateStore, *, now: float, older_th
     return report
 
 
+def days_of(event: Any, default: int) -> int:
+    """The days of events a compaction run looks at, as its firing's input says ({"days": N}, 0 for all), else
+    `default`; ValueError naming `days` for anything but a whole number from 0 to MAX_LISTED_DAYS."""
+    days = event.get("days", default) if isinstance(event, dict) else default
+    if type(days) is not int or not 0 <= days <= MAX_LISTED_DAYS:
+        raise ValueError(f"days: {days!r} is not a whole number of days from 0 (the whole archive) to "
+                         f"{MAX_LISTED_DAYS}")
+    return days
+
+
 def archive_checkpoint_id(shard: str) -> str:
     """The checkpoints row where Ingest keeps the last record of `shard` it archived (its watermark "sw:<shard>")."""
     return f"archive:{shard}"
@@ -251,7 +261,9 @@ def _compact_shard_day(blobs: BlobStore, directory: str, infos: list[BlobInfo], 
         blobs.delete_many(stale + covered)
         report.objects_deleted += len(covered)
     ranges = [(first, last) for first, last, _ in parts]
-    chunks = [chunk for run in _mergeable_runs(objects, ranges, cutoff, archived) for chunk in _chunks(run, part_bytes)]
+    # A lone object is left as it is: a part of one saves no read.
+    chunks = [chunk for run in _mergeable_runs(objects, ranges, cutoff, archived)
+              for chunk in _chunks(run, part_bytes) if len(chunk) > 1]
     for start in range(0, len(chunks), ROUND_PARTS):
         if seconds_left is not None and seconds_left() < STOP_BEFORE_DEADLINE_SECONDS:
             return False

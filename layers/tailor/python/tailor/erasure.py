@@ -219,8 +219,10 @@ def complete_erasure(store: StateStore, blobs: BlobStore, user_id: str, erasure_
             left = [key for key in keys
                     if after is None or key > after or (is_part(key) and _shard_day(key) in recheck)]
             done = set(keys) - set(left)
+            # Shard-days where the shopper's events were, or an object went, to list again after this pass: the
+            # stopped run's on the first pass, then only the pass's own (a busy shard-day always has new objects).
+            touched: set[str] = set(recheck)
             while left:
-                touched: set[str] = set(recheck)  # shard-days where the shopper's events were, or an object went
                 for start in range(0, len(left), OBJECTS_PER_SAVE):
                     if start and seconds_left is not None and seconds_left() < STOP_BEFORE_DEADLINE_SECONDS:
                         raise ErasureIncomplete(f"erasure {erasure_id}: {len(left) - start} archive objects of "
@@ -229,10 +231,11 @@ def complete_erasure(store: StateStore, blobs: BlobStore, user_id: str, erasure_
                     outcomes = list(pool.map(rewrite, chunk))
                     removed = [n for n in outcomes if n]
                     touched.update(_shard_day(key) for key, n in zip(chunk, outcomes) if n != 0)
+                    recheck |= touched  # kept with the progress: a resumed run rewrites their parts again
                     record["archive_objects_rewritten"] += len(removed)
                     record["archive_events_removed"] += sum(removed)
                     record["archive_after"] = max(chunk[-1], record.get("archive_after") or "")
-                    record["archive_recheck"] = sorted(touched)
+                    record["archive_recheck"] = sorted(recheck)
                     if start + OBJECTS_PER_SAVE < len(left) and not save():
                         return {"erasure_id": erasure_id, "user_id": user_id, "status": "superseded"}
                 # Where it found the shopper, a compaction may have merged an object it read before this run rewrote
@@ -240,6 +243,7 @@ def complete_erasure(store: StateStore, blobs: BlobStore, user_id: str, erasure_
                 done.update(left)
                 left = sorted(key for found in pool.map(blobs.list, sorted(touched)) for key in found
                               if key.endswith(".jsonl.gz") and key not in done)
+                touched = set()
                 if left and seconds_left is not None and seconds_left() < STOP_BEFORE_DEADLINE_SECONDS:
                     raise ErasureIncomplete(f"erasure {erasure_id}: {len(left)} archive objects come since listed, "
                                             f"of {len(periods)} periods, then {len(record['archive_days'])}")

@@ -143,4 +143,4 @@ class CompactArchiveSettings(_State):
     # Archive objects older than this are merged (tailor.archive): the longer, the fewer parts a day.
     archive_compact_after_hours: float = Field(1.0, alias="ARCHIVE_COMPACT_AFTER_HOURS", gt=0)
     # The days of events a run looks at, up to today; a firing's input may say {"days": 0}: the whole archive.
-    archive_compact_days: int = Field(3, alias="ARCHIVE_COMPACT_DAYS", ge=0)
+    archive_compact_days: int = Field(3, alias="ARCHIVE_COMPACT_DAYS", ge=0, le=3660)
