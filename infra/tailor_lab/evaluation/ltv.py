@@ -126,12 +126,16 @@ def checked_transactions(path: str | os.PathLike[str], calibration_end: date, ho
                                 f"--calibration-end {calibration_end} (column date: the first is {first})")
     cohort = {t.customer_id for t in transactions if t.day <= calibration_end}
     if len(cohort) < MIN_COHORT:
-        raise TransactionsError(f"{path}: a cohort of {len(cohort)} customer{'s' * (len(cohort) != 1)} (column "
-                                f"customer_id): at least {MIN_COHORT} are needed to rank them")
+        raise TransactionsError(f"{path}: {_small_cohort(len(cohort), ' (column customer_id)')}")
     if not any(t.amount > 0 for t in transactions if t.day <= calibration_end):
         raise TransactionsError(f"{path}: column amount: every purchase up to --calibration-end {calibration_end} "
                                 "is 0, so there is no spend to forecast")
     return transactions
+
+
+def _small_cohort(size: int, column: str = "") -> str:
+    """Why a cohort of `size` customers is refused."""
+    return f"a cohort of {size} customer{'s' * (size != 1)}{column}: at least {MIN_COHORT} are needed to rank them"
 
 
 def evaluate_events(events: Sequence[Event], calibration_end: date, holdout_end: date, out_csv: str | os.PathLike[str],
@@ -226,10 +230,9 @@ def validate(events: Sequence[Event], calibration_end: date, out_csv: str | os.P
         known = [e for e in calibration if e.epoch < _day_end(cut).timestamp()]
         cohort = {e.user_id for e in known}
         if len(cohort) < MIN_COHORT:
-            raise TransactionsError(f"{source}: as of week {week} of calibration ({cut}), a cohort of {len(cohort)} "
-                                    f"customer{'s' * (len(cohort) != 1)}: at least {MIN_COHORT} are needed to rank "
-                                    "them (a later --calibration-end gives the validation more)")
-        if not any((vars(e).get("price") or 0) * (vars(e).get("quantity") or 1) > 0 for e in known):
+            raise TransactionsError(f"{source}: as of week {week} of calibration ({cut}), {_small_cohort(len(cohort))} "
+                                    "(a later --calibration-end gives the validation more)")
+        if not any(e.price * e.quantity > 0 for e in known):  # purchases all (transaction_events)
             raise TransactionsError(f"{source}: as of week {week} of calibration ({cut}), every purchase is 0, so "
                                     "there is no spend to forecast")
         figures = evaluate_events(calibration, cut, calibration_end, out.with_name(f"{out.stem}-week{week}{out.suffix}"),

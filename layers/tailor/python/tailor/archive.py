@@ -49,9 +49,10 @@ from typing import Any
 
 from tailor.store.port import BlobInfo, BlobStore, Conflict, StateStore
 
-__all__ = ["ANY_SHARD", "ARCHIVE_PERIODS", "ARCHIVE_PREFIX", "ARCHIVE_SHARDS", "COMPACT_AFTER_SECONDS", "Compaction",
-           "archive_checkpoint_id", "archive_day", "days_of", "archive_key", "archived_events", "compact_archive", "day_prefix", "indexed_objects",
-           "is_part", "pack_lines", "part_key", "periods_between", "unpack_lines", "with_period", "with_shard"]
+__all__ = ["ANY_SHARD", "ARCHIVE_PERIODS", "ARCHIVE_PREFIX", "ARCHIVE_SHARDS", "COMPACT_AFTER_SECONDS", "MAX_LISTED_DAYS",
+           "Compaction", "archive_checkpoint_id", "archive_day", "archive_key", "archived_events", "compact_archive",
+           "day_prefix", "days_of", "indexed_objects", "is_part", "pack_lines", "part_key", "periods_between",
+           "shard_day_of", "unpack_lines", "with_period", "with_shard"]
 
 ARCHIVE_PREFIX = "archive/"
 # About 1.2 KB of a shopper row (about 8 KB with a few hundred events): a shopper active on no more than this many
@@ -76,6 +77,7 @@ LEASE_SECONDS = 1200
 LEASE_ID = "compact-archive"
 PART_MARK = "c-"
 PENDING_MARK = "p-"  # a part written, not yet committed: readers take the objects it merges, not it
+OBJECT = "object"  # what Ingest wrote (`_kind`)
 STOP_BEFORE_DEADLINE_SECONDS = 60.0
 _WIDTHS = (7, 4, 3, 2, 1)
 _DAYS = {10: 1.0, 7: 30.44, 4: 365.25, 3: 3652.5, 2: 36525.0, 1: 365250.0}  # days an entry of each width covers
@@ -103,8 +105,12 @@ def part_key(directory: str, first: int, last: int, mark: str = PART_MARK) -> st
 
 def is_part(key: str) -> bool:
     """Whether an archive key is a compaction's part, committed or pending."""
-    name = _name(key)
-    return _part_range(name) is not None or _part_range(name, PENDING_MARK) is not None
+    return _kind(key)[0] in (PART_MARK, PENDING_MARK)
+
+
+def shard_day_of(key: str) -> str:
+    """The shard-day directory ("archive/date=<day>/shard=<shard>/") an archive key is in."""
+    return key.rsplit("/", 1)[0] + "/"
 
 
 def day_prefix(day: str) -> str:
@@ -161,7 +167,7 @@ def compact_archive(blobs: BlobStore, store: StateStore, *, now: float, older_th
                 if seconds_left is not None and seconds_left() < STOP_BEFORE_DEADLINE_SECONDS:
                     report.stopped = True
                     break
-                shard = directory.rstrip("/").rsplit("/shard=", 1)[-1]
+                shard = _shard_of(directory)
                 if shard not in archived:
                     archived[shard] = _archived_through(store, shard)
                 if not _compact_shard_day(blobs, directory, infos, now=now, cutoff=now - older_than,
@@ -373,7 +379,7 @@ def _archived_through(store: StateStore, shard: str) -> int | None:
 def _shard_days(infos: Iterable[BlobInfo]) -> Iterator[tuple[str, list[BlobInfo]]]:
     """The archive's objects by shard-day directory ("archive/date=<day>/shard=<shard>/"), in key order."""
     for directory, group in itertools.groupby((i for i in infos if i.key.endswith(".jsonl.gz")),
-                                              key=lambda i: i.key.rsplit("/", 1)[0] + "/"):
+                                              key=lambda i: shard_day_of(i.key)):
         yield directory, list(group)
 
 
@@ -385,22 +391,28 @@ def _shard_day(infos: Iterable[BlobInfo]) -> tuple[list[tuple[int, int, BlobInfo
     pending: dict[str, BlobInfo] = {}
     objects: list[tuple[int, BlobInfo]] = []
     for info in infos:
-        name = _name(info.key)
-        span = _part_range(name)
-        if span is not None:
-            parts.append((*span, info))
-        elif _part_range(name, PENDING_MARK) is not None:
+        kind, first, last = _kind(info.key)
+        if kind == PART_MARK:
+            parts.append((first, last, info))
+        elif kind == PENDING_MARK:
             pending[info.key] = info
-        elif name.isdigit():
-            objects.append((int(name), info))
+        elif kind == OBJECT:
+            objects.append((first, info))
     return parts, pending, sorted(objects, key=lambda pair: pair[0])
 
 
-def _part_range(name: str, mark: str = PART_MARK) -> tuple[int, int] | None:
-    if not name.startswith(mark):
-        return None
-    first, _, last = name[len(mark):].partition("-")
-    return (int(first), int(last)) if first.isdigit() and last.isdigit() else None
+def _kind(key: str) -> tuple[str | None, int, int]:
+    """What an archive key names, and the sequences it holds: a part (PART_MARK), a pending part (PENDING_MARK) or
+    Ingest's object (OBJECT), each with its first and last sequence; (None, 0, 0) for anything else."""
+    name = key.rsplit("/", 1)[-1].removesuffix(".jsonl.gz")
+    if name.isdigit():
+        return OBJECT, int(name), int(name)
+    for mark in (PART_MARK, PENDING_MARK):
+        if name.startswith(mark):
+            first, _, last = name[len(mark):].partition("-")
+            if first.isdigit() and last.isdigit():
+                return mark, int(first), int(last)
+    return None, 0, 0
 
 
 def _covers(parts: Sequence[tuple[int, int]], sequence: int) -> bool:
@@ -424,25 +436,12 @@ def _chunks(objects: list[tuple[int, BlobInfo]], limit: int) -> Iterator[list[tu
 def _uncovered(keys: Iterable[str]) -> Iterator[str]:
     """`keys` (in key order) but for the objects a part of their shard-day covers and pending parts: what to read of
     the archive, a shard-day's in sequence order (its objects' and parts' first), as Ingest wrote them."""
-    for _, group in itertools.groupby(keys, key=lambda k: k.rsplit("/", 1)[0]):
-        found = list(group)
-        starts = {key: _start(key) for key in found}
-        parts = [span for span in map(_part_range, map(_name, found)) if span]
-        live = [key for key in found if not (_name(key).isdigit() and _covers(parts, int(_name(key))))
-                and _part_range(_name(key), PENDING_MARK) is None]
-        yield from sorted(live, key=lambda key: (starts[key] is None, starts[key] or 0, key))
-
-
-def _name(key: str) -> str:
-    """An archive object's name without its directory and extension."""
-    return key.rsplit("/", 1)[-1].removesuffix(".jsonl.gz")
-
-
-def _start(key: str) -> int | None:
-    """The first sequence an archive object holds: its own, or a part's first."""
-    name = _name(key)
-    span = _part_range(name)
-    return span[0] if span else int(name) if name.isdigit() else None
+    for _, group in itertools.groupby(keys, key=shard_day_of):
+        found = [(key, *_kind(key)) for key in group]
+        parts = [(first, last) for _, kind, first, last in found if kind == PART_MARK]
+        live = [(kind is None, first, key) for key, kind, first, _ in found
+                if kind != PENDING_MARK and not (kind == OBJECT and _covers(parts, first))]
+        yield from (key for *_, key in sorted(live))
 
 
 def _merged(periods: list[str]) -> list[str]:

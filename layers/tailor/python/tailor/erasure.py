@@ -66,7 +66,16 @@ from typing import Any
 
 from pydantic import AwareDatetime, TypeAdapter, ValidationError
 
-from tailor.archive import indexed_objects, is_part, pack_lines, periods_between, unpack_lines, with_period, with_shard
+from tailor.archive import (
+    indexed_objects,
+    is_part,
+    pack_lines,
+    periods_between,
+    shard_day_of,
+    unpack_lines,
+    with_period,
+    with_shard,
+)
 from tailor.experiments.assignment import SESSION_UNIT, USER_UNIT
 from tailor.shopper import ERASED_FIELD, EXPIRY_FIELD, ShopperState, erased_at
 from tailor.store.port import TABLES, BlobStore, Conflict, Queue, StateStore
@@ -217,7 +226,7 @@ def complete_erasure(store: StateStore, blobs: BlobStore, user_id: str, erasure_
             # object gone, wherever they sort: a compaction may have merged there what it read before the rewrite.
             recheck = set(record.get("archive_recheck") or ())
             left = [key for key in keys
-                    if after is None or key > after or (is_part(key) and _shard_day(key) in recheck)]
+                    if after is None or key > after or (is_part(key) and shard_day_of(key) in recheck)]
             done = set(keys) - set(left)
             # Shard-days where the shopper's events were, or an object went, to list again after this pass: the
             # stopped run's on the first pass, then only the pass's own (a busy shard-day always has new objects).
@@ -230,7 +239,7 @@ def complete_erasure(store: StateStore, blobs: BlobStore, user_id: str, erasure_
                     chunk = left[start:start + OBJECTS_PER_SAVE]
                     outcomes = list(pool.map(rewrite, chunk))
                     removed = [n for n in outcomes if n]
-                    touched.update(_shard_day(key) for key, n in zip(chunk, outcomes) if n != 0)
+                    touched.update(shard_day_of(key) for key, n in zip(chunk, outcomes) if n != 0)
                     recheck |= touched  # kept with the progress: a resumed run rewrites their parts again
                     record["archive_objects_rewritten"] += len(removed)
                     record["archive_events_removed"] += sum(removed)
@@ -274,11 +283,6 @@ def _record(status: str, requested: float, until: float, periods: list[str], sha
     return {"status": status, "requested_at": requested, "until": until, "finished_at": None,
             "shopper_state": shopper_state, "archive_days": periods, "archive_shards": shards,
             **{name: 0 for name in _COUNTS}}
-
-
-def _shard_day(key: str) -> str:
-    """The shard-day directory of an archive key."""
-    return key.rsplit("/", 1)[0] + "/"
 
 
 def _archive_index(state: ShopperState | None) -> tuple[list[str], list[str]]:

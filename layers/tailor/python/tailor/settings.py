@@ -13,9 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tailor.store.port import TABLES
 
-__all__ = ["ApiSettings", "CompactArchiveSettings", "EraseSettings", "IngestSettings", "MergeCountersSettings", "RebuildClustersSettings",
-           "RebuildLtvSettings", "RebuildPersonasSettings", "ReportExperimentsSettings", "TrainEmbeddingsSettings",
-           "TrainLtvSettings"]
+__all__ = ["ApiSettings", "CompactArchiveSettings", "EraseSettings", "IngestSettings", "MergeCountersSettings",
+           "RebuildClustersSettings", "RebuildLtvSettings", "RebuildPersonasSettings", "ReportExperimentsSettings",
+           "TrainEmbeddingsSettings", "TrainLtvSettings"]
 
 # tailor.intent_config.CONFIG_VARIABLES; not imported from there, which loads the intent model's runtime.
 _INTENT_CONFIG = ("INTENT_CONFIG_APPLICATION", "INTENT_CONFIG_ENVIRONMENT", "INTENT_CONFIG_PROFILE")
@@ -143,4 +143,5 @@ class CompactArchiveSettings(_State):
     # Archive objects older than this are merged (tailor.archive): the longer, the fewer parts a day.
     archive_compact_after_hours: float = Field(1.0, alias="ARCHIVE_COMPACT_AFTER_HOURS", gt=0)
     # The days of events a run looks at, up to today; a firing's input may say {"days": 0}: the whole archive.
+    # At most tailor.archive.MAX_LISTED_DAYS (not imported: every function reads its settings at its cold start).
     archive_compact_days: int = Field(3, alias="ARCHIVE_COMPACT_DAYS", ge=0, le=3660)

@@ -195,10 +195,7 @@ class BatchFold:
                             added += [(pos, c) for c in personas.counters(event, shopper.state)]
                         if attributed is not None:
                             added += [(pos, c) for c in attributed[1]]
-                        item_id = vars(event).get("item_id")
-                        previous = [] if session.state is None else session.state.items
-                        if pending is not None and item_id and pending.wants(event.event_type, previous):
-                            paired = (item_id, previous)
+                        paired = _waiting_pair(pending, event, session.state)
                     except Exception as exc:
                         _reraise_if_infrastructure(exc)
                         fold.poisoned[pos] = _failure("counters", exc)  # nothing of the fold changed yet
@@ -208,15 +205,11 @@ class BatchFold:
                         fold.poisoned[pos] = problem
                         continue
                     fold.contributions += added
-            if paired is None and session.applies(pos) and noted is not None and pending is not None and not (
+            if paired is None and session.applies(pos) and noted is not None and not (
                     session.state is not None and session.state.has_seen(event.event_id)):
                 # Not counted now (its shopper row holds it: taken before, or a producer's copy under another
                 # session), yet its session folds it: the session's vector wants its factor alone, the same either way.
-                item_id = vars(event).get("item_id")
-                previous = [] if session.state is None else session.state.items
-                if item_id and pending.wants(event.event_type, previous):
-                    paired = (item_id, previous)
-                    counted = False
+                paired, counted = _waiting_pair(pending, event, session.state), False
             try:
                 if session.applies(pos):
                     repeated = session.state is not None and session.state.has_seen(event.event_id)
@@ -292,6 +285,13 @@ class BatchFold:
             for key, row in rows.items():
                 if row.last is not None:
                     yield table, key, row
+
+
+def _waiting_pair(pending: Any, event: Event, session: SessionState | None) -> tuple[str, list[str]] | None:
+    """(item, the session's items before) of a record whose association pairs wait for its intent weight, or None."""
+    item_id = vars(event).get("item_id")
+    previous = [] if session is None else session.items
+    return (item_id, previous) if pending is not None and item_id and pending.wants(event.event_type, previous) else None
 
 
 def _attribute(attribution: Attribution, event: Event, shopper: ShopperState | None,

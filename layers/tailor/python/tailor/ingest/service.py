@@ -228,20 +228,20 @@ class Ingestor:
                 logger.exception("state rows not written", extra={"shard": shard})
                 outcome.failed = [r.sequence for r in records]
                 return outcome
-        shoppers = [(key, row) for table, key, row in fold.changed_rows() if table == "shoppers"]
+        shoppers = [(key, row) for key, row in fold.shoppers.items() if row.last is not None]
         landed = self._run([partial(self._write_state, shard, "shoppers", key, row, rows["shoppers"].get(key), outcome)
                             for key, row in shoppers])
         unwritten = {key for (key, _), failed in zip(shoppers, landed) if failed is not None}
         failures += [p for p in landed if p is not None]
         tasks = []
-        for table, key, row in fold.changed_rows():
-            if table != "sessions":
+        for key, row in fold.sessions.items():
+            if row.last is None:
                 continue
             if row.state.user_id in unwritten:
                 # A session row waits for its shopper's (module doc): the stream delivers its records again.
                 failures.append(row.first)
             else:
-                tasks.append(partial(self._write_state, shard, table, key, row, rows[table].get(key), outcome))
+                tasks.append(partial(self._write_state, shard, "sessions", key, row, rows["sessions"].get(key), outcome))
         # The cursor moves beside the state rows rather than before them: its slots are written, whatever it says.
         tasks += [partial(self._move_cursor, shard, read, moved, outcome) for read, moved in cursor if moved != read]
         failures += [p for p in self._run(tasks) if p is not None]

@@ -150,12 +150,7 @@ class MemoryBlobStore:
 
     def replace_if(self, key: str, body: bytes, tag: str, content_type: str = "application/octet-stream") -> bool:
         with self._lock:
-            if key not in self.objects or _tag(self.objects[key]) != tag:
-                return False
-            self.puts += 1
-            self.objects[key] = bytes(body)
-            self.modified[key] = self.clock()
-            return True
+            return self._write_if(key, tag, key, bytes(body))
 
     def list(self, prefix: str) -> list[str]:
         with self._lock:
@@ -175,12 +170,16 @@ class MemoryBlobStore:
 
     def copy_if(self, source: str, target: str, tag: str) -> bool:
         with self._lock:
-            if source not in self.objects or _tag(self.objects[source]) != tag:
-                return False
-            self.puts += 1
-            self.objects[target] = self.objects[source]
-            self.modified[target] = self.clock()
-            return True
+            return self._write_if(source, tag, target, self.objects.get(source, b""))
+
+    def _write_if(self, key: str, tag: str, target: str, body: bytes) -> bool:
+        """Write `body` to `target` if object `key` is still the version `tag` names (the lock held)."""
+        if key not in self.objects or _tag(self.objects[key]) != tag:
+            return False
+        self.puts += 1
+        self.objects[target] = body
+        self.modified[target] = self.clock()
+        return True
 
 
 class MemoryQueue:
