@@ -142,7 +142,8 @@ def test_a_strategy_ranker_the_store_failed_to_give_is_read_again_off_the_reques
     now[0] += 60
     assert rec.feed("someone", n=5).model == current.label and calls == ["pinned"]  # not read on every request
     now[0] += STRATEGY_RANKER_RETRY_SECONDS
-    assert rec.feed("someone", n=5).model == current.label  # the read again runs beside the request
+    # the read again runs beside the request, on a thread of its own: it may be done before the request is
+    assert rec.feed("someone", n=5).model in (current.label, "ranker:pinned")
     deadline = clock_time.monotonic() + 5
     while rec.feed("someone", n=5).model != "ranker:pinned":
         assert clock_time.monotonic() < deadline

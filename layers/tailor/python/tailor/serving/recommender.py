@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import random
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -32,7 +30,7 @@ from tailor.experiments.interleaving import CREDIT_SCALE, interleave
 from tailor.experiments.strategies import BUILT_IN, Strategy
 from tailor.intent import MODEL_NAME as INTENT_MODEL
 from tailor.intent import IntentFactors, IntentModel
-from tailor.models import LazyModel, ModelRegistry, ReadAgain, ReadAgainModel, load_model
+from tailor.models import LazyModel, ModelRegistry, ReadAgain, ReadAgainModel, RegistryUnreadable, load_model
 from tailor.ranking import (
     DEFAULT_ROUTES,
     MODEL_NAME,
@@ -142,7 +140,7 @@ class Recommender:
         self._adaptive: tuple[ItemClusters, AdaptiveFeed] | None = None
         # Per strategy version: its pipeline, its ranker, and until when (clock seconds) it stands: for good, or a
         # while where its own ranker could not be loaded and the current one stands in.
-        self._strategy_pipelines: dict[tuple[str, str], tuple[Pipeline, ProbabilityModel, float]] = {}
+        self._strategy_pipelines: dict[tuple[str, str], tuple[Pipeline, ProbabilityModel]] = {}
         self._coin = random.Random()  # team draft's: which ranker picks first in each round of an interleaved list
 
     @classmethod
@@ -375,23 +373,8 @@ class Recommender:
         key = (strategy.name, repr(strategy.describe()))
         found = self._strategy_pipelines.get(key)
         if found is not None:
-            if self.clock() >= found[2]:  # its own ranker did not load: read again, off the request
-                self._strategy_pipelines[key] = (found[0], found[1], math.inf)
-                threading.Thread(target=self._read_ranker_again, args=(key, strategy), daemon=True).start()
-            return found[0], found[1]
-        model, stands_until = self.model, math.inf
-        if strategy.ranker is not None and self.rankers is not None:
-            try:
-                model = self.rankers(strategy.ranker)
-            except (LookupError, ValueError):  # no such version, or not one this code reads: reading again won't mend it
-                logger.exception("ranker %r of strategy %r cannot be used; ranking with the current one",
-                                 strategy.ranker, strategy.name)
-            except Exception:
-                # The store, now: read again a few minutes on, so that a registry that failed once does not leave the
-                # variant on another ranker for the container's life.
-                logger.exception("ranker %r of strategy %r not loaded; ranking with the current one for now",
-                                 strategy.ranker, strategy.name)
-                stands_until = self.clock() + STRATEGY_RANKER_RETRY_SECONDS
+            return found
+        model = self.model if strategy.ranker is None or self.rankers is None else self._strategy_ranker(strategy)
         base = self.pipeline
         routes = self._with_vectors({route: strategy.route(route, base.routes[route]) for route in base.routes})
         pipeline = Pipeline(self.store, [CommercialPerformance(), PurchaseProbability(model), Relevance(),
@@ -399,21 +382,29 @@ class Recommender:
                             routes=routes, cache=base.cache, max_candidates=base.max_candidates,
                             read_waves=base.read_waves, intent_model=base.intent_model, factors=base.factors,
                             ltv_strength=strategy.ltv_strength_given(base.ltv_strength))
-        self._strategy_pipelines[key] = (pipeline, model, stands_until)
+        self._strategy_pipelines[key] = (pipeline, model)
         return pipeline, model
 
-    def _read_ranker_again(self, key: tuple[str, str], strategy: Strategy) -> None:
-        """A strategy ranker read again on a thread of its own: once loaded (`rankers` keeps it), the strategy's next
-        request builds its pipeline with it; if the store still fails, the current ranker stands in a while more."""
+    def _strategy_ranker(self, strategy: Strategy) -> ProbabilityModel:
+        """The ranker a strategy names, or the current one: for good where that version cannot be used, and for a
+        while where the store failed to give it (ReadAgainModel reads it again off the request, so a registry that
+        failed once does not leave the variant on another ranker for the container's life)."""
+        def load() -> ProbabilityModel:
+            try:
+                return self.rankers(strategy.ranker)
+            except (LookupError, ValueError):  # no such version, or not one this code reads: reading again won't mend it
+                raise
+            except Exception as exc:  # the store, now
+                raise RegistryUnreadable(f"ranker {strategy.ranker!r} of strategy {strategy.name!r} not loaded: "
+                                         f"{exc}") from exc
+
         try:
-            self.rankers(strategy.ranker)
-        except Exception:
-            logger.exception("ranker %r of strategy %r still not loaded", strategy.ranker, strategy.name)
-            found = self._strategy_pipelines.get(key)
-            if found is not None:
-                self._strategy_pipelines[key] = (found[0], found[1], self.clock() + STRATEGY_RANKER_RETRY_SECONDS)
-            return
-        self._strategy_pipelines.pop(key, None)
+            return ReadAgainModel(load, lambda: self.model, retry_seconds=STRATEGY_RANKER_RETRY_SECONDS,
+                                  clock=self.clock)
+        except (LookupError, ValueError):
+            logger.exception("ranker %r of strategy %r cannot be used; ranking with the current one",
+                             strategy.ranker, strategy.name)
+            return self.model
 
 
 def _none() -> None:
