@@ -7,11 +7,17 @@ reads the counters, turns them into adjustment vectors and publishes the model. 
 a counter row being one (persona, item) pair's counters. Scanning DynamoDB adds its own time (about 1 MB per
 Scan page) on top of this.
 
+Rebuild's memory. The rebuild job (re-clustering) on shoppers tables of several sizes, made of a simulation's shopper
+rows repeated under new ids (its items and queries beside them): the peak memory the job allocates (tracemalloc,
+beyond the store's own) and its time, which tracemalloc slows. Past FIT_SHOPPERS the job holds the same number of
+shoppers, so its peak stays where it is while a job that held every shopper would grow by each one's row.
+
 Ingest. The `tailor bench ingest` workload (simulated shoppers, 4 shards, batches of 100) through Ingest's domain
 service on the in-memory store, with persona tracking off and on (with a current persona model), alternated three
 times; each setting's fastest run is reported (the machine is shared, and noise only ever slows a run down).
 
-    tailor bench personas [--rows 1000000] [--personas 8] [--out bench-results/personas.json]
+    tailor bench personas [--rows 1000000] [--personas 8] [--rebuild-shoppers 30000,60000]
+                          [--out bench-results/personas.json]
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import platform
 import resource
 import statistics
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +37,7 @@ import numpy as np
 
 from tailor.ingest.service import Ingestor
 from tailor.personas.online import COUNTERS, DWELL_EVENTS, PersonaTracker
-from tailor.personas.rebuild import run_job
+from tailor.personas.rebuild import FIT_SHOPPERS, run_job
 from tailor.personas.storage import ModelSource, current_model
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
 from tailor_lab.evaluation.personas import Replay
@@ -49,23 +56,29 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tailor bench personas", description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="persona counter rows (default 1,000,000)")
     parser.add_argument("--personas", type=int, default=8, help="personas per item row (default 8)")
+    parser.add_argument("--rebuild-shoppers", type=_sizes, default=(30_000, 60_000),
+                        help="shoppers tables the rebuild's memory is measured on, comma-separated ('' for none; "
+                             "default 30000,60000)")
     parser.add_argument("--shoppers", type=int, default=60, help="Ingest workload: simulated shoppers (default 60)")
     parser.add_argument("--events", type=int, default=6000, help="Ingest workload: events at most (default 6000)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", type=Path, default=Path("bench-results/personas.json"))
     args = parser.parse_args(argv)
-    report = run(rows=args.rows, personas=args.personas, shoppers=args.shoppers, events=args.events, seed=args.seed)
+    report = run(rows=args.rows, personas=args.personas, shoppers=args.shoppers, events=args.events, seed=args.seed,
+                 rebuild_shoppers=args.rebuild_shoppers)
     publish(report, format_table(report), args.out)
     return 0
 
 
-def run(*, rows: int, personas: int, shoppers: int, events: int, seed: int) -> dict[str, Any]:
+def run(*, rows: int, personas: int, shoppers: int, events: int, seed: int,
+        rebuild_shoppers: tuple[int, ...] = ()) -> dict[str, Any]:
     model_blobs = _persona_model(seed)
     return {
         "benchmark": "personas",
         "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "rebuild": _rebuild(rows, personas, seed),
+        "rebuild_memory": _rebuild_memory(rebuild_shoppers, seed),
         "ingest": _ingest_off_and_on(shoppers, events, seed, model_blobs),
     }
 
@@ -76,6 +89,12 @@ def format_table(report: dict[str, Any]) -> str:
              f"{r['personas']} personas",
              f"  {r['seconds']:.1f} s in all, {r['seconds_per_100k_rows']:.2f} s per 100k counter rows; "
              f"{r['items_with_adjustments']:,} items with adjustments; peak memory {r['peak_rss_mb']:.0f} MB", ""]
+    if report.get("rebuild_memory"):
+        lines.append(f"Rebuild (re-clustering, in-memory store; fitted on {FIT_SHOPPERS:,} shoppers at most), "
+                     "memory it allocates at peak:")
+        lines += [f"  {m['shoppers']:>9,} shoppers: {m['peak_mb']:7.1f} MB, {m['seconds']:.1f} s under tracemalloc "
+                  f"(k={m['k']}, fitted on {m['fitted_on']:,})" for m in report["rebuild_memory"]]
+        lines.append("")
     header = ("personas", "events", "events/s", "batch p50 ms", "batch p99 ms", "writes/1k ev", "reads/1k ev")
     rows = [header] + [(i["personas"], str(i["events"]), f"{i['events_per_second']:.0f}", f"{i['batch_ms_p50']:.1f}",
                         f"{i['batch_ms_p99']:.1f}", f"{i['write_calls_per_1k_events']:.0f}",
@@ -115,6 +134,42 @@ def _rebuild(rows: int, personas: int, seed: int) -> dict[str, Any]:
             "seconds_per_100k_rows": round(seconds / (items * model.k) * 100_000, 4),
             "items_with_adjustments": summary["adjustments"]["items_kept"],
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def _rebuild_memory(sizes: tuple[int, ...], seed: int) -> list[dict[str, Any]]:
+    """The rebuild job's peak allocation and time on shoppers tables of each size."""
+    if not sizes:
+        return []
+    replay = Replay()
+    replay.feed(simulate(shoppers=600, days=5.0, seed=seed + 2000).events)
+    rows = list(replay.store.tables["shoppers"].items())
+    out = []
+    for size in sizes:
+        store = MemoryStateStore()
+        for table in ("items", "queries"):
+            store.tables[table].update(replay.store.tables[table])
+        shoppers = store.tables["shoppers"]
+        for n in range(size):
+            user_id, row = rows[n % len(rows)]
+            copy = f"{user_id}-{n // len(rows)}"
+            shoppers[copy] = {**row, "user_id": copy}
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        started = time.perf_counter()
+        summary = run_job("rebuild", store, MemoryBlobStore(), seed=seed, clock=lambda: 1.8e9)
+        seconds = time.perf_counter() - started
+        peak = tracemalloc.get_traced_memory()[1] - before
+        tracemalloc.stop()
+        out.append({"shoppers": size, "k": summary["k"], "fitted_on": summary["fitted_on"],
+                    "seconds": round(seconds, 1), "peak_mb": round(peak / 2**20, 1)})
+    return out
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    sizes = tuple(int(part) for part in text.split(",") if part.strip())
+    if any(size < 1 for size in sizes):
+        raise argparse.ArgumentTypeError("sizes must be positive")
+    return sizes
 
 
 def _persona_model(seed: int, personas: int | None = None) -> MemoryBlobStore:

@@ -25,6 +25,7 @@ from tailor.personas.model import FEATURE_WEIGHT, PersonaModel, age_band, token_
 from tailor.shopper import ShopperState
 
 __all__ = ["BLOCK_WEIGHTS", "PRICE_WEIGHT", "Fit", "ItemCounts", "choose_k", "cold_start_tables", "feature_space",
+           "feature_space_of",
            "best_fit", "fit_mixture", "held_out_deviance",
            "match_ids", "persona_labels", "query_vectors", "refine", "standardization", "starts_near"]
 
@@ -113,7 +114,15 @@ def feature_space(shoppers: Sequence[ShopperState], item_rows: Iterable[Mapping[
     totals: Counter = Counter()
     for s in shoppers:
         totals.update(s.category_affinity)
-    categories = tuple(sorted(c for c, _ in totals.most_common(MAX_CATEGORIES)))
+    return feature_space_of(totals, item_rows, query_rows)
+
+
+def feature_space_of(category_totals: Counter, item_rows: Iterable[Mapping[str, Any]],
+                     query_rows: Iterable[Mapping[str, Any]]) -> FeatureSpace:
+    """feature_space from the shoppers' category engagements summed (category -> weighed engagements)."""
+    # The most engaged, ties by name: the same vocabulary whatever order the shoppers were summed in.
+    most = sorted(category_totals.items(), key=lambda total: (-total[1], total[0]))[:MAX_CATEGORIES]
+    categories = tuple(sorted(c for c, _ in most))
     prices: dict[str, list[float]] = defaultdict(list)
     item_category: dict[str, str] = {}
     for row in item_rows:
@@ -325,13 +334,14 @@ def refine(model: PersonaModel, x: np.ndarray,
     return means, counts, weights
 
 
-def cold_start_tables(shoppers: Sequence[ShopperState], responsibilities: np.ndarray,
+def cold_start_tables(assigned: Iterable[tuple[ShopperState, np.ndarray]],
                       weights: np.ndarray) -> dict[str, dict[str, list[float]]]:
     """P(persona | weak signal) for age bands, locations, stated interests and referral sources, shrunk toward
-    the general mixture; values seen for fewer than MIN_SIGNAL_SHOPPERS shoppers are left out."""
+    the general mixture, from each shopper with their responsibilities; values seen for fewer than
+    MIN_SIGNAL_SHOPPERS shoppers are left out."""
     sums: dict[tuple[str, str], np.ndarray] = {}
     counts: Counter = Counter()
-    for shopper, r in zip(shoppers, responsibilities):
+    for shopper, r in assigned:
         profile = shopper.profile or {}
         signals = []
         if isinstance(profile.get("age"), (int, float)):

@@ -9,14 +9,23 @@ their meaning. Refine: shoppers
 seen since the model was last built or refined pull their personas' means toward them, each persona at the
 rate of 1 / the shoppers it has absorbed. Either publishes a new version (tailor.personas.storage) that
 Ingest and the API pick up within minutes.
+
+A rebuild holds at most FIT_SHOPPERS shoppers, whatever the shop's size: a first scan of the shoppers table keeps
+the category totals and item counts the feature space and the item term need, and the FIT_SHOPPERS shoppers of the
+lowest hash of their id (all of them in a smaller shop); the personas are fitted on those, and where there were
+more, a second scan takes each shopper's responsibilities (the personas' sizes and the cold-start tables) a chunk at
+a time.
 """
 
 from __future__ import annotations
 
+import hashlib
+import heapq
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,7 +38,7 @@ from tailor.personas.clustering import (
     best_fit,
     choose_k,
     cold_start_tables,
-    feature_space,
+    feature_space_of,
     match_ids,
     persona_labels,
     refine,
@@ -51,7 +60,9 @@ MODES = ("rebuild", "refine")
 PRICE_BANDS = 5
 MIN_SHOPPERS = 20  # fewer shoppers with events than this: no model yet
 CHOOSE_K_SHOPPERS = 3_000  # shoppers k is chosen on (the held-out criterion was validated on some 1,700)
-FIT_SHOPPERS = 20_000  # shoppers the chosen k is fitted on; every shopper is then assigned to the fit
+FIT_SHOPPERS = 20_000  # shoppers the chosen k is fitted on (and the most a rebuild holds); every shopper is then
+# assigned to the fit
+ASSIGN_CHUNK = 5_000  # shoppers assigned to the fit at a time in the second scan
 # erased_at tells ShopperState.from_row which rows are the tombstones of erased shoppers.
 SHOPPER_FIELDS = ("user_id", "first_seen", "last_seen", "events", "counts", "sessions", "category_affinity",
                   "purchases", "profile", "referral_sources", "personas", "erased_at", "recent_items")
@@ -69,15 +80,15 @@ def run_job(mode: str, store: StateStore, blobs: BlobStore, *, ks: Sequence[int]
         mode = "rebuild"  # nothing to refine yet
     items = list(every_row(store, "items"))
     if mode == "rebuild":
-        shoppers = _shoppers(store)
-        if len(shoppers) < MIN_SHOPPERS:
-            return {"mode": mode, "published": None, "shoppers": len(shoppers), "reason": "too few shoppers"}
-        model = _cluster(shoppers, items, list(every_row(store, "queries")), previous, ks, seed, clock())
+        survey = _survey(store, seed)
+        if survey.shoppers < MIN_SHOPPERS:
+            return {"mode": mode, "published": None, "shoppers": survey.shoppers, "reason": "too few shoppers"}
+        model = _cluster(survey, store, items, list(every_row(store, "queries")), previous, ks, seed, clock())
     else:
         assert previous is not None
         # Shoppers with events past the newest the model has seen (event time, so a replay of history works too).
         since = float(previous.info.get("data_through", 0.0))
-        recent = [s for s in _shoppers(store) if s.last_seen > since]
+        recent = sorted((s for s in _each_shopper(store) if s.last_seen > since), key=lambda s: s.user_id)
         model = _refined(previous, recent, clock())
     counters = read_counters(items, model.ids, group_of=_price_band(model))
     model.adjustment_items, model.adjustments, adjustment_stats = build_adjustments(counters)
@@ -124,23 +135,70 @@ def _ks_text(ks: Sequence[int]) -> str:
 
 
 def _shoppers(store: StateStore) -> list[ShopperState]:
-    out = []
+    # The fit depends on the order of its rows: the same shoppers give the same personas whatever order a scan has.
+    return sorted(_each_shopper(store), key=lambda s: s.user_id)
+
+
+def _each_shopper(store: StateStore) -> Iterator[ShopperState]:
+    """Every shopper with events, as the table's scan gives them."""
     for row in every_row(store, "shoppers", SHOPPER_FIELDS):
         state = ShopperState.from_row(row)
         if state is not None and state.events > 0:
-            out.append(state)
-    # The fit depends on the order of its rows: the same shoppers give the same personas whatever order a scan has.
-    return sorted(out, key=lambda s: s.user_id)
+            yield state
 
 
-def _cluster(shoppers: list[ShopperState], items: list[dict], queries: list[dict], previous: PersonaModel | None,
-             ks: Sequence[int], seed: int, now: float) -> PersonaModel:
-    space = feature_space(shoppers, items, queries)
+@dataclass
+class _Survey:
+    """What a rebuild keeps of its first scan: how many shoppers, the newest event, every shopper's category
+    engagements and recent items and signals summed, and the shoppers the fit is made on (by id)."""
+
+    shoppers: int = 0
+    data_through: float = 0.0
+    categories: Counter = field(default_factory=Counter)
+    tokens: Counter = field(default_factory=Counter)
+    sample: list[ShopperState] = field(default_factory=list)
+
+    @property
+    def everyone(self) -> bool:
+        """Whether the sample holds every shopper of the scan."""
+        return len(self.sample) == self.shoppers
+
+
+def _survey(store: StateStore, seed: int) -> _Survey:
+    """The first scan: the totals and the FIT_SHOPPERS shoppers of the lowest hash of (seed, id), sorted by id (every
+    shopper, where there are no more), whatever order the scan gives them in."""
+    survey = _Survey()
+    at_most = FIT_SHOPPERS
+    kept: list[tuple[int, str, ShopperState]] = []  # a max-heap (negated hashes) of the lowest hashes
+    for shopper in _each_shopper(store):
+        survey.shoppers += 1
+        survey.data_through = max(survey.data_through, shopper.last_seen)
+        survey.categories.update(shopper.category_affinity)
+        survey.tokens.update(persona_evidence(shopper))
+        entry = (-_draw(seed, shopper.user_id), shopper.user_id, shopper)
+        if len(kept) < at_most:
+            heapq.heappush(kept, entry)
+        elif entry > kept[0]:
+            heapq.heapreplace(kept, entry)
+    survey.sample = sorted((shopper for _, _, shopper in kept), key=lambda s: s.user_id)
+    return survey
+
+
+def _draw(seed: int, user_id: str) -> int:
+    """A shopper's place in the fit's sample: the same in every scan, for the seed."""
+    return int.from_bytes(hashlib.blake2b(f"{seed}:{user_id}".encode(), digest_size=8).digest(), "big")
+
+
+def _cluster(survey: _Survey, store: StateStore, items: list[dict], queries: list[dict],
+             previous: PersonaModel | None, ks: Sequence[int], seed: int, now: float) -> PersonaModel:
+    shoppers = survey.sample
+    space = feature_space_of(survey.categories, items, queries)
     x = batch_features(shoppers, space)
     center, scale = standardization(x, space)
     z = (x - center) / scale
     evidence = [persona_evidence(s) for s in shoppers]  # recent items, then signals
-    taste_items = sorted(token for token, _ in Counter(t for own in evidence for t in own).most_common(MAX_ITEMS))
+    # The most frequent tokens, ties by name: the same vocabulary whatever order the scan counted them in.
+    taste_items = sorted(token for token, _ in sorted(survey.tokens.items(), key=lambda t: (-t[1], t[0]))[:MAX_ITEMS])
     items = ItemCounts(evidence, taste_items)
     passed_over: dict[int, str] = {}
     # k is chosen on at most CHOOSE_K_SHOPPERS shoppers and the chosen k fitted on at most FIT_SHOPPERS: every k's fits
@@ -152,26 +210,58 @@ def _cluster(shoppers: list[ShopperState], items: list[dict], queries: list[dict
     chosen_on = _sample(len(z), CHOOSE_K_SHOPPERS, seed)
     fit, bics = choose_k(z[chosen_on], ks, seed=seed, passed_over=passed_over, items=items.take(chosen_on),
                          start=None if start is None else start[chosen_on])
-    fitted_on = _sample(len(z), FIT_SHOPPERS, seed)
-    if len(fitted_on) > len(chosen_on):
-        fit = best_fit(z[fitted_on], len(fit.weights), seed=seed, items=items.take(fitted_on),
-                       starts=starts_near(None if start is None else start[fitted_on], z[fitted_on], len(fit.weights)))
+    if len(z) > len(chosen_on):
+        fit = best_fit(z, len(fit.weights), seed=seed, items=items,
+                       starts=starts_near(start, z, len(fit.weights)))
     means_raw = fit.means * scale + center
     ids = match_ids(previous, means_raw, space.names)
     order = np.argsort(ids)
-    responsibilities = fit.responsibilities(z, items)[:, order]
+
+    def assigned(chunk: list[ShopperState]) -> np.ndarray:
+        own = ItemCounts([persona_evidence(s) for s in chunk], taste_items)
+        return fit.responsibilities((batch_features(chunk, space) - center) / scale, own)[:, order]
+
+    # Every shopper's responsibilities: the sample's at hand when it is every shopper, else a second scan's.
+    if survey.everyone:
+        responsibilities = fit.responsibilities(z, items)[:, order]
+        counts, pairs = responsibilities.sum(axis=0), zip(shoppers, responsibilities)
+    else:
+        counts = np.zeros(len(ids))
+        pairs = _assign(store, assigned, counts)
     weights, means, variances = fit.weights[order], fit.means[order], fit.variances[order]
+    cold_start = cold_start_tables(pairs, weights)  # counts are complete once the pairs are read
     model = PersonaModel(
         version="", space=space, ids=sorted(ids), labels=persona_labels(means_raw[order], space), weights=weights,
-        means=means, variances=variances, center=center, scale=scale, counts=responsibilities.sum(axis=0),
-        cold_start=cold_start_tables(shoppers, responsibilities, weights), taste_items=taste_items,
+        means=means, variances=variances, center=center, scale=scale, counts=counts,
+        cold_start=cold_start, taste_items=taste_items,
         item_log=fit.item_log[order] if fit.item_log is not None else np.zeros((0, 0)),
-        info={"built_at": now, "refined_at": now, "shoppers": len(shoppers), "bic": bics, "k": len(ids),
+        info={"built_at": now, "refined_at": now, "shoppers": survey.shoppers, "bic": bics, "k": len(ids),
               "k_choice": k_choice(len(ids), list(ks), bics, passed_over, len(chosen_on), "held-out deviance"),
-              "fitted_on": len(fitted_on),
-              "data_through": max(s.last_seen for s in shoppers),
+              "fitted_on": len(z),
+              "data_through": survey.data_through,
               "built": datetime.fromtimestamp(now, tz=UTC).isoformat()})
     return model
+
+
+def _assign(store: StateStore, assigned: Callable[[list[ShopperState]], np.ndarray], counts: np.ndarray
+            ) -> Iterator[tuple[ShopperState, np.ndarray]]:
+    """Each shopper of a second scan with their responsibilities, ASSIGN_CHUNK shoppers at a time, each chunk's
+    responsibilities added to `counts`."""
+    chunk: list[ShopperState] = []
+    for shopper in _each_shopper(store):
+        chunk.append(shopper)
+        if len(chunk) == ASSIGN_CHUNK:
+            yield from _assigned_chunk(chunk, assigned, counts)
+            chunk = []
+    if chunk:
+        yield from _assigned_chunk(chunk, assigned, counts)
+
+
+def _assigned_chunk(chunk: list[ShopperState], assigned: Callable[[list[ShopperState]], np.ndarray],
+                    counts: np.ndarray) -> Iterator[tuple[ShopperState, np.ndarray]]:
+    responsibilities = assigned(chunk)
+    counts += responsibilities.sum(axis=0)
+    return zip(chunk, responsibilities)
 
 
 def _sample(n: int, at_most: int, seed: int) -> np.ndarray:

@@ -1,0 +1,95 @@
+"""The persona rebuild holds a bounded number of shoppers whatever the shop's size: it fits on a sample its first scan
+keeps and assigns everyone in a second scan, a chunk at a time, and the model does not depend on the scan's order."""
+
+import json
+import random
+import weakref
+
+import pytest
+
+from tailor.ingest.service import Ingestor, StreamRecord
+from tailor.personas import rebuild
+from tailor.personas.model import PersonaModel
+from tailor.personas.rebuild import run_job
+from tailor.shopper import ShopperState
+from tailor.store.memory import MemoryBlobStore, MemoryStateStore
+from tailor_lab.simulator import simulate
+
+CLOCK = 1.8e9
+
+
+@pytest.fixture(scope="module")
+def shoppers_table() -> dict:
+    store = MemoryStateStore()
+    ingestor = Ingestor(store, MemoryBlobStore(), max_workers=1)
+    events = simulate(shoppers=240, days=2.0, seed=5).events
+    records = [StreamRecord("shardId-0", str(10_000 + n), json.dumps(e).encode(), e["user_id"])
+               for n, e in enumerate(events)]
+    for start in range(0, len(records), 100):
+        assert not ingestor.ingest(records[start:start + 100]).failed
+    return {table: dict(rows) for table, rows in store.tables.items()}
+
+
+def _store(tables: dict, order_seed: int | None = None) -> MemoryStateStore:
+    """A store holding `tables`, its shoppers scanned in an order of `order_seed`'s (as given, without)."""
+    store = MemoryStateStore()
+    for table, rows in tables.items():
+        keys = list(rows)
+        if order_seed is not None and table == "shoppers":
+            random.Random(order_seed).shuffle(keys)
+        store.tables[table].update({key: json.loads(json.dumps(rows[key])) for key in keys})
+    return store
+
+
+def _rebuilt(store: MemoryStateStore) -> tuple[dict, bytes]:
+    blobs = MemoryBlobStore()
+    summary = run_job("rebuild", store, blobs, ks=(2, 3, 4), seed=0, clock=lambda: CLOCK)
+    return summary, blobs.get(summary["published"])
+
+
+def test_a_shop_larger_than_the_fit_sample_is_fitted_on_the_sample_and_every_shopper_assigned(shoppers_table,
+                                                                                              monkeypatch):
+    monkeypatch.setattr(rebuild, "FIT_SHOPPERS", 80)
+    monkeypatch.setattr(rebuild, "CHOOSE_K_SHOPPERS", 60)
+    monkeypatch.setattr(rebuild, "ASSIGN_CHUNK", 25)
+    summary, published = _rebuilt(_store(shoppers_table))
+    shoppers = summary["shoppers"]
+    assert shoppers > 200 and summary["fitted_on"] == 80
+    model = PersonaModel.from_bytes(published)
+    assert model.counts.sum() == pytest.approx(shoppers)  # every shopper's responsibilities, from the second scan
+    assert model.cold_start  # the weak signals' tables come from every shopper too
+
+
+def test_the_rebuild_holds_the_fit_sample_and_one_chunk_of_shoppers_at_most(shoppers_table, monkeypatch):
+    monkeypatch.setattr(rebuild, "FIT_SHOPPERS", 80)
+    monkeypatch.setattr(rebuild, "CHOOSE_K_SHOPPERS", 60)
+    monkeypatch.setattr(rebuild, "ASSIGN_CHUNK", 25)
+    alive, most = [0], [0]
+    from_row = ShopperState.from_row.__func__
+
+    def gone() -> None:
+        alive[0] -= 1
+
+    def counted(cls, row):
+        state = from_row(cls, row)
+        if state is not None:
+            alive[0] += 1
+            weakref.finalize(state, gone)
+            most[0] = max(most[0], alive[0])
+        return state
+
+    monkeypatch.setattr(ShopperState, "from_row", classmethod(counted))
+    summary, _ = _rebuilt(_store(shoppers_table))
+    assert summary["shoppers"] > 200
+    # the sample, the chunk being assigned and the row being read (a few more: a scan's page is read ahead)
+    assert most[0] <= 80 + 25 + 2
+
+
+@pytest.mark.parametrize("fit_shoppers", [80, 10_000])
+def test_the_model_is_the_same_whatever_order_the_scan_gives_the_shoppers_in(shoppers_table, monkeypatch,
+                                                                             fit_shoppers):
+    monkeypatch.setattr(rebuild, "FIT_SHOPPERS", fit_shoppers)
+    monkeypatch.setattr(rebuild, "CHOOSE_K_SHOPPERS", 60)
+    monkeypatch.setattr(rebuild, "ASSIGN_CHUNK", 25)
+    published = {_rebuilt(_store(shoppers_table, order_seed))[1] for order_seed in (None, 1, 2)}
+    assert len(published) == 1
