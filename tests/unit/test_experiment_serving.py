@@ -4,6 +4,8 @@ served logged; held-out shoppers get the default and requests outside the experi
 from __future__ import annotations
 
 import functools
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 from tailor.experiments.assignment import claim_slot
@@ -142,13 +144,84 @@ def test_a_strategy_ranker_the_store_failed_to_give_is_read_again_off_the_reques
     now[0] += 60
     assert rec.feed("someone", n=5).model == current.label and calls == ["pinned"]  # not read on every request
     now[0] += STRATEGY_RANKER_RETRY_SECONDS
-    # the read again runs beside the request, on a thread of its own: it may be done before the request is
+    # the read again runs beside the request, on a thread of its own: it may be done before the request ranks
     assert rec.feed("someone", n=5).model in (current.label, "ranker:pinned")
     deadline = clock_time.monotonic() + 5
     while rec.feed("someone", n=5).model != "ranker:pinned":
         assert clock_time.monotonic() < deadline
         clock_time.sleep(0.01)
     assert calls == ["pinned", "pinned"]  # then kept
+
+
+def test_a_list_is_labelled_with_the_ranker_that_scored_it_when_the_read_again_lands_during_the_request():
+    from tailor.serving.recommender import STRATEGY_RANKER_RETRY_SECONDS
+
+    current = RankingModel.from_stored(default_model(MODEL_NAME))
+    scored_by = []
+
+    class Slow:  # the current ranker, slow enough for the read again to land while it scores
+        label = current.label
+        base_rate = current.base_rate
+
+        def predict(self, features):
+            scored_by.append(self.label)
+            time.sleep(0.2)
+            return current.predict(features)
+
+    class Pinned(_pinned_like(current)):
+        def predict(self, features):
+            scored_by.append(self.label)
+            return current.predict(features)
+
+    calls = []
+    answered = threading.Event()
+
+    def rankers(version):  # the registry fails the first read; the read again answers a moment later
+        calls.append(version)
+        if len(calls) == 1:
+            raise TimeoutError("the registry did not answer")
+        time.sleep(0.05)
+        answered.set()
+        return Pinned()
+
+    defined = {**BUILT_IN, **parse_strategies({"strategies": {"pinned": {"ranker": "pinned"}}})}
+    _, end = world()
+    now = [end + 30]
+    experiment = live_experiment([{"name": "a", "strategy": "pinned"}, {"name": "b", "strategy": "pinned"}])
+    rec = Recommender(ingested(), Slow(), clock=lambda: now[0], experiments=lambda at, e=experiment: [e],
+                      strategies=lambda: defined, rankers=rankers)
+    rec.feed("someone", n=5)
+    now[0] += STRATEGY_RANKER_RETRY_SECONDS
+    scored_by.clear()
+    ranking = rec.feed("someone", n=5)  # the read again lands while the current ranker scores this list
+    assert answered.is_set() and scored_by and set(scored_by) == {ranking.model}
+    scored_by.clear()
+    assert rec.feed("someone", n=5).model == "ranker:pinned" and set(scored_by) == {"ranker:pinned"}
+
+
+def test_a_strategy_ranker_the_read_again_finds_gone_is_not_read_again():
+    from tailor.serving.recommender import STRATEGY_RANKER_RETRY_SECONDS
+
+    current = RankingModel.from_stored(default_model(MODEL_NAME))
+    calls = []
+
+    def rankers(version):  # the store fails, then answers that the version is gone
+        calls.append(version)
+        raise TimeoutError("the registry did not answer") if len(calls) == 1 else LookupError(f"no ranker {version!r}")
+
+    rec, now = _served_with_its_own_ranker(current, "pinned", "gone", rankers)
+    assert rec.feed("someone", n=5).model == current.label
+    now[0] += STRATEGY_RANKER_RETRY_SECONDS
+    assert rec.feed("someone", n=5).model == current.label  # starts the read again
+    deadline = time.monotonic() + 5
+    while len(calls) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    for _ in range(3):
+        now[0] += STRATEGY_RANKER_RETRY_SECONDS
+        assert rec.feed("someone", n=5).model == current.label
+    time.sleep(0.1)
+    assert calls == ["gone", "gone"]
 
 
 def test_a_strategy_ranker_that_cannot_be_used_is_not_read_again():

@@ -196,6 +196,8 @@ class ReadAgain:
         except RegistryUnreadable as exc:
             logger.warning("%s; tried again later", exc)
             self._retry_at = self._clock() + self._retry
+        except (LookupError, ValueError):  # what the store now gives cannot be used: reading again won't mend it
+            logger.exception("the registry read again found nothing this code can use; the fallback stays")
         except Exception:  # whatever else goes wrong, the fallback goes on serving
             logger.exception("the registry read again failed; tried again later")
             self._retry_at = self._clock() + self._retry

@@ -138,9 +138,9 @@ class Recommender:
         self._extra_scorers = list(scorers)
         self.item_clusters = item_clusters or (lambda: None)
         self._adaptive: tuple[ItemClusters, AdaptiveFeed] | None = None
-        # Per strategy version: its pipeline, its ranker, and until when (clock seconds) it stands: for good, or a
-        # while where its own ranker could not be loaded and the current one stands in.
-        self._strategy_pipelines: dict[tuple[str, str], tuple[Pipeline, ProbabilityModel]] = {}
+        # Per strategy version: its pipeline, the ranker it ranks with, and where the store failed to give its own
+        # ranker, the read again that will (the current ranker stands in meanwhile).
+        self._strategy_pipelines: dict[tuple[str, str], tuple[Pipeline, ProbabilityModel, ReadAgain | None]] = {}
         self._coin = random.Random()  # team draft's: which ranker picks first in each round of an interleaved list
 
     @classmethod
@@ -369,12 +369,20 @@ class Recommender:
 
     def _pipeline(self, strategy: Strategy) -> tuple[Pipeline, ProbabilityModel]:
         """The pipeline a strategy ranks with (its routes, its ranker) and its ranker: one per strategy version,
-        sharing the store and the row cache with the default one."""
+        sharing the store and the row cache with the default one. A pipeline ranks with one ranker throughout, so a
+        list is scored by the ranker it is labelled with."""
         key = (strategy.name, repr(strategy.describe()))
         found = self._strategy_pipelines.get(key)
         if found is not None:
-            return found
-        model = self.model if strategy.ranker is None or self.rankers is None else self._strategy_ranker(strategy)
+            pipeline, model, pending = found
+            if pending is None or pending() is model:  # calling it starts the read again once it is due
+                return pipeline, model
+            model, pending = pending.value, None  # its own ranker, read again: ranked with from this request on
+        elif strategy.ranker is None or self.rankers is None:
+            model = self.model
+            pending = None
+        else:
+            model, pending = self._strategy_ranker(strategy)
         base = self.pipeline
         routes = self._with_vectors({route: strategy.route(route, base.routes[route]) for route in base.routes})
         pipeline = Pipeline(self.store, [CommercialPerformance(), PurchaseProbability(model), Relevance(),
@@ -382,13 +390,13 @@ class Recommender:
                             routes=routes, cache=base.cache, max_candidates=base.max_candidates,
                             read_waves=base.read_waves, intent_model=base.intent_model, factors=base.factors,
                             ltv_strength=strategy.ltv_strength_given(base.ltv_strength))
-        self._strategy_pipelines[key] = (pipeline, model)
+        self._strategy_pipelines[key] = (pipeline, model, pending)
         return pipeline, model
 
-    def _strategy_ranker(self, strategy: Strategy) -> ProbabilityModel:
-        """The ranker a strategy names, or the current one: for good where that version cannot be used, and for a
-        while where the store failed to give it (ReadAgainModel reads it again off the request, so a registry that
-        failed once does not leave the variant on another ranker for the container's life)."""
+    def _strategy_ranker(self, strategy: Strategy) -> tuple[ProbabilityModel, ReadAgain | None]:
+        """The ranker a strategy names, or the current one: for good where that version cannot be used, and where
+        the store failed to give it, until the read again it comes with (ReadAgain: off the request, 300 s on and
+        again while the store fails) has it."""
         def load() -> ProbabilityModel:
             try:
                 return self.rankers(strategy.ranker)
@@ -399,12 +407,13 @@ class Recommender:
                                          f"{exc}") from exc
 
         try:
-            return ReadAgainModel(load, lambda: self.model, retry_seconds=STRATEGY_RANKER_RETRY_SECONDS,
-                                  clock=self.clock)
+            ranker = ReadAgain(load, lambda: self.model, retry_seconds=STRATEGY_RANKER_RETRY_SECONDS,
+                               clock=self.clock)
         except (LookupError, ValueError):
             logger.exception("ranker %r of strategy %r cannot be used; ranking with the current one",
                              strategy.ranker, strategy.name)
-            return self.model
+            return self.model, None
+        return ranker.value, None if ranker.read else ranker
 
 
 def _none() -> None:
