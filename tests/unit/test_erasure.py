@@ -26,7 +26,7 @@ from tailor.experiments.storage import ExperimentStore
 from tailor.ingest.service import Ingestor
 from tailor.ltv.features import row_features
 from tailor.models import default_model
-from tailor.personas.rebuild import _shoppers as persona_shoppers
+from tailor.personas.rebuild import _each_shopper as persona_shoppers
 from tailor.ranking import MODEL_NAME, RankingModel
 from tailor.serving import Recommender
 from tailor.shopper import ShopperState
@@ -639,7 +639,7 @@ def test_readers_take_a_tombstone_for_no_shopper():
     assert ShopperState.from_row({**row, "first_seen": NOW - 5, "last_seen": NOW - 1, "events": 3}) is None
     assert ShopperState.from_row({**row, "first_seen": NOW + 5, "last_seen": NOW + 9, "events": 3}) is not None
     assert row_features(row, NOW) is None
-    assert user not in {s.user_id for s in persona_shoppers(store)} and persona_shoppers(store)
+    assert user not in {s.user_id for s in persona_shoppers(store)} and list(persona_shoppers(store))
     recommender = Recommender(store, RankingModel.from_stored(default_model(MODEL_NAME)), clock=lambda: NOW)
     assert recommender.profile(user) is None and recommender.profile("u4") is not None
     assert recommender.feed(user, n=5).items  # a cold start, like a stranger's

@@ -56,9 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tailor bench personas", description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="persona counter rows (default 1,000,000)")
     parser.add_argument("--personas", type=int, default=8, help="personas per item row (default 8)")
-    parser.add_argument("--rebuild-shoppers", type=_sizes, default=(30_000, 60_000),
-                        help="shoppers tables the rebuild's memory is measured on, comma-separated ('' for none; "
-                             "default 30000,60000)")
+    parser.add_argument("--rebuild-shoppers", type=_sizes, default=(),
+                        help="shoppers tables to measure the rebuild's memory on, comma-separated, e.g. 30000,60000 "
+                             "(default: none)")
     parser.add_argument("--shoppers", type=int, default=60, help="Ingest workload: simulated shoppers (default 60)")
     parser.add_argument("--events", type=int, default=6000, help="Ingest workload: events at most (default 6000)")
     parser.add_argument("--seed", type=int, default=7)
@@ -160,8 +160,9 @@ def _rebuild_memory(sizes: tuple[int, ...], seed: int) -> list[dict[str, Any]]:
         seconds = time.perf_counter() - started
         peak = tracemalloc.get_traced_memory()[1] - before
         tracemalloc.stop()
-        out.append({"shoppers": size, "k": summary["k"], "fitted_on": summary["fitted_on"],
-                    "seconds": round(seconds, 1), "peak_mb": round(peak / 2**20, 1)})
+        out.append({"shoppers": summary["shoppers"], "k": summary["k"], "fitted_on": summary["fitted_on"],
+                    "assigned": summary.get("assigned"), "seconds": round(seconds, 1),
+                    "peak_mb": round(peak / 2**20, 1)})
     return out
 
 

@@ -21,11 +21,15 @@ class RowState:
     seen: list[str]
 
     @classmethod
-    def from_row(cls: type[S], row: dict[str, Any]) -> S | None:
-        """The state kept in `row`, or None if the row holds no state yet."""
+    def from_row(cls: type[S], row: dict[str, Any], *, owned: bool = False) -> S | None:
+        """The state kept in `row`, or None if the row holds no state yet. Its values are copies, so the state and
+        the row change apart; `owned` says the row is the caller's to give away (a scan's row read once), and the
+        state takes its values as they are."""
         if cls.STATE_FIELD not in row:
             return None
         names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        if owned:
+            return cls(**{k: v for k, v in row.items() if k in names})
         return cls(**{k: copied(v) for k, v in row.items() if k in names})
 
     def to_row(self) -> dict[str, Any]:

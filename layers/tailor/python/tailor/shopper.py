@@ -80,14 +80,14 @@ class ShopperState(RowState):
     vector: dict[str, Any] = field(default_factory=dict)  # the shopper's vector, compact (tailor.embeddings.online)
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> ShopperState | None:
+    def from_row(cls, row: dict[str, Any], *, owned: bool = False) -> ShopperState | None:
         """The shopper kept in `row`; None if it holds no state: counters only, or a tombstone. State from events
         up to an erasure (written beside a tombstone by a batch that read the row before it) is no shopper either:
         a shopper who came back after their erasure was first seen after it."""
         erased = erased_at(row)
         if erased is not None and not row.get(cls.STATE_FIELD, erased) > erased:
             return None
-        state = super().from_row(row)
+        state = super().from_row(row, owned=owned)
         if state is not None and state.referrer_user_id:
             state.referred_by_shopper, state.referrer_user_id = True, None
         return state

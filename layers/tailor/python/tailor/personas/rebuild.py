@@ -101,6 +101,8 @@ def run_job(mode: str, store: StateStore, blobs: BlobStore, *, ks: Sequence[int]
     if mode == "rebuild":
         summary.update(bic=model.info["bic"], shoppers=model.info["shoppers"], k_choice=model.info["k_choice"],
                        fitted_on=model.info["fitted_on"])
+        if "assigned" in model.info:  # by the second scan, which counts the table as it was then
+            summary["assigned"] = model.info["assigned"]
     else:
         summary["refined_with"] = model.info.get("refined_with", 0)
     logger.info("persona job done", extra=summary)
@@ -134,15 +136,10 @@ def _ks_text(ks: Sequence[int]) -> str:
     return ", ".join(str(k) for k in ks)
 
 
-def _shoppers(store: StateStore) -> list[ShopperState]:
-    # The fit depends on the order of its rows: the same shoppers give the same personas whatever order a scan has.
-    return sorted(_each_shopper(store), key=lambda s: s.user_id)
-
-
 def _each_shopper(store: StateStore) -> Iterator[ShopperState]:
     """Every shopper with events, as the table's scan gives them."""
     for row in every_row(store, "shoppers", SHOPPER_FIELDS):
-        state = ShopperState.from_row(row)
+        state = ShopperState.from_row(row, owned=True)  # a scan's rows are its own: no copy
         if state is not None and state.events > 0:
             yield state
 
@@ -221,21 +218,24 @@ def _cluster(survey: _Survey, store: StateStore, items: list[dict], queries: lis
         own = ItemCounts([persona_evidence(s) for s in chunk], taste_items)
         return fit.responsibilities((batch_features(chunk, space) - center) / scale, own)[:, order]
 
+    weights, means, variances = fit.weights[order], fit.means[order], fit.variances[order]
     # Every shopper's responsibilities: the sample's at hand when it is every shopper, else a second scan's.
     if survey.everyone:
         responsibilities = fit.responsibilities(z, items)[:, order]
-        counts, pairs = responsibilities.sum(axis=0), zip(shoppers, responsibilities)
+        counts, second_scan = responsibilities.sum(axis=0), {}
+        cold_start = cold_start_tables(zip(shoppers, responsibilities), weights)
     else:
-        counts = np.zeros(len(ids))
-        pairs = _assign(store, assigned, counts)
-    weights, means, variances = fit.weights[order], fit.means[order], fit.variances[order]
-    cold_start = cold_start_tables(pairs, weights)  # counts are complete once the pairs are read
+        assignment = _Assignment(store, assigned, len(ids))
+        cold_start = cold_start_tables(assignment, weights)
+        counts = assignment.counts  # once every shopper has gone through
+        second_scan = {"assigned": assignment.shoppers}
     model = PersonaModel(
         version="", space=space, ids=sorted(ids), labels=persona_labels(means_raw[order], space), weights=weights,
         means=means, variances=variances, center=center, scale=scale, counts=counts,
         cold_start=cold_start, taste_items=taste_items,
         item_log=fit.item_log[order] if fit.item_log is not None else np.zeros((0, 0)),
-        info={"built_at": now, "refined_at": now, "shoppers": survey.shoppers, "bic": bics, "k": len(ids),
+        info={"built_at": now, "refined_at": now, "shoppers": survey.shoppers, **second_scan, "bic": bics,
+              "k": len(ids),
               "k_choice": k_choice(len(ids), list(ks), bics, passed_over, len(chosen_on), "held-out deviance"),
               "fitted_on": len(z),
               "data_through": survey.data_through,
@@ -243,25 +243,31 @@ def _cluster(survey: _Survey, store: StateStore, items: list[dict], queries: lis
     return model
 
 
-def _assign(store: StateStore, assigned: Callable[[list[ShopperState]], np.ndarray], counts: np.ndarray
-            ) -> Iterator[tuple[ShopperState, np.ndarray]]:
-    """Each shopper of a second scan with their responsibilities, ASSIGN_CHUNK shoppers at a time, each chunk's
-    responsibilities added to `counts`."""
-    chunk: list[ShopperState] = []
-    for shopper in _each_shopper(store):
-        chunk.append(shopper)
-        if len(chunk) == ASSIGN_CHUNK:
-            yield from _assigned_chunk(chunk, assigned, counts)
-            chunk = []
-    if chunk:
-        yield from _assigned_chunk(chunk, assigned, counts)
+class _Assignment:
+    """The second scan: each shopper with their responsibilities, ASSIGN_CHUNK shoppers at a time, and as it goes,
+    the responsibilities summed (the personas' sizes) and the shoppers counted. The scan is the table as it is then:
+    shoppers who came or went since the first one are counted here and not there."""
 
+    def __init__(self, store: StateStore, assigned: Callable[[list[ShopperState]], np.ndarray], k: int):
+        self.store, self.assigned = store, assigned
+        self.counts = np.zeros(k)
+        self.shoppers = 0
 
-def _assigned_chunk(chunk: list[ShopperState], assigned: Callable[[list[ShopperState]], np.ndarray],
-                    counts: np.ndarray) -> Iterator[tuple[ShopperState, np.ndarray]]:
-    responsibilities = assigned(chunk)
-    counts += responsibilities.sum(axis=0)
-    return zip(chunk, responsibilities)
+    def __iter__(self) -> Iterator[tuple[ShopperState, np.ndarray]]:
+        chunk: list[ShopperState] = []
+        for shopper in _each_shopper(self.store):
+            chunk.append(shopper)
+            if len(chunk) == ASSIGN_CHUNK:
+                yield from self._chunk(chunk)
+                chunk = []
+        if chunk:
+            yield from self._chunk(chunk)
+
+    def _chunk(self, chunk: list[ShopperState]) -> Iterator[tuple[ShopperState, np.ndarray]]:
+        responsibilities = self.assigned(chunk)
+        self.counts += responsibilities.sum(axis=0)
+        self.shoppers += len(chunk)
+        return zip(chunk, responsibilities)
 
 
 def _sample(n: int, at_most: int, seed: int) -> np.ndarray:

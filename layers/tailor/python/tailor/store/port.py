@@ -102,7 +102,7 @@ class StateStore(Protocol):
              attributes: Sequence[str] | None = None) -> tuple[list[dict[str, Any]], str | None]:
         """Up to `limit` rows in the table's own order, after the key `start` (only their `attributes`,
         if given); and the key to go on from, None when the table has no more rows. For jobs that
-        visit every row, page by page."""
+        visit every row, page by page. The rows are the caller's: nothing else holds them."""
         ...
 
     def annotate(self, table: str, key: str, fields: Mapping[str, Any], *, requires: str, stamp: str,
