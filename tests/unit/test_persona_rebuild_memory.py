@@ -72,10 +72,9 @@ def test_a_shop_larger_than_the_fit_sample_is_fitted_on_the_sample_and_every_sho
     assert model.cold_start  # the weak signals' tables come from every shopper too
 
 
-def test_the_rebuild_holds_the_fit_sample_and_one_chunk_of_shoppers_at_most(shoppers_table, monkeypatch):
-    monkeypatch.setattr(rebuild, "FIT_SHOPPERS", 80)
-    monkeypatch.setattr(rebuild, "CHOOSE_K_SHOPPERS", 60)
-    monkeypatch.setattr(rebuild, "ASSIGN_CHUNK", 25)
+def _most_shoppers_alive(monkeypatch) -> list[int]:
+    """The most shoppers read from rows and still held at any one time, as the job runs (a list of one, to read
+    after it)."""
     alive, most = [0], [0]
     from_row = ShopperState.from_row.__func__
 
@@ -91,10 +90,40 @@ def test_the_rebuild_holds_the_fit_sample_and_one_chunk_of_shoppers_at_most(shop
         return state
 
     monkeypatch.setattr(ShopperState, "from_row", classmethod(counted))
+    return most
+
+
+def test_the_rebuild_holds_the_fit_sample_and_one_chunk_of_shoppers_at_most(shoppers_table, monkeypatch):
+    monkeypatch.setattr(rebuild, "FIT_SHOPPERS", 80)
+    monkeypatch.setattr(rebuild, "CHOOSE_K_SHOPPERS", 60)
+    monkeypatch.setattr(rebuild, "ASSIGN_CHUNK", 25)
+    most = _most_shoppers_alive(monkeypatch)
     summary, _ = _rebuilt(_store(shoppers_table))
     assert summary["shoppers"] > 200
     # the sample, the chunk being assigned and the row being read (a few more: a scan's page is read ahead)
     assert most[0] <= 80 + 25 + 2
+
+
+def test_a_refine_takes_recent_shoppers_a_chunk_at_a_time_and_moves_the_personas_as_all_at_once(shoppers_table,
+                                                                                               monkeypatch):
+    refined = []
+    for chunk in (10_000, 25):
+        monkeypatch.setattr(rebuild, "ASSIGN_CHUNK", chunk)
+        store, blobs = _store(shoppers_table), MemoryBlobStore()
+        run_job("rebuild", store, blobs, ks=(2, 3, 4), seed=0, clock=lambda: CLOCK)
+        for n, row in enumerate(store.tables["shoppers"].values()):
+            if n % 2 and "last_seen" in row:  # half the shoppers came back since
+                row["last_seen"] += 10 * 86_400
+        with monkeypatch.context() as counting:
+            most = _most_shoppers_alive(counting)
+            summary = run_job("refine", store, blobs, seed=0, clock=lambda: CLOCK + 3600)
+        assert summary["refined_with"] > 100
+        refined.append((summary, PersonaModel.from_bytes(blobs.get(summary["published"])), most[0]))
+    (whole, at_once, _), (chunked, in_chunks, most_held) = refined
+    assert most_held <= 25 + 2 < whole["refined_with"]
+    assert chunked["refined_with"] == whole["refined_with"]
+    assert np.allclose(in_chunks.means, at_once.means, rtol=1e-12, atol=1e-15)
+    assert np.allclose(in_chunks.counts, at_once.counts, rtol=1e-12, atol=0)
 
 
 @pytest.mark.parametrize("fit_shoppers", [80, 10_000])

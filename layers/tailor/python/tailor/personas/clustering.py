@@ -27,7 +27,8 @@ from tailor.shopper import ShopperState
 __all__ = ["BLOCK_WEIGHTS", "PRICE_WEIGHT", "Fit", "ItemCounts", "choose_k", "cold_start_tables", "feature_space",
            "feature_space_of",
            "best_fit", "fit_mixture", "held_out_deviance",
-           "match_ids", "persona_labels", "query_vectors", "refine", "standardization", "starts_near"]
+           "match_ids", "persona_labels", "query_vectors", "refine", "refine_sums", "refined", "standardization",
+           "starts_near"]
 
 MAX_CATEGORIES = 24  # categories with a feature of their own; the rest share "other"
 MAX_TOKENS = 2000  # query words with a vector
@@ -323,12 +324,22 @@ def refine(model: PersonaModel, x: np.ndarray,
     absorbed. Returns the new means, counts and shares."""
     if len(x) == 0:
         return model.means, model.counts, model.weights
-    z = model.standardize(x)
+    return refined(model, *refine_sums(model, x, items))
+
+
+def refine_sums(model: PersonaModel, x: np.ndarray,
+                items: Sequence[Sequence[str]] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """What some recent shoppers bring a refine, summed (so shoppers can come a chunk at a time): each persona's
+    mass (their responsibilities) and the mass-weighted sum of their standardized features."""
     r = model.responsibilities(x, items)
-    mass = r.sum(axis=0)
+    return r.sum(axis=0), r.T @ model.standardize(x)
+
+
+def refined(model: PersonaModel, mass: np.ndarray, moved: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The means, counts and shares after a refine that brought `mass` and `moved` (refine_sums, summed)."""
     counts = model.counts + mass
     rate = np.where(counts > 0, mass / np.maximum(counts, 1e-9), 0.0)
-    batch_means = (r.T @ z) / np.maximum(mass, 1e-9)[:, None]
+    batch_means = moved / np.maximum(mass, 1e-9)[:, None]
     means = model.means + rate[:, None] * (batch_means - model.means)
     weights = counts / counts.sum()
     return means, counts, weights

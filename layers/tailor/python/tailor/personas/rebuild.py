@@ -14,7 +14,7 @@ A rebuild holds at most FIT_SHOPPERS shoppers, whatever the shop's size: a first
 the category totals and item counts the feature space and the item term need, and the FIT_SHOPPERS shoppers of the
 lowest hash of their id (all of them in a smaller shop); the personas are fitted on those, and where there were
 more, a second scan takes each shopper's responsibilities (the personas' sizes and the cold-start tables) a chunk at
-a time.
+a time. A refine likewise takes the shoppers seen since a chunk at a time, summing what each brings.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import heapq
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -41,7 +41,8 @@ from tailor.personas.clustering import (
     feature_space_of,
     match_ids,
     persona_labels,
-    refine,
+    refine_sums,
+    refined,
     standardization,
     starts_near,
 )
@@ -88,8 +89,7 @@ def run_job(mode: str, store: StateStore, blobs: BlobStore, *, ks: Sequence[int]
         assert previous is not None
         # Shoppers with events past the newest the model has seen (event time, so a replay of history works too).
         since = float(previous.info.get("data_through", 0.0))
-        recent = sorted((s for s in _each_shopper(store) if s.last_seen > since), key=lambda s: s.user_id)
-        model = _refined(previous, recent, clock())
+        model = _refined(previous, (s for s in _each_shopper(store) if s.last_seen > since), clock())
     counters = read_counters(items, model.ids, group_of=_price_band(model))
     model.adjustment_items, model.adjustments, adjustment_stats = build_adjustments(counters)
     model.info["adjustments"] = adjustment_stats
@@ -254,20 +254,12 @@ class _Assignment:
         self.shoppers = 0
 
     def __iter__(self) -> Iterator[tuple[ShopperState, np.ndarray]]:
-        chunk: list[ShopperState] = []
-        for shopper in _each_shopper(self.store):
-            chunk.append(shopper)
-            if len(chunk) == ASSIGN_CHUNK:
-                yield from self._chunk(chunk)
-                chunk = []
-        if chunk:
-            yield from self._chunk(chunk)
-
-    def _chunk(self, chunk: list[ShopperState]) -> Iterator[tuple[ShopperState, np.ndarray]]:
-        responsibilities = self.assigned(chunk)
-        self.counts += responsibilities.sum(axis=0)
-        self.shoppers += len(chunk)
-        return zip(chunk, responsibilities)
+        for chunk in _chunks(_each_shopper(self.store), ASSIGN_CHUNK):
+            responsibilities = self.assigned(chunk)
+            self.counts += responsibilities.sum(axis=0)
+            self.shoppers += len(chunk)
+            yield from zip(chunk, responsibilities)
+            del chunk  # before the next is read: one chunk held at a time
 
 
 def _sample(n: int, at_most: int, seed: int) -> np.ndarray:
@@ -277,16 +269,39 @@ def _sample(n: int, at_most: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng([seed, n]).choice(n, size=at_most, replace=False))
 
 
-def _refined(previous: PersonaModel, recent: list[ShopperState], now: float) -> PersonaModel:
-    x = batch_features(recent, previous.space)
-    means, counts, weights = refine(previous, x, [persona_evidence(s) for s in recent])
-    info = {**previous.info, "refined_at": now, "refined_with": len(recent),
-            "data_through": max([s.last_seen for s in recent], default=previous.info.get("data_through", 0.0))}
+def _refined(previous: PersonaModel, recent: Iterable[ShopperState], now: float) -> PersonaModel:
+    """The previous personas moved toward the `recent` shoppers, taken ASSIGN_CHUNK at a time (each chunk by id)."""
+    mass, moved = np.zeros(previous.k), np.zeros_like(previous.means)
+    count, data_through = 0, None
+    for chunk in _chunks(recent, ASSIGN_CHUNK):
+        chunk.sort(key=lambda s: s.user_id)
+        more_mass, more_moved = refine_sums(previous, batch_features(chunk, previous.space),
+                                            [persona_evidence(s) for s in chunk])
+        mass += more_mass
+        moved += more_moved
+        count += len(chunk)
+        data_through = max(max(s.last_seen for s in chunk), data_through or 0.0)
+        del chunk  # before the next is read: one chunk held at a time
+    means, counts, weights = refined(previous, mass, moved) if count else (
+        previous.means, previous.counts, previous.weights)
+    info = {**previous.info, "refined_at": now, "refined_with": count,
+            "data_through": previous.info.get("data_through", 0.0) if data_through is None else data_through}
     return PersonaModel(version="", space=previous.space, ids=list(previous.ids),
                         labels=persona_labels(means * previous.scale + previous.center, previous.space),
                         weights=weights, means=means, variances=previous.variances, center=previous.center,
                         scale=previous.scale, counts=counts, cold_start=previous.cold_start, info=info,
                         taste_items=list(previous.taste_items), item_log=previous.item_log)
+
+
+def _chunks(shoppers: Iterable[ShopperState], size: int) -> Iterator[list[ShopperState]]:
+    chunk: list[ShopperState] = []
+    for shopper in shoppers:
+        chunk.append(shopper)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _price_band(model: PersonaModel) -> Callable[[dict], str]:
