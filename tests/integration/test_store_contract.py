@@ -165,6 +165,20 @@ def test_scan_visits_every_row_once_page_by_page(stores):
 
 
 
+def test_a_scans_rows_are_the_callers_to_change(stores):
+    """What a scan gives nothing else holds (a job may take its rows' values as they are: RowState.from_row owned)."""
+    store, _ = stores
+    store.write_state("shoppers", "u1", {"first_seen": 1.0, "category_affinity": {"books": 2}, "recent_items": ["i1"]},
+                      watermark="sw:a", expected=None, new="1")
+    for attributes in (None, ("user_id", "category_affinity", "recent_items")):
+        (row,), _ = store.scan("shoppers", limit=5, attributes=attributes)
+        row["category_affinity"]["books"] = 99
+        row["recent_items"].append("i2")
+        (again,), _ = store.scan("shoppers", limit=5, attributes=attributes)
+        assert again["category_affinity"] == {"books": 2} and again["recent_items"] == ["i1"]
+    assert store.read("shoppers", ["u1"])["u1"]["category_affinity"] == {"books": 2}
+
+
 def test_every_row_reads_a_changing_table_whole_with_only_the_attributes_asked(stores):
     store, _ = stores
     for i in range(7):

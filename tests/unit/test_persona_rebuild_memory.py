@@ -10,8 +10,11 @@ import pytest
 
 from tailor.ingest.service import Ingestor, StreamRecord
 from tailor.personas import rebuild
-from tailor.personas.model import PersonaModel
+from tailor.personas.clustering import refine
+from tailor.personas.features import batch_features
+from tailor.personas.model import PersonaModel, persona_evidence
 from tailor.personas.rebuild import run_job
+from tailor.personas.storage import current_model
 from tailor.shopper import ShopperState
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
 from tailor.store.port import every_row
@@ -122,8 +125,39 @@ def test_a_refine_takes_recent_shoppers_a_chunk_at_a_time_and_moves_the_personas
     (whole, at_once, _), (chunked, in_chunks, most_held) = refined
     assert most_held <= 25 + 2 < whole["refined_with"]
     assert chunked["refined_with"] == whole["refined_with"]
+    assert in_chunks.info["data_through"] == at_once.info["data_through"] == max(
+        row["last_seen"] for row in store.tables["shoppers"].values() if "last_seen" in row)
     assert np.allclose(in_chunks.means, at_once.means, rtol=1e-12, atol=1e-15)
     assert np.allclose(in_chunks.counts, at_once.counts, rtol=1e-12, atol=0)
+
+
+def test_a_refine_in_one_chunk_is_the_mini_batch_step_on_every_recent_shopper(shoppers_table, monkeypatch):
+    _scanned_in_an_order_of(4, monkeypatch)  # the chunk is taken by id, whatever order the scan gives
+    store, blobs = _store(shoppers_table), MemoryBlobStore()
+    run_job("rebuild", store, blobs, ks=(2, 3, 4), seed=0, clock=lambda: CLOCK)
+    built = current_model(blobs)
+    for n, row in enumerate(store.tables["shoppers"].values()):
+        if n % 3 == 0 and "last_seen" in row:
+            row["last_seen"] += 10 * 86_400
+    recent = sorted((s for s in map(ShopperState.from_row, store.tables["shoppers"].values())
+                     if s is not None and s.events > 0 and s.last_seen > built.info["data_through"]),
+                    key=lambda s: s.user_id)
+    means, counts, weights = refine(built, batch_features(recent, built.space), [persona_evidence(s) for s in recent])
+    summary = run_job("refine", store, blobs, seed=0, clock=lambda: CLOCK + 3600)
+    model = current_model(blobs)
+    assert summary["refined_with"] == len(recent) > 50
+    assert np.array_equal(model.means, means) and np.array_equal(model.counts, counts)
+    assert np.array_equal(model.weights, weights)
+
+
+def test_a_refine_with_no_shopper_seen_since_keeps_the_personas(shoppers_table):
+    store, blobs = _store(shoppers_table), MemoryBlobStore()
+    run_job("rebuild", store, blobs, ks=(2, 3, 4), seed=0, clock=lambda: CLOCK)
+    built = current_model(blobs)
+    summary = run_job("refine", store, blobs, seed=0, clock=lambda: CLOCK + 3600)
+    model = current_model(blobs)
+    assert summary["refined_with"] == 0 and model.info["data_through"] == built.info["data_through"]
+    assert np.array_equal(model.means, built.means) and np.array_equal(model.counts, built.counts)
 
 
 @pytest.mark.parametrize("fit_shoppers", [80, 10_000])

@@ -259,7 +259,7 @@ class _Assignment:
             self.counts += responsibilities.sum(axis=0)
             self.shoppers += len(chunk)
             yield from zip(chunk, responsibilities)
-            del chunk  # before the next is read: one chunk held at a time
+            del chunk, responsibilities  # before the next is read: one chunk held at a time
 
 
 def _sample(n: int, at_most: int, seed: int) -> np.ndarray:
@@ -271,7 +271,7 @@ def _sample(n: int, at_most: int, seed: int) -> np.ndarray:
 
 def _refined(previous: PersonaModel, recent: Iterable[ShopperState], now: float) -> PersonaModel:
     """The previous personas moved toward the `recent` shoppers, taken ASSIGN_CHUNK at a time (each chunk by id)."""
-    mass, moved = np.zeros(previous.k), np.zeros_like(previous.means)
+    mass, moved = np.zeros(previous.k), np.zeros(previous.means.shape)
     count, data_through = 0, None
     for chunk in _chunks(recent, ASSIGN_CHUNK):
         chunk.sort(key=lambda s: s.user_id)
@@ -280,7 +280,8 @@ def _refined(previous: PersonaModel, recent: Iterable[ShopperState], now: float)
         mass += more_mass
         moved += more_moved
         count += len(chunk)
-        data_through = max(max(s.last_seen for s in chunk), data_through or 0.0)
+        newest = max(s.last_seen for s in chunk)
+        data_through = newest if data_through is None else max(data_through, newest)
         del chunk  # before the next is read: one chunk held at a time
     means, counts, weights = refined(previous, mass, moved) if count else (
         previous.means, previous.counts, previous.weights)
