@@ -1,6 +1,7 @@
 """The store port's contract, held by the in-memory adapter and the DynamoDB/S3/SQS adapters alike (moto)."""
 
 import json
+import threading
 import time
 
 import boto3
@@ -163,6 +164,54 @@ def test_scan_visits_every_row_once_page_by_page(stores):
             break
     assert sorted(seen) == [f"u{i:02d}" for i in range(23)] and len(seen) == 23
 
+
+
+def test_a_scan_in_segments_reads_every_row_once_across_its_parts(stores):
+    store, _ = stores
+    for i in range(23):
+        store.write_state("shoppers", f"u{i:02d}", {"first_seen": float(i)}, watermark="sw:a", expected=None, new="1")
+    parts = []
+    for segment in range(3):
+        seen, start = [], None
+        while True:
+            rows, start = store.scan("shoppers", limit=4, start=start, segment=segment, segments=3)
+            assert len(rows) <= 4
+            seen += [row["user_id"] for row in rows]
+            if start is None:
+                break
+        parts.append(seen)
+    assert sorted(sum(parts, [])) == [f"u{i:02d}" for i in range(23)]  # every row, once
+    assert sum(1 for part in parts if part) >= 2  # split, not all in one part
+
+
+def test_every_row_reads_segments_at_once_and_stops_when_the_caller_does(stores):
+    store, _ = stores
+    for i in range(40):
+        store.write_state("shoppers", f"u{i:02d}", {"first_seen": float(i)}, watermark="sw:a", expected=None, new="1")
+    rows = list(every_row(store, "shoppers", ("user_id",), page_size=3, segments=4))
+    assert sorted(row["user_id"] for row in rows) == [f"u{i:02d}" for i in range(40)]
+    first = every_row(store, "shoppers", page_size=2, segments=4)
+    next(first), next(first)
+    first.close()
+    deadline = time.monotonic() + 5
+    while any(t.name.startswith("scan-shoppers-") for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the segment readers go on after the caller stopped"
+        time.sleep(0.02)
+
+
+def test_every_row_raises_what_a_segment_read_raised(stores):
+    store, _ = stores
+    for i in range(12):
+        store.write_state("shoppers", f"u{i:02d}", {"first_seen": float(i)}, watermark="sw:a", expected=None, new="1")
+
+    class Failing:
+        def scan(self, table, **kw):
+            if kw.get("segment") == 2:
+                raise TimeoutError("the table did not answer")
+            return store.scan(table, **kw)
+
+    with pytest.raises(TimeoutError, match="did not answer"):
+        list(every_row(Failing(), "shoppers", page_size=2, segments=3))
 
 
 def test_a_scans_rows_are_the_callers_to_change(stores):

@@ -10,13 +10,15 @@ Scan page) on top of this.
 Rebuild's memory. The rebuild job (re-clustering) on shoppers tables of several sizes, made of a simulation's shopper
 rows repeated under new ids (its items and queries beside them): the peak memory the job allocates (tracemalloc,
 beyond the store's own) and its time, which tracemalloc slows. Past FIT_SHOPPERS the job holds the same number of
-shoppers, so its peak stays where it is while a job that held every shopper would grow by each one's row.
+shoppers, so its peak stays where it is while a job that held every shopper would grow by each one's row. With
+--scan-latency-ms, the job again with every scan page that much late, the table read in one part and in
+SCAN_SEGMENTS parts at once: what a parallel scan saves where the table's pages, not the job, take the time.
 
 Ingest. The `tailor bench ingest` workload (simulated shoppers, 4 shards, batches of 100) through Ingest's domain
 service on the in-memory store, with persona tracking off and on (with a current persona model), alternated three
 times; each setting's fastest run is reported (the machine is shared, and noise only ever slows a run down).
 
-    tailor bench personas [--rows 1000000] [--personas 8] [--rebuild-shoppers 30000,60000]
+    tailor bench personas [--rows 1000000] [--personas 8] [--rebuild-shoppers 30000,60000] [--scan-latency-ms 100]
                           [--out bench-results/personas.json]
 """
 
@@ -36,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from tailor.ingest.service import Ingestor
+from tailor.personas import rebuild
 from tailor.personas.online import COUNTERS, DWELL_EVENTS, PersonaTracker
 from tailor.personas.rebuild import FIT_SHOPPERS, run_job
 from tailor.personas.storage import ModelSource, current_model
@@ -59,26 +62,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rebuild-shoppers", type=_sizes, default=(),
                         help="shoppers tables to measure the rebuild's memory on, comma-separated, e.g. 30000,60000 "
                              "(default: none)")
+    parser.add_argument("--scan-latency-ms", type=float, default=0.0,
+                        help="with --rebuild-shoppers, also time the rebuild with scan pages this late, read in one "
+                             "part and in several at once (default: not)")
     parser.add_argument("--shoppers", type=int, default=60, help="Ingest workload: simulated shoppers (default 60)")
     parser.add_argument("--events", type=int, default=6000, help="Ingest workload: events at most (default 6000)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", type=Path, default=Path("bench-results/personas.json"))
     args = parser.parse_args(argv)
     report = run(rows=args.rows, personas=args.personas, shoppers=args.shoppers, events=args.events, seed=args.seed,
-                 rebuild_shoppers=args.rebuild_shoppers)
+                 rebuild_shoppers=args.rebuild_shoppers, scan_latency_ms=args.scan_latency_ms)
     publish(report, format_table(report), args.out)
     return 0
 
 
 def run(*, rows: int, personas: int, shoppers: int, events: int, seed: int,
-        rebuild_shoppers: tuple[int, ...] = ()) -> dict[str, Any]:
+        rebuild_shoppers: tuple[int, ...] = (), scan_latency_ms: float = 0.0) -> dict[str, Any]:
     model_blobs = _persona_model(seed)
     return {
         "benchmark": "personas",
         "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "rebuild": _rebuild(rows, personas, seed),
-        "rebuild_memory": _rebuild_memory(rebuild_shoppers, seed),
+        "rebuild_memory": _rebuild_memory(rebuild_shoppers, seed, scan_latency_ms),
         "ingest": _ingest_off_and_on(shoppers, events, seed, model_blobs),
     }
 
@@ -92,8 +98,14 @@ def format_table(report: dict[str, Any]) -> str:
     if report.get("rebuild_memory"):
         lines.append(f"Rebuild (re-clustering, in-memory store; fitted on {FIT_SHOPPERS:,} shoppers at most), "
                      "memory it allocates at peak:")
-        lines += [f"  {m['shoppers']:>9,} shoppers: {m['peak_mb']:7.1f} MB, {m['seconds']:.1f} s under tracemalloc "
-                  f"(k={m['k']}, fitted on {m['fitted_on']:,})" for m in report["rebuild_memory"]]
+        for m in report["rebuild_memory"]:
+            lines.append(f"  {m['shoppers']:>9,} shoppers: {m['peak_mb']:7.1f} MB, {m['seconds']:.1f} s under "
+                         f"tracemalloc (k={m['k']}, fitted on {m['fitted_on']:,})")
+            if "scan_latency_ms" in m:
+                parts = {key.split("_")[3]: value for key, value in m.items() if key.startswith("seconds_slow_scans_")}
+                lines.append(f"  {'':>9}  scan pages {m['scan_latency_ms']:g} ms late: "
+                             + ", ".join(f"{seconds:.1f} s in {n} part{'s' if n != '1' else ''}"
+                                         for n, seconds in parts.items()))
         lines.append("")
     header = ("personas", "events", "events/s", "batch p50 ms", "batch p99 ms", "writes/1k ev", "reads/1k ev")
     rows = [header] + [(i["personas"], str(i["events"]), f"{i['events_per_second']:.0f}", f"{i['batch_ms_p50']:.1f}",
@@ -136,23 +148,17 @@ def _rebuild(rows: int, personas: int, seed: int) -> dict[str, Any]:
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def _rebuild_memory(sizes: tuple[int, ...], seed: int) -> list[dict[str, Any]]:
-    """The rebuild job's peak allocation and time on shoppers tables of each size."""
+def _rebuild_memory(sizes: tuple[int, ...], seed: int, scan_latency_ms: float = 0.0) -> list[dict[str, Any]]:
+    """The rebuild job's peak allocation and time on shoppers tables of each size; with `scan_latency_ms`, also its
+    time with every scan page answered that much later (as a DynamoDB page would be), reading the table in one part
+    and in SCAN_SEGMENTS parts at once."""
     if not sizes:
         return []
     replay = Replay()
     replay.feed(simulate(shoppers=600, days=5.0, seed=seed + 2000).events)
-    rows = list(replay.store.tables["shoppers"].items())
     out = []
     for size in sizes:
-        store = MemoryStateStore()
-        for table in ("items", "queries"):
-            store.tables[table].update(replay.store.tables[table])
-        shoppers = store.tables["shoppers"]
-        for n in range(size):
-            user_id, row = rows[n % len(rows)]
-            copy = f"{user_id}-{n // len(rows)}"
-            shoppers[copy] = {**row, "user_id": copy}
+        store = _shoppers_table(replay.store, size)
         tracemalloc.start()
         before = tracemalloc.get_traced_memory()[0]
         started = time.perf_counter()
@@ -160,10 +166,49 @@ def _rebuild_memory(sizes: tuple[int, ...], seed: int) -> list[dict[str, Any]]:
         seconds = time.perf_counter() - started
         peak = tracemalloc.get_traced_memory()[1] - before
         tracemalloc.stop()
-        out.append({"shoppers": summary["shoppers"], "k": summary["k"], "fitted_on": summary["fitted_on"],
-                    "assigned": summary.get("assigned"), "seconds": round(seconds, 1),
-                    "peak_mb": round(peak / 2**20, 1)})
+        row = {"shoppers": summary["shoppers"], "k": summary["k"], "fitted_on": summary["fitted_on"],
+               "assigned": summary.get("assigned"), "seconds": round(seconds, 1), "peak_mb": round(peak / 2**20, 1)}
+        if scan_latency_ms > 0:
+            slow = _SlowScans(store, scan_latency_ms / 1000.0)
+            for segments in (1, rebuild.SCAN_SEGMENTS):
+                chosen, rebuild.SCAN_SEGMENTS = rebuild.SCAN_SEGMENTS, segments
+                try:
+                    started = time.perf_counter()
+                    run_job("rebuild", slow, MemoryBlobStore(), seed=seed, clock=lambda: 1.8e9)
+                    row[f"seconds_slow_scans_{segments}_segments"] = round(time.perf_counter() - started, 1)
+                finally:
+                    rebuild.SCAN_SEGMENTS = chosen
+            row["scan_latency_ms"] = scan_latency_ms
+        out.append(row)
     return out
+
+
+def _shoppers_table(simulated: MemoryStateStore, size: int) -> MemoryStateStore:
+    """A store of `size` shoppers: the simulation's shopper rows repeated under new ids, its items and queries."""
+    rows = list(simulated.tables["shoppers"].items())
+    store = MemoryStateStore()
+    for table in ("items", "queries"):
+        store.tables[table].update(simulated.tables[table])
+    shoppers = store.tables["shoppers"]
+    for n in range(size):
+        user_id, row = rows[n % len(rows)]
+        copy = f"{user_id}-{n // len(rows)}"
+        shoppers[copy] = {**row, "user_id": copy}
+    return store
+
+
+class _SlowScans:
+    """A store whose scans answer `latency` seconds late, each page on its own (its other calls as they are)."""
+
+    def __init__(self, store: MemoryStateStore, latency: float):
+        self.store, self.latency = store, latency
+
+    def scan(self, table: str, **kwargs: Any) -> Any:
+        time.sleep(self.latency)
+        return self.store.scan(table, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
 
 
 def _sizes(text: str) -> tuple[int, ...]:

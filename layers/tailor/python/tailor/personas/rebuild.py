@@ -64,6 +64,7 @@ CHOOSE_K_SHOPPERS = 3_000  # shoppers k is chosen on (the held-out criterion was
 FIT_SHOPPERS = 20_000  # shoppers the chosen k is fitted on (and the most a rebuild holds); every shopper is then
 # assigned to the fit
 ASSIGN_CHUNK = 5_000  # shoppers assigned to the fit at a time in the second scan
+SCAN_SEGMENTS = 4  # parts of the shoppers table a scan reads at once (a DynamoDB parallel scan)
 # erased_at tells ShopperState.from_row which rows are the tombstones of erased shoppers.
 SHOPPER_FIELDS = ("user_id", "first_seen", "last_seen", "events", "counts", "sessions", "category_affinity",
                   "purchases", "profile", "referral_sources", "personas", "erased_at", "recent_items")
@@ -137,8 +138,8 @@ def _ks_text(ks: Sequence[int]) -> str:
 
 
 def _each_shopper(store: StateStore) -> Iterator[ShopperState]:
-    """Every shopper with events, as the table's scan gives them."""
-    for row in every_row(store, "shoppers", SHOPPER_FIELDS):
+    """Every shopper with events, as the table's scan gives them (SCAN_SEGMENTS parts at once: in no set order)."""
+    for row in every_row(store, "shoppers", SHOPPER_FIELDS, segments=SCAN_SEGMENTS):
         state = ShopperState.from_row(row, owned=True)  # a scan's rows are its own: no copy
         if state is not None and state.events > 0:
             yield state

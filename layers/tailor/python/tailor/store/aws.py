@@ -130,8 +130,11 @@ class DynamoStateStore:
         return rows
 
     def scan(self, table: str, *, limit: int, start: str | None = None,
-             attributes: Sequence[str] | None = None) -> tuple[list[dict[str, Any]], str | None]:
+             attributes: Sequence[str] | None = None, segment: int = 0,
+             segments: int = 1) -> tuple[list[dict[str, Any]], str | None]:
         request: dict[str, Any] = {"TableName": self.tables[table], "Limit": limit}
+        if segments > 1:
+            request.update(Segment=segment, TotalSegments=segments)
         if start is not None:
             request["ExclusiveStartKey"] = {TABLES[table]: {"S": start}}
         if attributes:

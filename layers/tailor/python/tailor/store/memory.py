@@ -7,6 +7,7 @@ import hashlib
 import json
 import threading
 import time
+import zlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -24,7 +25,7 @@ class MemoryStateStore:
         self.tables: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
         self.calls: Counter[str] = Counter()
         self._lock = threading.Lock()
-        self._key_order: dict[str, tuple[int, list[str]]] = {}
+        self._key_order: dict[tuple[str, int, int], tuple[int, list[str]]] = {}  # (table, segment, segments)
 
     def read(self, table: str, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
         return self.read_many({table: keys})[table]
@@ -44,7 +45,7 @@ class MemoryStateStore:
             if current != expected:
                 raise Conflict(table, key, current)
             if row is None:
-                self._key_order.pop(table, None)
+                self._forget_order(table)
             row = self.tables[table].setdefault(key, {TABLES[table]: key})
             row.update(copied(dict(fields)))
             row[watermark] = new
@@ -57,7 +58,7 @@ class MemoryStateStore:
             if current is not None and current >= first:
                 raise Conflict(table, key, current)
             if row is None:
-                self._key_order.pop(table, None)
+                self._forget_order(table)
             row = self.tables[table].setdefault(key, {TABLES[table]: key})
             for name, amount in increments.items():
                 row[name] = row.get(name, 0) + amount
@@ -68,7 +69,7 @@ class MemoryStateStore:
         with self._lock:
             self.calls["write"] += 1
             self.tables[table].pop(key, None)
-            self._key_order.pop(table, None)
+            self._forget_order(table)
 
     def delete_many(self, table: str, keys: Iterable[str]) -> None:
         keys = list(dict.fromkeys(keys))
@@ -76,13 +77,13 @@ class MemoryStateStore:
             self.calls["write"] += -(-len(keys) // 25)  # BatchWriteItem takes 25 requests a call
             for key in keys:
                 self.tables[table].pop(key, None)
-            self._key_order.pop(table, None)
+            self._forget_order(table)
 
     def replace(self, table: str, key: str, fields: Mapping[str, Any]) -> None:
         with self._lock:
             self.calls["write"] += 1
             if key not in self.tables[table]:
-                self._key_order.pop(table, None)
+                self._forget_order(table)
             self.tables[table][key] = {**copied(dict(fields)), TABLES[table]: key}
 
     def query(self, table: str, attribute: str, value: str) -> list[dict[str, Any]]:
@@ -93,15 +94,23 @@ class MemoryStateStore:
             return [copied({a: row[a] for a in names if a in row})
                     for row in self.tables[table].values() if row.get(attribute) == value]
 
+    def _forget_order(self, table: str) -> None:
+        for cached in [c for c in self._key_order if c[0] == table]:
+            del self._key_order[cached]
+
     def scan(self, table: str, *, limit: int, start: str | None = None,
-             attributes: Sequence[str] | None = None) -> tuple[list[dict[str, Any]], str | None]:
+             attributes: Sequence[str] | None = None, segment: int = 0,
+             segments: int = 1) -> tuple[list[dict[str, Any]], str | None]:
+        if not 0 <= segment < segments:
+            raise ValueError(f"segment {segment} is not one of {segments} segments")
         with self._lock:
             self.calls["scan"] += 1
             rows = self.tables[table]
             # A job pages through a whole table: sort its keys once per job, not once per page.
-            cached = self._key_order.get(table)
+            cached = self._key_order.get((table, segment, segments))
             if cached is None or cached[0] != len(rows):
-                cached = self._key_order[table] = (len(rows), sorted(rows))
+                keys = sorted(rows) if segments == 1 else sorted(k for k in rows if _segment_of(k, segments) == segment)
+                cached = self._key_order[(table, segment, segments)] = (len(rows), keys)
             keys = cached[1]
             first = 0 if start is None else bisect.bisect_right(keys, start)
             page = keys[first:first + limit]
@@ -197,3 +206,8 @@ class MemoryQueue:
 def _tag(body: bytes) -> str:
     """What S3's ETag is of an object written whole: its MD5."""
     return hashlib.md5(body, usedforsecurity=False).hexdigest()
+
+
+def _segment_of(key: str, segments: int) -> int:
+    """The part of a table a key is in, when it is scanned in `segments` parts (as DynamoDB's, by a hash of the key)."""
+    return zlib.crc32(key.encode()) % segments

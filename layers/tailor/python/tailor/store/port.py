@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -99,10 +101,13 @@ class StateStore(Protocol):
         ...
 
     def scan(self, table: str, *, limit: int, start: str | None = None,
-             attributes: Sequence[str] | None = None) -> tuple[list[dict[str, Any]], str | None]:
+             attributes: Sequence[str] | None = None, segment: int = 0,
+             segments: int = 1) -> tuple[list[dict[str, Any]], str | None]:
         """Up to `limit` rows in the table's own order, after the key `start` (only their `attributes`,
         if given); and the key to go on from, None when the table has no more rows. For jobs that
-        visit every row, page by page. The rows are the caller's: nothing else holds them."""
+        visit every row, page by page. The rows are the caller's: nothing else holds them. With `segments`
+        above 1, the table is split into that many disjoint parts and this reads part `segment` (0 to segments - 1):
+        the parts together hold every row once, and may be read at once (a DynamoDB parallel scan)."""
         ...
 
     def annotate(self, table: str, key: str, fields: Mapping[str, Any], *, requires: str, stamp: str,
@@ -115,15 +120,45 @@ class StateStore(Protocol):
 
 
 def every_row(store: StateStore, table: str, attributes: Sequence[str] | None = None, *,
-              page_size: int = 1000) -> Iterator[dict[str, Any]]:
+              page_size: int = 1000, segments: int = 1) -> Iterator[dict[str, Any]]:
     """Every row of `table`, page by page (only `attributes` of each, if given): for jobs that read a whole table
-    in one run."""
-    start: str | None = None
-    while True:
-        rows, start = store.scan(table, limit=page_size, start=start, attributes=attributes)
-        yield from rows
-        if start is None:
-            return
+    in one run. With `segments` above 1, that many parts of the table are read at once, each on a thread of its own,
+    their pages given as they come (so in no set order), a few pages ahead at most."""
+    if segments <= 1:
+        yield from _segment_rows(store, table, attributes, page_size, 0, 1)
+        return
+    pages: queue.Queue = queue.Queue(maxsize=2 * segments)
+    stop = threading.Event()
+
+    def read(segment: int) -> None:
+        try:
+            start: str | None = None
+            while not stop.is_set():
+                rows, start = store.scan(table, limit=page_size, start=start, attributes=attributes, segment=segment,
+                                         segments=segments)
+                _hand_over(pages, rows, stop)
+                if start is None:
+                    break
+            _hand_over(pages, _SEGMENT_DONE, stop)
+        except BaseException as exc:  # the reader's error is the caller's
+            _hand_over(pages, exc, stop)
+
+    threads = [threading.Thread(target=read, args=(segment,), name=f"scan-{table}-{segment}", daemon=True)
+               for segment in range(segments)]
+    for thread in threads:
+        thread.start()
+    try:
+        running = segments
+        while running:
+            page = pages.get()
+            if page is _SEGMENT_DONE:
+                running -= 1
+            elif isinstance(page, BaseException):
+                raise page
+            else:
+                yield from page
+    finally:
+        stop.set()  # a caller that stops early, or an error: the readers stop at their next page
 
 
 class Queue(Protocol):
@@ -173,3 +208,27 @@ class BlobInfo:
     tag: str
     modified: float  # epoch seconds
     size: int
+
+
+_SEGMENT_DONE = object()
+
+
+def _segment_rows(store: StateStore, table: str, attributes: Sequence[str] | None, page_size: int, segment: int,
+                  segments: int) -> Iterator[dict[str, Any]]:
+    start: str | None = None
+    while True:
+        rows, start = store.scan(table, limit=page_size, start=start, attributes=attributes,
+                                 **({"segment": segment, "segments": segments} if segments > 1 else {}))
+        yield from rows
+        if start is None:
+            return
+
+
+def _hand_over(pages: queue.Queue, item: Any, stop: threading.Event) -> None:
+    """Put `item` on `pages`, unless the reader is told to stop while the queue is full."""
+    while not stop.is_set():
+        try:
+            pages.put(item, timeout=0.1)
+            return
+        except queue.Full:
+            continue
