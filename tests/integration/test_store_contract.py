@@ -1,6 +1,7 @@
 """The store port's contract, held by the in-memory adapter and the DynamoDB/S3/SQS adapters alike (moto)."""
 
 import json
+import random
 import threading
 import time
 
@@ -184,34 +185,87 @@ def test_a_scan_in_segments_reads_every_row_once_across_its_parts(stores):
     assert sum(1 for part in parts if part) >= 2  # split, not all in one part
 
 
-def test_every_row_reads_segments_at_once_and_stops_when_the_caller_does(stores):
-    store, _ = stores
-    for i in range(40):
-        store.write_state("shoppers", f"u{i:02d}", {"first_seen": float(i)}, watermark="sw:a", expected=None, new="1")
-    rows = list(every_row(store, "shoppers", ("user_id",), page_size=3, segments=4))
-    assert sorted(row["user_id"] for row in rows) == [f"u{i:02d}" for i in range(40)]
-    first = every_row(store, "shoppers", page_size=2, segments=4)
-    next(first), next(first)
-    first.close()
-    deadline = time.monotonic() + 5
-    while any(t.name.startswith("scan-shoppers-") for t in threading.enumerate()):
-        assert time.monotonic() < deadline, "the segment readers go on after the caller stopped"
-        time.sleep(0.02)
+class _Watched:
+    """A store whose scans are counted, may wait a moment each, and are seen in flight: how many at once at most."""
 
+    def __init__(self, store, delay=None, fail_segment=None):
+        self.store, self.delay, self.fail_segment = store, delay, fail_segment
+        self.scans, self.in_flight, self.most_in_flight = 0, 0, 0
+        self._lock = threading.Lock()
 
-def test_every_row_raises_what_a_segment_read_raised(stores):
-    store, _ = stores
-    for i in range(12):
-        store.write_state("shoppers", f"u{i:02d}", {"first_seen": float(i)}, watermark="sw:a", expected=None, new="1")
-
-    class Failing:
-        def scan(self, table, **kw):
-            if kw.get("segment") == 2:
+    def scan(self, table, **kw):
+        with self._lock:
+            self.scans += 1
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            if self.delay is not None:
+                time.sleep(self.delay())
+            if kw.get("segment") == self.fail_segment:
                 raise TimeoutError("the table did not answer")
-            return store.scan(table, **kw)
+            return self.store.scan(table, **kw)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
 
-    with pytest.raises(TimeoutError, match="did not answer"):
-        list(every_row(Failing(), "shoppers", page_size=2, segments=3))
+
+def _shoppers(store, count):
+    for i in range(count):
+        store.write_state("shoppers", f"u{i:02d}", {"first_seen": float(i)}, watermark="sw:a", expected=None, new="1")
+
+
+def test_every_row_reads_the_parts_at_once_and_gives_the_same_order_however_they_answer(stores):
+    store, _ = stores
+    _shoppers(store, 40)
+    rng = random.Random(3)
+    orders, most = [], []
+    for _ in range(3):
+        watched = _Watched(store, delay=lambda: rng.random() * 0.01)
+        orders.append([row["user_id"] for row in every_row(watched, "shoppers", ("user_id",), page_size=3,
+                                                           segments=4)])
+        most.append(watched.most_in_flight)
+    assert sorted(orders[0]) == [f"u{i:02d}" for i in range(40)]
+    assert orders[1] == orders[0] and orders[2] == orders[0]
+    assert max(most) >= 2  # the parts are read at once
+
+
+def test_every_row_in_parts_stops_reading_when_the_caller_stops(stores):
+    store, _ = stores
+    _shoppers(store, 40)
+    watched = _Watched(store)
+    rows = every_row(watched, "shoppers", page_size=2, segments=4)
+    next(rows), next(rows)
+    rows.close()
+    deadline = time.monotonic() + 5
+    while any(thread.name.startswith("scan-shoppers-") for thread in threading.enumerate()):
+        assert time.monotonic() < deadline, "the parts' readers go on after the caller stopped"
+        time.sleep(0.02)
+    assert watched.scans < 20  # 20 pages in all: not read to the end
+
+
+def test_every_row_raises_what_a_parts_reader_raised(stores):
+    store, _ = stores
+    _shoppers(store, 12)
+    raised = []
+
+    def read_all():
+        try:
+            list(every_row(_Watched(store, fail_segment=2), "shoppers", page_size=2, segments=3))
+        except TimeoutError as exc:
+            raised.append(exc)
+
+    reader = threading.Thread(target=read_all, daemon=True)
+    reader.start()
+    reader.join(10)
+    assert not reader.is_alive(), "every_row hung on a reader's error"
+    assert raised and "did not answer" in str(raised[0])
+
+
+def test_a_scan_of_a_part_that_is_not_one_is_refused(stores):
+    store, _ = stores
+    for segment, segments in ((2, 2), (-1, 2), (1, 1)):
+        with pytest.raises(ValueError, match="segment"):
+            store.scan("shoppers", limit=5, segment=segment, segments=segments)
 
 
 def test_a_scans_rows_are_the_callers_to_change(stores):

@@ -132,6 +132,8 @@ class DynamoStateStore:
     def scan(self, table: str, *, limit: int, start: str | None = None,
              attributes: Sequence[str] | None = None, segment: int = 0,
              segments: int = 1) -> tuple[list[dict[str, Any]], str | None]:
+        if not 0 <= segment < segments:
+            raise ValueError(f"segment {segment} is not one of {segments} segments")
         request: dict[str, Any] = {"TableName": self.tables[table], "Limit": limit}
         if segments > 1:
             request.update(Segment=segment, TotalSegments=segments)

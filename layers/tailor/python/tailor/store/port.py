@@ -122,12 +122,13 @@ class StateStore(Protocol):
 def every_row(store: StateStore, table: str, attributes: Sequence[str] | None = None, *,
               page_size: int = 1000, segments: int = 1) -> Iterator[dict[str, Any]]:
     """Every row of `table`, page by page (only `attributes` of each, if given): for jobs that read a whole table
-    in one run. With `segments` above 1, that many parts of the table are read at once, each on a thread of its own,
-    their pages given as they come (so in no set order), a few pages ahead at most."""
+    in one run. With `segments` above 1, that many parts of the table are read at once, each on a thread of its own
+    a few pages ahead at most, and their pages given in turn (the first of each part, then the second of each, ...),
+    so the same table gives its rows in the same order."""
     if segments <= 1:
         yield from _segment_rows(store, table, attributes, page_size, 0, 1)
         return
-    pages: queue.Queue = queue.Queue(maxsize=2 * segments)
+    pages = [queue.Queue(maxsize=_PAGES_AHEAD) for _ in range(segments)]
     stop = threading.Event()
 
     def read(segment: int) -> None:
@@ -136,29 +137,28 @@ def every_row(store: StateStore, table: str, attributes: Sequence[str] | None = 
             while not stop.is_set():
                 rows, start = store.scan(table, limit=page_size, start=start, attributes=attributes, segment=segment,
                                          segments=segments)
-                _hand_over(pages, rows, stop)
+                _hand_over(pages[segment], rows, stop)
                 if start is None:
                     break
-            _hand_over(pages, _SEGMENT_DONE, stop)
+            _hand_over(pages[segment], _SEGMENT_DONE, stop)
         except BaseException as exc:  # the reader's error is the caller's
-            _hand_over(pages, exc, stop)
+            _hand_over(pages[segment], exc, stop)
 
-    threads = [threading.Thread(target=read, args=(segment,), name=f"scan-{table}-{segment}", daemon=True)
-               for segment in range(segments)]
-    for thread in threads:
-        thread.start()
     try:
-        running = segments
-        while running:
-            page = pages.get()
-            if page is _SEGMENT_DONE:
-                running -= 1
-            elif isinstance(page, BaseException):
-                raise page
-            else:
-                yield from page
+        for segment in range(segments):
+            threading.Thread(target=read, args=(segment,), name=f"scan-{table}-{segment}", daemon=True).start()
+        reading = list(range(segments))
+        while reading:
+            for segment in list(reading):
+                page = pages[segment].get()
+                if page is _SEGMENT_DONE:
+                    reading.remove(segment)
+                elif isinstance(page, BaseException):
+                    raise page
+                else:
+                    yield from page
     finally:
-        stop.set()  # a caller that stops early, or an error: the readers stop at their next page
+        stop.set()  # a caller that stops early, an error, a reader that did not start: the readers stop
 
 
 class Queue(Protocol):
@@ -211,6 +211,7 @@ class BlobInfo:
 
 
 _SEGMENT_DONE = object()
+_PAGES_AHEAD = 2  # pages a part's reader may hold ready beyond the one being given
 
 
 def _segment_rows(store: StateStore, table: str, attributes: Sequence[str] | None, page_size: int, segment: int,
