@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import Clamped, Context, Decimal, Inexact, Overflow, Rounded, Underflow
@@ -31,10 +32,15 @@ class DynamoStateStore:
         self.client = client
         self.tables = dict(tables)
         self.calls: dict[str, int] = {"read": 0, "write": 0}
+        self._calls_lock = threading.Lock()  # jobs call from several threads (a parallel scan, the merge's writers)
         events = getattr(getattr(client, "meta", None), "events", None)
         if events is not None:  # a real client (a test's stand-in has none)
             for operation in _ITEMS_MEMBER:
                 events.register(f"before-parse.dynamodb.{operation}", _items_as_sent, unique_id=f"tailor-{operation}")
+
+    def _count(self, kind: str) -> None:
+        with self._calls_lock:
+            self.calls[kind] = self.calls.get(kind, 0) + 1
 
     def read(self, table: str, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
         return self.read_many({table: keys})[table]
@@ -49,7 +55,7 @@ class DynamoStateStore:
                 entry = request.setdefault(self.tables[table], {"Keys": [], "ConsistentRead": True})
                 entry["Keys"].append({TABLES[table]: {"S": key}})
             for attempt in range(_UNPROCESSED_RETRIES):
-                self.calls["read"] += 1
+                self._count("read")
                 response = self.client.batch_get_item(RequestItems=request)
                 for name, items in response["Responses"].items():
                     table = by_name[name]
@@ -92,7 +98,7 @@ class DynamoStateStore:
         self._update(table, key, expression, "attribute_not_exists(#wm) OR #wm < :first", names, values, watermark)
 
     def delete(self, table: str, key: str) -> None:
-        self.calls["write"] += 1
+        self._count("write")
         self.client.delete_item(TableName=self.tables[table], Key={TABLES[table]: {"S": key}})
 
     def delete_many(self, table: str, keys: Iterable[str]) -> None:
@@ -102,7 +108,7 @@ class DynamoStateStore:
             request = {name: [{"DeleteRequest": {"Key": {key_name: {"S": key}}}}
                               for key in keys[start:start + _BATCH_WRITE_LIMIT]]}
             for attempt in range(_UNPROCESSED_RETRIES):
-                self.calls["write"] += 1
+                self._count("write")
                 request = self.client.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
                 if not request:
                     break
@@ -112,7 +118,7 @@ class DynamoStateStore:
 
     def replace(self, table: str, key: str, fields: Mapping[str, Any]) -> None:
         item = {name: to_dynamo(value) for name, value in fields.items() if name != TABLES[table]}
-        self.calls["write"] += 1
+        self._count("write")
         self.client.put_item(TableName=self.tables[table], Item={**item, TABLES[table]: {"S": key}})
 
     def query(self, table: str, attribute: str, value: str) -> list[dict[str, Any]]:
@@ -125,7 +131,7 @@ class DynamoStateStore:
             ExpressionAttributeNames={"#a": attribute, **{f"#p{i}": name for i, name in enumerate(names)}},
             ExpressionAttributeValues={":v": {"S": value}})
         for page in pages:
-            self.calls["query"] = self.calls.get("query", 0) + 1
+            self._count("query")
             rows += [from_dynamo(item) for item in page.get("Items", [])]
         return rows
 
@@ -142,7 +148,7 @@ class DynamoStateStore:
         if attributes:
             request["ProjectionExpression"] = ", ".join(f"#p{i}" for i in range(len(attributes)))
             request["ExpressionAttributeNames"] = {f"#p{i}": name for i, name in enumerate(attributes)}
-        self.calls["scan"] = self.calls.get("scan", 0) + 1
+        self._count("scan")
         response = self.client.scan(**request)
         last = response.get("LastEvaluatedKey")
         return [from_dynamo(item) for item in response.get("Items", [])], (last[TABLES[table]]["S"] if last else None)
@@ -155,7 +161,7 @@ class DynamoStateStore:
         for i, (name, value) in enumerate(fields.items()):
             names[f"#f{i}"], values[f":f{i}"] = name, value
             sets.append(f"#f{i} = :f{i}")
-        self.calls["write"] += 1
+        self._count("write")
         try:
             self.client.update_item(
                 TableName=self.tables[table], Key={TABLES[table]: {"S": key}},
@@ -171,7 +177,7 @@ class DynamoStateStore:
         return True
 
     def _update(self, table, key, expression, condition, names, values, watermark) -> None:
-        self.calls["write"] += 1
+        self._count("write")
         try:
             self.client.update_item(
                 TableName=self.tables[table],
