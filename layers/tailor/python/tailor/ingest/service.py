@@ -507,5 +507,3 @@ def _chunks_by_record(parts: list[tuple[str, Contribution]], limit: int) -> list
         names |= record_names
         i = j
     return chunks
-
-

@@ -126,19 +126,23 @@ def every_row(store: StateStore, table: str, attributes: Sequence[str] | None = 
     a few pages ahead at most, and their pages given in turn (the first of each part, then the second of each, ...),
     so the same table gives its rows in the same order."""
     if segments <= 1:
-        yield from _segment_rows(store, table, attributes, page_size, 0, 1)
-        return
+        start: str | None = None
+        while True:
+            rows, start = store.scan(table, limit=page_size, start=start, attributes=attributes)
+            yield from rows
+            if start is None:
+                return
     pages = [queue.Queue(maxsize=_PAGES_AHEAD) for _ in range(segments)]
     stop = threading.Event()
 
     def read(segment: int) -> None:
         try:
-            start: str | None = None
+            after: str | None = None
             while not stop.is_set():
-                rows, start = store.scan(table, limit=page_size, start=start, attributes=attributes, segment=segment,
+                rows, after = store.scan(table, limit=page_size, start=after, attributes=attributes, segment=segment,
                                          segments=segments)
                 _hand_over(pages[segment], rows, stop)
-                if start is None:
+                if after is None:
                     break
             _hand_over(pages[segment], _SEGMENT_DONE, stop)
         except BaseException as exc:  # the reader's error is the caller's
@@ -212,17 +216,6 @@ class BlobInfo:
 
 _SEGMENT_DONE = object()
 _PAGES_AHEAD = 2  # pages a part's reader may hold ready beyond the one being given
-
-
-def _segment_rows(store: StateStore, table: str, attributes: Sequence[str] | None, page_size: int, segment: int,
-                  segments: int) -> Iterator[dict[str, Any]]:
-    start: str | None = None
-    while True:
-        rows, start = store.scan(table, limit=page_size, start=start, attributes=attributes,
-                                 **({"segment": segment, "segments": segments} if segments > 1 else {}))
-        yield from rows
-        if start is None:
-            return
 
 
 def _hand_over(pages: queue.Queue, item: Any, stop: threading.Event) -> None:
