@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 from typing import Any, ClassVar, TypeVar
 
 from tailor.text import event_digest
@@ -27,7 +28,7 @@ class RowState:
         state takes its values as they are."""
         if cls.STATE_FIELD not in row:
             return None
-        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        names = _field_names(cls)
         if owned:
             return cls(**{k: v for k, v in row.items() if k in names})
         return cls(**{k: copied(v) for k, v in row.items() if k in names})
@@ -54,3 +55,9 @@ def copied(value: Any) -> Any:
 
 
 _IMMUTABLE = frozenset({str, int, float, bool, type(None)})
+
+
+@functools.cache
+def _field_names(cls: type) -> frozenset[str]:
+    """A state class's field names (dataclasses.fields walks the class each time: a scan asks for every row)."""
+    return frozenset(f.name for f in dataclasses.fields(cls))
