@@ -47,6 +47,8 @@ def test_a_small_run_reports_every_key_and_skips_missing_data(population, tmp_pa
     approximation = inter["normal_approximation"]
     assert approximation["interleaving"] < approximation["team_draft"] < approximation["ab"]
     assert approximation["credit_ceiling"] < approximation["ab"]
+    assert approximation["optimized_interleaving"] < approximation["ab"]
+    assert "optimized interleaving" in experiments.format_table(report)
     # Candidates closer to ranker A agree with it in more slots, and interleaving gains more against an A/B test.
     agreements = [inter["agreement"], *(pair["agreement"] for pair in inter["candidates"])]
     ratios = [approximation["ratio"], *(pair["normal_approximation"]["ratio"] for pair in inter["candidates"])]
@@ -100,12 +102,7 @@ def test_obd_section_on_files_of_its_format(tmp_path):
 
 
 def test_vectorised_slot_baselines_are_the_products(monkeypatch):
-    rng = np.random.default_rng(4)
-    catalog = rng.permutation(500)[:FEED_LENGTH]
-    ranking_a = np.array([rng.permutation(catalog) for _ in range(6)])
-    ranking_b = np.array([rng.permutation(catalog) for _ in range(6)])
-    ranking_b[0] = ranking_a[0]  # a ranker against itself
-    ranking_b[1] = np.concatenate([ranking_a[1, :6], rng.permutation(ranking_a[1, 6:])])  # a shared top
+    ranking_a, ranking_b = _pairs(np.random.default_rng(4), 6, shared_top=6)
     baselines = experiments._slot_baselines(ranking_a, ranking_b, chunk=4, checked=6)
     assert (baselines[0] == 0).all()
     assert baselines.sum(axis=1) == pytest.approx(np.zeros(6), abs=1e-9)  # every item shown: differences sum to 0
@@ -136,3 +133,52 @@ def test_credit_ceiling_finds_nothing_where_there_is_nothing_to_find(population)
     assert effect(noisy) == 0.0  # a ranker against itself: every centred credit is 0
     assert effect(better, slot_clicks=True) < 3 / scored  # centred: no signal from the slots alone
     assert effect(better) > 6 / scored  # the ranker that knows the utilities is found
+
+
+def test_optimized_interleaving_serves_balanced_lists_of_both_rankings_prefixes():
+    rng = np.random.default_rng(8)
+    ranking_a, ranking_b = _pairs(rng, 5, shared_top=8)
+    lists, probabilities, differences = experiments._optimized_lists(ranking_a, ranking_b, rng, samples=200)
+    assert probabilities.sum(axis=1) == pytest.approx(np.ones(5))
+    assert (differences[0] == 0).all() and probabilities[0].max() == pytest.approx(1.0)  # one list: A's own
+    for row in range(5):
+        places_in_b = list(np.argsort((ranking_a[row][:, None] == ranking_b[row][None, :]).argmax(axis=1)))
+        for served, chance in zip(lists[row], probabilities[row]):
+            if chance == 0:
+                continue
+            assert sorted(served) == list(range(FEED_LENGTH))
+            for k in range(1, FEED_LENGTH + 1):  # every prefix: a prefix of A's with a prefix of B's
+                prefix = set(served[:k])
+                from_a = next(i for i in range(FEED_LENGTH + 1) if i == FEED_LENGTH or i not in prefix)
+                assert prefix - set(range(from_a)) <= set(places_in_b[:k])
+                assert any(prefix == set(range(from_a)) | set(places_in_b[:j]) for j in range(k + 1))
+        # the program balances each slot: the expected rank difference there is 0
+        expected = np.einsum("m,mk->k", probabilities[row], differences[row][lists[row]])
+        assert expected == pytest.approx(np.zeros(FEED_LENGTH), abs=1e-6)
+
+
+def test_optimized_interleaving_finds_the_better_ranker(population):
+    rng = np.random.default_rng(9)
+    candidates = population.best_sellers
+    rows = 40
+    utility = population.utility[:rows, candidates]
+    noisy = candidates[np.argsort(-(utility + rng.normal(0, 3, utility.shape)), axis=1)]
+    better = candidates[np.argsort(-utility, axis=1)]
+    shopper = rng.integers(0, rows, 6000)
+    unit_of_visit = np.repeat(np.arange(len(shopper)), 3)
+
+    def effect(ranking_b):
+        return experiments._optimized_effect(population, {"A": noisy, "B": ranking_b}, shopper, unit_of_visit, 3)
+
+    assert effect(noisy) == 0.0  # a ranker against itself: every credit is 0
+    assert effect(better) > 6 / np.sqrt(len(shopper))
+
+
+def _pairs(rng: np.random.Generator, rows: int, shared_top: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of two rankings of one catalog: the first row a ranker against itself, the second sharing a top."""
+    catalog = rng.permutation(500)[:FEED_LENGTH]
+    ranking_a = np.array([rng.permutation(catalog) for _ in range(rows)])
+    ranking_b = np.array([rng.permutation(catalog) for _ in range(rows)])
+    ranking_b[0] = ranking_a[0]
+    ranking_b[1] = np.concatenate([ranking_a[1, :shared_top], rng.permutation(ranking_a[1, shared_top:])])
+    return ranking_a, ranking_b

@@ -52,7 +52,9 @@ Validations (alpha 0.05):
   by the same runs, the others by the normal approximation alone. Beside each normal approximation, the ceiling of
   such credits: the most sensitive function of a clicked item's ranks in A and in B that is centred as the rank
   credit is and antisymmetric (swapping the rankers negates it, as fidelity asks), its weights fitted on half of the
-  approximation's shoppers and scored on the other half.
+  approximation's shoppers and scored on the other half; and the rank credit on another design's lists, optimized
+  interleaving's (Radlinski and Craswell 2013): lists each of whose prefixes is a prefix of each ranking's, served
+  with the probabilities a linear program chooses among a sample of them, every slot's expected rank difference 0.
 * Open Bandit Dataset (--obd, default ../shared/data/obd; README of ../shared/data): per campaign and pooled, the CTR
   of uniform random and Bernoulli Thompson sampling (BTS), BTS's relative lift with its 95% interval and the SRM
   check of the impressions; and BTS's CTR estimated from the random logs by DM, IPW, SNIPW and DR
@@ -102,6 +104,8 @@ NOISE = (3.0, 1.5)
 # Candidates beside the main pair: ranker B scores by utility plus this share of ranker A's own error.
 CANDIDATE_ERRORS = (0.5, 0.8)
 APPROXIMATION_SHOPPERS = 100_000  # simulated shoppers behind each normal approximation
+# Optimized interleaving's lists of a pair: this many sampled (and both rankings), its LP choosing among them.
+OPTIMIZED_SAMPLES = 600
 # Interleaving and the A/B test each need enough shoppers to name the better ranker (p < ALPHA) in this share of runs.
 INTERLEAVING_TARGET = 0.95
 # The random streams of the interleaved runs: the real pair, a ranker against itself, clicks moved between visits.
@@ -785,10 +789,97 @@ def _normal_approximation(population: Population, rankings: dict[str, np.ndarray
             credit, clicked, items, from_a, ranking_a, ranking_b, centre))
         effects[method] = abs(per_shopper.mean()) / per_shopper.std()
     effects["credit_ceiling"] = _credit_ceiling(rankings[A], rankings[B], shopper, unit_of_visit, items, clicked)
+    effects["optimized_interleaving"] = _optimized_effect(population, rankings, shopper, unit_of_visit, seed)
     z = _NORMAL.inv_cdf(1 - ALPHA / 2) + _NORMAL.inv_cdf(INTERLEAVING_TARGET)
     return {method: round(float(z / effect) ** 2, 1) for method, effect in effects.items()} | {
         "ratio": round(float(effects["interleaving"] / effects["ab"]) ** 2, 2),
-        "credit_ceiling_ratio": round(float(effects["credit_ceiling"] / effects["ab"]) ** 2, 2), "shoppers": shoppers}
+        "credit_ceiling_ratio": round(float(effects["credit_ceiling"] / effects["ab"]) ** 2, 2),
+        "optimized_interleaving_ratio": round(float(effects["optimized_interleaving"] / effects["ab"]) ** 2, 2),
+        "shoppers": shoppers}
+
+
+def _optimized_effect(population: Population, rankings: dict[str, np.ndarray], shopper: np.ndarray,
+                      unit_of_visit: np.ndarray, seed: int) -> float:
+    """The effect per shopper of the centred rank credit on optimized interleaving's lists (_optimized_lists) in
+    place of team draft's: each visit served a list drawn from its pool shopper's distribution, each slot's credit
+    centred by its expectation over that distribution."""
+    rng = np.random.default_rng([seed, 59])
+    lists, probabilities, differences = _optimized_lists(rankings[A], rankings[B], rng)
+    rows = np.arange(len(lists))[:, None, None]
+    slot_credit = differences[rows, lists]  # pool shopper x list x slot
+    baselines = np.einsum("sm,smk->sk", probabilities, slot_credit)
+    visitor = shopper[unit_of_visit]
+    drawn = (np.cumsum(probabilities, axis=1)[visitor] < rng.random(len(visitor))[:, None]).sum(axis=1)
+    drawn = np.minimum(drawn, probabilities.shape[1] - 1)  # a cumulative sum a rounding short of 1
+    served = lists[visitor, drawn]
+    clicked = population.visits(visitor, rankings[A][visitor[:, None], served], rng)["clicked"]
+    credit = ((slot_credit[visitor, drawn] - baselines[visitor]) * clicked).sum(axis=1)
+    per_shopper = np.bincount(unit_of_visit, weights=credit, minlength=len(shopper))
+    spread = per_shopper.std()
+    return float(abs(per_shopper.mean()) / spread) if spread > 0 else 0.0
+
+
+def _optimized_lists(ranking_a: np.ndarray, ranking_b: np.ndarray, rng: np.random.Generator,
+                     samples: int = OPTIMIZED_SAMPLES) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Optimized interleaving (Radlinski and Craswell 2013) of each row's pair, as far as a sample of its lists goes:
+    lists each of whose prefixes is a prefix of A with a prefix of B (half drawn by a fair coin at every slot, half
+    by a coin of the list's own bias, and both rankings), and the probabilities over them a linear program chooses
+    so that every slot's expected rank difference is 0 (a slot the sample cannot balance pays a penalty) and the
+    rankers' disagreement is shown where it is seen most: the greatest expected sum, over slots weighed by DCG's
+    discount, of the slot's rank difference times its item's DCG gain in A less its gain in B. The objective treats
+    A and B alike (swapping them leaves it as it is), as a test must. Items are given by their place in A's
+    ranking: the lists (rows x lists x FEED_LENGTH), their probabilities (rows x lists, 0 past a row's own lists)
+    and each place's rank difference, its rank in B minus in A (rows x FEED_LENGTH)."""
+    from scipy.optimize import linprog
+
+    rows, length = ranking_a.shape
+    rank_in_b = (ranking_a[:, :, None] == ranking_b[:, None, :]).argmax(axis=2)  # by place in A
+    order_b = np.argsort(rank_in_b, axis=1)  # B's ranking as places in A
+    differences = (rank_in_b - np.arange(length)[None, :]).astype(float)
+    discount = 1.0 / np.log2(np.arange(length) + 2.0)
+    gain = discount[None, :] - discount[rank_in_b]  # each place's DCG gain in A less its gain in B
+    constrained = length - 1  # the last slot's difference is the rest of a sum that is always 0
+    penalty = np.full(2 * constrained, 1000.0)
+    slack = np.vstack([np.zeros((1, 2 * constrained)), np.hstack([np.eye(constrained), -np.eye(constrained)])])
+    chosen_lists, chosen = [], []
+    for row in range(rows):
+        bias = np.where(np.arange(samples) < samples // 2, 0.5, rng.random(samples))
+        take_a = rng.random((samples, length)) < bias[:, None]
+        lists = np.unique(np.vstack([_prefix_merged(order_b[row], take_a), np.arange(length)[None, :],
+                                     order_b[row][None, :]]), axis=0)
+        credit = differences[row][lists]
+        objective = -(discount[None, :] * gain[row][lists] * credit).sum(axis=1)
+        equal = np.hstack([np.vstack([np.ones(len(lists)), credit[:, :constrained].T]), slack])
+        solved = linprog(np.concatenate([objective, penalty]), A_eq=equal,
+                         b_eq=np.concatenate([[1.0], np.zeros(constrained)]), bounds=(0, None), method="highs")
+        if not solved.success:
+            raise RuntimeError(f"optimized interleaving's program failed for row {row}: {solved.message}")
+        kept = solved.x[:len(lists)] > 1e-9
+        chosen_lists.append(lists[kept])
+        chosen.append(solved.x[:len(lists)][kept] / solved.x[:len(lists)][kept].sum())
+    most = max(len(p) for p in chosen)
+    lists_out = np.zeros((rows, most, length), dtype=int)
+    probabilities = np.zeros((rows, most))
+    for row, (lists, p) in enumerate(zip(chosen_lists, chosen)):
+        lists_out[row, :len(p)], lists_out[row, len(p):] = lists, lists[0]
+        probabilities[row, :len(p)] = p
+    return lists_out, probabilities, differences
+
+
+def _prefix_merged(order_b: np.ndarray, take_a: np.ndarray) -> np.ndarray:
+    """Lists of places in A's ranking (A being 0, 1, 2, ...; B `order_b`): at slot k each list adds A's next
+    unshown place where `take_a[list, k]`, else B's."""
+    count, length = take_a.shape
+    lists = np.arange(count)
+    shown = np.zeros((count, length), dtype=bool)
+    merged = np.empty((count, length), dtype=int)
+    for k in range(length):
+        next_a = (~shown).argmax(axis=1)
+        next_b = order_b[(~shown[:, order_b]).argmax(axis=1)]
+        place = np.where(take_a[:, k], next_a, next_b)
+        shown[lists, place] = True
+        merged[:, k] = place
+    return merged
 
 
 def _team_draft(ranking_a: np.ndarray, ranking_b: np.ndarray, coins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -977,7 +1068,9 @@ def format_table(report: dict[str, Any]) -> str:
                      f"approximation needs {approximation['interleaving']:,.0f}, {approximation['team_draft']:,.0f} and "
                      f"{approximation['ab']:,.0f} (ratio {approximation['ratio']:.2f}), the best credit of a "
                      f"clicked item's two ranks "
-                     f"{approximation['credit_ceiling']:,.0f} (ratio {approximation['credit_ceiling_ratio']:.2f}); "
+                     f"{approximation['credit_ceiling']:,.0f} (ratio {approximation['credit_ceiling_ratio']:.2f}), "
+                     f"the rank credit on optimized interleaving's lists {approximation['optimized_interleaving']:,.0f} "
+                     f"(ratio {approximation['optimized_interleaving_ratio']:.2f}); "
                      f"{inter['between_shopper_variance_share']:.1%} of the variance of "
                      f"a visit's clicks is between shoppers, {inter['between_shopper_variance_share_window']:.1%} of a "
                      f"shopper's clicks over the days; the rankers put the same item in {inter['agreement']:.0%} of "
@@ -992,6 +1085,7 @@ def format_table(report: dict[str, Any]) -> str:
                          f"approximation needs {approximation['interleaving']:,.0f} shoppers interleaved, "
                          f"{approximation['team_draft']:,.0f} by team draft's credit, "
                          f"{approximation['credit_ceiling']:,.0f} by the best credit of the two ranks, "
+                         f"{approximation['optimized_interleaving']:,.0f} on optimized interleaving's lists, "
                          f"{approximation['ab']:,.0f} in an A/B test (ratio {approximation['ratio']:.2f})")
     obd = report.get("obd")
     if obd is not None and "skipped" in obd:
