@@ -66,15 +66,27 @@ class FlakyBlobStore(MemoryBlobStore):
         super().put(key, body, content_type)
 
 
-class UnreadableRegistryBlobs(MemoryBlobStore):
-    """A memory store whose model registry (models/...) cannot be read while `failing`, as a store outage would."""
+class UnreadableBlobs(MemoryBlobStore):
+    """A memory store whose objects under `prefix` (by default the model registry's) cannot be read or listed while
+    `failing`, as a store outage would."""
 
     failing = False
 
+    def __init__(self, prefix: str = "models/"):
+        super().__init__()
+        self.prefix = prefix
+
     def get(self, key):
-        if self.failing and key.startswith("models/"):
-            raise ConnectionError("the store is not answering")
+        self._answer(key)
         return super().get(key)
+
+    def list(self, prefix):
+        self._answer(prefix)
+        return super().list(prefix)
+
+    def _answer(self, key: str) -> None:
+        if self.failing and key.startswith(self.prefix):
+            raise ConnectionError("the store is not answering")
 
 
 def deliver(ingestor: Ingestor, records: list[StreamRecord], rng: random.Random, *, max_batch: int = 25,

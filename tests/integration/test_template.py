@@ -12,6 +12,7 @@ import tomllib
 import types
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import boto3
@@ -242,6 +243,29 @@ def test_ingest_policy_grants_every_call_the_handler_makes_and_no_more_tables_or
     assert any(kind == "object" and name.startswith("quarantine/") for _, kind, name in calls)
     assert any(kind == "object" and name.startswith("archive/") for _, kind, name in calls)
 
+    assert_granted(template, "IngestFunction", calls)
+
+
+def test_ingest_takes_what_it_archived_of_a_shopper_erased_since_out_of_the_archive_within_its_grants(template):
+    """A batch delivered again after its shopper was erased: Ingest drops their events and takes what the first
+    delivery archived of them out of the archive, with calls the template grants."""
+    erased, kept = "u-erased", "u-kept"
+    day = datetime.now(UTC) - timedelta(days=1)
+    events = [{"event_id": f"{user}-{n}", "user_id": user, "session_id": f"{user}-s", "event_type": "view",
+               "timestamp": (day + timedelta(minutes=n)).isoformat(), "item_id": f"i{n}", "category": "c1"}
+              for n in range(3) for user in (erased, kept)]
+    batch = kinesis_batch(events)
+    delete = load_event("api-delete-user.json")
+    delete = {**delete, "path": f"/users/{erased}", "pathParameters": {"user_id": erased}}
+    with recorded_functions() as (functions, calls):
+        assert functions.invoke("IngestFunction", batch) == {"batchItemFailures": []}
+        assert functions.invoke("ApiFunction", delete)["statusCode"] == 202
+        calls.clear()
+        assert functions.invoke("IngestFunction", batch) == {"batchItemFailures": []}
+        bucket = S3BlobStore(boto3.client("s3"), functions.environment["DATA_BUCKET"])
+        users = [e["user_id"] for e in archived_events(bucket)]
+    assert users.count(kept) == 3 and erased not in users
+    assert {("s3:ListBucket", "prefix"), ("s3:GetObject", "object")} <= {(a, kind) for a, kind, _ in calls}
     assert_granted(template, "IngestFunction", calls)
 
 

@@ -83,9 +83,9 @@ def test_a_rebuild_that_cannot_read_the_current_clusters_publishes_nothing_rathe
     from tailor_lab.training.clusters import rebuild_from_archive
 
     from tests.helpers.events import recent_simulated_day, to_records
-    from tests.helpers.ingest import UnreadableRegistryBlobs
+    from tests.helpers.ingest import UnreadableBlobs
 
-    blobs = UnreadableRegistryBlobs()
+    blobs = UnreadableBlobs()
     assert not Ingestor(MemoryStateStore(), blobs, max_workers=1).ingest(
         to_records(recent_simulated_day(shoppers=30, seed=31))).failed
     first = rebuild_from_archive(blobs, time.time(), params=ClusterParams(clusters=6))

@@ -9,7 +9,7 @@ from tailor.clusters import BanditParams, ClusterPosteriors, ItemClusters
 from tailor.clusters.model import TRAIT_NAMES
 from tailor.clusters.session import SessionClusters
 
-from tests.helpers.ingest import UnreadableRegistryBlobs, fold, written
+from tests.helpers.ingest import UnreadableBlobs, fold, written
 
 PARAMS = BanditParams(ignore_weight=0.25)
 CLUSTERS = ItemClusters(ids=("c0000", "c0001"), centroids=np.eye(2), descriptors=np.zeros((2, len(TRAIT_NAMES))),
@@ -137,7 +137,7 @@ def test_a_registry_that_cannot_be_read_before_anything_is_loaded_raises_and_is_
     from tailor.clusters import FORMAT, MODEL_NAME, PublishedClusters
     from tailor.models import ModelRegistry, RegistryUnreadable
 
-    blobs = UnreadableRegistryBlobs()
+    blobs = UnreadableBlobs()
     registry = ModelRegistry(blobs)
     registry.publish(MODEL_NAME, CLUSTERS.to_json().encode(), {"format": FORMAT, "trained_at": "2026-12-01T00:00:00Z"})
     now = [0.0]
@@ -161,7 +161,7 @@ def test_an_unreadable_registry_at_a_batchs_first_feed_event_fails_the_batch_and
 
     from tests.helpers.events import to_records
 
-    registry_blobs = UnreadableRegistryBlobs()
+    registry_blobs = UnreadableBlobs()
     ModelRegistry(registry_blobs).publish(MODEL_NAME, CLUSTERS.to_json().encode(), {"format": FORMAT})
     registry_blobs.failing = True
     archive = MemoryBlobStore()

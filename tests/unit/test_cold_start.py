@@ -20,7 +20,7 @@ from tailor.serving import Recommender
 from tailor.store.memory import MemoryBlobStore
 from tailor_lab.simulator import simulate
 
-from tests.helpers.ingest import UnreadableRegistryBlobs, clean_run
+from tests.helpers.ingest import UnreadableBlobs, clean_run
 
 LOCATION = {"INTENT_CONFIG_APPLICATION": "tailor", "INTENT_CONFIG_ENVIRONMENT": "dev",
             "INTENT_CONFIG_PROFILE": "intent-factors"}
@@ -96,7 +96,7 @@ def test_a_recommender_started_while_the_registry_cannot_be_read_reads_it_again_
     import tailor.models.registry as registry_module
     from tailor.embeddings import ItemVectors
 
-    events, end, state, blobs, registry, shipped, version = _started_world(UnreadableRegistryBlobs())
+    events, end, state, blobs, registry, shipped, version = _started_world(UnreadableBlobs())
     items = sorted({e["item_id"] for e in events if e.get("item_id")})[:8]
     vectors = ItemVectors.build(items, np.eye(8, dtype=np.float32), metadata={"version": "v1"})
     registry.publish(VECTORS, vectors.to_npz(), {"format": "tailor-item-vectors/1"})

@@ -33,7 +33,7 @@ from tailor.shopper import ShopperState
 from tailor.store.memory import MemoryBlobStore, MemoryQueue, MemoryStateStore
 
 from tests.helpers.events import random_events, to_records
-from tests.helpers.ingest import FlakyBlobStore, FlakyStateStore, clean_run, deliver
+from tests.helpers.ingest import FlakyBlobStore, FlakyStateStore, UnreadableBlobs, clean_run, deliver
 
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC).timestamp()  # after every event of random_events
 SHARDS = ("shardId-000000000000", "shardId-000000000001")
@@ -74,6 +74,21 @@ def history(user: str, sessions: int, *, years: float, end: datetime, events_per
                         "event_type": ("view", "click", "add_to_cart")[n % 3], "item_id": f"i{(s + n) % 17}",
                         "category": f"c{s % 4}", "price": 10.0 + s % 7})
     return out
+
+
+class ErasedWhileIngesting(MemoryStateStore):
+    """Requests the erasure of `user` between a batch's read and its writes, once `erase` is set."""
+
+    def __init__(self, user: str, queue: MemoryQueue):
+        super().__init__()
+        self.user, self.queue, self.erase = user, queue, False
+
+    def read_many(self, requests):
+        rows = super().read_many(requests)
+        if self.erase:
+            self.erase = False
+            request_erasure(self, self.queue, self.user, now=NOW)
+        return rows
 
 
 class ListingBlobs(MemoryBlobStore):
@@ -602,18 +617,8 @@ def test_a_batch_that_read_the_shopper_before_the_erasure_fails_and_its_replay_d
     events = random_events(5, 400)
     records = to_records(events)
 
-    class ErasedWhileIngesting(MemoryStateStore):
-        """The erasure is requested between a batch's read and its writes."""
-        erase = False
-
-        def read_many(self, requests):
-            rows = super().read_many(requests)
-            if self.erase:
-                self.erase = False
-                request_erasure(self, queue, user, now=NOW)
-            return rows
-
-    store, blobs, queue = ErasedWhileIngesting(), MemoryBlobStore(), MemoryQueue()
+    queue, blobs = MemoryQueue(), MemoryBlobStore()
+    store = ErasedWhileIngesting(user, queue)
     ingestor = Ingestor(store, blobs, max_workers=1)
     ingestor.ingest(records[:200])
     store.erase = True
@@ -710,3 +715,52 @@ def test_an_erasure_of_more_archive_objects_than_a_run_rewrites_moves_on_with_ev
             assert runs < 10
     assert runs == 4 and done["removed"] == expected["removed"] and done["removed"]["archive_events"] == 40
     assert blobs.objects == expected_blobs.objects
+
+
+def test_events_a_failed_batch_archived_before_the_tombstone_came_go_when_its_replay_drops_them():
+    """The batch read the shopper's row before the DELETE, archived their events of a day the row had not indexed yet,
+    and met the tombstone at its row write: its replay drops those events, and takes them out of the archive too."""
+    user = "u1"
+    earlier = history(user, 2, years=0.01, end=datetime(2026, 10, 1, tzinfo=UTC))
+    others = [dict(e, user_id="v1", session_id="v1-" + e["session_id"], event_id="v1-" + e["event_id"])
+              for e in history(user, 3, years=0.01, end=datetime(2026, 10, 20, tzinfo=UTC))]
+    later = history(user, 2, years=0.01, end=datetime(2026, 10, 20, tzinfo=UTC))  # a day the row does not index
+    later = [dict(e, event_id="late-" + e["event_id"], session_id="late-" + e["session_id"]) for e in later]
+    records = to_records(earlier + others + later)
+    first, second = records[:len(earlier)], records[len(earlier):]
+
+    queue, blobs = MemoryQueue(), MemoryBlobStore()
+    store = ErasedWhileIngesting(user, queue)
+    ingestor = Ingestor(store, blobs, max_workers=1)
+    assert ingestor.ingest(first).failed == []
+    store.erase = True
+    outcome = ingestor.ingest(second)
+    assert outcome.failed  # its write to the shopper row met the tombstone
+    assert any(e["user_id"] == user and e["event_id"].startswith("late-") for e in archived(blobs))  # archived first
+
+    failed = min(outcome.failed, key=lambda s: (len(s), s))
+    again = ingestor.ingest([r for r in second if int(r.sequence) >= int(failed)])
+    assert again.failed == [] and again.erased >= 1
+    complete_erasure(store, blobs, user, queue.sent[0]["erasure_id"])
+    assert [e for e in archived(blobs) if e["user_id"] == user] == []
+    assert sorted(e["event_id"] for e in archived(blobs)) == sorted(e["event_id"] for e in others)
+
+
+def test_a_delivery_that_cannot_take_archived_events_out_fails_from_them_and_the_next_one_does():
+    user = "u1"
+    events = history(user, 2, years=0.01, end=datetime(2026, 10, 1, tzinfo=UTC))
+    events += [dict(e, user_id="v1", event_id="v1-" + e["event_id"], session_id="v1-" + e["session_id"])
+               for e in events]
+    records = to_records(events)
+    store, blobs = MemoryStateStore(), UnreadableBlobs("archive/")
+    ingestor = Ingestor(store, blobs, max_workers=1)
+    assert ingestor.ingest(records).failed == []
+    request_erasure(store, MemoryQueue(), user, now=NOW)
+    blobs.failing = True
+    first_of_theirs = min((r for r in records if json.loads(r.data)["user_id"] == user), key=lambda r: r.position)
+    assert ingestor.ingest(records).failed == [r.sequence for r in records if r.position >= first_of_theirs.position]
+    blobs.failing = False
+    assert any(e["user_id"] == user for e in archived(blobs))
+    assert ingestor.ingest(records).failed == []
+    assert [e for e in archived(blobs) if e["user_id"] == user] == []
+    assert len(archived(blobs)) == len(events) // 2

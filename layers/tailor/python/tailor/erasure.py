@@ -45,12 +45,14 @@ identifies one; a referral counter another shopper's event adds to the erased sh
 and goes with it, and the referred shopper's row keeps only that a shopper referred them, not who. The referral
 event in the referred shopper's archive still names the referrer: it is theirs, and goes with their erasure.
 
-One race is left open: an Ingest batch that read the shopper's row before the tombstone replaced it may archive
-events of theirs on a day the tombstone's index does not name, or after the worker rewrote that day. Its write to
-the shopper row then fails against the tombstone, so it writes none of the shopper's session rows either (Ingest
-writes them once their shopper's row has landed), and its replay drops the events; if it read no row at all, its state lands
-beside the tombstone, where readers ignore it and erasing again removes it, and so do its sessions (which expire
-with the sessions' TTL, and which the index on user_id finds for the next erasure).
+An Ingest batch that read the shopper's row before the tombstone replaced it may archive events of theirs on a day
+the tombstone's index does not name, or after the worker rewrote that day. Its write to the shopper row then fails
+against the tombstone, so it writes none of the shopper's session rows either (Ingest writes them once their
+shopper's row has landed), and its replay drops the events and takes out of the archive what the first delivery put
+there (`take_out_archived`: the shard-days of the dropped events the archive's checkpoint had passed). If it read no
+row at all, its state lands beside the tombstone, where readers ignore it and erasing again removes it, and so do its
+sessions (which expire with the sessions' TTL, and which the index on user_id finds for the next erasure). A batch
+the stream gives up on (the failure queue) is not delivered again, so what it archived stays until it is replayed.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ import json
 import math
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -67,6 +69,7 @@ from typing import Any
 from pydantic import AwareDatetime, TypeAdapter, ValidationError
 
 from tailor.archive import (
+    day_prefix,
     indexed_objects,
     is_part,
     pack_lines,
@@ -81,7 +84,8 @@ from tailor.shopper import ERASED_FIELD, EXPIRY_FIELD, ShopperState, erased_at
 from tailor.store.port import TABLES, BlobStore, Conflict, Queue, StateStore
 
 __all__ = ["DONE", "ERASURE_FIELD", "ERASURE_ID_FIELD", "NOTHING_TO_ERASE", "PENDING", "TOMBSTONE_SECONDS",
-           "ErasureIncomplete", "complete_erasure", "erasure_status", "request_erasure", "tombstone"]
+           "ErasureIncomplete", "complete_erasure", "erasure_status", "request_erasure", "take_out_archived",
+           "tombstone"]
 
 # How long a tombstone outlives its erasure: twice the event stream's retention (template.yaml, EventStream
 # RetentionPeriodHours: 168), so no record sent before the erasure can still be delivered when it goes, and no longer
@@ -198,18 +202,10 @@ def complete_erasure(store: StateStore, blobs: BlobStore, user_id: str, erasure_
         return {"erasure_id": erasure_id, "user_id": user_id, "status": "superseded"}
 
     def rewrite(key: str) -> int | None:
-        """The shopper's events taken out of the object; None if it is gone (merged into a part since it was listed)."""
-        # Conditionally: an object holds a batch of many shoppers' events, and another erasure may be rewriting it
-        # at the same time; written over, its rewrite would put back what this one took out (or the other way).
-        for _ in range(REWRITE_TRIES):
-            try:
-                body, tag = blobs.get_tagged(key)
-            except KeyError:
-                return None
-            kept, removed = _without_shopper(body, user_id, until)
-            if not removed or blobs.replace_if(key, kept, tag, "application/gzip"):
-                return removed
-        raise ErasureIncomplete(f"erasure {erasure_id}: {key} kept changing while it was rewritten")
+        try:
+            return _taken_out(blobs, key, user_id, until)
+        except ErasureIncomplete as changing:
+            raise ErasureIncomplete(f"erasure {erasure_id}: {changing}") from None
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         while record["archive_days"]:
@@ -268,6 +264,27 @@ def complete_erasure(store: StateStore, blobs: BlobStore, user_id: str, erasure_
     return _status(user_id, erasure_id, record)
 
 
+def take_out_archived(blobs: BlobStore, user_id: str, until: float, shard_days: Iterable[tuple[str, str]]) -> int:
+    """The shopper's events up to `until` taken out of the archive objects of these (day, shard)s, each listed again
+    where it held them until nothing new comes (a compaction may merge what it read before the rewrite); the events
+    removed. For Ingest, whose replay drops events an earlier delivery archived before the tombstone came: on a day
+    the erasure's index may not name, or after its worker went through."""
+    directories = sorted({f"{day_prefix(day)}shard={shard}/" for day, shard in shard_days})
+    removed, done = 0, set()
+    while directories:
+        keys = sorted(key for directory in directories for key in blobs.list(directory)
+                      if key.endswith(".jsonl.gz") and key not in done)
+        touched = set()
+        for key in keys:
+            taken = _taken_out(blobs, key, user_id, until)
+            removed += taken or 0
+            if taken != 0:
+                touched.add(shard_day_of(key))
+        done.update(keys)
+        directories = sorted(touched) if keys else []
+    return removed
+
+
 def erasure_status(store: StateStore, user_id: str) -> dict[str, Any] | None:
     """The latest erasure of `user_id`, JSON-ready: its id and status, when it was asked for and finished (ISO UTC),
     up to when the shopper's events are erased, what it removed, and how many archive periods it has searched and has
@@ -315,6 +332,21 @@ def _iso(epoch: float | None) -> str | None:
     if epoch is None:
         return None
     return datetime.fromtimestamp(epoch, tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _taken_out(blobs: BlobStore, key: str, user_id: str, until: float) -> int | None:
+    """The shopper's events taken out of the object; None if it is gone (merged into a part since it was listed)."""
+    # Conditionally: an object holds a batch of many shoppers' events, and another erasure may be rewriting it at the
+    # same time; written over, its rewrite would put back what this one took out (or the other way).
+    for _ in range(REWRITE_TRIES):
+        try:
+            body, tag = blobs.get_tagged(key)
+        except KeyError:
+            return None
+        kept, removed = _without_shopper(body, user_id, until)
+        if not removed or blobs.replace_if(key, kept, tag, "application/gzip"):
+            return removed
+    raise ErasureIncomplete(f"{key} kept changing while it was rewritten")
 
 
 def _without_shopper(body: bytes, user_id: str, until: float) -> tuple[bytes, int]:

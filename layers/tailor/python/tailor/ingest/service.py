@@ -31,7 +31,9 @@ halves. Every row therefore carries, per shard, the position of the last record 
   quarantines the same records again, and the fold goes on with the rest: one bad record never fails
   a batch. Only what is not a record's fault (the store, S3, the network) makes records retried.
 * An erased shopper's row is a tombstone (tailor.erasure). Their events timestamped up to the erasure are
-  dropped, however often they come: no state row, no counter, no archive line; they are counted as erased.
+  dropped, however often they come: no state row, no counter, no archive line; they are counted as erased. Where
+  an earlier delivery of the batch archived them (it read the row before the tombstone came), the delivery that
+  drops them takes them out of the archive again, and fails its records from theirs on if it cannot.
   A later event starts a fresh shopper on the tombstone's row, which keeps `erased_at` (so that the same
   records are dropped on a replay, and earlier stragglers ever after) and clears its TTL. The decision needs
   only the shopper rows the batch reads anyway.
@@ -57,8 +59,9 @@ from datetime import UTC, datetime
 from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any
 
-from tailor.archive import archive_checkpoint_id, archive_key, pack_lines
+from tailor.archive import archive_checkpoint_id, archive_day, archive_key, pack_lines
 from tailor.clusters.session import SessionClusters
+from tailor.erasure import take_out_archived
 from tailor.events import MAX_EVENT_DEPTH, MAX_ID_LENGTH, Event, EventError, event_from_json, load_json, parse_event
 from tailor.experiments.attribution import Attribution
 from tailor.ingest.buffer import (
@@ -74,6 +77,7 @@ from tailor.ingest.derive import Contribution
 from tailor.ingest.fold import BatchFold, FoldedRow, fold_batch
 from tailor.ingest.intent import SessionIntent
 from tailor.personas.online import PersonaTracker
+from tailor.shopper import erased_at
 from tailor.store.port import BlobStore, Conflict, StateStore
 
 if TYPE_CHECKING:
@@ -215,6 +219,10 @@ class Ingestor:
         left_out = fold.erased | fold.poisoned.keys()
         archived = [(p, e) for p, e in accepted if p not in left_out] if left_out else accepted
         tasks.append(partial(self._archive, shard, archived, originals, rows["checkpoints"], outcome))
+        done = rows["checkpoints"].get(archive_checkpoint_id(shard), {}).get(f"sw:{shard}")
+        archived_erased = [(p, e) for p, e in accepted if p in fold.erased and done is not None and p <= done]
+        if archived_erased:
+            tasks.append(partial(self._take_out_archived, shard, archived_erased, rows["shoppers"]))
         failures = [p for p in self._run(tasks) if p is not None]
 
         # Phase 2: state rows, holding only the records below the first failure.
@@ -377,7 +385,7 @@ class Ingestor:
             return None
         by_day: dict[str, list[tuple[str, Event]]] = defaultdict(list)
         for p, e in pending:
-            by_day[e.timestamp.astimezone(UTC).date().isoformat()].append((p, e))
+            by_day[archive_day(e.epoch)].append((p, e))
         try:
             for day, part in by_day.items():
                 # Named after its first record past the checkpoint: a replay rewrites the same object.
@@ -390,6 +398,22 @@ class Ingestor:
         except Exception:
             logger.exception("archive write failed", extra={"shard": shard})
             return pending[0][0]
+        return None
+
+    def _take_out_archived(self, shard: str, erased: list[tuple[str, Event]], shoppers: dict[str, dict]) -> str | None:
+        """Events of erased shoppers that an earlier delivery of these records archived, taken out of the archive: it
+        read their rows before the tombstone came, so the erasure's index may not name their day, or its worker may
+        have been there before them (tailor.erasure.take_out_archived)."""
+        days: dict[str, set[str]] = defaultdict(set)
+        for _, event in erased:
+            days[event.user_id].add(archive_day(event.epoch))
+        try:
+            for user_id, shopper_days in days.items():
+                take_out_archived(self.blobs, user_id, erased_at(shoppers[user_id]),  # type: ignore[arg-type]
+                                  [(day, shard) for day in shopper_days])
+        except Exception:
+            logger.exception("archived events of an erased shopper not taken out", extra={"shard": shard})
+            return min(p for p, _ in erased)
         return None
 
     # -- phase 2 ------------------------------------------------------------------------------------
