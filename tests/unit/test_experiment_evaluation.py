@@ -167,11 +167,32 @@ def test_optimized_interleaving_finds_the_better_ranker(population):
     shopper = rng.integers(0, rows, 6000)
     unit_of_visit = np.repeat(np.arange(len(shopper)), 3)
 
-    def effect(ranking_b):
-        return experiments._optimized_effect(population, {"A": noisy, "B": ranking_b}, shopper, unit_of_visit, 3)
+    def credits(ranking_b):
+        return experiments._optimized_credits(population, {"A": noisy, "B": ranking_b}, shopper, unit_of_visit, 3)
 
-    assert effect(noisy) == 0.0  # a ranker against itself: every credit is 0
-    assert effect(better) > 6 / np.sqrt(len(shopper))
+    assert (credits(noisy) == 0).all()  # a ranker against itself: every credit is 0
+    found = credits(better)
+    assert found.mean() < -0.3 * found.std()  # B, which knows the utilities, is preferred, and clearly
+    assert experiments._optimized_effect(population, {"A": noisy, "B": better}, shopper, unit_of_visit, 3) == \
+        pytest.approx(abs(found.mean()) / found.std())
+
+
+def test_optimized_interleaving_balances_what_a_few_sampled_lists_can_and_centres_the_rest():
+    rng = np.random.default_rng(10)
+    ranking_a, ranking_b = _pairs(rng, 6, shared_top=3)
+    lists, probabilities, differences = experiments._optimized_lists(ranking_a, ranking_b, rng, samples=1)
+    assert probabilities.sum(axis=1) == pytest.approx(np.ones(6))
+    expected = np.einsum("sm,smk->sk", probabilities, differences[np.arange(6)[:, None, None], lists])
+    assert np.abs(expected).max() > 0.5  # a penalised remainder, which the credit's centring takes out
+    with pytest.raises(ValueError, match="the same items"):
+        experiments._optimized_lists(ranking_a, np.roll(ranking_b, 1, axis=0) + 1, rng)
+
+
+def test_a_list_of_probability_0_is_never_drawn_however_the_sum_rounds():
+    probabilities = np.array([[0.5, 0.5 - 1e-16, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.3, 0.0, 0.7, 0.0]])
+    assert experiments._drawn(probabilities, np.full(3, np.nextafter(1.0, 0.0))).tolist() == [1, 1, 2]
+    assert experiments._drawn(probabilities, np.array([0.75, 0.5, 0.3])).tolist() == [1, 1, 2]
+    assert experiments._drawn(probabilities, np.zeros(3)).tolist() == [0, 1, 0]
 
 
 def _pairs(rng: np.random.Generator, rows: int, shared_top: int) -> tuple[np.ndarray, np.ndarray]:

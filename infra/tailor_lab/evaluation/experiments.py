@@ -53,8 +53,9 @@ Validations (alpha 0.05):
   such credits: the most sensitive function of a clicked item's ranks in A and in B that is centred as the rank
   credit is and antisymmetric (swapping the rankers negates it, as fidelity asks), its weights fitted on half of the
   approximation's shoppers and scored on the other half; and the rank credit on another design's lists, optimized
-  interleaving's (Radlinski and Craswell 2013): lists each of whose prefixes is a prefix of each ranking's, served
-  with the probabilities a linear program chooses among a sample of them, every slot's expected rank difference 0.
+  interleaving's (Radlinski and Craswell 2013): lists each of whose prefixes is a prefix of A's ranking together with
+  a prefix of B's, served with the probabilities a linear program chooses among a sample of them, every slot's
+  expected rank difference 0 as near as the sample allows (each slot's credit centred by its exact expectation).
 * Open Bandit Dataset (--obd, default ../shared/data/obd; README of ../shared/data): per campaign and pooled, the CTR
   of uniform random and Bernoulli Thompson sampling (BTS), BTS's relative lift with its 95% interval and the SRM
   check of the impressions; and BTS's CTR estimated from the random logs by DM, IPW, SNIPW and DR
@@ -801,30 +802,45 @@ def _normal_approximation(population: Population, rankings: dict[str, np.ndarray
 def _optimized_effect(population: Population, rankings: dict[str, np.ndarray], shopper: np.ndarray,
                       unit_of_visit: np.ndarray, seed: int) -> float:
     """The effect per shopper of the centred rank credit on optimized interleaving's lists (_optimized_lists) in
-    place of team draft's: each visit served a list drawn from its pool shopper's distribution, each slot's credit
-    centred by its expectation over that distribution."""
+    place of team draft's (the shoppers' credits, _optimized_credits: their mean over their sd)."""
+    per_shopper = _optimized_credits(population, rankings, shopper, unit_of_visit, seed)
+    spread = per_shopper.std()
+    return float(abs(per_shopper.mean()) / spread) if spread > 0 else 0.0
+
+
+def _optimized_credits(population: Population, rankings: dict[str, np.ndarray], shopper: np.ndarray,
+                       unit_of_visit: np.ndarray, seed: int) -> np.ndarray:
+    """Each shopper's centred rank credits (> 0 prefers A) on optimized interleaving's lists: each visit served a
+    list drawn from its pool shopper's distribution, each slot's credit centred by its expectation over it."""
     rng = np.random.default_rng([seed, 59])
     lists, probabilities, differences = _optimized_lists(rankings[A], rankings[B], rng)
     rows = np.arange(len(lists))[:, None, None]
     slot_credit = differences[rows, lists]  # pool shopper x list x slot
     baselines = np.einsum("sm,smk->sk", probabilities, slot_credit)
     visitor = shopper[unit_of_visit]
-    drawn = (np.cumsum(probabilities, axis=1)[visitor] < rng.random(len(visitor))[:, None]).sum(axis=1)
-    drawn = np.minimum(drawn, probabilities.shape[1] - 1)  # a cumulative sum a rounding short of 1
+    drawn = _drawn(probabilities[visitor], rng.random(len(visitor)))
     served = lists[visitor, drawn]
     clicked = population.visits(visitor, rankings[A][visitor[:, None], served], rng)["clicked"]
     credit = ((slot_credit[visitor, drawn] - baselines[visitor]) * clicked).sum(axis=1)
-    per_shopper = np.bincount(unit_of_visit, weights=credit, minlength=len(shopper))
-    spread = per_shopper.std()
-    return float(abs(per_shopper.mean()) / spread) if spread > 0 else 0.0
+    return np.bincount(unit_of_visit, weights=credit, minlength=len(shopper))
+
+
+def _drawn(probabilities: np.ndarray, uniform: np.ndarray) -> np.ndarray:
+    """Each row's entry drawn by `uniform` (in [0, 1)) with its row's probabilities: the first whose cumulative sum
+    passes the draw, scaled to the row's sum and kept below it, so that no entry of probability 0 is drawn however
+    the sums round."""
+    cumulative = np.cumsum(probabilities, axis=1)
+    total = cumulative[:, -1:]
+    return (cumulative <= np.minimum(uniform[:, None] * total, np.nextafter(total, 0.0))).sum(axis=1)
 
 
 def _optimized_lists(ranking_a: np.ndarray, ranking_b: np.ndarray, rng: np.random.Generator,
                      samples: int = OPTIMIZED_SAMPLES) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Optimized interleaving (Radlinski and Craswell 2013) of each row's pair, as far as a sample of its lists goes:
-    lists each of whose prefixes is a prefix of A with a prefix of B (half drawn by a fair coin at every slot, half
-    by a coin of the list's own bias, and both rankings), and the probabilities over them a linear program chooses
-    so that every slot's expected rank difference is 0 (a slot the sample cannot balance pays a penalty) and the
+    lists each of whose prefixes is a prefix of A together with a prefix of B (half drawn by a fair coin at every
+    slot, half by a coin of the list's own bias, and both rankings), and the probabilities over them a linear program
+    chooses so that every slot's expected rank difference is 0 (as near as the sampled lists allow: a slot they
+    cannot balance pays a penalty) and the
     rankers' disagreement is shown where it is seen most: the greatest expected sum, over slots weighed by DCG's
     discount, of the slot's rank difference times its item's DCG gain in A less its gain in B. The objective treats
     A and B alike (swapping them leaves it as it is), as a test must. Items are given by their place in A's
@@ -833,12 +849,16 @@ def _optimized_lists(ranking_a: np.ndarray, ranking_b: np.ndarray, rng: np.rando
     from scipy.optimize import linprog
 
     rows, length = ranking_a.shape
+    if not (np.sort(ranking_a, axis=1) == np.sort(ranking_b, axis=1)).all():
+        raise ValueError("each row's two rankings must order the same items")
     rank_in_b = (ranking_a[:, :, None] == ranking_b[:, None, :]).argmax(axis=2)  # by place in A
     order_b = np.argsort(rank_in_b, axis=1)  # B's ranking as places in A
     differences = (rank_in_b - np.arange(length)[None, :]).astype(float)
     discount = 1.0 / np.log2(np.arange(length) + 2.0)
     gain = discount[None, :] - discount[rank_in_b]  # each place's DCG gain in A less its gain in B
-    constrained = length - 1  # the last slot's difference is the rest of a sum that is always 0
+    # Both rankings order the same items, so a list's differences sum to 0 and the last slot's is the rest of the
+    # others'. A slot the sampled lists cannot balance keeps a penalised remainder, which the credit's centring absorbs.
+    constrained = length - 1
     penalty = np.full(2 * constrained, 1000.0)
     slack = np.vstack([np.zeros((1, 2 * constrained)), np.hstack([np.eye(constrained), -np.eye(constrained)])])
     chosen_lists, chosen = [], []
