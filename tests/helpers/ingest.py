@@ -8,7 +8,7 @@ from typing import Any
 
 from tailor.events import parse_event
 from tailor.ingest.fold import BatchFold, fold_batch
-from tailor.ingest.service import Ingestor, StreamRecord
+from tailor.ingest.service import RECENT_KEYS, Ingestor, StreamRecord
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
 
 from tests.helpers.events import SHARD, to_records
@@ -177,3 +177,12 @@ def written(folded: BatchFold, rows: dict | None = None) -> dict:
     for table, key, row in folded.changed_rows():
         out[table][key] = row.fields()
     return out
+
+
+def state_rows(store) -> dict:
+    """The store's rows as runs are compared: the archive checkpoints without the objects their latest deliveries
+    wrote, which name batches as they were delivered (as the archive's object keys do), not what was applied."""
+    rows = store.snapshot()
+    for row in rows.get("checkpoints", {}).values():
+        row.pop(RECENT_KEYS, None)
+    return rows

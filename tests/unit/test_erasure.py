@@ -9,7 +9,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tailor.archive import ANY_SHARD, ARCHIVE_PERIODS, archive_day, periods_between, with_period, with_shard
+from tailor.archive import (
+    ANY_SHARD,
+    ARCHIVE_PERIODS,
+    archive_day,
+    archived_events,
+    compact_archive,
+    is_part,
+    periods_between,
+    with_period,
+    with_shard,
+)
 from tailor.erasure import (
     PERIODS_PER_SAVE,
     TOMBSTONE_SECONDS,
@@ -23,7 +33,7 @@ from tailor.experiments.assignment import assign
 from tailor.experiments.definitions import new_experiment
 from tailor.experiments.feed_ids import new_feed_id
 from tailor.experiments.storage import ExperimentStore
-from tailor.ingest.service import Ingestor
+from tailor.ingest.service import RECENT_ARCHIVE_KEYS, Ingestor
 from tailor.ltv.features import row_features
 from tailor.models import default_model
 from tailor.personas.rebuild import _each_shopper as persona_shoppers
@@ -33,7 +43,7 @@ from tailor.shopper import ShopperState
 from tailor.store.memory import MemoryBlobStore, MemoryQueue, MemoryStateStore
 
 from tests.helpers.events import random_events, to_records
-from tests.helpers.ingest import FlakyBlobStore, FlakyStateStore, UnreadableBlobs, clean_run, deliver
+from tests.helpers.ingest import FlakyBlobStore, FlakyStateStore, UnreadableBlobs, clean_run, deliver, state_rows
 
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC).timestamp()  # after every event of random_events
 SHARDS = ("shardId-000000000000", "shardId-000000000001")
@@ -92,15 +102,20 @@ class ErasedWhileIngesting(MemoryStateStore):
 
 
 class ListingBlobs(MemoryBlobStore):
-    """Remembers every prefix listed."""
+    """Remembers every prefix listed, and counts the objects read."""
 
-    def __init__(self):
-        super().__init__()
+    def __init__(self, clock=None):
+        super().__init__(**({} if clock is None else {"clock": clock}))
         self.listed: list[str] = []
+        self.gets = 0
 
     def list(self, prefix):
         self.listed.append(prefix)
         return super().list(prefix)
+
+    def get(self, key):  # get_tagged reads through it
+        self.gets += 1
+        return super().get(key)
 
 
 # ---- the erasure --------------------------------------------------------------------------------------------------
@@ -110,7 +125,7 @@ def test_a_shopper_is_erased_from_rows_sessions_and_archive_and_everyone_else_is
     events = random_events(5, 400)
     store, blobs = clean_run(events)
     user = "u3"
-    before = store.snapshot()
+    before = state_rows(store)
     own_sessions = {e["session_id"] for e in events if e["user_id"] == user}
     assert own_sessions <= set(before["sessions"])
     own_archived = sum(1 for e in archived(blobs) if e["user_id"] == user)
@@ -121,7 +136,7 @@ def test_a_shopper_is_erased_from_rows_sessions_and_archive_and_everyone_else_is
     assert done["status"] == "done" and done["erased_until"] == "2026-11-02T12:00:01Z"
     assert done["removed"] == {"shopper_state": True, "sessions": len(own_sessions), "exposures": 0,
                                "archive_objects_rewritten": 1, "archive_events": own_archived}
-    after = store.snapshot()
+    after = state_rows(store)
     row = after["shoppers"].pop(user)
     # The shopper row is now a tombstone: who, when (rounded up to the second), when it expires, and the record.
     assert {k: row[k] for k in ("user_id", "erased_at", "expires_at")} == {
@@ -163,14 +178,14 @@ def test_the_lists_experiments_served_the_shopper_go_and_everyone_elses_stay():
     # Theirs up to the erasure; not another shopper's, not an anonymous session that happens to share the id, and
     # not what a shopper who came back was served afterwards.
     assert done["removed"]["exposures"] == 2
-    assert set(store.snapshot()["exposures"]) == {served[2], served[3], served[4]}
+    assert set(state_rows(store)["exposures"]) == {served[2], served[3], served[4]}
 
 
 def test_the_lists_served_to_the_shoppers_sessions_before_they_were_known_go_too():
     store, blobs = clean_run(random_events(5, 400))
     running = _running_experiment()
     experiments = ExperimentStore(store)
-    sessions = store.snapshot()["sessions"]
+    sessions = state_rows(store)["sessions"]
     own = sorted(k for k, row in sessions.items() if row["user_id"] == "u3")
     other = sorted(k for k, row in sessions.items() if row["user_id"] != "u3")[0]
     served = {}
@@ -184,20 +199,20 @@ def test_the_lists_served_to_the_shoppers_sessions_before_they_were_known_go_too
     done = erase(store, blobs, "u3")
 
     assert own and done["removed"]["exposures"] == len(own)
-    assert set(store.snapshot()["exposures"]) == {served[other]}
+    assert set(state_rows(store)["exposures"]) == {served[other]}
 
 
 def test_a_shopper_with_60_sessions_loses_every_one():
     user = "u-60"
     events = history(user, 60, years=0.2, end=datetime(2026, 11, 2, tzinfo=UTC))
     store, blobs = ingest(events + random_events(3, 300))
-    assert ShopperState.from_row(store.snapshot()["shoppers"][user]).sessions == 60
+    assert ShopperState.from_row(state_rows(store)["shoppers"][user]).sessions == 60
 
     done = erase(store, blobs, user)
 
     assert done["removed"]["sessions"] == 60 and done["removed"]["archive_events"] == 180
-    assert not [s for s in store.snapshot()["sessions"].values() if s["user_id"] == user]
-    assert [s for s in store.snapshot()["sessions"].values() if s["user_id"] == "u1"], "others' sessions are kept"
+    assert not [s for s in state_rows(store)["sessions"].values() if s["user_id"] == user]
+    assert [s for s in state_rows(store)["sessions"].values() if s["user_id"] == "u1"], "others' sessions are kept"
     assert not [e for e in archived(blobs) if e["user_id"] == user]
 
 
@@ -208,7 +223,7 @@ def test_1000_sessions_over_ten_years_all_go_and_only_the_indexed_parts_of_the_a
     others = [{**e, "user_id": "other", "session_id": "other-" + e["session_id"], "event_id": "o" + e["event_id"]}
               for e in history("x", 400, years=12, end=end, events_per_session=1)]
     store, blobs = ingest(sorted(events + others, key=lambda e: e["timestamp"]), blobs=ListingBlobs())
-    row = store.snapshot()["shoppers"][user]
+    row = state_rows(store)["shoppers"][user]
     days = {archive_day(datetime.fromisoformat(e["timestamp"]).timestamp()) for e in events}
     assert len(days) > 900
     # The index stays small however long the history, and covers every day with an event of theirs.
@@ -221,7 +236,7 @@ def test_1000_sessions_over_ten_years_all_go_and_only_the_indexed_parts_of_the_a
     listed = list(blobs.listed)
 
     assert done["removed"]["sessions"] == 1000 and done["removed"]["archive_events"] == 3000
-    assert not [s for s in store.snapshot()["sessions"].values() if s["user_id"] == user]
+    assert not [s for s in state_rows(store)["sessions"].values() if s["user_id"] == user]
     assert not [e for e in archived(blobs) if e["user_id"] == user]
     assert len([e for e in archived(blobs) if e["user_id"] == "other"]) == 400
     # One listing per entry of the index, narrowed to the shopper's shard where the entry is a day; and one more of
@@ -239,7 +254,7 @@ def test_only_the_days_the_shopper_was_active_are_visited_not_the_span_between()
     recent = {**old, "event_id": "far-2", "session_id": "far-s2", "timestamp": "2026-11-02T09:00:00Z"}
     store, blobs = ingest([old] + random_events(4, 200), blobs=ListingBlobs())
     ingest([recent], store, blobs, shard=SHARDS[1], start=500)
-    row = store.snapshot()["shoppers"][user]
+    row = state_rows(store)["shoppers"][user]
     assert (row["archive_days"], row["archive_shards"]) == (["2000-01-01", "2026-11-02"], list(SHARDS))
 
     blobs.listed.clear()
@@ -274,9 +289,9 @@ def test_running_the_worker_again_changes_nothing_and_a_run_stopped_part_way_is_
     assert {k: v for k, v in done.items() if k != "erasure_id"} == {
         k: v for k, v in expected.items() if k != "erasure_id"}
     assert blobs.objects == expected_blobs.objects
-    snapshot, puts, writes = store.snapshot(), blobs.puts, store.calls["write"]
+    snapshot, puts, writes = state_rows(store), blobs.puts, store.calls["write"]
     assert complete_erasure(store, blobs, "u-long", erasure_id, now=lambda: NOW + 99) == done
-    assert (store.snapshot(), blobs.puts, store.calls["write"]) == (snapshot, puts, writes)
+    assert (state_rows(store), blobs.puts, store.calls["write"]) == (snapshot, puts, writes)
 
 
 def test_the_tombstone_comes_first_so_events_on_their_way_are_dropped_before_the_worker_runs():
@@ -287,16 +302,16 @@ def test_the_tombstone_comes_first_so_events_on_their_way_are_dropped_before_the
     Ingestor(store, blobs, max_workers=1).ingest(records[:200])
     queue = MemoryQueue()
     requested = request_erasure(store, queue, user, now=NOW)
-    assert requested["status"] == "pending" and ShopperState.from_row(store.snapshot()["shoppers"][user]) is None
+    assert requested["status"] == "pending" and ShopperState.from_row(state_rows(store)["shoppers"][user]) is None
 
     # The rest of the stream, theirs included, arrives before the worker has run.
     outcome = Ingestor(store, blobs, max_workers=1).ingest(records[200:])
     mine = sum(1 for r in records[200:] if json.loads(r.data)["user_id"] == user)
     assert outcome.failed == [] and mine > 5 and outcome.erased == mine
-    assert ShopperState.from_row(store.snapshot()["shoppers"][user]) is None
+    assert ShopperState.from_row(state_rows(store)["shoppers"][user]) is None
     complete_erasure(store, blobs, user, queue.sent[0]["erasure_id"])
 
-    assert not [s for s in store.snapshot()["sessions"].values() if s["user_id"] == user]
+    assert not [s for s in state_rows(store)["sessions"].values() if s["user_id"] == user]
     assert not [e for e in archived(blobs) if e["user_id"] == user]
     assert erasure_status(store, user)["status"] == "done"
 
@@ -315,7 +330,7 @@ def test_an_id_never_seen_is_answered_so_and_still_refuses_its_events_on_their_w
     sent_before = {"event_id": "late", "user_id": "never-seen", "session_id": "ns-1",
                    "timestamp": "2026-11-02T11:59:00Z", "event_type": "view", "item_id": "i1"}
     outcome = Ingestor(store, blobs, max_workers=1).ingest(to_records([sent_before], start=900))
-    assert outcome.erased == 1 and "ns-1" not in store.snapshot()["sessions"]
+    assert outcome.erased == 1 and "ns-1" not in state_rows(store)["sessions"]
 
 
 def test_a_second_delete_while_one_is_pending_covers_both_and_the_first_message_does_nothing():
@@ -354,8 +369,8 @@ def test_what_a_shopper_does_after_the_erasure_is_theirs_to_keep_even_if_the_wor
 
     assert done["status"] == "done" and done["removed"]["archive_events"] > 0
     assert [e["event_id"] for e in archived(blobs) if e["user_id"] == user] == ["after"]
-    assert [k for k, s in store.snapshot()["sessions"].items() if s["user_id"] == user] == ["u3-after"]
-    assert ShopperState.from_row(store.snapshot()["shoppers"][user]).events == 1
+    assert [k for k, s in state_rows(store)["sessions"].items() if s["user_id"] == user] == ["u3-after"]
+    assert ShopperState.from_row(state_rows(store)["shoppers"][user]).events == 1
 
 
 def test_a_session_id_another_shopper_used_is_kept_and_a_counters_only_row_is_erased():
@@ -366,19 +381,19 @@ def test_a_session_id_another_shopper_used_is_kept_and_a_counters_only_row_is_er
               {"event_id": "e4", "user_id": "a", "session_id": "a2", "timestamp": "2026-11-03T09:00:00Z",
                "event_type": "referral", "source": "friend", "referrer_user_id": "c"}]
     store, blobs = clean_run(events)
-    assert store.snapshot()["sessions"]["shared"]["user_id"] == "a"  # a session row belongs to one shopper
+    assert state_rows(store)["sessions"]["shared"]["user_id"] == "a"  # a session row belongs to one shopper
     done = erase(store, blobs, "b")
-    assert done["removed"]["sessions"] == 1 and store.snapshot()["sessions"]["shared"]["user_id"] == "a"
+    assert done["removed"]["sessions"] == 1 and state_rows(store)["sessions"]["shared"]["user_id"] == "a"
     assert not [e for e in archived(blobs) if e["user_id"] == "b"]
     # "c" never sent an event: their row holds only the referral counter a's event added to it.
-    row = store.snapshot()["shoppers"]["c"]
+    row = state_rows(store)["shoppers"]["c"]
     assert row["referrals_sent"] == 1 and "first_seen" not in row
     # a's row says a shopper referred them, not who: it would outlive c's erasure.
-    referred = store.snapshot()["shoppers"]["a"]
+    referred = state_rows(store)["shoppers"]["a"]
     assert referred["referred_by_shopper"] is True and '"c"' not in json.dumps(referred)
     done = erase(store, blobs, "c")
     assert done["status"] == "done" and done["removed"]["shopper_state"] is True
-    assert set(store.snapshot()["shoppers"]["c"]) == {"user_id", "erased_at", "expires_at", "erasure_id", "erasure"}
+    assert set(state_rows(store)["shoppers"]["c"]) == {"user_id", "erased_at", "expires_at", "erasure_id", "erasure"}
     done = erase(store, blobs, "a")
     assert done["archive_days_searched"] == 2 and done["removed"]["archive_events"] == 2
     assert [e["user_id"] for e in archived(blobs)] == []
@@ -392,7 +407,7 @@ def test_a_row_that_named_its_referrer_forgets_who_at_its_next_write():
     assert ShopperState.from_row(store.tables["shoppers"]["a"]).referred_by_shopper is True
     records = to_records([{**base, "event_id": "e2", "timestamp": "2026-11-02T10:05:00Z"}], start=1)
     assert Ingestor(store, blobs, max_workers=1).ingest(records).failed == []
-    row = store.snapshot()["shoppers"]["a"]
+    row = state_rows(store)["shoppers"]["a"]
     assert row["referrer_user_id"] is None and row["referred_by_shopper"] is True
 
 
@@ -484,7 +499,7 @@ def test_what_ingest_indexes_covers_every_archived_object_of_the_shopper_on_ever
     store, blobs = MemoryStateStore(), MemoryBlobStore()
     for n, shard in enumerate(SHARDS):  # the stream resharded half way
         ingest(events[n * 300:(n + 1) * 300], store, blobs, shard=shard, start=n * 1000, batch=37)
-    for user, row in store.snapshot()["shoppers"].items():
+    for user, row in state_rows(store)["shoppers"].items():
         if "archive_days" not in row:
             continue
         for key in blobs.list("archive/"):
@@ -526,12 +541,12 @@ def test_events_sent_before_the_erasure_recreate_nothing_count_nothing_and_are_n
 
     assert outcome.failed == [] and outcome.erased == len(of(rest, user))
     assert outcome.accepted == len(rest) and outcome.duplicates + outcome.erased <= len(rest)
-    after = store.snapshot()
+    after = state_rows(store)
     ignore = ("erasure_id", "erasure")  # each run's own erasure id
     assert {t: {k: {f: v for f, v in r.items() if f not in ignore} for k, r in rows.items()}
             for t, rows in after.items()} == {
         t: {k: {f: v for f, v in r.items() if f not in ignore} for k, r in rows.items()}
-        for t, rows in expected_store.snapshot().items()}
+        for t, rows in state_rows(expected_store).items()}
     assert blobs.objects == expected_blobs.objects
     row = after["shoppers"][user]
     assert {k: row[k] for k in ("erased_at", "expires_at")} == {"erased_at": NOW, "expires_at": NOW + TOMBSTONE_SECONDS}
@@ -545,7 +560,7 @@ def test_events_sent_before_the_erasure_recreate_nothing_count_nothing_and_are_n
     for replay in (rest, records[:200], records):
         again = Ingestor(store, blobs, max_workers=1).ingest(replay)
         assert again.failed == [] and again.erased == len(of(replay, user))
-        assert store.snapshot() == after and blobs.objects == expected_blobs.objects
+        assert state_rows(store) == after and blobs.objects == expected_blobs.objects
 
 
 def test_a_shopper_who_comes_back_after_the_erasure_starts_afresh_and_earlier_stragglers_stay_dropped():
@@ -566,7 +581,7 @@ def test_a_shopper_who_comes_back_after_the_erasure_starts_afresh_and_earlier_st
     outcome = Ingestor(store, blobs, max_workers=1).ingest(batch)
 
     assert outcome.failed == [] and outcome.erased == len(of(records[200:], user)) + 1
-    after = store.snapshot()
+    after = state_rows(store)
     row = after["shoppers"][user]
     shopper = ShopperState.from_row(row)
     assert shopper is not None and (shopper.events, shopper.purchases, shopper.session_ids) == (2, 1, ["u3-back"])
@@ -577,14 +592,14 @@ def test_a_shopper_who_comes_back_after_the_erasure_starts_afresh_and_earlier_st
     assert {e["event_id"] for e in archived(blobs) if e["user_id"] == user} == {"back-1", "back-2"}
     for replay in (batch, records):
         assert Ingestor(store, blobs, max_workers=1).ingest(replay).failed == []
-        assert store.snapshot() == after
+        assert state_rows(store) == after
 
     # Erased again: the fresh state goes too.
     done = erase(store, blobs, user, now=NOW + 3600)
     assert done["removed"] == {"shopper_state": True, "sessions": 1, "exposures": 0,
                                "archive_objects_rewritten": 1, "archive_events": 2}
-    assert store.snapshot()["shoppers"][user] == tombstone(user, NOW + 3600, done["erasure_id"],
-                                                           store.snapshot()["shoppers"][user]["erasure"])
+    assert state_rows(store)["shoppers"][user] == tombstone(user, NOW + 3600, done["erasure_id"],
+                                                           state_rows(store)["shoppers"][user]["erasure"])
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -604,12 +619,12 @@ def test_replays_after_failures_and_crashes_drop_an_erased_shoppers_events_as_on
 
     assert calls > 5
     ignore = ("erasure_id", "erasure")
-    assert {k: v for k, v in inner.snapshot()["shoppers"][user].items() if k not in ignore} == {
-        k: v for k, v in expected_store.snapshot()["shoppers"][user].items() if k not in ignore}
-    assert {t: r for t, r in inner.snapshot().items() if t != "shoppers"} == {
-        t: r for t, r in expected_store.snapshot().items() if t != "shoppers"}
+    assert {k: v for k, v in state_rows(inner)["shoppers"][user].items() if k not in ignore} == {
+        k: v for k, v in state_rows(expected_store)["shoppers"][user].items() if k not in ignore}
+    assert {t: r for t, r in state_rows(inner).items() if t != "shoppers"} == {
+        t: r for t, r in state_rows(expected_store).items() if t != "shoppers"}
     assert sorted(map(json.dumps, archived(blobs))) == sorted(map(json.dumps, archived(expected_blobs)))
-    assert ShopperState.from_row(inner.snapshot()["shoppers"][user]).events == 1
+    assert ShopperState.from_row(state_rows(inner)["shoppers"][user]).events == 1
 
 
 def test_a_batch_that_read_the_shopper_before_the_erasure_fails_and_its_replay_drops_their_events():
@@ -628,17 +643,17 @@ def test_a_batch_that_read_the_shopper_before_the_erasure_fails_and_its_replay_d
     failed = min(outcome.failed, key=lambda s: (len(s), s))
     again = ingestor.ingest([r for r in records[200:] if int(r.sequence) >= int(failed)])
     assert again.failed == [] and again.erased >= 1
-    row = store.snapshot()["shoppers"][user]
+    row = state_rows(store)["shoppers"][user]
     assert ShopperState.from_row(row) is None and row["erased_at"] == NOW and "first_seen" not in row
     # The worker, running after it, finds the sessions it wrote through the index.
     complete_erasure(store, blobs, user, queue.sent[0]["erasure_id"])
-    assert not [s for s in store.snapshot()["sessions"].values() if s["user_id"] == user]
+    assert not [s for s in state_rows(store)["sessions"].values() if s["user_id"] == user]
 
 
 def test_readers_take_a_tombstone_for_no_shopper():
     user = "u3"
     store, blobs, _ = erased_midway(user=user)
-    row = store.snapshot()["shoppers"][user]
+    row = state_rows(store)["shoppers"][user]
     assert ShopperState.from_row(row) is None
     # State a racing batch wrote beside the tombstone, from events up to the erasure, is no shopper either.
     assert ShopperState.from_row({**row, "first_seen": NOW - 5, "last_seen": NOW - 1, "events": 3}) is None
@@ -764,3 +779,111 @@ def test_a_delivery_that_cannot_take_archived_events_out_fails_from_them_and_the
     assert ingestor.ingest(records).failed == []
     assert [e for e in archived(blobs) if e["user_id"] == user] == []
     assert len(archived(blobs)) == len(events) // 2
+
+
+def _view(user: str, n: int, when: datetime) -> dict:
+    return {"event_id": f"{user}-{n}", "user_id": user, "session_id": f"{user}-s",
+            "timestamp": when.strftime("%Y-%m-%dT%H:%M:%SZ"), "event_type": "view", "item_id": f"i{n % 7}",
+            "category": "c1"}
+
+
+class ThrottledOnce(ErasedWhileIngesting):
+    """Fails the next write of each (table, key) in `throttled` once, as a throttle would."""
+
+    def __init__(self, user: str, queue: MemoryQueue):
+        super().__init__(user, queue)
+        self.throttled: set[tuple[str, str]] = set()
+
+    def write_state(self, table, key, fields, **kwargs):
+        if (table, key) in self.throttled:
+            self.throttled.discard((table, key))
+            raise ConnectionError("throttled")
+        return super().write_state(table, key, fields, **kwargs)
+
+
+def test_a_replay_that_drops_events_never_archived_reads_only_the_latest_deliveries_objects():
+    day = datetime(2026, 10, 20, 8, tzinfo=UTC)
+    store, blobs = ThrottledOnce("nobody", MemoryQueue()), ListingBlobs()
+    ingestor = Ingestor(store, blobs, max_workers=1)
+    sequence = 0
+    for batch in range(300):  # a busy shard-day: an object a batch
+        events = [_view(f"o{batch}", k, day + timedelta(seconds=batch * 10 + k)) for k in range(3)]
+        assert ingestor.ingest(to_records(events, start=sequence)).failed == []
+        sequence += len(events)
+    for user in ("e1", "e2"):
+        assert ingestor.ingest(to_records([_view(user, 0, day)], start=sequence)).failed == []
+        sequence += 1
+        request_erasure(store, MemoryQueue(), user, now=NOW)
+    # Their events still on the stream, between two others', one of whose session writes is throttled once.
+    batch = [_view(u, 10 + k, day + timedelta(hours=1, minutes=k)) for u in ("e1", "e2") for k in range(2)]
+    records = to_records([_view("w", 0, day + timedelta(hours=2)), *batch, _view("z", 0, day + timedelta(hours=3))],
+                         start=sequence)
+    store.throttled.add(("sessions", "w-s"))
+    first = ingestor.ingest(records)
+    assert first.erased == 4 and first.failed
+    reads = blobs.gets
+    again = ingestor.ingest([r for r in records if r.sequence in first.failed])
+    assert again.failed == [] and again.erased == 4
+    assert blobs.gets - reads <= RECENT_ARCHIVE_KEYS < 300  # not the shard-day's every object
+    assert [e for e in archived(blobs) if e["user_id"] in ("e1", "e2")] == []
+
+
+def test_a_racing_delivery_whose_archive_checkpoint_failed_leaves_nothing_of_the_shopper_and_no_copies():
+    user = "u1"
+    earlier = history(user, 2, years=0.01, end=datetime(2026, 10, 1, tzinfo=UTC))
+    day = datetime(2026, 10, 20, 9, tzinfo=UTC)  # a day the row does not index
+    second = [_view(user, 100, day)] + [_view("v1", k, day + timedelta(minutes=k + 1)) for k in range(3)]
+    queue, blobs = MemoryQueue(), MemoryBlobStore()
+    store = ThrottledOnce(user, queue)
+    ingestor = Ingestor(store, blobs, max_workers=1)
+    assert ingestor.ingest(to_records(earlier)).failed == []
+    records = to_records(second, start=len(earlier))
+    store.erase = True
+    store.throttled.add(("checkpoints", "archive:" + records[0].shard))
+    outcome = ingestor.ingest(records)
+    assert outcome.failed
+    again = ingestor.ingest([r for r in records if int(r.sequence) >= int(min(outcome.failed, key=int))])
+    assert again.failed == [] and again.erased == 1
+    complete_erasure(store, blobs, user, queue.sent[0]["erasure_id"])
+    assert sorted(e["event_id"] for e in archived(blobs)) == [f"v1-{k}" for k in range(3)]
+
+
+class CompactingBlobs(ListingBlobs):
+    """Runs a whole compaction of the archive the first time an object is read while `store` is set."""
+
+    def __init__(self):
+        self.now = 1_000_000.0
+        super().__init__(clock=lambda: self.now)
+        self.store = None
+
+    def get_tagged(self, key):
+        found = super().get_tagged(key)
+        if self.store is not None and not is_part(key):
+            store, self.store = self.store, None
+            self.now += 2 * 3600
+            compact_archive(self, store, now=self.now, days=0)
+        return found
+
+
+def test_a_compaction_merging_an_object_while_a_replay_takes_the_shopper_out_leaves_nothing_of_them():
+    user = "u1"
+    earlier = history(user, 2, years=0.01, end=datetime(2026, 10, 1, tzinfo=UTC))
+    day = datetime(2026, 10, 20, 9, tzinfo=UTC)
+    others = [_view(f"v{k}", k, day + timedelta(minutes=k)) for k in range(6)]
+    queue, blobs = MemoryQueue(), CompactingBlobs()
+    store = ErasedWhileIngesting(user, queue)
+    ingestor = Ingestor(store, blobs, max_workers=1)
+    assert ingestor.ingest(to_records(earlier)).failed == []
+    assert ingestor.ingest(to_records(others[:3], start=len(earlier))).failed == []
+    racing = to_records([_view(user, 100, day + timedelta(minutes=30)), *others[3:]], start=len(earlier) + 3)
+    store.erase = True
+    outcome = ingestor.ingest(racing)
+    assert outcome.failed
+    blobs.store = store  # the compaction runs between the replay's read of an object and its rewrite
+    again = ingestor.ingest([r for r in racing if int(r.sequence) >= int(min(outcome.failed, key=int))])
+    assert again.failed == [] and any(is_part(key) for key in blobs.list("archive/"))
+    kept = list(archived_events(blobs))  # the parts in place of the objects they merged, as readers take them
+    assert [e for e in kept if e["event_id"] == "u1-100"] == []
+    assert [e for e in archived(blobs) if e["event_id"] == "u1-100"] == []  # and in every object, merged or not
+    assert sorted(e["event_id"] for e in kept if e["user_id"] != user) == sorted(
+        e["event_id"] for e in earlier + others if e["user_id"] != user)

@@ -15,7 +15,7 @@ from tailor.ingest.service import Ingestor
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
 
 from tests.helpers.events import random_events, to_records
-from tests.helpers.ingest import FlakyBlobStore, FlakyStateStore, deliver
+from tests.helpers.ingest import FlakyBlobStore, FlakyStateStore, deliver, state_rows
 
 ATTRIBUTION = Attribution(window=3600, shards=4)
 
@@ -43,7 +43,7 @@ def experiment_events(seed: int, n: int) -> list[dict]:
 def statistics(store: MemoryStateStore) -> dict[tuple[str, str], SufficientStatistics]:
     """(day, variant) -> the sum of its shards' rows."""
     found: dict[tuple[str, str], SufficientStatistics] = defaultdict(SufficientStatistics)
-    for key, row in store.snapshot().get(OUTCOMES_TABLE, {}).items():
+    for key, row in state_rows(store).get(OUTCOMES_TABLE, {}).items():
         _, day, variant, _ = key.split("#")
         found[(day, variant)] += SufficientStatistics.from_item(row)
     return dict(found)
@@ -75,7 +75,7 @@ def test_the_statistics_are_those_of_the_units_totals():
     for (_, variant), row in stats.items():
         by_variant[variant] += row
     units: dict[str, list[UnitTotals]] = defaultdict(list)
-    for row in store.snapshot()["shoppers"].values():
+    for row in state_rows(store)["shoppers"].values():
         for entry in row.get("experiments", {}).values():
             units[entry[0]].append(UnitTotals(*entry[1:7], realized_revenue=entry[9], credit=entry[10]))
     expected = {variant: SufficientStatistics.of_units(found) for variant, found in units.items()}
@@ -191,7 +191,7 @@ def test_a_shopper_forgets_the_units_nothing_can_count_for_any_more():
     seconds = ATTRIBUTION.retention
     assert seconds == (366 + 28) * 86400 + 3600  # the longest experiment, then its report's window after the end
     store = clean(events)
-    shopper = ShopperState.from_row(store.snapshot()["shoppers"]["u1"])
+    shopper = ShopperState.from_row(state_rows(store)["shoppers"]["u1"])
     # 415 days after its exposure nothing counts for exp-old's unit (its experiment ended, its report's rows too):
     # the purchase forgets it and adds to the realized revenue of exp-new's alone.
     assert set(shopper.experiments) == {"exp-new"}
@@ -266,15 +266,15 @@ def test_events_without_feed_ids_leave_the_shopper_rows_as_before():
     events = random_events(4, 300)
     plain = MemoryStateStore()
     Ingestor(plain, MemoryBlobStore(), max_workers=1).ingest(to_records(events))
-    assert clean(events).snapshot() == plain.snapshot()
+    assert state_rows(clean(events)) == state_rows(plain)
 
 
 def test_a_whole_batch_delivered_twice_changes_nothing():
     events = experiment_events(5, 300)
     store = clean(events)
-    before = store.snapshot()
+    before = state_rows(store)
     Ingestor(store, MemoryBlobStore(), max_workers=1, attribution=ATTRIBUTION).ingest(to_records(events))
-    assert store.snapshot() == before
+    assert state_rows(store) == before
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

@@ -11,7 +11,7 @@ from tailor.ingest.service import Ingestor, StreamRecord
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
 
 from tests.helpers.events import kinesis_payloads, load_event, random_events, to_records
-from tests.helpers.ingest import FlakyBlobStore, FlakyStateStore, TransientError, clean_run, deliver
+from tests.helpers.ingest import FlakyBlobStore, FlakyStateStore, TransientError, clean_run, deliver, state_rows
 
 
 def sample_records() -> list[StreamRecord]:
@@ -53,7 +53,7 @@ def test_sample_batch_applies_valid_events_and_quarantines_the_rest(applied):
 
 def test_sample_batch_session_shopper_and_counters(applied):
     store, _, _ = applied
-    tables = store.snapshot()
+    tables = state_rows(store)
     shopper = tables["shoppers"]["u-1001"]
     assert shopper["events"] == 12  # the resent view is not counted again
     assert shopper["counts"]["view"] == 2
@@ -85,7 +85,7 @@ def test_sample_batch_session_shopper_and_counters(applied):
 
 def test_one_write_per_touched_key_plus_the_archive_checkpoint(applied):
     store, _, outcome = applied
-    keys = sum(len(rows) for name, rows in store.snapshot().items() if name != "checkpoints")
+    keys = sum(len(rows) for name, rows in state_rows(store).items() if name != "checkpoints")
     assert store.calls["write"] == keys + 1
     assert outcome.writes == keys + 1
     assert store.calls["read"] == 1  # sessions, shoppers and the checkpoint in one batched read
@@ -93,10 +93,10 @@ def test_one_write_per_touched_key_plus_the_archive_checkpoint(applied):
 
 def test_whole_batch_delivered_twice_changes_nothing(applied):
     store, blobs, _ = applied
-    before = (store.snapshot(), dict(blobs.objects))
+    before = (state_rows(store), dict(blobs.objects))
     again = Ingestor(store, blobs, max_workers=1).ingest(sample_records())
     assert again.failed == []
-    assert (store.snapshot(), dict(blobs.objects)) == before
+    assert (state_rows(store), dict(blobs.objects)) == before
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
@@ -110,7 +110,7 @@ def test_replays_after_failures_and_crashes_leave_the_state_of_one_clean_pass(se
     calls = deliver(Ingestor(store, blobs, max_workers=4), to_records(events), rng, crash_rate=0.15)
 
     assert calls > 20  # failures really happened and were retried
-    assert store.inner.snapshot() == expected_store.snapshot()
+    assert state_rows(store.inner) == state_rows(expected_store)
     assert archived_events(blobs) == archived_events(expected_blobs)
     assert blobs.list("quarantine/") == expected_blobs.list("quarantine/")
 
@@ -141,7 +141,7 @@ def test_rows_are_read_while_the_events_are_validated_and_again_if_that_read_fai
     for reader.batch, reader.fail, part in ((1, None, records[:100]), (2, 2, records[100:])):
         assert ingestor.ingest(part).failed == []
     assert reads == [1, 2, 2]  # a round trip a batch, and one more after the read ahead failed
-    assert store.snapshot() == expected.snapshot()
+    assert state_rows(store) == state_rows(expected)
 
 
 def test_two_shards_touching_the_same_items_add_up():
@@ -165,7 +165,7 @@ def test_two_shards_touching_the_same_items_add_up():
     for e in first + second:
         deduped.setdefault(e["event_id"], e)
     views = Counter(e["item_id"] for e in deduped.values() if e["event_type"] == "view")
-    items = store.snapshot()["items"]
+    items = state_rows(store)["items"]
     assert {k: v.get("views", 0) for k, v in items.items() if v.get("views")} == dict(views)
 
 
@@ -205,7 +205,7 @@ def test_a_state_row_write_sends_only_what_changed_and_leaves_the_row_a_full_wri
     monkeypatch.setattr("tailor.ingest.service._changed", lambda fields, read: fields)
     everything = run(RecordingStore())
 
-    assert changed_only.snapshot() == everything.snapshot()
+    assert state_rows(changed_only) == state_rows(everything)
     later = [(fields, full) for (_, _, fields), (_, _, full) in zip(changed_only.written, everything.written)
              if len(full) != len(fields)]
     assert later and all(set(fields) < set(full) for fields, full in later)
@@ -233,7 +233,7 @@ def test_an_event_after_its_session_expired_starts_a_session_whether_or_not_the_
         if swept:  # the table's TTL has removed the expired row by the time the late event comes
             store.delete("sessions", "s-1")
         assert ingest.ingest(late).failed == []
-        stores.append(store.snapshot())
+        stores.append(state_rows(store))
     kept, swept = stores
     assert kept["sessions"]["s-1"]["items"] == swept["sessions"]["s-1"]["items"] == ["book-1"]
     assert kept["associations"] == swept["associations"] and "book-1" not in kept["associations"]
@@ -257,12 +257,12 @@ def test_a_session_row_is_written_only_once_its_shoppers_row_has_landed():
     outcome = Ingestor(store, MemoryBlobStore(), max_workers=4).ingest(records)
     # No session row runs ahead of its shopper's: the stream delivers every record of the batch's sessions again.
     assert "shoppers" in store.order and "sessions" not in store.order
-    assert not store.snapshot().get("sessions") and outcome.failed == [r.sequence for r in records]
+    assert not state_rows(store).get("sessions") and outcome.failed == [r.sequence for r in records]
     # One shopper's row failing holds back that shopper's sessions only.
     store, one = ShopperWritesFail(), events[0]["user_id"]
     store.order, store.failing = [], one
     outcome = Ingestor(store, MemoryBlobStore(), max_workers=4).ingest(records)
-    sessions = store.snapshot()["sessions"]
+    sessions = state_rows(store)["sessions"]
     assert sessions and all(row["user_id"] != one for row in sessions.values())
     assert {e["session_id"] for e in events if e["user_id"] != one and "session_id" in e} <= set(sessions)
     assert outcome.failed and outcome.failed[0] == records[0].sequence

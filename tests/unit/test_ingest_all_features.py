@@ -32,7 +32,7 @@ from tailor.personas.storage import ModelSource
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
 
 from tests.helpers.events import SHARD, random_events, to_records
-from tests.helpers.ingest import FlakyBlobStore, FlakyStateStore, deliver
+from tests.helpers.ingest import FlakyBlobStore, FlakyStateStore, deliver, state_rows
 from tests.unit.test_personas import blobs_model
 
 ITEMS = [f"i{k}" for k in range(16)]
@@ -108,7 +108,7 @@ def final_rows(store: MemoryStateStore, buffer: bool) -> tuple[dict, dict]:
     count deliveries); and apart from them, what personas keep (see the module doc), by (table, key)."""
     if buffer:
         CounterMerge(store, max_workers=1).run()
-    rows = store.snapshot()
+    rows = state_rows(store)
     rows.pop("buffers", None)
     for key in (cursor_id(SHARD), MERGE_ID):
         rows.get("checkpoints", {}).pop(key, None)
@@ -207,6 +207,6 @@ def test_a_producers_copy_under_another_session_pulls_that_sessions_vector_alike
     assert not all_features(clean, MemoryBlobStore(), buffer=False, max_workers=1).ingest(to_records(events)).failed
     store = _ShopperAckLost()
     ingestor = all_features(store, MemoryBlobStore(), buffer=False, max_workers=1)
-    assert ingestor.ingest(to_records(events)).failed and not store.snapshot().get("sessions")
+    assert ingestor.ingest(to_records(events)).failed and not state_rows(store).get("sessions")
     assert not ingestor.ingest(to_records(events)).failed
-    assert store.snapshot() == clean.snapshot()
+    assert state_rows(store) == state_rows(clean)

@@ -17,7 +17,7 @@ from tailor.ingest.service import Ingestor
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
 
 from tests.helpers.events import random_events, to_records
-from tests.helpers.ingest import FlakyBlobStore, FlakyStateStore, deliver
+from tests.helpers.ingest import FlakyBlobStore, FlakyStateStore, deliver, state_rows
 
 
 def archived_events(blobs: MemoryBlobStore) -> Counter:
@@ -72,7 +72,7 @@ def test_a_record_the_fold_fails_on_is_quarantined_and_replays_end_as_one_clean_
     store, blobs = FlakyStateStore(MemoryStateStore(), rng, rate=0.08), FlakyBlobStore(rng, rate=0.05)
     deliver(Ingestor(store, blobs, max_workers=4), records, rng, crash_rate=0.15)
 
-    assert store.inner.snapshot() == expected.snapshot()
+    assert state_rows(store.inner) == state_rows(expected)
     assert archived_events(blobs) == archived_events(expected_blobs)
     reasons = quarantined(blobs)
     assert set(reasons) == bad
@@ -100,7 +100,7 @@ def test_counters_that_are_not_finite_quarantine_their_record(monkeypatch):
     item = json.loads(purchase.data)["item_id"]
     assert outcome.quarantines == [(purchase.sequence, f"items {item!r} revenue: adding inf is not a number "
                                                        "DynamoDB can store")]
-    assert store.snapshot() == expected.snapshot()
+    assert state_rows(store) == state_rows(expected)
 
 
 def test_a_row_that_would_hold_what_dynamodb_cannot_store_quarantines_the_record_that_brought_it(monkeypatch):
@@ -123,7 +123,7 @@ def test_a_row_that_would_hold_what_dynamodb_cannot_store_quarantines_the_record
     session = json.loads(culprit.data)["session_id"]
     assert quarantined(blobs) == {culprit.sequence: f"sessions row {session!r}: revenue: nan is not a number "
                                                     "DynamoDB can store"}
-    assert store.snapshot() == expected.snapshot()
+    assert state_rows(store) == state_rows(expected)
 
 
 def test_a_record_that_would_grow_a_row_past_what_dynamodb_holds_is_quarantined_not_retried(monkeypatch):
@@ -145,7 +145,7 @@ def test_a_record_that_would_grow_a_row_past_what_dynamodb_holds_is_quarantined_
                            for r in reasons.values())
     first = min(reasons, key=lambda s: (len(s), s))
     assert [r.sequence for r in records].index(first) > 20  # the records before the limit are applied
-    row = store.snapshot()["shoppers"]["u-1"]
+    row = state_rows(store)["shoppers"]["u-1"]
     assert len(json.dumps(row, default=repr)) <= 4_000 + 500 and len(row["experiments"]) + len(reasons) == 80
 
 
@@ -180,7 +180,7 @@ def test_a_batch_step_that_fails_because_of_one_record_quarantines_that_record()
     assert set(quarantined(blobs).values()) == {
         "ingest could not apply the event (batch step): ValueError: no trait evidence for i-poison"}
     assert set(quarantined(blobs)) == poisoned
-    assert store.snapshot() == expected.snapshot()
+    assert state_rows(store) == state_rows(expected)
 
 
 @pytest.mark.parametrize("fault", ["every batch step", "the network"])
@@ -198,7 +198,7 @@ def test_a_fault_no_record_causes_fails_the_batch_for_the_stream_to_deliver_agai
     outcome = Ingestor(store, blobs, max_workers=1, **options).ingest(records)
     assert outcome.failed == [r.sequence for r in records]
     assert outcome.quarantined == 0 and blobs.list("") == []
-    assert not any(store.snapshot().values())
+    assert not any(state_rows(store).values())
 
 
 def shopper_events(user: str, session: str, start: int, kinds=("view", "add_to_cart", "purchase")) -> list[dict]:
@@ -225,15 +225,15 @@ def test_an_event_in_another_shoppers_session_is_quarantined_and_that_session_is
     assert outcome.failed == [] and outcome.quarantined == 3
     assert set(quarantined(blobs)) == intruding
     assert set(quarantined(blobs).values()) == {"session_id: session 's-alice' belongs to another shopper"}
-    tables = store.snapshot()
-    assert tables == expected.snapshot()
+    tables = state_rows(store)
+    assert tables == state_rows(expected)
     assert tables["sessions"]["s-alice"]["user_id"] == "alice" and tables["sessions"]["s-alice"]["events"] == 4
     assert tables["shoppers"]["bob"]["events"] == 2 and tables["shoppers"]["bob"]["session_ids"] == ["s-bob"]
 
     # The stream delivers the batch again, and then with more behind it: the same records are quarantined, once.
-    before = (store.snapshot(), dict(blobs.objects))
+    before = (state_rows(store), dict(blobs.objects))
     again = ingestor.ingest(second)
-    assert again.quarantined == 3 and (store.snapshot(), dict(blobs.objects)) == before
+    assert again.quarantined == 3 and (state_rows(store), dict(blobs.objects)) == before
 
 
 def test_a_session_new_in_the_batch_belongs_to_the_shopper_whose_event_opened_it():
@@ -243,8 +243,8 @@ def test_a_session_new_in_the_batch_belongs_to_the_shopper_whose_event_opened_it
     store, blobs = MemoryStateStore(), MemoryBlobStore()
     outcome = Ingestor(store, blobs, max_workers=1).ingest(records)
     assert outcome.quarantined == 2 and set(quarantined(blobs)) == {records[1].sequence, records[2].sequence}
-    assert store.snapshot()["sessions"]["s-shared"]["events"] == 2
-    assert "dave" not in store.snapshot()["shoppers"]
+    assert state_rows(store)["sessions"]["s-shared"]["events"] == 2
+    assert "dave" not in state_rows(store)["shoppers"]
 
 
 def test_an_event_dated_past_the_clock_skew_of_its_arrival_on_the_stream_is_quarantined():
@@ -256,7 +256,7 @@ def test_an_event_dated_past_the_clock_skew_of_its_arrival_on_the_stream_is_quar
     outcome = Ingestor(store, blobs, max_workers=1).ingest(records)
     assert outcome.quarantined == 1 and outcome.quarantines[0][0] == records[1].sequence
     assert outcome.quarantines[0][1].startswith("timestamp: 31536") and "clock skew" in outcome.quarantines[0][1]
-    assert store.snapshot()["shoppers"]["erin"]["events"] == 1
+    assert state_rows(store)["shoppers"]["erin"]["events"] == 1
 
     unknown = dataclasses.replace(records[1], arrival=0.0)  # a record that does not say when it arrived
     assert Ingestor(MemoryStateStore(), MemoryBlobStore(), max_workers=1).ingest([unknown]).quarantined == 0

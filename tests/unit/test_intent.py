@@ -22,7 +22,7 @@ from tailor.store.memory import MemoryBlobStore, MemoryStateStore
 
 from tests.helpers import ROOT
 from tests.helpers.events import random_events, to_records
-from tests.helpers.ingest import FlakyBlobStore, FlakyStateStore, deliver
+from tests.helpers.ingest import FlakyBlobStore, FlakyStateStore, deliver, state_rows
 
 PURE = {i: {j: float(i == j) for j in INTENTS} for i in INTENTS}  # intent -> a mixture certain of it
 
@@ -207,7 +207,7 @@ def test_intent_weights_do_not_depend_on_batches_replays_or_failures(model, seed
     calls = deliver(Ingestor(store, FlakyBlobStore(rng, rate=0.05), max_workers=4, intent=intent),
                     to_records(events), rng, crash_rate=0.15)
     assert calls > 20
-    assert store.inner.snapshot() == expected.snapshot()
+    assert state_rows(store.inner) == state_rows(expected)
 
 
 def test_feed_session_candidates_follow_the_intent_ingest_keeps_in_the_session():

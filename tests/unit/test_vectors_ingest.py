@@ -26,7 +26,7 @@ from tailor.shopper import ShopperState
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
 
 from tests.helpers.events import random_events, to_records
-from tests.helpers.ingest import FlakyBlobStore, FlakyStateStore, deliver, fold, written
+from tests.helpers.ingest import FlakyBlobStore, FlakyStateStore, deliver, fold, state_rows, written
 
 RULE = VectorUpdate(decay=0.5, ignore_weight=0.2, unseen_share=0.5)
 ITEMS = ["lamp-1", "lamp-2", "lamp-3", "book-1", "book-2", "book-3"]
@@ -189,7 +189,7 @@ def test_ingest_keeps_vectors_without_another_write_and_reads_the_registry_once(
         store = ingest.store
     assert written["kept"] == written["plain"]  # the vectors ride in the rows the batch writes anyway
     assert len(reads) == 1 and online.ready
-    sessions = [SessionState.from_row(row) for row in store.snapshot()["sessions"].values()]
+    sessions = [SessionState.from_row(row) for row in state_rows(store)["sessions"].values()]
     assert sum(1 for s in sessions if stored_vector(s.vector, online.vectors()) is not None) >= 5
 
 
@@ -203,9 +203,9 @@ def test_a_registry_that_cannot_be_read_fails_the_batch_and_the_next_delivery_re
     ingest = Ingestor(MemoryStateStore(), MemoryBlobStore(), max_workers=4, vectors=online)
     outcome = ingest.ingest(to_records(events))
     # Not folded without the vectors the registry holds: every record comes again, and nothing was written.
-    assert len(outcome.failed) == 60 and not online.ready and not ingest.store.snapshot().get("sessions")
+    assert len(outcome.failed) == 60 and not online.ready and not state_rows(ingest.store).get("sessions")
     assert ingest.ingest(to_records(events)).failed == [] and online.ready
-    sessions = [SessionState.from_row(row) for row in ingest.store.snapshot()["sessions"].values()]
+    sessions = [SessionState.from_row(row) for row in state_rows(ingest.store)["sessions"].values()]
     assert sum(1 for s in sessions if stored_vector(s.vector, online.vectors()) is not None) >= 3
 
 
@@ -223,7 +223,7 @@ def test_replays_after_failures_and_crashes_leave_the_vectors_of_one_clean_pass(
     calls = deliver(Ingestor(store, FlakyBlobStore(rng, rate=0.05), max_workers=4, intent=intent,
                              vectors=OnlineVectors(lambda: VECTORS, RULE)), to_records(events), rng, crash_rate=0.15)
     assert calls > 10
-    assert store.inner.snapshot() == expected.snapshot()
+    assert state_rows(store.inner) == state_rows(expected)
 
 
 def test_the_feeds_embedding_source_queries_with_the_rows_vectors():

@@ -51,7 +51,7 @@ from tailor.store.port import BlobInfo, BlobStore, Conflict, StateStore
 
 __all__ = ["ANY_SHARD", "ARCHIVE_PERIODS", "ARCHIVE_PREFIX", "ARCHIVE_SHARDS", "COMPACT_AFTER_SECONDS", "MAX_LISTED_DAYS",
            "Compaction", "archive_checkpoint_id", "archive_day", "archive_key", "archived_events", "compact_archive",
-           "day_prefix", "days_of", "indexed_objects", "is_part", "pack_lines", "part_key", "periods_between",
+           "covering_parts", "day_prefix", "days_of", "indexed_objects", "is_part", "pack_lines", "part_key", "periods_between",
            "shard_day_of", "unpack_lines", "with_period", "with_shard"]
 
 ARCHIVE_PREFIX = "archive/"
@@ -399,6 +399,16 @@ def _shard_day(infos: Iterable[BlobInfo]) -> tuple[list[tuple[int, int, BlobInfo
         elif kind == OBJECT:
             objects.append((first, info))
     return parts, pending, sorted(objects, key=lambda pair: pair[0])
+
+
+def covering_parts(blobs: BlobStore, key: str) -> list[str]:
+    """The parts, committed or pending, of an Ingest object's shard-day whose range holds its sequence: where its
+    lines went if a compaction merged it."""
+    kind, sequence, _ = _kind(key)
+    if kind != OBJECT:
+        return []
+    return [part for part in blobs.list(shard_day_of(key)) if (found := _kind(part))[0] in (PART_MARK, PENDING_MARK)
+            and found[1] <= sequence <= found[2]]
 
 
 def _kind(key: str) -> tuple[str | None, int, int]:

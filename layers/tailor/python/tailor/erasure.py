@@ -49,10 +49,12 @@ An Ingest batch that read the shopper's row before the tombstone replaced it may
 the tombstone's index does not name, or after the worker rewrote that day. Its write to the shopper row then fails
 against the tombstone, so it writes none of the shopper's session rows either (Ingest writes them once their
 shopper's row has landed), and its replay drops the events and takes out of the archive what the first delivery put
-there (`take_out_archived`: the shard-days of the dropped events the archive's checkpoint had passed). If it read no
-row at all, its state lands beside the tombstone, where readers ignore it and erasing again removes it, and so do its
-sessions (which expire with the sessions' TTL, and which the index on user_id finds for the next erasure). A batch
-the stream gives up on (the failure queue) is not delivered again, so what it archived stays until it is replayed.
+there (`take_out_archived`, over the objects the archive's checkpoint names as its latest deliveries'). If it read no
+row at all, or a row no batch of its shard had written (after a reshard), its write succeeds: its state lands beside
+the tombstone, where readers ignore it and erasing again removes it, and so do its sessions (which expire with the
+sessions' TTL, and which the index on user_id finds for the next erasure), and what it archived stays until then. A
+batch the stream gives up on (the failure queue) is not delivered again, so what it archived stays until it is
+replayed.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ import json
 import math
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -69,7 +71,7 @@ from typing import Any
 from pydantic import AwareDatetime, TypeAdapter, ValidationError
 
 from tailor.archive import (
-    day_prefix,
+    covering_parts,
     indexed_objects,
     is_part,
     pack_lines,
@@ -203,7 +205,7 @@ def complete_erasure(store: StateStore, blobs: BlobStore, user_id: str, erasure_
 
     def rewrite(key: str) -> int | None:
         try:
-            return _taken_out(blobs, key, user_id, until)
+            return _taken_out(blobs, key, {user_id: until})
         except ErasureIncomplete as changing:
             raise ErasureIncomplete(f"erasure {erasure_id}: {changing}") from None
 
@@ -264,24 +266,22 @@ def complete_erasure(store: StateStore, blobs: BlobStore, user_id: str, erasure_
     return _status(user_id, erasure_id, record)
 
 
-def take_out_archived(blobs: BlobStore, user_id: str, until: float, shard_days: Iterable[tuple[str, str]]) -> int:
-    """The shopper's events up to `until` taken out of the archive objects of these (day, shard)s, each listed again
-    where it held them until nothing new comes (a compaction may merge what it read before the rewrite); the events
-    removed. For Ingest, whose replay drops events an earlier delivery archived before the tombstone came: on a day
-    the erasure's index may not name, or after its worker went through."""
-    directories = sorted({f"{day_prefix(day)}shard={shard}/" for day, shard in shard_days})
-    removed, done = 0, set()
-    while directories:
-        keys = sorted(key for directory in directories for key in blobs.list(directory)
-                      if key.endswith(".jsonl.gz") and key not in done)
-        touched = set()
-        for key in keys:
-            taken = _taken_out(blobs, key, user_id, until)
-            removed += taken or 0
-            if taken != 0:
-                touched.add(shard_day_of(key))
-        done.update(keys)
-        directories = sorted(touched) if keys else []
+def take_out_archived(blobs: BlobStore, shoppers: Mapping[str, float], keys: Iterable[str]) -> int:
+    """Each shopper's events up to their time (`shoppers`: user id -> until) taken out of these archive objects, or
+    of the parts a compaction merged one into; the events removed. For Ingest, whose replay drops events an earlier
+    delivery archived before the tombstone came: on a day the erasure's index may not name, or after its worker went
+    through. Those objects are minutes old, where a compaction merges objects an hour old; one it merged all the
+    same is followed into the parts that cover it."""
+    left = sorted(set(keys))
+    seen, removed = set(left), 0
+    while left:
+        key = left.pop()
+        taken = _taken_out(blobs, key, shoppers)
+        removed += taken or 0
+        if taken != 0:  # gone, or it held their events: a compaction may have merged what it read before the rewrite
+            parts = [part for part in covering_parts(blobs, key) if part not in seen]
+            seen.update(parts)
+            left += parts
     return removed
 
 
@@ -334,8 +334,9 @@ def _iso(epoch: float | None) -> str | None:
     return datetime.fromtimestamp(epoch, tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _taken_out(blobs: BlobStore, key: str, user_id: str, until: float) -> int | None:
-    """The shopper's events taken out of the object; None if it is gone (merged into a part since it was listed)."""
+def _taken_out(blobs: BlobStore, key: str, shoppers: Mapping[str, float]) -> int | None:
+    """The shoppers' events (user id -> until) taken out of the object; None if it is gone (merged into a part since it
+    was listed)."""
     # Conditionally: an object holds a batch of many shoppers' events, and another erasure may be rewriting it at the
     # same time; written over, its rewrite would put back what this one took out (or the other way).
     for _ in range(REWRITE_TRIES):
@@ -343,29 +344,32 @@ def _taken_out(blobs: BlobStore, key: str, user_id: str, until: float) -> int | 
             body, tag = blobs.get_tagged(key)
         except KeyError:
             return None
-        kept, removed = _without_shopper(body, user_id, until)
+        kept, removed = _without_shoppers(body, shoppers)
         if not removed or blobs.replace_if(key, kept, tag, "application/gzip"):
             return removed
     raise ErasureIncomplete(f"{key} kept changing while it was rewritten")
 
 
-def _without_shopper(body: bytes, user_id: str, until: float) -> tuple[bytes, int]:
-    """An archive object (gzipped JSON lines) without the shopper's events up to `until`, and how many it dropped."""
+def _without_shoppers(body: bytes, shoppers: Mapping[str, float]) -> tuple[bytes, int]:
+    """An archive object (gzipped JSON lines) without the shoppers' events (user id -> until), and how many it
+    dropped."""
     lines = unpack_lines(body)
-    kept = [line for line in lines if not _erased_line(line, user_id, until)]
+    kept = [line for line in lines if not _erased_line(line, shoppers)]
     removed = len(lines) - len(kept)
     return (pack_lines(kept) if removed else body), removed
 
 
-def _erased_line(line: str, user_id: str, until: float) -> bool:
-    if user_id not in line and "\\" not in line:
-        return False  # a line without escapes spells the user id as it is: without it, the line is someone else's
+def _erased_line(line: str, shoppers: Mapping[str, float]) -> bool:
+    if "\\" not in line and not any(user_id in line for user_id in shoppers):
+        return False  # a line without escapes spells a user id as it is: without theirs, the line is someone else's
     try:
         event = json.loads(line)
     except json.JSONDecodeError:
         return False
     # Ingest archives events as they were sent; it compares user ids after stripping spaces.
-    if not (isinstance(event, dict) and isinstance(event.get("user_id"), str) and event["user_id"].strip() == user_id):
+    user_id = event.get("user_id") if isinstance(event, dict) else None
+    until = shoppers.get(user_id.strip()) if isinstance(user_id, str) else None
+    if until is None:
         return False
     try:
         return _TIMESTAMP.validate_python(event.get("timestamp")).timestamp() <= until

@@ -31,9 +31,11 @@ halves. Every row therefore carries, per shard, the position of the last record 
   quarantines the same records again, and the fold goes on with the rest: one bad record never fails
   a batch. Only what is not a record's fault (the store, S3, the network) makes records retried.
 * An erased shopper's row is a tombstone (tailor.erasure). Their events timestamped up to the erasure are
-  dropped, however often they come: no state row, no counter, no archive line; they are counted as erased. Where
-  an earlier delivery of the batch archived them (it read the row before the tombstone came), the delivery that
-  drops them takes them out of the archive again, and fails its records from theirs on if it cannot.
+  dropped, however often they come: no state row, no counter, no archive line; they are counted as erased. An
+  earlier delivery may have archived them (it read the row before the tombstone came): a delivery that drops events
+  the archive's checkpoint had passed takes them out of the objects the latest deliveries wrote, which the
+  checkpoint names, and fails its records from theirs on if it cannot; objects are named after their day's first
+  record past the checkpoint, left out or not, so a delivery again from the same checkpoint writes over them.
   A later event starts a fresh shopper on the tombstone's row, which keeps `erased_at` (so that the same
   records are dropped on a replay, and earlier stragglers ever after) and clears its TTL. The decision needs
   only the shopper rows the batch reads anyway.
@@ -59,7 +61,7 @@ from datetime import UTC, datetime
 from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any
 
-from tailor.archive import archive_checkpoint_id, archive_day, archive_key, pack_lines
+from tailor.archive import archive_checkpoint_id, archive_day, archive_key, day_prefix, pack_lines
 from tailor.clusters.session import SessionClusters
 from tailor.erasure import take_out_archived
 from tailor.events import MAX_EVENT_DEPTH, MAX_ID_LENGTH, Event, EventError, event_from_json, load_json, parse_event
@@ -88,6 +90,9 @@ __all__ = ["BatchOutcome", "Ingestor", "StreamRecord", "position"]
 logger = logging.getLogger(__name__)
 
 ATTRIBUTES_PER_WRITE = 100  # keeps one UpdateItem expression well under DynamoDB's 4 KB limit
+RECENT_KEYS = "recent_keys"  # the archive checkpoint's field: the objects the latest deliveries wrote, newest first
+# Objects kept there: those of the deliveries a failed batch's replays and bisections make, and more.
+RECENT_ARCHIVE_KEYS = 64
 _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)  # an archive line; made once, not per event
 _NOT_JSON = object()  # a record whose data is not JSON text (see _load)
 
@@ -217,12 +222,13 @@ class Ingestor:
             tasks.append(partial(self._buffer, shard, buffered, arrivals, rows["checkpoints"].get(cursor_id(shard)),
                                  cursor, outcome))
         left_out = fold.erased | fold.poisoned.keys()
-        archived = [(p, e) for p, e in accepted if p not in left_out] if left_out else accepted
-        tasks.append(partial(self._archive, shard, archived, originals, rows["checkpoints"], outcome))
-        done = rows["checkpoints"].get(archive_checkpoint_id(shard), {}).get(f"sw:{shard}")
+        tasks.append(partial(self._archive, shard, accepted, left_out, originals, rows["checkpoints"], outcome))
+        archive_checkpoint = rows["checkpoints"].get(archive_checkpoint_id(shard), {})
+        done = archive_checkpoint.get(f"sw:{shard}")
         archived_erased = [(p, e) for p, e in accepted if p in fold.erased and done is not None and p <= done]
         if archived_erased:
-            tasks.append(partial(self._take_out_archived, shard, archived_erased, rows["shoppers"]))
+            tasks.append(partial(self._take_out_archived, archived_erased, archive_checkpoint.get(RECENT_KEYS, []),
+                                 rows["shoppers"]))
         failures = [p for p in self._run(tasks) if p is not None]
 
         # Phase 2: state rows, holding only the records below the first failure.
@@ -375,11 +381,12 @@ class Ingestor:
         except Exception:
             logger.exception("buffer cursor write failed", extra={"shard": shard})
 
-    def _archive(self, shard: str, accepted: list[tuple[str, Event]], originals: dict[str, str],
+    def _archive(self, shard: str, accepted: list[tuple[str, Event]], left_out: set[str], originals: dict[str, str],
                  checkpoints: dict[str, dict], outcome: BatchOutcome) -> str | None:
         checkpoint_id = archive_checkpoint_id(shard)
         watermark = f"sw:{shard}"
-        done = checkpoints.get(checkpoint_id, {}).get(watermark)
+        checkpoint = checkpoints.get(checkpoint_id, {})
+        done = checkpoint.get(watermark)
         pending = [(p, e) for p, e in accepted if done is None or p > done]
         if not pending:
             return None
@@ -387,12 +394,22 @@ class Ingestor:
         for p, e in pending:
             by_day[archive_day(e.epoch)].append((p, e))
         try:
+            written = []
             for day, part in by_day.items():
-                # Named after its first record past the checkpoint: a replay rewrites the same object.
-                first_sequence = part[0][0][3:]
-                self.blobs.put(archive_key(day, shard, first_sequence),
-                               pack_lines([originals[p] + "\n" for p, _ in part]), "application/gzip")
-            self.store.write_state("checkpoints", checkpoint_id, {"archived_through": pending[-1][0][3:]},
+                # Named after its first record past the checkpoint, whether archived or left out: a replay rewrites
+                # the same object, whatever it leaves out then (an erasure since may leave out more).
+                key = archive_key(day, shard, part[0][0][3:])
+                lines = [originals[p] + "\n" for p, _ in part if p not in left_out]
+                if lines or _exists(self.blobs, key):
+                    self.blobs.put(key, pack_lines(lines), "application/gzip")
+                    written.append(key)
+            if not written:  # every record left out, none over an earlier delivery's object: nothing to keep
+                return None
+            # The latest deliveries' objects: where a replay that drops an erased shopper's events finds those an
+            # earlier delivery archived before the tombstone came (_take_out_archived).
+            recent = [*written, *(k for k in checkpoint.get(RECENT_KEYS, []) if k not in written)][:RECENT_ARCHIVE_KEYS]
+            self.store.write_state("checkpoints", checkpoint_id,
+                                   {"archived_through": pending[-1][0][3:], RECENT_KEYS: recent},
                                    watermark=watermark, expected=done, new=pending[-1][0])
             outcome.wrote("checkpoints")
         except Exception:
@@ -400,19 +417,19 @@ class Ingestor:
             return pending[0][0]
         return None
 
-    def _take_out_archived(self, shard: str, erased: list[tuple[str, Event]], shoppers: dict[str, dict]) -> str | None:
-        """Events of erased shoppers that an earlier delivery of these records archived, taken out of the archive: it
-        read their rows before the tombstone came, so the erasure's index may not name their day, or its worker may
-        have been there before them (tailor.erasure.take_out_archived)."""
-        days: dict[str, set[str]] = defaultdict(set)
-        for _, event in erased:
-            days[event.user_id].add(archive_day(event.epoch))
+    def _take_out_archived(self, erased: list[tuple[str, Event]], recent: list[str],
+                           shoppers: dict[str, dict]) -> str | None:
+        """Events of erased shoppers that the archive's checkpoint had passed, taken out of the latest deliveries'
+        objects: an earlier delivery may have archived them, having read their rows before the tombstone came, on a
+        day the erasure's index does not name or after its worker went through (tailor.erasure.take_out_archived)."""
+        last = max(int(p[3:]) for p, _ in erased)
+        days = tuple({day_prefix(archive_day(e.epoch)) for _, e in erased})
+        keys = [key for key in recent
+                if key.startswith(days) and int(key.rsplit("/", 1)[-1].removesuffix(".jsonl.gz")) <= last]
         try:
-            for user_id, shopper_days in days.items():
-                take_out_archived(self.blobs, user_id, erased_at(shoppers[user_id]),  # type: ignore[arg-type]
-                                  [(day, shard) for day in shopper_days])
+            take_out_archived(self.blobs, {e.user_id: erased_at(shoppers[e.user_id]) for _, e in erased}, keys)
         except Exception:
-            logger.exception("archived events of an erased shopper not taken out", extra={"shard": shard})
+            logger.exception("archived events of an erased shopper not taken out", extra={"records": len(erased)})
             return min(p for p, _ in erased)
         return None
 
@@ -531,3 +548,12 @@ def _chunks_by_record(parts: list[tuple[str, Contribution]], limit: int) -> list
         names |= record_names
         i = j
     return chunks
+
+
+def _exists(blobs: BlobStore, key: str) -> bool:
+    """Whether an archive object is there (read only where a replay would leave it none of its lines)."""
+    try:
+        blobs.get(key)
+    except KeyError:
+        return False
+    return True
