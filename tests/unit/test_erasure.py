@@ -33,7 +33,7 @@ from tailor.experiments.assignment import assign
 from tailor.experiments.definitions import new_experiment
 from tailor.experiments.feed_ids import new_feed_id
 from tailor.experiments.storage import ExperimentStore
-from tailor.ingest.service import RECENT_ARCHIVE_KEYS, Ingestor
+from tailor.ingest.service import RECENT_ARCHIVE_KEYS, RECENT_KEYS, Ingestor
 from tailor.ltv.features import row_features
 from tailor.models import default_model
 from tailor.personas.rebuild import _each_shopper as persona_shoppers
@@ -825,7 +825,34 @@ def test_a_replay_that_drops_events_never_archived_reads_only_the_latest_deliver
     again = ingestor.ingest([r for r in records if r.sequence in first.failed])
     assert again.failed == [] and again.erased == 4
     assert blobs.gets - reads <= RECENT_ARCHIVE_KEYS < 300  # not the shard-day's every object
-    assert [e for e in archived(blobs) if e["user_id"] in ("e1", "e2")] == []
+    # What they did before the DELETE is the Erase worker's (their rows indexed it); the rest was never archived.
+    assert sorted(e["event_id"] for e in archived(blobs) if e["user_id"] in ("e1", "e2")) == ["e1-0", "e2-0"]
+
+
+def test_a_racing_backfill_of_more_days_than_the_checkpoint_keeps_leaves_nothing_of_the_shopper():
+    """One delivery may archive events of up to 100 days (a backfill): the checkpoint names every object it wrote."""
+    user = "u1"
+    earlier = history(user, 2, years=0.01, end=datetime(2026, 10, 1, tzinfo=UTC))
+    backfill = [_view("v1", k, datetime(2025, 1, 1, 9, tzinfo=UTC) + timedelta(days=k))
+                for k in range(RECENT_ARCHIVE_KEYS + 6)]
+    queue, blobs = MemoryQueue(), MemoryBlobStore()
+    store = ErasedWhileIngesting(user, queue)
+    ingestor = Ingestor(store, blobs, max_workers=1)
+    assert ingestor.ingest(to_records(earlier)).failed == []
+    racing = to_records([*backfill, _view(user, 100, datetime(2026, 10, 20, 9, tzinfo=UTC))], start=len(earlier))
+    store.erase = True
+    outcome = ingestor.ingest(racing)
+    assert outcome.failed
+    again = ingestor.ingest([r for r in racing if int(r.sequence) >= int(min(outcome.failed, key=int))])
+    assert again.failed == [] and again.erased == 1
+    complete_erasure(store, blobs, user, queue.sent[0]["erasure_id"])
+    assert [e for e in archived(blobs) if e["user_id"] == user] == []
+    (checkpoint,) = store.snapshot()["checkpoints"].values()
+    assert len(checkpoint[RECENT_KEYS]) == len(backfill) + 1  # the racing delivery's, its replay writing none
+    later = to_records([_view("v2", 0, datetime(2026, 10, 21, tzinfo=UTC))], start=len(earlier) + len(racing))
+    assert ingestor.ingest(later).failed == []
+    (checkpoint,) = store.snapshot()["checkpoints"].values()
+    assert len(checkpoint[RECENT_KEYS]) == 1  # no replay: no later delivery can want an earlier one's objects
 
 
 def test_a_racing_delivery_whose_archive_checkpoint_failed_leaves_nothing_of_the_shopper_and_no_copies():

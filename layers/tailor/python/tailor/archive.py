@@ -2,14 +2,17 @@
 the compaction that merges a shard's day of such objects into a few parts; and the index of where one shopper's
 events are in it, which their shopper row keeps for erasure.
 
-Ingest names each object after the sequence number of its first record ("<sequence>.jsonl.gz"), and a busy shard
+Ingest names each object after the sequence number of its day's first record past the checkpoint, archived or left
+out ("<sequence>.jsonl.gz"), and a busy shard
 writes one a second: readers of weeks of the archive would list and read millions. `compact_archive` (the
 CompactArchive function: hourly over the last COMPACT_DAYS days of events, daily over all) merges a shard-day's
 objects into parts named after the first and last sequence they
 hold ("c-<first>-<last>.jsonl.gz", the objects' gzip members one after another), in runs between the parts already
 there, so that a shard-day reads in sequence order. It merges an object once it is older than COMPACT_AFTER_SECONDS
-and Ingest's archive checkpoint of its shard is past it: Ingest rewrites an object only while the stream delivers its
-batch again, and never once its checkpoint is past it.
+and Ingest's archive checkpoint of its shard is past it: Ingest writes an object over only while the stream delivers
+its batch again. A replay that drops an erased shopper's events rewrites, conditionally, objects the checkpoint is
+past (tailor.erasure.take_out_archived); those are minutes old, and a compaction that merged one all the same
+abandons its part on the tag check, or the replay follows the object into the part.
 
 A part covers every object of its shard-day whose sequence is in its range: readers take it in place of those
 objects (`archived_events`), and the objects are deleted once the part is DELETE_AFTER_SECONDS old, so that a reader
@@ -92,8 +95,8 @@ def archive_day(epoch: float) -> str:
 
 
 def archive_key(day: str, shard: str, first_sequence: str) -> str:
-    """Where a batch's events of `day` (ISO date) go: named after the batch's first record, so a replay of the
-    batch rewrites the same object."""
+    """Where a batch's events of `day` (ISO date) go: named after its first record of that day past the checkpoint
+    (archived or left out), so a replay of the batch from the same checkpoint rewrites the same object."""
     return f"{day_prefix(day)}shard={shard}/{first_sequence}.jsonl.gz"
 
 

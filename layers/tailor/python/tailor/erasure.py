@@ -53,8 +53,8 @@ there (`take_out_archived`, over the objects the archive's checkpoint names as i
 row at all, or a row no batch of its shard had written (after a reshard), its write succeeds: its state lands beside
 the tombstone, where readers ignore it and erasing again removes it, and so do its sessions (which expire with the
 sessions' TTL, and which the index on user_id finds for the next erasure), and what it archived stays until then. A
-batch the stream gives up on (the failure queue) is not delivered again, so what it archived stays until it is
-replayed.
+batch the stream gives up on (the failure queue) keeps what it archived: a redrive comes after later deliveries, whose
+objects the checkpoint names instead, so it stays until the shopper is erased again with that day indexed.
 """
 
 from __future__ import annotations

@@ -91,7 +91,8 @@ logger = logging.getLogger(__name__)
 
 ATTRIBUTES_PER_WRITE = 100  # keeps one UpdateItem expression well under DynamoDB's 4 KB limit
 RECENT_KEYS = "recent_keys"  # the archive checkpoint's field: the objects the latest deliveries wrote, newest first
-# Objects kept there: those of the deliveries a failed batch's replays and bisections make, and more.
+# Objects kept there besides the latest delivery's own (all of which are kept): the deliveries of one failed batch, its
+# replays and bisections, each an object a day of its records.
 RECENT_ARCHIVE_KEYS = 64
 _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)  # an archive line; made once, not per event
 _NOT_JSON = object()  # a record whose data is not JSON text (see _load)
@@ -407,7 +408,10 @@ class Ingestor:
                 return None
             # The latest deliveries' objects: where a replay that drops an erased shopper's events finds those an
             # earlier delivery archived before the tombstone came (_take_out_archived).
-            recent = [*written, *(k for k in checkpoint.get(RECENT_KEYS, []) if k not in written)][:RECENT_ARCHIVE_KEYS]
+            # A delivery none of whose records the checkpoint has passed is no replay: no delivery after it holds a
+            # record an earlier one archived, so only its own objects can be wanted again.
+            earlier = [] if done is None or accepted[0][0] > done else checkpoint.get(RECENT_KEYS, [])
+            recent = [*written, *(k for k in earlier if k not in written)][:max(RECENT_ARCHIVE_KEYS, len(written))]
             self.store.write_state("checkpoints", checkpoint_id,
                                    {"archived_through": pending[-1][0][3:], RECENT_KEYS: recent},
                                    watermark=watermark, expected=done, new=pending[-1][0])
