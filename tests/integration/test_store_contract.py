@@ -59,6 +59,23 @@ def test_state_write_moves_the_watermark_only_from_what_was_read(stores):
     }
 
 
+def test_a_state_write_over_a_field_as_read_fails_once_that_field_changed(stores):
+    store, _ = stores
+    # A writer that read no row, or one without the field, finds it set since (a tombstone of another shard's row).
+    store.replace("shoppers", "u1", {"erased_at": 100.5, "expires_at": 1309700})
+    for read in (None, 99.0):
+        with pytest.raises(Conflict):
+            store.write_state("shoppers", "u1", {"events": 1}, watermark="sw:b", expected=None, new="0012",
+                              unchanged=("erased_at", read))
+    store.write_state("shoppers", "u1", {"events": 1}, watermark="sw:b", expected=None, new="0012",
+                      unchanged=("erased_at", 100.5))
+    store.write_state("shoppers", "u2", {"events": 1}, watermark="sw:b", expected=None, new="0012",
+                      unchanged=("erased_at", None))
+    assert store.read("shoppers", ["u1", "u2"]) == {
+        "u1": {"user_id": "u1", "erased_at": 100.5, "expires_at": 1309700, "events": 1, "sw:b": "0012"},
+        "u2": {"user_id": "u2", "events": 1, "sw:b": "0012"}}
+
+
 def test_replace_leaves_only_the_fields_given_and_a_writer_that_read_before_finds_its_watermark_gone(stores):
     store, _ = stores
     store.write_state("shoppers", "u1", {"first_seen": 1.0, "events": 2}, watermark="sw:a", expected=None, new="0012")

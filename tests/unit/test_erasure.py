@@ -914,3 +914,29 @@ def test_a_compaction_merging_an_object_while_a_replay_takes_the_shopper_out_lea
     assert [e for e in archived(blobs) if e["event_id"] == "u1-100"] == []  # and in every object, merged or not
     assert sorted(e["event_id"] for e in kept if e["user_id"] != user) == sorted(
         e["event_id"] for e in earlier + others if e["user_id"] != user)
+
+
+
+@pytest.mark.parametrize("first_seen_on", ["another shard", "nowhere"])
+def test_a_racing_batch_that_read_no_row_of_its_shard_meets_the_tombstone_too(first_seen_on):
+    """Its shopper write expects no watermark of its shard, which a tombstone lacks as well: it is the erasure as
+    read that makes the write fail, and the delivery again drop and take out what the first archived."""
+    user = "u1"
+    earlier = history(user, 2, years=0.01, end=datetime(2026, 10, 1, tzinfo=UTC))
+    queue, blobs = MemoryQueue(), MemoryBlobStore()
+    store = ErasedWhileIngesting(user, queue)
+    ingestor = Ingestor(store, blobs, max_workers=1)
+    if first_seen_on == "another shard":  # a row another shard's batches wrote, as after a reshard
+        assert ingestor.ingest(to_records(earlier, SHARDS[0])).failed == []
+    day = datetime(2026, 10, 20, 9, tzinfo=UTC)  # a day no index names
+    racing = to_records([_view(user, 100, day), _view("v1", 1, day)], SHARDS[1], start=len(earlier))
+    store.erase = True
+    outcome = ingestor.ingest(racing)
+    assert outcome.failed  # the erasure as read changed
+    again = ingestor.ingest([r for r in racing if int(r.sequence) >= int(min(outcome.failed, key=int))])
+    assert again.failed == [] and again.erased == 1
+    for message in queue.sent:
+        complete_erasure(store, blobs, user, message["erasure_id"])
+    assert [e for e in archived(blobs) if e["user_id"] == user] == []
+    assert [e["event_id"] for e in archived(blobs) if e["user_id"] != user] == ["v1-1"]
+    assert ShopperState.from_row(store.snapshot()["shoppers"][user]) is None

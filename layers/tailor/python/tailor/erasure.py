@@ -49,12 +49,12 @@ An Ingest batch that read the shopper's row before the tombstone replaced it may
 the tombstone's index does not name, or after the worker rewrote that day. Its write to the shopper row then fails
 against the tombstone, so it writes none of the shopper's session rows either (Ingest writes them once their
 shopper's row has landed), and its replay drops the events and takes out of the archive what the first delivery put
-there (`take_out_archived`, over the objects the archive's checkpoint names as its latest deliveries'). If it read no
-row at all, or a row no batch of its shard had written (after a reshard), its write succeeds: its state lands beside
-the tombstone, where readers ignore it and erasing again removes it, and so do its sessions (which expire with the
-sessions' TTL, and which the index on user_id finds for the next erasure), and what it archived stays until then. A
-batch the stream gives up on (the failure queue) keeps what it archived: a redrive comes after later deliveries, whose
-objects the checkpoint names instead, so it stays until the shopper is erased again with that day indexed.
+there (`take_out_archived`, over the objects the archive's checkpoint names as its latest deliveries'). A shopper
+write holds only over the erasure its batch read (`erased_at` as read, or none), so this holds too where the batch read
+no row at all, or a row no batch of its shard had written (after a reshard), whose watermarks a tombstone would not
+have contradicted. A batch the stream gives up on (the failure queue) keeps what it archived: a redrive comes after
+later deliveries, whose objects the checkpoint names instead, so it stays until the shopper is erased again with that
+day indexed.
 """
 
 from __future__ import annotations

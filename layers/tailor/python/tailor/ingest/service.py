@@ -79,7 +79,7 @@ from tailor.ingest.derive import Contribution
 from tailor.ingest.fold import BatchFold, FoldedRow, fold_batch
 from tailor.ingest.intent import SessionIntent
 from tailor.personas.online import PersonaTracker
-from tailor.shopper import erased_at
+from tailor.shopper import ERASED_FIELD, erased_at
 from tailor.store.port import BlobStore, Conflict, StateStore
 
 if TYPE_CHECKING:
@@ -441,9 +441,12 @@ class Ingestor:
 
     def _write_state(self, shard: str, table: str, key: str, row: FoldedRow, read: dict[str, Any] | None,
                      outcome: BatchOutcome) -> str | None:
+        # A shopper row only over the erasure it was read with: a DELETE since (a tombstone where the batch read none,
+        # or one a batch of another shard wrote) fails the write, and the delivery again drops what it must.
+        unchanged = (ERASED_FIELD, None if read is None else read.get(ERASED_FIELD)) if table == "shoppers" else None
         try:
             self.store.write_state(table, key, _changed(row.fields(), read), watermark=f"sw:{shard}",
-                                   expected=row.expected, new=row.last)
+                                   expected=row.expected, new=row.last, unchanged=unchanged)
             outcome.wrote(table)
         except Exception:
             logger.exception("state write failed", extra={"table": table, "key": key})

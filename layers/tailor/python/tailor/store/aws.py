@@ -70,7 +70,7 @@ class DynamoStateStore:
                 raise RuntimeError(f"DynamoDB left keys unprocessed after {_UNPROCESSED_RETRIES} tries")
         return rows
 
-    def write_state(self, table, key, fields, *, watermark, expected, new) -> None:
+    def write_state(self, table, key, fields, *, watermark, expected, new, unchanged=None) -> None:
         names, values, sets = {"#wm": watermark}, {":new": new}, ["#wm = :new"]
         for i, (field_name, value) in enumerate(fields.items()):
             if field_name == TABLES[table]:
@@ -83,6 +83,13 @@ class DynamoStateStore:
         else:
             condition = "#wm = :expected"
             values[":expected"] = expected
+        if unchanged is not None:
+            names["#unchanged"] = unchanged[0]
+            if unchanged[1] is None:
+                condition += " AND attribute_not_exists(#unchanged)"
+            else:
+                condition += " AND #unchanged = :unchanged"
+                values[":unchanged"] = unchanged[1]
         self._update(table, key, "SET " + ", ".join(sets), condition, names, values, watermark)
 
     def add(self, table, key, increments, latest, *, watermark, first, last) -> None:

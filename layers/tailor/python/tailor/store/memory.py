@@ -37,12 +37,12 @@ class MemoryStateStore:
             return {table: {k: copied(self.tables[table][k]) for k in keys if k in self.tables[table]}
                     for table, keys in wanted.items()}
 
-    def write_state(self, table, key, fields, *, watermark, expected, new) -> None:
+    def write_state(self, table, key, fields, *, watermark, expected, new, unchanged=None) -> None:
         with self._lock:
             self.calls["write"] += 1
             row = self.tables[table].get(key)
             current = None if row is None else row.get(watermark)
-            if current != expected:
+            if current != expected or (unchanged is not None and (row or {}).get(unchanged[0]) != unchanged[1]):
                 raise Conflict(table, key, current)
             if row is None:
                 self._forget_order(table)

@@ -63,8 +63,10 @@ class StateStore(Protocol):
         watermark: str,
         expected: str | None,
         new: str,
+        unchanged: tuple[str, Any] | None = None,
     ) -> None:
-        """Set `fields` and move `watermark` from `expected` (None: absent) to `new`, or raise Conflict."""
+        """Set `fields` and move `watermark` from `expected` (None: absent) to `new`, or raise Conflict; with
+        `unchanged` (a field and its value as read, None: absent), also raise Conflict if that field changed."""
         ...
 
     def add(
