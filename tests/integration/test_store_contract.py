@@ -67,13 +67,24 @@ def test_a_state_write_over_a_field_as_read_fails_once_that_field_changed(stores
         with pytest.raises(Conflict):
             store.write_state("shoppers", "u1", {"events": 1}, watermark="sw:b", expected=None, new="0012",
                               unchanged=("erased_at", read))
+    assert store.read("shoppers", ["u1"])["u1"] == {"user_id": "u1", "erased_at": 100.5, "expires_at": 1309700}
     store.write_state("shoppers", "u1", {"events": 1}, watermark="sw:b", expected=None, new="0012",
                       unchanged=("erased_at", 100.5))
+    # Absent as read and absent now, on a new row and on a row without it; null counts as absent, as a read gives it.
     store.write_state("shoppers", "u2", {"events": 1}, watermark="sw:b", expected=None, new="0012",
                       unchanged=("erased_at", None))
-    assert store.read("shoppers", ["u1", "u2"]) == {
+    store.write_state("shoppers", "u2", {"events": 2}, watermark="sw:b", expected="0012", new="0013",
+                      unchanged=("erased_at", None))
+    store.write_state("shoppers", "u3", {"erased_at": None}, watermark="sw:a", expected=None, new="0001")
+    store.write_state("shoppers", "u3", {"events": 1}, watermark="sw:b", expected=None, new="0012",
+                      unchanged=("erased_at", None))
+    with pytest.raises(Conflict):  # read as a tombstone, gone since (its TTL)
+        store.write_state("shoppers", "u4", {"events": 1}, watermark="sw:b", expected=None, new="0012",
+                          unchanged=("erased_at", 100.5))
+    assert store.read("shoppers", ["u1", "u2", "u3", "u4"]) == {
         "u1": {"user_id": "u1", "erased_at": 100.5, "expires_at": 1309700, "events": 1, "sw:b": "0012"},
-        "u2": {"user_id": "u2", "events": 1, "sw:b": "0012"}}
+        "u2": {"user_id": "u2", "events": 2, "sw:b": "0013"},
+        "u3": {"user_id": "u3", "erased_at": None, "events": 1, "sw:a": "0001", "sw:b": "0012"}}
 
 
 def test_replace_leaves_only_the_fields_given_and_a_writer_that_read_before_finds_its_watermark_gone(stores):

@@ -6,7 +6,8 @@ halves. Every row therefore carries, per shard, the position of the last record 
 (its watermark), and every write is conditional on it:
 
 * Session and shopper rows ("state rows") are read first, folded forward in Python over the
-  records past their own watermark, and written whole with `watermark == what we read`.
+  records past their own watermark, and written whole with `watermark == what we read` (a shopper
+  row also with its `erased_at` as read: see the erasure below).
 * Shared counters (items, associations, query-item counts, referrers) are never read: each
   write adds the batch's increments only if the row's watermark is still below the first record
   that contributes to it. If it is not, the write is retried with the records past it.

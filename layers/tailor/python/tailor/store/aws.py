@@ -85,8 +85,9 @@ class DynamoStateStore:
             values[":expected"] = expected
         if unchanged is not None:
             names["#unchanged"] = unchanged[0]
-            if unchanged[1] is None:
-                condition += " AND attribute_not_exists(#unchanged)"
+            if unchanged[1] is None:  # absent, or null: what a read gives as None
+                condition += " AND (attribute_not_exists(#unchanged) OR attribute_type(#unchanged, :null))"
+                values[":null"] = "NULL"
             else:
                 condition += " AND #unchanged = :unchanged"
                 values[":unchanged"] = unchanged[1]

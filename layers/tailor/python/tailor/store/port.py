@@ -34,7 +34,8 @@ INDEXES: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {
 
 
 class Conflict(Exception):
-    """A conditional write found the row's watermark elsewhere than the writer expected."""
+    """A conditional write found the row's watermark elsewhere than the writer expected, or a field it wrote over
+    changed since it was read (`write_state`'s `unchanged`)."""
 
     def __init__(self, table: str, key: str, watermark: str | None):
         super().__init__(f"{table}[{key}] watermark is {watermark!r}")
