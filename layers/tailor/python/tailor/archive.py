@@ -54,8 +54,8 @@ from tailor.store.port import BlobInfo, BlobStore, Conflict, StateStore
 
 __all__ = ["ANY_SHARD", "ARCHIVE_PERIODS", "ARCHIVE_PREFIX", "ARCHIVE_SHARDS", "COMPACT_AFTER_SECONDS", "MAX_LISTED_DAYS",
            "Compaction", "archive_checkpoint_id", "archive_day", "archive_key", "archived_events", "compact_archive",
-           "covering_parts", "day_prefix", "days_of", "indexed_objects", "is_part", "pack_lines", "part_key", "periods_between",
-           "shard_day_of", "unpack_lines", "with_period", "with_shard"]
+           "covering_parts", "day_prefix", "days_of", "indexed_objects", "is_part", "objects_up_to", "pack_lines",
+           "part_key", "periods_between", "shard_day_of", "unpack_lines", "with_period", "with_shard"]
 
 ARCHIVE_PREFIX = "archive/"
 # About 1.2 KB of a shopper row (about 8 KB with a few hundred events): a shopper active on no more than this many
@@ -402,6 +402,14 @@ def _shard_day(infos: Iterable[BlobInfo]) -> tuple[list[tuple[int, int, BlobInfo
         elif kind == OBJECT:
             objects.append((first, info))
     return parts, pending, sorted(objects, key=lambda pair: pair[0])
+
+
+def objects_up_to(keys: Iterable[str], days: Iterable[str], last_sequence: int) -> list[str]:
+    """Those of Ingest's object `keys` that are of these days and begin at or before `last_sequence`: the ones that
+    may hold a record of those days up to it."""
+    prefixes = tuple(day_prefix(day) for day in set(days))
+    return [key for key in keys
+            if key.startswith(prefixes) and (found := _kind(key))[0] == OBJECT and found[1] <= last_sequence]
 
 
 def covering_parts(blobs: BlobStore, key: str) -> list[str]:

@@ -62,7 +62,7 @@ from datetime import UTC, datetime
 from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any
 
-from tailor.archive import archive_checkpoint_id, archive_day, archive_key, day_prefix, pack_lines
+from tailor.archive import archive_checkpoint_id, archive_day, archive_key, objects_up_to, pack_lines
 from tailor.clusters.session import SessionClusters
 from tailor.erasure import take_out_archived
 from tailor.events import MAX_EVENT_DEPTH, MAX_ID_LENGTH, Event, EventError, event_from_json, load_json, parse_event
@@ -224,8 +224,8 @@ class Ingestor:
             tasks.append(partial(self._buffer, shard, buffered, arrivals, rows["checkpoints"].get(cursor_id(shard)),
                                  cursor, outcome))
         left_out = fold.erased | fold.poisoned.keys()
-        tasks.append(partial(self._archive, shard, accepted, left_out, originals, rows["checkpoints"], outcome))
         archive_checkpoint = rows["checkpoints"].get(archive_checkpoint_id(shard), {})
+        tasks.append(partial(self._archive, shard, accepted, left_out, originals, archive_checkpoint, outcome))
         done = archive_checkpoint.get(f"sw:{shard}")
         archived_erased = [(p, e) for p, e in accepted if p in fold.erased and done is not None and p <= done]
         if archived_erased:
@@ -384,10 +384,10 @@ class Ingestor:
             logger.exception("buffer cursor write failed", extra={"shard": shard})
 
     def _archive(self, shard: str, accepted: list[tuple[str, Event]], left_out: set[str], originals: dict[str, str],
-                 checkpoints: dict[str, dict], outcome: BatchOutcome) -> str | None:
+                 checkpoint: dict[str, Any], outcome: BatchOutcome) -> str | None:
+        """The records past the archive's `checkpoint` (its row as read) archived, but those `left_out`."""
         checkpoint_id = archive_checkpoint_id(shard)
         watermark = f"sw:{shard}"
-        checkpoint = checkpoints.get(checkpoint_id, {})
         done = checkpoint.get(watermark)
         pending = [(p, e) for p, e in accepted if done is None or p > done]
         if not pending:
@@ -408,9 +408,9 @@ class Ingestor:
             if not written:  # every record left out, none over an earlier delivery's object: nothing to keep
                 return None
             # The latest deliveries' objects: where a replay that drops an erased shopper's events finds those an
-            # earlier delivery archived before the tombstone came (_take_out_archived).
-            # A delivery none of whose records the checkpoint has passed is no replay: no delivery after it holds a
-            # record an earlier one archived, so only its own objects can be wanted again.
+            # earlier delivery archived before the tombstone came (_take_out_archived). A delivery none of whose
+            # records the checkpoint has passed is no replay: no delivery after it holds a record an earlier one
+            # archived, so only its own objects can be wanted again.
             earlier = [] if done is None or accepted[0][0] > done else checkpoint.get(RECENT_KEYS, [])
             recent = [*written, *(k for k in earlier if k not in written)][:max(RECENT_ARCHIVE_KEYS, len(written))]
             self.store.write_state("checkpoints", checkpoint_id,
@@ -427,10 +427,7 @@ class Ingestor:
         """Events of erased shoppers that the archive's checkpoint had passed, taken out of the latest deliveries'
         objects: an earlier delivery may have archived them, having read their rows before the tombstone came, on a
         day the erasure's index does not name or after its worker went through (tailor.erasure.take_out_archived)."""
-        last = max(int(p[3:]) for p, _ in erased)
-        days = tuple({day_prefix(archive_day(e.epoch)) for _, e in erased})
-        keys = [key for key in recent
-                if key.startswith(days) and int(key.rsplit("/", 1)[-1].removesuffix(".jsonl.gz")) <= last]
+        keys = objects_up_to(recent, (archive_day(e.epoch) for _, e in erased), max(int(p[3:]) for p, _ in erased))
         try:
             take_out_archived(self.blobs, {e.user_id: erased_at(shoppers[e.user_id]) for _, e in erased}, keys)
         except Exception:

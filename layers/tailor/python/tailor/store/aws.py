@@ -13,7 +13,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from tailor.store.port import INDEXES, TABLES, BlobInfo, Conflict
+from tailor.store.port import INDEXES, TABLES, BlobInfo, Conflict, check_segment
 
 __all__ = ["DynamoStateStore", "S3BlobStore", "SqsQueue"]
 
@@ -146,8 +146,7 @@ class DynamoStateStore:
     def scan(self, table: str, *, limit: int, start: str | None = None,
              attributes: Sequence[str] | None = None, segment: int = 0,
              segments: int = 1) -> tuple[list[dict[str, Any]], str | None]:
-        if not 0 <= segment < segments:
-            raise ValueError(f"segment {segment} is not one of {segments} segments")
+        check_segment(segment, segments)
         request: dict[str, Any] = {"TableName": self.tables[table], "Limit": limit}
         if segments > 1:
             request.update(Segment=segment, TotalSegments=segments)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from tailor.rows import copied
-from tailor.store.port import INDEXES, TABLES, BlobInfo, Conflict
+from tailor.store.port import INDEXES, TABLES, BlobInfo, Conflict, check_segment
 
 __all__ = ["MemoryBlobStore", "MemoryQueue", "MemoryStateStore"]
 
@@ -101,8 +101,7 @@ class MemoryStateStore:
     def scan(self, table: str, *, limit: int, start: str | None = None,
              attributes: Sequence[str] | None = None, segment: int = 0,
              segments: int = 1) -> tuple[list[dict[str, Any]], str | None]:
-        if not 0 <= segment < segments:
-            raise ValueError(f"segment {segment} is not one of {segments} segments")
+        check_segment(segment, segments)
         with self._lock:
             self.calls["scan"] += 1
             rows = self.tables[table]

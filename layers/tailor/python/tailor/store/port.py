@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-__all__ = ["INDEXES", "TABLES", "BlobInfo", "BlobStore", "Conflict", "Queue", "StateStore", "every_row"]
+__all__ = ["INDEXES", "TABLES", "BlobInfo", "BlobStore", "Conflict", "Queue", "StateStore", "check_segment", "every_row"]
 
 # Logical table -> its hash key. Adapters map logical names to physical ones.
 TABLES: dict[str, str] = {
@@ -120,6 +120,12 @@ class StateStore(Protocol):
         beside those the stream writes without touching them, never on a row erased meanwhile, and
         never back to an older job's values."""
         ...
+
+
+def check_segment(segment: int, segments: int) -> None:
+    """A scan's part, as `StateStore.scan` takes it: one of `segments` (0 to segments - 1), or ValueError."""
+    if not 0 <= segment < segments:
+        raise ValueError(f"segment {segment} is not one of {segments} segments")
 
 
 def every_row(store: StateStore, table: str, attributes: Sequence[str] | None = None, *,
