@@ -50,6 +50,7 @@ from models import (
 )
 from pydantic import ValidationError
 
+from tailor.after_response import AfterResponse
 from tailor.aws_clients import client
 from tailor.erasure import NOTHING_TO_ERASE, erasure_status, request_erasure
 from tailor.events import MAX_EVENT_DEPTH
@@ -97,13 +98,19 @@ live_experiments = LiveExperiments(experiment_store)
 strategies = StrategySource(settings.strategy_config)
 
 
+# Exposure logs are written once the response is on its way: a DynamoDB write is no part of the shopper's wait.
+after_response = AfterResponse.register(settings.runtime_api if settings.exposures_after_response else None)
+
+
 def _log_exposure(feed_id: str, ranking: Ranking) -> None:
     """What a list served in an experiment held, with each slot's probability: drawn by an adaptive feed or by
     interleaving's coins, else 1 (a ranking is deterministic)."""
     items = [item.item_id for item in ranking.items]
-    experiment_store.log_exposure(feed_id, ranking.assignment, strategy=ranking.strategy or "default", items=items,
-                                  probabilities=ranking.probabilities or [1.0] * len(items), served_at=time.time(),
-                                  teams=ranking.teams, ranker=ranking.model)
+    served_at = time.time()
+    after_response.defer(lambda: experiment_store.log_exposure(
+        feed_id, ranking.assignment, strategy=ranking.strategy or "default", items=items,
+        probabilities=ranking.probabilities or [1.0] * len(items), served_at=served_at, teams=ranking.teams,
+        ranker=ranking.model), "exposure log", feed_id=feed_id)
 
 
 recommender = Recommender.start(DynamoStateStore(_dynamodb, settings.tables), ModelRegistry(_bucket),
@@ -205,7 +212,8 @@ def erasure(user_id: UserId) -> ErasureOut:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event, context):
-    return app.resolve(event, context)
+    with after_response.invocation():
+        return app.resolve(event, context)
 
 
 def _decoded_path_parameters(app: APIGatewayRestResolver, next_middleware: Any) -> Response:

@@ -2,14 +2,17 @@
 requests name their field."""
 
 import json
+import threading
 from datetime import UTC, datetime
 
 import pytest
 
+from tailor.after_response import AfterResponse
 from tailor.experiments.feed_ids import INTERLEAVED, parse_feed_id
 
 from tests.helpers.api import put_and_wait
 from tests.helpers.events import load_event
+from tests.helpers.extensions import extensions_api
 
 EXPERIMENT = {"experiment_id": "exp-api", "name": "Baseline against the blend", "surface": "feed", "layer": "api",
               "variants": [{"name": "control", "strategy": "baseline", "share": 0.5},
@@ -121,6 +124,38 @@ def test_an_experiment_from_creation_to_its_report_and_console(api):
     assert stopped.status_code == 200 and stopped.get_json()["status"] == "stopped"
     assert parse_feed_id(api.get("/users/exp-shopper-0/feed?n=5").get_json()["feed_id"]) is None
     assert api.post("/experiments/exp-api/stop", {}).status_code == 409
+
+
+def test_deployed_an_exposure_is_logged_once_the_response_has_gone(api, monkeypatch):
+    """In Lambda the function registers an extension (tailor.after_response): the feed answers without waiting for
+    its exposure log, which is written before the invocation ends."""
+    experiment = {**EXPERIMENT, "experiment_id": "exp-after", "layer": "after-response"}
+    assert api.post("/experiments", experiment).status_code == 201
+    assert api.post("/experiments/exp-after/start", {}).status_code == 200
+    store, table = api.module.experiment_store, api.function.environment["EXPOSURES_TABLE"]
+    write, release, written = store.log_exposure, threading.Event(), []
+
+    def held_write(feed_id, *args, **kwargs):  # as slow as the test wants: until it has seen the answer
+        release.wait(timeout=10)
+        write(feed_id, *args, **kwargs)
+        written.append(feed_id)
+
+    def logged(feed_id):
+        return api.stack.aws.client("dynamodb").get_item(TableName=table, Key={"feed_id": {"S": feed_id}}).get("Item")
+
+    try:
+        with extensions_api() as extensions, monkeypatch.context() as patch:
+            patch.setattr(store, "log_exposure", held_write)
+            patch.setattr(api.module, "after_response", AfterResponse.register(extensions.address))
+            extensions.invoke()
+            feed_id = api.get("/users/after-shopper/feed?n=5").get_json()["feed_id"]
+            assert parse_feed_id(feed_id).experiment_id == "exp-after"
+            assert written == [] and logged(feed_id) is None and not extensions.ended(1, timeout=0.2)
+            release.set()
+            assert extensions.ended(1) and written == [feed_id]
+            assert logged(feed_id)["unit"]["S"] == "after-shopper"
+    finally:
+        assert api.post("/experiments/exp-after/stop", {}).status_code == 200
 
 
 @pytest.mark.parametrize("name", ["api-experiments-3-list.json", "api-experiments-5-console.json"])

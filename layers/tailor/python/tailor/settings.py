@@ -81,6 +81,10 @@ class ApiSettings(_State, _Intent):
     strategy_config_application: str = Field("", alias="STRATEGY_CONFIG_APPLICATION")
     strategy_config_environment: str = Field("", alias="STRATEGY_CONFIG_ENVIRONMENT")
     strategy_config_profile: str = Field("", alias="STRATEGY_CONFIG_PROFILE")
+    # Lambda's runtime API, where the function registers the extension that writes exposure logs after the response
+    # (tailor.after_response); unset outside Lambda. EXPOSURES_AFTER_RESPONSE=false writes them before it instead.
+    runtime_api: str | None = Field(None, alias="AWS_LAMBDA_RUNTIME_API")
+    exposures_after_response: bool = Field(True, alias="EXPOSURES_AFTER_RESPONSE")
 
     @property
     def strategy_config(self) -> dict[str, str]:
