@@ -24,7 +24,7 @@ blobs = S3BlobStore(client("s3", **_aws), settings.data_bucket)
 @tracer.capture_lambda_handler
 def lambda_handler(event, context):
     mode = (event or {}).get("mode", "rebuild") if isinstance(event, dict) else "rebuild"
-    summary = run_job(mode, store, blobs)
+    summary = run_job(mode, store, blobs, time_left=lambda: context.get_remaining_time_in_millis() / 1000)
     # How k was chosen, and on how many shoppers: a model with fewer personas than expected says why.
     logger.info(summary.get("k_choice") or summary.get("reason") or f"personas {mode} done",
                 extra={k: summary[k] for k in ("mode", "version", "k", "shoppers", "refined_with") if k in summary})

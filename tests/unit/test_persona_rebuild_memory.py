@@ -75,6 +75,31 @@ def test_a_shop_larger_than_the_fit_sample_is_fitted_on_the_sample_and_every_sho
     assert model.cold_start  # the weak signals' tables come from every shopper too
 
 
+def test_a_second_scan_that_nears_the_deadline_stops_and_the_model_still_publishes(shoppers_table, monkeypatch):
+    """Told the time it has left, the rebuild keeps FINISH_SECONDS for what comes after the second scan: it assigns
+    the shoppers it can reach, scales the personas' sizes to the first scan's count, and says so."""
+    monkeypatch.setattr(rebuild, "FIT_SHOPPERS", 80)
+    monkeypatch.setattr(rebuild, "CHOOSE_K_SHOPPERS", 60)
+    monkeypatch.setattr(rebuild, "ASSIGN_CHUNK", 25)
+    asked = []
+
+    def time_left() -> float:  # asked between chunks: plenty of time for three chunks, then too little
+        asked.append(len(asked))
+        return 900.0 if len(asked) < 3 else rebuild.FINISH_SECONDS - 1
+
+    blobs = MemoryBlobStore()
+    summary = run_job("rebuild", _store(shoppers_table), blobs, ks=(2, 3, 4), seed=0, clock=lambda: CLOCK,
+                      time_left=time_left)
+    shoppers = summary["shoppers"]
+    assert summary["assignment_cut"] and summary["assigned"] == 75 < shoppers and len(asked) == 3
+    model = PersonaModel.from_bytes(blobs.get(summary["published"]))
+    assert model.info["assigned"] == 75 and model.info["assignment_cut"]
+    assert model.counts.sum() == pytest.approx(shoppers)  # 75 shoppers' responsibilities, scaled to every shopper
+    full = run_job("rebuild", _store(shoppers_table), MemoryBlobStore(), ks=(2, 3, 4), seed=0, clock=lambda: CLOCK,
+                   time_left=lambda: 900.0)
+    assert "assignment_cut" not in full and full["assigned"] == shoppers and full["version"] != summary["version"]
+
+
 def _most_shoppers_alive(monkeypatch) -> list[int]:
     """The most shoppers read from rows and still held at any one time, as the job runs (a list of one, to read
     after it)."""

@@ -15,6 +15,10 @@ the category totals and item counts the feature space and the item term need, an
 lowest hash of their id (all of them in a smaller shop); the personas are fitted on those, and where there were
 more, a second scan takes each shopper's responsibilities (the personas' sizes and the cold-start tables) a chunk at
 a time. A refine likewise takes the shoppers seen since a chunk at a time, summing what each brings.
+
+Told the time it has left (`time_left`, the function's), a rebuild ends its second scan FINISH_SECONDS before the
+deadline, so that it still publishes: the personas' sizes are then those of the shoppers the scan reached (in the
+table's hash order, a sample of it), scaled to the first scan's count, and the model's info says how many.
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ FIT_SHOPPERS = 20_000  # shoppers the chosen k is fitted on (and the most a rebu
 # assigned to the fit
 ASSIGN_CHUNK = 5_000  # shoppers assigned to the fit at a time in the second scan
 SCAN_SEGMENTS = 4  # parts of the shoppers table a scan reads at once (a DynamoDB parallel scan)
+FINISH_SECONDS = 120.0  # what a rebuild keeps, of the time it has left, for the counters, adjustments and publishing
 # erased_at tells ShopperState.from_row which rows are the tombstones of erased shoppers.
 SHOPPER_FIELDS = ("user_id", "first_seen", "last_seen", "events", "counts", "sessions", "category_affinity",
                   "purchases", "profile", "referral_sources", "personas", "erased_at", "recent_items")
@@ -72,8 +77,9 @@ ITEM_FIELDS_READ = ("item_id", "price", "category")
 
 
 def run_job(mode: str, store: StateStore, blobs: BlobStore, *, ks: Sequence[int] = K_RANGE, seed: int = 0,
-            clock: Callable[[], float] = time.time) -> dict[str, Any]:
-    """Run the `mode` job; returns what it did (for the logs and the caller)."""
+            clock: Callable[[], float] = time.time, time_left: Callable[[], float] | None = None) -> dict[str, Any]:
+    """Run the `mode` job; returns what it did (for the logs and the caller). `time_left`: the seconds the caller
+    has left (a Lambda context's remaining time), which bound a rebuild's second scan."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     started = time.perf_counter()
@@ -85,7 +91,8 @@ def run_job(mode: str, store: StateStore, blobs: BlobStore, *, ks: Sequence[int]
         survey = _survey(store, seed)
         if survey.shoppers < MIN_SHOPPERS:
             return {"mode": mode, "published": None, "shoppers": survey.shoppers, "reason": "too few shoppers"}
-        model = _cluster(survey, store, items, list(every_row(store, "queries")), previous, ks, seed, clock())
+        model = _cluster(survey, store, items, list(every_row(store, "queries")), previous, ks, seed, clock(),
+                         time_left)
     else:
         assert previous is not None
         # Shoppers with events past the newest the model has seen (event time, so a replay of history works too).
@@ -104,6 +111,10 @@ def run_job(mode: str, store: StateStore, blobs: BlobStore, *, ks: Sequence[int]
                        fitted_on=model.info["fitted_on"])
         if "assigned" in model.info:  # by the second scan, which counts the table as it was then
             summary["assigned"] = model.info["assigned"]
+        if model.info.get("assignment_cut"):
+            logger.warning("the second scan stopped before the deadline: persona sizes from the shoppers it reached",
+                           extra={"assigned": model.info["assigned"], "shoppers": model.info["shoppers"]})
+            summary["assignment_cut"] = True
     else:
         summary["refined_with"] = model.info.get("refined_with", 0)
     logger.info("persona job done", extra=summary)
@@ -188,7 +199,8 @@ def _draw(seed: int, user_id: str) -> int:
 
 
 def _cluster(survey: _Survey, store: StateStore, items: list[dict], queries: list[dict],
-             previous: PersonaModel | None, ks: Sequence[int], seed: int, now: float) -> PersonaModel:
+             previous: PersonaModel | None, ks: Sequence[int], seed: int, now: float,
+             time_left: Callable[[], float] | None = None) -> PersonaModel:
     shoppers = survey.sample
     space = feature_space_of(survey.categories, items, queries)
     x = batch_features(shoppers, space)
@@ -226,10 +238,14 @@ def _cluster(survey: _Survey, store: StateStore, items: list[dict], queries: lis
         counts, second_scan = responsibilities.sum(axis=0), {}
         cold_start = cold_start_tables(zip(shoppers, responsibilities), weights)
     else:
-        assignment = _Assignment(store, assigned, len(ids))
+        ending = None if time_left is None else (lambda: time_left() < FINISH_SECONDS)
+        assignment = _Assignment(store, assigned, len(ids), ending)
         cold_start = cold_start_tables(assignment, weights)
-        counts = assignment.counts  # once every shopper has gone through
+        counts = assignment.counts  # once every shopper has gone through, or the scan was cut
         second_scan = {"assigned": assignment.shoppers}
+        if assignment.cut:
+            counts = counts * (survey.shoppers / max(assignment.shoppers, 1))
+            second_scan["assignment_cut"] = True
     model = PersonaModel(
         version="", space=space, ids=sorted(ids), labels=persona_labels(means_raw[order], space), weights=weights,
         means=means, variances=variances, center=center, scale=scale, counts=counts,
@@ -247,15 +263,21 @@ def _cluster(survey: _Survey, store: StateStore, items: list[dict], queries: lis
 class _Assignment:
     """The second scan: each shopper with their responsibilities, ASSIGN_CHUNK shoppers at a time, and as it goes,
     the responsibilities summed (the personas' sizes) and the shoppers counted. The scan is the table as it is then:
-    shoppers who came or went since the first one are counted here and not there."""
+    shoppers who came or went since the first one are counted here and not there. It ends early (`cut`) once
+    `ending()` says so, checked between chunks."""
 
-    def __init__(self, store: StateStore, assigned: Callable[[list[ShopperState]], np.ndarray], k: int):
-        self.store, self.assigned = store, assigned
+    def __init__(self, store: StateStore, assigned: Callable[[list[ShopperState]], np.ndarray], k: int,
+                 ending: Callable[[], bool] | None = None):
+        self.store, self.assigned, self.ending = store, assigned, ending
         self.counts = np.zeros(k)
         self.shoppers = 0
+        self.cut = False
 
     def __iter__(self) -> Iterator[tuple[ShopperState, np.ndarray]]:
         for chunk in _chunks(_each_shopper(self.store), ASSIGN_CHUNK):
+            if self.shoppers and self.ending is not None and self.ending():
+                self.cut = True
+                return
             responsibilities = self.assigned(chunk)
             self.counts += responsibilities.sum(axis=0)
             self.shoppers += len(chunk)
