@@ -855,11 +855,15 @@ def test_a_racing_backfill_of_more_days_than_the_checkpoint_keeps_leaves_nothing
     assert len(checkpoint[RECENT_KEYS]) == 1  # no replay: no later delivery can want an earlier one's objects
 
 
-def test_a_racing_delivery_whose_archive_checkpoint_failed_leaves_nothing_of_the_shopper_and_no_copies():
+@pytest.mark.parametrize("others_on", ["the same day", "the next day"])
+def test_a_racing_delivery_whose_archive_checkpoint_failed_leaves_nothing_of_the_shopper_and_no_copies(others_on):
+    """The replay names its objects as the first delivery did and writes them again without the shopper's lines: a
+    day that held only theirs too (an empty object over the first delivery's)."""
     user = "u1"
     earlier = history(user, 2, years=0.01, end=datetime(2026, 10, 1, tzinfo=UTC))
     day = datetime(2026, 10, 20, 9, tzinfo=UTC)  # a day the row does not index
-    second = [_view(user, 100, day)] + [_view("v1", k, day + timedelta(minutes=k + 1)) for k in range(3)]
+    later = day + timedelta(days=0 if others_on == "the same day" else 1)
+    second = [_view(user, 100, day)] + [_view("v1", k, later + timedelta(minutes=k + 1)) for k in range(3)]
     queue, blobs = MemoryQueue(), MemoryBlobStore()
     store = ThrottledOnce(user, queue)
     ingestor = Ingestor(store, blobs, max_workers=1)

@@ -556,9 +556,6 @@ def _chunks_by_record(parts: list[tuple[str, Contribution]], limit: int) -> list
 
 
 def _exists(blobs: BlobStore, key: str) -> bool:
-    """Whether an archive object is there (read only where a replay would leave it none of its lines)."""
-    try:
-        blobs.get(key)
-    except KeyError:
-        return False
-    return True
+    """Whether an archive object is there (asked only where a replay would leave it none of its lines): a listing of
+    its own name, which costs one request and no body."""
+    return any(info.key == key for info in blobs.describe(key))
