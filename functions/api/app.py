@@ -98,8 +98,10 @@ live_experiments = LiveExperiments(experiment_store)
 strategies = StrategySource(settings.strategy_config)
 
 
-# Exposure logs are written once the response is on its way: a DynamoDB write is no part of the shopper's wait.
-after_response = AfterResponse.register(settings.runtime_api if settings.exposures_after_response else None)
+# Exposure logs are written once the response is on its way: a DynamoDB write is no part of the shopper's wait. A
+# write gets at most two tries of 1 s to connect and 2 s to read (_dynamodb), kept before the invocation's deadline.
+after_response = AfterResponse.register(settings.runtime_api if settings.exposures_after_response else None,
+                                        margin_seconds=7.0)
 
 
 def _log_exposure(feed_id: str, ranking: Ranking) -> None:
@@ -208,12 +210,12 @@ def erasure(user_id: UserId) -> ErasureOut:
     return _erasure(found)
 
 
+@after_response.handler  # outermost: deferred work starts once the metrics, trace and log of the request are out
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event, context):
-    with after_response.invocation():
-        return app.resolve(event, context)
+    return app.resolve(event, context)
 
 
 def _decoded_path_parameters(app: APIGatewayRestResolver, next_middleware: Any) -> Response:

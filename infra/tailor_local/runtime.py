@@ -19,6 +19,7 @@ from typing import Any, TextIO
 from . import sandbox
 from .aws import LocalAws, Resources
 from .environments import EnvironmentProcess, InvocationError
+from .extensions import ExtensionsApi
 from .template import Function, Template, TemplateError
 
 __all__ = [
@@ -36,6 +37,9 @@ _IMPORT_LOCK = threading.RLock()
 # Execution environments a function gets at most, as a reserved concurrency would cap them: more invocations at once
 # wait for one to be free.
 DEFAULT_MAX_ENVIRONMENTS = 10
+# An invocation that finds no environment free waits this long for one whose extension is finishing the invocation
+# before (work after the response, milliseconds) rather than start another: a warm environment, as Lambda prefers.
+FINISHING_WAIT_S = 0.25
 
 
 @dataclass
@@ -101,6 +105,9 @@ class LocalFunction:
     _free: threading.Condition = field(default_factory=threading.Condition, init=False, repr=False)
     _removed: set[str] = field(default_factory=set, init=False, repr=False)  # variables a handler deleted
     _processes: list[EnvironmentProcess] = field(default_factory=list, init=False, repr=False)
+    # Each thread environment's Extensions API (AWS_LAMBDA_RUNTIME_API in its init), by id() of its handler.
+    _extensions: dict[int, ExtensionsApi] = field(default_factory=dict, init=False, repr=False)
+    _finishing: int = field(default=0, init=False, repr=False)  # environments whose extension has yet to finish
 
     def __post_init__(self) -> None:
         self._given = self.handler is not None
@@ -127,8 +134,13 @@ class LocalFunction:
         except Exception as exc:  # an import error is an invocation error (Runtime.ImportModuleError in Lambda)
             self.note(f"INIT failed: {type(exc).__name__}: {exc}")
             return Invocation(request_id, None, _error_of(exc), 0.0)
+        extensions = self._extensions.get(id(handler))
+        if extensions is not None and not extensions.registered:
+            extensions = None
         try:
-            with sandbox.entered(self._sandbox()):
+            if extensions is not None:
+                extensions.invoke(seconds=self.timeout_s, request_id=request_id)
+            with sandbox.entered(self._sandbox(self._extensions.get(id(handler)))):
                 # The clock starts once this invocation has an environment, as Lambda's starts once it has a
                 # sandbox; initialisation (the import) does not count either.
                 started = time.monotonic()
@@ -148,7 +160,14 @@ class LocalFunction:
                     payload, error = None, _error_of(exc)
                 duration_ms = (time.monotonic() - started) * 1000
         finally:
-            self._release(handler)
+            if extensions is None:
+                self._release(handler)
+            else:
+                # The response is the caller's at once; the environment serves again once the extension is done
+                # with this invocation (work it does after the response), as Lambda ends the invocation only then.
+                with self._free:
+                    self._finishing += 1
+                threading.Thread(target=self._release_after, args=(handler, extensions), daemon=True).start()
         if error is None and duration_ms > self.timeout_s * 1000:
             # Lambda would have stopped it; the result must not count as a success.
             payload, error = None, {
@@ -170,13 +189,22 @@ class LocalFunction:
         assert self.handler is not None
         return self.handler
 
+    def settled(self, timeout: float = 30.0) -> bool:
+        """Wait until no environment is still finishing an invocation (its extension's work after the response, such
+        as the API's exposure logs); True once none is."""
+        with self._free:
+            return self._free.wait_for(lambda: self._finishing == 0, timeout=timeout)
+
     def close(self) -> None:
-        """Stop the processes of process-isolated environments; thread environments need nothing."""
+        """Stop the processes of process-isolated environments, and thread environments' Extensions APIs."""
         with self._free:
             processes, self._processes = self._processes, []
             self._idle = [h for h in self._idle if not isinstance(h, EnvironmentProcess)]
+            extensions, self._extensions = list(self._extensions.values()), {}
         for process in processes:
             process.close()
+        for api in extensions:
+            api.close()
 
     def note(self, text: str) -> None:
         """A line in the function's log from the platform around it (the event source, say), not from the handler."""
@@ -187,11 +215,15 @@ class LocalFunction:
         """An idle environment's handler, or a new environment's with how long its init took (ms), waiting for one
         when there are max_environments."""
         with self._free:
+            waiting_until = time.monotonic() + FINISHING_WAIT_S
             while True:
                 if self._idle:
                     return self._idle.pop(), None
                 if self._given:
                     return self.handler, None  # type: ignore[return-value]  # a callable has no module to keep apart
+                if self._finishing and time.monotonic() < waiting_until:
+                    self._free.wait(timeout=max(0.0, waiting_until - time.monotonic()))
+                    continue
                 if self._environments < max(1, self.max_environments):
                     self._environments += 1
                     index = self._environments
@@ -223,6 +255,21 @@ class LocalFunction:
                 self._idle.append(handler)
             self._free.notify()
 
+    def _release_after(self, handler: Handler, extensions: ExtensionsApi) -> None:
+        ended = extensions.ended(timeout=self.timeout_s + 1)
+        if ended:
+            self._release(handler)
+        else:
+            self.note("the environment's extension did not ask for its next event: environment discarded")
+        with self._free:
+            self._finishing -= 1
+            if not ended:
+                self._environments -= 1
+                self._extensions.pop(id(handler), None)
+            self._free.notify_all()
+        if not ended:
+            extensions.close()
+
     def _import(self, index: int) -> Handler:
         """Import the handler module from CodeUri under a name of its own (every function's module is `app`, and each
         environment has its own copy)."""
@@ -248,7 +295,8 @@ class LocalFunction:
         spec = importlib.util.spec_from_file_location(unique_name, source)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
-        with _IMPORT_LOCK, sandbox.entered(self._sandbox()):
+        extensions = ExtensionsApi()
+        with _IMPORT_LOCK, sandbox.entered(self._sandbox(extensions)):
             sandbox.per_thread_library_state()
             saved_path = list(sys.path)
             sys.path[:0] = [p for p in self._paths() if p not in sys.path]
@@ -258,14 +306,22 @@ class LocalFunction:
                 spec.loader.exec_module(module)
             except BaseException:
                 sys.modules.pop(unique_name, None)
+                extensions.close()
                 raise
             finally:
                 self._set_aside_sibling_modules(before)
                 sys.path[:] = saved_path
-        return getattr(module, attribute)
+        handler = getattr(module, attribute)
+        with self._free:
+            self._extensions[id(handler)] = extensions
+        return handler
 
-    def _sandbox(self) -> sandbox.Sandbox:
-        return sandbox.Sandbox(self.environment, self._paths(), self.log_stream, self._removed)
+    def _sandbox(self, extensions: ExtensionsApi | None = None) -> sandbox.Sandbox:
+        """The function's sandbox; with an environment's Extensions API, its address as AWS_LAMBDA_RUNTIME_API."""
+        if extensions is None:
+            return sandbox.Sandbox(self.environment, self._paths(), self.log_stream, self._removed)
+        return sandbox.Sandbox(_Environ(self.environment, {"AWS_LAMBDA_RUNTIME_API": extensions.address}),
+                               self._paths(), self.log_stream, self._removed)
 
     def _paths(self) -> list[str]:
         return [str(p) for p in ([self.code_dir] if self.code_dir else []) + self.layer_dirs]
@@ -380,6 +436,28 @@ def _layer_dirs(template: Template, resources: Resources, layer_arns: list[str],
             if folder.is_dir():
                 dirs.append(folder)
     return dirs
+
+
+class _Environ(dict):
+    """The function's variables, where a handler's writes land, seen with one environment's own over them."""
+
+    def __init__(self, shared: dict[str, str], own: dict[str, str]):
+        super().__init__({**shared, **own})
+        self.shared, self.own = shared, own
+
+    def __setitem__(self, key: str, value: str) -> None:
+        super().__setitem__(key, value)
+        if key not in self.own:
+            self.shared[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        self.shared.pop(key, None)
+
+    def pop(self, key: str, *default: str) -> str:  # type: ignore[override]
+        if key not in self.own:
+            self.shared.pop(key, None)
+        return super().pop(key, *default)
 
 
 class _MarshalError(Exception):

@@ -40,8 +40,10 @@ class ApiStack:
         self.http = Client(stack.api.gateway)
 
     def invoke(self, event: dict[str, Any]) -> tuple[int, Any]:
-        """Status and decoded JSON body of the handler's answer to a proxy event."""
+        """Status and decoded JSON body of the handler's answer to a proxy event (once the invocation has ended: its
+        work after the response, exposure logs, done too; so the other requests)."""
         invocation = self.function.invoke(event)
+        assert self.function.settled()
         assert invocation.ok, invocation.error
         payload = invocation.payload
         return payload["statusCode"], json.loads(payload["body"]) if payload.get("body") else None
@@ -50,11 +52,16 @@ class ApiStack:
         """The sample event `name` from events/, with some of its query parameters or its body replaced."""
         return self.invoke(with_changes(load_event(name), **changes))
 
-    def get(self, path: str, *, key: bool = True, **kwargs: Any) -> Any:
-        return self.http.get(path, headers=self._headers(key), **kwargs)
+    def get(self, path: str, *, key: bool = True, settle: bool = True, **kwargs: Any) -> Any:
+        answer = self.http.get(path, headers=self._headers(key), **kwargs)
+        assert not settle or self.function.settled()
+        return answer
 
     def post(self, path: str, body: Any, *, key: bool = True) -> Any:
-        return self.http.post(path, headers=self._headers(key), data=json.dumps(body), content_type="application/json")
+        answer = self.http.post(path, headers=self._headers(key), data=json.dumps(body),
+                                content_type="application/json")
+        assert self.function.settled()
+        return answer
 
     def _headers(self, key: bool) -> dict[str, str]:
         return {"x-api-key": self.key} if key else {}

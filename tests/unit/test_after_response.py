@@ -7,14 +7,12 @@ import time
 import pytest
 
 from tailor.after_response import EXTENSION_NAME, AfterResponse
-
-from tests.helpers.extensions import extensions_api
+from tailor_local.extensions import ExtensionsApi
 
 
 def handle(after: AfterResponse, api, work, *, seconds: float = 30.0):
     """One invocation as Lambda runs it: the event to the extension, the handler's work, its return."""
-    api.invoke(seconds=seconds)
-    with after.invocation():
+    with after.invocation(api.invoke(seconds=seconds)):
         return work()
 
 
@@ -25,7 +23,7 @@ def test_deferred_work_runs_after_the_handler_returns_and_before_the_invocation_
         time.sleep(0.2)
         done.append((n, time.monotonic()))
 
-    with extensions_api() as api:
+    with ExtensionsApi() as api:
         after = AfterResponse.register(api.address)
         assert after.deferring and api.registrations == [{"name": EXTENSION_NAME, "events": ["INVOKE"]}]
         for n in range(1, 4):
@@ -44,7 +42,7 @@ def test_deferred_work_runs_after_the_handler_returns_and_before_the_invocation_
 
 def test_a_failing_task_is_logged_and_the_next_ones_and_invocations_go_on(caplog):
     ran = []
-    with extensions_api() as api:
+    with ExtensionsApi() as api:
         after = AfterResponse.register(api.address, settle_seconds=0)
 
         def work():
@@ -63,7 +61,7 @@ def test_a_failing_task_is_logged_and_the_next_ones_and_invocations_go_on(caplog
 
 def test_a_handler_that_raises_still_lets_its_work_run_and_the_invocation_end():
     ran = []
-    with extensions_api() as api:
+    with ExtensionsApi() as api:
         after = AfterResponse.register(api.address, settle_seconds=0)
 
         def work():
@@ -77,7 +75,7 @@ def test_a_handler_that_raises_still_lets_its_work_run_and_the_invocation_end():
 
 def test_work_left_as_the_deadline_nears_is_logged_and_not_run(caplog):
     ran = []
-    with extensions_api() as api:
+    with ExtensionsApi() as api:
         after = AfterResponse.register(api.address, settle_seconds=0, margin_seconds=0.5)
 
         def work():
@@ -93,16 +91,35 @@ def test_work_left_as_the_deadline_nears_is_logged_and_not_run(caplog):
 
 
 def test_a_handler_that_never_says_it_is_done_does_not_hold_the_invocation_past_its_deadline():
-    with extensions_api() as api:
+    with ExtensionsApi() as api:
         assert AfterResponse.register(api.address, settle_seconds=0, margin_seconds=0.2).deferring
         api.invoke(seconds=0.5)  # a handler outside `invocation()`
         started = time.monotonic()
         assert api.ended(1, timeout=2) and time.monotonic() - started < 0.5
 
 
+def test_work_of_a_handler_that_ends_after_its_extension_stopped_waiting_runs_with_the_next_and_none_lags(caplog):
+    """An invocation whose handler ends past its deadline's margin: its work runs at the end of the next one (said
+    so), and every later invocation's work runs within it, not one invocation behind."""
+    ran = []
+    with ExtensionsApi() as api, caplog.at_level(logging.WARNING, logger="tailor.after_response"):
+        after = AfterResponse.register(api.address, settle_seconds=0, margin_seconds=0.5)
+
+        def slow():
+            after.defer(lambda: ran.append(1), "a write", n=1)
+            time.sleep(0.7)  # past the 0.5 s its extension waits, within its 1 s
+
+        handle(after, api, slow, seconds=1.0)
+        assert api.ended(1) and ran == []
+        for n in (2, 3, 4):
+            handle(after, api, lambda n=n: after.defer(lambda: ran.append(n), "a write", n=n))
+            assert api.ended(n) and ran == list(range(1, n + 1))
+    assert [r for r in caplog.records if "ran in a later one" in r.getMessage()]
+
+
 def test_an_event_it_cannot_read_is_logged_and_the_extension_serves_the_next_invocation(caplog):
     ran = []
-    with extensions_api() as api, caplog.at_level(logging.ERROR, logger="tailor.after_response"):
+    with ExtensionsApi() as api, caplog.at_level(logging.ERROR, logger="tailor.after_response"):
         after = AfterResponse.register(api.address, settle_seconds=0)
         api.send({"eventType": "INVOKE", "deadlineMs": "soon"})
         assert api.ended(1)
@@ -114,14 +131,14 @@ def test_an_event_it_cannot_read_is_logged_and_the_extension_serves_the_next_inv
 def test_without_the_runtime_api_work_runs_at_once():
     after = AfterResponse.register(None)
     ran = []
-    with after.invocation():
+    with after.invocation("r-1"):
         after.defer(lambda: ran.append("now"), "a write")
         assert ran == ["now"] and not after.deferring
 
 
 def test_a_refused_registration_runs_work_at_once_and_says_so(caplog):
     ran = []
-    with extensions_api(refuse=True) as api, caplog.at_level(logging.ERROR, logger="tailor.after_response"):
+    with ExtensionsApi(refuse=True) as api, caplog.at_level(logging.ERROR, logger="tailor.after_response"):
         after = AfterResponse.register(api.address)
         after.defer(lambda: ran.append("now"), "a write")
     assert ran == ["now"] and not after.deferring

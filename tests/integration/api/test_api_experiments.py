@@ -7,12 +7,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tailor.after_response import AfterResponse
 from tailor.experiments.feed_ids import INTERLEAVED, parse_feed_id
 
 from tests.helpers.api import put_and_wait
 from tests.helpers.events import load_event
-from tests.helpers.extensions import extensions_api
 
 EXPERIMENT = {"experiment_id": "exp-api", "name": "Baseline against the blend", "surface": "feed", "layer": "api",
               "variants": [{"name": "control", "strategy": "baseline", "share": 0.5},
@@ -126,9 +124,11 @@ def test_an_experiment_from_creation_to_its_report_and_console(api):
     assert api.post("/experiments/exp-api/stop", {}).status_code == 409
 
 
-def test_deployed_an_exposure_is_logged_once_the_response_has_gone(api, monkeypatch):
-    """In Lambda the function registers an extension (tailor.after_response): the feed answers without waiting for
-    its exposure log, which is written before the invocation ends."""
+def test_an_exposure_is_logged_once_the_response_has_gone(api, monkeypatch):
+    """The function registers an extension with its environment's Extensions API (tailor.after_response; the local
+    runtime serves one, as Lambda does): the feed answers without waiting for its exposure log, which is written
+    before the invocation ends."""
+    assert api.module.after_response.deferring
     experiment = {**EXPERIMENT, "experiment_id": "exp-after", "layer": "after-response"}
     assert api.post("/experiments", experiment).status_code == 201
     assert api.post("/experiments/exp-after/start", {}).status_code == 200
@@ -144,17 +144,16 @@ def test_deployed_an_exposure_is_logged_once_the_response_has_gone(api, monkeypa
         return api.stack.aws.client("dynamodb").get_item(TableName=table, Key={"feed_id": {"S": feed_id}}).get("Item")
 
     try:
-        with extensions_api() as extensions, monkeypatch.context() as patch:
+        with monkeypatch.context() as patch:
             patch.setattr(store, "log_exposure", held_write)
-            patch.setattr(api.module, "after_response", AfterResponse.register(extensions.address))
-            extensions.invoke()
-            feed_id = api.get("/users/after-shopper/feed?n=5").get_json()["feed_id"]
+            feed_id = api.get("/users/after-shopper/feed?n=5", settle=False).get_json()["feed_id"]
             assert parse_feed_id(feed_id).experiment_id == "exp-after"
-            assert written == [] and logged(feed_id) is None and not extensions.ended(1, timeout=0.2)
+            assert written == [] and logged(feed_id) is None and not api.function.settled(timeout=0.2)
             release.set()
-            assert extensions.ended(1) and written == [feed_id]
+            assert api.function.settled() and written == [feed_id]
             assert logged(feed_id)["unit"]["S"] == "after-shopper"
     finally:
+        release.set()
         assert api.post("/experiments/exp-after/stop", {}).status_code == 200
 
 

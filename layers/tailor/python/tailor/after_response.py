@@ -7,13 +7,20 @@ while the runtime has already sent the response (the pattern of AWS's "Running c
 an AWS Lambda function"). Outside Lambda, or if the registration is refused, deferred work runs at once, in line.
 
     after_response = AfterResponse.register(settings.runtime_api)     # at init, as the module loads
-    after_response.defer(task, "exposure log", feed_id=feed_id)       # during the invocation
-    with after_response.invocation():                                 # around the handler's work
-        return app.resolve(event, context)
+    after_response.defer(task, "exposure log", feed_id=feed_id)       # during an invocation
+
+    @after_response.handler                                           # outermost, around the decorators too
+    def lambda_handler(event, context): ...
+
+Work is kept by invocation (the context's request id, which the extension's INVOKE event names): the extension runs
+an invocation's work once that invocation's handler is done, and the work of earlier ones whose handler ended only
+after their extension had stopped waiting (near their deadline) with it, rather than let it slip into a later
+invocation unseen.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -31,14 +38,17 @@ EXTENSION_NAME = "tailor-after-response"
 SETTLE_SECONDS = 0.002
 # Deferred work stops this long before the invocation's deadline: what is left is logged, not cut off by the timeout.
 DEADLINE_MARGIN_SECONDS = 0.5
+FAILURES_BEFORE_STOPPING = 10  # requests in a row the Extensions API did not answer
 _API = "2020-01-01/extension"
+_ANY = ""  # the key of an invocation whose handler had no request id
 
 logger = logging.getLogger(__name__)
 
 
 class AfterResponse:
-    """Tasks deferred until the response has gone (`defer`), run by the internal extension at each invocation's end
-    (`invocation`); without one, `defer` runs the task at once."""
+    """Tasks deferred until the response has gone (`defer`), run by the internal extension once their invocation's
+    handler is done (`handler`, or `invocation`); without an extension, or outside an invocation, `defer` runs the
+    task at once."""
 
     def __init__(self, runtime_api: str | None = None, extension_id: str | None = None, *,
                  settle_seconds: float = SETTLE_SECONDS, margin_seconds: float = DEADLINE_MARGIN_SECONDS):
@@ -46,14 +56,16 @@ class AfterResponse:
         self.extension_id = extension_id
         self.settle_seconds = settle_seconds
         self.margin_seconds = margin_seconds
-        self._tasks: list[tuple[Callable[[], Any], str, dict[str, Any]]] = []
-        self._lock = threading.Lock()
-        self._handled = threading.Event()
+        self._tasks: dict[str, list[tuple[Callable[[], Any], str, dict[str, Any]]]] = {}
+        self._current: str | None = None  # the invocation whose handler is running
+        self._done: set[str] = set()  # invocations whose handler has ended, their work not yet run
+        self._changed = threading.Condition()
 
     @classmethod
     def register(cls, runtime_api: str | None, *, name: str = EXTENSION_NAME, **options: Any) -> AfterResponse:
         """Register the internal extension with the Extensions API at `runtime_api` (AWS_LAMBDA_RUNTIME_API; None:
-        not in Lambda) and start its thread; called during init, as Lambda takes registrations only then."""
+        not in Lambda) and start its thread; called during init, as Lambda takes registrations only then.
+        `margin_seconds`: the longest a task may take, kept before the invocation's deadline."""
         if not runtime_api:
             return cls(**options)
         try:
@@ -72,43 +84,73 @@ class AfterResponse:
 
     def defer(self, task: Callable[[], Any], what: str, **context: Any) -> None:
         """Run `task` after the response; a failure is logged as `what` failing, with `context`, and goes no further."""
-        if not self.deferring:
-            _run(task, what, context)
-            return
-        with self._lock:
-            self._tasks.append((task, what, context))
+        with self._changed:
+            current = self._current if self.deferring else None
+            if current is not None:
+                self._tasks.setdefault(current, []).append((task, what, context))
+                return
+        _run(task, what, context)
+
+    def handler(self, function: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+        """A Lambda handler whose invocations end with `invocation`, keyed by the context's request id."""
+
+        @functools.wraps(function)
+        def handled(event: Any, context: Any) -> Any:
+            with self.invocation(getattr(context, "aws_request_id", None)):
+                return function(event, context)
+
+        return handled
 
     @contextmanager
-    def invocation(self) -> Iterator[None]:
+    def invocation(self, request_id: str | None) -> Iterator[None]:
         """Around a handler's work: when it ends, however it ends, the extension may run what it deferred."""
+        key = request_id or _ANY
+        with self._changed:
+            self._current = key
         try:
             yield
         finally:
-            if self.deferring:
-                self._handled.set()
+            with self._changed:
+                self._current = None
+                self._done.add(key)
+                self._changed.notify_all()
 
     # -- the extension's thread ---------------------------------------------------------------------------------
 
     def _serve(self) -> None:
         """Ask for each invocation, and once its handler is done, run what it deferred, then ask for the next one:
         that request is what tells Lambda the invocation may end."""
-        while True:
+        failures = 0
+        while failures < FAILURES_BEFORE_STOPPING:
             try:
                 self._serve_invocation()
+                failures = 0
             except Exception:
-                # The thread must go on asking: Lambda ends no invocation until it does.
+                # The thread goes on asking, as Lambda ends no invocation until it does; an API that answers no more
+                # is an environment going away (or a test's, closed).
+                failures += 1
                 logger.exception("the after-response extension failed to serve an event")
                 time.sleep(0.1)
+        logger.error("the after-response extension stopped: the Extensions API did not answer",
+                     extra={"failures": failures})
 
     def _serve_invocation(self) -> None:
         event = _request(self.runtime_api, "GET", "event/next", self.extension_id)
         if event.get("eventType") != "INVOKE":
             return
         deadline = float(event.get("deadlineMs") or 0) / 1000
-        self._handled.wait(timeout=max(0.0, deadline - time.time() - self.margin_seconds) if deadline else None)
-        self._handled.clear()
-        with self._lock:
-            tasks, self._tasks = self._tasks, []
+        request_id = event.get("requestId") or _ANY
+        with self._changed:
+            self._changed.wait_for(lambda: request_id in self._done or _ANY in self._done,
+                                   timeout=max(0.0, deadline - time.time() - self.margin_seconds) if deadline else None)
+            # This invocation's work if its handler is done (else it waits for the next one), after any of an
+            # earlier one whose handler ended late.
+            finished, self._done = self._done, set()
+            late = [task for key in finished - {request_id, _ANY} for task in self._tasks.pop(key, [])]
+            tasks = late + [task for key in finished & {request_id, _ANY} for task in self._tasks.pop(key, [])]
+        if late:
+            logger.warning("deferred work of an invocation whose handler ended after its deadline's margin ran in a "
+                           "later one", extra={"tasks": len(late)})
         if tasks:  # an invocation that deferred nothing ends at once
             time.sleep(self.settle_seconds)
             self._run_all(tasks, deadline)
