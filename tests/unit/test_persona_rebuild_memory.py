@@ -83,21 +83,50 @@ def test_a_second_scan_that_nears_the_deadline_stops_and_the_model_still_publish
     monkeypatch.setattr(rebuild, "ASSIGN_CHUNK", 25)
     asked = []
 
-    def time_left() -> float:  # asked between chunks: plenty of time for three chunks, then too little
+    class SecondScan(rebuild._Assignment):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            asked.append("started")
+
+    monkeypatch.setattr(rebuild, "_Assignment", SecondScan)
+
+    def time_left() -> float:  # plenty through the first scan; in the second, for three chunks, then too little
+        if not asked:
+            return 900.0
         asked.append(len(asked))
-        return 900.0 if len(asked) < 3 else rebuild.FINISH_SECONDS - 1
+        return 900.0 if len(asked) < 4 else rebuild.FINISH_SECONDS - 1
 
     blobs = MemoryBlobStore()
     summary = run_job("rebuild", _store(shoppers_table), blobs, ks=(2, 3, 4), seed=0, clock=lambda: CLOCK,
                       time_left=time_left)
     shoppers = summary["shoppers"]
-    assert summary["assignment_cut"] and summary["assigned"] == 75 < shoppers and len(asked) == 3
+    assert summary["assignment_cut"] and summary["assigned"] == 75 < shoppers and len(asked) == 4
     model = PersonaModel.from_bytes(blobs.get(summary["published"]))
     assert model.info["assigned"] == 75 and model.info["assignment_cut"]
     assert model.counts.sum() == pytest.approx(shoppers)  # 75 shoppers' responsibilities, scaled to every shopper
     full = run_job("rebuild", _store(shoppers_table), MemoryBlobStore(), ks=(2, 3, 4), seed=0, clock=lambda: CLOCK,
                    time_left=lambda: 900.0)
     assert "assignment_cut" not in full and full["assigned"] == shoppers and full["version"] != summary["version"]
+
+
+def test_a_first_scan_that_nears_the_deadline_stops_and_the_personas_are_fitted_on_what_it_reached(shoppers_table,
+                                                                                                  monkeypatch):
+    monkeypatch.setattr(rebuild, "FIT_SHOPPERS", 80)
+    monkeypatch.setattr(rebuild, "CHOOSE_K_SHOPPERS", 60)
+    monkeypatch.setattr(rebuild, "ASSIGN_CHUNK", 25)
+    asked = []
+
+    def time_left() -> float:  # asked every 25 shoppers of the first scan: time enough for 100 of them
+        asked.append(len(asked))
+        return 900.0 if len(asked) < 4 else rebuild.SURVEY_KEEPS_SECONDS - 1
+
+    blobs = MemoryBlobStore()
+    summary = run_job("rebuild", _store(shoppers_table), blobs, ks=(2, 3, 4), seed=0, clock=lambda: CLOCK,
+                      time_left=time_left)
+    assert summary["survey_cut"] and summary["shoppers"] == 100 and summary["fitted_on"] == 80
+    assert "assigned" not in summary and len(asked) == 4  # no second scan
+    model = PersonaModel.from_bytes(blobs.get(summary["published"]))
+    assert model.info["survey_cut"] and model.counts.sum() == pytest.approx(100)
 
 
 def _most_shoppers_alive(monkeypatch) -> list[int]:

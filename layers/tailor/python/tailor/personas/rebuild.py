@@ -16,9 +16,10 @@ lowest hash of their id (all of them in a smaller shop); the personas are fitted
 more, a second scan takes each shopper's responsibilities (the personas' sizes and the cold-start tables) a chunk at
 a time. A refine likewise takes the shoppers seen since a chunk at a time, summing what each brings.
 
-Told the time it has left (`time_left`, the function's), a rebuild ends its second scan FINISH_SECONDS before the
-deadline, so that it still publishes: the personas' sizes are then those of the shoppers the scan reached (in the
-table's hash order, a sample of it), scaled to the first scan's count, and the model's info says how many.
+Told the time it has left (`time_left`, the function's), a rebuild still publishes however large the shop: it ends
+its first scan SURVEY_KEEPS_SECONDS before the deadline (then it fits on the shoppers that scan reached, in the
+table's hash order a sample of it, and makes no second scan), and its second scan FINISH_SECONDS before it (then the
+personas' sizes are those of the shoppers it reached, scaled to the first scan's count); the model's info says which.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ FIT_SHOPPERS = 20_000  # shoppers the chosen k is fitted on (and the most a rebu
 ASSIGN_CHUNK = 5_000  # shoppers assigned to the fit at a time in the second scan
 SCAN_SEGMENTS = 4  # parts of the shoppers table a scan reads at once (a DynamoDB parallel scan)
 FINISH_SECONDS = 120.0  # what a rebuild keeps, of the time it has left, for the counters, adjustments and publishing
+SURVEY_KEEPS_SECONDS = 300.0  # and past its first scan: the fit on FIT_SHOPPERS besides (a minute or two)
 # erased_at tells ShopperState.from_row which rows are the tombstones of erased shoppers.
 SHOPPER_FIELDS = ("user_id", "first_seen", "last_seen", "events", "counts", "sessions", "category_affinity",
                   "purchases", "profile", "referral_sources", "personas", "erased_at", "recent_items")
@@ -88,7 +90,7 @@ def run_job(mode: str, store: StateStore, blobs: BlobStore, *, ks: Sequence[int]
         mode = "rebuild"  # nothing to refine yet
     items = list(every_row(store, "items"))
     if mode == "rebuild":
-        survey = _survey(store, seed)
+        survey = _survey(store, seed, None if time_left is None else (lambda: time_left() < SURVEY_KEEPS_SECONDS))
         if survey.shoppers < MIN_SHOPPERS:
             return {"mode": mode, "published": None, "shoppers": survey.shoppers, "reason": "too few shoppers"}
         model = _cluster(survey, store, items, list(every_row(store, "queries")), previous, ks, seed, clock(),
@@ -111,6 +113,10 @@ def run_job(mode: str, store: StateStore, blobs: BlobStore, *, ks: Sequence[int]
                        fitted_on=model.info["fitted_on"])
         if "assigned" in model.info:  # by the second scan, which counts the table as it was then
             summary["assigned"] = model.info["assigned"]
+        if model.info.get("survey_cut"):
+            logger.warning("the first scan stopped before the deadline: personas fitted on the shoppers it reached",
+                           extra={"shoppers": model.info["shoppers"]})
+            summary["survey_cut"] = True
         if model.info.get("assignment_cut"):
             logger.warning("the second scan stopped before the deadline: persona sizes from the shoppers it reached",
                            extra={"assigned": model.info["assigned"], "shoppers": model.info["shoppers"]})
@@ -162,6 +168,7 @@ class _Survey:
     engagements and recent items and signals summed, and the shoppers the fit is made on (by id)."""
 
     shoppers: int = 0
+    cut: bool = False  # the scan stopped before the table's end (near the deadline)
     data_through: float = 0.0
     categories: Counter = field(default_factory=Counter)
     tokens: Counter = field(default_factory=Counter)
@@ -173,13 +180,17 @@ class _Survey:
         return len(self.sample) == self.shoppers
 
 
-def _survey(store: StateStore, seed: int) -> _Survey:
+def _survey(store: StateStore, seed: int, ending: Callable[[], bool] | None = None) -> _Survey:
     """The first scan: the totals and the FIT_SHOPPERS shoppers of the lowest hash of (seed, id), sorted by id (every
-    shopper, where there are no more), whatever order the scan gives them in."""
+    shopper, where there are no more), whatever order the scan gives them in; it stops early (`cut`) once
+    `ending()` says so, asked every ASSIGN_CHUNK shoppers."""
     survey = _Survey()
     at_most = FIT_SHOPPERS
     kept: list[tuple[int, str, ShopperState]] = []  # a max-heap (negated hashes) of the lowest hashes
     for shopper in _each_shopper(store):
+        if survey.shoppers and survey.shoppers % ASSIGN_CHUNK == 0 and ending is not None and ending():
+            survey.cut = True
+            break
         survey.shoppers += 1
         survey.data_through = max(survey.data_through, shopper.last_seen)
         survey.categories.update(shopper.category_affinity)
@@ -232,11 +243,15 @@ def _cluster(survey: _Survey, store: StateStore, items: list[dict], queries: lis
         return fit.responsibilities((batch_features(chunk, space) - center) / scale, own)[:, order]
 
     weights, means, variances = fit.weights[order], fit.means[order], fit.variances[order]
-    # Every shopper's responsibilities: the sample's at hand when it is every shopper, else a second scan's.
-    if survey.everyone:
+    # Every shopper's responsibilities: the sample's at hand when it is every shopper (or all the time left allows,
+    # the first scan having been cut), else a second scan's.
+    if survey.everyone or survey.cut:
         responsibilities = fit.responsibilities(z, items)[:, order]
         counts, second_scan = responsibilities.sum(axis=0), {}
         cold_start = cold_start_tables(zip(shoppers, responsibilities), weights)
+        if survey.cut:
+            counts = counts * (survey.shoppers / len(shoppers))
+            second_scan = {"survey_cut": True}
     else:
         ending = None if time_left is None else (lambda: time_left() < FINISH_SECONDS)
         assignment = _Assignment(store, assigned, len(ids), ending)
