@@ -787,6 +787,18 @@ def _view(user: str, n: int, when: datetime) -> dict:
             "category": "c1"}
 
 
+def test_a_batch_of_only_an_erased_shoppers_events_writes_no_archive_object():
+    user = "u1"
+    store, blobs = ingest(history(user, 2, years=0.01, end=datetime(2026, 10, 1, tzinfo=UTC)))
+    request_erasure(store, MemoryQueue(), user, now=NOW)
+    before = dict(blobs.objects)
+    day = datetime(2026, 10, 20, 9, tzinfo=UTC)  # no object of that day yet, and none written for their events
+    outcome = Ingestor(store, blobs, max_workers=1).ingest(to_records([_view(user, 100, day), _view(user, 101, day)],
+                                                                      start=100))
+    assert outcome.failed == [] and outcome.erased == 2
+    assert blobs.objects == before
+
+
 class ThrottledOnce(ErasedWhileIngesting):
     """Fails the next write of each (table, key) in `throttled` once, as a throttle would."""
 
