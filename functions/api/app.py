@@ -99,9 +99,10 @@ strategies = StrategySource(settings.strategy_config)
 
 
 # Exposure logs are written once the response is on its way: a DynamoDB write is no part of the shopper's wait. A
-# write gets at most two tries of 1 s to connect and 2 s to read (_dynamodb), kept before the invocation's deadline.
+# write gets two tries of 1 s to connect and 2 s a read, a second's backoff between (_dynamodb): 10 s, with room for
+# what those timeouts do not bound (DNS, a read in several parts), are kept before the invocation's deadline.
 after_response = AfterResponse.register(settings.runtime_api if settings.exposures_after_response else None,
-                                        margin_seconds=7.0)
+                                        margin_seconds=10.0)
 
 
 def _log_exposure(feed_id: str, ranking: Ranking) -> None:

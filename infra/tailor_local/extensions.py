@@ -4,7 +4,8 @@ An extension registers during init (POST /2020-01-01/extension/register, events 
 (GET /2020-01-01/extension/event/next): the first request ends its init, and each later one tells Lambda it is done
 with the invocation before, which ends that invocation. `invoke()` starts an invocation (its INVOKE answers the
 pending request); `ended(n)` waits until the extension has asked for the event after the n-th. Registration after
-the first invocation has started is refused (403), as Lambda refuses it once init is over.
+the first invocation has started is refused (403), as Lambda refuses it once init is over. `close()` answers a
+pending request with a SHUTDOWN event, as the environment goes away.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import queue
 import threading
 import time
+from collections.abc import Iterator, MutableMapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -32,6 +34,7 @@ class ExtensionsApi:
         self.registrations: list[dict[str, Any]] = []
         self.asked: list[float] = []  # when the extension asked for its next event (the first: the end of its init)
         self.invocations = 0
+        self._init_over = False
         self._identifier = f"extension-{next(_IDS)}"
         self._events: queue.Queue[dict[str, Any]] = queue.Queue()
         self._asked = threading.Condition()
@@ -45,9 +48,19 @@ class ExtensionsApi:
     def registered(self) -> bool:
         return bool(self.registrations)
 
+    def environ(self, shared: MutableMapping[str, str]) -> MutableMapping[str, str]:
+        """The environment's variables: the function's `shared` ones (where writes land, as every environment of
+        the function shares them here) with AWS_LAMBDA_RUNTIME_API, this API's address, over them."""
+        return _Overlay(shared, {"AWS_LAMBDA_RUNTIME_API": self.address})
+
+    def init_over(self) -> None:
+        """The environment's first invocation has started: registrations are refused from now on."""
+        self._init_over = True
+
     def invoke(self, *, seconds: float = 30.0, request_id: str | None = None) -> str:
         """Start an invocation that times out in `seconds`: the extension's pending request gets its event, which
         names the invocation's request id (returned; made up where none is given)."""
+        self._init_over = True
         self.invocations += 1
         request_id = request_id or f"r-{self.invocations}"
         deadline_ms = int((time.time() + seconds) * 1000)
@@ -66,6 +79,8 @@ class ExtensionsApi:
             return self._asked.wait_for(lambda: len(self.asked) > wanted, timeout=timeout)
 
     def close(self) -> None:
+        """Stop serving; an extension waiting for its next event gets SHUTDOWN, so its request and thread end."""
+        self._events.put({"eventType": "SHUTDOWN", "shutdownReason": "spindown", "deadlineMs": 0})
         self._server.shutdown()
         self._server.server_close()
 
@@ -85,7 +100,7 @@ def _handler_for(api: ExtensionsApi) -> type[BaseHTTPRequestHandler]:
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
             if self.path != f"{_BASE}/register":
                 self._answer(404, {"errorType": "NotFound"})
-            elif api.refuse or api.invocations or api.registrations:
+            elif api.refuse or api._init_over or api.registrations:
                 self._answer(403, {"errorType": "Extension.Forbidden", "errorMessage": "registration refused"})
             else:
                 api.registrations.append({"name": self.headers.get("Lambda-Extension-Name"), **body})
@@ -114,3 +129,26 @@ def _handler_for(api: ExtensionsApi) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(data)
 
     return Handler
+
+
+class _Overlay(MutableMapping):
+    """Variables read from `own` over `shared`; a write or deletion of one not in `own` goes to `shared`."""
+
+    def __init__(self, shared: MutableMapping[str, str], own: dict[str, str]):
+        self.shared, self.own = shared, own
+
+    def __getitem__(self, key: str) -> str:
+        return self.own[key] if key in self.own else self.shared[key]
+
+    def __setitem__(self, key: str, value: str) -> None:
+        (self.own if key in self.own else self.shared)[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del (self.own if key in self.own else self.shared)[key]
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.own
+        yield from (key for key in list(self.shared) if key not in self.own)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)

@@ -102,6 +102,7 @@ class LocalFunction:
     _given: bool = field(default=False, init=False, repr=False)  # the handler is a callable, not a module to import
     _idle: list[Handler] = field(default_factory=list, init=False, repr=False)
     _environments: int = field(default=0, init=False, repr=False)
+    _started: int = field(default=0, init=False, repr=False)  # environments ever started: each one's number
     _free: threading.Condition = field(default_factory=threading.Condition, init=False, repr=False)
     _removed: set[str] = field(default_factory=set, init=False, repr=False)  # variables a handler deleted
     _processes: list[EnvironmentProcess] = field(default_factory=list, init=False, repr=False)
@@ -134,13 +135,14 @@ class LocalFunction:
         except Exception as exc:  # an import error is an invocation error (Runtime.ImportModuleError in Lambda)
             self.note(f"INIT failed: {type(exc).__name__}: {exc}")
             return Invocation(request_id, None, _error_of(exc), 0.0)
-        extensions = self._extensions.get(id(handler))
-        if extensions is not None and not extensions.registered:
-            extensions = None
+        environment_api = self._extensions.get(id(handler))
+        extensions = environment_api if environment_api is not None and environment_api.registered else None
         try:
+            if environment_api is not None:
+                environment_api.init_over()
             if extensions is not None:
                 extensions.invoke(seconds=self.timeout_s, request_id=request_id)
-            with sandbox.entered(self._sandbox(self._extensions.get(id(handler)))):
+            with sandbox.entered(self._sandbox(environment_api)):
                 # The clock starts once this invocation has an environment, as Lambda's starts once it has a
                 # sandbox; initialisation (the import) does not count either.
                 started = time.monotonic()
@@ -226,7 +228,8 @@ class LocalFunction:
                     continue
                 if self._environments < max(1, self.max_environments):
                     self._environments += 1
-                    index = self._environments
+                    self._started += 1
+                    index = self._started  # never a live environment's, whose module holds its number
                     break
                 self._free.wait()
         started = time.monotonic()
@@ -235,7 +238,7 @@ class LocalFunction:
         except BaseException:
             with self._free:
                 self._environments -= 1  # Lambda discards an environment whose init failed; the next one retries
-                self._free.notify()
+                self._free.notify_all()
             raise
         if self.handler is None:
             self.handler = handler
@@ -253,7 +256,7 @@ class LocalFunction:
                     self.handler = None
             else:
                 self._idle.append(handler)
-            self._free.notify()
+            self._free.notify_all()
 
     def _release_after(self, handler: Handler, extensions: ExtensionsApi) -> None:
         ended = extensions.ended(timeout=self.timeout_s + 1)
@@ -266,6 +269,8 @@ class LocalFunction:
             if not ended:
                 self._environments -= 1
                 self._extensions.pop(id(handler), None)
+                if self.handler is handler:
+                    self.handler = self._idle[0] if self._idle else None
             self._free.notify_all()
         if not ended:
             extensions.close()
@@ -304,6 +309,7 @@ class LocalFunction:
             sys.modules[unique_name] = module
             try:
                 spec.loader.exec_module(module)
+                handler = getattr(module, attribute)
             except BaseException:
                 sys.modules.pop(unique_name, None)
                 extensions.close()
@@ -311,7 +317,6 @@ class LocalFunction:
             finally:
                 self._set_aside_sibling_modules(before)
                 sys.path[:] = saved_path
-        handler = getattr(module, attribute)
         with self._free:
             self._extensions[id(handler)] = extensions
         return handler
@@ -320,8 +325,7 @@ class LocalFunction:
         """The function's sandbox; with an environment's Extensions API, its address as AWS_LAMBDA_RUNTIME_API."""
         if extensions is None:
             return sandbox.Sandbox(self.environment, self._paths(), self.log_stream, self._removed)
-        return sandbox.Sandbox(_Environ(self.environment, {"AWS_LAMBDA_RUNTIME_API": extensions.address}),
-                               self._paths(), self.log_stream, self._removed)
+        return sandbox.Sandbox(extensions.environ(self.environment), self._paths(), self.log_stream, self._removed)
 
     def _paths(self) -> list[str]:
         return [str(p) for p in ([self.code_dir] if self.code_dir else []) + self.layer_dirs]
@@ -436,28 +440,6 @@ def _layer_dirs(template: Template, resources: Resources, layer_arns: list[str],
             if folder.is_dir():
                 dirs.append(folder)
     return dirs
-
-
-class _Environ(dict):
-    """The function's variables, where a handler's writes land, seen with one environment's own over them."""
-
-    def __init__(self, shared: dict[str, str], own: dict[str, str]):
-        super().__init__({**shared, **own})
-        self.shared, self.own = shared, own
-
-    def __setitem__(self, key: str, value: str) -> None:
-        super().__setitem__(key, value)
-        if key not in self.own:
-            self.shared[key] = value
-
-    def __delitem__(self, key: str) -> None:
-        super().__delitem__(key)
-        self.shared.pop(key, None)
-
-    def pop(self, key: str, *default: str) -> str:  # type: ignore[override]
-        if key not in self.own:
-            self.shared.pop(key, None)
-        return super().pop(key, *default)
 
 
 class _MarshalError(Exception):

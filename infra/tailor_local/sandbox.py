@@ -22,7 +22,7 @@ __all__ = ["RoutedStream", "Sandbox", "current", "entered", "install", "per_thre
 class Sandbox:
     """One function's view of the process: variables over the process's own, import paths, and where output goes."""
 
-    environ: dict[str, str]  # the function's variables; a handler's writes to os.environ land here
+    environ: MutableMapping[str, str]  # the function's variables; a handler's writes to os.environ land here
     paths: list[str] = field(default_factory=list)  # searched first for top-level modules (CodeUri, layers)
     log: TextIO | None = None  # None: output goes where the process's goes
     removed: set[str] = field(default_factory=set)  # variables a handler deleted

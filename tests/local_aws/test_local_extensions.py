@@ -5,6 +5,8 @@ the caller has had the response already."""
 import json
 import sys
 import textwrap
+import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -53,11 +55,12 @@ DEFERRING_APP = textwrap.dedent("""\
         after.defer(lambda: (hold and RELEASE.wait(10), DONE.append(event["n"])), "work", n=event["n"])
         return {"n": event["n"], "done_before": list(DONE), "deferring": after.deferring}
     """)
-# An extension that takes its first invocation and never asks for the next one.
+# An extension that serves every invocation until one asks it to be stuck: then it never asks for the next event.
 STUCK_APP = textwrap.dedent("""\
     import json
     import os
     import threading
+    import time
     import urllib.request
 
     API = f"http://{os.environ['AWS_LAMBDA_RUNTIME_API']}/2020-01-01/extension"
@@ -65,15 +68,30 @@ STUCK_APP = textwrap.dedent("""\
         f"{API}/register", method="POST", data=json.dumps({"events": ["INVOKE"]}).encode(),
         headers={"Lambda-Extension-Name": "stuck"}), timeout=5)
     IDENTIFIER = registered.headers["Lambda-Extension-Identifier"]
+    STUCK, HANDLED = threading.Event(), threading.Event()
 
-    def take_one():
-        urllib.request.urlopen(urllib.request.Request(f"{API}/event/next",
-                                                      headers={"Lambda-Extension-Identifier": IDENTIFIER}))
+    def serve():
+        while True:
+            try:
+                event = json.load(urllib.request.urlopen(urllib.request.Request(
+                    f"{API}/event/next", headers={"Lambda-Extension-Identifier": IDENTIFIER})))
+            except OSError:  # the environment is gone
+                return
+            if event["eventType"] == "SHUTDOWN":
+                return
+            HANDLED.wait()
+            HANDLED.clear()
+            if STUCK.is_set():
+                return
 
-    threading.Thread(target=take_one, daemon=True).start()
+    threading.Thread(target=serve, daemon=True).start()
 
     def lambda_handler(event, context):
-        return {"ok": True}
+        if event.get("stuck"):
+            STUCK.set()
+        time.sleep(event.get("sleep", 0))
+        HANDLED.set()
+        return {"ok": True, "module": __name__}
     """)
 
 
@@ -121,10 +139,49 @@ def test_an_extension_registers_only_during_init(runtime):
 
 def test_an_environment_whose_extension_never_asks_again_is_discarded(runtime):
     function = runtime.find("stuck")
-    assert function.invoke({}).payload == {"ok": True}
+    assert function.invoke({"stuck": True}).payload["ok"]
     assert function.environments == 1 and not function.settled(timeout=0.5)
     assert function.settled(timeout=5) and function.environments == 0
     assert function.invoke({}).ok and function.environments == 1  # a fresh one
+
+
+def test_an_environment_started_after_one_was_discarded_takes_a_number_no_live_one_has(runtime):
+    function = runtime.find("stuck")
+    # Two environments: the first one's invocation ends last, so the next invocation takes it.
+    first, second = at_once(lambda: function.invoke({"sleep": 0.6}),
+                            lambda: (time.sleep(0.1), function.invoke({"sleep": 0.2}))[1])
+    assert first.ok and second.ok and function.settled() and function.environments == 2
+    assert function.invoke({"stuck": True}).payload["module"] == first.payload["module"]
+    assert function.settled(timeout=5) and function.environments == 1  # the first one discarded
+    both = at_once(lambda: function.invoke({"sleep": 0.3}), lambda: function.invoke({"sleep": 0.3}))
+    modules = [invocation.payload["module"] for invocation in both]
+    assert len(set(modules)) == 2 and second.payload["module"] in modules
+    assert all(sys.modules[name].lambda_handler.__module__ == name for name in modules)
+    assert sys.modules[function.handler.__module__].lambda_handler is function.handler
+
+
+def test_closing_the_runtime_ends_the_extensions_threads(runtime):
+    function = runtime.find("deferring")
+    assert function.invoke({"n": 1}).ok and function.settled()
+    after = sys.modules[function.handler.__module__].after
+    runtime.close()
+    after.thread.join(timeout=5)
+    assert not after.thread.is_alive() and not after.deferring
+
+
+def at_once(*calls):
+    """Run the calls on threads of their own, all at the same time; their results in order."""
+    results = [None] * len(calls)
+
+    def run(i, call):
+        results[i] = call()
+
+    threads = [threading.Thread(target=run, args=(i, call)) for i, call in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return results
 
 
 def test_the_local_extensions_api_answers_unknown_callers_and_paths_with_errors():

@@ -114,6 +114,7 @@ def test_work_of_a_handler_that_ends_after_its_extension_stopped_waiting_runs_wi
         for n in (2, 3, 4):
             handle(after, api, lambda n=n: after.defer(lambda: ran.append(n), "a write", n=n))
             assert api.ended(n) and ran == list(range(1, n + 1))
+    assert [r for r in caplog.records if "waits for the next invocation" in r.getMessage()]
     assert [r for r in caplog.records if "ran in a later one" in r.getMessage()]
 
 
@@ -143,3 +144,28 @@ def test_a_refused_registration_runs_work_at_once_and_says_so(caplog):
         after.defer(lambda: ran.append("now"), "a write")
     assert ran == ["now"] and not after.deferring
     assert any("not registered" in r.getMessage() for r in caplog.records)
+
+
+def test_when_the_environment_shuts_down_the_extension_ends_and_work_runs_at_once():
+    ran = []
+    api = ExtensionsApi()
+    after = AfterResponse.register(api.address, settle_seconds=0)
+    with after.invocation(api.invoke()):
+        after.defer(lambda: ran.append("in the invocation"), "a write")
+    assert api.ended(1)
+    api.close()  # SHUTDOWN to the waiting extension
+    after.thread.join(timeout=5)
+    assert not after.thread.is_alive() and not after.deferring
+    after.defer(lambda: ran.append("at once"), "a write")
+    assert ran == ["in the invocation", "at once"]
+
+
+def test_an_extension_the_api_stops_answering_hands_back_its_work_and_stops(caplog):
+    after = AfterResponse("127.0.0.1:9", "extension-1", settle_seconds=0)  # nothing listens there
+    after._current = "r-1"
+    ran = []
+    after.defer(lambda: ran.append("waiting"), "a write")
+    with caplog.at_level(logging.ERROR, logger="tailor.after_response"):
+        after._serve()  # returns once it stops
+    assert ran == ["waiting"] and not after.deferring
+    assert [r for r in caplog.records if "stopped" in r.getMessage()]

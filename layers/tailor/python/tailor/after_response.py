@@ -59,7 +59,9 @@ class AfterResponse:
         self._tasks: dict[str, list[tuple[Callable[[], Any], str, dict[str, Any]]]] = {}
         self._current: str | None = None  # the invocation whose handler is running
         self._done: set[str] = set()  # invocations whose handler has ended, their work not yet run
+        self._passed: str | None = None  # the invocation the extension last stopped waiting for
         self._changed = threading.Condition()
+        self.thread: threading.Thread | None = None  # the extension's, once registered
 
     @classmethod
     def register(cls, runtime_api: str | None, *, name: str = EXTENSION_NAME, **options: Any) -> AfterResponse:
@@ -74,7 +76,8 @@ class AfterResponse:
             logger.exception("the after-response extension was not registered: deferred work runs before the response")
             return cls(**options)
         after = cls(runtime_api, extension_id, **options)
-        threading.Thread(target=after._serve, name=name, daemon=True).start()
+        after.thread = threading.Thread(target=after._serve, name=name, daemon=True)
+        after.thread.start()
         return after
 
     @property
@@ -114,6 +117,10 @@ class AfterResponse:
                 self._current = None
                 self._done.add(key)
                 self._changed.notify_all()
+                late = key == self._passed and bool(self._tasks.get(key))
+            if late:
+                logger.warning("the handler ended after its extension stopped waiting: its deferred work waits for "
+                               "the next invocation", extra={"request_id": request_id})
 
     # -- the extension's thread ---------------------------------------------------------------------------------
 
@@ -123,26 +130,35 @@ class AfterResponse:
         failures = 0
         while failures < FAILURES_BEFORE_STOPPING:
             try:
-                self._serve_invocation()
+                if not self._serve_invocation():
+                    return  # the environment shuts down
                 failures = 0
             except Exception:
                 # The thread goes on asking, as Lambda ends no invocation until it does; an API that answers no more
-                # is an environment going away (or a test's, closed).
+                # is an environment going away.
                 failures += 1
                 logger.exception("the after-response extension failed to serve an event")
                 time.sleep(0.1)
-        logger.error("the after-response extension stopped: the Extensions API did not answer",
-                     extra={"failures": failures})
+        logger.error("the after-response extension stopped: the Extensions API did not answer; deferred work runs "
+                     "before the response from now on", extra={"failures": failures})
+        self._stop()
 
-    def _serve_invocation(self) -> None:
+    def _serve_invocation(self) -> bool:
+        """Serve one event; False once the environment shuts down."""
         event = _request(self.runtime_api, "GET", "event/next", self.extension_id)
+        if event.get("eventType") == "SHUTDOWN":
+            self._stop()
+            return False
         if event.get("eventType") != "INVOKE":
-            return
+            return True
         deadline = float(event.get("deadlineMs") or 0) / 1000
         request_id = event.get("requestId") or _ANY
         with self._changed:
-            self._changed.wait_for(lambda: request_id in self._done or _ANY in self._done,
-                                   timeout=max(0.0, deadline - time.time() - self.margin_seconds) if deadline else None)
+            done = self._changed.wait_for(
+                lambda: request_id in self._done or _ANY in self._done,
+                timeout=max(0.0, deadline - time.time() - self.margin_seconds) if deadline else None)
+            if not done:
+                self._passed = request_id  # its handler, ending later, says so
             # This invocation's work if its handler is done (else it waits for the next one), after any of an
             # earlier one whose handler ended late.
             finished, self._done = self._done, set()
@@ -154,6 +170,16 @@ class AfterResponse:
         if tasks:  # an invocation that deferred nothing ends at once
             time.sleep(self.settle_seconds)
             self._run_all(tasks, deadline)
+        return True
+
+    def _stop(self) -> None:
+        """No extension from now on: deferred work runs at once, what is still waiting first."""
+        with self._changed:
+            self.extension_id = None
+            waiting = [task for tasks in self._tasks.values() for task in tasks]
+            self._tasks.clear()
+        for task, what, context in waiting:
+            _run(task, what, context)
 
     def _run_all(self, tasks: list[tuple[Callable[[], Any], str, dict[str, Any]]], deadline: float) -> None:
         for n, (task, what, context) in enumerate(tasks):
