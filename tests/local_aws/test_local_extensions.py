@@ -5,7 +5,6 @@ the caller has had the response already."""
 import json
 import sys
 import textwrap
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -15,6 +14,8 @@ import pytest
 from tailor_local.aws import LocalAws, plan_resources
 from tailor_local.runtime import LambdaRuntime
 from tailor_local.template import Template
+
+from tests.helpers.threads import at_once
 
 TEMPLATE = textwrap.dedent("""\
     Transform: AWS::Serverless-2016-10-31
@@ -168,20 +169,6 @@ def test_closing_the_runtime_ends_the_extensions_threads(runtime):
     after.thread.join(timeout=5)
     assert not after.thread.is_alive() and not after.deferring
 
-
-def at_once(*calls):
-    """Run the calls on threads of their own, all at the same time; their results in order."""
-    results = [None] * len(calls)
-
-    def run(i, call):
-        results[i] = call()
-
-    threads = [threading.Thread(target=run, args=(i, call)) for i, call in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    return results
 
 
 def test_the_local_extensions_api_answers_unknown_callers_and_paths_with_errors():

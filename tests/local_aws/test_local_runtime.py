@@ -14,6 +14,8 @@ from tailor_local.aws import LocalAws, plan_resources
 from tailor_local.runtime import LambdaRuntime, LocalFunction
 from tailor_local.template import Template, TemplateError
 
+from tests.helpers.threads import at_once
+
 TEMPLATE = textwrap.dedent("""\
     Transform: AWS::Serverless-2016-10-31
     Globals:
@@ -222,20 +224,6 @@ def test_a_handler_that_outlives_its_timeout_fails_as_in_lambda():
     invocation = function.invoke({})
     assert invocation.error["errorType"] == "Sandbox.Timedout" and invocation.payload is None
 
-
-def at_once(*calls):
-    """Run the calls on threads of their own, all at the same time; their results in order."""
-    results = [None] * len(calls)
-
-    def run(i, call):
-        results[i] = call()
-
-    threads = [threading.Thread(target=run, args=(i, call)) for i, call in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    return results
 
 
 def test_a_slow_function_does_not_hold_up_another():

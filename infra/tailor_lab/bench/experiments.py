@@ -38,9 +38,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tailor.experiments.assignment import assign, claim_slot
+from tailor.experiments.assignment import assign
 from tailor.experiments.attribution import Attribution
-from tailor.experiments.definitions import new_experiment
 from tailor.experiments.feed_ids import CREDIT_SLOTS, new_feed_id
 from tailor.experiments.interleaving import interleave, team_draft
 from tailor.experiments.storage import ExperimentStore, LiveExperiments
@@ -60,7 +59,7 @@ from tailor_lab.training.clusters import build_clusters
 
 from .report import frozen_heap, percentile, publish
 from .serving import WARMUP_REQUESTS
-from .state import FEED_N, feed_requests, ingested
+from .state import FEED_N, feed_requests, ingested, started_experiment
 
 __all__ = ["main", "run"]
 
@@ -122,12 +121,12 @@ def _feeds(requests: int, seed: int) -> dict[str, Any]:
     state = ingested(simulation.events)
     model = load_model(MODEL_NAME, None, build=RankingModel.from_stored)
     asks = feed_requests(state, requests + WARMUP_REQUESTS, seed)
-    experiment = _started({"experiment_id": "exp-bench", "variants": [{"name": "a", "strategy": "default"},
+    experiment = started_experiment({"experiment_id": "exp-bench", "variants": [{"name": "a", "strategy": "default"},
                                                                       {"name": "b", "strategy": "default"}]}, now)
     live = LiveExperiments(lambda: [experiment])
-    adaptive = _started({"experiment_id": "exp-adaptive", "variants": [{"name": "a", "strategy": "adaptive"},
+    adaptive = started_experiment({"experiment_id": "exp-adaptive", "variants": [{"name": "a", "strategy": "adaptive"},
                                                                        {"name": "b", "strategy": "adaptive"}]}, now)
-    interleaving = _started({"experiment_id": "exp-interleaving", "design": "interleaving",
+    interleaving = started_experiment({"experiment_id": "exp-interleaving", "design": "interleaving",
                              "variants": [{"name": "a", "strategy": "baseline"}, {"name": "b", "strategy": "default"}]},
                             now)
     clusters = build_clusters(simulation.catalog, simulation.events)
@@ -207,13 +206,6 @@ def _interleaving_work(recommender: Recommender, asks: list[tuple[str, str | Non
     return {"requests": len(asks), "items": FEED_N,
             **{name: {"p50_us": percentile(values, 50), "p99_us": percentile(values, 99)}
                for name, values in spent.items()}}
-
-
-def _started(definition: dict[str, Any], now: dt.datetime) -> Any:
-    """An experiment on the feed, started an hour before `now`."""
-    experiment = new_experiment({**definition, "start": (now - dt.timedelta(hours=1)).isoformat()}, now=now,
-                                known_strategies=set(BUILT_IN))
-    return experiment.started(now, claim_slot(experiment, []))
 
 
 def _ingest(events: int, runs: int, seed: int) -> dict[str, Any]:

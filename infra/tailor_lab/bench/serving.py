@@ -1,7 +1,8 @@
 """Serving benchmark: feed latency p50/p99 for 100, 500 and 1,000 candidates, warm and in-process, against an in-memory
-store and against moto; the API function's cold start (imports, init, first feed; tailor bench coldstart's
-measurement); DynamoDB round trips per request. Prints a table with the targets beside it and writes the figures as
-JSON.
+store and against moto; the API handler, and the same in a running experiment whose exposure logs go to moto, written
+before the response and after it (tailor.after_response, by the environment's extension on the local runtime); the
+API function's cold start (imports, init, first feed; tailor bench coldstart's measurement); DynamoDB round trips per
+request. Prints a table with the targets beside it and writes the figures as JSON.
 
     tailor bench serving [--shoppers 500] [--items 3000] [--requests 300] [--candidates 100,500,1000]
                          [--out bench-results/serving.json]
@@ -21,6 +22,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from tailor.after_response import AfterResponse
+from tailor.experiments.storage import LiveExperiments
 from tailor.models import load_model
 from tailor.ranking import MODEL_NAME, RankingModel, Request
 from tailor.serving import Recommender
@@ -30,7 +33,7 @@ from tailor_local.template import find_template
 
 from . import coldstart
 from .report import percentile, publish
-from .state import FEED_N, UNKNOWN_SHARE, copy_to_dynamo, feed_event, feed_requests, ingested
+from .state import FEED_N, UNKNOWN_SHARE, copy_to_dynamo, feed_event, feed_requests, ingested, started_experiment
 
 __all__ = ["TARGETS", "format_table", "main", "run"]
 
@@ -94,6 +97,7 @@ def run(*, shoppers: int, days: float, items: int, requests: int, moto_requests:
             # The whole handler (validation, routing, JSON) around the in-memory pipeline, at the default budget.
             module.recommender = Recommender(state, model)
             results.append(_measure_handler(function, module.recommender, asks))
+            results += _measure_exposure_logs(function, module, state, model, asks[:moto_requests + WARMUP_REQUESTS])
             # The first feeds of fresh processes, known shoppers' and unknown ones' as they come.
             cold = coldstart.measure({"": function}, [feed_event(user, session) for user, session in
                                                       asks[:COLD_STARTS + 1]],
@@ -141,6 +145,10 @@ def format_table(report: dict[str, Any]) -> str:
            f"{w['requests_per_row']} warm requests per row ({w['moto_requests_per_row']} on moto) after "
            f"{w['warmup_requests']}, "
            f"{w['unknown_shopper_share']:.0%} of them for unknown shoppers", *lines]
+    for r in report["results"]:
+        if "ended_p50_ms" in r:
+            out.append(f"{r['what']}: the invocation ended after p50 {r['ended_p50_ms']:.2f} ms, p99 "
+                       f"{r['ended_p99_ms']:.2f} ms (the response: p50 {r['p50_ms']:.2f}, p99 {r['p99_ms']:.2f})")
     reference = report.get("fixed_workload")
     if reference:
         out.append(f"\nThe machine's own spread: a fixed piece of work (sorting {reference['values']:,} numbers), timed "
@@ -203,6 +211,48 @@ def _measure_handler(function: Any, recommender: Recommender, asks: list[tuple[s
             durations.append(invocation.duration_ms)
             trips.append(store.calls["read"] - before)
     return _row("memory", "API handler", recommender.pipeline.max_candidates, durations, trips, [])
+
+
+def _measure_exposure_logs(function: Any, module: Any, state: Any, model: Any,
+                           asks: list[tuple[str, str | None]]) -> list[dict[str, Any]]:
+    """The API handler serving feeds in a running experiment, its exposure logs written to moto's DynamoDB by the
+    function's own store: before the response, then after it, requests of the two taken in turn. Each row's times are
+    the handler's (what the response waits for); `ended_*`, until the invocation ended (the extension's write done)."""
+    now = dt.datetime.now(dt.UTC)
+    experiment = started_experiment({"experiment_id": "exp-bench-exposures", "variants": [
+        {"name": "a", "strategy": "default"}, {"name": "b", "strategy": "default"}]}, now)
+    recommender = Recommender(state, model, experiments=LiveExperiments(lambda: [experiment]),
+                              exposures=module._log_exposure)
+    recommender.pipeline.warm(recommender.clock())
+    module.recommender = recommender
+    deferring = module.after_response
+    if not deferring.deferring:
+        raise RuntimeError("the API function registered no extension with the local runtime's Extensions API")
+    ways = {"before the response": AfterResponse(), "after the response": deferring}
+    durations: dict[str, list[float]] = {way: [] for way in ways}
+    ended: dict[str, list[float]] = {way: [] for way in ways}
+    trips: dict[str, list[int]] = {way: [] for way in ways}
+    try:
+        for n, (user, session) in enumerate(asks):
+            for way in ways if n % 2 else reversed(list(ways)):
+                module.after_response = ways[way]
+                before = state.calls["read"]
+                started = time.perf_counter()
+                invocation = function.invoke(feed_event(user, session))
+                function.settled()
+                finished = (time.perf_counter() - started) * 1000
+                if not invocation.ok or invocation.payload["statusCode"] != 200:
+                    raise RuntimeError(f"the API failed during the benchmark: {invocation.error or invocation.payload}")
+                if n >= WARMUP_REQUESTS:
+                    durations[way].append(invocation.duration_ms)
+                    ended[way].append(finished)
+                    trips[way].append(state.calls["read"] - before)
+    finally:
+        module.after_response = deferring
+    return [{**_row("memory", f"API handler, experiment, exposure to moto {way}", recommender.pipeline.max_candidates,
+                    durations[way], trips[way], []),
+             "ended_p50_ms": statistics.median(ended[way]), "ended_p99_ms": percentile(ended[way], 99)}
+            for way in ways]
 
 
 def _row(store: str, what: str, budget: int, durations: list[float], trips: list[int],

@@ -3,12 +3,16 @@ the shoppers whose feeds they ask for."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import random
 import time
 from typing import Any
 
 from tailor.embeddings.online import OnlineVectors
+from tailor.experiments.assignment import claim_slot
+from tailor.experiments.definitions import Experiment, new_experiment
+from tailor.experiments.strategies import BUILT_IN
 from tailor.ingest.intent import SessionIntent
 from tailor.ingest.service import Ingestor, StreamRecord
 from tailor.personas.online import PersonaTracker
@@ -19,7 +23,7 @@ from tailor.store.port import TABLES
 from tailor_local.http import proxy_event
 from tailor_local.stack import LocalStack
 
-__all__ = ["FEED_N", "UNKNOWN_SHARE", "copy_to_dynamo", "feed_event", "feed_requests", "ingested"]
+__all__ = ["FEED_N", "UNKNOWN_SHARE", "copy_to_dynamo", "feed_event", "feed_requests", "ingested", "started_experiment"]
 
 FEED_N = 20  # items per feed asked for
 UNKNOWN_SHARE = 0.1  # of requests, for shoppers Tailor has never seen (cold-start feeds)
@@ -77,3 +81,10 @@ def feed_event(user: str, session: str | None) -> dict[str, Any]:
     return proxy_event("GET", f"/users/{user}/feed", resource="/users/{user_id}/feed",
                        path_parameters={"user_id": user}, query=query, headers=[("x-api-key", "bench")],
                        api_key="bench")
+
+
+def started_experiment(definition: dict[str, Any], now: dt.datetime) -> Experiment:
+    """An experiment on the feed, started an hour before `now`."""
+    experiment = new_experiment({**definition, "start": (now - dt.timedelta(hours=1)).isoformat()}, now=now,
+                                known_strategies=set(BUILT_IN))
+    return experiment.started(now, claim_slot(experiment, []))
