@@ -28,7 +28,7 @@ from .common import print_summary, running, say, shown, tailor_command
 from .invoke import event_for, k_choice
 from .replay import EventTally, print_next_steps, put_and_wait, simulated_events, simulation_options
 
-__all__ = ["ApiExample", "add_parser", "api_examples"]
+__all__ = ["ApiExample", "add_parser", "api_examples", "wait_until_interrupted"]
 
 
 def add_parser(commands: Any) -> None:
@@ -183,7 +183,7 @@ def _local_up(args: argparse.Namespace) -> int:
             say("\nPhases: " + ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in phases.items()) + ".")
             say(f"The local stack is up at {stack.server.endpoint}"
                 + (f", its API at {stack.api.url}" if stack.api else "") + ". Ctrl-C stops it.")
-            threading.Event().wait()
+            wait_until_interrupted()
         except KeyboardInterrupt:
             code = 130
         except SystemExit as stop:  # SIGTERM
@@ -195,6 +195,13 @@ def _local_up(args: argparse.Namespace) -> int:
             state_file.unlink(missing_ok=True)
             say(f"Stopped in {time.monotonic() - stopping:.1f} s.")
     _exit_without_waiting_for_handlers(code)
+
+
+def wait_until_interrupted(wake_seconds: float = 1.0) -> NoReturn:
+    """Wait for Ctrl-C (KeyboardInterrupt). Python runs a signal's handler on the main thread, and a signal the system
+    hands one of the stack's many other threads interrupts no wait there: waking every `wake_seconds` acts on it."""
+    while True:
+        time.sleep(wake_seconds)
 
 
 def _exit_without_waiting_for_handlers(code: int) -> NoReturn:

@@ -3,9 +3,11 @@
 import argparse
 import json
 import re
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import types
 
@@ -275,3 +277,23 @@ def test_quarantine_lists_the_most_recent_last_by_day_then_sequence_number():
             "quarantine/date=2026-12-01/shard=s-1/5000.json", "quarantine/date=2026-12-02/shard=s-1/1001.json"]
     ordered = [o["Key"] for o in sorted(({"Key": k} for k in keys), key=_arrival)]
     assert ordered == [keys[2], keys[0], keys[1], keys[3]]
+
+
+def test_ctrl_c_that_the_system_hands_another_thread_still_stops_the_stack():
+    """`tailor local up` waits for Ctrl-C on its main thread, where Python runs the handler; a SIGINT delivered to one
+    of its other threads interrupts no wait there, and is acted on within a wake."""
+    from tailor_cli.local import wait_until_interrupted
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        def elsewhere():
+            time.sleep(0.2)
+            signal.pthread_kill(threading.get_ident(), signal.SIGINT)  # to this thread, not the main one
+
+        threading.Thread(target=elsewhere, daemon=True).start()
+        started = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            wait_until_interrupted(wake_seconds=0.1)
+        assert time.monotonic() - started < 2
+    finally:
+        signal.signal(signal.SIGINT, previous)
