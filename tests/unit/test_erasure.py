@@ -333,6 +333,22 @@ def test_an_id_never_seen_is_answered_so_and_still_refuses_its_events_on_their_w
     assert outcome.erased == 1 and "ns-1" not in state_rows(store)["sessions"]
 
 
+def test_a_shopper_who_was_only_shown_lists_has_them_erased_though_tailor_holds_no_row_of_them():
+    """Feeds in an experiment log what they served under the shopper's id before any event of theirs arrives."""
+    store, blobs = clean_run(random_events(5, 200))
+    experiments = ExperimentStore(store)
+    assignment = assign(_running_experiment(), "feed", user_id="only-shown", session_id="os-1")
+    feed_id = new_feed_id("e1", assignment.variant_name, assignment.unit_kind)
+    experiments.log_exposure(feed_id, assignment, strategy="default", items=["i1"], probabilities=[1.0],
+                             served_at=NOW - 60)
+    assert "only-shown" not in state_rows(store)["shoppers"]
+
+    done = erase(store, blobs, "only-shown")
+
+    assert done["status"] == "done" and done["removed"]["exposures"] == 1
+    assert feed_id not in state_rows(store).get("exposures", {})
+
+
 def test_a_second_delete_while_one_is_pending_covers_both_and_the_first_message_does_nothing():
     user = "u-twice"
     store, blobs = ingest(history(user, 20, years=1, end=datetime(2026, 10, 1, tzinfo=UTC)))

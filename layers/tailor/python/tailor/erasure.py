@@ -128,25 +128,27 @@ def request_erasure(store: StateStore, queue: Queue, user_id: str, *, now: float
                     new_id: Callable[[], str] = lambda: uuid.uuid4().hex) -> dict[str, Any]:
     """Replace `user_id`'s shopper row with a tombstone erased at `now` (default: the clock; never earlier than an
     erasure before), holding the record of a new erasure, then queue {user_id, erasure_id} for the worker. Returns the
-    erasure's status (see erasure_status); nothing_to_erase, with nothing queued, if Tailor never saw the id.
+    erasure's status (see erasure_status); nothing_to_erase, with nothing queued, if Tailor holds nothing of the id
+    (no row, and no list an experiment served it: a shopper who was shown feeds but sent no event has those).
 
     If the queue refuses the message the tombstone stays, pending: requesting again starts an erasure that covers it."""
     now = time.time() if now is None else now
     row = store.read("shoppers", [user_id]).get(user_id)
     erased = max(now, erased_at(row) or 0.0)
     erasure_id = new_id()
-    if row is None:
+    if row is None and not [e for e in store.query("exposures", "unit", user_id) if e.get("unit_kind") == USER_UNIT]:
         record = _record(NOTHING_TO_ERASE, now, math.ceil(erased), [], [], shopper_state=False)
         record["finished_at"] = now
         store.replace("shoppers", user_id, tombstone(user_id, erased, erasure_id, record))
         return _status(user_id, erasure_id, record)
+    row = row or {}
 
     # Whatever state the row holds says where to look: a shopper's who came back since an earlier erasure, or that of
     # a batch which raced one (see the module doc).
-    state = ShopperState.from_row({k: v for k, v in row.items() if k != ERASED_FIELD})
+    state = ShopperState.from_row({k: v for k, v in row.items() if k != ERASED_FIELD}) if row else None
     periods, shards = _archive_index(state)
     # Anything but a tombstone's own fields: state, or counters other shoppers' events added to the row.
-    shopper_state = bool(set(row) - set(tombstone(user_id, 0, "", {})))
+    shopper_state = bool(row) and bool(set(row) - set(tombstone(user_id, 0, "", {})))
     # Events sent before the erasure but timestamped after it (a clock ahead) are theirs too.
     until = max(math.ceil(erased), state.last_seen if state else 0.0)
     record = _record(PENDING, now, until, periods, shards, shopper_state=shopper_state)
