@@ -6,8 +6,8 @@ recorded, the session's features (tailor.intent.intent_features, the function In
 are one example labelled with that intent: the intent the shopper was in when they did it. Training
 and serving therefore compute the same features from the same state.
 
-Filter. The session intent filter (tailor.intent_filter) is counted from the same sessions
-(tailor_lab.training.intent_filter); the examples' filter features come from filters counted without
+Filter. The session intent filter (tailor.intent_filter) is learned from the same sessions, counted then fitted
+(tailor_lab.training.intent_filter); the examples' filter features come from filters learned without
 their session (two folds), the published one from all of them, in the model's metadata ("filter").
 
 Model. scikit-learn's HistGradientBoostingClassifier (a tree ensemble: a batch of a few hundred
@@ -42,7 +42,7 @@ from tailor.intent import INPUT_NAME, INTENT_FEATURES, INTENTS, METADATA_KEY, MO
 from tailor.intent_filter import IntentFilter
 from tailor.models import model_version
 
-from .intent_truth import Examples, counted_filters, evaluate_simulated, format_simulated, simulated_examples
+from .intent_truth import Examples, evaluate_simulated, format_simulated, learned_filters, simulated_examples
 from .model_output import (
     Incumbent,
     add_output_arguments,
@@ -119,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     sim = simulate(shoppers=args.shoppers, days=args.days, seed=args.seed)
     source = f"simulator ({args.shoppers} shoppers, {args.days:g} days, seed {args.seed})"
-    intent_filter, held_out_filter = counted_filters(sim.events, sim.truth)
+    intent_filter, held_out_filter = learned_filters(sim.events, sim.truth)
     examples = simulated_examples(sim.events, sim.truth, max_examples=MAX_EXAMPLES, seed=args.seed,
                                   intent_filter=held_out_filter)
     fit_started = time.perf_counter()

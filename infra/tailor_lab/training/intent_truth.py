@@ -4,7 +4,7 @@ Examples. Simulated events are folded session by session with tailor.session.fol
 after each event whose intent the simulator recorded, the session's features (tailor.intent.intent_features, the
 function Ingest and the API call) are one example labelled with that intent: the intent the shopper was in when they
 did it. Sessions are folded with the model's intent filter (tailor.intent_filter), whose posterior four features
-are; in training, with the filter counted without the session (`counted_filters`). Training learns from them; training and `tailor evaluate intent` score a model on held-out ones: macro F1,
+are; in training, with the filter learned without the session (`learned_filters`). Training learns from them; training and `tailor evaluate intent` score a model on held-out ones: macro F1,
 accuracy, per-intent F1, and calibration (expected calibration error of the top probability over 15 equal-width
 bins, and the multi-class Brier score), beside the filter's own posterior, the baseline of the training data's intent shares and, where the
 simulation recorded its actions, the Bayes-optimal posterior (tailor_lab.evaluation.intent_oracle): the ceiling.
@@ -25,13 +25,13 @@ from tailor.intent import INTENT_FEATURES, INTENTS, IntentModel, intent_features
 from tailor.intent_filter import IntentFilter
 from tailor.session import SessionState, fold_session
 
-from .intent_filter import count_filter, labelled_sessions
+from .intent_filter import fit_filter, labelled_sessions
 
 __all__ = ["CALIBRATION_BINS", "FILTER", "ORACLE", "ORACLE_BLIND", "ORACLE_F1", "Examples", "calibration",
-           "counted_filters", "decision_weights", "evaluate_simulated", "format_simulated", "macro_f1", "simulated_examples"]
+           "decision_weights", "evaluate_simulated", "format_simulated", "learned_filters", "macro_f1", "simulated_examples"]
 
 CALIBRATION_BINS = 15
-FOLDS = 2  # folds of the training sessions the classifier's filter posteriors are counted without
+FOLDS = 2  # folds of the training sessions the classifier's filter posteriors are learned without
 FILTER = "intent filter alone"
 ORACLE = "Bayes oracle"
 ORACLE_F1 = "Bayes oracle, F1 decision"
@@ -79,18 +79,18 @@ def simulated_examples(events: Sequence[dict], truth: dict, *, max_examples: int
     return out
 
 
-def counted_filters(events: Sequence[dict], truth: dict, *, folds: int = FOLDS
+def learned_filters(events: Sequence[dict], truth: dict, *, folds: int = FOLDS
                     ) -> tuple[IntentFilter, Callable[[str], IntentFilter]]:
-    """The intent filter counted from a simulation's recorded intents (tailor_lab.training.intent_filter), and for
-    each session id the filter counted without its fold of the sessions: a classifier learns from the posteriors
-    of filters that did not see the session, as serving's filter has not."""
+    """The intent filter learned from a simulation's recorded intents (tailor_lab.training.intent_filter: counted,
+    then fitted), and for each session id the filter learned without its fold of the sessions: a classifier learns
+    from the posteriors of filters that did not see the session, as serving's filter has not."""
     index = {name: k for k, name in enumerate(INTENTS)}
     intent_of = {event_id: index[intent] for event_id, intent in _recorded_intents(truth).items()}
     sessions = labelled_sessions((parse_event(raw) for raw in events), intent_of)
     fold = {session_id: zlib.crc32(session_id.encode()) % folds for session_id in sessions}
-    without = [count_filter(events for session_id, events in sessions.items() if fold[session_id] != k)
+    without = [fit_filter([events for session_id, events in sessions.items() if fold[session_id] != k])
                for k in range(folds)]
-    return count_filter(sessions.values()), lambda session_id: without[zlib.crc32(session_id.encode()) % folds]
+    return fit_filter(list(sessions.values())), lambda session_id: without[zlib.crc32(session_id.encode()) % folds]
 
 
 def evaluate_simulated(model: IntentModel, events: Sequence[dict], truth: dict, *,

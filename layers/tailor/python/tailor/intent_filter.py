@@ -17,9 +17,9 @@ comparison then needs no new page); between events the intent moves by a transit
 when the event starts one (`action_start`), else (nearly) the identity, and after a purchase the one of starting
 over.
 
-The parameters are counted from labelled sessions (tailor_lab.training.intent_filter) and ship in the intent
-model's metadata (tailor.intent.IntentModel.filter), stamped with FORMAT; `observe` is the one function training
-counts with and serving filters with. Parameters of another format (or of none: published before formats were
+The parameters are learned from labelled sessions (tailor_lab.training.intent_filter: counted, then fitted) and
+ship in the intent model's metadata (tailor.intent.IntentModel.filter), stamped with FORMAT; `observe` is the one
+function training learns with and serving filters with. Parameters of another format (or of none: published before formats were
 stamped) are refused rather than read, since their keys would mean other observations than this code's and the
 classifier would misread the posterior they give. A session keeps the filter's state in one short string
 (SessionState.intent_filter: the posterior, rounded, the page context, the category browsed and the items viewed in
