@@ -69,3 +69,4 @@ def test_the_fit_lowers_the_log_loss_of_the_counted_filter_and_serving_reads_it(
     assert set(fitted.kinds) == set(count_filter(sessions).kinds)  # the same keys, so the same format
     again = IntentFilter.from_json(fitted.to_json())
     assert again.to_json() == fitted.to_json() and fit_filter(sessions).to_json() == fitted.to_json()
+    assert fit_filter(iter(sessions)).to_json() == fitted.to_json()  # read twice, so a generator too

@@ -2,7 +2,7 @@
 then fitted to the intents.
 
 The simulator records the intent at every event, so the filter is a supervised hidden Markov model: no expectation
-maximisation, only counts. Sessions are folded event by event with tailor.session.fold_session, and each event's
+maximisation. Counted (`count_filter`): sessions are folded event by event with tailor.session.fold_session, and each event's
 observation (tailor.intent_filter.observe, the function serving filters with) is counted against its intent: the
 first event's intent gives the prior; each pair of consecutive events the transition of its kind (a new action,
 within one, after a purchase); the kind given what came before it (Observation.given), per intent, P(kind | given,
@@ -25,6 +25,7 @@ weight for all cannot. The result has the same keys and format: serving is uncha
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
@@ -41,6 +42,8 @@ SMOOTHING = 0.5
 EVIDENCE_WEIGHT = 0.85  # chosen on a validation simulation (seed 9)
 FIT_L2 = 1e-3  # the fit's penalty per squared log-likelihood from the counted one, on the mean log-loss (seeds 9-11)
 FIT_ITERATIONS = 300
+
+logger = logging.getLogger(__name__)
 _END = "end"  # the outcome counted after a session's last event
 _NEUTRAL = IntentFilter([0.25] * N_INTENTS, {name: np.eye(N_INTENTS).tolist() for name in TRANSITIONS}, {}, {})
 
@@ -105,9 +108,10 @@ def count_filter(sessions: Iterable[Sequence[tuple[Event, int]]], *, smoothing: 
     )
 
 
-def fit_filter(sessions: Sequence[Sequence[tuple[Event, int]]], *, l2: float = FIT_L2,
+def fit_filter(sessions: Iterable[Sequence[tuple[Event, int]]], *, l2: float = FIT_L2,
                max_iterations: int = FIT_ITERATIONS) -> IntentFilter:
     """The filter counted from `sessions` (as count_filter), then fitted to their intents (the module doc)."""
+    sessions = list(sessions)  # read twice: counted, then encoded
     counted = count_filter(sessions, evidence_weight=1.0)
     kinds, details = sorted(counted.kinds), sorted(counted.details)
     encoded = _Encoded(sessions, {k: i for i, k in enumerate(kinds)}, {k: i for i, k in enumerate(details)})
@@ -129,6 +133,8 @@ def fit_filter(sessions: Sequence[Sequence[tuple[Event, int]]], *, l2: float = F
 
     fitted = minimize(objective, np.concatenate([p.ravel() for p in start]), jac=True, method="L-BFGS-B",
                       options={"maxiter": max_iterations})
+    logger.info("intent filter fitted", extra={"iterations": fitted.nit, "converged": bool(fitted.success),
+                                               "message": str(fitted.message), "loss": float(fitted.fun)})
     prior, transitions, kind_logs, detail_logs = (v.reshape(s) for v, s in zip(np.split(fitted.x, cuts), shapes))
     return IntentFilter(
         _rounded(_softmax(prior)),
