@@ -135,6 +135,7 @@ class EventsOut(BaseModel):
 class ErasureRemoved(BaseModel):
     shopper_state: bool = Field(description="the shopper's row held state (or counters other shoppers' events added)")
     sessions: int
+    exposures: int = Field(0, description="logs of the lists experiments served them")
     archive_objects_rewritten: int = Field(description="objects of the event archive rewritten without their events")
     archive_events: int = Field(description="their events taken out of the event archive")
 
@@ -144,7 +145,7 @@ class ErasureOut(BaseModel):
     user_id: str
     status: Literal["pending", "done", "nothing_to_erase"] = Field(
         description="pending: the shopper's state is gone and their events are refused, their sessions and archived "
-                    "events are being removed; done: removed; nothing_to_erase: Tailor had never seen them")
+                    "events are being removed; done: removed; nothing_to_erase: Tailor holds nothing of them")
     status_url: str = Field(description="where to GET the erasure's status")
     requested_at: str
     erased_until: str = Field(description="the shopper's events timestamped up to then are erased, those still on "

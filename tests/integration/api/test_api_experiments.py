@@ -3,6 +3,7 @@ requests name their field."""
 
 import json
 import threading
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -152,6 +153,15 @@ def test_an_exposure_is_logged_once_the_response_has_gone(api, monkeypatch):
             release.set()
             assert api.function.settled() and written == [feed_id]
             assert logged(feed_id)["unit"]["S"] == "after-shopper"
+        # The shopper sent no event, so Tailor keeps no row of theirs; their DELETE still takes the list they were shown.
+        status, requested = api.invoke_file("api-delete-user.json", path_parameters={"user_id": "after-shopper"})
+        assert status == 202 and requested["status"] in ("pending", "done")
+        deadline = time.monotonic() + 60
+        while requested["status"] != "done" and time.monotonic() < deadline:
+            time.sleep(0.2)
+            _, requested = api.invoke_file("api-get-erasure.json", path_parameters={"user_id": "after-shopper"})
+        assert requested["status"] == "done" and requested["removed"]["exposures"] == 1
+        assert logged(feed_id) is None
     finally:
         release.set()
         assert api.post("/experiments/exp-after/stop", {}).status_code == 200
