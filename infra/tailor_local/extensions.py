@@ -53,9 +53,14 @@ class ExtensionsApi:
         the function shares them here) with AWS_LAMBDA_RUNTIME_API, this API's address, over them."""
         return _Overlay(shared, {"AWS_LAMBDA_RUNTIME_API": self.address})
 
-    def init_over(self) -> None:
-        """The environment's first invocation has started: registrations are refused from now on."""
+    def begin(self, *, seconds: float, request_id: str) -> bool:
+        """An invocation of the environment starts: registrations are refused from now on, and a registered extension
+        gets its INVOKE event. Whether one did (the invocation then ends once it asks again: `ended`)."""
         self._init_over = True
+        if not self.registered:
+            return False
+        self.invoke(seconds=seconds, request_id=request_id)
+        return True
 
     def invoke(self, *, seconds: float = 30.0, request_id: str | None = None) -> str:
         """Start an invocation that times out in `seconds`: the extension's pending request gets its event, which

@@ -135,14 +135,11 @@ class LocalFunction:
         except Exception as exc:  # an import error is an invocation error (Runtime.ImportModuleError in Lambda)
             self.note(f"INIT failed: {type(exc).__name__}: {exc}")
             return Invocation(request_id, None, _error_of(exc), 0.0)
-        environment_api = self._extensions.get(id(handler))
-        extensions = environment_api if environment_api is not None and environment_api.registered else None
+        extensions = self._extensions.get(id(handler))
+        extended = False  # a registered extension has this invocation's event
         try:
-            if environment_api is not None:
-                environment_api.init_over()
-            if extensions is not None:
-                extensions.invoke(seconds=self.timeout_s, request_id=request_id)
-            with sandbox.entered(self._sandbox(environment_api)):
+            extended = extensions is not None and extensions.begin(seconds=self.timeout_s, request_id=request_id)
+            with sandbox.entered(self._sandbox(extensions)):
                 # The clock starts once this invocation has an environment, as Lambda's starts once it has a
                 # sandbox; initialisation (the import) does not count either.
                 started = time.monotonic()
@@ -162,7 +159,7 @@ class LocalFunction:
                     payload, error = None, _error_of(exc)
                 duration_ms = (time.monotonic() - started) * 1000
         finally:
-            if extensions is None:
+            if not extended:
                 self._release(handler)
             else:
                 # The response is the caller's at once; the environment serves again once the extension is done

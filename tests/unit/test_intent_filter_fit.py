@@ -11,6 +11,7 @@ from tailor_lab.simulator import simulate
 from tailor_lab.training.intent_filter import (
     EVIDENCE_WEIGHT,
     _Encoded,
+    _parameters,
     count_filter,
     fit_filter,
     labelled_sessions,
@@ -30,11 +31,7 @@ def _encoded_and_start(sessions):
     counted = count_filter(sessions, evidence_weight=1.0)
     kinds, details = sorted(counted.kinds), sorted(counted.details)
     encoded = _Encoded(sessions, {k: i for i, k in enumerate(kinds)}, {k: i for i, k in enumerate(details)})
-    start = [np.log(counted.prior), np.log(np.array([counted.transitions[n] for n in ("action", "within",
-                                                                                       "after_purchase")])),
-             EVIDENCE_WEIGHT * np.log(np.array([counted.kinds[k] for k in kinds])),
-             EVIDENCE_WEIGHT * np.log(np.array([counted.details[k] for k in details]))]
-    return encoded, start
+    return encoded, _parameters(counted, kinds, details, evidence_weight=EVIDENCE_WEIGHT)
 
 
 def test_the_gradient_is_the_losss_by_finite_differences(sessions):
@@ -59,12 +56,7 @@ def test_the_fit_lowers_the_log_loss_of_the_counted_filter_and_serving_reads_it(
     encoded, start = _encoded_and_start(sessions)
     counted_loss, _ = encoded.loss_and_gradient(*start)
     fitted = fit_filter(sessions)
-    kinds, details = sorted(fitted.kinds), sorted(fitted.details)
-    fitted_params = [np.log(fitted.prior), np.log(np.array([fitted.transitions[n] for n in ("action", "within",
-                                                                                              "after_purchase")])),
-                     np.log(np.array([fitted.kinds[k] for k in kinds])),
-                     np.log(np.array([fitted.details[k] for k in details]))]
-    fitted_loss, _ = encoded.loss_and_gradient(*fitted_params)
+    fitted_loss, _ = encoded.loss_and_gradient(*_parameters(fitted, sorted(fitted.kinds), sorted(fitted.details)))
     assert fitted_loss < 0.98 * counted_loss
     assert set(fitted.kinds) == set(count_filter(sessions).kinds)  # the same keys, so the same format
     again = IntentFilter.from_json(fitted.to_json())

@@ -115,9 +115,7 @@ def fit_filter(sessions: Iterable[Sequence[tuple[Event, int]]], *, l2: float = F
     counted = count_filter(sessions, evidence_weight=1.0)
     kinds, details = sorted(counted.kinds), sorted(counted.details)
     encoded = _Encoded(sessions, {k: i for i, k in enumerate(kinds)}, {k: i for i, k in enumerate(details)})
-    start = [np.log(counted.prior), np.log(np.array([counted.transitions[name] for name in TRANSITIONS])),
-             EVIDENCE_WEIGHT * np.log(np.array([counted.kinds[k] for k in kinds]).reshape(-1, N_INTENTS)),
-             EVIDENCE_WEIGHT * np.log(np.array([counted.details[k] for k in details]).reshape(-1, N_INTENTS))]
+    start = _parameters(counted, kinds, details, evidence_weight=EVIDENCE_WEIGHT)
     shapes = [p.shape for p in start]
     cuts = np.cumsum([p.size for p in start])[:-1]
     labelled = max(1, encoded.labelled)
@@ -246,6 +244,15 @@ class _Encoded:
         d_prior = d_log_prior - np.exp(log_prior) * d_log_prior.sum()
         d_transitions = d_log_transitions - np.exp(log_transitions) * d_log_transitions.sum(2, keepdims=True)
         return float(loss), [d_prior, d_transitions, d_kinds, d_details]
+
+
+def _parameters(intent_filter: IntentFilter, kinds: Sequence[str], details: Sequence[str], *,
+                evidence_weight: float = 1.0) -> list[np.ndarray]:
+    """A filter's tables as the fit takes them: the prior's and the transitions' logs, and the kinds' and details'
+    log-likelihoods (in the order of `kinds` and `details`) times `evidence_weight`."""
+    return [np.log(intent_filter.prior), np.log(np.array([intent_filter.transitions[name] for name in TRANSITIONS])),
+            evidence_weight * np.log(np.array([intent_filter.kinds[k] for k in kinds]).reshape(-1, N_INTENTS)),
+            evidence_weight * np.log(np.array([intent_filter.details[k] for k in details]).reshape(-1, N_INTENTS))]
 
 
 def _logsumexp(x: np.ndarray, axis: int) -> np.ndarray:

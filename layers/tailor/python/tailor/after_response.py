@@ -42,6 +42,8 @@ FAILURES_BEFORE_STOPPING = 10  # requests in a row the Extensions API did not an
 _API = "2020-01-01/extension"
 _ANY = ""  # the key of an invocation whose handler had no request id
 
+_Task = tuple[Callable[[], Any], str, dict[str, Any]]  # the work, what it is (for the log), its context
+
 logger = logging.getLogger(__name__)
 
 
@@ -56,7 +58,7 @@ class AfterResponse:
         self.extension_id = extension_id
         self.settle_seconds = settle_seconds
         self.margin_seconds = margin_seconds
-        self._tasks: dict[str, list[tuple[Callable[[], Any], str, dict[str, Any]]]] = {}
+        self._tasks: dict[str, list[_Task]] = {}
         self._current: str | None = None  # the invocation whose handler is running
         self._done: set[str] = set()  # invocations whose handler has ended, their work not yet run
         self._passed: str | None = None  # the invocation the extension last stopped waiting for
@@ -145,7 +147,7 @@ class AfterResponse:
 
     def _serve_invocation(self) -> bool:
         """Serve one event; False once the environment shuts down."""
-        event = _request(self.runtime_api, "GET", "event/next", self.extension_id)
+        event = _next_event(self.runtime_api, self.extension_id)
         if event.get("eventType") == "SHUTDOWN":
             self._stop()
             return False
@@ -181,7 +183,7 @@ class AfterResponse:
         for task, what, context in waiting:
             _run(task, what, context)
 
-    def _run_all(self, tasks: list[tuple[Callable[[], Any], str, dict[str, Any]]], deadline: float) -> None:
+    def _run_all(self, tasks: list[_Task], deadline: float) -> None:
         for n, (task, what, context) in enumerate(tasks):
             if deadline and time.time() > deadline - self.margin_seconds:
                 logger.error("deferred work not done: the invocation's deadline is near",
@@ -210,8 +212,8 @@ def _register(runtime_api: str, name: str) -> str:
     return extension_id
 
 
-def _request(runtime_api: str | None, method: str, path: str, extension_id: str | None) -> dict[str, Any]:
-    request = urllib.request.Request(f"http://{runtime_api}/{_API}/{path}", method=method,
+def _next_event(runtime_api: str | None, extension_id: str | None) -> dict[str, Any]:
+    request = urllib.request.Request(f"http://{runtime_api}/{_API}/event/next",
                                      headers={"Lambda-Extension-Identifier": extension_id or ""})
     # No timeout: the next event comes when the next invocation does, however long that takes.
     with urllib.request.urlopen(request) as response:  # noqa: S310 (the runtime's own API, on the sandbox)

@@ -136,7 +136,7 @@ def request_erasure(store: StateStore, queue: Queue, user_id: str, *, now: float
     row = store.read("shoppers", [user_id]).get(user_id)
     erased = max(now, erased_at(row) or 0.0)
     erasure_id = new_id()
-    if row is None and not [e for e in store.query("exposures", "unit", user_id) if e.get("unit_kind") == USER_UNIT]:
+    if row is None and not _lists_served(store, user_id, USER_UNIT):
         record = _record(NOTHING_TO_ERASE, now, math.ceil(erased), [], [], shopper_state=False)
         record["finished_at"] = now
         store.replace("shoppers", user_id, tombstone(user_id, erased, erasure_id, record))
@@ -196,8 +196,7 @@ def complete_erasure(store: StateStore, blobs: BlobStore, user_id: str, erasure_
     # What experiments served them: by their id, and by their sessions' ids where a session was the unit (served
     # before the shop knew who they were). Found before the sessions go, so a retry finds them again.
     served = [e for unit, kind in [(user_id, USER_UNIT), *((session, SESSION_UNIT) for session in doomed)]
-              for e in store.query("exposures", "unit", unit)
-              if e.get("unit_kind") == kind and float(e.get("served_at", until)) <= until]
+              for e in _lists_served(store, unit, kind) if float(e.get("served_at", until)) <= until]
     store.delete_many("exposures", [e[TABLES["exposures"]] for e in served])
     record["exposures_deleted"] = record.get("exposures_deleted", 0) + len(served)
     store.delete_many("sessions", doomed)
@@ -302,6 +301,11 @@ def _record(status: str, requested: float, until: float, periods: list[str], sha
     return {"status": status, "requested_at": requested, "until": until, "finished_at": None,
             "shopper_state": shopper_state, "archive_days": periods, "archive_shards": shards,
             **{name: 0 for name in _COUNTS}}
+
+
+def _lists_served(store: StateStore, unit: str, kind: str) -> list[dict[str, Any]]:
+    """The exposure logs of what experiments served `unit` as a unit of `kind` (a user id or a session id)."""
+    return [e for e in store.query("exposures", "unit", unit) if e.get("unit_kind") == kind]
 
 
 def _archive_index(state: ShopperState | None) -> tuple[list[str], list[str]]:
