@@ -17,6 +17,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+from aws_lambda_powertools import Metrics
 from cfnlint.decode import cfn_yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -25,6 +26,8 @@ from samtranslator.translator.transform import transform
 import tailor.aws_clients
 from tailor.archive import archived_events
 from tailor.erasure import TOMBSTONE_SECONDS
+from tailor.ingest.kinesis import publish_metrics
+from tailor.ingest.service import BatchOutcome
 from tailor.shopper import EXPIRY_FIELD
 from tailor.store.aws import S3BlobStore
 from tailor.store.port import INDEXES, TABLES
@@ -155,6 +158,66 @@ def test_events_the_stream_gave_up_on_and_failed_erasures_raise_alarms_told_to_a
     quarantine = next(rule for rule in resources["DataBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
                       if rule["Id"] == "ExpireQuarantine")
     assert quarantine["NoncurrentVersionExpiration"]["NoncurrentDays"] <= 1
+
+
+def test_operators_hear_when_ingest_falls_behind_a_scheduled_job_fails_events_go_unapplied_or_the_api_errs(template):
+    resources, env = template["Resources"], template["Globals"]["Function"]["Environment"]["Variables"]
+    alarms = {name: r["Properties"] for name, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+    assert {"IngestLagAlarm", "ScheduledJobFailureAlarm", "EventsNotApplicableAlarm", "ApiErrorsAlarm"} <= set(alarms)
+    for props in alarms.values():
+        assert props["AlarmActions"] == {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+        assert props["TreatMissingData"] == "notBreaching"
+
+    def metrics_of(props: dict) -> dict[str, dict]:
+        return {m["Id"]: m for m in props["Metrics"]}
+
+    def answer(props: dict) -> dict:
+        (returned,) = [m for m in props["Metrics"] if m.get("ReturnData", True)]
+        return returned
+
+    lag = alarms["IngestLagAlarm"]
+    age = metrics_of(lag)["age"]["MetricStat"]
+    assert (age["Metric"]["Namespace"], age["Metric"]["MetricName"], age["Stat"]) == ("AWS/Lambda", "IteratorAge", "Maximum")
+    assert age["Metric"]["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "IngestFunction"}}]
+    assert answer(lag)["Expression"] == "age / 1000" and lag["Threshold"] == {"Ref": "IngestLagAlarmSeconds"}
+
+    # Every function a schedule runs, and no other, is watched: a job added later cannot fail unheard.
+    scheduled = {name for name, r in resources.items() if r["Type"] == "AWS::Serverless::Function"
+                 and any(e["Type"] in ("Schedule", "ScheduleV2") for e in r["Properties"].get("Events", {}).values())}
+    jobs = alarms["ScheduledJobFailureAlarm"]
+    watched = [m["MetricStat"] for m in jobs["Metrics"] if "MetricStat" in m]
+    assert {(s["Metric"]["Namespace"], s["Metric"]["MetricName"], s["Stat"]) for s in watched} == {
+        ("AWS/Lambda", "Errors", "Sum")}
+    assert sorted(s["Metric"]["Dimensions"][0]["Value"]["Ref"] for s in watched) == sorted(scheduled)
+    assert len(scheduled) >= 8 and len(jobs["Metrics"]) <= 10  # CloudWatch's limit on an alarm's metrics
+    assert answer(jobs)["Expression"] == "SUM(FILL(METRICS(), 0))"
+    assert (jobs["Threshold"], jobs["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
+
+    # The metric Ingest publishes, under the namespace and service dimension Powertools gives it from the globals.
+    unapplicable = alarms["EventsNotApplicableAlarm"]
+    metrics = Metrics(namespace=env["POWERTOOLS_METRICS_NAMESPACE"], service=env["POWERTOOLS_SERVICE_NAME"])
+    metrics.clear_metrics()
+    publish_metrics(metrics, BatchOutcome(records=1, quarantined=1, unapplicable=1))
+    published = metrics.serialize_metric_set()
+    metrics.clear_metrics()
+    (directive,) = published["_aws"]["CloudWatchMetrics"]
+    assert unapplicable["Namespace"] == directive["Namespace"]
+    assert unapplicable["MetricName"] in {m["Name"] for m in directive["Metrics"]}
+    assert published[unapplicable["MetricName"]] in (1, [1])
+    assert unapplicable["Dimensions"] == [{"Name": d, "Value": published[d]} for d in directive["Dimensions"][0]]
+
+    # API Gateway names a REST API's metrics by the API's name and stage, as SAM deploys them.
+    transformed = sam_transform(template)["Resources"]
+    api = alarms["ApiErrorsAlarm"]
+    name = transformed["ServingApi"]["Properties"]["Body"]["info"]["title"]
+    stage = transformed["ServingApiStage"]["Properties"]["StageName"]
+    for metric_id, metric_name in (("errors", "5XXError"), ("requests", "Count")):
+        stat = metrics_of(api)[metric_id]["MetricStat"]
+        assert (stat["Metric"]["Namespace"], stat["Metric"]["MetricName"], stat["Stat"]) == (
+            "AWS/ApiGateway", metric_name, "Sum")
+        assert stat["Metric"]["Dimensions"] == [{"Name": "ApiName", "Value": name}, {"Name": "Stage", "Value": stage}]
+    assert answer(api)["Expression"] == "IF(requests >= 20, errors / requests, 0)"
+    assert api["Threshold"] == {"Ref": "ApiErrorRateAlarm"}
 
 
 def test_every_function_that_reads_objects_may_list_where_it_reads(template):
