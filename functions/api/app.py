@@ -31,6 +31,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from models import (
     DECODED_PATH_ID,
     AvailableOnly,
+    CatalogIn,
+    CatalogOut,
     Category,
     ErasureOut,
     EventsIn,
@@ -52,6 +54,7 @@ from pydantic import ValidationError
 
 from tailor.after_response import AfterResponse
 from tailor.aws_clients import client
+from tailor.catalog import load_catalog
 from tailor.erasure import NOTHING_TO_ERASE, erasure_status, request_erasure
 from tailor.events import MAX_EVENT_DEPTH
 from tailor.experiments.storage import ExperimentStore, LiveExperiments
@@ -182,6 +185,14 @@ def put_events(body: Annotated[EventsIn, Body()]) -> EventsOut:
     outcome = _producer().send(body.events)
     metrics.add_metric(name="EventsRefused", unit=MetricUnit.Count, value=len(outcome.refused))
     return EventsOut.model_validate(outcome.to_json())
+
+
+@app.post("/items", summary="Catalog entries: what items are and whether they can be sold (at most 500)",
+          tags=["catalog"])
+def load_items(body: Annotated[CatalogIn, Body()]) -> CatalogOut:
+    loaded = load_catalog(state, body.items, received_at=time.time())
+    metrics.add_metric(name="CatalogEntriesWritten", unit=MetricUnit.Count, value=len(loaded.written))
+    return CatalogOut(written=len(loaded.written), stale=loaded.stale)
 
 
 @app.delete("/users/<user_id>", summary="Erase a shopper everywhere Tailor keeps them", tags=["shoppers"],

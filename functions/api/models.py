@@ -7,6 +7,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
+from tailor.catalog import MAX_CATALOG_ENTRIES, CatalogEntry
 from tailor.events import ID_PATTERN, Event
 from tailor.producer import MAX_EVENTS_PER_SEND
 from tailor.ranking.limits import (
@@ -130,6 +131,18 @@ class EventsOut(BaseModel):
     failed: int
     failures: list[Failure]
     events: list[EventStatus] = Field(description="every event's status, in request order")
+
+
+class CatalogIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    items: Annotated[list[CatalogEntry], Field(min_length=1, max_length=MAX_CATALOG_ENTRIES,
+                                               description="catalog entries: an item's fields left out stay as they were")]
+
+
+class CatalogOut(BaseModel):
+    written: int = Field(description="items whose row now holds their entry")
+    stale: list[str] = Field(description="items whose row already held an entry updated later: theirs was left out")
 
 
 class ErasureRemoved(BaseModel):

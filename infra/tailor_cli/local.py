@@ -112,6 +112,11 @@ def api_examples(url: str, key: str, tally: EventTally, now: dt.datetime | None 
                    curl("/events", body={"events": [view(2, newcomer, item),
                                                     {k: v for k, v in view(3, newcomer, item).items()
                                                      if k != "timestamp"}]}), 200),
+        ApiExample("catalog entries: a new item with its metadata, and one the shop sold out of (it leaves feeds)",
+                   curl("/items", body={"items": [
+                       {"item_id": "demo-new-item", "name": "Demo item", "category": "demo", "price": 19.9,
+                        "available": True},
+                       {"item_id": catalog[-1] if len(catalog) > 6 else "demo-sold-out", "available": False}]}), 200),
         ApiExample("erase a shopper: their state at once, their sessions and archived events after (see status_url)",
                    curl(f"/users/{quote(erasable, safe='')}", method="DELETE"), 202),
         ApiExample("without the key: refused as API Gateway's usage plan refuses it", curl(feed, {"n": 5}, keyed=False),

@@ -1,16 +1,20 @@
-"""TrainEmbeddings on moto: a simulated day ingested into the archive, item vectors learned and published with the calls
-the template grants, then loaded by Ingest, whose sessions keep vectors in their space; an empty archive skipped."""
+"""TrainEmbeddings on moto: a simulated day ingested into the archive and a catalog entry of an item nobody met, item
+vectors learned (the new item's from its metadata) and published with the calls the template grants, then loaded by
+Ingest, whose sessions keep vectors in their space; an empty archive skipped."""
 
 from __future__ import annotations
 
 import json
 import os
+import time
 
 import boto3
+import numpy as np
 import pytest
 from cfnlint.decode import cfn_yaml
 
 from tailor.associations import EVENT_WEIGHTS
+from tailor.catalog import CatalogEntry, load_catalog
 from tailor.embeddings import MODEL_NAME, load_item_vectors
 from tailor.embeddings.online import OnlineVectors, stored_vector
 from tailor.ingest.service import Ingestor
@@ -55,16 +59,25 @@ def test_train_embeddings_publishes_within_the_granted_calls_and_ingest_keeps_ve
         store = DynamoStateStore(boto3.client("dynamodb"), EraseSettings.read(os.environ).tables)
         half = len(events) // 2
         assert not Ingestor(store, bucket, max_workers=4).ingest(to_records(events[:half])).failed
+        # A new item in the catalog that no shopper has met yet, and one off sale.
+        seen = next(e for e in events[:half] if e.get("category") and e.get("price"))
+        load_catalog(store, [CatalogEntry(item_id="i-new", category=seen["category"], price=seen["price"],
+                                          name="a new arrival"),
+                             CatalogEntry(item_id="i-gone", category=seen["category"], available=False)],
+                     received_at=time.time())
         calls.clear()
         report = functions.invoke("TrainEmbeddingsFunction", load_event("train-embeddings-schedule.json"))
         assert report["status"] == "trained" and report["dim"] == 16 and report["engagements"] > 0
-        assert {"s3:GetObject", "s3:PutObject", "s3:ListBucket"} <= {action for action, _, _ in calls}
+        assert report["catalog_items"] > 1  # the new item, and those Ingest's events described
+        assert {"s3:GetObject", "s3:PutObject", "s3:ListBucket", "dynamodb:Scan"} <= {action for action, _, _ in calls}
         assert_granted(template, "TrainEmbeddingsFunction", calls)
         registry = ModelRegistry(bucket)
         assert registry.current_version(MODEL_NAME) == report["version"]
         vectors = load_item_vectors(registry)
         assert vectors is not None and len(vectors) == report["items"]
         assert {e["item_id"] for e in events[:half] if e.get("item_id")} <= set(vectors.ids)
+        assert "i-gone" not in vectors.ids and vectors.metadata_only[vectors.row("i-new")]
+        assert np.linalg.norm(vectors.vector("i-new")) > 0
         assert registry.fetch(MODEL_NAME).metadata["data_window"]["first"]
         assert registry.fetch(MODEL_NAME).metadata["artifact"] == "vectors.npz"  # a vectors file, not a graph
 

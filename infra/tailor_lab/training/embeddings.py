@@ -329,12 +329,15 @@ def index_recall(vectors: ItemVectors, queries: np.ndarray, probes: Sequence[int
 
 
 def retrain_from_archive(blobs: BlobStore, now: float, *, history_days: float = 28.0,
-                         params: EmbeddingParams = EmbeddingParams(), publish: bool = True) -> dict[str, Any]:
+                         params: EmbeddingParams = EmbeddingParams(), publish: bool = True,
+                         catalog: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """Train item vectors on the archived events of the last `history_days` before `now` (epoch seconds) and
     publish them as current: what the scheduled TrainEmbeddings function runs. The archive holds every valid event
-    Ingest applied (impressions among them, whose ignored items are the objective's negatives); the report says
-    what was trained on, or why nothing was (status "skipped": no engagement and no item metadata yet, and the
-    current vectors stay)."""
+    Ingest applied (impressions among them, whose ignored items are the objective's negatives); `catalog` holds the
+    items' catalog fields as their rows keep them (tailor.catalog.catalog_attributes), so every item on sale gets a
+    vector, from its metadata alone if no shopper engaged with it in the window. The report says what was trained
+    on, or why nothing was (status "skipped": no engagement and no item metadata yet, and the current vectors
+    stay)."""
     started = time.perf_counter()
     start = now - history_days * 86400
     since = datetime.fromtimestamp(start, tz=UTC).date().isoformat()
@@ -342,10 +345,13 @@ def retrain_from_archive(blobs: BlobStore, now: float, *, history_days: float = 
     first, last = _iso(start), _iso(now)
     data = interactions_from_events(e for e in archived_events(blobs, since=since, until=until)
                                     if first <= str(e.get("timestamp") or "") < last)
+    # An item known to be off sale is never served: it gets a vector only if shoppers engaged with it.
+    on_sale = {item: fields for item, fields in (catalog or {}).items() if fields.get("available") is not False}
     report: dict[str, Any] = {"model": MODEL_NAME, "since": since, "as_of": last, "sessions": len(data.sessions),
-                              "engagements": data.events, "ignored": sum(map(len, data.ignored))}
+                              "engagements": data.events, "ignored": sum(map(len, data.ignored)),
+                              "catalog_items": len(on_sale)}
     try:
-        vectors = train_item_vectors(data, params)
+        vectors = train_item_vectors(data, params, attributes=on_sale)
     except ValueError as nothing:
         return {**report, "status": "skipped", "reason": str(nothing), "items": 0}
     payload, metadata = publishable(vectors, data, f"archive since {since}", started, trained_at=last)

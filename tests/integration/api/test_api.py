@@ -41,7 +41,7 @@ READ_ONLY_SAMPLES = sorted(p.name for p in EVENTS.glob("api-*.json") if p.name n
                            ("api-post-events.json", "api-delete-user.json", "api-get-erasure.json",
                             "api-experiments-1-create.json", "api-experiments-2-start.json",
                             "api-experiments-4-report.json", "api-experiments-5-console.json",
-                            "api-experiments-6-stop.json"))
+                            "api-experiments-6-stop.json", "api-post-items.json"))
 
 
 @pytest.mark.parametrize("name", READ_ONLY_SAMPLES)
@@ -181,6 +181,51 @@ def test_a_body_refused_by_a_rule_of_the_domain_and_by_its_schema_names_both_fie
     status, body = api.invoke_file("api-post-related.json", body={"n": 0, "filters": {"min_price": 9, "max_price": 1}})
     assert status == 422, body
     assert [d["loc"] for d in body["detail"]] == [["body", "n"], ["body", "filters", "max_price"]]
+
+
+def test_catalog_entries_set_the_items_fields_beside_their_counters_and_never_undo_a_later_update(api):
+    sent = json.loads(load_event("api-post-items.json")["body"])["items"]
+    status, body = api.invoke_file("api-post-items.json")
+    assert status == 200, body
+    assert body == {"written": 3, "stale": []}
+    rows = items_table(api)
+    assert {k: rows["i-900"][k] for k in ("name", "category", "brand", "price", "available")} == {
+        k: sent[0][k] for k in ("name", "category", "brand", "price", "available")}
+    assert rows["i-901"]["available"] is False and rows["i-901"]["catalog_at"] == "2026-11-02T10:05:00.000000Z"
+    assert rows["i-902"]["price"] == 24.5
+
+    # An item shoppers met keeps its counters; an entry updated before the one it holds is left out, whole.
+    counted = next(item for item, row in rows.items() if row.get("views") and "catalog_at" not in row)
+    status, body = api.invoke_file("api-post-items.json", body={"items": [
+        {"item_id": counted, "available": False, "updated_at": "2026-11-03T00:00:00Z"},
+        {"item_id": "i-901", "available": True, "price": 1.0, "updated_at": "2026-11-01T00:00:00Z"}]})
+    assert status == 200 and body == {"written": 1, "stale": ["i-901"]}, body
+    after = items_table(api)
+    assert after[counted]["available"] is False and after[counted]["views"] == rows[counted]["views"]
+    assert after["i-901"] == rows["i-901"]
+
+
+@pytest.mark.parametrize(("items", "field"), [
+    ([], "body items"),
+    ([{"item_id": "i-1", "price": 1.0}] * 501, "body items"),
+    ([{"item_id": "i-1", "price": -1}], "body items.0.price"),
+    ([{"item_id": "i-1", "price": "nan"}], "body items.0.price"),
+    ([{"item_id": "i-1"}], "body items.0"),
+    ([{"item_id": "i-1", "available": True}, {"item_id": "", "available": True}], "body items.1.item_id"),
+    ([{"item_id": "i-1", "available": "perhaps"}], "body items.0.available"),
+    ([{"item_id": "i-1", "colour": "red"}], "body items.0.colour"),
+    ([{"item_id": "i-1", "price": 3, "updated_at": "2026-11-02T10:05:00"}], "body items.0.updated_at"),
+    ([{"item_id": "i-1", "price": 3, "updated_at": "2999-01-01T00:00:00Z"}], "body items.0.updated_at"),
+])
+def test_a_bad_catalog_entry_gets_a_422_naming_it_and_nothing_is_written(api, items, field):
+    before = items_table(api)
+    status, body = api.invoke_file("api-post-items.json", body={"items": items})
+    assert status == 422, body
+    assert any(part.startswith(f"{field}:") for part in body["message"].removeprefix("invalid request: ").split("; ")), (
+        body["message"])
+    assert items_table(api) == before
+    if "2999" in json.dumps(items):
+        assert "s from now; at most 300 s of clock skew is allowed" in body["message"]
 
 
 def test_posted_events_go_onto_the_stream_keyed_by_user_and_each_failure_is_reported(api):

@@ -131,8 +131,7 @@ class TrainLtvSettings(_Settings):
     ltv_horizon_weeks: float = Field(39.0, alias="LTV_HORIZON_WEEKS")
 
 
-class TrainEmbeddingsSettings(_Settings):
-    data_bucket: str = Field(alias="DATA_BUCKET", min_length=1)
+class TrainEmbeddingsSettings(_State):
     embedding_history_days: float = Field(28.0, alias="EMBEDDING_HISTORY_DAYS", gt=0)
     embedding_dim: int = Field(256, alias="EMBEDDING_DIM", ge=2)
 

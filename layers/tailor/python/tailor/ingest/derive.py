@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC
 
 from tailor.associations import ASSOCIATION_WINDOW, EVENT_WEIGHTS, pair_increments
+from tailor.catalog import CATALOG_FIELDS
 from tailor.contribution import Contribution
 from tailor.events import Event
 from tailor.popularity import TREND_WEIGHTS, trend_expiry, trend_key
@@ -22,7 +23,6 @@ ITEM_COUNTERS: dict[str, str] = {
 }
 # Events after a search that credit the searched query with the item, and the counter prefix.
 QUERY_OUTCOMES: dict[str, str] = {"click": "c:", "add_to_cart": "a:", "purchase": "p:"}
-CATALOG_FIELDS = ("category", "price", "brand", "available")
 
 
 def contributions(event: Event, session: SessionState | None, *, associate: bool = True) -> list[Contribution]:
