@@ -48,6 +48,7 @@ from models import (
     RelatedIn,
     RerankIn,
     SessionId,
+    StaleEntry,
     UserId,
 )
 from pydantic import ValidationError
@@ -191,8 +192,9 @@ def put_events(body: Annotated[EventsIn, Body()]) -> EventsOut:
           tags=["catalog"])
 def load_items(body: Annotated[CatalogIn, Body()]) -> CatalogOut:
     loaded = load_catalog(state, body.items, received_at=time.time())
-    metrics.add_metric(name="CatalogEntriesWritten", unit=MetricUnit.Count, value=len(loaded.written))
-    return CatalogOut(written=len(loaded.written), stale=loaded.stale)
+    metrics.add_metric(name="CatalogEntriesWritten", unit=MetricUnit.Count, value=loaded.written)
+    return CatalogOut(written=loaded.written, stale=[StaleEntry(index=index, item_id=item, fields=fields)
+                                                     for index, item, fields in loaded.stale])
 
 
 @app.delete("/users/<user_id>", summary="Erase a shopper everywhere Tailor keeps them", tags=["shoppers"],

@@ -140,9 +140,16 @@ class CatalogIn(BaseModel):
                                                description="catalog entries: an item's fields left out stay as they were")]
 
 
+class StaleEntry(BaseModel):
+    index: int = Field(description="position of the entry in the request")
+    item_id: str
+    fields: list[str] = Field(description="the entry's fields left as they were: the row holds them updated later")
+
+
 class CatalogOut(BaseModel):
-    written: int = Field(description="items whose row now holds their entry")
-    stale: list[str] = Field(description="items whose row already held an entry updated later: theirs was left out")
+    written: int = Field(description="entries that set at least one field")
+    stale: list[StaleEntry] = Field(description="entries with fields the row holds updated later, which stay as they "
+                                                "were")
 
 
 class ErasureRemoved(BaseModel):

@@ -342,23 +342,6 @@ def test_annotate_sets_its_fields_beside_the_state_only_on_live_rows_and_never_b
     assert "gone" not in store.read("shoppers", ["gone"]) and "ltv" not in store.read("shoppers", ["u2"])["u2"]
 
 
-def test_annotate_without_a_requirement_makes_the_row_and_leaves_what_the_stream_adds_beside_it(stores):
-    store, _ = stores
-    assert store.annotate("items", "new", {"category": "shoes", "available": False}, requires=None,
-                          stamp="catalog_at", at="2026-11-02T00:00:00.000000Z")
-    assert store.read("items", ["new"])["new"] == {"item_id": "new", "category": "shoes", "available": False,
-                                                   "catalog_at": "2026-11-02T00:00:00.000000Z"}
-    store.add("items", "new", {"views": 2}, {"available": True}, watermark="w:a", first="0001", last="0002")
-    assert not store.annotate("items", "new", {"available": False}, requires=None, stamp="catalog_at",
-                              at="2026-11-01T00:00:00.000000Z")
-    assert store.annotate("items", "new", {"price": 10.5}, requires=None, stamp="catalog_at",
-                          at="2026-11-03T00:00:00.000000Z")
-    assert store.read("items", ["new"])["new"] == {"item_id": "new", "category": "shoes", "available": True,
-                                                   "price": 10.5, "views": 2, "w:a": "0002",
-                                                   "catalog_at": "2026-11-03T00:00:00.000000Z"}
-    assert [r["item_id"] for r in every_row(store, "items", ["item_id"])] == ["new"]
-
-
 def test_query_finds_a_shoppers_sessions_through_the_index_with_only_the_projected_attributes(stores):
     store, _ = stores
     for i in range(30):

@@ -193,15 +193,16 @@ def test_operators_hear_when_ingest_falls_behind_a_scheduled_job_fails_events_go
     assert answer(jobs)["Expression"] == "SUM(FILL(METRICS(), 0))"
     assert (jobs["Threshold"], jobs["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
 
-    # The metric Ingest publishes, under the namespace and service dimension Powertools gives it from the globals.
+    # The metric Ingest publishes, under the namespace and service dimension Powertools gives it from the globals:
+    # the stack's own namespace.
     unapplicable = alarms["EventsNotApplicableAlarm"]
-    metrics = Metrics(namespace=env["POWERTOOLS_METRICS_NAMESPACE"], service=env["POWERTOOLS_SERVICE_NAME"])
+    assert unapplicable["Namespace"] == env["POWERTOOLS_METRICS_NAMESPACE"] == {"Fn::Sub": "Tailor/${AWS::StackName}"}
+    metrics = Metrics(namespace="Tailor/stack", service=env["POWERTOOLS_SERVICE_NAME"])
     metrics.clear_metrics()
     publish_metrics(metrics, BatchOutcome(records=1, quarantined=1, unapplicable=1))
     published = metrics.serialize_metric_set()
     metrics.clear_metrics()
     (directive,) = published["_aws"]["CloudWatchMetrics"]
-    assert unapplicable["Namespace"] == directive["Namespace"]
     assert unapplicable["MetricName"] in {m["Name"] for m in directive["Metrics"]}
     assert published[unapplicable["MetricName"]] in (1, [1])
     assert unapplicable["Dimensions"] == [{"Name": d, "Value": published[d]} for d in directive["Dimensions"][0]]
@@ -211,10 +212,11 @@ def test_operators_hear_when_ingest_falls_behind_a_scheduled_job_fails_events_go
     api = alarms["ApiErrorsAlarm"]
     name = transformed["ServingApi"]["Properties"]["Body"]["info"]["title"]
     stage = transformed["ServingApiStage"]["Properties"]["StageName"]
-    for metric_id, metric_name in (("errors", "5XXError"), ("requests", "Count")):
+    # API Gateway's documentation: Sum of 5XXError counts the errors, SampleCount of Count the requests.
+    for metric_id, metric_name, statistic in (("errors", "5XXError", "Sum"), ("requests", "Count", "SampleCount")):
         stat = metrics_of(api)[metric_id]["MetricStat"]
         assert (stat["Metric"]["Namespace"], stat["Metric"]["MetricName"], stat["Stat"]) == (
-            "AWS/ApiGateway", metric_name, "Sum")
+            "AWS/ApiGateway", metric_name, statistic)
         assert stat["Metric"]["Dimensions"] == [{"Name": "ApiName", "Value": name}, {"Name": "Stage", "Value": stage}]
     assert answer(api)["Expression"] == "IF(requests >= 20, errors / requests, 0)"
     assert api["Threshold"] == {"Ref": "ApiErrorRateAlarm"}

@@ -59,11 +59,12 @@ def test_train_embeddings_publishes_within_the_granted_calls_and_ingest_keeps_ve
         store = DynamoStateStore(boto3.client("dynamodb"), EraseSettings.read(os.environ).tables)
         half = len(events) // 2
         assert not Ingestor(store, bucket, max_workers=4).ingest(to_records(events[:half])).failed
-        # A new item in the catalog that no shopper has met yet, and one off sale.
+        # A new item in the catalog that no shopper has met yet, one off sale, and one shoppers met that sold out.
         seen = next(e for e in events[:half] if e.get("category") and e.get("price"))
         load_catalog(store, [CatalogEntry(item_id="i-new", category=seen["category"], price=seen["price"],
                                           name="a new arrival"),
-                             CatalogEntry(item_id="i-gone", category=seen["category"], available=False)],
+                             CatalogEntry(item_id="i-gone", category=seen["category"], available=False),
+                             CatalogEntry(item_id=seen["item_id"], available=False)],
                      received_at=time.time())
         calls.clear()
         report = functions.invoke("TrainEmbeddingsFunction", load_event("train-embeddings-schedule.json"))
@@ -77,6 +78,7 @@ def test_train_embeddings_publishes_within_the_granted_calls_and_ingest_keeps_ve
         assert vectors is not None and len(vectors) == report["items"]
         assert {e["item_id"] for e in events[:half] if e.get("item_id")} <= set(vectors.ids)
         assert "i-gone" not in vectors.ids and vectors.metadata_only[vectors.row("i-new")]
+        assert vectors.available[vectors.row(seen["item_id"])] == 0.0  # the search leaves it out
         assert np.linalg.norm(vectors.vector("i-new")) > 0
         assert registry.fetch(MODEL_NAME).metadata["data_window"]["first"]
         assert registry.fetch(MODEL_NAME).metadata["artifact"] == "vectors.npz"  # a vectors file, not a graph

@@ -1,5 +1,6 @@
-"""Catalog entries in the items' rows: only the fields an entry sets, beside the counters Ingest keeps, never back to
-an older update; an item marked unavailable leaves feeds; the rows' catalog fields read back for the item vectors."""
+"""Catalog entries in the items' rows: only the fields an entry sets, each never back to an older update, over what
+item events say and beside Ingest's counters; two loads at once both land; an item marked unavailable leaves feeds;
+the rows' catalog fields read back for the item vectors."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from tailor.catalog import CATALOG_STAMP, CatalogEntry, catalog_attributes, load_catalog
+from tailor.catalog import CatalogEntry, catalog_attributes, catalog_view, load_catalog
 from tailor.ingest.service import Ingestor
 from tailor.models import default_model
 from tailor.ranking import MODEL_NAME, RankingModel
+from tailor.ranking.rows import item_record
 from tailor.serving import Recommender
 from tailor.store.memory import MemoryBlobStore, MemoryStateStore
 from tailor_lab.simulator import simulate
@@ -20,45 +22,88 @@ from tailor_lab.simulator import simulate
 from tests.helpers.events import to_records
 
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC).timestamp()
+RECEIVED = "2026-11-02T12:00:00.000000Z"
 
 
 def entry(**fields) -> CatalogEntry:
     return CatalogEntry.model_validate(fields)
 
 
-def test_an_entry_sets_only_its_fields_and_keeps_what_the_stream_counted_beside_them():
+def seen(store: MemoryStateStore, item: str) -> dict:
+    return dict(catalog_view(store.read("items", [item])[item]))
+
+
+def test_an_entry_sets_only_its_fields_over_what_events_said_and_keeps_the_counters_beside_them():
     store = MemoryStateStore()
-    store.add("items", "i-1", {"views": 3}, {"category": "shoes", "price": 50.0}, watermark="w:a", first="1", last="1")
+    store.add("items", "i-1", {"views": 3}, {"category": "shoes", "price": 50.0, "available": True},
+              watermark="w:a", first="1", last="1")
     loaded = load_catalog(store, [entry(item_id="i-1", available=False), entry(item_id="i-2", name="Red lamp")],
                           received_at=NOW)
-    assert (sorted(loaded.written), loaded.stale) == (["i-1", "i-2"], [])
-    rows = store.read("items", ["i-1", "i-2"])
-    assert rows["i-1"] == {"item_id": "i-1", "views": 3, "category": "shoes", "price": 50.0, "available": False,
-                           "w:a": "1", CATALOG_STAMP: "2026-11-02T12:00:00.000000Z"}
-    assert rows["i-2"] == {"item_id": "i-2", "name": "Red lamp", CATALOG_STAMP: "2026-11-02T12:00:00.000000Z"}
-    assert catalog_attributes(store) == {"i-1": {"category": "shoes", "price": 50.0, "available": False},
+    assert (loaded.written, loaded.stale) == (2, [])
+    assert {k: v for k, v in seen(store, "i-1").items() if k in ("views", "category", "price", "available")} == {
+        "views": 3, "category": "shoes", "price": 50.0, "available": False}
+    assert seen(store, "i-2")["name"] == "Red lamp"
+    # An event from a page cached before the item sold out does not put it back on sale.
+    store.add("items", "i-1", {"views": 1}, {"available": True, "price": 45.0}, watermark="w:a", first="2", last="2")
+    assert (seen(store, "i-1")["available"], seen(store, "i-1")["price"], seen(store, "i-1")["views"]) == (
+        False, 45.0, 4)
+    assert item_record("i-1", store.read("items", ["i-1"])["i-1"]).values[8] == 0.0  # what the feed filters on
+    assert catalog_attributes(store) == {"i-1": {"category": "shoes", "price": 45.0, "available": False},
                                          "i-2": {"name": "Red lamp"}}
 
 
-def test_entries_apply_in_the_order_of_their_update_and_one_updated_before_the_row_changes_nothing():
+def test_each_field_keeps_its_latest_update_whatever_order_entries_arrive_in():
     store = MemoryStateStore()
-    later, earlier = "2026-11-02T11:00:00Z", "2026-11-02T10:00:00Z"
-    loaded = load_catalog(store, [entry(item_id="i-1", price=12.0, updated_at=later),
-                                  entry(item_id="i-1", price=10.0, available=True, updated_at=earlier),
-                                  entry(item_id="i-1", available=False)], received_at=NOW)
-    assert loaded.written == ["i-1"]
-    # The earlier update first, then the later, then the one stamped on receipt.
-    assert store.read("items", ["i-1"])["i-1"] == {"item_id": "i-1", "price": 12.0, "available": False,
-                                                   CATALOG_STAMP: "2026-11-02T12:00:00.000000Z"}
-    again = load_catalog(store, [entry(item_id="i-1", price=1.0, updated_at=later)], received_at=NOW)
-    assert (again.written, again.stale) == ([], ["i-1"])
-    assert store.read("items", ["i-1"])["i-1"]["price"] == 12.0
+    stock = load_catalog(store, [entry(item_id="i-1", available=False, updated_at="2026-11-02T10:05:00Z")],
+                         received_at=NOW)
+    # A price updated earlier, arriving later, still sets the price: nothing updated it since.
+    price = load_catalog(store, [entry(item_id="i-1", price=12.0, available=True, updated_at="2026-11-02T10:00:00Z"),
+                                 entry(item_id="i-1", price=11.0, updated_at="2026-11-02T09:00:00Z")],
+                         received_at=NOW)
+    # In the order of their update: 11.0 (09:00), then 12.0 (10:00), whose stock is older than the row's.
+    assert (stock.written, price.written, price.stale) == (1, 2, [(0, "i-1", ["available"])])
+    assert (seen(store, "i-1")["available"], seen(store, "i-1")["price"]) == (False, 12.0)
+    late = load_catalog(store, [entry(item_id="i-1", price=11.5, updated_at="2026-11-02T09:30:00Z")],
+                        received_at=NOW)
+    assert (late.written, late.stale, seen(store, "i-1")["price"]) == (0, [(0, "i-1", ["price"])], 12.0)
+    # Within a request, entries apply by their update, then in request order; a stamp on receipt is the latest.
+    again = load_catalog(store, [entry(item_id="i-1", price=14.0), entry(item_id="i-1", price=13.0,
+                                                                        updated_at="2026-11-02T11:00:00Z")],
+                         received_at=NOW)
+    assert (again.written, again.stale, seen(store, "i-1")["price"]) == (2, [], 14.0)
+    assert store.read("items", ["i-1"])["i-1"]["catalog_at"] == {"available": "2026-11-02T10:05:00.000000Z",
+                                                                  "price": RECEIVED}
+
+
+class RacingLoad(MemoryStateStore):
+    """A store where another load sets the brand of an item between this load's read and its write."""
+
+    def __init__(self):
+        super().__init__()
+        self.raced = False
+
+    def write_state(self, table, key, fields, **kwargs):
+        if table == "items" and not self.raced:
+            self.raced = True
+            load_catalog(self, [entry(item_id=key, brand="acme")], received_at=NOW)
+        return super().write_state(table, key, fields, **kwargs)
+
+
+def test_two_loads_of_one_item_at_once_both_land():
+    store = RacingLoad()
+    loaded = load_catalog(store, [entry(item_id="i-1", price=5.0)], received_at=NOW)
+    assert store.raced and loaded.written == 1
+    assert (seen(store, "i-1")["brand"], seen(store, "i-1")["price"]) == ("acme", 5.0)
 
 
 @pytest.mark.parametrize(("fields", "where"), [
     ({"item_id": "i-1"}, ()),
     ({"item_id": "i-1", "price": -0.01}, ("price",)),
     ({"item_id": "i-1", "price": 2_000_000}, ("price",)),
+    ({"item_id": "i-1", "price": "12.5"}, ("price",)),
+    ({"item_id": "i-1", "price": True}, ("price",)),
+    ({"item_id": "i-1", "available": "off"}, ("available",)),
+    ({"item_id": "i-1", "available": 0}, ("available",)),
     ({"item_id": "i-1", "name": "a\nb"}, ("name",)),
     ({"item_id": "i-1", "name": "x" * 513}, ("name",)),
     ({"item_id": "i-1", "price": 1, "updated_at": "1980-01-01T00:00:00Z"}, ("updated_at",)),
@@ -87,6 +132,6 @@ def test_an_item_the_catalog_marks_unavailable_leaves_the_feed():
 
     before = feed()
     loaded = load_catalog(store, [entry(item_id=item, available=False) for item in before[:3]], received_at=end)
-    assert loaded.written == before[:3]
+    assert loaded.written == 3
     after = feed()
     assert len(after) == 10 and not set(before[:3]) & set(after)

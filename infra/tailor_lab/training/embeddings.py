@@ -222,10 +222,12 @@ def read_item_metadata(path: str | Path) -> dict[str, dict[str, Any]]:
 def train_item_vectors(data: Interactions, params: EmbeddingParams = EmbeddingParams(), *,
                        attributes: Mapping[str, Mapping[str, Any]] | None = None, index: bool = True,
                        echo: Any = None) -> ItemVectors:
-    """Item vectors for every item engaged with in `data` or described in its or the given attributes."""
+    """Item vectors for every item engaged with in `data` or described in its or the given attributes, except an
+    item nobody engaged with that they say is off sale (it is never served)."""
     say = echo or (lambda message: None)
     attributes = {**data.attributes, **(attributes or {})}
-    items = sorted({item for s in data.sessions for item, _ in s} | set(attributes))
+    items = sorted({item for s in data.sessions for item, _ in s}
+                   | {item for item, found in attributes.items() if found.get("available") is not False})
     if not items:
         raise ValueError("no items: the data holds no engagement with an item and no item metadata")
     row = {item: i for i, item in enumerate(items)}
@@ -334,7 +336,7 @@ def retrain_from_archive(blobs: BlobStore, now: float, *, history_days: float = 
     """Train item vectors on the archived events of the last `history_days` before `now` (epoch seconds) and
     publish them as current: what the scheduled TrainEmbeddings function runs. The archive holds every valid event
     Ingest applied (impressions among them, whose ignored items are the objective's negatives); `catalog` holds the
-    items' catalog fields as their rows keep them (tailor.catalog.catalog_attributes), so every item on sale gets a
+    items' catalog fields as readers see them (tailor.catalog.catalog_attributes), so every item on sale gets a
     vector, from its metadata alone if no shopper engaged with it in the window. The report says what was trained
     on, or why nothing was (status "skipped": no engagement and no item metadata yet, and the current vectors
     stay)."""
@@ -345,13 +347,11 @@ def retrain_from_archive(blobs: BlobStore, now: float, *, history_days: float = 
     first, last = _iso(start), _iso(now)
     data = interactions_from_events(e for e in archived_events(blobs, since=since, until=until)
                                     if first <= str(e.get("timestamp") or "") < last)
-    # An item known to be off sale is never served: it gets a vector only if shoppers engaged with it.
-    on_sale = {item: fields for item, fields in (catalog or {}).items() if fields.get("available") is not False}
     report: dict[str, Any] = {"model": MODEL_NAME, "since": since, "as_of": last, "sessions": len(data.sessions),
                               "engagements": data.events, "ignored": sum(map(len, data.ignored)),
-                              "catalog_items": len(on_sale)}
+                              "catalog_items": len(catalog or {})}
     try:
-        vectors = train_item_vectors(data, params, attributes=on_sale)
+        vectors = train_item_vectors(data, params, attributes=catalog)
     except ValueError as nothing:
         return {**report, "status": "skipped", "reason": str(nothing), "items": 0}
     payload, metadata = publishable(vectors, data, f"archive since {since}", started, trained_at=last)

@@ -183,26 +183,29 @@ def test_a_body_refused_by_a_rule_of_the_domain_and_by_its_schema_names_both_fie
     assert [d["loc"] for d in body["detail"]] == [["body", "n"], ["body", "filters", "max_price"]]
 
 
-def test_catalog_entries_set_the_items_fields_beside_their_counters_and_never_undo_a_later_update(api):
+def test_catalog_entries_set_the_items_fields_over_the_events_and_never_undo_a_later_update(api):
     sent = json.loads(load_event("api-post-items.json")["body"])["items"]
     status, body = api.invoke_file("api-post-items.json")
     assert status == 200, body
     assert body == {"written": 3, "stale": []}
     rows = items_table(api)
-    assert {k: rows["i-900"][k] for k in ("name", "category", "brand", "price", "available")} == {
-        k: sent[0][k] for k in ("name", "category", "brand", "price", "available")}
-    assert rows["i-901"]["available"] is False and rows["i-901"]["catalog_at"] == "2026-11-02T10:05:00.000000Z"
-    assert rows["i-902"]["price"] == 24.5
+    fields = ("name", "category", "brand", "price", "available")
+    assert rows["i-900"]["catalog"] == {k: sent[0][k] for k in fields}
+    assert rows["i-901"]["catalog"] == {"available": False}
+    assert rows["i-901"]["catalog_at"] == {"available": "2026-11-02T10:05:00.000000Z"}
+    assert rows["i-902"]["catalog"] == {"price": 24.5, "category": "shoes"}
 
-    # An item shoppers met keeps its counters; an entry updated before the one it holds is left out, whole.
-    counted = next(item for item, row in rows.items() if row.get("views") and "catalog_at" not in row)
+    # An item shoppers met keeps its counters and what events said; a field updated before the row's stays.
+    counted = next(item for item, row in rows.items() if row.get("views") and "catalog" not in row)
     status, body = api.invoke_file("api-post-items.json", body={"items": [
         {"item_id": counted, "available": False, "updated_at": "2026-11-03T00:00:00Z"},
         {"item_id": "i-901", "available": True, "price": 1.0, "updated_at": "2026-11-01T00:00:00Z"}]})
-    assert status == 200 and body == {"written": 1, "stale": ["i-901"]}, body
+    assert status == 200, body
+    assert body == {"written": 2, "stale": [{"index": 1, "item_id": "i-901", "fields": ["available"]}]}
     after = items_table(api)
-    assert after[counted]["available"] is False and after[counted]["views"] == rows[counted]["views"]
-    assert after["i-901"] == rows["i-901"]
+    assert after[counted]["catalog"] == {"available": False}
+    assert {k: after[counted][k] for k in rows[counted]} == rows[counted]
+    assert after["i-901"]["catalog"] == {"available": False, "price": 1.0}
 
 
 @pytest.mark.parametrize(("items", "field"), [

@@ -1,53 +1,62 @@
 """A shop's catalog in the items' rows: what an item is and whether it can be sold, known before any shopper meets it.
 
-Item events carry catalog fields too (tailor.ingest.derive); a catalog entry sets them from the shop's own records,
-so a new item has its category, brand, price and name for filters and for the item vectors' metadata, and an item
-that sold out leaves feeds without waiting for a shopper's event to say so. Entries are stamped (`catalog_at`): an
-entry never replaces one updated later, so a retried or late request cannot bring back an old price or stock level.
-Counters, and the fields events set, live beside them in the same row; the later write of a field wins.
+Item events carry catalog fields too (tailor.ingest.derive), as the shopper's page saw them. A catalog entry sets them
+from the shop's own records, so a new item has its category, brand, price and name for filters and for the item
+vectors' metadata, and an item that sold out leaves feeds at once. A field the catalog has set is the catalog's:
+events no longer change what readers see of it (`catalog_view`), so a page cached before the item sold out cannot put
+it back. Each field keeps when it was last updated (`updated_at`, else when its entry was received), and an entry
+never replaces a field updated later, so a late request cannot bring back an old price or stock level.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from tailor.events import EARLIEST_TIMESTAMP, ID_PATTERN, MAX_CLOCK_SKEW_SECONDS, Id, Money
-from tailor.store.port import StateStore, every_row
+from tailor.events import EARLIEST_TIMESTAMP, ID_PATTERN, MAX_CLOCK_SKEW_SECONDS, MAX_PRICE, Id
+from tailor.store.port import Conflict, StateStore, every_row
 
-__all__ = ["CATALOG_FIELDS", "CATALOG_STAMP", "MAX_CATALOG_ENTRIES", "CatalogEntry", "CatalogLoad",
-           "catalog_attributes", "load_catalog"]
+__all__ = ["CATALOG", "CATALOG_FIELDS", "MAX_CATALOG_ENTRIES", "CatalogEntry", "CatalogLoad", "catalog_attributes",
+           "catalog_view", "load_catalog"]
 
 CATALOG_FIELDS = ("category", "brand", "price", "name", "available")
-CATALOG_STAMP = "catalog_at"
+# An item row's catalog fields as entries set them, when each was updated, and the token a load swaps.
+CATALOG, CATALOG_AT, CATALOG_WATERMARK = "catalog", "catalog_at", "catalog_wm"
 MAX_CATALOG_ENTRIES = 500  # entries in one request: a page of a catalog feed, written in well under a second
 MAX_NAME_LENGTH = 512
 # A catalog write is one conditional update per item; this many at once keeps a full request's round trips short.
 WRITERS = 8
+# Two loads of one item at the same moment: the one that finds the row changed reads it again and merges once more.
+WRITE_TRIES = 5
 
 
 class CatalogEntry(BaseModel):
-    """One item's catalog fields; those left out stay as they were."""
+    """One item's catalog fields; those left out stay as they were. Numbers and flags must be JSON numbers and
+    booleans: a feed that sends "12.5" or "off" is refused, not guessed at."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
 
     item_id: Id
     category: Id | None = None
     brand: Id | None = None
-    price: Money | None = Field(None, description="per unit, in the shop's currency")
+    price: Annotated[float, Field(ge=0, le=MAX_PRICE, allow_inf_nan=False, strict=True)] | None = Field(
+        None, description="per unit, in the shop's currency")
     name: Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH, pattern=ID_PATTERN)] | None = Field(
         None, description="the item's title: its words join its metadata for the item vectors")
-    available: bool | None = Field(None, description="false: left out of feeds, search results and related items")
+    available: StrictBool | None = Field(None, description="false: left out of feeds, search results and related "
+                                                           "items")
     updated_at: AwareDatetime | None = Field(
-        None, description="when the shop's records last changed the item (default: when the entry is received); an "
-                          "entry never replaces one updated later")
+        None, description="when the shop's records last changed these fields (default: when the entry is received); "
+                          "a field is never set back to a value updated earlier. Send it, and a retried request is "
+                          "harmless")
 
     @field_validator("updated_at")
     @classmethod
@@ -76,40 +85,67 @@ class CatalogEntry(BaseModel):
 
 @dataclass
 class CatalogLoad:
-    """What a load wrote: items whose row now holds their entry, and those a later update had already reached."""
+    """What a load did: how many entries set at least one field, and each entry with fields left as they were
+    because the row holds them updated later (index in the request, item, those fields)."""
 
-    written: list[str] = field(default_factory=list)
-    stale: list[str] = field(default_factory=list)
+    written: int = 0
+    stale: list[tuple[int, str, list[str]]] = field(default_factory=list)
 
 
 def load_catalog(store: StateStore, entries: Sequence[CatalogEntry], *, received_at: float) -> CatalogLoad:
-    """Write each entry's fields into its item's row (made if new), unless the row holds an entry updated later.
-    Entries of one item are written in the order of their update, then of the request."""
+    """Set each entry's fields in its item's row (made if new), each field unless the row holds it updated later.
+    Entries of one item apply in the order of their update, then of the request."""
     by_item: dict[str, list[tuple[str, int, CatalogEntry]]] = {}
     for index, entry in enumerate(entries):
         moment = entry.updated_at.timestamp() if entry.updated_at is not None else received_at
         by_item.setdefault(entry.item_id, []).append((_stamp(moment), index, entry))
+    rows = store.read("items", by_item)
 
-    def write(item_entries: list[tuple[str, int, CatalogEntry]]) -> bool:
-        written = False
-        for at, _, entry in sorted(item_entries, key=lambda e: e[:2]):
-            written = store.annotate("items", entry.item_id, entry.fields(), requires=None, stamp=CATALOG_STAMP,
-                                     at=at) or written
-        return written
+    def write(item: str) -> list[tuple[int, list[str], bool]]:
+        row = rows.get(item) or {}
+        for _ in range(WRITE_TRIES):
+            values, stamps = dict(row.get(CATALOG) or {}), dict(row.get(CATALOG_AT) or {})
+            outcomes = []
+            for at, index, entry in sorted(by_item[item], key=lambda e: e[:2]):
+                stale = [name for name in entry.fields() if stamps.get(name, "") > at]
+                for name, value in entry.fields().items():
+                    if name not in stale:
+                        values[name], stamps[name] = value, at
+                outcomes.append((index, stale, len(stale) < len(entry.fields())))
+            if not any(written for *_, written in outcomes):
+                return outcomes
+            try:
+                store.write_state("items", item, {CATALOG: values, CATALOG_AT: stamps}, watermark=CATALOG_WATERMARK,
+                                  expected=row.get(CATALOG_WATERMARK), new=uuid.uuid4().hex)
+                return outcomes
+            except Conflict:
+                row = store.read("items", [item]).get(item) or {}
+        raise RuntimeError(f"item {item!r}: its catalog fields changed under {WRITE_TRIES} writes in a row")
 
     loaded = CatalogLoad()
     with ThreadPoolExecutor(max_workers=min(WRITERS, max(len(by_item), 1))) as pool:
-        for item, written in zip(by_item, pool.map(write, by_item.values())):
-            (loaded.written if written else loaded.stale).append(item)
+        for item, outcomes in zip(by_item, pool.map(write, by_item)):
+            for index, stale, written in outcomes:
+                loaded.written += written
+                if stale:
+                    loaded.stale.append((index, item, stale))
+    loaded.stale.sort()
     return loaded
 
 
+def catalog_view(row: Mapping[str, Any]) -> Mapping[str, Any]:
+    """An items row as readers take it: the catalog's fields over those item events set."""
+    catalog = row.get(CATALOG)
+    return {**row, **catalog} if catalog else row
+
+
 def catalog_attributes(store: StateStore) -> dict[str, dict[str, Any]]:
-    """Every item's catalog fields as its row holds them (from entries and from events), for the item vectors'
-    metadata: {item_id: {field: value}}, items without any left out."""
+    """Every item's catalog fields as readers see them (catalog_view), for the item vectors' metadata:
+    {item_id: {field: value}}, items without any left out."""
     out: dict[str, dict[str, Any]] = {}
-    for row in every_row(store, "items", ["item_id", *CATALOG_FIELDS]):
-        found = {name: row[name] for name in CATALOG_FIELDS if row.get(name) is not None}
+    for row in every_row(store, "items", ["item_id", *CATALOG_FIELDS, CATALOG]):
+        seen = catalog_view(row)
+        found = {name: seen[name] for name in CATALOG_FIELDS if seen.get(name) is not None}
         if found:
             out[row["item_id"]] = found
     return out

@@ -48,7 +48,6 @@ __all__ = [
     "EventError",
     "Id",
     "Impression",
-    "Money",
     "Profile",
     "Purchase",
     "Referral",

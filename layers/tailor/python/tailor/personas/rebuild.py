@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from tailor.catalog import catalog_view
 from tailor.personas.adjustments import build_adjustments, read_counters
 from tailor.personas.clustering import (
     MAX_ITEMS,
@@ -88,7 +89,7 @@ def run_job(mode: str, store: StateStore, blobs: BlobStore, *, ks: Sequence[int]
     previous = current_model(blobs)
     if mode == "refine" and previous is None:
         mode = "rebuild"  # nothing to refine yet
-    items = list(every_row(store, "items"))
+    items = [catalog_view(row) for row in every_row(store, "items")]
     if mode == "rebuild":
         survey = _survey(store, seed, None if time_left is None else (lambda: time_left() < SURVEY_KEEPS_SECONDS))
         if survey.shoppers < MIN_SHOPPERS:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from tailor.associations import parse_associations
+from tailor.catalog import catalog_view
 from tailor.popularity import decayed_popularity
 
 __all__ = ["ITEM_FIELDS", "ItemRecord", "Partners", "Popularity", "QueryCounts", "RowCache", "item_record",
@@ -72,7 +73,7 @@ class Popularity:
 def item_record(item_id: str, row: Mapping[str, Any] | None) -> ItemRecord:
     """The ranking view of an items row (None: an item Tailor holds nothing about)."""
     found = row is not None
-    row = row or {}
+    row = catalog_view(row) if row is not None else {}
     values = np.empty(len(ITEM_FIELDS), dtype=np.float64)
     for i, name in enumerate(_COUNTERS):
         values[i] = float(row.get(name, 0) or 0)

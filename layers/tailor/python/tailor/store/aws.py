@@ -160,13 +160,9 @@ class DynamoStateStore:
         last = response.get("LastEvaluatedKey")
         return [from_dynamo(item) for item in response.get("Items", [])], (last[TABLES[table]]["S"] if last else None)
 
-    def annotate(self, table: str, key: str, fields: Mapping[str, Any], *, requires: str | None, stamp: str,
+    def annotate(self, table: str, key: str, fields: Mapping[str, Any], *, requires: str, stamp: str,
                  at: str) -> bool:
-        names = {"#stamp": stamp}
-        condition = "attribute_not_exists(#stamp) OR #stamp <= :at"
-        if requires is not None:
-            names["#req"] = requires
-            condition = f"attribute_exists(#req) AND ({condition})"
+        names = {"#req": requires, "#stamp": stamp}
         values: dict[str, Any] = {":at": at}
         sets = ["#stamp = :at"]
         for i, (name, value) in enumerate(fields.items()):
@@ -177,7 +173,7 @@ class DynamoStateStore:
             self.client.update_item(
                 TableName=self.tables[table], Key={TABLES[table]: {"S": key}},
                 UpdateExpression="SET " + ", ".join(sets),
-                ConditionExpression=condition,
+                ConditionExpression="attribute_exists(#req) AND (attribute_not_exists(#stamp) OR #stamp <= :at)",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues={k: to_dynamo(v) for k, v in values.items()},
             )

@@ -117,18 +117,13 @@ class MemoryStateStore:
                    for k in page]
             return out, (keys[first + limit - 1] if first + limit < len(keys) else None)
 
-    def annotate(self, table: str, key: str, fields: Mapping[str, Any], *, requires: str | None, stamp: str,
+    def annotate(self, table: str, key: str, fields: Mapping[str, Any], *, requires: str, stamp: str,
                  at: str) -> bool:
         with self._lock:
             self.calls["write"] += 1
             row = self.tables[table].get(key)
-            if requires is not None and (row is None or requires not in row):
+            if row is None or requires not in row or (row.get(stamp) is not None and row[stamp] > at):
                 return False
-            if row is not None and row.get(stamp) is not None and row[stamp] > at:
-                return False
-            if row is None:
-                self._forget_order(table)
-                row = self.tables[table][key] = {TABLES[table]: key}
             row.update(copied(dict(fields)))
             row[stamp] = at
             return True

@@ -113,12 +113,12 @@ class StateStore(Protocol):
         the parts together hold every row once, and may be read at once (a DynamoDB parallel scan)."""
         ...
 
-    def annotate(self, table: str, key: str, fields: Mapping[str, Any], *, requires: str | None, stamp: str,
+    def annotate(self, table: str, key: str, fields: Mapping[str, Any], *, requires: str, stamp: str,
                  at: str) -> bool:
         """Set `fields` and `stamp` = `at` on the row of `key` if it holds `requires` and its `stamp`
         is absent or not after `at`; False, writing nothing, otherwise. A job's own attributes, set
         beside those the stream writes without touching them, never on a row erased meanwhile, and
-        never back to an older job's values. With `requires` None, a row that does not exist yet is made."""
+        never back to an older job's values."""
         ...
 
 
