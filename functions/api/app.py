@@ -191,7 +191,7 @@ def put_events(body: Annotated[EventsIn, Body()]) -> EventsOut:
 @app.post("/items", summary="Catalog entries: what items are and whether they can be sold (at most 500)",
           tags=["catalog"])
 def load_items(body: Annotated[CatalogIn, Body()]) -> CatalogOut:
-    loaded = load_catalog(state, body.items, received_at=time.time())
+    loaded = load_catalog(_catalog_store(), body.items, received_at=time.time())
     metrics.add_metric(name="CatalogEntriesWritten", unit=MetricUnit.Count, value=loaded.written)
     return CatalogOut(written=loaded.written, stale=[StaleEntry(index=index, item_id=item, fields=fields)
                                                      for index, item, fields in loaded.stale])
@@ -262,6 +262,13 @@ def _producer() -> EventProducer:
 @functools.cache
 def _erasures() -> SqsQueue:
     return SqsQueue(client("sqs", **_aws), settings.erasure_queue_url)
+
+
+# Catalog loads come from the shop's back office, not a shopper's page: a client of their own, with the time and the
+# tries a batch of up to 500 writes may need when the table throttles, made by the first load.
+@functools.cache
+def _catalog_store() -> DynamoStateStore:
+    return DynamoStateStore(client("dynamodb", connect_timeout=2, read_timeout=5, max_attempts=5), settings.tables)
 
 
 def _filters(available_only: bool, min_price: float | None, max_price: float | None, categories: list[str] | None,

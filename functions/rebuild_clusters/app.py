@@ -1,5 +1,6 @@
-"""RebuildClusters: on its schedule, group the items into clusters from the event archive and the item vectors, keep
-the ids of clusters whose membership barely changed, and publish them to the model registry."""
+"""RebuildClusters: on its schedule, group the items into clusters from the event archive, the items' catalog fields
+and the item vectors, keep the ids of clusters whose membership barely changed, and publish them to the model
+registry."""
 
 import os
 import time
@@ -8,8 +9,9 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
 from tailor.aws_clients import client
+from tailor.catalog import catalog_attributes
 from tailor.settings import RebuildClustersSettings
-from tailor.store.aws import S3BlobStore
+from tailor.store.aws import DynamoStateStore, S3BlobStore
 from tailor_lab.training.clusters import ClusterParams, rebuild_from_archive
 
 logger = Logger()
@@ -18,6 +20,7 @@ metrics = Metrics()
 settings = RebuildClustersSettings.read(os.environ)
 # A scheduled job, not in a hurry: botocore's default read timeout, and as many tries as its legacy retries made.
 bucket = S3BlobStore(client("s3", connect_timeout=5, read_timeout=60, max_attempts=5), settings.data_bucket)
+items = DynamoStateStore(client("dynamodb", connect_timeout=5, read_timeout=60, max_attempts=5), settings.tables)
 
 
 @logger.inject_lambda_context
@@ -25,7 +28,7 @@ bucket = S3BlobStore(client("s3", connect_timeout=5, read_timeout=60, max_attemp
 @metrics.log_metrics
 def lambda_handler(event, context):
     report = rebuild_from_archive(bucket, time.time(), history_days=settings.cluster_history_days,
-                                  params=ClusterParams(clusters=settings.cluster_count))
+                                  params=ClusterParams(clusters=settings.cluster_count), catalog=catalog_attributes(items))
     metrics.add_metric(name="ItemClusters", unit=MetricUnit.Count, value=report["clusters"])
     if report["status"] == "skipped":
         logger.warning("item clusters not rebuilt", extra=report)

@@ -1,15 +1,18 @@
-"""RebuildClusters on moto: a simulated day ingested into the archive, the items clustered and published with the calls
-the template grants, ids kept by the next rebuild, and the clusters loaded by serving and Ingest from the registry."""
+"""RebuildClusters on moto: a simulated day ingested into the archive, the items clustered (but one the catalog says
+sold out, and those events said were) and published with the calls the template grants, ids kept by the next rebuild, and the clusters loaded by
+serving and Ingest from the registry."""
 
 from __future__ import annotations
 
 import json
 import os
+import time
 
 import boto3
 import pytest
 from cfnlint.decode import cfn_yaml
 
+from tailor.catalog import CatalogEntry, catalog_attributes, load_catalog
 from tailor.clusters import MODEL_NAME, load_item_clusters
 from tailor.ingest.service import Ingestor
 from tailor.models import ModelRegistry
@@ -44,17 +47,22 @@ def test_rebuild_clusters_publishes_within_the_granted_calls_and_keeps_ids(templ
         bucket = S3BlobStore(boto3.client("s3"), settings.data_bucket)
         store = DynamoStateStore(boto3.client("dynamodb"), EraseSettings.read(os.environ).tables)
         assert not Ingestor(store, bucket, max_workers=4).ingest(to_records(events)).failed
+        # An item the shop sold out of is in no cluster: a cluster's top items are served and shown.
+        sold_out = next(e["item_id"] for e in events if e.get("item_id"))
+        load_catalog(store, [CatalogEntry(item_id=sold_out, available=False)], received_at=time.time())
         calls.clear()
         report = functions.invoke("RebuildClustersFunction", load_event("rebuild-clusters-schedule.json"))
         assert report["status"] == "built" and report["clusters"] == 6 and report["ids_kept"] == 0
-        assert {"s3:GetObject", "s3:PutObject", "s3:ListBucket"} <= {action for action, _, _ in calls}
+        assert {"s3:GetObject", "s3:PutObject", "s3:ListBucket", "dynamodb:Scan"} <= {a for a, _, _ in calls}
         assert_granted(template, "RebuildClustersFunction", calls)
         registry = ModelRegistry(bucket)
         assert registry.current_version(MODEL_NAME) == report["version"]
         assert registry.fetch(MODEL_NAME).metadata["artifact"] == "clusters.json"  # a JSON document, not a graph
         first = load_item_clusters(registry)
         assert first is not None and len(first.ids) == 6
-        assert set(first.members) == {e["item_id"] for e in events if e.get("item_id")}
+        off_sale = {item for item, found in catalog_attributes(store).items() if found.get("available") is False}
+        assert sold_out in off_sale
+        assert set(first.members) == {e["item_id"] for e in events if e.get("item_id")} - off_sale
 
         again = functions.invoke("RebuildClustersFunction", load_event("rebuild-clusters-schedule.json"))
         assert again["status"] == "built" and again["ids_kept"] == 6  # the same archive: every cluster keeps its id

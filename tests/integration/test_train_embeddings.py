@@ -69,7 +69,7 @@ def test_train_embeddings_publishes_within_the_granted_calls_and_ingest_keeps_ve
         calls.clear()
         report = functions.invoke("TrainEmbeddingsFunction", load_event("train-embeddings-schedule.json"))
         assert report["status"] == "trained" and report["dim"] == 16 and report["engagements"] > 0
-        assert report["catalog_items"] > 1  # the new item, and those Ingest's events described
+        assert report["items_described"] > 1  # the new item, and those Ingest's events described
         assert {"s3:GetObject", "s3:PutObject", "s3:ListBucket", "dynamodb:Scan"} <= {action for action, _, _ in calls}
         assert_granted(template, "TrainEmbeddingsFunction", calls)
         registry = ModelRegistry(bucket)

@@ -141,17 +141,19 @@ def build_clusters(items: Sequence[Mapping[str, Any]], events: Iterable[Mapping[
 
 
 def rebuild_from_archive(blobs: BlobStore, now: float | datetime, *, history_days: float = 28.0,
-                         params: ClusterParams = ClusterParams(), publish: bool = True) -> dict[str, Any]:
+                         params: ClusterParams = ClusterParams(), publish: bool = True,
+                         catalog: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """Cluster the items of the archived events of the last `history_days` before `now` (their latest category and
-    price; the registry's current item vectors where published), with ids matched to the current clusters', and
-    publish them as current. The report says what was built, or why nothing was (status "skipped": too few items,
-    and the current clusters stay)."""
+    price, or the items' rows' where `catalog` has them: tailor.catalog.catalog_attributes; the registry's current
+    item vectors where published), with ids matched to the current clusters', and publish them as current. An item
+    its row says is off sale is left out. The report says what was built, or why nothing was (status "skipped":
+    too few items, and the current clusters stay)."""
     end = now.timestamp() if isinstance(now, datetime) else float(now)
     start = end - history_days * DAY_SECONDS
     since = datetime.fromtimestamp(start, tz=UTC).date().isoformat()
     until = datetime.fromtimestamp(end, tz=UTC).date().isoformat()
     events = [e for e in archived_events(blobs, since=since, until=until) if start <= _epoch(e) < end]
-    items = catalog_from_events(events)
+    items = _as_catalog_says(catalog_from_events(events), catalog or {})
     report: dict[str, Any] = {"model": MODEL_NAME, "events": len(events), "items": len(items), "since": since,
                               "as_of": _iso(end)}
     if len(items) < MIN_ITEMS:
@@ -175,6 +177,17 @@ def rebuild_from_archive(blobs: BlobStore, now: float | datetime, *, history_day
                                                                                   "clusters", "ids_kept")},
             "params": vars(params) | {}}, artifact=ARTIFACT)
     return report
+
+
+def _as_catalog_says(items: list[dict[str, Any]], catalog: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The items with the category and price their rows hold, those off sale left out (they are never served)."""
+    out = []
+    for record in items:
+        found = catalog.get(record["item_id"]) or {}
+        if found.get("available") is False:
+            continue
+        out.append({**record, **{key: found[key] for key in ("category", "price") if found.get(key) is not None}})
+    return out
 
 
 def catalog_from_events(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -349,7 +349,7 @@ def retrain_from_archive(blobs: BlobStore, now: float, *, history_days: float = 
                                     if first <= str(e.get("timestamp") or "") < last)
     report: dict[str, Any] = {"model": MODEL_NAME, "since": since, "as_of": last, "sessions": len(data.sessions),
                               "engagements": data.events, "ignored": sum(map(len, data.ignored)),
-                              "catalog_items": len(catalog or {})}
+                              "items_described": len(catalog or {})}
     try:
         vectors = train_item_vectors(data, params, attributes=catalog)
     except ValueError as nothing:

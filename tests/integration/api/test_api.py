@@ -138,6 +138,7 @@ VIEW_EVENT = {"event_id": "e-array-1", "user_id": "u-1", "session_id": "s-1", "e
     ("api-post-events.json", {"body": [{"events": [VIEW_EVENT]}, "junk"]}, "body"),
     ("api-post-rerank.json", {"body": [{"items": ["i-101"]}, "junk", 42]}, "body"),
     ("api-post-related.json", {"body": [{"n": 3}, {"n": -1}]}, "body"),
+    ("api-post-items.json", {"body": '{"items": [{"item_id": "i-1", "price": NaN}]}'}, "body items.0.price"),
 ])
 def test_malformed_requests_get_a_422_naming_the_field(api, name, changes, field):
     status, body = api.invoke_file(name, **changes)

@@ -136,8 +136,7 @@ class TrainEmbeddingsSettings(_State):
     embedding_dim: int = Field(256, alias="EMBEDDING_DIM", ge=2)
 
 
-class RebuildClustersSettings(_Settings):
-    data_bucket: str = Field(alias="DATA_BUCKET", min_length=1)
+class RebuildClustersSettings(_State):
     cluster_history_days: float = Field(28.0, alias="CLUSTER_HISTORY_DAYS", gt=0)
     cluster_count: int = Field(36, alias="CLUSTER_COUNT", ge=2)
 
