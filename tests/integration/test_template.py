@@ -222,6 +222,43 @@ def test_operators_hear_when_ingest_falls_behind_a_scheduled_job_fails_events_go
     assert api["Threshold"] == {"Ref": "ApiErrorRateAlarm"}
 
 
+def test_the_operations_dashboard_shows_every_alarm_and_only_metrics_the_stack_publishes(template):
+    import re
+
+    resources = template["Resources"]
+    dashboard = resources["OperationsDashboard"]
+    assert dashboard["Type"] == "AWS::CloudWatch::Dashboard"
+    text = dashboard["Properties"]["DashboardBody"]["Fn::Sub"]
+    names = set(re.findall(r"\$\{([^}]+)\}", text))
+    # Every name the body substitutes is a parameter, a pseudo parameter or a resource (attribute) of the template.
+    assert all(n.split(".")[0] in resources or n in template["Parameters"] or n.startswith("AWS::") for n in names), names
+    body = json.loads(re.sub(r"\$\{([^}]+)\}", r"<\1>", text))
+    widgets = body["widgets"]
+    alarms = {name for name, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+    (shown,) = [w["properties"]["alarms"] for w in widgets if w["type"] == "alarm"]
+    assert sorted(shown) == sorted(f"<{name}.Arn>" for name in alarms)
+
+    # The stack's own metrics: each one some function publishes, in the namespace and dimension of the globals.
+    published = {name for path in [*(ROOT / "functions").rglob("*.py"), *(ROOT / "layers").rglob("*.py")]
+                 for name in re.findall(r'add_metric\(name="(\w+)"', path.read_text())}
+    env = template["Globals"]["Function"]["Environment"]["Variables"]
+    namespace = env["POWERTOOLS_METRICS_NAMESPACE"]["Fn::Sub"].replace("${AWS::StackName}", "<AWS::StackName>")
+    rows = [row for w in widgets if w["type"] == "metric" for row in w["properties"]["metrics"]
+            if isinstance(row[0], str)]
+    own = [row for row in rows if row[0] == namespace]
+    assert own and all(row[1] in published and row[2:4] == ["service", env["POWERTOOLS_SERVICE_NAME"]] for row in own)
+    functions = {row[3].strip("<>") for row in rows if row[0] == "AWS/Lambda"}
+    assert functions <= {n for n, r in resources.items() if r["Type"] == "AWS::Serverless::Function"}
+    scheduled = {name for name, r in resources.items() if r["Type"] == "AWS::Serverless::Function"
+                 and any(e["Type"] in ("Schedule", "ScheduleV2") for e in r["Properties"].get("Events", {}).values())}
+    assert scheduled | {"IngestFunction", "ApiFunction"} == functions
+    assert all(row[2:6] == ["ApiName", "<AWS::StackName>", "Stage", "<Stage>"] for row in rows
+               if row[0] == "AWS/ApiGateway")
+    # Laid out on CloudWatch's 24-column grid without overlaps.
+    cells = [(x, y) for w in widgets for x in range(w["x"], w["x"] + w["width"]) for y in range(w["y"], w["y"] + w["height"])]
+    assert len(cells) == len(set(cells)) and all(w["x"] + w["width"] <= 24 for w in widgets)
+
+
 def test_every_function_that_reads_objects_may_list_where_it_reads(template):
     """Without s3:ListBucket, S3 answers a read of a missing object (a model not published yet) with 403, not the
     404 the readers take for "none yet"."""

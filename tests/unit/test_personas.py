@@ -347,3 +347,18 @@ def test_the_evaluation_replays_with_the_persona_jobs_on_the_deployed_schedule()
     assert [now for mode, now in jobs if mode == "rebuild"] == [due(REBUILD_SECONDS)]
     assert 20 <= len(jobs) <= 31 and replay.built is not None and replay.built["mode"] == "rebuild"
     assert replay.latest is not None and replay.models().version == replay.latest["version"]
+
+
+def test_the_rebuild_reads_items_as_the_catalog_says_they_are():
+    """Prices the shop's catalog set are the ones the personas' price levels are measured against, not the events'."""
+    from tailor.catalog import CatalogEntry, load_catalog
+
+    store, blobs = MemoryStateStore(), MemoryBlobStore()
+    simulation = simulate(shoppers=120, days=0.5, seed=3)
+    records = [StreamRecord("shardId-0", str(10_000 + n), json.dumps(e).encode(), e["user_id"])
+               for n, e in enumerate(simulation.events)]
+    Ingestor(store, blobs, max_workers=1).ingest(records)
+    load_catalog(store, [CatalogEntry(item_id=item, price=999.0) for item in store.tables["items"]],
+                 received_at=1_793_613_600.0)
+    assert run_job("rebuild", store, blobs, ks=range(2, 4))["published"]
+    assert set(current_model(blobs).space.price_quantiles["*"]) == {999.0}
