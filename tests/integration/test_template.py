@@ -163,7 +163,8 @@ def test_events_the_stream_gave_up_on_and_failed_erasures_raise_alarms_told_to_a
 def test_operators_hear_when_ingest_falls_behind_a_scheduled_job_fails_events_go_unapplied_or_the_api_errs(template):
     resources, env = template["Resources"], template["Globals"]["Function"]["Environment"]["Variables"]
     alarms = {name: r["Properties"] for name, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
-    assert {"IngestLagAlarm", "ScheduledJobFailureAlarm", "EventsNotApplicableAlarm", "ApiErrorsAlarm"} <= set(alarms)
+    assert {"IngestLagAlarm", "IngestStoppedAlarm", "ScheduledJobFailureAlarm", "EventsNotApplicableAlarm",
+            "ApiErrorsAlarm"} <= set(alarms)
     for props in alarms.values():
         assert props["AlarmActions"] == {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
         assert props["TreatMissingData"] == "notBreaching"
@@ -180,6 +181,13 @@ def test_operators_hear_when_ingest_falls_behind_a_scheduled_job_fails_events_go
     assert (age["Metric"]["Namespace"], age["Metric"]["MetricName"], age["Stat"]) == ("AWS/Lambda", "IteratorAge", "Maximum")
     assert age["Metric"]["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "IngestFunction"}}]
     assert answer(lag)["Expression"] == "age / 1000" and lag["Threshold"] == {"Ref": "IngestLagAlarmSeconds"}
+    stopped = alarms["IngestStoppedAlarm"]
+    incoming, invoked = (metrics_of(stopped)[k]["MetricStat"]["Metric"] for k in ("incoming", "invoked"))
+    assert (incoming["Namespace"], incoming["MetricName"], incoming["Dimensions"]) == (
+        "AWS/Kinesis", "IncomingRecords", [{"Name": "StreamName", "Value": {"Ref": "EventStream"}}])
+    assert (invoked["Namespace"], invoked["MetricName"], invoked["Dimensions"]) == (
+        "AWS/Lambda", "Invocations", [{"Name": "FunctionName", "Value": {"Ref": "IngestFunction"}}])
+    assert answer(stopped)["Expression"] == "IF(incoming > 0 AND FILL(invoked, 0) == 0, 1, 0)"
 
     # Every function a schedule runs, and no other, is watched: a job added later cannot fail unheard.
     scheduled = {name for name, r in resources.items() if r["Type"] == "AWS::Serverless::Function"
