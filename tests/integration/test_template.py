@@ -188,6 +188,9 @@ def test_operators_hear_when_ingest_falls_behind_a_scheduled_job_fails_events_go
     assert (invoked["Namespace"], invoked["MetricName"], invoked["Dimensions"]) == (
         "AWS/Lambda", "Invocations", [{"Name": "FunctionName", "Value": {"Ref": "IngestFunction"}}])
     assert answer(stopped)["Expression"] == "IF(incoming > 0 AND FILL(invoked, 0) == 0, 1, 0)"
+    assert {metrics_of(stopped)[k]["MetricStat"]["Period"] for k in ("incoming", "invoked")} == {900}
+    assert (stopped["EvaluationPeriods"], stopped["DatapointsToAlarm"], stopped["Threshold"],
+            stopped["ComparisonOperator"]) == (2, 2, 1, "GreaterThanOrEqualToThreshold")
 
     # Every function a schedule runs, and no other, is watched: a job added later cannot fail unheard.
     scheduled = {name for name, r in resources.items() if r["Type"] == "AWS::Serverless::Function"
@@ -255,6 +258,26 @@ def test_the_operations_dashboard_shows_every_alarm_and_only_metrics_the_stack_p
             if isinstance(row[0], str)]
     own = [row for row in rows if row[0] == namespace]
     assert own and all(row[1] in published and row[2:4] == ["service", env["POWERTOOLS_SERVICE_NAME"]] for row in own)
+    # AWS's metrics: each one the service publishes under that dimension, for a resource of the stack.
+    aws_metrics = {("AWS/Lambda", "FunctionName"): {"IteratorAge", "Errors", "Duration", "Invocations"},
+                   ("AWS/ApiGateway", "ApiName"): {"Count", "4XXError", "5XXError", "Latency"},
+                   ("AWS/SQS", "QueueName"): {"ApproximateNumberOfMessagesVisible"},
+                   ("AWS/Kinesis", "StreamName"): {"IncomingRecords"}}
+    for row in rows:
+        if row[0] != namespace:
+            assert row[1] in aws_metrics[(row[0], row[2])], row
+            assert row[3].split(".")[0].strip("<>") in resources or row[3] == "<AWS::StackName>", row
+    for widget in widgets:
+        if widget["type"] != "metric":
+            continue
+        properties = widget["properties"]
+        assert properties["region"] == "<AWS::Region>" and properties["view"] == "timeSeries"
+        ids = {row[-1]["id"] for row in properties["metrics"] if isinstance(row[-1], dict) and "id" in row[-1]}
+        for row in properties["metrics"]:
+            options = row[-1] if isinstance(row[-1], dict) else {}
+            assert options.get("stat", properties["stat"]) in {"Sum", "Maximum", "SampleCount", "p50", "p99"}
+            if "expression" in options:
+                assert set(re.findall(r"[a-z]\w*", options["expression"])) <= ids, options
     functions = {row[3].strip("<>") for row in rows if row[0] == "AWS/Lambda"}
     assert functions <= {n for n, r in resources.items() if r["Type"] == "AWS::Serverless::Function"}
     scheduled = {name for name, r in resources.items() if r["Type"] == "AWS::Serverless::Function"
