@@ -8,6 +8,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from botocore.exceptions import BotoCoreError, ClientError
 
+from tailor.catalog import CatalogBusy
 from tailor.events import load_json
 from tailor.ranking.limits import RequestError
 
@@ -37,6 +38,14 @@ def register(app: APIGatewayRestResolver) -> None:
         logger.exception("a store call failed after its tries")
         return Response(status_code=503, content_type=content_types.APPLICATION_JSON, headers={"Retry-After": "1"},
                         body={"statusCode": 503, "message": "Tailor's state could not be read just now; try again"})
+
+    @app.exception_handler(CatalogBusy)
+    def _catalog_busy(error: CatalogBusy) -> Response:
+        """Other loads of the same items kept writing first: 503, for the caller to send the request again."""
+        logger.warning("catalog load gave way to others", extra={"reason": str(error)})
+        return Response(status_code=503, content_type=content_types.APPLICATION_JSON, headers={"Retry-After": "1"},
+                        body={"statusCode": 503, "message": "other catalog loads of the same items were being written; "
+                                                            "send the request again"})
 
     @app.exception_handler(UnicodeDecodeError)
     def _undecodable_body(error: UnicodeDecodeError) -> Response:

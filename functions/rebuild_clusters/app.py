@@ -20,7 +20,7 @@ metrics = Metrics()
 settings = RebuildClustersSettings.read(os.environ)
 # A scheduled job, not in a hurry: botocore's default read timeout, and as many tries as its legacy retries made.
 bucket = S3BlobStore(client("s3", connect_timeout=5, read_timeout=60, max_attempts=5), settings.data_bucket)
-items = DynamoStateStore(client("dynamodb", connect_timeout=5, read_timeout=60, max_attempts=5), settings.tables)
+state = DynamoStateStore(client("dynamodb", connect_timeout=5, read_timeout=60, max_attempts=5), settings.tables)
 
 
 @logger.inject_lambda_context
@@ -28,7 +28,7 @@ items = DynamoStateStore(client("dynamodb", connect_timeout=5, read_timeout=60, 
 @metrics.log_metrics
 def lambda_handler(event, context):
     report = rebuild_from_archive(bucket, time.time(), history_days=settings.cluster_history_days,
-                                  params=ClusterParams(clusters=settings.cluster_count), catalog=catalog_attributes(items))
+                                  params=ClusterParams(clusters=settings.cluster_count), catalog=catalog_attributes(state))
     metrics.add_metric(name="ItemClusters", unit=MetricUnit.Count, value=report["clusters"])
     if report["status"] == "skipped":
         logger.warning("item clusters not rebuilt", extra=report)

@@ -58,6 +58,10 @@ class ApiExample:
     status: int
 
 
+# Items the rerank example sends; the catalog example sells out an item outside them, so the others show the same.
+RERANKED = 6
+
+
 def api_examples(url: str, key: str, tally: EventTally, now: dt.datetime | None = None) -> list[ApiExample]:
     """Commands that work as printed against the running API, with ids from what was replayed when there are any."""
     now = now or dt.datetime.now(dt.UTC)
@@ -106,7 +110,7 @@ def api_examples(url: str, key: str, tally: EventTally, now: dt.datetime | None 
                    curl(f"/items/{quote(item, safe='')}/related", body={"user_id": newcomer, "n": 5, "session_data": [
                        view(1, newcomer, item)]}), 200),
         ApiExample("the caller's own list, re-ranked for the shopper",
-                   curl("/rerank", body={"items": catalog[:6] or [item], "user_id": user, "n": 3}), 200),
+                   curl("/rerank", body={"items": catalog[:RERANKED] or [item], "user_id": user, "n": 3}), 200),
         ApiExample("what Tailor knows about the shopper", curl(f"/users/{quote(user, safe='')}/profile"), 200),
         ApiExample("events over HTTP: each one accepted or refused with its reason (the second has no timestamp)",
                    curl("/events", body={"events": [view(2, newcomer, item),
@@ -116,7 +120,8 @@ def api_examples(url: str, key: str, tally: EventTally, now: dt.datetime | None 
                    curl("/items", body={"items": [
                        {"item_id": "demo-new-item", "name": "Demo item", "category": "demo", "price": 19.9,
                         "available": True},
-                       {"item_id": catalog[-1] if len(catalog) > 6 else "demo-sold-out", "available": False}]}), 200),
+                       {"item_id": catalog[-1] if len(catalog) > RERANKED else "demo-sold-out", "available": False}]}),
+                   200),
         ApiExample("erase a shopper: their state at once, their sessions and archived events after (see status_url)",
                    curl(f"/users/{quote(erasable, safe='')}", method="DELETE"), 202),
         ApiExample("without the key: refused as API Gateway's usage plan refuses it", curl(feed, {"n": 5}, keyed=False),

@@ -9,7 +9,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from tailor.catalog import WRITE_TRIES, CatalogEntry, catalog_view, load_catalog
+from tailor.catalog import WRITE_TRIES, CatalogBusy, CatalogEntry, catalog_view, load_catalog
 from tailor.store.aws import DynamoStateStore
 from tailor_local.aws import create_state_tables
 
@@ -48,7 +48,7 @@ def test_a_load_that_met_another_reads_again_and_both_land(dynamodb):
 
 def test_a_load_that_keeps_losing_the_race_gives_up_and_writes_nothing_over_the_others(dynamodb):
     store = RacedStore(*dynamodb, races=WRITE_TRIES)
-    with pytest.raises(RuntimeError, match="changed under"):
+    with pytest.raises(CatalogBusy, match="changed under"):
         load_catalog(store, [CatalogEntry(item_id="i-1", price=5.0)], received_at=NOW)
     row = catalog_view(store.read("items", ["i-1"])["i-1"])
     assert row["brand"] == "b0" and "price" not in row

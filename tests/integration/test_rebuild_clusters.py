@@ -1,6 +1,6 @@
-"""RebuildClusters on moto: a simulated day ingested into the archive, the items clustered (but one the catalog says
-sold out, and those events said were) and published with the calls the template grants, ids kept by the next rebuild, and the clusters loaded by
-serving and Ingest from the registry."""
+"""RebuildClusters on moto: a simulated day ingested into the archive, the items clustered (leaving out those their
+rows say are off sale) and published with the calls the template grants, ids kept by the next rebuild, and the
+clusters loaded by serving and Ingest from the registry."""
 
 from __future__ import annotations
 

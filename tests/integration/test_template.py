@@ -193,8 +193,7 @@ def test_operators_hear_when_ingest_falls_behind_a_scheduled_job_fails_events_go
             stopped["ComparisonOperator"]) == (2, 2, 1, "GreaterThanOrEqualToThreshold")
 
     # Every function a schedule runs, and no other, is watched: a job added later cannot fail unheard.
-    scheduled = {name for name, r in resources.items() if r["Type"] == "AWS::Serverless::Function"
-                 and any(e["Type"] in ("Schedule", "ScheduleV2") for e in r["Properties"].get("Events", {}).values())}
+    scheduled = scheduled_functions(resources)
     jobs = alarms["ScheduledJobFailureAlarm"]
     watched = [m["MetricStat"] for m in jobs["Metrics"] if "MetricStat" in m]
     assert {(s["Metric"]["Namespace"], s["Metric"]["MetricName"], s["Stat"]) for s in watched} == {
@@ -280,8 +279,7 @@ def test_the_operations_dashboard_shows_every_alarm_and_only_metrics_the_stack_p
                 assert set(re.findall(r"[a-z]\w*", options["expression"])) <= ids, options
     functions = {row[3].strip("<>") for row in rows if row[0] == "AWS/Lambda"}
     assert functions <= {n for n, r in resources.items() if r["Type"] == "AWS::Serverless::Function"}
-    scheduled = {name for name, r in resources.items() if r["Type"] == "AWS::Serverless::Function"
-                 and any(e["Type"] in ("Schedule", "ScheduleV2") for e in r["Properties"].get("Events", {}).values())}
+    scheduled = scheduled_functions(resources)
     assert scheduled | {"IngestFunction", "ApiFunction"} == functions
     assert all(row[2:6] == ["ApiName", "<AWS::StackName>", "Stage", "<Stage>"] for row in rows
                if row[0] == "AWS/ApiGateway")
@@ -755,6 +753,12 @@ def granted(template: dict, function: str) -> list[tuple[set[str], str, str]]:
                     assert bucket_arn == "${DataBucket.Arn}", resource
                     grants.append((actions, "object", pattern))
     return grants
+
+
+def scheduled_functions(resources: dict) -> set[str]:
+    """The functions a schedule runs."""
+    return {name for name, r in resources.items() if r["Type"] == "AWS::Serverless::Function"
+            and any(e["Type"] in ("Schedule", "ScheduleV2") for e in r["Properties"].get("Events", {}).values())}
 
 
 def sam_transform(template: dict) -> dict:

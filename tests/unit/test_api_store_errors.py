@@ -1,4 +1,5 @@
-"""The API's answer when a store call fails after its tries: 503 at once, not the invocation's error (a 502)."""
+"""The API's answer when a store call fails after its tries, or a catalog load keeps giving way to others: 503 at
+once, not the invocation's error (a 502)."""
 
 from __future__ import annotations
 
@@ -38,3 +39,19 @@ def test_a_store_that_fails_after_its_tries_is_answered_503_with_a_retry_after(f
     assert answer["statusCode"] == 503
     assert answer["multiValueHeaders"]["Retry-After"] == ["1"]
     assert json.loads(answer["body"])["message"] == "Tailor's state could not be read just now; try again"
+
+
+def test_a_catalog_load_that_keeps_giving_way_to_others_is_answered_503_to_send_again():
+    from tailor.catalog import CatalogBusy
+
+    app = APIGatewayRestResolver(enable_validation=True)
+    _errors_module().register(app)
+
+    @app.post("/items")
+    def load_items() -> dict:
+        raise CatalogBusy("item 'i-1': its catalog fields changed under 5 writes in a row")
+
+    answer = app.resolve(load_event("api-post-items.json"), None)
+    assert answer["statusCode"] == 503
+    assert answer["multiValueHeaders"]["Retry-After"] == ["1"]
+    assert "send the request again" in json.loads(answer["body"])["message"]

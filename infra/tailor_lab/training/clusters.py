@@ -179,17 +179,6 @@ def rebuild_from_archive(blobs: BlobStore, now: float | datetime, *, history_day
     return report
 
 
-def _as_catalog_says(items: list[dict[str, Any]], catalog: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The items with the category and price their rows hold, those off sale left out (they are never served)."""
-    out = []
-    for record in items:
-        found = catalog.get(record["item_id"]) or {}
-        if found.get("available") is False:
-            continue
-        out.append({**record, **{key: found[key] for key in ("category", "price") if found.get(key) is not None}})
-    return out
-
-
 def catalog_from_events(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Every item the events name, with the latest category and price they carry (what build_clusters takes)."""
     catalog: dict[str, dict[str, Any]] = {}
@@ -262,3 +251,14 @@ def _epoch(event: Mapping[str, Any]) -> float:
 
 def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, tz=UTC).isoformat().replace("+00:00", "Z")
+
+
+def _as_catalog_says(items: list[dict[str, Any]], catalog: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The items with the category and price their rows hold, those off sale left out (they are never served)."""
+    out = []
+    for record in items:
+        found = catalog.get(record["item_id"]) or {}
+        if found.get("available") is False:
+            continue
+        out.append({**record, **{key: found[key] for key in ("category", "price") if found.get(key) is not None}})
+    return out

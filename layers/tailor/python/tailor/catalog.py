@@ -2,7 +2,7 @@
 
 Item events carry catalog fields too (tailor.ingest.derive), as the shopper's page saw them. A catalog entry sets them
 from the shop's own records, so a new item has its category, brand, price and name for filters and for the item
-vectors' metadata, and an item that sold out leaves feeds at once. A field the catalog has set is the catalog's:
+vectors' metadata, and an item that sold out leaves feeds without waiting for a shopper's event. A field the catalog has set is the catalog's:
 events no longer change what readers see of it (`catalog_view`), so a page cached before the item sold out cannot put
 it back. Each field keeps when it was last updated (`updated_at`, else when its entry was received), and an entry
 never replaces a field updated later, so a late request cannot bring back an old price or stock level.
@@ -21,16 +21,16 @@ from typing import Annotated, Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from tailor.events import EARLIEST_TIMESTAMP, ID_PATTERN, MAX_CLOCK_SKEW_SECONDS, MAX_PRICE, Id
+from tailor.events import ID_PATTERN, MAX_CLOCK_SKEW_SECONDS, MAX_PRICE, Id, plausible_date
 from tailor.store.port import Conflict, StateStore, every_row
 
-__all__ = ["CATALOG", "CATALOG_FIELDS", "MAX_CATALOG_ENTRIES", "CatalogEntry", "CatalogLoad", "catalog_attributes",
+__all__ = ["CATALOG_FIELDS", "MAX_CATALOG_ENTRIES", "CatalogBusy", "CatalogEntry", "CatalogLoad", "catalog_attributes",
            "catalog_view", "load_catalog"]
 
 CATALOG_FIELDS = ("category", "brand", "price", "name", "available")
 # An item row's catalog fields as entries set them, when each was updated, and the token a load swaps.
 CATALOG, CATALOG_AT, CATALOG_WATERMARK = "catalog", "catalog_at", "catalog_wm"
-MAX_CATALOG_ENTRIES = 500  # entries in one request: a page of a catalog feed, written in well under a second
+MAX_CATALOG_ENTRIES = 500  # entries in one request: a page of a catalog feed
 MAX_NAME_LENGTH = 512
 # A catalog write is one conditional update per item; this many at once keeps a full request's round trips short.
 WRITERS = 8
@@ -63,10 +63,7 @@ class CatalogEntry(BaseModel):
     def _plausible(cls, value: datetime | None) -> datetime | None:
         if value is None:
             return value
-        if value < EARLIEST_TIMESTAMP:
-            raise PydanticCustomError("timestamp_too_early", "before {earliest}, the earliest date Tailor takes",
-                                      {"earliest": EARLIEST_TIMESTAMP.date().isoformat()})
-        ahead = value.timestamp() - time.time()
+        ahead = plausible_date(value).timestamp() - time.time()
         if ahead > MAX_CLOCK_SKEW_SECONDS:
             raise PydanticCustomError("timestamp_in_future", "{ahead} s from now; at most {skew} s of clock skew is "
                                       "allowed", {"ahead": round(ahead), "skew": MAX_CLOCK_SKEW_SECONDS})
@@ -81,6 +78,11 @@ class CatalogEntry(BaseModel):
     def fields(self) -> dict[str, Any]:
         """The catalog fields this entry sets."""
         return {name: getattr(self, name) for name in CATALOG_FIELDS if getattr(self, name) is not None}
+
+
+class CatalogBusy(Exception):
+    """An item's catalog fields kept changing under a load (other loads of it at once): nothing of its entries was
+    written, and the request may be sent again."""
 
 
 @dataclass
@@ -120,7 +122,7 @@ def load_catalog(store: StateStore, entries: Sequence[CatalogEntry], *, received
                 return outcomes
             except Conflict:
                 row = store.read("items", [item]).get(item) or {}
-        raise RuntimeError(f"item {item!r}: its catalog fields changed under {WRITE_TRIES} writes in a row")
+        raise CatalogBusy(f"item {item!r}: its catalog fields changed under {WRITE_TRIES} writes in a row")
 
     loaded = CatalogLoad()
     with ThreadPoolExecutor(max_workers=min(WRITERS, max(len(by_item), 1))) as pool:

@@ -62,6 +62,7 @@ __all__ = [
     "event_from_json",
     "load_json",
     "parse_event",
+    "plausible_date",
 ]
 
 # What an event may say. Every number Ingest folds is bounded by what a shop can mean, so that sums over a shopper's
@@ -125,13 +126,7 @@ class _EventBase(BaseModel):
     @field_validator("timestamp")
     @classmethod
     def _plausible_date(cls, value: datetime) -> datetime:
-        if value < EARLIEST_TIMESTAMP:
-            raise PydanticCustomError("timestamp_too_early", "before {earliest}, the earliest date Tailor takes",
-                                      {"earliest": EARLIEST_TIMESTAMP.date().isoformat()})
-        if value >= LATEST_TIMESTAMP:
-            raise PydanticCustomError("timestamp_too_late", "on or after {latest}, the latest date Tailor takes",
-                                      {"latest": LATEST_TIMESTAMP.date().isoformat()})
-        return value
+        return plausible_date(value)
 
     @property
     def epoch(self) -> float:
@@ -264,6 +259,17 @@ ITEM_EVENT_TYPES: frozenset[str] = frozenset(
 )
 
 _EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+def plausible_date(value: datetime) -> datetime:
+    """`value` if it lies between EARLIEST_TIMESTAMP and LATEST_TIMESTAMP; a field validator's error otherwise."""
+    if value < EARLIEST_TIMESTAMP:
+        raise PydanticCustomError("timestamp_too_early", "before {earliest}, the earliest date Tailor takes",
+                                  {"earliest": EARLIEST_TIMESTAMP.date().isoformat()})
+    if value >= LATEST_TIMESTAMP:
+        raise PydanticCustomError("timestamp_too_late", "on or after {latest}, the latest date Tailor takes",
+                                  {"latest": LATEST_TIMESTAMP.date().isoformat()})
+    return value
 
 
 def parse_event(raw: bytes | str | dict[str, Any], *, received_at: float | None = None) -> Event:

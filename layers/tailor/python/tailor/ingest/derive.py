@@ -80,6 +80,7 @@ def _item_contribution(event: Event, item_id: str) -> Contribution:
         increments["revenue"] = round(event.price * event.quantity, 6)
     elif kind == "dwell":
         increments["dwell_ms"] = event.dwell_ms
+    # An item event carries some of the catalog's fields (a name only comes with a catalog entry).
     latest = {name: values[name] for name in CATALOG_FIELDS if values.get(name) is not None}
     latest["last_event_at"] = event.epoch
     return Contribution("items", item_id, increments, latest)
