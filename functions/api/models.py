@@ -137,7 +137,7 @@ class CatalogIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     items: Annotated[list[CatalogEntry], Field(min_length=1, max_length=MAX_CATALOG_ENTRIES,
-                                               description="catalog entries: an item's fields left out stay as they were")]
+                                               description="catalog entries; an item's fields left out stay")]
 
 
 class StaleEntry(BaseModel):

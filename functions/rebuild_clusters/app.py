@@ -28,7 +28,8 @@ state = DynamoStateStore(client("dynamodb", connect_timeout=5, read_timeout=60, 
 @metrics.log_metrics
 def lambda_handler(event, context):
     report = rebuild_from_archive(bucket, time.time(), history_days=settings.cluster_history_days,
-                                  params=ClusterParams(clusters=settings.cluster_count), catalog=catalog_attributes(state))
+                                  params=ClusterParams(clusters=settings.cluster_count),
+                                  catalog=catalog_attributes(state))
     metrics.add_metric(name="ItemClusters", unit=MetricUnit.Count, value=report["clusters"])
     if report["status"] == "skipped":
         logger.warning("item clusters not rebuilt", extra=report)

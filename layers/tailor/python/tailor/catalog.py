@@ -2,10 +2,11 @@
 
 Item events carry catalog fields too (tailor.ingest.derive), as the shopper's page saw them. A catalog entry sets them
 from the shop's own records, so a new item has its category, brand, price and name for filters and for the item
-vectors' metadata, and an item that sold out leaves feeds without waiting for a shopper's event. A field the catalog has set is the catalog's:
-events no longer change what readers see of it (`catalog_view`), so a page cached before the item sold out cannot put
-it back. Each field keeps when it was last updated (`updated_at`, else when its entry was received), and an entry
-never replaces a field updated later, so a late request cannot bring back an old price or stock level.
+vectors' metadata, and an item that sold out leaves feeds without waiting for a shopper's event. A field the catalog
+has set is the catalog's: events no longer change what readers see of it (`catalog_view`), so a page cached before the
+item sold out cannot put it back. Each field keeps when it was last updated (`updated_at`, else when its entry was
+received), and an entry never replaces a field updated later, so a late request cannot bring back an old price or
+stock level.
 """
 
 from __future__ import annotations
