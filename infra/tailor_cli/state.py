@@ -43,6 +43,12 @@ def _state(args: argparse.Namespace) -> int:
         return 0 if _show_row(handle, "SessionsTable", {"session_id": key}, f"session {key}") else 1
     if args.what == "item":
         found = _show_row(handle, "ItemsTable", {"item_id": key}, f"item {key}")
+        if found and "catalog" in (row := handle.get_row("ItemsTable", {"item_id": key})):
+            from tailor.catalog import CATALOG_FIELDS, catalog_view
+
+            shown = catalog_view(row)
+            say(f"\nitem {key} as it is served (the catalog's fields over those events set):")
+            print_json({name: shown[name] for name in CATALOG_FIELDS if shown.get(name) is not None})
         if "AssociationsTable" in handle.resources:
             _show_row(handle, "AssociationsTable", {"item_id": key}, f"associations of item {key}")
         return 0 if found else 1

@@ -10,6 +10,7 @@ import textwrap
 import threading
 import time
 import types
+from decimal import Decimal
 
 import pytest
 
@@ -43,6 +44,12 @@ TEMPLATE = textwrap.dedent("""\
           BillingMode: PAY_PER_REQUEST
           AttributeDefinitions: [{AttributeName: session_id, AttributeType: S}]
           KeySchema: [{AttributeName: session_id, KeyType: HASH}]
+      ItemsTable:
+        Type: AWS::DynamoDB::Table
+        Properties:
+          BillingMode: PAY_PER_REQUEST
+          AttributeDefinitions: [{AttributeName: item_id, AttributeType: S}]
+          KeySchema: [{AttributeName: item_id, KeyType: HASH}]
       IngestFunction:
         Type: AWS::Serverless::Function
         Properties:
@@ -129,6 +136,19 @@ def test_state_shows_the_row_the_function_wrote(running, capsys):
     assert tailor(running, "state", "user", "nobody") == 1
     assert tailor(running, "state", "tables") == 0
     assert "ShoppersTable" in capsys.readouterr().out
+
+
+def test_state_of_an_item_shows_its_row_and_the_catalog_fields_served(running, capsys):
+    handle = StackHandle.load(state_path(running))
+    handle.table("ItemsTable").put_item(Item={"item_id": "i-1", "views": 3, "available": True, "price": Decimal("9.5"),
+                                              "catalog": {"available": False}})
+    assert tailor(running, "state", "item", "i-1") == 0
+    out = capsys.readouterr().out
+    row, end = json.JSONDecoder().raw_decode(out)
+    assert row["catalog"] == {"available": False}
+    served, _ = json.JSONDecoder().raw_decode(out[end:].lstrip())
+    assert served == {"price": 9.5, "available": False}
+    assert tailor(running, "state", "item", "nobody") == 1
 
 
 def test_quarantine_lists_the_rejected_record_with_its_reason(running, capsys):
