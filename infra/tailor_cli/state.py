@@ -38,23 +38,23 @@ def _state(args: argparse.Namespace) -> int:
         say(f"\n{len(sessions)} session(s) of {key}, latest last:")
         for row in sessions:
             print_json(row)
-        return 0 if found or sessions else 1
+        return 0 if found is not None or sessions else 1
     if args.what == "session":
-        return 0 if _show_row(handle, "SessionsTable", {"session_id": key}, f"session {key}") else 1
+        return 0 if _show_row(handle, "SessionsTable", {"session_id": key}, f"session {key}") is not None else 1
     if args.what == "item":
         found = _show_row(handle, "ItemsTable", {"item_id": key}, f"item {key}")
-        if found and "catalog" in (row := handle.get_row("ItemsTable", {"item_id": key})):
-            from tailor.catalog import CATALOG_FIELDS, catalog_view
+        if found is not None and "catalog" in found:
+            from tailor.catalog import served_fields
 
-            shown = catalog_view(row)
             say(f"\nitem {key} as it is served (the catalog's fields over those events set):")
-            print_json({name: shown[name] for name in CATALOG_FIELDS if shown.get(name) is not None})
+            print_json(served_fields(found))
         if "AssociationsTable" in handle.resources:
             _show_row(handle, "AssociationsTable", {"item_id": key}, f"associations of item {key}")
-        return 0 if found else 1
+        return 0 if found is not None else 1
     from tailor.text import normalize_query
 
-    return 0 if _show_row(handle, "QueriesTable", {"query": normalize_query(key)}, f"query {key!r}") else 1
+    found = _show_row(handle, "QueriesTable", {"query": normalize_query(key)}, f"query {key!r}")
+    return 0 if found is not None else 1
 
 
 def _state_cluster(args: argparse.Namespace) -> int:
@@ -87,11 +87,12 @@ def _state_tables(args: argparse.Namespace) -> int:
     return 0
 
 
-def _show_row(handle: StackHandle, table: str, key: dict[str, str], label: str) -> bool:
+def _show_row(handle: StackHandle, table: str, key: dict[str, str], label: str) -> dict[str, Any] | None:
+    """Print the row of `key` (or that there is none), and return it."""
     row = handle.get_row(table, key)
     if row is None:
         say(f"no {label} in {handle.resources.name(table)}")
-        return False
+        return None
     say(f"{label} ({handle.resources.name(table)}):")
     print_json(row)
-    return True
+    return row

@@ -121,14 +121,13 @@ def _feeds(requests: int, seed: int) -> dict[str, Any]:
     state = ingested(simulation.events)
     model = load_model(MODEL_NAME, None, build=RankingModel.from_stored)
     asks = feed_requests(state, requests + WARMUP_REQUESTS, seed)
-    experiment = started_experiment({"experiment_id": "exp-bench", "variants": [{"name": "a", "strategy": "default"},
-                                                                      {"name": "b", "strategy": "default"}]}, now)
+    experiment = started_experiment({"experiment_id": "exp-bench", "variants": [
+        {"name": "a", "strategy": "default"}, {"name": "b", "strategy": "default"}]}, now)
     live = LiveExperiments(lambda: [experiment])
-    adaptive = started_experiment({"experiment_id": "exp-adaptive", "variants": [{"name": "a", "strategy": "adaptive"},
-                                                                       {"name": "b", "strategy": "adaptive"}]}, now)
-    interleaving = started_experiment({"experiment_id": "exp-interleaving", "design": "interleaving",
-                             "variants": [{"name": "a", "strategy": "baseline"}, {"name": "b", "strategy": "default"}]},
-                            now)
+    adaptive = started_experiment({"experiment_id": "exp-adaptive", "variants": [
+        {"name": "a", "strategy": "adaptive"}, {"name": "b", "strategy": "adaptive"}]}, now)
+    interleaving = started_experiment({"experiment_id": "exp-interleaving", "design": "interleaving", "variants": [
+        {"name": "a", "strategy": "baseline"}, {"name": "b", "strategy": "default"}]}, now)
     clusters = build_clusters(simulation.catalog, simulation.events)
     logged = ExperimentStore(MemoryStateStore())
 

@@ -26,7 +26,7 @@ from tailor.events import ID_PATTERN, MAX_CLOCK_SKEW_SECONDS, MAX_PRICE, Id, pla
 from tailor.store.port import Conflict, StateStore, every_row
 
 __all__ = ["CATALOG_FIELDS", "MAX_CATALOG_ENTRIES", "CatalogBusy", "CatalogEntry", "CatalogLoad", "catalog_attributes",
-           "catalog_view", "load_catalog"]
+           "catalog_view", "load_catalog", "served_fields"]
 
 CATALOG_FIELDS = ("category", "brand", "price", "name", "available")
 # An item row's catalog fields as entries set them, when each was updated, and the token a load swaps.
@@ -110,11 +110,12 @@ def load_catalog(store: StateStore, entries: Sequence[CatalogEntry], *, received
             values, stamps = dict(row.get(CATALOG) or {}), dict(row.get(CATALOG_AT) or {})
             outcomes = []
             for at, index, entry in sorted(by_item[item], key=lambda e: e[:2]):
-                stale = [name for name in entry.fields() if stamps.get(name, "") > at]
-                for name, value in entry.fields().items():
+                fields = entry.fields()
+                stale = [name for name in fields if stamps.get(name, "") > at]
+                for name, value in fields.items():
                     if name not in stale:
                         values[name], stamps[name] = value, at
-                outcomes.append((index, stale, len(stale) < len(entry.fields())))
+                outcomes.append((index, stale, len(stale) < len(fields)))
             if not any(written for *_, written in outcomes):
                 return outcomes
             try:
@@ -142,14 +143,18 @@ def catalog_view(row: Mapping[str, Any]) -> Mapping[str, Any]:
     return {**row, **catalog} if catalog else row
 
 
+def served_fields(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The catalog fields of an items row as readers see them (catalog_view), those it holds none of left out."""
+    seen = catalog_view(row)
+    return {name: seen[name] for name in CATALOG_FIELDS if seen.get(name) is not None}
+
+
 def catalog_attributes(store: StateStore) -> dict[str, dict[str, Any]]:
-    """Every item's catalog fields as readers see them (catalog_view), for the item vectors' metadata:
-    {item_id: {field: value}}, items without any left out."""
+    """Every item's served_fields, for the training jobs (item vectors, clusters): {item_id: {field: value}}, items
+    without any left out."""
     out: dict[str, dict[str, Any]] = {}
     for row in every_row(store, "items", ["item_id", *CATALOG_FIELDS, CATALOG]):
-        seen = catalog_view(row)
-        found = {name: seen[name] for name in CATALOG_FIELDS if seen.get(name) is not None}
-        if found:
+        if found := served_fields(row):
             out[row["item_id"]] = found
     return out
 

@@ -19,9 +19,9 @@ over.
 
 The parameters are learned from labelled sessions (tailor_lab.training.intent_filter: counted, then fitted) and
 ship in the intent model's metadata (tailor.intent.IntentModel.filter), stamped with FORMAT; `observe` is the one
-function training learns with and serving filters with. Parameters of another format (or of none: published before formats were
-stamped) are refused rather than read, since their keys would mean other observations than this code's and the
-classifier would misread the posterior they give. A session keeps the filter's state in one short string
+function training learns with and serving filters with. Parameters of another format (or of none: published before
+formats were stamped) are refused rather than read, since their keys would mean other observations than this code's
+and the classifier would misread the posterior they give. A session keeps the filter's state in one short string
 (SessionState.intent_filter: the posterior, rounded, the page context, the category browsed and the items viewed in
 it), updated by tailor.session.fold_session once per event it folds, so a replayed or duplicate event leaves it as it
 was, and the state is the same however a stream cuts the session into batches.
