@@ -1,6 +1,6 @@
 """RebuildClusters on moto: a simulated day ingested into the archive, the items clustered (leaving out those their
-rows say are off sale) and published with the calls the template grants, ids kept by the next rebuild, and the
-clusters loaded by serving and Ingest from the registry."""
+rows say are off sale, placing those only the catalog knows) and published with the calls the template grants, ids
+kept by the next rebuild, and the clusters loaded by serving and Ingest from the registry."""
 
 from __future__ import annotations
 
@@ -49,10 +49,17 @@ def test_rebuild_clusters_publishes_within_the_granted_calls_and_keeps_ids(templ
         assert not Ingestor(store, bucket, max_workers=4).ingest(to_records(events)).failed
         # An item the shop sold out of is in no cluster: a cluster's top items are served and shown.
         sold_out = next(e["item_id"] for e in events if e.get("item_id"))
-        load_catalog(store, [CatalogEntry(item_id=sold_out, available=False)], received_at=time.time())
+        # Items only the catalog knows: one on sale joins a cluster, so an adaptive feed can place it; one off sale
+        # does not.
+        category = next(e["category"] for e in events if e.get("category"))
+        load_catalog(store, [CatalogEntry(item_id=sold_out, available=False),
+                             CatalogEntry(item_id="just-listed", category=category, price=25.0),
+                             CatalogEntry(item_id="listed-sold-out", category=category, available=False)],
+                     received_at=time.time())
         calls.clear()
         report = functions.invoke("RebuildClustersFunction", load_event("rebuild-clusters-schedule.json"))
         assert report["status"] == "built" and report["clusters"] == 6 and report["ids_kept"] == 0
+        assert report["items_placed"] == 1
         assert {"s3:GetObject", "s3:PutObject", "s3:ListBucket", "dynamodb:Scan"} <= {a for a, _, _ in calls}
         assert_granted(template, "RebuildClustersFunction", calls)
         registry = ModelRegistry(bucket)
@@ -62,7 +69,7 @@ def test_rebuild_clusters_publishes_within_the_granted_calls_and_keeps_ids(templ
         assert first is not None and len(first.ids) == 6
         off_sale = {item for item, found in catalog_attributes(store).items() if found.get("available") is False}
         assert sold_out in off_sale
-        assert set(first.members) == {e["item_id"] for e in events if e.get("item_id")} - off_sale
+        assert set(first.members) == {e["item_id"] for e in events if e.get("item_id")} - off_sale | {"just-listed"}
 
         again = functions.invoke("RebuildClustersFunction", load_event("rebuild-clusters-schedule.json"))
         assert again["status"] == "built" and again["ids_kept"] == 6  # the same archive: every cluster keeps its id

@@ -3,6 +3,8 @@ rebuilds."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pytest
 
@@ -96,3 +98,44 @@ def test_a_rebuild_that_cannot_read_the_current_clusters_publishes_nothing_rathe
         rebuild_from_archive(blobs, time.time(), params=ClusterParams(clusters=6))
     blobs.failing = False
     assert ModelRegistry(blobs).current_version(MODEL_NAME) == first["version"]
+
+
+def test_items_nobody_met_join_their_nearest_cluster_without_moving_the_clusters(history, monkeypatch):
+    from tailor_lab.training import clusters as training
+
+    # A copy of each item under a new id, as the shop's catalog would list an item like it. By category and price
+    # (two clusters a category here, so price decides between them): each copy joins its original's cluster.
+    copies = [{**record, "item_id": f"new-{record['item_id']}"} for record in history.catalog]
+    unseen = {"item_id": "new-kind", "category": "telescopes", "price": 120.0}  # a category no cluster holds
+    params = ClusterParams(clusters=24)
+    alone = build_clusters(history.catalog, history.events, params=params)
+    placed = build_clusters(history.catalog, history.events, params=params, placed=[*copies, unseen])
+    # Items of one price in a category get ranks apart; a copy of them falls between, perhaps across a boundary.
+    tied = {key for key, n in Counter((r["category"], r["price"]) for r in history.catalog).items() if n > 1}
+    assert all(placed.members[copy["item_id"]] == alone.members[copy["item_id"][4:]] for copy in copies
+               if (copy["category"], copy["price"]) not in tied)
+    assert placed.members["new-kind"] in placed.ids
+    # An item the clusters were fitted on stays where it was fitted, even one its copy would leave.
+    moved = [copy["item_id"][4:] for copy in copies if placed.members[copy["item_id"]] != alone.members[copy["item_id"][4:]]]
+    assert moved and build_clusters(history.catalog, history.events, params=params,
+                                    placed=[{"item_id": item} for item in moved]).members == alone.members
+    assert {i: c for i, c in placed.members.items() if not i.startswith("new-")} == dict(alone.members)
+    assert placed.ids == alone.ids and placed.top_items == alone.top_items and placed.categories == alone.categories
+    for name in ("centroids", "descriptors", "global_ctr"):
+        np.testing.assert_array_equal(getattr(placed, name), getattr(alone, name))
+    monkeypatch.setattr(training, "PLACE_CHUNK", 7)  # a few features at a time place them the same
+    assert build_clusters(history.catalog, history.events, params=params,
+                          placed=[*copies, unseen]).members == placed.members
+    # Ids follow the members, placed ones among them: the same items again keep every id.
+    again = build_clusters(history.catalog, history.events, previous=placed, params=ClusterParams(clusters=24, seed=3),
+                           placed=[*copies, unseen])
+    assert set(again.ids) == set(placed.ids)
+
+    # By vectors alone: each copy, given its original's vector, joins its original's cluster.
+    rng = np.random.default_rng(4)
+    vectors = {r["item_id"]: rng.normal(size=6) for r in history.catalog}
+    vectors |= {copy["item_id"]: vectors[copy["item_id"][4:]] for copy in copies}
+    by_vectors = ClusterParams(clusters=12, category_weight=0.0, price_weight=0.0)
+    alone = build_clusters(history.catalog, history.events, vectors=vectors, params=by_vectors)
+    placed = build_clusters(history.catalog, history.events, vectors=vectors, params=by_vectors, placed=copies)
+    assert all(placed.members[copy["item_id"]] == alone.members[copy["item_id"][4:]] for copy in copies)

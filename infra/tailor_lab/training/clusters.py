@@ -9,6 +9,8 @@ means) by `engaged_weight`. Its global click rate is clicks over impressions of 
 prior impression-worth of the shop's rate per `rate_prior`. Each cluster keeps its items' shares by category, and
 the clusters the shop's engagements' shares by category, weighed as a shopper's row weighs its category affinity
 (tailor.shopper.category_engagement): what a shopper's own affinity is compared with (ItemClusters.category_lift).
+Items outside the fit (`placed`: on sale, but met by no event of the window) join the nearest fitted cluster as
+members only; the clusters, their descriptors, rates and top items come from the items met.
 
 The scheduled RebuildClusters function runs `rebuild_from_archive`: its build carries this module alone from the lab
 (functions/rebuild_clusters/Makefile), so it imports nothing from the lab, only the domain library and scikit-learn.
@@ -17,7 +19,7 @@ The scheduled RebuildClusters function runs `rebuild_from_archive`: its build ca
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -28,7 +30,7 @@ from sklearn.cluster import KMeans
 from tailor.archive import archived_events
 from tailor.clusters import FORMAT, MODEL_NAME, load_item_clusters
 from tailor.clusters.model import ARTIFACT, TRAIT_NAMES, ItemClusters, item_trait_strengths, match_cluster_ids
-from tailor.embeddings import load_item_vectors
+from tailor.embeddings import ItemVectors, load_item_vectors
 from tailor.models import ModelRegistry
 from tailor.shopper import category_engagement
 from tailor.store.port import BlobStore
@@ -38,6 +40,7 @@ __all__ = ["ClusterParams", "build_clusters", "catalog_from_events", "category_s
 
 DAY_SECONDS = 86400.0
 MIN_ITEMS = 2  # fewer items make no clusters worth a bandit
+PLACE_CHUNK = 20_000  # placed items whose features are built at once
 
 
 @dataclass(frozen=True)
@@ -55,31 +58,24 @@ class ClusterParams:
 def build_clusters(items: Sequence[Mapping[str, Any]], events: Iterable[Mapping[str, Any]] = (), *,
                    vectors: Mapping[str, np.ndarray] | None = None,
                    engaged: Mapping[str, Mapping[str, float]] | None = None,
-                   previous: ItemClusters | None = None, params: ClusterParams = ClusterParams()) -> ItemClusters:
-    """Clusters of `items` (records with item_id, category, price), with click rates from `events`."""
+                   previous: ItemClusters | None = None, params: ClusterParams = ClusterParams(),
+                   placed: Sequence[Mapping[str, Any]] = ()) -> ItemClusters:
+    """Clusters of `items` (records with item_id, category, price), with click rates from `events`. Each record of
+    `placed` joins the cluster nearest to it without shaping the clusters: an item on sale that no event of the
+    window names, so a feed can still place it."""
     if not items:
         raise ValueError("clusters: no items to cluster")
     events = list(events)
     ids = [str(record["item_id"]) for record in items]
     categories = sorted({str(record.get("category") or "") for record in items})
     percentile = _price_percentiles(items)
-    one_hot = np.zeros((len(items), len(categories)))
-    for i, record in enumerate(items):
-        one_hot[i, categories.index(str(record.get("category") or ""))] = params.category_weight
-    parts = [one_hot, params.price_weight * percentile[:, None]]
-    if vectors:
-        dim = len(next(iter(vectors.values())))
-        matrix = np.zeros((len(items), dim))
-        for i, item in enumerate(ids):
-            v = vectors.get(item)
-            if v is not None:
-                norm = float(np.linalg.norm(v))
-                matrix[i] = np.asarray(v) / norm if norm else 0.0
-        parts.append(matrix)
-    features = np.hstack(parts)
+    features = _features(items, percentile, categories, vectors, params)
     k = min(params.clusters, len(items))
-    labels = KMeans(n_clusters=k, n_init=4, random_state=params.seed).fit_predict(features)
-    names = match_cluster_ids(dict(previous.members) if previous else {}, dict(zip(ids, labels.tolist())))
+    kmeans = KMeans(n_clusters=k, n_init=4, random_state=params.seed).fit(features)
+    labels = kmeans.labels_
+    placed_labels = _nearest_clusters(kmeans, placed, items, categories, vectors, params)
+    names = match_cluster_ids(dict(previous.members) if previous else {},
+                              dict(zip(ids, labels.tolist())) | placed_labels)
     order = sorted(range(k), key=lambda n: names[n])
     cluster_ids = tuple(names[n] for n in order)
     row = {n: r for r, n in enumerate(order)}
@@ -123,6 +119,8 @@ def build_clusters(items: Sequence[Mapping[str, Any]], events: Iterable[Mapping[
         has = engaged_weight > 0
         descriptors[has] = ((1 - params.engaged_weight) * descriptors[has]
                             + params.engaged_weight * engaged_sum[has] / engaged_weight[has, None])
+    for item, n in placed_labels.items():  # members alone: what a cluster serves comes from the items met
+        members[item] = cluster_ids[row[n]]
     similarity = centroids @ centroids.T
     neighbours = {}
     for r, cid in enumerate(cluster_ids):
@@ -145,17 +143,21 @@ def rebuild_from_archive(blobs: BlobStore, now: float | datetime, *, history_day
                          catalog: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """Cluster the items of the archived events of the last `history_days` before `now` (their latest category and
     price, or the items' rows' where `catalog` has them: tailor.catalog.catalog_attributes; the registry's current
-    item vectors where published), with ids matched to the current clusters', and publish them as current. An item
-    its row says is off sale is left out. The report says what was built, or why nothing was (status "skipped":
-    too few items, and the current clusters stay)."""
+    item vectors where published), with ids matched to the current clusters', and publish them as current. Every
+    other item of `catalog` joins its nearest cluster (`placed`), so an item no shopper met in the window, one the
+    shop has just loaded among them, can still fill an adaptive feed's slot. An item its row says is off sale is in
+    no cluster. The report says what was built, or why nothing was (status "skipped": too few items, and the current
+    clusters stay)."""
     end = now.timestamp() if isinstance(now, datetime) else float(now)
     start = end - history_days * DAY_SECONDS
     since = datetime.fromtimestamp(start, tz=UTC).date().isoformat()
     until = datetime.fromtimestamp(end, tz=UTC).date().isoformat()
     events = [e for e in archived_events(blobs, since=since, until=until) if start <= _epoch(e) < end]
-    items = _as_catalog_says(catalog_from_events(events), catalog or {})
-    report: dict[str, Any] = {"model": MODEL_NAME, "events": len(events), "items": len(items), "since": since,
-                              "as_of": _iso(end)}
+    met = catalog_from_events(events)
+    items = _as_catalog_says(met, catalog or {})
+    placed = _not_met(catalog or {}, {record["item_id"] for record in met})
+    report: dict[str, Any] = {"model": MODEL_NAME, "events": len(events), "items": len(items),
+                              "items_placed": len(placed), "since": since, "as_of": _iso(end)}
     if len(items) < MIN_ITEMS:
         return {**report, "status": "skipped", "reason": f"{len(items)} items in the archive's window, fewer than "
                                                          f"{MIN_ITEMS}", "clusters": 0}
@@ -164,17 +166,15 @@ def rebuild_from_archive(blobs: BlobStore, now: float | datetime, *, history_day
     # take the ids under which sessions keep evidence of the current ones, and without the vectors they are others.
     vectors = load_item_vectors(registry, unreadable_raises=True)
     previous = load_item_clusters(registry, unreadable_raises=True)
-    built = build_clusters(items, events, previous=previous, params=params,
-                           vectors=None if vectors is None else {item: vectors.vectors[vectors.row(item)]
-                                                                 for item in (r["item_id"] for r in items)
-                                                                 if vectors.row(item) is not None})
+    built = build_clusters(items, events, previous=previous, params=params, placed=placed,
+                           vectors=None if vectors is None else _PublishedVectors(vectors))
     kept = len(set(built.ids) & set(previous.ids)) if previous is not None else 0
     report = {**report, "status": "built", "clusters": len(built.ids), "ids_kept": kept,
               "with_vectors": vectors is not None}
     if publish:
         report["version"] = registry.publish(MODEL_NAME, built.to_json().encode(), {
-            "format": FORMAT, "trained_at": _iso(end), **{k: report[k] for k in ("events", "items", "since",
-                                                                                  "clusters", "ids_kept")},
+            "format": FORMAT, "trained_at": _iso(end), **{k: report[k] for k in ("events", "items", "items_placed",
+                                                                                  "since", "clusters", "ids_kept")},
             "params": vars(params) | {}}, artifact=ARTIFACT)
     return report
 
@@ -227,14 +227,70 @@ def _clicks_by_shopper(events: Iterable[Mapping[str, Any]]) -> dict[str, Counter
     return out
 
 
+def _features(records: Sequence[Mapping[str, Any]], percentile: np.ndarray, categories: Sequence[str],
+              vectors: Mapping[str, np.ndarray] | None, params: ClusterParams) -> np.ndarray:
+    """Each record's category one-hot (none for a category outside `categories`), price percentile and unit vector
+    (zeros without one), weighed by `params`."""
+    column = {name: j for j, name in enumerate(categories)}
+    one_hot = np.zeros((len(records), len(categories)))
+    for i, record in enumerate(records):
+        j = column.get(str(record.get("category") or ""))
+        if j is not None:
+            one_hot[i, j] = params.category_weight
+    parts = [one_hot, params.price_weight * percentile[:, None]]
+    if vectors:
+        dim = len(next(iter(vectors.values())))
+        matrix = np.zeros((len(records), dim))
+        for i, record in enumerate(records):
+            v = vectors.get(str(record["item_id"]))
+            if v is not None:
+                norm = float(np.linalg.norm(v))
+                matrix[i] = np.asarray(v) / norm if norm else 0.0
+        parts.append(matrix)
+    return np.hstack(parts)
+
+
+def _nearest_clusters(kmeans: KMeans, placed: Sequence[Mapping[str, Any]], items: Sequence[Mapping[str, Any]],
+                      categories: Sequence[str], vectors: Mapping[str, np.ndarray] | None,
+                      params: ClusterParams) -> dict[str, int]:
+    """The fitted cluster nearest each placed record (those of `items` left out), a chunk of features at a time so a
+    whole catalog never sits in one matrix; price percentiles are read against the fitted items' prices."""
+    fitted = {str(record["item_id"]) for record in items}
+    placed = [record for record in placed if str(record["item_id"]) not in fitted]
+    prices: dict[str, list[float]] = defaultdict(list)
+    for record in items:
+        if (price := _price(record)) is not None:
+            prices[str(record.get("category") or "")].append(price)
+    sorted_prices = {name: np.sort(values) for name, values in prices.items()}
+    out: dict[str, int] = {}
+    for start in range(0, len(placed), PLACE_CHUNK):
+        chunk = placed[start:start + PLACE_CHUNK]
+        percentile = np.array([_percentile_among(sorted_prices.get(str(record.get("category") or "")),
+                                                 _price(record)) for record in chunk])
+        labels = kmeans.predict(_features(chunk, percentile, categories, vectors, params))
+        out.update(zip((str(record["item_id"]) for record in chunk), labels.tolist()))
+    return out
+
+
+def _percentile_among(prices: np.ndarray | None, price: float | None) -> float:
+    """Where `price` falls among a category's sorted fitted `prices`, as _price_percentiles ranks them (0.5 unknown)."""
+    if prices is None or price is None:
+        return 0.5
+    return float(np.searchsorted(prices, price, "left") + np.searchsorted(prices, price, "right")) / (2 * len(prices))
+
+
+def _price(record: Mapping[str, Any]) -> float | None:
+    price = record.get("price")
+    return float(price) if isinstance(price, (int, float)) and price >= 0 else None
+
+
 def _price_percentiles(items: Sequence[Mapping[str, Any]]) -> np.ndarray:
     """Each item's price percentile within its category (0.5 where the price is missing)."""
     by_category: dict[str, list[tuple[float, int]]] = defaultdict(list)
     out = np.full(len(items), 0.5)
     for i, record in enumerate(items):
-        price = record.get("price")
-        if isinstance(price, (int, float)) and price >= 0:
-            by_category[str(record.get("category") or "")].append((float(price), i))
+        if (price := _price(record)) is not None:
+            by_category[str(record.get("category") or "")].append((price, i))
     for rows in by_category.values():
         rows.sort()
         for rank, (_, i) in enumerate(rows):
@@ -251,6 +307,31 @@ def _epoch(event: Mapping[str, Any]) -> float:
 
 def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, tz=UTC).isoformat().replace("+00:00", "Z")
+
+
+def _not_met(catalog: Mapping[str, Mapping[str, Any]], met: set[str]) -> list[dict[str, Any]]:
+    """The catalog's items on sale that the window's events do not name, as build_clusters takes them."""
+    return [{"item_id": item, "category": found.get("category"), "price": found.get("price")}
+            for item, found in sorted(catalog.items()) if item not in met and found.get("available") is not False]
+
+
+class _PublishedVectors(Mapping[str, np.ndarray]):
+    """The registry's item vectors by item id, each a view of its row: a catalog's worth of items makes no copies."""
+
+    def __init__(self, published: ItemVectors) -> None:
+        self._published = published
+
+    def __getitem__(self, item: str) -> np.ndarray:
+        row = self._published.row(item)
+        if row is None:
+            raise KeyError(item)
+        return self._published.vectors[row]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._published.ids)
+
+    def __len__(self) -> int:
+        return len(self._published.ids)
 
 
 def _as_catalog_says(items: list[dict[str, Any]], catalog: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
