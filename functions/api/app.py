@@ -41,9 +41,11 @@ from models import (
     Explain,
     Id,
     ItemId,
+    ItemOut,
     MaxPrice,
     MinPrice,
     N,
+    NotFoundOut,
     RankingOut,
     RelatedIn,
     RerankIn,
@@ -107,6 +109,11 @@ strategies = StrategySource(settings.strategy_config)
 # what those timeouts do not bound (DNS, a read in several parts), are kept before the invocation's deadline.
 after_response = AfterResponse.register(settings.runtime_api if settings.exposures_after_response else None,
                                         margin_seconds=10.0)
+
+
+def _not_found(description: str) -> dict[str, Any]:
+    """A route's 404 in the document: the resolver's error body, not the route's answer."""
+    return {"description": description, "content": {"application/json": {"model": NotFoundOut}}}
 
 
 def _log_exposure(feed_id: str, ranking: Ranking) -> None:
@@ -173,7 +180,7 @@ def related_in_session(item_id: ItemId, body: Annotated[RelatedIn, Body()]) -> R
 
 
 @app.get("/users/<user_id>/profile", summary="What Tailor knows about a shopper", tags=["shoppers"],
-         responses={200: {"description": "The shopper's profile"}, 404: {"description": "Tailor knows nothing of them"}})
+         responses={200: {"description": "The shopper's profile"}, 404: _not_found("Tailor knows nothing of them")})
 def profile(user_id: UserId) -> dict[str, Any]:
     found = recommender.profile(user_id)
     if found is None:
@@ -197,6 +204,16 @@ def load_items(body: Annotated[CatalogIn, Body()]) -> CatalogOut:
                                                      for index, item, fields in loaded.stale])
 
 
+@app.get("/items/<item_id>", summary="An item as Tailor serves it: each catalog field and where it comes from",
+         tags=["catalog"], responses={200: {"description": "The item's fields, counts, cluster and vector"},
+                                      404: _not_found("Tailor holds nothing about it")})
+def item(item_id: ItemId) -> ItemOut:
+    found = recommender.item(item_id)
+    if found is None:
+        raise NotFoundError(f"no item {item_id!r}")
+    return ItemOut.model_validate(found)
+
+
 @app.delete("/users/<user_id>", summary="Erase a shopper everywhere Tailor keeps them", tags=["shoppers"],
             responses={202: {"description": "Their state is gone and their events are refused from now on; their "
                                             "sessions and archived events follow (see status_url)",
@@ -215,8 +232,8 @@ def erase(user_id: UserId) -> Response[ErasureOut]:
 
 @app.get("/users/<user_id>/erasure", summary="Where the erasure of a shopper is", tags=["shoppers"],
          responses={200: {"description": "The latest erasure of the shopper"},
-                    404: {"description": "No erasure of them on record (never erased, or longer ago than the "
-                                         "record is kept)"}})
+                    404: _not_found("No erasure of them on record (never erased, or longer ago than the record is "
+                                    "kept)")})
 def erasure(user_id: UserId) -> ErasureOut:
     found = erasure_status(state, user_id)
     if found is None:

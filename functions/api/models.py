@@ -152,6 +152,27 @@ class CatalogOut(BaseModel):
                                                 "were")
 
 
+class ServedField(BaseModel):
+    value: str | float | bool = Field(union_mode="left_to_right")
+    source: Literal["catalog", "events"] = Field(
+        description="catalog: set by a catalog entry, which events no longer change; events: the latest item event "
+                    "that carried it")
+    updated_at: str | None = Field(None, description="when the catalog entry updated it (catalog fields)")
+
+
+class ItemOut(BaseModel):
+    item_id: str
+    fields: dict[str, ServedField] = Field(
+        description="the item's category, brand, price, name and availability as filters, ranking and training read "
+                    "them, those Tailor holds")
+    counts: dict[str, float] = Field(description="what shoppers' events have added up: views, clicks, carts, "
+                                                 "purchases, wishlists, impressions, revenue")
+    cluster: str | None = Field(description="the published item cluster the adaptive feed finds it in")
+    vector: Literal["engagements", "metadata"] | None = Field(
+        description="whether the published item vectors hold it: learned from engagements, or from its metadata "
+                    "alone")
+
+
 class ErasureRemoved(BaseModel):
     shopper_state: bool = Field(description="the shopper's row held state (or counters other shoppers' events added)")
     sessions: int
@@ -175,6 +196,11 @@ class ErasureOut(BaseModel):
     archive_days_searched: int
     archive_days_left: int = Field(description="days (or months, years) of the event archive still to rewrite")
     message: str | None = None
+
+
+class NotFoundOut(BaseModel):
+    statusCode: int = Field(404)  # noqa: N815 - the resolver's own error body
+    message: str = Field(description="what was not found")
 
 
 # The resolver validates path parameters as sent, percent-encoded; once decoded (app.py), they are checked again by this.

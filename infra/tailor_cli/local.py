@@ -122,6 +122,8 @@ def api_examples(url: str, key: str, tally: EventTally, now: dt.datetime | None 
                         "available": True},
                        {"item_id": catalog[-1] if len(catalog) > RERANKED else "demo-sold-out", "available": False}]}),
                    200),
+        ApiExample("an item as served: each catalog field and where it comes from, its counts, cluster and vector",
+                   curl(f"/items/{quote(item, safe='')}"), 200),
         ApiExample("erase a shopper: their state at once, their sessions and archived events after (see status_url)",
                    curl(f"/users/{quote(erasable, safe='')}", method="DELETE"), 202),
         ApiExample("without the key: refused as API Gateway's usage plan refuses it", curl(feed, {"n": 5}, keyed=False),

@@ -483,6 +483,7 @@ def test_api_policy_grants_every_call_the_routes_make_and_no_more(template):
     AWS call checked against the statements the template grants the API function."""
     with recorded_functions() as (functions, calls):
         functions.invoke("IngestFunction", load_event("ingest-kinesis-batch.json"))
+        functions.invoke("MergeCountersFunction", load_event("merge-counters-schedule.json"))  # the items' rows
         calls.clear()
         api = functions.handler("ApiFunction")
         for sample in sorted((ROOT / "events").glob("api-*.json")):

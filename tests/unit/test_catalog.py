@@ -1,16 +1,18 @@
 """Catalog entries in the items' rows: only the fields an entry sets, each never back to an older update, over what
 item events say and beside Ingest's counters; two loads at once both land; an item marked unavailable leaves feeds;
-the rows' catalog fields read back for the item vectors."""
+the rows' catalog fields read back for the item vectors, and an item described as served."""
 
 from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
 
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
 from tailor.catalog import CatalogEntry, catalog_attributes, catalog_view, load_catalog
+from tailor.embeddings import ItemVectors
 from tailor.ingest.service import Ingestor
 from tailor.models import default_model
 from tailor.ranking import MODEL_NAME, RankingModel
@@ -20,6 +22,7 @@ from tailor.store.memory import MemoryBlobStore, MemoryStateStore
 from tailor_lab.simulator import simulate
 
 from tests.helpers.events import to_records
+from tests.unit.test_clusters import _clusters
 
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC).timestamp()
 RECEIVED = "2026-11-02T12:00:00.000000Z"
@@ -135,3 +138,25 @@ def test_an_item_the_catalog_marks_unavailable_leaves_the_feed():
     assert loaded.written == 3
     after = feed()
     assert len(after) == 10 and not set(before[:3]) & set(after)
+
+
+def test_an_item_is_described_as_served_with_each_field_s_source_its_cluster_and_its_vector():
+    store = MemoryStateStore()
+    store.add("items", "a", {"views": 3, "clicks": 1}, {"category": "shoes", "price": 50.0}, watermark="w:a",
+              first="1", last="1")
+    load_catalog(store, [entry(item_id="a", price=45.0, updated_at="2026-11-02T10:00:00Z"),
+                         entry(item_id="new", category="lamps", available=False)], received_at=NOW)
+    vectors = ItemVectors.build(["a", "new"], np.eye(2), metadata_only=[False, True])
+    recommender = Recommender(store, RankingModel.from_stored(default_model(MODEL_NAME)), item_clusters=_clusters,
+                              item_vectors=lambda: vectors)
+    met = recommender.item("a")
+    assert met["fields"] == {"category": {"value": "shoes", "source": "events"},
+                             "price": {"value": 45.0, "source": "catalog", "updated_at": "2026-11-02T10:00:00.000000Z"}}
+    assert (met["counts"]["views"], met["counts"]["clicks"], met["counts"]["purchases"]) == (3.0, 1.0, 0.0)
+    assert (met["cluster"], met["vector"]) == ("c0000", "engagements")
+    listed = recommender.item("new")
+    assert listed["fields"] == {"category": {"value": "lamps", "source": "catalog", "updated_at": RECEIVED},
+                                "available": {"value": False, "source": "catalog", "updated_at": RECEIVED}}
+    assert (listed["cluster"], listed["vector"]) == (None, "metadata")
+    assert recommender.item("unknown") is None
+    assert Recommender(store, RankingModel.from_stored(default_model(MODEL_NAME))).item("a")["cluster"] is None

@@ -209,6 +209,33 @@ def test_catalog_entries_set_the_items_fields_over_the_events_and_never_undo_a_l
     assert after["i-901"]["catalog"] == {"available": False, "price": 1.0}
 
 
+def test_an_item_is_shown_as_served_with_where_each_field_comes_from(api):
+    status, met = api.invoke_file("api-get-item.json")
+    assert status == 200, met
+    row = items_table(api)["i-101"]
+    assert met["item_id"] == "i-101" and met["counts"]["views"] == row["views"] > 0
+    assert met["fields"]["category"] == {"value": row["category"], "source": "events", "updated_at": None}
+    assert met["cluster"] is None and met["vector"] is None  # this stack has published neither
+
+    # A name from the catalog (no filter reads it) over what events said; the other fields stay the events'.
+    status, body = api.invoke_file("api-post-items.json", body={"items": [
+        {"item_id": "i-101", "name": "Desk lamp", "updated_at": "2026-11-03T08:00:00Z"},
+        {"item_id": "i-960", "category": "lamps", "available": False}]})
+    assert status == 200, body
+    status, listed = api.invoke_file("api-get-item.json")
+    assert listed["fields"]["name"] == {"value": "Desk lamp", "source": "catalog",
+                                        "updated_at": "2026-11-03T08:00:00.000000Z"}
+    assert {k: v for k, v in listed["fields"].items() if k != "name"} == {
+        k: v for k, v in met["fields"].items() if k != "name"}
+    status, new = api.invoke_file("api-get-item.json", path_parameters={"item_id": "i-960"})
+    assert status == 200, new
+    assert {k: v["value"] for k, v in new["fields"].items()} == {"category": "lamps", "available": False}
+    assert set(new["counts"].values()) == {0.0}
+
+    status, unknown = api.invoke_file("api-get-item.json", path_parameters={"item_id": "no such item"})
+    assert (status, unknown["message"]) == (404, "no item 'no such item'")
+
+
 @pytest.mark.parametrize(("items", "field"), [
     ([], "body items"),
     ([{"item_id": "i-1", "price": 1.0}] * 501, "body items"),

@@ -26,7 +26,7 @@ from tailor.events import ID_PATTERN, MAX_CLOCK_SKEW_SECONDS, MAX_PRICE, Id, pla
 from tailor.store.port import Conflict, StateStore, every_row
 
 __all__ = ["CATALOG_FIELDS", "MAX_CATALOG_ENTRIES", "CatalogBusy", "CatalogEntry", "CatalogLoad", "catalog_attributes",
-           "catalog_view", "load_catalog", "served_fields"]
+           "catalog_view", "field_sources", "load_catalog", "served_fields"]
 
 CATALOG_FIELDS = ("category", "brand", "price", "name", "available")
 # An item row's catalog fields as entries set them, when each was updated, and the token a load swaps.
@@ -147,6 +147,15 @@ def served_fields(row: Mapping[str, Any]) -> dict[str, Any]:
     """The catalog fields of an items row as readers see them (catalog_view), those it holds none of left out."""
     seen = catalog_view(row)
     return {name: seen[name] for name in CATALOG_FIELDS if seen.get(name) is not None}
+
+
+def field_sources(row: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each served field of an items row with where it comes from: the shop's catalog (and when its entry updated it)
+    or shoppers' events (the latest that carried it)."""
+    catalog, stamps = row.get(CATALOG) or {}, row.get(CATALOG_AT) or {}
+    return {name: ({"value": value, "source": "catalog", "updated_at": stamps.get(name)} if name in catalog
+                   else {"value": value, "source": "events"})
+            for name, value in served_fields(row).items()}
 
 
 def catalog_attributes(store: StateStore) -> dict[str, dict[str, Any]]:

@@ -20,13 +20,13 @@ from tailor.associations import parse_associations
 from tailor.catalog import catalog_view
 from tailor.popularity import decayed_popularity
 
-__all__ = ["ITEM_FIELDS", "ItemRecord", "Partners", "Popularity", "QueryCounts", "RowCache", "item_record",
+__all__ = ["COUNT_FIELDS", "ITEM_FIELDS", "ItemRecord", "Partners", "Popularity", "QueryCounts", "RowCache", "item_record",
            "partners", "popularity", "query_counts", "QUERY_OUTCOME_WEIGHTS"]
 
 # The numeric columns of an item row, in this order; missing values are NaN.
 ITEM_FIELDS: tuple[str, ...] = ("views", "clicks", "carts", "purchases", "wishlists", "impressions", "revenue",
                                 "price", "available", "last_event_at")
-_COUNTERS = ITEM_FIELDS[:7]
+COUNT_FIELDS = ITEM_FIELDS[:7]  # the counters Ingest adds to an items row
 # How much a click, cart add or purchase after a search says about the item answering the query.
 QUERY_OUTCOME_WEIGHTS: dict[str, float] = {"c:": 1.0, "a:": 2.0, "p:": 4.0}
 
@@ -75,7 +75,7 @@ def item_record(item_id: str, row: Mapping[str, Any] | None) -> ItemRecord:
     found = row is not None
     row = catalog_view(row) if row is not None else {}
     values = np.empty(len(ITEM_FIELDS), dtype=np.float64)
-    for i, name in enumerate(_COUNTERS):
+    for i, name in enumerate(COUNT_FIELDS):
         values[i] = float(row.get(name, 0) or 0)
     price = row.get("price")
     values[7] = float(price) if isinstance(price, (int, float)) and math.isfinite(price) else math.nan

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from tailor.catalog import field_sources
 from tailor.clusters import AdaptiveFeed, ClusterPosteriors, ItemClusters, load_item_clusters
 from tailor.clusters.bandit import shopper_appeal
 from tailor.embeddings import ItemVectors, load_item_vectors
@@ -51,6 +52,7 @@ from tailor.ranking import (
 from tailor.ranking.candidates import EmbeddingSource, SessionSource
 from tailor.ranking.context import SESSION_GAP_SECONDS
 from tailor.ranking.limits import MAX_N, RequestError
+from tailor.ranking.rows import COUNT_FIELDS, item_record
 from tailor.ranking.scoring import ProbabilityModel
 from tailor.ranking.similarity import FEED_WEIGHT, Similarity
 from tailor.session import SessionState
@@ -252,6 +254,21 @@ class Recommender:
         if item_clusters is not None:
             profile["clusters"] = _profile_clusters(item_clusters, shopper, session)
         return profile
+
+    def item(self, item_id: str) -> dict[str, Any] | None:
+        """An item as the ranking serves it, JSON-ready: each catalog field and where it comes from, the counts
+        popularity reads, its cluster and its vector's kind; None if Tailor holds nothing about it."""
+        row = self.store.read_many({"items": [item_id]})["items"].get(item_id)
+        if row is None:
+            return None
+        record = item_record(item_id, row)
+        clusters = self.item_clusters()
+        vectors = self._item_vectors() if self._item_vectors is not None else None
+        at = vectors.row(item_id) if vectors is not None else None
+        return {"item_id": item_id, "fields": field_sources(row),
+                "counts": {name: float(record.values[i]) for i, name in enumerate(COUNT_FIELDS)},
+                "cluster": clusters.cluster_of(item_id) if clusters is not None else None,
+                "vector": None if at is None else "metadata" if vectors.metadata_only[at] else "engagements"}
 
     def _run(self, request: Request) -> Ranking:
         now = self.clock()
