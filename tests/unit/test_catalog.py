@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from tailor.catalog import CatalogEntry, catalog_attributes, catalog_view, load_catalog
+from tailor.catalog import CatalogEntry, catalog_attributes, catalog_view, load_catalog, read_catalog
 from tailor.embeddings import ItemVectors
 from tailor.ingest.service import Ingestor
 from tailor.models import default_model
@@ -53,6 +53,11 @@ def test_an_entry_sets_only_its_fields_over_what_events_said_and_keeps_the_count
     assert item_record("i-1", store.read("items", ["i-1"])["i-1"]).values[8] == 0.0  # what the feed filters on
     assert catalog_attributes(store) == {"i-1": {"category": "shoes", "price": 45.0, "available": False},
                                          "i-2": {"name": "Red lamp"}}
+    # The items catalog entries set fields of, each with its latest entry's update; one events alone know is not listed.
+    store.add("items", "i-3", {"views": 1}, {"category": "hats"}, watermark="w:a", first="3", last="3")
+    load_catalog(store, [entry(item_id="i-2", price=3.0, updated_at="2026-11-02T12:30:00Z")], received_at=NOW)
+    assert read_catalog(store).listed == {"i-1": RECEIVED, "i-2": "2026-11-02T12:30:00.000000Z"}
+    assert read_catalog(store).attributes == catalog_attributes(store)
 
 
 def test_each_field_keeps_its_latest_update_whatever_order_entries_arrive_in():

@@ -126,10 +126,14 @@ def test_items_nobody_met_join_their_nearest_cluster_without_moving_the_clusters
     monkeypatch.setattr(training, "PLACE_CHUNK", 7)  # a few features at a time place them the same
     assert build_clusters(history.catalog, history.events, params=params,
                           placed=[*copies, unseen]).members == placed.members
-    # Ids follow the members, placed ones among them: the same items again keep every id.
-    again = build_clusters(history.catalog, history.events, previous=placed, params=ClusterParams(clusters=24, seed=3),
-                           placed=[*copies, unseen])
-    assert set(again.ids) == set(placed.ids)
+    # Ids follow the members, less the items placed for the first time: the first build to place items (twice as
+    # many as it fits) keeps every id of one that placed none, and one placing more again keeps them too.
+    tripled = [{**copy, "item_id": f"{copy['item_id']}-{n}"} for copy in copies for n in range(3)]
+    first = build_clusters(history.catalog, history.events, previous=alone, params=ClusterParams(clusters=24, seed=3),
+                           placed=tripled[: 2 * len(copies)])
+    grown = build_clusters(history.catalog, history.events, previous=first, params=ClusterParams(clusters=24, seed=4),
+                           placed=tripled)
+    assert set(first.ids) == set(grown.ids) == set(alone.ids)
 
     # By vectors alone: each copy, given its original's vector, joins its original's cluster.
     rng = np.random.default_rng(4)
@@ -139,3 +143,63 @@ def test_items_nobody_met_join_their_nearest_cluster_without_moving_the_clusters
     alone = build_clusters(history.catalog, history.events, vectors=vectors, params=by_vectors)
     placed = build_clusters(history.catalog, history.events, vectors=vectors, params=by_vectors, placed=copies)
     assert all(placed.members[copy["item_id"]] == alone.members[copy["item_id"][4:]] for copy in copies)
+
+
+@pytest.mark.filterwarnings("ignore:Number of distinct clusters")
+def test_impressions_of_placed_items_count_in_their_cluster_s_rate_and_equal_items_make_fewer_clusters():
+    items = [{"item_id": f"i{n}", "category": "kitchen", "price": float(n)} for n in range(4)]
+    day = "2026-11-02T12:00:00Z"
+    events = [{"event_type": "impression", "item_ids": ["i0", "i1"], "user_id": "u", "timestamp": day},
+              {"event_type": "click", "item_id": "i0", "user_id": "u", "timestamp": day},
+              *({"event_type": "impression", "item_ids": ["shown"], "user_id": "u", "timestamp": day}
+                for _ in range(20))]
+    params = ClusterParams(clusters=1, rate_prior=0.0)
+    assert build_clusters(items, events, params=params).global_ctr[0] == pytest.approx(1 / 2)
+    placed = build_clusters(items, events, params=params, placed=[{"item_id": "shown", "category": "kitchen"}])
+    assert placed.members["shown"] == placed.ids[0] and placed.global_ctr[0] == pytest.approx(1 / 22)
+    # Four items alike cannot make three clusters: k-means leaves two empty, and the build has one.
+    alike = [{"item_id": f"a{n}", "category": "kitchen"} for n in range(4)]
+    one = build_clusters(alike, params=ClusterParams(clusters=3), placed=[{"item_id": "b", "category": "kitchen"}])
+    assert len(one.ids) == 1 and set(one.members) == {"a0", "a1", "a2", "a3", "b"}
+
+
+def test_the_rebuild_places_the_latest_listed_items_with_the_published_vectors(monkeypatch):
+    import time
+
+    from tailor.catalog import CatalogSnapshot
+    from tailor.clusters import load_item_clusters
+    from tailor.embeddings import ARTIFACT, MODEL_NAME, ItemVectors
+    from tailor.embeddings.vectors import FORMAT
+    from tailor.ingest.service import Ingestor
+    from tailor.models import ModelRegistry
+    from tailor.store.memory import MemoryBlobStore, MemoryStateStore
+    from tailor_lab.training import clusters as training
+    from tailor_lab.training.clusters import rebuild_from_archive
+
+    from tests.helpers.events import recent_simulated_day, to_records
+
+    blobs = MemoryBlobStore()
+    events = recent_simulated_day(shoppers=30, seed=31)
+    assert not Ingestor(MemoryStateStore(), blobs, max_workers=1).ingest(to_records(events)).failed
+    met = sorted({e["item_id"] for e in events if e.get("item_id")})
+    # By vectors alone: each listed item has the vector of an item met, and must join that item's cluster.
+    twins = {"new-a": met[0], "new-b": met[-1], "new-off": met[1]}
+    rng = np.random.default_rng(2)
+    vectors = rng.normal(size=(len(met), 8))
+    published = ItemVectors.build([*met, *twins], np.vstack([vectors, *(vectors[met.index(t)] for t in twins.values())]))
+    ModelRegistry(blobs).publish(MODEL_NAME, published.to_npz(), {"format": FORMAT}, artifact=ARTIFACT)
+    catalog = CatalogSnapshot(attributes={"new-a": {"price": 3.0}, "new-b": {"price": 3.0},
+                                          "new-off": {"available": False}, met[2]: {"price": 1.0}},
+                              listed={"new-a": "2026-11-02T10:00:00.000000Z", "new-b": "2026-11-03T10:00:00.000000Z",
+                                      "new-off": "2026-11-04T10:00:00.000000Z", met[2]: "2026-11-04T10:00:00.000000Z"})
+    params = ClusterParams(clusters=6, category_weight=0.0, price_weight=0.0)
+    report = rebuild_from_archive(blobs, time.time(), params=params, catalog=catalog)
+    assert (report["clusters"], report["items_placed"], report["items_not_placed"]) == (6, 2, 0)
+    clusters = load_item_clusters(ModelRegistry(blobs))
+    assert all(clusters.members[new] == clusters.members[twin] for new, twin in twins.items() if new != "new-off")
+    assert "new-off" not in clusters.members
+    monkeypatch.setattr(training, "MAX_PLACED", 1)  # over the cap, the latest listed are placed
+    report = rebuild_from_archive(blobs, time.time(), params=params, catalog=catalog)
+    assert (report["items_placed"], report["items_not_placed"]) == (1, 1)
+    assert "new-b" in load_item_clusters(ModelRegistry(blobs)).members
+    assert "new-a" not in load_item_clusters(ModelRegistry(blobs)).members

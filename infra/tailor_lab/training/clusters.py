@@ -9,8 +9,9 @@ means) by `engaged_weight`. Its global click rate is clicks over impressions of 
 prior impression-worth of the shop's rate per `rate_prior`. Each cluster keeps its items' shares by category, and
 the clusters the shop's engagements' shares by category, weighed as a shopper's row weighs its category affinity
 (tailor.shopper.category_engagement): what a shopper's own affinity is compared with (ItemClusters.category_lift).
-Items outside the fit (`placed`: on sale, but met by no event of the window) join the nearest fitted cluster as
-members only; the clusters, their descriptors, rates and top items come from the items met.
+Items outside the fit (`placed`: listed on sale, but met by no event of the window) join the nearest fitted cluster:
+their clicks and impressions count in its rate, and the centroids, descriptors, top items and category shares come
+from the items met.
 
 The scheduled RebuildClusters function runs `rebuild_from_archive`: its build carries this module alone from the lab
 (functions/rebuild_clusters/Makefile), so it imports nothing from the lab, only the domain library and scikit-learn.
@@ -26,8 +27,10 @@ from typing import Any
 
 import numpy as np
 from sklearn.cluster import KMeans
+from sklearn.metrics import pairwise_distances_argmin
 
 from tailor.archive import archived_events
+from tailor.catalog import CatalogSnapshot
 from tailor.clusters import FORMAT, MODEL_NAME, load_item_clusters
 from tailor.clusters.model import ARTIFACT, TRAIT_NAMES, ItemClusters, item_trait_strengths, match_cluster_ids
 from tailor.embeddings import ItemVectors, load_item_vectors
@@ -41,6 +44,8 @@ __all__ = ["ClusterParams", "build_clusters", "catalog_from_events", "category_s
 DAY_SECONDS = 86400.0
 MIN_ITEMS = 2  # fewer items make no clusters worth a bandit
 PLACE_CHUNK = 20_000  # placed items whose features are built at once
+# Items placed at most: every member is a key of the published clusters that Ingest (512 MB) and the API hold.
+MAX_PLACED = 200_000
 
 
 @dataclass(frozen=True)
@@ -61,8 +66,8 @@ def build_clusters(items: Sequence[Mapping[str, Any]], events: Iterable[Mapping[
                    previous: ItemClusters | None = None, params: ClusterParams = ClusterParams(),
                    placed: Sequence[Mapping[str, Any]] = ()) -> ItemClusters:
     """Clusters of `items` (records with item_id, category, price), with click rates from `events`. Each record of
-    `placed` joins the cluster nearest to it without shaping the clusters: an item on sale that no event of the
-    window names, so a feed can still place it."""
+    `placed` (items on sale that no event of the window names) joins the cluster nearest to it as a member: its
+    clicks and impressions count in the cluster's rate, but it moves no centroid, descriptor, top item or share."""
     if not items:
         raise ValueError("clusters: no items to cluster")
     events = list(events)
@@ -70,12 +75,17 @@ def build_clusters(items: Sequence[Mapping[str, Any]], events: Iterable[Mapping[
     categories = sorted({str(record.get("category") or "") for record in items})
     percentile = _price_percentiles(items)
     features = _features(items, percentile, categories, vectors, params)
-    k = min(params.clusters, len(items))
-    kmeans = KMeans(n_clusters=k, n_init=4, random_state=params.seed).fit(features)
-    labels = kmeans.labels_
-    placed_labels = _nearest_clusters(kmeans, placed, items, categories, vectors, params)
-    names = match_cluster_ids(dict(previous.members) if previous else {},
-                              dict(zip(ids, labels.tolist())) | placed_labels)
+    kmeans = KMeans(n_clusters=min(params.clusters, len(items)), n_init=4, random_state=params.seed).fit(features)
+    # Items of fewer distinct features than clusters leave clusters empty; those are no clusters.
+    present = np.unique(kmeans.labels_)
+    labels = np.searchsorted(present, kmeans.labels_)
+    k = len(present)
+    placed_labels = _nearest_clusters(kmeans.cluster_centers_[present], placed, items, categories, vectors, params)
+    # Ids follow the members, less the items placed for the first time: a catalog's worth of new listings (or the
+    # first build to place items) would otherwise take every id, however little the clusters moved.
+    old = previous.members if previous is not None else {}
+    names = match_cluster_ids(old, dict(zip(ids, labels.tolist()))
+                              | {item: n for item, n in placed_labels.items() if item in old})
     order = sorted(range(k), key=lambda n: names[n])
     cluster_ids = tuple(names[n] for n in order)
     row = {n: r for r, n in enumerate(order)}
@@ -90,14 +100,18 @@ def build_clusters(items: Sequence[Mapping[str, Any]], events: Iterable[Mapping[
     engaged_sum = np.zeros((k, len(TRAIT_NAMES)))
     engaged_weight = np.zeros(k)
     clicks_by_shopper = _clicks_by_shopper(events) if engaged else {}
+    placed_in: dict[int, list[str]] = defaultdict(list)
+    for item, n in placed_labels.items():
+        placed_in[n].append(item)
     for n in range(k):
         r = row[n]
         where = np.flatnonzero(labels == n)
         centroid = features[where].mean(axis=0)
         centroids[r] = centroid / (np.linalg.norm(centroid) or 1.0)
         descriptors[r] = strengths[where].mean(axis=0)
-        c = sum(clicks.get(ids[i], 0) for i in where)
-        s = sum(shown.get(ids[i], 0) for i in where)
+        rated = [*(ids[i] for i in where), *placed_in[n]]
+        c = sum(clicks.get(item, 0) for item in rated)
+        s = sum(shown.get(item, 0) for item in rated)
         ctr[r] = (c + params.rate_prior * total_rate) / (s + params.rate_prior)
         for i in where:
             members[ids[i]] = cluster_ids[r]
@@ -119,7 +133,7 @@ def build_clusters(items: Sequence[Mapping[str, Any]], events: Iterable[Mapping[
         has = engaged_weight > 0
         descriptors[has] = ((1 - params.engaged_weight) * descriptors[has]
                             + params.engaged_weight * engaged_sum[has] / engaged_weight[has, None])
-    for item, n in placed_labels.items():  # members alone: what a cluster serves comes from the items met
+    for item, n in placed_labels.items():
         members[item] = cluster_ids[row[n]]
     similarity = centroids @ centroids.T
     neighbours = {}
@@ -140,27 +154,29 @@ def build_clusters(items: Sequence[Mapping[str, Any]], events: Iterable[Mapping[
 
 def rebuild_from_archive(blobs: BlobStore, now: float | datetime, *, history_days: float = 28.0,
                          params: ClusterParams = ClusterParams(), publish: bool = True,
-                         catalog: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+                         catalog: CatalogSnapshot | None = None) -> dict[str, Any]:
     """Cluster the items of the archived events of the last `history_days` before `now` (their latest category and
-    price, or the items' rows' where `catalog` has them: tailor.catalog.catalog_attributes; the registry's current
-    item vectors where published), with ids matched to the current clusters', and publish them as current. Every
-    other item of `catalog` joins its nearest cluster (`placed`), so an item no shopper met in the window, one the
-    shop has just loaded among them, can still fill an adaptive feed's slot. An item its row says is off sale is in
-    no cluster. The report says what was built, or why nothing was (status "skipped": too few items, and the current
-    clusters stay)."""
+    price, or the items' rows' where `catalog` has them: tailor.catalog.read_catalog; the registry's current item
+    vectors where published), with ids matched to the current clusters', and publish them as current. The items the
+    shop's catalog lists that no event of the window names join their nearest cluster (`placed`; the latest listed
+    first, at most MAX_PLACED), so one the shop has just listed can fill an adaptive feed's slot. An item its row says
+    is off sale is in no cluster. The report says what was built, or why nothing was (status "skipped": too few
+    items, and the current clusters stay)."""
     end = now.timestamp() if isinstance(now, datetime) else float(now)
     start = end - history_days * DAY_SECONDS
     since = datetime.fromtimestamp(start, tz=UTC).date().isoformat()
     until = datetime.fromtimestamp(end, tz=UTC).date().isoformat()
     events = [e for e in archived_events(blobs, since=since, until=until) if start <= _epoch(e) < end]
+    catalog = catalog or CatalogSnapshot({}, {})
     met = catalog_from_events(events)
-    items = _as_catalog_says(met, catalog or {})
-    placed = _not_met(catalog or {}, {record["item_id"] for record in met})
-    report: dict[str, Any] = {"model": MODEL_NAME, "events": len(events), "items": len(items),
-                              "items_placed": len(placed), "since": since, "as_of": _iso(end)}
+    items = _as_catalog_says(met, catalog.attributes)
+    report: dict[str, Any] = {"model": MODEL_NAME, "events": len(events), "items": len(items), "since": since,
+                              "as_of": _iso(end)}
     if len(items) < MIN_ITEMS:
         return {**report, "status": "skipped", "reason": f"{len(items)} items in the archive's window, fewer than "
                                                          f"{MIN_ITEMS}", "clusters": 0}
+    unmet = _listed_not_met(catalog, {record["item_id"] for record in met})
+    placed = unmet[:MAX_PLACED]
     registry = ModelRegistry(blobs)
     # A registry that cannot be read now fails the run (the next one tries again): clusters numbered afresh would
     # take the ids under which sessions keep evidence of the current ones, and without the vectors they are others.
@@ -169,12 +185,13 @@ def rebuild_from_archive(blobs: BlobStore, now: float | datetime, *, history_day
     built = build_clusters(items, events, previous=previous, params=params, placed=placed,
                            vectors=None if vectors is None else _PublishedVectors(vectors))
     kept = len(set(built.ids) & set(previous.ids)) if previous is not None else 0
-    report = {**report, "status": "built", "clusters": len(built.ids), "ids_kept": kept,
-              "with_vectors": vectors is not None}
+    report = {**report, "status": "built", "clusters": len(built.ids), "ids_kept": kept, "items_placed": len(placed),
+              "items_not_placed": len(unmet) - len(placed), "with_vectors": vectors is not None}
     if publish:
         report["version"] = registry.publish(MODEL_NAME, built.to_json().encode(), {
             "format": FORMAT, "trained_at": _iso(end), **{k: report[k] for k in ("events", "items", "items_placed",
-                                                                                  "since", "clusters", "ids_kept")},
+                                                                                  "items_not_placed", "since",
+                                                                                  "clusters", "ids_kept")},
             "params": vars(params) | {}}, artifact=ARTIFACT)
     return report
 
@@ -250,11 +267,11 @@ def _features(records: Sequence[Mapping[str, Any]], percentile: np.ndarray, cate
     return np.hstack(parts)
 
 
-def _nearest_clusters(kmeans: KMeans, placed: Sequence[Mapping[str, Any]], items: Sequence[Mapping[str, Any]],
+def _nearest_clusters(centers: np.ndarray, placed: Sequence[Mapping[str, Any]], items: Sequence[Mapping[str, Any]],
                       categories: Sequence[str], vectors: Mapping[str, np.ndarray] | None,
                       params: ClusterParams) -> dict[str, int]:
-    """The fitted cluster nearest each placed record (those of `items` left out), a chunk of features at a time so a
-    whole catalog never sits in one matrix; price percentiles are read against the fitted items' prices."""
+    """The row of `centers` nearest each placed record (those of `items` left out), a chunk of features at a time so
+    a whole catalog never sits in one matrix; price percentiles are read against the fitted items' prices."""
     fitted = {str(record["item_id"]) for record in items}
     placed = [record for record in placed if str(record["item_id"]) not in fitted]
     prices: dict[str, list[float]] = defaultdict(list)
@@ -267,8 +284,8 @@ def _nearest_clusters(kmeans: KMeans, placed: Sequence[Mapping[str, Any]], items
         chunk = placed[start:start + PLACE_CHUNK]
         percentile = np.array([_percentile_among(sorted_prices.get(str(record.get("category") or "")),
                                                  _price(record)) for record in chunk])
-        labels = kmeans.predict(_features(chunk, percentile, categories, vectors, params))
-        out.update(zip((str(record["item_id"]) for record in chunk), labels.tolist()))
+        nearest = pairwise_distances_argmin(_features(chunk, percentile, categories, vectors, params), centers)
+        out.update(zip((str(record["item_id"]) for record in chunk), nearest.tolist()))
     return out
 
 
@@ -309,10 +326,16 @@ def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, tz=UTC).isoformat().replace("+00:00", "Z")
 
 
-def _not_met(catalog: Mapping[str, Mapping[str, Any]], met: set[str]) -> list[dict[str, Any]]:
-    """The catalog's items on sale that the window's events do not name, as build_clusters takes them."""
-    return [{"item_id": item, "category": found.get("category"), "price": found.get("price")}
-            for item, found in sorted(catalog.items()) if item not in met and found.get("available") is not False]
+def _listed_not_met(catalog: CatalogSnapshot, met: set[str]) -> list[dict[str, Any]]:
+    """The items the catalog lists on sale that the window's events do not name, the latest listed first, as
+    build_clusters takes them."""
+    latest_first = sorted(catalog.listed.items(), key=lambda listing: (listing[1], listing[0]), reverse=True)
+    out = []
+    for item, _ in latest_first:
+        found = catalog.attributes.get(item) or {}
+        if item not in met and found.get("available") is not False:
+            out.append({"item_id": item, "category": found.get("category"), "price": found.get("price")})
+    return out
 
 
 class _PublishedVectors(Mapping[str, np.ndarray]):

@@ -25,8 +25,8 @@ from pydantic_core import PydanticCustomError
 from tailor.events import ID_PATTERN, MAX_CLOCK_SKEW_SECONDS, MAX_PRICE, Id, plausible_date
 from tailor.store.port import Conflict, StateStore, every_row
 
-__all__ = ["CATALOG_FIELDS", "MAX_CATALOG_ENTRIES", "CatalogBusy", "CatalogEntry", "CatalogLoad", "catalog_attributes",
-           "catalog_view", "field_sources", "load_catalog", "served_fields"]
+__all__ = ["CATALOG_FIELDS", "MAX_CATALOG_ENTRIES", "CatalogBusy", "CatalogEntry", "CatalogLoad", "CatalogSnapshot",
+           "catalog_attributes", "catalog_view", "field_sources", "load_catalog", "read_catalog", "served_fields"]
 
 CATALOG_FIELDS = ("category", "brand", "price", "name", "available")
 # An item row's catalog fields as entries set them, when each was updated, and the token a load swaps.
@@ -158,14 +158,30 @@ def field_sources(row: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
             for name, value in served_fields(row).items()}
 
 
-def catalog_attributes(store: StateStore) -> dict[str, dict[str, Any]]:
-    """Every item's served_fields, for the training jobs (item vectors, clusters): {item_id: {field: value}}, items
-    without any left out."""
-    out: dict[str, dict[str, Any]] = {}
-    for row in every_row(store, "items", ["item_id", *CATALOG_FIELDS, CATALOG]):
+@dataclass(frozen=True)
+class CatalogSnapshot:
+    """The items table as the training jobs read it: every item's served_fields (`attributes`, items without any left
+    out), and the items catalog entries have set fields of, each with its latest entry's update (`listed`)."""
+
+    attributes: dict[str, dict[str, Any]]
+    listed: dict[str, str]
+
+
+def read_catalog(store: StateStore) -> CatalogSnapshot:
+    """A CatalogSnapshot of the items table, in one scan."""
+    attributes: dict[str, dict[str, Any]] = {}
+    listed: dict[str, str] = {}
+    for row in every_row(store, "items", ["item_id", *CATALOG_FIELDS, CATALOG, CATALOG_AT]):
         if found := served_fields(row):
-            out[row["item_id"]] = found
-    return out
+            attributes[row["item_id"]] = found
+        if row.get(CATALOG):
+            listed[row["item_id"]] = max((row.get(CATALOG_AT) or {}).values(), default="")
+    return CatalogSnapshot(attributes, listed)
+
+
+def catalog_attributes(store: StateStore) -> dict[str, dict[str, Any]]:
+    """Every item's served_fields (read_catalog's `attributes`): {item_id: {field: value}}."""
+    return read_catalog(store).attributes
 
 
 # -- helpers --------------------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,8 +36,9 @@ TRAIT_NAMES = tuple(t.name for t in TRAITS)
 @dataclass(frozen=True)
 class ItemClusters:
     """Clusters by id: members (item -> cluster), centroids (unit rows), per-trait descriptors in [0, 1], the
-    global click rate of each cluster's impressions, each cluster's nearest clusters, each cluster's members' shares
-    by category and the shop's engagements' shares by category (empty in files from before them)."""
+    global click rate of each cluster's impressions, each cluster's nearest clusters, the shares by category of the
+    members the clusters were fitted on (not those placed in them) and the shop's engagements' shares by category
+    (empty in files from before them)."""
 
     ids: tuple[str, ...]
     centroids: np.ndarray
@@ -71,6 +73,11 @@ class ItemClusters:
         """Each member item's cluster's row: what a feed looks up for every candidate."""
         index = self.index
         return {item: index[cluster] for item, cluster in self.members.items()}
+
+    @functools.cached_property
+    def sizes(self) -> Counter[str]:
+        """Each cluster's members, counted once: a profile describes several clusters."""
+        return Counter(self.members.values())
 
     def cluster_of(self, item_id: str) -> str | None:
         return self.members.get(item_id)
@@ -112,7 +119,7 @@ class ItemClusters:
                 "traits": {name: round(float(v), 4) for name, v in zip(TRAIT_NAMES, self.descriptors[i])},
                 "categories": {name: round(float(share), 4) for name, share in self.categories.get(cluster_id, {}).items()},
                 "global_ctr": round(float(self.global_ctr[i]), 5),
-                "size": sum(1 for c in self.members.values() if c == cluster_id),
+                "size": self.sizes[cluster_id],
                 "neighbours": [{"cluster_id": n, "similarity": round(s, 4)} for n, s in self.neighbours[cluster_id]],
                 "top_items": list(self.top_items.get(cluster_id, ()))[:items]}
 
