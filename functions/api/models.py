@@ -153,7 +153,7 @@ class CatalogOut(BaseModel):
 
 
 class ServedField(BaseModel):
-    value: str | float | bool = Field(union_mode="left_to_right")
+    value: bool | float | str
     source: Literal["catalog", "events"] = Field(
         description="catalog: set by a catalog entry, which events no longer change; events: the latest item event "
                     "that carried it")
