@@ -16,13 +16,13 @@ from tailor_local import sandbox
 from tailor_local.stack import StackNotRunning
 from tailor_local.template import TemplateError
 
-from . import bench, dlq, evaluate, experiments, invoke, local, quarantine, replay, simulate, state, train
+from . import bench, catalog, dlq, evaluate, experiments, invoke, local, quarantine, replay, simulate, state, train
 from .common import tailor_command
 
 __all__ = ["DELEGATED", "main"]
 
 # The verb groups `tailor --help` lists, in its order; each adds its own subparser.
-VERB_GROUPS = (bench, train, evaluate, simulate, local, replay, invoke, state, experiments, quarantine, dlq)
+VERB_GROUPS = (bench, train, evaluate, simulate, local, replay, catalog, invoke, state, experiments, quarantine, dlq)
 # Commands that live in modules of their own, each with main(argv) -> int: `tailor bench ingest ARGS...` runs
 # tailor_lab.bench.ingest.main(ARGS).
 DELEGATED = {(group.NAME, verb): module_name for group in (bench, train, evaluate, simulate)

@@ -135,6 +135,16 @@ def test_tailor_local_up_replays_stays_up_and_stops_on_ctrl_c(tmp_path):
         assert tables.returncode == 0, tables.stderr
         shoppers = next(line for line in tables.stdout.splitlines() if line.startswith("ShoppersTable"))
         assert shoppers.split()[-2] == "3"
+
+        # A catalog file goes to the running stack's API, and the item's row holds it.
+        listing = tmp_path / "catalog.csv"
+        listing.write_text("item_id,name,category,price,available\nnew-lamp,Brass lamp,home_decor,49,true\n")
+        loaded = subprocess.run([*tailor, "catalog", "load", str(listing)], capture_output=True, text=True,
+                                timeout=120)
+        assert loaded.returncode == 0, loaded.stderr
+        assert json.loads(loaded.stdout) == {"entries": 1, "requests": 1, "written": 1, "stale": 0}
+        item = subprocess.run([*tailor, "state", "item", "new-lamp"], capture_output=True, text=True, timeout=60)
+        assert item.returncode == 0 and '"Brass lamp"' in item.stdout, item
     finally:
         up.stop()  # how fast is measured by the reliability benchmark; here only that Ctrl-C stops it cleanly
     assert up.process.returncode == 130
