@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import argparse
 import csv
+import http.client
 import json
+import math
 import os
+import re
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -20,159 +25,221 @@ from tqdm import tqdm
 
 from tailor.catalog import CATALOG_FIELDS, MAX_CATALOG_ENTRIES, CatalogEntry
 
-from .common import at_least_one, running, say
+from .common import running, say
 
-__all__ = ["CatalogFileError", "CatalogSent", "add_parser", "read_catalog_file", "send_catalog"]
+__all__ = ["CatalogFileError", "CatalogSent", "add_parser", "catalog_entries", "check_catalog_file", "send_catalog"]
 
 COLUMNS = ("item_id", *CATALOG_FIELDS, "updated_at")
+JSON_LINES_SUFFIXES = (".jsonl", ".ndjson")
 API_KEY_VARIABLE = "TAILOR_API_KEY"
-# Answers that say "not now": the request is sent again after the API's Retry-After, or a backoff.
+# Answers that say "not now": the request is sent again after the API's Retry-After, or a doubling wait.
 TRY_AGAIN = frozenset({429, 500, 502, 503, 504})
 TRIES = 6
 MAX_WAIT_SECONDS = 30.0
 REQUEST_TIMEOUT_SECONDS = 60.0
-SHOWN_PROBLEMS = 20
+KEPT_PROBLEMS = 1000  # a file wrong throughout is not held line by line
+SHOWN = 20
 
 
 class CatalogFileError(ValueError):
-    """Lines of a catalog file that are no catalog entry, each as "line N: field: what is wrong"."""
+    """Lines of a catalog file that are no catalog entry, each as "line N: field: what is wrong" (the first
+    KEPT_PROBLEMS of `count`)."""
 
-    def __init__(self, problems: Sequence[str]) -> None:
-        super().__init__(f"{len(problems)} line(s) are no catalog entry")
-        self.problems = list(problems)
+    def __init__(self, problems: list[str], count: int) -> None:
+        super().__init__(f"{count} problem(s) in lines that are no catalog entry")
+        self.problems, self.count = problems, count
 
 
 @dataclass
 class CatalogSent:
-    """What the API did with a file's entries: requests made, entries that set a field, and the lines of entries whose
-    fields stayed as they were (the row holds them updated later)."""
+    """What the API did with a file's entries: requests made, entries sent and those that set a field, the lines of
+    entries whose fields stayed as they were (the row holds them updated later), and the request refused, if one was
+    (what it answered, its first and last line): the requests before it stay written."""
 
     requests: int = 0
+    sent: int = 0
     written: int = 0
     stale: list[dict[str, Any]] = field(default_factory=list)
+    refused: dict[str, Any] | None = None
 
 
 def add_parser(commands: Any) -> None:
     catalog = commands.add_parser("catalog", help="load a shop's catalog through the API")
     verbs = catalog.add_subparsers(required=True, metavar="VERB")
-    load = verbs.add_parser("load", help="send a catalog file to POST /items: CSV with a header (item_id, category, "
-                                         "brand, price, name, available, updated_at; an empty cell leaves the field "
-                                         "as it is) or JSON lines of catalog entries")
+    load = verbs.add_parser("load", help="send a catalog file to POST /items", description=(
+        "A file ending in .jsonl or .ndjson holds JSON lines of catalog entries; any other is CSV with a header "
+        f"naming some of {', '.join(COLUMNS)} (an empty cell leaves the field as it is; available is true or "
+        "false). An entry without updated_at is sent with the time the load started."))
     load.add_argument("path", type=Path)
     load.add_argument("--api", help="the API's base URL, e.g. the stack's ApiUrl output (default: the running local "
-                                    "stack's)")
-    load.add_argument("--api-key", help=f"its key (default: ${API_KEY_VARIABLE}, else the local stack's)")
-    load.add_argument("--batch", type=at_least_one, default=MAX_CATALOG_ENTRIES,
+                                    "stack's API, with its key)")
+    load.add_argument("--api-key", help=f"the key of the API given by --api (default: ${API_KEY_VARIABLE})")
+    load.add_argument("--batch", type=_batch_size, default=MAX_CATALOG_ENTRIES,
                       help=f"entries a request (at most {MAX_CATALOG_ENTRIES})")
-    load.add_argument("--json", type=Path, help="write what was done here")
+    load.add_argument("--json", type=Path, help="write what was done here, every stale line among it")
     load.set_defaults(command=_load)
 
 
-def read_catalog_file(path: Path) -> list[tuple[int, CatalogEntry]]:
-    """Every entry of a catalog file with its line number; CatalogFileError names each line that is none."""
-    with path.open(newline="", encoding="utf-8-sig") as handle:  # a spreadsheet's byte order mark too
-        records = list(_json_lines(handle) if path.suffix in (".jsonl", ".ndjson") else _csv_rows(handle))
-    entries, problems = [], []
-    for line, fields in records:
-        if isinstance(fields, str):
-            problems.append(f"line {line}: {fields}")
+def check_catalog_file(path: Path) -> int:
+    """How many entries the file holds; CatalogFileError names each line that is none (or the file, if not text)."""
+    count, problems, kept = 0, 0, []
+    for line, found in _records(path):
+        if isinstance(found, CatalogEntry):
+            count += 1
             continue
-        try:
-            entries.append((line, CatalogEntry.model_validate(fields)))
-        except ValidationError as error:
-            problems += [f"line {line}: {'.'.join(map(str, e['loc'])) or 'entry'}: {e['msg']}" for e in error.errors()]
+        for problem in found:
+            problems += 1
+            if len(kept) < KEPT_PROBLEMS:
+                kept.append(f"line {line}: {problem}" if line else problem)
     if problems:
-        raise CatalogFileError(problems)
-    return entries
+        raise CatalogFileError(kept, problems)
+    return count
 
 
-def send_catalog(entries: Sequence[tuple[int, CatalogEntry]], api: str, key: str, *, batch: int = MAX_CATALOG_ENTRIES,
+def catalog_entries(path: Path) -> Iterator[tuple[int, CatalogEntry]]:
+    """The entries of a checked file (check_catalog_file) with their line numbers, read as they are taken."""
+    for line, found in _records(path):
+        if not isinstance(found, CatalogEntry):
+            raise CatalogFileError([f"line {line}: {problem}" if line else problem for problem in found], len(found))
+        yield line, found
+
+
+def send_catalog(entries: Iterable[tuple[int, CatalogEntry]], api: str, key: str, *,
+                 batch: int = MAX_CATALOG_ENTRIES, stamp: datetime | None = None,
                  sleep: Callable[[float], None] = time.sleep,
                  progress: Callable[[int], None] = lambda sent: None) -> CatalogSent:
-    """POST the entries to `api`/items, `batch` a request in the file's order; a request the API answers "not now"
-    (TRY_AGAIN) is sent again, up to TRIES times. Any other refusal raises RuntimeError with the API's answer."""
+    """POST the entries to `api`/items, `batch` a request in the file's order, each without an updated_at stamped
+    `stamp` (default: now), so that a request sent again changes nothing. A request the API answers "not now"
+    (TRY_AGAIN), or that does not reach it, is sent again up to TRIES times; one refused otherwise ends the load
+    (CatalogSent.refused)."""
     if not 1 <= batch <= MAX_CATALOG_ENTRIES:
         raise ValueError(f"batch: from 1 to {MAX_CATALOG_ENTRIES} entries a request")
-    sent = CatalogSent()
-    for start in range(0, len(entries), batch):
-        page = entries[start:start + batch]
-        body = json.dumps({"items": [entry.model_dump(mode="json", exclude_none=True) for _, entry in page]})
-        answer = _post(f"{api.rstrip('/')}/items", body.encode(), key, sleep)
-        sent.requests += 1
-        sent.written += int(answer["written"])
-        sent.stale += [{"line": page[stale["index"]][0], "item_id": stale["item_id"], "fields": stale["fields"]}
-                       for stale in answer["stale"]]
-        progress(start + len(page))
-    return sent
+    stamped = (stamp or datetime.now(UTC)).isoformat()
+    url = f"{api.rstrip('/')}/items"
+    outcome = CatalogSent()
+    entries = iter(entries)
+    while page := list(islice(entries, batch)):
+        body = json.dumps({"items": [{"updated_at": stamped} | entry.model_dump(mode="json", exclude_none=True)
+                                     for _, entry in page]}).encode()
+        outcome.requests += 1
+        try:
+            answer = _post(url, body, key, sleep)
+        except _Refused as refused:
+            outcome.refused = {"answer": str(refused), "first_line": page[0][0], "last_line": page[-1][0]}
+            return outcome
+        outcome.sent += len(page)
+        outcome.written += answer["written"]
+        outcome.stale += [{"line": page[stale["index"]][0], "item_id": stale["item_id"], "fields": stale["fields"]}
+                          for stale in answer["stale"]]
+        progress(outcome.sent)
+    return outcome
 
 
 # -- helpers --------------------------------------------------------------------------------------------------------
 
 
+class _Refused(Exception):
+    """The API refused a request for good, or never answered it, or answered something that is not its answer."""
+
+
 def _load(args: argparse.Namespace) -> int:
+    started = datetime.now(UTC)
     try:
-        entries = read_catalog_file(args.path)
+        count = check_catalog_file(args.path)
     except CatalogFileError as error:
         say(f"tailor: {args.path}: {error}; nothing was sent:")
-        for problem in error.problems[:SHOWN_PROBLEMS]:
+        for problem in error.problems[:SHOWN]:
             say(f"  {problem}")
-        if len(error.problems) > SHOWN_PROBLEMS:
-            say(f"  ... and {len(error.problems) - SHOWN_PROBLEMS} more")
+        if error.count > SHOWN:
+            say(f"  ... and {error.count - SHOWN} more")
         return 2
-    if args.batch > MAX_CATALOG_ENTRIES:
-        say(f"tailor: --batch: at most {MAX_CATALOG_ENTRIES} entries a request")
-        return 2
-    api, key = args.api, args.api_key or os.environ.get(API_KEY_VARIABLE)
-    if api is None:
-        handle = running(args)
-        api, key = handle.api_url, key or handle.api_key
+    api, key = _api_and_key(args, os.environ)
     if not key:
-        say(f"tailor: the API's key: --api-key or ${API_KEY_VARIABLE}")
+        say(f"tailor: the key of {api}: --api-key or ${API_KEY_VARIABLE}")
         return 2
-    say(f"Sending {len(entries):,} catalog entries to {api}/items, {args.batch} a request ...")
-    with tqdm(total=len(entries), unit="entry", disable=None) as bar:
-        try:
-            sent = send_catalog(entries, api, key, batch=args.batch, progress=lambda n: bar.update(n - bar.n))
-        except RuntimeError as refused:  # the entries before the refused request stay written
-            say(f"tailor: {refused}")
-            return 1
-    report = {"entries": len(entries), "requests": sent.requests, "written": sent.written, "stale": sent.stale}
-    print(json.dumps({k: v for k, v in report.items() if k != "stale"} | {"stale": len(sent.stale)}))
-    for stale in sent.stale[:SHOWN_PROBLEMS]:
-        say(f"  line {stale['line']}: {stale['item_id']}: {', '.join(stale['fields'])} left as they were (updated later)")
+    say(f"Sending {count:,} catalog entries to {api.rstrip('/')}/items, {args.batch} a request ...")
+    with tqdm(total=count, unit="entry", disable=None) as bar:
+        sent = send_catalog(catalog_entries(args.path), api, key, batch=args.batch, stamp=started,
+                            progress=lambda n: bar.update(n - bar.n))
+    report = {"entries": count, "requests": sent.requests, "sent": sent.sent, "written": sent.written,
+              "stale": sent.stale, "refused": sent.refused}
+    print(json.dumps(report | {"stale": len(sent.stale)}))
+    for stale in sent.stale[:SHOWN]:
+        say(f"  line {stale['line']}: {stale['item_id']}: {', '.join(stale['fields'])} left as they were (updated "
+            "later)")
+    if len(sent.stale) > SHOWN:
+        say(f"  ... and {len(sent.stale) - SHOWN} more stale lines" + (f" (in {args.json})" if args.json else ""))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
+    if sent.refused:
+        say(f"tailor: the request of lines {sent.refused['first_line']} to {sent.refused['last_line']} was refused: "
+            f"{sent.refused['answer']}; the {sent.sent:,} entries before it were sent, the rest were not")
+        return 1
     return 0
 
 
+def _api_and_key(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[str, str | None]:
+    """--api with --api-key or the environment's key; without --api, the running local stack's API and key (a
+    deployed API's key in the environment is not sent to it)."""
+    if args.api:
+        return args.api, args.api_key or environ.get(API_KEY_VARIABLE)
+    handle = running(args)
+    return handle.api_url, args.api_key or handle.api_key
+
+
+def _records(path: Path) -> Iterator[tuple[int, CatalogEntry | list[str]]]:
+    """Each entry of the file with its (first) line, or what is wrong with that line (line 0: with the file)."""
+    with path.open(newline="", encoding="utf-8-sig") as handle:  # a spreadsheet's byte order mark too
+        rows = _json_lines(handle) if path.suffix.lower() in JSON_LINES_SUFFIXES else _csv_rows(handle)
+        try:
+            for line, fields in rows:
+                if isinstance(fields, str):
+                    yield line, [fields]
+                    continue
+                try:
+                    yield line, CatalogEntry.model_validate(fields)
+                except ValidationError as error:
+                    yield line, [f"{'.'.join(map(str, e['loc'])) or 'entry'}: {e['msg']}" for e in error.errors()]
+        except UnicodeDecodeError as error:
+            yield 0, [f"the file is not UTF-8 text ({error.reason} at byte {error.start} of a read)"]
+
+
 def _csv_rows(handle: Any) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    """Each data row's fields, typed as CatalogEntry takes them; an empty cell is a field not given."""
-    reader = csv.DictReader(handle)
-    header = reader.fieldnames or []
+    """Each data row's fields, typed as CatalogEntry takes them, with the row's first line; an empty cell is a field
+    not given."""
+    reader = csv.reader(handle)
+    header = [name.strip() for name in next(reader, [])]
+    first_row = reader.line_num + 1
     if "item_id" not in header:
-        yield 1, f"the header names no item_id column (found: {', '.join(header) or 'nothing'})"
+        hint = "; a JSON lines file ends in .jsonl" if header[:1] and header[0].startswith("{") else ""
+        yield 1, f"the header names no item_id column (found: {', '.join(map(repr, header)) or 'nothing'}){hint}"
         return
-    if unknown := [name for name in header if name not in COLUMNS]:
-        yield 1, f"unknown column(s) {', '.join(unknown)}; the columns are {', '.join(COLUMNS)}"
+    unknown = [name for name in header if name not in COLUMNS]
+    twice = sorted({name for name in header if header.count(name) > 1})
+    if unknown or twice:
+        yield 1, "; ".join([*([f"unknown column(s) {', '.join(map(repr, unknown))}; the columns are "
+                               f"{', '.join(COLUMNS)}"] if unknown else []),
+                            *([f"column(s) named twice: {', '.join(twice)}"] if twice else [])])
         return
-    for row in reader:
-        line = reader.line_num
-        if None in row:
-            yield line, "more cells than the header has columns"
+    for cells in reader:
+        line, first_row = first_row, reader.line_num + 1
+        if not cells:  # a blank line
+            continue
+        if len(cells) != len(header):
+            yield line, f"{len(cells)} cells where the header has {len(header)} columns"
             continue
         try:
-            yield line, {name: _typed(name, value) for name, value in row.items() if value not in (None, "")}
+            yield line, {name: _typed(name, value) for name, value in zip(header, cells) if value != ""}
         except ValueError as error:
             yield line, str(error)
 
 
 def _typed(name: str, text: str) -> Any:
-    """A CSV cell as the entry's field takes it: price a number, available true or false, the rest text."""
+    """A CSV cell as the entry's field takes it: price a decimal number, available true or false, the rest text."""
     if name == "price":
-        try:
-            return float(text)
-        except ValueError:
-            raise ValueError(f"price: {text!r} is not a number") from None
+        if not re.fullmatch(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*", text):
+            raise ValueError(f"price: {text!r} is not a number")
+        return float(text)
     if name == "available":
         flag = text.strip().lower()
         if flag not in ("true", "false"):
@@ -187,14 +254,15 @@ def _json_lines(handle: Any) -> Iterator[tuple[int, dict[str, Any] | str]]:
             continue
         try:
             fields = json.loads(text)
-        except json.JSONDecodeError as error:
-            yield line, f"not JSON ({error.msg})"
+        except ValueError as error:  # JSONDecodeError, and numbers past int's digit limit
+            yield line, f"not JSON ({getattr(error, 'msg', error)})"
             continue
         yield line, fields if isinstance(fields, dict) else "not a JSON object"
 
 
 def _post(url: str, body: bytes, key: str, sleep: Callable[[float], None]) -> dict[str, Any]:
-    """The API's JSON answer to one request, sent again while it answers TRY_AGAIN or cannot be reached."""
+    """The API's answer to one request ({"written": n, "stale": [...]}), sent again while it answers TRY_AGAIN or
+    cannot be reached; _Refused otherwise."""
     attempt = 0
     while True:
         attempt += 1
@@ -202,22 +270,42 @@ def _post(url: str, body: bytes, key: str, sleep: Callable[[float], None]) -> di
             "content-type": "application/json", "x-api-key": key})
         try:
             with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_SECONDS) as response:
-                return json.loads(response.read())
+                text = response.read()
         except urllib.error.HTTPError as error:
-            text = error.read().decode(errors="replace")
+            answer = error.read().decode(errors="replace")
             if error.code not in TRY_AGAIN or attempt == TRIES:
-                raise RuntimeError(f"POST {url}: HTTP {error.code}: {text[:500]}") from None
+                raise _Refused(f"HTTP {error.code}: {answer[:500]}") from None
             sleep(_wait(error.headers.get("Retry-After"), attempt))
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+            continue
+        except (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError) as error:
             if attempt == TRIES:
-                raise RuntimeError(f"POST {url}: {getattr(error, 'reason', error)}") from None
+                raise _Refused(f"no answer after {TRIES} tries: {getattr(error, 'reason', error)}") from None
             sleep(_wait(None, attempt))
+            continue
+        try:
+            answer = json.loads(text)
+            return {"written": int(answer["written"]), "stale": list(answer["stale"])}
+        except (ValueError, KeyError, TypeError):
+            raise _Refused(f"not POST /items' answer (is {url} the API?): {text[:200]!r}") from None
 
 
 def _wait(retry_after: str | None, attempt: int) -> float:
-    """The API's Retry-After in seconds where it gives one, else a doubling backoff; never above MAX_WAIT_SECONDS."""
+    """The API's Retry-After in seconds where it gives one, else a doubling wait; never above MAX_WAIT_SECONDS."""
     try:
-        wait = float(retry_after) if retry_after is not None else 2.0 ** (attempt - 1)
+        wait = float(retry_after) if retry_after is not None else math.nan
     except ValueError:
+        wait = math.nan
+    if not math.isfinite(wait):
         wait = 2.0 ** (attempt - 1)
     return min(max(wait, 0.0), MAX_WAIT_SECONDS)
+
+
+def _batch_size(text: str) -> int:
+    """An argparse type: 1 to MAX_CATALOG_ENTRIES entries a request."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= MAX_CATALOG_ENTRIES:
+        raise argparse.ArgumentTypeError(f"{value}: from 1 to {MAX_CATALOG_ENTRIES} entries a request")
+    return value

@@ -142,7 +142,8 @@ def test_tailor_local_up_replays_stays_up_and_stops_on_ctrl_c(tmp_path):
         loaded = subprocess.run([*tailor, "catalog", "load", str(listing)], capture_output=True, text=True,
                                 timeout=120)
         assert loaded.returncode == 0, loaded.stderr
-        assert json.loads(loaded.stdout) == {"entries": 1, "requests": 1, "written": 1, "stale": 0}
+        assert json.loads(loaded.stdout) == {"entries": 1, "requests": 1, "sent": 1, "written": 1, "stale": 0,
+                                             "refused": None}
         item = subprocess.run([*tailor, "state", "item", "new-lamp"], capture_output=True, text=True, timeout=60)
         assert item.returncode == 0 and '"Brass lamp"' in item.stdout, item
     finally:
