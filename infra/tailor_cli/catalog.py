@@ -29,7 +29,7 @@ from .common import running, say
 
 __all__ = ["CatalogFileError", "CatalogSent", "add_parser", "catalog_entries", "check_catalog_file", "send_catalog"]
 
-COLUMNS = ("item_id", *CATALOG_FIELDS, "updated_at")
+COLUMNS = ("item_id", *CATALOG_FIELDS, "clear", "updated_at")
 JSON_LINES_SUFFIXES = (".jsonl", ".ndjson")
 API_KEY_VARIABLE = "TAILOR_API_KEY"
 # Answers that say "not now": the request is sent again after the API's Retry-After, or a doubling wait.
@@ -69,7 +69,8 @@ def add_parser(commands: Any) -> None:
     load = verbs.add_parser("load", help="send a catalog file to POST /items", description=(
         "A file ending in .jsonl or .ndjson holds JSON lines of catalog entries; any other is CSV with a header "
         f"naming some of {', '.join(COLUMNS)} (an empty cell leaves the field as it is; available is true or "
-        "false). An entry without updated_at is sent with the time the load started."))
+        "false; clear names the fields to hand back to item events, apart by spaces). An entry without updated_at is "
+        "sent with the time the load started."))
     load.add_argument("path", type=Path)
     load.add_argument("--api", help="the API's base URL, e.g. the stack's ApiUrl output (default: the running local "
                                     "stack's API, with its key)")
@@ -119,7 +120,7 @@ def send_catalog(entries: Iterable[tuple[int, CatalogEntry]], api: str, key: str
     outcome = CatalogSent()
     entries = iter(entries)
     while page := list(islice(entries, batch)):
-        body = json.dumps({"items": [{"updated_at": stamped} | entry.model_dump(mode="json", exclude_none=True)
+        body = json.dumps({"items": [{"updated_at": stamped} | entry.model_dump(mode="json", exclude_defaults=True)
                                      for _, entry in page]}).encode()
         outcome.requests += 1
         try:
@@ -235,11 +236,14 @@ def _csv_rows(handle: Any) -> Iterator[tuple[int, dict[str, Any] | str]]:
 
 
 def _typed(name: str, text: str) -> Any:
-    """A CSV cell as the entry's field takes it: price a decimal number, available true or false, the rest text."""
+    """A CSV cell as the entry's field takes it: price a decimal number, available true or false, clear the names of
+    fields apart by spaces, the rest text."""
     if name == "price":
         if not re.fullmatch(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*", text):
             raise ValueError(f"price: {text!r} is not a number")
         return float(text)
+    if name == "clear":
+        return text.split()
     if name == "available":
         flag = text.strip().lower()
         if flag not in ("true", "false"):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from tailor.catalog import CatalogEntry, catalog_attributes, catalog_view, load_catalog, read_catalog
+from tailor.catalog import CatalogEntry, catalog_attributes, catalog_view, field_sources, load_catalog, read_catalog
 from tailor.embeddings import ItemVectors
 from tailor.ingest.service import Ingestor
 from tailor.models import default_model
@@ -83,6 +83,30 @@ def test_each_field_keeps_its_latest_update_whatever_order_entries_arrive_in():
                                                                   "price": RECEIVED}
 
 
+def test_a_cleared_field_goes_back_to_what_events_say_and_an_older_entry_cannot_set_it_again():
+    store = MemoryStateStore()
+    store.add("items", "i-1", {"views": 3}, {"category": "shoes", "price": 50.0, "available": True},
+              watermark="w:a", first="1", last="1")
+    load_catalog(store, [entry(item_id="i-1", price=45.0, available=False, updated_at="2026-11-02T10:00:00Z")],
+                 received_at=NOW)
+    cleared = load_catalog(store, [entry(item_id="i-1", clear=["price", "available", "brand"],
+                                         updated_at="2026-11-02T11:00:00Z")], received_at=NOW)
+    assert (cleared.written, cleared.stale) == (1, [])
+    row = store.read("items", ["i-1"])["i-1"]
+    assert row["catalog"] == {} and (seen(store, "i-1")["price"], seen(store, "i-1")["available"]) == (50.0, True)
+    assert field_sources(row)["price"] == {"value": 50.0, "source": "events"}
+    assert "i-1" not in read_catalog(store).listed  # nothing of it is the catalog's now
+    # An entry updated before the clear neither sets the field again nor clears one set since.
+    older = load_catalog(store, [entry(item_id="i-1", price=40.0, updated_at="2026-11-02T10:30:00Z")],
+                         received_at=NOW)
+    assert (older.written, older.stale, seen(store, "i-1")["price"]) == (0, [(0, "i-1", ["price"])], 50.0)
+    load_catalog(store, [entry(item_id="i-1", brand="acme", updated_at="2026-11-02T12:00:00Z")], received_at=NOW)
+    stale_clear = load_catalog(store, [entry(item_id="i-1", clear=["brand"], updated_at="2026-11-02T11:30:00Z")],
+                               received_at=NOW)
+    assert (stale_clear.written, stale_clear.stale, seen(store, "i-1")["brand"]) == (0, [(0, "i-1", ["brand"])],
+                                                                                    "acme")
+
+
 class RacingLoad(MemoryStateStore):
     """A store where another load sets the brand of an item between this load's read and its write."""
 
@@ -118,6 +142,10 @@ def test_two_loads_of_one_item_at_once_both_land():
     ({"item_id": "i-1", "price": 1, "updated_at": datetime.fromtimestamp(time.time() + 3600, UTC).isoformat()},
      ("updated_at",)),
     ({"item_id": "i-1", "price": 1, "stock": 4}, ("stock",)),
+    ({"item_id": "i-1", "clear": ["colour"]}, ("clear", 0)),
+    ({"item_id": "i-1", "clear": "price"}, ("clear",)),
+    ({"item_id": "i-1", "price": 1, "clear": ["price"]}, ()),
+    ({"item_id": "i-1", "clear": []}, ()),
 ])
 def test_an_entry_that_cannot_be_meant_is_refused_naming_its_field(fields, where):
     with pytest.raises(ValidationError) as refused:

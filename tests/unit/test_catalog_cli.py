@@ -69,20 +69,20 @@ def entries_of(path) -> list:
 
 def test_a_csv_is_read_typed_with_empty_cells_left_out(tmp_path):
     path = tmp_path / "catalog.csv"
-    path.write_text("\ufeffitem_id, name,category,price,available,updated_at\r\n"  # a spreadsheet's BOM and CRLF
-                    "i-1,Red lamp,lamps,19.90,true,2026-11-02T10:00:00Z\r\n"
-                    "i-2,,,,FALSE,\r\n\r\n"
-                    'i-3,"Lamp, brass",lamps,5,,\r\n'
-                    "i-4,,,1e2,,\r\n", encoding="utf-8")
+    path.write_text("\ufeffitem_id, name,category,price,available,updated_at,clear\r\n"  # a spreadsheet's BOM, CRLF
+                    "i-1,Red lamp,lamps,19.90,true,2026-11-02T10:00:00Z,\r\n"
+                    "i-2,,,,FALSE,,\r\n\r\n"
+                    'i-3,"Lamp, brass",lamps,5,,,\r\n'
+                    "i-4,,,1e2,,,brand  name\r\n", encoding="utf-8")
     assert check_catalog_file(path) == 4
     entries = entries_of(path)
     assert [line for line, _ in entries] == [2, 3, 5, 6]
-    assert [entry.model_dump(mode="json", exclude_none=True) for _, entry in entries] == [
+    assert [entry.model_dump(mode="json", exclude_defaults=True) for _, entry in entries] == [
         {"item_id": "i-1", "name": "Red lamp", "category": "lamps", "price": 19.9, "available": True,
          "updated_at": "2026-11-02T10:00:00Z"},
         {"item_id": "i-2", "available": False},
         {"item_id": "i-3", "name": "Lamp, brass", "category": "lamps", "price": 5.0},
-        {"item_id": "i-4", "price": 100.0}]
+        {"item_id": "i-4", "price": 100.0, "clear": ["brand", "name"]}]
 
 
 @pytest.mark.parametrize(("text", "problems"), [
@@ -91,13 +91,13 @@ def test_a_csv_is_read_typed_with_empty_cells_left_out(tmp_path):
                             "lines file ends in .jsonl"]),
     ("", ["line 1: the header names no item_id column (found: nothing)"]),
     ("item_id,colour\na,red\n", ["line 1: unknown column(s) 'colour'; the columns are item_id, category, brand, "
-                                 "price, name, available, updated_at"]),
+                                 "price, name, available, clear, updated_at"]),
     ("item_id,price,price\na,1,2\n", ["line 1: column(s) named twice: price"]),
     ("item_id,price,available\na,12 EUR,\nb,,perhaps\nc,-1,\nd,,\ne,1,true,extra\nf,1\ng,1_000,\n,1,\n"
      '"h\ni",1,\nj,2,\n',
      ["line 2: price: '12 EUR' is not a number", "line 3: available: 'perhaps' is neither true nor false",
       "line 4: price: Input should be greater than or equal to 0",
-      "line 5: entry: sets none of category, brand, price, name, available",
+      "line 5: entry: sets none of category, brand, price, name, available, and clears none",
       "line 6: 4 cells where the header has 3 columns", "line 7: 2 cells where the header has 3 columns",
       "line 8: price: '1_000' is not a number", "line 9: item_id: Field required",
       "line 10: item_id: String should match pattern '^[^\\x00-\\x1f\\x7f-\\x9f]*$'"]),  # a record's first line

@@ -232,6 +232,11 @@ def test_an_item_is_shown_as_served_with_where_each_field_comes_from(api):
                                         "updated_at": "2026-11-03T08:00:00.000000Z"}
     assert {k: v for k, v in listed["fields"].items() if k != "name"} == {
         k: v for k, v in met["fields"].items() if k != "name"}
+    # Cleared, the name is the events' again (or none, where they never said one).
+    status, body = api.invoke_file("api-post-items.json", body={"items": [
+        {"item_id": item, "clear": ["name"], "updated_at": "2026-11-03T09:00:00Z"}]})
+    assert (status, body) == (200, {"written": 1, "stale": []})
+    assert api.invoke_file("api-get-item.json", path_parameters={"item_id": item})[1]["fields"] == met["fields"]
     status, new = api.invoke_file("api-get-item.json", path_parameters={"item_id": "i-960"})
     assert status == 200, new
     assert {k: v["value"] for k, v in new["fields"].items()} == {"category": "lamps", "available": False}

@@ -4,7 +4,7 @@ Item events carry catalog fields too (tailor.ingest.derive), as the shopper's pa
 from the shop's own records, so a new item has its category, brand, price and name for filters and for the item
 vectors' metadata, and an item that sold out leaves feeds without waiting for a shopper's event. A field the catalog
 has set is the catalog's: events no longer change what readers see of it (`catalog_view`), so a page cached before the
-item sold out cannot put it back. Each field keeps when it was last updated (`updated_at`, else when its entry was
+item sold out cannot put it back, until an entry clears it and hands it back to events. Each field keeps when it was last updated (`updated_at`, else when its entry was
 received), and an entry never replaces a field updated later, so a late request cannot bring back an old price or
 stock level.
 """
@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -25,10 +25,12 @@ from pydantic_core import PydanticCustomError
 from tailor.events import ID_PATTERN, MAX_CLOCK_SKEW_SECONDS, MAX_PRICE, Id, plausible_date
 from tailor.store.port import Conflict, StateStore, every_row
 
-__all__ = ["CATALOG_FIELDS", "MAX_CATALOG_ENTRIES", "CatalogBusy", "CatalogEntry", "CatalogLoad", "CatalogSnapshot",
+__all__ = ["CATALOG_FIELDS", "MAX_CATALOG_ENTRIES", "CatalogBusy", "CatalogEntry", "CatalogField", "CatalogLoad",
+           "CatalogSnapshot",
            "catalog_attributes", "catalog_view", "field_sources", "load_catalog", "read_catalog", "served_fields"]
 
 CATALOG_FIELDS = ("category", "brand", "price", "name", "available")
+CatalogField = Literal["category", "brand", "price", "name", "available"]
 # An item row's catalog fields as entries set them, when each was updated, and the token a load swaps.
 CATALOG, CATALOG_AT, CATALOG_WATERMARK = "catalog", "catalog_at", "catalog_wm"
 MAX_CATALOG_ENTRIES = 500  # entries in one request: a page of a catalog feed
@@ -37,11 +39,13 @@ MAX_NAME_LENGTH = 512
 WRITERS = 8
 # Two loads of one item at the same moment: the one that finds the row changed reads it again and merges once more.
 WRITE_TRIES = 5
+_CLEARED = object()  # a field an entry clears, among those it sets
 
 
 class CatalogEntry(BaseModel):
-    """One item's catalog fields; those left out stay as they were. Numbers and flags must be JSON numbers and
-    booleans: a feed that sends "12.5" or "off" is refused, not guessed at."""
+    """One item's catalog fields, and those it hands back to item events (`clear`); those left out stay as they were.
+    Numbers and flags must be JSON numbers and booleans: a feed that sends "12.5" or "off" is refused, not guessed
+    at."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
 
@@ -54,6 +58,9 @@ class CatalogEntry(BaseModel):
         None, description="the item's title: its words join its metadata for the item vectors")
     available: StrictBool | None = Field(None, description="false: left out of feeds, search results and related "
                                                            "items")
+    clear: tuple[CatalogField, ...] = Field(
+        (), max_length=len(CATALOG_FIELDS), description="fields the catalog no longer sets, handed back to what item "
+                                                        "events say (until an entry updated later sets them)")
     updated_at: AwareDatetime | None = Field(
         None, description="when the shop's records last changed these fields (default: when the entry is received); "
                           "a field is never set back to a value updated earlier. Send it, and a retried request is "
@@ -72,8 +79,11 @@ class CatalogEntry(BaseModel):
 
     @model_validator(mode="after")
     def _says_something(self) -> CatalogEntry:
-        if not self.fields():
-            raise PydanticCustomError("empty_entry", "sets none of {fields}", {"fields": ", ".join(CATALOG_FIELDS)})
+        if not self.fields() and not self.clear:
+            raise PydanticCustomError("empty_entry", "sets none of {fields}, and clears none",
+                                      {"fields": ", ".join(CATALOG_FIELDS)})
+        if both := [name for name in self.clear if name in self.fields()]:
+            raise PydanticCustomError("set_and_cleared", "{fields} both set and cleared", {"fields": ", ".join(both)})
         return self
 
     def fields(self) -> dict[str, Any]:
@@ -88,16 +98,16 @@ class CatalogBusy(Exception):
 
 @dataclass
 class CatalogLoad:
-    """What a load did: how many entries set at least one field, and each entry with fields left as they were
-    because the row holds them updated later (index in the request, item, those fields)."""
+    """What a load did: how many entries set or cleared at least one field, and each entry with fields left as they
+    were because the row holds them updated later (index in the request, item, those fields)."""
 
     written: int = 0
     stale: list[tuple[int, str, list[str]]] = field(default_factory=list)
 
 
 def load_catalog(store: StateStore, entries: Sequence[CatalogEntry], *, received_at: float) -> CatalogLoad:
-    """Set each entry's fields in its item's row (made if new), each field unless the row holds it updated later.
-    Entries of one item apply in the order of their update, then of the request."""
+    """Set or clear each entry's fields in its item's row (made if new), each field unless the row holds it updated
+    later. Entries of one item apply in the order of their update, then of the request."""
     by_item: dict[str, list[tuple[str, int, CatalogEntry]]] = {}
     for index, entry in enumerate(entries):
         moment = entry.updated_at.timestamp() if entry.updated_at is not None else received_at
@@ -110,12 +120,17 @@ def load_catalog(store: StateStore, entries: Sequence[CatalogEntry], *, received
             values, stamps = dict(row.get(CATALOG) or {}), dict(row.get(CATALOG_AT) or {})
             outcomes = []
             for at, index, entry in sorted(by_item[item], key=lambda e: e[:2]):
-                fields = entry.fields()
-                stale = [name for name in fields if stamps.get(name, "") > at]
-                for name, value in fields.items():
-                    if name not in stale:
-                        values[name], stamps[name] = value, at
-                outcomes.append((index, stale, len(stale) < len(fields)))
+                changes = {**entry.fields(), **dict.fromkeys(entry.clear, _CLEARED)}
+                stale = [name for name in changes if stamps.get(name, "") > at]
+                for name, value in changes.items():
+                    if name in stale:
+                        continue
+                    if value is _CLEARED:  # its stamp stays: an entry updated earlier cannot set it again
+                        values.pop(name, None)
+                    else:
+                        values[name] = value
+                    stamps[name] = at
+                outcomes.append((index, stale, len(stale) < len(changes)))
             if not any(written for *_, written in outcomes):
                 return outcomes
             try:
