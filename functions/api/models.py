@@ -147,7 +147,7 @@ class StaleEntry(BaseModel):
 
 
 class CatalogOut(BaseModel):
-    written: int = Field(description="entries that set at least one field")
+    written: int = Field(description="entries that set or cleared at least one field")
     stale: list[StaleEntry] = Field(description="entries with fields the row holds updated later, which stay as they "
                                                 "were")
 

@@ -15,7 +15,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ TRIES = 6
 MAX_WAIT_SECONDS = 30.0
 REQUEST_TIMEOUT_SECONDS = 60.0
 KEPT_PROBLEMS = 1000  # a file wrong throughout is not held line by line
+CLOCK_PROBE = "tailor-catalog-load"  # an item id asked for to read the API's clock (its 404 has a Date too)
 SHOWN = 20
 
 
@@ -70,7 +72,7 @@ def add_parser(commands: Any) -> None:
         "A file ending in .jsonl or .ndjson holds JSON lines of catalog entries; any other is CSV with a header "
         f"naming some of {', '.join(COLUMNS)} (an empty cell leaves the field as it is; available is true or "
         "false; clear names the fields to hand back to item events, apart by spaces). An entry without updated_at is "
-        "sent with the time the load started."))
+        "stamped with the API's time when the load started, plus its line in microseconds."))
     load.add_argument("path", type=Path)
     load.add_argument("--api", help="the API's base URL, e.g. the stack's ApiUrl output (default: the running local "
                                     "stack's API, with its key)")
@@ -110,18 +112,19 @@ def send_catalog(entries: Iterable[tuple[int, CatalogEntry]], api: str, key: str
                  sleep: Callable[[float], None] = time.sleep,
                  progress: Callable[[int], None] = lambda sent: None) -> CatalogSent:
     """POST the entries to `api`/items, `batch` a request in the file's order, each without an updated_at stamped
-    `stamp` (default: now), so that a request sent again changes nothing. A request the API answers "not now"
-    (TRY_AGAIN), or that does not reach it, is sent again up to TRIES times; one refused otherwise ends the load
-    (CatalogSent.refused)."""
+    `stamp` (default: now) plus its line in microseconds, so that a request sent again changes nothing and a later
+    line of one item wins over an earlier one. A request the API answers "not now" (TRY_AGAIN), or that does not reach
+    it, is sent again up to TRIES times; one refused otherwise ends the load (CatalogSent.refused)."""
     if not 1 <= batch <= MAX_CATALOG_ENTRIES:
         raise ValueError(f"batch: from 1 to {MAX_CATALOG_ENTRIES} entries a request")
-    stamped = (stamp or datetime.now(UTC)).isoformat()
+    stamp = stamp or datetime.now(UTC)
     url = f"{api.rstrip('/')}/items"
     outcome = CatalogSent()
     entries = iter(entries)
     while page := list(islice(entries, batch)):
-        body = json.dumps({"items": [{"updated_at": stamped} | entry.model_dump(mode="json", exclude_defaults=True)
-                                     for _, entry in page]}).encode()
+        body = json.dumps({"items": [{"updated_at": (stamp + timedelta(microseconds=line)).isoformat()}
+                                     | entry.model_dump(mode="json", exclude_defaults=True)
+                                     for line, entry in page]}).encode()
         outcome.requests += 1
         try:
             answer = _post(url, body, key, sleep)
@@ -158,6 +161,11 @@ def _load(args: argparse.Namespace) -> int:
     if not key:
         say(f"tailor: the key of {api}: --api-key or ${API_KEY_VARIABLE}")
         return 2
+    try:
+        started = _api_clock(api, key) or started
+    except _Refused as refused:
+        say(f"tailor: {api}: {refused}; nothing was sent")
+        return 1
     say(f"Sending {count:,} catalog entries to {api.rstrip('/')}/items, {args.batch} a request ...")
     with tqdm(total=count, unit="entry", disable=None) as bar:
         sent = send_catalog(catalog_entries(args.path), api, key, batch=args.batch, stamp=started,
@@ -177,6 +185,26 @@ def _load(args: argparse.Namespace) -> int:
             f"{sent.refused['answer']}; the {sent.sent:,} entries before it were sent, the rest were not")
         return 1
     return 0
+
+
+def _api_clock(api: str, key: str) -> datetime | None:
+    """The API's time (its answer's Date) to a keyed request, so that entries are stamped by its clock, not one that
+    runs ahead of it (refused) or behind it (left stale); None if it gives no Date. _Refused if the key is refused or
+    the API cannot be reached."""
+    request = urllib.request.Request(f"{api.rstrip('/')}/items/{CLOCK_PROBE}", headers={"x-api-key": key})
+    try:
+        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_SECONDS) as response:
+            date = response.headers.get("Date")
+    except urllib.error.HTTPError as error:
+        if error.code in (401, 403):
+            raise _Refused(f"HTTP {error.code}: the key is refused") from None
+        date = error.headers.get("Date")
+    except (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError) as error:
+        raise _Refused(f"no answer: {getattr(error, 'reason', error)}") from None
+    try:
+        return parsedate_to_datetime(date).astimezone(UTC) if date else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _api_and_key(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[str, str | None]:
@@ -243,7 +271,11 @@ def _typed(name: str, text: str) -> Any:
             raise ValueError(f"price: {text!r} is not a number")
         return float(text)
     if name == "clear":
-        return text.split()
+        names = text.split()
+        if unknown := [n for n in names if n not in CATALOG_FIELDS]:
+            raise ValueError(f"clear: {', '.join(map(repr, unknown))} names no field; the fields, apart by spaces, are "
+                             f"{', '.join(CATALOG_FIELDS)}")
+        return names
     if name == "available":
         flag = text.strip().lower()
         if flag not in ("true", "false"):

@@ -107,6 +107,35 @@ def test_a_cleared_field_goes_back_to_what_events_say_and_an_older_entry_cannot_
                                                                                     "acme")
 
 
+class CountingWrites(MemoryStateStore):
+    def __init__(self):
+        super().__init__()
+        self.writes = 0
+
+    def write_state(self, *args, **kwargs):
+        self.writes += 1
+        return super().write_state(*args, **kwargs)
+
+
+def test_an_update_at_the_same_moment_wins_a_request_sent_again_writes_nothing_and_a_clear_makes_no_row():
+    store = CountingWrites()
+    at = "2026-11-02T10:00:00Z"
+    load_catalog(store, [entry(item_id="i-1", price=10.0, updated_at=at)], received_at=NOW)
+    same_moment = load_catalog(store, [entry(item_id="i-1", price=12.0, updated_at=at)], received_at=NOW)
+    assert (same_moment.written, same_moment.stale, seen(store, "i-1")["price"]) == (1, [], 12.0)
+    assert store.writes == 2
+    again = load_catalog(store, [entry(item_id="i-1", price=12.0, updated_at=at)], received_at=NOW)
+    assert (again.written, again.stale, store.writes) == (1, [], 2)  # as the row says already
+    ghost = load_catalog(store, [entry(item_id="ghost", clear=["price"])], received_at=NOW)
+    assert (ghost.written, store.writes, store.read("items", ["ghost"])) == (0, 2, {})
+    # A clear does not make an item listed later: its listing is the latest update of what the catalog sets.
+    load_catalog(store, [entry(item_id="i-1", clear=["brand"], updated_at="2026-11-02T11:00:00Z")], received_at=NOW)
+    assert read_catalog(store).listed == {"i-1": "2026-11-02T10:00:00.000000Z"}
+    # Each field once, and none the same as none.
+    assert entry(item_id="i-1", clear=["brand", "brand"]).clear == ("brand",)
+    assert entry(item_id="i-1", price=1.0, clear=None).clear == ()
+
+
 class RacingLoad(MemoryStateStore):
     """A store where another load sets the brand of an item between this load's read and its write."""
 

@@ -18,6 +18,7 @@ from tailor_cli.catalog import CatalogFileError, catalog_entries, check_catalog_
 from tailor_cli.main import main
 
 KEY = "catalog-test-key"
+API_DATE = "Mon, 02 Nov 2026 12:00:00 GMT"
 
 
 class StandInApi:
@@ -25,6 +26,7 @@ class StandInApi:
 
     def __init__(self) -> None:
         self.requests: list[dict] = []
+        self.probes: list[tuple[str, str]] = []
         self.scripted: list[tuple[int, dict, dict]] = []
         api = self
 
@@ -41,6 +43,18 @@ class StandInApi:
                 self.send_header("content-length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
+
+            def do_GET(self) -> None:  # noqa: N802 - GET /items/ID: the clock's probe, an item Tailor does not hold
+                api.probes.append((self.path, self.headers["x-api-key"]))
+                status, payload = (404, b'{"message": "no item"}') if self.headers["x-api-key"] == KEY else (
+                    403, b'{"message": "Forbidden"}')
+                self.send_response(status)
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def date_time_string(self, timestamp=None) -> str:
+                return API_DATE  # the API's clock, not the test's
 
             def log_message(self, *args) -> None:
                 pass
@@ -93,6 +107,8 @@ def test_a_csv_is_read_typed_with_empty_cells_left_out(tmp_path):
     ("item_id,colour\na,red\n", ["line 1: unknown column(s) 'colour'; the columns are item_id, category, brand, "
                                  "price, name, available, clear, updated_at"]),
     ("item_id,price,price\na,1,2\n", ["line 1: column(s) named twice: price"]),
+    ("item_id,clear\na,\"price,brand\"\n", ["line 2: clear: 'price,brand' names no field; the fields, apart by "
+                                           "spaces, are category, brand, price, name, available"]),
     ("item_id,price,available\na,12 EUR,\nb,,perhaps\nc,-1,\nd,,\ne,1,true,extra\nf,1\ng,1_000,\n,1,\n"
      '"h\ni",1,\nj,2,\n',
      ["line 2: price: '12 EUR' is not a number", "line 3: available: 'perhaps' is neither true nor false",
@@ -145,7 +161,9 @@ def test_entries_go_a_page_a_request_stamped_and_a_busy_api_is_asked_again_after
     assert [[item["item_id"] for item in r["items"]] for r in api.requests] == [
         ["i-0", "i-1"], ["i-0", "i-1"], ["i-2", "i-3"], ["i-2", "i-3"], ["i-4"]]
     assert api.requests[0]["items"] == api.requests[1]["items"]  # sent again as it was: it changes nothing
-    assert {item["updated_at"] for r in api.requests[:4] for item in r["items"]} == {"2026-11-02T12:00:00+00:00"}
+    # Each stamped by its line: a later line of one item wins over an earlier one.
+    assert [item["updated_at"] for item in api.requests[0]["items"] + api.requests[2]["items"]] == [
+        f"2026-11-02T12:00:00.00000{line}+00:00" for line in (2, 3, 4, 5)]
     assert api.requests[4]["items"][0]["updated_at"] == "2026-11-01T00:00:00Z"  # the file's own stamp
     assert {(r["path"], r["key"]) for r in api.requests} == {("/dev/items", KEY)}
     assert (sent.requests, sent.sent, sent.written, sent.refused) == (3, 5, 4, None)
@@ -181,6 +199,12 @@ def test_the_command_sends_a_checked_file_and_sends_nothing_of_a_bad_one(api, tm
     assert json.loads(capsys.readouterr().out) == {"entries": 2, "requests": 1, "sent": 2, "written": 2, "stale": 0,
                                                    "refused": None}
     assert json.loads(report.read_text())["stale"] == []
+    # Stamped by the API's clock, read from its answer to a keyed request for an item it does not hold.
+    assert api.probes == [("/dev/items/tailor-catalog-load", KEY)]
+    assert [item["updated_at"] for item in api.requests[0]["items"]] == [
+        "2026-11-02T12:00:00.000002+00:00", "2026-11-02T12:00:00.000003+00:00"]
+    assert main(["catalog", "load", str(good), "--api", api.url, "--api-key", "wrong"]) == 1
+    assert "HTTP 403: the key is refused; nothing was sent" in capsys.readouterr().err and len(api.requests) == 1
     assert main(["catalog", "load", str(bad), "--api", api.url, "--api-key", KEY]) == 2
     assert "line 3: available: 'maybe' is neither true nor false" in capsys.readouterr().err
     with pytest.raises(SystemExit):

@@ -60,11 +60,19 @@ class CatalogEntry(BaseModel):
                                                            "items")
     clear: tuple[CatalogField, ...] = Field(
         (), max_length=len(CATALOG_FIELDS), description="fields the catalog no longer sets, handed back to what item "
-                                                        "events say (until an entry updated later sets them)")
+                                                        "events say (events carry no name: a cleared name is gone) "
+                                                        "until an entry updated later sets them")
     updated_at: AwareDatetime | None = Field(
         None, description="when the shop's records last changed these fields (default: when the entry is received); "
                           "a field is never set back to a value updated earlier. Send it, and a retried request is "
                           "harmless")
+
+    @field_validator("clear", mode="before")
+    @classmethod
+    def _each_once(cls, value: Any) -> Any:
+        if value is None:
+            return ()
+        return tuple(dict.fromkeys(value)) if isinstance(value, (list, tuple)) else value
 
     @field_validator("updated_at")
     @classmethod
@@ -98,8 +106,9 @@ class CatalogBusy(Exception):
 
 @dataclass
 class CatalogLoad:
-    """What a load did: how many entries set or cleared at least one field, and each entry with fields left as they
-    were because the row holds them updated later (index in the request, item, those fields)."""
+    """What a load did: how many entries the rows now hold as they say (at least one field set or cleared), and each
+    entry with fields left as they were because the row holds them updated later (index in the request, item, those
+    fields)."""
 
     written: int = 0
     stale: list[tuple[int, str, list[str]]] = field(default_factory=list)
@@ -133,6 +142,10 @@ def load_catalog(store: StateStore, entries: Sequence[CatalogEntry], *, received
                 outcomes.append((index, stale, len(stale) < len(changes)))
             if not any(written for *_, written in outcomes):
                 return outcomes
+            if not row and not values:  # clears of an item Tailor holds nothing about: no row to make
+                return [(index, stale, False) for index, stale, _ in outcomes]
+            if values == (row.get(CATALOG) or {}) and stamps == (row.get(CATALOG_AT) or {}):
+                return outcomes  # the row says so already (a request sent again): no write
             try:
                 store.write_state("items", item, {CATALOG: values, CATALOG_AT: stamps}, watermark=CATALOG_WATERMARK,
                                   expected=row.get(CATALOG_WATERMARK), new=uuid.uuid4().hex)
@@ -189,8 +202,9 @@ def read_catalog(store: StateStore) -> CatalogSnapshot:
     for row in every_row(store, "items", ["item_id", *CATALOG_FIELDS, CATALOG, CATALOG_AT]):
         if found := served_fields(row):
             attributes[row["item_id"]] = found
-        if row.get(CATALOG):
-            listed[row["item_id"]] = max((row.get(CATALOG_AT) or {}).values(), default="")
+        if catalog := row.get(CATALOG):
+            stamps = row.get(CATALOG_AT) or {}
+            listed[row["item_id"]] = max((stamps[name] for name in catalog if name in stamps), default="")
     return CatalogSnapshot(attributes, listed)
 
 
