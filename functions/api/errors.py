@@ -36,16 +36,13 @@ def register(app: APIGatewayRestResolver) -> None:
         """A call to DynamoDB or S3 that failed after its tries (throttled, timed out, unreachable): 503 at once, so
         the shop's page falls back to its own list rather than wait, where the invocation's error was a bare 502."""
         logger.exception("a store call failed after its tries")
-        return Response(status_code=503, content_type=content_types.APPLICATION_JSON, headers={"Retry-After": "1"},
-                        body={"statusCode": 503, "message": "Tailor's state could not be read just now; try again"})
+        return try_again("Tailor's state could not be read just now; try again")
 
     @app.exception_handler(CatalogBusy)
     def _catalog_busy(error: CatalogBusy) -> Response:
         """Other loads of the same items kept writing first: 503, for the caller to send the request again."""
         logger.warning("catalog load gave way to others", extra={"reason": str(error)})
-        return Response(status_code=503, content_type=content_types.APPLICATION_JSON, headers={"Retry-After": "1"},
-                        body={"statusCode": 503, "message": "other catalog loads of the same items were being written; "
-                                                            "send the request again"})
+        return try_again("other catalog loads of the same items were being written; send the request again")
 
     @app.exception_handler(UnicodeDecodeError)
     def _undecodable_body(error: UnicodeDecodeError) -> Response:
@@ -68,6 +65,12 @@ def json_object(text: str, *, max_depth: int) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise json.JSONDecodeError(f"{NOT_AN_OBJECT}, not {_json_type(value)}", text, 0)
     return value
+
+
+def try_again(message: str) -> Response:
+    """503 with a second's Retry-After: nothing is wrong with the request, and it may be sent again."""
+    return Response(status_code=503, content_type=content_types.APPLICATION_JSON, headers={"Retry-After": "1"},
+                    body={"statusCode": 503, "message": message})
 
 
 def unprocessable(detail: list[dict[str, Any]]) -> Response:

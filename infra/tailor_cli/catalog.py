@@ -36,6 +36,8 @@ API_KEY_VARIABLE = "TAILOR_API_KEY"
 # Answers that say "not now": the request is sent again after the API's Retry-After, or a doubling wait.
 TRY_AGAIN = frozenset({429, 500, 502, 503, 504})
 TRIES = 6
+# A request that got no answer: refused, reset, cut short or timed out on the way.
+_NOT_ANSWERED = (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError)
 MAX_WAIT_SECONDS = 30.0
 REQUEST_TIMEOUT_SECONDS = 60.0
 KEPT_PROBLEMS = 1000  # a file wrong throughout is not held line by line
@@ -93,7 +95,7 @@ def check_catalog_file(path: Path) -> int:
         for problem in found:
             problems += 1
             if len(kept) < KEPT_PROBLEMS:
-                kept.append(f"line {line}: {problem}" if line else problem)
+                kept.append(_located(line, problem))
     if problems:
         raise CatalogFileError(kept, problems)
     return count
@@ -103,7 +105,7 @@ def catalog_entries(path: Path) -> Iterator[tuple[int, CatalogEntry]]:
     """The entries of a checked file (check_catalog_file) with their line numbers, read as they are taken."""
     for line, found in _records(path):
         if not isinstance(found, CatalogEntry):
-            raise CatalogFileError([f"line {line}: {problem}" if line else problem for problem in found], len(found))
+            raise CatalogFileError([_located(line, problem) for problem in found], len(found))
         yield line, found
 
 
@@ -199,7 +201,7 @@ def _api_clock(api: str, key: str) -> datetime | None:
         if error.code in (401, 403):
             raise _Refused(f"HTTP {error.code}: the key is refused") from None
         date = error.headers.get("Date")
-    except (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError) as error:
+    except _NOT_ANSWERED as error:
         raise _Refused(f"no answer: {getattr(error, 'reason', error)}") from None
     try:
         return parsedate_to_datetime(date).astimezone(UTC) if date else None
@@ -231,6 +233,11 @@ def _records(path: Path) -> Iterator[tuple[int, CatalogEntry | list[str]]]:
                     yield line, [f"{'.'.join(map(str, e['loc'])) or 'entry'}: {e['msg']}" for e in error.errors()]
         except UnicodeDecodeError as error:
             yield 0, [f"the file is not UTF-8 text ({error.reason} at byte {error.start} of a read)"]
+
+
+def _located(line: int, problem: str) -> str:
+    """A problem with the line it is on (line 0: the file's own)."""
+    return f"line {line}: {problem}" if line else problem
 
 
 def _csv_rows(handle: Any) -> Iterator[tuple[int, dict[str, Any] | str]]:
@@ -313,7 +320,7 @@ def _post(url: str, body: bytes, key: str, sleep: Callable[[float], None]) -> di
                 raise _Refused(f"HTTP {error.code}: {answer[:500]}") from None
             sleep(_wait(error.headers.get("Retry-After"), attempt))
             continue
-        except (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError) as error:
+        except _NOT_ANSWERED as error:
             if attempt == TRIES:
                 raise _Refused(f"no answer after {TRIES} tries: {getattr(error, 'reason', error)}") from None
             sleep(_wait(None, attempt))

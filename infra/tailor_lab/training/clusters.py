@@ -109,12 +109,11 @@ def build_clusters(items: Sequence[Mapping[str, Any]], events: Iterable[Mapping[
         centroid = features[where].mean(axis=0)
         centroids[r] = centroid / (np.linalg.norm(centroid) or 1.0)
         descriptors[r] = strengths[where].mean(axis=0)
-        rated = [*(ids[i] for i in where), *placed_in[n]]
-        c = sum(clicks.get(item, 0) for item in rated)
-        s = sum(shown.get(item, 0) for item in rated)
+        held = [*(ids[i] for i in where), *placed_in[n]]
+        c = sum(clicks.get(item, 0) for item in held)
+        s = sum(shown.get(item, 0) for item in held)
         ctr[r] = (c + params.rate_prior * total_rate) / (s + params.rate_prior)
-        for i in where:
-            members[ids[i]] = cluster_ids[r]
+        members.update(dict.fromkeys(held, cluster_ids[r]))
         top[cluster_ids[r]] = tuple(ids[i] for i in sorted(where, key=lambda i: (-clicks.get(ids[i], 0),
                                                                                   -shown.get(ids[i], 0), ids[i])))[
             : params.top_items]
@@ -133,8 +132,6 @@ def build_clusters(items: Sequence[Mapping[str, Any]], events: Iterable[Mapping[
         has = engaged_weight > 0
         descriptors[has] = ((1 - params.engaged_weight) * descriptors[has]
                             + params.engaged_weight * engaged_sum[has] / engaged_weight[has, None])
-    for item, n in placed_labels.items():
-        members[item] = cluster_ids[row[n]]
     similarity = centroids @ centroids.T
     neighbours = {}
     for r, cid in enumerate(cluster_ids):

@@ -4,9 +4,9 @@ Item events carry catalog fields too (tailor.ingest.derive), as the shopper's pa
 from the shop's own records, so a new item has its category, brand, price and name for filters and for the item
 vectors' metadata, and an item that sold out leaves feeds without waiting for a shopper's event. A field the catalog
 has set is the catalog's: events no longer change what readers see of it (`catalog_view`), so a page cached before the
-item sold out cannot put it back, until an entry clears it and hands it back to events. Each field keeps when it was last updated (`updated_at`, else when its entry was
-received), and an entry never replaces a field updated later, so a late request cannot bring back an old price or
-stock level.
+item sold out cannot put it back, until an entry clears it and hands it back to events. Each field keeps when it was
+last updated (`updated_at`, else when its entry was received), and an entry never replaces a field updated later, so
+a late request cannot bring back an old price or stock level.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from tailor.events import ID_PATTERN, MAX_CLOCK_SKEW_SECONDS, MAX_PRICE, Id, pla
 from tailor.store.port import Conflict, StateStore, every_row
 
 __all__ = ["CATALOG_FIELDS", "MAX_CATALOG_ENTRIES", "CatalogBusy", "CatalogEntry", "CatalogField", "CatalogLoad",
-           "CatalogSnapshot",
-           "catalog_attributes", "catalog_view", "field_sources", "load_catalog", "read_catalog", "served_fields"]
+           "CatalogSnapshot", "catalog_attributes", "catalog_view", "field_sources", "load_catalog", "read_catalog",
+           "served_fields"]
 
 CATALOG_FIELDS = ("category", "brand", "price", "name", "available")
 CatalogField = Literal["category", "brand", "price", "name", "available"]

@@ -20,8 +20,8 @@ from tailor.associations import parse_associations
 from tailor.catalog import catalog_view
 from tailor.popularity import decayed_popularity
 
-__all__ = ["COUNT_FIELDS", "ITEM_FIELDS", "ItemRecord", "Partners", "Popularity", "QueryCounts", "RowCache", "item_record",
-           "partners", "popularity", "query_counts", "QUERY_OUTCOME_WEIGHTS"]
+__all__ = ["COUNT_FIELDS", "ITEM_FIELDS", "ItemRecord", "Partners", "Popularity", "QueryCounts", "RowCache",
+           "item_record", "partners", "popularity", "query_counts", "QUERY_OUTCOME_WEIGHTS"]
 
 # The numeric columns of an item row, in this order; missing values are NaN.
 ITEM_FIELDS: tuple[str, ...] = ("views", "clicks", "carts", "purchases", "wishlists", "impressions", "revenue",
